@@ -1,0 +1,67 @@
+"""The NNG pattern layer of nng-consensus: trio-native sockets speaking the CBOR envelope.
+
+This package is the only place that imports pynng. Each pattern is an async context
+manager (``async with Pair(listen=...) as line:``); options are in seconds; pynng
+exceptions never escape (see :mod:`patterns._errors` for the exception tree).
+"""
+
+from ._bus import Bus
+from ._errors import (
+    AddressError,
+    AddressInUse,
+    Closed,
+    ConnectionRefused,
+    ConsensusError,
+    EncodeError,
+    MalformedMessage,
+    MessageError,
+    MessageTooLarge,
+    Timeout,
+    TLSError,
+    TransportError,
+    WouldBlock,
+)
+from ._nng import TLSConfig, TLSMode
+from ._pair import Pair
+from ._peers import Peer
+from ._pipeline import Pull, Push
+from ._socket import BaseSocket
+from ._stats import SocketStatistics
+from ._survey import IncomingSurvey, Respondent, SurveyReplies, Surveyor
+from ._wire import DEFAULT_MAX_MESSAGE_SIZE, VERSION, Envelope, decode, decode_body, encode, encode_body
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "VERSION",
+    "AddressError",
+    "AddressInUse",
+    "BaseSocket",
+    "Bus",
+    "Closed",
+    "ConnectionRefused",
+    "ConsensusError",
+    "EncodeError",
+    "Envelope",
+    "IncomingSurvey",
+    "MalformedMessage",
+    "MessageError",
+    "MessageTooLarge",
+    "Pair",
+    "Peer",
+    "Pull",
+    "Push",
+    "Respondent",
+    "SocketStatistics",
+    "SurveyReplies",
+    "Surveyor",
+    "TLSConfig",
+    "TLSError",
+    "TLSMode",
+    "Timeout",
+    "TransportError",
+    "WouldBlock",
+    "decode",
+    "decode_body",
+    "encode",
+    "encode_body",
+]

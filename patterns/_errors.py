@@ -1,0 +1,111 @@
+"""The one exception tree of nng-consensus, shared by ``patterns`` and ``consensus``.
+
+Everything this toolkit raises on purpose derives from :class:`ConsensusError`;
+pynng's exceptions never escape (they are translated where pynng is called, with
+``raise ... from`` so the original stays in ``__cause__``)::
+
+    ConsensusError                  root: catch this to catch everything of ours
+    ├── Closed                      the socket (or room, line, ...) is closed, or was closed
+    │                               while a task waited on it
+    ├── WouldBlock                  a ``*_nowait`` call could not complete at once
+    ├── Timeout                     a deadline passed (also a builtin ``TimeoutError``)
+    ├── TransportError              NNG reported a failure; ``.errno`` holds NNG's code
+    │   ├── AddressError            malformed address or unsupported scheme
+    │   │   └── AddressInUse        another socket already listens there
+    │   ├── ConnectionRefused       a synchronous dial found nobody listening
+    │   └── TLSError                TLS configuration or handshake failure
+    └── MessageError                a message could not be built or read
+        ├── EncodeError             a value has no CBOR form here (also a ``TypeError``)
+        ├── MessageTooLarge         an outgoing message exceeds ``max_message_size``
+        └── MalformedMessage        bytes from a peer were rejected by the strict decoder
+                                    (also a ``ValueError``); counted in ``statistics()``
+
+Messages name the input and the state that made the call fail.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AddressError",
+    "AddressInUse",
+    "Closed",
+    "ConnectionRefused",
+    "ConsensusError",
+    "EncodeError",
+    "MalformedMessage",
+    "MessageError",
+    "MessageTooLarge",
+    "TLSError",
+    "Timeout",
+    "TransportError",
+    "WouldBlock",
+]
+
+
+class ConsensusError(Exception):
+    """Root of every exception raised by nng-consensus."""
+
+
+class Closed(ConsensusError):
+    """The object was closed before the call, or while the call was waiting."""
+
+
+class WouldBlock(ConsensusError):
+    """A ``*_nowait`` operation could not complete immediately."""
+
+
+class Timeout(ConsensusError, TimeoutError):
+    """A protocol deadline passed before the operation completed."""
+
+
+class TransportError(ConsensusError):
+    """NNG reported a failure.
+
+    ``errno`` is NNG's error number (``None`` when the failure was detected here).
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class AddressError(TransportError):
+    """The address is malformed or its transport is not supported."""
+
+
+class AddressInUse(AddressError):
+    """Another socket already listens at the address."""
+
+
+class ConnectionRefused(TransportError):
+    """A synchronous dial found nobody listening."""
+
+
+class TLSError(TransportError):
+    """TLS configuration was rejected, or a TLS handshake or peer check failed."""
+
+
+class MessageError(ConsensusError):
+    """A message could not be built or read."""
+
+
+class EncodeError(MessageError, TypeError):
+    """A value cannot be encoded as CBOR by this toolkit."""
+
+
+class MessageTooLarge(MessageError):
+    """An outgoing message is larger than the socket's ``max_message_size``."""
+
+
+class MalformedMessage(MessageError, ValueError):
+    """Bytes received from a peer were rejected by the strict decoder.
+
+    Raised for data that is not CBOR, has the wrong shape, an unknown version, or
+    exceeds the size limit. ``reason`` is a short machine-friendly tag (``"size"``,
+    ``"cbor"``, ``"shape"``, ``"version"``) and ``size`` the frame length in bytes.
+    """
+
+    def __init__(self, message: str, *, reason: str, size: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.size = size

@@ -1,0 +1,116 @@
+"""The boundary with pynng: error translation, TLS settings, and C-level option calls.
+
+Every pynng call in this package that can fail goes through :func:`translate` (or
+catches and maps itself), so no pynng exception reaches a caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+import pynng
+
+from ._errors import (
+    AddressError,
+    AddressInUse,
+    Closed,
+    ConnectionRefused,
+    ConsensusError,
+    MessageTooLarge,
+    Timeout,
+    TLSError,
+    TransportError,
+    WouldBlock,
+)
+
+__all__ = ["TLSConfig", "TLSMode", "seconds_to_ms", "set_context_survey_time", "translate"]
+
+
+def translate(exc: BaseException, *, operation: str, state: str) -> ConsensusError:
+    """Map a pynng exception to this toolkit's tree; the caller raises it ``from exc``.
+
+    ``operation`` names what was attempted (with its input, e.g. the address) and
+    ``state`` the socket it was attempted on, so the message says both.
+    """
+    detail = f"{operation} on {state}: {exc}"
+    errno = getattr(exc, "errno", None)
+    match exc:
+        case pynng.Closed():
+            return Closed(f"{operation} failed: {state} is closed")
+        case pynng.Timeout():
+            return Timeout(f"{operation} timed out on {state}")
+        case pynng.TryAgain():
+            return WouldBlock(f"{operation} would block on {state}")
+        case pynng.AddressInUse():
+            return AddressInUse(detail, errno=errno)
+        case pynng.AddressInvalid() | pynng.NotSupported() | pynng.NoEntry() | pynng.InvalidOperation():
+            return AddressError(detail, errno=errno)
+        case pynng.ConnectionRefused():
+            return ConnectionRefused(detail, errno=errno)
+        case pynng.CryptoError() | pynng.AuthenticationError():
+            return TLSError(detail, errno=errno)
+        case pynng.MessageTooLarge():
+            return MessageTooLarge(detail)
+        case _:
+            return TransportError(detail, errno=errno)
+
+
+def seconds_to_ms(seconds: float, *, what: str) -> int:
+    """Convert a duration option given in seconds to NNG's milliseconds, checking it."""
+    if seconds < 0:
+        raise ValueError(f"{what} must be >= 0 seconds, got {seconds!r}")
+    return max(1, round(seconds * 1000)) if seconds > 0 else 0
+
+
+def set_context_survey_time(context: Any, seconds: float) -> None:
+    """Set ``surveyor:survey-time`` on one context (pynng only exposes it per socket)."""
+    ms = seconds_to_ms(seconds, what="survey timeout")
+    rv = pynng.lib.nng_ctx_set_ms(context.context, b"surveyor:survey-time", ms)
+    pynng.check_err(rv)
+
+
+class TLSMode(Enum):
+    """Which side of the TLS handshake a configuration is for."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """TLS settings for ``tls+tcp://`` (and ``wss://``) addresses, passed through to NNG.
+
+    A listener needs ``mode=TLSMode.SERVER`` and ``cert_key_file`` (a PEM file holding
+    the certificate chain and its private key). A dialer uses ``mode=TLSMode.CLIENT``,
+    ``ca_file`` to verify the server, and ``server_name`` when the name to check
+    differs from the address. ``auth_mode`` defaults to ``"required"`` for clients and
+    ``"none"`` for servers (set ``"required"`` on a server for mutual TLS).
+    """
+
+    mode: TLSMode
+    cert_key_file: str | None = None
+    ca_file: str | None = None
+    server_name: str | None = None
+    auth_mode: Literal["none", "optional", "required"] | None = None
+    password: str | None = None
+
+    def to_pynng(self) -> Any:
+        """Build the pynng configuration object (raises :class:`TLSError`)."""
+        auth = self.auth_mode or ("required" if self.mode is TLSMode.CLIENT else "none")
+        try:
+            return pynng.TLSConfig(
+                pynng.TLSConfig.MODE_SERVER if self.mode is TLSMode.SERVER else pynng.TLSConfig.MODE_CLIENT,
+                server_name=self.server_name,
+                ca_files=[self.ca_file] if self.ca_file else None,
+                cert_key_file=self.cert_key_file,
+                passwd=self.password,
+                auth_mode={
+                    "none": pynng.TLSConfig.AUTH_MODE_NONE,
+                    "optional": pynng.TLSConfig.AUTH_MODE_OPTIONAL,
+                    "required": pynng.TLSConfig.AUTH_MODE_REQUIRED,
+                }[auth],
+            )
+        except pynng.NNGException as exc:
+            raise TLSError(f"TLS configuration {self!r} was rejected: {exc}", errno=exc.errno) from exc

@@ -1,0 +1,284 @@
+"""The socket lifecycle shared by every pattern: open, listen, dial, peers, close.
+
+Subclasses pick the pynng protocol (``_protocol``) and add their own I/O. The
+readiness-driven fast path (non-blocking NNG calls, then ``wait_readable`` on NNG's
+pollable descriptors) lives in :mod:`patterns._stream`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import secrets
+import weakref
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import pynng
+import trio
+
+from ._errors import Closed
+from ._nng import TLSConfig, seconds_to_ms, translate
+from ._peers import Peer, PeerSet
+from ._stats import SocketStatistics
+from ._wire import DEFAULT_MAX_MESSAGE_SIZE
+
+__all__ = ["Addresses", "BaseSocket"]
+
+log = logging.getLogger("patterns")
+
+Addresses = str | Sequence[str] | None
+
+_LIVE: weakref.WeakSet[BaseSocket] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    # Registered after pynng's own atexit hook (pynng is imported first), so it runs
+    # before nng_fini(): every socket still open is closed while NNG is alive.
+    for sock in list(_LIVE):
+        sock._close_nng()
+
+
+def _as_list(addresses: Addresses, what: str) -> list[str]:
+    if addresses is None:
+        return []
+    if isinstance(addresses, str):
+        return [addresses]
+    result = list(addresses)
+    for address in result:
+        if not isinstance(address, str):
+            raise TypeError(f"{what} addresses must be strings, got {address!r}")
+    return result
+
+
+def _describe_remote(pipe: Any) -> str:
+    try:
+        return str(pipe.remote_address)
+    except Exception:  # inproc pipes have no remote address; any failure is harmless here
+        return "?"
+
+
+class BaseSocket:
+    """Lifecycle, addresses and peer tracking common to all NNG patterns.
+
+    Use as an async context manager; it opens on entry and closes on exit.
+    Options are in seconds. ``max_message_size`` bounds every frame in both
+    directions (NNG drops a larger incoming frame and the pipe that carried it).
+    """
+
+    _protocol: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        listen: Addresses = None,
+        dial: Addresses = None,
+        name: str = "",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        reconnect_min: float = 0.05,
+        reconnect_max: float = 1.0,
+        tls: TLSConfig | None = None,
+    ) -> None:
+        if max_message_size <= 0:
+            raise ValueError(f"max_message_size must be positive, got {max_message_size!r}")
+        if reconnect_max < reconnect_min:
+            raise ValueError(f"reconnect_max ({reconnect_max}) is below reconnect_min ({reconnect_min})")
+        self.name = name
+        self.max_message_size = max_message_size
+        self._listen = _as_list(listen, "listen")
+        self._dial = _as_list(dial, "dial")
+        self._reconnect_ms = (
+            seconds_to_ms(reconnect_min, what="reconnect_min"),
+            seconds_to_ms(reconnect_max, what="reconnect_max"),
+        )
+        self._tls = tls
+        self._sock: Any = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._closed = False
+        self._bound: list[str] = []
+        self.peers_state = PeerSet()
+        self._ids = itertools.count(secrets.randbits(62))
+        self._sent = self._received = self._bytes_sent = self._bytes_received = 0
+        self._malformed = self._stray = 0
+
+    # ----------------------------------------------------------------- lifecycle
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("open" if self._sock is not None else "not opened")
+        where = ", ".join(self._bound + [f"dial {a}" for a in self._dial]) or "no address"
+        label = f" {self.name!r}" if self.name else ""
+        return f"<{type(self).__name__}{label} {state}, {where}>"
+
+    async def __aenter__(self) -> Self:
+        self.open()
+        await trio.lowlevel.checkpoint()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def open(self) -> None:
+        """Create the NNG socket, then listen and dial. Called by ``async with``."""
+        if self._sock is not None or self._closed:
+            raise Closed(f"{self!r} can only be opened once")
+        self._token = trio.lowlevel.current_trio_token()
+        factory = getattr(pynng, self._protocol)
+        try:
+            sock = factory(
+                recv_max_size=self.max_message_size,
+                reconnect_time_min=self._reconnect_ms[0],
+                reconnect_time_max=self._reconnect_ms[1],
+                **self._factory_options(),
+            )
+        except pynng.NNGException as exc:
+            raise translate(exc, operation=f"opening a {self._protocol} socket", state=repr(self)) from exc
+        self._sock = sock
+        _LIVE.add(self)
+        sock.add_post_pipe_connect_cb(self._pipe_added)
+        sock.add_post_pipe_remove_cb(self._pipe_removed)
+        try:
+            if self._tls is not None:
+                sock.tls_config = self._tls.to_pynng()
+            self._setup(sock)
+            for address in self._listen:
+                self.listen(address)
+            for address in self._dial:
+                self.dial(address)
+        except BaseException:
+            self._close_nng()
+            raise
+
+    def _factory_options(self) -> dict[str, Any]:
+        return {}
+
+    def _setup(self, sock: Any) -> None:
+        """Hook for subclasses: runs after the socket exists, before listen/dial."""
+
+    def _require_open(self, operation: str) -> Any:
+        if self._closed:
+            raise Closed(f"{operation} failed: {self!r} is closed")
+        if self._sock is None:
+            raise Closed(f"{operation} on {self!r}: open it first with 'async with'")
+        return self._sock
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close the socket: tasks blocked on it wake with :class:`Closed`. Idempotent."""
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        """Synchronous form of :meth:`aclose` (safe to call more than once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._before_close()
+        self._close_nng()
+        self.peers_state.clear()
+
+    def _before_close(self) -> None:
+        """Hook: wake waiters and close contexts before the socket itself closes."""
+
+    def _close_nng(self) -> None:
+        self._closed = True
+        _LIVE.discard(self)
+        if self._sock is not None:
+            self._sock.close()  # pynng's close is idempotent
+
+    # ----------------------------------------------------------------- addresses
+    def listen(self, address: str) -> str:
+        """Listen at ``address``; returns the bound address (tcp port 0 resolved)."""
+        sock = self._require_open(f"listen({address!r})")
+        try:
+            listener = sock.listen(address)
+        except pynng.NNGException as exc:
+            raise translate(exc, operation=f"listen({address!r})", state=repr(self)) from exc
+        bound = address
+        if address.startswith(("tcp://", "ws://", "tls+tcp://", "wss://")) and ":0" in address:
+            try:
+                port = listener.local_address.port
+                port = ((port & 0xFF) << 8) | (port >> 8)  # SockAddr.port is in network byte order
+                host, _, rest = address.rpartition(":0")
+                bound = f"{host}:{port}{rest}"
+            except pynng.NNGException:
+                pass
+        self._bound.append(bound)
+        return bound
+
+    def dial(self, address: str) -> None:
+        """Dial ``address`` in the background: quiet, retried until a peer is there."""
+        sock = self._require_open(f"dial({address!r})")
+        try:
+            sock.dial(address, block=False)
+        except pynng.NNGException as exc:
+            raise translate(exc, operation=f"dial({address!r})", state=repr(self)) from exc
+        if address not in self._dial:
+            self._dial.append(address)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The addresses this socket listens at, with any tcp port 0 resolved."""
+        return tuple(self._bound)
+
+    # ----------------------------------------------------------------- peers
+    def _pipe_added(self, pipe: Any) -> None:  # runs on an NNG thread
+        self._hop(self.peers_state.add, Peer(pipe.id, _describe_remote(pipe)))
+
+    def _pipe_removed(self, pipe: Any) -> None:  # runs on an NNG thread
+        self._hop(self.peers_state.remove, pipe.id)
+
+    def _hop(self, fn: Any, arg: Any) -> None:
+        token = self._token
+        if token is None or self._closed:
+            return
+        try:
+            token.run_sync_soon(fn, arg)
+        except trio.RunFinishedError:
+            pass
+
+    @property
+    def peers(self) -> frozenset[Peer]:
+        """The peers connected now."""
+        return self.peers_state.snapshot()
+
+    async def wait_for_peers(self, count: int = 1) -> frozenset[Peer]:
+        """Wait until at least ``count`` peers are connected; returns them."""
+        self._require_open(f"wait_for_peers({count})")
+        return await self.peers_state.wait_until(lambda peers: len(peers) >= count)
+
+    async def wait_peers_changed(self) -> frozenset[Peer]:
+        """Wait for the next peer to connect or disconnect; returns the new set."""
+        self._require_open("wait_peers_changed()")
+        return await self.peers_state.wait_changed()
+
+    # ----------------------------------------------------------------- accounting
+    def _next_id(self) -> int:
+        return next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
+
+    def _surveys_open(self) -> int:
+        return 0
+
+    def statistics(self) -> SocketStatistics:
+        """A frozen snapshot of this socket's counters."""
+        peers = self.peers_state
+        return SocketStatistics(
+            protocol=self._protocol,
+            peers=len(peers),
+            peers_connected_total=peers.connected_total,
+            peers_disconnected_total=peers.disconnected_total,
+            messages_sent=self._sent,
+            messages_received=self._received,
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+            malformed=self._malformed,
+            stray=self._stray,
+            surveys_open=self._surveys_open(),
+            closed=self._closed,
+        )

@@ -1,0 +1,31 @@
+"""The frozen record returned by every socket's ``statistics()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SocketStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class SocketStatistics:
+    """Counters of one socket since it was opened.
+
+    ``malformed`` counts frames rejected by the strict decoder (each one raised
+    :class:`~patterns.MalformedMessage` or was skipped and logged by an iterator);
+    ``stray`` counts well-formed frames that answered nothing we were waiting for
+    (for example a survey reply whose correlation id matches no open survey).
+    """
+
+    protocol: str
+    peers: int
+    peers_connected_total: int
+    peers_disconnected_total: int
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    malformed: int
+    stray: int
+    surveys_open: int
+    closed: bool

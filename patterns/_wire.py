@@ -1,0 +1,193 @@
+"""The envelope and its CBOR wire format (pure code: no sockets, no clock).
+
+Every frame this toolkit sends (except on the explicit raw-bytes path) is one CBOR
+map, the *envelope*. ``docs/wire-format.md`` is the normative description; in short:
+
+====== ======== ======== ==================================================
+key    type     required meaning
+====== ======== ======== ==================================================
+``v``  uint     yes      format version, currently ``1``
+``k``  text     yes      kind: what the frame is for (``"data"``, ``"survey"``, ...)
+``s``  text     yes      sender name (may be empty)
+``id`` uint     yes      message id, unique per sender, < 2**64
+``re`` uint     no       correlation id: the ``id`` this frame answers
+``dl`` float    no       deadline, seconds since the Unix epoch
+``b``  any      no       body (absent means ``null``)
+``shm`` array   no       shared-memory references (reserved for a later version of
+                         the toolkit; carried through unchanged)
+====== ======== ======== ==================================================
+
+Decoding is strict: anything else raises :class:`MalformedMessage`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+
+from ._errors import EncodeError, MalformedMessage, MessageTooLarge
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_DEPTH",
+    "VERSION",
+    "Envelope",
+    "decode",
+    "decode_body",
+    "encode",
+    "encode_body",
+]
+
+VERSION: Final = 1
+"""The envelope format version this module writes and accepts."""
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+"""Default limit for one frame, in bytes (16 MiB). Larger payloads belong in shared memory."""
+
+MAX_DEPTH: Final = 64
+"""Deepest nesting of arrays and maps accepted in a frame."""
+
+MAX_KIND_LENGTH: Final = 64
+MAX_SENDER_LENGTH: Final = 256
+_MAX_ID: Final = 2**64
+
+_REQUIRED: Final = frozenset({"v", "k", "s", "id"})
+_ALLOWED: Final = _REQUIRED | {"re", "dl", "b", "shm"}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message as it travels: routing fields plus a CBOR-able ``body``."""
+
+    kind: str
+    sender: str
+    id: int
+    body: Any = None
+    re: int | None = None
+    deadline: float | None = None
+    shm: tuple[Any, ...] | None = None
+
+
+def _refuse_tag(*_args: object) -> Any:
+    raise ValueError("CBOR tags other than bignums (2, 3) are not accepted")
+
+
+# cbor2 turns many semantic tags into Python objects (regexes, shared references that
+# build cycles, embedded CBOR, MIME, ...). A peer must not be able to make us build any
+# of those, so every tag is refused except the two bignum tags. Built-in decoders are
+# overridden explicitly; unknown tags go to the tag hook, which refuses them too.
+_SEMANTIC_DECODERS: Final = {tag: _refuse_tag for tag in range(0, 1100) if tag not in (2, 3)} | {
+    tag: _refuse_tag for tag in (55799, 55800, 55801)
+}
+
+
+def _fail(reason: str, size: int, detail: str) -> MalformedMessage:
+    return MalformedMessage(f"malformed frame ({size} bytes): {detail}", reason=reason, size=size)
+
+
+def encode_body(value: Any) -> bytes:
+    """Encode one value as CBOR (the codec used for bodies and envelopes)."""
+    try:
+        return cbor2.dumps(value)
+    except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
+        raise EncodeError(f"cannot encode a {type(value).__name__} as CBOR: {exc}") from exc
+
+
+def decode_body(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Any:
+    """Strictly decode one CBOR item that must fill ``data`` exactly.
+
+    Raises :class:`MalformedMessage` for anything but a single well-formed item within
+    ``max_size`` bytes, ``MAX_DEPTH`` levels, with definite lengths, unique map keys and
+    no tags other than bignums.
+    """
+    size = len(data)
+    if size > max_size:
+        raise _fail("size", size, f"larger than the limit of {max_size} bytes")
+    if size == 0:
+        raise _fail("cbor", size, "empty frame")
+    stream = io.BytesIO(data)
+    try:
+        decoder = cbor2.CBORDecoder(
+            stream,
+            tag_hook=_refuse_tag,
+            semantic_decoders=_SEMANTIC_DECODERS,
+            max_depth=MAX_DEPTH,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+        )
+        value = decoder.decode()
+    except (cbor2.CBORError, ValueError, TypeError, RecursionError, OverflowError, MemoryError) as exc:
+        raise _fail("cbor", size, f"not valid CBOR: {exc}") from exc
+    if stream.tell() != size:
+        raise _fail("cbor", size, f"{size - stream.tell()} bytes left over after one CBOR item")
+    return value
+
+
+def encode(envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
+    """Encode an envelope; raises :class:`MessageTooLarge` past ``max_size``."""
+    if not 0 <= envelope.id < _MAX_ID:
+        raise EncodeError(f"message id {envelope.id} is outside 0..2**64-1")
+    frame: dict[str, Any] = {"v": VERSION, "k": envelope.kind, "s": envelope.sender, "id": envelope.id}
+    if envelope.re is not None:
+        frame["re"] = envelope.re
+    if envelope.deadline is not None:
+        frame["dl"] = float(envelope.deadline)
+    if envelope.body is not None:
+        frame["b"] = envelope.body
+    if envelope.shm is not None:
+        frame["shm"] = list(envelope.shm)
+    data = encode_body(frame)
+    if len(data) > max_size:
+        raise MessageTooLarge(
+            f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
+        )
+    return data
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Envelope:
+    """Strictly decode one envelope; raises :class:`MalformedMessage` on any deviation."""
+    size = len(data)
+    frame = decode_body(data, max_size=max_size)
+    if not isinstance(frame, dict):
+        raise _fail("shape", size, f"expected a CBOR map, got {type(frame).__name__}")
+    keys = frame.keys()
+    if not all(isinstance(key, str) for key in keys):
+        raise _fail("shape", size, "envelope keys must all be text strings")
+    version = frame.get("v")
+    if type(version) is not int:
+        raise _fail("shape", size, f"version 'v' must be an unsigned integer, got {version!r}")
+    if version != VERSION:
+        raise _fail("version", size, f"unknown envelope version {version} (this side speaks {VERSION})")
+    missing = _REQUIRED - keys
+    if missing:
+        raise _fail("shape", size, f"missing required keys {sorted(missing)}")
+    extra = keys - _ALLOWED
+    if extra:
+        raise _fail("shape", size, f"unknown keys {sorted(extra)} in a version {VERSION} envelope")
+    kind, sender, ident = frame["k"], frame["s"], frame["id"]
+    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH:
+        raise _fail("shape", size, f"kind 'k' must be text of 1..{MAX_KIND_LENGTH} characters")
+    if not isinstance(sender, str) or len(sender) > MAX_SENDER_LENGTH:
+        raise _fail("shape", size, f"sender 's' must be text of at most {MAX_SENDER_LENGTH} characters")
+    if type(ident) is not int or not 0 <= ident < _MAX_ID:
+        raise _fail("shape", size, f"message id must be an unsigned 64-bit integer, got {ident!r}")
+    re = frame.get("re")
+    if re is not None and (type(re) is not int or not 0 <= re < _MAX_ID):
+        raise _fail("shape", size, f"correlation id 're' must be an unsigned 64-bit integer, got {re!r}")
+    deadline = frame.get("dl")
+    if deadline is not None:
+        if type(deadline) not in (int, float) or not math.isfinite(deadline):
+            raise _fail("shape", size, f"deadline 'dl' must be a finite number, got {deadline!r}")
+        deadline = float(deadline)
+    shm = frame.get("shm")
+    if shm is not None:
+        if not isinstance(shm, list):
+            raise _fail("shape", size, "shared-memory references 'shm' must be an array")
+        shm = tuple(shm)
+    return Envelope(
+        kind=kind, sender=sender, id=ident, body=frame.get("b"), re=re, deadline=deadline, shm=shm
+    )
