@@ -1,0 +1,169 @@
+"""Helpers shared by the benchmarks: statistics, machine description, JSON output.
+
+Nothing here imports the toolkit or opens sockets, so a benchmark can import it
+in a spawned child process cheaply.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESULTS_DIR",
+    "machine_info",
+    "mean",
+    "median",
+    "percentile",
+    "summarize_ns",
+    "format_table",
+    "write_json",
+]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""Default folder for benchmark JSON output (``bench/results``)."""
+
+
+# --------------------------------------------------------------------- statistics
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"q must be within [0, 100], got {q!r}")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    if low == high:
+        return float(ordered[low])
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50.0)
+
+
+def mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("mean of an empty sequence")
+    return math.fsum(values) / len(values)
+
+
+def summarize_ns(samples_ns: Sequence[int], *, unit_divisor: float = 1000.0) -> dict[str, Any]:
+    """Median, p99, mean, min and max of nanosecond samples, converted (default: to µs)."""
+    values = [s / unit_divisor for s in samples_ns]
+    return {
+        "median_us": round(median(values), 3),
+        "p99_us": round(percentile(values, 99.0), 3),
+        "mean_us": round(mean(values), 3),
+        "min_us": round(min(values), 3),
+        "max_us": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+# --------------------------------------------------------------------- machine
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _nng_version() -> str | None:
+    try:
+        import pynng
+
+        return str(pynng.ffi.string(pynng.lib.nng_version()).decode())
+    except Exception:  # informational only
+        return None
+
+
+def _git_revision() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info(extra_packages: Iterable[str] = ()) -> dict[str, Any]:
+    """A description of where a benchmark ran, for the JSON report."""
+    try:
+        usable_cpus: int | None = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable_cpus = None
+    packages = {name: _version(name) for name in ("pynng", "trio", "cbor2", *extra_packages)}
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable_cpus,
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "nng": _nng_version(),
+        "packages": packages,
+        "git_revision": _git_revision(),
+    }
+
+
+# --------------------------------------------------------------------- output
+def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, creating parent folders. Returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, left: int = 1) -> str:
+    """A plain-text table: the first ``left`` columns left-aligned, the others right-aligned.
+
+    Floats are shown with one decimal; pass strings for any other formatting.
+    """
+    text_rows = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(widths[i]) if i < left else cell.rjust(widths[i]) for i, cell in enumerate(cells)
+        )
+
+    out = [line(list(headers)), "  ".join("-" * w for w in widths)]
+    out.extend(line(row) for row in text_rows)
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)

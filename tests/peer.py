@@ -1,0 +1,90 @@
+"""Peer programs the tests run as separate processes: ``python tests/peer.py ROLE ADDRESS ...``.
+
+Each prints ``ready`` once its socket is open, then one line per event. Most roles
+use the toolkit; the ``raw-*`` roles use plain pynng to act as a foreign agent.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio  # noqa: E402
+
+import patterns  # noqa: E402
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+async def pair_echo(address: str) -> None:
+    async with patterns.Pair(dial=address, name="echo") as line:
+        say("ready")
+        async for value in line:
+            await line.send(value)
+
+
+async def respondent(address: str, name: str) -> None:
+    async with patterns.Respondent(dial=address, name=name) as resp:
+        say("ready")
+        async for survey in resp:
+            await survey.reply({"name": name, "echo": survey.body})
+
+
+async def pull(address: str) -> None:
+    async with patterns.Pull(dial=address, name="puller") as sock:
+        say("ready")
+        async for value in sock:
+            say(json.dumps(value))
+
+
+async def push(address: str, count: str) -> None:
+    async with patterns.Push(dial=address, name="pusher") as sock:
+        say("ready")
+        for i in range(int(count)):
+            await sock.send(i)
+        say("sent")
+        await trio.sleep_forever()
+
+
+async def bus(listen: str, *dial: str) -> None:
+    async with patterns.Bus(listen=listen, dial=list(dial), name=listen) as sock:
+        say("ready")
+        async with trio.open_nursery() as nursery:
+
+            async def report() -> None:
+                async for envelope in sock.envelopes():
+                    say(json.dumps([envelope.sender, envelope.body]))
+
+            nursery.start_soon(report)
+            # Each stdin line is a value to broadcast.
+            stdin = trio.wrap_file(sys.stdin)
+            async for line in stdin:
+                await sock.send(json.loads(line))
+            nursery.cancel_scope.cancel()
+
+
+def raw_push(address: str, *hex_frames: str) -> None:
+    """Plain pynng push of each frame given in hex: a foreign (or hostile) agent."""
+    import pynng
+
+    with pynng.Push0(dial=address) as sock:
+        say("ready")
+        for frame in hex_frames:
+            sock.send(bytes.fromhex(frame))
+        say("sent")
+        sys.stdin.readline()  # stay connected until the test is done
+
+
+ROLES = {"pair-echo": pair_echo, "respondent": respondent, "pull": pull, "push": push, "bus": bus}
+
+if __name__ == "__main__":
+    role, *args = sys.argv[1:]
+    if role == "raw-push":
+        raw_push(*args)
+    else:
+        trio.run(ROLES[role], *args)
