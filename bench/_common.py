@@ -20,12 +20,13 @@ from typing import Any
 
 __all__ = [
     "RESULTS_DIR",
+    "describe_machine",
+    "format_table",
     "machine_info",
     "mean",
     "median",
     "percentile",
     "summarize_ns",
-    "format_table",
     "write_json",
 ]
 
@@ -85,7 +86,7 @@ def _nng_version() -> str | None:
         import pynng
 
         return str(pynng.ffi.string(pynng.lib.nng_version()).decode())
-    except Exception:  # informational only
+    except (ImportError, AttributeError):  # informational only
         return None
 
 
@@ -93,12 +94,18 @@ def _git_revision() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"],
+            check=False,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         if rev.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
+            check=False,
             cwd=root,
             capture_output=True,
             text=True,
@@ -116,13 +123,18 @@ def machine_info(extra_packages: Iterable[str] = ()) -> dict[str, Any]:
     except (AttributeError, OSError):
         usable_cpus = None
     packages = {name: _version(name) for name in ("pynng", "trio", "cbor2", *extra_packages)}
+    try:
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable_cpus,
+        "loadavg": load,
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "nng": _nng_version(),
@@ -132,6 +144,16 @@ def machine_info(extra_packages: Iterable[str] = ()) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- output
+def describe_machine(info: dict[str, Any]) -> str:
+    """One line summarizing :func:`machine_info` for a printed report."""
+    pkgs = info.get("packages", {})
+    return (
+        f"{info['platform']}, {info['cpu_count']} CPUs, load {info['loadavg']}, "
+        f"Python {info['python']}, pynng {pkgs.get('pynng')} (NNG {info['nng']}), trio {pkgs.get('trio')}, "
+        f"{info['date']}"
+    )
+
+
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write ``data`` as indented JSON, creating parent folders. Returns the path."""
     target = Path(path)

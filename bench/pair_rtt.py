@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import trio
 
 import patterns
 
-from ._common import RESULTS_DIR, format_table, machine_info, summarize_ns, write_json
+from ._common import RESULTS_DIR, describe_machine, format_table, machine_info, summarize_ns, write_json
 
 PAYLOAD = bytes(range(64))
 STOP = b"stop"  # raw variants: a frame that is not 64 bytes long ends the echo loop
@@ -63,6 +62,7 @@ CONNECT_TIMEOUT_S = 20.0  # child start-up (a fresh interpreter importing trio a
 IO_TIMEOUT_MS = 10_000  # sync sockets: no single send/recv may hang longer than this
 CHILD_LIFETIME_S = 120.0  # an orphaned echo child gives up after this long
 JOIN_TIMEOUT_S = 5.0
+BLOCK_WARMUP = 10  # untimed round trips at the start of every block (the echo child was idle)
 
 
 # ===================================================================== echo side (child)
@@ -131,21 +131,26 @@ class EchoChild:
             target=_echo_main, args=(variant, address), name=f"echo-{variant}", daemon=True
         )
         self.variant = variant
+        self.stop_sent = False  # set once the stop frame went out: the child is expected to exit
         self.process.start()
 
     def check_alive(self) -> None:
         if not self.process.is_alive():
-            raise RuntimeError(f"echo child for {self.variant} exited early (exit code {self.process.exitcode})")
+            raise RuntimeError(
+                f"echo child for {self.variant} exited early (exit code {self.process.exitcode})"
+            )
 
     def stop(self) -> None:
         proc = self.process
-        proc.join(JOIN_TIMEOUT_S)
+        proc.join(JOIN_TIMEOUT_S if self.stop_sent else 0.1)
         if proc.is_alive():
             proc.terminate()
             proc.join(JOIN_TIMEOUT_S)
         if proc.is_alive():
             proc.kill()
             proc.join(JOIN_TIMEOUT_S)
+        if proc.exitcode not in (0, None) and self.stop_sent:
+            print(f"warning: echo child for {self.variant} exited with {proc.exitcode}", file=sys.stderr)
         proc.close()
 
 
@@ -158,142 +163,126 @@ def _resolve_pynng(address: str, listener: Any) -> str:
     return f"{address[:-2]}:{port}"
 
 
-def _connected_event(sock: Any) -> threading.Event:
-    event = threading.Event()
-    sock.add_post_pipe_connect_cb(lambda _pipe: event.set())
-    return event
-
-
-def _wait_connected_sync(event: threading.Event, child: EchoChild) -> None:
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
-    while not event.wait(0.02):
-        child.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"echo child for {child.variant} did not connect in {CONNECT_TIMEOUT_S} s")
-
-
-async def _wait_connected_trio(ready: Callable[[], bool], child: EchoChild) -> None:
-    with trio.fail_after(CONNECT_TIMEOUT_S):
-        while not ready():
-            child.check_alive()
-            await trio.sleep(0.02)
-
-
 def _check_echo(reply: Any, variant: str) -> None:
     if reply != PAYLOAD:
         raise RuntimeError(f"{variant}: echo returned {reply!r:.80}, expected the 64-byte payload")
 
 
 # ===================================================================== client side (parent)
-def _client_pynng_sync(address: str, n: int, warmup: int) -> list[int]:
-    samples = [0] * n
-    clock = time.perf_counter_ns
-    with pynng.Pair1(recv_timeout=IO_TIMEOUT_MS, send_timeout=IO_TIMEOUT_MS) as sock:
-        connected = _connected_event(sock)
-        bound = _resolve_pynng(address, sock.listen(address))
-        child = EchoChild("pynng_sync", bound)
-        try:
-            _wait_connected_sync(connected, child)
-            for _ in range(warmup):
-                sock.send(PAYLOAD)
-                _check_echo(sock.recv(), "pynng_sync")
-            for i in range(n):
-                t0 = clock()
-                sock.send(PAYLOAD)
-                reply = sock.recv()
-                samples[i] = clock() - t0
-                if reply != PAYLOAD:
-                    _check_echo(reply, "pynng_sync")
-            sock.send(STOP)
-        finally:
-            child.stop()
-    return samples
+# Each client owns one listening socket and times ``count`` round trips per call. The
+# timed loops are written out per variant so that nothing but the I/O calls and the
+# clock sits inside the measured window. All four live in one trio run so that their
+# blocks can be interleaved; the sync client never touches trio (its blocking calls just
+# run while the trio loop has nothing else to do).
+class _PynngClient:
+    key = ""
+
+    def open(self, address: str) -> str:
+        self.sock = pynng.Pair1(recv_timeout=IO_TIMEOUT_MS, send_timeout=IO_TIMEOUT_MS)
+        self._connected = threading.Event()
+        self.sock.add_post_pipe_connect_cb(lambda _pipe: self._connected.set())
+        return _resolve_pynng(address, self.sock.listen(address))
+
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def close(self) -> None:
+        self.sock.close()
 
 
-async def _client_pynng_trio(address: str, n: int, warmup: int) -> list[int]:
-    samples = [0] * n
-    clock = time.perf_counter_ns
-    with pynng.Pair1(send_timeout=IO_TIMEOUT_MS) as sock:
-        connected = _connected_event(sock)
-        bound = _resolve_pynng(address, sock.listen(address))
-        child = EchoChild("pynng_trio", bound)
-        try:
-            await _wait_connected_trio(connected.is_set, child)
-            for _ in range(warmup):
-                await sock.asend(PAYLOAD)
-                _check_echo(await sock.arecv(), "pynng_trio")
-            for i in range(n):
-                t0 = clock()
-                await sock.asend(PAYLOAD)
-                reply = await sock.arecv()
-                samples[i] = clock() - t0
-                if reply != PAYLOAD:
-                    _check_echo(reply, "pynng_trio")
-            await sock.asend(STOP)
-        finally:
-            child.stop()
-    return samples
+class PynngSyncClient(_PynngClient):
+    key = "pynng_sync"
+
+    async def roundtrips(self, count: int, samples: list[int] | None) -> None:
+        sock, clock = self.sock, time.perf_counter_ns
+        for _ in range(count):
+            t0 = clock()
+            sock.send(PAYLOAD)
+            reply = sock.recv()
+            t1 = clock()
+            if samples is not None:
+                samples.append(t1 - t0)
+            if reply != PAYLOAD:
+                _check_echo(reply, self.key)
+
+    async def send_stop(self) -> None:
+        self.sock.send(STOP)
 
 
-async def _client_patterns_bytes(address: str, n: int, warmup: int) -> list[int]:
-    samples = [0] * n
-    clock = time.perf_counter_ns
-    async with patterns.Pair(listen=address) as line:
-        child = EchoChild("patterns_bytes", line.addresses[0])
-        try:
-            await _wait_connected_trio(lambda: bool(line.peers), child)
-            for _ in range(warmup):
-                await line.send_bytes(PAYLOAD)
-                _check_echo(await line.receive_bytes(), "patterns_bytes")
-            for i in range(n):
-                t0 = clock()
-                await line.send_bytes(PAYLOAD)
-                reply = await line.receive_bytes()
-                samples[i] = clock() - t0
-                if reply != PAYLOAD:
-                    _check_echo(reply, "patterns_bytes")
-            await line.send_bytes(STOP)
-        finally:
-            child.stop()
-    return samples
+class PynngTrioClient(_PynngClient):
+    key = "pynng_trio"
+
+    async def roundtrips(self, count: int, samples: list[int] | None) -> None:
+        sock, clock = self.sock, time.perf_counter_ns
+        for _ in range(count):
+            t0 = clock()
+            await sock.asend(PAYLOAD)
+            reply = await sock.arecv()
+            t1 = clock()
+            if samples is not None:
+                samples.append(t1 - t0)
+            if reply != PAYLOAD:
+                _check_echo(reply, self.key)
+
+    async def send_stop(self) -> None:
+        await self.sock.asend(STOP)
 
 
-async def _client_patterns_cbor(address: str, n: int, warmup: int) -> list[int]:
-    samples = [0] * n
-    clock = time.perf_counter_ns
-    async with patterns.Pair(listen=address) as line:
-        child = EchoChild("patterns_cbor", line.addresses[0])
-        try:
-            await _wait_connected_trio(lambda: bool(line.peers), child)
-            for _ in range(warmup):
-                await line.send(PAYLOAD)
-                _check_echo(await line.receive(), "patterns_cbor")
-            for i in range(n):
-                t0 = clock()
-                await line.send(PAYLOAD)
-                reply = await line.receive()
-                samples[i] = clock() - t0
-                if reply != PAYLOAD:
-                    _check_echo(reply, "patterns_cbor")
-            await line.send(None)
-        finally:
-            child.stop()
-    return samples
+class _PatternsClient:
+    key = ""
+
+    def open(self, address: str) -> str:
+        self.line = patterns.Pair(listen=address)
+        self.line.open()
+        return self.line.addresses[0]
+
+    def connected(self) -> bool:
+        return bool(self.line.peers)
+
+    def close(self) -> None:
+        self.line.close()
 
 
-def _trio_client(fn: Callable[..., Any]) -> Callable[[str, int, int], list[int]]:
-    def run(address: str, n: int, warmup: int) -> list[int]:
-        result: list[int] = trio.run(fn, address, n, warmup)
-        return result
+class PatternsBytesClient(_PatternsClient):
+    key = "patterns_bytes"
 
-    return run
+    async def roundtrips(self, count: int, samples: list[int] | None) -> None:
+        line, clock = self.line, time.perf_counter_ns
+        for _ in range(count):
+            t0 = clock()
+            await line.send_bytes(PAYLOAD)
+            reply = await line.receive_bytes()
+            t1 = clock()
+            if samples is not None:
+                samples.append(t1 - t0)
+            if reply != PAYLOAD:
+                _check_echo(reply, self.key)
+
+    async def send_stop(self) -> None:
+        await self.line.send_bytes(STOP)
 
 
-CLIENTS: dict[str, Callable[[str, int, int], list[int]]] = {
-    "pynng_sync": _client_pynng_sync,
-    "pynng_trio": _trio_client(_client_pynng_trio),
-    "patterns_bytes": _trio_client(_client_patterns_bytes),
-    "patterns_cbor": _trio_client(_client_patterns_cbor),
+class PatternsCborClient(_PatternsClient):
+    key = "patterns_cbor"
+
+    async def roundtrips(self, count: int, samples: list[int] | None) -> None:
+        line, clock = self.line, time.perf_counter_ns
+        for _ in range(count):
+            t0 = clock()
+            await line.send(PAYLOAD)
+            reply = await line.receive()
+            t1 = clock()
+            if samples is not None:
+                samples.append(t1 - t0)
+            if reply != PAYLOAD:
+                _check_echo(reply, self.key)
+
+    async def send_stop(self) -> None:
+        await self.line.send(None)
+
+
+CLIENTS: dict[str, type[Any]] = {
+    cls.key: cls for cls in (PynngSyncClient, PynngTrioClient, PatternsBytesClient, PatternsCborClient)
 }
 
 
@@ -306,21 +295,59 @@ def _address(transport: str, variant: str, tmpdir: str) -> str:
     raise ValueError(f"unknown transport {transport!r}")
 
 
-def measure(transports: list[str], variants: list[str], n: int, warmup: int) -> list[dict[str, Any]]:
+async def _measure_transport(
+    transport: str, variants: list[str], n: int, warmup: int, block: int, tmpdir: str
+) -> dict[str, list[int]]:
+    """All variants of one transport: open, connect, warm up, then interleaved timed blocks."""
+    clients: list[Any] = []
+    children: list[EchoChild] = []
+    try:
+        for key in variants:
+            client = CLIENTS[key]()
+            bound = client.open(_address(transport, key, tmpdir))
+            clients.append(client)
+            children.append(EchoChild(key, bound))
+        with trio.fail_after(CONNECT_TIMEOUT_S):
+            for client, child in zip(clients, children):
+                while not client.connected():
+                    child.check_alive()
+                    await trio.sleep(0.02)
+        for client in clients:
+            await client.roundtrips(warmup, None)
+        samples: dict[str, list[int]] = {key: [] for key in variants}
+        rounds = -(-n // block)
+        for r in range(rounds):
+            count = min(block, n - r * block)
+            shift = r % len(clients)  # rotate the order so no variant always follows the same one
+            for client in clients[shift:] + clients[:shift]:
+                await client.roundtrips(BLOCK_WARMUP, None)
+                await client.roundtrips(count, samples[client.key])
+        for client, child in zip(clients, children):
+            await client.send_stop()
+            child.stop_sent = True
+        return samples
+    finally:
+        for child in children:
+            child.stop()
+        for client in clients:
+            client.close()
+
+
+def measure(
+    transports: list[str], variants: list[str], n: int, warmup: int, block: int
+) -> list[dict[str, Any]]:
     results = []
     tmpdir = tempfile.mkdtemp(prefix="nng-bench-")
     try:
         for transport in transports:
+            print(f"  {transport}: {', '.join(variants)} ...", end="", flush=True, file=sys.stderr)
+            started = time.perf_counter()
+            samples = trio.run(_measure_transport, transport, variants, n, warmup, block, tmpdir)
+            print(f" {time.perf_counter() - started:.1f} s", file=sys.stderr)
             for key in variants:
-                variant = VARIANT_BY_KEY[key]
-                print(f"  {transport:<4} {variant.label:<3} {key:<15} ...", end="", flush=True, file=sys.stderr)
-                started = time.perf_counter()
-                samples = CLIENTS[key](_address(transport, key, tmpdir), n, warmup)
-                row = {"transport": transport, "variant": key, "label": variant.label, **summarize_ns(samples)}
-                results.append(row)
-                print(
-                    f" median {row['median_us']:.1f} µs ({time.perf_counter() - started:.1f} s)",
-                    file=sys.stderr,
+                label = VARIANT_BY_KEY[key].label
+                results.append(
+                    {"transport": transport, "variant": key, "label": label, **summarize_ns(samples[key])}
                 )
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -338,8 +365,13 @@ def compute_ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
     for transport in dict.fromkeys(r["transport"] for r in results):
         med = {r["label"]: r["median_us"] for r in results if r["transport"] == transport}
         entry: dict[str, Any] = {}
-        for name, num, den in (("c_over_a", "c", "a"), ("b_over_c", "b", "c"), ("c2_over_a", "c2", "a"),
-                               ("c2_over_c", "c2", "c"), ("b_over_a", "b", "a")):
+        for name, num, den in (
+            ("c_over_a", "c", "a"),
+            ("b_over_c", "b", "c"),
+            ("c2_over_a", "c2", "a"),
+            ("c2_over_c", "c2", "c"),
+            ("b_over_a", "b", "a"),
+        ):
             if num in med and den in med and med[den] > 0:
                 entry[name] = round(med[num] / med[den], 3)
         for name, (op, target) in GOALS.items():
@@ -364,7 +396,9 @@ def render(results: list[dict[str, Any]], ratios: dict[str, Any]) -> str:
         for r in results
     ]
     table = format_table(
-        ("transport", "", "variant", "client / echo style", "median µs", "p99 µs", "mean µs", "n"), rows, left=4
+        ("transport", "", "variant", "client / echo style", "median µs", "p99 µs", "mean µs", "n"),
+        rows,
+        left=4,
     )
     lines = [table, "", "ratios of medians:"]
     for transport in TRANSPORTS:
@@ -393,15 +427,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="N=1000 (unless --n is given)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed round trips first (default 200)")
     parser.add_argument(
-        "--transport", dest="transports", action="append", choices=TRANSPORTS,
+        "--block",
+        type=int,
+        default=100,
+        help="timed round trips per variant before switching to the next one (default 100)",
+    )
+    parser.add_argument(
+        "--transport",
+        dest="transports",
+        action="append",
+        choices=TRANSPORTS,
         help="measure only this transport (repeatable; default: ipc and tcp)",
     )
     parser.add_argument(
-        "--variant", dest="variants", action="append", choices=[v.key for v in VARIANTS],
+        "--variant",
+        dest="variants",
+        action="append",
+        choices=[v.key for v in VARIANTS],
         help="measure only this variant (repeatable; default: all four)",
     )
     parser.add_argument(
-        "--json", type=Path, default=RESULTS_DIR / "pair_rtt.json",
+        "--json",
+        type=Path,
+        default=RESULTS_DIR / "pair_rtt.json",
         help="where to write the JSON report (default bench/results/pair_rtt.json)",
     )
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a ratio goal is not met")
@@ -410,6 +458,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.n = 1000 if args.quick else 3000
     if args.n < 1:
         parser.error("--n must be at least 1")
+    if args.block < 1:
+        parser.error("--block must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
     return args
@@ -420,21 +470,33 @@ def main(argv: list[str] | None = None) -> int:
     transports = args.transports or list(TRANSPORTS)
     variants = args.variants or [v.key for v in VARIANTS]
     print(f"pair_rtt: {len(PAYLOAD)}-byte round trips, n={args.n}, warmup={args.warmup}", file=sys.stderr)
+    machine = machine_info()  # before measuring: the load average then is the interesting one
+    load, cpus = machine.get("loadavg"), machine.get("cpu_count") or 1
+    if load and load[0] > 0.5 * cpus:
+        print(
+            f"warning: 1-minute load average {load[0]} on {cpus} CPUs: other work is running, "
+            "expect noisy numbers (and skewed ratios: busy CPUs wake blocked threads faster)",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
-    results = measure(transports, variants, args.n, args.warmup)
+    results = measure(transports, variants, args.n, args.warmup, args.block)
     ratios = compute_ratios(results)
     report = {
         "benchmark": "pair_rtt",
-        "machine": machine_info(),
+        "machine": machine,
         "params": {
             "n": args.n,
             "warmup": args.warmup,
+            "block": args.block,
+            "block_warmup": BLOCK_WARMUP,
+            "schedule": "per transport, all variants connected at once; timed blocks of `block` round trips "
+            "interleaved across variants in rotating order, each block preceded by `block_warmup` untimed ones",
             "payload_bytes": len(PAYLOAD),
             "transports": transports,
             "variants": {key: VARIANT_BY_KEY[key].description for key in variants},
             "tcp_host": "127.0.0.1",
             "echo_process": "multiprocessing spawn; echo side uses the same style as the client",
-            "roles": "client listens, echo child dials",
+            "roles": "client listens, echo child (one per variant) dials",
             "clock": "time.perf_counter_ns per round trip (send + receive)",
             "gc": "enabled",
             "elapsed_s": round(time.perf_counter() - started, 2),
@@ -444,11 +506,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_json(args.json, report)
     print()
+    print(f"pair_rtt: {len(PAYLOAD)}-byte PAIR round trip, two processes, n={args.n} per row")
+    print(f"machine: {describe_machine(machine)}")
+    print()
     print(render(results, ratios))
     print(f"\nJSON written to {path}")
     if args.check:
         unmet = [
-            f"{t}:{name}" for t in transports for name in GOALS if ratios.get(t, {}).get(f"{name}_met") is False
+            f"{t}:{name}"
+            for t in transports
+            for name in GOALS
+            if ratios.get(t, {}).get(f"{name}_met") is False
         ]
         if unmet:
             print(f"goals not met: {', '.join(unmet)}", file=sys.stderr)

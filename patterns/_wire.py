@@ -22,8 +22,15 @@ Decoding is strict: anything else raises :class:`MalformedMessage`.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import fractions
 import io
+import ipaddress
 import math
+import re as _re
+import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -85,16 +92,61 @@ _SEMANTIC_DECODERS: Final = {tag: _refuse_tag for tag in range(0, 1100) if tag n
 }
 
 
+def _show(value: object) -> str:
+    """Describe a peer-supplied value for an error message without ever failing.
+
+    ``repr`` is not safe here: an int past 4300 decimal digits (a ~1.8 kB bignum)
+    raises ``ValueError``, and a large container makes a huge string.
+    """
+    if value is None or type(value) in (bool, float) or (type(value) is int and value.bit_length() <= 64):
+        return repr(value)
+    if type(value) is int:
+        return f"an integer of {value.bit_length()} bits"
+    return f"a {type(value).__name__}"
+
+
 def _fail(reason: str, size: int, detail: str) -> MalformedMessage:
     return MalformedMessage(f"malformed frame ({size} bytes): {detail}", reason=reason, size=size)
 
 
+def _refuse_type(_encoder: Any, value: Any) -> None:
+    raise TypeError(
+        f"a {type(value).__name__} would be written as a CBOR tag, which receivers refuse; "
+        "send plain data (numbers, text, bytes, lists, maps) instead"
+    )
+
+
+# cbor2 writes these Python types with semantic tags, which every receiver of this
+# format rejects; refusing them here makes the sender fail instead of the peer.
+_TAGGED_TYPES: Final = (
+    datetime.datetime, datetime.date, decimal.Decimal, fractions.Fraction, uuid.UUID, _re.Pattern,
+    set, frozenset, complex, cbor2.CBORTag,
+    ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network, ipaddress.IPv6Network,
+    ipaddress.IPv4Interface, ipaddress.IPv6Interface,
+)  # fmt: skip
+_local = threading.local()
+
+
+def _encoder() -> Any:
+    encoder = getattr(_local, "encoder", None)
+    if encoder is None:
+        encoder = cbor2.CBOREncoder(io.BytesIO(), encoders={t: _refuse_type for t in _TAGGED_TYPES})
+        _local.encoder = encoder
+    return encoder
+
+
 def encode_body(value: Any) -> bytes:
-    """Encode one value as CBOR (the codec used for bodies and envelopes)."""
+    """Encode one value as CBOR (the codec used for bodies and envelopes).
+
+    Raises :class:`EncodeError` for values with no plain CBOR form here, including
+    types cbor2 would write with a tag (datetimes, sets, decimals, UUIDs, ...).
+    """
     try:
-        return cbor2.dumps(value)
+        data: bytes = _encoder().encode_to_bytes(value)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
+        _local.encoder = None  # never reuse an encoder left mid-item
         raise EncodeError(f"cannot encode a {type(value).__name__} as CBOR: {exc}") from exc
+    return data
 
 
 def decode_body(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Any:
@@ -129,8 +181,16 @@ def decode_body(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT
 
 def encode(envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
     """Encode an envelope; raises :class:`MessageTooLarge` past ``max_size``."""
-    if not 0 <= envelope.id < _MAX_ID:
-        raise EncodeError(f"message id {envelope.id} is outside 0..2**64-1")
+    if type(envelope.id) is not int or not 0 <= envelope.id < _MAX_ID:
+        raise EncodeError(f"message id {envelope.id!r} is not an integer in 0..2**64-1")
+    if not isinstance(envelope.kind, str) or not 0 < len(envelope.kind) <= MAX_KIND_LENGTH:
+        raise EncodeError(f"kind {envelope.kind!r} must be text of 1..{MAX_KIND_LENGTH} characters")
+    if not isinstance(envelope.sender, str) or len(envelope.sender) > MAX_SENDER_LENGTH:
+        raise EncodeError(f"sender {envelope.sender!r} must be text of at most {MAX_SENDER_LENGTH} characters")
+    if envelope.re is not None and (type(envelope.re) is not int or not 0 <= envelope.re < _MAX_ID):
+        raise EncodeError(f"correlation id {envelope.re!r} is not an integer in 0..2**64-1")
+    if envelope.deadline is not None and not math.isfinite(envelope.deadline):
+        raise EncodeError(f"deadline {envelope.deadline!r} is not a finite number of seconds")
     frame: dict[str, Any] = {"v": VERSION, "k": envelope.kind, "s": envelope.sender, "id": envelope.id}
     if envelope.re is not None:
         frame["re"] = envelope.re
@@ -159,9 +219,10 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_
         raise _fail("shape", size, "envelope keys must all be text strings")
     version = frame.get("v")
     if type(version) is not int:
-        raise _fail("shape", size, f"version 'v' must be an unsigned integer, got {version!r}")
+        raise _fail("shape", size, f"version 'v' must be an unsigned integer, got {_show(version)}")
     if version != VERSION:
-        raise _fail("version", size, f"unknown envelope version {version} (this side speaks {VERSION})")
+        detail = f"unknown envelope version {_show(version)} (this side speaks {VERSION})"
+        raise _fail("version", size, detail)
     missing = _REQUIRED - keys
     if missing:
         raise _fail("shape", size, f"missing required keys {sorted(missing)}")
@@ -174,15 +235,21 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_
     if not isinstance(sender, str) or len(sender) > MAX_SENDER_LENGTH:
         raise _fail("shape", size, f"sender 's' must be text of at most {MAX_SENDER_LENGTH} characters")
     if type(ident) is not int or not 0 <= ident < _MAX_ID:
-        raise _fail("shape", size, f"message id must be an unsigned 64-bit integer, got {ident!r}")
+        raise _fail("shape", size, f"message id must be an unsigned 64-bit integer, got {_show(ident)}")
     re = frame.get("re")
     if re is not None and (type(re) is not int or not 0 <= re < _MAX_ID):
-        raise _fail("shape", size, f"correlation id 're' must be an unsigned 64-bit integer, got {re!r}")
+        detail = f"correlation id 're' must be an unsigned 64-bit integer, got {_show(re)}"
+        raise _fail("shape", size, detail)
     deadline = frame.get("dl")
     if deadline is not None:
-        if type(deadline) not in (int, float) or not math.isfinite(deadline):
+        if type(deadline) not in (int, float):
+            raise _fail("shape", size, f"deadline 'dl' must be a finite number, got {_show(deadline)}")
+        try:
+            deadline = float(deadline)
+        except OverflowError:  # an integer beyond float range (a bignum)
+            deadline = math.inf
+        if not math.isfinite(deadline):
             raise _fail("shape", size, f"deadline 'dl' must be a finite number, got {deadline!r}")
-        deadline = float(deadline)
     shm = frame.get("shm")
     if shm is not None:
         if not isinstance(shm, list):
