@@ -17,10 +17,16 @@ __all__ = ["Peer", "PeerSet"]
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """One connected peer: NNG's pipe id and a best-effort description of its address."""
+    """One connected peer: NNG's pipe id and best-effort descriptions of both ends.
+
+    ``address`` is the remote end (``"127.0.0.1:38184"``, ``"?"`` where NNG has none,
+    as on inproc); ``local`` is this side's end of the same connection, which tells a
+    dialer which of its own addresses the listener can reach.
+    """
 
     id: int
     address: str
+    local: str = "?"
 
 
 class PeerSet:

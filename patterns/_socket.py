@@ -54,10 +54,10 @@ def _as_list(addresses: Addresses, what: str) -> list[str]:
     return result
 
 
-def _describe_remote(pipe: Any) -> str:
+def _describe(pipe: Any, which: str) -> str:
     try:
-        return str(pipe.remote_address)
-    except Exception:  # inproc pipes have no remote address; any failure is harmless here
+        return str(getattr(pipe, which))
+    except Exception:  # inproc pipes have no socket address; any failure is harmless here
         return "?"
 
 
@@ -99,6 +99,7 @@ class BaseSocket:
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed = False
         self._bound: list[str] = []
+        self._dialers: dict[str, Any] = {}
         self.peers_state = PeerSet()
         self._ids = itertools.count(secrets.randbits(62))
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
@@ -215,12 +216,25 @@ class BaseSocket:
     def dial(self, address: str) -> None:
         """Dial ``address`` in the background: quiet, retried until a peer is there."""
         sock = self._require_open(f"dial({address!r})")
+        if address in self._dialers:
+            return
         try:
-            sock.dial(address, block=False)
+            self._dialers[address] = sock.dial(address, block=False)
         except pynng.NNGException as exc:
             raise translate(exc, operation=f"dial({address!r})", state=repr(self)) from exc
         if address not in self._dial:
             self._dial.append(address)
+
+    def undial(self, address: str) -> None:
+        """Stop dialing ``address`` and drop the connection made by that dialer, if any."""
+        dialer = self._dialers.pop(address, None)
+        if address in self._dial:
+            self._dial.remove(address)
+        if dialer is not None and not self._closed:
+            try:
+                dialer.close()
+            except (pynng.NNGException, KeyError):  # already gone with its socket
+                pass
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -229,7 +243,10 @@ class BaseSocket:
 
     # ----------------------------------------------------------------- peers
     def _pipe_added(self, pipe: Any) -> None:  # runs on an NNG thread
-        self._hop(self.peers_state.add, Peer(pipe.id, _describe_remote(pipe)))
+        self._hop(
+            self.peers_state.add,
+            Peer(pipe.id, _describe(pipe, "remote_address"), _describe(pipe, "local_address")),
+        )
 
     def _pipe_removed(self, pipe: Any) -> None:  # runs on an NNG thread
         self._hop(self.peers_state.remove, pipe.id)

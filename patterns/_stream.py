@@ -160,6 +160,38 @@ class ReceivingSocket(_FdSocket):
             self._malformed += 1
             raise
 
+    def _try_receive_from(self, operation: str) -> tuple[bytes, int] | None:
+        sock = self._require_open(operation)
+        try:
+            msg = sock.recv_msg(block=False)
+        except pynng.TryAgain:
+            return None
+        except pynng.NNGException as exc:
+            raise translate(exc, operation=operation, state=repr(self)) from exc
+        data: bytes = msg.bytes
+        pipe = msg.pipe
+        self._received += 1
+        self._bytes_received += len(data)
+        return data, (pipe.id if pipe is not None else -1)
+
+    async def receive_from(self) -> tuple[Envelope, int]:
+        """Receive one envelope with the id of the peer (pipe) it came in on.
+
+        The id matches :attr:`Peer.id` in :attr:`peers`; it is how a hub ties a
+        message to a connection whose loss it will later see. A malformed frame
+        raises :class:`MalformedMessage` (counted) and the next call goes on.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        got = self._try_receive_from("receive_from")
+        if got is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        while got is None:
+            assert self._recv_fd is not None
+            await self._park(self._recv_fd, "receive_from")
+            got = self._try_receive_from("receive_from")
+        data, pipe_id = got
+        return self._decode(data), pipe_id
+
     async def receive_envelope(self) -> Envelope:
         """Receive and strictly decode one envelope (raises :class:`MalformedMessage`)."""
         return self._decode(await self.receive_bytes())

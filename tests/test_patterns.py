@@ -364,3 +364,16 @@ async def test_tls_transport(address: Callable[[str], str], short_tmp) -> None: 
         await b.wait_for_peers(1)
         await b.send("secret")
         assert await a.receive() == "secret"
+
+
+async def test_receive_from_names_the_peer_and_undial_drops_it(address: Callable[[str], str]) -> None:
+    hub_addr = address("inproc")
+    async with patterns.Bus(listen=hub_addr) as hub, patterns.Bus(dial=hub_addr, name="spoke") as spoke:
+        (peer,) = await hub.wait_for_peers(1)
+        await spoke.send("hello")
+        envelope, pipe_id = await hub.receive_from()
+        assert (envelope.body, envelope.sender, pipe_id) == ("hello", "spoke", peer.id)
+        spoke.undial(hub_addr)
+        while hub.peers:
+            await hub.wait_peers_changed()
+        assert spoke.statistics().peers_disconnected_total == 1
