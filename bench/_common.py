@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "RESULTS_DIR",
+    "cpu_busy_fraction",
     "describe_machine",
     "format_table",
     "machine_info",
@@ -144,14 +146,45 @@ def machine_info(extra_packages: Iterable[str] = ()) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- output
+def _cpu_times() -> tuple[int, int] | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]), idle
+
+
+def cpu_busy_fraction(interval: float = 0.5) -> float | None:
+    """Share of all CPUs busy during the next ``interval`` seconds (Linux /proc/stat; else None).
+
+    Sampled while this process sleeps, so it measures *other* work on the machine.
+    """
+    before = _cpu_times()
+    if before is None:
+        return None
+    time.sleep(interval)
+    after = _cpu_times()
+    if after is None or after[0] == before[0]:
+        return None
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return round(1.0 - idle / total, 3)
+
+
 def describe_machine(info: dict[str, Any]) -> str:
     """One line summarizing :func:`machine_info` for a printed report."""
     pkgs = info.get("packages", {})
     return (
         f"{info['platform']}, {info['cpu_count']} CPUs, load {info['loadavg']}, "
+        f"other CPU load before/after {_pct(info.get('cpu_busy_before'))}/{_pct(info.get('cpu_busy_after'))}, "
         f"Python {info['python']}, pynng {pkgs.get('pynng')} (NNG {info['nng']}), trio {pkgs.get('trio')}, "
         f"{info['date']}"
     )
+
+
+def _pct(fraction: float | None) -> str:
+    return "?" if fraction is None else f"{fraction:.0%}"
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

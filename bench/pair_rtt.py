@@ -12,6 +12,13 @@ not fork-safe) that dials and echoes in the same style as the client. After a wa
 each round trip is timed individually with ``time.perf_counter_ns``. The ratios
 ``c/a`` (goal <= 1.5) and ``b/c`` (goal >= 2.0) compare medians.
 
+Measurements are interleaved: per transport all four client/echo pairs are connected at
+once and timed in rotating blocks of ``--block`` round trips, so slow drift of a noisy
+(virtual) machine hits every variant alike. Other load still matters, and not evenly:
+on a busy machine blocked threads wake faster (no idle exit), which speeds up the
+thread-handoff-bound sync client while the CPU-bound trio variants slow down. The run
+therefore samples other CPU use before and after, records it and warns when it is high.
+
     python -m bench.pair_rtt            # N=3000 per variant and transport
     python -m bench.pair_rtt --quick    # N=1000
     python -m bench.pair_rtt --n 10000 --json /tmp/rtt.json
@@ -36,7 +43,15 @@ import trio
 
 import patterns
 
-from ._common import RESULTS_DIR, describe_machine, format_table, machine_info, summarize_ns, write_json
+from ._common import (
+    RESULTS_DIR,
+    cpu_busy_fraction,
+    describe_machine,
+    format_table,
+    machine_info,
+    summarize_ns,
+    write_json,
+)
 
 PAYLOAD = bytes(range(64))
 STOP = b"stop"  # raw variants: a frame that is not 64 bytes long ends the echo loop
@@ -62,6 +77,7 @@ CONNECT_TIMEOUT_S = 20.0  # child start-up (a fresh interpreter importing trio a
 IO_TIMEOUT_MS = 10_000  # sync sockets: no single send/recv may hang longer than this
 CHILD_LIFETIME_S = 120.0  # an orphaned echo child gives up after this long
 JOIN_TIMEOUT_S = 5.0
+BUSY_WARNING = 0.15  # warn when other work kept the CPUs busier than this around the run
 BLOCK_WARMUP = 10  # untimed round trips at the start of every block (the echo child was idle)
 
 
@@ -470,17 +486,22 @@ def main(argv: list[str] | None = None) -> int:
     transports = args.transports or list(TRANSPORTS)
     variants = args.variants or [v.key for v in VARIANTS]
     print(f"pair_rtt: {len(PAYLOAD)}-byte round trips, n={args.n}, warmup={args.warmup}", file=sys.stderr)
-    machine = machine_info()  # before measuring: the load average then is the interesting one
-    load, cpus = machine.get("loadavg"), machine.get("cpu_count") or 1
-    if load and load[0] > 0.5 * cpus:
-        print(
-            f"warning: 1-minute load average {load[0]} on {cpus} CPUs: other work is running, "
-            "expect noisy numbers (and skewed ratios: busy CPUs wake blocked threads faster)",
-            file=sys.stderr,
-        )
+    machine = machine_info()
+    # Other work on the machine skews this benchmark a lot (see the module docstring), so
+    # sample how busy the CPUs are just before and just after measuring.
+    machine["cpu_busy_before"] = cpu_busy_fraction()
     started = time.perf_counter()
     results = measure(transports, variants, args.n, args.warmup, args.block)
     ratios = compute_ratios(results)
+    machine["cpu_busy_after"] = cpu_busy_fraction()
+    busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
+    if busy and max(busy) > BUSY_WARNING:
+        print(
+            f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; the numbers "
+            "are skewed (a busy machine wakes blocked threads faster, so (a) gets faster while the "
+            "Python-heavy trio variants get slower). Rerun on an idle machine to compare ratios.",
+            file=sys.stderr,
+        )
     report = {
         "benchmark": "pair_rtt",
         "machine": machine,

@@ -14,11 +14,16 @@ pynng's exceptions never escape (they are translated where pynng is called, with
     │   │   └── AddressInUse        another socket already listens there
     │   ├── ConnectionRefused       a synchronous dial found nobody listening
     │   └── TLSError                TLS configuration or handshake failure
-    └── MessageError                a message could not be built or read
-        ├── EncodeError             a value has no CBOR form here (also a ``TypeError``)
-        ├── MessageTooLarge         an outgoing message exceeds ``max_message_size``
-        └── MalformedMessage        bytes from a peer were rejected by the strict decoder
-                                    (also a ``ValueError``); counted in ``statistics()``
+    ├── MessageError                a message could not be built or read
+    │   ├── EncodeError             a value has no CBOR form here (also a ``TypeError``)
+    │   ├── MessageTooLarge         an outgoing message exceeds ``max_message_size``
+    │   └── MalformedMessage        bytes from a peer were rejected by the strict decoder
+    │       │                       (also a ``ValueError``); counted in ``statistics()``
+    │       ├── InvalidBallot       a ballot's fields are wrong (consensus)
+    │       └── InvalidDecision     a broadcast decision's fields are wrong (consensus)
+    └── RoomError                   room membership failed (consensus)
+        ├── RoomUnavailable         the host could not be reached, or went away
+        └── NameTaken               a live member already holds that name
 
 Messages name the input and the state that made the call fail.
 """
@@ -35,6 +40,9 @@ __all__ = [
     "MalformedMessage",
     "MessageError",
     "MessageTooLarge",
+    "NameTaken",
+    "RoomError",
+    "RoomUnavailable",
     "TLSError",
     "Timeout",
     "TransportError",
@@ -109,3 +117,15 @@ class MalformedMessage(MessageError, ValueError):
         super().__init__(message)
         self.reason = reason
         self.size = size
+
+
+class RoomError(ConsensusError):
+    """Joining or staying in a room failed."""
+
+
+class RoomUnavailable(RoomError):
+    """The room's host could not be reached in time, or went away."""
+
+
+class NameTaken(RoomError):
+    """The host refused a join: a live member already holds the name."""

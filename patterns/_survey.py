@@ -213,16 +213,18 @@ class IncomingSurvey:
         return self._ctx is None
 
     async def reply(self, value: Any, *, kind: str = "reply") -> None:
-        """Send ``value`` back to the surveyor (at most once)."""
+        """Send ``value`` back to the surveyor (at most once).
+
+        A value that cannot be encoded raises :class:`EncodeError` and leaves the
+        survey unanswered, so the caller can still reply with something else.
+        """
         resp = self._respondent
-        ctx, self._ctx = self._ctx, None
-        if ctx is None:
+        if self._ctx is None:
             raise Closed(f"{self!r} was already answered or declined")
+        envelope = Envelope(kind=kind, sender=resp.name, id=resp._next_id(), body=value, re=self.envelope.id)
+        data = encode(envelope, max_size=resp.max_message_size)
+        ctx, self._ctx = self._ctx, None
         try:
-            envelope = Envelope(
-                kind=kind, sender=resp.name, id=resp._next_id(), body=value, re=self.envelope.id
-            )
-            data = encode(envelope, max_size=resp.max_message_size)
             resp._require_open(f"reply to survey {self.envelope.id}")
             try:
                 await ctx.asend(data)
