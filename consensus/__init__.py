@@ -1,8 +1,19 @@
 """nng-consensus: polls, votes, work sharing and direct lines for agents, over NNG.
 
-The decision logic and the primitives agent code calls live here; the NNG pattern
-layer they run on is :mod:`patterns`. Every exception is a
-:class:`~patterns.ConsensusError` (the tree is drawn in :mod:`patterns._errors`).
+Host a room, join it, poll and vote::
+
+    async with consensus.host("tcp://127.0.0.1:7000") as room:
+        await room.wait_for_members(3)
+        result = await room.poll("ready?", timeout=5)
+        decision = await room.vote("ship it?", options=["yes", "no"], timeout=5)
+
+    async with consensus.join("tcp://127.0.0.1:7000", name="claude",
+                              on_poll=answer, on_vote=decide) as me:
+        ...
+
+The decision logic (:func:`tally` and the rules) is pure code with no I/O. Every
+exception is a :class:`ConsensusError`; the tree is drawn in :mod:`patterns._errors`.
+The NNG pattern layer underneath is the :mod:`patterns` package.
 """
 
 from patterns import (
@@ -12,19 +23,63 @@ from patterns import (
     MalformedMessage,
     MessageError,
     MessageTooLarge,
+    NameTaken,
+    RoomError,
+    RoomUnavailable,
     Timeout,
     TransportError,
     WouldBlock,
 )
 
+from ._ballot import Ballot, InvalidBallot
+from ._endpoints import Endpoints, endpoints
+from ._member import Member, MemberStatistics, join
+from ._poll import MemberError, PollResult, PollRound, Verdict
+from ._room import Room, RoomStatistics, host
+from ._roster import JoinOutcome, Roster
+from ._rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
+from ._tally import Decision, InvalidDecision, is_decided, tally
+from ._vote import VoteRound
+
 __all__ = [
+    "Ballot",
     "Closed",
     "ConsensusError",
+    "Decision",
     "EncodeError",
+    "Endpoints",
+    "InvalidBallot",
+    "InvalidDecision",
+    "JoinOutcome",
+    "Majority",
     "MalformedMessage",
+    "Member",
+    "MemberError",
+    "MemberStatistics",
     "MessageError",
     "MessageTooLarge",
+    "NameTaken",
+    "Plurality",
+    "PollResult",
+    "PollRound",
+    "Room",
+    "RoomError",
+    "RoomStatistics",
+    "RoomUnavailable",
+    "Roster",
+    "Rule",
+    "Supermajority",
+    "TieBreak",
     "Timeout",
     "TransportError",
+    "Unanimous",
+    "Verdict",
+    "VoteRound",
+    "Weighting",
     "WouldBlock",
+    "endpoints",
+    "host",
+    "is_decided",
+    "join",
+    "tally",
 ]

@@ -7,6 +7,7 @@ import inspect
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -85,9 +86,9 @@ class Peers:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, script: str = "peer.py") -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "peer.py"), *args],
+            [sys.executable, str(ROOT / "tests" / script), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -96,7 +97,17 @@ class Peers:
         self.procs.append(proc)
         return proc
 
+    def agent(self, address: str, name: str, *options: str) -> subprocess.Popen[str]:
+        """Start ``tests/room_agent.py``: a simulated agent that joins the room at ``address``."""
+        return self.start(address, name, *options, script="room_agent.py")
+
     def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGCONT)  # a stopped process cannot die
+                except ProcessLookupError:
+                    pass
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
@@ -123,3 +134,48 @@ async def read_line(proc: subprocess.Popen[str]) -> str:
     if not line:
         raise EOFError(f"peer {proc.args!r} exited with {proc.poll()}")
     return line.rstrip("\n")
+
+
+def free_tcp_port_run(count: int) -> int:
+    """A port P such that P..P+count-1 are all free on 127.0.0.1 right now."""
+    for _ in range(200):
+        base = free_tcp_port()
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for offset in range(count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no run of {count} free ports found")
+
+
+@pytest.fixture
+def room_address(short_tmp: Path) -> Callable[[str], str]:
+    """``room_address(transport)`` -> a unique room address (tcp uses ports P, P+1, P+2)."""
+
+    def make(transport: str) -> str:
+        n = next(_counter)
+        if transport == "ipc":
+            return f"ipc://{short_tmp}/room{n}"
+        if transport == "tcp":
+            return f"tcp://127.0.0.1:{free_tcp_port_run(3)}"
+        if transport == "inproc":
+            return f"inproc://room-{os.getpid()}-{n}-{uuid.uuid4().hex[:8]}"
+        raise ValueError(transport)
+
+    return make
+
+
+def tell(proc: subprocess.Popen[str], line: str) -> None:
+    """Send one command line to a child's stdin."""
+    assert proc.stdin is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()

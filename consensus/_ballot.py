@@ -1,0 +1,190 @@
+"""One voter's answer to a vote: the :class:`Ballot` value and its wire form (pure code).
+
+A ballot names a ``choice`` (``None`` means *abstain*), how sure the voter is
+(``confidence`` in [0, 1]), an optional free-text ``reason`` and, when known, the id
+of the ``vote`` it answers. Ballots built in this process are checked by the
+constructor (``TypeError``/``ValueError``: programmer errors); ballots arriving from
+peers go through :meth:`Ballot.from_wire`, which raises :class:`InvalidBallot`.
+
+Wire form (a CBOR map with text keys; unknown keys are refused)::
+
+    choice      any      required  the chosen option, or null to abstain
+    confidence  number   optional  finite, 0 <= confidence <= 1 (default 1)
+    reason      text     optional  at most MAX_REASON_LENGTH characters (null = none)
+    vote        uint     optional  id of the vote answered, < 2**64 (null = unknown)
+
+Also here: which option a choice selects (:func:`select`, used by the tally). Options
+are text, bytes, numbers or booleans, never ``None`` or NaN, distinct as dict keys;
+a choice selects the option it equals (``1.0`` selects ``1``), except that booleans
+only select booleans (CBOR keeps ``true`` and ``1`` apart).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from patterns import ConsensusError
+
+__all__ = ["MAX_REASON_LENGTH", "Ballot", "InvalidBallot"]
+
+MAX_REASON_LENGTH: Final = 2000
+"""Longest ``reason`` a ballot may carry, in characters."""
+
+_MAX_VOTE_ID: Final = 2**64
+_WIRE_KEYS: Final = frozenset({"choice", "confidence", "reason", "vote"})
+_OPTION_TYPES: Final = (str, bytes, int, float)
+
+
+class InvalidBallot(ConsensusError, ValueError):
+    """A ballot received from a peer does not have the shape of a ballot."""
+
+
+def describe(value: object) -> str:
+    """Describe a (possibly peer-supplied) value for an error message without ever failing.
+
+    Short scalars are shown with ``repr``; long text is cut, huge integers and
+    containers are named by type (``repr`` of a huge int raises, of a container can
+    be enormous).
+    """
+    if value is None or type(value) in (bool, float) or (type(value) is int and value.bit_length() <= 64):
+        return repr(value)
+    if type(value) is int:
+        return f"an integer of {value.bit_length()} bits"
+    if type(value) in (str, bytes):
+        assert isinstance(value, (str, bytes))
+        if len(value) <= 60:
+            return repr(value)
+        return f"{value[:40]!r}... ({len(value)} long)"
+    return f"a {type(value).__name__}"
+
+
+def _check_confidence(confidence: object) -> float:
+    if type(confidence) is bool or not isinstance(confidence, (int, float)):
+        raise TypeError(f"confidence must be a number in [0, 1], got {describe(confidence)}")
+    if isinstance(confidence, float) and not math.isfinite(confidence):
+        raise ValueError(f"confidence {confidence!r} is not a finite number in [0, 1]")
+    if not 0 <= confidence <= 1:
+        raise ValueError(f"confidence {describe(confidence)} is outside [0, 1]")
+    return float(confidence)
+
+
+@dataclass(frozen=True, slots=True)
+class Ballot:
+    """One voter's answer. ``choice=None`` abstains; ``confidence`` is kept as a float."""
+
+    choice: Any | None
+    confidence: float = 1.0
+    reason: str | None = None
+    vote: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "confidence", _check_confidence(self.confidence))
+        if self.reason is not None:
+            if not isinstance(self.reason, str):
+                raise TypeError(f"reason must be text or None, got {describe(self.reason)}")
+            if len(self.reason) > MAX_REASON_LENGTH:
+                raise ValueError(
+                    f"reason of {len(self.reason)} characters is longer than {MAX_REASON_LENGTH}"
+                )
+        if self.vote is not None:
+            if type(self.vote) is not int:
+                raise TypeError(f"vote must be an integer id or None, got {describe(self.vote)}")
+            if not 0 <= self.vote < _MAX_VOTE_ID:
+                raise ValueError(f"vote id {describe(self.vote)} is not in 0..2**64-1")
+
+    @property
+    def abstains(self) -> bool:
+        """True when the ballot makes no choice (``choice is None``)."""
+        return self.choice is None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The CBOR-able map for this ballot (``choice`` is passed through as it is)."""
+        wire: dict[str, Any] = {"choice": self.choice, "confidence": self.confidence}
+        if self.reason is not None:
+            wire["reason"] = self.reason
+        if self.vote is not None:
+            wire["vote"] = self.vote
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: object) -> Ballot:
+        """Validate an untrusted, CBOR-decoded ballot; raises :class:`InvalidBallot`."""
+        if not isinstance(obj, dict):
+            raise InvalidBallot(f"a ballot must be a map, got {describe(obj)}")
+        for key in obj:
+            if not isinstance(key, str):
+                raise InvalidBallot(f"ballot keys must be text, got key {describe(key)}")
+        unknown = obj.keys() - _WIRE_KEYS
+        if unknown:
+            shown = ", ".join(describe(key) for key in sorted(unknown)[:5])
+            raise InvalidBallot(f"ballot has unknown keys {shown} (allowed: {sorted(_WIRE_KEYS)})")
+        if "choice" not in obj:
+            raise InvalidBallot(f"ballot has no 'choice' (keys: {sorted(obj)}); use null to abstain")
+        confidence = obj.get("confidence", 1.0)
+        reason = obj.get("reason")
+        vote = obj.get("vote")
+        if type(confidence) not in (int, float):
+            raise InvalidBallot(f"ballot 'confidence' must be a number in [0, 1], got {describe(confidence)}")
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidBallot(f"ballot 'reason' must be text or null, got {describe(reason)}")
+        if vote is not None and type(vote) is not int:
+            raise InvalidBallot(f"ballot 'vote' must be an unsigned integer id or null, got {describe(vote)}")
+        try:
+            return cls(choice=obj["choice"], confidence=confidence, reason=reason, vote=vote)
+        except (TypeError, ValueError) as exc:
+            raise InvalidBallot(f"invalid ballot: {exc}") from exc
+
+    @classmethod
+    def coerce(cls, value: object) -> Ballot:
+        """A ballot from whatever a handler returned.
+
+        A :class:`Ballot` passes through, a ``dict`` is read with :meth:`from_wire`
+        (raising :class:`InvalidBallot`), anything else is the choice itself.
+        """
+        if isinstance(value, Ballot):
+            return value
+        if isinstance(value, dict):
+            return cls.from_wire(value)
+        return cls(choice=value)
+
+
+# -- which option a choice selects (used by the tally) ---------------------------------------
+
+
+def check_options(options: Sequence[Any]) -> tuple[tuple[Any, ...], dict[Any, int]]:
+    """The options as a tuple, and each option's index (keys compare like dict keys)."""
+    if isinstance(options, (str, bytes, bytearray)) or not isinstance(options, Sequence):
+        raise TypeError(f"options must be a list or tuple of options, got {describe(options)}")
+    listed = tuple(options)
+    if not listed:
+        raise ValueError("options is empty: a vote needs at least one option")
+    index: dict[Any, int] = {}
+    for position, option in enumerate(listed):
+        if option is None:
+            raise ValueError("None cannot be an option: a None choice means abstain")
+        if not isinstance(option, _OPTION_TYPES):
+            raise ValueError(  # noqa: TRY004 - the contract: a bad option list is a ValueError
+                f"option {describe(option)} at position {position} is not text, bytes, a number "
+                "or a boolean (options travel as CBOR and must come back equal and hashable)"
+            )
+        if isinstance(option, float) and math.isnan(option):
+            raise ValueError(f"option nan at position {position} never equals any choice")
+        if option in index:
+            first = listed[index[option]]
+            raise ValueError(f"options list {describe(first)} and {describe(option)}, which are equal")
+        index[option] = position
+    return listed, index
+
+
+def select(options: tuple[Any, ...], index: Mapping[Any, int], choice: object) -> int | None:
+    """Index of the option ``choice`` selects, or None (booleans only select booleans)."""
+    try:
+        position = index.get(choice)
+    except TypeError:  # unhashable choice (a list or map from a peer)
+        return None
+    if position is None or (type(choice) is bool) != (type(options[position]) is bool):
+        return None
+    return position

@@ -1,0 +1,70 @@
+"""How one room address becomes the host's per-pattern endpoints (pure).
+
+A room is given one address; the host listens at three endpoints derived from it:
+
+==========  =========================  ============================
+endpoint    ``tcp://H:P``              ``ipc:///path/room``
+==========  =========================  ============================
+survey      ``tcp://H:P``              ``ipc:///path/room``
+control     ``tcp://H:P+1``            ``ipc:///path/room.control``
+mesh        ``tcp://H:P+2``            ``ipc:///path/room.mesh``
+==========  =========================  ============================
+
+(``inproc://name`` works like ipc, with the same suffixes.) ``survey`` carries polls and
+votes (surveyor/respondent), ``control`` is a bus star around the host for joins,
+heartbeats, leaves, roster updates and decisions, and ``mesh`` is the host's node
+of the room-wide bus on which everyone hears everyone.
+
+Each member also listens for the mesh: over tcp at an ephemeral port on the address
+its control connection uses (so the host and the others can reach it), over ipc at
+``<path>.m-<random>``. The host tells every member whom to dial.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+__all__ = ["Endpoints", "endpoints", "member_mesh_address"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    survey: str
+    control: str
+    mesh: str
+
+
+def _split_tcp(address: str) -> tuple[str, str, int]:
+    scheme, _, rest = address.partition("://")
+    host, sep, port_text = rest.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"room address {address!r} needs an explicit port, like tcp://127.0.0.1:7000")
+    port = int(port_text)
+    if not 0 < port <= 65533:
+        raise ValueError(f"room address {address!r}: port must be 1..65533 (P, P+1 and P+2 are used)")
+    return scheme, host, port
+
+
+def endpoints(address: str) -> Endpoints:
+    """Derive the host's endpoints from a room address (tcp, ws, tls+tcp, ipc, inproc)."""
+    scheme = address.partition("://")[0]
+    if scheme in ("tcp", "tcp4", "tcp6", "tls+tcp", "ws", "wss"):
+        if scheme in ("ws", "wss"):
+            raise ValueError(f"room address {address!r}: use tcp:// or ipc:// for rooms")
+        scheme, host, port = _split_tcp(address)
+        return Endpoints(f"{scheme}://{host}:{port}", f"{scheme}://{host}:{port + 1}", f"{scheme}://{host}:{port + 2}")
+    if scheme in ("ipc", "inproc"):
+        return Endpoints(address, f"{address}.control", f"{address}.mesh")
+    raise ValueError(f"room address {address!r}: unsupported scheme {scheme!r} (use tcp://, ipc:// or inproc://)")
+
+
+def member_mesh_address(room_address: str, local_host: str | None) -> str:
+    """Where a member's mesh bus listens, given the host part of its control connection."""
+    scheme = room_address.partition("://")[0]
+    if scheme in ("ipc", "inproc"):
+        return f"{room_address}.m-{secrets.token_hex(6)}"
+    _, host, _ = _split_tcp(room_address)
+    if local_host and local_host != "?":
+        host = local_host
+    return f"{scheme}://{host}:0"

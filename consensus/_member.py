@@ -1,0 +1,265 @@
+"""The member side of a room: join, answer polls and votes, heartbeat, hear the mesh.
+
+``async with consensus.join(address, name="claude", on_poll=..., on_vote=...) as me:``
+connects to the host's survey and control endpoints, listens for the mesh, asks to
+join (retrying until the host answers or ``join_timeout`` passes), then runs until
+the block exits: every survey is answered in its own task, so polls and votes can
+overlap; heartbeats keep the member in the roster; roster updates from the host
+tell it which other members to dial so the mesh stays full.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from patterns import (
+    Bus,
+    Closed,
+    EncodeError,
+    Envelope,
+    IncomingSurvey,
+    MalformedMessage,
+    MessageTooLarge,
+    NameTaken,
+    Respondent,
+    RoomUnavailable,
+)
+
+from . import _protocol as P
+from ._ballot import Ballot
+from ._endpoints import endpoints, member_mesh_address
+from ._handlers import Handler, run_handler, trio_deadline
+from ._mesh import Inbox
+from ._service import service_nursery
+from ._poll import MemberError
+from ._roster import check_name
+from ._tally import Decision
+
+__all__ = ["Member", "MemberStatistics", "join"]
+
+log = logging.getLogger("consensus")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatistics:
+    members: int
+    polls_answered: int
+    votes_cast: int
+    handler_errors: int
+    decisions: int
+    malformed: int
+    messages_dropped: int
+
+
+class Member:
+    """This process's membership of a room. Create it with :func:`join`."""
+
+    def __init__(self, address: str, *, name: str, on_poll: Handler | None, on_vote: Handler | None,
+                 handler_timeout: float | None, max_message_size: int) -> None:  # fmt: skip
+        self.name = check_name(name)
+        self.address = address
+        self.endpoints = endpoints(address)
+        self.token = secrets.randbits(63)
+        self._on_poll = on_poll
+        self._on_vote = on_vote
+        self._handler_timeout = handler_timeout
+        opts = {"name": name, "max_message_size": max_message_size}
+        self._respondent = Respondent(dial=self.endpoints.survey, **opts)
+        self._control = Bus(dial=self.endpoints.control, **opts)
+        self._mesh = Bus(**opts)
+        self._mesh_address = ""
+        self._members: dict[str, str] = {}
+        self._heartbeat = 0.5
+        self._welcome = trio.Event()
+        self._refusal: str | None = None
+        self._inbox = Inbox()
+        self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
+        self.last_decision: Decision | None = None
+        self._counts = dict.fromkeys(("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed"), 0)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The room's members as the host last reported them (sorted; includes this one)."""
+        return tuple(sorted(self._members))
+
+    async def broadcast(self, value: Any) -> None:
+        """Send ``value`` to the host and every other member."""
+        await self._mesh.send(value, kind=P.SAY)
+
+    def messages(self) -> AsyncIterator[tuple[str, Any]]:
+        """``async for sender, value in member.messages()``: what the others broadcast."""
+        return self._inbox.messages()
+
+    async def decisions(self) -> AsyncIterator[Decision]:
+        """The decisions the host broadcasts, as they come."""
+        async for decision in self._decisions:
+            yield decision
+
+    def statistics(self) -> MemberStatistics:
+        socks = (self._respondent, self._control, self._mesh)
+        malformed = self._counts["malformed"] + sum(s.statistics().malformed for s in socks)
+        return MemberStatistics(members=len(self._members), messages_dropped=self._inbox.dropped,
+                                **(self._counts | {"malformed": malformed}))  # fmt: skip
+
+    # ------------------------------------------------------------------ joining
+    def _hello(self) -> dict[str, Any]:
+        return {"name": self.name, "token": self.token, "mesh": self._mesh_address}
+
+    async def _join(self, join_timeout: float) -> None:
+        with trio.move_on_after(join_timeout) as scope:
+            await self._respondent.wait_for_peers(1)
+            (control_peer,) = await self._control.wait_for_peers(1)
+            local_host = control_peer.local.rpartition(":")[0] if ":" in control_peer.local else None
+            self._mesh_address = self._mesh.listen(member_mesh_address(self.address, local_host))
+            self._mesh.dial(self.endpoints.mesh)
+            while not self._welcome.is_set():
+                await self._control.send(self._hello(), kind=P.JOIN)
+                with trio.move_on_after(0.25):
+                    await self._welcome.wait()
+        if self._refusal is not None:
+            raise NameTaken(f"joining {self.address} as {self.name!r} was refused: {self._refusal}")
+        if scope.cancelled_caught:
+            raise RoomUnavailable(
+                f"no answer from a room host at {self.address} within {join_timeout} s "
+                f"(survey connected: {bool(self._respondent.peers)}, control connected: {bool(self._control.peers)})"
+            )
+
+    # ------------------------------------------------------------------ loops
+    async def _control_loop(self) -> None:
+        async for envelope in self._control.envelopes():
+            try:
+                self._on_control(envelope)
+            except MalformedMessage as exc:
+                self._counts["malformed"] += 1
+                log.warning("member %r ignored a control message: %s", self.name, exc)
+
+    def _on_control(self, envelope: Envelope) -> None:
+        if envelope.kind in (P.WELCOME, P.REFUSE):
+            hello = P.parse_hello(envelope)
+            if (hello.name, hello.token) != (self.name, self.token):
+                return  # addressed to another joiner
+            body = envelope.body
+            if envelope.kind == P.REFUSE:
+                self._refusal = str(body.get("reason", "refused"))
+            else:
+                beat = body.get("heartbeat")
+                if type(beat) in (int, float) and 0.01 <= beat <= 3600:
+                    self._heartbeat = float(beat)
+                self._set_members(P.parse_members(envelope, body.get("members")))
+            self._welcome.set()
+        elif envelope.kind == P.ROSTER:
+            members = P.parse_members(envelope, envelope.body.get("members") if isinstance(envelope.body, dict) else None)
+            self._set_members(members)
+        elif envelope.kind == P.DECISION:
+            body = envelope.body
+            if not isinstance(body, dict):
+                raise MalformedMessage("a decision body must be a map", reason="body", size=0)
+            decision = Decision.from_wire(body.get("decision"))
+            self.last_decision = decision
+            self._counts["decisions"] += 1
+            try:
+                self._decisions_send.send_nowait(decision)
+            except trio.WouldBlock:
+                log.warning("member %r: decisions queue full, dropped one (see last_decision)", self.name)
+
+    def _set_members(self, members: dict[str, str]) -> None:
+        """Adopt the host's roster and keep the mesh full.
+
+        Of each pair of members exactly one dials the other (the one whose name sorts
+        later), so every pair shares one connection and nobody hears a message twice.
+        """
+        if self._welcome.is_set() and self.name not in members:
+            return  # a roster from before our join was processed; the next one includes us
+        wanted = {mesh for name, mesh in members.items() if name < self.name}
+        current = {mesh for name, mesh in self._members.items() if name < self.name}
+        for mesh in current - wanted:
+            self._mesh.undial(mesh)
+        for mesh in wanted - current:
+            self._mesh.dial(mesh)
+        self._members = dict(members)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await trio.sleep(self._heartbeat)
+            await self._control.send(self._hello(), kind=P.HEARTBEAT)
+
+    async def _surveys(self, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                survey = await self._respondent.receive()
+            except MalformedMessage as exc:
+                log.warning("member %r ignored a malformed survey: %s", self.name, exc)
+                continue
+            except Closed:
+                return
+            nursery.start_soon(self._answer, survey)
+
+    async def _answer(self, survey: IncomingSurvey) -> None:
+        body = survey.body if isinstance(survey.body, dict) else {}
+        deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
+        if survey.envelope.kind == P.POLL and self._on_poll is not None and "question" in body:
+            ok, result = await run_handler(self._on_poll, body["question"], deadline=deadline)
+            reply = (P.ANSWER, {"answer": result}) if ok else (P.ERROR, result.to_wire())
+            counter = "polls_answered"
+        elif survey.envelope.kind == P.VOTE and self._on_vote is not None and "options" in body:
+            ok, result = await run_handler(self._on_vote, body.get("motion"), body["options"], deadline=deadline)
+            if ok:
+                try:
+                    ballot = Ballot.coerce(result)
+                    reply = (P.BALLOT, Ballot(ballot.choice, ballot.confidence, ballot.reason, body.get("vote")).to_wire())
+                except (ValueError, TypeError) as exc:
+                    ok, result = False, MemberError(type(exc).__name__, str(exc))
+            if not ok:
+                reply = (P.ERROR, result.to_wire())
+            counter = "votes_cast"
+        else:
+            what = "no handler for it" if survey.envelope.kind in (P.POLL, P.VOTE) else "unknown survey kind"
+            reply = (P.ERROR, MemberError("NotSupported", f"{survey.envelope.kind!r}: {what}").to_wire())
+            counter = "handler_errors"
+        if reply[0] == P.ERROR:
+            counter = "handler_errors"
+        try:
+            try:
+                await survey.reply(reply[1], kind=reply[0])
+            except (EncodeError, MessageTooLarge) as exc:  # the answer has no wire form: say so instead
+                counter = "handler_errors"
+                await survey.reply(MemberError(type(exc).__name__, str(exc)[:2000]).to_wire(), kind=P.ERROR)
+        except Closed:
+            return
+        self._counts[counter] += 1
+
+
+@asynccontextmanager
+async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vote: Handler | None = None,
+               join_timeout: float = 10.0, handler_timeout: float | None = None,
+               max_message_size: int = 16 * 1024 * 1024) -> AsyncIterator[Member]:  # fmt: skip
+    """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
+
+    Raises :class:`~patterns.NameTaken` if a live member holds the name and
+    :class:`~patterns.RoomUnavailable` if no host answers within ``join_timeout``.
+    """
+    member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote,
+                    handler_timeout=handler_timeout, max_message_size=max_message_size)  # fmt: skip
+    async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
+        nursery.start_soon(member._control_loop)
+        nursery.start_soon(member._inbox.pump, member._mesh)
+        try:
+            await member._join(join_timeout)
+            nursery.start_soon(member._heartbeats)
+            nursery.start_soon(member._surveys, nursery)
+            yield member
+            with trio.move_on_after(0.5) as scope:
+                scope.shield = True
+                await member._control.send({"name": name, "token": member.token}, kind=P.LEAVE)
+        finally:
+            nursery.cancel_scope.cancel()
+            member._inbox.close()
+            member._decisions_send.close()

@@ -1,0 +1,146 @@
+"""One poll as a sans-IO state machine, and the values it produces.
+
+The driver tells a :class:`PollRound` what happened (an answer, a handler error, a
+member gone) and asks whether the round is complete; the round never reads a clock
+or a socket. A round is complete when every member present at its start has
+answered, failed or left, or, with ``quorum=k``, once ``k`` answers are in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["MemberError", "PollResult", "PollRound", "Verdict"]
+
+
+class Verdict(Enum):
+    """What a round did with one reply."""
+
+    ACCEPTED = "accepted"
+    UNEXPECTED = "unexpected"  # not a member when the round started
+    DUPLICATE = "duplicate"  # that member already answered, failed or left
+    CLOSED = "closed"  # the round was already finished: a late reply
+
+
+@dataclass(frozen=True, slots=True)
+class MemberError:
+    """What went wrong in one member's handler (or why it could not answer)."""
+
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+    def to_wire(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """The answers to one poll.
+
+    ``missing`` holds the members present at the start who did not answer (including
+    those who ``left`` during the poll); ``errors`` the members whose handler failed.
+    """
+
+    question: Any
+    answers: Mapping[str, Any]
+    missing: frozenset[str]
+    errors: Mapping[str, MemberError]
+    left: frozenset[str]
+    elapsed: float
+    quorum: int | None = None
+    quorum_met: bool = True
+    rejected: int = 0
+    poll_id: int = 0
+    expected: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def complete(self) -> bool:
+        """True when every expected member answered."""
+        return not self.missing and not self.errors
+
+
+def _check_quorum(quorum: int | None) -> int | None:
+    if quorum is None:
+        return None
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+        raise ValueError(f"a poll's quorum is a number of answers >= 1, got {quorum!r}")
+    return quorum
+
+
+class PollRound:
+    """The state of one poll: who is expected, who answered, failed or left."""
+
+    def __init__(self, expected: Iterable[str], *, quorum: int | None = None) -> None:
+        self.expected = frozenset(expected)
+        self.quorum = _check_quorum(quorum)
+        self._answers: dict[str, Any] = {}
+        self._errors: dict[str, MemberError] = {}
+        self._left: set[str] = set()
+        self._finished = False
+        self.rejected = 0
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return self.expected - self._answers.keys() - self._errors.keys() - self._left
+
+    @property
+    def complete(self) -> bool:
+        if self._finished or not self.pending:
+            return True
+        return self.quorum is not None and len(self._answers) >= self.quorum
+
+    def _admit(self, name: str) -> Verdict:
+        if self._finished:
+            return Verdict.CLOSED
+        if name not in self.expected:
+            return Verdict.UNEXPECTED
+        if name not in self.pending:
+            return Verdict.DUPLICATE
+        return Verdict.ACCEPTED
+
+    def answer(self, name: str, value: Any) -> Verdict:
+        verdict = self._admit(name)
+        if verdict is Verdict.ACCEPTED:
+            self._answers[name] = value
+        else:
+            self.rejected += 1
+        return verdict
+
+    def fail(self, name: str, error: MemberError) -> Verdict:
+        verdict = self._admit(name)
+        if verdict is Verdict.ACCEPTED:
+            self._errors[name] = error
+        else:
+            self.rejected += 1
+        return verdict
+
+    def left(self, name: str) -> None:
+        """A member went away (left, crashed, expired): it will not answer."""
+        if not self._finished and name in self.pending:
+            self._left.add(name)
+
+    def finish(self) -> None:
+        """Close the round: any later reply is ``CLOSED`` (late)."""
+        self._finished = True
+
+    def result(self, question: Any, *, elapsed: float, poll_id: int = 0) -> PollResult:
+        return PollResult(
+            question=question,
+            answers=MappingProxyType(dict(self._answers)),
+            missing=self.expected - self._answers.keys() - self._errors.keys(),
+            errors=MappingProxyType(dict(self._errors)),
+            left=frozenset(self._left),
+            elapsed=elapsed,
+            quorum=self.quorum,
+            quorum_met=self.quorum is None or len(self._answers) >= self.quorum,
+            rejected=self.rejected,
+            poll_id=poll_id,
+            expected=self.expected,
+        )

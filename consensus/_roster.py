@@ -1,0 +1,151 @@
+"""Room membership as a sans-IO state machine: joins, heartbeats, leaves, expiry.
+
+No sockets and no clock: every call that depends on time takes ``now`` (seconds on
+any monotonic clock the driver chooses). The host's driver feeds it what arrives on
+the control bus and the connection losses NNG reports, and acts on what it returns.
+
+Name rules: two live members may not share a name. A join under a name that is
+taken is accepted as a *replacement* only when the old holder is evidently gone
+(no heartbeat for more than two intervals; a closed connection removes a member
+at once);
+otherwise it is refused, and the refusal names the holder's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["JoinOutcome", "JoinVerdict", "MemberRecord", "Roster"]
+
+MAX_NAME_LENGTH = 128
+
+
+class JoinOutcome(Enum):
+    ACCEPTED = "accepted"
+    REPLACED = "replaced"  # the name's previous holder was gone; the newcomer takes its place
+    REFRESHED = "refreshed"  # the same member (same token) asked again: nothing changes
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinVerdict:
+    outcome: JoinOutcome
+    reason: str = ""
+    replaced: MemberRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """What the room knows of one member."""
+
+    name: str
+    token: int
+    mesh: str  # the address its room-wide bus listens at
+    pipe: int  # the control connection it joined over (NNG pipe id)
+    joined_at: float
+    last_seen: float
+
+
+def check_name(name: object) -> str:
+    """Validate a member name from code or from a peer; returns it or raises ValueError."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or not name.isprintable():
+        raise ValueError(f"member name must be printable text of 1..{MAX_NAME_LENGTH} characters, got {name!r}")
+    return name
+
+
+class Roster:
+    """The host's view of who is in the room."""
+
+    def __init__(self, *, heartbeat: float, missed_heartbeats: int = 3) -> None:
+        if not heartbeat > 0:
+            raise ValueError(f"heartbeat interval must be > 0 seconds, got {heartbeat!r}")
+        if missed_heartbeats < 1:
+            raise ValueError(f"missed_heartbeats must be >= 1, got {missed_heartbeats!r}")
+        self.heartbeat = heartbeat
+        self.expiry = heartbeat * missed_heartbeats
+        self._members: dict[str, MemberRecord] = {}
+        self._closed_pipes: set[int] = set()
+        self.version = 0
+
+    # -------------------------------------------------------------- queries
+    def __contains__(self, name: object) -> bool:
+        return name in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._members))
+
+    def get(self, name: str) -> MemberRecord | None:
+        return self._members.get(name)
+
+    def meshes(self) -> dict[str, str]:
+        return {name: rec.mesh for name, rec in sorted(self._members.items())}
+
+    def next_expiry(self) -> float | None:
+        """When the earliest member will expire if it stays silent (or None if empty)."""
+        if not self._members:
+            return None
+        return min(rec.last_seen for rec in self._members.values()) + self.expiry
+
+    # -------------------------------------------------------------- events
+    def join(self, name: str, token: int, mesh: str, pipe: int, now: float) -> JoinVerdict:
+        check_name(name)
+        if pipe in self._closed_pipes:
+            return JoinVerdict(JoinOutcome.REFUSED, f"the connection {name!r} joined over has already closed")
+        old = self._members.get(name)
+        if old is not None:
+            if old.token == token:
+                self._members[name] = MemberRecord(name, token, mesh, pipe, old.joined_at, now)
+                return JoinVerdict(JoinOutcome.REFRESHED)
+            if now - old.last_seen <= 2 * self.heartbeat:
+                return JoinVerdict(
+                    JoinOutcome.REFUSED,
+                    f"the name {name!r} is held by a live member (joined at {old.joined_at:.3f}, "
+                    f"last heard {now - old.last_seen:.3f} s ago); pick another name",
+                )
+        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now)
+        self.version += 1
+        if old is not None:
+            return JoinVerdict(JoinOutcome.REPLACED, replaced=old)
+        return JoinVerdict(JoinOutcome.ACCEPTED)
+
+    def heartbeat_from(self, name: str, token: int, now: float) -> bool:
+        """Record a heartbeat; False when it is not from the current holder of the name."""
+        rec = self._members.get(name)
+        if rec is None or rec.token != token:
+            return False
+        self._members[name] = MemberRecord(rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now)
+        return True
+
+    def leave(self, name: str, token: int) -> bool:
+        rec = self._members.get(name)
+        if rec is None or rec.token != token:
+            return False
+        del self._members[name]
+        self.version += 1
+        return True
+
+    def pipe_closed(self, pipe: int) -> list[str]:
+        """A control connection dropped: its members (usually one) are gone."""
+        self._closed_pipes.add(pipe)
+        if len(self._closed_pipes) > 4096:  # only recent closes can race with a join
+            self._closed_pipes = set(sorted(self._closed_pipes)[-1024:])
+        gone = [name for name, rec in self._members.items() if rec.pipe == pipe]
+        for name in gone:
+            del self._members[name]
+        if gone:
+            self.version += 1
+        return gone
+
+    def expire(self, now: float) -> list[str]:
+        """Drop members silent for longer than the expiry; returns their names."""
+        gone = [name for name, rec in self._members.items() if now - rec.last_seen > self.expiry]
+        for name in gone:
+            del self._members[name]
+        if gone:
+            self.version += 1
+        return gone

@@ -1,0 +1,87 @@
+"""A simulated agent process for the room tests.
+
+    python tests/room_agent.py ADDRESS NAME [--answer JSON] [--delay S] [--choice JSON]
+                               [--confidence C] [--fail] [--handler-timeout S]
+
+Prints one line per event: ``joined``, ``refused <reason>``, ``unavailable``,
+``message <sender> <json>``, ``decision <json outcome>``. Reads commands on stdin:
+``say <json>`` broadcasts a value, ``quit`` leaves the room cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio  # noqa: E402
+
+import consensus  # noqa: E402
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    async def on_poll(question: Any) -> Any:
+        await trio.sleep(args.delay)
+        if args.fail:
+            raise RuntimeError(f"{args.name} cannot answer {question!r}")
+        return json.loads(args.answer) if args.answer is not None else {"name": args.name, "question": question}
+
+    async def on_vote(motion: Any, options: list[Any]) -> Any:
+        await trio.sleep(args.delay)
+        if args.fail:
+            raise RuntimeError(f"{args.name} refuses to vote on {motion!r}")
+        choice = json.loads(args.choice) if args.choice is not None else options[0]
+        return consensus.Ballot(choice, confidence=args.confidence, reason=f"{args.name} thinks so")
+
+    try:
+        async with consensus.join(
+            args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
+            handler_timeout=args.handler_timeout, join_timeout=args.join_timeout,
+        ) as member:  # fmt: skip
+            say("joined")
+            async with trio.open_nursery() as nursery:
+
+                async def messages() -> None:
+                    async for sender, value in member.messages():
+                        say("message", sender, json.dumps(value))
+
+                async def decisions() -> None:
+                    async for decision in member.decisions():
+                        say("decision", json.dumps(decision.outcome))
+
+                nursery.start_soon(messages)
+                nursery.start_soon(decisions)
+                async for line in trio.wrap_file(sys.stdin):
+                    command, _, rest = line.strip().partition(" ")
+                    if command == "say":
+                        await member.broadcast(json.loads(rest))
+                    elif command == "quit":
+                        break
+                nursery.cancel_scope.cancel()
+        say("left")
+    except consensus.NameTaken as exc:
+        say("refused", exc)
+    except consensus.RoomUnavailable:
+        say("unavailable")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("address")
+    parser.add_argument("name")
+    parser.add_argument("--answer")
+    parser.add_argument("--choice")
+    parser.add_argument("--confidence", type=float, default=1.0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--fail", action="store_true")
+    parser.add_argument("--handler-timeout", type=float, default=None)
+    parser.add_argument("--join-timeout", type=float, default=10.0)
+    trio.run(main, parser.parse_args())

@@ -1,0 +1,208 @@
+"""Rooms over real NNG between processes: membership, polls, votes, broadcast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+
+import pytest
+import trio
+
+import consensus
+from conftest import Peers, read_line, tell
+
+TRANSPORTS = ["ipc", "tcp"]
+
+
+async def start_agents(peers: Peers, address: str, names: list[str], *options: str) -> list:  # type: ignore[type-arg]
+    procs = [peers.agent(address, name, *options) for name in names]
+    for proc in procs:
+        assert await read_line(proc) == "joined"
+    return procs
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_poll_completes_early_with_every_answer(
+    transport: str, room_address: Callable[[str], str], peers: Peers
+) -> None:
+    address = room_address(transport)
+    async with consensus.host(address) as room:
+        names = ["ann", "bob", "cy"]
+        await start_agents(peers, address, names)
+        assert await room.wait_for_members(3) == tuple(names)
+        result = await room.poll("what time is it?", timeout=20)
+        assert result.elapsed < 5, "a poll must not idle to its deadline when nobody is missing"
+        assert result.answers == {n: {"name": n, "question": "what time is it?"} for n in names}
+        assert result.missing == frozenset() and not result.errors and result.complete
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_member_killed_mid_poll_is_missing_without_waiting(
+    transport: str, room_address: Callable[[str], str], peers: Peers
+) -> None:
+    address = room_address(transport)
+    async with consensus.host(address) as room:
+        await start_agents(peers, address, ["quick"])
+        (slow,) = await start_agents(peers, address, ["slow"], "--delay", "60")
+        await room.wait_for_members(2)
+        async with trio.open_nursery() as nursery:
+            results = []
+
+            async def run_poll() -> None:
+                results.append(await room.poll("still there?", timeout=30))
+
+            nursery.start_soon(run_poll)
+            await trio.testing.wait_all_tasks_blocked()
+            slow.kill()
+        (result,) = results
+        assert result.answers.keys() == {"quick"}
+        assert result.missing == {"slow"} and result.left == {"slow"}
+        assert result.elapsed < 10
+        assert "slow" not in room.members
+
+
+async def test_handler_errors_and_timeouts_become_errors(room_address: Callable[[str], str], peers: Peers) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address) as room:
+        await start_agents(peers, address, ["broken"], "--fail")
+        await start_agents(peers, address, ["stuck"], "--delay", "60", "--handler-timeout", "0.2")
+        await start_agents(peers, address, ["fine"])
+        await room.wait_for_members(3)
+        result = await room.poll("q", timeout=10)
+        assert result.answers.keys() == {"fine"}
+        assert result.errors["broken"].type == "RuntimeError" and "cannot answer" in result.errors["broken"].message
+        assert result.errors["stuck"].type == "Timeout"
+        assert result.elapsed < 5
+        # The members survive their handlers' failures: a second poll reaches them again.
+        again = await room.poll("q2", timeout=10)
+        assert again.errors.keys() == {"broken", "stuck"} and again.answers.keys() == {"fine"}
+
+
+async def test_late_answers_are_ignored_and_counted(room_address: Callable[[str], str], peers: Peers) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address, late_window=5.0) as room:
+        await start_agents(peers, address, ["tardy"], "--delay", "0.4")
+        await room.wait_for_members(1)
+        result = await room.poll("q", timeout=0.1)
+        assert result.missing == {"tardy"} and not result.answers
+        with trio.fail_after(5):
+            while room.statistics().late_replies < 1:  # the late reply is counted in the background
+                await trio.sleep(0.02)
+        assert room.statistics().late_replies == 1
+
+
+async def test_concurrent_polls_do_not_mix(room_address: Callable[[str], str], peers: Peers) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address) as room:
+        names = ["ann", "bob"]
+        await start_agents(peers, address, names, "--delay", "0.2")
+        await room.wait_for_members(2)
+        results: dict[str, consensus.PollResult] = {}
+
+        async def ask(question: str) -> None:
+            results[question] = await room.poll(question, timeout=10)
+
+        async with trio.open_nursery() as nursery:
+            for question in ("left?", "right?", "up?"):
+                nursery.start_soon(ask, question)
+        for question, result in results.items():
+            assert result.answers == {n: {"name": n, "question": question} for n in names}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_vote_majority_and_decision_broadcast(
+    transport: str, room_address: Callable[[str], str], peers: Peers
+) -> None:
+    address = room_address(transport)
+    async with consensus.host(address) as room:
+        yes = await start_agents(peers, address, ["a", "b"], "--choice", '"yes"')
+        no = await start_agents(peers, address, ["c"], "--choice", '"no"', "--confidence", "0.5")
+        await room.wait_for_members(3)
+        decision = await room.vote("ship?", options=["yes", "no"], timeout=10)
+        assert decision.outcome == "yes" and decision.quorum_met and not decision.tie
+        assert dict(decision.tally) == {"yes": 2.0, "no": 1.0}
+        assert decision.ballots["c"].confidence == 0.5 and decision.ballots["c"].reason == "c thinks so"
+        assert decision.missing == frozenset() and decision.abstained == frozenset()
+        for proc in yes + no:
+            assert await read_line(proc) == 'decision "yes"'
+
+
+async def test_rejected_ballots_are_counted_never_tallied(room_address: Callable[[str], str], peers: Peers) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address) as room:
+        await start_agents(peers, address, ["a"], "--choice", '"yes"')
+        await start_agents(peers, address, ["rogue"], "--choice", '"maybe"')
+        await room.wait_for_members(2)
+        decision = await room.vote("ship?", options=["yes", "no"], timeout=10)
+        assert "rogue" in decision.rejected and decision.rejected_count == 1
+        assert dict(decision.tally) == {"yes": 1.0, "no": 0.0}
+        assert decision.outcome is None, "1 of 2 is not more than half of the electorate"
+        assert decision.missing == {"rogue"}
+
+
+async def test_vote_with_quorum_returns_once_decided(room_address: Callable[[str], str], peers: Peers) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address) as room:
+        await start_agents(peers, address, ["a", "b", "c"], "--choice", '"yes"')
+        await start_agents(peers, address, ["sleepy"], "--delay", "60")
+        await room.wait_for_members(4)
+        decision = await room.vote("ship?", options=["yes", "no"], timeout=30, quorum=3)
+        assert decision.outcome == "yes" and decision.quorum_met
+        assert decision.missing == {"sleepy"}
+        assert decision.elapsed < 10
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_join_leave_and_broadcast_reaches_everyone(
+    transport: str, room_address: Callable[[str], str], peers: Peers
+) -> None:
+    address = room_address(transport)
+    async with consensus.host(address, name="host") as room:
+        procs = await start_agents(peers, address, ["ann", "bob", "cy"])
+        await room.wait_for_members(3)
+        ann, bob, cy = procs
+        # Wait until the mesh is full: ann's broadcast must reach bob and cy (and the host).
+        messages = room.messages()
+        tell(ann, 'say "hello from ann"')
+        assert await messages.__anext__() == ("ann", "hello from ann")
+        for proc in (bob, cy):
+            assert await read_line(proc) == 'message ann "hello from ann"'
+        await room.broadcast({"from": "host"})
+        for proc in procs:
+            assert json.loads((await read_line(proc)).split(" ", 2)[2]) == {"from": "host"}
+        tell(bob, "quit")
+        assert await read_line(bob) == "left"
+        while "bob" in room.members:
+            await room.wait_members_changed()
+        assert room.members == ("ann", "cy")
+
+
+async def test_duplicate_name_is_refused_and_a_dead_member_is_replaced(
+    room_address: Callable[[str], str], peers: Peers
+) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address) as room:
+        (first,) = await start_agents(peers, address, ["neo"])
+        twin = peers.agent(address, "neo")
+        line = await read_line(twin)
+        assert line.startswith("refused") and "held by a live member" in line
+        first.kill()
+        (second,) = await start_agents(peers, address, ["neo"])
+        assert room.members == ("neo",)
+        assert room.statistics().refused_joins == 1
+
+
+async def test_heartbeats_drop_a_silent_member(room_address: Callable[[str], str], peers: Peers) -> None:
+    """A stopped process keeps its connections open; only missed heartbeats reveal it."""
+    address = room_address("tcp")
+    async with consensus.host(address, heartbeat=0.1, missed_heartbeats=3) as room:
+        (frozen,) = await start_agents(peers, address, ["frozen"])
+        await room.wait_for_members(1)
+        start = trio.current_time()
+        os.kill(frozen.pid, signal.SIGSTOP)
+        while "frozen" in room.members:
+            await room.wait_members_changed()
+        assert trio.current_time() - start < 2.0
+        assert room.statistics().expired == 1
