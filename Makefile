@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 
 demo: setup
-	$(PY) examples/survey.py
+	$(PY) examples/vote.py
 
 test: setup
 	$(PY) -m pytest

@@ -90,8 +90,18 @@ class Member:
         """The room's members as the host last reported them (sorted; includes this one)."""
         return tuple(sorted(self._members))
 
+    async def wait_for_mesh(self) -> None:
+        """Wait until this member's mesh links to the host and every member it knows of.
+
+        Broadcast is best effort: a member not yet connected does not get it. Wait
+        here (after a join, say) when a broadcast must reach everyone present.
+        """
+        while len(self._mesh.peers) < len(self._members):  # the others plus the host
+            with trio.move_on_after(self._heartbeat):  # the roster may change meanwhile
+                await self._mesh.wait_peers_changed()
+
     async def broadcast(self, value: Any) -> None:
-        """Send ``value`` to the host and every other member."""
+        """Send ``value`` to the host and every other member (best effort, see :meth:`wait_for_mesh`)."""
         await self._mesh.send(value, kind=P.SAY)
 
     def messages(self) -> AsyncIterator[tuple[str, Any]]:

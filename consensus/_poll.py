@@ -45,7 +45,8 @@ class PollResult:
     """The answers to one poll.
 
     ``missing`` holds the members present at the start who did not answer (including
-    those who ``left`` during the poll); ``errors`` the members whose handler failed.
+    those who ``left`` during the poll); ``errors`` the members whose handler failed;
+    ``latencies`` the seconds from the poll's start to each answer or error.
     """
 
     question: Any
@@ -59,6 +60,7 @@ class PollResult:
     rejected: int = 0
     poll_id: int = 0
     expected: frozenset[str] = field(default_factory=frozenset)
+    latencies: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def complete(self) -> bool:
@@ -83,6 +85,7 @@ class PollRound:
         self._answers: dict[str, Any] = {}
         self._errors: dict[str, MemberError] = {}
         self._left: set[str] = set()
+        self._latencies: dict[str, float] = {}
         self._finished = False
         self.rejected = 0
 
@@ -105,18 +108,23 @@ class PollRound:
             return Verdict.DUPLICATE
         return Verdict.ACCEPTED
 
-    def answer(self, name: str, value: Any) -> Verdict:
+    def answer(self, name: str, value: Any, *, at: float | None = None) -> Verdict:
+        """Record an answer; ``at`` is when it arrived (seconds since the poll began)."""
         verdict = self._admit(name)
         if verdict is Verdict.ACCEPTED:
             self._answers[name] = value
+            if at is not None:
+                self._latencies[name] = at
         else:
             self.rejected += 1
         return verdict
 
-    def fail(self, name: str, error: MemberError) -> Verdict:
+    def fail(self, name: str, error: MemberError, *, at: float | None = None) -> Verdict:
         verdict = self._admit(name)
         if verdict is Verdict.ACCEPTED:
             self._errors[name] = error
+            if at is not None:
+                self._latencies[name] = at
         else:
             self.rejected += 1
         return verdict
@@ -143,4 +151,5 @@ class PollRound:
             rejected=self.rejected,
             poll_id=poll_id,
             expected=self.expected,
+            latencies=MappingProxyType(dict(self._latencies)),
         )

@@ -104,8 +104,14 @@ class Room:
         await self._members_changed.wait()
         return self.members
 
+    async def wait_for_mesh(self) -> None:
+        """Wait until every member present is linked to the host's node of the mesh."""
+        while len(self._mesh.peers) < len(self._roster):
+            with trio.move_on_after(self._roster.heartbeat):
+                await self._mesh.wait_peers_changed()
+
     async def broadcast(self, value: Any) -> None:
-        """Send ``value`` to every member (over the mesh)."""
+        """Send ``value`` to every member over the mesh (best effort, see :meth:`wait_for_mesh`)."""
         await self._mesh.send(value, kind=P.SAY)
 
     def messages(self) -> AsyncIterator[tuple[str, Any]]:
@@ -121,7 +127,7 @@ class Room:
         replies = None
         if not round.complete:
             replies = await self._surveyor.survey({"question": question}, kind=P.POLL, timeout=timeout + self.late_window)
-            await self._gather(_Active(round), replies, start + timeout, self._on_poll_reply)
+            await self._gather(_Active(round), replies, start, start + timeout, self._on_poll_reply)
         return round.result(question, elapsed=trio.current_time() - start, poll_id=replies.id if replies else 0)
 
     async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,
@@ -141,7 +147,7 @@ class Room:
         if not round.complete:
             survey = {"vote": vote_id, "motion": motion, "options": list(options)}
             replies = await self._surveyor.survey(survey, kind=P.VOTE, timeout=timeout + self.late_window)
-            await self._gather(_Active(round), replies, start + timeout, self._on_vote_reply)
+            await self._gather(_Active(round), replies, start, start + timeout, self._on_vote_reply)
         decision = round.decision(elapsed=trio.current_time() - start)
         body = {"vote": vote_id, "motion": motion, "decision": decision.to_wire()}
         await self._control.send(body, kind=P.DECISION)
@@ -154,16 +160,16 @@ class Room:
                               **(self._counts | {"malformed": malformed}))  # fmt: skip
 
     # ------------------------------------------------------------------ rounds
-    def _on_poll_reply(self, round: PollRound | VoteRound, envelope: Envelope) -> Verdict:
+    def _on_poll_reply(self, round: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
         assert isinstance(round, PollRound)
         kind, value = P.parse_reply(envelope)
         if kind == P.ANSWER:
-            return round.answer(envelope.sender, value)
+            return round.answer(envelope.sender, value, at=at)
         if kind == P.ERROR:
-            return round.fail(envelope.sender, value)
+            return round.fail(envelope.sender, value, at=at)
         raise MalformedMessage(f"a {kind!r} reply to a poll from {envelope.sender!r}", reason="body", size=0)
 
-    def _on_vote_reply(self, round: PollRound | VoteRound, envelope: Envelope) -> Verdict:
+    def _on_vote_reply(self, round: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
         assert isinstance(round, VoteRound)
         kind, value = P.parse_reply(envelope)
         if kind == P.BALLOT:
@@ -172,7 +178,9 @@ class Room:
             return round.fail(envelope.sender, value)
         raise MalformedMessage(f"a {kind!r} reply to a vote from {envelope.sender!r}", reason="body", size=0)
 
-    async def _gather(self, active: _Active, replies: SurveyReplies, deadline: float, on_reply: Any) -> None:
+    async def _gather(
+        self, active: _Active, replies: SurveyReplies, start: float, deadline: float, on_reply: Any
+    ) -> None:
         """Feed replies to the round until it completes or ``deadline``; then count late ones."""
         assert self._nursery is not None
         round = active.round
@@ -182,7 +190,7 @@ class Room:
             async with replies:
                 async for envelope in replies:
                     try:
-                        verdict = on_reply(round, envelope)
+                        verdict = on_reply(round, envelope, trio.current_time() - start)
                     except MalformedMessage as exc:
                         self._counts["malformed"] += 1
                         log.warning("room %r ignored a reply: %s", self.name, exc)

@@ -1,6 +1,6 @@
 """A room of agent processes votes on a motion; the ballots are then re-counted under other rules.
 
-    python examples/vote.py [--agents 7] [--timeout 5] [--transport ipc|tcp] [--seed 11]
+    python examples/vote.py [--agents 7] [--timeout 5] [--transport ipc|tcp] [--seed 23]
 
 The host opens a room; each agent is a separate OS process (started with "spawn":
 NNG is not fork-safe) that joins it with ``consensus.join``. Agents have simulated,
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
-    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--seed", type=int, default=23)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="nngc-vote-")
     if args.transport == "ipc":

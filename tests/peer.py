@@ -51,8 +51,9 @@ async def push(address: str, count: str) -> None:
         await trio.sleep_forever()
 
 
-async def bus(listen: str, *dial: str) -> None:
+async def bus(listen: str, peers: str, *dial: str) -> None:
     async with patterns.Bus(listen=listen, dial=list(dial), name=listen) as sock:
+        await sock.wait_for_peers(int(peers))
         say("ready")
         async with trio.open_nursery() as nursery:
 

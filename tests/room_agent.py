@@ -5,7 +5,8 @@
 
 Prints one line per event: ``joined``, ``refused <reason>``, ``unavailable``,
 ``message <sender> <json>``, ``decision <json outcome>``. Reads commands on stdin:
-``say <json>`` broadcasts a value, ``quit`` leaves the room cleanly.
+``say <json>`` broadcasts a value, ``mesh`` waits for a full mesh (then prints
+``mesh ok``), ``quit`` leaves the room cleanly.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ async def main(args: argparse.Namespace) -> None:
                     command, _, rest = line.strip().partition(" ")
                     if command == "say":
                         await member.broadcast(json.loads(rest))
+                    elif command == "mesh":
+                        await member.wait_for_mesh()
+                        say("mesh ok")
                     elif command == "quit":
                         break
                 nursery.cancel_scope.cancel()

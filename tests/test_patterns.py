@@ -191,9 +191,9 @@ async def test_bus_does_not_forward(address: Callable[[str], str], peers: Peers)
     """NNG's bus is one hop: in a chain A-B-C, C never hears A (rooms build a full mesh)."""
     a_addr, b_addr, c_addr = address("ipc"), address("ipc"), address("ipc")
     async with patterns.Bus(listen=a_addr, name="A") as a:
-        b = peers.start("bus", b_addr, a_addr)
+        b = peers.start("bus", b_addr, "2", a_addr)  # B waits for A and C
+        c = peers.start("bus", c_addr, "1", b_addr)
         assert await read_line(b) == "ready"
-        c = peers.start("bus", c_addr, b_addr)
         assert await read_line(c) == "ready"
         await a.wait_for_peers(1)
         # Prove B-C is connected: B's broadcast reaches both A and C.

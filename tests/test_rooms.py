@@ -164,6 +164,10 @@ async def test_join_leave_and_broadcast_reaches_everyone(
         await room.wait_for_members(3)
         ann, bob, cy = procs
         # Wait until the mesh is full: ann's broadcast must reach bob and cy (and the host).
+        for proc in procs:
+            tell(proc, "mesh")
+            assert await read_line(proc) == "mesh ok"
+        await room.wait_for_mesh()
         messages = room.messages()
         tell(ann, 'say "hello from ann"')
         assert await messages.__anext__() == ("ann", "hello from ann")
