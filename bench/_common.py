@@ -28,6 +28,7 @@ __all__ = [
     "mean",
     "median",
     "percentile",
+    "summarize",
     "summarize_ns",
     "write_json",
 ]
@@ -71,6 +72,18 @@ def summarize_ns(samples_ns: Sequence[int], *, unit_divisor: float = 1000.0) -> 
         "mean_us": round(mean(values), 3),
         "min_us": round(min(values), 3),
         "max_us": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+def summarize(values: Sequence[float], *, unit: str, digits: int = 3) -> dict[str, Any]:
+    """Like :func:`summarize_ns` for values already in ``unit`` (keys ``median_<unit>``, ...)."""
+    return {
+        f"median_{unit}": round(median(values), digits),
+        f"p99_{unit}": round(percentile(values, 99.0), digits),
+        f"mean_{unit}": round(mean(values), digits),
+        f"min_{unit}": round(min(values), digits),
+        f"max_{unit}": round(max(values), digits),
         "n": len(values),
     }
 

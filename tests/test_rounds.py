@@ -1,0 +1,156 @@
+"""The sans-IO state machines of rooms (poll rounds, vote rounds, the roster) under arbitrary event orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus import Ballot, Majority, MemberError, PollRound, Roster, Verdict, VoteRound, tally
+from consensus._roster import JoinOutcome
+
+NAMES = ["a", "b", "c", "d", "e"]
+
+poll_events = st.lists(
+    st.tuples(st.sampled_from(["answer", "fail", "left", "finish"]), st.sampled_from(NAMES)), max_size=25
+)
+
+
+@settings(max_examples=400)
+@given(expected=st.sets(st.sampled_from(NAMES[:4])), events=poll_events, quorum=st.none() | st.integers(1, 4))
+def test_poll_round_against_a_naive_reference(expected: set[str], events: list[tuple[str, str]], quorum: int | None) -> None:
+    round = PollRound(expected, quorum=quorum)
+    status: dict[str, str] = {}  # the reference: first event per expected name wins
+    finished = False
+    for t, (event, name) in enumerate(events):
+        if event == "finish":
+            round.finish()
+            finished = True
+            continue
+        if event == "left":
+            round.left(name)
+            if not finished and name in expected and name not in status:
+                status[name] = "left"
+            continue
+        verdict = round.answer(name, t, at=t) if event == "answer" else round.fail(name, MemberError("E", str(t)), at=t)
+        if finished:
+            want = Verdict.CLOSED
+        elif name not in expected:
+            want = Verdict.UNEXPECTED
+        elif name in status:
+            want = Verdict.DUPLICATE
+        else:
+            want = Verdict.ACCEPTED
+            status[name] = (event, t)  # type: ignore[assignment]
+        assert verdict is want
+        answers = sum(1 for s in status.values() if s != "left" and s[0] == "answer")
+        assert round.pending == expected - status.keys()
+        assert round.complete == (finished or not round.pending or (quorum is not None and answers >= quorum))
+    result = round.result("q", elapsed=1.0)
+    assert dict(result.answers) == {n: s[1] for n, s in status.items() if s != "left" and s[0] == "answer"}
+    assert set(result.errors) == {n for n, s in status.items() if s != "left" and s[0] == "fail"}
+    assert result.left == {n for n, s in status.items() if s == "left"}
+    assert result.missing == expected - result.answers.keys() - result.errors.keys()
+    assert set(result.latencies) == result.answers.keys() | result.errors.keys()
+    assert result.rejected == sum(1 for e, n in events if e in ("answer", "fail")) - len(result.answers) - len(result.errors)
+
+
+vote_events = st.lists(
+    st.tuples(
+        st.sampled_from(["ballot", "junk", "fail", "left"]),
+        st.sampled_from(NAMES),
+        st.sampled_from(["yes", "no", None, "maybe"]),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=300)
+@given(electorate=st.sets(st.sampled_from(NAMES[:4]), min_size=1), events=vote_events, quorum=st.none() | st.integers(1, 4))
+def test_vote_round_decision_matches_the_pure_tally(
+    electorate: set[str], events: list[tuple[str, str, Any]], quorum: int | None
+) -> None:
+    weights = dict.fromkeys(electorate, 1.0)
+    round = VoteRound(7, electorate=weights, options=["yes", "no"], rule=Majority(), quorum=quorum)
+    accepted: list[tuple[str, Ballot]] = []
+    for event, name, choice in events:
+        if round.complete and quorum is None:
+            break
+        if event == "ballot":
+            before = round.pending
+            round.ballot(name, {"choice": choice, "vote": 7})
+            if name in before:
+                accepted.append((name, Ballot(choice, vote=7)))
+        elif event == "junk":
+            round.ballot(name, {"choice": choice, "confidence": "very"})
+        elif event == "fail":
+            round.fail(name, MemberError("E", "boom"))
+        else:
+            round.left(name)
+        assert round.pending <= frozenset(electorate)
+    round.finish()
+    decision = round.decision(elapsed=0.5)
+    reference = tally(accepted, options=["yes", "no"], rule=Majority(), electorate=weights, quorum=quorum, vote=7)
+    assert decision.outcome == reference.outcome
+    assert dict(decision.tally) == dict(reference.tally)
+    assert decision.quorum_met == reference.quorum_met
+    assert decision.vote == 7 and decision.elapsed == 0.5
+    assert decision.rejected_count >= reference.rejected_count
+
+
+roster_events = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "beat", "leave", "drop", "expire"]),
+        st.sampled_from(NAMES[:3]),
+        st.integers(1, 3),  # token
+        st.integers(1, 4),  # pipe
+        st.floats(0, 1.0),  # time step
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=400)
+@given(events=roster_events)
+def test_roster_invariants(events: list[tuple[str, str, int, int, float]]) -> None:
+    roster = Roster(heartbeat=0.5, missed_heartbeats=3)
+    now = 0.0
+    dropped_pipes: set[int] = set()
+    for event, name, token, pipe, step in events:
+        now += step
+        before = {n: roster.get(n) for n in roster.names}
+        version = roster.version
+        if event == "join":
+            verdict = roster.join(name, token, f"ipc://{name}", pipe, now)
+            old = before.get(name)
+            if pipe in dropped_pipes:
+                assert verdict.outcome is JoinOutcome.REFUSED
+            elif old is None:
+                assert verdict.outcome is JoinOutcome.ACCEPTED
+            elif old.token == token:
+                assert verdict.outcome is JoinOutcome.REFRESHED
+            elif now - old.last_seen <= 1.0:
+                assert verdict.outcome is JoinOutcome.REFUSED and "live member" in verdict.reason
+            else:
+                assert verdict.outcome is JoinOutcome.REPLACED and verdict.replaced == old
+        elif event == "beat":
+            ok = roster.heartbeat_from(name, token, now)
+            assert ok == (name in before and before[name].token == token)  # type: ignore[union-attr]
+        elif event == "leave":
+            assert roster.leave(name, token) == (name in before and before[name].token == token)  # type: ignore[union-attr]
+        elif event == "drop":
+            gone = roster.pipe_closed(pipe)
+            dropped_pipes.add(pipe)
+            assert set(gone) == {n for n, r in before.items() if r.pipe == pipe}  # type: ignore[union-attr]
+        else:
+            gone = roster.expire(now)
+            assert set(gone) == {n for n, r in before.items() if now - r.last_seen > 1.5}  # type: ignore[union-attr]
+            assert all(now - roster.get(n).last_seen <= 1.5 for n in roster.names)  # type: ignore[union-attr]
+        # One record per name; the version moves exactly when the set of members changes hands.
+        after = {n: roster.get(n) for n in roster.names}
+        changed = before.keys() != after.keys() or any(
+            before[n].token != after[n].token for n in after if n in before  # type: ignore[union-attr]
+        )
+        assert (roster.version != version) == changed
+        assert all(r.pipe not in dropped_pipes for r in after.values())  # type: ignore[union-attr]
