@@ -53,10 +53,14 @@ def endpoints(address: str) -> Endpoints:
         if scheme in ("ws", "wss"):
             raise ValueError(f"room address {address!r}: use tcp:// or ipc:// for rooms")
         scheme, host, port = _split_tcp(address)
-        return Endpoints(f"{scheme}://{host}:{port}", f"{scheme}://{host}:{port + 1}", f"{scheme}://{host}:{port + 2}")
+        return Endpoints(
+            f"{scheme}://{host}:{port}", f"{scheme}://{host}:{port + 1}", f"{scheme}://{host}:{port + 2}"
+        )
     if scheme in ("ipc", "inproc"):
         return Endpoints(address, f"{address}.control", f"{address}.mesh")
-    raise ValueError(f"room address {address!r}: unsupported scheme {scheme!r} (use tcp://, ipc:// or inproc://)")
+    raise ValueError(
+        f"room address {address!r}: unsupported scheme {scheme!r} (use tcp://, ipc:// or inproc://)"
+    )
 
 
 def member_mesh_address(room_address: str, local_host: str | None) -> str:

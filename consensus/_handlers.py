@@ -53,7 +53,7 @@ async def run_handler(handler: Handler, *args: Any, deadline: float) -> tuple[bo
             if inspect.isawaitable(result):  # a plain function that returned a coroutine
                 return True, await _await(result)
             return True, result
-        except Exception as exc:  # the handler's failure is reported to the host, never raised here
+        except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to the host, never raised here
             log.info("handler %s failed: %r", name, exc)
             return False, MemberError(type(exc).__name__, str(exc)[:2000])
     assert scope.cancelled_caught

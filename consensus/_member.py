@@ -37,9 +37,9 @@ from ._ballot import Ballot
 from ._endpoints import endpoints, member_mesh_address
 from ._handlers import Handler, run_handler, trio_deadline
 from ._mesh import Inbox
-from ._service import service_nursery
 from ._poll import MemberError
 from ._roster import check_name
+from ._service import service_nursery
 from ._tally import Decision
 
 __all__ = ["Member", "MemberStatistics", "join"]
@@ -70,7 +70,7 @@ class Member:
         self._on_poll = on_poll
         self._on_vote = on_vote
         self._handler_timeout = handler_timeout
-        opts = {"name": name, "max_message_size": max_message_size}
+        opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size}
         self._respondent = Respondent(dial=self.endpoints.survey, **opts)
         self._control = Bus(dial=self.endpoints.control, **opts)
         self._mesh = Bus(**opts)
@@ -82,7 +82,9 @@ class Member:
         self._inbox = Inbox()
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self.last_decision: Decision | None = None
-        self._counts = dict.fromkeys(("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed"), 0)
+        self._counts = dict.fromkeys(
+            ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed"), 0
+        )
 
     # ------------------------------------------------------------------ public
     @property
@@ -166,7 +168,9 @@ class Member:
                 self._set_members(P.parse_members(envelope, body.get("members")))
             self._welcome.set()
         elif envelope.kind == P.ROSTER:
-            members = P.parse_members(envelope, envelope.body.get("members") if isinstance(envelope.body, dict) else None)
+            members = P.parse_members(
+                envelope, envelope.body.get("members") if isinstance(envelope.body, dict) else None
+            )
             self._set_members(members)
         elif envelope.kind == P.DECISION:
             body = envelope.body
@@ -220,11 +224,16 @@ class Member:
             reply = (P.ANSWER, {"answer": result}) if ok else (P.ERROR, result.to_wire())
             counter = "polls_answered"
         elif survey.envelope.kind == P.VOTE and self._on_vote is not None and "options" in body:
-            ok, result = await run_handler(self._on_vote, body.get("motion"), body["options"], deadline=deadline)
+            ok, result = await run_handler(
+                self._on_vote, body.get("motion"), body["options"], deadline=deadline
+            )
             if ok:
                 try:
                     ballot = Ballot.coerce(result)
-                    reply = (P.BALLOT, Ballot(ballot.choice, ballot.confidence, ballot.reason, body.get("vote")).to_wire())
+                    reply = (
+                        P.BALLOT,
+                        Ballot(ballot.choice, ballot.confidence, ballot.reason, body.get("vote")).to_wire(),
+                    )
                 except (ValueError, TypeError) as exc:
                     ok, result = False, MemberError(type(exc).__name__, str(exc))
             if not ok:

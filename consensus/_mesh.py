@@ -48,7 +48,11 @@ class Inbox:
                 self._send.send_nowait((envelope.sender, envelope.body))
             except trio.WouldBlock:
                 self.dropped += 1
-                log.warning("inbox full: dropped a broadcast from %r (%d dropped so far)", envelope.sender, self.dropped)
+                log.warning(
+                    "inbox full: dropped a broadcast from %r (%d dropped so far)",
+                    envelope.sender,
+                    self.dropped,
+                )
             except trio.ClosedResourceError:
                 return
 

@@ -69,11 +69,11 @@ def _field(envelope: Envelope, body: Mapping[Any, Any], key: str, kind: type, li
     value = body.get(key)
     if type(value) is not kind and not (kind is float and type(value) is int):
         raise _bad(envelope, f"field {key!r} must be {kind.__name__}, got {type(value).__name__}")
-    if kind is str and not 0 < len(value) <= limit:
+    if isinstance(value, str) and not 0 < len(value) <= limit:
         raise _bad(envelope, f"field {key!r} must have 1..{limit} characters")
-    if kind is int and not 0 <= value < 2**64:
+    if kind is int and isinstance(value, int) and not 0 <= value < 2**64:
         raise _bad(envelope, f"field {key!r} must be an unsigned 64-bit integer")
-    if kind is float and not math.isfinite(value):
+    if kind is float and isinstance(value, (int, float)) and not math.isfinite(value):
         raise _bad(envelope, f"field {key!r} must be finite")
     return value
 
@@ -103,7 +103,10 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
 
 def parse_members(envelope: Envelope, value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_NAME_LENGTH and len(v) <= MAX_ADDRESS_LENGTH
+        isinstance(k, str)
+        and isinstance(v, str)
+        and len(k) <= MAX_NAME_LENGTH
+        and len(v) <= MAX_ADDRESS_LENGTH
         for k, v in value.items()
     ):
         raise _bad(envelope, "'members' must map names to mesh addresses")

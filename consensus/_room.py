@@ -23,10 +23,10 @@ from patterns import Bus, Closed, Envelope, MalformedMessage, Surveyor, SurveyRe
 from . import _protocol as P
 from ._endpoints import endpoints
 from ._mesh import Inbox
-from ._service import service_nursery
 from ._poll import PollResult, PollRound, Verdict
 from ._roster import JoinOutcome, Roster
 from ._rules import Majority, Rule
+from ._service import service_nursery
 from ._tally import Decision
 from ._vote import VoteRound
 
@@ -75,7 +75,7 @@ class Room:
         self.endpoints = endpoints(address)
         self.late_window = late_window
         self._roster = Roster(heartbeat=heartbeat, missed_heartbeats=missed_heartbeats)
-        opts = {"name": name, "max_message_size": max_message_size}
+        opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size}
         self._surveyor = Surveyor(listen=self.endpoints.survey, **opts)
         self._control = Bus(listen=self.endpoints.control, **opts)
         self._mesh = Bus(listen=self.endpoints.mesh, **opts)
@@ -126,12 +126,16 @@ class Room:
         self._counts["polls"] += 1
         replies = None
         if not round.complete:
-            replies = await self._surveyor.survey({"question": question}, kind=P.POLL, timeout=timeout + self.late_window)
+            replies = await self._surveyor.survey(
+                {"question": question}, kind=P.POLL, timeout=timeout + self.late_window
+            )
             await self._gather(_Active(round), replies, start, start + timeout, self._on_poll_reply)
-        return round.result(question, elapsed=trio.current_time() - start, poll_id=replies.id if replies else 0)
+        return round.result(
+            question, elapsed=trio.current_time() - start, poll_id=replies.id if replies else 0
+        )
 
     async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,
-                   quorum: int | float | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
+                   quorum: float | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
         """Ask every member to vote on ``motion``; returns the :class:`Decision`.
 
         The electorate is the members present at the start, each with weight 1 unless
@@ -142,7 +146,9 @@ class Room:
         electorate = {member: float(weights.get(member, 1.0)) for member in self.members}
         options = tuple(options)
         vote_id = secrets.randbits(63)
-        round = VoteRound(vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum)
+        round = VoteRound(
+            vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum
+        )
         self._counts["votes"] += 1
         if not round.complete:
             survey = {"vote": vote_id, "motion": motion, "options": list(options)}
@@ -289,7 +295,9 @@ class Room:
     async def _expire(self) -> None:
         while True:
             next_check = self._roster.next_expiry()
-            await trio.sleep_until(next_check if next_check is not None else trio.current_time() + self._roster.heartbeat)
+            await trio.sleep_until(
+                next_check if next_check is not None else trio.current_time() + self._roster.heartbeat
+            )
             self._gone(self._roster.expire(trio.current_time()), "expired")
 
     async def _resend_roster(self) -> None:

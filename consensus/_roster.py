@@ -50,7 +50,9 @@ class MemberRecord:
 def check_name(name: object) -> str:
     """Validate a member name from code or from a peer; returns it or raises ValueError."""
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or not name.isprintable():
-        raise ValueError(f"member name must be printable text of 1..{MAX_NAME_LENGTH} characters, got {name!r}")
+        raise ValueError(
+            f"member name must be printable text of 1..{MAX_NAME_LENGTH} characters, got {name!r}"
+        )
     return name
 
 

@@ -31,7 +31,7 @@ class VoteRound:
         electorate: Mapping[str, float],
         options: Sequence[Any],
         rule: Rule,
-        quorum: int | float | None = None,
+        quorum: float | None = None,
     ) -> None:
         self.vote_id = vote_id
         self.electorate = dict(electorate)

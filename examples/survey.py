@@ -24,9 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trio  # noqa: E402
+import trio
 
-import consensus  # noqa: E402
+import consensus
 
 OPINIONS = ["ship it", "needs more tests", "refactor first", "ship it, but watch latency", "not yet"]
 
@@ -57,7 +57,9 @@ async def poll(address: str, names: list[str], timeout: float, procs: list[Any])
             proc.start()
         with trio.fail_after(30):
             await room.wait_for_members(len(names))
-        print(f"{len(names)} agents joined over {address.split('://')[0]}; polling with a {timeout:.1f} s deadline\n")
+        print(
+            f"{len(names)} agents joined over {address.split('://')[0]}; polling with a {timeout:.1f} s deadline\n"
+        )
         question = "Should we release version 0.1 today?"
         print(f"Q: {question}")
         result = await room.poll(question, timeout=timeout)
@@ -67,7 +69,10 @@ async def poll(address: str, names: list[str], timeout: float, procs: list[Any])
                 print(f"  {name:<8} {latency:8.1f} ms  {result.answers[name]}")
             else:
                 print(f"  {name:<8} {latency:8.1f} ms  error: {result.errors[name]}")
-        print(f"\n{len(result.answers)}/{len(result.expected)} answered in {result.elapsed * 1000:.1f} ms", end="")
+        print(
+            f"\n{len(result.answers)}/{len(result.expected)} answered in {result.elapsed * 1000:.1f} ms",
+            end="",
+        )
         print(f"; missing: {', '.join(sorted(result.missing))}" if result.missing else "; nobody missing")
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trio  # noqa: E402
+import trio
 
-import consensus  # noqa: E402
+import consensus
 
 MOTION = "Adopt the new retrieval pipeline for the next release"
 OPTIONS = ["adopt", "reject", "defer"]

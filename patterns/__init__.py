@@ -30,7 +30,7 @@ from ._peers import Peer
 from ._pipeline import Pull, Push
 from ._socket import BaseSocket
 from ._stats import SocketStatistics
-from ._survey import IncomingSurvey, Respondent, SurveyReplies, Surveyor
+from ._survey import IncomingSurvey, Respondent, Surveyor, SurveyReplies
 from ._wire import DEFAULT_MAX_MESSAGE_SIZE, VERSION, Envelope, decode, decode_body, encode, encode_body
 
 __all__ = [
@@ -50,13 +50,13 @@ __all__ = [
     "MessageError",
     "MessageTooLarge",
     "NameTaken",
-    "RoomError",
-    "RoomUnavailable",
     "Pair",
     "Peer",
     "Pull",
     "Push",
     "Respondent",
+    "RoomError",
+    "RoomUnavailable",
     "SocketStatistics",
     "SurveyReplies",
     "Surveyor",

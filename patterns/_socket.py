@@ -57,7 +57,7 @@ def _as_list(addresses: Addresses, what: str) -> list[str]:
 def _describe(pipe: Any, which: str) -> str:
     try:
         return str(getattr(pipe, which))
-    except Exception:  # inproc pipes have no socket address; any failure is harmless here
+    except Exception:  # noqa: BLE001 - inproc pipes have no socket address; any failure is harmless here
         return "?"
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 
 import pynng
 import trio
@@ -90,7 +90,7 @@ class SurveyReplies:
     def __aiter__(self) -> SurveyReplies:
         return self
 
-    async def __aenter__(self) -> SurveyReplies:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -229,7 +229,9 @@ class IncomingSurvey:
             try:
                 await ctx.asend(data)
             except pynng.NNGException as exc:
-                raise translate(exc, operation=f"reply to survey {self.envelope.id}", state=repr(resp)) from exc
+                raise translate(
+                    exc, operation=f"reply to survey {self.envelope.id}", state=repr(resp)
+                ) from exc
             resp._sent += 1
             resp._bytes_sent += len(data)
         finally:

@@ -87,7 +87,7 @@ def _refuse_tag(*_args: object) -> Any:
 # build cycles, embedded CBOR, MIME, ...). A peer must not be able to make us build any
 # of those, so every tag is refused except the two bignum tags. Built-in decoders are
 # overridden explicitly; unknown tags go to the tag hook, which refuses them too.
-_SEMANTIC_DECODERS: Final = {tag: _refuse_tag for tag in range(0, 1100) if tag not in (2, 3)} | {
+_SEMANTIC_DECODERS: Final = {tag: _refuse_tag for tag in range(1100) if tag not in (2, 3)} | {
     tag: _refuse_tag for tag in (55799, 55800, 55801)
 }
 
@@ -186,7 +186,9 @@ def encode(envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> b
     if not isinstance(envelope.kind, str) or not 0 < len(envelope.kind) <= MAX_KIND_LENGTH:
         raise EncodeError(f"kind {envelope.kind!r} must be text of 1..{MAX_KIND_LENGTH} characters")
     if not isinstance(envelope.sender, str) or len(envelope.sender) > MAX_SENDER_LENGTH:
-        raise EncodeError(f"sender {envelope.sender!r} must be text of at most {MAX_SENDER_LENGTH} characters")
+        raise EncodeError(
+            f"sender {envelope.sender!r} must be text of at most {MAX_SENDER_LENGTH} characters"
+        )
     if envelope.re is not None and (type(envelope.re) is not int or not 0 <= envelope.re < _MAX_ID):
         raise EncodeError(f"correlation id {envelope.re!r} is not an integer in 0..2**64-1")
     if envelope.deadline is not None and not math.isfinite(envelope.deadline):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trio  # noqa: E402
+import trio
 
-import patterns  # noqa: E402
+import patterns
 
 
 def say(*parts: object) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trio  # noqa: E402
+import trio
 
-import consensus  # noqa: E402
+import consensus
 
 
 def say(*parts: object) -> None:
@@ -33,7 +33,9 @@ async def main(args: argparse.Namespace) -> None:
         await trio.sleep(args.delay)
         if args.fail:
             raise RuntimeError(f"{args.name} cannot answer {question!r}")
-        return json.loads(args.answer) if args.answer is not None else {"name": args.name, "question": question}
+        return (
+            json.loads(args.answer) if args.answer is not None else {"name": args.name, "question": question}
+        )
 
     async def on_vote(motion: Any, options: list[Any]) -> Any:
         await trio.sleep(args.delay)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 import trio
+from conftest import Peers, read_line, tell
 
 import consensus
-from conftest import Peers, read_line, tell
 
 TRANSPORTS = ["ipc", "tcp"]
 
@@ -63,7 +63,9 @@ async def test_member_killed_mid_poll_is_missing_without_waiting(
         assert "slow" not in room.members
 
 
-async def test_handler_errors_and_timeouts_become_errors(room_address: Callable[[str], str], peers: Peers) -> None:
+async def test_handler_errors_and_timeouts_become_errors(
+    room_address: Callable[[str], str], peers: Peers
+) -> None:
     address = room_address("ipc")
     async with consensus.host(address) as room:
         await start_agents(peers, address, ["broken"], "--fail")
@@ -72,7 +74,10 @@ async def test_handler_errors_and_timeouts_become_errors(room_address: Callable[
         await room.wait_for_members(3)
         result = await room.poll("q", timeout=10)
         assert result.answers.keys() == {"fine"}
-        assert result.errors["broken"].type == "RuntimeError" and "cannot answer" in result.errors["broken"].message
+        assert (
+            result.errors["broken"].type == "RuntimeError"
+            and "cannot answer" in result.errors["broken"].message
+        )
         assert result.errors["stuck"].type == "Timeout"
         assert result.elapsed < 5
         # The members survive their handlers' failures: a second poll reaches them again.
@@ -129,7 +134,9 @@ async def test_vote_majority_and_decision_broadcast(
             assert await read_line(proc) == 'decision "yes"'
 
 
-async def test_rejected_ballots_are_counted_never_tallied(room_address: Callable[[str], str], peers: Peers) -> None:
+async def test_rejected_ballots_are_counted_never_tallied(
+    room_address: Callable[[str], str], peers: Peers
+) -> None:
     address = room_address("ipc")
     async with consensus.host(address) as room:
         await start_agents(peers, address, ["a"], "--choice", '"yes"')
@@ -142,7 +149,9 @@ async def test_rejected_ballots_are_counted_never_tallied(room_address: Callable
         assert decision.missing == {"rogue"}
 
 
-async def test_vote_with_quorum_returns_once_decided(room_address: Callable[[str], str], peers: Peers) -> None:
+async def test_vote_with_quorum_returns_once_decided(
+    room_address: Callable[[str], str], peers: Peers
+) -> None:
     address = room_address("ipc")
     async with consensus.host(address) as room:
         await start_agents(peers, address, ["a", "b", "c"], "--choice", '"yes"')
@@ -193,7 +202,7 @@ async def test_duplicate_name_is_refused_and_a_dead_member_is_replaced(
         line = await read_line(twin)
         assert line.startswith("refused") and "held by a live member" in line
         first.kill()
-        (second,) = await start_agents(peers, address, ["neo"])
+        await start_agents(peers, address, ["neo"])
         assert room.members == ("neo",)
         assert room.statistics().refused_joins == 1
 

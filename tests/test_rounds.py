@@ -19,7 +19,9 @@ poll_events = st.lists(
 
 @settings(max_examples=400)
 @given(expected=st.sets(st.sampled_from(NAMES[:4])), events=poll_events, quorum=st.none() | st.integers(1, 4))
-def test_poll_round_against_a_naive_reference(expected: set[str], events: list[tuple[str, str]], quorum: int | None) -> None:
+def test_poll_round_against_a_naive_reference(
+    expected: set[str], events: list[tuple[str, str]], quorum: int | None
+) -> None:
     round = PollRound(expected, quorum=quorum)
     status: dict[str, str] = {}  # the reference: first event per expected name wins
     finished = False
@@ -33,7 +35,11 @@ def test_poll_round_against_a_naive_reference(expected: set[str], events: list[t
             if not finished and name in expected and name not in status:
                 status[name] = "left"
             continue
-        verdict = round.answer(name, t, at=t) if event == "answer" else round.fail(name, MemberError("E", str(t)), at=t)
+        verdict = (
+            round.answer(name, t, at=t)
+            if event == "answer"
+            else round.fail(name, MemberError("E", str(t)), at=t)
+        )
         if finished:
             want = Verdict.CLOSED
         elif name not in expected:
@@ -53,7 +59,9 @@ def test_poll_round_against_a_naive_reference(expected: set[str], events: list[t
     assert result.left == {n for n, s in status.items() if s == "left"}
     assert result.missing == expected - result.answers.keys() - result.errors.keys()
     assert set(result.latencies) == result.answers.keys() | result.errors.keys()
-    assert result.rejected == sum(1 for e, n in events if e in ("answer", "fail")) - len(result.answers) - len(result.errors)
+    assert result.rejected == sum(1 for e, n in events if e in ("answer", "fail")) - len(
+        result.answers
+    ) - len(result.errors)
 
 
 vote_events = st.lists(
@@ -67,7 +75,11 @@ vote_events = st.lists(
 
 
 @settings(max_examples=300)
-@given(electorate=st.sets(st.sampled_from(NAMES[:4]), min_size=1), events=vote_events, quorum=st.none() | st.integers(1, 4))
+@given(
+    electorate=st.sets(st.sampled_from(NAMES[:4]), min_size=1),
+    events=vote_events,
+    quorum=st.none() | st.integers(1, 4),
+)
 def test_vote_round_decision_matches_the_pure_tally(
     electorate: set[str], events: list[tuple[str, str, Any]], quorum: int | None
 ) -> None:
@@ -91,7 +103,9 @@ def test_vote_round_decision_matches_the_pure_tally(
         assert round.pending <= frozenset(electorate)
     round.finish()
     decision = round.decision(elapsed=0.5)
-    reference = tally(accepted, options=["yes", "no"], rule=Majority(), electorate=weights, quorum=quorum, vote=7)
+    reference = tally(
+        accepted, options=["yes", "no"], rule=Majority(), electorate=weights, quorum=quorum, vote=7
+    )
     assert decision.outcome == reference.outcome
     assert dict(decision.tally) == dict(reference.tally)
     assert decision.quorum_met == reference.quorum_met
@@ -150,7 +164,9 @@ def test_roster_invariants(events: list[tuple[str, str, int, int, float]]) -> No
         # One record per name; the version moves exactly when the set of members changes hands.
         after = {n: roster.get(n) for n in roster.names}
         changed = before.keys() != after.keys() or any(
-            before[n].token != after[n].token for n in after if n in before  # type: ignore[union-attr]
+            before[n].token != after[n].token
+            for n in after
+            if n in before  # type: ignore[union-attr]
         )
         assert (roster.version != version) == changed
         assert all(r.pipe not in dropped_pipes for r in after.values())  # type: ignore[union-attr]

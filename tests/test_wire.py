@@ -252,7 +252,9 @@ wild_values = st.recursive(
         st.integers(min_value=-(2**1000), max_value=2**1000),
         st.sampled_from([1, 2, 0, -1, 2**64 - 1, 2**64, "data", "", "x" * 65, "x" * 257]),
     ),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
     max_leaves=8,
 )
 wild_keys = st.sampled_from(["v", "k", "s", "id", "re", "dl", "b", "shm", "x", ""]) | st.integers(-2, 2)
@@ -403,7 +405,9 @@ def test_id_null_is_rejected_but_re_null_is_absent() -> None:
     assert decode(frame(re=None)).re is None
 
 
-@pytest.mark.parametrize("kind", ["", "x" * (MAX_KIND_LENGTH + 1), "é" * 65, 7, b"data", None, ["data"], True])
+@pytest.mark.parametrize(
+    "kind", ["", "x" * (MAX_KIND_LENGTH + 1), "é" * 65, 7, b"data", None, ["data"], True]
+)
 def test_bad_kind(kind: Any) -> None:
     assert rejected(frame(k=kind)).reason == "shape"
 
@@ -458,7 +462,7 @@ def test_shm_is_carried_through() -> None:
 def test_non_preferred_integer_width_and_key_order_are_accepted() -> None:
     data = bytes.fromhex("a462696400617360616b6464617461617601")  # id, s, k, v
     assert decode(data) == Envelope(kind="data", sender="", id=0)
-    long_id = bytes.fromhex("a4617618" "01" "616b6464617461617360626964" "1b0000000000000005")
+    long_id = bytes.fromhex("a461761801616b64646174616173606269641b0000000000000005")
     assert decode(long_id).id == 5
 
 
@@ -567,7 +571,7 @@ def test_very_deep_input_is_rejected_not_a_recursion_error() -> None:
         bytes.fromhex("a4617601616b6464617461617362c0af62696400"),  # sender: overlong "/"
         body_frame(b"\x62\xc3\x28"),  # body text: bad continuation byte
         body_frame(b"\xa1\x61\x80\x01"),  # body map key: lone continuation byte
-        bytes.fromhex("a4617601616b6264ff617360626964" "00"),  # kind: "d" then a lone 0xff
+        bytes.fromhex("a4617601616b6264ff61736062696400"),  # kind: "d" then a lone 0xff
     ],
 )
 def test_invalid_utf8_rejected(data: bytes) -> None:
@@ -703,7 +707,15 @@ def test_doc_rejected_frames() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [datetime.datetime(2026, 1, 1), {1, 2}, frozenset(), decimal.Decimal("1.5"), uuid.uuid4(), 1j, [re.compile("x")]],
+    [
+        datetime.datetime(2026, 1, 1),
+        {1, 2},
+        frozenset(),
+        decimal.Decimal("1.5"),
+        uuid.uuid4(),
+        1j,
+        [re.compile("x")],
+    ],
 )
 def test_encoder_refuses_values_that_would_become_tags(body: object) -> None:
     with pytest.raises(EncodeError, match="CBOR tag"):

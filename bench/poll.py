@@ -1,0 +1,652 @@
+"""Time to the result of a room poll whose members answer at once, over ipc.
+
+The issue's goal: *a poll of N members that answer at once, over ipc, with a 5 s
+timeout: median time to the result for N = 1, 8, 32, 64 (many members may share one
+process); 8 members under 5 ms on this 2-core machine (raw NNG survey: the whole
+5 s), and cost growing about linearly in N.*
+
+Layout of one run:
+
+* The room host (``consensus.host``) lives in this process; the members
+  (``consensus.join``) live in spawned worker processes, at most ``--per-process``
+  (default 8) per process, so N=64 uses 8 processes and N=1 one. The workers are
+  started once and reused: per N and handler style they get a fresh room (a new
+  ipc path), join, are polled, leave, and report back before the next phase starts.
+* Per phase: wait for N members, let the joins settle, ``--warmup`` untimed polls,
+  then ``--polls`` timed ones with ``timeout=5``. Each records ``PollResult.elapsed``
+  and the wall time around ``await room.poll(...)``. Every poll must have all N
+  answers, each equal to the question; polls that miss some are kept in the
+  statistics (they take the whole timeout) and counted in the ``missing`` column.
+* Handlers: ``async def on_poll(q): return q`` (the headline; runs in the member's
+  trio loop) and, for comparison, a plain ``def`` (run in a worker thread).
+* Reference: raw ``pynng.Surveyor0`` with N raw ``pynng.Respondent0`` peers in the same
+  worker processes (a thread each, answering at once). NNG does not know N, so its
+  receive loop ends only at ``survey_time`` (5 s): ``--raw-polls`` such surveys per N
+  (default 2; 0 skips; ``--quick`` runs them for N=8 only). The time at which the raw
+  surveyor had all N replies is reported too: the best NNG can do if you know N.
+
+Besides the time to the result, each row shows where time goes: when the first and
+the last answer arrived (``PollResult.latencies``), and the CPU time per poll spent by
+the host process and by all member processes together (``time.process_time`` deltas
+around the timed polls, so member heartbeats during that window are included).
+
+    python -m bench.poll               # N = 1, 8, 32, 64; 50 polls each; async + sync handlers
+    python -m bench.poll --quick       # 20 polls, async handlers only, raw reference at N=8
+    python -m bench.poll --n 8 --polls 200 --raw-polls 0 --json /tmp/poll.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pynng
+import trio
+
+import consensus
+
+from ._common import (
+    RESULTS_DIR,
+    cpu_busy_fraction,
+    describe_machine,
+    format_table,
+    machine_info,
+    median,
+    summarize,
+    write_json,
+)
+
+DEFAULT_NS = (1, 8, 32, 64)
+HANDLERS = ("async", "sync")
+POLL_TIMEOUT_S = 5.0
+GOAL_N = 8
+GOAL_MS = 5.0
+LINEAR_SLACK = 1.25  # "about linear": median(N=64)/median(N=8) at most 8 x this
+SETTLE_S = 0.3  # after the last join: roster updates and mesh dials die down
+SETUP_TIMEOUT_S = 60.0  # worker start-up, joins, leaves
+JOIN_TIMEOUT_S = 30.0  # consensus.join(join_timeout=...) in the workers
+REAP_TIMEOUT_S = 5.0
+BUSY_WARNING = 0.15
+RAW_WARMUP_SURVEY_MS = 300
+
+
+# ===================================================================== worker side (child)
+async def _answer_async(question: Any) -> Any:
+    return question
+
+
+def _answer_sync(question: Any) -> Any:
+    return question
+
+
+class _Commands:
+    """The worker's end of the command pipe, read from trio without blocking the loop."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+        self.conn = conn
+
+    async def next(self) -> tuple[Any, ...]:
+        msg: tuple[Any, ...] = await trio.to_thread.run_sync(self.conn.recv)
+        return msg
+
+
+async def _serve_members(conn: multiprocessing.connection.Connection, address: str, names: list[str],
+                         handler: str) -> dict[str, Any]:  # fmt: skip
+    """Join the room as ``names`` (concurrently), report ready, answer until told to stop."""
+    on_poll = _answer_async if handler == "async" else _answer_sync
+    members: list[consensus.Member] = []
+    stop = trio.Event()
+    all_joined = trio.Event()
+
+    async def one(name: str) -> None:
+        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=JOIN_TIMEOUT_S) as member:
+            members.append(member)
+            if len(members) == len(names):
+                all_joined.set()
+            await stop.wait()
+
+    commands = _Commands(conn)
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(one, name)
+        await all_joined.wait()
+        conn.send(("ready", len(members)))
+        while True:
+            msg = await commands.next()
+            if msg[0] == "mark":
+                conn.send(("mark", time.process_time()))
+            elif msg[0] == "stop":
+                break
+            else:
+                raise RuntimeError(f"unexpected command {msg[0]!r} while serving members")
+        stats = [m.statistics() for m in members]
+        stop.set()  # every member leaves (sends LEAVE) and closes its sockets
+    return {
+        "members": len(members),
+        "polls_answered": sum(s.polls_answered for s in stats),
+        "handler_errors": sum(s.handler_errors for s in stats),
+        "malformed": sum(s.malformed for s in stats),
+    }
+
+
+def _serve_raw(conn: multiprocessing.connection.Connection, address: str, count: int) -> dict[str, Any]:
+    """``count`` raw Respondent0 sockets, each echoing every survey at once from its own thread."""
+    socks: list[Any] = []
+    threads: list[threading.Thread] = []
+    answered = [0] * count
+
+    def echo(i: int, sock: Any) -> None:
+        try:
+            while True:
+                sock.send(sock.recv())
+                answered[i] += 1
+        except pynng.Closed:
+            pass
+
+    try:
+        for i in range(count):
+            sock = pynng.Respondent0()
+            socks.append(sock)
+            sock.dial(address, block=True)
+            thread = threading.Thread(target=echo, args=(i, sock), daemon=True)
+            thread.start()
+            threads.append(thread)
+        conn.send(("ready", count))
+        while True:
+            msg = conn.recv()
+            if msg[0] == "mark":
+                conn.send(("mark", time.process_time()))
+            elif msg[0] == "stop":
+                break
+            else:
+                raise RuntimeError(f"unexpected command {msg[0]!r} while serving raw respondents")
+    finally:
+        for sock in socks:
+            sock.close()
+        for thread in threads:
+            thread.join(REAP_TIMEOUT_S)
+    return {"members": count, "polls_answered": sum(answered), "handler_errors": 0, "malformed": 0}
+
+
+def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+    """Entry point of a spawned worker: runs commands until ``exit`` (or the pipe closes)."""
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except EOFError:
+                return  # the parent is gone
+            try:
+                if msg[0] == "members":
+                    _, address, names, handler = msg
+                    stats = trio.run(_serve_members, conn, address, names, handler)
+                elif msg[0] == "raw":
+                    _, address, count = msg
+                    stats = _serve_raw(conn, address, count)
+                elif msg[0] == "exit":
+                    return
+                else:
+                    raise RuntimeError(f"unknown command {msg[0]!r}")
+            except BaseException as exc:  # report, then die: the parent treats it as fatal
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                raise
+            conn.send(("done", stats))
+    finally:
+        conn.close()
+
+
+# ===================================================================== worker management (parent)
+class Worker:
+    """A spawned worker process that is always reaped: exit command, join, terminate, kill."""
+
+    def __init__(self, index: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child_conn = ctx.Pipe(duplex=True)
+        self.process: multiprocessing.process.BaseProcess = ctx.Process(
+            target=_worker_main, args=(child_conn,), name=f"poll-worker-{index}", daemon=True
+        )
+        self.index = index
+        self.process.start()
+        child_conn.close()
+
+    def send(self, *msg: Any) -> None:
+        self.conn.send(msg)
+
+    def receive(self, expect: str, timeout: float) -> Any:
+        """The next message, which must be ``(expect, value)``; returns the value."""
+        if not self.conn.poll(timeout):
+            alive = "alive" if self.process.is_alive() else f"exited with {self.process.exitcode}"
+            raise RuntimeError(f"worker {self.index}: no {expect!r} within {timeout} s (process {alive})")
+        try:
+            msg = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"worker {self.index} exited (code {self.process.exitcode}) while we waited for {expect!r}"
+            ) from None
+        if msg[0] == "error":
+            raise RuntimeError(f"worker {self.index} failed: {msg[1]}")
+        if msg[0] != expect:
+            raise RuntimeError(f"worker {self.index}: expected {expect!r}, got {msg!r:.200}")
+        return msg[1]
+
+    async def areceive(self, expect: str, timeout: float) -> Any:
+        return await trio.to_thread.run_sync(self.receive, expect, timeout)
+
+    def stop(self) -> None:
+        proc = self.process
+        try:
+            if proc.is_alive():
+                self.send("exit")
+        except (OSError, ValueError):
+            pass
+        proc.join(REAP_TIMEOUT_S)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(REAP_TIMEOUT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(REAP_TIMEOUT_S)
+        self.conn.close()
+        proc.close()
+
+
+def _split(n: int, per_process: int) -> list[int]:
+    """How many of ``n`` members each process gets: as even as possible, at most ``per_process``."""
+    procs = max(1, math.ceil(n / per_process))
+    base, extra = divmod(n, procs)
+    return [base + (1 if i < extra else 0) for i in range(procs)]
+
+
+def _names(n: int) -> list[str]:
+    return [f"m{i:03d}" for i in range(n)]
+
+
+# ===================================================================== consensus phase
+async def _poll_phase(workers: list[Worker], n: int, handler: str, polls: int, warmup: int,
+                      timeout: float, per_process: int, tmpdir: str) -> dict[str, Any]:  # fmt: skip
+    """One fresh room with N members of one handler style: warm up, then time ``polls`` polls."""
+    address = f"ipc://{tmpdir}/room-{handler}-{n}"
+    sizes = _split(n, per_process)
+    used = workers[: len(sizes)]
+    names = iter(_names(n))
+    samples: dict[str, list[float]] = {"wall_ms": [], "elapsed_ms": [], "first_ms": [], "last_ms": []}
+    bad = {"polls_missing": 0, "members_missing": 0, "errors": 0, "wrong_answers": 0}
+    started_members = []
+    async with consensus.host(address) as room:
+        try:
+            for worker, size in zip(used, sizes):
+                worker.send("members", address, [next(names) for _ in range(size)], handler)
+                started_members.append(worker)
+            with trio.fail_after(SETUP_TIMEOUT_S):
+                await room.wait_for_members(n)
+            for worker in used:
+                await worker.areceive("ready", SETUP_TIMEOUT_S)
+            if len(room.members) != n:
+                raise RuntimeError(f"expected {n} members, the room has {len(room.members)}")
+            await trio.sleep(SETTLE_S)
+
+            for i in range(warmup):
+                await room.poll(-1 - i, timeout=timeout)
+            for worker in used:
+                worker.send("mark")
+            worker_cpu0 = [await w.areceive("mark", SETUP_TIMEOUT_S) for w in used]
+            stats0 = room.statistics()
+            host_cpu0 = time.process_time()
+            clock = time.perf_counter
+            for i in range(polls):
+                t0 = clock()
+                result = await room.poll(i, timeout=timeout)
+                t1 = clock()
+                samples["wall_ms"].append((t1 - t0) * 1e3)
+                samples["elapsed_ms"].append(result.elapsed * 1e3)
+                if result.latencies:
+                    samples["first_ms"].append(min(result.latencies.values()) * 1e3)
+                    samples["last_ms"].append(max(result.latencies.values()) * 1e3)
+                if result.missing or len(result.answers) != n:
+                    bad["polls_missing"] += 1
+                    bad["members_missing"] += max(len(result.missing), n - len(result.answers))
+                bad["errors"] += len(result.errors)
+                bad["wrong_answers"] += sum(1 for answer in result.answers.values() if answer != i)
+            host_cpu = time.process_time() - host_cpu0
+            stats1 = room.statistics()
+            for worker in used:
+                worker.send("mark")
+            worker_cpu = sum([await w.areceive("mark", SETUP_TIMEOUT_S) for w in used]) - sum(worker_cpu0)
+        finally:
+            member_stats = []
+            for worker in started_members:
+                worker.send("stop")
+            for worker in started_members:
+                member_stats.append(await worker.areceive("done", SETUP_TIMEOUT_S))
+    answered = sum(s["polls_answered"] for s in member_stats)
+    if answered < (warmup + polls) * n:
+        print(f"warning: N={n} {handler}: members answered {answered} of {(warmup + polls) * n} polls",
+              file=sys.stderr)  # fmt: skip
+    return {
+        "kind": "consensus",
+        "handler": handler,
+        "n": n,
+        "processes": len(sizes),
+        "members_per_process": sizes,
+        "polls": polls,
+        "warmup": warmup,
+        "wall": summarize(samples["wall_ms"], unit="ms"),
+        "elapsed": summarize(samples["elapsed_ms"], unit="ms"),
+        "first_answer": summarize(samples["first_ms"], unit="ms") if samples["first_ms"] else None,
+        "last_answer": summarize(samples["last_ms"], unit="ms") if samples["last_ms"] else None,
+        "per_member_ms": round(median(samples["wall_ms"]) / n, 4),
+        "host_cpu_ms_per_poll": round(host_cpu * 1e3 / polls, 3),
+        "members_cpu_ms_per_poll": round(worker_cpu * 1e3 / polls, 3),
+        **bad,
+        "late_replies": stats1.late_replies - stats0.late_replies,
+        "rejected_replies": stats1.rejected_replies - stats0.rejected_replies,
+        "malformed": stats1.malformed - stats0.malformed,
+        "member_polls_answered": answered,
+        "member_handler_errors": sum(s["handler_errors"] for s in member_stats),
+        "samples_wall_ms": [round(v, 4) for v in samples["wall_ms"]],
+    }
+
+
+# ===================================================================== raw pynng reference
+def _raw_phase(workers: list[Worker], n: int, polls: int, survey_s: float, per_process: int,
+               tmpdir: str) -> dict[str, Any]:  # fmt: skip
+    """Raw Surveyor0 and N Respondent0 peers: how long the recv loop runs, when all N were in."""
+    address = f"ipc://{tmpdir}/raw-{n}"
+    sizes = _split(n, per_process)
+    used = workers[: len(sizes)]
+    lock = threading.Lock()
+    pipes = [0]
+    all_connected = threading.Event()
+
+    def connected(_pipe: Any) -> None:
+        with lock:
+            pipes[0] += 1
+            if pipes[0] >= n:
+                all_connected.set()
+
+    loop_ms: list[float] = []
+    all_in_ms: list[float] = []
+    first_ms: list[float] = []
+    replies_per_poll: list[int] = []
+    started = []
+    sock = pynng.Surveyor0(recv_timeout=int((survey_s + 10) * 1000))
+    try:
+        sock.add_post_pipe_connect_cb(connected)
+        sock.listen(address)
+        for worker, size in zip(used, sizes):
+            worker.send("raw", address, size)
+            started.append(worker)
+        for worker in used:
+            worker.receive("ready", SETUP_TIMEOUT_S)
+        if not all_connected.wait(SETUP_TIMEOUT_S):
+            raise RuntimeError(f"raw reference: only {pipes[0]} of {n} respondents connected")
+
+        def one_survey(payload: bytes) -> tuple[float, list[float]]:
+            arrivals = []
+            t0 = time.perf_counter()
+            sock.send(payload)
+            while True:
+                try:
+                    reply = sock.recv()
+                except pynng.Timeout:
+                    break
+                arrivals.append(time.perf_counter() - t0)
+                if reply != payload:
+                    raise RuntimeError(f"raw reference: reply {reply!r} to survey {payload!r}")
+            return time.perf_counter() - t0, arrivals
+
+        sock.survey_time = RAW_WARMUP_SURVEY_MS  # warm-up: every path used once
+        one_survey(b"warmup")
+        sock.survey_time = int(survey_s * 1000)
+        for i in range(polls):
+            ended, arrivals = one_survey(b"q%d" % i)
+            loop_ms.append(ended * 1e3)
+            replies_per_poll.append(len(arrivals))
+            if len(arrivals) >= n:
+                all_in_ms.append(arrivals[n - 1] * 1e3)
+            if arrivals:
+                first_ms.append(arrivals[0] * 1e3)
+    finally:
+        sock.close()
+        for worker in started:
+            worker.send("stop")
+        for worker in started:
+            worker.receive("done", SETUP_TIMEOUT_S)
+    return {
+        "kind": "raw_pynng",
+        "handler": "raw",
+        "n": n,
+        "processes": len(sizes),
+        "members_per_process": sizes,
+        "polls": polls,
+        "survey_time_s": survey_s,
+        "recv_loop": summarize(loop_ms, unit="ms"),
+        "all_replies": summarize(all_in_ms, unit="ms") if all_in_ms else None,
+        "first_reply": summarize(first_ms, unit="ms") if first_ms else None,
+        "replies_per_poll": replies_per_poll,
+        "polls_missing": sum(1 for r in replies_per_poll if r < n),
+        "members_missing": sum(max(0, n - r) for r in replies_per_poll),
+    }
+
+
+# ===================================================================== driver
+def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
+    max_procs = max(len(_split(n, args.per_process)) for n in args.ns)
+    workers: list[Worker] = []
+    results: list[dict[str, Any]] = []
+    try:
+        for i in range(max_procs):
+            workers.append(Worker(i))
+        for n in args.ns:
+            for handler in args.handlers:
+                t = time.perf_counter()
+                print(f"  N={n:<3} {handler:<5} ...", end="", flush=True, file=sys.stderr)
+                row = trio.run(
+                    _poll_phase, workers, n, handler, args.polls, args.warmup, args.timeout,
+                    args.per_process, tmpdir,
+                )  # fmt: skip
+                results.append(row)
+                print(f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)",
+                      file=sys.stderr)  # fmt: skip
+            if args.raw_polls > 0 and n in args.raw_ns:
+                t = time.perf_counter()
+                print(f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)", end="", flush=True,
+                      file=sys.stderr)  # fmt: skip
+                results.append(_raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
+                print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    finally:
+        for worker in workers:
+            worker.stop()
+    return results
+
+
+def compute_goals(results: list[dict[str, Any]]) -> dict[str, Any]:
+    med = {r["n"]: r["wall"]["median_ms"] for r in results if r["kind"] == "consensus" and r["handler"] == "async"}
+    goals: dict[str, Any] = {"basis": "median wall time of room.poll, async handlers"}
+    if GOAL_N in med:
+        goals["n8_median_ms"] = {"value": med[GOAL_N], "op": "<", "target": GOAL_MS, "met": med[GOAL_N] < GOAL_MS}
+    if 64 in med and 8 in med and med[8] > 0:
+        ratio = med[64] / med[8]
+        goals["linearity"] = {
+            "ratio_64_over_8": round(ratio, 3),
+            "linear_would_be": 8.0,
+            "op": "<=",
+            "target": round(8.0 * LINEAR_SLACK, 2),
+            "met": ratio <= 8.0 * LINEAR_SLACK,
+            "marginal_ms_per_member_8_to_64": round((med[64] - med[8]) / 56, 4),
+        }
+    missing = sum(r["polls_missing"] for r in results if r["kind"] == "consensus")
+    goals["all_answers"] = {"polls_with_missing_members": missing, "met": missing == 0}
+    return goals
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
+    rows = []
+    for r in results:
+        if r["kind"] == "consensus":
+            rows.append((
+                f"room.poll, {r['handler']} handler", r["n"], r["processes"],
+                _f(r["wall"]["median_ms"]), _f(r["wall"]["p99_ms"]), _f(r["wall"]["mean_ms"]), r["polls"],
+                f"{r['polls_missing']}/{r['members_missing']}", _f(r["per_member_ms"], 3),
+                _f(r["first_answer"] and r["first_answer"]["median_ms"]),
+                _f(r["last_answer"] and r["last_answer"]["median_ms"]),
+                _f(r["host_cpu_ms_per_poll"]), _f(r["members_cpu_ms_per_poll"]),
+            ))  # fmt: skip
+        else:
+            all_in = r["all_replies"] and r["all_replies"]["median_ms"]
+            rows.append((
+                "raw Surveyor0 recv loop", r["n"], r["processes"],
+                _f(r["recv_loop"]["median_ms"], 1), _f(r["recv_loop"]["p99_ms"], 1),
+                _f(r["recv_loop"]["mean_ms"], 1), r["polls"], f"{r['polls_missing']}/{r['members_missing']}",
+                _f(all_in / r["n"] if all_in is not None else None, 3),
+                _f(r["first_reply"] and r["first_reply"]["median_ms"]), _f(all_in), "-", "-",
+            ))  # fmt: skip
+    table = format_table(
+        ("what", "N", "procs", "median ms", "p99 ms", "mean ms", "polls", "missing", "median/N ms",
+         "1st ans ms", "last ans ms", "host CPU ms/poll", "members CPU ms/poll"),
+        rows,
+    )  # fmt: skip
+    lines = [
+        table,
+        "",
+        "missing = polls with missing members / members missing in total (must be 0/0)",
+        "1st/last ans = median arrival of the first and the last answer (PollResult.latencies);",
+        "  for raw rows: first reply, and the moment all N replies were in (best case if N is known);",
+        "  the raw median/N column is that all-in time / N. CPU = process_time per timed poll.",
+        "",
+    ]
+    n8 = goals.get("n8_median_ms")
+    if n8:
+        lines.append(f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> {'met' if n8['met'] else 'NOT met'}")
+    lin = goals.get("linearity")
+    if lin:
+        lines.append(
+            f"linearity: median(N=64)/median(N=8) = {lin['ratio_64_over_8']:.2f} (linear = 8, goal <= "
+            f"{lin['target']:g}: {'met' if lin['met'] else 'NOT met'}); "
+            f"marginal cost {lin['marginal_ms_per_member_8_to_64']:.3f} ms per member from 8 to 64"
+        )
+    miss = goals["all_answers"]
+    lines.append(f"all answers in every poll: {'yes' if miss['met'] else 'NO'} "
+                 f"({miss['polls_with_missing_members']} polls with missing members)")  # fmt: skip
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.poll",
+        description="Median time to the result of a room poll whose N members answer at once (ipc).",
+    )
+    parser.add_argument("--n", dest="ns", type=int, action="append",
+                        help="member count (repeatable; default 1, 8, 32, 64)")
+    parser.add_argument("--polls", type=int, default=None, help="timed polls per N (default 50, --quick 20)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed polls first (default 5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="20 polls, async handlers only, raw reference only at N=8")
+    parser.add_argument("--handler", dest="handlers", action="append", choices=HANDLERS,
+                        help="member handler style (repeatable; default async and sync, --quick async)")
+    parser.add_argument("--raw-polls", type=int, default=2,
+                        help=f"raw pynng surveys per N, {POLL_TIMEOUT_S:g} s each (default 2; 0 skips)")
+    parser.add_argument("--raw-n", dest="raw_ns", type=int, action="append",
+                        help="run the raw reference only at this N (repeatable; default every N, --quick 8)")
+    parser.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
+    parser.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "poll.json",
+                        help="where to write the JSON report (default bench/results/poll.json)")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a goal is not met")
+    args = parser.parse_args(argv)  # fmt: skip
+    args.ns = args.ns or list(DEFAULT_NS)
+    if args.polls is None:
+        args.polls = 20 if args.quick else 50
+    args.handlers = args.handlers or (["async"] if args.quick else list(HANDLERS))
+    if args.raw_ns is None:
+        args.raw_ns = [GOAL_N] if args.quick else list(args.ns)
+    if any(n < 1 for n in args.ns):
+        parser.error("--n must be at least 1")
+    if args.polls < 1 or args.warmup < 0 or args.raw_polls < 0 or args.per_process < 1:
+        parser.error("--polls and --per-process must be >= 1, --warmup and --raw-polls >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers {args.handlers}, "
+          f"raw reference {args.raw_polls} x {args.timeout:g} s at N={args.raw_ns}", file=sys.stderr)  # fmt: skip
+    machine = machine_info()
+    machine["cpu_busy_before"] = cpu_busy_fraction()
+    started = time.perf_counter()
+    tmpdir = tempfile.mkdtemp(prefix="nng-bench-poll-")
+    try:
+        results = measure(args, tmpdir)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    machine["cpu_busy_after"] = cpu_busy_fraction()
+    busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
+    if busy and max(busy) > BUSY_WARNING:
+        print(f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; "
+              "the poll times are inflated. Rerun on an idle machine.", file=sys.stderr)  # fmt: skip
+    goals = compute_goals(results)
+    report = {
+        "benchmark": "poll",
+        "machine": machine,
+        "params": {
+            "ns": args.ns,
+            "polls": args.polls,
+            "warmup": args.warmup,
+            "timeout_s": args.timeout,
+            "handlers": {
+                "async": "async def on_poll(q): return q (runs in the member's trio loop)",
+                "sync": "def on_poll(q): return q (runs in a worker thread)",
+            },
+            "transport": "ipc",
+            "members_per_process": args.per_process,
+            "member_processes": "multiprocessing spawn, started once and reused; a fresh room (new ipc path) "
+            "per N and handler; members leave and report before the next phase",
+            "host": "consensus.host in the measuring process, defaults (heartbeat 0.5 s)",
+            "settle_s": SETTLE_S,
+            "clock": "time.perf_counter around await room.poll(i, timeout); PollResult.elapsed also kept",
+            "raw_reference": {
+                "polls": args.raw_polls,
+                "ns": args.raw_ns,
+                "survey_time_s": args.timeout,
+                "respondents": "pynng.Respondent0, one thread each, echo at once",
+                "surveyor": "pynng.Surveyor0 send, then blocking recv until pynng.Timeout",
+            },
+            "gc": "enabled",
+            "elapsed_s": round(elapsed, 2),
+        },
+        "results": results,
+        "goals": goals,
+    }
+    path = write_json(args.json, report)
+    print()
+    print(f"poll: time to the result of room.poll over ipc, members answering at once, timeout {args.timeout:g} s")
+    print(f"machine: {describe_machine(machine)}")
+    print()
+    print(render(results, goals))
+    print(f"\nrun took {elapsed:.0f} s; JSON written to {path}")
+    if args.check:
+        unmet = [name for name, goal in goals.items() if isinstance(goal, dict) and goal.get("met") is False]
+        if unmet:
+            print(f"goals not met: {', '.join(unmet)}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
