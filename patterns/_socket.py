@@ -180,17 +180,22 @@ class BaseSocket:
         if self._closed:
             return
         self._closed = True
-        self._before_close()
+        self._wake_waiters()
         self._close_nng()
         self.peers_state.clear()
 
-    def _before_close(self) -> None:
-        """Hook: wake waiters and close contexts before the socket itself closes."""
+    def _wake_waiters(self) -> None:
+        """Hook (trio side): wake tasks parked on this socket before it closes."""
+
+    def _release_contexts(self) -> None:
+        """Hook: close NNG contexts; NNG wants them closed before their socket."""
 
     def _close_nng(self) -> None:
+        """Close contexts, then the socket. Safe outside trio (it runs at exit too)."""
         self._closed = True
         _LIVE.discard(self)
         if self._sock is not None:
+            self._release_contexts()
             self._sock.close()  # pynng's close is idempotent
 
     # ----------------------------------------------------------------- addresses

@@ -34,7 +34,7 @@ class _FdSocket(BaseSocket):
     _recv_fd: int | None = None
     _send_fd: int | None = None
 
-    def _before_close(self) -> None:
+    def _wake_waiters(self) -> None:
         for fd in (self._recv_fd, self._send_fd):
             if fd is not None:
                 trio.lowlevel.notify_closing(fd)

@@ -54,7 +54,7 @@ class _ContextOwner(BaseSocket):
             self._contexts.discard(ctx)
             ctx.close()
 
-    def _before_close(self) -> None:
+    def _release_contexts(self) -> None:
         for ctx in list(self._contexts):
             self._discard(ctx)
 

@@ -389,3 +389,30 @@ async def test_receive_from_names_the_peer_and_undial_drops_it(address: Callable
         while hub.peers:
             await hub.wait_peers_changed()
         assert spoke.statistics().peers_disconnected_total == 1
+
+
+def test_no_nng_panic_at_interpreter_exit(address: Callable[[str], str]) -> None:
+    """Sockets left open (and a survey in flight) when the interpreter exits must not crash it."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = f"""
+import trio, patterns
+async def main():
+    boss = patterns.Surveyor(listen={address("ipc")!r})
+    boss.open()
+    resp = patterns.Respondent(dial=boss.addresses[0])
+    resp.open()
+    await boss.wait_for_peers(1)
+    replies = await boss.survey("left open", timeout=30)
+    pair = patterns.Pair(listen={address("tcp")!r})
+    pair.open()
+trio.run(main)
+print("exiting")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exiting"
+    assert "panic" not in done.stderr.lower() and "Traceback" not in done.stderr
