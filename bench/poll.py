@@ -47,7 +47,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +100,9 @@ class _Commands:
         return msg
 
 
-async def _serve_members(conn: multiprocessing.connection.Connection, address: str, names: list[str],
-                         handler: str) -> dict[str, Any]:  # fmt: skip
+async def _serve_members(
+    conn: multiprocessing.connection.Connection, address: str, names: list[str], handler: str
+) -> dict[str, Any]:
     """Join the room as ``names`` (concurrently), report ready, answer until told to stop."""
     on_poll = _answer_async if handler == "async" else _answer_sync
     members: list[consensus.Member] = []
@@ -273,8 +273,16 @@ def _names(n: int) -> list[str]:
 
 
 # ===================================================================== consensus phase
-async def _poll_phase(workers: list[Worker], n: int, handler: str, polls: int, warmup: int,
-                      timeout: float, per_process: int, tmpdir: str) -> dict[str, Any]:  # fmt: skip
+async def _poll_phase(
+    workers: list[Worker],
+    n: int,
+    handler: str,
+    polls: int,
+    warmup: int,
+    timeout: float,
+    per_process: int,
+    tmpdir: str,
+) -> dict[str, Any]:
     """One fresh room with N members of one handler style: warm up, then time ``polls`` polls."""
     address = f"ipc://{tmpdir}/room-{handler}-{n}"
     sizes = _split(n, per_process)
@@ -331,8 +339,10 @@ async def _poll_phase(workers: list[Worker], n: int, handler: str, polls: int, w
                 member_stats.append(await worker.areceive("done", SETUP_TIMEOUT_S))
     answered = sum(s["polls_answered"] for s in member_stats)
     if answered < (warmup + polls) * n:
-        print(f"warning: N={n} {handler}: members answered {answered} of {(warmup + polls) * n} polls",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: N={n} {handler}: members answered {answered} of {(warmup + polls) * n} polls",
+            file=sys.stderr,
+        )
     return {
         "kind": "consensus",
         "handler": handler,
@@ -359,8 +369,9 @@ async def _poll_phase(workers: list[Worker], n: int, handler: str, polls: int, w
 
 
 # ===================================================================== raw pynng reference
-def _raw_phase(workers: list[Worker], n: int, polls: int, survey_s: float, per_process: int,
-               tmpdir: str) -> dict[str, Any]:  # fmt: skip
+def _raw_phase(
+    workers: list[Worker], n: int, polls: int, survey_s: float, per_process: int, tmpdir: str
+) -> dict[str, Any]:
     """Raw Surveyor0 and N Respondent0 peers: how long the recv loop runs, when all N were in."""
     address = f"ipc://{tmpdir}/raw-{n}"
     sizes = _split(n, per_process)
@@ -453,16 +464,29 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
                 t = time.perf_counter()
                 print(f"  N={n:<3} {handler:<5} ...", end="", flush=True, file=sys.stderr)
                 row = trio.run(
-                    _poll_phase, workers, n, handler, args.polls, args.warmup, args.timeout,
-                    args.per_process, tmpdir,
-                )  # fmt: skip
+                    _poll_phase,
+                    workers,
+                    n,
+                    handler,
+                    args.polls,
+                    args.warmup,
+                    args.timeout,
+                    args.per_process,
+                    tmpdir,
+                )
                 results.append(row)
-                print(f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)",
+                    file=sys.stderr,
+                )
             if args.raw_polls > 0 and n in args.raw_ns:
                 t = time.perf_counter()
-                print(f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)", end="", flush=True,
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)",
+                    end="",
+                    flush=True,
+                    file=sys.stderr,
+                )
                 results.append(_raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
                 print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
     finally:
@@ -472,10 +496,19 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
 
 
 def compute_goals(results: list[dict[str, Any]]) -> dict[str, Any]:
-    med = {r["n"]: r["wall"]["median_ms"] for r in results if r["kind"] == "consensus" and r["handler"] == "async"}
+    med = {
+        r["n"]: r["wall"]["median_ms"]
+        for r in results
+        if r["kind"] == "consensus" and r["handler"] == "async"
+    }
     goals: dict[str, Any] = {"basis": "median wall time of room.poll, async handlers"}
     if GOAL_N in med:
-        goals["n8_median_ms"] = {"value": med[GOAL_N], "op": "<", "target": GOAL_MS, "met": med[GOAL_N] < GOAL_MS}
+        goals["n8_median_ms"] = {
+            "value": med[GOAL_N],
+            "op": "<",
+            "target": GOAL_MS,
+            "met": med[GOAL_N] < GOAL_MS,
+        }
     if 64 in med and 8 in med and med[8] > 0:
         ratio = med[64] / med[8]
         goals["linearity"] = {
@@ -499,28 +532,60 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
     rows = []
     for r in results:
         if r["kind"] == "consensus":
-            rows.append((
-                f"room.poll, {r['handler']} handler", r["n"], r["processes"],
-                _f(r["wall"]["median_ms"]), _f(r["wall"]["p99_ms"]), _f(r["wall"]["mean_ms"]), r["polls"],
-                f"{r['polls_missing']}/{r['members_missing']}", _f(r["per_member_ms"], 3),
-                _f(r["first_answer"] and r["first_answer"]["median_ms"]),
-                _f(r["last_answer"] and r["last_answer"]["median_ms"]),
-                _f(r["host_cpu_ms_per_poll"]), _f(r["members_cpu_ms_per_poll"]),
-            ))  # fmt: skip
+            rows.append(
+                (
+                    f"room.poll, {r['handler']} handler",
+                    r["n"],
+                    r["processes"],
+                    _f(r["wall"]["median_ms"]),
+                    _f(r["wall"]["p99_ms"]),
+                    _f(r["wall"]["mean_ms"]),
+                    r["polls"],
+                    f"{r['polls_missing']}/{r['members_missing']}",
+                    _f(r["per_member_ms"], 3),
+                    _f(r["first_answer"] and r["first_answer"]["median_ms"]),
+                    _f(r["last_answer"] and r["last_answer"]["median_ms"]),
+                    _f(r["host_cpu_ms_per_poll"]),
+                    _f(r["members_cpu_ms_per_poll"]),
+                )
+            )
         else:
             all_in = r["all_replies"] and r["all_replies"]["median_ms"]
-            rows.append((
-                "raw Surveyor0 recv loop", r["n"], r["processes"],
-                _f(r["recv_loop"]["median_ms"], 1), _f(r["recv_loop"]["p99_ms"], 1),
-                _f(r["recv_loop"]["mean_ms"], 1), r["polls"], f"{r['polls_missing']}/{r['members_missing']}",
-                _f(all_in / r["n"] if all_in is not None else None, 3),
-                _f(r["first_reply"] and r["first_reply"]["median_ms"]), _f(all_in), "-", "-",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    "raw Surveyor0 recv loop",
+                    r["n"],
+                    r["processes"],
+                    _f(r["recv_loop"]["median_ms"], 1),
+                    _f(r["recv_loop"]["p99_ms"], 1),
+                    _f(r["recv_loop"]["mean_ms"], 1),
+                    r["polls"],
+                    f"{r['polls_missing']}/{r['members_missing']}",
+                    _f(all_in / r["n"] if all_in is not None else None, 3),
+                    _f(r["first_reply"] and r["first_reply"]["median_ms"]),
+                    _f(all_in),
+                    "-",
+                    "-",
+                )
+            )
     table = format_table(
-        ("what", "N", "procs", "median ms", "p99 ms", "mean ms", "polls", "missing", "median/N ms",
-         "1st ans ms", "last ans ms", "host CPU ms/poll", "members CPU ms/poll"),
+        (
+            "what",
+            "N",
+            "procs",
+            "median ms",
+            "p99 ms",
+            "mean ms",
+            "polls",
+            "missing",
+            "median/N ms",
+            "1st ans ms",
+            "last ans ms",
+            "host CPU ms/poll",
+            "members CPU ms/poll",
+        ),
         rows,
-    )  # fmt: skip
+    )
     lines = [
         table,
         "",
@@ -532,7 +597,9 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
     ]
     n8 = goals.get("n8_median_ms")
     if n8:
-        lines.append(f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> {'met' if n8['met'] else 'NOT met'}")
+        lines.append(
+            f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> {'met' if n8['met'] else 'NOT met'}"
+        )
     lin = goals.get("linearity")
     if lin:
         lines.append(
@@ -541,8 +608,10 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
             f"marginal cost {lin['marginal_ms_per_member_8_to_64']:.3f} ms per member from 8 to 64"
         )
     miss = goals["all_answers"]
-    lines.append(f"all answers in every poll: {'yes' if miss['met'] else 'NO'} "
-                 f"({miss['polls_with_missing_members']} polls with missing members)")  # fmt: skip
+    lines.append(
+        f"all answers in every poll: {'yes' if miss['met'] else 'NO'} "
+        f"({miss['polls_with_missing_members']} polls with missing members)"
+    )
     return "\n".join(lines)
 
 
@@ -551,24 +620,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.poll",
         description="Median time to the result of a room poll whose N members answer at once (ipc).",
     )
-    parser.add_argument("--n", dest="ns", type=int, action="append",
-                        help="member count (repeatable; default 1, 8, 32, 64)")
+    parser.add_argument(
+        "--n", dest="ns", type=int, action="append", help="member count (repeatable; default 1, 8, 32, 64)"
+    )
     parser.add_argument("--polls", type=int, default=None, help="timed polls per N (default 50, --quick 20)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed polls first (default 5)")
-    parser.add_argument("--quick", action="store_true",
-                        help="20 polls, async handlers only, raw reference only at N=8")
-    parser.add_argument("--handler", dest="handlers", action="append", choices=HANDLERS,
-                        help="member handler style (repeatable; default async and sync, --quick async)")
-    parser.add_argument("--raw-polls", type=int, default=2,
-                        help=f"raw pynng surveys per N, {POLL_TIMEOUT_S:g} s each (default 2; 0 skips)")
-    parser.add_argument("--raw-n", dest="raw_ns", type=int, action="append",
-                        help="run the raw reference only at this N (repeatable; default every N, --quick 8)")
+    parser.add_argument(
+        "--quick", action="store_true", help="20 polls, async handlers only, raw reference only at N=8"
+    )
+    parser.add_argument(
+        "--handler",
+        dest="handlers",
+        action="append",
+        choices=HANDLERS,
+        help="member handler style (repeatable; default async and sync, --quick async)",
+    )
+    parser.add_argument(
+        "--raw-polls",
+        type=int,
+        default=2,
+        help=f"raw pynng surveys per N, {POLL_TIMEOUT_S:g} s each (default 2; 0 skips)",
+    )
+    parser.add_argument(
+        "--raw-n",
+        dest="raw_ns",
+        type=int,
+        action="append",
+        help="run the raw reference only at this N (repeatable; default every N, --quick 8)",
+    )
     parser.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
     parser.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
-    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "poll.json",
-                        help="where to write the JSON report (default bench/results/poll.json)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS_DIR / "poll.json",
+        help="where to write the JSON report (default bench/results/poll.json)",
+    )
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a goal is not met")
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     args.ns = args.ns or list(DEFAULT_NS)
     if args.polls is None:
         args.polls = 20 if args.quick else 50
@@ -584,8 +673,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers {args.handlers}, "
-          f"raw reference {args.raw_polls} x {args.timeout:g} s at N={args.raw_ns}", file=sys.stderr)  # fmt: skip
+    print(
+        f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers {args.handlers}, "
+        f"raw reference {args.raw_polls} x {args.timeout:g} s at N={args.raw_ns}",
+        file=sys.stderr,
+    )
     machine = machine_info()
     machine["cpu_busy_before"] = cpu_busy_fraction()
     started = time.perf_counter()
@@ -598,8 +690,11 @@ def main(argv: list[str] | None = None) -> int:
     machine["cpu_busy_after"] = cpu_busy_fraction()
     busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
     if busy and max(busy) > BUSY_WARNING:
-        print(f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; "
-              "the poll times are inflated. Rerun on an idle machine.", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; "
+            "the poll times are inflated. Rerun on an idle machine.",
+            file=sys.stderr,
+        )
     goals = compute_goals(results)
     report = {
         "benchmark": "poll",
@@ -635,7 +730,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_json(args.json, report)
     print()
-    print(f"poll: time to the result of room.poll over ipc, members answering at once, timeout {args.timeout:g} s")
+    print(
+        f"poll: time to the result of room.poll over ipc, members answering at once, timeout {args.timeout:g} s"
+    )
     print(f"machine: {describe_machine(machine)}")
     print()
     print(render(results, goals))

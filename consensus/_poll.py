@@ -95,7 +95,8 @@ class PollRound:
 
     @property
     def complete(self) -> bool:
-        if self._finished or not self.pending:
+        # Counted rather than built from ``pending``: this runs once per reply.
+        if self._finished or len(self._answers) + len(self._errors) + len(self._left) == len(self.expected):
             return True
         return self.quorum is not None and len(self._answers) >= self.quorum
 

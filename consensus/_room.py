@@ -205,7 +205,8 @@ class Room:
                         self._counts["late_replies"] += 1
                     elif verdict is not Verdict.ACCEPTED:
                         self._counts["rejected_replies"] += 1
-                    active.poke()
+                    if round.complete:
+                        active.poke()  # wake the waiting poll only when there is news for it
                     if round.complete and not round.pending:
                         return  # nobody left who could still answer, even late
 

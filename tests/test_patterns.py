@@ -388,6 +388,8 @@ async def test_receive_from_names_the_peer_and_undial_drops_it(address: Callable
         spoke.undial(hub_addr)
         while hub.peers:
             await hub.wait_peers_changed()
+        while spoke.peers:  # each side learns of the loss from its own NNG callback
+            await spoke.wait_peers_changed()
         assert spoke.statistics().peers_disconnected_total == 1
 
 
