@@ -196,9 +196,10 @@ async def test_late_reply_is_not_delivered(address: Callable[[str], str]) -> Non
 
 
 # ---------------------------------------------------------------------------- bus
-async def test_bus_does_not_forward(address: Callable[[str], str], peers: Peers) -> None:
+@pytest.mark.parametrize("transport", CROSS_PROCESS)
+async def test_bus_does_not_forward(transport: str, address: Callable[[str], str], peers: Peers) -> None:
     """NNG's bus is one hop: in a chain A-B-C, C never hears A (rooms build a full mesh)."""
-    a_addr, b_addr, c_addr = address("ipc"), address("ipc"), address("ipc")
+    a_addr, b_addr, c_addr = address(transport), address(transport), address(transport)
     async with patterns.Bus(listen=a_addr, name="A") as a:
         b = peers.start("bus", b_addr, "2", a_addr)  # B waits for A and C
         c = peers.start("bus", c_addr, "1", b_addr)
