@@ -42,14 +42,26 @@ def trio_deadline(wall_deadline: float | None, *, limit: float | None = None) ->
     return deadline
 
 
-async def run_handler(handler: Handler, *args: Any, deadline: float) -> tuple[bool, Any]:
-    """Run ``handler(*args)``; returns ``(True, result)`` or ``(False, MemberError)``."""
+async def run_handler(
+    handler: Handler, *args: Any, deadline: float, limiter: trio.CapacityLimiter
+) -> tuple[bool, Any]:
+    """Run ``handler(*args)``; returns ``(True, result)`` or ``(False, MemberError)``.
+
+    A plain handler runs in a thread taken from ``limiter``. A thread whose handler
+    missed its deadline is abandoned, not killed, and holds its token until the
+    handler returns; when every token is held that way, new calls report ``Busy``.
+    """
     name = getattr(handler, "__qualname__", repr(handler))
+    sync = not inspect.iscoroutinefunction(handler)
+    if sync and limiter.available_tokens == 0 and limiter.borrowed_tokens >= limiter.total_tokens:
+        return False, MemberError(
+            "Busy", f"all {limiter.total_tokens} handler threads are still running earlier calls of {name}"
+        )
     with trio.move_on_at(deadline) as scope:
         try:
-            if inspect.iscoroutinefunction(handler):
+            if not sync:
                 return True, await handler(*args)
-            result = await trio.to_thread.run_sync(handler, *args, abandon_on_cancel=True)
+            result = await trio.to_thread.run_sync(handler, *args, abandon_on_cancel=True, limiter=limiter)
             if inspect.isawaitable(result):  # a plain function that returned a coroutine
                 return True, await _await(result)
             return True, result

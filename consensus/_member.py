@@ -30,6 +30,7 @@ from patterns import (
     NameTaken,
     Respondent,
     RoomUnavailable,
+    TransportError,
 )
 
 from . import _protocol as P
@@ -40,7 +41,7 @@ from ._mesh import Inbox
 from ._poll import MemberError
 from ._roster import check_name
 from ._service import service_nursery
-from ._tally import Decision
+from ._tally import Decision, InvalidDecision
 
 __all__ = ["Member", "MemberStatistics", "join"]
 
@@ -56,13 +57,14 @@ class MemberStatistics:
     decisions: int
     malformed: int
     messages_dropped: int
+    duplicates_dropped: int
 
 
 class Member:
     """This process's membership of a room. Create it with :func:`join`."""
 
     def __init__(self, address: str, *, name: str, on_poll: Handler | None, on_vote: Handler | None,
-                 handler_timeout: float | None, max_message_size: int) -> None:  # fmt: skip
+                 handler_timeout: float | None, handler_threads: int, max_message_size: int) -> None:  # fmt: skip
         self.name = check_name(name)
         self.address = address
         self.endpoints = endpoints(address)
@@ -70,6 +72,8 @@ class Member:
         self._on_poll = on_poll
         self._on_vote = on_vote
         self._handler_timeout = handler_timeout
+        self._threads = trio.CapacityLimiter(handler_threads)
+        self._beats = trio.CancelScope()
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size}
         self._respondent = Respondent(dial=self.endpoints.survey, **opts)
         self._control = Bus(dial=self.endpoints.control, **opts)
@@ -119,6 +123,7 @@ class Member:
         socks = (self._respondent, self._control, self._mesh)
         malformed = self._counts["malformed"] + sum(s.statistics().malformed for s in socks)
         return MemberStatistics(members=len(self._members), messages_dropped=self._inbox.dropped,
+                                duplicates_dropped=self._inbox.duplicates,
                                 **(self._counts | {"malformed": malformed}))  # fmt: skip
 
     # ------------------------------------------------------------------ joining
@@ -160,7 +165,12 @@ class Member:
                 return  # addressed to another joiner
             body = envelope.body
             if envelope.kind == P.REFUSE:
-                self._refusal = str(body.get("reason", "refused"))
+                reason = body.get("reason")
+                self._refusal = reason[:2000] if isinstance(reason, str) else "refused"
+                if self._welcome.is_set():  # our name went to someone else while we were silent
+                    raise NameTaken(
+                        f"{self.name!r} lost its place in the room at {self.address}: {self._refusal}"
+                    )
             else:
                 beat = body.get("heartbeat")
                 if type(beat) in (int, float) and 0.01 <= beat <= 3600:
@@ -176,7 +186,10 @@ class Member:
             body = envelope.body
             if not isinstance(body, dict):
                 raise MalformedMessage("a decision body must be a map", reason="body", size=0)
-            decision = Decision.from_wire(body.get("decision"))
+            try:
+                decision = Decision.from_wire(body.get("decision"))
+            except InvalidDecision as exc:
+                raise MalformedMessage(str(exc), reason="body", size=0) from exc
             self.last_decision = decision
             self._counts["decisions"] += 1
             try:
@@ -192,18 +205,23 @@ class Member:
         """
         if self._welcome.is_set() and self.name not in members:
             return  # a roster from before our join was processed; the next one includes us
-        wanted = {mesh for name, mesh in members.items() if name < self.name}
-        current = {mesh for name, mesh in self._members.items() if name < self.name}
+        mine = {self._mesh_address, self.endpoints.mesh}  # never touched on a peer's say-so
+        wanted = {mesh for name, mesh in members.items() if name < self.name} - mine
+        current = {mesh for name, mesh in self._members.items() if name < self.name} - mine
         for mesh in current - wanted:
             self._mesh.undial(mesh)
         for mesh in wanted - current:
-            self._mesh.dial(mesh)
+            try:
+                self._mesh.dial(mesh)
+            except TransportError as exc:
+                log.warning("member %r cannot dial the mesh address %r: %s", self.name, mesh, exc)
         self._members = dict(members)
 
     async def _heartbeats(self) -> None:
-        while True:
-            await trio.sleep(self._heartbeat)
-            await self._control.send(self._hello(), kind=P.HEARTBEAT)
+        with self._beats:
+            while True:
+                await trio.sleep(self._heartbeat)
+                await self._control.send(self._hello(), kind=P.HEARTBEAT)
 
     async def _surveys(self, nursery: trio.Nursery) -> None:
         while True:
@@ -220,12 +238,14 @@ class Member:
         body = survey.body if isinstance(survey.body, dict) else {}
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
         if survey.envelope.kind == P.POLL and self._on_poll is not None and "question" in body:
-            ok, result = await run_handler(self._on_poll, body["question"], deadline=deadline)
+            ok, result = await run_handler(
+                self._on_poll, body["question"], deadline=deadline, limiter=self._threads
+            )
             reply = (P.ANSWER, {"answer": result}) if ok else (P.ERROR, result.to_wire())
             counter = "polls_answered"
         elif survey.envelope.kind == P.VOTE and self._on_vote is not None and "options" in body:
             ok, result = await run_handler(
-                self._on_vote, body.get("motion"), body["options"], deadline=deadline
+                self._on_vote, body.get("motion"), body["options"], deadline=deadline, limiter=self._threads
             )
             if ok:
                 try:
@@ -258,15 +278,20 @@ class Member:
 
 @asynccontextmanager
 async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vote: Handler | None = None,
-               join_timeout: float = 10.0, handler_timeout: float | None = None,
+               join_timeout: float = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
                max_message_size: int = 16 * 1024 * 1024) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
-    Raises :class:`~patterns.NameTaken` if a live member holds the name and
+    Raises :class:`~patterns.NameTaken` if a live member holds the name (also later,
+    if this member falls silent long enough for another to take its name) and
     :class:`~patterns.RoomUnavailable` if no host answers within ``join_timeout``.
+    Plain handlers run in at most ``handler_threads`` threads at once; a handler
+    still running at its deadline is reported as a ``Timeout`` error and its thread
+    abandoned until it returns.
     """
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote,
-                    handler_timeout=handler_timeout, max_message_size=max_message_size)  # fmt: skip
+                    handler_timeout=handler_timeout, handler_threads=handler_threads,
+                    max_message_size=max_message_size)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         nursery.start_soon(member._control_loop)
         nursery.start_soon(member._inbox.pump, member._mesh)
@@ -275,6 +300,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
             nursery.start_soon(member._heartbeats)
             nursery.start_soon(member._surveys, nursery)
             yield member
+            member._beats.cancel()  # no heartbeat may follow the leave and re-admit us
             with trio.move_on_after(0.5) as scope:
                 scope.shield = True
                 await member._control.send({"name": name, "token": member.token}, kind=P.LEAVE)

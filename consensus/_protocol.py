@@ -16,7 +16,7 @@ from typing import Any, Final
 from patterns import Envelope, MalformedMessage
 
 from ._poll import MemberError
-from ._roster import MAX_NAME_LENGTH
+from ._roster import MAX_NAME_LENGTH, check_name
 
 __all__ = [
     "ANSWER",
@@ -96,9 +96,31 @@ class Hello:
 def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
     body = _body(envelope)
     name = _field(envelope, body, "name", str, MAX_NAME_LENGTH)
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise _bad(envelope, str(exc)) from None
     token = _field(envelope, body, "token", int)
-    mesh = _field(envelope, body, "mesh", str, MAX_ADDRESS_LENGTH) if with_mesh else ""
+    mesh = _mesh(envelope, _field(envelope, body, "mesh", str, MAX_ADDRESS_LENGTH)) if with_mesh else ""
     return Hello(name, token, mesh)
+
+
+_MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ipc", "inproc")
+
+
+def _mesh(envelope: Envelope, address: str) -> str:
+    """A mesh address others will dial: a room scheme, a path or host, a port for tcp."""
+    scheme, sep, rest = address.partition("://")
+    port = rest.rpartition(":")[2]
+    if (
+        not sep
+        or not rest
+        or scheme not in _MESH_SCHEMES
+        or not address.isprintable()
+        or (scheme not in ("ipc", "inproc") and not (port.isdigit() and 0 < int(port) < 65536))
+    ):
+        raise _bad(envelope, f"field 'mesh' is not an address members can dial: {address[:80]!r}")
+    return address
 
 
 def parse_members(envelope: Envelope, value: Any) -> dict[str, str]:

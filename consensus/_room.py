@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from patterns import Bus, Closed, Envelope, MalformedMessage, Surveyor, SurveyReplies
+from patterns import Bus, Closed, Envelope, MalformedMessage, MessageTooLarge, Surveyor, SurveyReplies
 
 from . import _protocol as P
 from ._endpoints import endpoints
@@ -51,6 +51,7 @@ class RoomStatistics:
     rejected_replies: int
     malformed: int
     messages_dropped: int
+    duplicates_dropped: int
 
 
 class _Active:
@@ -127,7 +128,7 @@ class Room:
         replies = None
         if not round.complete:
             replies = await self._surveyor.survey(
-                {"question": question}, kind=P.POLL, timeout=timeout + self.late_window
+                {"question": question}, kind=P.POLL, timeout=timeout, linger=self.late_window
             )
             await self._gather(_Active(round), replies, start, start + timeout, self._on_poll_reply)
         return round.result(
@@ -152,17 +153,23 @@ class Room:
         self._counts["votes"] += 1
         if not round.complete:
             survey = {"vote": vote_id, "motion": motion, "options": list(options)}
-            replies = await self._surveyor.survey(survey, kind=P.VOTE, timeout=timeout + self.late_window)
+            replies = await self._surveyor.survey(
+                survey, kind=P.VOTE, timeout=timeout, linger=self.late_window
+            )
             await self._gather(_Active(round), replies, start, start + timeout, self._on_vote_reply)
         decision = round.decision(elapsed=trio.current_time() - start)
         body = {"vote": vote_id, "motion": motion, "decision": decision.to_wire()}
-        await self._control.send(body, kind=P.DECISION)
+        try:
+            await self._control.send(body, kind=P.DECISION)
+        except MessageTooLarge as exc:  # the caller still gets the decision; members are not told
+            log.error("room %r: decision of vote %d not broadcast: %s", self.name, vote_id, exc)
         return decision
 
     def statistics(self) -> RoomStatistics:
         socks = (self._surveyor, self._control, self._mesh)
         malformed = self._counts["malformed"] + sum(s.statistics().malformed for s in socks)
         return RoomStatistics(members=len(self._roster), messages_dropped=self._inbox.dropped,
+                              duplicates_dropped=self._inbox.duplicates,
                               **(self._counts | {"malformed": malformed}))  # fmt: skip
 
     # ------------------------------------------------------------------ rounds
@@ -243,27 +250,47 @@ class Room:
             await self._control.send(body, kind=P.ROSTER)
         except Closed:
             pass
+        except MessageTooLarge as exc:
+            log.error(
+                "room %r: the roster of %d members has no wire form: %s", self.name, len(self._roster), exc
+            )
 
     async def _control_loop(self) -> None:
         while True:
             try:
                 envelope, pipe = await self._control.receive_from()
+            except MalformedMessage as exc:  # the socket counted it
+                log.warning("room %r ignored a control frame: %s", self.name, exc)
+                continue
+            except Closed:
+                return
+            try:
                 await self._on_control(envelope, pipe)
             except MalformedMessage as exc:
                 self._counts["malformed"] += 1
                 log.warning("room %r ignored a control message: %s", self.name, exc)
             except Closed:
                 return
+            except Exception:  # no peer input may close the room (logged with its traceback)
+                log.exception(
+                    "room %r: handling a %r from %r failed", self.name, envelope.kind, envelope.sender
+                )
 
     async def _on_control(self, envelope: Envelope, pipe: int) -> None:
         now = trio.current_time()
         if envelope.kind in (P.JOIN, P.HEARTBEAT):
             hello = P.parse_hello(envelope, with_mesh=True)
+            if hello.mesh in (self.endpoints.survey, self.endpoints.control, self.endpoints.mesh):
+                raise MalformedMessage(
+                    f"{hello.name!r} announced a host endpoint as its mesh", reason="body", size=0
+                )
             if envelope.kind == P.HEARTBEAT and self._roster.heartbeat_from(hello.name, hello.token, now):
                 return
             verdict = self._roster.join(hello.name, hello.token, hello.mesh, pipe, now)
             if verdict.outcome is JoinOutcome.REFUSED:
                 self._counts["refused_joins"] += 1
+                if pipe not in self._control.peers_state:
+                    return  # sent over a connection that has closed: the member retries on its new one
                 reply = {"name": hello.name, "token": hello.token, "reason": verdict.reason}
                 await self._control.send(reply, kind=P.REFUSE)
                 return
@@ -296,8 +323,9 @@ class Room:
     async def _expire(self) -> None:
         while True:
             next_check = self._roster.next_expiry()
+            # expire() drops members silent for *more than* the expiry: wake strictly after it
             await trio.sleep_until(
-                next_check if next_check is not None else trio.current_time() + self._roster.heartbeat
+                next_check + 1e-3 if next_check is not None else trio.current_time() + self._roster.heartbeat
             )
             self._gone(self._roster.expire(trio.current_time()), "expired")
 

@@ -81,6 +81,7 @@ class VoteRound:
         except InvalidBallot as exc:
             self._reject(name, str(exc))
             self._errors[name] = MemberError("InvalidBallot", str(exc))
+            self._check_decided()
             return Verdict.ACCEPTED
         self._ballots.append((name, ballot))
         self._voted.add(name)

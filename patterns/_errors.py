@@ -17,10 +17,11 @@ pynng's exceptions never escape (they are translated where pynng is called, with
     ├── MessageError                a message could not be built or read
     │   ├── EncodeError             a value has no CBOR form here (also a ``TypeError``)
     │   ├── MessageTooLarge         an outgoing message exceeds ``max_message_size``
-    │   └── MalformedMessage        bytes from a peer were rejected by the strict decoder
-    │       │                       (also a ``ValueError``); counted in ``statistics()``
-    │       ├── InvalidBallot       a ballot's fields are wrong (consensus)
-    │       └── InvalidDecision     a broadcast decision's fields are wrong (consensus)
+    │   └── MalformedMessage        bytes or a body from a peer were rejected (also a
+    │                               ``ValueError``); counted in ``statistics()``; ``reason``
+    │                               is "size", "cbor", "shape", "version" or "body"
+    ├── InvalidBallot               a ballot's fields are wrong (consensus; also ``ValueError``)
+    ├── InvalidDecision             a decision's fields are wrong (consensus; also ``ValueError``)
     └── RoomError                   room membership failed (consensus)
         ├── RoomUnavailable         the host could not be reached, or went away
         └── NameTaken               a live member already holds that name
@@ -106,11 +107,13 @@ class MessageTooLarge(MessageError):
 
 
 class MalformedMessage(MessageError, ValueError):
-    """Bytes received from a peer were rejected by the strict decoder.
+    """Bytes (or a message body) received from a peer were rejected.
 
     Raised for data that is not CBOR, has the wrong shape, an unknown version, or
     exceeds the size limit. ``reason`` is a short machine-friendly tag (``"size"``,
-    ``"cbor"``, ``"shape"``, ``"version"``) and ``size`` the frame length in bytes.
+    ``"cbor"``, ``"shape"``, ``"version"``; ``"body"`` when a well-formed envelope's
+    body does not fit its kind) and ``size`` the frame length in bytes (0 when the
+    check ran on an already decoded body).
     """
 
     def __init__(self, message: str, *, reason: str, size: int) -> None:

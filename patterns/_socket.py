@@ -207,7 +207,10 @@ class BaseSocket:
         except pynng.NNGException as exc:
             raise translate(exc, operation=f"listen({address!r})", state=repr(self)) from exc
         bound = address
-        if address.startswith(("tcp://", "ws://", "tls+tcp://", "wss://")) and ":0" in address:
+        if (
+            address.startswith(("tcp://", "tcp4://", "tcp6://", "ws://", "tls+tcp://", "wss://"))
+            and ":0" in address
+        ):
             try:
                 port = listener.local_address.port
                 port = ((port & 0xFF) << 8) | (port >> 8)  # SockAddr.port is in network byte order

@@ -161,10 +161,20 @@ class Surveyor(_ContextOwner):
 
     _protocol = "Surveyor0"
 
-    async def survey(self, value: Any, *, timeout: float, kind: str = "survey") -> SurveyReplies:
-        """Send ``value`` to every respondent; returns the replies' async iterator."""
+    async def survey(
+        self, value: Any, *, timeout: float, kind: str = "survey", linger: float = 0.0
+    ) -> SurveyReplies:
+        """Send ``value`` to every respondent; returns the replies' async iterator.
+
+        Respondents are told the deadline ``timeout`` seconds from now (the envelope's
+        ``dl``). The iterator ends then, or ``linger`` seconds later: replies that
+        arrive during the linger are late, and still yielded so the caller can count
+        them.
+        """
         if not timeout > 0:
             raise ValueError(f"survey timeout must be > 0 seconds, got {timeout!r}")
+        if not linger >= 0:
+            raise ValueError(f"survey linger must be >= 0 seconds, got {linger!r}")
         await trio.lowlevel.checkpoint_if_cancelled()
         envelope = Envelope(
             kind=kind, sender=self.name, id=self._next_id(), body=value, deadline=time.time() + timeout
@@ -172,14 +182,14 @@ class Surveyor(_ContextOwner):
         data = encode(envelope, max_size=self.max_message_size)
         ctx = self._new_context(f"survey(timeout={timeout})")
         try:
-            set_context_survey_time(ctx, timeout + _NNG_SURVEY_MARGIN)
+            set_context_survey_time(ctx, timeout + linger + _NNG_SURVEY_MARGIN)
             ctx.send(data)  # a surveyor send never waits: NNG queues or drops per pipe
         except pynng.NNGException as exc:
             self._discard(ctx)
             raise translate(exc, operation=f"survey(timeout={timeout})", state=repr(self)) from exc
         self._sent += 1
         self._bytes_sent += len(data)
-        replies = SurveyReplies(self, ctx, envelope.id, trio.current_time() + timeout)
+        replies = SurveyReplies(self, ctx, envelope.id, trio.current_time() + timeout + linger)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return replies
 

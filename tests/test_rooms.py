@@ -12,6 +12,7 @@ import trio
 from conftest import Peers, read_line, tell
 
 import consensus
+import patterns
 
 TRANSPORTS = ["ipc", "tcp"]
 
@@ -85,16 +86,33 @@ async def test_handler_errors_and_timeouts_become_errors(
         assert again.errors.keys() == {"broken", "stuck"} and again.answers.keys() == {"fine"}
 
 
-async def test_late_answers_are_ignored_and_counted(room_address: Callable[[str], str], peers: Peers) -> None:
+async def test_late_answers_are_ignored_and_counted(room_address: Callable[[str], str]) -> None:
+    """A member that answers after the deadline (here a hand-written one, speaking the
+    protocol with plain pattern sockets, as an agent in another language would)."""
     address = room_address("ipc")
-    async with consensus.host(address, late_window=5.0) as room:
-        await start_agents(peers, address, ["tardy"], "--delay", "0.4")
+    ends = consensus.endpoints(address)
+    async with consensus.host(address, late_window=5.0) as room, patterns.Respondent(
+        dial=ends.survey, name="tardy"
+    ) as survey_side, patterns.Bus(dial=ends.control, name="tardy") as control:
+        await survey_side.wait_for_peers(1)
+        await control.wait_for_peers(1)
+        await control.send({"name": "tardy", "token": 1, "mesh": address + ".m-tardy"}, kind="join")
         await room.wait_for_members(1)
-        result = await room.poll("q", timeout=0.1)
+        async with trio.open_nursery() as nursery:
+            results = []
+
+            async def ask() -> None:
+                results.append(await room.poll("q", timeout=0.2))
+
+            nursery.start_soon(ask)
+            survey = await survey_side.receive()
+        (result,) = results  # the poll ended at its deadline, without tardy's answer
         assert result.missing == {"tardy"} and not result.answers
+        assert room.statistics().late_replies == 0
+        await survey.reply({"answer": "sorry, late"}, kind="answer")
         with trio.fail_after(5):
-            while room.statistics().late_replies < 1:  # the late reply is counted in the background
-                await trio.sleep(0.02)
+            while room.statistics().late_replies < 1:  # counted in the background, as it arrives
+                await trio.sleep(0.01)
         assert room.statistics().late_replies == 1
 
 
@@ -219,3 +237,40 @@ async def test_heartbeats_drop_a_silent_member(room_address: Callable[[str], str
             await room.wait_members_changed()
         assert trio.current_time() - start < 2.0
         assert room.statistics().expired == 1
+
+
+async def test_hostile_control_frames_never_close_the_room(room_address: Callable[[str], str], peers: Peers) -> None:
+    address = room_address("ipc")
+    ends = consensus.endpoints(address)
+    async with consensus.host(address) as room, patterns.Bus(dial=ends.control, name="evil") as evil:
+        await evil.wait_for_peers(1)
+        hostile = [
+            ("join", {"name": "bad\tname", "token": 1, "mesh": address + ".m-x"}),  # not printable
+            ("join", {"name": "x", "token": 1, "mesh": "bogus"}),  # not an address
+            ("join", {"name": "x", "token": 1, "mesh": ends.mesh}),  # the host's own endpoint
+            ("join", {"name": "x", "token": -1, "mesh": address + ".m-x"}),
+            ("heartbeat", "not a map"),
+            ("leave", {"name": 42}),
+            ("nonsense", {}),
+        ]
+        for kind, body in hostile:
+            await evil.send(body, kind=kind)
+        await evil.send_bytes(b"\xff not cbor")
+        with trio.fail_after(5):
+            while room.statistics().malformed < len(hostile) + 1:
+                await trio.sleep(0.01)
+        # The room still works: a real member joins and answers.
+        await start_agents(peers, address, ["honest"])
+        result = await room.poll("still alive?", timeout=10)
+        assert result.answers.keys() == {"honest"} and room.members == ("honest",)
+
+
+async def test_a_handler_slower_than_the_poll_is_a_timeout_error(
+    room_address: Callable[[str], str], peers: Peers
+) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address) as room:
+        await start_agents(peers, address, ["slow"], "--delay", "30")
+        await room.wait_for_members(1)
+        result = await room.poll("q", timeout=0.5)
+        assert result.errors["slow"].type == "Timeout" and result.missing == frozenset()

@@ -1,0 +1,512 @@
+"""Work sharing as a sans-IO ledger: at least once to the workers, exactly once to the caller.
+
+The driver submits tasks, asks for an assignment whenever it has credit, and reports
+what comes back: a result, a handler error, a lease that ran out, a worker that left.
+The ledger never reads a clock or a socket; every call that depends on time takes
+``now`` (seconds on any monotonic clock the driver chooses; should ``now`` go
+backwards, leases are measured from the latest ``now`` seen).
+
+Rules:
+
+- An attempt holds a lease. A task whose lease passes (:meth:`TaskLedger.expire`), whose
+  worker leaves (:meth:`TaskLedger.worker_gone`) or whose handler fails
+  (:meth:`TaskLedger.failure`) is queued again, ahead of fresh tasks, until it has had
+  ``max_attempts`` attempts; then it finishes as an error carrying the last failure (the
+  dead letter). A lost attempt counts: a task that kills every worker ends after
+  ``max_attempts``.
+- Exactly once: the first *success* wins, even one from an earlier attempt that arrives
+  while the task waits for, or runs, a later one (counted ``late_accepted``: a slow worker
+  did finish it). Every other reply for a task no longer pending, and any failure for an
+  attempt that is not the current one in flight, is ignored and counted ``stale``.
+- Outcomes come out only through :meth:`TaskLedger.pop_outcomes`: as they finish, or with
+  ``ordered=True`` in submission order (an early finisher is held until all earlier ones
+  are out). :meth:`result`, :meth:`failure`, :meth:`expire` and :meth:`worker_gone` update
+  state and say what they did.
+- Flat memory: a task is forgotten once its outcome is popped (or it is cancelled), and
+  :meth:`wants_more` counts unpopped outcomes, so a stalled consumer stops intake.
+
+Replies that could not come from this ledger (a task id never issued, an attempt never
+dispatched) raise ValueError: the driver treats that as a malformed message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "Assignment",
+    "LedgerStatistics",
+    "Outcome",
+    "Receipt",
+    "TaskError",
+    "TaskLedger",
+    "TaskState",
+    "WorkerStats",
+]
+
+
+class Receipt(Enum):
+    """What the ledger did with one reply from a worker."""
+
+    DONE = "done"  # the task finished: its outcome is ready to pop (or held, in ordered mode)
+    REQUEUED = "requeued"  # a handler error with attempts left: the task waits for another attempt
+    STALE = "stale"  # ignored: the task finished or was cancelled, or the attempt was superseded
+
+
+class TaskState(Enum):
+    """Where a pending task is; finished tasks leave the ledger's books."""
+
+    QUEUED = "queued"
+    IN_FLIGHT = "in flight"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """Why an attempt, or a whole task, failed."""
+
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+    def to_wire(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message}
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> TaskError:
+        return cls(type(exc).__name__, str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One attempt to hand to a worker; its reply must quote ``task_id`` and ``attempt``."""
+
+    task_id: int
+    attempt: int
+    task: Any
+    deadline: float  # the lease: after this, the attempt is presumed lost
+    worker: str | None  # None when the transport picks the worker (push)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The one final word on a task: its result, or the error that ended its last attempt."""
+
+    task_id: int
+    task: Any
+    result: Any
+    error: TaskError | None
+    attempts: int  # attempts dispatched, the successful one included
+    worker: str | None  # who produced the outcome (for a lost attempt: who held it, if known)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """One worker's share. ``assigned``, ``lost`` and ``in_flight`` count attempts sent to it
+    by name; attempts the transport placed (push) appear only once the worker replies."""
+
+    assigned: int = 0
+    in_flight: int = 0
+    ok: int = 0  # its successes that finished a task
+    failed: int = 0  # handler errors it reported for a current attempt
+    lost: int = 0  # its attempts whose lease expired or that it held when it left
+    stale: int = 0  # its replies that were ignored
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStatistics:
+    """Counts; ``queued + in_flight + ready + released + cancelled == submitted`` and
+    ``done_ok + failed == ready + released``."""
+
+    submitted: int
+    queued: int
+    in_flight: int
+    ready: int  # finished, not yet popped (held ones included)
+    released: int  # popped
+    done_ok: int
+    failed: int  # dead letters: tasks that ended as errors
+    redelivered: int  # requeued after a lost attempt (lease expired, worker left)
+    retried: int  # requeued after a handler error
+    stale: int
+    late_accepted: int
+    cancelled: int
+    window: int
+    per_worker: Mapping[str, WorkerStats]
+
+
+@dataclass(slots=True)
+class _Task:
+    task: Any
+    attempt: int = 0
+    state: TaskState = TaskState.QUEUED
+    worker: str | None = None
+    deadline: float = 0.0
+    last_error: TaskError | None = None
+
+
+@dataclass(slots=True)
+class _Counts:
+    assigned: int = 0
+    in_flight: int = 0
+    ok: int = 0
+    failed: int = 0
+    lost: int = 0
+    stale: int = 0
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_worker(worker: object, *, optional: bool = True) -> str | None:
+    if worker is None and optional:
+        return None
+    if not isinstance(worker, str) or not worker:
+        raise TypeError(
+            f"a worker is named by non-empty text{' or None' if optional else ''}, got {worker!r}"
+        )
+    return worker
+
+
+class TaskLedger:
+    """Tasks queued, in flight and finished, for one stream of work."""
+
+    def __init__(
+        self,
+        *,
+        lease: float,
+        max_attempts: int,
+        window: int,
+        ordered: bool = False,
+        prefetch: int | None = None,
+    ) -> None:
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)):
+            raise TypeError(f"lease must be a number of seconds, got {lease!r}")
+        if not (lease > 0 and math.isfinite(lease)):
+            raise ValueError(f"lease must be a finite number of seconds > 0, got {lease!r}")
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be a bool, got {ordered!r}")
+        self.lease = float(lease)
+        self.max_attempts = _check_int("max_attempts", max_attempts, 1)
+        self.ordered = ordered
+        self._window = _check_int("window", window, 0)
+        self._prefetch = None if prefetch is None else _check_int("prefetch", prefetch, 0)
+        self._tasks: dict[int, _Task] = {}  # pending: queued or in flight
+        self._fresh: deque[int] = deque()  # never attempted, in submission order
+        self._retry: deque[int] = deque()  # to attempt again, served first
+        self._in_flight: OrderedDict[int, _Task] = OrderedDict()  # by deadline = by assignment
+        self._ready: deque[Outcome] = deque()  # releasable, in release order
+        self._held: dict[int, Outcome] = {}  # ordered mode: finished ahead of an earlier task
+        self._workers: dict[str, _Counts] = {}
+        self._next_id = 0
+        self._next_release = 0
+        self._clock = -math.inf
+        self._closed = False
+        self._cancelled = False
+        self._released = self._ok = self._failed = self._redelivered = self._retried = 0
+        self._stale = self._late = self._cancelled_count = 0
+
+    # -------------------------------------------------------------- queries
+    @property
+    def window(self) -> int:
+        return self._window
+
+    @property
+    def high_water(self) -> int:
+        """How many tasks the ledger holds (pending or unpopped) before it stops wanting more."""
+        return self._window + (self._window if self._prefetch is None else self._prefetch)
+
+    @property
+    def input_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    @property
+    def done(self) -> bool:
+        """The input is closed (or cancelled) and every outcome has been popped."""
+        return self._closed and not self._tasks and not self._ready and not self._held
+
+    def wants_more(self) -> bool:
+        """Should the driver pull another task from the caller's iterable?"""
+        held = len(self._tasks) + len(self._ready) + len(self._held)
+        return not self._closed and held < self.high_water
+
+    def next_deadline(self) -> float | None:
+        """The earliest lease deadline in flight: when to call :meth:`expire` next."""
+        for rec in self._in_flight.values():
+            return rec.deadline
+        return None
+
+    def statistics(self) -> LedgerStatistics:
+        in_flight = len(self._in_flight)
+        workers = {
+            name: WorkerStats(c.assigned, c.in_flight, c.ok, c.failed, c.lost, c.stale)
+            for name, c in sorted(self._workers.items())
+        }
+        return LedgerStatistics(
+            submitted=self._next_id,
+            queued=len(self._tasks) - in_flight,
+            in_flight=in_flight,
+            ready=len(self._ready) + len(self._held),
+            released=self._released,
+            done_ok=self._ok,
+            failed=self._failed,
+            redelivered=self._redelivered,
+            retried=self._retried,
+            stale=self._stale,
+            late_accepted=self._late,
+            cancelled=self._cancelled_count,
+            window=self._window,
+            per_worker=MappingProxyType(workers),
+        )
+
+    def _describe(self) -> str:
+        state = "cancelled" if self._cancelled else "input closed" if self._closed else "open"
+        return (
+            f"{state}: {len(self._tasks) - len(self._in_flight)} queued, {len(self._in_flight)} in flight, "
+            f"{len(self._ready) + len(self._held)} finished unpopped, {self._next_id} submitted"
+        )
+
+    # -------------------------------------------------------------- intake and dispatch
+    def submit(self, task: Any) -> int:
+        """Queue a task; returns its id (0, 1, 2, ... in submission order)."""
+        if self._closed:
+            call = "cancel()" if self._cancelled else "close_input()"
+            raise ValueError(f"submit() after {call}: the ledger takes no more tasks ({self._describe()})")
+        task_id = self._next_id
+        self._next_id += 1
+        self._tasks[task_id] = _Task(task)
+        self._fresh.append(task_id)
+        return task_id
+
+    def close_input(self) -> None:
+        """No more tasks will be submitted; :attr:`done` can become true."""
+        self._closed = True
+
+    def set_window(self, window: int) -> None:
+        """Change how many attempts may be in flight at once (0: none; tasks wait).
+
+        Shrinking recalls nothing: attempts already out finish or expire as usual."""
+        self._window = _check_int("window", window, 0)
+
+    def next_assignment(self, now: float, worker: str | None = None) -> Assignment | None:
+        """The next attempt to send (retries first, then fresh tasks in order), or None when
+        the window is full, nothing is queued, or the ledger was cancelled."""
+        now = self._tick(now)
+        worker = _check_worker(worker)
+        if self._cancelled or len(self._in_flight) >= self._window:
+            return None
+        queue = self._retry if self._retry else self._fresh
+        if not queue:
+            return None
+        task_id = queue.popleft()
+        rec = self._tasks[task_id]
+        rec.attempt += 1
+        rec.state = TaskState.IN_FLIGHT
+        rec.worker = worker
+        rec.deadline = now + self.lease
+        self._in_flight[task_id] = rec
+        if worker is not None:
+            counts = self._counts(worker)
+            counts.assigned += 1
+            counts.in_flight += 1
+        return Assignment(task_id, rec.attempt, rec.task, rec.deadline, worker)
+
+    # -------------------------------------------------------------- replies and losses
+    def result(self, task_id: int, attempt: int, value: Any, *, worker: str | None, now: float) -> Receipt:
+        """A worker's success for ``(task_id, attempt)``: ``DONE`` the first time, else ``STALE``."""
+        self._tick(now)
+        worker = _check_worker(worker)
+        rec = self._pending(task_id, attempt, "result")
+        if rec is None:
+            return self._ignore(worker)
+        if rec.state is TaskState.IN_FLIGHT:
+            self._unassign(task_id, rec)
+        else:  # requeued after its lease or its worker was lost; that attempt finished after all
+            self._retry.remove(task_id)
+            self._late += 1
+        if worker is not None:
+            self._counts(worker).ok += 1
+        self._finish(Outcome(task_id, rec.task, value, None, rec.attempt, worker))
+        return Receipt.DONE
+
+    def failure(
+        self, task_id: int, attempt: int, error: TaskError | BaseException, *, worker: str | None, now: float
+    ) -> Receipt:
+        """A handler error for the current attempt: ``REQUEUED`` while attempts remain, then
+        ``DONE`` (a dead letter carrying ``error``); ``STALE`` for any other attempt."""
+        self._tick(now)
+        worker = _check_worker(worker)
+        if isinstance(error, BaseException):
+            error = TaskError.from_exception(error)
+        elif not isinstance(error, TaskError):
+            raise TypeError(f"failure() takes a TaskError or an exception, got {error!r}")
+        rec = self._pending(task_id, attempt, "failure")
+        if rec is None or rec.state is not TaskState.IN_FLIGHT or attempt != rec.attempt:
+            return self._ignore(worker)
+        self._unassign(task_id, rec)
+        rec.last_error = error
+        if worker is not None:
+            self._counts(worker).failed += 1
+        if rec.attempt < self.max_attempts:
+            self._requeue(task_id, rec)
+            self._retried += 1
+            return Receipt.REQUEUED
+        self._finish(Outcome(task_id, rec.task, None, error, rec.attempt, worker))
+        return Receipt.DONE
+
+    def expire(self, now: float) -> list[int]:
+        """Take back every attempt whose lease deadline is at or before ``now``; returns the
+        task ids, each requeued or (attempts exhausted) finished as an error."""
+        now = self._tick(now)
+        expired: list[int] = []
+        while self._in_flight:
+            task_id, rec = next(iter(self._in_flight.items()))
+            if rec.deadline > now:
+                break
+            expired.append(task_id)
+            self._lose(task_id, rec, TaskError("LeaseExpired", f"lease expired after {rec.attempt} attempts"))
+        return expired
+
+    def worker_gone(self, worker: str, now: float | None = None) -> list[int]:
+        """A named worker left or died: its attempts in flight are lost at once (each counts
+        toward ``max_attempts``). Returns their task ids. Attempts placed by the transport
+        (``worker=None``) are not known to be its and wait for their lease."""
+        name = _check_worker(worker, optional=False)
+        if now is not None:
+            self._tick(now)
+        lost = [(task_id, rec) for task_id, rec in self._in_flight.items() if rec.worker == name]
+        for task_id, rec in lost:
+            reason = f"worker {name!r} went away during attempt {rec.attempt}"
+            self._lose(task_id, rec, TaskError("WorkerLost", reason))
+        return [task_id for task_id, _ in lost]
+
+    def cancel(self) -> list[int]:
+        """Stop: nothing more is assigned or submitted. Returns the ids queued or in flight,
+        which will never finish (their late replies are stale). Outcomes already finished,
+        held ones included, stay poppable, in order."""
+        if self._cancelled:
+            return []
+        self._cancelled = self._closed = True
+        ids = sorted(self._tasks)
+        for rec in self._in_flight.values():
+            if rec.worker is not None:
+                self._workers[rec.worker].in_flight -= 1
+        self._tasks.clear()
+        self._fresh.clear()
+        self._retry.clear()
+        self._in_flight.clear()
+        self._cancelled_count = len(ids)
+        self._ready.extend(self._held[task_id] for task_id in sorted(self._held))
+        self._held.clear()
+        return ids
+
+    def pop_outcomes(self) -> list[Outcome]:
+        """Finished outcomes not yet popped (in submission order when ``ordered``); each
+        task's outcome is popped exactly once, then the ledger forgets the task."""
+        out = list(self._ready)
+        self._ready.clear()
+        self._released += len(out)
+        return out
+
+    # -------------------------------------------------------------- internals
+    def _tick(self, now: object) -> float:
+        if isinstance(now, bool) or not isinstance(now, (int, float)):
+            raise TypeError(f"now must be seconds on a monotonic clock, got {now!r}")
+        if not math.isfinite(now):
+            raise ValueError(f"now must be a finite number of seconds, got {now!r}")
+        if now > self._clock:
+            self._clock = float(now)
+        return self._clock
+
+    def _counts(self, worker: str) -> _Counts:
+        counts = self._workers.get(worker)
+        if counts is None:
+            counts = self._workers[worker] = _Counts()
+        return counts
+
+    def _pending(self, task_id: object, attempt: object, what: str) -> _Task | None:
+        """The pending record a reply refers to; None when the task is finished or cancelled."""
+        task_id = _check_int("task_id", task_id, 0)
+        attempt = _check_int("attempt", attempt, 1)
+        if task_id >= self._next_id:
+            raise ValueError(f"{what} for task {task_id}, which was never submitted ({self._describe()})")
+        if attempt > self.max_attempts:
+            raise ValueError(
+                f"{what} for attempt {attempt} of task {task_id}; max_attempts is {self.max_attempts}"
+            )
+        rec = self._tasks.get(task_id)
+        if rec is not None and attempt > rec.attempt:
+            raise ValueError(
+                f"{what} for attempt {attempt} of task {task_id}, which has had {rec.attempt} "
+                f"(state: {rec.state.value})"
+            )
+        return rec
+
+    def _ignore(self, worker: str | None) -> Receipt:
+        self._stale += 1
+        if worker is not None:
+            self._counts(worker).stale += 1
+        return Receipt.STALE
+
+    def _unassign(self, task_id: int, rec: _Task) -> None:
+        del self._in_flight[task_id]
+        if rec.worker is not None:
+            self._workers[rec.worker].in_flight -= 1
+
+    def _requeue(self, task_id: int, rec: _Task) -> None:
+        rec.state = TaskState.QUEUED
+        rec.worker = None
+        self._retry.append(task_id)
+
+    def _lose(self, task_id: int, rec: _Task, error: TaskError) -> None:
+        """An attempt in flight is presumed lost: requeue it, or end the task with ``error``."""
+        holder = rec.worker
+        self._unassign(task_id, rec)
+        if holder is not None:
+            self._workers[holder].lost += 1
+        if rec.attempt < self.max_attempts:
+            self._requeue(task_id, rec)
+            self._redelivered += 1
+            return
+        if rec.last_error is not None:
+            error = TaskError(error.type, f"{error.message}; last handler error: {rec.last_error}")
+        self._finish(Outcome(task_id, rec.task, None, error, rec.attempt, holder))
+
+    def _finish(self, outcome: Outcome) -> None:
+        task_id = outcome.task_id
+        del self._tasks[task_id]
+        if outcome.ok:
+            self._ok += 1
+        else:
+            self._failed += 1
+        if not self.ordered:
+            self._ready.append(outcome)
+            return
+        if task_id != self._next_release:
+            self._held[task_id] = outcome
+            return
+        self._ready.append(outcome)
+        task_id += 1
+        while task_id in self._held:
+            self._ready.append(self._held.pop(task_id))
+            task_id += 1
+        self._next_release = task_id

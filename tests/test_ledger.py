@@ -1,0 +1,550 @@
+"""The work-sharing ledger (``consensus._ledger``): a sans-IO state machine checked against a naive reference.
+
+Arbitrary interleavings of submissions, assignments, results and failures (current,
+stale and impossible attempts, named and unnamed workers), lease expiries, departures,
+window changes, pops and cancellation run in lock-step on :class:`TaskLedger` and on
+``tests/_reference_ledger.py``; then the properties the issue asks for (exactly once,
+the poison task, ordered release, bounded memory over a long stream) and edge cases.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, fields
+from typing import Any
+
+import pytest
+from _reference_ledger import RefLedger, RefOutcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consensus._ledger import (
+    Assignment,
+    LedgerStatistics,
+    Outcome,
+    Receipt,
+    TaskError,
+    TaskLedger,
+)
+
+SOME = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+WORKERS = ["a", "b", "c"]
+LEASE = 2.0
+
+REPLIERS = [None, *WORKERS, "holder"]  # "holder": the worker the attempt was assigned to
+# How often each kind of event is drawn, out of 26.
+KINDS = ["submit"] * 5 + ["assign"] * 6 + ["result"] * 5 + ["failure"] * 3 + ["tick"] * 2 + [
+    "expire", "gone", "window", "pop", "pop"
+]  # fmt: skip
+
+
+@st.composite
+def op(draw: st.DrawFn) -> tuple[Any, ...]:
+    kind = draw(st.sampled_from(KINDS))
+    if kind == "assign":
+        return (kind, draw(st.sampled_from([None, *WORKERS])))
+    if kind in ("result", "failure"):
+        # which task, attempts back from its latest (-1: one never dispatched), who replies,
+        # and whether to aim at a task in flight (else at any task ever submitted)
+        back = draw(st.sampled_from([0, 0, 0, 1, 1, 2, -1]))
+        return (kind, draw(st.integers(0, 40)), back, draw(st.sampled_from(REPLIERS)), draw(st.booleans()))
+    if kind == "tick":
+        return (kind, draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 2.5])))
+    if kind == "gone":
+        return (kind, draw(st.sampled_from(WORKERS)))
+    if kind == "window":
+        return (kind, draw(st.integers(0, 4)))
+    return (kind,)
+
+
+def plain(outcome: Outcome) -> RefOutcome:
+    error = None if outcome.error is None else outcome.error.type
+    return (outcome.task_id, outcome.ok, outcome.result, error, outcome.attempts, outcome.worker)
+
+
+def stats_dict(stats: LedgerStatistics) -> dict[str, Any]:
+    out = {f.name: getattr(stats, f.name) for f in fields(stats) if f.name != "per_worker"}
+    out["per_worker"] = {name: asdict(ws) for name, ws in stats.per_worker.items()}
+    return out
+
+
+def outcome_ids(outcomes: list[Outcome]) -> list[int]:
+    return [o.task_id for o in outcomes]
+
+
+class Run:
+    """One ledger and the reference, driven in lock-step; collects what was popped and cancelled."""
+
+    def __init__(self, *, max_attempts: int, window: int, ordered: bool, prefetch: int | None) -> None:
+        kw: dict[str, Any] = {"max_attempts": max_attempts, "window": window, "ordered": ordered}
+        self.ledger = TaskLedger(lease=LEASE, prefetch=prefetch, **kw)
+        self.ref = RefLedger(lease=LEASE, prefetch=prefetch, **kw)
+        self.now = 100.0
+        self.popped: list[Outcome] = []
+        self.cancelled: list[int] = []
+
+    def both_raise_or_agree(self, call: Any, ref_call: Any) -> Any:
+        try:
+            want = ref_call()
+        except ValueError:
+            with pytest.raises(ValueError):
+                call()
+            return None
+        got = call()
+        return got, want
+
+    def step(self, event: tuple[Any, ...]) -> None:
+        ledger, ref, kind = self.ledger, self.ref, event[0]
+        if kind == "submit":
+            name = f"t{len(ref.tasks)}"
+            pair = self.both_raise_or_agree(lambda: ledger.submit(name), lambda: ref.submit(None))
+            if pair is not None:
+                assert pair[0] == pair[1]
+        elif kind == "assign":
+            got = ledger.next_assignment(self.now, event[1])
+            want = ref.next_assignment(self.now, event[1])
+            if got is None:
+                assert want is None
+            else:
+                assert (got.task_id, got.attempt, got.deadline, got.worker) == want
+                assert got.task == f"t{got.task_id}"
+                assert got.attempt <= ledger.max_attempts
+                assert ledger.statistics().in_flight <= ledger.window
+        elif kind in ("result", "failure"):
+            _, pick, back, worker, aim_in_flight = event
+            targets = ref.in_state("flight") if aim_in_flight else []
+            targets = targets or ref.tasks
+            task_id = sorted(t["id"] for t in targets)[pick % len(targets)] if targets else pick
+            t = ref.tasks[task_id] if targets else {"attempt": 0, "worker": None}
+            attempt = max(1, t["attempt"] - back)
+            if worker == "holder":
+                worker = t["worker"]
+            if kind == "result":
+                value = ("r", task_id, attempt)
+                pair = self.both_raise_or_agree(
+                    lambda: ledger.result(task_id, attempt, value, worker=worker, now=self.now),
+                    lambda: ref.result(task_id, attempt, value, worker),
+                )
+            else:
+                error = TaskError("Boom", f"{task_id}/{attempt}")
+                pair = self.both_raise_or_agree(
+                    lambda: ledger.failure(task_id, attempt, error, worker=worker, now=self.now),
+                    lambda: ref.failure(task_id, attempt, "Boom", worker),
+                )
+            if pair is not None:
+                assert isinstance(pair[0], Receipt) and pair[0].value == pair[1]
+        elif kind == "tick":
+            self.now += event[1]
+            assert ledger.expire(self.now) == ref.expire(self.now)
+        elif kind == "expire":
+            assert ledger.expire(self.now) == ref.expire(self.now)
+        elif kind == "gone":
+            assert ledger.worker_gone(event[1], self.now) == ref.worker_gone(event[1])
+        elif kind == "window":
+            ledger.set_window(event[1])
+            ref.window = event[1]
+        elif kind == "pop":
+            got = ledger.pop_outcomes()
+            assert [plain(o) for o in got] == ref.pop_outcomes()
+            assert all(o.task == f"t{o.task_id}" for o in got)
+            self.popped.extend(got)
+        elif kind == "close":
+            ledger.close_input()
+            ref.closed = True
+        elif kind == "cancel":
+            ids = ledger.cancel()
+            assert ids == ref.cancel()
+            self.cancelled.extend(ids)
+        self.check()
+
+    def check(self) -> None:
+        ledger, ref = self.ledger, self.ref
+        stats = ledger.statistics()
+        assert stats_dict(stats) == ref.statistics()
+        assert stats.queued + stats.in_flight + stats.ready + stats.released + stats.cancelled == stats.submitted
+        assert stats.done_ok + stats.failed == stats.ready + stats.released
+        assert ledger.wants_more() == ref.wants_more()
+        assert ledger.done == ref.done
+        deadlines = [t["deadline"] for t in ref.in_state("flight")]
+        assert ledger.next_deadline() == (min(deadlines) if deadlines else None)
+        ids = outcome_ids(self.popped)
+        assert len(ids) == len(set(ids)), "a task's outcome came out twice"
+        if ledger.ordered:
+            assert ids == sorted(ids)
+
+    def drain(self) -> None:
+        """Finish the stream with a healthy worker; every task must end exactly once."""
+        ledger = self.ledger
+        ledger.close_input()
+        ledger.set_window(2)
+        for _ in range(10_000):
+            self.popped.extend(ledger.pop_outcomes())
+            if ledger.done:
+                break
+            a = ledger.next_assignment(self.now, "z")
+            if a is not None:
+                assert ledger.result(a.task_id, a.attempt, "late", worker="z", now=self.now) is Receipt.DONE
+                continue
+            self.now += LEASE
+            ledger.expire(self.now)
+        assert ledger.done
+        ids = outcome_ids(self.popped)
+        assert len(ids) == len(set(ids))
+        assert not set(ids) & set(self.cancelled)
+        assert sorted(ids + self.cancelled) == list(range(ledger.statistics().submitted))
+        assert all(1 <= o.attempts <= ledger.max_attempts for o in self.popped)
+        if ledger.ordered:
+            assert ids == sorted(ids)
+
+
+@SOME
+@given(
+    events=st.lists(op(), min_size=20, max_size=80),
+    close_at=st.none() | st.integers(0, 80),
+    cancel_at=st.none() | st.integers(0, 80),
+    max_attempts=st.integers(1, 3),
+    window=st.integers(0, 3),
+    ordered=st.booleans(),
+    prefetch=st.none() | st.integers(0, 2),
+)
+def test_ledger_matches_a_naive_reference(
+    events: list[tuple[Any, ...]],
+    close_at: int | None,
+    cancel_at: int | None,
+    max_attempts: int,
+    window: int,
+    ordered: bool,
+    prefetch: int | None,
+) -> None:
+    run = Run(max_attempts=max_attempts, window=window, ordered=ordered, prefetch=prefetch)
+    for i, event in enumerate(events):
+        if i == close_at:
+            run.step(("close",))
+        if i == cancel_at:
+            run.step(("cancel",))
+        run.step(event)
+    run.drain()
+
+
+@SOME
+@given(
+    n=st.integers(1, 8),
+    poison=st.integers(0, 7),
+    max_attempts=st.integers(1, 4),
+    deaths=st.lists(st.sampled_from(["failure", "expire", "gone"]), min_size=4, max_size=4),
+    ordered=st.booleans(),
+)
+def test_a_poison_task_ends_failed_after_exactly_max_attempts(
+    n: int, poison: int, max_attempts: int, deaths: list[str], ordered: bool
+) -> None:
+    poison %= n
+    ledger = TaskLedger(lease=1.0, max_attempts=max_attempts, window=2, ordered=ordered)
+    for i in range(n):
+        ledger.submit(i)
+    ledger.close_input()
+    now, victims, popped = 0.0, 0, []
+    while not ledger.done:
+        a = ledger.next_assignment(now, f"victim{victims}" if ledger.statistics().queued else "steady")
+        if a is None:
+            popped.extend(ledger.pop_outcomes())
+            continue
+        if a.task_id != poison:
+            ledger.result(a.task_id, a.attempt, a.task * 10, worker=a.worker, now=now)
+        else:
+            assert a.attempt <= max_attempts
+            how = deaths[a.attempt - 1]
+            if how == "failure":
+                ledger.failure(a.task_id, a.attempt, RuntimeError(f"crash {a.attempt}"), worker=a.worker, now=now)
+            elif how == "gone":
+                assert ledger.worker_gone(a.worker or "", now) == [poison]
+                victims += 1
+            else:
+                now += 1.0
+                assert ledger.expire(now) == [poison]
+        popped.extend(ledger.pop_outcomes())
+    assert sorted(outcome_ids(popped)) == list(range(n))
+    for o in popped:
+        if o.task_id == poison:
+            assert not o.ok and o.attempts == max_attempts and o.result is None
+            assert o.error is not None
+            want = {"failure": "RuntimeError", "gone": "WorkerLost", "expire": "LeaseExpired"}
+            assert o.error.type == want[deaths[max_attempts - 1]]
+        else:
+            assert o.ok and o.result == o.task_id * 10 and o.attempts == 1
+    stats = ledger.statistics()
+    assert stats.failed == 1 and stats.done_ok == n - 1
+    assert stats.retried + stats.redelivered == max_attempts - 1
+
+
+def sizes(ledger: TaskLedger) -> dict[str, int]:
+    """The length of every container the ledger holds, whatever it names them."""
+    return {k: len(v) for k, v in vars(ledger).items() if hasattr(v, "__len__") and not isinstance(v, str)}
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_memory_stays_flat_over_a_long_stream(ordered: bool) -> None:
+    total, window = 100_000, 8
+    ledger = TaskLedger(lease=5.0, max_attempts=3, window=window, ordered=ordered)
+    rng = random.Random(7)
+    source = iter(range(total))
+    flying: list[Assignment] = []
+    now, next_expected, biggest = 0.0, 0, 0
+    while not ledger.done:
+        while ledger.wants_more():
+            item = next(source, None)
+            if item is None:
+                ledger.close_input()
+                break
+            ledger.submit(item)
+        while (a := ledger.next_assignment(now, rng.choice(WORKERS))) is not None:
+            flying.append(a)
+        if flying:
+            i = rng.randrange(len(flying))  # finish out of order
+            a = flying[i]
+            flying[i] = flying[-1]
+            flying.pop()
+            if rng.random() < 0.01 and a.attempt < 3:
+                ledger.failure(a.task_id, a.attempt, TaskError("Flaky", "once"), worker=a.worker, now=now)
+            else:
+                ledger.result(a.task_id, a.attempt, a.task, worker=a.worker, now=now)
+        now += 0.001
+        for o in ledger.pop_outcomes():
+            assert o.ok and o.result == o.task_id
+            if ordered:
+                assert o.task_id == next_expected
+            next_expected += 1
+        if next_expected % 997 == 0:
+            biggest = max(biggest, *sizes(ledger).values())
+    assert next_expected == total
+    assert biggest <= 2 * window
+    assert all(n == 0 for k, n in sizes(ledger).items() if k != "_workers"), sizes(ledger)
+    assert len(sizes(ledger)) >= 5  # the measure did see the ledger's containers
+    stats = ledger.statistics()
+    assert stats.released == stats.submitted == total and stats.queued == stats.in_flight == 0
+    assert set(stats.per_worker) == set(WORKERS)
+
+
+def test_a_stalled_consumer_stops_intake() -> None:
+    """Unpopped outcomes count against the high-water mark (2 x window by default)."""
+    ledger = TaskLedger(lease=1.0, max_attempts=1, window=2)
+    assert ledger.high_water == 4
+    while ledger.wants_more():
+        ledger.submit("x")
+    assert ledger.statistics().submitted == 4
+    for _ in range(2):
+        a = ledger.next_assignment(0.0)
+        assert a is not None
+        ledger.result(a.task_id, a.attempt, 1, worker=None, now=0.0)
+    assert not ledger.wants_more()  # two finished, not popped; two queued
+    assert len(ledger.pop_outcomes()) == 2 and ledger.wants_more()
+    assert not TaskLedger(lease=1.0, max_attempts=1, window=2, prefetch=0).wants_more() is False
+
+
+def test_retries_go_first_then_fresh_tasks_in_order() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=3, window=1)
+    assert [ledger.submit(t) for t in "abc"] == [0, 1, 2]
+    a = ledger.next_assignment(0.0, "w")
+    assert a == Assignment(0, 1, "a", 1.0, "w")
+    assert ledger.next_assignment(0.0) is None  # window full
+    assert ledger.failure(0, 1, TaskError("E", "x"), worker="w", now=0.5) is Receipt.REQUEUED
+    assert ledger.next_assignment(0.5) == Assignment(0, 2, "a", 1.5, None)
+    assert ledger.result(0, 2, "A", worker="v", now=0.6) is Receipt.DONE
+    b = ledger.next_assignment(0.7)
+    assert b is not None and (b.task_id, b.attempt) == (1, 1)
+    [o] = ledger.pop_outcomes()
+    assert o == Outcome(0, "a", "A", None, 2, "v") and o.ok
+    assert ledger.statistics().retried == 1
+
+
+def test_a_late_success_wins_and_the_current_attempt_becomes_stale() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=3, window=2)
+    ledger.submit("t")
+    ledger.submit("u")
+    ledger.next_assignment(0.0, "slow")
+    assert ledger.expire(1.0) == [0]  # deadline == now: expired
+    second = ledger.next_assignment(1.0, "fast")
+    assert second is not None and second.attempt == 2
+    # The slow worker's first attempt finishes after all: accepted, exactly once.
+    assert ledger.result(0, 1, "slow answer", worker="slow", now=1.2) is Receipt.DONE
+    assert ledger.result(0, 2, "fast answer", worker="fast", now=1.3) is Receipt.STALE
+    assert ledger.failure(0, 2, TaskError("E", "x"), worker="fast", now=1.3) is Receipt.STALE
+    [o] = ledger.pop_outcomes()
+    assert (o.result, o.worker, o.attempts) == ("slow answer", "slow", 2)
+    stats = ledger.statistics()
+    assert (stats.late_accepted, stats.stale, stats.redelivered, stats.in_flight) == (1, 2, 1, 0)
+    assert stats.per_worker["fast"].in_flight == 0 and stats.per_worker["fast"].stale == 2
+    assert stats.per_worker["slow"].lost == 1 and stats.per_worker["slow"].ok == 1
+    # A late success while the task waits in the retry queue takes it out of the queue.
+    ledger.next_assignment(1.5, "slow")
+    assert ledger.worker_gone("slow", 1.6) == [1]
+    assert ledger.result(1, 1, "done anyway", worker=None, now=1.7) is Receipt.DONE
+    assert ledger.next_assignment(1.8) is None
+    assert ledger.statistics().queued == 0
+
+
+def test_failures_end_as_a_dead_letter_carrying_the_last_error() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=2, window=1)
+    ledger.submit("t")
+    ledger.next_assignment(0.0)
+    assert ledger.failure(0, 1, ValueError("first"), worker="w", now=0.1) is Receipt.REQUEUED
+    ledger.next_assignment(0.2)
+    assert ledger.failure(0, 2, KeyError("second"), worker="w", now=0.3) is Receipt.DONE
+    [o] = ledger.pop_outcomes()
+    assert o.error == TaskError("KeyError", "'second'") and o.attempts == 2 and not o.ok
+    assert str(o.error) == "KeyError: 'second'" and o.error.to_wire() == {"type": "KeyError", "message": "'second'"}
+    stats = ledger.statistics()
+    assert (stats.failed, stats.retried, stats.per_worker["w"].failed) == (1, 1, 2)
+
+
+def test_a_lease_expiring_on_the_last_attempt_names_the_handler_error_before_it() -> None:
+    ledger = TaskLedger(lease=2.0, max_attempts=2, window=1)
+    ledger.submit("t")
+    ledger.next_assignment(0.0, "w")
+    ledger.failure(0, 1, TaskError("Boom", "bad input"), worker="w", now=0.5)
+    assert ledger.next_deadline() is None
+    assert ledger.next_assignment(1.0, "w") is not None
+    assert ledger.next_deadline() == 3.0
+    assert ledger.expire(2.999) == []
+    assert ledger.expire(3.0) == [0]
+    [o] = ledger.pop_outcomes()
+    assert o.error is not None and o.error.type == "LeaseExpired"
+    assert o.error.message == "lease expired after 2 attempts; last handler error: Boom: bad input"
+    assert o.worker == "w"
+
+
+def test_worker_gone_takes_back_only_its_named_attempts() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=2, window=3)
+    for t in "abc":
+        ledger.submit(t)
+    ledger.next_assignment(0.0, "a")
+    ledger.next_assignment(0.0)  # placed by push: nobody knows where
+    ledger.next_assignment(0.0, "a")
+    assert ledger.worker_gone("a") == [0, 2]
+    assert ledger.worker_gone("nobody") == []
+    stats = ledger.statistics()
+    assert (stats.queued, stats.in_flight, stats.redelivered) == (2, 1, 2)
+    assert stats.per_worker["a"] == stats.per_worker["a"].__class__(assigned=2, in_flight=0, lost=2)
+
+
+def test_no_worker_no_window_tasks_wait() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=1, window=0)
+    assert not ledger.wants_more()  # nobody to give work to: do not pull from the source
+    ledger.submit("t")
+    assert ledger.next_assignment(5.0) is None and ledger.expire(100.0) == []
+    ledger.set_window(1)
+    a = ledger.next_assignment(100.0, "w")
+    assert a is not None and a.deadline == 101.0
+    ledger.set_window(0)  # the last worker left; its attempt runs out as usual
+    assert ledger.next_deadline() == 101.0
+
+
+def test_ordered_mode_holds_early_finishers() -> None:
+    ledger = TaskLedger(lease=10.0, max_attempts=1, window=3, ordered=True)
+    for t in "abc":
+        ledger.submit(t)
+    for _ in range(3):
+        ledger.next_assignment(0.0)
+    ledger.result(2, 1, "C", worker=None, now=1.0)
+    ledger.failure(1, 1, TaskError("E", "b"), worker=None, now=1.0)
+    assert ledger.pop_outcomes() == [] and ledger.statistics().ready == 2
+    ledger.result(0, 1, "A", worker=None, now=1.0)
+    assert outcome_ids(ledger.pop_outcomes()) == [0, 1, 2]
+
+
+def test_cancel_reports_what_will_never_finish_and_keeps_what_did() -> None:
+    ledger = TaskLedger(lease=10.0, max_attempts=2, window=2, ordered=True)
+    for t in "abcd":
+        ledger.submit(t)
+    ledger.next_assignment(0.0, "w")
+    ledger.next_assignment(0.0, "w")
+    ledger.result(1, 1, "B", worker="w", now=1.0)  # held behind task 0
+    assert ledger.cancel() == [0, 2, 3]
+    assert ledger.cancel() == []
+    assert ledger.cancelled and ledger.input_closed and not ledger.wants_more()
+    assert ledger.next_assignment(2.0, "w") is None and ledger.next_deadline() is None
+    assert ledger.result(0, 1, "A", worker="w", now=2.0) is Receipt.STALE
+    assert not ledger.done
+    assert outcome_ids(ledger.pop_outcomes()) == [1]
+    assert ledger.done
+    stats = ledger.statistics()
+    assert (stats.cancelled, stats.released, stats.per_worker["w"].in_flight) == (3, 1, 0)
+    with pytest.raises(ValueError, match=r"submit\(\) after cancel\(\).*cancelled: 0 queued"):
+        ledger.submit("e")
+
+
+def test_done_needs_closed_input_and_every_outcome_popped() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=1, window=1)
+    assert not ledger.done
+    ledger.close_input()
+    assert ledger.done  # an empty stream
+    ledger = TaskLedger(lease=1.0, max_attempts=1, window=1)
+    ledger.submit(1)
+    a = ledger.next_assignment(0.0)
+    assert a is not None
+    ledger.result(a.task_id, a.attempt, 2, worker=None, now=0.0)
+    ledger.close_input()
+    assert not ledger.done
+    ledger.pop_outcomes()
+    assert ledger.done
+    with pytest.raises(ValueError, match=r"submit\(\) after close_input\(\)"):
+        ledger.submit(2)
+
+
+def test_leases_count_from_the_latest_now_if_the_clock_steps_back() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=1, window=2)
+    ledger.submit(0)
+    ledger.submit(1)
+    assert ledger.next_assignment(10.0) is not None
+    later = ledger.next_assignment(4.0)
+    assert later is not None and later.deadline == 11.0
+
+
+def make(**kw: Any) -> TaskLedger:
+    return TaskLedger(**{"lease": 1.0, "max_attempts": 2, "window": 1, **kw})
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"),
+    [
+        ({"lease": 0}, ValueError, "lease must be a finite number of seconds > 0, got 0"),
+        ({"lease": math.inf}, ValueError, "lease"),
+        ({"lease": "1"}, TypeError, "lease must be a number"),
+        ({"max_attempts": 0}, ValueError, "max_attempts must be >= 1, got 0"),
+        ({"max_attempts": True}, TypeError, "max_attempts must be an int"),
+        ({"window": -1}, ValueError, "window must be >= 0, got -1"),
+        ({"prefetch": -1}, ValueError, "prefetch"),
+        ({"ordered": 1}, TypeError, "ordered must be a bool"),
+    ],
+)
+def test_constructor_errors(kw: dict[str, Any], exc: type[Exception], match: str) -> None:
+    with pytest.raises(exc, match=match):
+        make(**kw)
+
+
+def test_call_errors_name_the_input_and_the_state() -> None:
+    ledger = make()
+    ledger.submit("t")
+    with pytest.raises(TypeError, match="now must be seconds"):
+        ledger.next_assignment("soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite"):
+        ledger.expire(math.nan)
+    with pytest.raises(TypeError, match="worker is named by non-empty text or None, got ''"):
+        ledger.next_assignment(0.0, "")
+    with pytest.raises(TypeError, match="non-empty text, got None"):
+        ledger.worker_gone(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"result for task 5, which was never submitted \(open: 1 queued"):
+        ledger.result(5, 1, None, worker=None, now=0.0)
+    with pytest.raises(ValueError, match="result for attempt 1 of task 0, which has had 0 .state: queued"):
+        ledger.result(0, 1, None, worker=None, now=0.0)
+    with pytest.raises(ValueError, match="attempt must be >= 1, got 0"):
+        ledger.failure(0, 0, TaskError("E", ""), worker=None, now=0.0)
+    with pytest.raises(ValueError, match="failure for attempt 3 of task 0; max_attempts is 2"):
+        ledger.failure(0, 3, TaskError("E", ""), worker=None, now=0.0)
+    with pytest.raises(TypeError, match="task_id must be an int"):
+        ledger.result("0", 1, None, worker=None, now=0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="failure.. takes a TaskError or an exception, got 'oops'"):
+        ledger.failure(0, 1, "oops", worker=None, now=0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="window must be >= 0"):
+        ledger.set_window(-2)
+    assert ledger.statistics().stale == 0  # refused calls changed nothing
