@@ -4,16 +4,17 @@
 
 The host opens a room; each agent is a separate OS process (started with "spawn":
 NNG is not fork-safe) that joins it with ``consensus.join`` and answers polls with a
-simulated, deterministic opinion after a simulated thinking time. One agent is made
-too slow on purpose and one crashes in its handler, so the output also shows who
-missed the deadline and what went wrong where. The poll returns as soon as every
-member has answered, failed or left, or at the deadline.
+simulated, deterministic opinion after a simulated thinking time. Three agents
+misbehave on purpose: one's handler raises, one is too slow for the deadline, and one
+process dies while the poll runs, so the output also shows errors, a timeout and who
+was missing. The poll returns as soon as every member has answered, failed or left.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import random
 import shutil
 import socket
@@ -31,13 +32,15 @@ import consensus
 OPINIONS = ["ship it", "needs more tests", "refactor first", "ship it, but watch latency", "not yet"]
 
 
-def agent_main(address: str, name: str, seed: int, think: float, crash: bool) -> None:
+def agent_main(address: str, name: str, seed: int, think: float, role: str) -> None:
     """One simulated agent process: answer every poll after ``think`` seconds."""
     rng = random.Random(f"{seed}-{name}")
 
     async def on_poll(question: Any) -> dict[str, Any]:
+        if role == "dies":
+            os._exit(1)  # the process vanishes mid-poll, as a crashed agent would
         await trio.sleep(think)
-        if crash:
+        if role == "raises":
             raise RuntimeError("my model endpoint is down")
         return {"answer": rng.choice(OPINIONS), "confidence": round(rng.random(), 2)}
 
@@ -78,13 +81,13 @@ async def poll(address: str, names: list[str], timeout: float, procs: list[Any])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=5, help="number of agent processes (at least 3)")
+    parser.add_argument("--agents", type=int, default=5, help="number of agent processes (at least 4)")
     parser.add_argument("--timeout", type=float, default=2.0, help="poll deadline in seconds")
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    if args.agents < 3:
-        parser.error("--agents must be at least 3 (one is slow and one crashes on purpose)")
+    if args.agents < 4:
+        parser.error("--agents must be at least 4 (three of them misbehave on purpose)")
     folder = tempfile.mkdtemp(prefix="nngc-survey-")
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
@@ -95,14 +98,14 @@ def main() -> None:
         address = f"tcp://127.0.0.1:{port if port < 65000 else 47000}"
     names = [f"agent-{i}" for i in range(1, args.agents + 1)]
     rng = random.Random(args.seed)
-    # Thinking times well inside the deadline, except the last agent, which is too slow;
-    # the second-to-last one fails in its handler.
-    thinks = [rng.uniform(0.0, args.timeout / 4) for _ in names[:-1]] + [args.timeout * 3]
-    crashes = [i == len(names) - 2 for i in range(len(names))]
+    # Thinking times well inside the deadline; the last three agents misbehave.
+    roles = ["answers"] * (len(names) - 3) + ["raises", "too slow", "dies"]
+    thinks = [rng.uniform(0.0, args.timeout / 4) for _ in names]
+    thinks[-2] = args.timeout * 3
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=agent_main, args=(address, name, args.seed, think, crash), daemon=True)
-        for name, think, crash in zip(names, thinks, crashes)
+        ctx.Process(target=agent_main, args=(address, name, args.seed, think, role), daemon=True)
+        for name, think, role in zip(names, thinks, roles)
     ]
     try:
         trio.run(poll, address, names, args.timeout, procs)

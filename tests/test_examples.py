@@ -21,8 +21,9 @@ def run_example(*args: str) -> str:
 def test_survey_example(transport: str) -> None:
     out = run_example("examples/survey.py", "--agents", "4", "--timeout", "1.5", "--transport", transport)
     assert "4 agents joined" in out
-    assert "error: RuntimeError: my model endpoint is down" in out
-    assert "2/4 answered" in out and "missing: agent-4" in out
+    assert "agent-2" in out and "error: RuntimeError: my model endpoint is down" in out
+    assert "agent-3" in out and "error: Timeout: handler" in out
+    assert "1/4 answered" in out and "missing: agent-4" in out
 
 
 def test_vote_example_is_deterministic() -> None:

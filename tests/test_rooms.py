@@ -91,9 +91,11 @@ async def test_late_answers_are_ignored_and_counted(room_address: Callable[[str]
     protocol with plain pattern sockets, as an agent in another language would)."""
     address = room_address("ipc")
     ends = consensus.endpoints(address)
-    async with consensus.host(address, late_window=5.0) as room, patterns.Respondent(
-        dial=ends.survey, name="tardy"
-    ) as survey_side, patterns.Bus(dial=ends.control, name="tardy") as control:
+    async with (
+        consensus.host(address, late_window=5.0) as room,
+        patterns.Respondent(dial=ends.survey, name="tardy") as survey_side,
+        patterns.Bus(dial=ends.control, name="tardy") as control,
+    ):
         await survey_side.wait_for_peers(1)
         await control.wait_for_peers(1)
         await control.send({"name": "tardy", "token": 1, "mesh": address + ".m-tardy"}, kind="join")
@@ -239,7 +241,9 @@ async def test_heartbeats_drop_a_silent_member(room_address: Callable[[str], str
         assert room.statistics().expired == 1
 
 
-async def test_hostile_control_frames_never_close_the_room(room_address: Callable[[str], str], peers: Peers) -> None:
+async def test_hostile_control_frames_never_close_the_room(
+    room_address: Callable[[str], str], peers: Peers
+) -> None:
     address = room_address("ipc")
     ends = consensus.endpoints(address)
     async with consensus.host(address) as room, patterns.Bus(dial=ends.control, name="evil") as evil:
