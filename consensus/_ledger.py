@@ -339,6 +339,8 @@ class TaskLedger:
         if rec is None:
             return self._ignore(worker)
         if rec.state is TaskState.IN_FLIGHT:
+            if attempt != rec.attempt:
+                self._late += 1
             self._unassign(task_id, rec)
         else:  # requeued after its lease or its worker was lost; that attempt finished after all
             self._retry.remove(task_id)
@@ -415,7 +417,6 @@ class TaskLedger:
         self._retry.clear()
         self._in_flight.clear()
         self._cancelled_count = len(ids)
-        self._ready.extend(self._held[task_id] for task_id in sorted(self._held))
         self._held.clear()
         return ids
 

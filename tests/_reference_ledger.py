@@ -93,7 +93,9 @@ class RefLedger:
         if t["worker"] is not None:
             self.worker(t["worker"])["in_flight"] -= 1
 
-    def _finish(self, t: dict[str, Any], ok: bool, result: Any, error: str | None, worker: str | None) -> None:
+    def _finish(
+        self, t: dict[str, Any], ok: bool, result: Any, error: str | None, worker: str | None
+    ) -> None:
         t["state"] = "finished"
         t["finished_at"] = self._tick()
         t["outcome"] = (t["id"], ok, result, error, t["attempt"], worker)

@@ -162,7 +162,9 @@ class Run:
         ledger, ref = self.ledger, self.ref
         stats = ledger.statistics()
         assert stats_dict(stats) == ref.statistics()
-        assert stats.queued + stats.in_flight + stats.ready + stats.released + stats.cancelled == stats.submitted
+        assert (
+            stats.queued + stats.in_flight + stats.ready + stats.released + stats.cancelled == stats.submitted
+        )
         assert stats.done_ok + stats.failed == stats.ready + stats.released
         assert ledger.wants_more() == ref.wants_more()
         assert ledger.done == ref.done
@@ -255,7 +257,9 @@ def test_a_poison_task_ends_failed_after_exactly_max_attempts(
             assert a.attempt <= max_attempts
             how = deaths[a.attempt - 1]
             if how == "failure":
-                ledger.failure(a.task_id, a.attempt, RuntimeError(f"crash {a.attempt}"), worker=a.worker, now=now)
+                ledger.failure(
+                    a.task_id, a.attempt, RuntimeError(f"crash {a.attempt}"), worker=a.worker, now=now
+                )
             elif how == "gone":
                 assert ledger.worker_gone(a.worker or "", now) == [poison]
                 victims += 1
@@ -392,7 +396,10 @@ def test_failures_end_as_a_dead_letter_carrying_the_last_error() -> None:
     assert ledger.failure(0, 2, KeyError("second"), worker="w", now=0.3) is Receipt.DONE
     [o] = ledger.pop_outcomes()
     assert o.error == TaskError("KeyError", "'second'") and o.attempts == 2 and not o.ok
-    assert str(o.error) == "KeyError: 'second'" and o.error.to_wire() == {"type": "KeyError", "message": "'second'"}
+    assert str(o.error) == "KeyError: 'second'" and o.error.to_wire() == {
+        "type": "KeyError",
+        "message": "'second'",
+    }
     stats = ledger.statistics()
     assert (stats.failed, stats.retried, stats.per_worker["w"].failed) == (1, 1, 2)
 

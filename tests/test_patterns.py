@@ -415,7 +415,9 @@ async def main():
 trio.run(main)
 print("exiting")
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "exiting"
     assert "panic" not in done.stderr.lower() and "Traceback" not in done.stderr
