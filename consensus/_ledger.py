@@ -33,123 +33,28 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = [
-    "Assignment",
-    "LedgerStatistics",
-    "Outcome",
-    "Receipt",
-    "TaskError",
-    "TaskLedger",
-    "TaskState",
-    "WorkerStats",
-]
+from ._task import Assignment, LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats
+
+__all__ = ["Assignment", "LedgerStatistics", "Outcome", "Receipt", "TaskError", "TaskLedger", "WorkerStats"]
 
 
-class Receipt(Enum):
-    """What the ledger did with one reply from a worker."""
-
-    DONE = "done"  # the task finished: its outcome is ready to pop (or held, in ordered mode)
-    REQUEUED = "requeued"  # a handler error with attempts left: the task waits for another attempt
-    STALE = "stale"  # ignored: the task finished or was cancelled, or the attempt was superseded
-
-
-class TaskState(Enum):
-    """Where a pending task is; finished tasks leave the ledger's books."""
+class _TaskState(Enum):
+    """Where a pending task is; a finished task leaves the books."""
 
     QUEUED = "queued"
     IN_FLIGHT = "in flight"
-
-
-@dataclass(frozen=True, slots=True)
-class TaskError:
-    """Why an attempt, or a whole task, failed."""
-
-    type: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
-
-    def to_wire(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message}
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> TaskError:
-        return cls(type(exc).__name__, str(exc))
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """One attempt to hand to a worker; its reply must quote ``task_id`` and ``attempt``."""
-
-    task_id: int
-    attempt: int
-    task: Any
-    deadline: float  # the lease: after this, the attempt is presumed lost
-    worker: str | None  # None when the transport picks the worker (push)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The one final word on a task: its result, or the error that ended its last attempt."""
-
-    task_id: int
-    task: Any
-    result: Any
-    error: TaskError | None
-    attempts: int  # attempts dispatched, the successful one included
-    worker: str | None  # who produced the outcome (for a lost attempt: who held it, if known)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStats:
-    """One worker's share. ``assigned``, ``lost`` and ``in_flight`` count attempts sent to it
-    by name; attempts the transport placed (push) appear only once the worker replies."""
-
-    assigned: int = 0
-    in_flight: int = 0
-    ok: int = 0  # its successes that finished a task
-    failed: int = 0  # handler errors it reported for a current attempt
-    lost: int = 0  # its attempts whose lease expired or that it held when it left
-    stale: int = 0  # its replies that were ignored
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerStatistics:
-    """Counts; ``queued + in_flight + ready + released + cancelled == submitted`` and
-    ``done_ok + failed == ready + released``."""
-
-    submitted: int
-    queued: int
-    in_flight: int
-    ready: int  # finished, not yet popped (held ones included)
-    released: int  # popped
-    done_ok: int
-    failed: int  # dead letters: tasks that ended as errors
-    redelivered: int  # requeued after a lost attempt (lease expired, worker left)
-    retried: int  # requeued after a handler error
-    stale: int
-    late_accepted: int
-    cancelled: int
-    window: int
-    per_worker: Mapping[str, WorkerStats]
 
 
 @dataclass(slots=True)
 class _Task:
     task: Any
     attempt: int = 0
-    state: TaskState = TaskState.QUEUED
+    state: _TaskState = _TaskState.QUEUED
     worker: str | None = None
     deadline: float = 0.0
     last_error: TaskError | None = None
@@ -310,8 +215,8 @@ class TaskLedger:
     def next_assignment(self, now: float, worker: str | None = None) -> Assignment | None:
         """The next attempt to send (retries first, then fresh tasks in order), or None when
         the window is full, nothing is queued, or the ledger was cancelled."""
-        now = self._tick(now)
         worker = _check_worker(worker)
+        now = self._tick(now)
         if self._cancelled or len(self._in_flight) >= self._window:
             return None
         queue = self._retry if self._retry else self._fresh
@@ -320,7 +225,7 @@ class TaskLedger:
         task_id = queue.popleft()
         rec = self._tasks[task_id]
         rec.attempt += 1
-        rec.state = TaskState.IN_FLIGHT
+        rec.state = _TaskState.IN_FLIGHT
         rec.worker = worker
         rec.deadline = now + self.lease
         self._in_flight[task_id] = rec
@@ -333,12 +238,12 @@ class TaskLedger:
     # -------------------------------------------------------------- replies and losses
     def result(self, task_id: int, attempt: int, value: Any, *, worker: str | None, now: float) -> Receipt:
         """A worker's success for ``(task_id, attempt)``: ``DONE`` the first time, else ``STALE``."""
-        self._tick(now)
         worker = _check_worker(worker)
         rec = self._pending(task_id, attempt, "result")
+        self._tick(now)
         if rec is None:
             return self._ignore(worker)
-        if rec.state is TaskState.IN_FLIGHT:
+        if rec.state is _TaskState.IN_FLIGHT:
             if attempt != rec.attempt:
                 self._late += 1
             self._unassign(task_id, rec)
@@ -355,14 +260,14 @@ class TaskLedger:
     ) -> Receipt:
         """A handler error for the current attempt: ``REQUEUED`` while attempts remain, then
         ``DONE`` (a dead letter carrying ``error``); ``STALE`` for any other attempt."""
-        self._tick(now)
         worker = _check_worker(worker)
         if isinstance(error, BaseException):
             error = TaskError.from_exception(error)
         elif not isinstance(error, TaskError):
             raise TypeError(f"failure() takes a TaskError or an exception, got {error!r}")
         rec = self._pending(task_id, attempt, "failure")
-        if rec is None or rec.state is not TaskState.IN_FLIGHT or attempt != rec.attempt:
+        self._tick(now)
+        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
             return self._ignore(worker)
         self._unassign(task_id, rec)
         rec.last_error = error
@@ -417,6 +322,7 @@ class TaskLedger:
         self._retry.clear()
         self._in_flight.clear()
         self._cancelled_count = len(ids)
+        self._ready.extend(self._held[task_id] for task_id in sorted(self._held))
         self._held.clear()
         return ids
 
@@ -474,7 +380,7 @@ class TaskLedger:
             self._workers[rec.worker].in_flight -= 1
 
     def _requeue(self, task_id: int, rec: _Task) -> None:
-        rec.state = TaskState.QUEUED
+        rec.state = _TaskState.QUEUED
         rec.worker = None
         self._retry.append(task_id)
 
