@@ -214,6 +214,34 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_
     """Strictly decode one envelope; raises :class:`MalformedMessage` on any deviation."""
     size = len(data)
     frame = decode_body(data, max_size=max_size)
+    # Fast path for the common, valid frame: a few C-level checks, no generator.
+    if type(frame) is dict and _REQUIRED <= frame.keys() <= _ALLOWED:
+        ident, kind, sender, re, deadline = (
+            frame["id"],
+            frame["k"],
+            frame["s"],
+            frame.get("re"),
+            frame.get("dl"),
+        )
+        if (
+            type(frame["v"]) is int
+            and frame["v"] == VERSION
+            and type(kind) is str
+            and 0 < len(kind) <= MAX_KIND_LENGTH
+            and type(sender) is str
+            and len(sender) <= MAX_SENDER_LENGTH
+            and type(ident) is int
+            and 0 <= ident < _MAX_ID
+            and (re is None or (type(re) is int and 0 <= re < _MAX_ID))
+            and (deadline is None or (type(deadline) is float and math.isfinite(deadline)))
+            and frame.get("shm") is None
+        ):
+            return Envelope(kind, sender, ident, frame.get("b"), re, deadline)
+    return _decode_checked(frame, size)
+
+
+def _decode_checked(frame: Any, size: int) -> Envelope:
+    """The slow path of :func:`decode`: every check, with a precise reason on failure."""
     if not isinstance(frame, dict):
         raise _fail("shape", size, f"expected a CBOR map, got {type(frame).__name__}")
     keys = frame.keys()
