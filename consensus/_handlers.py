@@ -67,7 +67,7 @@ async def run_handler(
             return True, result
         except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to the host, never raised here
             log.info("handler %s failed: %r", name, exc)
-            return False, MemberError(type(exc).__name__, str(exc)[:2000])
+            return False, MemberError.from_exception(exc)
     assert scope.cancelled_caught
     return False, MemberError("Timeout", f"handler {name} did not finish before the deadline")
 

@@ -8,7 +8,7 @@ answered, failed or left, or, with ``quorum=k``, once ``k`` answers are in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -39,6 +39,11 @@ class MemberError:
     def to_wire(self) -> dict[str, str]:
         return {"type": self.type, "message": self.message}
 
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> MemberError:
+        """Describe ``exc`` (its message cut to 2000 characters)."""
+        return cls(type(exc).__name__, str(exc)[:2000])
+
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
@@ -66,6 +71,17 @@ class PollResult:
     def complete(self) -> bool:
         """True when every expected member answered."""
         return not self.missing and not self.errors
+
+
+def classify(name: str, *, finished: bool, expected: Collection[str], pending: Collection[str]) -> Verdict:
+    """What a round does with a reply from ``name`` (shared by poll and vote rounds)."""
+    if finished:
+        return Verdict.CLOSED
+    if name not in expected:
+        return Verdict.UNEXPECTED
+    if name not in pending:
+        return Verdict.DUPLICATE
+    return Verdict.ACCEPTED
 
 
 def _check_quorum(quorum: int | None) -> int | None:
@@ -101,13 +117,7 @@ class PollRound:
         return self.quorum is not None and len(self._answers) >= self.quorum
 
     def _admit(self, name: str) -> Verdict:
-        if self._finished:
-            return Verdict.CLOSED
-        if name not in self.expected:
-            return Verdict.UNEXPECTED
-        if name not in self.pending:
-            return Verdict.DUPLICATE
-        return Verdict.ACCEPTED
+        return classify(name, finished=self._finished, expected=self.expected, pending=self.pending)
 
     def answer(self, name: str, value: Any, *, at: float | None = None) -> Verdict:
         """Record an answer; ``at`` is when it arrived (seconds since the poll began)."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ._poll import MemberError
+
 __all__ = ["Assignment", "LedgerStatistics", "Outcome", "Receipt", "TaskError", "WorkerStats"]
 
 
@@ -22,22 +24,9 @@ class Receipt(Enum):
     STALE = "stale"  # ignored: the task finished or was cancelled, or the attempt was superseded
 
 
-@dataclass(frozen=True, slots=True)
-class TaskError:
-    """Why an attempt, or a whole task, failed."""
-
-    type: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
-
-    def to_wire(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message}
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> TaskError:
-        return cls(type(exc).__name__, str(exc))
+TaskError = MemberError
+"""Why an attempt, or a whole task, failed: the same value that reports a member's failed
+poll or vote handler (``type`` and ``message``)."""
 
 
 @dataclass(frozen=True, slots=True)

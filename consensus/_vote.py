@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._ballot import Ballot, InvalidBallot
-from ._poll import MemberError, Verdict
+from ._poll import MemberError, Verdict, classify
 from ._rules import Rule
 from ._tally import Decision, is_decided, tally
 
@@ -58,13 +58,7 @@ class VoteRound:
         return self._finished or not self.pending or self._decided is not None
 
     def _admit(self, name: str) -> Verdict:
-        if self._finished:
-            return Verdict.CLOSED
-        if name not in self.electorate:
-            return Verdict.UNEXPECTED
-        if name not in self.pending:
-            return Verdict.DUPLICATE
-        return Verdict.ACCEPTED
+        return classify(name, finished=self._finished, expected=self.electorate, pending=self.pending)
 
     def _reject(self, name: str, reason: str) -> None:
         self.rejected += 1
