@@ -383,6 +383,7 @@ async def test_receive_from_names_the_peer_and_undial_drops_it(address: Callable
     hub_addr = address("inproc")
     async with patterns.Bus(listen=hub_addr) as hub, patterns.Bus(dial=hub_addr, name="spoke") as spoke:
         (peer,) = await hub.wait_for_peers(1)
+        await spoke.wait_for_peers(1)  # a bus send with no pipe yet on the sender's side is dropped
         await spoke.send("hello")
         envelope, pipe_id = await hub.receive_from()
         assert (envelope.body, envelope.sender, pipe_id) == ("hello", "spoke", peer.id)
