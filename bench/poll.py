@@ -38,19 +38,13 @@ around the timed polls, so member heartbeats during that window are included).
 from __future__ import annotations
 
 import argparse
-import math
-import multiprocessing
-import multiprocessing.connection
-import multiprocessing.process
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import pynng
 import trio
 
 import consensus
@@ -65,6 +59,8 @@ from ._common import (
     summarize,
     write_json,
 )
+from ._poll_raw import raw_phase
+from ._poll_workers import SETUP_TIMEOUT_S, Worker, split_members
 
 DEFAULT_NS = (1, 8, 32, 64)
 HANDLERS = ("async", "sync")
@@ -73,199 +69,7 @@ GOAL_N = 8
 GOAL_MS = 5.0
 LINEAR_SLACK = 1.25  # "about linear": median(N=64)/median(N=8) at most 8 x this
 SETTLE_S = 0.3  # after the last join: roster updates and mesh dials die down
-SETUP_TIMEOUT_S = 60.0  # worker start-up, joins, leaves
-JOIN_TIMEOUT_S = 30.0  # consensus.join(join_timeout=...) in the workers
-REAP_TIMEOUT_S = 5.0
 BUSY_WARNING = 0.15
-RAW_WARMUP_SURVEY_MS = 300
-
-
-# ===================================================================== worker side (child)
-async def _answer_async(question: Any) -> Any:
-    return question
-
-
-def _answer_sync(question: Any) -> Any:
-    return question
-
-
-class _Commands:
-    """The worker's end of the command pipe, read from trio without blocking the loop."""
-
-    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
-        self.conn = conn
-
-    async def next(self) -> tuple[Any, ...]:
-        msg: tuple[Any, ...] = await trio.to_thread.run_sync(self.conn.recv)
-        return msg
-
-
-async def _serve_members(
-    conn: multiprocessing.connection.Connection, address: str, names: list[str], handler: str
-) -> dict[str, Any]:
-    """Join the room as ``names`` (concurrently), report ready, answer until told to stop."""
-    on_poll = _answer_async if handler == "async" else _answer_sync
-    members: list[consensus.Member] = []
-    stop = trio.Event()
-    all_joined = trio.Event()
-
-    async def one(name: str) -> None:
-        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=JOIN_TIMEOUT_S) as member:
-            members.append(member)
-            if len(members) == len(names):
-                all_joined.set()
-            await stop.wait()
-
-    commands = _Commands(conn)
-    async with trio.open_nursery() as nursery:
-        for name in names:
-            nursery.start_soon(one, name)
-        await all_joined.wait()
-        conn.send(("ready", len(members)))
-        while True:
-            msg = await commands.next()
-            if msg[0] == "mark":
-                conn.send(("mark", time.process_time()))
-            elif msg[0] == "stop":
-                break
-            else:
-                raise RuntimeError(f"unexpected command {msg[0]!r} while serving members")
-        stats = [m.statistics() for m in members]
-        stop.set()  # every member leaves (sends LEAVE) and closes its sockets
-    return {
-        "members": len(members),
-        "polls_answered": sum(s.polls_answered for s in stats),
-        "handler_errors": sum(s.handler_errors for s in stats),
-        "malformed": sum(s.malformed for s in stats),
-    }
-
-
-def _serve_raw(conn: multiprocessing.connection.Connection, address: str, count: int) -> dict[str, Any]:
-    """``count`` raw Respondent0 sockets, each echoing every survey at once from its own thread."""
-    socks: list[Any] = []
-    threads: list[threading.Thread] = []
-    answered = [0] * count
-
-    def echo(i: int, sock: Any) -> None:
-        try:
-            while True:
-                sock.send(sock.recv())
-                answered[i] += 1
-        except pynng.Closed:
-            pass
-
-    try:
-        for i in range(count):
-            sock = pynng.Respondent0()
-            socks.append(sock)
-            sock.dial(address, block=True)
-            thread = threading.Thread(target=echo, args=(i, sock), daemon=True)
-            thread.start()
-            threads.append(thread)
-        conn.send(("ready", count))
-        while True:
-            msg = conn.recv()
-            if msg[0] == "mark":
-                conn.send(("mark", time.process_time()))
-            elif msg[0] == "stop":
-                break
-            else:
-                raise RuntimeError(f"unexpected command {msg[0]!r} while serving raw respondents")
-    finally:
-        for sock in socks:
-            sock.close()
-        for thread in threads:
-            thread.join(REAP_TIMEOUT_S)
-    return {"members": count, "polls_answered": sum(answered), "handler_errors": 0, "malformed": 0}
-
-
-def _worker_main(conn: multiprocessing.connection.Connection) -> None:
-    """Entry point of a spawned worker: runs commands until ``exit`` (or the pipe closes)."""
-    try:
-        while True:
-            try:
-                msg = conn.recv()
-            except EOFError:
-                return  # the parent is gone
-            try:
-                if msg[0] == "members":
-                    _, address, names, handler = msg
-                    stats = trio.run(_serve_members, conn, address, names, handler)
-                elif msg[0] == "raw":
-                    _, address, count = msg
-                    stats = _serve_raw(conn, address, count)
-                elif msg[0] == "exit":
-                    return
-                else:
-                    raise RuntimeError(f"unknown command {msg[0]!r}")
-            except BaseException as exc:  # report, then die: the parent treats it as fatal
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
-                raise
-            conn.send(("done", stats))
-    finally:
-        conn.close()
-
-
-# ===================================================================== worker management (parent)
-class Worker:
-    """A spawned worker process that is always reaped: exit command, join, terminate, kill."""
-
-    def __init__(self, index: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process: multiprocessing.process.BaseProcess = ctx.Process(
-            target=_worker_main, args=(child_conn,), name=f"poll-worker-{index}", daemon=True
-        )
-        self.index = index
-        self.process.start()
-        child_conn.close()
-
-    def send(self, *msg: Any) -> None:
-        self.conn.send(msg)
-
-    def receive(self, expect: str, timeout: float) -> Any:
-        """The next message, which must be ``(expect, value)``; returns the value."""
-        if not self.conn.poll(timeout):
-            alive = "alive" if self.process.is_alive() else f"exited with {self.process.exitcode}"
-            raise RuntimeError(f"worker {self.index}: no {expect!r} within {timeout} s (process {alive})")
-        try:
-            msg = self.conn.recv()
-        except EOFError:
-            raise RuntimeError(
-                f"worker {self.index} exited (code {self.process.exitcode}) while we waited for {expect!r}"
-            ) from None
-        if msg[0] == "error":
-            raise RuntimeError(f"worker {self.index} failed: {msg[1]}")
-        if msg[0] != expect:
-            raise RuntimeError(f"worker {self.index}: expected {expect!r}, got {msg!r:.200}")
-        return msg[1]
-
-    async def areceive(self, expect: str, timeout: float) -> Any:
-        return await trio.to_thread.run_sync(self.receive, expect, timeout)
-
-    def stop(self) -> None:
-        proc = self.process
-        try:
-            if proc.is_alive():
-                self.send("exit")
-        except (OSError, ValueError):
-            pass
-        proc.join(REAP_TIMEOUT_S)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(REAP_TIMEOUT_S)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(REAP_TIMEOUT_S)
-        self.conn.close()
-        proc.close()
-
-
-def _split(n: int, per_process: int) -> list[int]:
-    """How many of ``n`` members each process gets: as even as possible, at most ``per_process``."""
-    procs = max(1, math.ceil(n / per_process))
-    base, extra = divmod(n, procs)
-    return [base + (1 if i < extra else 0) for i in range(procs)]
 
 
 def _names(n: int) -> list[str]:
@@ -285,7 +89,7 @@ async def _poll_phase(
 ) -> dict[str, Any]:
     """One fresh room with N members of one handler style: warm up, then time ``polls`` polls."""
     address = f"ipc://{tmpdir}/room-{handler}-{n}"
-    sizes = _split(n, per_process)
+    sizes = split_members(n, per_process)
     used = workers[: len(sizes)]
     names = iter(_names(n))
     samples: dict[str, list[float]] = {"wall_ms": [], "elapsed_ms": [], "first_ms": [], "last_ms": []}
@@ -368,92 +172,9 @@ async def _poll_phase(
     }
 
 
-# ===================================================================== raw pynng reference
-def _raw_phase(
-    workers: list[Worker], n: int, polls: int, survey_s: float, per_process: int, tmpdir: str
-) -> dict[str, Any]:
-    """Raw Surveyor0 and N Respondent0 peers: how long the recv loop runs, when all N were in."""
-    address = f"ipc://{tmpdir}/raw-{n}"
-    sizes = _split(n, per_process)
-    used = workers[: len(sizes)]
-    lock = threading.Lock()
-    pipes = [0]
-    all_connected = threading.Event()
-
-    def connected(_pipe: Any) -> None:
-        with lock:
-            pipes[0] += 1
-            if pipes[0] >= n:
-                all_connected.set()
-
-    loop_ms: list[float] = []
-    all_in_ms: list[float] = []
-    first_ms: list[float] = []
-    replies_per_poll: list[int] = []
-    started = []
-    sock = pynng.Surveyor0(recv_timeout=int((survey_s + 10) * 1000))
-    try:
-        sock.add_post_pipe_connect_cb(connected)
-        sock.listen(address)
-        for worker, size in zip(used, sizes):
-            worker.send("raw", address, size)
-            started.append(worker)
-        for worker in used:
-            worker.receive("ready", SETUP_TIMEOUT_S)
-        if not all_connected.wait(SETUP_TIMEOUT_S):
-            raise RuntimeError(f"raw reference: only {pipes[0]} of {n} respondents connected")
-
-        def one_survey(payload: bytes) -> tuple[float, list[float]]:
-            arrivals = []
-            t0 = time.perf_counter()
-            sock.send(payload)
-            while True:
-                try:
-                    reply = sock.recv()
-                except pynng.Timeout:
-                    break
-                arrivals.append(time.perf_counter() - t0)
-                if reply != payload:
-                    raise RuntimeError(f"raw reference: reply {reply!r} to survey {payload!r}")
-            return time.perf_counter() - t0, arrivals
-
-        sock.survey_time = RAW_WARMUP_SURVEY_MS  # warm-up: every path used once
-        one_survey(b"warmup")
-        sock.survey_time = int(survey_s * 1000)
-        for i in range(polls):
-            ended, arrivals = one_survey(b"q%d" % i)
-            loop_ms.append(ended * 1e3)
-            replies_per_poll.append(len(arrivals))
-            if len(arrivals) >= n:
-                all_in_ms.append(arrivals[n - 1] * 1e3)
-            if arrivals:
-                first_ms.append(arrivals[0] * 1e3)
-    finally:
-        sock.close()
-        for worker in started:
-            worker.send("stop")
-        for worker in started:
-            worker.receive("done", SETUP_TIMEOUT_S)
-    return {
-        "kind": "raw_pynng",
-        "handler": "raw",
-        "n": n,
-        "processes": len(sizes),
-        "members_per_process": sizes,
-        "polls": polls,
-        "survey_time_s": survey_s,
-        "recv_loop": summarize(loop_ms, unit="ms"),
-        "all_replies": summarize(all_in_ms, unit="ms") if all_in_ms else None,
-        "first_reply": summarize(first_ms, unit="ms") if first_ms else None,
-        "replies_per_poll": replies_per_poll,
-        "polls_missing": sum(1 for r in replies_per_poll if r < n),
-        "members_missing": sum(max(0, n - r) for r in replies_per_poll),
-    }
-
-
 # ===================================================================== driver
 def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
-    max_procs = max(len(_split(n, args.per_process)) for n in args.ns)
+    max_procs = max(len(split_members(n, args.per_process)) for n in args.ns)
     workers: list[Worker] = []
     results: list[dict[str, Any]] = []
     try:
@@ -487,7 +208,7 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
                     flush=True,
                     file=sys.stderr,
                 )
-                results.append(_raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
+                results.append(raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
                 print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
     finally:
         for worker in workers:
