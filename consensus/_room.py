@@ -208,6 +208,10 @@ class Room:
                         self._counts["malformed"] += 1
                         log.warning("room %r ignored a reply: %s", self.name, exc)
                         continue
+                    except Exception:  # no reply may close the room (logged with its traceback)
+                        self._counts["malformed"] += 1
+                        log.exception("room %r: a reply from %r could not be used", self.name, envelope.sender)
+                        continue
                     if verdict is Verdict.CLOSED:
                         self._counts["late_replies"] += 1
                     elif verdict is not Verdict.ACCEPTED:
