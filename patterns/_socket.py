@@ -8,6 +8,7 @@ pollable descriptors) lives in :mod:`patterns._stream`.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import secrets
@@ -197,6 +198,11 @@ class BaseSocket:
         if self._sock is not None:
             self._release_contexts()
             self._sock.close()  # pynng's close is idempotent
+            # pynng's Socket.__del__ calls nng_close again; if the object is collected
+            # after nng_fini() (at interpreter exit) that call can bring NNG back up
+            # mid-shutdown. Without its handle, pynng's close is a no-op.
+            with contextlib.suppress(AttributeError):
+                del self._sock._socket
 
     # ----------------------------------------------------------------- addresses
     def listen(self, address: str) -> str:
