@@ -109,7 +109,8 @@ class BaseSocket:
     # ----------------------------------------------------------------- lifecycle
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._sock is not None else "not opened")
-        where = ", ".join(self._bound + [f"dial {a}" for a in self._dial]) or "no address"
+        dialing = self._dialers if self._sock is not None else self._dial
+        where = ", ".join(self._bound + [f"dial {a}" for a in dialing]) or "no address"
         label = f" {self.name!r}" if self.name else ""
         return f"<{type(self).__name__}{label} {state}, {where}>"
 
@@ -236,14 +237,10 @@ class BaseSocket:
             self._dialers[address] = sock.dial(address, block=False)
         except pynng.NNGException as exc:
             raise translate(exc, operation=f"dial({address!r})", state=repr(self)) from exc
-        if address not in self._dial:
-            self._dial.append(address)
 
     def undial(self, address: str) -> None:
         """Stop dialing ``address`` and drop the connection made by that dialer, if any."""
         dialer = self._dialers.pop(address, None)
-        if address in self._dial:
-            self._dial.remove(address)
         if dialer is not None and not self._closed:
             try:
                 dialer.close()
