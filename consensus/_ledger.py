@@ -1,14 +1,16 @@
 """Work sharing as a sans-IO ledger: at least once to the workers, exactly once to the caller.
 
 The driver submits tasks, asks for an assignment whenever it has credit, and reports
-what comes back: a result, a handler error, a lease that ran out, a worker that left.
+what comes back: a claim (a worker holds an attempt and is alive), a result, a handler
+error, a lease that ran out, a worker that left.
 The ledger never reads a clock or a socket; every call that depends on time takes
 ``now`` (seconds on any monotonic clock the driver chooses; should ``now`` go
 backwards, leases are measured from the latest ``now`` seen).
 
 Rules:
 
-- An attempt holds a lease. A task whose lease passes (:meth:`TaskLedger.expire`), whose
+- An attempt holds a lease, renewed by each claim from the worker holding it. A task
+  whose lease passes (:meth:`TaskLedger.expire`), whose
   worker leaves (:meth:`TaskLedger.worker_gone`) or whose handler fails
   (:meth:`TaskLedger.failure`) is queued again, ahead of fresh tasks, until it has had
   ``max_attempts`` attempts; then it finishes as an error carrying the last failure (the
@@ -256,10 +258,19 @@ class TaskLedger:
         return Receipt.DONE
 
     def failure(
-        self, task_id: int, attempt: int, error: TaskError | BaseException, *, worker: str | None, now: float
+        self,
+        task_id: int,
+        attempt: int,
+        error: TaskError | BaseException,
+        *,
+        worker: str | None,
+        now: float,
+        final: bool = False,
     ) -> Receipt:
         """A handler error for the current attempt: ``REQUEUED`` while attempts remain, then
-        ``DONE`` (a dead letter carrying ``error``); ``STALE`` for any other attempt."""
+        ``DONE`` (a dead letter carrying ``error``); ``STALE`` for any other attempt.
+        ``final=True`` ends the task at once (an error no retry can mend, such as a task
+        that has no wire form)."""
         worker = _check_worker(worker)
         if isinstance(error, BaseException):
             error = TaskError.from_exception(error)
@@ -273,12 +284,33 @@ class TaskLedger:
         rec.last_error = error
         if worker is not None:
             self._counts(worker).failed += 1
-        if rec.attempt < self.max_attempts:
+        if rec.attempt < self.max_attempts and not final:
             self._requeue(task_id, rec)
             self._retried += 1
             return Receipt.REQUEUED
         self._finish(Outcome(task_id, rec.task, None, error, rec.attempt, worker))
         return Receipt.DONE
+
+    def claim(self, task_id: int, attempt: int, *, worker: str, now: float) -> bool:
+        """A worker says it holds ``(task_id, attempt)``: on receipt, then again now and then
+        while it works. The attempt becomes that worker's (so :meth:`worker_gone` takes it
+        back at once) and its lease runs from ``now`` again. Returns False, changing nothing,
+        when that attempt is no longer the one in flight or another worker holds it."""
+        name = _check_worker(worker, optional=False)
+        rec = self._pending(task_id, attempt, "claim")
+        now = self._tick(now)
+        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
+            return False
+        if rec.worker is None:
+            rec.worker = name
+            counts = self._counts(name)
+            counts.assigned += 1
+            counts.in_flight += 1
+        elif rec.worker != name:
+            return False
+        rec.deadline = now + self.lease  # the latest deadline of all: order by deadline holds
+        self._in_flight.move_to_end(task_id)
+        return True
 
     def expire(self, now: float) -> list[int]:
         """Take back every attempt whose lease deadline is at or before ``now``; returns the
@@ -325,6 +357,10 @@ class TaskLedger:
         self._ready.extend(self._held[task_id] for task_id in sorted(self._held))
         self._held.clear()
         return ids
+
+    def pending_tasks(self) -> dict[int, Any]:
+        """The tasks queued or in flight, by id (at most :attr:`high_water` of them)."""
+        return {task_id: rec.task for task_id, rec in self._tasks.items()}
 
     def pop_outcomes(self) -> list[Outcome]:
         """Finished outcomes not yet popped (in submission order when ``ordered``); each

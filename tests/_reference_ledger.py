@@ -128,6 +128,20 @@ class RefLedger:
         self.counters["retried"] += 1
         return "requeued"
 
+    def claim(self, task_id: int, attempt: int, worker: str, now: float) -> bool:
+        t = self._check(task_id, attempt)
+        if t["state"] != "flight" or attempt != t["attempt"]:
+            return False
+        if t["worker"] is None:
+            t["worker"] = worker
+            self.worker(worker)["assigned"] += 1
+            self.worker(worker)["in_flight"] += 1
+        elif t["worker"] != worker:
+            return False
+        t["deadline"] = now + self.lease  # the tests' clock never steps back
+        t["assigned_at"] = self._tick()
+        return True
+
     def _lost(self, t: dict[str, Any], error: str) -> None:
         self._take_back(t)
         holder = t["worker"]

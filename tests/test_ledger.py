@@ -26,6 +26,7 @@ from consensus._ledger import (
     Receipt,
     TaskError,
     TaskLedger,
+    WorkerStats,
 )
 
 SOME = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -33,8 +34,8 @@ WORKERS = ["a", "b", "c"]
 LEASE = 2.0
 
 REPLIERS = [None, *WORKERS, "holder"]  # "holder": the worker the attempt was assigned to
-# How often each kind of event is drawn, out of 26.
-KINDS = ["submit"] * 5 + ["assign"] * 6 + ["result"] * 5 + ["failure"] * 3 + ["tick"] * 2 + [
+# How often each kind of event is drawn, out of 29.
+KINDS = ["submit"] * 5 + ["assign"] * 6 + ["result"] * 5 + ["failure"] * 3 + ["claim"] * 3 + ["tick"] * 2 + [
     "expire", "gone", "window", "pop", "pop"
 ]  # fmt: skip
 
@@ -44,7 +45,7 @@ def op(draw: st.DrawFn) -> tuple[Any, ...]:
     kind = draw(st.sampled_from(KINDS))
     if kind == "assign":
         return (kind, draw(st.sampled_from([None, *WORKERS])))
-    if kind in ("result", "failure"):
+    if kind in ("result", "failure", "claim"):
         # which task, attempts back from its latest (-1: one never dispatched), who replies,
         # and whether to aim at a task in flight (else at any task ever submitted)
         back = draw(st.sampled_from([0, 0, 0, 1, 1, 2, -1]))
@@ -111,7 +112,7 @@ class Run:
                 assert got.task == f"t{got.task_id}"
                 assert got.attempt <= ledger.max_attempts
                 assert ledger.statistics().in_flight <= ledger.window
-        elif kind in ("result", "failure"):
+        elif kind in ("result", "failure", "claim"):
             _, pick, back, worker, aim_in_flight = event
             targets = ref.in_state("flight") if aim_in_flight else []
             targets = targets or ref.tasks
@@ -120,6 +121,16 @@ class Run:
             attempt = max(1, t["attempt"] - back)
             if worker == "holder":
                 worker = t["worker"]
+            if kind == "claim":
+                claimant = worker or "a"
+                pair = self.both_raise_or_agree(
+                    lambda: ledger.claim(task_id, attempt, worker=claimant, now=self.now),
+                    lambda: ref.claim(task_id, attempt, claimant, self.now),
+                )
+                if pair is not None:
+                    assert pair[0] is pair[1]
+                self.check()
+                return
             if kind == "result":
                 value = ("r", task_id, attempt)
                 pair = self.both_raise_or_agree(
@@ -421,6 +432,39 @@ def test_a_lease_expiring_on_the_last_attempt_names_the_handler_error_before_it(
     assert o.error is not None and o.error.type == "LeaseExpired"
     assert o.error.message == "lease expired after 2 attempts; last handler error: Boom: bad input"
     assert o.worker == "w"
+
+
+def test_a_final_failure_ends_the_task_whatever_attempts_remain() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=5, window=1)
+    ledger.submit(object())
+    a = ledger.next_assignment(0.0)
+    assert a is not None
+    error = TaskError("EncodeError", "no wire form")
+    assert ledger.failure(0, 1, error, worker=None, now=0.0, final=True) is Receipt.DONE
+    [o] = ledger.pop_outcomes()
+    assert (o.ok, o.error, o.attempts) == (False, error, 1)
+
+
+def test_a_claim_names_the_holder_and_renews_the_lease() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=3, window=3)
+    for name in ("a", "b", "c"):
+        ledger.submit(name)
+    for _ in range(3):
+        ledger.next_assignment(0.0)  # placed by the transport: nobody's yet
+    assert ledger.claim(0, 1, worker="w", now=0.5)
+    assert ledger.claim(1, 1, worker="w", now=0.6)
+    assert not ledger.claim(1, 1, worker="intruder", now=0.6), "another worker holds it"
+    assert ledger.next_deadline() == 1.0  # task 2, unclaimed, expires first
+    assert ledger.expire(1.2) == [2]
+    assert ledger.claim(0, 1, worker="w", now=1.3)  # renewed while working
+    assert ledger.expire(1.55) == []
+    assert ledger.next_deadline() == 1.6  # task 1's lease, then task 0's (renewed to 2.3)
+    assert ledger.worker_gone("w", now=1.56) == [1, 0]
+    stats = ledger.statistics()
+    assert stats.per_worker["w"] == WorkerStats(assigned=2, in_flight=0, lost=2)
+    assert stats.redelivered == 3
+    assert ledger.pending_tasks() == {0: "a", 1: "b", 2: "c"}
+    assert not ledger.claim(0, 1, worker="w", now=1.6), "that attempt was taken back"
 
 
 def test_worker_gone_takes_back_only_its_named_attempts() -> None:
