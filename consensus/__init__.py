@@ -32,20 +32,29 @@ from patterns import (
 )
 
 from ._ballot import Ballot, InvalidBallot
-from ._endpoints import Endpoints, endpoints
+from ._dispatch import Dispatcher, DispatcherStatistics
+from ._distribution import CancelReport, Distribution, DistributionStatistics
+from ._endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
 from ._member import Member, MemberStatistics, join
 from ._poll import MemberError, PollResult, PollRound, Verdict
 from ._room import Room, RoomStatistics, host
 from ._roster import JoinOutcome, Roster
 from ._rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from ._tally import Decision, InvalidDecision, is_decided, tally
+from ._task import Outcome, TaskError, WorkerStats
 from ._vote import VoteRound
+from ._worker import Worker, WorkerStatistics
 
 __all__ = [
     "Ballot",
+    "CancelReport",
     "Closed",
     "ConsensusError",
     "Decision",
+    "Dispatcher",
+    "DispatcherStatistics",
+    "Distribution",
+    "DistributionStatistics",
     "EncodeError",
     "Endpoints",
     "InvalidBallot",
@@ -59,6 +68,7 @@ __all__ = [
     "MessageError",
     "MessageTooLarge",
     "NameTaken",
+    "Outcome",
     "Plurality",
     "PollResult",
     "PollRound",
@@ -69,6 +79,7 @@ __all__ = [
     "Roster",
     "Rule",
     "Supermajority",
+    "TaskError",
     "TieBreak",
     "Timeout",
     "TransportError",
@@ -76,10 +87,15 @@ __all__ = [
     "Verdict",
     "VoteRound",
     "Weighting",
+    "WorkEndpoints",
+    "Worker",
+    "WorkerStatistics",
+    "WorkerStats",
     "WouldBlock",
     "endpoints",
     "host",
     "is_decided",
     "join",
     "tally",
+    "work_endpoints",
 ]

@@ -139,6 +139,16 @@ class TaskLedger:
         return self._window + (self._window if self._prefetch is None else self._prefetch)
 
     @property
+    def in_flight(self) -> int:
+        """Attempts in flight now."""
+        return len(self._in_flight)
+
+    @property
+    def pending(self) -> int:
+        """Tasks not finished: queued or in flight."""
+        return len(self._tasks)
+
+    @property
     def input_closed(self) -> bool:
         return self._closed
 
@@ -296,7 +306,7 @@ class TaskLedger:
         while it works. The attempt becomes that worker's (so :meth:`worker_gone` takes it
         back at once) and its lease runs from ``now`` again. Returns False, changing nothing,
         when that attempt is no longer the one in flight or another worker holds it."""
-        name = _check_worker(worker, optional=False)
+        name = str(_check_worker(worker, optional=False))
         rec = self._pending(task_id, attempt, "claim")
         now = self._tick(now)
         if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
@@ -358,9 +368,13 @@ class TaskLedger:
         self._held.clear()
         return ids
 
-    def pending_tasks(self) -> dict[int, Any]:
-        """The tasks queued or in flight, by id (at most :attr:`high_water` of them)."""
-        return {task_id: rec.task for task_id, rec in self._tasks.items()}
+    def in_flight_tasks(self) -> dict[int, Any]:
+        """The tasks with an attempt in flight, by id."""
+        return {task_id: rec.task for task_id, rec in self._in_flight.items()}
+
+    def queued_tasks(self) -> dict[int, Any]:
+        """The tasks waiting for an attempt (fresh or to retry), by id."""
+        return {task_id: rec.task for task_id, rec in self._tasks.items() if rec.state is _TaskState.QUEUED}
 
     def pop_outcomes(self) -> list[Outcome]:
         """Finished outcomes not yet popped (in submission order when ``ordered``); each

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ from ._poll import MemberError
 from ._roster import check_name
 from ._service import service_nursery
 from ._tally import Decision, InvalidDecision
+from ._worker import Worker
 
 __all__ = ["Member", "MemberStatistics", "join"]
 
@@ -86,6 +87,7 @@ class Member:
         self._inbox = Inbox()
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self.last_decision: Decision | None = None
+        self.worker: Worker | None = None  # set when joined with on_task
         self._counts = dict.fromkeys(
             ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed"), 0
         )
@@ -278,9 +280,15 @@ class Member:
 
 @asynccontextmanager
 async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vote: Handler | None = None,
+               on_task: Handler | None = None, task_concurrency: int = 1, task_prefetch: int | None = None,
                join_timeout: float = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
                max_message_size: int = 16 * 1024 * 1024) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
+
+    With ``on_task``, the member also works: it takes tasks from the host's
+    ``room.distribute`` and returns ``on_task(task)`` (plain or async), running
+    ``task_concurrency`` at once and holding ``task_prefetch`` more (default: as many
+    again); see :class:`consensus.Worker`. ``member.worker`` is that worker.
 
     Raises :class:`~patterns.NameTaken` if a live member holds the name (also later,
     if this member falls silent long enough for another to take its name) and
@@ -299,7 +307,14 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
             await member._join(join_timeout)
             nursery.start_soon(member._heartbeats)
             nursery.start_soon(member._surveys, nursery)
-            yield member
+            async with AsyncExitStack() as work:
+                if on_task is not None:  # after the join: the name is the room's now
+                    member.worker = await work.enter_async_context(
+                        Worker(tasks=member.endpoints.tasks, results=member.endpoints.results, name=name,
+                               handler=on_task, concurrency=task_concurrency, prefetch=task_prefetch,
+                               handler_threads=handler_threads, max_message_size=max_message_size)
+                    )  # fmt: skip
+                yield member
             member._beats.cancel()  # no heartbeat may follow the leave and re-admit us
             with trio.move_on_after(0.5) as scope:
                 scope.shield = True

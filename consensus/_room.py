@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,8 @@ import trio
 from patterns import Bus, Closed, Envelope, MalformedMessage, MessageTooLarge, Surveyor, SurveyReplies
 
 from . import _protocol as P
+from ._dispatch import Dispatcher, DispatcherStatistics
+from ._distribution import Distribution
 from ._endpoints import endpoints
 from ._mesh import Inbox
 from ._poll import PollResult, PollRound, Verdict
@@ -78,6 +80,7 @@ class Room:
         self._roster = Roster(heartbeat=heartbeat, missed_heartbeats=missed_heartbeats)
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size}
         self._surveyor = Surveyor(listen=self.endpoints.survey, **opts)
+        self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, **opts)
         self._control = Bus(listen=self.endpoints.control, **opts)
         self._mesh = Bus(listen=self.endpoints.mesh, **opts)
         self._inbox = Inbox()
@@ -118,6 +121,27 @@ class Room:
     def messages(self) -> AsyncIterator[tuple[str, Any]]:
         """``async for sender, value in room.messages()``: what members broadcast."""
         return self._inbox.messages()
+
+    def distribute(self, tasks: Iterable[Any] | AsyncIterable[Any], *, lease: float = 60.0,
+                   max_attempts: int = 3, ordered: bool = False, buffer: int | None = None) -> Distribution:  # fmt: skip
+        """Hand ``tasks`` to the members that work (joined with ``on_task=``); returns an async
+        iterator of outcomes (``async with room.distribute(tasks) as outcomes:``). See
+        :meth:`consensus.Dispatcher.distribute` for the parameters and ``docs/work.md``."""
+        return self._dispatcher.distribute(tasks, lease=lease, max_attempts=max_attempts, ordered=ordered,
+                                           buffer=buffer)  # fmt: skip
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """The members ready for tasks now (sorted)."""
+        return self._dispatcher.workers
+
+    async def wait_for_workers(self, count: int = 1) -> tuple[str, ...]:
+        """Wait until at least ``count`` members are ready for tasks."""
+        return await self._dispatcher.wait_for_workers(count)
+
+    def work_statistics(self) -> DispatcherStatistics:
+        """Work sharing counters: workers and their capacity, attempts in flight, distributions."""
+        return self._dispatcher.statistics()
 
     async def poll(self, question: Any, *, timeout: float, quorum: int | None = None) -> PollResult:
         """Ask every member ``question``; returns when all answered, failed or left, or
@@ -210,7 +234,9 @@ class Room:
                         continue
                     except Exception:  # no reply may close the room (logged with its traceback)
                         self._counts["malformed"] += 1
-                        log.exception("room %r: a reply from %r could not be used", self.name, envelope.sender)
+                        log.exception(
+                            "room %r: a reply from %r could not be used", self.name, envelope.sender
+                        )
                         continue
                     if verdict is Verdict.CLOSED:
                         self._counts["late_replies"] += 1
@@ -351,7 +377,7 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     """
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
                 late_window=late_window, max_message_size=max_message_size)  # fmt: skip
-    async with room._surveyor, room._control, room._mesh, service_nursery() as nursery:
+    async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
         nursery.start_soon(room._control_loop)
         nursery.start_soon(room._watch_connections)

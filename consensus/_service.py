@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-__all__ = ["service_nursery"]
+__all__ = ["Pulse", "service_nursery"]
 
 
 @asynccontextmanager
@@ -25,3 +25,23 @@ async def service_nursery() -> AsyncIterator[trio.Nursery]:
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
+
+
+class Pulse:
+    """Wakes every task waiting on it; a wake that finds no waiter is not kept.
+
+    Drivers re-check their state after each wake (``while not ready: await pulse.wait()``),
+    so a poke between a check and the wait cannot be missed: trio runs no other task
+    between them."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def poke(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()

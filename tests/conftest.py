@@ -159,14 +159,14 @@ def free_tcp_port_run(count: int) -> int:
 
 @pytest.fixture
 def room_address(short_tmp: Path) -> Callable[[str], str]:
-    """``room_address(transport)`` -> a unique room address (tcp uses ports P, P+1, P+2)."""
+    """``room_address(transport)`` -> a unique room address (tcp uses ports P to P+4)."""
 
     def make(transport: str) -> str:
         n = next(_counter)
         if transport == "ipc":
             return f"ipc://{short_tmp}/room{n}"
         if transport == "tcp":
-            return f"tcp://127.0.0.1:{free_tcp_port_run(3)}"
+            return f"tcp://127.0.0.1:{free_tcp_port_run(5)}"
         if transport == "inproc":
             return f"inproc://room-{os.getpid()}-{n}-{uuid.uuid4().hex[:8]}"
         raise ValueError(transport)

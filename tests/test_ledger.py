@@ -463,7 +463,9 @@ def test_a_claim_names_the_holder_and_renews_the_lease() -> None:
     stats = ledger.statistics()
     assert stats.per_worker["w"] == WorkerStats(assigned=2, in_flight=0, lost=2)
     assert stats.redelivered == 3
-    assert ledger.pending_tasks() == {0: "a", 1: "b", 2: "c"}
+    assert ledger.queued_tasks() == {0: "a", 1: "b", 2: "c"} and ledger.in_flight_tasks() == {}
+    assert ledger.next_assignment(2.0) is not None
+    assert ledger.in_flight_tasks() == {2: "c"} and (ledger.in_flight, ledger.pending) == (1, 3)
     assert not ledger.claim(0, 1, worker="w", now=1.6), "that attempt was taken back"
 
 

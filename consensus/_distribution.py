@@ -1,0 +1,319 @@
+"""One stream of work handed out by a dispatcher: the driver of a :class:`TaskLedger`.
+
+``async with dispatcher.distribute(tasks, lease=30) as outcomes:`` (or ``room.distribute``)
+starts three tasks in the dispatcher's nursery, which share the ledger and one pulse:
+
+- the **feeder** pulls tasks from the caller's iterable (plain or async) only while the
+  ledger wants more, so a stream of a million tasks is never held at once;
+- the **pump** takes assignments while the workers have credit (the capacity they
+  announced, less what is in flight to them from every stream) and pushes them in
+  batches;
+- the **expirer** wakes at the earliest lease deadline and takes lost attempts back.
+
+Replies reach the ledger through the dispatcher's receive loop (:meth:`Distribution._on_items`).
+The caller's ``async for`` pops outcomes from the ledger, which keeps flow control
+honest: finished outcomes nobody has consumed count toward the ledger's high water.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import trio
+
+from patterns import EncodeError, Envelope, MalformedMessage, MessageTooLarge
+
+from . import _work_protocol as W
+from ._ledger import TaskLedger
+from ._task import Assignment, Outcome, TaskError, WorkerStats
+
+if TYPE_CHECKING:
+    from ._dispatch import Dispatcher
+
+__all__ = ["CancelReport", "Distribution", "DistributionStatistics"]
+
+log = logging.getLogger("consensus")
+
+
+@dataclass(frozen=True, slots=True)
+class DistributionStatistics:
+    """Where one distribution's tasks are (``distribution.statistics()``).
+
+    ``submitted == queued + in_flight + done + cancelled``; ``done == ok + failed``;
+    ``yielded`` of the done outcomes have been consumed. ``waiting_for_workers`` is true
+    while work remains but no worker has credit (none connected, or none said hello)."""
+
+    stream: int
+    submitted: int
+    queued: int
+    in_flight: int
+    done: int
+    yielded: int
+    ok: int
+    failed: int  # dead letters: tasks that ended as errors
+    redelivered: int  # attempts taken back (lease expired, worker lost) and queued again
+    retried: int  # attempts that failed in the handler and were queued again
+    stale: int  # replies ignored: superseded attempt, or the task had already finished
+    late_accepted: int  # successes of an earlier attempt that arrived in time to count
+    cancelled: int
+    malformed: int  # reply items that could not come from this distribution
+    workers: int
+    capacity: int
+    waiting_for_workers: bool
+    per_worker: Mapping[str, WorkerStats]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReport:
+    """What a distribution closed early left unfinished: never yielded, never retried."""
+
+    in_flight: Mapping[int, Any]  # task id -> task: sent to a worker, no outcome yet
+    queued: Mapping[int, Any]  # task id -> task: taken from the iterable, never sent (or to resend)
+    unconsumed: int  # outcomes that had finished but were not yielded
+
+
+class Distribution:
+    """An async iterator of :class:`Outcome` for one stream of tasks; also an async
+    context manager that cancels the rest on exit. Create it with ``distribute()``."""
+
+    def __init__(self, dispatcher: Dispatcher, tasks: Iterable[Any] | AsyncIterable[Any], *, stream: int,
+                 lease: float, max_attempts: int, ordered: bool, buffer: int | None) -> None:  # fmt: skip
+        if not isinstance(tasks, (Iterable, AsyncIterable)) or isinstance(tasks, (str, bytes, Mapping)):
+            raise TypeError(f"tasks must be an iterable or async iterable of task values, got {tasks!r:.80}")
+        self.stream = stream
+        self._dispatcher = dispatcher
+        self._tasks = tasks
+        self._ledger = TaskLedger(lease=lease, max_attempts=max_attempts, window=0, ordered=ordered,
+                                  prefetch=buffer)  # fmt: skip
+        self._pulse = dispatcher._pulse
+        self._ready: deque[Outcome] = deque()
+        self._scope = trio.CancelScope()
+        self._started = False
+        self._running = False
+        self._closed = False
+        self._error: BaseException | None = None  # the runner died: raised to the consumer
+        self._source_error: BaseException | None = None  # the iterable raised: after the last outcome
+        self._malformed = 0
+        self.cancelled: CancelReport | None = None
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            f"<Distribution stream {self.stream}: {s.submitted} submitted, {s.queued} queued, "
+            f"{s.in_flight} in flight, {s.done} done, {s.workers} workers>"
+        )
+
+    # ------------------------------------------------------------------ consumer side
+    async def __aenter__(self) -> Self:
+        self._start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:  # fmt: skip
+        await self.aclose()
+
+    def __aiter__(self) -> Distribution:
+        return self
+
+    async def __anext__(self) -> Outcome:
+        self._start()
+        while True:
+            if self._ready:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return self._ready.popleft()
+            popped = self._ledger.pop_outcomes()
+            if popped:
+                self._ready.extend(popped)
+                self._pulse.poke()  # room under the high water: the feeder may go on
+                continue
+            if self._ledger.done or self._closed:
+                error, self._source_error = self._source_error, None
+                if error is not None:
+                    raise error
+                raise StopAsyncIteration
+            if self._error is not None:
+                error, self._error = self._error, None
+                self._closed = True
+                raise error
+            await self._pulse.wait()
+
+    async def aclose(self) -> None:
+        """Stop dispatching. What was queued or in flight is reported in :attr:`cancelled`
+        (and logged); late replies to it are counted stale. Idempotent."""
+        if self._closed and self.cancelled is not None:
+            return
+        self._closed = True
+        in_flight = self._ledger.in_flight_tasks()
+        queued = self._ledger.queued_tasks()
+        self._ledger.cancel()
+        unconsumed = len(self._ready) + len(self._ledger.pop_outcomes())
+        self._ready.clear()
+        self.cancelled = CancelReport(MappingProxyType(in_flight), MappingProxyType(queued), unconsumed)
+        if in_flight or queued:
+            log.warning(
+                "distribution %d closed early: %d tasks in flight and %d queued will not finish",
+                self.stream, len(in_flight), len(queued),
+            )  # fmt: skip
+        self._scope.cancel()
+        self._dispatcher._stream_ended(self)
+        self._pulse.poke()
+        await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> DistributionStatistics:
+        s = self._ledger.statistics()
+        capacity = self._dispatcher.capacity
+        working = not (self._ledger.input_closed and s.queued == 0 and s.in_flight == 0)
+        return DistributionStatistics(
+            stream=self.stream, submitted=s.submitted, queued=s.queued, in_flight=s.in_flight,
+            done=s.ready + s.released, yielded=s.released, ok=s.done_ok, failed=s.failed,
+            redelivered=s.redelivered, retried=s.retried, stale=s.stale, late_accepted=s.late_accepted,
+            cancelled=s.cancelled, malformed=self._malformed, workers=len(self._dispatcher.workers),
+            capacity=capacity, waiting_for_workers=working and capacity == 0, per_worker=s.per_worker,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ replies (dispatcher's loop)
+    def _on_items(self, envelope: Envelope, worker: str, listed: list[Any]) -> int:
+        """Apply a claim or done list; returns how many items were malformed."""
+        now = trio.current_time()
+        ledger = self._ledger
+        bad = 0
+        for item in W.items(envelope, listed):
+            try:
+                if isinstance(item, MalformedMessage):
+                    raise item
+                if isinstance(item, W.Claim):
+                    ledger.claim(item.task_id, item.attempt, worker=worker, now=now)
+                elif item.ok:
+                    ledger.result(item.task_id, item.attempt, item.value, worker=worker, now=now)
+                else:
+                    ledger.failure(item.task_id, item.attempt, item.value, worker=worker, now=now)
+            except (MalformedMessage, ValueError) as exc:
+                bad += 1
+                if bad == 1:  # one line per message is enough
+                    log.warning("distribution %d ignored a %s item from %r: %s",
+                                self.stream, envelope.kind, worker, exc)  # fmt: skip
+        self._malformed += bad
+        return bad
+
+    def _worker_gone(self, worker: str) -> None:
+        if self._ledger.worker_gone(worker, trio.current_time()):
+            self._pulse.poke()
+
+    # ------------------------------------------------------------------ background
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = self._running = True
+        self._dispatcher._nursery_for(self).start_soon(self._run)
+
+    async def _run(self) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._feed)
+                    nursery.start_soon(self._expire)
+                    await self._pump()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # a failure of the sockets, say: give it to the consumer
+            self._error = group.exceptions[0] if len(group.exceptions) == 1 else group
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, who sees it at the next step
+            self._error = exc
+        finally:
+            self._running = False
+            self._dispatcher._stream_ended(self)
+            self._pulse.poke()
+
+    async def _feed(self) -> None:
+        ledger, pulse = self._ledger, self._pulse
+        try:
+            if isinstance(self._tasks, AsyncIterable):
+                source = aiter(self._tasks)
+                while True:
+                    while not ledger.wants_more():
+                        await pulse.wait()
+                    try:
+                        task = await anext(source)
+                    except StopAsyncIteration:
+                        break
+                    ledger.submit(task)
+                    pulse.poke()
+            else:
+                items = iter(self._tasks)
+                exhausted = False
+                while not exhausted:
+                    while not ledger.wants_more():
+                        await pulse.wait()
+                    while ledger.wants_more():
+                        try:
+                            ledger.submit(next(items))
+                        except StopIteration:
+                            exhausted = True
+                            break
+                    pulse.poke()
+                    await trio.lowlevel.checkpoint()
+        except Exception as exc:  # noqa: BLE001 - the caller's iterable failed: finish what it gave, then raise
+            log.warning(
+                "distribution %d: the task iterable raised %r; finishing the tasks taken", self.stream, exc
+            )
+            self._source_error = exc
+        ledger.close_input()
+        pulse.poke()
+
+    async def _pump(self) -> None:
+        ledger, dispatcher = self._ledger, self._dispatcher
+        while not (ledger.input_closed and ledger.pending == 0):
+            credit = dispatcher._free_credit()
+            if credit > 0:
+                ledger.set_window(ledger.in_flight + credit)
+                size = min(
+                    dispatcher.max_batch, max(1, math.ceil(credit / max(1, dispatcher._worker_count())))
+                )
+                now = trio.current_time()
+                batch: list[Assignment] = []
+                while len(batch) < size:
+                    assignment = ledger.next_assignment(now)
+                    if assignment is None:
+                        break
+                    batch.append(assignment)
+                if batch:
+                    await self._send(batch)
+                    continue
+            await self._pulse.wait()
+
+    async def _send(self, batch: list[Assignment]) -> None:
+        body = {
+            "st": self.stream,
+            "lease": self._ledger.lease,
+            "t": [[a.task_id, a.attempt, a.task] for a in batch],
+        }
+        try:
+            async with self._dispatcher._sending:
+                await self._dispatcher._push.send(body, kind=W.TASKS)
+            return
+        except (EncodeError, MessageTooLarge) as exc:
+            if len(batch) > 1:  # find the task(s) at fault; send the rest
+                half = len(batch) // 2
+                await self._send(batch[:half])
+                await self._send(batch[half:])
+                return
+            (a,) = batch
+            error = TaskError(type(exc).__name__, f"task {a.task_id} cannot be sent: {exc}"[:2000])
+            self._ledger.failure(
+                a.task_id, a.attempt, error, worker=None, now=trio.current_time(), final=True
+            )
+            log.warning("distribution %d: task %d has no wire form: %s", self.stream, a.task_id, exc)
+            self._pulse.poke()
+
+    async def _expire(self) -> None:
+        ledger = self._ledger
+        while True:
+            deadline = ledger.next_deadline()
+            await trio.sleep_until(trio.current_time() + ledger.lease if deadline is None else deadline)
+            if ledger.expire(trio.current_time()):
+                self._pulse.poke()

@@ -1,0 +1,193 @@
+"""The work-sharing protocol: message kinds and strict checks of what workers and dispatchers send.
+
+Two one-way channels, both NNG pipeline (push/pull):
+
+- **tasks** (dispatcher push -> worker pull): ``tasks`` batches;
+- **results** (worker push -> dispatcher pull): ``hello``, ``claim``, ``done``, ``bye``.
+
+Bodies (CBOR maps; ``st`` is the dispatcher's stream id, one per distribution)::
+
+    tasks  {"st": int, "lease": float, "t": [[task_id, attempt, task], ...]}
+    hello  {"cap": int}                      tasks the worker will hold at once
+    claim  {"st": int, "c": [[task_id, attempt], ...]}   on receipt, then every lease/3
+    done   {"st": int, "r": [[task_id, attempt, ok, value], ...]}
+                                             ok: true -> value is the result;
+                                             false -> value is {"type", "message"}
+    bye    {}                                the worker leaves; take back what it holds
+
+Everything from a peer goes through a ``parse_*`` function here first. A wrong shape
+raises :class:`MalformedMessage` (``reason="body"``); one bad item in a list is
+reported by :func:`items` without hiding the good items around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from patterns import Envelope, MalformedMessage
+
+from ._poll import MemberError
+
+__all__ = [
+    "BYE",
+    "CLAIM",
+    "DONE",
+    "HELLO",
+    "MAX_ATTEMPT",
+    "MAX_BATCH",
+    "MAX_CAPACITY",
+    "TASKS",
+    "Batch",
+    "Claim",
+    "Reply",
+    "bad",
+    "items",
+    "parse_batch",
+    "parse_capacity",
+    "parse_stream",
+]
+
+TASKS: Final = "tasks"
+HELLO: Final = "hello"
+CLAIM: Final = "claim"
+DONE: Final = "done"
+BYE: Final = "bye"
+
+MAX_BATCH: Final = 65536  # items in one message
+MAX_CAPACITY: Final = 1_000_000  # tasks one worker may ask to hold
+MAX_ATTEMPT: Final = 1000
+MAX_ID: Final = 2**63
+MAX_ERROR_TEXT: Final = 2000
+
+
+def bad(envelope: Envelope, detail: str) -> MalformedMessage:
+    return MalformedMessage(
+        f"a {envelope.kind!r} message from {envelope.sender!r} is malformed: {detail}", reason="body", size=0
+    )
+
+
+def _body(envelope: Envelope) -> dict[Any, Any]:  # values are Any: each is checked before use
+    if not isinstance(envelope.body, dict):
+        raise bad(envelope, f"the body must be a map, got {type(envelope.body).__name__}")
+    return envelope.body
+
+
+def _int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value < high
+
+
+def parse_stream(envelope: Envelope) -> tuple[int, list[Any]]:
+    """The stream id and the raw item list of a ``claim`` or ``done`` message."""
+    body = _body(envelope)
+    stream: Any = body.get("st")
+    if not _int(stream, 0, MAX_ID):
+        raise bad(envelope, f"field 'st' must be a stream id, got {stream!r:.40}")
+    key = "c" if envelope.kind == CLAIM else "r"
+    listed = body.get(key)
+    if type(listed) is not list or len(listed) > MAX_BATCH:
+        raise bad(envelope, f"field {key!r} must be a list of at most {MAX_BATCH} items")
+    return stream, listed
+
+
+def parse_capacity(envelope: Envelope) -> int:
+    cap: Any = _body(envelope).get("cap")
+    if not _int(cap, 1, MAX_CAPACITY + 1):
+        raise bad(envelope, f"field 'cap' must be an int in 1..{MAX_CAPACITY}, got {cap!r:.40}")
+    return int(cap)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    task_id: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    task_id: int
+    attempt: int
+    ok: bool
+    value: Any  # the result, or a MemberError
+
+
+def _claim(item: Any) -> Claim | None:
+    if (
+        type(item) is list
+        and len(item) == 2
+        and _int(item[0], 0, MAX_ID)
+        and _int(item[1], 1, MAX_ATTEMPT + 1)
+    ):
+        return Claim(item[0], item[1])
+    return None
+
+
+def _reply(item: Any) -> Reply | None:
+    if not (
+        type(item) is list
+        and len(item) == 4
+        and _int(item[0], 0, MAX_ID)
+        and _int(item[1], 1, MAX_ATTEMPT + 1)
+        and type(item[2]) is bool
+    ):
+        return None
+    if item[2]:
+        return Reply(item[0], item[1], True, item[3])
+    error = item[3]
+    if not (
+        type(error) is dict
+        and type(error.get("type")) is str
+        and 0 < len(error["type"]) <= 200
+        and type(error.get("message", "")) is str
+    ):
+        return None
+    return Reply(
+        item[0], item[1], False, MemberError(error["type"], error.get("message", "")[:MAX_ERROR_TEXT])
+    )
+
+
+def items(envelope: Envelope, listed: list[Any]) -> Iterator[Claim | Reply | MalformedMessage]:
+    """Each item of a claim or done list, checked; a bad one comes out as the error to count."""
+    check = _claim if envelope.kind == CLAIM else _reply
+    for index, item in enumerate(listed):
+        parsed = check(item)
+        if parsed is None:
+            yield bad(envelope, f"item {index} is not a valid {envelope.kind} entry: {item!r:.80}")
+        else:
+            yield parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch of tasks as a worker receives it."""
+
+    stream: int
+    lease: float
+    tasks: list[tuple[int, int, Any]]  # (task_id, attempt, task)
+
+
+def parse_batch(envelope: Envelope) -> Batch:
+    """A ``tasks`` message; any bad item rejects the whole batch (its claims would be unsendable)."""
+    body = _body(envelope)
+    stream: Any = body.get("st")
+    lease: Any = body.get("lease")
+    listed: Any = body.get("t")
+    if not _int(stream, 0, MAX_ID):
+        raise bad(envelope, f"field 'st' must be a stream id, got {stream!r:.40}")
+    if type(lease) not in (int, float) or not (0 < lease and math.isfinite(lease)):
+        raise bad(envelope, f"field 'lease' must be a positive number of seconds, got {lease!r:.40}")
+    if type(listed) is not list or not 0 < len(listed) <= MAX_BATCH:
+        raise bad(envelope, f"field 't' must be a list of 1..{MAX_BATCH} tasks")
+    tasks: list[tuple[int, int, Any]] = []
+    for index, item in enumerate(listed):
+        if not (
+            type(item) is list
+            and len(item) == 3
+            and _int(item[0], 0, MAX_ID)
+            and _int(item[1], 1, MAX_ATTEMPT + 1)
+        ):
+            raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
+        tasks.append((item[0], item[1], item[2]))
+    return Batch(stream, float(lease), tasks)

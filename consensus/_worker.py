@@ -1,0 +1,278 @@
+"""The worker side of work sharing: take tasks from a dispatcher, run the handler, send results.
+
+::
+
+    async with consensus.Worker("tcp://127.0.0.1:7100", handler=embed, concurrency=4):
+        await trio.sleep_forever()
+
+The worker dials the dispatcher's two endpoints (see :mod:`consensus._dispatch`) and says
+hello with its capacity: ``concurrency`` handlers at once plus ``prefetch`` tasks waiting
+(default: as many again). It reads a batch from its pull socket only while it holds fewer
+tasks than its capacity, claims every task of a batch on receipt, renews those claims
+every ``lease/3`` while it holds them, and sends results as they finish, coalescing what
+finished meanwhile into one message. A handler's exception is that attempt's error (the
+dispatcher may retry it elsewhere), never the worker's death. On exit it says bye, so the
+dispatcher hands what it held to others at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+from collections import deque
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+import trio
+
+from patterns import Closed, EncodeError, MalformedMessage, MessageTooLarge, Pull, Push, TLSConfig
+from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
+
+from . import _work_protocol as W
+from ._endpoints import WorkEndpoints, work_endpoints
+from ._handlers import Handler, run_handler
+from ._poll import MemberError
+from ._roster import check_name
+from ._service import Pulse, service_nursery
+
+__all__ = ["Worker", "WorkerStatistics"]
+
+log = logging.getLogger("consensus")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """Counters of one worker since it opened (``worker.statistics()``)."""
+
+    name: str
+    capacity: int
+    held: int  # tasks received and not finished (waiting or running)
+    running: int
+    received: int
+    succeeded: int
+    failed: int  # handler errors (and results that could not be sent)
+    malformed: int  # frames or batches rejected (see the log)
+    per_stream: Mapping[int, int]  # tasks held, by the dispatcher's stream id
+
+
+@dataclass(slots=True)
+class _Job:
+    stream: int
+    task_id: int
+    attempt: int
+    task: Any
+    claimed_at: float
+
+
+class Worker:
+    """Runs ``handler(task)`` for tasks from a dispatcher; an async context manager."""
+
+    def __init__(self, address: str | None = None, *, handler: Handler, tasks: str | None = None,
+                 results: str | None = None, name: str | None = None, concurrency: int = 1,
+                 prefetch: int | None = None, handler_threads: int | None = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None) -> None:  # fmt: skip
+        if (address is None) == (tasks is None or results is None) or (tasks is None) != (results is None):
+            raise ValueError(
+                f"give either one address or both tasks= and results= (got address={address!r}, "
+                f"tasks={tasks!r}, results={results!r})"
+            )
+        if not callable(handler):
+            raise TypeError(f"handler must be callable (plain or async), got {handler!r}")
+        for what, value, low in (("concurrency", concurrency, 1), ("prefetch", prefetch, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{what} must be an int >= {low}, got {value!r}")
+        self.name = check_name(name if name is not None else f"worker-{os.getpid()}-{secrets.token_hex(3)}")
+        self.endpoints = work_endpoints(address) if address is not None else WorkEndpoints(tasks, results)  # type: ignore[arg-type]
+        self.concurrency = concurrency
+        self.capacity = min(concurrency + (concurrency if prefetch is None else prefetch), W.MAX_CAPACITY)
+        self._handler = handler
+        self._threads = trio.CapacityLimiter(handler_threads or concurrency)
+        opts: dict[str, Any] = {"name": self.name, "max_message_size": max_message_size, "tls": tls}
+        self._pull = Pull(dial=self.endpoints.tasks, **opts)
+        self._push = Push(dial=self.endpoints.results, **opts)
+        self._queue: deque[_Job] = deque()
+        self._holding: dict[tuple[int, int], _Job] = {}
+        self._leases: dict[int, float] = {}
+        self._outbox: list[tuple[int, list[Any]]] = []
+        self._work, self._space, self._outgoing, self._lease_changed = Pulse(), Pulse(), Pulse(), Pulse()
+        self._sending = trio.StrictFIFOLock()  # one task at a time may wait on a socket
+        self._running = 0
+        self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+        self._counts = dict.fromkeys(("received", "succeeded", "failed", "malformed"), 0)
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name!r} of {self.endpoints.tasks}: {len(self._holding)}/{self.capacity} held>"
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self._push)
+            await stack.enter_async_context(self._pull)
+            self._nursery = nursery = await stack.enter_async_context(service_nursery())
+            nursery.start_soon(self._hello_loop)
+            nursery.start_soon(self._receive_loop)
+            nursery.start_soon(self._send_loop)
+            nursery.start_soon(self._renew_loop)
+            for _ in range(self.concurrency):
+                nursery.start_soon(self._runner)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:  # fmt: skip
+        assert self._stack is not None and self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        if self._push.peers:  # take what this worker holds back at once, not at its leases
+            with trio.move_on_after(0.5) as scope:
+                scope.shield = True
+                try:
+                    await self._send({}, W.BYE)
+                except Closed:
+                    pass
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    @property
+    def connected(self) -> bool:
+        """Both connections to the dispatcher are up."""
+        return bool(self._push.peers) and bool(self._pull.peers)
+
+    async def wait_connected(self) -> None:
+        while not self._push.peers:
+            await self._push.wait_peers_changed()
+        while not self._pull.peers:
+            await self._pull.wait_peers_changed()
+
+    def statistics(self) -> WorkerStatistics:
+        per_stream: dict[int, int] = {}
+        for stream, _ in self._holding:
+            per_stream[stream] = per_stream.get(stream, 0) + 1
+        malformed = self._counts["malformed"] + self._pull.statistics().malformed
+        return WorkerStatistics(
+            name=self.name, capacity=self.capacity, held=len(self._holding), running=self._running,
+            per_stream=MappingProxyType(per_stream), **(self._counts | {"malformed": malformed}),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ loops
+    async def _send(self, body: Any, kind: str) -> None:
+        async with self._sending:
+            await self._push.send(body, kind=kind)
+
+    async def _hello_loop(self) -> None:
+        greeted: set[int] = set()
+        while True:
+            live = {peer.id for peer in self._push.peers}
+            if live - greeted:  # a new connection to the dispatcher (first, or after a restart)
+                await self._send({"cap": self.capacity}, W.HELLO)
+            greeted = live
+            await self._push.wait_peers_changed()
+
+    async def _receive_loop(self) -> None:
+        while True:
+            while len(self._holding) >= self.capacity:
+                await self._space.wait()
+            try:
+                envelope = await self._pull.receive_envelope()
+            except MalformedMessage as exc:  # counted by the socket
+                log.warning("worker %r dropped a frame: %s", self.name, exc)
+                continue
+            except Closed:
+                return
+            try:
+                if envelope.kind != W.TASKS:
+                    raise W.bad(envelope, "a worker takes only 'tasks' messages")
+                batch = W.parse_batch(envelope)
+            except MalformedMessage as exc:
+                self._counts["malformed"] += 1
+                log.warning("worker %r ignored a message: %s", self.name, exc)
+                continue
+            now = trio.current_time()
+            claims: list[list[int]] = []
+            for task_id, attempt, task in batch.tasks:
+                key = (batch.stream, task_id)
+                if key in self._holding:  # a redelivery of a task it still has: keep the newer attempt
+                    self._holding[key].attempt = max(self._holding[key].attempt, attempt)
+                else:
+                    job = self._holding[key] = _Job(batch.stream, task_id, attempt, task, now)
+                    self._queue.append(job)
+                claims.append([task_id, attempt])
+            self._counts["received"] += len(batch.tasks)
+            if self._leases.get(batch.stream) != batch.lease:
+                self._leases[batch.stream] = batch.lease
+                self._lease_changed.poke()
+            self._work.poke()
+            await self._send({"st": batch.stream, "c": claims}, W.CLAIM)
+
+    async def _runner(self) -> None:
+        while True:
+            while not self._queue:
+                await self._work.wait()
+            job = self._queue.popleft()
+            self._running += 1
+            try:
+                ok, value = await run_handler(
+                    self._handler, job.task, deadline=math.inf, limiter=self._threads
+                )
+            finally:
+                self._running -= 1
+            self._counts["succeeded" if ok else "failed"] += 1
+            self._outbox.append(
+                (job.stream, [job.task_id, job.attempt, ok, value if ok else value.to_wire()])
+            )
+            del self._holding[(job.stream, job.task_id)]
+            self._outgoing.poke()
+            self._space.poke()
+
+    async def _send_loop(self) -> None:
+        while True:
+            while not self._outbox:
+                await self._outgoing.wait()
+            finished, self._outbox = self._outbox, []
+            by_stream: dict[int, list[list[Any]]] = {}
+            for stream, item in finished:
+                by_stream.setdefault(stream, []).append(item)
+            for stream, items in by_stream.items():
+                for start in range(0, len(items), W.MAX_BATCH):
+                    await self._send_results(stream, items[start : start + W.MAX_BATCH])
+
+    async def _send_results(self, stream: int, items: list[list[Any]]) -> None:
+        try:
+            await self._send({"st": stream, "r": items}, W.DONE)
+            return
+        except (EncodeError, MessageTooLarge) as exc:
+            if len(items) > 1:  # find the result(s) at fault; send the rest
+                half = len(items) // 2
+                await self._send_results(stream, items[:half])
+                await self._send_results(stream, items[half:])
+                return
+            task_id, attempt = items[0][0], items[0][1]
+            error = MemberError(
+                type(exc).__name__, f"the result of task {task_id} cannot be sent: {exc}"[:2000]
+            )
+            log.warning("worker %r: %s", self.name, error)
+            self._counts["succeeded"] -= 1
+            self._counts["failed"] += 1
+        await self._send({"st": stream, "r": [[task_id, attempt, False, error.to_wire()]]}, W.DONE)
+
+    async def _renew_loop(self) -> None:
+        """Claim again what is held, so a long handler keeps its lease."""
+        while True:
+            leases = {stream: self._leases[stream] for stream, _ in self._holding if stream in self._leases}
+            self._leases = leases  # forget streams it holds nothing of
+            period = max(0.01, min(leases.values(), default=1.0) / 3)
+            with trio.move_on_after(period):
+                await self._lease_changed.wait()
+            now = trio.current_time()
+            due: dict[int, list[list[int]]] = {}
+            for job in list(self._holding.values()):
+                if now - job.claimed_at >= self._leases.get(job.stream, math.inf) / 3:
+                    due.setdefault(job.stream, []).append([job.task_id, job.attempt])
+                    job.claimed_at = now
+            for stream, claims in due.items():
+                for start in range(0, len(claims), W.MAX_BATCH):
+                    await self._send({"st": stream, "c": claims[start : start + W.MAX_BATCH]}, W.CLAIM)
