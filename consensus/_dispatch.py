@@ -10,17 +10,18 @@
 Workers (:class:`consensus.Worker`, or room members joined with ``on_task=``) dial both
 endpoints: tasks arrive on their pull socket; hello, claims, results and bye go back on
 their push socket. NNG's push has no acknowledgement, so the dispatcher keeps a
-:class:`~consensus._ledger.TaskLedger` per distribution: every attempt holds a lease that
-the worker renews by claiming it (on receipt and every ``lease/3`` while it works);
-an attempt whose lease runs out, or whose worker's connection drops, goes to another
-worker; a result from a superseded attempt is counted and dropped unless the task is
+:class:`~consensus._ledger.TaskLedger` per distribution: a worker claims each task on
+receipt (an attempt unclaimed after ``claim_timeout`` was lost on the way), then renews
+its claim every ``lease/3`` while it works; an attempt whose lease runs out, or whose
+worker's connection drops, goes to another worker; a result from a superseded attempt is counted and dropped unless the task is
 still unfinished, so each task has exactly one outcome.
 
 Credit: each worker says in its hello how many tasks it will hold (its capacity). The
 dispatcher keeps at most the sum of the capacities of connected workers in flight, across
 all its distributions, and batches up to ``max_batch`` tasks per message. Push picks the
-worker for each batch (round-robin among ready connections), so one worker may briefly
-hold more than its capacity while another holds less; the total never exceeds the credit.
+worker for each batch (round-robin among ready connections), so a batch may reach a
+worker that is full while another has room: the full one hands the excess back at once
+(``release``), and those tasks go out again first, their attempt not counted.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Dispatcher:
         self._push = Push(listen=self.endpoints.tasks, **opts)
         self._pull = Pull(listen=self.endpoints.results, **opts)
         self._pulse = Pulse()
+        self._workers_changed = Pulse()
         self._sending = trio.StrictFIFOLock()  # distributions take turns on the push socket
         self._workers: dict[str, _WorkerInfo] = {}
         self._pipe_names: dict[int, str] = {}
@@ -130,12 +132,16 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ public
     def distribute(self, tasks: Iterable[Any] | AsyncIterable[Any], *, lease: float = 60.0,
-                   max_attempts: int = 3, ordered: bool = False, buffer: int | None = None) -> Distribution:  # fmt: skip
+                   claim_timeout: float = 5.0, max_attempts: int = 3, ordered: bool = False,
+                   buffer: int | None = None) -> Distribution:  # fmt: skip
         """Hand out ``tasks`` (any iterable or async iterable, consumed lazily); returns an
         async iterator of outcomes, best used as ``async with ... as outcomes``.
 
-        ``lease``: seconds an attempt may go without a claim from its worker before it is
-        presumed lost and sent to another (workers renew every ``lease/3`` while working).
+        ``claim_timeout``: seconds a batch may take to reach a worker and be claimed (workers
+        claim on receipt); longer, and its tasks are presumed lost in a connection that
+        died. ``lease``: seconds a claimed attempt may go without a renewal from its worker
+        (workers renew every ``lease/3`` while they hold it) before it goes to another.
+        A worker whose connection drops loses what it claimed at once.
         ``max_attempts``: attempts per task, lost ones included; then the task comes out as
         an error carrying the last failure. ``ordered``: yield in submission order.
         ``buffer``: tasks taken from the iterable beyond those in flight (default: as many
@@ -143,8 +149,8 @@ class Dispatcher:
         if self._nursery is None:
             raise RuntimeError(f"{self!r} is not open: use it as `async with Dispatcher(...) as d:`")
         stream = next(self._stream_ids)
-        distribution = Distribution(self, tasks, stream=stream, lease=lease, max_attempts=max_attempts,
-                                    ordered=ordered, buffer=buffer)  # fmt: skip
+        distribution = Distribution(self, tasks, stream=stream, lease=lease, claim_timeout=claim_timeout,
+                                    max_attempts=max_attempts, ordered=ordered, buffer=buffer)  # fmt: skip
         self._streams[stream] = distribution
         self._counts["distributions_started"] += 1
         return distribution
@@ -165,6 +171,11 @@ class Dispatcher:
         """Wait until at least ``count`` workers are connected and ready for tasks."""
         while len(self.workers) < count or not self._push.peers:
             await self._pulse.wait()
+        return self.workers
+
+    async def wait_workers_changed(self) -> tuple[str, ...]:
+        """Wait for the next worker to become ready or go away; returns the workers then."""
+        await self._workers_changed.wait()
         return self.workers
 
     def statistics(self) -> DispatcherStatistics:
@@ -216,14 +227,14 @@ class Dispatcher:
         known = self._pipe_names.get(pipe)
         if known is not None and known != name:
             raise W.bad(envelope, f"connection {pipe} already belongs to worker {known!r}")
-        if known is None and pipe in self._pull.peers_state:  # not a connection that has closed
+        if known is None and not self._pull.peers_state.was_removed(pipe):  # live, or about to be noted
             self._pipe_names[pipe] = name
             info = self._workers.get(name)
             if info is None:
                 info = self._workers[name] = _WorkerInfo()
             info.pipes.add(pipe)
         kind = envelope.kind
-        if kind in (W.CLAIM, W.DONE):
+        if kind in (W.CLAIM, W.RELEASE, W.DONE):
             stream, listed = W.parse_stream(envelope)
             distribution = self._streams.get(stream)
             if distribution is None:
@@ -236,15 +247,17 @@ class Dispatcher:
             info = self._workers.get(name)
             if info is None or not info.pipes:
                 return  # its connection has already closed
-            if not info.capacity:
+            joined = not info.capacity
+            info.capacity = capacity
+            if joined:
                 self._counts["workers_joined"] += 1
                 log.info("dispatcher %r: worker %r ready for %d tasks", self.name, name, capacity)
-            info.capacity = capacity
+                self._workers_changed.poke()
             self._pulse.poke()
         elif kind == W.BYE:
             self._lose(name, "said bye")
         else:
-            raise W.bad(envelope, "unknown kind (expected hello, claim, done or bye)")
+            raise W.bad(envelope, "unknown kind (expected hello, claim, release, done or bye)")
 
     def _lose(self, name: str, why: str) -> None:
         """The worker is gone (or leaving): what it holds goes to others at once."""
@@ -255,6 +268,7 @@ class Dispatcher:
             self._counts["workers_lost"] += 1
             log.info("dispatcher %r: worker %r %s", self.name, name, why)
             info.capacity = 0
+            self._workers_changed.poke()
         for distribution in list(self._streams.values()):
             distribution._worker_gone(name)
         if not info.pipes:
@@ -265,9 +279,9 @@ class Dispatcher:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_task_connections)
             while True:
-                peers = await self._pull.wait_peers_changed()
-                live = {peer.id for peer in peers}
-                for pipe in [pipe for pipe in self._pipe_names if pipe not in live]:
+                await self._pull.wait_peers_changed()
+                closed = self._pull.peers_state.was_removed
+                for pipe in [pipe for pipe in self._pipe_names if closed(pipe)]:
                     name = self._pipe_names.pop(pipe)
                     info = self._workers[name]
                     info.pipes.discard(pipe)

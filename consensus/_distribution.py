@@ -57,7 +57,8 @@ class DistributionStatistics:
     yielded: int
     ok: int
     failed: int  # dead letters: tasks that ended as errors
-    redelivered: int  # attempts taken back (lease expired, worker lost) and queued again
+    redelivered: int  # attempts taken back (unclaimed, lease expired, worker lost) and queued again
+    returned: int  # attempts handed back unstarted by a worker with no room (they do not count)
     retried: int  # attempts that failed in the handler and were queued again
     stale: int  # replies ignored: superseded attempt, or the task had already finished
     late_accepted: int  # successes of an earlier attempt that arrived in time to count
@@ -83,14 +84,15 @@ class Distribution:
     context manager that cancels the rest on exit. Create it with ``distribute()``."""
 
     def __init__(self, dispatcher: Dispatcher, tasks: Iterable[Any] | AsyncIterable[Any], *, stream: int,
-                 lease: float, max_attempts: int, ordered: bool, buffer: int | None) -> None:  # fmt: skip
+                 lease: float, claim_timeout: float, max_attempts: int, ordered: bool,
+                 buffer: int | None) -> None:  # fmt: skip
         if not isinstance(tasks, (Iterable, AsyncIterable)) or isinstance(tasks, (str, bytes, Mapping)):
             raise TypeError(f"tasks must be an iterable or async iterable of task values, got {tasks!r:.80}")
         self.stream = stream
         self._dispatcher = dispatcher
         self._tasks = tasks
-        self._ledger = TaskLedger(lease=lease, max_attempts=max_attempts, window=0, ordered=ordered,
-                                  prefetch=buffer)  # fmt: skip
+        self._ledger = TaskLedger(lease=lease, claim_timeout=claim_timeout, max_attempts=max_attempts,
+                                  window=0, ordered=ordered, prefetch=buffer)  # fmt: skip
         self._pulse = dispatcher._pulse
         self._ready: deque[Outcome] = deque()
         self._scope = trio.CancelScope()
@@ -172,7 +174,7 @@ class Distribution:
         return DistributionStatistics(
             stream=self.stream, submitted=s.submitted, queued=s.queued, in_flight=s.in_flight,
             done=s.ready + s.released, yielded=s.released, ok=s.done_ok, failed=s.failed,
-            redelivered=s.redelivered, retried=s.retried, stale=s.stale, late_accepted=s.late_accepted,
+            redelivered=s.redelivered, returned=s.returned, retried=s.retried, stale=s.stale, late_accepted=s.late_accepted,
             cancelled=s.cancelled, malformed=self._malformed, workers=len(self._dispatcher.workers),
             capacity=capacity, waiting_for_workers=working and capacity == 0, per_worker=s.per_worker,
         )  # fmt: skip
@@ -188,7 +190,10 @@ class Distribution:
                 if isinstance(item, MalformedMessage):
                     raise item
                 if isinstance(item, W.Claim):
-                    ledger.claim(item.task_id, item.attempt, worker=worker, now=now)
+                    if envelope.kind == W.CLAIM:
+                        ledger.claim(item.task_id, item.attempt, worker=worker, now=now)
+                    else:
+                        ledger.release(item.task_id, item.attempt, worker=worker, now=now)
                 elif item.ok:
                     ledger.result(item.task_id, item.attempt, item.value, worker=worker, now=now)
                 else:
@@ -312,8 +317,9 @@ class Distribution:
 
     async def _expire(self) -> None:
         ledger = self._ledger
-        while True:
+        while True:  # any deadline set from now on is at least claim_timeout away
             deadline = ledger.next_deadline()
-            await trio.sleep_until(trio.current_time() + ledger.lease if deadline is None else deadline)
+            soonest = trio.current_time() + ledger.claim_timeout
+            await trio.sleep_until(soonest if deadline is None else min(deadline, soonest))
             if ledger.expire(trio.current_time()):
                 self._pulse.poke()

@@ -9,8 +9,9 @@ backwards, leases are measured from the latest ``now`` seen).
 
 Rules:
 
-- An attempt holds a lease, renewed by each claim from the worker holding it. A task
-  whose lease passes (:meth:`TaskLedger.expire`), whose
+- An attempt placed by the transport (no worker named) must be claimed within
+  ``claim_timeout``; a claim names its worker and starts its lease, renewed by each
+  later claim. A task whose claim timeout or lease passes (:meth:`TaskLedger.expire`), whose
   worker leaves (:meth:`TaskLedger.worker_gone`) or whose handler fails
   (:meth:`TaskLedger.failure`) is queued again, ahead of fresh tasks, until it has had
   ``max_attempts`` attempts; then it finishes as an error carrying the last failure (the
@@ -59,6 +60,7 @@ class _Task:
     state: _TaskState = _TaskState.QUEUED
     worker: str | None = None
     deadline: float = 0.0
+    seq: int = 0  # when it was assigned or last claimed: breaks ties between equal deadlines
     last_error: TaskError | None = None
 
 
@@ -101,6 +103,7 @@ class TaskLedger:
         window: int,
         ordered: bool = False,
         prefetch: int | None = None,
+        claim_timeout: float | None = None,
     ) -> None:
         if isinstance(lease, bool) or not isinstance(lease, (int, float)):
             raise TypeError(f"lease must be a number of seconds, got {lease!r}")
@@ -109,6 +112,14 @@ class TaskLedger:
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {ordered!r}")
         self.lease = float(lease)
+        if claim_timeout is not None:
+            if isinstance(claim_timeout, bool) or not isinstance(claim_timeout, (int, float)):
+                raise TypeError(f"claim_timeout must be a number of seconds or None, got {claim_timeout!r}")
+            if not (claim_timeout > 0 and math.isfinite(claim_timeout)):
+                raise ValueError(
+                    f"claim_timeout must be a finite number of seconds > 0, got {claim_timeout!r}"
+                )
+        self.claim_timeout = self.lease if claim_timeout is None else min(float(claim_timeout), self.lease)
         self.max_attempts = _check_int("max_attempts", max_attempts, 1)
         self.ordered = ordered
         self._window = _check_int("window", window, 0)
@@ -116,7 +127,12 @@ class TaskLedger:
         self._tasks: dict[int, _Task] = {}  # pending: queued or in flight
         self._fresh: deque[int] = deque()  # never attempted, in submission order
         self._retry: deque[int] = deque()  # to attempt again, served first
-        self._in_flight: OrderedDict[int, _Task] = OrderedDict()  # by deadline = by assignment
+        self._in_flight: OrderedDict[int, _Task] = OrderedDict()  # by assignment or last claim
+        # The same attempts as two timers, each in deadline order: placed by the transport and
+        # not yet claimed (claim_timeout), and held by a named worker (lease).
+        self._unclaimed: OrderedDict[int, _Task] = OrderedDict()
+        self._leased: OrderedDict[int, _Task] = OrderedDict()
+        self._seq = 0
         self._ready: deque[Outcome] = deque()  # releasable, in release order
         self._held: dict[int, Outcome] = {}  # ordered mode: finished ahead of an earlier task
         self._workers: dict[str, _Counts] = {}
@@ -126,7 +142,7 @@ class TaskLedger:
         self._closed = False
         self._cancelled = False
         self._released = self._ok = self._failed = self._redelivered = self._retried = 0
-        self._stale = self._late = self._cancelled_count = 0
+        self._stale = self._late = self._cancelled_count = self._returned = 0
 
     # -------------------------------------------------------------- queries
     @property
@@ -167,10 +183,9 @@ class TaskLedger:
         return not self._closed and held < self.high_water
 
     def next_deadline(self) -> float | None:
-        """The earliest lease deadline in flight: when to call :meth:`expire` next."""
-        for rec in self._in_flight.values():
-            return rec.deadline
-        return None
+        """The earliest deadline in flight: when to call :meth:`expire` next."""
+        first = self._first_due()
+        return None if first is None else first[1].deadline
 
     def statistics(self) -> LedgerStatistics:
         in_flight = len(self._in_flight)
@@ -187,6 +202,7 @@ class TaskLedger:
             done_ok=self._ok,
             failed=self._failed,
             redelivered=self._redelivered,
+            returned=self._returned,
             retried=self._retried,
             stale=self._stale,
             late_accepted=self._late,
@@ -239,8 +255,10 @@ class TaskLedger:
         rec.attempt += 1
         rec.state = _TaskState.IN_FLIGHT
         rec.worker = worker
-        rec.deadline = now + self.lease
+        rec.deadline = now + (self.lease if worker is not None else self.claim_timeout)
+        rec.seq = self._seq = self._seq + 1
         self._in_flight[task_id] = rec
+        (self._unclaimed if worker is None else self._leased)[task_id] = rec
         if worker is not None:
             counts = self._counts(worker)
             counts.assigned += 1
@@ -318,27 +336,62 @@ class TaskLedger:
             counts.in_flight += 1
         elif rec.worker != name:
             return False
-        rec.deadline = now + self.lease  # the latest deadline of all: order by deadline holds
+        self._unclaimed.pop(task_id, None)
+        rec.deadline = now + self.lease  # the latest lease of all: the order by deadline holds
+        rec.seq = self._seq = self._seq + 1
+        self._leased[task_id] = rec
+        self._leased.move_to_end(task_id)
         self._in_flight.move_to_end(task_id)
         return True
 
+    def release(self, task_id: int, attempt: int, *, worker: str, now: float) -> bool:
+        """A worker hands back an attempt it never started (it had no room for it): the task
+        goes first in line again and the attempt does not count. Returns False, changing
+        nothing, when that attempt is not the one in flight or another worker holds it."""
+        name = str(_check_worker(worker, optional=False))
+        rec = self._pending(task_id, attempt, "release")
+        self._tick(now)
+        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
+            return False
+        if rec.worker is not None and rec.worker != name:
+            return False
+        self._unassign(task_id, rec)
+        if rec.worker is not None:
+            self._workers[rec.worker].assigned -= 1
+        rec.attempt -= 1
+        rec.state = _TaskState.QUEUED
+        rec.worker = None
+        self._retry.appendleft(task_id)
+        self._returned += 1
+        return True
+
     def expire(self, now: float) -> list[int]:
-        """Take back every attempt whose lease deadline is at or before ``now``; returns the
-        task ids, each requeued or (attempts exhausted) finished as an error."""
+        """Take back every attempt whose deadline (its lease, or its claim timeout while
+        unclaimed) is at or before ``now``; returns the task ids, each requeued or
+        (attempts exhausted) finished as an error."""
         now = self._tick(now)
         expired: list[int] = []
-        while self._in_flight:
-            task_id, rec = next(iter(self._in_flight.items()))
-            if rec.deadline > now:
-                break
+        while (first := self._first_due()) is not None and first[1].deadline <= now:
+            task_id, rec = first
             expired.append(task_id)
-            self._lose(task_id, rec, TaskError("LeaseExpired", f"lease expired after {rec.attempt} attempts"))
+            if rec.worker is None:
+                error = TaskError(
+                    "Unclaimed", f"no worker claimed attempt {rec.attempt} in {self.claim_timeout} s"
+                )
+            else:
+                error = TaskError("LeaseExpired", f"lease expired after {rec.attempt} attempts")
+            self._lose(task_id, rec, error)
         return expired
+
+    def _first_due(self) -> tuple[int, _Task] | None:
+        heads = [next(iter(timer.items())) for timer in (self._unclaimed, self._leased) if timer]
+        return min(heads, key=lambda head: (head[1].deadline, head[1].seq), default=None)
 
     def worker_gone(self, worker: str, now: float | None = None) -> list[int]:
         """A named worker left or died: its attempts in flight are lost at once (each counts
         toward ``max_attempts``). Returns their task ids. Attempts placed by the transport
-        (``worker=None``) are not known to be its and wait for their lease."""
+        (``worker=None``) and not claimed are not known to be its: their claim timeout
+        takes them back."""
         name = _check_worker(worker, optional=False)
         if now is not None:
             self._tick(now)
@@ -363,6 +416,8 @@ class TaskLedger:
         self._fresh.clear()
         self._retry.clear()
         self._in_flight.clear()
+        self._unclaimed.clear()
+        self._leased.clear()
         self._cancelled_count = len(ids)
         self._ready.extend(self._held[task_id] for task_id in sorted(self._held))
         self._held.clear()
@@ -426,6 +481,7 @@ class TaskLedger:
 
     def _unassign(self, task_id: int, rec: _Task) -> None:
         del self._in_flight[task_id]
+        (self._unclaimed if task_id in self._unclaimed else self._leased).pop(task_id)
         if rec.worker is not None:
             self._workers[rec.worker].in_flight -= 1
 

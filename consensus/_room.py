@@ -123,12 +123,13 @@ class Room:
         return self._inbox.messages()
 
     def distribute(self, tasks: Iterable[Any] | AsyncIterable[Any], *, lease: float = 60.0,
-                   max_attempts: int = 3, ordered: bool = False, buffer: int | None = None) -> Distribution:  # fmt: skip
+                   claim_timeout: float = 5.0, max_attempts: int = 3, ordered: bool = False,
+                   buffer: int | None = None) -> Distribution:  # fmt: skip
         """Hand ``tasks`` to the members that work (joined with ``on_task=``); returns an async
         iterator of outcomes (``async with room.distribute(tasks) as outcomes:``). See
         :meth:`consensus.Dispatcher.distribute` for the parameters and ``docs/work.md``."""
-        return self._dispatcher.distribute(tasks, lease=lease, max_attempts=max_attempts, ordered=ordered,
-                                           buffer=buffer)  # fmt: skip
+        return self._dispatcher.distribute(tasks, lease=lease, claim_timeout=claim_timeout,
+                                           max_attempts=max_attempts, ordered=ordered, buffer=buffer)  # fmt: skip
 
     @property
     def workers(self) -> tuple[str, ...]:
@@ -138,6 +139,10 @@ class Room:
     async def wait_for_workers(self, count: int = 1) -> tuple[str, ...]:
         """Wait until at least ``count`` members are ready for tasks."""
         return await self._dispatcher.wait_for_workers(count)
+
+    async def wait_workers_changed(self) -> tuple[str, ...]:
+        """Wait for the next member to become ready for tasks or stop; returns the workers then."""
+        return await self._dispatcher.wait_workers_changed()
 
     def work_statistics(self) -> DispatcherStatistics:
         """Work sharing counters: workers and their capacity, attempts in flight, distributions."""

@@ -36,7 +36,7 @@ class Assignment:
     task_id: int
     attempt: int
     task: Any
-    deadline: float  # the lease: after this, the attempt is presumed lost
+    deadline: float  # unclaimed by then (or, for a named worker, its lease over): presumed lost
     worker: str | None  # None when the transport picks the worker (push)
 
 
@@ -82,6 +82,7 @@ class LedgerStatistics:
     done_ok: int
     failed: int  # dead letters: tasks that ended as errors
     redelivered: int  # requeued after a lost attempt (lease expired, worker left)
+    returned: int  # attempts handed back unstarted by a worker with no room (not counted)
     retried: int  # requeued after a handler error
     stale: int
     late_accepted: int

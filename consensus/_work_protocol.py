@@ -3,13 +3,14 @@
 Two one-way channels, both NNG pipeline (push/pull):
 
 - **tasks** (dispatcher push -> worker pull): ``tasks`` batches;
-- **results** (worker push -> dispatcher pull): ``hello``, ``claim``, ``done``, ``bye``.
+- **results** (worker push -> dispatcher pull): ``hello``, ``claim``, ``release``, ``done``, ``bye``.
 
 Bodies (CBOR maps; ``st`` is the dispatcher's stream id, one per distribution)::
 
     tasks  {"st": int, "lease": float, "t": [[task_id, attempt, task], ...]}
     hello  {"cap": int}                      tasks the worker will hold at once
     claim  {"st": int, "c": [[task_id, attempt], ...]}   on receipt, then every lease/3
+    release {"st": int, "c": [[task_id, attempt], ...]}  handed back unstarted: no room
     done   {"st": int, "r": [[task_id, attempt, ok, value], ...]}
                                              ok: true -> value is the result;
                                              false -> value is {"type", "message"}
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_ATTEMPT",
     "MAX_BATCH",
     "MAX_CAPACITY",
+    "RELEASE",
     "TASKS",
     "Batch",
     "Claim",
@@ -53,6 +55,7 @@ __all__ = [
 TASKS: Final = "tasks"
 HELLO: Final = "hello"
 CLAIM: Final = "claim"
+RELEASE: Final = "release"
 DONE: Final = "done"
 BYE: Final = "bye"
 
@@ -80,12 +83,12 @@ def _int(value: Any, low: int, high: int) -> bool:
 
 
 def parse_stream(envelope: Envelope) -> tuple[int, list[Any]]:
-    """The stream id and the raw item list of a ``claim`` or ``done`` message."""
+    """The stream id and the raw item list of a ``claim``, ``release`` or ``done`` message."""
     body = _body(envelope)
     stream: Any = body.get("st")
     if not _int(stream, 0, MAX_ID):
         raise bad(envelope, f"field 'st' must be a stream id, got {stream!r:.40}")
-    key = "c" if envelope.kind == CLAIM else "r"
+    key = "r" if envelope.kind == DONE else "c"
     listed = body.get(key)
     if type(listed) is not list or len(listed) > MAX_BATCH:
         raise bad(envelope, f"field {key!r} must be a list of at most {MAX_BATCH} items")
@@ -149,8 +152,8 @@ def _reply(item: Any) -> Reply | None:
 
 
 def items(envelope: Envelope, listed: list[Any]) -> Iterator[Claim | Reply | MalformedMessage]:
-    """Each item of a claim or done list, checked; a bad one comes out as the error to count."""
-    check = _claim if envelope.kind == CLAIM else _reply
+    """Each item of a claim, release or done list, checked; a bad one comes out as the error to count."""
+    check = _reply if envelope.kind == DONE else _claim
     for index, item in enumerate(listed):
         parsed = check(item)
         if parsed is None:

@@ -7,10 +7,10 @@
 
 The worker dials the dispatcher's two endpoints (see :mod:`consensus._dispatch`) and says
 hello with its capacity: ``concurrency`` handlers at once plus ``prefetch`` tasks waiting
-(default: as many again). It reads a batch from its pull socket only while it holds fewer
-tasks than its capacity, claims every task of a batch on receipt, renews those claims
-every ``lease/3`` while it holds them, and sends results as they finish, coalescing what
-finished meanwhile into one message. A handler's exception is that attempt's error (the
+(default: as many again). It reads every batch at once, claims the tasks that fit in its
+capacity and hands the rest back (``release``), renews its claims every ``lease/3``
+while it holds them, and sends results as they finish, coalescing what finished
+meanwhile into one message. A handler's exception is that attempt's error (the
 dispatcher may retry it elsewhere), never the worker's death. On exit it says bye, so the
 dispatcher hands what it held to others at once.
 """
@@ -53,7 +53,8 @@ class WorkerStatistics:
     capacity: int
     held: int  # tasks received and not finished (waiting or running)
     running: int
-    received: int
+    received: int  # tasks taken (claimed)
+    returned: int  # tasks handed back unstarted: no room when they arrived
     succeeded: int
     failed: int  # handler errors (and results that could not be sent)
     malformed: int  # frames or batches rejected (see the log)
@@ -99,12 +100,12 @@ class Worker:
         self._holding: dict[tuple[int, int], _Job] = {}
         self._leases: dict[int, float] = {}
         self._outbox: list[tuple[int, list[Any]]] = []
-        self._work, self._space, self._outgoing, self._lease_changed = Pulse(), Pulse(), Pulse(), Pulse()
+        self._work, self._outgoing, self._lease_changed = Pulse(), Pulse(), Pulse()
         self._sending = trio.StrictFIFOLock()  # one task at a time may wait on a socket
         self._running = 0
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
-        self._counts = dict.fromkeys(("received", "succeeded", "failed", "malformed"), 0)
+        self._counts = dict.fromkeys(("received", "returned", "succeeded", "failed", "malformed"), 0)
 
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} of {self.endpoints.tasks}: {len(self._holding)}/{self.capacity} held>"
@@ -128,10 +129,11 @@ class Worker:
                         tb: TracebackType | None) -> bool | None:  # fmt: skip
         assert self._stack is not None and self._nursery is not None
         self._nursery.cancel_scope.cancel()
-        if self._push.peers:  # take what this worker holds back at once, not at its leases
+        if self._push.peers:  # send what finished, then hand back the rest at once, not at its leases
             with trio.move_on_after(0.5) as scope:
                 scope.shield = True
                 try:
+                    await self._flush()
                     await self._send({}, W.BYE)
                 except Closed:
                     pass
@@ -174,8 +176,6 @@ class Worker:
 
     async def _receive_loop(self) -> None:
         while True:
-            while len(self._holding) >= self.capacity:
-                await self._space.wait()
             try:
                 envelope = await self._pull.receive_envelope()
             except MalformedMessage as exc:  # counted by the socket
@@ -191,22 +191,36 @@ class Worker:
                 self._counts["malformed"] += 1
                 log.warning("worker %r ignored a message: %s", self.name, exc)
                 continue
-            now = trio.current_time()
-            claims: list[list[int]] = []
-            for task_id, attempt, task in batch.tasks:
-                key = (batch.stream, task_id)
-                if key in self._holding:  # a redelivery of a task it still has: keep the newer attempt
-                    self._holding[key].attempt = max(self._holding[key].attempt, attempt)
-                else:
-                    job = self._holding[key] = _Job(batch.stream, task_id, attempt, task, now)
-                    self._queue.append(job)
-                claims.append([task_id, attempt])
-            self._counts["received"] += len(batch.tasks)
-            if self._leases.get(batch.stream) != batch.lease:
-                self._leases[batch.stream] = batch.lease
-                self._lease_changed.poke()
-            self._work.poke()
+            await self._take(batch)
+
+    async def _take(self, batch: W.Batch) -> None:
+        """Claim what fits in the capacity, hand the rest back at once (push chose this
+        worker for the batch, not the dispatcher: another may have room)."""
+        now = trio.current_time()
+        claims: list[list[int]] = []
+        returned: list[list[int]] = []
+        for task_id, attempt, task in batch.tasks:
+            key = (batch.stream, task_id)
+            job = self._holding.get(key)
+            if job is not None:  # a redelivery of a task it still has: answer for the newer attempt
+                job.attempt = max(job.attempt, attempt)
+            elif len(self._holding) < self.capacity:
+                job = self._holding[key] = _Job(batch.stream, task_id, attempt, task, now)
+                self._queue.append(job)
+            else:
+                returned.append([task_id, attempt])
+                continue
+            claims.append([task_id, attempt])
+        self._counts["received"] += len(claims)
+        self._counts["returned"] += len(returned)
+        if self._leases.get(batch.stream) != batch.lease:
+            self._leases[batch.stream] = batch.lease
+            self._lease_changed.poke()
+        self._work.poke()
+        if claims:
             await self._send({"st": batch.stream, "c": claims}, W.CLAIM)
+        if returned:
+            await self._send({"st": batch.stream, "c": returned}, W.RELEASE)
 
     async def _runner(self) -> None:
         while True:
@@ -226,19 +240,24 @@ class Worker:
             )
             del self._holding[(job.stream, job.task_id)]
             self._outgoing.poke()
-            self._space.poke()
 
     async def _send_loop(self) -> None:
         while True:
             while not self._outbox:
                 await self._outgoing.wait()
-            finished, self._outbox = self._outbox, []
-            by_stream: dict[int, list[list[Any]]] = {}
-            for stream, item in finished:
-                by_stream.setdefault(stream, []).append(item)
-            for stream, items in by_stream.items():
-                for start in range(0, len(items), W.MAX_BATCH):
-                    await self._send_results(stream, items[start : start + W.MAX_BATCH])
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Send the results finished so far, one message per stream; an item leaves the
+        outbox only once sent, so a flush at exit resends what a cancelled send missed."""
+        finished = self._outbox[:]
+        by_stream: dict[int, list[list[Any]]] = {}
+        for stream, item in finished:
+            by_stream.setdefault(stream, []).append(item)
+        for stream, items in by_stream.items():
+            for start in range(0, len(items), W.MAX_BATCH):
+                await self._send_results(stream, items[start : start + W.MAX_BATCH])
+        del self._outbox[: len(finished)]
 
     async def _send_results(self, stream: int, items: list[list[Any]]) -> None:
         try:

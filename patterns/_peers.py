@@ -7,6 +7,7 @@ so it needs no lock, and waiters are woken with a fresh :class:`trio.Event`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,8 +33,11 @@ class Peer:
 class PeerSet:
     """Connected peers, with waits on their count. Trio-thread only."""
 
+    REMEMBER_REMOVED = 4096
+
     def __init__(self) -> None:
         self._peers: dict[int, Peer] = {}
+        self._removed: OrderedDict[int, None] = OrderedDict()  # the latest, for was_removed()
         self._changed = trio.Event()
         self.connected_total = 0
         self.disconnected_total = 0
@@ -45,9 +49,18 @@ class PeerSet:
             self._notify()
 
     def remove(self, pipe_id: int) -> None:
+        self._removed[pipe_id] = None
+        if len(self._removed) > self.REMEMBER_REMOVED:
+            self._removed.popitem(last=False)
         if self._peers.pop(pipe_id, None) is not None:
             self.disconnected_total += 1
             self._notify()
+
+    def was_removed(self, pipe_id: int) -> bool:
+        """Has this connection closed (among the last 4096 to close)? A message can be read
+        before its connection's arrival is noted here, or after its departure: this tells
+        the two apart."""
+        return pipe_id in self._removed
 
     def clear(self) -> None:
         self._peers.clear()

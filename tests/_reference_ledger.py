@@ -13,8 +13,10 @@ RefOutcome = tuple[int, bool, Any, "str | None", int, "str | None"]
 
 
 class RefLedger:
-    def __init__(self, *, lease: float, max_attempts: int, window: int, ordered: bool, prefetch: int | None):
+    def __init__(self, *, lease: float, max_attempts: int, window: int, ordered: bool, prefetch: int | None,
+                 claim_timeout: float):  # fmt: skip
         self.lease = lease
+        self.claim_timeout = claim_timeout
         self.max_attempts = max_attempts
         self.window = window
         self.ordered = ordered
@@ -23,7 +25,7 @@ class RefLedger:
         self.closed = False
         self.cancelled = False
         self.seq = 0  # a clock of events, to order requeues, assignments and finishes
-        self.counters = {"redelivered": 0, "retried": 0, "stale": 0, "late_accepted": 0}
+        self.counters = {"redelivered": 0, "retried": 0, "stale": 0, "late_accepted": 0, "returned": 0}
         self.workers: dict[str, dict[str, int]] = {}
 
     def _tick(self) -> int:
@@ -57,8 +59,8 @@ class RefLedger:
         if self.cancelled or len(self.in_state("flight")) >= self.window:
             return None
         queued = self.in_state("queued")
-        retries = sorted((t for t in queued if t["attempt"] > 0), key=lambda t: t["requeued_at"])
-        fresh = sorted((t for t in queued if t["attempt"] == 0), key=lambda t: t["id"])
+        retries = sorted((t for t in queued if t["requeued_at"] is not None), key=lambda t: t["requeued_at"])
+        fresh = sorted((t for t in queued if t["requeued_at"] is None), key=lambda t: t["id"])
         if retries:
             t = retries[0]
         elif fresh:
@@ -68,7 +70,7 @@ class RefLedger:
         t["state"] = "flight"
         t["attempt"] += 1
         t["worker"] = worker
-        t["deadline"] = now + self.lease
+        t["deadline"] = now + (self.lease if worker is not None else self.claim_timeout)
         t["assigned_at"] = self._tick()
         if worker is not None:
             self.worker(worker)["assigned"] += 1
@@ -142,6 +144,22 @@ class RefLedger:
         t["assigned_at"] = self._tick()
         return True
 
+    def release(self, task_id: int, attempt: int, worker: str, now: float) -> bool:
+        t = self._check(task_id, attempt)
+        if t["state"] != "flight" or attempt != t["attempt"]:
+            return False
+        if t["worker"] is not None and t["worker"] != worker:
+            return False
+        self._take_back(t)
+        if t["worker"] is not None:
+            self.worker(t["worker"])["assigned"] -= 1
+        t["attempt"] -= 1
+        t["worker"] = None
+        t["state"] = "queued"
+        t["requeued_at"] = -self._tick()  # first in line, the latest release first
+        self.counters["returned"] += 1
+        return True
+
     def _lost(self, t: dict[str, Any], error: str) -> None:
         self._take_back(t)
         holder = t["worker"]
@@ -158,7 +176,7 @@ class RefLedger:
         due = [t for t in self.in_state("flight") if t["deadline"] <= now]
         due.sort(key=lambda t: (t["deadline"], t["assigned_at"]))
         for t in due:
-            self._lost(t, "LeaseExpired")
+            self._lost(t, "Unclaimed" if t["worker"] is None else "LeaseExpired")
         return [t["id"] for t in due]
 
     def worker_gone(self, worker: str) -> list[int]:

@@ -32,11 +32,12 @@ from consensus._ledger import (
 SOME = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORKERS = ["a", "b", "c"]
 LEASE = 2.0
+CLAIM_TIMEOUT = 1.0
 
 REPLIERS = [None, *WORKERS, "holder"]  # "holder": the worker the attempt was assigned to
-# How often each kind of event is drawn, out of 29.
+# How often each kind of event is drawn, out of 30.
 KINDS = ["submit"] * 5 + ["assign"] * 6 + ["result"] * 5 + ["failure"] * 3 + ["claim"] * 3 + ["tick"] * 2 + [
-    "expire", "gone", "window", "pop", "pop"
+    "release", "expire", "gone", "window", "pop", "pop"
 ]  # fmt: skip
 
 
@@ -45,7 +46,7 @@ def op(draw: st.DrawFn) -> tuple[Any, ...]:
     kind = draw(st.sampled_from(KINDS))
     if kind == "assign":
         return (kind, draw(st.sampled_from([None, *WORKERS])))
-    if kind in ("result", "failure", "claim"):
+    if kind in ("result", "failure", "claim", "release"):
         # which task, attempts back from its latest (-1: one never dispatched), who replies,
         # and whether to aim at a task in flight (else at any task ever submitted)
         back = draw(st.sampled_from([0, 0, 0, 1, 1, 2, -1]))
@@ -79,8 +80,8 @@ class Run:
 
     def __init__(self, *, max_attempts: int, window: int, ordered: bool, prefetch: int | None) -> None:
         kw: dict[str, Any] = {"max_attempts": max_attempts, "window": window, "ordered": ordered}
-        self.ledger = TaskLedger(lease=LEASE, prefetch=prefetch, **kw)
-        self.ref = RefLedger(lease=LEASE, prefetch=prefetch, **kw)
+        self.ledger = TaskLedger(lease=LEASE, prefetch=prefetch, claim_timeout=CLAIM_TIMEOUT, **kw)
+        self.ref = RefLedger(lease=LEASE, prefetch=prefetch, claim_timeout=CLAIM_TIMEOUT, **kw)
         self.now = 100.0
         self.popped: list[Outcome] = []
         self.cancelled: list[int] = []
@@ -112,7 +113,7 @@ class Run:
                 assert got.task == f"t{got.task_id}"
                 assert got.attempt <= ledger.max_attempts
                 assert ledger.statistics().in_flight <= ledger.window
-        elif kind in ("result", "failure", "claim"):
+        elif kind in ("result", "failure", "claim", "release"):
             _, pick, back, worker, aim_in_flight = event
             targets = ref.in_state("flight") if aim_in_flight else []
             targets = targets or ref.tasks
@@ -121,11 +122,12 @@ class Run:
             attempt = max(1, t["attempt"] - back)
             if worker == "holder":
                 worker = t["worker"]
-            if kind == "claim":
+            if kind in ("claim", "release"):
                 claimant = worker or "a"
+                method = getattr(ledger, kind)
                 pair = self.both_raise_or_agree(
-                    lambda: ledger.claim(task_id, attempt, worker=claimant, now=self.now),
-                    lambda: ref.claim(task_id, attempt, claimant, self.now),
+                    lambda: method(task_id, attempt, worker=claimant, now=self.now),
+                    lambda: getattr(ref, kind)(task_id, attempt, claimant, self.now),
                 )
                 if pair is not None:
                     assert pair[0] is pair[1]
@@ -467,6 +469,42 @@ def test_a_claim_names_the_holder_and_renews_the_lease() -> None:
     assert ledger.next_assignment(2.0) is not None
     assert ledger.in_flight_tasks() == {2: "c"} and (ledger.in_flight, ledger.pending) == (1, 3)
     assert not ledger.claim(0, 1, worker="w", now=1.6), "that attempt was taken back"
+
+
+def test_a_released_attempt_goes_first_in_line_and_does_not_count() -> None:
+    ledger = TaskLedger(lease=1.0, max_attempts=1, window=2)
+    for name in ("a", "b", "c"):
+        ledger.submit(name)
+    first = ledger.next_assignment(0.0)
+    second = ledger.next_assignment(0.0)
+    assert first is not None and second is not None
+    assert ledger.release(1, 1, worker="busy", now=0.1)
+    with pytest.raises(ValueError, match="release for attempt 1 of task 1, which has had 0"):
+        ledger.release(1, 1, worker="busy", now=0.1)  # that attempt is void: it never happened
+    again = ledger.next_assignment(0.2, "idle")
+    assert again is not None and (again.task_id, again.attempt) == (1, 1), "first in line, attempt 1 again"
+    assert ledger.result(1, 1, "B", worker="idle", now=0.3) is Receipt.DONE
+    assert ledger.statistics().returned == 1 and ledger.statistics().redelivered == 0
+    assert ledger.claim(0, 1, worker="w", now=0.3)
+    assert not ledger.release(0, 1, worker="other", now=0.3), "w holds it"
+
+
+def test_an_unclaimed_attempt_expires_at_its_claim_timeout_a_claimed_one_at_its_lease() -> None:
+    ledger = TaskLedger(lease=10.0, max_attempts=2, window=2, claim_timeout=1.0)
+    ledger.submit("claimed")
+    ledger.submit("lost on the way")
+    for _ in range(2):
+        ledger.next_assignment(0.0)
+    assert ledger.next_deadline() == 1.0
+    assert ledger.claim(0, 1, worker="w", now=0.5)
+    assert ledger.expire(1.0) == [1]
+    assert ledger.next_deadline() == 10.5
+    again = ledger.next_assignment(1.0)
+    assert again is not None and (again.task_id, again.attempt, again.deadline) == (1, 2, 2.0)
+    assert ledger.expire(2.0) == [1]
+    [lost] = ledger.pop_outcomes()
+    assert lost.error is not None and lost.error.type == "Unclaimed" and lost.attempts == 2
+    assert TaskLedger(lease=1.0, max_attempts=1, window=1, claim_timeout=5.0).claim_timeout == 1.0
 
 
 def test_worker_gone_takes_back_only_its_named_attempts() -> None:

@@ -1,0 +1,89 @@
+"""A simulated worker process for the work-sharing tests.
+
+    python tests/work_agent.py ADDRESS NAME [--room] [--concurrency N] [--prefetch N] [--sync]
+
+Joins a standalone dispatcher (``consensus.Worker``) or, with ``--room``, a room as a
+member with ``on_task``. What the handler does is said by the task itself, a map:
+``{"n": int, "sleep": seconds, "raise": bool, "exit": bool}``: it sleeps, then raises
+``RuntimeError``, or ends this process at once (``os._exit``: a task that kills every
+worker), or returns ``{"n": n, "by": NAME}``. Prints ``ready`` once connected and
+``done N`` after each handler returns. Reads commands on stdin: ``quit`` leaves cleanly;
+end of input does too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio
+
+import consensus
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+def make_handler(name: str, sync: bool) -> Any:
+    def outcome(task: Any) -> Any:
+        if task.get("exit"):
+            os._exit(17)
+        if task.get("raise"):
+            raise RuntimeError(f"{name} cannot do task {task.get('n')}")
+        say("done", task.get("n"))
+        return {"n": task.get("n"), "by": name}
+
+    if sync:
+
+        def plain(task: Any) -> Any:
+            time.sleep(task.get("sleep", 0))
+            return outcome(task)
+
+        return plain
+
+    async def handler(task: Any) -> Any:
+        await trio.sleep(task.get("sleep", 0))
+        return outcome(task)
+
+    return handler
+
+
+async def wait_for_quit() -> None:
+    while True:
+        line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        if not line or line.strip() == "quit":
+            return
+
+
+async def main(args: argparse.Namespace) -> None:
+    handler = make_handler(args.name, args.sync)
+    if args.room:
+        async with consensus.join(args.address, name=args.name, on_task=handler,
+                                  task_concurrency=args.concurrency, task_prefetch=args.prefetch):  # fmt: skip
+            say("ready")
+            await wait_for_quit()
+    else:
+        async with consensus.Worker(args.address, name=args.name, handler=handler,
+                                    concurrency=args.concurrency, prefetch=args.prefetch) as worker:  # fmt: skip
+            await worker.wait_connected()
+            say("ready")
+            await wait_for_quit()
+    say("bye")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("address")
+    parser.add_argument("name")
+    parser.add_argument("--room", action="store_true")
+    parser.add_argument("--sync", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--prefetch", type=int, default=None)
+    trio.run(main, parser.parse_args())
