@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -33,3 +34,25 @@ def test_vote_example_is_deterministic() -> None:
     ballots = [line for line in first.splitlines() if line.startswith("  agent-")]
     second = run_example("examples/vote.py")
     assert ballots == [line for line in second.splitlines() if line.startswith("  agent-")]
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_pipeline_example(transport: str) -> None:
+    out = run_example(
+        "examples/pipeline.py", "--workers", "4", "--kill", "2", "--tasks", "120", "--lease", "2",
+        "--transport", transport,
+    )  # fmt: skip
+
+    def count(label: str) -> int:
+        found = re.search(rf"^  {label} +(\d+)", out, re.MULTILINE)
+        assert found is not None, out
+        return int(found.group(1))
+
+    assert "4 workers joined" in out, out
+    assert out.count("SIGKILL to worker-") == 2 and "started worker-5" in out, out
+    assert (count("tasks submitted"), count("ok outcomes"), count("failed outcomes")) == (120, 119, 1), out
+    poison = [line for line in out.splitlines() if "failed after" in line]
+    assert len(poison) == 1 and "failed after 3 attempts: ValueError: doc-" in poison[0], out
+    # Each victim is killed while it holds a claimed attempt: what it held must have come back.
+    assert count("redelivered") >= 1, out
+    assert "every task accounted for: 120 submitted = 119 ok + 1 failed, each exactly once" in out, out
