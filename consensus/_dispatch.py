@@ -281,7 +281,10 @@ class Dispatcher:
             while True:
                 await self._pull.wait_peers_changed()
                 closed = self._pull.peers_state.was_removed
-                for pipe in [pipe for pipe in self._pipe_names if closed(pipe)]:
+                gone = [pipe for pipe in self._pipe_names if closed(pipe)]
+                if gone:
+                    self._connection_lost()
+                for pipe in gone:
                     name = self._pipe_names.pop(pipe)
                     info = self._workers[name]
                     info.pipes.discard(pipe)
@@ -289,6 +292,15 @@ class Dispatcher:
                         self._lose(name, "lost its connection")
 
     async def _watch_task_connections(self) -> None:
+        peers = self._push.peers_state
+        closed = peers.disconnected_total
         while True:  # capacity counts only while a task connection is up
             await self._push.wait_peers_changed()
+            if peers.disconnected_total != closed:
+                closed = peers.disconnected_total
+                self._connection_lost()
             self._pulse.poke()
+
+    def _connection_lost(self) -> None:
+        for distribution in list(self._streams.values()):
+            distribution._connection_lost()

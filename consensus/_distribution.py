@@ -18,7 +18,6 @@ honest: finished outcomes nobody has consumed count toward the ledger's high wat
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from patterns import EncodeError, Envelope, MalformedMessage, MessageTooLarge
 
 from . import _work_protocol as W
 from ._ledger import TaskLedger
+from ._service import Pulse
 from ._task import Assignment, Outcome, TaskError, WorkerStats
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["CancelReport", "Distribution", "DistributionStatistics"]
 
 log = logging.getLogger("consensus")
+
+CONNECTION_LOSS_GRACE = 0.5  # seconds a live worker has to claim what was pushed before a loss
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class Distribution:
         self._ledger = TaskLedger(lease=lease, claim_timeout=claim_timeout, max_attempts=max_attempts,
                                   window=0, ordered=ordered, prefetch=buffer)  # fmt: skip
         self._pulse = dispatcher._pulse
+        self._deadlines_moved = Pulse()
         self._ready: deque[Outcome] = deque()
         self._scope = trio.CancelScope()
         self._started = False
@@ -210,6 +213,13 @@ class Distribution:
         if self._ledger.worker_gone(worker, trio.current_time()):
             self._pulse.poke()
 
+    def _connection_lost(self) -> None:
+        """Some worker's connection closed: what was pushed but not claimed may have died
+        with it. A live worker claims on receipt, so wait only a moment, not claim_timeout."""
+        grace = min(CONNECTION_LOSS_GRACE, self._ledger.claim_timeout)
+        if self._ledger.hasten_unclaimed(trio.current_time(), grace):
+            self._deadlines_moved.poke()
+
     # ------------------------------------------------------------------ background
     def _start(self) -> None:
         if self._started:
@@ -271,14 +281,20 @@ class Distribution:
         pulse.poke()
 
     async def _pump(self) -> None:
+        """Send while there is credit. Credit comes back a few tasks at a time; sending each
+        trickle at once would shrink batches to single tasks (and every reply with them),
+        so the pump waits for room for a good batch: half a worker's share, at most
+        ``max_batch``; with nothing in flight anywhere it sends whatever fits."""
         ledger, dispatcher = self._ledger, self._dispatcher
         while not (ledger.input_closed and ledger.pending == 0):
             credit = dispatcher._free_credit()
-            if credit > 0:
+            capacity = dispatcher.capacity
+            good = min(dispatcher.max_batch, max(1, capacity // (2 * max(1, dispatcher._worker_count()))))
+            if credit > 0 and (credit >= good or credit == capacity):
+                if ledger.in_flight + credit > ledger.window:  # more room: the feeder may take more
+                    self._pulse.poke()
                 ledger.set_window(ledger.in_flight + credit)
-                size = min(
-                    dispatcher.max_batch, max(1, math.ceil(credit / max(1, dispatcher._worker_count())))
-                )
+                size = min(dispatcher.max_batch, credit)
                 now = trio.current_time()
                 batch: list[Assignment] = []
                 while len(batch) < size:
@@ -320,6 +336,7 @@ class Distribution:
         while True:  # any deadline set from now on is at least claim_timeout away
             deadline = ledger.next_deadline()
             soonest = trio.current_time() + ledger.claim_timeout
-            await trio.sleep_until(soonest if deadline is None else min(deadline, soonest))
+            with trio.move_on_at(soonest if deadline is None else min(deadline, soonest)):
+                await self._deadlines_moved.wait()
             if ledger.expire(trio.current_time()):
                 self._pulse.poke()

@@ -387,6 +387,20 @@ class TaskLedger:
         heads = [next(iter(timer.items())) for timer in (self._unclaimed, self._leased) if timer]
         return min(heads, key=lambda head: (head[1].deadline, head[1].seq), default=None)
 
+    def hasten_unclaimed(self, now: float, grace: float) -> int:
+        """A connection to some worker closed: an attempt not yet claimed may have been on
+        its way through it. Each unclaimed attempt's deadline comes forward to at most
+        ``now + grace`` (a live worker claims within that); returns how many moved."""
+        now = self._tick(now)
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < math.inf:
+            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
+        moved = 0
+        for rec in self._unclaimed.values():  # in deadline order: the order survives the min()
+            if rec.deadline > now + grace:
+                rec.deadline = now + grace
+                moved += 1
+        return moved
+
     def worker_gone(self, worker: str, now: float | None = None) -> list[int]:
         """A named worker left or died: its attempts in flight are lost at once (each counts
         toward ``max_attempts``). Returns their task ids. Attempts placed by the transport

@@ -179,6 +179,14 @@ class RefLedger:
             self._lost(t, "Unclaimed" if t["worker"] is None else "LeaseExpired")
         return [t["id"] for t in due]
 
+    def hasten_unclaimed(self, now: float, grace: float) -> int:
+        moved = 0
+        for t in self.in_state("flight"):
+            if t["worker"] is None and t["deadline"] > now + grace:
+                t["deadline"] = now + grace
+                moved += 1
+        return moved
+
     def worker_gone(self, worker: str) -> list[int]:
         gone = [t for t in self.in_state("flight") if t["worker"] == worker]
         gone.sort(key=lambda t: t["assigned_at"])

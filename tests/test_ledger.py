@@ -35,9 +35,9 @@ LEASE = 2.0
 CLAIM_TIMEOUT = 1.0
 
 REPLIERS = [None, *WORKERS, "holder"]  # "holder": the worker the attempt was assigned to
-# How often each kind of event is drawn, out of 30.
+# How often each kind of event is drawn, out of 31.
 KINDS = ["submit"] * 5 + ["assign"] * 6 + ["result"] * 5 + ["failure"] * 3 + ["claim"] * 3 + ["tick"] * 2 + [
-    "release", "expire", "gone", "window", "pop", "pop"
+    "release", "hasten", "expire", "gone", "window", "pop", "pop"
 ]  # fmt: skip
 
 
@@ -55,6 +55,8 @@ def op(draw: st.DrawFn) -> tuple[Any, ...]:
         return (kind, draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 2.5])))
     if kind == "gone":
         return (kind, draw(st.sampled_from(WORKERS)))
+    if kind == "hasten":
+        return (kind, draw(st.sampled_from([0.0, 0.25, 0.5])))
     if kind == "window":
         return (kind, draw(st.integers(0, 4)))
     return (kind,)
@@ -152,6 +154,8 @@ class Run:
             assert ledger.expire(self.now) == ref.expire(self.now)
         elif kind == "expire":
             assert ledger.expire(self.now) == ref.expire(self.now)
+        elif kind == "hasten":
+            assert ledger.hasten_unclaimed(self.now, event[1]) == ref.hasten_unclaimed(self.now, event[1])
         elif kind == "gone":
             assert ledger.worker_gone(event[1], self.now) == ref.worker_gone(event[1])
         elif kind == "window":
