@@ -42,7 +42,7 @@ from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
 
 from . import _work_protocol as W
 from ._distribution import Distribution
-from ._endpoints import WorkEndpoints, work_endpoints
+from ._endpoints import resolve_work_endpoints
 from ._roster import check_name
 from ._service import Pulse, service_nursery
 
@@ -82,14 +82,9 @@ class Dispatcher:
     def __init__(self, address: str | None = None, *, tasks: str | None = None, results: str | None = None,
                  name: str = "dispatcher", max_batch: int = 64,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None) -> None:  # fmt: skip
-        if (address is None) == (tasks is None or results is None) or (tasks is None) != (results is None):
-            raise ValueError(
-                f"give either one address or both tasks= and results= (got address={address!r}, "
-                f"tasks={tasks!r}, results={results!r})"
-            )
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= W.MAX_BATCH:
             raise ValueError(f"max_batch must be an int in 1..{W.MAX_BATCH}, got {max_batch!r}")
-        self.endpoints = work_endpoints(address) if address is not None else WorkEndpoints(tasks, results)  # type: ignore[arg-type]
+        self.endpoints = resolve_work_endpoints(address, tasks, results)
         self.name = name
         self.max_batch = max_batch
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}

@@ -29,7 +29,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["Endpoints", "WorkEndpoints", "endpoints", "member_mesh_address", "work_endpoints"]
+__all__ = [
+    "Endpoints",
+    "WorkEndpoints",
+    "endpoints",
+    "member_mesh_address",
+    "resolve_work_endpoints",
+    "work_endpoints",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,18 @@ def work_endpoints(address: str) -> WorkEndpoints:
         return WorkEndpoints(f"{address}.tasks", f"{address}.results")
     raise ValueError(
         f"dispatcher address {address!r}: unsupported scheme {scheme!r} (use tcp://, ipc:// or inproc://)"
+    )
+
+
+def resolve_work_endpoints(address: str | None, tasks: str | None, results: str | None) -> WorkEndpoints:
+    """One address to derive both endpoints from, or both given explicitly."""
+    if address is not None and tasks is None and results is None:
+        return work_endpoints(address)
+    if address is None and tasks is not None and results is not None:
+        return WorkEndpoints(tasks, results)
+    raise ValueError(
+        f"give either one address or both tasks= and results= (got address={address!r}, "
+        f"tasks={tasks!r}, results={results!r})"
     )
 
 

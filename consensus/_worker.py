@@ -34,7 +34,7 @@ from patterns import Closed, EncodeError, MalformedMessage, MessageTooLarge, Pul
 from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
 
 from . import _work_protocol as W
-from ._endpoints import WorkEndpoints, work_endpoints
+from ._endpoints import resolve_work_endpoints
 from ._handlers import Handler, run_handler
 from ._poll import MemberError
 from ._roster import check_name
@@ -77,18 +77,13 @@ class Worker:
                  results: str | None = None, name: str | None = None, concurrency: int = 1,
                  prefetch: int | None = None, handler_threads: int | None = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None) -> None:  # fmt: skip
-        if (address is None) == (tasks is None or results is None) or (tasks is None) != (results is None):
-            raise ValueError(
-                f"give either one address or both tasks= and results= (got address={address!r}, "
-                f"tasks={tasks!r}, results={results!r})"
-            )
         if not callable(handler):
             raise TypeError(f"handler must be callable (plain or async), got {handler!r}")
         for what, value, low in (("concurrency", concurrency, 1), ("prefetch", prefetch, 0)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"{what} must be an int >= {low}, got {value!r}")
         self.name = check_name(name if name is not None else f"worker-{os.getpid()}-{secrets.token_hex(3)}")
-        self.endpoints = work_endpoints(address) if address is not None else WorkEndpoints(tasks, results)  # type: ignore[arg-type]
+        self.endpoints = resolve_work_endpoints(address, tasks, results)
         self.concurrency = concurrency
         self.capacity = min(concurrency + (concurrency if prefetch is None else prefetch), W.MAX_CAPACITY)
         self._handler = handler
