@@ -235,6 +235,8 @@ class Dispatcher:
             if distribution is None:
                 self._counts["stale_replies"] += 1
                 return
+            if kind == W.CLAIM and self._pull.peers_state.was_removed(pipe):
+                return  # read after its connection closed: the claimant is gone, the claim is void
             self._counts["malformed"] += distribution._on_items(envelope, name, listed)
             self._pulse.poke()
         elif kind == W.HELLO:
