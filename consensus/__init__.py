@@ -20,10 +20,13 @@ from patterns import (
     Closed,
     ConsensusError,
     EncodeError,
+    LineError,
     MalformedMessage,
     MessageError,
     MessageTooLarge,
     NameTaken,
+    PeerLost,
+    RemoteError,
     RoomError,
     RoomUnavailable,
     Timeout,
@@ -35,6 +38,7 @@ from ._ballot import Ballot, InvalidBallot
 from ._dispatch import Dispatcher, DispatcherStatistics
 from ._distribution import CancelReport, Distribution, DistributionStatistics
 from ._endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
+from ._hotline import Hotline, HotlineStatistics, IncomingAsk, hotline
 from ._member import Member, MemberStatistics, join
 from ._poll import MemberError, PollResult, PollRound, Verdict
 from ._room import Room, RoomStatistics, host
@@ -57,9 +61,13 @@ __all__ = [
     "DistributionStatistics",
     "EncodeError",
     "Endpoints",
+    "Hotline",
+    "HotlineStatistics",
+    "IncomingAsk",
     "InvalidBallot",
     "InvalidDecision",
     "JoinOutcome",
+    "LineError",
     "Majority",
     "MalformedMessage",
     "Member",
@@ -69,9 +77,11 @@ __all__ = [
     "MessageTooLarge",
     "NameTaken",
     "Outcome",
+    "PeerLost",
     "Plurality",
     "PollResult",
     "PollRound",
+    "RemoteError",
     "Room",
     "RoomError",
     "RoomStatistics",
@@ -94,6 +104,7 @@ __all__ = [
     "WouldBlock",
     "endpoints",
     "host",
+    "hotline",
     "is_decided",
     "join",
     "tally",

@@ -22,9 +22,13 @@ pynng's exceptions never escape (they are translated where pynng is called, with
     │                               is "size", "cbor", "shape", "version" or "body"
     ├── InvalidBallot               a ballot's fields are wrong (consensus; also ``ValueError``)
     ├── InvalidDecision             a decision's fields are wrong (consensus; also ``ValueError``)
-    └── RoomError                   room membership failed (consensus)
-        ├── RoomUnavailable         the host could not be reached, or went away
-        └── NameTaken               a live member already holds that name
+    ├── RoomError                   room membership failed (consensus)
+    │   ├── RoomUnavailable         the host could not be reached, or went away
+    │   └── NameTaken               a live member already holds that name
+    └── LineError                   an ask on a hotline failed (consensus)
+        ├── PeerLost                the peer went away (connection dropped, or silent past its
+        │                           heartbeats) while the ask waited
+        └── RemoteError             the peer's handler raised; ``type`` and ``message`` say what
 
 Messages name the input and the state that made the call fail.
 """
@@ -38,10 +42,13 @@ __all__ = [
     "ConnectionRefused",
     "ConsensusError",
     "EncodeError",
+    "LineError",
     "MalformedMessage",
     "MessageError",
     "MessageTooLarge",
     "NameTaken",
+    "PeerLost",
+    "RemoteError",
     "RoomError",
     "RoomUnavailable",
     "TLSError",
@@ -132,3 +139,20 @@ class RoomUnavailable(RoomError):
 
 class NameTaken(RoomError):
     """The host refused a join: a live member already holds the name."""
+
+
+class LineError(ConsensusError):
+    """An ask on a hotline did not get its answer."""
+
+
+class PeerLost(LineError):
+    """The peer went away while an ask waited for it."""
+
+
+class RemoteError(LineError):
+    """The peer's handler raised while answering; ``type`` and ``message`` say what."""
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(f"the peer's handler failed: {type}: {message}")
+        self.type = type
+        self.message = message

@@ -101,6 +101,7 @@ class BaseSocket:
         self._closed = False
         self._bound: list[str] = []
         self._dialers: dict[str, Any] = {}
+        self._pipes: dict[int, Any] = {}  # pipe id -> pynng Pipe, for disconnect()
         self.peers_state = PeerSet()
         self._ids = itertools.count(secrets.randbits(62))
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
@@ -254,13 +255,30 @@ class BaseSocket:
 
     # ----------------------------------------------------------------- peers
     def _pipe_added(self, pipe: Any) -> None:  # runs on an NNG thread
+        self._pipes[pipe.id] = pipe  # one dict store: atomic under the GIL
         self._hop(
             self.peers_state.add,
             Peer(pipe.id, _describe(pipe, "remote_address"), _describe(pipe, "local_address")),
         )
 
     def _pipe_removed(self, pipe: Any) -> None:  # runs on an NNG thread
+        self._pipes.pop(pipe.id, None)
         self._hop(self.peers_state.remove, pipe.id)
+
+    def disconnect(self, pipe_id: int) -> bool:
+        """Close one connection (a peer that fell silent, say); a dialer on either side
+        may connect again. Returns False if that connection is already gone."""
+        self._require_open("disconnect()")
+        pipe = self._pipes.get(pipe_id)
+        if pipe is None:
+            return False
+        try:
+            pipe.close()
+        except pynng.NNGException as exc:
+            if isinstance(exc, pynng.Closed):
+                return False
+            raise translate(exc, operation=f"disconnect({pipe_id})", state=repr(self)) from exc
+        return True
 
     def _hop(self, fn: Any, arg: Any) -> None:
         token = self._token
