@@ -6,6 +6,7 @@ catches and maps itself), so no pynng exception reaches a caller.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
@@ -114,3 +115,20 @@ class TLSConfig:
             )
         except pynng.NNGException as exc:
             raise TLSError(f"TLS configuration {self!r} was rejected: {exc}", errno=exc.errno) from exc
+
+
+def _quiet_context_finalizer() -> None:
+    """pynng's ``Context.__del__`` closes the context and raises if NNG already closed it
+    (its socket closed first: the usual order at interpreter exit), which Python prints as
+    "Exception ignored in Context.__del__". A finalizer has nobody to report to; the
+    context is gone either way. Wrap it once, here, where pynng is imported."""
+    original = pynng.Context.__del__
+
+    def __del__(self: Any) -> None:
+        with contextlib.suppress(pynng.NNGException):
+            original(self)
+
+    pynng.Context.__del__ = __del__
+
+
+_quiet_context_finalizer()

@@ -101,7 +101,6 @@ class BaseSocket:
         self._closed = False
         self._bound: list[str] = []
         self._dialers: dict[str, Any] = {}
-        self._pipes: dict[int, Any] = {}  # pipe id -> pynng Pipe, for disconnect()
         self.peers_state = PeerSet()
         self._ids = itertools.count(secrets.randbits(62))
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
@@ -255,21 +254,19 @@ class BaseSocket:
 
     # ----------------------------------------------------------------- peers
     def _pipe_added(self, pipe: Any) -> None:  # runs on an NNG thread
-        self._pipes[pipe.id] = pipe  # one dict store: atomic under the GIL
         self._hop(
             self.peers_state.add,
             Peer(pipe.id, _describe(pipe, "remote_address"), _describe(pipe, "local_address")),
         )
 
     def _pipe_removed(self, pipe: Any) -> None:  # runs on an NNG thread
-        self._pipes.pop(pipe.id, None)
         self._hop(self.peers_state.remove, pipe.id)
 
     def disconnect(self, pipe_id: int) -> bool:
         """Close one connection (a peer that fell silent, say); a dialer on either side
         may connect again. Returns False if that connection is already gone."""
-        self._require_open("disconnect()")
-        pipe = self._pipes.get(pipe_id)
+        sock = self._require_open("disconnect()")
+        pipe = next((p for p in sock.pipes if p.id == pipe_id), None)
         if pipe is None:
             return False
         try:
