@@ -1,0 +1,80 @@
+"""A simulated agent at one end of a hotline, for the hotline tests.
+
+    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N]
+
+Opens ``consensus.hotline`` with an ``on_ask`` handler (an async generator, so it can
+answer streamed asks too). What it does is said by the asked value: ``{"stream": n}``
+yields ``n`` chunks ``{"chunk": i, "by": NAME}``; ``{"sleep": s}`` sleeps ``s`` seconds
+then answers; ``{"raise": true}`` raises ``RuntimeError``; anything else is answered
+with ``{"echo": value, "by": NAME}``. Prints ``ready`` once connected, and sends back
+every value received with ``line.receive()``. Reads stdin: ``quit`` (or end of input)
+leaves cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio
+
+import consensus
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+def make_handler(name: str) -> Any:
+    async def on_ask(value: Any) -> AsyncIterator[Any]:
+        if isinstance(value, dict):
+            if "stream" in value:
+                for i in range(int(value["stream"])):
+                    yield {"chunk": i, "by": name}
+                return
+            if "sleep" in value:
+                await trio.sleep(float(value["sleep"]))
+            if value.get("raise"):
+                raise RuntimeError(f"{name} was asked to fail")
+        yield {"echo": value, "by": name}
+
+    return on_ask
+
+
+async def echo_back(line: consensus.Hotline) -> None:
+    async for value in line:
+        await line.send(value)
+
+
+async def wait_for_quit() -> None:
+    while True:
+        text = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        if not text or text.strip() == "quit":
+            return
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with consensus.hotline(args.address, listen=args.listen, dial=args.dial, name=args.name,
+                                 on_ask=make_handler(args.name)) as line:  # fmt: skip
+        await line.wait_connected()
+        say("ready")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(echo_back, line)
+            await wait_for_quit()
+            nursery.cancel_scope.cancel()
+    say("bye")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("address")
+    side = parser.add_mutually_exclusive_group(required=True)
+    side.add_argument("--listen", action="store_true")
+    side.add_argument("--dial", action="store_true")
+    parser.add_argument("--name", default="agent")
+    trio.run(main, parser.parse_args())

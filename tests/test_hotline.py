@@ -1,0 +1,257 @@
+"""Hotlines: a direct two-agent line over NNG pair1, tested against real child processes
+(``tests/hotline_agent.py``) and, for the handler-less API, two lines in one process.
+
+No test sleeps to synchronise: each waits for a line from a child, a connection, or an
+answer, and every wait is bounded (the conftest deadline, or an explicit ``fail_after``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from conftest import Peers, read_line
+
+import consensus
+from patterns import Envelope, Pair
+
+pytestmark = pytest.mark.timeout(90)
+
+Address = Callable[[str], str]
+
+
+async def start_agent(peers: Peers, address: str, name: str, side: str = "--dial") -> subprocess.Popen[str]:
+    """Start ``hotline_agent.py`` and return once it printed ``ready`` (it is connected)."""
+    proc = peers.start(address, side, "--name", name, script="hotline_agent.py")
+    with trio.fail_after(15):
+        assert await read_line(proc) == "ready"
+    return proc
+
+
+def launch_agent(peers: Peers, address: str, name: str, side: str = "--dial") -> subprocess.Popen[str]:
+    """Start ``hotline_agent.py`` without waiting for it."""
+    return peers.start(address, side, "--name", name, script="hotline_agent.py")
+
+
+# ---------------------------------------------------------------- 1. ask / reply, send / receive
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+async def test_ask_reply_and_echo_with_a_child(transport: str, address: Address, peers: Peers) -> None:
+    addr = address(transport)
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        await start_agent(peers, addr, "alice")
+        await line.wait_connected()
+        with trio.fail_after(5):
+            assert await line.ask({"q": 1}, timeout=5) == {"echo": {"q": 1}, "by": "alice"}
+            assert await line.ask("plain", timeout=5) == {"echo": "plain", "by": "alice"}
+            await line.send({"hello": [1, 2, 3]})
+            assert await line.receive() == {"hello": [1, 2, 3]}
+            await line.send("second")
+            assert await line.receive() == "second"
+        stats = line.statistics()
+        assert stats.connected and stats.connections == 1
+        assert stats.asks_answered >= 2 and stats.asks_open == 0
+
+
+# ---------------------------------------------------------------- 2. concurrent asks
+async def test_twenty_concurrent_asks_are_matched(address: Address, peers: Peers) -> None:
+    addr = address("ipc")
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        await start_agent(peers, addr, "alice")
+        await line.wait_connected()
+        answers: dict[int, Any] = {}
+
+        async def asker(task: int) -> None:
+            for k in range(5):
+                n = task * 100 + k
+                answers[n] = await line.ask({"n": n, "task": task}, timeout=10)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for task in range(4):
+                    nursery.start_soon(asker, task)
+        assert len(answers) == 20
+        for n, answer in answers.items():
+            assert answer == {"echo": {"n": n, "task": n // 100}, "by": "alice"}
+        assert line.statistics().asks_answered >= 20
+        assert line.statistics().stale_replies == 0
+
+
+# ---------------------------------------------------------------- 3. streamed ask
+async def test_ask_stream_yields_chunks_in_order_then_ends(address: Address, peers: Peers) -> None:
+    addr = address("ipc")
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        await start_agent(peers, addr, "alice")
+        await line.wait_connected()
+        with trio.fail_after(10):
+            chunks = [chunk async for chunk in line.ask_stream({"stream": 7}, timeout=10)]
+            assert chunks == [{"chunk": i, "by": "alice"} for i in range(7)]
+            # the line is fine afterwards: an empty stream, then a plain ask
+            assert [c async for c in line.ask_stream({"stream": 0}, timeout=10)] == []
+            assert await line.ask("after", timeout=5) == {"echo": "after", "by": "alice"}
+        assert line.statistics().asks_open == 0
+
+
+# ---------------------------------------------------------------- 4. remote error
+async def test_remote_error_when_the_handler_raises(address: Address, peers: Peers) -> None:
+    addr = address("ipc")
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        await start_agent(peers, addr, "alice")
+        await line.wait_connected()
+        with trio.fail_after(5):
+            with pytest.raises(consensus.RemoteError) as info:
+                await line.ask({"raise": True}, timeout=5)
+            assert info.value.type == "RuntimeError"
+            assert "alice was asked to fail" in str(info.value)
+            assert await line.ask("still here", timeout=5) == {"echo": "still here", "by": "alice"}
+
+
+# ---------------------------------------------------------------- 5. timeout
+async def test_ask_times_out_then_the_line_still_works(address: Address, peers: Peers) -> None:
+    addr = address("ipc")
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        await start_agent(peers, addr, "alice")
+        await line.wait_connected()
+        start = trio.current_time()
+        with pytest.raises(consensus.Timeout):
+            await line.ask({"sleep": 5}, timeout=0.3)
+        assert trio.current_time() - start < 2
+        with trio.fail_after(5):
+            assert await line.ask("next", timeout=5) == {"echo": "next", "by": "alice"}
+        stats = line.statistics()
+        assert stats.asks_expired >= 1
+        assert stats.asks_open == 0
+        # the slow reply is not awaited: it would only be counted as stale
+
+
+# ---------------------------------------------------------------- 6. peer killed mid-ask, reconnect
+async def test_peer_killed_mid_ask_fails_fast_then_reconnects(address: Address, peers: Peers) -> None:
+    addr = address("ipc")
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        first = await start_agent(peers, addr, "alice")
+        await line.wait_connected()
+        assert await line.ask("warm-up", timeout=5) == {"echo": "warm-up", "by": "alice"}
+        sent_before = line.statistics().sent
+        outcome: list[BaseException] = []
+
+        async def slow_ask() -> None:
+            try:
+                await line.ask({"sleep": 10}, timeout=20)
+            except consensus.ConsensusError as exc:
+                outcome.append(exc)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(slow_ask)
+                # every task here blocked: the ask is on the wire, waiting for its reply
+                await trio.testing.wait_all_tasks_blocked()
+                assert line.statistics().sent > sent_before
+                first.kill()
+        assert len(outcome) == 1 and isinstance(outcome[0], consensus.PeerLost), outcome
+        assert line.statistics().asks_failed >= 1
+        assert line.statistics().asks_open == 0
+
+        await start_agent(peers, addr, "bob")
+        with trio.fail_after(10):
+            await line.wait_connected()
+            assert await line.ask("again", timeout=5) == {"echo": "again", "by": "bob"}
+        assert line.statistics().connections == 2
+
+
+# ---------------------------------------------------------------- 7. a second dialer is refused
+async def test_second_dialer_is_refused_first_conversation_goes_on(address: Address, peers: Peers) -> None:
+    addr = address("ipc")
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        await start_agent(peers, addr, "alice")
+        await line.wait_connected()
+        assert await line.ask(0, timeout=5) == {"echo": 0, "by": "alice"}
+        intruder = launch_agent(peers, addr, "bob")
+        # keep the conversation going while bob starts and tries to dial in
+        count = 0
+        with trio.move_on_after(2):
+            while True:
+                count += 1
+                assert await line.ask(count, timeout=5) == {"echo": count, "by": "alice"}
+                await line.send({"n": count})
+                assert await line.receive() == {"n": count}
+        assert count > 5
+        assert intruder.poll() is None  # bob is still trying, not crashed
+        stats = line.statistics()
+        assert stats.connections == 1 and stats.connected
+        assert stats.asks_failed == 0 and stats.stale_replies == 0
+
+
+# ---------------------------------------------------------------- 8. stale reply
+async def test_reply_to_unknown_ask_is_dropped_and_counted(address: Address) -> None:
+    addr = address("ipc")
+    async with (
+        consensus.hotline(addr, listen=True, name="test") as line,
+        Pair(dial=addr, name="raw") as pair,
+    ):
+        with trio.fail_after(5):
+            await pair.wait_for_peers(1)
+            await line.wait_connected()
+            await pair.send_envelope(Envelope(kind="reply", sender="x", id=1, body=1, re=12345))
+            # one connection is FIFO: once this arrives, the reply before it was handled
+            await pair.send_envelope(Envelope(kind="msg", sender="x", id=2, body="after"))
+            assert await line.receive() == "after"
+        stats = line.statistics()
+        assert stats.stale_replies == 1
+        assert stats.asks_failed == 0 and stats.malformed == 0
+
+
+# ---------------------------------------------------------------- 9. receive_ask without on_ask
+async def test_receive_ask_reply_and_stream_in_process(address: Address) -> None:
+    addr = address("inproc")
+    async with (
+        consensus.hotline(addr, listen=True, name="server") as server,
+        consensus.hotline(addr, dial=True, name="client") as client,
+    ):
+        with trio.fail_after(10):
+            await server.wait_connected()
+            await client.wait_connected()
+
+            async def serve() -> None:
+                ask = await server.receive_ask()
+                assert ask.value == {"q": "plain"} and not ask.stream
+                with pytest.raises(ValueError):
+                    await ask.chunk("no chunks for a plain ask")
+                await ask.reply({"a": 1})
+                with pytest.raises(ValueError):
+                    await ask.reply("twice")
+
+                ask = await server.receive_ask()
+                assert ask.value == "count" and ask.stream
+                for i in range(3):
+                    await ask.chunk(i)
+                await ask.end()
+
+                ask = await server.receive_ask()
+                assert ask.stream
+                await ask.chunk("x")
+                await ask.end("last")
+
+                ask = await server.receive_ask()
+                await ask.fail(ValueError("nope"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve)
+                assert await client.ask({"q": "plain"}, timeout=5) == {"a": 1}
+                assert [c async for c in client.ask_stream("count", timeout=5)] == [0, 1, 2]
+                assert [c async for c in client.ask_stream("with end", timeout=5)] == ["x", "last"]
+                with pytest.raises(consensus.RemoteError) as info:
+                    await client.ask("fail", timeout=5)
+                assert info.value.type == "ValueError"
+
+        assert server.statistics().asks_open == 0
+        assert client.statistics().asks_answered >= 3
+        assert client.statistics().stale_replies == 0
+
+
+async def test_receive_ask_refused_when_on_ask_is_set(address: Address) -> None:
+    async with consensus.hotline(address("inproc"), listen=True, on_ask=lambda v: v) as line:
+        with pytest.raises(RuntimeError):
+            await line.receive_ask()
