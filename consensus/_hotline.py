@@ -31,7 +31,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -202,16 +202,17 @@ class Hotline:
 
         Raises :class:`~patterns.Timeout` after ``timeout`` seconds, :class:`~patterns.PeerLost`
         if the connection drops first, :class:`~patterns.RemoteError` if the peer's handler failed."""
-        async with self._open_ask(value, timeout, stream=False) as (ask_id, replies):
-            kind, body = await replies.receive()
+        async with self._open_ask(value, timeout, stream=False) as (ask_id, next_reply):
+            kind, body = await next_reply()
             return self._outcome(ask_id, kind, body)
 
-    async def ask_stream(self, value: Any, *, timeout: float) -> AsyncIterator[Any]:
+    async def ask_stream(self, value: Any, *, timeout: float) -> AsyncGenerator[Any, None]:
         """Send ``value`` as an ask answered by a stream; yields each chunk as it comes.
-        ``timeout`` bounds the whole stream."""
-        async with self._open_ask(value, timeout, stream=True) as (ask_id, replies):
+        ``timeout`` bounds the whole stream. (No cancel scope is open across a yield, so
+        the consumer may stop early; ``contextlib.aclosing`` closes the ask at once.)"""
+        async with self._open_ask(value, timeout, stream=True) as (ask_id, next_reply):
             while True:
-                kind, body = await replies.receive()
+                kind, body = await next_reply()
                 if kind == CHUNK:
                     yield body
                     continue
@@ -234,28 +235,42 @@ class Hotline:
 
     # ------------------------------------------------------------------ asking
     @asynccontextmanager
-    async def _open_ask(self, value: Any, timeout: float, *, stream: bool) -> AsyncIterator[tuple[int, Any]]:
+    async def _open_ask(
+        self, value: Any, timeout: float, *, stream: bool
+    ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[str, Any]]]]]:
+        """Open and send an ask; yields its id and a function that awaits its next reply.
+        Each wait opens its own cancel scope at the ask's deadline: none spans a yield."""
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         self._ids = (self._ids + 1) & 0xFFFF_FFFF_FFFF_FFFF
         ask_id = self._ids
         send, receive = trio.open_memory_channel[tuple[str, Any]](QUEUE)
         deadline = trio.current_time() + timeout
+
+        def timed_out() -> Timeout:
+            self._asks.expire(deadline)
+            what = "end of stream" if stream else "reply"
+            return Timeout(f"ask {ask_id} on {self!r}: no {what} within {timeout} s")
+
+        async def next_reply() -> tuple[str, Any]:
+            with trio.move_on_at(deadline):
+                return await receive.receive()
+            raise timed_out()
+
         self._asks.open(ask_id, deadline=deadline, stream=stream)
         self._waiters[ask_id] = send
         try:
-            with trio.move_on_at(deadline) as scope:
+            sent = False
+            with trio.move_on_at(deadline):
                 if not self.connected:
                     await self.wait_connected()
                 envelope = Envelope(ASK, self.name, ask_id, {"v": value, "stream": stream},
                                     deadline=time.time() + timeout)  # fmt: skip
                 await self._send(envelope)
-                yield ask_id, receive
-            if scope.cancelled_caught:
-                self._asks.expire(deadline)
-                raise Timeout(
-                    f"ask {ask_id} on {self!r}: no {'end of stream' if stream else 'reply'} within {timeout} s"
-                )
+                sent = True
+            if not sent:
+                raise timed_out()
+            yield ask_id, next_reply
         finally:
             self._asks.close(ask_id)
             self._waiters.pop(ask_id, None)

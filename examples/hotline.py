@@ -121,7 +121,7 @@ async def claude_main(address: str, turns: int, proc: Any) -> None:
         words = 0
         # aclosing: if this loop ends early, the stream is closed here, not by the GC elsewhere
         explain = line.ask_stream({"op": "explain"}, timeout=5)
-        async with aclosing(explain) as stream:  # type: ignore[type-var]  # an async generator
+        async with aclosing(explain) as stream:  # an async generator
             async for word in stream:
                 if word is None:  # the end of the stream carries no value
                     continue
