@@ -420,11 +420,6 @@ class Hotline:
             with trio.move_on_after(self.heartbeat):
                 await self._send(Envelope(PING, self.name, self._pair._next_id(), None))
 
-    async def _expire(self) -> None:
-        while True:  # asks time out in their own cancel scopes; this only keeps the table honest
-            await trio.sleep(1.0)
-            self._asks.expire(trio.current_time())
-
 
 @asynccontextmanager
 async def hotline(address: str, *, listen: bool = False, dial: bool = False, name: str = "",
@@ -439,7 +434,7 @@ async def hotline(address: str, *, listen: bool = False, dial: bool = False, nam
                    max_message_size=max_message_size, tls=tls)  # fmt: skip
     async with line._pair, service_nursery() as nursery:
         line._nursery = nursery
-        for loop in (line._receive_loop, line._watch_peer, line._heartbeats, line._expire):
+        for loop in (line._receive_loop, line._watch_peer, line._heartbeats):
             nursery.start_soon(loop)
         try:
             yield line
