@@ -178,7 +178,7 @@ class Dispatcher:
         malformed = self._counts["malformed"] + self._pull.statistics().malformed
         return DispatcherStatistics(
             workers=MappingProxyType(workers), capacity=self.capacity,
-            in_flight=sum(d._ledger.in_flight for d in self._streams.values()),
+            in_flight=self._in_flight(),
             distributions=len(self._streams), **(self._counts | {"malformed": malformed}),
         )  # fmt: skip
 
@@ -194,8 +194,9 @@ class Dispatcher:
     def _worker_count(self) -> int:
         return sum(1 for info in self._workers.values() if info.capacity)
 
-    def _free_credit(self) -> int:
-        return self.capacity - sum(d._ledger.in_flight for d in self._streams.values())
+    def _in_flight(self) -> int:
+        """Attempts out now, over all distributions."""
+        return sum(d._ledger.in_flight for d in self._streams.values())
 
     # ------------------------------------------------------------------ background
     async def _receive_loop(self) -> None:

@@ -287,8 +287,8 @@ class Distribution:
         ``max_batch``; with nothing in flight anywhere it sends whatever fits."""
         ledger, dispatcher = self._ledger, self._dispatcher
         while not (ledger.input_closed and ledger.pending == 0):
-            credit = dispatcher._free_credit()
             capacity = dispatcher.capacity
+            credit = capacity - dispatcher._in_flight()
             good = min(dispatcher.max_batch, max(1, capacity // (2 * max(1, dispatcher._worker_count()))))
             if credit > 0 and (credit >= good or credit == capacity):
                 if ledger.in_flight + credit > ledger.window:  # more room: the feeder may take more
