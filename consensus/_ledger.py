@@ -82,13 +82,16 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
-def _check_worker(worker: object, *, optional: bool = True) -> str | None:
-    if worker is None and optional:
+def _check_worker(worker: object) -> str | None:
+    """A worker's name, or None where the transport picked the worker."""
+    if worker is None:
         return None
+    return _check_name(worker, " or None")
+
+
+def _check_name(worker: object, alternative: str = "") -> str:
     if not isinstance(worker, str) or not worker:
-        raise TypeError(
-            f"a worker is named by non-empty text{' or None' if optional else ''}, got {worker!r}"
-        )
+        raise TypeError(f"a worker is named by non-empty text{alternative}, got {worker!r}")
     return worker
 
 
@@ -304,9 +307,8 @@ class TaskLedger:
             error = TaskError.from_exception(error)
         elif not isinstance(error, TaskError):
             raise TypeError(f"failure() takes a TaskError or an exception, got {error!r}")
-        rec = self._pending(task_id, attempt, "failure")
-        self._tick(now)
-        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
+        rec = self._current(task_id, attempt, "failure", now)
+        if rec is None:
             return self._ignore(worker)
         self._unassign(task_id, rec)
         rec.last_error = error
@@ -324,20 +326,17 @@ class TaskLedger:
         while it works. The attempt becomes that worker's (so :meth:`worker_gone` takes it
         back at once) and its lease runs from ``now`` again. Returns False, changing nothing,
         when that attempt is no longer the one in flight or another worker holds it."""
-        name = str(_check_worker(worker, optional=False))
-        rec = self._pending(task_id, attempt, "claim")
-        now = self._tick(now)
-        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
+        name = _check_name(worker)
+        rec = self._current(task_id, attempt, "claim", now)
+        if rec is None or rec.worker not in (None, name):
             return False
         if rec.worker is None:
             rec.worker = name
             counts = self._counts(name)
             counts.assigned += 1
             counts.in_flight += 1
-        elif rec.worker != name:
-            return False
         self._unclaimed.pop(task_id, None)
-        rec.deadline = now + self.lease  # the latest lease of all: the order by deadline holds
+        rec.deadline = self._clock + self.lease  # the latest lease of all: the order by deadline holds
         rec.seq = self._seq = self._seq + 1
         self._leased[task_id] = rec
         self._leased.move_to_end(task_id)
@@ -348,12 +347,9 @@ class TaskLedger:
         """A worker hands back an attempt it never started (it had no room for it): the task
         goes first in line again and the attempt does not count. Returns False, changing
         nothing, when that attempt is not the one in flight or another worker holds it."""
-        name = str(_check_worker(worker, optional=False))
-        rec = self._pending(task_id, attempt, "release")
-        self._tick(now)
-        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
-            return False
-        if rec.worker is not None and rec.worker != name:
+        name = _check_name(worker)
+        rec = self._current(task_id, attempt, "release", now)
+        if rec is None or rec.worker not in (None, name):
             return False
         self._unassign(task_id, rec)
         if rec.worker is not None:
@@ -406,7 +402,7 @@ class TaskLedger:
         toward ``max_attempts``). Returns their task ids. Attempts placed by the transport
         (``worker=None``) and not claimed are not known to be its: their claim timeout
         takes them back."""
-        name = _check_worker(worker, optional=False)
+        name = _check_name(worker)
         if now is not None:
             self._tick(now)
         lost = [(task_id, rec) for task_id, rec in self._in_flight.items() if rec.worker == name]
@@ -485,6 +481,14 @@ class TaskLedger:
                 f"{what} for attempt {attempt} of task {task_id}, which has had {rec.attempt} "
                 f"(state: {rec.state.value})"
             )
+        return rec
+
+    def _current(self, task_id: object, attempt: object, what: str, now: float) -> _Task | None:
+        """The record if ``attempt`` is the one in flight for ``task_id``; else None."""
+        rec = self._pending(task_id, attempt, what)
+        self._tick(now)
+        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
+            return None
         return rec
 
     def _ignore(self, worker: str | None) -> Receipt:
