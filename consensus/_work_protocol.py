@@ -82,12 +82,17 @@ def _int(value: Any, low: int, high: int) -> bool:
     return type(value) is int and low <= value < high
 
 
-def parse_stream(envelope: Envelope) -> tuple[int, list[Any]]:
-    """The stream id and the raw item list of a ``claim``, ``release`` or ``done`` message."""
-    body = _body(envelope)
+def _stream(envelope: Envelope, body: dict[Any, Any]) -> int:
     stream: Any = body.get("st")
     if not _int(stream, 0, MAX_ID):
         raise bad(envelope, f"field 'st' must be a stream id, got {stream!r:.40}")
+    return int(stream)
+
+
+def parse_stream(envelope: Envelope) -> tuple[int, list[Any]]:
+    """The stream id and the raw item list of a ``claim``, ``release`` or ``done`` message."""
+    body = _body(envelope)
+    stream = _stream(envelope, body)
     key = "r" if envelope.kind == DONE else "c"
     listed = body.get(key)
     if type(listed) is not list or len(listed) > MAX_BATCH:
@@ -116,25 +121,22 @@ class Reply:
     value: Any  # the result, or a MemberError
 
 
-def _claim(item: Any) -> Claim | None:
-    if (
+def _attempt_item(item: Any, length: int) -> bool:
+    """``item`` is a list of ``length`` starting ``[task_id, attempt, ...]``."""
+    return (
         type(item) is list
-        and len(item) == 2
+        and len(item) == length
         and _int(item[0], 0, MAX_ID)
         and _int(item[1], 1, MAX_ATTEMPT + 1)
-    ):
-        return Claim(item[0], item[1])
-    return None
+    )
+
+
+def _claim(item: Any) -> Claim | None:
+    return Claim(item[0], item[1]) if _attempt_item(item, 2) else None
 
 
 def _reply(item: Any) -> Reply | None:
-    if not (
-        type(item) is list
-        and len(item) == 4
-        and _int(item[0], 0, MAX_ID)
-        and _int(item[1], 1, MAX_ATTEMPT + 1)
-        and type(item[2]) is bool
-    ):
+    if not (_attempt_item(item, 4) and type(item[2]) is bool):
         return None
     if item[2]:
         return Reply(item[0], item[1], True, item[3])
@@ -174,23 +176,16 @@ class Batch:
 def parse_batch(envelope: Envelope) -> Batch:
     """A ``tasks`` message; any bad item rejects the whole batch (its claims would be unsendable)."""
     body = _body(envelope)
-    stream: Any = body.get("st")
+    stream = _stream(envelope, body)
     lease: Any = body.get("lease")
     listed: Any = body.get("t")
-    if not _int(stream, 0, MAX_ID):
-        raise bad(envelope, f"field 'st' must be a stream id, got {stream!r:.40}")
     if type(lease) not in (int, float) or not (0 < lease and math.isfinite(lease)):
         raise bad(envelope, f"field 'lease' must be a positive number of seconds, got {lease!r:.40}")
     if type(listed) is not list or not 0 < len(listed) <= MAX_BATCH:
         raise bad(envelope, f"field 't' must be a list of 1..{MAX_BATCH} tasks")
     tasks: list[tuple[int, int, Any]] = []
     for index, item in enumerate(listed):
-        if not (
-            type(item) is list
-            and len(item) == 3
-            and _int(item[0], 0, MAX_ID)
-            and _int(item[1], 1, MAX_ATTEMPT + 1)
-        ):
+        if not _attempt_item(item, 3):
             raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
         tasks.append((item[0], item[1], item[2]))
     return Batch(stream, float(lease), tasks)
