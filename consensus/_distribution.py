@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import trio
 
-from patterns import EncodeError, Envelope, MalformedMessage, MessageTooLarge
+from patterns import Envelope, MalformedMessage, MessageError
 
 from . import _work_protocol as W
 from ._ledger import TaskLedger
@@ -307,29 +307,24 @@ class Distribution:
                     continue
             await self._pulse.wait()
 
-    async def _send(self, batch: list[Assignment]) -> None:
+    async def _send(self, batch: Sequence[Assignment]) -> None:
+        """Push a batch; a task that cannot be sent (no wire form, too large) ends at once."""
+        await W.send_halving(batch, self._push_batch, self._unsendable)
+
+    async def _push_batch(self, batch: Sequence[Assignment]) -> None:
         body = {
             "st": self.stream,
             "lease": self._ledger.lease,
             "t": [[a.task_id, a.attempt, a.task] for a in batch],
         }
-        try:
-            async with self._dispatcher._sending:
-                await self._dispatcher._push.send(body, kind=W.TASKS)
-            return
-        except (EncodeError, MessageTooLarge) as exc:
-            if len(batch) > 1:  # find the task(s) at fault; send the rest
-                half = len(batch) // 2
-                await self._send(batch[:half])
-                await self._send(batch[half:])
-                return
-            (a,) = batch
-            error = TaskError(type(exc).__name__, f"task {a.task_id} cannot be sent: {exc}"[:2000])
-            self._ledger.failure(
-                a.task_id, a.attempt, error, worker=None, now=trio.current_time(), final=True
-            )
-            log.warning("distribution %d: task %d has no wire form: %s", self.stream, a.task_id, exc)
-            self._pulse.poke()
+        async with self._dispatcher._sending:
+            await self._dispatcher._push.send(body, kind=W.TASKS)
+
+    async def _unsendable(self, a: Assignment, exc: MessageError) -> None:
+        error = TaskError(type(exc).__name__, f"task {a.task_id} cannot be sent: {exc}"[:2000])
+        self._ledger.failure(a.task_id, a.attempt, error, worker=None, now=trio.current_time(), final=True)
+        log.warning("distribution %d: task %d has no wire form: %s", self.stream, a.task_id, exc)
+        self._pulse.poke()
 
     async def _expire(self) -> None:
         ledger = self._ledger

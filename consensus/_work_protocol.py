@@ -24,11 +24,11 @@ reported by :func:`items` without hiding the good items around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from patterns import Envelope, MalformedMessage
+from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
 
 from ._poll import MemberError
 
@@ -50,7 +50,10 @@ __all__ = [
     "parse_batch",
     "parse_capacity",
     "parse_stream",
+    "send_halving",
 ]
+
+T = TypeVar("T")
 
 TASKS: Final = "tasks"
 HELLO: Final = "hello"
@@ -189,3 +192,22 @@ def parse_batch(envelope: Envelope) -> Batch:
             raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
         tasks.append((item[0], item[1], item[2]))
     return Batch(stream, float(lease), tasks)
+
+
+async def send_halving(
+    items: Sequence[T],
+    send: Callable[[Sequence[T]], Awaitable[None]],
+    unsendable: Callable[[T, MessageError], Awaitable[None]],
+) -> None:
+    """Send ``items`` as one message; if that has no wire form or is too large, send each
+    half the same way, down to the item at fault, which goes to ``unsendable``."""
+    try:
+        await send(items)
+        return
+    except (EncodeError, MessageTooLarge) as exc:
+        if len(items) == 1:
+            await unsendable(items[0], exc)
+            return
+    half = len(items) // 2
+    await send_halving(items[:half], send, unsendable)
+    await send_halving(items[half:], send, unsendable)

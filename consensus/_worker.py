@@ -22,7 +22,7 @@ import math
 import os
 import secrets
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -30,7 +30,7 @@ from typing import Any, Self
 
 import trio
 
-from patterns import Closed, EncodeError, MalformedMessage, MessageTooLarge, Pull, Push, TLSConfig
+from patterns import Closed, MalformedMessage, MessageError, Pull, Push, TLSConfig
 from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
 
 from . import _work_protocol as W
@@ -255,23 +255,20 @@ class Worker:
         del self._outbox[: len(finished)]
 
     async def _send_results(self, stream: int, items: list[list[Any]]) -> None:
-        try:
-            await self._send({"st": stream, "r": items}, W.DONE)
-            return
-        except (EncodeError, MessageTooLarge) as exc:
-            if len(items) > 1:  # find the result(s) at fault; send the rest
-                half = len(items) // 2
-                await self._send_results(stream, items[:half])
-                await self._send_results(stream, items[half:])
-                return
-            task_id, attempt = items[0][0], items[0][1]
+        async def send(part: Sequence[list[Any]]) -> None:
+            await self._send({"st": stream, "r": list(part)}, W.DONE)
+
+        async def unsendable(item: list[Any], exc: MessageError) -> None:  # report that instead
+            task_id, attempt = item[0], item[1]
             error = MemberError(
                 type(exc).__name__, f"the result of task {task_id} cannot be sent: {exc}"[:2000]
             )
             log.warning("worker %r: %s", self.name, error)
             self._counts["succeeded"] -= 1
             self._counts["failed"] += 1
-        await self._send({"st": stream, "r": [[task_id, attempt, False, error.to_wire()]]}, W.DONE)
+            await send([[task_id, attempt, False, error.to_wire()]])
+
+        await W.send_halving(items, send, unsendable)
 
     async def _renew_loop(self) -> None:
         """Claim again what is held, so a long handler keeps its lease."""
