@@ -52,13 +52,7 @@ class _ContextOwner(BaseSocket):
     def _discard(self, ctx: Any) -> None:
         if ctx in self._contexts:
             self._contexts.discard(ctx)
-            try:
-                ctx.close()
-            except pynng.Closed:  # its socket closed first, and took it along
-                pass
-            # pynng's Context.__del__ closes again and, if NNG has already dropped the
-            # context (the socket closed), raises from a finalizer at exit: disarm it.
-            ctx._context = None
+            ctx.close()
 
     def _release_contexts(self) -> None:
         for ctx in list(self._contexts):
