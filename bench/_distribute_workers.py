@@ -22,7 +22,6 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
 import os
-import signal
 import threading
 import time
 from typing import Any
@@ -30,8 +29,10 @@ from typing import Any
 import pynng
 import trio
 
+from ._children import REAP_TIMEOUT_S, PipeChild
+
 SETUP_TIMEOUT_S = 60.0  # child start-up (a fresh interpreter importing trio, pynng, consensus) and connects
-REAP_TIMEOUT_S = 5.0
+
 PAYLOAD_SIZE = 64
 
 
@@ -222,69 +223,11 @@ def _child_main(conn: multiprocessing.connection.Connection) -> None:
 
 
 # ===================================================================== child management (parent)
-class Child:
-    """A spawned child process that is always reaped: exit command, join, terminate, kill."""
+class Child(PipeChild):
+    """A spawned child of this benchmark (toolkit worker, raw puller); always reaped."""
 
     def __init__(self, index: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process: multiprocessing.process.BaseProcess = ctx.Process(
-            target=_child_main, args=(child_conn,), name=f"distribute-child-{index}", daemon=True
-        )
-        self.index = index
-        self.killed = False
-        self.process.start()
-        child_conn.close()
+        super().__init__(_child_main, index, f"distribute-child-{index}")
 
     def wait_started(self) -> None:
         self.receive("started", SETUP_TIMEOUT_S)
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    def send(self, *msg: Any) -> None:
-        self.conn.send(msg)
-
-    def receive(self, expect: str, timeout: float) -> Any:
-        """The next message, which must be ``(expect, value)``; returns the value."""
-        if not self.conn.poll(timeout):
-            alive = "alive" if self.process.is_alive() else f"exited with {self.process.exitcode}"
-            raise RuntimeError(f"child {self.index}: no {expect!r} within {timeout} s (process {alive})")
-        try:
-            msg = self.conn.recv()
-        except EOFError:
-            raise RuntimeError(
-                f"child {self.index} exited (code {self.process.exitcode}) while we waited for {expect!r}"
-            ) from None
-        if msg[0] == "error":
-            raise RuntimeError(f"child {self.index} failed: {msg[1]}")
-        if msg[0] != expect:
-            raise RuntimeError(f"child {self.index}: expected {expect!r}, got {msg!r:.200}")
-        return msg[1]
-
-    async def areceive(self, expect: str, timeout: float) -> Any:
-        return await trio.to_thread.run_sync(self.receive, expect, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL now (the crash of scenario (c)); :meth:`stop` reaps it later."""
-        self.killed = True
-        os.kill(self.pid, signal.SIGKILL)
-
-    def stop(self) -> None:
-        proc = self.process
-        try:
-            if proc.is_alive() and not self.killed:
-                self.send("exit")
-        except (OSError, ValueError):
-            pass
-        proc.join(0.1 if self.killed else REAP_TIMEOUT_S)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(REAP_TIMEOUT_S)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(REAP_TIMEOUT_S)
-        self.conn.close()
-        proc.close()

@@ -20,9 +20,10 @@ import trio
 
 import consensus
 
+from ._children import REAP_TIMEOUT_S, PipeChild
+
 SETUP_TIMEOUT_S = 60.0  # worker start-up, joins, leaves
 JOIN_TIMEOUT_S = 30.0  # consensus.join(join_timeout=...) in the workers
-REAP_TIMEOUT_S = 5.0
 
 
 # ===================================================================== worker side (child)
@@ -152,58 +153,13 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
 
 
 # ===================================================================== worker management (parent)
-class Worker:
+class Worker(PipeChild):
     """A spawned worker process that is always reaped: exit command, join, terminate, kill."""
 
+    label = "worker"
+
     def __init__(self, index: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process: multiprocessing.process.BaseProcess = ctx.Process(
-            target=_worker_main, args=(child_conn,), name=f"poll-worker-{index}", daemon=True
-        )
-        self.index = index
-        self.process.start()
-        child_conn.close()
-
-    def send(self, *msg: Any) -> None:
-        self.conn.send(msg)
-
-    def receive(self, expect: str, timeout: float) -> Any:
-        """The next message, which must be ``(expect, value)``; returns the value."""
-        if not self.conn.poll(timeout):
-            alive = "alive" if self.process.is_alive() else f"exited with {self.process.exitcode}"
-            raise RuntimeError(f"worker {self.index}: no {expect!r} within {timeout} s (process {alive})")
-        try:
-            msg = self.conn.recv()
-        except EOFError:
-            raise RuntimeError(
-                f"worker {self.index} exited (code {self.process.exitcode}) while we waited for {expect!r}"
-            ) from None
-        if msg[0] == "error":
-            raise RuntimeError(f"worker {self.index} failed: {msg[1]}")
-        if msg[0] != expect:
-            raise RuntimeError(f"worker {self.index}: expected {expect!r}, got {msg!r:.200}")
-        return msg[1]
-
-    async def areceive(self, expect: str, timeout: float) -> Any:
-        return await trio.to_thread.run_sync(self.receive, expect, timeout)
-
-    def stop(self) -> None:
-        proc = self.process
-        try:
-            if proc.is_alive():
-                self.send("exit")
-        except (OSError, ValueError):
-            pass
-        proc.join(REAP_TIMEOUT_S)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(REAP_TIMEOUT_S)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(REAP_TIMEOUT_S)
-        self.conn.close()
-        proc.close()
+        super().__init__(_worker_main, index, f"poll-worker-{index}")
 
 
 def split_members(n: int, per_process: int) -> list[int]:
