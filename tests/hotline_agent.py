@@ -22,12 +22,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
+from _agent import say, wait_for_quit
 
 import consensus
-
-
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
 
 
 def make_handler(name: str) -> Any:
@@ -49,13 +46,6 @@ def make_handler(name: str) -> Any:
 async def echo_back(line: consensus.Hotline) -> None:
     async for value in line:
         await line.send(value)
-
-
-async def wait_for_quit() -> None:
-    while True:
-        text = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-        if not text or text.strip() == "quit":
-            return
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -20,12 +20,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
+from _agent import say
 
 import consensus
-
-
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
 
 
 async def main(args: argparse.Namespace) -> None:

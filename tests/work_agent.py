@@ -23,12 +23,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
+from _agent import say, wait_for_quit
 
 import consensus
-
-
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
 
 
 def make_handler(name: str, sync: bool) -> Any:
@@ -53,13 +50,6 @@ def make_handler(name: str, sync: bool) -> Any:
         return outcome(task)
 
     return handler
-
-
-async def wait_for_quit() -> None:
-    while True:
-        line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-        if not line or line.strip() == "quit":
-            return
 
 
 async def main(args: argparse.Namespace) -> None:
