@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 __all__ = ["Action", "AskTable", "AskTableStatistics", "Verdict"]
 
@@ -122,6 +121,3 @@ class AskTable:
         del self._asks[ask_id]
         self._answered += 1
         return Verdict(Action.FINISH, ask_id)
-
-    def describe(self) -> dict[str, Any]:
-        return {"open": len(self._asks), "streams": sum(ask.stream for ask in self._asks.values())}
