@@ -16,7 +16,10 @@ Rules:
   (:meth:`TaskLedger.failure`) is queued again, ahead of fresh tasks, until it has had
   ``max_attempts`` attempts; then it finishes as an error carrying the last failure (the
   dead letter). A lost attempt counts: a task that kills every worker ends after
-  ``max_attempts``.
+  ``max_attempts``. An attempt lost before any worker claimed it (it was in a connection
+  that closed, or sat unread with a stalled worker) never started, so it could not have
+  hurt anyone: it does not count, up to ``max_attempts`` such losses per task; later
+  ones count, so a task is sent at most ``2 * max_attempts`` times.
 - Exactly once: the first *success* wins, even one from an earlier attempt that arrives
   while the task waits for, or runs, a later one (counted ``late_accepted``: a slow worker
   did finish it). Every other reply for a task no longer pending, and any failure for an
@@ -62,6 +65,12 @@ class _Task:
     deadline: float = 0.0
     seq: int = 0  # when it was assigned or last claimed: breaks ties between equal deadlines
     last_error: TaskError | None = None
+    free: int = 0  # attempts lost before any claim that did not count
+
+    @property
+    def counted(self) -> int:
+        """Attempts that count toward ``max_attempts`` (``attempt`` numbers them all)."""
+        return self.attempt - self.free
 
 
 @dataclass(slots=True)
@@ -285,7 +294,8 @@ class TaskLedger:
             self._late += 1
         if worker is not None:
             self._counts(worker).ok += 1
-        self._finish(Outcome(task_id, rec.task, value, None, rec.attempt, worker))
+        # A late success from an attempt lost unclaimed did run: it counts at least once.
+        self._finish(Outcome(task_id, rec.task, value, None, max(rec.counted, 1), worker))
         return Receipt.DONE
 
     def failure(
@@ -314,11 +324,11 @@ class TaskLedger:
         rec.last_error = error
         if worker is not None:
             self._counts(worker).failed += 1
-        if rec.attempt < self.max_attempts and not final:
+        if rec.counted < self.max_attempts and not final:
             self._requeue(task_id, rec)
             self._retried += 1
             return Receipt.REQUEUED
-        self._finish(Outcome(task_id, rec.task, None, error, rec.attempt, worker))
+        self._finish(Outcome(task_id, rec.task, None, error, rec.counted, worker))
         return Receipt.DONE
 
     def claim(self, task_id: int, attempt: int, *, worker: str, now: float) -> bool:
@@ -375,7 +385,7 @@ class TaskLedger:
                     "Unclaimed", f"no worker claimed attempt {rec.attempt} in {self.claim_timeout} s"
                 )
             else:
-                error = TaskError("LeaseExpired", f"lease expired after {rec.attempt} attempts")
+                error = TaskError("LeaseExpired", f"lease expired after {rec.counted} attempts")
             self._lose(task_id, rec, error)
         return expired
 
@@ -471,9 +481,10 @@ class TaskLedger:
         attempt = _check_int("attempt", attempt, 1)
         if task_id >= self._next_id:
             raise ValueError(f"{what} for task {task_id}, which was never submitted ({self._describe()})")
-        if attempt > self.max_attempts:
+        if attempt > 2 * self.max_attempts:
             raise ValueError(
                 f"{what} for attempt {attempt} of task {task_id}; max_attempts is {self.max_attempts}"
+                f" (at most {2 * self.max_attempts} sends)"
             )
         rec = self._tasks.get(task_id)
         if rec is not None and attempt > rec.attempt:
@@ -514,13 +525,15 @@ class TaskLedger:
         self._unassign(task_id, rec)
         if holder is not None:
             self._workers[holder].lost += 1
-        if rec.attempt < self.max_attempts:
+        elif rec.free < self.max_attempts:  # never claimed, never started: it does not count
+            rec.free += 1
+        if rec.counted < self.max_attempts:
             self._requeue(task_id, rec)
             self._redelivered += 1
             return
         if rec.last_error is not None:
             error = TaskError(error.type, f"{error.message}; last handler error: {rec.last_error}")
-        self._finish(Outcome(task_id, rec.task, None, error, rec.attempt, holder))
+        self._finish(Outcome(task_id, rec.task, None, error, rec.counted, holder))
 
     def _finish(self, outcome: Outcome) -> None:
         task_id = outcome.task_id

@@ -211,9 +211,9 @@ class Worker:
         if self._leases.get(batch.stream) != batch.lease:
             self._leases[batch.stream] = batch.lease
             self._lease_changed.poke()
-        self._work.poke()
-        if claims:
+        if claims:  # claimed before any handler starts: a task that kills this worker counts
             await self._send({"st": batch.stream, "c": claims}, W.CLAIM)
+        self._work.poke()
         if returned:
             await self._send({"st": batch.stream, "c": returned}, W.RELEASE)
 

@@ -51,7 +51,7 @@ class RefLedger:
         self.tasks.append(
             {"id": len(self.tasks), "task": task, "state": "queued", "attempt": 0, "worker": None,
              "deadline": None, "requeued_at": None, "assigned_at": None, "finished_at": None,
-             "outcome": None, "last_error": None}
+             "outcome": None, "last_error": None, "charged": 0, "free_losses": 0}
         )  # fmt: skip
         return len(self.tasks) - 1
 
@@ -69,6 +69,7 @@ class RefLedger:
             return None
         t["state"] = "flight"
         t["attempt"] += 1
+        t["charged"] += 1
         t["worker"] = worker
         t["deadline"] = now + (self.lease if worker is not None else self.claim_timeout)
         t["assigned_at"] = self._tick()
@@ -78,7 +79,7 @@ class RefLedger:
         return (t["id"], t["attempt"], t["deadline"], worker)
 
     def _check(self, task_id: int, attempt: int) -> dict[str, Any]:
-        if task_id < 0 or task_id >= len(self.tasks) or attempt < 1 or attempt > self.max_attempts:
+        if task_id < 0 or task_id >= len(self.tasks) or attempt < 1 or attempt > 2 * self.max_attempts:
             raise ValueError("impossible reply")
         t = self.tasks[task_id]
         if t["state"] in ("queued", "flight") and attempt > t["attempt"]:
@@ -100,7 +101,7 @@ class RefLedger:
     ) -> None:
         t["state"] = "finished"
         t["finished_at"] = self._tick()
-        t["outcome"] = (t["id"], ok, result, error, t["attempt"], worker)
+        t["outcome"] = (t["id"], ok, result, error, max(t["charged"], 1) if ok else t["charged"], worker)
 
     def result(self, task_id: int, attempt: int, value: Any, worker: str | None) -> str:
         t = self._check(task_id, attempt)
@@ -122,7 +123,7 @@ class RefLedger:
         self._take_back(t)
         if worker is not None:
             self.worker(worker)["failed"] += 1
-        if t["attempt"] >= self.max_attempts:
+        if t["charged"] >= self.max_attempts:
             self._finish(t, False, None, error, worker)
             return "done"
         t["state"] = "queued"
@@ -154,6 +155,7 @@ class RefLedger:
         if t["worker"] is not None:
             self.worker(t["worker"])["assigned"] -= 1
         t["attempt"] -= 1
+        t["charged"] -= 1
         t["worker"] = None
         t["state"] = "queued"
         t["requeued_at"] = -self._tick()  # first in line, the latest release first
@@ -165,7 +167,10 @@ class RefLedger:
         holder = t["worker"]
         if holder is not None:
             self.worker(holder)["lost"] += 1
-        if t["attempt"] >= self.max_attempts:
+        elif t["free_losses"] < self.max_attempts:  # never claimed: the attempt is not charged
+            t["free_losses"] += 1
+            t["charged"] -= 1
+        if t["charged"] >= self.max_attempts:
             self._finish(t, False, None, error, holder)
         else:
             t["state"] = "queued"

@@ -113,7 +113,7 @@ class Run:
             else:
                 assert (got.task_id, got.attempt, got.deadline, got.worker) == want
                 assert got.task == f"t{got.task_id}"
-                assert got.attempt <= ledger.max_attempts
+                assert got.attempt <= 2 * ledger.max_attempts  # unclaimed losses are free, up to a bound
                 assert ledger.statistics().in_flight <= ledger.window
         elif kind in ("result", "failure", "claim", "release"):
             _, pick, back, worker, aim_in_flight = event
@@ -503,12 +503,43 @@ def test_an_unclaimed_attempt_expires_at_its_claim_timeout_a_claimed_one_at_its_
     assert ledger.claim(0, 1, worker="w", now=0.5)
     assert ledger.expire(1.0) == [1]
     assert ledger.next_deadline() == 10.5
-    again = ledger.next_assignment(1.0)
-    assert again is not None and (again.task_id, again.attempt, again.deadline) == (1, 2, 2.0)
-    assert ledger.expire(2.0) == [1]
+    assert TaskLedger(lease=1.0, max_attempts=1, window=1, claim_timeout=5.0).claim_timeout == 1.0
+
+
+def test_unclaimed_losses_do_not_count_until_they_reach_max_attempts() -> None:
+    """A task lost in transit (never claimed, so never started) is sent again without using
+    up an attempt, up to max_attempts such losses; after that they count, so a task whose
+    claims never arrive still ends, after 2 * max_attempts sends."""
+    ledger = TaskLedger(lease=10.0, max_attempts=2, window=1, claim_timeout=1.0)
+    ledger.submit("lost on the way")
+    now = 0.0
+    for attempt in range(1, 5):
+        sent = ledger.next_assignment(now)
+        assert sent is not None and (sent.attempt, sent.deadline) == (attempt, now + 1.0)
+        now += 1.0
+        assert ledger.expire(now) == [0]
+        assert ledger.pending == (1 if attempt < 4 else 0)
+    assert ledger.next_assignment(now) is None
     [lost] = ledger.pop_outcomes()
     assert lost.error is not None and lost.error.type == "Unclaimed" and lost.attempts == 2
-    assert TaskLedger(lease=1.0, max_attempts=1, window=1, claim_timeout=5.0).claim_timeout == 1.0
+
+
+def test_an_innocent_task_in_transit_at_each_death_is_not_dead_lettered() -> None:
+    ledger = TaskLedger(lease=10.0, max_attempts=2, window=2, claim_timeout=1.0)
+    poison, innocent = ledger.submit("poison"), ledger.submit("innocent")
+    for death, worker in enumerate(["x", "y"]):
+        a, b = ledger.next_assignment(3.0 * death), ledger.next_assignment(3.0 * death)
+        assert a is not None and b is not None and (a.task_id, b.task_id) == (poison, innocent)
+        assert ledger.claim(poison, a.attempt, worker=worker, now=3.0 * death)
+        assert ledger.worker_gone(worker, 3.0 * death + 0.1) == [poison]  # the innocent sat unread
+        assert ledger.expire(3.0 * death + 1.0) == [innocent]
+    [dead] = ledger.pop_outcomes()
+    assert (dead.task_id, dead.error and dead.error.type, dead.attempts) == (poison, "WorkerLost", 2)
+    again = ledger.next_assignment(10.0)
+    assert again is not None and (again.task_id, again.attempt) == (innocent, 3)
+    assert ledger.result(innocent, 3, "fine", worker="z", now=10.5) is Receipt.DONE
+    [ok] = ledger.pop_outcomes()
+    assert ok.ok and ok.attempts == 1
 
 
 def test_worker_gone_takes_back_only_its_named_attempts() -> None:
@@ -637,8 +668,8 @@ def test_call_errors_name_the_input_and_the_state() -> None:
         ledger.result(0, 1, None, worker=None, now=0.0)
     with pytest.raises(ValueError, match="attempt must be >= 1, got 0"):
         ledger.failure(0, 0, TaskError("E", ""), worker=None, now=0.0)
-    with pytest.raises(ValueError, match="failure for attempt 3 of task 0; max_attempts is 2"):
-        ledger.failure(0, 3, TaskError("E", ""), worker=None, now=0.0)
+    with pytest.raises(ValueError, match=r"failure for attempt 5 of task 0; max_attempts is 2 \(at most 4 sends\)"):
+        ledger.failure(0, 5, TaskError("E", ""), worker=None, now=0.0)
     with pytest.raises(TypeError, match="task_id must be an int"):
         ledger.result("0", 1, None, worker=None, now=0.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="failure.. takes a TaskError or an exception, got 'oops'"):

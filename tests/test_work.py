@@ -172,12 +172,12 @@ async def test_a_stalled_worker_loses_its_lease_and_its_late_result_is_dropped(
             stats = stream.statistics()
         exactly_once(outcomes, 40)
         assert stats.redelivered >= 1  # what it held, or what push sent it while stopped
-        retried = {o.task_id for o in outcomes if o.attempts > 1}
-        assert retried
+        # What it held or was sent while stopped came out from the steady worker.
+        taken_over = {o.task_id for o in outcomes if o.worker == "steady"}
         procs["stalls"].send_signal(signal.SIGCONT)  # it finishes what it held: too late
         while True:
             line = await read_line(procs["stalls"])
-            if line.startswith("done ") and int(line.split()[1]) in retried:
+            if line.startswith("done ") and int(line.split()[1]) in taken_over:
                 break
         tell(procs["stalls"], "quit")  # it sends what it finished, then its bye
         while "stalls" in dispatcher.workers:
