@@ -668,7 +668,9 @@ def test_call_errors_name_the_input_and_the_state() -> None:
         ledger.result(0, 1, None, worker=None, now=0.0)
     with pytest.raises(ValueError, match="attempt must be >= 1, got 0"):
         ledger.failure(0, 0, TaskError("E", ""), worker=None, now=0.0)
-    with pytest.raises(ValueError, match=r"failure for attempt 5 of task 0; max_attempts is 2 \(at most 4 sends\)"):
+    with pytest.raises(
+        ValueError, match=r"failure for attempt 5 of task 0; max_attempts is 2 \(at most 4 sends\)"
+    ):
         ledger.failure(0, 5, TaskError("E", ""), worker=None, now=0.0)
     with pytest.raises(TypeError, match="task_id must be an int"):
         ledger.result("0", 1, None, worker=None, now=0.0)  # type: ignore[arg-type]
