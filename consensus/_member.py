@@ -37,10 +37,12 @@ from . import _protocol as P
 from ._ballot import Ballot
 from ._endpoints import endpoints, member_mesh_address
 from ._handlers import Handler, run_handler, trio_deadline
+from ._hotline import Hotline
+from ._lines import RoomLines
 from ._mesh import Inbox
 from ._poll import MemberError
 from ._roster import check_name
-from ._service import service_nursery
+from ._service import Pulse, service_nursery
 from ._tally import Decision, InvalidDecision
 from ._worker import Worker
 
@@ -59,13 +61,15 @@ class MemberStatistics:
     malformed: int
     messages_dropped: int
     duplicates_dropped: int
+    hotlines_opened: int  # lines to other members, opened by either side
 
 
 class Member:
     """This process's membership of a room. Create it with :func:`join`."""
 
     def __init__(self, address: str, *, name: str, on_poll: Handler | None, on_vote: Handler | None,
-                 handler_timeout: float | None, handler_threads: int, max_message_size: int) -> None:  # fmt: skip
+                 on_ask: Handler | None, handler_timeout: float | None, handler_threads: int,
+                 max_message_size: int) -> None:  # fmt: skip
         self.name = check_name(name)
         self.address = address
         self.endpoints = endpoints(address)
@@ -83,8 +87,11 @@ class Member:
         self._members: dict[str, str] = {}
         self._heartbeat = 0.5
         self._welcome = trio.Event()
+        self._roster_changed = Pulse()
         self._refusal: str | None = None
         self._inbox = Inbox()
+        self._lines = RoomLines(name=self.name, mesh=self._mesh, members=lambda: self._members, on_ask=on_ask,
+                                max_message_size=max_message_size)  # fmt: skip
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task
@@ -97,6 +104,10 @@ class Member:
     def members(self) -> tuple[str, ...]:
         """The room's members as the host last reported them (sorted; includes this one)."""
         return tuple(sorted(self._members))
+
+    async def wait_members_changed(self) -> None:
+        """Wait for the next roster from the host (then read :attr:`members`)."""
+        await self._roster_changed.wait()
 
     async def wait_for_mesh(self) -> None:
         """Wait until this member's mesh links to the host and every member it knows of.
@@ -112,6 +123,21 @@ class Member:
         """Send ``value`` to the host and every other member (best effort, see :meth:`wait_for_mesh`)."""
         await self._mesh.send(value, kind=P.SAY)
 
+    async def hotline(self, peer: str, *, timeout: float = 10.0) -> Hotline:
+        """A hotline to the member named ``peer``, connected; the room exchanges the addresses.
+
+        Both members asking for each other get the same one line; it lives until either
+        leaves the room. The peer also finds it in :meth:`hotlines`. Asks arriving on it go
+        to this member's ``on_ask`` handler (see :func:`join`). Raises
+        :class:`~patterns.LineError` if no member has that name and
+        :class:`~patterns.Timeout` if the line is not up within ``timeout`` seconds.
+        """
+        return await self._lines.hotline(peer, timeout=timeout)
+
+    def hotlines(self) -> AsyncIterator[tuple[str, Hotline]]:
+        """``async for peer, line in member.hotlines()``: the lines other members opened to this one."""
+        return self._lines.incoming()
+
     def messages(self) -> AsyncIterator[tuple[str, Any]]:
         """``async for sender, value in member.messages()``: what the others broadcast."""
         return self._inbox.messages()
@@ -123,9 +149,11 @@ class Member:
 
     def statistics(self) -> MemberStatistics:
         socks = (self._respondent, self._control, self._mesh)
-        malformed = self._counts["malformed"] + sum(s.statistics().malformed for s in socks)
+        malformed = (
+            self._counts["malformed"] + self._lines.malformed + sum(s.statistics().malformed for s in socks)
+        )
         return MemberStatistics(members=len(self._members), messages_dropped=self._inbox.dropped,
-                                duplicates_dropped=self._inbox.duplicates,
+                                duplicates_dropped=self._inbox.duplicates, hotlines_opened=self._lines.opened,
                                 **(self._counts | {"malformed": malformed}))  # fmt: skip
 
     # ------------------------------------------------------------------ joining
@@ -218,6 +246,8 @@ class Member:
             except TransportError as exc:
                 log.warning("member %r cannot dial the mesh address %r: %s", self.name, mesh, exc)
         self._members = dict(members)
+        self._lines.roster_changed(self._members)
+        self._roster_changed.poke()
 
     async def _heartbeats(self) -> None:
         with self._beats:
@@ -280,7 +310,7 @@ class Member:
 
 @asynccontextmanager
 async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vote: Handler | None = None,
-               on_task: Handler | None = None, task_concurrency: int = 1, task_prefetch: int | None = None,
+               on_ask: Handler | None = None, on_task: Handler | None = None, task_concurrency: int = 1, task_prefetch: int | None = None,
                join_timeout: float = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
                max_message_size: int = 16 * 1024 * 1024) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
@@ -289,6 +319,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     ``room.distribute`` and returns ``on_task(task)`` (plain or async), running
     ``task_concurrency`` at once and holding ``task_prefetch`` more (default: as many
     again); see :class:`consensus.Worker`. ``member.worker`` is that worker.
+    ``on_ask`` answers asks on this member's hotlines (:meth:`Member.hotline`), as in
+    :func:`consensus.hotline`.
 
     Raises :class:`~patterns.NameTaken` if a live member holds the name (also later,
     if this member falls silent long enough for another to take its name) and
@@ -297,12 +329,13 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     still running at its deadline is reported as a ``Timeout`` error and its thread
     abandoned until it returns.
     """
-    member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote,
+    member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         nursery.start_soon(member._control_loop)
-        nursery.start_soon(member._inbox.pump, member._mesh)
+        member._lines.start(nursery)
+        nursery.start_soon(member._inbox.pump, member._mesh, member._lines.on_envelope)
         try:
             await member._join(join_timeout)
             nursery.start_soon(member._heartbeats)
@@ -322,4 +355,5 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
         finally:
             nursery.cancel_scope.cancel()
             member._inbox.close()
+            member._lines.close()
             member._decisions_send.close()

@@ -9,12 +9,12 @@ silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
 
-from patterns import Bus
+from patterns import Bus, Envelope
 
 __all__ = ["Inbox"]
 
@@ -40,9 +40,14 @@ class Inbox:
             del self._recent[next(iter(self._recent))]
         return False
 
-    async def pump(self, bus: Bus) -> None:
+    async def pump(self, bus: Bus, on_other: Callable[[Envelope], None] | None = None) -> None:
+        """Queue the broadcasts (``say``); hand any other kind to ``on_other`` (which must not block)."""
         async for envelope in bus.envelopes():
-            if envelope.kind != SAY or self._seen((envelope.sender, envelope.id)):
+            if envelope.kind != SAY:
+                if on_other is not None:
+                    on_other(envelope)
+                continue
+            if self._seen((envelope.sender, envelope.id)):
                 continue
             try:
                 self._send.send_nowait((envelope.sender, envelope.body))

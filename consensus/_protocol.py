@@ -26,6 +26,7 @@ __all__ = [
     "HEARTBEAT",
     "JOIN",
     "LEAVE",
+    "LINE",
     "POLL",
     "REFUSE",
     "ROSTER",
@@ -34,6 +35,7 @@ __all__ = [
     "WELCOME",
     "Hello",
     "parse_hello",
+    "parse_line",
     "parse_members",
     "parse_reply",
 ]
@@ -54,6 +56,8 @@ BALLOT: Final = "ballot"  # reply: a ballot (see consensus._ballot)
 ERROR: Final = "error"  # reply {"type", "message"}
 # mesh bus (everyone to everyone)
 SAY: Final = "say"  # any value
+LINE: Final = "line"  # hotline set-up, addressed to one member: {"to"} asks the member whose
+#                       name sorts first to listen; {"to", "address"} is its answer (dial this)
 
 MAX_ADDRESS_LENGTH: Final = 512
 MAX_ERROR_TEXT: Final = 2000
@@ -108,7 +112,7 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
 _MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ipc", "inproc")
 
 
-def _mesh(envelope: Envelope, address: str) -> str:
+def _mesh(envelope: Envelope, address: str, field: str = "mesh") -> str:
     """A mesh address others will dial: a room scheme, a path or host, a port for tcp."""
     scheme, sep, rest = address.partition("://")
     port = rest.rpartition(":")[2]
@@ -119,7 +123,7 @@ def _mesh(envelope: Envelope, address: str) -> str:
         or not address.isprintable()
         or (scheme not in ("ipc", "inproc") and not (port.isdigit() and 0 < int(port) < 65536))
     ):
-        raise _bad(envelope, f"field 'mesh' is not an address members can dial: {address[:80]!r}")
+        raise _bad(envelope, f"field {field!r} is not an address members can dial: {address[:80]!r}")
     return address
 
 
@@ -151,3 +155,12 @@ def parse_reply(envelope: Envelope) -> tuple[str, Any]:
             raise _bad(envelope, "field 'message' must be text")
         return ERROR, MemberError(kind, message[:MAX_ERROR_TEXT])
     raise _bad(envelope, f"unknown reply kind {envelope.kind!r}")
+
+
+def parse_line(envelope: Envelope) -> tuple[str, str | None]:
+    """A hotline set-up message: ``(to, address)``; ``address`` is None in a request."""
+    body = _body(envelope)
+    to = _field(envelope, body, "to", str, MAX_NAME_LENGTH)
+    if "address" not in body:
+        return to, None
+    return to, _mesh(envelope, _field(envelope, body, "address", str, MAX_ADDRESS_LENGTH), "address")

@@ -56,3 +56,22 @@ def test_pipeline_example(transport: str) -> None:
     # Each victim is killed while it holds a claimed attempt: what it held must have come back.
     assert count("redelivered") >= 1, out
     assert "every task accounted for: 120 submitted = 119 ok + 1 failed, each exactly once" in out, out
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_hotline_example(transport: str) -> None:
+    out = run_example("examples/hotline.py", "--turns", "4", "--transport", transport)
+    assert "gemini dialed in" in out, out
+    turns = [line for line in out.splitlines() if line.startswith("turn ")]
+    assert [line.split(":")[1].split("->")[0].strip() for line in turns] == [
+        "claude asks gemini", "gemini asks claude", "claude asks gemini", "gemini asks claude",
+    ], out  # fmt: skip
+    assert "history: gemini -> claude -> gemini -> claude" in out, out
+    assert "I split every triangle into four" in out and "(28 words; first token after" in out, out
+    stats = {
+        name: (int(answered), int(served))
+        for name, answered, served in re.findall(
+            r"^  (\w+) +asks answered (\d+), served (\d+)", out, re.MULTILINE
+        )
+    }
+    assert stats == {"claude": (4, 2), "gemini": (2, 3)}, out  # deterministic for 4 turns
