@@ -25,10 +25,18 @@ pynng's exceptions never escape (they are translated where pynng is called, with
     ├── RoomError                   room membership failed (consensus)
     │   ├── RoomUnavailable         the host could not be reached, or went away
     │   └── NameTaken               a live member already holds that name
-    └── LineError                   an ask on a hotline failed (consensus)
-        ├── PeerLost                the peer went away (connection dropped, or silent past its
-        │                           heartbeats) while the ask waited
-        └── RemoteError             the peer's handler raised; ``type`` and ``message`` say what
+    ├── LineError                   an ask on a hotline failed (consensus)
+    │   ├── PeerLost                the peer went away (connection dropped, or silent past its
+    │   │                           heartbeats) while the ask waited
+    │   └── RemoteError             the peer's handler raised; ``type`` and ``message`` say what
+    └── SharedMemoryError           a shared-memory segment could not be made or used; ``name``
+        │                           is the segment (``None`` when unknown), ``reason`` a tag
+        ├── SegmentGone             the referenced segment no longer exists: "missing",
+        │                           "released" (every receiver attached) or "expired" (lease)
+        ├── BadReference            a reference is malformed or does not match its segment
+        │                           (also a ``ValueError``); ``reason`` says which check failed
+        └── SharedMemoryFull        the segment directory (``/dev/shm``) has no room for
+                                    ``size`` bytes; nothing was left behind
 
 Messages name the input and the state that made the call fail.
 """
@@ -38,6 +46,7 @@ from __future__ import annotations
 __all__ = [
     "AddressError",
     "AddressInUse",
+    "BadReference",
     "Closed",
     "ConnectionRefused",
     "ConsensusError",
@@ -51,6 +60,9 @@ __all__ = [
     "RemoteError",
     "RoomError",
     "RoomUnavailable",
+    "SegmentGone",
+    "SharedMemoryError",
+    "SharedMemoryFull",
     "TLSError",
     "Timeout",
     "TransportError",
@@ -156,3 +168,52 @@ class RemoteError(LineError):
         super().__init__(f"the peer's handler failed: {type}: {message}")
         self.type = type
         self.message = message
+
+
+class SharedMemoryError(ConsensusError):
+    """A shared-memory segment could not be created, attached or read.
+
+    ``name`` is the segment's file name (``None`` when the input had no usable name)
+    and ``reason`` a short machine-friendly tag saying which step or check failed.
+    Raised as this class itself with ``"create"`` (the file could not be made: no such
+    directory, no permission), ``"map"`` (``mmap`` failed) or ``"locked"`` (another
+    process held the segment's lock for seconds); the subclasses cover the rest.
+    """
+
+    def __init__(self, message: str, *, name: str | None, reason: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.reason = reason
+
+
+class SegmentGone(SharedMemoryError):
+    """The referenced segment no longer exists for this receiver.
+
+    ``reason`` is ``"missing"`` (no such file: never made here, already freed, or swept),
+    ``"released"`` (every receiver it was made for has attached) or ``"expired"`` (its
+    lease passed before this receiver attached).
+    """
+
+
+class BadReference(SharedMemoryError, ValueError):
+    """A shared-memory reference is malformed, or does not match the segment it names.
+
+    ``reason`` is ``"shape"``, ``"name"``, ``"token"``, ``"range"`` (checks of the
+    reference itself), ``"not-a-file"``, ``"truncated"``, ``"magic"``, ``"version"``,
+    ``"header"`` or ``"mismatch"`` (checks of the file it names, made before any payload
+    byte is touched).
+    """
+
+
+class SharedMemoryFull(SharedMemoryError):
+    """The segment directory has no room for a new segment of ``size`` bytes.
+
+    Space is reserved before anything is written, so this is raised instead of the
+    process dying of SIGBUS; the partial file is removed. ``directory`` is where the
+    segment was to be made.
+    """
+
+    def __init__(self, message: str, *, name: str | None, size: int, directory: str) -> None:
+        super().__init__(message, name=name, reason="space")
+        self.size = size
+        self.directory = directory
