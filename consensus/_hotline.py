@@ -22,6 +22,27 @@ deadline, ``b`` = ``{"v": value, "stream": bool}``), ``reply`` / ``chunk`` / ``e
 ``ping`` and ``pong``. A reply to an unknown or expired ask is dropped and counted.
 The peer answers an ask with ``on_ask`` (plain, async, or an async generator for a
 stream) or, without a handler, through :meth:`Hotline.receive_ask`.
+
+Where the time of an ask goes
+-----------------------------
+A round trip is dominated by Python work per frame, and a pass of trio's scheduler
+(or a task) costs about as much as encoding the frame, so the common path avoids them:
+
+* One task, the *receiver*, reads the line. An ask whose ``on_ask`` is an async function
+  (a coroutine function, not an async generator) is answered inline: the receiver calls
+  the handler and runs it up to its first suspension. A handler that returns without
+  suspending is answered at once, with no task spawned. A handler that suspends (any
+  ``await`` that yields to trio, even ``trio.sleep(0)``) is not waited for: the receiver
+  first starts a new receiving task, then finishes that one ask in its own task, the way
+  a task per ask would. So a slow or blocking handler never stalls the line. (An inline
+  handler shares the receiving task's context variables.) Plain handlers (run in a
+  worker thread) and async generators are served in a task per ask.
+* A frame goes out at once when NNG takes it without waiting and no other task is queued
+  to send; otherwise the sender queues on a FIFO lock and waits for room. NNG frames never
+  interleave; the lock keeps waiting senders in order (one task at a time may wait on
+  NNG's send descriptor).
+* A plain ask waits in a one-slot mailbox (the asker parks with ``trio.lowlevel``); a
+  streamed ask keeps a bounded channel, so a slow consumer slows the line.
 """
 
 from __future__ import annotations
@@ -31,15 +52,17 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import trio
 
 from patterns import (
     Closed,
+    ConsensusError,
     EncodeError,
     Envelope,
     MalformedMessage,
@@ -49,10 +72,11 @@ from patterns import (
     RemoteError,
     Timeout,
     TLSConfig,
+    WouldBlock,
 )
-from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
+from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE, MAX_SENDER_LENGTH
 
-from ._asks import Action, AskTable
+from ._asks import REPLY_KINDS, Action, AskTable
 from ._handlers import run_handler
 from ._poll import MemberError
 from ._service import service_nursery
@@ -72,6 +96,7 @@ MSG, ASK, REPLY, CHUNK, END, ERROR, PING, PONG = (
     "pong",
 )
 QUEUE = 256  # values received and not yet taken; beyond it the line waits (the peer is slowed)
+_ID_MASK = 0xFFFF_FFFF_FFFF_FFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +152,50 @@ class IncomingAsk:
         await self._line._answer(self, kind, value)
 
 
+class _Slot:
+    """Where the answer to one plain ask lands: put once by the receiver, taken by the asker."""
+
+    __slots__ = ("reply", "task")
+
+    def __init__(self) -> None:
+        self.reply: tuple[str, Any] | None = None
+        self.task: trio.lowlevel.Task | None = None  # the asker, while it is parked
+
+    def put(self, reply: tuple[str, Any]) -> None:
+        if self.reply is None:  # the first answer counts (a reply before a lost connection)
+            self.reply = reply
+            task = self.task
+            if task is not None:
+                self.task = None
+                trio.lowlevel.reschedule(task)
+
+    def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+_Waiter: TypeAlias = "_Slot | trio.MemorySendChannel[tuple[str, Any]]"
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
+    """Run ``coro`` to its end in the current task, after its first step (run by the caller,
+    in this same task) yielded ``trap`` to trio. Returns what the coroutine returns."""
+    while True:
+        try:
+            sent = yield trap
+        except BaseException as exc:  # noqa: BLE001 - trio throws cancellation (or an error) in: pass it on
+            try:
+                trap = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                trap = coro.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
 class Hotline:
     """One end of a hotline. Create it with :func:`hotline`."""
 
@@ -137,6 +206,10 @@ class Hotline:
             raise ValueError(
                 f"heartbeat must be > 0 s and missed_heartbeats >= 1, got {heartbeat!r}, {missed_heartbeats!r}"
             )
+        if not isinstance(name, str) or len(name) > MAX_SENDER_LENGTH:
+            raise ValueError(
+                f"name must be text of at most {MAX_SENDER_LENGTH} characters, got {name!r:.300}"
+            )
         self.address = address
         self.name = name
         self.heartbeat = float(heartbeat)
@@ -144,9 +217,12 @@ class Hotline:
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         self._pair = Pair(listen=address, **opts) if listen else Pair(dial=address, **opts)
         self._on_ask = on_ask
+        # An async function (not a generator) is run inline by the receiver (module docstring).
+        self._inline = on_ask is not None and inspect.iscoroutinefunction(on_ask)
+        self._handler_name = getattr(on_ask, "__qualname__", repr(on_ask))
         self._threads = trio.CapacityLimiter(handler_threads)
         self._asks = AskTable()
-        self._waiters: dict[int, trio.MemorySendChannel[tuple[str, Any]]] = {}
+        self._waiters: dict[int, _Waiter] = {}
         self._ids = secrets.randbits(62)
         self._inbox_send, self._inbox = trio.open_memory_channel[Any](QUEUE)
         self._requests_send, self._requests = trio.open_memory_channel[IncomingAsk](QUEUE)
@@ -162,14 +238,14 @@ class Hotline:
     # ------------------------------------------------------------------ public
     @property
     def connected(self) -> bool:
-        return bool(self._pair.peers)
+        return len(self._pair.peers_state) > 0
 
     async def wait_connected(self) -> None:
         await self._pair.wait_for_peers(1)
 
     async def send(self, value: Any) -> None:
         """Send ``value`` to the peer (waits while there is no peer, or NNG's queue is full)."""
-        await self._send(Envelope(MSG, self.name, self._pair._next_id(), value))
+        await self._send(Envelope(MSG, self.name, self._pair._next_id(), value), checkpoint=True)
 
     async def receive(self) -> Any:
         """The next value the peer sent with :meth:`send`."""
@@ -202,15 +278,36 @@ class Hotline:
 
         Raises :class:`~patterns.Timeout` after ``timeout`` seconds, :class:`~patterns.PeerLost`
         if the connection drops first, :class:`~patterns.RemoteError` if the peer's handler failed."""
-        async with self._open_ask(value, timeout, stream=False) as (ask_id, next_reply):
-            kind, body = await next_reply()
-            return self._outcome(ask_id, kind, body)
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._ids = ask_id = (self._ids + 1) & _ID_MASK
+        deadline = trio.current_time() + timeout
+        slot = _Slot()
+        self._asks.open(ask_id, deadline=deadline, stream=False)
+        self._waiters[ask_id] = slot
+        try:
+            envelope = Envelope(
+                ASK, self.name, ask_id, {"v": value, "stream": False}, None, time.time() + timeout
+            )
+            if not (self._pair.peers_state and self._send_now(envelope)):
+                await self._send_ask_later(ask_id, value, False, timeout, deadline)
+            if slot.reply is None:
+                with trio.CancelScope(deadline=deadline):
+                    slot.task = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(slot.abort)
+            if slot.reply is None:
+                raise self._timed_out(ask_id, deadline, timeout, stream=False)
+            return self._outcome(ask_id, *slot.reply)
+        finally:
+            self._asks.close(ask_id)
+            del self._waiters[ask_id]
 
     async def ask_stream(self, value: Any, *, timeout: float) -> AsyncGenerator[Any, None]:
         """Send ``value`` as an ask answered by a stream; yields each chunk as it comes.
         ``timeout`` bounds the whole stream. (No cancel scope is open across a yield, so
         the consumer may stop early; ``contextlib.aclosing`` closes the ask at once.)"""
-        async with self._open_ask(value, timeout, stream=True) as (ask_id, next_reply):
+        async with self._open_stream(value, timeout) as (ask_id, next_reply):
             while True:
                 kind, body = await next_reply()
                 if kind == CHUNK:
@@ -234,42 +331,49 @@ class Hotline:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ asking
+    async def _send_ask_later(
+        self, ask_id: int, value: Any, stream: bool, timeout: float, deadline: float
+    ) -> None:
+        """Send an ask that could not go out at once: wait for a peer and room, until its deadline."""
+        with trio.move_on_at(deadline):
+            if not self.connected:
+                await self.wait_connected()
+            await self._send(Envelope(ASK, self.name, ask_id, {"v": value, "stream": stream},
+                                      deadline=time.time() + timeout))  # fmt: skip
+            return
+        raise self._timed_out(ask_id, deadline, timeout, stream=stream)
+
+    def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> Timeout:
+        self._asks.expire(deadline)
+        what = "end of stream" if stream else "reply"
+        return Timeout(f"ask {ask_id} on {self!r}: no {what} within {timeout} s")
+
     @asynccontextmanager
-    async def _open_ask(
-        self, value: Any, timeout: float, *, stream: bool
+    async def _open_stream(
+        self, value: Any, timeout: float
     ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[str, Any]]]]]:
-        """Open and send an ask; yields its id and a function that awaits its next reply.
+        """Open and send a streamed ask; yields its id and a function that awaits its next reply.
         Each wait opens its own cancel scope at the ask's deadline: none spans a yield."""
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-        self._ids = (self._ids + 1) & 0xFFFF_FFFF_FFFF_FFFF
-        ask_id = self._ids
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._ids = ask_id = (self._ids + 1) & _ID_MASK
         send, receive = trio.open_memory_channel[tuple[str, Any]](QUEUE)
         deadline = trio.current_time() + timeout
-
-        def timed_out() -> Timeout:
-            self._asks.expire(deadline)
-            what = "end of stream" if stream else "reply"
-            return Timeout(f"ask {ask_id} on {self!r}: no {what} within {timeout} s")
 
         async def next_reply() -> tuple[str, Any]:
             with trio.move_on_at(deadline):
                 return await receive.receive()
-            raise timed_out()
+            raise self._timed_out(ask_id, deadline, timeout, stream=True)
 
-        self._asks.open(ask_id, deadline=deadline, stream=stream)
+        self._asks.open(ask_id, deadline=deadline, stream=True)
         self._waiters[ask_id] = send
         try:
-            sent = False
-            with trio.move_on_at(deadline):
-                if not self.connected:
-                    await self.wait_connected()
-                envelope = Envelope(ASK, self.name, ask_id, {"v": value, "stream": stream},
-                                    deadline=time.time() + timeout)  # fmt: skip
-                await self._send(envelope)
-                sent = True
-            if not sent:
-                raise timed_out()
+            envelope = Envelope(
+                ASK, self.name, ask_id, {"v": value, "stream": True}, None, time.time() + timeout
+            )
+            if not (self._pair.peers_state and self._send_now(envelope)):
+                await self._send_ask_later(ask_id, value, True, timeout, deadline)
             yield ask_id, next_reply
         finally:
             self._asks.close(ask_id)
@@ -289,18 +393,25 @@ class Hotline:
 
     # ------------------------------------------------------------------ answering
     async def _answer(self, ask: IncomingAsk, kind: str, value: Any) -> None:
-        if self._pipe != ask._pipe:  # the connection it came on is gone: nobody waits for this
+        if self._pair.peers_state.was_removed(ask._pipe):  # nobody waits for this any more
             raise PeerLost(f"ask {ask.id}: the peer that asked has gone")
         try:
-            await self._send(Envelope(kind, self.name, self._pair._next_id(), value, re=ask.id))
+            await self._send(
+                Envelope(kind, self.name, self._pair._next_id(), value, re=ask.id), checkpoint=True
+            )
         except (EncodeError, MessageTooLarge) as exc:
             if kind == ERROR:
                 raise
             ask.done = True
-            await self._send(Envelope(ERROR, self.name, self._pair._next_id(),
-                                      MemberError(type(exc).__name__, str(exc)[:2000]).to_wire(), re=ask.id))  # fmt: skip
+            await self._send(self._unsendable(ask.id, exc), checkpoint=True)
+
+    def _unsendable(self, ask_id: int, exc: Exception) -> Envelope:
+        """The error frame that replaces an answer with no wire form (or too large to send)."""
+        error = MemberError(type(exc).__name__, str(exc)[:2000]).to_wire()
+        return Envelope(ERROR, self.name, self._pair._next_id(), error, re=ask_id)
 
     async def _serve(self, ask: IncomingAsk) -> None:
+        """Answer one ask in its own task: plain handlers (in a thread) and async generators."""
         handler = self._on_ask
         assert handler is not None
         try:
@@ -327,15 +438,85 @@ class Hotline:
             if not ask.done:
                 await ask.fail(exc)
 
+    async def _serve_inline(self, ask_id: int, pipe: int, value: Any, stream: bool) -> bool:
+        """Answer an ask with the async ``on_ask`` in the receiving task, as far as it goes
+        without waiting (module docstring). Returns whether this task still receives: not
+        once it handed that role to a new task, because the handler suspended or the answer
+        had to wait for room to send."""
+        handler = self._on_ask
+        assert handler is not None
+        receiving = True
+        kind = END if stream else REPLY
+        try:
+            coro = handler(value)
+            try:
+                trap = coro.send(None)
+            except StopIteration as done:
+                result = done.value
+            else:  # the handler yields to trio: from here on it has this task to itself
+                receiving = self._hand_off()
+                result = await _resume(coro, trap)
+        except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
+            log.info("handler %s failed: %r", self._handler_name, exc)
+            kind, result = ERROR, MemberError.from_exception(exc).to_wire()
+        if self._pair.peers_state.was_removed(pipe):
+            log.info("%r: the peer left before ask %d was answered", self, ask_id)
+            return receiving
+        envelope = Envelope(kind, self.name, self._pair._next_id(), result, re=ask_id)
+        try:
+            try:
+                sent = self._send_now(envelope)
+            except (EncodeError, MessageTooLarge) as exc:
+                envelope = self._unsendable(ask_id, exc)
+                sent = self._send_now(envelope)
+            if not sent:
+                if receiving:
+                    receiving = self._hand_off()
+                async with self._sending:
+                    await self._pair.send_envelope(envelope)
+        except ConsensusError as exc:
+            if receiving and isinstance(exc, Closed):
+                raise  # the line is closing: the receiver stops
+            log.info("%r: the answer to ask %d was not sent: %r", self, ask_id, exc)
+            return receiving
+        self._counts["asks_served"] += 1
+        return receiving
+
+    def _hand_off(self) -> bool:
+        """Start a new receiving task; the current one goes on with one ask only."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self._receive_loop)
+        return False
+
     # ------------------------------------------------------------------ loops
-    async def _send(self, envelope: Envelope) -> None:
+    def _send_now(self, envelope: Envelope) -> bool:
+        """Send at once if no other task is queued to send and NNG takes the frame without
+        waiting. Raises what encoding raises (:class:`EncodeError`, :class:`MessageTooLarge`)."""
+        if self._sending.locked():
+            return False
+        try:
+            self._pair.send_envelope_nowait(envelope)
+        except WouldBlock:
+            return False
+        return True
+
+    async def _send(self, envelope: Envelope, *, checkpoint: bool = False) -> None:
+        """Send a frame, waiting in FIFO order for room when it cannot go out at once.
+        With ``checkpoint``, it is a trio checkpoint even when it does not wait."""
+        if checkpoint:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        if self._send_now(envelope):
+            if checkpoint:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return
         async with self._sending:
             await self._pair.send_envelope(envelope)
 
     async def _receive_loop(self) -> None:
+        pair = self._pair
         while True:
             try:
-                envelope, pipe = await self._pair.receive_from()
+                envelope, pipe = await pair.receive_from()
             except MalformedMessage as exc:
                 log.warning("%r dropped a frame: %s", self, exc)
                 continue
@@ -343,50 +524,68 @@ class Hotline:
                 return
             self._heard = trio.current_time()
             try:
-                await self._on_frame(envelope, pipe)
+                if not await self._on_frame(envelope, pipe):
+                    return  # another task receives now (see _serve_inline)
             except MalformedMessage as exc:
                 self._counts["malformed"] += 1
                 log.warning("%r ignored a frame: %s", self, exc)
+            except Closed:
+                return
 
-    async def _on_frame(self, envelope: Envelope, pipe: int) -> None:
+    async def _on_frame(self, envelope: Envelope, pipe: int) -> bool:
+        """Handle one frame; returns False when this task has stopped being the receiver."""
         kind = envelope.kind
-        if kind == MSG:
-            await self._inbox_send.send(envelope.body)
-        elif kind == ASK:
+        if kind == ASK:
             body = envelope.body
             if not isinstance(body, dict) or "v" not in body or type(body.get("stream", False)) is not bool:
                 raise MalformedMessage(f"ask {envelope.id}: the body must be {{'v': value, 'stream': bool}}",
                                        reason="body", size=0)  # fmt: skip
+            if self._inline:
+                return await self._serve_inline(envelope.id, pipe, body["v"], body.get("stream", False))
             ask = IncomingAsk(self, envelope, pipe, body["v"], body.get("stream", False))
             if self._on_ask is not None:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._serve, ask)
             else:
                 await self._requests_send.send(ask)
-        elif kind in (REPLY, CHUNK, END, ERROR):
-            if envelope.re is None:
+        elif kind in REPLY_KINDS:
+            re = envelope.re
+            if re is None:
                 raise MalformedMessage(f"a {kind!r} frame without 're'", reason="body", size=0)
-            verdict = self._asks.on_reply(kind, envelope.re)
-            waiter = self._waiters.get(envelope.re)
-            if waiter is None or verdict.action is Action.DROP:
-                return
+            action = self._asks.on_reply(kind, re).action
+            waiter = self._waiters.get(re)
+            if waiter is None or action is Action.DROP:
+                return True
             body = envelope.body
             if kind == ERROR and not (isinstance(body, dict) and isinstance(body.get("type"), str)):
                 body = {"type": "Error", "message": repr(body)[:200]}
-            if verdict.action is Action.VIOLATION:
-                await waiter.send(("violation", f"a {kind!r} frame"))
+            item = ("violation", f"a {kind!r} frame") if action is Action.VIOLATION else (kind, body)
+            if type(waiter) is _Slot:
+                waiter.put(item)
             else:
-                await waiter.send((kind, body))
+                assert isinstance(waiter, trio.MemorySendChannel)
+                try:
+                    waiter.send_nowait(item)
+                except trio.WouldBlock:  # a stream whose consumer lags: the line waits for it
+                    await waiter.send(item)
+        elif kind == MSG:
+            try:
+                self._inbox_send.send_nowait(envelope.body)
+            except trio.WouldBlock:  # nobody takes the values: the line waits (the peer is slowed)
+                await self._inbox_send.send(envelope.body)
         elif kind == PING:
             with trio.move_on_after(self.heartbeat):
                 await self._send(Envelope(PONG, self.name, self._pair._next_id(), None))
         elif kind != PONG:
             raise MalformedMessage(f"unknown frame kind {kind!r}", reason="body", size=0)
+        return True
 
     def _lost(self, why: str, kind: str = "lost") -> None:
         for ask_id in self._asks.fail_all():
             waiter = self._waiters.get(ask_id)
-            if waiter is not None:
+            if isinstance(waiter, _Slot):
+                waiter.put((kind, why))
+            elif waiter is not None:
                 try:
                     waiter.send_nowait((kind, why))
                 except trio.WouldBlock:  # a stream whose consumer lags: it fails at its deadline

@@ -4,7 +4,8 @@
 
 Answers asks on its lines with ``{"by": NAME, "got": value}``. Prints ``joined``, then
 ``line <peer>`` for each line another member opened to it. Commands on stdin:
-``ask <peer> <json>`` opens (or reuses) the line to ``peer`` and asks, then prints
+``ask <peer> <json>`` waits until ``peer`` is in its roster, opens (or reuses) the
+line to it and asks, then prints
 ``answer <json>`` or ``error <ExceptionType> <message>``; ``stats`` prints
 ``opened <hotlines_opened>``; ``quit`` leaves the room.
 """
@@ -41,6 +42,8 @@ async def main(args: argparse.Namespace) -> None:
 
         async def ask(peer: str, value: Any) -> None:
             try:
+                while peer not in member.members:  # the host's roster may not have reached us yet
+                    await member.wait_members_changed()
                 line = await member.hotline(peer, timeout=10)
                 say("answer", json.dumps(await line.ask(value, timeout=5)))
             except consensus.ConsensusError as exc:

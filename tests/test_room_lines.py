@@ -40,7 +40,11 @@ async def wait_for(member: consensus.Member, check: Callable[[tuple[str, ...]], 
 
 
 async def answer(proc: subprocess.Popen[str]) -> Any:
-    kind, _, rest = (await read_line(proc)).partition(" ")
+    """The next answer the child prints (a ``line`` notice may come first: the peer's
+    offer can arrive before the child's own request)."""
+    while (text := await read_line(proc)).startswith("line "):
+        pass
+    kind, _, rest = text.partition(" ")
     assert kind == "answer", rest
     return json.loads(rest)
 
