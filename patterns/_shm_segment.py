@@ -50,10 +50,13 @@ live view holds one descriptor; from 3.13 on none is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import fcntl
 import mmap
 import os
 import secrets
+import struct
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -64,6 +67,7 @@ from ._shm_attach import attach, attach_all
 from ._shm_header import (
     MMAP_OPTIONS,
     PAYLOAD_OFFSET,
+    PENDING_OFFSET,
     Header,
     monotonic_now,
     process_identity,
@@ -73,6 +77,8 @@ from ._shm_header import (
 from ._shm_ref import MAX_SEGMENT_SIZE, ShmRef, make_name
 
 __all__ = ["BufferState", "SharedBuffer", "attach", "attach_all", "place"]
+
+RECEIVERS: Final = struct.Struct("<II")  # the header's receivers and pending counts, side by side
 
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOMEM})
 _MAX_RECEIVERS: Final = 2**32 - 1
@@ -215,6 +221,27 @@ class SharedBuffer:
         if offset + length > self.size:
             raise ValueError(f"range {offset}+{length} of {self.name!r} ends past its {self.size} bytes")
         return ShmRef(self.name, self._header.token, offset, length)
+
+    def set_receivers(self, receivers: int) -> None:
+        """Say how many receivers will attach (a socket sets it when it sends the buffer).
+
+        Only before the reference has gone out: it rewrites the header's ``receivers``
+        and ``pending`` counts under the same lock receivers take."""
+        _check_arguments(self.size, 1.0, receivers)
+        if self._state is BufferState.DISCARDED:
+            raise Closed(f"shared buffer {self.name!r} was discarded")
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SharedMemoryError(
+                f"shared buffer {self.name!r}: cannot set its receivers: {exc}", name=self.name, reason="map"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.pwrite(fd, RECEIVERS.pack(receivers, receivers), PENDING_OFFSET - 4)
+        finally:
+            os.close(fd)
+        self._header = dataclasses.replace(self._header, receivers=receivers, pending=receivers)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -22,6 +22,8 @@ Decoding is strict: anything else raises :class:`MalformedMessage`.
 
 from __future__ import annotations
 
+import array
+import dataclasses
 import datetime
 import decimal
 import fractions
@@ -36,7 +38,9 @@ from typing import Any, Final
 
 import cbor2
 
-from ._errors import EncodeError, MalformedMessage, MessageTooLarge
+from ._errors import EncodeError, MalformedMessage, MessageTooLarge, SharedMemoryError
+from ._shm_codec import MAX_REFERENCES, SHM_TAG, Placement, SharedMemory, Slot, resolve, sendable_view
+from ._shm_segment import SharedBuffer
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -83,6 +87,17 @@ def _refuse_tag(*_args: object) -> Any:
     raise ValueError("CBOR tags other than bignums (2, 3) are not accepted")
 
 
+def _tag_hook(*args: Any) -> Any:
+    """Unknown tags: only a shared-memory slot (an index into ``shm``) is accepted.
+
+    cbor2 6 calls ``hook(tag, immutable)``, cbor2 5 ``hook(decoder, tag)``."""
+    tag = args[0] if isinstance(args[0], cbor2.CBORTag) else args[1]
+    if tag.tag == SHM_TAG and type(tag.value) is int and 0 <= tag.value < MAX_REFERENCES:
+        _local.slots = getattr(_local, "slots", 0) + 1
+        return Slot(tag.value)
+    return _refuse_tag()
+
+
 # cbor2 turns many semantic tags into Python objects (regexes, shared references that
 # build cycles, embedded CBOR, MIME, ...). A peer must not be able to make us build any
 # of those, so every tag is refused except the two bignum tags. Built-in decoders are
@@ -127,12 +142,51 @@ _TAGGED_TYPES: Final = (
 _local = threading.local()
 
 
+def _encode_buffer(encoder: Any, value: Any) -> None:
+    """A buffer: inline as a byte string, or (large, for a peer on this host) a shared-memory tag."""
+    view = sendable_view(value)
+    placement: Placement | None = getattr(_local, "placement", None)
+    if placement is not None:
+        index = placement.put(value, view)
+        if index is not None:
+            encoder.encode_length(6, SHM_TAG)
+            encoder.encode_length(0, index)
+            return
+    encoder.encode_length(2, view.nbytes)
+    encoder.write(view)
+
+
+def _encode_other(encoder: Any, value: Any) -> None:
+    """Types cbor2 does not know: anything with the buffer protocol (numpy arrays) is a buffer."""
+    try:
+        memoryview(value).release()
+    except TypeError:
+        raise TypeError(f"cannot serialize type {type(value).__name__}") from None
+    _encode_buffer(encoder, value)
+
+
 def _encoder() -> Any:
     encoder = getattr(_local, "encoder", None)
     if encoder is None:
-        encoder = cbor2.CBOREncoder(io.BytesIO(), encoders={t: _refuse_type for t in _TAGGED_TYPES})
+        encoders: dict[type, Any] = {t: _refuse_type for t in _TAGGED_TYPES}
+        encoders |= dict.fromkeys((bytes, bytearray, memoryview, array.array, SharedBuffer), _encode_buffer)
+        encoders[_Raw] = _encode_raw
+        encoder = cbor2.CBOREncoder(io.BytesIO(), encoders=encoders, default=_encode_other)
         _local.encoder = encoder
     return encoder
+
+
+class _Raw:
+    """An already-encoded CBOR item, written as is."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _encode_raw(encoder: Any, value: _Raw) -> None:
+    encoder.write(value.data)
 
 
 def encode_body(value: Any) -> bytes:
@@ -165,7 +219,7 @@ def decode_body(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT
     try:
         decoder = cbor2.CBORDecoder(
             stream,
-            tag_hook=_refuse_tag,
+            tag_hook=_tag_hook,
             semantic_decoders=_SEMANTIC_DECODERS,
             max_depth=MAX_DEPTH,
             allow_indefinite=False,
@@ -179,8 +233,15 @@ def decode_body(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT
     return value
 
 
-def encode(envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
-    """Encode an envelope; raises :class:`MessageTooLarge` past ``max_size``."""
+def encode(
+    envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE, placement: Placement | None = None
+) -> bytes:
+    """Encode an envelope; raises :class:`MessageTooLarge` past ``max_size``.
+
+    With a ``placement`` (the peers share this host), large buffers in the body go to
+    shared memory and the envelope carries their references in ``shm``; the caller
+    calls ``placement.sent()`` or ``placement.abort()`` once the send is done or failed.
+    """
     if type(envelope.id) is not int or not 0 <= envelope.id < _MAX_ID:
         raise EncodeError(f"message id {envelope.id!r} is not an integer in 0..2**64-1")
     if not isinstance(envelope.kind, str) or not 0 < len(envelope.kind) <= MAX_KIND_LENGTH:
@@ -200,18 +261,61 @@ def encode(envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> b
         frame["dl"] = float(envelope.deadline)
     if envelope.body is not None:
         frame["b"] = envelope.body
-    if envelope.shm is not None:
+        if placement is not None:
+            _local.placement = placement
+            try:
+                frame["b"] = _Raw(encode_body(envelope.body))
+            except BaseException:
+                placement.abort()
+                raise
+            finally:
+                _local.placement = None
+            if placement.refs:
+                frame["shm"] = placement.refs
+    if envelope.shm is not None and "shm" not in frame:
         frame["shm"] = list(envelope.shm)
-    data = encode_body(frame)
+    try:
+        data = encode_body(frame)
+    except BaseException:
+        if placement is not None:
+            placement.abort()
+        raise
     if len(data) > max_size:
+        if placement is not None:
+            placement.abort()
         raise MessageTooLarge(
             f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
         )
     return data
 
 
-def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Envelope:
-    """Strictly decode one envelope; raises :class:`MalformedMessage` on any deviation."""
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    shared_memory: SharedMemory | None = None,
+) -> Envelope:
+    """Strictly decode one envelope; raises :class:`MalformedMessage` on any deviation.
+
+    Shared-memory references in the body become read-only views of their segments when
+    ``shared_memory`` is given and enabled; otherwise, or when a reference is bad, the
+    frame is malformed (``reason="shm"``).
+    """
+    _local.slots = 0
+    envelope = _decode(data, max_size)
+    if _local.slots:
+        size = len(data)
+        if shared_memory is None or not shared_memory.enabled:
+            raise _fail("shm", size, "it refers to shared memory, which this socket does not use")
+        try:
+            body = resolve(envelope.body, envelope.shm, shared_memory.directory)
+        except SharedMemoryError as exc:
+            raise _fail("shm", size, f"a shared-memory reference is unusable: {exc}") from exc
+        return dataclasses.replace(envelope, body=body)
+    return envelope
+
+
+def _decode(data: bytes | bytearray | memoryview, max_size: int) -> Envelope:
     size = len(data)
     frame = decode_body(data, max_size=max_size)
     # Fast path for the common, valid frame: a few C-level checks, no generator.

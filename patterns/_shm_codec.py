@@ -1,0 +1,184 @@
+"""Large buffers travel through shared memory: what the envelope codec does with them.
+
+On the sending side, while a body is encoded for a peer on the same host, every buffer
+(``bytes``, ``bytearray``, ``memoryview``, any object with the buffer protocol such as a
+numpy array, or a :class:`SharedBuffer`) of at least ``threshold`` bytes is placed in a
+shared-memory segment (one copy; none for a :class:`SharedBuffer`, which is already
+there) and written in the body as CBOR tag :data:`SHM_TAG` around an index into the
+envelope's ``shm`` array, which holds the references (``[name, token, offset,
+length]``). Smaller buffers, and every buffer for a peer elsewhere, are written inline
+as CBOR byte strings (``SharedBuffer`` contents are then copied).
+
+On the receiving side the decoder turns each tag into a read-only ``memoryview`` over
+the segment (no copy). Any fault in the references (a missing, foreign, truncated or
+freed segment, an index out of range or used twice, a tag without ``shm``) makes the
+whole frame a :class:`MalformedMessage` with ``reason="shm"``; its ``__cause__`` is the
+:class:`SegmentGone` or :class:`BadReference` that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._errors import SharedMemoryError, SharedMemoryFull
+from ._shm_attach import attach
+from ._shm_ref import ShmRef
+from ._shm_segment import BufferState, SharedBuffer, place
+
+__all__ = ["DEFAULT_THRESHOLD", "SHM_TAG", "Placement", "SharedMemory", "Slot", "resolve"]
+
+log = logging.getLogger("patterns")
+
+SHM_TAG: Final = 28_270  # 0x6E6E, "nn": the body holds a shared-memory reference here
+MAX_REFERENCES: Final = 4096  # per envelope
+DEFAULT_THRESHOLD: Final = 1024 * 1024
+"""Buffers of at least this many bytes go through shared memory (see bench/shm.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedMemory:
+    """How a socket uses shared memory for large buffers (its ``shared_memory=`` option).
+
+    ``enabled`` switches the fast path on for peers proven to share this host (over
+    ``inproc://`` and ``ipc://`` always); ``threshold`` is the smallest buffer placed
+    there; ``lease`` bounds how long a segment waits for its receivers; ``fallback``
+    sends a buffer inline when the segment directory is full (else
+    :class:`SharedMemoryFull` is raised); ``directory`` overrides ``/dev/shm``.
+    """
+
+    enabled: bool = True
+    threshold: int = DEFAULT_THRESHOLD
+    lease: float = 60.0
+    fallback: bool = True
+    directory: str | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.threshold) is not int or self.threshold < 1:
+            raise ValueError(f"shared memory threshold must be an int >= 1 byte, got {self.threshold!r}")
+        if not 0 < self.lease < float("inf"):
+            raise ValueError(
+                f"shared memory lease must be a finite number of seconds > 0, got {self.lease!r}"
+            )
+
+
+OFF: Final = SharedMemory(enabled=False)
+
+
+@dataclass(eq=False, slots=True)
+class Placement:
+    """The segments of one message being encoded for ``receivers`` peers on this host."""
+
+    policy: SharedMemory
+    receivers: int
+    refs: list[list[Any]] = field(default_factory=list)
+    made: list[SharedBuffer] = field(default_factory=list)  # placed by us: discarded if the send fails
+    handed: list[SharedBuffer] = field(default_factory=list)  # the caller's: closed once sent
+    inline_fallbacks: int = 0
+
+    def put(self, value: Any, view: memoryview) -> int | None:
+        """Place ``view`` (``value`` is its owner); the index of its reference, or None: send inline."""
+        if len(self.refs) >= MAX_REFERENCES:
+            return None
+        if isinstance(value, SharedBuffer):
+            value.set_receivers(self.receivers)
+            self.handed.append(value)
+            return self._add(value.ref)
+        if view.nbytes < self.policy.threshold:
+            return None
+        try:
+            buf = place(
+                view, lease=self.policy.lease, receivers=self.receivers, directory=self.policy.directory
+            )
+        except SharedMemoryFull:
+            if not self.policy.fallback:
+                raise
+            self.inline_fallbacks += 1
+            log.warning("shared memory is full: a buffer of %d bytes goes inline", view.nbytes)
+            return None
+        self.made.append(buf)
+        return self._add(buf.ref)
+
+    def _add(self, ref: ShmRef) -> int:
+        self.refs.append(ref.to_wire())
+        return len(self.refs) - 1
+
+    def sent(self) -> None:
+        """The message went out: the caller's buffers are handed over (their views close)."""
+        for buf in self.handed:
+            buf.close()
+
+    def abort(self) -> None:
+        """The message did not go out: remove the segments made for it."""
+        for buf in self.made:
+            buf.discard()
+
+
+def sendable_view(value: Any) -> memoryview:
+    """The bytes of a buffer-like ``value`` to send inline (a SharedBuffer's must be open)."""
+    if isinstance(value, SharedBuffer):
+        if value.state is not BufferState.OPEN:
+            raise ValueError(f"shared buffer {value.name!r} is {value.state.value}: its bytes are gone")
+        return value.view
+    view = memoryview(value)
+    return view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+
+
+class Slot:
+    """Where a decoded body refers to ``shm[index]`` (replaced by :func:`resolve`)."""
+
+    __slots__ = ("index",)
+    __hash__ = None  # type: ignore[assignment]  # never a map key
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def resolve(body: Any, shm: tuple[Any, ...] | None, directory: str | os.PathLike[str] | None) -> Any:
+    """Replace every :class:`Slot` in ``body`` by a read-only view of its segment.
+
+    Raises :class:`SharedMemoryError` (BadReference, SegmentGone) for any fault."""
+    if shm is None:
+        raise SharedMemoryError("the body refers to shared memory but the envelope has no 'shm'",
+                                name=None, reason="shape")  # fmt: skip
+    refs = [ShmRef.from_wire(item) for item in shm]
+    slots: list[Slot] = []
+
+    def collect(value: Any) -> None:
+        if type(value) is Slot:
+            slots.append(value)
+        elif type(value) is list:
+            for item in value:
+                collect(item)
+        elif type(value) is dict:
+            for item in value.values():
+                collect(item)
+
+    collect(body)
+    indexes = [slot.index for slot in slots]
+    if len(set(indexes)) != len(indexes) or not all(0 <= i < len(refs) for i in indexes):
+        raise SharedMemoryError(
+            f"shared-memory slots {indexes[:8]} are out of range or used twice ({len(refs)} references)",
+            name=None, reason="shape",
+        )  # fmt: skip
+    views: dict[int, memoryview] = {}  # checked before any segment is touched
+    try:
+        for index in indexes:
+            views[index] = attach(refs[index], directory=directory)
+    except BaseException:
+        for view in views.values():
+            view.release()
+        raise
+
+    def swap(value: Any) -> Any:
+        if type(value) is Slot:
+            return views[value.index]
+        if type(value) is list:
+            return [swap(item) for item in value]
+        if type(value) is dict:
+            return {key: swap(item) for key, item in value.items()}
+        return value
+
+    return swap(body)

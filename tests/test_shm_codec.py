@@ -1,0 +1,170 @@
+"""The envelope codec with shared memory: large buffers become references on the way
+out and read-only views on the way in; bad references make the frame malformed."""
+
+from __future__ import annotations
+
+import array
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _shm import no_leak, segments, shm_dir
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from patterns import Envelope, MalformedMessage
+from patterns._errors import BadReference, SegmentGone, SharedMemoryFull
+from patterns._shm_codec import Placement, SharedMemory
+from patterns._shm_segment import SharedBuffer
+from patterns._wire import decode, encode
+
+__all__ = ["no_leak", "shm_dir"]  # fixtures
+
+KiB = 1024
+
+
+def policy(folder: Path, **kw: Any) -> SharedMemory:
+    return SharedMemory(threshold=4 * KiB, directory=str(folder), **kw)
+
+
+def roundtrip(body: Any, folder: Path, receivers: int = 1, **kw: Any) -> tuple[bytes, Placement, Any]:
+    placement = Placement(policy(folder, **kw), receivers)
+    data = encode(Envelope("data", "a", 1, body), placement=placement)
+    placement.sent()
+    return data, placement, decode(data, shared_memory=policy(folder)).body
+
+
+def plain(value: Any) -> Any:
+    """Views as bytes, to compare with what was sent."""
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def test_large_buffers_travel_as_references_small_ones_inline(shm_dir: Path) -> None:
+    big, small = bytes(range(256)) * 64, b"tiny"
+    grid = array.array("d", [1.5] * 1024)  # any buffer-protocol object (numpy arrays too)
+    data, placement, body = roundtrip({"big": big, "small": small, "nested": [bytearray(big), grid]}, shm_dir)
+    assert len(data) < 400 and len(placement.refs) == 3
+    assert isinstance(body["big"], memoryview) and body["big"].readonly and body["big"] == big
+    assert body["small"] == small and isinstance(body["small"], bytes)
+    assert body["nested"][0] == big and body["nested"][1].tobytes() == grid.tobytes()
+    assert segments(shm_dir) == []  # every receiver attached: the names are gone
+
+
+def test_without_a_placement_every_buffer_goes_inline(shm_dir: Path) -> None:
+    big = b"x" * (64 * KiB)
+    envelope = decode(encode(Envelope("data", "a", 1, {"v": memoryview(big), "a": array.array("b", [1, 2])})))
+    assert envelope.body == {"v": big, "a": b"\x01\x02"} and envelope.shm is None
+
+
+def test_a_shared_buffer_is_sent_without_a_copy_and_handed_over(shm_dir: Path) -> None:
+    buf = SharedBuffer.create(64 * KiB, lease=10, directory=shm_dir)
+    buf.view[:5] = b"hello"
+    _, placement, body = roundtrip({"mesh": buf}, shm_dir, receivers=1)
+    assert placement.handed == [buf] and placement.made == []
+    assert body["mesh"][:5] == b"hello" and len(body["mesh"]) == 64 * KiB
+    with pytest.raises(Exception, match="closed"):
+        buf.view  # noqa: B018  # handed over: the writer's view is gone
+
+
+def test_two_receivers_each_attach_before_the_name_goes(shm_dir: Path) -> None:
+    placement = Placement(policy(shm_dir), 2)
+    data = encode(Envelope("data", "a", 1, b"z" * 8 * KiB), placement=placement)
+    first = decode(data, shared_memory=policy(shm_dir)).body
+    assert len(segments(shm_dir)) == 1
+    second = decode(data, shared_memory=policy(shm_dir)).body
+    assert first == second == b"z" * 8 * KiB and segments(shm_dir) == []
+    with pytest.raises(MalformedMessage, match="unusable") as caught:
+        decode(data, shared_memory=policy(shm_dir))  # a third receiver: it was released
+    assert caught.value.reason == "shm" and isinstance(caught.value.__cause__, SegmentGone)
+
+
+def test_frames_with_bad_references_are_malformed(shm_dir: Path) -> None:
+    placement = Placement(policy(shm_dir), 1)
+    good = encode(Envelope("data", "a", 1, b"q" * 8 * KiB), placement=placement)
+    ref = placement.refs[0]
+    forged = [
+        (Envelope("data", "a", 2, None, shm=(ref,)), None),  # no slot: refs alone are ignored
+        (Envelope("data", "a", 3, None, shm=([ref[0], b"\0" * 16, 0, 10],)), BadReference),
+        (Envelope("data", "a", 4, None, shm=([ref[0], ref[1], 0, 10**9],)), BadReference),
+        (Envelope("data", "a", 5, None, shm=(["nngc.1.00", ref[1], 0, 1],)), BadReference),
+        (Envelope("data", "a", 6, None, shm=(["../../etc/passwd", ref[1], 0, 1],)), BadReference),
+    ]
+    for envelope, cause in forged:
+        data = encode(
+            Envelope(envelope.kind, "a", envelope.id, _slot_body(cause is not None), shm=envelope.shm)
+        )
+        if cause is None:
+            assert decode(data, shared_memory=policy(shm_dir)).shm == (ref,)
+            continue
+        with pytest.raises(MalformedMessage) as caught:
+            decode(data, shared_memory=policy(shm_dir))
+        assert caught.value.reason == "shm" and isinstance(caught.value.__cause__, cause), envelope
+    assert decode(good, shared_memory=policy(shm_dir)).body == b"q" * 8 * KiB  # still intact
+
+
+def test_slots_out_of_range_twice_or_without_shm_and_a_socket_without_shared_memory(shm_dir: Path) -> None:
+    placement = Placement(policy(shm_dir), 1)
+    data = encode(Envelope("data", "a", 1, [b"r" * 8 * KiB]), placement=placement)
+    with pytest.raises(MalformedMessage, match="does not use") as caught:
+        decode(data)
+    assert caught.value.reason == "shm"
+    hexed = data.hex()
+    twice = bytes.fromhex(hexed.replace("81d96e6e00", "82d96e6e00d96e6e00"))  # [slot 0] -> [slot 0, slot 0]
+    with pytest.raises(MalformedMessage, match="used twice"):
+        decode(twice, shared_memory=policy(shm_dir))
+    without = bytes.fromhex(hexed[: hexed.index("6373686d")].replace("a6", "a5", 1))  # drop "shm"
+    with pytest.raises(MalformedMessage, match="no 'shm'"):
+        decode(without, shared_memory=policy(shm_dir))
+    assert decode(data, shared_memory=policy(shm_dir)).body == [b"r" * 8 * KiB]  # the real one still works
+
+
+def test_a_full_directory_falls_back_inline_or_raises(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import patterns._shm_codec as codec
+
+    def full(*_a: Any, **_k: Any) -> Any:
+        raise SharedMemoryFull("no room", name=None, size=1, directory=str(shm_dir))
+
+    monkeypatch.setattr(codec, "place", full)
+    data, placement, body = roundtrip(b"f" * 8 * KiB, shm_dir)
+    assert placement.inline_fallbacks == 1 and body == b"f" * 8 * KiB and len(data) > 8 * KiB
+    with pytest.raises(SharedMemoryFull):
+        encode(
+            Envelope("data", "a", 1, b"f" * 8 * KiB), placement=Placement(policy(shm_dir, fallback=False), 1)
+        )
+
+
+def test_a_failed_send_removes_its_segments(shm_dir: Path) -> None:
+    placement = Placement(policy(shm_dir), 1)
+    with pytest.raises(Exception, match="exceeds max_message_size"):
+        encode(Envelope("data", "a", 1, [b"s" * 8 * KiB, "t" * 600]), max_size=500, placement=placement)
+    assert segments(shm_dir) == []
+
+
+buffers = st.one_of(st.binary(max_size=64), st.integers(0, 12 * KiB).map(lambda n: bytes([n % 251]) * n))
+bodies = st.recursive(
+    st.one_of(st.none(), st.integers(), st.text(max_size=8), buffers),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bodies)
+def test_any_body_round_trips_with_or_without_shared_memory(shm_dir: Path, body: Any) -> None:
+    _, _, got = roundtrip(body, shm_dir)
+    assert plain(got) == body
+    assert segments(shm_dir) == []
+
+
+def _slot_body(with_slot: bool) -> Any:
+    from patterns._wire import _Raw
+
+    return _Raw(bytes.fromhex("d96e6e00")) if with_slot else None
