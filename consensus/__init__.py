@@ -17,6 +17,7 @@ The NNG pattern layer underneath is the :mod:`patterns` package.
 """
 
 from patterns import (
+    BadReference,
     Closed,
     ConsensusError,
     EncodeError,
@@ -29,9 +30,15 @@ from patterns import (
     RemoteError,
     RoomError,
     RoomUnavailable,
+    SegmentGone,
+    SharedBuffer,
+    SharedMemory,
+    SharedMemoryError,
+    SharedMemoryFull,
     Timeout,
     TransportError,
     WouldBlock,
+    shared_buffer,
 )
 
 from ._ballot import Ballot, InvalidBallot
@@ -50,6 +57,7 @@ from ._vote import VoteRound
 from ._worker import Worker, WorkerStatistics
 
 __all__ = [
+    "BadReference",
     "Ballot",
     "CancelReport",
     "Closed",
@@ -88,6 +96,11 @@ __all__ = [
     "RoomUnavailable",
     "Roster",
     "Rule",
+    "SegmentGone",
+    "SharedBuffer",
+    "SharedMemory",
+    "SharedMemoryError",
+    "SharedMemoryFull",
     "Supermajority",
     "TaskError",
     "TieBreak",
@@ -107,6 +120,7 @@ __all__ = [
     "hotline",
     "is_decided",
     "join",
+    "shared_buffer",
     "tally",
     "work_endpoints",
 ]

@@ -9,6 +9,7 @@ from ._bus import Bus
 from ._errors import (
     AddressError,
     AddressInUse,
+    BadReference,
     Closed,
     ConnectionRefused,
     ConsensusError,
@@ -22,6 +23,9 @@ from ._errors import (
     RemoteError,
     RoomError,
     RoomUnavailable,
+    SegmentGone,
+    SharedMemoryError,
+    SharedMemoryFull,
     Timeout,
     TLSError,
     TransportError,
@@ -31,6 +35,9 @@ from ._nng import TLSConfig, TLSMode
 from ._pair import Pair
 from ._peers import Peer
 from ._pipeline import Pull, Push
+from ._shm_codec import SharedMemory, shared_buffer
+from ._shm_segment import SharedBuffer
+from ._shm_sweep import sweep as sweep_shared_memory
 from ._socket import BaseSocket
 from ._stats import SocketStatistics
 from ._survey import IncomingSurvey, Respondent, Surveyor, SurveyReplies
@@ -41,6 +48,7 @@ __all__ = [
     "VERSION",
     "AddressError",
     "AddressInUse",
+    "BadReference",
     "BaseSocket",
     "Bus",
     "Closed",
@@ -63,6 +71,11 @@ __all__ = [
     "Respondent",
     "RoomError",
     "RoomUnavailable",
+    "SegmentGone",
+    "SharedBuffer",
+    "SharedMemory",
+    "SharedMemoryError",
+    "SharedMemoryFull",
     "SocketStatistics",
     "SurveyReplies",
     "Surveyor",
@@ -76,4 +89,6 @@ __all__ = [
     "decode_body",
     "encode",
     "encode_body",
+    "shared_buffer",
+    "sweep_shared_memory",
 ]

@@ -16,4 +16,6 @@ __all__ = ["Bus"]
 class Bus(SendingSocket, ReceivingSocket):
     """A bus0 socket: broadcast to directly connected peers, receive from all of them."""
 
+    _fanout = True
+
     _protocol = "Bus0"

@@ -25,10 +25,21 @@ from typing import Any, Final
 
 from ._errors import SharedMemoryError, SharedMemoryFull
 from ._shm_attach import attach
+from ._shm_header import monotonic_now
 from ._shm_ref import ShmRef
 from ._shm_segment import BufferState, SharedBuffer, place
+from ._shm_sweep import sweep
 
-__all__ = ["DEFAULT_THRESHOLD", "SHM_TAG", "Placement", "SharedMemory", "Slot", "resolve"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "SHM_TAG",
+    "Placement",
+    "SharedMemory",
+    "Slot",
+    "maybe_sweep",
+    "resolve",
+    "shared_buffer",
+]
 
 log = logging.getLogger("patterns")
 
@@ -65,6 +76,25 @@ class SharedMemory:
 
 
 OFF: Final = SharedMemory(enabled=False)
+
+SWEEP_EVERY: Final = 30.0  # seconds between sweeps of one segment directory, per process
+_last_sweep: dict[str | None, float] = {}
+
+
+def maybe_sweep(directory: str | None) -> None:
+    """Sweep ``directory`` (see ``_shm_sweep``) if this process has not for :data:`SWEEP_EVERY`
+    seconds: at the first use, then now and then, what dead or expired peers left goes."""
+    now = monotonic_now()
+    if now - _last_sweep.get(directory, -SWEEP_EVERY) < SWEEP_EVERY:
+        return
+    _last_sweep[directory] = now
+    try:
+        report = sweep(now, directory=directory)
+    except OSError as exc:
+        log.warning("sweeping shared-memory segments in %s failed: %s", directory or "/dev/shm", exc)
+        return
+    if report.removed:
+        log.info("swept %d shared-memory segments left by others: %s", report.removed, report)
 
 
 @dataclass(eq=False, slots=True)
@@ -114,6 +144,20 @@ class Placement:
         """The message did not go out: remove the segments made for it."""
         for buf in self.made:
             buf.discard()
+
+
+def shared_buffer(
+    size: int, *, lease: float = 60.0, directory: str | os.PathLike[str] | None = None
+) -> SharedBuffer:
+    """A writable buffer of ``size`` bytes in shared memory: the zero-copy producer API.
+
+    Fill ``buf.view`` in place (``numpy.frombuffer(buf.view, dtype)`` writes straight into
+    it), then send ``buf`` anywhere in a message body: a peer on this host receives a
+    read-only view of the same memory, and the toolkit copies nothing. Sending hands the
+    buffer over (its view closes); to a peer elsewhere its bytes go inline. The space is
+    reserved first: a full ``/dev/shm`` raises :class:`SharedMemoryFull` here, never SIGBUS.
+    """
+    return SharedBuffer.create(size, lease=lease, receivers=1, directory=directory)
 
 
 def sendable_view(value: Any) -> memoryview:

@@ -23,6 +23,7 @@ import trio
 from ._errors import Closed
 from ._nng import TLSConfig, seconds_to_ms, translate
 from ._peers import Peer, PeerSet
+from ._shm_codec import Placement, SharedMemory, maybe_sweep
 from ._stats import SocketStatistics
 from ._wire import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -82,6 +83,7 @@ class BaseSocket:
         reconnect_min: float = 0.05,
         reconnect_max: float = 1.0,
         tls: TLSConfig | None = None,
+        shared_memory: SharedMemory | bool = True,
     ) -> None:
         if max_message_size <= 0:
             raise ValueError(f"max_message_size must be positive, got {max_message_size!r}")
@@ -96,6 +98,11 @@ class BaseSocket:
             seconds_to_ms(reconnect_max, what="reconnect_max"),
         )
         self._tls = tls
+        if isinstance(shared_memory, bool):
+            shared_memory = SharedMemory(enabled=shared_memory)
+        elif not isinstance(shared_memory, SharedMemory):
+            raise TypeError(f"shared_memory must be a bool or a patterns.SharedMemory, got {shared_memory!r}")
+        self.shared_memory = shared_memory
         self._sock: Any = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed = False
@@ -157,6 +164,17 @@ class BaseSocket:
 
     def _factory_options(self) -> dict[str, Any]:
         return {}
+
+    def _placement(self, receivers: int) -> Placement | None:
+        """Where large buffers of a message for ``receivers`` peers go: shared memory when
+        enabled and every address of this socket is on this host (inproc, ipc); else None."""
+        if not self.shared_memory.enabled or receivers < 1:
+            return None
+        addresses = self._listen + list(self._dialers if self._sock is not None else self._dial)
+        if not addresses or not all(a.startswith(("ipc://", "inproc://")) for a in addresses):
+            return None
+        maybe_sweep(self.shared_memory.directory)
+        return Placement(self.shared_memory, receivers)
 
     def _setup(self, sock: Any) -> None:
         """Hook for subclasses: runs after the socket exists, before listen/dial."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import select
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pynng
 import trio
 
 from ._errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from ._nng import translate
+from ._shm_codec import Placement
 from ._socket import BaseSocket
 from ._wire import Envelope, decode, encode
 
@@ -93,25 +94,55 @@ class SendingSocket(_FdSocket):
     def _too_large(self, size: int) -> Exception:
         return MessageTooLarge(f"a frame of {size} bytes exceeds max_message_size={self.max_message_size}")
 
-    def _envelope(self, value: Any, kind: str, re: int | None, deadline: float | None) -> bytes:
-        env = Envelope(kind=kind, sender=self.name, id=self._next_id(), body=value, re=re, deadline=deadline)
-        return encode(env, max_size=self.max_message_size)
+    _fanout: ClassVar[bool] = False  # one message reaches every peer (bus)
+
+    def _encode(self, envelope: Envelope) -> tuple[bytes, Placement | None]:
+        """The frame, and where its large buffers went (same-host peers: shared memory)."""
+        placement = self._placement(len(self.peers_state) if self._fanout else 1)
+        return encode(envelope, max_size=self.max_message_size, placement=placement), placement
+
+    async def _send_encoded(self, frame: tuple[bytes, Placement | None]) -> None:
+        data, placement = frame
+        if placement is None:
+            await self.send_bytes(data)
+            return
+        try:
+            await self.send_bytes(data)
+        except BaseException:
+            placement.abort()
+            raise
+        placement.sent()
+
+    def _send_encoded_nowait(self, frame: tuple[bytes, Placement | None]) -> None:
+        data, placement = frame
+        try:
+            self.send_bytes_nowait(data)
+        except BaseException:
+            if placement is not None:
+                placement.abort()
+            raise
+        if placement is not None:
+            placement.sent()
+
+    def _envelope(self, value: Any, kind: str, re: int | None, deadline: float | None) -> Envelope:
+        return Envelope(kind=kind, sender=self.name, id=self._next_id(), body=value, re=re, deadline=deadline)
 
     async def send(
         self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None
     ) -> None:
-        """Send any CBOR-encodable ``value`` in an envelope."""
-        await self.send_bytes(self._envelope(value, kind, re, deadline))
+        """Send any CBOR-encodable ``value`` in an envelope (large buffers through shared
+        memory when the peers are on this host; see :class:`SharedMemory`)."""
+        await self._send_encoded(self._encode(self._envelope(value, kind, re, deadline)))
 
     def send_nowait(
         self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None
     ) -> None:
         """Send ``value`` now or raise :class:`WouldBlock`."""
-        self.send_bytes_nowait(self._envelope(value, kind, re, deadline))
+        self._send_encoded_nowait(self._encode(self._envelope(value, kind, re, deadline)))
 
     async def send_envelope(self, envelope: Envelope) -> None:
         """Send a complete envelope as given (its ``sender`` and ``id`` are kept)."""
-        await self.send_bytes(encode(envelope, max_size=self.max_message_size))
+        await self._send_encoded(self._encode(envelope))
 
 
 class ReceivingSocket(_FdSocket):
@@ -164,7 +195,7 @@ class ReceivingSocket(_FdSocket):
 
     def _decode(self, data: bytes) -> Envelope:
         try:
-            return decode(data, max_size=self.max_message_size)
+            return decode(data, max_size=self.max_message_size, shared_memory=self.shared_memory)
         except MalformedMessage:
             self._malformed += 1
             raise

@@ -62,7 +62,7 @@ class _ContextOwner(BaseSocket):
         self._received += 1
         self._bytes_received += len(data)
         try:
-            return decode(data, max_size=self.max_message_size)
+            return decode(data, max_size=self.max_message_size, shared_memory=self.shared_memory)
         except MalformedMessage:
             self._malformed += 1
             raise
@@ -179,14 +179,24 @@ class Surveyor(_ContextOwner):
         envelope = Envelope(
             kind=kind, sender=self.name, id=self._next_id(), body=value, deadline=time.time() + timeout
         )
-        data = encode(envelope, max_size=self.max_message_size)
-        ctx = self._new_context(f"survey(timeout={timeout})")
+        placement = self._placement(len(self.peers_state))
+        data = encode(envelope, max_size=self.max_message_size, placement=placement)
+        try:
+            ctx = self._new_context(f"survey(timeout={timeout})")
+        except BaseException:
+            if placement is not None:
+                placement.abort()
+            raise
         try:
             set_context_survey_time(ctx, timeout + linger + _NNG_SURVEY_MARGIN)
             ctx.send(data)  # a surveyor send never waits: NNG queues or drops per pipe
         except pynng.NNGException as exc:
             self._discard(ctx)
+            if placement is not None:
+                placement.abort()
             raise translate(exc, operation=f"survey(timeout={timeout})", state=repr(self)) from exc
+        if placement is not None:
+            placement.sent()
         self._sent += 1
         self._bytes_sent += len(data)
         replies = SurveyReplies(self, ctx, envelope.id, trio.current_time() + timeout + linger)
@@ -232,8 +242,10 @@ class IncomingSurvey:
         if self._ctx is None:
             raise Closed(f"{self!r} was already answered or declined")
         envelope = Envelope(kind=kind, sender=resp.name, id=resp._next_id(), body=value, re=self.envelope.id)
-        data = encode(envelope, max_size=resp.max_message_size)
+        placement = resp._placement(1)
+        data = encode(envelope, max_size=resp.max_message_size, placement=placement)
         ctx, self._ctx = self._ctx, None
+        sent = False
         try:
             resp._require_open(f"reply to survey {self.envelope.id}")
             try:
@@ -244,8 +256,13 @@ class IncomingSurvey:
                 ) from exc
             resp._sent += 1
             resp._bytes_sent += len(data)
+            sent = True
         finally:
             resp._discard(ctx)
+            if placement is not None and sent:
+                placement.sent()
+            elif placement is not None:
+                placement.abort()
 
     def decline(self) -> None:
         """Do not answer; releases the survey's context."""

@@ -179,3 +179,16 @@ def tell(proc: subprocess.Popen[str], line: str) -> None:
     assert proc.stdin is not None
     proc.stdin.write(line + "\n")
     proc.stdin.flush()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shared_memory_left() -> Iterator[None]:
+    """After the whole suite, /dev/shm holds no segment this run made (the children's
+    included: whatever is new since the start). Leftovers are removed, then reported."""
+    shm = Path("/dev/shm")
+    before = {p.name for p in shm.glob("nngc.*")}
+    yield
+    left = sorted({p.name for p in shm.glob("nngc.*")} - before)
+    for name in left:
+        (shm / name).unlink(missing_ok=True)
+    assert not left, f"the suite left shared-memory segments behind: {left[:10]}"

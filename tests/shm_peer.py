@@ -1,0 +1,55 @@
+"""A child process for the shared-memory pattern tests: the other end of one pattern.
+
+    python tests/shm_peer.py PATTERN ADDRESS SIZE
+
+It dials ADDRESS with the pattern's counterpart (``pair``, ``pull``, ``bus``,
+``respondent``), takes one message whose body is ``{"data": buffer}``, prints
+``got <view|bytes> <readonly> <sha256>``, and, for the two-way patterns, answers with
+``{"data": buffer}`` of SIZE bytes of its own (``bytes([7]) * SIZE``). Then it waits
+for ``quit`` on stdin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio
+from _agent import say, wait_for_quit
+
+import patterns
+
+
+def report(body: Any) -> None:
+    data = body["data"]
+    kind = "view" if isinstance(data, memoryview) else type(data).__name__
+    readonly = data.readonly if isinstance(data, memoryview) else True
+    say("got", kind, readonly, hashlib.sha256(data).hexdigest())
+
+
+async def main(pattern: str, address: str, size: int) -> None:
+    answer = {"data": bytes([7]) * size}
+    if pattern == "respondent":
+        async with patterns.Respondent(dial=address, name="child") as sock:
+            say("ready")
+            survey = await sock.receive()
+            report(survey.body)
+            await survey.reply(answer)
+    else:
+        kind = {"pair": patterns.Pair, "pull": patterns.Pull, "bus": patterns.Bus}[pattern]
+        async with kind(dial=address, name="child") as sock:
+            if pattern != "pull":
+                await sock.wait_for_peers(1)
+            say("ready")
+            report(await sock.receive())
+            if pattern != "pull":
+                await sock.send(answer)
+    await wait_for_quit()
+
+
+if __name__ == "__main__":
+    trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))

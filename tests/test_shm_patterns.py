@@ -1,0 +1,192 @@
+"""Every pattern carries a large payload through shared memory between real processes
+(``tests/shm_peer.py``), and the consensus layers above them do too.
+
+Each test gives its processes one segment directory (``NNG_CONSENSUS_SHM_DIR``) that
+must be empty at the end: every receiver attached, so every name was released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from _shm import no_leak, segments, shm_dir
+from conftest import Peers, read_line, tell
+
+import consensus
+import patterns
+
+__all__ = ["no_leak", "shm_dir"]  # fixtures
+
+pytestmark = pytest.mark.timeout(90)
+
+MiB = 1024 * 1024
+SIZE = 4 * MiB  # above the default threshold
+PAYLOAD = bytes(range(256)) * (SIZE // 256)
+
+
+@pytest.fixture
+def folder(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("NNG_CONSENSUS_SHM_DIR", str(shm_dir))  # this process and its children
+    yield shm_dir
+
+
+async def start(peers: Peers, pattern: str, address: str) -> subprocess.Popen[str]:
+    proc = peers.start(pattern, address, str(SIZE), script="shm_peer.py")
+    with trio.fail_after(15):
+        assert await read_line(proc) == "ready"
+    return proc
+
+
+async def child_got(proc: subprocess.Popen[str]) -> None:
+    with trio.fail_after(15):
+        assert await read_line(proc) == f"got view True {hashlib.sha256(PAYLOAD).hexdigest()}"
+
+
+def from_child(body: Any) -> None:
+    data = body["data"]
+    assert isinstance(data, memoryview) and data.readonly, type(data)
+    assert data == bytes([7]) * SIZE
+
+
+@pytest.mark.parametrize("pattern", ["pair", "bus", "push"])
+async def test_stream_patterns_carry_large_buffers_through_shared_memory(
+    pattern: str, address: Callable[[str], str], peers: Peers, folder: Path
+) -> None:
+    addr = address("ipc")
+    mine, theirs = {
+        "pair": (patterns.Pair, "pair"),
+        "bus": (patterns.Bus, "bus"),
+        "push": (patterns.Push, "pull"),
+    }[pattern]
+    async with mine(listen=addr, name="test") as sock:
+        proc = await start(peers, theirs, addr)
+        await sock.wait_for_peers(1)
+        before = sock.statistics().bytes_sent
+        await sock.send({"data": PAYLOAD})
+        assert sock.statistics().bytes_sent - before < 1024, "only a reference went through the socket"
+        await child_got(proc)
+        if pattern != "push":
+            with trio.fail_after(15):
+                from_child(await sock.receive())
+        tell(proc, "quit")
+    assert segments(folder) == []
+
+
+async def test_surveys_and_their_replies_carry_large_buffers(
+    address: Callable[[str], str], peers: Peers, folder: Path
+) -> None:
+    addr = address("ipc")
+    async with patterns.Surveyor(listen=addr, name="test") as sock:
+        proc = await start(peers, "respondent", addr)
+        await sock.wait_for_peers(1)
+        async with await sock.survey({"data": PAYLOAD}, timeout=10) as replies:
+            await child_got(proc)
+            async for reply in replies:
+                from_child(reply.body)
+                break
+        tell(proc, "quit")
+    assert segments(folder) == []
+
+
+async def test_a_numpy_like_buffer_and_the_zero_copy_producer(
+    address: Callable[[str], str], folder: Path
+) -> None:
+    addr = address("ipc")
+    async with patterns.Pair(listen=addr) as a, patterns.Pair(dial=addr) as b:
+        await a.wait_for_peers(1)
+        buf = patterns.shared_buffer(SIZE)
+        buf.view[:4] = b"mesh"  # filled in place; nothing copies it
+        await a.send({"data": buf, "small": b"x"})
+        got = await b.receive()
+        assert got["data"][:4] == b"mesh" and got["data"].readonly and got["small"] == b"x"
+        with pytest.raises(patterns.Closed):
+            buf.view  # noqa: B018  # handed over
+        del got
+    assert segments(folder) == []
+
+
+async def test_switched_off_or_over_tcp_the_bytes_go_inline(
+    address: Callable[[str], str], folder: Path
+) -> None:
+    for addr, options in ((address("ipc"), {"shared_memory": False}), (address("tcp"), {})):
+        async with patterns.Pair(listen=addr, **options) as a, patterns.Pair(dial=addr, **options) as b:
+            await a.wait_for_peers(1)
+            await a.send({"data": PAYLOAD})
+            got = await b.receive()
+            assert type(got["data"]) is bytes and got["data"] == PAYLOAD
+            assert a.statistics().bytes_sent > SIZE
+    assert segments(folder) == []
+
+
+async def test_a_hotline_ask_and_its_reply_go_through_shared_memory(
+    address: Callable[[str], str], peers: Peers, folder: Path
+) -> None:
+    addr = address("ipc")
+    async with consensus.hotline(addr, listen=True, name="test") as line:
+        proc = peers.start(addr, "--dial", "--name", "echo", script="hotline_agent.py")
+        with trio.fail_after(15):
+            assert await read_line(proc) == "ready"
+            reply = await line.ask(PAYLOAD, timeout=10)  # the child echoes the view it got
+        assert isinstance(reply["echo"], memoryview) and reply["echo"] == PAYLOAD
+        del reply
+    assert segments(folder) == []
+
+
+def _payload_task(task: Any) -> Any:
+    view = task["data"]
+    return {
+        "kind": type(view).__name__,
+        "sum": hashlib.sha256(view).hexdigest(),
+        "data": bytes(view[:16]) * (SIZE // 16),
+    }
+
+
+async def test_tasks_and_results_go_through_shared_memory(
+    address: Callable[[str], str], folder: Path
+) -> None:
+    addr = address("ipc")
+    async with (
+        consensus.Dispatcher(addr) as dispatcher,
+        consensus.Worker(addr, handler=_payload_task, name="w"),
+    ):
+        await dispatcher.wait_for_workers(1)
+        async with dispatcher.distribute([{"data": PAYLOAD}, {"data": PAYLOAD[::-1]}]) as outcomes:
+            results = [o async for o in outcomes]
+    assert all(o.ok for o in results), results
+    assert {o.result["kind"] for o in results} == {"memoryview"}
+    assert {o.result["sum"] for o in results} == {
+        hashlib.sha256(PAYLOAD).hexdigest(),
+        hashlib.sha256(PAYLOAD[::-1]).hexdigest(),
+    }
+    assert all(isinstance(o.result["data"], memoryview) and len(o.result["data"]) == SIZE for o in results)
+    del results
+    assert segments(folder) == []
+
+
+async def test_a_poll_answer_and_a_broadcast_go_through_shared_memory(
+    room_address: Callable[[str], str], folder: Path
+) -> None:
+    addr = room_address("ipc")
+
+    async def on_poll(question: Any) -> Any:
+        return {"echo": question["data"], "kind": type(question["data"]).__name__}
+
+    async with consensus.host(addr) as room, consensus.join(addr, name="m", on_poll=on_poll) as member:
+        await room.wait_for_members(1)
+        result = await room.poll({"data": PAYLOAD}, timeout=10)
+        [answer] = result.answers.values()
+        assert answer["kind"] == "memoryview" and isinstance(answer["echo"], memoryview)
+        assert answer["echo"] == PAYLOAD
+        await member.wait_for_mesh()
+        await room.broadcast({"data": PAYLOAD})
+        async for sender, value in member.messages():
+            assert isinstance(value["data"], memoryview) and value["data"] == PAYLOAD
+            break
+        del result, answer, value
+    assert segments(folder) == []
