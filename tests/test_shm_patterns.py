@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from _shm import no_leak, segments, shm_dir
-from conftest import Peers, read_line, tell
+from _shm import no_leak, segments, shm_dir, unshare_works
+from conftest import ROOT, Peers, read_line, tell
 
 import consensus
 import patterns
@@ -190,3 +191,38 @@ async def test_a_poll_answer_and_a_broadcast_go_through_shared_memory(
             break
         del result, answer, value
     assert segments(folder) == []
+
+
+_SMALL_SHM_CHILD = """
+import sys, trio
+sys.path.insert(0, sys.argv[1])
+import patterns
+
+async def main():
+    for fallback in (True, False):
+        policy = patterns.SharedMemory(fallback=fallback)
+        address = f"inproc://small-shm-{fallback}"
+        async with patterns.Pair(listen=address, shared_memory=policy) as a, patterns.Pair(dial=address) as b:
+            await a.wait_for_peers(1)
+            try:
+                await a.send({"data": bytes(4 << 20)})
+            except patterns.SharedMemoryFull as exc:
+                print("full", exc.reason, flush=True)
+                continue
+            got = (await b.receive())["data"]
+            print("inline" if type(got) is bytes and len(got) == 4 << 20 else "wrong", flush=True)
+
+trio.run(main)
+"""
+
+
+def test_a_small_dev_shm_falls_back_inline_or_raises() -> None:
+    if not unshare_works():
+        pytest.skip("`unshare -rm` is unavailable here: cannot give a child its own small /dev/shm")
+    script = 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" "$@"'
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, sys.executable, "-c", _SMALL_SHM_CHILD, str(ROOT)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["inline", "full space"], done.stdout + done.stderr
