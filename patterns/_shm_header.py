@@ -5,7 +5,7 @@ Layout (little-endian, 80 bytes at offset 0; the payload starts at :data:`PAYLOA
     offset size field
      0      8   magic            b"NNGCSHM1"
      8      2   version          1
-    10      2   flags            bit 0: a same-host probe (see ``_shm_host``); others 0
+    10      2   flags            bit 0: a same-host probe or beacon (see ``_shm_beacon``): never attachable; others 0
     12      4   payload offset   4096 (page aligned, so any dtype is aligned)
     16      8   owner pid
     24      8   owner start time /proc/<pid>/stat field 22 (clock ticks since boot):

@@ -137,11 +137,13 @@ class SharedBuffer:
         directory: str | os.PathLike[str] | None,
         flags: int,
         source: memoryview | None,
+        suffix: str | None = None,
     ) -> SharedBuffer:
-        """Create a segment: mapped and reserved (``source`` None), or written from ``source``, unmapped."""
+        """Create a segment: mapped and reserved (``source`` None), or written from ``source``,
+        unmapped. ``suffix`` (32 hex digits) names it instead of a random one."""
         _check_arguments(size, lease, receivers)
         owner = process_identity()
-        path = segment_directory(directory) / make_name(owner.pid, secrets.token_hex(16))
+        path = segment_directory(directory) / make_name(owner.pid, suffix or secrets.token_hex(16))
         header = Header(
             flags=flags,
             owner=owner,

@@ -23,6 +23,7 @@ import trio
 from ._errors import Closed
 from ._nng import TLSConfig, seconds_to_ms, translate
 from ._peers import Peer, PeerSet
+from ._shm_beacon import Beacons
 from ._shm_codec import Placement, SharedMemory, maybe_sweep
 from ._stats import SocketStatistics
 from ._wire import DEFAULT_MAX_MESSAGE_SIZE
@@ -103,6 +104,7 @@ class BaseSocket:
         elif not isinstance(shared_memory, SharedMemory):
             raise TypeError(f"shared_memory must be a bool or a patterns.SharedMemory, got {shared_memory!r}")
         self.shared_memory = shared_memory
+        self._beacons = Beacons(shared_memory.directory) if shared_memory.enabled else None
         self._sock: Any = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed = False
@@ -168,11 +170,15 @@ class BaseSocket:
     def _placement(self, receivers: int) -> Placement | None:
         """Where large buffers of a message for ``receivers`` peers go: shared memory when
         enabled and every address of this socket is on this host (inproc, ipc); else None."""
-        if not self.shared_memory.enabled or receivers < 1:
+        if self._beacons is None or receivers < 1:
             return None
         addresses = self._listen + list(self._dialers if self._sock is not None else self._dial)
-        if not addresses or not all(a.startswith(("ipc://", "inproc://")) for a in addresses):
+        if not addresses:
             return None
+        if not all(a.startswith(("ipc://", "inproc://")) for a in addresses):
+            peers = self.peers_state.snapshot()  # over tcp: only if every peer proved it shares the host
+            if not peers or not all(self._beacons.shares_host(peer) for peer in peers):
+                return None
         maybe_sweep(self.shared_memory.directory)
         return Placement(self.shared_memory, receivers)
 
@@ -203,6 +209,8 @@ class BaseSocket:
         self._wake_waiters()
         self._close_nng()
         self.peers_state.clear()
+        if self._beacons is not None:
+            self._beacons.close()
 
     def _wake_waiters(self) -> None:
         """Hook (trio side): wake tasks parked on this socket before it closes."""
@@ -273,12 +281,22 @@ class BaseSocket:
     # ----------------------------------------------------------------- peers
     def _pipe_added(self, pipe: Any) -> None:  # runs on an NNG thread
         self._hop(
-            self.peers_state.add,
+            self._connected,
             Peer(pipe.id, _describe(pipe, "remote_address"), _describe(pipe, "local_address")),
         )
 
     def _pipe_removed(self, pipe: Any) -> None:  # runs on an NNG thread
-        self._hop(self.peers_state.remove, pipe.id)
+        self._hop(self._disconnected, pipe.id)
+
+    def _connected(self, peer: Peer) -> None:  # trio side
+        self.peers_state.add(peer)
+        if self._beacons is not None and not self._closed:
+            self._beacons.connected(peer)  # the same-host proof for a tcp peer (``_shm_beacon``)
+
+    def _disconnected(self, pipe_id: int) -> None:  # trio side
+        self.peers_state.remove(pipe_id)
+        if self._beacons is not None:
+            self._beacons.disconnected(pipe_id)
 
     def disconnect(self, pipe_id: int) -> bool:
         """Close one connection (a peer that fell silent, say); a dialer on either side

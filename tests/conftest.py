@@ -188,6 +188,9 @@ def no_shared_memory_left() -> Iterator[None]:
     shm = Path("/dev/shm")
     before = {p.name for p in shm.glob("nngc.*")}
     yield
+    from patterns import sweep_shared_memory
+
+    sweep_shared_memory()  # what killed children left (their beacons, say): their owners are dead
     left = sorted({p.name for p in shm.glob("nngc.*")} - before)
     for name in left:
         (shm / name).unlink(missing_ok=True)

@@ -42,8 +42,7 @@ async def main(pattern: str, address: str, size: int) -> None:
     else:
         kind = {"pair": patterns.Pair, "pull": patterns.Pull, "bus": patterns.Bus}[pattern]
         async with kind(dial=address, name="child") as sock:
-            if pattern != "pull":
-                await sock.wait_for_peers(1)
+            await sock.wait_for_peers(1)  # connected (over tcp: its same-host beacon is written)
             say("ready")
             report(await sock.receive())
             if pattern != "pull":

@@ -112,10 +112,11 @@ async def test_a_numpy_like_buffer_and_the_zero_copy_producer(
     assert segments(folder) == []
 
 
-async def test_switched_off_or_over_tcp_the_bytes_go_inline(
-    address: Callable[[str], str], folder: Path
-) -> None:
-    for addr, options in ((address("ipc"), {"shared_memory": False}), (address("tcp"), {})):
+async def test_switched_off_the_bytes_go_inline(address: Callable[[str], str], folder: Path) -> None:
+    for addr, options in (
+        (address("ipc"), {"shared_memory": False}),
+        (address("tcp"), {"shared_memory": False}),
+    ):
         async with patterns.Pair(listen=addr, **options) as a, patterns.Pair(dial=addr, **options) as b:
             await a.wait_for_peers(1)
             await a.send({"data": PAYLOAD})
@@ -226,3 +227,30 @@ def test_a_small_dev_shm_falls_back_inline_or_raises() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["inline", "full space"], done.stdout + done.stderr
+
+
+async def test_over_tcp_a_peer_on_this_host_is_proven_by_its_beacon(
+    address: Callable[[str], str], peers: Peers, folder: Path
+) -> None:
+    addr = address("tcp")
+    async with patterns.Push(listen=addr, name="test") as push:
+        proc = await start(peers, "pull", addr)  # a child: another process, the same /dev/shm
+        await push.wait_for_peers(1)
+        assert len(segments(folder)) == 2  # both ends' beacons for the connection
+        await push.send({"data": PAYLOAD})
+        assert push.statistics().bytes_sent < 1024, "only a reference went through the socket"
+        await child_got(proc)
+        tell(proc, "quit")
+    assert segments(folder) == []  # beacons go with their connections
+
+
+async def test_over_tcp_a_peer_without_a_beacon_gets_the_bytes_inline(
+    address: Callable[[str], str], folder: Path
+) -> None:
+    addr = address("tcp")
+    async with patterns.Pair(listen=addr) as a, patterns.Pair(dial=addr, shared_memory=False) as b:
+        await a.wait_for_peers(1)
+        await a.send({"data": PAYLOAD})  # b left no beacon: it does not take references
+        got = await b.receive()
+        assert type(got["data"]) is bytes and got["data"] == PAYLOAD
+    assert segments(folder) == []
