@@ -1,0 +1,408 @@
+"""One-way delivery of one large payload between two processes: shared memory vs inline vs iceoryx2.
+
+Issue 6's goals, measured in one run: at 64 MiB shared memory is at least 20x faster
+than ipc inline; with the zero-copy producer API delivery time is nearly flat from 1 MiB
+to 512 MiB; the toolkit stays within 3x of iceoryx2 at each size. The threshold sweep
+shows where shared memory starts to beat inline transfer (the default threshold,
+``patterns._shm_codec.DEFAULT_THRESHOLD``, is chosen from it).
+
+Rows (each a separate spawned sender and receiver process; NNG is not fork-safe):
+
+* ``a`` ``shm``: ``patterns.Pair`` over ipc with the default options, ``send({"data": array})``
+  of a numpy array: the toolkit copies it into a shared-memory segment once and sends a
+  reference; the receiver gets a read-only memoryview over the segment.
+* ``a2`` ``tcp_shm``: the same over tcp on 127.0.0.1 (a tcp peer is proven to share the
+  host by its beacon segment, so the array goes through shared memory too).
+* ``b`` ``ipc_inline``: the same with ``shared_memory=False``: the bytes travel in the frame.
+* ``b2`` ``ipc_raw``: the payload's bytes as one bare frame (``send_bytes`` /
+  ``receive_bytes``: no envelope, no CBOR): what the ipc transport itself costs, to tell
+  the encoder's share of ``b`` from NNG's.
+* ``c`` ``tcp_inline``: the same as ``b`` over tcp on 127.0.0.1.
+* ``d`` ``zero_copy``: ``patterns.shared_buffer(size)`` filled in place by numpy before the
+  clock starts, then ``send({"data": buf})`` over ipc: nothing is copied.
+* ``e`` ``iox_loan``: iceoryx2 (the zero-copy reference): a sample of ``Slice[c_uint8]``
+  loaned and filled in place before the clock, then ``send()`` and a notify on an event
+  service; the subscriber sleeps on the event (as the toolkit's receiver sleeps on NNG's
+  descriptor), then ``receive()``s and takes ``payload().as_memory_view()``.
+* ``e2`` ``iox_loan_poll``: the same, but the subscriber spins on ``receive()`` (no event):
+  iceoryx2's best case, paid for with a busy core.
+* ``e3`` ``iox_copy``: iceoryx2 loan + copy of an existing numpy array + send + notify, all
+  on the clock: the equivalent of row ``a``.
+* ``f`` ``sweep_shm`` / ``sweep_inline`` / ``sweep_raw``: the threshold sweep over ipc at
+  16 KiB..4 MiB: ``SharedMemory(threshold=1 KiB)`` (every payload through shared memory) vs
+  ``shared_memory=False`` vs bare frames, as ``a``, ``b`` and ``b2``.
+
+What is timed, per delivery: ``delivered`` runs from just before ``send`` (``go``) until
+the receiver holds the payload as a Python object (the memoryview or bytes of
+``body["data"]``, or iceoryx2's memoryview); ``+ read`` until it has also read every byte
+once (numpy sums the payload as 64-bit integers, which is also the checksum the run
+verifies, so every delivery is checked). ``send()`` is how long the sender's call took.
+Clocks are CLOCK_MONOTONIC in both processes. Before each delivery the sender builds its
+payload (outside the clock) and the receiver reports that it is about to park; the
+sender starts ``SETTLE_S`` later. The variants of one phase are interleaved at each size
+(rotating order, after ``--warmup`` untimed rounds), and each row is the median of
+``--repeats`` deliveries. The payload is ``size / 8`` integers ``i + repeat``.
+
+Segments go to a private folder on /dev/shm's tmpfs, iceoryx2 to a private prefix and
+root; both are checked and removed at the end (a leftover is reported), and every child
+process is reaped.
+
+    python -m bench.shm            # 64 and 512 MiB, zero-copy at 1..512 MiB, 5-7 repeats
+    python -m bench.shm --quick    # 64 MiB; zero-copy at 1 and 64 MiB; 3 repeats
+    python -m bench.shm --phase sweep --repeats 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._common import RESULTS_DIR, cpu_busy_fraction, describe_machine, machine_info, write_json
+from ._shm_report import MiB, compute_ratios, crossover, render, size_label, summarize_rows
+
+KiB = 1024
+SHM_ROOT = Path("/dev/shm")
+SETTLE_S = 0.02  # between the receiver's "waiting" and the sender's "go": it is parked by then
+STEP_TIMEOUT_S = 180.0  # one prepare, delivery or open (512 MiB inline over tcp takes seconds)
+SWEEP_THRESHOLD = KiB  # the sweep's shared-memory rows place every payload in shared memory
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    endpoint: str  # which endpoint of the children carries it ("iceoryx2" endpoints are per size)
+    mode: str  # the sender's payload: value, zero_copy, loan, copy
+    description: str
+    event_driven: bool = True  # iceoryx2: the subscriber sleeps on the event (else spins)
+
+    @property
+    def iceoryx2(self) -> bool:
+        return self.endpoint == "iceoryx2"
+
+
+VARIANTS = (
+    Variant("shm", "a", "ipc_shm", "value", "patterns.Pair ipc, shared memory (defaults), send(numpy array)"),
+    Variant("ipc_inline", "b", "ipc_inline", "value", "patterns.Pair ipc, shared_memory=False"),
+    Variant("ipc_raw", "b2", "ipc_raw", "bytes", "patterns.Pair ipc send_bytes(bytes): no envelope, no CBOR"),
+    Variant("tcp_shm", "a2", "tcp_shm", "value", "patterns.Pair tcp 127.0.0.1, shared memory (defaults)"),
+    Variant("tcp_inline", "c", "tcp_inline", "value", "patterns.Pair tcp 127.0.0.1, shared_memory=False"),
+    Variant("zero_copy", "d", "ipc_shm", "zero_copy", "patterns.shared_buffer filled in place, ipc"),
+    Variant("iox_loan", "e", "iceoryx2", "loan", "iceoryx2 loan filled in place, send + notify"),
+    Variant("iox_loan_poll", "e2", "iceoryx2", "loan", "iceoryx2 loan, subscriber spins", event_driven=False),
+    Variant("iox_copy", "e3", "iceoryx2", "copy", "iceoryx2 loan + copy of the array, send + notify"),
+    Variant("sweep_shm", "f", "ipc_sweep", "value", "ipc, SharedMemory(threshold=1 KiB)"),
+    Variant("sweep_inline", "f", "ipc_inline", "value", "ipc, shared_memory=False"),
+    Variant("sweep_raw", "f", "ipc_raw", "bytes", "ipc, send_bytes(bytes) (no envelope, no CBOR)"),
+)
+VARIANT_BY_KEY = {v.key: v for v in VARIANTS}
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    variants: tuple[str, ...]
+    sizes: tuple[int, ...]
+    quick_sizes: tuple[int, ...]
+    repeats: int
+    quick_repeats: int
+    warmup: int
+
+
+PHASES = (
+    Phase("large", ("shm", "tcp_shm", "ipc_inline", "ipc_raw", "tcp_inline", "iox_copy"), (64 * MiB, 512 * MiB), (64 * MiB,), 5, 3, 1),
+    Phase("flat", ("zero_copy", "iox_loan", "iox_loan_poll"),
+          (1 * MiB, 8 * MiB, 64 * MiB, 256 * MiB, 512 * MiB), (1 * MiB, 64 * MiB), 7, 3, 1),
+    Phase("sweep", ("sweep_shm", "sweep_inline", "sweep_raw"),
+          (16 * KiB, 64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB), (16 * KiB, 64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB),
+          15, 7, 2),
+)  # fmt: skip
+PHASE_BY_NAME = {p.name: p for p in PHASES}
+
+
+# ===================================================================== the two pairs of processes
+@dataclass
+class Pair:
+    """A sender and a receiver child with the endpoints opened on them so far."""
+
+    kind: str  # "toolkit" or "iceoryx2"
+    sender: Any
+    receiver: Any
+    opened: set[str] = field(default_factory=set)
+
+    def stop(self) -> list[int]:
+        pids = []
+        for child in (self.sender, self.receiver):
+            pids.append(child.pid)
+            child.stop()
+        return pids
+
+
+class Run:
+    """Everything one benchmark run holds: children, private folders, what failed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from ._shm_peers import PeerChild, receiver_main, sender_main
+
+        self.args = args
+        self.folder = tempfile.mkdtemp(prefix="nngc-bench-ipc-")  # ipc sockets
+        self.segments = tempfile.mkdtemp(prefix="shm-bench-", dir=SHM_ROOT)  # the toolkit's segments
+        self.iox_prefix = f"nngcb{os.getpid()}_"
+        self.iox_root = tempfile.mkdtemp(prefix="nngc-bench-iox-") + "/"
+        self.iceoryx2_skipped: str | None = None
+        self.iceoryx2_error: str | None = None  # the traceback, when it failed
+        if args.no_iceoryx2:
+            self.iceoryx2_skipped = "--no-iceoryx2"
+        elif importlib.util.find_spec("iceoryx2") is None:
+            self.iceoryx2_skipped = "iceoryx2 is not installed (pip install -e '.[bench]')"
+        self._spawn = (PeerChild, sender_main, receiver_main)
+        self.pairs: dict[str, Pair] = {}
+        self.reaped: list[int] = []
+
+    def pair(self, kind: str) -> Pair:
+        if kind not in self.pairs:
+            child, sender_main, receiver_main = self._spawn
+            self.pairs[kind] = Pair(kind, child(sender_main, 0, f"{kind}-sender"),
+                                    child(receiver_main, 1, f"{kind}-receiver"))  # fmt: skip
+        return self.pairs[kind]
+
+    def endpoint_spec(self, name: str, size: int) -> dict[str, Any]:
+        if name == "iceoryx2":
+            return {"kind": "iceoryx2", "size": size, "service": f"nngc-bench/{os.getpid()}",
+                    "prefix": self.iox_prefix, "root": self.iox_root}  # fmt: skip
+        transport = "tcp" if name.startswith("tcp") else "ipc"
+        address = "tcp://127.0.0.1:0" if transport == "tcp" else f"ipc://{self.folder}/{name}.ipc"
+        shm = name in ("ipc_shm", "ipc_sweep", "tcp_shm")
+        threshold = SWEEP_THRESHOLD if name == "ipc_sweep" else _default_threshold()
+        return {"kind": "nng", "address": address, "shm": shm, "threshold": threshold,
+                "directory": self.segments, "raw": name == "ipc_raw"}  # fmt: skip
+
+    def open(self, variant: Variant, size: int) -> tuple[Pair, str]:
+        """The children and endpoint key that carry ``variant`` at ``size`` (opened on first use)."""
+        pair = self.pair("iceoryx2" if variant.iceoryx2 else "toolkit")
+        key = f"iceoryx2/{size}" if variant.iceoryx2 else variant.endpoint
+        if key not in pair.opened:
+            spec = self.endpoint_spec(variant.endpoint, size)
+            pair.receiver.send("open", key, spec)
+            bound = pair.receiver.receive("opened", STEP_TIMEOUT_S)
+            if bound is not None:
+                spec = {**spec, "address": bound}
+            pair.sender.send("open", key, spec)
+            pair.sender.receive("opened", STEP_TIMEOUT_S)
+            pair.opened.add(key)
+        return pair, key
+
+    def deliver(self, variant: Variant, size: int, seed: int) -> dict[str, Any]:
+        """One timed delivery; checks what arrived."""
+        pair, key = self.open(variant, size)
+        pair.sender.send("prepare", key, variant.mode, size, seed, self.segments)
+        expected = pair.sender.receive("prepared", STEP_TIMEOUT_S)
+        pair.receiver.send("receive", key, variant.event_driven)
+        pair.receiver.receive("waiting", STEP_TIMEOUT_S)
+        time.sleep(SETTLE_S)
+        pair.sender.send("go", key, variant.mode, size, variant.event_driven)
+        sent = pair.sender.receive("sent", STEP_TIMEOUT_S)
+        if sent["recipients"] != 1:
+            raise RuntimeError(f"{variant.key}: the sample reached {sent['recipients']} subscribers, not 1")
+        got = pair.receiver.receive("got", STEP_TIMEOUT_S)
+        if got["bytes"] != size or got["checksum"] != expected:
+            raise RuntimeError(
+                f"{variant.key} at {size_label(size)}: received {got['bytes']} bytes, checksum "
+                f"{got['checksum']:#x}, expected {size} bytes, {expected:#x}"
+            )
+        start = sent["start_ns"]
+        return {
+            "delivered_ms": (got["delivered_ns"] - start) / 1e6,
+            "read_ms": (got["read_ns"] - start) / 1e6,
+            "send_ms": (sent["returned_ns"] - start) / 1e6,
+            "kind": got["kind"],
+        }
+
+    def drop_iceoryx2(self, reason: str, detail: str) -> None:
+        self.iceoryx2_skipped = reason
+        self.iceoryx2_error = detail
+        pair = self.pairs.pop("iceoryx2", None)
+        if pair is not None:
+            self.reaped += pair.stop()
+
+    def close(self) -> dict[str, Any]:
+        """Reap every child; remove the private folders; report (and remove) what was left behind."""
+        for pair in self.pairs.values():
+            self.reaped += pair.stop()
+        self.pairs.clear()
+        segments_left = sorted(p.name for p in Path(self.segments).iterdir())
+        owners = {os.getpid(), *self.reaped}
+        strays = sorted(
+            p.name for p in SHM_ROOT.glob("nngc.*") if p.name.split(".")[1:2] and _pid(p.name) in owners
+        )
+        for name in strays:
+            (SHM_ROOT / name).unlink(missing_ok=True)
+        iox_files = sorted(p.name for p in SHM_ROOT.glob(f"{self.iox_prefix}*"))
+        for name in iox_files:
+            (SHM_ROOT / name).unlink(missing_ok=True)
+        for folder in (self.segments, self.folder, self.iox_root):
+            shutil.rmtree(folder, ignore_errors=True)
+        return {
+            "toolkit_segments_left": segments_left + strays,
+            "iceoryx2_files_removed": iox_files,
+            "children_reaped": len(self.reaped),
+        }
+
+
+def _pid(name: str) -> int | None:
+    try:
+        return int(name.split(".")[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _default_threshold() -> int:
+    from patterns._shm_codec import DEFAULT_THRESHOLD
+
+    return int(DEFAULT_THRESHOLD)
+
+
+# ===================================================================== measuring
+def measure(run: Run, phases: list[Phase]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    quick, args = run.args.quick, run.args
+    for phase in phases:
+        sizes = phase.quick_sizes if quick else phase.sizes
+        repeats = args.repeats or (phase.quick_repeats if quick else phase.repeats)
+        warmup = phase.warmup if args.warmup is None else args.warmup
+        for size in sizes:
+            variants = [VARIANT_BY_KEY[k] for k in phase.variants]
+            samples: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
+            started = time.perf_counter()
+            print(f"  {phase.name:<5} {size_label(size):>7}: ", end="", flush=True, file=sys.stderr)
+            for r in range(warmup + repeats):
+                live = [v for v in variants if not (v.iceoryx2 and run.iceoryx2_skipped)]
+                shift = r % max(1, len(live))
+                for variant in live[shift:] + live[:shift]:
+                    if variant.iceoryx2 and run.iceoryx2_skipped:
+                        continue  # it failed earlier in this round
+                    try:
+                        sample = run.deliver(variant, size, seed=r)
+                    except RuntimeError as exc:
+                        if not variant.iceoryx2:
+                            raise
+                        last = [line for line in str(exc).splitlines() if line.strip()][-1]
+                        print(f"[iceoryx2 failed: {last}] ", end="", file=sys.stderr)
+                        run.drop_iceoryx2(f"failed: {last}", str(exc))
+                        continue
+                    if r >= warmup:
+                        samples[variant.key].append(sample)
+                print(".", end="", flush=True, file=sys.stderr)
+            print(f" {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            for variant in variants:
+                if samples[variant.key]:
+                    rows.append(summarize_rows(phase.name, variant, size, samples[variant.key]))
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.shm",
+        description="One-way delivery of a large payload between two processes: "
+        "shared memory vs ipc/tcp inline vs zero-copy vs iceoryx2, and the threshold sweep.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="64 MiB only (zero-copy 1 and 64 MiB), 3 repeats"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed deliveries per row (default per phase)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed rounds per size (default per phase)"
+    )
+    parser.add_argument(
+        "--phase",
+        dest="phases",
+        action="append",
+        choices=[p.name for p in PHASES],
+        help="run only this phase (repeatable; default: large, flat, sweep)",
+    )
+    parser.add_argument("--no-iceoryx2", action="store_true", help="skip the iceoryx2 rows")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS_DIR / "shm.json",
+        help="where to write the JSON report (default bench/results/shm.json)",
+    )
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a ratio goal is not met")
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.warmup is not None and args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if importlib.util.find_spec("numpy") is None:
+        print("shm: not run: numpy is missing (pip install -e '.[bench]')", file=sys.stderr)
+        return 1
+    phases = [PHASE_BY_NAME[name] for name in (args.phases or [p.name for p in PHASES])]
+    print(f"shm: one-way delivery of large payloads between two processes{' (quick)' if args.quick else ''}",
+          file=sys.stderr)  # fmt: skip
+    machine = machine_info(("numpy", "iceoryx2"))
+    machine["cpu_busy_before"] = cpu_busy_fraction()
+    started = time.perf_counter()
+    run = Run(args)
+    try:
+        rows = measure(run, phases)
+    finally:
+        cleanup = run.close()
+    machine["cpu_busy_after"] = cpu_busy_fraction()
+    ratios = compute_ratios(rows, quick=args.quick)
+    sweep = crossover(rows)
+    report = {
+        "benchmark": "shm",
+        "machine": machine,
+        "params": {
+            "quick": args.quick,
+            "phases": {p.name: {"variants": list(p.variants),
+                                "sizes": list(p.quick_sizes if args.quick else p.sizes)} for p in phases},
+            "repeats": args.repeats, "warmup": args.warmup,
+            "default_threshold": _default_threshold(), "sweep_threshold": SWEEP_THRESHOLD,
+            "settle_s": SETTLE_S,
+            "variants": {v.key: {"label": v.label, "description": v.description} for v in VARIANTS},
+            "delivered": "from just before send until the receiver holds body['data'] (memoryview or "
+                         "bytes) or iceoryx2's memoryview; CLOCK_MONOTONIC in both processes",
+            "read": "delivered, then every byte read once (numpy sum of uint64, the verified checksum)",
+            "elapsed_s": round(time.perf_counter() - started, 1),
+        },
+        "results": rows,
+        "ratios": ratios,
+        "threshold_sweep": sweep,
+        "iceoryx2_skipped": run.iceoryx2_skipped,
+        "iceoryx2_error": run.iceoryx2_error,
+        "cleanup": cleanup,
+    }  # fmt: skip
+    path = write_json(args.json, report)
+    print()
+    print("shm: one-way delivery of one payload between two processes (median of repeats, ms)")
+    print(f"machine: {describe_machine(machine)}")
+    print()
+    print(render(rows, ratios, sweep, run.iceoryx2_skipped, cleanup, _default_threshold()))
+    print(f"\nJSON written to {path}")
+    unmet = [name for name, entry in ratios.items() if isinstance(entry, dict) and entry.get("met") is False]
+    if cleanup["toolkit_segments_left"]:
+        return 1
+    if args.check and unmet:
+        print(f"goals not met: {', '.join(unmet)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
