@@ -75,3 +75,27 @@ def test_hotline_example(transport: str) -> None:
         )
     }
     assert stats == {"claude": (4, 2), "gemini": (2, 3)}, out  # deterministic for 4 turns
+
+
+def test_big_payload_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="shm-example-", dir="/dev/shm"))  # the example's segments
+    monkeypatch.setenv("NNG_CONSENSUS_SHM_DIR", str(folder))
+    try:
+        out = run_example("examples/big_payload.py", "--mib", "16")
+        left = sorted(p.name for p in folder.iterdir())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert left == [], f"segments left behind: {left}"
+    assert "point cloud of 4,194,304 float32 values (16 MiB) over ipc" in out, out
+    rows = re.findall(r"^(inline|shared memory|zero-copy producer) .* ms  (.+?) +([0-9a-f]{8}) / ([0-9a-f]{8})",
+                      out, re.MULTILINE)  # fmt: skip
+    assert [row[0] for row in rows] == ["inline", "shared memory", "zero-copy producer"], out
+    assert [row[1] for row in rows] == ["bytes", "read-only memoryview", "read-only memoryview"], out
+    assert all(sent == received for _, _, sent, received in rows), out
+    assert len({sent for _, _, sent, _ in rows}) == 1, out  # the same cloud in every mode
+    assert "checksums equal in all three modes: yes" in out, out
+    assert out.count("speed-up over inline:") == 2, out
