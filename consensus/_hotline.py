@@ -43,10 +43,15 @@ A round trip is dominated by Python work per frame, and a pass of trio's schedul
   NNG's send descriptor).
 * A plain ask waits in a one-slot mailbox (the asker parks with ``trio.lowlevel``); a
   streamed ask keeps a bounded channel, so a slow consumer slows the line.
+* Plain asks time out through one timer task that sleeps until the earliest deadline of
+  the asks still open, not through a cancel scope each (entering and leaving one costs
+  about as much as the rest of the asker's bookkeeping). Streamed asks keep a cancel
+  scope per wait.
 """
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import logging
 import math
@@ -223,6 +228,10 @@ class Hotline:
         self._threads = trio.CapacityLimiter(handler_threads)
         self._asks = AskTable()
         self._waiters: dict[int, _Waiter] = {}
+        # Plain asks time out through one timer task, not a cancel scope each (see _expire_at).
+        self._deadlines: list[tuple[float, int]] = []  # a heap; finished asks leave lazily
+        self._timer_wake = math.inf
+        self._timer: trio.CancelScope | None = None
         self._ids = secrets.randbits(62)
         self._inbox_send, self._inbox = trio.open_memory_channel[Any](QUEUE)
         self._requests_send, self._requests = trio.open_memory_channel[IncomingAsk](QUEUE)
@@ -293,12 +302,14 @@ class Hotline:
             if not (self._pair.peers_state and self._send_now(envelope)):
                 await self._send_ask_later(ask_id, value, False, timeout, deadline)
             if slot.reply is None:
-                with trio.CancelScope(deadline=deadline):
-                    slot.task = trio.lowlevel.current_task()
-                    await trio.lowlevel.wait_task_rescheduled(slot.abort)
-            if slot.reply is None:
+                self._expire_at(deadline, ask_id)
+                slot.task = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(slot.abort)
+            reply = slot.reply
+            assert reply is not None
+            if reply[0] == "timeout":
                 raise self._timed_out(ask_id, deadline, timeout, stream=False)
-            return self._outcome(ask_id, *slot.reply)
+            return self._outcome(ask_id, *reply)
         finally:
             self._asks.close(ask_id)
             del self._waiters[ask_id]
@@ -342,6 +353,36 @@ class Hotline:
                                       deadline=time.time() + timeout))  # fmt: skip
             return
         raise self._timed_out(ask_id, deadline, timeout, stream=stream)
+
+    def _expire_at(self, deadline: float, ask_id: int) -> None:
+        """Have the timer task end this plain ask at ``deadline`` (module docstring)."""
+        heap = self._deadlines
+        if len(heap) > 1024 and len(heap) > 4 * len(self._waiters):  # mostly finished asks: compact
+            heap[:] = [entry for entry in heap if entry[1] in self._waiters]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (deadline, ask_id))
+        if deadline < self._timer_wake:
+            self._timer_wake = deadline
+            if self._timer is not None:
+                self._timer.deadline = deadline
+
+    async def _expire_asks(self) -> None:
+        """The timer task: ends plain asks past their deadline, waking once per deadline that
+        matters (the earliest of the asks still open), not once per ask."""
+        heap = self._deadlines
+        while True:
+            with trio.CancelScope(deadline=self._timer_wake) as self._timer:
+                await trio.sleep_forever()
+            now = trio.current_time()
+            while heap:
+                deadline, ask_id = heap[0]
+                slot = self._waiters.get(ask_id)
+                if slot is not None and deadline > now:
+                    break
+                heapq.heappop(heap)
+                if isinstance(slot, _Slot):
+                    slot.put(("timeout", None))
+            self._timer_wake = heap[0][0] if heap else math.inf
 
     def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> Timeout:
         self._asks.expire(deadline)
@@ -552,7 +593,7 @@ class Hotline:
             re = envelope.re
             if re is None:
                 raise MalformedMessage(f"a {kind!r} frame without 're'", reason="body", size=0)
-            action = self._asks.on_reply(kind, re).action
+            action = self._asks.answer(kind, re)
             waiter = self._waiters.get(re)
             if waiter is None or action is Action.DROP:
                 return True
@@ -633,7 +674,7 @@ async def hotline(address: str, *, listen: bool = False, dial: bool = False, nam
                    max_message_size=max_message_size, tls=tls)  # fmt: skip
     async with line._pair, service_nursery() as nursery:
         line._nursery = nursery
-        for loop in (line._receive_loop, line._watch_peer, line._heartbeats):
+        for loop in (line._receive_loop, line._watch_peer, line._heartbeats, line._expire_asks):
             nursery.start_soon(loop)
         try:
             yield line

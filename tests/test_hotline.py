@@ -255,3 +255,85 @@ async def test_receive_ask_refused_when_on_ask_is_set(address: Address) -> None:
     async with consensus.hotline(address("inproc"), listen=True, on_ask=lambda v: v) as line:
         with pytest.raises(RuntimeError):
             await line.receive_ask()
+
+
+# ---------------------------------------------------------------- 10. inline answers (async on_ask)
+async def test_an_async_handler_that_waits_never_stalls_the_line(address: Address) -> None:
+    """An async on_ask runs inline until it suspends; then the line reads on without it."""
+    addr = address("inproc")
+    gate = trio.Event()
+
+    async def on_ask(value: Any) -> Any:
+        if value == "wait":
+            await gate.wait()
+            return "released"
+        if value == "raise":
+            raise ValueError("asked to fail")
+        return {"echo": value}
+
+    async with (
+        consensus.hotline(addr, listen=True, name="server", on_ask=on_ask) as server,
+        consensus.hotline(addr, dial=True, name="client") as client,
+    ):
+        with trio.fail_after(10):
+            await client.wait_connected()
+            await server.wait_connected()
+            result: list[Any] = []
+
+            async def slow() -> None:
+                result.append(await client.ask("wait", timeout=5))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(slow)
+                for i in range(3):  # answered while the first handler still waits
+                    assert await client.ask(i, timeout=5) == {"echo": i}
+                await client.send("one-way")
+                assert await server.receive() == "one-way"
+                assert not result
+                gate.set()
+            assert result == ["released"]
+            with pytest.raises(consensus.RemoteError) as info:
+                await client.ask("raise", timeout=5)
+            assert info.value.type == "ValueError"
+            # an async (not generator) handler answers a streamed ask with one last item
+            assert [c async for c in client.ask_stream("s", timeout=5)] == [{"echo": "s"}]
+        assert server.statistics().asks_served == 6
+        stats = client.statistics()
+        assert stats.asks_answered == 6 and stats.asks_open == 0 and stats.stale_replies == 0
+
+
+# ---------------------------------------------------------------- 11. timeouts and cancellation
+async def test_each_ask_times_out_at_its_own_deadline(address: Address) -> None:
+    """A later ask with a shorter timeout is not held up by an earlier, longer one; a cancelled
+    ask leaves nothing open, and its late answer is counted as stale."""
+    addr = address("inproc")
+    async with (
+        consensus.hotline(addr, listen=True, name="server") as server,
+        consensus.hotline(addr, dial=True, name="client") as client,
+    ):
+        with trio.fail_after(10):
+            await client.wait_connected()
+            await server.wait_connected()
+            async with trio.open_nursery() as nursery:
+                long_ask = trio.CancelScope()
+
+                async def ask_long() -> None:
+                    with long_ask:
+                        await client.ask("long", timeout=30)
+
+                nursery.start_soon(ask_long)
+                first = await server.receive_ask()
+                assert first.value == "long"
+                start = trio.current_time()
+                with pytest.raises(consensus.Timeout):
+                    await client.ask("short", timeout=0.2)
+                assert trio.current_time() - start < 2
+                assert (await server.receive_ask()).value == "short"
+                long_ask.cancel()
+            assert client.statistics().asks_open == 0
+            assert client.statistics().asks_expired == 1
+            await first.reply("too late")
+            # one connection is FIFO: once this arrives, the late reply before it was handled
+            await server.send("after")
+            assert await client.receive() == "after"
+        assert client.statistics().stale_replies == 1
