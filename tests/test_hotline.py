@@ -337,3 +337,23 @@ async def test_each_ask_times_out_at_its_own_deadline(address: Address) -> None:
             await server.send("after")
             assert await client.receive() == "after"
         assert client.statistics().stale_replies == 1
+
+
+# ---------------------------------------------------------------- 12. heartbeats
+async def test_a_silent_peer_is_disconnected_and_its_asks_fail(address: Address) -> None:
+    """A peer that sends nothing (not even pongs) is dropped after its missed heartbeats;
+    the ask waiting on it fails with PeerLost, long before its own timeout."""
+    addr = address("ipc")
+    async with (
+        consensus.hotline(addr, listen=True, name="test", heartbeat=0.1, missed_heartbeats=2) as line,
+        Pair(dial=addr, name="mute") as mute,
+    ):
+        with trio.fail_after(10):
+            await line.wait_connected()
+            start = trio.current_time()
+            with pytest.raises(consensus.PeerLost):
+                await line.ask("anyone?", timeout=30)
+            assert trio.current_time() - start < 5
+            assert (await mute.receive_envelope()).kind in ("ask", "ping")  # it did hear us
+        stats = line.statistics()
+        assert stats.silent_disconnects >= 1 and stats.asks_failed >= 1 and stats.asks_open == 0
