@@ -140,6 +140,7 @@ def render(results: list[dict[str, Any]], ratios: dict[str, Any]) -> str:
                 f"{h['median_us']:.1f}",
                 f"{h['p99_us']:.1f}",
                 f"{ratios[transport]['hotline_over_sync']:.2f}",
+                f"{ratios[transport]['hotline_over_sync_p99']:.2f}",
                 s["n"],
             )
         )
@@ -151,6 +152,7 @@ def render(results: list[dict[str, Any]], ratios: dict[str, Any]) -> str:
             "hotline ask median µs",
             "ask p99 µs",
             "ratio hotline/sync",
+            "p99 ratio",
             "n",
         ),
         rows,
@@ -161,7 +163,8 @@ def render(results: list[dict[str, Any]], ratios: dict[str, Any]) -> str:
         entry = ratios[transport]
         lines.append(
             f"{transport}: goal: hotline ask within {GOAL}x of pynng sync Pair round trip: "
-            f"{entry['hotline_over_sync']:.2f} -> {'met' if entry['met'] else 'not met'}"
+            f"{entry['hotline_over_sync']:.2f} -> {'met' if entry['met'] else 'not met'} "
+            f"(p99: {entry['hotline_over_sync_p99']:.2f})"
         )
     return "\n".join(lines)
 
