@@ -302,6 +302,31 @@ async def test_an_async_handler_that_waits_never_stalls_the_line(address: Addres
         assert stats.asks_answered == 6 and stats.asks_open == 0 and stats.stale_replies == 0
 
 
+async def test_an_async_handler_may_ask_back_before_it_answers(address: Address) -> None:
+    """Both ends answer inline; a handler that asks the other side first suspends, hands
+    the line to a new receiving task, and still gets its answer through it."""
+    addr = address("inproc")
+    lines: dict[str, consensus.Hotline] = {}
+
+    async def server_on_ask(value: Any) -> Any:
+        return [value, await lines["server"].ask("and you?", timeout=5)]
+
+    async def client_on_ask(value: Any) -> Any:
+        return f"client heard {value}"
+
+    async with (
+        consensus.hotline(addr, listen=True, name="server", on_ask=server_on_ask) as server,
+        consensus.hotline(addr, dial=True, name="client", on_ask=client_on_ask) as client,
+    ):
+        lines["server"] = server
+        with trio.fail_after(10):
+            await client.wait_connected()
+            await server.wait_connected()
+            for i in range(3):
+                assert await client.ask(i, timeout=5) == [i, "client heard and you?"]
+        assert server.statistics().asks_served == 3 and client.statistics().asks_served == 3
+
+
 # ---------------------------------------------------------------- 11. timeouts and cancellation
 async def test_each_ask_times_out_at_its_own_deadline(address: Address) -> None:
     """A later ask with a shorter timeout is not held up by an earlier, longer one; a cancelled
