@@ -1,0 +1,230 @@
+"""What every peer measurement shares: sizes and counts, Metric rows, free ports, servers, children.
+
+Nothing here imports a peer's client library, so a measurement can turn a missing one
+into a :class:`~bench._schema.Skip` before anything starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._children import PipeChild
+from .._common import median, percentile
+from .._schema import Metric, Skip
+from . import _child
+
+PAYLOADS = (64, 4096, 1 << 20)  # the toolkit scenarios' sizes (64 MiB is left to the shm bench)
+QUICK_PAYLOADS = (64, 4096)
+GATHER_NS = (1, 8, 32, 64)  # as bench.poll
+QUICK_GATHER_NS = (1, 8)
+PER_PROCESS = 8  # respondents per child process, as bench.poll's members
+WORKERS = 2  # work distribution: worker processes, as bench.distribute
+TASK_SIZE = 64  # bytes per task, as bench.distribute
+GATHER_PAYLOAD = 64
+READY_TIMEOUT_S = 30.0  # a spawned child: interpreter start, imports, connect
+JOB_TIMEOUT_S = 60.0  # a child's job, once told to stop, must report within this
+SERVER_START_S = 15.0
+
+Result = list[Metric | Skip]
+
+
+# ===================================================================== sizes and counts
+def payloads(quick: bool, sizes: Sequence[int] | None = None) -> tuple[int, ...]:
+    if sizes is not None:
+        return tuple(sizes)
+    return QUICK_PAYLOADS if quick else PAYLOADS
+
+
+def gather_ns(quick: bool, ns: Sequence[int] | None = None) -> tuple[int, ...]:
+    if ns is not None:
+        return tuple(ns)
+    return QUICK_GATHER_NS if quick else GATHER_NS
+
+
+def rtt_counts(size: int, quick: bool, base: int) -> tuple[int, int]:
+    """(warm-up, timed) round trips for one payload size: fewer for 1 MiB."""
+    n = max(100, base // 4) if quick else base
+    if size >= 1 << 20:
+        n = max(50, n // 10)
+    return max(10, n // 10), n
+
+
+def size_label(size: int) -> str:
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return f"{size >> 20} MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size >> 10} KiB"
+    return f"{size} B"
+
+
+def make_payload(size: int, tag: int = 0) -> bytes:
+    """``size`` bytes, the first 8 of them ``tag`` (so a stale or foreign reply is caught)."""
+    head = tag.to_bytes(8, "big")
+    if size <= 8:
+        return head[:size]
+    return head + bytes(range(256)) * ((size - 8) // 256) + bytes(range((size - 8) % 256))
+
+
+# ===================================================================== Metric rows
+def rtt_metrics(
+    system: str, variant: str, transport: str, payload: int, samples_ns: Sequence[int]
+) -> list[Metric | Skip]:
+    us = [s / 1000.0 for s in samples_ns]
+    return [
+        Metric("rtt", system, variant, transport, payload, 1, "rtt_median_us", round(median(us), 2), "us"),
+        Metric(
+            "rtt", system, variant, transport, payload, 1, "rtt_p99_us", round(percentile(us, 99), 2), "us"
+        ),
+    ]
+
+
+def gather_metrics(
+    system: str, variant: str, transport: str, n: int, samples_ns: Sequence[int]
+) -> list[Metric | Skip]:
+    ms = [s / 1e6 for s in samples_ns]
+    size = GATHER_PAYLOAD
+    return [
+        Metric("poll", system, variant, transport, size, n, "gather_median_ms", round(median(ms), 4), "ms"),
+        Metric(
+            "poll", system, variant, transport, size, n, "gather_p99_ms", round(percentile(ms, 99), 4), "ms"
+        ),
+    ]
+
+
+def rate_metric(system: str, variant: str, transport: str, tasks: int, seconds: float) -> Metric:
+    return Metric(
+        scenario="work",
+        system=system,
+        variant=variant,
+        transport=transport,
+        payload=TASK_SIZE,
+        n=WORKERS,
+        name="tasks_per_s",
+        value=round(tasks / seconds, 1),
+        unit="tasks/s",
+        higher_is_better=True,
+    )
+
+
+def missing_module(module: str, install: str, scenario: str, system: str, variant: str) -> Skip | None:
+    """A Skip if ``module`` cannot be imported, else None."""
+    if importlib.util.find_spec(module) is None:
+        return Skip(scenario, system, variant, f"{module} not installed: {install}")
+    return None
+
+
+def guarded(
+    scenario: str, system: str, variant: str, measure: Callable[[], list[Metric | Skip]]
+) -> list[Metric | Skip]:
+    """Run one measurement; an unexpected failure becomes a Skip (and a traceback on stderr)."""
+    try:
+        return measure()
+    except Exception as exc:  # noqa: BLE001 -- a failed peer must not stop the suite
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        return [Skip(scenario, system, variant, f"failed: {text} (traceback on stderr)")]
+
+
+# ===================================================================== ports, files, executables
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the server binds it next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: {tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args[0]} not listening on port {port} within {timeout} s: {tail(log)}")
+        time.sleep(0.02)
+
+
+def tail(log: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def find_executable(name: str) -> str | None:
+    """``name`` beside this interpreter (a venv's bin, where pip puts nats-server) or on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A private temporary folder, removed afterwards whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def server(argv: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process, wait until it accepts on ``port``; terminate (then kill) it after."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, SERVER_START_S, proc, log)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+# ===================================================================== children
+@contextlib.contextmanager
+def children(count: int, name: str) -> Iterator[list[PipeChild]]:
+    """``count`` spawned job runners (:mod:`bench.peers._child`), always reaped."""
+    started: list[PipeChild] = []
+    try:
+        for i in range(count):
+            started.append(PipeChild(_child.main, i, f"{name}-{i}"))
+        yield started
+    finally:
+        for child in started:
+            child.stop()
+
+
+def start_job(child: PipeChild, job: Callable[..., Any], *args: Any) -> None:
+    """Have ``child`` run ``job(conn, *args)``; it answers ("ready", x) and later ("done", y)."""
+    child.send("job", job.__module__, job.__qualname__, args)
+
+
+def ready(child: PipeChild) -> Any:
+    return child.receive("ready", READY_TIMEOUT_S)
+
+
+def finish(child: PipeChild, *, stop: bool) -> Any:
+    """The job's result; ``stop``: tell it to stop first (jobs that watch their pipe)."""
+    if stop:
+        child.send("stop")
+    return child.receive("done", JOB_TIMEOUT_S)
