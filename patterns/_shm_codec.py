@@ -138,7 +138,7 @@ class Placement:
     def sent(self) -> None:
         """The message went out: the caller's buffers are handed over (their views close)."""
         for buf in self.handed:
-            buf.close()
+            buf.close(unmap_later=True)  # the view goes now; the unmapping, off the send path
 
     def abort(self) -> None:
         """The message did not go out: remove the segments made for it."""

@@ -50,6 +50,7 @@ live view holds one descriptor; from 3.13 on none is kept.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import errno
 import fcntl
@@ -247,11 +248,13 @@ class SharedBuffer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self) -> None:
+    def close(self, *, unmap_later: bool = False) -> None:
         """Drop the writer's mapping (the name stays until the receivers attach or the lease ends).
 
         If something still borrows ``view`` (a numpy array over it), the mapping goes
-        with that borrower instead. Idempotent.
+        with that borrower instead. With ``unmap_later`` the view is released now and the
+        unmapping (about 20 ms for 512 MiB) happens on a background thread, off the
+        sender's path. Idempotent.
         """
         view, mapping = self._view, self._mmap
         self._view = self._mmap = None
@@ -261,9 +264,12 @@ class SharedBuffer:
             return
         try:
             view.release()
-            mapping.close()
         except BufferError:
-            pass  # still borrowed: the last borrower's release unmaps
+            return  # still borrowed: the last borrower's release unmaps
+        if unmap_later:
+            _unmapper().submit(_close_quietly, mapping)
+        else:
+            _close_quietly(mapping)
 
     def discard(self) -> None:
         """Unlink the name now and drop the mapping; receivers that attached keep their views."""
@@ -308,6 +314,21 @@ def place(
 
 
 _WRITE_CHUNK: Final = 8 * 1024 * 1024
+_UNMAPPER: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _unmapper() -> concurrent.futures.ThreadPoolExecutor:
+    """One background thread that unmaps what senders handed over."""
+    if not _UNMAPPER:
+        _UNMAPPER.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nngc-unmap"))
+    return _UNMAPPER[0]
+
+
+def _close_quietly(mapping: mmap.mmap) -> None:
+    try:
+        mapping.close()
+    except BufferError:
+        pass  # a borrower appeared: it unmaps when it goes
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
