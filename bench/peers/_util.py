@@ -116,10 +116,10 @@ def rate_metric(system: str, variant: str, transport: str, tasks: int, seconds: 
     )
 
 
-def missing_module(module: str, install: str, scenario: str, system: str, variant: str) -> Skip | None:
-    """A Skip if ``module`` cannot be imported, else None."""
+def missing_module(module: str, reason: str, scenario: str, system: str, variant: str) -> Skip | None:
+    """A Skip with ``reason`` if ``module`` cannot be imported, else None."""
     if importlib.util.find_spec(module) is None:
-        return Skip(scenario, system, variant, f"{module} not installed: {install}")
+        return Skip(scenario, system, variant, reason)
     return None
 
 

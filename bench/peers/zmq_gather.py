@@ -35,6 +35,7 @@ from ._util import (
 )
 
 SYSTEM = "pyzmq"
+NO_ZMQ = "pyzmq not installed: pip install pyzmq (in the bench extra)"
 VARIANT = "ROUTER scatter-gather sync"
 TRANSPORTS = ("ipc", "tcp")
 ROUNDS, QUICK_ROUNDS = 300, 100
@@ -105,7 +106,7 @@ def measure(
     quick: bool, ns: Sequence[int] | None = None, transports: Sequence[str] = TRANSPORTS
 ) -> list[Metric | Skip]:
     """Time to all N replies for each N (default 1, 8, 32, 64; quick 1, 8) over ipc and tcp."""
-    skip = missing_module("zmq", "pip install pyzmq (the bench extra)", "poll", SYSTEM, VARIANT)
+    skip = missing_module("zmq", NO_ZMQ, "poll", SYSTEM, VARIANT)
     if skip:
         return [skip]
     sizes = gather_ns(quick, ns)

@@ -36,6 +36,7 @@ from ._util import (
 )
 
 SYSTEM = "pyzmq"
+NO_ZMQ = "pyzmq not installed: pip install pyzmq (in the bench extra)"
 TRANSPORTS = ("ipc", "tcp")
 STYLES = ("sync", "asyncio")
 PATTERNS = ("pair", "router")
@@ -163,10 +164,14 @@ def _measure_one(
         group = [s for s in sizes if (s < COPY_THRESHOLD) == copy]
         if not group:
             continue
-        if style == "sync":
-            samples = _group_sync(child, pattern, transport, group, copy, quick, tmp)
-        else:
-            samples = asyncio.run(_group_async(child, pattern, transport, group, copy, quick, tmp))
+        try:
+            if style == "sync":
+                samples = _group_sync(child, pattern, transport, group, copy, quick, tmp)
+            else:
+                samples = asyncio.run(_group_async(child, pattern, transport, group, copy, quick, tmp))
+        except BaseException:
+            child.kill()  # its echo job waits on a socket that is gone: do not wait for it
+            raise
         for size in group:
             out += rtt_metrics(SYSTEM, _variant(pattern, style), transport, size, samples[size])
     return out
@@ -180,7 +185,7 @@ def measure(
     transports: Sequence[str] = TRANSPORTS,
 ) -> list[Metric | Skip]:
     """Round trips for each pattern, style, transport and payload size; one echo child, reused."""
-    skip = missing_module("zmq", "pip install pyzmq (the bench extra)", "rtt", SYSTEM, "PAIR, ROUTER-DEALER")
+    skip = missing_module("zmq", NO_ZMQ, "rtt", SYSTEM, "PAIR, ROUTER-DEALER")
     if skip:
         return [skip]
     out: list[Metric | Skip] = []
