@@ -25,8 +25,9 @@ stream) or, without a handler, through :meth:`Hotline.receive_ask`.
 
 Where the time of an ask goes
 -----------------------------
-A round trip is dominated by Python work per frame, and a pass of trio's scheduler
-(or a task) costs about as much as encoding the frame, so the common path avoids them:
+Beside NNG's own cost (a send and a wake-up per frame), a round trip is Python work per
+frame: the envelope codec of :mod:`patterns`, and trio, where a pass of the scheduler (or a
+task) costs about as much as encoding the frame. So the common path avoids them:
 
 * One task, the *receiver*, reads the line. An ask whose ``on_ask`` is an async function
   (a coroutine function, not an async generator) is answered inline: the receiver calls
@@ -34,9 +35,10 @@ A round trip is dominated by Python work per frame, and a pass of trio's schedul
   suspending is answered at once, with no task spawned. A handler that suspends (any
   ``await`` that yields to trio, even ``trio.sleep(0)``) is not waited for: the receiver
   first starts a new receiving task, then finishes that one ask in its own task, the way
-  a task per ask would. So a slow or blocking handler never stalls the line. (An inline
-  handler shares the receiving task's context variables.) Plain handlers (run in a
-  worker thread) and async generators are served in a task per ask.
+  a task per ask would. So a slow or waiting handler never stalls the line. (An inline
+  handler shares the receiving task's context variables; one that computes for long
+  without awaiting holds up every task of the process, inline or not.) Plain handlers
+  (run in a worker thread) and async generators are served in a task per ask.
 * A frame goes out at once when NNG takes it without waiting and no other task is queued
   to send; otherwise the sender queues on a FIFO lock and waits for room. NNG frames never
   interleave; the lock keeps waiting senders in order (one task at a time may wait on
