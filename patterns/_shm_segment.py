@@ -233,6 +233,8 @@ class SharedBuffer:
         _check_arguments(self.size, 1.0, receivers)
         if self._state is BufferState.DISCARDED:
             raise Closed(f"shared buffer {self.name!r} was discarded")
+        if receivers == self._header.receivers == self._header.pending:
+            return  # already so (one receiver, the usual case): no file access
         try:
             fd = os.open(self._path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
