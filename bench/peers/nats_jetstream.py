@@ -31,7 +31,7 @@ from ._util import TASK_SIZE, WORKERS, children, finish, make_payload, rate_metr
 
 SYSTEM = "nats"
 STREAM, SUBJECT, DURABLE, RESULTS = "TASKS", "tasks", "workers", "results"
-N, QUICK_N = 30_000, 10_000
+N, QUICK_N = 50_000, 20_000
 WARMUP = 1000
 BATCH = 256  # fetch batch: the headline (batch 1 in the full run shows what batching buys)
 MAX_ACK_PENDING = 4096  # per consumer; > 2 workers x BATCH so fetches never stall on it
@@ -154,7 +154,7 @@ def measure(quick: bool, n: int | None = None) -> list[Metric | Skip]:
     n = n or (QUICK_N if quick else N)
     configs = [("memory", BATCH, n)]
     if not quick:
-        configs += [("file", BATCH, n), ("memory", 1, n // 5)]
+        configs += [("file", BATCH, n), ("memory", 1, n // 10)]
     out: list[Metric | Skip] = []
     with children(WORKERS, "nats-worker") as pool:
         for storage, batch, count in configs:

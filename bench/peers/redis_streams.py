@@ -43,7 +43,7 @@ from ._util import (
 SYSTEM = "redis"
 TASKS, GROUP, RESULTS = "tasks", "workers", "results"
 REQUESTS, SERVERS = "requests", "servers"
-N, QUICK_N = 30_000, 10_000
+N, QUICK_N = 50_000, 20_000
 WARMUP = 1000
 SUBMIT_CHUNK = 500  # XADDs per pipeline
 READ_COUNT = 100  # XREADGROUP COUNT per worker batch
