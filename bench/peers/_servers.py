@@ -16,7 +16,7 @@ import importlib.util
 import subprocess
 from collections.abc import Iterator
 
-from ._util import find_executable, free_port, scratch, server
+from ._util import find_executable, scratch, server
 
 NATS_CONFIG = """\
 listen: 127.0.0.1:{port}
@@ -46,36 +46,43 @@ def redis_missing() -> str | None:
 @contextlib.contextmanager
 def nats_server() -> Iterator[str]:
     """A JetStream-enabled nats-server; yields its URL."""
-    binary = find_executable("nats-server")
-    if binary is None:
+    found = find_executable("nats-server")
+    if found is None:
         raise RuntimeError(nats_missing())
+    binary: str = found
     with scratch("peers-nats-") as tmp:
-        port = free_port()
-        config = tmp / "nats.conf"
-        config.write_text(NATS_CONFIG.format(port=port, store=tmp / "js"))
-        with server([binary, "-c", str(config)], port, tmp / "nats.log"):
+
+        def argv(port: int) -> list[str]:
+            config = tmp / "nats.conf"
+            config.write_text(NATS_CONFIG.format(port=port, store=tmp / "js"))
+            return [binary, "-c", str(config)]
+
+        with server(argv, tmp / "nats.log", (b"", b"INFO")) as port:  # it greets with INFO {...}
             yield f"nats://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[int]:
     """A redis-server without persistence; yields its port."""
-    binary = find_executable("redis-server")
-    if binary is None:
+    found = find_executable("redis-server")
+    if found is None:
         raise RuntimeError(redis_missing())
+    binary: str = found
     with scratch("peers-redis-") as tmp:
-        port = free_port()
-        argv = [
-            binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(tmp),
-            "--daemonize", "no",
-            "--logfile", "",
-        ]  # fmt: skip
-        with server(argv, port, tmp / "redis.log"):
+
+        def argv(port: int) -> list[str]:
+            return [
+                binary,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(tmp),
+                "--daemonize", "no",
+                "--logfile", "",
+            ]  # fmt: skip
+
+        with server(argv, tmp / "redis.log", (b"PING\r\n", b"+PONG")) as port:
             yield port
 
 

@@ -145,15 +145,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+class ServerExited(RuntimeError):
+    """A server process ended before it listened (a port taken meanwhile, a bad option)."""
+
+
+def wait_port(
+    port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path, hello: tuple[bytes, bytes]
+) -> None:
+    """Wait until ``proc`` answers on ``port``: send ``hello[0]``, expect a reply starting with ``hello[1]``.
+
+    (A bare connect is not enough: another process may hold the port.)
+    """
+    send, expect = hello
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: {tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
+            raise ServerExited(f"{proc.args[0]} exited with {proc.returncode}: {tail(log)}")
+        with contextlib.suppress(OSError):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
+                if send:
+                    probe.sendall(send)
+                answer = probe.recv(len(expect))
+            if answer == expect and proc.poll() is None:
+                return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.args[0]} not listening on port {port} within {timeout} s: {tail(log)}")
+            raise RuntimeError(f"{proc.args[0]} not answering on port {port} within {timeout} s: {tail(log)}")
         time.sleep(0.02)
 
 
@@ -183,21 +199,37 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def server(argv: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a server process, wait until it accepts on ``port``; terminate (then kill) it after."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, SERVER_START_S, proc, log)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
+def server(
+    make_argv: Callable[[int], list[str]], log: Path, hello: tuple[bytes, bytes], attempts: int = 3
+) -> Iterator[int]:
+    """Start ``make_argv(port)`` on a free port, wait until it answers ``hello``; yield the port; stop it.
+
+    A server that exits before listening (the port was taken meanwhile) is retried on
+    another port. Stopping: SIGTERM, then SIGKILL after 5 s.
+    """
+    for attempt in range(attempts):
+        port = free_port()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                make_argv(port), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
             try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+                wait_port(port, SERVER_START_S, proc, log, hello)
+            except ServerExited:
+                if attempt + 1 == attempts:
+                    raise
+                continue
+            yield port
+            return
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
 
 
 # ===================================================================== children
