@@ -17,7 +17,7 @@ import trio
 
 import consensus
 
-from ._pair_peers import CHILD_LIFETIME_S, JOIN_TIMEOUT_S, PAYLOAD
+from ._pair_peers import CHILD_LIFETIME_S, JOIN_TIMEOUT_S, PAYLOAD, client_tls, server_tls
 
 ASK_TIMEOUT_S = 10.0  # no single ask may hang longer than this
 STOP = "stop"  # sent with Hotline.send: the echo child leaves its line and exits
@@ -28,16 +28,17 @@ async def _echo(value: Any) -> Any:
     return value
 
 
-async def _echo_hotline(address: str) -> None:
-    async with consensus.hotline(address, dial=True, name="echo", on_ask=_echo) as line:
+async def echo_hotline(address: str, tls: dict[str, str] | None = None) -> None:
+    """The echo end of a hotline (dials; answers each ask with its value) until it hears ``STOP``."""
+    async with consensus.hotline(address, dial=True, name="echo", on_ask=_echo, tls=client_tls(tls)) as line:
         with trio.move_on_after(CHILD_LIFETIME_S):
             while await line.receive() != STOP:
                 pass
 
 
-def _echo_main(address: str) -> None:
+def _echo_main(address: str, tls: dict[str, str] | None = None) -> None:
     """Entry point of the spawned echo process."""
-    trio.run(_echo_hotline, address)
+    trio.run(echo_hotline, address, tls)
 
 
 class HotlineEchoChild:
@@ -45,10 +46,10 @@ class HotlineEchoChild:
 
     variant = "hotline"
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: dict[str, str] | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.process: multiprocessing.process.BaseProcess = ctx.Process(
-            target=_echo_main, args=(address,), name="echo-hotline", daemon=True
+            target=_echo_main, args=(address, tls), name="echo-hotline", daemon=True
         )
         self.stop_sent = False
         self.process.start()
@@ -76,9 +77,12 @@ class HotlineClient:
     """The listening hotline; times ``count`` asks per call (only the ask sits in the window)."""
 
     key = "hotline_ask"
+    payload: Any = PAYLOAD  # what each ask sends (set another value on the instance)
 
-    async def open(self, stack: AsyncExitStack, address: str) -> str:
-        self.line = await stack.enter_async_context(consensus.hotline(address, listen=True, name="bench"))
+    async def open(self, stack: AsyncExitStack, address: str, tls: dict[str, str] | None = None) -> str:
+        self.line = await stack.enter_async_context(
+            consensus.hotline(address, listen=True, name="bench", tls=server_tls(tls))
+        )
         # A tcp port 0 is resolved by the underlying Pair; the hotline has no public accessor.
         return str(self.line._pair.addresses[0])
 
@@ -86,15 +90,17 @@ class HotlineClient:
         return self.line.connected
 
     async def roundtrips(self, count: int, samples: list[int] | None) -> None:
-        line, clock = self.line, time.perf_counter_ns
+        line, payload, clock = self.line, self.payload, time.perf_counter_ns
         for _ in range(count):
             t0 = clock()
-            reply = await line.ask(PAYLOAD, timeout=ASK_TIMEOUT_S)
+            reply = await line.ask(payload, timeout=ASK_TIMEOUT_S)
             t1 = clock()
             if samples is not None:
                 samples.append(t1 - t0)
-            if reply != PAYLOAD:
-                raise RuntimeError(f"{self.key}: echo returned {reply!r:.80}, expected the 64-byte payload")
+            if reply != payload:
+                raise RuntimeError(
+                    f"{self.key}: echo returned {reply!r:.80}, expected the {len(payload)}-byte payload"
+                )
 
     async def send_stop(self) -> None:
         await self.line.send(STOP)

@@ -20,7 +20,7 @@ import trio
 import patterns
 
 PAYLOAD = bytes(range(64))
-STOP = b"stop"  # raw variants: a frame that is not 64 bytes long ends the echo loop
+STOP = b"stop"  # raw variants: this frame (shorter than any payload) ends the echo loop
 CONNECT_TIMEOUT_S = 20.0  # child start-up (a fresh interpreter importing trio and pynng) + connect
 IO_TIMEOUT_MS = 10_000  # sync sockets: no single send/recv may hang longer than this
 CHILD_LIFETIME_S = 120.0  # an orphaned echo child gives up after this long
@@ -44,39 +44,63 @@ VARIANT_BY_KEY = {v.key: v for v in VARIANTS}
 
 
 # ===================================================================== echo side (child)
-def _echo_pynng_sync(address: str) -> None:
-    with pynng.Pair1(recv_timeout=int(CHILD_LIFETIME_S * 1000), send_timeout=IO_TIMEOUT_MS) as sock:
+def client_tls(tls: dict[str, str] | None) -> patterns.TLSConfig | None:
+    """The dialing side's TLS settings from ``{"ca_file": ..., "server_name": ...}`` (None: no TLS)."""
+    if tls is None:
+        return None
+    return patterns.TLSConfig(
+        mode=patterns.TLSMode.CLIENT, ca_file=tls["ca_file"], server_name=tls.get("server_name")
+    )
+
+
+def server_tls(tls: dict[str, str] | None) -> patterns.TLSConfig | None:
+    """The listening side's TLS settings from ``{"cert_key_file": ...}`` (None: no TLS)."""
+    if tls is None:
+        return None
+    return patterns.TLSConfig(mode=patterns.TLSMode.SERVER, cert_key_file=tls["cert_key_file"])
+
+
+def _pynng_pair(tls: patterns.TLSConfig | None, **options: Any) -> Any:
+    sock = pynng.Pair1(**options)
+    if tls is not None:
+        sock.tls_config = tls.to_pynng()
+    return sock
+
+
+def _echo_pynng_sync(address: str, tls: dict[str, str] | None = None) -> None:
+    recv_timeout = int(CHILD_LIFETIME_S * 1000)
+    with _pynng_pair(client_tls(tls), recv_timeout=recv_timeout, send_timeout=IO_TIMEOUT_MS) as sock:
         sock.dial(address, block=True)
         while True:
             data = sock.recv()
-            if len(data) != len(PAYLOAD):
+            if data == STOP:
                 return
             sock.send(data)
 
 
-async def _echo_pynng_trio(address: str) -> None:
-    with pynng.Pair1() as sock:
+async def _echo_pynng_trio(address: str, tls: dict[str, str] | None = None) -> None:
+    with _pynng_pair(client_tls(tls)) as sock:
         sock.dial(address, block=True)
         with trio.move_on_after(CHILD_LIFETIME_S):
             while True:
                 data = await sock.arecv()
-                if len(data) != len(PAYLOAD):
+                if data == STOP:
                     return
                 await sock.asend(data)
 
 
-async def _echo_patterns_bytes(address: str) -> None:
-    async with patterns.Pair(dial=address) as line:
+async def _echo_patterns_bytes(address: str, tls: dict[str, str] | None = None) -> None:
+    async with patterns.Pair(dial=address, tls=client_tls(tls)) as line:
         with trio.move_on_after(CHILD_LIFETIME_S):
             while True:
                 data = await line.receive_bytes()
-                if len(data) != len(PAYLOAD):
+                if data == STOP:
                     return
                 await line.send_bytes(data)
 
 
-async def _echo_patterns_cbor(address: str) -> None:
-    async with patterns.Pair(dial=address) as line:
+async def _echo_patterns_cbor(address: str, tls: dict[str, str] | None = None) -> None:
+    async with patterns.Pair(dial=address, tls=client_tls(tls)) as line:
         with trio.move_on_after(CHILD_LIFETIME_S):
             while True:
                 value = await line.receive()
@@ -85,16 +109,19 @@ async def _echo_patterns_cbor(address: str) -> None:
                 await line.send(value)
 
 
-def _echo_main(variant: str, address: str) -> None:
+ASYNC_ECHOES = {
+    "pynng_trio": _echo_pynng_trio,
+    "patterns_bytes": _echo_patterns_bytes,
+    "patterns_cbor": _echo_patterns_cbor,
+}
+
+
+def _echo_main(variant: str, address: str, tls: dict[str, str] | None = None) -> None:
     """Entry point of the spawned echo process."""
     if variant == "pynng_sync":
-        _echo_pynng_sync(address)
-    elif variant == "pynng_trio":
-        trio.run(_echo_pynng_trio, address)
-    elif variant == "patterns_bytes":
-        trio.run(_echo_patterns_bytes, address)
-    elif variant == "patterns_cbor":
-        trio.run(_echo_patterns_cbor, address)
+        _echo_pynng_sync(address, tls)
+    elif variant in ASYNC_ECHOES:
+        trio.run(ASYNC_ECHOES[variant], address, tls)
     else:
         raise SystemExit(f"unknown variant {variant!r}")
 
@@ -103,10 +130,10 @@ def _echo_main(variant: str, address: str) -> None:
 class EchoChild:
     """A spawned echo process that is always reaped: join, then terminate, then kill."""
 
-    def __init__(self, variant: str, address: str) -> None:
+    def __init__(self, variant: str, address: str, tls: dict[str, str] | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.process: multiprocessing.process.BaseProcess = ctx.Process(
-            target=_echo_main, args=(variant, address), name=f"echo-{variant}", daemon=True
+            target=_echo_main, args=(variant, address, tls), name=f"echo-{variant}", daemon=True
         )
         self.variant = variant
         self.stop_sent = False  # set once the stop frame went out: the child is expected to exit
@@ -133,17 +160,20 @@ class EchoChild:
 
 
 def _resolve_pynng(address: str, listener: Any) -> str:
-    """The bound address of a pynng listener, with a tcp port 0 resolved."""
-    if not address.startswith("tcp://") or not address.endswith(":0"):
+    """The bound address of a pynng listener, with a port 0 resolved (tcp, ws, tls+tcp)."""
+    if not address.startswith(("tcp://", "ws://", "tls+tcp://")) or ":0" not in address:
         return address
     port = listener.local_address.port
     port = ((port & 0xFF) << 8) | (port >> 8)  # SockAddr.port is in network byte order
-    return f"{address[:-2]}:{port}"
+    host, _, rest = address.rpartition(":0")
+    return f"{host}:{port}{rest}"
 
 
-def _check_echo(reply: Any, variant: str) -> None:
-    if reply != PAYLOAD:
-        raise RuntimeError(f"{variant}: echo returned {reply!r:.80}, expected the 64-byte payload")
+def _check_echo(reply: Any, variant: str, payload: bytes = PAYLOAD) -> None:
+    if reply != payload:
+        raise RuntimeError(
+            f"{variant}: echo returned {reply!r:.80}, expected the {len(payload)}-byte payload"
+        )
 
 
 # ===================================================================== client side (parent)
@@ -154,9 +184,10 @@ def _check_echo(reply: Any, variant: str) -> None:
 # run while the trio loop has nothing else to do).
 class _PynngClient:
     key = ""
+    payload = PAYLOAD  # what each round trip sends (set another ``bytes`` value on the instance)
 
-    def open(self, address: str) -> str:
-        self.sock = pynng.Pair1(recv_timeout=IO_TIMEOUT_MS, send_timeout=IO_TIMEOUT_MS)
+    def open(self, address: str, tls: dict[str, str] | None = None) -> str:
+        self.sock = _pynng_pair(server_tls(tls), recv_timeout=IO_TIMEOUT_MS, send_timeout=IO_TIMEOUT_MS)
         self._connected = threading.Event()
         self.sock.add_post_pipe_connect_cb(lambda _pipe: self._connected.set())
         return _resolve_pynng(address, self.sock.listen(address))
@@ -172,16 +203,16 @@ class PynngSyncClient(_PynngClient):
     key = "pynng_sync"
 
     async def roundtrips(self, count: int, samples: list[int] | None) -> None:
-        sock, clock = self.sock, time.perf_counter_ns
+        sock, payload, clock = self.sock, self.payload, time.perf_counter_ns
         for _ in range(count):
             t0 = clock()
-            sock.send(PAYLOAD)
+            sock.send(payload)
             reply = sock.recv()
             t1 = clock()
             if samples is not None:
                 samples.append(t1 - t0)
-            if reply != PAYLOAD:
-                _check_echo(reply, self.key)
+            if reply != payload:
+                _check_echo(reply, self.key, payload)
 
     async def send_stop(self) -> None:
         self.sock.send(STOP)
@@ -191,16 +222,16 @@ class PynngTrioClient(_PynngClient):
     key = "pynng_trio"
 
     async def roundtrips(self, count: int, samples: list[int] | None) -> None:
-        sock, clock = self.sock, time.perf_counter_ns
+        sock, payload, clock = self.sock, self.payload, time.perf_counter_ns
         for _ in range(count):
             t0 = clock()
-            await sock.asend(PAYLOAD)
+            await sock.asend(payload)
             reply = await sock.arecv()
             t1 = clock()
             if samples is not None:
                 samples.append(t1 - t0)
-            if reply != PAYLOAD:
-                _check_echo(reply, self.key)
+            if reply != payload:
+                _check_echo(reply, self.key, payload)
 
     async def send_stop(self) -> None:
         await self.sock.asend(STOP)
@@ -208,9 +239,10 @@ class PynngTrioClient(_PynngClient):
 
 class _PatternsClient:
     key = ""
+    payload = PAYLOAD  # what each round trip sends (set another ``bytes`` value on the instance)
 
-    def open(self, address: str) -> str:
-        self.line = patterns.Pair(listen=address)
+    def open(self, address: str, tls: dict[str, str] | None = None) -> str:
+        self.line = patterns.Pair(listen=address, tls=server_tls(tls))
         self.line.open()
         return self.line.addresses[0]
 
@@ -225,16 +257,16 @@ class PatternsBytesClient(_PatternsClient):
     key = "patterns_bytes"
 
     async def roundtrips(self, count: int, samples: list[int] | None) -> None:
-        line, clock = self.line, time.perf_counter_ns
+        line, payload, clock = self.line, self.payload, time.perf_counter_ns
         for _ in range(count):
             t0 = clock()
-            await line.send_bytes(PAYLOAD)
+            await line.send_bytes(payload)
             reply = await line.receive_bytes()
             t1 = clock()
             if samples is not None:
                 samples.append(t1 - t0)
-            if reply != PAYLOAD:
-                _check_echo(reply, self.key)
+            if reply != payload:
+                _check_echo(reply, self.key, payload)
 
     async def send_stop(self) -> None:
         await self.line.send_bytes(STOP)
@@ -244,16 +276,16 @@ class PatternsCborClient(_PatternsClient):
     key = "patterns_cbor"
 
     async def roundtrips(self, count: int, samples: list[int] | None) -> None:
-        line, clock = self.line, time.perf_counter_ns
+        line, payload, clock = self.line, self.payload, time.perf_counter_ns
         for _ in range(count):
             t0 = clock()
-            await line.send(PAYLOAD)
+            await line.send(payload)
             reply = await line.receive()
             t1 = clock()
             if samples is not None:
                 samples.append(t1 - t0)
-            if reply != PAYLOAD:
-                _check_echo(reply, self.key)
+            if reply != payload:
+                _check_echo(reply, self.key, payload)
 
     async def send_stop(self) -> None:
         await self.line.send(None)
