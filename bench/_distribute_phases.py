@@ -18,6 +18,7 @@ import consensus
 
 from ._distribute_setup import WORKERS, Knobs, Pool, SystemCpu, other_pct, sequence
 from ._distribute_workers import SETUP_TIMEOUT_S, Child, make_task, task_index
+from ._ports import free_port_block
 
 JOIN_GRACE_S = 5.0  # workers connected: the dispatcher must count them within this
 JOIN_RETRIES = 3
@@ -109,12 +110,29 @@ def _wire(dispatcher: consensus.Dispatcher) -> dict[str, int]:
     }
 
 
+def work_address(transport: str, tmpdir: str, seq: int) -> str:
+    """A fresh dispatcher address: an ipc path in ``tmpdir``, or tcp on 127.0.0.1 (2 free ports P, P+1)."""
+    if transport == "ipc":
+        return f"ipc://{tmpdir}/d{seq}"
+    if transport == "tcp":
+        return f"tcp://127.0.0.1:{free_port_block(2)}"
+    raise ValueError(f"unknown transport {transport!r}")
+
+
 async def toolkit_phase(
-    pool: Pool, knobs: Knobs, n: int, warmup: int, tmpdir: str, kind: str, lease: float, kill_at: float | None
+    pool: Pool,
+    knobs: Knobs,
+    n: int,
+    warmup: int,
+    tmpdir: str,
+    kind: str,
+    lease: float,
+    kill_at: float | None,
+    transport: str = "ipc",
 ) -> dict[str, Any]:
     """A dispatcher here, ``WORKERS`` worker children; ``kill_at``: SIGKILL one, start the spare."""
     seq = sequence.next()
-    address = f"ipc://{tmpdir}/d{seq}"
+    address = work_address(transport, tmpdir, seq)
     workers = pool.children[:WORKERS]
     spare = pool.children[WORKERS] if kill_at is not None else None
     names = {child: f"w{seq}-{i}" for i, child in enumerate(pool.children)}
@@ -201,6 +219,7 @@ async def toolkit_phase(
     children_pct = None if cpu_workers is None else round(100 * cpu_workers / elapsed, 1)
     row: dict[str, Any] = {
         "kind": kind,
+        "transport": transport,
         "knobs": knobs.as_dict(),
         "n": n,
         "warmup": warmup,

@@ -99,7 +99,9 @@ def _run_phase(pool: Pool, phase: str, args: argparse.Namespace, tmpdir: str, kn
     if phase == "toolkit":
         assert knobs is not None
         warmup = args.warmup if n is None else min(args.warmup, n // 10)
-        return trio.run(toolkit_phase, pool, knobs, n or args.n, warmup, tmpdir, phase, args.lease, None)
+        return trio.run(
+            toolkit_phase, pool, knobs, n or args.n, warmup, tmpdir, phase, args.lease, None, args.transport
+        )
     if phase == "defaults":
         return trio.run(
             toolkit_phase,
@@ -111,12 +113,22 @@ def _run_phase(pool: Pool, phase: str, args: argparse.Namespace, tmpdir: str, kn
             phase,
             args.lease,
             None,
+            args.transport,
         )
     if phase == "kill":
         assert knobs is not None
         try:
             return trio.run(
-                toolkit_phase, pool, knobs, args.n, args.warmup, tmpdir, phase, args.kill_lease, args.kill_at
+                toolkit_phase,
+                pool,
+                knobs,
+                args.n,
+                args.warmup,
+                tmpdir,
+                phase,
+                args.kill_lease,
+                args.kill_at,
+                args.transport,
             )
         finally:
             for child in list(pool.children):
@@ -193,6 +205,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         choices=PHASES,
         help="run only this phase (repeatable; default all, --quick all but 'defaults')",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("ipc", "tcp"),
+        default="ipc",
+        help="the toolkit phases' transport (default ipc; tcp: 2 free ports on 127.0.0.1; raw phases stay on ipc)",
     )
     parser.add_argument("--concurrency", type=int, default=1, help="Worker(concurrency=) (default 1)")
     parser.add_argument(
@@ -310,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             "knobs": knobs.as_dict(),
             "library_defaults": LIBRARY_DEFAULTS.as_dict(),
             "distribute": "lease=--lease (kill phase: --kill-lease), max_attempts=3, ordered=False, buffer=None",
-            "transport": "ipc",
+            "transport": f"{args.transport} (raw phases: ipc)",
             "workers": WORKERS,
             "children": "multiprocessing spawn, started once and reused; a fresh ipc path per phase; "
             "the killed child is replaced",

@@ -33,6 +33,7 @@ around the timed polls, so member heartbeats during that window are included).
     python -m bench.poll               # N = 1, 8, 32, 64; 50 polls each; async + sync handlers
     python -m bench.poll --quick       # 20 polls, async handlers only, raw reference at N=8
     python -m bench.poll --n 8 --polls 200 --raw-polls 0 --json /tmp/poll.json
+    python -m bench.poll --quick --transport ipc --transport tcp   # also rooms over tcp (127.0.0.1)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +63,11 @@ from ._common import (
 )
 from ._poll_raw import raw_phase
 from ._poll_workers import SETUP_TIMEOUT_S, Worker, split_members
+from ._ports import free_port_block
 
 DEFAULT_NS = (1, 8, 32, 64)
 HANDLERS = ("async", "sync")
+TRANSPORTS = ("ipc", "tcp")
 POLL_TIMEOUT_S = 5.0
 GOAL_N = 8
 GOAL_MS = 5.0
@@ -76,6 +80,15 @@ def _names(n: int) -> list[str]:
     return [f"m{i:03d}" for i in range(n)]
 
 
+def room_address(transport: str, tmpdir: str, name: str) -> str:
+    """A fresh room address: an ipc path in ``tmpdir``, or tcp on 127.0.0.1 (5 free ports P..P+4)."""
+    if transport == "ipc":
+        return f"ipc://{tmpdir}/{name}"
+    if transport == "tcp":
+        return f"tcp://127.0.0.1:{free_port_block(5)}"
+    raise ValueError(f"unknown transport {transport!r}")
+
+
 # ===================================================================== consensus phase
 async def _poll_phase(
     workers: list[Worker],
@@ -86,9 +99,10 @@ async def _poll_phase(
     timeout: float,
     per_process: int,
     tmpdir: str,
+    transport: str = "ipc",
 ) -> dict[str, Any]:
     """One fresh room with N members of one handler style: warm up, then time ``polls`` polls."""
-    address = f"ipc://{tmpdir}/room-{handler}-{n}"
+    address = room_address(transport, tmpdir, f"room-{handler}-{n}")
     sizes = split_members(n, per_process)
     used = workers[: len(sizes)]
     names = iter(_names(n))
@@ -150,6 +164,7 @@ async def _poll_phase(
     return {
         "kind": "consensus",
         "handler": handler,
+        "transport": transport,
         "n": n,
         "processes": len(sizes),
         "members_per_process": sizes,
@@ -173,7 +188,11 @@ async def _poll_phase(
 
 
 # ===================================================================== driver
-def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
+def measure(
+    args: argparse.Namespace, tmpdir: str, progress: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every phase of ``args`` (N x transport x handler, then the raw reference); ``progress``
+    is called with each row as it is done (the suite's progress bar)."""
     max_procs = max(len(split_members(n, args.per_process)) for n in args.ns)
     workers: list[Worker] = []
     results: list[dict[str, Any]] = []
@@ -181,25 +200,29 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
         for i in range(max_procs):
             workers.append(Worker(i))
         for n in args.ns:
-            for handler in args.handlers:
-                t = time.perf_counter()
-                print(f"  N={n:<3} {handler:<5} ...", end="", flush=True, file=sys.stderr)
-                row = trio.run(
-                    _poll_phase,
-                    workers,
-                    n,
-                    handler,
-                    args.polls,
-                    args.warmup,
-                    args.timeout,
-                    args.per_process,
-                    tmpdir,
-                )
-                results.append(row)
-                print(
-                    f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)",
-                    file=sys.stderr,
-                )
+            for transport in args.transports:
+                for handler in args.handlers:
+                    t = time.perf_counter()
+                    print(f"  N={n:<3} {transport} {handler:<5} ...", end="", flush=True, file=sys.stderr)
+                    row = trio.run(
+                        _poll_phase,
+                        workers,
+                        n,
+                        handler,
+                        args.polls,
+                        args.warmup,
+                        args.timeout,
+                        args.per_process,
+                        tmpdir,
+                        transport,
+                    )
+                    results.append(row)
+                    print(
+                        f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)",
+                        file=sys.stderr,
+                    )
+                    if progress is not None:
+                        progress(row)
             if args.raw_polls > 0 and n in args.raw_ns:
                 t = time.perf_counter()
                 print(
@@ -208,8 +231,11 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
                     flush=True,
                     file=sys.stderr,
                 )
-                results.append(raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
+                row = raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir)
+                results.append(row)
                 print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
+                if progress is not None:
+                    progress(row)
     finally:
         for worker in workers:
             worker.stop()
@@ -220,9 +246,9 @@ def compute_goals(results: list[dict[str, Any]]) -> dict[str, Any]:
     med = {
         r["n"]: r["wall"]["median_ms"]
         for r in results
-        if r["kind"] == "consensus" and r["handler"] == "async"
+        if r["kind"] == "consensus" and r["handler"] == "async" and r["transport"] == "ipc"
     }
-    goals: dict[str, Any] = {"basis": "median wall time of room.poll, async handlers"}
+    goals: dict[str, Any] = {"basis": "median wall time of room.poll over ipc, async handlers"}
     if GOAL_N in med:
         goals["n8_median_ms"] = {
             "value": med[GOAL_N],
@@ -255,7 +281,7 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
         if r["kind"] == "consensus":
             rows.append(
                 (
-                    f"room.poll, {r['handler']} handler",
+                    f"room.poll {r['transport']}, {r['handler']} handler",
                     r["n"],
                     r["processes"],
                     _f(r["wall"]["median_ms"]),
@@ -274,7 +300,7 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
             all_in = r["all_replies"] and r["all_replies"]["median_ms"]
             rows.append(
                 (
-                    "raw Surveyor0 recv loop",
+                    "raw Surveyor0 ipc recv loop",
                     r["n"],
                     r["processes"],
                     _f(r["recv_loop"]["median_ms"], 1),
@@ -369,6 +395,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         help="run the raw reference only at this N (repeatable; default every N, --quick 8)",
     )
+    parser.add_argument(
+        "--transport",
+        dest="transports",
+        action="append",
+        choices=TRANSPORTS,
+        help="room transport (repeatable; default ipc; tcp uses 5 free ports on 127.0.0.1; "
+        "the goals and the raw reference are over ipc)",
+    )
     parser.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
     parser.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -380,6 +414,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a goal is not met")
     args = parser.parse_args(argv)
     args.ns = args.ns or list(DEFAULT_NS)
+    args.transports = args.transports or ["ipc"]
     if args.polls is None:
         args.polls = 20 if args.quick else 50
     args.handlers = args.handlers or (["async"] if args.quick else list(HANDLERS))
@@ -429,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 "async": "async def on_poll(q): return q (runs in the member's trio loop)",
                 "sync": "def on_poll(q): return q (runs in a worker thread)",
             },
-            "transport": "ipc",
+            "transports": args.transports,
             "members_per_process": args.per_process,
             "member_processes": "multiprocessing spawn, started once and reused; a fresh room (new ipc path) "
             "per N and handler; members leave and report before the next phase",
