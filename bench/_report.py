@@ -1,0 +1,424 @@
+"""The suite's report: ratios toolkit / peer, the goals of issue 7, and the Markdown tables.
+
+A ratio divides the toolkit's value by a peer's, for the same scenario, metric,
+transport, payload and N, measured in the same run (absolute figures drift on shared
+machines; ratios much less). For times (lower is better) a ratio below 1 means the
+toolkit is faster; for rates (higher is better) above 1 does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._schema import TOOLKIT, Metric, Skip
+
+__all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "size_label", "summary_table"]
+
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large")
+TITLES = {
+    "rtt": "Round trip (request and its reply, one at a time)",
+    "throughput": "One-way throughput, push/pull",
+    "poll": "Poll to result (scatter-gather of N)",
+    "work": "Work distribution with acknowledgement",
+    "large": "Large payloads, one-way delivery between two processes",
+}
+UNITS = {"us": "µs"}
+TRANSPORT_ORDER = {t: i for i, t in enumerate(("inproc", "ipc", "tcp", "ws", "tls+tcp", "shm"))}
+SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2"))}
+P99 = {"rtt_median_us": "rtt_p99_us", "gather_median_ms": "gather_p99_ms"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The toolkit's ``variant`` against a peer's variant (a prefix), on one metric."""
+
+    scenario: str
+    metric: str
+    toolkit: str
+    system: str
+    peer: str
+
+
+def _rtt(toolkit: str, peers: Iterable[tuple[str, str]]) -> list[Comparison]:
+    return [Comparison("rtt", "rtt_median_us", toolkit, system, peer) for system, peer in peers]
+
+
+COMPARISONS = (
+    *_rtt("hotline ask", [("pynng", "Pair1 sync"), ("pyzmq", "PAIR asyncio"), ("pyzmq", "ROUTER-DEALER asyncio"),
+                          ("pyzmq", "PAIR sync"), ("nats", "request/reply"), ("redis", "Streams request/reply")]),
+    *_rtt("Pair", [("pynng", "Pair1 sync"), ("pyzmq", "PAIR asyncio"), ("pyzmq", "PAIR sync")]),
+    Comparison("throughput", "msgs_per_s", "Push/Pull", "pynng", "Push0/Pull0 sync"),
+    Comparison("poll", "gather_median_ms", "room.poll", "pyzmq", "ROUTER scatter-gather"),
+    Comparison("poll", "gather_median_ms", "room.poll", "nats", "scatter-gather"),
+    Comparison("poll", "gather_median_ms", "room.poll", "pynng", "Surveyor0"),
+    Comparison("work", "tasks_per_s", "Dispatcher, 2 Workers, acked", "nats", "JetStream work queue"),
+    Comparison("work", "tasks_per_s", "Dispatcher, 2 Workers, acked", "redis", "Streams XREADGROUP"),
+    Comparison("large", "delivered_ms", "Pair, shared memory", "iceoryx2", "loan + copy"),
+    Comparison("large", "delivered_ms", "shared_buffer, zero-copy", "iceoryx2", "loan, zero-copy, event"),
+)  # fmt: skip
+
+
+def size_label(size: int) -> str:
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return f"{size >> 20} MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size >> 10} KiB"
+    return f"{size} B"
+
+
+def fmt(value: float, unit: str = "") -> str:
+    if unit in ("msgs/s", "tasks/s", "tasks") or abs(value) >= 10_000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _key(m: Metric) -> tuple[str, str, str, str, int, int]:
+    return (m.scenario, m.system, m.variant, m.transport, m.payload, m.n)
+
+
+# ===================================================================== ratios
+def compute_ratios(metrics: list[Metric]) -> list[dict[str, Any]]:
+    """Every comparison the run can make: toolkit value / peer value, same configuration."""
+    by_key: dict[tuple[Any, ...], dict[str, Metric]] = {}
+    for m in metrics:
+        by_key.setdefault(_key(m), {})[m.name] = m
+    out = []
+    for c in COMPARISONS:
+        mine = [m for m in metrics if m.scenario == c.scenario and m.name == c.metric and m.system == TOOLKIT
+                and m.variant.startswith(c.toolkit)]  # fmt: skip
+        theirs = [m for m in metrics if m.scenario == c.scenario and m.name == c.metric and m.system == c.system
+                  and m.variant.startswith(c.peer)]  # fmt: skip
+        for t in mine:
+            for p in theirs:
+                if (t.transport, t.payload, t.n) != (p.transport, p.payload, p.n) and not (
+                    c.scenario == "poll"
+                    and (t.transport, t.n) == (p.transport, p.n)  # the question's size differs
+                ):
+                    continue
+                if p.value <= 0 or t.value <= 0:
+                    continue
+                ratio = t.value / p.value
+                entry: dict[str, Any] = {
+                    "scenario": c.scenario,
+                    "metric": c.metric,
+                    "unit": t.unit,
+                    "toolkit": {"variant": t.variant, "value": t.value},
+                    "peer": {"system": p.system, "variant": p.variant, "value": p.value},
+                    "transport": t.transport,
+                    "payload": t.payload,
+                    "n": t.n,
+                    "ratio": round(ratio, 3),
+                    "toolkit_better": ratio > 1 if t.higher_is_better else ratio < 1,
+                }
+                p99 = P99.get(c.metric)
+                if p99:
+                    tp, pp = by_key[_key(t)].get(p99), by_key[_key(p)].get(p99)
+                    if tp and pp and pp.value > 0:
+                        entry["p99_ratio"] = round(tp.value / pp.value, 3)
+                out.append(entry)
+    return out
+
+
+# ===================================================================== goals
+def _find(
+    metrics: list[Metric], scenario: str, name: str, system: str, variant: str, **where: Any
+) -> list[Metric]:
+    return [m for m in metrics if m.scenario == scenario and m.name == name and m.system == system
+            and m.variant.startswith(variant) and all(getattr(m, k) == v for k, v in where.items())]  # fmt: skip
+
+
+def _goal(text: str, status: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"goal": text, "status": status, "detail": detail, **extra}
+
+
+def _missing(skips: list[Skip], system: str) -> str:
+    reasons = [s.reason for s in skips if s.system == system]
+    return f"{system} not measured" + (f": {reasons[0]}" if reasons else "")
+
+
+def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, Any]]:
+    goals = []
+    # 1. poll of 8 vs NATS scatter-gather of 8 (both over tcp when the toolkit ran it; NATS is tcp only)
+    text = "poll of 8 faster than NATS scatter-gather of 8"
+    nats = _find(metrics, "poll", "gather_median_ms", "nats", "scatter-gather", n=8)
+    mine = _find(metrics, "poll", "gather_median_ms", TOOLKIT, "room.poll", n=8)
+    mine_tcp = [m for m in mine if m.transport == "tcp"] or mine
+    if not nats or not mine_tcp:
+        goals.append(
+            _goal(text, "SKIP", _missing(skips, "nats") if not nats else "room.poll N=8 not measured")
+        )
+    else:
+        t, p = mine_tcp[0], nats[0]
+        ratio = t.value / p.value
+        others = ", ".join(f"{m.transport} {fmt(m.value)} ms" for m in mine if m is not t)
+        goals.append(_goal(text, "PASS" if ratio < 1 else "FAIL",
+                           f"room.poll {fmt(t.value)} ms ({t.transport}) vs NATS {fmt(p.value)} ms: ratio "
+                           f"{ratio:.2f} (goal < 1)" + (f"; room.poll {others}" if others else ""),
+                           ratio=round(ratio, 3), target="< 1"))  # fmt: skip
+    # 2. hotline round trip vs pyzmq asyncio PAIR (each transport both measured) and nats-py request/reply
+    for text, system, variant in (
+        ("hotline round trip faster than pyzmq asyncio PAIR", "pyzmq", "PAIR asyncio"),
+        ("hotline round trip faster than nats-py request/reply", "nats", "request/reply"),
+    ):
+        parts, ratios = [], []
+        for p in _find(metrics, "rtt", "rtt_median_us", system, variant, payload=64):
+            for t in _find(
+                metrics, "rtt", "rtt_median_us", TOOLKIT, "hotline ask", payload=64, transport=p.transport
+            ):
+                ratios.append(t.value / p.value)
+                parts.append(f"{p.transport} {fmt(t.value)} vs {fmt(p.value)} µs ({ratios[-1]:.2f})")
+        if not ratios:
+            goals.append(_goal(text, "SKIP", _missing(skips, system)))
+        else:
+            worst = max(ratios)
+            goals.append(_goal(text, "PASS" if worst < 1 else "FAIL",
+                               f"64 B median, hotline vs {system}: " + "; ".join(parts) + " (goal < 1 on each)",
+                               ratio=round(worst, 3), target="< 1"))  # fmt: skip
+    # 3. acknowledged work distribution at least 2x Redis Streams and NATS JetStream (like for like: tcp)
+    mine = _find(metrics, "work", "tasks_per_s", TOOLKIT, "Dispatcher, 2 Workers, acked", payload=64)
+    mine = [m for m in mine if "SIGKILL" not in m.variant]
+    for text, system, variant in (
+        ("work distribution at least 2x Redis Streams", "redis", "Streams XREADGROUP"),
+        ("work distribution at least 2x NATS JetStream work queue", "nats", "JetStream work queue"),
+    ):
+        peers = _find(metrics, "work", "tasks_per_s", system, variant)
+        tcp = [m for m in mine if m.transport == "tcp"] or mine
+        if not peers or not tcp:
+            goals.append(
+                _goal(text, "SKIP", _missing(skips, system) if not peers else "toolkit work not measured")
+            )
+            continue
+        best = max(peers, key=lambda m: m.value)  # the peer's fastest configuration
+        t = tcp[0]
+        ratio = t.value / best.value
+        others = ", ".join(f"{m.transport} {fmt(m.value, 'tasks/s')}" for m in mine if m is not t)
+        goals.append(_goal(text, "PASS" if ratio >= 2 else "FAIL",
+                           f"{fmt(t.value, 'tasks/s')} tasks/s ({t.transport}) vs {fmt(best.value, 'tasks/s')} "
+                           f"({best.variant}): ratio {ratio:.2f} (goal >= 2)" + (f"; toolkit {others}" if others else ""),
+                           ratio=round(ratio, 3), target=">= 2"))  # fmt: skip
+    # 4. shared memory at least 20x ipc inline at 64 MiB
+    text = "shared memory at least 20x ipc inline at 64 MiB"
+    shm = _find(
+        metrics, "large", "delivered_ms", TOOLKIT, "Pair, shared memory", payload=64 << 20, transport="shm"
+    )
+    inline = _find(
+        metrics, "large", "delivered_ms", TOOLKIT, "Pair, inline", payload=64 << 20, transport="ipc"
+    )
+    if not shm or not inline:
+        goals.append(_goal(text, "SKIP", "the large-payload scenario did not run"))
+    else:
+        ratio = inline[0].value / shm[0].value
+        goals.append(_goal(text, "PASS" if ratio >= 20 else "FAIL",
+                           f"ipc inline {fmt(inline[0].value)} ms / shared memory {fmt(shm[0].value)} ms = "
+                           f"{ratio:.1f}x (goal >= 20)", ratio=round(ratio, 3), target=">= 20"))  # fmt: skip
+    return goals
+
+
+# ===================================================================== text
+def _short(variant: str) -> str:
+    return variant.split(" (")[0]
+
+
+def _where(r: dict[str, Any]) -> str:
+    where = r["transport"]
+    if r["payload"] and r["scenario"] not in ("poll", "work"):
+        where += f" {size_label(r['payload'])}"
+    if r["scenario"] == "poll":
+        where += f" N={r['n']}"
+    return where
+
+
+def describe_ratio(r: dict[str, Any], short: bool = False) -> str:
+    mine, theirs = r["toolkit"]["variant"], r["peer"]["variant"]
+    if short:
+        mine, theirs = _short(mine), _short(theirs)
+    return f"{r['scenario']} {_where(r)}: {mine} / {r['peer']['system']} {theirs}"
+
+
+def headline(ratios: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The comparisons shown on the console and in the summary: round trips at 64 B, all others."""
+    return [r for r in ratios if r["scenario"] != "rtt" or r["payload"] == 64]
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    ratio, higher = r["ratio"], r["metric"] in ("msgs_per_s", "tasks_per_s", "mb_per_s", "gb_per_s")
+    factor = ratio if higher else 1 / ratio
+    if r["toolkit_better"]:
+        return f"toolkit {factor:.2f}x {'higher' if higher else 'faster'}"
+    return f"toolkit loses ({1 / factor:.2f}x {'lower' if higher else 'slower'})"
+
+
+def losses(ratios: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in ratios if not r["toolkit_better"]]
+
+
+def loss_line(ratios: list[dict[str, Any]]) -> str:
+    lost = losses(ratios)
+    if not ratios:
+        return "No toolkit / peer comparison was possible in this run."
+    if not lost:
+        return f"The toolkit wins all {len(ratios)} comparisons of this run."
+    scenarios = sorted({r["scenario"] for r in lost}, key=SCENARIOS.index)
+    return (
+        f"The toolkit loses {len(lost)} of {len(ratios)} comparisons, in: {', '.join(scenarios)} "
+        "(listed under each scenario below)."
+    )
+
+
+SHORT = {
+    "rtt_median_us": "median",
+    "rtt_p99_us": "p99",
+    "msgs_per_s": "msgs/s",
+    "mb_per_s": "MB/s",
+    "gather_median_ms": "median",
+    "gather_p99_ms": "p99",
+    "tasks_per_s": "tasks/s",
+    "kill_pause_ms": "longest pause",
+    "redelivered": "redelivered",
+    "delivered_ms": "delivered",
+    "gb_per_s": "GB/s",
+}
+PIVOT = {"rtt": "payload", "throughput": "payload", "large": "payload", "poll": "n"}
+
+
+def _head(name: str, unit: str) -> str:
+    short = SHORT.get(name, name)
+    return short if short == unit else f"{short} ({unit})"
+
+
+def _pivot_label(attr: str, value: int) -> str:
+    return size_label(value) if attr == "payload" else f"N={value}"
+
+
+def _metric_table(scenario: str, metrics: list[Metric]) -> list[str]:
+    """One row per system, variant and transport; a column per payload (or N) and metric."""
+    attr = PIVOT.get(scenario)
+    names = list(dict.fromkeys(m.name for m in metrics))
+    units = {m.name: UNITS.get(m.unit, m.unit) for m in metrics}
+    values = sorted({getattr(m, attr) for m in metrics}) if attr else [None]
+    columns = [(v, name) for v in values for name in names]
+    rows: dict[tuple[str, str, str], dict[tuple[Any, str], Metric]] = {}
+    for m in metrics:
+        rows.setdefault((m.system, m.variant, m.transport), {})[
+            (getattr(m, attr) if attr else None, m.name)
+        ] = m
+    columns = [c for c in columns if any(c in cells for cells in rows.values())]
+    heads = [
+        (f"{_pivot_label(attr, v)} " if attr else "") + f"{SHORT.get(name, name)} ({units[name]})"
+        for v, name in columns
+    ]
+    lines = ["| system | variant | transport | " + " | ".join(heads) + " |",
+             "| --- | --- | --- | " + " | ".join("---:" for _ in heads) + " |"]  # fmt: skip
+    order = sorted(rows, key=lambda k: (SYSTEM_ORDER.get(k[0], 9), k[1], TRANSPORT_ORDER.get(k[2], 9)))
+    for key in order:
+        cells = [fmt(rows[key][c].value, rows[key][c].unit) if c in rows[key] else "" for c in columns]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ratio_table(ratios: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| toolkit | peer | transport | payload | N | toolkit | peer | ratio | p99 ratio | verdict |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in ratios:
+        unit = UNITS.get(r["unit"], r["unit"])
+        p99 = f"{r['p99_ratio']:.2f}" if "p99_ratio" in r else ""
+        lines.append(
+            f"| {r['toolkit']['variant']} | {r['peer']['system']} {r['peer']['variant']} | {r['transport']} | "
+            f"{size_label(r['payload']) if r['payload'] else '-'} | {r['n']} | "
+            f"{fmt(r['toolkit']['value'], r['unit'])} {unit} | {fmt(r['peer']['value'], r['unit'])} {unit} | "
+            f"{r['ratio']:.2f} | {p99} | {_verdict(r)} |"
+        )
+    return lines
+
+
+def summary_table(ratios: list[dict[str, Any]]) -> list[str]:
+    """The headline comparisons as one Markdown table (also what the top-level README shows)."""
+    lines = [
+        "| scenario | where | toolkit | peer | toolkit | peer | ratio | verdict |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for r in headline(ratios):
+        unit = UNITS.get(r["unit"], r["unit"])
+        lines.append(
+            f"| {r['scenario']} | {_where(r)} | {_short(r['toolkit']['variant'])} | {r['peer']['system']} "
+            f"{_short(r['peer']['variant'])} | {fmt(r['toolkit']['value'], r['unit'])} {unit} | "
+            f"{fmt(r['peer']['value'], r['unit'])} {unit} | {r['ratio']:.2f} | {_verdict(r)} |"
+        )
+    return lines
+
+
+def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], ratios: list[dict[str, Any]],
+             goals: list[dict[str, Any]], plots: list[str]) -> str:  # fmt: skip
+    machine = report["machine"]
+    lines = [
+        f"# nng-consensus benchmark suite{' (quick)' if report['quick'] else ''}",
+        "",
+        (
+            f"{report['date']} on {machine['platform']}, {machine['cpu_count']} CPUs, Python {machine['python']}, "
+            f"NNG {machine['nng']}; run took {report['elapsed_s']:.0f} s. Ratios are toolkit / peer, measured in "
+            "this run: for times below 1 means the toolkit is faster, for rates above 1."
+        ),
+        "",
+        "## Goals (issue 7)",
+        "",
+    ]
+    lines += [f"- **{g['status']}** {g['goal']}: {g['detail']}" for g in goals]
+    lines += ["", loss_line(ratios), ""]
+    if ratios:
+        note = "Round trips at 64 B; every size in the scenario tables below."
+        lines += ["## Summary: ratios toolkit / peer", "", note, "", *summary_table(ratios), ""]
+    for scenario in SCENARIOS:
+        mine = [m for m in metrics if m.scenario == scenario]
+        skipped = [s for s in skips if s.scenario in (scenario, "all")]
+        if not mine and not skipped:
+            continue
+        lines += [f"## {scenario}: {TITLES[scenario]}", ""]
+        if mine:
+            lines += _metric_table(scenario, mine) + [""]
+        ratio_rows = [r for r in ratios if r["scenario"] == scenario]
+        if ratio_rows:
+            lines += ["Ratios toolkit / peer:", ""] + _ratio_table(ratio_rows) + [""]
+            lost = losses(ratio_rows)
+            if lost:
+                lines += [f"Where the toolkit loses here: {len(lost)} of {len(ratio_rows)}, "
+                          + "; ".join(f"{describe_ratio(r, short=True)} = {r['ratio']:.2f}" for r in lost) + ".", ""]  # fmt: skip
+            else:
+                lines += ["The toolkit wins every comparison here.", ""]
+        for s in [s for s in skipped if s.scenario == scenario]:
+            lines.append(f"- skipped: {s.system} {s.variant}: {s.reason}")
+        if skipped:
+            lines.append("")
+    other = [s for s in skips if s.scenario not in SCENARIOS]
+    if other:
+        lines += ["## Skipped", ""] + [f"- {s.system} {s.variant}: {s.reason}" for s in other] + [""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def console_summary(ratios: list[dict[str, Any]], goals: list[dict[str, Any]], skips: list[Skip]) -> str:
+    """The ratios (64 B round trips, every other scenario), the goals, the losses and the skips."""
+    shown = headline(ratios)
+    lines = ["ratios toolkit / peer (same run; rtt at 64 B, every size in results.md):"]
+    width = max((len(describe_ratio(r, short=True)) for r in shown), default=0)
+    for r in shown:
+        lines.append(f"  {describe_ratio(r, short=True):<{width}}  {r['ratio']:>6.2f}  {_verdict(r)}")
+    lines += ["", "goals (issue 7):"]
+    lines += [f"  {g['status']:<4}  {g['goal']}: {g['detail']}" for g in goals]
+    lines += ["", loss_line(ratios)]
+    lost = sorted(losses(ratios), key=lambda r: -(r["ratio"] if r["ratio"] >= 1 else 1 / r["ratio"]))
+    for r in lost[:8]:
+        lines.append(f"  {describe_ratio(r, short=True)} = {r['ratio']:.2f}")
+    if len(lost) > 8:
+        lines.append(f"  ... and {len(lost) - 8} more in results.md")
+    if skips:
+        lines += ["", "skipped:"] + [f"  {s.scenario} {s.system} {s.variant}: {s.reason}" for s in skips]
+    return "\n".join(lines)
