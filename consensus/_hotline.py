@@ -45,6 +45,10 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   NNG's send descriptor).
 * A plain ask waits in a one-slot mailbox (the asker parks with ``trio.lowlevel``); a
   streamed ask keeps a bounded channel, so a slow consumer slows the line.
+* An asker that asks again right after its answer reads the line itself while it waits
+  (the receive loop steps aside until that ask is over), so its reply wakes it directly,
+  without a second task and a second pass of the scheduler. Frames it does not deliver
+  itself (anything but answers to plain asks) go back to the receive loop, in order.
 * Plain asks time out through one timer task that sleeps until the earliest deadline of
   the asks still open, not through a cancel scope each (entering and leaving one costs
   about as much as the rest of the asker's bookkeeping). Streamed asks keep a cancel
@@ -60,6 +64,7 @@ import math
 import secrets
 import time
 import types
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -160,13 +165,15 @@ class IncomingAsk:
 
 
 class _Slot:
-    """Where the answer to one plain ask lands: put once by the receiver, taken by the asker."""
+    """Where the answer to one plain ask lands: put once (by whoever reads the line, the
+    timer, or a lost connection), taken by the asker."""
 
-    __slots__ = ("reply", "task")
+    __slots__ = ("reply", "scope", "task")
 
     def __init__(self) -> None:
         self.reply: tuple[str, Any] | None = None
-        self.task: trio.lowlevel.Task | None = None  # the asker, while it is parked
+        self.task: trio.lowlevel.Task | None = None  # the asker, while it is parked here
+        self.scope: trio.CancelScope | None = None  # the asker's, while it reads the line itself
 
     def put(self, reply: tuple[str, Any]) -> None:
         if self.reply is None:  # the first answer counts (a reply before a lost connection)
@@ -175,6 +182,8 @@ class _Slot:
             if task is not None:
                 self.task = None
                 trio.lowlevel.reschedule(task)
+            elif self.scope is not None:  # it waits on the line, not here: stop that wait
+                self.scope.cancel()
 
     def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
         self.task = None
@@ -238,6 +247,12 @@ class Hotline:
         self._inbox_send, self._inbox = trio.open_memory_channel[Any](QUEUE)
         self._requests_send, self._requests = trio.open_memory_channel[IncomingAsk](QUEUE)
         self._sending = trio.StrictFIFOLock()
+        # Who reads the line: the receive loop, or an asker while it waits (see _read_until_answered).
+        self._reader: _Slot | None = None  # the slot of the asker reading the line
+        self._receiver_idle = False  # the receive loop is between frames, not reading: it may be relieved
+        self._receiver_parked: trio.lowlevel.Task | None = None  # ... and waits for an asker to finish
+        self._asker_woken = False  # the frame just delivered woke a parked asker
+        self._handed_over: deque[tuple[Envelope, int]] = deque()  # frames an asker read for the receive loop
         self._pipe: int | None = None
         self._heard = 0.0
         self._nursery: trio.Nursery | None = None
@@ -305,8 +320,11 @@ class Hotline:
                 await self._send_ask_later(ask_id, value, False, timeout, deadline)
             if slot.reply is None:
                 self._expire_at(deadline, ask_id)
-                slot.task = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(slot.abort)
+                if self._receiver_idle and self._reader is None and not self._handed_over:
+                    await self._read_until_answered(slot)
+                if slot.reply is None:
+                    slot.task = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(slot.abort)
             reply = slot.reply
             assert reply is not None
             if reply[0] == "timeout":
@@ -315,6 +333,8 @@ class Hotline:
         finally:
             self._asks.close(ask_id)
             del self._waiters[ask_id]
+            if self._reader is None:
+                self._wake_receiver()
 
     async def ask_stream(self, value: Any, *, timeout: float) -> AsyncGenerator[Any, None]:
         """Send ``value`` as an ask answered by a stream; yields each chunk as it comes.
@@ -555,17 +575,81 @@ class Hotline:
         async with self._sending:
             await self._pair.send_envelope(envelope)
 
+    async def _read_until_answered(self, slot: _Slot) -> None:
+        """Read the line in the asker's own task until its answer is in ``slot``.
+
+        The receive loop would read the answer and wake the asker: one more task to run,
+        one more pass of trio's scheduler. So after it has woken an asker, the receive loop
+        waits until that ask is over; an ask sent then (typically the same task asking
+        again at once) reads the line itself, and its reply wakes it directly. It delivers
+        answers to plain asks (its own and others') and stale ones; anything else (an ask,
+        a value, a ping, a chunk of a stream) goes back to the receive loop, which handles
+        it before reading on, in order. Ended by the answer, the timer or a lost connection
+        (``slot.put`` cancels the wait), or the asker's own cancellation; then the receive
+        loop reads again."""
+        self._reader = slot
+        pair = self._pair
+        try:
+            with trio.CancelScope() as scope:
+                slot.scope = scope
+                while slot.reply is None:
+                    try:
+                        envelope, pipe = await pair.receive_from()
+                    except MalformedMessage as exc:
+                        log.warning("%r dropped a frame: %s", self, exc)
+                        continue
+                    self._heard = trio.current_time()
+                    re = envelope.re
+                    if envelope.kind not in REPLY_KINDS or (
+                        re is not None and isinstance(self._waiters.get(re), trio.MemorySendChannel)
+                    ):
+                        self._handed_over.append((envelope, pipe))
+                        return
+                    slot.scope = None  # its own answer ends the loop without a cancellation
+                    try:
+                        self._deliver(envelope)
+                    except MalformedMessage as exc:
+                        self._counts["malformed"] += 1
+                        log.warning("%r ignored a frame: %s", self, exc)
+                    slot.scope = scope
+        finally:
+            slot.scope = None
+            self._reader = None
+            self._wake_receiver()
+
+    def _wake_receiver(self) -> None:
+        """Let the receive loop read the line again, if it waits for an asker."""
+        task = self._receiver_parked
+        if task is not None:
+            self._receiver_parked = None
+            trio.lowlevel.reschedule(task)
+
+    def _receiver_abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._receiver_parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
     async def _receive_loop(self) -> None:
         pair = self._pair
         while True:
-            try:
-                envelope, pipe = await pair.receive_from()
-            except MalformedMessage as exc:
-                log.warning("%r dropped a frame: %s", self, exc)
+            if self._reader is not None:  # an asker reads the line: wait until it is done
+                self._receiver_idle = True
+                self._receiver_parked = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._receiver_abort)
                 continue
-            except Closed:
-                return
-            self._heard = trio.current_time()
+            self._receiver_idle = False
+            if self._handed_over:
+                await trio.lowlevel.checkpoint_if_cancelled()  # (a closing line stops here)
+                envelope, pipe = self._handed_over.popleft()
+            else:
+                try:
+                    envelope, pipe = await pair.receive_from()
+                except MalformedMessage as exc:
+                    log.warning("%r dropped a frame: %s", self, exc)
+                    continue
+                except Closed:
+                    return
+                self._heard = trio.current_time()
+            self._asker_woken = False  # (an asker reading the line may have set it)
             try:
                 if not await self._on_frame(envelope, pipe):
                     return  # another task receives now (see _serve_inline)
@@ -574,6 +658,14 @@ class Hotline:
                 log.warning("%r ignored a frame: %s", self, exc)
             except Closed:
                 return
+            if self._asker_woken:
+                # An asker just got its answer and may ask again at once: wait until its ask
+                # is over (it wakes this task), so that its next ask reads the line itself.
+                self._asker_woken = False
+                if not self._handed_over:
+                    self._receiver_idle = True
+                    self._receiver_parked = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._receiver_abort)
 
     async def _on_frame(self, envelope: Envelope, pipe: int) -> bool:
         """Handle one frame; returns False when this task has stopped being the receiver."""
@@ -592,36 +684,48 @@ class Hotline:
             else:
                 await self._requests_send.send(ask)
         elif kind in REPLY_KINDS:
-            re = envelope.re
-            if re is None:
-                raise MalformedMessage(f"a {kind!r} frame without 're'", reason="body", size=0)
-            action = self._asks.answer(kind, re)
-            waiter = self._waiters.get(re)
-            if waiter is None or action is Action.DROP:
-                return True
-            body = envelope.body
-            if kind == ERROR and not (isinstance(body, dict) and isinstance(body.get("type"), str)):
-                body = {"type": "Error", "message": repr(body)[:200]}
-            item = ("violation", f"a {kind!r} frame") if action is Action.VIOLATION else (kind, body)
-            if type(waiter) is _Slot:
-                waiter.put(item)
-            else:
-                assert isinstance(waiter, trio.MemorySendChannel)
-                try:
-                    waiter.send_nowait(item)
-                except trio.WouldBlock:  # a stream whose consumer lags: the line waits for it
-                    await waiter.send(item)
+            pending = self._deliver(envelope)
+            if pending is not None:  # a stream whose consumer lags: the line waits for it
+                await pending[0].send(pending[1])
         elif kind == MSG:
             try:
                 self._inbox_send.send_nowait(envelope.body)
             except trio.WouldBlock:  # nobody takes the values: the line waits (the peer is slowed)
                 await self._inbox_send.send(envelope.body)
+            except trio.ClosedResourceError:  # the line closed as this frame came in
+                return False
         elif kind == PING:
             with trio.move_on_after(self.heartbeat):
                 await self._send(Envelope(PONG, self.name, self._pair._next_id(), None))
         elif kind != PONG:
             raise MalformedMessage(f"unknown frame kind {kind!r}", reason="body", size=0)
         return True
+
+    def _deliver(
+        self, envelope: Envelope
+    ) -> tuple[trio.MemorySendChannel[tuple[str, Any]], tuple[str, Any]] | None:
+        """Account an answer frame (reply, chunk, end, error) and hand it to its asker.
+        Returns the channel and item when a streamed ask's channel is full (to send, waiting)."""
+        kind, re = envelope.kind, envelope.re
+        if re is None:
+            raise MalformedMessage(f"a {kind!r} frame without 're'", reason="body", size=0)
+        action = self._asks.answer(kind, re)
+        waiter = self._waiters.get(re)
+        if waiter is None or action is Action.DROP:
+            return None
+        body = envelope.body
+        if kind == ERROR and not (isinstance(body, dict) and isinstance(body.get("type"), str)):
+            body = {"type": "Error", "message": repr(body)[:200]}
+        item = ("violation", f"a {kind!r} frame") if action is Action.VIOLATION else (kind, body)
+        if isinstance(waiter, _Slot):
+            self._asker_woken = waiter.task is not None
+            waiter.put(item)
+            return None
+        try:
+            waiter.send_nowait(item)
+        except trio.WouldBlock:
+            return waiter, item
+        return None
 
     def _lost(self, why: str, kind: str = "lost") -> None:
         for ask_id in self._asks.fail_all():
