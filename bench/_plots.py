@@ -32,11 +32,13 @@ _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab
 def _lines(
     ax: Any, series: dict[str, list[tuple[float, float]]], colors: dict[str, str] | None = None
 ) -> None:
-    """One line per series; ``colors`` keeps one color per system and variant across panels."""
+    """One line per series, a color each; with ``colors`` (shared by the panels of one figure,
+    one per transport) a system and variant keeps its color across panels."""
+    shared = colors is not None
     colors = {} if colors is None else colors
     for label, points in series.items():
         system = label.split(":", 1)[0]
-        what = label.rsplit(", ", 1)[0]  # system and variant, without the transport
+        what = label.rsplit(", ", 1)[0] if shared else label  # without the transport across panels
         color = colors.setdefault(what, _PALETTE[len(colors) % len(_PALETTE)])
         xs, ys = zip(*points)
         ax.plot(xs, ys, _STYLE.get(system, "-"), color=color, marker="o", markersize=3,
@@ -127,7 +129,7 @@ def _poll(plt: Any, metrics: list[Metric], path: Path) -> bool:
 def _bars(plt: Any, rows: list[Metric], path: Path, title: str, xlabel: str, log: bool) -> None:
     labels = [f"{m.system}: {m.variant}, {m.transport}" + (f" ({size_label(m.payload)})" if m.scenario == "large"
               else "") for m in rows]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.4))
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.6))
     colors = ["tab:blue" if m.system == TOOLKIT else "tab:gray" for m in rows]
     ax.barh(range(len(rows)), [m.value for m in rows], color=colors)
     ax.set_yticks(range(len(rows)))
@@ -140,7 +142,7 @@ def _bars(plt: Any, rows: list[Metric], path: Path, title: str, xlabel: str, log
             m.value, i, f" {m.value:,.3g}" if m.value < 1000 else f" {m.value:,.0f}", va="center", fontsize=7
         )
     ax.set_xlabel(xlabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -152,7 +154,7 @@ def _large(plt: Any, metrics: list[Metric], path: Path) -> bool:
     if not rows:
         return False
     rows.sort(key=lambda m: (m.payload, m.value))
-    _bars(plt, rows, path, "Large payload, one-way delivery between two processes (median; lower is better)",
+    _bars(plt, rows, path, "Large payload, one-way delivery between two processes\n(median; lower is better)",
           "delivered (ms, log scale)", log=True)  # fmt: skip
     return True
 
@@ -162,7 +164,7 @@ def _work(plt: Any, metrics: list[Metric], path: Path) -> bool:
     if not rows:
         return False
     rows.sort(key=lambda m: -m.value)
-    _bars(plt, rows, path, "Acknowledged work distribution, 64-byte tasks, 2 workers (higher is better)",
+    _bars(plt, rows, path, "Acknowledged work distribution, 64-byte tasks, 2 workers\n(higher is better)",
           "tasks / s", log=False)  # fmt: skip
     return True
 

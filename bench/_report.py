@@ -345,11 +345,14 @@ def summary_table(ratios: list[dict[str, Any]]) -> list[str]:
         "| scenario | where | toolkit | peer | toolkit | peer | ratio | verdict |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
-    for r in headline(ratios):
+    rows = headline(ratios)
+    short = [describe_ratio(r, short=True) for r in rows]
+    for r, described in zip(rows, short):
         unit = UNITS.get(r["unit"], r["unit"])
+        peer = r["peer"]["variant"] if short.count(described) > 1 else _short(r["peer"]["variant"])
         lines.append(
             f"| {r['scenario']} | {_where(r)} | {_short(r['toolkit']['variant'])} | {r['peer']['system']} "
-            f"{_short(r['peer']['variant'])} | {fmt(r['toolkit']['value'], r['unit'])} {unit} | "
+            f"{peer} | {fmt(r['toolkit']['value'], r['unit'])} {unit} | "
             f"{fmt(r['peer']['value'], r['unit'])} {unit} | {r['ratio']:.2f} | {_verdict(r)} |"
         )
     return lines
@@ -407,10 +410,14 @@ def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], r
 def console_summary(ratios: list[dict[str, Any]], goals: list[dict[str, Any]], skips: list[Skip]) -> str:
     """The ratios (64 B round trips, every other scenario), the goals, the losses and the skips."""
     shown = headline(ratios)
+    short = [describe_ratio(r, short=True) for r in shown]
+    text = [
+        d if short.count(d) == 1 else describe_ratio(r) for d, r in zip(short, shown)
+    ]  # keep what differs
     lines = ["ratios toolkit / peer (same run; rtt at 64 B, every size in results.md):"]
-    width = max((len(describe_ratio(r, short=True)) for r in shown), default=0)
-    for r in shown:
-        lines.append(f"  {describe_ratio(r, short=True):<{width}}  {r['ratio']:>6.2f}  {_verdict(r)}")
+    width = max((len(t) for t in text), default=0)
+    for t, r in zip(text, shown):
+        lines.append(f"  {t:<{width}}  {r['ratio']:>6.2f}  {_verdict(r)}")
     lines += ["", "goals (issue 7):"]
     lines += [f"  {g['status']:<4}  {g['goal']}: {g['detail']}" for g in goals]
     lines += ["", loss_line(ratios)]
