@@ -247,11 +247,11 @@ def headline(ratios: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _verdict(r: dict[str, Any]) -> str:
-    ratio, higher = r["ratio"], r["metric"] in ("msgs_per_s", "tasks_per_s", "mb_per_s", "gb_per_s")
-    factor = ratio if higher else 1 / ratio
+    higher = r["metric"] in ("msgs_per_s", "tasks_per_s", "mb_per_s", "gb_per_s")
+    ratio = r["ratio"]
     if r["toolkit_better"]:
-        return f"toolkit {factor:.2f}x {'higher' if higher else 'faster'}"
-    return f"toolkit loses ({1 / factor:.2f}x {'lower' if higher else 'slower'})"
+        return f"toolkit {ratio:.2f}x higher" if higher else f"toolkit {1 / ratio:.2f}x faster"
+    return f"toolkit loses ({1 / ratio:.2f}x lower)" if higher else f"toolkit loses ({ratio:.2f}x slower)"
 
 
 def losses(ratios: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -165,6 +165,13 @@ def _progress(total: int, terminal: TextIO) -> Any:
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}]")  # fmt: skip
 
 
+def _describe(rec: Metric | Skip) -> str:
+    if isinstance(rec, Skip):
+        return f"skip {rec.scenario} {rec.system} {rec.variant}: {rec.reason}"
+    return (f"{rec.scenario} {rec.system} | {rec.variant} | {rec.transport} | {rec.payload} B | N={rec.n} | "
+            f"{rec.name} = {rec.value:g} {rec.unit}")  # fmt: skip
+
+
 def run_steps(steps: list[Step], quick: bool, log: Path) -> tuple[Records, list[dict[str, Any]]]:
     """Run every step with a progress bar on the terminal; their chatter goes to ``log``."""
     records: Records = []
@@ -190,6 +197,9 @@ def run_steps(steps: list[Step], quick: bool, log: Path) -> tuple[Records, list[
                     )
                 ]
             seconds = time.perf_counter() - started
+            for rec in got:  # the log keeps every record, in order, beside what the step printed
+                print(f"  {_describe(rec)}", file=sys.stderr)
+            print(f"  ({step.label}: {seconds:.1f} s)", file=sys.stderr, flush=True)
             records += got
             timing.append({"step": step.label, "seconds": round(seconds, 1), "records": len(got)})
             if bar is not None:
