@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Metric", "Skip", "TOOLKIT"]
+__all__ = ["TOOLKIT", "Metric", "Skip"]
 
 TOOLKIT = "nng-consensus"
 

@@ -43,7 +43,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +187,8 @@ async def _poll_phase(
 
 
 # ===================================================================== driver
-def measure(
-    args: argparse.Namespace, tmpdir: str, progress: Callable[[dict[str, Any]], None] | None = None
-) -> list[dict[str, Any]]:
-    """Every phase of ``args`` (N x transport x handler, then the raw reference); ``progress``
-    is called with each row as it is done (the suite's progress bar)."""
+def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
+    """Every phase of ``args`` (N x transport x handler, then the raw reference)."""
     max_procs = max(len(split_members(n, args.per_process)) for n in args.ns)
     workers: list[Worker] = []
     results: list[dict[str, Any]] = []
@@ -221,8 +217,6 @@ def measure(
                         f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)",
                         file=sys.stderr,
                     )
-                    if progress is not None:
-                        progress(row)
             if args.raw_polls > 0 and n in args.raw_ns:
                 t = time.perf_counter()
                 print(
@@ -234,8 +228,6 @@ def measure(
                 row = raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir)
                 results.append(row)
                 print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
-                if progress is not None:
-                    progress(row)
     finally:
         for worker in workers:
             worker.stop()
