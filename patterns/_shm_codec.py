@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ._errors import SharedMemoryError, SharedMemoryFull
@@ -97,39 +98,70 @@ def maybe_sweep(directory: str | None) -> None:
         log.info("swept %d shared-memory segments left by others: %s", report.removed, report)
 
 
-@dataclass(eq=False, slots=True)
 class Placement:
-    """The segments of one message being encoded for ``receivers`` peers on this host."""
+    """The segments of one message being encoded for ``receivers`` peers.
 
-    policy: SharedMemory
-    receivers: int
-    refs: list[list[Any]] = field(default_factory=list)
-    made: list[SharedBuffer] = field(default_factory=list)  # placed by us: discarded if the send fails
-    handed: list[SharedBuffer] = field(default_factory=list)  # the caller's: closed once sent
-    inline_fallbacks: int = 0
+    Lazy: nothing is checked until the body holds a buffer of at least ``threshold``
+    bytes (or a :class:`SharedBuffer`); only then is ``same_host()`` asked, once, whether
+    the peers can attach what is placed (see ``BaseSocket._same_host``). A small frame
+    costs one object and no IO."""
+
+    __slots__ = (
+        "_ready",
+        "_seen",
+        "handed",
+        "inline_fallbacks",
+        "made",
+        "policy",
+        "receivers",
+        "refs",
+        "same_host",
+    )
+
+    def __init__(
+        self, policy: SharedMemory, receivers: int, same_host: Callable[[], bool] | None = None
+    ) -> None:
+        self.policy = policy
+        self.receivers = receivers
+        self.same_host = same_host
+        self.refs: list[list[Any]] = []
+        self.made: list[SharedBuffer] = []  # placed by us: discarded if the send fails
+        self.handed: list[SharedBuffer] = []  # the caller's: closed once sent
+        self.inline_fallbacks = 0
+        self._ready: bool | None = None
+        self._seen: dict[int, int] = {}  # id(value) -> index: a second encoding pass reuses it
 
     def put(self, value: Any, view: memoryview) -> int | None:
         """Place ``view`` (``value`` is its owner); the index of its reference, or None: send inline."""
-        if len(self.refs) >= MAX_REFERENCES:
+        known = self._seen.get(id(value))
+        if known is not None:
+            return known
+        shared = isinstance(value, SharedBuffer)
+        if not shared and view.nbytes < self.policy.threshold:
             return None
-        if isinstance(value, SharedBuffer):
+        if self._ready is None:
+            self._ready = self.same_host() if self.same_host is not None else True
+        if not self._ready or len(self.refs) >= MAX_REFERENCES:
+            return None
+        if shared:
             value.set_receivers(self.receivers)
             self.handed.append(value)
-            return self._add(value.ref)
-        if view.nbytes < self.policy.threshold:
-            return None
-        try:
-            buf = place(
-                view, lease=self.policy.lease, receivers=self.receivers, directory=self.policy.directory
-            )
-        except SharedMemoryFull:
-            if not self.policy.fallback:
-                raise
-            self.inline_fallbacks += 1
-            log.warning("shared memory is full: a buffer of %d bytes goes inline", view.nbytes)
-            return None
-        self.made.append(buf)
-        return self._add(buf.ref)
+            index = self._add(value.ref)
+        else:
+            try:
+                buf = place(
+                    view, lease=self.policy.lease, receivers=self.receivers, directory=self.policy.directory
+                )
+            except SharedMemoryFull:
+                if not self.policy.fallback:
+                    raise
+                self.inline_fallbacks += 1
+                log.warning("shared memory is full: a buffer of %d bytes goes inline", view.nbytes)
+                return None
+            self.made.append(buf)
+            index = self._add(buf.ref)
+        self._seen[id(value)] = index
+        return index
 
     def _add(self, ref: ShmRef) -> int:
         self.refs.append(ref.to_wire())

@@ -168,19 +168,25 @@ class BaseSocket:
         return {}
 
     def _placement(self, receivers: int) -> Placement | None:
-        """Where large buffers of a message for ``receivers`` peers go: shared memory when
-        enabled and every address of this socket is on this host (inproc, ipc); else None."""
+        """Where the large buffers of a message for ``receivers`` peers may go: a lazy
+        :class:`Placement` (nothing is checked unless the body holds a large buffer)."""
         if self._beacons is None or receivers < 1:
             return None
+        return Placement(self.shared_memory, receivers, self._same_host)
+
+    def _same_host(self) -> bool:
+        """Can every peer attach our segments? Always over inproc and ipc; over tcp (ws,
+        tls) when each connected peer left its beacon (``_shm_beacon``)."""
+        assert self._beacons is not None
         addresses = self._listen + list(self._dialers if self._sock is not None else self._dial)
         if not addresses:
-            return None
+            return False
         if not all(a.startswith(("ipc://", "inproc://")) for a in addresses):
-            peers = self.peers_state.snapshot()  # over tcp: only if every peer proved it shares the host
+            peers = self.peers_state.snapshot()
             if not peers or not all(self._beacons.shares_host(peer) for peer in peers):
-                return None
+                return False
         maybe_sweep(self.shared_memory.directory)
-        return Placement(self.shared_memory, receivers)
+        return True
 
     def _setup(self, sock: Any) -> None:
         """Hook for subclasses: runs after the socket exists, before listen/dial."""

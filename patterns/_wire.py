@@ -172,23 +172,9 @@ def _encoder() -> Any:
     if encoder is None:
         encoders: dict[type, Any] = {t: _refuse_type for t in _TAGGED_TYPES}
         encoders |= dict.fromkeys((bytes, bytearray, memoryview, array.array, SharedBuffer), _encode_buffer)
-        encoders[_Raw] = _encode_raw
         encoder = cbor2.CBOREncoder(io.BytesIO(), encoders=encoders, default=_encode_other)
         _local.encoder = encoder
     return encoder
-
-
-class _Raw:
-    """An already-encoded CBOR item, written as is."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def _encode_raw(encoder: Any, value: _Raw) -> None:
-    encoder.write(value.data)
 
 
 def encode_body(value: Any) -> bytes:
@@ -263,25 +249,22 @@ def encode(
         frame["dl"] = float(envelope.deadline)
     if envelope.body is not None:
         frame["b"] = envelope.body
-        if placement is not None:
-            _local.placement = placement
-            try:
-                frame["b"] = _Raw(encode_body(envelope.body))
-            except BaseException:
-                placement.abort()
-                raise
-            finally:
-                _local.placement = None
-            if placement.refs:
-                frame["shm"] = placement.refs
-    if envelope.shm is not None and "shm" not in frame:
+    if envelope.shm is not None:
         frame["shm"] = list(envelope.shm)
-    try:
+    if placement is None:
         data = encode_body(frame)
-    except BaseException:
-        if placement is not None:
+    else:
+        _local.placement = placement
+        try:
+            data = encode_body(frame)
+            if placement.refs:  # buffers went to shared memory: encode again with their references
+                frame["shm"] = placement.refs  # (the same objects get the same indexes)
+                data = encode_body(frame)
+        except BaseException:
             placement.abort()
-        raise
+            raise
+        finally:
+            _local.placement = None
     if len(data) > max_size:
         if placement is not None:
             placement.abort()
