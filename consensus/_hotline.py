@@ -269,6 +269,15 @@ class Hotline:
     async def wait_connected(self) -> None:
         await self._pair.wait_for_peers(1)
 
+    async def wait_disconnected(self) -> None:
+        """Return once no peer is connected (at once if none is)."""
+        await self._pair.peers_state.wait_until(lambda peers: not peers)
+
+    @property
+    def bound_address(self) -> str:
+        """Where a listening line listens (a tcp port 0 resolved); a dialing line's address."""
+        return self._pair.addresses[0] if self._pair.addresses else self.address
+
     async def send(self, value: Any) -> None:
         """Send ``value`` to the peer (waits while there is no peer, or NNG's queue is full)."""
         await self._send(Envelope(MSG, self.name, self._pair._next_id(), value), checkpoint=True)

@@ -201,13 +201,13 @@ class RoomLines:
 
     async def _listen(self, entry: _Line, incoming: bool) -> None:
         async with self._line(self._line_address(), listen=True) as line:
-            entry.address = line._pair.addresses[0]  # tcp port 0 resolved
+            entry.address = line.bound_address  # tcp port 0 resolved
             self._ready(entry, line, incoming)
             offer = {"to": entry.peer, "address": entry.address}
             while True:
                 if line.connected:  # until the line drops, or the peer asks again
                     entry.asked = trio.Event()
-                    await _first(entry.asked.wait, functools.partial(_disconnected, line))
+                    await _first(entry.asked.wait, line.wait_disconnected)
                 await self._mesh.send(offer, kind=P.LINE)
                 with trio.move_on_after(RESEND):
                     await line.wait_connected()
@@ -236,11 +236,6 @@ class RoomLines:
 async def _connected(line: Hotline) -> None:
     with contextlib.suppress(Closed):
         await line.wait_connected()
-
-
-async def _disconnected(line: Hotline) -> None:
-    while line.connected:
-        await line._pair.wait_peers_changed()
 
 
 async def _first(*waits: Callable[[], Any]) -> None:
