@@ -241,6 +241,7 @@ async def test_over_tcp_a_peer_on_this_host_is_proven_by_its_beacon(
         assert push.statistics().bytes_sent < 1024, "only a reference went through the socket"
         await child_got(proc)
         tell(proc, "quit")
+        assert await trio.to_thread.run_sync(proc.wait, 10) == 0  # its socket, and beacon, are gone
     assert segments(folder) == []  # beacons go with their connections
 
 
