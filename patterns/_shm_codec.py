@@ -18,9 +18,10 @@ whole frame a :class:`MalformedMessage` with ``reason="shm"``; its ``__cause__``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ __all__ = [
     "Placement",
     "SharedMemory",
     "Slot",
+    "delivering",
     "maybe_sweep",
     "resolve",
     "shared_buffer",
@@ -176,6 +178,22 @@ class Placement:
         """The message did not go out: remove the segments made for it."""
         for buf in self.made:
             buf.discard()
+
+
+@contextlib.contextmanager
+def delivering(placement: Placement | None) -> Iterator[None]:
+    """Around the send of a frame encoded with ``placement``: once the block completes, its
+    buffers are handed over (:meth:`Placement.sent`); if it raises, its segments go
+    (:meth:`Placement.abort`). Nothing to do without a placement."""
+    if placement is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        placement.abort()
+        raise
+    placement.sent()
 
 
 def shared_buffer(

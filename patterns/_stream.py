@@ -20,7 +20,7 @@ import trio
 
 from ._errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from ._nng import translate
-from ._shm_codec import Placement
+from ._shm_codec import Placement, delivering
 from ._socket import BaseSocket
 from ._wire import Envelope, decode, encode
 
@@ -103,26 +103,13 @@ class SendingSocket(_FdSocket):
 
     async def _send_encoded(self, frame: tuple[bytes, Placement | None]) -> None:
         data, placement = frame
-        if placement is None:
+        with delivering(placement):
             await self.send_bytes(data)
-            return
-        try:
-            await self.send_bytes(data)
-        except BaseException:
-            placement.abort()
-            raise
-        placement.sent()
 
     def _send_encoded_nowait(self, frame: tuple[bytes, Placement | None]) -> None:
         data, placement = frame
-        try:
+        with delivering(placement):
             self.send_bytes_nowait(data)
-        except BaseException:
-            if placement is not None:
-                placement.abort()
-            raise
-        if placement is not None:
-            placement.sent()
 
     def _envelope(self, value: Any, kind: str, re: int | None, deadline: float | None) -> Envelope:
         return Envelope(kind=kind, sender=self.name, id=self._next_id(), body=value, re=re, deadline=deadline)

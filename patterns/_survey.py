@@ -21,6 +21,7 @@ import trio
 
 from ._errors import Closed, MalformedMessage
 from ._nng import set_context_survey_time, translate
+from ._shm_codec import delivering
 from ._socket import BaseSocket
 from ._wire import Envelope, decode, encode
 
@@ -181,22 +182,14 @@ class Surveyor(_ContextOwner):
         )
         placement = self._placement(len(self.peers_state))
         data = encode(envelope, max_size=self.max_message_size, placement=placement)
-        try:
+        with delivering(placement):
             ctx = self._new_context(f"survey(timeout={timeout})")
-        except BaseException:
-            if placement is not None:
-                placement.abort()
-            raise
-        try:
-            set_context_survey_time(ctx, timeout + linger + _NNG_SURVEY_MARGIN)
-            ctx.send(data)  # a surveyor send never waits: NNG queues or drops per pipe
-        except pynng.NNGException as exc:
-            self._discard(ctx)
-            if placement is not None:
-                placement.abort()
-            raise translate(exc, operation=f"survey(timeout={timeout})", state=repr(self)) from exc
-        if placement is not None:
-            placement.sent()
+            try:
+                set_context_survey_time(ctx, timeout + linger + _NNG_SURVEY_MARGIN)
+                ctx.send(data)  # a surveyor send never waits: NNG queues or drops per pipe
+            except pynng.NNGException as exc:
+                self._discard(ctx)
+                raise translate(exc, operation=f"survey(timeout={timeout})", state=repr(self)) from exc
         self._sent += 1
         self._bytes_sent += len(data)
         replies = SurveyReplies(self, ctx, envelope.id, trio.current_time() + timeout + linger)
@@ -245,24 +238,19 @@ class IncomingSurvey:
         placement = resp._placement(1)
         data = encode(envelope, max_size=resp.max_message_size, placement=placement)
         ctx, self._ctx = self._ctx, None
-        sent = False
         try:
-            resp._require_open(f"reply to survey {self.envelope.id}")
-            try:
-                await ctx.asend(data)
-            except pynng.NNGException as exc:
-                raise translate(
-                    exc, operation=f"reply to survey {self.envelope.id}", state=repr(resp)
-                ) from exc
+            with delivering(placement):
+                resp._require_open(f"reply to survey {self.envelope.id}")
+                try:
+                    await ctx.asend(data)
+                except pynng.NNGException as exc:
+                    raise translate(
+                        exc, operation=f"reply to survey {self.envelope.id}", state=repr(resp)
+                    ) from exc
             resp._sent += 1
             resp._bytes_sent += len(data)
-            sent = True
         finally:
             resp._discard(ctx)
-            if placement is not None and sent:
-                placement.sent()
-            elif placement is not None:
-                placement.abort()
 
     def decline(self) -> None:
         """Do not answer; releases the survey's context."""
