@@ -57,18 +57,15 @@ task) costs about as much as encoding the frame. So the common path avoids them:
 
 from __future__ import annotations
 
-import heapq
 import inspect
 import logging
 import math
 import secrets
 import time
-import types
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import trio
 
@@ -90,6 +87,8 @@ from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE, MAX_SENDER_LENGTH
 
 from ._asks import REPLY_KINDS, Action, AskTable
 from ._handlers import run_handler
+from ._hotline_frames import ASK, CHUNK, END, ERROR, MSG, PING, PONG, REPLY, HotlineStatistics, IncomingAsk
+from ._hotline_wait import AnswerSlot, AskTimer, Waiter, resume
 from ._poll import MemberError
 from ._service import service_nursery
 
@@ -97,119 +96,8 @@ __all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "hotline"]
 
 log = logging.getLogger("consensus")
 
-MSG, ASK, REPLY, CHUNK, END, ERROR, PING, PONG = (
-    "msg",
-    "ask",
-    "reply",
-    "chunk",
-    "end",
-    "error",
-    "ping",
-    "pong",
-)
 QUEUE = 256  # values received and not yet taken; beyond it the line waits (the peer is slowed)
 _ID_MASK = 0xFFFF_FFFF_FFFF_FFFF
-
-
-@dataclass(frozen=True, slots=True)
-class HotlineStatistics:
-    connected: bool
-    connections: int  # connections made since the line opened
-    sent: int
-    received: int
-    asks_open: int
-    asks_answered: int
-    asks_expired: int
-    asks_failed: int  # peer lost, or a reply of the wrong kind
-    stale_replies: int  # replies to unknown, expired or finished asks: dropped
-    asks_served: int  # asks from the peer this side answered
-    malformed: int
-    silent_disconnects: int  # the peer missed its heartbeats
-
-
-class IncomingAsk:
-    """An ask from the peer, to answer with :meth:`reply`, or :meth:`chunk` ... :meth:`end`,
-    or :meth:`fail`. Obtained from :meth:`Hotline.receive_ask` when there is no ``on_ask``."""
-
-    def __init__(self, line: Hotline, envelope: Envelope, pipe: int, value: Any, stream: bool) -> None:
-        self.value = value
-        self.stream = stream
-        self.deadline = envelope.deadline
-        self.id = envelope.id
-        self._line = line
-        self._pipe = pipe
-        self.done = False
-
-    async def reply(self, value: Any) -> None:
-        await self._finish(END if self.stream else REPLY, value)
-
-    async def chunk(self, value: Any) -> None:
-        if not self.stream:
-            raise ValueError(f"ask {self.id} wants one reply, not a stream: use reply()")
-        if self.done:
-            raise ValueError(f"ask {self.id} is already answered")
-        await self._line._answer(self, CHUNK, value)
-
-    async def end(self, value: Any = None) -> None:
-        await self._finish(END, value)
-
-    async def fail(self, error: BaseException | MemberError) -> None:
-        err = error if isinstance(error, MemberError) else MemberError.from_exception(error)
-        await self._finish(ERROR, err.to_wire())
-
-    async def _finish(self, kind: str, value: Any) -> None:
-        if self.done:
-            raise ValueError(f"ask {self.id} is already answered")
-        self.done = True
-        await self._line._answer(self, kind, value)
-
-
-class _Slot:
-    """Where the answer to one plain ask lands: put once (by whoever reads the line, the
-    timer, or a lost connection), taken by the asker."""
-
-    __slots__ = ("reply", "scope", "task")
-
-    def __init__(self) -> None:
-        self.reply: tuple[str, Any] | None = None
-        self.task: trio.lowlevel.Task | None = None  # the asker, while it is parked here
-        self.scope: trio.CancelScope | None = None  # the asker's, while it reads the line itself
-
-    def put(self, reply: tuple[str, Any]) -> None:
-        if self.reply is None:  # the first answer counts (a reply before a lost connection)
-            self.reply = reply
-            task = self.task
-            if task is not None:
-                self.task = None
-                trio.lowlevel.reschedule(task)
-            elif self.scope is not None:  # it waits on the line, not here: stop that wait
-                self.scope.cancel()
-
-    def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
-        self.task = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-
-_Waiter: TypeAlias = "_Slot | trio.MemorySendChannel[tuple[str, Any]]"
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
-    """Run ``coro`` to its end in the current task, after its first step (run by the caller,
-    in this same task) yielded ``trap`` to trio. Returns what the coroutine returns."""
-    while True:
-        try:
-            sent = yield trap
-        except BaseException as exc:  # noqa: BLE001 - trio throws cancellation (or an error) in: pass it on
-            try:
-                trap = coro.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                trap = coro.send(sent)
-            except StopIteration as done:
-                return done.value
 
 
 class Hotline:
@@ -238,17 +126,14 @@ class Hotline:
         self._handler_name = getattr(on_ask, "__qualname__", repr(on_ask))
         self._threads = trio.CapacityLimiter(handler_threads)
         self._asks = AskTable()
-        self._waiters: dict[int, _Waiter] = {}
-        # Plain asks time out through one timer task, not a cancel scope each (see _expire_at).
-        self._deadlines: list[tuple[float, int]] = []  # a heap; finished asks leave lazily
-        self._timer_wake = math.inf
-        self._timer: trio.CancelScope | None = None
+        self._waiters: dict[int, Waiter] = {}
+        self._timer = AskTimer(self._waiters)  # plain asks time out through one timer task
         self._ids = secrets.randbits(62)
         self._inbox_send, self._inbox = trio.open_memory_channel[Any](QUEUE)
         self._requests_send, self._requests = trio.open_memory_channel[IncomingAsk](QUEUE)
         self._sending = trio.StrictFIFOLock()
         # Who reads the line: the receive loop, or an asker while it waits (see _read_until_answered).
-        self._reader: _Slot | None = None  # the slot of the asker reading the line
+        self._reader: AnswerSlot | None = None  # the slot of the asker reading the line
         self._receiver_idle = False  # the receive loop is between frames, not reading: it may be relieved
         self._receiver_parked: trio.lowlevel.Task | None = None  # ... and waits for an asker to finish
         self._asker_woken = False  # the frame just delivered woke a parked asker
@@ -318,7 +203,7 @@ class Hotline:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._ids = ask_id = (self._ids + 1) & _ID_MASK
         deadline = trio.current_time() + timeout
-        slot = _Slot()
+        slot = AnswerSlot()
         self._asks.open(ask_id, deadline=deadline, stream=False)
         self._waiters[ask_id] = slot
         try:
@@ -328,7 +213,7 @@ class Hotline:
             if not (self._pair.peers_state and self._send_now(envelope)):
                 await self._send_ask_later(ask_id, value, False, timeout, deadline)
             if slot.reply is None:
-                self._expire_at(deadline, ask_id)
+                self._timer.expire_at(deadline, ask_id)
                 if self._receiver_idle and self._reader is None and not self._handed_over:
                     await self._read_until_answered(slot)
                 if slot.reply is None:
@@ -384,36 +269,6 @@ class Hotline:
                                       deadline=time.time() + timeout))  # fmt: skip
             return
         raise self._timed_out(ask_id, deadline, timeout, stream=stream)
-
-    def _expire_at(self, deadline: float, ask_id: int) -> None:
-        """Have the timer task end this plain ask at ``deadline`` (module docstring)."""
-        heap = self._deadlines
-        if len(heap) > 1024 and len(heap) > 4 * len(self._waiters):  # mostly finished asks: compact
-            heap[:] = [entry for entry in heap if entry[1] in self._waiters]
-            heapq.heapify(heap)
-        heapq.heappush(heap, (deadline, ask_id))
-        if deadline < self._timer_wake:
-            self._timer_wake = deadline
-            if self._timer is not None:
-                self._timer.deadline = deadline
-
-    async def _expire_asks(self) -> None:
-        """The timer task: ends plain asks past their deadline, waking once per deadline that
-        matters (the earliest of the asks still open), not once per ask."""
-        heap = self._deadlines
-        while True:
-            with trio.CancelScope(deadline=self._timer_wake) as self._timer:
-                await trio.sleep_forever()
-            now = trio.current_time()
-            while heap:
-                deadline, ask_id = heap[0]
-                slot = self._waiters.get(ask_id)
-                if slot is not None and deadline > now:
-                    break
-                heapq.heappop(heap)
-                if isinstance(slot, _Slot):
-                    slot.put(("timeout", None))
-            self._timer_wake = heap[0][0] if heap else math.inf
 
     def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> Timeout:
         self._asks.expire(deadline)
@@ -527,7 +382,7 @@ class Hotline:
                 result = done.value
             else:  # the handler yields to trio: from here on it has this task to itself
                 receiving = self._hand_off()
-                result = await _resume(coro, trap)
+                result = await resume(coro, trap)
         except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
             log.info("handler %s failed: %r", self._handler_name, exc)
             kind, result = ERROR, MemberError.from_exception(exc).to_wire()
@@ -584,7 +439,7 @@ class Hotline:
         async with self._sending:
             await self._pair.send_envelope(envelope)
 
-    async def _read_until_answered(self, slot: _Slot) -> None:
+    async def _read_until_answered(self, slot: AnswerSlot) -> None:
         """Read the line in the asker's own task until its answer is in ``slot``.
 
         The receive loop would read the answer and wake the asker: one more task to run,
@@ -726,7 +581,7 @@ class Hotline:
         if kind == ERROR and not (isinstance(body, dict) and isinstance(body.get("type"), str)):
             body = {"type": "Error", "message": repr(body)[:200]}
         item = ("violation", f"a {kind!r} frame") if action is Action.VIOLATION else (kind, body)
-        if isinstance(waiter, _Slot):
+        if isinstance(waiter, AnswerSlot):
             self._asker_woken = waiter.task is not None
             waiter.put(item)
             return None
@@ -739,7 +594,7 @@ class Hotline:
     def _lost(self, why: str, kind: str = "lost") -> None:
         for ask_id in self._asks.fail_all():
             waiter = self._waiters.get(ask_id)
-            if isinstance(waiter, _Slot):
+            if isinstance(waiter, AnswerSlot):
                 waiter.put((kind, why))
             elif waiter is not None:
                 try:
@@ -789,7 +644,7 @@ async def hotline(address: str, *, listen: bool = False, dial: bool = False, nam
                    max_message_size=max_message_size, tls=tls)  # fmt: skip
     async with line._pair, service_nursery() as nursery:
         line._nursery = nursery
-        for loop in (line._receive_loop, line._watch_peer, line._heartbeats, line._expire_asks):
+        for loop in (line._receive_loop, line._watch_peer, line._heartbeats, line._timer.run):
             nursery.start_soon(loop)
         try:
             yield line
