@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -38,13 +39,20 @@ def launch_agent(peers: Peers, address: str, name: str, side: str = "--dial") ->
     return peers.start(address, side, "--name", name, script="hotline_agent.py")
 
 
+@asynccontextmanager
+async def line_to_alice(peers: Peers, address: str) -> AsyncIterator[consensus.Hotline]:
+    """A listening line named "test", connected to a child agent "alice" that dials it."""
+    async with consensus.hotline(address, listen=True, name="test") as line:
+        await start_agent(peers, address, "alice")
+        await line.wait_connected()
+        yield line
+
+
 # ---------------------------------------------------------------- 1. ask / reply, send / receive
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 async def test_ask_reply_and_echo_with_a_child(transport: str, address: Address, peers: Peers) -> None:
     addr = address(transport)
-    async with consensus.hotline(addr, listen=True, name="test") as line:
-        await start_agent(peers, addr, "alice")
-        await line.wait_connected()
+    async with line_to_alice(peers, addr) as line:
         with trio.fail_after(5):
             assert await line.ask({"q": 1}, timeout=5) == {"echo": {"q": 1}, "by": "alice"}
             assert await line.ask("plain", timeout=5) == {"echo": "plain", "by": "alice"}
@@ -60,9 +68,7 @@ async def test_ask_reply_and_echo_with_a_child(transport: str, address: Address,
 # ---------------------------------------------------------------- 2. concurrent asks
 async def test_twenty_concurrent_asks_are_matched(address: Address, peers: Peers) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
-        await start_agent(peers, addr, "alice")
-        await line.wait_connected()
+    async with line_to_alice(peers, addr) as line:
         answers: dict[int, Any] = {}
 
         async def asker(task: int) -> None:
@@ -84,9 +90,7 @@ async def test_twenty_concurrent_asks_are_matched(address: Address, peers: Peers
 # ---------------------------------------------------------------- 3. streamed ask
 async def test_ask_stream_yields_chunks_in_order_then_ends(address: Address, peers: Peers) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
-        await start_agent(peers, addr, "alice")
-        await line.wait_connected()
+    async with line_to_alice(peers, addr) as line:
         with trio.fail_after(10):
             chunks = [chunk async for chunk in line.ask_stream({"stream": 7}, timeout=10)]
             assert chunks == [{"chunk": i, "by": "alice"} for i in range(7)]
@@ -99,9 +103,7 @@ async def test_ask_stream_yields_chunks_in_order_then_ends(address: Address, pee
 # ---------------------------------------------------------------- 4. remote error
 async def test_remote_error_when_the_handler_raises(address: Address, peers: Peers) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
-        await start_agent(peers, addr, "alice")
-        await line.wait_connected()
+    async with line_to_alice(peers, addr) as line:
         with trio.fail_after(5):
             with pytest.raises(consensus.RemoteError) as info:
                 await line.ask({"raise": True}, timeout=5)
@@ -113,9 +115,7 @@ async def test_remote_error_when_the_handler_raises(address: Address, peers: Pee
 # ---------------------------------------------------------------- 5. timeout
 async def test_ask_times_out_then_the_line_still_works(address: Address, peers: Peers) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
-        await start_agent(peers, addr, "alice")
-        await line.wait_connected()
+    async with line_to_alice(peers, addr) as line:
         start = trio.current_time()
         with pytest.raises(consensus.Timeout):
             await line.ask({"sleep": 5}, timeout=0.3)
@@ -165,9 +165,7 @@ async def test_peer_killed_mid_ask_fails_fast_then_reconnects(address: Address, 
 # ---------------------------------------------------------------- 7. a second dialer is refused
 async def test_second_dialer_is_refused_first_conversation_goes_on(address: Address, peers: Peers) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
-        await start_agent(peers, addr, "alice")
-        await line.wait_connected()
+    async with line_to_alice(peers, addr) as line:
         assert await line.ask(0, timeout=5) == {"echo": 0, "by": "alice"}
         intruder = launch_agent(peers, addr, "bob")
         # keep the conversation going while bob starts and tries to dial in
