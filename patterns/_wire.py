@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import cbor2
 
+from ._codec_plain import is_plain
 from ._errors import EncodeError, MalformedMessage, MessageTooLarge, SharedMemoryError
 from ._shm_codec import MAX_REFERENCES, SHM_TAG, Placement, SharedMemory, Slot, resolve, sendable_view
 from ._shm_segment import SharedBuffer
@@ -177,12 +178,34 @@ def _encoder() -> Any:
     return encoder
 
 
+def _plain_encoder() -> Any:
+    encoder = getattr(_local, "plain", None)
+    if encoder is None:
+        encoder = _local.plain = cbor2.CBOREncoder(io.BytesIO())
+    return encoder
+
+
 def encode_body(value: Any) -> bytes:
     """Encode one value as CBOR (the codec used for bodies and envelopes).
 
     Raises :class:`EncodeError` for values with no plain CBOR form here, including
     types cbor2 would write with a tag (datetimes, sets, decimals, UUIDs, ...).
     """
+    if is_plain(value):  # the same bytes from cbor2's plain encoder, 2-3x faster (``_codec_plain``)
+        try:
+            data: bytes = _plain_encoder().encode_to_bytes(value)
+        except Exception:  # noqa: BLE001 - text with lone surrogates, say: the hooked encoder says why
+            _local.plain = None
+            return _encode_hooked(value)
+        placement: Placement | None = getattr(_local, "placement", None)
+        # No byte string in it is as long as the frame: below the threshold, none goes to shared memory.
+        if placement is None or len(data) < placement.policy.threshold:
+            return data
+    return _encode_hooked(value)
+
+
+def _encode_hooked(value: Any) -> bytes:
+    """:func:`encode_body` through the encoder that refuses tagged types and places buffers."""
     try:
         data: bytes = _encoder().encode_to_bytes(value)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
