@@ -17,6 +17,7 @@ dispatcher hands what it held to others at once.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -87,6 +88,9 @@ class Worker:
         self.concurrency = concurrency
         self.capacity = min(concurrency + (concurrency if prefetch is None else prefetch), W.MAX_CAPACITY)
         self._handler = handler
+        # An async handler runs here with no deadline: awaited directly, without the cancel
+        # scope and checks of run_handler (which plain handlers, run in threads, go through).
+        self._direct = inspect.iscoroutinefunction(handler)
         self._threads = trio.CapacityLimiter(handler_threads or concurrency)
         opts: dict[str, Any] = {"name": self.name, "max_message_size": max_message_size, "tls": tls}
         self._pull = Pull(dial=self.endpoints.tasks, **opts)
@@ -218,23 +222,33 @@ class Worker:
             await self._send({"st": batch.stream, "c": returned}, W.RELEASE)
 
     async def _runner(self) -> None:
+        queue, outbox, holding, counts = self._queue, self._outbox, self._holding, self._counts
+        handler, direct = self._handler, self._direct
         while True:
-            while not self._queue:
+            while not queue:
                 await self._work.wait()
-            job = self._queue.popleft()
+            job = queue.popleft()
             self._running += 1
             try:
-                ok, value = await run_handler(
-                    self._handler, job.task, deadline=math.inf, limiter=self._threads
-                )
+                if direct:
+                    try:
+                        ok, value = True, await handler(job.task)
+                    except Exception as exc:  # noqa: BLE001 - that attempt's error, never the worker's death
+                        log.info("handler %s failed: %r", getattr(handler, "__qualname__", handler), exc)
+                        ok, value = False, MemberError.from_exception(exc)
+                else:
+                    ok, value = await run_handler(handler, job.task, deadline=math.inf, limiter=self._threads)
             finally:
                 self._running -= 1
-            self._counts["succeeded" if ok else "failed"] += 1
-            self._outbox.append(
-                (job.stream, [job.task_id, job.attempt, ok, value if ok else value.to_wire()])
-            )
-            del self._holding[(job.stream, job.task_id)]
-            self._outgoing.poke()
+            if ok:
+                counts["succeeded"] += 1
+            else:
+                counts["failed"] += 1
+                value = value.to_wire()
+            outbox.append((job.stream, [job.task_id, job.attempt, ok, value]))
+            del holding[(job.stream, job.task_id)]
+            if len(outbox) == 1:  # the send loop waits only while the outbox is empty
+                self._outgoing.poke()
 
     async def _send_loop(self) -> None:
         while True:
