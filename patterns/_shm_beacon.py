@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Final
 
+from . import _shm_spare as spares
 from ._errors import SharedMemoryError
 from ._peers import Peer
 from ._shm_header import FLAG_PROBE, segment_directory
@@ -53,9 +54,16 @@ class Beacons:
         self._directory = directory
         self._mine: dict[int, SharedBuffer] = {}
         self._proven: set[int] = set()
+        self._in_use = False
 
     def connected(self, peer: Peer) -> None:
-        """A connection opened: leave this end's beacon for it."""
+        """A connection opened: leave this end's beacon for it (over tcp, ws, tls).
+
+        The first connection also marks the segment directory as in use by this socket
+        (until :meth:`close`): spare segments may be kept there meanwhile (``_shm_spare``)."""
+        if not self._in_use:
+            self._in_use = True
+            spares.register(self, str(segment_directory(self._directory)))
         if not _is_network(peer) or peer.id in self._mine:
             return
         try:
@@ -88,5 +96,9 @@ class Beacons:
         return found
 
     def close(self) -> None:
+        """The socket closes: its beacons go, and the spares of a directory no socket uses now."""
         for pipe_id in list(self._mine):
             self.disconnected(pipe_id)
+        if self._in_use:
+            self._in_use = False
+            spares.unregister(self)

@@ -50,7 +50,6 @@ live view holds one descriptor; from 3.13 on none is kept.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import errno
 import fcntl
@@ -63,6 +62,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from . import _shm_spare as spares
 from ._errors import Closed, SharedMemoryError, SharedMemoryFull
 from ._shm_attach import attach, attach_all
 from ._shm_header import (
@@ -107,7 +107,7 @@ class SharedBuffer:
         self._path = path
         self._header = header
         self._mmap = mapping
-        self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET:]
+        self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET : header.total_size]
         self._state = BufferState.CLOSED if mapping is None else BufferState.OPEN
         self._ref = ShmRef(path.name, header.token, 0, header.payload_length)
 
@@ -141,10 +141,43 @@ class SharedBuffer:
         suffix: str | None = None,
     ) -> SharedBuffer:
         """Create a segment: mapped and reserved (``source`` None), or written from ``source``,
-        unmapped. ``suffix`` (32 hex digits) names it instead of a random one."""
+        unmapped. ``suffix`` (32 hex digits) names it instead of a random one (a beacon).
+
+        A payload segment takes a warm spare of its size class when one waits
+        (``_shm_spare``); otherwise it is made afresh, after which a spare is prepared for
+        the next one. If there is no room, the directory's spares are given back and the
+        segment is tried once more."""
         _check_arguments(size, lease, receivers)
+        folder = segment_directory(directory)
+        if flags or suffix is not None:
+            return cls._fresh(folder, size, lease, receivers, flags, source, suffix)
+        key = str(folder)
+        spare = spares.take(key, size)
+        if spare is not None:
+            buf = cls._from_spare(spare, size, lease, receivers, source)
+        else:
+            try:
+                buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
+            except SharedMemoryFull:
+                if not spares.drop(key, now=True):
+                    raise
+                buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
+        spares.wanted(key, size)
+        return buf
+
+    @classmethod
+    def _fresh(
+        cls,
+        folder: Path,
+        size: int,
+        lease: float,
+        receivers: int,
+        flags: int,
+        source: memoryview | None,
+        suffix: str | None,
+    ) -> SharedBuffer:
         owner = process_identity()
-        path = segment_directory(directory) / make_name(owner.pid, suffix or secrets.token_hex(16))
+        path = folder / make_name(owner.pid, suffix or secrets.token_hex(16))
         header = Header(
             flags=flags,
             owner=owner,
@@ -176,6 +209,43 @@ class SharedBuffer:
         finally:
             os.close(fd)
         return cls(path, header, mapping)
+
+    @classmethod
+    def _from_spare(
+        cls, spare: spares.Spare, size: int, lease: float, receivers: int, source: memoryview | None
+    ) -> SharedBuffer:
+        """Turn a spare into this segment: a new header (token, length, receivers, and the
+        lease, which starts now), the excess capacity cut off, then ``source`` copied in
+        through the pre-faulted mapping (or the mapping handed to the new buffer)."""
+        header = Header(
+            flags=0,
+            owner=process_identity(),
+            token=secrets.token_bytes(16),
+            payload_length=size,
+            lease_deadline=monotonic_now() + lease,
+            receivers=receivers,
+            pending=receivers,
+        )
+        mapping = spare.mapping
+        try:
+            try:
+                if spare.capacity != size:
+                    os.ftruncate(spare.fd, header.total_size)
+                os.pwrite(spare.fd, header.pack(), 0)
+            finally:
+                os.close(spare.fd)
+            if source is None:
+                return cls(spare.path, header, mapping)
+            with memoryview(mapping) as whole:
+                whole[PAYLOAD_OFFSET : PAYLOAD_OFFSET + size] = source
+        except BaseException as exc:
+            unlink_quietly(spare.path)
+            spares.unmap_later(mapping)
+            if isinstance(exc, OSError):
+                raise _creation_error(exc, spare.path, size) from exc
+            raise
+        spares.unmap_later(mapping)
+        return cls(spare.path, header, None)
 
     # ------------------------------------------------------------------ properties
 
@@ -269,7 +339,7 @@ class SharedBuffer:
         except BufferError:
             return  # still borrowed: the last borrower's release unmaps
         if unmap_later:
-            _unmapper().submit(_close_quietly, mapping)
+            spares.unmap_later(mapping)
         else:
             _close_quietly(mapping)
 
@@ -316,14 +386,6 @@ def place(
 
 
 _WRITE_CHUNK: Final = 8 * 1024 * 1024
-_UNMAPPER: list[concurrent.futures.ThreadPoolExecutor] = []
-
-
-def _unmapper() -> concurrent.futures.ThreadPoolExecutor:
-    """One background thread that unmaps what senders handed over."""
-    if not _UNMAPPER:
-        _UNMAPPER.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nngc-unmap"))
-    return _UNMAPPER[0]
 
 
 def _close_quietly(mapping: mmap.mmap) -> None:

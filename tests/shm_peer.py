@@ -7,6 +7,13 @@ It dials ADDRESS with the pattern's counterpart (``pair``, ``pull``, ``bus``,
 ``got <view|bytes> <readonly> <sha256>``, and, for the two-way patterns, answers with
 ``{"data": buffer}`` of SIZE bytes of its own (``bytes([7]) * SIZE``). Then it waits
 for ``quit`` on stdin.
+
+    python tests/shm_peer.py spare DIRECTORY SIZE
+
+uses DIRECTORY as a socket would, places two segments of SIZE bytes there (each
+removed at once) so that a spare segment is prepared, prints ``spare <name>``, waits
+for ``quit`` (or to be killed), then exits without giving the directory up: the
+spare must go at interpreter exit.
 """
 
 from __future__ import annotations
@@ -50,5 +57,20 @@ async def main(pattern: str, address: str, size: int) -> None:
     await wait_for_quit()
 
 
+async def spare(directory: str, size: int) -> None:
+    from patterns import _shm_spare
+    from patterns._shm_segment import place
+
+    _shm_spare.register(spare, directory)
+    for _ in range(2):
+        place(bytes(size), lease=30, directory=directory).discard()
+    assert _shm_spare.settle(30)
+    say("spare", *[held.path.name for held in _shm_spare.held(directory)])
+    await wait_for_quit()
+
+
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    if sys.argv[1] == "spare":
+        trio.run(spare, sys.argv[2], int(sys.argv[3]))
+    else:
+        trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,157 @@
+"""The shared-memory background thread: unmapping, and preparing spare segments.
+
+One daemon thread per process runs small jobs off the senders' path: unmapping a
+writer's mapping once its message is sent, and preparing warm spare segments
+(``_shm_spare``). Both touch every page of a mapping, which takes milliseconds per
+64 MiB, so two things matter here:
+
+- **The GIL.** On Python 3.11 ``mmap.close()`` and ``mmap.madvise()`` hold the GIL
+  for the whole system call (55 ms for a populated 512 MiB mapping): a trio loop in
+  the same process would stall for that long. The page work is therefore done through
+  ``ctypes`` calls to ``madvise`` (which release the GIL): ``MADV_POPULATE_WRITE``
+  (Linux 5.14+) to pre-fault, ``MADV_DONTNEED`` to drop the page-table entries before
+  the ``mmap`` object is closed, which then has nothing left to tear down.
+- **The address-space lock.** A fault-in or teardown of a whole range holds the
+  process's ``mmap_lock`` throughout, blocking any ``mmap``/``munmap`` (a malloc of a
+  large block, say) in other threads. The range is walked in :data:`CHUNK` steps.
+
+``MADV_DONTNEED`` on a shared file mapping only drops this process's page-table
+entries: the data stays in the file, and a borrower that still reads the range would
+fault the pages back in, never see zeros or crash. It is only used on mappings whose
+views were released anyway.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import mmap
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["CHUNK", "Worker", "address_of", "drop_pages", "populate", "unmap"]
+
+log = logging.getLogger("patterns")
+
+CHUNK: Final = 2 * 1024 * 1024
+"""Bytes of a mapping faulted in or dropped per ``madvise`` call."""
+
+MADV_POPULATE_WRITE: Final = 23  # Linux 5.14+; EINVAL before
+MADV_DONTNEED: Final = 4
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_madvise = _libc.madvise
+_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_madvise.restype = ctypes.c_int
+
+
+def address_of(mapping: mmap.mmap) -> int:
+    """The address of a writable mapping's first byte."""
+    anchor = ctypes.c_char.from_buffer(mapping)
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor  # its export of the mapping goes with it
+
+
+def _advise(address: int, length: int, advice: int) -> bool:
+    """``madvise`` over the range, :data:`CHUNK` at a time, the GIL released; False on a refusal."""
+    done = 0
+    while done < length:
+        step = min(CHUNK, length - done)
+        if _madvise(address + done, step, advice) != 0:
+            return False
+        done += step
+    return True
+
+
+def populate(mapping: mmap.mmap) -> bool:
+    """Fault every page of a writable shared mapping in (allocated, zeroed, mapped writable).
+
+    False if the kernel cannot (before 5.14): the pages then fault on first write."""
+    return _advise(address_of(mapping), len(mapping), MADV_POPULATE_WRITE)
+
+
+def drop_pages(mapping: mmap.mmap) -> None:
+    """Drop the mapping's page-table entries (its data stays in the file)."""
+    try:
+        address = address_of(mapping)
+    except (ValueError, TypeError):  # closed, or not writable: close() does the work then
+        return
+    _advise(address, len(mapping), MADV_DONTNEED)
+
+
+def unmap(mapping: mmap.mmap) -> None:
+    """Unmap without holding the GIL for the page-table teardown; a borrowed mapping stays."""
+    drop_pages(mapping)
+    try:
+        mapping.close()
+    except BufferError:
+        pass  # a borrower appeared: it unmaps when it goes
+
+
+class Worker:
+    """A daemon thread that runs submitted jobs in order, and ``tick()`` when idle.
+
+    ``tick`` returns how many seconds the thread may sleep before it is called again
+    (None: until the next job). A job's exception is logged, never raised.
+    """
+
+    def __init__(self, tick: Callable[[], float | None]) -> None:
+        self._tick = tick
+        self._jobs: collections.deque[tuple[float, Callable[[], None]]] = collections.deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+
+    def submit(self, job: Callable[[], None], *, delay: float = 0.0) -> None:
+        """Run ``job`` on the thread, not before ``delay`` seconds from now (jobs run in order)."""
+        with self._cond:
+            self._jobs.append((time.monotonic() + delay, job))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="nngc-shm", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until every submitted job has run; False if ``timeout`` seconds passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._jobs and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            pause = self._safe_tick()  # outside the condition: tick() takes the spares' lock
+            with self._cond:
+                if not self._jobs:
+                    self._busy = False
+                    self._cond.notify_all()
+                    self._cond.wait(pause)
+                    continue
+                not_before, job = self._jobs[0]
+                early = not_before - time.monotonic()
+                if early > 0:
+                    self._cond.wait(early)
+                    continue
+                self._jobs.popleft()
+                self._busy = True
+            try:
+                job()
+            except Exception:
+                log.exception("shared-memory background job %r failed", job)
+
+    def _safe_tick(self) -> float | None:
+        try:
+            return self._tick()
+        except Exception:
+            log.exception("shared-memory background tick failed")
+            return None
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the thread did not come along; start afresh."""
+        self._jobs.clear()
+        self._cond = threading.Condition()
+        self._thread = None
+        self._busy = False
