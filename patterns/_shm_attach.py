@@ -4,16 +4,22 @@
 of exactly the referenced bytes, with no copy. In order, before any payload byte is
 touched: the name matched the strict pattern when the reference was built (no path can
 be smuggled in); the file exists (else ``SegmentGone("missing")``) and is a regular
-file, not a symlink (``"not-a-file"``); under an exclusive ``flock`` on it, its size
-covers the header (``"truncated"``), the header has the magic (``"magic"``), version
-and layout (``"version"``) and sane fields (``"header"``), its owner pid is the one in
-the name and it is not a probe (``"mismatch"``), its token equals the reference's
-(``"token"``), the file covers the payload the header announces (``"truncated"``),
-and the range lies inside that payload (``"range"``): each a
-:class:`~patterns.BadReference`. Then the segment must still be waiting for a receiver
-(``SegmentGone("released")``) within its lease (``SegmentGone("expired")``, and the
-name is removed). Only then is it mapped, its ``pending`` count decremented, and the
-name unlinked when that count reaches 0.
+file, not a symlink (``"not-a-file"``); its size covers the header (``"truncated"``),
+the header has the magic (``"magic"``), version and layout (``"version"``) and sane
+fields (``"header"``), its owner pid is the one in the name and it is not a probe
+(``"mismatch"``), its token equals the reference's (``"token"``), the file covers the
+payload the header announces (``"truncated"``), and the range lies inside that payload
+(``"range"``): each a :class:`~patterns.BadReference`. Then the segment must still be
+waiting for a receiver (``SegmentGone("released")``) within its lease
+(``SegmentGone("expired")``, and the name is removed). Only then is it counted and
+mapped:
+
+- A segment made for **one receiver** (the usual case) is claimed by removing its name:
+  of several attaches of the same reference exactly one ``unlink`` succeeds, the others
+  fail with ``SegmentGone("released")``. No lock and no write are needed.
+- A segment for **several receivers** (bus, survey) keeps a ``pending`` count: each
+  attach re-reads and re-checks the header under an exclusive ``flock``, maps, decrements
+  ``pending``, and the one that reaches 0 removes the name.
 
 The view alone owns its mapping (see ``_shm_segment`` for what *released* means), so it
 stays valid after the name is unlinked and is unmapped when its last borrower goes.
@@ -28,7 +34,6 @@ import os
 import stat
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Final
 
 from ._errors import BadReference, SegmentGone, SharedMemoryError
@@ -87,45 +92,63 @@ def attach_all(
 def _attach(
     name: str, token: bytes, ranges: list[ShmRef], directory: str | os.PathLike[str] | None
 ) -> list[memoryview]:
-    path = segment_directory(directory) / name
+    folder = segment_directory(directory)
+    path = f"{folder}/{name}"
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise SegmentGone(
-            f"segment {name!r} does not exist in {path.parent}", name=name, reason="missing"
+            f"segment {name!r} does not exist in {folder}", name=name, reason="missing"
         ) from None
     except OSError as exc:
         raise BadReference(
-            f"segment {name!r} in {path.parent} cannot be opened as a file: {exc.strerror}",
+            f"segment {name!r} in {folder} cannot be opened as a file: {exc.strerror}",
             name=name,
             reason="not-a-file",
         ) from exc
     try:
-        size = os.fstat(fd)
-        if not stat.S_ISREG(size.st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise BadReference(f"segment {name!r} is not a regular file", name=name, reason="not-a-file")
+        header = _validated_header(fd, name, info.st_size, token, ranges)
+        if header.receivers == 1:
+            return _claim(fd, path, name, header, ranges)
         _lock(fd, name)
         try:
-            return _attach_locked(fd, path, size.st_size, token, ranges)
+            return _attach_locked(fd, path, name, info.st_size, token, ranges)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)  # the mapping holds a dup of fd: unlock explicitly
     finally:
         os.close(fd)
 
 
+def _claim(fd: int, path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
+    """A segment for one receiver: removing its name is the claim (exactly one unlink succeeds)."""
+    _check_waiting(header, path, name)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        raise SegmentGone(
+            f"segment {name!r} was attached by its receiver meanwhile", name=name, reason="released"
+        ) from None
+    return _map(fd, name, header, ranges)
+
+
 def _attach_locked(
-    fd: int, path: Path, file_size: int, token: bytes, ranges: list[ShmRef]
+    fd: int, path: str, name: str, file_size: int, token: bytes, ranges: list[ShmRef]
 ) -> list[memoryview]:
-    name = path.name
-    header = _validated_header(fd, name, file_size, token)
-    for ref in ranges:
-        if ref.end > header.payload_length:
-            raise BadReference(
-                f"reference to {name!r}: range {ref.offset}+{ref.length} ends past its payload of "
-                f"{header.payload_length} bytes",
-                name=name,
-                reason="range",
-            )
+    header = _validated_header(fd, name, file_size, token, ranges)  # again: pending may have moved
+    _check_waiting(header, path, name)
+    views = _map(fd, name, header, ranges)
+    pending = header.pending - 1
+    os.pwrite(fd, PENDING.pack(pending), PENDING_OFFSET)
+    if pending == 0:
+        unlink_quietly(path)
+    return views
+
+
+def _check_waiting(header: Header, path: str, name: str) -> None:
+    """The segment still waits for a receiver, within its lease (an expired one is removed)."""
     if header.pending == 0:
         raise SegmentGone(
             f"segment {name!r} was already attached by all its {header.receivers} receivers",
@@ -141,6 +164,9 @@ def _attach_locked(
             name=name,
             reason="expired",
         )
+
+
+def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
     try:
         mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_OPTIONS)
     except OSError as exc:
@@ -148,14 +174,10 @@ def _attach_locked(
     whole = memoryview(mapping)
     views = [whole[PAYLOAD_OFFSET + ref.offset : PAYLOAD_OFFSET + ref.end] for ref in ranges]
     whole.release()  # the slices keep the mapping; nothing else refers to it
-    pending = header.pending - 1
-    os.pwrite(fd, PENDING.pack(pending), PENDING_OFFSET)
-    if pending == 0:
-        unlink_quietly(path)
     return views
 
 
-def _validated_header(fd: int, name: str, file_size: int, token: bytes) -> Header:
+def _validated_header(fd: int, name: str, file_size: int, token: bytes, ranges: list[ShmRef]) -> Header:
     if file_size < HEADER.size:
         raise BadReference(
             f"segment {name!r} holds {file_size} bytes, less than a header", name=name, reason="truncated"
@@ -180,6 +202,14 @@ def _validated_header(fd: int, name: str, file_size: int, token: bytes) -> Heade
             name=name,
             reason="truncated",
         )
+    for ref in ranges:
+        if ref.end > header.payload_length:
+            raise BadReference(
+                f"reference to {name!r}: range {ref.offset}+{ref.length} ends past its payload of "
+                f"{header.payload_length} bytes",
+                name=name,
+                reason="range",
+            )
     return header
 
 

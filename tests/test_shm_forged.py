@@ -12,6 +12,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _shm import SHM, no_leak, patch_header, read_header, shm_dir
@@ -199,14 +200,43 @@ def test_a_locked_segment_is_waited_for_then_refused(shm_dir: Path, monkeypatch:
     import patterns._shm_attach
 
     monkeypatch.setattr(patterns._shm_attach, "LOCK_PATIENCE", 0.05)
-    buf = SharedBuffer.create(1, lease=30, directory=shm_dir)
+    buf = SharedBuffer.create(1, lease=30, receivers=2, directory=shm_dir)  # counted under the lock
     holder = os.open(buf.path, os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)  # as a receiver stopped mid-attach would
         with pytest.raises(SharedMemoryError) as caught:
             attach(buf.ref, directory=shm_dir)
         assert caught.value.reason == "locked"
+        assert read_header(buf.path).pending == 2
     finally:
         os.close(holder)
     attach(buf.ref, directory=shm_dir)
+    attach(buf.ref, directory=shm_dir)
+    assert not buf.path.exists()
     buf.close()
+
+
+def test_one_receiver_claims_by_unlinking_and_a_second_attach_is_refused(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import patterns._shm_attach
+
+    buf = place(b"only once", lease=30, directory=shm_dir)
+    checked = patterns._shm_attach._validated_header
+
+    def then_someone_claims(*args: Any) -> Any:
+        header = checked(*args)
+        os.unlink(buf.path)  # another attach of the same reference won the race meanwhile
+        return header
+
+    monkeypatch.setattr(patterns._shm_attach, "_validated_header", then_someone_claims)
+    with pytest.raises(SegmentGone) as caught:
+        attach(buf.ref, directory=shm_dir)
+    assert caught.value.reason == "released"
+    monkeypatch.undo()
+    again = place(b"only once", lease=30, directory=shm_dir)
+    view = attach(again.ref, directory=shm_dir)
+    assert bytes(view) == b"only once" and not again.path.exists()
+    with pytest.raises(SegmentGone) as caught:
+        attach(again.ref, directory=shm_dir)
+    assert caught.value.reason == "missing"
