@@ -13,7 +13,7 @@ Writer::
     send(buf.ref.to_wire())       # a small reference travels instead of the bytes
     buf.close()                   # the writer's mapping goes; the name stays
 
-    buf = place(data, lease=30.0)  # or: copy an existing buffer in (pwrite, no mapping)
+    buf = place(data, lease=30.0)  # or: copy an existing buffer in (one copy, unmapped after)
 
 Receiver::
 
@@ -21,9 +21,10 @@ Receiver::
 
 Lifecycle, precisely:
 
-- The *name* (the file in the directory) is what lets a receiver attach. Each
-  :func:`attach` decrements the header's ``pending`` count under an exclusive
-  ``flock``; the attach that brings it to 0 unlinks the name. The name also goes when
+- The *name* (the file in the directory) is what lets a receiver attach. The one
+  receiver of a segment removes it as it attaches; with several, each :func:`attach`
+  decrements the header's ``pending`` count under an exclusive ``flock`` and the one
+  that brings it to 0 unlinks the name. The name also goes when
   the lease passes (the next :func:`attach` or ``sweep`` removes it; an attach after
   the deadline fails with ``SegmentGone("expired")`` even if the file is still there),
   when the owner process is dead (``sweep``: so a writer that exits before its
@@ -41,8 +42,7 @@ Lifecycle, precisely:
   writable view and unmaps at once, unless something still borrows the view (a numpy
   array over it), in which case the mapping goes with that borrower.
 
-Every check a receiver makes on a reference, before touching a payload byte, is
-listed in ``_shm_attach``.
+Every check a receiver makes before touching a payload byte is listed in ``_shm_attach``.
 
 Python < 3.13's mmap keeps a duplicate of the file descriptor open per mapping, so each
 live view holds one descriptor; from 3.13 on none is kept.
@@ -154,7 +154,11 @@ class SharedBuffer:
         key = str(folder)
         spare = spares.take(key, size)
         if spare is not None:
-            buf = cls._from_spare(spare, size, lease, receivers, source)
+            header = _header(0, size, lease, receivers)
+            try:
+                buf = cls(spare.path, header, spares.fill(spare, header, source))
+            except OSError as exc:
+                raise _creation_error(exc, spare.path, size) from exc
         else:
             try:
                 buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
@@ -176,17 +180,8 @@ class SharedBuffer:
         source: memoryview | None,
         suffix: str | None,
     ) -> SharedBuffer:
-        owner = process_identity()
-        path = folder / make_name(owner.pid, suffix or secrets.token_hex(16))
-        header = Header(
-            flags=flags,
-            owner=owner,
-            token=secrets.token_bytes(16),
-            payload_length=size,
-            lease_deadline=monotonic_now() + lease,
-            receivers=receivers,
-            pending=receivers,
-        )
+        header = _header(flags, size, lease, receivers)
+        path = folder / make_name(header.owner.pid, suffix or secrets.token_hex(16))
         try:
             _check_room(path, header.total_size)
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -209,43 +204,6 @@ class SharedBuffer:
         finally:
             os.close(fd)
         return cls(path, header, mapping)
-
-    @classmethod
-    def _from_spare(
-        cls, spare: spares.Spare, size: int, lease: float, receivers: int, source: memoryview | None
-    ) -> SharedBuffer:
-        """Turn a spare into this segment: a new header (token, length, receivers, and the
-        lease, which starts now), the excess capacity cut off, then ``source`` copied in
-        through the pre-faulted mapping (or the mapping handed to the new buffer)."""
-        header = Header(
-            flags=0,
-            owner=process_identity(),
-            token=secrets.token_bytes(16),
-            payload_length=size,
-            lease_deadline=monotonic_now() + lease,
-            receivers=receivers,
-            pending=receivers,
-        )
-        mapping = spare.mapping
-        try:
-            try:
-                if spare.capacity != size:
-                    os.ftruncate(spare.fd, header.total_size)
-                os.pwrite(spare.fd, header.pack(), 0)
-            finally:
-                os.close(spare.fd)
-            if source is None:
-                return cls(spare.path, header, mapping)
-            with memoryview(mapping) as whole:
-                whole[PAYLOAD_OFFSET : PAYLOAD_OFFSET + size] = source
-        except BaseException as exc:
-            unlink_quietly(spare.path)
-            spares.unmap_later(mapping)
-            if isinstance(exc, OSError):
-                raise _creation_error(exc, spare.path, size) from exc
-            raise
-        spares.unmap_later(mapping)
-        return cls(spare.path, header, None)
 
     # ------------------------------------------------------------------ properties
 
@@ -325,8 +283,8 @@ class SharedBuffer:
 
         If something still borrows ``view`` (a numpy array over it), the mapping goes
         with that borrower instead. With ``unmap_later`` the view is released now and the
-        unmapping (about 20 ms for 512 MiB) happens on a background thread, off the
-        sender's path. Idempotent.
+        unmapping (tens of ms at 512 MiB) happens on the background thread, without the
+        GIL (``_shm_worker``), off the sender's path. Idempotent.
         """
         view, mapping = self._view, self._mmap
         self._view = self._mmap = None
@@ -371,11 +329,12 @@ def place(
     """Copy a bytes-like object into a new segment; return the buffer, already closed.
 
     One copy for C-contiguous inputs (bytes, bytearray, memoryview, array, a numpy
-    array of any shape; a non-contiguous one is first made contiguous). The bytes are
-    written with ``pwrite``, not through a mapping: faster on tmpfs (no page faults, no
-    zeroing), and a full directory is an ``ENOSPC`` error (SharedMemoryFull, the file
-    removed), never a SIGBUS. The result's ``ref`` is ready to send; ``discard()``
-    unlinks it if the send fails.
+    array of any shape; a non-contiguous one is first made contiguous). Into a warm
+    spare of the size class (``_shm_spare``) when one waits: a memcpy into pre-faulted
+    pages. Otherwise into a new file with ``pwrite``, not through a mapping: faster on
+    fresh tmpfs pages (no page faults, no zeroing), and a full directory is an
+    ``ENOSPC`` error (SharedMemoryFull, the file removed), never a SIGBUS. The result's
+    ``ref`` is ready to send; ``discard()`` unlinks it if the send fails.
     """
     with memoryview(data) as source:
         flat = source.cast("B") if source.c_contiguous else memoryview(source.tobytes())
@@ -402,6 +361,12 @@ def _write_all(fd: int, data: memoryview, offset: int) -> None:
         if written <= 0:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         done += written
+
+
+def _header(flags: int, size: int, lease: float, receivers: int) -> Header:
+    """A new segment's header: this process, a fresh token, the lease starting now."""
+    token = secrets.token_bytes(16)
+    return Header(flags, process_identity(), token, size, monotonic_now() + lease, receivers, receivers)
 
 
 def _check_room(path: Path, total: int) -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "SHARE",
     "Spare",
     "drop",
+    "fill",
     "free_bytes",
     "held",
     "register",
@@ -257,6 +258,32 @@ def wanted(directory: str, size: int) -> None:
             return
         _pool.queued.add(key)
     _pool.worker.submit(lambda: _pool.prepare(*key), delay=DEFER)
+
+
+def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap | None:
+    """Turn a taken spare into the payload segment ``header`` describes (its token, length,
+    receivers and lease, which starts now): the header rewritten, the excess capacity cut
+    off, then ``source`` copied in through the pre-faulted mapping (unmapped afterwards on
+    the background thread; None is returned), or with no ``source`` the writable mapping
+    returned for the caller to fill. On a failure the spare is removed and it propagates."""
+    mapping = spare.mapping
+    try:
+        try:
+            if spare.capacity != header.payload_length:
+                os.ftruncate(spare.fd, header.total_size)
+            os.pwrite(spare.fd, header.pack(), 0)
+        finally:
+            os.close(spare.fd)
+        if source is None:
+            return mapping
+        with memoryview(mapping) as whole:
+            whole[PAYLOAD_OFFSET : header.total_size] = source
+    except BaseException:
+        unlink_quietly(spare.path)
+        unmap_later(mapping)
+        raise
+    unmap_later(mapping)
+    return None
 
 
 def drop(directory: str | None = None, *, now: bool = False) -> int:
