@@ -21,12 +21,13 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import trio
 
-from patterns import Envelope, MalformedMessage, MessageError
+from patterns import Envelope, MessageError
 
 from . import _work_protocol as W
 from ._ledger import TaskLedger
@@ -184,30 +185,35 @@ class Distribution:
 
     # ------------------------------------------------------------------ replies (dispatcher's loop)
     def _on_items(self, envelope: Envelope, worker: str, listed: list[Any]) -> int:
-        """Apply a claim or done list; returns how many items were malformed."""
+        """Apply a claim, release or done list; returns how many items were malformed."""
         now = trio.current_time()
         ledger = self._ledger
-        bad = 0
-        for item in W.items(envelope, listed):
-            try:
-                if isinstance(item, MalformedMessage):
-                    raise item
-                if isinstance(item, W.Claim):
-                    if envelope.kind == W.CLAIM:
-                        ledger.claim(item.task_id, item.attempt, worker=worker, now=now)
+        errors: list[Exception] = []
+        if envelope.kind == W.DONE:
+            replies, rejected = W.replies(envelope, listed)
+            result, failure = ledger.result, ledger.failure
+            for task_id, attempt, ok, value in replies:
+                try:
+                    if ok:
+                        result(task_id, attempt, value, worker=worker, now=now)
                     else:
-                        ledger.release(item.task_id, item.attempt, worker=worker, now=now)
-                elif item.ok:
-                    ledger.result(item.task_id, item.attempt, item.value, worker=worker, now=now)
-                else:
-                    ledger.failure(item.task_id, item.attempt, item.value, worker=worker, now=now)
-            except (MalformedMessage, ValueError) as exc:
-                bad += 1
-                if bad == 1:  # one line per message is enough
-                    log.warning("distribution %d ignored a %s item from %r: %s",
-                                self.stream, envelope.kind, worker, exc)  # fmt: skip
-        self._malformed += bad
-        return bad
+                        failure(task_id, attempt, value, worker=worker, now=now)
+                except ValueError as exc:  # a task id never issued, an attempt never dispatched
+                    errors.append(exc)
+        else:
+            claims, rejected = W.claims(envelope, listed)
+            apply = ledger.claim if envelope.kind == W.CLAIM else ledger.release
+            for task_id, attempt in claims:
+                try:
+                    apply(task_id, attempt, worker=worker, now=now)
+                except ValueError as exc:
+                    errors.append(exc)
+        errors += rejected
+        if errors:  # one line per message is enough
+            log.warning("distribution %d ignored %d %s items from %r: %s",
+                        self.stream, len(errors), envelope.kind, worker, errors[0])  # fmt: skip
+            self._malformed += len(errors)
+        return len(errors)
 
     def _worker_gone(self, worker: str) -> None:
         if self._ledger.worker_gone(worker, trio.current_time()):
@@ -262,14 +268,13 @@ class Distribution:
                 items = iter(self._tasks)
                 exhausted = False
                 while not exhausted:
-                    while not ledger.wants_more():
+                    while not (room := ledger.room()):
                         await pulse.wait()
-                    while ledger.wants_more():
-                        try:
-                            ledger.submit(next(items))
-                        except StopIteration:
-                            exhausted = True
-                            break
+                    taken = 0
+                    for task in islice(items, room):
+                        ledger.submit(task)
+                        taken += 1
+                    exhausted = taken < room
                     pulse.poke()
                     await trio.lowlevel.checkpoint()
         except Exception as exc:  # noqa: BLE001 - the caller's iterable failed: finish what it gave, then raise
@@ -295,13 +300,7 @@ class Distribution:
                     self._pulse.poke()
                 ledger.set_window(ledger.in_flight + credit)
                 size = min(dispatcher.max_batch, credit)
-                now = trio.current_time()
-                batch: list[Assignment] = []
-                while len(batch) < size:
-                    assignment = ledger.next_assignment(now)
-                    if assignment is None:
-                        break
-                    batch.append(assignment)
+                batch = ledger.next_assignments(trio.current_time(), size)
                 if batch:
                     await self._send(batch)
                     continue

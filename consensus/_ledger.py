@@ -39,69 +39,23 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from dataclasses import dataclass
-from enum import Enum
+from itertools import chain
 from types import MappingProxyType
 from typing import Any
 
 from ._task import Assignment, LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats
+from ._work_records import (
+    IN_FLIGHT,
+    QUEUED,
+    Counts,
+    TaskRecord,
+    check_int,
+    check_name,
+    check_now,
+    check_worker,
+)
 
 __all__ = ["Assignment", "LedgerStatistics", "Outcome", "Receipt", "TaskError", "TaskLedger", "WorkerStats"]
-
-
-class _TaskState(Enum):
-    """Where a pending task is; a finished task leaves the books."""
-
-    QUEUED = "queued"
-    IN_FLIGHT = "in flight"
-
-
-@dataclass(slots=True)
-class _Task:
-    task: Any
-    attempt: int = 0
-    state: _TaskState = _TaskState.QUEUED
-    worker: str | None = None
-    deadline: float = 0.0
-    seq: int = 0  # when it was assigned or last claimed: breaks ties between equal deadlines
-    last_error: TaskError | None = None
-    free: int = 0  # attempts lost before any claim that did not count
-
-    @property
-    def counted(self) -> int:
-        """Attempts that count toward ``max_attempts`` (``attempt`` numbers them all)."""
-        return self.attempt - self.free
-
-
-@dataclass(slots=True)
-class _Counts:
-    assigned: int = 0
-    in_flight: int = 0
-    ok: int = 0
-    failed: int = 0
-    lost: int = 0
-    stale: int = 0
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_worker(worker: object) -> str | None:
-    """A worker's name, or None where the transport picked the worker."""
-    if worker is None:
-        return None
-    return _check_name(worker, " or None")
-
-
-def _check_name(worker: object, alternative: str = "") -> str:
-    if not isinstance(worker, str) or not worker:
-        raise TypeError(f"a worker is named by non-empty text{alternative}, got {worker!r}")
-    return worker
 
 
 class TaskLedger:
@@ -132,22 +86,22 @@ class TaskLedger:
                     f"claim_timeout must be a finite number of seconds > 0, got {claim_timeout!r}"
                 )
         self.claim_timeout = self.lease if claim_timeout is None else min(float(claim_timeout), self.lease)
-        self.max_attempts = _check_int("max_attempts", max_attempts, 1)
+        self.max_attempts = check_int("max_attempts", max_attempts, 1)
         self.ordered = ordered
-        self._window = _check_int("window", window, 0)
-        self._prefetch = None if prefetch is None else _check_int("prefetch", prefetch, 0)
-        self._tasks: dict[int, _Task] = {}  # pending: queued or in flight
+        self._window = check_int("window", window, 0)
+        self._prefetch = None if prefetch is None else check_int("prefetch", prefetch, 0)
+        self._tasks: dict[int, TaskRecord] = {}  # pending: queued or in flight
         self._fresh: deque[int] = deque()  # never attempted, in submission order
         self._retry: deque[int] = deque()  # to attempt again, served first
-        self._in_flight: OrderedDict[int, _Task] = OrderedDict()  # by assignment or last claim
-        # The same attempts as two timers, each in deadline order: placed by the transport and
-        # not yet claimed (claim_timeout), and held by a named worker (lease).
-        self._unclaimed: OrderedDict[int, _Task] = OrderedDict()
-        self._leased: OrderedDict[int, _Task] = OrderedDict()
+        # The attempts in flight as two timers, each in deadline order: placed by the transport
+        # and not yet claimed (claim_timeout), and held by a named worker (lease). The leased
+        # ones are also in the order of their assignment or last claim (``seq``).
+        self._unclaimed: OrderedDict[int, TaskRecord] = OrderedDict()
+        self._leased: OrderedDict[int, TaskRecord] = OrderedDict()
         self._seq = 0
         self._ready: deque[Outcome] = deque()  # releasable, in release order
         self._held: dict[int, Outcome] = {}  # ordered mode: finished ahead of an earlier task
-        self._workers: dict[str, _Counts] = {}
+        self._workers: dict[str, Counts] = {}
         self._next_id = 0
         self._next_release = 0
         self._clock = -math.inf
@@ -169,7 +123,7 @@ class TaskLedger:
     @property
     def in_flight(self) -> int:
         """Attempts in flight now."""
-        return len(self._in_flight)
+        return len(self._unclaimed) + len(self._leased)
 
     @property
     def pending(self) -> int:
@@ -191,8 +145,14 @@ class TaskLedger:
 
     def wants_more(self) -> bool:
         """Should the driver pull another task from the caller's iterable?"""
-        held = len(self._tasks) + len(self._ready) + len(self._held)
-        return not self._closed and held < self.high_water
+        return self.room() > 0
+
+    def room(self) -> int:
+        """How many more tasks the driver may pull from the caller's iterable now
+        (:meth:`wants_more` stays true for that many submits)."""
+        if self._closed:
+            return 0
+        return max(0, self.high_water - len(self._tasks) - len(self._ready) - len(self._held))
 
     def next_deadline(self) -> float | None:
         """The earliest deadline in flight: when to call :meth:`expire` next."""
@@ -200,7 +160,7 @@ class TaskLedger:
         return None if first is None else first[1].deadline
 
     def statistics(self) -> LedgerStatistics:
-        in_flight = len(self._in_flight)
+        in_flight = self.in_flight
         workers = {
             name: WorkerStats(c.assigned, c.in_flight, c.ok, c.failed, c.lost, c.stale)
             for name, c in sorted(self._workers.items())
@@ -226,7 +186,7 @@ class TaskLedger:
     def _describe(self) -> str:
         state = "cancelled" if self._cancelled else "input closed" if self._closed else "open"
         return (
-            f"{state}: {len(self._tasks) - len(self._in_flight)} queued, {len(self._in_flight)} in flight, "
+            f"{state}: {len(self._tasks) - self.in_flight} queued, {self.in_flight} in flight, "
             f"{len(self._ready) + len(self._held)} finished unpopped, {self._next_id} submitted"
         )
 
@@ -238,7 +198,7 @@ class TaskLedger:
             raise ValueError(f"submit() after {call}: the ledger takes no more tasks ({self._describe()})")
         task_id = self._next_id
         self._next_id += 1
-        self._tasks[task_id] = _Task(task)
+        self._tasks[task_id] = TaskRecord(task)
         self._fresh.append(task_id)
         return task_id
 
@@ -250,14 +210,30 @@ class TaskLedger:
         """Change how many attempts may be in flight at once (0: none; tasks wait).
 
         Shrinking recalls nothing: attempts already out finish or expire as usual."""
-        self._window = _check_int("window", window, 0)
+        self._window = check_int("window", window, 0)
 
     def next_assignment(self, now: float, worker: str | None = None) -> Assignment | None:
         """The next attempt to send (retries first, then fresh tasks in order), or None when
         the window is full, nothing is queued, or the ledger was cancelled."""
-        worker = _check_worker(worker)
+        worker = check_worker(worker)
         now = self._tick(now)
-        if self._cancelled or len(self._in_flight) >= self._window:
+        return self._assign(now, worker)
+
+    def next_assignments(self, now: float, limit: int, worker: str | None = None) -> list[Assignment]:
+        """Up to ``limit`` attempts to send at once: what as many :meth:`next_assignment`
+        calls would return, in that order, up to the first None."""
+        worker = check_worker(worker)
+        now = self._tick(now)
+        batch: list[Assignment] = []
+        for _ in range(limit):
+            assignment = self._assign(now, worker)
+            if assignment is None:
+                break
+            batch.append(assignment)
+        return batch
+
+    def _assign(self, now: float, worker: str | None) -> Assignment | None:
+        if self._cancelled or len(self._unclaimed) + len(self._leased) >= self._window:
             return None
         queue = self._retry if self._retry else self._fresh
         if not queue:
@@ -265,13 +241,15 @@ class TaskLedger:
         task_id = queue.popleft()
         rec = self._tasks[task_id]
         rec.attempt += 1
-        rec.state = _TaskState.IN_FLIGHT
+        rec.state = IN_FLIGHT
         rec.worker = worker
-        rec.deadline = now + (self.lease if worker is not None else self.claim_timeout)
         rec.seq = self._seq = self._seq + 1
-        self._in_flight[task_id] = rec
-        (self._unclaimed if worker is None else self._leased)[task_id] = rec
-        if worker is not None:
+        if worker is None:
+            rec.deadline = now + self.claim_timeout
+            self._unclaimed[task_id] = rec
+        else:
+            rec.deadline = now + self.lease
+            self._leased[task_id] = rec
             counts = self._counts(worker)
             counts.assigned += 1
             counts.in_flight += 1
@@ -280,12 +258,12 @@ class TaskLedger:
     # -------------------------------------------------------------- replies and losses
     def result(self, task_id: int, attempt: int, value: Any, *, worker: str | None, now: float) -> Receipt:
         """A worker's success for ``(task_id, attempt)``: ``DONE`` the first time, else ``STALE``."""
-        worker = _check_worker(worker)
+        worker = check_worker(worker)
         rec = self._pending(task_id, attempt, "result")
         self._tick(now)
         if rec is None:
             return self._ignore(worker)
-        if rec.state is _TaskState.IN_FLIGHT:
+        if rec.state is IN_FLIGHT:
             if attempt != rec.attempt:
                 self._late += 1
             self._unassign(task_id, rec)
@@ -312,7 +290,7 @@ class TaskLedger:
         ``DONE`` (a dead letter carrying ``error``); ``STALE`` for any other attempt.
         ``final=True`` ends the task at once (an error no retry can mend, such as a task
         that has no wire form)."""
-        worker = _check_worker(worker)
+        worker = check_worker(worker)
         if isinstance(error, BaseException):
             error = TaskError.from_exception(error)
         elif not isinstance(error, TaskError):
@@ -336,7 +314,7 @@ class TaskLedger:
         while it works. The attempt becomes that worker's (so :meth:`worker_gone` takes it
         back at once) and its lease runs from ``now`` again. Returns False, changing nothing,
         when that attempt is no longer the one in flight or another worker holds it."""
-        name = _check_name(worker)
+        name = check_name(worker)
         rec = self._current(task_id, attempt, "claim", now)
         if rec is None or rec.worker not in (None, name):
             return False
@@ -345,19 +323,20 @@ class TaskLedger:
             counts = self._counts(name)
             counts.assigned += 1
             counts.in_flight += 1
-        self._unclaimed.pop(task_id, None)
         rec.deadline = self._clock + self.lease  # the latest lease of all: the order by deadline holds
         rec.seq = self._seq = self._seq + 1
-        self._leased[task_id] = rec
-        self._leased.move_to_end(task_id)
-        self._in_flight.move_to_end(task_id)
+        leased = self._leased
+        if self._unclaimed.pop(task_id, None) is None:
+            leased.move_to_end(task_id)
+        else:
+            leased[task_id] = rec
         return True
 
     def release(self, task_id: int, attempt: int, *, worker: str, now: float) -> bool:
         """A worker hands back an attempt it never started (it had no room for it): the task
         goes first in line again and the attempt does not count. Returns False, changing
         nothing, when that attempt is not the one in flight or another worker holds it."""
-        name = _check_name(worker)
+        name = check_name(worker)
         rec = self._current(task_id, attempt, "release", now)
         if rec is None or rec.worker not in (None, name):
             return False
@@ -365,7 +344,7 @@ class TaskLedger:
         if rec.worker is not None:
             self._workers[rec.worker].assigned -= 1
         rec.attempt -= 1
-        rec.state = _TaskState.QUEUED
+        rec.state = QUEUED
         rec.worker = None
         self._retry.appendleft(task_id)
         self._returned += 1
@@ -389,7 +368,7 @@ class TaskLedger:
             self._lose(task_id, rec, error)
         return expired
 
-    def _first_due(self) -> tuple[int, _Task] | None:
+    def _first_due(self) -> tuple[int, TaskRecord] | None:
         heads = [next(iter(timer.items())) for timer in (self._unclaimed, self._leased) if timer]
         return min(heads, key=lambda head: (head[1].deadline, head[1].seq), default=None)
 
@@ -412,10 +391,10 @@ class TaskLedger:
         toward ``max_attempts``). Returns their task ids. Attempts placed by the transport
         (``worker=None``) and not claimed are not known to be its: their claim timeout
         takes them back."""
-        name = _check_name(worker)
+        name = check_name(worker)
         if now is not None:
             self._tick(now)
-        lost = [(task_id, rec) for task_id, rec in self._in_flight.items() if rec.worker == name]
+        lost = [(task_id, rec) for task_id, rec in self._leased.items() if rec.worker == name]
         for task_id, rec in lost:
             reason = f"worker {name!r} went away during attempt {rec.attempt}"
             self._lose(task_id, rec, TaskError("WorkerLost", reason))
@@ -429,13 +408,12 @@ class TaskLedger:
             return []
         self._cancelled = self._closed = True
         ids = sorted(self._tasks)
-        for rec in self._in_flight.values():
+        for rec in self._leased.values():
             if rec.worker is not None:
                 self._workers[rec.worker].in_flight -= 1
         self._tasks.clear()
         self._fresh.clear()
         self._retry.clear()
-        self._in_flight.clear()
         self._unclaimed.clear()
         self._leased.clear()
         self._cancelled_count = len(ids)
@@ -445,11 +423,12 @@ class TaskLedger:
 
     def in_flight_tasks(self) -> dict[int, Any]:
         """The tasks with an attempt in flight, by id."""
-        return {task_id: rec.task for task_id, rec in self._in_flight.items()}
+        in_flight = sorted(chain(self._unclaimed.items(), self._leased.items()), key=lambda item: item[1].seq)
+        return {task_id: rec.task for task_id, rec in in_flight}
 
     def queued_tasks(self) -> dict[int, Any]:
         """The tasks waiting for an attempt (fresh or to retry), by id."""
-        return {task_id: rec.task for task_id, rec in self._tasks.items() if rec.state is _TaskState.QUEUED}
+        return {task_id: rec.task for task_id, rec in self._tasks.items() if rec.state is QUEUED}
 
     def pop_outcomes(self) -> list[Outcome]:
         """Finished outcomes not yet popped (in submission order when ``ordered``); each
@@ -461,24 +440,29 @@ class TaskLedger:
 
     # -------------------------------------------------------------- internals
     def _tick(self, now: object) -> float:
-        if isinstance(now, bool) or not isinstance(now, (int, float)):
-            raise TypeError(f"now must be seconds on a monotonic clock, got {now!r}")
-        if not math.isfinite(now):
-            raise ValueError(f"now must be a finite number of seconds, got {now!r}")
-        if now > self._clock:
-            self._clock = float(now)
+        now = check_now(now)
+        self._clock = max(self._clock, now)
         return self._clock
 
-    def _counts(self, worker: str) -> _Counts:
+    def _counts(self, worker: str) -> Counts:
         counts = self._workers.get(worker)
         if counts is None:
-            counts = self._workers[worker] = _Counts()
+            counts = self._workers[worker] = Counts()
         return counts
 
-    def _pending(self, task_id: object, attempt: object, what: str) -> _Task | None:
+    def _pending(self, task_id: object, attempt: object, what: str) -> TaskRecord | None:
         """The pending record a reply refers to; None when the task is finished or cancelled."""
-        task_id = _check_int("task_id", task_id, 0)
-        attempt = _check_int("attempt", attempt, 1)
+        if (  # the common reply, in one expression; anything else gets every check below
+            type(task_id) is int
+            and type(attempt) is int
+            and 0 <= task_id < self._next_id
+            and 0 < attempt <= 2 * self.max_attempts
+        ):
+            rec = self._tasks.get(task_id)
+            if rec is None or attempt <= rec.attempt:
+                return rec
+        task_id = check_int("task_id", task_id, 0)
+        attempt = check_int("attempt", attempt, 1)
         if task_id >= self._next_id:
             raise ValueError(f"{what} for task {task_id}, which was never submitted ({self._describe()})")
         if attempt > 2 * self.max_attempts:
@@ -494,11 +478,11 @@ class TaskLedger:
             )
         return rec
 
-    def _current(self, task_id: object, attempt: object, what: str, now: float) -> _Task | None:
+    def _current(self, task_id: object, attempt: object, what: str, now: float) -> TaskRecord | None:
         """The record if ``attempt`` is the one in flight for ``task_id``; else None."""
         rec = self._pending(task_id, attempt, what)
         self._tick(now)
-        if rec is None or rec.state is not _TaskState.IN_FLIGHT or attempt != rec.attempt:
+        if rec is None or rec.state is not IN_FLIGHT or attempt != rec.attempt:
             return None
         return rec
 
@@ -508,18 +492,18 @@ class TaskLedger:
             self._counts(worker).stale += 1
         return Receipt.STALE
 
-    def _unassign(self, task_id: int, rec: _Task) -> None:
-        del self._in_flight[task_id]
-        (self._unclaimed if task_id in self._unclaimed else self._leased).pop(task_id)
+    def _unassign(self, task_id: int, rec: TaskRecord) -> None:
+        if self._leased.pop(task_id, None) is None:
+            del self._unclaimed[task_id]
         if rec.worker is not None:
             self._workers[rec.worker].in_flight -= 1
 
-    def _requeue(self, task_id: int, rec: _Task) -> None:
-        rec.state = _TaskState.QUEUED
+    def _requeue(self, task_id: int, rec: TaskRecord) -> None:
+        rec.state = QUEUED
         rec.worker = None
         self._retry.append(task_id)
 
-    def _lose(self, task_id: int, rec: _Task, error: TaskError) -> None:
+    def _lose(self, task_id: int, rec: TaskRecord, error: TaskError) -> None:
         """An attempt in flight is presumed lost: requeue it, or end the task with ``error``."""
         holder = rec.worker
         self._unassign(task_id, rec)

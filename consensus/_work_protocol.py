@@ -24,7 +24,7 @@ reported by :func:`items` without hiding the good items around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -43,13 +43,12 @@ __all__ = [
     "RELEASE",
     "TASKS",
     "Batch",
-    "Claim",
-    "Reply",
     "bad",
-    "items",
+    "claims",
     "parse_batch",
     "parse_capacity",
     "parse_stream",
+    "replies",
     "send_halving",
 ]
 
@@ -110,61 +109,65 @@ def parse_capacity(envelope: Envelope) -> int:
     return int(cap)
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    task_id: int
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    task_id: int
-    attempt: int
-    ok: bool
-    value: Any  # the result, or a MemberError
-
-
 def _attempt_item(item: Any, length: int) -> bool:
     """``item`` is a list of ``length`` starting ``[task_id, attempt, ...]``."""
     return (
         type(item) is list
         and len(item) == length
-        and _int(item[0], 0, MAX_ID)
-        and _int(item[1], 1, MAX_ATTEMPT + 1)
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
     )
 
 
-def _claim(item: Any) -> Claim | None:
-    return Claim(item[0], item[1]) if _attempt_item(item, 2) else None
+def _error(value: Any) -> MemberError | None:
+    """A failure's ``{"type", "message"}``, or None if it is not one."""
+    if not (
+        type(value) is dict
+        and type(value.get("type")) is str
+        and 0 < len(value["type"]) <= 200
+        and type(value.get("message", "")) is str
+    ):
+        return None
+    return MemberError(value["type"], value.get("message", "")[:MAX_ERROR_TEXT])
 
 
-def _reply(item: Any) -> Reply | None:
+def _rejected(envelope: Envelope, listed: list[Any]) -> list[MalformedMessage]:
+    """An error for each item of ``listed`` that is not a valid entry of its kind."""
+    check = _reply if envelope.kind == DONE else (lambda item: item if _attempt_item(item, 2) else None)
+    return [
+        bad(envelope, f"item {index} is not a valid {envelope.kind} entry: {item!r:.80}")
+        for index, item in enumerate(listed)
+        if check(item) is None
+    ]
+
+
+def _reply(item: Any) -> list[Any] | None:
     if not (_attempt_item(item, 4) and type(item[2]) is bool):
         return None
     if item[2]:
-        return Reply(item[0], item[1], True, item[3])
-    error = item[3]
-    if not (
-        type(error) is dict
-        and type(error.get("type")) is str
-        and 0 < len(error["type"]) <= 200
-        and type(error.get("message", "")) is str
-    ):
-        return None
-    return Reply(
-        item[0], item[1], False, MemberError(error["type"], error.get("message", "")[:MAX_ERROR_TEXT])
-    )
+        return item  # type: ignore[no-any-return]
+    error = _error(item[3])
+    return None if error is None else [item[0], item[1], False, error]
 
 
-def items(envelope: Envelope, listed: list[Any]) -> Iterator[Claim | Reply | MalformedMessage]:
-    """Each item of a claim, release or done list, checked; a bad one comes out as the error to count."""
-    check = _reply if envelope.kind == DONE else _claim
-    for index, item in enumerate(listed):
-        parsed = check(item)
-        if parsed is None:
-            yield bad(envelope, f"item {index} is not a valid {envelope.kind} entry: {item!r:.80}")
-        else:
-            yield parsed
+def claims(envelope: Envelope, listed: list[Any]) -> tuple[list[list[int]], list[MalformedMessage]]:
+    """The well-formed ``[task_id, attempt]`` items of a claim or release list, and an
+    error for each other item (to count: the good items around it still apply)."""
+    good = [item for item in listed if _attempt_item(item, 2)]
+    return good, ([] if len(good) == len(listed) else _rejected(envelope, listed))
+
+
+def replies(envelope: Envelope, listed: list[Any]) -> tuple[list[list[Any]], list[MalformedMessage]]:
+    """The well-formed items of a done list as ``[task_id, attempt, ok, value]``, where a
+    failure's value is a :class:`MemberError`, and an error for each other item."""
+    good = []
+    for item in listed:
+        reply = _reply(item)
+        if reply is not None:
+            good.append(reply)
+    return good, ([] if len(good) == len(listed) else _rejected(envelope, listed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +176,7 @@ class Batch:
 
     stream: int
     lease: float
-    tasks: list[tuple[int, int, Any]]  # (task_id, attempt, task)
+    tasks: list[list[Any]]  # [task_id, attempt, task]
 
 
 def parse_batch(envelope: Envelope) -> Batch:
@@ -186,12 +189,10 @@ def parse_batch(envelope: Envelope) -> Batch:
         raise bad(envelope, f"field 'lease' must be a positive number of seconds, got {lease!r:.40}")
     if type(listed) is not list or not 0 < len(listed) <= MAX_BATCH:
         raise bad(envelope, f"field 't' must be a list of 1..{MAX_BATCH} tasks")
-    tasks: list[tuple[int, int, Any]] = []
     for index, item in enumerate(listed):
         if not _attempt_item(item, 3):
             raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
-        tasks.append((item[0], item[1], item[2]))
-    return Batch(stream, float(lease), tasks)
+    return Batch(stream, float(lease), listed)
 
 
 async def send_halving(

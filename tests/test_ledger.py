@@ -35,9 +35,9 @@ LEASE = 2.0
 CLAIM_TIMEOUT = 1.0
 
 REPLIERS = [None, *WORKERS, "holder"]  # "holder": the worker the attempt was assigned to
-# How often each kind of event is drawn, out of 31.
+# How often each kind of event is drawn, out of 33.
 KINDS = ["submit"] * 5 + ["assign"] * 6 + ["result"] * 5 + ["failure"] * 3 + ["claim"] * 3 + ["tick"] * 2 + [
-    "release", "hasten", "expire", "gone", "window", "pop", "pop"
+    "release", "hasten", "expire", "gone", "window", "pop", "pop", "assign_many", "assign_many"
 ]  # fmt: skip
 
 
@@ -46,6 +46,8 @@ def op(draw: st.DrawFn) -> tuple[Any, ...]:
     kind = draw(st.sampled_from(KINDS))
     if kind == "assign":
         return (kind, draw(st.sampled_from([None, *WORKERS])))
+    if kind == "assign_many":
+        return (kind, draw(st.sampled_from([None, *WORKERS])), draw(st.integers(0, 4)))
     if kind in ("result", "failure", "claim", "release"):
         # which task, attempts back from its latest (-1: one never dispatched), who replies,
         # and whether to aim at a task in flight (else at any task ever submitted)
@@ -115,6 +117,16 @@ class Run:
                 assert got.task == f"t{got.task_id}"
                 assert got.attempt <= 2 * ledger.max_attempts  # unclaimed losses are free, up to a bound
                 assert ledger.statistics().in_flight <= ledger.window
+        elif kind == "assign_many":  # as many next_assignment calls, up to the first None
+            batch = ledger.next_assignments(self.now, event[2], event[1])
+            want = []
+            for _ in range(event[2]):
+                one = ref.next_assignment(self.now, event[1])
+                if one is None:
+                    break
+                want.append(one)
+            assert [(a.task_id, a.attempt, a.deadline, a.worker) for a in batch] == want
+            assert all(a.task == f"t{a.task_id}" for a in batch)
         elif kind in ("result", "failure", "claim", "release"):
             _, pick, back, worker, aim_in_flight = event
             targets = ref.in_state("flight") if aim_in_flight else []
@@ -184,6 +196,9 @@ class Run:
         )
         assert stats.done_ok + stats.failed == stats.ready + stats.released
         assert ledger.wants_more() == ref.wants_more()
+        extra = ref.window if ref.prefetch is None else ref.prefetch
+        held = len(ref.in_state("queued", "flight", "finished"))
+        assert ledger.room() == (0 if ref.closed else max(0, ref.window + extra - held))
         assert ledger.done == ref.done
         deadlines = [t["deadline"] for t in ref.in_state("flight")]
         assert ledger.next_deadline() == (min(deadlines) if deadlines else None)

@@ -1,0 +1,98 @@
+"""The work protocol's checks of what workers send (``consensus._work_protocol``): pure tests.
+
+Each item of a claim, release or done list is checked on its own: the good ones come out
+(in order) to be applied, and each bad one is an error to count. Checked here against a
+naive reading of ``docs/work.md`` section 3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus import _work_protocol as W
+from consensus._poll import MemberError
+from patterns import Envelope, MalformedMessage
+
+
+def envelope(kind: str, body: Any = None) -> Envelope:
+    return Envelope(kind=kind, sender="w", id=1, body=body)
+
+
+def naive_id_and_attempt(item: Any, length: int) -> bool:
+    if not isinstance(item, list) or len(item) != length:
+        return False
+    task_id, attempt = item[0], item[1]
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (task_id, attempt))
+    return ints and 0 <= task_id <= 2**63 - 1 and 1 <= attempt <= 1000
+
+
+def naive_reply(item: Any) -> list[Any] | None:
+    if not naive_id_and_attempt(item, 4) or not isinstance(item[2], bool):
+        return None
+    if item[2]:
+        return list(item)
+    error = item[3]
+    if (
+        not isinstance(error, dict)
+        or not isinstance(error.get("type"), str)
+        or not 1 <= len(error["type"]) <= 200
+    ):
+        return None
+    message = error.get("message", "")
+    if not isinstance(message, str):
+        return None
+    return [item[0], item[1], False, MemberError(error["type"], message[:2000])]
+
+
+numbers = st.sampled_from([0, 1, 2, 1000, 1001, -1, 2**63 - 1, 2**63, True, False, 1.0, "1", None])
+errors = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["", "E", "x" * 201]), "message": st.sampled_from(["m", 5])}
+    ),
+    st.fixed_dictionaries({"type": st.just("E")}),
+    st.sampled_from([{}, "E", None, {"type": 3}, {"type": "E", "message": "y" * 2500}]),
+)
+anything = st.one_of(st.integers(), st.text(max_size=3), st.none(), errors)
+items = st.one_of(
+    st.lists(numbers, min_size=2, max_size=2),
+    st.tuples(numbers, numbers, st.booleans() | numbers, anything).map(list),
+    st.lists(numbers, max_size=5),
+    anything,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(items, max_size=12), st.sampled_from([W.CLAIM, W.RELEASE]))
+def test_claims_keep_the_good_items_in_order_and_count_each_bad_one(listed: list[Any], kind: str) -> None:
+    good, bad = W.claims(envelope(kind), listed)
+    assert good == [item for item in listed if naive_id_and_attempt(item, 2)]
+    assert len(bad) == len(listed) - len(good)
+    assert all(isinstance(exc, MalformedMessage) and exc.reason == "body" for exc in bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(items, max_size=12))
+def test_replies_keep_the_good_items_in_order_and_count_each_bad_one(listed: list[Any]) -> None:
+    good, bad = W.replies(envelope(W.DONE), listed)
+    want = [reply for reply in map(naive_reply, listed) if reply is not None]
+    assert good == want
+    assert len(bad) == len(listed) - len(good)
+    assert all(isinstance(exc, MalformedMessage) and exc.reason == "body" for exc in bad)
+
+
+def test_a_bad_item_is_described_by_its_index() -> None:
+    good, bad = W.replies(envelope(W.DONE), [[1, 1, True, "ok"], ["x"], [2, 1, False, {"type": "Boom"}]])
+    assert good == [[1, 1, True, "ok"], [2, 1, False, MemberError("Boom", "")]]
+    [error] = bad
+    assert "item 1" in str(error)
+
+
+def test_a_batch_keeps_its_items_and_rejects_a_bad_one_whole() -> None:
+    batch = W.parse_batch(envelope(W.TASKS, {"st": 7, "lease": 5, "t": [[0, 1, "a"], [1, 2, b"b"]]}))
+    assert (batch.stream, batch.lease, batch.tasks) == (7, 5.0, [[0, 1, "a"], [1, 2, b"b"]])
+    with pytest.raises(MalformedMessage, match="task 1"):
+        W.parse_batch(envelope(W.TASKS, {"st": 7, "lease": 5, "t": [[0, 1, "a"], [True, 1, "b"]]}))
