@@ -32,7 +32,7 @@ from patterns import Envelope, MessageError
 from . import _work_protocol as W
 from ._ledger import TaskLedger
 from ._service import Pulse
-from ._task import Assignment, Outcome, TaskError, WorkerStats
+from ._task import Outcome, TaskError, WorkerStats
 
 if TYPE_CHECKING:
     from ._dispatch import Dispatcher
@@ -188,27 +188,21 @@ class Distribution:
         """Apply a claim, release or done list; returns how many items were malformed."""
         now = trio.current_time()
         ledger = self._ledger
-        errors: list[Exception] = []
+        errors: list[Exception]
         if envelope.kind == W.DONE:
             replies, rejected = W.replies(envelope, listed)
-            result, failure = ledger.result, ledger.failure
-            for task_id, attempt, ok, value in replies:
-                try:
-                    if ok:
-                        result(task_id, attempt, value, worker=worker, now=now)
-                    else:
-                        failure(task_id, attempt, value, worker=worker, now=now)
-                except ValueError as exc:  # a task id never issued, an attempt never dispatched
-                    errors.append(exc)
+            errors = [*rejected, *ledger.replies(replies, worker=worker, now=now)]
         else:
             claims, rejected = W.claims(envelope, listed)
-            apply = ledger.claim if envelope.kind == W.CLAIM else ledger.release
-            for task_id, attempt in claims:
-                try:
-                    apply(task_id, attempt, worker=worker, now=now)
-                except ValueError as exc:
-                    errors.append(exc)
-        errors += rejected
+            if envelope.kind == W.CLAIM:
+                errors = [*rejected, *ledger.claims(claims, worker=worker, now=now)]
+            else:
+                errors = list(rejected)
+                for task_id, attempt in claims:
+                    try:
+                        ledger.release(task_id, attempt, worker=worker, now=now)
+                    except ValueError as exc:  # a task id never issued, an attempt never dispatched
+                        errors.append(exc)
         if errors:  # one line per message is enough
             log.warning("distribution %d ignored %d %s items from %r: %s",
                         self.stream, len(errors), envelope.kind, worker, errors[0])  # fmt: skip
@@ -306,23 +300,21 @@ class Distribution:
                     continue
             await self._pulse.wait()
 
-    async def _send(self, batch: Sequence[Assignment]) -> None:
-        """Push a batch; a task that cannot be sent (no wire form, too large) ends at once."""
+    async def _send(self, batch: Sequence[list[Any]]) -> None:
+        """Push a batch of ``[task_id, attempt, task]``; a task that cannot be sent (no wire
+        form, too large) ends at once."""
         await W.send_halving(batch, self._push_batch, self._unsendable)
 
-    async def _push_batch(self, batch: Sequence[Assignment]) -> None:
-        body = {
-            "st": self.stream,
-            "lease": self._ledger.lease,
-            "t": [[a.task_id, a.attempt, a.task] for a in batch],
-        }
+    async def _push_batch(self, batch: Sequence[list[Any]]) -> None:
+        body = {"st": self.stream, "lease": self._ledger.lease, "t": list(batch)}
         async with self._dispatcher._sending:
             await self._dispatcher._push.send(body, kind=W.TASKS)
 
-    async def _unsendable(self, a: Assignment, exc: MessageError) -> None:
-        error = TaskError(type(exc).__name__, f"task {a.task_id} cannot be sent: {exc}"[:2000])
-        self._ledger.failure(a.task_id, a.attempt, error, worker=None, now=trio.current_time(), final=True)
-        log.warning("distribution %d: task %d has no wire form: %s", self.stream, a.task_id, exc)
+    async def _unsendable(self, item: list[Any], exc: MessageError) -> None:
+        task_id, attempt = item[0], item[1]
+        error = TaskError(type(exc).__name__, f"task {task_id} cannot be sent: {exc}"[:2000])
+        self._ledger.failure(task_id, attempt, error, worker=None, now=trio.current_time(), final=True)
+        log.warning("distribution %d: task %d has no wire form: %s", self.stream, task_id, exc)
         self._pulse.poke()
 
     async def _expire(self) -> None:

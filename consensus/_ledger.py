@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
 from itertools import chain
 from types import MappingProxyType
 from typing import Any
@@ -217,28 +218,36 @@ class TaskLedger:
         the window is full, nothing is queued, or the ledger was cancelled."""
         worker = check_worker(worker)
         now = self._tick(now)
-        return self._assign(now, worker)
+        task_id = self._next_queued()
+        if task_id is None:
+            return None
+        rec = self._assign(task_id, now, worker)
+        return Assignment(task_id, rec.attempt, rec.task, rec.deadline, worker)
 
-    def next_assignments(self, now: float, limit: int, worker: str | None = None) -> list[Assignment]:
+    def next_assignments(self, now: float, limit: int, worker: str | None = None) -> list[list[Any]]:
         """Up to ``limit`` attempts to send at once: what as many :meth:`next_assignment`
-        calls would return, in that order, up to the first None."""
+        calls would assign, in that order, up to the first None; each as ``[task_id,
+        attempt, task]`` (the form a batch carries on the wire; :meth:`next_deadline`
+        says when the first of them is due)."""
         worker = check_worker(worker)
         now = self._tick(now)
-        batch: list[Assignment] = []
+        batch: list[list[Any]] = []
         for _ in range(limit):
-            assignment = self._assign(now, worker)
-            if assignment is None:
+            task_id = self._next_queued()
+            if task_id is None:
                 break
-            batch.append(assignment)
+            rec = self._assign(task_id, now, worker)
+            batch.append([task_id, rec.attempt, rec.task])
         return batch
 
-    def _assign(self, now: float, worker: str | None) -> Assignment | None:
+    def _next_queued(self) -> int | None:
+        """The task to attempt next, taken off its queue; None if none may go now."""
         if self._cancelled or len(self._unclaimed) + len(self._leased) >= self._window:
             return None
         queue = self._retry if self._retry else self._fresh
-        if not queue:
-            return None
-        task_id = queue.popleft()
+        return queue.popleft() if queue else None
+
+    def _assign(self, task_id: int, now: float, worker: str | None) -> TaskRecord:
         rec = self._tasks[task_id]
         rec.attempt += 1
         rec.state = IN_FLIGHT
@@ -253,7 +262,7 @@ class TaskLedger:
             counts = self._counts(worker)
             counts.assigned += 1
             counts.in_flight += 1
-        return Assignment(task_id, rec.attempt, rec.task, rec.deadline, worker)
+        return rec
 
     # -------------------------------------------------------------- replies and losses
     def result(self, task_id: int, attempt: int, value: Any, *, worker: str | None, now: float) -> Receipt:
@@ -349,6 +358,75 @@ class TaskLedger:
         self._retry.appendleft(task_id)
         self._returned += 1
         return True
+
+    def claims(self, items: Iterable[Sequence[int]], *, worker: str, now: float) -> list[ValueError]:
+        """:meth:`claim` for each ``(task_id, attempt)`` of ``items``, in order: the claims of
+        one message. Returns the errors of the items that could not come from this ledger
+        (the others still apply)."""
+        name = check_name(worker)
+        now = self._tick(now)
+        tasks, unclaimed, leased = self._tasks, self._unclaimed, self._leased
+        deadline = self._clock + self.lease
+        counts: Counts | None = None  # the worker's, once it has any
+        errors: list[ValueError] = []
+        for task_id, attempt in items:
+            rec = tasks.get(task_id) if type(task_id) is int and type(attempt) is int else None
+            if rec is not None and rec.worker is None and rec.attempt == attempt and rec.state is IN_FLIGHT:
+                # the usual claim: an attempt placed by the transport, claimed on receipt
+                rec.worker = name
+                if counts is None:
+                    counts = self._counts(name)
+                counts.assigned += 1
+                counts.in_flight += 1
+                del unclaimed[task_id]
+                rec.deadline = deadline
+                rec.seq = self._seq = self._seq + 1
+                leased[task_id] = rec
+                continue
+            try:
+                self.claim(task_id, attempt, worker=name, now=now)
+            except ValueError as exc:
+                errors.append(exc)
+        return errors
+
+    def replies(self, items: Iterable[Sequence[Any]], *, worker: str, now: float) -> list[ValueError]:
+        """:meth:`result` or :meth:`failure` for each ``(task_id, attempt, ok, value)`` of
+        ``items`` (``value``: the result, or a TaskError), in order: the replies of one
+        message. Returns the errors of the items that could not come from this ledger."""
+        name = check_name(worker)
+        now = self._tick(now)
+        tasks, leased, ready = self._tasks, self._leased, self._ready
+        counts = self._workers.get(name)  # a worker holding an attempt has its counts
+        unordered = not self.ordered
+        errors: list[ValueError] = []
+        for task_id, attempt, ok, value in items:
+            rec = tasks.get(task_id) if ok is True and type(task_id) is int and type(attempt) is int else None
+            if (
+                rec is not None
+                and counts is not None
+                and rec.worker == name
+                and rec.attempt == attempt
+                and rec.state is IN_FLIGHT
+            ):  # the usual reply: a success from the worker that claimed the current attempt
+                del leased[task_id]
+                counts.in_flight -= 1
+                counts.ok += 1
+                outcome = Outcome(task_id, rec.task, value, None, max(rec.attempt - rec.free, 1), name)
+                if unordered:
+                    del tasks[task_id]
+                    self._ok += 1
+                    ready.append(outcome)
+                else:
+                    self._finish(outcome)
+                continue
+            try:
+                if ok:
+                    self.result(task_id, attempt, value, worker=name, now=now)
+                else:
+                    self.failure(task_id, attempt, value, worker=name, now=now)
+            except ValueError as exc:
+                errors.append(exc)
+        return errors
 
     def expire(self, now: float) -> list[int]:
         """Take back every attempt whose deadline (its lease, or its claim timeout while

@@ -155,19 +155,37 @@ def _reply(item: Any) -> list[Any] | None:
 def claims(envelope: Envelope, listed: list[Any]) -> tuple[list[list[int]], list[MalformedMessage]]:
     """The well-formed ``[task_id, attempt]`` items of a claim or release list, and an
     error for each other item (to count: the good items around it still apply)."""
-    good = [item for item in listed if _attempt_item(item, 2)]
+    good = [  # _attempt_item(item, 2), inline: this runs for every task
+        item
+        for item in listed
+        if type(item) is list
+        and len(item) == 2
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
+    ]
     return good, ([] if len(good) == len(listed) else _rejected(envelope, listed))
 
 
 def replies(envelope: Envelope, listed: list[Any]) -> tuple[list[list[Any]], list[MalformedMessage]]:
     """The well-formed items of a done list as ``[task_id, attempt, ok, value]``, where a
     failure's value is a :class:`MemberError`, and an error for each other item."""
-    good = []
-    for item in listed:
-        reply = _reply(item)
-        if reply is not None:
-            good.append(reply)
-    return good, ([] if len(good) == len(listed) else _rejected(envelope, listed))
+    good = [  # successes, the usual items, checked inline (_reply does the same): this runs for every task
+        item
+        for item in listed
+        if type(item) is list
+        and len(item) == 4
+        and item[2] is True
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
+    ]
+    if len(good) == len(listed):
+        return good, []
+    good = [reply for reply in map(_reply, listed) if reply is not None]
+    return good, _rejected(envelope, listed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,10 @@ LEASE = 2.0
 CLAIM_TIMEOUT = 1.0
 
 REPLIERS = [None, *WORKERS, "holder"]  # "holder": the worker the attempt was assigned to
-# How often each kind of event is drawn, out of 33.
+# How often each kind of event is drawn, out of 38.
 KINDS = ["submit"] * 5 + ["assign"] * 6 + ["result"] * 5 + ["failure"] * 3 + ["claim"] * 3 + ["tick"] * 2 + [
-    "release", "hasten", "expire", "gone", "window", "pop", "pop", "assign_many", "assign_many"
+    "release", "hasten", "expire", "gone", "window", "pop", "pop", "assign_many", "assign_many",
+    "claims", "claims", "replies", "replies", "replies",
 ]  # fmt: skip
 
 
@@ -48,6 +49,12 @@ def op(draw: st.DrawFn) -> tuple[Any, ...]:
         return (kind, draw(st.sampled_from([None, *WORKERS])))
     if kind == "assign_many":
         return (kind, draw(st.sampled_from([None, *WORKERS])), draw(st.integers(0, 4)))
+    if kind in ("claims", "replies"):  # one message of items from one worker
+        # per item: which task, attempts back from its latest (-1: never dispatched), ok (replies)
+        item = st.tuples(
+            st.integers(0, 40), st.sampled_from([0, 0, 0, 0, 1, -1]), st.sampled_from([True] * 4 + [False])
+        )
+        return (kind, draw(st.lists(item, max_size=6)), draw(st.sampled_from(WORKERS)), draw(st.booleans()))
     if kind in ("result", "failure", "claim", "release"):
         # which task, attempts back from its latest (-1: one never dispatched), who replies,
         # and whether to aim at a task in flight (else at any task ever submitted)
@@ -119,14 +126,38 @@ class Run:
                 assert ledger.statistics().in_flight <= ledger.window
         elif kind == "assign_many":  # as many next_assignment calls, up to the first None
             batch = ledger.next_assignments(self.now, event[2], event[1])
-            want = []
+            wanted: list[tuple[int, int]] = []
             for _ in range(event[2]):
                 one = ref.next_assignment(self.now, event[1])
                 if one is None:
                     break
-                want.append(one)
-            assert [(a.task_id, a.attempt, a.deadline, a.worker) for a in batch] == want
-            assert all(a.task == f"t{a.task_id}" for a in batch)
+                wanted.append(one[:2])
+            assert [(task_id, attempt) for task_id, attempt, _ in batch] == wanted
+            assert all(task == f"t{task_id}" for task_id, _, task in batch)
+        elif kind in ("claims", "replies"):  # the batch forms, against one reference call per item
+            _, picked, name, aim = event
+            mine = [t for t in ref.in_state("flight") if t["worker"] in (name, None)] if aim else []
+            targets = sorted(t["id"] for t in (mine or ref.tasks))
+            items: list[list[Any]] = []
+            for pick, back, ok in picked:
+                task_id = targets[pick % len(targets)] if targets else pick
+                attempt = max(1, ref.tasks[task_id]["attempt"] - back) if targets else 1
+                value = ("r", task_id, attempt) if ok else TaskError("Boom", f"{task_id}/{attempt}")
+                items.append([task_id, attempt, ok, value] if kind == "replies" else [task_id, attempt])
+            want_errors = 0
+            for task_id, attempt, *reply in items:
+                try:
+                    if kind == "claims":
+                        ref.claim(task_id, attempt, name, self.now)
+                    elif reply[0]:
+                        ref.result(task_id, attempt, reply[1], name)
+                    else:
+                        ref.failure(task_id, attempt, "Boom", name)
+                except ValueError:
+                    want_errors += 1
+            method = ledger.claims if kind == "claims" else ledger.replies
+            errors = method(items, worker=name, now=self.now)
+            assert len(errors) == want_errors and all(isinstance(e, ValueError) for e in errors)
         elif kind in ("result", "failure", "claim", "release"):
             _, pick, back, worker, aim_in_flight = event
             targets = ref.in_state("flight") if aim_in_flight else []
