@@ -35,12 +35,13 @@ from ._nng import TLSConfig, TLSMode
 from ._pair import Pair
 from ._peers import Peer
 from ._pipeline import Pull, Push
+from ._respondent import IncomingSurvey, Respondent
 from ._shm_codec import SharedMemory, shared_buffer
 from ._shm_segment import SharedBuffer
 from ._shm_sweep import sweep as sweep_shared_memory
 from ._socket import BaseSocket
 from ._stats import SocketStatistics
-from ._survey import IncomingSurvey, Respondent, Surveyor, SurveyReplies
+from ._survey import Surveyor, SurveyReplies
 from ._wire import DEFAULT_MAX_MESSAGE_SIZE, VERSION, Envelope, decode, decode_body, encode, encode_body
 
 __all__ = [

@@ -6,7 +6,6 @@ catches and maps itself), so no pynng exception reaches a caller.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
@@ -26,7 +25,7 @@ from ._errors import (
     WouldBlock,
 )
 
-__all__ = ["TLSConfig", "TLSMode", "seconds_to_ms", "set_context_survey_time", "translate"]
+__all__ = ["TLSConfig", "TLSMode", "seconds_to_ms", "translate"]
 
 
 def translate(exc: BaseException, *, operation: str, state: str) -> ConsensusError:
@@ -63,13 +62,6 @@ def seconds_to_ms(seconds: float, *, what: str) -> int:
     if seconds < 0:
         raise ValueError(f"{what} must be >= 0 seconds, got {seconds!r}")
     return max(1, round(seconds * 1000)) if seconds > 0 else 0
-
-
-def set_context_survey_time(context: Any, seconds: float) -> None:
-    """Set ``surveyor:survey-time`` on one context (pynng only exposes it per socket)."""
-    ms = seconds_to_ms(seconds, what="survey timeout")
-    rv = pynng.lib.nng_ctx_set_ms(context.context, b"surveyor:survey-time", ms)
-    pynng.check_err(rv)
 
 
 class TLSMode(Enum):
@@ -115,20 +107,3 @@ class TLSConfig:
             )
         except pynng.NNGException as exc:
             raise TLSError(f"TLS configuration {self!r} was rejected: {exc}", errno=exc.errno) from exc
-
-
-def _quiet_context_finalizer() -> None:
-    """pynng's ``Context.__del__`` closes the context and raises if NNG already closed it
-    (its socket closed first: the usual order at interpreter exit), which Python prints as
-    "Exception ignored in Context.__del__". A finalizer has nobody to report to; the
-    context is gone either way. Wrap it once, here, where pynng is imported."""
-    original = pynng.Context.__del__
-
-    def __del__(self: Any) -> None:
-        with contextlib.suppress(pynng.NNGException):
-            original(self)
-
-    pynng.Context.__del__ = __del__
-
-
-_quiet_context_finalizer()

@@ -221,15 +221,11 @@ class BaseSocket:
     def _wake_waiters(self) -> None:
         """Hook (trio side): wake tasks parked on this socket before it closes."""
 
-    def _release_contexts(self) -> None:
-        """Hook: close NNG contexts; NNG wants them closed before their socket."""
-
     def _close_nng(self) -> None:
-        """Close contexts, then the socket. Safe outside trio (it runs at exit too)."""
+        """Close the NNG socket. Safe outside trio (it runs at exit too)."""
         self._closed = True
         _LIVE.discard(self)
         if self._sock is not None:
-            self._release_contexts()
             self._sock.close()  # pynng's close is idempotent
             # pynng's Socket.__del__ calls nng_close again; if the object is collected
             # after nng_fini() (at interpreter exit) that call can bring NNG back up

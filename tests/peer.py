@@ -81,11 +81,50 @@ def raw_push(address: str, *hex_frames: str) -> None:
         sys.stdin.readline()  # stay connected until the test is done
 
 
+def raw_respondent(address: str, first_reply_hex: str = "") -> None:
+    """Plain (cooked) pynng respondent: answers each survey with its body and sender;
+    the first answer is replaced by ``first_reply_hex`` if given (garbage, say)."""
+    import pynng
+
+    with pynng.Respondent0(dial=address) as sock:
+        say("ready")
+        first = True
+        while True:
+            survey = patterns.decode(sock.recv())
+            if first and first_reply_hex:
+                sock.send(bytes.fromhex(first_reply_hex))
+            else:
+                body = {"echo": survey.body, "to": survey.sender}
+                sock.send(patterns.encode(patterns.Envelope("reply", "foreign", 1, body, re=survey.id)))
+            first = False
+
+
+def raw_surveyor(address: str) -> None:
+    """Plain (cooked) pynng surveyor: waits for a line on stdin, surveys, prints each
+    reply's sender and body until its survey time ends."""
+    import pynng
+
+    with pynng.Surveyor0(listen=address, survey_time=3000) as sock:
+        say("ready")
+        sys.stdin.readline()
+        sock.send(patterns.encode(patterns.Envelope("survey", "foreign", 7, "who?")))
+        try:
+            while True:
+                reply = patterns.decode(sock.recv())
+                say(json.dumps([reply.sender, reply.re, reply.body]))
+        except pynng.Timeout:
+            say("done")
+
+
 ROLES = {"pair-echo": pair_echo, "respondent": respondent, "pull": pull, "push": push, "bus": bus}
 
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
     if role == "raw-push":
         raw_push(*args)
+    elif role == "raw-respondent":
+        raw_respondent(*args)
+    elif role == "raw-surveyor":
+        raw_surveyor(*args)
     else:
         trio.run(ROLES[role], *args)

@@ -190,9 +190,54 @@ async def test_late_reply_is_not_delivered(address: Callable[[str], str]) -> Non
         await (await resp.receive()).reply("on time")
         reply = await fresh.__anext__()
         assert reply.body == "on time"
+        assert boss.statistics().stray == 1  # the late reply: dropped, and counted
         await fresh.aclose()
         with pytest.raises(patterns.Closed, match="already answered"):
             await survey.reply("twice")
+
+
+async def test_surveyor_and_respondent_talk_to_plain_nng_peers(
+    address: Callable[[str], str], peers: Peers
+) -> None:
+    """Our surveyor and respondent are raw NNG sockets; the wire stays NNG's survey
+    protocol, so cooked peers (here plain pynng in another process) work with both."""
+    addr = address("ipc")
+    async with patterns.Surveyor(listen=addr, name="boss") as boss:
+        child = peers.start("raw-respondent", addr)
+        assert await read_line(child) == "ready"
+        await boss.wait_for_peers(1)
+        async with await boss.survey("ping", timeout=10) as replies:
+            reply = await replies.__anext__()
+        assert (reply.sender, reply.body) == ("foreign", {"echo": "ping", "to": "boss"})
+    addr = address("ipc")
+    surveyor = peers.start("raw-surveyor", addr)
+    assert await read_line(surveyor) == "ready"
+    async with patterns.Respondent(dial=addr, name="us") as resp:
+        await resp.wait_for_peers(1)
+        assert surveyor.stdin is not None
+        surveyor.stdin.write("go\n")
+        surveyor.stdin.flush()
+        survey = await resp.receive()
+        assert (survey.sender, survey.body) == ("foreign", "who?")
+        await survey.reply({"hello": "foreign"})
+        assert json.loads(await read_line(surveyor)) == ["us", 7, {"hello": "foreign"}]
+        assert await read_line(surveyor) == "done"
+
+
+async def test_a_malformed_reply_is_counted_and_the_next_survey_still_answered(
+    address: Callable[[str], str], peers: Peers
+) -> None:
+    addr = address("ipc")
+    async with patterns.Surveyor(listen=addr, name="boss") as boss:
+        child = peers.start("raw-respondent", addr, "ff00ff")
+        assert await read_line(child) == "ready"
+        await boss.wait_for_peers(1)
+        first = await boss.survey("one", timeout=0.5)
+        assert await first.collect() == []
+        assert boss.statistics().malformed == 1
+        async with await boss.survey("two", timeout=10) as replies:
+            reply = await replies.__anext__()
+        assert reply.body == {"echo": "two", "to": "boss"}
 
 
 # ---------------------------------------------------------------------------- bus

@@ -1,0 +1,140 @@
+"""Raw-mode NNG sockets driven by readiness: whole messages, header and body.
+
+A cooked surveyor or respondent keeps one survey per socket; to run several at once
+NNG offers contexts, but a context is only reachable through aios (``arecv``/``asend``),
+each completed from an NNG thread that must wake trio: ~120-190 µs a message here, the
+bulk of a poll's cost. A *raw* socket has no such state: the survey's routing lives in
+the message header (the surveyor's survey id; for a respondent, the pipe and the
+backtrace to answer along), so it can be driven like the context-free patterns, with
+non-blocking ``nng_recvmsg``/``nng_sendmsg`` and ``wait_readable`` on NNG's pollable
+descriptors. The wire is the same as a cooked socket's, so either kind of peer talks to
+either kind.
+
+Only the trio thread calls into a socket here. Several tasks may wait in one direction:
+the first parks on the descriptor, the others queue on a lock behind it.
+"""
+
+from __future__ import annotations
+
+import select
+from typing import Any, ClassVar
+
+import pynng
+import trio
+from pynng import ffi, lib
+
+from ._errors import MalformedMessage, MessageTooLarge
+from ._nng import translate
+from ._stream import _FdSocket
+from ._wire import Envelope, decode
+
+__all__ = ["RawSocket", "survey_header"]
+
+
+class RawSocket(_FdSocket):
+    """A raw NNG socket of ``_protocol``: ``_try_receive_message`` / ``_try_send_message``
+    move (header, body) pairs without blocking; ``_wait_receivable`` / ``_send_message``
+    wait on NNG's descriptors."""
+
+    _raw_opener: ClassVar[str]  # the pynng.lib function that opens the raw socket
+
+    def _factory_options(self) -> dict[str, Any]:
+        return {"opener": getattr(lib, self._raw_opener)}
+
+    def _setup(self, sock: Any) -> None:
+        super()._setup(sock)
+        self._recv_fd = sock.recv_fd
+        self._send_fd = sock.send_fd
+        # A zero-timeout poll of the descriptor (under 1 µs) says whether a message is
+        # queued; a failing non-blocking nng_recvmsg costs several µs.
+        self._readable = select.poll()
+        self._readable.register(self._recv_fd, select.POLLIN)
+        self._msg_out = ffi.new("nng_msg **")
+        self._recv_lock = trio.Lock()
+        self._send_lock = trio.Lock()
+
+    # ----------------------------------------------------------------- receive
+    def _try_receive_message(self, operation: str) -> tuple[bytes, bytes] | None:
+        """The next queued message as (header, body), or None when none is queued."""
+        sock = self._require_open(operation)  # never poll a descriptor NNG has closed
+        if not self._readable.poll(0):
+            return None
+        err = lib.nng_recvmsg(sock.socket, self._msg_out, lib.NNG_FLAG_NONBLOCK)
+        if err:
+            if err == lib.NNG_EAGAIN:
+                return None
+            try:
+                pynng.check_err(err)
+            except pynng.NNGException as exc:
+                raise translate(exc, operation=operation, state=repr(self)) from exc
+        msg = self._msg_out[0]
+        try:
+            header = ffi.buffer(lib.nng_msg_header(msg), lib.nng_msg_header_len(msg))[:]
+            body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
+        finally:
+            lib.nng_msg_free(msg)
+        self._received += 1
+        self._bytes_received += len(body)
+        return header, body
+
+    async def _wait_receivable(self, operation: str) -> None:
+        """Wait until a message may be queued (or the socket closes: :class:`Closed`)."""
+        assert self._recv_fd is not None
+        async with self._recv_lock:
+            self._require_open(operation)
+            await self._park(self._recv_fd, operation)
+
+    def _decode_counted(self, body: bytes) -> Envelope:
+        try:
+            return decode(body, max_size=self.max_message_size, shared_memory=self.shared_memory)
+        except MalformedMessage:
+            self._malformed += 1
+            raise
+
+    # ----------------------------------------------------------------- send
+    def _try_send_message(self, header: bytes, body: bytes, operation: str) -> bool:
+        """Queue (header, body) with NNG now; False when its send queue is full."""
+        if len(body) > self.max_message_size:
+            raise MessageTooLarge(
+                f"{operation}: a frame of {len(body)} bytes exceeds max_message_size={self.max_message_size}"
+            )
+        sock = self._require_open(operation)
+        out = self._msg_out
+        err = lib.nng_msg_alloc(out, len(body))
+        if not err:
+            msg = out[0]
+            ffi.memmove(lib.nng_msg_body(msg), body, len(body))
+            err = lib.nng_msg_header_append(msg, header, len(header))
+            if not err:
+                err = lib.nng_sendmsg(sock.socket, msg, lib.NNG_FLAG_NONBLOCK)  # owns msg on success
+            if err:
+                lib.nng_msg_free(msg)
+        if err:
+            if err == lib.NNG_EAGAIN:
+                return False
+            try:
+                pynng.check_err(err)
+            except pynng.NNGException as exc:
+                raise translate(exc, operation=operation, state=repr(self)) from exc
+        self._sent += 1
+        self._bytes_sent += len(body)
+        return True
+
+    async def _send_message(self, header: bytes, body: bytes, operation: str) -> None:
+        """Queue (header, body), waiting while NNG's send queue is full. A checkpoint."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._try_send_message(header, body, operation):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        assert self._send_fd is not None
+        async with self._send_lock:
+            while True:
+                self._require_open(operation)
+                await self._park(self._send_fd, operation)
+                if self._try_send_message(header, body, operation):
+                    return
+
+
+def survey_header(nng_id: int) -> bytes:
+    """The header a raw surveyor sends: NNG's 31-bit survey id, high bit set."""
+    return ((nng_id & 0x7FFF_FFFF) | 0x8000_0000).to_bytes(4, "big")
