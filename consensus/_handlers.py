@@ -12,14 +12,15 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import trio
 
 from ._poll import MemberError
 
-__all__ = ["Handler", "run_handler", "trio_deadline"]
+__all__ = ["Handler", "resume", "run_handler", "run_inline", "trio_deadline"]
 
 log = logging.getLogger("consensus")
 
@@ -51,7 +52,7 @@ async def run_handler(
     missed its deadline is abandoned, not killed, and holds its token until the
     handler returns; when every token is held that way, new calls report ``Busy``.
     """
-    name = getattr(handler, "__qualname__", repr(handler))
+    name = _name(handler)
     sync = not inspect.iscoroutinefunction(handler)
     if sync and limiter.available_tokens == 0 and limiter.borrowed_tokens >= limiter.total_tokens:
         return False, MemberError(
@@ -70,6 +71,51 @@ async def run_handler(
             return False, MemberError.from_exception(exc)
     assert scope.cancelled_caught
     return False, MemberError("Timeout", f"handler {name} did not finish before the deadline")
+
+
+async def run_inline(
+    handler: Handler, *args: Any, deadline: float, on_suspend: Callable[[], None]
+) -> tuple[bool, Any]:
+    """Run the async ``handler(*args)`` in this task, like :func:`run_handler`, but
+    without a task of its own: a handler that answers without waiting costs no task
+    switch. ``on_suspend()`` is called once, when the handler first waits, so the
+    caller can hand what this task was doing (receiving, say) to another task."""
+    with trio.move_on_at(deadline):
+        try:
+            coro = handler(*args)
+            try:
+                trap = coro.send(None)
+            except StopIteration as done:
+                return True, done.value
+            on_suspend()
+            return True, await resume(coro, trap)
+        except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to the host, never raised here
+            log.info("handler %s failed: %r", _name(handler), exc)
+            return False, MemberError.from_exception(exc)
+    return False, MemberError("Timeout", f"handler {_name(handler)} did not finish before the deadline")
+
+
+@types.coroutine
+def resume(coro: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
+    """Run ``coro`` to its end in the current task, after its first step (run by the caller,
+    in this same task) yielded ``trap`` to trio. Returns what the coroutine returns."""
+    while True:
+        try:
+            sent = yield trap
+        except BaseException as exc:  # noqa: BLE001 - trio throws cancellation (or an error) in: pass it on
+            try:
+                trap = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                trap = coro.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+def _name(handler: Handler) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

@@ -86,9 +86,9 @@ from patterns import (
 from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE, MAX_SENDER_LENGTH
 
 from ._asks import REPLY_KINDS, Action, AskTable
-from ._handlers import run_handler
+from ._handlers import resume, run_handler
 from ._hotline_frames import ASK, CHUNK, END, ERROR, MSG, PING, PONG, REPLY, HotlineStatistics, IncomingAsk
-from ._hotline_wait import AnswerSlot, AskTimer, Waiter, resume
+from ._hotline_wait import AnswerSlot, AskTimer, Waiter
 from ._poll import MemberError
 from ._service import service_nursery
 

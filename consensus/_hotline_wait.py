@@ -1,21 +1,19 @@
-"""How an asker waits for its answer, and how an inline handler is finished in a task.
+"""How an asker waits for its answer.
 
 :class:`AnswerSlot` is the one-slot mailbox of a plain ask; :class:`AskTimer` ends plain
-asks at their deadlines from one task; :func:`resume` runs the rest of a coroutine whose
-first step already ran elsewhere (the receive loop's inline answer).
+asks at their deadlines from one task. (An inline handler is finished by
+:func:`consensus._handlers.resume`.)
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-import types
-from collections.abc import Coroutine, Generator
 from typing import Any, TypeAlias
 
 import trio
 
-__all__ = ["AnswerSlot", "AskTimer", "Waiter", "resume"]
+__all__ = ["AnswerSlot", "AskTimer", "Waiter"]
 
 
 class AnswerSlot:
@@ -45,25 +43,6 @@ class AnswerSlot:
 
 
 Waiter: TypeAlias = "AnswerSlot | trio.MemorySendChannel[tuple[str, Any]]"
-
-
-@types.coroutine
-def resume(coro: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
-    """Run ``coro`` to its end in the current task, after its first step (run by the caller,
-    in this same task) yielded ``trap`` to trio. Returns what the coroutine returns."""
-    while True:
-        try:
-            sent = yield trap
-        except BaseException as exc:  # noqa: BLE001 - trio throws cancellation (or an error) in: pass it on
-            try:
-                trap = coro.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                trap = coro.send(sent)
-            except StopIteration as done:
-                return done.value
 
 
 class AskTimer:

@@ -10,6 +10,7 @@ tell it which other members to dial so the mesh stays full.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ from patterns import (
 from . import _protocol as P
 from ._ballot import Ballot
 from ._endpoints import endpoints, member_mesh_address
-from ._handlers import Handler, run_handler, trio_deadline
+from ._handlers import Handler, run_handler, run_inline, trio_deadline
 from ._hotline import Hotline
 from ._lines import RoomLines
 from ._mesh import Inbox
@@ -256,6 +257,9 @@ class Member:
                 await self._control.send(self._hello(), kind=P.HEARTBEAT)
 
     async def _surveys(self, nursery: trio.Nursery) -> None:
+        """Receive surveys. An async handler is run in this task until it first waits
+        (most answer at once); then a new task takes over receiving and this one
+        finishes the answer. Plain handlers get a task each (they run in a thread)."""
         while True:
             try:
                 survey = await self._respondent.receive()
@@ -264,39 +268,63 @@ class Member:
                 continue
             except Closed:
                 return
-            nursery.start_soon(self._answer, survey)
+            call = self._handler_call(survey)
+            if call is None or not inspect.iscoroutinefunction(call[0]):
+                nursery.start_soon(self._answer, survey, call)
+                continue
+            receiving = True
 
-    async def _answer(self, survey: IncomingSurvey) -> None:
+            def hand_off() -> None:
+                nonlocal receiving
+                receiving = False
+                nursery.start_soon(self._surveys, nursery)
+
+            handler, args = call
+            deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
+            outcome = await run_inline(handler, *args, deadline=deadline, on_suspend=hand_off)
+            await self._reply(survey, outcome)
+            if not receiving:
+                return
+
+    def _handler_call(self, survey: IncomingSurvey) -> tuple[Handler, tuple[Any, ...]] | None:
+        """The handler that answers ``survey`` and its arguments (None: no handler)."""
         body = survey.body if isinstance(survey.body, dict) else {}
-        deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-        if survey.envelope.kind == P.POLL and self._on_poll is not None and "question" in body:
-            ok, result = await run_handler(
-                self._on_poll, body["question"], deadline=deadline, limiter=self._threads
-            )
-            reply = (P.ANSWER, {"answer": result}) if ok else (P.ERROR, result.to_wire())
-            counter = "polls_answered"
-        elif survey.envelope.kind == P.VOTE and self._on_vote is not None and "options" in body:
-            ok, result = await run_handler(
-                self._on_vote, body.get("motion"), body["options"], deadline=deadline, limiter=self._threads
-            )
-            if ok:
-                try:
-                    ballot = Ballot.coerce(result)
-                    reply = (
-                        P.BALLOT,
-                        Ballot(ballot.choice, ballot.confidence, ballot.reason, body.get("vote")).to_wire(),
-                    )
-                except (ValueError, TypeError) as exc:
-                    ok, result = False, MemberError(type(exc).__name__, str(exc))
-            if not ok:
-                reply = (P.ERROR, result.to_wire())
-            counter = "votes_cast"
-        else:
-            what = "no handler for it" if survey.envelope.kind in (P.POLL, P.VOTE) else "unknown survey kind"
-            reply = (P.ERROR, MemberError("NotSupported", f"{survey.envelope.kind!r}: {what}").to_wire())
-            counter = "handler_errors"
-        if reply[0] == P.ERROR:
-            counter = "handler_errors"
+        kind = survey.envelope.kind
+        if kind == P.POLL and self._on_poll is not None and "question" in body:
+            return self._on_poll, (body["question"],)
+        if kind == P.VOTE and self._on_vote is not None and "options" in body:
+            return self._on_vote, (body.get("motion"), body["options"])
+        return None
+
+    async def _answer(self, survey: IncomingSurvey, call: tuple[Handler, tuple[Any, ...]] | None) -> None:
+        outcome = None
+        if call is not None:
+            deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
+            outcome = await run_handler(call[0], *call[1], deadline=deadline, limiter=self._threads)
+        await self._reply(survey, outcome)
+
+    async def _reply(self, survey: IncomingSurvey, outcome: tuple[bool, Any] | None) -> None:
+        """Send the handler's ``outcome`` (None: there was no handler) as the reply."""
+        kind = survey.envelope.kind
+        if outcome is None:
+            what = "no handler for it" if kind in (P.POLL, P.VOTE) else "unknown survey kind"
+            outcome = (False, MemberError("NotSupported", f"{kind!r}: {what}"))
+        ok, result = outcome
+        counter = "polls_answered" if kind == P.POLL else "votes_cast"
+        reply: tuple[str, Any] | None = (P.ANSWER, {"answer": result}) if kind == P.POLL else None
+        if ok and kind == P.VOTE:
+            body = survey.body
+            try:
+                ballot = Ballot.coerce(result)
+                reply = (
+                    P.BALLOT,
+                    Ballot(ballot.choice, ballot.confidence, ballot.reason, body.get("vote")).to_wire(),
+                )
+            except (ValueError, TypeError) as exc:
+                ok, result = False, MemberError(type(exc).__name__, str(exc))
+        if not ok:
+            reply, counter = (P.ERROR, result.to_wire()), "handler_errors"
+        assert reply is not None
         try:
             try:
                 await survey.reply(reply[1], kind=reply[0])

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 from conftest import Peers, read_line, tell
 
 import consensus
@@ -278,3 +279,45 @@ async def test_a_handler_slower_than_the_poll_is_a_timeout_error(
         await room.wait_for_members(1)
         result = await room.poll("q", timeout=0.5)
         assert result.errors["slow"].type == "Timeout" and result.missing == frozenset()
+
+
+async def test_async_handlers_that_answer_at_once_raise_or_wait(room_address: Callable[[str], str]) -> None:
+    """A member runs an async handler in its receiving task until the handler first waits
+    (then another task takes over receiving): answers, failures and waits all come back,
+    and a waiting handler does not hold up the next survey."""
+    address = room_address("ipc")
+    release = trio.Event()
+
+    async def on_poll(question: str) -> str:
+        if question == "fail":
+            raise ValueError("no such answer")
+        if question == "wait":
+            await release.wait()
+        return question.upper()
+
+    async def on_vote(motion: str, options: list[str]) -> str:
+        return options[-1]
+
+    async with (
+        consensus.host(address) as room,
+        consensus.join(address, name="m", on_poll=on_poll, on_vote=on_vote) as member,
+    ):
+        await room.wait_for_members(1)
+        assert dict((await room.poll("now", timeout=10)).answers) == {"m": "NOW"}
+        failed = await room.poll("fail", timeout=10)
+        assert failed.answers == {} and failed.errors["m"].type == "ValueError"
+        async with trio.open_nursery() as nursery:
+            waiting: list[consensus.PollResult] = []
+
+            async def ask_waiting() -> None:
+                waiting.append(await room.poll("wait", timeout=10))
+
+            nursery.start_soon(ask_waiting)
+            await trio.testing.wait_all_tasks_blocked()
+            # The member's handler for "wait" is parked; the next poll and a vote still go through.
+            assert dict((await room.poll("next", timeout=10)).answers) == {"m": "NEXT"}
+            assert (await room.vote("pick", options=["a", "b"], timeout=10)).outcome == "b"
+            release.set()
+        assert dict(waiting[0].answers) == {"m": "WAIT"}
+        stats = member.statistics()
+        assert (stats.polls_answered, stats.votes_cast, stats.handler_errors) == (3, 1, 1)
