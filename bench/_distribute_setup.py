@@ -47,7 +47,7 @@ class Knobs:
         }
 
 
-LIBRARY_DEFAULTS = Knobs(concurrency=1, prefetch=None, max_batch=64)
+LIBRARY_DEFAULTS = Knobs(concurrency=1, prefetch=None, max_batch=256)
 # The benchmark's knobs: a worker's capacity 16 x max_batch keeps batches full (see --explore).
 DEFAULT_KNOBS = Knobs(concurrency=1, prefetch=4095, max_batch=256)
 # The sweep of --explore. The ratio of a worker's capacity (concurrency + prefetch) to

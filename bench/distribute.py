@@ -15,7 +15,7 @@ One run measures, side by side:
   Knobs: ``Worker(concurrency=1, prefetch=4095)``, ``Dispatcher(max_batch=256)``
   (``--concurrency``, ``--prefetch``, ``--max-batch``; ``--explore`` shows why).
 * ``defaults`` (not with ``--quick``): the same with the library's default knobs
-  (``concurrency=1``, ``prefetch`` = concurrency, ``max_batch=64``), on N/20 tasks.
+  (``concurrency=1``, ``prefetch`` = concurrency, ``max_batch=256``), on N/20 tasks.
 * The references, bare 64-byte frames without acknowledgement: a raw ``pynng.Push0``
   listening in this process, a raw ``pynng.Pull0`` dialing from each of two processes;
   messages/s from the first send to the last receive in any puller

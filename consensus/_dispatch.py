@@ -80,7 +80,7 @@ class Dispatcher:
     """
 
     def __init__(self, address: str | None = None, *, tasks: str | None = None, results: str | None = None,
-                 name: str = "dispatcher", max_batch: int = 64,
+                 name: str = "dispatcher", max_batch: int = 256,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None) -> None:  # fmt: skip
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= W.MAX_BATCH:
             raise ValueError(f"max_batch must be an int in 1..{W.MAX_BATCH}, got {max_batch!r}")

@@ -255,6 +255,25 @@ async def test_memory_stays_bounded_while_streaming(work_address: Callable[[str]
     assert peak <= 2 * 16 + 1, f"{peak} tasks held at once for a capacity of 16"
 
 
+async def test_a_batch_holds_up_to_256_tasks_by_default(work_address: Callable[[str], str]) -> None:
+    address = work_address("ipc")
+    endpoints = consensus.work_endpoints(address)
+    async with (
+        Dispatcher(address) as dispatcher,
+        Pull(dial=endpoints.tasks, name="fake") as incoming,
+        Push(dial=endpoints.results, name="fake") as replies,
+    ):
+        await replies.wait_for_peers(1)
+        await incoming.wait_for_peers(1)
+        await replies.send({"cap": 1000}, kind="hello")
+        await dispatcher.wait_for_workers(1)
+        async with dispatcher.distribute(range(600)) as stream:
+            first = await incoming.receive_envelope()
+            second = await incoming.receive_envelope()
+        assert stream.cancelled is not None
+    assert [len(first.body["t"]), len(second.body["t"])] == [256, 256]
+
+
 async def test_a_worker_leaving_cleanly_hands_back_what_it_held(work_address: Callable[[str], str]) -> None:
     address = work_address("ipc")
     leave = trio.Event()
