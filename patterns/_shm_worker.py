@@ -93,11 +93,23 @@ def unmap(mapping: mmap.mmap) -> None:
         pass  # a borrower appeared: it unmaps when it goes
 
 
+ACTIVE: Final = 2.0
+"""Seconds after a submission during which the thread polls for jobs instead of sleeping."""
+POLL: Final = 0.005
+"""Seconds between those polls."""
+
+
 class Worker:
     """A daemon thread that runs submitted jobs in order, and ``tick()`` when idle.
 
     ``tick`` returns how many seconds the thread may sleep before it is called again
     (None: until the next job). A job's exception is logged, never raised.
+
+    Waking a thread that sleeps on another CPU costs an inter-processor interrupt
+    (tens of microseconds in a VM) on the waker's path, here a send's. So a submission
+    only notifies the thread when it is in a deep sleep (nothing submitted for
+    :data:`ACTIVE` seconds); while jobs keep coming it polls every :data:`POLL` seconds
+    on its own timer, and the jobs a send causes are deferred by about that much anyway.
     """
 
     def __init__(self, tick: Callable[[], float | None]) -> None:
@@ -106,15 +118,19 @@ class Worker:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._deep = False  # sleeping until notified (or ticked)
+        self._last = 0.0  # time.monotonic() of the last submission
 
     def submit(self, job: Callable[[], None], *, delay: float = 0.0) -> None:
         """Run ``job`` on the thread, not before ``delay`` seconds from now (jobs run in order)."""
         with self._cond:
-            self._jobs.append((time.monotonic() + delay, job))
+            self._last = now = time.monotonic()
+            self._jobs.append((now + delay, job))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="nngc-shm", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            elif self._deep:
+                self._cond.notify_all()
 
     def settle(self, timeout: float) -> bool:
         """Wait until every submitted job has run; False if ``timeout`` seconds passed first."""
@@ -127,8 +143,13 @@ class Worker:
             with self._cond:
                 if not self._jobs:
                     self._busy = False
-                    self._cond.notify_all()
-                    self._cond.wait(pause)
+                    self._cond.notify_all()  # settle()
+                    if time.monotonic() - self._last < ACTIVE:
+                        self._cond.wait(POLL if pause is None else min(POLL, pause))
+                    else:
+                        self._deep = True
+                        self._cond.wait(pause)
+                        self._deep = False
                     continue
                 not_before, job = self._jobs[0]
                 early = not_before - time.monotonic()
@@ -155,3 +176,4 @@ class Worker:
         self._cond = threading.Condition()
         self._thread = None
         self._busy = False
+        self._deep = False

@@ -1,0 +1,83 @@
+"""The shared-memory background thread (``patterns._shm_worker``): jobs run in order, not
+before their delay, a failing job is logged and the thread goes on, a thread in a deep
+sleep is woken by a submission, and unmapping drops a mapping without the caller's GIL.
+
+``settle()`` is the only wait: no test sleeps.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from pathlib import Path
+
+import pytest
+from _shm import mappings, no_leak, shm_dir
+
+from patterns import _shm_worker
+from patterns._shm_worker import Worker, populate, unmap
+
+__all__ = ["no_leak", "shm_dir"]  # fixtures used by name
+
+
+def test_jobs_run_in_order_and_not_before_their_delay() -> None:
+    worker = Worker(lambda: None)
+    ran: list[tuple[str, float]] = []
+    submitted = time.monotonic()
+    worker.submit(lambda: ran.append(("late", time.monotonic())), delay=0.05)
+    worker.submit(lambda: ran.append(("next", time.monotonic())))
+    assert worker.settle(10)
+    assert [name for name, _ in ran] == ["late", "next"]
+    assert ran[0][1] >= submitted + 0.05
+
+
+def test_a_failing_job_is_logged_and_the_thread_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    worker = Worker(lambda: None)
+    ran = []
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    worker.submit(broken)
+    worker.submit(lambda: ran.append(1))
+    assert worker.settle(10) and ran == [1]
+    assert "boom" in caplog.text
+
+
+def test_a_deep_sleeper_is_woken_by_a_submission(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_shm_worker, "ACTIVE", 0.0)  # never polls: sleeps until notified
+    ticks = []
+    worker = Worker(lambda: ticks.append(1))  # type: ignore[func-returns-value]
+    worker.submit(lambda: None)
+    assert worker.settle(10)
+    ran = []
+    worker.submit(lambda: ran.append(1))
+    assert worker.settle(10) and ran == [1]  # without the notification it would sleep forever
+
+
+def test_populate_and_unmap(shm_dir: Path) -> None:
+    path = shm_dir / "mapped"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, 4 * _shm_worker.CHUNK + 4096)
+        mapping = mmap.mmap(fd, 4 * _shm_worker.CHUNK + 4096)
+    finally:
+        os.close(fd)
+    assert populate(mapping)
+    mapping[-5:] = b"kept!"
+    assert mappings(path) == 1
+    unmap(mapping)
+    assert mapping.closed and mappings(path) == 0
+    assert path.read_bytes()[-5:] == b"kept!"  # the data stays in the file
+    with open(path, "r+b") as file:
+        borrowed = mmap.mmap(file.fileno(), 0)
+    view = memoryview(borrowed)
+    unmap(borrowed)  # a borrower holds it: it stays usable, unmapped when the borrower goes
+    assert bytes(view[-5:]) == b"kept!"
+    view[:2] = b"ok"
+    assert mappings(path) == 1
+    view.release()
+    del view, borrowed
+    assert mappings(path) == 0 and path.read_bytes()[:2] == b"ok"
+    path.unlink()
