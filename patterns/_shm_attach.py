@@ -45,8 +45,8 @@ from ._shm_header import (
     PENDING,
     PENDING_OFFSET,
     Header,
+    folder_name,
     monotonic_now,
-    segment_directory,
     unlink_quietly,
 )
 from ._shm_ref import ShmRef
@@ -92,7 +92,7 @@ def attach_all(
 def _attach(
     name: str, token: bytes, ranges: list[ShmRef], directory: str | os.PathLike[str] | None
 ) -> list[memoryview]:
-    folder = segment_directory(directory)
+    folder = folder_name(directory)
     path = f"{folder}/{name}"
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

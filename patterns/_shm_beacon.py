@@ -63,7 +63,7 @@ class Beacons:
         (until :meth:`close`): spare segments may be kept there meanwhile (``_shm_spare``)."""
         if not self._in_use:
             self._in_use = True
-            spares.register(self, str(segment_directory(self._directory)))
+            spares.register(self, spares.directory_key(self._directory))
         if not _is_network(peer) or peer.id in self._mine:
             return
         try:

@@ -49,6 +49,7 @@ __all__ = [
     "VERSION",
     "Header",
     "OwnerIdentity",
+    "folder_name",
     "monotonic_now",
     "owner_alive",
     "process_identity",
@@ -79,6 +80,13 @@ def segment_directory(directory: str | os.PathLike[str] | None = None) -> Path:
     if directory is not None:
         return Path(directory)
     return Path(os.environ.get(DIRECTORY_ENV) or DEFAULT_DIRECTORY)
+
+
+def folder_name(directory: str | os.PathLike[str] | None = None) -> str:
+    """:func:`segment_directory` as a string, without building a Path (a receive's hot path)."""
+    if directory is None:
+        return os.environ.get(DIRECTORY_ENV) or DEFAULT_DIRECTORY
+    return os.fspath(directory) or "."  # as Path("") would
 
 
 def monotonic_now() -> float:

@@ -148,10 +148,9 @@ class SharedBuffer:
         the next one. If there is no room, the directory's spares are given back and the
         segment is tried once more."""
         _check_arguments(size, lease, receivers)
-        folder = segment_directory(directory)
         if flags or suffix is not None:
-            return cls._fresh(folder, size, lease, receivers, flags, source, suffix)
-        key = str(folder)
+            return cls._fresh(segment_directory(directory), size, lease, receivers, flags, source, suffix)
+        key = spares.directory_key(directory)
         spare = spares.take(key, size)
         if spare is not None:
             header = _header(0, size, lease, receivers)
@@ -160,6 +159,7 @@ class SharedBuffer:
             except OSError as exc:
                 raise _creation_error(exc, spare.path, size) from exc
         else:
+            folder = Path(key)
             try:
                 buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
             except SharedMemoryFull:

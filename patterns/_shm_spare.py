@@ -46,7 +46,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._shm_header import FLAG_PROBE, PAYLOAD_OFFSET, Header, monotonic_now, process_identity, unlink_quietly
+from ._shm_header import (
+    FLAG_PROBE,
+    PAYLOAD_OFFSET,
+    Header,
+    folder_name,
+    monotonic_now,
+    process_identity,
+    unlink_quietly,
+)
 from ._shm_ref import make_name
 from ._shm_worker import Worker, populate, unmap
 
@@ -56,6 +64,7 @@ __all__ = [
     "MARGIN",
     "SHARE",
     "Spare",
+    "directory_key",
     "drop",
     "fill",
     "free_bytes",
@@ -201,6 +210,11 @@ def _discard(spare: Spare, *, now: bool = False) -> None:
         unmap(spare.mapping)
     else:
         _pool.worker.submit(lambda: unmap(spare.mapping))
+
+
+def directory_key(directory: str | os.PathLike[str] | None) -> str:
+    """The segment directory as the spares are filed under it (normalised, no Path built)."""
+    return os.path.normpath(folder_name(directory))
 
 
 def free_bytes(directory: str) -> int:
