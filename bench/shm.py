@@ -29,7 +29,7 @@ Rows (each a separate spawned sender and receiver process; NNG is not fork-safe)
 * ``e3`` ``iox_copy``: iceoryx2 loan + copy of an existing numpy array + send + notify, all
   on the clock: the equivalent of row ``a``.
 * ``f`` ``sweep_shm`` / ``sweep_inline`` / ``sweep_raw``: the threshold sweep over ipc at
-  16 KiB..4 MiB: ``SharedMemory(threshold=1 KiB)`` (every payload through shared memory) vs
+  16 KiB..4 MiB (quick: 16, 64, 256 KiB, 1 and 4 MiB): ``SharedMemory(threshold=1 KiB)`` (every payload through shared memory) vs
   ``shared_memory=False`` vs bare frames, as ``a``, ``b`` and ``b2``.
 
 What is timed, per delivery: ``delivered`` runs from just before ``send`` (``go``) until
@@ -122,8 +122,8 @@ PHASES = (
     Phase("flat", ("zero_copy", "iox_loan", "iox_loan_poll"),
           (1 * MiB, 8 * MiB, 64 * MiB, 256 * MiB, 512 * MiB), (1 * MiB, 64 * MiB), 7, 3, 1),
     Phase("sweep", ("sweep_shm", "sweep_inline", "sweep_raw"),
-          (16 * KiB, 64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB), (16 * KiB, 64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB),
-          15, 7, 2),
+          (16 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 512 * KiB, 1 * MiB, 4 * MiB),
+          (16 * KiB, 64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB), 15, 7, 2),
 )  # fmt: skip
 PHASE_BY_NAME = {p.name: p for p in PHASES}
 
