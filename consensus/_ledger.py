@@ -41,7 +41,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ._task import Assignment, LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats
+from ._task import Assignment, LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats, success
 from ._work_books import LedgerBooks
 from ._work_records import (
     IN_FLIGHT,
@@ -279,7 +279,7 @@ class TaskLedger(LedgerBooks):
                 del leased[task_id]
                 counts.in_flight -= 1
                 counts.ok += 1
-                outcome = Outcome(task_id, rec.task, value, None, max(rec.attempt - rec.free, 1), name)
+                outcome = success(task_id, rec.task, value, max(rec.attempt - rec.free, 1), name)
                 if unordered:
                     del tasks[task_id]
                     self._ok += 1

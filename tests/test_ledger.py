@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, fields
+from dataclasses import FrozenInstanceError, asdict, fields
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from consensus._ledger import (
     TaskLedger,
     WorkerStats,
 )
+from consensus._task import success
 
 SOME = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORKERS = ["a", "b", "c"]
@@ -731,3 +732,20 @@ def test_call_errors_name_the_input_and_the_state() -> None:
     )  # refused calls change nothing
     a = ledger.next_assignment(0.0)  # not even the clock
     assert a is not None and a.deadline == 1.0
+
+
+@given(
+    st.integers(0, 2**63 - 1),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.integers(1, 6),
+    st.none() | st.text(),
+)
+def test_a_success_built_slot_by_slot_is_the_outcome_the_dataclass_builds(
+    task_id: int, task: str, result: bytes, attempts: int, worker: str | None
+) -> None:
+    fast = success(task_id, task, result, attempts, worker)
+    slow = Outcome(task_id, task, result, None, attempts, worker)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow) and fast.ok
+    with pytest.raises(FrozenInstanceError):
+        fast.result = 1  # type: ignore[misc]
