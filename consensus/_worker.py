@@ -98,7 +98,7 @@ class Worker:
         self._queue: deque[_Job] = deque()
         self._holding: dict[tuple[int, int], _Job] = {}
         self._leases: dict[int, float] = {}
-        self._outbox: list[tuple[int, list[Any]]] = []
+        self._outbox: dict[int, list[list[Any]]] = {}  # results to send, by stream (never an empty list)
         self._work, self._outgoing, self._lease_changed = Pulse(), Pulse(), Pulse()
         self._sending = trio.StrictFIFOLock()  # one task at a time may wait on a socket
         self._running = 0
@@ -196,16 +196,19 @@ class Worker:
         """Claim what fits in the capacity, hand the rest back at once (push chose this
         worker for the batch, not the dispatcher: another may have room)."""
         now = trio.current_time()
+        stream, holding, queue = batch.stream, self._holding, self._queue
+        room = self.capacity - len(holding)
         claims: list[list[int]] = []
         returned: list[list[int]] = []
         for task_id, attempt, task in batch.tasks:
-            key = (batch.stream, task_id)
-            job = self._holding.get(key)
+            key = (stream, task_id)
+            job = holding.get(key)
             if job is not None:  # a redelivery of a task it still has: answer for the newer attempt
                 job.attempt = max(job.attempt, attempt)
-            elif len(self._holding) < self.capacity:
-                job = self._holding[key] = _Job(batch.stream, task_id, attempt, task, now)
-                self._queue.append(job)
+            elif room > 0:
+                room -= 1
+                job = holding[key] = _Job(stream, task_id, attempt, task, now)
+                queue.append(job)
             else:
                 returned.append([task_id, attempt])
                 continue
@@ -245,10 +248,15 @@ class Worker:
             else:
                 counts["failed"] += 1
                 value = value.to_wire()
-            outbox.append((job.stream, [job.task_id, job.attempt, ok, value]))
+            item = [job.task_id, job.attempt, ok, value]
+            items = outbox.get(job.stream)
+            if items is not None:
+                items.append(item)
+            else:
+                outbox[job.stream] = [item]
+                if len(outbox) == 1:  # the send loop waits only while the outbox is empty
+                    self._outgoing.poke()
             del holding[(job.stream, job.task_id)]
-            if len(outbox) == 1:  # the send loop waits only while the outbox is empty
-                self._outgoing.poke()
 
     async def _send_loop(self) -> None:
         while True:
@@ -259,14 +267,13 @@ class Worker:
     async def _flush(self) -> None:
         """Send the results finished so far, one message per stream; an item leaves the
         outbox only once sent, so a flush at exit resends what a cancelled send missed."""
-        finished = self._outbox[:]
-        by_stream: dict[int, list[list[Any]]] = {}
-        for stream, item in finished:
-            by_stream.setdefault(stream, []).append(item)
-        for stream, items in by_stream.items():
-            for start in range(0, len(items), W.MAX_BATCH):
-                await self._send_results(stream, items[start : start + W.MAX_BATCH])
-        del self._outbox[: len(finished)]
+        for stream, items in list(self._outbox.items()):
+            finished = len(items)  # results that finish meanwhile join the list after these
+            for start in range(0, finished, W.MAX_BATCH):
+                await self._send_results(stream, items[start : min(start + W.MAX_BATCH, finished)])
+            del items[:finished]
+            if not items:
+                del self._outbox[stream]
 
     async def _send_results(self, stream: int, items: list[list[Any]]) -> None:
         async def send(part: Sequence[list[Any]]) -> None:
