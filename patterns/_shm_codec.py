@@ -30,6 +30,7 @@ from ._shm_attach import attach
 from ._shm_header import monotonic_now
 from ._shm_ref import ShmRef
 from ._shm_segment import BufferState, SharedBuffer, place
+from ._shm_spare import in_background
 from ._shm_sweep import sweep
 
 __all__ = [
@@ -86,13 +87,18 @@ _last_sweep: dict[str | None, float] = {}
 
 def maybe_sweep(directory: str | None) -> None:
     """Sweep ``directory`` (see ``_shm_sweep``) if this process has not for :data:`SWEEP_EVERY`
-    seconds: at the first use, then now and then, what dead or expired peers left goes."""
+    seconds: at the first use, then now and then, what dead or expired peers left goes.
+    The sweep itself runs on the background thread (``_shm_worker``), off the send."""
     now = monotonic_now()
     if now - _last_sweep.get(directory, -SWEEP_EVERY) < SWEEP_EVERY:
         return
     _last_sweep[directory] = now
+    in_background(lambda: _sweep(directory))
+
+
+def _sweep(directory: str | None) -> None:
     try:
-        report = sweep(now, directory=directory)
+        report = sweep(directory=directory)
     except OSError as exc:
         log.warning("sweeping shared-memory segments in %s failed: %s", directory or "/dev/shm", exc)
         return

@@ -42,6 +42,7 @@ import mmap
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -69,6 +70,7 @@ __all__ = [
     "fill",
     "free_bytes",
     "held",
+    "in_background",
     "register",
     "settle",
     "size_class",
@@ -321,6 +323,11 @@ def held(directory: str | None = None) -> list[Spare]:
     """The spares waiting now (of ``directory``, or all)."""
     with _pool.lock:
         return [spare for key, spare in _pool.spares.items() if directory is None or key[0] == directory]
+
+
+def in_background(job: Callable[[], None]) -> None:
+    """Run ``job`` on the background thread (soon, in order with the rest)."""
+    _pool.worker.submit(job)
 
 
 def unmap_later(mapping: mmap.mmap) -> None:

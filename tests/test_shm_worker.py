@@ -81,3 +81,23 @@ def test_populate_and_unmap(shm_dir: Path) -> None:
     del view, borrowed
     assert mappings(path) == 0 and path.read_bytes()[:2] == b"ok"
     path.unlink()
+
+
+def test_the_periodic_sweep_runs_on_the_background_thread(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from _shm import patch_header
+
+    from patterns import _shm_codec, _shm_spare
+    from patterns._shm_segment import place
+
+    buf = place(b"left by a process whose pid was reused", lease=30, directory=shm_dir)
+    patch_header(buf.path, start_time=1)  # its owner is dead
+    monkeypatch.setattr(_shm_codec, "_last_sweep", {})
+    _shm_codec.maybe_sweep(str(shm_dir))
+    assert _shm_spare.settle(10) and not buf.path.exists()
+    again = place(b"a live one", lease=30, directory=shm_dir)
+    patch_header(again.path, start_time=1)
+    _shm_codec.maybe_sweep(str(shm_dir))  # not yet due: at most every SWEEP_EVERY seconds
+    assert _shm_spare.settle(10) and again.path.exists()
+    again.discard()
