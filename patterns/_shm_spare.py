@@ -126,6 +126,7 @@ class _Pool:
         self.queued: set[tuple[str, int]] = set()
         self.seen: dict[tuple[str, int], float] = {}  # (directory, class) -> when last made
         self.pid = os.getpid()
+        self.unsupported = False  # the kernel cannot pre-fault: no spares
         self.worker = Worker(self.tick)
 
     def held_bytes(self) -> int:
@@ -164,10 +165,16 @@ class _Pool:
             os.posix_fallocate(fd, 0, total)
             os.pwrite(fd, header.pack(), 0)
             mapping = mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            populate(mapping)
+            if not populate(mapping):  # before Linux 5.14: a spare would fault as a fresh file does
+                log.info("no spare segments: this kernel cannot pre-fault them (MADV_POPULATE_WRITE)")
+                self.unsupported = True
+                spare_ok = False
+            else:
+                spare_ok = True
         except OSError as exc:
             log.debug("no spare segment in %s: %s", directory, exc)
-        spare = None if mapping is None else Spare(path, fd, mapping, capacity, usable_until)
+            spare_ok = False
+        spare = Spare(path, fd, mapping, capacity, usable_until) if mapping is not None and spare_ok else None
         with self.lock:
             kept = self.preparing.pop(path, None) is not None and spare is not None
             if kept and spare is not None and self._admissible(directory, capacity):
@@ -182,6 +189,7 @@ class _Pool:
         """(Under the lock.) May a spare of ``capacity`` bytes be held for ``directory`` now?"""
         return (
             os.getpid() == self.pid
+            and not self.unsupported
             and bool(self.users.get(directory))
             and (directory, capacity) not in self.spares
             and self.held_bytes() + capacity <= BUDGET

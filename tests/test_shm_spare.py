@@ -246,3 +246,12 @@ async def test_interpreter_exit_removes_the_spares(shm_dir: Path, peers: Peers) 
     tell(child, "quit")  # it exits with the directory still "in use"
     assert await trio.to_thread.run_sync(child.wait) == 0
     assert segments(shm_dir) == []
+
+
+def test_no_spares_on_a_kernel_that_cannot_pre_fault(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spares._pool, "unsupported", False)  # restored afterwards
+    monkeypatch.setattr(spares, "populate", lambda mapping: False)  # MADV_POPULATE_WRITE: EINVAL
+    for _ in range(3):
+        place(b"\4" * MiB, lease=30, directory=in_use).discard()
+    assert spares.settle(30) and spares.held() == [] and spares._pool.unsupported
+    assert segments(in_use) == []  # the one it tried went at once
