@@ -128,11 +128,13 @@ class Distribution:
         return self
 
     async def __anext__(self) -> Outcome:
-        self._start()
+        if not self._started:
+            self._start()
+        ready = self._ready
         while True:
-            if self._ready:
+            if ready:
                 await trio.lowlevel.checkpoint_if_cancelled()
-                return self._ready.popleft()
+                return ready.popleft()
             popped = self._ledger.pop_outcomes()
             if popped:
                 self._ready.extend(popped)

@@ -100,12 +100,34 @@ class TaskLedger(LedgerBooks):
         worker = check_worker(worker)
         now = self._tick(now)
         batch: list[list[Any]] = []
-        for _ in range(limit):
-            task_id = self._next_queued()
-            if task_id is None:
+        if worker is not None:
+            for _ in range(limit):
+                task_id = self._next_queued()
+                if task_id is None:
+                    break
+                rec = self._assign(task_id, now, worker)
+                batch.append([task_id, rec.attempt, rec.task])
+            return batch
+        # Placed by the transport (push), the usual batch: _next_queued and _assign, inline.
+        if self._cancelled:
+            return batch
+        retry, fresh, tasks, unclaimed = self._retry, self._fresh, self._tasks, self._unclaimed
+        deadline = now + self.claim_timeout
+        seq = self._seq
+        for _ in range(min(limit, self._window - len(unclaimed) - len(self._leased))):
+            queue = retry if retry else fresh
+            if not queue:
                 break
-            rec = self._assign(task_id, now, worker)
+            task_id = queue.popleft()
+            rec = tasks[task_id]
+            rec.attempt += 1
+            rec.state = IN_FLIGHT
+            rec.worker = None
+            rec.deadline = deadline
+            rec.seq = seq = seq + 1
+            unclaimed[task_id] = rec
             batch.append([task_id, rec.attempt, rec.task])
+        self._seq = seq
         return batch
 
     def _next_queued(self) -> int | None:
