@@ -207,9 +207,19 @@ def parse_batch(envelope: Envelope) -> Batch:
         raise bad(envelope, f"field 'lease' must be a positive number of seconds, got {lease!r:.40}")
     if type(listed) is not list or not 0 < len(listed) <= MAX_BATCH:
         raise bad(envelope, f"field 't' must be a list of 1..{MAX_BATCH} tasks")
-    for index, item in enumerate(listed):
-        if not _attempt_item(item, 3):
-            raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
+    well_formed = [  # _attempt_item(item, 3), inline: this runs for every task
+        item
+        for item in listed
+        if type(item) is list
+        and len(item) == 3
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
+    ]
+    if len(well_formed) != len(listed):
+        index, item = next((i, item) for i, item in enumerate(listed) if not _attempt_item(item, 3))
+        raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
     return Batch(stream, float(lease), listed)
 
 

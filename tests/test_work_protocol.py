@@ -96,3 +96,15 @@ def test_a_batch_keeps_its_items_and_rejects_a_bad_one_whole() -> None:
     assert (batch.stream, batch.lease, batch.tasks) == (7, 5.0, [[0, 1, "a"], [1, 2, b"b"]])
     with pytest.raises(MalformedMessage, match="task 1"):
         W.parse_batch(envelope(W.TASKS, {"st": 7, "lease": 5, "t": [[0, 1, "a"], [True, 1, "b"]]}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.tuples(numbers, numbers, anything).map(list), items), min_size=1, max_size=8))
+def test_a_batch_is_taken_only_when_every_task_is_well_formed(listed: list[Any]) -> None:
+    message = envelope(W.TASKS, {"st": 1, "lease": 2.0, "t": listed})
+    bad = [index for index, item in enumerate(listed) if not naive_id_and_attempt(item, 3)]
+    if not bad:
+        assert W.parse_batch(message).tasks == listed
+    else:
+        with pytest.raises(MalformedMessage, match=f"task {bad[0]} "):
+            W.parse_batch(message)
