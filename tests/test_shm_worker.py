@@ -101,3 +101,14 @@ def test_the_periodic_sweep_runs_on_the_background_thread(
     _shm_codec.maybe_sweep(str(shm_dir))  # not yet due: at most every SWEEP_EVERY seconds
     assert _shm_spare.settle(10) and again.path.exists()
     again.discard()
+
+
+def test_the_thread_is_nicer_than_the_senders() -> None:
+    import threading
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = []
+    worker = Worker(lambda: None)
+    worker.submit(lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    assert worker.settle(10)
+    assert seen == [max(base, _shm_worker.NICE)] and os.getpriority(os.PRIO_PROCESS, 0) == base
