@@ -11,7 +11,8 @@ descriptors. The wire is the same as a cooked socket's, so either kind of peer t
 either kind.
 
 Only the trio thread calls into a socket here. Several tasks may wait in one direction:
-the first parks on the descriptor, the others queue on a lock behind it.
+the first parks on the descriptor, the others in a parking lot until it wakes (a
+``trio.Lock`` would cost a scheduler pass per wait even when nobody else waits).
 """
 
 from __future__ import annotations
@@ -50,8 +51,7 @@ class RawSocket(_FdSocket):
         self._readable = select.poll()
         self._readable.register(self._recv_fd, select.POLLIN)
         self._msg_out = ffi.new("nng_msg **")
-        self._recv_lock = trio.Lock()
-        self._send_lock = trio.Lock()
+        self._waiters = {"receive": _Waiting(), "send": _Waiting()}
 
     # ----------------------------------------------------------------- receive
     def _try_receive_message(self, operation: str) -> tuple[bytes, bytes] | None:
@@ -80,9 +80,24 @@ class RawSocket(_FdSocket):
     async def _wait_receivable(self, operation: str) -> None:
         """Wait until a message may be queued (or the socket closes: :class:`Closed`)."""
         assert self._recv_fd is not None
-        async with self._recv_lock:
-            self._require_open(operation)
-            await self._park(self._recv_fd, operation)
+        await self._wait(self._waiters["receive"], self._recv_fd, operation)
+
+    async def _wait(self, waiting: _Waiting, fd: int, operation: str) -> None:
+        if waiting.parked:  # another task watches the descriptor: wait for it to wake
+            await waiting.lot.park()
+            return
+        self._require_open(operation)
+        waiting.parked = True
+        try:
+            await self._park(fd, operation)
+        finally:
+            waiting.parked = False
+            waiting.lot.unpark_all()  # the others try again; one of them takes over
+
+    def _wake_waiters(self) -> None:
+        super()._wake_waiters()
+        for waiting in self._waiters.values():
+            waiting.lot.unpark_all()
 
     def _decode_counted(self, body: bytes) -> Envelope:
         try:
@@ -127,12 +142,20 @@ class RawSocket(_FdSocket):
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         assert self._send_fd is not None
-        async with self._send_lock:
-            while True:
-                self._require_open(operation)
-                await self._park(self._send_fd, operation)
-                if self._try_send_message(header, body, operation):
-                    return
+        while True:
+            await self._wait(self._waiters["send"], self._send_fd, operation)
+            if self._try_send_message(header, body, operation):
+                return
+
+
+class _Waiting:
+    """Who waits in one direction: one task on the descriptor, the rest in ``lot``."""
+
+    __slots__ = ("lot", "parked")
+
+    def __init__(self) -> None:
+        self.parked = False
+        self.lot = trio.lowlevel.ParkingLot()
 
 
 def survey_header(nng_id: int) -> bytes:

@@ -119,8 +119,6 @@ class Surveyor(RawSocket):
         super()._setup(sock)
         self._routes: dict[int, SurveyReplies] = {}
         self._nng_ids = itertools.count(1)
-        self._reading = False  # a task is parked on the receive descriptor
-        self._waiting = trio.lowlevel.ParkingLot()  # the other surveys' readers
 
     async def survey(
         self, value: Any, *, timeout: float, kind: str = "survey", linger: float = 0.0
@@ -170,25 +168,13 @@ class Surveyor(RawSocket):
             queue.append(envelope)
             routed = True
         if routed:
-            self._waiting.unpark_all()
+            self._waiters["receive"].lot.unpark_all()  # the surveys' readers parked behind us
         return routed
 
     async def _wait_for_replies(self, survey_id: int) -> None:
         """Wait until replies may have come for some survey: one task parks on NNG's
-        descriptor and routes what arrives; the others wait for it to wake them."""
-        if self._reading:
-            await self._waiting.park()
-            return
-        self._reading = True
-        try:
-            await self._wait_receivable(f"survey {survey_id}")
-        finally:
-            self._reading = False
-            self._waiting.unpark_all()  # whoever still waits takes over the descriptor
-
-    def _wake_waiters(self) -> None:
-        super()._wake_waiters()
-        self._waiting.unpark_all()
+        descriptor (and routes what arrives); the others wait for it to wake them."""
+        await self._wait_receivable(f"survey {survey_id}")
 
     def _surveys_open(self) -> int:
         return len(self._routes)
