@@ -21,7 +21,7 @@ A spare changes nothing a receiver or a sweeper can observe:
   token, the payload length, the receivers, and a lease that starts then).
 - Bounded: one spare per size class and directory; at most :data:`BUDGET` bytes in
   all; a spare is only prepared when it takes at most :data:`SHARE` of the directory's
-  free space; dropped after :data:`IDLE` seconds unused; all of a directory's spares are
+  free space and of the memory available (:func:`free_bytes`); dropped after :data:`IDLE` seconds unused; all of a directory's spares are
   dropped when a segment there could not be made for lack of room (and that segment is
   tried again), when the last socket using shared memory in it closes, and at exit.
 - Only for repeated use: a spare is prepared when a segment of a size class is made
@@ -37,6 +37,7 @@ multiple of an eighth of the largest power of two not above it, so a spare is at
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import mmap
 import os
@@ -148,9 +149,10 @@ class _Pool:
         owner = process_identity()
         path = Path(directory) / make_name(owner.pid, secrets.token_hex(16))
         total = PAYLOAD_OFFSET + capacity
+        room = free_bytes(directory)  # (reads /proc: not under the lock a send may wait for)
         with self.lock:
             self.queued.discard((directory, capacity))
-            if not self._admissible(directory, capacity) or free_bytes(directory) * SHARE < total:
+            if not self._admissible(directory, capacity) or room * SHARE < total:
                 return
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -165,12 +167,13 @@ class _Pool:
             os.posix_fallocate(fd, 0, total)
             os.pwrite(fd, header.pack(), 0)
             mapping = mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            if not populate(mapping):  # before Linux 5.14: a spare would fault as a fresh file does
+            failed = populate(mapping)
+            if failed == errno.EINVAL:  # before Linux 5.14: a spare would fault as a fresh file does
                 log.info("no spare segments: this kernel cannot pre-fault them (MADV_POPULATE_WRITE)")
                 self.unsupported = True
-                spare_ok = False
-            else:
-                spare_ok = True
+            elif failed:
+                log.debug("no spare segment in %s: %s", directory, os.strerror(failed))
+            spare_ok = not failed
         except OSError as exc:
             log.debug("no spare segment in %s: %s", directory, exc)
             spare_ok = False
@@ -228,12 +231,45 @@ def directory_key(directory: str | os.PathLike[str] | None) -> str:
 
 
 def free_bytes(directory: str) -> int:
-    """Bytes free for us in ``directory``'s filesystem (0 if it cannot be asked)."""
+    """Bytes a spare may come out of: the free space of ``directory``'s filesystem, and the
+    memory available (tmpfs pages are memory: ``MemAvailable``, and the room left under
+    this process's cgroup memory limit, v1 or v2); 0 if the space cannot be asked."""
     try:
         info = os.statvfs(directory)
     except OSError:
         return 0
-    return info.f_bavail * info.f_frsize
+    return min(info.f_bavail * info.f_frsize, _memory_headroom())
+
+
+def _memory_headroom() -> int:
+    room = 1 << 62
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for entry in meminfo:
+                if entry.startswith(b"MemAvailable:"):
+                    room = int(entry.split()[1]) * 1024
+                    break
+        with open("/proc/self/cgroup", "rb") as groups:
+            lines = groups.read().decode("ascii", "replace").splitlines()
+    except (OSError, ValueError):
+        return room
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            files = (f"/sys/fs/cgroup{path}/memory.max", f"/sys/fs/cgroup{path}/memory.current")
+        elif "memory" in controllers.split(","):  # v1
+            base = f"/sys/fs/cgroup/memory{path}"
+            files = (f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes")
+        else:
+            continue
+        try:
+            with open(files[0], "rb") as limit, open(files[1], "rb") as usage:
+                text = limit.read().strip()
+                if text != b"max":
+                    room = min(room, int(text) - int(usage.read().strip()))
+        except (OSError, ValueError):
+            continue
+    return max(room, 0)
 
 
 def register(user: object, directory: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import errno
 import logging
 import mmap
 import os
@@ -58,21 +59,22 @@ def address_of(mapping: mmap.mmap) -> int:
         del anchor  # its export of the mapping goes with it
 
 
-def _advise(address: int, length: int, advice: int) -> bool:
-    """``madvise`` over the range, :data:`CHUNK` at a time, the GIL released; False on a refusal."""
+def _advise(address: int, length: int, advice: int) -> int:
+    """``madvise`` over the range, :data:`CHUNK` at a time, the GIL released; 0 or the errno."""
     done = 0
     while done < length:
         step = min(CHUNK, length - done)
         if _madvise(address + done, step, advice) != 0:
-            return False
+            return ctypes.get_errno() or errno.EIO
         done += step
-    return True
+    return 0
 
 
-def populate(mapping: mmap.mmap) -> bool:
+def populate(mapping: mmap.mmap) -> int:
     """Fault every page of a writable shared mapping in (allocated, zeroed, mapped writable).
 
-    False if the kernel cannot (before 5.14): the pages then fault on first write."""
+    0, or the errno: ``EINVAL`` if the kernel cannot (before 5.14), ``ENOMEM``,
+    ``EFAULT``... when the memory is not there (nothing faults later: it is ``madvise``)."""
     return _advise(address_of(mapping), len(mapping), MADV_POPULATE_WRITE)
 
 

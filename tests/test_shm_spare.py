@@ -8,6 +8,7 @@ idle limits are passed by moving the module's clock.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -248,10 +249,23 @@ async def test_interpreter_exit_removes_the_spares(shm_dir: Path, peers: Peers) 
     assert segments(shm_dir) == []
 
 
-def test_no_spares_on_a_kernel_that_cannot_pre_fault(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", [errno.EINVAL, errno.ENOMEM])
+def test_no_spare_when_it_cannot_be_pre_faulted(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
     monkeypatch.setattr(spares._pool, "unsupported", False)  # restored afterwards
-    monkeypatch.setattr(spares, "populate", lambda mapping: False)  # MADV_POPULATE_WRITE: EINVAL
+    monkeypatch.setattr(spares, "populate", lambda mapping: error)  # EINVAL: before Linux 5.14
     for _ in range(3):
         place(b"\4" * MiB, lease=30, directory=in_use).discard()
-    assert spares.settle(30) and spares.held() == [] and spares._pool.unsupported
-    assert segments(in_use) == []  # the one it tried went at once
+    assert spares.settle(30) and spares.held() == []
+    assert spares._pool.unsupported is (error == errno.EINVAL)  # ENOMEM: maybe next time
+    assert segments(in_use) == []  # the ones it tried went at once
+
+
+def test_free_space_counts_the_memory_left_too(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert 0 < spares.free_bytes(str(in_use)) <= spares._memory_headroom()
+    monkeypatch.setattr(spares, "_memory_headroom", lambda: 4 * MiB)  # a tight cgroup limit, say
+    assert spares.free_bytes(str(in_use)) == 4 * MiB
+    for _ in range(3):
+        place(b"\5" * MiB, lease=30, directory=in_use).discard()
+    assert spares.settle(30) and spares.held() == []  # 1 MiB is more than a quarter of 4 MiB
