@@ -48,6 +48,10 @@ plain_values = st.recursive(
         st.lists(children, max_size=5).map(tuple),
         st.lists(st.lists(scalars, max_size=4), max_size=5),  # the list-of-lists shape of batches
         st.dictionaries(keys, children, max_size=5),
+        # more than a few items: the checks that run over a whole container at once
+        st.lists(children, min_size=9, max_size=12),
+        st.lists(st.lists(scalars, max_size=4), min_size=9, max_size=12),
+        st.dictionaries(keys, children, min_size=9, max_size=12),
     ),
     max_leaves=30,
 )
@@ -88,6 +92,14 @@ def buried(leaf: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
             st.tuples(st.dictionaries(st.text(max_size=3), scalars, max_size=3), inner).map(
                 lambda t: t[0] | {"here": t[1]}
             ),
+            # among more than a few siblings (lists, lists of lists, maps)
+            st.tuples(st.lists(scalars, min_size=9, max_size=10), inner).map(lambda t: [*t[0], t[1]]),
+            st.tuples(st.lists(st.lists(scalars, max_size=2), min_size=9, max_size=10), inner).map(
+                lambda t: [*t[0], [0, t[1]]]
+            ),
+            st.tuples(st.dictionaries(st.text(max_size=3), scalars, min_size=9, max_size=10), inner).map(
+                lambda t: t[0] | {"here": t[1]}
+            ),
         ),
         max_leaves=6,
     )
@@ -117,6 +129,7 @@ def test_tagged_types_are_refused_wherever_they_sit(value: Any) -> None:
 def test_map_keys_are_checked_too(key: Any) -> None:
     assert not is_plain({"a": 1, key: 2})
     assert not is_plain([[1, 2], [{key: 1}]])
+    assert not is_plain({str(n): n for n in range(20)} | {key: 2})  # among many keys
 
 
 def test_buffers_other_than_bytes_are_written_as_byte_strings() -> None:
