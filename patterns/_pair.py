@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pynng
-from pynng import ffi, lib
-
-from ._nng import translate
 from ._stream import ReceivingSocket, SendingSocket
 from ._wire import Envelope
 
@@ -21,33 +15,6 @@ class Pair(SendingSocket, ReceivingSocket):
     """
 
     _protocol = "Pair1"
-
-    def _setup(self, sock: Any) -> None:
-        super()._setup(sock)
-        self._msg_out = ffi.new("nng_msg **")  # trio thread only
-
-    def _try_receive_from(self, operation: str) -> tuple[bytes, int] | None:
-        """The base class's non-blocking receive, without a pynng ``Message`` per frame (a
-        Python object with a lock, a pipe lookup under another lock, a finalizer): the frame
-        is copied out of NNG's message and the message freed here. About 6 µs less a frame."""
-        sock = self._require_open(operation)
-        err = lib.nng_recvmsg(sock.socket, self._msg_out, lib.NNG_FLAG_NONBLOCK)
-        if err:
-            if err == lib.NNG_EAGAIN:
-                return None
-            try:
-                pynng.check_err(err)
-            except pynng.NNGException as exc:
-                raise translate(exc, operation=operation, state=repr(self)) from exc
-        msg = self._msg_out[0]
-        try:
-            data = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
-            pipe_id = lib.nng_pipe_id(lib.nng_msg_get_pipe(msg))
-        finally:
-            lib.nng_msg_free(msg)
-        self._received += 1
-        self._bytes_received += len(data)
-        return data, pipe_id
 
     def send_envelope_nowait(self, envelope: Envelope) -> None:
         """Send a complete envelope now (as :meth:`send_envelope` would), or raise
