@@ -33,6 +33,11 @@ Rules:
 
 Replies that could not come from this ledger (a task id never issued, an attempt never
 dispatched) raise ValueError: the driver treats that as a malformed message.
+
+A driver that handles whole messages uses the batch forms: :meth:`TaskLedger.next_assignments`,
+:meth:`TaskLedger.claims` and :meth:`TaskLedger.replies` do what one call per item would
+(the tests hold them to that), the usual cases inline, and the last two return the
+ValueErrors of bad items instead of raising.
 """
 
 from __future__ import annotations
