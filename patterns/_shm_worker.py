@@ -105,6 +105,13 @@ NICE: Final = 10
 (pre-faulting a 256 MiB spare takes ~150 ms of CPU; a delivery next to it suffered)."""
 
 
+def _run_job(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:
+        log.exception("shared-memory background job %r failed", job)
+
+
 class Worker:
     """A daemon thread that runs submitted jobs in order, and ``tick()`` when idle.
 
@@ -133,10 +140,20 @@ class Worker:
             self._last = now = time.monotonic()
             self._jobs.append((now + delay, job))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="nngc-shm", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="nngc-shm", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # the interpreter is shutting down: no new threads
+                    self._jobs.pop()
+                else:
+                    self._thread = thread
+                    return
             elif self._deep:
                 self._cond.notify_all()
+                return
+            else:
+                return
+        _run_job(job)  # here and now rather than never
 
     def settle(self, timeout: float) -> bool:
         """Wait until every submitted job has run; False if ``timeout`` seconds passed first."""
@@ -168,10 +185,7 @@ class Worker:
                     continue
                 self._jobs.popleft()
                 self._busy = True
-            try:
-                job()
-            except Exception:
-                log.exception("shared-memory background job %r failed", job)
+            _run_job(job)
 
     def _safe_tick(self) -> float | None:
         try:

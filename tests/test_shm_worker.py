@@ -112,3 +112,16 @@ def test_the_thread_is_nicer_than_the_senders() -> None:
     worker.submit(lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
     assert worker.settle(10)
     assert seen == [max(base, _shm_worker.NICE)] and os.getpriority(os.PRIO_PROCESS, 0) == base
+
+
+def test_a_job_submitted_when_no_thread_can_start_runs_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    ran = []
+    worker = Worker(lambda: None)
+    worker.submit(lambda: ran.append(1), delay=5.0)
+    assert ran == [1] and worker.settle(0)
