@@ -123,7 +123,7 @@ class _Pool:
         self.lock = threading.Lock()
         self.users: dict[str, set[int]] = {}  # directory -> ids of the beacons that use it
         self.spares: dict[tuple[str, int], Spare] = {}
-        self.preparing: dict[Path, str] = {}  # a file being prepared -> its directory
+        self.preparing: dict[Path, tuple[str, int]] = {}  # a file being prepared -> its key
         self.queued: set[tuple[str, int]] = set()
         self.seen: dict[tuple[str, int], float] = {}  # (directory, class) -> when last made
         self.pid = os.getpid()
@@ -159,7 +159,7 @@ class _Pool:
             except OSError as exc:
                 log.debug("no spare segment in %s: %s", directory, exc)
                 return
-            self.preparing[path] = directory  # from here on, drop() unlinks it
+            self.preparing[path] = (directory, capacity)  # from here on, drop() unlinks it
         mapping = None
         usable_until = monotonic_now() + IDLE
         header = Header(FLAG_PROBE, owner, secrets.token_bytes(16), capacity, usable_until + MARGIN, 1, 1)
@@ -167,7 +167,7 @@ class _Pool:
             os.posix_fallocate(fd, 0, total)
             os.pwrite(fd, header.pack(), 0)
             mapping = mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            failed = populate(mapping)
+            failed = populate(mapping, lambda: path in self.preparing)
             if failed == errno.EINVAL:  # before Linux 5.14: a spare would fault as a fresh file does
                 log.info("no spare segments: this kernel cannot pre-fault them (MADV_POPULATE_WRITE)")
                 self.unsupported = True
@@ -298,6 +298,11 @@ def take(directory: str, size: int) -> Spare | None:
     key = (directory, size_class(size))
     with _pool.lock:
         spare = _pool.spares.pop(key, None) if _pool.spares else None
+        late = [path for path, making in _pool.preparing.items() if making == key] if spare is None else []
+        for path in late:  # too late for this payload, and it would compete with its copy:
+            del _pool.preparing[path]  # given up (the worker stops); the next one is asked for after
+    for path in late:
+        unlink_quietly(path)
     if spare is not None and spare.usable_until <= monotonic_now():
         _discard(spare)
         return None
@@ -353,7 +358,9 @@ def drop(directory: str | None = None, *, now: bool = False) -> int:
     with _pool.lock:
         keys = [key for key in _pool.spares if directory is None or key[0] == directory]
         gone = [_pool.spares.pop(key) for key in keys]
-        preparing = [path for path, d in _pool.preparing.items() if directory is None or d == directory]
+        preparing = [
+            path for path, key in _pool.preparing.items() if directory is None or key[0] == directory
+        ]
         for path in preparing:
             del _pool.preparing[path]  # the worker sees it went and closes what it holds
     for path in preparing:

@@ -59,10 +59,13 @@ def address_of(mapping: mmap.mmap) -> int:
         del anchor  # its export of the mapping goes with it
 
 
-def _advise(address: int, length: int, advice: int) -> int:
-    """``madvise`` over the range, :data:`CHUNK` at a time, the GIL released; 0 or the errno."""
+def _advise(address: int, length: int, advice: int, going: Callable[[], bool] | None = None) -> int:
+    """``madvise`` over the range, :data:`CHUNK` at a time, the GIL released; 0 or the errno
+    (``ECANCELED`` when ``going()`` turned false between two steps)."""
     done = 0
     while done < length:
+        if going is not None and not going():
+            return errno.ECANCELED
         step = min(CHUNK, length - done)
         if _madvise(address + done, step, advice) != 0:
             return ctypes.get_errno() or errno.EIO
@@ -70,12 +73,13 @@ def _advise(address: int, length: int, advice: int) -> int:
     return 0
 
 
-def populate(mapping: mmap.mmap) -> int:
+def populate(mapping: mmap.mmap, going: Callable[[], bool] | None = None) -> int:
     """Fault every page of a writable shared mapping in (allocated, zeroed, mapped writable).
 
     0, or the errno: ``EINVAL`` if the kernel cannot (before 5.14), ``ENOMEM``,
-    ``EFAULT``... when the memory is not there (nothing faults later: it is ``madvise``)."""
-    return _advise(address_of(mapping), len(mapping), MADV_POPULATE_WRITE)
+    ``EFAULT``... when the memory is not there (nothing faults later: it is ``madvise``),
+    ``ECANCELED`` if ``going()`` said to stop."""
+    return _advise(address_of(mapping), len(mapping), MADV_POPULATE_WRITE, going)
 
 
 def drop_pages(mapping: mmap.mmap) -> None:

@@ -254,7 +254,7 @@ def test_no_spare_when_it_cannot_be_pre_faulted(
     in_use: Path, monkeypatch: pytest.MonkeyPatch, error: int
 ) -> None:
     monkeypatch.setattr(spares._pool, "unsupported", False)  # restored afterwards
-    monkeypatch.setattr(spares, "populate", lambda mapping: error)  # EINVAL: before Linux 5.14
+    monkeypatch.setattr(spares, "populate", lambda mapping, going: error)  # EINVAL: before Linux 5.14
     for _ in range(3):
         place(b"\4" * MiB, lease=30, directory=in_use).discard()
     assert spares.settle(30) and spares.held() == []
@@ -269,3 +269,32 @@ def test_free_space_counts_the_memory_left_too(in_use: Path, monkeypatch: pytest
     for _ in range(3):
         place(b"\5" * MiB, lease=30, directory=in_use).discard()
     assert spares.settle(30) and spares.held() == []  # 1 MiB is more than a quarter of 4 MiB
+
+
+def test_a_payload_that_comes_before_its_spare_is_ready_stops_the_preparation(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from patterns import _shm_worker
+
+    started, release = threading.Event(), threading.Event()
+    real = _shm_worker.populate
+
+    def slow(mapping: object, going: Callable[[], bool]) -> int:
+        started.set()
+        assert release.wait(10)
+        return real(mapping, going)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spares, "populate", slow)
+    for _ in range(2):
+        place(b"\6" * MiB, lease=30, directory=in_use).discard()
+    assert started.wait(10)
+    (first,) = spares._pool.preparing
+    buf = place(b"\7" * MiB, lease=30, directory=in_use)  # no spare yet: the cold way
+    assert buf.path != first and not first.exists()  # the preparation was given up...
+    release.set()
+    assert spares.settle(30)
+    (spare,) = spares.held(str(in_use))  # ... and the next one made in its place
+    assert spare.path not in (first, buf.path) and not first.exists()
+    buf.discard()
