@@ -20,7 +20,8 @@ Layout (little-endian, 80 bytes at offset 0; the payload starts at :data:`PAYLOA
     76      4   pending          receivers that still have to attach; changed only under
                                  an exclusive ``flock`` on the file
 
-Everything here is pure except the few ``/proc`` readers at the bottom.
+Everything here is pure except the few ``/proc`` readers at the bottom (who owns a
+segment, how much room a new one may take).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "Header",
     "OwnerIdentity",
     "folder_name",
+    "free_bytes",
     "monotonic_now",
     "owner_alive",
     "process_identity",
@@ -218,3 +220,45 @@ def owner_alive(owner: OwnerIdentity) -> bool | None:
     if fields[0] in ("Z", "X", "x"):
         return False
     return fields[19] == str(owner.start_time)
+
+
+def free_bytes(directory: str) -> int:
+    """Bytes a spare may come out of: the free space of ``directory``'s filesystem, and the
+    memory available (tmpfs pages are memory: ``MemAvailable``, and the room left under
+    this process's cgroup memory limit, v1 or v2); 0 if the space cannot be asked."""
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return 0
+    return min(info.f_bavail * info.f_frsize, _memory_headroom())
+
+
+def _memory_headroom() -> int:
+    room = 1 << 62
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for entry in meminfo:
+                if entry.startswith(b"MemAvailable:"):
+                    room = int(entry.split()[1]) * 1024
+                    break
+        with open("/proc/self/cgroup", "rb") as groups:
+            lines = groups.read().decode("ascii", "replace").splitlines()
+    except (OSError, ValueError):
+        return room
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            files = (f"/sys/fs/cgroup{path}/memory.max", f"/sys/fs/cgroup{path}/memory.current")
+        elif "memory" in controllers.split(","):  # v1
+            base = f"/sys/fs/cgroup/memory{path}"
+            files = (f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes")
+        else:
+            continue
+        try:
+            with open(files[0], "rb") as limit, open(files[1], "rb") as usage:
+                text = limit.read().strip()
+                if text != b"max":
+                    room = min(room, int(text) - int(usage.read().strip()))
+        except (OSError, ValueError):
+            continue
+    return max(room, 0)

@@ -53,6 +53,7 @@ from ._shm_header import (
     PAYLOAD_OFFSET,
     Header,
     folder_name,
+    free_bytes,
     monotonic_now,
     process_identity,
     unlink_quietly,
@@ -228,48 +229,6 @@ def _discard(spare: Spare, *, now: bool = False) -> None:
 def directory_key(directory: str | os.PathLike[str] | None) -> str:
     """The segment directory as the spares are filed under it (normalised, no Path built)."""
     return os.path.normpath(folder_name(directory))
-
-
-def free_bytes(directory: str) -> int:
-    """Bytes a spare may come out of: the free space of ``directory``'s filesystem, and the
-    memory available (tmpfs pages are memory: ``MemAvailable``, and the room left under
-    this process's cgroup memory limit, v1 or v2); 0 if the space cannot be asked."""
-    try:
-        info = os.statvfs(directory)
-    except OSError:
-        return 0
-    return min(info.f_bavail * info.f_frsize, _memory_headroom())
-
-
-def _memory_headroom() -> int:
-    room = 1 << 62
-    try:
-        with open("/proc/meminfo", "rb") as meminfo:
-            for entry in meminfo:
-                if entry.startswith(b"MemAvailable:"):
-                    room = int(entry.split()[1]) * 1024
-                    break
-        with open("/proc/self/cgroup", "rb") as groups:
-            lines = groups.read().decode("ascii", "replace").splitlines()
-    except (OSError, ValueError):
-        return room
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":  # v2
-            files = (f"/sys/fs/cgroup{path}/memory.max", f"/sys/fs/cgroup{path}/memory.current")
-        elif "memory" in controllers.split(","):  # v1
-            base = f"/sys/fs/cgroup/memory{path}"
-            files = (f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes")
-        else:
-            continue
-        try:
-            with open(files[0], "rb") as limit, open(files[1], "rb") as usage:
-                text = limit.read().strip()
-                if text != b"max":
-                    room = min(room, int(text) - int(usage.read().strip()))
-        except (OSError, ValueError):
-            continue
-    return max(room, 0)
 
 
 def register(user: object, directory: str) -> None:

@@ -263,8 +263,10 @@ def test_no_spare_when_it_cannot_be_pre_faulted(
 
 
 def test_free_space_counts_the_memory_left_too(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert 0 < spares.free_bytes(str(in_use)) <= spares._memory_headroom()
-    monkeypatch.setattr(spares, "_memory_headroom", lambda: 4 * MiB)  # a tight cgroup limit, say
+    from patterns import _shm_header
+
+    assert 0 < _shm_header.free_bytes(str(in_use)) <= _shm_header._memory_headroom()
+    monkeypatch.setattr(_shm_header, "_memory_headroom", lambda: 4 * MiB)  # a tight cgroup limit, say
     assert spares.free_bytes(str(in_use)) == 4 * MiB
     for _ in range(3):
         place(b"\5" * MiB, lease=30, directory=in_use).discard()
