@@ -92,7 +92,7 @@ BUDGET: Final = 1 << 30
 """Bytes all spares of a process may hold together (payload capacity)."""
 SHARE: Final = 0.25
 """A spare is prepared only if it needs at most this fraction of its directory's free space."""
-DEFER = 0.005
+DEFER: Final = 0.005
 """Seconds the background work a send causes waits, so as not to compete with its delivery."""
 MIN_PAGE: Final = 4096
 MAX_SEEN: Final = 256  # size classes remembered (the stale ones are forgotten first)
