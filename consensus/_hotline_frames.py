@@ -13,7 +13,7 @@ from patterns import Envelope
 from ._poll import MemberError
 
 if TYPE_CHECKING:
-    from ._hotline import Hotline
+    from ._hotline_serve import ServingLine
 
 __all__ = ["ASK", "CHUNK", "END", "ERROR", "MSG", "PING", "PONG", "REPLY", "HotlineStatistics", "IncomingAsk"]
 
@@ -49,7 +49,7 @@ class IncomingAsk:
     """An ask from the peer, to answer with :meth:`reply`, or :meth:`chunk` ... :meth:`end`,
     or :meth:`fail`. Obtained from :meth:`Hotline.receive_ask` when there is no ``on_ask``."""
 
-    def __init__(self, line: Hotline, envelope: Envelope, pipe: int, value: Any, stream: bool) -> None:
+    def __init__(self, line: ServingLine, envelope: Envelope, pipe: int, value: Any, stream: bool) -> None:
         self.value = value
         self.stream = stream
         self.deadline = envelope.deadline
