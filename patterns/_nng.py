@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import pynng
 
@@ -25,7 +25,7 @@ from ._errors import (
     WouldBlock,
 )
 
-__all__ = ["TLSConfig", "TLSMode", "seconds_to_ms", "translate"]
+__all__ = ["TLSConfig", "TLSMode", "raise_for", "receive_message_nowait", "seconds_to_ms", "translate"]
 
 
 def translate(exc: BaseException, *, operation: str, state: str) -> ConsensusError:
@@ -55,6 +55,27 @@ def translate(exc: BaseException, *, operation: str, state: str) -> ConsensusErr
             return MessageTooLarge(detail)
         case _:
             return TransportError(detail, errno=errno)
+
+
+def raise_for(err: int, *, operation: str, where: object) -> NoReturn:
+    """Raise this toolkit's error for NNG's non-zero error code ``err`` from a C call
+    made for ``operation`` on ``where`` (a socket: its repr is the state named)."""
+    try:
+        pynng.check_err(err)
+    except pynng.NNGException as exc:
+        raise translate(exc, operation=operation, state=repr(where)) from exc
+    raise AssertionError(f"NNG error code {err} raised nothing")  # check_err raises for any non-zero code
+
+
+def receive_message_nowait(sock: Any, out: Any, *, operation: str, where: object) -> Any | None:
+    """A non-blocking ``nng_recvmsg`` on the pynng socket ``sock`` into ``out`` (an
+    ``nng_msg **``): the message, which the caller frees, or None when none is queued."""
+    err = pynng.lib.nng_recvmsg(sock.socket, out, pynng.lib.NNG_FLAG_NONBLOCK)
+    if not err:
+        return out[0]
+    if err == pynng.lib.NNG_EAGAIN:
+        return None
+    raise_for(err, operation=operation, where=where)
 
 
 def seconds_to_ms(seconds: float, *, what: str) -> int:

@@ -20,12 +20,11 @@ from __future__ import annotations
 import select
 from typing import Any, ClassVar
 
-import pynng
 import trio
 from pynng import ffi, lib
 
 from ._errors import MalformedMessage, MessageTooLarge
-from ._nng import translate
+from ._nng import raise_for, receive_message_nowait
 from ._stream import _FdSocket
 from ._wire import Envelope, decode
 
@@ -59,15 +58,9 @@ class RawSocket(_FdSocket):
         sock = self._require_open(operation)  # never poll a descriptor NNG has closed
         if not self._readable.poll(0):
             return None
-        err = lib.nng_recvmsg(sock.socket, self._msg_out, lib.NNG_FLAG_NONBLOCK)
-        if err:
-            if err == lib.NNG_EAGAIN:
-                return None
-            try:
-                pynng.check_err(err)
-            except pynng.NNGException as exc:
-                raise translate(exc, operation=operation, state=repr(self)) from exc
-        msg = self._msg_out[0]
+        msg = receive_message_nowait(sock, self._msg_out, operation=operation, where=self)
+        if msg is None:
+            return None
         try:
             header = ffi.buffer(lib.nng_msg_header(msg), lib.nng_msg_header_len(msg))[:]
             body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
@@ -127,10 +120,7 @@ class RawSocket(_FdSocket):
         if err:
             if err == lib.NNG_EAGAIN:
                 return False
-            try:
-                pynng.check_err(err)
-            except pynng.NNGException as exc:
-                raise translate(exc, operation=operation, state=repr(self)) from exc
+            raise_for(err, operation=operation, where=self)
         self._sent += 1
         self._bytes_sent += len(body)
         return True

@@ -20,7 +20,7 @@ import trio
 from pynng import ffi, lib
 
 from ._errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
-from ._nng import translate
+from ._nng import receive_message_nowait, translate
 from ._shm_codec import Placement, delivering
 from ._socket import BaseSocket
 from ._wire import Envelope, decode, encode
@@ -187,15 +187,9 @@ class ReceivingSocket(_FdSocket):
         lock, a finalizer): the frame is copied out of NNG's message, which is freed
         here. About 6 µs less a frame."""
         sock = self._require_open(operation)
-        err = lib.nng_recvmsg(sock.socket, self._msg_out, lib.NNG_FLAG_NONBLOCK)
-        if err:
-            if err == lib.NNG_EAGAIN:
-                return None
-            try:
-                pynng.check_err(err)
-            except pynng.NNGException as exc:
-                raise translate(exc, operation=operation, state=repr(self)) from exc
-        msg = self._msg_out[0]
+        msg = receive_message_nowait(sock, self._msg_out, operation=operation, where=self)
+        if msg is None:
+            return None
         try:
             data = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
             pipe_id = lib.nng_pipe_id(lib.nng_msg_get_pipe(msg))
