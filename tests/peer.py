@@ -102,11 +102,17 @@ def raw_respondent(address: str, first_reply_hex: str = "") -> None:
 def raw_surveyor(address: str) -> None:
     """Plain (cooked) pynng surveyor: waits for a line on stdin, surveys, prints each
     reply's sender and body until its survey time ends."""
+    import threading
+
     import pynng
 
-    with pynng.Surveyor0(listen=address, survey_time=3000) as sock:
+    connected = threading.Event()
+    with pynng.Surveyor0(survey_time=3000) as sock:
+        sock.add_post_pipe_connect_cb(lambda _pipe: connected.set())
+        sock.listen(address)
         say("ready")
         sys.stdin.readline()
+        connected.wait(30)  # the dialer may see the connection before this side does
         sock.send(patterns.encode(patterns.Envelope("survey", "foreign", 7, "who?")))
         try:
             while True:
