@@ -15,8 +15,9 @@ value the plain encoder writes exactly the bytes the hooked one would (the hooks
 fire: a byte string below the shared-memory threshold is written inline by both), so
 the codec uses it; anything else (a subclass, a memoryview, a numpy array, a datetime,
 a cycle, ...) takes the hooked encoder, which writes it or refuses it as before.
-Whether a byte string is large enough for shared memory is left to the caller: the
-frame is at least as long as any byte string in it.
+With ``limit`` (the shared-memory threshold, when the peers share the host), a byte
+string of ``limit`` bytes or more also makes a value not plain: the hooked encoder puts
+it in shared memory instead of copying it into the frame.
 """
 
 from __future__ import annotations
@@ -31,36 +32,52 @@ PLAIN_DEPTH: Final = 64
 
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes, bytearray})
 _SEQUENCES: Final = frozenset({list, tuple})
+_BYTES: Final = frozenset({bytes, bytearray})
 _FEW: Final = 8  # up to this many items, a plain loop beats building a set of their types
 _flat = chain.from_iterable
 
 
-def is_plain(value: Any, depth: int = PLAIN_DEPTH) -> bool:
-    """Does ``value`` hold only plain types (exact ones), at most ``depth`` containers deep?"""
+def is_plain(value: Any, depth: int = PLAIN_DEPTH, limit: int | None = None) -> bool:
+    """Does ``value`` hold only plain types (exact ones), at most ``depth`` containers deep,
+    and (with ``limit``) no byte string of ``limit`` bytes or more?"""
     kind = type(value)
     if kind is dict:
         if depth == 0:
             return False
-        if len(value) <= _FEW or not set(map(type, value)) <= _SCALARS:
+        if len(value) <= _FEW or not set(map(type, value)) <= _SCALARS or limit is not None:
             for key in value:
-                if type(key) not in _SCALARS and not is_plain(key, depth - 1):
+                if type(key) not in _SCALARS and not is_plain(key, depth - 1, limit):
+                    return False
+                if limit is not None and type(key) in _BYTES and len(key) >= limit:
                     return False
         items = value.values()
     elif kind is list or kind is tuple:
         if depth == 0:
             return False
         items = value
+    elif kind in _BYTES:
+        return limit is None or len(value) < limit
     else:
         return kind in _SCALARS
     depth -= 1
     if len(items) > _FEW:
         kinds = set(map(type, items))
         if kinds <= _SCALARS:
-            return True
+            return limit is None or not kinds & _BYTES or _short(items, limit)
         # A list of lists (a batch of items, say): the level below in one pass.
-        if depth and kinds <= _SEQUENCES and set(map(type, _flat(items))) <= _SCALARS:
-            return True
+        if depth and kinds <= _SEQUENCES:
+            below = set(map(type, _flat(items)))
+            if below <= _SCALARS:
+                return limit is None or not below & _BYTES or _short(_flat(items), limit)
     for item in items:
-        if type(item) not in _SCALARS and not is_plain(item, depth):
+        if type(item) in _SCALARS:
+            if limit is not None and type(item) in _BYTES and len(item) >= limit:
+                return False
+        elif not is_plain(item, depth, limit):
             return False
     return True
+
+
+def _short(items: Any, limit: int) -> bool:
+    """No byte string among ``items`` (plain scalars) is ``limit`` bytes or longer."""
+    return all(len(item) < limit for item in items if type(item) in _BYTES)

@@ -174,3 +174,45 @@ def test_a_large_byte_string_in_a_plain_body_still_goes_to_shared_memory(shm_dir
     assert len(placement.refs) == 1 and len(data) < 4096
     body = decode(data, shared_memory=policy).body
     assert body[0][1] == big and isinstance(body[0][1], memoryview) and body[1][1] == b"small"
+
+
+@PROPERTY
+@given(buried(st.binary(min_size=16, max_size=20) | st.binary(min_size=16, max_size=20).map(bytearray)))
+def test_a_byte_string_at_the_limit_anywhere_is_not_plain(value: Any) -> None:
+    """With a limit (the shared-memory threshold), a byte string that long must take the
+    hooked encoder, which places it, wherever it sits; without one the value is plain."""
+    assert is_plain(value) and not is_plain(value, limit=16)
+    assert is_plain(value, limit=21)
+
+
+@PROPERTY
+@given(plain_values)
+def test_short_byte_strings_do_not_change_what_is_plain(value: Any) -> None:
+    assert is_plain(value, limit=11) is is_plain(value)  # the strategies' byte strings are <= 10 long
+
+
+def test_a_long_byte_string_as_a_map_key_is_not_plain_either() -> None:
+    assert is_plain({b"k" * 16: 1}) and not is_plain({b"k" * 16: 1}, limit=16)
+
+
+def test_a_body_with_a_buffer_for_shared_memory_is_never_copied_into_a_frame_first(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain encoder would copy the whole buffer into a frame only to have it thrown
+    away; with a placement and a byte string at the threshold it is not used at all."""
+    import patterns._wire as wire
+
+    calls: list[str] = []
+    real = wire._plain_encoder
+
+    def counted() -> Any:
+        calls.append("plain")
+        return real()
+
+    monkeypatch.setattr(wire, "_plain_encoder", counted)
+    policy = SharedMemory(threshold=4096, directory=str(shm_dir))
+    placement = Placement(policy, 1)
+    data = encode(Envelope("data", "a", 1, {"big": b"x" * 4096}), placement=placement)
+    placement.sent()
+    assert len(placement.refs) == 1 and decode(data, shared_memory=policy).body["big"] == b"x" * 4096
+    assert calls == []
