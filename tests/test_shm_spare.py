@@ -294,8 +294,8 @@ def test_a_payload_that_comes_before_its_spare_is_ready_stops_the_preparation(
     assert started.wait(10)
     (first,) = spares._pool.preparing
     buf = place(b"\7" * MiB, lease=30, directory=in_use)  # no spare yet: the cold way
-    assert buf.path != first and not first.exists()  # the preparation was given up...
-    release.set()
+    assert buf.path != first and first not in spares._pool.preparing  # the preparation was given up
+    release.set()  # (the worker removes its file, off the sending path)...
     assert spares.settle(30)
     (spare,) = spares.held(str(in_use))  # ... and the next one made in its place
     assert spare.path not in (first, buf.path) and not first.exists()
