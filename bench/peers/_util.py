@@ -101,6 +101,11 @@ def gather_metrics(
     ]
 
 
+WORK_ROUNDS = 3
+"""Timed rounds of each work-queue figure (toolkit and peers alike); the metric is their median:
+a round of a quick run lasts about half a second, short enough for one hiccup to move it."""
+
+
 def rate_metric(system: str, variant: str, transport: str, tasks: int, seconds: float) -> Metric:
     return Metric(
         scenario="work",
