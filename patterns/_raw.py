@@ -1,18 +1,16 @@
 """Raw-mode NNG sockets driven by readiness: whole messages, header and body.
 
-A cooked surveyor or respondent keeps one survey per socket; to run several at once
-NNG offers contexts, but a context is only reachable through aios (``arecv``/``asend``),
-each completed from an NNG thread that must wake trio: ~120-190 µs a message here, the
-bulk of a poll's cost. A *raw* socket has no such state: the survey's routing lives in
-the message header (the surveyor's survey id; for a respondent, the pipe and the
-backtrace to answer along), so it can be driven like the context-free patterns, with
-non-blocking ``nng_recvmsg``/``nng_sendmsg`` and ``wait_readable`` on NNG's pollable
-descriptors. The wire is the same as a cooked socket's, so either kind of peer talks to
-either kind.
+A cooked surveyor keeps one survey per socket; to run several at once NNG offers
+contexts, but a surveyor context has no pollable descriptor: its replies are only
+reachable through aios (``arecv``), each completed from an NNG thread that must wake
+trio (~120-190 µs a message here, the bulk of a poll's cost). A *raw* surveyor has no
+such state: the survey id lives in the message header, so it can be driven like the
+context-free patterns, with non-blocking ``nng_recvmsg``/``nng_sendmsg`` and
+``wait_readable`` on NNG's pollable descriptors, and route replies itself. The wire is
+the same as a cooked socket's. (The respondent side uses contexts: ``_respondent``.)
 
-Only the trio thread calls into a socket here. Several tasks may wait in one direction:
-the first parks on the descriptor, the others in a parking lot until it wakes (a
-``trio.Lock`` would cost a scheduler pass per wait even when nobody else waits).
+Only the trio thread calls into a socket here. Several tasks may wait in one direction
+(``_FdSocket._wait``).
 """
 
 from __future__ import annotations
@@ -50,7 +48,6 @@ class RawSocket(_FdSocket):
         self._readable = select.poll()
         self._readable.register(self._recv_fd, select.POLLIN)
         self._msg_out = ffi.new("nng_msg **")
-        self._waiters = {"receive": _Waiting(), "send": _Waiting()}
 
     # ----------------------------------------------------------------- receive
     def _try_receive_message(self, operation: str) -> tuple[bytes, bytes] | None:
@@ -74,23 +71,6 @@ class RawSocket(_FdSocket):
         """Wait until a message may be queued (or the socket closes: :class:`Closed`)."""
         assert self._recv_fd is not None
         await self._wait(self._waiters["receive"], self._recv_fd, operation)
-
-    async def _wait(self, waiting: _Waiting, fd: int, operation: str) -> None:
-        if waiting.parked:  # another task watches the descriptor: wait for it to wake
-            await waiting.lot.park()
-            return
-        self._require_open(operation)
-        waiting.parked = True
-        try:
-            await self._park(fd, operation)
-        finally:
-            waiting.parked = False
-            waiting.lot.unpark_all()  # the others try again; one of them takes over
-
-    def _wake_waiters(self) -> None:
-        super()._wake_waiters()
-        for waiting in self._waiters.values():
-            waiting.lot.unpark_all()
 
     def _decode_counted(self, body: bytes) -> Envelope:
         try:
@@ -136,16 +116,6 @@ class RawSocket(_FdSocket):
             await self._wait(self._waiters["send"], self._send_fd, operation)
             if self._try_send_message(header, body, operation):
                 return
-
-
-class _Waiting:
-    """Who waits in one direction: one task on the descriptor, the rest in ``lot``."""
-
-    __slots__ = ("lot", "parked")
-
-    def __init__(self) -> None:
-        self.parked = False
-        self.lot = trio.lowlevel.ParkingLot()
 
 
 def survey_header(nng_id: int) -> bytes:

@@ -30,16 +30,50 @@ __all__ = ["ReceivingSocket", "SendingSocket"]
 log = logging.getLogger("patterns")
 
 
+class _Waiting:
+    """Who waits in one direction: one task on the descriptor, the rest in ``lot``."""
+
+    __slots__ = ("lot", "parked")
+
+    def __init__(self) -> None:
+        self.parked = False
+        self.lot = trio.lowlevel.ParkingLot()
+
+
 class _FdSocket(BaseSocket):
-    """Owns NNG's pollable descriptors and wakes parked tasks on close."""
+    """Owns NNG's pollable descriptors and wakes parked tasks on close.
+
+    :meth:`_wait` lets several tasks wait in one direction: the first parks on the
+    descriptor, the others in a parking lot until it wakes (a ``trio.Lock`` would cost a
+    scheduler pass per wait even when nobody else waits). The plain patterns use
+    :meth:`_park` directly: one task per direction."""
 
     _recv_fd: int | None = None
     _send_fd: int | None = None
+
+    def _setup(self, sock: Any) -> None:
+        super()._setup(sock)
+        self._waiters = {"receive": _Waiting(), "send": _Waiting()}
 
     def _wake_waiters(self) -> None:
         for fd in (self._recv_fd, self._send_fd):
             if fd is not None:
                 trio.lowlevel.notify_closing(fd)
+        for waiting in self._waiters.values():
+            waiting.lot.unpark_all()
+
+    async def _wait(self, waiting: _Waiting, fd: int, operation: str) -> None:
+        """Wait until ``fd`` is readable, or another task watching it woke."""
+        if waiting.parked:  # another task watches the descriptor: wait for it to wake
+            await waiting.lot.park()
+            return
+        self._require_open(operation)
+        waiting.parked = True
+        try:
+            await self._park(fd, operation)
+        finally:
+            waiting.parked = False
+            waiting.lot.unpark_all()  # the others try again; one of them takes over
 
     async def _park(self, fd: int, operation: str) -> None:
         try:
