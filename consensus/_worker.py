@@ -101,6 +101,7 @@ class Worker:
         self._outbox: dict[int, list[list[Any]]] = {}  # results to send, by stream (never an empty list)
         self._work, self._outgoing, self._lease_changed = Pulse(), Pulse(), Pulse()
         self._sending = trio.StrictFIFOLock()  # one task at a time may wait on a socket
+        self._flushing = trio.StrictFIFOLock()  # one flush of the outbox at a time
         self._running = 0
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
@@ -267,13 +268,14 @@ class Worker:
     async def _flush(self) -> None:
         """Send the results finished so far, one message per stream; an item leaves the
         outbox only once sent, so a flush at exit resends what a cancelled send missed."""
-        for stream, items in list(self._outbox.items()):
-            finished = len(items)  # results that finish meanwhile join the list after these
-            for start in range(0, finished, W.MAX_BATCH):
-                await self._send_results(stream, items[start : min(start + W.MAX_BATCH, finished)])
-            del items[:finished]
-            if not items:
-                del self._outbox[stream]
+        async with self._flushing:  # the send loop's flush and the one at exit never interleave
+            for stream, items in list(self._outbox.items()):
+                finished = len(items)  # results that finish meanwhile join the list after these
+                for start in range(0, finished, W.MAX_BATCH):
+                    await self._send_results(stream, items[start : min(start + W.MAX_BATCH, finished)])
+                del items[:finished]
+                if not items:
+                    del self._outbox[stream]
 
     async def _send_results(self, stream: int, items: list[list[Any]]) -> None:
         async def send(part: Sequence[list[Any]]) -> None:
