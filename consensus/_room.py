@@ -36,6 +36,8 @@ __all__ = ["Room", "RoomStatistics", "host"]
 
 log = logging.getLogger("consensus")
 
+_REFUSALS_REMEMBERED = 256  # refused join attempts remembered, so that a repeated join counts once
+
 
 @dataclass(frozen=True, slots=True)
 class RoomStatistics:
@@ -87,6 +89,7 @@ class Room:
         self._active: set[_Active] = set()
         self._members_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
         self._counts = dict.fromkeys(
             ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
              "late_replies", "rejected_replies", "malformed"), 0)  # fmt: skip
@@ -323,7 +326,12 @@ class Room:
                 return
             verdict = self._roster.join(hello.name, hello.token, hello.mesh, pipe, now)
             if verdict.outcome is JoinOutcome.REFUSED:
-                self._counts["refused_joins"] += 1
+                attempt = (hello.name, hello.token)  # a member repeats its join until answered:
+                if attempt not in self._refused:  # one attempt counts once, however many times it came
+                    self._refused[attempt] = None
+                    if len(self._refused) > _REFUSALS_REMEMBERED:
+                        del self._refused[next(iter(self._refused))]
+                    self._counts["refused_joins"] += 1
                 if pipe not in self._control.peers_state:
                     return  # sent over a connection that has closed: the member retries on its new one
                 reply = {"name": hello.name, "token": hello.token, "reason": verdict.reason}

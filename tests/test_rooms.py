@@ -321,3 +321,34 @@ async def test_async_handlers_that_answer_at_once_raise_or_wait(room_address: Ca
         assert dict(waiting[0].answers) == {"m": "WAIT"}
         stats = member.statistics()
         assert (stats.polls_answered, stats.votes_cast, stats.handler_errors) == (3, 1, 1)
+
+
+async def test_a_refused_join_repeated_counts_once(room_address: Callable[[str], str]) -> None:
+    """A member repeats its join until it is answered (every 0.25 s); under load the host
+    may see an attempt several times. Each is refused, the attempt is counted once."""
+    address = room_address("ipc")
+    ends = consensus.endpoints(address)
+
+    async def on_poll(question: str) -> str:
+        return question
+
+    async with (
+        consensus.host(address) as room,
+        consensus.join(address, name="neo", on_poll=on_poll),
+        patterns.Bus(dial=ends.control, name="twin") as twin,
+    ):
+        await twin.wait_for_peers(1)
+
+        async def refused(token: int) -> None:
+            await twin.send({"name": "neo", "token": token, "mesh": address + ".m-twin"}, kind="join")
+            with trio.fail_after(10):
+                while True:
+                    envelope = await twin.receive_envelope()
+                    if envelope.kind == "refuse" and envelope.body["token"] == token:
+                        return
+
+        for _ in range(3):
+            await refused(7)
+        assert room.statistics().refused_joins == 1
+        await refused(8)  # another attempt
+        assert room.statistics().refused_joins == 2 and room.members == ("neo",)
