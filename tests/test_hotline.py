@@ -48,6 +48,24 @@ async def line_to_alice(peers: Peers, address: str) -> AsyncIterator[consensus.H
         yield line
 
 
+@asynccontextmanager
+async def two_lines(
+    address: str,
+    *,
+    server_on_ask: Callable[..., Any] | None = None,
+    client_on_ask: Callable[..., Any] | None = None,
+) -> AsyncIterator[tuple[consensus.Hotline, consensus.Hotline]]:
+    """A listening line "server" and a dialing line "client" in this process, both connected."""
+    async with (
+        consensus.hotline(address, listen=True, name="server", on_ask=server_on_ask) as server,
+        consensus.hotline(address, dial=True, name="client", on_ask=client_on_ask) as client,
+    ):
+        with trio.fail_after(10):
+            await client.wait_connected()
+            await server.wait_connected()
+        yield server, client
+
+
 # ---------------------------------------------------------------- 1. ask / reply, send / receive
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 async def test_ask_reply_and_echo_with_a_child(transport: str, address: Address, peers: Peers) -> None:
@@ -205,13 +223,8 @@ async def test_reply_to_unknown_ask_is_dropped_and_counted(address: Address) -> 
 # ---------------------------------------------------------------- 9. receive_ask without on_ask
 async def test_receive_ask_reply_and_stream_in_process(address: Address) -> None:
     addr = address("inproc")
-    async with (
-        consensus.hotline(addr, listen=True, name="server") as server,
-        consensus.hotline(addr, dial=True, name="client") as client,
-    ):
+    async with two_lines(addr) as (server, client):
         with trio.fail_after(10):
-            await server.wait_connected()
-            await client.wait_connected()
 
             async def serve() -> None:
                 ask = await server.receive_ask()
@@ -270,13 +283,8 @@ async def test_an_async_handler_that_waits_never_stalls_the_line(address: Addres
             raise ValueError("asked to fail")
         return {"echo": value}
 
-    async with (
-        consensus.hotline(addr, listen=True, name="server", on_ask=on_ask) as server,
-        consensus.hotline(addr, dial=True, name="client") as client,
-    ):
+    async with two_lines(addr, server_on_ask=on_ask) as (server, client):
         with trio.fail_after(10):
-            await client.wait_connected()
-            await server.wait_connected()
             result: list[Any] = []
 
             async def slow() -> None:
@@ -313,14 +321,9 @@ async def test_an_async_handler_may_ask_back_before_it_answers(address: Address)
     async def client_on_ask(value: Any) -> Any:
         return f"client heard {value}"
 
-    async with (
-        consensus.hotline(addr, listen=True, name="server", on_ask=server_on_ask) as server,
-        consensus.hotline(addr, dial=True, name="client", on_ask=client_on_ask) as client,
-    ):
+    async with two_lines(addr, server_on_ask=server_on_ask, client_on_ask=client_on_ask) as (server, client):
         lines["server"] = server
         with trio.fail_after(10):
-            await client.wait_connected()
-            await server.wait_connected()
             for i in range(3):
                 assert await client.ask(i, timeout=5) == [i, "client heard and you?"]
         assert server.statistics().asks_served == 3 and client.statistics().asks_served == 3
@@ -331,13 +334,8 @@ async def test_each_ask_times_out_at_its_own_deadline(address: Address) -> None:
     """A later ask with a shorter timeout is not held up by an earlier, longer one; a cancelled
     ask leaves nothing open, and its late answer is counted as stale."""
     addr = address("inproc")
-    async with (
-        consensus.hotline(addr, listen=True, name="server") as server,
-        consensus.hotline(addr, dial=True, name="client") as client,
-    ):
+    async with two_lines(addr) as (server, client):
         with trio.fail_after(10):
-            await client.wait_connected()
-            await server.wait_connected()
             async with trio.open_nursery() as nursery:
                 long_ask = trio.CancelScope()
 
@@ -458,13 +456,8 @@ async def test_an_asker_reading_the_line_times_out_or_is_cancelled_and_the_line_
     address: Address,
 ) -> None:
     addr = address("inproc")
-    async with (
-        consensus.hotline(addr, listen=True, name="server") as server,
-        consensus.hotline(addr, dial=True, name="client") as client,
-    ):
+    async with two_lines(addr) as (server, client):
         with trio.fail_after(10):
-            await client.wait_connected()
-            await server.wait_connected()
 
             async def answer(count: int) -> None:
                 for _ in range(count):
@@ -494,13 +487,8 @@ async def test_a_stream_and_plain_asks_at_once(address: Address) -> None:
     """Chunks of a stream that arrive while a plain asker reads the line go to the stream,
     in order."""
     addr = address("inproc")
-    async with (
-        consensus.hotline(addr, listen=True, name="server") as server,
-        consensus.hotline(addr, dial=True, name="client") as client,
-    ):
+    async with two_lines(addr) as (server, client):
         with trio.fail_after(10):
-            await client.wait_connected()
-            await server.wait_connected()
             streamed: list[Any] = []
             streaming = trio.Event()
 
