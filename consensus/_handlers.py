@@ -79,20 +79,30 @@ async def run_inline(
     """Run the async ``handler(*args)`` in this task, like :func:`run_handler`, but
     without a task of its own: a handler that answers without waiting costs no task
     switch. ``on_suspend()`` is called once, when the handler first waits, so the
-    caller can hand what this task was doing (receiving, say) to another task."""
+    caller can hand what this task was doing (receiving, say) to another task. With no
+    deadline (``math.inf``) no cancel scope is entered (one costs about as much as the
+    rest of a quick answer)."""
+    if deadline == math.inf:
+        return await _inline(handler, args, on_suspend)
     with trio.move_on_at(deadline):
-        try:
-            coro = handler(*args)
-            try:
-                trap = coro.send(None)
-            except StopIteration as done:
-                return True, done.value
-            on_suspend()
-            return True, await resume(coro, trap)
-        except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to the host, never raised here
-            log.info("handler %s failed: %r", _name(handler), exc)
-            return False, MemberError.from_exception(exc)
+        return await _inline(handler, args, on_suspend)
     return False, MemberError("Timeout", f"handler {_name(handler)} did not finish before the deadline")
+
+
+async def _inline(
+    handler: Handler, args: tuple[Any, ...], on_suspend: Callable[[], None]
+) -> tuple[bool, Any]:
+    try:
+        coro = handler(*args)
+        try:
+            trap = coro.send(None)
+        except StopIteration as done:
+            return True, done.value
+        on_suspend()
+        return True, await resume(coro, trap)
+    except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to its asker, never raised here
+        log.info("handler %s failed: %r", _name(handler), exc)
+        return False, MemberError.from_exception(exc)
 
 
 @types.coroutine

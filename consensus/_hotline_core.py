@@ -57,7 +57,6 @@ class LineCore:
         self._on_ask = on_ask
         # An async function (not a generator) is run inline by the receiver (module docstring).
         self._inline = on_ask is not None and inspect.iscoroutinefunction(on_ask)
-        self._handler_name = getattr(on_ask, "__qualname__", repr(on_ask))
         self._threads = trio.CapacityLimiter(handler_threads)
         self._asks = AskTable()
         self._waiters: dict[int, Waiter] = {}

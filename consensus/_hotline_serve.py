@@ -25,7 +25,7 @@ from patterns import (
 )
 
 from ._asks import REPLY_KINDS
-from ._handlers import resume, run_handler
+from ._handlers import run_handler, run_inline
 from ._hotline_core import LineCore
 from ._hotline_frames import ASK, END, ERROR, MSG, PING, PONG, REPLY, IncomingAsk
 from ._poll import MemberError
@@ -126,19 +126,15 @@ class ServingLine(LineCore):
         handler = self._on_ask
         assert handler is not None
         receiving = True
-        kind = END if stream else REPLY
-        try:
-            coro = handler(value)
-            try:
-                trap = coro.send(None)
-            except StopIteration as done:
-                result = done.value
-            else:  # the handler yields to trio: from here on it has this task to itself
-                receiving = self._hand_off()
-                result = await resume(coro, trap)
-        except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
-            log.info("handler %s failed: %r", self._handler_name, exc)
-            kind, result = ERROR, MemberError.from_exception(exc).to_wire()
+
+        def hand_off() -> None:  # the handler yields to trio: from here on it has this task to itself
+            nonlocal receiving
+            receiving = self._hand_off()
+
+        ok, result = await run_inline(handler, value, deadline=math.inf, on_suspend=hand_off)
+        kind = (END if stream else REPLY) if ok else ERROR
+        if not ok:  # the handler's failure is the peer's answer
+            result = result.to_wire()
         if self._pair.peers_state.was_removed(pipe):
             log.info("%r: the peer left before ask %d was answered", self, ask_id)
             return receiving

@@ -2,7 +2,7 @@
 
 :class:`AnswerSlot` is the one-slot mailbox of a plain ask; :class:`AskTimer` ends plain
 asks at their deadlines from one task. (An inline handler is finished by
-:func:`consensus._handlers.resume`.)
+:func:`consensus._handlers.run_inline`.)
 """
 
 from __future__ import annotations
