@@ -26,7 +26,7 @@ def _bindable(port: int) -> bool:
 def free_port_block(count: int, attempts: int = 200) -> int:
     """The first of ``count`` consecutive tcp ports on 127.0.0.1 that were free a moment ago.
 
-    A room takes ports P..P+4 and a dispatcher P and P+1 (``consensus._endpoints``), so
+    A room takes ports P..P+4 and a dispatcher P and P+1 (``consensus.endpoints``), so
     port 0 cannot be used for them. Another process may still take one before the
     listener binds it; the suite's loopback runs make that rare.
     """

@@ -4,7 +4,7 @@ Issue 6's goals, measured in one run: at 64 MiB shared memory is at least 20x fa
 than ipc inline; with the zero-copy producer API delivery time is nearly flat from 1 MiB
 to 512 MiB; the toolkit stays within 3x of iceoryx2 at each size. The threshold sweep
 shows where shared memory starts to beat inline transfer (the default threshold,
-``patterns._shm_codec.DEFAULT_THRESHOLD``, is chosen from it).
+``patterns.shm.codec.DEFAULT_THRESHOLD``, is chosen from it).
 
 Rows (each a separate spawned sender and receiver process; NNG is not fork-safe):
 
@@ -265,7 +265,7 @@ def _pid(name: str) -> int | None:
 
 
 def _default_threshold() -> int:
-    from patterns._shm_codec import DEFAULT_THRESHOLD
+    from patterns.shm.codec import DEFAULT_THRESHOLD
 
     return int(DEFAULT_THRESHOLD)
 

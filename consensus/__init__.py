@@ -12,7 +12,7 @@ Host a room, join it, poll and vote::
         ...
 
 The decision logic (:func:`tally` and the rules) is pure code with no I/O. Every
-exception is a :class:`ConsensusError`; the tree is drawn in :mod:`patterns._errors`.
+exception is a :class:`ConsensusError`; the tree is drawn in :mod:`patterns.errors`.
 The NNG pattern layer underneath is the :mod:`patterns` package.
 """
 
@@ -41,20 +41,20 @@ from patterns import (
     shared_buffer,
 )
 
-from ._ballot import Ballot, InvalidBallot
-from ._dispatch import Dispatcher, DispatcherStatistics
-from ._distribution import CancelReport, Distribution, DistributionStatistics
-from ._endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
-from ._hotline import Hotline, HotlineStatistics, IncomingAsk, hotline
-from ._member import Member, MemberStatistics, join
-from ._poll import MemberError, PollResult, PollRound, Verdict
-from ._room import Room, RoomStatistics, host
-from ._roster import JoinOutcome, Roster
-from ._rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
-from ._tally import Decision, InvalidDecision, is_decided, tally
-from ._task import Outcome, TaskError, WorkerStats
-from ._vote import VoteRound
-from ._worker import Worker, WorkerStatistics
+from consensus.decide.ballot import Ballot, InvalidBallot
+from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
+from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
+from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
+from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, hotline
+from consensus.room.member import Member, MemberStatistics, join
+from consensus.decide.poll import MemberError, PollResult, PollRound, Verdict
+from consensus.room.host import Room, RoomStatistics, host
+from consensus.room.roster import JoinOutcome, Roster
+from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
+from consensus.decide.tally import Decision, InvalidDecision, is_decided, tally
+from consensus.work.task import Outcome, TaskError, WorkerStats
+from consensus.decide.vote import VoteRound
+from consensus.work.worker import Worker, WorkerStatistics
 
 __all__ = [
     "BadReference",

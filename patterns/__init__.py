@@ -2,11 +2,11 @@
 
 This package is the only place that imports pynng. Each pattern is an async context
 manager (``async with Pair(listen=...) as line:``); options are in seconds; pynng
-exceptions never escape (see :mod:`patterns._errors` for the exception tree).
+exceptions never escape (see :mod:`patterns.errors` for the exception tree).
 """
 
-from ._bus import Bus
-from ._errors import (
+from patterns._bus import Bus
+from patterns.errors import (
     AddressError,
     AddressInUse,
     BadReference,
@@ -31,18 +31,18 @@ from ._errors import (
     TransportError,
     WouldBlock,
 )
-from ._nng import TLSConfig, TLSMode
-from ._pair import Pair
-from ._peers import Peer
-from ._pipeline import Pull, Push
-from ._respondent import IncomingSurvey, Respondent
-from ._shm_codec import SharedMemory, shared_buffer
-from ._shm_segment import SharedBuffer
-from ._shm_sweep import sweep as sweep_shared_memory
-from ._socket import BaseSocket
-from ._stats import SocketStatistics
-from ._survey import Surveyor, SurveyReplies
-from ._wire import DEFAULT_MAX_MESSAGE_SIZE, VERSION, Envelope, decode, decode_body, encode, encode_body
+from patterns._nng import TLSConfig, TLSMode
+from patterns._pair import Pair
+from patterns._peers import Peer
+from patterns._pipeline import Pull, Push
+from patterns._respondent import IncomingSurvey, Respondent
+from patterns.shm.codec import SharedMemory, shared_buffer
+from patterns.shm.segment import SharedBuffer
+from patterns.shm.sweep import sweep as sweep_shared_memory
+from patterns._socket import BaseSocket
+from patterns._stats import SocketStatistics
+from patterns._survey import Surveyor, SurveyReplies
+from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE, VERSION, Envelope, decode, decode_body, encode, encode_body
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",

@@ -8,7 +8,7 @@ whose queue (16 messages by default) is full.
 
 from __future__ import annotations
 
-from ._stream import ReceivingSocket, SendingSocket
+from patterns._stream import ReceivingSocket, SendingSocket
 
 __all__ = ["Bus"]
 

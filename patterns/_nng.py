@@ -12,7 +12,7 @@ from typing import Any, Literal, NoReturn
 
 import pynng
 
-from ._errors import (
+from patterns.errors import (
     AddressError,
     AddressInUse,
     Closed,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._stream import ReceivingSocket, SendingSocket
-from ._wire import Envelope
+from patterns._stream import ReceivingSocket, SendingSocket
+from patterns._wire import Envelope
 
 __all__ = ["Pair"]
 

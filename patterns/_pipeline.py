@@ -8,7 +8,7 @@ acknowledgement: a message in flight to a puller that dies is lost, which the
 
 from __future__ import annotations
 
-from ._stream import ReceivingSocket, SendingSocket
+from patterns._stream import ReceivingSocket, SendingSocket
 
 __all__ = ["Pull", "Push"]
 

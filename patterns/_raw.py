@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import trio
 from pynng import ffi, lib
 
-from ._errors import MalformedMessage, MessageTooLarge
-from ._nng import raise_for, receive_message_nowait
-from ._stream import _FdSocket
-from ._wire import Envelope, decode
+from patterns.errors import MalformedMessage, MessageTooLarge
+from patterns._nng import raise_for, receive_message_nowait
+from patterns._stream import _FdSocket
+from patterns._wire import Envelope, decode
 
 __all__ = ["RawSocket", "survey_header"]
 

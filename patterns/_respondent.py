@@ -30,11 +30,11 @@ from typing import Any
 import trio
 from pynng import ffi, lib
 
-from ._errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
-from ._nng import raise_for
-from ._shm_codec import delivering
-from ._stream import _FdSocket
-from ._wire import Envelope, decode, encode
+from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
+from patterns._nng import raise_for
+from patterns.shm.codec import delivering
+from patterns._stream import _FdSocket
+from patterns._wire import Envelope, decode, encode
 
 __all__ = ["IncomingSurvey", "Respondent"]
 

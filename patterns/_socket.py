@@ -20,13 +20,13 @@ from typing import Any, ClassVar, Self
 import pynng
 import trio
 
-from ._errors import Closed
-from ._nng import TLSConfig, seconds_to_ms, translate
-from ._peers import Peer, PeerSet
-from ._shm_beacon import Beacons
-from ._shm_codec import Placement, SharedMemory, maybe_sweep
-from ._stats import SocketStatistics
-from ._wire import DEFAULT_MAX_MESSAGE_SIZE
+from patterns.errors import Closed
+from patterns._nng import TLSConfig, seconds_to_ms, translate
+from patterns._peers import Peer, PeerSet
+from patterns.shm.beacon import Beacons
+from patterns.shm.codec import Placement, SharedMemory, maybe_sweep
+from patterns._stats import SocketStatistics
+from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
 
 __all__ = ["Addresses", "BaseSocket"]
 

@@ -19,11 +19,11 @@ import pynng
 import trio
 from pynng import ffi, lib
 
-from ._errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
-from ._nng import receive_message_nowait, translate
-from ._shm_codec import Placement, delivering
-from ._socket import BaseSocket
-from ._wire import Envelope, decode, encode
+from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
+from patterns._nng import receive_message_nowait, translate
+from patterns.shm.codec import Placement, delivering
+from patterns._socket import BaseSocket
+from patterns._wire import Envelope, decode, encode
 
 __all__ = ["ReceivingSocket", "SendingSocket"]
 

@@ -21,10 +21,10 @@ from typing import Any, Self
 
 import trio
 
-from ._errors import Closed, MalformedMessage
-from ._raw import RawSocket, survey_header
-from ._shm_codec import delivering
-from ._wire import Envelope, encode
+from patterns.errors import Closed, MalformedMessage
+from patterns._raw import RawSocket, survey_header
+from patterns.shm.codec import delivering
+from patterns._wire import Envelope, encode
 
 __all__ = ["SurveyReplies", "Surveyor"]
 

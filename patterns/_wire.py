@@ -38,10 +38,10 @@ from typing import Any, Final
 
 import cbor2
 
-from ._codec_plain import is_plain
-from ._errors import EncodeError, MalformedMessage, MessageTooLarge, SharedMemoryError
-from ._shm_codec import MAX_REFERENCES, SHM_TAG, Placement, SharedMemory, Slot, resolve, sendable_view
-from ._shm_segment import SharedBuffer
+from patterns._codec_plain import is_plain
+from patterns.errors import EncodeError, MalformedMessage, MessageTooLarge, SharedMemoryError
+from patterns.shm.codec import MAX_REFERENCES, SHM_TAG, Placement, SharedMemory, Slot, resolve, sendable_view
+from patterns.shm.segment import SharedBuffer
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",

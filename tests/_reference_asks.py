@@ -1,4 +1,4 @@
-"""A naive reference ask table, written from the ``consensus._asks`` docstring only.
+"""A naive reference ask table, written from the ``consensus.hotline.asks`` docstring only.
 
 A plain dict of open asks and a dict of counters; verdicts as ``(action, id)`` strings.
 ``closed`` counts asks ended by ``close`` (the asker gave up), which the real table

@@ -17,8 +17,8 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from patterns._shm_header import HEADER, Header
-from patterns._shm_ref import ShmRef
+from patterns.shm.header import HEADER, Header
+from patterns.shm.ref import ShmRef
 
 SHM = Path("/dev/shm")
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cbor2
 from _agent import say
 
-from patterns._errors import SharedMemoryError, SharedMemoryFull
-from patterns._shm_header import segment_directory
-from patterns._shm_ref import ShmRef
-from patterns._shm_segment import SharedBuffer, attach
-from patterns._shm_sweep import sweep
+from patterns.errors import SharedMemoryError, SharedMemoryFull
+from patterns.shm.header import segment_directory
+from patterns.shm.ref import ShmRef
+from patterns.shm.segment import SharedBuffer, attach
+from patterns.shm.sweep import sweep
 
 
 def pattern(size: int) -> bytes:
@@ -83,7 +83,7 @@ def sweep_once(directory: str, now: float) -> None:
 
 
 def full(size: int) -> None:
-    import patterns._shm_segment as segment
+    import patterns.shm.segment as segment
 
     folder = segment_directory()
     for precheck in ("precheck", "no-precheck"):

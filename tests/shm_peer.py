@@ -58,8 +58,8 @@ async def main(pattern: str, address: str, size: int) -> None:
 
 
 async def spare(directory: str, size: int) -> None:
-    from patterns import _shm_spare
-    from patterns._shm_segment import place
+    from patterns.shm import spare as _shm_spare
+    from patterns.shm.segment import place
 
     _shm_spare.register(spare, directory)
     for _ in range(2):

@@ -1,4 +1,4 @@
-"""The hotline's table of outstanding asks (``consensus._asks``), checked against a naive reference.
+"""The hotline's table of outstanding asks (``consensus.hotline.asks``), checked against a naive reference.
 
 Random sequences of opens, replies of every kind (to open, finished and never-used ids),
 closes, expiries at a monotonic clock and ``fail_all`` run in lock-step on
@@ -18,7 +18,7 @@ from _reference_asks import KINDS, RefAsks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus._asks import Action, AskTable, Verdict
+from consensus.hotline.asks import Action, AskTable, Verdict
 
 IDS = list(range(6))  # opened, answered, closed, re-opened...
 NEVER_USED = [97, 98, 99]  # never opened

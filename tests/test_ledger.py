@@ -1,4 +1,4 @@
-"""The work-sharing ledger (``consensus._ledger``): a sans-IO state machine checked against a naive reference.
+"""The work-sharing ledger (``consensus.work.ledger``): a sans-IO state machine checked against a naive reference.
 
 Arbitrary interleavings of submissions, assignments, results and failures (current,
 stale and impossible attempts, named and unnamed workers), lease expiries, departures,
@@ -19,7 +19,7 @@ from _reference_ledger import RefLedger, RefOutcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus._ledger import (
+from consensus.work.ledger import (
     Assignment,
     LedgerStatistics,
     Outcome,
@@ -28,7 +28,7 @@ from consensus._ledger import (
     TaskLedger,
     WorkerStats,
 )
-from consensus._task import success
+from consensus.work.task import success
 
 SOME = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORKERS = ["a", "b", "c"]

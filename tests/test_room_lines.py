@@ -17,7 +17,7 @@ import trio
 from conftest import Peers, read_line, tell
 
 import consensus
-from consensus import _protocol as P
+from consensus.room import protocol as P
 from patterns import Envelope, MalformedMessage
 
 pytestmark = pytest.mark.timeout(90)

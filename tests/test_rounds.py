@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus import Ballot, Majority, MemberError, PollRound, Roster, Verdict, VoteRound, tally
-from consensus._roster import JoinOutcome
+from consensus.room.roster import JoinOutcome
 
 NAMES = ["a", "b", "c", "d", "e"]
 

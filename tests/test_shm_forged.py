@@ -19,10 +19,10 @@ from _shm import SHM, no_leak, patch_header, read_header, shm_dir
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from patterns._errors import BadReference, SegmentGone, SharedMemoryError
-from patterns._shm_header import FLAG_PROBE, HEADER, MAGIC, PAYLOAD_OFFSET
-from patterns._shm_ref import ShmRef
-from patterns._shm_segment import SharedBuffer, attach, attach_all, place
+from patterns.errors import BadReference, SegmentGone, SharedMemoryError
+from patterns.shm.header import FLAG_PROBE, HEADER, MAGIC, PAYLOAD_OFFSET
+from patterns.shm.ref import ShmRef
+from patterns.shm.segment import SharedBuffer, attach, attach_all, place
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures used by name
 
@@ -197,9 +197,9 @@ def test_random_headers_never_crash(fields: tuple[object, ...], size: int, offse
 def test_a_locked_segment_is_waited_for_then_refused(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
 
-    import patterns._shm_attach
+    import patterns.shm.attach
 
-    monkeypatch.setattr(patterns._shm_attach, "LOCK_PATIENCE", 0.05)
+    monkeypatch.setattr(patterns.shm.attach, "LOCK_PATIENCE", 0.05)
     buf = SharedBuffer.create(1, lease=30, receivers=2, directory=shm_dir)  # counted under the lock
     holder = os.open(buf.path, os.O_RDONLY)
     try:
@@ -219,17 +219,17 @@ def test_a_locked_segment_is_waited_for_then_refused(shm_dir: Path, monkeypatch:
 def test_one_receiver_claims_by_unlinking_and_a_second_attach_is_refused(
     shm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import patterns._shm_attach
+    import patterns.shm.attach
 
     buf = place(b"only once", lease=30, directory=shm_dir)
-    checked = patterns._shm_attach._validated_header
+    checked = patterns.shm.attach._validated_header
 
     def then_someone_claims(*args: Any) -> Any:
         header = checked(*args)
         os.unlink(buf.path)  # another attach of the same reference won the race meanwhile
         return header
 
-    monkeypatch.setattr(patterns._shm_attach, "_validated_header", then_someone_claims)
+    monkeypatch.setattr(patterns.shm.attach, "_validated_header", then_someone_claims)
     with pytest.raises(SegmentGone) as caught:
         attach(buf.ref, directory=shm_dir)
     assert caught.value.reason == "released"

@@ -1,4 +1,4 @@
-"""The shared-memory reference codec (``patterns._shm_ref``): pure tests, no files.
+"""The shared-memory reference codec (``patterns.shm.ref``): pure tests, no files.
 
 Valid references survive ``to_wire`` -> CBOR -> ``from_wire``; every kind of junk a peer
 could send is rejected with :class:`BadReference` (and nothing else), with the reason
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patterns import ConsensusError
-from patterns._errors import BadReference, SharedMemoryError
-from patterns._shm_ref import MAX_SEGMENT_SIZE, TOKEN_SIZE, ShmRef, check_name, make_name
+from patterns.errors import BadReference, SharedMemoryError
+from patterns.shm.ref import MAX_SEGMENT_SIZE, TOKEN_SIZE, ShmRef, check_name, make_name
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -26,11 +26,11 @@ from _shm import (
     unshare_works,
 )
 
-import patterns._shm_attach
+import patterns.shm.attach
 from patterns import Closed
-from patterns._errors import SegmentGone, SharedMemoryError, SharedMemoryFull
-from patterns._shm_header import DIRECTORY_ENV, PAYLOAD_OFFSET, monotonic_now, process_identity
-from patterns._shm_segment import BufferState, SharedBuffer, attach, attach_all, place
+from patterns.errors import SegmentGone, SharedMemoryError, SharedMemoryFull
+from patterns.shm.header import DIRECTORY_ENV, PAYLOAD_OFFSET, monotonic_now, process_identity
+from patterns.shm.segment import BufferState, SharedBuffer, attach, attach_all, place
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures used by name
 
@@ -154,7 +154,7 @@ def test_pending_zero_with_the_name_still_there_is_released(shm_dir: Path) -> No
 
 def test_attach_after_the_lease_refuses_and_removes(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     buf = place(b"late", lease=5, directory=shm_dir)
-    monkeypatch.setattr(patterns._shm_attach, "monotonic_now", lambda: buf.lease_deadline + 0.001)
+    monkeypatch.setattr(patterns.shm.attach, "monotonic_now", lambda: buf.lease_deadline + 0.001)
     with pytest.raises(SegmentGone, match=r"lease ended .* 1 of 1 receivers") as caught:
         attach(buf.ref, directory=shm_dir)
     assert caught.value.reason == "expired" and not buf.path.exists()

@@ -1,4 +1,4 @@
-"""Warm spare segments (``patterns._shm_spare``): prepared for a size used again, taken by
+"""Warm spare segments (``patterns.shm.spare``): prepared for a size used again, taken by
 the next segment of that size class, bounded, removed when unused, on close, at exit,
 and by the sweep when their process is killed; never visible to receivers as payloads.
 
@@ -20,12 +20,12 @@ from _shm import mappings, no_leak, read_header, segments, shm_dir
 from conftest import Peers, read_line, tell
 
 import patterns
-from patterns import _shm_spare as spares
-from patterns._errors import BadReference, SharedMemoryFull
-from patterns._shm_header import FLAG_PROBE, PAYLOAD_OFFSET, monotonic_now
-from patterns._shm_ref import ShmRef
-from patterns._shm_segment import SharedBuffer, attach, place
-from patterns._shm_sweep import SweepReport, sweep
+from patterns.shm import spare as spares
+from patterns.errors import BadReference, SharedMemoryFull
+from patterns.shm.header import FLAG_PROBE, PAYLOAD_OFFSET, monotonic_now
+from patterns.shm.ref import ShmRef
+from patterns.shm.segment import SharedBuffer, attach, place
+from patterns.shm.sweep import SweepReport, sweep
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures used by name
 
@@ -263,7 +263,7 @@ def test_no_spare_when_it_cannot_be_pre_faulted(
 
 
 def test_free_space_counts_the_memory_left_too(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from patterns import _shm_header
+    from patterns.shm import header as _shm_header
 
     assert 0 < _shm_header.free_bytes(str(in_use)) <= _shm_header._memory_headroom()
     monkeypatch.setattr(_shm_header, "_memory_headroom", lambda: 4 * MiB)  # a tight cgroup limit, say
@@ -278,7 +278,7 @@ def test_a_payload_that_comes_before_its_spare_is_ready_stops_the_preparation(
 ) -> None:
     import threading
 
-    from patterns import _shm_worker
+    from patterns.shm import worker as _shm_worker
 
     started, release = threading.Event(), threading.Event()
     real = _shm_worker.populate

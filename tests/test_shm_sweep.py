@@ -22,9 +22,9 @@ from _shm import no_leak, patch_header, read_header, ref_from_hex, ref_hex, segm
 from conftest import Peers, read_line, tell
 from shm_agent import pattern
 
-from patterns._shm_header import Header, OwnerIdentity, monotonic_now, process_identity
-from patterns._shm_segment import SharedBuffer, attach, place
-from patterns._shm_sweep import DEFAULT_GRACE, SweepReport, Verdict, judge, sweep
+from patterns.shm.header import Header, OwnerIdentity, monotonic_now, process_identity
+from patterns.shm.segment import SharedBuffer, attach, place
+from patterns.shm.sweep import DEFAULT_GRACE, SweepReport, Verdict, judge, sweep
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures used by name
 

@@ -1,4 +1,4 @@
-"""The shared-memory background thread (``patterns._shm_worker``): jobs run in order, not
+"""The shared-memory background thread (``patterns.shm.worker``): jobs run in order, not
 before their delay, a failing job is logged and the thread goes on, a thread in a deep
 sleep is woken by a submission, and unmapping drops a mapping without the caller's GIL.
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from _shm import mappings, no_leak, shm_dir
 
-from patterns import _shm_worker
-from patterns._shm_worker import Worker, populate, unmap
+from patterns.shm import worker as _shm_worker
+from patterns.shm.worker import Worker, populate, unmap
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures used by name
 
@@ -88,8 +88,8 @@ def test_the_periodic_sweep_runs_on_the_background_thread(
 ) -> None:
     from _shm import patch_header
 
-    from patterns import _shm_codec, _shm_spare
-    from patterns._shm_segment import place
+    from patterns.shm import codec as _shm_codec, _shm_spare
+    from patterns.shm.segment import place
 
     buf = place(b"left by a process whose pid was reused", lease=30, directory=shm_dir)
     patch_header(buf.path, start_time=1)  # its owner is dead

@@ -1,4 +1,4 @@
-"""Ballots, rules and the pure tally (``consensus._ballot``, ``_rules``, ``_tally``).
+"""Ballots, rules and the pure tally (``consensus.decide.ballot``, ``_rules``, ``_tally``).
 
 The tally is checked against a naive reference (``tests/_reference_tally.py``) on
 generated electorates, ballots, options, rules and quorums; then edge cases, rule
@@ -20,9 +20,9 @@ from _reference_tally import MALFORMED, RefResult, reference_tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus._ballot import MAX_REASON_LENGTH, Ballot, InvalidBallot
-from consensus._rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
-from consensus._tally import Decision, InvalidDecision, is_decided, tally
+from consensus.decide.ballot import MAX_REASON_LENGTH, Ballot, InvalidBallot
+from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
+from consensus.decide.tally import Decision, InvalidDecision, is_decided, tally
 from patterns import ConsensusError, decode_body, encode_body
 
 MANY = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from patterns import EncodeError, Envelope, decode
 from patterns._codec_plain import PLAIN_DEPTH, is_plain
-from patterns._shm_codec import Placement, SharedMemory
+from patterns.shm.codec import Placement, SharedMemory
 from patterns._wire import _encode_hooked, encode, encode_body
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures

@@ -1,4 +1,4 @@
-"""The work protocol's checks of what workers send (``consensus._work_protocol``): pure tests.
+"""The work protocol's checks of what workers send (``consensus.work.protocol``): pure tests.
 
 Each item of a claim, release or done list is checked on its own: the good ones come out
 (in order) to be applied, and each bad one is an error to count. Checked here against a
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus import _work_protocol as W
-from consensus._poll import MemberError
+from consensus.work import protocol as W
+from consensus.decide.poll import MemberError
 from patterns import Envelope, MalformedMessage
 
 

@@ -1,0 +1,293 @@
+"""Counting ballots: :func:`tally`, :func:`is_decided` and the :class:`Decision` they return.
+
+Pure code: no I/O, no clock. Sums and thresholds are exact (``Fraction``; floats are
+read as the ratio they were written as, see :func:`consensus.decide.rules.as_ratio`); the
+:class:`Decision` reports floats.
+
+Which ballots count
+===================
+
+Ballots are read in order. A ballot is *rejected* (never tallied; its voter gets one
+reason string per rejected ballot) when, checked in this order:
+
+1. it is a ``dict`` that is not a valid wire ballot (:class:`InvalidBallot`);
+2. its voter is not in the electorate;
+3. ``vote`` was given and the ballot answers another vote (``ballot.vote`` is set
+   and differs);
+4. the voter already has an accepted ballot (the first accepted ballot counts);
+5. it is not an abstention and its choice is none of the options.
+
+A choice selects the option it equals (``1.0`` selects ``1``), except that booleans
+only select booleans (CBOR keeps ``true`` and ``1`` apart).
+
+Quorum
+======
+
+``None``: no requirement. An ``int`` ``n >= 1``: at least ``n`` electorate members have
+an accepted ballot. A ``float`` ``q`` in (0, 1]: the accepted ballots' voters hold at
+least ``q`` of the electorate's total weight (which must be positive). Abstentions
+count towards both. Without a quorum there is no outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any, Final
+
+from consensus.decide.ballot import Ballot, InvalidBallot, check_options, describe, select
+from consensus.decide.decision import Decision, InvalidDecision
+from consensus.decide.rules import Majority, Rule, Standing, Weighting, as_ratio, top_options
+
+__all__ = ["Decision", "InvalidDecision", "is_decided", "tally"]
+
+_MAJORITY: Final = Majority()
+"""The default rule (rules are frozen, so one instance serves every call)."""
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+def _check_electorate(electorate: Mapping[str, float] | Iterable[str]) -> dict[str, Fraction]:
+    if isinstance(electorate, (str, bytes)) or not isinstance(electorate, Iterable):
+        raise TypeError(f"electorate must map names to weights or list names, got {describe(electorate)}")
+    members: dict[str, Fraction] = {}
+    if isinstance(electorate, Mapping):
+        pairs: Iterable[tuple[object, object]] = electorate.items()
+    else:
+        pairs = [(name, 1) for name in electorate]
+    for name, weight in pairs:
+        if not isinstance(name, str):
+            raise TypeError(f"electorate member {describe(name)} is not a name (str)")
+        if name in members:
+            raise ValueError(f"electorate lists {name!r} twice")
+        if type(weight) is bool or not isinstance(weight, (int, float, Fraction)):
+            raise TypeError(f"weight of {name!r} must be a number, got {describe(weight)}")
+        if (isinstance(weight, float) and not math.isfinite(weight)) or weight < 0:
+            raise ValueError(f"weight of {name!r} is {weight!r}; weights must be finite and >= 0")
+        members[name] = as_ratio(weight)
+    return members
+
+
+def _check_quorum(quorum: float | None) -> int | Fraction | None:
+    if quorum is None:
+        return None
+    if type(quorum) is bool or not isinstance(quorum, (int, float)):
+        raise TypeError(f"quorum must be None, an int count or a float fraction, got {quorum!r}")
+    if isinstance(quorum, int):
+        if quorum < 1:
+            raise ValueError(f"quorum {quorum} is not a count >= 1 (use None for no quorum)")
+        return quorum
+    if not (math.isfinite(quorum) and 0 < quorum <= 1):
+        raise ValueError(f"quorum {quorum!r} is not a fraction in (0, 1]")
+    return as_ratio(quorum)
+
+
+# -- counting ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Count:
+    """Everything a tally learns from the ballots, exactly."""
+
+    options: tuple[Any, ...]
+    index: dict[Any, int]
+    members: dict[str, Fraction]
+    by_confidence: bool
+    status_quo: int | None
+    weights: list[Fraction]
+    support: list[Fraction]
+    accepted: dict[str, Ballot]
+    rejected: dict[str, list[str]]
+
+    def standing(self, extra: Fraction = Fraction(0), towards: int | None = None) -> Standing:
+        """The standing, with ``extra`` weight (at full confidence) added to option ``towards``."""
+        weights, support = list(self.weights), list(self.support)
+        if towards is not None:
+            weights[towards] += extra
+            support[towards] += extra
+        total = sum(self.members.values(), Fraction(0))
+        return Standing(tuple(weights), tuple(support), total, self.status_quo)
+
+    def present(self) -> Fraction:
+        """Total weight of the members with an accepted ballot."""
+        return sum((self.members[voter] for voter in self.accepted), Fraction(0))
+
+    def admit(self, voter: str, value: object, vote: int | None) -> str | None:
+        """Count one ballot; returns why it is rejected, or None once it is counted."""
+        try:
+            ballot = Ballot.coerce(value)
+        except InvalidBallot as exc:
+            return f"malformed ballot: {exc}"
+        if voter not in self.members:
+            return f"{voter!r} is not in the electorate"
+        if vote is not None and ballot.vote is not None and ballot.vote != vote:
+            return f"ballot answers vote {ballot.vote}, not {vote}"
+        if voter in self.accepted:
+            return f"second ballot from {voter!r}; the first one counts"
+        position = None
+        if not ballot.abstains:
+            position = select(self.options, self.index, ballot.choice)
+            if position is None:
+                return f"choice {describe(ballot.choice)} is not one of the options {list(self.options)!r}"
+        self.accepted[voter] = ballot
+        if position is not None:
+            weight = self.members[voter]
+            self.support[position] += weight
+            self.weights[position] += weight * as_ratio(ballot.confidence) if self.by_confidence else weight
+        return None
+
+
+def _count(
+    ballots: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    options: Sequence[Any],
+    rule: Rule,
+    electorate: Mapping[str, float] | Iterable[str],
+    vote: int | None,
+) -> _Count:
+    if not isinstance(rule, Rule):
+        raise TypeError(f"rule must be a Rule (Majority(), Plurality(), ...), got {describe(rule)}")
+    if vote is not None and type(vote) is not int:
+        raise TypeError(f"vote must be an integer id or None, got {describe(vote)}")
+    listed, index = check_options(options)
+    status_quo = None
+    if rule.status_quo is not None:
+        status_quo = select(listed, index, rule.status_quo)
+        if status_quo is None:
+            raise ValueError(f"status quo {rule.status_quo!r} of {rule.name} is not one of {list(listed)!r}")
+    members = _check_electorate(electorate)
+    zeros = [Fraction(0)] * len(listed)
+    by_confidence = rule.weighting is Weighting.CONFIDENCE
+    count = _Count(listed, index, members, by_confidence, status_quo, list(zeros), list(zeros), {}, {})
+    if isinstance(ballots, (str, bytes)) or not isinstance(ballots, Iterable):
+        raise TypeError(f"ballots must be a mapping or (voter, ballot) pairs, got {describe(ballots)}")
+    pairs: Iterable[Any] = ballots.items() if isinstance(ballots, Mapping) else ballots
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"ballots must be a mapping or (voter, ballot) pairs, got item {describe(pair)}")
+        voter, value = pair
+        if not isinstance(voter, str):
+            raise TypeError(f"voter {describe(voter)} is not a name (str)")
+        reason = count.admit(voter, value, vote)
+        if reason is not None:
+            count.rejected.setdefault(voter, []).append(reason)
+    return count
+
+
+def _judge(
+    rule: Rule, standing: Standing, quorum: int | Fraction | None, turnout: int, present: Fraction
+) -> tuple[int | None, bool]:
+    """(index of the outcome or None, whether the quorum is met)."""
+    if quorum is None:
+        met = True
+    elif isinstance(quorum, int):
+        met = turnout >= quorum
+    else:
+        met = standing.total > 0 and present >= quorum * standing.total
+    return (rule.decide(standing) if met else None), met
+
+
+def _decision(count: _Count, rule: Rule, quorum: int | Fraction | None) -> Decision:
+    standing = count.standing()
+    outcome, met = _judge(rule, standing, quorum, len(count.accepted), count.present())
+    options = count.options
+    return Decision(
+        outcome=None if outcome is None else options[outcome],
+        tally=MappingProxyType({option: float(w) for option, w in zip(options, count.weights)}),
+        ballots=MappingProxyType(dict(count.accepted)),
+        missing=frozenset(count.members.keys() - count.accepted.keys()),
+        abstained=frozenset(voter for voter, ballot in count.accepted.items() if ballot.abstains),
+        rejected=MappingProxyType({voter: tuple(reasons) for voter, reasons in count.rejected.items()}),
+        rejected_count=sum(len(reasons) for reasons in count.rejected.values()),
+        quorum_met=met,
+        tie=bool(top_options(count.weights)),
+        tied=tuple(options[index] for index in top_options(count.weights)),
+        rule=rule.name,
+        electorate_weight=float(standing.total),
+        participating_weight=float(count.present()),
+        options=options,
+    )
+
+
+# -- the public functions -------------------------------------------------------------------
+
+
+def tally(
+    ballots: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    *,
+    options: Sequence[Any],
+    rule: Rule = _MAJORITY,
+    electorate: Mapping[str, float] | Iterable[str],
+    quorum: float | None = None,
+    vote: int | None = None,
+) -> Decision:
+    """Count ``ballots`` under ``rule`` and return the :class:`Decision`.
+
+    ``ballots`` maps voter names to ballots, or is an iterable of ``(voter, ballot)``
+    pairs; a ballot may be a :class:`Ballot`, a wire ``dict``, or a bare choice (see
+    :meth:`Ballot.coerce`). ``electorate`` maps names to weights (finite, >= 0) or
+    lists names (weight 1 each). ``quorum`` and the rejection rules are described in
+    the module docstring. Invalid arguments raise ``TypeError``/``ValueError``; bad
+    ballots never raise, they are rejected.
+    """
+    checked_quorum = _check_quorum(quorum)
+    return _decision(_count(ballots, options, rule, electorate, vote), rule, checked_quorum)
+
+
+def is_decided(
+    ballots: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    *,
+    options: Sequence[Any],
+    rule: Rule,
+    electorate: Mapping[str, float] | Iterable[str],
+    quorum: float | None = None,
+    vote: int | None = None,
+    pending: Iterable[str],
+) -> Decision | None:
+    """The :class:`Decision` if no ballots from ``pending`` voters could change it, else None.
+
+    "Change" means change ``outcome`` or ``quorum_met``. ``pending`` names the members
+    that may still vote; names outside the electorate, and members that already have
+    an accepted ballot, are not pending (their later ballots would be rejected). Each
+    pending member may yet abstain, vote for any option with any confidence, or never
+    vote. With nobody pending this equals :func:`tally`.
+    """
+    if isinstance(pending, (str, bytes)) or not isinstance(pending, Iterable):
+        raise TypeError(f"pending must be a collection of voter names, got {describe(pending)}")
+    checked_quorum = _check_quorum(quorum)
+    count = _count(ballots, options, rule, electorate, vote)
+    decision = _decision(count, rule, checked_quorum)
+    still_open: set[str] = set()
+    for name in pending:
+        if not isinstance(name, str):
+            raise TypeError(f"pending voter {describe(name)} is not a name (str)")
+        if name in count.members and name not in count.accepted:
+            still_open.add(name)
+    if not still_open:
+        return decision
+    # Why these extremes suffice. Let P be the pending members' total weight. Every
+    # completion lies between "all stay away" (the decision itself) and "all take part":
+    # participation (count and weight) is monotone, so quorum_met is constant iff it
+    # agrees at those two. When it is, each option's tallied weight and support range from
+    # their current values to current + P, the top reached when all pending members vote
+    # for that option at confidence 1 (the "all for o" extremes, which also take part).
+    # Threshold rules: an option passing now keeps passing (its weight only grows, the
+    # threshold is fixed, and no second option can pass); an option passing in some
+    # completion passes when all of P goes to it. Plurality: if y wins some completion,
+    # giving all of P to y raises y and puts every rival back to its current weight, so
+    # the options tied with y are a subset of those there and y still wins. If the current
+    # winner x loses some completion, a rival o has more weight than x there, or as much
+    # and the tie does not go to x; giving all of P to o instead keeps x at its current
+    # weight (still top among the rest) and o at least as high, so x loses there too.
+    extra = sum((count.members[name] for name in still_open), Fraction(0))
+    turnout = len(count.accepted) + len(still_open)
+    present = count.present() + extra
+    current = _judge(rule, count.standing(), checked_quorum, len(count.accepted), count.present())
+    extremes = [count.standing()] + [count.standing(extra, index) for index in range(len(count.options))]
+    for standing in extremes:
+        if _judge(rule, standing, checked_quorum, turnout, present) != current:
+            return None
+    return decision

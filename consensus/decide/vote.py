@@ -1,0 +1,135 @@
+"""One vote as a sans-IO state machine over the pure tally.
+
+Like :class:`~consensus.decide.poll.PollRound`, a :class:`VoteRound` is fed ballots,
+handler errors and departures, and says when it is complete: when every member of
+the electorate has voted, failed or left, or (with a quorum) as soon as no ballot
+still possible could change the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from consensus.decide.ballot import Ballot, InvalidBallot
+from consensus.decide.poll import MemberError, Verdict, classify
+from consensus.decide.rules import Rule
+from consensus.decide.tally import Decision, is_decided, tally
+
+__all__ = ["VoteRound"]
+
+
+class VoteRound:
+    """The state of one vote: the electorate, ballots cast, errors, departures."""
+
+    def __init__(
+        self,
+        vote_id: int,
+        *,
+        electorate: Mapping[str, float],
+        options: Sequence[Any],
+        rule: Rule,
+        quorum: float | None = None,
+    ) -> None:
+        self.vote_id = vote_id
+        self.electorate = dict(electorate)
+        self.options = tuple(options)
+        self.rule = rule
+        self.quorum = quorum
+        self._ballots: list[tuple[str, Ballot]] = []
+        self._voted: set[str] = set()
+        self._errors: dict[str, MemberError] = {}
+        self._left: set[str] = set()
+        self._invalid: dict[str, list[str]] = {}
+        self._finished = False
+        self._decided: Decision | None = None
+        self.rejected = 0
+        # Validate the arguments once, up front, with the same code that tallies.
+        tally([], options=self.options, rule=rule, electorate=self.electorate, quorum=quorum, vote=vote_id)
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return frozenset(self.electorate) - self._voted - self._errors.keys() - self._left
+
+    @property
+    def complete(self) -> bool:
+        return self._finished or not self.pending or self._decided is not None
+
+    def _admit(self, name: str) -> Verdict:
+        return classify(name, finished=self._finished, expected=self.electorate, pending=self.pending)
+
+    def _reject(self, name: str, reason: str) -> None:
+        self.rejected += 1
+        self._invalid.setdefault(name, []).append(reason)
+
+    def ballot(self, name: str, raw: Any) -> Verdict:
+        """A reply carrying a ballot (untrusted wire form, or a :class:`Ballot`)."""
+        verdict = self._admit(name)
+        if verdict is not Verdict.ACCEPTED:
+            self._reject(name, f"ballot {verdict.value}")
+            return verdict
+        try:
+            ballot = raw if isinstance(raw, Ballot) else Ballot.from_wire(raw)
+        except InvalidBallot as exc:
+            self._reject(name, str(exc))
+            self._errors[name] = MemberError("InvalidBallot", str(exc))
+            self._check_decided()
+            return Verdict.ACCEPTED
+        self._ballots.append((name, ballot))
+        self._voted.add(name)
+        self._check_decided()
+        return verdict
+
+    def fail(self, name: str, error: MemberError) -> Verdict:
+        verdict = self._admit(name)
+        if verdict is Verdict.ACCEPTED:
+            self._errors[name] = error
+            self._check_decided()
+        else:
+            self.rejected += 1
+        return verdict
+
+    def left(self, name: str) -> None:
+        if not self._finished and name in self.pending:
+            self._left.add(name)
+            self._check_decided()
+
+    def _check_decided(self) -> None:
+        if self.quorum is None or self._decided is not None:
+            return
+        self._decided = is_decided(
+            self._ballots,
+            options=self.options,
+            rule=self.rule,
+            electorate=self.electorate,
+            quorum=self.quorum,
+            vote=self.vote_id,
+            pending=self.pending,
+        )
+
+    def finish(self) -> None:
+        self._finished = True
+
+    def decision(self, *, elapsed: float) -> Decision:
+        result = tally(
+            self._ballots,
+            options=self.options,
+            rule=self.rule,
+            electorate=self.electorate,
+            quorum=self.quorum,
+            vote=self.vote_id,
+        )
+        rejected = {name: tuple(reasons) for name, reasons in result.rejected.items()}
+        for name, reasons in self._invalid.items():
+            rejected[name] = rejected.get(name, ()) + tuple(reasons)
+        return dataclasses.replace(
+            result,
+            rejected=MappingProxyType(rejected),
+            rejected_count=result.rejected_count + sum(len(r) for r in self._invalid.values()),
+            errors=MappingProxyType(dict(self._errors)),
+            left=frozenset(self._left),
+            elapsed=elapsed,
+            vote=self.vote_id,
+        )

@@ -1,0 +1,86 @@
+"""How an asker waits for its answer.
+
+:class:`AnswerSlot` is the one-slot mailbox of a plain ask; :class:`AskTimer` ends plain
+asks at their deadlines from one task. (An inline handler is finished by
+:func:`consensus.runtime.handlers.run_inline`.)
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any, TypeAlias
+
+import trio
+
+__all__ = ["AnswerSlot", "AskTimer", "Waiter"]
+
+
+class AnswerSlot:
+    """Where the answer to one plain ask lands: put once (by whoever reads the line, the
+    timer, or a lost connection), taken by the asker."""
+
+    __slots__ = ("reply", "scope", "task")
+
+    def __init__(self) -> None:
+        self.reply: tuple[str, Any] | None = None
+        self.task: trio.lowlevel.Task | None = None  # the asker, while it is parked here
+        self.scope: trio.CancelScope | None = None  # the asker's, while it reads the line itself
+
+    def put(self, reply: tuple[str, Any]) -> None:
+        if self.reply is None:  # the first answer counts (a reply before a lost connection)
+            self.reply = reply
+            task = self.task
+            if task is not None:
+                self.task = None
+                trio.lowlevel.reschedule(task)
+            elif self.scope is not None:  # it waits on the line, not here: stop that wait
+                self.scope.cancel()
+
+    def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+Waiter: TypeAlias = "AnswerSlot | trio.MemorySendChannel[tuple[str, Any]]"
+
+
+class AskTimer:
+    """The one timer task of a line's plain asks: it sleeps until the earliest deadline of
+    the asks still open and puts a timeout in their slots, waking once per deadline that
+    matters, not once per ask (a cancel scope per ask costs about as much as the rest of
+    the asker's bookkeeping). ``waiters`` is the line's table of open asks, by id."""
+
+    def __init__(self, waiters: dict[int, Waiter]) -> None:
+        self._waiters = waiters
+        self._heap: list[tuple[float, int]] = []  # finished asks leave lazily
+        self._wake = math.inf
+        self._scope: trio.CancelScope | None = None
+
+    def expire_at(self, deadline: float, ask_id: int) -> None:
+        """End this plain ask at ``deadline`` unless it is answered first."""
+        heap = self._heap
+        if len(heap) > 1024 and len(heap) > 4 * len(self._waiters):  # mostly finished asks: compact
+            heap[:] = [entry for entry in heap if entry[1] in self._waiters]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (deadline, ask_id))
+        if deadline < self._wake:
+            self._wake = deadline
+            if self._scope is not None:
+                self._scope.deadline = deadline
+
+    async def run(self) -> None:
+        heap = self._heap
+        while True:
+            with trio.CancelScope(deadline=self._wake) as self._scope:
+                await trio.sleep_forever()
+            now = trio.current_time()
+            while heap:
+                deadline, ask_id = heap[0]
+                slot = self._waiters.get(ask_id)
+                if slot is not None and deadline > now:
+                    break
+                heapq.heappop(heap)
+                if isinstance(slot, AnswerSlot):
+                    slot.put(("timeout", None))
+            self._wake = heap[0][0] if heap else math.inf

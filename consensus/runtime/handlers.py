@@ -1,0 +1,132 @@
+"""Running a member's handler: plain or async, under a deadline, failures captured.
+
+A plain (synchronous) handler runs in a worker thread, so a slow one (an LLM call,
+say) never stalls the member's heartbeats; an async one runs in the member's trio
+loop. Either way an exception or a missed deadline becomes a :class:`MemberError`,
+never a crash of the member.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
+
+import trio
+
+from consensus.decide.poll import MemberError
+
+__all__ = ["Handler", "resume", "run_handler", "run_inline", "trio_deadline"]
+
+log = logging.getLogger("consensus")
+
+Handler = Callable[..., Any]
+
+# A reply must reach the host before its deadline: the handler's own deadline is
+# this much earlier (or a tenth of the time left, whichever is smaller).
+REPLY_MARGIN = 0.05
+
+
+def trio_deadline(wall_deadline: float | None, *, limit: float | None = None) -> float:
+    """Turn a peer's wall-clock deadline into a trio deadline for the handler."""
+    now = trio.current_time()
+    deadline = math.inf
+    if wall_deadline is not None:
+        left = wall_deadline - time.time()
+        deadline = now + left - min(REPLY_MARGIN, max(left, 0.0) / 10)
+    if limit is not None:
+        deadline = min(deadline, now + limit)
+    return deadline
+
+
+async def run_handler(
+    handler: Handler, *args: Any, deadline: float, limiter: trio.CapacityLimiter
+) -> tuple[bool, Any]:
+    """Run ``handler(*args)``; returns ``(True, result)`` or ``(False, MemberError)``.
+
+    A plain handler runs in a thread taken from ``limiter``. A thread whose handler
+    missed its deadline is abandoned, not killed, and holds its token until the
+    handler returns; when every token is held that way, new calls report ``Busy``.
+    """
+    name = _name(handler)
+    sync = not inspect.iscoroutinefunction(handler)
+    if sync and limiter.available_tokens == 0 and limiter.borrowed_tokens >= limiter.total_tokens:
+        return False, MemberError(
+            "Busy", f"all {limiter.total_tokens} handler threads are still running earlier calls of {name}"
+        )
+    with trio.move_on_at(deadline) as scope:
+        try:
+            if not sync:
+                return True, await handler(*args)
+            result = await trio.to_thread.run_sync(handler, *args, abandon_on_cancel=True, limiter=limiter)
+            if inspect.isawaitable(result):  # a plain function that returned a coroutine
+                return True, await _await(result)
+            return True, result
+        except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to the host, never raised here
+            log.info("handler %s failed: %r", name, exc)
+            return False, MemberError.from_exception(exc)
+    assert scope.cancelled_caught
+    return False, MemberError("Timeout", f"handler {name} did not finish before the deadline")
+
+
+async def run_inline(
+    handler: Handler, *args: Any, deadline: float, on_suspend: Callable[[], None]
+) -> tuple[bool, Any]:
+    """Run the async ``handler(*args)`` in this task, like :func:`run_handler`, but
+    without a task of its own: a handler that answers without waiting costs no task
+    switch. ``on_suspend()`` is called once, when the handler first waits, so the
+    caller can hand what this task was doing (receiving, say) to another task. With no
+    deadline (``math.inf``) no cancel scope is entered (one costs about as much as the
+    rest of a quick answer)."""
+    if deadline == math.inf:
+        return await _inline(handler, args, on_suspend)
+    with trio.move_on_at(deadline):
+        return await _inline(handler, args, on_suspend)
+    return False, MemberError("Timeout", f"handler {_name(handler)} did not finish before the deadline")
+
+
+async def _inline(
+    handler: Handler, args: tuple[Any, ...], on_suspend: Callable[[], None]
+) -> tuple[bool, Any]:
+    try:
+        coro = handler(*args)
+        try:
+            trap = coro.send(None)
+        except StopIteration as done:
+            return True, done.value
+        on_suspend()
+        return True, await resume(coro, trap)
+    except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to its asker, never raised here
+        log.info("handler %s failed: %r", _name(handler), exc)
+        return False, MemberError.from_exception(exc)
+
+
+@types.coroutine
+def resume(coro: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
+    """Run ``coro`` to its end in the current task, after its first step (run by the caller,
+    in this same task) yielded ``trap`` to trio. Returns what the coroutine returns."""
+    while True:
+        try:
+            sent = yield trap
+        except BaseException as exc:  # noqa: BLE001 - trio throws cancellation (or an error) in: pass it on
+            try:
+                trap = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                trap = coro.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+def _name(handler: Handler) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

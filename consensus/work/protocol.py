@@ -1,0 +1,242 @@
+"""The work-sharing protocol: message kinds and strict checks of what workers and dispatchers send.
+
+Two one-way channels, both NNG pipeline (push/pull):
+
+- **tasks** (dispatcher push -> worker pull): ``tasks`` batches;
+- **results** (worker push -> dispatcher pull): ``hello``, ``claim``, ``release``, ``done``, ``bye``.
+
+Bodies (CBOR maps; ``st`` is the dispatcher's stream id, one per distribution)::
+
+    tasks  {"st": int, "lease": float, "t": [[task_id, attempt, task], ...]}
+    hello  {"cap": int}                      tasks the worker will hold at once
+    claim  {"st": int, "c": [[task_id, attempt], ...]}   on receipt, then every lease/3
+    release {"st": int, "c": [[task_id, attempt], ...]}  handed back unstarted: no room
+    done   {"st": int, "r": [[task_id, attempt, ok, value], ...]}
+                                             ok: true -> value is the result;
+                                             false -> value is {"type", "message"}
+    bye    {}                                the worker leaves; take back what it holds
+
+Everything from a peer goes through a ``parse_*`` function here first. A wrong shape
+raises :class:`MalformedMessage` (``reason="body"``); one bad item in a list is
+reported by :func:`items` without hiding the good items around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
+
+from consensus.decide.poll import MemberError
+
+__all__ = [
+    "BYE",
+    "CLAIM",
+    "DONE",
+    "HELLO",
+    "MAX_ATTEMPT",
+    "MAX_BATCH",
+    "MAX_CAPACITY",
+    "RELEASE",
+    "TASKS",
+    "Batch",
+    "bad",
+    "claims",
+    "parse_batch",
+    "parse_capacity",
+    "parse_stream",
+    "replies",
+    "send_halving",
+]
+
+T = TypeVar("T")
+
+TASKS: Final = "tasks"
+HELLO: Final = "hello"
+CLAIM: Final = "claim"
+RELEASE: Final = "release"
+DONE: Final = "done"
+BYE: Final = "bye"
+
+MAX_BATCH: Final = 65536  # items in one message
+MAX_CAPACITY: Final = 1_000_000  # tasks one worker may ask to hold
+MAX_ATTEMPT: Final = 1000
+MAX_ID: Final = 2**63
+MAX_ERROR_TEXT: Final = 2000
+
+
+def bad(envelope: Envelope, detail: str) -> MalformedMessage:
+    return MalformedMessage(
+        f"a {envelope.kind!r} message from {envelope.sender!r} is malformed: {detail}", reason="body", size=0
+    )
+
+
+def _body(envelope: Envelope) -> dict[Any, Any]:  # values are Any: each is checked before use
+    if not isinstance(envelope.body, dict):
+        raise bad(envelope, f"the body must be a map, got {type(envelope.body).__name__}")
+    return envelope.body
+
+
+def _int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value < high
+
+
+def _stream(envelope: Envelope, body: dict[Any, Any]) -> int:
+    stream: Any = body.get("st")
+    if not _int(stream, 0, MAX_ID):
+        raise bad(envelope, f"field 'st' must be a stream id, got {stream!r:.40}")
+    return int(stream)
+
+
+def parse_stream(envelope: Envelope) -> tuple[int, list[Any]]:
+    """The stream id and the raw item list of a ``claim``, ``release`` or ``done`` message."""
+    body = _body(envelope)
+    stream = _stream(envelope, body)
+    key = "r" if envelope.kind == DONE else "c"
+    listed = body.get(key)
+    if type(listed) is not list or len(listed) > MAX_BATCH:
+        raise bad(envelope, f"field {key!r} must be a list of at most {MAX_BATCH} items")
+    return stream, listed
+
+
+def parse_capacity(envelope: Envelope) -> int:
+    cap: Any = _body(envelope).get("cap")
+    if not _int(cap, 1, MAX_CAPACITY + 1):
+        raise bad(envelope, f"field 'cap' must be an int in 1..{MAX_CAPACITY}, got {cap!r:.40}")
+    return int(cap)
+
+
+def _attempt_item(item: Any, length: int) -> bool:
+    """``item`` is a list of ``length`` starting ``[task_id, attempt, ...]``."""
+    return (
+        type(item) is list
+        and len(item) == length
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
+    )
+
+
+def _error(value: Any) -> MemberError | None:
+    """A failure's ``{"type", "message"}``, or None if it is not one."""
+    if not (
+        type(value) is dict
+        and type(value.get("type")) is str
+        and 0 < len(value["type"]) <= 200
+        and type(value.get("message", "")) is str
+    ):
+        return None
+    return MemberError(value["type"], value.get("message", "")[:MAX_ERROR_TEXT])
+
+
+def _rejected(envelope: Envelope, listed: list[Any]) -> list[MalformedMessage]:
+    """An error for each item of ``listed`` that is not a valid entry of its kind."""
+    check = _reply if envelope.kind == DONE else (lambda item: item if _attempt_item(item, 2) else None)
+    return [
+        bad(envelope, f"item {index} is not a valid {envelope.kind} entry: {item!r:.80}")
+        for index, item in enumerate(listed)
+        if check(item) is None
+    ]
+
+
+def _reply(item: Any) -> list[Any] | None:
+    if not (_attempt_item(item, 4) and type(item[2]) is bool):
+        return None
+    if item[2]:
+        return item  # type: ignore[no-any-return]
+    error = _error(item[3])
+    return None if error is None else [item[0], item[1], False, error]
+
+
+def claims(envelope: Envelope, listed: list[Any]) -> tuple[list[list[int]], list[MalformedMessage]]:
+    """The well-formed ``[task_id, attempt]`` items of a claim or release list, and an
+    error for each other item (to count: the good items around it still apply)."""
+    good = [  # _attempt_item(item, 2), inline: this runs for every task
+        item
+        for item in listed
+        if type(item) is list
+        and len(item) == 2
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
+    ]
+    return good, ([] if len(good) == len(listed) else _rejected(envelope, listed))
+
+
+def replies(envelope: Envelope, listed: list[Any]) -> tuple[list[list[Any]], list[MalformedMessage]]:
+    """The well-formed items of a done list as ``[task_id, attempt, ok, value]``, where a
+    failure's value is a :class:`MemberError`, and an error for each other item."""
+    good = [  # successes, the usual items, checked inline (_reply does the same): this runs for every task
+        item
+        for item in listed
+        if type(item) is list
+        and len(item) == 4
+        and item[2] is True
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
+    ]
+    if len(good) == len(listed):
+        return good, []
+    good = [reply for reply in map(_reply, listed) if reply is not None]
+    return good, _rejected(envelope, listed)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch of tasks as a worker receives it."""
+
+    stream: int
+    lease: float
+    tasks: list[list[Any]]  # [task_id, attempt, task]
+
+
+def parse_batch(envelope: Envelope) -> Batch:
+    """A ``tasks`` message; any bad item rejects the whole batch (its claims would be unsendable)."""
+    body = _body(envelope)
+    stream = _stream(envelope, body)
+    lease: Any = body.get("lease")
+    listed: Any = body.get("t")
+    if type(lease) not in (int, float) or not (0 < lease and math.isfinite(lease)):
+        raise bad(envelope, f"field 'lease' must be a positive number of seconds, got {lease!r:.40}")
+    if type(listed) is not list or not 0 < len(listed) <= MAX_BATCH:
+        raise bad(envelope, f"field 't' must be a list of 1..{MAX_BATCH} tasks")
+    well_formed = [  # _attempt_item(item, 3), inline: this runs for every task
+        item
+        for item in listed
+        if type(item) is list
+        and len(item) == 3
+        and type(item[0]) is int
+        and type(item[1]) is int
+        and 0 <= item[0] < MAX_ID
+        and 0 < item[1] <= MAX_ATTEMPT
+    ]
+    if len(well_formed) != len(listed):
+        index, item = next((i, item) for i, item in enumerate(listed) if not _attempt_item(item, 3))
+        raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
+    return Batch(stream, float(lease), listed)
+
+
+async def send_halving(
+    items: Sequence[T],
+    send: Callable[[Sequence[T]], Awaitable[None]],
+    unsendable: Callable[[T, MessageError], Awaitable[None]],
+) -> None:
+    """Send ``items`` as one message; if that has no wire form or is too large, send each
+    half the same way, down to the item at fault, which goes to ``unsendable``."""
+    try:
+        await send(items)
+        return
+    except (EncodeError, MessageTooLarge) as exc:
+        if len(items) == 1:
+            await unsendable(items[0], exc)
+            return
+    half = len(items) // 2
+    await send_halving(items[:half], send, unsendable)
+    await send_halving(items[half:], send, unsendable)

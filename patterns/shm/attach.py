@@ -1,0 +1,230 @@
+"""The receiver side of a shared-memory segment: check everything, then map read-only.
+
+:func:`attach` turns a :class:`~patterns.shm.ref.ShmRef` into a read-only memoryview
+of exactly the referenced bytes, with no copy. In order, before any payload byte is
+touched: the name matched the strict pattern when the reference was built (no path can
+be smuggled in); the file exists (else ``SegmentGone("missing")``) and is a regular
+file, not a symlink (``"not-a-file"``); its size covers the header (``"truncated"``),
+the header has the magic (``"magic"``), version and layout (``"version"``) and sane
+fields (``"header"``), its owner pid is the one in the name and it is not a probe
+(``"mismatch"``), its token equals the reference's (``"token"``), the file covers the
+payload the header announces (``"truncated"``), and the range lies inside that payload
+(``"range"``): each a :class:`~patterns.BadReference`. Then the segment must still be
+waiting for a receiver (``SegmentGone("released")``) within its lease
+(``SegmentGone("expired")``, and the name is removed). Only then is it counted and
+mapped:
+
+- A segment made for **one receiver** (the usual case) is claimed by removing its name:
+  of several attaches of the same reference exactly one ``unlink`` succeeds, the others
+  fail with ``SegmentGone("released")``. No lock and no write are needed.
+- A segment for **several receivers** (bus, survey) keeps a ``pending`` count: each
+  attach re-reads and re-checks the header under an exclusive ``flock``, maps, decrements
+  ``pending``, and the one that reaches 0 removes the name.
+
+The view alone owns its mapping (see ``_shm_segment`` for what *released* means), so it
+stays valid after the name is unlinked and is unmapped when its last borrower goes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hmac
+import mmap
+import os
+import stat
+import time
+from collections.abc import Sequence
+from typing import Final
+
+from patterns.errors import BadReference, SegmentGone, SharedMemoryError
+from patterns.shm.header import (
+    FLAG_PROBE,
+    HEADER,
+    MMAP_OPTIONS,
+    PAYLOAD_OFFSET,
+    PENDING,
+    PENDING_OFFSET,
+    Header,
+    folder_name,
+    monotonic_now,
+    unlink_quietly,
+)
+from patterns.shm.ref import ShmRef
+
+__all__ = ["LOCK_PATIENCE", "attach", "attach_all"]
+
+LOCK_PATIENCE: Final = 5.0
+"""Seconds an attach waits for another process's lock on a segment before giving up."""
+
+
+def attach(ref: ShmRef, *, directory: str | os.PathLike[str] | None = None) -> memoryview:
+    """Map the referenced range read-only and count this receiver as attached.
+
+    Returns a read-only memoryview of exactly ``ref.length`` bytes that stays valid
+    after the segment is unlinked. Raises :class:`~patterns.SegmentGone` or
+    :class:`~patterns.BadReference` (see the module docstring for every check).
+    """
+    return _attach(ref.name, ref.token, [ref], directory)[0]
+
+
+def attach_all(
+    refs: Sequence[ShmRef], *, directory: str | os.PathLike[str] | None = None
+) -> list[memoryview]:
+    """Attach several references at once, each segment once: views in the order of ``refs``.
+
+    References naming the same segment share one mapping and count as one receiver.
+    Segments are attached in order of first appearance; if one fails, those before it
+    are already counted as attached (their views are dropped).
+    """
+    groups: dict[str, list[int]] = {}
+    for index, ref in enumerate(refs):
+        groups.setdefault(ref.name, []).append(index)
+    views: list[memoryview | None] = [None] * len(refs)
+    for name, indexes in groups.items():
+        token = refs[indexes[0]].token
+        if any(refs[i].token != token for i in indexes):
+            raise BadReference(f"references to {name!r} carry different tokens", name=name, reason="token")
+        for index, view in zip(indexes, _attach(name, token, [refs[i] for i in indexes], directory)):
+            views[index] = view
+    return [view for view in views if view is not None]
+
+
+def _attach(
+    name: str, token: bytes, ranges: list[ShmRef], directory: str | os.PathLike[str] | None
+) -> list[memoryview]:
+    folder = folder_name(directory)
+    path = f"{folder}/{name}"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SegmentGone(
+            f"segment {name!r} does not exist in {folder}", name=name, reason="missing"
+        ) from None
+    except OSError as exc:
+        raise BadReference(
+            f"segment {name!r} in {folder} cannot be opened as a file: {exc.strerror}",
+            name=name,
+            reason="not-a-file",
+        ) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadReference(f"segment {name!r} is not a regular file", name=name, reason="not-a-file")
+        header = _validated_header(fd, name, info.st_size, token, ranges)
+        if header.receivers == 1:
+            return _claim(fd, path, name, header, ranges)
+        _lock(fd, name)
+        try:
+            return _attach_locked(fd, path, name, info.st_size, token, ranges)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the mapping holds a dup of fd: unlock explicitly
+    finally:
+        os.close(fd)
+
+
+def _claim(fd: int, path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
+    """A segment for one receiver: removing its name is the claim (exactly one unlink succeeds)."""
+    _check_waiting(header, path, name)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        raise SegmentGone(
+            f"segment {name!r} was attached by its receiver meanwhile", name=name, reason="released"
+        ) from None
+    return _map(fd, name, header, ranges)
+
+
+def _attach_locked(
+    fd: int, path: str, name: str, file_size: int, token: bytes, ranges: list[ShmRef]
+) -> list[memoryview]:
+    header = _validated_header(fd, name, file_size, token, ranges)  # again: pending may have moved
+    _check_waiting(header, path, name)
+    views = _map(fd, name, header, ranges)
+    pending = header.pending - 1
+    os.pwrite(fd, PENDING.pack(pending), PENDING_OFFSET)
+    if pending == 0:
+        unlink_quietly(path)
+    return views
+
+
+def _check_waiting(header: Header, path: str, name: str) -> None:
+    """The segment still waits for a receiver, within its lease (an expired one is removed)."""
+    if header.pending == 0:
+        raise SegmentGone(
+            f"segment {name!r} was already attached by all its {header.receivers} receivers",
+            name=name,
+            reason="released",
+        )
+    now = monotonic_now()
+    if header.lease_deadline <= now:
+        unlink_quietly(path)
+        raise SegmentGone(
+            f"segment {name!r}: its lease ended {now - header.lease_deadline:.3f}s ago, "
+            f"with {header.pending} of {header.receivers} receivers not attached",
+            name=name,
+            reason="expired",
+        )
+
+
+def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
+    try:
+        mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_OPTIONS)
+    except OSError as exc:
+        raise SharedMemoryError(f"segment {name!r} cannot be mapped: {exc}", name=name, reason="map") from exc
+    whole = memoryview(mapping)
+    views = [whole[PAYLOAD_OFFSET + ref.offset : PAYLOAD_OFFSET + ref.end] for ref in ranges]
+    whole.release()  # the slices keep the mapping; nothing else refers to it
+    return views
+
+
+def _validated_header(fd: int, name: str, file_size: int, token: bytes, ranges: list[ShmRef]) -> Header:
+    if file_size < HEADER.size:
+        raise BadReference(
+            f"segment {name!r} holds {file_size} bytes, less than a header", name=name, reason="truncated"
+        )
+    header = Header.unpack(os.pread(fd, HEADER.size, 0))
+    if isinstance(header, str):
+        raise BadReference(f"segment {name!r} has no valid header ({header})", name=name, reason=header)
+    if header.owner.pid != int(name.split(".")[1]) or header.flags & FLAG_PROBE:
+        raise BadReference(
+            f"segment {name!r}: its header (owner pid {header.owner.pid}, flags {header.flags}) "
+            "does not match its name",
+            name=name,
+            reason="mismatch",
+        )
+    if not hmac.compare_digest(header.token, token):
+        raise BadReference(
+            f"segment {name!r}: the reference's token does not match the segment's", name=name, reason="token"
+        )
+    if file_size < header.total_size:
+        raise BadReference(
+            f"segment {name!r} holds {file_size} bytes, its header needs {header.total_size}",
+            name=name,
+            reason="truncated",
+        )
+    for ref in ranges:
+        if ref.end > header.payload_length:
+            raise BadReference(
+                f"reference to {name!r}: range {ref.offset}+{ref.length} ends past its payload of "
+                f"{header.payload_length} bytes",
+                name=name,
+                reason="range",
+            )
+    return header
+
+
+def _lock(fd: int, name: str) -> None:
+    """Take the exclusive flock without blocking forever (a stopped process might hold it)."""
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise SharedMemoryError(
+                    f"segment {name!r} stayed locked by another process for {LOCK_PATIENCE}s",
+                    name=name,
+                    reason="locked",
+                ) from None
+            time.sleep(0.001)

@@ -1,0 +1,291 @@
+"""Large buffers travel through shared memory: what the envelope codec does with them.
+
+On the sending side, while a body is encoded for a peer on the same host, every buffer
+(``bytes``, ``bytearray``, ``memoryview``, any object with the buffer protocol such as a
+numpy array, or a :class:`SharedBuffer`) of at least ``threshold`` bytes is placed in a
+shared-memory segment (one copy; none for a :class:`SharedBuffer`, which is already
+there) and written in the body as CBOR tag :data:`SHM_TAG` around an index into the
+envelope's ``shm`` array, which holds the references (``[name, token, offset,
+length]``). Smaller buffers, and every buffer for a peer elsewhere, are written inline
+as CBOR byte strings (``SharedBuffer`` contents are then copied).
+
+On the receiving side the decoder turns each tag into a read-only ``memoryview`` over
+the segment (no copy). Any fault in the references (a missing, foreign, truncated or
+freed segment, an index out of range or used twice, a tag without ``shm``) makes the
+whole frame a :class:`MalformedMessage` with ``reason="shm"``; its ``__cause__`` is the
+:class:`SegmentGone` or :class:`BadReference` that says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Self
+
+from patterns.errors import SharedMemoryError, SharedMemoryFull
+from patterns.shm.attach import attach
+from patterns.shm.header import monotonic_now
+from patterns.shm.ref import ShmRef
+from patterns.shm.segment import BufferState, SharedBuffer, place
+from patterns.shm.spare import in_background
+from patterns.shm.sweep import sweep
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "SHM_TAG",
+    "Placement",
+    "SharedMemory",
+    "Slot",
+    "delivering",
+    "maybe_sweep",
+    "resolve",
+    "shared_buffer",
+]
+
+log = logging.getLogger("patterns")
+
+SHM_TAG: Final = 28_270  # 0x6E6E, "nn": the body holds a shared-memory reference here
+MAX_REFERENCES: Final = 4096  # per envelope
+DEFAULT_THRESHOLD: Final = 1024 * 1024
+"""Buffers of at least this many bytes go through shared memory. ``bench.shm --phase
+sweep`` finds shared memory faster from 128-256 KiB on (2x at 256 KiB, 6x at 1 MiB); the
+default stays higher because before Python 3.13 each live received view holds a file
+descriptor (docs/shared-memory.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedMemory:
+    """How a socket uses shared memory for large buffers (its ``shared_memory=`` option).
+
+    ``enabled`` switches the fast path on for peers proven to share this host (over
+    ``inproc://`` and ``ipc://`` always); ``threshold`` is the smallest buffer placed
+    there; ``lease`` bounds how long a segment waits for its receivers; ``fallback``
+    sends a buffer inline when the segment directory is full (else
+    :class:`SharedMemoryFull` is raised); ``directory`` overrides ``/dev/shm``.
+    """
+
+    enabled: bool = True
+    threshold: int = DEFAULT_THRESHOLD
+    lease: float = 60.0
+    fallback: bool = True
+    directory: str | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.threshold) is not int or self.threshold < 1:
+            raise ValueError(f"shared memory threshold must be an int >= 1 byte, got {self.threshold!r}")
+        if not 0 < self.lease < float("inf"):
+            raise ValueError(
+                f"shared memory lease must be a finite number of seconds > 0, got {self.lease!r}"
+            )
+
+
+OFF: Final = SharedMemory(enabled=False)
+
+SWEEP_EVERY: Final = 30.0  # seconds between sweeps of one segment directory, per process
+_last_sweep: dict[str | None, float] = {}
+
+
+def maybe_sweep(directory: str | None) -> None:
+    """Sweep ``directory`` (see ``_shm_sweep``) if this process has not for :data:`SWEEP_EVERY`
+    seconds: at the first use, then now and then, what dead or expired peers left goes.
+    The sweep itself runs on the background thread (``_shm_worker``), off the send."""
+    now = monotonic_now()
+    if now - _last_sweep.get(directory, -SWEEP_EVERY) < SWEEP_EVERY:
+        return
+    _last_sweep[directory] = now
+    in_background(lambda: _sweep(directory))
+
+
+def _sweep(directory: str | None) -> None:
+    try:
+        report = sweep(directory=directory)
+    except OSError as exc:
+        log.warning("sweeping shared-memory segments in %s failed: %s", directory or "/dev/shm", exc)
+        return
+    if report.removed:
+        log.info("swept %d shared-memory segments left by others: %s", report.removed, report)
+
+
+class Placement:
+    """The segments of one message being encoded for ``receivers`` peers.
+
+    Lazy: nothing is checked until the body holds a buffer of at least ``threshold``
+    bytes (or a :class:`SharedBuffer`); only then is ``same_host()`` asked, once, whether
+    the peers can attach what is placed (see ``BaseSocket._same_host``). A small frame
+    costs one object and no IO."""
+
+    __slots__ = (
+        "_ready",
+        "_seen",
+        "handed",
+        "inline_fallbacks",
+        "made",
+        "policy",
+        "receivers",
+        "refs",
+        "same_host",
+    )
+
+    def __init__(
+        self, policy: SharedMemory, receivers: int, same_host: Callable[[], bool] | None = None
+    ) -> None:
+        self.policy = policy
+        self.receivers = receivers
+        self.same_host = same_host
+        self.refs: list[list[Any]] = []
+        self.made: list[SharedBuffer] = []  # placed by us: discarded if the send fails
+        self.handed: list[SharedBuffer] = []  # the caller's: closed once sent
+        self.inline_fallbacks = 0
+        self._ready: bool | None = None
+        self._seen: dict[int, int] = {}  # id(value) -> index: a second encoding pass reuses it
+
+    def put(self, value: Any, view: memoryview) -> int | None:
+        """Place ``view`` (``value`` is its owner); the index of its reference, or None: send inline."""
+        known = self._seen.get(id(value))
+        if known is not None:
+            return known
+        shared = isinstance(value, SharedBuffer)
+        if not shared and view.nbytes < self.policy.threshold:
+            return None
+        if self._ready is None:
+            self._ready = self.same_host() if self.same_host is not None else True
+        if not self._ready or len(self.refs) >= MAX_REFERENCES:
+            return None
+        if shared:
+            value.set_receivers(self.receivers)
+            self.handed.append(value)
+            index = self._add(value.ref)
+        else:
+            try:
+                buf = place(
+                    view, lease=self.policy.lease, receivers=self.receivers, directory=self.policy.directory
+                )
+            except SharedMemoryFull:
+                if not self.policy.fallback:
+                    raise
+                self.inline_fallbacks += 1
+                log.warning("shared memory is full: a buffer of %d bytes goes inline", view.nbytes)
+                return None
+            self.made.append(buf)
+            index = self._add(buf.ref)
+        self._seen[id(value)] = index
+        return index
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            self.sent()
+        else:
+            self.abort()
+
+    def _add(self, ref: ShmRef) -> int:
+        self.refs.append(ref.to_wire())
+        return len(self.refs) - 1
+
+    def sent(self) -> None:
+        """The message went out: the caller's buffers are handed over (their views close)."""
+        for buf in self.handed:
+            buf.close(unmap_later=True)  # the view goes now; the unmapping, off the send path
+
+    def abort(self) -> None:
+        """The message did not go out: remove the segments made for it."""
+        for buf in self.made:
+            buf.discard()
+
+
+def delivering(placement: Placement | None) -> contextlib.AbstractContextManager[object]:
+    """Around the send of a frame encoded with ``placement``: once the block completes, its
+    buffers are handed over (:meth:`Placement.sent`); if it raises, its segments go
+    (:meth:`Placement.abort`). Nothing to do without a placement. (Every send goes through
+    it: a plain class, not a generator-based context manager, keeps that cheap.)"""
+    return _NOTHING if placement is None else placement
+
+
+_NOTHING: Final = contextlib.nullcontext()
+
+
+def shared_buffer(
+    size: int, *, lease: float = 60.0, directory: str | os.PathLike[str] | None = None
+) -> SharedBuffer:
+    """A writable buffer of ``size`` bytes in shared memory: the zero-copy producer API.
+
+    Fill ``buf.view`` in place (``numpy.frombuffer(buf.view, dtype)`` writes straight into
+    it), then send ``buf`` anywhere in a message body: a peer on this host receives a
+    read-only view of the same memory, and the toolkit copies nothing. Sending hands the
+    buffer over (its view closes); to a peer elsewhere its bytes go inline. The space is
+    reserved first: a full ``/dev/shm`` raises :class:`SharedMemoryFull` here, never SIGBUS.
+    """
+    return SharedBuffer.create(size, lease=lease, receivers=1, directory=directory)
+
+
+def sendable_view(value: Any) -> memoryview:
+    """The bytes of a buffer-like ``value`` to send inline (a SharedBuffer's must be open)."""
+    if isinstance(value, SharedBuffer):
+        if value.state is not BufferState.OPEN:
+            raise ValueError(f"shared buffer {value.name!r} is {value.state.value}: its bytes are gone")
+        return value.view
+    view = memoryview(value)
+    return view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+
+
+class Slot:
+    """Where a decoded body refers to ``shm[index]`` (replaced by :func:`resolve`)."""
+
+    __slots__ = ("index",)
+    __hash__ = None  # type: ignore[assignment]  # never a map key
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def resolve(body: Any, shm: tuple[Any, ...] | None, directory: str | os.PathLike[str] | None) -> Any:
+    """Replace every :class:`Slot` in ``body`` by a read-only view of its segment.
+
+    Raises :class:`SharedMemoryError` (BadReference, SegmentGone) for any fault."""
+    if shm is None:
+        raise SharedMemoryError("the body refers to shared memory but the envelope has no 'shm'",
+                                name=None, reason="shape")  # fmt: skip
+    refs = [ShmRef.from_wire(item) for item in shm]
+    slots: list[Slot] = []
+
+    def collect(value: Any) -> None:
+        if type(value) is Slot:
+            slots.append(value)
+        elif type(value) is list:
+            for item in value:
+                collect(item)
+        elif type(value) is dict:
+            for item in value.values():
+                collect(item)
+
+    collect(body)
+    indexes = [slot.index for slot in slots]
+    if len(set(indexes)) != len(indexes) or not all(0 <= i < len(refs) for i in indexes):
+        raise SharedMemoryError(
+            f"shared-memory slots {indexes[:8]} are out of range or used twice ({len(refs)} references)",
+            name=None, reason="shape",
+        )  # fmt: skip
+    views: dict[int, memoryview] = {}  # checked before any segment is touched
+    try:
+        for index in indexes:
+            views[index] = attach(refs[index], directory=directory)
+    except BaseException:
+        for view in views.values():
+            view.release()
+        raise
+
+    def swap(value: Any) -> Any:
+        if type(value) is Slot:
+            return views[value.index]
+        if type(value) is list:
+            return [swap(item) for item in value]
+        if type(value) is dict:
+            return {key: swap(item) for key, item in value.items()}
+        return value
+
+    return swap(body)

@@ -1,0 +1,400 @@
+"""Shared-memory segments: a writer fills one in place, receivers map it read-only.
+
+A segment is a plain file in the segment directory (``/dev/shm``, or
+``$NNG_CONSENSUS_SHM_DIR``, or ``directory=``), named ``nngc.<owner pid>.<32 hex>``,
+made with mode 0600 (receivers run as the same user). It starts with the header of
+``_shm_header`` and holds the payload from offset 4096. ``multiprocessing.shared_memory``
+is not used: before Python 3.13 its resource tracker unlinks segments behind our back.
+
+Writer::
+
+    buf = SharedBuffer.create(size, lease=30.0, receivers=1)   # space reserved first
+    buf.view[:] = data            # or numpy.frombuffer(buf.view, dtype)[...] = ...
+    send(buf.ref.to_wire())       # a small reference travels instead of the bytes
+    buf.close()                   # the writer's mapping goes; the name stays
+
+    buf = place(data, lease=30.0)  # or: copy an existing buffer in (one copy, unmapped after)
+
+Receiver::
+
+    view = attach(ShmRef.from_wire(obj))   # a read-only memoryview, no copy
+
+Lifecycle, precisely:
+
+- The *name* (the file in the directory) is what lets a receiver attach. The one
+  receiver of a segment removes it as it attaches; with several, each :func:`attach`
+  decrements the header's ``pending`` count under an exclusive ``flock`` and the one
+  that brings it to 0 unlinks the name. The name also goes when
+  the lease passes (the next :func:`attach` or ``sweep`` removes it; an attach after
+  the deadline fails with ``SegmentGone("expired")`` even if the file is still there),
+  when the owner process is dead (``sweep``: so a writer that exits before its
+  receivers attached loses that delivery), or when the writer calls
+  :meth:`SharedBuffer.discard`.
+- The *memory* lives while the name exists or any process still maps the file.
+  Unlinking never invalidates a mapping: a view obtained before stays valid.
+- A receiver has *released* a segment when it has attached (so the name no longer
+  waits for it) and its memoryview, and every object that borrowed its buffer (slices,
+  ``numpy.frombuffer`` arrays), has been released (``view.release()``) or collected.
+  The view is the only owner of its mapping: the mmap object is referenced by nothing
+  else, so CPython unmaps it when the last borrower goes. No ``__del__`` of ours is
+  involved; a released memoryview raises ``ValueError`` on use, never faults.
+- The writer's mapping follows the same rule: :meth:`SharedBuffer.close` releases the
+  writable view and unmaps at once, unless something still borrows the view (a numpy
+  array over it), in which case the mapping goes with that borrower.
+
+Every check a receiver makes before touching a payload byte is listed in ``_shm_attach``.
+
+Python < 3.13's mmap keeps a duplicate of the file descriptor open per mapping, so each
+live view holds one descriptor; from 3.13 on none is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import mmap
+import os
+import secrets
+import struct
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+from patterns.shm import spare as spares
+from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
+from patterns.shm.attach import attach, attach_all
+from patterns.shm.header import (
+    MMAP_OPTIONS,
+    PAYLOAD_OFFSET,
+    PENDING_OFFSET,
+    Header,
+    monotonic_now,
+    process_identity,
+    segment_directory,
+    unlink_quietly,
+)
+from patterns.shm.ref import MAX_SEGMENT_SIZE, ShmRef, make_name
+
+__all__ = ["BufferState", "SharedBuffer", "attach", "attach_all", "place"]
+
+RECEIVERS: Final = struct.Struct("<II")  # the header's receivers and pending counts, side by side
+
+_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOMEM})
+_MAX_RECEIVERS: Final = 2**32 - 1
+
+
+class BufferState(Enum):
+    """Where a :class:`SharedBuffer` stands."""
+
+    OPEN = "open"
+    """Mapped: ``view`` is writable."""
+    CLOSED = "closed"
+    """The writer's mapping is dropped; the name stays for the receivers."""
+    DISCARDED = "discarded"
+    """The writer unlinked the name; receivers that attached before keep their views."""
+
+
+class SharedBuffer:
+    """A writable shared-memory segment: the zero-copy producer side.
+
+    Make one with :meth:`create` (or :func:`place`), fill ``view`` in place, send
+    ``ref``; then :meth:`close`. Not thread-safe; a context manager that closes.
+    """
+
+    def __init__(self, path: Path, header: Header, mapping: mmap.mmap | None) -> None:
+        self._path = path
+        self._header = header
+        self._mmap = mapping
+        self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET : header.total_size]
+        self._state = BufferState.CLOSED if mapping is None else BufferState.OPEN
+        self._ref = ShmRef(path.name, header.token, 0, header.payload_length)
+
+    @classmethod
+    def create(
+        cls,
+        size: int,
+        *,
+        lease: float,
+        receivers: int = 1,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> SharedBuffer:
+        """A new segment of ``size`` payload bytes for ``receivers`` attaches within ``lease`` seconds.
+
+        The space is reserved (``posix_fallocate``) before the file is mapped: if the
+        directory is too small, :class:`~patterns.SharedMemoryFull` is raised and no file
+        is left, and writing to ``view`` can never raise SIGBUS. The payload starts zeroed.
+        """
+        return cls._make(size, lease=lease, receivers=receivers, directory=directory, flags=0, source=None)
+
+    @classmethod
+    def _make(
+        cls,
+        size: int,
+        *,
+        lease: float,
+        receivers: int,
+        directory: str | os.PathLike[str] | None,
+        flags: int,
+        source: memoryview | None,
+        suffix: str | None = None,
+    ) -> SharedBuffer:
+        """Create a segment: mapped and reserved (``source`` None), or written from ``source``,
+        unmapped. ``suffix`` (32 hex digits) names it instead of a random one (a beacon).
+
+        A payload segment takes a warm spare of its size class when one waits
+        (``_shm_spare``); otherwise it is made afresh, after which a spare is prepared for
+        the next one. If there is no room, the directory's spares are given back and the
+        segment is tried once more."""
+        _check_arguments(size, lease, receivers)
+        if flags or suffix is not None:
+            return cls._fresh(segment_directory(directory), size, lease, receivers, flags, source, suffix)
+        key = spares.directory_key(directory)
+        spare = spares.take(key, size)
+        if spare is not None:
+            header = _header(0, size, lease, receivers)
+            try:
+                buf = cls(spare.path, header, spares.fill(spare, header, source))
+            except OSError as exc:
+                raise _creation_error(exc, spare.path, size) from exc
+        else:
+            folder = Path(key)
+            try:
+                buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
+            except SharedMemoryFull:
+                if not spares.drop(key, now=True):
+                    raise
+                buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
+        spares.wanted(key, size)
+        return buf
+
+    @classmethod
+    def _fresh(
+        cls,
+        folder: Path,
+        size: int,
+        lease: float,
+        receivers: int,
+        flags: int,
+        source: memoryview | None,
+        suffix: str | None,
+    ) -> SharedBuffer:
+        header = _header(flags, size, lease, receivers)
+        path = folder / make_name(header.owner.pid, suffix or secrets.token_hex(16))
+        try:
+            _check_room(path, header.total_size)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _creation_error(exc, path, size) from exc
+        mapping = None
+        try:
+            if source is None:
+                os.posix_fallocate(fd, 0, header.total_size)
+                os.pwrite(fd, header.pack(), 0)
+                protection = mmap.PROT_READ | mmap.PROT_WRITE
+                mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
+            else:
+                os.ftruncate(fd, header.total_size)
+                os.pwrite(fd, header.pack(), 0)
+                _write_all(fd, source, PAYLOAD_OFFSET)
+        except OSError as exc:
+            unlink_quietly(path)
+            raise _creation_error(exc, path, size) from exc
+        finally:
+            os.close(fd)
+        return cls(path, header, mapping)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> BufferState:
+        return self._state
+
+    @property
+    def name(self) -> str:
+        return self._path.name
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def size(self) -> int:
+        """Payload bytes."""
+        return self._header.payload_length
+
+    @property
+    def receivers(self) -> int:
+        return self._header.receivers
+
+    @property
+    def lease_deadline(self) -> float:
+        """CLOCK_MONOTONIC seconds after which receivers can no longer attach."""
+        return self._header.lease_deadline
+
+    @property
+    def ref(self) -> ShmRef:
+        """The reference to the whole payload."""
+        return self._ref
+
+    @property
+    def view(self) -> memoryview:
+        """The writable payload (format ``"B"``); raises Closed once the buffer is closed."""
+        if self._view is None:
+            raise Closed(f"shared buffer {self.name!r} is {self._state.value}: its view is gone")
+        return self._view
+
+    def ref_range(self, offset: int, length: int) -> ShmRef:
+        """A reference to ``length`` payload bytes at ``offset`` (several may share one segment)."""
+        if type(offset) is not int or type(length) is not int or offset < 0 or length < 0:
+            raise ValueError(f"range {offset!r}+{length!r} of {self.name!r}: need integers >= 0")
+        if offset + length > self.size:
+            raise ValueError(f"range {offset}+{length} of {self.name!r} ends past its {self.size} bytes")
+        return ShmRef(self.name, self._header.token, offset, length)
+
+    def set_receivers(self, receivers: int) -> None:
+        """Say how many receivers will attach (a socket sets it when it sends the buffer).
+
+        Only before the reference has gone out: it rewrites the header's ``receivers``
+        and ``pending`` counts under the same lock receivers take."""
+        _check_arguments(self.size, 1.0, receivers)
+        if self._state is BufferState.DISCARDED:
+            raise Closed(f"shared buffer {self.name!r} was discarded")
+        if receivers == self._header.receivers == self._header.pending:
+            return  # already so (one receiver, the usual case): no file access
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SharedMemoryError(
+                f"shared buffer {self.name!r}: cannot set its receivers: {exc}", name=self.name, reason="map"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.pwrite(fd, RECEIVERS.pack(receivers, receivers), PENDING_OFFSET - 4)
+        finally:
+            os.close(fd)
+        self._header = dataclasses.replace(self._header, receivers=receivers, pending=receivers)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self, *, unmap_later: bool = False) -> None:
+        """Drop the writer's mapping (the name stays until the receivers attach or the lease ends).
+
+        If something still borrows ``view`` (a numpy array over it), the mapping goes
+        with that borrower instead. With ``unmap_later`` the view is released now and the
+        unmapping (tens of ms at 512 MiB) happens on the background thread, without the
+        GIL (``_shm_worker``), off the sender's path. Idempotent.
+        """
+        view, mapping = self._view, self._mmap
+        self._view = self._mmap = None
+        if self._state is BufferState.OPEN:
+            self._state = BufferState.CLOSED
+        if view is None or mapping is None:
+            return
+        try:
+            view.release()
+        except BufferError:
+            return  # still borrowed: the last borrower's release unmaps
+        if unmap_later:
+            spares.unmap_later(mapping)
+        else:
+            _close_quietly(mapping)
+
+    def discard(self) -> None:
+        """Unlink the name now and drop the mapping; receivers that attached keep their views."""
+        self.close()
+        self._state = BufferState.DISCARDED
+        unlink_quietly(self._path)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SharedBuffer {self.name} {self.size} bytes {self._state.value}>"
+
+
+def place(
+    data: Any,
+    *,
+    lease: float,
+    receivers: int = 1,
+    directory: str | os.PathLike[str] | None = None,
+) -> SharedBuffer:
+    """Copy a bytes-like object into a new segment; return the buffer, already closed.
+
+    One copy for C-contiguous inputs (bytes, bytearray, memoryview, array, a numpy
+    array of any shape; a non-contiguous one is first made contiguous). Into a warm
+    spare of the size class (``_shm_spare``) when one waits: a memcpy into pre-faulted
+    pages. Otherwise into a new file with ``pwrite``, not through a mapping: faster on
+    fresh tmpfs pages (no page faults, no zeroing), and a full directory is an
+    ``ENOSPC`` error (SharedMemoryFull, the file removed), never a SIGBUS. The result's
+    ``ref`` is ready to send; ``discard()`` unlinks it if the send fails.
+    """
+    with memoryview(data) as source:
+        flat = source.cast("B") if source.c_contiguous else memoryview(source.tobytes())
+        with flat:
+            return SharedBuffer._make(
+                flat.nbytes, lease=lease, receivers=receivers, directory=directory, flags=0, source=flat
+            )
+
+
+_WRITE_CHUNK: Final = 8 * 1024 * 1024
+
+
+def _close_quietly(mapping: mmap.mmap) -> None:
+    try:
+        mapping.close()
+    except BufferError:
+        pass  # a borrower appeared: it unmaps when it goes
+
+
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        written = os.pwrite(fd, data[done : done + _WRITE_CHUNK], offset + done)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += written
+
+
+def _header(flags: int, size: int, lease: float, receivers: int) -> Header:
+    """A new segment's header: this process, a fresh token, the lease starting now."""
+    token = secrets.token_bytes(16)
+    return Header(flags, process_identity(), token, size, monotonic_now() + lease, receivers, receivers)
+
+
+def _check_room(path: Path, total: int) -> None:
+    """Fail early, before creating anything, when the directory's filesystem is already too full."""
+    info = os.statvfs(path.parent)
+    if total > info.f_bavail * info.f_frsize:
+        raise OSError(errno.ENOSPC, f"{info.f_bavail * info.f_frsize} bytes free")
+
+
+def _check_arguments(size: int, lease: float, receivers: int) -> None:
+    if type(size) is not int or not 0 <= size <= MAX_SEGMENT_SIZE:
+        raise ValueError(f"segment size {size!r} must be an integer in 0..{MAX_SEGMENT_SIZE}")
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < float("inf"):
+        raise ValueError(f"lease {lease!r} must be a finite number of seconds > 0")
+    if type(receivers) is not int or not 1 <= receivers <= _MAX_RECEIVERS:
+        raise ValueError(f"receivers {receivers!r} must be an integer in 1..{_MAX_RECEIVERS}")
+
+
+def _creation_error(exc: OSError, path: Path, size: int) -> SharedMemoryError:
+    if exc.errno in _FULL_ERRNOS:
+        return SharedMemoryFull(
+            f"no room for a segment of {size} bytes in {path.parent} ({exc.strerror})",
+            name=path.name,
+            size=size,
+            directory=str(path.parent),
+        )
+    return SharedMemoryError(
+        f"cannot create segment {path.name!r} of {size} bytes in {path.parent}: {exc.strerror}",
+        name=path.name,
+        reason="create",
+    )
