@@ -12,24 +12,42 @@ Host a room, join it, poll and vote::
         ...
 
 The decision logic (:func:`tally` and the rules) is pure code with no I/O. Every
-exception is a :class:`ConsensusError`; the tree is drawn in :mod:`patterns.errors`.
+exception is a :class:`ConsensusError`; the tree is drawn in :mod:`consensus.errors`.
 The NNG pattern layer underneath is the :mod:`patterns` package.
 """
 
-from patterns import (
-    BadReference,
-    Closed,
-    ConsensusError,
-    EncodeError,
+from consensus.decide.ballot import Ballot
+from consensus.decide.poll import MemberError, PollResult, PollRound, Verdict
+from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
+from consensus.decide.tally import Decision, is_decided, tally
+from consensus.decide.vote import VoteRound
+from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
+from consensus.errors import (
+    InvalidBallot,
+    InvalidDecision,
     LineError,
-    MalformedMessage,
-    MessageError,
-    MessageTooLarge,
     NameTaken,
     PeerLost,
     RemoteError,
     RoomError,
     RoomUnavailable,
+)
+from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, hotline
+from consensus.room.host import Room, RoomStatistics, host
+from consensus.room.member import Member, MemberStatistics, join
+from consensus.room.roster import JoinOutcome, Roster
+from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
+from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
+from consensus.work.task import Outcome, TaskError, WorkerStats
+from consensus.work.worker import Worker, WorkerStatistics
+from patterns import (
+    BadReference,
+    Closed,
+    ConsensusError,
+    EncodeError,
+    MalformedMessage,
+    MessageError,
+    MessageTooLarge,
     SegmentGone,
     SharedBuffer,
     SharedMemory,
@@ -40,21 +58,6 @@ from patterns import (
     WouldBlock,
     shared_buffer,
 )
-
-from consensus.decide.ballot import Ballot, InvalidBallot
-from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
-from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
-from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
-from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, hotline
-from consensus.room.member import Member, MemberStatistics, join
-from consensus.decide.poll import MemberError, PollResult, PollRound, Verdict
-from consensus.room.host import Room, RoomStatistics, host
-from consensus.room.roster import JoinOutcome, Roster
-from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
-from consensus.decide.tally import Decision, InvalidDecision, is_decided, tally
-from consensus.work.task import Outcome, TaskError, WorkerStats
-from consensus.decide.vote import VoteRound
-from consensus.work.worker import Worker, WorkerStatistics
 
 __all__ = [
     "BadReference",

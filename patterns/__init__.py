@@ -6,6 +6,24 @@ exceptions never escape (see :mod:`patterns.errors` for the exception tree).
 """
 
 from patterns._bus import Bus
+from patterns._nng import TLSConfig, TLSMode
+from patterns._pair import Pair
+from patterns._peers import Peer
+from patterns._pipeline import Pull, Push
+from patterns._respondent import IncomingSurvey, Respondent
+from patterns._socket import BaseSocket
+from patterns._stats import SocketStatistics
+from patterns._survey import Surveyor, SurveyReplies
+from patterns._wire import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_SENDER_LENGTH,
+    VERSION,
+    Envelope,
+    decode,
+    decode_body,
+    encode,
+    encode_body,
+)
 from patterns.errors import (
     AddressError,
     AddressInUse,
@@ -14,15 +32,9 @@ from patterns.errors import (
     ConnectionRefused,
     ConsensusError,
     EncodeError,
-    LineError,
     MalformedMessage,
     MessageError,
     MessageTooLarge,
-    NameTaken,
-    PeerLost,
-    RemoteError,
-    RoomError,
-    RoomUnavailable,
     SegmentGone,
     SharedMemoryError,
     SharedMemoryFull,
@@ -31,21 +43,13 @@ from patterns.errors import (
     TransportError,
     WouldBlock,
 )
-from patterns._nng import TLSConfig, TLSMode
-from patterns._pair import Pair
-from patterns._peers import Peer
-from patterns._pipeline import Pull, Push
-from patterns._respondent import IncomingSurvey, Respondent
 from patterns.shm.codec import SharedMemory, shared_buffer
 from patterns.shm.segment import SharedBuffer
 from patterns.shm.sweep import sweep as sweep_shared_memory
-from patterns._socket import BaseSocket
-from patterns._stats import SocketStatistics
-from patterns._survey import Surveyor, SurveyReplies
-from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE, VERSION, Envelope, decode, decode_body, encode, encode_body
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_SENDER_LENGTH",
     "VERSION",
     "AddressError",
     "AddressInUse",
@@ -58,20 +62,14 @@ __all__ = [
     "EncodeError",
     "Envelope",
     "IncomingSurvey",
-    "LineError",
     "MalformedMessage",
     "MessageError",
     "MessageTooLarge",
-    "NameTaken",
     "Pair",
     "Peer",
-    "PeerLost",
     "Pull",
     "Push",
-    "RemoteError",
     "Respondent",
-    "RoomError",
-    "RoomUnavailable",
     "SegmentGone",
     "SharedBuffer",
     "SharedMemory",

@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import trio
 from pynng import ffi, lib
 
-from patterns.errors import MalformedMessage, MessageTooLarge
 from patterns._nng import raise_for, receive_message_nowait
 from patterns._stream import _FdSocket
 from patterns._wire import Envelope, decode
+from patterns.errors import MalformedMessage, MessageTooLarge
 
 __all__ = ["RawSocket", "survey_header"]
 

@@ -30,11 +30,11 @@ from typing import Any
 import trio
 from pynng import ffi, lib
 
-from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns._nng import raise_for
-from patterns.shm.codec import delivering
 from patterns._stream import _FdSocket
 from patterns._wire import Envelope, decode, encode
+from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
+from patterns.shm.codec import delivering
 
 __all__ = ["IncomingSurvey", "Respondent"]
 
@@ -86,7 +86,7 @@ class IncomingSurvey:
         resp = self._respondent
         if self._ctx is None:
             raise Closed(f"{self!r} was already answered or declined")
-        envelope = Envelope(kind=kind, sender=resp.name, id=resp._next_id(), body=value, re=self.envelope.id)
+        envelope = Envelope(kind=kind, sender=resp.name, id=resp.next_id(), body=value, re=self.envelope.id)
         placement = resp._placement(1)
         data = encode(envelope, max_size=resp.max_message_size, placement=placement)
         ctx, self._ctx = self._ctx, None

@@ -20,13 +20,13 @@ from typing import Any, ClassVar, Self
 import pynng
 import trio
 
-from patterns.errors import Closed
 from patterns._nng import TLSConfig, seconds_to_ms, translate
 from patterns._peers import Peer, PeerSet
-from patterns.shm.beacon import Beacons
-from patterns.shm.codec import Placement, SharedMemory, maybe_sweep
 from patterns._stats import SocketStatistics
 from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
+from patterns.errors import Closed
+from patterns.shm.beacon import Beacons
+from patterns.shm.codec import Placement, SharedMemory, maybe_sweep
 
 __all__ = ["Addresses", "BaseSocket"]
 
@@ -340,7 +340,8 @@ class BaseSocket:
         return await self.peers_state.wait_changed()
 
     # ----------------------------------------------------------------- accounting
-    def _next_id(self) -> int:
+    def next_id(self) -> int:
+        """A fresh envelope id for a message this socket sends (unique per socket, 64-bit)."""
         return next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF
 
     def _surveys_open(self) -> int:

@@ -19,11 +19,11 @@ import pynng
 import trio
 from pynng import ffi, lib
 
-from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns._nng import receive_message_nowait, translate
-from patterns.shm.codec import Placement, delivering
 from patterns._socket import BaseSocket
 from patterns._wire import Envelope, decode, encode
+from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
+from patterns.shm.codec import Placement, delivering
 
 __all__ = ["ReceivingSocket", "SendingSocket"]
 
@@ -147,7 +147,7 @@ class SendingSocket(_FdSocket):
             self.send_bytes_nowait(data)
 
     def _envelope(self, value: Any, kind: str, re: int | None, deadline: float | None) -> Envelope:
-        return Envelope(kind=kind, sender=self.name, id=self._next_id(), body=value, re=re, deadline=deadline)
+        return Envelope(kind=kind, sender=self.name, id=self.next_id(), body=value, re=re, deadline=deadline)
 
     async def send(
         self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None

@@ -21,10 +21,10 @@ from typing import Any, Self
 
 import trio
 
-from patterns.errors import Closed, MalformedMessage
 from patterns._raw import RawSocket, survey_header
-from patterns.shm.codec import delivering
 from patterns._wire import Envelope, encode
+from patterns.errors import Closed, MalformedMessage
+from patterns.shm.codec import delivering
 
 __all__ = ["SurveyReplies", "Surveyor"]
 
@@ -137,7 +137,7 @@ class Surveyor(RawSocket):
         operation = f"survey(timeout={timeout})"
         self._require_open(operation)
         envelope = Envelope(
-            kind=kind, sender=self.name, id=self._next_id(), body=value, deadline=time.time() + timeout
+            kind=kind, sender=self.name, id=self.next_id(), body=value, deadline=time.time() + timeout
         )
         placement = self._placement(len(self.peers_state))
         data = encode(envelope, max_size=self.max_message_size, placement=placement)

@@ -1,4 +1,7 @@
-"""The one exception tree of nng-consensus, shared by ``patterns`` and ``consensus``.
+"""The transport half of nng-consensus's one exception tree.
+
+The whole tree, with the room, line and decision errors that ``consensus`` adds, is
+drawn in :mod:`consensus.errors`.
 
 Everything this toolkit raises on purpose derives from :class:`ConsensusError`;
 pynng's exceptions never escape (they are translated where pynng is called, with
@@ -20,15 +23,7 @@ pynng's exceptions never escape (they are translated where pynng is called, with
     │   └── MalformedMessage        bytes or a body from a peer were rejected (also a
     │                               ``ValueError``); counted in ``statistics()``; ``reason``
     │                               is "size", "cbor", "shape", "version" or "body"
-    ├── InvalidBallot               a ballot's fields are wrong (consensus; also ``ValueError``)
-    ├── InvalidDecision             a decision's fields are wrong (consensus; also ``ValueError``)
-    ├── RoomError                   room membership failed (consensus)
-    │   ├── RoomUnavailable         the host could not be reached, or went away
-    │   └── NameTaken               a live member already holds that name
-    ├── LineError                   an ask on a hotline failed (consensus)
-    │   ├── PeerLost                the peer went away (connection dropped, or silent past its
-    │   │                           heartbeats) while the ask waited
-    │   └── RemoteError             the peer's handler raised; ``type`` and ``message`` say what
+    ├── (room, line and decision errors: see :mod:`consensus.errors`)
     └── SharedMemoryError           a shared-memory segment could not be made or used; ``name``
         │                           is the segment (``None`` when unknown), ``reason`` a tag
         ├── SegmentGone             the referenced segment no longer exists: "missing",
@@ -51,15 +46,9 @@ __all__ = [
     "ConnectionRefused",
     "ConsensusError",
     "EncodeError",
-    "LineError",
     "MalformedMessage",
     "MessageError",
     "MessageTooLarge",
-    "NameTaken",
-    "PeerLost",
-    "RemoteError",
-    "RoomError",
-    "RoomUnavailable",
     "SegmentGone",
     "SharedMemoryError",
     "SharedMemoryFull",
@@ -139,35 +128,6 @@ class MalformedMessage(MessageError, ValueError):
         super().__init__(message)
         self.reason = reason
         self.size = size
-
-
-class RoomError(ConsensusError):
-    """Joining or staying in a room failed."""
-
-
-class RoomUnavailable(RoomError):
-    """The room's host could not be reached in time, or went away."""
-
-
-class NameTaken(RoomError):
-    """The host refused a join: a live member already holds the name."""
-
-
-class LineError(ConsensusError):
-    """An ask on a hotline did not get its answer."""
-
-
-class PeerLost(LineError):
-    """The peer went away while an ask waited for it."""
-
-
-class RemoteError(LineError):
-    """The peer's handler raised while answering; ``type`` and ``message`` say what."""
-
-    def __init__(self, type: str, message: str) -> None:
-        super().__init__(f"the peer's handler failed: {type}: {message}")
-        self.type = type
-        self.message = message
 
 
 class SharedMemoryError(ConsensusError):

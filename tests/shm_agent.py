@@ -83,7 +83,7 @@ def sweep_once(directory: str, now: float) -> None:
 
 
 def full(size: int) -> None:
-    import patterns.shm.segment as segment
+    from patterns.shm import segment
 
     folder = segment_directory()
     for precheck in ("precheck", "no-precheck"):

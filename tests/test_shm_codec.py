@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patterns import Envelope, MalformedMessage
+from patterns._wire import decode, encode
 from patterns.errors import BadReference, SegmentGone, SharedMemoryFull
 from patterns.shm.codec import SHM_TAG, Placement, SharedMemory
 from patterns.shm.segment import SharedBuffer
-from patterns._wire import decode, encode
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures
 
@@ -127,7 +127,7 @@ def test_slots_out_of_range_twice_or_without_shm_and_a_socket_without_shared_mem
 
 
 def test_a_full_directory_falls_back_inline_or_raises(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import patterns.shm.codec as codec
+    from patterns.shm import codec
 
     def full(*_a: Any, **_k: Any) -> Any:
         raise SharedMemoryFull("no room", name=None, size=1, directory=str(shm_dir))

@@ -20,8 +20,8 @@ from _shm import mappings, no_leak, read_header, segments, shm_dir
 from conftest import Peers, read_line, tell
 
 import patterns
-from patterns.shm import spare as spares
 from patterns.errors import BadReference, SharedMemoryFull
+from patterns.shm import spare as spares
 from patterns.shm.header import FLAG_PROBE, PAYLOAD_OFFSET, monotonic_now
 from patterns.shm.ref import ShmRef
 from patterns.shm.segment import SharedBuffer, attach, place

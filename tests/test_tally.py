@@ -20,9 +20,10 @@ from _reference_tally import MALFORMED, RefResult, reference_tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.decide.ballot import MAX_REASON_LENGTH, Ballot, InvalidBallot
+from consensus.decide.ballot import MAX_REASON_LENGTH, Ballot
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
-from consensus.decide.tally import Decision, InvalidDecision, is_decided, tally
+from consensus.decide.tally import Decision, is_decided, tally
+from consensus.errors import InvalidBallot, InvalidDecision
 from patterns import ConsensusError, decode_body, encode_body
 
 MANY = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from patterns import EncodeError, Envelope, decode
 from patterns._codec_plain import PLAIN_DEPTH, is_plain
-from patterns.shm.codec import Placement, SharedMemory
 from patterns._wire import _encode_hooked, encode, encode_body
+from patterns.shm.codec import Placement, SharedMemory
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures
 

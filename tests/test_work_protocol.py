@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.work import protocol as W
 from consensus.decide.poll import MemberError
+from consensus.work import protocol as W
 from patterns import Envelope, MalformedMessage
 
 

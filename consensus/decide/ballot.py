@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from patterns import ConsensusError
+from consensus.errors import InvalidBallot
 
-__all__ = ["MAX_REASON_LENGTH", "Ballot", "InvalidBallot"]
+__all__ = ["MAX_REASON_LENGTH", "Ballot"]
 
 MAX_REASON_LENGTH: Final = 2000
 """Longest ``reason`` a ballot may carry, in characters."""
@@ -36,10 +36,6 @@ MAX_REASON_LENGTH: Final = 2000
 _MAX_VOTE_ID: Final = 2**64
 _WIRE_KEYS: Final = frozenset({"choice", "confidence", "reason", "vote"})
 _OPTION_TYPES: Final = (str, bytes, int, float)
-
-
-class InvalidBallot(ConsensusError, ValueError):
-    """A ballot received from a peer does not have the shape of a ballot."""
 
 
 def describe(value: object) -> str:

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from patterns import ConsensusError
-
-from consensus.decide.ballot import Ballot, InvalidBallot, check_options, describe, select
+from consensus.decide.ballot import Ballot, check_options, describe, select
 from consensus.decide.poll import MemberError
+from consensus.errors import InvalidBallot, InvalidDecision
 
-__all__ = ["Decision", "InvalidDecision"]
+__all__ = ["Decision"]
 
 _WIRE_KEYS: Final = frozenset({
     "outcome", "options", "tally", "ballots", "missing", "abstained", "rejected", "rejected_count",
@@ -28,10 +27,6 @@ _WIRE_KEYS: Final = frozenset({
 
 _OPTIONAL_KEYS: Final = frozenset({"errors", "left", "elapsed", "vote"})
 """Keys a sender may leave out (a bare tally has no errors, departures or timing)."""
-
-
-class InvalidDecision(ConsensusError, ValueError):
-    """A decision received from a peer does not have the shape of a decision."""
 
 
 @dataclass(frozen=True, slots=True)

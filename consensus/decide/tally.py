@@ -38,11 +38,12 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
-from consensus.decide.ballot import Ballot, InvalidBallot, check_options, describe, select
-from consensus.decide.decision import Decision, InvalidDecision
+from consensus.decide.ballot import Ballot, check_options, describe, select
+from consensus.decide.decision import Decision
 from consensus.decide.rules import Majority, Rule, Standing, Weighting, as_ratio, top_options
+from consensus.errors import InvalidBallot
 
-__all__ = ["Decision", "InvalidDecision", "is_decided", "tally"]
+__all__ = ["Decision", "is_decided", "tally"]
 
 _MAJORITY: Final = Majority()
 """The default rule (rules are frozen, so one instance serves every call)."""

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from consensus.decide.ballot import Ballot, InvalidBallot
+from consensus.decide.ballot import Ballot
 from consensus.decide.poll import MemberError, Verdict, classify
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision, is_decided, tally
+from consensus.errors import InvalidBallot
 
 __all__ = ["VoteRound"]
 

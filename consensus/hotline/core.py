@@ -20,12 +20,10 @@ from typing import Any
 
 import trio
 
-from patterns import Closed, Envelope, MalformedMessage, Pair, TLSConfig, WouldBlock
-from patterns._wire import MAX_SENDER_LENGTH
-
 from consensus.hotline.asks import REPLY_KINDS, Action, AskTable
 from consensus.hotline.frames import ERROR, PING, IncomingAsk
 from consensus.hotline.wait import AnswerSlot, AskTimer, Waiter
+from patterns import MAX_SENDER_LENGTH, Closed, Envelope, MalformedMessage, Pair, TLSConfig, WouldBlock
 
 __all__ = ["QUEUE", "LineCore"]
 
@@ -270,4 +268,4 @@ class LineCore:
                 self._pair.disconnect(self._pipe)
                 continue
             with trio.move_on_after(self.heartbeat):
-                await self._send(Envelope(PING, self.name, self._pair._next_id(), None))
+                await self._send(Envelope(PING, self.name, self._pair.next_id(), None))

@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from patterns import Envelope
-
 from consensus.decide.poll import MemberError
+from patterns import Envelope
 
 if TYPE_CHECKING:
     from consensus.hotline.serve import ServingLine

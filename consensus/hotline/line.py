@@ -66,22 +66,13 @@ from typing import Any
 
 import trio
 
-from patterns import (
-    Closed,
-    Envelope,
-    MalformedMessage,
-    PeerLost,
-    RemoteError,
-    Timeout,
-    TLSConfig,
-)
-from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
-
+from consensus.errors import PeerLost, RemoteError
 from consensus.hotline.core import QUEUE
 from consensus.hotline.frames import ASK, CHUNK, END, ERROR, MSG, REPLY, HotlineStatistics, IncomingAsk
 from consensus.hotline.serve import ServingLine
 from consensus.hotline.wait import AnswerSlot
 from consensus.runtime.service import service_nursery
+from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, Envelope, MalformedMessage, Timeout, TLSConfig
 
 __all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "hotline"]
 
@@ -109,7 +100,7 @@ class Hotline(ServingLine):
 
     async def send(self, value: Any) -> None:
         """Send ``value`` to the peer (waits while there is no peer, or NNG's queue is full)."""
-        await self._send(Envelope(MSG, self.name, self._pair._next_id(), value), checkpoint=True)
+        await self._send(Envelope(MSG, self.name, self._pair.next_id(), value), checkpoint=True)
 
     async def receive(self) -> Any:
         """The next value the peer sent with :meth:`send`."""

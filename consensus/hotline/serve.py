@@ -14,21 +14,13 @@ from typing import Any
 
 import trio
 
-from patterns import (
-    Closed,
-    ConsensusError,
-    EncodeError,
-    Envelope,
-    MalformedMessage,
-    MessageTooLarge,
-    PeerLost,
-)
-
+from consensus.decide.poll import MemberError
+from consensus.errors import PeerLost
 from consensus.hotline.asks import REPLY_KINDS
-from consensus.runtime.handlers import run_handler, run_inline
 from consensus.hotline.core import LineCore
 from consensus.hotline.frames import ASK, END, ERROR, MSG, PING, PONG, REPLY, IncomingAsk
-from consensus.decide.poll import MemberError
+from consensus.runtime.handlers import run_handler, run_inline
+from patterns import Closed, ConsensusError, EncodeError, Envelope, MalformedMessage, MessageTooLarge
 
 __all__ = ["ServingLine"]
 
@@ -67,7 +59,7 @@ class ServingLine(LineCore):
                 return False
         elif kind == PING:
             with trio.move_on_after(self.heartbeat):
-                await self._send(Envelope(PONG, self.name, self._pair._next_id(), None))
+                await self._send(Envelope(PONG, self.name, self._pair.next_id(), None))
         elif kind != PONG:
             raise MalformedMessage(f"unknown frame kind {kind!r}", reason="body", size=0)
         return True
@@ -77,7 +69,7 @@ class ServingLine(LineCore):
             raise PeerLost(f"ask {ask.id}: the peer that asked has gone")
         try:
             await self._send(
-                Envelope(kind, self.name, self._pair._next_id(), value, re=ask.id), checkpoint=True
+                Envelope(kind, self.name, self._pair.next_id(), value, re=ask.id), checkpoint=True
             )
         except (EncodeError, MessageTooLarge) as exc:
             if kind == ERROR:
@@ -88,7 +80,7 @@ class ServingLine(LineCore):
     def _unsendable(self, ask_id: int, exc: Exception) -> Envelope:
         """The error frame that replaces an answer with no wire form (or too large to send)."""
         error = MemberError(type(exc).__name__, str(exc)[:2000]).to_wire()
-        return Envelope(ERROR, self.name, self._pair._next_id(), error, re=ask_id)
+        return Envelope(ERROR, self.name, self._pair.next_id(), error, re=ask_id)
 
     async def _serve(self, ask: IncomingAsk) -> None:
         """Answer one ask in its own task: plain handlers (in a thread) and async generators."""
@@ -138,7 +130,7 @@ class ServingLine(LineCore):
         if self._pair.peers_state.was_removed(pipe):
             log.info("%r: the peer left before ask %d was answered", self, ask_id)
             return receiving
-        envelope = Envelope(kind, self.name, self._pair._next_id(), result, re=ask_id)
+        envelope = Envelope(kind, self.name, self._pair.next_id(), result, re=ask_id)
         try:
             try:
                 sent = self._send_now(envelope)

@@ -18,19 +18,18 @@ from typing import Any
 
 import trio
 
-from patterns import Bus, Closed, Envelope, MalformedMessage, MessageTooLarge, Surveyor, SurveyReplies
-
-from consensus.room import protocol as P
-from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
-from consensus.work.distribution import Distribution
-from consensus.endpoints import endpoints
-from consensus.room.inbox import Inbox
 from consensus.decide.poll import PollResult, PollRound, Verdict
-from consensus.room.roster import JoinOutcome, Roster
 from consensus.decide.rules import Majority, Rule
-from consensus.runtime.service import service_nursery
 from consensus.decide.tally import Decision
 from consensus.decide.vote import VoteRound
+from consensus.endpoints import endpoints
+from consensus.room import protocol as P
+from consensus.room.inbox import Inbox
+from consensus.room.roster import JoinOutcome, Roster
+from consensus.runtime.service import service_nursery
+from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
+from consensus.work.distribution import Distribution
+from patterns import Bus, Closed, Envelope, MalformedMessage, MessageTooLarge, Surveyor, SurveyReplies
 
 __all__ = ["Room", "RoomStatistics", "host"]
 

@@ -32,11 +32,11 @@ from typing import Any
 
 import trio
 
-from patterns import Bus, Closed, ConsensusError, Envelope, LineError, MalformedMessage, Timeout
-
-from consensus.room import protocol as P
+from consensus.errors import LineError
 from consensus.hotline.line import Hotline, hotline
+from consensus.room import protocol as P
 from consensus.room.roster import check_name
+from patterns import Bus, Closed, ConsensusError, Envelope, MalformedMessage, Timeout
 
 __all__ = ["RoomLines"]
 

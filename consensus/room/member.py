@@ -20,6 +20,19 @@ from typing import Any
 
 import trio
 
+from consensus.decide.ballot import Ballot
+from consensus.decide.poll import MemberError
+from consensus.decide.tally import Decision
+from consensus.endpoints import endpoints, member_mesh_address
+from consensus.errors import InvalidDecision, NameTaken, RoomUnavailable
+from consensus.hotline.line import Hotline
+from consensus.room import protocol as P
+from consensus.room.inbox import Inbox
+from consensus.room.lines import RoomLines
+from consensus.room.roster import check_name
+from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
+from consensus.runtime.service import Pulse, service_nursery
+from consensus.work.worker import Worker
 from patterns import (
     Bus,
     Closed,
@@ -28,24 +41,9 @@ from patterns import (
     IncomingSurvey,
     MalformedMessage,
     MessageTooLarge,
-    NameTaken,
     Respondent,
-    RoomUnavailable,
     TransportError,
 )
-
-from consensus.room import protocol as P
-from consensus.decide.ballot import Ballot
-from consensus.endpoints import endpoints, member_mesh_address
-from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
-from consensus.hotline.line import Hotline
-from consensus.room.lines import RoomLines
-from consensus.room.inbox import Inbox
-from consensus.decide.poll import MemberError
-from consensus.room.roster import check_name
-from consensus.runtime.service import Pulse, service_nursery
-from consensus.decide.tally import Decision, InvalidDecision
-from consensus.work.worker import Worker
 
 __all__ = ["Member", "MemberStatistics", "join"]
 

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from patterns import Envelope, MalformedMessage
-
 from consensus.decide.poll import MemberError
 from consensus.room.roster import MAX_NAME_LENGTH, check_name
+from patterns import Envelope, MalformedMessage
 
 __all__ = [
     "ANSWER",

@@ -15,8 +15,8 @@ from itertools import chain
 from types import MappingProxyType
 from typing import Any
 
-from consensus.work.task import LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats
 from consensus.work.records import IN_FLIGHT, QUEUED, Counts, TaskRecord, check_int, check_now
+from consensus.work.task import LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats
 
 __all__ = ["LedgerBooks"]
 

@@ -37,14 +37,12 @@ from typing import Any, Self
 
 import trio
 
-from patterns import Closed, Envelope, MalformedMessage, Pull, Push, TLSConfig
-from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
-
-from consensus.work import protocol as W
-from consensus.work.distribution import Distribution
 from consensus.endpoints import resolve_work_endpoints
 from consensus.room.roster import check_name
 from consensus.runtime.service import Pulse, service_nursery
+from consensus.work import protocol as W
+from consensus.work.distribution import Distribution
+from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, Envelope, MalformedMessage, Pull, Push, TLSConfig
 
 __all__ = ["Dispatcher", "DispatcherStatistics"]
 

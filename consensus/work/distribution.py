@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import trio
 
-from patterns import Envelope, MessageError
-
+from consensus.runtime.service import Pulse
 from consensus.work import protocol as W
 from consensus.work.ledger import TaskLedger
-from consensus.runtime.service import Pulse
 from consensus.work.task import Outcome, TaskError, WorkerStats
+from patterns import Envelope, MessageError
 
 if TYPE_CHECKING:
     from consensus.work.dispatcher import Dispatcher

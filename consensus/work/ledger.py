@@ -46,7 +46,6 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from consensus.work.task import Assignment, LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats, success
 from consensus.work.books import LedgerBooks
 from consensus.work.records import (
     IN_FLIGHT,
@@ -56,6 +55,15 @@ from consensus.work.records import (
     check_int,
     check_name,
     check_worker,
+)
+from consensus.work.task import (
+    Assignment,
+    LedgerStatistics,
+    Outcome,
+    Receipt,
+    TaskError,
+    WorkerStats,
+    success,
 )
 
 __all__ = ["Assignment", "LedgerStatistics", "Outcome", "Receipt", "TaskError", "TaskLedger", "WorkerStats"]

@@ -28,9 +28,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
-
 from consensus.decide.poll import MemberError
+from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
 
 __all__ = [
     "BYE",

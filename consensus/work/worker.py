@@ -31,15 +31,13 @@ from typing import Any, Self
 
 import trio
 
-from patterns import Closed, MalformedMessage, MessageError, Pull, Push, TLSConfig
-from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
-
-from consensus.work import protocol as W
-from consensus.endpoints import resolve_work_endpoints
-from consensus.runtime.handlers import Handler, run_handler
 from consensus.decide.poll import MemberError
+from consensus.endpoints import resolve_work_endpoints
 from consensus.room.roster import check_name
+from consensus.runtime.handlers import Handler, run_handler
 from consensus.runtime.service import Pulse, service_nursery
+from consensus.work import protocol as W
+from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, MessageError, Pull, Push, TLSConfig
 
 __all__ = ["Worker", "WorkerStatistics"]
 
