@@ -17,7 +17,7 @@ The NNG pattern layer underneath is the :mod:`patterns` package.
 """
 
 from consensus.decide.ballot import Ballot
-from consensus.decide.poll import MemberError, PollResult, PollRound, Verdict
+from consensus.decide.poll import PollResult, PollRound, Verdict
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from consensus.decide.tally import Decision, is_decided, tally
 from consensus.decide.vote import VoteRound
@@ -32,13 +32,14 @@ from consensus.errors import (
     RoomError,
     RoomUnavailable,
 )
+from consensus.failure import Failure
 from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, hotline
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
 from consensus.room.roster import JoinOutcome, Roster
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
-from consensus.work.task import Outcome, TaskError, WorkerStats
+from consensus.work.task import Outcome, WorkerShare
 from consensus.work.worker import Worker, WorkerStatistics
 from patterns import (
     BadReference,
@@ -72,6 +73,7 @@ __all__ = [
     "DistributionStatistics",
     "EncodeError",
     "Endpoints",
+    "Failure",
     "Hotline",
     "HotlineStatistics",
     "IncomingAsk",
@@ -82,7 +84,6 @@ __all__ = [
     "Majority",
     "MalformedMessage",
     "Member",
-    "MemberError",
     "MemberStatistics",
     "MessageError",
     "MessageTooLarge",
@@ -105,7 +106,6 @@ __all__ = [
     "SharedMemoryError",
     "SharedMemoryFull",
     "Supermajority",
-    "TaskError",
     "TieBreak",
     "Timeout",
     "TransportError",
@@ -115,8 +115,8 @@ __all__ = [
     "Weighting",
     "WorkEndpoints",
     "Worker",
+    "WorkerShare",
     "WorkerStatistics",
-    "WorkerStats",
     "WouldBlock",
     "endpoints",
     "host",

@@ -121,7 +121,7 @@ class Host:
         """SIGKILL one worker, in the middle of some work (so that work must come back)."""
 
         def holding() -> int:  # attempts it has claimed and not finished
-            return outcomes.statistics().per_worker.get(name, consensus.WorkerStats()).in_flight
+            return outcomes.statistics().per_worker.get(name, consensus.WorkerShare()).in_flight
 
         with trio.move_on_after(1):
             while not holding():
@@ -218,7 +218,7 @@ class Host:
         print("  per worker            ok  failed  lost  stale")
         by_worker = Counter(o.worker for o in ok)
         for name in sorted(set(self.procs) | set(stats.per_worker), key=number):
-            s = stats.per_worker.get(name, consensus.WorkerStats())
+            s = stats.per_worker.get(name, consensus.WorkerShare())
             note = ""
             if name in self.killed:
                 note = f"  killed at {self.killed[name] - self.start:.2f} s"

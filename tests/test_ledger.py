@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from consensus.work.ledger import (
     Assignment,
+    Failure,
     LedgerStatistics,
     Outcome,
     Receipt,
-    TaskError,
     TaskLedger,
-    WorkerStats,
+    WorkerShare,
 )
 from consensus.work.task import success
 
@@ -143,7 +143,7 @@ class Run:
             for pick, back, ok in picked:
                 task_id = targets[pick % len(targets)] if targets else pick
                 attempt = max(1, ref.tasks[task_id]["attempt"] - back) if targets else 1
-                value = ("r", task_id, attempt) if ok else TaskError("Boom", f"{task_id}/{attempt}")
+                value = ("r", task_id, attempt) if ok else Failure("Boom", f"{task_id}/{attempt}")
                 items.append([task_id, attempt, ok, value] if kind == "replies" else [task_id, attempt])
             want_errors = 0
             for task_id, attempt, *reply in items:
@@ -186,7 +186,7 @@ class Run:
                     lambda: ref.result(task_id, attempt, value, worker),
                 )
             else:
-                error = TaskError("Boom", f"{task_id}/{attempt}")
+                error = Failure("Boom", f"{task_id}/{attempt}")
                 pair = self.both_raise_or_agree(
                     lambda: ledger.failure(task_id, attempt, error, worker=worker, now=self.now),
                     lambda: ref.failure(task_id, attempt, "Boom", worker),
@@ -376,7 +376,7 @@ def test_memory_stays_flat_over_a_long_stream(ordered: bool) -> None:
             flying[i] = flying[-1]
             flying.pop()
             if rng.random() < 0.01 and a.attempt < 3:
-                ledger.failure(a.task_id, a.attempt, TaskError("Flaky", "once"), worker=a.worker, now=now)
+                ledger.failure(a.task_id, a.attempt, Failure("Flaky", "once"), worker=a.worker, now=now)
             else:
                 ledger.result(a.task_id, a.attempt, a.task, worker=a.worker, now=now)
         now += 0.001
@@ -418,7 +418,7 @@ def test_retries_go_first_then_fresh_tasks_in_order() -> None:
     a = ledger.next_assignment(0.0, "w")
     assert a == Assignment(0, 1, "a", 1.0, "w")
     assert ledger.next_assignment(0.0) is None  # window full
-    assert ledger.failure(0, 1, TaskError("E", "x"), worker="w", now=0.5) is Receipt.REQUEUED
+    assert ledger.failure(0, 1, Failure("E", "x"), worker="w", now=0.5) is Receipt.REQUEUED
     assert ledger.next_assignment(0.5) == Assignment(0, 2, "a", 1.5, None)
     assert ledger.result(0, 2, "A", worker="v", now=0.6) is Receipt.DONE
     b = ledger.next_assignment(0.7)
@@ -439,7 +439,7 @@ def test_a_late_success_wins_and_the_current_attempt_becomes_stale() -> None:
     # The slow worker's first attempt finishes after all: accepted, exactly once.
     assert ledger.result(0, 1, "slow answer", worker="slow", now=1.2) is Receipt.DONE
     assert ledger.result(0, 2, "fast answer", worker="fast", now=1.3) is Receipt.STALE
-    assert ledger.failure(0, 2, TaskError("E", "x"), worker="fast", now=1.3) is Receipt.STALE
+    assert ledger.failure(0, 2, Failure("E", "x"), worker="fast", now=1.3) is Receipt.STALE
     [o] = ledger.pop_outcomes()
     assert (o.result, o.worker, o.attempts) == ("slow answer", "slow", 2)
     stats = ledger.statistics()
@@ -462,7 +462,7 @@ def test_failures_end_as_a_dead_letter_carrying_the_last_error() -> None:
     ledger.next_assignment(0.2)
     assert ledger.failure(0, 2, KeyError("second"), worker="w", now=0.3) is Receipt.DONE
     [o] = ledger.pop_outcomes()
-    assert o.error == TaskError("KeyError", "'second'") and o.attempts == 2 and not o.ok
+    assert o.error == Failure("KeyError", "'second'") and o.attempts == 2 and not o.ok
     assert str(o.error) == "KeyError: 'second'" and o.error.to_wire() == {
         "type": "KeyError",
         "message": "'second'",
@@ -475,7 +475,7 @@ def test_a_lease_expiring_on_the_last_attempt_names_the_handler_error_before_it(
     ledger = TaskLedger(lease=2.0, max_attempts=2, window=1)
     ledger.submit("t")
     ledger.next_assignment(0.0, "w")
-    ledger.failure(0, 1, TaskError("Boom", "bad input"), worker="w", now=0.5)
+    ledger.failure(0, 1, Failure("Boom", "bad input"), worker="w", now=0.5)
     assert ledger.next_deadline() is None
     assert ledger.next_assignment(1.0, "w") is not None
     assert ledger.next_deadline() == 3.0
@@ -492,7 +492,7 @@ def test_a_final_failure_ends_the_task_whatever_attempts_remain() -> None:
     ledger.submit(object())
     a = ledger.next_assignment(0.0)
     assert a is not None
-    error = TaskError("EncodeError", "no wire form")
+    error = Failure("EncodeError", "no wire form")
     assert ledger.failure(0, 1, error, worker=None, now=0.0, final=True) is Receipt.DONE
     [o] = ledger.pop_outcomes()
     assert (o.ok, o.error, o.attempts) == (False, error, 1)
@@ -514,7 +514,7 @@ def test_a_claim_names_the_holder_and_renews_the_lease() -> None:
     assert ledger.next_deadline() == 1.6  # task 1's lease, then task 0's (renewed to 2.3)
     assert ledger.worker_gone("w", now=1.56) == [1, 0]
     stats = ledger.statistics()
-    assert stats.per_worker["w"] == WorkerStats(assigned=2, in_flight=0, lost=2)
+    assert stats.per_worker["w"] == WorkerShare(assigned=2, in_flight=0, lost=2)
     assert stats.redelivered == 3
     assert ledger.queued_tasks() == {0: "a", 1: "b", 2: "c"} and ledger.in_flight_tasks() == {}
     assert ledger.next_assignment(2.0) is not None
@@ -622,7 +622,7 @@ def test_ordered_mode_holds_early_finishers() -> None:
     for _ in range(3):
         ledger.next_assignment(0.0)
     ledger.result(2, 1, "C", worker=None, now=1.0)
-    ledger.failure(1, 1, TaskError("E", "b"), worker=None, now=1.0)
+    ledger.failure(1, 1, Failure("E", "b"), worker=None, now=1.0)
     assert ledger.pop_outcomes() == [] and ledger.statistics().ready == 2
     ledger.result(0, 1, "A", worker=None, now=1.0)
     assert outcome_ids(ledger.pop_outcomes()) == [0, 1, 2]
@@ -714,14 +714,14 @@ def test_call_errors_name_the_input_and_the_state() -> None:
     with pytest.raises(ValueError, match="result for attempt 1 of task 0, which has had 0 .state: queued"):
         ledger.result(0, 1, None, worker=None, now=0.0)
     with pytest.raises(ValueError, match="attempt must be >= 1, got 0"):
-        ledger.failure(0, 0, TaskError("E", ""), worker=None, now=0.0)
+        ledger.failure(0, 0, Failure("E", ""), worker=None, now=0.0)
     with pytest.raises(
         ValueError, match=r"failure for attempt 5 of task 0; max_attempts is 2 \(at most 4 sends\)"
     ):
-        ledger.failure(0, 5, TaskError("E", ""), worker=None, now=0.0)
+        ledger.failure(0, 5, Failure("E", ""), worker=None, now=0.0)
     with pytest.raises(TypeError, match="task_id must be an int"):
         ledger.result("0", 1, None, worker=None, now=0.0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="failure.. takes a TaskError or an exception, got 'oops'"):
+    with pytest.raises(TypeError, match="failure.. takes a Failure or an exception, got 'oops'"):
         ledger.failure(0, 1, "oops", worker=None, now=0.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="window must be >= 0"):
         ledger.set_window(-2)

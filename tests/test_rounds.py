@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus import Ballot, Majority, MemberError, PollRound, Roster, Verdict, VoteRound, tally
+from consensus import Ballot, Failure, Majority, PollRound, Roster, Verdict, VoteRound, tally
 from consensus.room.roster import JoinOutcome
 
 NAMES = ["a", "b", "c", "d", "e"]
@@ -38,7 +38,7 @@ def test_poll_round_against_a_naive_reference(
         verdict = (
             round.answer(name, t, at=t)
             if event == "answer"
-            else round.fail(name, MemberError("E", str(t)), at=t)
+            else round.fail(name, Failure("E", str(t)), at=t)
         )
         if finished:
             want = Verdict.CLOSED
@@ -97,7 +97,7 @@ def test_vote_round_decision_matches_the_pure_tally(
         elif event == "junk":
             round.ballot(name, {"choice": choice, "confidence": "very"})
         elif event == "fail":
-            round.fail(name, MemberError("E", "boom"))
+            round.fail(name, Failure("E", "boom"))
         else:
             round.left(name)
         assert round.pending <= frozenset(electorate)

@@ -88,8 +88,8 @@ def test_the_periodic_sweep_runs_on_the_background_thread(
 ) -> None:
     from _shm import patch_header
 
-    from patterns.shm import spare as _shm_spare
     from patterns.shm import codec as _shm_codec
+    from patterns.shm import spare as _shm_spare
     from patterns.shm.segment import place
 
     buf = place(b"left by a process whose pid was reused", lease=30, directory=shm_dir)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.decide.poll import MemberError
+from consensus.failure import Failure
 from consensus.work import protocol as W
 from patterns import Envelope, MalformedMessage
 
@@ -45,7 +45,7 @@ def naive_reply(item: Any) -> list[Any] | None:
     message = error.get("message", "")
     if not isinstance(message, str):
         return None
-    return [item[0], item[1], False, MemberError(error["type"], message[:2000])]
+    return [item[0], item[1], False, Failure(error["type"], message[:2000])]
 
 
 numbers = st.sampled_from([0, 1, 2, 1000, 1001, -1, 2**63 - 1, 2**63, True, False, 1.0, "1", None])
@@ -86,7 +86,7 @@ def test_replies_keep_the_good_items_in_order_and_count_each_bad_one(listed: lis
 
 def test_a_bad_item_is_described_by_its_index() -> None:
     good, bad = W.replies(envelope(W.DONE), [[1, 1, True, "ok"], ["x"], [2, 1, False, {"type": "Boom"}]])
-    assert good == [[1, 1, True, "ok"], [2, 1, False, MemberError("Boom", "")]]
+    assert good == [[1, 1, True, "ok"], [2, 1, False, Failure("Boom", "")]]
     [error] = bad
     assert "item 1" in str(error)
 

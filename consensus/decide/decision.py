@@ -14,8 +14,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.decide.ballot import Ballot, check_options, describe, select
-from consensus.decide.poll import MemberError
 from consensus.errors import InvalidBallot, InvalidDecision
+from consensus.failure import Failure
 
 __all__ = ["Decision"]
 
@@ -53,7 +53,7 @@ class Decision:
     electorate_weight: float
     participating_weight: float
     options: tuple[Any, ...]
-    errors: Mapping[str, MemberError] = field(default_factory=lambda: MappingProxyType({}))
+    errors: Mapping[str, Failure] = field(default_factory=lambda: MappingProxyType({}))
     left: frozenset[str] = frozenset()
     elapsed: float = 0.0
     vote: int | None = None
@@ -170,7 +170,7 @@ def _wire_weight(value: object, what: str) -> float:
     return weight
 
 
-def _wire_errors(value: object) -> dict[str, MemberError]:
+def _wire_errors(value: object) -> dict[str, Failure]:
     if not isinstance(value, dict):
         raise InvalidDecision(f"decision 'errors' must be a map, got {describe(value)}")
     errors = {}
@@ -182,7 +182,7 @@ def _wire_errors(value: object) -> dict[str, MemberError]:
             and isinstance(error.get("message"), str)
         ):
             raise InvalidDecision("decision 'errors' must map voter names to {type, message} maps")
-        errors[voter] = MemberError(error["type"], error["message"])
+        errors[voter] = Failure(error["type"], error["message"])
     return errors
 
 

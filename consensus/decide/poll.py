@@ -14,7 +14,9 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["MemberError", "PollResult", "PollRound", "Verdict"]
+from consensus.failure import Failure
+
+__all__ = ["PollResult", "PollRound", "Verdict"]
 
 
 class Verdict(Enum):
@@ -24,25 +26,6 @@ class Verdict(Enum):
     UNEXPECTED = "unexpected"  # not a member when the round started
     DUPLICATE = "duplicate"  # that member already answered, failed or left
     CLOSED = "closed"  # the round was already finished: a late reply
-
-
-@dataclass(frozen=True, slots=True)
-class MemberError:
-    """What went wrong in one member's handler (or why it could not answer)."""
-
-    type: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
-
-    def to_wire(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message}
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> MemberError:
-        """Describe ``exc`` (its message cut to 2000 characters)."""
-        return cls(type(exc).__name__, str(exc)[:2000])
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +40,7 @@ class PollResult:
     question: Any
     answers: Mapping[str, Any]
     missing: frozenset[str]
-    errors: Mapping[str, MemberError]
+    errors: Mapping[str, Failure]
     left: frozenset[str]
     elapsed: float
     quorum: int | None = None
@@ -99,7 +82,7 @@ class PollRound:
         self.expected = frozenset(expected)
         self.quorum = _check_quorum(quorum)
         self._answers: dict[str, Any] = {}
-        self._errors: dict[str, MemberError] = {}
+        self._errors: dict[str, Failure] = {}
         self._left: set[str] = set()
         self._latencies: dict[str, float] = {}
         self._finished = False
@@ -130,7 +113,7 @@ class PollRound:
             self.rejected += 1
         return verdict
 
-    def fail(self, name: str, error: MemberError, *, at: float | None = None) -> Verdict:
+    def fail(self, name: str, error: Failure, *, at: float | None = None) -> Verdict:
         verdict = self._admit(name)
         if verdict is Verdict.ACCEPTED:
             self._errors[name] = error

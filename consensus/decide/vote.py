@@ -14,10 +14,11 @@ from types import MappingProxyType
 from typing import Any
 
 from consensus.decide.ballot import Ballot
-from consensus.decide.poll import MemberError, Verdict, classify
+from consensus.decide.poll import Verdict, classify
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision, is_decided, tally
 from consensus.errors import InvalidBallot
+from consensus.failure import Failure
 
 __all__ = ["VoteRound"]
 
@@ -41,7 +42,7 @@ class VoteRound:
         self.quorum = quorum
         self._ballots: list[tuple[str, Ballot]] = []
         self._voted: set[str] = set()
-        self._errors: dict[str, MemberError] = {}
+        self._errors: dict[str, Failure] = {}
         self._left: set[str] = set()
         self._invalid: dict[str, list[str]] = {}
         self._finished = False
@@ -75,7 +76,7 @@ class VoteRound:
             ballot = raw if isinstance(raw, Ballot) else Ballot.from_wire(raw)
         except InvalidBallot as exc:
             self._reject(name, str(exc))
-            self._errors[name] = MemberError("InvalidBallot", str(exc))
+            self._errors[name] = Failure("InvalidBallot", str(exc))
             self._check_decided()
             return Verdict.ACCEPTED
         self._ballots.append((name, ballot))
@@ -83,7 +84,7 @@ class VoteRound:
         self._check_decided()
         return verdict
 
-    def fail(self, name: str, error: MemberError) -> Verdict:
+    def fail(self, name: str, error: Failure) -> Verdict:
         verdict = self._admit(name)
         if verdict is Verdict.ACCEPTED:
             self._errors[name] = error

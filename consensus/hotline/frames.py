@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from consensus.decide.poll import MemberError
+from consensus.failure import Failure
 from patterns import Envelope
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ class IncomingAsk:
     async def end(self, value: Any = None) -> None:
         await self._finish(END, value)
 
-    async def fail(self, error: BaseException | MemberError) -> None:
-        err = error if isinstance(error, MemberError) else MemberError.from_exception(error)
+    async def fail(self, error: BaseException | Failure) -> None:
+        err = error if isinstance(error, Failure) else Failure.from_exception(error)
         await self._finish(ERROR, err.to_wire())
 
     async def _finish(self, kind: str, value: Any) -> None:

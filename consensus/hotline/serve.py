@@ -14,8 +14,8 @@ from typing import Any
 
 import trio
 
-from consensus.decide.poll import MemberError
 from consensus.errors import PeerLost
+from consensus.failure import Failure
 from consensus.hotline.asks import REPLY_KINDS
 from consensus.hotline.core import LineCore
 from consensus.hotline.frames import ASK, END, ERROR, MSG, PING, PONG, REPLY, IncomingAsk
@@ -79,7 +79,7 @@ class ServingLine(LineCore):
 
     def _unsendable(self, ask_id: int, exc: Exception) -> Envelope:
         """The error frame that replaces an answer with no wire form (or too large to send)."""
-        error = MemberError(type(exc).__name__, str(exc)[:2000]).to_wire()
+        error = Failure(type(exc).__name__, str(exc)[:2000]).to_wire()
         return Envelope(ERROR, self.name, self._pair.next_id(), error, re=ask_id)
 
     async def _serve(self, ask: IncomingAsk) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 import trio
 
 from consensus.decide.ballot import Ballot
-from consensus.decide.poll import MemberError
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints, member_mesh_address
 from consensus.errors import InvalidDecision, NameTaken, RoomUnavailable
+from consensus.failure import Failure
 from consensus.hotline.line import Hotline
 from consensus.room import protocol as P
 from consensus.room.inbox import Inbox
@@ -306,7 +306,7 @@ class Member:
         kind = survey.envelope.kind
         if outcome is None:
             what = "no handler for it" if kind in (P.POLL, P.VOTE) else "unknown survey kind"
-            outcome = (False, MemberError("NotSupported", f"{kind!r}: {what}"))
+            outcome = (False, Failure("NotSupported", f"{kind!r}: {what}"))
         ok, result = outcome
         counter = "polls_answered" if kind == P.POLL else "votes_cast"
         reply: tuple[str, Any] | None = (P.ANSWER, {"answer": result}) if kind == P.POLL else None
@@ -319,7 +319,7 @@ class Member:
                     Ballot(ballot.choice, ballot.confidence, ballot.reason, body.get("vote")).to_wire(),
                 )
             except (ValueError, TypeError) as exc:
-                ok, result = False, MemberError(type(exc).__name__, str(exc))
+                ok, result = False, Failure(type(exc).__name__, str(exc))
         if not ok:
             reply, counter = (P.ERROR, result.to_wire()), "handler_errors"
         assert reply is not None
@@ -328,7 +328,7 @@ class Member:
                 await survey.reply(reply[1], kind=reply[0])
             except (EncodeError, MessageTooLarge) as exc:  # the answer has no wire form: say so instead
                 counter = "handler_errors"
-                await survey.reply(MemberError(type(exc).__name__, str(exc)[:2000]).to_wire(), kind=P.ERROR)
+                await survey.reply(Failure(type(exc).__name__, str(exc)[:2000]).to_wire(), kind=P.ERROR)
         except Closed:
             return
         self._counts[counter] += 1

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from consensus.decide.poll import MemberError
+from consensus.failure import Failure
 from consensus.room.roster import MAX_NAME_LENGTH, check_name
 from patterns import Envelope, MalformedMessage
 
@@ -139,7 +139,7 @@ def parse_members(envelope: Envelope, value: Any) -> dict[str, str]:
 
 
 def parse_reply(envelope: Envelope) -> tuple[str, Any]:
-    """Classify a survey reply: ``("answer", value)``, ``("ballot", raw)`` or ``("error", MemberError)``."""
+    """Classify a survey reply: ``("answer", value)``, ``("ballot", raw)`` or ``("error", Failure)``."""
     body = _body(envelope)
     if envelope.kind == ANSWER:
         if "answer" not in body:
@@ -152,7 +152,7 @@ def parse_reply(envelope: Envelope) -> tuple[str, Any]:
         message = body.get("message", "")
         if not isinstance(message, str):
             raise _bad(envelope, "field 'message' must be text")
-        return ERROR, MemberError(kind, message[:MAX_ERROR_TEXT])
+        return ERROR, Failure(kind, message[:MAX_ERROR_TEXT])
     raise _bad(envelope, f"unknown reply kind {envelope.kind!r}")
 
 

@@ -2,7 +2,7 @@
 
 A plain (synchronous) handler runs in a worker thread, so a slow one (an LLM call,
 say) never stalls the member's heartbeats; an async one runs in the member's trio
-loop. Either way an exception or a missed deadline becomes a :class:`MemberError`,
+loop. Either way an exception or a missed deadline becomes a :class:`Failure`,
 never a crash of the member.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from consensus.decide.poll import MemberError
+from consensus.failure import Failure
 
 __all__ = ["Handler", "resume", "run_handler", "run_inline", "trio_deadline"]
 
@@ -46,7 +46,7 @@ def trio_deadline(wall_deadline: float | None, *, limit: float | None = None) ->
 async def run_handler(
     handler: Handler, *args: Any, deadline: float, limiter: trio.CapacityLimiter
 ) -> tuple[bool, Any]:
-    """Run ``handler(*args)``; returns ``(True, result)`` or ``(False, MemberError)``.
+    """Run ``handler(*args)``; returns ``(True, result)`` or ``(False, Failure)``.
 
     A plain handler runs in a thread taken from ``limiter``. A thread whose handler
     missed its deadline is abandoned, not killed, and holds its token until the
@@ -55,7 +55,7 @@ async def run_handler(
     name = _name(handler)
     sync = not inspect.iscoroutinefunction(handler)
     if sync and limiter.available_tokens == 0 and limiter.borrowed_tokens >= limiter.total_tokens:
-        return False, MemberError(
+        return False, Failure(
             "Busy", f"all {limiter.total_tokens} handler threads are still running earlier calls of {name}"
         )
     with trio.move_on_at(deadline) as scope:
@@ -68,9 +68,9 @@ async def run_handler(
             return True, result
         except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to the host, never raised here
             log.info("handler %s failed: %r", name, exc)
-            return False, MemberError.from_exception(exc)
+            return False, Failure.from_exception(exc)
     assert scope.cancelled_caught
-    return False, MemberError("Timeout", f"handler {name} did not finish before the deadline")
+    return False, Failure("Timeout", f"handler {name} did not finish before the deadline")
 
 
 async def run_inline(
@@ -86,7 +86,7 @@ async def run_inline(
         return await _inline(handler, args, on_suspend)
     with trio.move_on_at(deadline):
         return await _inline(handler, args, on_suspend)
-    return False, MemberError("Timeout", f"handler {_name(handler)} did not finish before the deadline")
+    return False, Failure("Timeout", f"handler {_name(handler)} did not finish before the deadline")
 
 
 async def _inline(
@@ -102,7 +102,7 @@ async def _inline(
         return True, await resume(coro, trap)
     except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to its asker, never raised here
         log.info("handler %s failed: %r", _name(handler), exc)
-        return False, MemberError.from_exception(exc)
+        return False, Failure.from_exception(exc)
 
 
 @types.coroutine

@@ -15,8 +15,9 @@ from itertools import chain
 from types import MappingProxyType
 from typing import Any
 
+from consensus.failure import Failure
 from consensus.work.records import IN_FLIGHT, QUEUED, Counts, TaskRecord, check_int, check_now
-from consensus.work.task import LedgerStatistics, Outcome, Receipt, TaskError, WorkerStats
+from consensus.work.task import LedgerStatistics, Outcome, Receipt, WorkerShare
 
 __all__ = ["LedgerBooks"]
 
@@ -125,7 +126,7 @@ class LedgerBooks:
     def statistics(self) -> LedgerStatistics:
         in_flight = self.in_flight
         workers = {
-            name: WorkerStats(c.assigned, c.in_flight, c.ok, c.failed, c.lost, c.stale)
+            name: WorkerShare(c.assigned, c.in_flight, c.ok, c.failed, c.lost, c.stale)
             for name, c in sorted(self._workers.items())
         }
         return LedgerStatistics(
@@ -235,7 +236,7 @@ class LedgerBooks:
         rec.worker = None
         self._retry.append(task_id)
 
-    def _lose(self, task_id: int, rec: TaskRecord, error: TaskError) -> None:
+    def _lose(self, task_id: int, rec: TaskRecord, error: Failure) -> None:
         """An attempt in flight is presumed lost: requeue it, or end the task with ``error``."""
         holder = rec.worker
         self._unassign(task_id, rec)
@@ -248,7 +249,7 @@ class LedgerBooks:
             self._redelivered += 1
             return
         if rec.last_error is not None:
-            error = TaskError(error.type, f"{error.message}; last handler error: {rec.last_error}")
+            error = Failure(error.type, f"{error.message}; last handler error: {rec.last_error}")
         self._finish(Outcome(task_id, rec.task, None, error, rec.counted, holder))
 
     def _finish(self, outcome: Outcome) -> None:

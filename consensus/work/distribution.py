@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import trio
 
+from consensus.failure import Failure
 from consensus.runtime.service import Pulse
 from consensus.work import protocol as W
 from consensus.work.ledger import TaskLedger
-from consensus.work.task import Outcome, TaskError, WorkerStats
+from consensus.work.task import Outcome, WorkerShare
 from patterns import Envelope, MessageError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class DistributionStatistics:
     workers: int
     capacity: int
     waiting_for_workers: bool
-    per_worker: Mapping[str, WorkerStats]
+    per_worker: Mapping[str, WorkerShare]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +314,7 @@ class Distribution:
 
     async def _unsendable(self, item: list[Any], exc: MessageError) -> None:
         task_id, attempt = item[0], item[1]
-        error = TaskError(type(exc).__name__, f"task {task_id} cannot be sent: {exc}"[:2000])
+        error = Failure(type(exc).__name__, f"task {task_id} cannot be sent: {exc}"[:2000])
         self._ledger.failure(task_id, attempt, error, worker=None, now=trio.current_time(), final=True)
         log.warning("distribution %d: task %d has no wire form: %s", self.stream, task_id, exc)
         self._pulse.poke()

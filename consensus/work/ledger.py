@@ -58,15 +58,15 @@ from consensus.work.records import (
 )
 from consensus.work.task import (
     Assignment,
+    Failure,
     LedgerStatistics,
     Outcome,
     Receipt,
-    TaskError,
-    WorkerStats,
+    WorkerShare,
     success,
 )
 
-__all__ = ["Assignment", "LedgerStatistics", "Outcome", "Receipt", "TaskError", "TaskLedger", "WorkerStats"]
+__all__ = ["Assignment", "Failure", "LedgerStatistics", "Outcome", "Receipt", "TaskLedger", "WorkerShare"]
 
 
 class TaskLedger(LedgerBooks):
@@ -192,7 +192,7 @@ class TaskLedger(LedgerBooks):
         self,
         task_id: int,
         attempt: int,
-        error: TaskError | BaseException,
+        error: Failure | BaseException,
         *,
         worker: str | None,
         now: float,
@@ -204,9 +204,9 @@ class TaskLedger(LedgerBooks):
         that has no wire form)."""
         worker = check_worker(worker)
         if isinstance(error, BaseException):
-            error = TaskError.from_exception(error)
-        elif not isinstance(error, TaskError):
-            raise TypeError(f"failure() takes a TaskError or an exception, got {error!r}")
+            error = Failure.from_exception(error)
+        elif not isinstance(error, Failure):
+            raise TypeError(f"failure() takes a Failure or an exception, got {error!r}")
         rec = self._current(task_id, attempt, "failure", now)
         if rec is None:
             return self._ignore(worker)
@@ -294,7 +294,7 @@ class TaskLedger(LedgerBooks):
 
     def replies(self, items: Iterable[Sequence[Any]], *, worker: str, now: float) -> list[ValueError]:
         """:meth:`result` or :meth:`failure` for each ``(task_id, attempt, ok, value)`` of
-        ``items`` (``value``: the result, or a TaskError), in order: the replies of one
+        ``items`` (``value``: the result, or a Failure), in order: the replies of one
         message. Returns the errors of the items that could not come from this ledger."""
         name = check_name(worker)
         now = self._tick(now)
@@ -341,11 +341,11 @@ class TaskLedger(LedgerBooks):
             task_id, rec = first
             expired.append(task_id)
             if rec.worker is None:
-                error = TaskError(
+                error = Failure(
                     "Unclaimed", f"no worker claimed attempt {rec.attempt} in {self.claim_timeout} s"
                 )
             else:
-                error = TaskError("LeaseExpired", f"lease expired after {rec.counted} attempts")
+                error = Failure("LeaseExpired", f"lease expired after {rec.counted} attempts")
             self._lose(task_id, rec, error)
         return expired
 
@@ -374,7 +374,7 @@ class TaskLedger(LedgerBooks):
         lost = [(task_id, rec) for task_id, rec in self._leased.items() if rec.worker == name]
         for task_id, rec in lost:
             reason = f"worker {name!r} went away during attempt {rec.attempt}"
-            self._lose(task_id, rec, TaskError("WorkerLost", reason))
+            self._lose(task_id, rec, Failure("WorkerLost", reason))
         return [task_id for task_id, _ in lost]
 
     def cancel(self) -> list[int]:

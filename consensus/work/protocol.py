@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from consensus.decide.poll import MemberError
+from consensus.failure import Failure
 from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
 
 __all__ = [
@@ -120,7 +120,7 @@ def _attempt_item(item: Any, length: int) -> bool:
     )
 
 
-def _error(value: Any) -> MemberError | None:
+def _error(value: Any) -> Failure | None:
     """A failure's ``{"type", "message"}``, or None if it is not one."""
     if not (
         type(value) is dict
@@ -129,7 +129,7 @@ def _error(value: Any) -> MemberError | None:
         and type(value.get("message", "")) is str
     ):
         return None
-    return MemberError(value["type"], value.get("message", "")[:MAX_ERROR_TEXT])
+    return Failure(value["type"], value.get("message", "")[:MAX_ERROR_TEXT])
 
 
 def _rejected(envelope: Envelope, listed: list[Any]) -> list[MalformedMessage]:
@@ -169,7 +169,7 @@ def claims(envelope: Envelope, listed: list[Any]) -> tuple[list[list[int]], list
 
 def replies(envelope: Envelope, listed: list[Any]) -> tuple[list[list[Any]], list[MalformedMessage]]:
     """The well-formed items of a done list as ``[task_id, attempt, ok, value]``, where a
-    failure's value is a :class:`MemberError`, and an error for each other item."""
+    failure's value is a :class:`Failure`, and an error for each other item."""
     good = [  # successes, the usual items, checked inline (_reply does the same): this runs for every task
         item
         for item in listed

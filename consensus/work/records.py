@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from consensus.work.task import TaskError
+from consensus.failure import Failure
 
 __all__ = ["Counts", "TaskRecord", "TaskState", "check_int", "check_name", "check_now", "check_worker"]
 
@@ -37,7 +37,7 @@ class TaskRecord:
     worker: str | None = None
     deadline: float = 0.0
     seq: int = 0  # when it was assigned or last claimed: orders the attempts in flight
-    last_error: TaskError | None = None
+    last_error: Failure | None = None
     free: int = 0  # attempts lost before any claim that did not count
 
     @property

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from consensus.decide.poll import MemberError
+from consensus.failure import Failure
 
-__all__ = ["Assignment", "LedgerStatistics", "Outcome", "Receipt", "TaskError", "WorkerStats"]
+__all__ = ["Assignment", "LedgerStatistics", "Outcome", "Receipt", "WorkerShare"]
 
 
 class Receipt(Enum):
@@ -24,9 +24,6 @@ class Receipt(Enum):
     STALE = "stale"  # ignored: the task finished or was cancelled, or the attempt was superseded
 
 
-TaskError = MemberError
-"""Why an attempt, or a whole task, failed: the same value that reports a member's failed
-poll or vote handler (``type`` and ``message``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +44,7 @@ class Outcome:
     task_id: int
     task: Any
     result: Any
-    error: TaskError | None
+    error: Failure | None
     attempts: int  # attempts dispatched, the successful one included
     worker: str | None  # who produced the outcome (for a lost attempt: who held it, if known)
 
@@ -77,7 +74,7 @@ def success(task_id: int, task: Any, result: Any, attempts: int, worker: str | N
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerStats:
+class WorkerShare:
     """One worker's share. ``assigned``, ``lost`` and ``in_flight`` count attempts sent to it
     by name; attempts the transport placed (push) appear only once the worker replies."""
 
@@ -108,4 +105,4 @@ class LedgerStatistics:
     late_accepted: int
     cancelled: int
     window: int
-    per_worker: Mapping[str, WorkerStats]
+    per_worker: Mapping[str, WorkerShare]

@@ -31,8 +31,8 @@ from typing import Any, Self
 
 import trio
 
-from consensus.decide.poll import MemberError
 from consensus.endpoints import resolve_work_endpoints
+from consensus.failure import Failure
 from consensus.room.roster import check_name
 from consensus.runtime.handlers import Handler, run_handler
 from consensus.runtime.service import Pulse, service_nursery
@@ -237,7 +237,7 @@ class Worker:
                         ok, value = True, await handler(job.task)
                     except Exception as exc:  # noqa: BLE001 - that attempt's error, never the worker's death
                         log.info("handler %s failed: %r", getattr(handler, "__qualname__", handler), exc)
-                        ok, value = False, MemberError.from_exception(exc)
+                        ok, value = False, Failure.from_exception(exc)
                 else:
                     ok, value = await run_handler(handler, job.task, deadline=math.inf, limiter=self._threads)
             finally:
@@ -281,7 +281,7 @@ class Worker:
 
         async def unsendable(item: list[Any], exc: MessageError) -> None:  # report that instead
             task_id, attempt = item[0], item[1]
-            error = MemberError(
+            error = Failure(
                 type(exc).__name__, f"the result of task {task_id} cannot be sent: {exc}"[:2000]
             )
             log.warning("worker %r: %s", self.name, error)
