@@ -1,24 +1,62 @@
-"""The toolkit phases of ``bench.distribute``: a ``consensus.Dispatcher`` here, worker children.
+"""The phases of ``bench.distribute``: a ``consensus.Dispatcher`` or a raw ``pynng.Push0`` here.
 
 :func:`toolkit_phase` measures tasks/s end to end with ``WORKERS`` worker processes
 (the ``toolkit``, ``defaults`` and explore rows); with ``kill_at`` it SIGKILLs one of
 them part-way and starts the spare (the ``kill`` row). Every run checks that each task
-came out exactly once and ok (:func:`check_outcomes`).
+came out exactly once and ok (:func:`check_outcomes`). :func:`raw_phase` measures bare
+64-byte frames without acknowledgement, messages/s from the first send to the last
+receive in any puller, with the sender and the pullers under trio or blocking.
+:class:`SystemCpu` and :func:`other_pct` account for the machine's CPU use over a
+timed window.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
 import time
 from typing import Any
 
+import pynng
 import trio
 
 import consensus
 
-from ._distribute_setup import WORKERS, Knobs, Pool, SystemCpu, other_pct, sequence
-from ._distribute_workers import SETUP_TIMEOUT_S, Child, make_task, task_index
+from ._children import Child
+from ._common import _cpu_times
+from ._distribute_jobs import RAW_PAYLOAD, WORKERS, Knobs, Pool, make_task, pull, task_index, worker
 from ._ports import free_port_block
+
+RAW_STYLES = {  # phase: (how this process sends, how the pullers receive)
+    "raw_trio": ("trio", "trio"),
+    "raw_trio_pull": ("sync", "trio"),
+    "raw_sync": ("sync", "sync"),
+}
+DRAIN_TIMEOUT_S = 30.0  # raw phases: no progress for this long means frames were lost
+COUNT_POLL_S = 0.02
+sequence = itertools.count(1)  # unique names for ipc paths and workers across phases
+
+
+class SystemCpu:
+    """All CPU use on the machine over a window (Linux ``/proc/stat``), in % of one core."""
+
+    def __init__(self) -> None:
+        self.before = _cpu_times()
+
+    def busy_pct(self) -> float | None:
+        after = _cpu_times()
+        if self.before is None or after is None or after[0] == self.before[0]:
+            return None
+        total, idle = after[0] - self.before[0], after[1] - self.before[1]
+        return 100.0 * (total - idle) / total * (os.cpu_count() or 1)
+
+
+def other_pct(system: float | None, *ours: float | None) -> float | None:
+    """CPU use by processes other than this benchmark's over the window (100 = one core)."""
+    if system is None or any(v is None for v in ours):
+        return None
+    return round(max(0.0, system - sum(v for v in ours if v is not None)), 1)
 
 JOIN_GRACE_S = 5.0  # workers connected: the dispatcher must count them within this
 JOIN_RETRIES = 3
@@ -27,7 +65,7 @@ JOIN_RETRIES = 3
 async def _marks(children: list[Child]) -> list[float]:
     for child in children:
         child.send("mark")
-    return [await child.areceive("mark", SETUP_TIMEOUT_S) for child in children]
+    return [await child.areceive("mark") for child in children]
 
 
 def check_outcomes(outcomes: list[Any], first: int, n: int, what: str) -> dict[str, int]:
@@ -92,10 +130,10 @@ async def _join(
                 file=sys.stderr,
             )
             child.send("stop")
-            await child.areceive("done", SETUP_TIMEOUT_S)
+            await child.areceive("done")
             names[child] = f"{names[child]}-r{retries}"
-            child.send("worker", address, names[child], knobs.concurrency, knobs.prefetch)
-            await child.areceive("ready", SETUP_TIMEOUT_S)
+            child.start(worker, address, names[child], knobs.concurrency, knobs.prefetch)
+            await child.areceive("ready")
 
 
 def _wire(dispatcher: consensus.Dispatcher) -> dict[str, int]:
@@ -131,7 +169,7 @@ async def toolkit_phase(
     transport: str = "ipc",
 ) -> dict[str, Any]:
     """A dispatcher here, ``WORKERS`` worker children; ``kill_at``: SIGKILL one, start the spare."""
-    seq = sequence.next()
+    seq = next(sequence)
     address = work_address(transport, tmpdir, seq)
     workers = pool.children[:WORKERS]
     spare = pool.children[WORKERS] if kill_at is not None else None
@@ -145,9 +183,9 @@ async def toolkit_phase(
     async with consensus.Dispatcher(address, name="bench", max_batch=knobs.max_batch) as dispatcher:
         try:
             for child in workers:
-                child.send("worker", address, names[child], knobs.concurrency, knobs.prefetch)
+                child.start(worker, address, names[child], knobs.concurrency, knobs.prefetch)
                 serving.append(child)
-            capacities = [await child.areceive("ready", SETUP_TIMEOUT_S) for child in workers]
+            capacities = [await child.areceive("ready") for child in workers]
             join_retries = await _join(dispatcher, workers, names, address, knobs)
 
             if warmup:
@@ -186,7 +224,7 @@ async def toolkit_phase(
                             if (held is not None and held.in_flight > 0) or len(got) == n:
                                 victim_held = 0 if held is None else held.in_flight
                                 workers[0].kill()
-                                spare.send("worker", address, names[spare], knobs.concurrency, knobs.prefetch)
+                                spare.start(worker, address, names[spare], knobs.concurrency, knobs.prefetch)
                                 serving.append(spare)
                                 killed_at_s = clock()
                                 killed_after = len(got)
@@ -208,11 +246,11 @@ async def toolkit_phase(
                 if child.killed:
                     continue
                 if child is spare:
-                    await child.areceive("ready", SETUP_TIMEOUT_S)
+                    await child.areceive("ready")
                 child.send("stop")
             for child in serving:
                 if not child.killed:
-                    worker_stats.append(await child.areceive("done", SETUP_TIMEOUT_S))
+                    worker_stats.append(await child.areceive("done"))
     checks = check_outcomes(got, first, n, kind)
     elapsed = t1 - t0
     parent_pct = round(100 * cpu_parent / elapsed, 1)
@@ -291,3 +329,109 @@ async def toolkit_phase(
             else None,
         }
     return row
+
+
+# ===================================================================== the raw references
+def _wait_pipes(sock: Any, count: int, children: list[Child]) -> None:
+    deadline = time.monotonic() + 60.0
+    while len(sock.pipes) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"raw reference: only {len(sock.pipes)} of {count} pullers connected")
+        for child in children:
+            if not child.process.is_alive():
+                raise RuntimeError(f"child {child.index} exited (code {child.process.exitcode})")
+        time.sleep(0.01)
+
+
+def _drain(children: list[Child], target: int) -> int:
+    """Poll the pullers' counts until they add up to ``target`` (or stop progressing)."""
+    last, since = -1, time.monotonic()
+    while True:
+        for child in children:
+            child.send("count")
+        total: int = sum(child.receive("count") for child in children)
+        if total >= target:
+            return total
+        if total != last:
+            last, since = total, time.monotonic()
+        elif time.monotonic() - since > DRAIN_TIMEOUT_S:
+            return total
+        time.sleep(COUNT_POLL_S)
+
+
+def raw_phase(pool: Pool, n: int, warmup: int, tmpdir: str, kind: str) -> dict[str, Any]:
+    """Push0 here (trio: ``await asend``; sync: ``send``) -> Pull0 in ``WORKERS`` children (likewise)."""
+    sender, puller = RAW_STYLES[kind]
+    address = f"ipc://{tmpdir}/raw{next(sequence)}"
+    pullers = pool.children[:WORKERS]
+    started: list[Child] = []
+    stats: list[dict[str, Any]] = []
+    sock = pynng.Push0()
+    try:
+        sock.listen(address)
+        for child in pullers:
+            child.start(pull, puller, address)
+            started.append(child)
+        for child in pullers:
+            child.receive("ready")
+        _wait_pipes(sock, len(pullers), pullers)
+
+        if sender == "trio":
+
+            async def push(count: int) -> None:
+                for _ in range(count):
+                    await sock.asend(RAW_PAYLOAD)
+
+            def send(count: int) -> None:
+                trio.run(push, count)
+        else:
+
+            def send(count: int) -> None:
+                for _ in range(count):
+                    sock.send(RAW_PAYLOAD)
+
+        if warmup:
+            send(warmup)
+            if _drain(pullers, warmup) < warmup:
+                raise RuntimeError(f"{kind}: the warm-up frames did not all arrive")
+        for child in pullers:
+            child.send("mark")
+        cpu_children0 = [child.receive("mark") for child in pullers]
+        system = SystemCpu()
+        cpu0 = time.process_time()
+        t0_ns = time.monotonic_ns()
+        send(n)
+        sent_ns = time.monotonic_ns()
+        cpu_parent = time.process_time() - cpu0
+        received = _drain(pullers, warmup + n) - warmup
+        system_pct = system.busy_pct()
+        for child in pullers:
+            child.send("mark")
+        cpu_children = [child.receive("mark") for child in pullers]
+    finally:
+        sock.close()
+        for child in started:
+            child.send("stop")
+        for child in started:
+            stats.append(child.receive("done"))
+    last_ns = max(s["last_ns"] for s in stats)
+    elapsed = (last_ns - t0_ns) / 1e9
+    if received != n or any(s["wrong_size"] for s in stats):
+        raise RuntimeError(
+            f"{kind}: {received} of {n} frames arrived, "
+            f"{sum(s['wrong_size'] for s in stats)} of the wrong size"
+        )
+    parent_pct = round(100 * cpu_parent / elapsed, 1)
+    children_pct = round(100 * (sum(cpu_children) - sum(cpu_children0)) / elapsed, 1)
+    return {
+        "kind": kind,
+        "n": n,
+        "warmup": warmup,
+        "elapsed_s": round(elapsed, 4),
+        "rate": round(n / elapsed, 1),
+        "send_rate": round(n / ((sent_ns - t0_ns) / 1e9), 1),
+        "parent_cpu_pct": parent_pct,
+        "children_cpu_pct": children_pct,
+        "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
+        "per_puller": [s["count"] for s in stats],  # warm-up included
+    }

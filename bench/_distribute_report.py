@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import format_table, median
-from ._distribute_setup import EXPLORE, RAW_STYLES, Knobs
+from ._distribute_jobs import EXPLORE, Knobs
+from ._distribute_phases import RAW_STYLES
 
 GOAL_TASKS_PER_S = 20_000.0
 

@@ -65,7 +65,7 @@ KILL_VARIANT = "Dispatcher, 2 Workers, acked, one SIGKILLed mid-run"
 
 def measure_work(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> Records:
     from . import distribute
-    from ._distribute_setup import WORKERS, Knobs, Pool
+    from ._distribute_jobs import WORKERS, Knobs, Pool
 
     n = 50_000 if quick else 200_000
     out: Records = []

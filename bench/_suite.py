@@ -84,12 +84,12 @@ def _peer_steps() -> list[Step]:
 
 
 def build_steps() -> list[Step]:
-    from . import _scenario_flow, _scenario_group, _scenario_rtt
+    from . import _rtt, _scenario_flow, _scenario_group
 
     both = frozenset({TOOLKIT, "pynng"})
     steps = [
-        Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_scenario_rtt.measure_transport, t))
-        for t in _scenario_rtt.TRANSPORTS
+        Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_rtt.measure_transport, t))
+        for t in _rtt.TRANSPORTS
     ]
     steps += [
         Step(

@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._children import Child
 from ._common import RESULTS_DIR, cpu_busy_fraction, describe_machine, machine_info, write_json
 from ._shm_report import MiB, compute_ratios, crossover, render, size_label, summarize_rows
 
@@ -150,8 +151,6 @@ class Run:
     """Everything one benchmark run holds: children, private folders, what failed."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from ._shm_peers import PeerChild, receiver_main, sender_main
-
         self.args = args
         self.folder = tempfile.mkdtemp(prefix="nngc-bench-ipc-")  # ipc sockets
         self.segments = tempfile.mkdtemp(prefix="shm-bench-", dir=SHM_ROOT)  # the toolkit's segments
@@ -163,15 +162,16 @@ class Run:
             self.iceoryx2_skipped = "--no-iceoryx2"
         elif importlib.util.find_spec("iceoryx2") is None:
             self.iceoryx2_skipped = "iceoryx2 is not installed (pip install -e '.[bench]')"
-        self._spawn = (PeerChild, sender_main, receiver_main)
         self.pairs: dict[str, Pair] = {}
         self.reaped: list[int] = []
 
     def pair(self, kind: str) -> Pair:
         if kind not in self.pairs:
-            child, sender_main, receiver_main = self._spawn
-            self.pairs[kind] = Pair(kind, child(sender_main, 0, f"{kind}-sender"),
-                                    child(receiver_main, 1, f"{kind}-receiver"))  # fmt: skip
+            from ._shm_peers import receiver, sender
+
+            self.pairs[kind] = Pair(kind, Child(f"{kind}-sender"), Child(f"{kind}-receiver", 1))
+            self.pairs[kind].sender.start(sender)
+            self.pairs[kind].receiver.start(receiver)
         return self.pairs[kind]
 
     def endpoint_spec(self, name: str, size: int) -> dict[str, Any]:

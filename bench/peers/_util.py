@@ -16,12 +16,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-from .._children import PipeChild
 from .._common import median, percentile
 from .._schema import Metric, Skip
-from . import _child
 
 PAYLOADS = (64, 4096, 1 << 20)  # the toolkit scenarios' sizes (64 MiB is left to the shm bench)
 QUICK_PAYLOADS = (64, 4096)
@@ -32,7 +29,6 @@ WORKERS = 2  # work distribution: worker processes, as bench.distribute
 TASK_SIZE = 64  # bytes per task, as bench.distribute
 GATHER_PAYLOAD = 64
 READY_TIMEOUT_S = 30.0  # a spawned child: interpreter start, imports, connect
-JOB_TIMEOUT_S = 60.0  # a child's job, once told to stop, must report within this
 SERVER_START_S = 15.0
 
 Result = list[Metric | Skip]
@@ -235,33 +231,3 @@ def server(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
-
-
-# ===================================================================== children
-@contextlib.contextmanager
-def children(count: int, name: str) -> Iterator[list[PipeChild]]:
-    """``count`` spawned job runners (:mod:`bench.peers._child`), always reaped."""
-    started: list[PipeChild] = []
-    try:
-        for i in range(count):
-            started.append(PipeChild(_child.main, i, f"{name}-{i}"))
-        yield started
-    finally:
-        for child in started:
-            child.stop()
-
-
-def start_job(child: PipeChild, job: Callable[..., Any], *args: Any) -> None:
-    """Have ``child`` run ``job(conn, *args)``; it answers ("ready", x) and later ("done", y)."""
-    child.send("job", job.__module__, job.__qualname__, args)
-
-
-def ready(child: PipeChild) -> Any:
-    return child.receive("ready", READY_TIMEOUT_S)
-
-
-def finish(child: PipeChild, *, stop: bool) -> Any:
-    """The job's result; ``stop``: tell it to stop first (jobs that watch their pipe)."""
-    if stop:
-        child.send("stop")
-    return child.receive("done", JOB_TIMEOUT_S)

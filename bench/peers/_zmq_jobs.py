@@ -1,6 +1,6 @@
 """The child side of the pyzmq measurements: echo peers and scatter-gather respondents.
 
-Each function runs in a spawned child (:mod:`bench.peers._child`) and is started by the
+Each function runs in a spawned child (:mod:`bench._children`) and is started by the
 parent with ``start_job``. An empty frame ends an echo or a respondent.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from ._child import LIFETIME_S
+from .._children import LIFETIME_S
 
 Conn = multiprocessing.connection.Connection
 LIFETIME_MS = int(LIFETIME_S * 1000)

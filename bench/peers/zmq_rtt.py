@@ -20,20 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._children import PipeChild
+from .._children import Child, children
 from .._schema import Metric, Skip
-from ._util import (
-    children,
-    finish,
-    make_payload,
-    missing_module,
-    payloads,
-    ready,
-    rtt_counts,
-    rtt_metrics,
-    scratch,
-    start_job,
-)
+from ._util import make_payload, missing_module, payloads, rtt_counts, rtt_metrics, scratch
 
 SYSTEM = "pyzmq"
 NO_ZMQ = "pyzmq not installed: pip install pyzmq (in the bench extra)"
@@ -101,7 +90,7 @@ def _client(ctx: Any, pattern: str, transport: str, tmp: Path, tag: str) -> tupl
 
 
 def _group_sync(
-    child: PipeChild, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
+    child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
 ) -> dict[int, list[int]]:
     import zmq
 
@@ -111,8 +100,8 @@ def _group_sync(
     samples: dict[int, list[int]] = {}
     try:
         sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-sync-{int(copy)}")
-        start_job(child, _zmq_jobs.echo, pattern, "sync", address, copy)
-        endpoint = ready(child)
+        child.start(_zmq_jobs.echo, pattern, "sync", address, copy)
+        endpoint = child.receive("ready")
         if pattern == "router":
             sock.connect(endpoint)
         for size in group:
@@ -122,14 +111,14 @@ def _group_sync(
             _roundtrips_sync(sock, payload, warmup, copy, None)
             _roundtrips_sync(sock, payload, n, copy, samples[size])
         sock.send(b"")  # the echo's stop frame
-        finish(child, stop=False)
+        child.finish(stop=False)
     finally:
         ctx.destroy(linger=0)
     return samples
 
 
 async def _group_async(
-    child: PipeChild, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
+    child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
 ) -> dict[int, list[int]]:
     import zmq.asyncio
 
@@ -139,8 +128,8 @@ async def _group_async(
     samples: dict[int, list[int]] = {}
     try:
         sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-asyncio-{int(copy)}")
-        start_job(child, _zmq_jobs.echo, pattern, "asyncio", address, copy)
-        endpoint = ready(child)  # blocking on the pipe is fine: nothing else runs yet
+        child.start(_zmq_jobs.echo, pattern, "asyncio", address, copy)
+        endpoint = child.receive("ready")  # blocking on the pipe is fine: nothing else runs yet
         if pattern == "router":
             sock.connect(endpoint)
         for size in group:
@@ -150,14 +139,14 @@ async def _group_async(
             await _roundtrips_async(sock, payload, warmup, copy, None)
             await _roundtrips_async(sock, payload, n, copy, samples[size])
         await sock.send(b"")
-        finish(child, stop=False)
+        child.finish(stop=False)
     finally:
         ctx.destroy(linger=0)
     return samples
 
 
 def _measure_one(
-    child: PipeChild, pattern: str, style: str, transport: str, sizes: Sequence[int], quick: bool, tmp: Path
+    child: Child, pattern: str, style: str, transport: str, sizes: Sequence[int], quick: bool, tmp: Path
 ) -> list[Metric | Skip]:
     out: list[Metric | Skip] = []
     for copy in (True, False):  # one echo job per frame style: bytes below 64 KiB, Frames above
