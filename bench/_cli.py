@@ -27,17 +27,19 @@ BUSY_WARNING = 0.15  # warn when other work kept the CPUs busier than this aroun
 
 def parser(name: str, description: str, quick: str, json: bool = True) -> argparse.ArgumentParser:
     """An argument parser with ``--quick``, ``--json`` (default ``bench/results/<name>.json``) and ``--check``."""
-    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+    p = argparse.ArgumentParser(prog=f"python -m bench{'.' + name if name else ''}", description=description)
     p.add_argument("--quick", action="store_true", help=quick)
     default = RESULTS_DIR / f"{name}.json" if json else None
-    p.add_argument("--json", type=Path, default=default, help=f"where to write the JSON report (default {default})")
+    p.add_argument("--json", type=Path, default=default, help=f"also write the JSON report here (default {default})")
     p.add_argument("--check", action="store_true", help="exit with status 1 if a goal is not met")
     return p
 
 
 def unmet_goals(tree: Any, path: str = "") -> list[str]:
-    """The names of every goal marked not met below ``tree``."""
+    """The names of every goal marked not met below ``tree`` (or a FAIL in a list of the suite's goals)."""
     out: list[str] = []
+    if isinstance(tree, list):
+        out += [g["goal"] for g in tree if isinstance(g, dict) and g.get("status") == "FAIL"]
     if isinstance(tree, dict):
         if tree.get("met") is False:
             out.append(path)
@@ -52,25 +54,31 @@ def run(
     args: argparse.Namespace,
     name: str,
     title: str,
-    measure: Callable[[], dict[str, Any]],
+    measure: Callable[[dict[str, Any]], dict[str, Any]],
     render: Callable[[dict[str, Any]], str],
     packages: Iterable[str] = (),
+    json_paths: Iterable[Path] = (),
 ) -> int:
+    """Measure, report and judge; ``measure(machine)`` returns the body (which, without ``name``, holds
+    the machine itself); the JSON goes to ``--json`` and ``json_paths``."""
     machine = machine_info(packages)
     machine["cpu_busy_before"] = cpu_busy_fraction()
     started = time.perf_counter()
-    body = measure()
+    body = measure(machine)
     elapsed = time.perf_counter() - started
     machine["cpu_busy_after"] = cpu_busy_fraction()
     busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
     if busy and max(busy) > BUSY_WARNING:
         print(f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; the figures "
               "are skewed (compare ratios within one run, or rerun on an idle machine)", file=sys.stderr)  # fmt: skip
-    report: dict[str, Any] = {"benchmark": name, "machine": machine, **body}
-    report.setdefault("params", {})["elapsed_s"] = round(elapsed, 2)
+    report: dict[str, Any] = body
+    if name:
+        report = {"benchmark": name, "machine": machine, **body}
+        report.setdefault("params", {})["elapsed_s"] = round(elapsed, 2)
+    written = [str(write_json(path, report)) for path in [*json_paths, *([args.json] if args.json else [])]]
     print(f"\n{title}\nmachine: {describe_machine(machine)}\n\n{render(report)}")
-    print(f"\nrun took {elapsed:.0f} s" + (f"; JSON written to {write_json(args.json, report)}" if args.json else ""))
-    unmet = unmet_goals({"goals": report.get("goals"), "ratios": report.get("ratios")})
+    print(f"\nrun took {elapsed:.0f} s" + (f"; JSON written to {', '.join(written)}" if written else ""))
+    unmet = unmet_goals(report.get("goals")) + unmet_goals(report.get("ratios"), "ratios")
     if unmet:
         print(f"goals not met: {', '.join(unmet)}", file=sys.stderr)
     return 1 if report.get("failed") or (args.check and unmet) else 0

@@ -96,13 +96,8 @@ def check_outcomes(outcomes: list[Any], first: int, n: int, what: str) -> dict[s
     return problems
 
 
-async def _join(
-    dispatcher: consensus.Dispatcher,
-    workers: list[Child],
-    names: dict[Child, str],
-    address: str,
-    knobs: Knobs,
-) -> int:
+async def _join(dispatcher: consensus.Dispatcher, workers: list[Child], names: dict[Child, str], address: str,
+                knobs: Knobs) -> int:  # fmt: skip
     """Wait until the dispatcher counts every worker; restart a worker it missed.
 
     Workers report ready once connected. A worker whose hello the dispatcher dropped
@@ -123,12 +118,8 @@ async def _join(
             )
         for child in missing:
             retries += 1
-            print(
-                f"\n    warning: the dispatcher did not count worker {names[child]!r} within {JOIN_GRACE_S:g} s "
-                "of its connection (hello dropped); restarting it",
-                end="",
-                file=sys.stderr,
-            )
+            print(f"\n    warning: the dispatcher did not count worker {names[child]!r} within {JOIN_GRACE_S:g} s "
+                  "of its connection (hello dropped); restarting it", end="", file=sys.stderr)  # fmt: skip
             child.send("stop")
             await child.areceive("done")
             names[child] = f"{names[child]}-r{retries}"
@@ -138,14 +129,9 @@ async def _join(
 
 def _wire(dispatcher: consensus.Dispatcher) -> dict[str, int]:
     """Messages on the dispatcher's sockets (private attributes: diagnostics only)."""
-    push = dispatcher._push.statistics()
-    pull = dispatcher._pull.statistics()
-    return {
-        "task_batches_sent": push.messages_sent,
-        "task_bytes_sent": push.bytes_sent,
-        "replies_received": pull.messages_received,
-        "reply_bytes_received": pull.bytes_received,
-    }
+    push, pull = dispatcher._push.statistics(), dispatcher._pull.statistics()
+    return {"task_batches_sent": push.messages_sent, "task_bytes_sent": push.bytes_sent,
+            "replies_received": pull.messages_received, "reply_bytes_received": pull.bytes_received}  # fmt: skip
 
 
 def work_address(transport: str, tmpdir: str, seq: int) -> str:
@@ -157,17 +143,8 @@ def work_address(transport: str, tmpdir: str, seq: int) -> str:
     raise ValueError(f"unknown transport {transport!r}")
 
 
-async def toolkit_phase(
-    pool: Pool,
-    knobs: Knobs,
-    n: int,
-    warmup: int,
-    tmpdir: str,
-    kind: str,
-    lease: float,
-    kill_at: float | None,
-    transport: str = "ipc",
-) -> dict[str, Any]:
+async def toolkit_phase(pool: Pool, knobs: Knobs, n: int, warmup: int, tmpdir: str, kind: str, lease: float,
+                        kill_at: float | None, transport: str = "ipc") -> dict[str, Any]:  # fmt: skip
     """A dispatcher here, ``WORKERS`` worker children; ``kill_at``: SIGKILL one, start the spare."""
     seq = next(sequence)
     address = work_address(transport, tmpdir, seq)
@@ -256,50 +233,23 @@ async def toolkit_phase(
     parent_pct = round(100 * cpu_parent / elapsed, 1)
     children_pct = None if cpu_workers is None else round(100 * cpu_workers / elapsed, 1)
     row: dict[str, Any] = {
-        "kind": kind,
-        "transport": transport,
-        "knobs": knobs.as_dict(),
-        "n": n,
-        "warmup": warmup,
-        "elapsed_s": round(elapsed, 4),
-        "rate": round(n / elapsed, 1),
-        "parent_cpu_pct": parent_pct,
-        "children_cpu_pct": children_pct,
-        "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
-        "capacities": capacities,
-        "join_retries": join_retries,
-        "checks": checks,
+        "kind": kind, "transport": transport, "knobs": knobs.as_dict(), "n": n, "warmup": warmup,
+        "elapsed_s": round(elapsed, 4), "rate": round(n / elapsed, 1), "parent_cpu_pct": parent_pct,
+        "children_cpu_pct": children_pct, "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
+        "capacities": capacities, "join_retries": join_retries, "checks": checks,
         "distribution": {
-            "submitted": stats.submitted,
-            "done": stats.done,
-            "yielded": stats.yielded,
-            "ok": stats.ok,
-            "failed": stats.failed,
-            "redelivered": stats.redelivered,
-            "returned": getattr(stats, "returned", None),  # newer library versions only
-            "retried": stats.retried,
-            "stale": stats.stale,
-            "late_accepted": stats.late_accepted,
-            "cancelled": stats.cancelled,
-            "malformed": stats.malformed,
-            "per_worker": {
-                name: {"ok": w.ok, "lost": w.lost, "stale": w.stale, "failed": w.failed}
-                for name, w in stats.per_worker.items()
-            },
+            **{k: getattr(stats, k, None) for k in ("submitted", "done", "yielded", "ok", "failed", "redelivered",
+                                                    "returned", "retried", "stale", "late_accepted", "cancelled",
+                                                    "malformed")},  # "returned": newer library versions only
+            "per_worker": {name: {"ok": w.ok, "lost": w.lost, "stale": w.stale, "failed": w.failed}
+                           for name, w in stats.per_worker.items()},
         },
-        "dispatcher": {
-            "workers_joined": d1.workers_joined - d0.workers_joined,
-            "workers_lost": d1.workers_lost - d0.workers_lost,
-            "stale_replies": d1.stale_replies - d0.stale_replies,
-            "malformed": d1.malformed - d0.malformed,
-        },
-        "wire": {
-            **wire,
-            "tasks_per_batch": round(n / max(1, wire["task_batches_sent"]), 2),
-            "replies_per_task": round(wire["replies_received"] / n, 3),
-        },
+        "dispatcher": {k: getattr(d1, k) - getattr(d0, k) for k in ("workers_joined", "workers_lost", "stale_replies",
+                                                                     "malformed")},
+        "wire": {**wire, "tasks_per_batch": round(n / max(1, wire["task_batches_sent"]), 2),
+                 "replies_per_task": round(wire["replies_received"] / n, 3)},
         "workers": worker_stats,
-    }
+    }  # fmt: skip
     if kill_at is not None and killed_at_s is not None:
         after = [t for t in times if t >= killed_at_s]
         gaps = [b - a for a, b in zip([killed_at_s, *after], after)]
@@ -310,24 +260,17 @@ async def toolkit_phase(
         victim = names[workers[0]]
         claimed_lost = stats.per_worker[victim].lost if victim in stats.per_worker else 0
         row["kill"] = {
-            "lease_s": lease,
-            "kill_from_outcome": kill_after,
-            "killed_after_outcomes": killed_after,
+            "lease_s": lease, "kill_from_outcome": kill_after, "killed_after_outcomes": killed_after,
             "victim_claimed_at_kill": victim_held,
             # attempts the killed worker had claimed: requeued when its connection dropped
             "redelivered_claimed": claimed_lost,
             # pushed to it but never claimed (no worker known): requeued at the claim timeout (or lease)
-            "redelivered_unclaimed": stats.redelivered - claimed_lost,
-            "killed_at_s": round(killed_at_s - t0, 4),
+            "redelivered_unclaimed": stats.redelivered - claimed_lost, "killed_at_s": round(killed_at_s - t0, 4),
             "longest_pause_after_kill_ms": round(max(gaps, default=0.0) * 1e3, 2),
-            "spare_first_outcome_after_kill_ms": None
-            if first_spare is None
-            else round((first_spare - killed_at_s) * 1e3, 1),
+            "spare_first_outcome_after_kill_ms": None if first_spare is None else round((first_spare - killed_at_s) * 1e3, 1),
             "rate_before_kill": round(killed_after / (killed_at_s - t0), 1),
-            "rate_after_kill": round((n - killed_after) / (t1 - killed_at_s), 1)
-            if n > killed_after
-            else None,
-        }
+            "rate_after_kill": round((n - killed_after) / (t1 - killed_at_s), 1) if n > killed_after else None,
+        }  # fmt: skip
     return row
 
 
@@ -417,21 +360,10 @@ def raw_phase(pool: Pool, n: int, warmup: int, tmpdir: str, kind: str) -> dict[s
     last_ns = max(s["last_ns"] for s in stats)
     elapsed = (last_ns - t0_ns) / 1e9
     if received != n or any(s["wrong_size"] for s in stats):
-        raise RuntimeError(
-            f"{kind}: {received} of {n} frames arrived, "
-            f"{sum(s['wrong_size'] for s in stats)} of the wrong size"
-        )
+        raise RuntimeError(f"{kind}: {received} of {n} frames arrived, {sum(s['wrong_size'] for s in stats)} of the wrong size")
     parent_pct = round(100 * cpu_parent / elapsed, 1)
     children_pct = round(100 * (sum(cpu_children) - sum(cpu_children0)) / elapsed, 1)
-    return {
-        "kind": kind,
-        "n": n,
-        "warmup": warmup,
-        "elapsed_s": round(elapsed, 4),
-        "rate": round(n / elapsed, 1),
-        "send_rate": round(n / ((sent_ns - t0_ns) / 1e9), 1),
-        "parent_cpu_pct": parent_pct,
-        "children_cpu_pct": children_pct,
-        "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
-        "per_puller": [s["count"] for s in stats],  # warm-up included
-    }
+    return {"kind": kind, "n": n, "warmup": warmup, "elapsed_s": round(elapsed, 4), "rate": round(n / elapsed, 1),
+            "send_rate": round(n / ((sent_ns - t0_ns) / 1e9), 1), "parent_cpu_pct": parent_pct,
+            "children_cpu_pct": children_pct, "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
+            "per_puller": [s["count"] for s in stats]}  # warm-up included; fmt: skip

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._report import TRANSPORT_ORDER, size_label
+from ._common import size_label
+from ._report import TRANSPORT_ORDER
 from ._schema import TOOLKIT, Metric
 
 __all__ = ["PLOTS", "draw_all"]

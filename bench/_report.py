@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ._common import size_label
 from ._schema import TOOLKIT, Metric, Skip
 
-__all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "size_label", "summary_table"]
+__all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "summary_table"]
 
 SCENARIOS = ("rtt", "throughput", "poll", "work", "large")
 TITLES = {
@@ -58,14 +59,6 @@ COMPARISONS = (
     Comparison("large", "delivered_ms", "Pair, shared memory", "iceoryx2", "loan + copy"),
     Comparison("large", "delivered_ms", "shared_buffer, zero-copy", "iceoryx2", "loan, zero-copy, event"),
 )  # fmt: skip
-
-
-def size_label(size: int) -> str:
-    if size >= 1 << 20 and size % (1 << 20) == 0:
-        return f"{size >> 20} MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{size >> 10} KiB"
-    return f"{size} B"
 
 
 def fmt(value: float, unit: str = "") -> str:

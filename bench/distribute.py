@@ -76,49 +76,21 @@ KILL_LEASE_S = 2.0  # attempts pushed to the killed worker but never claimed com
 
 
 # ===================================================================== driver
-def _run_phase(pool: Pool, phase: str, args: argparse.Namespace, tmpdir: str, knobs: Knobs | None = None,
+def _run_phase(pool: Pool, phase: str, args: argparse.Namespace, tmpdir: str, knobs: Knobs,
                n: int | None = None) -> dict[str, Any]:  # fmt: skip
-    if phase == "toolkit":
-        assert knobs is not None
-        warmup = args.warmup if n is None else min(args.warmup, n // 10)
-        return trio.run(
-            toolkit_phase, pool, knobs, n or args.n, warmup, tmpdir, phase, args.lease, None, args.transport
-        )
-    if phase == "defaults":
-        return trio.run(
-            toolkit_phase,
-            pool,
-            LIBRARY_DEFAULTS,
-            max(1000, args.n // 20),
-            args.warmup // 10,
-            tmpdir,
-            phase,
-            args.lease,
-            None,
-            args.transport,
-        )
-    if phase == "kill":
-        assert knobs is not None
-        try:
-            return trio.run(
-                toolkit_phase,
-                pool,
-                knobs,
-                args.n,
-                args.warmup,
-                tmpdir,
-                phase,
-                args.kill_lease,
-                args.kill_at,
-                args.transport,
-            )
-        finally:
-            for child in list(pool.children):
-                if child.killed:
-                    pool.replace(child)
     if phase in RAW_STYLES:
         return raw_phase(pool, args.raw_n, args.warmup, tmpdir, phase)
-    raise ValueError(f"unknown phase {phase!r}")
+    if phase == "defaults":
+        knobs, n, warmup = LIBRARY_DEFAULTS, max(1000, args.n // 20), args.warmup // 10
+    else:
+        warmup = args.warmup if n is None else min(args.warmup, n // 10)
+    kill = phase == "kill"
+    try:
+        return trio.run(toolkit_phase, pool, knobs, n or args.n, warmup, tmpdir, phase,
+                        args.kill_lease if kill else args.lease, args.kill_at if kill else None, args.transport)  # fmt: skip
+    finally:
+        for child in [c for c in pool.children if c.killed]:
+            pool.replace(child)
 
 
 def _progress(label: str) -> float:
@@ -128,17 +100,12 @@ def _progress(label: str) -> float:
 
 def _done(row: dict[str, Any], started: float) -> None:
     unit = "msgs/s" if row["kind"].startswith("raw") else "tasks/s"
-    print(
-        f" {row['rate']:>9,.0f} {unit} ({time.perf_counter() - started:.1f} s; "
-        f"CPU % parent {fmt(row['parent_cpu_pct'])}, children {fmt(row['children_cpu_pct'])}, "
-        f"other {fmt(row['other_cpu_pct'])})",
-        file=sys.stderr,
-    )
+    print(f" {row['rate']:>9,.0f} {unit} ({time.perf_counter() - started:.1f} s; CPU % parent "
+          f"{fmt(row['parent_cpu_pct'])}, children {fmt(row['children_cpu_pct'])}, other {fmt(row['other_cpu_pct'])})",
+          file=sys.stderr)  # fmt: skip
 
 
-def measure(
-    args: argparse.Namespace, knobs: Knobs, tmpdir: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def measure(args: argparse.Namespace, knobs: Knobs, tmpdir: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     pool = Pool(WORKERS + (1 if "kill" in args.phases else 0))
     rounds: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
@@ -211,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.repeats} round(s) of {', '.join(args.phases)}; {knobs.label()}"
           + (f"; knob sweep at N={args.explore_n:,}" if args.explore else ""), file=sys.stderr)  # fmt: skip
 
-    def run() -> dict[str, Any]:
+    def run(machine: dict[str, Any]) -> dict[str, Any]:
         tmpdir = tempfile.mkdtemp(prefix="nng-bench-distribute-")
         try:
             rounds, sweep = measure(args, knobs, tmpdir)

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None, name: str = "pair_rtt", ratios: dict[str
     transports, keys = args.transports or list(TRANSPORTS), args.variants or keys
     size = len(_rtt.make_payload(64))
 
-    def measure() -> dict[str, Any]:
+    def measure(machine: dict[str, Any]) -> dict[str, Any]:
         results = []
         for transport in transports:
             print(f"  {transport}: {', '.join(keys)} ...", file=sys.stderr, flush=True)

@@ -62,29 +62,16 @@ LINEAR_SLACK = 1.25  # "about linear": median(N=64)/median(N=8) at most 8 x this
 
 
 def compute_goals(results: list[dict[str, Any]]) -> dict[str, Any]:
-    med = {
-        r["n"]: r["wall"]["median_ms"]
-        for r in results
-        if r["kind"] == "consensus" and r["handler"] == "async" and r["transport"] == "ipc"
-    }
+    med = {r["n"]: r["wall"]["median_ms"] for r in results
+           if r["kind"] == "consensus" and r["handler"] == "async" and r["transport"] == "ipc"}  # fmt: skip
     goals: dict[str, Any] = {"basis": "median wall time of room.poll over ipc, async handlers"}
     if GOAL_N in med:
-        goals["n8_median_ms"] = {
-            "value": med[GOAL_N],
-            "op": "<",
-            "target": GOAL_MS,
-            "met": med[GOAL_N] < GOAL_MS,
-        }
+        goals["n8_median_ms"] = {"value": med[GOAL_N], "op": "<", "target": GOAL_MS, "met": med[GOAL_N] < GOAL_MS}
     if 64 in med and 8 in med and med[8] > 0:
         ratio = med[64] / med[8]
-        goals["linearity"] = {
-            "ratio_64_over_8": round(ratio, 3),
-            "linear_would_be": 8.0,
-            "op": "<=",
-            "target": round(8.0 * LINEAR_SLACK, 2),
-            "met": ratio <= 8.0 * LINEAR_SLACK,
-            "marginal_ms_per_member_8_to_64": round((med[64] - med[8]) / 56, 4),
-        }
+        goals["linearity"] = {"ratio_64_over_8": round(ratio, 3), "linear_would_be": 8.0, "op": "<=",
+                              "target": round(8.0 * LINEAR_SLACK, 2), "met": ratio <= 8.0 * LINEAR_SLACK,
+                              "marginal_ms_per_member_8_to_64": round((med[64] - med[8]) / 56, 4)}  # fmt: skip
     missing = sum(r["polls_missing"] for r in results if r["kind"] == "consensus")
     goals["all_answers"] = {"polls_with_missing_members": missing, "met": missing == 0}
     return goals
@@ -97,61 +84,23 @@ def _f(value: float | None, digits: int = 2) -> str:
 def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
     rows = []
     for r in results:
+        median = r["all_replies"] and r["all_replies"]["median_ms"] if r["kind"] != "consensus" else None
         if r["kind"] == "consensus":
-            rows.append(
-                (
-                    f"room.poll {r['transport']}, {r['handler']} handler",
-                    r["n"],
-                    r["processes"],
-                    _f(r["wall"]["median_ms"]),
-                    _f(r["wall"]["p99_ms"]),
-                    _f(r["wall"]["mean_ms"]),
-                    r["polls"],
-                    f"{r['polls_missing']}/{r['members_missing']}",
-                    _f(r["per_member_ms"], 3),
-                    _f(r["first_answer"] and r["first_answer"]["median_ms"]),
-                    _f(r["last_answer"] and r["last_answer"]["median_ms"]),
-                    _f(r["host_cpu_ms_per_poll"]),
-                    _f(r["members_cpu_ms_per_poll"]),
-                )
-            )
+            first, last = r["first_answer"], r["last_answer"]
+            rows.append((f"room.poll {r['transport']}, {r['handler']} handler", r["n"], r["processes"],
+                         _f(r["wall"]["median_ms"]), _f(r["wall"]["p99_ms"]), _f(r["wall"]["mean_ms"]), r["polls"],
+                         f"{r['polls_missing']}/{r['members_missing']}", _f(r["per_member_ms"], 3),
+                         _f(first and first["median_ms"]), _f(last and last["median_ms"]),
+                         _f(r["host_cpu_ms_per_poll"]), _f(r["members_cpu_ms_per_poll"])))  # fmt: skip
         else:
-            all_in = r["all_replies"] and r["all_replies"]["median_ms"]
-            rows.append(
-                (
-                    "raw Surveyor0 ipc recv loop",
-                    r["n"],
-                    r["processes"],
-                    _f(r["recv_loop"]["median_ms"], 1),
-                    _f(r["recv_loop"]["p99_ms"], 1),
-                    _f(r["recv_loop"]["mean_ms"], 1),
-                    r["polls"],
-                    f"{r['polls_missing']}/{r['members_missing']}",
-                    _f(all_in / r["n"] if all_in is not None else None, 3),
-                    _f(r["first_reply"] and r["first_reply"]["median_ms"]),
-                    _f(all_in),
-                    "-",
-                    "-",
-                )
-            )
-    table = format_table(
-        (
-            "what",
-            "N",
-            "procs",
-            "median ms",
-            "p99 ms",
-            "mean ms",
-            "polls",
-            "missing",
-            "median/N ms",
-            "1st ans ms",
-            "last ans ms",
-            "host CPU ms/poll",
-            "members CPU ms/poll",
-        ),
-        rows,
-    )
+            loop, first = r["recv_loop"], r["first_reply"]
+            rows.append(("raw Surveyor0 ipc recv loop", r["n"], r["processes"], _f(loop["median_ms"], 1),
+                         _f(loop["p99_ms"], 1), _f(loop["mean_ms"], 1), r["polls"],
+                         f"{r['polls_missing']}/{r['members_missing']}",
+                         _f(median / r["n"] if median is not None else None, 3), _f(first and first["median_ms"]),
+                         _f(median), "-", "-"))  # fmt: skip
+    table = format_table(("what", "N", "procs", "median ms", "p99 ms", "mean ms", "polls", "missing", "median/N ms",
+                          "1st ans ms", "last ans ms", "host CPU ms/poll", "members CPU ms/poll"), rows)  # fmt: skip
     lines = [
         table,
         "",
@@ -163,21 +112,15 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
     ]
     n8 = goals.get("n8_median_ms")
     if n8:
-        lines.append(
-            f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> {'met' if n8['met'] else 'NOT met'}"
-        )
+        lines.append(f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> {'met' if n8['met'] else 'NOT met'}")
     lin = goals.get("linearity")
     if lin:
-        lines.append(
-            f"linearity: median(N=64)/median(N=8) = {lin['ratio_64_over_8']:.2f} (linear = 8, goal <= "
-            f"{lin['target']:g}: {'met' if lin['met'] else 'NOT met'}); "
-            f"marginal cost {lin['marginal_ms_per_member_8_to_64']:.3f} ms per member from 8 to 64"
-        )
+        lines.append(f"linearity: median(N=64)/median(N=8) = {lin['ratio_64_over_8']:.2f} (linear = 8, goal <= "
+                     f"{lin['target']:g}: {'met' if lin['met'] else 'NOT met'}); "
+                     f"marginal cost {lin['marginal_ms_per_member_8_to_64']:.3f} ms per member from 8 to 64")  # fmt: skip
     miss = goals["all_answers"]
-    lines.append(
-        f"all answers in every poll: {'yes' if miss['met'] else 'NO'} "
-        f"({miss['polls_with_missing_members']} polls with missing members)"
-    )
+    lines.append(f"all answers in every poll: {'yes' if miss['met'] else 'NO'} "
+                 f"({miss['polls_with_missing_members']} polls with missing members)")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -243,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers {args.handlers}, "
           f"raw reference {args.raw_polls} x {args.timeout:g} s at N={args.raw_ns}", file=sys.stderr)  # fmt: skip
 
-    def run() -> dict[str, Any]:
+    def run(machine: dict[str, Any]) -> dict[str, Any]:
         tmpdir = tempfile.mkdtemp(prefix="nng-bench-poll-")
         try:
             results = measure(args, tmpdir)

@@ -55,14 +55,6 @@ def rtt_counts(size: int, quick: bool, base: int) -> tuple[int, int]:
     return max(10, n // 10), n
 
 
-def size_label(size: int) -> str:
-    if size >= 1 << 20 and size % (1 << 20) == 0:
-        return f"{size >> 20} MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{size >> 10} KiB"
-    return f"{size} B"
-
-
 def make_payload(size: int, tag: int = 0) -> bytes:
     """``size`` bytes, the first 8 of them ``tag`` (so a stale or foreign reply is caught)."""
     head = tag.to_bytes(8, "big")
