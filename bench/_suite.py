@@ -66,7 +66,7 @@ def _peer_steps() -> list[Step]:
 
 
 def build_steps() -> list[Step]:
-    from . import _rtt, _scenario_flow, _scenario_group
+    from . import _rtt, _scenario_flow, distribute, poll, shm
 
     both = frozenset({TOOLKIT, "pynng"})
     steps = [Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_rtt.measure_transport, t))
@@ -74,9 +74,9 @@ def build_steps() -> list[Step]:
     steps += [Step(f"throughput {t}", frozenset({"throughput"}), both,
                    functools.partial(_scenario_flow.measure_transport, t)) for t in _scenario_flow.TRANSPORTS]  # fmt: skip
     steps += [
-        Step("poll", frozenset({"poll"}), both, _scenario_group.measure_poll),
-        Step("work", frozenset({"work"}), frozenset({TOOLKIT}), _scenario_group.measure_work),
-        Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2"}), _scenario_group.measure_large),
+        Step("poll", frozenset({"poll"}), both, poll.suite_step),
+        Step("work", frozenset({"work"}), frozenset({TOOLKIT}), distribute.suite_step),
+        Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2"}), shm.suite_step),
     ]
     return steps + _peer_steps()
 

@@ -69,6 +69,8 @@ from . import _cli
 from ._distribute_jobs import DEFAULT_KNOBS, EXPLORE, LIBRARY_DEFAULTS, PAYLOAD_SIZE, WORKERS, Knobs, Pool
 from ._distribute_phases import RAW_STYLES, raw_phase, toolkit_phase
 from ._distribute_report import compute_goals, fmt, render, summarize_rounds, summarize_sweep
+from ._schema import TOOLKIT, Metric, Skip
+from .peers._util import WORK_ROUNDS
 
 PHASES = ("toolkit", "defaults", "raw_trio", "raw_trio_pull", "raw_sync", "kill")
 KILL_AT = 0.4  # SIGKILL one worker once this share of the outcomes is in (and it holds claimed tasks)
@@ -218,6 +220,43 @@ def main(argv: list[str] | None = None) -> int:
 
     title = f"distribute: {PAYLOAD_SIZE}-byte tasks, trivial async handler, {WORKERS} worker processes over {args.transport}"
     return _cli.run(args, "distribute", title, run, text)
+
+
+# ===================================================================== the suite's step
+WORK_VARIANT = "Dispatcher, 2 Workers, acked"
+KILL_VARIANT = "Dispatcher, 2 Workers, acked, one SIGKILLed mid-run"
+
+
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> list[Metric | Skip]:
+    """The suite's ``work`` step: tcp and ipc, the median of ``WORK_ROUNDS`` rounds; the kill run over ipc."""
+    n = 50_000 if quick else 200_000
+    out: list[Metric | Skip] = []
+    pool = Pool(WORKERS + 1)  # the spare replaces the killed worker
+    tmpdir = tempfile.mkdtemp(prefix="nngc-bench-work-")
+    try:
+        pool.start()
+        phases = [(t, "toolkit") for t in transports] + [("ipc", "kill")]
+        for transport, phase in phases:
+            args = parse_args(["--quick", "--n", str(n), "--transport", transport])
+            knobs = Knobs(args.concurrency, None if args.prefetch < 0 else args.prefetch, args.max_batch)
+            rounds = 1 if phase == "kill" else WORK_ROUNDS  # the peers' figures are medians of as many
+            rows: list[dict[str, Any]] = [
+                _run_phase(pool, phase, args, tmpdir, knobs) for _ in range(rounds)
+            ]
+            row = sorted(rows, key=lambda r: r["rate"])[len(rows) // 2]
+            variant = KILL_VARIANT if phase == "kill" else WORK_VARIANT
+            out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "tasks_per_s", row["rate"],
+                              "tasks/s", higher_is_better=True))  # fmt: skip
+            kill = row.get("kill")
+            if kill:
+                out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "kill_pause_ms",
+                                  kill["longest_pause_after_kill_ms"], "ms"))  # fmt: skip
+                out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "redelivered",
+                                  row["distribution"]["redelivered"], "tasks"))  # fmt: skip
+    finally:
+        pool.stop()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return out
 
 
 if __name__ == "__main__":

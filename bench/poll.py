@@ -51,6 +51,7 @@ from . import _cli
 from ._children import Child
 from ._common import format_table
 from ._poll_phases import SETTLE_S, poll_phase, raw_phase, split_members
+from ._schema import TOOLKIT, Metric, Skip
 
 DEFAULT_NS = (1, 8, 32, 64)
 HANDLERS = ("async", "sync")
@@ -209,6 +210,38 @@ def main(argv: list[str] | None = None) -> int:
 
     title = f"poll: time to the result of room.poll, members answering at once, timeout {args.timeout:g} s"
     return _cli.run(args, "poll", title, run, lambda report: render(report["results"], report["goals"]))
+
+
+# ===================================================================== the suite's step
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> list[Metric | Skip]:
+    """The suite's ``poll`` step: async handlers over ipc and tcp, as Metric rows."""
+    argv = ["--quick", "--polls", "50"] if quick else ["--polls", "100"]
+    for n in (1, 8) if quick else (1, 8, 32, 64):
+        argv += ["--n", str(n)]
+    for transport in transports:
+        argv += ["--transport", transport]
+    argv += ["--handler", "async"]
+    argv += ["--raw-polls", "0"] if quick else ["--raw-polls", "2", "--raw-n", "8"]
+    args = parse_args(argv)
+    tmpdir = tempfile.mkdtemp(prefix="nngc-bench-poll-")
+    try:
+        rows = measure(args, tmpdir)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    out: list[Metric | Skip] = []
+    for row in rows:
+        if row["kind"] == "consensus":
+            variant = f"room.poll ({row['handler']} handler)"
+            stats, system, transport = row["wall"], TOOLKIT, row["transport"]
+        else:
+            if row["all_replies"] is None:
+                out.append(Skip("poll", "pynng", "Surveyor0", f"N={row['n']}: not every reply arrived"))
+                continue
+            variant = "Surveyor0 sync, all N replies in (its recv loop ends only at survey_time)"
+            stats, system, transport = row["all_replies"], "pynng", "ipc"
+        for name, key in (("gather_median_ms", "median_ms"), ("gather_p99_ms", "p99_ms")):
+            out.append(Metric("poll", system, variant, transport, 0, row["n"], name, stats[key], "ms"))
+    return out
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ from typing import Any
 from . import _cli
 from ._children import Child
 from ._common import size_label
+from ._schema import TOOLKIT, Metric, Skip
 from ._shm_report import MiB, compute_ratios, crossover, render, summarize_rows
 
 KiB = 1024
@@ -360,6 +361,58 @@ def main(argv: list[str] | None = None) -> int:
 
     title = "shm: one-way delivery of one payload between two processes (median of repeats, ms)"
     return _cli.run(args, "shm", title, run_all, text, packages=("numpy", "iceoryx2"))
+
+
+# ===================================================================== the suite's step
+LARGE_VARIANTS: dict[str, tuple[str, str, str]] = {  # shm key -> (system, variant, transport)
+    "shm": (TOOLKIT, "Pair, shared memory", "shm"),
+    "tcp_shm": (TOOLKIT, "Pair over tcp, shared memory", "shm"),
+    "ipc_inline": (TOOLKIT, "Pair, inline", "ipc"),
+    "ipc_raw": (TOOLKIT, "Pair send_bytes, bare frame", "ipc"),
+    "tcp_inline": (TOOLKIT, "Pair, inline", "tcp"),
+    "zero_copy": (TOOLKIT, "shared_buffer, zero-copy", "shm"),
+    "iox_loan": ("iceoryx2", "loan, zero-copy, event", "shm"),
+    "iox_loan_poll": ("iceoryx2", "loan, zero-copy, spinning", "shm"),
+    "iox_copy": ("iceoryx2", "loan + copy, event", "shm"),
+}
+
+
+def suite_step(quick: bool) -> list[Metric | Skip]:
+    """The suite's ``large`` step: 64 MiB (full: also 512 MiB and the zero-copy producer), as Metric rows."""
+    if importlib.util.find_spec("numpy") is None:
+        return [
+            Skip(
+                "large", TOOLKIT, "shared memory vs inline", "numpy not installed: pip install -e '.[bench]'"
+            )
+        ]
+    args = parse_args(["--quick"] if quick else [])
+    phases = [PHASE_BY_NAME["large"]] + ([] if quick else [PHASE_BY_NAME["flat"]])
+    run = Run(args)
+    try:
+        rows = measure(run, phases)
+    finally:
+        cleanup = run.close()
+    out: list[Metric | Skip] = []
+    for row in rows:
+        system, variant, transport = LARGE_VARIANTS[row["variant"]]
+        size = row["size_bytes"]
+        out.append(
+            Metric("large", system, variant, transport, size, 1, "delivered_ms", row["delivered_ms"], "ms")
+        )
+        if row["delivered_gb_per_s"] is not None:
+            out.append(Metric("large", system, variant, transport, size, 1, "gb_per_s", row["delivered_gb_per_s"],
+                              "GB/s", higher_is_better=True))  # fmt: skip
+    if run.iceoryx2_skipped:
+        reason = run.iceoryx2_skipped
+        out.append(
+            Skip("large", "iceoryx2", "loan", reason if "iceoryx2" in reason else f"iceoryx2: {reason}")
+        )
+    if cleanup["toolkit_segments_left"]:
+        left = len(cleanup["toolkit_segments_left"])
+        out.append(
+            Skip("large", TOOLKIT, "cleanup", f"{left} shared-memory segments were left behind (removed)")
+        )
+    return out
 
 
 if __name__ == "__main__":
