@@ -147,9 +147,8 @@ class Child:
     def __init__(self, name: str, index: int = 0) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process: multiprocessing.process.BaseProcess = ctx.Process(
-            target=main, args=(child_conn,), name=name, daemon=True
-        )
+        self.process: multiprocessing.process.BaseProcess = ctx.Process(target=main, args=(child_conn,),
+                                                                        name=name, daemon=True)  # fmt: skip
         self.name, self.index, self.killed = name, index, False
         self.process.start()
         child_conn.close()

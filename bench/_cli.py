@@ -50,15 +50,9 @@ def unmet_goals(tree: Any, path: str = "") -> list[str]:
     return out
 
 
-def run(
-    args: argparse.Namespace,
-    name: str,
-    title: str,
-    measure: Callable[[dict[str, Any]], dict[str, Any]],
-    render: Callable[[dict[str, Any]], str],
-    packages: Iterable[str] = (),
-    json_paths: Iterable[Path] = (),
-) -> int:
+def run(args: argparse.Namespace, name: str, title: str, measure: Callable[[dict[str, Any]], dict[str, Any]],
+        render: Callable[[dict[str, Any]], str], packages: Iterable[str] = (),
+        json_paths: Iterable[Path] = ()) -> int:  # fmt: skip
     """Measure, report and judge; ``measure(machine)`` returns the body (which, without ``name``, holds
     the machine itself); the JSON goes to ``--json`` and ``json_paths``."""
     machine = machine_info(packages)

@@ -167,9 +167,8 @@ async def toolkit_phase(pool: Pool, knobs: Knobs, n: int, warmup: int, tmpdir: s
 
             if warmup:
                 warm: list[Any] = []
-                async with dispatcher.distribute(
-                    [make_task(i) for i in range(warmup)], lease=lease
-                ) as outcomes:
+                async with dispatcher.distribute([make_task(i) for i in range(warmup)],
+                                                 lease=lease) as outcomes:  # fmt: skip
                     async for outcome in outcomes:
                         warm.append(outcome)
                 check_outcomes(warm, 0, warmup, f"{kind} warm-up")
@@ -254,9 +253,8 @@ async def toolkit_phase(pool: Pool, knobs: Knobs, n: int, warmup: int, tmpdir: s
         after = [t for t in times if t >= killed_at_s]
         gaps = [b - a for a, b in zip([killed_at_s, *after], after)]
         spare_name = names[spare] if spare is not None else None
-        first_spare = next(
-            (t for o, t in zip(got, times) if o.worker == spare_name and t >= killed_at_s), None
-        )
+        first_spare = next((t for o, t in zip(got, times) if o.worker == spare_name and t >= killed_at_s),
+                           None)  # fmt: skip
         victim = names[workers[0]]
         claimed_lost = stats.per_worker[victim].lost if victim in stats.per_worker else 0
         row["kill"] = {
@@ -319,8 +317,7 @@ def raw_phase(pool: Pool, n: int, warmup: int, tmpdir: str, kind: str) -> dict[s
             child.receive("ready")
         _wait_pipes(sock, len(pullers), pullers)
 
-        if sender == "trio":
-
+        if sender == "trio": 
             async def push(count: int) -> None:
                 for _ in range(count):
                     await sock.asend(RAW_PAYLOAD)

@@ -61,14 +61,12 @@ def compute_goals(summary: list[dict[str, Any]]) -> dict[str, Any]:
     return goals
 
 
-DESCRIPTIONS = {
-    "toolkit": "toolkit: Dispatcher + 2 Worker procs, acked",
-    "defaults": "toolkit, library default knobs",
-    "raw_trio": "raw Push0 asend -> 2 x Pull0 arecv (trio)",
-    "raw_trio_pull": "raw Push0 send (blocking) -> 2 x Pull0 arecv (trio)",
-    "raw_sync": "raw Push0 send -> 2 x Pull0 recv (blocking)",
-    "kill": "toolkit, 1 of 2 workers SIGKILLed, spare joins",
-}
+DESCRIPTIONS = {"toolkit": "toolkit: Dispatcher + 2 Worker procs, acked",
+                "defaults": "toolkit, library default knobs",
+                "raw_trio": "raw Push0 asend -> 2 x Pull0 arecv (trio)",
+                "raw_trio_pull": "raw Push0 send (blocking) -> 2 x Pull0 arecv (trio)",
+                "raw_sync": "raw Push0 send -> 2 x Pull0 recv (blocking)",
+                "kill": "toolkit, 1 of 2 workers SIGKILLed, spare joins"}  # fmt: skip
 
 
 def fmt(value: float | None, digits: int = 0) -> str:

@@ -139,9 +139,8 @@ def _bars(plt: Any, rows: list[Metric], path: Path, title: str, xlabel: str, log
     if log:
         ax.set_xscale("log")
     for i, m in enumerate(rows):
-        ax.text(
-            m.value, i, f" {m.value:,.3g}" if m.value < 1000 else f" {m.value:,.0f}", va="center", fontsize=7
-        )
+        ax.text(m.value, i, f" {m.value:,.3g}" if m.value < 1000 else f" {m.value:,.0f}", va="center",
+                fontsize=7)  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
@@ -170,13 +169,10 @@ def _work(plt: Any, metrics: list[Metric], path: Path) -> bool:
     return True
 
 
-PLOTS: dict[str, Callable[[Any, list[Metric], Path], bool]] = {
-    "latency.png": _latency,
-    "throughput.png": _throughput,
-    "poll.png": _poll,
-    "work.png": _work,
-    "large.png": _large,
-}
+PLOTS: dict[str, Callable[[Any, list[Metric], Path], bool]] = {"latency.png": _latency,
+                                                               "throughput.png": _throughput,
+                                                               "poll.png": _poll, "work.png": _work,
+                                                               "large.png": _large}  # fmt: skip
 
 
 def draw_all(metrics: list[Metric], folder: Path) -> tuple[list[str], list[str]]:

@@ -292,9 +292,8 @@ class HotlineClient(_Client):
     key = "hotline_ask"
 
     async def open(self, stack: AsyncExitStack, address: str, tls: Tls) -> str:
-        self.line = await stack.enter_async_context(
-            consensus.hotline(address, listen=True, name="bench", tls=server_tls(tls))
-        )
+        self.line = await stack.enter_async_context(consensus.hotline(address, listen=True, name="bench",
+                                                                      tls=server_tls(tls)))  # fmt: skip
         return str(self.line._pair.addresses[0])  # a tcp port 0 resolved; the hotline has no public accessor
 
     def connected(self) -> bool:

@@ -87,9 +87,7 @@ def _address(transport: str, folder: str, tag: str) -> str:
     return f"ipc://{folder}/{tag}.ipc" if transport == "ipc" else "tcp://127.0.0.1:0"
 
 
-async def _push_toolkit(
-    child: Child, address: str, payload: bytes, warmup: int, n: int
-) -> tuple[int, Any]:
+async def _push_toolkit(child: Child, address: str, payload: bytes, warmup: int, n: int) -> tuple[int, Any]:
     async with patterns.Push(listen=address, name="pusher") as push:
         child.start(pull, "toolkit", push.addresses[0], warmup, n, len(payload))
         await child.areceive("ready", STEP_TIMEOUT_S)

@@ -206,12 +206,8 @@ class Receiver(_Child):
         if spec["kind"] == "iceoryx2":
             self.iceoryx2[key] = _IceoryxSubscriber(spec)
             return ("opened", None)
-        sock = patterns.Pair(
-            listen=spec["address"],
-            name="receiver",
-            max_message_size=MAX_MESSAGE_SIZE,
-            shared_memory=self._shared_memory(spec),
-        )
+        sock = patterns.Pair(listen=spec["address"], name="receiver", max_message_size=MAX_MESSAGE_SIZE,
+                             shared_memory=self._shared_memory(spec))  # fmt: skip
         await self.stack.enter_async_context(sock)
         self.sockets[key] = sock
         if spec.get("raw"):
@@ -260,12 +256,8 @@ class Sender(_Child):
         if spec["kind"] == "iceoryx2":
             self.iceoryx2[key] = _IceoryxPublisher(spec)
             return ("opened", None)
-        sock = patterns.Pair(
-            dial=spec["address"],
-            name="sender",
-            max_message_size=MAX_MESSAGE_SIZE,
-            shared_memory=self._shared_memory(spec),
-        )
+        sock = patterns.Pair(dial=spec["address"], name="sender", max_message_size=MAX_MESSAGE_SIZE,
+                             shared_memory=self._shared_memory(spec))  # fmt: skip
         await self.stack.enter_async_context(sock)
         with trio.fail_after(CONNECT_TIMEOUT_S):
             await sock.wait_for_peers(1)

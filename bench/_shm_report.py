@@ -36,12 +36,10 @@ def _ratio(rows: dict[tuple[str, int], dict[str, Any]], num: tuple[str, int], de
     if num not in rows or den not in rows:
         return None
     a, b = rows[num], rows[den]
-    entry: dict[str, Any] = {
-        "numerator": f"{a['variant']} {a['size']}",
-        "denominator": f"{b['variant']} {b['size']}",
-        "value": round(a["delivered_ms"] / b["delivered_ms"], 3),
-        "value_read": round(a["read_ms"] / b["read_ms"], 3),
-    }
+    entry: dict[str, Any] = {"numerator": f"{a['variant']} {a['size']}",
+                             "denominator": f"{b['variant']} {b['size']}",
+                             "value": round(a["delivered_ms"] / b["delivered_ms"], 3),
+                             "value_read": round(a["read_ms"] / b["read_ms"], 3)}  # fmt: skip
     if goal is not None:
         op, target = goal
         entry.update(op=op, target=target)
@@ -127,14 +125,10 @@ def render(rows: list[dict[str, Any]], ratios: dict[str, Any], sweep: dict[str, 
         ],
         left=3,
     )  # fmt: skip
-    lines = [
-        table,
-        "",
-        "delivered: from just before send until the receiver holds the payload (memoryview or bytes);",
-        "+read: until it has also read every byte once (numpy sum, the verified checksum).",
-        "",
-        "ratios of median delivered times (delivered-and-read basis in brackets):",
-    ]
+    lines = [table, "",
+             "delivered: from just before send until the receiver holds the payload (memoryview or bytes);",
+             "+read: until it has also read every byte once (numpy sum, the verified checksum).", "",
+             "ratios of median delivered times (delivered-and-read basis in brackets):"]  # fmt: skip
     for name, entry in ratios.items():
         if not isinstance(entry, dict):
             continue

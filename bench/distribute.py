@@ -240,9 +240,7 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> lis
             args = parse_args(["--quick", "--n", str(n), "--transport", transport])
             knobs = Knobs(args.concurrency, None if args.prefetch < 0 else args.prefetch, args.max_batch)
             rounds = 1 if phase == "kill" else WORK_ROUNDS  # the peers' figures are medians of as many
-            rows: list[dict[str, Any]] = [
-                _run_phase(pool, phase, args, tmpdir, knobs) for _ in range(rounds)
-            ]
+            rows: list[dict[str, Any]] = [_run_phase(pool, phase, args, tmpdir, knobs) for _ in range(rounds)]
             row = sorted(rows, key=lambda r: r["rate"])[len(rows) // 2]
             variant = KILL_VARIANT if phase == "kill" else WORK_VARIANT
             out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "tasks_per_s", row["rate"],

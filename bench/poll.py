@@ -102,15 +102,11 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
                          _f(median), "-", "-"))  # fmt: skip
     table = format_table(("what", "N", "procs", "median ms", "p99 ms", "mean ms", "polls", "missing", "median/N ms",
                           "1st ans ms", "last ans ms", "host CPU ms/poll", "members CPU ms/poll"), rows)  # fmt: skip
-    lines = [
-        table,
-        "",
-        "missing = polls with missing members / members missing in total (must be 0/0)",
-        "1st/last ans = median arrival of the first and the last answer (PollResult.latencies);",
-        "  for raw rows: first reply, and the moment all N replies were in (best case if N is known);",
-        "  the raw median/N column is that all-in time / N. CPU = process_time per timed poll.",
-        "",
-    ]
+    lines = [table, "", "missing = polls with missing members / members missing in total (must be 0/0)",
+             "1st/last ans = median arrival of the first and the last answer (PollResult.latencies);",
+             "  for raw rows: first reply, and the moment all N replies were in (best case if N is known);",
+             "  the raw median/N column is that all-in time / N. CPU = process_time per timed poll.",
+             ""]  # fmt: skip
     n8 = goals.get("n8_median_ms")
     if n8:
         lines.append(f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> {'met' if n8['met'] else 'NOT met'}")

@@ -221,12 +221,9 @@ class Run:
                 f"{got['checksum']:#x}, expected {size} bytes, {expected:#x}"
             )
         start = sent["start_ns"]
-        return {
-            "delivered_ms": (got["delivered_ns"] - start) / 1e6,
-            "read_ms": (got["read_ns"] - start) / 1e6,
-            "send_ms": (sent["returned_ns"] - start) / 1e6,
-            "kind": got["kind"],
-        }
+        return {"delivered_ms": (got["delivered_ns"] - start) / 1e6,
+                "read_ms": (got["read_ns"] - start) / 1e6, "send_ms": (sent["returned_ns"] - start) / 1e6,
+                "kind": got["kind"]}  # fmt: skip
 
     def drop_iceoryx2(self, reason: str, detail: str) -> None:
         self.iceoryx2_skipped = reason
@@ -252,11 +249,8 @@ class Run:
             (SHM_ROOT / name).unlink(missing_ok=True)
         for folder in (self.segments, self.folder, self.iox_root):
             shutil.rmtree(folder, ignore_errors=True)
-        return {
-            "toolkit_segments_left": segments_left + strays,
-            "iceoryx2_files_removed": iox_files,
-            "children_reaped": len(self.reaped),
-        }
+        return {"toolkit_segments_left": segments_left + strays, "iceoryx2_files_removed": iox_files,
+                "children_reaped": len(self.reaped)}  # fmt: skip
 
 
 def _pid(name: str) -> int | None:
@@ -380,11 +374,8 @@ LARGE_VARIANTS: dict[str, tuple[str, str, str]] = {  # shm key -> (system, varia
 def suite_step(quick: bool) -> list[Metric | Skip]:
     """The suite's ``large`` step: 64 MiB (full: also 512 MiB and the zero-copy producer), as Metric rows."""
     if importlib.util.find_spec("numpy") is None:
-        return [
-            Skip(
-                "large", TOOLKIT, "shared memory vs inline", "numpy not installed: pip install -e '.[bench]'"
-            )
-        ]
+        return [Skip("large", TOOLKIT, "shared memory vs inline",
+                     "numpy not installed: pip install -e '.[bench]'")]  # fmt: skip
     args = parse_args(["--quick"] if quick else [])
     phases = [PHASE_BY_NAME["large"]] + ([] if quick else [PHASE_BY_NAME["flat"]])
     run = Run(args)
@@ -396,22 +387,19 @@ def suite_step(quick: bool) -> list[Metric | Skip]:
     for row in rows:
         system, variant, transport = LARGE_VARIANTS[row["variant"]]
         size = row["size_bytes"]
-        out.append(
-            Metric("large", system, variant, transport, size, 1, "delivered_ms", row["delivered_ms"], "ms")
-        )
+        out.append(Metric("large", system, variant, transport, size, 1, "delivered_ms", row["delivered_ms"],
+                          "ms"))  # fmt: skip
         if row["delivered_gb_per_s"] is not None:
             out.append(Metric("large", system, variant, transport, size, 1, "gb_per_s", row["delivered_gb_per_s"],
                               "GB/s", higher_is_better=True))  # fmt: skip
     if run.iceoryx2_skipped:
         reason = run.iceoryx2_skipped
-        out.append(
-            Skip("large", "iceoryx2", "loan", reason if "iceoryx2" in reason else f"iceoryx2: {reason}")
-        )
+        out.append(Skip("large", "iceoryx2", "loan",
+                        reason if "iceoryx2" in reason else f"iceoryx2: {reason}"))  # fmt: skip
     if cleanup["toolkit_segments_left"]:
         left = len(cleanup["toolkit_segments_left"])
-        out.append(
-            Skip("large", TOOLKIT, "cleanup", f"{left} shared-memory segments were left behind (removed)")
-        )
+        out.append(Skip("large", TOOLKIT, "cleanup",
+                        f"{left} shared-memory segments were left behind (removed)"))  # fmt: skip
     return out
 
 

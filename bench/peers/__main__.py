@@ -39,11 +39,8 @@ def render(records: list[Metric | Skip]) -> str:
         median = by_name.get("rtt_median_us") or by_name.get("gather_median_ms") or by_name.get("tasks_per_s")
         p99 = by_name.get("rtt_p99_us") or by_name.get("gather_p99_ms")
         table.append((system, scenario, variant, transport, size_label(payload), n, _fmt(median), _fmt(p99)))
-    text = format_table(
-        ("system", "scenario", "variant", "transport", "payload", "N", "median (or rate)", "p99"),
-        table,
-        left=4,
-    )
+    text = format_table(("system", "scenario", "variant", "transport", "payload", "N", "median (or rate)",
+                         "p99"), table, left=4)  # fmt: skip
     skips = [rec for rec in records if isinstance(rec, Skip)]
     if skips:
         text += "\n\nskipped:\n" + "\n".join(

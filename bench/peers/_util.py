@@ -64,9 +64,8 @@ def make_payload(size: int, tag: int = 0) -> bytes:
 
 
 # ===================================================================== Metric rows
-def rtt_metrics(
-    system: str, variant: str, transport: str, payload: int, samples_ns: Sequence[int]
-) -> list[Metric | Skip]:
+def rtt_metrics(system: str, variant: str, transport: str, payload: int,
+                samples_ns: Sequence[int]) -> list[Metric | Skip]:  # fmt: skip
     us = [s / 1000.0 for s in samples_ns]
     return [
         Metric("rtt", system, variant, transport, payload, 1, "rtt_median_us", round(median(us), 2), "us"),
@@ -76,9 +75,8 @@ def rtt_metrics(
     ]
 
 
-def gather_metrics(
-    system: str, variant: str, transport: str, n: int, samples_ns: Sequence[int]
-) -> list[Metric | Skip]:
+def gather_metrics(system: str, variant: str, transport: str, n: int,
+                   samples_ns: Sequence[int]) -> list[Metric | Skip]:  # fmt: skip
     ms = [s / 1e6 for s in samples_ns]
     size = GATHER_PAYLOAD
     return [
@@ -95,18 +93,9 @@ a round of a quick run lasts about half a second, short enough for one hiccup to
 
 
 def rate_metric(system: str, variant: str, transport: str, tasks: int, seconds: float) -> Metric:
-    return Metric(
-        scenario="work",
-        system=system,
-        variant=variant,
-        transport=transport,
-        payload=TASK_SIZE,
-        n=WORKERS,
-        name="tasks_per_s",
-        value=round(tasks / seconds, 1),
-        unit="tasks/s",
-        higher_is_better=True,
-    )
+    return Metric(scenario="work", system=system, variant=variant, transport=transport, payload=TASK_SIZE,
+                  n=WORKERS, name="tasks_per_s", value=round(tasks / seconds, 1), unit="tasks/s",
+                  higher_is_better=True)  # fmt: skip
 
 
 def missing_module(module: str, reason: str, scenario: str, system: str, variant: str) -> Skip | None:
@@ -192,9 +181,8 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def server(
-    make_argv: Callable[[int], list[str]], log: Path, hello: tuple[bytes, bytes], attempts: int = 3
-) -> Iterator[int]:
+def server(make_argv: Callable[[int], list[str]], log: Path, hello: tuple[bytes, bytes],
+           attempts: int = 3) -> Iterator[int]:  # fmt: skip
     """Start ``make_argv(port)`` on a free port, wait until it answers ``hello``; yield the port; stop it.
 
     A server that exits before listening (the port was taken meanwhile) is retried on
@@ -203,9 +191,8 @@ def server(
     for attempt in range(attempts):
         port = free_port()
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                make_argv(port), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
+            proc = subprocess.Popen(make_argv(port), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
         try:
             try:
                 wait_port(port, SERVER_START_S, proc, log, hello)

@@ -115,16 +115,9 @@ async def _run(url: str, pool: list[Child], n: int, storage: str, batch: int) ->
                 storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
             )
         )
-        await js.add_consumer(
-            STREAM,
-            ConsumerConfig(
-                durable_name=DURABLE,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30,
-                max_ack_pending=MAX_ACK_PENDING,
-                max_waiting=512,
-            ),
-        )
+        await js.add_consumer(STREAM, ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT,
+                                                     ack_wait=30, max_ack_pending=MAX_ACK_PENDING,
+                                                     max_waiting=512))  # fmt: skip
         for child in pool:
             child.start(_nats_jobs.work, url, STREAM, DURABLE, batch, RESULTS)
             started.append(child)

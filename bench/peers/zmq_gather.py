@@ -98,9 +98,8 @@ def _one_n(pool: list[Child], n: int, transport: str, rounds: int, tmp: Path) ->
             child.kill()
 
 
-def measure(
-    quick: bool, ns: Sequence[int] | None = None, transports: Sequence[str] = TRANSPORTS
-) -> list[Metric | Skip]:
+def measure(quick: bool, ns: Sequence[int] | None = None,
+            transports: Sequence[str] = TRANSPORTS) -> list[Metric | Skip]:  # fmt: skip
     """Time to all N replies for each N (default 1, 8, 32, 64; quick 1, 8) over ipc and tcp."""
     skip = missing_module("zmq", NO_ZMQ, "poll", SYSTEM, VARIANT)
     if skip:

@@ -55,9 +55,8 @@ def _roundtrips_sync(sock: Any, payload: bytes, count: int, copy: bool, samples:
     _check(reply if copy else reply.buffer, payload, "pyzmq")
 
 
-async def _roundtrips_async(
-    sock: Any, payload: bytes, count: int, copy: bool, samples: list[int] | None
-) -> None:
+async def _roundtrips_async(sock: Any, payload: bytes, count: int, copy: bool,
+                            samples: list[int] | None) -> None:  # fmt: skip
     send, recv, clock = sock.send, sock.recv, time.perf_counter_ns
     for _ in range(count):
         t0 = clock()
@@ -89,9 +88,8 @@ def _client(ctx: Any, pattern: str, transport: str, tmp: Path, tag: str) -> tupl
     return sock, address
 
 
-def _group_sync(
-    child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
-) -> dict[int, list[int]]:
+def _group_sync(child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool,
+                tmp: Path) -> dict[int, list[int]]:  # fmt: skip
     import zmq
 
     from . import _zmq_jobs
@@ -117,9 +115,8 @@ def _group_sync(
     return samples
 
 
-async def _group_async(
-    child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
-) -> dict[int, list[int]]:
+async def _group_async(child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool,
+                       quick: bool, tmp: Path) -> dict[int, list[int]]:  # fmt: skip
     import zmq.asyncio
 
     from . import _zmq_jobs
@@ -145,9 +142,8 @@ async def _group_async(
     return samples
 
 
-def _measure_one(
-    child: Child, pattern: str, style: str, transport: str, sizes: Sequence[int], quick: bool, tmp: Path
-) -> list[Metric | Skip]:
+def _measure_one(child: Child, pattern: str, style: str, transport: str, sizes: Sequence[int], quick: bool,
+                 tmp: Path) -> list[Metric | Skip]:  # fmt: skip
     out: list[Metric | Skip] = []
     for copy in (True, False):  # one echo job per frame style: bytes below 64 KiB, Frames above
         group = [s for s in sizes if (s < COPY_THRESHOLD) == copy]
@@ -166,13 +162,9 @@ def _measure_one(
     return out
 
 
-def measure(
-    quick: bool,
-    sizes: Sequence[int] | None = None,
-    patterns: Sequence[str] = PATTERNS,
-    styles: Sequence[str] = STYLES,
-    transports: Sequence[str] = TRANSPORTS,
-) -> list[Metric | Skip]:
+def measure(quick: bool, sizes: Sequence[int] | None = None, patterns: Sequence[str] = PATTERNS,
+            styles: Sequence[str] = STYLES,
+            transports: Sequence[str] = TRANSPORTS) -> list[Metric | Skip]:  # fmt: skip
     """Round trips for each pattern, style, transport and payload size; one echo child, reused."""
     skip = missing_module("zmq", NO_ZMQ, "rtt", SYSTEM, "PAIR, ROUTER-DEALER")
     if skip:
