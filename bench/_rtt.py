@@ -39,8 +39,7 @@ import consensus
 import patterns
 
 from ._children import Child, Conn
-from ._common import median, percentile
-from ._schema import TOOLKIT, Metric, Skip
+from ._schema import TOOLKIT, Metric, Skip, median_p99
 from ._tls import make_self_signed
 
 __all__ = ["SIZES", "TRANSPORTS", "VARIANTS", "measure", "measure_transport"]
@@ -396,7 +395,5 @@ def measure_transport(transport: str, quick: bool, sizes: tuple[int, ...] | None
     for key in keys:
         system, variant = VARIANTS[key][:2]
         for size in sizes:
-            us = [s / 1000.0 for s in samples[(key, size)]]
-            for name, value in (("rtt_median_us", median(us)), ("rtt_p99_us", percentile(us, 99.0))):
-                out.append(Metric("rtt", system, variant, transport, size, 1, name, round(value, 2), "us"))
+            out += median_p99("rtt", system, variant, transport, size, 1, [s / 1e3 for s in samples[(key, size)]])
     return out

@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .._common import median, percentile
-from .._schema import Metric, Skip
+from .._schema import Metric, Skip, median_p99
 
 PAYLOADS = (64, 4096, 1 << 20)  # the toolkit scenarios' sizes (64 MiB is left to the shm bench)
 QUICK_PAYLOADS = (64, 4096)
@@ -64,27 +63,12 @@ def make_payload(size: int, tag: int = 0) -> bytes:
 
 
 # ===================================================================== Metric rows
-def rtt_metrics(system: str, variant: str, transport: str, payload: int,
-                samples_ns: Sequence[int]) -> list[Metric | Skip]:  # fmt: skip
-    us = [s / 1000.0 for s in samples_ns]
-    return [
-        Metric("rtt", system, variant, transport, payload, 1, "rtt_median_us", round(median(us), 2), "us"),
-        Metric(
-            "rtt", system, variant, transport, payload, 1, "rtt_p99_us", round(percentile(us, 99), 2), "us"
-        ),
-    ]
+def rtt_metrics(system: str, variant: str, transport: str, payload: int, samples_ns: Sequence[int]) -> Result:
+    return median_p99("rtt", system, variant, transport, payload, 1, [s / 1e3 for s in samples_ns])
 
 
-def gather_metrics(system: str, variant: str, transport: str, n: int,
-                   samples_ns: Sequence[int]) -> list[Metric | Skip]:  # fmt: skip
-    ms = [s / 1e6 for s in samples_ns]
-    size = GATHER_PAYLOAD
-    return [
-        Metric("poll", system, variant, transport, size, n, "gather_median_ms", round(median(ms), 4), "ms"),
-        Metric(
-            "poll", system, variant, transport, size, n, "gather_p99_ms", round(percentile(ms, 99), 4), "ms"
-        ),
-    ]
+def gather_metrics(system: str, variant: str, transport: str, n: int, samples_ns: Sequence[int]) -> Result:
+    return median_p99("poll", system, variant, transport, GATHER_PAYLOAD, n, [s / 1e6 for s in samples_ns], 4)
 
 
 WORK_ROUNDS = 3

@@ -88,44 +88,19 @@ def _client(ctx: Any, pattern: str, transport: str, tmp: Path, tag: str) -> tupl
     return sock, address
 
 
-def _group_sync(child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool,
-                tmp: Path) -> dict[int, list[int]]:  # fmt: skip
+async def _group(child: Child, pattern: str, style: str, transport: str, group: Sequence[int], copy: bool,
+                 quick: bool, tmp: Path) -> dict[int, list[int]]:  # fmt: skip
+    """One echo job: every size of ``group`` (sync style: blocking calls, inside asyncio.run all the same)."""
     import zmq
-
-    from . import _zmq_jobs
-
-    ctx = zmq.Context()
-    samples: dict[int, list[int]] = {}
-    try:
-        sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-sync-{int(copy)}")
-        child.start(_zmq_jobs.echo, pattern, "sync", address, copy)
-        endpoint = child.receive("ready")
-        if pattern == "router":
-            sock.connect(endpoint)
-        for size in group:
-            payload = make_payload(size, size)
-            warmup, n = rtt_counts(size, quick, BASE_N)
-            samples[size] = []
-            _roundtrips_sync(sock, payload, warmup, copy, None)
-            _roundtrips_sync(sock, payload, n, copy, samples[size])
-        sock.send(b"")  # the echo's stop frame
-        child.finish(stop=False)
-    finally:
-        ctx.destroy(linger=0)
-    return samples
-
-
-async def _group_async(child: Child, pattern: str, transport: str, group: Sequence[int], copy: bool,
-                       quick: bool, tmp: Path) -> dict[int, list[int]]:  # fmt: skip
     import zmq.asyncio
 
     from . import _zmq_jobs
 
-    ctx = zmq.asyncio.Context()
+    ctx = zmq.asyncio.Context() if style == "asyncio" else zmq.Context()
     samples: dict[int, list[int]] = {}
     try:
-        sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-asyncio-{int(copy)}")
-        child.start(_zmq_jobs.echo, pattern, "asyncio", address, copy)
+        sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-{style}-{int(copy)}")
+        child.start(_zmq_jobs.echo, pattern, style, address, copy)
         endpoint = child.receive("ready")  # blocking on the pipe is fine: nothing else runs yet
         if pattern == "router":
             sock.connect(endpoint)
@@ -133,9 +108,14 @@ async def _group_async(child: Child, pattern: str, transport: str, group: Sequen
             payload = make_payload(size, size)
             warmup, n = rtt_counts(size, quick, BASE_N)
             samples[size] = []
-            await _roundtrips_async(sock, payload, warmup, copy, None)
-            await _roundtrips_async(sock, payload, n, copy, samples[size])
-        await sock.send(b"")
+            for count, into in ((warmup, None), (n, samples[size])):
+                if style == "sync":
+                    _roundtrips_sync(sock, payload, count, copy, into)
+                else:
+                    await _roundtrips_async(sock, payload, count, copy, into)
+        sent = sock.send(b"")  # the echo's stop frame
+        if style == "asyncio":
+            await sent
         child.finish(stop=False)
     finally:
         ctx.destroy(linger=0)
@@ -150,10 +130,7 @@ def _measure_one(child: Child, pattern: str, style: str, transport: str, sizes: 
         if not group:
             continue
         try:
-            if style == "sync":
-                samples = _group_sync(child, pattern, transport, group, copy, quick, tmp)
-            else:
-                samples = asyncio.run(_group_async(child, pattern, transport, group, copy, quick, tmp))
+            samples = asyncio.run(_group(child, pattern, style, transport, group, copy, quick, tmp))
         except BaseException:
             child.kill()  # its echo job waits on a socket that is gone: do not wait for it
             raise
