@@ -46,7 +46,7 @@ def _lines(
                 linewidth=1.6 if system == TOOLKIT else 1, label=label)  # fmt: skip
 
 
-def _axes(ax: Any, xs: list[int], labels: list[str], xlabel: str, ylabel: str | None, legend: dict[str, Any]) -> None:
+def _axes(ax: Any, xs: list[Any], labels: list[str], xlabel: str, ylabel: str | None, legend: dict[str, Any]) -> None:
     """Log-2 x axis ticked at ``xs``, log y axis, grid, legend."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs)

@@ -212,7 +212,7 @@ def _short(variant: str) -> str:
 
 
 def _where(r: dict[str, Any]) -> str:
-    where = r["transport"]
+    where = str(r["transport"])
     if r["payload"] and r["scenario"] not in ("poll", "work"):
         where += f" {size_label(r['payload'])}"
     if r["scenario"] == "poll":
@@ -285,8 +285,8 @@ def _metric_table(scenario: str, metrics: list[Metric]) -> list[str]:
         rows.setdefault((m.system, m.variant, m.transport), {})[(getattr(m, attr) if attr else None,
                                                                  m.name)] = m  # fmt: skip
     columns = [c for c in columns if any(c in cells for cells in rows.values())]
-    heads = [(f"{_pivot_label(attr, v)} " if attr else "") + f"{SHORT.get(name, name)} ({units[name]})" for v,
-             name in columns]  # fmt: skip
+    heads = [(f"{_pivot_label(attr, v)} " if attr and v is not None else "") + f"{SHORT.get(name, name)} ({units[name]})"
+             for v, name in columns]  # fmt: skip
     lines = ["| system | variant | transport | " + " | ".join(heads) + " |",
              "| --- | --- | --- | " + " | ".join("---:" for _ in heads) + " |"]  # fmt: skip
     order = sorted(rows, key=lambda k: (SYSTEM_ORDER.get(k[0], 9), k[1], TRANSPORT_ORDER.get(k[2], 9)))

@@ -74,7 +74,7 @@ class _Iceoryx2:
     """What both ends share: a node in a private namespace (file prefix and root folder)."""
 
     def __init__(self, spec: Endpoint) -> None:
-        import iceoryx2 as iox2  # optional: only the iceoryx2 endpoints need it
+        import iceoryx2 as iox2  # type: ignore[import-untyped]  # optional: only the iceoryx2 endpoints need it
 
         iox2.set_log_level(getattr(iox2.LogLevel, ICEORYX2_LOG))
         config = iox2.config.default()

@@ -123,10 +123,11 @@ def wait_port(
     (A bare connect is not enough: another process may hold the port.)
     """
     send, expect = hello
+    name = str(proc.args[0] if isinstance(proc.args, list) else proc.args)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise ServerExited(f"{proc.args[0]} exited with {proc.returncode}: {tail(log)}")
+            raise ServerExited(f"{name} exited with {proc.returncode}: {tail(log)}")
         with contextlib.suppress(OSError):
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
                 if send:
@@ -135,7 +136,7 @@ def wait_port(
             if answer == expect and proc.poll() is None:
                 return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.args[0]} not answering on port {port} within {timeout} s: {tail(log)}")
+            raise RuntimeError(f"{name} not answering on port {port} within {timeout} s: {tail(log)}")
         time.sleep(0.02)
 
 
