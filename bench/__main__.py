@@ -29,12 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     from . import _cli, _plots, _report, _suite
     from ._schema import Metric, Skip
 
-    p = _cli.parser("", "The benchmark suite: every scenario over NNG's transports, beside pyzmq, NATS and Redis.",
-                    "fewer sizes and iterations (about 2-3 minutes)", json=False)  # fmt: skip
+    p = _cli.parser("",
+                    "The benchmark suite: every scenario over NNG's transports, beside pyzmq, "
+                    "NATS and Redis.", "fewer sizes and iterations (about 2-3 minutes)",
+                    json=False)  # fmt: skip
     p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help="run only this scenario (rtt, throughput, poll, work, large) or system (toolkit, pynng, zmq, "
-                   "nats, redis, iceoryx2); repeatable or comma-separated")  # fmt: skip
-    p.add_argument("--out", help="results folder (default bench/results/<timestamp>/, with bench/results/latest -> it)")
+                   help="run only this scenario (rtt, throughput, poll, work, large) or system "
+                   "(toolkit, pynng, zmq, nats, redis, iceoryx2); repeatable or comma-separated")  # fmt: skip
+    p.add_argument("--out", help="results folder (default bench/results/<timestamp>/, with "
+                   "bench/results/latest -> it)")  # fmt: skip
     args = p.parse_args(argv)
     try:
         scenarios, systems = _suite.parse_only(args.only)
@@ -55,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         skips = [r for r in records if isinstance(r, Skip)]
         ratios, goals = _report.compute_ratios(metrics), _report.compute_goals(metrics, skips)
         plots, plot_problems = _plots.draw_all(metrics, folder)
-        report = {
-            "schema_version": SCHEMA_VERSION, "suite": "python -m bench", "quick": args.quick,
-            "only": sorted(scenarios | systems), "date": machine["date"],
-            "elapsed_s": round(time.perf_counter() - started, 1), "machine": machine, "versions": _suite.versions(),
-            "metrics": [m.to_json() for m in metrics], "skips": [s.to_json() for s in skips], "ratios": ratios,
-            "goals": goals, "steps": timing, "cleanup": cleanup, "plots": plots, "plot_problems": plot_problems,
-        }  # fmt: skip
+        report = {"schema_version": SCHEMA_VERSION, "suite": "python -m bench",
+                  "quick": args.quick, "only": sorted(scenarios | systems),
+                  "date": machine["date"], "elapsed_s": round(time.perf_counter() - started, 1),
+                  "machine": machine, "versions": _suite.versions(),
+                  "metrics": [m.to_json() for m in metrics],
+                  "skips": [s.to_json() for s in skips], "ratios": ratios, "goals": goals,
+                  "steps": timing, "cleanup": cleanup, "plots": plots,
+                  "plot_problems": plot_problems}  # fmt: skip
         text = _report.markdown(report, metrics, skips, ratios, goals, plots)
         (folder / "results.md").write_text(text + "\n", encoding="utf-8")
         return report
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"\nleft behind (removed/ended): shared memory {cleanup['shm_files_left']}, "
                          f"processes {cleanup['processes_left']}")  # fmt: skip
         lines += [f"plot not drawn: {problem}" for problem in report["plot_problems"]]
-        lines.append(f"\nwritten: {folder}/ (results.json, results.md, {', '.join(plots) or 'no plots'}, run.log)")
+        lines.append(f"\nwritten: {folder}/ (results.json, results.md, "
+                     f"{', '.join(plots) or 'no plots'}, run.log)")  # fmt: skip
         if default_place:
             lines.append(f"         {_suite.point_latest(folder)} -> {folder.name}")
         return "\n".join(lines)

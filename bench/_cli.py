@@ -30,7 +30,8 @@ def parser(name: str, description: str, quick: str, json: bool = True) -> argpar
     p = argparse.ArgumentParser(prog=f"python -m bench{'.' + name if name else ''}", description=description)
     p.add_argument("--quick", action="store_true", help=quick)
     default = RESULTS_DIR / f"{name}.json" if json else None
-    p.add_argument("--json", type=Path, default=default, help=f"also write the JSON report here (default {default})")
+    p.add_argument("--json", type=Path, default=default,
+                   help=f"also write the JSON report here (default {default})")  # fmt: skip
     p.add_argument("--check", action="store_true", help="exit with status 1 if a goal is not met")
     return p
 
@@ -63,8 +64,9 @@ def run(args: argparse.Namespace, name: str, title: str, measure: Callable[[dict
     machine["cpu_busy_after"] = cpu_busy_fraction()
     busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
     if busy and max(busy) > BUSY_WARNING:
-        print(f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; the figures "
-              "are skewed (compare ratios within one run, or rerun on an idle machine)", file=sys.stderr)  # fmt: skip
+        print(f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; "
+              "the figures are skewed (compare ratios within one run, or rerun on an idle "
+              "machine)", file=sys.stderr)  # fmt: skip
     report: dict[str, Any] = body
     if name:
         report = {"benchmark": name, "machine": machine, **body}

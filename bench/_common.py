@@ -19,8 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_DIR", "cpu_busy_fraction", "describe_machine", "format_table", "machine_info", "mean", "median",
-           "percentile", "size_label", "summarize", "summarize_ns", "write_json"]  # fmt: skip
+__all__ = ["RESULTS_DIR", "cpu_busy_fraction", "describe_machine", "format_table",
+           "machine_info", "mean", "median", "percentile", "size_label", "summarize",
+           "summarize_ns", "write_json"]  # fmt: skip
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 """Default folder for benchmark JSON output (``bench/results``)."""
@@ -93,7 +94,8 @@ def _nng_version() -> str | None:
 def _git_revision() -> str | None:
     def git(*argv: str) -> subprocess.CompletedProcess[str]:
         root = Path(__file__).resolve().parent.parent
-        return subprocess.run(["git", *argv], check=False, cwd=root, capture_output=True, text=True, timeout=5)
+        return subprocess.run(["git", *argv], check=False, cwd=root, capture_output=True,
+                              text=True, timeout=5)  # fmt: skip
 
     try:
         rev = git("rev-parse", "--short", "HEAD")
@@ -115,8 +117,9 @@ def machine_info(extra_packages: Iterable[str] = ()) -> dict[str, Any]:
         load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "platform": platform.platform(),
-            "machine": platform.machine(), "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+    return {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
             "cpus_usable": usable_cpus, "loadavg": load, "python": sys.version.split()[0],
             "python_implementation": platform.python_implementation(), "nng": _nng_version(),
             "packages": packages, "git_revision": _git_revision()}  # fmt: skip
@@ -152,12 +155,11 @@ def cpu_busy_fraction(interval: float = 0.5) -> float | None:
 def describe_machine(info: dict[str, Any]) -> str:
     """One line summarizing :func:`machine_info` for a printed report."""
     pkgs = info.get("packages", {})
-    return (
-        f"{info['platform']}, {info['cpu_count']} CPUs, load {info['loadavg']}, "
-        f"other CPU load before/after {_pct(info.get('cpu_busy_before'))}/{_pct(info.get('cpu_busy_after'))}, "
-        f"Python {info['python']}, pynng {pkgs.get('pynng')} (NNG {info['nng']}), trio {pkgs.get('trio')}, "
-        f"{info['date']}"
-    )
+    return (f"{info['platform']}, {info['cpu_count']} CPUs, load {info['loadavg']}, other CPU "
+            "load before/after "
+            f"{_pct(info.get('cpu_busy_before'))}/{_pct(info.get('cpu_busy_after'))}, Python "
+            f"{info['python']}, pynng {pkgs.get('pynng')} (NNG {info['nng']}), trio "
+            f"{pkgs.get('trio')}, {info['date']}")  # fmt: skip
 
 
 def _pct(fraction: float | None) -> str:
@@ -186,7 +188,8 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, left:
             widths[i] = max(widths[i], len(cell))
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(widths[i]) if i < left else cell.rjust(widths[i]) for i, cell in enumerate(cells))
+        return "  ".join(cell.ljust(widths[i]) if i < left else cell.rjust(widths[i]) for i,
+                         cell in enumerate(cells))  # fmt: skip
 
     out = [line(list(headers)), "  ".join("-" * w for w in widths)]
     out.extend(line(row) for row in text_rows)

@@ -68,11 +68,12 @@ LIBRARY_DEFAULTS = Knobs(concurrency=1, prefetch=None, max_batch=256)
 DEFAULT_KNOBS = Knobs(concurrency=1, prefetch=4095, max_batch=256)
 # The sweep of --explore. The ratio of a worker's capacity (concurrency + prefetch) to
 # max_batch decides whether the pump stays batch-sized or fragments (see the report).
-EXPLORE = (
-    LIBRARY_DEFAULTS, Knobs(1, 63, 64), Knobs(1, 255, 64), Knobs(1, 1023, 64), Knobs(1, 4095, 64),
-    Knobs(1, 4095, 16), Knobs(1, 63, 256), Knobs(1, 255, 256), Knobs(1, 1023, 256), Knobs(1, 2047, 256),
-    Knobs(1, 4095, 256), Knobs(1, 8191, 256), Knobs(1, 8191, 1024), Knobs(16, 4080, 256), Knobs(256, 3840, 256),
-)  # fmt: skip
+EXPLORE = (LIBRARY_DEFAULTS, Knobs(1, 63, 64), Knobs(1, 255, 64), Knobs(1, 1023, 64), Knobs(1,
+                                                                                            4095,
+                                                                                            64),
+           Knobs(1, 4095, 16), Knobs(1, 63, 256), Knobs(1, 255, 256), Knobs(1, 1023, 256),
+           Knobs(1, 2047, 256), Knobs(1, 4095, 256), Knobs(1, 8191, 256), Knobs(1, 8191, 1024),
+           Knobs(16, 4080, 256), Knobs(256, 3840, 256))  # fmt: skip
 
 
 # ===================================================================== jobs (child side)
@@ -87,7 +88,8 @@ async def _echo(task: Any) -> Any:
     return task
 
 
-async def _worker(conn: Conn, address: str, name: str, concurrency: int, prefetch: int | None) -> dict[str, Any]:
+async def _worker(conn: Conn, address: str, name: str, concurrency: int,
+                  prefetch: int | None) -> dict[str, Any]:  # fmt: skip
     import consensus
 
     async with consensus.Worker(address, handler=_echo, name=name, concurrency=concurrency,
@@ -98,9 +100,10 @@ async def _worker(conn: Conn, address: str, name: str, concurrency: int, prefetc
         await aserve(conn, MARK)
         s = worker.statistics()
         pull, push = worker._pull.statistics(), worker._push.statistics()  # private: diagnostics only
-    return {"messages_received": pull.messages_received, "messages_sent": push.messages_sent, "name": s.name,
-            "capacity": s.capacity, "received": s.received, "returned": getattr(s, "returned", None),
-            "succeeded": s.succeeded, "failed": s.failed, "malformed": s.malformed, "held_at_stop": s.held}  # fmt: skip
+    return {"messages_received": pull.messages_received, "messages_sent": push.messages_sent,
+            "name": s.name, "capacity": s.capacity, "received": s.received,
+            "returned": getattr(s, "returned", None), "succeeded": s.succeeded,
+            "failed": s.failed, "malformed": s.malformed, "held_at_stop": s.held}  # fmt: skip
 
 
 def worker(conn: Conn, address: str, name: str, concurrency: int, prefetch: int | None) -> dict[str, Any]:

@@ -118,8 +118,9 @@ async def _join(dispatcher: consensus.Dispatcher, workers: list[Child], names: d
             )
         for child in missing:
             retries += 1
-            print(f"\n    warning: the dispatcher did not count worker {names[child]!r} within {JOIN_GRACE_S:g} s "
-                  "of its connection (hello dropped); restarting it", end="", file=sys.stderr)  # fmt: skip
+            print(f"\n    warning: the dispatcher did not count worker {names[child]!r} within "
+                  f"{JOIN_GRACE_S:g} s of its connection (hello dropped); restarting it", end="",
+                  file=sys.stderr)  # fmt: skip
             child.send("stop")
             await child.areceive("done")
             names[child] = f"{names[child]}-r{retries}"
@@ -131,7 +132,8 @@ def _wire(dispatcher: consensus.Dispatcher) -> dict[str, int]:
     """Messages on the dispatcher's sockets (private attributes: diagnostics only)."""
     push, pull = dispatcher._push.statistics(), dispatcher._pull.statistics()
     return {"task_batches_sent": push.messages_sent, "task_bytes_sent": push.bytes_sent,
-            "replies_received": pull.messages_received, "reply_bytes_received": pull.bytes_received}  # fmt: skip
+            "replies_received": pull.messages_received,
+            "reply_bytes_received": pull.bytes_received}  # fmt: skip
 
 
 def work_address(transport: str, tmpdir: str, seq: int) -> str:
@@ -357,7 +359,8 @@ def raw_phase(pool: Pool, n: int, warmup: int, tmpdir: str, kind: str) -> dict[s
     last_ns = max(s["last_ns"] for s in stats)
     elapsed = (last_ns - t0_ns) / 1e9
     if received != n or any(s["wrong_size"] for s in stats):
-        raise RuntimeError(f"{kind}: {received} of {n} frames arrived, {sum(s['wrong_size'] for s in stats)} of the wrong size")
+        raise RuntimeError(f"{kind}: {received} of {n} frames arrived, "
+                           f"{sum(s['wrong_size'] for s in stats)} of the wrong size")  # fmt: skip
     parent_pct = round(100 * cpu_parent / elapsed, 1)
     children_pct = round(100 * (sum(cpu_children) - sum(cpu_children0)) / elapsed, 1)
     return {"kind": kind, "n": n, "warmup": warmup, "elapsed_s": round(elapsed, 4), "rate": round(n / elapsed, 1),

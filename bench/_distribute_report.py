@@ -48,14 +48,16 @@ def compute_goals(summary: list[dict[str, Any]]) -> dict[str, Any]:
     if toolkit:
         rate = toolkit["rate_median"]
         goals["toolkit_tasks_per_s"] = {"value": rate, "op": ">=", "target": GOAL_TASKS_PER_S,
-                                        "ratio": round(rate / GOAL_TASKS_PER_S, 3), "met": rate >= GOAL_TASKS_PER_S}  # fmt: skip
+                                        "ratio": round(rate / GOAL_TASKS_PER_S, 3),
+                                        "met": rate >= GOAL_TASKS_PER_S}  # fmt: skip
         for ref in RAW_STYLES:
             if ref in by_kind:
                 goals[f"toolkit_over_{ref}"] = round(rate / by_kind[ref]["rate_median"], 3)
     kill = by_kind.get("kill")
     if kill:
         goals["kill_exactly_once"] = {"met": True, "redelivered": kill["distribution"]["redelivered"]}
-    redelivered = {row["kind"]: row["distribution"]["redelivered"] for row in summary if "distribution" in row}
+    redelivered = {row["kind"]: row["distribution"]["redelivered"] for row in summary
+                   if "distribution" in row}  # fmt: skip
     clean = {k: v for k, v in redelivered.items() if k != "kill"}
     goals["no_redelivery_without_failures"] = {"redelivered": clean, "met": not any(clean.values())}
     return goals
@@ -79,13 +81,16 @@ def render(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], goals: di
     for r in summary:
         dist, wire, kill = r.get("distribution"), r.get("wire"), r.get("kill")
         rows.append((DESCRIPTIONS[r["kind"]], f"{r['n']:,}", fmt(r["rate_median"]),
-                     " ".join(fmt(v) for v in r["rates"]) if len(r["rates"]) > 1 else "", "tasks/s" if dist else "msgs/s",
-                     fmt(r["parent_cpu_pct"]), fmt(r["children_cpu_pct"]), fmt(r["other_cpu_pct"]),
-                     fmt(wire["tasks_per_batch"], 1) if wire else "-", fmt(wire["replies_per_task"], 2) if wire else "-",
+                     " ".join(fmt(v) for v in r["rates"]) if len(r["rates"]) > 1 else "",
+                     "tasks/s" if dist else "msgs/s", fmt(r["parent_cpu_pct"]),
+                     fmt(r["children_cpu_pct"]), fmt(r["other_cpu_pct"]),
+                     fmt(wire["tasks_per_batch"], 1) if wire else "-",
+                     fmt(wire["replies_per_task"], 2) if wire else "-",
                      dist["redelivered"] if dist else "-", dist["stale"] if dist else "-",
                      fmt(kill["longest_pause_after_kill_ms"], 1) if kill else "-"))  # fmt: skip
-    table = format_table(("what", "N", "rate", "rounds", "unit", "parent CPU %", "children CPU %", "other CPU %",
-                          "tasks/batch", "replies/task", "redelivered", "stale", "pause ms"), rows, left=1)  # fmt: skip
+    table = format_table(("what", "N", "rate", "rounds", "unit", "parent CPU %",
+                          "children CPU %", "other CPU %", "tasks/batch", "replies/task",
+                          "redelivered", "stale", "pause ms"), rows, left=1)  # fmt: skip
     lines = [
         table,
         "",
@@ -102,40 +107,39 @@ def render(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], goals: di
     if kill:
         k = kill["kill"]
         dist = kill["distribution"]
-        lines.append(
-            f"kill (lease {k['lease_s']:g} s): SIGKILL after {k['killed_after_outcomes']:,} outcomes "
-            f"({k['killed_at_s']:.2f} s; it had claimed {k['victim_claimed_at_kill']} tasks); {dist['redelivered']} redelivered ({k['redelivered_claimed']} claimed "
-            f"by the killed worker, at once; {k['redelivered_unclaimed']} pushed to it, never claimed: at the claim "
-            "timeout or lease), "
-            f"{dist['stale']} stale, {dist['late_accepted']} late accepted; "
-            f"spare's first outcome {fmt(k['spare_first_outcome_after_kill_ms'], 1)} ms after the kill; "
-            f"{fmt(k['rate_before_kill'])} tasks/s before, {fmt(k['rate_after_kill'])} after; "
-            "every task exactly once: yes"
-        )
+        lines.append(f"kill (lease {k['lease_s']:g} s): SIGKILL after "
+                     f"{k['killed_after_outcomes']:,} outcomes ({k['killed_at_s']:.2f} s; it "
+                     f"had claimed {k['victim_claimed_at_kill']} tasks); {dist['redelivered']} "
+                     f"redelivered ({k['redelivered_claimed']} claimed by the killed worker, "
+                     f"at once; {k['redelivered_unclaimed']} pushed to it, never claimed: at "
+                     f"the claim timeout or lease), {dist['stale']} stale, "
+                     f"{dist['late_accepted']} late accepted; spare's first outcome "
+                     f"{fmt(k['spare_first_outcome_after_kill_ms'], 1)} ms after the kill; "
+                     f"{fmt(k['rate_before_kill'])} tasks/s before, "
+                     f"{fmt(k['rate_after_kill'])} after; every task exactly once: yes")  # fmt: skip
     if sweep:
         lines += ["", f"knob sweep ({len(sweep[0]['rates'])} rounds each; tasks/s = median, then each round):"]
-        sweep_rows = [
-            (r["knobs"]["concurrency"], "default" if r["knobs"]["prefetch"] is None else r["knobs"]["prefetch"],
-             r["knobs"]["max_batch"], r["knobs"]["capacity_per_worker"], f"{r['n']:,}", fmt(r["rate_median"]),
-             " ".join(fmt(v) for v in r["rates"]), fmt(r["tasks_per_batch_median"], 1),
-             fmt(r["replies_per_task_median"], 2), fmt(r["parent_cpu_pct_median"]),
-             fmt(r["children_cpu_pct_median"]), fmt(r["other_cpu_pct_max"]))
-            for r in sweep
-        ]  # fmt: skip
-        lines.append(format_table(("concurrency", "prefetch", "max_batch", "capacity/worker", "N", "tasks/s", "rounds",
-                                   "tasks/batch", "replies/task", "parent CPU %", "children CPU %", "other CPU % (max)"),
+        sweep_rows = [(r["knobs"]["concurrency"],
+                       "default" if r["knobs"]["prefetch"] is None else r["knobs"]["prefetch"],
+                       r["knobs"]["max_batch"], r["knobs"]["capacity_per_worker"], f"{r['n']:,}",
+                       fmt(r["rate_median"]), " ".join(fmt(v) for v in r["rates"]),
+                       fmt(r["tasks_per_batch_median"], 1), fmt(r["replies_per_task_median"], 2),
+                       fmt(r["parent_cpu_pct_median"]), fmt(r["children_cpu_pct_median"]),
+                       fmt(r["other_cpu_pct_max"])) for r in sweep]  # fmt: skip
+        lines.append(format_table(("concurrency", "prefetch", "max_batch", "capacity/worker",
+                                   "N", "tasks/s", "rounds", "tasks/batch", "replies/task",
+                                   "parent CPU %", "children CPU %", "other CPU % (max)"),
                                   sweep_rows, left=0))  # fmt: skip
     lines.append("")
     goal = goals.get("toolkit_tasks_per_s")
     if goal:
-        text = (
-            f"goal >= {GOAL_TASKS_PER_S:,.0f} tasks/s: {goal['value']:,.0f} tasks/s = {goal['ratio']:.2f} x goal "
-            f"-> {'met' if goal['met'] else 'NOT met'}"
-        )
+        text = (f"goal >= {GOAL_TASKS_PER_S:,.0f} tasks/s: {goal['value']:,.0f} tasks/s = "
+                f"{goal['ratio']:.2f} x goal -> {'met' if goal['met'] else 'NOT met'}")  # fmt: skip
         for ref in RAW_STYLES:
             if f"toolkit_over_{ref}" in goals:
                 text += f"; {goals[f'toolkit_over_{ref}']:.2f} x {ref} msgs/s"
         lines.append(text)
     clean = goals["no_redelivery_without_failures"]
-    lines.append(f"no redelivery without failures: {'yes' if clean['met'] else 'NO'} ({clean['redelivered']})")
+    lines.append(f"no redelivery without failures: {'yes' if clean['met'] else 'NO'} "
+                 f"({clean['redelivered']})")  # fmt: skip
     return "\n".join(lines)

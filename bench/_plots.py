@@ -26,8 +26,8 @@ def _series(metrics: list[Metric], scenario: str, name: str, x: str) -> dict[str
     return {label: sorted(points) for label, points in out.items()}
 
 
-_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
-            "tab:olive", "tab:cyan", "black", "gold")  # fmt: skip
+_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+            "tab:pink", "tab:gray", "tab:olive", "tab:cyan", "black", "gold")  # fmt: skip
 
 
 def _lines(
@@ -46,7 +46,8 @@ def _lines(
                 linewidth=1.6 if system == TOOLKIT else 1, label=label)  # fmt: skip
 
 
-def _axes(ax: Any, xs: list[Any], labels: list[str], xlabel: str, ylabel: str | None, legend: dict[str, Any]) -> None:
+def _axes(ax: Any, xs: list[Any], labels: list[str], xlabel: str, ylabel: str | None,
+          legend: dict[str, Any]) -> None:  # fmt: skip
     """Log-2 x axis ticked at ``xs``, log y axis, grid, legend."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs)
@@ -80,8 +81,10 @@ def _latency(plt: Any, metrics: list[Metric], path: Path) -> bool:
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False, sharey=True)
     colors: dict[str, str] = {}
     for ax, transport in zip(axes.flat, transports):
-        _lines(ax, _series([m for m in rtt if m.transport == transport], "rtt", "rtt_median_us", "payload"), colors)
-        _axes(ax, sizes, [size_label(s) for s in sizes], "payload", None, {"fontsize": 6.5, "loc": "upper left"})
+        _lines(ax, _series([m for m in rtt if m.transport == transport], "rtt", "rtt_median_us",
+                           "payload"), colors)  # fmt: skip
+        _axes(ax, sizes, [size_label(s) for s in sizes], "payload", None, {"fontsize": 6.5,
+                                                                           "loc": "upper left"})  # fmt: skip
         ax.set_title(f"round trip over {transport}")
     for ax in axes.flat[len(transports) :]:
         ax.axis("off")
@@ -109,7 +112,8 @@ def _poll(plt: Any, metrics: list[Metric], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     _lines(ax, series)
     ns = sorted({n for points in series.values() for n, _ in points})
-    _axes(ax, ns, [str(n) for n in ns], "N (members, respondents)", "median time to all N answers (ms)", {"fontsize": 7})
+    _axes(ax, ns, [str(n) for n in ns], "N (members, respondents)",
+          "median time to all N answers (ms)", {"fontsize": 7})  # fmt: skip
     ax.set_title("Poll / scatter-gather time vs N (lower is better)")
     return _save(plt, fig, path)
 

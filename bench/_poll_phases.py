@@ -63,7 +63,8 @@ async def _members(conn: Conn, address: str, names: list[str], handler: str) -> 
         stats = [m.statistics() for m in joined]
         stop.set()  # every member leaves (sends LEAVE) and closes its sockets
     return {"members": len(joined), "polls_answered": sum(s.polls_answered for s in stats),
-            "handler_errors": sum(s.handler_errors for s in stats), "malformed": sum(s.malformed for s in stats)}  # fmt: skip
+            "handler_errors": sum(s.handler_errors for s in stats),
+            "malformed": sum(s.malformed for s in stats)}  # fmt: skip
 
 
 def members(conn: Conn, address: str, names: list[str], handler: str) -> dict[str, Any]:
@@ -169,22 +170,23 @@ async def poll_phase(workers: list[Child], n: int, handler: str, polls: int, war
             member_stats = [await worker.areceive("done") for worker in started]
     answered = sum(s["polls_answered"] for s in member_stats)
     if answered < (warmup + polls) * n:
-        print(f"warning: N={n} {handler}: members answered {answered} of {(warmup + polls) * n} polls", file=sys.stderr)
-    optional = {key: summarize(samples[key], unit="ms") if samples[key] else None for key in ("first_ms", "last_ms")}
-    return {
-        "kind": "consensus", "handler": handler, "transport": transport, "n": n, "processes": len(sizes),
-        "members_per_process": sizes, "polls": polls, "warmup": warmup,
-        "wall": summarize(samples["wall_ms"], unit="ms"), "elapsed": summarize(samples["elapsed_ms"], unit="ms"),
-        "first_answer": optional["first_ms"], "last_answer": optional["last_ms"],
-        "per_member_ms": round(median(samples["wall_ms"]) / n, 4),
-        "host_cpu_ms_per_poll": round(host_cpu * 1e3 / polls, 3),
-        "members_cpu_ms_per_poll": round(worker_cpu * 1e3 / polls, 3), **bad,
-        "late_replies": stats1.late_replies - stats0.late_replies,
-        "rejected_replies": stats1.rejected_replies - stats0.rejected_replies,
-        "malformed": stats1.malformed - stats0.malformed, "member_polls_answered": answered,
-        "member_handler_errors": sum(s["handler_errors"] for s in member_stats),
-        "samples_wall_ms": [round(v, 4) for v in samples["wall_ms"]],
-    }  # fmt: skip
+        print(f"warning: N={n} {handler}: members answered {answered} of "
+              f"{(warmup + polls) * n} polls", file=sys.stderr)  # fmt: skip
+    optional = {key: summarize(samples[key], unit="ms") if samples[key] else None
+                for key in ("first_ms", "last_ms")}  # fmt: skip
+    return {"kind": "consensus", "handler": handler, "transport": transport, "n": n,
+            "processes": len(sizes), "members_per_process": sizes, "polls": polls,
+            "warmup": warmup, "wall": summarize(samples["wall_ms"], unit="ms"),
+            "elapsed": summarize(samples["elapsed_ms"], unit="ms"),
+            "first_answer": optional["first_ms"], "last_answer": optional["last_ms"],
+            "per_member_ms": round(median(samples["wall_ms"]) / n, 4),
+            "host_cpu_ms_per_poll": round(host_cpu * 1e3 / polls, 3),
+            "members_cpu_ms_per_poll": round(worker_cpu * 1e3 / polls, 3), **bad,
+            "late_replies": stats1.late_replies - stats0.late_replies,
+            "rejected_replies": stats1.rejected_replies - stats0.rejected_replies,
+            "malformed": stats1.malformed - stats0.malformed, "member_polls_answered": answered,
+            "member_handler_errors": sum(s["handler_errors"] for s in member_stats),
+            "samples_wall_ms": [round(v, 4) for v in samples["wall_ms"]]}  # fmt: skip
 
 
 # ===================================================================== the raw reference (here)

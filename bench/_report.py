@@ -187,8 +187,9 @@ def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, An
         ratio = t.value / best.value
         others = ", ".join(f"{m.transport} {fmt(m.value, 'tasks/s')}" for m in mine if m is not t)
         goals.append(_goal(text, "PASS" if ratio >= 2 else "FAIL",
-                           f"{fmt(t.value, 'tasks/s')} tasks/s ({t.transport}) vs {fmt(best.value, 'tasks/s')} "
-                           f"({best.variant}): ratio {ratio:.2f} (goal >= 2)" + (f"; toolkit {others}" if others else ""),
+                           f"{fmt(t.value, 'tasks/s')} tasks/s ({t.transport}) vs "
+                           f"{fmt(best.value, 'tasks/s')} ({best.variant}): ratio {ratio:.2f} "
+                           "(goal >= 2)" + (f"; toolkit {others}" if others else ""),
                            ratio=round(ratio, 3), target=">= 2"))  # fmt: skip
     # 4. shared memory at least 20x ipc inline at 64 MiB
     text = "shared memory at least 20x ipc inline at 64 MiB"
@@ -302,12 +303,12 @@ def _ratio_table(ratios: list[dict[str, Any]]) -> list[str]:
     for r in ratios:
         unit = UNITS.get(r["unit"], r["unit"])
         p99 = f"{r['p99_ratio']:.2f}" if "p99_ratio" in r else ""
-        lines.append(
-            f"| {r['toolkit']['variant']} | {r['peer']['system']} {r['peer']['variant']} | {r['transport']} | "
-            f"{size_label(r['payload']) if r['payload'] else '-'} | {r['n']} | "
-            f"{fmt(r['toolkit']['value'], r['unit'])} {unit} | {fmt(r['peer']['value'], r['unit'])} {unit} | "
-            f"{r['ratio']:.2f} | {p99} | {_verdict(r)} |"
-        )
+        lines.append(f"| {r['toolkit']['variant']} | {r['peer']['system']} "
+                     f"{r['peer']['variant']} | {r['transport']} | "
+                     f"{size_label(r['payload']) if r['payload'] else '-'} | {r['n']} | "
+                     f"{fmt(r['toolkit']['value'], r['unit'])} {unit} | "
+                     f"{fmt(r['peer']['value'], r['unit'])} {unit} | {r['ratio']:.2f} | {p99} "
+                     f"| {_verdict(r)} |")  # fmt: skip
     return lines
 
 

@@ -78,11 +78,13 @@ def _address(transport: str, key: str, folder: str) -> str:
 def client_tls(tls: Tls) -> patterns.TLSConfig | None:
     if tls is None:
         return None
-    return patterns.TLSConfig(mode=patterns.TLSMode.CLIENT, ca_file=tls["ca_file"], server_name=tls.get("server_name"))
+    return patterns.TLSConfig(mode=patterns.TLSMode.CLIENT, ca_file=tls["ca_file"],
+                              server_name=tls.get("server_name"))  # fmt: skip
 
 
 def server_tls(tls: Tls) -> patterns.TLSConfig | None:
-    return None if tls is None else patterns.TLSConfig(mode=patterns.TLSMode.SERVER, cert_key_file=tls["cert_key_file"])
+    return None if tls is None else patterns.TLSConfig(mode=patterns.TLSMode.SERVER,
+                                                       cert_key_file=tls["cert_key_file"])  # fmt: skip
 
 
 def _pynng_pair(tls: patterns.TLSConfig | None, **options: Any) -> Any:
@@ -104,7 +106,8 @@ def resolve_pynng(address: str, listener: Any) -> str:
 
 # ===================================================================== echo ends (child, or here on inproc)
 def _echo_pynng_sync(address: str, tls: Tls = None) -> None:
-    with _pynng_pair(client_tls(tls), recv_timeout=int(ECHO_LIFETIME_S * 1000), send_timeout=IO_TIMEOUT_MS) as sock:
+    with _pynng_pair(client_tls(tls), recv_timeout=int(ECHO_LIFETIME_S * 1000),
+                     send_timeout=IO_TIMEOUT_MS) as sock:  # fmt: skip
         sock.dial(address, block=True)
         while (data := sock.recv()) != STOP:
             sock.send(data)
@@ -137,7 +140,8 @@ async def _answer(value: Any) -> Any:
 
 async def _echo_hotline(address: str, tls: Tls = None) -> None:
     """Dials; answers each ask with its value, until it hears ``STOP``."""
-    async with consensus.hotline(address, dial=True, name="echo", on_ask=_answer, tls=client_tls(tls)) as line:
+    async with consensus.hotline(address, dial=True, name="echo", on_ask=_answer,
+                                 tls=client_tls(tls)) as line:  # fmt: skip
         with trio.move_on_after(ECHO_LIFETIME_S):
             while await line.receive() != STOP:
                 pass
@@ -187,7 +191,8 @@ class _Client:
 
     def check(self, reply: Any) -> None:
         if reply != self.payload:
-            raise RuntimeError(f"{self.key}: echo returned {reply!r:.80}, expected the {len(self.payload)}-byte payload")
+            raise RuntimeError(f"{self.key}: echo returned {reply!r:.80}, expected the "
+                               f"{len(self.payload)}-byte payload")  # fmt: skip
 
 
 class _PynngClient(_Client):

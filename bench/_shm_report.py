@@ -112,8 +112,8 @@ def _ms(value: float) -> str:
     return f"{value:.1f}"
 
 
-def render(rows: list[dict[str, Any]], ratios: dict[str, Any], sweep: dict[str, Any], iceoryx2_skipped: str | None,
-           cleanup: dict[str, Any], default_threshold: int) -> str:  # fmt: skip
+def render(rows: list[dict[str, Any]], ratios: dict[str, Any], sweep: dict[str, Any],
+           iceoryx2_skipped: str | None, cleanup: dict[str, Any], default_threshold: int) -> str:  # fmt: skip
     table = format_table(
         ("phase", "row", "variant", "size", "n", "delivered ms", "min..max ms", "+read ms", "send() ms",
          "GB/s", "receiver got"),

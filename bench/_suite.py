@@ -61,8 +61,8 @@ def _peer_steps() -> list[Step]:
         peers = frozenset({"pyzmq", "nats", "redis"})
         return [Step("peers", frozenset({"rtt", "poll", "work"}), peers,
                      lambda quick: [Skip("all", system, "every measurement", reason) for system in sorted(peers)])]  # fmt: skip
-    return [Step(f"peers {key}", frozenset(PEER_SCENARIOS.get(key, SCENARIOS)), frozenset({PEER_SYSTEMS.get(key, key)}),
-                 fn) for key, fn in ALL.items()]  # fmt: skip
+    return [Step(f"peers {key}", frozenset(PEER_SCENARIOS.get(key, SCENARIOS)),
+                 frozenset({PEER_SYSTEMS.get(key, key)}), fn) for key, fn in ALL.items()]  # fmt: skip
 
 
 def build_steps() -> list[Step]:
@@ -160,7 +160,8 @@ def run_steps(steps: list[Step], quick: bool, log: Path) -> tuple[Records, list[
                 traceback.print_exc()
                 first = (str(exc).strip().splitlines() or [""])[0][:200]
                 scenario = next(iter(step.scenarios)) if len(step.scenarios) == 1 else "all"
-                got = [Skip(scenario, TOOLKIT, step.label, f"failed: {type(exc).__name__}: {first} (see run.log)")]
+                got = [Skip(scenario, TOOLKIT, step.label,
+                            f"failed: {type(exc).__name__}: {first} (see run.log)")]  # fmt: skip
             seconds = time.perf_counter() - started
             for rec in got:  # the log keeps every record, in order, beside what the step printed
                 print(f"  {_describe(rec)}", file=sys.stderr)

@@ -89,7 +89,8 @@ def _run_phase(pool: Pool, phase: str, args: argparse.Namespace, tmpdir: str, kn
     kill = phase == "kill"
     try:
         return trio.run(toolkit_phase, pool, knobs, n or args.n, warmup, tmpdir, phase,
-                        args.kill_lease if kill else args.lease, args.kill_at if kill else None, args.transport)  # fmt: skip
+                        args.kill_lease if kill else args.lease, args.kill_at if kill else None,
+                        args.transport)  # fmt: skip
     finally:
         for child in [c for c in pool.children if c.killed]:
             pool.replace(child)
@@ -103,11 +104,12 @@ def _progress(label: str) -> float:
 def _done(row: dict[str, Any], started: float) -> None:
     unit = "msgs/s" if row["kind"].startswith("raw") else "tasks/s"
     print(f" {row['rate']:>9,.0f} {unit} ({time.perf_counter() - started:.1f} s; CPU % parent "
-          f"{fmt(row['parent_cpu_pct'])}, children {fmt(row['children_cpu_pct'])}, other {fmt(row['other_cpu_pct'])})",
-          file=sys.stderr)  # fmt: skip
+          f"{fmt(row['parent_cpu_pct'])}, children {fmt(row['children_cpu_pct'])}, other "
+          f"{fmt(row['other_cpu_pct'])})", file=sys.stderr)  # fmt: skip
 
 
-def measure(args: argparse.Namespace, knobs: Knobs, tmpdir: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def measure(args: argparse.Namespace, knobs: Knobs, tmpdir: str) -> tuple[list[dict[str, Any]],
+                                                                          list[dict[str, Any]]]:  # fmt: skip
     pool = Pool(WORKERS + (1 if "kill" in args.phases else 0))
     rounds: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
@@ -135,8 +137,10 @@ def measure(args: argparse.Namespace, knobs: Knobs, tmpdir: str) -> tuple[list[d
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.parser("distribute", "Tasks/s of Dispatcher + 2 Worker processes over ipc (64-byte tasks, trivial "
-                    "work), against raw pynng push/pull.", "N=50000, 1 round, no library-defaults row")  # fmt: skip
+    p = _cli.parser("distribute",
+                    "Tasks/s of Dispatcher + 2 Worker processes over ipc (64-byte tasks, "
+                    "trivial work), against raw pynng push/pull.",
+                    "N=50000, 1 round, no library-defaults row")  # fmt: skip
     add = p.add_argument
     add("--n", type=int, default=None, help="tasks (frames) per phase (default 200000, --quick 50000)")
     add("--warmup", type=int, default=None, help="untimed tasks first (default 5000, --quick 2000)")
@@ -144,7 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--phase", dest="phases", action="append", choices=PHASES,
         help="run only this phase (repeatable; default all, --quick all but 'defaults')")  # fmt: skip
     add("--transport", choices=("ipc", "tcp"), default="ipc",
-        help="the toolkit phases' transport (default ipc; tcp: 2 free ports on 127.0.0.1; raw phases stay on ipc)")  # fmt: skip
+        help="the toolkit phases' transport (default ipc; tcp: 2 free ports on 127.0.0.1; raw "
+        "phases stay on ipc)")  # fmt: skip
     add("--concurrency", type=int, default=1, help="Worker(concurrency=) (default 1)")
     add("--prefetch", type=int, default=DEFAULT_KNOBS.prefetch,
         help=f"Worker(prefetch=) (default {DEFAULT_KNOBS.prefetch}; -1: the library's default)")  # fmt: skip
@@ -153,7 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--raw-n", type=int, default=None, help="frames per raw phase (default N/2)")
     add("--lease", type=float, default=60.0, help="distribute(lease=) of the toolkit phases (default 60)")
     add("--kill-lease", type=float, default=KILL_LEASE_S,
-        help=f"distribute(lease=) of the kill phase (default {KILL_LEASE_S:g}; see the module docstring)")  # fmt: skip
+        help=f"distribute(lease=) of the kill phase (default {KILL_LEASE_S:g}; see the module "
+        "docstring)")  # fmt: skip
     add("--kill-at", type=float, default=KILL_AT, help="kill phase: share of outcomes before the SIGKILL")
     add("--explore", action="store_true", help="also sweep concurrency, prefetch and max_batch")
     add("--explore-n", type=int, default=30_000, help="tasks per sweep point (default 30000)")
@@ -165,7 +171,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.phases = [ph for ph in PHASES if (ph in args.phases if args.phases else not (args.quick and ph == "defaults"))]
     if min(args.n, args.raw_n, args.explore_n) < 10 or min(args.repeats, args.explore_repeats) < 1 or args.warmup < 0:
-        p.error("--n, --raw-n and --explore-n must be >= 10, --repeats and --explore-repeats >= 1, --warmup >= 0")
+        p.error("--n, --raw-n and --explore-n must be >= 10, --repeats and --explore-repeats "
+                ">= 1, --warmup >= 0")  # fmt: skip
     if args.concurrency < 1 or args.prefetch < -1 or not 1 <= args.max_batch <= 65536:
         p.error("--concurrency must be >= 1, --prefetch >= 0 (or -1), --max-batch in 1..65536")
     if args.lease <= 0 or args.kill_lease <= 0 or not 0.0 < args.kill_at < 1.0:
@@ -176,9 +183,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     knobs = Knobs(args.concurrency, None if args.prefetch < 0 else args.prefetch, args.max_batch)
-    print(f"distribute: {PAYLOAD_SIZE}-byte tasks, N={args.n:,} (raw {args.raw_n:,}; +{args.warmup:,} warm-up), "
-          f"{args.repeats} round(s) of {', '.join(args.phases)}; {knobs.label()}"
-          + (f"; knob sweep at N={args.explore_n:,}" if args.explore else ""), file=sys.stderr)  # fmt: skip
+    print(f"distribute: {PAYLOAD_SIZE}-byte tasks, N={args.n:,} (raw {args.raw_n:,}; "
+          f"+{args.warmup:,} warm-up), {args.repeats} round(s) of {', '.join(args.phases)}; "
+          f"{knobs.label()}" + (f"; knob sweep at N={args.explore_n:,}" if args.explore else ""),
+          file=sys.stderr)  # fmt: skip
 
     def run(machine: dict[str, Any]) -> dict[str, Any]:
         tmpdir = tempfile.mkdtemp(prefix="nng-bench-distribute-")
@@ -214,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         out = render(report["summary"], report["sweep"], report["goals"], knobs)
         if report["join_retries"]:
             joins = sum(WORKERS for r in report["rounds"] + report["sweep_rounds"] if "join_retries" in r)
-            out += (f"\nworkers restarted because the dispatcher dropped their hello: {report['join_retries']} "
-                    f"(of {joins} worker joins)")  # fmt: skip
+            out += ("\nworkers restarted because the dispatcher dropped their hello: "
+                    f"{report['join_retries']} (of {joins} worker joins)")  # fmt: skip
         return out
 
     title = f"distribute: {PAYLOAD_SIZE}-byte tasks, trivial async handler, {WORKERS} worker processes over {args.transport}"

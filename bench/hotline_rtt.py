@@ -21,7 +21,8 @@ RATIOS = {"hotline_over_sync": ("hotline_ask", "pynng_sync", ("<=", 1.5))}
 
 def main(argv: list[str] | None = None) -> int:
     return pair_rtt.main(argv, "hotline_rtt", RATIOS,
-                         "64-byte hotline ask/reply between two processes vs. pynng sync Pair1 round trip.")  # fmt: skip
+                         "64-byte hotline ask/reply between two processes vs. pynng sync Pair1 "
+                         "round trip.")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -50,10 +50,12 @@ def compute_ratios(results: list[dict[str, Any]], ratios: dict[str, Any]) -> dic
 
 
 def render(report: dict[str, Any]) -> str:
-    rows = [(r["transport"], r["label"], r["variant"], _rtt.VARIANTS[r["variant"]][3], f"{r['median_us']:.1f}",
-             f"{r['p99_us']:.1f}", f"{r['mean_us']:.1f}", r["n"]) for r in report["results"]]  # fmt: skip
-    lines = [format_table(("transport", "", "variant", "client / echo style", "median µs", "p99 µs", "mean µs", "n"),
-                          rows, left=4), "", "ratios of medians (p99 in brackets):"]  # fmt: skip
+    rows = [(r["transport"], r["label"], r["variant"], _rtt.VARIANTS[r["variant"]][3],
+             f"{r['median_us']:.1f}", f"{r['p99_us']:.1f}", f"{r['mean_us']:.1f}",
+             r["n"]) for r in report["results"]]  # fmt: skip
+    lines = [format_table(("transport", "", "variant", "client / echo style", "median µs",
+                           "p99 µs", "mean µs", "n"), rows, left=4), "",
+             "ratios of medians (p99 in brackets):"]  # fmt: skip
     goals = report["ratios"]["goals"]
     for transport in report["params"]["transports"]:
         entry = report["ratios"].get(transport, {})
@@ -69,13 +71,14 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None, name: str = "pair_rtt", ratios: dict[str, Any] = RATIOS,
-         description: str = "64-byte PAIR round trip between two processes: pynng sync/async vs. patterns.Pair.",
-         ) -> int:  # fmt: skip
+         description: str = "64-byte PAIR round trip between two processes: pynng sync/async "
+         "vs. patterns.Pair.") -> int:  # fmt: skip
     keys = list(dict.fromkeys(k for num, den, _ in ratios.values() for k in (den, num)))
     p = _cli.parser(name, description, "N=1000 (unless --n is given)")
     p.add_argument("--n", type=int, default=None, help="timed round trips per variant (default 3000)")
     p.add_argument("--warmup", type=int, default=200, help="untimed round trips first (default 200)")
-    p.add_argument("--block", type=int, default=100, help="timed round trips per variant before the next (default 100)")
+    p.add_argument("--block", type=int, default=100,
+                   help="timed round trips per variant before the next (default 100)")  # fmt: skip
     p.add_argument("--transport", dest="transports", action="append", choices=TRANSPORTS,
                    help="measure only this transport (repeatable; default: ipc and tcp)")  # fmt: skip
     p.add_argument("--variant", dest="variants", action="append", choices=keys,

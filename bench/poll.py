@@ -67,7 +67,8 @@ def compute_goals(results: list[dict[str, Any]]) -> dict[str, Any]:
            if r["kind"] == "consensus" and r["handler"] == "async" and r["transport"] == "ipc"}  # fmt: skip
     goals: dict[str, Any] = {"basis": "median wall time of room.poll over ipc, async handlers"}
     if GOAL_N in med:
-        goals["n8_median_ms"] = {"value": med[GOAL_N], "op": "<", "target": GOAL_MS, "met": med[GOAL_N] < GOAL_MS}
+        goals["n8_median_ms"] = {"value": med[GOAL_N], "op": "<", "target": GOAL_MS,
+                                 "met": med[GOAL_N] < GOAL_MS}  # fmt: skip
     if 64 in med and 8 in med and med[8] > 0:
         ratio = med[64] / med[8]
         goals["linearity"] = {"ratio_64_over_8": round(ratio, 3), "linear_would_be": 8.0, "op": "<=",
@@ -95,13 +96,14 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
                          _f(r["host_cpu_ms_per_poll"]), _f(r["members_cpu_ms_per_poll"])))  # fmt: skip
         else:
             loop, first = r["recv_loop"], r["first_reply"]
-            rows.append(("raw Surveyor0 ipc recv loop", r["n"], r["processes"], _f(loop["median_ms"], 1),
-                         _f(loop["p99_ms"], 1), _f(loop["mean_ms"], 1), r["polls"],
-                         f"{r['polls_missing']}/{r['members_missing']}",
-                         _f(median / r["n"] if median is not None else None, 3), _f(first and first["median_ms"]),
-                         _f(median), "-", "-"))  # fmt: skip
-    table = format_table(("what", "N", "procs", "median ms", "p99 ms", "mean ms", "polls", "missing", "median/N ms",
-                          "1st ans ms", "last ans ms", "host CPU ms/poll", "members CPU ms/poll"), rows)  # fmt: skip
+            rows.append(("raw Surveyor0 ipc recv loop", r["n"], r["processes"],
+                         _f(loop["median_ms"], 1), _f(loop["p99_ms"], 1), _f(loop["mean_ms"], 1),
+                         r["polls"], f"{r['polls_missing']}/{r['members_missing']}",
+                         _f(median / r["n"] if median is not None else None, 3),
+                         _f(first and first["median_ms"]), _f(median), "-", "-"))  # fmt: skip
+    table = format_table(("what", "N", "procs", "median ms", "p99 ms", "mean ms", "polls",
+                          "missing", "median/N ms", "1st ans ms", "last ans ms",
+                          "host CPU ms/poll", "members CPU ms/poll"), rows)  # fmt: skip
     lines = [table, "", "missing = polls with missing members / members missing in total (must be 0/0)",
              "1st/last ans = median arrival of the first and the last answer (PollResult.latencies);",
              "  for raw rows: first reply, and the moment all N replies were in (best case if N is known);",
@@ -109,12 +111,14 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
              ""]  # fmt: skip
     n8 = goals.get("n8_median_ms")
     if n8:
-        lines.append(f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> {'met' if n8['met'] else 'NOT met'}")
+        lines.append(f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> "
+                     f"{'met' if n8['met'] else 'NOT met'}")  # fmt: skip
     lin = goals.get("linearity")
     if lin:
-        lines.append(f"linearity: median(N=64)/median(N=8) = {lin['ratio_64_over_8']:.2f} (linear = 8, goal <= "
-                     f"{lin['target']:g}: {'met' if lin['met'] else 'NOT met'}); "
-                     f"marginal cost {lin['marginal_ms_per_member_8_to_64']:.3f} ms per member from 8 to 64")  # fmt: skip
+        lines.append(f"linearity: median(N=64)/median(N=8) = {lin['ratio_64_over_8']:.2f} "
+                     f"(linear = 8, goal <= {lin['target']:g}: "
+                     f"{'met' if lin['met'] else 'NOT met'}); marginal cost "
+                     f"{lin['marginal_ms_per_member_8_to_64']:.3f} ms per member from 8 to 64")  # fmt: skip
     miss = goals["all_answers"]
     lines.append(f"all answers in every poll: {'yes' if miss['met'] else 'NO'} "
                  f"({miss['polls_with_missing_members']} polls with missing members)")  # fmt: skip
@@ -137,10 +141,12 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
                     row = trio.run(poll_phase, workers, n, handler, args.polls, args.warmup, args.timeout,
                                    args.per_process, tmpdir, transport)  # fmt: skip
                     results.append(row)
-                    print(f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
+                    print(f" median {row['wall']['median_ms']:.2f} ms "
+                          f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
             if args.raw_polls > 0 and n in args.raw_ns:
                 t = time.perf_counter()
-                print(f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)", end="", flush=True, file=sys.stderr)
+                print(f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)", end="",
+                      flush=True, file=sys.stderr)  # fmt: skip
                 results.append(raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
                 print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
     finally:
@@ -152,15 +158,19 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _cli.parser("poll", "Median time to the result of a room poll whose N members answer at once (ipc).",
                     "20 polls, async handlers only, raw reference only at N=8")  # fmt: skip
-    p.add_argument("--n", dest="ns", type=int, action="append", help="member count (repeatable; default 1, 8, 32, 64)")
+    p.add_argument("--n", dest="ns", type=int, action="append",
+                   help="member count (repeatable; default 1, 8, 32, 64)")  # fmt: skip
     p.add_argument("--polls", type=int, default=None, help="timed polls per N (default 50, --quick 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed polls first (default 5)")
     p.add_argument("--handler", dest="handlers", action="append", choices=HANDLERS,
-                   help="member handler style (repeatable; default async and sync, --quick async)")  # fmt: skip
+                   help="member handler style (repeatable; default async and sync, --quick "
+                   "async)")  # fmt: skip
     p.add_argument("--raw-polls", type=int, default=2,
-                   help=f"raw pynng surveys per N, {POLL_TIMEOUT_S:g} s each (default 2; 0 skips)")  # fmt: skip
+                   help=f"raw pynng surveys per N, {POLL_TIMEOUT_S:g} s each (default 2; 0 "
+                   "skips)")  # fmt: skip
     p.add_argument("--raw-n", dest="raw_ns", type=int, action="append",
-                   help="run the raw reference only at this N (repeatable; default every N, --quick 8)")  # fmt: skip
+                   help="run the raw reference only at this N (repeatable; default every N, "
+                   "--quick 8)")  # fmt: skip
     p.add_argument("--transport", dest="transports", action="append", choices=TRANSPORTS,
                    help="room transport (repeatable; default ipc; tcp uses 5 free ports on 127.0.0.1; "
                    "the goals and the raw reference are over ipc)")  # fmt: skip
@@ -180,8 +190,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers {args.handlers}, "
-          f"raw reference {args.raw_polls} x {args.timeout:g} s at N={args.raw_ns}", file=sys.stderr)  # fmt: skip
+    print(f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers "
+          f"{args.handlers}, raw reference {args.raw_polls} x {args.timeout:g} s at "
+          f"N={args.raw_ns}", file=sys.stderr)  # fmt: skip
 
     def run(machine: dict[str, Any]) -> dict[str, Any]:
         tmpdir = tempfile.mkdtemp(prefix="nng-bench-poll-")

@@ -305,8 +305,9 @@ def measure(run: Run, phases: list[Phase]) -> list[dict[str, Any]]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.parser("shm", "One-way delivery of a large payload between two processes: shared memory vs ipc/tcp "
-                    "inline vs zero-copy vs iceoryx2, and the threshold sweep.",
+    p = _cli.parser("shm",
+                    "One-way delivery of a large payload between two processes: shared memory "
+                    "vs ipc/tcp inline vs zero-copy vs iceoryx2, and the threshold sweep.",
                     "64 MiB only (zero-copy 1 and 64 MiB), 3 repeats")  # fmt: skip
     p.add_argument("--repeats", type=int, default=None, help="timed deliveries per row (default per phase)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds per size (default per phase)")
@@ -390,8 +391,8 @@ def suite_step(quick: bool) -> list[Metric | Skip]:
         out.append(Metric("large", system, variant, transport, size, 1, "delivered_ms", row["delivered_ms"],
                           "ms"))  # fmt: skip
         if row["delivered_gb_per_s"] is not None:
-            out.append(Metric("large", system, variant, transport, size, 1, "gb_per_s", row["delivered_gb_per_s"],
-                              "GB/s", higher_is_better=True))  # fmt: skip
+            out.append(Metric("large", system, variant, transport, size, 1, "gb_per_s",
+                              row["delivered_gb_per_s"], "GB/s", higher_is_better=True))  # fmt: skip
     if run.iceoryx2_skipped:
         reason = run.iceoryx2_skipped
         out.append(Skip("large", "iceoryx2", "loan",

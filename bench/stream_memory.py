@@ -64,8 +64,8 @@ async def stream(address: str, tasks: int, every: int) -> list[dict[str, Any]]:
                 done += 1
                 if done % every == 0:
                     stats = outcomes.statistics()
-                    rows.append({"outcomes": done, "held": stats.submitted - stats.yielded, "rss_mib": rss_mib(),
-                                 "seconds": time.perf_counter() - started})  # fmt: skip
+                    rows.append({"outcomes": done, "held": stats.submitted - stats.yielded,
+                                 "rss_mib": rss_mib(), "seconds": time.perf_counter() - started})  # fmt: skip
             if outcomes.statistics().ok != tasks:
                 raise SystemExit(f"expected {tasks} ok outcomes, got {outcomes.statistics()}")
     return rows

@@ -50,7 +50,8 @@ def render(records: list[Metric | Skip]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _cli.parser("peers", __doc__.splitlines()[0], "64 B and 4 KiB only, N = 1 and 8, fewer rounds", json=False)
+    p = _cli.parser("peers", __doc__.splitlines()[0],
+                    "64 B and 4 KiB only, N = 1 and 8, fewer rounds", json=False)  # fmt: skip
     p.add_argument("--only", action="append", choices=sorted(ALL), help="run only this system (repeatable)")
     args = p.parse_args(argv)
     names = [name for name in ALL if args.only is None or name in args.only]
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         found = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
         return f"versions: {found}\n\n{render(records)}"
 
-    return _cli.run(args, "peers", f"peers ({'quick' if args.quick else 'full'} run)", measure, text, PACKAGES)
+    return _cli.run(args, "peers", f"peers ({'quick' if args.quick else 'full'} run)", measure,
+                    text, PACKAGES)  # fmt: skip
 
 
 if __name__ == "__main__":
