@@ -19,19 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "RESULTS_DIR",
-    "cpu_busy_fraction",
-    "describe_machine",
-    "format_table",
-    "machine_info",
-    "mean",
-    "median",
-    "percentile",
-    "summarize",
-    "summarize_ns",
-    "write_json",
-]
+__all__ = ["RESULTS_DIR", "cpu_busy_fraction", "describe_machine", "format_table",
+           "machine_info", "mean", "median", "percentile", "size_label", "summarize",
+           "summarize_ns", "write_json"]  # fmt: skip
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 """Default folder for benchmark JSON output (``bench/results``)."""
@@ -63,29 +53,25 @@ def mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 
 
-def summarize_ns(samples_ns: Sequence[int], *, unit_divisor: float = 1000.0) -> dict[str, Any]:
-    """Median, p99, mean, min and max of nanosecond samples, converted (default: to µs)."""
-    values = [s / unit_divisor for s in samples_ns]
-    return {
-        "median_us": round(median(values), 3),
-        "p99_us": round(percentile(values, 99.0), 3),
-        "mean_us": round(mean(values), 3),
-        "min_us": round(min(values), 3),
-        "max_us": round(max(values), 3),
-        "n": len(values),
-    }
-
-
 def summarize(values: Sequence[float], *, unit: str, digits: int = 3) -> dict[str, Any]:
-    """Like :func:`summarize_ns` for values already in ``unit`` (keys ``median_<unit>``, ...)."""
-    return {
-        f"median_{unit}": round(median(values), digits),
-        f"p99_{unit}": round(percentile(values, 99.0), digits),
-        f"mean_{unit}": round(mean(values), digits),
-        f"min_{unit}": round(min(values), digits),
-        f"max_{unit}": round(max(values), digits),
-        "n": len(values),
-    }
+    """Median, p99, mean, min and max of ``values`` (keys ``median_<unit>``, ...) and their count."""
+    figures = {"median": median(values), "p99": percentile(values, 99.0), "mean": mean(values),
+               "min": min(values), "max": max(values)}  # fmt: skip
+    return {**{f"{k}_{unit}": round(v, digits) for k, v in figures.items()}, "n": len(values)}
+
+
+def summarize_ns(samples_ns: Sequence[int]) -> dict[str, Any]:
+    """:func:`summarize` of nanosecond samples in µs."""
+    return summarize([s / 1000.0 for s in samples_ns], unit="us")
+
+
+def size_label(size: int) -> str:
+    """``64 B``, ``4 KiB``, ``1 MiB``."""
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return f"{size >> 20} MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size >> 10} KiB"
+    return f"{size} B"
 
 
 # --------------------------------------------------------------------- machine
@@ -106,27 +92,16 @@ def _nng_version() -> str | None:
 
 
 def _git_revision() -> str | None:
-    root = Path(__file__).resolve().parent.parent
+    def git(*argv: str) -> subprocess.CompletedProcess[str]:
+        root = Path(__file__).resolve().parent.parent
+        return subprocess.run(["git", *argv], check=False, cwd=root, capture_output=True,
+                              text=True, timeout=5)  # fmt: skip
+
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            check=False,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+        rev = git("rev-parse", "--short", "HEAD")
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            check=False,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        return rev.stdout.strip() + ("-dirty" if git("status", "--porcelain", "--untracked-files=no").stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -142,20 +117,12 @@ def machine_info(extra_packages: Iterable[str] = ()) -> dict[str, Any]:
         load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable_cpus,
-        "loadavg": load,
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "nng": _nng_version(),
-        "packages": packages,
-        "git_revision": _git_revision(),
-    }
+    return {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+            "cpus_usable": usable_cpus, "loadavg": load, "python": sys.version.split()[0],
+            "python_implementation": platform.python_implementation(), "nng": _nng_version(),
+            "packages": packages, "git_revision": _git_revision()}  # fmt: skip
 
 
 # --------------------------------------------------------------------- output
@@ -188,12 +155,11 @@ def cpu_busy_fraction(interval: float = 0.5) -> float | None:
 def describe_machine(info: dict[str, Any]) -> str:
     """One line summarizing :func:`machine_info` for a printed report."""
     pkgs = info.get("packages", {})
-    return (
-        f"{info['platform']}, {info['cpu_count']} CPUs, load {info['loadavg']}, "
-        f"other CPU load before/after {_pct(info.get('cpu_busy_before'))}/{_pct(info.get('cpu_busy_after'))}, "
-        f"Python {info['python']}, pynng {pkgs.get('pynng')} (NNG {info['nng']}), trio {pkgs.get('trio')}, "
-        f"{info['date']}"
-    )
+    return (f"{info['platform']}, {info['cpu_count']} CPUs, load {info['loadavg']}, other CPU "
+            "load before/after "
+            f"{_pct(info.get('cpu_busy_before'))}/{_pct(info.get('cpu_busy_after'))}, Python "
+            f"{info['python']}, pynng {pkgs.get('pynng')} (NNG {info['nng']}), trio "
+            f"{pkgs.get('trio')}, {info['date']}")  # fmt: skip
 
 
 def _pct(fraction: float | None) -> str:
@@ -222,9 +188,8 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, left:
             widths[i] = max(widths[i], len(cell))
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(widths[i]) if i < left else cell.rjust(widths[i]) for i, cell in enumerate(cells)
-        )
+        return "  ".join(cell.ljust(widths[i]) if i < left else cell.rjust(widths[i]) for i,
+                         cell in enumerate(cells))  # fmt: skip
 
     out = [line(list(headers)), "  ".join("-" * w for w in widths)]
     out.extend(line(row) for row in text_rows)

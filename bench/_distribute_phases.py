@@ -1,24 +1,62 @@
-"""The toolkit phases of ``bench.distribute``: a ``consensus.Dispatcher`` here, worker children.
+"""The phases of ``bench.distribute``: a ``consensus.Dispatcher`` or a raw ``pynng.Push0`` here.
 
 :func:`toolkit_phase` measures tasks/s end to end with ``WORKERS`` worker processes
 (the ``toolkit``, ``defaults`` and explore rows); with ``kill_at`` it SIGKILLs one of
 them part-way and starts the spare (the ``kill`` row). Every run checks that each task
-came out exactly once and ok (:func:`check_outcomes`).
+came out exactly once and ok (:func:`check_outcomes`). :func:`raw_phase` measures bare
+64-byte frames without acknowledgement, messages/s from the first send to the last
+receive in any puller, with the sender and the pullers under trio or blocking.
+:class:`SystemCpu` and :func:`other_pct` account for the machine's CPU use over a
+timed window.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
 import time
 from typing import Any
 
+import pynng
 import trio
 
 import consensus
 
-from ._distribute_setup import WORKERS, Knobs, Pool, SystemCpu, other_pct, sequence
-from ._distribute_workers import SETUP_TIMEOUT_S, Child, make_task, task_index
+from ._children import Child
+from ._common import _cpu_times
+from ._distribute_jobs import RAW_PAYLOAD, WORKERS, Knobs, Pool, make_task, pull, task_index, worker
 from ._ports import free_port_block
+
+RAW_STYLES = {  # phase: (how this process sends, how the pullers receive)
+    "raw_trio": ("trio", "trio"),
+    "raw_trio_pull": ("sync", "trio"),
+    "raw_sync": ("sync", "sync"),
+}
+DRAIN_TIMEOUT_S = 30.0  # raw phases: no progress for this long means frames were lost
+COUNT_POLL_S = 0.02
+sequence = itertools.count(1)  # unique names for ipc paths and workers across phases
+
+
+class SystemCpu:
+    """All CPU use on the machine over a window (Linux ``/proc/stat``), in % of one core."""
+
+    def __init__(self) -> None:
+        self.before = _cpu_times()
+
+    def busy_pct(self) -> float | None:
+        after = _cpu_times()
+        if self.before is None or after is None or after[0] == self.before[0]:
+            return None
+        total, idle = after[0] - self.before[0], after[1] - self.before[1]
+        return 100.0 * (total - idle) / total * (os.cpu_count() or 1)
+
+
+def other_pct(system: float | None, *ours: float | None) -> float | None:
+    """CPU use by processes other than this benchmark's over the window (100 = one core)."""
+    if system is None or any(v is None for v in ours):
+        return None
+    return round(max(0.0, system - sum(v for v in ours if v is not None)), 1)
 
 JOIN_GRACE_S = 5.0  # workers connected: the dispatcher must count them within this
 JOIN_RETRIES = 3
@@ -27,7 +65,7 @@ JOIN_RETRIES = 3
 async def _marks(children: list[Child]) -> list[float]:
     for child in children:
         child.send("mark")
-    return [await child.areceive("mark", SETUP_TIMEOUT_S) for child in children]
+    return [await child.areceive("mark") for child in children]
 
 
 def check_outcomes(outcomes: list[Any], first: int, n: int, what: str) -> dict[str, int]:
@@ -58,13 +96,8 @@ def check_outcomes(outcomes: list[Any], first: int, n: int, what: str) -> dict[s
     return problems
 
 
-async def _join(
-    dispatcher: consensus.Dispatcher,
-    workers: list[Child],
-    names: dict[Child, str],
-    address: str,
-    knobs: Knobs,
-) -> int:
+async def _join(dispatcher: consensus.Dispatcher, workers: list[Child], names: dict[Child, str], address: str,
+                knobs: Knobs) -> int:  # fmt: skip
     """Wait until the dispatcher counts every worker; restart a worker it missed.
 
     Workers report ready once connected. A worker whose hello the dispatcher dropped
@@ -85,29 +118,22 @@ async def _join(
             )
         for child in missing:
             retries += 1
-            print(
-                f"\n    warning: the dispatcher did not count worker {names[child]!r} within {JOIN_GRACE_S:g} s "
-                "of its connection (hello dropped); restarting it",
-                end="",
-                file=sys.stderr,
-            )
+            print(f"\n    warning: the dispatcher did not count worker {names[child]!r} within "
+                  f"{JOIN_GRACE_S:g} s of its connection (hello dropped); restarting it", end="",
+                  file=sys.stderr)  # fmt: skip
             child.send("stop")
-            await child.areceive("done", SETUP_TIMEOUT_S)
+            await child.areceive("done")
             names[child] = f"{names[child]}-r{retries}"
-            child.send("worker", address, names[child], knobs.concurrency, knobs.prefetch)
-            await child.areceive("ready", SETUP_TIMEOUT_S)
+            child.start(worker, address, names[child], knobs.concurrency, knobs.prefetch)
+            await child.areceive("ready")
 
 
 def _wire(dispatcher: consensus.Dispatcher) -> dict[str, int]:
     """Messages on the dispatcher's sockets (private attributes: diagnostics only)."""
-    push = dispatcher._push.statistics()
-    pull = dispatcher._pull.statistics()
-    return {
-        "task_batches_sent": push.messages_sent,
-        "task_bytes_sent": push.bytes_sent,
-        "replies_received": pull.messages_received,
-        "reply_bytes_received": pull.bytes_received,
-    }
+    push, pull = dispatcher._push.statistics(), dispatcher._pull.statistics()
+    return {"task_batches_sent": push.messages_sent, "task_bytes_sent": push.bytes_sent,
+            "replies_received": pull.messages_received,
+            "reply_bytes_received": pull.bytes_received}  # fmt: skip
 
 
 def work_address(transport: str, tmpdir: str, seq: int) -> str:
@@ -119,19 +145,10 @@ def work_address(transport: str, tmpdir: str, seq: int) -> str:
     raise ValueError(f"unknown transport {transport!r}")
 
 
-async def toolkit_phase(
-    pool: Pool,
-    knobs: Knobs,
-    n: int,
-    warmup: int,
-    tmpdir: str,
-    kind: str,
-    lease: float,
-    kill_at: float | None,
-    transport: str = "ipc",
-) -> dict[str, Any]:
+async def toolkit_phase(pool: Pool, knobs: Knobs, n: int, warmup: int, tmpdir: str, kind: str, lease: float,
+                        kill_at: float | None, transport: str = "ipc") -> dict[str, Any]:  # fmt: skip
     """A dispatcher here, ``WORKERS`` worker children; ``kill_at``: SIGKILL one, start the spare."""
-    seq = sequence.next()
+    seq = next(sequence)
     address = work_address(transport, tmpdir, seq)
     workers = pool.children[:WORKERS]
     spare = pool.children[WORKERS] if kill_at is not None else None
@@ -145,16 +162,15 @@ async def toolkit_phase(
     async with consensus.Dispatcher(address, name="bench", max_batch=knobs.max_batch) as dispatcher:
         try:
             for child in workers:
-                child.send("worker", address, names[child], knobs.concurrency, knobs.prefetch)
+                child.start(worker, address, names[child], knobs.concurrency, knobs.prefetch)
                 serving.append(child)
-            capacities = [await child.areceive("ready", SETUP_TIMEOUT_S) for child in workers]
+            capacities = [await child.areceive("ready") for child in workers]
             join_retries = await _join(dispatcher, workers, names, address, knobs)
 
             if warmup:
                 warm: list[Any] = []
-                async with dispatcher.distribute(
-                    [make_task(i) for i in range(warmup)], lease=lease
-                ) as outcomes:
+                async with dispatcher.distribute([make_task(i) for i in range(warmup)],
+                                                 lease=lease) as outcomes:  # fmt: skip
                     async for outcome in outcomes:
                         warm.append(outcome)
                 check_outcomes(warm, 0, warmup, f"{kind} warm-up")
@@ -186,7 +202,7 @@ async def toolkit_phase(
                             if (held is not None and held.in_flight > 0) or len(got) == n:
                                 victim_held = 0 if held is None else held.in_flight
                                 workers[0].kill()
-                                spare.send("worker", address, names[spare], knobs.concurrency, knobs.prefetch)
+                                spare.start(worker, address, names[spare], knobs.concurrency, knobs.prefetch)
                                 serving.append(spare)
                                 killed_at_s = clock()
                                 killed_after = len(got)
@@ -208,86 +224,146 @@ async def toolkit_phase(
                 if child.killed:
                     continue
                 if child is spare:
-                    await child.areceive("ready", SETUP_TIMEOUT_S)
+                    await child.areceive("ready")
                 child.send("stop")
             for child in serving:
                 if not child.killed:
-                    worker_stats.append(await child.areceive("done", SETUP_TIMEOUT_S))
+                    worker_stats.append(await child.areceive("done"))
     checks = check_outcomes(got, first, n, kind)
     elapsed = t1 - t0
     parent_pct = round(100 * cpu_parent / elapsed, 1)
     children_pct = None if cpu_workers is None else round(100 * cpu_workers / elapsed, 1)
     row: dict[str, Any] = {
-        "kind": kind,
-        "transport": transport,
-        "knobs": knobs.as_dict(),
-        "n": n,
-        "warmup": warmup,
-        "elapsed_s": round(elapsed, 4),
-        "rate": round(n / elapsed, 1),
-        "parent_cpu_pct": parent_pct,
-        "children_cpu_pct": children_pct,
-        "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
-        "capacities": capacities,
-        "join_retries": join_retries,
-        "checks": checks,
+        "kind": kind, "transport": transport, "knobs": knobs.as_dict(), "n": n, "warmup": warmup,
+        "elapsed_s": round(elapsed, 4), "rate": round(n / elapsed, 1), "parent_cpu_pct": parent_pct,
+        "children_cpu_pct": children_pct, "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
+        "capacities": capacities, "join_retries": join_retries, "checks": checks,
         "distribution": {
-            "submitted": stats.submitted,
-            "done": stats.done,
-            "yielded": stats.yielded,
-            "ok": stats.ok,
-            "failed": stats.failed,
-            "redelivered": stats.redelivered,
-            "returned": getattr(stats, "returned", None),  # newer library versions only
-            "retried": stats.retried,
-            "stale": stats.stale,
-            "late_accepted": stats.late_accepted,
-            "cancelled": stats.cancelled,
-            "malformed": stats.malformed,
-            "per_worker": {
-                name: {"ok": w.ok, "lost": w.lost, "stale": w.stale, "failed": w.failed}
-                for name, w in stats.per_worker.items()
-            },
+            **{k: getattr(stats, k, None) for k in ("submitted", "done", "yielded", "ok", "failed", "redelivered",
+                                                    "returned", "retried", "stale", "late_accepted", "cancelled",
+                                                    "malformed")},  # "returned": newer library versions only
+            "per_worker": {name: {"ok": w.ok, "lost": w.lost, "stale": w.stale, "failed": w.failed}
+                           for name, w in stats.per_worker.items()},
         },
-        "dispatcher": {
-            "workers_joined": d1.workers_joined - d0.workers_joined,
-            "workers_lost": d1.workers_lost - d0.workers_lost,
-            "stale_replies": d1.stale_replies - d0.stale_replies,
-            "malformed": d1.malformed - d0.malformed,
-        },
-        "wire": {
-            **wire,
-            "tasks_per_batch": round(n / max(1, wire["task_batches_sent"]), 2),
-            "replies_per_task": round(wire["replies_received"] / n, 3),
-        },
+        "dispatcher": {k: getattr(d1, k) - getattr(d0, k) for k in ("workers_joined", "workers_lost", "stale_replies",
+                                                                     "malformed")},
+        "wire": {**wire, "tasks_per_batch": round(n / max(1, wire["task_batches_sent"]), 2),
+                 "replies_per_task": round(wire["replies_received"] / n, 3)},
         "workers": worker_stats,
-    }
+    }  # fmt: skip
     if kill_at is not None and killed_at_s is not None:
         after = [t for t in times if t >= killed_at_s]
         gaps = [b - a for a, b in zip([killed_at_s, *after], after)]
         spare_name = names[spare] if spare is not None else None
-        first_spare = next(
-            (t for o, t in zip(got, times) if o.worker == spare_name and t >= killed_at_s), None
-        )
+        first_spare = next((t for o, t in zip(got, times) if o.worker == spare_name and t >= killed_at_s),
+                           None)  # fmt: skip
         victim = names[workers[0]]
         claimed_lost = stats.per_worker[victim].lost if victim in stats.per_worker else 0
         row["kill"] = {
-            "lease_s": lease,
-            "kill_from_outcome": kill_after,
-            "killed_after_outcomes": killed_after,
+            "lease_s": lease, "kill_from_outcome": kill_after, "killed_after_outcomes": killed_after,
             "victim_claimed_at_kill": victim_held,
             # attempts the killed worker had claimed: requeued when its connection dropped
             "redelivered_claimed": claimed_lost,
             # pushed to it but never claimed (no worker known): requeued at the claim timeout (or lease)
-            "redelivered_unclaimed": stats.redelivered - claimed_lost,
-            "killed_at_s": round(killed_at_s - t0, 4),
+            "redelivered_unclaimed": stats.redelivered - claimed_lost, "killed_at_s": round(killed_at_s - t0, 4),
             "longest_pause_after_kill_ms": round(max(gaps, default=0.0) * 1e3, 2),
-            "spare_first_outcome_after_kill_ms": None
-            if first_spare is None
-            else round((first_spare - killed_at_s) * 1e3, 1),
+            "spare_first_outcome_after_kill_ms": None if first_spare is None else round((first_spare - killed_at_s) * 1e3, 1),
             "rate_before_kill": round(killed_after / (killed_at_s - t0), 1),
-            "rate_after_kill": round((n - killed_after) / (t1 - killed_at_s), 1)
-            if n > killed_after
-            else None,
-        }
+            "rate_after_kill": round((n - killed_after) / (t1 - killed_at_s), 1) if n > killed_after else None,
+        }  # fmt: skip
     return row
+
+
+# ===================================================================== the raw references
+def _wait_pipes(sock: Any, count: int, children: list[Child]) -> None:
+    deadline = time.monotonic() + 60.0
+    while len(sock.pipes) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"raw reference: only {len(sock.pipes)} of {count} pullers connected")
+        for child in children:
+            if not child.process.is_alive():
+                raise RuntimeError(f"child {child.index} exited (code {child.process.exitcode})")
+        time.sleep(0.01)
+
+
+def _drain(children: list[Child], target: int) -> int:
+    """Poll the pullers' counts until they add up to ``target`` (or stop progressing)."""
+    last, since = -1, time.monotonic()
+    while True:
+        for child in children:
+            child.send("count")
+        total: int = sum(child.receive("count") for child in children)
+        if total >= target:
+            return total
+        if total != last:
+            last, since = total, time.monotonic()
+        elif time.monotonic() - since > DRAIN_TIMEOUT_S:
+            return total
+        time.sleep(COUNT_POLL_S)
+
+
+def raw_phase(pool: Pool, n: int, warmup: int, tmpdir: str, kind: str) -> dict[str, Any]:
+    """Push0 here (trio: ``await asend``; sync: ``send``) -> Pull0 in ``WORKERS`` children (likewise)."""
+    sender, puller = RAW_STYLES[kind]
+    address = f"ipc://{tmpdir}/raw{next(sequence)}"
+    pullers = pool.children[:WORKERS]
+    started: list[Child] = []
+    stats: list[dict[str, Any]] = []
+    sock = pynng.Push0()
+    try:
+        sock.listen(address)
+        for child in pullers:
+            child.start(pull, puller, address)
+            started.append(child)
+        for child in pullers:
+            child.receive("ready")
+        _wait_pipes(sock, len(pullers), pullers)
+
+        if sender == "trio": 
+            async def push(count: int) -> None:
+                for _ in range(count):
+                    await sock.asend(RAW_PAYLOAD)
+
+            def send(count: int) -> None:
+                trio.run(push, count)
+        else:
+
+            def send(count: int) -> None:
+                for _ in range(count):
+                    sock.send(RAW_PAYLOAD)
+
+        if warmup:
+            send(warmup)
+            if _drain(pullers, warmup) < warmup:
+                raise RuntimeError(f"{kind}: the warm-up frames did not all arrive")
+        for child in pullers:
+            child.send("mark")
+        cpu_children0 = [child.receive("mark") for child in pullers]
+        system = SystemCpu()
+        cpu0 = time.process_time()
+        t0_ns = time.monotonic_ns()
+        send(n)
+        sent_ns = time.monotonic_ns()
+        cpu_parent = time.process_time() - cpu0
+        received = _drain(pullers, warmup + n) - warmup
+        system_pct = system.busy_pct()
+        for child in pullers:
+            child.send("mark")
+        cpu_children = [child.receive("mark") for child in pullers]
+    finally:
+        sock.close()
+        for child in started:
+            child.send("stop")
+        for child in started:
+            stats.append(child.receive("done"))
+    last_ns = max(s["last_ns"] for s in stats)
+    elapsed = (last_ns - t0_ns) / 1e9
+    if received != n or any(s["wrong_size"] for s in stats):
+        raise RuntimeError(f"{kind}: {received} of {n} frames arrived, "
+                           f"{sum(s['wrong_size'] for s in stats)} of the wrong size")  # fmt: skip
+    parent_pct = round(100 * cpu_parent / elapsed, 1)
+    children_pct = round(100 * (sum(cpu_children) - sum(cpu_children0)) / elapsed, 1)
+    return {"kind": kind, "n": n, "warmup": warmup, "elapsed_s": round(elapsed, 4), "rate": round(n / elapsed, 1),
+            "send_rate": round(n / ((sent_ns - t0_ns) / 1e9), 1), "parent_cpu_pct": parent_pct,
+            "children_cpu_pct": children_pct, "other_cpu_pct": other_pct(system_pct, parent_pct, children_pct),
+            "per_puller": [s["count"] for s in stats]}  # warm-up included; fmt: skip

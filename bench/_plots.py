@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._report import TRANSPORT_ORDER, size_label
+from ._common import size_label
+from ._report import TRANSPORT_ORDER
 from ._schema import TOOLKIT, Metric
 
 __all__ = ["PLOTS", "draw_all"]
@@ -25,8 +26,8 @@ def _series(metrics: list[Metric], scenario: str, name: str, x: str) -> dict[str
     return {label: sorted(points) for label, points in out.items()}
 
 
-_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
-            "tab:olive", "tab:cyan", "black", "gold")  # fmt: skip
+_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+            "tab:pink", "tab:gray", "tab:olive", "tab:cyan", "black", "gold")  # fmt: skip
 
 
 def _lines(
@@ -45,11 +46,28 @@ def _lines(
                 linewidth=1.6 if system == TOOLKIT else 1, label=label)  # fmt: skip
 
 
-def _size_axis(ax: Any, sizes: list[int]) -> None:
+def _axes(ax: Any, xs: list[Any], labels: list[str], xlabel: str, ylabel: str | None,
+          legend: dict[str, Any]) -> None:  # fmt: skip
+    """Log-2 x axis ticked at ``xs``, log y axis, grid, legend."""
     ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([size_label(s) for s in sizes])
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels)
     ax.minorticks_off()
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(**legend)
+
+
+def _save(plt: Any, fig: Any, path: Path, title: str | None = None) -> bool:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def _latency(plt: Any, metrics: list[Metric], path: Path) -> bool:
@@ -63,23 +81,16 @@ def _latency(plt: Any, metrics: list[Metric], path: Path) -> bool:
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False, sharey=True)
     colors: dict[str, str] = {}
     for ax, transport in zip(axes.flat, transports):
-        series = _series([m for m in rtt if m.transport == transport], "rtt", "rtt_median_us", "payload")
-        _lines(ax, series, colors)
-        _size_axis(ax, sizes)
-        ax.set_yscale("log")
+        _lines(ax, _series([m for m in rtt if m.transport == transport], "rtt", "rtt_median_us",
+                           "payload"), colors)  # fmt: skip
+        _axes(ax, sizes, [size_label(s) for s in sizes], "payload", None, {"fontsize": 6.5,
+                                                                           "loc": "upper left"})  # fmt: skip
         ax.set_title(f"round trip over {transport}")
-        ax.set_xlabel("payload")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6.5, loc="upper left")
     for ax in axes.flat[len(transports) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("median round trip (µs)")
-    fig.suptitle("Round-trip latency vs payload size (median; lower is better)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path, "Round-trip latency vs payload size (median; lower is better)")
 
 
 def _throughput(plt: Any, metrics: list[Metric], path: Path) -> bool:
@@ -90,17 +101,8 @@ def _throughput(plt: Any, metrics: list[Metric], path: Path) -> bool:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (name, ylabel) in zip(axes, (("msgs_per_s", "messages / s"), ("mb_per_s", "MB / s"))):
         _lines(ax, _series(data, "throughput", name, "payload"))
-        _size_axis(ax, sizes)
-        ax.set_yscale("log")
-        ax.set_ylabel(ylabel)
-        ax.set_xlabel("payload")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("One-way push/pull throughput (higher is better)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+        _axes(ax, sizes, [size_label(s) for s in sizes], "payload", ylabel, {"fontsize": 7})
+    return _save(plt, fig, path, "One-way push/pull throughput (higher is better)")
 
 
 def _poll(plt: Any, metrics: list[Metric], path: Path) -> bool:
@@ -110,20 +112,10 @@ def _poll(plt: Any, metrics: list[Metric], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     _lines(ax, series)
     ns = sorted({n for points in series.values() for n, _ in points})
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ns)
-    ax.set_xticklabels([str(n) for n in ns])
-    ax.minorticks_off()
-    ax.set_yscale("log")
-    ax.set_xlabel("N (members, respondents)")
-    ax.set_ylabel("median time to all N answers (ms)")
+    _axes(ax, ns, [str(n) for n in ns], "N (members, respondents)",
+          "median time to all N answers (ms)", {"fontsize": 7})  # fmt: skip
     ax.set_title("Poll / scatter-gather time vs N (lower is better)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def _bars(plt: Any, rows: list[Metric], path: Path, title: str, xlabel: str, log: bool) -> None:
@@ -138,15 +130,12 @@ def _bars(plt: Any, rows: list[Metric], path: Path, title: str, xlabel: str, log
     if log:
         ax.set_xscale("log")
     for i, m in enumerate(rows):
-        ax.text(
-            m.value, i, f" {m.value:,.3g}" if m.value < 1000 else f" {m.value:,.0f}", va="center", fontsize=7
-        )
+        ax.text(m.value, i, f" {m.value:,.3g}" if m.value < 1000 else f" {m.value:,.0f}", va="center",
+                fontsize=7)  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _large(plt: Any, metrics: list[Metric], path: Path) -> bool:
@@ -169,13 +158,10 @@ def _work(plt: Any, metrics: list[Metric], path: Path) -> bool:
     return True
 
 
-PLOTS: dict[str, Callable[[Any, list[Metric], Path], bool]] = {
-    "latency.png": _latency,
-    "throughput.png": _throughput,
-    "poll.png": _poll,
-    "work.png": _work,
-    "large.png": _large,
-}
+PLOTS: dict[str, Callable[[Any, list[Metric], Path], bool]] = {"latency.png": _latency,
+                                                               "throughput.png": _throughput,
+                                                               "poll.png": _poll, "work.png": _work,
+                                                               "large.png": _large}  # fmt: skip
 
 
 def draw_all(metrics: list[Metric], folder: Path) -> tuple[list[str], list[str]]:

@@ -12,18 +12,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ._common import size_label
 from ._schema import TOOLKIT, Metric, Skip
 
-__all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "size_label", "summary_table"]
+__all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "summary_table"]
 
 SCENARIOS = ("rtt", "throughput", "poll", "work", "large")
-TITLES = {
-    "rtt": "Round trip (request and its reply, one at a time)",
-    "throughput": "One-way throughput, push/pull",
-    "poll": "Poll to result (scatter-gather of N)",
-    "work": "Work distribution with acknowledgement",
-    "large": "Large payloads, one-way delivery between two processes",
-}
+TITLES = {"rtt": "Round trip (request and its reply, one at a time)",
+          "throughput": "One-way throughput, push/pull", "poll": "Poll to result (scatter-gather of N)",
+          "work": "Work distribution with acknowledgement",
+          "large": "Large payloads, one-way delivery between two processes"}  # fmt: skip
 UNITS = {"us": "µs"}
 TRANSPORT_ORDER = {t: i for i, t in enumerate(("inproc", "ipc", "tcp", "ws", "tls+tcp", "shm"))}
 SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2"))}
@@ -58,14 +56,6 @@ COMPARISONS = (
     Comparison("large", "delivered_ms", "Pair, shared memory", "iceoryx2", "loan + copy"),
     Comparison("large", "delivered_ms", "shared_buffer, zero-copy", "iceoryx2", "loan, zero-copy, event"),
 )  # fmt: skip
-
-
-def size_label(size: int) -> str:
-    if size >= 1 << 20 and size % (1 << 20) == 0:
-        return f"{size >> 20} MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{size >> 10} KiB"
-    return f"{size} B"
 
 
 def fmt(value: float, unit: str = "") -> str:
@@ -126,9 +116,8 @@ def compute_ratios(metrics: list[Metric]) -> list[dict[str, Any]]:
 
 
 # ===================================================================== goals
-def _find(
-    metrics: list[Metric], scenario: str, name: str, system: str, variant: str, **where: Any
-) -> list[Metric]:
+def _find(metrics: list[Metric], scenario: str, name: str, system: str, variant: str,
+          **where: Any) -> list[Metric]:  # fmt: skip
     return [m for m in metrics if m.scenario == scenario and m.name == name and m.system == system
             and m.variant.startswith(variant) and all(getattr(m, k) == v for k, v in where.items())]  # fmt: skip
 
@@ -168,9 +157,8 @@ def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, An
     ):
         parts, ratios = [], []
         for p in _find(metrics, "rtt", "rtt_median_us", system, variant, payload=64):
-            for t in _find(
-                metrics, "rtt", "rtt_median_us", TOOLKIT, "hotline ask", payload=64, transport=p.transport
-            ):
+            for t in _find(metrics, "rtt", "rtt_median_us", TOOLKIT, "hotline ask", payload=64,
+                           transport=p.transport):  # fmt: skip
                 ratios.append(t.value / p.value)
                 parts.append(f"{p.transport} {fmt(t.value)} vs {fmt(p.value)} µs ({ratios[-1]:.2f})")
         if not ratios:
@@ -199,17 +187,16 @@ def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, An
         ratio = t.value / best.value
         others = ", ".join(f"{m.transport} {fmt(m.value, 'tasks/s')}" for m in mine if m is not t)
         goals.append(_goal(text, "PASS" if ratio >= 2 else "FAIL",
-                           f"{fmt(t.value, 'tasks/s')} tasks/s ({t.transport}) vs {fmt(best.value, 'tasks/s')} "
-                           f"({best.variant}): ratio {ratio:.2f} (goal >= 2)" + (f"; toolkit {others}" if others else ""),
+                           f"{fmt(t.value, 'tasks/s')} tasks/s ({t.transport}) vs "
+                           f"{fmt(best.value, 'tasks/s')} ({best.variant}): ratio {ratio:.2f} "
+                           "(goal >= 2)" + (f"; toolkit {others}" if others else ""),
                            ratio=round(ratio, 3), target=">= 2"))  # fmt: skip
     # 4. shared memory at least 20x ipc inline at 64 MiB
     text = "shared memory at least 20x ipc inline at 64 MiB"
-    shm = _find(
-        metrics, "large", "delivered_ms", TOOLKIT, "Pair, shared memory", payload=64 << 20, transport="shm"
-    )
-    inline = _find(
-        metrics, "large", "delivered_ms", TOOLKIT, "Pair, inline", payload=64 << 20, transport="ipc"
-    )
+    shm = _find(metrics, "large", "delivered_ms", TOOLKIT, "Pair, shared memory", payload=64 << 20,
+                transport="shm")  # fmt: skip
+    inline = _find(metrics, "large", "delivered_ms", TOOLKIT, "Pair, inline", payload=64 << 20,
+                   transport="ipc")  # fmt: skip
     if not shm or not inline:
         goals.append(_goal(text, "SKIP", "the large-payload scenario did not run"))
     else:
@@ -226,7 +213,7 @@ def _short(variant: str) -> str:
 
 
 def _where(r: dict[str, Any]) -> str:
-    where = r["transport"]
+    where = str(r["transport"])
     if r["payload"] and r["scenario"] not in ("poll", "work"):
         where += f" {size_label(r['payload'])}"
     if r["scenario"] == "poll":
@@ -271,19 +258,10 @@ def loss_line(ratios: list[dict[str, Any]]) -> str:
     )
 
 
-SHORT = {
-    "rtt_median_us": "median",
-    "rtt_p99_us": "p99",
-    "msgs_per_s": "msgs/s",
-    "mb_per_s": "MB/s",
-    "gather_median_ms": "median",
-    "gather_p99_ms": "p99",
-    "tasks_per_s": "tasks/s",
-    "kill_pause_ms": "longest pause",
-    "redelivered": "redelivered",
-    "delivered_ms": "delivered",
-    "gb_per_s": "GB/s",
-}
+SHORT = {"rtt_median_us": "median", "rtt_p99_us": "p99", "msgs_per_s": "msgs/s", "mb_per_s": "MB/s",
+         "gather_median_ms": "median", "gather_p99_ms": "p99", "tasks_per_s": "tasks/s",
+         "kill_pause_ms": "longest pause", "redelivered": "redelivered", "delivered_ms": "delivered",
+         "gb_per_s": "GB/s"}  # fmt: skip
 PIVOT = {"rtt": "payload", "throughput": "payload", "large": "payload", "poll": "n"}
 
 
@@ -305,14 +283,11 @@ def _metric_table(scenario: str, metrics: list[Metric]) -> list[str]:
     columns = [(v, name) for v in values for name in names]
     rows: dict[tuple[str, str, str], dict[tuple[Any, str], Metric]] = {}
     for m in metrics:
-        rows.setdefault((m.system, m.variant, m.transport), {})[
-            (getattr(m, attr) if attr else None, m.name)
-        ] = m
+        rows.setdefault((m.system, m.variant, m.transport), {})[(getattr(m, attr) if attr else None,
+                                                                 m.name)] = m  # fmt: skip
     columns = [c for c in columns if any(c in cells for cells in rows.values())]
-    heads = [
-        (f"{_pivot_label(attr, v)} " if attr else "") + f"{SHORT.get(name, name)} ({units[name]})"
-        for v, name in columns
-    ]
+    heads = [(f"{_pivot_label(attr, v)} " if attr and v is not None else "") + f"{SHORT.get(name, name)} ({units[name]})"
+             for v, name in columns]  # fmt: skip
     lines = ["| system | variant | transport | " + " | ".join(heads) + " |",
              "| --- | --- | --- | " + " | ".join("---:" for _ in heads) + " |"]  # fmt: skip
     order = sorted(rows, key=lambda k: (SYSTEM_ORDER.get(k[0], 9), k[1], TRANSPORT_ORDER.get(k[2], 9)))
@@ -323,28 +298,24 @@ def _metric_table(scenario: str, metrics: list[Metric]) -> list[str]:
 
 
 def _ratio_table(ratios: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "| toolkit | peer | transport | payload | N | toolkit | peer | ratio | p99 ratio | verdict |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
+    lines = ["| toolkit | peer | transport | payload | N | toolkit | peer | ratio | p99 ratio | verdict |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
     for r in ratios:
         unit = UNITS.get(r["unit"], r["unit"])
         p99 = f"{r['p99_ratio']:.2f}" if "p99_ratio" in r else ""
-        lines.append(
-            f"| {r['toolkit']['variant']} | {r['peer']['system']} {r['peer']['variant']} | {r['transport']} | "
-            f"{size_label(r['payload']) if r['payload'] else '-'} | {r['n']} | "
-            f"{fmt(r['toolkit']['value'], r['unit'])} {unit} | {fmt(r['peer']['value'], r['unit'])} {unit} | "
-            f"{r['ratio']:.2f} | {p99} | {_verdict(r)} |"
-        )
+        lines.append(f"| {r['toolkit']['variant']} | {r['peer']['system']} "
+                     f"{r['peer']['variant']} | {r['transport']} | "
+                     f"{size_label(r['payload']) if r['payload'] else '-'} | {r['n']} | "
+                     f"{fmt(r['toolkit']['value'], r['unit'])} {unit} | "
+                     f"{fmt(r['peer']['value'], r['unit'])} {unit} | {r['ratio']:.2f} | {p99} "
+                     f"| {_verdict(r)} |")  # fmt: skip
     return lines
 
 
 def summary_table(ratios: list[dict[str, Any]]) -> list[str]:
     """The headline comparisons as one Markdown table (also what the top-level README shows)."""
-    lines = [
-        "| scenario | where | toolkit | peer | toolkit | peer | ratio | verdict |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
-    ]
+    lines = ["| scenario | where | toolkit | peer | toolkit | peer | ratio | verdict |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
     rows = headline(ratios)
     short = [describe_ratio(r, short=True) for r in rows]
     for r, described in zip(rows, short):

@@ -13,7 +13,6 @@ and the payload size. Rows:
 
 from __future__ import annotations
 
-import multiprocessing.connection
 import tempfile
 import time
 from typing import Any
@@ -23,8 +22,8 @@ import trio
 
 import patterns
 
-from ._children import PipeChild
-from ._pair_peers import _resolve_pynng
+from ._children import Child, Conn
+from ._rtt import resolve_pynng
 from ._schema import TOOLKIT, Metric, Skip
 
 __all__ = ["SIZES", "TRANSPORTS", "measure_transport"]
@@ -44,8 +43,7 @@ def counts(size: int, quick: bool) -> tuple[int, int]:
 
 
 # ===================================================================== the puller (child)
-async def _pull_toolkit(conn: multiprocessing.connection.Connection, address: str, warmup: int, n: int,
-                        size: int) -> dict[str, Any]:  # fmt: skip
+async def _pull_toolkit(conn: Conn, address: str, warmup: int, n: int, size: int) -> dict[str, Any]:
     wrong = 0
     async with patterns.Pull(dial=address, name="puller") as pull:
         with trio.fail_after(STEP_TIMEOUT_S):
@@ -66,8 +64,10 @@ async def _pull_toolkit(conn: multiprocessing.connection.Connection, address: st
     return {"last_ns": last, "wrong_size": wrong}
 
 
-def _pull_pynng(conn: multiprocessing.connection.Connection, address: str, warmup: int, n: int,
-                size: int) -> dict[str, Any]:  # fmt: skip
+def pull(conn: Conn, style: str, address: str, warmup: int, n: int, size: int) -> dict[str, Any]:
+    """The puller's job: receive ``warmup`` then ``n`` messages; when the last one arrived."""
+    if style == "toolkit":
+        return trio.run(_pull_toolkit, conn, address, warmup, n, size)
     wrong = 0
     with pynng.Pull0(recv_timeout=IO_TIMEOUT_MS) as sock:
         sock.dial(address, block=True)
@@ -82,40 +82,14 @@ def _pull_pynng(conn: multiprocessing.connection.Connection, address: str, warmu
     return {"last_ns": last, "wrong_size": wrong}
 
 
-def _puller_main(conn: multiprocessing.connection.Connection) -> None:
-    """Entry point of the spawned puller: ``("pull", style, address, warmup, n, size)`` until ``exit``."""
-    try:
-        while True:
-            try:
-                msg = conn.recv()
-            except EOFError:
-                return
-            if msg[0] == "exit":
-                return
-            try:
-                _, style, address, warmup, n, size = msg
-                if style == "toolkit":
-                    stats = trio.run(_pull_toolkit, conn, address, warmup, n, size)
-                else:
-                    stats = _pull_pynng(conn, address, warmup, n, size)
-            except BaseException as exc:  # report, then die: the parent treats it as fatal
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
-                raise
-            conn.send(("done", stats))
-    finally:
-        conn.close()
-
-
 # ===================================================================== the pusher (parent)
 def _address(transport: str, folder: str, tag: str) -> str:
     return f"ipc://{folder}/{tag}.ipc" if transport == "ipc" else "tcp://127.0.0.1:0"
 
 
-async def _push_toolkit(
-    child: PipeChild, address: str, payload: bytes, warmup: int, n: int
-) -> tuple[int, Any]:
+async def _push_toolkit(child: Child, address: str, payload: bytes, warmup: int, n: int) -> tuple[int, Any]:
     async with patterns.Push(listen=address, name="pusher") as push:
-        child.send("pull", "toolkit", push.addresses[0], warmup, n, len(payload))
+        child.start(pull, "toolkit", push.addresses[0], warmup, n, len(payload))
         await child.areceive("ready", STEP_TIMEOUT_S)
         with trio.fail_after(STEP_TIMEOUT_S):
             await push.wait_for_peers(1)
@@ -130,10 +104,10 @@ async def _push_toolkit(
     return t0, stats
 
 
-def _push_pynng(child: PipeChild, address: str, payload: bytes, warmup: int, n: int) -> tuple[int, Any]:
+def _push_pynng(child: Child, address: str, payload: bytes, warmup: int, n: int) -> tuple[int, Any]:
     with pynng.Push0(send_timeout=IO_TIMEOUT_MS) as sock:
-        bound = _resolve_pynng(address, sock.listen(address))
-        child.send("pull", "pynng", bound, warmup, n, len(payload))
+        bound = resolve_pynng(address, sock.listen(address))
+        child.start(pull, "pynng", bound, warmup, n, len(payload))
         child.receive("ready", STEP_TIMEOUT_S)
         for _ in range(warmup):
             sock.send(payload)
@@ -151,7 +125,7 @@ def measure_transport(
     """msgs/s and MB/s of both styles at every size over ``transport`` (styles interleaved per size)."""
     out: list[Metric | Skip] = []
     with tempfile.TemporaryDirectory(prefix="nngc-bench-flow-") as folder:
-        child = PipeChild(_puller_main, 0, "flow-puller")
+        child = Child("flow-puller")
         try:
             for size in sizes or SIZES:
                 payload = (bytes(range(256)) * (size // 256 + 1))[:size]

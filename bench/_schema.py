@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["TOOLKIT", "Metric", "Skip"]
+from ._common import median, percentile
+
+__all__ = ["TOOLKIT", "Metric", "Skip", "median_p99"]
 
 TOOLKIT = "nng-consensus"
 
@@ -42,3 +44,11 @@ class Skip:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def median_p99(scenario: str, system: str, variant: str, transport: str, payload: int, n: int,
+               values: list[float], digits: int = 2) -> list[Metric | Skip]:  # fmt: skip
+    """``rtt_median_us`` and ``rtt_p99_us`` (values in µs) or ``gather_median_ms`` and ``gather_p99_ms`` (in ms)."""
+    name, unit = ("rtt", "us") if scenario == "rtt" else ("gather", "ms")
+    return [Metric(scenario, system, variant, transport, payload, n, f"{name}_{q}_{unit}", round(v, digits), unit)
+            for q, v in (("median", median(values)), ("p99", percentile(values, 99.0)))]  # fmt: skip

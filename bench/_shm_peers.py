@@ -1,7 +1,7 @@
 """Both ends of ``bench.shm``'s one-way deliveries, each in its own spawned process.
 
-The parent drives two :class:`~bench._children.PipeChild` processes, a sender and a
-receiver, over their command pipes (tuples ``(kind, value)``). Each child holds any
+The parent drives two :class:`~bench._children.Child` processes, a sender
+(:func:`sender`) and a receiver (:func:`receiver`), by commands (tuples ``(kind, *args)``). Each child holds any
 number of *endpoints* at once, keyed by name, so the parent can interleave variants:
 
 * a toolkit endpoint is a ``patterns.Pair`` (the receiver listens, the sender dials)
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing.connection
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -35,9 +33,9 @@ import trio
 
 import patterns
 
-from ._children import PipeChild
+from ._children import Conn, aserve
 
-__all__ = ["MAX_MESSAGE_SIZE", "Endpoint", "Receiver", "Sender", "checksum", "expected_checksum"]
+__all__ = ["MAX_MESSAGE_SIZE", "Endpoint", "checksum", "expected_checksum", "receiver", "sender"]
 
 MAX_MESSAGE_SIZE = 1024 * 1024 * 1024  # inline frames of up to 512 MiB and their envelope
 CONNECT_TIMEOUT_S = 30.0
@@ -76,7 +74,7 @@ class _Iceoryx2:
     """What both ends share: a node in a private namespace (file prefix and root folder)."""
 
     def __init__(self, spec: Endpoint) -> None:
-        import iceoryx2 as iox2  # optional: only the iceoryx2 endpoints need it
+        import iceoryx2 as iox2  # type: ignore[import-untyped]  # optional: only the iceoryx2 endpoints need it
 
         iox2.set_log_level(getattr(iox2.LogLevel, ICEORYX2_LOG))
         config = iox2.config.default()
@@ -171,9 +169,9 @@ class _IceoryxSubscriber(_Iceoryx2):
 
 # ===================================================================== child processes
 class _Child:
-    """A spawned child's command loop under trio; endpoints live until ``exit``."""
+    """A spawned child's endpoints under trio, which live until the process exits."""
 
-    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self.sockets: dict[str, patterns.Pair] = {}
         self.iceoryx2: dict[str, Any] = {}
@@ -183,17 +181,7 @@ class _Child:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self.stack = stack
-                while True:
-                    msg = await trio.to_thread.run_sync(self.conn.recv)
-                    if msg[0] == "exit":
-                        return
-                    try:
-                        reply = await self.handlers[msg[0]](*msg[1:])
-                    except Exception:  # noqa: BLE001 - reported to the parent, which decides
-                        self.conn.send(("error", traceback.format_exc()))
-                    else:
-                        if reply is not None:
-                            self.conn.send(reply)
+                await aserve(self.conn, self.handlers)
         finally:
             for endpoint in self.iceoryx2.values():
                 endpoint.close()
@@ -209,7 +197,7 @@ class _Child:
 class Receiver(_Child):
     """Listens on each toolkit endpoint; times and reads what arrives."""
 
-    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         super().__init__(conn)
         self.handlers = {"open": self.open, "receive": self.receive}
         self.raw: set[str] = set()  # endpoints that carry bare frames (send_bytes / receive_bytes)
@@ -218,12 +206,8 @@ class Receiver(_Child):
         if spec["kind"] == "iceoryx2":
             self.iceoryx2[key] = _IceoryxSubscriber(spec)
             return ("opened", None)
-        sock = patterns.Pair(
-            listen=spec["address"],
-            name="receiver",
-            max_message_size=MAX_MESSAGE_SIZE,
-            shared_memory=self._shared_memory(spec),
-        )
+        sock = patterns.Pair(listen=spec["address"], name="receiver", max_message_size=MAX_MESSAGE_SIZE,
+                             shared_memory=self._shared_memory(spec))  # fmt: skip
         await self.stack.enter_async_context(sock)
         self.sockets[key] = sock
         if spec.get("raw"):
@@ -263,7 +247,7 @@ class Receiver(_Child):
 class Sender(_Child):
     """Dials each toolkit endpoint; builds a payload, then sends it on ``go``."""
 
-    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         super().__init__(conn)
         self.handlers = {"open": self.open, "prepare": self.prepare, "go": self.go}
         self.payload: Any = None
@@ -272,12 +256,8 @@ class Sender(_Child):
         if spec["kind"] == "iceoryx2":
             self.iceoryx2[key] = _IceoryxPublisher(spec)
             return ("opened", None)
-        sock = patterns.Pair(
-            dial=spec["address"],
-            name="sender",
-            max_message_size=MAX_MESSAGE_SIZE,
-            shared_memory=self._shared_memory(spec),
-        )
+        sock = patterns.Pair(dial=spec["address"], name="sender", max_message_size=MAX_MESSAGE_SIZE,
+                             shared_memory=self._shared_memory(spec))  # fmt: skip
         await self.stack.enter_async_context(sock)
         with trio.fail_after(CONNECT_TIMEOUT_S):
             await sock.wait_for_peers(1)
@@ -322,13 +302,10 @@ class Sender(_Child):
         return ("sent", {"start_ns": t0, "returned_ns": returned, "recipients": recipients})
 
 
-def receiver_main(conn: multiprocessing.connection.Connection) -> None:
+def receiver(conn: Conn) -> None:
+    """The receiver's job: serve commands until the process exits."""
     trio.run(Receiver(conn).serve)
 
 
-def sender_main(conn: multiprocessing.connection.Connection) -> None:
+def sender(conn: Conn) -> None:
     trio.run(Sender(conn).serve)
-
-
-class PeerChild(PipeChild):
-    label = "peer"

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import format_table, median
+from ._common import format_table, median, size_label
 
-__all__ = ["MiB", "compute_ratios", "crossover", "render", "size_label", "summarize_rows"]
+__all__ = ["MiB", "compute_ratios", "crossover", "render", "summarize_rows"]
 
 MiB = 1024 * 1024
 FLATNESS_TARGET = 2.0  # "nearly flat": the largest zero-copy delivery at most twice the 1 MiB one
-
-
-def size_label(size: int) -> str:
-    if size >= MiB and size % MiB == 0:
-        return f"{size // MiB} MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{size // 1024} KiB"
-    return f"{size} B"
 
 
 def summarize_rows(phase: str, variant: Any, size: int, samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -26,44 +18,28 @@ def summarize_rows(phase: str, variant: Any, size: int, samples: list[dict[str, 
     read = [s["read_ms"] for s in samples]
     sent = [s["send_ms"] for s in samples]
     typical = median(delivered)
-    return {
-        "phase": phase,
-        "variant": variant.key,
-        "label": variant.label,
-        "description": variant.description,
-        "size_bytes": size,
-        "size": size_label(size),
-        "n": len(samples),
-        "delivered_ms": round(typical, 4),
-        "delivered_min_ms": round(min(delivered), 4),
-        "delivered_max_ms": round(max(delivered), 4),
-        "read_ms": round(median(read), 4),
-        "send_ms": round(median(sent), 4),
-        "delivered_gb_per_s": round(size / (typical / 1e3) / 1e9, 2) if typical > 0 else None,
-        "receiver_got": sorted({s["kind"] for s in samples}),
-        "samples_delivered_ms": [round(x, 4) for x in delivered],
-    }
+    return {"phase": phase, "variant": variant.key, "label": variant.label, "description": variant.description,
+            "size_bytes": size, "size": size_label(size), "n": len(samples), "delivered_ms": round(typical, 4),
+            "delivered_min_ms": round(min(delivered), 4), "delivered_max_ms": round(max(delivered), 4),
+            "read_ms": round(median(read), 4), "send_ms": round(median(sent), 4),
+            "delivered_gb_per_s": round(size / (typical / 1e3) / 1e9, 2) if typical > 0 else None,
+            "receiver_got": sorted({s["kind"] for s in samples}),
+            "samples_delivered_ms": [round(x, 4) for x in delivered]}  # fmt: skip
 
 
 def _index(rows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
     return {(r["variant"], r["size_bytes"]): r for r in rows}
 
 
-def _ratio(
-    rows: dict[tuple[str, int], dict[str, Any]],
-    num: tuple[str, int],
-    den: tuple[str, int],
-    goal: tuple[str, float] | None,
-) -> dict[str, Any] | None:
+def _ratio(rows: dict[tuple[str, int], dict[str, Any]], num: tuple[str, int], den: tuple[str, int],
+           goal: tuple[str, float] | None) -> dict[str, Any] | None:  # fmt: skip
     if num not in rows or den not in rows:
         return None
     a, b = rows[num], rows[den]
-    entry: dict[str, Any] = {
-        "numerator": f"{a['variant']} {a['size']}",
-        "denominator": f"{b['variant']} {b['size']}",
-        "value": round(a["delivered_ms"] / b["delivered_ms"], 3),
-        "value_read": round(a["read_ms"] / b["read_ms"], 3),
-    }
+    entry: dict[str, Any] = {"numerator": f"{a['variant']} {a['size']}",
+                             "denominator": f"{b['variant']} {b['size']}",
+                             "value": round(a["delivered_ms"] / b["delivered_ms"], 3),
+                             "value_read": round(a["read_ms"] / b["read_ms"], 3)}  # fmt: skip
     if goal is not None:
         op, target = goal
         entry.update(op=op, target=target)
@@ -136,14 +112,8 @@ def _ms(value: float) -> str:
     return f"{value:.1f}"
 
 
-def render(
-    rows: list[dict[str, Any]],
-    ratios: dict[str, Any],
-    sweep: dict[str, Any],
-    iceoryx2_skipped: str | None,
-    cleanup: dict[str, Any],
-    default_threshold: int,
-) -> str:
+def render(rows: list[dict[str, Any]], ratios: dict[str, Any], sweep: dict[str, Any],
+           iceoryx2_skipped: str | None, cleanup: dict[str, Any], default_threshold: int) -> str:  # fmt: skip
     table = format_table(
         ("phase", "row", "variant", "size", "n", "delivered ms", "min..max ms", "+read ms", "send() ms",
          "GB/s", "receiver got"),
@@ -155,14 +125,10 @@ def render(
         ],
         left=3,
     )  # fmt: skip
-    lines = [
-        table,
-        "",
-        "delivered: from just before send until the receiver holds the payload (memoryview or bytes);",
-        "+read: until it has also read every byte once (numpy sum, the verified checksum).",
-        "",
-        "ratios of median delivered times (delivered-and-read basis in brackets):",
-    ]
+    lines = [table, "",
+             "delivered: from just before send until the receiver holds the payload (memoryview or bytes);",
+             "+read: until it has also read every byte once (numpy sum, the verified checksum).", "",
+             "ratios of median delivered times (delivered-and-read basis in brackets):"]  # fmt: skip
     for name, entry in ratios.items():
         if not isinstance(entry, dict):
             continue

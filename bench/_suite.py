@@ -57,53 +57,26 @@ def _peer_steps() -> list[Step]:
     try:
         from .peers import ALL
     except ImportError as exc:
-        reason = (
-            f"bench.peers could not be imported ({type(exc).__name__}: {exc}): the peers are not measured"
-        )
-
-        def unavailable(quick: bool) -> Records:
-            return [Skip("all", system, "every measurement", reason) for system in ("pyzmq", "nats", "redis")]
-
-        return [
-            Step(
-                "peers",
-                frozenset({"rtt", "poll", "work"}),
-                frozenset({"pyzmq", "nats", "redis"}),
-                unavailable,
-            )
-        ]
-    return [
-        Step(
-            f"peers {key}",
-            frozenset(PEER_SCENARIOS.get(key, SCENARIOS)),
-            frozenset({PEER_SYSTEMS.get(key, key)}),
-            fn,
-        )
-        for key, fn in ALL.items()
-    ]
+        reason = f"bench.peers could not be imported ({type(exc).__name__}: {exc}): the peers are not measured"
+        peers = frozenset({"pyzmq", "nats", "redis"})
+        return [Step("peers", frozenset({"rtt", "poll", "work"}), peers,
+                     lambda quick: [Skip("all", system, "every measurement", reason) for system in sorted(peers)])]  # fmt: skip
+    return [Step(f"peers {key}", frozenset(PEER_SCENARIOS.get(key, SCENARIOS)),
+                 frozenset({PEER_SYSTEMS.get(key, key)}), fn) for key, fn in ALL.items()]  # fmt: skip
 
 
 def build_steps() -> list[Step]:
-    from . import _scenario_flow, _scenario_group, _scenario_rtt
+    from . import _rtt, _scenario_flow, distribute, poll, shm
 
     both = frozenset({TOOLKIT, "pynng"})
-    steps = [
-        Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_scenario_rtt.measure_transport, t))
-        for t in _scenario_rtt.TRANSPORTS
-    ]
+    steps = [Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_rtt.measure_transport, t))
+             for t in _rtt.TRANSPORTS]  # fmt: skip
+    steps += [Step(f"throughput {t}", frozenset({"throughput"}), both,
+                   functools.partial(_scenario_flow.measure_transport, t)) for t in _scenario_flow.TRANSPORTS]  # fmt: skip
     steps += [
-        Step(
-            f"throughput {t}",
-            frozenset({"throughput"}),
-            both,
-            functools.partial(_scenario_flow.measure_transport, t),
-        )
-        for t in _scenario_flow.TRANSPORTS
-    ]
-    steps += [
-        Step("poll", frozenset({"poll"}), both, _scenario_group.measure_poll),
-        Step("work", frozenset({"work"}), frozenset({TOOLKIT}), _scenario_group.measure_work),
-        Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2"}), _scenario_group.measure_large),
+        Step("poll", frozenset({"poll"}), both, poll.suite_step),
+        Step("work", frozenset({"work"}), frozenset({TOOLKIT}), distribute.suite_step),
+        Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2"}), shm.suite_step),
     ]
     return steps + _peer_steps()
 
@@ -125,11 +98,7 @@ def parse_only(values: list[str]) -> tuple[set[str], set[str]]:
 
 
 def select(steps: list[Step], scenarios: set[str], systems: set[str]) -> list[Step]:
-    return [
-        s
-        for s in steps
-        if (not scenarios or s.scenarios & scenarios) and (not systems or s.systems & systems)
-    ]
+    return [s for s in steps if (not scenarios or s.scenarios & scenarios) and (not systems or s.systems & systems)]
 
 
 def keep(record: Metric | Skip, scenarios: set[str], systems: set[str]) -> bool:
@@ -158,7 +127,7 @@ def stderr_to(log: Path) -> Iterator[TextIO]:
 
 def _progress(total: int, terminal: TextIO) -> Any:
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
     except ImportError:
         return None
     return tqdm(total=total, file=terminal, unit="step", dynamic_ncols=True,
@@ -191,11 +160,8 @@ def run_steps(steps: list[Step], quick: bool, log: Path) -> tuple[Records, list[
                 traceback.print_exc()
                 first = (str(exc).strip().splitlines() or [""])[0][:200]
                 scenario = next(iter(step.scenarios)) if len(step.scenarios) == 1 else "all"
-                got = [
-                    Skip(
-                        scenario, TOOLKIT, step.label, f"failed: {type(exc).__name__}: {first} (see run.log)"
-                    )
-                ]
+                got = [Skip(scenario, TOOLKIT, step.label,
+                            f"failed: {type(exc).__name__}: {first} (see run.log)")]  # fmt: skip
             seconds = time.perf_counter() - started
             for rec in got:  # the log keeps every record, in order, beside what the step printed
                 print(f"  {_describe(rec)}", file=sys.stderr)

@@ -50,9 +50,8 @@ def make_self_signed(folder: Path) -> dict[str, str] | None:
         .sign(key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
     cert_key_file = folder / "server.pem"
     ca_file = folder / "ca.pem"
     cert_key_file.write_bytes(cert_pem + key_pem)

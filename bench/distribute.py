@@ -61,82 +61,39 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import trio
 
-from ._common import (
-    RESULTS_DIR,
-    cpu_busy_fraction,
-    describe_machine,
-    machine_info,
-    write_json,
-)
-from ._distribute_phases import toolkit_phase
-from ._distribute_raw import raw_phase
+from . import _cli
+from ._distribute_jobs import DEFAULT_KNOBS, EXPLORE, LIBRARY_DEFAULTS, PAYLOAD_SIZE, WORKERS, Knobs, Pool
+from ._distribute_phases import RAW_STYLES, raw_phase, toolkit_phase
 from ._distribute_report import compute_goals, fmt, render, summarize_rounds, summarize_sweep
-from ._distribute_setup import (
-    DEFAULT_KNOBS,
-    EXPLORE,
-    LIBRARY_DEFAULTS,
-    RAW_STYLES,
-    WORKERS,
-    Knobs,
-    Pool,
-)
-from ._distribute_workers import PAYLOAD_SIZE
+from ._schema import TOOLKIT, Metric, Skip
+from .peers._util import WORK_ROUNDS
 
 PHASES = ("toolkit", "defaults", "raw_trio", "raw_trio_pull", "raw_sync", "kill")
 KILL_AT = 0.4  # SIGKILL one worker once this share of the outcomes is in (and it holds claimed tasks)
 KILL_LEASE_S = 2.0  # attempts pushed to the killed worker but never claimed come back only at their lease
-BUSY_WARNING = 0.15
 
 
 # ===================================================================== driver
-def _run_phase(pool: Pool, phase: str, args: argparse.Namespace, tmpdir: str, knobs: Knobs | None = None,
+def _run_phase(pool: Pool, phase: str, args: argparse.Namespace, tmpdir: str, knobs: Knobs,
                n: int | None = None) -> dict[str, Any]:  # fmt: skip
-    if phase == "toolkit":
-        assert knobs is not None
-        warmup = args.warmup if n is None else min(args.warmup, n // 10)
-        return trio.run(
-            toolkit_phase, pool, knobs, n or args.n, warmup, tmpdir, phase, args.lease, None, args.transport
-        )
-    if phase == "defaults":
-        return trio.run(
-            toolkit_phase,
-            pool,
-            LIBRARY_DEFAULTS,
-            max(1000, args.n // 20),
-            args.warmup // 10,
-            tmpdir,
-            phase,
-            args.lease,
-            None,
-            args.transport,
-        )
-    if phase == "kill":
-        assert knobs is not None
-        try:
-            return trio.run(
-                toolkit_phase,
-                pool,
-                knobs,
-                args.n,
-                args.warmup,
-                tmpdir,
-                phase,
-                args.kill_lease,
-                args.kill_at,
-                args.transport,
-            )
-        finally:
-            for child in list(pool.children):
-                if child.killed:
-                    pool.replace(child)
     if phase in RAW_STYLES:
         return raw_phase(pool, args.raw_n, args.warmup, tmpdir, phase)
-    raise ValueError(f"unknown phase {phase!r}")
+    if phase == "defaults":
+        knobs, n, warmup = LIBRARY_DEFAULTS, max(1000, args.n // 20), args.warmup // 10
+    else:
+        warmup = args.warmup if n is None else min(args.warmup, n // 10)
+    kill = phase == "kill"
+    try:
+        return trio.run(toolkit_phase, pool, knobs, n or args.n, warmup, tmpdir, phase,
+                        args.kill_lease if kill else args.lease, args.kill_at if kill else None,
+                        args.transport)  # fmt: skip
+    finally:
+        for child in [c for c in pool.children if c.killed]:
+            pool.replace(child)
 
 
 def _progress(label: str) -> float:
@@ -146,17 +103,13 @@ def _progress(label: str) -> float:
 
 def _done(row: dict[str, Any], started: float) -> None:
     unit = "msgs/s" if row["kind"].startswith("raw") else "tasks/s"
-    print(
-        f" {row['rate']:>9,.0f} {unit} ({time.perf_counter() - started:.1f} s; "
-        f"CPU % parent {fmt(row['parent_cpu_pct'])}, children {fmt(row['children_cpu_pct'])}, "
-        f"other {fmt(row['other_cpu_pct'])})",
-        file=sys.stderr,
-    )
+    print(f" {row['rate']:>9,.0f} {unit} ({time.perf_counter() - started:.1f} s; CPU % parent "
+          f"{fmt(row['parent_cpu_pct'])}, children {fmt(row['children_cpu_pct'])}, other "
+          f"{fmt(row['other_cpu_pct'])})", file=sys.stderr)  # fmt: skip
 
 
-def measure(
-    args: argparse.Namespace, knobs: Knobs, tmpdir: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def measure(args: argparse.Namespace, knobs: Knobs, tmpdir: str) -> tuple[list[dict[str, Any]],
+                                                                          list[dict[str, Any]]]:  # fmt: skip
     pool = Pool(WORKERS + (1 if "kill" in args.phases else 0))
     rounds: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
@@ -184,193 +137,132 @@ def measure(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.distribute",
-        description="Tasks/s of Dispatcher + 2 Worker processes over ipc (64-byte tasks, trivial work), "
-        "against raw pynng push/pull.",
-    )
-    parser.add_argument(
-        "--n", type=int, default=None, help="tasks (frames) per phase (default 200000, --quick 50000)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=None, help="untimed tasks first (default 5000, --quick 2000)"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="rounds of all phases (default 3, --quick 1)"
-    )
-    parser.add_argument("--quick", action="store_true", help="N=50000, 1 round, no library-defaults row")
-    parser.add_argument(
-        "--phase",
-        dest="phases",
-        action="append",
-        choices=PHASES,
-        help="run only this phase (repeatable; default all, --quick all but 'defaults')",
-    )
-    parser.add_argument(
-        "--transport",
-        choices=("ipc", "tcp"),
-        default="ipc",
-        help="the toolkit phases' transport (default ipc; tcp: 2 free ports on 127.0.0.1; raw phases stay on ipc)",
-    )
-    parser.add_argument("--concurrency", type=int, default=1, help="Worker(concurrency=) (default 1)")
-    parser.add_argument(
-        "--prefetch",
-        type=int,
-        default=DEFAULT_KNOBS.prefetch,
-        help=f"Worker(prefetch=) (default {DEFAULT_KNOBS.prefetch}; -1: the library's default)",
-    )
-    parser.add_argument(
-        "--max-batch",
-        type=int,
-        default=DEFAULT_KNOBS.max_batch,
-        help=f"Dispatcher(max_batch=) (default {DEFAULT_KNOBS.max_batch})",
-    )
-    parser.add_argument("--raw-n", type=int, default=None, help="frames per raw phase (default N/2)")
-    parser.add_argument(
-        "--lease", type=float, default=60.0, help="distribute(lease=) of the toolkit phases (default 60)"
-    )
-    parser.add_argument(
-        "--kill-lease",
-        type=float,
-        default=KILL_LEASE_S,
-        help=f"distribute(lease=) of the kill phase (default {KILL_LEASE_S:g}; see the module docstring)",
-    )
-    parser.add_argument(
-        "--kill-at", type=float, default=KILL_AT, help="kill phase: share of outcomes before the SIGKILL"
-    )
-    parser.add_argument(
-        "--explore", action="store_true", help="also sweep concurrency, prefetch and max_batch"
-    )
-    parser.add_argument("--explore-n", type=int, default=30_000, help="tasks per sweep point (default 30000)")
-    parser.add_argument("--explore-repeats", type=int, default=2, help="rounds over the sweep (default 2)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=RESULTS_DIR / "distribute.json",
-        help="where to write the JSON report (default bench/results/distribute.json)",
-    )
-    parser.add_argument("--check", action="store_true", help="exit with status 1 if the goal is not met")
-    args = parser.parse_args(argv)
-    if args.n is None:
-        args.n = 50_000 if args.quick else 200_000
-    if args.raw_n is None:
-        args.raw_n = max(10, args.n // 2)
-    if args.warmup is None:
-        args.warmup = 2000 if args.quick else 5000
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
-    if args.phases is None:
-        args.phases = [p for p in PHASES if not (args.quick and p == "defaults")]
-    else:
-        args.phases = [p for p in PHASES if p in args.phases]
-    if (
-        args.n < 10
-        or args.raw_n < 10
-        or args.repeats < 1
-        or args.warmup < 0
-        or args.explore_n < 10
-        or args.explore_repeats < 1
-    ):
-        parser.error(
-            "--n, --raw-n and --explore-n must be >= 10, --repeats and --explore-repeats >= 1, --warmup >= 0"
-        )
+    p = _cli.parser("distribute",
+                    "Tasks/s of Dispatcher + 2 Worker processes over ipc (64-byte tasks, "
+                    "trivial work), against raw pynng push/pull.",
+                    "N=50000, 1 round, no library-defaults row")  # fmt: skip
+    add = p.add_argument
+    add("--n", type=int, default=None, help="tasks (frames) per phase (default 200000, --quick 50000)")
+    add("--warmup", type=int, default=None, help="untimed tasks first (default 5000, --quick 2000)")
+    add("--repeats", type=int, default=None, help="rounds of all phases (default 3, --quick 1)")
+    add("--phase", dest="phases", action="append", choices=PHASES,
+        help="run only this phase (repeatable; default all, --quick all but 'defaults')")  # fmt: skip
+    add("--transport", choices=("ipc", "tcp"), default="ipc",
+        help="the toolkit phases' transport (default ipc; tcp: 2 free ports on 127.0.0.1; raw "
+        "phases stay on ipc)")  # fmt: skip
+    add("--concurrency", type=int, default=1, help="Worker(concurrency=) (default 1)")
+    add("--prefetch", type=int, default=DEFAULT_KNOBS.prefetch,
+        help=f"Worker(prefetch=) (default {DEFAULT_KNOBS.prefetch}; -1: the library's default)")  # fmt: skip
+    add("--max-batch", type=int, default=DEFAULT_KNOBS.max_batch,
+        help=f"Dispatcher(max_batch=) (default {DEFAULT_KNOBS.max_batch})")  # fmt: skip
+    add("--raw-n", type=int, default=None, help="frames per raw phase (default N/2)")
+    add("--lease", type=float, default=60.0, help="distribute(lease=) of the toolkit phases (default 60)")
+    add("--kill-lease", type=float, default=KILL_LEASE_S,
+        help=f"distribute(lease=) of the kill phase (default {KILL_LEASE_S:g}; see the module "
+        "docstring)")  # fmt: skip
+    add("--kill-at", type=float, default=KILL_AT, help="kill phase: share of outcomes before the SIGKILL")
+    add("--explore", action="store_true", help="also sweep concurrency, prefetch and max_batch")
+    add("--explore-n", type=int, default=30_000, help="tasks per sweep point (default 30000)")
+    add("--explore-repeats", type=int, default=2, help="rounds over the sweep (default 2)")
+    args = p.parse_args(argv)
+    args.n = args.n or (50_000 if args.quick else 200_000)
+    args.raw_n = args.raw_n or max(10, args.n // 2)
+    args.warmup = (2000 if args.quick else 5000) if args.warmup is None else args.warmup
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.phases = [ph for ph in PHASES if (ph in args.phases if args.phases else not (args.quick and ph == "defaults"))]
+    if min(args.n, args.raw_n, args.explore_n) < 10 or min(args.repeats, args.explore_repeats) < 1 or args.warmup < 0:
+        p.error("--n, --raw-n and --explore-n must be >= 10, --repeats and --explore-repeats "
+                ">= 1, --warmup >= 0")  # fmt: skip
     if args.concurrency < 1 or args.prefetch < -1 or not 1 <= args.max_batch <= 65536:
-        parser.error("--concurrency must be >= 1, --prefetch >= 0 (or -1), --max-batch in 1..65536")
-    if args.lease <= 0 or args.kill_lease <= 0:
-        parser.error("--lease and --kill-lease must be > 0")
-    if not 0.0 < args.kill_at < 1.0:
-        parser.error("--kill-at must be within (0, 1)")
+        p.error("--concurrency must be >= 1, --prefetch >= 0 (or -1), --max-batch in 1..65536")
+    if args.lease <= 0 or args.kill_lease <= 0 or not 0.0 < args.kill_at < 1.0:
+        p.error("--lease and --kill-lease must be > 0, --kill-at within (0, 1)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     knobs = Knobs(args.concurrency, None if args.prefetch < 0 else args.prefetch, args.max_batch)
-    print(
-        f"distribute: {PAYLOAD_SIZE}-byte tasks, N={args.n:,} (raw {args.raw_n:,}; +{args.warmup:,} warm-up), "
-        f"{args.repeats} round(s) of {', '.join(args.phases)}; {knobs.label()}"
-        + (f"; knob sweep at N={args.explore_n:,}" if args.explore else ""),
-        file=sys.stderr,
-    )
-    machine = machine_info()
-    machine["cpu_busy_before"] = cpu_busy_fraction()
-    started = time.perf_counter()
-    tmpdir = tempfile.mkdtemp(prefix="nng-bench-distribute-")
-    try:
-        rounds, sweep = measure(args, knobs, tmpdir)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    elapsed = time.perf_counter() - started
-    machine["cpu_busy_after"] = cpu_busy_fraction()
-    busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
-    if busy and max(busy) > BUSY_WARNING:
-        print(
-            f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; "
-            "the rates are deflated. Rerun on an idle machine.",
-            file=sys.stderr,
-        )
-    summary = summarize_rounds(rounds, args.phases)
-    sweep_summary = summarize_sweep(sweep)
-    goals = compute_goals(summary)
-    join_retries = sum(r.get("join_retries", 0) for r in rounds + sweep)
-    report = {
-        "benchmark": "distribute",
-        "machine": machine,
-        "params": {
-            "n": args.n,
-            "raw_n": args.raw_n,
-            "warmup": args.warmup,
-            "repeats": args.repeats,
-            "phases": args.phases,
-            "payload_bytes": PAYLOAD_SIZE,
-            "tasks": "unique 64-byte bytes values, pre-built, given to distribute() as a list",
+    print(f"distribute: {PAYLOAD_SIZE}-byte tasks, N={args.n:,} (raw {args.raw_n:,}; "
+          f"+{args.warmup:,} warm-up), {args.repeats} round(s) of {', '.join(args.phases)}; "
+          f"{knobs.label()}" + (f"; knob sweep at N={args.explore_n:,}" if args.explore else ""),
+          file=sys.stderr)  # fmt: skip
+
+    def run(machine: dict[str, Any]) -> dict[str, Any]:
+        tmpdir = tempfile.mkdtemp(prefix="nng-bench-distribute-")
+        try:
+            rounds, sweep = measure(args, knobs, tmpdir)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        summary = summarize_rounds(rounds, args.phases)
+        kill = "kill" in args.phases
+        params = {
+            "n": args.n, "raw_n": args.raw_n, "warmup": args.warmup, "repeats": args.repeats, "phases": args.phases,
+            "payload_bytes": PAYLOAD_SIZE, "tasks": "unique 64-byte bytes values, pre-built, given to distribute() as a list",
             "handler": "async def echo(task): return task (runs in the worker's trio loop)",
-            "knobs": knobs.as_dict(),
-            "library_defaults": LIBRARY_DEFAULTS.as_dict(),
+            "knobs": knobs.as_dict(), "library_defaults": LIBRARY_DEFAULTS.as_dict(),
             "distribute": "lease=--lease (kill phase: --kill-lease), max_attempts=3, ordered=False, buffer=None",
-            "transport": f"{args.transport} (raw phases: ipc)",
-            "workers": WORKERS,
+            "transport": f"{args.transport} (raw phases: ipc)", "workers": WORKERS,
             "children": "multiprocessing spawn, started once and reused; a fresh ipc path per phase; "
             "the killed child is replaced",
             "clock": "toolkit: time.perf_counter from entering distribute() to the N-th outcome; "
             "raw: time.monotonic_ns from the first send to the last receive in any puller",
-            "lease_s": args.lease,
-            "kill_at": args.kill_at if "kill" in args.phases else None,
-            "kill_lease_s": args.kill_lease if "kill" in args.phases else None,
+            "lease_s": args.lease, "kill_at": args.kill_at if kill else None,
+            "kill_lease_s": args.kill_lease if kill else None,
             "raw_reference": "pynng.Push0 listening here, pynng.Pull0 dialing from each child; "
             "bare 64-byte frames, no ack; default buffers",
             "explore_n": args.explore_n if args.explore else None,
             "explore_repeats": args.explore_repeats if args.explore else None,
-            "gc": "enabled",
-            "elapsed_s": round(elapsed, 2),
-        },
-        "summary": summary,
-        "rounds": rounds,
-        "sweep": sweep_summary,
-        "sweep_rounds": sweep,
-        "goals": goals,
-        "join_retries": join_retries,
-    }
-    path = write_json(args.json, report)
-    print()
-    print(
-        f"distribute: {PAYLOAD_SIZE}-byte tasks, trivial async handler, {WORKERS} worker processes over ipc"
-    )
-    print(f"machine: {describe_machine(machine)}")
-    print()
-    print(render(summary, sweep_summary, goals, knobs))
-    if join_retries:
-        print(
-            f"workers restarted because the dispatcher dropped their hello: {join_retries} "
-            f"(of {sum(WORKERS for r in rounds + sweep if 'join_retries' in r)} worker joins)"
-        )
-    print(f"\nrun took {elapsed:.0f} s; JSON written to {path}")
-    if args.check:
-        unmet = [name for name, goal in goals.items() if isinstance(goal, dict) and goal.get("met") is False]
-        if unmet:
-            print(f"goals not met: {', '.join(unmet)}", file=sys.stderr)
-            return 1
-    return 0
+        }  # fmt: skip
+        return {"params": params, "summary": summary, "rounds": rounds, "sweep": summarize_sweep(sweep),
+                "sweep_rounds": sweep, "goals": compute_goals(summary),
+                "join_retries": sum(r.get("join_retries", 0) for r in rounds + sweep)}  # fmt: skip
+
+    def text(report: dict[str, Any]) -> str:
+        out = render(report["summary"], report["sweep"], report["goals"], knobs)
+        if report["join_retries"]:
+            joins = sum(WORKERS for r in report["rounds"] + report["sweep_rounds"] if "join_retries" in r)
+            out += ("\nworkers restarted because the dispatcher dropped their hello: "
+                    f"{report['join_retries']} (of {joins} worker joins)")  # fmt: skip
+        return out
+
+    title = f"distribute: {PAYLOAD_SIZE}-byte tasks, trivial async handler, {WORKERS} worker processes over {args.transport}"
+    return _cli.run(args, "distribute", title, run, text)
+
+
+# ===================================================================== the suite's step
+WORK_VARIANT = "Dispatcher, 2 Workers, acked"
+KILL_VARIANT = "Dispatcher, 2 Workers, acked, one SIGKILLed mid-run"
+
+
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> list[Metric | Skip]:
+    """The suite's ``work`` step: tcp and ipc, the median of ``WORK_ROUNDS`` rounds; the kill run over ipc."""
+    n = 50_000 if quick else 200_000
+    out: list[Metric | Skip] = []
+    pool = Pool(WORKERS + 1)  # the spare replaces the killed worker
+    tmpdir = tempfile.mkdtemp(prefix="nngc-bench-work-")
+    try:
+        pool.start()
+        phases = [(t, "toolkit") for t in transports] + [("ipc", "kill")]
+        for transport, phase in phases:
+            args = parse_args(["--quick", "--n", str(n), "--transport", transport])
+            knobs = Knobs(args.concurrency, None if args.prefetch < 0 else args.prefetch, args.max_batch)
+            rounds = 1 if phase == "kill" else WORK_ROUNDS  # the peers' figures are medians of as many
+            rows: list[dict[str, Any]] = [_run_phase(pool, phase, args, tmpdir, knobs) for _ in range(rounds)]
+            row = sorted(rows, key=lambda r: r["rate"])[len(rows) // 2]
+            variant = KILL_VARIANT if phase == "kill" else WORK_VARIANT
+            out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "tasks_per_s", row["rate"],
+                              "tasks/s", higher_is_better=True))  # fmt: skip
+            kill = row.get("kill")
+            if kill:
+                out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "kill_pause_ms",
+                                  kill["longest_pause_after_kill_ms"], "ms"))  # fmt: skip
+                out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "redelivered",
+                                  row["distribution"]["redelivered"], "tasks"))  # fmt: skip
+    finally:
+        pool.stop()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return out
 
 
 if __name__ == "__main__":

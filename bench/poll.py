@@ -43,187 +43,111 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import trio
 
-import consensus
-
-from ._common import (
-    RESULTS_DIR,
-    cpu_busy_fraction,
-    describe_machine,
-    machine_info,
-    median,
-    summarize,
-    write_json,
-)
-from ._poll_raw import raw_phase
-from ._poll_report import GOAL_N, compute_goals, render
-from ._poll_workers import SETUP_TIMEOUT_S, Worker, split_members
-from ._ports import free_port_block
+from . import _cli
+from ._children import Child
+from ._common import format_table
+from ._poll_phases import SETTLE_S, poll_phase, raw_phase, split_members
+from ._schema import TOOLKIT, Metric, Skip
 
 DEFAULT_NS = (1, 8, 32, 64)
 HANDLERS = ("async", "sync")
 TRANSPORTS = ("ipc", "tcp")
 POLL_TIMEOUT_S = 5.0
-SETTLE_S = 0.3  # after the last join: roster updates and mesh dials die down
-BUSY_WARNING = 0.15
+GOAL_N = 8
+GOAL_MS = 5.0
+LINEAR_SLACK = 1.25  # "about linear": median(N=64)/median(N=8) at most 8 x this
 
 
-def _names(n: int) -> list[str]:
-    return [f"m{i:03d}" for i in range(n)]
+def compute_goals(results: list[dict[str, Any]]) -> dict[str, Any]:
+    med = {r["n"]: r["wall"]["median_ms"] for r in results
+           if r["kind"] == "consensus" and r["handler"] == "async" and r["transport"] == "ipc"}  # fmt: skip
+    goals: dict[str, Any] = {"basis": "median wall time of room.poll over ipc, async handlers"}
+    if GOAL_N in med:
+        goals["n8_median_ms"] = {"value": med[GOAL_N], "op": "<", "target": GOAL_MS,
+                                 "met": med[GOAL_N] < GOAL_MS}  # fmt: skip
+    if 64 in med and 8 in med and med[8] > 0:
+        ratio = med[64] / med[8]
+        goals["linearity"] = {"ratio_64_over_8": round(ratio, 3), "linear_would_be": 8.0, "op": "<=",
+                              "target": round(8.0 * LINEAR_SLACK, 2), "met": ratio <= 8.0 * LINEAR_SLACK,
+                              "marginal_ms_per_member_8_to_64": round((med[64] - med[8]) / 56, 4)}  # fmt: skip
+    missing = sum(r["polls_missing"] for r in results if r["kind"] == "consensus")
+    goals["all_answers"] = {"polls_with_missing_members": missing, "met": missing == 0}
+    return goals
 
 
-def room_address(transport: str, tmpdir: str, name: str) -> str:
-    """A fresh room address: an ipc path in ``tmpdir``, or tcp on 127.0.0.1 (5 free ports P..P+4)."""
-    if transport == "ipc":
-        return f"ipc://{tmpdir}/{name}"
-    if transport == "tcp":
-        return f"tcp://127.0.0.1:{free_port_block(5)}"
-    raise ValueError(f"unknown transport {transport!r}")
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
-# ===================================================================== consensus phase
-async def _poll_phase(
-    workers: list[Worker],
-    n: int,
-    handler: str,
-    polls: int,
-    warmup: int,
-    timeout: float,
-    per_process: int,
-    tmpdir: str,
-    transport: str = "ipc",
-) -> dict[str, Any]:
-    """One fresh room with N members of one handler style: warm up, then time ``polls`` polls."""
-    address = room_address(transport, tmpdir, f"room-{handler}-{n}")
-    sizes = split_members(n, per_process)
-    used = workers[: len(sizes)]
-    names = iter(_names(n))
-    samples: dict[str, list[float]] = {"wall_ms": [], "elapsed_ms": [], "first_ms": [], "last_ms": []}
-    bad = {"polls_missing": 0, "members_missing": 0, "errors": 0, "wrong_answers": 0}
-    started_members = []
-    async with consensus.host(address) as room:
-        try:
-            for worker, size in zip(used, sizes):
-                worker.send("members", address, [next(names) for _ in range(size)], handler)
-                started_members.append(worker)
-            with trio.fail_after(SETUP_TIMEOUT_S):
-                await room.wait_for_members(n)
-            for worker in used:
-                await worker.areceive("ready", SETUP_TIMEOUT_S)
-            if len(room.members) != n:
-                raise RuntimeError(f"expected {n} members, the room has {len(room.members)}")
-            await trio.sleep(SETTLE_S)
-
-            for i in range(warmup):
-                await room.poll(-1 - i, timeout=timeout)
-            for worker in used:
-                worker.send("mark")
-            worker_cpu0 = [await w.areceive("mark", SETUP_TIMEOUT_S) for w in used]
-            stats0 = room.statistics()
-            host_cpu0 = time.process_time()
-            clock = time.perf_counter
-            for i in range(polls):
-                t0 = clock()
-                result = await room.poll(i, timeout=timeout)
-                t1 = clock()
-                samples["wall_ms"].append((t1 - t0) * 1e3)
-                samples["elapsed_ms"].append(result.elapsed * 1e3)
-                if result.latencies:
-                    samples["first_ms"].append(min(result.latencies.values()) * 1e3)
-                    samples["last_ms"].append(max(result.latencies.values()) * 1e3)
-                if result.missing or len(result.answers) != n:
-                    bad["polls_missing"] += 1
-                    bad["members_missing"] += max(len(result.missing), n - len(result.answers))
-                bad["errors"] += len(result.errors)
-                bad["wrong_answers"] += sum(1 for answer in result.answers.values() if answer != i)
-            host_cpu = time.process_time() - host_cpu0
-            stats1 = room.statistics()
-            for worker in used:
-                worker.send("mark")
-            worker_cpu = sum([await w.areceive("mark", SETUP_TIMEOUT_S) for w in used]) - sum(worker_cpu0)
-        finally:
-            member_stats = []
-            for worker in started_members:
-                worker.send("stop")
-            for worker in started_members:
-                member_stats.append(await worker.areceive("done", SETUP_TIMEOUT_S))
-    answered = sum(s["polls_answered"] for s in member_stats)
-    if answered < (warmup + polls) * n:
-        print(
-            f"warning: N={n} {handler}: members answered {answered} of {(warmup + polls) * n} polls",
-            file=sys.stderr,
-        )
-    return {
-        "kind": "consensus",
-        "handler": handler,
-        "transport": transport,
-        "n": n,
-        "processes": len(sizes),
-        "members_per_process": sizes,
-        "polls": polls,
-        "warmup": warmup,
-        "wall": summarize(samples["wall_ms"], unit="ms"),
-        "elapsed": summarize(samples["elapsed_ms"], unit="ms"),
-        "first_answer": summarize(samples["first_ms"], unit="ms") if samples["first_ms"] else None,
-        "last_answer": summarize(samples["last_ms"], unit="ms") if samples["last_ms"] else None,
-        "per_member_ms": round(median(samples["wall_ms"]) / n, 4),
-        "host_cpu_ms_per_poll": round(host_cpu * 1e3 / polls, 3),
-        "members_cpu_ms_per_poll": round(worker_cpu * 1e3 / polls, 3),
-        **bad,
-        "late_replies": stats1.late_replies - stats0.late_replies,
-        "rejected_replies": stats1.rejected_replies - stats0.rejected_replies,
-        "malformed": stats1.malformed - stats0.malformed,
-        "member_polls_answered": answered,
-        "member_handler_errors": sum(s["handler_errors"] for s in member_stats),
-        "samples_wall_ms": [round(v, 4) for v in samples["wall_ms"]],
-    }
+def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
+    rows = []
+    for r in results:
+        median = r["all_replies"] and r["all_replies"]["median_ms"] if r["kind"] != "consensus" else None
+        if r["kind"] == "consensus":
+            first, last = r["first_answer"], r["last_answer"]
+            rows.append((f"room.poll {r['transport']}, {r['handler']} handler", r["n"], r["processes"],
+                         _f(r["wall"]["median_ms"]), _f(r["wall"]["p99_ms"]), _f(r["wall"]["mean_ms"]), r["polls"],
+                         f"{r['polls_missing']}/{r['members_missing']}", _f(r["per_member_ms"], 3),
+                         _f(first and first["median_ms"]), _f(last and last["median_ms"]),
+                         _f(r["host_cpu_ms_per_poll"]), _f(r["members_cpu_ms_per_poll"])))  # fmt: skip
+        else:
+            loop, first = r["recv_loop"], r["first_reply"]
+            rows.append(("raw Surveyor0 ipc recv loop", r["n"], r["processes"],
+                         _f(loop["median_ms"], 1), _f(loop["p99_ms"], 1), _f(loop["mean_ms"], 1),
+                         r["polls"], f"{r['polls_missing']}/{r['members_missing']}",
+                         _f(median / r["n"] if median is not None else None, 3),
+                         _f(first and first["median_ms"]), _f(median), "-", "-"))  # fmt: skip
+    table = format_table(("what", "N", "procs", "median ms", "p99 ms", "mean ms", "polls",
+                          "missing", "median/N ms", "1st ans ms", "last ans ms",
+                          "host CPU ms/poll", "members CPU ms/poll"), rows)  # fmt: skip
+    lines = [table, "", "missing = polls with missing members / members missing in total (must be 0/0)",
+             "1st/last ans = median arrival of the first and the last answer (PollResult.latencies);",
+             "  for raw rows: first reply, and the moment all N replies were in (best case if N is known);",
+             "  the raw median/N column is that all-in time / N. CPU = process_time per timed poll.",
+             ""]  # fmt: skip
+    n8 = goals.get("n8_median_ms")
+    if n8:
+        lines.append(f"goal N={GOAL_N} median < {GOAL_MS:g} ms: {n8['value']:.2f} ms -> "
+                     f"{'met' if n8['met'] else 'NOT met'}")  # fmt: skip
+    lin = goals.get("linearity")
+    if lin:
+        lines.append(f"linearity: median(N=64)/median(N=8) = {lin['ratio_64_over_8']:.2f} "
+                     f"(linear = 8, goal <= {lin['target']:g}: "
+                     f"{'met' if lin['met'] else 'NOT met'}); marginal cost "
+                     f"{lin['marginal_ms_per_member_8_to_64']:.3f} ms per member from 8 to 64")  # fmt: skip
+    miss = goals["all_answers"]
+    lines.append(f"all answers in every poll: {'yes' if miss['met'] else 'NO'} "
+                 f"({miss['polls_with_missing_members']} polls with missing members)")  # fmt: skip
+    return "\n".join(lines)
 
 
 # ===================================================================== driver
 def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
     """Every phase of ``args`` (N x transport x handler, then the raw reference)."""
     max_procs = max(len(split_members(n, args.per_process)) for n in args.ns)
-    workers: list[Worker] = []
+    workers: list[Child] = []
     results: list[dict[str, Any]] = []
     try:
-        for i in range(max_procs):
-            workers.append(Worker(i))
+        workers += [Child(f"poll-worker-{i}", i) for i in range(max_procs)]
         for n in args.ns:
             for transport in args.transports:
                 for handler in args.handlers:
                     t = time.perf_counter()
                     print(f"  N={n:<3} {transport} {handler:<5} ...", end="", flush=True, file=sys.stderr)
-                    row = trio.run(
-                        _poll_phase,
-                        workers,
-                        n,
-                        handler,
-                        args.polls,
-                        args.warmup,
-                        args.timeout,
-                        args.per_process,
-                        tmpdir,
-                        transport,
-                    )
+                    row = trio.run(poll_phase, workers, n, handler, args.polls, args.warmup, args.timeout,
+                                   args.per_process, tmpdir, transport)  # fmt: skip
                     results.append(row)
-                    print(
-                        f" median {row['wall']['median_ms']:.2f} ms ({time.perf_counter() - t:.1f} s)",
-                        file=sys.stderr,
-                    )
+                    print(f" median {row['wall']['median_ms']:.2f} ms "
+                          f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
             if args.raw_polls > 0 and n in args.raw_ns:
                 t = time.perf_counter()
-                print(
-                    f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)",
-                    end="",
-                    flush=True,
-                    file=sys.stderr,
-                )
-                row = raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir)
-                results.append(row)
+                print(f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)", end="",
+                      flush=True, file=sys.stderr)  # fmt: skip
+                results.append(raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
                 print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
     finally:
         for worker in workers:
@@ -232,142 +156,99 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.poll",
-        description="Median time to the result of a room poll whose N members answer at once (ipc).",
-    )
-    parser.add_argument(
-        "--n", dest="ns", type=int, action="append", help="member count (repeatable; default 1, 8, 32, 64)"
-    )
-    parser.add_argument("--polls", type=int, default=None, help="timed polls per N (default 50, --quick 20)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed polls first (default 5)")
-    parser.add_argument(
-        "--quick", action="store_true", help="20 polls, async handlers only, raw reference only at N=8"
-    )
-    parser.add_argument(
-        "--handler",
-        dest="handlers",
-        action="append",
-        choices=HANDLERS,
-        help="member handler style (repeatable; default async and sync, --quick async)",
-    )
-    parser.add_argument(
-        "--raw-polls",
-        type=int,
-        default=2,
-        help=f"raw pynng surveys per N, {POLL_TIMEOUT_S:g} s each (default 2; 0 skips)",
-    )
-    parser.add_argument(
-        "--raw-n",
-        dest="raw_ns",
-        type=int,
-        action="append",
-        help="run the raw reference only at this N (repeatable; default every N, --quick 8)",
-    )
-    parser.add_argument(
-        "--transport",
-        dest="transports",
-        action="append",
-        choices=TRANSPORTS,
-        help="room transport (repeatable; default ipc; tcp uses 5 free ports on 127.0.0.1; "
-        "the goals and the raw reference are over ipc)",
-    )
-    parser.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
-    parser.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=RESULTS_DIR / "poll.json",
-        help="where to write the JSON report (default bench/results/poll.json)",
-    )
-    parser.add_argument("--check", action="store_true", help="exit with status 1 if a goal is not met")
-    args = parser.parse_args(argv)
+    p = _cli.parser("poll", "Median time to the result of a room poll whose N members answer at once (ipc).",
+                    "20 polls, async handlers only, raw reference only at N=8")  # fmt: skip
+    p.add_argument("--n", dest="ns", type=int, action="append",
+                   help="member count (repeatable; default 1, 8, 32, 64)")  # fmt: skip
+    p.add_argument("--polls", type=int, default=None, help="timed polls per N (default 50, --quick 20)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed polls first (default 5)")
+    p.add_argument("--handler", dest="handlers", action="append", choices=HANDLERS,
+                   help="member handler style (repeatable; default async and sync, --quick "
+                   "async)")  # fmt: skip
+    p.add_argument("--raw-polls", type=int, default=2,
+                   help=f"raw pynng surveys per N, {POLL_TIMEOUT_S:g} s each (default 2; 0 "
+                   "skips)")  # fmt: skip
+    p.add_argument("--raw-n", dest="raw_ns", type=int, action="append",
+                   help="run the raw reference only at this N (repeatable; default every N, "
+                   "--quick 8)")  # fmt: skip
+    p.add_argument("--transport", dest="transports", action="append", choices=TRANSPORTS,
+                   help="room transport (repeatable; default ipc; tcp uses 5 free ports on 127.0.0.1; "
+                   "the goals and the raw reference are over ipc)")  # fmt: skip
+    p.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
+    p.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
     args.ns = args.ns or list(DEFAULT_NS)
     args.transports = args.transports or ["ipc"]
-    if args.polls is None:
-        args.polls = 20 if args.quick else 50
+    args.polls = args.polls or (20 if args.quick else 50)
     args.handlers = args.handlers or (["async"] if args.quick else list(HANDLERS))
     if args.raw_ns is None:
         args.raw_ns = [GOAL_N] if args.quick else list(args.ns)
-    if any(n < 1 for n in args.ns):
-        parser.error("--n must be at least 1")
-    if args.polls < 1 or args.warmup < 0 or args.raw_polls < 0 or args.per_process < 1:
-        parser.error("--polls and --per-process must be >= 1, --warmup and --raw-polls >= 0")
+    if any(n < 1 for n in args.ns) or args.polls < 1 or args.warmup < 0 or args.raw_polls < 0 or args.per_process < 1:
+        p.error("--n, --polls and --per-process must be >= 1, --warmup and --raw-polls >= 0")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(
-        f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers {args.handlers}, "
-        f"raw reference {args.raw_polls} x {args.timeout:g} s at N={args.raw_ns}",
-        file=sys.stderr,
-    )
-    machine = machine_info()
-    machine["cpu_busy_before"] = cpu_busy_fraction()
-    started = time.perf_counter()
-    tmpdir = tempfile.mkdtemp(prefix="nng-bench-poll-")
-    try:
-        results = measure(args, tmpdir)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    elapsed = time.perf_counter() - started
-    machine["cpu_busy_after"] = cpu_busy_fraction()
-    busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
-    if busy and max(busy) > BUSY_WARNING:
-        print(
-            f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run; "
-            "the poll times are inflated. Rerun on an idle machine.",
-            file=sys.stderr,
-        )
-    goals = compute_goals(results)
-    report = {
-        "benchmark": "poll",
-        "machine": machine,
-        "params": {
-            "ns": args.ns,
-            "polls": args.polls,
-            "warmup": args.warmup,
-            "timeout_s": args.timeout,
-            "handlers": {
-                "async": "async def on_poll(q): return q (runs in the member's trio loop)",
-                "sync": "def on_poll(q): return q (runs in a worker thread)",
-            },
-            "transports": args.transports,
-            "members_per_process": args.per_process,
+    print(f"poll: N={args.ns}, {args.polls} polls (+{args.warmup} warm-up), handlers "
+          f"{args.handlers}, raw reference {args.raw_polls} x {args.timeout:g} s at "
+          f"N={args.raw_ns}", file=sys.stderr)  # fmt: skip
+
+    def run(machine: dict[str, Any]) -> dict[str, Any]:
+        tmpdir = tempfile.mkdtemp(prefix="nng-bench-poll-")
+        try:
+            results = measure(args, tmpdir)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        params = {
+            "ns": args.ns, "polls": args.polls, "warmup": args.warmup, "timeout_s": args.timeout,
+            "handlers": {"async": "async def on_poll(q): return q (runs in the member's trio loop)",
+                         "sync": "def on_poll(q): return q (runs in a worker thread)"},
+            "transports": args.transports, "members_per_process": args.per_process,
             "member_processes": "multiprocessing spawn, started once and reused; a fresh room (new ipc path) "
             "per N and handler; members leave and report before the next phase",
-            "host": "consensus.host in the measuring process, defaults (heartbeat 0.5 s)",
-            "settle_s": SETTLE_S,
+            "host": "consensus.host in the measuring process, defaults (heartbeat 0.5 s)", "settle_s": SETTLE_S,
             "clock": "time.perf_counter around await room.poll(i, timeout); PollResult.elapsed also kept",
-            "raw_reference": {
-                "polls": args.raw_polls,
-                "ns": args.raw_ns,
-                "survey_time_s": args.timeout,
-                "respondents": "pynng.Respondent0, one thread each, echo at once",
-                "surveyor": "pynng.Surveyor0 send, then blocking recv until pynng.Timeout",
-            },
-            "gc": "enabled",
-            "elapsed_s": round(elapsed, 2),
-        },
-        "results": results,
-        "goals": goals,
-    }
-    path = write_json(args.json, report)
-    print()
-    print(
-        f"poll: time to the result of room.poll over ipc, members answering at once, timeout {args.timeout:g} s"
-    )
-    print(f"machine: {describe_machine(machine)}")
-    print()
-    print(render(results, goals))
-    print(f"\nrun took {elapsed:.0f} s; JSON written to {path}")
-    if args.check:
-        unmet = [name for name, goal in goals.items() if isinstance(goal, dict) and goal.get("met") is False]
-        if unmet:
-            print(f"goals not met: {', '.join(unmet)}", file=sys.stderr)
-            return 1
-    return 0
+            "raw_reference": {"polls": args.raw_polls, "ns": args.raw_ns, "survey_time_s": args.timeout,
+                              "respondents": "pynng.Respondent0, one thread each, echo at once",
+                              "surveyor": "pynng.Surveyor0 send, then blocking recv until pynng.Timeout"},
+        }  # fmt: skip
+        return {"params": params, "results": results, "goals": compute_goals(results)}
+
+    title = f"poll: time to the result of room.poll, members answering at once, timeout {args.timeout:g} s"
+    return _cli.run(args, "poll", title, run, lambda report: render(report["results"], report["goals"]))
+
+
+# ===================================================================== the suite's step
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> list[Metric | Skip]:
+    """The suite's ``poll`` step: async handlers over ipc and tcp, as Metric rows."""
+    argv = ["--quick", "--polls", "50"] if quick else ["--polls", "100"]
+    for n in (1, 8) if quick else (1, 8, 32, 64):
+        argv += ["--n", str(n)]
+    for transport in transports:
+        argv += ["--transport", transport]
+    argv += ["--handler", "async"]
+    argv += ["--raw-polls", "0"] if quick else ["--raw-polls", "2", "--raw-n", "8"]
+    args = parse_args(argv)
+    tmpdir = tempfile.mkdtemp(prefix="nngc-bench-poll-")
+    try:
+        rows = measure(args, tmpdir)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    out: list[Metric | Skip] = []
+    for row in rows:
+        if row["kind"] == "consensus":
+            variant = f"room.poll ({row['handler']} handler)"
+            stats, system, transport = row["wall"], TOOLKIT, row["transport"]
+        else:
+            if row["all_replies"] is None:
+                out.append(Skip("poll", "pynng", "Surveyor0", f"N={row['n']}: not every reply arrived"))
+                continue
+            variant = "Surveyor0 sync, all N replies in (its recv loop ends only at survey_time)"
+            stats, system, transport = row["all_replies"], "pynng", "ipc"
+        for name, key in (("gather_median_ms", "median_ms"), ("gather_p99_ms", "p99_ms")):
+            out.append(Metric("poll", system, variant, transport, 0, row["n"], name, stats[key], "ms"))
+    return out
 
 
 if __name__ == "__main__":

@@ -65,8 +65,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._common import RESULTS_DIR, cpu_busy_fraction, describe_machine, machine_info, write_json
-from ._shm_report import MiB, compute_ratios, crossover, render, size_label, summarize_rows
+from . import _cli
+from ._children import Child
+from ._common import size_label
+from ._schema import TOOLKIT, Metric, Skip
+from ._shm_report import MiB, compute_ratios, crossover, render, summarize_rows
 
 KiB = 1024
 SHM_ROOT = Path("/dev/shm")
@@ -150,8 +153,6 @@ class Run:
     """Everything one benchmark run holds: children, private folders, what failed."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from ._shm_peers import PeerChild, receiver_main, sender_main
-
         self.args = args
         self.folder = tempfile.mkdtemp(prefix="nngc-bench-ipc-")  # ipc sockets
         self.segments = tempfile.mkdtemp(prefix="shm-bench-", dir=SHM_ROOT)  # the toolkit's segments
@@ -163,15 +164,16 @@ class Run:
             self.iceoryx2_skipped = "--no-iceoryx2"
         elif importlib.util.find_spec("iceoryx2") is None:
             self.iceoryx2_skipped = "iceoryx2 is not installed (pip install -e '.[bench]')"
-        self._spawn = (PeerChild, sender_main, receiver_main)
         self.pairs: dict[str, Pair] = {}
         self.reaped: list[int] = []
 
     def pair(self, kind: str) -> Pair:
         if kind not in self.pairs:
-            child, sender_main, receiver_main = self._spawn
-            self.pairs[kind] = Pair(kind, child(sender_main, 0, f"{kind}-sender"),
-                                    child(receiver_main, 1, f"{kind}-receiver"))  # fmt: skip
+            from ._shm_peers import receiver, sender
+
+            self.pairs[kind] = Pair(kind, Child(f"{kind}-sender"), Child(f"{kind}-receiver", 1))
+            self.pairs[kind].sender.start(sender)
+            self.pairs[kind].receiver.start(receiver)
         return self.pairs[kind]
 
     def endpoint_spec(self, name: str, size: int) -> dict[str, Any]:
@@ -219,12 +221,9 @@ class Run:
                 f"{got['checksum']:#x}, expected {size} bytes, {expected:#x}"
             )
         start = sent["start_ns"]
-        return {
-            "delivered_ms": (got["delivered_ns"] - start) / 1e6,
-            "read_ms": (got["read_ns"] - start) / 1e6,
-            "send_ms": (sent["returned_ns"] - start) / 1e6,
-            "kind": got["kind"],
-        }
+        return {"delivered_ms": (got["delivered_ns"] - start) / 1e6,
+                "read_ms": (got["read_ns"] - start) / 1e6, "send_ms": (sent["returned_ns"] - start) / 1e6,
+                "kind": got["kind"]}  # fmt: skip
 
     def drop_iceoryx2(self, reason: str, detail: str) -> None:
         self.iceoryx2_skipped = reason
@@ -250,11 +249,8 @@ class Run:
             (SHM_ROOT / name).unlink(missing_ok=True)
         for folder in (self.segments, self.folder, self.iox_root):
             shutil.rmtree(folder, ignore_errors=True)
-        return {
-            "toolkit_segments_left": segments_left + strays,
-            "iceoryx2_files_removed": iox_files,
-            "children_reaped": len(self.reaped),
-        }
+        return {"toolkit_segments_left": segments_left + strays, "iceoryx2_files_removed": iox_files,
+                "children_reaped": len(self.reaped)}  # fmt: skip
 
 
 def _pid(name: str) -> int | None:
@@ -309,40 +305,18 @@ def measure(run: Run, phases: list[Phase]) -> list[dict[str, Any]]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.shm",
-        description="One-way delivery of a large payload between two processes: "
-        "shared memory vs ipc/tcp inline vs zero-copy vs iceoryx2, and the threshold sweep.",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="64 MiB only (zero-copy 1 and 64 MiB), 3 repeats"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="timed deliveries per row (default per phase)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=None, help="untimed rounds per size (default per phase)"
-    )
-    parser.add_argument(
-        "--phase",
-        dest="phases",
-        action="append",
-        choices=[p.name for p in PHASES],
-        help="run only this phase (repeatable; default: large, flat, sweep)",
-    )
-    parser.add_argument("--no-iceoryx2", action="store_true", help="skip the iceoryx2 rows")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=RESULTS_DIR / "shm.json",
-        help="where to write the JSON report (default bench/results/shm.json)",
-    )
-    parser.add_argument("--check", action="store_true", help="exit with status 1 if a ratio goal is not met")
-    args = parser.parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.warmup is not None and args.warmup < 0:
-        parser.error("--warmup must not be negative")
+    p = _cli.parser("shm",
+                    "One-way delivery of a large payload between two processes: shared memory "
+                    "vs ipc/tcp inline vs zero-copy vs iceoryx2, and the threshold sweep.",
+                    "64 MiB only (zero-copy 1 and 64 MiB), 3 repeats")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=None, help="timed deliveries per row (default per phase)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds per size (default per phase)")
+    p.add_argument("--phase", dest="phases", action="append", choices=[ph.name for ph in PHASES],
+                   help="run only this phase (repeatable; default: large, flat, sweep)")  # fmt: skip
+    p.add_argument("--no-iceoryx2", action="store_true", help="skip the iceoryx2 rows")
+    args = p.parse_args(argv)
+    if (args.repeats is not None and args.repeats < 1) or (args.warmup is not None and args.warmup < 0):
+        p.error("--repeats must be at least 1, --warmup not negative")
     return args
 
 
@@ -354,54 +328,80 @@ def main(argv: list[str] | None = None) -> int:
     phases = [PHASE_BY_NAME[name] for name in (args.phases or [p.name for p in PHASES])]
     print(f"shm: one-way delivery of large payloads between two processes{' (quick)' if args.quick else ''}",
           file=sys.stderr)  # fmt: skip
-    machine = machine_info(("numpy", "iceoryx2"))
-    machine["cpu_busy_before"] = cpu_busy_fraction()
-    started = time.perf_counter()
+
+    def run_all(machine: dict[str, Any]) -> dict[str, Any]:
+        run = Run(args)
+        try:
+            rows = measure(run, phases)
+        finally:
+            cleanup = run.close()
+        params = {
+            "quick": args.quick, "repeats": args.repeats, "warmup": args.warmup,
+            "phases": {p.name: {"variants": list(p.variants), "sizes": list(p.quick_sizes if args.quick else p.sizes)}
+                       for p in phases},
+            "default_threshold": _default_threshold(), "sweep_threshold": SWEEP_THRESHOLD, "settle_s": SETTLE_S,
+            "variants": {v.key: {"label": v.label, "description": v.description} for v in VARIANTS},
+            "delivered": "from just before send until the receiver holds body['data'] (memoryview or "
+                         "bytes) or iceoryx2's memoryview; CLOCK_MONOTONIC in both processes",
+            "read": "delivered, then every byte read once (numpy sum of uint64, the verified checksum)",
+        }  # fmt: skip
+        return {"params": params, "results": rows, "ratios": compute_ratios(rows, quick=args.quick),
+                "threshold_sweep": crossover(rows), "iceoryx2_skipped": run.iceoryx2_skipped,
+                "iceoryx2_error": run.iceoryx2_error, "cleanup": cleanup,
+                "failed": bool(cleanup["toolkit_segments_left"])}  # fmt: skip
+
+    def text(r: dict[str, Any]) -> str:
+        return render(r["results"], r["ratios"], r["threshold_sweep"], r["iceoryx2_skipped"], r["cleanup"],
+                      _default_threshold())  # fmt: skip
+
+    title = "shm: one-way delivery of one payload between two processes (median of repeats, ms)"
+    return _cli.run(args, "shm", title, run_all, text, packages=("numpy", "iceoryx2"))
+
+
+# ===================================================================== the suite's step
+LARGE_VARIANTS: dict[str, tuple[str, str, str]] = {  # shm key -> (system, variant, transport)
+    "shm": (TOOLKIT, "Pair, shared memory", "shm"),
+    "tcp_shm": (TOOLKIT, "Pair over tcp, shared memory", "shm"),
+    "ipc_inline": (TOOLKIT, "Pair, inline", "ipc"),
+    "ipc_raw": (TOOLKIT, "Pair send_bytes, bare frame", "ipc"),
+    "tcp_inline": (TOOLKIT, "Pair, inline", "tcp"),
+    "zero_copy": (TOOLKIT, "shared_buffer, zero-copy", "shm"),
+    "iox_loan": ("iceoryx2", "loan, zero-copy, event", "shm"),
+    "iox_loan_poll": ("iceoryx2", "loan, zero-copy, spinning", "shm"),
+    "iox_copy": ("iceoryx2", "loan + copy, event", "shm"),
+}
+
+
+def suite_step(quick: bool) -> list[Metric | Skip]:
+    """The suite's ``large`` step: 64 MiB (full: also 512 MiB and the zero-copy producer), as Metric rows."""
+    if importlib.util.find_spec("numpy") is None:
+        return [Skip("large", TOOLKIT, "shared memory vs inline",
+                     "numpy not installed: pip install -e '.[bench]'")]  # fmt: skip
+    args = parse_args(["--quick"] if quick else [])
+    phases = [PHASE_BY_NAME["large"]] + ([] if quick else [PHASE_BY_NAME["flat"]])
     run = Run(args)
     try:
         rows = measure(run, phases)
     finally:
         cleanup = run.close()
-    machine["cpu_busy_after"] = cpu_busy_fraction()
-    ratios = compute_ratios(rows, quick=args.quick)
-    sweep = crossover(rows)
-    report = {
-        "benchmark": "shm",
-        "machine": machine,
-        "params": {
-            "quick": args.quick,
-            "phases": {p.name: {"variants": list(p.variants),
-                                "sizes": list(p.quick_sizes if args.quick else p.sizes)} for p in phases},
-            "repeats": args.repeats, "warmup": args.warmup,
-            "default_threshold": _default_threshold(), "sweep_threshold": SWEEP_THRESHOLD,
-            "settle_s": SETTLE_S,
-            "variants": {v.key: {"label": v.label, "description": v.description} for v in VARIANTS},
-            "delivered": "from just before send until the receiver holds body['data'] (memoryview or "
-                         "bytes) or iceoryx2's memoryview; CLOCK_MONOTONIC in both processes",
-            "read": "delivered, then every byte read once (numpy sum of uint64, the verified checksum)",
-            "elapsed_s": round(time.perf_counter() - started, 1),
-        },
-        "results": rows,
-        "ratios": ratios,
-        "threshold_sweep": sweep,
-        "iceoryx2_skipped": run.iceoryx2_skipped,
-        "iceoryx2_error": run.iceoryx2_error,
-        "cleanup": cleanup,
-    }  # fmt: skip
-    path = write_json(args.json, report)
-    print()
-    print("shm: one-way delivery of one payload between two processes (median of repeats, ms)")
-    print(f"machine: {describe_machine(machine)}")
-    print()
-    print(render(rows, ratios, sweep, run.iceoryx2_skipped, cleanup, _default_threshold()))
-    print(f"\nJSON written to {path}")
-    unmet = [name for name, entry in ratios.items() if isinstance(entry, dict) and entry.get("met") is False]
+    out: list[Metric | Skip] = []
+    for row in rows:
+        system, variant, transport = LARGE_VARIANTS[row["variant"]]
+        size = row["size_bytes"]
+        out.append(Metric("large", system, variant, transport, size, 1, "delivered_ms", row["delivered_ms"],
+                          "ms"))  # fmt: skip
+        if row["delivered_gb_per_s"] is not None:
+            out.append(Metric("large", system, variant, transport, size, 1, "gb_per_s",
+                              row["delivered_gb_per_s"], "GB/s", higher_is_better=True))  # fmt: skip
+    if run.iceoryx2_skipped:
+        reason = run.iceoryx2_skipped
+        out.append(Skip("large", "iceoryx2", "loan",
+                        reason if "iceoryx2" in reason else f"iceoryx2: {reason}"))  # fmt: skip
     if cleanup["toolkit_segments_left"]:
-        return 1
-    if args.check and unmet:
-        print(f"goals not met: {', '.join(unmet)}", file=sys.stderr)
-        return 1
-    return 0
+        left = len(cleanup["toolkit_segments_left"])
+        out.append(Skip("large", TOOLKIT, "cleanup",
+                        f"{left} shared-memory segments were left behind (removed)"))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

@@ -13,19 +13,18 @@ would show as a steady climb across rows.
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import trio
 
-from ._common import RESULTS_DIR, format_table, machine_info, write_json
+from . import _cli
+from ._children import Conn, children
+from ._common import format_table
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -35,7 +34,8 @@ def rss_mib() -> float:
         return int(statm.read().split()[1]) * PAGE / 2**20
 
 
-def worker_main(address: str, name: str) -> None:
+def worker(conn: Conn, address: str, name: str) -> None:
+    """A worker process's job: a ``consensus.Worker`` until the process is ended."""
     import consensus
 
     async def echo(task: int) -> int:
@@ -64,49 +64,49 @@ async def stream(address: str, tasks: int, every: int) -> list[dict[str, Any]]:
                 done += 1
                 if done % every == 0:
                     stats = outcomes.statistics()
-                    rows.append({"outcomes": done, "held": stats.submitted - stats.yielded, "rss_mib": rss_mib(),
-                                 "seconds": time.perf_counter() - started})  # fmt: skip
+                    rows.append({"outcomes": done, "held": stats.submitted - stats.yielded,
+                                 "rss_mib": rss_mib(), "seconds": time.perf_counter() - started})  # fmt: skip
             if outcomes.statistics().ok != tasks:
                 raise SystemExit(f"expected {tasks} ok outcomes, got {outcomes.statistics()}")
     return rows
 
 
+def render(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    base = rows[0]["rss_mib"]
+    later = [r["rss_mib"] for r in rows[len(rows) // 2 :]]
+    table = format_table(["outcomes", "tasks held", "RSS MiB", "vs start MiB", "seconds"],
+                         [[f"{r['outcomes']:,}", f"{r['held']:,}", f"{r['rss_mib']:.1f}", f"{r['rss_mib'] - base:+.1f}",
+                           f"{r['seconds']:.1f}"] for r in rows])  # fmt: skip
+    return (f"{table}\ngrowth over the second half of the stream: {max(later) - min(later):+.1f} MiB "
+            f"(peak {max(r['rss_mib'] for r in rows):.1f} MiB)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=1_000_000)
-    parser.add_argument("--every", type=int, default=100_000)
-    parser.add_argument("--quick", action="store_true", help="200,000 tasks, a row every 40,000")
-    parser.add_argument("--json", default=str(RESULTS_DIR / "stream_memory.json"))
-    args = parser.parse_args(argv)
+    p = _cli.parser("stream_memory", __doc__.splitlines()[0], "200,000 tasks, a row every 40,000")
+    p.add_argument("--tasks", type=int, default=1_000_000)
+    p.add_argument("--every", type=int, default=100_000)
+    args = p.parse_args(argv)
     if args.quick:
         args.tasks, args.every = 200_000, 40_000
-    folder = tempfile.mkdtemp(prefix="nngc-mem-")
-    address = f"ipc://{folder}/work"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=worker_main, args=(address, f"w{i}"), daemon=True) for i in range(2)]
-    try:
-        for proc in procs:
-            proc.start()
-        rows = trio.run(stream, address, args.tasks, args.every)
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.join()
-        shutil.rmtree(folder, ignore_errors=True)
-    base = rows[0]["rss_mib"]
-    print(f"stream_memory: {args.tasks:,} tasks through Dispatcher + 2 Worker processes over ipc")
-    print(format_table(["outcomes", "tasks held", "RSS MiB", "vs start MiB", "seconds"],
-                       [[f"{r['outcomes']:,}", f"{r['held']:,}", f"{r['rss_mib']:.1f}",
-                         f"{r['rss_mib'] - base:+.1f}", f"{r['seconds']:.1f}"] for r in rows]))  # fmt: skip
-    later = [r["rss_mib"] for r in rows[len(rows) // 2 :]]
-    print(f"growth over the second half of the stream: {max(later) - min(later):+.1f} MiB "
-          f"(peak {max(r['rss_mib'] for r in rows):.1f} MiB)")  # fmt: skip
-    path = write_json(args.json, {"benchmark": "stream_memory", "machine": machine_info(), "tasks": args.tasks,
-                                  "rows": rows})  # fmt: skip
-    print(f"JSON written to {path}")
-    return 0
+
+    def measure(machine: dict[str, Any]) -> dict[str, Any]:
+        folder = tempfile.mkdtemp(prefix="nngc-mem-")
+        address = f"ipc://{folder}/work"
+        try:
+            with children(2, "stream-worker") as workers:
+                for i, child in enumerate(workers):
+                    child.start(worker, address, f"w{i}")
+                rows = trio.run(stream, address, args.tasks, args.every)
+                for child in workers:
+                    child.kill()  # its worker runs until the end: no goodbye needed
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"params": {"tasks": args.tasks, "every": args.every}, "tasks": args.tasks, "rows": rows}
+
+    title = f"stream_memory: {args.tasks:,} tasks through Dispatcher + 2 Worker processes over ipc"
+    return _cli.run(args, "stream_memory", title, measure, render)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

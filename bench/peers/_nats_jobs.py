@@ -1,6 +1,6 @@
 """The child side of the NATS measurements (nats-py under asyncio): responders and JetStream workers.
 
-Each runs in a spawned child (:mod:`bench.peers._child`), answers ``("ready", ...)``
+Each runs in a spawned child (:mod:`bench._children`), answers ``("ready", ...)``
 once its subscriptions are known to the server (a flush), and runs until the parent
 says stop.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import nats
 
-from ._child import until_stop
+from .._children import until_stop
 
 Conn = multiprocessing.connection.Connection
 

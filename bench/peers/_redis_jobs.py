@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from ._child import stop_requested
+from .._children import stop_requested
 
 Conn = multiprocessing.connection.Connection
 BLOCK_MS = 100  # an idle loop looks at its pipe this often

@@ -50,8 +50,7 @@ def nats_server() -> Iterator[str]:
     if found is None:
         raise RuntimeError(nats_missing())
     binary: str = found
-    with scratch("peers-nats-") as tmp:
-
+    with scratch("peers-nats-") as tmp: 
         def argv(port: int) -> list[str]:
             config = tmp / "nats.conf"
             config.write_text(NATS_CONFIG.format(port=port, store=tmp / "js"))
@@ -68,8 +67,7 @@ def redis_server() -> Iterator[int]:
     if found is None:
         raise RuntimeError(redis_missing())
     binary: str = found
-    with scratch("peers-redis-") as tmp:
-
+    with scratch("peers-redis-") as tmp: 
         def argv(port: int) -> list[str]:
             return [
                 binary,
@@ -107,8 +105,7 @@ def versions() -> dict[str, str | None]:
         found[name] = None
         if binary is not None:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                text = subprocess.run(
-                    [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-                ).stdout
+                text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10,
+                                      check=False).stdout  # fmt: skip
                 found[name] = text.strip().splitlines()[0] if text.strip() else None
     return found

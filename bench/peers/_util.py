@@ -16,12 +16,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-from .._children import PipeChild
-from .._common import median, percentile
-from .._schema import Metric, Skip
-from . import _child
+from .._schema import Metric, Skip, median_p99
 
 PAYLOADS = (64, 4096, 1 << 20)  # the toolkit scenarios' sizes (64 MiB is left to the shm bench)
 QUICK_PAYLOADS = (64, 4096)
@@ -32,7 +28,6 @@ WORKERS = 2  # work distribution: worker processes, as bench.distribute
 TASK_SIZE = 64  # bytes per task, as bench.distribute
 GATHER_PAYLOAD = 64
 READY_TIMEOUT_S = 30.0  # a spawned child: interpreter start, imports, connect
-JOB_TIMEOUT_S = 60.0  # a child's job, once told to stop, must report within this
 SERVER_START_S = 15.0
 
 Result = list[Metric | Skip]
@@ -59,14 +54,6 @@ def rtt_counts(size: int, quick: bool, base: int) -> tuple[int, int]:
     return max(10, n // 10), n
 
 
-def size_label(size: int) -> str:
-    if size >= 1 << 20 and size % (1 << 20) == 0:
-        return f"{size >> 20} MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{size >> 10} KiB"
-    return f"{size} B"
-
-
 def make_payload(size: int, tag: int = 0) -> bytes:
     """``size`` bytes, the first 8 of them ``tag`` (so a stale or foreign reply is caught)."""
     head = tag.to_bytes(8, "big")
@@ -76,29 +63,12 @@ def make_payload(size: int, tag: int = 0) -> bytes:
 
 
 # ===================================================================== Metric rows
-def rtt_metrics(
-    system: str, variant: str, transport: str, payload: int, samples_ns: Sequence[int]
-) -> list[Metric | Skip]:
-    us = [s / 1000.0 for s in samples_ns]
-    return [
-        Metric("rtt", system, variant, transport, payload, 1, "rtt_median_us", round(median(us), 2), "us"),
-        Metric(
-            "rtt", system, variant, transport, payload, 1, "rtt_p99_us", round(percentile(us, 99), 2), "us"
-        ),
-    ]
+def rtt_metrics(system: str, variant: str, transport: str, payload: int, samples_ns: Sequence[int]) -> Result:
+    return median_p99("rtt", system, variant, transport, payload, 1, [s / 1e3 for s in samples_ns])
 
 
-def gather_metrics(
-    system: str, variant: str, transport: str, n: int, samples_ns: Sequence[int]
-) -> list[Metric | Skip]:
-    ms = [s / 1e6 for s in samples_ns]
-    size = GATHER_PAYLOAD
-    return [
-        Metric("poll", system, variant, transport, size, n, "gather_median_ms", round(median(ms), 4), "ms"),
-        Metric(
-            "poll", system, variant, transport, size, n, "gather_p99_ms", round(percentile(ms, 99), 4), "ms"
-        ),
-    ]
+def gather_metrics(system: str, variant: str, transport: str, n: int, samples_ns: Sequence[int]) -> Result:
+    return median_p99("poll", system, variant, transport, GATHER_PAYLOAD, n, [s / 1e6 for s in samples_ns], 4)
 
 
 WORK_ROUNDS = 3
@@ -107,18 +77,9 @@ a round of a quick run lasts about half a second, short enough for one hiccup to
 
 
 def rate_metric(system: str, variant: str, transport: str, tasks: int, seconds: float) -> Metric:
-    return Metric(
-        scenario="work",
-        system=system,
-        variant=variant,
-        transport=transport,
-        payload=TASK_SIZE,
-        n=WORKERS,
-        name="tasks_per_s",
-        value=round(tasks / seconds, 1),
-        unit="tasks/s",
-        higher_is_better=True,
-    )
+    return Metric(scenario="work", system=system, variant=variant, transport=transport, payload=TASK_SIZE,
+                  n=WORKERS, name="tasks_per_s", value=round(tasks / seconds, 1), unit="tasks/s",
+                  higher_is_better=True)  # fmt: skip
 
 
 def missing_module(module: str, reason: str, scenario: str, system: str, variant: str) -> Skip | None:
@@ -162,10 +123,11 @@ def wait_port(
     (A bare connect is not enough: another process may hold the port.)
     """
     send, expect = hello
+    name = str(proc.args[0] if isinstance(proc.args, list) else proc.args)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise ServerExited(f"{proc.args[0]} exited with {proc.returncode}: {tail(log)}")
+            raise ServerExited(f"{name} exited with {proc.returncode}: {tail(log)}")
         with contextlib.suppress(OSError):
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
                 if send:
@@ -174,7 +136,7 @@ def wait_port(
             if answer == expect and proc.poll() is None:
                 return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.args[0]} not answering on port {port} within {timeout} s: {tail(log)}")
+            raise RuntimeError(f"{name} not answering on port {port} within {timeout} s: {tail(log)}")
         time.sleep(0.02)
 
 
@@ -204,9 +166,8 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def server(
-    make_argv: Callable[[int], list[str]], log: Path, hello: tuple[bytes, bytes], attempts: int = 3
-) -> Iterator[int]:
+def server(make_argv: Callable[[int], list[str]], log: Path, hello: tuple[bytes, bytes],
+           attempts: int = 3) -> Iterator[int]:  # fmt: skip
     """Start ``make_argv(port)`` on a free port, wait until it answers ``hello``; yield the port; stop it.
 
     A server that exits before listening (the port was taken meanwhile) is retried on
@@ -215,9 +176,8 @@ def server(
     for attempt in range(attempts):
         port = free_port()
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                make_argv(port), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
+            proc = subprocess.Popen(make_argv(port), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
         try:
             try:
                 wait_port(port, SERVER_START_S, proc, log, hello)
@@ -235,33 +195,3 @@ def server(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
-
-
-# ===================================================================== children
-@contextlib.contextmanager
-def children(count: int, name: str) -> Iterator[list[PipeChild]]:
-    """``count`` spawned job runners (:mod:`bench.peers._child`), always reaped."""
-    started: list[PipeChild] = []
-    try:
-        for i in range(count):
-            started.append(PipeChild(_child.main, i, f"{name}-{i}"))
-        yield started
-    finally:
-        for child in started:
-            child.stop()
-
-
-def start_job(child: PipeChild, job: Callable[..., Any], *args: Any) -> None:
-    """Have ``child`` run ``job(conn, *args)``; it answers ("ready", x) and later ("done", y)."""
-    child.send("job", job.__module__, job.__qualname__, args)
-
-
-def ready(child: PipeChild) -> Any:
-    return child.receive("ready", READY_TIMEOUT_S)
-
-
-def finish(child: PipeChild, *, stop: bool) -> Any:
-    """The job's result; ``stop``: tell it to stop first (jobs that watch their pipe)."""
-    if stop:
-        child.send("stop")
-    return child.receive("done", JOB_TIMEOUT_S)

@@ -1,6 +1,6 @@
 """The child side of the pyzmq measurements: echo peers and scatter-gather respondents.
 
-Each function runs in a spawned child (:mod:`bench.peers._child`) and is started by the
+Each function runs in a spawned child (:mod:`bench._children`) and is started by the
 parent with ``start_job``. An empty frame ends an echo or a respondent.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from ._child import LIFETIME_S
+from .._children import LIFETIME_S
 
 Conn = multiprocessing.connection.Connection
 LIFETIME_MS = int(LIFETIME_S * 1000)
@@ -51,20 +51,11 @@ def _echo_sync(conn: Conn, pattern: str, address: str, copy: bool) -> int:
         conn.send(("ready", endpoint))
         if pattern == "pair":
             recv, send = sock.recv, sock.send
-            while True:
-                frame = recv(copy=copy)
-                if not len(frame):
-                    break
-                send(frame, copy=copy)
-                count += 1
         else:
-            recv_m, send_m = sock.recv_multipart, sock.send_multipart
-            while True:
-                parts = recv_m(copy=copy)
-                if not len(parts[-1]):
-                    break
-                send_m(parts, copy=copy)
-                count += 1
+            recv, send = sock.recv_multipart, sock.send_multipart
+        while len(frame := recv(copy=copy)) and (pattern == "pair" or len(frame[-1])):
+            send(frame, copy=copy)
+            count += 1
     finally:
         ctx.destroy(linger=0)
     return count
@@ -76,21 +67,14 @@ async def _echo_async(conn: Conn, pattern: str, address: str, copy: bool) -> int
     try:
         sock, endpoint = _open(ctx, pattern, address)
         conn.send(("ready", endpoint))
+        if pattern == "pair":
+            recv, send = sock.recv, sock.send
+        else:
+            recv, send = sock.recv_multipart, sock.send_multipart
         async with asyncio.timeout(LIFETIME_S):
-            if pattern == "pair":
-                while True:
-                    frame = await sock.recv(copy=copy)
-                    if not len(frame):
-                        break
-                    await sock.send(frame, copy=copy)
-                    count += 1
-            else:
-                while True:
-                    parts = await sock.recv_multipart(copy=copy)
-                    if not len(parts[-1]):
-                        break
-                    await sock.send_multipart(parts, copy=copy)
-                    count += 1
+            while len(frame := await recv(copy=copy)) and (pattern == "pair" or len(frame[-1])):
+                await send(frame, copy=copy)
+                count += 1
     finally:
         ctx.destroy(linger=0)
     return count

@@ -25,20 +25,10 @@ import statistics
 import time
 from typing import Any
 
-from .._children import PipeChild
+from .._children import Child, children
 from .._schema import Metric, Skip
 from ._servers import nats_missing, nats_server
-from ._util import (
-    TASK_SIZE,
-    WORK_ROUNDS,
-    WORKERS,
-    children,
-    finish,
-    make_payload,
-    rate_metric,
-    ready,
-    start_job,
-)
+from ._util import TASK_SIZE, WORK_ROUNDS, WORKERS, make_payload, rate_metric
 
 SYSTEM = "nats"
 STREAM, SUBJECT, DURABLE, RESULTS = "TASKS", "tasks", "workers", "results"
@@ -107,14 +97,14 @@ async def _stream_empty(js: Any) -> int:
         await asyncio.sleep(0.05)
 
 
-async def _run(url: str, pool: list[PipeChild], n: int, storage: str, batch: int) -> float:
+async def _run(url: str, pool: list[Child], n: int, storage: str, batch: int) -> float:
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
     from . import _nats_jobs
 
     nc = await nats.connect(url, allow_reconnect=False)
-    started: list[PipeChild] = []
+    started: list[Child] = []
     try:
         js = nc.jetstream(publish_async_max_pending=PUBLISH_MAX_PENDING)
         await js.add_stream(
@@ -125,25 +115,18 @@ async def _run(url: str, pool: list[PipeChild], n: int, storage: str, batch: int
                 storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
             )
         )
-        await js.add_consumer(
-            STREAM,
-            ConsumerConfig(
-                durable_name=DURABLE,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30,
-                max_ack_pending=MAX_ACK_PENDING,
-                max_waiting=512,
-            ),
-        )
+        await js.add_consumer(STREAM, ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT,
+                                                     ack_wait=30, max_ack_pending=MAX_ACK_PENDING,
+                                                     max_waiting=512))  # fmt: skip
         for child in pool:
-            start_job(child, _nats_jobs.work, url, STREAM, DURABLE, batch, RESULTS)
+            child.start(_nats_jobs.work, url, STREAM, DURABLE, batch, RESULTS)
             started.append(child)
         for child in pool:
-            ready(child)
+            child.receive("ready")
         await _phase(nc, js, 0, WARMUP)
         elapsed = await _phase(nc, js, 10**9, n)
         left = await _stream_empty(js)
-        done = sum(finish(child, stop=True) for child in pool)
+        done = sum(child.finish(stop=True) for child in pool)
         started.clear()
         if left or done != WARMUP + n:
             raise RuntimeError(

@@ -19,22 +19,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .._children import PipeChild
+from .._children import Child, children
 from .._schema import Metric, Skip
 from ._servers import nats_missing, nats_server
 from ._util import (
     GATHER_PAYLOAD,
     PER_PROCESS,
-    children,
-    finish,
     gather_metrics,
     gather_ns,
     make_payload,
     payloads,
-    ready,
     rtt_counts,
     rtt_metrics,
-    start_job,
 )
 
 SYSTEM = "nats"
@@ -79,10 +75,10 @@ def measure_rtt(quick: bool, sizes: Sequence[int] | None = None) -> list[Metric 
 
     sizes = payloads(quick, sizes)
     with nats_server() as url, children(1, "nats-echo") as (child,):
-        start_job(child, _nats_jobs.respond, url, "echo", 1)
-        ready(child)
+        child.start(_nats_jobs.respond, url, "echo", 1)
+        child.receive("ready")
         samples = asyncio.run(_rtt(url, "echo", sizes, quick))
-        finish(child, stop=True)
+        child.finish(stop=True)
     out: list[Metric | Skip] = []
     for size in sizes:
         out += rtt_metrics(SYSTEM, RTT_VARIANT, "tcp", size, samples[size])
@@ -128,24 +124,24 @@ async def _gather(url: str, subject: str, n: int, rounds: int) -> list[int]:
         await nc.close()
 
 
-def _one_n(pool: list[PipeChild], url: str, n: int, rounds: int) -> list[int]:
+def _one_n(pool: list[Child], url: str, n: int, rounds: int) -> list[int]:
     from . import _nats_jobs
 
     subject = f"gather.{n}"
     busy = pool[: -(-n // PER_PROCESS)]
-    started: list[PipeChild] = []
+    started: list[Child] = []
     try:
         for k, child in enumerate(busy):
-            start_job(child, _nats_jobs.respond, url, subject, min(PER_PROCESS, n - k * PER_PROCESS))
+            child.start(_nats_jobs.respond, url, subject, min(PER_PROCESS, n - k * PER_PROCESS))
             started.append(child)
         for child in busy:
-            ready(child)
+            child.receive("ready")
         samples = asyncio.run(_gather(url, subject, n, rounds))
     except BaseException:
         for child in started:  # their jobs are out of step with the pipe: end them
             child.kill()
         raise
-    answered = sum(finish(child, stop=True) for child in busy)
+    answered = sum(child.finish(stop=True) for child in busy)
     if answered != n * (WARMUP + rounds):
         raise RuntimeError(f"N={n}: respondents answered {answered} times, expected {n * (WARMUP + rounds)}")
     return samples

@@ -25,21 +25,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .._children import children
 from .._schema import Metric, Skip
 from ._servers import redis_missing, redis_server
 from ._util import (
     TASK_SIZE,
     WORK_ROUNDS,
     WORKERS,
-    children,
-    finish,
     make_payload,
     payloads,
     rate_metric,
-    ready,
     rtt_counts,
     rtt_metrics,
-    start_job,
 )
 
 SYSTEM = "redis"
@@ -141,14 +138,14 @@ def measure_work(quick: bool, n: int | None = None) -> list[Metric | Skip]:
         try:
             r.xgroup_create(TASKS, GROUP, id="0", mkstream=True)
             for i, child in enumerate(pool):
-                start_job(child, _redis_jobs.work, port, TASKS, GROUP, f"w{i}", RESULTS, READ_COUNT)
+                child.start(_redis_jobs.work, port, TASKS, GROUP, f"w{i}", RESULTS, READ_COUNT)
             for child in pool:
-                ready(child)
+                child.receive("ready")
             last = [b"0-0"]
             _phase(r, port, 0, WARMUP, last)
             times = [_phase(r, port, 10**9 * (k + 1), n, last) for k in range(WORK_ROUNDS)]
             left = _pending(r)
-            done = sum(finish(child, stop=True) for child in pool)
+            done = sum(child.finish(stop=True) for child in pool)
             if left or done != WARMUP + n * WORK_ROUNDS:
                 total = WARMUP + n * WORK_ROUNDS
                 raise RuntimeError(f"Redis: workers handled {done} of {total} tasks, {left} unacked")
@@ -191,8 +188,8 @@ def measure_rtt(quick: bool, sizes: Sequence[int] | None = None) -> list[Metric 
         r = _client(port)
         try:
             r.xgroup_create(REQUESTS, SERVERS, id="0", mkstream=True)
-            start_job(child, _redis_jobs.serve, port, REQUESTS, SERVERS, 16)
-            ready(child)
+            child.start(_redis_jobs.serve, port, REQUESTS, SERVERS, 16)
+            child.receive("ready")
             last = [b"0-0"]
             samples: dict[int, list[int]] = {}
             for size in sizes:
@@ -200,7 +197,7 @@ def measure_rtt(quick: bool, sizes: Sequence[int] | None = None) -> list[Metric 
                 warmup, count = rtt_counts(size, quick, BASE_N)
                 _roundtrips(r, "reply:bench", payload, warmup, last)
                 samples[size] = _roundtrips(r, "reply:bench", payload, count, last)
-            finish(child, stop=True)
+            child.finish(stop=True)
         finally:
             r.close()
     for size in sizes:

@@ -17,21 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._children import PipeChild
+from .._children import Child, children
 from .._schema import Metric, Skip
 from ._util import (
     GATHER_PAYLOAD,
     PER_PROCESS,
     READY_TIMEOUT_S,
-    children,
-    finish,
     gather_metrics,
     gather_ns,
     make_payload,
     missing_module,
-    ready,
     scratch,
-    start_job,
 )
 
 SYSTEM = "pyzmq"
@@ -59,13 +55,13 @@ def _gather(router: Any, ids: list[bytes], rounds: int, first: int, samples: lis
             raise RuntimeError(f"round {r}: replies are not one echo from each of the {n} respondents")
 
 
-def _one_n(pool: list[PipeChild], n: int, transport: str, rounds: int, tmp: Path) -> list[int]:
+def _one_n(pool: list[Child], n: int, transport: str, rounds: int, tmp: Path) -> list[int]:
     import zmq
 
     from . import _zmq_jobs
 
     ctx = zmq.Context()
-    busy: list[PipeChild] = []
+    busy: list[Child] = []
     try:
         router = ctx.socket(zmq.ROUTER)
         router.linger = 0
@@ -78,10 +74,10 @@ def _one_n(pool: list[PipeChild], n: int, transport: str, rounds: int, tmp: Path
             address = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
         ids = [f"r{i:03d}".encode() for i in range(n)]
         for k, child in enumerate(pool[: -(-n // PER_PROCESS)]):
-            start_job(child, _zmq_jobs.respond, address, ids[k * PER_PROCESS : (k + 1) * PER_PROCESS])
+            child.start(_zmq_jobs.respond, address, ids[k * PER_PROCESS : (k + 1) * PER_PROCESS])
             busy.append(child)
         for child in busy:
-            ready(child)
+            child.receive("ready")
         router.rcvtimeo = int(READY_TIMEOUT_S * 1000)
         hellos = {router.recv_multipart()[0] for _ in range(n)}
         router.rcvtimeo = IO_TIMEOUT_MS
@@ -93,7 +89,7 @@ def _one_n(pool: list[PipeChild], n: int, transport: str, rounds: int, tmp: Path
         for ident in ids:
             router.send_multipart([ident, b""])  # each respondent's stop frame
         for child in busy:
-            finish(child, stop=False)
+            child.finish(stop=False)
         busy.clear()
         return samples
     finally:
@@ -102,9 +98,8 @@ def _one_n(pool: list[PipeChild], n: int, transport: str, rounds: int, tmp: Path
             child.kill()
 
 
-def measure(
-    quick: bool, ns: Sequence[int] | None = None, transports: Sequence[str] = TRANSPORTS
-) -> list[Metric | Skip]:
+def measure(quick: bool, ns: Sequence[int] | None = None,
+            transports: Sequence[str] = TRANSPORTS) -> list[Metric | Skip]:  # fmt: skip
     """Time to all N replies for each N (default 1, 8, 32, 64; quick 1, 8) over ipc and tcp."""
     skip = missing_module("zmq", NO_ZMQ, "poll", SYSTEM, VARIANT)
     if skip:

@@ -20,20 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._children import PipeChild
+from .._children import Child, children
 from .._schema import Metric, Skip
-from ._util import (
-    children,
-    finish,
-    make_payload,
-    missing_module,
-    payloads,
-    ready,
-    rtt_counts,
-    rtt_metrics,
-    scratch,
-    start_job,
-)
+from ._util import make_payload, missing_module, payloads, rtt_counts, rtt_metrics, scratch
 
 SYSTEM = "pyzmq"
 NO_ZMQ = "pyzmq not installed: pip install pyzmq (in the bench extra)"
@@ -66,9 +55,8 @@ def _roundtrips_sync(sock: Any, payload: bytes, count: int, copy: bool, samples:
     _check(reply if copy else reply.buffer, payload, "pyzmq")
 
 
-async def _roundtrips_async(
-    sock: Any, payload: bytes, count: int, copy: bool, samples: list[int] | None
-) -> None:
+async def _roundtrips_async(sock: Any, payload: bytes, count: int, copy: bool,
+                            samples: list[int] | None) -> None:  # fmt: skip
     send, recv, clock = sock.send, sock.recv, time.perf_counter_ns
     for _ in range(count):
         t0 = clock()
@@ -100,75 +88,49 @@ def _client(ctx: Any, pattern: str, transport: str, tmp: Path, tag: str) -> tupl
     return sock, address
 
 
-def _group_sync(
-    child: PipeChild, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
-) -> dict[int, list[int]]:
+async def _group(child: Child, pattern: str, style: str, transport: str, group: Sequence[int], copy: bool,
+                 quick: bool, tmp: Path) -> dict[int, list[int]]:  # fmt: skip
+    """One echo job: every size of ``group`` (sync style: blocking calls, inside asyncio.run all the same)."""
     import zmq
-
-    from . import _zmq_jobs
-
-    ctx = zmq.Context()
-    samples: dict[int, list[int]] = {}
-    try:
-        sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-sync-{int(copy)}")
-        start_job(child, _zmq_jobs.echo, pattern, "sync", address, copy)
-        endpoint = ready(child)
-        if pattern == "router":
-            sock.connect(endpoint)
-        for size in group:
-            payload = make_payload(size, size)
-            warmup, n = rtt_counts(size, quick, BASE_N)
-            samples[size] = []
-            _roundtrips_sync(sock, payload, warmup, copy, None)
-            _roundtrips_sync(sock, payload, n, copy, samples[size])
-        sock.send(b"")  # the echo's stop frame
-        finish(child, stop=False)
-    finally:
-        ctx.destroy(linger=0)
-    return samples
-
-
-async def _group_async(
-    child: PipeChild, pattern: str, transport: str, group: Sequence[int], copy: bool, quick: bool, tmp: Path
-) -> dict[int, list[int]]:
     import zmq.asyncio
 
     from . import _zmq_jobs
 
-    ctx = zmq.asyncio.Context()
+    ctx = zmq.asyncio.Context() if style == "asyncio" else zmq.Context()
     samples: dict[int, list[int]] = {}
     try:
-        sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-asyncio-{int(copy)}")
-        start_job(child, _zmq_jobs.echo, pattern, "asyncio", address, copy)
-        endpoint = ready(child)  # blocking on the pipe is fine: nothing else runs yet
+        sock, address = _client(ctx, pattern, transport, tmp, f"{pattern}-{style}-{int(copy)}")
+        child.start(_zmq_jobs.echo, pattern, style, address, copy)
+        endpoint = child.receive("ready")  # blocking on the pipe is fine: nothing else runs yet
         if pattern == "router":
             sock.connect(endpoint)
         for size in group:
             payload = make_payload(size, size)
             warmup, n = rtt_counts(size, quick, BASE_N)
             samples[size] = []
-            await _roundtrips_async(sock, payload, warmup, copy, None)
-            await _roundtrips_async(sock, payload, n, copy, samples[size])
-        await sock.send(b"")
-        finish(child, stop=False)
+            for count, into in ((warmup, None), (n, samples[size])):
+                if style == "sync":
+                    _roundtrips_sync(sock, payload, count, copy, into)
+                else:
+                    await _roundtrips_async(sock, payload, count, copy, into)
+        sent = sock.send(b"")  # the echo's stop frame
+        if style == "asyncio":
+            await sent
+        child.finish(stop=False)
     finally:
         ctx.destroy(linger=0)
     return samples
 
 
-def _measure_one(
-    child: PipeChild, pattern: str, style: str, transport: str, sizes: Sequence[int], quick: bool, tmp: Path
-) -> list[Metric | Skip]:
+def _measure_one(child: Child, pattern: str, style: str, transport: str, sizes: Sequence[int], quick: bool,
+                 tmp: Path) -> list[Metric | Skip]:  # fmt: skip
     out: list[Metric | Skip] = []
     for copy in (True, False):  # one echo job per frame style: bytes below 64 KiB, Frames above
         group = [s for s in sizes if (s < COPY_THRESHOLD) == copy]
         if not group:
             continue
         try:
-            if style == "sync":
-                samples = _group_sync(child, pattern, transport, group, copy, quick, tmp)
-            else:
-                samples = asyncio.run(_group_async(child, pattern, transport, group, copy, quick, tmp))
+            samples = asyncio.run(_group(child, pattern, style, transport, group, copy, quick, tmp))
         except BaseException:
             child.kill()  # its echo job waits on a socket that is gone: do not wait for it
             raise
@@ -177,13 +139,9 @@ def _measure_one(
     return out
 
 
-def measure(
-    quick: bool,
-    sizes: Sequence[int] | None = None,
-    patterns: Sequence[str] = PATTERNS,
-    styles: Sequence[str] = STYLES,
-    transports: Sequence[str] = TRANSPORTS,
-) -> list[Metric | Skip]:
+def measure(quick: bool, sizes: Sequence[int] | None = None, patterns: Sequence[str] = PATTERNS,
+            styles: Sequence[str] = STYLES,
+            transports: Sequence[str] = TRANSPORTS) -> list[Metric | Skip]:  # fmt: skip
     """Round trips for each pattern, style, transport and payload size; one echo child, reused."""
     skip = missing_module("zmq", NO_ZMQ, "rtt", SYSTEM, "PAIR, ROUTER-DEALER")
     if skip:

@@ -1,0 +1,260 @@
+"""The phases of ``bench.poll``: a room poll of N members in child processes, and the raw survey.
+
+The member processes are :class:`~bench._children.Child` processes running one job per
+phase: :func:`members` (``consensus.join`` as some members) or :func:`respondents`
+(raw ``pynng.Respondent0`` peers). While a job runs, ``mark`` answers with the
+process's CPU time; ``stop`` ends it with its statistics.
+
+NNG's raw surveyor does not know how many respondents exist, so its receive loop runs
+to the survey's deadline; :func:`raw_phase` also records when all N replies were in:
+the best NNG can do for a caller who knows N.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from typing import Any
+
+import pynng
+import trio
+
+import consensus
+
+from ._children import REAP_TIMEOUT_S, Child, Conn, aserve, serve
+from ._common import median, summarize
+from ._ports import free_port_block
+
+JOIN_TIMEOUT_S = 30.0  # consensus.join(join_timeout=...) in the member processes
+SETTLE_S = 0.3  # after the last join: roster updates and mesh dials die down
+RAW_WARMUP_SURVEY_MS = 300
+MARK = {"mark": lambda: ("mark", time.process_time())}
+
+
+# ===================================================================== member processes (child side)
+async def _answer_async(question: Any) -> Any:
+    return question
+
+
+def _answer_sync(question: Any) -> Any:
+    return question
+
+
+async def _members(conn: Conn, address: str, names: list[str], handler: str) -> dict[str, Any]:
+    on_poll = _answer_async if handler == "async" else _answer_sync
+    joined: list[consensus.Member] = []
+    stop, all_joined = trio.Event(), trio.Event()
+
+    async def one(name: str) -> None:
+        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=JOIN_TIMEOUT_S) as member:
+            joined.append(member)
+            if len(joined) == len(names):
+                all_joined.set()
+            await stop.wait()
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(one, name)
+        await all_joined.wait()
+        conn.send(("ready", len(joined)))
+        await aserve(conn, MARK)
+        stats = [m.statistics() for m in joined]
+        stop.set()  # every member leaves (sends LEAVE) and closes its sockets
+    return {"members": len(joined), "polls_answered": sum(s.polls_answered for s in stats),
+            "handler_errors": sum(s.handler_errors for s in stats),
+            "malformed": sum(s.malformed for s in stats)}  # fmt: skip
+
+
+def members(conn: Conn, address: str, names: list[str], handler: str) -> dict[str, Any]:
+    """Join the room as ``names`` (concurrently), report ready, answer until told to stop."""
+    return trio.run(_members, conn, address, names, handler)
+
+
+def respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:
+    """``count`` raw Respondent0 sockets, each echoing every survey at once from its own thread."""
+    socks: list[Any] = []
+    threads: list[threading.Thread] = []
+    answered = [0] * count
+
+    def echo(i: int, sock: Any) -> None:
+        try:
+            while True:
+                sock.send(sock.recv())
+                answered[i] += 1
+        except pynng.Closed:
+            pass
+
+    try:
+        for i in range(count):
+            socks.append(sock := pynng.Respondent0())
+            sock.dial(address, block=True)
+            threads.append(thread := threading.Thread(target=echo, args=(i, sock), daemon=True))
+            thread.start()
+        conn.send(("ready", count))
+        serve(conn, MARK)
+    finally:
+        for sock in socks:
+            sock.close()
+        for thread in threads:
+            thread.join(REAP_TIMEOUT_S)
+    return {"members": count, "polls_answered": sum(answered), "handler_errors": 0, "malformed": 0}
+
+
+def split_members(n: int, per_process: int) -> list[int]:
+    """How many of ``n`` members each process gets: as even as possible, at most ``per_process``."""
+    procs = max(1, math.ceil(n / per_process))
+    base, extra = divmod(n, procs)
+    return [base + (1 if i < extra else 0) for i in range(procs)]
+
+
+def room_address(transport: str, tmpdir: str, name: str) -> str:
+    """A fresh room address: an ipc path in ``tmpdir``, or tcp on 127.0.0.1 (5 free ports P..P+4)."""
+    return f"ipc://{tmpdir}/{name}" if transport == "ipc" else f"tcp://127.0.0.1:{free_port_block(5)}"
+
+
+# ===================================================================== the consensus phase (here)
+async def poll_phase(workers: list[Child], n: int, handler: str, polls: int, warmup: int, timeout: float,
+                     per_process: int, tmpdir: str, transport: str = "ipc") -> dict[str, Any]:  # fmt: skip
+    """One fresh room with N members of one handler style: warm up, then time ``polls`` polls."""
+    address = room_address(transport, tmpdir, f"room-{handler}-{n}")
+    sizes = split_members(n, per_process)
+    used = workers[: len(sizes)]
+    names = iter(f"m{i:03d}" for i in range(n))
+    samples: dict[str, list[float]] = {"wall_ms": [], "elapsed_ms": [], "first_ms": [], "last_ms": []}
+    bad = {"polls_missing": 0, "members_missing": 0, "errors": 0, "wrong_answers": 0}
+    started: list[Child] = []
+    async with consensus.host(address) as room:
+        try:
+            for worker, size in zip(used, sizes):
+                worker.start(members, address, [next(names) for _ in range(size)], handler)
+                started.append(worker)
+            with trio.fail_after(JOIN_TIMEOUT_S * 2):
+                await room.wait_for_members(n)
+            for worker in used:
+                await worker.areceive("ready")
+            if len(room.members) != n:
+                raise RuntimeError(f"expected {n} members, the room has {len(room.members)}")
+            await trio.sleep(SETTLE_S)
+            for i in range(warmup):
+                await room.poll(-1 - i, timeout=timeout)
+            for worker in used:
+                worker.send("mark")
+            worker_cpu0 = [await w.areceive("mark") for w in used]
+            stats0 = room.statistics()
+            host_cpu0 = time.process_time()
+            clock = time.perf_counter
+            for i in range(polls):
+                t0 = clock()
+                result = await room.poll(i, timeout=timeout)
+                t1 = clock()
+                samples["wall_ms"].append((t1 - t0) * 1e3)
+                samples["elapsed_ms"].append(result.elapsed * 1e3)
+                if result.latencies:
+                    samples["first_ms"].append(min(result.latencies.values()) * 1e3)
+                    samples["last_ms"].append(max(result.latencies.values()) * 1e3)
+                if result.missing or len(result.answers) != n:
+                    bad["polls_missing"] += 1
+                    bad["members_missing"] += max(len(result.missing), n - len(result.answers))
+                bad["errors"] += len(result.errors)
+                bad["wrong_answers"] += sum(1 for answer in result.answers.values() if answer != i)
+            host_cpu = time.process_time() - host_cpu0
+            stats1 = room.statistics()
+            for worker in used:
+                worker.send("mark")
+            worker_cpu = sum([await w.areceive("mark") for w in used]) - sum(worker_cpu0)
+        finally:
+            for worker in started:
+                worker.send("stop")
+            member_stats = [await worker.areceive("done") for worker in started]
+    answered = sum(s["polls_answered"] for s in member_stats)
+    if answered < (warmup + polls) * n:
+        print(f"warning: N={n} {handler}: members answered {answered} of "
+              f"{(warmup + polls) * n} polls", file=sys.stderr)  # fmt: skip
+    optional = {key: summarize(samples[key], unit="ms") if samples[key] else None
+                for key in ("first_ms", "last_ms")}  # fmt: skip
+    return {"kind": "consensus", "handler": handler, "transport": transport, "n": n,
+            "processes": len(sizes), "members_per_process": sizes, "polls": polls,
+            "warmup": warmup, "wall": summarize(samples["wall_ms"], unit="ms"),
+            "elapsed": summarize(samples["elapsed_ms"], unit="ms"),
+            "first_answer": optional["first_ms"], "last_answer": optional["last_ms"],
+            "per_member_ms": round(median(samples["wall_ms"]) / n, 4),
+            "host_cpu_ms_per_poll": round(host_cpu * 1e3 / polls, 3),
+            "members_cpu_ms_per_poll": round(worker_cpu * 1e3 / polls, 3), **bad,
+            "late_replies": stats1.late_replies - stats0.late_replies,
+            "rejected_replies": stats1.rejected_replies - stats0.rejected_replies,
+            "malformed": stats1.malformed - stats0.malformed, "member_polls_answered": answered,
+            "member_handler_errors": sum(s["handler_errors"] for s in member_stats),
+            "samples_wall_ms": [round(v, 4) for v in samples["wall_ms"]]}  # fmt: skip
+
+
+# ===================================================================== the raw reference (here)
+def raw_phase(workers: list[Child], n: int, polls: int, survey_s: float, per_process: int,
+              tmpdir: str) -> dict[str, Any]:  # fmt: skip
+    """Raw Surveyor0 and N Respondent0 peers: how long the recv loop runs, when all N were in."""
+    address = f"ipc://{tmpdir}/raw-{n}"
+    sizes = split_members(n, per_process)
+    used = workers[: len(sizes)]
+    lock, pipes, all_connected = threading.Lock(), [0], threading.Event()
+
+    def connected(_pipe: Any) -> None:
+        with lock:
+            pipes[0] += 1
+            if pipes[0] >= n:
+                all_connected.set()
+
+    loop_ms: list[float] = []
+    all_in_ms: list[float] = []
+    first_ms: list[float] = []
+    replies_per_poll: list[int] = []
+    started: list[Child] = []
+    sock = pynng.Surveyor0(recv_timeout=int((survey_s + 10) * 1000))
+    try:
+        sock.add_post_pipe_connect_cb(connected)
+        sock.listen(address)
+        for worker, size in zip(used, sizes):
+            worker.start(respondents, address, size)
+            started.append(worker)
+        for worker in used:
+            worker.receive("ready")
+        if not all_connected.wait(JOIN_TIMEOUT_S):
+            raise RuntimeError(f"raw reference: only {pipes[0]} of {n} respondents connected")
+
+        def one_survey(payload: bytes) -> tuple[float, list[float]]:
+            arrivals = []
+            t0 = time.perf_counter()
+            sock.send(payload)
+            while True:
+                try:
+                    reply = sock.recv()
+                except pynng.Timeout:
+                    break
+                arrivals.append(time.perf_counter() - t0)
+                if reply != payload:
+                    raise RuntimeError(f"raw reference: reply {reply!r} to survey {payload!r}")
+            return time.perf_counter() - t0, arrivals
+
+        sock.survey_time = RAW_WARMUP_SURVEY_MS  # warm-up: every path used once
+        one_survey(b"warmup")
+        sock.survey_time = int(survey_s * 1000)
+        for i in range(polls):
+            ended, arrivals = one_survey(b"q%d" % i)
+            loop_ms.append(ended * 1e3)
+            replies_per_poll.append(len(arrivals))
+            if len(arrivals) >= n:
+                all_in_ms.append(arrivals[n - 1] * 1e3)
+            if arrivals:
+                first_ms.append(arrivals[0] * 1e3)
+    finally:
+        sock.close()
+        for worker in started:
+            worker.finish()
+    return {
+        "kind": "raw_pynng", "handler": "raw", "n": n, "processes": len(sizes), "members_per_process": sizes,
+        "polls": polls, "survey_time_s": survey_s, "recv_loop": summarize(loop_ms, unit="ms"),
+        "all_replies": summarize(all_in_ms, unit="ms") if all_in_ms else None,
+        "first_reply": summarize(first_ms, unit="ms") if first_ms else None, "replies_per_poll": replies_per_poll,
+        "polls_missing": sum(1 for r in replies_per_poll if r < n),
+        "members_missing": sum(max(0, n - r) for r in replies_per_poll),
+    }  # fmt: skip
