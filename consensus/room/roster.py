@@ -118,7 +118,7 @@ class Roster:
             if now - old.last_seen <= 2 * self.heartbeat:
                 return JoinVerdict(
                     JoinOutcome.REFUSED,
-                    f"the name {name!r} is held by a live member (joined at {old.joined_at:.3f}, "
+                    f"the name {name!r} is held by a live member (joined {now - old.joined_at:.1f} s ago, "
                     f"last heard {now - old.last_seen:.3f} s ago); pick another name",
                 )
         self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs)
