@@ -76,18 +76,18 @@ class IncomingSurvey:
     def answered(self) -> bool:
         return self._ctx is None
 
-    async def reply(self, value: Any, *, kind: str = "reply") -> None:
+    async def reply(self, value: Any, *, kind: str = "reply", inline: bool = False) -> None:
         """Send ``value`` back to the surveyor (at most once).
 
         A value that cannot be encoded raises :class:`EncodeError` and leaves the
         survey unanswered, so the caller can still reply with something else. If the
-        surveyor has gone, NNG drops the reply.
+        surveyor has gone, NNG drops the reply. ``inline=True``: no shared-memory placement.
         """
         resp = self._respondent
         if self._ctx is None:
             raise Closed(f"{self!r} was already answered or declined")
         envelope = Envelope(kind=kind, sender=resp.name, id=resp.next_id(), body=value, re=self.envelope.id)
-        placement = resp._placement(1)
+        placement = None if inline else resp._placement(1)
         data = encode(envelope, max_size=resp.max_message_size, placement=placement)
         ctx, self._ctx = self._ctx, None
         with delivering(placement):

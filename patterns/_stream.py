@@ -131,9 +131,10 @@ class SendingSocket(_FdSocket):
 
     _fanout: ClassVar[bool] = False  # one message reaches every peer (bus)
 
-    def _encode(self, envelope: Envelope) -> tuple[bytes, Placement | None]:
-        """The frame, and where its large buffers went (same-host peers: shared memory)."""
-        placement = self._placement(len(self.peers_state) if self._fanout else 1)
+    def _encode(self, envelope: Envelope, inline: bool = False) -> tuple[bytes, Placement | None]:
+        """The frame, and where its large buffers went (same-host peers: shared memory;
+        ``inline``: nowhere, every buffer travels in the frame)."""
+        placement = None if inline else self._placement(len(self.peers_state) if self._fanout else 1)
         return encode(envelope, max_size=self.max_message_size, placement=placement), placement
 
     async def _send_encoded(self, frame: tuple[bytes, Placement | None]) -> None:
@@ -150,17 +151,20 @@ class SendingSocket(_FdSocket):
         return Envelope(kind=kind, sender=self.name, id=self.next_id(), body=value, re=re, deadline=deadline)
 
     async def send(
-        self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None
-    ) -> None:
+        self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None,
+        inline: bool = False,
+    ) -> None:  # fmt: skip
         """Send any CBOR-encodable ``value`` in an envelope (large buffers through shared
-        memory when the peers are on this host; see :class:`SharedMemory`)."""
-        await self._send_encoded(self._encode(self._envelope(value, kind, re, deadline)))
+        memory when the peers are on this host; see :class:`SharedMemory`). ``inline=True``
+        keeps every buffer in the frame, for peers that take no shared-memory references."""
+        await self._send_encoded(self._encode(self._envelope(value, kind, re, deadline), inline))
 
     def send_nowait(
-        self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None
-    ) -> None:
+        self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None,
+        inline: bool = False,
+    ) -> None:  # fmt: skip
         """Send ``value`` now or raise :class:`WouldBlock`."""
-        self._send_encoded_nowait(self._encode(self._envelope(value, kind, re, deadline)))
+        self._send_encoded_nowait(self._encode(self._envelope(value, kind, re, deadline), inline))
 
     async def send_envelope(self, envelope: Envelope) -> None:
         """Send a complete envelope as given (its ``sender`` and ``id`` are kept)."""

@@ -121,14 +121,14 @@ class Surveyor(RawSocket):
         self._nng_ids = itertools.count(1)
 
     async def survey(
-        self, value: Any, *, timeout: float, kind: str = "survey", linger: float = 0.0
+        self, value: Any, *, timeout: float, kind: str = "survey", linger: float = 0.0, inline: bool = False
     ) -> SurveyReplies:
         """Send ``value`` to every respondent; returns the replies' async iterator.
 
         Respondents are told the deadline ``timeout`` seconds from now (the envelope's
         ``dl``). The iterator ends then, or ``linger`` seconds later: replies that
         arrive during the linger are late, and still yielded so the caller can count
-        them.
+        them. ``inline=True``: no shared-memory placement (every buffer in the frame).
         """
         if not timeout > 0:
             raise ValueError(f"survey timeout must be > 0 seconds, got {timeout!r}")
@@ -139,7 +139,7 @@ class Surveyor(RawSocket):
         envelope = Envelope(
             kind=kind, sender=self.name, id=self.next_id(), body=value, deadline=time.time() + timeout
         )
-        placement = self._placement(len(self.peers_state))
+        placement = None if inline else self._placement(len(self.peers_state))
         data = encode(envelope, max_size=self.max_message_size, placement=placement)
         replies = SurveyReplies(self, envelope.id, trio.current_time() + timeout + linger)
         self._routes[envelope.id] = replies  # before the send: a reply may come at once

@@ -251,19 +251,29 @@ async def test_hostile_control_frames_never_close_the_room(
         await evil.wait_for_peers(1)
         hostile = [
             ("join", {"name": "bad\tname", "token": 1, "mesh": address + ".m-x"}),  # not printable
-            ("join", {"name": "x", "token": 1, "mesh": "bogus"}),  # not an address
-            ("join", {"name": "x", "token": 1, "mesh": ends.mesh}),  # the host's own endpoint
             ("join", {"name": "x", "token": -1, "mesh": address + ".m-x"}),
+            ("join", {"name": "x", "token": 3, "mesh": 7}),  # a mesh that is not text
             ("heartbeat", "not a map"),
             ("leave", {"name": 42}),
             ("nonsense", {}),
         ]
-        for kind, body in hostile:
+        undialable = [
+            ("join", {"name": "x", "token": 1, "mesh": "bogus"}),  # not an address
+            ("join", {"name": "x", "token": 2, "mesh": ends.mesh}),  # the host's own endpoint
+        ]
+        for kind, body in hostile + undialable:
             await evil.send(body, kind=kind)
         await evil.send_bytes(b"\xff not cbor")
+        # A join whose mesh nobody can dial is refused (with the reason), not dropped.
+        for expected in ("is not of the form scheme://address", "is this host's mesh endpoint"):
+            refusal = await evil.receive_envelope()
+            while refusal.kind != "refuse":
+                refusal = await evil.receive_envelope()
+            assert expected in refusal.body["reason"], refusal.body
         with trio.fail_after(5):
-            while room.statistics().malformed < len(hostile) + 1:
+            while room.statistics().malformed < len(hostile) + 1 or room.statistics().refused_joins < 2:
                 await trio.sleep(0.01)
+        assert room.statistics().refused_joins == 2 and room.members == ()
         # The room still works: a real member joins and answers.
         await start_agents(peers, address, ["honest"])
         result = await room.poll("still alive?", timeout=10)

@@ -18,24 +18,31 @@ from typing import Any
 
 import trio
 
-from consensus.decide.poll import PollResult, PollRound, Verdict
-from consensus.decide.rules import Majority, Rule
+from consensus.decide.poll import PollResult
+from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
-from consensus.decide.vote import VoteRound
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
+from consensus.room.events import Ignored, Left, MembersChanged, Output, Send, Target
+from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
-from consensus.room.roster import JoinOutcome, Roster
-from consensus.runtime.service import service_nursery
+from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import Distribution
-from patterns import Bus, Closed, Envelope, MalformedMessage, MessageTooLarge, Surveyor, SurveyReplies
+from patterns import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Bus,
+    Closed,
+    MalformedMessage,
+    MessageTooLarge,
+    Surveyor,
+    SurveyReplies,
+    TLSConfig,
+)
 
 __all__ = ["Room", "RoomStatistics", "host"]
 
 log = logging.getLogger("consensus")
-
-_REFUSALS_REMEMBERED = 256  # refused join attempts remembered, so that a repeated join counts once
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,51 +64,36 @@ class RoomStatistics:
     duplicates_dropped: int
 
 
-class _Active:
-    """A round in progress and the event that wakes its driver."""
-
-    def __init__(self, round: PollRound | VoteRound) -> None:
-        self.round = round
-        self.changed = trio.Event()
-
-    def poke(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
-
-
 class Room:
     """A room hosted here. Create it with :func:`host`."""
 
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
-                 late_window: float, max_message_size: int) -> None:  # fmt: skip
+                 late_window: float, max_message_size: int, tls: TLSConfig | None = None) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
         self.late_window = late_window
-        self._roster = Roster(heartbeat=heartbeat, missed_heartbeats=missed_heartbeats)
-        opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size}
+        self._protocol = HostProtocol(name=name, endpoints=self.endpoints, heartbeat=heartbeat,
+                                      missed_heartbeats=missed_heartbeats)  # fmt: skip
+        opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         self._surveyor = Surveyor(listen=self.endpoints.survey, **opts)
         self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, **opts)
         self._control = Bus(listen=self.endpoints.control, **opts)
         self._mesh = Bus(listen=self.endpoints.mesh, **opts)
         self._inbox = Inbox()
-        self._active: set[_Active] = set()
+        self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
-        self._counts = dict.fromkeys(
-            ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
-             "late_replies", "rejected_replies", "malformed"), 0)  # fmt: skip
 
     # ------------------------------------------------------------------ public
     @property
     def members(self) -> tuple[str, ...]:
         """The names of the members present now (sorted)."""
-        return self._roster.names
+        return self._protocol.members
 
     async def wait_for_members(self, count: int) -> tuple[str, ...]:
         """Wait until at least ``count`` members are present; returns their names."""
-        while len(self._roster) < count:
+        while len(self._protocol.roster) < count:
             await self._members_changed.wait()
         return self.members
 
@@ -112,13 +104,13 @@ class Room:
 
     async def wait_for_mesh(self) -> None:
         """Wait until every member present is linked to the host's node of the mesh."""
-        while len(self._mesh.peers) < len(self._roster):
-            with trio.move_on_after(self._roster.heartbeat):
+        while len(self._mesh.peers) < len(self._protocol.roster):
+            with trio.move_on_after(self._protocol.roster.heartbeat):
                 await self._mesh.wait_peers_changed()
 
     async def broadcast(self, value: Any) -> None:
         """Send ``value`` to every member over the mesh (best effort, see :meth:`wait_for_mesh`)."""
-        await self._mesh.send(value, kind=P.SAY)
+        await self._mesh.send(value, kind=P.SAY, inline=self._protocol.inline)
 
     def messages(self) -> AsyncIterator[tuple[str, Any]]:
         """``async for sender, value in room.messages()``: what members broadcast."""
@@ -153,18 +145,9 @@ class Room:
     async def poll(self, question: Any, *, timeout: float, quorum: int | None = None) -> PollResult:
         """Ask every member ``question``; returns when all answered, failed or left, or
         ``quorum`` answers are in, or at the deadline."""
-        start = trio.current_time()
-        round = PollRound(self.members, quorum=quorum)
-        self._counts["polls"] += 1
-        replies = None
-        if not round.complete:
-            replies = await self._surveyor.survey(
-                {"question": question}, kind=P.POLL, timeout=timeout, linger=self.late_window
-            )
-            await self._gather(_Active(round), replies, start, start + timeout, self._on_poll_reply)
-        return round.result(
-            question, elapsed=trio.current_time() - start, poll_id=replies.id if replies else 0
-        )
+        key, frames = self._protocol.open_poll(question, quorum=quorum, now=trio.current_time())
+        replies = await self._ask(key, frames, timeout)
+        return self._protocol.close_poll(key, trio.current_time(), poll_id=replies.id if replies else 0)
 
     async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,
                    quorum: float | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
@@ -173,124 +156,92 @@ class Room:
         The electorate is the members present at the start, each with weight 1 unless
         ``weights`` says otherwise. The decision is broadcast to every member.
         """
-        start = trio.current_time()
-        weights = weights or {}
-        electorate = {member: float(weights.get(member, 1.0)) for member in self.members}
-        options = tuple(options)
         vote_id = secrets.randbits(63)
-        round = VoteRound(
-            vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum
-        )
-        self._counts["votes"] += 1
-        if not round.complete:
-            survey = {"vote": vote_id, "motion": motion, "options": list(options)}
-            replies = await self._surveyor.survey(
-                survey, kind=P.VOTE, timeout=timeout, linger=self.late_window
-            )
-            await self._gather(_Active(round), replies, start, start + timeout, self._on_vote_reply)
-        decision = round.decision(elapsed=trio.current_time() - start)
-        body = {"vote": vote_id, "motion": motion, "decision": decision.to_wire()}
+        key, frames = self._protocol.open_vote(motion, options=options, vote_id=vote_id, rule=rule,
+                                               quorum=quorum, weights=weights, now=trio.current_time())  # fmt: skip
+        await self._ask(key, frames, timeout)
+        decision, frame = self._protocol.close_vote(key, trio.current_time())
         try:
-            await self._control.send(body, kind=P.DECISION)
+            await self._send(frame)
         except MessageTooLarge as exc:  # the caller still gets the decision; members are not told
             log.error("room %r: decision of vote %d not broadcast: %s", self.name, vote_id, exc)
         return decision
 
     def statistics(self) -> RoomStatistics:
+        counts = self._protocol.counts
         socks = (self._surveyor, self._control, self._mesh)
-        malformed = self._counts["malformed"] + sum(s.statistics().malformed for s in socks)
-        return RoomStatistics(members=len(self._roster), messages_dropped=self._inbox.dropped,
+        malformed = counts["malformed"] + sum(s.statistics().malformed for s in socks)
+        return RoomStatistics(members=len(self._protocol.roster), messages_dropped=self._inbox.dropped,
                               duplicates_dropped=self._inbox.duplicates,
-                              **(self._counts | {"malformed": malformed}))  # fmt: skip
+                              **(counts | {"malformed": malformed}))  # fmt: skip
 
     # ------------------------------------------------------------------ rounds
-    def _on_poll_reply(self, round: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
-        assert isinstance(round, PollRound)
-        kind, value = P.parse_reply(envelope)
-        if kind == P.ANSWER:
-            return round.answer(envelope.sender, value, at=at)
-        if kind == P.ERROR:
-            return round.fail(envelope.sender, value, at=at)
-        raise MalformedMessage(f"a {kind!r} reply to a poll from {envelope.sender!r}", reason="body", size=0)
-
-    def _on_vote_reply(self, round: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
-        assert isinstance(round, VoteRound)
-        kind, value = P.parse_reply(envelope)
-        if kind == P.BALLOT:
-            return round.ballot(envelope.sender, value)
-        if kind == P.ERROR:
-            return round.fail(envelope.sender, value)
-        raise MalformedMessage(f"a {kind!r} reply to a vote from {envelope.sender!r}", reason="body", size=0)
-
-    async def _gather(
-        self, active: _Active, replies: SurveyReplies, start: float, deadline: float, on_reply: Any
-    ) -> None:
-        """Feed replies to the round until it completes or ``deadline``; then count late ones."""
+    async def _ask(self, key: int, frames: list[Send], timeout: float) -> SurveyReplies | None:
+        """Send the round's survey (if any) and feed its replies to the protocol until the
+        round completes or ``timeout``; a task goes on reading to count late replies."""
+        if not frames:
+            return None
+        (frame,) = frames
+        try:
+            replies = await self._surveyor.survey(frame.body, kind=frame.kind, timeout=timeout,
+                                                  linger=self.late_window, inline=frame.inline)  # fmt: skip
+        except BaseException:
+            self._protocol.abandon(key)
+            raise
         assert self._nursery is not None
-        round = active.round
-        self._active.add(active)
+        self._nursery.start_soon(self._read_replies, key, replies)  # outlives this call
+        try:
+            with trio.move_on_at(replies.deadline - self.late_window):
+                while not self._protocol.complete(key):
+                    await self._rounds_changed.wait()
+        finally:
+            self._protocol.finish(key)  # from now on a reply is late (also if we were cancelled)
+        return replies
 
-        async def read() -> None:
+    async def _read_replies(self, key: int, replies: SurveyReplies) -> None:
+        try:
             async with replies:
                 async for envelope in replies:
                     try:
-                        verdict = on_reply(round, envelope, trio.current_time() - start)
-                    except MalformedMessage as exc:
-                        self._counts["malformed"] += 1
-                        log.warning("room %r ignored a reply: %s", self.name, exc)
-                        continue
+                        outcome = self._protocol.reply(key, envelope, trio.current_time())
                     except Exception:  # no reply may close the room (logged with its traceback)
-                        self._counts["malformed"] += 1
                         log.exception(
                             "room %r: a reply from %r could not be used", self.name, envelope.sender
                         )
                         continue
-                    if verdict is Verdict.CLOSED:
-                        self._counts["late_replies"] += 1
-                    elif verdict is not Verdict.ACCEPTED:
-                        self._counts["rejected_replies"] += 1
-                    if round.complete:
-                        active.poke()  # wake the waiting poll only when there is news for it
-                    if round.complete and not round.pending:
+                    if outcome.verdict is None:
+                        log.warning("room %r ignored a reply: %s", self.name, outcome.reason)
+                    if outcome.complete:
+                        self._rounds_changed.poke()  # wake the waiting poll only when there is news
+                    if outcome.exhausted:
                         return  # nobody left who could still answer, even late
-
-        self._nursery.start_soon(read)  # outlives this call to count late replies
-        try:
-            with trio.move_on_at(deadline):
-                while not round.complete:
-                    await active.changed.wait()
         finally:
-            round.finish()
-            self._active.discard(active)
+            self._protocol.replies_done(key)
 
     # ------------------------------------------------------------------ membership
-    def _gone(self, names: list[str], counter: str) -> None:
-        if not names:
-            return
-        self._counts[counter] += len(names)
-        log.info("room %r: %s gone (%s)", self.name, ", ".join(names), counter)
-        for active in list(self._active):
-            for name in names:
-                active.round.left(name)
-            active.poke()
-        self._membership_changed()
+    async def _send(self, frame: Send) -> None:
+        assert frame.to is Target.CONTROL
+        await self._control.send(frame.body, kind=frame.kind, inline=frame.inline)
 
-    def _membership_changed(self) -> None:
-        self._members_changed.set()
-        self._members_changed = trio.Event()
-        if self._nursery is not None:
-            self._nursery.start_soon(self._send_roster)
-
-    async def _send_roster(self) -> None:
-        body = {"members": self._roster.meshes(), "version": self._roster.version}
-        try:
-            await self._control.send(body, kind=P.ROSTER)
-        except Closed:
-            pass
-        except MessageTooLarge as exc:
-            log.error(
-                "room %r: the roster of %d members has no wire form: %s", self.name, len(self._roster), exc
-            )
+    async def _act(self, outputs: list[Output]) -> None:
+        """Do what the protocol asks: send its frames, wake the waiters, log."""
+        for output in outputs:
+            if isinstance(output, Send):
+                try:
+                    await self._send(output)
+                except Closed:
+                    continue  # closing: nobody to tell, but the waiters below still wake
+                except MessageTooLarge as exc:
+                    log.error("room %r: a %r of %d members has no wire form: %s",
+                              self.name, output.kind, len(self._protocol.roster), exc)  # fmt: skip
+            elif isinstance(output, Left):
+                log.info("room %r: %s gone (%s)", self.name, ", ".join(output.names), output.why.value)
+                self._rounds_changed.poke()
+            elif isinstance(output, MembersChanged):
+                self._members_changed.set()
+                self._members_changed = trio.Event()
+            elif isinstance(output, Ignored):
+                log.warning("room %r ignored a control message: %s", self.name, output.reason)
 
     async def _control_loop(self) -> None:
         while True:
@@ -301,55 +252,15 @@ class Room:
                 continue
             except Closed:
                 return
+            connected = pipe in self._control.peers_state
             try:
-                await self._on_control(envelope, pipe)
-            except MalformedMessage as exc:
-                self._counts["malformed"] += 1
-                log.warning("room %r ignored a control message: %s", self.name, exc)
-            except Closed:
-                return
+                await self._act(
+                    self._protocol.receive_control(envelope, pipe, trio.current_time(), connected=connected)
+                )
             except Exception:  # no peer input may close the room (logged with its traceback)
                 log.exception(
                     "room %r: handling a %r from %r failed", self.name, envelope.kind, envelope.sender
                 )
-
-    async def _on_control(self, envelope: Envelope, pipe: int) -> None:
-        now = trio.current_time()
-        if envelope.kind in (P.JOIN, P.HEARTBEAT):
-            hello = P.parse_hello(envelope, with_mesh=True)
-            if hello.mesh in (self.endpoints.survey, self.endpoints.control, self.endpoints.mesh):
-                raise MalformedMessage(
-                    f"{hello.name!r} announced a host endpoint as its mesh", reason="body", size=0
-                )
-            if envelope.kind == P.HEARTBEAT and self._roster.heartbeat_from(hello.name, hello.token, now):
-                return
-            verdict = self._roster.join(hello.name, hello.token, hello.mesh, pipe, now)
-            if verdict.outcome is JoinOutcome.REFUSED:
-                attempt = (hello.name, hello.token)  # a member repeats its join until answered:
-                if attempt not in self._refused:  # one attempt counts once, however many times it came
-                    self._refused[attempt] = None
-                    if len(self._refused) > _REFUSALS_REMEMBERED:
-                        del self._refused[next(iter(self._refused))]
-                    self._counts["refused_joins"] += 1
-                if pipe not in self._control.peers_state:
-                    return  # sent over a connection that has closed: the member retries on its new one
-                reply = {"name": hello.name, "token": hello.token, "reason": verdict.reason}
-                await self._control.send(reply, kind=P.REFUSE)
-                return
-            if verdict.outcome is not JoinOutcome.REFRESHED:
-                self._counts["joins"] += 1
-                if verdict.replaced is not None:
-                    self._gone([verdict.replaced.name], "leaves")
-                self._membership_changed()
-            welcome = {"name": hello.name, "token": hello.token, "members": self._roster.meshes(),
-                       "heartbeat": self._roster.heartbeat, "mesh": self.endpoints.mesh}  # fmt: skip
-            await self._control.send(welcome, kind=P.WELCOME)
-        elif envelope.kind == P.LEAVE:
-            hello = P.parse_hello(envelope)
-            if self._roster.leave(hello.name, hello.token):
-                self._gone([hello.name], "leaves")
-        else:
-            raise MalformedMessage(f"unexpected control kind {envelope.kind!r}", reason="body", size=0)
 
     async def _watch_connections(self) -> None:
         known = {peer.id for peer in self._control.peers}
@@ -359,36 +270,41 @@ class Room:
             except Closed:
                 return
             for pipe in known - now_peers:
-                self._gone(self._roster.pipe_closed(pipe), "connection_losses")
+                await self._act(self._protocol.connection_closed(pipe, trio.current_time()))
             known = now_peers
 
     async def _expire(self) -> None:
         while True:
-            next_check = self._roster.next_expiry()
+            next_check = self._protocol.next_expiry()
             # expire() drops members silent for *more than* the expiry: wake strictly after it
             await trio.sleep_until(
-                next_check + 1e-3 if next_check is not None else trio.current_time() + self._roster.heartbeat
+                next_check + 1e-3
+                if next_check is not None
+                else trio.current_time() + self._protocol.roster.heartbeat
             )
-            self._gone(self._roster.expire(trio.current_time()), "expired")
+            await self._act(self._protocol.expire(trio.current_time()))
 
     async def _resend_roster(self) -> None:
         # Bus delivery is best effort: a periodic roster heals a lost update.
         while True:
-            await trio.sleep(self._roster.heartbeat * 2)
-            await self._send_roster()
+            await trio.sleep(self._protocol.roster.heartbeat * 2)
+            await self._act([self._protocol.roster_frame()])
 
 
 @asynccontextmanager
 async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
-               late_window: float = 1.0, max_message_size: int = 16 * 1024 * 1024) -> AsyncIterator[Room]:  # fmt: skip
-    """Host a room at ``address`` (``tcp://H:P`` or ``ipc:///path``); yields the :class:`Room`.
+               late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+               tls: TLSConfig | None = None) -> AsyncIterator[Room]:  # fmt: skip
+    """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
+    :class:`Room`.
 
     ``heartbeat`` is the interval members are told to keep; a member silent for
     ``missed_heartbeats`` intervals is dropped. Replies arriving up to ``late_window``
-    seconds after a poll's deadline are counted as late.
+    seconds after a poll's deadline are counted as late. ``tls`` (a server configuration)
+    goes to every socket of the room.
     """
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                late_window=late_window, max_message_size=max_message_size)  # fmt: skip
+                late_window=late_window, max_message_size=max_message_size, tls=tls)  # fmt: skip
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
         nursery.start_soon(room._control_loop)

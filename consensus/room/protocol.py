@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from consensus.decide.ballot import Ballot
+from consensus.decide.decision import Decision
+from consensus.errors import InvalidDecision
 from consensus.failure import Failure
 from consensus.room.roster import MAX_NAME_LENGTH, check_name
 from patterns import Envelope, MalformedMessage
@@ -33,18 +36,37 @@ __all__ = [
     "VOTE",
     "WELCOME",
     "Hello",
+    "RosterInfo",
+    "Survey",
+    "Welcome",
+    "answer_body",
+    "ballot_body",
+    "decision_body",
+    "dialable",
+    "error_body",
+    "hello_body",
+    "parse_decision",
     "parse_hello",
     "parse_line",
     "parse_members",
+    "parse_refuse",
     "parse_reply",
+    "parse_roster",
+    "parse_survey",
+    "parse_welcome",
+    "poll_body",
+    "refuse_body",
+    "roster_body",
+    "vote_body",
+    "welcome_body",
 ]
 
 # control bus (star around the host)
-JOIN: Final = "join"  # member -> host  {"name", "token", "mesh"}
-WELCOME: Final = "welcome"  # host -> joiner {"name", "token", "members", "heartbeat"}
+JOIN: Final = "join"  # member -> host  {"name", "token", "mesh"[, "refs"]}
+WELCOME: Final = "welcome"  # host -> joiner {"name", "token", "members", "heartbeat", "mesh"[, "refs"]}
 REFUSE: Final = "refuse"  # host -> joiner {"name", "token", "reason"}
-ROSTER: Final = "roster"  # host -> all    {"members", "version"}
-HEARTBEAT: Final = "heartbeat"  # member -> host {"name", "token"}
+ROSTER: Final = "roster"  # host -> all    {"members", "version"[, "refs"]}
+HEARTBEAT: Final = "heartbeat"  # member -> host {"name", "token", "mesh"[, "refs"]}
 LEAVE: Final = "leave"  # member -> host {"name", "token"}
 DECISION: Final = "decision"  # host -> all {"vote", "motion", "decision"}
 # survey (host asks, members reply)
@@ -60,6 +82,8 @@ LINE: Final = "line"  # hotline set-up, addressed to one member: {"to"} asks the
 
 MAX_ADDRESS_LENGTH: Final = 512
 MAX_ERROR_TEXT: Final = 2000
+MIN_HEARTBEAT: Final = 0.01  # a welcome's heartbeat outside this range is ignored
+MAX_HEARTBEAT: Final = 3600.0
 
 
 def _bad(envelope: Envelope, detail: str) -> MalformedMessage:
@@ -89,11 +113,25 @@ def _body(envelope: Envelope) -> Mapping[Any, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """The common part of join, heartbeat and leave: who, and which incarnation."""
+    """The common part of join, heartbeat and leave: who, and which incarnation.
+
+    ``mesh`` is only checked to be text here: whether it is *dialable* is the host's
+    decision (:func:`dialable`), answered with a ``refuse`` rather than dropped."""
 
     name: str
     token: int
     mesh: str = ""
+    refs: bool = True  # False: this member takes no shared-memory references
+
+
+def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = True) -> dict[str, Any]:
+    """The body of a join or heartbeat (with ``mesh``) or of a leave (without)."""
+    body: dict[str, Any] = {"name": name, "token": token}
+    if mesh is not None:
+        body["mesh"] = mesh
+        if not refs:
+            body["refs"] = False
+    return body
 
 
 def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
@@ -104,25 +142,39 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
     except ValueError as exc:
         raise _bad(envelope, str(exc)) from None
     token = _field(envelope, body, "token", int)
-    mesh = _mesh(envelope, _field(envelope, body, "mesh", str, MAX_ADDRESS_LENGTH)) if with_mesh else ""
-    return Hello(name, token, mesh)
+    if not with_mesh:
+        return Hello(name, token)
+    mesh = _field(envelope, body, "mesh", str, MAX_ADDRESS_LENGTH)
+    refs = body.get("refs", True)
+    if type(refs) is not bool:
+        raise _bad(envelope, f"field 'refs' must be a boolean, got {type(refs).__name__}")
+    return Hello(name, token, mesh, refs)
 
 
 _MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ipc", "inproc")
 
 
-def _mesh(envelope: Envelope, address: str, field: str = "mesh") -> str:
-    """A mesh address others will dial: a room scheme, a path or host, a port for tcp."""
+def dialable(address: str) -> str | None:
+    """Why ``address`` is not one members can dial, or None when it is.
+
+    Dialable means: ``scheme://rest`` with a scheme of a room (tcp, tcp4, tcp6, tls+tcp,
+    ipc, inproc), a non-empty printable rest, and for the tcp schemes a port 1..65535
+    after the last colon. Whether something listens there is not checked."""
     scheme, sep, rest = address.partition("://")
+    if not sep or not rest or not address.isprintable():
+        return f"{address[:80]!r} is not of the form scheme://address"
+    if scheme not in _MESH_SCHEMES:
+        return f"{address[:80]!r} has the scheme {scheme!r}; a mesh uses one of {', '.join(_MESH_SCHEMES)}"
     port = rest.rpartition(":")[2]
-    if (
-        not sep
-        or not rest
-        or scheme not in _MESH_SCHEMES
-        or not address.isprintable()
-        or (scheme not in ("ipc", "inproc") and not (port.isdigit() and 0 < int(port) < 65536))
-    ):
-        raise _bad(envelope, f"field {field!r} is not an address members can dial: {address[:80]!r}")
+    if scheme not in ("ipc", "inproc") and not (port.isdigit() and 0 < int(port) < 65536):
+        return f"{address[:80]!r} has no port 1..65535"
+    return None
+
+
+def _mesh(envelope: Envelope, address: str, field: str = "mesh") -> str:
+    why = dialable(address)
+    if why is not None:
+        raise _bad(envelope, f"field {field!r} is not an address members can dial: {why}")
     return address
 
 
@@ -136,6 +188,129 @@ def parse_members(envelope: Envelope, value: Any) -> dict[str, str]:
     ):
         raise _bad(envelope, "'members' must map names to mesh addresses")
     return value
+
+
+# ---------------------------------------------------------------- host -> members (control)
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    name: str
+    token: int
+    members: dict[str, str]
+    heartbeat: float | None  # None: absent or outside MIN_HEARTBEAT..MAX_HEARTBEAT (ignored)
+    refs: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RosterInfo:
+    members: dict[str, str]
+    refs: bool  # False: some member takes no shared-memory references; broadcast inline
+
+
+def welcome_body(name: str, token: int, members: dict[str, str], *, heartbeat: float, mesh: str,
+                 refs: bool) -> dict[str, Any]:  # fmt: skip
+    body = {"name": name, "token": token, "members": members, "heartbeat": heartbeat, "mesh": mesh}
+    return body if refs else body | {"refs": False}
+
+
+def refuse_body(name: str, token: int, reason: str) -> dict[str, Any]:
+    return {"name": name, "token": token, "reason": reason}
+
+
+def roster_body(members: dict[str, str], version: int, *, refs: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"members": members, "version": version}
+    return body if refs else body | {"refs": False}
+
+
+def decision_body(vote_id: int, motion: Any, decision: Decision) -> dict[str, Any]:
+    return {"vote": vote_id, "motion": motion, "decision": decision.to_wire()}
+
+
+def _refs(body: Mapping[Any, Any]) -> bool:
+    return body.get("refs", True) is not False  # only an explicit false turns references off
+
+
+def parse_welcome(envelope: Envelope) -> Welcome:
+    hello = parse_hello(envelope)
+    body = _body(envelope)
+    members = parse_members(envelope, body.get("members"))
+    beat = body.get("heartbeat")
+    heartbeat = None
+    if (
+        isinstance(beat, (int, float))
+        and not isinstance(beat, bool)
+        and MIN_HEARTBEAT <= beat <= MAX_HEARTBEAT
+    ):
+        heartbeat = float(beat)
+    return Welcome(hello.name, hello.token, members, heartbeat, _refs(body))
+
+
+def parse_refuse(envelope: Envelope) -> tuple[Hello, str]:
+    """A refusal: whom it is for, and the reason as text (whatever the host sent)."""
+    hello = parse_hello(envelope)
+    reason = _body(envelope).get("reason")
+    return hello, reason[:MAX_ERROR_TEXT] if isinstance(reason, str) and reason else "refused"
+
+
+def parse_roster(envelope: Envelope) -> RosterInfo:
+    body = _body(envelope)
+    return RosterInfo(parse_members(envelope, body.get("members")), _refs(body))
+
+
+def parse_decision(envelope: Envelope) -> Decision:
+    try:
+        return Decision.from_wire(_body(envelope).get("decision"))
+    except InvalidDecision as exc:
+        raise _bad(envelope, str(exc)) from exc
+
+
+# ---------------------------------------------------------------- surveys and replies
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """A poll (``question``) or a vote (``vote_id``, ``motion``, ``options``) as a member reads it.
+
+    ``complete`` is False when the body lacks what a handler needs (no ``question`` in a
+    poll, no ``options`` in a vote): the member answers ``NotSupported``."""
+
+    kind: str
+    complete: bool
+    question: Any = None
+    vote_id: Any = None
+    motion: Any = None
+    options: Any = None
+
+
+def poll_body(question: Any) -> dict[str, Any]:
+    return {"question": question}
+
+
+def vote_body(vote_id: int, motion: Any, options: tuple[Any, ...]) -> dict[str, Any]:
+    return {"vote": vote_id, "motion": motion, "options": list(options)}
+
+
+def parse_survey(envelope: Envelope) -> Survey:
+    """Never raises: a survey the member cannot use is still answered (with an error)."""
+    body = envelope.body if isinstance(envelope.body, dict) else {}
+    if envelope.kind == POLL:
+        return Survey(POLL, "question" in body, question=body.get("question"))
+    if envelope.kind == VOTE:
+        return Survey(VOTE, "options" in body, vote_id=body.get("vote"), motion=body.get("motion"),
+                      options=body.get("options"))  # fmt: skip
+    return Survey(envelope.kind, False)
+
+
+def answer_body(value: Any) -> dict[str, Any]:
+    return {"answer": value}
+
+
+def ballot_body(value: Any, vote_id: Any) -> dict[str, Any]:
+    """A handler's return value as a ballot for vote ``vote_id``; raises ValueError or
+    TypeError when it makes no ballot (see :meth:`Ballot.coerce`)."""
+    ballot = Ballot.coerce(value)
+    return Ballot(ballot.choice, ballot.confidence, ballot.reason, vote_id).to_wire()
+
+
+def error_body(failure: Failure) -> dict[str, Any]:
+    return failure.to_wire()
 
 
 def parse_reply(envelope: Envelope) -> tuple[str, Any]:

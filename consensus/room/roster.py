@@ -45,6 +45,7 @@ class MemberRecord:
     pipe: int  # the control connection it joined over (NNG pipe id)
     joined_at: float
     last_seen: float
+    refs: bool = True  # False: it takes no shared-memory references (frames to it go inline)
 
 
 def check_name(name: object) -> str:
@@ -94,22 +95,33 @@ class Roster:
         return min(rec.last_seen for rec in self._members.values()) + self.expiry
 
     # -------------------------------------------------------------- events
-    def join(self, name: str, token: int, mesh: str, pipe: int, now: float) -> JoinVerdict:
+    def is_closed(self, pipe: int) -> bool:
+        """Whether the connection ``pipe`` was reported closed (recently)."""
+        return pipe in self._closed_pipes
+
+    @property
+    def refs(self) -> bool:
+        """False while some member present takes no shared-memory references."""
+        return all(rec.refs for rec in self._members.values())
+
+    def join(
+        self, name: str, token: int, mesh: str, pipe: int, now: float, *, refs: bool = True
+    ) -> JoinVerdict:
         check_name(name)
         if pipe in self._closed_pipes:
             return JoinVerdict(JoinOutcome.REFUSED, f"the connection {name!r} joined over has already closed")
         old = self._members.get(name)
         if old is not None:
             if old.token == token:
-                self._members[name] = MemberRecord(name, token, mesh, pipe, old.joined_at, now)
+                self._members[name] = MemberRecord(name, token, mesh, pipe, old.joined_at, now, refs)
                 return JoinVerdict(JoinOutcome.REFRESHED)
             if now - old.last_seen <= 2 * self.heartbeat:
                 return JoinVerdict(
                     JoinOutcome.REFUSED,
-                    f"the name {name!r} is held by a live member (joined at {old.joined_at:.3f}, "
+                    f"the name {name!r} is held by a live member (joined {now - old.joined_at:.1f} s ago, "
                     f"last heard {now - old.last_seen:.3f} s ago); pick another name",
                 )
-        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now)
+        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs)
         self.version += 1
         if old is not None:
             return JoinVerdict(JoinOutcome.REPLACED, replaced=old)
@@ -120,7 +132,9 @@ class Roster:
         rec = self._members.get(name)
         if rec is None or rec.token != token:
             return False
-        self._members[name] = MemberRecord(rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now)
+        self._members[name] = MemberRecord(
+            rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now, rec.refs
+        )
         return True
 
     def leave(self, name: str, token: int) -> bool:

@@ -1,0 +1,296 @@
+"""The host's side of the room protocol as a pure object (no sockets, no clock).
+
+:class:`HostProtocol` takes what arrives on the control bus (an envelope and the NNG
+pipe it came over), the connection losses and the time, and returns frames to send
+and events (:mod:`consensus.room.events`). It owns every check, cache and counter of
+the host: the roster, the refused-join cache, the mesh checks of a join, the poll and
+vote rounds and their replies. The trio driver (:class:`consensus.room.host.Room`)
+only moves frames and wakes waiters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from consensus.decide.decision import Decision
+from consensus.decide.poll import PollResult, PollRound, Verdict
+from consensus.decide.rules import Majority, Rule
+from consensus.decide.vote import VoteRound
+from consensus.endpoints import Endpoints
+from consensus.room import protocol as P
+from consensus.room.events import Ignored, Joined, Left, MembersChanged, Output, Send, Target, Why
+from consensus.room.roster import JoinOutcome, JoinVerdict, Roster
+from patterns import Envelope, MalformedMessage
+
+__all__ = ["COUNTERS", "HostProtocol", "ReplyOutcome"]
+
+REFUSALS_REMEMBERED: Final = 256  # refused join attempts remembered, so a repeated join counts once
+
+COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
+                   "late_replies", "rejected_replies", "malformed")  # fmt: skip
+
+_COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
+                      Why.EXPIRY: "expired"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """What one survey reply did to its round.
+
+    ``verdict`` is None for a malformed reply (``reason`` says why). ``complete``: the
+    round has what it needs (wake its caller). ``exhausted``: nobody who could still
+    answer is left, even late (stop reading)."""
+
+    verdict: Verdict | None
+    complete: bool
+    exhausted: bool
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Round:
+    round: PollRound | VoteRound
+    start: float
+    subject: Any  # the question or the motion
+    vote_id: int = 0
+    closed: bool = False  # its caller has the result
+    reading: bool = True  # replies may still come (the driver reads them, to count late ones)
+
+
+class HostProtocol:
+    """The host of one room: who is in it, and the polls and votes under way."""
+
+    def __init__(
+        self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3
+    ) -> None:
+        self.name = name
+        self.endpoints = endpoints
+        self.roster = Roster(heartbeat=heartbeat, missed_heartbeats=missed_heartbeats)
+        self._own = {"survey": endpoints.survey, "control": endpoints.control, "mesh": endpoints.mesh,
+                     "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
+        self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
+        self._rounds: dict[int, _Round] = {}
+        self._next_key = 0
+        self.counts = dict.fromkeys(COUNTERS, 0)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self.roster.names
+
+    @property
+    def inline(self) -> bool:
+        """True while a member present takes no shared-memory references: send inline."""
+        return not self.roster.refs
+
+    def next_expiry(self) -> float | None:
+        """When the earliest member expires if it stays silent (None: nobody to expire)."""
+        return self.roster.next_expiry()
+
+    def roster_frame(self) -> Send:
+        """The roster as it stands (sent after each change, and periodically by the driver)."""
+        body = P.roster_body(self.roster.meshes(), self.roster.version, refs=self.roster.refs)
+        return Send(P.ROSTER, body, Target.CONTROL, inline=self.inline)
+
+    # ------------------------------------------------------------------ control bus
+    def receive_control(
+        self, envelope: Envelope, pipe: int, now: float, *, connected: bool = True
+    ) -> list[Output]:
+        """A frame from the control bus, over the connection ``pipe``.
+
+        ``connected=False``: the driver no longer sees that connection (it closed, and the
+        news may not have reached :meth:`connection_closed` yet); a refusal is then not sent,
+        since the member retries over its new connection."""
+        try:
+            if envelope.kind in (P.JOIN, P.HEARTBEAT):
+                return self._on_hello(envelope, pipe, now, connected)
+            if envelope.kind == P.LEAVE:
+                hello = P.parse_hello(envelope)
+                if self.roster.leave(hello.name, hello.token):
+                    return self._gone([hello.name], Why.LEAVE)
+                return []
+            raise MalformedMessage(f"unexpected control kind {envelope.kind!r}", reason="body", size=0)
+        except MalformedMessage as exc:
+            self.counts["malformed"] += 1
+            return [Ignored(str(exc))]
+
+    def _on_hello(self, envelope: Envelope, pipe: int, now: float, connected: bool) -> list[Output]:
+        hello = P.parse_hello(envelope, with_mesh=True)
+        if envelope.kind == P.HEARTBEAT and self.roster.heartbeat_from(hello.name, hello.token, now):
+            return []
+        why = self._not_dialable(hello.mesh)
+        if why is not None:
+            verdict = JoinVerdict(JoinOutcome.REFUSED, f"the mesh address {hello.mesh[:80]!r} {why}")
+        else:
+            verdict = self.roster.join(hello.name, hello.token, hello.mesh, pipe, now, refs=hello.refs)
+        if verdict.outcome is JoinOutcome.REFUSED:
+            return self._refuse(hello, pipe, verdict.reason, connected)
+        out: list[Output] = []
+        if verdict.outcome is not JoinOutcome.REFRESHED:
+            self.counts["joins"] += 1
+            if verdict.replaced is not None:
+                out += self._gone([verdict.replaced.name], Why.REPLACED, roster=False)
+            out.append(Joined(hello.name, replaced=verdict.replaced is not None))
+        body = P.welcome_body(hello.name, hello.token, self.roster.meshes(), heartbeat=self.roster.heartbeat,
+                              mesh=self.endpoints.mesh, refs=self.roster.refs)  # fmt: skip
+        out.append(Send(P.WELCOME, body, Target.CONTROL, inline=self.inline))
+        if verdict.outcome is not JoinOutcome.REFRESHED:
+            out += [MembersChanged(self.members), self.roster_frame()]
+        return out
+
+    def _not_dialable(self, mesh: str) -> str | None:
+        why = P.dialable(mesh)
+        if why is not None:
+            return f"is not one members can dial: {why}"
+        for endpoint, address in self._own.items():
+            if mesh == address:
+                return f"is this host's {endpoint} endpoint, not a member's"
+        return None
+
+    def _refuse(self, hello: P.Hello, pipe: int, reason: str, connected: bool) -> list[Output]:
+        attempt = (hello.name, hello.token)  # a member repeats its join until answered:
+        if attempt not in self._refused:  # one attempt counts once, however many times it came
+            self._refused[attempt] = None
+            if len(self._refused) > REFUSALS_REMEMBERED:
+                del self._refused[next(iter(self._refused))]
+            self.counts["refused_joins"] += 1
+        if not connected or self.roster.is_closed(pipe):
+            return []  # sent over a connection that has closed: the member retries on its new one
+        return [
+            Send(P.REFUSE, P.refuse_body(hello.name, hello.token, reason), Target.CONTROL, inline=self.inline)
+        ]
+
+    def connection_closed(self, pipe: int, now: float) -> list[Output]:
+        """The control connection ``pipe`` closed: the members that joined over it are gone."""
+        return self._gone(self.roster.pipe_closed(pipe), Why.CONNECTION_LOSS)
+
+    def expire(self, now: float) -> list[Output]:
+        """Drop the members silent for longer than the expiry."""
+        return self._gone(self.roster.expire(now), Why.EXPIRY)
+
+    def _gone(self, names: list[str], why: Why, *, roster: bool = True) -> list[Output]:
+        if not names:
+            return []
+        self.counts[_COUNTER_OF[why]] += len(names)
+        for active in self._rounds.values():
+            for name in names:
+                active.round.left(name)
+        out: list[Output] = [Left(tuple(names), why)]
+        if roster:
+            out += [MembersChanged(self.members), self.roster_frame()]
+        return out
+
+    # ------------------------------------------------------------------ polls and votes
+    def _open(self, active: _Round, kind: str, body: dict[str, Any]) -> tuple[int, list[Send]]:
+        self._next_key += 1
+        self._rounds[self._next_key] = active
+        if active.round.complete:
+            active.reading = False
+            return self._next_key, []  # nobody to ask
+        return self._next_key, [Send(kind, body, Target.SURVEY, inline=self.inline)]
+
+    def open_poll(self, question: Any, *, quorum: int | None, now: float) -> tuple[int, list[Send]]:
+        """Start a poll of the members present: its key, and the survey to send (none if empty)."""
+        round = PollRound(self.members, quorum=quorum)
+        self.counts["polls"] += 1
+        return self._open(_Round(round, now, question), P.POLL, P.poll_body(question))
+
+    def open_vote(self, motion: Any, *, options: Sequence[Any], vote_id: int, rule: Rule | None,
+                  quorum: float | None, weights: Mapping[str, float] | None,
+                  now: float) -> tuple[int, list[Send]]:  # fmt: skip
+        """Start a vote of the members present (``vote_id``: drawn by the caller)."""
+        weights = weights or {}
+        electorate = {member: float(weights.get(member, 1.0)) for member in self.members}
+        options = tuple(options)
+        round = VoteRound(
+            vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum
+        )
+        self.counts["votes"] += 1
+        return self._open(_Round(round, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
+
+    def complete(self, key: int) -> bool:
+        return self._rounds[key].round.complete
+
+    def reply(self, key: int, envelope: Envelope, now: float) -> ReplyOutcome:
+        """A reply to the survey of round ``key`` (the driver routes by the survey)."""
+        active = self._rounds.get(key)
+        if active is None:  # the round was forgotten: nothing can count it
+            self.counts["late_replies"] += 1
+            return ReplyOutcome(Verdict.CLOSED, True, True)
+        round = active.round
+        try:
+            verdict = self._apply(round, envelope, now - active.start)
+        except MalformedMessage as exc:
+            self.counts["malformed"] += 1
+            return ReplyOutcome(None, round.complete, round.complete and not round.pending, str(exc))
+        if verdict is Verdict.CLOSED:
+            self.counts["late_replies"] += 1
+        elif verdict is not Verdict.ACCEPTED:
+            self.counts["rejected_replies"] += 1
+        return ReplyOutcome(verdict, round.complete, round.complete and not round.pending)
+
+    @staticmethod
+    def _apply(round: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
+        kind, value = P.parse_reply(envelope)
+        if isinstance(round, PollRound):
+            if kind == P.ANSWER:
+                return round.answer(envelope.sender, value, at=at)
+            if kind == P.ERROR:
+                return round.fail(envelope.sender, value, at=at)
+            what = "poll"
+        else:
+            if kind == P.BALLOT:
+                return round.ballot(envelope.sender, value)
+            if kind == P.ERROR:
+                return round.fail(envelope.sender, value)
+            what = "vote"
+        raise MalformedMessage(
+            f"a {kind!r} reply to a {what} from {envelope.sender!r}", reason="body", size=0
+        )
+
+    def finish(self, key: int) -> None:
+        """Stop round ``key`` taking replies: later ones are late."""
+        active = self._rounds.get(key)
+        if active is not None:
+            active.round.finish()
+
+    def close_poll(self, key: int, now: float, *, poll_id: int = 0) -> PollResult:
+        """End the poll ``key`` (later replies are late) and return its result."""
+        active = self._close(key)
+        assert isinstance(active.round, PollRound)
+        return active.round.result(active.subject, elapsed=now - active.start, poll_id=poll_id)
+
+    def close_vote(self, key: int, now: float) -> tuple[Decision, Send]:
+        """End the vote ``key``: its decision, and the frame that tells every member."""
+        active = self._close(key)
+        assert isinstance(active.round, VoteRound)
+        decision = active.round.decision(elapsed=now - active.start)
+        body = P.decision_body(active.vote_id, active.subject, decision)
+        return decision, Send(P.DECISION, body, Target.CONTROL, inline=self.inline)
+
+    def _close(self, key: int) -> _Round:
+        active = self._rounds[key]
+        active.round.finish()
+        active.closed = True
+        if not active.reading:
+            del self._rounds[key]
+        return active
+
+    def replies_done(self, key: int) -> None:
+        """No more replies to round ``key`` will be read (its survey's late window is over)."""
+        active = self._rounds.get(key)
+        if active is not None:
+            active.reading = False
+            if active.closed:
+                del self._rounds[key]
+
+    def abandon(self, key: int) -> None:
+        """Round ``key`` ends without a result (its survey could not be sent)."""
+        self._rounds.pop(key, None)
+
+    @property
+    def rounds(self) -> int:
+        """Rounds still held: open, or closed with their late replies still being read."""
+        return len(self._rounds)

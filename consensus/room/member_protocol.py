@@ -1,0 +1,243 @@
+"""A member's side of the room protocol as a pure object (no sockets, no clock).
+
+:class:`MemberProtocol` takes what arrives from the host (control frames, surveys) and
+the outcomes of the member's handlers, and returns frames to send and events
+(:mod:`consensus.room.events`). It owns the member's checks and counters: whose
+``welcome``/``refuse`` it is, the heartbeat range, the mesh diff (which addresses to dial
+or stop dialing), decision parsing, which handler answers a survey, ballot coercion and
+the error replies. The trio driver (:class:`consensus.room.member.Member`) runs the
+handlers and moves the frames.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Final
+
+from consensus.failure import Failure
+from consensus.room import protocol as P
+from consensus.room.events import (
+    DecisionReceived,
+    Decline,
+    Dial,
+    Handle,
+    HandlerKind,
+    Ignored,
+    MembersChanged,
+    Output,
+    Refused,
+    Send,
+    Target,
+    Undial,
+    Welcomed,
+)
+from consensus.room.roster import check_name
+from patterns import Envelope, MalformedMessage
+
+__all__ = ["COUNTERS", "DEFAULT_HEARTBEAT", "MAX_KEPT_SURVEYS", "MemberProtocol", "MemberState"]
+
+DEFAULT_HEARTBEAT: Final = 0.5  # until a welcome says otherwise
+MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
+COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed")
+
+
+class MemberState(Enum):
+    JOINING = "joining"  # join sent, no welcome or refusal yet
+    JOINED = "joined"
+    REFUSED = "refused"  # refused (before or after joining): the membership is over
+
+
+class MemberProtocol:
+    """One member of a room, as the protocol sees it."""
+
+    def __init__(self, *, name: str, token: int, host_mesh: str, on_poll: bool, on_vote: bool,
+                 refs: bool = True) -> None:  # fmt: skip
+        self.name = check_name(name)
+        self.token = token
+        self.host_mesh = host_mesh  # never dialed or dropped on a peer's say-so
+        self.mesh = ""  # this member's own mesh address, once it listens (set_mesh)
+        self.refs = refs  # False: tell the host this member takes no shared-memory references
+        self._handlers = {P.POLL: HandlerKind.POLL if on_poll else None,
+                          P.VOTE: HandlerKind.VOTE if on_vote else None}  # fmt: skip
+        self.state = MemberState.JOINING
+        self.heartbeat = DEFAULT_HEARTBEAT
+        self.members: dict[str, str] = {}
+        self.room_refs = True  # False: the host says some member takes no references
+        self.refusal = ""
+        self._kept: dict[int, None] = {}  # surveys received before the welcome, oldest first
+        self._surveys: dict[int, P.Survey] = {}  # surveys not answered yet, by the driver's key
+        self._counter: dict[int, str] = {}  # the counter a reply being sent goes to
+        self.counts = dict.fromkeys(COUNTERS, 0)
+
+    # ------------------------------------------------------------------ frames to the host
+    @property
+    def inline(self) -> bool:
+        """True when frames should carry no shared-memory references (see ``refs``)."""
+        return not (self.refs and self.room_refs)
+
+    def set_mesh(self, address: str) -> None:
+        self.mesh = address
+
+    def join_frame(self) -> Send:
+        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs)
+        return Send(P.JOIN, body, Target.CONTROL, inline=self.inline)
+
+    def heartbeat_frame(self) -> Send:
+        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs)
+        return Send(P.HEARTBEAT, body, Target.CONTROL, inline=self.inline)
+
+    def leave_frame(self) -> Send:
+        return Send(P.LEAVE, P.hello_body(self.name, self.token), Target.CONTROL, inline=self.inline)
+
+    # ------------------------------------------------------------------ control bus
+    def receive_control(self, envelope: Envelope, now: float) -> list[Output]:
+        """A frame from the host's control bus. Kinds a member does not know are ignored."""
+        try:
+            if envelope.kind == P.WELCOME:
+                return self._on_welcome(P.parse_welcome(envelope))
+            if envelope.kind == P.REFUSE:
+                hello, reason = P.parse_refuse(envelope)
+                return self._on_refuse(hello, reason)
+            if envelope.kind == P.ROSTER:
+                roster = P.parse_roster(envelope)
+                if self.state is MemberState.JOINED and self.name not in roster.members:
+                    return []  # sent before our join was processed; the next one includes us
+                self.room_refs = roster.refs
+                return self._set_members(roster.members)
+            if envelope.kind == P.DECISION:
+                decision = P.parse_decision(envelope)
+                self.counts["decisions"] += 1
+                return [DecisionReceived(decision)]
+            return []
+        except MalformedMessage as exc:
+            self.counts["malformed"] += 1
+            return [Ignored(str(exc))]
+
+    def _mine(self, name: str, token: int) -> bool:
+        return (name, token) == (self.name, self.token)
+
+    def _on_welcome(self, welcome: P.Welcome) -> list[Output]:
+        if not self._mine(welcome.name, welcome.token) or self.state is MemberState.REFUSED:
+            return []  # addressed to another joiner (the control bus reaches everyone)
+        if welcome.heartbeat is not None:
+            self.heartbeat = welcome.heartbeat
+        self.room_refs = welcome.refs
+        first = self.state is MemberState.JOINING
+        self.state = MemberState.JOINED
+        out = self._set_members(welcome.members)
+        if first:
+            out.append(Welcomed(self.heartbeat))
+            kept, self._kept = list(self._kept), {}
+            for key in kept:
+                out += self._dispatch(key)
+        return out
+
+    def _on_refuse(self, hello: P.Hello, reason: str) -> list[Output]:
+        if not self._mine(hello.name, hello.token) or self.state is MemberState.REFUSED:
+            return []
+        after_welcome = self.state is MemberState.JOINED
+        self.state = MemberState.REFUSED
+        self.refusal = reason
+        out: list[Output] = [Refused(reason, after_welcome)]
+        for key in list(self._kept):
+            self._surveys.pop(key, None)
+            out.append(Decline(key))
+        self._kept.clear()
+        return out
+
+    def _set_members(self, members: dict[str, str]) -> list[Output]:
+        """Adopt the host's roster, and say which mesh addresses to dial or drop.
+
+        Of each pair of members exactly one dials the other (the one whose name sorts
+        later), so every pair shares one connection and nobody hears a message twice.
+        """
+        mine = {self.mesh, self.host_mesh}
+
+        def dialed(roster: dict[str, str]) -> set[str]:
+            return {
+                mesh for name, mesh in roster.items() if name < self.name and P.dialable(mesh) is None
+            } - mine
+
+        wanted, current = dialed(members), dialed(self.members)
+        out: list[Output] = [Undial(mesh) for mesh in sorted(current - wanted)]
+        out += [Dial(mesh) for mesh in sorted(wanted - current)]
+        self.members = dict(members)
+        out.append(MembersChanged(tuple(sorted(self.members))))
+        return out
+
+    # ------------------------------------------------------------------ surveys
+    def receive_survey(self, key: int, envelope: Envelope, now: float) -> list[Output]:
+        """A survey from the host; ``key`` is the driver's name for it until it is answered.
+
+        A survey that comes before the welcome is kept and answered once the welcome
+        arrives: the host may poll a member it has just welcomed, and the survey can
+        overtake the welcome (it travels on another connection)."""
+        self._surveys[key] = P.parse_survey(envelope)
+        if self.state is MemberState.REFUSED:
+            del self._surveys[key]
+            return [Decline(key)]
+        if self.state is MemberState.JOINING:
+            self._kept[key] = None
+            if len(self._kept) > MAX_KEPT_SURVEYS:
+                oldest = next(iter(self._kept))
+                del self._kept[oldest]
+                del self._surveys[oldest]
+                return [Decline(oldest)]
+            return []
+        return self._dispatch(key)
+
+    def _dispatch(self, key: int) -> list[Output]:
+        survey = self._surveys[key]
+        handler = self._handlers.get(survey.kind)
+        if handler is HandlerKind.POLL and survey.complete:
+            return [Handle(key, handler, (survey.question,))]
+        if handler is HandlerKind.VOTE and survey.complete:
+            return [Handle(key, handler, (survey.motion, survey.options))]
+        return [self.reply(key, None)]
+
+    def reply(self, key: int, outcome: tuple[bool, Any] | None) -> Send:
+        """The reply to survey ``key`` given its handler's ``outcome`` (None: no handler).
+
+        ``outcome`` is ``(True, value)`` or ``(False, Failure)``. A vote's value becomes a
+        ballot for that vote; one that makes no ballot is answered with an error."""
+        survey = self._surveys[key]
+        if outcome is None:
+            what = "no handler for it" if survey.kind in (P.POLL, P.VOTE) else "unknown survey kind"
+            outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
+        ok, result = outcome
+        send: Send | None = None
+        if ok and survey.kind == P.POLL:
+            send, self._counter[key] = self._reply(P.ANSWER, P.answer_body(result), key), "polls_answered"
+        elif ok and survey.kind == P.VOTE:
+            try:
+                send = self._reply(P.BALLOT, P.ballot_body(result, survey.vote_id), key)
+                self._counter[key] = "votes_cast"
+            except (ValueError, TypeError) as exc:
+                result = Failure(type(exc).__name__, str(exc))
+        if send is None:
+            failure = (
+                result if isinstance(result, Failure) else Failure("Error", str(result)[: P.MAX_ERROR_TEXT])
+            )
+            send, self._counter[key] = self._reply(P.ERROR, P.error_body(failure), key), "handler_errors"
+        return send
+
+    def _reply(self, kind: str, body: Any, key: int) -> Send:
+        return Send(kind, body, Target.REPLY, key, inline=self.inline)
+
+    def unencodable(self, key: int, exc: Exception) -> Send:
+        """The reply to ``key`` has no wire form (``exc``): say so instead."""
+        self._counter[key] = "handler_errors"
+        failure = Failure(type(exc).__name__, str(exc)[: P.MAX_ERROR_TEXT])
+        return self._reply(P.ERROR, P.error_body(failure), key)
+
+    def sent(self, key: int) -> None:
+        """The reply to ``key`` went out: count it."""
+        self._surveys.pop(key, None)
+        counter = self._counter.pop(key, None)
+        if counter is not None:
+            self.counts[counter] += 1
+
+    def dropped(self, key: int) -> None:
+        """The reply to ``key`` could not go out (the socket closed): forget it."""
+        self._surveys.pop(key, None)
+        self._counter.pop(key, None)
