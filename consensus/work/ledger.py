@@ -46,6 +46,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from consensus.failure import Failure
 from consensus.work.books import LedgerBooks
 from consensus.work.records import (
     IN_FLIGHT,
@@ -58,7 +59,6 @@ from consensus.work.records import (
 )
 from consensus.work.task import (
     Assignment,
-    Failure,
     LedgerStatistics,
     Outcome,
     Receipt,
