@@ -178,6 +178,8 @@ class TaskLedger(LedgerBooks):
         if rec.state is IN_FLIGHT:
             if attempt != rec.attempt:
                 self._late += 1
+            elif worker is not None and rec.worker not in (None, worker):
+                raise self._not_holder("result", task_id, attempt, worker, rec)
             self._unassign(task_id, rec)
         else:  # requeued after its lease or its worker was lost; that attempt finished after all
             self._retry.remove(task_id)
@@ -210,6 +212,8 @@ class TaskLedger(LedgerBooks):
         rec = self._current(task_id, attempt, "failure", now)
         if rec is None:
             return self._ignore(worker)
+        if worker is not None and rec.worker not in (None, worker):
+            raise self._not_holder("failure", task_id, attempt, worker, rec)
         self._unassign(task_id, rec)
         rec.last_error = error
         if worker is not None:
