@@ -280,7 +280,7 @@ def move(c: Conversation, data: st.DataObject) -> None:
     elif kind == "garbage":
         frame = W.Frame(data.draw(st.sampled_from([W.HELLO, W.CLAIM, W.RELEASE, W.DONE, "nonsense"])), {})
         sender = data.draw(st.sampled_from([peer.name, "", "\x00"]))
-        c.to_dispatcher(peer, W.Frame(frame.kind, data.draw(GARBAGE)), sender=sender)  # type: ignore[arg-type]
+        c.to_dispatcher(peer, W.Frame(frame.kind, data.draw(GARBAGE)), sender=sender)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
