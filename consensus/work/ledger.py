@@ -32,7 +32,9 @@ Rules:
   :meth:`wants_more` counts unpopped outcomes, so a stalled consumer stops intake.
 
 Replies that could not come from this ledger (a task id never issued, an attempt never
-dispatched) raise ValueError: the driver treats that as a malformed message.
+dispatched), or not from this worker (a result or failure for the attempt in flight that
+another worker claimed: push delivered it to one worker only), raise ValueError: the
+driver treats that as a malformed message.
 
 A driver that handles whole messages uses the batch forms: :meth:`TaskLedger.next_assignments`,
 :meth:`TaskLedger.claims` and :meth:`TaskLedger.replies` do what one call per item would
@@ -48,23 +50,8 @@ from typing import Any
 
 from consensus.failure import Failure
 from consensus.work.books import LedgerBooks
-from consensus.work.records import (
-    IN_FLIGHT,
-    QUEUED,
-    Counts,
-    TaskRecord,
-    check_int,
-    check_name,
-    check_worker,
-)
-from consensus.work.task import (
-    Assignment,
-    LedgerStatistics,
-    Outcome,
-    Receipt,
-    WorkerShare,
-    success,
-)
+from consensus.work.records import IN_FLIGHT, QUEUED, Counts, TaskRecord, check_int, check_name, check_worker
+from consensus.work.task import Assignment, LedgerStatistics, Outcome, Receipt, WorkerShare, success
 
 __all__ = ["Assignment", "Failure", "LedgerStatistics", "Outcome", "Receipt", "TaskLedger", "WorkerShare"]
 
