@@ -268,3 +268,73 @@ def test_a_task_with_no_wire_form_ends_at_once() -> None:
     assert error.type == "EncodeError"
     (outcome,) = ledger.pop_outcomes()
     assert outcome.error == error and d.in_flight == 0
+
+
+class RefRegistry:
+    """Who the dispatcher knows, written out plainly: a connection belongs to the first name
+    heard on it while it was open (forgotten once it closed); a name is a worker from its
+    hello over an open connection, until its bye or its last connection closes."""
+
+    def __init__(self) -> None:
+        self.owner: dict[int, str] = {}
+        self.closed: set[int] = set()
+        self.capacity: dict[str, int] = {}
+        self.joined = self.lost = self.malformed = 0
+
+    def pipes(self, name: str) -> list[int]:
+        return [pipe for pipe, owner in self.owner.items() if owner == name and pipe not in self.closed]
+
+    def frame(self, name: str, pipe: int, kind: str, cap: int) -> None:
+        if pipe in self.owner and self.owner[pipe] != name:
+            self.malformed += 1
+            return
+        if pipe not in self.owner and pipe not in self.closed:
+            self.owner[pipe] = name
+        if kind == W.HELLO and pipe not in self.closed and self.pipes(name):
+            self.joined += self.capacity.get(name, 0) == 0
+            self.capacity[name] = cap
+        elif kind == W.BYE:
+            self.lose(name)
+
+    def lose(self, name: str) -> None:
+        if self.capacity.get(name, 0):
+            self.lost += 1
+        self.capacity[name] = 0
+
+    def close(self, pipe: int) -> None:
+        self.closed.add(pipe)
+        name = self.owner.pop(pipe, None)
+        if name is not None and not self.pipes(name):
+            self.lose(name)
+
+
+REGISTRY_OP = st.tuples(
+    st.sampled_from([W.HELLO, W.HELLO, W.BYE, "close"]), st.sampled_from(["a", "b"]), st.integers(0, 3), st.integers(1, 5)
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(REGISTRY_OP, max_size=30), st.integers(0, 2))
+def test_the_registry_matches_a_naive_one(
+    ops: list[tuple[str, str, int, int]], task_connections: int
+) -> None:
+    d, ref = DispatcherProtocol(), RefRegistry()
+    d.task_connections(task_connections, 0.0, closed=False)
+    for kind, name, pipe, cap in ops:
+        if kind == "close":
+            if pipe not in ref.closed:
+                ref.close(pipe)
+                d.connections_closed([pipe], 0.0)
+            continue
+        body = {"cap": cap} if kind == W.HELLO else {}
+        d.receive(env(kind, body, name), pipe, 0.0, pipe_closed=pipe in ref.closed)
+        ref.frame(name, pipe, kind, cap)
+        workers = {n: c for n, c in ref.capacity.items() if c}
+        assert d.workers == tuple(sorted(workers))
+        assert d.capacity == (sum(workers.values()) if task_connections else 0)
+        stats = d.statistics()
+        assert (stats.workers_joined, stats.workers_lost, stats.malformed) == (
+            ref.joined,
+            ref.lost,
+            ref.malformed,
+        )

@@ -332,8 +332,8 @@ class DispatcherProtocol:
         if kind == W.HELLO:
             capacity = W.parse_capacity(envelope)
             info = self._workers.get(name)
-            if info is None or not info.pipes:
-                return NOTHING  # its connection has already closed
+            if pipe_closed or info is None or not info.pipes:
+                return NOTHING  # its connection has already closed: it speaks for no connection
             joined = not info.capacity
             info.capacity = capacity
             if joined:
