@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from consensus.failure import Failure
 from consensus.room.roster import check_name
@@ -229,11 +229,11 @@ class DispatcherProtocol:
             return Grant(None, more_room) if more_room else _WAIT
         return Grant(W.tasks_frame(stream.id, ledger.lease, items), more_room)
 
-    def unsendable(self, stream: Stream, item: list[object], exc: MessageError, now: float) -> Failure:
-        """A task with no wire form (or too large) ends at once as an error; returns it."""
+    def unsendable(self, stream: Stream, item: list[Any], exc: MessageError, now: float) -> Failure:
+        """A task (``[task_id, attempt, task]`` of a granted batch) with no wire form, or too
+        large, ends at once as an error (no retry can mend it); returns that error."""
         task_id, attempt = item[0], item[1]
         error = Failure(type(exc).__name__, f"task {task_id} cannot be sent: {exc}"[: W.MAX_ERROR_TEXT])
-        assert type(task_id) is int and type(attempt) is int
         stream.ledger.failure(task_id, attempt, error, worker=None, now=now, final=True)
         return error
 
@@ -346,7 +346,7 @@ class DispatcherProtocol:
 
     @staticmethod
     def _apply(
-        stream: Stream, envelope: Envelope, worker: str, listed: list[object], now: float
+        stream: Stream, envelope: Envelope, worker: str, listed: list[Any], now: float
     ) -> list[Exception]:
         """Apply a claim, release or done list to the stream's ledger; the errors of bad items."""
         ledger = stream.ledger
