@@ -86,6 +86,13 @@ class RefLedger:
             raise ValueError("attempt never dispatched")
         return t
 
+    @staticmethod
+    def _check_holder(t: dict[str, Any], attempt: int, worker: str | None) -> None:
+        """Only the worker that claimed the attempt in flight can reply for it."""
+        claimed = t["state"] == "flight" and attempt == t["attempt"] and None not in (worker, t["worker"])
+        if claimed and worker != t["worker"]:
+            raise ValueError("a reply for an attempt another worker claimed")
+
     def _stale(self, worker: str | None) -> str:
         self.counters["stale"] += 1
         if worker is not None:
@@ -107,6 +114,7 @@ class RefLedger:
         t = self._check(task_id, attempt)
         if t["state"] not in ("queued", "flight"):
             return self._stale(worker)
+        self._check_holder(t, attempt, worker)
         if t["state"] == "queued" or attempt != t["attempt"]:
             self.counters["late_accepted"] += 1
         if t["state"] == "flight":
@@ -120,6 +128,7 @@ class RefLedger:
         t = self._check(task_id, attempt)
         if t["state"] != "flight" or attempt != t["attempt"]:
             return self._stale(worker)
+        self._check_holder(t, attempt, worker)
         self._take_back(t)
         if worker is not None:
             self.worker(worker)["failed"] += 1

@@ -749,3 +749,24 @@ def test_a_success_built_slot_by_slot_is_the_outcome_the_dataclass_builds(
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow) and fast.ok
     with pytest.raises(FrozenInstanceError):
         fast.result = 1  # type: ignore[misc]
+
+
+def test_a_reply_for_an_attempt_another_worker_claimed_is_refused() -> None:
+    """Push hands an attempt to one worker: once it is claimed, no other worker can answer
+    for it (a forged or misattributed reply); a late reply for an earlier attempt can be
+    anyone's, and is accepted as before."""
+    ledger = TaskLedger(lease=LEASE, max_attempts=3, window=2, claim_timeout=CLAIM_TIMEOUT)
+    first, second = ledger.submit("x"), ledger.submit("y")
+    ledger.next_assignments(0.0, 2)
+    assert ledger.claims([[first, 1], [second, 1]], worker="a", now=0.0) == []
+    with pytest.raises(ValueError, match="which worker 'a' claimed"):
+        ledger.result(first, 1, "forged", worker="m", now=0.0)
+    with pytest.raises(ValueError, match="which worker 'a' claimed"):
+        ledger.failure(first, 1, Failure("Boom", ""), worker="m", now=0.0)
+    errors = ledger.replies([[second, 1, True, "forged"]], worker="m", now=0.0)
+    assert len(errors) == 1 and ledger.pending == 2 and ledger.statistics().stale == 0
+    ledger.expire(LEASE + 1)  # both leases run out: attempt 2 goes out, then a late reply from anyone counts
+    ledger.next_assignments(LEASE + 1, 2)
+    assert ledger.result(first, 1, "late", worker="m", now=LEASE + 1) is Receipt.DONE
+    assert ledger.result(second, 2, "unclaimed", worker="m", now=LEASE + 1) is Receipt.DONE
+    assert [(o.task_id, o.result) for o in ledger.pop_outcomes()] == [(first, "late"), (second, "unclaimed")]

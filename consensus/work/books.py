@@ -219,6 +219,15 @@ class LedgerBooks:
             return None
         return rec
 
+    @staticmethod
+    def _not_holder(what: str, task_id: int, attempt: int, worker: str, rec: TaskRecord) -> ValueError:
+        """A reply for the attempt in flight from a worker other than the one that claimed it:
+        push delivered that attempt to one worker only, so it cannot be this one's."""
+        return ValueError(
+            f"{what} from worker {worker!r} for attempt {attempt} of task {task_id}, which worker "
+            f"{rec.worker!r} claimed"
+        )
+
     def _ignore(self, worker: str | None) -> Receipt:
         self._stale += 1
         if worker is not None:

@@ -16,6 +16,10 @@ its claim every ``lease/3`` while it works; an attempt whose lease runs out, or 
 worker's connection drops, goes to another worker; a result from a superseded attempt is counted and dropped unless the task is
 still unfinished, so each task has exactly one outcome.
 
+The state of that conversation (workers, streams, credit, counters) is a sans-IO
+:class:`~consensus.work.dispatcher_protocol.DispatcherProtocol`; this module only does
+the I/O, the tasks and the deadlines around it.
+
 Credit: each worker says in its hello how many tasks it will hold (its capacity). The
 dispatcher keeps at most the sum of the capacities of connected workers in flight, across
 all its distributions, and batches up to ``max_batch`` tasks per message. Push picks the
@@ -26,48 +30,33 @@ worker that is full while another has room: the full one hands the excess back a
 
 from __future__ import annotations
 
-import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Self
 
 import trio
 
 from consensus.endpoints import resolve_work_endpoints
-from consensus.room.roster import check_name
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work import protocol as W
-from consensus.work.distribution import Distribution
-from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, Envelope, MalformedMessage, Pull, Push, TLSConfig
+from consensus.work.dispatcher_protocol import (
+    DeadlinesMoved,
+    DispatcherEvent,
+    DispatcherProtocol,
+    DispatcherStatistics,
+    Rejected,
+    WorkerJoined,
+    WorkerLeft,
+)
+from consensus.work.distribution import DispatcherLink, Distribution
+from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, Pull, Push, TLSConfig
 
 __all__ = ["Dispatcher", "DispatcherStatistics"]
 
 log = logging.getLogger("consensus")
-
-
-@dataclass(frozen=True, slots=True)
-class DispatcherStatistics:
-    """Counters of one dispatcher since it opened (``dispatcher.statistics()``)."""
-
-    workers: Mapping[str, int]  # connected workers and the capacity each announced
-    capacity: int  # tasks the connected workers will hold at once (0 without a task connection)
-    in_flight: int  # attempts out now, over all distributions
-    distributions: int  # running now
-    distributions_started: int
-    workers_joined: int
-    workers_lost: int  # connection dropped, or said bye
-    stale_replies: int  # claim or done messages for a distribution that has ended
-    malformed: int  # messages or reply items rejected (see the log)
-
-
-@dataclass(slots=True)
-class _WorkerInfo:
-    capacity: int = 0
-    pipes: set[int] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -80,8 +69,7 @@ class Dispatcher:
     def __init__(self, address: str | None = None, *, tasks: str | None = None, results: str | None = None,
                  name: str = "dispatcher", max_batch: int = 256,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None) -> None:  # fmt: skip
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= W.MAX_BATCH:
-            raise ValueError(f"max_batch must be an int in 1..{W.MAX_BATCH}, got {max_batch!r}")
+        self.protocol = DispatcherProtocol(max_batch=max_batch, first_stream=secrets.randbits(40))
         self.endpoints = resolve_work_endpoints(address, tasks, results)
         self.name = name
         self.max_batch = max_batch
@@ -90,16 +78,14 @@ class Dispatcher:
         self._pull = Pull(listen=self.endpoints.results, **opts)
         self._pulse = Pulse()
         self._workers_changed = Pulse()
+        self._deadlines_moved = Pulse()
         self._sending = trio.StrictFIFOLock()  # distributions take turns on the push socket
-        self._workers: dict[str, _WorkerInfo] = {}
-        self._pipe_names: dict[int, str] = {}
-        self._streams: dict[int, Distribution] = {}
-        self._stream_ids = itertools.count(secrets.randbits(40))
+        self._link = DispatcherLink(
+            self.protocol, self._pulse, self._deadlines_moved, self._send, self._start
+        )
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
-        self._counts = dict.fromkeys(
-            ("distributions_started", "workers_joined", "workers_lost", "stale_replies", "malformed"), 0
-        )
+        self._distributions: list[Distribution] = []  # to close on exit (those ended are dropped then)
 
     def __repr__(self) -> str:
         return f"<Dispatcher {self.name!r} at {self.endpoints.tasks}: {len(self.workers)} workers>"
@@ -118,7 +104,7 @@ class Dispatcher:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool | None:  # fmt: skip
         assert self._stack is not None and self._nursery is not None
-        for distribution in list(self._streams.values()):
+        for distribution in self._running():
             await distribution.aclose()
         self._nursery.cancel_scope.cancel()
         return await self._stack.__aexit__(exc_type, exc, tb)
@@ -141,28 +127,29 @@ class Dispatcher:
         as the workers' capacity)."""
         if self._nursery is None:
             raise RuntimeError(f"{self!r} is not open: use it as `async with Dispatcher(...) as d:`")
-        stream = next(self._stream_ids)
-        distribution = Distribution(self, tasks, stream=stream, lease=lease, claim_timeout=claim_timeout,
+        distribution = Distribution(self._link, tasks, lease=lease, claim_timeout=claim_timeout,
                                     max_attempts=max_attempts, ordered=ordered, buffer=buffer)  # fmt: skip
-        self._streams[stream] = distribution
-        self._counts["distributions_started"] += 1
+        self._distributions = [*self._running(), distribution]
         return distribution
+
+    def _running(self) -> list[Distribution]:
+        """The distributions not yet ended, in the order they started."""
+        running = {stream.id for stream in self.protocol.streams}
+        return [d for d in self._distributions if d.stream in running]
 
     @property
     def workers(self) -> tuple[str, ...]:
         """Connected workers that announced a capacity, sorted."""
-        return tuple(sorted(name for name, info in self._workers.items() if info.capacity))
+        return self.protocol.workers
 
     @property
     def capacity(self) -> int:
         """Tasks the connected workers will hold at once (0 while no task connection is up)."""
-        if not self._push.peers:
-            return 0
-        return sum(info.capacity for info in self._workers.values())
+        return self.protocol.capacity
 
     async def wait_for_workers(self, count: int = 1) -> tuple[str, ...]:
         """Wait until at least ``count`` workers are connected and ready for tasks."""
-        while len(self.workers) < count or not self._push.peers:
+        while len(self.workers) < count or not self.protocol.ready:
             await self._pulse.wait()
         return self.workers
 
@@ -172,32 +159,40 @@ class Dispatcher:
         return self.workers
 
     def statistics(self) -> DispatcherStatistics:
-        workers = {name: info.capacity for name, info in sorted(self._workers.items()) if info.capacity}
-        malformed = self._counts["malformed"] + self._pull.statistics().malformed
-        return DispatcherStatistics(
-            workers=MappingProxyType(workers), capacity=self.capacity,
-            in_flight=self._in_flight(),
-            distributions=len(self._streams), **(self._counts | {"malformed": malformed}),
-        )  # fmt: skip
+        return self.protocol.statistics(socket_malformed=self._pull.statistics().malformed)
 
-    # ------------------------------------------------------------------ for distributions
-    def _nursery_for(self, distribution: Distribution) -> trio.Nursery:
-        if self._nursery is None or distribution.stream not in self._streams:
-            raise RuntimeError(f"{self!r} is closed: {distribution!r} cannot start")
-        return self._nursery
+    # ------------------------------------------------------------------ for distributions (its link)
+    async def _send(self, frame: W.Frame) -> None:
+        async with self._sending:
+            await self._push.send(frame.body, kind=frame.kind)
 
-    def _stream_ended(self, distribution: Distribution) -> None:
-        self._streams.pop(distribution.stream, None)
-
-    def _worker_count(self) -> int:
-        return sum(1 for info in self._workers.values() if info.capacity)
-
-    def _in_flight(self) -> int:
-        """Attempts out now, over all distributions."""
-        return sum(d._ledger.in_flight for d in self._streams.values())
+    def _start(self, run: Callable[[], Awaitable[None]]) -> None:
+        if self._nursery is None:
+            raise RuntimeError(f"{self!r} is not open")
+        self._nursery.start_soon(run)
 
     # ------------------------------------------------------------------ background
+    def _react(self, events: tuple[DispatcherEvent, ...]) -> None:
+        for event in events:
+            if type(event) is Rejected:
+                if event.stream is None:
+                    log.warning("dispatcher %r ignored a message: %s", self.name, event.error)
+                else:  # one line per message is enough
+                    log.warning("distribution %d ignored %d items from %r: %s",
+                                event.stream, event.count, event.worker, event.error)  # fmt: skip
+            elif type(event) is WorkerJoined:
+                log.info("dispatcher %r: worker %r ready for %d tasks", self.name, event.name, event.capacity)
+                self._workers_changed.poke()
+            elif type(event) is WorkerLeft:
+                log.info("dispatcher %r: worker %r %s", self.name, event.name, event.reason)
+                self._workers_changed.poke()
+            elif type(event) is DeadlinesMoved:
+                self._deadlines_moved.poke()
+            else:
+                self._pulse.poke()
+
     async def _receive_loop(self) -> None:
+        receive, closed = self.protocol.receive, self._pull.peers_state.was_removed
         while True:
             try:
                 envelope, pipe = await self._pull.receive_from()
@@ -206,97 +201,22 @@ class Dispatcher:
                 continue
             except Closed:
                 return
-            try:
-                self._on_message(envelope, pipe)
-            except MalformedMessage as exc:
-                self._counts["malformed"] += 1
-                log.warning("dispatcher %r ignored a message: %s", self.name, exc)
-
-    def _on_message(self, envelope: Envelope, pipe: int) -> None:
-        name = envelope.sender
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise W.bad(envelope, f"the sender must name the worker: {exc}") from None
-        known = self._pipe_names.get(pipe)
-        if known is not None and known != name:
-            raise W.bad(envelope, f"connection {pipe} already belongs to worker {known!r}")
-        if known is None and not self._pull.peers_state.was_removed(pipe):  # live, or about to be noted
-            self._pipe_names[pipe] = name
-            info = self._workers.get(name)
-            if info is None:
-                info = self._workers[name] = _WorkerInfo()
-            info.pipes.add(pipe)
-        kind = envelope.kind
-        if kind in (W.CLAIM, W.RELEASE, W.DONE):
-            stream, listed = W.parse_stream(envelope)
-            distribution = self._streams.get(stream)
-            if distribution is None:
-                self._counts["stale_replies"] += 1
-                return
-            if kind == W.CLAIM and self._pull.peers_state.was_removed(pipe):
-                return  # read after its connection closed: the claimant is gone, the claim is void
-            self._counts["malformed"] += distribution._on_items(envelope, name, listed)
-            self._pulse.poke()
-        elif kind == W.HELLO:
-            capacity = W.parse_capacity(envelope)
-            info = self._workers.get(name)
-            if info is None or not info.pipes:
-                return  # its connection has already closed
-            joined = not info.capacity
-            info.capacity = capacity
-            if joined:
-                self._counts["workers_joined"] += 1
-                log.info("dispatcher %r: worker %r ready for %d tasks", self.name, name, capacity)
-                self._workers_changed.poke()
-            self._pulse.poke()
-        elif kind == W.BYE:
-            self._lose(name, "said bye")
-        else:
-            raise W.bad(envelope, "unknown kind (expected hello, claim, release, done or bye)")
-
-    def _lose(self, name: str, why: str) -> None:
-        """The worker is gone (or leaving): what it holds goes to others at once."""
-        info = self._workers.get(name)
-        if info is None:
-            return
-        if info.capacity:
-            self._counts["workers_lost"] += 1
-            log.info("dispatcher %r: worker %r %s", self.name, name, why)
-            info.capacity = 0
-            self._workers_changed.poke()
-        for distribution in list(self._streams.values()):
-            distribution._worker_gone(name)
-        if not info.pipes:
-            del self._workers[name]
-        self._pulse.poke()
+            self._react(receive(envelope, pipe, trio.current_time(), pipe_closed=closed(pipe)))
 
     async def _watch_connections(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_task_connections)
+            closed = self._pull.peers_state.was_removed
             while True:
                 await self._pull.wait_peers_changed()
-                closed = self._pull.peers_state.was_removed
-                gone = [pipe for pipe in self._pipe_names if closed(pipe)]
-                if gone:
-                    self._connection_lost()
-                for pipe in gone:
-                    name = self._pipe_names.pop(pipe)
-                    info = self._workers[name]
-                    info.pipes.discard(pipe)
-                    if not info.pipes:
-                        self._lose(name, "lost its connection")
+                gone = [pipe for pipe in self.protocol.pipes if closed(pipe)]
+                self._react(self.protocol.connections_closed(gone, trio.current_time()))
 
     async def _watch_task_connections(self) -> None:
         peers = self._push.peers_state
         closed = peers.disconnected_total
         while True:  # capacity counts only while a task connection is up
+            self._react(self.protocol.task_connections(len(self._push.peers), trio.current_time(),
+                                                       closed=peers.disconnected_total != closed))  # fmt: skip
+            closed = peers.disconnected_total
             await self._push.wait_peers_changed()
-            if peers.disconnected_total != closed:
-                closed = peers.disconnected_total
-                self._connection_lost()
-            self._pulse.poke()
-
-    def _connection_lost(self) -> None:
-        for distribution in list(self._streams.values()):
-            distribution._connection_lost()

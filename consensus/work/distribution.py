@@ -10,7 +10,10 @@ starts three tasks in the dispatcher's nursery, which share the ledger and one p
   batches;
 - the **expirer** wakes at the earliest lease deadline and takes lost attempts back.
 
-Replies reach the ledger through the dispatcher's receive loop (:meth:`Distribution._on_items`).
+Replies reach the ledger through the dispatcher's receive loop and its
+:class:`~consensus.work.dispatcher_protocol.DispatcherProtocol`, which also decides each
+batch (:meth:`~consensus.work.dispatcher_protocol.DispatcherProtocol.grant`); a
+distribution knows its dispatcher only through a :class:`DispatcherLink`.
 The caller's ``async for`` pops outcomes from the ledger, which keeps flow control
 honest: finished outcomes nobody has consumed count toward the ledger's high water.
 """
@@ -19,29 +22,24 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import trio
 
-from consensus.failure import Failure
 from consensus.runtime.service import Pulse
 from consensus.work import protocol as W
+from consensus.work.dispatcher_protocol import DispatcherProtocol
 from consensus.work.ledger import TaskLedger
 from consensus.work.task import Outcome, WorkerShare
-from patterns import Envelope, MessageError
+from patterns import MessageError
 
-if TYPE_CHECKING:
-    from consensus.work.dispatcher import Dispatcher
-
-__all__ = ["CancelReport", "Distribution", "DistributionStatistics"]
+__all__ = ["CancelReport", "DispatcherLink", "Distribution", "DistributionStatistics"]
 
 log = logging.getLogger("consensus")
-
-CONNECTION_LOSS_GRACE = 0.5  # seconds a live worker has to claim what was pushed before a loss
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,22 +80,34 @@ class CancelReport:
     unconsumed: int  # outcomes that had finished but were not yielded
 
 
+@dataclass(frozen=True, slots=True)
+class DispatcherLink:
+    """All a distribution needs of the dispatcher that made it."""
+
+    protocol: DispatcherProtocol  # streams, credit and batches
+    pulse: Pulse  # poked on any change: replies, credit, outcomes consumed, tasks taken
+    deadlines_moved: Pulse  # poked when some attempt's deadline came forward
+    send: Callable[[W.Frame], Awaitable[None]]  # one frame on the tasks socket, in turn
+    start: Callable[[Callable[[], Awaitable[None]]], None]  # a task in the dispatcher's nursery
+
+
 class Distribution:
     """An async iterator of :class:`Outcome` for one stream of tasks; also an async
     context manager that cancels the rest on exit. Create it with ``distribute()``."""
 
-    def __init__(self, dispatcher: Dispatcher, tasks: Iterable[Any] | AsyncIterable[Any], *, stream: int,
+    def __init__(self, link: DispatcherLink, tasks: Iterable[Any] | AsyncIterable[Any], *,
                  lease: float, claim_timeout: float, max_attempts: int, ordered: bool,
                  buffer: int | None) -> None:  # fmt: skip
         if not isinstance(tasks, (Iterable, AsyncIterable)) or isinstance(tasks, (str, bytes, Mapping)):
             raise TypeError(f"tasks must be an iterable or async iterable of task values, got {tasks!r:.80}")
-        self.stream = stream
-        self._dispatcher = dispatcher
+        self._link = link
         self._tasks = tasks
         self._ledger = TaskLedger(lease=lease, claim_timeout=claim_timeout, max_attempts=max_attempts,
                                   window=0, ordered=ordered, prefetch=buffer)  # fmt: skip
-        self._pulse = dispatcher._pulse
-        self._deadlines_moved = Pulse()
+        self._protocol = link.protocol
+        self._stream = link.protocol.open_stream(self._ledger)
+        self.stream = self._stream.id
+        self._pulse = link.pulse
         self._ready: deque[Outcome] = deque()
         self._scope = trio.CancelScope()
         self._started = False
@@ -105,7 +115,6 @@ class Distribution:
         self._closed = False
         self._error: BaseException | None = None  # the runner died: raised to the consumer
         self._source_error: BaseException | None = None  # the iterable raised: after the last outcome
-        self._malformed = 0
         self.cancelled: CancelReport | None = None
 
     def __repr__(self) -> str:
@@ -169,65 +178,30 @@ class Distribution:
                 self.stream, len(in_flight), len(queued),
             )  # fmt: skip
         self._scope.cancel()
-        self._dispatcher._stream_ended(self)
+        self._protocol.close_stream(self._stream)
         self._pulse.poke()
         await trio.lowlevel.checkpoint()
 
     def statistics(self) -> DistributionStatistics:
         s = self._ledger.statistics()
-        capacity = self._dispatcher.capacity
+        capacity = self._protocol.capacity
         working = not (self._ledger.input_closed and s.queued == 0 and s.in_flight == 0)
         return DistributionStatistics(
             stream=self.stream, submitted=s.submitted, queued=s.queued, in_flight=s.in_flight,
             done=s.ready + s.released, yielded=s.released, ok=s.done_ok, failed=s.failed,
             redelivered=s.redelivered, returned=s.returned, retried=s.retried, stale=s.stale, late_accepted=s.late_accepted,
-            cancelled=s.cancelled, malformed=self._malformed, workers=len(self._dispatcher.workers),
+            cancelled=s.cancelled, malformed=self._stream.malformed, workers=len(self._protocol.workers),
             capacity=capacity, waiting_for_workers=working and capacity == 0, per_worker=s.per_worker,
         )  # fmt: skip
-
-    # ------------------------------------------------------------------ replies (dispatcher's loop)
-    def _on_items(self, envelope: Envelope, worker: str, listed: list[Any]) -> int:
-        """Apply a claim, release or done list; returns how many items were malformed."""
-        now = trio.current_time()
-        ledger = self._ledger
-        errors: list[Exception]
-        if envelope.kind == W.DONE:
-            replies, rejected = W.replies(envelope, listed)
-            errors = [*rejected, *ledger.replies(replies, worker=worker, now=now)]
-        else:
-            claims, rejected = W.claims(envelope, listed)
-            if envelope.kind == W.CLAIM:
-                errors = [*rejected, *ledger.claims(claims, worker=worker, now=now)]
-            else:
-                errors = list(rejected)
-                for task_id, attempt in claims:
-                    try:
-                        ledger.release(task_id, attempt, worker=worker, now=now)
-                    except ValueError as exc:  # a task id never issued, an attempt never dispatched
-                        errors.append(exc)
-        if errors:  # one line per message is enough
-            log.warning("distribution %d ignored %d %s items from %r: %s",
-                        self.stream, len(errors), envelope.kind, worker, errors[0])  # fmt: skip
-            self._malformed += len(errors)
-        return len(errors)
-
-    def _worker_gone(self, worker: str) -> None:
-        if self._ledger.worker_gone(worker, trio.current_time()):
-            self._pulse.poke()
-
-    def _connection_lost(self) -> None:
-        """Some worker's connection closed: what was pushed but not claimed may have died
-        with it. A live worker claims on receipt, so wait only a moment, not claim_timeout."""
-        grace = min(CONNECTION_LOSS_GRACE, self._ledger.claim_timeout)
-        if self._ledger.hasten_unclaimed(trio.current_time(), grace):
-            self._deadlines_moved.poke()
 
     # ------------------------------------------------------------------ background
     def _start(self) -> None:
         if self._started:
             return
+        if not self._protocol.is_open(self._stream):
+            raise RuntimeError(f"the dispatcher of {self!r} is closed: it cannot start")
         self._started = self._running = True
-        self._dispatcher._nursery_for(self).start_soon(self._run)
+        self._link.start(self._run)
 
     async def _run(self) -> None:
         try:
@@ -243,7 +217,7 @@ class Distribution:
             self._error = exc
         finally:
             self._running = False
-            self._dispatcher._stream_ended(self)
+            self._protocol.close_stream(self._stream)
             self._pulse.poke()
 
     async def _feed(self) -> None:
@@ -282,41 +256,24 @@ class Distribution:
         pulse.poke()
 
     async def _pump(self) -> None:
-        """Send while there is credit. Credit comes back a few tasks at a time; sending each
-        trickle at once would shrink batches to single tasks (and every reply with them),
-        so the pump waits for room for a good batch: half a worker's share, at most
-        ``max_batch``; with nothing in flight anywhere it sends whatever fits."""
-        ledger, dispatcher = self._ledger, self._dispatcher
+        """Send while the dispatcher protocol grants batches (see its ``grant``)."""
+        ledger, protocol, stream, pulse = self._ledger, self._protocol, self._stream, self._pulse
         while not (ledger.input_closed and ledger.pending == 0):
-            capacity = dispatcher.capacity
-            credit = capacity - dispatcher._in_flight()
-            good = min(dispatcher.max_batch, max(1, capacity // (2 * max(1, dispatcher._worker_count()))))
-            if credit > 0 and (credit >= good or credit == capacity):
-                if ledger.in_flight + credit > ledger.window:  # more room: the feeder may take more
-                    self._pulse.poke()
-                ledger.set_window(ledger.in_flight + credit)
-                size = min(dispatcher.max_batch, credit)
-                batch = ledger.next_assignments(trio.current_time(), size)
-                if batch:
-                    await self._send(batch)
-                    continue
-            await self._pulse.wait()
-
-    async def _send(self, batch: Sequence[list[Any]]) -> None:
-        """Push a batch of ``[task_id, attempt, task]``; a task that cannot be sent (no wire
-        form, too large) ends at once."""
-        await W.send_halving(batch, self._push_batch, self._unsendable)
+            grant = protocol.grant(stream, trio.current_time())
+            if grant.more_room:  # the feeder may take more
+                pulse.poke()
+            if grant.frame is not None:
+                await W.send_halving(grant.frame.body["t"], self._push_batch, self._unsendable)
+                continue
+            await pulse.wait()
 
     async def _push_batch(self, batch: Sequence[list[Any]]) -> None:
-        body = {"st": self.stream, "lease": self._ledger.lease, "t": list(batch)}
-        async with self._dispatcher._sending:
-            await self._dispatcher._push.send(body, kind=W.TASKS)
+        await self._link.send(W.tasks_frame(self.stream, self._ledger.lease, batch))
 
     async def _unsendable(self, item: list[Any], exc: MessageError) -> None:
-        task_id, attempt = item[0], item[1]
-        error = Failure(type(exc).__name__, f"task {task_id} cannot be sent: {exc}"[:2000])
-        self._ledger.failure(task_id, attempt, error, worker=None, now=trio.current_time(), final=True)
-        log.warning("distribution %d: task %d has no wire form: %s", self.stream, task_id, exc)
+        """A task that cannot be sent (no wire form, too large) ends at once."""
+        self._protocol.unsendable(self._stream, item, exc, trio.current_time())
+        log.warning("distribution %d: task %d has no wire form: %s", self.stream, item[0], exc)
         self._pulse.poke()
 
     async def _expire(self) -> None:
@@ -325,6 +282,6 @@ class Distribution:
             deadline = ledger.next_deadline()
             soonest = trio.current_time() + ledger.claim_timeout
             with trio.move_on_at(soonest if deadline is None else min(deadline, soonest)):
-                await self._deadlines_moved.wait()
+                await self._link.deadlines_moved.wait()
             if ledger.expire(trio.current_time()):
                 self._pulse.poke()

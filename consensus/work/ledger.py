@@ -32,7 +32,9 @@ Rules:
   :meth:`wants_more` counts unpopped outcomes, so a stalled consumer stops intake.
 
 Replies that could not come from this ledger (a task id never issued, an attempt never
-dispatched) raise ValueError: the driver treats that as a malformed message.
+dispatched), or not from this worker (a result or failure for the attempt in flight that
+another worker claimed: push delivered it to one worker only), raise ValueError: the
+driver treats that as a malformed message.
 
 A driver that handles whole messages uses the batch forms: :meth:`TaskLedger.next_assignments`,
 :meth:`TaskLedger.claims` and :meth:`TaskLedger.replies` do what one call per item would
@@ -46,25 +48,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from consensus.failure import Failure
 from consensus.work.books import LedgerBooks
-from consensus.work.records import (
-    IN_FLIGHT,
-    QUEUED,
-    Counts,
-    TaskRecord,
-    check_int,
-    check_name,
-    check_worker,
-)
-from consensus.work.task import (
-    Assignment,
-    Failure,
-    LedgerStatistics,
-    Outcome,
-    Receipt,
-    WorkerShare,
-    success,
-)
+from consensus.work.records import IN_FLIGHT, QUEUED, Counts, TaskRecord, check_int, check_name, check_worker
+from consensus.work.task import Assignment, LedgerStatistics, Outcome, Receipt, WorkerShare, success
 
 __all__ = ["Assignment", "Failure", "LedgerStatistics", "Outcome", "Receipt", "TaskLedger", "WorkerShare"]
 
@@ -178,6 +165,8 @@ class TaskLedger(LedgerBooks):
         if rec.state is IN_FLIGHT:
             if attempt != rec.attempt:
                 self._late += 1
+            elif worker is not None and rec.worker not in (None, worker):
+                raise self._not_holder("result", task_id, attempt, worker, rec)
             self._unassign(task_id, rec)
         else:  # requeued after its lease or its worker was lost; that attempt finished after all
             self._retry.remove(task_id)
@@ -210,6 +199,8 @@ class TaskLedger(LedgerBooks):
         rec = self._current(task_id, attempt, "failure", now)
         if rec is None:
             return self._ignore(worker)
+        if worker is not None and rec.worker not in (None, worker):
+            raise self._not_holder("failure", task_id, attempt, worker, rec)
         self._unassign(task_id, rec)
         rec.last_error = error
         if worker is not None:

@@ -16,7 +16,8 @@ Bodies (CBOR maps; ``st`` is the dispatcher's stream id, one per distribution)::
                                              false -> value is {"type", "message"}
     bye    {}                                the worker leaves; take back what it holds
 
-Everything from a peer goes through a ``parse_*`` function here first. A wrong shape
+Every body is built here (the ``*_frame`` functions) and everything from a peer goes
+through a ``parse_*`` function here first. A wrong shape
 raises :class:`MalformedMessage` (``reason="body"``); one bad item in a list is
 reported by :func:`items` without hiding the good items around it.
 """
@@ -42,13 +43,20 @@ __all__ = [
     "RELEASE",
     "TASKS",
     "Batch",
+    "Frame",
     "bad",
+    "bye_frame",
+    "claim_frame",
     "claims",
+    "done_frame",
+    "hello_frame",
     "parse_batch",
     "parse_capacity",
     "parse_stream",
+    "release_frame",
     "replies",
     "send_halving",
+    "tasks_frame",
 ]
 
 T = TypeVar("T")
@@ -220,6 +228,46 @@ def parse_batch(envelope: Envelope) -> Batch:
         index, item = next((i, item) for i, item in enumerate(listed) if not _attempt_item(item, 3))
         raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
     return Batch(stream, float(lease), listed)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A message to send: its kind and its body (built by the functions below, nowhere else)."""
+
+    kind: str
+    body: dict[str, Any]
+
+
+def _listed(items: Sequence[T]) -> list[T]:
+    return items if type(items) is list else list(items)  # a batch's own list is not copied again
+
+
+def tasks_frame(stream: int, lease: float, items: Sequence[list[Any]]) -> Frame:
+    """A batch of ``[task_id, attempt, task]`` for one stream."""
+    return Frame(TASKS, {"st": stream, "lease": lease, "t": _listed(items)})
+
+
+def hello_frame(capacity: int) -> Frame:
+    return Frame(HELLO, {"cap": capacity})
+
+
+def claim_frame(stream: int, items: Sequence[list[int]]) -> Frame:
+    """``[task_id, attempt]`` items the worker holds."""
+    return Frame(CLAIM, {"st": stream, "c": _listed(items)})
+
+
+def release_frame(stream: int, items: Sequence[list[int]]) -> Frame:
+    """``[task_id, attempt]`` items handed back unstarted."""
+    return Frame(RELEASE, {"st": stream, "c": _listed(items)})
+
+
+def done_frame(stream: int, items: Sequence[list[Any]]) -> Frame:
+    """``[task_id, attempt, ok, value]`` items, a failure's value in its wire form."""
+    return Frame(DONE, {"st": stream, "r": _listed(items)})
+
+
+def bye_frame() -> Frame:
+    return Frame(BYE, {})
 
 
 async def send_halving(

@@ -1,0 +1,365 @@
+"""The dispatcher's side of the work conversation, sans IO: :class:`DispatcherProtocol`.
+
+It takes the frames the results socket decoded (with the connection each came from), the
+transport's news about connections, and the time, and returns events for the driver
+(:class:`consensus.work.dispatcher.Dispatcher`). It owns the worker registry (who said
+hello, over which connections, with what capacity), the streams (one
+:class:`~consensus.work.ledger.TaskLedger` per distribution), which stream each frame is
+for, the credit that decides when and how large the next batch is, and every counter.
+It never reads a clock, never touches a socket, never wakes a task.
+
+Frames in: ``hello``, ``claim``, ``release``, ``done``, ``bye`` (:meth:`DispatcherProtocol.receive`);
+frames out: ``tasks`` batches (:meth:`DispatcherProtocol.grant`, built by
+:func:`consensus.work.protocol.tasks_frame`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from consensus.failure import Failure
+from consensus.room.roster import check_name
+from consensus.work import protocol as W
+from consensus.work.ledger import TaskLedger
+from patterns import Envelope, MalformedMessage, MessageError
+
+__all__ = [
+    "DeadlinesMoved",
+    "DispatcherEvent",
+    "DispatcherProtocol",
+    "DispatcherStatistics",
+    "Grant",
+    "Progress",
+    "Rejected",
+    "Stream",
+    "WorkerJoined",
+    "WorkerLeft",
+]
+
+CONNECTION_LOSS_GRACE: Final = 0.5  # seconds a live worker has to claim what was pushed before a loss
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherStatistics:
+    """Counters of one dispatcher since it opened (``dispatcher.statistics()``)."""
+
+    workers: Mapping[str, int]  # connected workers and the capacity each announced
+    capacity: int  # tasks the connected workers will hold at once (0 without a task connection)
+    in_flight: int  # attempts out now, over all distributions
+    distributions: int  # running now
+    distributions_started: int
+    workers_joined: int
+    workers_lost: int  # connection dropped, or said bye
+    stale_replies: int  # claim or done messages for a distribution that has ended
+    malformed: int  # messages or reply items rejected (see the log)
+
+
+# ---------------------------------------------------------------------- events
+@dataclass(frozen=True, slots=True)
+class WorkerJoined:
+    """A worker said its first hello: it is ready for ``capacity`` tasks."""
+
+    name: str
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLeft:
+    """A worker said bye or lost its last connection; what it held is queued again."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Ledgers or credit changed: outcomes may be ready, a batch may go out."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinesMoved:
+    """Some attempt's deadline came forward: the expirers must look again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """``count`` messages or items were rejected and counted; ``error`` is the first."""
+
+    error: Exception
+    count: int = 1
+    stream: int | None = None  # the stream the items were for, if the message named one
+    worker: str | None = None
+
+
+DispatcherEvent = WorkerJoined | WorkerLeft | Progress | DeadlinesMoved | Rejected
+
+PROGRESS: Final = (Progress(),)  # the usual answer to a frame, shared: no allocation per frame
+NOTHING: Final[tuple[DispatcherEvent, ...]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The pump's answer: a batch to send now (None: wait for the next change) and whether
+    the stream's window grew, so its feeder may take more tasks."""
+
+    frame: W.Frame | None
+    more_room: bool = False
+
+
+_WAIT: Final = Grant(None)
+
+
+class Stream:
+    """One distribution as the dispatcher protocol sees it (a handle its driver keeps)."""
+
+    __slots__ = ("id", "ledger", "malformed")
+
+    def __init__(self, stream_id: int, ledger: TaskLedger) -> None:
+        self.id = stream_id
+        self.ledger = ledger
+        self.malformed = 0  # reply items that could not come from this distribution
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.id}: {self.ledger.in_flight} in flight, {self.ledger.pending} pending>"
+
+
+@dataclass(slots=True)
+class _Worker:
+    capacity: int = 0  # 0 until its first hello
+    pipes: set[int] = field(default_factory=set)
+
+
+class DispatcherProtocol:
+    """The dispatcher's state of the conversation with its workers, for all its streams."""
+
+    def __init__(self, *, max_batch: int = 256, first_stream: int = 0,
+                 loss_grace: float = CONNECTION_LOSS_GRACE) -> None:  # fmt: skip
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= W.MAX_BATCH:
+            raise ValueError(f"max_batch must be an int in 1..{W.MAX_BATCH}, got {max_batch!r}")
+        self.max_batch = max_batch
+        self.loss_grace = loss_grace
+        self._next_stream = first_stream
+        self._streams: dict[int, Stream] = {}
+        self._workers: dict[str, _Worker] = {}
+        self._pipe_names: dict[int, str] = {}
+        self._task_connections = 0
+        self._started = self._joined = self._lost = self._stale = self._malformed = 0
+
+    # ------------------------------------------------------------------ streams
+    def open_stream(self, ledger: TaskLedger) -> Stream:
+        """Register a distribution's ledger; replies quoting the returned stream's id reach it."""
+        stream = Stream(self._next_stream, ledger)
+        self._next_stream += 1
+        self._streams[stream.id] = stream
+        self._started += 1
+        return stream
+
+    def close_stream(self, stream: Stream) -> None:
+        """The distribution ended: later replies for it count as stale. Idempotent."""
+        if self._streams.get(stream.id) is stream:
+            del self._streams[stream.id]
+
+    def is_open(self, stream: Stream) -> bool:
+        return self._streams.get(stream.id) is stream
+
+    @property
+    def streams(self) -> tuple[Stream, ...]:
+        return tuple(self._streams.values())
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """Connected workers that announced a capacity, sorted."""
+        return tuple(sorted(name for name, info in self._workers.items() if info.capacity))
+
+    @property
+    def capacity(self) -> int:
+        """Tasks the connected workers will hold at once (0 while no task connection is up)."""
+        if not self._task_connections:
+            return 0
+        return sum(info.capacity for info in self._workers.values())
+
+    @property
+    def ready(self) -> bool:
+        """A task connection is up (push has somewhere to send)."""
+        return self._task_connections > 0
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts out now, over all streams."""
+        return sum(stream.ledger.in_flight for stream in self._streams.values())
+
+    @property
+    def pipes(self) -> tuple[int, ...]:
+        """The results connections replies came over, still open as far as this object knows."""
+        return tuple(self._pipe_names)
+
+    def statistics(self, socket_malformed: int = 0) -> DispatcherStatistics:
+        workers = {name: info.capacity for name, info in sorted(self._workers.items()) if info.capacity}
+        return DispatcherStatistics(
+            workers=MappingProxyType(workers), capacity=self.capacity, in_flight=self.in_flight,
+            distributions=len(self._streams), distributions_started=self._started,
+            workers_joined=self._joined, workers_lost=self._lost, stale_replies=self._stale,
+            malformed=self._malformed + socket_malformed,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ sending
+    def grant(self, stream: Stream, now: float) -> Grant:
+        """The next batch for ``stream`` while there is credit. Credit comes back a few
+        tasks at a time; sending each trickle at once would shrink batches to single tasks
+        (and every reply with them), so a batch waits for room for a good one: half a
+        worker's share, at most ``max_batch``; with nothing in flight anywhere it takes
+        whatever fits."""
+        capacity = self.capacity
+        credit = capacity - self.in_flight
+        if credit <= 0:
+            return _WAIT
+        workers = sum(1 for info in self._workers.values() if info.capacity)
+        good = min(self.max_batch, max(1, capacity // (2 * max(1, workers))))
+        if credit < good and credit != capacity:
+            return _WAIT
+        ledger = stream.ledger
+        more_room = ledger.in_flight + credit > ledger.window
+        ledger.set_window(ledger.in_flight + credit)
+        items = ledger.next_assignments(now, min(self.max_batch, credit))
+        if not items:
+            return Grant(None, more_room) if more_room else _WAIT
+        return Grant(W.tasks_frame(stream.id, ledger.lease, items), more_room)
+
+    def unsendable(self, stream: Stream, item: list[Any], exc: MessageError, now: float) -> Failure:
+        """A task (``[task_id, attempt, task]`` of a granted batch) with no wire form, or too
+        large, ends at once as an error (no retry can mend it); returns that error."""
+        task_id, attempt = item[0], item[1]
+        error = Failure(type(exc).__name__, f"task {task_id} cannot be sent: {exc}"[: W.MAX_ERROR_TEXT])
+        stream.ledger.failure(task_id, attempt, error, worker=None, now=now, final=True)
+        return error
+
+    # ------------------------------------------------------------------ connections
+    def task_connections(self, count: int, now: float, *, closed: bool) -> tuple[DispatcherEvent, ...]:
+        """The tasks socket has ``count`` connections; ``closed``: one closed since last told."""
+        self._task_connections = count
+        if closed:
+            return (*self._hasten(now), *PROGRESS)
+        return PROGRESS
+
+    def connections_closed(self, pipes: Iterable[int], now: float) -> tuple[DispatcherEvent, ...]:
+        """Results connections closed: a worker with none left is gone, and what was pushed
+        but not claimed may have died with them."""
+        gone = [pipe for pipe in pipes if pipe in self._pipe_names]
+        if not gone:
+            return NOTHING
+        events = self._hasten(now)
+        for pipe in gone:
+            name = self._pipe_names.pop(pipe)
+            info = self._workers[name]
+            info.pipes.discard(pipe)
+            if not info.pipes:
+                events.extend(self._lose(name, "lost its connection", now))
+        return tuple(events)
+
+    def _hasten(self, now: float) -> list[DispatcherEvent]:
+        """A live worker claims on receipt, so wait only a moment for claims, not claim_timeout."""
+        moved = 0
+        for stream in self._streams.values():
+            moved += stream.ledger.hasten_unclaimed(now, min(self.loss_grace, stream.ledger.claim_timeout))
+        return [DeadlinesMoved()] if moved else []
+
+    def _lose(self, name: str, why: str, now: float) -> list[DispatcherEvent]:
+        """The worker is gone (or leaving): what it holds goes to others at once."""
+        info = self._workers.get(name)
+        if info is None:
+            return []
+        events: list[DispatcherEvent] = []
+        if info.capacity:
+            self._lost += 1
+            info.capacity = 0
+            events.append(WorkerLeft(name, why))
+        for stream in self._streams.values():
+            stream.ledger.worker_gone(name, now)
+        if not info.pipes:
+            del self._workers[name]
+        events.append(Progress())
+        return events
+
+    # ------------------------------------------------------------------ frames
+    def receive(self, envelope: Envelope, pipe: int, now: float, *,
+                pipe_closed: bool = False) -> tuple[DispatcherEvent, ...]:  # fmt: skip
+        """One decoded frame from results connection ``pipe``; ``pipe_closed``: the transport
+        already saw that connection close (the frame was read after). Bad input is counted
+        and comes back as :class:`Rejected`; it never raises."""
+        try:
+            return self._receive(envelope, pipe, now, pipe_closed)
+        except MalformedMessage as exc:
+            self._malformed += 1
+            return (Rejected(exc, worker=envelope.sender if isinstance(envelope.sender, str) else None),)
+
+    def _receive(
+        self, envelope: Envelope, pipe: int, now: float, pipe_closed: bool
+    ) -> tuple[DispatcherEvent, ...]:
+        name = envelope.sender
+        known = self._pipe_names.get(pipe)
+        if known is None:
+            try:
+                check_name(name)
+            except ValueError as exc:
+                raise W.bad(envelope, f"the sender must name the worker: {exc}") from None
+            if not pipe_closed:  # live, or about to be noted by the transport
+                self._pipe_names[pipe] = name
+                info = self._workers.get(name)
+                if info is None:
+                    info = self._workers[name] = _Worker()
+                info.pipes.add(pipe)
+        elif known != name:
+            raise W.bad(envelope, f"connection {pipe} already belongs to worker {known!r}")
+        kind = envelope.kind
+        if kind in (W.CLAIM, W.DONE, W.RELEASE):
+            stream_id, listed = W.parse_stream(envelope)
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                self._stale += 1
+                return NOTHING
+            if kind == W.CLAIM and pipe_closed:
+                return NOTHING  # read after its connection closed: the claimant is gone, the claim is void
+            errors = self._apply(stream, envelope, name, listed, now)
+            if errors:
+                stream.malformed += len(errors)
+                self._malformed += len(errors)
+                return (Rejected(errors[0], len(errors), stream.id, name), *PROGRESS)
+            return PROGRESS
+        if kind == W.HELLO:
+            capacity = W.parse_capacity(envelope)
+            info = self._workers.get(name)
+            if pipe_closed or info is None or not info.pipes:
+                return NOTHING  # its connection has already closed: it speaks for no connection
+            joined = not info.capacity
+            info.capacity = capacity
+            if joined:
+                self._joined += 1
+                return (WorkerJoined(name, capacity), *PROGRESS)
+            return PROGRESS
+        if kind == W.BYE:
+            return tuple(self._lose(name, "said bye", now))
+        raise W.bad(envelope, "unknown kind (expected hello, claim, release, done or bye)")
+
+    @staticmethod
+    def _apply(
+        stream: Stream, envelope: Envelope, worker: str, listed: list[Any], now: float
+    ) -> list[Exception]:
+        """Apply a claim, release or done list to the stream's ledger; the errors of bad items."""
+        ledger = stream.ledger
+        if envelope.kind == W.DONE:
+            replies, rejected = W.replies(envelope, listed)
+            return [*rejected, *ledger.replies(replies, worker=worker, now=now)]
+        claims, bad_claims = W.claims(envelope, listed)
+        if envelope.kind == W.CLAIM:
+            return [*bad_claims, *ledger.claims(claims, worker=worker, now=now)]
+        errors: list[Exception] = list(bad_claims)
+        for task_id, attempt in claims:
+            try:
+                ledger.release(task_id, attempt, worker=worker, now=now)
+            except ValueError as exc:  # a task id never issued, an attempt never dispatched
+                errors.append(exc)
+        return errors

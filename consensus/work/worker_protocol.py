@@ -1,0 +1,280 @@
+"""The worker's side of the work conversation, sans IO: :class:`WorkerProtocol`.
+
+It takes the frames the tasks socket decoded, the transport's news about connections and
+the time, and returns the frames to send and events for the driver
+(:class:`consensus.work.worker.Worker`). It owns what the worker holds per stream (waiting
+or running), the claims on receipt and their renewals every ``lease/3``, the release of
+what does not fit, the results waiting to go out (batched per stream), the hello on each
+new connection, and every counter. It never reads a clock or touches a socket.
+
+The per-task path stays cheap: :meth:`WorkerProtocol.next_job` and
+:meth:`WorkerProtocol.finished` make no event objects; results leave in batches
+(:meth:`WorkerProtocol.results_due`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+from consensus.failure import Failure
+from consensus.work import protocol as W
+from patterns import Envelope, MalformedMessage, MessageError
+
+__all__ = ["Job", "LeaseChanged", "Rejected", "Step", "TasksQueued", "WorkerEvent", "WorkerProtocol",
+           "WorkerStatistics"]  # fmt: skip
+
+MIN_RENEW_PERIOD: Final = 0.01  # seconds: the renewal check never spins faster
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """Counters of one worker since it opened (``worker.statistics()``)."""
+
+    name: str
+    capacity: int
+    held: int  # tasks received and not finished (waiting or running)
+    running: int
+    received: int  # tasks taken (claimed)
+    returned: int  # tasks handed back unstarted: no room when they arrived
+    succeeded: int
+    failed: int  # handler errors (and results that could not be sent)
+    malformed: int  # frames or batches rejected (see the log)
+    per_stream: Mapping[int, int]  # tasks held, by the dispatcher's stream id
+
+
+@dataclass(slots=True)
+class Job:
+    """One task the worker holds (mutable: a redelivery raises its attempt, a renewal its
+    claim time); the driver runs ``task`` and hands the job back to :meth:`WorkerProtocol.finished`."""
+
+    stream: int
+    task_id: int
+    attempt: int
+    task: Any
+    claimed_at: float
+
+
+# ---------------------------------------------------------------------- events
+@dataclass(frozen=True, slots=True)
+class TasksQueued:
+    """``count`` tasks now wait for a handler."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseChanged:
+    """A stream's lease changed: the renewal period may be shorter."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A frame was rejected and counted."""
+
+    error: MalformedMessage
+
+
+WorkerEvent = TasksQueued | LeaseChanged | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What a frame in produced: frames to send, in order, and events for the driver."""
+
+    frames: tuple[W.Frame, ...] = ()
+    events: tuple[WorkerEvent, ...] = ()
+
+
+class WorkerProtocol:
+    """The worker's state of the conversation with one dispatcher."""
+
+    def __init__(self, name: str, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= W.MAX_CAPACITY:
+            raise ValueError(f"capacity must be an int in 1..{W.MAX_CAPACITY}, got {capacity!r}")
+        self.name = name
+        self.capacity = capacity
+        self._queue: deque[Job] = deque()  # held, waiting for a handler
+        self._holding: dict[tuple[int, int], Job] = {}  # (stream, task id) -> job: waiting or running
+        self._leases: dict[int, float] = {}  # by stream, as the last batch said
+        self._outbox: dict[int, list[list[Any]]] = {}  # results to send, by stream (never an empty list)
+        self._greeted: frozenset[int] = frozenset()
+        self._running = 0
+        self._received = self._returned = self._succeeded = self._failed = self._malformed = 0
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def held(self) -> int:
+        return len(self._holding)
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        """Tasks held that no handler has started."""
+        return len(self._queue)
+
+    def holds(self, stream: int, task_id: int) -> bool:
+        return (stream, task_id) in self._holding
+
+    def statistics(self, socket_malformed: int = 0) -> WorkerStatistics:
+        per_stream: dict[int, int] = {}
+        for stream, _ in self._holding:
+            per_stream[stream] = per_stream.get(stream, 0) + 1
+        return WorkerStatistics(
+            name=self.name, capacity=self.capacity, held=len(self._holding), running=self._running,
+            received=self._received, returned=self._returned, succeeded=self._succeeded, failed=self._failed,
+            malformed=self._malformed + socket_malformed, per_stream=MappingProxyType(per_stream),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ connections
+    def connections(self, live: Collection[int]) -> W.Frame | None:
+        """The results connections up now; a hello when one is new (first, or after a restart)."""
+        new = not set(live) <= self._greeted
+        self._greeted = frozenset(live)
+        return W.hello_frame(self.capacity) if new else None
+
+    def bye(self) -> W.Frame:
+        """Leaving: the dispatcher hands what is held to others at once (send results first)."""
+        return W.bye_frame()
+
+    # ------------------------------------------------------------------ frames in
+    def receive(self, envelope: Envelope, now: float) -> Step:
+        """A frame from the tasks connection: claim what fits in the capacity, hand the rest
+        back at once (push chose this worker for the batch, not the dispatcher: another may
+        have room). A bad frame is counted and rejected whole (its claims would be unsendable)."""
+        try:
+            if envelope.kind != W.TASKS:
+                raise W.bad(envelope, "a worker takes only 'tasks' messages")
+            batch = W.parse_batch(envelope)
+        except MalformedMessage as exc:
+            self._malformed += 1
+            return Step(events=(Rejected(exc),))
+        stream, holding, queue = batch.stream, self._holding, self._queue
+        room = self.capacity - len(holding)
+        claims: list[list[int]] = []
+        returned: list[list[int]] = []
+        queued = 0
+        for task_id, attempt, task in batch.tasks:
+            key = (stream, task_id)
+            job = holding.get(key)
+            if job is not None:  # a redelivery of a task it still has: answer for the newer attempt
+                job.attempt = max(job.attempt, attempt)
+            elif room > 0:
+                room -= 1
+                job = holding[key] = Job(stream, task_id, attempt, task, now)
+                queue.append(job)
+                queued += 1
+            else:
+                returned.append([task_id, attempt])
+                continue
+            claims.append([task_id, attempt])
+        self._received += len(claims)
+        self._returned += len(returned)
+        events: list[WorkerEvent] = []
+        if self._leases.get(stream) != batch.lease:
+            self._leases[stream] = batch.lease
+            events.append(LeaseChanged())
+        if queued:
+            events.append(TasksQueued(queued))
+        frames: list[W.Frame] = []
+        if claims:  # claimed before any handler starts: a task that kills this worker counts
+            frames.append(W.claim_frame(stream, claims))
+        if returned:
+            frames.append(W.release_frame(stream, returned))
+        return Step(tuple(frames), tuple(events))
+
+    # ------------------------------------------------------------------ handlers
+    def next_job(self) -> Job | None:
+        """The next task to run (a handler starts it now), or None."""
+        if not self._queue:
+            return None
+        self._running += 1
+        return self._queue.popleft()
+
+    def finished(self, job: Job, ok: bool, value: Any) -> bool:
+        """The handler of ``job`` returned ``value`` (ok) or failed with a :class:`Failure`.
+        Returns True when the outbox was empty until now (the sender may be asleep)."""
+        self._running -= 1
+        if ok:
+            self._succeeded += 1
+        else:
+            self._failed += 1
+            value = value.to_wire()
+        del self._holding[(job.stream, job.task_id)]
+        item = [job.task_id, job.attempt, ok, value]
+        items = self._outbox.get(job.stream)
+        if items is not None:
+            items.append(item)
+            return False
+        self._outbox[job.stream] = [item]
+        return len(self._outbox) == 1
+
+    def abandoned(self, job: Job) -> None:
+        """The handler of ``job`` was cancelled (the worker is closing): it stays held, so
+        the dispatcher takes it back when the worker leaves."""
+        self._running -= 1
+
+    # ------------------------------------------------------------------ frames out
+    @property
+    def has_results(self) -> bool:
+        return bool(self._outbox)
+
+    def results_due(self) -> list[W.Frame]:
+        """``done`` frames for the results finished so far, at most ``MAX_BATCH`` items each;
+        each leaves the outbox only when :meth:`results_sent` says it went out, so a send
+        cut short is sent again."""
+        frames = []
+        for stream, items in self._outbox.items():
+            for start in range(0, len(items), W.MAX_BATCH):
+                frames.append(W.done_frame(stream, items[start : start + W.MAX_BATCH]))
+        return frames
+
+    def results_sent(self, frame: W.Frame) -> None:
+        """``frame``, from :meth:`results_due`, went out (those due before it too)."""
+        stream, count = frame.body["st"], len(frame.body["r"])
+        items = self._outbox.get(stream)
+        if items is None:
+            return
+        del items[:count]
+        if not items:
+            del self._outbox[stream]
+
+    def unsendable(self, stream: int, item: list[Any], exc: MessageError) -> W.Frame:
+        """A result with no wire form (or too large): report that failure in its place."""
+        task_id, attempt = item[0], item[1]
+        error = Failure(
+            type(exc).__name__, f"the result of task {task_id} cannot be sent: {exc}"[: W.MAX_ERROR_TEXT]
+        )
+        if item[2] is True:
+            self._succeeded -= 1
+            self._failed += 1
+        return W.done_frame(stream, [[task_id, attempt, False, error.to_wire()]])
+
+    # ------------------------------------------------------------------ renewals
+    def renew_period(self) -> float:
+        """Seconds until the next renewal check: a third of the shortest lease held."""
+        held = {stream for stream, _ in self._holding}
+        self._leases = {stream: lease for stream, lease in self._leases.items() if stream in held}
+        return max(MIN_RENEW_PERIOD, min(self._leases.values(), default=1.0) / 3)
+
+    def renewals(self, now: float) -> list[W.Frame]:
+        """Claims again what was last claimed ``lease/3`` ago or more, so a long handler
+        keeps its lease."""
+        due: dict[int, list[list[int]]] = {}
+        leases = self._leases
+        for job in self._holding.values():
+            if now - job.claimed_at >= leases.get(job.stream, math.inf) / 3:
+                due.setdefault(job.stream, []).append([job.task_id, job.attempt])
+                job.claimed_at = now
+        return [
+            W.claim_frame(stream, claims[start : start + W.MAX_BATCH])
+            for stream, claims in due.items()
+            for start in range(0, len(claims), W.MAX_BATCH)
+        ]
