@@ -32,7 +32,7 @@ from pynng import ffi, lib
 
 from patterns._nng import raise_for
 from patterns._stream import _FdSocket
-from patterns._wire import Envelope, decode, encode
+from patterns._wire import Envelope, encode
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import delivering
 
@@ -168,9 +168,8 @@ class Respondent(_FdSocket):
         self._received += 1
         self._bytes_received += len(body)
         try:
-            envelope = decode(body, max_size=self.max_message_size, shared_memory=self.shared_memory)
+            envelope = self._unpack(body)
         except MalformedMessage:
-            self._malformed += 1
             self._release(ctx)
             raise
         return IncomingSurvey(self, ctx, envelope)

@@ -21,7 +21,7 @@ from pynng import ffi, lib
 
 from patterns._nng import receive_message_nowait, translate
 from patterns._socket import BaseSocket
-from patterns._wire import Envelope, decode, encode
+from patterns._wire import Envelope, encode
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
@@ -208,13 +208,6 @@ class ReceivingSocket(_FdSocket):
             raise WouldBlock(f"receive_nowait: nothing queued on {self!r}")
         return data
 
-    def _decode(self, data: bytes) -> Envelope:
-        try:
-            return decode(data, max_size=self.max_message_size, shared_memory=self.shared_memory)
-        except MalformedMessage:
-            self._malformed += 1
-            raise
-
     def _try_receive_from(self, operation: str) -> tuple[bytes, int] | None:
         """A non-blocking receive of one frame and the id of its pipe, without a pynng
         ``Message`` per frame (a Python object with a lock, a pipe lookup under another
@@ -249,11 +242,11 @@ class ReceivingSocket(_FdSocket):
             await self._park(self._recv_fd, "receive_from")
             got = self._try_receive_from("receive_from")
         data, pipe_id = got
-        return self._decode(data), pipe_id
+        return self._unpack(data), pipe_id
 
     async def receive_envelope(self) -> Envelope:
         """Receive and strictly decode one envelope (raises :class:`MalformedMessage`)."""
-        return self._decode(await self.receive_bytes())
+        return self._unpack(await self.receive_bytes())
 
     async def receive(self) -> Any:
         """Receive one value (the envelope's body).
@@ -265,7 +258,7 @@ class ReceivingSocket(_FdSocket):
 
     def receive_nowait(self) -> Any:
         """Receive one value now, or raise :class:`WouldBlock`."""
-        return self._decode(self.receive_bytes_nowait()).body
+        return self._unpack(self.receive_bytes_nowait()).body
 
     async def envelopes(self) -> AsyncIterator[Envelope]:
         """Iterate over incoming envelopes, skipping (and logging) malformed frames."""

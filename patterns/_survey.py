@@ -156,7 +156,7 @@ class Surveyor(RawSocket):
         routed = False
         while (message := self._try_receive_message("survey")) is not None:
             try:
-                envelope = self._decode_counted(message[1])
+                envelope = self._unpack(message[1])
             except MalformedMessage as exc:
                 log.warning("%r skipped a malformed reply: %s", self, exc)
                 continue

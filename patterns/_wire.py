@@ -1,4 +1,4 @@
-"""The envelope and its CBOR wire format (pure code: no sockets, no clock).
+"""The envelope and its CBOR wire format: pure code, no sockets, no clock, no files.
 
 Every frame this toolkit sends (except on the explicit raw-bytes path) is one CBOR
 map, the *envelope*. ``docs/wire-format.md`` is the normative description; in short:
@@ -13,11 +13,24 @@ key    type     required meaning
 ``re`` uint     no       correlation id: the ``id`` this frame answers
 ``dl`` float    no       deadline, seconds since the Unix epoch
 ``b``  any      no       body (absent means ``null``)
-``shm`` array   no       shared-memory references (reserved for a later version of
-                         the toolkit; carried through unchanged)
+``shm`` array   no       shared-memory references; the body points into it with CBOR
+                         tag 28270 around an index (see :mod:`patterns.shm.codec`)
 ====== ======== ======== ==================================================
 
 Decoding is strict: anything else raises :class:`MalformedMessage`.
+
+Side effects, exactly:
+
+* :func:`decode` and :func:`decode_body` have none. A body's shared-memory tag becomes
+  a :class:`~patterns.shm.ShmRef` (a checked, *unresolved* reference: nothing is opened);
+  attaching the segment is the receiving socket's step (``BaseSocket._unpack`` calls
+  :func:`patterns.shm.codec.resolve`).
+* :func:`encode` and :func:`encode_body` have none without a ``placement``. With one
+  (a socket sending to peers on this host), :meth:`Placement.put` creates a segment in
+  the segment directory for each large buffer: the one effect of this module, owned
+  and undone (``placement.abort()``) by the caller.
+* Per-thread scratch state (reusable cbor2 encoders, the placement of the encoding in
+  progress, a count of shared-memory tags seen by the decoder) never outlives a call.
 """
 
 from __future__ import annotations
@@ -39,8 +52,9 @@ from typing import Any, Final
 import cbor2
 
 from patterns._codec_plain import is_plain
-from patterns.errors import EncodeError, MalformedMessage, MessageTooLarge, SharedMemoryError
-from patterns.shm.codec import MAX_REFERENCES, SHM_TAG, Placement, SharedMemory, Slot, resolve, sendable_view
+from patterns.errors import BadReference, EncodeError, MalformedMessage, MessageTooLarge
+from patterns.shm.codec import MAX_REFERENCES, SHM_TAG, Placement, sendable_view
+from patterns.shm.ref import ShmRef
 from patterns.shm.segment import SharedBuffer
 
 __all__ = [
@@ -73,7 +87,14 @@ _ALLOWED: Final = _REQUIRED | {"re", "dl", "b", "shm"}
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One message as it travels: routing fields plus a CBOR-able ``body``."""
+    """One message as it travels: routing fields plus a CBOR-able ``body``.
+
+    The fields are the wire's, as sent and received: ``deadline`` is the ``dl`` key,
+    seconds since the Unix epoch (the codec reads no clock). What the sockets hand to
+    applications converts it once to trio's clock (:attr:`IncomingSurvey.deadline`).
+    ``shm`` holds the references in their wire form; in a decoded body each use of one
+    is a :class:`~patterns.shm.ShmRef` until the receiving socket attaches it.
+    """
 
     kind: str
     sender: str
@@ -82,6 +103,17 @@ class Envelope:
     re: int | None = None
     deadline: float | None = None
     shm: tuple[Any, ...] | None = None
+
+
+class _Slot:
+    """Where a body being decoded refers to ``shm[index]`` (the ``shm`` key may come
+    later in the map, so the reference is filled in once the whole frame is read)."""
+
+    __slots__ = ("index",)
+    __hash__ = None  # type: ignore[assignment]  # never a map key: cbor2 refuses the frame
+
+    def __init__(self, index: int) -> None:
+        self.index = index
 
 
 def _refuse_tag(*_args: object) -> Any:
@@ -95,7 +127,7 @@ def _tag_hook(*args: Any) -> Any:
     tag = args[0] if isinstance(args[0], cbor2.CBORTag) else args[1]
     if tag.tag == SHM_TAG and type(tag.value) is int and 0 <= tag.value < MAX_REFERENCES:
         _local.slots = getattr(_local, "slots", 0) + 1
-        return Slot(tag.value)
+        return _Slot(tag.value)
     return _refuse_tag()
 
 
@@ -298,30 +330,44 @@ def encode(
     return data
 
 
-def decode(
-    data: bytes | bytearray | memoryview,
-    *,
-    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    shared_memory: SharedMemory | None = None,
-) -> Envelope:
+def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Envelope:
     """Strictly decode one envelope; raises :class:`MalformedMessage` on any deviation.
 
-    Shared-memory references in the body become read-only views of their segments when
-    ``shared_memory`` is given and enabled; otherwise, or when a reference is bad, the
-    frame is malformed (``reason="shm"``).
+    Pure: a shared-memory reference in the body comes back as a :class:`ShmRef`, checked
+    (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
+    attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
     _local.slots = 0
     envelope = _decode(data, max_size)
     if _local.slots:
-        size = len(data)
-        if shared_memory is None or not shared_memory.enabled:
-            raise _fail("shm", size, "it refers to shared memory, which this socket does not use")
-        try:
-            body = resolve(envelope.body, envelope.shm, shared_memory.directory)
-        except SharedMemoryError as exc:
-            raise _fail("shm", size, f"a shared-memory reference is unusable: {exc}") from exc
-        return dataclasses.replace(envelope, body=body)
+        return _with_references(envelope, len(data))
     return envelope
+
+
+def _with_references(envelope: Envelope, size: int) -> Envelope:
+    """Replace each slot in the body by the :class:`ShmRef` it indexes in ``shm``."""
+    if envelope.shm is None:
+        raise _fail("shm", size, "the body refers to shared memory but the envelope has no 'shm'")
+    try:
+        refs = [ShmRef.from_wire(item) for item in envelope.shm]
+    except BadReference as exc:
+        raise _fail("shm", size, f"a shared-memory reference is malformed: {exc}") from exc
+    used: set[int] = set()
+
+    def swap(value: Any) -> Any:
+        if type(value) is _Slot:
+            if value.index >= len(refs) or value.index in used:
+                raise _fail("shm", size, f"shared-memory slot {value.index} is out of range or used twice "
+                                         f"({len(refs)} references)")  # fmt: skip
+            used.add(value.index)
+            return refs[value.index]
+        if type(value) is list:
+            return [swap(item) for item in value]
+        if type(value) is dict:
+            return {key: swap(item) for key, item in value.items()}
+        return value
+
+    return dataclasses.replace(envelope, body=swap(envelope.body))
 
 
 def _decode(data: bytes | bytearray | memoryview, max_size: int) -> Envelope:
