@@ -213,7 +213,9 @@ class BaseSocket:
             body = resolve(envelope.body, self.shared_memory)
         except SharedMemoryError as exc:
             raise MalformedMessage(
-                f"malformed frame ({size} bytes): its shared memory is unusable: {exc}", reason="shm", size=size
+                f"malformed frame ({size} bytes): its shared memory is unusable: {exc}",
+                reason="shm",
+                size=size,
             ) from exc
         return envelope if body is envelope.body else dataclasses.replace(envelope, body=body)
 
