@@ -4,6 +4,9 @@ The surveyor is a raw NNG socket (:mod:`patterns._raw`) driven by readiness inst
 NNG contexts and their per-message aios; the respondent is in :mod:`patterns._respondent`.
 The wire is NNG's surveyor0/respondent0, so NNG peers (``nngcat``, pynng) interoperate.
 
+* Every public ``deadline`` here is on trio's clock (``trio.current_time()``), like the
+  respondent's :attr:`IncomingSurvey.deadline`; only the wire (the envelope's ``dl``)
+  carries wall-clock time, which the survey fills in from its ``timeout``.
 * The surveyor routes every reply by the envelope's ``re`` to the survey it answers;
   several surveys can be open at once. A survey ends at its deadline (this toolkit's
   clock, not NNG's survey timer), or earlier when the caller stops reading: callers that
