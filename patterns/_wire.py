@@ -60,6 +60,8 @@ from patterns.shm.segment import SharedBuffer
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_DEPTH",
+    "MAX_KIND_LENGTH",
+    "MAX_SENDER_LENGTH",
     "VERSION",
     "Envelope",
     "decode",
@@ -78,7 +80,11 @@ MAX_DEPTH: Final = 64
 """Deepest nesting of arrays and maps accepted in a frame."""
 
 MAX_KIND_LENGTH: Final = 64
+"""Longest ``kind`` accepted, in characters."""
+
 MAX_SENDER_LENGTH: Final = 256
+"""Longest ``sender`` name accepted, in characters (it may be empty)."""
+
 _MAX_ID: Final = 2**64
 
 _REQUIRED: Final = frozenset({"v", "k", "s", "id"})
