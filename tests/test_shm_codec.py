@@ -204,3 +204,18 @@ def test_any_body_round_trips_with_or_without_shared_memory(shm_dir: Path, body:
     _, _, got = roundtrip(body, shm_dir)
     assert plain(got) == body
     assert segments(shm_dir) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bodies)
+def test_decoding_any_body_twice_attaches_nothing(shm_dir: Path, body: Any) -> None:
+    """decode is pure: any number of decodes leave every segment waiting for its one
+    receiver, and give equal envelopes whose references are exactly the placed buffers."""
+    placement = Placement(policy(shm_dir), 1)
+    data = encode(Envelope("data", "a", 1, body), placement=placement)
+    placement.sent()
+    placed = segments(shm_dir)
+    first, second = decode(data), decode(data)
+    assert first == second and holds_references(first.body) == bool(placement.refs)
+    assert segments(shm_dir) == placed  # nothing attached: with one receiver, an attach unlinks
+    assert plain(resolve(first.body, policy(shm_dir))) == body and segments(shm_dir) == []
