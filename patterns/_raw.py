@@ -10,7 +10,8 @@ context-free patterns, with non-blocking ``nng_recvmsg``/``nng_sendmsg`` and
 the same as a cooked socket's. (The respondent side uses contexts: ``_respondent``.)
 
 Only the trio thread calls into a socket here. Several tasks may wait in one direction
-(``_FdSocket._wait``).
+(``_FdSocket._wait``). This module moves bytes only: encoding, decoding and shared
+memory are its subclasses' business (``Surveyor``, through ``BaseSocket._unpack``).
 """
 
 from __future__ import annotations

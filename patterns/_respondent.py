@@ -20,6 +20,8 @@ contexts never showed (0 in 48 runs).
 
 The survey's deadline travels as wall-clock time (the envelope's ``dl``); it is turned
 into trio's clock once, when the survey is received (:attr:`IncomingSurvey.deadline`).
+Receiving attaches the shared memory a survey refers to (``BaseSocket._unpack``); a
+reply to a peer on this host may create segments (its ``Placement``).
 """
 
 from __future__ import annotations

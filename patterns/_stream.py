@@ -6,6 +6,10 @@ non-blocking NNG call first and, only when it would block, parks the task on NNG
 pollable descriptor (``recv_fd``/``send_fd``) with ``trio.lowlevel.wait_readable``.
 Closing the socket calls ``trio.lowlevel.notify_closing`` on both descriptors, so a
 parked task wakes at once with :class:`Closed`.
+
+Side effects besides NNG I/O: a send to peers on this host may create shared-memory
+segments (its :class:`Placement`, removed again if the send fails); a receive attaches
+the segments a frame refers to (``BaseSocket._unpack``, after the pure decode).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ The wire is NNG's surveyor0/respondent0, so NNG peers (``nngcat``, pynng) intero
 * Every public ``deadline`` here is on trio's clock (``trio.current_time()``), like the
   respondent's :attr:`IncomingSurvey.deadline`; only the wire (the envelope's ``dl``)
   carries wall-clock time, which the survey fills in from its ``timeout``.
+* A survey to peers on this host may create shared-memory segments (its ``Placement``);
+  routing a reply attaches the ones it refers to (``BaseSocket._unpack``).
 * The surveyor routes every reply by the envelope's ``re`` to the survey it answers;
   several surveys can be open at once. A survey ends at its deadline (this toolkit's
   clock, not NNG's survey timer), or earlier when the caller stops reading: callers that
