@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patterns import EncodeError, Envelope, decode
+from patterns._cbor import _encode_hooked, encode_body
 from patterns._codec_plain import PLAIN_DEPTH, is_plain
-from patterns._wire import _encode_hooked, encode, encode_body
+from patterns._wire import encode
 from patterns.shm.codec import Placement, SharedMemory, resolve
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures
@@ -200,7 +201,7 @@ def test_a_body_with_a_buffer_for_shared_memory_is_never_copied_into_a_frame_fir
 ) -> None:
     """The plain encoder would copy the whole buffer into a frame only to have it thrown
     away; with a placement and a byte string at the threshold it is not used at all."""
-    import patterns._wire as wire
+    import patterns._cbor as wire
 
     calls: list[str] = []
     real = wire._plain_encoder
