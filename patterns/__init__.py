@@ -3,12 +3,32 @@
 This package is the only place that imports pynng. Each pattern is an async context
 manager (``async with Pair(listen=...) as line:``); options are in seconds; pynng
 exceptions never escape (see :mod:`patterns.errors` for the exception tree).
+
+Everything an application uses is importable from here, whatever private module
+defines it:
+
+* the patterns: :class:`Pair`, :class:`Bus`, :class:`Push`, :class:`Pull`,
+  :class:`Surveyor` (its :class:`SurveyReplies`), :class:`Respondent` (its
+  :class:`IncomingSurvey`), all :class:`BaseSocket`\\s, with :class:`TLSConfig` /
+  :class:`TLSMode` for ``tls+tcp://``;
+* what sockets hand out: :class:`Peer` and :class:`PeerSet` (``sock.peers_state``),
+  the :class:`SocketStatistics` record of ``statistics()``;
+* the wire: :class:`Envelope`, the pure codec :func:`encode` / :func:`decode` (and
+  ``*_body``) and its limits;
+* shared memory: :class:`SharedMemory` (the ``shared_memory=`` policy),
+  :func:`shared_buffer` / :class:`SharedBuffer`, :func:`sweep_shared_memory` and its
+  :class:`SweepReport`; the rest is in :mod:`patterns.shm`;
+* every exception, from :mod:`patterns.errors`.
+
+Time: every public ``deadline`` here is on trio's clock (``trio.current_time()``),
+except :attr:`Envelope.deadline`, which is the wire's field (seconds since the Unix
+epoch) because the codec reads no clock.
 """
 
 from patterns._bus import Bus
 from patterns._nng import TLSConfig, TLSMode
 from patterns._pair import Pair
-from patterns._peers import Peer
+from patterns._peers import Peer, PeerSet
 from patterns._pipeline import Pull, Push
 from patterns._respondent import IncomingSurvey, Respondent
 from patterns._socket import BaseSocket
@@ -16,6 +36,8 @@ from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
 from patterns._wire import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_DEPTH,
+    MAX_KIND_LENGTH,
     MAX_SENDER_LENGTH,
     VERSION,
     Envelope,
@@ -43,12 +65,13 @@ from patterns.errors import (
     TransportError,
     WouldBlock,
 )
-from patterns.shm.codec import SharedMemory, shared_buffer
-from patterns.shm.segment import SharedBuffer
-from patterns.shm.sweep import sweep as sweep_shared_memory
+from patterns.shm import SharedBuffer, SharedMemory, SweepReport, shared_buffer
+from patterns.shm import sweep as sweep_shared_memory
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_DEPTH",
+    "MAX_KIND_LENGTH",
     "MAX_SENDER_LENGTH",
     "VERSION",
     "AddressError",
@@ -67,6 +90,7 @@ __all__ = [
     "MessageTooLarge",
     "Pair",
     "Peer",
+    "PeerSet",
     "Pull",
     "Push",
     "Respondent",
@@ -78,6 +102,7 @@ __all__ = [
     "SocketStatistics",
     "SurveyReplies",
     "Surveyor",
+    "SweepReport",
     "TLSConfig",
     "TLSError",
     "TLSMode",

@@ -1,6 +1,6 @@
 """The envelope codec's fast path: values cbor2 writes the same way without any hooks.
 
-:mod:`patterns._wire` encodes with a cbor2 encoder that carries an ``encoders`` map:
+:mod:`patterns._cbor` encodes with a cbor2 encoder that carries an ``encoders`` map:
 types cbor2 would write as semantic tags (datetimes, decimals, sets, UUIDs, ...) are
 refused there, and every buffer passes through a Python hook that may route it to
 shared memory. That map costs cbor2 about 0.8 µs more per value, and the buffer hook a

@@ -10,7 +10,8 @@ context-free patterns, with non-blocking ``nng_recvmsg``/``nng_sendmsg`` and
 the same as a cooked socket's. (The respondent side uses contexts: ``_respondent``.)
 
 Only the trio thread calls into a socket here. Several tasks may wait in one direction
-(``_FdSocket._wait``).
+(``_FdSocket._wait``). This module moves bytes only: encoding, decoding and shared
+memory are its subclasses' business (``Surveyor``, through ``BaseSocket._unpack``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from pynng import ffi, lib
 
 from patterns._nng import raise_for, receive_message_nowait
 from patterns._stream import _FdSocket
-from patterns._wire import Envelope, decode
-from patterns.errors import MalformedMessage, MessageTooLarge
+from patterns.errors import MessageTooLarge
 
 __all__ = ["RawSocket", "survey_header"]
 
@@ -71,13 +71,6 @@ class RawSocket(_FdSocket):
         """Wait until a message may be queued (or the socket closes: :class:`Closed`)."""
         assert self._recv_fd is not None
         await self._wait(self._waiters["receive"], self._recv_fd, operation)
-
-    def _decode_counted(self, body: bytes) -> Envelope:
-        try:
-            return decode(body, max_size=self.max_message_size, shared_memory=self.shared_memory)
-        except MalformedMessage:
-            self._malformed += 1
-            raise
 
     # ----------------------------------------------------------------- send
     def _try_send_message(self, header: bytes, body: bytes, operation: str) -> bool:

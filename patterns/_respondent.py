@@ -17,6 +17,11 @@ per message. A raw respondent (no contexts, the route in each message's header) 
 tried too and measured as fast, but in a test that answers a large survey at once it lost
 the reply about one time in five: its connection closed right after the send, which
 contexts never showed (0 in 48 runs).
+
+The survey's deadline travels as wall-clock time (the envelope's ``dl``); it is turned
+into trio's clock once, when the survey is received (:attr:`IncomingSurvey.deadline`).
+Receiving attaches the shared memory a survey refers to (``BaseSocket._unpack``); a
+reply to a peer on this host may create segments (its ``Placement``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pynng import ffi, lib
 
 from patterns._nng import raise_for
 from patterns._stream import _FdSocket
-from patterns._wire import Envelope, decode, encode
+from patterns._wire import Envelope, encode
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import delivering
 
@@ -51,10 +56,11 @@ is still waiting this many seconds after the survey's deadline."""
 class IncomingSurvey:
     """A survey received by a :class:`Respondent`; answer it once with :meth:`reply`."""
 
-    def __init__(self, respondent: Respondent, ctx: Any, envelope: Envelope) -> None:
+    def __init__(self, respondent: Respondent, ctx: Any, envelope: Envelope, deadline: float | None) -> None:
         self._respondent = respondent
         self._ctx: Any = ctx  # the NNG context that holds the route back
         self.envelope = envelope
+        self._deadline = deadline
 
     def __repr__(self) -> str:
         return f"<IncomingSurvey {self.envelope.id} from {self.sender!r} kind={self.envelope.kind!r}>"
@@ -69,8 +75,10 @@ class IncomingSurvey:
 
     @property
     def deadline(self) -> float | None:
-        """The surveyor's deadline, in seconds since the Unix epoch (if it sent one)."""
-        return self.envelope.deadline
+        """The surveyor's deadline on trio's clock (compare with ``trio.current_time()``,
+        use with ``trio.move_on_at``), or None if it sent none. Converted once, when the
+        survey arrived, from the wall-clock time on the wire (``envelope.deadline``)."""
+        return self._deadline
 
     @property
     def answered(self) -> bool:
@@ -91,7 +99,7 @@ class IncomingSurvey:
         data = encode(envelope, max_size=resp.max_message_size, placement=placement)
         ctx, self._ctx = self._ctx, None
         with delivering(placement):
-            await resp._send_reply(ctx, data, self.envelope, f"reply to survey {self.envelope.id}")
+            await resp._send_reply(ctx, data, self._deadline, f"reply to survey {self.envelope.id}")
 
     def decline(self) -> None:
         """Do not answer (the surveyor sees no reply from us)."""
@@ -168,12 +176,13 @@ class Respondent(_FdSocket):
         self._received += 1
         self._bytes_received += len(body)
         try:
-            envelope = decode(body, max_size=self.max_message_size, shared_memory=self.shared_memory)
+            envelope = self._unpack(body)
         except MalformedMessage:
-            self._malformed += 1
             self._release(ctx)
             raise
-        return IncomingSurvey(self, ctx, envelope)
+        wall = envelope.deadline  # the wire's clock: converted here, once
+        deadline = None if wall is None else trio.current_time() + (wall - time.time())
+        return IncomingSurvey(self, ctx, envelope, deadline)
 
     async def receive(self) -> IncomingSurvey:
         """Wait for the next survey (raises :class:`MalformedMessage` for a bad frame)."""
@@ -207,8 +216,9 @@ class Respondent(_FdSocket):
                 return
 
     # ----------------------------------------------------------------- reply
-    async def _send_reply(self, ctx: Any, data: bytes, survey: Envelope, operation: str) -> None:
-        """Send ``data`` on ``ctx`` (the survey's context), then release the context."""
+    async def _send_reply(self, ctx: Any, data: bytes, deadline: float | None, operation: str) -> None:
+        """Send ``data`` on ``ctx`` (the survey's context, whose ``deadline`` is on trio's
+        clock), then release the context."""
         release = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -216,7 +226,7 @@ class Respondent(_FdSocket):
                 raise MessageTooLarge(
                     f"{operation}: a frame of {len(data)} bytes exceeds max_message_size={self.max_message_size}"
                 )
-            left = (survey.deadline - time.time()) if survey.deadline is not None else 0.0
+            left = (deadline - trio.current_time()) if deadline is not None else 0.0
             aio = self._submit(ctx, data, round(1000 * (max(left, 0.0) + QUEUED_REPLY_TIMEOUT)), operation)
             if lib.nng_aio_busy(aio):  # queued behind an earlier reply on this connection
                 release = False  # if we are cancelled, the thread still owns the context

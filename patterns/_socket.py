@@ -3,12 +3,19 @@
 Subclasses pick the pynng protocol (``_protocol``) and add their own I/O. The
 readiness-driven fast path (non-blocking NNG calls, then ``wait_readable`` on NNG's
 pollable descriptors) lives in :mod:`patterns._stream`.
+
+The sockets own every side effect of the wire: NNG I/O, the clock (deadlines are
+converted between the wire's wall clock and trio's clock where a socket hands a value
+to the application), and shared memory: :meth:`BaseSocket._placement` lets an encoding
+create segments for same-host peers, and :meth:`BaseSocket._unpack` attaches the
+segments a received frame refers to, after the pure :func:`~patterns._wire.decode`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -23,10 +30,10 @@ import trio
 from patterns._nng import TLSConfig, seconds_to_ms, translate
 from patterns._peers import Peer, PeerSet
 from patterns._stats import SocketStatistics
-from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE
-from patterns.errors import Closed
+from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode
+from patterns.errors import Closed, MalformedMessage, SharedMemoryError
 from patterns.shm.beacon import Beacons
-from patterns.shm.codec import Placement, SharedMemory, maybe_sweep
+from patterns.shm.codec import Placement, SharedMemory, maybe_sweep, resolve
 
 __all__ = ["Addresses", "BaseSocket"]
 
@@ -187,6 +194,30 @@ class BaseSocket:
                 return False
         maybe_sweep(self.shared_memory.directory)
         return True
+
+    def _unpack(self, data: bytes) -> Envelope:
+        """Decode a received frame, then attach the shared memory it refers to.
+
+        Either fault raises :class:`MalformedMessage` and is counted as ``malformed``."""
+        try:
+            envelope = decode(data, max_size=self.max_message_size)
+            if envelope.shm is not None:  # rare: only such a frame may refer to shared memory
+                envelope = self._attach(envelope, len(data))
+        except MalformedMessage:
+            self._malformed += 1
+            raise
+        return envelope
+
+    def _attach(self, envelope: Envelope, size: int) -> Envelope:
+        try:
+            body = resolve(envelope.body, self.shared_memory)
+        except SharedMemoryError as exc:
+            raise MalformedMessage(
+                f"malformed frame ({size} bytes): its shared memory is unusable: {exc}",
+                reason="shm",
+                size=size,
+            ) from exc
+        return envelope if body is envelope.body else dataclasses.replace(envelope, body=body)
 
     def _setup(self, sock: Any) -> None:
         """Hook for subclasses: runs after the socket exists, before listen/dial."""

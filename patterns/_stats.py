@@ -11,7 +11,8 @@ __all__ = ["SocketStatistics"]
 class SocketStatistics:
     """Counters of one socket since it was opened.
 
-    ``malformed`` counts frames rejected by the strict decoder (each one raised
+    ``malformed`` counts frames rejected on receipt, by the strict decoder or because
+    the shared memory they refer to could not be attached (each one raised
     :class:`~patterns.MalformedMessage` or was skipped and logged by an iterator);
     ``stray`` counts well-formed frames that answered nothing we were waiting for
     (for example a survey reply whose correlation id matches no open survey).

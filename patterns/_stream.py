@@ -6,6 +6,10 @@ non-blocking NNG call first and, only when it would block, parks the task on NNG
 pollable descriptor (``recv_fd``/``send_fd``) with ``trio.lowlevel.wait_readable``.
 Closing the socket calls ``trio.lowlevel.notify_closing`` on both descriptors, so a
 parked task wakes at once with :class:`Closed`.
+
+Side effects besides NNG I/O: a send to peers on this host may create shared-memory
+segments (its :class:`Placement`, removed again if the send fails); a receive attaches
+the segments a frame refers to (``BaseSocket._unpack``, after the pure decode).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pynng import ffi, lib
 
 from patterns._nng import receive_message_nowait, translate
 from patterns._socket import BaseSocket
-from patterns._wire import Envelope, decode, encode
+from patterns._wire import Envelope, encode
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
@@ -212,13 +216,6 @@ class ReceivingSocket(_FdSocket):
             raise WouldBlock(f"receive_nowait: nothing queued on {self!r}")
         return data
 
-    def _decode(self, data: bytes) -> Envelope:
-        try:
-            return decode(data, max_size=self.max_message_size, shared_memory=self.shared_memory)
-        except MalformedMessage:
-            self._malformed += 1
-            raise
-
     def _try_receive_from(self, operation: str) -> tuple[bytes, int] | None:
         """A non-blocking receive of one frame and the id of its pipe, without a pynng
         ``Message`` per frame (a Python object with a lock, a pipe lookup under another
@@ -253,11 +250,11 @@ class ReceivingSocket(_FdSocket):
             await self._park(self._recv_fd, "receive_from")
             got = self._try_receive_from("receive_from")
         data, pipe_id = got
-        return self._decode(data), pipe_id
+        return self._unpack(data), pipe_id
 
     async def receive_envelope(self) -> Envelope:
         """Receive and strictly decode one envelope (raises :class:`MalformedMessage`)."""
-        return self._decode(await self.receive_bytes())
+        return self._unpack(await self.receive_bytes())
 
     async def receive(self) -> Any:
         """Receive one value (the envelope's body).
@@ -269,7 +266,7 @@ class ReceivingSocket(_FdSocket):
 
     def receive_nowait(self) -> Any:
         """Receive one value now, or raise :class:`WouldBlock`."""
-        return self._decode(self.receive_bytes_nowait()).body
+        return self._unpack(self.receive_bytes_nowait()).body
 
     async def envelopes(self) -> AsyncIterator[Envelope]:
         """Iterate over incoming envelopes, skipping (and logging) malformed frames."""

@@ -4,6 +4,11 @@ The surveyor is a raw NNG socket (:mod:`patterns._raw`) driven by readiness inst
 NNG contexts and their per-message aios; the respondent is in :mod:`patterns._respondent`.
 The wire is NNG's surveyor0/respondent0, so NNG peers (``nngcat``, pynng) interoperate.
 
+* Every public ``deadline`` here is on trio's clock (``trio.current_time()``), like the
+  respondent's :attr:`IncomingSurvey.deadline`; only the wire (the envelope's ``dl``)
+  carries wall-clock time, which the survey fills in from its ``timeout``.
+* A survey to peers on this host may create shared-memory segments (its ``Placement``);
+  routing a reply attaches the ones it refers to (``BaseSocket._unpack``).
 * The surveyor routes every reply by the envelope's ``re`` to the survey it answers;
   several surveys can be open at once. A survey ends at its deadline (this toolkit's
   clock, not NNG's survey timer), or earlier when the caller stops reading: callers that
@@ -156,7 +161,7 @@ class Surveyor(RawSocket):
         routed = False
         while (message := self._try_receive_message("survey")) is not None:
             try:
-                envelope = self._decode_counted(message[1])
+                envelope = self._unpack(message[1])
             except MalformedMessage as exc:
                 log.warning("%r skipped a malformed reply: %s", self, exc)
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -175,6 +176,10 @@ async def test_survey_deadline_is_honoured(address: Callable[[str], str]) -> Non
         assert replies.done and boss.statistics().surveys_open == 0
         survey = await silent.receive()  # it arrived; nobody answered in time
         assert survey.body == "anyone?" and survey.deadline is not None
+        # Every public deadline is on trio's clock; the wire's wall-clock 'dl' is converted once.
+        assert abs(survey.deadline - replies.deadline) < 0.1, (survey.deadline, replies.deadline)
+        assert survey.deadline < trio.current_time() and survey.envelope.deadline is not None
+        assert abs(survey.envelope.deadline - (time.time() - trio.current_time() + survey.deadline)) < 0.1
         survey.decline()
 
 

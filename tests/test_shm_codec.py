@@ -1,5 +1,9 @@
 """The envelope codec with shared memory: large buffers become references on the way
-out and read-only views on the way in; bad references make the frame malformed."""
+out and read-only views on the way in; bad references make the frame malformed.
+
+Decoding is pure (a reference comes back as a ``ShmRef``, nothing attached); the
+receiving socket attaches (``BaseSocket._unpack``), which :func:`receive` calls on a
+socket that is never opened."""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from _shm import no_leak, segments, shm_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from patterns import Envelope, MalformedMessage
+from patterns import Envelope, MalformedMessage, Pair
 from patterns._wire import decode, encode
-from patterns.errors import BadReference, SegmentGone, SharedMemoryFull
-from patterns.shm.codec import SHM_TAG, Placement, SharedMemory
+from patterns.errors import BadReference, SegmentGone, SharedMemoryError, SharedMemoryFull
+from patterns.shm import ShmRef
+from patterns.shm.codec import SHM_TAG, Placement, SharedMemory, holds_references, resolve
 from patterns.shm.segment import SharedBuffer
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures
@@ -28,11 +33,16 @@ def policy(folder: Path, **kw: Any) -> SharedMemory:
     return SharedMemory(threshold=4 * KiB, directory=str(folder), **kw)
 
 
+def receive(data: bytes, shared_memory: SharedMemory) -> Envelope:
+    """What a receiving socket makes of ``data``: decode, then attach (counted if malformed)."""
+    return Pair(shared_memory=shared_memory)._unpack(data)
+
+
 def roundtrip(body: Any, folder: Path, receivers: int = 1, **kw: Any) -> tuple[bytes, Placement, Any]:
     placement = Placement(policy(folder, **kw), receivers)
     data = encode(Envelope("data", "a", 1, body), placement=placement)
     placement.sent()
-    return data, placement, decode(data, shared_memory=policy(folder)).body
+    return data, placement, receive(data, policy(folder)).body
 
 
 def plain(value: Any) -> Any:
@@ -76,12 +86,12 @@ def test_a_shared_buffer_is_sent_without_a_copy_and_handed_over(shm_dir: Path) -
 def test_two_receivers_each_attach_before_the_name_goes(shm_dir: Path) -> None:
     placement = Placement(policy(shm_dir), 2)
     data = encode(Envelope("data", "a", 1, b"z" * 8 * KiB), placement=placement)
-    first = decode(data, shared_memory=policy(shm_dir)).body
+    first = receive(data, policy(shm_dir)).body
     assert len(segments(shm_dir)) == 1
-    second = decode(data, shared_memory=policy(shm_dir)).body
+    second = receive(data, policy(shm_dir)).body
     assert first == second == b"z" * 8 * KiB and segments(shm_dir) == []
     with pytest.raises(MalformedMessage, match="unusable") as caught:
-        decode(data, shared_memory=policy(shm_dir))  # a third receiver: it was released
+        receive(data, policy(shm_dir))  # a third receiver: it was released
     assert caught.value.reason == "shm" and isinstance(caught.value.__cause__, SegmentGone)
 
 
@@ -102,28 +112,58 @@ def test_frames_with_bad_references_are_malformed(shm_dir: Path) -> None:
             frame["b"] = cbor2.CBORTag(SHM_TAG, 0)  # the body is a slot for shm[0]
         data = cbor2.dumps(frame)
         if cause is None:
-            assert decode(data, shared_memory=policy(shm_dir)).shm == (ref,)
+            assert receive(data, policy(shm_dir)).shm == (ref,)
             continue
         with pytest.raises(MalformedMessage) as caught:
-            decode(data, shared_memory=policy(shm_dir))
+            receive(data, policy(shm_dir))
         assert caught.value.reason == "shm" and isinstance(caught.value.__cause__, cause), envelope
-    assert decode(good, shared_memory=policy(shm_dir)).body == b"q" * 8 * KiB  # still intact
+    assert receive(good, policy(shm_dir)).body == b"q" * 8 * KiB  # still intact
 
 
 def test_slots_out_of_range_twice_or_without_shm_and_a_socket_without_shared_memory(shm_dir: Path) -> None:
     placement = Placement(policy(shm_dir), 1)
     data = encode(Envelope("data", "a", 1, [b"r" * 8 * KiB]), placement=placement)
     with pytest.raises(MalformedMessage, match="does not use") as caught:
-        decode(data)
-    assert caught.value.reason == "shm"
+        receive(data, SharedMemory(enabled=False))
+    assert caught.value.reason == "shm" and caught.value.__cause__.reason == "off"  # type: ignore[union-attr]
     hexed = data.hex()
     twice = bytes.fromhex(hexed.replace("81d96e6e00", "82d96e6e00d96e6e00"))  # [slot 0] -> [slot 0, slot 0]
     with pytest.raises(MalformedMessage, match="used twice"):
-        decode(twice, shared_memory=policy(shm_dir))
+        decode(twice)
     without = bytes.fromhex(hexed[: hexed.index("6373686d")].replace("a6", "a5", 1))  # drop "shm"
     with pytest.raises(MalformedMessage, match="no 'shm'"):
-        decode(without, shared_memory=policy(shm_dir))
-    assert decode(data, shared_memory=policy(shm_dir)).body == [b"r" * 8 * KiB]  # the real one still works
+        decode(without)
+    assert receive(data, policy(shm_dir)).body == [b"r" * 8 * KiB]  # the real one still works
+
+
+def test_decoding_is_pure_the_socket_attaches(shm_dir: Path) -> None:
+    placement = Placement(policy(shm_dir), 1)
+    data = encode(Envelope("data", "a", 1, {"x": [b"p" * 8 * KiB], "y": 2}), placement=placement)
+    placement.sent()
+    for _ in range(3):  # decode as often as you like: nothing is attached, nothing released
+        envelope = decode(data)
+        ref = envelope.body["x"][0]
+        assert type(ref) is ShmRef and ref.length == 8 * KiB and envelope.body["y"] == 2
+        assert envelope.shm == (ref.to_wire(),) and holds_references(envelope.body)
+    assert len(segments(shm_dir)) == 1
+    with pytest.raises(SharedMemoryError, match="does not use"):
+        resolve(envelope.body, SharedMemory(enabled=False))
+    assert len(segments(shm_dir)) == 1  # refused before any attach
+    assert resolve({"y": 2}, policy(shm_dir)) == {"y": 2} and not holds_references([1, {"a": b"x"}])
+    body = resolve(envelope.body, policy(shm_dir))
+    assert body["x"][0] == b"p" * 8 * KiB and body["x"][0].readonly and segments(shm_dir) == []
+
+
+def test_a_socket_counts_an_unusable_reference_as_malformed(shm_dir: Path) -> None:
+    placement = Placement(policy(shm_dir), 1)
+    data = encode(Envelope("data", "a", 1, b"g" * 8 * KiB), placement=placement)
+    placement.abort()  # the segment is gone before anyone attached
+    for shared in (policy(shm_dir), SharedMemory(enabled=False)):
+        sock = Pair(shared_memory=shared)
+        with pytest.raises(MalformedMessage) as caught:
+            sock._unpack(data)
+        assert caught.value.reason == "shm" and isinstance(caught.value.__cause__, SharedMemoryError)
+        assert sock.statistics().malformed == 1
 
 
 def test_a_full_directory_falls_back_inline_or_raises(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,3 +204,18 @@ def test_any_body_round_trips_with_or_without_shared_memory(shm_dir: Path, body:
     _, _, got = roundtrip(body, shm_dir)
     assert plain(got) == body
     assert segments(shm_dir) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bodies)
+def test_decoding_any_body_twice_attaches_nothing(shm_dir: Path, body: Any) -> None:
+    """decode is pure: any number of decodes leave every segment waiting for its one
+    receiver, and give equal envelopes whose references are exactly the placed buffers."""
+    placement = Placement(policy(shm_dir), 1)
+    data = encode(Envelope("data", "a", 1, body), placement=placement)
+    placement.sent()
+    placed = segments(shm_dir)
+    first, second = decode(data), decode(data)
+    assert first == second and holds_references(first.body) == bool(placement.refs)
+    assert segments(shm_dir) == placed  # nothing attached: with one receiver, an attach unlinks
+    assert plain(resolve(first.body, policy(shm_dir))) == body and segments(shm_dir) == []

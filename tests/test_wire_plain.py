@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patterns import EncodeError, Envelope, decode
+from patterns._cbor import _encode_hooked, encode_body
 from patterns._codec_plain import PLAIN_DEPTH, is_plain
-from patterns._wire import _encode_hooked, encode, encode_body
-from patterns.shm.codec import Placement, SharedMemory
+from patterns._wire import encode
+from patterns.shm.codec import Placement, SharedMemory, resolve
 
 __all__ = ["no_leak", "shm_dir"]  # fixtures
 
@@ -172,7 +173,7 @@ def test_a_large_byte_string_in_a_plain_body_still_goes_to_shared_memory(shm_dir
     data = encode(Envelope("data", "a", 1, [[1, big], [2, b"small"]]), placement=placement)
     placement.sent()
     assert len(placement.refs) == 1 and len(data) < 4096
-    body = decode(data, shared_memory=policy).body
+    body = resolve(decode(data).body, policy)  # decode, then attach (as a receiving socket does)
     assert body[0][1] == big and isinstance(body[0][1], memoryview) and body[1][1] == b"small"
 
 
@@ -200,7 +201,7 @@ def test_a_body_with_a_buffer_for_shared_memory_is_never_copied_into_a_frame_fir
 ) -> None:
     """The plain encoder would copy the whole buffer into a frame only to have it thrown
     away; with a placement and a byte string at the threshold it is not used at all."""
-    import patterns._wire as wire
+    import patterns._cbor as wire
 
     calls: list[str] = []
     real = wire._plain_encoder
@@ -214,5 +215,5 @@ def test_a_body_with_a_buffer_for_shared_memory_is_never_copied_into_a_frame_fir
     placement = Placement(policy, 1)
     data = encode(Envelope("data", "a", 1, {"big": b"x" * 4096}), placement=placement)
     placement.sent()
-    assert len(placement.refs) == 1 and decode(data, shared_memory=policy).body["big"] == b"x" * 4096
+    assert len(placement.refs) == 1 and resolve(decode(data).body, policy)["big"] == b"x" * 4096
     assert calls == []

@@ -5,8 +5,11 @@ See :mod:`consensus.hotline.line` for the line itself and ``docs/hotline.md`` fo
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from consensus.failure import Failure
 from patterns import Envelope
@@ -51,7 +54,8 @@ class IncomingAsk:
     def __init__(self, line: ServingLine, envelope: Envelope, pipe: int, value: Any, stream: bool) -> None:
         self.value = value
         self.stream = stream
-        self.deadline = envelope.deadline
+        wall = envelope.deadline  # the wire's wall clock, brought to trio's once (as patterns does)
+        self.deadline = None if wall is None else trio.current_time() + (wall - time.time())
         self.id = envelope.id
         self._line = line
         self._pipe = pipe

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
@@ -31,13 +30,15 @@ Handler = Callable[..., Any]
 REPLY_MARGIN = 0.05
 
 
-def trio_deadline(wall_deadline: float | None, *, limit: float | None = None) -> float:
-    """Turn a peer's wall-clock deadline into a trio deadline for the handler."""
+def trio_deadline(survey_deadline: float | None, *, limit: float | None = None) -> float:
+    """The handler's deadline on trio's clock: a little before ``survey_deadline`` (also on
+    trio's clock, as :attr:`patterns.IncomingSurvey.deadline` is), and at most ``limit``
+    seconds from now."""
     now = trio.current_time()
     deadline = math.inf
-    if wall_deadline is not None:
-        left = wall_deadline - time.time()
-        deadline = now + left - min(REPLY_MARGIN, max(left, 0.0) / 10)
+    if survey_deadline is not None:
+        left = survey_deadline - now
+        deadline = survey_deadline - min(REPLY_MARGIN, max(left, 0.0) / 10)
     if limit is not None:
         deadline = min(deadline, now + limit)
     return deadline

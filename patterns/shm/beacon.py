@@ -24,9 +24,9 @@ import os
 from pathlib import Path
 from typing import Final
 
+import patterns.shm.spare as spares
 from patterns._peers import Peer
 from patterns.errors import SharedMemoryError
-from patterns.shm import spare as spares
 from patterns.shm.header import FLAG_PROBE, segment_directory
 from patterns.shm.ref import NAME_PREFIX
 from patterns.shm.segment import SharedBuffer

@@ -9,11 +9,20 @@ envelope's ``shm`` array, which holds the references (``[name, token, offset,
 length]``). Smaller buffers, and every buffer for a peer elsewhere, are written inline
 as CBOR byte strings (``SharedBuffer`` contents are then copied).
 
-On the receiving side the decoder turns each tag into a read-only ``memoryview`` over
-the segment (no copy). Any fault in the references (a missing, foreign, truncated or
-freed segment, an index out of range or used twice, a tag without ``shm``) makes the
-whole frame a :class:`MalformedMessage` with ``reason="shm"``; its ``__cause__`` is the
-:class:`SegmentGone` or :class:`BadReference` that says why.
+On the receiving side the (pure) decoder turns each tag into the :class:`ShmRef` it
+indexes, checked but not attached; the receiving socket then calls :func:`resolve`,
+which attaches each one and puts a read-only ``memoryview`` over the segment (no copy)
+in its place. Any fault in the references (a missing, foreign, truncated or freed
+segment, an index out of range or used twice, a tag without ``shm``, a socket with
+shared memory off) makes the whole frame a :class:`MalformedMessage` with
+``reason="shm"``; its ``__cause__`` is the :class:`SharedMemoryError` that says why.
+
+Side effects, exactly: :meth:`Placement.put` creates segment files (through
+:func:`~patterns.shm.segment.place`) and :meth:`Placement.abort` removes them;
+:meth:`Placement.sent` closes the caller's handed-over buffers; :func:`resolve` maps
+segments and counts this receiver as attached (the last receiver's attach removes the
+name); :func:`maybe_sweep` queues a sweep of the segment directory on the background
+thread; :func:`shared_buffer` creates a segment. Everything else is pure.
 """
 
 from __future__ import annotations
@@ -38,8 +47,8 @@ __all__ = [
     "SHM_TAG",
     "Placement",
     "SharedMemory",
-    "Slot",
     "delivering",
+    "holds_references",
     "maybe_sweep",
     "resolve",
     "shared_buffer",
@@ -233,29 +242,30 @@ def sendable_view(value: Any) -> memoryview:
     return view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
 
 
-class Slot:
-    """Where a decoded body refers to ``shm[index]`` (replaced by :func:`resolve`)."""
+def holds_references(body: Any) -> bool:
+    """Does a decoded ``body`` hold a :class:`ShmRef` (an unresolved reference)?"""
+    if type(body) is ShmRef:
+        return True
+    if type(body) is list:
+        return any(holds_references(item) for item in body)
+    if type(body) is dict:
+        return any(holds_references(item) for item in body.values())
+    return False
 
-    __slots__ = ("index",)
-    __hash__ = None  # type: ignore[assignment]  # never a map key
 
-    def __init__(self, index: int) -> None:
-        self.index = index
+def resolve(body: Any, policy: SharedMemory) -> Any:
+    """Replace every :class:`ShmRef` in a decoded ``body`` by a read-only view of its
+    segment: the receiving socket's side effect (each attach counts this receiver).
 
-
-def resolve(body: Any, shm: tuple[Any, ...] | None, directory: str | os.PathLike[str] | None) -> Any:
-    """Replace every :class:`Slot` in ``body`` by a read-only view of its segment.
-
-    Raises :class:`SharedMemoryError` (BadReference, SegmentGone) for any fault."""
-    if shm is None:
-        raise SharedMemoryError("the body refers to shared memory but the envelope has no 'shm'",
-                                name=None, reason="shape")  # fmt: skip
-    refs = [ShmRef.from_wire(item) for item in shm]
-    slots: list[Slot] = []
+    Returns ``body`` itself when it holds no reference. Raises :class:`SharedMemoryError`
+    (``reason="off"`` when ``policy`` is switched off; :class:`SegmentGone`,
+    :class:`BadReference` from the attach) for any fault; no view is left open then.
+    """
+    refs: list[ShmRef] = []
 
     def collect(value: Any) -> None:
-        if type(value) is Slot:
-            slots.append(value)
+        if type(value) is ShmRef:
+            refs.append(value)
         elif type(value) is list:
             for item in value:
                 collect(item)
@@ -264,24 +274,26 @@ def resolve(body: Any, shm: tuple[Any, ...] | None, directory: str | os.PathLike
                 collect(item)
 
     collect(body)
-    indexes = [slot.index for slot in slots]
-    if len(set(indexes)) != len(indexes) or not all(0 <= i < len(refs) for i in indexes):
+    if not refs:
+        return body
+    if not policy.enabled:
         raise SharedMemoryError(
-            f"shared-memory slots {indexes[:8]} are out of range or used twice ({len(refs)} references)",
-            name=None, reason="shape",
+            f"the body refers to {len(refs)} shared-memory segment(s), which this socket does not use"
+            " (its shared_memory is off)",
+            name=None, reason="off",
         )  # fmt: skip
-    views: dict[int, memoryview] = {}  # checked before any segment is touched
+    views: dict[int, memoryview] = {}  # by id(ref): the decoder made one ShmRef per use
     try:
-        for index in indexes:
-            views[index] = attach(refs[index], directory=directory)
+        for ref in refs:
+            views[id(ref)] = attach(ref, directory=policy.directory)
     except BaseException:
         for view in views.values():
             view.release()
         raise
 
     def swap(value: Any) -> Any:
-        if type(value) is Slot:
-            return views[value.index]
+        if type(value) is ShmRef:
+            return views[id(value)]
         if type(value) is list:
             return [swap(item) for item in value]
         if type(value) is dict:

@@ -62,8 +62,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+import patterns.shm.spare as spares
 from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
-from patterns.shm import spare as spares
 from patterns.shm.attach import attach, attach_all
 from patterns.shm.header import (
     MMAP_OPTIONS,
