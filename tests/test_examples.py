@@ -20,7 +20,7 @@ def run_example(*args: str) -> str:
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 def test_survey_example(transport: str) -> None:
-    out = run_example("examples/survey.py", "--agents", "4", "--timeout", "1.5", "--transport", transport)
+    out = run_example("examples/survey.py", "--agents", "4", "--timeout", "5", "--transport", transport)
     assert "4 agents joined" in out
     assert "agent-2" in out and "error: RuntimeError: my model endpoint is down" in out
     assert "agent-3" in out and "error: Timeout: handler" in out
