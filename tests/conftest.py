@@ -29,7 +29,7 @@ settings.register_profile("suite", deadline=None, suppress_health_check=[HealthC
 settings.load_profile("suite")
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DEADLINE = 30.0
+DEFAULT_DEADLINE = 60.0
 SHM = Path("/dev/shm")
 SHM_DIR_ENV = "NNG_CONSENSUS_SHM_DIR"  # patterns.shm.header.DIRECTORY_ENV, read by every process
 
@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every async test under ``trio.fail_after`` (30 s unless @pytest.mark.deadline(s))."""
+    """Run every async test under ``trio.fail_after`` (60 s unless @pytest.mark.deadline(s))."""
     for item in items:
         fn = getattr(item, "obj", None)
         if not inspect.iscoroutinefunction(fn):
@@ -240,6 +240,22 @@ def _ours_in_dev_shm(before: set[str]) -> list[str]:
     return sorted(found)
 
 
+def _describe(path: Path) -> str:
+    """A leftover segment for the failure message: its name, owner and kind."""
+    from patterns.shm.header import FLAG_PROBE, HEADER, Header
+
+    try:
+        with open(path, "rb") as file:
+            header = Header.unpack(file.read(HEADER.size))
+    except OSError as exc:
+        return f"{path.name} ({exc.strerror})"
+    if not isinstance(header, Header):
+        return f"{path.name} (no valid header: {header})"
+    who = "this process" if header.owner.pid == os.getpid() else f"pid {header.owner.pid}"
+    kind = "beacon or spare" if header.flags & FLAG_PROBE else f"payload of {header.payload_length} bytes"
+    return f"{path.name} ({kind}, owner {who}, {header.pending} receiver(s) pending)"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_shared_memory_left() -> Iterator[Path]:
     """The suite's own segment directory, and the proof that the run leaves no segment behind.
@@ -259,9 +275,13 @@ def no_shared_memory_left() -> Iterator[Path]:
     try:
         yield folder
         from patterns import sweep_shared_memory
+        from patterns.shm import spare
 
-        sweep_shared_memory(directory=folder)
-        left_here = sorted(entry.name for entry in folder.iterdir())
+        spare.settle(30)  # the background thread finishes what it was asked (spares it drops)
+        # Killed children's segments (owner dead) and half-made files (no header yet: no
+        # process of the run is making one now) are the sweep's to remove.
+        sweep_shared_memory(directory=folder, grace=0)
+        left_here = [_describe(entry) for entry in sorted(folder.iterdir())]
         left_shm = _ours_in_dev_shm(before)
         for name in left_shm:
             (SHM / name).unlink(missing_ok=True)
@@ -271,5 +291,7 @@ def no_shared_memory_left() -> Iterator[Path]:
             os.environ.pop(SHM_DIR_ENV, None)
         else:
             os.environ[SHM_DIR_ENV] = previous
-    assert not left_here, f"the suite left shared-memory segments in {folder}: {left_here[:10]}"
-    assert not left_shm, f"the suite left shared-memory segments in {SHM}: {left_shm[:10]}"
+    assert not left_here and not left_shm, (
+        f"the suite left shared-memory segments in its own directory {folder}: {left_here[:10]}; "
+        f"in {SHM}: {left_shm[:10]}"
+    )

@@ -28,11 +28,11 @@ def test_survey_example(transport: str) -> None:
 
 
 def test_vote_example_is_deterministic() -> None:
-    first = run_example("examples/vote.py")
+    first = run_example("examples/vote.py", "--timeout", "30")
     assert "7 agents joined" in first
     assert "=> no decision  [Majority" in first and "=> adopt  [Plurality" in first
     ballots = [line for line in first.splitlines() if line.startswith("  agent-")]
-    second = run_example("examples/vote.py")
+    second = run_example("examples/vote.py", "--timeout", "30")
     assert ballots == [line for line in second.splitlines() if line.startswith("  agent-")]
 
 
