@@ -1,8 +1,8 @@
 """A naive reference tally, written from the specification only, for the property tests.
 
 It shares no code with ``consensus``: plain loops, exact ``Fraction`` arithmetic,
-inputs already normalised by the test (weights, confidences, fractions and quorum
-fractions as Fractions; a ballot as ``(choice, confidence, vote)`` or ``MALFORMED``).
+inputs already normalised by the test (weights, confidences and fractions as
+Fractions; the quorum a count of members or None; a ballot as ``(choice, confidence, vote)`` or ``MALFORMED``).
 Slow and simple on purpose.
 """
 
@@ -50,7 +50,7 @@ def reference_tally(
     by_confidence: bool = False,
     tie_break: str = "none",
     status_quo: Any = None,
-    quorum: int | Fraction | None = None,
+    quorum: int | None = None,
     vote: int | None = None,
 ) -> RefResult:
     accepted: dict[str, tuple[Any, Fraction]] = {}
@@ -98,12 +98,8 @@ def reference_tally(
     for voter in order:
         present += electorate[voter]
 
-    if quorum is None:
-        quorum_met = True
-    elif isinstance(quorum, int):
-        quorum_met = len(order) >= quorum
-    else:
-        quorum_met = everyone > 0 and present / everyone >= quorum
+    # A quorum counts members with an accepted ballot; their weights do not matter.
+    quorum_met = quorum is None or len(order) >= quorum
 
     best = max(totals)
     top = [options[i] for i in range(len(options)) if totals[i] == best]

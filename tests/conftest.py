@@ -1,4 +1,5 @@
-"""Shared test fixtures: unique addresses, child processes, and a deadline for every async test."""
+"""Shared test fixtures: unique addresses, child processes, a deadline for every async test,
+and the suite's own shared-memory directory."""
 
 from __future__ import annotations
 
@@ -15,12 +16,41 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
+
+# Examples are judged by what they find, not by how long they take: on a loaded machine
+# (2 cores, other suites beside this one) hypothesis's default 200 ms per example and its
+# too-slow health check fail correct code. Settings written in a test still win.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DEADLINE = 30.0
+DEFAULT_DEADLINE = 60.0
+SHM = Path("/dev/shm")
+SHM_DIR_ENV = "NNG_CONSENSUS_SHM_DIR"  # patterns.shm.header.DIRECTORY_ENV, read by every process
+
+_tree: set[tuple[int, int]] = set()
+"""(pid, start time) of this process and of every child a test starts through :class:`Peers`:
+the owners whose segments in /dev/shm itself are this suite's."""
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (what a segment header records as its owner's start time)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(raw[raw.rindex(b")") + 2 :].split()[19])
+
+
+def _remember(pid: int) -> None:
+    start = _start_time(pid)
+    if start is not None:
+        _tree.add((pid, start))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every async test under ``trio.fail_after`` (30 s unless @pytest.mark.deadline(s))."""
+    """Run every async test under ``trio.fail_after`` (60 s unless @pytest.mark.deadline(s))."""
     for item in items:
         fn = getattr(item, "obj", None)
         if not inspect.iscoroutinefunction(fn):
@@ -37,7 +67,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         seconds = float(marker.args[0]) if marker else DEFAULT_DEADLINE
 
         @functools.wraps(fn)
-        async def under_deadline(*args: object, __fn=fn, __seconds=seconds, **kwargs: object) -> object:
+        async def under_deadline(
+            *args: object, __fn: Any = fn, __seconds: float = seconds, **kwargs: object
+        ) -> object:
             with trio.fail_after(__seconds):
                 return await __fn(*args, **kwargs)
 
@@ -95,6 +127,7 @@ class Peers:
             cwd=ROOT,
         )
         self.procs.append(proc)
+        _remember(proc.pid)
         return proc
 
     def agent(self, address: str, name: str, *options: str) -> subprocess.Popen[str]:
@@ -181,17 +214,84 @@ def tell(proc: subprocess.Popen[str], line: str) -> None:
     proc.stdin.flush()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_shared_memory_left() -> Iterator[None]:
-    """After the whole suite, /dev/shm holds no segment this run made (the children's
-    included: whatever is new since the start). Leftovers are removed, then reported."""
-    shm = Path("/dev/shm")
-    before = {p.name for p in shm.glob("nngc.*")}
-    yield
-    from patterns import sweep_shared_memory
+def _ours_in_dev_shm(before: set[str]) -> list[str]:
+    """Segments in /dev/shm made during the run by this process or a child it started.
 
-    sweep_shared_memory()  # what killed children left (their beacons, say): their owners are dead
-    left = sorted({p.name for p in shm.glob("nngc.*")} - before)
-    for name in left:
-        (shm / name).unlink(missing_ok=True)
-    assert not left, f"the suite left shared-memory segments behind: {left[:10]}"
+    Other processes on the machine (another suite, a benchmark) make and remove segments
+    there too: those are neither counted nor touched. The owner comes from the header
+    (pid and start time, so a reused pid is not mistaken for ours)."""
+    from patterns.shm.header import HEADER, Header
+
+    found = []
+    for path in SHM.glob("nngc.*"):
+        if path.name in before:
+            continue
+        try:
+            with open(path, "rb") as file:
+                header = Header.unpack(file.read(HEADER.size))
+        except OSError:
+            continue  # gone meanwhile
+        if isinstance(header, Header):
+            ours = (header.owner.pid, header.owner.start_time) in _tree
+        else:  # no header yet (its maker died creating it): the name says who made it
+            ours = path.name.split(".")[1] in {str(pid) for pid, _ in _tree}
+        if ours:
+            found.append(path.name)
+    return sorted(found)
+
+
+def _describe(path: Path) -> str:
+    """A leftover segment for the failure message: its name, owner and kind."""
+    from patterns.shm.header import FLAG_PROBE, HEADER, Header
+
+    try:
+        with open(path, "rb") as file:
+            header = Header.unpack(file.read(HEADER.size))
+    except OSError as exc:
+        return f"{path.name} ({exc.strerror})"
+    if not isinstance(header, Header):
+        return f"{path.name} (no valid header: {header})"
+    who = "this process" if header.owner.pid == os.getpid() else f"pid {header.owner.pid}"
+    kind = "beacon or spare" if header.flags & FLAG_PROBE else f"payload of {header.payload_length} bytes"
+    return f"{path.name} ({kind}, owner {who}, {header.pending} receiver(s) pending)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shared_memory_left() -> Iterator[Path]:
+    """The suite's own segment directory, and the proof that the run leaves no segment behind.
+
+    Every process of the run (this one, and through the inherited environment each child
+    and grandchild) makes its segments in a fresh directory on /dev/shm's tmpfs
+    (``$NNG_CONSENSUS_SHM_DIR``), unless a test names another one. At the end that
+    directory holds nothing (what killed children left is swept first: their owners are
+    dead) and is removed, and /dev/shm itself holds no new segment owned by this process
+    or a child it started (tests that use /dev/shm on purpose). Leftovers are removed,
+    then reported."""
+    _remember(os.getpid())
+    folder = Path(tempfile.mkdtemp(prefix="nng-consensus-suite-", dir=SHM))
+    previous = os.environ.get(SHM_DIR_ENV)
+    os.environ[SHM_DIR_ENV] = str(folder)
+    before = {p.name for p in SHM.glob("nngc.*")}
+    try:
+        yield folder
+        from patterns import sweep_shared_memory
+        from patterns.shm import spare
+
+        spare.settle(30)  # the background thread finishes what it was asked (spares it drops)
+        # Killed children's segments (owner dead) and half-made files (no header yet: no
+        # process of the run is making one now) are the sweep's to remove.
+        sweep_shared_memory(directory=folder, grace=0)
+        left_here = [_describe(entry) for entry in sorted(folder.iterdir())]
+        left_shm = _ours_in_dev_shm(before)
+        for name in left_shm:
+            (SHM / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(SHM_DIR_ENV, None)
+        else:
+            os.environ[SHM_DIR_ENV] = previous
+    assert not left_here and not left_shm, (
+        f"the suite left shared-memory segments in its own directory {folder}: {left_here[:10]}; "
+        f"in {SHM}: {left_shm[:10]}"
+    )

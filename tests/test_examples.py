@@ -20,7 +20,7 @@ def run_example(*args: str) -> str:
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 def test_survey_example(transport: str) -> None:
-    out = run_example("examples/survey.py", "--agents", "4", "--timeout", "1.5", "--transport", transport)
+    out = run_example("examples/survey.py", "--agents", "4", "--timeout", "5", "--transport", transport)
     assert "4 agents joined" in out
     assert "agent-2" in out and "error: RuntimeError: my model endpoint is down" in out
     assert "agent-3" in out and "error: Timeout: handler" in out
@@ -28,11 +28,11 @@ def test_survey_example(transport: str) -> None:
 
 
 def test_vote_example_is_deterministic() -> None:
-    first = run_example("examples/vote.py")
+    first = run_example("examples/vote.py", "--timeout", "30")
     assert "7 agents joined" in first
     assert "=> no decision  [Majority" in first and "=> adopt  [Plurality" in first
     ballots = [line for line in first.splitlines() if line.startswith("  agent-")]
-    second = run_example("examples/vote.py")
+    second = run_example("examples/vote.py", "--timeout", "30")
     assert ballots == [line for line in second.splitlines() if line.startswith("  agent-")]
 
 

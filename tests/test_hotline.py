@@ -137,7 +137,7 @@ async def test_ask_times_out_then_the_line_still_works(address: Address, peers: 
         start = trio.current_time()
         with pytest.raises(consensus.Timeout):
             await line.ask({"sleep": 5}, timeout=0.3)
-        assert trio.current_time() - start < 2
+        assert trio.current_time() - start < 4
         with trio.fail_after(5):
             assert await line.ask("next", timeout=5) == {"echo": "next", "by": "alice"}
         stats = line.statistics()
@@ -349,7 +349,7 @@ async def test_each_ask_times_out_at_its_own_deadline(address: Address) -> None:
                 start = trio.current_time()
                 with pytest.raises(consensus.Timeout):
                     await client.ask("short", timeout=0.2)
-                assert trio.current_time() - start < 2
+                assert trio.current_time() - start < 10
                 assert (await server.receive_ask()).value == "short"
                 long_ask.cancel()
             assert client.statistics().asks_open == 0
@@ -471,7 +471,7 @@ async def test_an_asker_reading_the_line_times_out_or_is_cancelled_and_the_line_
                 start = trio.current_time()
                 with pytest.raises(consensus.Timeout):  # it reads the line while it waits
                     await client.ask("unanswered", timeout=0.2)
-                assert trio.current_time() - start < 2
+                assert trio.current_time() - start < 4
                 assert await client.ask(2, timeout=5) == 2
                 with trio.move_on_after(0.2) as scope:
                     await client.ask("unanswered", timeout=5)

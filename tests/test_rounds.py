@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,14 +79,14 @@ vote_events = st.lists(
 
 @settings(max_examples=300)
 @given(
-    electorate=st.sets(st.sampled_from(NAMES[:4]), min_size=1),
+    electorate=st.dictionaries(st.sampled_from(NAMES[:4]), st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=1),
     events=vote_events,
     quorum=st.none() | st.integers(1, 4),
 )
 def test_vote_round_decision_matches_the_pure_tally(
-    electorate: set[str], events: list[tuple[str, str, Any]], quorum: int | None
+    electorate: dict[str, float], events: list[tuple[str, str, Any]], quorum: int | None
 ) -> None:
-    weights = dict.fromkeys(electorate, 1.0)
+    weights = electorate
     round = VoteRound(7, electorate=weights, options=["yes", "no"], rule=Majority(), quorum=quorum)
     accepted: list[tuple[str, Ballot]] = []
     for event, name, choice in events:
@@ -109,8 +112,30 @@ def test_vote_round_decision_matches_the_pure_tally(
     assert decision.outcome == reference.outcome
     assert dict(decision.tally) == dict(reference.tally)
     assert decision.quorum_met == reference.quorum_met
+    # A quorum is a count of members with an accepted ballot, whatever their weights.
+    assert decision.quorum_met == (quorum is None or len(decision.ballots) >= quorum)
     assert decision.vote == 7 and decision.elapsed == 0.5
     assert decision.rejected_count >= reference.rejected_count
+
+
+BAD_QUORUMS = [(1.0, ValueError), (0.5, ValueError), (Fraction(2, 3), ValueError), (0, ValueError),
+               (-1, ValueError), (True, TypeError), ("2", TypeError), ([2], TypeError)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("quorum", "error"), BAD_QUORUMS)
+def test_polls_and_votes_refuse_the_same_quorums(quorum: Any, error: type[Exception]) -> None:
+    """One meaning of ``quorum`` (a count of members) for polls, votes and the tally."""
+    makers: list[Callable[[], object]] = [
+        lambda: PollRound(["a"], quorum=quorum),
+        lambda: VoteRound(1, electorate={"a": 1.0}, options=["y"], rule=Majority(), quorum=quorum),
+        lambda: tally({}, options=["y"], electorate=["a"], quorum=quorum),
+    ]
+    messages = set()
+    for make in makers:
+        with pytest.raises(error) as info:
+            make()
+        messages.add(str(info.value))
+    assert len(messages) == 1 and "quorum" in messages.pop()
 
 
 roster_events = st.lists(
@@ -164,9 +189,9 @@ def test_roster_invariants(events: list[tuple[str, str, int, int, float]]) -> No
         # One record per name; the version moves exactly when the set of members changes hands.
         after = {n: roster.get(n) for n in roster.names}
         changed = before.keys() != after.keys() or any(
-            before[n].token != after[n].token
+            before[n].token != after[n].token  # type: ignore[union-attr]
             for n in after
-            if n in before  # type: ignore[union-attr]
+            if n in before
         )
         assert (roster.version != version) == changed
         assert all(r.pipe not in dropped_pipes for r in after.values())  # type: ignore[union-attr]

@@ -198,7 +198,11 @@ bodies = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(bodies)
 def test_any_body_round_trips_with_or_without_shared_memory(shm_dir: Path, body: Any) -> None:
     _, _, got = roundtrip(body, shm_dir)

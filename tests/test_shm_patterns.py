@@ -220,7 +220,7 @@ trio.run(main)
 def test_a_small_dev_shm_falls_back_inline_or_raises() -> None:
     if not unshare_works():
         pytest.skip("`unshare -rm` is unavailable here: cannot give a child its own small /dev/shm")
-    script = 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" "$@"'
+    script = 'unset NNG_CONSENSUS_SHM_DIR; mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" "$@"'
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script, sys.executable, "-c", _SMALL_SHM_CHILD, str(ROOT)],
         capture_output=True, text=True, timeout=60, check=False,

@@ -150,7 +150,7 @@ async def refs_of(proc: subprocess.Popen[str], count: int) -> list[str]:
     return [line.split()[1] for line in lines[:-1]]
 
 
-@pytest.mark.deadline(10)
+@pytest.mark.deadline(30)
 async def test_a_receiver_process_attaches_and_the_name_goes(shm_dir: Path, peers: Peers) -> None:
     data = pattern(3 * 1024 * 1024 + 7)
     buf = place(data, lease=30, receivers=2, directory=shm_dir)
@@ -167,7 +167,7 @@ async def test_a_receiver_process_attaches_and_the_name_goes(shm_dir: Path, peer
     assert await read_line(receivers[0]) == "error SegmentGone missing"
 
 
-@pytest.mark.deadline(10)
+@pytest.mark.deadline(30)
 async def test_sweeps_in_several_processes_at_once(shm_dir: Path, peers: Peers) -> None:
     buffers = [place(b"x", lease=1, directory=shm_dir) for _ in range(300)]
     later = repr(max(buf.lease_deadline for buf in buffers) + 1)
@@ -181,7 +181,7 @@ async def test_sweeps_in_several_processes_at_once(shm_dir: Path, peers: Peers) 
     assert sum(int(words[1]) for words in results) == 300 and segments(shm_dir) == []
 
 
-@pytest.mark.deadline(10)
+@pytest.mark.deadline(30)
 async def test_sigkill_of_the_writer_is_swept_by_owner(shm_dir: Path, peers: Peers) -> None:
     size = 1024 * 1024
     writer = peers.start("write", str(shm_dir), str(size), "3600", "1", "3", script="shm_agent.py")
@@ -195,7 +195,7 @@ async def test_sigkill_of_the_writer_is_swept_by_owner(shm_dir: Path, peers: Pee
     assert segments(shm_dir) == [] and view == pattern(size)
 
 
-@pytest.mark.deadline(10)
+@pytest.mark.deadline(30)
 async def test_sigkill_of_a_receiver_before_attaching_is_swept_by_lease(shm_dir: Path, peers: Peers) -> None:
     buf = place(b"never read", lease=30, directory=shm_dir)
     receiver = peers.start("attach", str(shm_dir), script="shm_agent.py")
@@ -208,7 +208,7 @@ async def test_sigkill_of_a_receiver_before_attaching_is_swept_by_lease(shm_dir:
     assert segments(shm_dir) == []
 
 
-@pytest.mark.deadline(10)
+@pytest.mark.deadline(30)
 async def test_a_receiver_killed_while_holding_a_view_leaves_nothing(shm_dir: Path, peers: Peers) -> None:
     buf = SharedBuffer.create(4096, lease=30, directory=shm_dir)
     buf.view[:4] = b"data"

@@ -48,14 +48,6 @@ FRACTIONS = [
     (0.6, F(3, 5)),
     (0.51, F(51, 100)),
 ]
-QUORUM_FRACTIONS = [
-    (0.5, F(1, 2)),
-    (1.0, F(1)),
-    (0.9, F(9, 10)),
-    (1 / 3, F(1, 3)),
-    (0.6, F(3, 5)),
-    (0.25, F(1, 4)),
-]
 MALFORMED_WIRE: list[dict[Any, Any]] = [
     {"choice": "a", "bogus": 1},
     {"confidence": 0.5},
@@ -83,12 +75,11 @@ class Scenario:
     options: list[Any]
     electorate: Any
     rule: Rule
-    quorum: float | None
+    quorum: int | None
     vote: int | None
     ref_pairs: list[tuple[str, Any]]
     ref_electorate: dict[str, F]
     ref_rule: dict[str, Any]
-    ref_quorum: int | F | None
 
     def run(self, **changes: Any) -> Decision:
         kwargs = {"options": self.options, "rule": self.rule, "electorate": self.electorate,
@@ -99,7 +90,7 @@ class Scenario:
 
     def reference(self, extra: Sequence[tuple[str, Any]] = ()) -> RefResult:
         return reference_tally(self.ref_pairs + list(extra), options=self.options, electorate=self.ref_electorate,
-                               quorum=self.ref_quorum, vote=self.vote, **self.ref_rule)  # fmt: skip
+                               quorum=self.quorum, vote=self.vote, **self.ref_rule)  # fmt: skip
 
 
 FORMS = ["ballot", "ballot", "raw", "wire", "malformed"]
@@ -119,7 +110,8 @@ def unpack(spec: int) -> list[int]:
 
 RULE_SPECS = st.tuples(st.sampled_from(Weighting), st.sampled_from(TieBreak), st.integers(0, 7),
                        st.sampled_from(FRACTIONS))  # fmt: skip
-QUORUMS = st.sampled_from([None] * 8 + [1, 2, 3, 5] + QUORUM_FRACTIONS)
+# A quorum is a count of members (weights do not matter); 7 is every generated voter.
+QUORUMS = st.sampled_from([None] * 8 + [1, 2, 3, 4, 5, 7])
 OPTIONS = st.lists(st.sampled_from(OPTION_POOL), min_size=1, max_size=4, unique=True)
 
 
@@ -189,13 +181,10 @@ def scenarios(
                                                      "plurality": Plurality}  # fmt: skip
         rule = factories[kind](**common)
 
-    quorum: Any = draw(QUORUMS)
-    ref_quorum = quorum
-    if isinstance(quorum, tuple):
-        quorum, ref_quorum = quorum
+    quorum: int | None = draw(QUORUMS)
     vote = None if clean else draw(st.sampled_from([None, 1, 2]))
     return Scenario(pairs, ballots, options, electorate, rule, quorum, vote,
-                    ref_pairs, ref_electorate, ref_rule, ref_quorum)  # fmt: skip
+                    ref_pairs, ref_electorate, ref_rule)  # fmt: skip
 
 
 def check(decision: Decision, ref: RefResult, scenario: Scenario) -> None:
@@ -245,8 +234,8 @@ ALL_RULES = [
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=lambda rule: rule.name)
-@pytest.mark.parametrize("quorum", [None, 1, 3, 0.5, 1.0])
-def test_empty_electorate(rule: Rule, quorum: float | None) -> None:
+@pytest.mark.parametrize("quorum", [None, 1, 3])
+def test_empty_electorate(rule: Rule, quorum: int | None) -> None:
     decision = tally([("ann", "yes")], options=["yes", "no"], rule=rule, electorate=[], quorum=quorum)
     assert decision.outcome is None
     assert decision.quorum_met is (quorum is None)
@@ -312,12 +301,20 @@ def test_zero_weight_voters() -> None:
     assert decision.outcome == "yes" and dict(decision.tally) == {"yes": 1.0, "no": 0.0}
     unanimous = tally({"ann": "yes"}, options=["yes", "no"], rule=Unanimous(), electorate=electorate)
     assert unanimous.outcome == "yes"
-    # Only zero-weight voters: nothing can win, a fraction quorum cannot be met.
+    # Only zero-weight voters: they meet a quorum (a count of members), yet nothing can win.
     nobody = tally({"bob": "yes", "cy": "yes"}, options=["yes", "no"], rule=Plurality(), electorate={"bob": 0, "cy": 0},
-                   quorum=0.5)  # fmt: skip
-    assert nobody.outcome is None and not nobody.quorum_met and not nobody.tie
+                   quorum=2)  # fmt: skip
+    assert nobody.outcome is None and nobody.quorum_met and not nobody.tie
     counted = tally({"bob": "yes"}, options=["yes"], rule=Unanimous(), electorate={"bob": 0}, quorum=1)
     assert counted.quorum_met and counted.outcome is None
+
+
+def test_quorum_counts_members_whatever_their_weights() -> None:
+    electorate = {"ann": 10, "bob": 1, "cy": 1}
+    heavy = tally({"ann": "yes"}, options=["yes", "no"], electorate=electorate, quorum=2)
+    assert not heavy.quorum_met and heavy.outcome is None and heavy.participating_weight == 10.0
+    light = tally({"bob": "no", "cy": None}, options=["yes", "no"], electorate=electorate, quorum=2)
+    assert light.quorum_met and light.outcome is None
 
 
 def test_weights_are_read_as_written() -> None:
@@ -402,8 +399,7 @@ def majority_votes(draw: st.DrawFn) -> tuple[dict[str, Any], list[Any], dict[str
         if draw(st.integers(0, 3))
     }
     rule = Majority(weighting=draw(st.sampled_from(Weighting)))
-    quorum = draw(QUORUMS)
-    return ballots, options, electorate, rule, quorum[0] if isinstance(quorum, tuple) else quorum
+    return ballots, options, electorate, rule, draw(QUORUMS)
 
 
 @SOME
@@ -515,9 +511,11 @@ def test_is_decided_examples() -> None:
     ({"options": [("a",)]}, ValueError, "position 0"),
     ({"options": [math.nan]}, ValueError, "nan"),
     ({"quorum": True}, TypeError, "quorum"),
-    ({"quorum": 0}, ValueError, "quorum 0"),
-    ({"quorum": 1.5}, ValueError, "quorum 1.5"),
-    ({"quorum": 0.0}, ValueError, "quorum 0.0"),
+    ({"quorum": 0}, ValueError, "quorum 0 "),
+    ({"quorum": -2}, ValueError, "quorum -2 "),
+    ({"quorum": 1.0}, ValueError, "quorum 1.0 is not a count"),
+    ({"quorum": 0.5}, ValueError, "quorum 0.5 is not a count"),
+    ({"quorum": F(1, 2)}, ValueError, "is not a count of members"),
     ({"quorum": "1"}, TypeError, "quorum"),
     ({"electorate": {"ann": -1}}, ValueError, "'ann'"),
     ({"electorate": {"ann": math.inf}}, ValueError, "'ann'"),

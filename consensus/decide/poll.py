@@ -3,7 +3,9 @@
 The driver tells a :class:`PollRound` what happened (an answer, a handler error, a
 member gone) and asks whether the round is complete; the round never reads a clock
 or a socket. A round is complete when every member present at its start has
-answered, failed or left, or, with ``quorum=k``, once ``k`` answers are in.
+answered, failed or left, or, with ``quorum=k``, once ``k`` answers are in (a
+quorum is a count of members, the same for polls and votes: see
+:mod:`consensus.decide.quorum`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+from consensus.decide.quorum import check_quorum
 from consensus.failure import Failure
 
 __all__ = ["PollResult", "PollRound", "Verdict"]
@@ -67,20 +70,16 @@ def classify(name: str, *, finished: bool, expected: Collection[str], pending: C
     return Verdict.ACCEPTED
 
 
-def _check_quorum(quorum: int | None) -> int | None:
-    if quorum is None:
-        return None
-    if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
-        raise ValueError(f"a poll's quorum is a number of answers >= 1, got {quorum!r}")
-    return quorum
-
-
 class PollRound:
-    """The state of one poll: who is expected, who answered, failed or left."""
+    """The state of one poll: who is expected, who answered, failed or left.
+
+    ``quorum`` is ``None`` or a count of members (an ``int >= 1``, see
+    :mod:`consensus.decide.quorum`): the round completes once that many answers are in.
+    """
 
     def __init__(self, expected: Iterable[str], *, quorum: int | None = None) -> None:
         self.expected = frozenset(expected)
-        self.quorum = _check_quorum(quorum)
+        self.quorum = check_quorum(quorum)
         self._answers: dict[str, Any] = {}
         self._errors: dict[str, Failure] = {}
         self._left: set[str] = set()

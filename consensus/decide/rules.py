@@ -55,7 +55,7 @@ the tally requires it to be one of the options (for every rule).
 Exact ratios
 ============
 
-Float inputs (``fraction`` here; weights, confidences and quorum fractions in the
+Float inputs (``fraction`` here; weights and confidences in the
 tally) are read as the ratio they were written as, see :func:`as_ratio`:
 ``2/3`` is exactly 2/3 and ``0.9`` exactly 9/10, so ``Supermajority(0.9)`` passes
 with 9 of 10 equal voters (the binary value of ``0.9`` is slightly above 9/10).

@@ -23,10 +23,11 @@ only select booleans (CBOR keeps ``true`` and ``1`` apart).
 Quorum
 ======
 
-``None``: no requirement. An ``int`` ``n >= 1``: at least ``n`` electorate members have
-an accepted ballot. A ``float`` ``q`` in (0, 1]: the accepted ballots' voters hold at
-least ``q`` of the electorate's total weight (which must be positive). Abstentions
-count towards both. Without a quorum there is no outcome.
+``None``: no requirement. Otherwise a count of members, an ``int`` ``n >= 1``: at least
+``n`` electorate members have an accepted ballot, whatever their weights (a member of
+weight 0 counts too). Abstentions count. Without a quorum there is no outcome. A
+fraction (``quorum=0.5`` or ``1.0``) is refused with ``ValueError``: the meaning is the
+same as a poll's quorum, see :mod:`consensus.decide.quorum`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any, Final
 
 from consensus.decide.ballot import Ballot, check_options, describe, select
 from consensus.decide.decision import Decision
+from consensus.decide.quorum import check_quorum
 from consensus.decide.rules import Majority, Rule, Standing, Weighting, as_ratio, top_options
 from consensus.errors import InvalidBallot
 
@@ -71,20 +73,6 @@ def _check_electorate(electorate: Mapping[str, float] | Iterable[str]) -> dict[s
             raise ValueError(f"weight of {name!r} is {weight!r}; weights must be finite and >= 0")
         members[name] = as_ratio(weight)
     return members
-
-
-def _check_quorum(quorum: float | None) -> int | Fraction | None:
-    if quorum is None:
-        return None
-    if type(quorum) is bool or not isinstance(quorum, (int, float)):
-        raise TypeError(f"quorum must be None, an int count or a float fraction, got {quorum!r}")
-    if isinstance(quorum, int):
-        if quorum < 1:
-            raise ValueError(f"quorum {quorum} is not a count >= 1 (use None for no quorum)")
-        return quorum
-    if not (math.isfinite(quorum) and 0 < quorum <= 1):
-        raise ValueError(f"quorum {quorum!r} is not a fraction in (0, 1]")
-    return as_ratio(quorum)
 
 
 # -- counting ------------------------------------------------------------------------------
@@ -178,22 +166,15 @@ def _count(
     return count
 
 
-def _judge(
-    rule: Rule, standing: Standing, quorum: int | Fraction | None, turnout: int, present: Fraction
-) -> tuple[int | None, bool]:
+def _judge(rule: Rule, standing: Standing, quorum: int | None, turnout: int) -> tuple[int | None, bool]:
     """(index of the outcome or None, whether the quorum is met)."""
-    if quorum is None:
-        met = True
-    elif isinstance(quorum, int):
-        met = turnout >= quorum
-    else:
-        met = standing.total > 0 and present >= quorum * standing.total
+    met = quorum is None or turnout >= quorum
     return (rule.decide(standing) if met else None), met
 
 
-def _decision(count: _Count, rule: Rule, quorum: int | Fraction | None) -> Decision:
+def _decision(count: _Count, rule: Rule, quorum: int | None) -> Decision:
     standing = count.standing()
-    outcome, met = _judge(rule, standing, quorum, len(count.accepted), count.present())
+    outcome, met = _judge(rule, standing, quorum, len(count.accepted))
     options = count.options
     return Decision(
         outcome=None if outcome is None else options[outcome],
@@ -222,7 +203,7 @@ def tally(
     options: Sequence[Any],
     rule: Rule = _MAJORITY,
     electorate: Mapping[str, float] | Iterable[str],
-    quorum: float | None = None,
+    quorum: int | None = None,
     vote: int | None = None,
 ) -> Decision:
     """Count ``ballots`` under ``rule`` and return the :class:`Decision`.
@@ -234,7 +215,7 @@ def tally(
     the module docstring. Invalid arguments raise ``TypeError``/``ValueError``; bad
     ballots never raise, they are rejected.
     """
-    checked_quorum = _check_quorum(quorum)
+    checked_quorum = check_quorum(quorum)
     return _decision(_count(ballots, options, rule, electorate, vote), rule, checked_quorum)
 
 
@@ -244,7 +225,7 @@ def is_decided(
     options: Sequence[Any],
     rule: Rule,
     electorate: Mapping[str, float] | Iterable[str],
-    quorum: float | None = None,
+    quorum: int | None = None,
     vote: int | None = None,
     pending: Iterable[str],
 ) -> Decision | None:
@@ -258,7 +239,7 @@ def is_decided(
     """
     if isinstance(pending, (str, bytes)) or not isinstance(pending, Iterable):
         raise TypeError(f"pending must be a collection of voter names, got {describe(pending)}")
-    checked_quorum = _check_quorum(quorum)
+    checked_quorum = check_quorum(quorum)
     count = _count(ballots, options, rule, electorate, vote)
     decision = _decision(count, rule, checked_quorum)
     still_open: set[str] = set()
@@ -271,7 +252,7 @@ def is_decided(
         return decision
     # Why these extremes suffice. Let P be the pending members' total weight. Every
     # completion lies between "all stay away" (the decision itself) and "all take part":
-    # participation (count and weight) is monotone, so quorum_met is constant iff it
+    # participation (the count of voters) is monotone, so quorum_met is constant iff it
     # agrees at those two. When it is, each option's tallied weight and support range from
     # their current values to current + P, the top reached when all pending members vote
     # for that option at confidence 1 (the "all for o" extremes, which also take part).
@@ -285,10 +266,9 @@ def is_decided(
     # weight (still top among the rest) and o at least as high, so x loses there too.
     extra = sum((count.members[name] for name in still_open), Fraction(0))
     turnout = len(count.accepted) + len(still_open)
-    present = count.present() + extra
-    current = _judge(rule, count.standing(), checked_quorum, len(count.accepted), count.present())
+    current = _judge(rule, count.standing(), checked_quorum, len(count.accepted))
     extremes = [count.standing()] + [count.standing(extra, index) for index in range(len(count.options))]
     for standing in extremes:
-        if _judge(rule, standing, checked_quorum, turnout, present) != current:
+        if _judge(rule, standing, checked_quorum, turnout) != current:
             return None
     return decision

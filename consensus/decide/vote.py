@@ -24,7 +24,12 @@ __all__ = ["VoteRound"]
 
 
 class VoteRound:
-    """The state of one vote: the electorate, ballots cast, errors, departures."""
+    """The state of one vote: the electorate, ballots cast, errors, departures.
+
+    ``quorum`` is ``None`` or a count of members (an ``int >= 1``, the same meaning as a
+    poll's, see :mod:`consensus.decide.quorum`): met once that many members of the
+    electorate cast an accepted ballot, whatever their weights.
+    """
 
     def __init__(
         self,
@@ -33,7 +38,7 @@ class VoteRound:
         electorate: Mapping[str, float],
         options: Sequence[Any],
         rule: Rule,
-        quorum: float | None = None,
+        quorum: int | None = None,
     ) -> None:
         self.vote_id = vote_id
         self.electorate = dict(electorate)

@@ -144,17 +144,19 @@ class Room:
 
     async def poll(self, question: Any, *, timeout: float, quorum: int | None = None) -> PollResult:
         """Ask every member ``question``; returns when all answered, failed or left, or
-        ``quorum`` answers are in, or at the deadline."""
+        ``quorum`` answers are in (a count of members, an int >= 1), or at the deadline."""
         key, frames = self._protocol.open_poll(question, quorum=quorum, now=trio.current_time())
         replies = await self._ask(key, frames, timeout)
         return self._protocol.close_poll(key, trio.current_time(), poll_id=replies.id if replies else 0)
 
     async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,
-                   quorum: float | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
+                   quorum: int | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
         """Ask every member to vote on ``motion``; returns the :class:`Decision`.
 
         The electorate is the members present at the start, each with weight 1 unless
-        ``weights`` says otherwise. The decision is broadcast to every member.
+        ``weights`` says otherwise. ``quorum`` is a count of members (an int >= 1, as for
+        polls): met once that many cast an accepted ballot, whatever their weights; a
+        fraction raises ``ValueError``. The decision is broadcast to every member.
         """
         vote_id = secrets.randbits(63)
         key, frames = self._protocol.open_vote(motion, options=options, vote_id=vote_id, rule=rule,

@@ -198,7 +198,7 @@ class HostProtocol:
         return self._open(_Round(round, now, question), P.POLL, P.poll_body(question))
 
     def open_vote(self, motion: Any, *, options: Sequence[Any], vote_id: int, rule: Rule | None,
-                  quorum: float | None, weights: Mapping[str, float] | None,
+                  quorum: int | None, weights: Mapping[str, float] | None,
                   now: float) -> tuple[int, list[Send]]:  # fmt: skip
         """Start a vote of the members present (``vote_id``: drawn by the caller)."""
         weights = weights or {}
