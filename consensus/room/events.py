@@ -41,6 +41,7 @@ class Target(Enum):
     CONTROL = "control"  # the control bus: every connected peer
     SURVEY = "survey"  # a new survey to every respondent (host only)
     REPLY = "reply"  # the reply to the survey ``Send.survey`` (member only)
+    MESH = "mesh"  # the mesh bus: every member and the host (hotline set-up)
 
 
 @dataclass(frozen=True, slots=True)

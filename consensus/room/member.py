@@ -113,8 +113,9 @@ class Member:
         self._keys = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._inbox = Inbox()
-        self._lines = RoomLines(name=self.name, mesh=self._mesh, members=lambda: self._protocol.members,
-                                on_ask=on_ask, max_message_size=max_message_size)  # fmt: skip
+        self._lines = RoomLines(
+            name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size
+        )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task
