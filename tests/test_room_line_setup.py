@@ -269,6 +269,7 @@ def test_three_members_set_up_their_lines_in_order() -> None:
     assert request.body == {"to": "ann"}
     heard = wire(P.LINE, "cy", request.body)
     assert setups["bob"].receive(heard) == []  # addressed to ann
+    assert setups["ann"].receive(wire("other", "cy", request.body)) == []  # not a line message
     (open_ann, again) = setups["ann"].receive(heard)
     assert open_ann == OpenLine("cy", 1, listen=True, incoming=True) and again == OfferAgain("cy", 1)
     assert setups["ann"].receive(heard) == [OfferAgain("cy", 1)]  # a duplicate request

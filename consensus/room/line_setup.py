@@ -160,7 +160,10 @@ class LineSetup:
         return out
 
     def receive(self, envelope: Envelope) -> list[LineOutput]:
-        """A ``line`` message from the mesh bus (every member hears it; one is addressed)."""
+        """A message from the mesh bus other than a broadcast: what to do about it. Only
+        ``line`` messages addressed to this member do anything; other kinds are ignored."""
+        if envelope.kind != P.LINE:
+            return []
         try:
             to, address = P.parse_line(envelope)
         except MalformedMessage as exc:
