@@ -30,9 +30,10 @@ from consensus.room.events import Ignored, Send, Target
 from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
-__all__ = ["COUNTERS", "CloseLine", "DialLine", "LineOutput", "LineSetup", "OfferAgain", "OpenLine"]
+__all__ = ["COUNTERS", "RESEND", "CloseLine", "DialLine", "LineOutput", "LineSetup", "OfferAgain", "OpenLine"]
 
 COUNTERS: Final = ("opened", "malformed")
+RESEND: Final = 0.5  # seconds between repeated requests or offers while a line is not up
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,14 +35,13 @@ import trio
 from consensus.errors import LineError
 from consensus.hotline.line import Hotline, hotline
 from consensus.room.events import Ignored, Send
-from consensus.room.line_setup import CloseLine, DialLine, LineOutput, LineSetup, OfferAgain, OpenLine
+from consensus.room.line_setup import RESEND, CloseLine, DialLine, LineOutput, LineSetup, OfferAgain, OpenLine
 from patterns import Bus, Closed, ConsensusError, Envelope, Timeout
 
 __all__ = ["RoomLines"]
 
 log = logging.getLogger("consensus")
 
-RESEND = 0.5  # seconds between repeated set-up messages while a line is not up
 INCOMING = 64  # lines opened by peers and not yet taken from member.hotlines()
 
 

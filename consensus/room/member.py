@@ -43,7 +43,7 @@ from consensus.room.events import (
 )
 from consensus.room.inbox import Inbox
 from consensus.room.lines import RoomLines
-from consensus.room.member_protocol import MemberProtocol
+from consensus.room.member_protocol import JOIN_RESEND, MemberProtocol
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.worker import Worker
@@ -63,8 +63,6 @@ from patterns import (
 __all__ = ["Member", "MemberStatistics", "join"]
 
 log = logging.getLogger("consensus")
-
-JOIN_RESEND = 0.25  # seconds between join attempts until the host answers
 
 
 @dataclass(frozen=True, slots=True)

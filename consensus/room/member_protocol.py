@@ -34,9 +34,17 @@ from consensus.room.events import (
 from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
-__all__ = ["COUNTERS", "DEFAULT_HEARTBEAT", "MAX_KEPT_SURVEYS", "MemberProtocol", "MemberState"]
+__all__ = [
+    "COUNTERS",
+    "DEFAULT_HEARTBEAT",
+    "JOIN_RESEND",
+    "MAX_KEPT_SURVEYS",
+    "MemberProtocol",
+    "MemberState",
+]
 
 DEFAULT_HEARTBEAT: Final = 0.5  # until a welcome says otherwise
+JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed")
 
