@@ -130,25 +130,38 @@ class Lines(RuleBasedStateMachine):
             assert (outputs == []) == (before is not None)
             self.act(node, outputs)
 
-    @rule(name=st.sampled_from(NAMES), back=st.booleans())
-    def restart(self, name: str, back: bool) -> None:
-        """A member's process ends; ``back``: a new process takes the name at once."""
+    @rule(name=st.sampled_from(NAMES), back=st.booleans(), everyone=st.booleans())
+    def restart(self, name: str, back: bool, everyone: bool) -> None:
+        """A member's process ends; ``back``: a new process takes the name at once.
+        ``everyone``: the new roster reaches every member now (else only the newcomer)."""
         if back:
             self.nodes[name] = self.new_node(name)
         else:
             self.nodes.pop(name, None)
-        self.roster_to_all()
+        if everyone:
+            self.roster_to_all()
+        else:
+            self.roster_to(name)
 
-    @rule(name=st.sampled_from(NAMES))
-    def rejoin(self, name: str) -> None:
+    @rule(name=st.sampled_from(NAMES), everyone=st.booleans())
+    def rejoin(self, name: str, everyone: bool) -> None:
         if name not in self.nodes:
             self.nodes[name] = self.new_node(name)
-            self.roster_to_all()
+            if everyone:
+                self.roster_to_all()
+            else:
+                self.roster_to(name)
+
+    @rule(name=st.sampled_from(NAMES))
+    def roster_to(self, name: str) -> None:
+        """The current roster reaches one member (the others may hold an older one)."""
+        node = self.nodes.get(name)
+        if node is not None:
+            self.act(node, node.setup.roster_changed(self.roster()))
 
     def roster_to_all(self) -> None:
-        roster = self.roster()
-        for node in self.nodes.values():
-            self.act(node, node.setup.roster_changed(roster))
+        for name in self.nodes:
+            self.roster_to(name)
 
     def connected(self, node: Node, peer: str) -> bool:
         """The line is up when the peer runs the other end at the same address."""
@@ -186,7 +199,7 @@ class Lines(RuleBasedStateMachine):
         node = self.nodes.get(to)
         if node is None:
             return
-        allowed = sender in self.nodes and sender != to and offer == (sender < to)
+        allowed = sender in node.setup.members and sender != to and offer == (sender < to)
         if allowed:
             return
         before = (node.setup.lines, dict(node.setup.counts))
@@ -217,6 +230,7 @@ class Lines(RuleBasedStateMachine):
     def settle(self) -> None:
         """Deliver everything in order, resend, and again until quiet: then each pair with a
         line on either side has exactly one, and the dialer dials the listener's address."""
+        self.roster_to_all()
         for _ in range(4):
             while self.bus:
                 self.hear(self.bus.pop(0))
@@ -241,8 +255,8 @@ class Lines(RuleBasedStateMachine):
     def lines_only_to_members_present_as_the_same_process(self) -> None:
         for node in self.nodes.values():
             for peer, task in node.tasks.items():
-                assert peer != node.name and peer in self.nodes
-                assert task.peer_mesh == self.nodes[peer].mesh, "a line to a process that has gone"
+                assert peer != node.name and peer in node.setup.members  # as far as it knows
+                assert task.peer_mesh == node.setup.members[peer], "a line to a process that has gone"
 
     @invariant()
     def a_dialer_dials_only_what_its_peer_listened_at(self) -> None:
