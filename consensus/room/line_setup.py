@@ -30,7 +30,17 @@ from consensus.room.events import Ignored, Send, Target
 from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
-__all__ = ["COUNTERS", "RESEND", "CloseLine", "DialLine", "LineOutput", "LineSetup", "OfferAgain", "OpenLine"]
+__all__ = [
+    "COUNTERS",
+    "RESEND",
+    "CloseLine",
+    "DialLine",
+    "LineOutput",
+    "LineSetup",
+    "OfferAgain",
+    "OpenLine",
+    "listen_address",
+]
 
 COUNTERS: Final = ("opened", "malformed")
 RESEND: Final = 0.5  # seconds between repeated requests or offers while a line is not up
@@ -74,6 +84,16 @@ class OfferAgain:
 
 
 LineOutput = OpenLine | CloseLine | DialLine | OfferAgain | Ignored
+
+
+def listen_address(mesh: str, nonce: str) -> str:
+    """Where a listener opens a line, next to its ``mesh`` address: for ipc and inproc the
+    mesh address plus ``.l-`` and ``nonce`` (the driver draws it), for tcp schemes the same
+    host and port 0 (the system picks a port; the offer carries the real one)."""
+    scheme, _, rest = mesh.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return f"{mesh}.l-{nonce}"
+    return f"{scheme}://{rest.rpartition(':')[0]}:0"
 
 
 @dataclass(slots=True)

@@ -35,7 +35,16 @@ import trio
 from consensus.errors import LineError
 from consensus.hotline.line import Hotline, hotline
 from consensus.room.events import Ignored, Send
-from consensus.room.line_setup import RESEND, CloseLine, DialLine, LineOutput, LineSetup, OfferAgain, OpenLine
+from consensus.room.line_setup import (
+    RESEND,
+    CloseLine,
+    DialLine,
+    LineOutput,
+    LineSetup,
+    OfferAgain,
+    OpenLine,
+    listen_address,
+)
 from patterns import Bus, Closed, ConsensusError, Envelope, Timeout
 
 __all__ = ["RoomLines"]
@@ -178,20 +187,13 @@ class RoomLines:
             if self._lines.get(entry.peer) is entry:
                 del self._lines[entry.peer]
 
-    def _line_address(self) -> str:
-        mesh = self._mesh.addresses[0]
-        scheme, _, rest = mesh.partition("://")
-        if scheme in ("ipc", "inproc"):
-            return f"{mesh}.l-{secrets.token_hex(4)}"
-        host = rest.rpartition(":")[0]
-        return f"{scheme}://{host}:0"
-
     def _line(self, address: str, *, listen: bool) -> Any:
         return hotline(address, listen=listen, dial=not listen, name=self.name, on_ask=self._on_ask,
                        max_message_size=self._max_message_size)  # fmt: skip
 
     async def _listen(self, entry: _Line) -> None:
-        async with self._line(self._line_address(), listen=True) as line:
+        address = listen_address(self._mesh.addresses[0], secrets.token_hex(4))
+        async with self._line(address, listen=True) as line:
             self._ready(entry, line)
             offer = self._setup.offer(entry.peer, line.bound_address)  # tcp port 0 resolved
             while True:
