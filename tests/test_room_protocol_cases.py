@@ -128,7 +128,7 @@ def test_every_rooms_doc_example_encodes_as_shown_and_passes_the_protocol_checks
     """Each example of docs/rooms.md is what the codec writes, and the side that receives it
     accepts it; the bodies the builders make for the same values are the same."""
     examples = rooms_examples()
-    assert len(examples) == 14
+    assert len(examples) == 16
     for source, env, data in examples:
         assert encode(env) == data and decode(data) == env, source
         body = env.body
@@ -167,5 +167,8 @@ def test_every_rooms_doc_example_encodes_as_shown_and_passes_the_protocol_checks
                 assert body == P.error_body(value)
             else:
                 assert body == P.answer_body(value)
+        elif env.kind == P.LINE:
+            to, address = P.parse_line(env)
+            assert body == P.line_body(to, address)
         else:
             assert env.kind == P.SAY, source

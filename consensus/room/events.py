@@ -41,10 +41,13 @@ class Target(Enum):
     CONTROL = "control"  # the control bus: every connected peer
     SURVEY = "survey"  # a new survey to every respondent (host only)
     REPLY = "reply"  # the reply to the survey ``Send.survey`` (member only)
+    MESH = "mesh"  # the mesh bus: every member and the host (hotline set-up)
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """A frame to send: its kind and body, and where it goes."""
+
     kind: str
     body: Any
     to: Target
@@ -55,19 +58,25 @@ class Send:
 # ------------------------------------------------------------------ host events
 @dataclass(frozen=True, slots=True)
 class Joined:
+    """A member joined the room (the host's roster changed)."""
+
     name: str
     replaced: bool = False  # the name's previous holder was gone and is replaced
 
 
 class Why(Enum):
-    LEAVE = "leaves"
-    CONNECTION_LOSS = "connection_losses"
-    EXPIRY = "expired"
-    REPLACED = "replaced"
+    """Why members are gone (the value is for the log)."""
+
+    LEAVE = "left"
+    CONNECTION_LOSS = "connection closed"
+    EXPIRY = "silent too long"
+    REPLACED = "replaced by a newcomer under the name"
 
 
 @dataclass(frozen=True, slots=True)
 class Left:
+    """Members are gone from the room; running rounds no longer wait for them."""
+
     names: tuple[str, ...]
     why: Why
 
@@ -90,31 +99,43 @@ class Ignored:
 # ------------------------------------------------------------------ member events
 @dataclass(frozen=True, slots=True)
 class Welcomed:
+    """This member's join was accepted (first welcome only); ``heartbeat``: the interval to keep."""
+
     heartbeat: float
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
+    """The host refused this member: its membership is over."""
+
     reason: str
     after_welcome: bool  # True: this member had joined and lost its name since
 
 
 @dataclass(frozen=True, slots=True)
 class Dial:
+    """Dial the mesh address of a member whose name sorts before this one's."""
+
     address: str
 
 
 @dataclass(frozen=True, slots=True)
 class Undial:
+    """Stop dialing a mesh address (its member left, or moved)."""
+
     address: str
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionReceived:
+    """The host broadcast the decision of a vote."""
+
     decision: Decision
 
 
 class HandlerKind(Enum):
+    """Which of the member's handlers answers a survey."""
+
     POLL = "on_poll"
     VOTE = "on_vote"
 

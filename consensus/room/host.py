@@ -105,7 +105,7 @@ class Room:
     async def wait_for_mesh(self) -> None:
         """Wait until every member present is linked to the host's node of the mesh."""
         while len(self._mesh.peers) < len(self._protocol.roster):
-            with trio.move_on_after(self._protocol.roster.heartbeat):
+            with trio.move_on_after(self._protocol.heartbeat):
                 await self._mesh.wait_peers_changed()
 
     async def broadcast(self, value: Any) -> None:
@@ -277,19 +277,12 @@ class Room:
 
     async def _expire(self) -> None:
         while True:
-            next_check = self._protocol.next_expiry()
-            # expire() drops members silent for *more than* the expiry: wake strictly after it
-            await trio.sleep_until(
-                next_check + 1e-3
-                if next_check is not None
-                else trio.current_time() + self._protocol.roster.heartbeat
-            )
+            await trio.sleep_until(self._protocol.next_check(trio.current_time()))
             await self._act(self._protocol.expire(trio.current_time()))
 
     async def _resend_roster(self) -> None:
-        # Bus delivery is best effort: a periodic roster heals a lost update.
         while True:
-            await trio.sleep(self._protocol.roster.heartbeat * 2)
+            await trio.sleep(self._protocol.roster_interval)
             await self._act([self._protocol.roster_frame()])
 
 

@@ -27,6 +27,8 @@ from patterns import Envelope, MalformedMessage
 __all__ = ["COUNTERS", "HostProtocol", "ReplyOutcome"]
 
 REFUSALS_REMEMBERED: Final = 256  # refused join attempts remembered, so a repeated join counts once
+ROSTER_RESEND_BEATS: Final = 2  # the roster is resent every 2 heartbeats: it heals a lost update
+EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the expiry: check just after it
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
                    "late_replies", "rejected_replies", "malformed")  # fmt: skip
@@ -78,6 +80,7 @@ class HostProtocol:
     # ------------------------------------------------------------------ queries
     @property
     def members(self) -> tuple[str, ...]:
+        """The names of the members present (sorted)."""
         return self.roster.names
 
     @property
@@ -85,9 +88,21 @@ class HostProtocol:
         """True while a member present takes no shared-memory references: send inline."""
         return not self.roster.refs
 
-    def next_expiry(self) -> float | None:
-        """When the earliest member expires if it stays silent (None: nobody to expire)."""
-        return self.roster.next_expiry()
+    @property
+    def heartbeat(self) -> float:
+        """The interval members are told to heartbeat at (seconds)."""
+        return self.roster.heartbeat
+
+    @property
+    def roster_interval(self) -> float:
+        """How often the driver sends :meth:`roster_frame` unprompted, to heal a lost update."""
+        return self.roster.heartbeat * ROSTER_RESEND_BEATS
+
+    def next_check(self, now: float) -> float:
+        """When to call :meth:`expire` next: just after the earliest member would expire if
+        it stays silent, or one heartbeat from ``now`` when nobody is present."""
+        first = self.roster.next_expiry()
+        return now + self.roster.heartbeat if first is None else first + EXPIRY_MARGIN
 
     def roster_frame(self) -> Send:
         """The roster as it stands (sent after each change, and periodically by the driver)."""
@@ -98,7 +113,8 @@ class HostProtocol:
     def receive_control(
         self, envelope: Envelope, pipe: int, now: float, *, connected: bool = True
     ) -> list[Output]:
-        """A frame from the control bus, over the connection ``pipe``.
+        """A frame from the control bus, over the connection ``pipe``: the frames to send
+        (welcome, refuse, roster) and the events (joined, left, members changed, ignored).
 
         ``connected=False``: the driver no longer sees that connection (it closed, and the
         news may not have reached :meth:`connection_closed` yet); a refusal is then not sent,
@@ -163,11 +179,12 @@ class HostProtocol:
         ]
 
     def connection_closed(self, pipe: int, now: float) -> list[Output]:
-        """The control connection ``pipe`` closed: the members that joined over it are gone."""
+        """The control connection ``pipe`` closed: the members that joined over it are gone
+        (returns their :class:`Left`, and the new roster to send; nothing if there were none)."""
         return self._gone(self.roster.pipe_closed(pipe), Why.CONNECTION_LOSS)
 
     def expire(self, now: float) -> list[Output]:
-        """Drop the members silent for longer than the expiry."""
+        """Drop the members silent for longer than the expiry (returns as :meth:`connection_closed`)."""
         return self._gone(self.roster.expire(now), Why.EXPIRY)
 
     def _gone(self, names: list[str], why: Why, *, roster: bool = True) -> list[Output]:
@@ -193,9 +210,9 @@ class HostProtocol:
 
     def open_poll(self, question: Any, *, quorum: int | None, now: float) -> tuple[int, list[Send]]:
         """Start a poll of the members present: its key, and the survey to send (none if empty)."""
-        round = PollRound(self.members, quorum=quorum)
+        poll = PollRound(self.members, quorum=quorum)
         self.counts["polls"] += 1
-        return self._open(_Round(round, now, question), P.POLL, P.poll_body(question))
+        return self._open(_Round(poll, now, question), P.POLL, P.poll_body(question))
 
     def open_vote(self, motion: Any, *, options: Sequence[Any], vote_id: int, rule: Rule | None,
                   quorum: int | None, weights: Mapping[str, float] | None,
@@ -204,47 +221,49 @@ class HostProtocol:
         weights = weights or {}
         electorate = {member: float(weights.get(member, 1.0)) for member in self.members}
         options = tuple(options)
-        round = VoteRound(
+        vote = VoteRound(
             vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum
         )
         self.counts["votes"] += 1
-        return self._open(_Round(round, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
+        return self._open(_Round(vote, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
 
     def complete(self, key: int) -> bool:
+        """True when round ``key`` has what it needs: its caller may close it."""
         return self._rounds[key].round.complete
 
     def reply(self, key: int, envelope: Envelope, now: float) -> ReplyOutcome:
-        """A reply to the survey of round ``key`` (the driver routes by the survey)."""
+        """A reply to the survey of round ``key`` (the driver routes by the survey): what it
+        did to the round (see :class:`ReplyOutcome`)."""
         active = self._rounds.get(key)
         if active is None:  # the round was forgotten: nothing can count it
             self.counts["late_replies"] += 1
             return ReplyOutcome(Verdict.CLOSED, True, True)
-        round = active.round
+        counting = active.round
         try:
-            verdict = self._apply(round, envelope, now - active.start)
+            verdict = self._apply(counting, envelope, now - active.start)
         except MalformedMessage as exc:
             self.counts["malformed"] += 1
-            return ReplyOutcome(None, round.complete, round.complete and not round.pending, str(exc))
+            return ReplyOutcome(None, counting.complete, counting.complete and not counting.pending, str(exc))
         if verdict is Verdict.CLOSED:
             self.counts["late_replies"] += 1
         elif verdict is not Verdict.ACCEPTED:
             self.counts["rejected_replies"] += 1
-        return ReplyOutcome(verdict, round.complete, round.complete and not round.pending)
+        return ReplyOutcome(verdict, counting.complete, counting.complete and not counting.pending)
 
     @staticmethod
-    def _apply(round: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
+    def _apply(counting: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
         kind, value = P.parse_reply(envelope)
-        if isinstance(round, PollRound):
+        if isinstance(counting, PollRound):
             if kind == P.ANSWER:
-                return round.answer(envelope.sender, value, at=at)
+                return counting.answer(envelope.sender, value, at=at)
             if kind == P.ERROR:
-                return round.fail(envelope.sender, value, at=at)
+                return counting.fail(envelope.sender, value, at=at)
             what = "poll"
         else:
             if kind == P.BALLOT:
-                return round.ballot(envelope.sender, value)
+                return counting.ballot(envelope.sender, value)
             if kind == P.ERROR:
-                return round.fail(envelope.sender, value)
+                return counting.fail(envelope.sender, value)
             what = "vote"
         raise MalformedMessage(
             f"a {kind!r} reply to a {what} from {envelope.sender!r}", reason="body", size=0

@@ -14,13 +14,12 @@ from typing import Any
 
 import trio
 
+from consensus.room.protocol import SAY
 from patterns import Bus, Envelope
 
 __all__ = ["Inbox"]
 
 log = logging.getLogger("consensus")
-
-SAY = "say"
 
 
 class Inbox:

@@ -1,17 +1,18 @@
-"""Hotlines between the members of a room, opened by name.
+"""Hotlines between the members of a room, opened by name: the trio driver.
 
 ``line = await member.hotline("gemini")`` gives a :class:`~consensus.Hotline` to that
 member; the room exchanges the addresses. The other side gets the same line from
 ``await member.hotline("claude")`` or, without asking, from ``member.hotlines()``.
 
-Set-up goes over the mesh bus in ``line`` messages addressed to one member (``to``).
-Of the two members, the one whose name sorts first always listens, so two members
-asking for each other at once still make one line:
+Set-up goes over the mesh bus in ``line`` messages addressed to one member; its rules
+(who listens, who may ask or offer, when a line is made again) are
+:class:`~consensus.room.line_setup.LineSetup`'s. This driver runs one task per line:
 
 - the listener opens a pair1 socket at a fresh address next to its mesh address and
-  sends ``{"to": peer, "address": ...}`` until the peer connects;
-- the other side, when it wants the line first, sends ``{"to": peer}`` until an offer
-  comes, then dials the offered address.
+  repeats its offer until the peer connects (and again whenever the peer asks);
+- the dialer repeats its request until an offer comes, dials the offered address, and
+  asks again whenever it is not connected (the offer may come from a process that has
+  since left: its successor answers with a new offer, and the line is made again).
 
 Both messages are repeated every :data:`RESEND` seconds while the line is not up, so a
 lost broadcast (the mesh is best effort) only delays the line. A line lives until this
@@ -24,9 +25,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,25 +34,36 @@ import trio
 
 from consensus.errors import LineError
 from consensus.hotline.line import Hotline, hotline
-from consensus.room import protocol as P
-from consensus.room.roster import check_name
-from patterns import Bus, Closed, ConsensusError, Envelope, MalformedMessage, Timeout
+from consensus.room.events import Ignored, Send
+from consensus.room.line_setup import (
+    RESEND,
+    CloseLine,
+    DialLine,
+    LineOutput,
+    LineSetup,
+    OfferAgain,
+    OpenLine,
+    listen_address,
+)
+from patterns import Bus, Closed, ConsensusError, Envelope, Timeout
 
 __all__ = ["RoomLines"]
 
 log = logging.getLogger("consensus")
 
-RESEND = 0.5  # seconds between repeated set-up messages while a line is not up
 INCOMING = 64  # lines opened by peers and not yet taken from member.hotlines()
 
 
 @dataclass(eq=False, slots=True)
 class _Line:
+    """The driver's side of one line attempt (the rules are in :class:`LineSetup`)."""
+
     peer: str
-    peer_mesh: str  # the peer's mesh address when the line began: a new one means a new process
+    attempt: int
     listen: bool
+    incoming: bool  # the peer asked first: hand the line to hotlines()
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    address: str | None = None  # where the listener listens (known to the dialer once offered)
+    address: str | None = None  # the address offered to the dialer
     line: Hotline | None = None
     opened: trio.Event = field(default_factory=trio.Event)  # ``line`` is set (or the attempt ended)
     closed: trio.Event = field(default_factory=trio.Event)
@@ -64,18 +75,24 @@ class _Line:
 class RoomLines:
     """One member's hotlines, keyed by the peer's name."""
 
-    def __init__(self, *, name: str, mesh: Bus, members: Callable[[], dict[str, str]],
-                 on_ask: Callable[..., Any] | None, max_message_size: int) -> None:  # fmt: skip
+    def __init__(self, *, name: str, mesh: Bus, on_ask: Callable[..., Any] | None,
+                 max_message_size: int) -> None:  # fmt: skip
         self.name = name
+        self._setup = LineSetup(name=name)
         self._mesh = mesh
-        self._members = members
         self._on_ask = on_ask
         self._max_message_size = max_message_size
-        self._lines: dict[str, _Line] = {}
+        self._lines: dict[str, _Line] = {}  # the attempt under way to each peer, as in the setup
         self._nursery: trio.Nursery | None = None
         self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, Hotline]](INCOMING)
-        self.malformed = 0
-        self.opened = 0
+
+    @property
+    def malformed(self) -> int:
+        return self._setup.counts["malformed"]
+
+    @property
+    def opened(self) -> int:
+        return self._setup.counts["opened"]
 
     def start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -87,22 +104,12 @@ class RoomLines:
 
     # ------------------------------------------------------------------ public
     async def hotline(self, peer: str, *, timeout: float) -> Hotline:
-        if peer == self.name:
-            raise ValueError(f"member {self.name!r} cannot open a hotline to itself")
-        check_name(peer)
         if not timeout > 0:
             raise ValueError(f"hotline({peer!r}): timeout must be > 0 s, got {timeout!r}")
         with trio.move_on_after(timeout):
             while True:
-                entry = self._lines.get(peer)
-                if entry is None:
-                    members = self._members()
-                    if peer not in members:
-                        raise LineError(
-                            f"member {self.name!r}: no member named {peer!r} in the room "
-                            f"(members: {', '.join(sorted(members)) or 'none'})"
-                        )
-                    entry = self._open(peer, members[peer], incoming=False)
+                self._act(self._setup.open(peer))  # raises when there is no such member
+                entry = self._lines[peer]
                 await entry.opened.wait()
                 line = entry.line
                 if line is not None:
@@ -118,7 +125,7 @@ class RoomLines:
                 # closed because the roster changed: look again
         raise Timeout(
             f"member {self.name!r}: no hotline to {peer!r} within {timeout} s "
-            f"({'it is not in the room' if peer not in self._members() else 'it did not connect'})"
+            f"({'it is not in the room' if peer not in self._setup.members else 'it did not connect'})"
         )
 
     async def incoming(self) -> AsyncIterator[tuple[str, Hotline]]:
@@ -128,55 +135,47 @@ class RoomLines:
     # ------------------------------------------------------------------ events
     def on_envelope(self, envelope: Envelope) -> None:
         """A ``line`` message from the mesh (called by the mesh pump; never blocks)."""
-        try:
-            to, address = P.parse_line(envelope)
-        except MalformedMessage as exc:
-            self.malformed += 1
-            log.warning("member %r ignored a line message: %s", self.name, exc)
-            return
-        if to != self.name:
-            return  # for another member: the mesh is a bus
-        sender = envelope.sender
-        members = self._members()
-        if sender not in members or sender == self.name or (address is None) != (sender > self.name):
-            self.malformed += 1
-            log.warning("member %r ignored a line message from %r (not a member, or roles swapped)",
-                        self.name, sender)  # fmt: skip
-            return
-        entry = self._lines.get(sender)
-        if entry is not None and address is not None and entry.address not in (None, address):
-            entry.scope.cancel()  # the peer listens somewhere new (its old line was closed)
-            entry = None
-        if entry is None:
-            entry = self._open(sender, members[sender], incoming=True)
-        if address is None:
-            entry.asked.set()
-        elif entry.address is None:
-            entry.address = address
-            entry.offered.set()
+        self._act(self._setup.receive(envelope))
 
-    def roster_changed(self, members: dict[str, str]) -> None:
+    def roster_changed(self, members: Mapping[str, str]) -> None:
         """Close the lines to members who left or came back as a new process."""
-        for peer, entry in list(self._lines.items()):
-            if members.get(peer) != entry.peer_mesh:
-                entry.scope.cancel()
-                del self._lines[peer]
+        self._act(self._setup.roster_changed(members))
+
+    def _act(self, outputs: list[LineOutput]) -> None:
+        for output in outputs:
+            if isinstance(output, OpenLine):
+                if self._nursery is None:
+                    raise RuntimeError("RoomLines.start() was not called")
+                entry = self._lines[output.peer] = _Line(
+                    output.peer, output.attempt, output.listen, output.incoming
+                )
+                self._nursery.start_soon(self._run, entry)
+            elif isinstance(output, Ignored):
+                log.warning("member %r ignored %s", self.name, output.reason)
+            else:
+                current = self._lines.get(output.peer)
+                if current is None or current.attempt != output.attempt:
+                    continue  # the driver already ended that attempt
+                if isinstance(output, CloseLine):
+                    current.scope.cancel()
+                    del self._lines[output.peer]
+                elif isinstance(output, DialLine):
+                    current.address = output.address
+                    current.offered.set()
+                elif isinstance(output, OfferAgain):
+                    current.asked.set()
+
+    async def _send(self, frame: Send) -> None:
+        await self._mesh.send(frame.body, kind=frame.kind)
 
     # ------------------------------------------------------------------ lines
-    def _open(self, peer: str, peer_mesh: str, *, incoming: bool) -> _Line:
-        if self._nursery is None:
-            raise RuntimeError("RoomLines.start() was not called")
-        entry = self._lines[peer] = _Line(peer, peer_mesh, listen=self.name < peer)
-        self._nursery.start_soon(self._run, entry, incoming)
-        return entry
-
-    async def _run(self, entry: _Line, incoming: bool) -> None:
+    async def _run(self, entry: _Line) -> None:
         try:
             with entry.scope:
                 if entry.listen:
-                    await self._listen(entry, incoming)
+                    await self._listen(entry)
                 else:
-                    await self._dial(entry, incoming)
+                    await self._dial(entry)
         except ConsensusError as exc:  # a socket that cannot open: the caller hears why
             entry.error = exc
             log.warning("member %r: hotline to %r failed: %s", self.name, entry.peer, exc)
@@ -184,48 +183,47 @@ class RoomLines:
             entry.line = None
             entry.opened.set()
             entry.closed.set()
+            self._setup.ended(entry.peer, entry.attempt)
             if self._lines.get(entry.peer) is entry:
                 del self._lines[entry.peer]
-
-    def _line_address(self) -> str:
-        mesh = self._mesh.addresses[0]
-        scheme, _, rest = mesh.partition("://")
-        if scheme in ("ipc", "inproc"):
-            return f"{mesh}.l-{secrets.token_hex(4)}"
-        host = rest.rpartition(":")[0]
-        return f"{scheme}://{host}:0"
 
     def _line(self, address: str, *, listen: bool) -> Any:
         return hotline(address, listen=listen, dial=not listen, name=self.name, on_ask=self._on_ask,
                        max_message_size=self._max_message_size)  # fmt: skip
 
-    async def _listen(self, entry: _Line, incoming: bool) -> None:
-        async with self._line(self._line_address(), listen=True) as line:
-            entry.address = line.bound_address  # tcp port 0 resolved
-            self._ready(entry, line, incoming)
-            offer = {"to": entry.peer, "address": entry.address}
+    async def _listen(self, entry: _Line) -> None:
+        address = listen_address(self._mesh.addresses[0], secrets.token_hex(4))
+        async with self._line(address, listen=True) as line:
+            self._ready(entry, line)
+            offer = self._setup.offer(entry.peer, line.bound_address)  # tcp port 0 resolved
             while True:
                 if line.connected:  # until the line drops, or the peer asks again
                     entry.asked = trio.Event()
                     await _first(entry.asked.wait, line.wait_disconnected)
-                await self._mesh.send(offer, kind=P.LINE)
+                await self._send(offer)
                 with trio.move_on_after(RESEND):
                     await line.wait_connected()
 
-    async def _dial(self, entry: _Line, incoming: bool) -> None:
+    async def _dial(self, entry: _Line) -> None:
         while entry.address is None:
-            await self._mesh.send({"to": entry.peer}, kind=P.LINE)
+            await self._send(self._setup.request(entry.peer))
             with trio.move_on_after(RESEND):
                 await entry.offered.wait()
         async with self._line(entry.address, listen=False) as line:
-            self._ready(entry, line, incoming)
-            await trio.sleep(math.inf)
+            self._ready(entry, line)
+            while True:  # ask again while not connected: the offer may be from a process now gone
+                if line.connected:
+                    await line.wait_disconnected()
+                with trio.move_on_after(RESEND):
+                    await line.wait_connected()
+                if not line.connected:
+                    await self._send(self._setup.request(entry.peer))
 
-    def _ready(self, entry: _Line, line: Hotline, incoming: bool) -> None:
+    def _ready(self, entry: _Line, line: Hotline) -> None:
         entry.line = line
         entry.opened.set()
-        self.opened += 1
-        if incoming:
+        self._setup.opened(entry.peer, entry.attempt)
+        if entry.incoming:
             try:
                 self._incoming_send.send_nowait((entry.peer, line))
             except (trio.WouldBlock, trio.ClosedResourceError):

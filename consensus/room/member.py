@@ -43,7 +43,7 @@ from consensus.room.events import (
 )
 from consensus.room.inbox import Inbox
 from consensus.room.lines import RoomLines
-from consensus.room.member_protocol import MemberProtocol
+from consensus.room.member_protocol import JOIN_RESEND, MemberProtocol
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.worker import Worker
@@ -63,8 +63,6 @@ from patterns import (
 __all__ = ["Member", "MemberStatistics", "join"]
 
 log = logging.getLogger("consensus")
-
-JOIN_RESEND = 0.25  # seconds between join attempts until the host answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +111,9 @@ class Member:
         self._keys = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._inbox = Inbox()
-        self._lines = RoomLines(name=self.name, mesh=self._mesh, members=lambda: self._protocol.members,
-                                on_ask=on_ask, max_message_size=max_message_size)  # fmt: skip
+        self._lines = RoomLines(
+            name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size
+        )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task

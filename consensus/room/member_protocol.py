@@ -34,9 +34,17 @@ from consensus.room.events import (
 from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
-__all__ = ["COUNTERS", "DEFAULT_HEARTBEAT", "MAX_KEPT_SURVEYS", "MemberProtocol", "MemberState"]
+__all__ = [
+    "COUNTERS",
+    "DEFAULT_HEARTBEAT",
+    "JOIN_RESEND",
+    "MAX_KEPT_SURVEYS",
+    "MemberProtocol",
+    "MemberState",
+]
 
 DEFAULT_HEARTBEAT: Final = 0.5  # until a welcome says otherwise
+JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed")
 
@@ -76,22 +84,30 @@ class MemberProtocol:
         return not (self.refs and self.room_refs)
 
     def set_mesh(self, address: str) -> None:
+        """This member's mesh socket listens at ``address`` (announced in joins and heartbeats)."""
         self.mesh = address
 
     def join_frame(self) -> Send:
-        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs)
-        return Send(P.JOIN, body, Target.CONTROL, inline=self.inline)
+        """The ``join`` to send (repeated by the driver until a welcome or refusal)."""
+        return self._hello(P.JOIN)
 
     def heartbeat_frame(self) -> Send:
+        """The ``heartbeat`` to send every :attr:`heartbeat` seconds once welcomed."""
+        return self._hello(P.HEARTBEAT)
+
+    def _hello(self, kind: str) -> Send:
         body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs)
-        return Send(P.HEARTBEAT, body, Target.CONTROL, inline=self.inline)
+        return Send(kind, body, Target.CONTROL, inline=self.inline)
 
     def leave_frame(self) -> Send:
+        """The ``leave`` to send when the membership ends normally."""
         return Send(P.LEAVE, P.hello_body(self.name, self.token), Target.CONTROL, inline=self.inline)
 
     # ------------------------------------------------------------------ control bus
     def receive_control(self, envelope: Envelope, now: float) -> list[Output]:
-        """A frame from the host's control bus. Kinds a member does not know are ignored."""
+        """A frame from the host's control bus: what to send (replies to kept surveys) and the
+        events (welcomed, refused, members changed, dial/undial, decision, ignored). Kinds a
+        member does not know are ignored."""
         try:
             if envelope.kind == P.WELCOME:
                 return self._on_welcome(P.parse_welcome(envelope))
@@ -171,11 +187,12 @@ class MemberProtocol:
 
         A survey that comes before the welcome is kept and answered once the welcome
         arrives: the host may poll a member it has just welcomed, and the survey can
-        overtake the welcome (it travels on another connection)."""
-        self._surveys[key] = P.parse_survey(envelope)
+        overtake the welcome (it travels on another connection). Returns the reply, a
+        :class:`Handle` (run a handler, then call :meth:`reply`), or :class:`Decline` for
+        surveys never to be answered."""
         if self.state is MemberState.REFUSED:
-            del self._surveys[key]
             return [Decline(key)]
+        self._surveys[key] = P.parse_survey(envelope)
         if self.state is MemberState.JOINING:
             self._kept[key] = None
             if len(self._kept) > MAX_KEPT_SURVEYS:
@@ -199,36 +216,32 @@ class MemberProtocol:
         """The reply to survey ``key`` given its handler's ``outcome`` (None: no handler).
 
         ``outcome`` is ``(True, value)`` or ``(False, Failure)``. A vote's value becomes a
-        ballot for that vote; one that makes no ballot is answered with an error."""
+        ballot for that vote; one that makes no ballot is answered with an error. Returns
+        the frame to send; call :meth:`sent` (or :meth:`dropped`) once it is out."""
         survey = self._surveys[key]
         if outcome is None:
             what = "no handler for it" if survey.kind in (P.POLL, P.VOTE) else "unknown survey kind"
             outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
         ok, result = outcome
-        send: Send | None = None
         if ok and survey.kind == P.POLL:
-            send, self._counter[key] = self._reply(P.ANSWER, P.answer_body(result), key), "polls_answered"
-        elif ok and survey.kind == P.VOTE:
+            return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered")
+        if ok and survey.kind == P.VOTE:
             try:
-                send = self._reply(P.BALLOT, P.ballot_body(result, survey.vote_id), key)
-                self._counter[key] = "votes_cast"
-            except (ValueError, TypeError) as exc:
+                return self._reply(key, P.BALLOT, P.ballot_body(result, survey.vote_id), "votes_cast")
+            except (ValueError, TypeError) as exc:  # no ballot: the host hears why
                 result = Failure(type(exc).__name__, str(exc))
-        if send is None:
-            failure = (
-                result if isinstance(result, Failure) else Failure("Error", str(result)[: P.MAX_ERROR_TEXT])
-            )
-            send, self._counter[key] = self._reply(P.ERROR, P.error_body(failure), key), "handler_errors"
-        return send
+        if not isinstance(result, Failure):
+            result = Failure("Error", str(result)[: P.MAX_ERROR_TEXT])
+        return self._reply(key, P.ERROR, P.error_body(result), "handler_errors")
 
-    def _reply(self, kind: str, body: Any, key: int) -> Send:
+    def _reply(self, key: int, kind: str, body: Any, counter: str) -> Send:
+        self._counter[key] = counter  # counted once the frame is out (sent)
         return Send(kind, body, Target.REPLY, key, inline=self.inline)
 
     def unencodable(self, key: int, exc: Exception) -> Send:
-        """The reply to ``key`` has no wire form (``exc``): say so instead."""
-        self._counter[key] = "handler_errors"
+        """The reply to ``key`` has no wire form (``exc``): the error frame to send instead."""
         failure = Failure(type(exc).__name__, str(exc)[: P.MAX_ERROR_TEXT])
-        return self._reply(P.ERROR, P.error_body(failure), key)
+        return self._reply(key, P.ERROR, P.error_body(failure), "handler_errors")
 
     def sent(self, key: int) -> None:
         """The reply to ``key`` went out: count it."""

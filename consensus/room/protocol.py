@@ -45,6 +45,7 @@ __all__ = [
     "dialable",
     "error_body",
     "hello_body",
+    "line_body",
     "parse_decision",
     "parse_hello",
     "parse_line",
@@ -329,6 +330,11 @@ def parse_reply(envelope: Envelope) -> tuple[str, Any]:
             raise _bad(envelope, "field 'message' must be text")
         return ERROR, Failure(kind, message[:MAX_ERROR_TEXT])
     raise _bad(envelope, f"unknown reply kind {envelope.kind!r}")
+
+
+def line_body(to: str, address: str | None = None) -> dict[str, Any]:
+    """A hotline set-up message to ``to``: a request (no ``address``) or an offer."""
+    return {"to": to} if address is None else {"to": to, "address": address}
 
 
 def parse_line(envelope: Envelope) -> tuple[str, str | None]:
