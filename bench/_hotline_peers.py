@@ -30,7 +30,7 @@ async def _echo(value: Any) -> Any:
 
 async def echo_hotline(address: str, tls: dict[str, str] | None = None) -> None:
     """The echo end of a hotline (dials; answers each ask with its value) until it hears ``STOP``."""
-    async with consensus.hotline(address, dial=True, name="echo", on_ask=_echo, tls=client_tls(tls)) as line:
+    async with consensus.hotline(dial=address, name="echo", on_ask=_echo, tls=client_tls(tls)) as line:
         with trio.move_on_after(CHILD_LIFETIME_S):
             while await line.receive() != STOP:
                 pass
@@ -81,10 +81,9 @@ class HotlineClient:
 
     async def open(self, stack: AsyncExitStack, address: str, tls: dict[str, str] | None = None) -> str:
         self.line = await stack.enter_async_context(
-            consensus.hotline(address, listen=True, name="bench", tls=server_tls(tls))
+            consensus.hotline(listen=address, name="bench", tls=server_tls(tls))
         )
-        # A tcp port 0 is resolved by the underlying Pair; the hotline has no public accessor.
-        return str(self.line._pair.addresses[0])
+        return self.line.bound_address
 
     def connected(self) -> bool:
         return self.line.connected

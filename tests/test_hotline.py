@@ -39,10 +39,15 @@ def launch_agent(peers: Peers, address: str, name: str, side: str = "--dial") ->
     return peers.start(address, side, "--name", name, script="hotline_agent.py")
 
 
+async def greet(pair: Pair) -> None:
+    """A raw peer's first frame on a connection: without it the line is not connected."""
+    await pair.send_envelope(Envelope(kind="hello", sender="raw", id=0, body={"hotline": 1}))
+
+
 @asynccontextmanager
 async def line_to_alice(peers: Peers, address: str) -> AsyncIterator[consensus.Hotline]:
     """A listening line named "test", connected to a child agent "alice" that dials it."""
-    async with consensus.hotline(address, listen=True, name="test") as line:
+    async with consensus.hotline(listen=address, name="test") as line:
         await start_agent(peers, address, "alice")
         await line.wait_connected()
         yield line
@@ -57,8 +62,8 @@ async def two_lines(
 ) -> AsyncIterator[tuple[consensus.Hotline, consensus.Hotline]]:
     """A listening line "server" and a dialing line "client" in this process, both connected."""
     async with (
-        consensus.hotline(address, listen=True, name="server", on_ask=server_on_ask) as server,
-        consensus.hotline(address, dial=True, name="client", on_ask=client_on_ask) as client,
+        consensus.hotline(listen=address, name="server", on_ask=server_on_ask) as server,
+        consensus.hotline(dial=address, name="client", on_ask=client_on_ask) as client,
     ):
         with trio.fail_after(10):
             await client.wait_connected()
@@ -149,7 +154,7 @@ async def test_ask_times_out_then_the_line_still_works(address: Address, peers: 
 # ---------------------------------------------------------------- 6. peer killed mid-ask, reconnect
 async def test_peer_killed_mid_ask_fails_fast_then_reconnects(address: Address, peers: Peers) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
+    async with consensus.hotline(listen=addr, name="test") as line:
         first = await start_agent(peers, addr, "alice")
         await line.wait_connected()
         assert await line.ask("warm-up", timeout=5) == {"echo": "warm-up", "by": "alice"}
@@ -195,7 +200,9 @@ async def test_second_dialer_is_refused_first_conversation_goes_on(address: Addr
                 await line.send({"n": count})
                 assert await line.receive() == {"n": count}
         assert count > 5
-        assert intruder.poll() is None  # bob is still trying, not crashed
+        with trio.fail_after(10):  # bob learns that the line is taken, and never says it is connected
+            assert await read_line(intruder) == "taken TAKEN connected=False"
+        assert intruder.poll() is None  # bob is still there, not crashed
         stats = line.statistics()
         assert stats.connections == 1 and stats.connected
         assert stats.asks_failed == 0 and stats.stale_replies == 0
@@ -205,11 +212,12 @@ async def test_second_dialer_is_refused_first_conversation_goes_on(address: Addr
 async def test_reply_to_unknown_ask_is_dropped_and_counted(address: Address) -> None:
     addr = address("ipc")
     async with (
-        consensus.hotline(addr, listen=True, name="test") as line,
+        consensus.hotline(listen=addr, name="test") as line,
         Pair(dial=addr, name="raw") as pair,
     ):
         with trio.fail_after(5):
             await pair.wait_for_peers(1)
+            await greet(pair)
             await line.wait_connected()
             await pair.send_envelope(Envelope(kind="reply", sender="x", id=1, body=1, re=12345))
             # one connection is FIFO: once this arrives, the reply before it was handled
@@ -264,7 +272,7 @@ async def test_receive_ask_reply_and_stream_in_process(address: Address) -> None
 
 
 async def test_receive_ask_refused_when_on_ask_is_set(address: Address) -> None:
-    async with consensus.hotline(address("inproc"), listen=True, on_ask=lambda v: v) as line:
+    async with consensus.hotline(listen=address("inproc"), on_ask=lambda v: v) as line:
         with pytest.raises(RuntimeError):
             await line.receive_ask()
 
@@ -367,16 +375,19 @@ async def test_a_silent_peer_is_disconnected_and_its_asks_fail(address: Address)
     the ask waiting on it fails with PeerLost, long before its own timeout."""
     addr = address("ipc")
     async with (
-        consensus.hotline(addr, listen=True, name="test", heartbeat=0.1, missed_heartbeats=2) as line,
+        consensus.hotline(listen=addr, name="test", heartbeat=0.1, missed_heartbeats=2) as line,
         Pair(dial=addr, name="mute") as mute,
     ):
         with trio.fail_after(10):
+            await mute.wait_for_peers(1)
+            await greet(mute)  # then not a word
             await line.wait_connected()
             start = trio.current_time()
             with pytest.raises(consensus.PeerLost):
                 await line.ask("anyone?", timeout=30)
             assert trio.current_time() - start < 5
-            assert (await mute.receive_envelope()).kind in ("ask", "ping")  # it did hear us
+            heard = [(await mute.receive_envelope()).kind for _ in range(2)]
+            assert heard[0] == "hello" and heard[1] in ("ask", "ping")  # it did hear us
         stats = line.statistics()
         assert stats.silent_disconnects >= 1 and stats.asks_failed >= 1 and stats.asks_open == 0
 
@@ -401,11 +412,12 @@ async def test_frames_that_come_while_an_asker_reads_are_handled_in_order(addres
     pings and stale replies that come meanwhile are handled as the receive loop would."""
     addr = address("ipc")
     async with (
-        consensus.hotline(addr, listen=True, name="test") as line,
+        consensus.hotline(listen=addr, name="test") as line,
         Pair(dial=addr, name="raw") as raw,
     ):
         with trio.fail_after(10):
             await raw.wait_for_peers(1)
+            await greet(raw)
             await line.wait_connected()
             meanwhile = [
                 Envelope(kind="msg", sender="raw", id=1, body="a"),
@@ -429,10 +441,11 @@ async def test_frames_that_come_while_an_asker_reads_are_handled_in_order(addres
 
 async def test_an_asker_reading_the_line_fails_at_once_when_the_peer_goes(address: Address) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
+    async with consensus.hotline(listen=addr, name="test") as line:
         with trio.fail_after(10):
             async with Pair(dial=addr, name="raw") as raw:
                 await raw.wait_for_peers(1)
+                await greet(raw)
                 await line.wait_connected()
 
                 async def answer_then_leave() -> None:

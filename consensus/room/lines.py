@@ -196,7 +196,7 @@ class RoomLines:
         return f"{scheme}://{host}:0"
 
     def _line(self, address: str, *, listen: bool) -> Any:
-        return hotline(address, listen=listen, dial=not listen, name=self.name, on_ask=self._on_ask,
+        return hotline(listen=address if listen else None, dial=None if listen else address, name=self.name, on_ask=self._on_ask,
                        max_message_size=self._max_message_size)  # fmt: skip
 
     async def _listen(self, entry: _Line, incoming: bool) -> None:
