@@ -200,12 +200,53 @@ async def test_second_dialer_is_refused_first_conversation_goes_on(address: Addr
                 await line.send({"n": count})
                 assert await line.receive() == {"n": count}
         assert count > 5
+        stats = line.statistics()  # (before the reply to the ask cut short comes, stale)
+        assert stats.connections == 1 and stats.connected
+        assert stats.asks_failed == 0 and stats.stale_replies == 0
         with trio.fail_after(10):  # bob learns that the line is taken, and never says it is connected
             assert await read_line(intruder) == "taken TAKEN connected=False"
         assert intruder.poll() is None  # bob is still there, not crashed
-        stats = line.statistics()
-        assert stats.connections == 1 and stats.connected
-        assert stats.asks_failed == 0 and stats.stale_replies == 0
+
+
+async def test_a_second_dialer_learns_the_line_is_taken_and_never_says_connected(address: Address) -> None:
+    """pair1 refuses the second dialer: its connection closes before any hello. It is
+    TAKEN (not connected) while NNG dials again and again; its waits, sends and asks raise
+    LineTaken. Once the first dialer leaves, it gets in."""
+    addr = address("ipc")
+    leave = trio.Event()
+
+    async def first_dialer(task_status: trio.TaskStatus[consensus.Hotline]) -> None:
+        async with consensus.hotline(dial=addr, name="first") as first:
+            await first.wait_connected()
+            task_status.started(first)
+            await leave.wait()
+
+    async with (
+        consensus.hotline(listen=addr, name="server", on_ask=lambda v: ["server", v]) as server,
+        trio.open_nursery() as nursery,
+    ):
+        with trio.fail_after(10):
+            first = await nursery.start(first_dialer)
+            await server.wait_connected()
+            async with consensus.hotline(dial=addr, name="second") as second:
+                with pytest.raises(consensus.LineTaken, match="already has a peer"):
+                    await second.wait_connected()
+                while second.statistics().refused < 3:  # NNG dials again: refused each time
+                    assert second.state is consensus.LineState.TAKEN and not second.connected
+                    await second._reader.changed.wait()
+                assert not second.statistics().connected and second.statistics().connections == 0
+                with pytest.raises(consensus.LineTaken):
+                    await second.ask("me too?", timeout=5)
+                with pytest.raises(consensus.LineTaken):
+                    await second.send("me too")
+                assert await first.ask(1, timeout=5) == ["server", 1]  # the first conversation goes on
+                assert server.statistics().connections == 1
+
+                leave.set()  # the first dialer leaves: the second gets in
+                while second.state is not consensus.LineState.CONNECTED:
+                    await second._reader.changed.wait()
+                assert await second.ask(2, timeout=5) == ["server", 2]
+                assert second.statistics().connections == 1 and server.statistics().connections == 2
 
 
 # ---------------------------------------------------------------- 8. stale reply

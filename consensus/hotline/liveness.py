@@ -37,8 +37,9 @@ async def watch_connections(link: Link, protocol: LineProtocol, reader: Reader) 
         seen_total = peers_state.connected_total
         changed = False
         for gone in {seen, protocol.pipe} - {None, current}:
-            assert gone is not None
-            changed |= _report(reader, protocol.pipe_down(gone, now))
+            # (a hello may come before NNG's notice of its connection: not gone, only early)
+            if gone is not None and peers_state.was_removed(gone):
+                changed |= _report(reader, protocol.pipe_down(gone, now))
         if current is not None and current != seen:
             new -= 1
         if new > 0:  # connections opened and closed unseen
