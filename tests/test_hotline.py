@@ -568,3 +568,20 @@ async def test_a_stream_and_plain_asks_at_once(address: Address) -> None:
                     assert await client.ask(f"plain {i}", timeout=5) == f"plain {i}"
             assert streamed == [0, 1, 2, "done"]
         assert client.statistics().asks_open == 0 and client.statistics().stale_replies == 0
+
+
+# ---------------------------------------------------------------- 14. opening a line
+async def test_a_line_listens_or_dials_at_an_address_exactly_one(address: Address) -> None:
+    addr = address("inproc")
+    with pytest.raises(ValueError, match="exactly one of listen= or dial="):
+        async with consensus.hotline(listen=addr, dial=addr):
+            pass
+    with pytest.raises(ValueError, match="exactly one of listen= or dial="):
+        async with consensus.hotline():
+            pass
+    with pytest.raises(TypeError, match="must be text"):
+        async with consensus.hotline(listen=True):  # type: ignore[arg-type]  # the old flag
+            pass
+    async with consensus.hotline(listen=addr) as line:
+        assert line.state is consensus.LineState.WAITING and not line.connected
+        assert line.bound_address == addr and "waiting for a peer" in repr(line)

@@ -373,7 +373,7 @@ def test_a_dialer_refused_before_hello_is_taken_until_a_hello_comes() -> None:
     assert d.pipe_down(None, 0.4) is not None and d.statistics().refused == 3  # one it never saw
     d.pipe_up(9, 0.5)
     greeted = d.receive(Envelope("hello", "L", 1, {"hotline": 1}), 9, 0.6)
-    assert greeted == Greeted(None)  # its own hello went out at pipe_up
+    assert greeted == Greeted(None, ())  # its own hello went out at pipe_up
     assert d.state is LineState.CONNECTED and d.connected and d.statistics().connections == 1
     assert d.receive(Envelope("hello", "L", 2, {"hotline": 2}), 9, 0.6) == Ignored("hello repeated")
     assert isinstance(d.receive(Envelope("hello", "L", 3), 7, 0.6), Ignored)  # from a closed connection
@@ -411,3 +411,17 @@ def test_closing_fails_the_open_asks() -> None:
     d = new_side("D")
     ids = [d.ask(i, stream=bool(i % 2), deadline=9.0, wall_deadline=1e9).id for i in range(3)]
     assert d.close() == ids and d.state is LineState.CLOSED and d.tick(20.0) is None
+
+
+def test_a_hello_on_a_new_connection_ends_the_old_one_not_yet_noticed_closed() -> None:
+    """pair1 has one peer: a hello on another connection means the old one closed, even
+    before NNG's notice of it; the asks sent on it fail at once."""
+    d = new_side("D")
+    d.pipe_up(1, 0.0)
+    d.receive(Envelope("hello", "L", 1), 1, 0.0)
+    ask = d.ask("x", stream=False, deadline=60.0, wall_deadline=1e9)
+    event = d.receive(Envelope("hello", "L", 2), 2, 1.0)
+    assert isinstance(event, Greeted) and event.lost == (ask.id,) and event.hello is not None
+    assert d.connected and d.pipe == 2 and d.statistics().connections == 2
+    assert d.pipe_down(1, 1.1) is None and d.connected  # NNG's late notice changes nothing
+    assert d.answer(7, 1, "reply", "late") is None

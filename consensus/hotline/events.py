@@ -67,9 +67,12 @@ class PingReceived:
 
 @dataclass(frozen=True, slots=True)
 class Greeted:
-    """The peer said hello: the line is connected. ``hello`` is this side's, if not sent yet."""
+    """The peer said hello: the line is connected. ``hello`` is this side's, if not sent yet;
+    ``lost`` the asks that failed with the connection this one replaced (its close not yet
+    noticed: they fail as ``lost``)."""
 
     hello: Envelope | None
+    lost: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,14 +167,18 @@ class LineProtocol:
     def _hello(self, pipe: int, now: float) -> Event:
         if pipe in self._gone:
             return Ignored("hello on a closed connection")
+        failed: tuple[int, ...] = ()
         if pipe != self._pipe:  # the hello came before the driver saw the connection open
+            if self.connected and self._pipe is not None:  # ... and the old one close: pair1 has one peer
+                self._gone.append(self._pipe)
+                failed = tuple(self.asks.fail_all())
             self._pipe = pipe
         elif self.connected:
             return _HELLO_AGAIN
         self.connected = True
         self._taken = False
         self._connections += 1
-        return Greeted(self._say_hello(pipe))
+        return Greeted(self._say_hello(pipe), failed)
 
     def _say_hello(self, pipe: int) -> Envelope | None:
         if self._said_hello == pipe:

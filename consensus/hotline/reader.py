@@ -189,6 +189,8 @@ class Reader:
             with trio.move_on_after(self._protocol.heartbeat):
                 await self._link.send(event.pong)
         elif isinstance(event, Greeted):
+            for ask_id in event.lost:
+                self.fail(ask_id, "lost", "the connection to the peer closed")
             if event.hello is not None:
                 with trio.move_on_after(self._protocol.heartbeat):
                     await self._link.send(event.hello)
