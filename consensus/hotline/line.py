@@ -15,8 +15,8 @@ a line is connected once it heard the peer's. NNG's pair1 keeps one peer: a seco
 is refused (the listener closes its connection before any hello) and the first
 conversation goes on; the refused dialer's state is :attr:`LineState.TAKEN` and its
 ``wait_connected()`` and asks raise :class:`~consensus.LineTaken`. When the peer
-restarts, the dialer connects again by itself; asks in flight when the connection drops fail at once with
-:class:`~patterns.PeerLost`. Both sides ping every ``heartbeat`` seconds; a peer silent for
+restarts, the dialer connects again by itself; asks in flight when the connection drops
+fail at once with :class:`~patterns.PeerLost`. Both sides ping every ``heartbeat`` seconds; a peer silent for
 ``missed_heartbeats`` of them is disconnected (and its asks fail the same way).
 
 Frames (envelope kinds): ``msg`` (a value sent), ``ask`` (``id`` = the ask id, ``dl`` its
@@ -58,6 +58,9 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   (the receive loop steps aside until that ask is over), so its reply wakes it directly,
   without a second task and a second pass of the scheduler. Frames it does not deliver
   itself (anything but answers to plain asks) go back to the receive loop, in order.
+* The protocol object is called synchronously by whichever task read the frame: no task,
+  no scheduler pass of its own. Per frame it returns one small event; for an answer that
+  event is what the asker receives (it replaced a ``(kind, body)`` tuple).
 * Plain asks time out through one timer task that sleeps until the earliest deadline of
   the asks still open, not through a cancel scope each (entering and leaving one costs
   about as much as the rest of the asker's bookkeeping). Streamed asks keep a cancel
