@@ -21,7 +21,6 @@ this one got in). Frames that come before the hello are still handled.
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from consensus.hotline import frames as f
 from consensus.hotline.asks import Action, AskTable, AskTableStatistics
@@ -69,7 +68,7 @@ class LineProtocol:
         self._ids = first_id & ID_MASK
         self._pipe: int | None = None  # the current connection
         self._said_hello: int | None = None  # the connection this side said hello on
-        self._gone: deque[int] = deque(maxlen=_GONE)
+        self._gone: dict[int, None] = {}  # the last _GONE connections closed, oldest first
         self._taken = False
         self._closed = False
         self._heard = 0.0
@@ -170,7 +169,7 @@ class LineProtocol:
         failed: tuple[int, ...] = ()
         if pipe != self._pipe:  # the hello came before the driver saw the connection open
             if self.connected and self._pipe is not None:  # ... and the old one close: pair1 has one peer
-                self._gone.append(self._pipe)
+                self._forget(self._pipe)
                 failed = tuple(self.asks.fail_all())
             self._pipe = pipe
         elif self.connected:
@@ -185,6 +184,12 @@ class LineProtocol:
             return None
         self._said_hello = pipe
         return f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
+
+    def _forget(self, pipe: int) -> None:
+        """Remember ``pipe`` as closed (a frame or an answer for it is from the past)."""
+        self._gone[pipe] = None
+        if len(self._gone) > _GONE:
+            del self._gone[next(iter(self._gone))]
 
     def _bad(self, reason: str) -> Malformed:
         self._malformed += 1
@@ -208,8 +213,8 @@ class LineProtocol:
             if self.connected or self._pipe is not None:
                 return None
             pipe = -1
-        elif pipe not in self._gone:
-            self._gone.append(pipe)
+        else:
+            self._forget(pipe)
         if pipe != self._pipe and pipe != -1:
             return None
         greeted = self.connected
@@ -234,7 +239,7 @@ class LineProtocol:
         silent = now - self._heard
         if silent > self.heartbeat * self.missed_heartbeats:
             self._silent += 1
-            self._gone.append(pipe)
+            self._forget(pipe)
             self._pipe = None
             self.connected = False
             reason = f"the peer was silent for {silent:.1f} s ({self.missed_heartbeats} heartbeats)"
