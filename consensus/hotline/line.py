@@ -89,7 +89,15 @@ from consensus.hotline.reader import Reader
 from consensus.hotline.serve import QUEUE, IncomingAsk, Server
 from consensus.hotline.wait import AnswerSlot, AskTimer
 from consensus.runtime.service import service_nursery
-from patterns import DEFAULT_MAX_MESSAGE_SIZE, MAX_SENDER_LENGTH, Closed, MalformedMessage, Timeout, TLSConfig
+from patterns import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_SENDER_LENGTH,
+    Closed,
+    Envelope,
+    MalformedMessage,
+    Timeout,
+    TLSConfig,
+)  # fmt: skip
 
 __all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "LineState", "hotline"]
 
@@ -244,7 +252,7 @@ class Hotline:
         self._waiters[ask_id] = slot
         try:
             if not (protocol.connected and self._link.send_now(envelope)):
-                await self._send_ask_later(envelope, timeout, deadline)
+                await self._send_ask_later(envelope, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)
                 if reader.idle and reader.reading is None and not reader.handed_over:
@@ -279,7 +287,7 @@ class Hotline:
         self._waiters[ask_id] = send
         try:
             if not (self._protocol.connected and self._link.send_now(envelope)):
-                await self._send_ask_later(envelope, timeout, deadline)
+                await self._send_ask_later(envelope, timeout, deadline, stream=True)
             while True:
                 answer = None
                 with trio.move_on_at(deadline):  # one scope per wait: none spans a yield
@@ -297,14 +305,16 @@ class Hotline:
             self._protocol.give_up(ask_id)
             self._waiters.pop(ask_id, None)
 
-    async def _send_ask_later(self, envelope: Any, timeout: float, deadline: float) -> None:
+    async def _send_ask_later(
+        self, envelope: Envelope, timeout: float, deadline: float, *, stream: bool
+    ) -> None:
         """Send an ask that could not go out at once: wait for a peer and room, until its deadline."""
         with trio.move_on_at(deadline):
             if not self._protocol.connected:
                 await self.wait_connected()
             await self._link.send(envelope)
             return
-        raise self._timed_out(envelope.id, deadline, timeout, stream=envelope.body["stream"])
+        raise self._timed_out(envelope.id, deadline, timeout, stream=stream)
 
     def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> Timeout:
         self._protocol.expire(deadline)
