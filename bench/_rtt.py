@@ -140,7 +140,7 @@ async def _answer(value: Any) -> Any:
 
 async def _echo_hotline(address: str, tls: Tls = None) -> None:
     """Dials; answers each ask with its value, until it hears ``STOP``."""
-    async with consensus.hotline(address, dial=True, name="echo", on_ask=_answer,
+    async with consensus.hotline(dial=address, name="echo", on_ask=_answer,
                                  tls=client_tls(tls)) as line:  # fmt: skip
         with trio.move_on_after(ECHO_LIFETIME_S):
             while await line.receive() != STOP:
@@ -296,9 +296,9 @@ class HotlineClient(_Client):
     key = "hotline_ask"
 
     async def open(self, stack: AsyncExitStack, address: str, tls: Tls) -> str:
-        self.line = await stack.enter_async_context(consensus.hotline(address, listen=True, name="bench",
+        self.line = await stack.enter_async_context(consensus.hotline(listen=address, name="bench",
                                                                       tls=server_tls(tls)))  # fmt: skip
-        return str(self.line._pair.addresses[0])  # a tcp port 0 resolved; the hotline has no public accessor
+        return self.line.bound_address  # a tcp port 0 resolved
 
     def connected(self) -> bool:
         return bool(self.line.connected)

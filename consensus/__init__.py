@@ -26,6 +26,7 @@ from consensus.errors import (
     InvalidBallot,
     InvalidDecision,
     LineError,
+    LineTaken,
     NameTaken,
     PeerLost,
     RemoteError,
@@ -33,7 +34,7 @@ from consensus.errors import (
     RoomUnavailable,
 )
 from consensus.failure import Failure
-from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, hotline
+from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState, hotline
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
 from consensus.room.roster import JoinOutcome, Roster
@@ -81,6 +82,8 @@ __all__ = [
     "InvalidDecision",
     "JoinOutcome",
     "LineError",
+    "LineState",
+    "LineTaken",
     "Majority",
     "MalformedMessage",
     "Member",

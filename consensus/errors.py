@@ -30,6 +30,7 @@ rooms, lines and decisions raise, and re-exports the rest, so that
     ├── LineError                   a hotline could not be used
     │   ├── PeerLost                the peer went away (connection dropped, or silent past its
     │   │                           heartbeats) while the ask waited
+    │   ├── LineTaken               the listener refused this dialer: it already has a peer
     │   └── RemoteError             the peer's handler raised; ``type`` and ``message`` say what
     └── SharedMemoryError           a shared-memory segment could not be made or used; ``name``
         │                           is the segment (``None`` when unknown), ``reason`` a tag
@@ -76,6 +77,7 @@ __all__ = [
     "InvalidBallot",
     "InvalidDecision",
     "LineError",
+    "LineTaken",
     "MalformedMessage",
     "MessageError",
     "MessageTooLarge",
@@ -120,6 +122,10 @@ class LineError(ConsensusError):
 
 class PeerLost(LineError):
     """The peer went away while an ask waited for it."""
+
+
+class LineTaken(LineError):
+    """A hotline's listener refused this dialer: it already has a peer (pair1 keeps one)."""
 
 
 class RemoteError(LineError):

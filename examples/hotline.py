@@ -69,7 +69,7 @@ def gemini_main(address: str) -> None:
             elif request["op"] == "stats":
                 yield dataclasses.asdict(line.statistics())
 
-        async with consensus.hotline(address, dial=True, name="gemini", on_ask=on_ask) as line:
+        async with consensus.hotline(dial=address, name="gemini", on_ask=on_ask) as line:
             async for message in line:
                 if message["op"] == "your_turn":
                     start = trio.current_time()
@@ -93,7 +93,7 @@ async def claude_main(address: str, turns: int, proc: Any) -> None:
         await trio.sleep(0.01)  # "thinking"
         return refine(request["mesh"], "claude")
 
-    async with consensus.hotline(address, listen=True, name="claude", on_ask=on_ask) as line:
+    async with consensus.hotline(listen=address, name="claude", on_ask=on_ask) as line:
         proc.start()
         with trio.fail_after(30):
             await line.wait_connected()

@@ -6,7 +6,8 @@ Opens ``consensus.hotline`` with an ``on_ask`` handler (an async generator, so i
 answer streamed asks too). What it does is said by the asked value: ``{"stream": n}``
 yields ``n`` chunks ``{"chunk": i, "by": NAME}``; ``{"sleep": s}`` sleeps ``s`` seconds
 then answers; ``{"raise": true}`` raises ``RuntimeError``; anything else is answered
-with ``{"echo": value, "by": NAME}``. Prints ``ready`` once connected, and sends back
+with ``{"echo": value, "by": NAME}``. Prints ``ready`` once connected (``taken ...``
+when the listener refused it: it has another peer), and sends back
 every value received with ``line.receive()``. Reads stdin: ``quit`` (or end of input)
 leaves cleanly.
 """
@@ -49,9 +50,15 @@ async def echo_back(line: consensus.Hotline) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with consensus.hotline(args.address, listen=args.listen, dial=args.dial, name=args.name,
+    async with consensus.hotline(listen=args.address if args.listen else None,
+                                 dial=args.address if args.dial else None, name=args.name,
                                  on_ask=make_handler(args.name)) as line:  # fmt: skip
-        await line.wait_connected()
+        try:
+            await line.wait_connected()
+        except consensus.LineTaken:  # the listener has another peer: say so, stay until told to quit
+            say(f"taken {line.state.name} connected={line.connected}")
+            await wait_for_quit()
+            return
         say("ready")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(echo_back, line)

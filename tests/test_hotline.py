@@ -39,10 +39,15 @@ def launch_agent(peers: Peers, address: str, name: str, side: str = "--dial") ->
     return peers.start(address, side, "--name", name, script="hotline_agent.py")
 
 
+async def greet(pair: Pair) -> None:
+    """A raw peer's first frame on a connection: without it the line is not connected."""
+    await pair.send_envelope(Envelope(kind="hello", sender="raw", id=0, body={"hotline": 1}))
+
+
 @asynccontextmanager
 async def line_to_alice(peers: Peers, address: str) -> AsyncIterator[consensus.Hotline]:
     """A listening line named "test", connected to a child agent "alice" that dials it."""
-    async with consensus.hotline(address, listen=True, name="test") as line:
+    async with consensus.hotline(listen=address, name="test") as line:
         await start_agent(peers, address, "alice")
         await line.wait_connected()
         yield line
@@ -57,8 +62,8 @@ async def two_lines(
 ) -> AsyncIterator[tuple[consensus.Hotline, consensus.Hotline]]:
     """A listening line "server" and a dialing line "client" in this process, both connected."""
     async with (
-        consensus.hotline(address, listen=True, name="server", on_ask=server_on_ask) as server,
-        consensus.hotline(address, dial=True, name="client", on_ask=client_on_ask) as client,
+        consensus.hotline(listen=address, name="server", on_ask=server_on_ask) as server,
+        consensus.hotline(dial=address, name="client", on_ask=client_on_ask) as client,
     ):
         with trio.fail_after(10):
             await client.wait_connected()
@@ -149,7 +154,7 @@ async def test_ask_times_out_then_the_line_still_works(address: Address, peers: 
 # ---------------------------------------------------------------- 6. peer killed mid-ask, reconnect
 async def test_peer_killed_mid_ask_fails_fast_then_reconnects(address: Address, peers: Peers) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
+    async with consensus.hotline(listen=addr, name="test") as line:
         first = await start_agent(peers, addr, "alice")
         await line.wait_connected()
         assert await line.ask("warm-up", timeout=5) == {"echo": "warm-up", "by": "alice"}
@@ -195,21 +200,65 @@ async def test_second_dialer_is_refused_first_conversation_goes_on(address: Addr
                 await line.send({"n": count})
                 assert await line.receive() == {"n": count}
         assert count > 5
-        assert intruder.poll() is None  # bob is still trying, not crashed
-        stats = line.statistics()
+        stats = line.statistics()  # (before the reply to the ask cut short comes, stale)
         assert stats.connections == 1 and stats.connected
         assert stats.asks_failed == 0 and stats.stale_replies == 0
+        with trio.fail_after(10):  # bob learns that the line is taken, and never says it is connected
+            assert await read_line(intruder) == "taken TAKEN connected=False"
+        assert intruder.poll() is None  # bob is still there, not crashed
+
+
+async def test_a_second_dialer_learns_the_line_is_taken_and_never_says_connected(address: Address) -> None:
+    """pair1 refuses the second dialer: its connection closes before any hello. It is
+    TAKEN (not connected) while NNG dials again and again; its waits, sends and asks raise
+    LineTaken. Once the first dialer leaves, it gets in."""
+    addr = address("ipc")
+    leave = trio.Event()
+
+    async def first_dialer(task_status: trio.TaskStatus[consensus.Hotline]) -> None:
+        async with consensus.hotline(dial=addr, name="first") as first:
+            await first.wait_connected()
+            task_status.started(first)
+            await leave.wait()
+
+    async with (
+        consensus.hotline(listen=addr, name="server", on_ask=lambda v: ["server", v]) as server,
+        trio.open_nursery() as nursery,
+    ):
+        with trio.fail_after(10):
+            first = await nursery.start(first_dialer)
+            await server.wait_connected()
+            async with consensus.hotline(dial=addr, name="second") as second:
+                with pytest.raises(consensus.LineTaken, match="already has a peer"):
+                    await second.wait_connected()
+                while second.statistics().refused < 3:  # NNG dials again: refused each time
+                    assert second.state is consensus.LineState.TAKEN and not second.connected
+                    await second._reader.changed.wait()
+                assert not second.statistics().connected and second.statistics().connections == 0
+                with pytest.raises(consensus.LineTaken):
+                    await second.ask("me too?", timeout=5)
+                with pytest.raises(consensus.LineTaken):
+                    await second.send("me too")
+                assert await first.ask(1, timeout=5) == ["server", 1]  # the first conversation goes on
+                assert server.statistics().connections == 1
+
+                leave.set()  # the first dialer leaves: the second gets in
+                while second.state is not consensus.LineState.CONNECTED:
+                    await second._reader.changed.wait()
+                assert await second.ask(2, timeout=5) == ["server", 2]
+                assert second.statistics().connections == 1 and server.statistics().connections == 2
 
 
 # ---------------------------------------------------------------- 8. stale reply
 async def test_reply_to_unknown_ask_is_dropped_and_counted(address: Address) -> None:
     addr = address("ipc")
     async with (
-        consensus.hotline(addr, listen=True, name="test") as line,
+        consensus.hotline(listen=addr, name="test") as line,
         Pair(dial=addr, name="raw") as pair,
     ):
         with trio.fail_after(5):
             await pair.wait_for_peers(1)
+            await greet(pair)
             await line.wait_connected()
             await pair.send_envelope(Envelope(kind="reply", sender="x", id=1, body=1, re=12345))
             # one connection is FIFO: once this arrives, the reply before it was handled
@@ -264,7 +313,7 @@ async def test_receive_ask_reply_and_stream_in_process(address: Address) -> None
 
 
 async def test_receive_ask_refused_when_on_ask_is_set(address: Address) -> None:
-    async with consensus.hotline(address("inproc"), listen=True, on_ask=lambda v: v) as line:
+    async with consensus.hotline(listen=address("inproc"), on_ask=lambda v: v) as line:
         with pytest.raises(RuntimeError):
             await line.receive_ask()
 
@@ -367,16 +416,19 @@ async def test_a_silent_peer_is_disconnected_and_its_asks_fail(address: Address)
     the ask waiting on it fails with PeerLost, long before its own timeout."""
     addr = address("ipc")
     async with (
-        consensus.hotline(addr, listen=True, name="test", heartbeat=0.1, missed_heartbeats=2) as line,
+        consensus.hotline(listen=addr, name="test", heartbeat=0.1, missed_heartbeats=2) as line,
         Pair(dial=addr, name="mute") as mute,
     ):
         with trio.fail_after(10):
+            await mute.wait_for_peers(1)
+            await greet(mute)  # then not a word
             await line.wait_connected()
             start = trio.current_time()
             with pytest.raises(consensus.PeerLost):
                 await line.ask("anyone?", timeout=30)
             assert trio.current_time() - start < 5
-            assert (await mute.receive_envelope()).kind in ("ask", "ping")  # it did hear us
+            heard = [(await mute.receive_envelope()).kind for _ in range(2)]
+            assert heard[0] == "hello" and heard[1] in ("ask", "ping")  # it did hear us
         stats = line.statistics()
         assert stats.silent_disconnects >= 1 and stats.asks_failed >= 1 and stats.asks_open == 0
 
@@ -401,11 +453,12 @@ async def test_frames_that_come_while_an_asker_reads_are_handled_in_order(addres
     pings and stale replies that come meanwhile are handled as the receive loop would."""
     addr = address("ipc")
     async with (
-        consensus.hotline(addr, listen=True, name="test") as line,
+        consensus.hotline(listen=addr, name="test") as line,
         Pair(dial=addr, name="raw") as raw,
     ):
         with trio.fail_after(10):
             await raw.wait_for_peers(1)
+            await greet(raw)
             await line.wait_connected()
             meanwhile = [
                 Envelope(kind="msg", sender="raw", id=1, body="a"),
@@ -429,10 +482,11 @@ async def test_frames_that_come_while_an_asker_reads_are_handled_in_order(addres
 
 async def test_an_asker_reading_the_line_fails_at_once_when_the_peer_goes(address: Address) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
+    async with consensus.hotline(listen=addr, name="test") as line:
         with trio.fail_after(10):
             async with Pair(dial=addr, name="raw") as raw:
                 await raw.wait_for_peers(1)
+                await greet(raw)
                 await line.wait_connected()
 
                 async def answer_then_leave() -> None:
@@ -514,3 +568,20 @@ async def test_a_stream_and_plain_asks_at_once(address: Address) -> None:
                     assert await client.ask(f"plain {i}", timeout=5) == f"plain {i}"
             assert streamed == [0, 1, 2, "done"]
         assert client.statistics().asks_open == 0 and client.statistics().stale_replies == 0
+
+
+# ---------------------------------------------------------------- 14. opening a line
+async def test_a_line_listens_or_dials_at_an_address_exactly_one(address: Address) -> None:
+    addr = address("inproc")
+    with pytest.raises(ValueError, match="exactly one of listen= or dial="):
+        async with consensus.hotline(listen=addr, dial=addr):
+            pass
+    with pytest.raises(ValueError, match="exactly one of listen= or dial="):
+        async with consensus.hotline():
+            pass
+    with pytest.raises(TypeError, match="must be text"):
+        async with consensus.hotline(listen=True):  # type: ignore[arg-type]  # the old flag
+            pass
+    async with consensus.hotline(listen=addr) as line:
+        assert line.state is consensus.LineState.WAITING and not line.connected
+        assert line.bound_address == addr and "waiting for a peer" in repr(line)

@@ -130,7 +130,7 @@ async def test_a_hotline_ask_and_its_reply_go_through_shared_memory(
     address: Callable[[str], str], peers: Peers, folder: Path
 ) -> None:
     addr = address("ipc")
-    async with consensus.hotline(addr, listen=True, name="test") as line:
+    async with consensus.hotline(listen=addr, name="test") as line:
         proc = peers.start(addr, "--dial", "--name", "echo", script="hotline_agent.py")
         with trio.fail_after(15):
             assert await read_line(proc) == "ready"

@@ -1,85 +1,58 @@
-"""The hotline's frame kinds, its statistics record, and the handle that answers one ask.
+"""The hotline's frames: their kinds, and the one place they are built and parsed.
 
-See :mod:`consensus.hotline.line` for the line itself and ``docs/hotline.md`` for the frames.
+A frame is an :class:`~patterns.Envelope`; ``docs/hotline.md`` (section 3) is the
+normative table. Nothing here keeps state: :class:`~consensus.hotline.protocol.LineProtocol`
+numbers the frames and decides when each is sent.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import trio
+from typing import Any
 
 from consensus.failure import Failure
 from patterns import Envelope
 
-if TYPE_CHECKING:
-    from consensus.hotline.serve import ServingLine
+__all__ = [
+    "ANSWER_KINDS", "ASK", "CHUNK", "END", "ERROR", "HELLO", "MSG", "PING", "PONG", "REPLY", "VERSION",
+    "ask_frame", "error_body", "frame", "parse_ask", "unsendable_body",
+]  # fmt: skip
 
-__all__ = ["ASK", "CHUNK", "END", "ERROR", "MSG", "PING", "PONG", "REPLY", "HotlineStatistics", "IncomingAsk"]
-
-MSG, ASK, REPLY, CHUNK, END, ERROR, PING, PONG = (
-    "msg",
-    "ask",
-    "reply",
-    "chunk",
-    "end",
-    "error",
-    "ping",
-    "pong",
-)
+MSG, ASK, REPLY, CHUNK, END, ERROR, PING, PONG, HELLO = (
+    "msg", "ask", "reply", "chunk", "end", "error", "ping", "pong", "hello",
+)  # fmt: skip
+ANSWER_KINDS = (REPLY, CHUNK, END, ERROR)
+VERSION = 1  # the hello's body: {"hotline": VERSION}; a peer may send a newer one
 
 
-@dataclass(frozen=True, slots=True)
-class HotlineStatistics:
-    connected: bool
-    connections: int  # connections made since the line opened
-    sent: int
-    received: int
-    asks_open: int
-    asks_answered: int
-    asks_expired: int
-    asks_failed: int  # peer lost, or a reply of the wrong kind
-    stale_replies: int  # replies to unknown, expired or finished asks: dropped
-    asks_served: int  # asks from the peer this side answered
-    malformed: int
-    silent_disconnects: int  # the peer missed its heartbeats
+def frame(kind: str, sender: str, frame_id: int, body: Any = None, re: int | None = None) -> Envelope:
+    """Any frame but an ask (a value, an answer quoting ask ``re``, a ping, a pong, a hello)."""
+    return Envelope(kind, sender, frame_id, body, re)
 
 
-class IncomingAsk:
-    """An ask from the peer, to answer with :meth:`reply`, or :meth:`chunk` ... :meth:`end`,
-    or :meth:`fail`. Obtained from :meth:`Hotline.receive_ask` when there is no ``on_ask``."""
+def ask_frame(sender: str, ask_id: int, value: Any, stream: bool, deadline: float) -> Envelope:
+    """An ask: its id is the ask id; ``deadline`` is wall-clock time (the peer may drop it after)."""
+    return Envelope(ASK, sender, ask_id, {"v": value, "stream": stream}, None, deadline)
 
-    def __init__(self, line: ServingLine, envelope: Envelope, pipe: int, value: Any, stream: bool) -> None:
-        self.value = value
-        self.stream = stream
-        wall = envelope.deadline  # the wire's wall clock, brought to trio's once (as patterns does)
-        self.deadline = None if wall is None else trio.current_time() + (wall - time.time())
-        self.id = envelope.id
-        self._line = line
-        self._pipe = pipe
-        self.done = False
 
-    async def reply(self, value: Any) -> None:
-        await self._finish(END if self.stream else REPLY, value)
+def parse_ask(envelope: Envelope) -> tuple[Any, bool]:
+    """The value and the stream flag of an ask; ``ValueError`` (saying why) for a bad body."""
+    body = envelope.body
+    if not isinstance(body, dict) or "v" not in body:
+        raise ValueError(f"ask {envelope.id}: the body must be {{'v': value, 'stream': bool}}")
+    stream = body.get("stream", False)
+    if type(stream) is not bool:
+        raise ValueError(f"ask {envelope.id}: 'stream' must be true or false, not {type(stream).__name__}")
+    return body["v"], stream
 
-    async def chunk(self, value: Any) -> None:
-        if not self.stream:
-            raise ValueError(f"ask {self.id} wants one reply, not a stream: use reply()")
-        if self.done:
-            raise ValueError(f"ask {self.id} is already answered")
-        await self._line._answer(self, CHUNK, value)
 
-    async def end(self, value: Any = None) -> None:
-        await self._finish(END, value)
+def error_body(body: Any) -> dict[str, Any]:
+    """An ``error`` frame's body as ``{"type": str, "message": str}``, whatever the peer sent."""
+    if isinstance(body, dict) and isinstance(body.get("type"), str):
+        message = body.get("message", "")
+        return body if isinstance(message, str) else {"type": body["type"], "message": repr(message)[:200]}
+    return {"type": "Error", "message": repr(body)[:200]}
 
-    async def fail(self, error: BaseException | Failure) -> None:
-        err = error if isinstance(error, Failure) else Failure.from_exception(error)
-        await self._finish(ERROR, err.to_wire())
 
-    async def _finish(self, kind: str, value: Any) -> None:
-        if self.done:
-            raise ValueError(f"ask {self.id} is already answered")
-        self.done = True
-        await self._line._answer(self, kind, value)
+def unsendable_body(exc: Exception) -> dict[str, Any]:
+    """The error that replaces an answer with no wire form (or too large to send)."""
+    return Failure(type(exc).__name__, str(exc)[:2000]).to_wire()

@@ -2,7 +2,7 @@
 
 ::
 
-    async with consensus.hotline("ipc:///tmp/mesh-a", listen=True, name="claude",
+    async with consensus.hotline(listen="ipc:///tmp/mesh-a", name="claude",
                                  on_ask=refine) as line:
         await line.wait_connected()
         await line.send({"turn": 1})                     # one-way
@@ -10,18 +10,27 @@
         async for token in line.ask_stream("explain", timeout=30):
             print(token, end="")
 
-Exactly one side listens and the other dials. NNG's pair1 keeps one peer: a second dialer
-is refused and the first conversation goes on. When the peer restarts, the dialer connects
-again by itself; asks in flight when the connection drops fail at once with
-:class:`~patterns.PeerLost`. Both sides ping every ``heartbeat`` seconds; a peer silent for
+Exactly one side listens and the other dials. Both say ``hello`` first on a new connection;
+a line is connected once it heard the peer's. NNG's pair1 keeps one peer: a second dialer
+is refused (the listener closes its connection before any hello) and the first
+conversation goes on; the refused dialer's state is :attr:`LineState.TAKEN` and its
+``wait_connected()`` and asks raise :class:`~consensus.LineTaken`. When the peer
+restarts, the dialer connects again by itself; asks in flight when the connection drops
+fail at once with :class:`~patterns.PeerLost`. Both sides ping every ``heartbeat`` seconds; a peer silent for
 ``missed_heartbeats`` of them is disconnected (and its asks fail the same way).
 
 Frames (envelope kinds): ``msg`` (a value sent), ``ask`` (``id`` = the ask id, ``dl`` its
 deadline, ``b`` = ``{"v": value, "stream": bool}``), ``reply`` / ``chunk`` / ``end`` /
 ``error`` (``re`` = the ask id; ``b`` the value, or ``{"type", "message"}`` for errors),
-``ping`` and ``pong``. A reply to an unknown or expired ask is dropped and counted.
+``ping``, ``pong`` and ``hello``. A reply to an unknown or expired ask is dropped and counted.
 The peer answers an ask with ``on_ask`` (plain, async, or an async generator for a
 stream) or, without a handler, through :meth:`Hotline.receive_ask`.
+
+The pieces: :class:`~consensus.hotline.protocol.LineProtocol` holds the rules (sans-IO);
+:class:`~consensus.hotline.link.Link` the socket; :class:`~consensus.hotline.reader.Reader`
+reads the line; :class:`~consensus.hotline.serve.Server` answers asks;
+:mod:`~consensus.hotline.liveness` watches connections and heartbeats; this module puts
+them together and asks.
 
 Where the time of an ask goes
 -----------------------------
@@ -49,6 +58,9 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   (the receive loop steps aside until that ask is over), so its reply wakes it directly,
   without a second task and a second pass of the scheduler. Frames it does not deliver
   itself (anything but answers to plain asks) go back to the receive loop, in order.
+* The protocol object is called synchronously by whichever task read the frame: no task,
+  no scheduler pass of its own. Per frame it returns one small event; for an answer that
+  event is what the asker receives (it replaced a ``(kind, body)`` tuple).
 * Plain asks time out through one timer task that sleeps until the earliest deadline of
   the asks still open, not through a cancel scope each (entering and leaving one costs
   about as much as the rest of the asker's bookkeeping). Streamed asks keep a cancel
@@ -57,55 +69,149 @@ task) costs about as much as encoding the frame. So the common path avoids them:
 
 from __future__ import annotations
 
-import logging
 import math
+import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from consensus.errors import PeerLost, RemoteError
-from consensus.hotline.core import QUEUE
-from consensus.hotline.frames import ASK, CHUNK, END, ERROR, MSG, REPLY, HotlineStatistics, IncomingAsk
-from consensus.hotline.serve import ServingLine
-from consensus.hotline.wait import AnswerSlot
+from consensus.errors import LineTaken, PeerLost, RemoteError
+from consensus.hotline.events import Answer, LineState, Role
+from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
+from consensus.hotline.link import Link
+from consensus.hotline.liveness import heartbeats, watch_connections
+from consensus.hotline.protocol import LineProtocol
+from consensus.hotline.reader import Reader
+from consensus.hotline.serve import QUEUE, IncomingAsk, Server
+from consensus.hotline.wait import AnswerSlot, AskTimer
 from consensus.runtime.service import service_nursery
-from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, Envelope, MalformedMessage, Timeout, TLSConfig
+from patterns import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_SENDER_LENGTH,
+    Closed,
+    Envelope,
+    MalformedMessage,
+    Timeout,
+    TLSConfig,
+)  # fmt: skip
 
-__all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "hotline"]
-
-log = logging.getLogger("consensus")
-
-_ID_MASK = 0xFFFF_FFFF_FFFF_FFFF
+__all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "LineState", "hotline"]
 
 
-class Hotline(ServingLine):
-    """One end of a hotline. Create it with :func:`hotline`.
+@dataclass(frozen=True, slots=True)
+class HotlineStatistics:
+    connected: bool
+    connections: int  # connections made (greeted) since the line opened
+    sent: int
+    received: int
+    asks_open: int
+    asks_answered: int
+    asks_expired: int
+    asks_failed: int  # peer lost, or a reply of the wrong kind
+    stale_replies: int  # replies to unknown, expired or finished asks: dropped
+    asks_served: int  # asks from the peer this side answered
+    malformed: int
+    silent_disconnects: int  # the peer missed its heartbeats
+    refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
 
-    Built in layers: :class:`~consensus.hotline.core.LineCore` (state, sending, reading
-    the line, heartbeats), :class:`~consensus.hotline.serve.ServingLine` (frames and
-    answers), and this class (asking and the rest of the API)."""
 
-    # ------------------------------------------------------------------ public
+class Hotline:
+    """One end of a hotline. Create it with :func:`hotline`."""
+
+    def __init__(self, address: str, *, listen: bool, name: str, on_ask: Callable[..., Any] | None,
+                 heartbeat: float, missed_heartbeats: int, handler_threads: int, max_message_size: int,
+                 tls: TLSConfig | None) -> None:  # fmt: skip
+        if not isinstance(name, str) or len(name) > MAX_SENDER_LENGTH:
+            raise ValueError(
+                f"name must be text of at most {MAX_SENDER_LENGTH} characters, got {name!r:.300}"
+            )
+        role = Role.LISTENER if listen else Role.DIALER
+        self._protocol = LineProtocol(role, name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
+                                      first_id=secrets.randbits(62))  # fmt: skip
+        self.address = address
+        self.name = name
+        self.heartbeat = self._protocol.heartbeat
+        self.missed_heartbeats = missed_heartbeats
+        self._link = Link(address, listen=listen, name=name, max_message_size=max_message_size, tls=tls)
+        self._server = Server(self._link, self._protocol, on_ask, handler_threads=handler_threads,
+                              start_receiver=self._start_receiver)  # fmt: skip
+        self._reader = Reader(self._link, self._protocol, self._server)
+        self._waiters = self._reader.waiters
+        self._timer = AskTimer(self._waiters)  # plain asks time out through one timer task
+        self._nursery: trio.Nursery | None = None
+
+    def __repr__(self) -> str:
+        return f"<Hotline {self.name!r} {self.address} {self.state.value}>"
+
+    def _start_receiver(self) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._reader.receive_loop)
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        self._nursery = self._server.nursery = nursery
+        reader, link, protocol = self._reader, self._link, self._protocol
+        nursery.start_soon(reader.receive_loop)
+        nursery.start_soon(watch_connections, link, protocol, reader)
+        nursery.start_soon(heartbeats, link, protocol, reader)
+        nursery.start_soon(self._timer.run)
+
+    def _close(self) -> None:
+        for ask_id in self._protocol.close():
+            self._reader.fail(ask_id, "closed", "the line closed")
+        self._reader.notify()
+        self._reader.inbox_send.close()
+        self._server.requests_send.close()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> LineState:
+        return self._protocol.state
+
+    @property
+    def connected(self) -> bool:
+        """The peer said hello on the current connection."""
+        return self._protocol.connected
+
+    async def wait_connected(self) -> None:
+        """Return once the peer said hello. Raises :class:`~consensus.LineTaken` when the
+        listener refused this line (it already has a peer), :class:`~patterns.Closed` when
+        the line closed."""
+        while True:
+            state = self._protocol.state
+            if state is LineState.CONNECTED:
+                return
+            if state is LineState.TAKEN:
+                raise LineTaken(f"{self.address}: the listener refused this line: it already has a peer")
+            if state is LineState.CLOSED:
+                raise Closed(f"{self!r} is closed")
+            await self._reader.changed.wait()
+
     async def wait_disconnected(self) -> None:
         """Return once no peer is connected (at once if none is)."""
-        await self._pair.peers_state.wait_until(lambda peers: not peers)
+        while self._protocol.connected:
+            await self._reader.changed.wait()
+        await trio.lowlevel.checkpoint()
 
     @property
     def bound_address(self) -> str:
         """Where a listening line listens (a tcp port 0 resolved); a dialing line's address."""
-        return self._pair.addresses[0] if self._pair.addresses else self.address
+        return self._link.bound_address
 
+    # ------------------------------------------------------------------ values
     async def send(self, value: Any) -> None:
         """Send ``value`` to the peer (waits while there is no peer, or NNG's queue is full)."""
-        await self._send(Envelope(MSG, self.name, self._pair.next_id(), value), checkpoint=True)
+        if not self._protocol.connected:
+            await self.wait_connected()
+        await self._link.send(self._protocol.message(value), checkpoint=True)
 
     async def receive(self) -> Any:
         """The next value the peer sent with :meth:`send`."""
         try:
-            return await self._inbox.receive()
+            return await self._reader.inbox.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise Closed(f"{self!r} is closed") from None
 
@@ -121,158 +227,146 @@ class Hotline(ServingLine):
 
     async def receive_ask(self) -> IncomingAsk:
         """The next ask from the peer (only when the line has no ``on_ask`` handler)."""
-        if self._on_ask is not None:
+        if self._server.on_ask is not None:
             raise RuntimeError(f"{self!r} answers asks with its on_ask handler")
         try:
-            return await self._requests.receive()
+            return await self._server.requests.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise Closed(f"{self!r} is closed") from None
 
+    # ------------------------------------------------------------------ asks
     async def ask(self, value: Any, *, timeout: float) -> Any:
         """Send ``value`` as an ask and return the peer's reply.
 
         Raises :class:`~patterns.Timeout` after ``timeout`` seconds, :class:`~patterns.PeerLost`
-        if the connection drops first, :class:`~patterns.RemoteError` if the peer's handler failed."""
+        if the connection drops first, :class:`~patterns.RemoteError` if the peer's handler
+        failed, :class:`~consensus.LineTaken` if the listener refused this line."""
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         await trio.lowlevel.checkpoint_if_cancelled()
-        self._ids = ask_id = (self._ids + 1) & _ID_MASK
         deadline = trio.current_time() + timeout
+        protocol, reader = self._protocol, self._reader
+        envelope = protocol.ask(value, stream=False, deadline=deadline, wall_deadline=time.time() + timeout)
+        ask_id = envelope.id
         slot = AnswerSlot()
-        self._asks.open(ask_id, deadline=deadline, stream=False)
         self._waiters[ask_id] = slot
         try:
-            envelope = Envelope(
-                ASK, self.name, ask_id, {"v": value, "stream": False}, None, time.time() + timeout
-            )
-            if not (self._pair.peers_state and self._send_now(envelope)):
-                await self._send_ask_later(ask_id, value, False, timeout, deadline)
+            if not (protocol.connected and self._link.send_now(envelope)):
+                await self._send_ask_later(envelope, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)
-                if self._receiver_idle and self._reader is None and not self._handed_over:
-                    await self._read_until_answered(slot)
+                if reader.idle and reader.reading is None and not reader.handed_over:
+                    await reader.read_until_answered(slot)
                 if slot.reply is None:
                     slot.task = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(slot.abort)
             reply = slot.reply
             assert reply is not None
-            if reply[0] == "timeout":
+            if reply.kind == "timeout":
                 raise self._timed_out(ask_id, deadline, timeout, stream=False)
-            return self._outcome(ask_id, *reply)
+            return self._outcome(reply)
         finally:
-            self._asks.close(ask_id)
+            protocol.give_up(ask_id)
             del self._waiters[ask_id]
-            if self._reader is None:
-                self._wake_receiver()
+            if reader.reading is None:
+                reader.wake_receiver()
 
     async def ask_stream(self, value: Any, *, timeout: float) -> AsyncGenerator[Any, None]:
         """Send ``value`` as an ask answered by a stream; yields each chunk as it comes.
         ``timeout`` bounds the whole stream. (No cancel scope is open across a yield, so
         the consumer may stop early; ``contextlib.aclosing`` closes the ask at once.)"""
-        async with self._open_stream(value, timeout) as (ask_id, next_reply):
-            while True:
-                kind, body = await next_reply()
-                if kind == CHUNK:
-                    yield body
-                    continue
-                last = self._outcome(ask_id, kind, body)
-                if last is not None:
-                    yield last
-                return
-
-    def statistics(self) -> HotlineStatistics:
-        t = self._asks.statistics()
-        s = self._pair.statistics()
-        return HotlineStatistics(
-            connected=self.connected, connections=self._counts["connections"], sent=s.messages_sent,
-            received=s.messages_received,
-            asks_open=t.open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
-            stale_replies=t.stale, asks_served=self._counts["asks_served"],
-            malformed=self._counts["malformed"] + t.malformed + s.malformed,
-            silent_disconnects=self._counts["silent_disconnects"],
-        )  # fmt: skip
-
-    # ------------------------------------------------------------------ asking
-    async def _send_ask_later(
-        self, ask_id: int, value: Any, stream: bool, timeout: float, deadline: float
-    ) -> None:
-        """Send an ask that could not go out at once: wait for a peer and room, until its deadline."""
-        with trio.move_on_at(deadline):
-            if not self.connected:
-                await self.wait_connected()
-            await self._send(Envelope(ASK, self.name, ask_id, {"v": value, "stream": stream},
-                                      deadline=time.time() + timeout))  # fmt: skip
-            return
-        raise self._timed_out(ask_id, deadline, timeout, stream=stream)
-
-    def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> Timeout:
-        self._asks.expire(deadline)
-        what = "end of stream" if stream else "reply"
-        return Timeout(f"ask {ask_id} on {self!r}: no {what} within {timeout} s")
-
-    @asynccontextmanager
-    async def _open_stream(
-        self, value: Any, timeout: float
-    ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[tuple[str, Any]]]]]:
-        """Open and send a streamed ask; yields its id and a function that awaits its next reply.
-        Each wait opens its own cancel scope at the ask's deadline: none spans a yield."""
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         await trio.lowlevel.checkpoint_if_cancelled()
-        self._ids = ask_id = (self._ids + 1) & _ID_MASK
-        send, receive = trio.open_memory_channel[tuple[str, Any]](QUEUE)
         deadline = trio.current_time() + timeout
-
-        async def next_reply() -> tuple[str, Any]:
-            with trio.move_on_at(deadline):
-                return await receive.receive()
-            raise self._timed_out(ask_id, deadline, timeout, stream=True)
-
-        self._asks.open(ask_id, deadline=deadline, stream=True)
+        envelope = self._protocol.ask(
+            value, stream=True, deadline=deadline, wall_deadline=time.time() + timeout
+        )
+        ask_id = envelope.id
+        send, receive = trio.open_memory_channel[Answer](QUEUE)
         self._waiters[ask_id] = send
         try:
-            envelope = Envelope(
-                ASK, self.name, ask_id, {"v": value, "stream": True}, None, time.time() + timeout
-            )
-            if not (self._pair.peers_state and self._send_now(envelope)):
-                await self._send_ask_later(ask_id, value, True, timeout, deadline)
-            yield ask_id, next_reply
+            if not (self._protocol.connected and self._link.send_now(envelope)):
+                await self._send_ask_later(envelope, timeout, deadline, stream=True)
+            while True:
+                answer = None
+                with trio.move_on_at(deadline):  # one scope per wait: none spans a yield
+                    answer = await receive.receive()
+                if answer is None:
+                    raise self._timed_out(ask_id, deadline, timeout, stream=True)
+                if answer.kind == CHUNK:
+                    yield answer.body
+                    continue
+                last = self._outcome(answer)
+                if last is not None:
+                    yield last
+                return
         finally:
-            self._asks.close(ask_id)
+            self._protocol.give_up(ask_id)
             self._waiters.pop(ask_id, None)
 
+    async def _send_ask_later(
+        self, envelope: Envelope, timeout: float, deadline: float, *, stream: bool
+    ) -> None:
+        """Send an ask that could not go out at once: wait for a peer and room, until its deadline."""
+        with trio.move_on_at(deadline):
+            if not self._protocol.connected:
+                await self.wait_connected()
+            await self._link.send(envelope)
+            return
+        raise self._timed_out(envelope.id, deadline, timeout, stream=stream)
+
+    def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> Timeout:
+        self._protocol.expire(deadline)
+        what = "end of stream" if stream else "reply"
+        return Timeout(f"ask {ask_id} on {self!r}: no {what} within {timeout} s")
+
     @staticmethod
-    def _outcome(ask_id: int, kind: str, body: Any) -> Any:
+    def _outcome(answer: Answer) -> Any:
+        kind, body = answer.kind, answer.body
         if kind in (REPLY, END):
             return body
         if kind == ERROR:
-            raise RemoteError(body.get("type", "Error"), body.get("message", ""))
+            raise RemoteError(body["type"], body.get("message", ""))
         if kind == "lost":
-            raise PeerLost(f"ask {ask_id}: {body}")
+            raise PeerLost(f"ask {answer.ask_id}: {body}")
+        if kind == "taken":
+            raise LineTaken(f"ask {answer.ask_id}: {body}")
         if kind == "closed":
-            raise Closed(f"ask {ask_id}: the line closed before the answer came")
-        raise MalformedMessage(f"ask {ask_id}: the peer answered with {body}", reason="body", size=0)
+            raise Closed(f"ask {answer.ask_id}: the line closed before the answer came")
+        raise MalformedMessage(f"ask {answer.ask_id}: the peer answered with {body}", reason="body", size=0)
+
+    def statistics(self) -> HotlineStatistics:
+        t = self._protocol.ask_statistics()
+        p = self._protocol.statistics()
+        s = self._link.pair.statistics()
+        return HotlineStatistics(
+            connected=self.connected, connections=p.connections, sent=s.messages_sent,
+            received=s.messages_received,
+            asks_open=t.open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
+            stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
+            silent_disconnects=p.silent_disconnects, refused=p.refused,
+        )  # fmt: skip
 
 
 @asynccontextmanager
-async def hotline(address: str, *, listen: bool = False, dial: bool = False, name: str = "",
+async def hotline(*, listen: str | None = None, dial: str | None = None, name: str = "",
                   on_ask: Callable[..., Any] | None = None, heartbeat: float = 1.0, missed_heartbeats: int = 3,
                   handler_threads: int = 4, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                   tls: TLSConfig | None = None) -> AsyncIterator[Hotline]:  # fmt: skip
-    """Open a hotline at ``address``: exactly one of ``listen=True`` or ``dial=True``."""
-    if listen == dial:
-        raise ValueError(f"hotline({address!r}): give exactly one of listen=True or dial=True")
-    line = Hotline(address, listen=listen, name=name or ("listener" if listen else "dialer"), on_ask=on_ask,
-                   heartbeat=heartbeat, missed_heartbeats=missed_heartbeats, handler_threads=handler_threads,
-                   max_message_size=max_message_size, tls=tls)  # fmt: skip
-    async with line._pair, service_nursery() as nursery:
-        line._nursery = nursery
-        for loop in (line._receive_loop, line._watch_peer, line._heartbeats, line._timer.run):
-            nursery.start_soon(loop)
+    """Open a hotline: ``listen="tcp://host:port"`` or ``dial="tcp://host:port"``, exactly one."""
+    if (listen is None) == (dial is None):
+        raise ValueError(f"hotline(listen={listen!r}, dial={dial!r}): give exactly one of listen= or dial=")
+    address = listen if listen is not None else dial
+    if not isinstance(address, str):
+        raise TypeError(f"hotline(): the address must be text like 'tcp://host:port', got {address!r:.100}")
+    line = Hotline(address, listen=listen is not None, name=name or ("listener" if listen else "dialer"),
+                   on_ask=on_ask, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
+                   handler_threads=handler_threads, max_message_size=max_message_size, tls=tls)  # fmt: skip
+    async with line._link.pair, service_nursery() as nursery:
+        await line._run(nursery)
         try:
             yield line
         finally:
             nursery.cancel_scope.cancel()
-            line._lost("the line closed", "closed")
-            line._inbox_send.close()
-            line._requests_send.close()
+            line._close()

@@ -1,4 +1,4 @@
-"""How a hotline handles the frames it reads: answers asks, hands out replies and values.
+"""How a hotline answers the peer's asks: :class:`Server` and the :class:`IncomingAsk` handle.
 
 An ask is answered by ``on_ask`` (inline in the receiving task for an async function, in
 a task of its own for a plain function or an async generator) or queued for
@@ -10,81 +10,109 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from consensus.errors import PeerLost
 from consensus.failure import Failure
-from consensus.hotline.asks import REPLY_KINDS
-from consensus.hotline.core import LineCore
-from consensus.hotline.frames import ASK, END, ERROR, MSG, PING, PONG, REPLY, IncomingAsk
+from consensus.hotline.events import AskReceived
+from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
+from consensus.hotline.link import Link
+from consensus.hotline.protocol import LineProtocol
 from consensus.runtime.handlers import run_handler, run_inline
-from patterns import Closed, ConsensusError, EncodeError, Envelope, MalformedMessage, MessageTooLarge
+from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge
 
-__all__ = ["ServingLine"]
+__all__ = ["QUEUE", "IncomingAsk", "Server"]
 
 log = logging.getLogger("consensus")
 
+QUEUE = 256  # asks (or values) received and not yet taken; beyond it the line waits (the peer is slowed)
 
-class ServingLine(LineCore):
-    """A line that dispatches the frames it reads and answers the peer's asks."""
 
-    async def _on_frame(self, envelope: Envelope, pipe: int) -> bool:
-        """Handle one frame; returns False when this task has stopped being the receiver."""
-        kind = envelope.kind
-        if kind == ASK:
-            body = envelope.body
-            if not isinstance(body, dict) or "v" not in body or type(body.get("stream", False)) is not bool:
-                raise MalformedMessage(f"ask {envelope.id}: the body must be {{'v': value, 'stream': bool}}",
-                                       reason="body", size=0)  # fmt: skip
-            if self._inline:
-                return await self._serve_inline(envelope.id, pipe, body["v"], body.get("stream", False))
-            ask = IncomingAsk(self, envelope, pipe, body["v"], body.get("stream", False))
-            if self._on_ask is not None:
-                assert self._nursery is not None
-                self._nursery.start_soon(self._serve, ask)
-            else:
-                await self._requests_send.send(ask)
-        elif kind in REPLY_KINDS:
-            pending = self._deliver(envelope)
-            if pending is not None:  # a stream whose consumer lags: the line waits for it
-                await pending[0].send(pending[1])
-        elif kind == MSG:
-            try:
-                self._inbox_send.send_nowait(envelope.body)
-            except trio.WouldBlock:  # nobody takes the values: the line waits (the peer is slowed)
-                await self._inbox_send.send(envelope.body)
-            except trio.ClosedResourceError:  # the line closed as this frame came in
-                return False
-        elif kind == PING:
-            with trio.move_on_after(self.heartbeat):
-                await self._send(Envelope(PONG, self.name, self._pair.next_id(), None))
-        elif kind != PONG:
-            raise MalformedMessage(f"unknown frame kind {kind!r}", reason="body", size=0)
+class IncomingAsk:
+    """An ask from the peer, to answer with :meth:`reply`, or :meth:`chunk` ... :meth:`end`,
+    or :meth:`fail`. Obtained from :meth:`Hotline.receive_ask` when there is no ``on_ask``."""
+
+    def __init__(self, server: Server, event: AskReceived) -> None:
+        self.value = event.value
+        self.stream = event.stream
+        wall = event.deadline  # the wire's wall clock, brought to trio's once (as patterns does)
+        self.deadline = None if wall is None else trio.current_time() + (wall - time.time())
+        self.id = event.ask_id
+        self.pipe = event.pipe
+        self._server = server
+        self.done = False
+
+    async def reply(self, value: Any) -> None:
+        await self._finish(END if self.stream else REPLY, value)
+
+    async def chunk(self, value: Any) -> None:
+        if not self.stream:
+            raise ValueError(f"ask {self.id} wants one reply, not a stream: use reply()")
+        if self.done:
+            raise ValueError(f"ask {self.id} is already answered")
+        await self._server.answer(self, CHUNK, value)
+
+    async def end(self, value: Any = None) -> None:
+        await self._finish(END, value)
+
+    async def fail(self, error: BaseException | Failure) -> None:
+        err = error if isinstance(error, Failure) else Failure.from_exception(error)
+        await self._finish(ERROR, err.to_wire())
+
+    async def _finish(self, kind: str, value: Any) -> None:
+        if self.done:
+            raise ValueError(f"ask {self.id} is already answered")
+        self.done = True
+        await self._server.answer(self, kind, value)
+
+
+class Server:
+    """Answers the asks the line reads. ``start_receiver`` starts a new receiving task: an
+    inline handler that suspends hands the reading of the line to it."""
+
+    def __init__(self, link: Link, protocol: LineProtocol, on_ask: Callable[..., Any] | None, *,
+                 handler_threads: int, start_receiver: Callable[[], None]) -> None:  # fmt: skip
+        self._link = link
+        self._protocol = protocol
+        self.on_ask = on_ask
+        # An async function (not a generator) is run inline by the receiver (module docstring).
+        self._inline = on_ask is not None and inspect.iscoroutinefunction(on_ask)
+        self._threads = trio.CapacityLimiter(handler_threads)
+        self._start_receiver = start_receiver
+        self.requests_send, self.requests = trio.open_memory_channel[IncomingAsk](QUEUE)
+        self.nursery: trio.Nursery | None = None  # where handlers in tasks of their own run
+
+    async def handle(self, event: AskReceived) -> bool:
+        """Answer or queue one ask; returns False when this task has stopped being the receiver."""
+        if self._inline:
+            return await self._serve_inline(event)
+        ask = IncomingAsk(self, event)
+        if self.on_ask is not None:
+            assert self.nursery is not None
+            self.nursery.start_soon(self._serve, ask)
+        else:
+            await self.requests_send.send(ask)
         return True
 
-    async def _answer(self, ask: IncomingAsk, kind: str, value: Any) -> None:
-        if self._pair.peers_state.was_removed(ask._pipe):  # nobody waits for this any more
+    async def answer(self, ask: IncomingAsk, kind: str, value: Any) -> None:
+        envelope = self._protocol.answer(ask.id, ask.pipe, kind, value)
+        if envelope is None:  # nobody waits for this any more
             raise PeerLost(f"ask {ask.id}: the peer that asked has gone")
         try:
-            await self._send(
-                Envelope(kind, self.name, self._pair.next_id(), value, re=ask.id), checkpoint=True
-            )
+            await self._link.send(envelope, checkpoint=True)
         except (EncodeError, MessageTooLarge) as exc:
             if kind == ERROR:
                 raise
             ask.done = True
-            await self._send(self._unsendable(ask.id, exc), checkpoint=True)
-
-    def _unsendable(self, ask_id: int, exc: Exception) -> Envelope:
-        """The error frame that replaces an answer with no wire form (or too large to send)."""
-        error = Failure(type(exc).__name__, str(exc)[:2000]).to_wire()
-        return Envelope(ERROR, self.name, self._pair.next_id(), error, re=ask_id)
+            await self._link.send(self._protocol.unsendable(ask.id, exc), checkpoint=True)
 
     async def _serve(self, ask: IncomingAsk) -> None:
         """Answer one ask in its own task: plain handlers (in a thread) and async generators."""
-        handler = self._on_ask
+        handler = self.on_ask
         assert handler is not None
         try:
             if inspect.isasyncgenfunction(handler):
@@ -103,55 +131,48 @@ class ServingLine(LineCore):
                     await ask.end(result)
                 else:
                     await ask.reply(result)
-            self._counts["asks_served"] += 1
         except PeerLost:
-            log.info("%r: the peer left before ask %d was answered", self, ask.id)
+            log.info("hotline %s: the peer left before ask %d was answered", self._protocol.name, ask.id)
         except Exception as exc:  # noqa: BLE001 - an async generator handler failed mid-stream
             if not ask.done:
                 await ask.fail(exc)
 
-    async def _serve_inline(self, ask_id: int, pipe: int, value: Any, stream: bool) -> bool:
+    async def _serve_inline(self, event: AskReceived) -> bool:
         """Answer an ask with the async ``on_ask`` in the receiving task, as far as it goes
-        without waiting (module docstring). Returns whether this task still receives: not
-        once it handed that role to a new task, because the handler suspended or the answer
-        had to wait for room to send."""
-        handler = self._on_ask
+        without waiting (module docstring of :mod:`consensus.hotline.line`). Returns whether
+        this task still receives: not once it handed that role to a new task, because the
+        handler suspended or the answer had to wait for room to send."""
+        handler = self.on_ask
         assert handler is not None
         receiving = True
 
         def hand_off() -> None:  # the handler yields to trio: from here on it has this task to itself
             nonlocal receiving
-            receiving = self._hand_off()
+            receiving = False
+            self._start_receiver()
 
-        ok, result = await run_inline(handler, value, deadline=math.inf, on_suspend=hand_off)
-        kind = (END if stream else REPLY) if ok else ERROR
+        ok, result = await run_inline(handler, event.value, deadline=math.inf, on_suspend=hand_off)
+        kind = (END if event.stream else REPLY) if ok else ERROR
         if not ok:  # the handler's failure is the peer's answer
             result = result.to_wire()
-        if self._pair.peers_state.was_removed(pipe):
-            log.info("%r: the peer left before ask %d was answered", self, ask_id)
+        protocol, link = self._protocol, self._link
+        envelope = protocol.answer(event.ask_id, event.pipe, kind, result)
+        if envelope is None:
+            log.info("hotline %s: the peer left before ask %d was answered", protocol.name, event.ask_id)
             return receiving
-        envelope = Envelope(kind, self.name, self._pair.next_id(), result, re=ask_id)
         try:
             try:
-                sent = self._send_now(envelope)
+                sent = link.send_now(envelope)
             except (EncodeError, MessageTooLarge) as exc:
-                envelope = self._unsendable(ask_id, exc)
-                sent = self._send_now(envelope)
+                envelope = protocol.unsendable(event.ask_id, exc)
+                sent = link.send_now(envelope)
             if not sent:
                 if receiving:
-                    receiving = self._hand_off()
-                async with self._sending:
-                    await self._pair.send_envelope(envelope)
+                    receiving = False
+                    self._start_receiver()
+                await link.send_queued(envelope)
         except ConsensusError as exc:
             if receiving and isinstance(exc, Closed):
                 raise  # the line is closing: the receiver stops
-            log.info("%r: the answer to ask %d was not sent: %r", self, ask_id, exc)
-            return receiving
-        self._counts["asks_served"] += 1
+            log.info("hotline %s: the answer to ask %d was not sent: %r", protocol.name, event.ask_id, exc)
         return receiving
-
-    def _hand_off(self) -> bool:
-        """Start a new receiving task; the current one goes on with one ask only."""
-        assert self._nursery is not None
-        self._nursery.start_soon(self._receive_loop)
-        return False

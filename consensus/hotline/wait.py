@@ -13,6 +13,8 @@ from typing import Any, TypeAlias
 
 import trio
 
+from consensus.hotline.events import Answer
+
 __all__ = ["AnswerSlot", "AskTimer", "Waiter"]
 
 
@@ -23,11 +25,11 @@ class AnswerSlot:
     __slots__ = ("reply", "scope", "task")
 
     def __init__(self) -> None:
-        self.reply: tuple[str, Any] | None = None
+        self.reply: Answer | None = None
         self.task: trio.lowlevel.Task | None = None  # the asker, while it is parked here
         self.scope: trio.CancelScope | None = None  # the asker's, while it reads the line itself
 
-    def put(self, reply: tuple[str, Any]) -> None:
+    def put(self, reply: Answer) -> None:
         if self.reply is None:  # the first answer counts (a reply before a lost connection)
             self.reply = reply
             task = self.task
@@ -42,7 +44,7 @@ class AnswerSlot:
         return trio.lowlevel.Abort.SUCCEEDED
 
 
-Waiter: TypeAlias = "AnswerSlot | trio.MemorySendChannel[tuple[str, Any]]"
+Waiter: TypeAlias = "AnswerSlot | trio.MemorySendChannel[Answer]"
 
 
 class AskTimer:
@@ -82,5 +84,5 @@ class AskTimer:
                     break
                 heapq.heappop(heap)
                 if isinstance(slot, AnswerSlot):
-                    slot.put(("timeout", None))
+                    slot.put(Answer(ask_id, "timeout", None))
             self._wake = heap[0][0] if heap else math.inf

@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from consensus.errors import LineError
+from consensus.errors import LineError, LineTaken
 from consensus.hotline.line import Hotline, hotline
 from consensus.room.events import Ignored, Send
 from consensus.room.line_setup import (
@@ -188,7 +188,7 @@ class RoomLines:
                 del self._lines[entry.peer]
 
     def _line(self, address: str, *, listen: bool) -> Any:
-        return hotline(address, listen=listen, dial=not listen, name=self.name, on_ask=self._on_ask,
+        return hotline(listen=address if listen else None, dial=None if listen else address, name=self.name, on_ask=self._on_ask,
                        max_message_size=self._max_message_size)  # fmt: skip
 
     async def _listen(self, entry: _Line) -> None:
@@ -215,7 +215,7 @@ class RoomLines:
                 if line.connected:
                     await line.wait_disconnected()
                 with trio.move_on_after(RESEND):
-                    await line.wait_connected()
+                    await _until_connected(line)
                 if not line.connected:
                     await self._send(self._setup.request(entry.peer))
 
@@ -231,9 +231,21 @@ class RoomLines:
                             "member.hotline(%r) still returns it", self.name, entry.peer, entry.peer)  # fmt: skip
 
 
+async def _until_connected(line: Hotline) -> None:
+    """Return once ``line`` connects (:class:`Closed` if it closes). A line the listener
+    refused as taken (some other peer dialed it first) is looked at again every resend
+    interval: it gets in when that peer goes; the caller's deadline bounds the wait."""
+    while True:
+        try:
+            await line.wait_connected()
+            return
+        except LineTaken:
+            await trio.sleep(RESEND)
+
+
 async def _connected(line: Hotline) -> None:
     with contextlib.suppress(Closed):
-        await line.wait_connected()
+        await _until_connected(line)
 
 
 async def _first(*waits: Callable[[], Any]) -> None:

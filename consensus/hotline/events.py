@@ -1,0 +1,115 @@
+"""What :class:`~consensus.hotline.protocol.LineProtocol` tells its driver: the line's
+state, its role, and one event per frame or tick.
+
+Events are frozen values. The driver acts on them: it hands answers to askers, asks to
+the handler, values to ``receive()``, sends the frames they carry, and fails the asks
+listed in a :class:`Disconnected`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from patterns import Envelope
+
+__all__ = [
+    "Answer", "AskReceived", "Disconnected", "Event", "Greeted", "Ignored", "LineState", "Malformed",
+    "Message", "PingReceived", "ProtocolStatistics", "Role",
+]  # fmt: skip
+
+
+class Role(Enum):
+    LISTENER = "listener"
+    DIALER = "dialer"
+
+
+class LineState(Enum):
+    WAITING = "waiting for a peer"
+    GREETING = "connected, waiting for the peer's hello"
+    CONNECTED = "connected"
+    TAKEN = "refused: the listener already has a peer"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class AskReceived:
+    """The peer asks ``value``; answer on ``pipe`` (the connection it came from)."""
+
+    ask_id: int
+    value: Any
+    stream: bool
+    deadline: float | None  # wall-clock time, as the peer sent it
+    pipe: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The outcome of one of this side's asks, for its asker. ``kind`` is a frame kind
+    (``reply``, ``chunk``, ``end``, ``error``) or what ended the ask without one
+    (``violation``: a frame of the wrong kind; ``lost``, ``taken``, ``closed``, ``timeout``)."""
+
+    ask_id: int
+    kind: str
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived:
+    pong: Envelope  # to send back
+
+
+@dataclass(frozen=True, slots=True)
+class Greeted:
+    """The peer said hello: the line is connected. ``hello`` is this side's, if not sent yet;
+    ``lost`` the asks that failed with the connection this one replaced (its close not yet
+    noticed: they fail as ``lost``)."""
+
+    hello: Envelope | None
+    lost: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A frame with nothing to do: a pong, a repeated hello, a stale answer (counted)."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A frame that breaks the protocol: counted and dropped; ``reason`` says why."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection ``pipe`` ended (closed, refused, or the peer went silent); the asks
+    in ``asks`` failed with ``Answer(kind, reason)``. With ``silent``, the driver closes
+    the connection itself."""
+
+    pipe: int
+    reason: str
+    kind: str  # "lost" or "taken"
+    asks: tuple[int, ...]
+    silent: bool = False
+
+
+Event = AskReceived | Answer | Message | PingReceived | Greeted | Ignored | Malformed
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolStatistics:
+    state: LineState
+    connections: int  # greeted connections since the line opened
+    refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
+    asks_served: int  # asks from the peer this side answered
+    malformed: int
+    silent_disconnects: int

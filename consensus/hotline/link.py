@@ -1,0 +1,60 @@
+"""The socket under a hotline: a pair1 :class:`~patterns.Pair` and the order of sending.
+
+:class:`Link` is all the I/O a line does; :mod:`consensus.hotline.reader` reads through
+it and everything else sends through it. A frame goes out at once when NNG takes it
+without waiting and no other task is queued to send; otherwise the sender queues on a
+FIFO lock and waits for room (NNG frames never interleave; the lock keeps waiting
+senders in order, and only one task at a time may wait on NNG's send descriptor).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from patterns import Envelope, Pair, TLSConfig, WouldBlock
+
+__all__ = ["Link"]
+
+
+class Link:
+    """One pair1 socket, listening or dialing at ``address``."""
+
+    def __init__(self, address: str, *, listen: bool, name: str, max_message_size: int,
+                 tls: TLSConfig | None) -> None:  # fmt: skip
+        self.address = address
+        self.pair = Pair(listen=address if listen else None, dial=None if listen else address, name=name,
+                         max_message_size=max_message_size, tls=tls)  # fmt: skip
+        self.sending = trio.StrictFIFOLock()
+
+    @property
+    def bound_address(self) -> str:
+        """Where a listening line listens (a tcp port 0 resolved); a dialing line's address."""
+        return self.pair.addresses[0] if self.pair.addresses else self.address
+
+    def send_now(self, envelope: Envelope) -> bool:
+        """Send at once if no other task is queued to send and NNG takes the frame without
+        waiting. Raises what encoding raises (:class:`EncodeError`, :class:`MessageTooLarge`)."""
+        if self.sending.locked():
+            return False
+        try:
+            self.pair.send_envelope_nowait(envelope)
+        except WouldBlock:
+            return False
+        return True
+
+    async def send(self, envelope: Envelope, *, checkpoint: bool = False) -> None:
+        """Send a frame, waiting in FIFO order for room when it cannot go out at once.
+        With ``checkpoint``, it is a trio checkpoint even when it does not wait."""
+        if checkpoint:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        if self.send_now(envelope):
+            if checkpoint:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        async with self.sending:
+            await self.pair.send_envelope(envelope)
+
+    async def send_queued(self, envelope: Envelope) -> None:
+        """Send after the senders already waiting (when :meth:`send_now` said no)."""
+        async with self.sending:
+            await self.pair.send_envelope(envelope)

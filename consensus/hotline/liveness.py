@@ -1,0 +1,81 @@
+"""The two background loops of a hotline besides reading: connections and heartbeats.
+
+Both only report to the :class:`~consensus.hotline.protocol.LineProtocol` (a connection
+opened or closed; a heartbeat passed) and carry out what it says: send a hello or a
+ping, fail the asks a lost connection ended, close a connection whose peer went silent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from consensus.hotline.events import Disconnected
+from consensus.hotline.link import Link
+from consensus.hotline.protocol import LineProtocol
+from consensus.hotline.reader import Reader
+from patterns import Envelope
+
+__all__ = ["heartbeats", "watch_connections"]
+
+log = logging.getLogger("consensus")
+
+
+async def watch_connections(link: Link, protocol: LineProtocol, reader: Reader) -> None:
+    """Tell the protocol of every connection that opens and closes. NNG's notices may come
+    faster than this task looks: a connection that came and went between two looks (a
+    listener that refuses a second peer closes it at once) is reported without its id."""
+    peers_state = link.pair.peers_state
+    seen_total = peers_state.connected_total
+    seen: int | None = None  # the connection this task saw last
+    while True:
+        peers = link.pair.peers
+        current = next(iter(peers)).id if peers else None
+        now = trio.current_time()
+        new = peers_state.connected_total - seen_total
+        seen_total = peers_state.connected_total
+        changed = False
+        for gone in {seen, protocol.pipe} - {None, current}:
+            # (a hello may come before NNG's notice of its connection: not gone, only early)
+            if gone is not None and peers_state.was_removed(gone):
+                changed |= _report(reader, protocol.pipe_down(gone, now))
+        if current is not None and current != seen:
+            new -= 1
+        if new > 0:  # connections opened and closed unseen
+            changed |= _report(reader, protocol.pipe_down(None, now))
+        if current is not None:
+            hello = protocol.pipe_up(current, now)
+            if hello is not None:
+                changed = True
+                await _send(link, protocol, hello)
+        seen = current
+        if changed:
+            reader.notify()
+        if peers_state.connected_total == seen_total and link.pair.peers == peers:  # nothing since the look
+            await link.pair.wait_peers_changed()
+
+
+def _report(reader: Reader, event: Disconnected | None) -> bool:
+    if event is None:
+        return False
+    reader.disconnected(event)
+    return True
+
+
+async def _send(link: Link, protocol: LineProtocol, envelope: Envelope) -> None:
+    with trio.move_on_after(protocol.heartbeat):
+        await link.send(envelope)
+
+
+async def heartbeats(link: Link, protocol: LineProtocol, reader: Reader) -> None:
+    """Tick the protocol every heartbeat: it pings, or drops a peer silent for too long."""
+    while True:
+        await trio.sleep(protocol.heartbeat)
+        out = protocol.tick(trio.current_time())
+        if isinstance(out, Disconnected):
+            log.warning("hotline %s: %s; disconnecting", protocol.name, out.reason)
+            reader.disconnected(out)
+            link.pair.disconnect(out.pipe)
+        elif out is not None:
+            await _send(link, protocol, out)

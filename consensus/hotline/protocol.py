@@ -1,0 +1,254 @@
+"""One end of a hotline as a sans-IO object (h11-style): frames and times in, frames and
+events out.
+
+:class:`LineProtocol` never touches a socket or a clock. Its driver tells it when a
+connection (an NNG pipe) comes and goes (:meth:`~LineProtocol.pipe_up`,
+:meth:`~LineProtocol.pipe_down`), hands it every decoded frame with the pipe it came on
+(:meth:`~LineProtocol.receive`), ticks it once per heartbeat (:meth:`~LineProtocol.tick`),
+and asks it for the frames to send (:meth:`~LineProtocol.ask`,
+:meth:`~LineProtocol.answer`, :meth:`~LineProtocol.message`). It owns every check and
+counter of the line: frame ids, the table of open asks, the greeting, heartbeats.
+
+Greeting. Each side sends ``hello`` first on every new connection; a side is
+*connected* once it has the peer's hello. NNG's pair1 keeps one peer: a listener that
+has one accepts a second dialer's connection at the transport level and closes it at
+once, before anything is said, and the dialer's NNG dials again and again. So a dialer
+whose connection closes before the peer's hello knows the line is taken
+(:attr:`LineState.TAKEN`), and stays so until a hello comes (the first peer left and
+this one got in). Frames that come before the hello are still handled.
+"""
+
+from __future__ import annotations
+
+import math
+
+from consensus.hotline import frames as f
+from consensus.hotline.asks import Action, AskTable, AskTableStatistics
+from consensus.hotline.events import (
+    Answer,
+    AskReceived,
+    Disconnected,
+    Event,
+    Greeted,
+    Ignored,
+    LineState,
+    Malformed,
+    Message,
+    PingReceived,
+    ProtocolStatistics,
+    Role,
+)  # fmt: skip
+from patterns import Envelope
+
+__all__ = ["ID_MASK", "LineProtocol"]
+
+ID_MASK = 0xFFFF_FFFF_FFFF_FFFF  # frame and ask ids are unsigned 64-bit
+_GONE = 16  # connections remembered as closed (a frame from one is from the past)
+_PONG = Ignored("pong")
+_STALE = Ignored("stale answer")
+_HELLO_AGAIN = Ignored("hello repeated")
+_FINAL = (f.REPLY, f.END, f.ERROR)
+
+
+class LineProtocol:
+    """The rules of one end of a hotline; the same for both ends but for :attr:`role`."""
+
+    def __init__(self, role: Role, name: str, *, heartbeat: float, missed_heartbeats: int,
+                 first_id: int = 0) -> None:  # fmt: skip
+        if not (heartbeat > 0 and math.isfinite(heartbeat)) or missed_heartbeats < 1:
+            raise ValueError(
+                f"heartbeat must be > 0 s and missed_heartbeats >= 1, got {heartbeat!r}, {missed_heartbeats!r}"
+            )
+        self.role = role
+        self.name = name
+        self.heartbeat = float(heartbeat)
+        self.missed_heartbeats = missed_heartbeats
+        self.asks = AskTable()
+        self.connected = False  # the peer said hello on the current connection
+        self._ids = first_id & ID_MASK
+        self._pipe: int | None = None  # the current connection
+        self._said_hello: int | None = None  # the connection this side said hello on
+        self._gone: dict[int, None] = {}  # the last _GONE connections closed, oldest first
+        self._taken = False
+        self._closed = False
+        self._heard = 0.0
+        self._connections = self._refused = self._served = self._malformed = self._silent = 0
+
+    @property
+    def state(self) -> LineState:
+        if self._closed:
+            return LineState.CLOSED
+        if self.connected:
+            return LineState.CONNECTED
+        if self._taken:
+            return LineState.TAKEN
+        return LineState.WAITING if self._pipe is None else LineState.GREETING
+
+    @property
+    def pipe(self) -> int | None:
+        return self._pipe
+
+    def next_id(self) -> int:
+        self._ids = frame_id = (self._ids + 1) & ID_MASK
+        return frame_id
+
+    # ------------------------------------------------------------------ this side speaks
+    def ask(self, value: object, *, stream: bool, deadline: float, wall_deadline: float) -> Envelope:
+        """Open an ask ending at ``deadline`` (the driver's clock) and return its frame."""
+        self._ids = ask_id = (self._ids + 1) & ID_MASK
+        self.asks.open(ask_id, deadline=deadline, stream=stream)
+        return f.ask_frame(self.name, ask_id, value, stream, wall_deadline)
+
+    def give_up(self, ask_id: int) -> bool:
+        """The asker stopped waiting (answered, cancelled, timed out): later answers are stale."""
+        return self.asks.close(ask_id)
+
+    def expire(self, now: float) -> list[int]:
+        """Close the asks whose deadline passed; returns their ids."""
+        return self.asks.expire(now)
+
+    def answer(self, ask_id: int, pipe: int, kind: str, value: object) -> Envelope | None:
+        """The frame answering the peer's ask ``ask_id`` (``reply``, ``chunk``, ``end`` or
+        ``error``), or None when the connection it came on has closed (nobody waits)."""
+        if kind not in f.ANSWER_KINDS:
+            raise ValueError(f"not an answer kind: {kind!r} (expected one of {', '.join(f.ANSWER_KINDS)})")
+        if pipe in self._gone:
+            return None
+        if kind in _FINAL:
+            self._served += 1
+        return f.frame(kind, self.name, self.next_id(), value, ask_id)
+
+    def unsendable(self, ask_id: int, exc: Exception) -> Envelope:
+        """The error frame that replaces an answer that could not be encoded or sent."""
+        return f.frame(f.ERROR, self.name, self.next_id(), f.unsendable_body(exc), ask_id)
+
+    def message(self, value: object) -> Envelope:
+        return f.frame(f.MSG, self.name, self.next_id(), value)
+
+    def close(self) -> list[int]:
+        """The line closes: returns the asks still open (they fail as ``closed``)."""
+        self._closed = True
+        self.connected = False
+        return self.asks.fail_all()
+
+    # ------------------------------------------------------------------ the peer speaks
+    def receive(self, envelope: Envelope, pipe: int, now: float) -> Event:
+        """Account one frame from connection ``pipe``; says what to do with it."""
+        self._heard = now
+        kind = envelope.kind
+        if kind in f.ANSWER_KINDS:
+            ask_id = envelope.re
+            if type(ask_id) is not int:
+                return self._bad(f"a {kind!r} frame without the id of the ask it answers")
+            action = self.asks.answer(kind, ask_id)
+            if action is Action.DROP:
+                return _STALE
+            if action is Action.VIOLATION:
+                return Answer(ask_id, "violation", f"a {kind!r} frame")
+            body = envelope.body
+            return Answer(ask_id, kind, f.error_body(body) if kind == f.ERROR else body)
+        if kind == f.ASK:
+            try:
+                value, stream = f.parse_ask(envelope)
+            except ValueError as exc:
+                return self._bad(str(exc))
+            return AskReceived(envelope.id, value, stream, envelope.deadline, pipe)
+        if kind == f.MSG:
+            return Message(envelope.body)
+        if kind == f.PING:
+            return PingReceived(f.frame(f.PONG, self.name, self.next_id()))
+        if kind == f.PONG:
+            return _PONG
+        if kind == f.HELLO:
+            return self._hello(pipe, now)
+        return self._bad(f"unknown frame kind {kind!r}")
+
+    def _hello(self, pipe: int, now: float) -> Event:
+        if pipe in self._gone:
+            return Ignored("hello on a closed connection")
+        failed: tuple[int, ...] = ()
+        if pipe != self._pipe:  # the hello came before the driver saw the connection open
+            if self.connected and self._pipe is not None:  # ... and the old one close: pair1 has one peer
+                self._forget(self._pipe)
+                failed = tuple(self.asks.fail_all())
+            self._pipe = pipe
+        elif self.connected:
+            return _HELLO_AGAIN
+        self.connected = True
+        self._taken = False
+        self._connections += 1
+        return Greeted(self._say_hello(pipe), failed)
+
+    def _say_hello(self, pipe: int) -> Envelope | None:
+        if self._said_hello == pipe:
+            return None
+        self._said_hello = pipe
+        return f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
+
+    def _forget(self, pipe: int) -> None:
+        """Remember ``pipe`` as closed (a frame or an answer for it is from the past)."""
+        self._gone[pipe] = None
+        if len(self._gone) > _GONE:
+            del self._gone[next(iter(self._gone))]
+
+    def _bad(self, reason: str) -> Malformed:
+        self._malformed += 1
+        return Malformed(reason)
+
+    # ------------------------------------------------------------------ connections and time
+    def pipe_up(self, pipe: int, now: float) -> Envelope | None:
+        """A connection opened: returns this side's hello, unless already sent on it."""
+        if pipe in self._gone or self._closed:
+            return None
+        if pipe != self._pipe:
+            self._pipe = pipe
+            self.connected = False
+            self._heard = now
+        return self._say_hello(pipe)
+
+    def pipe_down(self, pipe: int | None, now: float) -> Disconnected | None:
+        """A connection closed. Returns what that ends, if it was the current one. ``None``:
+        one the driver never saw open (it came and went between two looks)."""
+        if pipe is None:
+            if self.connected or self._pipe is not None:
+                return None
+            pipe = -1
+        else:
+            self._forget(pipe)
+        if pipe != self._pipe and pipe != -1:
+            return None
+        greeted = self.connected
+        self._pipe = None
+        self.connected = False
+        if greeted:
+            return Disconnected(
+                pipe, "the connection to the peer closed", "lost", tuple(self.asks.fail_all())
+            )
+        if self.role is Role.DIALER:
+            self._taken = True
+            self._refused += 1
+            reason = "the listener closed the connection before saying hello: it already has a peer"
+            return Disconnected(pipe, reason, "taken", tuple(self.asks.fail_all()))
+        return Disconnected(pipe, "the peer left before saying hello", "lost", tuple(self.asks.fail_all()))
+
+    def tick(self, now: float) -> Envelope | Disconnected | None:
+        """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no peer)."""
+        pipe = self._pipe
+        if pipe is None or self._closed:
+            return None
+        silent = now - self._heard
+        if silent > self.heartbeat * self.missed_heartbeats:
+            self._silent += 1
+            self._forget(pipe)
+            self._pipe = None
+            self.connected = False
+            reason = f"the peer was silent for {silent:.1f} s ({self.missed_heartbeats} heartbeats)"
+            return Disconnected(pipe, reason, "lost", tuple(self.asks.fail_all()), silent=True)
+        return f.frame(f.PING, self.name, self.next_id())
+
+    def statistics(self) -> ProtocolStatistics:
+        return ProtocolStatistics(self.state, self._connections, self._refused, self._served,
+                                  self._malformed, self._silent)  # fmt: skip
+
+    def ask_statistics(self) -> AskTableStatistics:
+        return self.asks.statistics()

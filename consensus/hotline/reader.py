@@ -1,0 +1,216 @@
+"""Who reads a hotline, and where what it reads goes.
+
+One task, the receiver (:meth:`Reader.receive_loop`), reads the line, feeds each frame to
+the :class:`~consensus.hotline.protocol.LineProtocol` and acts on the event it returns:
+an answer goes to its asker's waiter, an ask to the :class:`~consensus.hotline.serve.Server`,
+a value to ``receive()``, a ping is answered. An asker that waits for its answer may read
+the line itself (:meth:`Reader.read_until_answered`). The module docstring of
+:mod:`consensus.hotline.line` says why it is built so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import trio
+
+from consensus.hotline.events import (
+    Answer,
+    AskReceived,
+    Disconnected,
+    Event,
+    Greeted,
+    Ignored,
+    Malformed,
+    Message,
+    PingReceived,
+)  # fmt: skip
+from consensus.hotline.link import Link
+from consensus.hotline.protocol import LineProtocol
+from consensus.hotline.serve import QUEUE, Server
+from consensus.hotline.wait import AnswerSlot, Waiter
+from patterns import Closed, MalformedMessage
+
+__all__ = ["Reader"]
+
+log = logging.getLogger("consensus")
+
+
+class Reader:
+    """The reading side of one end of a hotline, and the waiters of its open asks."""
+
+    def __init__(self, link: Link, protocol: LineProtocol, server: Server) -> None:
+        self._link = link
+        self._protocol = protocol
+        self._server = server
+        self.waiters: dict[int, Waiter] = {}  # the open asks of this side, by id
+        self.inbox_send, self.inbox = trio.open_memory_channel[Any](QUEUE)
+        self.changed = trio.Event()  # set (and replaced) when the line's state changes
+        # Who reads the line: the receive loop, or an asker while it waits (see read_until_answered).
+        self.reading: AnswerSlot | None = None  # the slot of the asker reading the line
+        self.idle = False  # the receive loop is between frames, not reading: it may be relieved
+        self._parked: trio.lowlevel.Task | None = None  # ... and waits for an asker to finish
+        self._asker_woken = False  # the event just delivered woke a parked asker
+        self.handed_over: deque[Event] = deque()  # events an asker read for the receive loop
+
+    def notify(self) -> None:
+        """The line's state changed (connected, refused, lost): wake whoever waits for it."""
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def disconnected(self, event: Disconnected) -> None:
+        """Fail the asks a lost connection ended."""
+        for ask_id in event.asks:
+            self.fail(ask_id, event.kind, event.reason)
+        self.notify()
+
+    def fail(self, ask_id: int, kind: str, why: str) -> None:
+        waiter = self.waiters.get(ask_id)
+        if isinstance(waiter, AnswerSlot):
+            waiter.put(Answer(ask_id, kind, why))
+        elif waiter is not None:
+            try:
+                waiter.send_nowait(Answer(ask_id, kind, why))
+            except trio.WouldBlock:  # a stream whose consumer lags: it fails at its deadline
+                pass
+
+    # ------------------------------------------------------------------ an asker reads
+    async def read_until_answered(self, slot: AnswerSlot) -> None:
+        """Read the line in the asker's own task until its answer is in ``slot``.
+
+        The receive loop would read the answer and wake the asker: one more task to run,
+        one more pass of trio's scheduler. So after it has woken an asker, the receive loop
+        waits until that ask is over; an ask sent then (typically the same task asking
+        again at once) reads the line itself, and its reply wakes it directly. It delivers
+        answers to plain asks (its own and others') and drops stale ones; any other event
+        (an ask, a value, a ping, a chunk of a stream) goes back to the receive loop, which
+        handles it before reading on, in order. Ended by the answer, the timer or a lost
+        connection (``slot.put`` cancels the wait), or the asker's own cancellation; then
+        the receive loop reads again."""
+        self.reading = slot
+        pair, protocol, waiters = self._link.pair, self._protocol, self.waiters
+        try:
+            with trio.CancelScope() as scope:
+                slot.scope = scope
+                while slot.reply is None:
+                    try:
+                        envelope, pipe = await pair.receive_from()
+                    except MalformedMessage as exc:
+                        log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
+                        continue
+                    event = protocol.receive(envelope, pipe, trio.current_time())
+                    if isinstance(event, Answer):
+                        waiter = waiters.get(event.ask_id)
+                        if isinstance(waiter, AnswerSlot):
+                            slot.scope = None  # its own answer ends the loop without a cancellation
+                            waiter.put(event)
+                            slot.scope = scope
+                            continue
+                        if waiter is None:
+                            continue
+                    elif isinstance(event, Malformed):
+                        log.warning("hotline %s ignored a frame: %s", protocol.name, event.reason)
+                        continue
+                    elif isinstance(event, Ignored):
+                        continue  # a pong, a stale answer: nothing to hand over
+                    self.handed_over.append(event)
+                    return
+        finally:
+            slot.scope = None
+            self.reading = None
+            self.wake_receiver()
+
+    def wake_receiver(self) -> None:
+        """Let the receive loop read the line again, if it waits for an asker."""
+        task = self._parked
+        if task is not None:
+            self._parked = None
+            trio.lowlevel.reschedule(task)
+
+    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    # ------------------------------------------------------------------ the receive loop
+    async def receive_loop(self) -> None:
+        pair, protocol = self._link.pair, self._protocol
+        while True:
+            if self.reading is not None:  # an asker reads the line: wait until it is done
+                self.idle = True
+                self._parked = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort)
+                continue
+            self.idle = False
+            if self.handed_over:
+                await trio.lowlevel.checkpoint_if_cancelled()  # (a closing line stops here)
+                event = self.handed_over.popleft()
+            else:
+                try:
+                    envelope, pipe = await pair.receive_from()
+                except MalformedMessage as exc:
+                    log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
+                    continue
+                except Closed:
+                    return
+                event = protocol.receive(envelope, pipe, trio.current_time())
+            self._asker_woken = False  # (an asker reading the line may have set it)
+            try:
+                if not await self._act(event):
+                    return  # another task receives now (see Server._serve_inline)
+            except Closed:
+                return
+            if self._asker_woken:
+                # An asker just got its answer and may ask again at once: wait until its ask
+                # is over (it wakes this task), so that its next ask reads the line itself.
+                self._asker_woken = False
+                if not self.handed_over:
+                    self.idle = True
+                    self._parked = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    async def _act(self, event: Event) -> bool:
+        """Act on one event; returns False when this task has stopped being the receiver."""
+        if isinstance(event, Answer):
+            lagging = self._deliver(event)
+            if lagging is not None:  # a stream whose consumer lags: the line waits for it
+                await lagging.send(event)
+        elif isinstance(event, AskReceived):
+            return await self._server.handle(event)
+        elif isinstance(event, Message):
+            try:
+                self.inbox_send.send_nowait(event.value)
+            except trio.WouldBlock:  # nobody takes the values: the line waits (the peer is slowed)
+                await self.inbox_send.send(event.value)
+            except trio.ClosedResourceError:  # the line closed as this frame came in
+                return False
+        elif isinstance(event, PingReceived):
+            with trio.move_on_after(self._protocol.heartbeat):
+                await self._link.send(event.pong)
+        elif isinstance(event, Greeted):
+            for ask_id in event.lost:
+                self.fail(ask_id, "lost", "the connection to the peer closed")
+            if event.hello is not None:
+                with trio.move_on_after(self._protocol.heartbeat):
+                    await self._link.send(event.hello)
+            self.notify()
+        elif isinstance(event, Malformed):
+            log.warning("hotline %s ignored a frame: %s", self._protocol.name, event.reason)
+        return True
+
+    def _deliver(self, answer: Answer) -> trio.MemorySendChannel[Answer] | None:
+        """Hand an answer to its asker. Returns a streamed ask's channel when it is full
+        (the receive loop waits on it)."""
+        waiter = self.waiters.get(answer.ask_id)
+        if waiter is None:
+            return None
+        if isinstance(waiter, AnswerSlot):
+            self._asker_woken = waiter.task is not None
+            waiter.put(answer)
+            return None
+        try:
+            waiter.send_nowait(answer)
+        except trio.WouldBlock:
+            return waiter
+        return None
