@@ -11,16 +11,21 @@ Host a room, join it, poll and vote::
                               on_poll=answer, on_vote=decide) as me:
         ...
 
-The decision logic (:func:`tally` and the rules) is pure code with no I/O. Every
-exception is a :class:`ConsensusError`; the tree is drawn in :mod:`consensus.errors`.
-The NNG pattern layer underneath is the :mod:`patterns` package.
+This module exports what agent code needs: the entry points (:func:`host`, :func:`join`,
+:func:`hotline`, :class:`Dispatcher`, :class:`Worker`), what they return and count, the
+values of results (:class:`PollResult`, :class:`Decision`, :class:`Ballot`, :class:`Outcome`,
+:class:`Failure`), the rules, and every exception (a :class:`ConsensusError`; the tree is
+drawn in :mod:`consensus.errors`). The pure cores live in their subpackages:
+:mod:`consensus.decide` (tallies, poll and vote rounds), :mod:`consensus.room`,
+:mod:`consensus.work` and :mod:`consensus.hotline` (each protocol as a sans-IO object).
+The NNG pattern layer underneath is the :mod:`patterns` package; ``docs/architecture.md``
+draws the layers.
 """
 
 from consensus.decide.ballot import Ballot
-from consensus.decide.poll import PollResult, PollRound, Verdict
+from consensus.decide.poll import PollResult
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from consensus.decide.tally import Decision, is_decided, tally
-from consensus.decide.vote import VoteRound
 from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
 from consensus.errors import (
     InvalidBallot,
@@ -37,7 +42,6 @@ from consensus.failure import Failure
 from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState, hotline
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
-from consensus.room.roster import JoinOutcome, Roster
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
 from consensus.work.task import Outcome, WorkerShare
@@ -56,6 +60,8 @@ from patterns import (
     SharedMemoryError,
     SharedMemoryFull,
     Timeout,
+    TLSConfig,
+    TLSMode,
     TransportError,
     WouldBlock,
     shared_buffer,
@@ -80,7 +86,6 @@ __all__ = [
     "IncomingAsk",
     "InvalidBallot",
     "InvalidDecision",
-    "JoinOutcome",
     "LineError",
     "LineState",
     "LineTaken",
@@ -95,13 +100,11 @@ __all__ = [
     "PeerLost",
     "Plurality",
     "PollResult",
-    "PollRound",
     "RemoteError",
     "Room",
     "RoomError",
     "RoomStatistics",
     "RoomUnavailable",
-    "Roster",
     "Rule",
     "SegmentGone",
     "SharedBuffer",
@@ -109,12 +112,12 @@ __all__ = [
     "SharedMemoryError",
     "SharedMemoryFull",
     "Supermajority",
+    "TLSConfig",
+    "TLSMode",
     "TieBreak",
     "Timeout",
     "TransportError",
     "Unanimous",
-    "Verdict",
-    "VoteRound",
     "Weighting",
     "WorkEndpoints",
     "Worker",

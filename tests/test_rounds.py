@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus import Ballot, Failure, Majority, PollRound, Roster, Verdict, VoteRound, tally
+from consensus import Ballot, Failure, Majority, tally
+from consensus.decide import PollRound, Verdict, VoteRound
+from consensus.room import Roster
 from consensus.room.roster import JoinOutcome
 
 NAMES = ["a", "b", "c", "d", "e"]
