@@ -22,7 +22,16 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.decide.ballot import Ballot, check_options, describe, select
-from consensus.decide.rules import Rule, Rules, Standing, Weighting, as_ratio, as_rules, chain_name, top_options
+from consensus.decide.rules import (
+    Rule,
+    Rules,
+    Standing,
+    Weighting,
+    as_ratio,
+    as_rules,
+    chain_name,
+    top_options,
+)
 from consensus.errors import InvalidBallot, InvalidDecision
 from consensus.failure import Failure
 
