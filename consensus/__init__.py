@@ -18,6 +18,8 @@ The NNG pattern layer underneath is the :mod:`patterns` package.
 
 from consensus.decide.ballot import Ballot
 from consensus.decide.poll import PollResult, PollRound, Verdict
+from consensus.decide.position import Position
+from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from consensus.decide.tally import Decision, is_decided, tally
 from consensus.decide.vote import VoteRound
@@ -67,6 +69,7 @@ __all__ = [
     "Closed",
     "ConsensusError",
     "Decision",
+    "Deliberation",
     "Dispatcher",
     "DispatcherStatistics",
     "Distribution",
@@ -93,6 +96,7 @@ __all__ = [
     "Plurality",
     "PollResult",
     "PollRound",
+    "Position",
     "RemoteError",
     "Room",
     "RoomError",

@@ -1,4 +1,5 @@
-"""A deliberation as a sans-IO state machine: :class:`DeliberationRound` and :class:`Deliberator`.
+"""A deliberation as a sans-IO state machine: the :class:`Deliberator` (its rounds are
+:class:`~consensus.decide.deliberation_round.DeliberationRound` objects).
 
 Members deliberate in rounds. In round 1 every member answers on its own; in rounds
 2..n every member is shown the others' positions of the previous round (labelled
@@ -32,24 +33,17 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.decide.ballot import describe
-from consensus.decide.poll import PollRound, Verdict
-from consensus.decide.position import MAX_ROUND, Position, normalise_stance
+from consensus.decide.deliberation_round import DeliberationRound
+from consensus.decide.poll import Verdict
+from consensus.decide.position import MAX_ROUND, normalise_stance
 from consensus.decide.prompt import MAX_SEEN, Prompt, Seen
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Rules, as_rules, chain_name
-from consensus.decide.stances import (
-    Key,
-    Round,
-    check_key,
-    check_stance_options,
-    display_stances,
-    tally_stances,
-)
+from consensus.decide.stances import Key, Round, check_stance_options
 from consensus.decide.until import Until, predicate_name
-from consensus.errors import InvalidPosition
 from consensus.failure import Failure
 
-__all__ = ["DeliberationRound", "Deliberator", "Phase"]
+__all__ = ["DeliberationRound", "Deliberator", "Phase"]  # DeliberationRound re-exported
 
 _MAJORITY: Final = Majority()
 
@@ -60,108 +54,6 @@ class Phase(Enum):
     READY = "ready"  # no round open: open_round() starts the next one
     ASKING = "asking"  # a round is open: feed it answers, failures and departures
     DONE = "done"  # finished: result()
-
-
-class DeliberationRound:
-    """One round: who is asked, what they answered; checks every position it is given."""
-
-    def __init__(
-        self,
-        prompt: Prompt,
-        electorate: Mapping[str, float],
-        *,
-        labels: Mapping[str, str],
-        options: Mapping[str, str] | None,
-        key: Key,
-        rule: Rules,
-        joined: Iterable[str] = (),
-    ) -> None:
-        self.prompt = prompt
-        self.number = prompt.round
-        self.electorate = dict(electorate)
-        self._labels = dict(labels)  # what a member may name in persuaded_by -> member name
-        self._options = options
-        self._key = key
-        self._rule = rule
-        self._joined = frozenset(joined)
-        self._poll = PollRound(self.electorate)
-        self._positions: dict[str, Position] = {}
-        self._stances: dict[str, str] = {}
-        self.ignored = 0
-
-    @property
-    def pending(self) -> frozenset[str]:
-        return self._poll.pending
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """Label shown in the prompt -> member name (names themselves when not anonymous)."""
-        return MappingProxyType(self._labels)
-
-    @property
-    def complete(self) -> bool:
-        return self._poll.complete
-
-    def answer(self, name: str, raw: Any, *, at: float | None = None) -> Verdict:
-        """A member's reply: a :class:`Position`, its wire map, or bare stance text."""
-        try:
-            position = Position.coerce(raw)
-        except (InvalidPosition, TypeError, ValueError) as exc:
-            return self._poll.fail(name, Failure("InvalidPosition", str(exc)), at=at)
-        if position.round is not None and position.round != self.number:
-            self._poll.rejected += 1  # late (or early): it must not take the member's place
-            return Verdict.CLOSED
-        try:
-            stance = check_key(self._key, position.stance)
-        except Exception as exc:  # noqa: BLE001 - a user's key failing on a peer's stance is counted
-            return self._poll.fail(name, Failure("InvalidPosition", f"key= failed on the stance: {exc}"), at=at)
-        if self._options is not None and stance not in self._options:
-            reason = f"stance {describe(position.stance)} is none of the options {list(self._options.values())!r}"
-            return self._poll.fail(name, Failure("InvalidPosition", reason), at=at)
-        verdict = self._poll.answer(name, position, at=at)
-        if verdict is Verdict.ACCEPTED:
-            credited = []
-            for label in position.persuaded_by:
-                named = self._labels.get(label)
-                if named is None or named == name or named in credited:
-                    self.ignored += 1  # nobody shown to this member under that label
-                else:
-                    credited.append(named)
-            self._positions[name] = dataclasses.replace(position, persuaded_by=tuple(credited), round=self.number)
-            self._stances[name] = stance
-        return verdict
-
-    def fail(self, name: str, error: Failure, *, at: float | None = None) -> Verdict:
-        """The member's handler failed, or the driver gave up on it (a timeout)."""
-        return self._poll.fail(name, error, at=at)
-
-    def left(self, name: str) -> None:
-        self._poll.left(name)
-
-    def close(self, *, elapsed: float) -> Round:
-        """Finish the round (later replies are late) and return what it produced."""
-        self._poll.finish()
-        polled = self._poll.result(self.prompt.question, elapsed=elapsed)
-        display = display_stances(self._positions, self._stances, self._options)
-        decision = tally_stances(self._positions, self._stances, display, options=self._options,
-                                 rule=self._rule, electorate=self.electorate)  # fmt: skip
-        if decision is not None:
-            decision = dataclasses.replace(decision, errors=polled.errors, left=polled.left, elapsed=elapsed)
-        return Round(
-            number=self.number,
-            expected=polled.expected,
-            positions=MappingProxyType(dict(self._positions)),
-            stances=MappingProxyType(dict(self._stances)),
-            display=MappingProxyType(display),
-            missing=polled.missing,
-            errors=polled.errors,
-            left=polled.left,
-            joined=self._joined,
-            elapsed=elapsed,
-            rejected=polled.rejected,
-            ignored=self.ignored,
-            decision=decision,
-        )
 
 
 def _check_members(members: Mapping[str, float] | Iterable[str]) -> dict[str, float]:

@@ -39,12 +39,12 @@ class Round:
     ``expected``: the members asked. ``positions``: the positions received, in arrival
     order (``persuaded_by`` holds member names, anonymous labels already resolved;
     ``round`` is set). ``stances``: each position's stance key. ``display``: each key
-    as shown. ``missing``: members asked who gave no position (failed, left or silent);
-    ``errors`` the failed ones, ``left`` those who went away. ``joined``: members asked
-    for the first time. ``rejected``: replies refused (late, duplicate, not asked);
-    ``ignored``: ``persuaded_by`` entries naming no one shown to that member.
-    ``decision``: the round tallied under the deliberation's rule (``None`` for an open
-    question nobody answered).
+    as shown. ``missing``: members asked who neither gave a position nor failed
+    (silent, or left: as in a poll); ``errors``: the failed ones; ``left``: those who
+    went away. ``joined``: members asked for the first time. ``rejected``: replies
+    refused (late, duplicate, not asked); ``ignored``: ``persuaded_by`` entries naming
+    no one shown to that member. ``decision``: the round tallied under the
+    deliberation's rule (``None`` for an open question nobody answered).
     """
 
     number: int
