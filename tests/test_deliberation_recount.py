@@ -17,6 +17,7 @@ from consensus.decide.ballot import Ballot
 from consensus.decide.decision import Decision
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from consensus.decide.tally import is_decided, tally
+from consensus.decide.vote import VoteRound
 
 SOME = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -114,3 +115,14 @@ def test_recount_checks_its_rule() -> None:
         decision.recount([Majority(), "Plurality"])  # type: ignore[list-item]
     confident = tally({"ann": Ballot("a", 0.5)}, options=["a"], electorate=["ann", "bob"])
     assert confident.recount(Plurality(weighting=Weighting.CONFIDENCE)).tally == {"a": 0.5}
+
+
+def test_a_vote_round_takes_a_fallback() -> None:
+    vote = VoteRound(1, electorate={"ann": 1, "bob": 1, "cy": 1}, options=["a", "b"],
+                     rule=[Majority(), Plurality()], quorum=2)  # fmt: skip
+    vote.ballot("ann", {"choice": "a"})
+    vote.ballot("bob", {"choice": "b"})
+    assert not vote.complete  # cy decides it either way
+    vote.ballot("cy", {"choice": "a"})
+    decision = vote.decision(elapsed=0.5)
+    assert (decision.outcome, decision.decided_by, decision.rule) == ("a", "Majority", "Majority, else Plurality")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from test_tally import junk, mutations, through_cbor
 from consensus.decide import InvalidPosition, Position, Prompt, Seen, normalise_stance
 from consensus.decide.position import MAX_ANSWER_LENGTH, MAX_PERSUADERS, MAX_STANCE_LENGTH
 from consensus.errors import ConsensusError
+from patterns import Envelope, decode, encode
 
 stances = st.text(min_size=1, max_size=40).filter(str.strip)
 names = st.text(min_size=1, max_size=12)
@@ -108,3 +111,25 @@ def test_prompt_others_drops_only_the_members_own_entry() -> None:
     assert [seen.label for seen in named.others("ann", None).positions] == ["bob"]
     with pytest.raises(InvalidPosition, match="same label"):
         Prompt.from_wire(named.to_wire() | {"positions": [Seen("a", mine).to_wire()] * 2})
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "deliberation.md"
+
+
+def test_every_deliberation_doc_example_encodes_as_shown_and_is_accepted() -> None:
+    """The proposed frames of docs/deliberation.md are what the codec writes, and their bodies
+    pass the checks the receiving side will use."""
+    found = re.findall(r"^`(Envelope\(.*?\))`, (\d+) bytes:\n\n```hex\n(.*?)^```$",
+                       DOC.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)  # fmt: skip
+    assert len(found) == 2
+    names = {"Envelope": Envelope, "True": True, "False": False, "None": None}
+    for source, size, hex_text in found:
+        data = bytes.fromhex("".join(hex_text.split()))
+        env = eval(source, {"__builtins__": {}}, names)
+        assert len(data) == int(size) and encode(env) == data and decode(data) == env, source
+        if env.kind == "deliberate":
+            prompt = Prompt.from_wire(env.body)
+            assert prompt.to_wire() == env.body and prompt.anonymous and prompt.round == 2
+        else:
+            position = Position.from_wire(env.body)
+            assert position.to_wire() == env.body and position.persuaded_by == ("P1",)
