@@ -35,7 +35,7 @@ from typing import Any, Final
 from consensus.decide.ballot import describe
 from consensus.decide.deliberation_round import DeliberationRound
 from consensus.decide.poll import Verdict
-from consensus.decide.position import MAX_ROUND, normalise_stance
+from consensus.decide.position import MAX_NAME_LENGTH, MAX_ROUND, normalise_stance
 from consensus.decide.prompt import MAX_SEEN, Prompt, Seen
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Rules, as_rules, chain_name
@@ -62,12 +62,17 @@ def _check_members(members: Mapping[str, float] | Iterable[str]) -> dict[str, fl
     pairs = members.items() if isinstance(members, Mapping) else [(name, 1.0) for name in members]
     checked: dict[str, float] = {}
     for name, weight in pairs:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"member {describe(name)} is not a name (non-empty text)")
+        _check_name(name)
         if name in checked:
             raise ValueError(f"members lists {name!r} twice")
         checked[name] = _check_weight(name, weight)
     return checked
+
+
+def _check_name(name: object) -> None:
+    # Names are shown as labels in prompts, which carry at most MAX_NAME_LENGTH characters.
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise TypeError(f"member {describe(name)} is not a name (text of 1..{MAX_NAME_LENGTH} characters)")
 
 
 def _check_weight(name: str, weight: object) -> float:
@@ -168,8 +173,7 @@ class Deliberator:
 
     def join(self, name: str, weight: float = 1.0) -> bool:
         """A member arrives; it is asked from the next round on. False if already a member."""
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"member {describe(name)} is not a name (non-empty text)")
+        _check_name(name)
         checked = _check_weight(name, weight)
         if name in self._members or self.done:
             return False
