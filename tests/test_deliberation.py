@@ -273,6 +273,12 @@ def test_construction_errors() -> None:
         Deliberator("q", ["a", "a"])
     with pytest.raises(TypeError, match="key must return text"):
         Deliberator("q", ["a"], options=["x"], key=lambda s: 3)  # type: ignore[arg-type,return-value]
+    with pytest.raises(ValueError, match="closed question"):
+        Deliberator("q", ["a"], rule=Plurality(tie_break=TieBreak.STATUS_QUO, status_quo="x"))
+    with pytest.raises(ValueError, match="status quo 'z'"):
+        Deliberator("q", ["a"], options=["x"], rule=[Majority(), Plurality(status_quo="z")])
+    with pytest.raises(ValueError, match="1..128"):
+        Deliberator("q", ["a" * 129])
     nobody = Deliberator("q", [])
     assert nobody.done and nobody.stopped_by == "no members" and nobody.result().rounds == ()
 

@@ -40,6 +40,7 @@ from consensus.decide.prompt import MAX_SEEN, Prompt, Seen
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Rules, as_rules, chain_name
 from consensus.decide.stances import Key, Round, check_stance_options
+from consensus.decide.tally import tally
 from consensus.decide.until import Until, predicate_name
 from consensus.failure import Failure
 
@@ -71,8 +72,10 @@ def _check_members(members: Mapping[str, float] | Iterable[str]) -> dict[str, fl
 
 def _check_name(name: object) -> None:
     # Names are shown as labels in prompts, which carry at most MAX_NAME_LENGTH characters.
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise TypeError(f"member {describe(name)} is not a name (text of 1..{MAX_NAME_LENGTH} characters)")
+    if not isinstance(name, str):
+        raise TypeError(f"member {describe(name)} is not a name (text)")
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise ValueError(f"member name {describe(name)} is not 1..{MAX_NAME_LENGTH} characters long")
 
 
 def _check_weight(name: str, weight: object) -> float:
@@ -128,6 +131,11 @@ class Deliberator:
         self._options = check_stance_options(options, key)
         self.options = None if self._options is None else tuple(self._options.values())
         self._members = _check_members(members)
+        for each in self.rules:  # a bad rule must fail here, not when a round is tallied
+            if each.status_quo is not None and self.options is None:
+                raise ValueError(f"{each.name} has a status_quo, which needs a closed question (options=)")
+        if self.options is not None:
+            tally([], options=self.options, rule=rule, electorate=self._members)
         self._asked: set[str] = set()  # everyone asked in some round (to name who joined)
         self._rounds: list[Round] = []
         self._round: DeliberationRound | None = None
