@@ -24,6 +24,8 @@ draws the layers.
 
 from consensus.decide.ballot import Ballot
 from consensus.decide.poll import PollResult
+from consensus.decide.position import Position
+from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from consensus.decide.tally import Decision, is_decided, tally
 from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
@@ -74,6 +76,7 @@ __all__ = [
     "Closed",
     "ConsensusError",
     "Decision",
+    "Deliberation",
     "Dispatcher",
     "DispatcherStatistics",
     "Distribution",
@@ -100,6 +103,7 @@ __all__ = [
     "PeerLost",
     "Plurality",
     "PollResult",
+    "Position",
     "RemoteError",
     "Room",
     "RoomError",

@@ -24,6 +24,7 @@ rooms, lines and decisions raise, and re-exports the rest, so that
     │                               is "size", "cbor", "shape", "version" or "body"
     ├── InvalidBallot               a ballot's fields are wrong (also ``ValueError``)
     ├── InvalidDecision             a decision's fields are wrong (also ``ValueError``)
+    ├── InvalidPosition             a deliberation position's fields are wrong (also ``ValueError``)
     ├── RoomError                   room membership failed
     │   ├── RoomUnavailable         the host could not be reached, or went away
     │   └── NameTaken               a live member already holds that name
@@ -76,6 +77,7 @@ __all__ = [
     "EncodeError",
     "InvalidBallot",
     "InvalidDecision",
+    "InvalidPosition",
     "LineError",
     "LineTaken",
     "MalformedMessage",
@@ -102,6 +104,10 @@ class InvalidBallot(ConsensusError, ValueError):
 
 class InvalidDecision(ConsensusError, ValueError):
     """A decision received from a peer does not have the shape of a decision."""
+
+
+class InvalidPosition(ConsensusError, ValueError):
+    """A deliberation position received from a peer does not have the shape of a position."""
 
 
 class RoomError(ConsensusError):

@@ -3,17 +3,35 @@
 A decision travels from the host to every member (kind ``"decision"``), so
 :meth:`Decision.from_wire` validates everything a peer could get wrong and raises
 :class:`InvalidDecision` (never anything else) for a bad shape.
+
+A decision keeps its ``electorate`` (each member's weight), so that
+:meth:`Decision.recount` can count the same ballots under another rule (or a fallback
+of rules, see :mod:`consensus.decide.rules`); ``decided_by`` names the rule that
+decided. Both travel as optional keys that a sender leaves out when they say nothing
+new (every weight 1, a single rule), so older receivers keep reading those decisions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.decide.ballot import Ballot, check_options, describe, select
+from consensus.decide.rules import (
+    Rule,
+    Rules,
+    Standing,
+    Weighting,
+    as_ratio,
+    as_rules,
+    chain_name,
+    top_options,
+)
 from consensus.errors import InvalidBallot, InvalidDecision
 from consensus.failure import Failure
 
@@ -25,8 +43,9 @@ _WIRE_KEYS: Final = frozenset({
 })  # fmt: skip
 
 
-_OPTIONAL_KEYS: Final = frozenset({"errors", "left", "elapsed", "vote"})
-"""Keys a sender may leave out (a bare tally has no errors, departures or timing)."""
+_OPTIONAL_KEYS: Final = frozenset({"errors", "left", "elapsed", "vote", "electorate", "decided_by"})
+"""Keys a sender may leave out (a bare tally has no errors, departures or timing; see
+:meth:`Decision.to_wire` for ``electorate`` and ``decided_by``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +55,11 @@ class Decision:
     ``tally`` maps every option (in ``options`` order) to its tallied weight;
     ``ballots`` holds the accepted ballots (abstentions included) in the order they
     were accepted; ``rejected`` maps a voter to one reason per rejected ballot and
-    ``rejected_count`` is the number of rejected ballots.
+    ``rejected_count`` is the number of rejected ballots. ``electorate`` maps each
+    member to its weight (``None`` when unknown: a decision built by hand, or received
+    from an older sender with unequal weights); ``decided_by`` names the rule whose
+    outcome this is (``None`` without an outcome), which differs from ``rule`` only
+    for a fallback.
     """
 
     outcome: Any | None
@@ -57,10 +80,65 @@ class Decision:
     left: frozenset[str] = frozenset()
     elapsed: float = 0.0
     vote: int | None = None
+    electorate: Mapping[str, float] | None = None
+    decided_by: str | None = None
+
+    def recount(self, rule: Rules) -> Decision:
+        """The same accepted ballots counted under ``rule`` (a rule or a fallback list).
+
+        The electorate, its weights and the quorum verdict stay (turnout does not depend
+        on the rule), as do rejections, errors, departures and timing: the result equals
+        a fresh :func:`~consensus.decide.tally.tally` of the original ballots under
+        ``rule``. Raises ``ValueError`` when the decision does not know its electorate,
+        or a rule's ``status_quo`` is not an option.
+        """
+        rules = as_rules(rule)
+        if self.electorate is None:
+            raise ValueError(
+                "this decision does not carry its electorate's weights (built by hand, or sent by an "
+                "older peer with unequal weights), so it cannot be recounted"
+            )
+        options, index = check_options(self.options)
+        members = {name: as_ratio(weight) for name, weight in self.electorate.items()}
+        counted = [(_status_quo(each, options, index), each) for each in rules]
+        first: tuple[Rule, list[Fraction], int | None] | None = None
+        for status_quo, each in counted:
+            weights = [Fraction(0)] * len(options)
+            support = [Fraction(0)] * len(options)
+            for voter, ballot in self.ballots.items():
+                at = None if ballot.abstains else select(options, index, ballot.choice)
+                if at is None or voter not in members:
+                    continue  # abstentions; nothing else can be here in a decision from tally()
+                support[at] += members[voter]
+                scale = as_ratio(ballot.confidence) if each.weighting is Weighting.CONFIDENCE else Fraction(1)
+                weights[at] += members[voter] * scale
+            standing = Standing(tuple(weights), tuple(support), sum(members.values(), Fraction(0)), status_quo)
+            outcome = each.decide(standing) if self.quorum_met else None
+            if first is None or outcome is not None:
+                first = (each, weights, outcome)
+            if outcome is not None:
+                break
+        assert first is not None  # as_rules never returns an empty fallback
+        decider, weights, outcome = first
+        tied = top_options(weights)
+        return dataclasses.replace(
+            self,
+            outcome=None if outcome is None else options[outcome],
+            tally=MappingProxyType({option: float(weight) for option, weight in zip(options, weights)}),
+            tie=bool(tied),
+            tied=tuple(options[at] for at in tied),
+            rule=chain_name(rules),
+            decided_by=None if outcome is None else decider.name,
+        )
 
     def to_wire(self) -> dict[str, Any]:
-        """A CBOR-able map (text keys; options and choices passed through as they are)."""
-        return {
+        """A CBOR-able map (text keys; options and choices passed through as they are).
+
+        ``electorate`` (a map from member names to weights) is sent unless a receiver can
+        derive it: every weight 1 and the members are those with ballots or missing.
+        ``decided_by`` is sent unless it is ``rule`` (with an outcome) or null (without).
+        """
+        wire = {
             "outcome": self.outcome,
             "options": list(self.options),
             "tally": [float(self.tally[option]) for option in self.options],
@@ -80,6 +158,13 @@ class Decision:
             "elapsed": self.elapsed,
             "vote": self.vote,
         }
+        if self.electorate is not None and self.electorate != _derived_electorate(
+            self.ballots.keys() | self.missing, self.electorate_weight
+        ):
+            wire["electorate"] = dict(self.electorate)
+        if self.decided_by != (None if self.outcome is None else self.rule):
+            wire["decided_by"] = self.decided_by
+        return wire
 
     @classmethod
     def from_wire(cls, obj: object) -> Decision:
@@ -140,6 +225,8 @@ class Decision:
             left=_wire_names(obj, "left") if "left" in obj else frozenset(),
             elapsed=_wire_weight(obj.get("elapsed", 0.0), "'elapsed'"),
             vote=_wire_vote(obj.get("vote")),
+            electorate=_wire_electorate(obj, accepted.keys() | _wire_names(obj, "missing")),
+            decided_by=_wire_decided_by(obj),
         )
 
 
@@ -191,4 +278,41 @@ def _wire_vote(value: object) -> int | None:
         return None
     if type(value) is not int or not 0 <= value < 2**64:
         raise InvalidDecision(f"decision 'vote' must be an unsigned 64-bit id, got {describe(value)}")
+    return value
+
+
+def _status_quo(rule: Rule, options: tuple[Any, ...], index: Mapping[Any, int]) -> int | None:
+    if rule.status_quo is None:
+        return None
+    found = select(options, index, rule.status_quo)
+    if found is None:
+        raise ValueError(f"status quo {rule.status_quo!r} of {rule.name} is not one of {list(options)!r}")
+    return found
+
+
+def _derived_electorate(names: frozenset[str] | set[str], electorate_weight: float) -> Mapping[str, float] | None:
+    """The electorate a receiver assumes without an ``electorate`` key (None: unknown)."""
+    if float(len(names)) != electorate_weight:
+        return None  # unequal weights, sent by a peer that did not say which
+    return {name: 1.0 for name in names}
+
+
+def _wire_electorate(obj: dict[str, Any], names: frozenset[str] | set[str]) -> Mapping[str, float] | None:
+    if "electorate" not in obj:
+        derived = _derived_electorate(names, _wire_weight(obj["electorate_weight"], "'electorate_weight'"))
+        return None if derived is None else MappingProxyType(dict(derived))
+    value = obj["electorate"]
+    if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+        raise InvalidDecision(f"decision 'electorate' must map member names to weights, got {describe(value)}")
+    if value.keys() != names:
+        raise InvalidDecision("decision 'electorate' must list exactly the members with ballots or missing")
+    return MappingProxyType({name: _wire_weight(weight, "'electorate' weight") for name, weight in value.items()})
+
+
+def _wire_decided_by(obj: dict[str, Any]) -> str | None:
+    if "decided_by" not in obj:
+        return None if obj["outcome"] is None else str(obj["rule"])
+    value = obj["decided_by"]
+    if value is not None and not isinstance(value, str):
+        raise InvalidDecision(f"decision 'decided_by' must be a rule name or null, got {describe(value)}")
     return value

@@ -26,6 +26,15 @@ Rules
 The three threshold rules need an electorate of positive total weight; with none,
 nothing wins.
 
+Fallbacks
+=========
+
+Wherever a rule is taken (``tally(rule=...)``, ``Decision.recount``), an ordered list
+of rules is a *fallback*: ``[Majority(), Plurality()]`` tries each rule in turn on the
+same ballots and the first one with an outcome decides (``Decision.decided_by`` names
+it; ``Decision.rule`` is the whole chain, ``"Majority, else Plurality"``). When none
+decides, the decision is the first rule's. Each rule counts with its own weighting.
+
 Weighting
 =========
 
@@ -75,12 +84,15 @@ __all__ = [
     "Majority",
     "Plurality",
     "Rule",
+    "Rules",
     "Standing",
     "Supermajority",
     "TieBreak",
     "Unanimous",
     "Weighting",
     "as_ratio",
+    "as_rules",
+    "chain_name",
 ]
 
 
@@ -264,3 +276,26 @@ def top_options(weights: Sequence[Fraction]) -> list[int]:
     top = max(weights, default=Fraction(0))
     tied = [index for index, weight in enumerate(weights) if weight == top]
     return tied if top > 0 and len(tied) > 1 else []
+
+
+Rules = Rule | Sequence[Rule]
+"""A rule, or an ordered fallback of rules (the first that decides wins)."""
+
+
+def as_rules(rule: object) -> tuple[Rule, ...]:
+    """The rules of ``rule``: one rule, or the non-empty ordered fallback it lists."""
+    if isinstance(rule, Rule):
+        return (rule,)
+    if isinstance(rule, (list, tuple)):
+        if not rule:
+            raise ValueError("a fallback of rules is empty: list at least one rule")
+        for position, each in enumerate(rule):
+            if not isinstance(each, Rule):
+                raise TypeError(f"fallback entry {position} is not a Rule (Majority(), Plurality(), ...): {each!r}")
+        return tuple(rule)
+    raise TypeError(f"rule must be a Rule (Majority(), Plurality(), ...) or a list of them, got {type(rule).__name__}")
+
+
+def chain_name(rules: Sequence[Rule]) -> str:
+    """Display name of a fallback: ``"Majority, else Plurality"`` (one rule: its own name)."""
+    return ", else ".join(rule.name for rule in rules)

@@ -28,10 +28,19 @@ Quorum
 weight 0 counts too). Abstentions count. Without a quorum there is no outcome. A
 fraction (``quorum=0.5`` or ``1.0``) is refused with ``ValueError``: the meaning is the
 same as a poll's quorum, see :mod:`consensus.decide.quorum`.
+
+Fallbacks
+=========
+
+``rule`` may be an ordered list of rules (see :mod:`consensus.decide.rules`): the
+ballots are counted under each, and the first rule with an outcome decides
+(``Decision.decided_by``). :func:`is_decided` with a fallback waits until every rule
+of it is settled, which is sound but may wait longer than needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +51,17 @@ from typing import Any, Final
 from consensus.decide.ballot import Ballot, check_options, describe, select
 from consensus.decide.decision import Decision
 from consensus.decide.quorum import check_quorum
-from consensus.decide.rules import Majority, Rule, Standing, Weighting, as_ratio, top_options
+from consensus.decide.rules import (
+    Majority,
+    Rule,
+    Rules,
+    Standing,
+    Weighting,
+    as_ratio,
+    as_rules,
+    chain_name,
+    top_options,
+)
 from consensus.errors import InvalidBallot
 
 __all__ = ["Decision", "is_decided", "tally"]
@@ -191,7 +210,22 @@ def _decision(count: _Count, rule: Rule, quorum: int | None) -> Decision:
         electorate_weight=float(standing.total),
         participating_weight=float(count.present()),
         options=options,
+        electorate=MappingProxyType({name: float(weight) for name, weight in count.members.items()}),
+        decided_by=None if outcome is None else rule.name,
     )
+
+
+def _replayable(ballots: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Mapping[str, Any] | Iterable[Any]:
+    """``ballots`` in a form a fallback can count more than once (an iterator runs out)."""
+    if isinstance(ballots, (Mapping, str, bytes)) or not isinstance(ballots, Iterable):
+        return ballots  # a mapping, or something _count refuses with a clear message
+    return list(ballots)
+
+
+def _fallback(decisions: Sequence[Decision], rules: Sequence[Rule]) -> Decision:
+    """The first decision with an outcome (else the first rule's), named after the chain."""
+    chosen = next((decision for decision in decisions if decision.outcome is not None), decisions[0])
+    return chosen if len(rules) == 1 else dataclasses.replace(chosen, rule=chain_name(rules))
 
 
 # -- the public functions -------------------------------------------------------------------
@@ -201,7 +235,7 @@ def tally(
     ballots: Mapping[str, Any] | Iterable[tuple[str, Any]],
     *,
     options: Sequence[Any],
-    rule: Rule = _MAJORITY,
+    rule: Rules = _MAJORITY,
     electorate: Mapping[str, float] | Iterable[str],
     quorum: int | None = None,
     vote: int | None = None,
@@ -216,14 +250,17 @@ def tally(
     ballots never raise, they are rejected.
     """
     checked_quorum = check_quorum(quorum)
-    return _decision(_count(ballots, options, rule, electorate, vote), rule, checked_quorum)
+    rules = as_rules(rule)
+    replayable = _replayable(ballots) if len(rules) > 1 else ballots
+    counts = [_count(replayable, options, each, electorate, vote) for each in rules]
+    return _fallback([_decision(count, each, checked_quorum) for count, each in zip(counts, rules)], rules)
 
 
 def is_decided(
     ballots: Mapping[str, Any] | Iterable[tuple[str, Any]],
     *,
     options: Sequence[Any],
-    rule: Rule,
+    rule: Rules,
     electorate: Mapping[str, float] | Iterable[str],
     quorum: int | None = None,
     vote: int | None = None,
@@ -240,16 +277,25 @@ def is_decided(
     if isinstance(pending, (str, bytes)) or not isinstance(pending, Iterable):
         raise TypeError(f"pending must be a collection of voter names, got {describe(pending)}")
     checked_quorum = check_quorum(quorum)
-    count = _count(ballots, options, rule, electorate, vote)
-    decision = _decision(count, rule, checked_quorum)
-    still_open: set[str] = set()
-    for name in pending:
+    rules = as_rules(rule)
+    replayable = _replayable(ballots) if len(rules) > 1 else ballots
+    counts = [_count(replayable, options, each, electorate, vote) for each in rules]
+    decision = _fallback([_decision(count, each, checked_quorum) for count, each in zip(counts, rules)], rules)
+    names = list(pending)
+    for name in names:
         if not isinstance(name, str):
             raise TypeError(f"pending voter {describe(name)} is not a name (str)")
-        if name in count.members and name not in count.accepted:
-            still_open.add(name)
-    if not still_open:
+    # A fallback is settled when each of its rules is (sound; possibly later than needed).
+    if all(_settled(count, each, checked_quorum, names) for count, each in zip(counts, rules)):
         return decision
+    return None
+
+
+def _settled(count: _Count, rule: Rule, checked_quorum: int | None, pending: list[str]) -> bool:
+    """True if no ballots from the ``pending`` voters could change this rule's decision."""
+    still_open = {name for name in pending if name in count.members and name not in count.accepted}
+    if not still_open:
+        return True
     # Why these extremes suffice. Let P be the pending members' total weight. Every
     # completion lies between "all stay away" (the decision itself) and "all take part":
     # participation (the count of voters) is monotone, so quorum_met is constant iff it
@@ -268,7 +314,4 @@ def is_decided(
     turnout = len(count.accepted) + len(still_open)
     current = _judge(rule, count.standing(), checked_quorum, len(count.accepted))
     extremes = [count.standing()] + [count.standing(extra, index) for index in range(len(count.options))]
-    for standing in extremes:
-        if _judge(rule, standing, checked_quorum, turnout) != current:
-            return None
-    return decision
+    return all(_judge(rule, standing, checked_quorum, turnout) == current for standing in extremes)

@@ -15,7 +15,7 @@ from typing import Any
 
 from consensus.decide.ballot import Ballot
 from consensus.decide.poll import Verdict, classify
-from consensus.decide.rules import Rule
+from consensus.decide.rules import Rules
 from consensus.decide.tally import Decision, is_decided, tally
 from consensus.errors import InvalidBallot
 from consensus.failure import Failure
@@ -37,7 +37,7 @@ class VoteRound:
         *,
         electorate: Mapping[str, float],
         options: Sequence[Any],
-        rule: Rule,
+        rule: Rules,
         quorum: int | None = None,
     ) -> None:
         self.vote_id = vote_id
