@@ -186,14 +186,12 @@ class Reader:
             except trio.ClosedResourceError:  # the line closed as this frame came in
                 return False
         elif isinstance(event, PingReceived):
-            with trio.move_on_after(self._protocol.heartbeat):
-                await self._link.send(event.pong)
+            await self._link.send_within(event.pong, self._protocol.heartbeat)
         elif isinstance(event, Greeted):
             for ask_id in event.lost:
                 self.fail(ask_id, "lost", "the connection to the peer closed")
             if event.hello is not None:
-                with trio.move_on_after(self._protocol.heartbeat):
-                    await self._link.send(event.hello)
+                await self._link.send_within(event.hello, self._protocol.heartbeat)
             self.notify()
         elif isinstance(event, Malformed):
             log.warning("hotline %s ignored a frame: %s", self._protocol.name, event.reason)
