@@ -31,6 +31,7 @@ from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.serve import QUEUE, Server
 from consensus.hotline.wait import AnswerSlot, Waiter
+from consensus.runtime.service import Pulse
 from patterns import Closed, MalformedMessage
 
 __all__ = ["Reader"]
@@ -47,7 +48,7 @@ class Reader:
         self._server = server
         self.waiters: dict[int, Waiter] = {}  # the open asks of this side, by id
         self.inbox_send, self.inbox = trio.open_memory_channel[Any](QUEUE)
-        self.changed = trio.Event()  # set (and replaced) when the line's state changes
+        self.changed = Pulse()  # poked when the line's state changes
         # Who reads the line: the receive loop, or an asker while it waits (see read_until_answered).
         self.reading: AnswerSlot | None = None  # the slot of the asker reading the line
         self.idle = False  # the receive loop is between frames, not reading: it may be relieved
@@ -57,8 +58,7 @@ class Reader:
 
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
-        self.changed.set()
-        self.changed = trio.Event()
+        self.changed.poke()
 
     def disconnected(self, event: Disconnected) -> None:
         """Fail the asks a lost connection ended."""
