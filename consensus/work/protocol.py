@@ -25,7 +25,7 @@ reported by :func:`items` without hiding the good items around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -53,6 +53,7 @@ __all__ = [
     "parse_batch",
     "parse_capacity",
     "parse_stream",
+    "per_stream",
     "release_frame",
     "replies",
     "send_halving",
@@ -268,6 +269,15 @@ def done_frame(stream: int, items: Sequence[list[Any]]) -> Frame:
 
 def bye_frame() -> Frame:
     return Frame(BYE, {})
+
+
+def per_stream(build: Callable[[int, list[T]], Frame], lists: Mapping[int, list[T]]) -> list[Frame]:
+    """``build(stream, items)`` for each stream's items, at most ``MAX_BATCH`` to a frame."""
+    return [
+        build(stream, items[start : start + MAX_BATCH])
+        for stream, items in lists.items()
+        for start in range(0, len(items), MAX_BATCH)
+    ]
 
 
 _ITEMS: Final = {TASKS: "t", CLAIM: "c", RELEASE: "c", DONE: "r"}  # where a frame keeps its list
