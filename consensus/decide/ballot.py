@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from consensus.decide.checks import check_confidence, check_text, check_wire_map, describe, wire_confidence
 from consensus.errors import InvalidBallot
 
 __all__ = ["MAX_REASON_LENGTH", "Ballot"]
@@ -38,35 +39,6 @@ _WIRE_KEYS: Final = frozenset({"choice", "confidence", "reason", "vote"})
 _OPTION_TYPES: Final = (str, bytes, int, float)
 
 
-def describe(value: object) -> str:
-    """Describe a (possibly peer-supplied) value for an error message without ever failing.
-
-    Short scalars are shown with ``repr``; long text is cut, huge integers and
-    containers are named by type (``repr`` of a huge int raises, of a container can
-    be enormous).
-    """
-    if value is None or type(value) in (bool, float) or (type(value) is int and value.bit_length() <= 64):
-        return repr(value)
-    if type(value) is int:
-        return f"an integer of {value.bit_length()} bits"
-    if type(value) in (str, bytes):
-        assert isinstance(value, (str, bytes))
-        if len(value) <= 60:
-            return repr(value)
-        return f"{value[:40]!r}... ({len(value)} long)"
-    return f"a {type(value).__name__}"
-
-
-def _check_confidence(confidence: object) -> float:
-    if type(confidence) is bool or not isinstance(confidence, (int, float)):
-        raise TypeError(f"confidence must be a number in [0, 1], got {describe(confidence)}")
-    if isinstance(confidence, float) and not math.isfinite(confidence):
-        raise ValueError(f"confidence {confidence!r} is not a finite number in [0, 1]")
-    if not 0 <= confidence <= 1:
-        raise ValueError(f"confidence {describe(confidence)} is outside [0, 1]")
-    return float(confidence)
-
-
 @dataclass(frozen=True, slots=True)
 class Ballot:
     """One voter's answer. ``choice=None`` abstains; ``confidence`` is kept as a float."""
@@ -77,14 +49,8 @@ class Ballot:
     vote: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "confidence", _check_confidence(self.confidence))
-        if self.reason is not None:
-            if not isinstance(self.reason, str):
-                raise TypeError(f"reason must be text or None, got {describe(self.reason)}")
-            if len(self.reason) > MAX_REASON_LENGTH:
-                raise ValueError(
-                    f"reason of {len(self.reason)} characters is longer than {MAX_REASON_LENGTH}"
-                )
+        object.__setattr__(self, "confidence", check_confidence(self.confidence))
+        check_text(self.reason, "reason", MAX_REASON_LENGTH)
         if self.vote is not None:
             if type(self.vote) is not int:
                 raise TypeError(f"vote must be an integer id or None, got {describe(self.vote)}")
@@ -108,22 +74,12 @@ class Ballot:
     @classmethod
     def from_wire(cls, obj: object) -> Ballot:
         """Validate an untrusted, CBOR-decoded ballot; raises :class:`InvalidBallot`."""
-        if not isinstance(obj, dict):
-            raise InvalidBallot(f"a ballot must be a map, got {describe(obj)}")
-        for key in obj:
-            if not isinstance(key, str):
-                raise InvalidBallot(f"ballot keys must be text, got key {describe(key)}")
-        unknown = obj.keys() - _WIRE_KEYS
-        if unknown:
-            shown = ", ".join(describe(key) for key in sorted(unknown)[:5])
-            raise InvalidBallot(f"ballot has unknown keys {shown} (allowed: {sorted(_WIRE_KEYS)})")
+        obj = check_wire_map(obj, "ballot", _WIRE_KEYS, InvalidBallot)
         if "choice" not in obj:
             raise InvalidBallot(f"ballot has no 'choice' (keys: {sorted(obj)}); use null to abstain")
-        confidence = obj.get("confidence", 1.0)
+        confidence = wire_confidence(obj, "ballot", InvalidBallot)
         reason = obj.get("reason")
         vote = obj.get("vote")
-        if type(confidence) not in (int, float):
-            raise InvalidBallot(f"ballot 'confidence' must be a number in [0, 1], got {describe(confidence)}")
         if reason is not None and not isinstance(reason, str):
             raise InvalidBallot(f"ballot 'reason' must be text or null, got {describe(reason)}")
         if vote is not None and type(vote) is not int:

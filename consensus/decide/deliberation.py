@@ -32,7 +32,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Final
 
-from consensus.decide.ballot import describe
+from consensus.decide.checks import describe
 from consensus.decide.deliberation_round import DeliberationRound
 from consensus.decide.poll import Verdict
 from consensus.decide.position import MAX_NAME_LENGTH, MAX_ROUND, normalise_stance

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from consensus.decide.ballot import describe
+from consensus.decide.checks import describe
 from consensus.decide.poll import PollRound, Verdict
 from consensus.decide.position import Position
 from consensus.decide.prompt import Prompt

@@ -103,19 +103,15 @@ class PollRound:
 
     def answer(self, name: str, value: Any, *, at: float | None = None) -> Verdict:
         """Record an answer; ``at`` is when it arrived (seconds since the poll began)."""
-        verdict = self._admit(name)
-        if verdict is Verdict.ACCEPTED:
-            self._answers[name] = value
-            if at is not None:
-                self._latencies[name] = at
-        else:
-            self.rejected += 1
-        return verdict
+        return self._record(self._answers, name, value, at)
 
     def fail(self, name: str, error: Failure, *, at: float | None = None) -> Verdict:
+        return self._record(self._errors, name, error, at)
+
+    def _record(self, into: dict[str, Any], name: str, value: Any, at: float | None) -> Verdict:
         verdict = self._admit(name)
         if verdict is Verdict.ACCEPTED:
-            self._errors[name] = error
+            into[name] = value
             if at is not None:
                 self._latencies[name] = at
         else:

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from consensus.decide.ballot import MAX_REASON_LENGTH, _check_confidence, describe
+from consensus.decide.ballot import MAX_REASON_LENGTH
+from consensus.decide.checks import check_confidence, check_text, check_wire_map, describe, wire_confidence
 from consensus.errors import InvalidPosition
 
 __all__ = [
@@ -54,15 +55,6 @@ def normalise_stance(stance: str) -> str:
     return " ".join(stance.split()).casefold()
 
 
-def _check_text(value: object, what: str, limit: int) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be text or None, got {describe(value)}")
-    if len(value) > limit:
-        raise ValueError(f"{what} of {len(value)} characters is longer than {limit}")
-
-
 @dataclass(frozen=True, slots=True)
 class Position:
     """What one member holds after a round. ``persuaded_by`` is kept as a tuple."""
@@ -84,9 +76,9 @@ class Position:
                 f"stance of {len(self.stance)} characters is longer than {MAX_STANCE_LENGTH}; "
                 "put the details in answer="
             )
-        _check_text(self.answer, "answer", MAX_ANSWER_LENGTH)
-        _check_text(self.reason, "reason", MAX_REASON_LENGTH)
-        object.__setattr__(self, "confidence", _check_confidence(self.confidence))
+        check_text(self.answer, "answer", MAX_ANSWER_LENGTH)
+        check_text(self.reason, "reason", MAX_REASON_LENGTH)
+        object.__setattr__(self, "confidence", check_confidence(self.confidence))
         object.__setattr__(self, "persuaded_by", _check_persuaders(self.persuaded_by))
         if self.round is not None:
             if type(self.round) is not int:
@@ -110,20 +102,10 @@ class Position:
     @classmethod
     def from_wire(cls, obj: object) -> Position:
         """Validate an untrusted, CBOR-decoded position; raises :class:`InvalidPosition`."""
-        if not isinstance(obj, dict):
-            raise InvalidPosition(f"a position must be a map, got {describe(obj)}")
-        for key in obj:
-            if not isinstance(key, str):
-                raise InvalidPosition(f"position keys must be text, got key {describe(key)}")
-        unknown = obj.keys() - _WIRE_KEYS
-        if unknown:
-            shown = ", ".join(describe(key) for key in sorted(unknown)[:5])
-            raise InvalidPosition(f"position has unknown keys {shown} (allowed: {sorted(_WIRE_KEYS)})")
+        obj = check_wire_map(obj, "position", _WIRE_KEYS, InvalidPosition)
         if "stance" not in obj:
             raise InvalidPosition(f"position has no 'stance' (keys: {sorted(obj)})")
-        confidence = obj.get("confidence", 1.0)
-        if type(confidence) not in (int, float):
-            raise InvalidPosition(f"position 'confidence' must be a number in [0, 1], got {describe(confidence)}")
+        confidence = wire_confidence(obj, "position", InvalidPosition)
         persuaded_by = obj.get("persuaded_by", [])
         if not isinstance(persuaded_by, list):
             raise InvalidPosition(f"position 'persuaded_by' must be an array of names, got {describe(persuaded_by)}")

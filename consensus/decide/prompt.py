@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from consensus.decide.ballot import describe
+from consensus.decide.checks import describe
 from consensus.decide.position import MAX_NAME_LENGTH, MAX_ROUND, Position
 from consensus.errors import InvalidPosition
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from numbers import Number
 
-from consensus.decide.ballot import describe
+from consensus.decide.checks import describe
 
 __all__ = ["check_quorum"]
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from consensus.decide.ballot import Ballot, describe
+from consensus.decide.ballot import Ballot
+from consensus.decide.checks import describe
 from consensus.decide.decision import Decision
 from consensus.decide.position import MAX_STANCE_LENGTH, Position
 from consensus.decide.rules import Rules

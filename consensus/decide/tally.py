@@ -48,7 +48,8 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
-from consensus.decide.ballot import Ballot, check_options, describe, select
+from consensus.decide.ballot import Ballot, check_options, select
+from consensus.decide.checks import describe
 from consensus.decide.decision import Decision
 from consensus.decide.quorum import check_quorum
 from consensus.decide.rules import (

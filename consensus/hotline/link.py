@@ -51,10 +51,16 @@ class Link:
             if checkpoint:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return
-        async with self.sending:
+        async with self.sending:  # (inline, not send_queued: no extra coroutine per frame that waits)
             await self.pair.send_envelope(envelope)
 
     async def send_queued(self, envelope: Envelope) -> None:
         """Send after the senders already waiting (when :meth:`send_now` said no)."""
         async with self.sending:
             await self.pair.send_envelope(envelope)
+
+    async def send_within(self, envelope: Envelope, seconds: float) -> None:
+        """Send a frame of the line's own (hello, ping, pong), giving up after ``seconds``:
+        a peer that takes nothing for that long is caught by the heartbeats."""
+        with trio.move_on_after(seconds):
+            await self.send(envelope)

@@ -15,7 +15,6 @@ from consensus.hotline.events import Disconnected
 from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.reader import Reader
-from patterns import Envelope
 
 __all__ = ["heartbeats", "watch_connections"]
 
@@ -48,7 +47,7 @@ async def watch_connections(link: Link, protocol: LineProtocol, reader: Reader) 
             hello = protocol.pipe_up(current, now)
             if hello is not None:
                 changed = True
-                await _send(link, protocol, hello)
+                await link.send_within(hello, protocol.heartbeat)
         seen = current
         if changed:
             reader.notify()
@@ -63,11 +62,6 @@ def _report(reader: Reader, event: Disconnected | None) -> bool:
     return True
 
 
-async def _send(link: Link, protocol: LineProtocol, envelope: Envelope) -> None:
-    with trio.move_on_after(protocol.heartbeat):
-        await link.send(envelope)
-
-
 async def heartbeats(link: Link, protocol: LineProtocol, reader: Reader) -> None:
     """Tick the protocol every heartbeat: it pings, or drops a peer silent for too long."""
     while True:
@@ -78,4 +72,4 @@ async def heartbeats(link: Link, protocol: LineProtocol, reader: Reader) -> None
             reader.disconnected(out)
             link.pair.disconnect(out.pipe)
         elif out is not None:
-            await _send(link, protocol, out)
+            await link.send_within(out, protocol.heartbeat)

@@ -215,21 +215,16 @@ class LineProtocol:
             pipe = -1
         else:
             self._forget(pipe)
-        if pipe != self._pipe and pipe != -1:
-            return None
-        greeted = self.connected
-        self._pipe = None
-        self.connected = False
-        if greeted:
-            return Disconnected(
-                pipe, "the connection to the peer closed", "lost", tuple(self.asks.fail_all())
-            )
+            if pipe != self._pipe:
+                return None
+        if self.connected:
+            return self._end(pipe, "the connection to the peer closed", "lost")
         if self.role is Role.DIALER:
             self._taken = True
             self._refused += 1
             reason = "the listener closed the connection before saying hello: it already has a peer"
-            return Disconnected(pipe, reason, "taken", tuple(self.asks.fail_all()))
-        return Disconnected(pipe, "the peer left before saying hello", "lost", tuple(self.asks.fail_all()))
+            return self._end(pipe, reason, "taken")
+        return self._end(pipe, "the peer left before saying hello", "lost")
 
     def tick(self, now: float) -> Envelope | Disconnected | None:
         """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no peer)."""
@@ -240,11 +235,15 @@ class LineProtocol:
         if silent > self.heartbeat * self.missed_heartbeats:
             self._silent += 1
             self._forget(pipe)
-            self._pipe = None
-            self.connected = False
             reason = f"the peer was silent for {silent:.1f} s ({self.missed_heartbeats} heartbeats)"
-            return Disconnected(pipe, reason, "lost", tuple(self.asks.fail_all()), silent=True)
+            return self._end(pipe, reason, "lost", silent=True)
         return f.frame(f.PING, self.name, self.next_id())
+
+    def _end(self, pipe: int, reason: str, kind: str, *, silent: bool = False) -> Disconnected:
+        """The current connection ended: no peer now, and every open ask fails with it."""
+        self._pipe = None
+        self.connected = False
+        return Disconnected(pipe, reason, kind, tuple(self.asks.fail_all()), silent=silent)
 
     def statistics(self) -> ProtocolStatistics:
         return ProtocolStatistics(self.state, self._connections, self._refused, self._served,

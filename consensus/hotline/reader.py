@@ -31,6 +31,7 @@ from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.serve import QUEUE, Server
 from consensus.hotline.wait import AnswerSlot, Waiter
+from consensus.runtime.service import Pulse
 from patterns import Closed, MalformedMessage
 
 __all__ = ["Reader"]
@@ -47,7 +48,7 @@ class Reader:
         self._server = server
         self.waiters: dict[int, Waiter] = {}  # the open asks of this side, by id
         self.inbox_send, self.inbox = trio.open_memory_channel[Any](QUEUE)
-        self.changed = trio.Event()  # set (and replaced) when the line's state changes
+        self.changed = Pulse()  # poked when the line's state changes
         # Who reads the line: the receive loop, or an asker while it waits (see read_until_answered).
         self.reading: AnswerSlot | None = None  # the slot of the asker reading the line
         self.idle = False  # the receive loop is between frames, not reading: it may be relieved
@@ -57,8 +58,7 @@ class Reader:
 
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
-        self.changed.set()
-        self.changed = trio.Event()
+        self.changed.poke()
 
     def disconnected(self, event: Disconnected) -> None:
         """Fail the asks a lost connection ended."""
@@ -186,14 +186,12 @@ class Reader:
             except trio.ClosedResourceError:  # the line closed as this frame came in
                 return False
         elif isinstance(event, PingReceived):
-            with trio.move_on_after(self._protocol.heartbeat):
-                await self._link.send(event.pong)
+            await self._link.send_within(event.pong, self._protocol.heartbeat)
         elif isinstance(event, Greeted):
             for ask_id in event.lost:
                 self.fail(ask_id, "lost", "the connection to the peer closed")
             if event.hello is not None:
-                with trio.move_on_after(self._protocol.heartbeat):
-                    await self._link.send(event.hello)
+                await self._link.send_within(event.hello, self._protocol.heartbeat)
             self.notify()
         elif isinstance(event, Malformed):
             log.warning("hotline %s ignored a frame: %s", self._protocol.name, event.reason)

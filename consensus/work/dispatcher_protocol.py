@@ -281,7 +281,7 @@ class DispatcherProtocol:
             stream.ledger.worker_gone(name, now)
         if not info.pipes:
             del self._workers[name]
-        events.append(Progress())
+        events.extend(PROGRESS)
         return events
 
     # ------------------------------------------------------------------ frames

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from types import MappingProxyType, TracebackType
@@ -263,14 +263,11 @@ class Distribution:
             if grant.more_room:  # the feeder may take more
                 pulse.poke()
             if grant.frame is not None:
-                await W.send_halving(grant.frame.body["t"], self._push_batch, self._unsendable)
+                await W.send_halving(grant.frame, self._link.send, self._unsendable)
                 continue
             await pulse.wait()
 
-    async def _push_batch(self, batch: Sequence[list[Any]]) -> None:
-        await self._link.send(W.tasks_frame(self.stream, self._ledger.lease, batch))
-
-    async def _unsendable(self, item: list[Any], exc: MessageError) -> None:
+    async def _unsendable(self, _stream: int, item: list[Any], exc: MessageError) -> None:
         """A task that cannot be sent (no wire form, too large) ends at once."""
         self._protocol.unsendable(self._stream, item, exc, trio.current_time())
         log.warning("distribution %d: task %d has no wire form: %s", self.stream, item[0], exc)

@@ -25,7 +25,7 @@ reported by :func:`items` without hiding the good items around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -53,6 +53,7 @@ __all__ = [
     "parse_batch",
     "parse_capacity",
     "parse_stream",
+    "per_stream",
     "release_frame",
     "replies",
     "send_halving",
@@ -270,20 +271,35 @@ def bye_frame() -> Frame:
     return Frame(BYE, {})
 
 
+def per_stream(build: Callable[[int, list[T]], Frame], lists: Mapping[int, list[T]]) -> list[Frame]:
+    """``build(stream, items)`` for each stream's items, at most ``MAX_BATCH`` to a frame."""
+    return [
+        build(stream, items[start : start + MAX_BATCH])
+        for stream, items in lists.items()
+        for start in range(0, len(items), MAX_BATCH)
+    ]
+
+
+_ITEMS: Final = {TASKS: "t", CLAIM: "c", RELEASE: "c", DONE: "r"}  # where a frame keeps its list
+
+
 async def send_halving(
-    items: Sequence[T],
-    send: Callable[[Sequence[T]], Awaitable[None]],
-    unsendable: Callable[[T, MessageError], Awaitable[None]],
+    frame: Frame,
+    send: Callable[[Frame], Awaitable[None]],
+    unsendable: Callable[[int, list[Any], MessageError], Awaitable[None]],
 ) -> None:
-    """Send ``items`` as one message; if that has no wire form or is too large, send each
-    half the same way, down to the item at fault, which goes to ``unsendable``."""
+    """Send ``frame`` (a frame with an item list: tasks, claim, release or done); if it
+    has no wire form or is too large, send each half of its items the same way, down to
+    the item at fault, which goes to ``unsendable(stream, item, error)``."""
     try:
-        await send(items)
+        await send(frame)
         return
     except (EncodeError, MessageTooLarge) as exc:
+        key = _ITEMS[frame.kind]
+        items = frame.body[key]
         if len(items) == 1:
-            await unsendable(items[0], exc)
+            await unsendable(frame.body["st"], items[0], exc)
             return
     half = len(items) // 2
-    await send_halving(items[:half], send, unsendable)
-    await send_halving(items[half:], send, unsendable)
+    for part in (items[:half], items[half:]):
+        await send_halving(Frame(frame.kind, {**frame.body, key: part}), send, unsendable)

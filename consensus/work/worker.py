@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
@@ -195,19 +194,13 @@ class Worker:
         """Send the results finished so far, one message per stream (and per MAX_BATCH)."""
         async with self._flushing:  # the send loop's flush and the one at exit never interleave
             for frame in self.protocol.results_due():
-                await self._send_results(frame.body["st"], frame.body["r"])
+                await W.send_halving(frame, self._send, self._unsendable)
                 self.protocol.results_sent(frame)
 
-    async def _send_results(self, stream: int, items: list[list[Any]]) -> None:
-        async def send(part: Sequence[list[Any]]) -> None:
-            await self._send(W.done_frame(stream, part))
-
-        async def unsendable(item: list[Any], exc: MessageError) -> None:  # report that instead
-            frame = self.protocol.unsendable(stream, item, exc)
-            log.warning("worker %r: %s", self.name, frame.body["r"][0][3]["message"])
-            await self._send(frame)
-
-        await W.send_halving(items, send, unsendable)
+    async def _unsendable(self, stream: int, item: list[Any], exc: MessageError) -> None:
+        """A result with no wire form (or too large): report that failure in its place."""
+        log.warning("worker %r: the result of task %d cannot be sent: %s", self.name, item[0], exc)
+        await self._send(self.protocol.unsendable(stream, item, exc))
 
     async def _renew_loop(self) -> None:
         """Claim again what is held, so a long handler keeps its lease."""

@@ -230,11 +230,7 @@ class WorkerProtocol:
         """``done`` frames for the results finished so far, at most ``MAX_BATCH`` items each;
         each leaves the outbox only when :meth:`results_sent` says it went out, so a send
         cut short is sent again."""
-        frames = []
-        for stream, items in self._outbox.items():
-            for start in range(0, len(items), W.MAX_BATCH):
-                frames.append(W.done_frame(stream, items[start : start + W.MAX_BATCH]))
-        return frames
+        return W.per_stream(W.done_frame, self._outbox)
 
     def results_sent(self, frame: W.Frame) -> None:
         """``frame``, from :meth:`results_due`, went out (those due before it too)."""
@@ -273,8 +269,4 @@ class WorkerProtocol:
             if now - job.claimed_at >= leases.get(job.stream, math.inf) / 3:
                 due.setdefault(job.stream, []).append([job.task_id, job.attempt])
                 job.claimed_at = now
-        return [
-            W.claim_frame(stream, claims[start : start + W.MAX_BATCH])
-            for stream, claims in due.items()
-            for start in range(0, len(claims), W.MAX_BATCH)
-        ]
+        return W.per_stream(W.claim_frame, due)
