@@ -317,8 +317,13 @@ class Conversation(RuleBasedStateMachine):
     @rule()
     def settle(self) -> None:
         """Deliver everything in order with no loss; then every member holding its name sees
-        the host's roster, and dials exactly the members sorting before it."""
+        the host's roster, and dials exactly the members sorting before it. A member still
+        joining repeats its join, as its driver does every ``JOIN_RESEND`` seconds (its
+        welcome may have been lost)."""
         for _ in range(10):
+            for proc in self.live():
+                if proc.proto.state is MemberState.JOINING:
+                    self.send_hello(proc, proc.proto.join_frame())
             if not self.to_host and not any(p.inbox for p in self.procs):
                 break
             while self.to_host:
