@@ -217,6 +217,14 @@ class BaseSocket:
             raise
         return envelope
 
+    def _skipped(self, what: str, exc: MalformedMessage) -> None:
+        """Log a malformed frame an iterator skipped: the 1st, 2nd, 4th, 8th... of this
+        socket, so that a peer sending nothing else cannot flood the log too (every one is
+        counted in ``statistics()``)."""
+        count = self._malformed
+        if count & (count - 1) == 0:
+            log.warning("%r skipped a malformed %s (%d so far): %s", self, what, count, exc)
+
     def _attach(self, envelope: Envelope, size: int) -> Envelope:
         try:
             body = resolve(envelope.body, self.shared_memory)
