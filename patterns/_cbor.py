@@ -220,8 +220,9 @@ def decode_body(
 
 def decode_item(
     data: bytes | bytearray | memoryview, max_size: int, max_items: int = DEFAULT_MAX_ITEMS
-) -> tuple[Any, bool]:
-    """:func:`decode_body`, and whether the item holds a :class:`Slot`."""
+) -> tuple[Any, bool, int]:
+    """:func:`decode_body`, whether the item holds a :class:`Slot`, and the estimated
+    bytes its objects take beyond the frame's length (:func:`patterns._scan.scan`)."""
     size = len(data)
     if size > max_size:
         raise malformed("size", size, f"larger than the limit of {max_size} bytes")
@@ -229,9 +230,9 @@ def decode_item(
         raise malformed("cbor", size, "empty frame")
     # Judge the frame's cost from its heads before cbor2 builds anything (hash-flooding
     # keys, millions of empty containers): the receive loop must never stall on one frame.
-    over = scan(data, max_items, MAX_DEPTH)
-    if over is not None:
-        raise malformed(over[0], size, over[1])
+    overhead = scan(data, max_items, MAX_DEPTH)
+    if isinstance(overhead, tuple):
+        raise malformed(overhead[0], size, overhead[1])
     stream = io.BytesIO(data)
     _local.slots = 0
     try:
@@ -248,4 +249,4 @@ def decode_item(
         raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
     if stream.tell() != size:
         raise malformed("cbor", size, f"{size - stream.tell()} bytes left over after one CBOR item")
-    return value, _local.slots > 0
+    return value, _local.slots > 0, overhead

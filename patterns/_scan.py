@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CONTAINER_ALLOWANCE", "DEFAULT_MAX_ITEMS", "scan"]
+__all__ = ["CONTAINER_ALLOWANCE", "CONTAINER_WEIGHT", "DEFAULT_MAX_ITEMS", "ITEM_WEIGHT", "scan"]
 
 DEFAULT_MAX_ITEMS: Final = 65_536
 """Default limit on the CBOR data items of one frame (every head: keys, values, elements,
@@ -34,6 +34,13 @@ tags), so one frame's decoded objects stay within a few megabytes whatever its l
 
 CONTAINER_ALLOWANCE: Final = 1024
 """Arrays and maps a frame may hold beyond one per 8 bytes of its length."""
+
+ITEM_WEIGHT: Final = 64
+CONTAINER_WEIGHT: Final = 176
+"""The estimate of a frame's decoded size (:attr:`patterns.Envelope.weight`, what a
+queue of messages budgets) is its length plus ``ITEM_WEIGHT`` bytes per item (a pointer
+and a small object: an int is 28 bytes, a short str 50) plus ``CONTAINER_WEIGHT`` more
+per array or map (a one-pair dict is 232 bytes)."""
 
 
 def _heads() -> tuple[tuple[int, int, int], ...]:
@@ -51,9 +58,9 @@ def _heads() -> tuple[tuple[int, int, int], ...]:
 _HEADS: Final = _heads()
 
 
-def scan(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -> tuple[str, str] | None:
-    """``(reason, detail)`` for a frame over a bound, else None (which is not a verdict on
-    its well-formedness: that is cbor2's)."""
+def scan(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -> tuple[str, str] | int:
+    """``(reason, detail)`` for a frame over a bound, else the bytes its objects take
+    beyond its length, estimated (not a verdict on its well-formedness: that is cbor2's)."""
     end = len(data)
     max_containers = CONTAINER_ALLOWANCE + end // 8
     heads = _HEADS
@@ -69,7 +76,9 @@ def scan(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -
             return "key", _key_detail(data[pos - 1])
         if arg < 0:
             if arg == -9 or pos - arg > end:
-                return None  # indefinite length, reserved or truncated: cbor2 says which
+                return (
+                    ITEM_WEIGHT * announced + CONTAINER_WEIGHT * containers
+                )  # indefinite length, reserved or truncated: cbor2 says which
             arg, pos = int.from_bytes(data[pos : pos - arg], "big"), pos - arg
         if major < 4:
             if major > 1:
@@ -92,16 +101,20 @@ def scan(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -
                 return "cbor", f"a container announces {count} items but only {end - pos} bytes follow"
             if count:
                 if len(stack) >= max_depth:
-                    return None  # too deep: cbor2 refuses it with its own message
+                    return (
+                        ITEM_WEIGHT * announced + CONTAINER_WEIGHT * containers
+                    )  # too deep: cbor2 refuses it with its own message
                 stack.append((left - 1, in_map))
                 left, in_map = count, major == 5
                 continue
         left -= 1
         while not left:
             if not stack:
-                return None  # one whole item read: trailing bytes are cbor2's to report
+                return (
+                    ITEM_WEIGHT * announced + CONTAINER_WEIGHT * containers
+                )  # one whole item read: trailing bytes are cbor2's to report
             left, in_map = stack.pop()
-    return None
+    return ITEM_WEIGHT * announced + CONTAINER_WEIGHT * containers
 
 
 def _key_detail(head: int) -> str:

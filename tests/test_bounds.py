@@ -12,6 +12,7 @@ naive model, and the room inbox's byte budget directly. The socket-level test (a
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
@@ -141,6 +142,23 @@ def test_envelope_decode_takes_max_items_and_records_size() -> None:
     with pytest.raises(MalformedMessage) as info:
         decode(data, max_items=30)
     assert info.value.reason == "items"
+
+
+@SETTINGS
+@given(bodies(good_keys))
+def test_weight_estimates_the_decoded_size_from_above(value: Any) -> None:
+    envelope = decode(encode(Envelope("say", "m", 1, body=value)))
+    assert envelope.weight >= envelope.size + deep_size(envelope.body)
+
+
+def deep_size(value: Any) -> int:
+    """What a decoded value takes, shared small objects counted each time (an over-estimate)."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(deep_size(k) + deep_size(v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        size += sum(deep_size(item) for item in value)
+    return size
 
 
 def test_default_limit() -> None:
@@ -296,7 +314,7 @@ def test_a_full_room_refuses_newcomers_but_not_its_members() -> None:
 
 # ------------------------------------------------------------------ the inbox's byte budget
 def said(size: int, ident: int) -> Envelope:
-    return Envelope("say", "mallory", ident, body=ident, size=size)
+    return Envelope("say", "mallory", ident, body=ident, size=size // 2, weight=size)
 
 
 async def test_inbox_drops_past_its_byte_budget_and_frees_what_is_read() -> None:

@@ -68,7 +68,9 @@ class HostProtocol:
     ) -> None:  # fmt: skip
         self.name = name
         self.endpoints = endpoints
-        self.roster = Roster(heartbeat=heartbeat, missed_heartbeats=missed_heartbeats, max_members=max_members)
+        self.roster = Roster(
+            heartbeat=heartbeat, missed_heartbeats=missed_heartbeats, max_members=max_members
+        )
         self._own = {"survey": endpoints.survey, "control": endpoints.control, "mesh": endpoints.mesh,
                      "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first

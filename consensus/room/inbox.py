@@ -2,8 +2,9 @@
 
 A pump task reads the participant's mesh bus and queues ``(sender, value)`` pairs;
 ``messages()`` iterates them. The queue is bounded twice: in messages (``capacity``)
-and in bytes (``max_bytes``, the frame sizes of what it holds: the decoder keeps a
-value's size in proportion to its frame's, ``docs/wire-format.md`` 3, rule 9). When
+and in bytes (``max_bytes``: the :attr:`~patterns.Envelope.weight` of what it holds,
+the decoder's estimate of a value's memory, from its frame's length and its CBOR
+items; a frame's length alone would undercount a body of small maps 30-fold). When
 nobody reads and either bound is reached, new messages are dropped, counted in
 ``dropped`` (``dropped_for_bytes`` for the byte budget) and logged, on the 1st, 2nd,
 4th, 8th... drop so that a flood cannot flood the log too: never lost silently.
@@ -33,7 +34,7 @@ class Inbox:
             raise ValueError(f"the inbox byte budget must be a positive integer, got {max_bytes!r}")
         self._send, self._receive = trio.open_memory_channel[tuple[str, Any, int]](capacity)
         self.max_bytes = max_bytes
-        self.held_bytes = 0  # frame bytes of the messages queued and not yet taken
+        self.held_bytes = 0  # weight of the messages queued and not yet taken
         self.dropped = 0
         self.dropped_for_bytes = 0
         self.duplicates = 0
@@ -53,7 +54,7 @@ class Inbox:
         """Queue one broadcast if both budgets allow; False (counted, logged) if dropped.
 
         Raises ``trio.ClosedResourceError`` once the inbox is closed."""
-        size = max(envelope.size, 1)
+        size = max(envelope.weight, envelope.size, 1)
         if self.held_bytes + size > self.max_bytes:
             self.dropped_for_bytes += 1
             self._drop(envelope, f"it holds {self.held_bytes} bytes of {self.max_bytes}")
@@ -72,7 +73,7 @@ class Inbox:
             log.warning(
                 "inbox full (%s): dropped a broadcast of %d bytes from %r (%d dropped so far)",
                 why,
-                envelope.size,
+                max(envelope.weight, envelope.size),
                 envelope.sender,
                 self.dropped,
             )
