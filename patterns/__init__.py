@@ -35,6 +35,7 @@ from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
 from patterns._wire import (
+    DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_DEPTH,
     MAX_KIND_LENGTH,
@@ -69,6 +70,7 @@ from patterns.shm import SharedBuffer, SharedMemory, SweepReport, shared_buffer
 from patterns.shm import sweep as sweep_shared_memory
 
 __all__ = [
+    "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_DEPTH",
     "MAX_KIND_LENGTH",

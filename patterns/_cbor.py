@@ -7,8 +7,10 @@ offers each large buffer to a :class:`~patterns.shm.codec.Placement` instead, wh
 put it in shared memory (the one side effect here, the caller's to finish or undo) and
 writes CBOR tag 28270 around its index.
 
-Decoding accepts exactly one well-formed item: definite lengths, unique map keys,
-bounded depth, no tags but the bignums and the shared-memory tag, which becomes a
+Decoding first judges the frame's cost from its CBOR heads (:mod:`patterns._scan`:
+items, map key types, containers per byte), then accepts exactly one well-formed item:
+definite lengths, unique map keys, bounded depth, no tags but the bignums and the
+shared-memory tag, which becomes a
 :class:`Slot` for :mod:`patterns._wire` to fill in. Per-thread scratch state (reusable
 encoders, the placement of the encoding in progress, the count of slots seen) never
 outlives a call.
@@ -30,11 +32,14 @@ from typing import Any, Final
 import cbor2
 
 from patterns._codec_plain import is_plain
+from patterns._scan import CONTAINER_ALLOWANCE, DEFAULT_MAX_ITEMS, scan
 from patterns.errors import EncodeError, MalformedMessage
 from patterns.shm.codec import MAX_REFERENCES, SHM_TAG, Placement, sendable_view
 from patterns.shm.segment import SharedBuffer
 
 __all__ = [
+    "CONTAINER_ALLOWANCE",
+    "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_DEPTH",
     "Slot",
@@ -196,23 +201,38 @@ def _encode_hooked(value: Any) -> bytes:
     return data
 
 
-def decode_body(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Any:
+def decode_body(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> Any:
     """Strictly decode one CBOR item that must fill ``data`` exactly.
 
     Raises :class:`MalformedMessage` for anything but a single well-formed item within
-    ``max_size`` bytes, ``MAX_DEPTH`` levels, with definite lengths, unique map keys and
-    no tags other than bignums (and the shared-memory tag, left as a :class:`Slot`).
+    ``max_size`` bytes, ``max_items`` data items, ``MAX_DEPTH`` levels, with definite
+    lengths, unique map keys of the allowed types, no more arrays and maps than the
+    frame's length allows (:mod:`patterns._scan`) and no tags other than bignums (and
+    the shared-memory tag, left as a :class:`Slot`).
     """
-    return decode_item(data, max_size)[0]
+    return decode_item(data, max_size, max_items)[0]
 
 
-def decode_item(data: bytes | bytearray | memoryview, max_size: int) -> tuple[Any, bool]:
-    """:func:`decode_body`, and whether the item holds a :class:`Slot`."""
+def decode_item(
+    data: bytes | bytearray | memoryview, max_size: int, max_items: int = DEFAULT_MAX_ITEMS
+) -> tuple[Any, bool, int]:
+    """:func:`decode_body`, whether the item holds a :class:`Slot`, and the estimated
+    bytes its objects take beyond the frame's length (:func:`patterns._scan.scan`)."""
     size = len(data)
     if size > max_size:
         raise malformed("size", size, f"larger than the limit of {max_size} bytes")
     if size == 0:
         raise malformed("cbor", size, "empty frame")
+    # Judge the frame's cost from its heads before cbor2 builds anything (hash-flooding
+    # keys, millions of empty containers): the receive loop must never stall on one frame.
+    overhead = scan(data, max_items, MAX_DEPTH)
+    if isinstance(overhead, tuple):
+        raise malformed(overhead[0], size, overhead[1])
     stream = io.BytesIO(data)
     _local.slots = 0
     try:
@@ -229,4 +249,4 @@ def decode_item(data: bytes | bytearray | memoryview, max_size: int) -> tuple[An
         raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
     if stream.tell() != size:
         raise malformed("cbor", size, f"{size - stream.tell()} bytes left over after one CBOR item")
-    return value, _local.slots > 0
+    return value, _local.slots > 0, overhead

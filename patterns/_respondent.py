@@ -26,7 +26,6 @@ reply to a peer on this host may create segments (its ``Placement``).
 
 from __future__ import annotations
 
-import logging
 import select
 import time
 from collections.abc import AsyncIterator
@@ -43,7 +42,6 @@ from patterns.shm.codec import delivering
 
 __all__ = ["IncomingSurvey", "Respondent"]
 
-log = logging.getLogger("patterns")
 
 MAX_IDLE_CONTEXTS = 64
 """Contexts kept open for reuse once their survey is answered; more are closed."""
@@ -211,7 +209,7 @@ class Respondent(_FdSocket):
             try:
                 yield await self.receive()
             except MalformedMessage as exc:
-                log.warning("%r skipped a malformed survey: %s", self, exc)
+                self._skipped("survey", exc)
             except Closed:
                 return
 

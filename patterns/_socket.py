@@ -30,7 +30,7 @@ import trio
 from patterns._nng import TLSConfig, seconds_to_ms, translate
 from patterns._peers import Peer, PeerSet
 from patterns._stats import SocketStatistics
-from patterns._wire import DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode
+from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode
 from patterns.errors import Closed, MalformedMessage, SharedMemoryError
 from patterns.shm.beacon import Beacons
 from patterns.shm.codec import Placement, SharedMemory, maybe_sweep, resolve
@@ -77,6 +77,9 @@ class BaseSocket:
     Use as an async context manager; it opens on entry and closes on exit.
     Options are in seconds. ``max_message_size`` bounds every frame in both
     directions (NNG drops a larger incoming frame and the pipe that carried it).
+    ``max_items`` bounds the CBOR data items of a received frame (default 65,536):
+    a frame with more is refused before anything is built, ``MalformedMessage`` with
+    ``reason="items"``, counted in ``statistics().malformed`` like every rejected frame.
     """
 
     _protocol: ClassVar[str]
@@ -92,13 +95,17 @@ class BaseSocket:
         reconnect_max: float = 1.0,
         tls: TLSConfig | None = None,
         shared_memory: SharedMemory | bool = True,
+        max_items: int = DEFAULT_MAX_ITEMS,
     ) -> None:
         if max_message_size <= 0:
             raise ValueError(f"max_message_size must be positive, got {max_message_size!r}")
+        if type(max_items) is not int or max_items < 1:
+            raise ValueError(f"max_items must be a positive integer, got {max_items!r}")
         if reconnect_max < reconnect_min:
             raise ValueError(f"reconnect_max ({reconnect_max}) is below reconnect_min ({reconnect_min})")
         self.name = name
         self.max_message_size = max_message_size
+        self.max_items = max_items
         self._listen = _as_list(listen, "listen")
         self._dial = _as_list(dial, "dial")
         self._reconnect_ms = (
@@ -121,6 +128,7 @@ class BaseSocket:
         self._ids = itertools.count(secrets.randbits(62))
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
         self._malformed = self._stray = 0
+        self._malformed_reasons: dict[str, int] = {}
 
     # ----------------------------------------------------------------- lifecycle
     def __repr__(self) -> str:
@@ -200,13 +208,22 @@ class BaseSocket:
 
         Either fault raises :class:`MalformedMessage` and is counted as ``malformed``."""
         try:
-            envelope = decode(data, max_size=self.max_message_size)
+            envelope = decode(data, max_size=self.max_message_size, max_items=self.max_items)
             if envelope.shm is not None:  # rare: only such a frame may refer to shared memory
                 envelope = self._attach(envelope, len(data))
-        except MalformedMessage:
+        except MalformedMessage as exc:
             self._malformed += 1
+            self._malformed_reasons[exc.reason] = self._malformed_reasons.get(exc.reason, 0) + 1
             raise
         return envelope
+
+    def _skipped(self, what: str, exc: MalformedMessage) -> None:
+        """Log a malformed frame an iterator skipped: the 1st, 2nd, 4th, 8th... of this
+        socket, so that a peer sending nothing else cannot flood the log too (every one is
+        counted in ``statistics()``)."""
+        count = self._malformed
+        if count & (count - 1) == 0:
+            log.warning("%r skipped a malformed %s (%d so far): %s", self, what, count, exc)
 
     def _attach(self, envelope: Envelope, size: int) -> Envelope:
         try:
@@ -391,6 +408,7 @@ class BaseSocket:
             bytes_sent=self._bytes_sent,
             bytes_received=self._bytes_received,
             malformed=self._malformed,
+            malformed_reasons=tuple(sorted(self._malformed_reasons.items())),
             stray=self._stray,
             surveys_open=self._surveys_open(),
             closed=self._closed,

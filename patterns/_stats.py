@@ -16,6 +16,9 @@ class SocketStatistics:
     :class:`~patterns.MalformedMessage` or was skipped and logged by an iterator);
     ``stray`` counts well-formed frames that answered nothing we were waiting for
     (for example a survey reply whose correlation id matches no open survey).
+    ``malformed_reasons`` splits ``malformed`` by :attr:`MalformedMessage.reason`, as
+    sorted ``(reason, count)`` pairs: ``"items"``, ``"key"`` and ``"cost"`` are the
+    frames refused for what they would cost to decode (``docs/wire-format.md`` 3).
     """
 
     protocol: str
@@ -30,3 +33,4 @@ class SocketStatistics:
     stray: int
     surveys_open: int
     closed: bool
+    malformed_reasons: tuple[tuple[str, int], ...] = ()

@@ -14,7 +14,6 @@ the segments a frame refers to (``BaseSocket._unpack``, after the pure decode).
 
 from __future__ import annotations
 
-import logging
 import select
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -30,8 +29,6 @@ from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBloc
 from patterns.shm.codec import Placement, delivering
 
 __all__ = ["ReceivingSocket", "SendingSocket"]
-
-log = logging.getLogger("patterns")
 
 
 class _Waiting:
@@ -274,7 +271,7 @@ class ReceivingSocket(_FdSocket):
             try:
                 yield await self.receive_envelope()
             except MalformedMessage as exc:
-                log.warning("%r skipped a malformed frame: %s", self, exc)
+                self._skipped("frame", exc)
             except Closed:
                 return
 

@@ -19,7 +19,6 @@ The wire is NNG's surveyor0/respondent0, so NNG peers (``nngcat``, pynng) intero
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from collections import deque
 from typing import Any, Self
@@ -33,7 +32,6 @@ from patterns.shm.codec import delivering
 
 __all__ = ["SurveyReplies", "Surveyor"]
 
-log = logging.getLogger("patterns")
 
 MAX_QUEUED_REPLIES = 4096
 """Replies held for one survey that its reader has not taken yet; past this a reply is
@@ -163,7 +161,7 @@ class Surveyor(RawSocket):
             try:
                 envelope = self._unpack(message[1])
             except MalformedMessage as exc:
-                log.warning("%r skipped a malformed reply: %s", self, exc)
+                self._skipped("reply", exc)
                 continue
             replies = self._routes.get(envelope.re) if envelope.re is not None else None
             queue = replies._queue if replies is not None else None

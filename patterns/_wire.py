@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from patterns._cbor import (
+    DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_DEPTH,
     Slot,
@@ -54,6 +55,7 @@ from patterns.shm.codec import Placement
 from patterns.shm.ref import ShmRef
 
 __all__ = [
+    "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_DEPTH",
     "MAX_KIND_LENGTH",
@@ -99,6 +101,14 @@ class Envelope:
     re: int | None = None
     deadline: float | None = None
     shm: tuple[Any, ...] | None = None
+    size: int = dataclasses.field(default=0, compare=False, repr=False)
+    """Length in bytes of the frame it was decoded from (0 for one built here): not on
+    the wire, not compared."""
+    weight: int = dataclasses.field(default=0, compare=False, repr=False)
+    """What the decoded envelope holds in memory, estimated in bytes (0 for one built
+    here): the frame's length plus 64 per CBOR item and 176 more per array or map. Not
+    on the wire, not compared; what a queue of received messages budgets (a 3-byte
+    CBOR map is a 232-byte dict)."""
 
 
 def _show(value: object) -> str:
@@ -164,15 +174,25 @@ def encode(
     return data
 
 
-def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Envelope:
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> Envelope:
     """Strictly decode one envelope; raises :class:`MalformedMessage` on any deviation.
+
+    The cost bounds come first, from the CBOR heads, before any object is built
+    (:mod:`patterns._scan`): at most ``max_items`` data items (``reason="items"``), map
+    keys of cheap types only (``"key"``), arrays and maps in proportion to the frame's
+    length (``"cost"``).
 
     Pure: a shared-memory reference in the body comes back as a :class:`ShmRef`, checked
     (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
     attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
-    frame, slots = decode_item(data, max_size)
-    envelope = _envelope(frame, len(data))
+    frame, slots, overhead = decode_item(data, max_size, max_items)
+    envelope = _envelope(frame, len(data), len(data) + overhead)
     return _with_references(envelope, len(data)) if slots else envelope
 
 
@@ -202,8 +222,8 @@ def _with_references(envelope: Envelope, size: int) -> Envelope:
     return dataclasses.replace(envelope, body=swap(envelope.body))
 
 
-def _envelope(frame: Any, size: int) -> Envelope:
-    """The envelope in a decoded ``frame`` of ``size`` bytes."""
+def _envelope(frame: Any, size: int, weight: int) -> Envelope:
+    """The envelope in a decoded ``frame`` of ``size`` bytes (``weight``: see :class:`Envelope`)."""
     # Fast path for the common, valid frame: a few C-level checks, no generator.
     if type(frame) is dict and _REQUIRED <= frame.keys() <= _ALLOWED:
         ident, kind, sender, re, deadline = (
@@ -226,11 +246,11 @@ def _envelope(frame: Any, size: int) -> Envelope:
             and (deadline is None or (type(deadline) is float and math.isfinite(deadline)))
             and frame.get("shm") is None
         ):
-            return Envelope(kind, sender, ident, frame.get("b"), re, deadline)
-    return _decode_checked(frame, size)
+            return Envelope(kind, sender, ident, frame.get("b"), re, deadline, None, size, weight)
+    return _decode_checked(frame, size, weight)
 
 
-def _decode_checked(frame: Any, size: int) -> Envelope:
+def _decode_checked(frame: Any, size: int, weight: int) -> Envelope:
     """The slow path of :func:`_envelope`: every check, with a precise reason on failure."""
     if not isinstance(frame, dict):
         raise malformed("shape", size, f"expected a CBOR map, got {type(frame).__name__}")
@@ -276,5 +296,13 @@ def _decode_checked(frame: Any, size: int) -> Envelope:
             raise malformed("shape", size, "shared-memory references 'shm' must be an array")
         shm = tuple(shm)
     return Envelope(
-        kind=kind, sender=sender, id=ident, body=frame.get("b"), re=re, deadline=deadline, shm=shm
+        kind=kind,
+        sender=sender,
+        id=ident,
+        body=frame.get("b"),
+        re=re,
+        deadline=deadline,
+        shm=shm,
+        size=size,
+        weight=weight,
     )

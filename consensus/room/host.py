@@ -26,6 +26,7 @@ from consensus.room import protocol as P
 from consensus.room.events import Ignored, Left, MembersChanged, Output, Send, Target
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
+from consensus.room.roster import DEFAULT_MAX_MEMBERS
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import Distribution
@@ -68,13 +69,14 @@ class Room:
     """A room hosted here. Create it with :func:`host`."""
 
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
-                 late_window: float, max_message_size: int, tls: TLSConfig | None = None) -> None:  # fmt: skip
+                 late_window: float, max_message_size: int, tls: TLSConfig | None = None,
+                 max_members: int = DEFAULT_MAX_MEMBERS) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
         self.late_window = late_window
         self._protocol = HostProtocol(name=name, endpoints=self.endpoints, heartbeat=heartbeat,
-                                      missed_heartbeats=missed_heartbeats)  # fmt: skip
+                                      missed_heartbeats=missed_heartbeats, max_members=max_members)  # fmt: skip
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         self._surveyor = Surveyor(listen=self.endpoints.survey, **opts)
         self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, **opts)
@@ -289,17 +291,19 @@ class Room:
 @asynccontextmanager
 async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-               tls: TLSConfig | None = None) -> AsyncIterator[Room]:  # fmt: skip
+               tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
     ``heartbeat`` is the interval members are told to keep; a member silent for
     ``missed_heartbeats`` intervals is dropped. Replies arriving up to ``late_window``
     seconds after a poll's deadline are counted as late. ``tls`` (a server configuration)
-    goes to every socket of the room.
+    goes to every socket of the room. At most ``max_members`` members are admitted; a join
+    past it is refused (the room is full), counted in ``refused_joins``.
     """
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                late_window=late_window, max_message_size=max_message_size, tls=tls)  # fmt: skip
+                late_window=late_window, max_message_size=max_message_size, tls=tls,
+                max_members=max_members)  # fmt: skip
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
         nursery.start_soon(room._control_loop)

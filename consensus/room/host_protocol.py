@@ -21,7 +21,7 @@ from consensus.decide.vote import VoteRound
 from consensus.endpoints import Endpoints
 from consensus.room import protocol as P
 from consensus.room.events import Ignored, Joined, Left, MembersChanged, Output, Send, Target, Why
-from consensus.room.roster import JoinOutcome, JoinVerdict, Roster
+from consensus.room.roster import DEFAULT_MAX_MEMBERS, JoinOutcome, JoinVerdict, Roster
 from patterns import Envelope, MalformedMessage
 
 __all__ = ["COUNTERS", "HostProtocol", "ReplyOutcome"]
@@ -65,11 +65,14 @@ class HostProtocol:
     """The host of one room: who is in it, and the polls and votes under way."""
 
     def __init__(
-        self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3
-    ) -> None:
+        self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3,
+        max_members: int = DEFAULT_MAX_MEMBERS,
+    ) -> None:  # fmt: skip
         self.name = name
         self.endpoints = endpoints
-        self.roster = Roster(heartbeat=heartbeat, missed_heartbeats=missed_heartbeats)
+        self.roster = Roster(
+            heartbeat=heartbeat, missed_heartbeats=missed_heartbeats, max_members=max_members
+        )
         self._own = {"survey": endpoints.survey, "control": endpoints.control, "mesh": endpoints.mesh,
                      "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first

@@ -9,16 +9,25 @@ taken is accepted as a *replacement* only when the old holder is evidently gone
 (no heartbeat for more than two intervals; a closed connection removes a member
 at once);
 otherwise it is refused, and the refusal names the holder's state.
+
+Bounds: at most ``max_members`` members (a join past it is refused, the room says it
+is full), and each connection may try at most ``names_per_connection`` distinct names
+in any ``name_window`` seconds (:class:`~consensus.room.admission.Admission`). Both
+refusals are counted (:attr:`Roster.refused_full`, :attr:`Roster.refused_flood`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
-__all__ = ["JoinOutcome", "JoinVerdict", "MemberRecord", "Roster"]
+from consensus.room.admission import DEFAULT_NAME_WINDOW, DEFAULT_NAMES_PER_CONNECTION, Admission
+
+__all__ = ["DEFAULT_MAX_MEMBERS", "JoinOutcome", "JoinVerdict", "MemberRecord", "Roster"]
 
 MAX_NAME_LENGTH = 128
+DEFAULT_MAX_MEMBERS: Final = 256
 
 
 class JoinOutcome(Enum):
@@ -60,11 +69,25 @@ def check_name(name: object) -> str:
 class Roster:
     """The host's view of who is in the room."""
 
-    def __init__(self, *, heartbeat: float, missed_heartbeats: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        heartbeat: float,
+        missed_heartbeats: int = 3,
+        max_members: int = DEFAULT_MAX_MEMBERS,
+        names_per_connection: int = DEFAULT_NAMES_PER_CONNECTION,
+        name_window: float = DEFAULT_NAME_WINDOW,
+    ) -> None:
         if not heartbeat > 0:
             raise ValueError(f"heartbeat interval must be > 0 seconds, got {heartbeat!r}")
         if missed_heartbeats < 1:
             raise ValueError(f"missed_heartbeats must be >= 1, got {missed_heartbeats!r}")
+        if type(max_members) is not int or max_members < 1:
+            raise ValueError(f"max_members must be a positive integer, got {max_members!r}")
+        self.max_members = max_members
+        self.admission = Admission(limit=names_per_connection, window=name_window)
+        self.refused_full = 0  # joins refused because the room was full
+        self.refused_flood = 0  # joins refused because their connection tried too many names
         self.heartbeat = heartbeat
         self.expiry = heartbeat * missed_heartbeats
         self._members: dict[str, MemberRecord] = {}
@@ -110,6 +133,14 @@ class Roster:
         check_name(name)
         if pipe in self._closed_pipes:
             return JoinVerdict(JoinOutcome.REFUSED, f"the connection {name!r} joined over has already closed")
+        if not self.admission.admit(pipe, name, now):
+            self.refused_flood += 1
+            return JoinVerdict(
+                JoinOutcome.REFUSED,
+                f"the connection {name!r} joined over already tried {self.admission.limit} other names in "
+                f"the last {self.admission.window:g} s (names_per_connection={self.admission.limit}); "
+                "one connection is for one member",
+            )
         old = self._members.get(name)
         if old is not None:
             if old.token == token:
@@ -121,6 +152,13 @@ class Roster:
                     f"the name {name!r} is held by a live member (joined {now - old.joined_at:.1f} s ago, "
                     f"last heard {now - old.last_seen:.3f} s ago); pick another name",
                 )
+        elif len(self._members) >= self.max_members:
+            self.refused_full += 1
+            return JoinVerdict(
+                JoinOutcome.REFUSED,
+                f"the room is full: {len(self._members)} members (max_members={self.max_members}); "
+                f"{name!r} can join once a member leaves",
+            )
         self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs)
         self.version += 1
         if old is not None:
@@ -148,6 +186,7 @@ class Roster:
     def pipe_closed(self, pipe: int) -> list[str]:
         """A control connection dropped: its members (usually one) are gone."""
         self._closed_pipes.add(pipe)
+        self.admission.forget(pipe)
         if len(self._closed_pipes) > 4096:  # only recent closes can race with a join
             self._closed_pipes = set(sorted(self._closed_pipes)[-1024:])
         gone = [name for name, rec in self._members.items() if rec.pipe == pipe]
