@@ -24,6 +24,8 @@ __all__ = [
     "Dial",
     "Handle",
     "HandlerKind",
+    "HostChanged",
+    "HostClosed",
     "Ignored",
     "Joined",
     "Left",
@@ -151,6 +153,21 @@ class CallAnswered:
     answer: CallAnswer
 
 
+@dataclass(frozen=True, slots=True)
+class HostChanged:
+    """The host was lost (silent past ``host_timeout``, or its connection closed) or is back."""
+
+    connected: bool
+    reason: str  # for the log
+
+
+@dataclass(frozen=True, slots=True)
+class HostClosed:
+    """The host closed the room (a ``close`` frame): this membership is over."""
+
+    reason: str
+
+
 class HandlerKind(Enum):
     """Which of the member's handlers answers a survey."""
 
@@ -176,5 +193,5 @@ class Decline:
 
 Output = (
     Send | Joined | Left | MembersChanged | Ignored | Welcomed | Refused | Dial | Undial | DecisionReceived
-    | Handle | Decline | CallRequested | CallAnswered
+    | Handle | Decline | CallRequested | CallAnswered | HostChanged | HostClosed
 )  # fmt: skip

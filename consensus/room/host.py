@@ -42,7 +42,10 @@ from patterns import (
     TLSConfig,
 )
 
-__all__ = ["Room", "RoomStatistics", "host"]
+__all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics", "host"]
+
+CLOSE_REPEATS = 3  # a close is sent this many times (best effort: the control bus may drop one)
+CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the last
 
 log = logging.getLogger("consensus")
 
@@ -90,6 +93,7 @@ class Room:
         self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._closed = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -180,6 +184,27 @@ class Room:
         except MessageTooLarge as exc:  # the caller still gets the decision; members are not told
             log.error("room %r: decision of vote %d not broadcast: %s", self.name, vote_id, exc)
         return decision
+
+    async def close(self, reason: str = "the host closed the room") -> None:
+        """Close the room: tell every member (a ``close`` frame, sent a few times, best
+        effort; their ``async with join(...)`` ends with ``RoomClosed``), then close the
+        room's sockets: polls, votes and broadcasts raise ``Closed`` afterwards. Leaving the
+        ``async with host(...)`` block does the same. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        told = len(self._protocol.roster)
+        frame = self._protocol.close_frame(reason)
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            for _ in range(CLOSE_REPEATS):
+                try:
+                    await self._send(frame)
+                except Closed:
+                    break
+                await trio.sleep(CLOSE_GAP)
+        log.info("room %r closed (%d members told): %s", self.name, told, reason)
+        for sock in (self._surveyor, self._control, self._mesh):
+            sock.close()
 
     def statistics(self) -> RoomStatistics:
         counts = self._protocol.counts
@@ -327,6 +352,12 @@ class Room:
             await trio.sleep_until(self._protocol.next_check(trio.current_time()))
             await self._act(self._protocol.expire(trio.current_time()))
 
+    async def _beat(self) -> None:
+        """The host's heartbeat: members notice a silent or vanished host by its absence."""
+        while True:
+            await self._act([self._protocol.beat_frame()])
+            await trio.sleep(self._protocol.heartbeat)
+
     async def _resend_roster(self) -> None:
         while True:
             await trio.sleep(self._protocol.roster_interval)
@@ -356,9 +387,11 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
         nursery.start_soon(room._watch_connections)
         nursery.start_soon(room._expire)
         nursery.start_soon(room._resend_roster)
+        nursery.start_soon(room._beat)
         nursery.start_soon(room._inbox.pump, room._mesh)
         try:
             yield room
         finally:
+            await room.close()
             nursery.cancel_scope.cancel()
             room._inbox.close()

@@ -121,6 +121,14 @@ class HostProtocol:
         first = self.roster.next_expiry()
         return now + self.roster.heartbeat if first is None else first + EXPIRY_MARGIN
 
+    def beat_frame(self) -> Send:
+        """The host's heartbeat, sent every :attr:`heartbeat` seconds: members notice a silent host."""
+        return Send(P.BEAT, P.beat_body(self.roster.heartbeat), Target.CONTROL, inline=True)
+
+    def close_frame(self, reason: str = "the host closed the room") -> Send:
+        """Tells every member the room is closed (the driver sends it a few times: best effort)."""
+        return Send(P.CLOSE, P.close_body(reason), Target.CONTROL, inline=True)
+
     def roster_frame(self) -> Send:
         """The roster as it stands (sent after each change, and periodically by the driver)."""
         body = P.roster_body(self.roster.meshes(), self.roster.version, refs=self.roster.refs,

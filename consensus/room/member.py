@@ -13,11 +13,12 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
@@ -25,7 +26,7 @@ from consensus.decide.poll import PollResult
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints, member_mesh_address
-from consensus.errors import MemberCallRefused, NameTaken, RoomUnavailable, Timeout
+from consensus.errors import MemberCallRefused, NameTaken, RoomClosed, RoomUnavailable, Timeout
 from consensus.hotline.line import Hotline
 from consensus.room import calls as C
 from consensus.room import protocol as P
@@ -37,6 +38,8 @@ from consensus.room.events import (
     Dial,
     Handle,
     HandlerKind,
+    HostChanged,
+    HostClosed,
     Ignored,
     MembersChanged,
     Output,
@@ -65,7 +68,9 @@ from patterns import (
     TransportError,
 )
 
-__all__ = ["Member", "MemberStatistics", "join"]
+__all__ = ["JOIN_WAIT_LOG", "Member", "MemberStatistics", "join"]
+
+JOIN_WAIT_LOG = 30.0  # while a join waits for its host, one log line at most this often (seconds)
 
 log = logging.getLogger("consensus")
 
@@ -91,13 +96,18 @@ class Member:
     def __init__(self, address: str, *, name: str, on_poll: Handler | None, on_vote: Handler | None,
                  on_ask: Handler | None, handler_timeout: float | None, handler_threads: int,
                  max_message_size: int, tls: TLSConfig | None = None,
-                 shared_memory: bool = True, observer: bool = False) -> None:  # fmt: skip
+                 shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
+                 on_host_lost: Literal["wait", "exit"] = "wait") -> None:  # fmt: skip
+        if on_host_lost not in ("wait", "exit"):
+            raise ValueError(f"on_host_lost must be 'wait' or 'exit', got {on_host_lost!r}")
+        self._on_host_lost = on_host_lost
         self.address = address
         self.endpoints = endpoints(address)
         self.token = secrets.randbits(63)
         self._protocol = MemberProtocol(name=name, token=self.token, host_mesh=self.endpoints.mesh,
                                         on_poll=on_poll is not None, on_vote=on_vote is not None,
-                                        refs=shared_memory, observer=observer)  # fmt: skip
+                                        refs=shared_memory, observer=observer,
+                                        host_timeout=host_timeout)  # fmt: skip
         self.name = self._protocol.name
         self._handlers: dict[HandlerKind, Handler] = {}
         if on_poll is not None:
@@ -124,6 +134,7 @@ class Member:
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self._call_answers: dict[int, CallAnswer | None] = {}  # by call id; None until it comes
         self._call_answered = Pulse()
+        self._host_changed = Pulse()
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task
 
@@ -138,6 +149,17 @@ class Member:
     def observers(self) -> tuple[str, ...]:
         """The room's observers as the host last reported them (sorted)."""
         return tuple(sorted(self._protocol.observers & self._protocol.members.keys()))
+
+    @property
+    def host_connected(self) -> bool:
+        """True while the host is heard from (its heartbeats arrive); False once it fell silent
+        for ``host_timeout`` or its connection closed, until it is heard again."""
+        return self._protocol.host_connected
+
+    async def wait_host_changed(self) -> bool:
+        """Wait until the host is lost or back; returns the new :attr:`host_connected`."""
+        await self._host_changed.wait()
+        return self._protocol.host_connected
 
     @property
     def observer(self) -> bool:
@@ -239,7 +261,25 @@ class Member:
                                 **(counts | {"malformed": malformed}))  # fmt: skip
 
     # ------------------------------------------------------------------ joining
-    async def _join(self, join_timeout: float) -> None:
+    async def _log_waiting(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(min(1.0, JOIN_WAIT_LOG))  # a host that is up answers well within this
+            while True:
+                log.info("member %r: waiting for the room host at %s (survey connected: %s, control "
+                         "connected: %s)", self.name, self.address, bool(self._respondent.peers),
+                         bool(self._control.peers))  # fmt: skip
+                await trio.sleep(JOIN_WAIT_LOG)
+
+    async def _join(self, join_timeout: float | None) -> None:
+        assert self._nursery is not None
+        waiting = trio.CancelScope()
+        self._nursery.start_soon(self._log_waiting, waiting)
+        try:
+            await self._join_now(math.inf if join_timeout is None else join_timeout)
+        finally:
+            waiting.cancel()
+
+    async def _join_now(self, join_timeout: float) -> None:
         with trio.move_on_after(join_timeout) as scope:
             await self._respondent.wait_for_peers(1)
             (control_peer,) = await self._control.wait_for_peers(1)
@@ -247,6 +287,8 @@ class Member:
             self._protocol.set_mesh(self._mesh.listen(member_mesh_address(self.address, local_host)))
             self._mesh.dial(self.endpoints.mesh)
             while not self._answered.is_set():
+                if not self._respondent.peers:  # only a member the host's polls can reach may join
+                    await self._respondent.wait_for_peers(1)
                 await self._send(self._protocol.join_frame())
                 with trio.move_on_after(JOIN_RESEND):
                     await self._answered.wait()
@@ -303,6 +345,20 @@ class Member:
                 self._surveys.pop(output.survey).decline()
             elif isinstance(output, Ignored):
                 log.warning("member %r ignored a control message: %s", self.name, output.reason)
+            elif isinstance(output, HostChanged):
+                self._host_changed.poke()
+                if output.connected:
+                    log.info("member %r: the host at %s is back", self.name, self.address)
+                    continue
+                log.warning("member %r lost the host at %s: %s", self.name, self.address, output.reason)
+                if self._on_host_lost == "exit":
+                    raise RoomClosed(f"{self.name!r} lost the room host at {self.address}: {output.reason}")
+            elif isinstance(output, HostClosed):
+                self._host_changed.poke()
+                log.info(
+                    "member %r: the host at %s closed the room: %s", self.name, self.address, output.reason
+                )
+                raise RoomClosed(f"the host at {self.address} closed the room: {output.reason}")
 
     # ------------------------------------------------------------------ loops
     async def _control_loop(self) -> None:
@@ -310,10 +366,26 @@ class Member:
             await self._act(self._protocol.receive_control(envelope, trio.current_time()))
 
     async def _heartbeats(self) -> None:
+        """Heartbeat while the survey connection is up: a host (perhaps a restarted one that
+        admits us by a heartbeat) may only count us when its polls can reach us. A survey
+        connection that comes back is announced at once."""
         with self._beats:
             while True:
-                await trio.sleep(self._protocol.heartbeat)
-                await self._send(self._protocol.heartbeat_frame())
+                with trio.move_on_after(self._protocol.heartbeat):
+                    if self._respondent.peers:
+                        await trio.sleep_forever()
+                    await self._respondent.wait_for_peers(1)  # down: wake as soon as it is back
+                if self._respondent.peers:
+                    await self._send(self._protocol.heartbeat_frame())
+
+    async def _watch_host(self) -> None:
+        """Tell the protocol when the host falls silent or its control connection closes."""
+        while True:
+            with trio.move_on_at(self._protocol.next_host_check(trio.current_time())):
+                peers = await self._control.wait_peers_changed()
+                if not peers:
+                    await self._act(self._protocol.host_disconnected(trio.current_time()))
+            await self._act(self._protocol.check_host(trio.current_time()))
 
     async def _surveys_loop(self) -> None:
         """Receive surveys. An async handler is run in this task until it first waits
@@ -378,9 +450,10 @@ class Member:
 @asynccontextmanager
 async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vote: Handler | None = None,
                on_ask: Handler | None = None, on_task: Handler | None = None, task_concurrency: int = 1, task_prefetch: int | None = None,
-               join_timeout: float = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
+               join_timeout: float | None = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
                max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
-               shared_memory: bool = True, observer: bool = False) -> AsyncIterator[Member]:  # fmt: skip
+               shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
+               on_host_lost: Literal["wait", "exit"] = "wait") -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
     With ``on_task``, the member also works: it takes tasks from the host's
@@ -399,7 +472,17 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
 
     Raises :class:`~patterns.NameTaken` if a live member holds the name (also later,
     if this member falls silent long enough for another to take its name) and
-    :class:`~patterns.RoomUnavailable` if no host answers within ``join_timeout``.
+    :class:`~patterns.RoomUnavailable` if no host answers within ``join_timeout``
+    (``None``: wait for ever, logging a line every 30 s while waiting).
+
+    The host heartbeats on the control bus: silent for ``host_timeout`` seconds (default
+    4 of the host's heartbeat intervals) or with its connection closed, it is *lost*
+    (``member.host_connected`` turns False, :meth:`Member.wait_host_changed` wakes). With
+    ``on_host_lost="wait"`` the member keeps its handlers and rejoins by itself when the
+    host is back; with ``"exit"`` the ``async with`` body is cancelled and the block ends
+    with :class:`~consensus.errors.RoomClosed`. When the host closes the room
+    (``room.close()`` or the end of its ``async with``), the block ends with
+    :class:`~consensus.errors.RoomClosed` within a second, whatever ``on_host_lost`` says.
     Plain handlers run in at most ``handler_threads`` threads at once; a handler
     still running at its deadline is reported as a ``Timeout`` error and its thread
     abandoned until it returns.
@@ -407,7 +490,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
-                    observer=observer)  # fmt: skip
+                    observer=observer, host_timeout=host_timeout, on_host_lost=on_host_lost)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)
@@ -417,6 +500,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
         try:
             await member._join(join_timeout)
             nursery.start_soon(member._heartbeats)
+            nursery.start_soon(member._watch_host)
             async with AsyncExitStack() as work:
                 if on_task is not None:  # after the join: the name is the room's now
                     member.worker = await work.enter_async_context(

@@ -25,6 +25,8 @@ from consensus.room.events import (
     Dial,
     Handle,
     HandlerKind,
+    HostChanged,
+    HostClosed,
     Ignored,
     MembersChanged,
     Output,
@@ -41,6 +43,7 @@ __all__ = [
     "CALL_MARGIN",
     "COUNTERS",
     "DEFAULT_HEARTBEAT",
+    "HOST_TIMEOUT_BEATS",
     "JOIN_RESEND",
     "MAX_KEPT_SURVEYS",
     "MemberProtocol",
@@ -48,6 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_HEARTBEAT: Final = 0.5  # until a welcome says otherwise
+HOST_TIMEOUT_BEATS: Final = 4  # default host_timeout: this many heartbeats without a word from the host
 JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
 CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
@@ -59,13 +63,20 @@ class MemberState(Enum):
     JOINING = "joining"  # join sent, no welcome or refusal yet
     JOINED = "joined"
     REFUSED = "refused"  # refused (before or after joining): the membership is over
+    CLOSED = "closed"  # the host closed the room: the membership is over
 
 
 class MemberProtocol:
     """One member of a room, as the protocol sees it."""
 
     def __init__(self, *, name: str, token: int, host_mesh: str, on_poll: bool, on_vote: bool,
-                 refs: bool = True, observer: bool = False) -> None:  # fmt: skip
+                 refs: bool = True, observer: bool = False,
+                 host_timeout: float | None = None) -> None:  # fmt: skip
+        if host_timeout is not None and not host_timeout > 0:
+            raise ValueError(f"host_timeout must be > 0 seconds (or None), got {host_timeout!r}")
+        self._host_timeout = host_timeout
+        self.host_connected = False  # True from the welcome while the host is heard from
+        self._last_heard = 0.0
         self.name = check_name(name)
         self.token = token
         self.host_mesh = host_mesh  # never dialed or dropped on a peer's say-so
@@ -109,6 +120,51 @@ class MemberProtocol:
         body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs, observer=self.observer)
         return Send(kind, body, Target.CONTROL, inline=self.inline)
 
+    # ------------------------------------------------------------------ the host's life
+    @property
+    def host_timeout(self) -> float:
+        """How long the host may stay silent before it counts as lost (seconds)."""
+        return self._host_timeout if self._host_timeout is not None else HOST_TIMEOUT_BEATS * self.heartbeat
+
+    def next_host_check(self, now: float) -> float:
+        """When to call :meth:`check_host` next."""
+        if self.host_connected:
+            return self._last_heard + self.host_timeout + 1e-3
+        return now + self.heartbeat
+
+    def check_host(self, now: float) -> list[Output]:
+        """The host is lost when it has been silent for longer than :attr:`host_timeout`."""
+        if self.host_connected and now - self._last_heard > self.host_timeout:
+            return self._lost(f"no word from the host for {self.host_timeout:g} s")
+        return []
+
+    def host_disconnected(self, now: float) -> list[Output]:
+        """The control connection to the host closed: the host is lost (until it is heard again)."""
+        return self._lost("the connection to the host closed") if self.host_connected else []
+
+    def _lost(self, reason: str) -> list[Output]:
+        self.host_connected = False
+        return [HostChanged(False, reason)]
+
+    def _heard(self, now: float) -> list[Output]:
+        self._last_heard = now
+        if self.host_connected or self.state is not MemberState.JOINED:
+            return []
+        self.host_connected = True
+        return [HostChanged(True, "the host is back")]
+
+    def _on_close(self, reason: str) -> list[Output]:
+        if self.state in (MemberState.REFUSED, MemberState.CLOSED):
+            return []
+        self.state = MemberState.CLOSED
+        self.host_connected = False
+        out: list[Output] = [HostClosed(reason)]
+        for key in list(self._kept):
+            self._surveys.pop(key, None)
+            out.append(Decline(key))
+        self._kept.clear()
+        return out
+
     # ------------------------------------------------------------------ calls
     def call_frame(self, kind: str, subject: Any, *, timeout: float, quorum: int | None = None,
                    options: tuple[Any, ...] = (), rule: Rule | None = None,
@@ -149,9 +205,19 @@ class MemberProtocol:
     # ------------------------------------------------------------------ control bus
     def receive_control(self, envelope: Envelope, now: float) -> list[Output]:
         """A frame from the host's control bus: what to send (replies to kept surveys) and the
-        events (welcomed, refused, members changed, dial/undial, decision, ignored). Kinds a
-        member does not know are ignored."""
+        events (welcomed, refused, members changed, dial/undial, decision, ignored, the
+        host lost, back or closed). Kinds a member does not know are ignored."""
+        if self.state is MemberState.CLOSED:
+            return []
+        if envelope.kind == P.CLOSE:
+            return self._on_close(P.parse_close(envelope))
+        out = self._control(envelope)
+        return out + self._heard(now)  # any frame from the host shows it is alive
+
+    def _control(self, envelope: Envelope) -> list[Output]:
         try:
+            if envelope.kind == P.BEAT:
+                return []
             if envelope.kind == P.WELCOME:
                 return self._on_welcome(P.parse_welcome(envelope))
             if envelope.kind == P.REFUSE:
@@ -187,6 +253,7 @@ class MemberProtocol:
         self.observers = welcome.observers
         first = self.state is MemberState.JOINING
         self.state = MemberState.JOINED
+        self.host_connected = self.host_connected or first  # the first welcome is not news
         out = self._set_members(welcome.members)
         if first:
             out.append(Welcomed(self.heartbeat))
@@ -237,7 +304,7 @@ class MemberProtocol:
         overtake the welcome (it travels on another connection). Returns the reply, a
         :class:`Handle` (run a handler, then call :meth:`reply`), or :class:`Decline` for
         surveys never to be answered."""
-        if self.state is MemberState.REFUSED or self.observer:
+        if self.state in (MemberState.REFUSED, MemberState.CLOSED) or self.observer:
             return [Decline(key)]  # an observer is never expected: silence costs the host nothing
         self._surveys[key] = P.parse_survey(envelope)
         if self.state is MemberState.JOINING:

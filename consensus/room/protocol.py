@@ -23,6 +23,8 @@ from patterns import Envelope, MalformedMessage
 __all__ = [
     "ANSWER",
     "BALLOT",
+    "BEAT",
+    "CLOSE",
     "DECISION",
     "ERROR",
     "HEARTBEAT",
@@ -41,11 +43,15 @@ __all__ = [
     "Welcome",
     "answer_body",
     "ballot_body",
+    "beat_body",
+    "close_body",
     "decision_body",
     "dialable",
     "error_body",
     "hello_body",
     "line_body",
+    "parse_beat",
+    "parse_close",
     "parse_decision",
     "parse_hello",
     "parse_line",
@@ -70,6 +76,8 @@ ROSTER: Final = "roster"  # host -> all    {"members", "version"[, "refs"]}
 HEARTBEAT: Final = "heartbeat"  # member -> host {"name", "token", "mesh"[, "refs"]}
 LEAVE: Final = "leave"  # member -> host {"name", "token"}
 DECISION: Final = "decision"  # host -> all {"vote", "motion", "decision"}
+BEAT: Final = "beat"  # host -> all {"heartbeat"}: the host is alive (every heartbeat interval)
+CLOSE: Final = "close"  # host -> all {"reason"}: the room is closed (sent a few times)
 # survey (host asks, members reply)
 POLL: Final = "poll"  # {"question"}
 VOTE: Final = "vote"  # {"vote", "motion", "options"}
@@ -274,6 +282,32 @@ def parse_refuse(envelope: Envelope) -> tuple[Hello, str]:
 def parse_roster(envelope: Envelope) -> RosterInfo:
     body = _body(envelope)
     return RosterInfo(parse_members(envelope, body.get("members")), _refs(body), _observers(envelope, body))
+
+
+def beat_body(heartbeat: float) -> dict[str, Any]:
+    return {"heartbeat": heartbeat}
+
+
+def parse_beat(envelope: Envelope) -> float | None:
+    """The host's heartbeat interval a ``beat`` announces (None: absent or out of range)."""
+    beat = _body(envelope).get("heartbeat")
+    if (
+        isinstance(beat, (int, float))
+        and not isinstance(beat, bool)
+        and MIN_HEARTBEAT <= beat <= MAX_HEARTBEAT
+    ):
+        return float(beat)
+    return None
+
+
+def close_body(reason: str) -> dict[str, Any]:
+    return {"reason": reason}
+
+
+def parse_close(envelope: Envelope) -> str:
+    """Why the host closed the room (whatever text it sent; a default otherwise)."""
+    reason = envelope.body.get("reason") if isinstance(envelope.body, dict) else None
+    return reason[:MAX_ERROR_TEXT] if isinstance(reason, str) and reason else "the host closed the room"
 
 
 def parse_decision(envelope: Envelope) -> Decision:
