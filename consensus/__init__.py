@@ -39,6 +39,7 @@ from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, hotl
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
 from consensus.room.roster import JoinOutcome, Roster
+from consensus.runtime.logs import configure_from_env
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
 from consensus.work.task import Outcome, WorkerShare
@@ -131,3 +132,5 @@ __all__ = [
     "tally",
     "work_endpoints",
 ]
+
+configure_from_env()  # NNGC_LOG=debug|info|warning|error turns on our log output (runtime/logs.py)

@@ -27,7 +27,7 @@ from patterns import MAX_SENDER_LENGTH, Closed, Envelope, MalformedMessage, Pair
 
 __all__ = ["QUEUE", "LineCore"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.hotline")
 
 QUEUE = 256  # values received and not yet taken; beyond it the line waits (the peer is slowed)
 

@@ -76,7 +76,7 @@ from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, Envelope, MalformedMessag
 
 __all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "hotline"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.hotline")
 
 _ID_MASK = 0xFFFF_FFFF_FFFF_FFFF
 

@@ -24,7 +24,7 @@ from patterns import Closed, ConsensusError, EncodeError, Envelope, MalformedMes
 
 __all__ = ["ServingLine"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.hotline")
 
 
 class ServingLine(LineCore):

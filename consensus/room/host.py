@@ -24,9 +24,10 @@ from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
 from consensus.room.calls import POLL_CALL, Call
-from consensus.room.events import CallRequested, Ignored, Left, MembersChanged, Output, Send, Target
+from consensus.room.events import CallRequested, Ignored, Joined, Left, MembersChanged, Output, Send, Target
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
+from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import Distribution
@@ -47,7 +48,8 @@ __all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics", "host"]
 CLOSE_REPEATS = 3  # a close is sent this many times (best effort: the control bus may drop one)
 CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the last
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.room")
+hostile = RateLimited(log)  # malformed or unexpected frames: one line per kind every 10 s at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +252,7 @@ class Room:
                         )
                         continue
                     if outcome.verdict is None:
-                        log.warning("room %r ignored a reply: %s", self.name, outcome.reason)
+                        hostile.warning("reply", "room %r ignored a reply: %s", self.name, outcome.reason)
                     if outcome.complete:
                         self._rounds_changed.poke()  # wake the waiting poll only when there is news
                     if outcome.exhausted:
@@ -267,6 +269,9 @@ class Room:
         """Do what the protocol asks: send its frames, wake the waiters, log."""
         for output in outputs:
             if isinstance(output, Send):
+                if output.kind == P.REFUSE:  # a joiner repeats its join until answered: rate-limited
+                    hostile.log(logging.INFO, "refuse", "room %r refused %r: %s", self.name,
+                                output.body["name"], output.body["reason"])  # fmt: skip
                 try:
                     await self._send(output)
                 except Closed:
@@ -274,6 +279,13 @@ class Room:
                 except MessageTooLarge as exc:
                     log.error("room %r: a %r of %d members has no wire form: %s",
                               self.name, output.kind, len(self._protocol.roster), exc)  # fmt: skip
+            elif isinstance(output, Joined):
+                log.info(
+                    "room %r: %s joined%s",
+                    self.name,
+                    output.name,
+                    " (replacing a silent holder)" * output.replaced,
+                )
             elif isinstance(output, Left):
                 log.info("room %r: %s gone (%s)", self.name, ", ".join(output.names), output.why.value)
                 self._rounds_changed.poke()
@@ -281,14 +293,14 @@ class Room:
                 self._members_changed.set()
                 self._members_changed = trio.Event()
             elif isinstance(output, Ignored):
-                log.warning("room %r ignored a control message: %s", self.name, output.reason)
+                hostile.warning("control", "room %r ignored a control message: %s", self.name, output.reason)
             elif isinstance(output, CallRequested):
                 assert self._nursery is not None
                 self._nursery.start_soon(self._run_call, output.call)
 
     async def _run_call(self, call: Call) -> None:
         """Run a member's poll or vote as :meth:`poll` / :meth:`vote` do; send the caller the result."""
-        log.info("room %r: %s asked for a %s", self.name, call.name, call.kind)
+        log.debug("room %r: %s asked for a %s", self.name, call.name, call.kind)
         result: PollResult | Decision
         try:
             if call.kind == POLL_CALL:
@@ -322,7 +334,7 @@ class Room:
             try:
                 envelope, pipe = await self._control.receive_from()
             except MalformedMessage as exc:  # the socket counted it
-                log.warning("room %r ignored a control frame: %s", self.name, exc)
+                hostile.warning("frame", "room %r ignored a control frame: %s", self.name, exc)
                 continue
             except Closed:
                 return

@@ -19,7 +19,7 @@ from patterns import Bus, Envelope
 
 __all__ = ["Inbox"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.room")
 
 
 class Inbox:

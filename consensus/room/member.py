@@ -53,6 +53,7 @@ from consensus.room.inbox import Inbox
 from consensus.room.lines import RoomLines
 from consensus.room.member_protocol import CALL_MARGIN, JOIN_RESEND, MemberProtocol
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
+from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.worker import Worker
 from patterns import (
@@ -72,7 +73,8 @@ __all__ = ["JOIN_WAIT_LOG", "Member", "MemberStatistics", "join"]
 
 JOIN_WAIT_LOG = 30.0  # while a join waits for its host, one log line at most this often (seconds)
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.room")
+hostile = RateLimited(log)  # malformed frames: one line per kind every 10 s at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +346,9 @@ class Member:
             elif isinstance(output, Decline):
                 self._surveys.pop(output.survey).decline()
             elif isinstance(output, Ignored):
-                log.warning("member %r ignored a control message: %s", self.name, output.reason)
+                hostile.warning(
+                    "control", "member %r ignored a control message: %s", self.name, output.reason
+                )
             elif isinstance(output, HostChanged):
                 self._host_changed.poke()
                 if output.connected:
@@ -397,7 +401,7 @@ class Member:
             try:
                 survey = await self._respondent.receive()
             except MalformedMessage as exc:
-                log.warning("member %r ignored a malformed survey: %s", self.name, exc)
+                hostile.warning("survey", "member %r ignored a malformed survey: %s", self.name, exc)
                 continue
             except Closed:
                 return
@@ -499,6 +503,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
         nursery.start_soon(member._inbox.pump, member._mesh, member._lines.on_envelope)
         try:
             await member._join(join_timeout)
+            log.info("member %r joined the room at %s%s", name, address, " as an observer" * observer)
             nursery.start_soon(member._heartbeats)
             nursery.start_soon(member._watch_host)
             async with AsyncExitStack() as work:
