@@ -67,7 +67,7 @@ def test_calls_are_refused_with_the_reason() -> None:
     _, frame = ann.call_frame(C.POLL_CALL, "q", timeout=1)
     (out,) = deliver(host, ann, frame, 1)
     (answered,) = ann.receive_control(wire(out.kind, "host", out.body), 0.0)
-    assert "member_calls=False" in answered.answer.refused
+    assert isinstance(answered, CallAnswered) and "member_calls=False" in answered.answer.refused
     host.member_calls = True
     for change, why in [({"kind": "dance"}, "neither"), ({"timeout": 0}, "timeout"), ({"timeout": "1"}, "timeout"),
                         ({"quorum": 0}, "quorum"), ({"kind": "vote", "motion": "m"}, "options"),
@@ -77,7 +77,7 @@ def test_calls_are_refused_with_the_reason() -> None:
         assert isinstance(out, Send) and why in out.body["refused"], (change, out)
     stranger = frame.body | {"name": "zed"}  # not a member: refused, never run
     (out,) = host.receive_control(wire(C.CALL, "zed", stranger), 3, 0.0)
-    assert "not a member" in out.body["refused"]
+    assert isinstance(out, Send) and "not a member" in out.body["refused"]
     assert host.counts["refused_calls"] == 9 and host.counts["calls"] == 0
 
 

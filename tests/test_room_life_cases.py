@@ -42,13 +42,18 @@ def test_a_silent_host_is_lost_after_host_timeout_and_back_at_its_next_frame() -
     assert lost == HostChanged(False, f"no word from the host for {member.host_timeout:g} s")
     assert not member.host_connected and member.check_host(100.0) == []  # said once
     (back,) = member.receive_control(wire(beat.kind, "host", beat.body), 101.0)
-    assert back.connected and member.host_connected and member.state is MemberState.JOINED
+    assert (
+        isinstance(back, HostChanged)
+        and back.connected
+        and member.host_connected
+        and member.state is MemberState.JOINED
+    )
 
 
 def test_a_closed_connection_loses_the_host_at_once() -> None:
     member = joined(HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT), host_timeout=30)
     (lost,) = member.host_disconnected(0.5)
-    assert not lost.connected and "connection" in lost.reason
+    assert isinstance(lost, HostChanged) and not lost.connected and "connection" in lost.reason
     assert member.host_disconnected(0.6) == []
 
 
@@ -89,7 +94,8 @@ def test_host_connected_follows_a_naive_model(steps: list[tuple[str, float]]) ->
             events = member.host_disconnected(now)
             was, connected = connected, False
         assert member.host_connected == connected
-        assert events == ([] if was == connected else [HostChanged(connected, events[0].reason)])
+        reason = events[0].reason if events and isinstance(events[0], HostChanged) else ""
+        assert events == ([] if was == connected else [HostChanged(connected, reason)])
 
 
 def test_host_timeout_must_be_positive() -> None:

@@ -9,12 +9,9 @@ import pytest
 from consensus.runtime import logs
 
 
-def test_one_line_per_kind_per_interval_with_the_count_since(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_one_line_per_kind_per_interval_with_the_count_since(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
-    monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
-    limited = logs.RateLimited(logging.getLogger("consensus.room"), interval=10.0)
+    limited = logs.RateLimited(logging.getLogger("consensus.room"), interval=10.0, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="consensus.room"):
         assert limited.warning("frame", "bad frame from %r", "evil")
         assert not any(limited.warning("frame", "bad frame from %r", "evil") for _ in range(5))

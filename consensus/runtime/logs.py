@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 __all__ = ["ENV", "RATE_LIMIT", "RateLimited", "configure_from_env"]
@@ -38,8 +39,10 @@ class RateLimited:
 
     The clock is read here (a driver's concern, not a protocol's): logging is I/O."""
 
-    def __init__(self, logger: logging.Logger, interval: float = RATE_LIMIT) -> None:
+    def __init__(self, logger: logging.Logger, interval: float = RATE_LIMIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.logger = logger
+        self._clock = clock
         self.interval = interval
         self._last: dict[str, float] = {}
         self._dropped: dict[str, int] = {}
@@ -53,7 +56,7 @@ class RateLimited:
         """As :meth:`warning`, at ``level``."""
         if not self.logger.isEnabledFor(level):
             return False
-        now = time.monotonic()
+        now = self._clock()
         last = self._last.get(kind)
         if last is not None and now - last < self.interval:
             self._dropped[kind] = self._dropped.get(kind, 0) + 1
