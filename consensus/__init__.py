@@ -34,9 +34,11 @@ from consensus.errors import (
     InvalidDecision,
     LineError,
     LineTaken,
+    MemberCallRefused,
     NameTaken,
     PeerLost,
     RemoteError,
+    RoomClosed,
     RoomError,
     RoomUnavailable,
 )
@@ -44,6 +46,7 @@ from consensus.failure import Failure
 from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState, hotline
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
+from consensus.runtime.logs import configure_from_env
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
 from consensus.work.task import Outcome, WorkerShare
@@ -95,6 +98,7 @@ __all__ = [
     "Majority",
     "MalformedMessage",
     "Member",
+    "MemberCallRefused",
     "MemberStatistics",
     "MessageError",
     "MessageTooLarge",
@@ -106,6 +110,7 @@ __all__ = [
     "Position",
     "RemoteError",
     "Room",
+    "RoomClosed",
     "RoomError",
     "RoomStatistics",
     "RoomUnavailable",
@@ -137,3 +142,5 @@ __all__ = [
     "tally",
     "work_endpoints",
 ]
+
+configure_from_env()  # NNGC_LOG=debug|info|warning|error turns on our log output (runtime/logs.py)

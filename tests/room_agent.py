@@ -4,15 +4,21 @@
                                [--confidence C] [--fail] [--handler-timeout S]
 
 Prints one line per event: ``joined``, ``refused <reason>``, ``unavailable``,
-``message <sender> <json>``, ``decision <json outcome>``. Reads commands on stdin:
+``message <sender> <json>``, ``decision <json outcome>``, ``closed`` (the room ended
+under it: RoomClosed). Reads commands on stdin:
 ``say <json>`` broadcasts a value, ``mesh`` waits for a full mesh (then prints
-``mesh ok``), ``quit`` leaves the room cleanly.
+``mesh ok``), ``poll <json question>`` asks the host to run a poll (prints
+``polled <json answers> <json missing>`` or ``call-refused <reason>``), ``vote <json
+[motion, options, rule-or-null]>`` asks for a vote (prints ``voted <json outcome>``),
+``quit`` leaves the room cleanly. With ``--host-events`` it prints ``host lost`` and
+``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ import trio
 from _agent import say
 
 import consensus
+from consensus.decide.rule_wire import rule_from_wire
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -44,7 +51,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with consensus.join(
             args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
-            handler_timeout=args.handler_timeout, join_timeout=args.join_timeout,
+            handler_timeout=args.handler_timeout, join_timeout=args.join_timeout, observer=args.observer,
+            host_timeout=args.host_timeout, on_host_lost=args.on_host_lost,
         ) as member:  # fmt: skip
             say("joined")
             async with trio.open_nursery() as nursery:
@@ -57,23 +65,51 @@ async def main(args: argparse.Namespace) -> None:
                     async for decision in member.decisions():
                         say("decision", json.dumps(decision.outcome))
 
+                async def host_changes() -> None:
+                    while True:
+                        say("host", "back" if await member.wait_host_changed() else "lost")
+
                 nursery.start_soon(messages)
                 nursery.start_soon(decisions)
-                async for line in trio.wrap_file(sys.stdin):
-                    command, _, rest = line.strip().partition(" ")
+                if args.host_events:
+                    nursery.start_soon(host_changes)
+                while line := await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True):
+                    command, _, rest = line.strip().partition(" ")  # (cancellable: RoomClosed ends the block)
                     if command == "say":
                         await member.broadcast(json.loads(rest))
                     elif command == "mesh":
                         await member.wait_for_mesh()
                         say("mesh ok")
+                    elif command == "poll":
+                        try:
+                            result = await member.poll(json.loads(rest), timeout=10)
+                            say("polled", json.dumps(dict(result.answers), sort_keys=True, separators=(",", ":")),
+                                json.dumps(sorted(result.missing), separators=(",", ":")))  # fmt: skip
+                        except consensus.MemberCallRefused as exc:
+                            say("call-refused", exc.reason)
+                    elif command == "vote":
+                        motion, options, rule = json.loads(rest)
+                        try:
+                            decision = await member.vote(motion, options=options, timeout=10,
+                                                         rule=None if rule is None else rule_from_wire(rule))  # fmt: skip
+                            say("voted", json.dumps(decision.outcome))
+                        except consensus.MemberCallRefused as exc:
+                            say("call-refused", exc.reason)
                     elif command == "quit":
                         break
                 nursery.cancel_scope.cancel()
         say("left")
+    except consensus.RoomClosed:
+        say("closed")
     except consensus.NameTaken as exc:
         say("refused", exc)
     except consensus.RoomUnavailable:
         say("unavailable")
+
+
+class _SayLog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        say("log", record.getMessage())
 
 
 if __name__ == "__main__":
@@ -86,5 +122,16 @@ if __name__ == "__main__":
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--fail", action="store_true")
     parser.add_argument("--handler-timeout", type=float, default=None)
-    parser.add_argument("--join-timeout", type=float, default=10.0)
-    trio.run(main, parser.parse_args())
+    parser.add_argument("--join-timeout", type=lambda v: None if v == "none" else float(v), default=10.0)
+    parser.add_argument("--host-timeout", type=float, default=None)
+    parser.add_argument("--on-host-lost", choices=["wait", "exit"], default="wait")
+    parser.add_argument("--host-events", action="store_true", help="print host lost / back")
+    parser.add_argument(
+        "--log", action="store_true", help="print the 'consensus' log as 'log <message>' lines"
+    )
+    parser.add_argument("--observer", action="store_true")
+    arguments = parser.parse_args()
+    if arguments.log:
+        logging.getLogger("consensus").addHandler(_SayLog())
+        logging.getLogger("consensus").setLevel(logging.INFO)
+    trio.run(main, arguments)

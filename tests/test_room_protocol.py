@@ -20,13 +20,18 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from consensus.decide.poll import Verdict
 from consensus.failure import Failure
+from consensus.room import calls as C
 from consensus.room import protocol as P
 from consensus.room.events import (
+    CallAnswered,
+    CallRequested,
     DecisionReceived,
     Decline,
     Dial,
     Handle,
     HandlerKind,
+    HostChanged,
+    HostClosed,
     Ignored,
     Left,
     Output,
@@ -55,6 +60,7 @@ class Proc:
     dialed: set[str] = field(default_factory=set)
     refused_after_welcome: bool = False
     handled: dict[int, int] = field(default_factory=dict)  # survey key -> round key
+    calls: dict[int, str] = field(default_factory=dict)  # call id -> kind, waiting for a result
 
 
 @dataclass
@@ -81,6 +87,7 @@ class Conversation(RuleBasedStateMachine):
         self.pipes = itertools.count(1)
         self.survey_keys = itertools.count(1)
         self.closed_pipes: set[int] = set()
+        self.calls: dict[int, Any] = {}  # round key -> the member's call it runs
 
     # ------------------------------------------------------------------ plumbing
     def host_out(self, outputs: list[Output]) -> None:
@@ -95,6 +102,17 @@ class Conversation(RuleBasedStateMachine):
                 for ref in self.rounds.values():
                     if not ref.closed:
                         ref.done.update(name for name in out.names if name in ref.expected)
+            elif isinstance(out, CallRequested):  # the driver runs it as room.poll / room.vote would
+                call = out.call
+                if call.kind == C.POLL_CALL:
+                    key, frames = self.host.open_poll(call.subject, quorum=call.quorum, now=self.now)
+                    self.survey(key, frames, P.POLL)
+                else:
+                    key, frames = self.host.open_vote(call.subject, options=call.options, vote_id=7,
+                                                      rule=call.rule, quorum=call.quorum,
+                                                      weights=call.weights, now=self.now)  # fmt: skip
+                    self.survey(key, frames, P.VOTE)
+                self.calls[key] = call
 
     def member_out(self, proc: Proc, outputs: list[Output]) -> None:
         for out in outputs:
@@ -117,6 +135,15 @@ class Conversation(RuleBasedStateMachine):
                 proc.handled.pop(out.survey)
             elif isinstance(out, DecisionReceived):
                 assert out.decision.options == ("yes", "no")
+            elif isinstance(out, CallAnswered):
+                kind = proc.calls.pop(out.answer.call_id)  # only for a call it waits for, once
+                result = out.answer.poll if kind == C.POLL_CALL else out.answer.decision
+                assert (result is not None) != bool(out.answer.refused)  # refused: not a member (yet)
+            elif isinstance(out, HostChanged):
+                assert out.connected == proc.proto.host_connected
+            elif isinstance(out, HostClosed):  # join() raises RoomClosed: the process closes its sockets
+                assert proc.proto.state is MemberState.CLOSED
+                self.lose(proc)
 
     def answer(self, proc: Proc, handle: Handle) -> None:
         outcome: tuple[bool, Any]
@@ -143,12 +170,11 @@ class Conversation(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ members come and go
     @rule(name=st.sampled_from(NAMES), behaviour=st.sampled_from(["ok", "ok", "fail", "garbage"]),
-          refs=st.booleans())  # fmt: skip
-    def start(self, name: str, behaviour: str, refs: bool) -> None:
+          refs=st.booleans(), observer=st.sampled_from([False, False, False, True]))  # fmt: skip
+    def start(self, name: str, behaviour: str, refs: bool, observer: bool) -> None:
         token = next(self.tokens)
-        proto = MemberProtocol(
-            name=name, token=token, host_mesh=ENDS.mesh, on_poll=True, on_vote=True, refs=refs
-        )
+        proto = MemberProtocol(name=name, token=token, host_mesh=ENDS.mesh, on_poll=True, on_vote=True,
+                               refs=refs, observer=observer)  # fmt: skip
         proto.set_mesh(f"ipc:///tmp/room-test.m-{token}")
         proc = Proc(proto, next(self.pipes), behaviour)
         self.procs.append(proc)
@@ -188,6 +214,8 @@ class Conversation(RuleBasedStateMachine):
     def silence(self, dt: float) -> None:
         self.now += dt
         self.host_out(self.host.expire(self.now))
+        for proc in self.live():
+            self.member_out(proc, proc.proto.check_host(self.now))
         assert all(self.now - self.host.roster.get(n).last_seen <= 3 * HEARTBEAT for n in self.host.members)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ the network
@@ -258,6 +286,38 @@ class Conversation(RuleBasedStateMachine):
         assert bool(frames) == bool(self.host.members), "a round with nobody to ask sends no survey"
 
     @rule()
+    def host_beat(self) -> None:
+        self.host_out([self.host.beat_frame()])
+
+    @rule()
+    def close_room(self) -> None:
+        """The host closes the room: every member that hears it is done (a later member may
+        join the same host object: harmless here)."""
+        self.host_out([self.host.close_frame()])
+
+    @precondition(lambda self: self.live())
+    @rule(i=st.integers(0, 99), vote=st.booleans())
+    def member_call(self, i: int, vote: bool) -> None:
+        """A member asks for a poll or a vote (no quorum: the reference completes a round
+        only when everyone is done)."""
+        proc = self.live()[i % len(self.live())]
+        kind = C.VOTE_CALL if vote else C.POLL_CALL
+        call_id, frame = proc.proto.call_frame(kind, "m" if vote else "q?", timeout=5,
+                                               options=("yes", "no") if vote else ())  # fmt: skip
+        proc.calls[call_id] = kind
+        self.send_hello(proc, frame)
+
+    @rule(body=st.dictionaries(
+        st.sampled_from(["name", "token", "call", "kind", "timeout", "quorum", "question", "options", "rule"]),
+        st.one_of(st.integers(-2, 1000), st.sampled_from(NAMES), st.sampled_from(["poll", "vote"]), st.none(),
+                  st.just({"rule": "supermajority"}), st.lists(st.integers(), max_size=2))))  # fmt: skip
+    def forged_call(self, body: Any) -> None:
+        """A call under a name that is not a live member's token is never run."""
+        outputs = self.host.receive_control(wire(C.CALL, "evil", body), next(self.pipes), self.now)
+        for out in outputs:
+            assert isinstance(out, Ignored) or (isinstance(out, Send) and out.kind == C.RESULT), out
+
+    @rule()
     def poll(self) -> None:
         key, frames = self.host.open_poll("q?", quorum=None, now=self.now)
         self.survey(key, frames, P.POLL)
@@ -278,10 +338,14 @@ class Conversation(RuleBasedStateMachine):
             result = self.host.close_poll(key, self.now)
             assert dict(result.answers) == ref.answered and result.expected == ref.expected
             assert result.missing == ref.expected - ref.answered.keys() - result.errors.keys()
+            if key in self.calls:
+                self.host_out(self.host.call_result(self.calls.pop(key), result))
         else:
             decision, frame = self.host.close_vote(key, self.now)
             assert decision.electorate_weight == len(ref.expected)
             self.host_out([frame])
+            if key in self.calls:
+                self.host_out(self.host.call_result(self.calls.pop(key), decision))
         ref.closed = True
         self.host.replies_done(key) if i % 2 else None  # sometimes the late window is still open
 
@@ -356,21 +420,30 @@ class Conversation(RuleBasedStateMachine):
     @invariant()
     def roster_holds_only_real_live_members(self) -> None:
         by_token = {p.proto.token: p for p in self.procs}
-        for name in self.host.members:
+        for name in self.host.roster.names:  # observers included
             record = self.host.roster.get(name)
             assert record is not None
             proc = by_token[record.token]  # no forged member is ever admitted
             assert (
                 proc.proto.name == name and record.mesh == proc.proto.mesh and record.refs == proc.proto.refs
             )
+            assert record.observer == proc.proto.observer and (name in self.host.members) != record.observer
             assert record.pipe not in self.closed_pipes, "a closed connection's member is gone"
-        assert self.host.inline == any(not self.host.roster.get(n).refs for n in self.host.members)  # type: ignore[union-attr]
+        assert self.host.inline == any(not self.host.roster.get(n).refs for n in self.host.roster.names)  # type: ignore[union-attr]
 
     @invariant()
     def rounds_complete_exactly_when_everyone_is_done(self) -> None:
         for key, ref in self.rounds.items():
             if not ref.closed:
                 assert self.host.complete(key) == (ref.expected <= ref.done), (ref, self.host.members)
+
+    @invariant()
+    def observers_are_never_expected(self) -> None:
+        observers = {p.proto.name for p in self.procs if p.proto.observer and p.connected}
+        participants = {p.proto.name for p in self.procs if not p.proto.observer and p.connected}
+        assert not set(self.host.members) & (observers - participants)
+        for name in self.host.observers:
+            assert name not in self.host.members
 
     @invariant()
     def members_dial_who_sorts_before_them(self) -> None:

@@ -18,7 +18,7 @@ from consensus.hotline.reader import Reader
 
 __all__ = ["heartbeats", "watch_connections"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.hotline")
 
 
 async def watch_connections(link: Link, protocol: LineProtocol, reader: Reader) -> None:

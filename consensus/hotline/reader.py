@@ -36,7 +36,7 @@ from patterns import Closed, MalformedMessage
 
 __all__ = ["Reader"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.hotline")
 
 
 class Reader:

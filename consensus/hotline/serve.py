@@ -27,7 +27,7 @@ from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge
 
 __all__ = ["QUEUE", "IncomingAsk", "Server"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.hotline")
 
 QUEUE = 256  # asks (or values) received and not yet taken; beyond it the line waits (the peer is slowed)
 

@@ -14,13 +14,18 @@ from enum import Enum
 from typing import Any
 
 from consensus.decide.decision import Decision
+from consensus.room.calls import Call, CallAnswer
 
 __all__ = [
+    "CallAnswered",
+    "CallRequested",
     "DecisionReceived",
     "Decline",
     "Dial",
     "Handle",
     "HandlerKind",
+    "HostChanged",
+    "HostClosed",
     "Ignored",
     "Joined",
     "Left",
@@ -81,6 +86,14 @@ class Left:
     why: Why
 
 
+@dataclass(frozen=True, slots=True)
+class CallRequested:
+    """A member asked the host to run a poll or a vote (checked, not refused): run it, then
+    send ``HostProtocol.call_result`` (or ``call_refused`` if it cannot be opened)."""
+
+    call: Call
+
+
 # ------------------------------------------------------------------ both sides
 @dataclass(frozen=True, slots=True)
 class MembersChanged:
@@ -133,6 +146,28 @@ class DecisionReceived:
     decision: Decision
 
 
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """The host answered one of this member's calls (a result or a refusal)."""
+
+    answer: CallAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class HostChanged:
+    """The host was lost (silent past ``host_timeout``, or its connection closed) or is back."""
+
+    connected: bool
+    reason: str  # for the log
+
+
+@dataclass(frozen=True, slots=True)
+class HostClosed:
+    """The host closed the room (a ``close`` frame): this membership is over."""
+
+    reason: str
+
+
 class HandlerKind(Enum):
     """Which of the member's handlers answers a survey."""
 
@@ -158,5 +193,5 @@ class Decline:
 
 Output = (
     Send | Joined | Left | MembersChanged | Ignored | Welcomed | Refused | Dial | Undial | DecisionReceived
-    | Handle | Decline
+    | Handle | Decline | CallRequested | CallAnswered | HostChanged | HostClosed
 )  # fmt: skip

@@ -23,10 +23,12 @@ from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
-from consensus.room.events import Ignored, Left, MembersChanged, Output, Send, Target
+from consensus.room.calls import POLL_CALL, Call
+from consensus.room.events import CallRequested, Ignored, Joined, Left, MembersChanged, Output, Send, Target
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
 from consensus.room.roster import DEFAULT_MAX_MEMBERS
+from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import Distribution
@@ -34,6 +36,7 @@ from patterns import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Bus,
     Closed,
+    EncodeError,
     MalformedMessage,
     MessageTooLarge,
     Surveyor,
@@ -41,9 +44,13 @@ from patterns import (
     TLSConfig,
 )
 
-__all__ = ["Room", "RoomStatistics", "host"]
+__all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics", "host"]
 
-log = logging.getLogger("consensus")
+CLOSE_REPEATS = 3  # a close is sent this many times (best effort: the control bus may drop one)
+CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the last
+
+log = logging.getLogger("consensus.room")
+hostile = RateLimited(log)  # malformed or unexpected frames: one line per kind every 10 s at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,9 @@ class RoomStatistics:
     malformed: int
     messages_dropped: int
     duplicates_dropped: int
+    calls: int = 0  # polls and votes members asked for (and the host ran)
+    refused_calls: int = 0
+    observers: int = 0
 
 
 class Room:
@@ -70,13 +80,14 @@ class Room:
 
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
                  late_window: float, max_message_size: int, tls: TLSConfig | None = None,
-                 max_members: int = DEFAULT_MAX_MEMBERS) -> None:  # fmt: skip
+                 max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
         self.late_window = late_window
         self._protocol = HostProtocol(name=name, endpoints=self.endpoints, heartbeat=heartbeat,
-                                      missed_heartbeats=missed_heartbeats, max_members=max_members)  # fmt: skip
+                                      missed_heartbeats=missed_heartbeats, max_members=max_members,
+                                      member_calls=member_calls)  # fmt: skip
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         self._surveyor = Surveyor(listen=self.endpoints.survey, **opts)
         self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, **opts)
@@ -86,16 +97,23 @@ class Room:
         self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._closed = False
 
     # ------------------------------------------------------------------ public
     @property
     def members(self) -> tuple[str, ...]:
-        """The names of the members present now (sorted)."""
+        """The names of the members present now who take part in polls and votes (sorted);
+        observers are in :attr:`observers`."""
         return self._protocol.members
 
+    @property
+    def observers(self) -> tuple[str, ...]:
+        """The names of the observers present now (sorted): never polled, never in an electorate."""
+        return self._protocol.observers
+
     async def wait_for_members(self, count: int) -> tuple[str, ...]:
-        """Wait until at least ``count`` members are present; returns their names."""
-        while len(self._protocol.roster) < count:
+        """Wait until at least ``count`` members (observers not counted) are present; returns their names."""
+        while len(self._protocol.members) < count:
             await self._members_changed.wait()
         return self.members
 
@@ -171,11 +189,33 @@ class Room:
             log.error("room %r: decision of vote %d not broadcast: %s", self.name, vote_id, exc)
         return decision
 
+    async def close(self, reason: str = "the host closed the room") -> None:
+        """Close the room: tell every member (a ``close`` frame, sent a few times, best
+        effort; their ``async with join(...)`` ends with ``RoomClosed``), then close the
+        room's sockets: polls, votes and broadcasts raise ``Closed`` afterwards. Leaving the
+        ``async with host(...)`` block does the same. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        told = len(self._protocol.roster)
+        frame = self._protocol.close_frame(reason)
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            for _ in range(CLOSE_REPEATS):
+                try:
+                    await self._send(frame)
+                except Closed:
+                    break
+                await trio.sleep(CLOSE_GAP)
+        log.info("room %r closed (%d members told): %s", self.name, told, reason)
+        for sock in (self._surveyor, self._control, self._mesh):
+            sock.close()
+
     def statistics(self) -> RoomStatistics:
         counts = self._protocol.counts
         socks = (self._surveyor, self._control, self._mesh)
         malformed = counts["malformed"] + sum(s.statistics().malformed for s in socks)
-        return RoomStatistics(members=len(self._protocol.roster), messages_dropped=self._inbox.dropped,
+        return RoomStatistics(members=len(self._protocol.members), observers=len(self._protocol.observers),
+                              messages_dropped=self._inbox.dropped,
                               duplicates_dropped=self._inbox.duplicates,
                               **(counts | {"malformed": malformed}))  # fmt: skip
 
@@ -214,7 +254,7 @@ class Room:
                         )
                         continue
                     if outcome.verdict is None:
-                        log.warning("room %r ignored a reply: %s", self.name, outcome.reason)
+                        hostile.warning("reply", "room %r ignored a reply: %s", self.name, outcome.reason)
                     if outcome.complete:
                         self._rounds_changed.poke()  # wake the waiting poll only when there is news
                     if outcome.exhausted:
@@ -231,6 +271,9 @@ class Room:
         """Do what the protocol asks: send its frames, wake the waiters, log."""
         for output in outputs:
             if isinstance(output, Send):
+                if output.kind == P.REFUSE:  # a joiner repeats its join until answered: rate-limited
+                    hostile.log(logging.INFO, "refuse", "room %r refused %r: %s", self.name,
+                                output.body["name"], output.body["reason"])  # fmt: skip
                 try:
                     await self._send(output)
                 except Closed:
@@ -238,6 +281,13 @@ class Room:
                 except MessageTooLarge as exc:
                     log.error("room %r: a %r of %d members has no wire form: %s",
                               self.name, output.kind, len(self._protocol.roster), exc)  # fmt: skip
+            elif isinstance(output, Joined):
+                log.info(
+                    "room %r: %s joined%s",
+                    self.name,
+                    output.name,
+                    " (replacing a silent holder)" * output.replaced,
+                )
             elif isinstance(output, Left):
                 log.info("room %r: %s gone (%s)", self.name, ", ".join(output.names), output.why.value)
                 self._rounds_changed.poke()
@@ -245,14 +295,48 @@ class Room:
                 self._members_changed.set()
                 self._members_changed = trio.Event()
             elif isinstance(output, Ignored):
-                log.warning("room %r ignored a control message: %s", self.name, output.reason)
+                hostile.warning("control", "room %r ignored a control message: %s", self.name, output.reason)
+            elif isinstance(output, CallRequested):
+                assert self._nursery is not None
+                self._nursery.start_soon(self._run_call, output.call)
+
+    async def _run_call(self, call: Call) -> None:
+        """Run a member's poll or vote as :meth:`poll` / :meth:`vote` do; send the caller the result."""
+        log.debug("room %r: %s asked for a %s", self.name, call.name, call.kind)
+        result: PollResult | Decision
+        try:
+            if call.kind == POLL_CALL:
+                result = await self.poll(call.subject, timeout=call.timeout, quorum=call.quorum)
+            else:
+                result = await self.vote(call.subject, options=call.options, rule=call.rule, timeout=call.timeout,
+                                         quorum=call.quorum, weights=call.weights)  # fmt: skip
+        except (ValueError, TypeError) as exc:  # the round could not be opened with these arguments
+            log.info("room %r refused a %s from %s: %s", self.name, call.kind, call.name, exc)
+            await self._act(self._protocol.call_refused(call, f"{type(exc).__name__}: {exc}"))
+            return
+        except Closed:
+            return  # the room is closing
+        except Exception as exc:  # no member's call may close the room (logged with its traceback)
+            log.exception("room %r: the %s %s asked for failed", self.name, call.kind, call.name)
+            await self._act(
+                self._protocol.call_refused(call, f"the host failed: {type(exc).__name__}: {exc}")
+            )
+            return
+        try:
+            for frame in self._protocol.call_result(call, result):
+                assert isinstance(frame, Send)
+                await self._send(frame)
+        except (MessageTooLarge, EncodeError) as exc:
+            await self._act(self._protocol.call_refused(call, f"the result has no wire form here: {exc}"))
+        except Closed:
+            pass
 
     async def _control_loop(self) -> None:
         while True:
             try:
                 envelope, pipe = await self._control.receive_from()
             except MalformedMessage as exc:  # the socket counted it
-                log.warning("room %r ignored a control frame: %s", self.name, exc)
+                hostile.warning("frame", "room %r ignored a control frame: %s", self.name, exc)
                 continue
             except Closed:
                 return
@@ -282,6 +366,12 @@ class Room:
             await trio.sleep_until(self._protocol.next_check(trio.current_time()))
             await self._act(self._protocol.expire(trio.current_time()))
 
+    async def _beat(self) -> None:
+        """The host's heartbeat: members notice a silent or vanished host by its absence."""
+        while True:
+            await self._act([self._protocol.beat_frame()])
+            await trio.sleep(self._protocol.heartbeat)
+
     async def _resend_roster(self) -> None:
         while True:
             await trio.sleep(self._protocol.roster_interval)
@@ -291,7 +381,8 @@ class Room:
 @asynccontextmanager
 async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-               tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS) -> AsyncIterator[Room]:  # fmt: skip
+               tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS,
+               member_calls: bool = True) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
@@ -299,20 +390,24 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     ``missed_heartbeats`` intervals is dropped. Replies arriving up to ``late_window``
     seconds after a poll's deadline are counted as late. ``tls`` (a server configuration)
     goes to every socket of the room. At most ``max_members`` members are admitted; a join
-    past it is refused (the room is full), counted in ``refused_joins``.
+    past it is refused (the room is full), counted in ``refused_joins``. With
+    ``member_calls=False`` members may not ask the host to run polls or votes (``member.poll`` / ``member.vote`` raise
+    :class:`~consensus.errors.MemberCallRefused`).
     """
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
                 late_window=late_window, max_message_size=max_message_size, tls=tls,
-                max_members=max_members)  # fmt: skip
+                max_members=max_members, member_calls=member_calls)  # fmt: skip
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
         nursery.start_soon(room._control_loop)
         nursery.start_soon(room._watch_connections)
         nursery.start_soon(room._expire)
         nursery.start_soon(room._resend_roster)
+        nursery.start_soon(room._beat)
         nursery.start_soon(room._inbox.pump, room._mesh)
         try:
             yield room
         finally:
+            await room.close()
             nursery.cancel_scope.cancel()
             room._inbox.close()

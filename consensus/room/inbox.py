@@ -23,7 +23,7 @@ from patterns import Bus, Envelope
 
 __all__ = ["DEFAULT_INBOX_BYTES", "Inbox"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.room")
 
 DEFAULT_INBOX_BYTES: Final = 64 * 1024 * 1024
 

@@ -45,11 +45,13 @@ from consensus.room.line_setup import (
     OpenLine,
     listen_address,
 )
+from consensus.runtime.logs import RateLimited
 from patterns import Bus, Closed, ConsensusError, Envelope, Timeout
 
 __all__ = ["RoomLines"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.room")
+hostile = RateLimited(log)  # malformed line set-up frames: one line every 10 s at most
 
 INCOMING = 64  # lines opened by peers and not yet taken from member.hotlines()
 
@@ -151,7 +153,7 @@ class RoomLines:
                 )
                 self._nursery.start_soon(self._run, entry)
             elif isinstance(output, Ignored):
-                log.warning("member %r ignored %s", self.name, output.reason)
+                hostile.warning("line", "member %r ignored %s", self.name, output.reason)
             else:
                 current = self._lines.get(output.peer)
                 if current is None or current.attempt != output.attempt:

@@ -13,25 +13,33 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import math
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
+from consensus.decide.poll import PollResult
+from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints, member_mesh_address
-from consensus.errors import NameTaken, RoomUnavailable
+from consensus.errors import MemberCallRefused, NameTaken, RoomClosed, RoomUnavailable, Timeout
 from consensus.hotline.line import Hotline
+from consensus.room import calls as C
 from consensus.room import protocol as P
+from consensus.room.calls import CallAnswer
 from consensus.room.events import (
+    CallAnswered,
     DecisionReceived,
     Decline,
     Dial,
     Handle,
     HandlerKind,
+    HostChanged,
+    HostClosed,
     Ignored,
     MembersChanged,
     Output,
@@ -43,8 +51,9 @@ from consensus.room.events import (
 )
 from consensus.room.inbox import Inbox
 from consensus.room.lines import RoomLines
-from consensus.room.member_protocol import JOIN_RESEND, MemberProtocol
+from consensus.room.member_protocol import CALL_MARGIN, JOIN_RESEND, MemberProtocol
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
+from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.worker import Worker
 from patterns import (
@@ -60,9 +69,12 @@ from patterns import (
     TransportError,
 )
 
-__all__ = ["Member", "MemberStatistics", "join"]
+__all__ = ["JOIN_WAIT_LOG", "Member", "MemberStatistics", "join"]
 
-log = logging.getLogger("consensus")
+JOIN_WAIT_LOG = 30.0  # while a join waits for its host, one log line at most this often (seconds)
+
+log = logging.getLogger("consensus.room")
+hostile = RateLimited(log)  # malformed frames: one line per kind every 10 s at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,8 @@ class MemberStatistics:
     messages_dropped: int
     duplicates_dropped: int
     hotlines_opened: int  # lines to other members, opened by either side
+    calls: int = 0  # polls and votes this member asked the host to run
+    late_results: int = 0  # results of calls that came after the caller stopped waiting
 
 
 class Member:
@@ -84,13 +98,18 @@ class Member:
     def __init__(self, address: str, *, name: str, on_poll: Handler | None, on_vote: Handler | None,
                  on_ask: Handler | None, handler_timeout: float | None, handler_threads: int,
                  max_message_size: int, tls: TLSConfig | None = None,
-                 shared_memory: bool = True) -> None:  # fmt: skip
+                 shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
+                 on_host_lost: Literal["wait", "exit"] = "wait") -> None:  # fmt: skip
+        if on_host_lost not in ("wait", "exit"):
+            raise ValueError(f"on_host_lost must be 'wait' or 'exit', got {on_host_lost!r}")
+        self._on_host_lost = on_host_lost
         self.address = address
         self.endpoints = endpoints(address)
         self.token = secrets.randbits(63)
         self._protocol = MemberProtocol(name=name, token=self.token, host_mesh=self.endpoints.mesh,
                                         on_poll=on_poll is not None, on_vote=on_vote is not None,
-                                        refs=shared_memory)  # fmt: skip
+                                        refs=shared_memory, observer=observer,
+                                        host_timeout=host_timeout)  # fmt: skip
         self.name = self._protocol.name
         self._handlers: dict[HandlerKind, Handler] = {}
         if on_poll is not None:
@@ -115,14 +134,82 @@ class Member:
             name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size
         )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
+        self._call_answers: dict[int, CallAnswer | None] = {}  # by call id; None until it comes
+        self._call_answered = Pulse()
+        self._host_changed = Pulse()
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task
 
     # ------------------------------------------------------------------ public
     @property
     def members(self) -> tuple[str, ...]:
-        """The room's members as the host last reported them (sorted; includes this one)."""
-        return tuple(sorted(self._protocol.members))
+        """The room's participants as the host last reported them (sorted; includes this one
+        unless it is an observer). Observers are in :attr:`observers`."""
+        return tuple(sorted(set(self._protocol.members) - self._protocol.observers))
+
+    @property
+    def observers(self) -> tuple[str, ...]:
+        """The room's observers as the host last reported them (sorted)."""
+        return tuple(sorted(self._protocol.observers & self._protocol.members.keys()))
+
+    @property
+    def host_connected(self) -> bool:
+        """True while the host is heard from (its heartbeats arrive); False once it fell silent
+        for ``host_timeout`` or its connection closed, until it is heard again."""
+        return self._protocol.host_connected
+
+    async def wait_host_changed(self) -> bool:
+        """Wait until the host is lost or back; returns the new :attr:`host_connected`."""
+        await self._host_changed.wait()
+        return self._protocol.host_connected
+
+    @property
+    def observer(self) -> bool:
+        """True when this member joined as an observer (never polled, never in an electorate)."""
+        return self._protocol.observer
+
+    async def poll(self, question: Any, *, timeout: float, quorum: int | None = None) -> PollResult:
+        """Ask the host to poll the room with ``question``, as ``room.poll`` does; returns the
+        :class:`PollResult` (sent to this member only).
+
+        This member is polled too, like any member, unless it is an observer. Raises
+        :class:`~consensus.errors.MemberCallRefused` with the host's reason when the host
+        refuses (``member_calls=False``, bad arguments) and :class:`~consensus.Timeout` when
+        no result comes within ``timeout`` plus a margin of a few seconds."""
+        answer = await self._call(C.POLL_CALL, question, timeout=timeout, quorum=quorum)
+        assert answer.poll is not None
+        return answer.poll
+
+    async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,
+                   quorum: int | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
+        """Ask the host to run a vote on ``motion``, as ``room.vote`` does (same electorate,
+        the decision broadcast to every member as usual); returns the :class:`Decision`.
+
+        ``rule`` must be one of Majority, Supermajority, Unanimous, Plurality (its parameters
+        travel with it). Raises as :meth:`poll`."""
+        answer = await self._call(C.VOTE_CALL, motion, timeout=timeout, quorum=quorum, options=tuple(options),
+                                  rule=rule, weights=None if weights is None else dict(weights))  # fmt: skip
+        assert answer.decision is not None
+        return answer.decision
+
+    async def _call(self, kind: str, subject: Any, *, timeout: float, **args: Any) -> CallAnswer:
+        call_id, frame = self._protocol.call_frame(kind, subject, timeout=timeout, **args)
+        self._call_answers[call_id] = None
+        try:
+            await self._send(frame)
+            with trio.move_on_after(timeout + CALL_MARGIN):
+                while (answer := self._call_answers[call_id]) is None:
+                    await self._call_answered.wait()
+        finally:
+            self._call_answers.pop(call_id, None)
+            self._protocol.forget_call(call_id)
+        if answer is None:
+            raise Timeout(f"the host at {self.address} sent no result for the {kind} {subject!r:.80} "
+                          f"within its timeout of {timeout} s and a margin of {CALL_MARGIN} s")  # fmt: skip
+        if answer.refused:
+            raise MemberCallRefused(f"the host at {self.address} refused the {kind}: {answer.refused}",
+                                    answer.refused)  # fmt: skip
+        return answer
 
     async def wait_members_changed(self) -> tuple[str, ...]:
         """Wait for the next roster from the host; returns the names in it."""
@@ -176,7 +263,25 @@ class Member:
                                 **(counts | {"malformed": malformed}))  # fmt: skip
 
     # ------------------------------------------------------------------ joining
-    async def _join(self, join_timeout: float) -> None:
+    async def _log_waiting(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(min(1.0, JOIN_WAIT_LOG))  # a host that is up answers well within this
+            while True:
+                log.info("member %r: waiting for the room host at %s (survey connected: %s, control "
+                         "connected: %s)", self.name, self.address, bool(self._respondent.peers),
+                         bool(self._control.peers))  # fmt: skip
+                await trio.sleep(JOIN_WAIT_LOG)
+
+    async def _join(self, join_timeout: float | None) -> None:
+        assert self._nursery is not None
+        waiting = trio.CancelScope()
+        self._nursery.start_soon(self._log_waiting, waiting)
+        try:
+            await self._join_now(math.inf if join_timeout is None else join_timeout)
+        finally:
+            waiting.cancel()
+
+    async def _join_now(self, join_timeout: float) -> None:
         with trio.move_on_after(join_timeout) as scope:
             await self._respondent.wait_for_peers(1)
             (control_peer,) = await self._control.wait_for_peers(1)
@@ -184,6 +289,8 @@ class Member:
             self._protocol.set_mesh(self._mesh.listen(member_mesh_address(self.address, local_host)))
             self._mesh.dial(self.endpoints.mesh)
             while not self._answered.is_set():
+                if not self._respondent.peers:  # only a member the host's polls can reach may join
+                    await self._respondent.wait_for_peers(1)
                 await self._send(self._protocol.join_frame())
                 with trio.move_on_after(JOIN_RESEND):
                     await self._answered.wait()
@@ -223,6 +330,10 @@ class Member:
                     raise NameTaken(
                         f"{self.name!r} lost its place in the room at {self.address}: {output.reason}"
                     )
+            elif isinstance(output, CallAnswered):
+                if output.answer.call_id in self._call_answers:
+                    self._call_answers[output.answer.call_id] = output.answer
+                    self._call_answered.poke()
             elif isinstance(output, DecisionReceived):
                 self.last_decision = output.decision
                 try:
@@ -235,7 +346,23 @@ class Member:
             elif isinstance(output, Decline):
                 self._surveys.pop(output.survey).decline()
             elif isinstance(output, Ignored):
-                log.warning("member %r ignored a control message: %s", self.name, output.reason)
+                hostile.warning(
+                    "control", "member %r ignored a control message: %s", self.name, output.reason
+                )
+            elif isinstance(output, HostChanged):
+                self._host_changed.poke()
+                if output.connected:
+                    log.info("member %r: the host at %s is back", self.name, self.address)
+                    continue
+                log.warning("member %r lost the host at %s: %s", self.name, self.address, output.reason)
+                if self._on_host_lost == "exit":
+                    raise RoomClosed(f"{self.name!r} lost the room host at {self.address}: {output.reason}")
+            elif isinstance(output, HostClosed):
+                self._host_changed.poke()
+                log.info(
+                    "member %r: the host at %s closed the room: %s", self.name, self.address, output.reason
+                )
+                raise RoomClosed(f"the host at {self.address} closed the room: {output.reason}")
 
     # ------------------------------------------------------------------ loops
     async def _control_loop(self) -> None:
@@ -243,10 +370,26 @@ class Member:
             await self._act(self._protocol.receive_control(envelope, trio.current_time()))
 
     async def _heartbeats(self) -> None:
+        """Heartbeat while the survey connection is up: a host (perhaps a restarted one that
+        admits us by a heartbeat) may only count us when its polls can reach us. A survey
+        connection that comes back is announced at once."""
         with self._beats:
             while True:
-                await trio.sleep(self._protocol.heartbeat)
-                await self._send(self._protocol.heartbeat_frame())
+                with trio.move_on_after(self._protocol.heartbeat):
+                    if self._respondent.peers:
+                        await trio.sleep_forever()
+                    await self._respondent.wait_for_peers(1)  # down: wake as soon as it is back
+                if self._respondent.peers:
+                    await self._send(self._protocol.heartbeat_frame())
+
+    async def _watch_host(self) -> None:
+        """Tell the protocol when the host falls silent or its control connection closes."""
+        while True:
+            with trio.move_on_at(self._protocol.next_host_check(trio.current_time())):
+                peers = await self._control.wait_peers_changed()
+                if not peers:
+                    await self._act(self._protocol.host_disconnected(trio.current_time()))
+            await self._act(self._protocol.check_host(trio.current_time()))
 
     async def _surveys_loop(self) -> None:
         """Receive surveys. An async handler is run in this task until it first waits
@@ -258,7 +401,7 @@ class Member:
             try:
                 survey = await self._respondent.receive()
             except MalformedMessage as exc:
-                log.warning("member %r ignored a malformed survey: %s", self.name, exc)
+                hostile.warning("survey", "member %r ignored a malformed survey: %s", self.name, exc)
                 continue
             except Closed:
                 return
@@ -311,9 +454,10 @@ class Member:
 @asynccontextmanager
 async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vote: Handler | None = None,
                on_ask: Handler | None = None, on_task: Handler | None = None, task_concurrency: int = 1, task_prefetch: int | None = None,
-               join_timeout: float = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
+               join_timeout: float | None = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
                max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
-               shared_memory: bool = True) -> AsyncIterator[Member]:  # fmt: skip
+               shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
+               on_host_lost: Literal["wait", "exit"] = "wait") -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
     With ``on_task``, the member also works: it takes tasks from the host's
@@ -325,18 +469,32 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
 
     ``tls`` (a client configuration) goes to every socket of the member; with
     ``shared_memory=False`` the member takes no shared-memory references, and says so
-    in its join (the room then sends it everything inline).
+    in its join (the room then sends it everything inline). With ``observer=True`` the
+    member is in the room (a name, hotlines, broadcasts, decisions, and it may call
+    :meth:`Member.poll` / :meth:`Member.vote`) but never in an electorate nor expected in
+    a poll; it is listed in ``room.observers``, not ``room.members``.
 
     Raises :class:`~patterns.NameTaken` if a live member holds the name (also later,
     if this member falls silent long enough for another to take its name) and
-    :class:`~patterns.RoomUnavailable` if no host answers within ``join_timeout``.
+    :class:`~patterns.RoomUnavailable` if no host answers within ``join_timeout``
+    (``None``: wait for ever, logging a line every 30 s while waiting).
+
+    The host heartbeats on the control bus: silent for ``host_timeout`` seconds (default
+    4 of the host's heartbeat intervals) or with its connection closed, it is *lost*
+    (``member.host_connected`` turns False, :meth:`Member.wait_host_changed` wakes). With
+    ``on_host_lost="wait"`` the member keeps its handlers and rejoins by itself when the
+    host is back; with ``"exit"`` the ``async with`` body is cancelled and the block ends
+    with :class:`~consensus.errors.RoomClosed`. When the host closes the room
+    (``room.close()`` or the end of its ``async with``), the block ends with
+    :class:`~consensus.errors.RoomClosed` within a second, whatever ``on_host_lost`` says.
     Plain handlers run in at most ``handler_threads`` threads at once; a handler
     still running at its deadline is reported as a ``Timeout`` error and its thread
     abandoned until it returns.
     """
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
-                    max_message_size=max_message_size, tls=tls, shared_memory=shared_memory)  # fmt: skip
+                    max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
+                    observer=observer, host_timeout=host_timeout, on_host_lost=on_host_lost)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)
@@ -345,7 +503,9 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
         nursery.start_soon(member._inbox.pump, member._mesh, member._lines.on_envelope)
         try:
             await member._join(join_timeout)
+            log.info("member %r joined the room at %s%s", name, address, " as an observer" * observer)
             nursery.start_soon(member._heartbeats)
+            nursery.start_soon(member._watch_host)
             async with AsyncExitStack() as work:
                 if on_task is not None:  # after the join: the name is the room's now
                     member.worker = await work.enter_async_context(

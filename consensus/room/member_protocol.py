@@ -14,14 +14,19 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Final
 
+from consensus.decide.rules import Rule
 from consensus.failure import Failure
+from consensus.room import calls as C
 from consensus.room import protocol as P
 from consensus.room.events import (
+    CallAnswered,
     DecisionReceived,
     Decline,
     Dial,
     Handle,
     HandlerKind,
+    HostChanged,
+    HostClosed,
     Ignored,
     MembersChanged,
     Output,
@@ -35,8 +40,10 @@ from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
 __all__ = [
+    "CALL_MARGIN",
     "COUNTERS",
     "DEFAULT_HEARTBEAT",
+    "HOST_TIMEOUT_BEATS",
     "JOIN_RESEND",
     "MAX_KEPT_SURVEYS",
     "MemberProtocol",
@@ -44,27 +51,41 @@ __all__ = [
 ]
 
 DEFAULT_HEARTBEAT: Final = 0.5  # until a welcome says otherwise
+HOST_TIMEOUT_BEATS: Final = 4  # default host_timeout: this many heartbeats without a word from the host
 JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
+CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
-COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed")
+COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
+                    "late_results")  # fmt: skip
 
 
 class MemberState(Enum):
     JOINING = "joining"  # join sent, no welcome or refusal yet
     JOINED = "joined"
     REFUSED = "refused"  # refused (before or after joining): the membership is over
+    CLOSED = "closed"  # the host closed the room: the membership is over
 
 
 class MemberProtocol:
     """One member of a room, as the protocol sees it."""
 
     def __init__(self, *, name: str, token: int, host_mesh: str, on_poll: bool, on_vote: bool,
-                 refs: bool = True) -> None:  # fmt: skip
+                 refs: bool = True, observer: bool = False,
+                 host_timeout: float | None = None) -> None:  # fmt: skip
+        if host_timeout is not None and not host_timeout > 0:
+            raise ValueError(f"host_timeout must be > 0 seconds (or None), got {host_timeout!r}")
+        self._host_timeout = host_timeout
+        self.host_connected = False  # True from the welcome while the host is heard from
+        self._last_heard = 0.0
         self.name = check_name(name)
         self.token = token
         self.host_mesh = host_mesh  # never dialed or dropped on a peer's say-so
         self.mesh = ""  # this member's own mesh address, once it listens (set_mesh)
         self.refs = refs  # False: tell the host this member takes no shared-memory references
+        self.observer = observer  # True: tell the host this member only watches
+        self.observers: frozenset[str] = frozenset()  # the observers in the last roster
+        self._next_call = 0
+        self._calls: set[int] = set()  # ids of this member's calls waiting for their result
         self._handlers = {P.POLL: HandlerKind.POLL if on_poll else None,
                           P.VOTE: HandlerKind.VOTE if on_vote else None}  # fmt: skip
         self.state = MemberState.JOINING
@@ -96,8 +117,86 @@ class MemberProtocol:
         return self._hello(P.HEARTBEAT)
 
     def _hello(self, kind: str) -> Send:
-        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs)
+        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs, observer=self.observer)
         return Send(kind, body, Target.CONTROL, inline=self.inline)
+
+    # ------------------------------------------------------------------ the host's life
+    @property
+    def host_timeout(self) -> float:
+        """How long the host may stay silent before it counts as lost (seconds)."""
+        return self._host_timeout if self._host_timeout is not None else HOST_TIMEOUT_BEATS * self.heartbeat
+
+    def next_host_check(self, now: float) -> float:
+        """When to call :meth:`check_host` next."""
+        if self.host_connected:
+            return self._last_heard + self.host_timeout + 1e-3
+        return now + self.heartbeat
+
+    def check_host(self, now: float) -> list[Output]:
+        """The host is lost when it has been silent for longer than :attr:`host_timeout`."""
+        if self.host_connected and now - self._last_heard > self.host_timeout:
+            return self._lost(f"no word from the host for {self.host_timeout:g} s")
+        return []
+
+    def host_disconnected(self, now: float) -> list[Output]:
+        """The control connection to the host closed: the host is lost (until it is heard again)."""
+        return self._lost("the connection to the host closed") if self.host_connected else []
+
+    def _lost(self, reason: str) -> list[Output]:
+        self.host_connected = False
+        return [HostChanged(False, reason)]
+
+    def _heard(self, now: float) -> list[Output]:
+        self._last_heard = now
+        if self.host_connected or self.state is not MemberState.JOINED:
+            return []
+        self.host_connected = True
+        return [HostChanged(True, "the host is back")]
+
+    def _on_close(self, reason: str) -> list[Output]:
+        if self.state in (MemberState.REFUSED, MemberState.CLOSED):
+            return []
+        self.state = MemberState.CLOSED
+        self.host_connected = False
+        out: list[Output] = [HostClosed(reason)]
+        for key in list(self._kept):
+            self._surveys.pop(key, None)
+            out.append(Decline(key))
+        self._kept.clear()
+        return out
+
+    # ------------------------------------------------------------------ calls
+    def call_frame(self, kind: str, subject: Any, *, timeout: float, quorum: int | None = None,
+                   options: tuple[Any, ...] = (), rule: Rule | None = None,
+                   weights: dict[str, float] | None = None) -> tuple[int, Send]:  # fmt: skip
+        """Ask the host to run a poll (``kind="poll"``, ``subject`` the question) or a vote
+        (``"vote"``, ``subject`` the motion): the call's id and the frame to send. Raises
+        ``ValueError`` for arguments no host would take (checked here so the caller hears at once)."""
+        if type(timeout) not in (int, float) or not 0 < timeout <= C.MAX_CALL_TIMEOUT:
+            raise ValueError(
+                f"timeout must be a number of seconds in (0, {C.MAX_CALL_TIMEOUT:g}], got {timeout!r}"
+            )
+        if quorum is not None and not (type(quorum) is int and quorum >= 1):
+            raise ValueError(f"quorum must be a count of members (an int >= 1), got {quorum!r}")
+        self._next_call += 1
+        body = C.call_body(self.name, self.token, self._next_call, kind, subject=subject, timeout=timeout,
+                           quorum=quorum, options=options, rule=rule, weights=weights)  # fmt: skip
+        self._calls.add(self._next_call)
+        self.counts["calls"] += 1
+        return self._next_call, Send(C.CALL, body, Target.CONTROL, inline=self.inline)
+
+    def forget_call(self, call_id: int) -> None:
+        """The caller stopped waiting for ``call_id``: a result for it later is late."""
+        self._calls.discard(call_id)
+
+    def _on_result(self, answer: C.CallAnswer) -> list[Output]:
+        if not self._mine(answer.name, answer.token):
+            return []  # another member's result (the control bus reaches everyone)
+        if answer.call_id not in self._calls:
+            self.counts["late_results"] += 1
+            return []
+        self._calls.discard(answer.call_id)
+        return [CallAnswered(answer)]
 
     def leave_frame(self) -> Send:
         """The ``leave`` to send when the membership ends normally."""
@@ -106,9 +205,19 @@ class MemberProtocol:
     # ------------------------------------------------------------------ control bus
     def receive_control(self, envelope: Envelope, now: float) -> list[Output]:
         """A frame from the host's control bus: what to send (replies to kept surveys) and the
-        events (welcomed, refused, members changed, dial/undial, decision, ignored). Kinds a
-        member does not know are ignored."""
+        events (welcomed, refused, members changed, dial/undial, decision, ignored, the
+        host lost, back or closed). Kinds a member does not know are ignored."""
+        if self.state is MemberState.CLOSED:
+            return []
+        if envelope.kind == P.CLOSE:
+            return self._on_close(P.parse_close(envelope))
+        out = self._control(envelope)
+        return out + self._heard(now)  # any frame from the host shows it is alive
+
+    def _control(self, envelope: Envelope) -> list[Output]:
         try:
+            if envelope.kind == P.BEAT:
+                return []
             if envelope.kind == P.WELCOME:
                 return self._on_welcome(P.parse_welcome(envelope))
             if envelope.kind == P.REFUSE:
@@ -119,7 +228,10 @@ class MemberProtocol:
                 if self.state is MemberState.JOINED and self.name not in roster.members:
                     return []  # sent before our join was processed; the next one includes us
                 self.room_refs = roster.refs
+                self.observers = roster.observers
                 return self._set_members(roster.members)
+            if envelope.kind == C.RESULT:
+                return self._on_result(C.parse_result(envelope))
             if envelope.kind == P.DECISION:
                 decision = P.parse_decision(envelope)
                 self.counts["decisions"] += 1
@@ -138,8 +250,10 @@ class MemberProtocol:
         if welcome.heartbeat is not None:
             self.heartbeat = welcome.heartbeat
         self.room_refs = welcome.refs
+        self.observers = welcome.observers
         first = self.state is MemberState.JOINING
         self.state = MemberState.JOINED
+        self.host_connected = self.host_connected or first  # the first welcome is not news
         out = self._set_members(welcome.members)
         if first:
             out.append(Welcomed(self.heartbeat))
@@ -190,8 +304,8 @@ class MemberProtocol:
         overtake the welcome (it travels on another connection). Returns the reply, a
         :class:`Handle` (run a handler, then call :meth:`reply`), or :class:`Decline` for
         surveys never to be answered."""
-        if self.state is MemberState.REFUSED:
-            return [Decline(key)]
+        if self.state in (MemberState.REFUSED, MemberState.CLOSED) or self.observer:
+            return [Decline(key)]  # an observer is never expected: silence costs the host nothing
         self._surveys[key] = P.parse_survey(envelope)
         if self.state is MemberState.JOINING:
             self._kept[key] = None

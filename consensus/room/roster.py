@@ -55,6 +55,7 @@ class MemberRecord:
     joined_at: float
     last_seen: float
     refs: bool = True  # False: it takes no shared-memory references (frames to it go inline)
+    observer: bool = False  # True: in the room, never in an electorate nor expected in a poll
 
 
 def check_name(name: object) -> str:
@@ -105,6 +106,16 @@ class Roster:
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._members))
 
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """The members who answer polls and vote (sorted): everyone but the observers."""
+        return tuple(sorted(name for name, rec in self._members.items() if not rec.observer))
+
+    @property
+    def observers(self) -> tuple[str, ...]:
+        """The members who only watch (sorted)."""
+        return tuple(sorted(name for name, rec in self._members.items() if rec.observer))
+
     def get(self, name: str) -> MemberRecord | None:
         return self._members.get(name)
 
@@ -127,9 +138,8 @@ class Roster:
         """False while some member present takes no shared-memory references."""
         return all(rec.refs for rec in self._members.values())
 
-    def join(
-        self, name: str, token: int, mesh: str, pipe: int, now: float, *, refs: bool = True
-    ) -> JoinVerdict:
+    def join(self, name: str, token: int, mesh: str, pipe: int, now: float, *, refs: bool = True,
+             observer: bool = False) -> JoinVerdict:  # fmt: skip
         check_name(name)
         if pipe in self._closed_pipes:
             return JoinVerdict(JoinOutcome.REFUSED, f"the connection {name!r} joined over has already closed")
@@ -144,7 +154,9 @@ class Roster:
         old = self._members.get(name)
         if old is not None:
             if old.token == token:
-                self._members[name] = MemberRecord(name, token, mesh, pipe, old.joined_at, now, refs)
+                self._members[name] = MemberRecord(
+                    name, token, mesh, pipe, old.joined_at, now, refs, observer
+                )
                 return JoinVerdict(JoinOutcome.REFRESHED)
             if now - old.last_seen <= 2 * self.heartbeat:
                 return JoinVerdict(
@@ -159,7 +171,7 @@ class Roster:
                 f"the room is full: {len(self._members)} members (max_members={self.max_members}); "
                 f"{name!r} can join once a member leaves",
             )
-        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs)
+        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs, observer)
         self.version += 1
         if old is not None:
             return JoinVerdict(JoinOutcome.REPLACED, replaced=old)
@@ -171,7 +183,7 @@ class Roster:
         if rec is None or rec.token != token:
             return False
         self._members[name] = MemberRecord(
-            rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now, rec.refs
+            rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now, rec.refs, rec.observer
         )
         return True
 

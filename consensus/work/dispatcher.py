@@ -56,7 +56,7 @@ from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, Pull, P
 
 __all__ = ["Dispatcher", "DispatcherStatistics"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.work")
 
 
 class Dispatcher:

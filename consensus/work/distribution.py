@@ -39,7 +39,7 @@ from patterns import MessageError
 
 __all__ = ["CancelReport", "DispatcherLink", "Distribution", "DistributionStatistics"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.work")
 
 
 @dataclass(frozen=True, slots=True)

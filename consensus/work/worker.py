@@ -49,7 +49,7 @@ from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, Message
 
 __all__ = ["Worker", "WorkerStatistics"]
 
-log = logging.getLogger("consensus")
+log = logging.getLogger("consensus.work")
 
 
 class Worker:

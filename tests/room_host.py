@@ -1,0 +1,45 @@
+"""A room host in a child process, for the tests that kill and restart the host.
+
+    python tests/room_host.py ADDRESS [--heartbeat S]
+
+Prints ``up`` once listening. Reads commands on stdin: ``members N`` waits until N
+members are present (prints ``members <json names>``), ``poll`` runs a poll (prints
+``polled <json answers> <json missing>``), ``quit`` leaves (closing the room).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio
+from _agent import say
+
+import consensus
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with consensus.host(args.address, heartbeat=args.heartbeat) as room:
+        say("up")
+        async for line in trio.wrap_file(sys.stdin):
+            command, _, rest = line.strip().partition(" ")
+            if command == "members":
+                names = await room.wait_for_members(int(rest))
+                say("members", json.dumps(list(names), separators=(",", ":")))
+            elif command == "poll":
+                result = await room.poll("here?", timeout=10)
+                say("polled", json.dumps(dict(result.answers), sort_keys=True, separators=(",", ":")),
+                    json.dumps(sorted(result.missing), separators=(",", ":")))  # fmt: skip
+            elif command == "quit":
+                break
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("address")
+    parser.add_argument("--heartbeat", type=float, default=0.5)
+    trio.run(main, parser.parse_args())
