@@ -218,3 +218,19 @@ async def test_usage_and_connection_errors_are_one_line_and_exit_2(cli: Cli, sho
     missing = await cli.run("members", nobody, "--join-timeout", "0.5")
     assert len(missing.stderr.strip().splitlines()) == 1
     assert missing.stderr.startswith("nngc: no answer from a room host at")
+
+
+async def test_watch_prints_broadcasts_and_decisions(cli: Cli, room_address: Any) -> None:
+    addr = room_address("ipc")
+    async with consensus.host(addr, heartbeat=0.2) as room:
+        cli.start("join", addr, "--name", "sh", "--exec", SH_AGENT)
+        watcher = cli.start("watch", addr, "--json", "--count", "2")
+        await room.wait_for_members(2)
+        await room.wait_for_mesh()
+        await room.broadcast({"note": "hello"})
+        await room.vote("ship?", options=["yes", "no"], timeout=20)
+        out, err = await trio.to_thread.run_sync(watcher.communicate, abandon_on_cancel=True)
+    assert watcher.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[0] == {"event": "message", "from": "host", "value": {"note": "hello"}}
+    assert events[1]["event"] == "decision" and events[1]["ballots"]["sh"]["choice"] == "yes"
