@@ -24,9 +24,13 @@ rooms, lines and decisions raise, and re-exports the rest, so that
     │                               is "size", "cbor", "shape", "version" or "body"
     ├── InvalidBallot               a ballot's fields are wrong (also ``ValueError``)
     ├── InvalidDecision             a decision's fields are wrong (also ``ValueError``)
+    ├── InvalidPollResult           a poll result's fields are wrong (also ``ValueError``)
     ├── RoomError                   room membership failed
     │   ├── RoomUnavailable         the host could not be reached, or went away
-    │   └── NameTaken               a live member already holds that name
+    │   ├── NameTaken               a live member already holds that name
+    │   ├── MemberCallRefused       the host refused a member's call (``reason`` says why)
+    │   └── RoomClosed              the host closed the room (or went away, with
+    │                               ``on_host_lost="exit"``)
     ├── LineError                   a hotline could not be used
     │   ├── PeerLost                the peer went away (connection dropped, or silent past its
     │   │                           heartbeats) while the ask waited
@@ -75,13 +79,16 @@ __all__ = [
     "EncodeError",
     "InvalidBallot",
     "InvalidDecision",
+    "InvalidPollResult",
     "LineError",
     "MalformedMessage",
+    "MemberCallRefused",
     "MessageError",
     "MessageTooLarge",
     "NameTaken",
     "PeerLost",
     "RemoteError",
+    "RoomClosed",
     "RoomError",
     "RoomUnavailable",
     "SegmentGone",
@@ -102,6 +109,10 @@ class InvalidDecision(ConsensusError, ValueError):
     """A decision received from a peer does not have the shape of a decision."""
 
 
+class InvalidPollResult(ConsensusError, ValueError):
+    """A poll result received from a peer does not have the shape of a poll result."""
+
+
 class RoomError(ConsensusError):
     """Joining or staying in a room failed."""
 
@@ -112,6 +123,19 @@ class RoomUnavailable(RoomError):
 
 class NameTaken(RoomError):
     """The host refused a join: a live member already holds the name."""
+
+
+class MemberCallRefused(RoomError):
+    """The host refused to run a member's poll or vote; ``reason`` is the host's reason."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class RoomClosed(RoomError):
+    """The room ended under this member: the host closed it (or, with
+    ``on_host_lost="exit"``, it fell silent or went away)."""
 
 
 class LineError(ConsensusError):

@@ -4,9 +4,13 @@
                                [--confidence C] [--fail] [--handler-timeout S]
 
 Prints one line per event: ``joined``, ``refused <reason>``, ``unavailable``,
-``message <sender> <json>``, ``decision <json outcome>``. Reads commands on stdin:
+``message <sender> <json>``, ``decision <json outcome>``, ``closed`` (the room ended
+under it: RoomClosed). Reads commands on stdin:
 ``say <json>`` broadcasts a value, ``mesh`` waits for a full mesh (then prints
-``mesh ok``), ``quit`` leaves the room cleanly.
+``mesh ok``), ``poll <json question>`` asks the host to run a poll (prints
+``polled <json answers> <json missing>`` or ``call-refused <reason>``), ``vote <json
+[motion, options, rule-or-null]>`` asks for a vote (prints ``voted <json outcome>``),
+``quit`` leaves the room cleanly.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import trio
 from _agent import say
 
 import consensus
+from consensus.decide.rule_wire import rule_from_wire
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -44,7 +49,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with consensus.join(
             args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
-            handler_timeout=args.handler_timeout, join_timeout=args.join_timeout,
+            handler_timeout=args.handler_timeout, join_timeout=args.join_timeout, observer=args.observer,
         ) as member:  # fmt: skip
             say("joined")
             async with trio.open_nursery() as nursery:
@@ -66,10 +71,27 @@ async def main(args: argparse.Namespace) -> None:
                     elif command == "mesh":
                         await member.wait_for_mesh()
                         say("mesh ok")
+                    elif command == "poll":
+                        try:
+                            result = await member.poll(json.loads(rest), timeout=10)
+                            say("polled", json.dumps(dict(result.answers), sort_keys=True, separators=(",", ":")),
+                                json.dumps(sorted(result.missing), separators=(",", ":")))  # fmt: skip
+                        except consensus.MemberCallRefused as exc:
+                            say("call-refused", exc.reason)
+                    elif command == "vote":
+                        motion, options, rule = json.loads(rest)
+                        try:
+                            decision = await member.vote(motion, options=options, timeout=10,
+                                                         rule=None if rule is None else rule_from_wire(rule))  # fmt: skip
+                            say("voted", json.dumps(decision.outcome))
+                        except consensus.MemberCallRefused as exc:
+                            say("call-refused", exc.reason)
                     elif command == "quit":
                         break
                 nursery.cancel_scope.cancel()
         say("left")
+    except consensus.RoomClosed:
+        say("closed")
     except consensus.NameTaken as exc:
         say("refused", exc)
     except consensus.RoomUnavailable:
@@ -87,4 +109,5 @@ if __name__ == "__main__":
     parser.add_argument("--fail", action="store_true")
     parser.add_argument("--handler-timeout", type=float, default=None)
     parser.add_argument("--join-timeout", type=float, default=10.0)
+    parser.add_argument("--observer", action="store_true")
     trio.run(main, parser.parse_args())

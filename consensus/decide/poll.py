@@ -10,13 +10,16 @@ quorum is a count of members, the same for polls and votes: see
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
+from consensus.decide.ballot import describe
 from consensus.decide.quorum import check_quorum
+from consensus.errors import InvalidPollResult
 from consensus.failure import Failure
 
 __all__ = ["PollResult", "PollRound", "Verdict"]
@@ -57,6 +60,98 @@ class PollResult:
     def complete(self) -> bool:
         """True when every expected member answered."""
         return not self.missing and not self.errors
+
+    def to_wire(self) -> dict[str, Any]:
+        """A CBOR-able map (text keys; the question and answers passed through as they are)."""
+        return {
+            "question": self.question,
+            "answers": dict(self.answers),
+            "missing": sorted(self.missing),
+            "errors": {name: error.to_wire() for name, error in self.errors.items()},
+            "left": sorted(self.left),
+            "elapsed": self.elapsed,
+            "quorum": self.quorum,
+            "quorum_met": self.quorum_met,
+            "rejected": self.rejected,
+            "poll_id": self.poll_id,
+            "expected": sorted(self.expected),
+            "latencies": dict(self.latencies),
+        }
+
+    @classmethod
+    def from_wire(cls, obj: object) -> PollResult:
+        """Validate an untrusted, CBOR-decoded poll result; raises :class:`InvalidPollResult`."""
+        if not isinstance(obj, dict) or not all(isinstance(key, str) for key in obj):
+            raise InvalidPollResult(f"a poll result must be a map with text keys, got {describe(obj)}")
+        if obj.keys() != _WIRE_KEYS:
+            absent, extra = sorted(_WIRE_KEYS - obj.keys()), sorted(obj.keys() - _WIRE_KEYS)[:5]
+            raise InvalidPollResult(f"poll result has missing keys {absent} and unknown keys {extra}")
+        answers = _names_map(obj, "answers")
+        errors = {}
+        for name, error in _names_map(obj, "errors").items():
+            if not (isinstance(error, dict) and type(error.get("type")) is str
+                    and type(error.get("message")) is str):  # fmt: skip
+                raise InvalidPollResult(
+                    f"poll result 'errors' for {name!r} is not a failure {{type, message}}"
+                )
+            errors[name] = Failure(error["type"], error["message"])
+        latencies = _names_map(obj, "latencies")
+        for name, at in latencies.items():
+            _number(at, f"latency of {name!r}")
+        quorum = obj["quorum"]
+        if quorum is not None and not (type(quorum) is int and quorum >= 1):
+            raise InvalidPollResult(
+                f"poll result 'quorum' must be null or an int >= 1, got {describe(quorum)}"
+            )
+        rejected, poll_id = obj["rejected"], obj["poll_id"]
+        if type(rejected) is not int or rejected < 0 or type(poll_id) is not int or not 0 <= poll_id < 2**64:
+            raise InvalidPollResult("poll result 'rejected' and 'poll_id' must be unsigned integers")
+        if type(obj["quorum_met"]) is not bool:
+            raise InvalidPollResult("poll result 'quorum_met' must be a boolean")
+        expected = _names(obj, "expected")
+        missing, left = _names(obj, "missing"), _names(obj, "left")
+        if not (answers.keys() | errors.keys() | missing | left) <= expected:
+            raise InvalidPollResult("poll result names members who were not expected")
+        return cls(
+            question=obj["question"],
+            answers=MappingProxyType(answers),
+            missing=missing,
+            errors=MappingProxyType(errors),
+            left=left,
+            elapsed=_number(obj["elapsed"], "'elapsed'"),
+            quorum=quorum,
+            quorum_met=obj["quorum_met"],
+            rejected=rejected,
+            poll_id=poll_id,
+            expected=expected,
+            latencies=MappingProxyType({name: float(at) for name, at in latencies.items()}),
+        )
+
+
+_WIRE_KEYS: Final = frozenset({"question", "answers", "missing", "errors", "left", "elapsed", "quorum",
+                               "quorum_met", "rejected", "poll_id", "expected", "latencies"})  # fmt: skip
+
+
+def _names_map(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj[key]
+    if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+        raise InvalidPollResult(f"poll result {key!r} must be a map from member names, got {describe(value)}")
+    return dict(value)
+
+
+def _names(obj: dict[str, Any], key: str) -> frozenset[str]:
+    value = obj[key]
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise InvalidPollResult(f"poll result {key!r} must be a list of member names, got {describe(value)}")
+    return frozenset(value)
+
+
+def _number(value: object, what: str) -> float:
+    if not (
+        isinstance(value, (int, float)) and type(value) is not bool and math.isfinite(value) and value >= 0
+    ):
+        raise InvalidPollResult(f"poll result {what} must be a finite number >= 0, got {describe(value)}")
+    return float(value)
 
 
 def classify(name: str, *, finished: bool, expected: Collection[str], pending: Collection[str]) -> Verdict:

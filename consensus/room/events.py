@@ -14,8 +14,11 @@ from enum import Enum
 from typing import Any
 
 from consensus.decide.decision import Decision
+from consensus.room.calls import Call, CallAnswer
 
 __all__ = [
+    "CallAnswered",
+    "CallRequested",
     "DecisionReceived",
     "Decline",
     "Dial",
@@ -81,6 +84,14 @@ class Left:
     why: Why
 
 
+@dataclass(frozen=True, slots=True)
+class CallRequested:
+    """A member asked the host to run a poll or a vote (checked, not refused): run it, then
+    send ``HostProtocol.call_result`` (or ``call_refused`` if it cannot be opened)."""
+
+    call: Call
+
+
 # ------------------------------------------------------------------ both sides
 @dataclass(frozen=True, slots=True)
 class MembersChanged:
@@ -133,6 +144,13 @@ class DecisionReceived:
     decision: Decision
 
 
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """The host answered one of this member's calls (a result or a refusal)."""
+
+    answer: CallAnswer
+
+
 class HandlerKind(Enum):
     """Which of the member's handlers answers a survey."""
 
@@ -158,5 +176,5 @@ class Decline:
 
 Output = (
     Send | Joined | Left | MembersChanged | Ignored | Welcomed | Refused | Dial | Undial | DecisionReceived
-    | Handle | Decline
+    | Handle | Decline | CallRequested | CallAnswered
 )  # fmt: skip

@@ -23,7 +23,8 @@ from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
-from consensus.room.events import Ignored, Left, MembersChanged, Output, Send, Target
+from consensus.room.calls import POLL_CALL, Call
+from consensus.room.events import CallRequested, Ignored, Left, MembersChanged, Output, Send, Target
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
 from consensus.runtime.service import Pulse, service_nursery
@@ -33,6 +34,7 @@ from patterns import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Bus,
     Closed,
+    EncodeError,
     MalformedMessage,
     MessageTooLarge,
     Surveyor,
@@ -62,19 +64,23 @@ class RoomStatistics:
     malformed: int
     messages_dropped: int
     duplicates_dropped: int
+    calls: int = 0  # polls and votes members asked for (and the host ran)
+    refused_calls: int = 0
+    observers: int = 0
 
 
 class Room:
     """A room hosted here. Create it with :func:`host`."""
 
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
-                 late_window: float, max_message_size: int, tls: TLSConfig | None = None) -> None:  # fmt: skip
+                 late_window: float, max_message_size: int, tls: TLSConfig | None = None,
+                 member_calls: bool = True) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
         self.late_window = late_window
         self._protocol = HostProtocol(name=name, endpoints=self.endpoints, heartbeat=heartbeat,
-                                      missed_heartbeats=missed_heartbeats)  # fmt: skip
+                                      missed_heartbeats=missed_heartbeats, member_calls=member_calls)  # fmt: skip
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         self._surveyor = Surveyor(listen=self.endpoints.survey, **opts)
         self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, **opts)
@@ -88,12 +94,18 @@ class Room:
     # ------------------------------------------------------------------ public
     @property
     def members(self) -> tuple[str, ...]:
-        """The names of the members present now (sorted)."""
+        """The names of the members present now who take part in polls and votes (sorted);
+        observers are in :attr:`observers`."""
         return self._protocol.members
 
+    @property
+    def observers(self) -> tuple[str, ...]:
+        """The names of the observers present now (sorted): never polled, never in an electorate."""
+        return self._protocol.observers
+
     async def wait_for_members(self, count: int) -> tuple[str, ...]:
-        """Wait until at least ``count`` members are present; returns their names."""
-        while len(self._protocol.roster) < count:
+        """Wait until at least ``count`` members (observers not counted) are present; returns their names."""
+        while len(self._protocol.members) < count:
             await self._members_changed.wait()
         return self.members
 
@@ -173,7 +185,8 @@ class Room:
         counts = self._protocol.counts
         socks = (self._surveyor, self._control, self._mesh)
         malformed = counts["malformed"] + sum(s.statistics().malformed for s in socks)
-        return RoomStatistics(members=len(self._protocol.roster), messages_dropped=self._inbox.dropped,
+        return RoomStatistics(members=len(self._protocol.members), observers=len(self._protocol.observers),
+                              messages_dropped=self._inbox.dropped,
                               duplicates_dropped=self._inbox.duplicates,
                               **(counts | {"malformed": malformed}))  # fmt: skip
 
@@ -244,6 +257,40 @@ class Room:
                 self._members_changed = trio.Event()
             elif isinstance(output, Ignored):
                 log.warning("room %r ignored a control message: %s", self.name, output.reason)
+            elif isinstance(output, CallRequested):
+                assert self._nursery is not None
+                self._nursery.start_soon(self._run_call, output.call)
+
+    async def _run_call(self, call: Call) -> None:
+        """Run a member's poll or vote as :meth:`poll` / :meth:`vote` do; send the caller the result."""
+        log.info("room %r: %s asked for a %s", self.name, call.name, call.kind)
+        result: PollResult | Decision
+        try:
+            if call.kind == POLL_CALL:
+                result = await self.poll(call.subject, timeout=call.timeout, quorum=call.quorum)
+            else:
+                result = await self.vote(call.subject, options=call.options, rule=call.rule, timeout=call.timeout,
+                                         quorum=call.quorum, weights=call.weights)  # fmt: skip
+        except (ValueError, TypeError) as exc:  # the round could not be opened with these arguments
+            log.info("room %r refused a %s from %s: %s", self.name, call.kind, call.name, exc)
+            await self._act(self._protocol.call_refused(call, f"{type(exc).__name__}: {exc}"))
+            return
+        except Closed:
+            return  # the room is closing
+        except Exception as exc:  # no member's call may close the room (logged with its traceback)
+            log.exception("room %r: the %s %s asked for failed", self.name, call.kind, call.name)
+            await self._act(
+                self._protocol.call_refused(call, f"the host failed: {type(exc).__name__}: {exc}")
+            )
+            return
+        try:
+            for frame in self._protocol.call_result(call, result):
+                assert isinstance(frame, Send)
+                await self._send(frame)
+        except (MessageTooLarge, EncodeError) as exc:
+            await self._act(self._protocol.call_refused(call, f"the result has no wire form here: {exc}"))
+        except Closed:
+            pass
 
     async def _control_loop(self) -> None:
         while True:
@@ -289,17 +336,20 @@ class Room:
 @asynccontextmanager
 async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-               tls: TLSConfig | None = None) -> AsyncIterator[Room]:  # fmt: skip
+               tls: TLSConfig | None = None, member_calls: bool = True) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
     ``heartbeat`` is the interval members are told to keep; a member silent for
     ``missed_heartbeats`` intervals is dropped. Replies arriving up to ``late_window``
     seconds after a poll's deadline are counted as late. ``tls`` (a server configuration)
-    goes to every socket of the room.
+    goes to every socket of the room. With ``member_calls=False`` members may not ask
+    the host to run polls or votes (``member.poll`` / ``member.vote`` raise
+    :class:`~consensus.errors.MemberCallRefused`).
     """
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                late_window=late_window, max_message_size=max_message_size, tls=tls)  # fmt: skip
+                late_window=late_window, max_message_size=max_message_size, tls=tls,
+                member_calls=member_calls)  # fmt: skip
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
         nursery.start_soon(room._control_loop)

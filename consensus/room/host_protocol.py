@@ -19,8 +19,19 @@ from consensus.decide.poll import PollResult, PollRound, Verdict
 from consensus.decide.rules import Majority, Rule
 from consensus.decide.vote import VoteRound
 from consensus.endpoints import Endpoints
+from consensus.room import calls as C
 from consensus.room import protocol as P
-from consensus.room.events import Ignored, Joined, Left, MembersChanged, Output, Send, Target, Why
+from consensus.room.events import (
+    CallRequested,
+    Ignored,
+    Joined,
+    Left,
+    MembersChanged,
+    Output,
+    Send,
+    Target,
+    Why,
+)
 from consensus.room.roster import JoinOutcome, JoinVerdict, Roster
 from patterns import Envelope, MalformedMessage
 
@@ -31,7 +42,7 @@ ROSTER_RESEND_BEATS: Final = 2  # the roster is resent every 2 heartbeats: it he
 EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the expiry: check just after it
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
-                   "late_replies", "rejected_replies", "malformed")  # fmt: skip
+                   "late_replies", "rejected_replies", "malformed", "calls", "refused_calls")  # fmt: skip
 
 _COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
                       Why.EXPIRY: "expired"}  # fmt: skip
@@ -64,10 +75,11 @@ class _Round:
 class HostProtocol:
     """The host of one room: who is in it, and the polls and votes under way."""
 
-    def __init__(
-        self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3
-    ) -> None:
+    def __init__(self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3,
+                 member_calls: bool = True) -> None:  # fmt: skip
         self.name = name
+        self.member_calls = member_calls  # False: members may not ask the host to poll or vote
+        self._calls: set[tuple[str, int, int]] = set()  # calls running: (name, token, call id)
         self.endpoints = endpoints
         self.roster = Roster(heartbeat=heartbeat, missed_heartbeats=missed_heartbeats)
         self._own = {"survey": endpoints.survey, "control": endpoints.control, "mesh": endpoints.mesh,
@@ -80,8 +92,13 @@ class HostProtocol:
     # ------------------------------------------------------------------ queries
     @property
     def members(self) -> tuple[str, ...]:
-        """The names of the members present (sorted)."""
-        return self.roster.names
+        """The names of the members present who take part in polls and votes (sorted)."""
+        return self.roster.participants
+
+    @property
+    def observers(self) -> tuple[str, ...]:
+        """The names of the observers present (sorted): in the room, never in an electorate."""
+        return self.roster.observers
 
     @property
     def inline(self) -> bool:
@@ -106,7 +123,8 @@ class HostProtocol:
 
     def roster_frame(self) -> Send:
         """The roster as it stands (sent after each change, and periodically by the driver)."""
-        body = P.roster_body(self.roster.meshes(), self.roster.version, refs=self.roster.refs)
+        body = P.roster_body(self.roster.meshes(), self.roster.version, refs=self.roster.refs,
+                             observers=self.roster.observers)  # fmt: skip
         return Send(P.ROSTER, body, Target.CONTROL, inline=self.inline)
 
     # ------------------------------------------------------------------ control bus
@@ -122,6 +140,8 @@ class HostProtocol:
         try:
             if envelope.kind in (P.JOIN, P.HEARTBEAT):
                 return self._on_hello(envelope, pipe, now, connected)
+            if envelope.kind == C.CALL:
+                return self._on_call(C.parse_call(envelope))
             if envelope.kind == P.LEAVE:
                 hello = P.parse_hello(envelope)
                 if self.roster.leave(hello.name, hello.token):
@@ -140,7 +160,8 @@ class HostProtocol:
         if why is not None:
             verdict = JoinVerdict(JoinOutcome.REFUSED, f"the mesh address {hello.mesh[:80]!r} {why}")
         else:
-            verdict = self.roster.join(hello.name, hello.token, hello.mesh, pipe, now, refs=hello.refs)
+            verdict = self.roster.join(hello.name, hello.token, hello.mesh, pipe, now, refs=hello.refs,
+                                       observer=hello.observer)  # fmt: skip
         if verdict.outcome is JoinOutcome.REFUSED:
             return self._refuse(hello, pipe, verdict.reason, connected)
         out: list[Output] = []
@@ -150,11 +171,46 @@ class HostProtocol:
                 out += self._gone([verdict.replaced.name], Why.REPLACED, roster=False)
             out.append(Joined(hello.name, replaced=verdict.replaced is not None))
         body = P.welcome_body(hello.name, hello.token, self.roster.meshes(), heartbeat=self.roster.heartbeat,
-                              mesh=self.endpoints.mesh, refs=self.roster.refs)  # fmt: skip
+                              mesh=self.endpoints.mesh, refs=self.roster.refs,
+                              observers=self.roster.observers)  # fmt: skip
         out.append(Send(P.WELCOME, body, Target.CONTROL, inline=self.inline))
         if verdict.outcome is not JoinOutcome.REFRESHED:
             out += [MembersChanged(self.members), self.roster_frame()]
         return out
+
+    # ------------------------------------------------------------------ member calls
+    def _on_call(self, call: C.Call) -> list[Output]:
+        record = self.roster.get(call.name)
+        if record is None or record.token != call.token:
+            return self.call_refused(call, f"{call.name!r} is not a member of this room (join first)")
+        running = (call.name, call.token, call.call_id)
+        if running in self._calls:
+            return []  # the same call again: it is running, its result will come
+        if not self.member_calls:
+            return self.call_refused(
+                call, "this room takes no polls or votes from members (member_calls=False)"
+            )
+        if call.problem:
+            return self.call_refused(call, call.problem)
+        self._calls.add(running)
+        self.counts["calls"] += 1
+        return [CallRequested(call)]
+
+    def call_refused(self, call: C.Call, reason: str) -> list[Output]:
+        """Refuse ``call`` (also when opening its round failed): the frame that tells the caller."""
+        self._calls.discard((call.name, call.token, call.call_id))
+        self.counts["refused_calls"] += 1
+        body = C.result_body(call.name, call.token, call.call_id, refused=reason)
+        return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
+
+    def call_result(self, call: C.Call, result: PollResult | Decision) -> list[Output]:
+        """The call ran: the frame that brings its result to the caller."""
+        self._calls.discard((call.name, call.token, call.call_id))
+        if isinstance(result, PollResult):
+            body = C.result_body(call.name, call.token, call.call_id, poll=result)
+        else:
+            body = C.result_body(call.name, call.token, call.call_id, decision=result)
+        return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
 
     def _not_dialable(self, mesh: str) -> str | None:
         why = P.dialable(mesh)

@@ -14,19 +14,24 @@ import inspect
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from consensus.decide.poll import PollResult
+from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints, member_mesh_address
-from consensus.errors import NameTaken, RoomUnavailable
+from consensus.errors import MemberCallRefused, NameTaken, RoomUnavailable, Timeout
 from consensus.hotline.line import Hotline
+from consensus.room import calls as C
 from consensus.room import protocol as P
+from consensus.room.calls import CallAnswer
 from consensus.room.events import (
+    CallAnswered,
     DecisionReceived,
     Decline,
     Dial,
@@ -43,7 +48,7 @@ from consensus.room.events import (
 )
 from consensus.room.inbox import Inbox
 from consensus.room.lines import RoomLines
-from consensus.room.member_protocol import JOIN_RESEND, MemberProtocol
+from consensus.room.member_protocol import CALL_MARGIN, JOIN_RESEND, MemberProtocol
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.worker import Worker
@@ -76,6 +81,8 @@ class MemberStatistics:
     messages_dropped: int
     duplicates_dropped: int
     hotlines_opened: int  # lines to other members, opened by either side
+    calls: int = 0  # polls and votes this member asked the host to run
+    late_results: int = 0  # results of calls that came after the caller stopped waiting
 
 
 class Member:
@@ -84,13 +91,13 @@ class Member:
     def __init__(self, address: str, *, name: str, on_poll: Handler | None, on_vote: Handler | None,
                  on_ask: Handler | None, handler_timeout: float | None, handler_threads: int,
                  max_message_size: int, tls: TLSConfig | None = None,
-                 shared_memory: bool = True) -> None:  # fmt: skip
+                 shared_memory: bool = True, observer: bool = False) -> None:  # fmt: skip
         self.address = address
         self.endpoints = endpoints(address)
         self.token = secrets.randbits(63)
         self._protocol = MemberProtocol(name=name, token=self.token, host_mesh=self.endpoints.mesh,
                                         on_poll=on_poll is not None, on_vote=on_vote is not None,
-                                        refs=shared_memory)  # fmt: skip
+                                        refs=shared_memory, observer=observer)  # fmt: skip
         self.name = self._protocol.name
         self._handlers: dict[HandlerKind, Handler] = {}
         if on_poll is not None:
@@ -115,14 +122,70 @@ class Member:
             name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size
         )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
+        self._call_answers: dict[int, CallAnswer | None] = {}  # by call id; None until it comes
+        self._call_answered = Pulse()
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task
 
     # ------------------------------------------------------------------ public
     @property
     def members(self) -> tuple[str, ...]:
-        """The room's members as the host last reported them (sorted; includes this one)."""
-        return tuple(sorted(self._protocol.members))
+        """The room's participants as the host last reported them (sorted; includes this one
+        unless it is an observer). Observers are in :attr:`observers`."""
+        return tuple(sorted(set(self._protocol.members) - self._protocol.observers))
+
+    @property
+    def observers(self) -> tuple[str, ...]:
+        """The room's observers as the host last reported them (sorted)."""
+        return tuple(sorted(self._protocol.observers & self._protocol.members.keys()))
+
+    @property
+    def observer(self) -> bool:
+        """True when this member joined as an observer (never polled, never in an electorate)."""
+        return self._protocol.observer
+
+    async def poll(self, question: Any, *, timeout: float, quorum: int | None = None) -> PollResult:
+        """Ask the host to poll the room with ``question``, as ``room.poll`` does; returns the
+        :class:`PollResult` (sent to this member only).
+
+        This member is polled too, like any member, unless it is an observer. Raises
+        :class:`~consensus.errors.MemberCallRefused` with the host's reason when the host
+        refuses (``member_calls=False``, bad arguments) and :class:`~consensus.Timeout` when
+        no result comes within ``timeout`` plus a margin of a few seconds."""
+        answer = await self._call(C.POLL_CALL, question, timeout=timeout, quorum=quorum)
+        assert answer.poll is not None
+        return answer.poll
+
+    async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,
+                   quorum: int | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
+        """Ask the host to run a vote on ``motion``, as ``room.vote`` does (same electorate,
+        the decision broadcast to every member as usual); returns the :class:`Decision`.
+
+        ``rule`` must be one of Majority, Supermajority, Unanimous, Plurality (its parameters
+        travel with it). Raises as :meth:`poll`."""
+        answer = await self._call(C.VOTE_CALL, motion, timeout=timeout, quorum=quorum, options=tuple(options),
+                                  rule=rule, weights=None if weights is None else dict(weights))  # fmt: skip
+        assert answer.decision is not None
+        return answer.decision
+
+    async def _call(self, kind: str, subject: Any, *, timeout: float, **args: Any) -> CallAnswer:
+        call_id, frame = self._protocol.call_frame(kind, subject, timeout=timeout, **args)
+        self._call_answers[call_id] = None
+        try:
+            await self._send(frame)
+            with trio.move_on_after(timeout + CALL_MARGIN):
+                while (answer := self._call_answers[call_id]) is None:
+                    await self._call_answered.wait()
+        finally:
+            self._call_answers.pop(call_id, None)
+            self._protocol.forget_call(call_id)
+        if answer is None:
+            raise Timeout(f"the host at {self.address} sent no result for the {kind} {subject!r:.80} "
+                          f"within its timeout of {timeout} s and a margin of {CALL_MARGIN} s")  # fmt: skip
+        if answer.refused:
+            raise MemberCallRefused(f"the host at {self.address} refused the {kind}: {answer.refused}",
+                                    answer.refused)  # fmt: skip
+        return answer
 
     async def wait_members_changed(self) -> tuple[str, ...]:
         """Wait for the next roster from the host; returns the names in it."""
@@ -223,6 +286,10 @@ class Member:
                     raise NameTaken(
                         f"{self.name!r} lost its place in the room at {self.address}: {output.reason}"
                     )
+            elif isinstance(output, CallAnswered):
+                if output.answer.call_id in self._call_answers:
+                    self._call_answers[output.answer.call_id] = output.answer
+                    self._call_answered.poke()
             elif isinstance(output, DecisionReceived):
                 self.last_decision = output.decision
                 try:
@@ -313,7 +380,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                on_ask: Handler | None = None, on_task: Handler | None = None, task_concurrency: int = 1, task_prefetch: int | None = None,
                join_timeout: float = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
                max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
-               shared_memory: bool = True) -> AsyncIterator[Member]:  # fmt: skip
+               shared_memory: bool = True, observer: bool = False) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
     With ``on_task``, the member also works: it takes tasks from the host's
@@ -325,7 +392,10 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
 
     ``tls`` (a client configuration) goes to every socket of the member; with
     ``shared_memory=False`` the member takes no shared-memory references, and says so
-    in its join (the room then sends it everything inline).
+    in its join (the room then sends it everything inline). With ``observer=True`` the
+    member is in the room (a name, hotlines, broadcasts, decisions, and it may call
+    :meth:`Member.poll` / :meth:`Member.vote`) but never in an electorate nor expected in
+    a poll; it is listed in ``room.observers``, not ``room.members``.
 
     Raises :class:`~patterns.NameTaken` if a live member holds the name (also later,
     if this member falls silent long enough for another to take its name) and
@@ -336,7 +406,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     """
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
-                    max_message_size=max_message_size, tls=tls, shared_memory=shared_memory)  # fmt: skip
+                    max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
+                    observer=observer)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)

@@ -14,9 +14,12 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Final
 
+from consensus.decide.rules import Rule
 from consensus.failure import Failure
+from consensus.room import calls as C
 from consensus.room import protocol as P
 from consensus.room.events import (
+    CallAnswered,
     DecisionReceived,
     Decline,
     Dial,
@@ -35,6 +38,7 @@ from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
 __all__ = [
+    "CALL_MARGIN",
     "COUNTERS",
     "DEFAULT_HEARTBEAT",
     "JOIN_RESEND",
@@ -45,8 +49,10 @@ __all__ = [
 
 DEFAULT_HEARTBEAT: Final = 0.5  # until a welcome says otherwise
 JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
+CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
-COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed")
+COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
+                    "late_results")  # fmt: skip
 
 
 class MemberState(Enum):
@@ -59,12 +65,16 @@ class MemberProtocol:
     """One member of a room, as the protocol sees it."""
 
     def __init__(self, *, name: str, token: int, host_mesh: str, on_poll: bool, on_vote: bool,
-                 refs: bool = True) -> None:  # fmt: skip
+                 refs: bool = True, observer: bool = False) -> None:  # fmt: skip
         self.name = check_name(name)
         self.token = token
         self.host_mesh = host_mesh  # never dialed or dropped on a peer's say-so
         self.mesh = ""  # this member's own mesh address, once it listens (set_mesh)
         self.refs = refs  # False: tell the host this member takes no shared-memory references
+        self.observer = observer  # True: tell the host this member only watches
+        self.observers: frozenset[str] = frozenset()  # the observers in the last roster
+        self._next_call = 0
+        self._calls: set[int] = set()  # ids of this member's calls waiting for their result
         self._handlers = {P.POLL: HandlerKind.POLL if on_poll else None,
                           P.VOTE: HandlerKind.VOTE if on_vote else None}  # fmt: skip
         self.state = MemberState.JOINING
@@ -96,8 +106,41 @@ class MemberProtocol:
         return self._hello(P.HEARTBEAT)
 
     def _hello(self, kind: str) -> Send:
-        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs)
+        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs, observer=self.observer)
         return Send(kind, body, Target.CONTROL, inline=self.inline)
+
+    # ------------------------------------------------------------------ calls
+    def call_frame(self, kind: str, subject: Any, *, timeout: float, quorum: int | None = None,
+                   options: tuple[Any, ...] = (), rule: Rule | None = None,
+                   weights: dict[str, float] | None = None) -> tuple[int, Send]:  # fmt: skip
+        """Ask the host to run a poll (``kind="poll"``, ``subject`` the question) or a vote
+        (``"vote"``, ``subject`` the motion): the call's id and the frame to send. Raises
+        ``ValueError`` for arguments no host would take (checked here so the caller hears at once)."""
+        if type(timeout) not in (int, float) or not 0 < timeout <= C.MAX_CALL_TIMEOUT:
+            raise ValueError(
+                f"timeout must be a number of seconds in (0, {C.MAX_CALL_TIMEOUT:g}], got {timeout!r}"
+            )
+        if quorum is not None and not (type(quorum) is int and quorum >= 1):
+            raise ValueError(f"quorum must be a count of members (an int >= 1), got {quorum!r}")
+        self._next_call += 1
+        body = C.call_body(self.name, self.token, self._next_call, kind, subject=subject, timeout=timeout,
+                           quorum=quorum, options=options, rule=rule, weights=weights)  # fmt: skip
+        self._calls.add(self._next_call)
+        self.counts["calls"] += 1
+        return self._next_call, Send(C.CALL, body, Target.CONTROL, inline=self.inline)
+
+    def forget_call(self, call_id: int) -> None:
+        """The caller stopped waiting for ``call_id``: a result for it later is late."""
+        self._calls.discard(call_id)
+
+    def _on_result(self, answer: C.CallAnswer) -> list[Output]:
+        if not self._mine(answer.name, answer.token):
+            return []  # another member's result (the control bus reaches everyone)
+        if answer.call_id not in self._calls:
+            self.counts["late_results"] += 1
+            return []
+        self._calls.discard(answer.call_id)
+        return [CallAnswered(answer)]
 
     def leave_frame(self) -> Send:
         """The ``leave`` to send when the membership ends normally."""
@@ -119,7 +162,10 @@ class MemberProtocol:
                 if self.state is MemberState.JOINED and self.name not in roster.members:
                     return []  # sent before our join was processed; the next one includes us
                 self.room_refs = roster.refs
+                self.observers = roster.observers
                 return self._set_members(roster.members)
+            if envelope.kind == C.RESULT:
+                return self._on_result(C.parse_result(envelope))
             if envelope.kind == P.DECISION:
                 decision = P.parse_decision(envelope)
                 self.counts["decisions"] += 1
@@ -138,6 +184,7 @@ class MemberProtocol:
         if welcome.heartbeat is not None:
             self.heartbeat = welcome.heartbeat
         self.room_refs = welcome.refs
+        self.observers = welcome.observers
         first = self.state is MemberState.JOINING
         self.state = MemberState.JOINED
         out = self._set_members(welcome.members)
@@ -190,8 +237,8 @@ class MemberProtocol:
         overtake the welcome (it travels on another connection). Returns the reply, a
         :class:`Handle` (run a handler, then call :meth:`reply`), or :class:`Decline` for
         surveys never to be answered."""
-        if self.state is MemberState.REFUSED:
-            return [Decline(key)]
+        if self.state is MemberState.REFUSED or self.observer:
+            return [Decline(key)]  # an observer is never expected: silence costs the host nothing
         self._surveys[key] = P.parse_survey(envelope)
         if self.state is MemberState.JOINING:
             self._kept[key] = None

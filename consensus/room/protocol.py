@@ -123,15 +123,19 @@ class Hello:
     token: int
     mesh: str = ""
     refs: bool = True  # False: this member takes no shared-memory references
+    observer: bool = False  # True: this member only watches (never polled, never votes)
 
 
-def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = True) -> dict[str, Any]:
+def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = True,
+               observer: bool = False) -> dict[str, Any]:  # fmt: skip
     """The body of a join or heartbeat (with ``mesh``) or of a leave (without)."""
     body: dict[str, Any] = {"name": name, "token": token}
     if mesh is not None:
         body["mesh"] = mesh
         if not refs:
             body["refs"] = False
+        if observer:
+            body["observer"] = True
     return body
 
 
@@ -146,10 +150,10 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
     if not with_mesh:
         return Hello(name, token)
     mesh = _field(envelope, body, "mesh", str, MAX_ADDRESS_LENGTH)
-    refs = body.get("refs", True)
-    if type(refs) is not bool:
-        raise _bad(envelope, f"field 'refs' must be a boolean, got {type(refs).__name__}")
-    return Hello(name, token, mesh, refs)
+    refs, observer = body.get("refs", True), body.get("observer", False)
+    if type(refs) is not bool or type(observer) is not bool:
+        raise _bad(envelope, "fields 'refs' and 'observer' must be booleans")
+    return Hello(name, token, mesh, refs, observer)
 
 
 _MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ipc", "inproc")
@@ -199,17 +203,22 @@ class Welcome:
     members: dict[str, str]
     heartbeat: float | None  # None: absent or outside MIN_HEARTBEAT..MAX_HEARTBEAT (ignored)
     refs: bool
+    observers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class RosterInfo:
     members: dict[str, str]
     refs: bool  # False: some member takes no shared-memory references; broadcast inline
+    observers: frozenset[str] = frozenset()  # the members (of ``members``) who only watch
 
 
 def welcome_body(name: str, token: int, members: dict[str, str], *, heartbeat: float, mesh: str,
-                 refs: bool) -> dict[str, Any]:  # fmt: skip
-    body = {"name": name, "token": token, "members": members, "heartbeat": heartbeat, "mesh": mesh}
+                 refs: bool, observers: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+    body: dict[str, Any] = {"name": name, "token": token, "members": members, "heartbeat": heartbeat,
+                            "mesh": mesh}  # fmt: skip
+    if observers:
+        body["observers"] = list(observers)
     return body if refs else body | {"refs": False}
 
 
@@ -217,9 +226,19 @@ def refuse_body(name: str, token: int, reason: str) -> dict[str, Any]:
     return {"name": name, "token": token, "reason": reason}
 
 
-def roster_body(members: dict[str, str], version: int, *, refs: bool) -> dict[str, Any]:
+def roster_body(members: dict[str, str], version: int, *, refs: bool,
+                observers: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     body: dict[str, Any] = {"members": members, "version": version}
+    if observers:
+        body["observers"] = list(observers)
     return body if refs else body | {"refs": False}
+
+
+def _observers(envelope: Envelope, body: Mapping[Any, Any]) -> frozenset[str]:
+    value = body.get("observers", [])
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise _bad(envelope, "'observers' must be a list of member names")
+    return frozenset(value)
 
 
 def decision_body(vote_id: int, motion: Any, decision: Decision) -> dict[str, Any]:
@@ -242,7 +261,7 @@ def parse_welcome(envelope: Envelope) -> Welcome:
         and MIN_HEARTBEAT <= beat <= MAX_HEARTBEAT
     ):
         heartbeat = float(beat)
-    return Welcome(hello.name, hello.token, members, heartbeat, _refs(body))
+    return Welcome(hello.name, hello.token, members, heartbeat, _refs(body), _observers(envelope, body))
 
 
 def parse_refuse(envelope: Envelope) -> tuple[Hello, str]:
@@ -254,7 +273,7 @@ def parse_refuse(envelope: Envelope) -> tuple[Hello, str]:
 
 def parse_roster(envelope: Envelope) -> RosterInfo:
     body = _body(envelope)
-    return RosterInfo(parse_members(envelope, body.get("members")), _refs(body))
+    return RosterInfo(parse_members(envelope, body.get("members")), _refs(body), _observers(envelope, body))
 
 
 def parse_decision(envelope: Envelope) -> Decision:

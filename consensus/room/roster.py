@@ -46,6 +46,7 @@ class MemberRecord:
     joined_at: float
     last_seen: float
     refs: bool = True  # False: it takes no shared-memory references (frames to it go inline)
+    observer: bool = False  # True: in the room, never in an electorate nor expected in a poll
 
 
 def check_name(name: object) -> str:
@@ -82,6 +83,16 @@ class Roster:
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._members))
 
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """The members who answer polls and vote (sorted): everyone but the observers."""
+        return tuple(sorted(name for name, rec in self._members.items() if not rec.observer))
+
+    @property
+    def observers(self) -> tuple[str, ...]:
+        """The members who only watch (sorted)."""
+        return tuple(sorted(name for name, rec in self._members.items() if rec.observer))
+
     def get(self, name: str) -> MemberRecord | None:
         return self._members.get(name)
 
@@ -104,16 +115,17 @@ class Roster:
         """False while some member present takes no shared-memory references."""
         return all(rec.refs for rec in self._members.values())
 
-    def join(
-        self, name: str, token: int, mesh: str, pipe: int, now: float, *, refs: bool = True
-    ) -> JoinVerdict:
+    def join(self, name: str, token: int, mesh: str, pipe: int, now: float, *, refs: bool = True,
+             observer: bool = False) -> JoinVerdict:  # fmt: skip
         check_name(name)
         if pipe in self._closed_pipes:
             return JoinVerdict(JoinOutcome.REFUSED, f"the connection {name!r} joined over has already closed")
         old = self._members.get(name)
         if old is not None:
             if old.token == token:
-                self._members[name] = MemberRecord(name, token, mesh, pipe, old.joined_at, now, refs)
+                self._members[name] = MemberRecord(
+                    name, token, mesh, pipe, old.joined_at, now, refs, observer
+                )
                 return JoinVerdict(JoinOutcome.REFRESHED)
             if now - old.last_seen <= 2 * self.heartbeat:
                 return JoinVerdict(
@@ -121,7 +133,7 @@ class Roster:
                     f"the name {name!r} is held by a live member (joined {now - old.joined_at:.1f} s ago, "
                     f"last heard {now - old.last_seen:.3f} s ago); pick another name",
                 )
-        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs)
+        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs, observer)
         self.version += 1
         if old is not None:
             return JoinVerdict(JoinOutcome.REPLACED, replaced=old)
@@ -133,7 +145,7 @@ class Roster:
         if rec is None or rec.token != token:
             return False
         self._members[name] = MemberRecord(
-            rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now, rec.refs
+            rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now, rec.refs, rec.observer
         )
         return True
 
