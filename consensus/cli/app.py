@@ -7,7 +7,6 @@ observer named ``nngc-<pid>``: never polled, never counted in a vote. Work shari
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -50,6 +49,13 @@ join_timeout = click.option(
     "--join-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
     help="Seconds to wait for the host to welcome us.",
 )  # fmt: skip
+
+
+def local_address(addr: str) -> str:
+    """Where this machine reaches a room listening at ``addr`` (a wildcard host is not dialable)."""
+    for wildcard in ("0.0.0.0", "[::]", "*"):
+        addr = addr.replace(f"://{wildcard}:", "://127.0.0.1:" if wildcard != "[::]" else "://[::1]:")
+    return addr
 
 
 def observer_name() -> str:
@@ -95,11 +101,12 @@ def host_command(addr: str, name: str, heartbeat: float, member_calls: bool, as_
 
     async def body() -> int:
         view = HostView(as_json=as_json, tty=sys.stdout.isatty())
-        # TEMPORARY until branch `life` is merged: host() takes member_calls from then on.
-        extra: dict[str, Any] = {"member_calls": member_calls} if "member_calls" in inspect.signature(host).parameters else {}
-        async with host(addr, name=name, heartbeat=heartbeat, **extra) as room:
+        async with host(addr, name=name, heartbeat=heartbeat, member_calls=member_calls) as room:
             view.started(room.address, name)
-            await until_stopped(lambda: view.follow(room))
+            # Decisions reach the room's members, not the Room object: an observer of our
+            # own room hears them (it is never polled nor counted in a vote).
+            async with join(local_address(addr), name=f"{name}-view", observer=True) as eye:
+                await until_stopped(lambda: view.follow(room, eye))
         view.stopped()
         return EXIT_OK
 
@@ -181,9 +188,7 @@ async def _until_agent_exits(agent: ExecAgent | ServeAgent) -> None:
 
 # ---------------------------------------------------------------------------- observers
 def _observe(addr: str, join_timeout: float) -> Any:
-    # TEMPORARY until branch `life` (member calls, observers) is merged: a plain member then.
-    extra: dict[str, Any] = {"observer": True} if "observer" in inspect.signature(join).parameters else {}
-    return join(addr, name=observer_name(), join_timeout=join_timeout, **extra)
+    return join(addr, name=observer_name(), observer=True, join_timeout=join_timeout)
 
 
 @cli.command("poll")

@@ -13,10 +13,12 @@ import time
 from typing import Any
 
 import click
+import trio
 
 from consensus.cli import render
 from consensus.decide.decision import Decision
 from consensus.room.host import Room
+from consensus.room.member import Member
 
 __all__ = ["HostView"]
 
@@ -28,6 +30,7 @@ class HostView:
         self.as_json = as_json
         self.tty = tty
         self._members: tuple[str, ...] = ()
+        self._observers: tuple[str, ...] = ()
 
     def _emit(self, data: dict[str, Any], text: str, colour: str | None = None) -> None:
         if self.as_json:
@@ -45,22 +48,40 @@ class HostView:
     def stopped(self) -> None:
         self._emit({"event": "stopped"}, "room closed", "cyan")
 
-    def members(self, present: tuple[str, ...]) -> None:
-        before = set(self._members)
-        for name in sorted(set(present) - before):
+    def members(self, present: tuple[str, ...], observers: tuple[str, ...] = ()) -> None:
+        """Show who came and went since the last call (observers marked as such)."""
+        for name in sorted(set(present) - set(self._members)):
             self._emit({"event": "joined", "name": name, "members": list(present)},
                        f"+ {name} joined ({len(present)} present)", "green")  # fmt: skip
-        for name in sorted(before - set(present)):
+        for name in sorted(set(observers) - set(self._observers)):
+            self._emit({"event": "joined", "name": name, "observer": True, "members": list(present)},
+                       f"+ {name} is watching", "blue")  # fmt: skip
+        for name in sorted(set(self._members) - set(present)):
             self._emit({"event": "left", "name": name, "members": list(present)},
                        f"- {name} left ({len(present)} present)", "yellow")  # fmt: skip
-        self._members = present
+        for name in sorted(set(self._observers) - set(observers)):
+            self._emit({"event": "left", "name": name, "observer": True, "members": list(present)},
+                       f"- {name} stopped watching", "blue")  # fmt: skip
+        self._members, self._observers = present, observers
 
     def decision(self, decision: Decision) -> None:
         data = {"event": "decision", **render.decision_json(decision)}
         lines = list(render.decision_lines(decision))
         self._emit(data, lines[0] + " | " + lines[1], "magenta")
 
-    async def follow(self, room: Room) -> None:
-        self.members(room.members)
-        while True:
-            self.members(await room.wait_members_changed())
+    async def follow(self, room: Room, eye: Member) -> None:
+        """Show the room's changes and the decisions ``eye`` (our own observer) hears."""
+
+        def observers() -> tuple[str, ...]:
+            return tuple(n for n in room.observers if n != eye.name)
+
+        async def decisions() -> None:
+            async for decision in eye.decisions():
+                self.decision(decision)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(decisions)
+            self.members(room.members, observers())
+            while True:
+                await room.wait_members_changed()
+                self.members(room.members, observers())
