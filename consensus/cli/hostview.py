@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ import trio
 
 from consensus.cli import render
 from consensus.decide.decision import Decision
+from consensus.errors import ConsensusError
 from consensus.room.host import Room
 from consensus.room.member import Member
 
@@ -69,19 +71,25 @@ class HostView:
         lines = list(render.decision_lines(decision))
         self._emit(data, lines[0] + " | " + lines[1], "magenta")
 
-    async def follow(self, room: Room, eye: Member) -> None:
-        """Show the room's changes and the decisions ``eye`` (our own observer) hears."""
+    async def follow(self, room: Room, eye: AbstractAsyncContextManager[Member], eye_name: str) -> None:
+        """Show the room's changes, and the decisions that ``eye`` (an observer of the room
+        named ``eye_name``, joined here) hears; if it cannot join, say so once and go on."""
 
-        def observers() -> tuple[str, ...]:
-            return tuple(n for n in room.observers if n != eye.name)
+        def others() -> tuple[str, ...]:
+            return tuple(n for n in room.observers if n != eye_name)
 
         async def decisions() -> None:
-            async for decision in eye.decisions():
-                self.decision(decision)
+            try:
+                async with eye as member:
+                    async for decision in member.decisions():
+                        self.decision(decision)
+            except ConsensusError as exc:
+                self._emit({"event": "warning", "message": f"decisions are not shown: {exc}"},
+                           f"! decisions are not shown: {exc}", "red")  # fmt: skip
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(decisions)
-            self.members(room.members, observers())
+            self.members(room.members, others())
             while True:
                 await room.wait_members_changed()
-                self.members(room.members, observers())
+                self.members(room.members, others())

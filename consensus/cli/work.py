@@ -20,8 +20,10 @@ import trio
 from consensus.cli import render
 from consensus.cli.agent import ExecAgent, Kind, Request, ServeAgent
 from consensus.cli.running import EXIT_NO_DECISION, EXIT_OK, fail, run, until_stopped
+from consensus.cli.tls import tls_options
 from consensus.work.dispatcher import Dispatcher
 from consensus.work.worker import Worker
+from patterns import TLSConfig
 
 __all__ = ["distribute_command", "read_tasks", "work_command"]
 
@@ -55,8 +57,10 @@ def read_tasks(stream: TextIO, *, text: bool) -> Iterator[Any]:
 @click.option("--ordered", is_flag=True, help="Print outcomes in the order of the tasks.")
 @click.option("--progress/--no-progress", default=None,
               help="A progress bar on stderr (default: when stderr is a terminal).")  # fmt: skip
+@tls_options(server=True)
 def distribute_command(addr: str, workers: int, wait_timeout: float, text: bool, lease: float,
-                       max_attempts: int, ordered: bool, progress: bool | None) -> int:  # fmt: skip
+                       max_attempts: int, ordered: bool, progress: bool | None,
+                       tls: TLSConfig | None) -> int:  # fmt: skip
     """Hand out the tasks read from stdin (JSON lines) to the workers at ADDR.
 
     Starts a dispatcher at ADDR; workers are `nngc work ADDR --exec CMD` (or Python
@@ -66,7 +70,7 @@ def distribute_command(addr: str, workers: int, wait_timeout: float, text: bool,
 
     async def body() -> int:
         failed = 0
-        async with Dispatcher(addr, name="nngc-distribute") as dispatcher:
+        async with Dispatcher(addr, name="nngc-distribute", tls=tls) as dispatcher:
             with trio.move_on_after(wait_timeout) as waiting:
                 await dispatcher.wait_for_workers(workers)
             if waiting.cancelled_caught:
@@ -101,8 +105,9 @@ def distribute_command(addr: str, workers: int, wait_timeout: float, text: bool,
               help="Tasks run at once.")  # fmt: skip
 @click.option("--handler-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds a task may take; then the command is killed and the attempt fails.")  # fmt: skip
+@tls_options(server=False)
 def work_command(addr: str, command: str | None, serve: str | None, json_io: bool, name: str | None,
-                 concurrency: int, handler_timeout: float | None) -> int:  # fmt: skip
+                 concurrency: int, handler_timeout: float | None, tls: TLSConfig | None) -> int:  # fmt: skip
     """Work for the dispatcher at ADDR (`nngc distribute`) with a command, until interrupted."""
     if (command is None) == (serve is None):
         raise click.UsageError("give exactly one of --exec CMD and --serve CMD")
@@ -110,22 +115,22 @@ def work_command(addr: str, command: str | None, serve: str | None, json_io: boo
     async def body() -> int:
         if serve is not None:
             async with ServeAgent(serve, timeout=handler_timeout) as served:
-                await _work(addr, served, name, concurrency, served)
+                await _work(addr, served, name, concurrency, served, tls)
         else:
             assert command is not None
             await _work(addr, ExecAgent(command, json_io=json_io, timeout=handler_timeout), name,
-                        concurrency, None)  # fmt: skip
+                        concurrency, None, tls)  # fmt: skip
         return EXIT_OK
 
     return run(body)
 
 
 async def _work(addr: str, agent: ExecAgent | ServeAgent, name: str | None, concurrency: int,
-                served: ServeAgent | None) -> None:  # fmt: skip
+                served: ServeAgent | None, tls: TLSConfig | None) -> None:  # fmt: skip
     async def on_task(task: Any) -> Any:
         return await agent(Request(Kind.TASK, task))
 
-    async with Worker(addr, handler=on_task, name=name, concurrency=concurrency) as worker:
+    async with Worker(addr, handler=on_task, name=name, concurrency=concurrency, tls=tls) as worker:
         click.echo(f"working for {addr} as {worker.name}", err=True)
         exited = await until_stopped(served.wait_exited if served is not None else trio.sleep_forever)
     if served is not None and not exited:
