@@ -300,3 +300,18 @@ async def test_a_room_over_tls(cli: Cli, room_address: Any, short_tmp: Any) -> N
     assert warned["message"].startswith("decisions are not shown: no answer from a room host")
     no_ca = await cli.run("members", addr, "--join-timeout", "1")  # plain tcp to a TLS room: no host
     assert no_ca.returncode == 2
+
+
+async def test_a_taken_name_a_dead_serve_command_and_an_unknown_member(cli: Cli, room_address: Any) -> None:
+    addr = room_address("ipc")
+    host = await start_host(cli, addr)
+    cli.start("join", addr, "--name", "alice", "--exec", SH_AGENT)
+    await wait_joined(host, "alice")
+    for args, message in [
+        (("join", addr, "--name", "alice", "--exec", SH_AGENT), "the name 'alice' is held by a live member"),
+        (("join", addr, "--name", "carol", "--serve", "exit 5"), "the --serve command exited (status 5)"),
+        (("ask", addr, "nobody", "hi", "--timeout", "5"), "no member named 'nobody' in the room"),
+    ]:
+        done = await cli.run(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr
