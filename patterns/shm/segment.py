@@ -29,7 +29,8 @@ Lifecycle, precisely:
   the deadline fails with ``SegmentGone("expired")`` even if the file is still there),
   when the owner process is dead (``sweep``: so a writer that exits before its
   receivers attached loses that delivery), or when the writer calls
-  :meth:`SharedBuffer.discard`.
+  :meth:`SharedBuffer.discard`. A segment whose reference never left this process (no
+  ``ref`` taken, never sent) goes when the process exits normally (``owned``).
 - The *memory* lives while the name exists or any process still maps the file.
   Unlinking never invalidates a mapping: a view obtained before stays valid.
 - A receiver has *released* a segment when it has attached (so the name no longer
