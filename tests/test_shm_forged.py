@@ -31,6 +31,15 @@ def forged_name() -> str:
     return f"nngc.{os.getpid()}.{secrets.token_hex(16)}"
 
 
+def write_private(path: Path, content: bytes) -> None:
+    """A forged file made the way segments are (mode 0600), so only its content is judged."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+
+
 def refused(ref: ShmRef, folder: Path, error: type[SharedMemoryError] = BadReference) -> str:
     """Attach ``ref``, expecting ``error``; return its reason."""
     with pytest.raises(error) as caught:
@@ -63,7 +72,7 @@ def test_already_freed(shm_dir: Path) -> None:
 )
 def test_foreign_files(shm_dir: Path, content: bytes, reason: str) -> None:
     name = forged_name()
-    (shm_dir / name).write_bytes(content)
+    write_private(shm_dir / name, content)
     assert refused(ShmRef(name, bytes(16), 0, 0), shm_dir) == reason
     (shm_dir / name).unlink()
 
@@ -111,6 +120,25 @@ def test_a_probe_is_not_a_payload(shm_dir: Path) -> None:
     patch_header(buf.path, flags=FLAG_PROBE)
     assert refused(buf.ref, shm_dir) == "mismatch"
     buf.discard()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o606])
+def test_a_segment_others_may_open_is_refused(shm_dir: Path, mode: int) -> None:
+    buf = place(b"private", lease=30, directory=shm_dir)
+    os.chmod(buf.path, mode)
+    assert refused(buf.ref, shm_dir) == "mode"
+    assert read_header(buf.path).pending == 1  # a refused attach is not a receiver
+    os.chmod(buf.path, 0o600)
+    assert bytes(attach(buf.ref, directory=shm_dir)) == b"private"
+
+
+def test_a_segment_of_another_user_is_refused(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    buf = place(b"not yours", lease=30, directory=shm_dir)
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(buf.path).st_uid + 1)
+    assert refused(buf.ref, shm_dir) == "owner"
+    assert buf.path.exists() and read_header(buf.path).pending == 1
+    monkeypatch.undo()
+    assert bytes(attach(buf.ref, directory=shm_dir)) == b"not yours"
 
 
 def test_not_regular_files(shm_dir: Path) -> None:
@@ -177,7 +205,7 @@ def test_random_headers_never_crash(fields: tuple[object, ...], size: int, offse
         name = f"nngc.{os.getpid()}.{secrets.token_hex(16)}"
         header = HEADER.pack(*fields)
         content = header + bytes(size)
-        (folder / name).write_bytes(content)
+        write_private(folder / name, content)
         token = fields[7]
         assert isinstance(token, bytes)
         try:

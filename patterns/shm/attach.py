@@ -4,7 +4,9 @@
 of exactly the referenced bytes, with no copy. In order, before any payload byte is
 touched: the name matched the strict pattern when the reference was built (no path can
 be smuggled in); the file exists (else ``SegmentGone("missing")``) and is a regular
-file, not a symlink (``"not-a-file"``); its size covers the header (``"truncated"``),
+file, not a symlink (``"not-a-file"``), owned by this process's effective user
+(``"owner"``: another user could rewrite it under us) and open to nobody else, no
+group or other permission bits (``"mode"``: others could read it or forge it); its size covers the header (``"truncated"``),
 the header has the magic (``"magic"``), version and layout (``"version"``) and sane
 fields (``"header"``), its owner pid is the one in the name and it is not a probe
 (``"mismatch"``), its token equals the reference's (``"token"``), the file covers the
@@ -110,6 +112,7 @@ def _attach(
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise BadReference(f"segment {name!r} is not a regular file", name=name, reason="not-a-file")
+        _check_private(info, name)
         header = _validated_header(fd, name, info.st_size, token, ranges)
         if header.receivers == 1:
             return _claim(fd, path, name, header, ranges)
@@ -145,6 +148,23 @@ def _attach_locked(
     if pending == 0:
         unlink_quietly(path)
     return views
+
+
+def _check_private(info: os.stat_result, name: str) -> None:
+    """Ours alone: owned by our effective user, no permission for group or others (we make 0600)."""
+    if info.st_uid != os.geteuid():
+        raise BadReference(
+            f"segment {name!r} belongs to user id {info.st_uid}, not to this process's user ({os.geteuid()})",
+            name=name,
+            reason="owner",
+        )
+    if info.st_mode & 0o077:
+        raise BadReference(
+            f"segment {name!r} has mode {stat.S_IMODE(info.st_mode):04o}: other users may read "
+            "or write it (segments are made 0600)",
+            name=name,
+            reason="mode",
+        )
 
 
 def _check_waiting(header: Header, path: str, name: str) -> None:

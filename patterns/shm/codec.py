@@ -166,7 +166,7 @@ class Placement:
         if shared:
             value.set_receivers(self.receivers)
             self.handed.append(value)
-            index = self._add(value.ref)
+            index = self._add(value.ref_for_send())
         else:
             try:
                 buf = place(
@@ -179,7 +179,7 @@ class Placement:
                 log.warning("shared memory is full: a buffer of %d bytes goes inline", view.nbytes)
                 return None
             self.made.append(buf)
-            index = self._add(buf.ref)
+            index = self._add(buf.ref_for_send())
         self._seen[id(value)] = index
         return index
 
@@ -198,7 +198,10 @@ class Placement:
 
     def sent(self) -> None:
         """The message went out: the caller's buffers are handed over (their views close)."""
+        for buf in self.made:
+            buf.handed_over()  # a receiver may attach it after this process ended
         for buf in self.handed:
+            buf.handed_over()
             buf.close(unmap_later=True)  # the view goes now; the unmapping, off the send path
 
     def abort(self) -> None:

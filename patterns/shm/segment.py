@@ -29,7 +29,8 @@ Lifecycle, precisely:
   the deadline fails with ``SegmentGone("expired")`` even if the file is still there),
   when the owner process is dead (``sweep``: so a writer that exits before its
   receivers attached loses that delivery), or when the writer calls
-  :meth:`SharedBuffer.discard`.
+  :meth:`SharedBuffer.discard`. A segment whose reference never left this process (no
+  ``ref`` taken, never sent) goes when the process exits normally (``owned``).
 - The *memory* lives while the name exists or any process still maps the file.
   Unlinking never invalidates a mapping: a view obtained before stays valid.
 - A receiver has *released* a segment when it has attached (so the name no longer
@@ -64,6 +65,7 @@ from typing import Any, Final, Self
 
 import patterns.shm.spare as spares
 from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
+from patterns.shm import owned
 from patterns.shm.attach import attach, attach_all
 from patterns.shm.header import (
     MMAP_OPTIONS,
@@ -110,6 +112,8 @@ class SharedBuffer:
         self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET : header.total_size]
         self._state = BufferState.CLOSED if mapping is None else BufferState.OPEN
         self._ref = ShmRef(path.name, header.token, 0, header.payload_length)
+        self._out = False  # its reference left: it must outlive this process (``owned``)
+        owned.keep(path)
 
     @classmethod
     def create(
@@ -235,8 +239,19 @@ class SharedBuffer:
 
     @property
     def ref(self) -> ShmRef:
-        """The reference to the whole payload."""
+        """The reference to the whole payload (once taken, the segment outlives this process)."""
+        self.handed_over()
         return self._ref
+
+    def ref_for_send(self) -> ShmRef:
+        """The reference, for a socket about to send it: :meth:`handed_over` follows the send."""
+        return self._ref
+
+    def handed_over(self) -> None:
+        """The reference left this process: no longer removed at exit (``owned``)."""
+        if not self._out:
+            self._out = True
+            owned.forget(self._path)
 
     @property
     def view(self) -> memoryview:
@@ -251,6 +266,7 @@ class SharedBuffer:
             raise ValueError(f"range {offset!r}+{length!r} of {self.name!r}: need integers >= 0")
         if offset + length > self.size:
             raise ValueError(f"range {offset}+{length} of {self.name!r} ends past its {self.size} bytes")
+        self.handed_over()
         return ShmRef(self.name, self._header.token, offset, length)
 
     def set_receivers(self, receivers: int) -> None:
@@ -306,6 +322,7 @@ class SharedBuffer:
         self.close()
         self._state = BufferState.DISCARDED
         unlink_quietly(self._path)
+        owned.forget(self._path)
 
     def __enter__(self) -> Self:
         return self
