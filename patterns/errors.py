@@ -159,7 +159,8 @@ class BadReference(SharedMemoryError, ValueError):
     """A shared-memory reference is malformed, or does not match the segment it names.
 
     ``reason`` is ``"shape"``, ``"name"``, ``"token"``, ``"range"`` (checks of the
-    reference itself), ``"not-a-file"``, ``"truncated"``, ``"magic"``, ``"version"``,
+    reference itself), ``"not-a-file"``, ``"owner"`` (another user's file), ``"mode"``
+    (a file open to the group or others), ``"truncated"``, ``"magic"``, ``"version"``,
     ``"header"`` or ``"mismatch"`` (checks of the file it names, made before any payload
     byte is touched).
     """
