@@ -57,7 +57,7 @@ def stubborn(stance: str) -> Thinker:
 def follower(question: Any, number: int, others: tuple[Seen, ...], options: Any) -> Any:
     nats = [seen.label for seen in others if seen.position.stance == "NATS"]
     if number >= 2 and nats:
-        return Position("NATS", reason="persuaded", persuaded_by=nats[:1])
+        return Position("NATS", reason="persuaded", persuaded_by=tuple(nats[:1]))
     return "Redis"
 
 
