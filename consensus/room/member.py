@@ -490,7 +490,11 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     (``member.host_connected`` turns False, :meth:`Member.wait_host_changed` wakes). With
     ``on_host_lost="wait"`` the member keeps its handlers and rejoins by itself when the
     host is back; with ``"exit"`` the ``async with`` body is cancelled and the block ends
-    with :class:`~consensus.errors.RoomClosed`. When the host closes the room
+    with :class:`~consensus.errors.RoomClosed`. ``on_deliberate(question, round, others,
+    options)`` answers the host's ``room.deliberate`` rounds (``others``: the previous
+    round's positions except this member's own, as ``Seen(label, position)``; ``options``:
+    None for an open question) with a ``Position`` or a stance (text); without it, the
+    ``on_poll`` answer (``str()`` of it) is the stance. When the host closes the room
     (``room.close()`` or the end of its ``async with``), the block ends with
     :class:`~consensus.errors.RoomClosed` within a second, whatever ``on_host_lost`` says.
     Plain handlers run in at most ``handler_threads`` threads at once; a handler
