@@ -14,8 +14,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Final
 
-from consensus.decide.position import Position
-from consensus.decide.prompt import Prompt
 from consensus.decide.rules import Rule
 from consensus.failure import Failure
 from consensus.room import calls as C
@@ -39,6 +37,7 @@ from consensus.room.events import (
     Undial,
     Welcomed,
 )
+from consensus.room.member_deliberation import MemberDeliberations
 from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
@@ -58,7 +57,6 @@ HOST_TIMEOUT_BEATS: Final = 4  # default host_timeout: this many heartbeats with
 JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
 CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
-MAX_OWN_POSITIONS: Final = 16  # deliberations whose last position is remembered (anonymous prompts)
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
                     "late_results", "positions_sent")  # fmt: skip
 
@@ -95,8 +93,7 @@ class MemberProtocol:
         # A deliberation is answered by on_deliberate, else by on_poll (its answer as the stance).
         self._handlers[D.DELIBERATE] = (HandlerKind.DELIBERATE if on_deliberate
                                         else HandlerKind.POLL if on_poll else None)  # fmt: skip
-        self._prompts: dict[int, tuple[Prompt | str, HandlerKind | None]] = {}  # deliberate surveys
-        self._own: dict[int, Position] = {}  # deliberation id -> the position last sent in it
+        self._deliberations = MemberDeliberations(self.name)
         self.state = MemberState.JOINING
         self.heartbeat = DEFAULT_HEARTBEAT
         self.members: dict[str, str] = {}
@@ -316,19 +313,15 @@ class MemberProtocol:
         if self.state in (MemberState.REFUSED, MemberState.CLOSED) or self.observer:
             return [Decline(key)]  # an observer is never expected: silence costs the host nothing
         self._surveys[key] = P.parse_survey(envelope)
-        if envelope.kind == D.DELIBERATE:
-            try:
-                self._prompts[key] = (D.parse_prompt(envelope), None)
-            except MalformedMessage as exc:  # answered with an error: the host hears why
-                self.counts["malformed"] += 1
-                self._prompts[key] = (str(exc), None)
+        if envelope.kind == D.DELIBERATE and not self._deliberations.receive(key, envelope):
+            self.counts["malformed"] += 1  # answered with an error: the host hears why
         if self.state is MemberState.JOINING:
             self._kept[key] = None
             if len(self._kept) > MAX_KEPT_SURVEYS:
                 oldest = next(iter(self._kept))
                 del self._kept[oldest]
                 del self._surveys[oldest]
-                self._prompts.pop(oldest, None)
+                self._deliberations.forget(oldest)
                 return [Decline(oldest)]
             return []
         return self._dispatch(key)
@@ -341,37 +334,11 @@ class MemberProtocol:
         if handler is HandlerKind.VOTE and survey.complete:
             return [Handle(key, handler, (survey.motion, survey.options))]
         if survey.kind == D.DELIBERATE:
-            return self._deliberate(key, handler)
+            handle = self._deliberations.handle(key, handler)
+            if isinstance(handle, Handle):
+                return [handle]
+            return [self.reply(key, None if handle is None else (False, handle))]
         return [self.reply(key, None)]
-
-    def _deliberate(self, key: int, handler: HandlerKind | None) -> list[Output]:
-        prompt, _ = self._prompts[key]
-        if isinstance(prompt, str):
-            return [self.reply(key, (False, Failure("MalformedMessage", prompt[: P.MAX_ERROR_TEXT])))]
-        self._prompts[key] = (prompt, handler)
-        if handler is HandlerKind.DELIBERATE:
-            others = prompt.others(self.name, self._own.get(prompt.deliberation)).positions
-            return [Handle(key, handler, (prompt.question, prompt.round, others, prompt.options))]
-        if handler is HandlerKind.POLL:
-            return [Handle(key, handler, (prompt.question,))]
-        return [self.reply(key, None)]
-
-    def _position(self, key: int, result: Any) -> Send:
-        """The ``position`` reply to a deliberate survey (an error if ``result`` makes none)."""
-        prompt, handler = self._prompts.pop(key)
-        assert isinstance(prompt, Prompt)
-        value = str(result) if handler is HandlerKind.POLL and not isinstance(result, Position) else result
-        try:
-            body = D.position_body(value, prompt.round)
-            position = Position.from_wire(body)
-        except (ValueError, TypeError) as exc:  # InvalidPosition is a ValueError
-            failure = Failure(type(exc).__name__, str(exc)[: P.MAX_ERROR_TEXT])
-            return self._reply(key, P.ERROR, P.error_body(failure), "handler_errors")
-        self._own.pop(prompt.deliberation, None)
-        self._own[prompt.deliberation] = position  # to find it, unnamed, in the next prompt
-        if len(self._own) > MAX_OWN_POSITIONS:
-            del self._own[next(iter(self._own))]
-        return self._reply(key, D.POSITION, body, "positions_sent")
 
     def reply(self, key: int, outcome: tuple[bool, Any] | None) -> Send:
         """The reply to survey ``key`` given its handler's ``outcome`` (None: no handler).
@@ -386,8 +353,11 @@ class MemberProtocol:
             outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
         ok, result = outcome
         if ok and survey.kind == D.DELIBERATE:
-            return self._position(key, result)
-        self._prompts.pop(key, None)
+            made = self._deliberations.position(key, result)
+            if not isinstance(made, Failure):
+                return self._reply(key, D.POSITION, made, "positions_sent")
+            result = made
+        self._deliberations.forget(key)
         if ok and survey.kind == P.POLL:
             return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered")
         if ok and survey.kind == P.VOTE:
@@ -418,5 +388,5 @@ class MemberProtocol:
     def dropped(self, key: int) -> None:
         """The reply to ``key`` could not go out (the socket closed): forget it."""
         self._surveys.pop(key, None)
-        self._prompts.pop(key, None)
+        self._deliberations.forget(key)
         self._counter.pop(key, None)
