@@ -21,7 +21,9 @@ import trio
 from consensus.decide.poll import PollResult
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Rule
+from consensus.decide.stances import Key
 from consensus.decide.tally import Decision
+from consensus.decide.until import Until
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
 from consensus.room.calls import POLL_CALL, Call
@@ -192,9 +194,12 @@ class Room:
             log.error("room %r: decision of vote %d not broadcast: %s", self.name, vote_id, exc)
         return decision
 
-    async def deliberate(self, question: Any, **options: Any) -> Deliberation:
-        """Run a deliberation among the members present; see :func:`consensus.room.deliberating.deliberate`."""
-        return await deliberate(self, question, **options)
+    async def deliberate(self, question: Any, *, rounds: int = 3, timeout: float, options: Sequence[str] | None = None,
+                         rule: Rule | Sequence[Rule] | None = None, until: Until | Sequence[Until] | None = None,
+                         anonymous: bool = False, key: Key | None = None) -> Deliberation:  # fmt: skip
+        """Deliberate among the members present, in rounds; see :func:`consensus.room.deliberating.deliberate`."""
+        return await deliberate(self, question, rounds=rounds, timeout=timeout, options=options, rule=rule,
+                                until=until, anonymous=anonymous, key=key)  # fmt: skip
 
     async def close(self, reason: str = "the host closed the room") -> None:
         """Close the room: tell every member (a ``close`` frame, sent a few times, best

@@ -405,12 +405,6 @@ class HostProtocol:
         deliberator, _ = self._deliberations[active.deliberation]
         return deliberator.close_round(elapsed=now - active.start)
 
-    def stop_deliberation(self, key: int, reason: str = "stopped") -> None:
-        """End deliberation ``key`` between rounds (the caller was cancelled or a survey failed)."""
-        deliberator, _ = self._deliberations[key]
-        if deliberator.current is None:
-            deliberator.stop(reason)
-
     def close_deliberation(self, key: int, now: float) -> tuple[Deliberation, list[Send]]:
         """Forget deliberation ``key``: its result, and the ``decision`` frame that tells every
         member (none when the last round has no decision)."""
