@@ -21,6 +21,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(PY) examples/vote.py
+	$(PY) examples/roundtable.py
 
 test: setup
 	$(PY) -m pytest

@@ -10,7 +10,10 @@ under it: RoomClosed). Reads commands on stdin:
 ``mesh ok``), ``poll <json question>`` asks the host to run a poll (prints
 ``polled <json answers> <json missing>`` or ``call-refused <reason>``), ``vote <json
 [motion, options, rule-or-null]>`` asks for a vote (prints ``voted <json outcome>``),
-``quit`` leaves the room cleanly. With ``--host-events`` it prints ``host lost`` and
+``quit`` leaves the room cleanly. With ``--stance S`` it also deliberates (prints
+``deliberate <round> <json labels shown>``): it holds S, adopts ``--persuadable P`` once
+another member shows P (crediting that label), and with ``--crash-round N`` dies when
+asked round N. With ``--host-events`` it prints ``host lost`` and
 ``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,9 +52,24 @@ async def main(args: argparse.Namespace) -> None:
         choice = json.loads(args.choice) if args.choice is not None else options[0]
         return consensus.Ballot(choice, confidence=args.confidence, reason=f"{args.name} thinks so")
 
+    held = args.stance
+
+    async def on_deliberate(question: Any, number: int, others: Any, options: Any) -> Any:
+        nonlocal held
+        say("deliberate", number, json.dumps([seen.label for seen in others], separators=(",", ":")))
+        if number == args.crash_round:
+            os._exit(3)  # a crash mid-round: no reply, the connection drops
+        await trio.sleep(args.delay)
+        convincing = [seen.label for seen in others if seen.position.stance == args.persuadable]
+        if convincing and held != args.persuadable:
+            held = args.persuadable
+            return consensus.Position(held, reason=f"{convincing[0]} convinced me", persuaded_by=tuple(convincing[:1]))
+        return consensus.Position(held, reason=f"{args.name} holds {held}")
+
     try:
         async with consensus.join(
             args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
+            on_deliberate=on_deliberate if args.stance is not None else None,
             handler_timeout=args.handler_timeout, join_timeout=args.join_timeout, observer=args.observer,
             host_timeout=args.host_timeout, on_host_lost=args.on_host_lost,
         ) as member:  # fmt: skip
@@ -130,6 +149,9 @@ if __name__ == "__main__":
         "--log", action="store_true", help="print the 'consensus' log as 'log <message>' lines"
     )
     parser.add_argument("--observer", action="store_true")
+    parser.add_argument("--stance", help="deliberate, holding this stance")
+    parser.add_argument("--persuadable", help="a stance adopted once another member shows it")
+    parser.add_argument("--crash-round", type=int, default=0, help="die when asked this round")
     arguments = parser.parse_args()
     if arguments.log:
         logging.getLogger("consensus").addHandler(_SayLog())

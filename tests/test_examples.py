@@ -99,3 +99,17 @@ def test_big_payload_example(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len({sent for _, _, sent, _ in rows}) == 1, out  # the same cloud in every mode
     assert "checksums equal in all three modes: yes" in out, out
     assert out.count("speed-up over inline:") == 2, out
+
+
+def test_roundtable_example_reports_agreement_mind_changes_and_early_stop() -> None:
+    out = run_example("examples/roundtable.py", "--timeout", "30")
+    assert "6 agents joined" in out
+    assert "Answer: NATS (5 of 6 members agreed)" in out
+    assert "Counterpoint: Redis: Redis is the most effective tool because it is everywhere" in out
+    changed = sorted(re.findall(r"^  (.+?) \(changed mind\)", out, flags=re.MULTILINE))
+    assert changed == ["Llama", "Qwen", "Sonar Pro"]
+    assert "Claude persuaded Llama, Qwen and Sonar Pro to pivot" in out
+    assert "Rounds: 3 (stopped by rounds)" in out
+    assert re.search(r"Plurality +=> NATS", out) and re.search(r"confidence-weighted +=> no outcome", out)
+    longer = run_example("examples/roundtable.py", "--timeout", "30", "--rounds", "6")
+    assert "Rounds: 4 (stopped by no_change)" in longer and "converged on NATS in round 4" in longer

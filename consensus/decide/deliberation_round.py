@@ -104,6 +104,10 @@ class DeliberationRound:
     def left(self, name: str) -> None:
         self._poll.left(name)
 
+    def finish(self) -> None:
+        """Take no more replies (the round's deadline passed): later ones are late."""
+        self._poll.finish()
+
     def close(self, *, elapsed: float) -> Round:
         """Finish the round (later replies are late) and return what it produced."""
         self._poll.finish()

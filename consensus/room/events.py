@@ -173,6 +173,7 @@ class HandlerKind(Enum):
 
     POLL = "on_poll"
     VOTE = "on_vote"
+    DELIBERATE = "on_deliberate"
 
 
 @dataclass(frozen=True, slots=True)

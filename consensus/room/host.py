@@ -19,11 +19,15 @@ from typing import Any
 import trio
 
 from consensus.decide.poll import PollResult
+from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Rule
+from consensus.decide.stances import Key
 from consensus.decide.tally import Decision
+from consensus.decide.until import Until
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
 from consensus.room.calls import POLL_CALL, Call
+from consensus.room.deliberating import deliberate
 from consensus.room.events import CallRequested, Ignored, Joined, Left, MembersChanged, Output, Send, Target
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
@@ -73,6 +77,7 @@ class RoomStatistics:
     calls: int = 0  # polls and votes members asked for (and the host ran)
     refused_calls: int = 0
     observers: int = 0
+    deliberation_rounds: int = 0
 
 
 class Room:
@@ -188,6 +193,13 @@ class Room:
         except MessageTooLarge as exc:  # the caller still gets the decision; members are not told
             log.error("room %r: decision of vote %d not broadcast: %s", self.name, vote_id, exc)
         return decision
+
+    async def deliberate(self, question: Any, *, rounds: int = 3, timeout: float, options: Sequence[str] | None = None,
+                         rule: Rule | Sequence[Rule] | None = None, until: Until | Sequence[Until] | None = None,
+                         anonymous: bool = False, key: Key | None = None) -> Deliberation:  # fmt: skip
+        """Deliberate among the members present, in rounds; see :func:`consensus.room.deliberating.deliberate`."""
+        return await deliberate(self, question, rounds=rounds, timeout=timeout, options=options, rule=rule,
+                                until=until, anonymous=anonymous, key=key)  # fmt: skip
 
     async def close(self, reason: str = "the host closed the room") -> None:
         """Close the room: tell every member (a ``close`` frame, sent a few times, best

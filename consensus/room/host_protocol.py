@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from consensus.decide.decision import Decision
+from consensus.decide.deliberation import Deliberator
+from consensus.decide.deliberation_round import DeliberationRound
 from consensus.decide.poll import PollResult, PollRound, Verdict
+from consensus.decide.position import normalise_stance
+from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Rule
+from consensus.decide.stances import Key, Round
+from consensus.decide.until import Until
 from consensus.decide.vote import VoteRound
 from consensus.endpoints import Endpoints
 from consensus.room import calls as C
+from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import (
     CallRequested,
@@ -42,7 +49,8 @@ ROSTER_RESEND_BEATS: Final = 2  # the roster is resent every 2 heartbeats: it he
 EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the expiry: check just after it
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
-                   "late_replies", "rejected_replies", "malformed", "calls", "refused_calls")  # fmt: skip
+                   "late_replies", "rejected_replies", "malformed", "calls", "refused_calls",
+                   "deliberation_rounds")  # fmt: skip
 
 _COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
                       Why.EXPIRY: "expired"}  # fmt: skip
@@ -64,10 +72,11 @@ class ReplyOutcome:
 
 @dataclass(slots=True)
 class _Round:
-    round: PollRound | VoteRound
+    round: PollRound | VoteRound | DeliberationRound
     start: float
     subject: Any  # the question or the motion
     vote_id: int = 0
+    deliberation: int = 0  # a deliberation round: the key of its deliberation
     closed: bool = False  # its caller has the result
     reading: bool = True  # replies may still come (the driver reads them, to count late ones)
 
@@ -88,6 +97,7 @@ class HostProtocol:
                      "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
         self._rounds: dict[int, _Round] = {}
+        self._deliberations: dict[int, tuple[Deliberator, float]] = {}  # key -> (its state, start)
         self._next_key = 0
         self.counts = dict.fromkeys(COUNTERS, 0)
 
@@ -180,6 +190,9 @@ class HostProtocol:
             if verdict.replaced is not None:
                 out += self._gone([verdict.replaced.name], Why.REPLACED, roster=False)
             out.append(Joined(hello.name, replaced=verdict.replaced is not None))
+            if not hello.observer:
+                for deliberator, _ in self._deliberations.values():
+                    deliberator.join(hello.name)  # asked from the next round on
         body = P.welcome_body(hello.name, hello.token, self.roster.meshes(), heartbeat=self.roster.heartbeat,
                               mesh=self.endpoints.mesh, refs=self.roster.refs,
                               observers=self.roster.observers)  # fmt: skip
@@ -257,9 +270,13 @@ class HostProtocol:
         if not names:
             return []
         self.counts[_COUNTER_OF[why]] += len(names)
-        for active in self._rounds.values():
+        for deliberator, _ in self._deliberations.values():
             for name in names:
-                active.round.left(name)
+                deliberator.left(name)  # also marks it left in the open round
+        for active in self._rounds.values():
+            if not active.deliberation:
+                for name in names:
+                    active.round.left(name)
         out: list[Output] = [Left(tuple(names), why)]
         if roster:
             out += [MembersChanged(self.members), self.roster_frame()]
@@ -317,7 +334,19 @@ class HostProtocol:
         return ReplyOutcome(verdict, counting.complete, counting.complete and not counting.pending)
 
     @staticmethod
-    def _apply(counting: PollRound | VoteRound, envelope: Envelope, at: float) -> Verdict:
+    def _apply(counting: PollRound | VoteRound | DeliberationRound, envelope: Envelope, at: float) -> Verdict:
+        if isinstance(counting, DeliberationRound):
+            if envelope.kind == D.POSITION:
+                return counting.answer(envelope.sender, D.parse_position(envelope), at=at)
+            kind, value = P.parse_reply(envelope)
+            if kind == P.ERROR:
+                return counting.fail(envelope.sender, value, at=at)
+            raise MalformedMessage(
+                f"a {kind!r} reply to a deliberation from {envelope.sender!r}", reason="body", size=0
+            )
+        if envelope.kind == D.POSITION:
+            raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
+                                   reason="body", size=0)  # fmt: skip
         kind, value = P.parse_reply(envelope)
         if isinstance(counting, PollRound):
             if kind == P.ANSWER:
@@ -340,6 +369,58 @@ class HostProtocol:
         active = self._rounds.get(key)
         if active is not None:
             active.round.finish()
+
+    # ------------------------------------------------------------------ deliberations
+    def open_deliberation(self, question: Any, *, deliberation_id: int, now: float, rounds: int = 3,
+                          options: Sequence[str] | None = None, rule: Rule | Sequence[Rule] | None = None,
+                          until: Until | Sequence[Until] | None = None, anonymous: bool = False,
+                          key: Key | None = None) -> int:  # fmt: skip
+        """Start a deliberation among the members present (bad arguments: ``TypeError`` /
+        ``ValueError``); returns its key. Open each round with :meth:`open_deliberation_round`."""
+        deliberator = Deliberator(question, self.members, options=options, rule=rule or Majority(),
+                                  rounds=rounds, until=until, anonymous=anonymous,
+                                  key=key or normalise_stance, deliberation=deliberation_id)  # fmt: skip
+        self._next_key += 1
+        self._deliberations[self._next_key] = (deliberator, now)
+        return self._next_key
+
+    def deliberation_done(self, key: int) -> bool:
+        """True when deliberation ``key`` needs no more rounds (see :meth:`close_deliberation`)."""
+        return self._deliberations[key][0].done
+
+    def open_deliberation_round(self, key: int, now: float) -> tuple[int, list[Send]]:
+        """Open the next round of deliberation ``key``: the round's key and its ``deliberate``
+        survey (none when nobody is asked). Replies go to :meth:`reply` as for polls."""
+        deliberator, _ = self._deliberations[key]
+        prompt = deliberator.open_round()
+        current = deliberator.current
+        assert current is not None
+        self.counts["deliberation_rounds"] += 1
+        active = _Round(current, now, prompt.question, deliberator.deliberation, deliberation=key)
+        return self._open(active, D.DELIBERATE, prompt.to_wire())
+
+    def close_deliberation_round(self, key: int, now: float) -> Round:
+        """End round ``key`` (later replies are late) and return its record."""
+        active = self._close(key)
+        deliberator, _ = self._deliberations[active.deliberation]
+        return deliberator.close_round(elapsed=now - active.start)
+
+    def close_deliberation(self, key: int, now: float) -> tuple[Deliberation, list[Send]]:
+        """Forget deliberation ``key``: its result, and the ``decision`` frame that tells every
+        member (none when the last round has no decision)."""
+        deliberator, start = self._deliberations.pop(key)
+        for round_key in [k for k, active in self._rounds.items() if active.deliberation == key]:
+            if not self._rounds[round_key].closed:  # abandoned mid-round: close it unrecorded
+                del self._rounds[round_key]
+        if deliberator.current is not None:
+            deliberator.close_round(elapsed=now - start)
+        if not deliberator.done:
+            deliberator.stop()
+        result = deliberator.result(elapsed=now - start)
+        if result.decision is None:
+            return result, []
+        body = P.decision_body(result.deliberation, result.question, result.decision)
+        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self.inline)]
 
     def close_poll(self, key: int, now: float, *, poll_id: int = 0) -> PollResult:
         """End the poll ``key`` (later replies are late) and return its result."""

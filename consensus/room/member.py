@@ -90,6 +90,7 @@ class MemberStatistics:
     hotlines_opened: int  # lines to other members, opened by either side
     calls: int = 0  # polls and votes this member asked the host to run
     late_results: int = 0  # results of calls that came after the caller stopped waiting
+    positions_sent: int = 0  # positions sent in answer to deliberations
 
 
 class Member:
@@ -99,7 +100,8 @@ class Member:
                  on_ask: Handler | None, handler_timeout: float | None, handler_threads: int,
                  max_message_size: int, tls: TLSConfig | None = None,
                  shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
-                 on_host_lost: Literal["wait", "exit"] = "wait") -> None:  # fmt: skip
+                 on_host_lost: Literal["wait", "exit"] = "wait",
+                 on_deliberate: Handler | None = None) -> None:  # fmt: skip
         if on_host_lost not in ("wait", "exit"):
             raise ValueError(f"on_host_lost must be 'wait' or 'exit', got {on_host_lost!r}")
         self._on_host_lost = on_host_lost
@@ -109,9 +111,12 @@ class Member:
         self._protocol = MemberProtocol(name=name, token=self.token, host_mesh=self.endpoints.mesh,
                                         on_poll=on_poll is not None, on_vote=on_vote is not None,
                                         refs=shared_memory, observer=observer,
-                                        host_timeout=host_timeout)  # fmt: skip
+                                        host_timeout=host_timeout,
+                                        on_deliberate=on_deliberate is not None)  # fmt: skip
         self.name = self._protocol.name
         self._handlers: dict[HandlerKind, Handler] = {}
+        if on_deliberate is not None:  # see docs/deliberation.md section 7 for its arguments
+            self._handlers[HandlerKind.DELIBERATE] = on_deliberate
         if on_poll is not None:
             self._handlers[HandlerKind.POLL] = on_poll
         if on_vote is not None:
@@ -457,7 +462,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                join_timeout: float | None = 10.0, handler_timeout: float | None = None, handler_threads: int = 8,
                max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
                shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
-               on_host_lost: Literal["wait", "exit"] = "wait") -> AsyncIterator[Member]:  # fmt: skip
+               on_host_lost: Literal["wait", "exit"] = "wait",
+               on_deliberate: Handler | None = None) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
     With ``on_task``, the member also works: it takes tasks from the host's
@@ -484,7 +490,11 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     (``member.host_connected`` turns False, :meth:`Member.wait_host_changed` wakes). With
     ``on_host_lost="wait"`` the member keeps its handlers and rejoins by itself when the
     host is back; with ``"exit"`` the ``async with`` body is cancelled and the block ends
-    with :class:`~consensus.errors.RoomClosed`. When the host closes the room
+    with :class:`~consensus.errors.RoomClosed`. ``on_deliberate(question, round, others,
+    options)`` answers the host's ``room.deliberate`` rounds (``others``: the previous
+    round's positions except this member's own, as ``Seen(label, position)``; ``options``:
+    None for an open question) with a ``Position`` or a stance (text); without it, the
+    ``on_poll`` answer (``str()`` of it) is the stance. When the host closes the room
     (``room.close()`` or the end of its ``async with``), the block ends with
     :class:`~consensus.errors.RoomClosed` within a second, whatever ``on_host_lost`` says.
     Plain handlers run in at most ``handler_threads`` threads at once; a handler
@@ -494,7 +504,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
-                    observer=observer, host_timeout=host_timeout, on_host_lost=on_host_lost)  # fmt: skip
+                    observer=observer, host_timeout=host_timeout, on_host_lost=on_host_lost,
+                    on_deliberate=on_deliberate)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)

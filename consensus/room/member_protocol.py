@@ -17,6 +17,7 @@ from typing import Any, Final
 from consensus.decide.rules import Rule
 from consensus.failure import Failure
 from consensus.room import calls as C
+from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import (
     CallAnswered,
@@ -36,6 +37,7 @@ from consensus.room.events import (
     Undial,
     Welcomed,
 )
+from consensus.room.member_deliberation import MemberDeliberations
 from consensus.room.roster import check_name
 from patterns import Envelope, MalformedMessage
 
@@ -56,7 +58,7 @@ JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answer
 CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
-                    "late_results")  # fmt: skip
+                    "late_results", "positions_sent")  # fmt: skip
 
 
 class MemberState(Enum):
@@ -71,7 +73,7 @@ class MemberProtocol:
 
     def __init__(self, *, name: str, token: int, host_mesh: str, on_poll: bool, on_vote: bool,
                  refs: bool = True, observer: bool = False,
-                 host_timeout: float | None = None) -> None:  # fmt: skip
+                 host_timeout: float | None = None, on_deliberate: bool = False) -> None:  # fmt: skip
         if host_timeout is not None and not host_timeout > 0:
             raise ValueError(f"host_timeout must be > 0 seconds (or None), got {host_timeout!r}")
         self._host_timeout = host_timeout
@@ -88,6 +90,10 @@ class MemberProtocol:
         self._calls: set[int] = set()  # ids of this member's calls waiting for their result
         self._handlers = {P.POLL: HandlerKind.POLL if on_poll else None,
                           P.VOTE: HandlerKind.VOTE if on_vote else None}  # fmt: skip
+        # A deliberation is answered by on_deliberate, else by on_poll (its answer as the stance).
+        self._handlers[D.DELIBERATE] = (HandlerKind.DELIBERATE if on_deliberate
+                                        else HandlerKind.POLL if on_poll else None)  # fmt: skip
+        self._deliberations = MemberDeliberations(self.name)
         self.state = MemberState.JOINING
         self.heartbeat = DEFAULT_HEARTBEAT
         self.members: dict[str, str] = {}
@@ -307,12 +313,15 @@ class MemberProtocol:
         if self.state in (MemberState.REFUSED, MemberState.CLOSED) or self.observer:
             return [Decline(key)]  # an observer is never expected: silence costs the host nothing
         self._surveys[key] = P.parse_survey(envelope)
+        if envelope.kind == D.DELIBERATE and not self._deliberations.receive(key, envelope):
+            self.counts["malformed"] += 1  # answered with an error: the host hears why
         if self.state is MemberState.JOINING:
             self._kept[key] = None
             if len(self._kept) > MAX_KEPT_SURVEYS:
                 oldest = next(iter(self._kept))
                 del self._kept[oldest]
                 del self._surveys[oldest]
+                self._deliberations.forget(oldest)
                 return [Decline(oldest)]
             return []
         return self._dispatch(key)
@@ -324,6 +333,11 @@ class MemberProtocol:
             return [Handle(key, handler, (survey.question,))]
         if handler is HandlerKind.VOTE and survey.complete:
             return [Handle(key, handler, (survey.motion, survey.options))]
+        if survey.kind == D.DELIBERATE:
+            handle = self._deliberations.handle(key, handler)
+            if isinstance(handle, Handle):
+                return [handle]
+            return [self.reply(key, None if handle is None else (False, handle))]
         return [self.reply(key, None)]
 
     def reply(self, key: int, outcome: tuple[bool, Any] | None) -> Send:
@@ -334,9 +348,16 @@ class MemberProtocol:
         the frame to send; call :meth:`sent` (or :meth:`dropped`) once it is out."""
         survey = self._surveys[key]
         if outcome is None:
-            what = "no handler for it" if survey.kind in (P.POLL, P.VOTE) else "unknown survey kind"
+            known = (P.POLL, P.VOTE, D.DELIBERATE)
+            what = "no handler for it" if survey.kind in known else "unknown survey kind"
             outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
         ok, result = outcome
+        if ok and survey.kind == D.DELIBERATE:
+            made = self._deliberations.position(key, result)
+            if not isinstance(made, Failure):
+                return self._reply(key, D.POSITION, made, "positions_sent")
+            result = made
+        self._deliberations.forget(key)
         if ok and survey.kind == P.POLL:
             return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered")
         if ok and survey.kind == P.VOTE:
@@ -367,4 +388,5 @@ class MemberProtocol:
     def dropped(self, key: int) -> None:
         """The reply to ``key`` could not go out (the socket closed): forget it."""
         self._surveys.pop(key, None)
+        self._deliberations.forget(key)
         self._counter.pop(key, None)

@@ -1,0 +1,47 @@
+"""The wire of a deliberation in a room: the ``deliberate`` survey and the ``position`` reply.
+
+A deliberation runs as one survey per round (``docs/deliberation.md`` section 7): the
+host sends the round's :class:`~consensus.decide.prompt.Prompt` as a ``deliberate``
+survey (every position of the previous round, names hidden when anonymous), each member
+answers with a ``position`` (a :class:`~consensus.decide.position.Position` in its wire
+form, ``round`` set to the survey's round) or an ``error``. The finished deliberation's
+decision goes to every member as a ``decision`` frame, like a vote's, with the
+deliberation's id in ``vote`` and the question as the ``motion``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from consensus.decide.position import Position
+from consensus.decide.prompt import Prompt
+from consensus.errors import InvalidPosition
+from patterns import Envelope, MalformedMessage
+
+__all__ = ["DELIBERATE", "POSITION", "parse_position", "parse_prompt", "position_body"]
+
+DELIBERATE: Final = "deliberate"  # host -> members, survey: a Prompt's wire form
+POSITION: Final = "position"  # member -> host, reply: a Position's wire form
+
+
+def parse_prompt(envelope: Envelope) -> Prompt:
+    """The prompt of a ``deliberate`` survey; raises :class:`MalformedMessage` on a bad body."""
+    try:
+        return Prompt.from_wire(envelope.body)
+    except InvalidPosition as exc:
+        raise MalformedMessage(
+            f"a 'deliberate' survey from {envelope.sender!r} is malformed: {exc}", reason="body", size=0
+        ) from exc
+
+
+def position_body(value: Any, round_number: int) -> dict[str, Any]:
+    """A handler's value as the ``position`` reply for round ``round_number`` (TypeError or
+    ValueError when it makes no position; see :meth:`Position.coerce`)."""
+    position = Position.coerce(value)
+    return Position(position.stance, position.answer, position.reason, position.confidence,
+                    position.persuaded_by, round_number).to_wire()  # fmt: skip
+
+
+def parse_position(envelope: Envelope) -> Any:
+    """The body of a ``position`` reply, checked by the round (``DeliberationRound.answer``)."""
+    return envelope.body
