@@ -48,9 +48,9 @@ def test_a_members_poll_call_is_run_and_its_result_reaches_only_the_caller() -> 
     assert isinstance(requested, CallRequested) and requested.call.subject == "ready?"
     assert requested.call.quorum == 2 and requested.call.timeout == 5.0
     assert deliver(host, ann, frame, 1) == []  # the same call again while it runs: nothing new
-    key, _ = host.open_poll("ready?", quorum=2, now=0.0)
+    key, _ = host.rounds.open_poll("ready?", quorum=2, now=0.0)
     assert host.members == ("ann", "bob")
-    result = host.close_poll(key, 1.0)
+    result = host.rounds.close_poll(key, 1.0)
     (out,) = host.call_result(requested.call, result)
     assert isinstance(out, Send) and out.kind == C.RESULT
     assert bob.receive_control(wire(out.kind, "host", out.body), 1.0) == []  # not bob's
@@ -105,12 +105,12 @@ def test_an_observer_is_in_the_room_but_never_polled_nor_in_an_electorate() -> N
     assert roster["observers"] == ["eve"] and set(roster["members"]) == {"ann", "eve"}
     ann.receive_control(wire(P.ROSTER, "host", roster), 0.0)
     assert ann.observers == frozenset({"eve"})
-    key, (survey,) = host.open_poll("q", quorum=None, now=0.0)
+    key, (survey,) = host.rounds.open_poll("q", quorum=None, now=0.0)
     assert eve.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0) == [Decline(1)]
-    result = host.close_poll(key, 1.0)
+    result = host.rounds.close_poll(key, 1.0)
     assert result.expected == frozenset({"ann"})
-    key, _ = host.open_vote("m", options=("a",), vote_id=1, rule=None, quorum=None, weights=None, now=0.0)
-    decision, _ = host.close_vote(key, 1.0)
+    key, _ = host.rounds.open_vote("m", options=("a",), vote_id=1, rule=None, quorum=None, weights=None, now=0.0)
+    decision, _ = host.rounds.close_vote(key, 1.0)
     assert decision.missing == frozenset({"ann"})
     _, frame = eve.call_frame(C.VOTE_CALL, "m", timeout=1, options=("a", "b"))
     (requested,) = deliver(host, eve, frame, 2)  # an observer may call

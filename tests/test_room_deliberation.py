@@ -33,7 +33,7 @@ def joined(host: HostProtocol, name: str, *, pipe: int, deliberate: bool = True)
 
 def run_round(host: HostProtocol, dkey: int, members: dict[str, MemberProtocol],
               think: dict[str, Thinker], now: float, seen: list[Any]) -> None:  # fmt: skip
-    key, (survey,) = host.open_deliberation_round(dkey, now)
+    key, (survey,) = host.rounds.open_deliberation_round(dkey, now)
     assert survey.kind == D.DELIBERATE
     seen.append(survey.body)
     for n, (name, member) in enumerate(members.items()):
@@ -45,9 +45,9 @@ def run_round(host: HostProtocol, dkey: int, members: dict[str, MemberProtocol],
             value = f"poll {out.args[0]}"
         reply = member.reply(n, (True, value))
         member.sent(n)
-        host.reply(key, wire(reply.kind, name, reply.body, re=1), now + 0.1)
-    host.close_deliberation_round(key, now + 0.2)
-    host.replies_done(key)  # the driver's reading task ends
+        host.rounds.reply(key, wire(reply.kind, name, reply.body, re=1), now + 0.1)
+    host.rounds.close_deliberation_round(key, now + 0.2)
+    host.rounds.replies_done(key)  # the driver's reading task ends
 
 
 def stubborn(stance: str) -> Thinker:
@@ -65,20 +65,20 @@ def test_a_three_round_deliberation_records_who_changed_and_broadcasts_the_decis
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     members = {name: joined(host, name, pipe=at) for at, name in enumerate(["ann", "bob", "cy"], 1)}
     think = {"ann": stubborn("NATS"), "bob": stubborn("NATS"), "cy": follower}
-    dkey = host.open_deliberation("best transport?", deliberation_id=7, now=0.0, rounds=3)
+    dkey = host.rounds.open_deliberation("best transport?", deliberation_id=7, now=0.0, rounds=3)
     seen: list[Any] = []
     now = 0.0
-    while not host.deliberation_done(dkey):
+    while not host.rounds.deliberation_done(dkey):
         run_round(host, dkey, members, think, now, seen)
         now += 1.0
-    result, (frame,) = host.close_deliberation(dkey, now)
+    result, (frame,) = host.rounds.close_deliberation(dkey, now)
     assert len(result.rounds) == 3 and result.stopped_by == "rounds"
     assert result.outcome == "NATS" and str(result.agreement) == "3 of 3"
     assert result.final["cy"].changed and result.final["cy"].changed_from == "Redis"
     assert {k: list(v) for k, v in result.influence.items()} == {"ann": ["cy"]}
     assert [e["label"] for e in seen[1]["positions"]] == ["ann", "bob", "cy"]
     assert frame.kind == P.DECISION and frame.body["vote"] == 7
-    assert host.rounds == 0 and host.counts["deliberation_rounds"] == 3
+    assert host.rounds.held == 0 and host.counts["deliberation_rounds"] == 3
     assert all(m.counts["positions_sent"] == 3 for m in members.values())
 
 
@@ -87,13 +87,13 @@ def test_anonymous_surveys_carry_no_names_and_unanimity_stops_early() -> None:
     names = ["annabel", "bobbert", "cyprian"]
     members = {name: joined(host, name, pipe=at) for at, name in enumerate(names, 1)}
     think = {"annabel": stubborn("NATS"), "bobbert": stubborn("NATS"), "cyprian": follower}
-    dkey = host.open_deliberation("q", deliberation_id=8, now=0.0, rounds=5, anonymous=True, until=unanimous)
+    dkey = host.rounds.open_deliberation("q", deliberation_id=8, now=0.0, rounds=5, anonymous=True, until=unanimous)
     seen: list[Any] = []
     now = 0.0
-    while not host.deliberation_done(dkey):
+    while not host.rounds.deliberation_done(dkey):
         run_round(host, dkey, members, think, now, seen)
         now += 1.0
-    result, _ = host.close_deliberation(dkey, now)
+    result, _ = host.rounds.close_deliberation(dkey, now)
     assert result.stopped_by == "unanimous" and result.converged_at == 2 and len(result.rounds) == 2
     assert all(name not in repr(body) for body in seen for name in names)
     assert [e["label"] for e in seen[1]["positions"]] == ["P1", "P2", "P3"]
@@ -103,33 +103,33 @@ def test_anonymous_surveys_carry_no_names_and_unanimity_stops_early() -> None:
 def test_a_member_with_only_on_poll_answers_with_its_poll_answer_as_stance() -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     members = {"ann": joined(host, "ann", pipe=1, deliberate=False)}
-    dkey = host.open_deliberation("q", deliberation_id=9, now=0.0, rounds=1)
+    dkey = host.rounds.open_deliberation("q", deliberation_id=9, now=0.0, rounds=1)
     run_round(host, dkey, members, {}, 0.0, [])
-    result, _ = host.close_deliberation(dkey, 1.0)
+    result, _ = host.rounds.close_deliberation(dkey, 1.0)
     assert result.final["ann"].position.stance == "poll q"
 
 
 def test_leavers_are_named_missing_and_joiners_take_part_from_the_next_round() -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     ann, bob = joined(host, "ann", pipe=1), joined(host, "bob", pipe=2)
-    dkey = host.open_deliberation("q", deliberation_id=10, now=0.0, rounds=2)
-    key, (survey,) = host.open_deliberation_round(dkey, 0.0)
+    dkey = host.rounds.open_deliberation("q", deliberation_id=10, now=0.0, rounds=2)
+    key, (survey,) = host.rounds.open_deliberation_round(dkey, 0.0)
     (handle,) = ann.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0)
     reply = ann.reply(1, (True, "yes"))
-    host.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
+    host.rounds.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
     host.connection_closed(2, 0.2)  # bob crashes mid-round
     cy = joined(host, "cy", pipe=3)  # cy arrives mid-round: asked from round 2
-    assert host.complete(key)
-    first = host.close_deliberation_round(key, 0.3)
+    assert host.rounds.complete(key)
+    first = host.rounds.close_deliberation_round(key, 0.3)
     assert first.left == frozenset({"bob"}) and "bob" in first.missing and "cy" not in first.expected
-    key, (survey,) = host.open_deliberation_round(dkey, 1.0)
+    key, (survey,) = host.rounds.open_deliberation_round(dkey, 1.0)
     for n, (name, member) in enumerate([("ann", ann), ("cy", cy)], 5):
         member.receive_survey(n, wire(survey.kind, "host", survey.body), 1.0)
         reply = member.reply(n, (True, "yes"))
-        host.reply(key, wire(reply.kind, name, reply.body), 1.1)
-    second = host.close_deliberation_round(key, 1.2)
+        host.rounds.reply(key, wire(reply.kind, name, reply.body), 1.1)
+    second = host.rounds.close_deliberation_round(key, 1.2)
     assert second.joined == frozenset({"cy"}) and set(second.positions) == {"ann", "cy"}
-    result, _ = host.close_deliberation(dkey, 2.0)
+    result, _ = host.rounds.close_deliberation(dkey, 2.0)
     assert str(result.agreement) == "2 of 2"
     del bob, handle
 
@@ -137,17 +137,17 @@ def test_leavers_are_named_missing_and_joiners_take_part_from_the_next_round() -
 def test_bad_replies_are_counted_and_change_nothing() -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     ann = joined(host, "ann", pipe=1)
-    dkey = host.open_deliberation("q", deliberation_id=11, now=0.0, rounds=1, options=["yes", "no"])
-    key, (survey,) = host.open_deliberation_round(dkey, 0.0)
-    wrong = host.reply(key, wire(P.ANSWER, "ann", P.answer_body("yes")), 0.1)
+    dkey = host.rounds.open_deliberation("q", deliberation_id=11, now=0.0, rounds=1, options=["yes", "no"])
+    key, (survey,) = host.rounds.open_deliberation_round(dkey, 0.0)
+    wrong = host.rounds.reply(key, wire(P.ANSWER, "ann", P.answer_body("yes")), 0.1)
     assert wrong.verdict is None and host.counts["malformed"] == 1
     ann.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0)
     reply = ann.reply(1, (True, "maybe"))  # not an option: the member fails the round
-    host.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
-    closed = host.close_deliberation_round(key, 0.2)
+    host.rounds.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
+    closed = host.rounds.close_deliberation_round(key, 0.2)
     assert closed.errors["ann"].type == "InvalidPosition"
-    poll_key, _ = host.open_poll("q", quorum=None, now=1.0)
-    assert host.reply(poll_key, wire(D.POSITION, "ann", {"stance": "x"}), 1.1).verdict is None
+    poll_key, _ = host.rounds.open_poll("q", quorum=None, now=1.0)
+    assert host.rounds.reply(poll_key, wire(D.POSITION, "ann", {"stance": "x"}), 1.1).verdict is None
 
 
 def test_a_malformed_prompt_is_answered_with_an_error() -> None:

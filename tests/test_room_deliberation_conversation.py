@@ -57,12 +57,12 @@ def test_a_deliberation_over_the_wire_equals_the_bare_state_machine(
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     members = {name: joined(host, name, at) for at, name in enumerate(names, 1)}
     reference = Deliberator("q", names, rounds=rounds, anonymous=anonymous)
-    dkey = host.open_deliberation("q", deliberation_id=5, now=0.0, rounds=rounds, anonymous=anonymous)
+    dkey = host.rounds.open_deliberation("q", deliberation_id=5, now=0.0, rounds=rounds, anonymous=anonymous)
     previous: dict[str, Any] = {}
     number = 0
-    while not host.deliberation_done(dkey):
+    while not host.rounds.deliberation_done(dkey):
         now = float(number)
-        key, (survey,) = host.open_deliberation_round(dkey, now)
+        key, (survey,) = host.rounds.open_deliberation_round(dkey, now)
         reference.open_round()
         frames: dict[str, Any] = {}
         for at, (name, member) in enumerate(members.items()):
@@ -75,27 +75,27 @@ def test_a_deliberation_over_the_wire_equals_the_bare_state_machine(
             name = names[at % count]
             frame = frames[name]
             if what in ("reply", "duplicate") and (what == "reply" or name in counted):
-                host.reply(key, wire(frame.kind, name, frame.body), now + 0.1)
+                host.rounds.reply(key, wire(frame.kind, name, frame.body), now + 0.1)
                 if name not in counted:
                     counted.add(name)
                     reference.answer(name, stances[number][names.index(name)])
             elif what == "replay" and name in previous:
-                host.reply(key, wire(previous[name].kind, name, previous[name].body), now + 0.1)
+                host.rounds.reply(key, wire(previous[name].kind, name, previous[name].body), now + 0.1)
             elif what == "forged":
-                host.reply(key, wire(frame.kind, "eve", frame.body), now + 0.1)
+                host.rounds.reply(key, wire(frame.kind, "eve", frame.body), now + 0.1)
             elif what == "wrong kind":
-                host.reply(key, wire(P.ANSWER, name, P.answer_body("x")), now + 0.1)
+                host.rounds.reply(key, wire(P.ANSWER, name, P.answer_body("x")), now + 0.1)
         assert all(f.kind == D.POSITION for f in frames.values())
-        got = host.close_deliberation_round(key, now + 0.5)
-        host.replies_done(key)
+        got = host.rounds.close_deliberation_round(key, now + 0.5)
+        host.rounds.replies_done(key)
         expected = reference.close_round(elapsed=0.5)
         assert dict(got.stances) == dict(expected.stances) and got.missing == expected.missing
         assert {n: p.stance for n, p in got.positions.items()} == {n: p.stance for n, p in expected.positions.items()}
         previous = frames
         number += 1
-    result, frames_out = host.close_deliberation(dkey, float(number))
+    result, frames_out = host.rounds.close_deliberation(dkey, float(number))
     want = reference.result(elapsed=float(number))
     assert result.stopped_by == want.stopped_by and len(result.rounds) == len(want.rounds)
     assert result.outcome == want.outcome and result.agreement == want.agreement
     assert (result.decision is None) == (frames_out == [])
-    assert host.rounds == 0
+    assert host.rounds.held == 0

@@ -105,10 +105,10 @@ class Conversation(RuleBasedStateMachine):
             elif isinstance(out, CallRequested):  # the driver runs it as room.poll / room.vote would
                 call = out.call
                 if call.kind == C.POLL_CALL:
-                    key, frames = self.host.open_poll(call.subject, quorum=call.quorum, now=self.now)
+                    key, frames = self.host.rounds.open_poll(call.subject, quorum=call.quorum, now=self.now)
                     self.survey(key, frames, P.POLL)
                 else:
-                    key, frames = self.host.open_vote(call.subject, options=call.options, vote_id=7,
+                    key, frames = self.host.rounds.open_vote(call.subject, options=call.options, vote_id=7,
                                                       rule=call.rule, quorum=call.quorum,
                                                       weights=call.weights, now=self.now)  # fmt: skip
                     self.survey(key, frames, P.VOTE)
@@ -259,7 +259,7 @@ class Conversation(RuleBasedStateMachine):
     def check_reply(self, round_key: int, envelope: Envelope) -> None:
         ref = self.rounds.get(round_key)
         before = dict(self.host.counts)
-        outcome = self.host.reply(round_key, envelope, self.now)
+        outcome = self.host.rounds.reply(round_key, envelope, self.now)
         if outcome.verdict is None:  # malformed: counted, nothing else
             assert self.host.counts["malformed"] == before["malformed"] + 1
             return
@@ -319,12 +319,12 @@ class Conversation(RuleBasedStateMachine):
 
     @rule()
     def poll(self) -> None:
-        key, frames = self.host.open_poll("q?", quorum=None, now=self.now)
+        key, frames = self.host.rounds.open_poll("q?", quorum=None, now=self.now)
         self.survey(key, frames, P.POLL)
 
     @rule()
     def vote(self) -> None:
-        key, frames = self.host.open_vote("m", options=["yes", "no"], vote_id=7, rule=None, quorum=None,
+        key, frames = self.host.rounds.open_vote("m", options=["yes", "no"], vote_id=7, rule=None, quorum=None,
                                           weights=None, now=self.now)  # fmt: skip
         self.survey(key, frames, P.VOTE)
 
@@ -335,19 +335,19 @@ class Conversation(RuleBasedStateMachine):
             i % sum(not r.closed for r in self.rounds.values())
         ]
         if ref.kind == P.POLL:
-            result = self.host.close_poll(key, self.now)
+            result = self.host.rounds.close_poll(key, self.now)
             assert dict(result.answers) == ref.answered and result.expected == ref.expected
             assert result.missing == ref.expected - ref.answered.keys() - result.errors.keys()
             if key in self.calls:
                 self.host_out(self.host.call_result(self.calls.pop(key), result))
         else:
-            decision, frame = self.host.close_vote(key, self.now)
+            decision, frame = self.host.rounds.close_vote(key, self.now)
             assert decision.electorate_weight == len(ref.expected)
             self.host_out([frame])
             if key in self.calls:
                 self.host_out(self.host.call_result(self.calls.pop(key), decision))
         ref.closed = True
-        self.host.replies_done(key) if i % 2 else None  # sometimes the late window is still open
+        self.host.rounds.replies_done(key) if i % 2 else None  # sometimes the late window is still open
 
     @precondition(lambda self: self.rounds)
     @rule(i=st.integers(0, 99), sender=st.sampled_from((*NAMES, "zed")),
@@ -435,7 +435,7 @@ class Conversation(RuleBasedStateMachine):
     def rounds_complete_exactly_when_everyone_is_done(self) -> None:
         for key, ref in self.rounds.items():
             if not ref.closed:
-                assert self.host.complete(key) == (ref.expected <= ref.done), (ref, self.host.members)
+                assert self.host.rounds.complete(key) == (ref.expected <= ref.done), (ref, self.host.members)
 
     @invariant()
     def observers_are_never_expected(self) -> None:

@@ -55,7 +55,7 @@ def test_a_survey_before_the_welcome_is_kept_and_answered_after_it() -> None:
     welcome = [
         o for o in host.receive_control(wire(frame.kind, "ann", frame.body), 1, 0.0) if isinstance(o, Send)
     ]
-    key, (survey,) = host.open_poll("q", quorum=None, now=0.0)
+    key, (survey,) = host.rounds.open_poll("q", quorum=None, now=0.0)
     assert member.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0) == []  # kept
     assert member.receive_survey(2, wire(P.VOTE, "host", P.vote_body(3, "m", ("a",))), 0.0) == []
     outputs = member.receive_control(wire(welcome[0].kind, "host", welcome[0].body), 0.0)
@@ -64,9 +64,9 @@ def test_a_survey_before_the_welcome_is_kept_and_answered_after_it() -> None:
     assert handles == [Handle(1, HandlerKind.POLL, ("q",))]
     assert [(s.kind, s.body["type"]) for s in sends] == [(P.ERROR, "NotSupported")]  # no on_vote
     reply = member.reply(1, (True, 42))
-    outcome = host.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
+    outcome = host.rounds.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
     assert outcome.verdict is Verdict.ACCEPTED and outcome.complete
-    assert dict(host.close_poll(key, 0.2).answers) == {"ann": 42}
+    assert dict(host.rounds.close_poll(key, 0.2).answers) == {"ann": 42}
 
 
 def test_a_member_without_references_makes_the_room_send_inline() -> None:
@@ -76,7 +76,7 @@ def test_a_member_without_references_makes_the_room_send_inline() -> None:
     bob = joined(host, "bob", refs=False, pipe=2)
     assert bob.join_frame().body["refs"] is False and bob.inline
     assert host.inline and host.roster_frame().inline and host.roster_frame().body["refs"] is False
-    assert all(s.inline for s in host.open_poll("q", quorum=None, now=0.0)[1])
+    assert all(s.inline for s in host.rounds.open_poll("q", quorum=None, now=0.0)[1])
     ann.receive_control(wire(P.ROSTER, "host", host.roster_frame().body), 0.0)
     assert ann.inline  # its mesh broadcasts reach bob too
     host.receive_control(wire(P.LEAVE, "bob", bob.leave_frame().body), 2, 1.0)

@@ -8,9 +8,10 @@ their drivers (:mod:`consensus.room.events`). The drivers, :class:`consensus.Roo
 See ``docs/rooms.md`` for the protocol and ``docs/architecture.md`` for the layers.
 """
 
-from consensus.room.host_protocol import HostProtocol, ReplyOutcome
+from consensus.room.host_protocol import HostProtocol
 from consensus.room.line_setup import LineSetup
 from consensus.room.member_protocol import MemberProtocol, MemberState
 from consensus.room.roster import JoinOutcome, Roster
+from consensus.room.rounds import ReplyOutcome, Rounds
 
-__all__ = ["HostProtocol", "JoinOutcome", "LineSetup", "MemberProtocol", "MemberState", "ReplyOutcome", "Roster"]
+__all__ = ["HostProtocol", "JoinOutcome", "LineSetup", "MemberProtocol", "MemberState", "ReplyOutcome", "Roster", "Rounds"]

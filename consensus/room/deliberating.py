@@ -46,16 +46,16 @@ async def deliberate(room: Any, question: Any, *, rounds: int = 3, timeout: floa
     """
     protocol: HostProtocol = room._protocol
     ident = secrets.randbits(63)
-    dkey = protocol.open_deliberation(question, deliberation_id=ident, now=trio.current_time(), rounds=rounds,
+    dkey = protocol.rounds.open_deliberation(question, deliberation_id=ident, now=trio.current_time(), rounds=rounds,
                                       options=options, rule=rule, until=until, anonymous=anonymous,
                                       key=key)  # fmt: skip
     try:
-        while not protocol.deliberation_done(dkey):
-            round_key, frames = protocol.open_deliberation_round(dkey, trio.current_time())
+        while not protocol.rounds.deliberation_done(dkey):
+            round_key, frames = protocol.rounds.open_deliberation_round(dkey, trio.current_time())
             await room._ask(round_key, frames, timeout)
-            protocol.close_deliberation_round(round_key, trio.current_time())
+            protocol.rounds.close_deliberation_round(round_key, trio.current_time())
     finally:
-        result, sends = protocol.close_deliberation(dkey, trio.current_time())
+        result, sends = protocol.rounds.close_deliberation(dkey, trio.current_time())
     for frame in sends:
         try:
             await room._send(frame)

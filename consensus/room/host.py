@@ -13,7 +13,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -32,6 +31,7 @@ from consensus.room.events import CallRequested, Ignored, Joined, Left, MembersC
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
 from consensus.room.roster import DEFAULT_MAX_MEMBERS
+from consensus.room.statistics import RoomStatistics
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
@@ -55,29 +55,6 @@ CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the
 
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed or unexpected frames: one line per kind every 10 s at most
-
-
-@dataclass(frozen=True, slots=True)
-class RoomStatistics:
-    """Counters of one room since it opened (``room.statistics()``)."""
-
-    members: int
-    joins: int
-    refused_joins: int
-    leaves: int
-    connection_losses: int
-    expired: int
-    polls: int
-    votes: int
-    late_replies: int
-    rejected_replies: int
-    malformed: int
-    messages_dropped: int
-    duplicates_dropped: int
-    calls: int = 0  # polls and votes members asked for (and the host ran)
-    refused_calls: int = 0
-    observers: int = 0
-    deliberation_rounds: int = 0
 
 
 class Room:
@@ -170,9 +147,9 @@ class Room:
     async def poll(self, question: Any, *, timeout: float, quorum: int | None = None) -> PollResult:
         """Ask every member ``question``; returns when all answered, failed or left, or
         ``quorum`` answers are in (a count of members, an int >= 1), or at the deadline."""
-        key, frames = self._protocol.open_poll(question, quorum=quorum, now=trio.current_time())
+        key, frames = self._protocol.rounds.open_poll(question, quorum=quorum, now=trio.current_time())
         replies = await self._ask(key, frames, timeout)
-        return self._protocol.close_poll(key, trio.current_time(), poll_id=replies.id if replies else 0)
+        return self._protocol.rounds.close_poll(key, trio.current_time(), poll_id=replies.id if replies else 0)
 
     async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,
                    quorum: int | None = None, weights: Mapping[str, float] | None = None) -> Decision:  # fmt: skip
@@ -184,10 +161,10 @@ class Room:
         fraction raises ``ValueError``. The decision is broadcast to every member.
         """
         vote_id = secrets.randbits(63)
-        key, frames = self._protocol.open_vote(motion, options=options, vote_id=vote_id, rule=rule,
+        key, frames = self._protocol.rounds.open_vote(motion, options=options, vote_id=vote_id, rule=rule,
                                                quorum=quorum, weights=weights, now=trio.current_time())  # fmt: skip
         await self._ask(key, frames, timeout)
-        decision, frame = self._protocol.close_vote(key, trio.current_time())
+        decision, frame = self._protocol.rounds.close_vote(key, trio.current_time())
         try:
             await self._send(frame)
         except MessageTooLarge as exc:  # the caller still gets the decision; members are not told
@@ -242,16 +219,16 @@ class Room:
             replies = await self._surveyor.survey(frame.body, kind=frame.kind, timeout=timeout,
                                                   linger=self.late_window, inline=frame.inline)  # fmt: skip
         except BaseException:
-            self._protocol.abandon(key)
+            self._protocol.rounds.abandon(key)
             raise
         assert self._nursery is not None
         self._nursery.start_soon(self._read_replies, key, replies)  # outlives this call
         try:
             with trio.move_on_at(replies.deadline - self.late_window):
-                while not self._protocol.complete(key):
+                while not self._protocol.rounds.complete(key):
                     await self._rounds_changed.wait()
         finally:
-            self._protocol.finish(key)  # from now on a reply is late (also if we were cancelled)
+            self._protocol.rounds.finish(key)  # from now on a reply is late (also if we were cancelled)
         return replies
 
     async def _read_replies(self, key: int, replies: SurveyReplies) -> None:
@@ -259,7 +236,7 @@ class Room:
             async with replies:
                 async for envelope in replies:
                     try:
-                        outcome = self._protocol.reply(key, envelope, trio.current_time())
+                        outcome = self._protocol.rounds.reply(key, envelope, trio.current_time())
                     except Exception:  # no reply may close the room (logged with its traceback)
                         log.exception(
                             "room %r: a reply from %r could not be used", self.name, envelope.sender
@@ -272,7 +249,7 @@ class Room:
                     if outcome.exhausted:
                         return  # nobody left who could still answer, even late
         finally:
-            self._protocol.replies_done(key)
+            self._protocol.rounds.replies_done(key)
 
     # ------------------------------------------------------------------ membership
     async def _send(self, frame: Send) -> None:

@@ -3,21 +3,18 @@
 ``async with consensus.join(address, name="claude", on_poll=..., on_vote=...) as me:``
 connects to the host's survey and control endpoints, listens for the mesh, asks to
 join (retrying until the host answers or ``join_timeout`` passes), then runs until
-the block exits: every survey is answered in its own task, so polls and votes can
-overlap; heartbeats keep the member in the roster; roster updates from the host
+the block exits: surveys are answered by :class:`~consensus.room.answering.Answerer`, each
+in its own task, so polls and votes can overlap; heartbeats keep the member in the roster; roster updates from the host
 tell it which other members to dial so the mesh stays full.
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
 import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import trio
@@ -26,11 +23,12 @@ from consensus.decide.poll import PollResult
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints, member_mesh_address
-from consensus.errors import MemberCallRefused, NameTaken, RoomClosed, RoomUnavailable, Timeout
+from consensus.errors import NameTaken, RoomClosed, RoomUnavailable
 from consensus.hotline.line import Hotline
 from consensus.room import calls as C
 from consensus.room import protocol as P
-from consensus.room.calls import CallAnswer
+from consensus.room.answering import Answerer
+from consensus.room.calling import Caller
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
@@ -51,19 +49,15 @@ from consensus.room.events import (
 )
 from consensus.room.inbox import Inbox
 from consensus.room.lines import RoomLines
-from consensus.room.member_protocol import CALL_MARGIN, JOIN_RESEND, MemberProtocol
-from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
+from consensus.room.member_protocol import JOIN_RESEND, MemberProtocol
+from consensus.room.statistics import MemberStatistics
+from consensus.runtime.handlers import Handler
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work.worker import Worker
 from patterns import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Bus,
-    Closed,
-    EncodeError,
-    IncomingSurvey,
-    MalformedMessage,
-    MessageTooLarge,
     Respondent,
     TLSConfig,
     TransportError,
@@ -75,22 +69,6 @@ JOIN_WAIT_LOG = 30.0  # while a join waits for its host, one log line at most th
 
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed frames: one line per kind every 10 s at most
-
-
-@dataclass(frozen=True, slots=True)
-class MemberStatistics:
-    members: int
-    polls_answered: int
-    votes_cast: int
-    handler_errors: int
-    decisions: int
-    malformed: int
-    messages_dropped: int
-    duplicates_dropped: int
-    hotlines_opened: int  # lines to other members, opened by either side
-    calls: int = 0  # polls and votes this member asked the host to run
-    late_results: int = 0  # results of calls that came after the caller stopped waiting
-    positions_sent: int = 0  # positions sent in answer to deliberations
 
 
 class Member:
@@ -114,33 +92,25 @@ class Member:
                                         host_timeout=host_timeout,
                                         on_deliberate=on_deliberate is not None)  # fmt: skip
         self.name = self._protocol.name
-        self._handlers: dict[HandlerKind, Handler] = {}
-        if on_deliberate is not None:  # see docs/deliberation.md section 7 for its arguments
-            self._handlers[HandlerKind.DELIBERATE] = on_deliberate
-        if on_poll is not None:
-            self._handlers[HandlerKind.POLL] = on_poll
-        if on_vote is not None:
-            self._handlers[HandlerKind.VOTE] = on_vote
-        self._handler_timeout = handler_timeout
-        self._threads = trio.CapacityLimiter(handler_threads)
         self._beats = trio.CancelScope()
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls,
                                 "shared_memory": shared_memory}  # fmt: skip
         self._respondent = Respondent(dial=self.endpoints.survey, **opts)
+        handlers = {kind: handler for kind, handler in ((HandlerKind.DELIBERATE, on_deliberate),
+                    (HandlerKind.POLL, on_poll), (HandlerKind.VOTE, on_vote)) if handler is not None}  # fmt: skip
+        self._answerer = Answerer(self._respondent, self._protocol, handlers, handler_timeout=handler_timeout,
+                                  threads=trio.CapacityLimiter(handler_threads), act=self._act)  # fmt: skip
         self._control = Bus(dial=self.endpoints.control, **opts)
         self._mesh = Bus(**opts)
         self._answered = trio.Event()  # welcomed or refused
         self._roster_changed = Pulse()
-        self._surveys: dict[int, IncomingSurvey] = {}  # received and not answered yet, by key
-        self._keys = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._inbox = Inbox()
         self._lines = RoomLines(
             name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size
         )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
-        self._call_answers: dict[int, CallAnswer | None] = {}  # by call id; None until it comes
-        self._call_answered = Pulse()
+        self._caller = Caller(self._protocol, self._send, address)
         self._host_changed = Pulse()
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task
@@ -181,7 +151,7 @@ class Member:
         :class:`~consensus.errors.MemberCallRefused` with the host's reason when the host
         refuses (``member_calls=False``, bad arguments) and :class:`~consensus.Timeout` when
         no result comes within ``timeout`` plus a margin of a few seconds."""
-        answer = await self._call(C.POLL_CALL, question, timeout=timeout, quorum=quorum)
+        answer = await self._caller.call(C.POLL_CALL, question, timeout=timeout, quorum=quorum)
         assert answer.poll is not None
         return answer.poll
 
@@ -192,29 +162,10 @@ class Member:
 
         ``rule`` must be one of Majority, Supermajority, Unanimous, Plurality (its parameters
         travel with it). Raises as :meth:`poll`."""
-        answer = await self._call(C.VOTE_CALL, motion, timeout=timeout, quorum=quorum, options=tuple(options),
+        answer = await self._caller.call(C.VOTE_CALL, motion, timeout=timeout, quorum=quorum, options=tuple(options),
                                   rule=rule, weights=None if weights is None else dict(weights))  # fmt: skip
         assert answer.decision is not None
         return answer.decision
-
-    async def _call(self, kind: str, subject: Any, *, timeout: float, **args: Any) -> CallAnswer:
-        call_id, frame = self._protocol.call_frame(kind, subject, timeout=timeout, **args)
-        self._call_answers[call_id] = None
-        try:
-            await self._send(frame)
-            with trio.move_on_after(timeout + CALL_MARGIN):
-                while (answer := self._call_answers[call_id]) is None:
-                    await self._call_answered.wait()
-        finally:
-            self._call_answers.pop(call_id, None)
-            self._protocol.forget_call(call_id)
-        if answer is None:
-            raise Timeout(f"the host at {self.address} sent no result for the {kind} {subject!r:.80} "
-                          f"within its timeout of {timeout} s and a margin of {CALL_MARGIN} s")  # fmt: skip
-        if answer.refused:
-            raise MemberCallRefused(f"the host at {self.address} refused the {kind}: {answer.refused}",
-                                    answer.refused)  # fmt: skip
-        return answer
 
     async def wait_members_changed(self) -> tuple[str, ...]:
         """Wait for the next roster from the host; returns the names in it."""
@@ -314,7 +265,7 @@ class Member:
     async def _act(self, outputs: list[Output]) -> None:
         for output in outputs:
             if isinstance(output, Send):
-                await (self._reply(output) if output.to is Target.REPLY else self._send(output))
+                await (self._answerer.reply(output) if output.to is Target.REPLY else self._send(output))
             elif isinstance(output, Dial):
                 try:
                     self._mesh.dial(output.address)
@@ -336,9 +287,7 @@ class Member:
                         f"{self.name!r} lost its place in the room at {self.address}: {output.reason}"
                     )
             elif isinstance(output, CallAnswered):
-                if output.answer.call_id in self._call_answers:
-                    self._call_answers[output.answer.call_id] = output.answer
-                    self._call_answered.poke()
+                self._caller.answered(output.answer)
             elif isinstance(output, DecisionReceived):
                 self.last_decision = output.decision
                 try:
@@ -346,10 +295,9 @@ class Member:
                 except trio.WouldBlock:
                     log.warning("member %r: decisions queue full, dropped one (see last_decision)", self.name)
             elif isinstance(output, Handle):
-                assert self._nursery is not None
-                self._nursery.start_soon(self._answer, output)
+                self._answerer.handle(output)
             elif isinstance(output, Decline):
-                self._surveys.pop(output.survey).decline()
+                self._answerer.decline(output.survey)
             elif isinstance(output, Ignored):
                 hostile.warning(
                     "control", "member %r ignored a control message: %s", self.name, output.reason
@@ -395,65 +343,6 @@ class Member:
                 if not peers:
                     await self._act(self._protocol.host_disconnected(trio.current_time()))
             await self._act(self._protocol.check_host(trio.current_time()))
-
-    async def _surveys_loop(self) -> None:
-        """Receive surveys. An async handler is run in this task until it first waits
-        (most answer at once); then a new task takes over receiving and this one
-        finishes the answer. Plain handlers get a task each (they run in a thread)."""
-        assert self._nursery is not None
-        nursery = self._nursery
-        while True:
-            try:
-                survey = await self._respondent.receive()
-            except MalformedMessage as exc:
-                hostile.warning("survey", "member %r ignored a malformed survey: %s", self.name, exc)
-                continue
-            except Closed:
-                return
-            key = next(self._keys)
-            self._surveys[key] = survey
-            outputs = self._protocol.receive_survey(key, survey.envelope, trio.current_time())
-            if len(outputs) != 1 or not isinstance(outputs[0], Handle):
-                await self._act(outputs)
-                continue
-            handle = outputs[0]
-            handler = self._handlers[handle.handler]
-            if not inspect.iscoroutinefunction(handler):
-                nursery.start_soon(self._answer, handle)
-                continue
-            receiving = True
-
-            def hand_off() -> None:
-                nonlocal receiving
-                receiving = False
-                nursery.start_soon(self._surveys_loop)
-
-            deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-            outcome = await run_inline(handler, *handle.args, deadline=deadline, on_suspend=hand_off)
-            await self._reply(self._protocol.reply(key, outcome))
-            if not receiving:
-                return
-
-    async def _answer(self, handle: Handle) -> None:
-        survey = self._surveys[handle.survey]
-        deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-        handler = self._handlers[handle.handler]
-        outcome = await run_handler(handler, *handle.args, deadline=deadline, limiter=self._threads)
-        await self._reply(self._protocol.reply(handle.survey, outcome))
-
-    async def _reply(self, frame: Send) -> None:
-        """Send a reply frame on the survey it answers; a reply with no wire form becomes an error."""
-        survey = self._surveys.pop(frame.survey)
-        try:
-            try:
-                await survey.reply(frame.body, kind=frame.kind, inline=frame.inline)
-            except (EncodeError, MessageTooLarge) as exc:  # the answer has no wire form: say so instead
-                frame = self._protocol.unencodable(frame.survey, exc)
-                await survey.reply(frame.body, kind=frame.kind, inline=frame.inline)
-        except Closed:
-            self._protocol.dropped(frame.survey)
-            return
-        self._protocol.sent(frame.survey)
 
 
 @asynccontextmanager
@@ -509,7 +398,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)
-        nursery.start_soon(member._surveys_loop)  # a survey before the welcome is kept, then answered
+        member._answerer.start(nursery)  # a survey before the welcome is kept, then answered
         member._lines.start(nursery)
         nursery.start_soon(member._inbox.pump, member._mesh, member._lines.on_envelope)
         try:

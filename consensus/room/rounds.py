@@ -1,0 +1,268 @@
+"""The rounds a room's host runs, as a pure object: polls, votes and deliberations.
+
+:class:`Rounds` is the part of :class:`consensus.room.host_protocol.HostProtocol` that
+opens a round over the members present, counts each reply into it (through the pure
+rounds of :mod:`consensus.decide`), and closes it into its result and the frame that
+tells the members. The host protocol tells it who joins and who goes; the driver reaches
+it as ``protocol.rounds``. No sockets, no clock: times are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consensus.decide.decision import Decision
+from consensus.decide.deliberation import Deliberator
+from consensus.decide.deliberation_round import DeliberationRound
+from consensus.decide.poll import PollResult, PollRound, Verdict
+from consensus.decide.position import normalise_stance
+from consensus.decide.roundtable import Deliberation
+from consensus.decide.rules import Majority, Rule
+from consensus.decide.stances import Key, Round
+from consensus.decide.until import Until
+from consensus.decide.vote import VoteRound
+from consensus.room import deliberation_frames as D
+from consensus.room import protocol as P
+from consensus.room.events import Send, Target
+from consensus.room.roster import Roster
+from patterns import Envelope, MalformedMessage
+
+__all__ = ["ReplyOutcome", "Rounds"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """What one survey reply did to its round.
+
+    ``verdict`` is None for a malformed reply (``reason`` says why). ``complete``: the
+    round has what it needs (wake its caller). ``exhausted``: nobody who could still
+    answer is left, even late (stop reading)."""
+
+    verdict: Verdict | None
+    complete: bool
+    exhausted: bool
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Round:
+    round: PollRound | VoteRound | DeliberationRound
+    start: float
+    subject: Any  # the question or the motion
+    vote_id: int = 0
+    deliberation: int = 0  # a deliberation round: the key of its deliberation
+    closed: bool = False  # its caller has the result
+    reading: bool = True  # replies may still come (the driver reads them, to count late ones)
+
+
+class Rounds:
+    """The polls, votes and deliberations of one host, open or closed with their late
+    replies still counted. ``counts`` is the host's counter table (``polls``, ``votes``,
+    ``deliberation_rounds``, ``late_replies``, ``rejected_replies``, ``malformed``)."""
+
+    def __init__(self, roster: Roster, counts: dict[str, int]) -> None:
+        self._roster = roster
+        self._counts = counts
+        self._rounds: dict[int, _Round] = {}
+        self._deliberations: dict[int, tuple[Deliberator, float]] = {}  # key -> (its state, start)
+        self._next_key = 0
+
+    @property
+    def held(self) -> int:
+        """Rounds still held: open, or closed with their late replies still being read."""
+        return len(self._rounds)
+
+    @property
+    def _inline(self) -> bool:
+        return not self._roster.refs
+
+    def joined(self, name: str) -> None:
+        """A participant joined: running deliberations ask it from their next round on."""
+        for deliberator, _ in self._deliberations.values():
+            deliberator.join(name)
+
+    def left(self, names: Sequence[str]) -> None:
+        """Members went: every round under way stops expecting them."""
+        for deliberator, _ in self._deliberations.values():
+            for name in names:
+                deliberator.left(name)  # also marks it left in the open round
+        for active in self._rounds.values():
+            if not active.deliberation:
+                for name in names:
+                    active.round.left(name)
+
+    # ------------------------------------------------------------------ polls and votes
+    def _open(self, active: _Round, kind: str, body: dict[str, Any]) -> tuple[int, list[Send]]:
+        self._next_key += 1
+        self._rounds[self._next_key] = active
+        if active.round.complete:
+            active.reading = False
+            return self._next_key, []  # nobody to ask
+        return self._next_key, [Send(kind, body, Target.SURVEY, inline=self._inline)]
+
+    def open_poll(self, question: Any, *, quorum: int | None, now: float) -> tuple[int, list[Send]]:
+        """Start a poll of the members present: its key, and the survey to send (none if empty)."""
+        poll = PollRound(self._roster.participants, quorum=quorum)
+        self._counts["polls"] += 1
+        return self._open(_Round(poll, now, question), P.POLL, P.poll_body(question))
+
+    def open_vote(self, motion: Any, *, options: Sequence[Any], vote_id: int, rule: Rule | None,
+                  quorum: int | None, weights: Mapping[str, float] | None,
+                  now: float) -> tuple[int, list[Send]]:  # fmt: skip
+        """Start a vote of the members present (``vote_id``: drawn by the caller)."""
+        weights = weights or {}
+        electorate = {member: float(weights.get(member, 1.0)) for member in self._roster.participants}
+        options = tuple(options)
+        vote = VoteRound(
+            vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum
+        )
+        self._counts["votes"] += 1
+        return self._open(_Round(vote, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
+
+    def complete(self, key: int) -> bool:
+        """True when round ``key`` has what it needs: its caller may close it."""
+        return self._rounds[key].round.complete
+
+    def reply(self, key: int, envelope: Envelope, now: float) -> ReplyOutcome:
+        """A reply to the survey of round ``key`` (the driver routes by the survey): what it
+        did to the round (see :class:`ReplyOutcome`)."""
+        active = self._rounds.get(key)
+        if active is None:  # the round was forgotten: nothing can count it
+            self._counts["late_replies"] += 1
+            return ReplyOutcome(Verdict.CLOSED, True, True)
+        counting = active.round
+        try:
+            verdict = self._apply(counting, envelope, now - active.start)
+        except MalformedMessage as exc:
+            self._counts["malformed"] += 1
+            return ReplyOutcome(None, counting.complete, counting.complete and not counting.pending, str(exc))
+        if verdict is Verdict.CLOSED:
+            self._counts["late_replies"] += 1
+        elif verdict is not Verdict.ACCEPTED:
+            self._counts["rejected_replies"] += 1
+        return ReplyOutcome(verdict, counting.complete, counting.complete and not counting.pending)
+
+    @staticmethod
+    def _apply(counting: PollRound | VoteRound | DeliberationRound, envelope: Envelope, at: float) -> Verdict:
+        if isinstance(counting, DeliberationRound):
+            if envelope.kind == D.POSITION:
+                return counting.answer(envelope.sender, D.parse_position(envelope), at=at)
+            kind, value = P.parse_reply(envelope)
+            if kind == P.ERROR:
+                return counting.fail(envelope.sender, value, at=at)
+            raise MalformedMessage(
+                f"a {kind!r} reply to a deliberation from {envelope.sender!r}", reason="body", size=0
+            )
+        if envelope.kind == D.POSITION:
+            raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
+                                   reason="body", size=0)  # fmt: skip
+        kind, value = P.parse_reply(envelope)
+        if isinstance(counting, PollRound):
+            if kind == P.ANSWER:
+                return counting.answer(envelope.sender, value, at=at)
+            if kind == P.ERROR:
+                return counting.fail(envelope.sender, value, at=at)
+            what = "poll"
+        else:
+            if kind == P.BALLOT:
+                return counting.ballot(envelope.sender, value)
+            if kind == P.ERROR:
+                return counting.fail(envelope.sender, value)
+            what = "vote"
+        raise MalformedMessage(
+            f"a {kind!r} reply to a {what} from {envelope.sender!r}", reason="body", size=0
+        )
+
+    def finish(self, key: int) -> None:
+        """Stop round ``key`` taking replies: later ones are late."""
+        active = self._rounds.get(key)
+        if active is not None:
+            active.round.finish()
+
+    # ------------------------------------------------------------------ deliberations
+    def open_deliberation(self, question: Any, *, deliberation_id: int, now: float, rounds: int = 3,
+                          options: Sequence[str] | None = None, rule: Rule | Sequence[Rule] | None = None,
+                          until: Until | Sequence[Until] | None = None, anonymous: bool = False,
+                          key: Key | None = None) -> int:  # fmt: skip
+        """Start a deliberation among the members present (bad arguments: ``TypeError`` /
+        ``ValueError``); returns its key. Open each round with :meth:`open_deliberation_round`."""
+        deliberator = Deliberator(question, self._roster.participants, options=options, rule=rule or Majority(),
+                                  rounds=rounds, until=until, anonymous=anonymous,
+                                  key=key or normalise_stance, deliberation=deliberation_id)  # fmt: skip
+        self._next_key += 1
+        self._deliberations[self._next_key] = (deliberator, now)
+        return self._next_key
+
+    def deliberation_done(self, key: int) -> bool:
+        """True when deliberation ``key`` needs no more rounds (see :meth:`close_deliberation`)."""
+        return self._deliberations[key][0].done
+
+    def open_deliberation_round(self, key: int, now: float) -> tuple[int, list[Send]]:
+        """Open the next round of deliberation ``key``: the round's key and its ``deliberate``
+        survey (none when nobody is asked). Replies go to :meth:`reply` as for polls."""
+        deliberator, _ = self._deliberations[key]
+        prompt = deliberator.open_round()
+        current = deliberator.current
+        assert current is not None
+        self._counts["deliberation_rounds"] += 1
+        active = _Round(current, now, prompt.question, deliberator.deliberation, deliberation=key)
+        return self._open(active, D.DELIBERATE, prompt.to_wire())
+
+    def close_deliberation_round(self, key: int, now: float) -> Round:
+        """End round ``key`` (later replies are late) and return its record."""
+        active = self._close(key)
+        deliberator, _ = self._deliberations[active.deliberation]
+        return deliberator.close_round(elapsed=now - active.start)
+
+    def close_deliberation(self, key: int, now: float) -> tuple[Deliberation, list[Send]]:
+        """Forget deliberation ``key``: its result, and the ``decision`` frame that tells every
+        member (none when the last round has no decision)."""
+        deliberator, start = self._deliberations.pop(key)
+        for round_key in [k for k, active in self._rounds.items() if active.deliberation == key]:
+            if not self._rounds[round_key].closed:  # abandoned mid-round: close it unrecorded
+                del self._rounds[round_key]
+        if deliberator.current is not None:
+            deliberator.close_round(elapsed=now - start)
+        if not deliberator.done:
+            deliberator.stop()
+        result = deliberator.result(elapsed=now - start)
+        if result.decision is None:
+            return result, []
+        body = P.decision_body(result.deliberation, result.question, result.decision)
+        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self._inline)]
+
+    def close_poll(self, key: int, now: float, *, poll_id: int = 0) -> PollResult:
+        """End the poll ``key`` (later replies are late) and return its result."""
+        active = self._close(key)
+        assert isinstance(active.round, PollRound)
+        return active.round.result(active.subject, elapsed=now - active.start, poll_id=poll_id)
+
+    def close_vote(self, key: int, now: float) -> tuple[Decision, Send]:
+        """End the vote ``key``: its decision, and the frame that tells every member."""
+        active = self._close(key)
+        assert isinstance(active.round, VoteRound)
+        decision = active.round.decision(elapsed=now - active.start)
+        body = P.decision_body(active.vote_id, active.subject, decision)
+        return decision, Send(P.DECISION, body, Target.CONTROL, inline=self._inline)
+
+    def _close(self, key: int) -> _Round:
+        active = self._rounds[key]
+        active.round.finish()
+        active.closed = True
+        if not active.reading:
+            del self._rounds[key]
+        return active
+
+    def replies_done(self, key: int) -> None:
+        """No more replies to round ``key`` will be read (its survey's late window is over)."""
+        active = self._rounds.get(key)
+        if active is not None:
+            active.reading = False
+            if active.closed:
+                del self._rounds[key]
+
+    def abandon(self, key: int) -> None:
+        """Round ``key`` ends without a result (its survey could not be sent)."""
+        self._rounds.pop(key, None)

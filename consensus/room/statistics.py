@@ -1,0 +1,52 @@
+"""The records a room's ``statistics()`` return: the host's and a member's counters.
+
+Every counter counts since the room (or the membership) opened; ``docs/rooms.md`` §7 says
+what each one counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MemberStatistics", "RoomStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStatistics:
+    """Counters of one room since it opened (``room.statistics()``)."""
+
+    members: int
+    joins: int
+    refused_joins: int
+    leaves: int
+    connection_losses: int
+    expired: int
+    polls: int
+    votes: int
+    late_replies: int
+    rejected_replies: int
+    malformed: int
+    messages_dropped: int
+    duplicates_dropped: int
+    calls: int = 0  # polls and votes members asked for (and the host ran)
+    refused_calls: int = 0
+    observers: int = 0
+    deliberation_rounds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatistics:
+    """Counters of one member since it joined (``member.statistics()``)."""
+
+    members: int
+    polls_answered: int
+    votes_cast: int
+    handler_errors: int
+    decisions: int
+    malformed: int
+    messages_dropped: int
+    duplicates_dropped: int
+    hotlines_opened: int  # lines to other members, opened by either side
+    calls: int = 0  # polls and votes this member asked the host to run
+    late_results: int = 0  # results of calls that came after the caller stopped waiting
+    positions_sent: int = 0  # positions sent in answer to deliberations
