@@ -41,7 +41,14 @@ scalars = st.one_of(
     st.binary(max_size=10),
     st.binary(max_size=10).map(bytearray),
 )
-keys = st.one_of(st.text(max_size=5), st.integers(), st.tuples(st.integers(), st.text(max_size=3)))
+keys = st.one_of(st.text(max_size=5), st.binary(max_size=5))  # the only keys receivers take
+bad_keys = st.one_of(
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.tuples(st.integers(), st.text(max_size=3)),
+)
 plain_values = st.recursive(
     scalars,
     lambda children: st.one_of(
@@ -131,6 +138,14 @@ def test_map_keys_are_checked_too(key: Any) -> None:
     assert not is_plain({"a": 1, key: 2})
     assert not is_plain([[1, 2], [{key: 1}]])
     assert not is_plain({str(n): n for n in range(20)} | {key: 2})  # among many keys
+
+
+@PROPERTY
+@given(bad_keys.flatmap(lambda key: buried(st.builds(lambda value: {key: value}, scalars))))
+def test_keys_other_than_text_or_bytes_are_refused_wherever_they_sit(value: Any) -> None:
+    assert not is_plain(value)
+    with pytest.raises(EncodeError, match="map keys must be text or bytes"):
+        encode_body(value)
 
 
 def test_buffers_other_than_bytes_are_written_as_byte_strings() -> None:
