@@ -27,6 +27,7 @@ import ipaddress
 import re as _re
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import cbor2
@@ -191,19 +192,26 @@ def _encode_plain(value: Any) -> bytes:
     return data
 
 
+_LEAVES: Final = (str, bytes, bytearray, memoryview, array.array, range, int, float, type(None))
+"""What holds no map (a buffer is written as one byte string): :func:`_bad_key` stops there."""
+
+
 def _bad_key(value: Any, depth: int = MAX_DEPTH) -> str | None:
-    """Where ``value`` holds a map key receivers refuse (not text or bytes), in words."""
-    kind = type(value)
-    if kind is dict:
+    """Where ``value`` holds a map key receivers refuse (not text or bytes), in words.
+
+    By ``isinstance``, as cbor2 writes them: any ``Mapping`` (``OrderedDict``,
+    ``Counter``) is a map whose keys count, any other ``Sequence`` (``deque``) an array,
+    and a ``str`` subclass key (a ``StrEnum``) is text, which receivers take."""
+    if isinstance(value, Mapping):
         for key, item in value.items():
-            if type(key) not in (str, bytes):
+            if not isinstance(key, str | bytes):
                 return f"a map key {key!r:.60} ({type(key).__name__})"
-            found = _bad_key(item, depth - 1) if depth else None
+            found = _bad_key(item, depth - 1) if depth and not isinstance(item, _LEAVES) else None
             if found:
                 return f"{found} under the key {key!r:.60}"
-    elif kind is list or kind is tuple:
+    elif isinstance(value, Sequence) and not isinstance(value, _LEAVES):
         for index, item in enumerate(value):
-            found = _bad_key(item, depth - 1) if depth and type(item) in (dict, list, tuple) else None
+            found = _bad_key(item, depth - 1) if depth and not isinstance(item, _LEAVES) else None
             if found:
                 return f"{found} at index {index}"
     return None
