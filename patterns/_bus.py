@@ -17,5 +17,6 @@ class Bus(SendingSocket, ReceivingSocket):
     """A bus0 socket: broadcast to directly connected peers, receive from all of them."""
 
     _fanout = True
+    _measure = True  # a room's broadcasts wait in an inbox budgeted by their weight
 
     _protocol = "Bus0"

@@ -27,6 +27,7 @@ import ipaddress
 import re as _re
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import cbor2
@@ -191,8 +192,37 @@ def _encode_plain(value: Any) -> bytes:
     return data
 
 
+_LEAVES: Final = (str, bytes, bytearray, memoryview, array.array, range, int, float, type(None))
+"""What holds no map (a buffer is written as one byte string): :func:`_bad_key` stops there."""
+
+
+def _bad_key(value: Any, depth: int = MAX_DEPTH) -> str | None:
+    """Where ``value`` holds a map key receivers refuse (not text or bytes), in words.
+
+    By ``isinstance``, as cbor2 writes them: any ``Mapping`` (``OrderedDict``,
+    ``Counter``) is a map whose keys count, any other ``Sequence`` (``deque``) an array,
+    and a ``str`` subclass key (a ``StrEnum``) is text, which receivers take."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str | bytes):
+                return f"a map key {key!r:.60} ({type(key).__name__})"
+            found = _bad_key(item, depth - 1) if depth and not isinstance(item, _LEAVES) else None
+            if found:
+                return f"{found} under the key {key!r:.60}"
+    elif isinstance(value, Sequence) and not isinstance(value, _LEAVES):
+        for index, item in enumerate(value):
+            found = _bad_key(item, depth - 1) if depth and not isinstance(item, _LEAVES) else None
+            if found:
+                return f"{found} at index {index}"
+    return None
+
+
 def _encode_hooked(value: Any) -> bytes:
     """:func:`encode_body` through the encoder that refuses tagged types and places buffers."""
+    bad = _bad_key(value)
+    if bad is not None:
+        raise EncodeError(f"cannot encode a {type(value).__name__} as CBOR: {bad}; map keys must be "
+                          "text or bytes (docs/wire-format.md §3)")  # fmt: skip
     try:
         data: bytes = _encoder().encode_to_bytes(value)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
@@ -218,11 +248,22 @@ def decode_body(
     return decode_item(data, max_size, max_items)[0]
 
 
+_KEY_ERROR: Final = "map key must be a text string or byte string"
+"""How cbor2 words a refused key (``strict_hashable_types``): such a frame is counted as ``key``."""
+
+
 def decode_item(
-    data: bytes | bytearray | memoryview, max_size: int, max_items: int = DEFAULT_MAX_ITEMS
+    data: bytes | bytearray | memoryview, max_size: int, max_items: int = DEFAULT_MAX_ITEMS,
+    *, measure: bool = True,
 ) -> tuple[Any, bool, int]:
     """:func:`decode_body`, whether the item holds a :class:`Slot`, and the estimated
-    bytes its objects take beyond the frame's length (:func:`patterns._scan.scan`)."""
+    bytes its objects take beyond the frame's length (:func:`patterns._scan.scan`; 0 when
+    the frame was not walked: see ``measure``).
+
+    A frame of at most ``max_items`` bytes cannot hold more than ``max_items`` items, and
+    decodes to at most a few megabytes; its map keys are checked by cbor2 itself (text or
+    bytes only, in C). Such a frame is walked only with ``measure=True``, by a receiver that
+    budgets what it holds (a bus's inbox); a larger frame is always walked."""  # fmt: skip
     size = len(data)
     if size > max_size:
         raise malformed("size", size, f"larger than the limit of {max_size} bytes")
@@ -230,9 +271,12 @@ def decode_item(
         raise malformed("cbor", size, "empty frame")
     # Judge the frame's cost from its heads before cbor2 builds anything (hash-flooding
     # keys, millions of empty containers): the receive loop must never stall on one frame.
-    overhead = scan(data, max_items, MAX_DEPTH)
-    if isinstance(overhead, tuple):
-        raise malformed(overhead[0], size, overhead[1])
+    overhead = 0
+    if measure or size > max_items:
+        verdict = scan(data, max_items, MAX_DEPTH)
+        if isinstance(verdict, tuple):
+            raise malformed(verdict[0], size, verdict[1])
+        overhead = verdict
     stream = io.BytesIO(data)
     _local.slots = 0
     try:
@@ -243,8 +287,13 @@ def decode_item(
             max_depth=MAX_DEPTH,
             allow_indefinite=False,
             allow_duplicate_keys=False,
+            strict_hashable_types=True,  # map keys text or bytes: no crafted hash collisions
         )
         value = decoder.decode()
+    except cbor2.CBORDecodeError as exc:
+        if _KEY_ERROR in str(exc):
+            raise malformed("key", size, f"a map key is not text or bytes: {exc}") from exc
+        raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
     except (cbor2.CBORError, ValueError, TypeError, RecursionError, OverflowError, MemoryError) as exc:
         raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
     if stream.tell() != size:

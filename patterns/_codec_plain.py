@@ -33,6 +33,7 @@ PLAIN_DEPTH: Final = 64
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes, bytearray})
 _SEQUENCES: Final = frozenset({list, tuple})
 _BYTES: Final = frozenset({bytes, bytearray})
+_KEYS: Final = frozenset({str, bytes})  # the map keys receivers take (docs/wire-format.md §3)
 _FEW: Final = 8  # up to this many items, a plain loop beats building a set of their types
 _flat = chain.from_iterable
 
@@ -44,10 +45,10 @@ def is_plain(value: Any, depth: int = PLAIN_DEPTH, limit: int | None = None) -> 
     if kind is dict:
         if depth == 0:
             return False
-        if len(value) <= _FEW or not set(map(type, value)) <= _SCALARS or limit is not None:
+        if len(value) <= _FEW or not set(map(type, value)) <= _KEYS or limit is not None:
             for key in value:
-                if type(key) not in _SCALARS and not is_plain(key, depth - 1, limit):
-                    return False
+                if type(key) not in _KEYS:
+                    return False  # the hooked encoder says why
                 if limit is not None and type(key) in _BYTES and len(key) >= limit:
                     return False
         items = value.values()

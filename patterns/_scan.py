@@ -7,10 +7,11 @@ and refuses, by the first rule met:
 * ``items``: more data items than the receiver's ``max_items``. Counted as they are
   announced (an array of 3 announces 3 more), so the header that takes the count past
   the limit is refused at once, before its elements are read;
-* ``key``: a map key that is not text, bytes, a plain integer (major type 0 or 1),
-  ``false``, ``true`` or ``null``. Bignums, floats, arrays and maps as keys are how
-  one frame makes a dict cost the square of its size: CPython hashes ``k * (2**61 - 1)``
-  to 0 for every ``k``, and a tuple of such integers collides as a whole;
+* ``key``: a map key that is not text or bytes (the rule cbor2 itself applies with
+  ``strict_hashable_types``, which the decoder also sets). Bignums, floats, arrays and
+  maps as keys are how one frame makes a dict cost the square of its size: CPython
+  hashes ``k * (2**61 - 1)`` to 0 for every ``k``, and a tuple of such integers collides
+  as a whole; text and bytes hash with a per-process secret;
 * ``cost``: more arrays and maps than one per 8 bytes of the frame plus
   :data:`CONTAINER_ALLOWANCE`: an empty container is 1 byte of CBOR and 56+ bytes of
   Python, so this keeps a frame's decoded size proportional to its length.
@@ -50,7 +51,7 @@ def _heads() -> tuple[tuple[int, int, int], ...]:
     for head in range(256):
         major, info = head >> 5, head & 31
         arg = info if info < 24 else -(1 << (info - 24)) if info < 28 else -9
-        bad_key = major > 3 and not (major == 7 and 20 <= info <= 22)
+        bad_key = major not in (2, 3)
         table.append((major, arg, int(bad_key)))
     return tuple(table)
 
@@ -122,4 +123,6 @@ def _key_detail(head: int) -> str:
     what = {4: "an array", 5: "a map", 6: "a tag"}.get(major, "a float or simple value")
     if major == 6 and info in (2, 3):
         what = "a bignum"
-    return f"a map key is {what}; keys must be text, bytes, integers of major type 0 or 1, or false/true/null"
+    if major < 2:
+        what = "an integer"
+    return f"a map key is {what}; keys must be text or bytes"

@@ -83,6 +83,9 @@ class BaseSocket:
     """
 
     _protocol: ClassVar[str]
+    _measure: ClassVar[bool] = False
+    """Walk every received frame to estimate its decoded size (:attr:`Envelope.weight`):
+    only for sockets whose receivers queue what they are not yet reading (a bus)."""
 
     def __init__(
         self,
@@ -208,7 +211,9 @@ class BaseSocket:
 
         Either fault raises :class:`MalformedMessage` and is counted as ``malformed``."""
         try:
-            envelope = decode(data, max_size=self.max_message_size, max_items=self.max_items)
+            envelope = decode(
+                data, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
+            )
             if envelope.shm is not None:  # rare: only such a frame may refer to shared memory
                 envelope = self._attach(envelope, len(data))
         except MalformedMessage as exc:

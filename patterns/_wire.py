@@ -106,7 +106,8 @@ class Envelope:
     the wire, not compared."""
     weight: int = dataclasses.field(default=0, compare=False, repr=False)
     """What the decoded envelope holds in memory, estimated in bytes (0 for one built
-    here): the frame's length plus 64 per CBOR item and 176 more per array or map. Not
+    here): the frame's length plus 64 per CBOR item and 176 more per array or map (just
+    the frame's length when it was decoded without ``measure``: see :func:`decode`). Not
     on the wire, not compared; what a queue of received messages budgets (a 3-byte
     CBOR map is a 232-byte dict)."""
 
@@ -179,19 +180,23 @@ def decode(
     *,
     max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_items: int = DEFAULT_MAX_ITEMS,
+    measure: bool = True,
 ) -> Envelope:
     """Strictly decode one envelope; raises :class:`MalformedMessage` on any deviation.
 
     The cost bounds come first, from the CBOR heads, before any object is built
     (:mod:`patterns._scan`): at most ``max_items`` data items (``reason="items"``), map
-    keys of cheap types only (``"key"``), arrays and maps in proportion to the frame's
-    length (``"cost"``).
+    keys of text or bytes only (``"key"``), arrays and maps in proportion to the frame's
+    length (``"cost"``). A frame of at most ``max_items`` bytes meets the first and the
+    last by its size; it is walked only with ``measure=True`` (the default), which also
+    fills in :attr:`Envelope.weight` (otherwise left at the frame's length); cbor2 checks
+    its keys as it reads.
 
     Pure: a shared-memory reference in the body comes back as a :class:`ShmRef`, checked
     (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
     attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
-    frame, slots, overhead = decode_item(data, max_size, max_items)
+    frame, slots, overhead = decode_item(data, max_size, max_items, measure=measure)
     envelope = _envelope(frame, len(data), len(data) + overhead)
     return _with_references(envelope, len(data)) if slots else envelope
 

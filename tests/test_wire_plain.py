@@ -13,8 +13,9 @@ import decimal
 import enum
 import fractions
 import uuid
-from collections import OrderedDict
+from collections import ChainMap, Counter, OrderedDict, defaultdict, deque
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -41,7 +42,14 @@ scalars = st.one_of(
     st.binary(max_size=10),
     st.binary(max_size=10).map(bytearray),
 )
-keys = st.one_of(st.text(max_size=5), st.integers(), st.tuples(st.integers(), st.text(max_size=3)))
+keys = st.one_of(st.text(max_size=5), st.binary(max_size=5))  # the only keys receivers take
+bad_keys = st.one_of(
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.tuples(st.integers(), st.text(max_size=3)),
+)
 plain_values = st.recursive(
     scalars,
     lambda children: st.one_of(
@@ -131,6 +139,35 @@ def test_map_keys_are_checked_too(key: Any) -> None:
     assert not is_plain({"a": 1, key: 2})
     assert not is_plain([[1, 2], [{key: 1}]])
     assert not is_plain({str(n): n for n in range(20)} | {key: 2})  # among many keys
+
+
+@PROPERTY
+@given(bad_keys.flatmap(lambda key: buried(st.builds(lambda value: {key: value}, scalars))))
+def test_keys_other_than_text_or_bytes_are_refused_wherever_they_sit(value: Any) -> None:
+    assert not is_plain(value)
+    with pytest.raises(EncodeError, match="map keys must be text or bytes"):
+        encode_body(value)
+
+
+class Word(enum.StrEnum):
+    YES = "yes"
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [OrderedDict, Counter, lambda d: defaultdict(int, d), MappingProxyType, ChainMap, lambda d: deque([d])],
+)
+def test_bad_keys_in_other_mappings_and_sequences_are_refused(wrap: Any) -> None:
+    # cbor2 writes any Mapping as a map and any Sequence as an array: the key rule follows.
+    with pytest.raises(EncodeError, match=r"a map key 1 \(int\)"):
+        encode_body(wrap({1: 2}))
+    with pytest.raises(EncodeError, match=r"a map key 1 \(int\).* under the key 'x'"):
+        encode_body({"x": wrap({1: 2})})
+
+
+def test_text_and_bytes_key_subclasses_are_written_as_text_and_taken() -> None:
+    body = {Word.YES: 1, Text("t"): 2, "list": [{Word.YES: b"v"}]}
+    assert decode(encode(Envelope("data", "a", 1, body))).body == {"yes": 1, "t": 2, "list": [{"yes": b"v"}]}
 
 
 def test_buffers_other_than_bytes_are_written_as_byte_strings() -> None:
