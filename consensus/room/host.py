@@ -329,7 +329,9 @@ class Room:
                 continue
             except Closed:
                 return
-            connected = pipe in self._control.peers_state
+            # A frame can be read before its connection's arrival is noted: only a connection
+            # seen to close counts as gone (its member retries over a new one).
+            connected = not self._control.peers_state.was_removed(pipe)
             try:
                 await self._act(
                     self._protocol.receive_control(envelope, pipe, trio.current_time(), connected=connected)
