@@ -225,7 +225,7 @@ async def test_a_second_dialer_learns_the_line_is_taken_and_never_says_connected
         consensus.hotline(listen=addr, name="server", on_ask=lambda v: ["server", v]) as server,
         trio.open_nursery() as nursery,
     ):
-        with trio.fail_after(10):
+        with trio.fail_after(30):  # NNG redials with a growing back-off; 10 s ran out beside two busy loops
             first = await nursery.start(first_dialer)
             await server.wait_connected()
             async with consensus.hotline(dial=addr, name="second") as second:
