@@ -30,6 +30,7 @@ from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, Tie
 from consensus.decide.tally import Decision, is_decided, tally
 from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
 from consensus.errors import (
+    AuthenticationError,
     InvalidBallot,
     InvalidDecision,
     LineError,
@@ -47,6 +48,7 @@ from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, Line
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
 from consensus.runtime.logs import configure_from_env
+from consensus.trust.secret import Secret
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
 from consensus.work.task import Outcome, WorkerShare
@@ -68,11 +70,13 @@ from patterns import (
     TLSConfig,
     TLSMode,
     TransportError,
+    Unauthenticated,
     WouldBlock,
     shared_buffer,
 )
 
 __all__ = [
+    "AuthenticationError",
     "BadReference",
     "Ballot",
     "CancelReport",
@@ -115,6 +119,7 @@ __all__ = [
     "RoomStatistics",
     "RoomUnavailable",
     "Rule",
+    "Secret",
     "SegmentGone",
     "SharedBuffer",
     "SharedMemory",
@@ -127,6 +132,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "Unanimous",
+    "Unauthenticated",
     "Weighting",
     "WorkEndpoints",
     "Worker",

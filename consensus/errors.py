@@ -20,8 +20,13 @@ rooms, lines and decisions raise, and re-exports the rest, so that
     │   ├── EncodeError             a value has no CBOR form here (also a ``TypeError``)
     │   ├── MessageTooLarge         an outgoing message exceeds ``max_message_size``
     │   └── MalformedMessage        bytes or a body from a peer were rejected (also a
-    │                               ``ValueError``); counted in ``statistics()``; ``reason``
-    │                               is "size", "cbor", "shape", "version" or "body"
+    │       │                       ``ValueError``); counted in ``statistics()``; ``reason``
+    │       │                       is "size", "cbor", "shape", "version" or "body"
+    │       └── Unauthenticated     a frame failed its socket's guard (wrong or no secret,
+    │                               altered, replayed, or a sender speaking for another);
+    │                               counted apart, as ``unauthenticated``
+    ├── AuthenticationError         this side and its peer do not share a secret (one has
+    │                               none, or they differ): nothing was exchanged
     ├── InvalidBallot               a ballot's fields are wrong (also ``ValueError``)
     ├── InvalidDecision             a decision's fields are wrong (also ``ValueError``)
     ├── InvalidPosition             a deliberation position's fields are wrong (also ``ValueError``)
@@ -68,12 +73,14 @@ from patterns.errors import (
     Timeout,
     TLSError,
     TransportError,
+    Unauthenticated,
     WouldBlock,
 )
 
 __all__ = [
     "AddressError",
     "AddressInUse",
+    "AuthenticationError",
     "BadReference",
     "Closed",
     "ConnectionRefused",
@@ -101,8 +108,16 @@ __all__ = [
     "TLSError",
     "Timeout",
     "TransportError",
+    "Unauthenticated",
     "WouldBlock",
 ]
+
+
+class AuthenticationError(ConsensusError):
+    """This side and its peer do not share a secret: one of them has none, or they differ.
+
+    Raised by ``join`` (and the other dialing sides) within their timeout, instead of
+    waiting in silence; the peer counts the refused frames as ``unauthenticated``."""
 
 
 class InvalidBallot(ConsensusError, ValueError):

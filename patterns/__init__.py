@@ -26,6 +26,7 @@ epoch) because the codec reads no clock.
 """
 
 from patterns._bus import Bus
+from patterns._guard import Guard, Opened
 from patterns._nng import TLSConfig, TLSMode
 from patterns._pair import Pair
 from patterns._peers import Peer, PeerSet
@@ -64,6 +65,7 @@ from patterns.errors import (
     Timeout,
     TLSError,
     TransportError,
+    Unauthenticated,
     WouldBlock,
 )
 from patterns.shm import SharedBuffer, SharedMemory, SweepReport, shared_buffer
@@ -86,10 +88,12 @@ __all__ = [
     "ConsensusError",
     "EncodeError",
     "Envelope",
+    "Guard",
     "IncomingSurvey",
     "MalformedMessage",
     "MessageError",
     "MessageTooLarge",
+    "Opened",
     "Pair",
     "Peer",
     "PeerSet",
@@ -110,6 +114,7 @@ __all__ = [
     "TLSMode",
     "Timeout",
     "TransportError",
+    "Unauthenticated",
     "WouldBlock",
     "decode",
     "decode_body",

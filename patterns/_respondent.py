@@ -36,7 +36,7 @@ from pynng import ffi, lib
 
 from patterns._nng import raise_for
 from patterns._stream import _FdSocket
-from patterns._wire import Envelope, encode
+from patterns._wire import Envelope
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import delivering
 
@@ -94,7 +94,7 @@ class IncomingSurvey:
             raise Closed(f"{self!r} was already answered or declined")
         envelope = Envelope(kind=kind, sender=resp.name, id=resp.next_id(), body=value, re=self.envelope.id)
         placement = None if inline else resp._placement(1)
-        data = encode(envelope, max_size=resp.max_message_size, placement=placement)
+        data = resp._frame(envelope, placement)
         ctx, self._ctx = self._ctx, None
         with delivering(placement):
             await resp._send_reply(ctx, data, self._deadline, f"reply to survey {self.envelope.id}")

@@ -27,11 +27,12 @@ from typing import Any, ClassVar, Self
 import pynng
 import trio
 
+from patterns._guard import Guard
 from patterns._nng import TLSConfig, seconds_to_ms, translate
 from patterns._peers import Peer, PeerSet
 from patterns._stats import SocketStatistics
-from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode
-from patterns.errors import Closed, MalformedMessage, SharedMemoryError
+from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode, encode
+from patterns.errors import Closed, MalformedMessage, SharedMemoryError, Unauthenticated
 from patterns.shm.beacon import Beacons
 from patterns.shm.codec import Placement, SharedMemory, maybe_sweep, resolve
 
@@ -80,6 +81,8 @@ class BaseSocket:
     ``max_items`` bounds the CBOR data items of a received frame (default 65,536):
     a frame with more is refused before anything is built, ``MalformedMessage`` with
     ``reason="items"``, counted in ``statistics().malformed`` like every rejected frame.
+    ``guard`` (see :mod:`patterns._guard`) seals every frame sent and opens every frame
+    received before it is decoded; what it refuses is counted as ``unauthenticated``.
     """
 
     _protocol: ClassVar[str]
@@ -99,6 +102,7 @@ class BaseSocket:
         tls: TLSConfig | None = None,
         shared_memory: SharedMemory | bool = True,
         max_items: int = DEFAULT_MAX_ITEMS,
+        guard: Guard | None = None,
     ) -> None:
         if max_message_size <= 0:
             raise ValueError(f"max_message_size must be positive, got {max_message_size!r}")
@@ -132,6 +136,8 @@ class BaseSocket:
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
         self._malformed = self._stray = 0
         self._malformed_reasons: dict[str, int] = {}
+        self.guard = guard
+        self._unauthenticated: dict[str, int] = {}
 
     # ----------------------------------------------------------------- lifecycle
     def __repr__(self) -> str:
@@ -206,29 +212,65 @@ class BaseSocket:
         maybe_sweep(self.shared_memory.directory)
         return True
 
-    def _unpack(self, data: bytes) -> Envelope:
-        """Decode a received frame, then attach the shared memory it refers to.
+    def _frame(self, envelope: Envelope, placement: Placement | None) -> bytes:
+        """Encode ``envelope`` (within ``max_message_size``, seal included) and seal it."""
+        guard = self.guard
+        if guard is None:
+            return encode(envelope, max_size=self.max_message_size, placement=placement)
+        data = encode(envelope, max_size=self.max_message_size - guard.overhead, placement=placement)
+        return guard.seal(data, envelope.kind)
 
-        Either fault raises :class:`MalformedMessage` and is counted as ``malformed``."""
+    def _unpack(self, data: bytes) -> Envelope:
+        """Open a received frame (with a guard), decode it, attach the shared memory it refers to.
+
+        A guard's refusal raises :class:`Unauthenticated`, counted as ``unauthenticated``;
+        any other fault :class:`MalformedMessage`, counted as ``malformed``."""
         try:
+            if self.guard is not None:
+                return self._unpack_guarded(data, self.guard)
             envelope = decode(
                 data, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
             )
             if envelope.shm is not None:  # rare: only such a frame may refer to shared memory
                 envelope = self._attach(envelope, len(data))
+        except Unauthenticated as exc:
+            self._unauthenticated[exc.reason] = self._unauthenticated.get(exc.reason, 0) + 1
+            raise
         except MalformedMessage as exc:
             self._malformed += 1
             self._malformed_reasons[exc.reason] = self._malformed_reasons.get(exc.reason, 0) + 1
             raise
         return envelope
 
+    def _unpack_guarded(self, data: bytes, guard: Guard) -> Envelope:
+        opened = guard.open(data)  # before a single byte is decoded
+        envelope = decode(
+            opened.payload, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
+        )
+        if opened.owner is not None and envelope.sender != opened.owner:
+            raise Unauthenticated(
+                f"a {envelope.kind!r} frame signed as {opened.owner!r} claims to come from {envelope.sender!r}",
+                reason="impersonation", size=len(data),
+            )  # fmt: skip
+        if opened.kinds is not None and envelope.kind not in opened.kinds:
+            raise Unauthenticated(
+                f"a {envelope.kind!r} frame came under a key that may only send {sorted(opened.kinds)}",
+                reason="kind", size=len(data),
+            )  # fmt: skip
+        if envelope.shm is not None:
+            envelope = self._attach(envelope, len(data))
+        return dataclasses.replace(envelope, session=opened.session)
+
     def _skipped(self, what: str, exc: MalformedMessage) -> None:
         """Log a malformed frame an iterator skipped: the 1st, 2nd, 4th, 8th... of this
         socket, so that a peer sending nothing else cannot flood the log too (every one is
         counted in ``statistics()``)."""
-        count = self._malformed
+        if isinstance(exc, Unauthenticated):
+            count, adjective = sum(self._unauthenticated.values()), "an unauthenticated"
+        else:
+            count, adjective = self._malformed, "a malformed"
         if count & (count - 1) == 0:
-            log.warning("%r skipped a malformed %s (%d so far): %s", self, what, count, exc)
+            log.warning("%r skipped %s %s (%d so far): %s", self, adjective, what, count, exc)
 
     def _attach(self, envelope: Envelope, size: int) -> Envelope:
         try:
@@ -414,6 +456,8 @@ class BaseSocket:
             bytes_received=self._bytes_received,
             malformed=self._malformed,
             malformed_reasons=tuple(sorted(self._malformed_reasons.items())),
+            unauthenticated=sum(self._unauthenticated.values()),
+            unauthenticated_reasons=tuple(sorted(self._unauthenticated.items())),
             stray=self._stray,
             surveys_open=self._surveys_open(),
             closed=self._closed,

@@ -19,6 +19,9 @@ class SocketStatistics:
     ``malformed_reasons`` splits ``malformed`` by :attr:`MalformedMessage.reason`, as
     sorted ``(reason, count)`` pairs: ``"items"``, ``"key"`` and ``"cost"`` are the
     frames refused for what they would cost to decode (``docs/wire-format.md`` 3).
+    ``unauthenticated`` counts the frames a socket with a guard (a room secret) refused,
+    split by :attr:`~patterns.Unauthenticated.reason` in ``unauthenticated_reasons``;
+    they are not in ``malformed``.
     """
 
     protocol: str
@@ -34,3 +37,5 @@ class SocketStatistics:
     surveys_open: int
     closed: bool
     malformed_reasons: tuple[tuple[str, int], ...] = ()
+    unauthenticated: int = 0
+    unauthenticated_reasons: tuple[tuple[str, int], ...] = ()

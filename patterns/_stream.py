@@ -24,7 +24,7 @@ from pynng import ffi, lib
 
 from patterns._nng import receive_message_nowait, translate
 from patterns._socket import BaseSocket
-from patterns._wire import Envelope, encode
+from patterns._wire import Envelope
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
@@ -136,7 +136,7 @@ class SendingSocket(_FdSocket):
         """The frame, and where its large buffers went (same-host peers: shared memory;
         ``inline``: nowhere, every buffer travels in the frame)."""
         placement = None if inline else self._placement(len(self.peers_state) if self._fanout else 1)
-        return encode(envelope, max_size=self.max_message_size, placement=placement), placement
+        return self._frame(envelope, placement), placement
 
     async def _send_encoded(self, frame: tuple[bytes, Placement | None]) -> None:
         data, placement = frame

@@ -26,7 +26,7 @@ from typing import Any, Self
 import trio
 
 from patterns._raw import RawSocket, survey_header
-from patterns._wire import Envelope, encode
+from patterns._wire import Envelope
 from patterns.errors import Closed, MalformedMessage
 from patterns.shm.codec import delivering
 
@@ -143,7 +143,7 @@ class Surveyor(RawSocket):
             kind=kind, sender=self.name, id=self.next_id(), body=value, deadline=time.time() + timeout
         )
         placement = None if inline else self._placement(len(self.peers_state))
-        data = encode(envelope, max_size=self.max_message_size, placement=placement)
+        data = self._frame(envelope, placement)
         replies = SurveyReplies(self, envelope.id, trio.current_time() + timeout + linger)
         self._routes[envelope.id] = replies  # before the send: a reply may come at once
         try:

@@ -78,6 +78,7 @@ MAX_SENDER_LENGTH: Final = 256
 """Longest ``sender`` name accepted, in characters (it may be empty)."""
 
 _MAX_ID: Final = 2**64
+_SEALED: Final = b"\xffS"  # how a frame sealed by a guard begins (0xff never starts CBOR)
 
 _REQUIRED: Final = frozenset({"v", "k", "s", "id"})
 _ALLOWED: Final = _REQUIRED | {"re", "dl", "b", "shm"}
@@ -110,6 +111,9 @@ class Envelope:
     the frame's length when it was decoded without ``measure``: see :func:`decode`). Not
     on the wire, not compared; what a queue of received messages budgets (a 3-byte
     CBOR map is a 232-byte dict)."""
+    session: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The key the frame was sealed with, when the receiving socket has a guard (a room
+    secret): see :class:`patterns._guard.Opened`. Not on the wire, not compared."""
 
 
 def _show(value: object) -> str:
@@ -196,6 +200,8 @@ def decode(
     (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
     attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
+    if data[:2] == _SEALED:
+        raise malformed("sealed", len(data), "it is sealed with a secret, and this socket was given none")
     frame, slots, overhead = decode_item(data, max_size, max_items, measure=measure)
     envelope = _envelope(frame, len(data), len(data) + overhead)
     return _with_references(envelope, len(data)) if slots else envelope

@@ -22,7 +22,10 @@ pynng's exceptions never escape (they are translated where pynng is called, with
     │   ├── MessageTooLarge         an outgoing message exceeds ``max_message_size``
     │   └── MalformedMessage        bytes or a body from a peer were rejected (also a
     │                               ``ValueError``); counted in ``statistics()``; ``reason``
-    │                               is "size", "cbor", "shape", "version" or "body"
+    │   │                           is "size", "cbor", "shape", "version" or "body"
+    │   └── Unauthenticated         a frame failed its socket's guard (wrong or no secret,
+    │                               altered, replayed, or a sender speaking for another);
+    │                               counted apart, as ``unauthenticated``
     ├── (room, line and decision errors: see :mod:`consensus.errors`)
     └── SharedMemoryError           a shared-memory segment could not be made or used; ``name``
         │                           is the segment (``None`` when unknown), ``reason`` a tag
@@ -55,6 +58,7 @@ __all__ = [
     "TLSError",
     "Timeout",
     "TransportError",
+    "Unauthenticated",
     "WouldBlock",
 ]
 
@@ -128,6 +132,19 @@ class MalformedMessage(MessageError, ValueError):
         super().__init__(message)
         self.reason = reason
         self.size = size
+
+
+class Unauthenticated(MalformedMessage):
+    """A received frame failed its socket's guard (see :mod:`patterns._guard`).
+
+    It was dropped before decoding (or, for ``"impersonation"`` and ``"kind"``, right
+    after: the sender name or kind does not match the key it was sealed with) and is
+    counted in ``statistics().unauthenticated``, not ``malformed``. ``reason`` is one of
+    ``"format"`` (not a sealed frame), ``"key"`` (sealed with a key this socket does not
+    know), ``"tag"`` (the seal does not match: wrong secret, or altered),
+    ``"replay"`` (a sequence number already seen, or too old), ``"impersonation"``,
+    ``"kind"``.
+    """
 
 
 class SharedMemoryError(ConsensusError):

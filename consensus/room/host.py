@@ -26,6 +26,7 @@ from consensus.decide.until import Until
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
 from consensus.room.calls import POLL_CALL, Call
+from consensus.room.credentials import warn_if_open
 from consensus.room.deliberating import deliberate
 from consensus.room.events import CallRequested, Ignored, Joined, Left, MembersChanged, Output, Send, Target
 from consensus.room.host_protocol import HostProtocol
@@ -34,6 +35,8 @@ from consensus.room.roster import DEFAULT_MAX_MEMBERS
 from consensus.room.statistics import RoomStatistics
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
+from consensus.trust.room import HostKeys
+from consensus.trust.secret import Secret, as_secret
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import Distribution
 from patterns import (
@@ -62,19 +65,22 @@ class Room:
 
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
                  late_window: float, max_message_size: int, tls: TLSConfig | None = None,
-                 max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True) -> None:  # fmt: skip
+                 max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True,
+                 secret: Secret | None = None) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
         self.late_window = late_window
         self._protocol = HostProtocol(name=name, endpoints=self.endpoints, heartbeat=heartbeat,
                                       missed_heartbeats=missed_heartbeats, max_members=max_members,
-                                      member_calls=member_calls)  # fmt: skip
+                                      member_calls=member_calls,
+                                      keys=None if secret is None else HostKeys(secret))  # fmt: skip
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
-        self._surveyor = Surveyor(listen=self.endpoints.survey, **opts)
+        keys = self._protocol.keys
+        self._surveyor = Surveyor(listen=self.endpoints.survey, guard=keys.survey if keys else None, **opts)
         self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, **opts)
-        self._control = Bus(listen=self.endpoints.control, **opts)
-        self._mesh = Bus(listen=self.endpoints.mesh, **opts)
+        self._control = Bus(listen=self.endpoints.control, guard=keys.control if keys else None, **opts)
+        self._mesh = Bus(listen=self.endpoints.mesh, guard=keys.mesh if keys else None, **opts)
         self._inbox = Inbox()
         self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
@@ -202,8 +208,10 @@ class Room:
     def statistics(self) -> RoomStatistics:
         counts = self._protocol.counts
         socks = (self._surveyor, self._control, self._mesh)
-        malformed = counts["malformed"] + sum(s.statistics().malformed for s in socks)
+        stats = [s.statistics() for s in socks]
+        malformed = counts["malformed"] + sum(s.malformed for s in stats)
         return RoomStatistics(members=len(self._protocol.members), observers=len(self._protocol.observers),
+                              unauthenticated=sum(s.unauthenticated for s in stats),
                               messages_dropped=self._inbox.dropped,
                               duplicates_dropped=self._inbox.duplicates,
                               **(counts | {"malformed": malformed}))  # fmt: skip
@@ -373,7 +381,7 @@ class Room:
 async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS,
-               member_calls: bool = True) -> AsyncIterator[Room]:  # fmt: skip
+               member_calls: bool = True, secret: Secret | bytes | str | None = None) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
@@ -383,11 +391,15 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     goes to every socket of the room. At most ``max_members`` members are admitted; a join
     past it is refused (the room is full), counted in ``refused_joins``. With
     ``member_calls=False`` members may not ask the host to run polls or votes (``member.poll`` / ``member.vote`` raise
-    :class:`~consensus.errors.MemberCallRefused`).
+    :class:`~consensus.errors.MemberCallRefused`). With ``secret`` (bytes, str or a
+    :class:`~consensus.Secret`) only members holding the same secret get in, and every frame
+    is authenticated (``docs/security.md``); without one the room trusts its network.
     """
+    secret = as_secret(secret)
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
                 late_window=late_window, max_message_size=max_message_size, tls=tls,
-                max_members=max_members, member_calls=member_calls)  # fmt: skip
+                max_members=max_members, member_calls=member_calls, secret=secret)  # fmt: skip
+    warn_if_open(log, address, secret)
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
         nursery.start_soon(room._control_loop)

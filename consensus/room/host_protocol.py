@@ -17,6 +17,7 @@ from consensus.decide.decision import Decision
 from consensus.decide.poll import PollResult
 from consensus.endpoints import Endpoints
 from consensus.room import calls as C
+from consensus.room import credentials as K
 from consensus.room import protocol as P
 from consensus.room.events import (
     CallRequested,
@@ -31,17 +32,19 @@ from consensus.room.events import (
 )
 from consensus.room.roster import DEFAULT_MAX_MEMBERS, JoinOutcome, JoinVerdict, Roster
 from consensus.room.rounds import Rounds
+from consensus.trust.room import HostKeys
 from patterns import Envelope, MalformedMessage
 
 __all__ = ["COUNTERS", "HostProtocol"]
 
 REFUSALS_REMEMBERED: Final = 256  # refused join attempts remembered, so a repeated join counts once
 ROSTER_RESEND_BEATS: Final = 2  # the roster is resent every 2 heartbeats: it heals a lost update
+HELLO_BEAT_GAP: Final = 0.02  # a hello is answered by a beat, at most one per 20 ms (it goes to all)
 EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the expiry: check just after it
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
                    "late_replies", "rejected_replies", "malformed", "calls", "refused_calls",
-                   "deliberation_rounds")  # fmt: skip
+                   "deliberation_rounds", "impersonations")  # fmt: skip
 
 _COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
                       Why.EXPIRY: "expired"}  # fmt: skip
@@ -51,8 +54,11 @@ class HostProtocol:
     """The host of one room: who is in it, and the polls and votes under way."""
 
     def __init__(self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3,
-                 max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True) -> None:  # fmt: skip
+                 max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True,
+                 keys: HostKeys | None = None) -> None:  # fmt: skip
         self.name = name
+        self.keys = keys  # the room's secret at work (None: the room trusts its network)
+        self._hello_beat = -HELLO_BEAT_GAP
         self.member_calls = member_calls  # False: members may not ask the host to poll or vote
         self._calls: set[tuple[str, int, int]] = set()  # calls running: (name, token, call id)
         self.endpoints = endpoints
@@ -100,7 +106,8 @@ class HostProtocol:
 
     def beat_frame(self) -> Send:
         """The host's heartbeat, sent every :attr:`heartbeat` seconds: members notice a silent host."""
-        return Send(P.BEAT, P.beat_body(self.roster.heartbeat), Target.CONTROL, inline=True)
+        body = K.with_host_keys(P.beat_body(self.roster.heartbeat), self.keys)
+        return Send(P.BEAT, body, Target.CONTROL, inline=True)
 
     def close_frame(self, reason: str = "the host closed the room") -> Send:
         """Tells every member the room is closed (the driver sends it a few times: best effort)."""
@@ -110,7 +117,7 @@ class HostProtocol:
         """The roster as it stands (sent after each change, and periodically by the driver)."""
         body = P.roster_body(self.roster.meshes(), self.roster.version, refs=self.roster.refs,
                              observers=self.roster.observers)  # fmt: skip
-        return Send(P.ROSTER, body, Target.CONTROL, inline=self.inline)
+        return Send(P.ROSTER, K.with_member_keys(body, self.keys), Target.CONTROL, inline=self.inline)
 
     # ------------------------------------------------------------------ control bus
     def receive_control(
@@ -126,9 +133,14 @@ class HostProtocol:
             if envelope.kind in (P.JOIN, P.HEARTBEAT):
                 return self._on_hello(envelope, pipe, now, connected)
             if envelope.kind == C.CALL:
-                return self._on_call(C.parse_call(envelope))
+                call = C.parse_call(envelope)
+                return self._refused_speaker(envelope, call.name, call.token) or self._on_call(call)
+            if envelope.kind == K.HELLO and self.keys is not None:
+                return self._on_keys(envelope, now)
             if envelope.kind == P.LEAVE:
                 hello = P.parse_hello(envelope)
+                if refused := self._refused_speaker(envelope, hello.name, hello.token):
+                    return refused
                 if self.roster.leave(hello.name, hello.token):
                     return self._gone([hello.name], Why.LEAVE)
                 return []
@@ -137,8 +149,28 @@ class HostProtocol:
             self.counts["malformed"] += 1
             return [Ignored(str(exc))]
 
+    def _refused_speaker(self, envelope: Envelope, name: str, token: int) -> list[Output]:
+        """Nothing when ``envelope`` may speak for ``name``; else the event that says why not."""
+        problem = K.speaker_problem(self.keys, envelope, name, token)
+        if problem is None:
+            return []
+        self.counts["impersonations"] += 1
+        return [Ignored(problem)]
+
+    def _on_keys(self, envelope: Envelope, now: float) -> list[Output]:
+        assert self.keys is not None
+        if not self.keys.hello(envelope.session, K.parse_hello_keys(envelope)):
+            self.counts["impersonations"] += 1
+            return [Ignored(f"a hello from {envelope.sender!r} carries keys that are not its own")]
+        if now - self._hello_beat < HELLO_BEAT_GAP:
+            return []
+        self._hello_beat = now
+        return [self.beat_frame()]  # the joiner learns the host's keys from it
+
     def _on_hello(self, envelope: Envelope, pipe: int, now: float, connected: bool) -> list[Output]:
         hello = P.parse_hello(envelope, with_mesh=True)
+        if refused := self._refused_speaker(envelope, hello.name, hello.token):
+            return refused
         if envelope.kind == P.HEARTBEAT and self.roster.heartbeat_from(hello.name, hello.token, now):
             return []
         why = self._not_dialable(hello.mesh)
@@ -150,6 +182,8 @@ class HostProtocol:
         if verdict.outcome is JoinOutcome.REFUSED:
             return self._refuse(hello, pipe, verdict.reason, connected)
         out: list[Output] = []
+        if self.keys is not None and envelope.session is not None:
+            self.keys.bind(envelope.session, hello.name)
         if verdict.outcome is not JoinOutcome.REFRESHED:
             self.counts["joins"] += 1
             if verdict.replaced is not None:
@@ -160,7 +194,7 @@ class HostProtocol:
         body = P.welcome_body(hello.name, hello.token, self.roster.meshes(), heartbeat=self.roster.heartbeat,
                               mesh=self.endpoints.mesh, refs=self.roster.refs,
                               observers=self.roster.observers)  # fmt: skip
-        out.append(Send(P.WELCOME, body, Target.CONTROL, inline=self.inline))
+        out.append(Send(P.WELCOME, K.with_member_keys(body, self.keys), Target.CONTROL, inline=self.inline))
         if verdict.outcome is not JoinOutcome.REFRESHED:
             out += [MembersChanged(self.members), self.roster_frame()]
         return out
@@ -235,6 +269,9 @@ class HostProtocol:
             return []
         self.counts[_COUNTER_OF[why]] += len(names)
         self.rounds.left(names)
+        if self.keys is not None and why is not Why.REPLACED:  # a replaced name's keys go at bind
+            for name in names:
+                self.keys.forget(name)
         out: list[Output] = [Left(tuple(names), why)]
         if roster:
             out += [MembersChanged(self.members), self.roster_frame()]

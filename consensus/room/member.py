@@ -23,12 +23,13 @@ from consensus.decide.poll import PollResult
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints, member_mesh_address
-from consensus.errors import NameTaken, RoomClosed, RoomUnavailable
+from consensus.errors import AuthenticationError, NameTaken, RoomClosed, RoomUnavailable
 from consensus.hotline.line import Hotline
 from consensus.room import calls as C
 from consensus.room import protocol as P
 from consensus.room.answering import Answerer
 from consensus.room.calling import Caller
+from consensus.room.credentials import secret_problem
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
@@ -54,6 +55,8 @@ from consensus.room.statistics import MemberStatistics
 from consensus.runtime.handlers import Handler
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
+from consensus.trust.room import MemberKeys
+from consensus.trust.secret import Secret, as_secret
 from consensus.work.worker import Worker
 from patterns import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -79,29 +82,29 @@ class Member:
                  max_message_size: int, tls: TLSConfig | None = None,
                  shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
                  on_host_lost: Literal["wait", "exit"] = "wait",
-                 on_deliberate: Handler | None = None) -> None:  # fmt: skip
+                 on_deliberate: Handler | None = None, secret: Secret | None = None) -> None:  # fmt: skip
         if on_host_lost not in ("wait", "exit"):
             raise ValueError(f"on_host_lost must be 'wait' or 'exit', got {on_host_lost!r}")
         self._on_host_lost = on_host_lost
         self.address = address
         self.endpoints = endpoints(address)
-        self.token = secrets.randbits(63)
-        self._protocol = MemberProtocol(name=name, token=self.token, host_mesh=self.endpoints.mesh,
+        keys = MemberKeys(secret, name) if secret is not None else None
+        self._protocol = MemberProtocol(name=name, token=secrets.randbits(63), host_mesh=self.endpoints.mesh,
                                         on_poll=on_poll is not None, on_vote=on_vote is not None,
                                         refs=shared_memory, observer=observer,
-                                        host_timeout=host_timeout,
-                                        on_deliberate=on_deliberate is not None)  # fmt: skip
-        self.name = self._protocol.name
+                                        host_timeout=host_timeout, on_deliberate=on_deliberate is not None,
+                                        keys=keys)  # fmt: skip
+        self.name, self.token = self._protocol.name, self._protocol.token
         self._beats = trio.CancelScope()
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls,
                                 "shared_memory": shared_memory}  # fmt: skip
-        self._respondent = Respondent(dial=self.endpoints.survey, **opts)
+        self._respondent = Respondent(dial=self.endpoints.survey, guard=keys.survey if keys else None, **opts)
         handlers = {kind: handler for kind, handler in ((HandlerKind.DELIBERATE, on_deliberate),
                     (HandlerKind.POLL, on_poll), (HandlerKind.VOTE, on_vote)) if handler is not None}  # fmt: skip
         self._answerer = Answerer(self._respondent, self._protocol, handlers, handler_timeout=handler_timeout,
                                   threads=trio.CapacityLimiter(handler_threads), act=self._act)  # fmt: skip
-        self._control = Bus(dial=self.endpoints.control, **opts)
-        self._mesh = Bus(**opts)
+        self._control = Bus(dial=self.endpoints.control, guard=keys.control if keys else None, **opts)
+        self._mesh = Bus(guard=keys.mesh if keys else None, **opts)
         self._answered = trio.Event()  # welcomed or refused
         self._roster_changed = Pulse()
         self._nursery: trio.Nursery | None = None
@@ -213,8 +216,10 @@ class Member:
     def statistics(self) -> MemberStatistics:
         counts = self._protocol.counts
         socks = (self._respondent, self._control, self._mesh)
-        malformed = counts["malformed"] + self._lines.malformed + sum(s.statistics().malformed for s in socks)
+        stats = [s.statistics() for s in socks]
+        malformed = counts["malformed"] + self._lines.malformed + sum(s.malformed for s in stats)
         return MemberStatistics(members=len(self._protocol.members), messages_dropped=self._inbox.dropped,
+                                unauthenticated=sum(s.unauthenticated for s in stats),
                                 duplicates_dropped=self._inbox.duplicates, hotlines_opened=self._lines.opened,
                                 **(counts | {"malformed": malformed}))  # fmt: skip
 
@@ -247,9 +252,12 @@ class Member:
             while not self._answered.is_set():
                 if not self._respondent.peers:  # only a member the host's polls can reach may join
                     await self._respondent.wait_for_peers(1)
-                await self._send(self._protocol.join_frame())
+                for frame in self._protocol.join_frames():
+                    await self._send(frame)
                 with trio.move_on_after(JOIN_RESEND):
                     await self._answered.wait()
+                if problem := secret_problem(self._control.statistics(), self.address, self._protocol.keys is not None):
+                    raise AuthenticationError(f"{self.name!r} cannot join: {problem}")
         if self._protocol.refusal:
             raise NameTaken(f"joining {self.address} as {self.name!r} was refused: {self._protocol.refusal}")
         if scope.cancelled_caught:
@@ -352,7 +360,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
                shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
                on_host_lost: Literal["wait", "exit"] = "wait",
-               on_deliberate: Handler | None = None) -> AsyncIterator[Member]:  # fmt: skip
+               on_deliberate: Handler | None = None,
+               secret: Secret | bytes | str | None = None) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
     With ``on_task``, the member also works: it takes tasks from the host's
@@ -394,7 +403,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
                     observer=observer, host_timeout=host_timeout, on_host_lost=on_host_lost,
-                    on_deliberate=on_deliberate)  # fmt: skip
+                    on_deliberate=on_deliberate, secret=as_secret(secret))  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)

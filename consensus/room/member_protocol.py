@@ -17,6 +17,7 @@ from typing import Any, Final
 from consensus.decide.rules import Rule
 from consensus.failure import Failure
 from consensus.room import calls as C
+from consensus.room import credentials as K
 from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import (
@@ -39,6 +40,7 @@ from consensus.room.events import (
 )
 from consensus.room.member_deliberation import MemberDeliberations
 from consensus.room.roster import check_name
+from consensus.trust.room import MemberKeys
 from patterns import Envelope, MalformedMessage
 
 __all__ = [
@@ -73,14 +75,16 @@ class MemberProtocol:
 
     def __init__(self, *, name: str, token: int, host_mesh: str, on_poll: bool, on_vote: bool,
                  refs: bool = True, observer: bool = False,
-                 host_timeout: float | None = None, on_deliberate: bool = False) -> None:  # fmt: skip
+                 host_timeout: float | None = None, on_deliberate: bool = False,
+                 keys: MemberKeys | None = None) -> None:  # fmt: skip
         if host_timeout is not None and not host_timeout > 0:
             raise ValueError(f"host_timeout must be > 0 seconds (or None), got {host_timeout!r}")
         self._host_timeout = host_timeout
         self.host_connected = False  # True from the welcome while the host is heard from
         self._last_heard = 0.0
         self.name = check_name(name)
-        self.token = token
+        self.keys = keys  # the room's secret at work (None: the room trusts its network)
+        self.token = token if keys is None else keys.token
         self.host_mesh = host_mesh  # never dialed or dropped on a peer's say-so
         self.mesh = ""  # this member's own mesh address, once it listens (set_mesh)
         self.refs = refs  # False: tell the host this member takes no shared-memory references
@@ -117,6 +121,15 @@ class MemberProtocol:
     def join_frame(self) -> Send:
         """The ``join`` to send (repeated by the driver until a welcome or refusal)."""
         return self._hello(P.JOIN)
+
+    def join_frames(self) -> list[Send]:
+        """What to send to get in (repeated by the driver until a welcome or refusal): the
+        ``join``; with a secret, first a ``hello`` with this member's keys, and only the hello
+        while the host's keys are not known yet (its answer, a beat, brings them)."""
+        if self.keys is None:
+            return [self.join_frame()]
+        hello = Send(K.HELLO, self.keys.hello_body(), Target.CONTROL, inline=True)
+        return [hello, self.join_frame()] if self.keys.ready else [hello]
 
     def heartbeat_frame(self) -> Send:
         """The ``heartbeat`` to send every :attr:`heartbeat` seconds once welcomed."""
@@ -223,9 +236,12 @@ class MemberProtocol:
     def _control(self, envelope: Envelope) -> list[Output]:
         try:
             if envelope.kind == P.BEAT:
-                return []
+                return self._on_beat(envelope)
             if envelope.kind == P.WELCOME:
-                return self._on_welcome(P.parse_welcome(envelope))
+                out = self._on_welcome(P.parse_welcome(envelope))
+                if self.keys is not None and self.state is MemberState.JOINED:
+                    self.keys.roster(K.member_keys_of(envelope))
+                return out
             if envelope.kind == P.REFUSE:
                 hello, reason = P.parse_refuse(envelope)
                 return self._on_refuse(hello, reason)
@@ -235,6 +251,8 @@ class MemberProtocol:
                     return []  # sent before our join was processed; the next one includes us
                 self.room_refs = roster.refs
                 self.observers = roster.observers
+                if self.keys is not None:
+                    self.keys.roster(K.member_keys_of(envelope))
                 return self._set_members(roster.members)
             if envelope.kind == C.RESULT:
                 return self._on_result(C.parse_result(envelope))
@@ -246,6 +264,16 @@ class MemberProtocol:
         except MalformedMessage as exc:
             self.counts["malformed"] += 1
             return [Ignored(str(exc))]
+
+    def _on_beat(self, envelope: Envelope) -> list[Output]:
+        if self.keys is None:
+            return []
+        keys = K.host_keys_of(envelope)
+        if keys is None or not self.keys.host_keys(keys):
+            return []
+        if not self.mesh or self.state not in (MemberState.JOINING, MemberState.JOINED):
+            return []  # the driver sends the join once it has a mesh address
+        return list(self.join_frames())  # a new host (or a restarted one) must hear our keys first
 
     def _mine(self, name: str, token: int) -> bool:
         return (name, token) == (self.name, self.token)

@@ -32,6 +32,8 @@ class RoomStatistics:
     refused_calls: int = 0
     observers: int = 0
     deliberation_rounds: int = 0
+    unauthenticated: int = 0  # frames refused by the room's sockets before decoding (secret)
+    impersonations: int = 0  # authenticated frames that spoke for a name their session does not own
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +52,4 @@ class MemberStatistics:
     calls: int = 0  # polls and votes this member asked the host to run
     late_results: int = 0  # results of calls that came after the caller stopped waiting
     positions_sent: int = 0  # positions sent in answer to deliberations
+    unauthenticated: int = 0  # frames refused by this member's sockets before decoding (secret)

@@ -1,0 +1,113 @@
+"""The guard of one socket: which keys it seals with, which it accepts, and their windows.
+
+A :class:`Guard` is the object :mod:`patterns` calls before decoding a received frame
+and after encoding one to send (the :class:`patterns.Guard` shape). It is pure: the keys
+are put in and taken out by the protocol object that owns the conversation
+(:class:`~consensus.trust.room.HostKeys`, :class:`~consensus.trust.room.MemberKeys`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from consensus.trust.seal import (
+    HEADER,
+    TAG_SIZE,
+    MacSender,
+    ReplayWindow,
+    Scheme,
+    SigSender,
+    check_mac,
+    check_sig,
+    parse,
+)
+from patterns import EncodeError, Opened, Unauthenticated
+
+__all__ = ["LEARNED", "Guard", "Key"]
+
+LEARNED: Final = 4096
+"""Keys a guard derives on first sight (a host's epoch key, a joiner's key) that it keeps,
+newest first: past that many, the oldest go (with their replay windows)."""
+
+Sender = MacSender | SigSender
+
+
+@dataclass(slots=True)
+class Key:
+    """A key a guard accepts: ``secret`` checks the tag (a MAC key or an Ed25519 public key);
+    ``owner`` and ``kinds`` limit what frames under it may claim (see :class:`patterns.Opened`)."""
+
+    kid: bytes
+    scheme: Scheme
+    secret: bytes | Ed25519PublicKey
+    owner: str | None = None
+    kinds: frozenset[str] | None = None
+    window: ReplayWindow = field(default_factory=ReplayWindow)
+
+
+class Guard:
+    """Seals with ``sender`` (or a sender chosen by kind) and opens frames under known keys.
+
+    ``learn``, when given, is asked for a key id the guard does not hold; a key it
+    returns is kept only once a frame under it checks out (so forged frames cost one
+    derivation each and leave nothing behind)."""
+
+    def __init__(self, sender: Sender | None = None, *, learn: Callable[[bytes], Key | None] | None = None,
+                 what: str = "socket") -> None:  # fmt: skip
+        self.sender = sender
+        self.by_kind: dict[str, Sender] = {}
+        self.keys: dict[bytes, Key] = {}
+        self._learn = learn
+        self._learned: OrderedDict[bytes, Key] = OrderedDict()
+        self._what = what
+
+    @property
+    def overhead(self) -> int:
+        return HEADER.size + max(TAG_SIZE.values())  # the same for every sender: sizes stay predictable
+
+    def seal(self, frame: bytes, kind: str) -> bytes:
+        sender = self.by_kind.get(kind, self.sender)
+        if sender is None:
+            raise EncodeError(f"the {self._what} holds no key to send a {kind!r} frame with yet "
+                              "(the room's keys are not agreed: is the host there?)")  # fmt: skip
+        return sender.seal(frame)
+
+    def add(self, key: Key) -> None:
+        self.keys[key.kid] = key
+
+    def find(self, kid: bytes) -> Key | None:
+        """The key ``kid`` if this guard holds it (given or learned)."""
+        return self.keys.get(kid) or self._learned.get(kid)
+
+    def drop(self, kid: bytes) -> None:
+        self.keys.pop(kid, None)
+        self._learned.pop(kid, None)
+
+    def open(self, frame: bytes) -> Opened:
+        sealed = parse(frame)
+        size = len(frame)
+        key = self.keys.get(sealed.kid) or self._learned.get(sealed.kid)
+        fresh = key is None and self._learn is not None
+        if key is None and self._learn is not None:
+            key = self._learn(sealed.kid)
+        if key is None:
+            raise Unauthenticated(f"refused a frame of {size} bytes: sealed with a key this {self._what} "
+                                  "does not know", reason="key", size=size)  # fmt: skip
+        if key.scheme is not sealed.scheme or not (
+            check_mac(key.secret, sealed) if isinstance(key.secret, bytes) else check_sig(key.secret, sealed)
+        ):
+            raise Unauthenticated(f"refused a frame of {size} bytes: its seal does not match "
+                                  "(a wrong secret, or an altered frame)", reason="tag", size=size)  # fmt: skip
+        if not key.window.accept(sealed.seq):
+            raise Unauthenticated(f"refused a frame of {size} bytes: sequence number {sealed.seq} "
+                                  "was already seen or is too old (a replay)", reason="replay", size=size)  # fmt: skip
+        if fresh:
+            self._learned[sealed.kid] = key
+            if len(self._learned) > LEARNED:
+                self._learned.popitem(last=False)
+        return Opened(frame[sealed.payload_at :], sealed.kid, key.owner, key.kinds)

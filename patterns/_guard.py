@@ -1,0 +1,46 @@
+"""The guard hook: what a socket asks before it decodes a frame, and after it encodes one.
+
+A socket built with ``guard=`` hands every received frame to :meth:`Guard.open` *before*
+the CBOR decoder sees a byte of it, and every frame it sends to :meth:`Guard.seal` after
+encoding. The pattern layer knows no keys and no cryptography: a guard is any object of
+this shape; the room credential of :mod:`consensus.trust` is the one this toolkit ships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Guard", "Opened"]
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A frame that passed its guard: the bytes to decode and who may have sent them.
+
+    ``session`` names the key the frame was sealed with (copied to
+    :attr:`Envelope.session`); ``owner``, when set, is the only sender name that session
+    speaks for; ``kinds``, when set, the only message kinds it may send. The socket checks
+    both after decoding and refuses the frame as ``"impersonation"`` or ``"kind"``."""
+
+    payload: bytes
+    session: bytes
+    owner: str | None = None
+    kinds: frozenset[str] | None = None
+
+
+class Guard(Protocol):
+    """Seals what a socket sends and opens what it receives (see the module docstring)."""
+
+    @property
+    def overhead(self) -> int:
+        """Bytes a sealed frame adds to the encoded one (the socket keeps room for them)."""
+        ...
+
+    def seal(self, frame: bytes, kind: str) -> bytes:
+        """The frame as it goes on the wire (``kind``: the envelope's, to pick a key)."""
+        ...
+
+    def open(self, frame: bytes) -> Opened:
+        """Check a received frame; raises :class:`~patterns.errors.Unauthenticated`."""
+        ...
