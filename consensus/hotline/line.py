@@ -79,7 +79,7 @@ from typing import Any
 
 import trio
 
-from consensus.errors import LineTaken, PeerLost, RemoteError
+from consensus.errors import AuthenticationError, LineTaken, PeerLost, RemoteError
 from consensus.hotline.events import Answer, LineState, Role
 from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
 from consensus.hotline.link import Link
@@ -89,10 +89,13 @@ from consensus.hotline.reader import Reader
 from consensus.hotline.serve import QUEUE, IncomingAsk, Server
 from consensus.hotline.wait import AnswerSlot, AskTimer
 from consensus.runtime.service import service_nursery
+from consensus.trust.line import LineKeys
+from consensus.trust.secret import Secret, as_secret, prf
 from patterns import (
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_SENDER_LENGTH,
     Closed,
+    ConsensusError,
     Envelope,
     MalformedMessage,
     Timeout,
@@ -124,7 +127,7 @@ class Hotline:
 
     def __init__(self, address: str, *, listen: bool, name: str, on_ask: Callable[..., Any] | None,
                  heartbeat: float, missed_heartbeats: int, handler_threads: int, max_message_size: int,
-                 tls: TLSConfig | None) -> None:  # fmt: skip
+                 tls: TLSConfig | None, keys: LineKeys | None = None) -> None:  # fmt: skip
         if not isinstance(name, str) or len(name) > MAX_SENDER_LENGTH:
             raise ValueError(
                 f"name must be text of at most {MAX_SENDER_LENGTH} characters, got {name!r:.300}"
@@ -136,7 +139,8 @@ class Hotline:
         self.name = name
         self.heartbeat = self._protocol.heartbeat
         self.missed_heartbeats = missed_heartbeats
-        self._link = Link(address, listen=listen, name=name, max_message_size=max_message_size, tls=tls)
+        self._link = Link(address, listen=listen, name=name, max_message_size=max_message_size, tls=tls,
+                          guard=keys.guard if keys else None)  # fmt: skip
         self._server = Server(self._link, self._protocol, on_ask, handler_threads=handler_threads,
                               start_receiver=self._start_receiver)  # fmt: skip
         self._reader = Reader(self._link, self._protocol, self._server)
@@ -316,9 +320,14 @@ class Hotline:
             return
         raise self._timed_out(envelope.id, deadline, timeout, stream=stream)
 
-    def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> Timeout:
+    def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> ConsensusError:
         self._protocol.expire(deadline)
         what = "end of stream" if stream else "reply"
+        stats = self._link.pair.statistics()
+        refused = dict(stats.unauthenticated_reasons).keys() & {"tag", "format"} or "sealed" in dict(stats.malformed_reasons)
+        if refused and not self.connected:
+            return AuthenticationError(f"ask {ask_id} on {self!r}: the peer's frames fail this line's secret "
+                                       "(one end has another secret, or none)")  # fmt: skip
         return Timeout(f"ask {ask_id} on {self!r}: no {what} within {timeout} s")
 
     @staticmethod
@@ -353,8 +362,14 @@ class Hotline:
 async def hotline(*, listen: str | None = None, dial: str | None = None, name: str = "",
                   on_ask: Callable[..., Any] | None = None, heartbeat: float = 1.0, missed_heartbeats: int = 3,
                   handler_threads: int = 4, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                  tls: TLSConfig | None = None) -> AsyncIterator[Hotline]:  # fmt: skip
-    """Open a hotline: ``listen="tcp://host:port"`` or ``dial="tcp://host:port"``, exactly one."""
+                  tls: TLSConfig | None = None, secret: Secret | bytes | str | None = None,
+                  keys: LineKeys | None = None) -> AsyncIterator[Hotline]:  # fmt: skip
+    """Open a hotline: ``listen="tcp://host:port"`` or ``dial="tcp://host:port"``, exactly one.
+
+    With ``secret`` (the same on both ends) every frame is sealed and checked, a stranger's
+    are refused before decoding (counted in the socket's ``unauthenticated``), and a
+    recorded line cannot be replayed into a new one (``docs/security.md``). ``keys`` is the
+    room's way in for lines between members (they are keyed per pair of members)."""
     if (listen is None) == (dial is None):
         raise ValueError(f"hotline(listen={listen!r}, dial={dial!r}): give exactly one of listen= or dial=")
     address = listen if listen is not None else dial
@@ -362,7 +377,8 @@ async def hotline(*, listen: str | None = None, dial: str | None = None, name: s
         raise TypeError(f"hotline(): the address must be text like 'tcp://host:port', got {address!r:.100}")
     line = Hotline(address, listen=listen is not None, name=name or ("listener" if listen else "dialer"),
                    on_ask=on_ask, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                   handler_threads=handler_threads, max_message_size=max_message_size, tls=tls)  # fmt: skip
+                   handler_threads=handler_threads, max_message_size=max_message_size, tls=tls,
+                   keys=_line_keys(secret, keys, listen is not None))  # fmt: skip
     async with line._link.pair, service_nursery() as nursery:
         await line._run(nursery)
         try:
@@ -370,3 +386,12 @@ async def hotline(*, listen: str | None = None, dial: str | None = None, name: s
         finally:
             nursery.cancel_scope.cancel()
             line._close()
+
+
+def _line_keys(secret: Secret | bytes | str | None, keys: LineKeys | None, listener: bool) -> LineKeys | None:
+    value = as_secret(secret)
+    if value is not None and keys is not None:
+        raise ValueError("hotline(): give secret= or keys=, not both")
+    if value is None:
+        return keys
+    return LineKeys(prf(value.room_key, b"hotline"), listener=listener)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import trio
 
-from patterns import Envelope, Pair, TLSConfig, WouldBlock
+from patterns import Envelope, Guard, Pair, TLSConfig, WouldBlock
 
 __all__ = ["Link"]
 
@@ -20,10 +20,10 @@ class Link:
     """One pair1 socket, listening or dialing at ``address``."""
 
     def __init__(self, address: str, *, listen: bool, name: str, max_message_size: int,
-                 tls: TLSConfig | None) -> None:  # fmt: skip
+                 tls: TLSConfig | None, guard: Guard | None = None) -> None:  # fmt: skip
         self.address = address
         self.pair = Pair(listen=address if listen else None, dial=None if listen else address, name=name,
-                         max_message_size=max_message_size, tls=tls)  # fmt: skip
+                         max_message_size=max_message_size, tls=tls, guard=guard)  # fmt: skip
         self.sending = trio.StrictFIFOLock()
 
     @property

@@ -46,6 +46,8 @@ from consensus.room.line_setup import (
     listen_address,
 )
 from consensus.runtime.logs import RateLimited
+from consensus.trust.line import LineKeys
+from consensus.trust.room import MemberKeys
 from patterns import Bus, Closed, ConsensusError, Envelope, Timeout
 
 __all__ = ["RoomLines"]
@@ -78,8 +80,9 @@ class RoomLines:
     """One member's hotlines, keyed by the peer's name."""
 
     def __init__(self, *, name: str, mesh: Bus, on_ask: Callable[..., Any] | None,
-                 max_message_size: int) -> None:  # fmt: skip
+                 max_message_size: int, keys: MemberKeys | None = None) -> None:  # fmt: skip
         self.name = name
+        self._keys = keys  # the room's secret: each line is keyed for its two members only
         self._setup = LineSetup(name=name)
         self._mesh = mesh
         self._on_ask = on_ask
@@ -189,13 +192,19 @@ class RoomLines:
             if self._lines.get(entry.peer) is entry:
                 del self._lines[entry.peer]
 
-    def _line(self, address: str, *, listen: bool) -> Any:
+    def _line(self, address: str, peer: str, *, listen: bool) -> Any:
+        keys = None
+        if self._keys is not None:
+            base = self._keys.pair_key(peer)
+            if base is None:
+                raise LineError(f"member {self.name!r} has no keys for {peer!r} yet (not in the last roster)")
+            keys = LineKeys(base, listener=listen, peer=peer, what=f"line {self.name!r}-{peer!r}")
         return hotline(listen=address if listen else None, dial=None if listen else address, name=self.name, on_ask=self._on_ask,
-                       max_message_size=self._max_message_size)  # fmt: skip
+                       max_message_size=self._max_message_size, keys=keys)  # fmt: skip
 
     async def _listen(self, entry: _Line) -> None:
         address = listen_address(self._mesh.addresses[0], secrets.token_hex(4))
-        async with self._line(address, listen=True) as line:
+        async with self._line(address, entry.peer, listen=True) as line:
             self._ready(entry, line)
             offer = self._setup.offer(entry.peer, line.bound_address)  # tcp port 0 resolved
             while True:
@@ -211,7 +220,7 @@ class RoomLines:
             await self._send(self._setup.request(entry.peer))
             with trio.move_on_after(RESEND):
                 await entry.offered.wait()
-        async with self._line(entry.address, listen=False) as line:
+        async with self._line(entry.address, entry.peer, listen=False) as line:
             self._ready(entry, line)
             while True:  # ask again while not connected: the offer may be from a process now gone
                 if line.connected:

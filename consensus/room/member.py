@@ -110,7 +110,7 @@ class Member:
         self._nursery: trio.Nursery | None = None
         self._inbox = Inbox()
         self._lines = RoomLines(
-            name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size
+            name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size, keys=keys
         )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self._caller = Caller(self._protocol, self._send, address)

@@ -48,6 +48,7 @@ class Key:
     owner: str | None = None
     kinds: frozenset[str] | None = None
     window: ReplayWindow = field(default_factory=ReplayWindow)
+    learned: Callable[[Key], None] | None = None  # called once a learned key first checks out
 
 
 class Guard:
@@ -110,4 +111,6 @@ class Guard:
             self._learned[sealed.kid] = key
             if len(self._learned) > LEARNED:
                 self._learned.popitem(last=False)
+            if key.learned is not None:
+                key.learned(key)
         return Opened(frame[sealed.payload_at :], sealed.kid, key.owner, key.kinds)

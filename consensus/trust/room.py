@@ -254,3 +254,14 @@ class MemberKeys:
 
     def peer(self, name: str) -> PublicKeys | None:
         return self._peers.get(name)
+
+    def pair_key(self, name: str) -> bytes | None:
+        """The key only this member and ``name`` hold (None: ``name``'s keys are not known):
+        the base of the lines between them (:class:`~consensus.trust.line.LineKeys`)."""
+        peer = self._peers.get(name)
+        if peer is None:
+            return None
+        shared = self._kx.exchange(X25519PublicKey.from_public_bytes(peer.kx))
+        low, high = sorted((self.public.kx, peer.kx))
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=self._room, info=b"nngc pair" + low + high)
+        return hkdf.derive(shared)
