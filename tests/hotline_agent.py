@@ -52,7 +52,8 @@ async def echo_back(line: consensus.Hotline) -> None:
 async def main(args: argparse.Namespace) -> None:
     async with consensus.hotline(listen=args.address if args.listen else None,
                                  dial=args.address if args.dial else None, name=args.name,
-                                 on_ask=make_handler(args.name)) as line:  # fmt: skip
+                                 on_ask=make_handler(args.name),
+                                 secret=consensus.Secret.from_env() if args.secret_env else None) as line:  # fmt: skip
         try:
             await line.wait_connected()
         except consensus.LineTaken:  # the listener has another peer: say so, stay until told to quit
@@ -74,4 +75,5 @@ if __name__ == "__main__":
     side.add_argument("--listen", action="store_true")
     side.add_argument("--dial", action="store_true")
     parser.add_argument("--name", default="agent")
+    parser.add_argument("--secret-env", action="store_true", help="seal the line with the secret in NNGC_SECRET")
     trio.run(main, parser.parse_args())

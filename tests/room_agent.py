@@ -10,7 +10,8 @@ under it: RoomClosed). Reads commands on stdin:
 ``mesh ok``), ``poll <json question>`` asks the host to run a poll (prints
 ``polled <json answers> <json missing>`` or ``call-refused <reason>``), ``vote <json
 [motion, options, rule-or-null]>`` asks for a vote (prints ``voted <json outcome>``),
-``quit`` leaves the room cleanly. With ``--stance S`` it also deliberates (prints
+``quit`` leaves the room cleanly. With ``--secret-env`` it joins with the secret in
+``NNGC_SECRET`` (printing ``unauthenticated <reason>`` if the host does not share it). With ``--stance S`` it also deliberates (prints
 ``deliberate <round> <json labels shown>``): it holds S, adopts ``--persuadable P`` once
 another member shows P (crediting that label), and with ``--crash-round N`` dies when
 asked round N. With ``--host-events`` it prints ``host lost`` and
@@ -72,6 +73,7 @@ async def main(args: argparse.Namespace) -> None:
             on_deliberate=on_deliberate if args.stance is not None else None,
             handler_timeout=args.handler_timeout, join_timeout=args.join_timeout, observer=args.observer,
             host_timeout=args.host_timeout, on_host_lost=args.on_host_lost,
+            secret=consensus.Secret.from_env() if args.secret_env else None,
         ) as member:  # fmt: skip
             say("joined")
             async with trio.open_nursery() as nursery:
@@ -124,6 +126,8 @@ async def main(args: argparse.Namespace) -> None:
         say("refused", exc)
     except consensus.RoomUnavailable:
         say("unavailable")
+    except consensus.AuthenticationError as exc:
+        say("unauthenticated", exc)
 
 
 class _SayLog(logging.Handler):
@@ -136,6 +140,7 @@ if __name__ == "__main__":
     parser.add_argument("address")
     parser.add_argument("name")
     parser.add_argument("--answer")
+    parser.add_argument("--secret-env", action="store_true", help="join with the secret in NNGC_SECRET")
     parser.add_argument("--choice")
     parser.add_argument("--confidence", type=float, default=1.0)
     parser.add_argument("--delay", type=float, default=0.0)

@@ -23,7 +23,8 @@ import consensus
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with consensus.host(args.address, heartbeat=args.heartbeat) as room:
+    secret = consensus.Secret.from_env() if args.secret_env else None
+    async with consensus.host(args.address, heartbeat=args.heartbeat, secret=secret) as room:
         say("up")
         async for line in trio.wrap_file(sys.stdin):
             command, _, rest = line.strip().partition(" ")
@@ -42,4 +43,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("address")
     parser.add_argument("--heartbeat", type=float, default=0.5)
+    parser.add_argument("--secret-env", action="store_true", help="host with the secret in NNGC_SECRET")
     trio.run(main, parser.parse_args())

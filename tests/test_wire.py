@@ -37,7 +37,7 @@ from patterns import (
 from patterns._wire import MAX_DEPTH, MAX_KIND_LENGTH, MAX_SENDER_LENGTH
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "wire-format.md"
-REASONS = {"size", "cbor", "shape", "version", "items", "key", "cost"}
+REASONS = {"size", "cbor", "shape", "version", "items", "key", "cost", "sealed"}
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUND_TRIP = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

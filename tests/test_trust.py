@@ -1,0 +1,200 @@
+"""The trust layer in memory: sealed frames, replay windows, guards, room keys, line keys.
+
+Each check runs on bytes as they would travel; the process-level tests are in
+``tests/test_room_secret.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consensus.trust import Guard, HostKeys, Key, MemberKeys, PublicKeys, Secret
+from consensus.trust.line import LineKeys
+from consensus.trust.room import HELLO, join_kid
+from consensus.trust.seal import WINDOW, MacSender, ReplayWindow
+from consensus.trust.secret import as_secret
+from patterns import Envelope, Unauthenticated, decode, encode
+
+SECRET = Secret(b"correct horse battery staple")
+
+
+def frame(kind: str, sender: str, body: object = None) -> bytes:
+    return encode(Envelope(kind=kind, sender=sender, id=1, body=body))
+
+
+def opened(guard: Guard, data: bytes) -> Envelope:
+    """What a socket with ``guard`` does with a received frame (open, decode, check the owner)."""
+    result = guard.open(data)
+    envelope = decode(result.payload)
+    if result.owner is not None and envelope.sender != result.owner:
+        raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
+    if result.kinds is not None and envelope.kind not in result.kinds:
+        raise Unauthenticated("kind", reason="kind", size=len(data))
+    return envelope
+
+
+def reason(guard: Guard, data: bytes) -> str:
+    with pytest.raises(Unauthenticated) as info:
+        opened(guard, data)
+    return info.value.reason
+
+
+# ---------------------------------------------------------------- the secret
+def test_a_secret_never_shows_and_comes_from_files_and_the_environment(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert "horse" not in repr(SECRET) and "horse" not in str(SECRET)
+    (tmp_path / "s").write_bytes(b"correct horse battery staple\n")
+    assert Secret.from_file(tmp_path / "s") == SECRET
+    monkeypatch.setenv("NNGC_SECRET", "correct horse battery staple")
+    assert Secret.from_env() == SECRET
+    assert as_secret("correct horse battery staple") == SECRET and as_secret(None) is None
+    with pytest.raises(ValueError, match="empty"):
+        Secret(b"")
+    with pytest.raises(ValueError, match="holds no secret"):
+        Secret.from_env("NNGC_NO_SUCH_VARIABLE")
+    with pytest.raises(TypeError):
+        as_secret(42)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the replay window
+@given(st.lists(st.integers(min_value=-3, max_value=3 * WINDOW), max_size=300))
+def test_the_replay_window_accepts_each_number_once_and_nothing_too_old(seqs: list[int]) -> None:
+    window, seen, top = ReplayWindow(), set(), 0
+    for seq in seqs:
+        expected = seq > 0 and seq not in seen and seq > top - WINDOW  # the naive reference
+        assert window.accept(seq) is expected, (seq, top)
+        if expected:
+            seen.add(seq)
+            top = max(top, seq)
+
+
+# ---------------------------------------------------------------- sealed frames
+@given(st.binary(min_size=1, max_size=200), st.integers(min_value=0, max_value=200))
+def test_a_sealed_frame_with_any_byte_changed_is_refused(noise: bytes, where: int) -> None:
+    sender = MacSender(b"k" * 8, b"\1" * 32)
+    guard = Guard()
+    guard.add(Key(b"k" * 8, sender.scheme, b"\1" * 32))
+    data = bytearray(sender.seal(frame("data", "a", "hello")))
+    spot = where % len(data)
+    data[spot] ^= noise[0] or 1
+    with pytest.raises(Unauthenticated):
+        guard.open(bytes(data))
+
+
+def test_a_guard_refuses_plain_unknown_and_replayed_frames() -> None:
+    host = HostKeys(SECRET)
+    assert reason(host.survey, frame("answer", "alice", 1)) == "format"  # a stranger's plain frame
+    stranger = MacSender(b"s" * 8, b"\2" * 32)
+    assert reason(host.survey, stranger.seal(frame("answer", "alice", 1))) == "key"
+    assert reason(host.control, stranger.seal(frame("hello", "alice"))) == "tag"  # no secret, no join key
+
+
+# ---------------------------------------------------------------- a member's way in
+def admitted(name: str, host: HostKeys, *, secret: Secret = SECRET) -> MemberKeys:
+    """Play the hello / beat / join of one member through the guards, as the sockets would."""
+    member = MemberKeys(secret, name)
+    hello = opened(host.control, member.control.seal(frame(HELLO, name, member.hello_body()), HELLO))
+    assert host.hello(host.control.open(member.control.seal(frame(HELLO, name, member.hello_body()), HELLO)).session,
+                      member.public)  # fmt: skip
+    assert hello.kind == HELLO
+    beat = opened(member.control, host.control.seal(frame("beat", "host", {}), "beat"))
+    assert beat.kind == "beat" and member.host_keys(host.public)
+    data = member.control.seal(frame("join", name, {"name": name, "token": member.token}), "join")
+    result = host.control.open(data)
+    assert host.may_speak_for(result.session, name, member.token, joining=True)
+    host.bind(result.session, name)
+    return member
+
+
+def test_a_member_joins_with_the_secret_and_its_session_speaks_for_its_name_only() -> None:
+    host = HostKeys(SECRET)
+    alice, bob = admitted("alice", host), admitted("bob", host)
+    reply = alice.survey.seal(frame("answer", "alice", "yes"), "answer")
+    assert opened(host.survey, reply).sender == "alice"
+    assert reason(host.survey, reply) == "replay"  # the same frame again
+    forged = bob.survey.seal(frame("answer", "alice", "no"), "answer")  # bob speaks for alice
+    assert reason(host.survey, forged) == "impersonation"
+    leave = bob.control.seal(frame("leave", "bob", {"name": "alice"}), "leave")
+    assert not host.may_speak_for(host.control.open(leave).session, "alice", alice.token)
+
+
+def test_a_wrong_secret_cannot_join_and_cannot_read_the_host() -> None:
+    host = HostKeys(SECRET)
+    mallory = MemberKeys(Secret(b"guess"), "mallory")
+    assert reason(host.control, mallory.control.seal(frame(HELLO, "mallory", mallory.hello_body()), HELLO)) == "tag"
+    assert reason(mallory.control, host.control.seal(frame("beat", "host", {}), "beat")) == "tag"
+
+
+def test_a_hello_carries_its_own_keys_only() -> None:
+    host = HostKeys(SECRET)
+    alice, mallory = MemberKeys(SECRET, "alice"), MemberKeys(SECRET, "mallory")
+    data = mallory.control.seal(frame(HELLO, "mallory", alice.hello_body()), HELLO)  # alice's keys
+    assert not host.hello(host.control.open(data).session, alice.public)
+    assert host.hello(None, alice.public) is False and join_kid(alice.public.kx) != join_kid(mallory.public.kx)
+
+
+def test_a_joiner_may_send_nothing_but_hellos_under_its_join_key() -> None:
+    host = HostKeys(SECRET)
+    mallory = MemberKeys(SECRET, "mallory")
+    data = mallory.control.by_kind[HELLO].seal(frame("leave", "alice", {"name": "alice"}))
+    assert reason(host.control, data) == "kind"
+
+
+def test_the_mesh_is_signed_by_each_member_and_checked_against_the_roster() -> None:
+    host = HostKeys(SECRET)
+    alice, bob, carol = admitted("alice", host), admitted("bob", host), admitted("carol", host)
+    keys = {name: PublicKeys.from_wire(value) for name, value in host.roster_keys().items()}
+    for member in (alice, bob, carol):
+        member.roster(keys)
+    said = alice.mesh.seal(frame("say", "alice", "hi"), "say")
+    assert opened(bob.mesh, said).sender == "alice" and opened(host.mesh, said).sender == "alice"
+    forged = carol.mesh.seal(frame("line", "alice", {"to": "bob"}), "line")  # carol signs as alice
+    assert reason(bob.mesh, forged) == "impersonation"
+    host.forget("alice")
+    assert reason(host.mesh, alice.mesh.seal(frame("say", "alice", "again"), "say")) == "key"
+
+
+# ---------------------------------------------------------------- lines
+def greet(a: LineKeys, b: LineKeys) -> None:
+    opened(b.guard, a.guard.seal(frame("hello", "a", {"hotline": 1}), "hello"))
+    opened(a.guard, b.guard.seal(frame("hello", "b", {"hotline": 1}), "hello"))
+
+
+def test_a_line_agrees_a_session_and_a_recorded_one_cannot_be_replayed_into_a_new_end() -> None:
+    base = b"\7" * 32
+    listener, dialer = LineKeys(base, listener=True), LineKeys(base, listener=False)
+    greet(listener, dialer)
+    recorded = [dialer.guard.seal(frame("hello", "a", {"hotline": 1}), "hello"),
+                dialer.guard.seal(frame("ask", "a", 1), "ask")]  # fmt: skip
+    assert opened(listener.guard, recorded[1]).kind == "ask"
+    restarted = LineKeys(base, listener=True)  # a new listener process at the same address
+    opened(restarted.guard, recorded[0])  # the old greeting checks out (it holds no request)...
+    assert reason(restarted.guard, recorded[1]) == "tag"  # ...but the old session's key is unknown here
+    stranger = LineKeys(b"\x08" * 32, listener=False)
+    assert reason(listener.guard, stranger.guard.seal(frame("hello", "x", {}), "hello")) == "tag"
+
+
+def test_room_lines_are_keyed_per_pair_of_members() -> None:
+    host = HostKeys(SECRET)
+    alice, bob, carol = admitted("alice", host), admitted("bob", host), admitted("carol", host)
+    keys = {name: PublicKeys.from_wire(value) for name, value in host.roster_keys().items()}
+    for member in (alice, bob, carol):
+        member.roster(keys)
+    assert alice.pair_key("bob") == bob.pair_key("alice") != carol.pair_key("alice")
+    assert alice.pair_key("nobody") is None
+
+
+def test_a_room_without_a_secret_warns_once_when_it_listens_beyond_loopback(caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from consensus.room.credentials import warn_if_open
+
+    log = logging.getLogger("test.open")
+    for quiet in ("tcp://127.0.0.1:7000", "tcp://localhost:7000", "ipc:///tmp/x", "tcp://[::1]:7000"):
+        warn_if_open(log, quiet, None)
+    warn_if_open(log, "tcp://0.0.0.0:7000", SECRET)
+    assert not caplog.records
+    warn_if_open(log, "tcp://0.0.0.0:7000", None)
+    (record,) = caplog.records
+    assert "no secret" in record.getMessage() and "0.0.0.0:7000" in record.getMessage()
