@@ -39,7 +39,8 @@ __all__ = ["COUNTERS", "HostProtocol"]
 
 REFUSALS_REMEMBERED: Final = 256  # refused join attempts remembered, so a repeated join counts once
 ROSTER_RESEND_BEATS: Final = 2  # the roster is resent every 2 heartbeats: it heals a lost update
-HELLO_BEAT_GAP: Final = 0.02  # a hello is answered by a beat, at most one per 20 ms (it goes to all)
+HELLO_BEATS: Final = 16  # a hello is answered by a beat (it goes to all): at most 16 per 0.1 s
+HELLO_WINDOW: Final = 0.1
 EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the expiry: check just after it
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
@@ -58,7 +59,7 @@ class HostProtocol:
                  keys: HostKeys | None = None) -> None:  # fmt: skip
         self.name = name
         self.keys = keys  # the room's secret at work (None: the room trusts its network)
-        self._hello_beat = -HELLO_BEAT_GAP
+        self._hello_beats: list[float] = []  # when the last HELLO_BEATS hello beats were sent
         self.member_calls = member_calls  # False: members may not ask the host to poll or vote
         self._calls: set[tuple[str, int, int]] = set()  # calls running: (name, token, call id)
         self.endpoints = endpoints
@@ -162,9 +163,10 @@ class HostProtocol:
         if not self.keys.hello(envelope.session, K.parse_hello_keys(envelope)):
             self.counts["impersonations"] += 1
             return [Ignored(f"a hello from {envelope.sender!r} carries keys that are not its own")]
-        if now - self._hello_beat < HELLO_BEAT_GAP:
-            return []
-        self._hello_beat = now
+        recent = [at for at in self._hello_beats if now - at < HELLO_WINDOW]
+        if len(recent) >= HELLO_BEATS:
+            return []  # a flood of hellos: the joiners hear the next periodic beat
+        self._hello_beats = [*recent, now]
         return [self.beat_frame()]  # the joiner learns the host's keys from it
 
     def _on_hello(self, envelope: Envelope, pipe: int, now: float, connected: bool) -> list[Output]:
