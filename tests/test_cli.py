@@ -302,6 +302,31 @@ async def test_a_room_over_tls(cli: Cli, room_address: Any, short_tmp: Any) -> N
     assert no_ca.returncode == 2
 
 
+async def test_a_room_over_tls_with_a_secret_from_a_file(cli: Cli, room_address: Any, short_tmp: Any) -> None:
+    """tls+tcp and a secret together: the secret comes from a file (host, agent, vote) and a
+    command without it is told, in one line, that the room needs one."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(short_tmp / "s.pem")
+    )
+    ca.cert_pem.write_to_path(str(short_tmp / "ca.pem"))
+    (short_tmp / "secret").write_text("tls and a secret\n")
+    secret = ["--secret-file", str(short_tmp / "secret")]
+    client = ["--tls-ca", str(short_tmp / "ca.pem"), "--tls-server-name", "localhost", *secret]
+    addr = "tls+tcp://" + room_address("tcp").partition("://")[2]
+    host = cli.start("host", addr, "--json", "--tls-cert", str(short_tmp / "s.pem"), *secret)
+    await events_until(host, lambda e: e["event"] == "started")
+    cli.start("join", addr, "--name", "sh", "--exec", SH_AGENT, *client)
+    await wait_joined(host, "sh")
+    voted = await cli.run("vote", addr, "ship?", "--options", "no,yes", "--json", *client)
+    assert voted.returncode == 0, voted.stderr
+    assert json.loads(voted.stdout)["outcome"] == "yes"
+    no_secret = await cli.run("members", addr, "--join-timeout", "5", *client[:4])
+    assert no_secret.returncode == 2 and "needs a secret" in no_secret.stderr, no_secret.stderr
+    assert "Traceback" not in no_secret.stderr
+
+
 async def test_a_taken_name_a_dead_serve_command_and_an_unknown_member(cli: Cli, room_address: Any) -> None:
     addr = room_address("ipc")
     host = await start_host(cli, addr)

@@ -21,12 +21,11 @@ from consensus.cli import render
 from consensus.cli.agent import ExecAgent, Kind, Request, ServeAgent
 from consensus.cli.hostview import HostView
 from consensus.cli.running import EXIT_ERROR, EXIT_NO_DECISION, EXIT_OK, fail, run, until_stopped
-from consensus.cli.tls import loopback_client, tls_options
+from consensus.cli.tls import Credentials, credentials, loopback_client
 from consensus.cli.work import distribute_command, work_command
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, Unanimous
 from consensus.room.host import host
 from consensus.room.member import Member, join
-from patterns import TLSConfig
 
 __all__ = ["cli"]
 
@@ -98,17 +97,18 @@ def cli() -> None:
 @click.option("--member-calls/--no-member-calls", default=True, show_default=True,
               help="Let members open polls and votes through the host.")  # fmt: skip
 @json_flag
-@tls_options(server=True)
+@credentials(server=True)
 def host_command(addr: str, name: str, heartbeat: float, member_calls: bool, as_json: bool,
-                 tls: TLSConfig | None) -> int:  # fmt: skip
+                 creds: Credentials) -> int:  # fmt: skip
     """Host a room at ADDR and show members joining and leaving, and each decision."""
 
     async def body() -> int:
         view = HostView(as_json=as_json, tty=sys.stdout.isatty())
-        async with host(addr, name=name, heartbeat=heartbeat, member_calls=member_calls, tls=tls) as room:
+        async with host(addr, name=name, heartbeat=heartbeat, member_calls=member_calls, tls=creds.tls,
+                        secret=creds.secret) as room:  # fmt: skip
             view.started(room.address, name)
             eye = f"{name}-view"
-            await until_stopped(lambda: view.follow(room, _eye(addr, eye, tls), eye))
+            await until_stopped(lambda: view.follow(room, _eye(addr, eye, creds), eye))
         view.stopped()
         return EXIT_OK
 
@@ -126,10 +126,10 @@ def host_command(addr: str, name: str, heartbeat: float, member_calls: bool, as_
               help="Seconds a request may take; then the command is killed and the request fails.")  # fmt: skip
 @click.option("--no-tasks", is_flag=True, help="Do not take tasks from the room's host.")
 @join_timeout
-@tls_options(server=False)
+@credentials(server=False)
 def join_command(addr: str, name: str, command: str | None, serve: str | None, json_io: bool,
                  handler_timeout: float | None, no_tasks: bool, join_timeout: float,
-                 tls: TLSConfig | None) -> int:  # fmt: skip
+                 creds: Credentials) -> int:  # fmt: skip
     """Join the room at ADDR as NAME and answer with a command, until interrupted."""
     if (command is None) == (serve is None):
         raise click.UsageError("give exactly one of --exec CMD and --serve CMD")
@@ -153,7 +153,7 @@ def join_command(addr: str, name: str, command: str | None, serve: str | None, j
 
             async with join(addr, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                             on_task=None if no_tasks else on_task, join_timeout=join_timeout,
-                            tls=tls) as member:  # fmt: skip
+                            tls=creds.tls, secret=creds.secret) as member:  # fmt: skip
                 click.echo(f"joined {addr} as {member.name}", err=True)
                 exited = await until_stopped(lambda: _until_agent_exits(agent))
             if isinstance(agent, ServeAgent) and not exited:
@@ -164,11 +164,11 @@ def join_command(addr: str, name: str, command: str | None, serve: str | None, j
     return run(body)
 
 
-def _eye(addr: str, eye: str, tls: TLSConfig | None) -> Any:
+def _eye(addr: str, eye: str, creds: Credentials) -> Any:
     """Decisions reach the room's members, not the Room object: an observer of our own room
     hears them (never polled, never counted in a vote)."""
-    return join(local_address(addr), name=eye, observer=True, tls=loopback_client(tls),
-                join_timeout=5)  # fmt: skip
+    return join(local_address(addr), name=eye, observer=True, tls=loopback_client(creds.tls),
+                secret=creds.secret, join_timeout=5)  # fmt: skip
 
 
 class _Single:
@@ -199,8 +199,9 @@ async def _until_agent_exits(agent: ExecAgent | ServeAgent) -> None:
 
 
 # ---------------------------------------------------------------------------- observers
-def _observe(addr: str, join_timeout: float, tls: TLSConfig | None) -> Any:
-    return join(addr, name=observer_name(), observer=True, join_timeout=join_timeout, tls=tls)
+def _observe(addr: str, join_timeout: float, creds: Credentials) -> Any:
+    return join(addr, name=observer_name(), observer=True, join_timeout=join_timeout, tls=creds.tls,
+                secret=creds.secret)  # fmt: skip
 
 
 @cli.command("poll")
@@ -211,9 +212,9 @@ def _observe(addr: str, join_timeout: float, tls: TLSConfig | None) -> Any:
 @click.option("--json-value", is_flag=True, help="QUESTION is JSON, not text.")
 @json_flag
 @join_timeout
-@tls_options(server=False)
+@credentials(server=False)
 def poll_command(addr: str, question: str, timeout: float, quorum: int | None, json_value: bool,
-                 as_json: bool, join_timeout: float, tls: TLSConfig | None) -> int:  # fmt: skip
+                 as_json: bool, join_timeout: float, creds: Credentials) -> int:  # fmt: skip
     """Ask every member of the room QUESTION; print the answers.
 
     Exit code 0 when at least one member answered (and the quorum, if given, was met),
@@ -221,7 +222,7 @@ def poll_command(addr: str, question: str, timeout: float, quorum: int | None, j
     asked = value_of(question, json_value)
 
     async def body() -> int:
-        async with _observe(addr, join_timeout, tls) as member:
+        async with _observe(addr, join_timeout, creds) as member:
             result = await member.poll(asked, timeout=timeout, quorum=quorum)
         emit(render.poll_json(result), render.poll_lines(result), as_json)
         return EXIT_OK if result.answers and result.quorum_met else EXIT_NO_DECISION
@@ -238,9 +239,9 @@ def poll_command(addr: str, question: str, timeout: float, quorum: int | None, j
 @click.option("--quorum", type=click.IntRange(min=1), default=None, help="Ballots needed for a decision.")
 @json_flag
 @join_timeout
-@tls_options(server=False)
+@credentials(server=False)
 def vote_command(addr: str, motion: str, options: str, rule: str, timeout: float, quorum: int | None,
-                 as_json: bool, join_timeout: float, tls: TLSConfig | None) -> int:  # fmt: skip
+                 as_json: bool, join_timeout: float, creds: Credentials) -> int:  # fmt: skip
     """Put MOTION to a vote among the room's members; print the decision.
 
     Exit code 0 when the vote decided, 1 when it did not (tie, no quorum, no majority)."""
@@ -250,7 +251,7 @@ def vote_command(addr: str, motion: str, options: str, rule: str, timeout: float
         raise click.BadParameter(f"{options!r}: give two or more distinct options", param_hint="--options")
 
     async def body() -> int:
-        async with _observe(addr, join_timeout, tls) as member:
+        async with _observe(addr, join_timeout, creds) as member:
             decision = await member.vote(motion, options=choices, rule=chosen_rule, timeout=timeout,
                                          quorum=quorum)  # fmt: skip
         emit(render.decision_json(decision), render.decision_lines(decision), as_json)
@@ -263,12 +264,12 @@ def vote_command(addr: str, motion: str, options: str, rule: str, timeout: float
 @click.argument("addr")
 @json_flag
 @join_timeout
-@tls_options(server=False)
-def members_command(addr: str, as_json: bool, join_timeout: float, tls: TLSConfig | None) -> int:
+@credentials(server=False)
+def members_command(addr: str, as_json: bool, join_timeout: float, creds: Credentials) -> int:
     """List the members of the room at ADDR (one name a line)."""
 
     async def body() -> int:
-        async with _observe(addr, join_timeout, tls) as member:
+        async with _observe(addr, join_timeout, creds) as member:
             names = [n for n in member.members if n != member.name]
         emit({"members": names}, names, as_json)
         return EXIT_OK
@@ -281,12 +282,12 @@ def members_command(addr: str, as_json: bool, join_timeout: float, tls: TLSConfi
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many events.")
 @json_flag
 @join_timeout
-@tls_options(server=False)
-def watch_command(addr: str, count: int | None, as_json: bool, join_timeout: float, tls: TLSConfig | None) -> int:
+@credentials(server=False)
+def watch_command(addr: str, count: int | None, as_json: bool, join_timeout: float, creds: Credentials) -> int:
     """Print the room's broadcasts and decisions as they come, until interrupted (or --count)."""
 
     async def body() -> int:
-        async with _observe(addr, join_timeout, tls) as member:
+        async with _observe(addr, join_timeout, creds) as member:
             click.echo(f"watching {addr} as {member.name}", err=True)
             await until_stopped(lambda: _watch(member, count, as_json))
         return EXIT_OK
@@ -332,14 +333,14 @@ async def _watch(member: Member, count: int | None, as_json: bool) -> None:
 @click.option("--json-value", is_flag=True, help="VALUE is JSON, not text.")
 @json_flag
 @join_timeout
-@tls_options(server=False)
+@credentials(server=False)
 def ask_command(addr: str, name: str, value: str, timeout: float, json_value: bool, as_json: bool,
-                join_timeout: float, tls: TLSConfig | None) -> int:  # fmt: skip
+                join_timeout: float, creds: Credentials) -> int:  # fmt: skip
     """Ask the member NAME one question on a hotline through the room; print the answer."""
     asked = value_of(value, json_value)
 
     async def body() -> int:
-        async with _observe(addr, join_timeout, tls) as member:
+        async with _observe(addr, join_timeout, creds) as member:
             line = await member.hotline(name, timeout=timeout)
             answer = await line.ask(asked, timeout=timeout)
         emit({"member": name, "answer": render.jsonable(answer)}, [render.show(answer)], as_json)

@@ -1,4 +1,10 @@
-"""The TLS flags every command shares, for ``tls+tcp://`` addresses.
+"""The TLS and secret flags every command shares.
+
+``--secret-file PATH`` gives the room's secret (the file's content); without it, the
+environment variable ``NNGC_SECRET`` does, if set. Neither puts the secret on a command
+line, where other users of the machine could read it.
+
+TLS flags, for ``tls+tcp://`` addresses:
 
 A command that listens (``host``, ``distribute``) is the TLS server: ``--tls-cert`` is its
 certificate chain and private key in one PEM file, and ``--tls-ca`` (optional) makes it
@@ -10,14 +16,50 @@ mutual TLS, ``--tls-server-name`` the name to check when it differs from the add
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
+from consensus.trust.secret import ENV_SECRET, Secret
 from patterns import TLSConfig, TLSMode
 
-__all__ = ["loopback_client", "tls_options"]
+__all__ = ["Credentials", "credentials", "loopback_client", "tls_options"]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a command proves itself with: TLS settings and the room's secret (each optional)."""
+
+    tls: TLSConfig | None = None
+    secret: Secret | None = None
+
+
+def credentials(*, server: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The TLS flags of :func:`tls_options` plus ``--secret-file``: the command receives one
+    ``creds`` argument (:class:`Credentials`)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, tls: TLSConfig | None, secret_file: str | None, **kwargs: Any) -> Any:
+            return command(*args, creds=Credentials(tls, _secret(secret_file)), **kwargs)
+
+        wrapper = click.option("--secret-file", type=click.Path(exists=True, dir_okay=False),
+                               help=f"File holding the room's secret (default: ${ENV_SECRET}, if set).")(wrapper)  # fmt: skip
+        return tls_options(server=server)(wrapper)
+
+    return decorate
+
+
+def _secret(path: str | None) -> Secret | None:
+    try:
+        if path is not None:
+            return Secret.from_file(path)
+        return Secret.from_env() if os.environ.get(ENV_SECRET) else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def tls_options(*, server: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
