@@ -48,6 +48,7 @@ from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, Line
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
 from consensus.runtime.logs import configure_from_env
+from consensus.trust.identity import Identity
 from consensus.trust.secret import Secret
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
@@ -93,6 +94,7 @@ __all__ = [
     "Failure",
     "Hotline",
     "HotlineStatistics",
+    "Identity",
     "IncomingAsk",
     "InvalidBallot",
     "InvalidDecision",

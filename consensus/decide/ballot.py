@@ -12,6 +12,10 @@ Wire form (a CBOR map with text keys; unknown keys are refused)::
     confidence  number   optional  finite, 0 <= confidence <= 1 (default 1)
     reason      text     optional  at most MAX_REASON_LENGTH characters (null = none)
     vote        uint     optional  id of the vote answered, < 2**64 (null = unknown)
+    sig         array    optional  [key, signature]: the voter's Ed25519 public key (32 bytes)
+                                   and its signature (64 bytes) of this ballot in this vote
+                                   (:mod:`consensus.decide.signing`); checked by the host
+                                   and by :meth:`Decision.verify`
 
 Also here: which option a choice selects (:func:`select`, used by the tally). Options
 are text, bytes, numbers or booleans, never ``None`` or NaN, distinct as dict keys;
@@ -29,14 +33,28 @@ from typing import Any, Final
 from consensus.decide.checks import check_confidence, check_text, check_wire_map, describe, wire_confidence
 from consensus.errors import InvalidBallot
 
-__all__ = ["MAX_REASON_LENGTH", "Ballot"]
+__all__ = ["MAX_REASON_LENGTH", "Ballot", "Signature"]
 
 MAX_REASON_LENGTH: Final = 2000
 """Longest ``reason`` a ballot may carry, in characters."""
 
 _MAX_VOTE_ID: Final = 2**64
-_WIRE_KEYS: Final = frozenset({"choice", "confidence", "reason", "vote"})
+_WIRE_KEYS: Final = frozenset({"choice", "confidence", "reason", "vote", "sig"})
 _OPTION_TYPES: Final = (str, bytes, int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A voter's Ed25519 signature of its ballot: the public ``key`` (32 bytes) and the
+    signature ``value`` (64 bytes). Whether it checks out is :mod:`consensus.decide.signing`'s."""
+
+    key: bytes
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if not (type(self.key) is bytes and len(self.key) == 32 and type(self.value) is bytes
+                and len(self.value) == 64):  # fmt: skip
+            raise ValueError("a ballot signature is a 32-byte public key and a 64-byte signature")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,7 @@ class Ballot:
     confidence: float = 1.0
     reason: str | None = None
     vote: int | None = None
+    signature: Signature | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "confidence", check_confidence(self.confidence))
@@ -69,6 +88,8 @@ class Ballot:
             wire["reason"] = self.reason
         if self.vote is not None:
             wire["vote"] = self.vote
+        if self.signature is not None:
+            wire["sig"] = [self.signature.key, self.signature.value]
         return wire
 
     @classmethod
@@ -84,8 +105,14 @@ class Ballot:
             raise InvalidBallot(f"ballot 'reason' must be text or null, got {describe(reason)}")
         if vote is not None and type(vote) is not int:
             raise InvalidBallot(f"ballot 'vote' must be an unsigned integer id or null, got {describe(vote)}")
+        sig = obj.get("sig")
         try:
-            return cls(choice=obj["choice"], confidence=confidence, reason=reason, vote=vote)
+            signature = None
+            if sig is not None:
+                if not (isinstance(sig, list) and len(sig) == 2):
+                    raise ValueError(f"'sig' must be [key, signature], got {describe(sig)}")
+                signature = Signature(sig[0], sig[1])
+            return cls(choice=obj["choice"], confidence=confidence, reason=reason, vote=vote, signature=signature)
         except (TypeError, ValueError) as exc:
             raise InvalidBallot(f"invalid ballot: {exc}") from exc
 

@@ -33,6 +33,7 @@ from consensus.decide.rules import (
     chain_name,
     top_options,
 )
+from consensus.decide.signing import Verification, verify
 from consensus.errors import InvalidBallot, InvalidDecision
 from consensus.failure import Failure
 
@@ -83,6 +84,13 @@ class Decision:
     vote: int | None = None
     electorate: Mapping[str, float] | None = None
     decided_by: str | None = None
+
+    def verify(self, keys: Mapping[str, bytes] | None = None) -> Verification:
+        """Check the signatures of the ballots, offline (see :mod:`consensus.decide.signing`):
+        a :class:`~consensus.decide.signing.Verification` whose ``ok`` is True when every
+        ballot is signed and checks out; with ``keys`` (voter name -> the Ed25519 public key
+        trusted for it, 32 bytes), each by its voter's trusted key."""
+        return verify(self.vote, self.options, self.ballots, keys)
 
     def recount(self, rule: Rules) -> Decision:
         """The same accepted ballots counted under ``rule`` (a rule or a fallback list).

@@ -16,6 +16,7 @@ from typing import Any
 from consensus.decide.ballot import Ballot
 from consensus.decide.poll import Verdict, classify
 from consensus.decide.rules import Rules
+from consensus.decide.signing import signature_problem
 from consensus.decide.tally import Decision, is_decided, tally
 from consensus.errors import InvalidBallot
 from consensus.failure import Failure
@@ -79,6 +80,8 @@ class VoteRound:
             return verdict
         try:
             ballot = raw if isinstance(raw, Ballot) else Ballot.from_wire(raw)
+            if (problem := signature_problem(self.vote_id, self.options, name, ballot)) is not None:
+                raise InvalidBallot(problem)
         except InvalidBallot as exc:
             self._reject(name, str(exc))
             self._errors[name] = Failure("InvalidBallot", str(exc))

@@ -55,6 +55,7 @@ from consensus.room.statistics import MemberStatistics
 from consensus.runtime.handlers import Handler
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
+from consensus.trust.identity import Identity
 from consensus.trust.room import MemberKeys
 from consensus.trust.secret import Secret, as_secret
 from consensus.work.worker import Worker
@@ -82,7 +83,8 @@ class Member:
                  max_message_size: int, tls: TLSConfig | None = None,
                  shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
                  on_host_lost: Literal["wait", "exit"] = "wait",
-                 on_deliberate: Handler | None = None, secret: Secret | None = None) -> None:  # fmt: skip
+                 on_deliberate: Handler | None = None, secret: Secret | None = None,
+                 identity: Identity | None = None) -> None:  # fmt: skip
         if on_host_lost not in ("wait", "exit"):
             raise ValueError(f"on_host_lost must be 'wait' or 'exit', got {on_host_lost!r}")
         self._on_host_lost = on_host_lost
@@ -93,7 +95,7 @@ class Member:
                                         on_poll=on_poll is not None, on_vote=on_vote is not None,
                                         refs=shared_memory, observer=observer,
                                         host_timeout=host_timeout, on_deliberate=on_deliberate is not None,
-                                        keys=keys)  # fmt: skip
+                                        keys=keys, identity=identity)  # fmt: skip
         self.name, self.token = self._protocol.name, self._protocol.token
         self._beats = trio.CancelScope()
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls,
@@ -361,7 +363,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
                on_host_lost: Literal["wait", "exit"] = "wait",
                on_deliberate: Handler | None = None,
-               secret: Secret | bytes | str | None = None) -> AsyncIterator[Member]:  # fmt: skip
+               secret: Secret | bytes | str | None = None,
+               identity: Identity | None = None) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
     With ``on_task``, the member also works: it takes tasks from the host's
@@ -403,7 +406,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
                     observer=observer, host_timeout=host_timeout, on_host_lost=on_host_lost,
-                    on_deliberate=on_deliberate, secret=as_secret(secret))  # fmt: skip
+                    on_deliberate=on_deliberate, secret=as_secret(secret), identity=identity)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)

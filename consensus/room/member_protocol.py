@@ -11,6 +11,7 @@ handlers and moves the frames.
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from typing import Any, Final
 
@@ -40,6 +41,7 @@ from consensus.room.events import (
 )
 from consensus.room.member_deliberation import MemberDeliberations
 from consensus.room.roster import check_name
+from consensus.trust.identity import Identity
 from consensus.trust.room import MemberKeys
 from patterns import Envelope, MalformedMessage
 
@@ -76,7 +78,7 @@ class MemberProtocol:
     def __init__(self, *, name: str, token: int, host_mesh: str, on_poll: bool, on_vote: bool,
                  refs: bool = True, observer: bool = False,
                  host_timeout: float | None = None, on_deliberate: bool = False,
-                 keys: MemberKeys | None = None) -> None:  # fmt: skip
+                 keys: MemberKeys | None = None, identity: Identity | None = None) -> None:  # fmt: skip
         if host_timeout is not None and not host_timeout > 0:
             raise ValueError(f"host_timeout must be > 0 seconds (or None), got {host_timeout!r}")
         self._host_timeout = host_timeout
@@ -84,6 +86,7 @@ class MemberProtocol:
         self._last_heard = 0.0
         self.name = check_name(name)
         self.keys = keys  # the room's secret at work (None: the room trusts its network)
+        self.identity = identity  # signs this member's ballots (None: unsigned)
         self.token = token if keys is None else keys.token
         self.host_mesh = host_mesh  # never dialed or dropped on a peer's say-so
         self.mesh = ""  # this member's own mesh address, once it listens (set_mesh)
@@ -390,7 +393,10 @@ class MemberProtocol:
             return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered")
         if ok and survey.kind == P.VOTE:
             try:
-                return self._reply(key, P.BALLOT, P.ballot_body(result, survey.vote_id), "votes_cast")
+                sign = None if self.identity is None else functools.partial(
+                    self.identity.sign_ballot, vote=survey.vote_id, options=tuple(survey.options), voter=self.name
+                )
+                return self._reply(key, P.BALLOT, P.ballot_body(result, survey.vote_id, sign), "votes_cast")
             except (ValueError, TypeError) as exc:  # no ballot: the host hears why
                 result = Failure(type(exc).__name__, str(exc))
         if not isinstance(result, Failure):

@@ -9,7 +9,7 @@ with ``reason="body"``, which the drivers count and log, and nothing else happen
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -356,11 +356,12 @@ def answer_body(value: Any) -> dict[str, Any]:
     return {"answer": value}
 
 
-def ballot_body(value: Any, vote_id: Any) -> dict[str, Any]:
-    """A handler's return value as a ballot for vote ``vote_id``; raises ValueError or
-    TypeError when it makes no ballot (see :meth:`Ballot.coerce`)."""
+def ballot_body(value: Any, vote_id: Any, sign: Callable[[Ballot], Ballot] | None = None) -> dict[str, Any]:
+    """A handler's return value as a ballot for vote ``vote_id`` (signed by ``sign``, if
+    given); raises ValueError or TypeError when it makes no ballot (see :meth:`Ballot.coerce`)."""
     ballot = Ballot.coerce(value)
-    return Ballot(ballot.choice, ballot.confidence, ballot.reason, vote_id).to_wire()
+    ballot = Ballot(ballot.choice, ballot.confidence, ballot.reason, vote_id)
+    return (ballot if sign is None else sign(ballot)).to_wire()
 
 
 def error_body(failure: Failure) -> dict[str, Any]:
