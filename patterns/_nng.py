@@ -128,3 +128,27 @@ class TLSConfig:
             )
         except pynng.NNGException as exc:
             raise TLSError(f"TLS configuration {self!r} was rejected: {exc}", errno=exc.errno) from exc
+
+
+def listen_with_tls(sock: Any, address: str, config: TLSConfig, *, where: object) -> Any:
+    """Listen at ``address`` with ``config`` for this listener only (the socket's own TLS
+    configuration stays for its dialers): create the listener, set it, then start it."""
+    operation = f"listen({address!r})"
+    pointer = pynng.ffi.new("nng_listener *")
+    err = pynng.lib.nng_listener_create(pointer, sock.socket, address.encode())
+    if err:
+        raise_for(err, operation=operation, where=where)
+    listener = pynng.Listener(pointer, sock)
+    try:
+        listener.tls_config = config.to_pynng()
+        err = pynng.lib.nng_listener_start(pointer[0], 0)
+        if err:
+            raise_for(err, operation=operation, where=where)
+    except pynng.NNGException as exc:
+        pynng.lib.nng_listener_close(pointer[0])
+        raise translate(exc, operation=operation, state=repr(where)) from exc
+    except BaseException:
+        pynng.lib.nng_listener_close(pointer[0])
+        raise
+    sock._listeners[listener.id] = listener  # as pynng's own listen() records it
+    return listener

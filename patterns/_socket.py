@@ -28,7 +28,7 @@ import pynng
 import trio
 
 from patterns._guard import Guard
-from patterns._nng import TLSConfig, seconds_to_ms, translate
+from patterns._nng import TLSConfig, listen_with_tls, seconds_to_ms, translate
 from patterns._peers import Peer, PeerSet
 from patterns._stats import SocketStatistics
 from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode, encode
@@ -329,11 +329,14 @@ class BaseSocket:
                 del self._sock._socket
 
     # ----------------------------------------------------------------- addresses
-    def listen(self, address: str) -> str:
-        """Listen at ``address``; returns the bound address (tcp port 0 resolved)."""
+    def listen(self, address: str, *, tls: TLSConfig | None = None) -> str:
+        """Listen at ``address``; returns the bound address (tcp port 0 resolved).
+
+        ``tls``: a server configuration for this listener only, when the socket's own
+        (``tls=`` at construction) is a client's, for its dialers (a mesh that does both)."""
         sock = self._require_open(f"listen({address!r})")
         try:
-            listener = sock.listen(address)
+            listener = sock.listen(address) if tls is None else listen_with_tls(sock, address, tls, where=self)
         except pynng.NNGException as exc:
             raise translate(exc, operation=f"listen({address!r})", state=repr(self)) from exc
         bound = address

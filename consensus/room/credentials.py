@@ -14,9 +14,9 @@ import logging
 from typing import Any
 
 from consensus.trust.room import HELLO, HostKeys, MemberKeys, PublicKeys
-from patterns import Envelope, MalformedMessage, SocketStatistics
+from patterns import Envelope, MalformedMessage, SocketStatistics, TLSConfig, TLSMode
 
-__all__ = ["HELLO", "host_keys_of", "member_keys_of", "parse_hello_keys", "secret_problem", "speaker_problem", "warn_if_open"]
+__all__ = ["HELLO", "host_keys_of", "member_keys_of", "mesh_server_tls", "parse_hello_keys", "secret_problem", "speaker_problem", "warn_if_open"]
 
 
 def _bad(envelope: Envelope, detail: str) -> MalformedMessage:
@@ -97,6 +97,16 @@ def warn_if_open(log: logging.Logger, address: str, secret: object) -> None:
             return
     log.warning("room at %s has no secret: anyone who can reach it can join and vote "
                 "(give host() and join() a secret=)", address)  # fmt: skip
+
+
+def mesh_server_tls(tls: TLSConfig | None, address: str) -> TLSConfig | None:
+    """The server configuration a member's own listeners (its mesh, its lines) use in a
+    ``tls+tcp://`` room: its certificate from its client configuration (``cert_key_file``),
+    checked by the other members against the same CA. None: no TLS room, or no certificate."""
+    if tls is None or not address.startswith("tls+tcp://") or tls.cert_key_file is None:
+        return None
+    return TLSConfig(mode=TLSMode.SERVER, cert_key_file=tls.cert_key_file, ca_file=tls.ca_file,
+                     password=tls.password, auth_mode="none")  # fmt: skip
 
 
 def with_host_keys(body: dict[str, Any], keys: HostKeys | MemberKeys | None) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from consensus.room.line_setup import (
 from consensus.runtime.logs import RateLimited
 from consensus.trust.line import LineKeys
 from consensus.trust.room import MemberKeys
-from patterns import Bus, Closed, ConsensusError, Envelope, Timeout
+from patterns import Bus, Closed, ConsensusError, Envelope, Timeout, TLSConfig
 
 __all__ = ["RoomLines"]
 
@@ -80,8 +80,10 @@ class RoomLines:
     """One member's hotlines, keyed by the peer's name."""
 
     def __init__(self, *, name: str, mesh: Bus, on_ask: Callable[..., Any] | None,
-                 max_message_size: int, keys: MemberKeys | None = None) -> None:  # fmt: skip
+                 max_message_size: int, keys: MemberKeys | None = None,
+                 tls: tuple[TLSConfig | None, TLSConfig | None] = (None, None)) -> None:  # fmt: skip
         self.name = name
+        self._tls = tls  # (for the lines it listens for, for those it dials) in a tls+tcp room
         self._keys = keys  # the room's secret: each line is keyed for its two members only
         self._setup = LineSetup(name=name)
         self._mesh = mesh
@@ -200,7 +202,8 @@ class RoomLines:
                 raise LineError(f"member {self.name!r} has no keys for {peer!r} yet (not in the last roster)")
             keys = LineKeys(base, listener=listen, peer=peer, what=f"line {self.name!r}-{peer!r}")
         return hotline(listen=address if listen else None, dial=None if listen else address, name=self.name, on_ask=self._on_ask,
-                       max_message_size=self._max_message_size, keys=keys)  # fmt: skip
+                       max_message_size=self._max_message_size, keys=keys,
+                       tls=self._tls[0] if listen else self._tls[1])  # fmt: skip
 
     async def _listen(self, entry: _Line) -> None:
         address = listen_address(self._mesh.addresses[0], secrets.token_hex(4))

@@ -29,7 +29,7 @@ from consensus.room import calls as C
 from consensus.room import protocol as P
 from consensus.room.answering import Answerer
 from consensus.room.calling import Caller
-from consensus.room.credentials import secret_problem
+from consensus.room.credentials import mesh_server_tls, secret_problem
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
@@ -100,6 +100,10 @@ class Member:
         self._beats = trio.CancelScope()
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls,
                                 "shared_memory": shared_memory}  # fmt: skip
+        self._mesh_tls = mesh_server_tls(tls, address)  # its own listeners in a tls+tcp room
+        if tls is not None and address.startswith("tls+tcp://") and self._mesh_tls is None:
+            log.warning("member %r has no certificate (tls cert_key_file): the other members cannot open "
+                        "mesh links or lines to it; its broadcasts still go out", name)  # fmt: skip
         self._respondent = Respondent(dial=self.endpoints.survey, guard=keys.survey if keys else None, **opts)
         handlers = {kind: handler for kind, handler in ((HandlerKind.DELIBERATE, on_deliberate),
                     (HandlerKind.POLL, on_poll), (HandlerKind.VOTE, on_vote)) if handler is not None}  # fmt: skip
@@ -112,7 +116,8 @@ class Member:
         self._nursery: trio.Nursery | None = None
         self._inbox = Inbox()
         self._lines = RoomLines(
-            name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size, keys=keys
+            name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size, keys=keys,
+            tls=(self._mesh_tls, tls),
         )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self._caller = Caller(self._protocol, self._send, address)
@@ -249,7 +254,8 @@ class Member:
             await self._respondent.wait_for_peers(1)
             (control_peer,) = await self._control.wait_for_peers(1)
             local_host = control_peer.local.rpartition(":")[0] if ":" in control_peer.local else None
-            self._protocol.set_mesh(self._mesh.listen(member_mesh_address(self.address, local_host)))
+            mesh = member_mesh_address(self.address, local_host)
+            self._protocol.set_mesh(self._mesh.listen(mesh, tls=self._mesh_tls))
             self._mesh.dial(self.endpoints.mesh)
             while not self._answered.is_set():
                 if not self._respondent.peers:  # only a member the host's polls can reach may join
