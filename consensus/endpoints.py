@@ -21,7 +21,11 @@ given ``tcp://H:P`` uses P and P+1, given ``ipc:///path`` uses the two suffixes)
 
 Each member also listens for the mesh: over tcp at an ephemeral port on the address
 its control connection uses (so the host and the others can reach it), over ipc at
-``<path>.m-<random>``. The host tells every member whom to dial.
+``<path>.m-<random>``; ``join(..., listen=...)`` names that endpoint instead (a fixed
+port a firewall can open; a wildcard host such as ``0.0.0.0`` is announced as the
+address of the control connection). Room hotlines listen next to it, at an ephemeral
+port or at the first free port of ``join(..., line_ports=...)``. The host tells every
+member whom to dial.
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ from dataclasses import dataclass
 __all__ = [
     "Endpoints",
     "WorkEndpoints",
+    "announced_address",
+    "check_listen",
     "endpoints",
+    "line_listen_addresses",
     "member_mesh_address",
+    "port_range",
     "resolve_work_endpoints",
     "work_endpoints",
 ]
@@ -111,12 +119,81 @@ def resolve_work_endpoints(address: str | None, tasks: str | None, results: str 
     )
 
 
-def member_mesh_address(room_address: str, local_host: str | None) -> str:
-    """Where a member's mesh bus listens, given the host part of its control connection."""
+_WILDCARDS = frozenset({"", "*", "0.0.0.0", "[::]", "::", "[::0]"})
+_TCP_SCHEMES = ("tcp", "tcp4", "tcp6", "tls+tcp")
+
+
+def member_mesh_address(room_address: str, local_host: str | None, listen: str | None = None) -> str:
+    """Where a member's mesh bus listens, given the host part of its control connection;
+    ``listen`` (``join(..., listen=...)``) is used as given, once checked."""
     scheme = room_address.partition("://")[0]
+    if listen is not None:
+        return check_listen(room_address, listen)
     if scheme in ("ipc", "inproc"):
         return f"{room_address}.m-{secrets.token_hex(6)}"
     _, host, _ = _split_tcp(room_address)
     if local_host and local_host != "?":
         host = local_host
     return f"{scheme}://{host}:0"
+
+
+def check_listen(room_address: str, listen: str) -> str:
+    """``listen`` if a member of the room at ``room_address`` may listen there: the same
+    transport family (the room's tcp scheme with an explicit port, 0 for any; or ipc /
+    inproc for an ipc or inproc room). Raises ValueError saying why not."""
+    room_scheme, listen_scheme = room_address.partition("://")[0], listen.partition("://")[0]
+    if room_scheme in _TCP_SCHEMES:
+        if listen_scheme != room_scheme:
+            raise ValueError(f"listen={listen!r}: a member of the room at {room_address!r} listens with "
+                             f"{room_scheme}://, like tcp://0.0.0.0:7410")  # fmt: skip
+        port = listen.partition("://")[2].rpartition(":")[2]
+        if not (port.isdigit() and int(port) <= 65535):
+            raise ValueError(
+                f"listen={listen!r} needs a port 0..65535 (0: any), like {room_scheme}://0.0.0.0:7410"
+            )
+        return listen
+    if listen_scheme not in ("ipc", "inproc"):
+        raise ValueError(f"listen={listen!r}: a member of the room at {room_address!r} listens with "
+                         "ipc:// or inproc://")  # fmt: skip
+    return listen
+
+
+def announced_address(bound: str, local_host: str | None) -> str:
+    """The address the room is told for a socket bound at ``bound``: a wildcard host
+    (``0.0.0.0``, ``[::]``) becomes ``local_host``, the address of this member's control
+    connection, which the host and other members can reach; anything else is unchanged."""
+    scheme, sep, rest = bound.partition("://")
+    if scheme not in _TCP_SCHEMES or not sep:
+        return bound
+    host, _, port = rest.rpartition(":")
+    if host in _WILDCARDS and local_host and local_host != "?":
+        return f"{scheme}://{local_host}:{port}"
+    return bound
+
+
+def port_range(ports: range | str | None) -> range | None:
+    """``join(..., line_ports=...)`` as a range: a ``range`` (``range(7420, 7430)``) or
+    text ``"7420-7429"`` (both ends included) or ``"7420"``; None stays None (any port)."""
+    if ports is None:
+        return None
+    if isinstance(ports, str):
+        low, sep, high = ports.strip().partition("-")
+        if not (low.strip().isdigit() and (not sep or high.strip().isdigit())):
+            raise ValueError(f"line_ports={ports!r}: write a port range as text like '7420-7429'")
+        ports = range(int(low), int(high if sep else low) + 1)
+    if not isinstance(ports, range) or ports.step != 1 or len(ports) == 0:
+        raise ValueError(f"line_ports={ports!r}: give a non-empty range of ports, like range(7420, 7430)")
+    if not 0 < ports.start <= ports[-1] <= 65535:
+        raise ValueError(f"line_ports={ports!r}: ports must be within 1..65535")
+    return ports
+
+
+def line_listen_addresses(mesh: str, nonce: str, ports: range | None = None) -> list[str]:
+    """Where a room hotline may listen, next to the member's ``mesh`` bind address, in the
+    order to try: ipc / inproc: the mesh address plus ``.l-`` and ``nonce``; tcp: the same
+    host at each port of ``ports``, or at port 0 (the system picks) when ``ports`` is None."""
+    scheme, _, rest = mesh.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return [f"{mesh}.l-{nonce}"]
+    host = rest.rpartition(":")[0]
+    return [f"{scheme}://{host}:{port}" for port in (ports if ports is not None else (0,))]
