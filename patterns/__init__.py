@@ -46,6 +46,7 @@ from patterns._wire import (
     decode_body,
     encode,
     encode_body,
+    unencodable_part,
 )
 from patterns.errors import (
     AddressError,
@@ -117,4 +118,5 @@ __all__ = [
     "encode_body",
     "shared_buffer",
     "sweep_shared_memory",
+    "unencodable_part",
 ]
