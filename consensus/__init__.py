@@ -46,6 +46,7 @@ from consensus.failure import Failure
 from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState, hotline
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
+from consensus.runtime.context import HandlerContext, handler_context
 from consensus.runtime.logs import configure_from_env
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.distribution import CancelReport, Distribution, DistributionStatistics
@@ -87,6 +88,7 @@ __all__ = [
     "EncodeError",
     "Endpoints",
     "Failure",
+    "HandlerContext",
     "Hotline",
     "HotlineStatistics",
     "IncomingAsk",
@@ -134,6 +136,7 @@ __all__ = [
     "WorkerStatistics",
     "WouldBlock",
     "endpoints",
+    "handler_context",
     "host",
     "hotline",
     "is_decided",
