@@ -186,17 +186,20 @@ def listening_ports() -> set[int]:
     return ports
 
 
-async def test_join_listens_at_the_ports_it_is_given(cli: Cli, room_address: Any) -> None:
-    addr = room_address("tcp")
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_join_listens_at_the_ports_it_is_given(cli: Cli, room_address: Any, transport: str) -> None:
     mesh, lines = free_tcp_port(), free_tcp_port_run(2)
+    addr = room_address("tcp") if transport == "tcp" else f"ws://127.0.0.1:{free_tcp_port()}/room"
     host = await start_host(cli, addr)
-    cli.start("join", addr, "--name", "alice", "--exec", SH_AGENT, "--listen", f"tcp://0.0.0.0:{mesh}",
+    cli.start("join", addr, "--name", "alice", "--exec", SH_AGENT, "--listen", f"{transport}://0.0.0.0:{mesh}",
               "--line-ports", f"{lines}-{lines + 1}")  # fmt: skip
     await wait_joined(host, "alice")
     assert mesh in listening_ports()
     asked = await cli.run("ask", addr, "alice", "hi")  # a hotline between alice and the asker
     assert asked.returncode == 0, asked.stderr
     assert asked.stdout == "sh got hi\n"
+    polled = await cli.run("poll", addr, "ready?", "--json", "--timeout", "20")
+    assert polled.returncode == 0 and json.loads(polled.stdout)["answers"] == {"alice": "sh got ready?"}
 
 
 # ---------------------------------------------------------------------------- poll and vote

@@ -157,3 +157,66 @@ async def test_a_line_finding_every_port_taken_fails_saying_so(room_address: Cal
         with occupied(port), pytest.raises(LineError, match=f"no free port .* line_ports {port}-{port}"):
             await ann.hotline("bob", timeout=10)
         assert bob.members == ("ann", "bob")
+
+
+# ---------------------------------------------------------------------- one port: ws
+def test_a_ws_room_serves_every_endpoint_on_one_port() -> None:
+    assert consensus.endpoints("ws://10.0.0.1:7000") == consensus.Endpoints(
+        "ws://10.0.0.1:7000/survey", "ws://10.0.0.1:7000/control", "ws://10.0.0.1:7000/mesh",
+        "ws://10.0.0.1:7000/tasks", "ws://10.0.0.1:7000/results",
+    )  # fmt: skip
+    assert consensus.endpoints("wss://h:443/rooms/a/").survey == "wss://h:443/rooms/a/survey"
+    assert consensus.work_endpoints("ws://h:7000/w") == consensus.WorkEndpoints("ws://h:7000/w/tasks",
+                                                                                  "ws://h:7000/w/results")  # fmt: skip
+    for bad in ("ws://h/room", "ws://h:0", "ws://h:x/room"):
+        with pytest.raises(ValueError, match="port"):
+            consensus.endpoints(bad)
+    room = "ws://10.0.0.1:7000"
+    assert member_mesh_address(room, "10.0.0.2") == "ws://10.0.0.2:0/mesh"
+    assert member_mesh_address(room, "10.0.0.2", "ws://0.0.0.0:7410") == "ws://0.0.0.0:7410/mesh"
+    assert member_mesh_address(room, None, "ws://0.0.0.0:7410/m") == "ws://0.0.0.0:7410/m"
+    assert announced_address("ws://0.0.0.0:7410/mesh", "10.0.0.2") == "ws://10.0.0.2:7410/mesh"
+    assert line_listen_addresses("ws://0.0.0.0:7410/mesh", "ab", range(1, 3)) == ["ws://0.0.0.0:7410/mesh/l-ab"]
+    with pytest.raises(ValueError, match="listens with ws://"):
+        check_listen(room, "tcp://0.0.0.0:7410")
+
+
+def listening(ports: set[int]) -> set[int]:
+    """Which of ``ports`` something on this machine listens at (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as file:
+            for row in file.read().splitlines()[1:]:
+                local, state = row.split()[1], row.split()[3]
+                port = int(local.rpartition(":")[2], 16)
+                if state == "0A" and port in ports:
+                    found.add(port)
+    return found
+
+
+async def test_a_room_over_ws_uses_one_port_for_the_host_and_one_per_member() -> None:
+    port, ann_port, bob_port = free_tcp_port(), free_tcp_port(), free_tcp_port()
+    address = f"ws://127.0.0.1:{port}/room"
+    async with (
+        consensus.host(address) as room,
+        consensus.join(address, name="ann", listen=f"ws://0.0.0.0:{ann_port}", on_poll=lambda q: "a",
+                       on_ask=lambda v: ["ann", v], on_task=lambda t: t * 2),
+        consensus.join(address, name="bob", listen=f"ws://127.0.0.1:{bob_port}", on_poll=lambda q: "b") as bob,
+    ):  # fmt: skip
+        await room.wait_for_members(2, timeout=15)
+        assert listening({port, port + 1, port + 2}) == {port}  # the five endpoints share one port
+        assert listening({ann_port, bob_port}) == {ann_port, bob_port}
+        result = await room.poll("q", timeout=5)
+        assert result.answers == {"ann": "a", "bob": "b"}
+        async with room.distribute([1, 2, 3]) as outcomes:
+            assert sorted([o.result async for o in outcomes]) == [2, 4, 6]
+        with trio.fail_after(15):
+            while "ann" not in bob.members:
+                await bob.wait_members_changed()
+            await bob.wait_for_mesh()
+            await room.broadcast("hello")
+            assert await anext(aiter(bob.messages())) == (room.name, "hello")
+            line = await bob.hotline("ann")  # ann listens, at a path on her one port
+            assert line.address.startswith(f"ws://127.0.0.1:{ann_port}/mesh/l-")
+            assert await line.ask(1, timeout=5) == ["ann", 1]
+        assert bob._protocol.members["ann"] == f"ws://127.0.0.1:{ann_port}/mesh"

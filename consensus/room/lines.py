@@ -206,7 +206,7 @@ class RoomLines:
         """A listening line at the first free address next to the mesh (the first free port
         of ``line_ports``); :class:`LineError` when every one of them is taken."""
         mesh = self._mesh.addresses[0]
-        ranged = self._ports is not None and not mesh.startswith(("ipc:", "inproc:"))
+        ranged = self._ports is not None and not mesh.startswith(("ipc:", "inproc:", "ws:", "wss:"))
         for address in line_listen_addresses(mesh, secrets.token_hex(4), self._ports):
             try:
                 line: Hotline = await stack.enter_async_context(self._line(address, listen=True))
