@@ -400,6 +400,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     ``range(7420, 7430)`` or text ``"7420-7429"``) are the ports its room hotlines listen
     at, the first free one each (one per line this member listens for: to the members
     whose names sort after its own); a line finding all taken fails with ``LineError``.
+    In a ``ws://`` room the lines share the mesh's one port (``listen="ws://0.0.0.0:7410"``).
     """
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
