@@ -110,7 +110,10 @@ def split_members(n: int, per_process: int) -> list[int]:
 
 
 def room_address(transport: str, tmpdir: str, name: str) -> str:
-    """A fresh room address: an ipc path in ``tmpdir``, or tcp on 127.0.0.1 (5 free ports P..P+4)."""
+    """A fresh room address: an ipc path in ``tmpdir``, tcp on 127.0.0.1 (5 free ports P..P+4),
+    or ws on 127.0.0.1 (one free port: the endpoints are URL paths on it)."""
+    if transport == "ws":
+        return f"ws://127.0.0.1:{free_port_block(1)}/{name}"
     return f"ipc://{tmpdir}/{name}" if transport == "ipc" else f"tcp://127.0.0.1:{free_port_block(5)}"
 
 

@@ -34,6 +34,7 @@ around the timed polls, so member heartbeats during that window are included).
     python -m bench.poll --quick       # 20 polls, async handlers only, raw reference at N=8
     python -m bench.poll --n 8 --polls 200 --raw-polls 0 --json /tmp/poll.json
     python -m bench.poll --quick --transport ipc --transport tcp   # also rooms over tcp (127.0.0.1)
+    python -m bench.poll --quick --transport tcp --transport ws    # one-port rooms (ws) beside tcp
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from ._schema import TOOLKIT, Metric, Skip
 
 DEFAULT_NS = (1, 8, 32, 64)
 HANDLERS = ("async", "sync")
-TRANSPORTS = ("ipc", "tcp")
+TRANSPORTS = ("ipc", "tcp", "ws")
 POLL_TIMEOUT_S = 5.0
 GOAL_N = 8
 GOAL_MS = 5.0
@@ -172,7 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run the raw reference only at this N (repeatable; default every N, "
                    "--quick 8)")  # fmt: skip
     p.add_argument("--transport", dest="transports", action="append", choices=TRANSPORTS,
-                   help="room transport (repeatable; default ipc; tcp uses 5 free ports on 127.0.0.1; "
+                   help="room transport (repeatable; default ipc; tcp uses 5 free ports on 127.0.0.1, ws one; "
                    "the goals and the raw reference are over ipc)")  # fmt: skip
     p.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
     p.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
@@ -220,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ===================================================================== the suite's step
-def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> list[Metric | Skip]:
-    """The suite's ``poll`` step: async handlers over ipc and tcp, as Metric rows."""
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws")) -> list[Metric | Skip]:
+    """The suite's ``poll`` step: async handlers over ipc, tcp and ws (a one-port room), as Metric rows."""
     argv = ["--quick", "--polls", "50"] if quick else ["--polls", "100"]
     for n in (1, 8) if quick else (1, 8, 32, 64):
         argv += ["--n", str(n)]

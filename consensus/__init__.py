@@ -47,6 +47,7 @@ from consensus.failure import Failure
 from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState, hotline
 from consensus.room.host import Room, RoomStatistics, host
 from consensus.room.member import Member, MemberStatistics, join
+from consensus.runtime.context import HandlerContext, handler_context
 from consensus.runtime.logs import configure_from_env
 from consensus.trust.identity import Identity
 from consensus.trust.secret import Secret
@@ -92,6 +93,7 @@ __all__ = [
     "EncodeError",
     "Endpoints",
     "Failure",
+    "HandlerContext",
     "Hotline",
     "HotlineStatistics",
     "Identity",
@@ -142,6 +144,7 @@ __all__ = [
     "WorkerStatistics",
     "WouldBlock",
     "endpoints",
+    "handler_context",
     "host",
     "hotline",
     "is_decided",

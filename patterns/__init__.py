@@ -47,6 +47,7 @@ from patterns._wire import (
     decode_body,
     encode,
     encode_body,
+    unencodable_part,
 )
 from patterns.errors import (
     AddressError,
@@ -122,4 +123,5 @@ __all__ = [
     "encode_body",
     "shared_buffer",
     "sweep_shared_memory",
+    "unencodable_part",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "encode_body",
     "encode_placed",
     "malformed",
+    "unencodable_part",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
@@ -98,9 +99,17 @@ def malformed(reason: str, size: int, detail: str) -> MalformedMessage:
     return MalformedMessage(f"malformed frame ({size} bytes): {detail}", reason=reason, size=size)
 
 
+_PLAIN_HINT: Final = "send plain data (numbers, text, bytes, lists, maps) instead"
+
+
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def _refuse_type(_encoder: Any, value: Any) -> None:
     raise TypeError(
-        f"a {type(value).__name__} would be written as a CBOR tag, which receivers refuse; "
+        f"{_a(value)} would be written as a CBOR tag, which receivers refuse; "
         "send plain data (numbers, text, bytes, lists, maps) instead"
     )
 
@@ -137,7 +146,7 @@ def _encode_other(encoder: Any, value: Any) -> None:
     try:
         memoryview(value).release()
     except TypeError:
-        raise TypeError(f"cannot serialize type {type(value).__name__}") from None
+        raise TypeError(f"{_a(value)} has no CBOR form here; {_PLAIN_HINT}") from None
     _encode_buffer(encoder, value)
 
 
@@ -221,14 +230,70 @@ def _encode_hooked(value: Any) -> bytes:
     """:func:`encode_body` through the encoder that refuses tagged types and places buffers."""
     bad = _bad_key(value)
     if bad is not None:
-        raise EncodeError(f"cannot encode a {type(value).__name__} as CBOR: {bad}; map keys must be "
+        raise EncodeError(f"cannot encode {_a(value)} as CBOR: {bad}; map keys must be "
                           "text or bytes (docs/wire-format.md §3)")  # fmt: skip
     try:
         data: bytes = _encoder().encode_to_bytes(value)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
         _local.encoder = None  # never reuse an encoder left mid-item
-        raise EncodeError(f"cannot encode a {type(value).__name__} as CBOR: {exc}") from exc
+        raise EncodeError(f"cannot encode {_a(value)} as CBOR: {unencodable_part(value) or exc}") from exc
     return data
+
+
+def unencodable_part(value: Any) -> str | None:
+    """What in ``value`` has no CBOR form here, where it sits and why, in words (``"a
+    Summary at ['r'][0][3] has no CBOR form here; ..."``, with no ``at`` for ``value``
+    itself), or None if nothing is found within :data:`MAX_DEPTH` levels (a cycle, say).
+    For error messages only: it walks the whole value."""
+    found = _culprit(value, "", MAX_DEPTH)
+    if found is None:
+        return None
+    what, path, why = found
+    return f"{what} at {path} {why}" if path else f"{what} {why}"
+
+
+def _culprit(value: Any, path: str, depth: int) -> tuple[str, str, str] | None:
+    if value is None or isinstance(value, bool | int | float | bytes | bytearray | memoryview | array.array):
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"text {value!r:.40}", path, "holds lone surrogates, which UTF-8 cannot carry"
+        return None
+    if isinstance(value, _TAGGED_TYPES):
+        return (
+            _a(value),
+            path,
+            f"would be written as a CBOR tag, which receivers refuse; {_PLAIN_HINT}",
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str | bytes):
+                return (
+                    f"a map key {key!r:.60} ({type(key).__name__})",
+                    path,
+                    ("is refused: map keys must be text or bytes (docs/wire-format.md §3)"),
+                )
+            found = _culprit(item, f"{path}[{key!r:.60}]", depth - 1) if depth else None
+            if found:
+                return found
+        return None
+    if isinstance(value, Sequence) and not isinstance(value, range):
+        for index, item in enumerate(value):
+            found = _culprit(item, f"{path}[{index}]", depth - 1) if depth else None
+            if found:
+                return found
+        return None
+    try:
+        memoryview(value).release()  # a numpy array, say: written as a byte string
+    except TypeError:
+        return (
+            _a(value),
+            path,
+            f"has no CBOR form here; {_PLAIN_HINT}, e.g. a dict of its fields",
+        )
+    return None
 
 
 def decode_body(
@@ -253,8 +318,11 @@ _KEY_ERROR: Final = "map key must be a text string or byte string"
 
 
 def decode_item(
-    data: bytes | bytearray | memoryview, max_size: int, max_items: int = DEFAULT_MAX_ITEMS,
-    *, measure: bool = True,
+    data: bytes | bytearray | memoryview,
+    max_size: int,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    *,
+    measure: bool = True,
 ) -> tuple[Any, bool, int]:
     """:func:`decode_body`, whether the item holds a :class:`Slot`, and the estimated
     bytes its objects take beyond the frame's length (:func:`patterns._scan.scan`; 0 when

@@ -49,6 +49,7 @@ from patterns._cbor import (
     encode_body,
     encode_placed,
     malformed,
+    unencodable_part,
 )
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
@@ -66,6 +67,7 @@ __all__ = [
     "decode_body",
     "encode",
     "encode_body",
+    "unencodable_part",
 ]
 
 VERSION: Final = 1
@@ -159,17 +161,20 @@ def encode(
         frame["b"] = envelope.body
     if envelope.shm is not None:
         frame["shm"] = list(envelope.shm)
-    if placement is None:
-        data = encode_body(frame)
-    else:
-        try:
-            data = encode_placed(frame, placement)
-            if placement.refs:  # buffers went to shared memory: encode again with their references
-                frame["shm"] = placement.refs  # (the same objects get the same indexes)
+    try:
+        if placement is None:
+            data = encode_body(frame)
+        else:
+            try:
                 data = encode_placed(frame, placement)
-        except BaseException:
-            placement.abort()
-            raise
+                if placement.refs:  # buffers went to shared memory: encode again with their references
+                    frame["shm"] = placement.refs  # (the same objects get the same indexes)
+                    data = encode_placed(frame, placement)
+            except BaseException:
+                placement.abort()
+                raise
+    except EncodeError as exc:
+        raise _body_error(envelope, exc) from exc.__cause__
     if len(data) > max_size:
         if placement is not None:
             placement.abort()
@@ -177,6 +182,14 @@ def encode(
             f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
         )
     return data
+
+
+def _body_error(envelope: Envelope, exc: EncodeError) -> EncodeError:
+    """``exc`` in terms of the body the sender gave (not the frame around it): what has no
+    CBOR form, where in the body it sits, and why."""
+    where = unencodable_part(envelope.body) or exc.__cause__ or exc  # a cycle has no one culprit
+    article = "an" if envelope.kind[:1].lower() in "aeiou" else "a"
+    return EncodeError(f"cannot encode the body of {article} {envelope.kind!r} message as CBOR: {where}")
 
 
 def decode(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import ROOT, _remember, read_line
+from conftest import ROOT, _remember, free_tcp_port, free_tcp_port_run, read_line
 
 import consensus
 
@@ -174,6 +174,34 @@ async def test_ask_a_member_on_a_hotline(cli: Cli, room_address: Any) -> None:
     assert json.loads(as_json.stdout) == {"member": "alice", "answer": "sh got [1, 2]"}
 
 
+def listening_ports() -> set[int]:
+    """The tcp ports something on this machine listens at (from /proc/net/tcp and tcp6)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as file:
+            for row in file.read().splitlines()[1:]:
+                local, state = row.split()[1], row.split()[3]
+                if state == "0A":  # LISTEN
+                    ports.add(int(local.rpartition(":")[2], 16))
+    return ports
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_join_listens_at_the_ports_it_is_given(cli: Cli, room_address: Any, transport: str) -> None:
+    mesh, lines = free_tcp_port(), free_tcp_port_run(2)
+    addr = room_address("tcp") if transport == "tcp" else f"ws://127.0.0.1:{free_tcp_port()}/room"
+    host = await start_host(cli, addr)
+    cli.start("join", addr, "--name", "alice", "--exec", SH_AGENT, "--listen", f"{transport}://0.0.0.0:{mesh}",
+              "--line-ports", f"{lines}-{lines + 1}")  # fmt: skip
+    await wait_joined(host, "alice")
+    assert mesh in listening_ports()
+    asked = await cli.run("ask", addr, "alice", "hi")  # a hotline between alice and the asker
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout == "sh got hi\n"
+    polled = await cli.run("poll", addr, "ready?", "--json", "--timeout", "20")
+    assert polled.returncode == 0 and json.loads(polled.stdout)["answers"] == {"alice": "sh got ready?"}
+
+
 # ---------------------------------------------------------------------------- poll and vote
 async def test_poll_and_vote_from_the_command_line(cli: Cli, room_address: Any) -> None:
     addr = room_address("tcp")
@@ -250,6 +278,8 @@ async def test_usage_and_connection_errors_are_one_line_and_exit_2(cli: Cli, sho
         ("vote", nobody, "motion", "--options", "yes"),
         ("join", nobody, "--name", "x"),
         ("distribute", nobody, "--wait", "0.5"),
+        ("join", "tcp://127.0.0.1:7000", "--name", "x", "--exec", "true", "--line-ports", "9-3"),
+        ("join", "tcp://127.0.0.1:7000", "--name", "x", "--exec", "true", "--listen", "ipc:///tmp/m"),
     ]
     for args in cases:
         done = await cli.run(*args, input="" if args[0] == "distribute" else None)

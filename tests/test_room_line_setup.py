@@ -31,7 +31,6 @@ from consensus.room.line_setup import (
     LineSetup,
     OfferAgain,
     OpenLine,
-    listen_address,
 )
 from patterns import Envelope, MalformedMessage
 
@@ -311,13 +310,3 @@ def test_three_members_set_up_their_lines_in_order() -> None:
     assert setups["cy"].roster_changed(roster | {"ann": "ipc:///a2"}) == [CloseLine("ann", 2)]
     setups["cy"].ended("ann", 2)  # the driver's task ends after the close: nothing more happens
     assert setups["cy"].lines == {}
-
-
-def test_a_listener_opens_its_line_next_to_its_mesh_address() -> None:
-    assert (
-        listen_address("ipc:///tmp/room.m-3f9a0c1be47d", "0a1b2c3d")
-        == "ipc:///tmp/room.m-3f9a0c1be47d.l-0a1b2c3d"
-    )
-    assert listen_address("inproc://room.m-1", "ff") == "inproc://room.m-1.l-ff"
-    assert listen_address("tcp://10.0.0.2:40123", "ff") == "tcp://10.0.0.2:0"
-    assert listen_address("tcp6://[::1]:40123", "ff") == "tcp6://[::1]:0"

@@ -31,8 +31,9 @@ def joined(host: HostProtocol, name: str, *, refs: bool = True, pipe: int = 1) -
 
 def test_a_join_whose_mesh_nobody_can_dial_is_refused_with_the_reason() -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
-    for mesh, why in [("bogus", "not of the form scheme://address"), ("ws://h:1", "has the scheme 'ws'"),
-                      ("tcp://h:0", "has no port 1..65535"), (ENDS.control, "this host's control endpoint")]:  # fmt: skip
+    for mesh, why in [("bogus", "not of the form scheme://address"), ("http://h:1", "has the scheme 'http'"),
+                      ("tcp://h:0", "has no port 1..65535"), ("ws://h:0/mesh", "has no port 1..65535"),
+                      (ENDS.control, "this host's control endpoint")]:  # fmt: skip
         body = P.hello_body("ann", 5, mesh)
         for _ in range(2):  # a repeated attempt is refused again and counted once
             (out,) = host.receive_control(wire(P.JOIN, "ann", body), 1, 0.0)

@@ -365,7 +365,11 @@ async def test_a_task_or_result_without_a_wire_form_is_an_error_outcome(
     )
     assert outcomes[2].error is not None and outcomes[2].error.type == "MessageTooLarge"
     assert outcomes[3].error is not None and outcomes[3].error.type == "EncodeError"
-    assert outcomes[3].attempts == 2, "an unsendable result is the handler's failure: retried"
+    assert outcomes[3].error.message.startswith(
+        "the result of task 3 cannot be sent: an object has no CBOR form"
+    )
+    assert outcomes[3].attempts == 1, "a result with no wire form would be the same again: not retried"
+    assert stream.statistics().retried == 0
 
 
 async def test_the_iterable_failing_finishes_what_it_gave_then_raises(

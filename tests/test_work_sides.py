@@ -165,6 +165,10 @@ def test_a_result_with_no_wire_form_is_reported_as_a_failure() -> None:
     frame = worker.unsendable(4, worker.results_due()[0].body["r"][0], EncodeError("no CBOR form"))
     assert frame.kind == W.DONE and frame.body["r"][0][:3] == [9, 2, False]
     assert frame.body["r"][0][3]["type"] == "EncodeError"
+    assert frame.body["r"][0][3]["final"] is True  # no retry can mend it
+    assert frame.body["r"][0][3]["message"].startswith(
+        "the result of task 9 cannot be sent: an object has no"
+    )
     assert (worker.statistics().succeeded, worker.statistics().failed) == (0, 1)
 
 
@@ -338,3 +342,23 @@ def test_the_registry_matches_a_naive_one(
             ref.lost,
             ref.malformed,
         )
+
+
+def test_a_final_failure_ends_its_task_at_once_and_another_is_retried() -> None:
+    d, ledger = dispatcher(4)
+    stream = d.open_stream(ledger)
+    ledger.submit("a")
+    ledger.submit("b")
+    grant = d.grant(stream, 0.0)
+    assert grant.frame is not None
+    (first, attempt_1, _), (second, attempt_2, _) = grant.frame.body["t"]
+    d.receive(env(W.CLAIM, {"st": stream.id, "c": [[first, attempt_1], [second, attempt_2]]}, "w0"), 0, 0.0)
+    failures = [
+        [first, attempt_1, False, {"type": "EncodeError", "message": "no CBOR form", "final": True}],
+        [second, attempt_2, False, {"type": "Boom", "message": "try again"}],
+    ]
+    d.receive(env(W.DONE, {"st": stream.id, "r": failures}, "w0"), 0, 0.1)
+    (outcome,) = ledger.pop_outcomes()  # the other goes round again
+    assert outcome.task_id == first and outcome.attempts == 1
+    assert outcome.error == Failure("EncodeError", "no CBOR form")
+    assert ledger.statistics().retried == 1

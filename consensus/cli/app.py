@@ -24,6 +24,7 @@ from consensus.cli.running import EXIT_ERROR, EXIT_NO_DECISION, EXIT_OK, fail, r
 from consensus.cli.tls import Credentials, credentials, loopback_client
 from consensus.cli.work import distribute_command, work_command
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, Unanimous
+from consensus.endpoints import check_listen, endpoints, port_range
 from consensus.room.host import host
 from consensus.room.member import Member, join
 
@@ -125,14 +126,23 @@ def host_command(addr: str, name: str, heartbeat: float, member_calls: bool, as_
 @click.option("--handler-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds a request may take; then the command is killed and the request fails.")  # fmt: skip
 @click.option("--no-tasks", is_flag=True, help="Do not take tasks from the room's host.")
+@click.option("--listen", help="This member's mesh endpoint, e.g. tcp://0.0.0.0:7410 (default: any port).")
+@click.option("--line-ports", help="Ports for hotlines to this member, e.g. 7420-7429 (default: any).")
 @join_timeout
 @credentials(server=False)
 def join_command(addr: str, name: str, command: str | None, serve: str | None, json_io: bool,
-                 handler_timeout: float | None, no_tasks: bool, join_timeout: float,
-                 creds: Credentials) -> int:  # fmt: skip
+                 handler_timeout: float | None, no_tasks: bool, listen: str | None, line_ports: str | None,
+                 join_timeout: float, creds: Credentials) -> int:  # fmt: skip
     """Join the room at ADDR as NAME and answer with a command, until interrupted."""
     if (command is None) == (serve is None):
         raise click.UsageError("give exactly one of --exec CMD and --serve CMD")
+    try:
+        endpoints(addr)
+        if listen is not None:
+            check_listen(addr, listen)
+        port_range(line_ports)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if json_io and serve is not None:
         raise click.UsageError("--json-io goes with --exec (--serve always speaks JSON)")
 
@@ -153,7 +163,8 @@ def join_command(addr: str, name: str, command: str | None, serve: str | None, j
 
             async with join(addr, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                             on_task=None if no_tasks else on_task, join_timeout=join_timeout,
-                            tls=creds.tls, secret=creds.secret) as member:  # fmt: skip
+                            tls=creds.tls, secret=creds.secret, listen=listen,
+                            line_ports=line_ports) as member:  # fmt: skip
                 click.echo(f"joined {addr} as {member.name}", err=True)
                 exited = await until_stopped(lambda: _until_agent_exits(agent))
             if isinstance(agent, ServeAgent) and not exited:

@@ -42,6 +42,7 @@ class AskReceived:
     stream: bool
     deadline: float | None  # wall-clock time, as the peer sent it
     pipe: int
+    sender: str = ""  # the peer's name, as its frame says
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,7 @@ class LineProtocol:
                 value, stream = f.parse_ask(envelope)
             except ValueError as exc:
                 return self._bad(str(exc))
-            return AskReceived(envelope.id, value, stream, envelope.deadline, pipe)
+            return AskReceived(envelope.id, value, stream, envelope.deadline, pipe, envelope.sender)
         if kind == f.MSG:
             return Message(envelope.body)
         if kind == f.PING:

@@ -22,6 +22,7 @@ from consensus.hotline.events import AskReceived
 from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
 from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
+from consensus.runtime.context import HandlerContext, serving
 from consensus.runtime.handlers import run_handler, run_inline
 from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge
 
@@ -43,6 +44,7 @@ class IncomingAsk:
         self.deadline = None if wall is None else trio.current_time() + (wall - time.time())
         self.id = event.ask_id
         self.pipe = event.pipe
+        self.sender = event.sender
         self._server = server
         self.done = False
 
@@ -114,6 +116,10 @@ class Server:
         """Answer one ask in its own task: plain handlers (in a thread) and async generators."""
         handler = self.on_ask
         assert handler is not None
+        with serving(HandlerContext("ask", ask.sender, ask_id=ask.id)):
+            await self._run(handler, ask)
+
+    async def _run(self, handler: Callable[..., Any], ask: IncomingAsk) -> None:
         try:
             if inspect.isasyncgenfunction(handler):
                 last = None
@@ -151,7 +157,8 @@ class Server:
             receiving = False
             self._start_receiver()
 
-        ok, result = await run_inline(handler, event.value, deadline=math.inf, on_suspend=hand_off)
+        with serving(HandlerContext("ask", event.sender, ask_id=event.ask_id)):
+            ok, result = await run_inline(handler, event.value, deadline=math.inf, on_suspend=hand_off)
         kind = (END if event.stream else REPLY) if ok else ERROR
         if not ok:  # the handler's failure is the peer's answer
             result = result.to_wire()

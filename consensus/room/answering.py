@@ -19,6 +19,7 @@ import trio
 
 from consensus.room.events import Handle, HandlerKind, Output, Send
 from consensus.room.member_protocol import MemberProtocol
+from consensus.runtime.context import HandlerContext, Kind, serving
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
 from patterns import Closed, EncodeError, IncomingSurvey, MalformedMessage, MessageTooLarge, Respondent
@@ -89,7 +90,8 @@ class Answerer:
                 nursery.start_soon(self._loop)
 
             deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-            outcome = await run_inline(handler, *handle.args, deadline=deadline, on_suspend=hand_off)
+            with serving(_context(handle, survey)):
+                outcome = await run_inline(handler, *handle.args, deadline=deadline, on_suspend=hand_off)
             await self.reply(protocol.reply(key, outcome))
             if not receiving:
                 return
@@ -98,7 +100,8 @@ class Answerer:
         survey = self._surveys[handle.survey]
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
         handler = self._handlers[handle.handler]
-        outcome = await run_handler(handler, *handle.args, deadline=deadline, limiter=self._threads)
+        with serving(_context(handle, survey)):
+            outcome = await run_handler(handler, *handle.args, deadline=deadline, limiter=self._threads)
         await self.reply(self._protocol.reply(handle.survey, outcome))
 
     async def reply(self, frame: Send) -> None:
@@ -114,3 +117,15 @@ class Answerer:
             self._protocol.dropped(frame.survey)
             return
         self._protocol.sent(frame.survey)
+
+
+def _context(handle: Handle, survey: IncomingSurvey) -> HandlerContext:
+    """What :func:`consensus.handler_context` says while ``handle`` runs."""
+    return HandlerContext(_KINDS[handle.handler], survey.envelope.sender)
+
+
+_KINDS: dict[HandlerKind, Kind] = {
+    HandlerKind.POLL: "poll",
+    HandlerKind.VOTE: "vote",
+    HandlerKind.DELIBERATE: "deliberate",
+}

@@ -61,12 +61,14 @@ def speaker_problem(keys: HostKeys | None, envelope: Envelope, name: str, token:
     """Why the frame ``envelope`` may not speak for ``name`` (None: it may).
 
     Without a secret, anyone may (the room trusts its network). With one, the frame must
-    come under the session that joined as ``name``; a first ``join`` binds its session."""
+    come under the session that joined as ``name``; a first ``join`` (or ``heartbeat``, which a
+    restarted host takes as a join) binds its session."""
     if keys is None:
         return None
     if envelope.sender != name:
         return f"a {envelope.kind!r} from {envelope.sender!r} names another member, {name!r}"
-    if not keys.may_speak_for(envelope.session, name, token, joining=envelope.kind == "join"):
+    joining = envelope.kind in ("join", "heartbeat")  # a restarted host takes heartbeats as joins
+    if not keys.may_speak_for(envelope.session, name, token, joining=joining):
         return f"a {envelope.kind!r} for {name!r} came under a session that does not own that name"
     return None
 

@@ -48,6 +48,7 @@ from patterns import (
     MessageTooLarge,
     Surveyor,
     SurveyReplies,
+    Timeout,
     TLSConfig,
 )
 
@@ -99,11 +100,17 @@ class Room:
         """The names of the observers present now (sorted): never polled, never in an electorate."""
         return self._protocol.observers
 
-    async def wait_for_members(self, count: int) -> tuple[str, ...]:
-        """Wait until at least ``count`` members (observers not counted) are present; returns their names."""
-        while len(self._protocol.members) < count:
-            await self._members_changed.wait()
-        return self.members
+    async def wait_for_members(self, count: int, *, timeout: float | None = None) -> tuple[str, ...]:
+        """Wait until at least ``count`` members (observers not counted) are present; returns
+        their names. With ``timeout`` (seconds), raises :class:`~consensus.Timeout` naming the
+        members present when fewer than ``count`` came in time."""
+        with trio.move_on_after(float("inf") if timeout is None else timeout):
+            while len(self._protocol.members) < count:
+                await self._members_changed.wait()
+            return self.members
+        present = ", ".join(self.members) or "none"
+        raise Timeout(f"room at {self.address}: {len(self.members)} of the {count} members waited for came "
+                      f"within {timeout} s (present: {present})")  # fmt: skip
 
     async def wait_members_changed(self) -> tuple[str, ...]:
         """Wait for the next join or departure; returns the names present then."""

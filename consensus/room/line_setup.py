@@ -39,7 +39,6 @@ __all__ = [
     "LineSetup",
     "OfferAgain",
     "OpenLine",
-    "listen_address",
 ]
 
 COUNTERS: Final = ("opened", "malformed")
@@ -84,16 +83,6 @@ class OfferAgain:
 
 
 LineOutput = OpenLine | CloseLine | DialLine | OfferAgain | Ignored
-
-
-def listen_address(mesh: str, nonce: str) -> str:
-    """Where a listener opens a line, next to its ``mesh`` address: for ipc and inproc the
-    mesh address plus ``.l-`` and ``nonce`` (the driver draws it), for tcp schemes the same
-    host and port 0 (the system picks a port; the offer carries the real one)."""
-    scheme, _, rest = mesh.partition("://")
-    if scheme in ("ipc", "inproc"):
-        return f"{mesh}.l-{nonce}"
-    return f"{scheme}://{rest.rpartition(':')[0]}:0"
 
 
 @dataclass(slots=True)

@@ -8,8 +8,9 @@ Set-up goes over the mesh bus in ``line`` messages addressed to one member; its 
 (who listens, who may ask or offer, when a line is made again) are
 :class:`~consensus.room.line_setup.LineSetup`'s. This driver runs one task per line:
 
-- the listener opens a pair1 socket at a fresh address next to its mesh address and
-  repeats its offer until the peer connects (and again whenever the peer asks);
+- the listener opens a pair1 socket at a fresh address next to its mesh address (tcp:
+  an ephemeral port, or the first free port of ``line_ports``) and repeats its offer
+  until the peer connects (and again whenever the peer asks);
 - the dialer repeats its request until an offer comes, dials the offered address, and
   asks again whenever it is not connected (the offer may come from a process that has
   since left: its successor answers with a new offer, and the line is made again).
@@ -27,11 +28,13 @@ import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
+from consensus.endpoints import announced_address, line_listen_addresses
 from consensus.errors import LineError, LineTaken
 from consensus.hotline.line import Hotline, hotline
 from consensus.room.events import Ignored, Send
@@ -43,12 +46,11 @@ from consensus.room.line_setup import (
     LineSetup,
     OfferAgain,
     OpenLine,
-    listen_address,
 )
 from consensus.runtime.logs import RateLimited
 from consensus.trust.line import LineKeys
 from consensus.trust.room import MemberKeys
-from patterns import Bus, Closed, ConsensusError, Envelope, Timeout, TLSConfig
+from patterns import AddressInUse, Bus, Closed, ConsensusError, Envelope, Timeout, TLSConfig
 
 __all__ = ["RoomLines"]
 
@@ -80,9 +82,11 @@ class RoomLines:
     """One member's hotlines, keyed by the peer's name."""
 
     def __init__(self, *, name: str, mesh: Bus, on_ask: Callable[..., Any] | None,
-                 max_message_size: int, keys: MemberKeys | None = None,
+                 max_message_size: int, ports: range | None = None, keys: MemberKeys | None = None,
                  tls: tuple[TLSConfig | None, TLSConfig | None] = (None, None)) -> None:  # fmt: skip
         self.name = name
+        self._ports = ports  # where lines listen over tcp (None: ephemeral ports)
+        self._local_host: str | None = None  # the host part offers carry for a wildcard bind
         self._tls = tls  # (for the lines it listens for, for those it dials) in a tls+tcp room
         self._keys = keys  # the room's secret: each line is keyed for its two members only
         self._setup = LineSetup(name=name)
@@ -103,6 +107,11 @@ class RoomLines:
 
     def start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+
+    def listening(self, local_host: str | None) -> None:
+        """The member's mesh listens now; ``local_host``: the host part of its control
+        connection, offered instead of a wildcard bind address (``0.0.0.0``)."""
+        self._local_host = local_host
 
     def close(self) -> None:
         self._incoming_send.close()
@@ -205,11 +214,29 @@ class RoomLines:
                        max_message_size=self._max_message_size, keys=keys,
                        tls=self._tls[0] if listen else self._tls[1])  # fmt: skip
 
+    async def _open_listening(self, stack: AsyncExitStack, peer: str) -> Hotline:
+        """A listening line at the first free address next to the mesh (the first free port
+        of ``line_ports``); :class:`LineError` when every one of them is taken."""
+        mesh = self._mesh.addresses[0]
+        ranged = self._ports is not None and not mesh.startswith(("ipc:", "inproc:", "ws:", "wss:"))
+        for address in line_listen_addresses(mesh, secrets.token_hex(4), self._ports):
+            try:
+                line: Hotline = await stack.enter_async_context(self._line(address, peer, listen=True))
+                return line
+            except AddressInUse:
+                if not ranged:  # port 0 or a fresh ipc path: not a busy range
+                    raise
+        assert self._ports is not None
+        raise LineError(
+            f"member {self.name!r}: no free port for a hotline in line_ports {self._ports.start}-"
+            f"{self._ports[-1]} ({len(self._ports)} ports, all in use: one per line this member listens for)"
+        )
+
     async def _listen(self, entry: _Line) -> None:
-        address = listen_address(self._mesh.addresses[0], secrets.token_hex(4))
-        async with self._line(address, entry.peer, listen=True) as line:
+        async with AsyncExitStack() as stack:
+            line = await self._open_listening(stack, entry.peer)
             self._ready(entry, line)
-            offer = self._setup.offer(entry.peer, line.bound_address)  # tcp port 0 resolved
+            offer = self._setup.offer(entry.peer, announced_address(line.bound_address, self._local_host))
             while True:
                 if line.connected:  # until the line drops, or the peer asks again
                     entry.asked = trio.Event()

@@ -22,7 +22,7 @@ import trio
 from consensus.decide.poll import PollResult
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
-from consensus.endpoints import endpoints, member_mesh_address
+from consensus.endpoints import announced_address, check_listen, endpoints, member_mesh_address, port_range
 from consensus.errors import AuthenticationError, NameTaken, RoomClosed, RoomUnavailable
 from consensus.hotline.line import Hotline
 from consensus.room import calls as C
@@ -84,12 +84,14 @@ class Member:
                  shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
                  on_host_lost: Literal["wait", "exit"] = "wait",
                  on_deliberate: Handler | None = None, secret: Secret | None = None,
-                 identity: Identity | None = None) -> None:  # fmt: skip
+                 identity: Identity | None = None, listen: str | None = None,
+                 line_ports: range | str | None = None) -> None:  # fmt: skip
         if on_host_lost not in ("wait", "exit"):
             raise ValueError(f"on_host_lost must be 'wait' or 'exit', got {on_host_lost!r}")
         self._on_host_lost = on_host_lost
         self.address = address
         self.endpoints = endpoints(address)
+        self._listen = None if listen is None else check_listen(address, listen)
         keys = MemberKeys(secret, name) if secret is not None else None
         self._protocol = MemberProtocol(name=name, token=secrets.randbits(63), host_mesh=self.endpoints.mesh,
                                         on_poll=on_poll is not None, on_vote=on_vote is not None,
@@ -115,10 +117,8 @@ class Member:
         self._roster_changed = Pulse()
         self._nursery: trio.Nursery | None = None
         self._inbox = Inbox()
-        self._lines = RoomLines(
-            name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size, keys=keys,
-            tls=(self._mesh_tls, tls),
-        )
+        self._lines = RoomLines(name=self.name, mesh=self._mesh, on_ask=on_ask, max_message_size=max_message_size,
+                                ports=port_range(line_ports), keys=keys, tls=(self._mesh_tls, tls))  # fmt: skip
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self._caller = Caller(self._protocol, self._send, address)
         self._host_changed = Pulse()
@@ -254,8 +254,10 @@ class Member:
             await self._respondent.wait_for_peers(1)
             (control_peer,) = await self._control.wait_for_peers(1)
             local_host = control_peer.local.rpartition(":")[0] if ":" in control_peer.local else None
-            mesh = member_mesh_address(self.address, local_host)
-            self._protocol.set_mesh(self._mesh.listen(mesh, tls=self._mesh_tls))
+            mesh = member_mesh_address(self.address, local_host, self._listen)
+            bound = self._mesh.listen(mesh, tls=self._mesh_tls)
+            self._protocol.set_mesh(announced_address(bound, local_host))  # 0.0.0.0: the reachable host
+            self._lines.listening(local_host)
             self._mesh.dial(self.endpoints.mesh)
             while not self._answered.is_set():
                 if not self._respondent.peers:  # only a member the host's polls can reach may join
@@ -369,8 +371,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                shared_memory: bool = True, observer: bool = False, host_timeout: float | None = None,
                on_host_lost: Literal["wait", "exit"] = "wait",
                on_deliberate: Handler | None = None,
-               secret: Secret | bytes | str | None = None,
-               identity: Identity | None = None) -> AsyncIterator[Member]:  # fmt: skip
+               secret: Secret | bytes | str | None = None, identity: Identity | None = None,
+               listen: str | None = None, line_ports: range | str | None = None) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
 
     With ``on_task``, the member also works: it takes tasks from the host's
@@ -407,12 +409,21 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     Plain handlers run in at most ``handler_threads`` threads at once; a handler
     still running at its deadline is reported as a ``Timeout`` error and its thread
     abandoned until it returns.
+
+    Ports a firewall can name: ``listen="tcp://0.0.0.0:7410"`` is where this member's mesh
+    bus listens (default: an ephemeral port on the address of its control connection; a
+    wildcard host is announced to the room as that address); ``line_ports`` (a
+    ``range(7420, 7430)`` or text ``"7420-7429"``) are the ports its room hotlines listen
+    at, the first free one each (one per line this member listens for: to the members
+    whose names sort after its own); a line finding all taken fails with ``LineError``.
+    In a ``ws://`` room the lines share the mesh's one port (``listen="ws://0.0.0.0:7410"``).
     """
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
                     observer=observer, host_timeout=host_timeout, on_host_lost=on_host_lost,
-                    on_deliberate=on_deliberate, secret=as_secret(secret), identity=identity)  # fmt: skip
+                    on_deliberate=on_deliberate, secret=as_secret(secret), identity=identity,
+                    listen=listen, line_ports=line_ports)  # fmt: skip
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)

@@ -276,7 +276,11 @@ class MemberProtocol:
             return []
         if not self.mesh or self.state not in (MemberState.JOINING, MemberState.JOINED):
             return []  # the driver sends the join once it has a mesh address
-        return list(self.join_frames())  # a new host (or a restarted one) must hear our keys first
+        if self.state is MemberState.JOINED:
+            # A restarted host: it must hear our keys first; our next heartbeat (sent only
+            # while its polls can reach us) is our join.
+            return self.join_frames()[:1]
+        return self.join_frames()
 
     def _mine(self, name: str, token: int) -> bool:
         return (name, token) == (self.name, self.token)

@@ -164,21 +164,22 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
     return Hello(name, token, mesh, refs, observer)
 
 
-_MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ipc", "inproc")
+_MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ws", "wss", "ipc", "inproc")
 
 
 def dialable(address: str) -> str | None:
     """Why ``address`` is not one members can dial, or None when it is.
 
     Dialable means: ``scheme://rest`` with a scheme of a room (tcp, tcp4, tcp6, tls+tcp,
-    ipc, inproc), a non-empty printable rest, and for the tcp schemes a port 1..65535
-    after the last colon. Whether something listens there is not checked."""
+    ws, wss, ipc, inproc), a non-empty printable rest, and for the tcp and ws schemes a
+    port 1..65535 after the last colon (of the part before the path, for ws). Whether
+    something listens there is not checked."""
     scheme, sep, rest = address.partition("://")
     if not sep or not rest or not address.isprintable():
         return f"{address[:80]!r} is not of the form scheme://address"
     if scheme not in _MESH_SCHEMES:
         return f"{address[:80]!r} has the scheme {scheme!r}; a mesh uses one of {', '.join(_MESH_SCHEMES)}"
-    port = rest.rpartition(":")[2]
+    port = (rest.partition("/")[0] if scheme in ("ws", "wss") else rest).rpartition(":")[2]
     if scheme not in ("ipc", "inproc") and not (port.isdigit() and 0 < int(port) < 65536):
         return f"{address[:80]!r} has no port 1..65535"
     return None

@@ -24,7 +24,7 @@ from consensus.failure import Failure
 from consensus.room.roster import check_name
 from consensus.work import protocol as W
 from consensus.work.ledger import TaskLedger
-from patterns import Envelope, MalformedMessage, MessageError
+from patterns import EncodeError, Envelope, MalformedMessage, MessageError, unencodable_part
 
 __all__ = [
     "DeadlinesMoved",
@@ -233,7 +233,10 @@ class DispatcherProtocol:
         """A task (``[task_id, attempt, task]`` of a granted batch) with no wire form, or too
         large, ends at once as an error (no retry can mend it); returns that error."""
         task_id, attempt = item[0], item[1]
-        error = Failure(type(exc).__name__, f"task {task_id} cannot be sent: {exc}"[: W.MAX_ERROR_TEXT])
+        why = (
+            unencodable_part(item[2]) if isinstance(exc, EncodeError) else None
+        ) or exc  # where in the task
+        error = Failure(type(exc).__name__, f"task {task_id} cannot be sent: {why}"[: W.MAX_ERROR_TEXT])
         stream.ledger.failure(task_id, attempt, error, worker=None, now=now, final=True)
         return error
 

@@ -50,7 +50,16 @@ from typing import Any
 
 from consensus.failure import Failure
 from consensus.work.books import LedgerBooks
-from consensus.work.records import IN_FLIGHT, QUEUED, Counts, TaskRecord, check_int, check_name, check_worker
+from consensus.work.records import (
+    IN_FLIGHT,
+    QUEUED,
+    Counts,
+    TaskRecord,
+    Unmendable,
+    check_int,
+    check_name,
+    check_worker,
+)
 from consensus.work.task import Assignment, LedgerStatistics, Outcome, Receipt, WorkerShare, success
 
 __all__ = ["Assignment", "Failure", "LedgerStatistics", "Outcome", "Receipt", "TaskLedger", "WorkerShare"]
@@ -285,8 +294,9 @@ class TaskLedger(LedgerBooks):
 
     def replies(self, items: Iterable[Sequence[Any]], *, worker: str, now: float) -> list[ValueError]:
         """:meth:`result` or :meth:`failure` for each ``(task_id, attempt, ok, value)`` of
-        ``items`` (``value``: the result, or a Failure), in order: the replies of one
-        message. Returns the errors of the items that could not come from this ledger."""
+        ``items`` (``value``: the result, or a Failure, or an :class:`Unmendable` one that
+        ends the task at once), in order: the replies of one message. Returns the errors of
+        the items that could not come from this ledger."""
         name = check_name(worker)
         now = self._tick(now)
         tasks, leased, ready = self._tasks, self._leased, self._ready
@@ -316,6 +326,8 @@ class TaskLedger(LedgerBooks):
             try:
                 if ok:
                     self.result(task_id, attempt, value, worker=name, now=now)
+                elif type(value) is Unmendable:
+                    self.failure(task_id, attempt, value.failure, worker=name, now=now, final=True)
                 else:
                     self.failure(task_id, attempt, value, worker=name, now=now)
             except ValueError as exc:

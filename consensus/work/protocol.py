@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from consensus.failure import Failure
+from consensus.work.records import Unmendable
 from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
 
 __all__ = [
@@ -157,7 +158,10 @@ def _reply(item: Any) -> list[Any] | None:
     if item[2]:
         return item  # type: ignore[no-any-return]
     error = _error(item[3])
-    return None if error is None else [item[0], item[1], False, error]
+    if error is None:
+        return None
+    final = item[3].get("final") is True  # the worker says no retry can mend it
+    return [item[0], item[1], False, Unmendable(error) if final else error]
 
 
 def claims(envelope: Envelope, listed: list[Any]) -> tuple[list[list[int]], list[MalformedMessage]]:
@@ -263,7 +267,8 @@ def release_frame(stream: int, items: Sequence[list[int]]) -> Frame:
 
 
 def done_frame(stream: int, items: Sequence[list[Any]]) -> Frame:
-    """``[task_id, attempt, ok, value]`` items, a failure's value in its wire form."""
+    """``[task_id, attempt, ok, value]`` items, a failure's value in its wire form (with
+    ``"final": true`` when no retry can mend it: the dispatcher then ends the task at once)."""
     return Frame(DONE, {"st": stream, "r": _listed(items)})
 
 

@@ -15,7 +15,16 @@ from typing import Any
 
 from consensus.failure import Failure
 
-__all__ = ["Counts", "TaskRecord", "TaskState", "check_int", "check_name", "check_now", "check_worker"]
+__all__ = [
+    "Counts",
+    "TaskRecord",
+    "TaskState",
+    "Unmendable",
+    "check_int",
+    "check_name",
+    "check_now",
+    "check_worker",
+]
 
 
 class TaskState(Enum):
@@ -27,6 +36,14 @@ class TaskState(Enum):
 
 QUEUED = TaskState.QUEUED
 IN_FLIGHT = TaskState.IN_FLIGHT
+
+
+@dataclass(frozen=True, slots=True)
+class Unmendable:
+    """A failure the worker marked ``final`` (a result with no wire form): no retry can mend
+    it, so the task ends at once instead of being sent again up to ``max_attempts``."""
+
+    failure: Failure
 
 
 @dataclass(slots=True)

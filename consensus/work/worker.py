@@ -35,6 +35,7 @@ import trio
 from consensus.endpoints import resolve_work_endpoints
 from consensus.failure import Failure
 from consensus.room.roster import check_name
+from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handlers import Handler, run_handler
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work import protocol as W
@@ -169,6 +170,9 @@ class Worker:
             while job is None:
                 await self._work.wait()
                 job = protocol.next_job()
+            set_current(
+                HandlerContext("task", job.sender, job.task_id, job.attempt)
+            )  # this task runs only handlers
             try:
                 if direct:
                     try:

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from consensus.failure import Failure
 from consensus.work import protocol as W
-from patterns import Envelope, MalformedMessage, MessageError
+from patterns import EncodeError, Envelope, MalformedMessage, MessageError, unencodable_part
 
 __all__ = ["Job", "LeaseChanged", "Rejected", "Step", "TasksQueued", "WorkerEvent", "WorkerProtocol",
            "WorkerStatistics"]  # fmt: skip
@@ -57,6 +57,7 @@ class Job:
     attempt: int
     task: Any
     claimed_at: float
+    sender: str = ""  # the dispatcher that sent it (for the handler's context)
 
 
 # ---------------------------------------------------------------------- events
@@ -168,7 +169,7 @@ class WorkerProtocol:
                 job.attempt = max(job.attempt, attempt)
             elif room > 0:
                 room -= 1
-                job = holding[key] = Job(stream, task_id, attempt, task, now)
+                job = holding[key] = Job(stream, task_id, attempt, task, now, envelope.sender)
                 queue.append(job)
                 queued += 1
             else:
@@ -243,15 +244,19 @@ class WorkerProtocol:
             del self._outbox[stream]
 
     def unsendable(self, stream: int, item: list[Any], exc: MessageError) -> W.Frame:
-        """A result with no wire form (or too large): report that failure in its place."""
+        """A result with no wire form (or too large): report that failure in its place,
+        marked final (another attempt would return the same). The message says what in
+        the result has no CBOR form and where it sits."""
         task_id, attempt = item[0], item[1]
+        where = unencodable_part(item[3]) if isinstance(exc, EncodeError) else None
+        why = where or str(exc)
         error = Failure(
-            type(exc).__name__, f"the result of task {task_id} cannot be sent: {exc}"[: W.MAX_ERROR_TEXT]
+            type(exc).__name__, f"the result of task {task_id} cannot be sent: {why}"[: W.MAX_ERROR_TEXT]
         )
         if item[2] is True:
             self._succeeded -= 1
             self._failed += 1
-        return W.done_frame(stream, [[task_id, attempt, False, error.to_wire()]])
+        return W.done_frame(stream, [[task_id, attempt, False, error.to_wire() | {"final": True}]])
 
     # ------------------------------------------------------------------ renewals
     def renew_period(self) -> float:

@@ -1,0 +1,72 @@
+"""Who asks a handler, and about what: :func:`handler_context`, a context variable that the
+drivers set while a handler runs.
+
+``on_poll``, ``on_vote``, ``on_deliberate``, ``on_ask`` and task handlers keep their
+signatures; a handler that wants to know more calls ``consensus.handler_context()``:
+
+    def on_task(task):
+        ctx = consensus.handler_context()
+        log.info("task %d, attempt %d, from %s", ctx.task_id, ctx.attempt, ctx.asker)
+
+It works in async handlers and in plain ones (trio copies the context into the thread a
+plain handler runs in), and raises :class:`LookupError` outside a handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["HandlerContext", "Kind", "handler_context", "serving", "set_current"]
+
+Kind = Literal["poll", "vote", "deliberate", "ask", "task"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    """What the handler running now answers.
+
+    ``kind``: ``"poll"``, ``"vote"``, ``"deliberate"``, ``"ask"`` or ``"task"``.
+    ``asker``: the name of who sent it: the room host for polls, votes and deliberations
+    (also those a member called: the host runs them), the peer on a hotline, the
+    dispatcher for a task (the room host for ``room.distribute``). ``task_id`` and
+    ``attempt`` (1 for the first, more for a retry or a redelivery) are set for tasks,
+    ``ask_id`` for asks; the others are None."""
+
+    kind: Kind
+    asker: str
+    task_id: int | None = None
+    attempt: int | None = None
+    ask_id: int | None = None
+
+
+_current: ContextVar[HandlerContext | None] = ContextVar("consensus_handler_context", default=None)
+
+
+def handler_context() -> HandlerContext:
+    """The :class:`HandlerContext` of the handler running now; :class:`LookupError` when
+    called outside a handler."""
+    context = _current.get()
+    if context is None:
+        raise LookupError("handler_context() is only set while a handler (on_poll, on_vote, on_deliberate, "
+                          "on_ask or a task handler) runs")  # fmt: skip
+    return context
+
+
+@contextmanager
+def serving(context: HandlerContext) -> Iterator[None]:
+    """Set the context for the handler run inside the block (for drivers)."""
+    token = _current.set(context)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def set_current(context: HandlerContext) -> None:
+    """Set the context for the handlers this task runs from now on (for a driver's task
+    that only runs handlers one after another: cheaper than :func:`serving` per call)."""
+    _current.set(context)
