@@ -76,7 +76,7 @@ class TrioThread:
     def start(self) -> None:
         """Start the thread and return once its trio loop takes calls (about a millisecond)."""
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, args=(ready,), name=f"trio {self.name}")
+        self._thread = threading.Thread(target=self._main, args=(ready,), name=f"consensus-bridge {self.name}")
         self._thread.start()
         ready.wait()
         if self._crash is not None:
