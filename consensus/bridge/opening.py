@@ -45,16 +45,14 @@ class _Holder:
     def __init__(self, factory: Factory, entered: Callable[[Any], None]) -> None:
         self._factory = factory
         self._entered = entered
-        self._release: trio.Event | None = None
+        self._release = trio.Event()  # may be set before hold() starts: the block then ends at once
 
     async def hold(self) -> None:
-        self._release = trio.Event()
         async with self._factory() as obj:
             self._entered(obj)
             await self._release.wait()
 
     def release(self) -> None:  # in the trio thread
-        assert self._release is not None
         self._release.set()
 
 
