@@ -173,14 +173,14 @@ def _run(front: str, on_trio: Callable[[], Any], on_aio: Callable[[], Any], on_b
 # ---------------------------------------------------------------------- the run
 def measure(rounds: int, polls: int, asks: int, folder: str) -> dict[str, Any]:
     samples: dict[tuple[str, str, str], list[float]] = {(s, *v): [] for s in ("poll", "ask") for v in VARIANTS}
-    for r in range(rounds):
-        for i, (front, peer_front) in enumerate(VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            print(f"  round {r + 1}/{rounds} {front} -> {peer_front} ...", end="", flush=True, file=sys.stderr)
-            where = f"ipc://{folder}/{r}-{i}"
+    for n in range(rounds):
+        for i, (front, peer_front) in enumerate(VARIANTS if n % 2 == 0 else VARIANTS[::-1]):
+            print(f"  round {n + 1}/{rounds} {front} -> {peer_front} ...", end="", flush=True, file=sys.stderr)
+            where = f"ipc://{folder}/{n}-{i}"
             samples["poll", front, peer_front] += poll_phase(front, peer_front, where + "-room", polls, 5)
             samples["ask", front, peer_front] += ask_phase(front, peer_front, where + "-line", asks, 50)
             print(" done", file=sys.stderr)
-    results = [{"scenario": scenario, "front": front, "peers": peer_front, "count": len(values),
+    results: list[dict[str, Any]] = [{"scenario": scenario, "front": front, "peers": peer_front, "count": len(values),
                 "median_ms": median(values) * 1e3, "p99_ms": percentile(values, 99) * 1e3}
                for (scenario, front, peer_front), values in samples.items()]  # fmt: skip
     reference = {r["scenario"]: r["median_ms"] for r in results if r["front"] == r["peers"] == "trio"}
