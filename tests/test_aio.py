@@ -267,3 +267,28 @@ def test_errors_are_the_consensus_exceptions(room_address: Callable[[str], str])
                     pass
 
     run(main())
+
+
+def test_a_handler_past_its_deadline_is_cancelled_on_its_loop(room_address: Callable[[str], str]) -> None:
+    address = room_address("ipc")
+
+    async def main() -> tuple[Any, list[str]]:
+        never, cancelled = asyncio.Event(), asyncio.Event()
+        seen: list[str] = []
+
+        async def on_poll(question: Any) -> Any:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                seen.append("cancelled")  # the trio deadline reached the asyncio task
+                cancelled.set()
+                raise
+
+        async with aio.host(address) as room, aio.join(address, name="m", on_poll=on_poll, handler_timeout=0.2):
+            await room.wait_for_members(1)
+            result = await room.poll("stuck?", timeout=10)
+            await cancelled.wait()
+        return result, seen
+
+    result, seen = run(main())
+    assert result.errors["m"].type == "Timeout" and seen == ["cancelled"]

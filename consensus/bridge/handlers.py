@@ -12,7 +12,6 @@ task. Plain functions are left alone: the drivers run them in threads as today.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
@@ -26,27 +25,57 @@ T = TypeVar("T")
 
 
 async def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on ``loop`` (another thread's asyncio loop) and wait for it in trio."""
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
-    token = trio.lowlevel.current_trio_token()
-    finished = trio.Event()
+    """Run ``coro`` as a task of ``loop`` (another thread's asyncio loop) and wait for it in trio.
 
-    def wake(_: concurrent.futures.Future[T]) -> None:
+    One wake-up each way: ``call_soon_threadsafe`` starts the task, its done-callback
+    reschedules this trio task (``run_coroutine_threadsafe`` would add a concurrent future
+    and a second callback hop in between)."""
+    token = trio.lowlevel.current_trio_token()
+    me = trio.lowlevel.current_task()
+    box: list[asyncio.Task[T]] = []
+    state = {"waiting": True}  # False once this side stopped waiting (cancelled)
+
+    def finished(_: asyncio.Task[T]) -> None:  # on the asyncio loop
         try:
-            token.run_sync_soon(finished.set)
+            token.run_sync_soon(wake)
         except trio.RunFinishedError:  # the trio side is gone: nobody waits any more
             pass
 
-    future.add_done_callback(wake)
+    def wake() -> None:  # in trio
+        if state["waiting"]:
+            state["waiting"] = False
+            trio.lowlevel.reschedule(me)
+
+    def start() -> None:  # on the asyncio loop
+        task = loop.create_task(coro)
+        box.append(task)
+        task.add_done_callback(finished)
+        if not state["waiting"]:  # cancelled before it started
+            task.cancel()
+
+    def abort(_: Any) -> trio.lowlevel.Abort:  # trio cancels the wait: a deadline, the room closing
+        state["waiting"] = False
+        try:
+            loop.call_soon_threadsafe(_cancel, box)
+        except RuntimeError:  # the loop is closed: nothing runs there any more
+            coro.close()
+        return trio.lowlevel.Abort.SUCCEEDED
+
     try:
-        await finished.wait()
-    except BaseException:  # trio cancelled the wait (a deadline, the room closing): stop the task too
-        future.cancel()
-        raise
-    try:
-        return future.result()
-    except concurrent.futures.CancelledError:
-        raise RuntimeError("the asyncio task running the handler was cancelled") from None
+        loop.call_soon_threadsafe(start)
+    except RuntimeError:
+        coro.close()
+        raise RuntimeError("the asyncio loop that gave this handler is closed") from None
+    await trio.lowlevel.wait_task_rescheduled(abort)
+    task = box[0]
+    if task.cancelled():
+        raise RuntimeError("the asyncio task running the handler was cancelled")
+    return task.result()
+
+
+def _cancel(box: list[asyncio.Task[Any]]) -> None:
+    if box:
+        box[0].cancel()
 
 
 def for_trio(fn: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
