@@ -146,7 +146,8 @@ class BlockingProxy(Proxy):
 
 
 class AioIterator(Generic[Y]):
-    """A trio async iterator read from asyncio: ``async for``; :meth:`aclose` ends it early."""
+    """A trio async iterator read from asyncio: ``async for``; :meth:`aclose` (or leaving
+    ``async with``) ends it early, in trio (a streamed ask, say, stops waiting for chunks)."""
 
     __slots__ = ("_iterator", "_thread", "_wrap")
 
@@ -167,9 +168,16 @@ class AioIterator(Generic[Y]):
         if close is not None and self._thread.running:
             await self._thread.acall(close)
 
+    async def __aenter__(self) -> AioIterator[Y]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
 
 class BlockingIterator(Generic[Y]):
-    """A trio async iterator read from plain code: ``for``; :meth:`close` ends it early."""
+    """A trio async iterator read from plain code: ``for``; :meth:`close` (or leaving
+    ``with``) ends it early, in trio."""
 
     __slots__ = ("_iterator", "_thread", "_wrap")
 
@@ -192,6 +200,12 @@ class BlockingIterator(Generic[Y]):
         close = getattr(self._iterator, "aclose", None)
         if close is not None and self._thread.running:
             self._thread.call(close)
+
+    def __enter__(self) -> BlockingIterator[Y]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------------- typed declarations
