@@ -148,6 +148,7 @@ def test_work_sharing_from_asyncio_survives_a_killed_worker(
                         workers["w1"].send_signal(signal.SIGKILL)
                         killed = True
                 stats = stream.statistics()
+            assert killed, "w1 never held a task once 40 outcomes were in"
             for name in ("w0", "w2"):
                 tell(workers[name], "quit")
         return outcomes, stats

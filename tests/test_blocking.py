@@ -64,6 +64,7 @@ def test_work_sharing_from_a_plain_script_survives_a_killed_worker(peers: Peers)
             stats = stream.statistics()
         for name in ("w0", "w2"):
             tell(workers[name], "quit")
+    assert killed, "w1 never held a task once 40 outcomes were in"
     assert sorted(o.task_id for o in outcomes) == list(range(200))
     assert all(o.ok and o.result["n"] == o.task["n"] for o in outcomes)
     assert stats.ok == 200 and stats.redelivered >= 1

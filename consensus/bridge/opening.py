@@ -85,8 +85,9 @@ class AioOpening(_Opening[X]):
         args, kwargs = adapt_arguments(self._args, self._kwargs, loop)
         entered: asyncio.Future[Any] = loop.create_future()
         self._finished: asyncio.Future[Done[None]] = loop.create_future()
-        self._early: BaseException | None = None
+        self._early: BaseException | None = None  # the trio block ended by itself with this
         self._cancelled_body = False
+        self._exiting = False
         task = asyncio.current_task()
 
         def on_entered(obj: Any) -> None:  # trio thread
@@ -114,8 +115,6 @@ class AioOpening(_Opening[X]):
             self._early = done.error or Closed(f"{self._thread.name} ended")
             self._cancelled_body = True
             task.cancel()
-
-    _exiting = False
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool | None:  # fmt: skip

@@ -44,7 +44,7 @@ class Done(Generic[T]):
 
 
 class TrioThread:
-    """One ``trio.run`` in a daemon-less thread: :meth:`start`, calls, :meth:`stop`.
+    """One ``trio.run`` in a thread of its own (not a daemon: it is joined): :meth:`start`, calls, :meth:`stop`.
 
     Plain methods (:meth:`call`, :meth:`call_sync`) block the calling thread; :meth:`acall`
     awaits on the caller's asyncio loop. Once the thread has ended, :meth:`call_sync` runs
