@@ -297,3 +297,27 @@ def test_a_handler_past_its_deadline_is_cancelled_on_its_loop(room_address: Call
 
     result, seen = run(main())
     assert result.errors["m"].type == "Timeout" and seen == ["cancelled"]
+
+
+def test_members_open_a_hotline_by_name_and_ask_across_it(room_address: Callable[[str], str]) -> None:
+    address = room_address("ipc")
+
+    async def main() -> tuple[Any, list[Any], str]:
+        async def on_ask(value: Any) -> Any:
+            await asyncio.sleep(0)
+            return {"twice": value * 2}
+
+        async with aio.host(address) as room, aio.join(address, name="a") as a, \
+                aio.join(address, name="b", on_ask=on_ask) as b:  # fmt: skip
+            await room.wait_for_members(2)
+            line = await a.hotline("b", timeout=10)
+            answer = await line.ask(21, timeout=10)
+            async for peer, incoming in b.hotlines():  # the same line, seen from b
+                await incoming.send("hello a")
+                break
+            heard = await line.receive()
+        return answer, [type(line).__name__, type(incoming).__name__, peer], heard
+
+    answer, kinds, heard = run(main())
+    assert answer == {"twice": 42} and heard == "hello a"
+    assert kinds == ["Hotline", "Hotline", "a"]

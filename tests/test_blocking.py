@@ -7,6 +7,7 @@ checking that no bridge thread outlived its ``with``.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -117,3 +118,21 @@ def test_coroutine_handlers_are_refused_with_a_pointer_to_aio(room_address: Call
 
     with pytest.raises(TypeError, match="consensus.aio"):
         blocking.join(room_address("ipc"), name="m", on_poll=on_poll)
+
+
+def test_asks_answered_by_hand_and_values_both_ways(address: Callable[[str], str]) -> None:
+    where = address("ipc")
+    answers: list[Any] = []
+    with blocking.hotline(listen=where, name="by-hand") as server, blocking.hotline(dial=where) as client:
+        client.wait_connected()
+        asker = threading.Thread(target=lambda: answers.append(client.ask("question", timeout=10)))
+        asker.start()
+        incoming = server.receive_ask()
+        assert incoming.value == "question" and not incoming.stream
+        incoming.reply({"answer": incoming.value.upper()})
+        asker.join(timeout=10)
+        client.send(1)
+        client.send(2)
+        values = [server.receive(), server.receive()]
+    assert answers == [{"answer": "QUESTION"}] and values == [1, 2]
+    assert_no_bridge_threads()
