@@ -193,6 +193,7 @@ def aio_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
     def open_(*args: P.args, **kwargs: P.kwargs) -> AioOpening[X]:
         return AioOpening(factory, proxy, args, kwargs)
 
+    _returns(open_, factory, f"AioOpening[{proxy.__module__}.{proxy.__name__}]")
     return open_
 
 
@@ -208,7 +209,17 @@ def blocking_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
                                 "(they run in threads); for async ones use consensus.aio")
         return BlockingOpening(factory, proxy, args, kwargs)
 
+    _returns(open_, factory, f"BlockingOpening[{proxy.__module__}.{proxy.__name__}]")
     return open_
+
+
+def _returns(opener: Callable[..., Any], factory: Callable[..., Any], returns: str) -> None:
+    """``help(aio.join)``: the trio parameters, and what the opener really returns."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to show: help() shows the docstring alone
+        return
+    setattr(opener, "__signature__", signature.replace(return_annotation=returns))  # noqa: B010 - mypy: no such attribute on functions
 
 
 def _set(future: asyncio.Future[Any], value: Any) -> None:
