@@ -17,11 +17,12 @@ from ._schema import TOOLKIT, Metric, Skip
 
 __all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "summary_table"]
 
-SCENARIOS = ("rtt", "throughput", "poll", "work", "large")
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge")
 TITLES = {"rtt": "Round trip (request and its reply, one at a time)",
           "throughput": "One-way throughput, push/pull", "poll": "Poll to result (scatter-gather of N)",
           "work": "Work distribution with acknowledgement",
-          "large": "Large payloads, one-way delivery between two processes"}  # fmt: skip
+          "large": "Large payloads, one-way delivery between two processes",
+          "bridge": "The asyncio and blocking fronts next to trio (poll of 8, hotline ask)"}  # fmt: skip
 UNITS = {"us": "µs"}
 TRANSPORT_ORDER = {t: i for i, t in enumerate(("inproc", "ipc", "tcp", "ws", "tls+tcp", "shm"))}
 SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2"))}

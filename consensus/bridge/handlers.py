@@ -1,0 +1,139 @@
+"""asyncio code called from the trio thread: handlers and task sources on the caller's loop.
+
+An ``on_poll`` written for asyncio must run on the loop that passed it, where its clients,
+locks and queues live. :func:`for_trio` turns it into a trio function of the same kind
+(coroutine function, async generator function) that runs each call there with
+``asyncio.run_coroutine_threadsafe`` and waits for it on a :class:`trio.Event` set from
+the future's done-callback: the drivers see an ordinary async handler and keep their
+deadlines; a trio cancellation (a missed deadline, the room closing) cancels the asyncio
+task. Plain functions are left alone: the drivers run them in threads as today.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+import trio
+
+__all__ = ["adapt_arguments", "for_trio", "run_on_loop"]
+
+T = TypeVar("T")
+
+
+async def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` as a task of ``loop`` (another thread's asyncio loop) and wait for it in trio.
+
+    One wake-up each way: ``call_soon_threadsafe`` starts the task, its done-callback
+    reschedules this trio task (``run_coroutine_threadsafe`` would add a concurrent future
+    and a second callback hop in between)."""
+    token = trio.lowlevel.current_trio_token()
+    me = trio.lowlevel.current_task()
+    box: list[asyncio.Task[T]] = []
+    state = {"waiting": True}  # False once this side stopped waiting (cancelled)
+
+    def finished(_: asyncio.Task[T]) -> None:  # on the asyncio loop
+        try:
+            token.run_sync_soon(wake)
+        except trio.RunFinishedError:  # the trio side is gone: nobody waits any more
+            pass
+
+    def wake() -> None:  # in trio
+        if state["waiting"]:
+            state["waiting"] = False
+            trio.lowlevel.reschedule(me)
+
+    def start() -> None:  # on the asyncio loop
+        task = loop.create_task(coro)
+        box.append(task)
+        task.add_done_callback(finished)
+        if not state["waiting"]:  # cancelled before it started
+            task.cancel()
+
+    def abort(_: Any) -> trio.lowlevel.Abort:  # trio cancels the wait: a deadline, the room closing
+        state["waiting"] = False
+        try:
+            loop.call_soon_threadsafe(_cancel, box)
+        except RuntimeError:  # the loop is closed: nothing runs there any more
+            coro.close()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    try:
+        loop.call_soon_threadsafe(start)
+    except RuntimeError:
+        coro.close()
+        raise RuntimeError("the asyncio loop that gave this handler is closed") from None
+    await trio.lowlevel.wait_task_rescheduled(abort)
+    task = box[0]
+    if task.cancelled():
+        raise RuntimeError("the asyncio task running the handler was cancelled")
+    return task.result()
+
+
+def _cancel(box: list[asyncio.Task[Any]]) -> None:
+    if box:
+        box[0].cancel()
+
+
+def for_trio(fn: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+    """``fn`` if it is plain; else a trio function of the same kind running it on ``loop``."""
+    if inspect.isasyncgenfunction(fn):
+        return _stream_for_trio(fn, loop)
+    if not inspect.iscoroutinefunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    async def on_loop(*args: Any) -> Any:
+        return await run_on_loop(loop, fn(*args))
+
+    return on_loop
+
+
+def _stream_for_trio(fn: Callable[..., AsyncIterator[Any]], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def on_loop(*args: Any) -> AsyncIterator[Any]:
+        async for item in iterate_on_loop(loop, fn(*args)):
+            yield item
+
+    return on_loop
+
+
+_END = object()
+
+
+async def _next(iterator: AsyncIterator[Any]) -> Any:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return _END
+
+
+async def iterate_on_loop(loop: asyncio.AbstractEventLoop, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """``source`` (an asyncio async iterable) read item by item on ``loop``, from trio."""
+    iterator = aiter(source)
+    try:
+        while (item := await run_on_loop(loop, _next(iterator))) is not _END:
+            yield item
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:  # finish the generator where it lives; not waited for
+            asyncio.run_coroutine_threadsafe(close(), loop)
+
+
+def adapt_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                    loop: asyncio.AbstractEventLoop) -> tuple[tuple[Any, ...], dict[str, Any]]:  # fmt: skip
+    """The arguments of a call from asyncio, ready for trio: coroutine and async generator
+    functions (handlers) run on ``loop``, async iterables (tasks to distribute) are read
+    there; everything else passes as it is, whatever its keyword (``secret=`` included)."""
+    return tuple(_adapt(a, loop) for a in args), {k: _adapt(v, loop) for k, v in kwargs.items()}
+
+
+def _adapt(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    if callable(value) and not isinstance(value, type):
+        return for_trio(value, loop)
+    if isinstance(value, AsyncIterable):
+        return iterate_on_loop(loop, value)
+    return value
