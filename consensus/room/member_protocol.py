@@ -279,8 +279,8 @@ class MemberProtocol:
         if self.state is MemberState.JOINED:
             # A restarted host: it must hear our keys first; our next heartbeat (sent only
             # while its polls can reach us) is our join.
-            return self.join_frames()[:1]
-        return self.join_frames()
+            return list[Output](self.join_frames()[:1])
+        return list[Output](self.join_frames())
 
     def _mine(self, name: str, token: int) -> bool:
         return (name, token) == (self.name, self.token)
