@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any, Final, Self
 
-__all__ = ["Bed", "Host", "sweep", "unavailable"]
+__all__ = ["Bed", "Host", "end", "sweep", "unavailable"]
 
 PREFIX: Final = "nngcbed"
 SUBNET: Final = "10.213.0"  # a /24; host i is .10+i (private range, only inside the bed's namespaces)
@@ -137,11 +137,13 @@ class Host:
     keeper: subprocess.Popen[bytes] | None = None
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
 
-    def command(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` run inside this host (its network and its mounts)."""
+    def command(self, argv: Sequence[str], cwd: str | os.PathLike[str] | None = None) -> list[str]:
+        """``argv`` run inside this host (its network and its mounts), in ``cwd`` (default:
+        ours; entering a mount namespace would otherwise start it in ``/``)."""
         if self.keeper is None:
             raise RuntimeError(f"host {self.name} is not up (its bed is closed)")
-        return ["nsenter", f"--target={self.keeper.pid}", "--mount", "--net", "--", *argv]
+        wd = os.fspath(cwd if cwd is not None else os.getcwd())
+        return ["nsenter", f"--target={self.keeper.pid}", "--mount", "--net", f"--wd={wd}", "--", *argv]
 
     def popen(self, argv: Sequence[str], *, text: bool = True, stdin: int | IO[Any] | None = subprocess.PIPE,
               stdout: int | IO[Any] | None = subprocess.PIPE, stderr: int | IO[Any] | None = None,
@@ -149,7 +151,7 @@ class Host:
               env: dict[str, str] | None = None) -> subprocess.Popen[Any]:  # fmt: skip
         """Start ``argv`` on this host; the bed kills it on close if it still runs."""
         proc = subprocess.Popen(
-            self.command(argv), stdin=stdin, stdout=stdout, stderr=stderr, text=text, cwd=cwd, env=env
+            self.command(argv, cwd), stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env
         )
         self.processes.append(proc)
         return proc
@@ -171,14 +173,15 @@ class Host:
     def stop(self) -> None:
         """Kill every process this host started (the keeper last: it holds the mounts)."""
         for proc in self.processes:
-            _end(proc)
+            end(proc)
         self.processes.clear()
         if self.keeper is not None:
-            _end(self.keeper)
+            end(self.keeper)
             self.keeper = None
 
 
-def _end(proc: subprocess.Popen[Any]) -> None:
+def end(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``proc`` if it still runs, reap it and close its pipes."""
     if proc.poll() is None:
         try:
             os.kill(proc.pid, signal.SIGCONT)  # a stopped process cannot die

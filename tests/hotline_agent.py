@@ -1,6 +1,6 @@
 """A simulated agent at one end of a hotline, for the hotline tests.
 
-    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N]
+    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N] [--heartbeat S]
 
 Opens ``consensus.hotline`` with an ``on_ask`` handler (an async generator, so it can
 answer streamed asks too). What it does is said by the asked value: ``{"stream": n}``
@@ -51,7 +51,7 @@ async def echo_back(line: consensus.Hotline) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     async with consensus.hotline(listen=args.address if args.listen else None,
-                                 dial=args.address if args.dial else None, name=args.name,
+                                 dial=args.address if args.dial else None, name=args.name, heartbeat=args.heartbeat,
                                  on_ask=make_handler(args.name)) as line:  # fmt: skip
         try:
             await line.wait_connected()
@@ -74,4 +74,5 @@ if __name__ == "__main__":
     side.add_argument("--listen", action="store_true")
     side.add_argument("--dial", action="store_true")
     parser.add_argument("--name", default="agent")
+    parser.add_argument("--heartbeat", type=float, default=1.0)
     trio.run(main, parser.parse_args())

@@ -4,7 +4,9 @@
 
 Prints ``up`` once listening. Reads commands on stdin: ``members N`` waits until N
 members are present (prints ``members <json names>``), ``poll`` runs a poll (prints
-``polled <json answers> <json missing>``), ``quit`` leaves (closing the room).
+``polled <json answers> <json missing>``), ``vote <json options>`` runs a vote on them
+(prints ``voted <json outcome> <json missing>``), ``say <json>`` broadcasts a value (prints
+``said``), ``quit`` leaves (closing the room).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ async def main(args: argparse.Namespace) -> None:
                 result = await room.poll("here?", timeout=10)
                 say("polled", json.dumps(dict(result.answers), sort_keys=True, separators=(",", ":")),
                     json.dumps(sorted(result.missing), separators=(",", ":")))  # fmt: skip
+            elif command == "vote":
+                decision = await room.vote("which?", options=json.loads(rest), timeout=10)
+                say("voted", json.dumps(decision.outcome), json.dumps(sorted(decision.missing)))
+            elif command == "say":
+                await room.broadcast(json.loads(rest))
+                say("said")
             elif command == "quit":
                 break
 
