@@ -28,6 +28,7 @@ from consensus.decide.position import Position
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from consensus.decide.tally import Decision, is_decided, tally
+from consensus.discovery import RoomAd, discover
 from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
 from consensus.errors import (
     InvalidBallot,
@@ -110,6 +111,7 @@ __all__ = [
     "Position",
     "RemoteError",
     "Room",
+    "RoomAd",
     "RoomClosed",
     "RoomError",
     "RoomStatistics",
@@ -133,6 +135,7 @@ __all__ = [
     "WorkerShare",
     "WorkerStatistics",
     "WouldBlock",
+    "discover",
     "endpoints",
     "host",
     "hotline",

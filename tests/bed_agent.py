@@ -4,6 +4,7 @@
     python tests/bed_agent.py ask ADDRESS [--heartbeat S]
     python tests/bed_agent.py pair-listen ADDRESS
     python tests/bed_agent.py pair-send ADDRESS MIB
+    python tests/bed_agent.py discover -
 
 ``dispatch`` runs a :class:`consensus.Dispatcher`, prints ``workers`` once W workers are in,
 then on a ``go`` line distributes N tasks ``{"n": i, "sleep": S}`` and prints
@@ -13,7 +14,8 @@ then on a ``go`` line distributes N tasks ``{"n": i, "sleep": S}`` and prints
 is answered (prints ``answer <json> after <n> failed``). ``pair-listen`` receives one value
 on a ``patterns.Pair``, prints ``got <length> <blake2b hex> <bytes received>`` and replies 8
 bytes; ``pair-send`` sends MIB mebibytes of a pattern and prints ``sent <bytes sent>`` when
-the reply is in. Every mode prints ``ready`` when set up; ``quit`` (or end of input) leaves.
+the reply is in. ``discover`` prints ``rooms <json [[name, address, secret, tls], ...]>``
+each time it is told ``discover`` (the rooms advertised on the LAN). Every mode prints ``ready`` when set up; ``quit`` (or end of input) leaves.
 """
 
 from __future__ import annotations
@@ -104,6 +106,14 @@ async def pair_send(args: argparse.Namespace) -> None:
         await wait_for_quit()
 
 
+async def discover(args: argparse.Namespace) -> None:
+    say("ready")
+    async for command, _ in lines():
+        if command == "discover":
+            rooms = await consensus.discover(timeout=1.0)
+            say("rooms", json.dumps([[r.name, r.address, r.secret, r.tls] for r in rooms]))
+
+
 def pattern(size: int) -> bytes:
     """``size`` bytes that are not all alike (a dropped or shifted chunk changes the digest)."""
     block = bytes(range(256)) * 4096  # 1 MiB
@@ -112,7 +122,7 @@ def pattern(size: int) -> bytes:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["dispatch", "ask", "pair-listen", "pair-send"])
+    parser.add_argument("mode", choices=["dispatch", "ask", "pair-listen", "pair-send", "discover"])
     parser.add_argument("address")
     parser.add_argument("mib", nargs="?", type=int, default=16)
     parser.add_argument("--tasks", type=int, default=40)
@@ -121,5 +131,11 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--heartbeat", type=float, default=0.3)
     arguments = parser.parse_args()
-    run = {"dispatch": dispatch, "ask": ask, "pair-listen": pair_listen, "pair-send": pair_send}
+    run = {
+        "dispatch": dispatch,
+        "ask": ask,
+        "pair-listen": pair_listen,
+        "pair-send": pair_send,
+        "discover": discover,
+    }
     trio.run(run[arguments.mode], arguments)

@@ -1,6 +1,6 @@
 """A room host in a child process, for the tests that kill and restart the host.
 
-    python tests/room_host.py ADDRESS [--heartbeat S]
+    python tests/room_host.py ADDRESS [--heartbeat S] [--advertise NAME]
 
 Prints ``up`` once listening. Reads commands on stdin: ``members N`` waits until N
 members are present (prints ``members <json names>``), ``poll`` runs a poll (prints
@@ -25,7 +25,7 @@ import consensus
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with consensus.host(args.address, heartbeat=args.heartbeat) as room:
+    async with consensus.host(args.address, heartbeat=args.heartbeat, advertise=args.advertise) as room:
         say("up")
         async for line in trio.wrap_file(sys.stdin):
             command, _, rest = line.strip().partition(" ")
@@ -50,4 +50,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("address")
     parser.add_argument("--heartbeat", type=float, default=0.5)
+    parser.add_argument("--advertise", help="announce the room on the LAN under this name")
     trio.run(main, parser.parse_args())

@@ -172,3 +172,23 @@ async def test_large_payload_goes_inline_between_hosts(bed: hosts.Bed, started: 
         assert int(received) < MIB and sent < MIB
     for proc in (sender, receiver):
         tell(proc, "quit")
+
+
+async def test_a_room_is_found_by_name_across_hosts(bed: hosts.Bed, started: Started) -> None:
+    pytest.importorskip("zeroconf", reason="discovery needs the zeroconf package (the discovery extra)")
+    h0, h1, h2 = bed.hosts[:3]
+    address = f"tcp://{h0.ip}:7600"
+    room = started.on(h0, "room_host.py", address, "--heartbeat", "0.3", "--advertise", "team-a")
+    assert await read_line(room) == "up"
+    member = started.on(h1, "room_agent.py", "mdns://team-a", "m1")
+    assert await expect(member, "joined") == ""
+    tell(room, "members 1")
+    assert json.loads(await expect(room, "members")) == ["m1"]
+    finder = started.on(h2, "bed_agent.py", "discover", "-")
+    assert await read_line(finder) == "ready"
+    tell(finder, "discover")
+    assert json.loads(await expect(finder, "rooms")) == [["team-a", address, False, False]]
+    tell(room, "quit")  # the room withdraws its record as it closes
+    assert await expect(member, "closed") == ""
+    tell(finder, "discover")
+    assert json.loads(await expect(finder, "rooms")) == []

@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from consensus import discovery
 from consensus.decide.poll import PollResult
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Rule
@@ -373,7 +374,7 @@ class Room:
 async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS,
-               member_calls: bool = True) -> AsyncIterator[Room]:  # fmt: skip
+               member_calls: bool = True, advertise: str | None = None) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
@@ -383,7 +384,9 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     goes to every socket of the room. At most ``max_members`` members are admitted; a join
     past it is refused (the room is full), counted in ``refused_joins``. With
     ``member_calls=False`` members may not ask the host to run polls or votes (``member.poll`` / ``member.vote`` raise
-    :class:`~consensus.errors.MemberCallRefused`).
+    :class:`~consensus.errors.MemberCallRefused`). With ``advertise="team-a"`` the room is
+    announced on the LAN by multicast DNS while it is open, for ``join("mdns://team-a")`` and
+    :func:`consensus.discover` (``consensus/discovery.py``; needs the ``discovery`` extra).
     """
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
                 late_window=late_window, max_message_size=max_message_size, tls=tls,
@@ -397,7 +400,8 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
         nursery.start_soon(room._beat)
         nursery.start_soon(room._inbox.pump, room._mesh)
         try:
-            yield room
+            async with discovery.advertised(advertise, address, secret=False, tls=tls is not None):
+                yield room
         finally:
             await room.close()
             nursery.cancel_scope.cancel()

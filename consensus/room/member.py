@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import trio
 
+from consensus import discovery
 from consensus.decide.poll import PollResult
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
@@ -354,6 +355,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                on_host_lost: Literal["wait", "exit"] = "wait",
                on_deliberate: Handler | None = None) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
+    ``address`` may be ``mdns://team-a``: the room advertised on the LAN as ``team-a``
+    (``consensus.host(..., advertise="team-a")``; ``consensus/discovery.py``).
 
     With ``on_task``, the member also works: it takes tasks from the host's
     ``room.distribute`` and returns ``on_task(task)`` (plain or async), running
@@ -390,6 +393,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     still running at its deadline is reported as a ``Timeout`` error and its thread
     abandoned until it returns.
     """
+    address = await discovery.joinable(address, join_timeout)  # mdns://name: the address it advertises
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
