@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from consensus.errors import RoomUnavailable
+from consensus.errors import RoomError, RoomUnavailable
 
 __all__ = [
     "SERVICE_TYPE",
@@ -137,8 +137,12 @@ async def advertise(
                                 parsed_addresses=ips, server=f"nngc-{name}.local.")  # fmt: skip
     zc = await trio.to_thread.run_sync(lambda: zeroconf.Zeroconf(ip_version=zeroconf.IPVersion.V4Only))
     try:
-        # A name another live host already announces is refused here (NonUniqueNameException).
-        await trio.to_thread.run_sync(zc.register_service, info)
+        try:  # zeroconf probes the network first: a name another live host announces is refused
+            await trio.to_thread.run_sync(zc.register_service, info)
+        except zeroconf.NonUniqueNameException as exc:
+            raise RoomError(
+                f"cannot advertise the room as {name!r}: another room on this network has that name"
+            ) from exc
         try:
             yield RoomAd(name, f"{scheme}://{ips[0]}:{port}", tuple(f"{scheme}://{a}:{port}" for a in ips),
                          secret=secret, tls=txt["tls"] == "yes")  # fmt: skip
