@@ -192,3 +192,39 @@ async def test_a_room_is_found_by_name_across_hosts(bed: hosts.Bed, started: Sta
     assert await expect(member, "closed") == ""
     tell(finder, "discover")
     assert json.loads(await expect(finder, "rooms")) == []
+
+
+def _namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split(" ", 1)[0] for line in listed.stdout.splitlines()}
+
+
+def test_a_bed_leaves_nothing_behind() -> None:
+    with hosts.Bed(2) as made:
+        keeper = made.hosts[0].keeper
+        assert keeper is not None
+        sleeper = made.hosts[1].popen(["sleep", "300"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        assert {h.netns for h in made.hosts} | {made.switch} <= _namespaces()
+    assert not any(name.startswith(made.tag) for name in _namespaces())
+    assert keeper.poll() is not None and sleeper.poll() is not None
+
+
+def test_the_bed_of_a_killed_run_is_swept() -> None:
+    code = "import sys; from bench import hosts; bed = hosts.Bed(2); print(bed.tag, flush=True); sys.stdin.read()"
+    maker = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert maker.stdout is not None
+        tag = maker.stdout.readline().strip()
+        assert any(name.startswith(tag) for name in _namespaces())
+    finally:
+        maker.kill()  # no clean-up ran: its namespaces and keepers are left
+        maker.wait()
+        hosts.end(maker)
+    assert sorted(name for name in hosts.sweep() if name.startswith(tag)) == [
+        f"{tag}-h0",
+        f"{tag}-h1",
+        f"{tag}-sw",
+    ]
+    assert not any(name.startswith(tag) for name in _namespaces())
