@@ -129,7 +129,7 @@ if __name__ == "__main__":
     parser.add_argument("--sleep", type=float, default=0.05)
     parser.add_argument("--lease", type=float, default=1.5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--heartbeat", type=float, default=0.3)
+    parser.add_argument("--heartbeat", type=float, default=0.5)
     arguments = parser.parse_args()
     run = {
         "dispatch": dispatch,

@@ -68,7 +68,7 @@ async def expect(proc: subprocess.Popen[str], prefix: str) -> str:
 async def test_room_with_members_on_three_hosts(bed: hosts.Bed, started: Started) -> None:
     h0, *others = bed.hosts
     address = f"tcp://{h0.ip}:7100"
-    room = started.on(h0, "room_host.py", address, "--heartbeat", "0.3")
+    room = started.on(h0, "room_host.py", address)
     assert await read_line(room) == "up"
     members = {f"m{i}": started.on(h, "room_agent.py", address, f"m{i}") for i, h in enumerate(others, 1)}
     for member in members.values():
@@ -135,7 +135,7 @@ async def test_work_survives_a_worker_host_cut_off(bed: hosts.Bed, started: Star
 async def test_hotline_between_two_hosts_survives_a_cut(bed: hosts.Bed, started: Started) -> None:
     h1, h2 = bed.hosts[1:3]
     address = f"tcp://{h1.ip}:7300"
-    listener = started.on(h1, "hotline_agent.py", address, "--listen", "--name", "h1", "--heartbeat", "0.3")
+    listener = started.on(h1, "hotline_agent.py", address, "--listen", "--name", "h1", "--heartbeat", "0.5")
     asker = started.on(h2, "bed_agent.py", "ask", address)
     assert await read_line(listener) == "ready"
     assert await read_line(asker) == "ready"
@@ -178,7 +178,7 @@ async def test_a_room_is_found_by_name_across_hosts(bed: hosts.Bed, started: Sta
     pytest.importorskip("zeroconf", reason="discovery needs the zeroconf package (the discovery extra)")
     h0, h1, h2 = bed.hosts[:3]
     address = f"tcp://{h0.ip}:7600"
-    room = started.on(h0, "room_host.py", address, "--heartbeat", "0.3", "--advertise", "team-a")
+    room = started.on(h0, "room_host.py", address, "--advertise", "team-a")
     assert await read_line(room) == "up"
     member = started.on(h1, "room_agent.py", "mdns://team-a", "m1")
     assert await expect(member, "joined") == ""
