@@ -99,10 +99,17 @@ def parse(name: str, port: int, addresses: list[str], txt: Mapping[bytes, bytes 
     """The :class:`RoomAd` a record describes, or None when it is not a usable room record. Pure."""
     text = {k.decode(errors="replace"): (v or b"").decode(errors="replace") for k, v in txt.items()}
     scheme = text.get("scheme", "tcp")
-    if text.get("v") != WIRE_VERSION or scheme not in SCHEMES or not addresses or not 0 < port < 65536:
+    if text.get("v") != WIRE_VERSION or scheme not in SCHEMES or not 0 < port < 65536:
         return None
-    ordered = sorted(addresses, key=lambda a: (ipaddress.ip_address(a).is_loopback, a))
-    joinable = tuple(f"{scheme}://{a}:{port}" for a in ordered)
+    valid = []
+    for text_address in addresses:  # what another machine sent: keep the real IPv4 addresses only
+        try:
+            valid.append(ipaddress.IPv4Address(text_address))
+        except ValueError:
+            continue
+    if not valid:
+        return None
+    joinable = tuple(f"{scheme}://{a}:{port}" for a in sorted(valid, key=lambda a: (a.is_loopback, str(a))))
     return RoomAd(
         name, joinable[0], joinable, secret=text.get("secret") == "yes", tls=text.get("tls") == "yes"
     )

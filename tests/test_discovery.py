@@ -49,6 +49,11 @@ def test_a_record_of_another_kind_is_passed_over(txt: dict[bytes, bytes | None])
     assert discovery.parse("x", 7000, ["10.0.0.5"], txt) is None
 
 
+@pytest.mark.parametrize("addresses", [[], ["not an address"], ["::1"], ["300.1.1.1"]])
+def test_a_record_without_an_ipv4_address_is_passed_over(addresses: list[str]) -> None:
+    assert discovery.parse("x", 7000, addresses, {b"v": b"1"}) is None
+
+
 def test_loopback_comes_last_among_addresses() -> None:
     ad = discovery.parse("x", 7000, ["127.0.0.1", "10.0.0.5"], {b"v": b"1"})
     assert ad is not None and ad.address == "tcp://10.0.0.5:7000"
