@@ -28,6 +28,7 @@ from consensus.decide.position import Position
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, TieBreak, Unanimous, Weighting
 from consensus.decide.tally import Decision, is_decided, tally
+from consensus.discovery import RoomAd, discover
 from consensus.endpoints import Endpoints, WorkEndpoints, endpoints, work_endpoints
 from consensus.errors import (
     AuthenticationError,
@@ -118,6 +119,7 @@ __all__ = [
     "Position",
     "RemoteError",
     "Room",
+    "RoomAd",
     "RoomClosed",
     "RoomError",
     "RoomStatistics",
@@ -143,6 +145,7 @@ __all__ = [
     "WorkerShare",
     "WorkerStatistics",
     "WouldBlock",
+    "discover",
     "endpoints",
     "handler_context",
     "host",

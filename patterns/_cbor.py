@@ -33,7 +33,7 @@ from typing import Any, Final
 import cbor2
 
 from patterns._codec_plain import is_plain
-from patterns._scan import CONTAINER_ALLOWANCE, DEFAULT_MAX_ITEMS, scan
+from patterns._scan import CONTAINER_ALLOWANCE, DEFAULT_MAX_ITEMS, LARGE_STRING, scan
 from patterns.errors import EncodeError, MalformedMessage
 from patterns.shm.codec import MAX_REFERENCES, SHM_TAG, Placement, sendable_view
 from patterns.shm.segment import SharedBuffer
@@ -75,14 +75,42 @@ def _refuse_tag(*_args: object) -> Any:
 
 
 def _tag_hook(*args: Any) -> Any:
-    """Unknown tags: only a shared-memory slot (an index into ``shm``) is accepted.
+    """Unknown tags: only a shared-memory slot (an index into ``shm``) is accepted, and
+    while a cut frame is decoded (:func:`_cut`), each of its cut-out strings once.
 
     cbor2 6 calls ``hook(tag, immutable)``, cbor2 5 ``hook(decoder, tag)``."""
     tag = args[0] if isinstance(args[0], cbor2.CBORTag) else args[1]
     if tag.tag == SHM_TAG and type(tag.value) is int and 0 <= tag.value < MAX_REFERENCES:
         _local.slots = getattr(_local, "slots", 0) + 1
         return Slot(tag.value)
+    cut: list[bytes | None] | None = getattr(_local, "cut", None)
+    if tag.tag == _CUT_TAG and cut is not None and type(tag.value) is int and 0 <= tag.value < len(cut):
+        piece = cut[tag.value]
+        cut[tag.value] = None  # each once: a second use (a peer's own tag 28271) is refused
+        if piece is not None:
+            return piece
     return _refuse_tag()
+
+
+_CUT_TAG: Final = 28271
+"""Stands for a large byte string cut out of a received frame before cbor2 reads it. Never
+sent; one in a peer's frame is refused (its index is used twice or is out of range)."""
+
+
+def _cut(data: bytes | bytearray | memoryview, strings: list[tuple[int, int, int]]) -> bytes:
+    """``data`` with each listed byte string replaced by ``tag 28271(index)``; the strings,
+    copied once each, go to ``_local.cut`` for :func:`_tag_hook`."""
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    cut: list[bytes | None] = []
+    done = 0
+    for index, (head, start, end) in enumerate(strings):
+        parts += (view[done:head], cbor2.dumps(cbor2.CBORTag(_CUT_TAG, index)))
+        cut.append(bytes(view[start:end]))
+        done = end
+    parts.append(view[done:])
+    _local.cut = cut
+    return b"".join(parts)
 
 
 # cbor2 turns many semantic tags into Python objects (regexes, shared references that
@@ -340,11 +368,28 @@ def decode_item(
     # Judge the frame's cost from its heads before cbor2 builds anything (hash-flooding
     # keys, millions of empty containers): the receive loop must never stall on one frame.
     overhead = 0
+    strings: list[tuple[int, int, int]] = []
     if measure or size > max_items:
-        verdict = scan(data, max_items, MAX_DEPTH)
+        verdict = scan(data, max_items, MAX_DEPTH, strings if size >= LARGE_STRING else None)
         if isinstance(verdict, tuple):
             raise malformed(verdict[0], size, verdict[1])
         overhead = verdict
+    if strings:  # large byte strings: copied once each here, instead of by cbor2 in chunks
+        try:
+            cut = _cut(data, strings)
+            value, slots = _decode(cut, size)
+            if not any(_local.cut):  # every cut-out string was used, each once
+                return value, slots, overhead
+        except MalformedMessage:
+            pass  # the whole frame again, for cbor2's own words on what is wrong with it
+        finally:
+            _local.cut = None
+    value, slots = _decode(data, size)
+    return value, slots, overhead
+
+
+def _decode(data: bytes | bytearray | memoryview, size: int) -> tuple[Any, bool]:
+    """One strict cbor2 decode of ``data`` (the frame of ``size`` bytes, or it cut)."""
     stream = io.BytesIO(data)
     _local.slots = 0
     try:
@@ -364,6 +409,6 @@ def decode_item(
         raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
     except (cbor2.CBORError, ValueError, TypeError, RecursionError, OverflowError, MemoryError) as exc:
         raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
-    if stream.tell() != size:
-        raise malformed("cbor", size, f"{size - stream.tell()} bytes left over after one CBOR item")
-    return value, _local.slots > 0, overhead
+    if stream.tell() != len(data):
+        raise malformed("cbor", size, f"{len(data) - stream.tell()} bytes left over after one CBOR item")
+    return value, _local.slots > 0

@@ -27,7 +27,14 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CONTAINER_ALLOWANCE", "CONTAINER_WEIGHT", "DEFAULT_MAX_ITEMS", "ITEM_WEIGHT", "scan"]
+__all__ = [
+    "CONTAINER_ALLOWANCE",
+    "CONTAINER_WEIGHT",
+    "DEFAULT_MAX_ITEMS",
+    "ITEM_WEIGHT",
+    "LARGE_STRING",
+    "scan",
+]
 
 DEFAULT_MAX_ITEMS: Final = 65_536
 """Default limit on the CBOR data items of one frame (every head: keys, values, elements,
@@ -35,6 +42,9 @@ tags), so one frame's decoded objects stay within a few megabytes whatever its l
 
 CONTAINER_ALLOWANCE: Final = 1024
 """Arrays and maps a frame may hold beyond one per 8 bytes of its length."""
+
+LARGE_STRING: Final = 64 * 1024
+"""Byte strings this long or longer are listed by :func:`scan` when asked (``strings``)."""
 
 ITEM_WEIGHT: Final = 64
 CONTAINER_WEIGHT: Final = 176
@@ -59,9 +69,17 @@ def _heads() -> tuple[tuple[int, int, int], ...]:
 _HEADS: Final = _heads()
 
 
-def scan(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -> tuple[str, str] | int:
+def scan(
+    data: bytes | bytearray | memoryview, max_items: int, max_depth: int,
+    strings: list[tuple[int, int, int]] | None = None,
+) -> tuple[str, str] | int:  # fmt: skip
     """``(reason, detail)`` for a frame over a bound, else the bytes its objects take
-    beyond its length, estimated (not a verdict on its well-formedness: that is cbor2's)."""
+    beyond its length, estimated (not a verdict on its well-formedness: that is cbor2's).
+
+    With ``strings``, the byte strings of at least :data:`LARGE_STRING` bytes that are not
+    map keys are listed there as ``(head start, payload start, payload end)``, in order,
+    as far as the walk went: the decoder copies those out once itself (cbor2 reads them in
+    64 KiB chunks and joins them: several passes over the payload)."""
     end = len(data)
     max_containers = CONTAINER_ALLOWANCE + end // 8
     heads = _HEADS
@@ -71,6 +89,7 @@ def scan(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -
     in_map = False
     stack: list[tuple[int, bool]] = []  # the enclosing containers' (left after this one, in_map)
     while pos < end:
+        start = pos
         major, arg, bad_key = heads[data[pos]]
         pos += 1
         if bad_key and in_map and not left & 1:
@@ -83,6 +102,9 @@ def scan(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -
             arg, pos = int.from_bytes(data[pos : pos - arg], "big"), pos - arg
         if major < 4:
             if major > 1:
+                key = in_map and not left & 1  # (a key stays: cbor2 checks the types of keys)
+                if major == 2 and strings is not None and LARGE_STRING <= arg <= end - pos and not key:
+                    strings.append((start, pos, pos + arg))
                 pos += arg  # a string: skip its payload
         elif major < 7:
             if major == 6:

@@ -1,6 +1,6 @@
 """A simulated agent at one end of a hotline, for the hotline tests.
 
-    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N]
+    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N] [--heartbeat S]
 
 Opens ``consensus.hotline`` with an ``on_ask`` handler (an async generator, so it can
 answer streamed asks too). What it does is said by the asked value: ``{"stream": n}``
@@ -51,7 +51,7 @@ async def echo_back(line: consensus.Hotline) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     async with consensus.hotline(listen=args.address if args.listen else None,
-                                 dial=args.address if args.dial else None, name=args.name,
+                                 dial=args.address if args.dial else None, name=args.name, heartbeat=args.heartbeat,
                                  on_ask=make_handler(args.name),
                                  secret=consensus.Secret.from_env() if args.secret_env else None) as line:  # fmt: skip
         try:
@@ -76,4 +76,5 @@ if __name__ == "__main__":
     side.add_argument("--dial", action="store_true")
     parser.add_argument("--name", default="agent")
     parser.add_argument("--secret-env", action="store_true", help="seal the line with the secret in NNGC_SECRET")
+    parser.add_argument("--heartbeat", type=float, default=1.0)
     trio.run(main, parser.parse_args())

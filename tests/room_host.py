@@ -1,10 +1,12 @@
 """A room host in a child process, for the tests that kill and restart the host.
 
-    python tests/room_host.py ADDRESS [--heartbeat S]
+    python tests/room_host.py ADDRESS [--heartbeat S] [--advertise NAME]
 
 Prints ``up`` once listening. Reads commands on stdin: ``members N`` waits until N
 members are present (prints ``members <json names>``), ``poll`` runs a poll (prints
-``polled <json answers> <json missing>``), ``quit`` leaves (closing the room).
+``polled <json answers> <json missing>``), ``vote <json options>`` runs a vote on them
+(prints ``voted <json outcome> <json missing>``), ``say <json>`` broadcasts a value (prints
+``said``), ``quit`` leaves (closing the room).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import consensus
 
 async def main(args: argparse.Namespace) -> None:
     secret = consensus.Secret.from_env() if args.secret_env else None
-    async with consensus.host(args.address, heartbeat=args.heartbeat, secret=secret) as room:
+    async with consensus.host(args.address, heartbeat=args.heartbeat, secret=secret, advertise=args.advertise) as room:
         say("up")
         async for line in trio.wrap_file(sys.stdin):
             command, _, rest = line.strip().partition(" ")
@@ -35,6 +37,12 @@ async def main(args: argparse.Namespace) -> None:
                 result = await room.poll("here?", timeout=10)
                 say("polled", json.dumps(dict(result.answers), sort_keys=True, separators=(",", ":")),
                     json.dumps(sorted(result.missing), separators=(",", ":")))  # fmt: skip
+            elif command == "vote":
+                decision = await room.vote("which?", options=json.loads(rest), timeout=10)
+                say("voted", json.dumps(decision.outcome), json.dumps(sorted(decision.missing)))
+            elif command == "say":
+                await room.broadcast(json.loads(rest))
+                say("said")
             elif command == "quit":
                 break
 
@@ -44,4 +52,5 @@ if __name__ == "__main__":
     parser.add_argument("address")
     parser.add_argument("--heartbeat", type=float, default=0.5)
     parser.add_argument("--secret-env", action="store_true", help="host with the secret in NNGC_SECRET")
+    parser.add_argument("--advertise", help="announce the room on the LAN under this name")
     trio.run(main, parser.parse_args())

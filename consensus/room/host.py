@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from consensus import discovery
 from consensus.decide.poll import PollResult
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Rule
@@ -388,7 +389,8 @@ class Room:
 async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS,
-               member_calls: bool = True, secret: Secret | bytes | str | None = None) -> AsyncIterator[Room]:  # fmt: skip
+               member_calls: bool = True, secret: Secret | bytes | str | None = None,
+               advertise: str | None = None) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
@@ -401,6 +403,9 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     :class:`~consensus.errors.MemberCallRefused`). With ``secret`` (bytes, str or a
     :class:`~consensus.Secret`) only members holding the same secret get in, and every frame
     is authenticated (``docs/security.md``); without one the room trusts its network.
+    With ``advertise="team-a"`` the room is
+    announced on the LAN by multicast DNS while it is open, for ``join("mdns://team-a")`` and
+    :func:`consensus.discover` (``consensus/discovery.py``; needs the ``discovery`` extra).
     """
     secret = as_secret(secret)
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
@@ -416,7 +421,8 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
         nursery.start_soon(room._beat)
         nursery.start_soon(room._inbox.pump, room._mesh)
         try:
-            yield room
+            async with discovery.advertised(advertise, address, secret=secret is not None, tls=tls is not None):
+                yield room
         finally:
             await room.close()
             nursery.cancel_scope.cancel()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import trio
 
+from consensus import discovery
 from consensus.decide.poll import PollResult
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
@@ -374,6 +375,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                secret: Secret | bytes | str | None = None, identity: Identity | None = None,
                listen: str | None = None, line_ports: range | str | None = None) -> AsyncIterator[Member]:  # fmt: skip
     """Join the room hosted at ``address`` as ``name``; yields the :class:`Member`.
+    ``address`` may be ``mdns://team-a``: the room advertised on the LAN as ``team-a``
+    (``consensus.host(..., advertise="team-a")``; ``consensus/discovery.py``).
 
     With ``on_task``, the member also works: it takes tasks from the host's
     ``room.distribute`` and returns ``on_task(task)`` (plain or async), running
@@ -418,6 +421,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     whose names sort after its own); a line finding all taken fails with ``LineError``.
     In a ``ws://`` room the lines share the mesh's one port (``listen="ws://0.0.0.0:7410"``).
     """
+    address = await discovery.joinable(address, join_timeout)  # mdns://name: the address it advertises
     member = Member(address, name=name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask,
                     handler_timeout=handler_timeout, handler_threads=handler_threads,
                     max_message_size=max_message_size, tls=tls, shared_memory=shared_memory,
