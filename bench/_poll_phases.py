@@ -42,13 +42,15 @@ def _answer_sync(question: Any) -> Any:
     return question
 
 
-async def _members(conn: Conn, address: str, names: list[str], handler: str) -> dict[str, Any]:
+async def _members(conn: Conn, address: str, names: list[str], handler: str,
+                   secret: bytes | None = None) -> dict[str, Any]:  # fmt: skip
     on_poll = _answer_async if handler == "async" else _answer_sync
     joined: list[consensus.Member] = []
     stop, all_joined = trio.Event(), trio.Event()
 
     async def one(name: str) -> None:
-        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=JOIN_TIMEOUT_S) as member:
+        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=JOIN_TIMEOUT_S,
+                                  secret=secret) as member:  # fmt: skip
             joined.append(member)
             if len(joined) == len(names):
                 all_joined.set()
@@ -67,9 +69,10 @@ async def _members(conn: Conn, address: str, names: list[str], handler: str) -> 
             "malformed": sum(s.malformed for s in stats)}  # fmt: skip
 
 
-def members(conn: Conn, address: str, names: list[str], handler: str) -> dict[str, Any]:
-    """Join the room as ``names`` (concurrently), report ready, answer until told to stop."""
-    return trio.run(_members, conn, address, names, handler)
+def members(conn: Conn, address: str, names: list[str], handler: str,
+            secret: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+    """Join the room as ``names`` (concurrently, with ``secret`` if any), report ready, answer until told to stop."""
+    return trio.run(_members, conn, address, names, handler, secret)
 
 
 def respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:

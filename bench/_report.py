@@ -17,12 +17,13 @@ from ._schema import TOOLKIT, Metric, Skip
 
 __all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "summary_table"]
 
-SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge")
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security")
 TITLES = {"rtt": "Round trip (request and its reply, one at a time)",
           "throughput": "One-way throughput, push/pull", "poll": "Poll to result (scatter-gather of N)",
           "work": "Work distribution with acknowledgement",
           "large": "Large payloads, one-way delivery between two processes",
-          "bridge": "The asyncio and blocking fronts next to trio (poll of 8, hotline ask)"}  # fmt: skip
+          "bridge": "The asyncio and blocking fronts next to trio (poll of 8, hotline ask)",
+          "security": "Room secrets: the cost of authentication, and of hostile frames"}  # fmt: skip
 UNITS = {"us": "µs"}
 TRANSPORT_ORDER = {t: i for i, t in enumerate(("inproc", "ipc", "tcp", "ws", "tls+tcp", "shm"))}
 SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2"))}
@@ -205,6 +206,28 @@ def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, An
         goals.append(_goal(text, "PASS" if ratio >= 20 else "FAIL",
                            f"ipc inline {fmt(inline[0].value)} ms / shared memory {fmt(shm[0].value)} ms = "
                            f"{ratio:.1f}x (goal >= 20)", ratio=round(ratio, 3), target=">= 20"))  # fmt: skip
+    return goals + _security_goals(metrics)
+
+
+def _security_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
+    """Issue 13: a poll of 8 at most 10% slower with a secret; costly frames refused in under 10 ms."""
+    text = "poll of 8 with a secret at most 10% slower than without"
+    parts, ratios = [], []
+    for sealed in _find(metrics, "security", "gather_median_ms", TOOLKIT, "room.poll, secret", n=8):
+        for plain in _find(metrics, "security", "gather_median_ms", TOOLKIT, "room.poll, no secret", n=8,
+                           transport=sealed.transport):  # fmt: skip
+            ratios.append(sealed.value / plain.value)
+            parts.append(f"{sealed.transport} {fmt(sealed.value)} vs {fmt(plain.value)} ms ({ratios[-1]:.2f})")
+    if not ratios:
+        return [_goal(text, "SKIP", "the security scenario did not run")]
+    goals = [_goal(text, "PASS" if max(ratios) < 1.1 else "FAIL", "; ".join(parts) + " (goal < 1.10 on each)",
+                   ratio=round(max(ratios), 3), target="< 1.1")]  # fmt: skip
+    costly = [m for m in metrics if m.scenario == "security" and m.name == "refuse_median_ms"
+              and ("MiB" in m.variant or "from a member" in m.variant)]  # fmt: skip
+    if costly:
+        worst = max(costly, key=lambda m: m.value)
+        goals.append(_goal("costly hostile frames refused in under 10 ms each", "PASS" if worst.value < 10 else "FAIL",
+                           f"slowest median {fmt(worst.value)} ms: {worst.variant}", target="< 10 ms"))  # fmt: skip
     return goals
 
 

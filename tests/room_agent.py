@@ -15,7 +15,8 @@ under it: RoomClosed). Reads commands on stdin:
 ``deliberate <round> <json labels shown>``): it holds S, adopts ``--persuadable P`` once
 another member shows P (crediting that label), and with ``--crash-round N`` dies when
 asked round N. With ``--host-events`` it prints ``host lost`` and
-``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
+``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines. With
+``--secret-env`` it joins with the secret in ``$NNGC_SECRET``.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ if __name__ == "__main__":
         "--log", action="store_true", help="print the 'consensus' log as 'log <message>' lines"
     )
     parser.add_argument("--observer", action="store_true")
+    parser.add_argument("--secret-env", action="store_true", help="join with the secret in $NNGC_SECRET")
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")
     parser.add_argument("--crash-round", type=int, default=0, help="die when asked this round")
