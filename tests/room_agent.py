@@ -11,12 +11,12 @@ under it: RoomClosed). Reads commands on stdin:
 ``polled <json answers> <json missing>`` or ``call-refused <reason>``), ``vote <json
 [motion, options, rule-or-null]>`` asks for a vote (prints ``voted <json outcome>``),
 ``quit`` leaves the room cleanly. With ``--secret-env`` it joins with the secret in
-``NNGC_SECRET`` (printing ``unauthenticated <reason>`` if the host does not share it). With ``--stance S`` it also deliberates (prints
+``NNGC_SECRET`` (printing ``unauthenticated <reason>`` if the host does not share it).
+With ``--stance S`` it also deliberates (prints
 ``deliberate <round> <json labels shown>``): it holds S, adopts ``--persuadable P`` once
 another member shows P (crediting that label), and with ``--crash-round N`` dies when
 asked round N. With ``--host-events`` it prints ``host lost`` and
-``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines. With
-``--secret-env`` it joins with the secret in ``$NNGC_SECRET``.
+``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
 
 from __future__ import annotations
@@ -155,7 +155,6 @@ if __name__ == "__main__":
         "--log", action="store_true", help="print the 'consensus' log as 'log <message>' lines"
     )
     parser.add_argument("--observer", action="store_true")
-    parser.add_argument("--secret-env", action="store_true", help="join with the secret in $NNGC_SECRET")
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")
     parser.add_argument("--crash-round", type=int, default=0, help="die when asked this round")

@@ -182,6 +182,8 @@ class HostProtocol:
             verdict = self.roster.join(hello.name, hello.token, hello.mesh, pipe, now, refs=hello.refs,
                                        observer=hello.observer)  # fmt: skip
         if verdict.outcome is JoinOutcome.REFUSED:
+            if self.keys is not None:
+                self.keys.refused(envelope.session)
             return self._refuse(hello, pipe, verdict.reason, connected)
         out: list[Output] = []
         if self.keys is not None and envelope.session is not None:
@@ -272,8 +274,8 @@ class HostProtocol:
         self.counts[_COUNTER_OF[why]] += len(names)
         self.rounds.left(names)
         if self.keys is not None and why is not Why.REPLACED:  # a replaced name's keys go at bind
-            for name in names:
-                self.keys.forget(name)
+            for name in names:  # a member silent or cut off may come back under its session
+                (self.keys.forget if why is Why.LEAVE else self.keys.retire)(name)
         out: list[Output] = [Left(tuple(names), why)]
         if roster:
             out += [MembersChanged(self.members), self.roster_frame()]

@@ -42,6 +42,10 @@ __all__ = ["HELLO", "PENDING", "HostKeys", "MemberKeys", "PublicKeys"]
 HELLO: Final = "hello"  # member -> host (control), under the join key: {"kx", "sign"}
 PENDING: Final = 1024
 """Hellos the host remembers before their member's first session frame (oldest dropped)."""
+SESSIONS: Final = 4096
+"""Sessions the host keeps (oldest dropped first, never a present member's): those not yet
+bound to a name, and those of members gone silent, so that a member stopped past its expiry
+(SIGSTOP, a long pause) comes back under its session with its next heartbeat."""
 
 _RAW = (Encoding.Raw, PublicFormat.Raw)
 
@@ -108,8 +112,10 @@ class HostKeys:
         self.survey = Guard(self._epoch_sender(), learn=self._learn_session, what="host's survey socket")
         self.mesh = Guard(SigSender(sign_kid(self.public.sign), self._sign), what="host's mesh socket")
         self._pending: OrderedDict[bytes, PublicKeys] = OrderedDict()  # by control session kid
-        self._sessions: dict[bytes, tuple[PublicKeys, str | None, bytes]] = {}  # kid -> keys, name, key
-        self._names: dict[str, bytes] = {}  # name -> control kid
+        # control kid -> keys, name, session key; oldest first (a bind moves it to the end)
+        self._sessions: OrderedDict[bytes, tuple[PublicKeys, str | None, bytes]] = OrderedDict()
+        self._names: dict[str, bytes] = {}  # name -> control kid of the session that holds it
+        self._present: set[str] = set()  # names in the room now (retired ones keep their session)
 
     def _epoch_sender(self) -> MacSender:
         kid = secrets.token_bytes(8)
@@ -143,7 +149,18 @@ class HostKeys:
         shared = self._kx.exchange(X25519PublicKey.from_public_bytes(keys.kx))
         session = _session_key(self._room, shared, keys.kx, self.public.kx)
         self._sessions[control] = (keys, None, session)
+        self._evict()
         return Key(control, Scheme.MAC, prf(session, b"control"))
+
+    def _evict(self) -> None:
+        """Past :data:`SESSIONS`, drop the oldest sessions of nobody present."""
+        excess = len(self._sessions) - SESSIONS
+        for kid, (_, owner, _) in list(self._sessions.items()):
+            if excess <= 0:
+                return
+            if owner not in self._present:
+                self._drop(kid)
+                excess -= 1
 
     # ------------------------------------------------------------------ names
     def may_speak_for(self, kid: bytes | None, name: str, token: int, *, joining: bool = False) -> bool:
@@ -158,37 +175,55 @@ class HostKeys:
         """The session ``kid`` joined as ``name``: its frames speak for ``name`` only, on
         every socket (the mesh included)."""
         keys, owner, session = self._sessions[kid]
-        if owner == name:
-            return
-        assert owner is None, "a session is bound once"
+        assert owner in (None, name), "a session is bound once"
         old = self._names.get(name)
         if old is not None and old != kid:
             self.forget(name)
         self._sessions[kid] = (keys, name, session)
+        self._sessions.move_to_end(kid)
         self._names[name] = kid
+        self._present.add(name)
         control = self.control.find(kid)
         if control is not None:  # it is: the join that binds came under it
             control.owner = name
             self.control.add(control)
         survey = session_kid(keys.kx, b"survey")
-        self.survey.add(Key(survey, Scheme.MAC, prf(session, b"survey"), owner=name))
-        self.mesh.add(
-            Key(sign_kid(keys.sign), Scheme.SIG, Ed25519PublicKey.from_public_bytes(keys.sign), owner=name)
-        )
+        if self.survey.find(survey) is None:  # once per session: a replay window is not reset
+            self.survey.add(Key(survey, Scheme.MAC, prf(session, b"survey"), owner=name))
+        sign = sign_kid(keys.sign)
+        if self.mesh.find(sign) is None:
+            self.mesh.add(Key(sign, Scheme.SIG, Ed25519PublicKey.from_public_bytes(keys.sign), owner=name))
 
     def forget(self, name: str) -> None:
-        """``name`` left the room: its session's keys go."""
-        kid = self._names.pop(name, None)
-        if kid is None:
-            return
-        keys, _, _ = self._sessions.pop(kid)
+        """``name`` left the room (a leave, or another session took the name): its keys go."""
+        kid = self._names.get(name)
+        if kid is not None:
+            self._drop(kid)
+
+    def refused(self, kid: bytes | None) -> None:
+        """The join under the session ``kid`` was refused: a session bound to no name goes at
+        once (a flood of refused joins leaves nothing behind)."""
+        if kid is not None and kid in self._sessions and self._sessions[kid][1] is None:
+            self._drop(kid)
+
+    def retire(self, name: str) -> None:
+        """``name`` is no longer in the room (silent, or its connection closed), but may come
+        back under the same session: it keeps its control key, and speaks for its name again
+        once re-admitted (:meth:`bind`). The oldest retired sessions go first (:data:`SESSIONS`)."""
+        self._present.discard(name)  # out of the roster's keys; its session stays, as it was
+
+    def _drop(self, kid: bytes) -> None:
+        keys, owner, _ = self._sessions.pop(kid)
+        if owner is not None and self._names.get(owner) == kid:
+            del self._names[owner]
+            self._present.discard(owner)
         self.control.drop(kid)
         self.survey.drop(session_kid(keys.kx, b"survey"))
         self.mesh.drop(sign_kid(keys.sign))
 
     def roster_keys(self) -> dict[str, list[bytes]]:
-        """Every member's public keys, for the welcome and the roster."""
-        return {name: self._sessions[kid][0].to_wire() for name, kid in self._names.items()}
+        """The public keys of every member present, for the welcome and the roster."""
+        return {name: self._sessions[self._names[name]][0].to_wire() for name in sorted(self._present)}
 
 
 class MemberKeys:

@@ -40,6 +40,7 @@ from typing import Any, Self
 import trio
 
 from consensus.endpoints import resolve_work_endpoints
+from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work import protocol as W
 from consensus.work.dispatcher_protocol import (
@@ -57,6 +58,7 @@ from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, Pull, P
 __all__ = ["Dispatcher", "DispatcherStatistics"]
 
 log = logging.getLogger("consensus.work")
+hostile = RateLimited(log)  # dropped frames: one line every 10 s at most (each one is counted)
 
 
 class Dispatcher:
@@ -197,7 +199,7 @@ class Dispatcher:
             try:
                 envelope, pipe = await self._pull.receive_from()
             except MalformedMessage as exc:  # counted by the socket
-                log.warning("dispatcher %r dropped a frame: %s", self.name, exc)
+                hostile.warning("frame", "dispatcher %r dropped a frame: %s", self.name, exc)
                 continue
             except Closed:
                 return

@@ -37,6 +37,7 @@ from consensus.failure import Failure
 from consensus.room.roster import check_name
 from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handlers import Handler, run_handler
+from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
 from consensus.work import protocol as W
 from consensus.work.worker_protocol import (
@@ -51,6 +52,7 @@ from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, Message
 __all__ = ["Worker", "WorkerStatistics"]
 
 log = logging.getLogger("consensus.work")
+hostile = RateLimited(log)  # dropped frames: one line every 10 s at most (each one is counted)
 
 
 class Worker:
@@ -148,7 +150,7 @@ class Worker:
             try:
                 envelope = await self._pull.receive_envelope()
             except MalformedMessage as exc:  # counted by the socket
-                log.warning("worker %r dropped a frame: %s", self.name, exc)
+                hostile.warning("frame", "worker %r dropped a frame: %s", self.name, exc)
                 continue
             except Closed:
                 return
