@@ -328,12 +328,14 @@ def test_task_connections_wait_for_a_voucher_then_close(vouched_first: bool) -> 
         assert pipes.held
         pipes.vouch("w0", ["10.0.0.2:4000"])
     assert pipes.held  # the stranger's connection: push might pick it
-    assert pipes.due(0.2) == ([], 0.5)
-    assert pipes.due(0.5) == ([2], None) and not pipes.held and pipes.closed == 1
-    pipes.connections({1: "10.0.0.2:4000", 3: "10.0.0.9:5001"}, now=1.0)
-    assert pipes.due(1.0) == ([3], None), "a barred host's connection goes at once"
+    assert pipes.admit("10.0.0.9:5000") and pipes.due(0.2) == ([], 0.5)
+    assert pipes.due(0.5) == ([2], 5.5) and not pipes.held and pipes.refused == 1  # wake when the bar ends
+    assert not pipes.admit("10.0.0.9:5001") and pipes.refused == 2, "a barred host is turned away at once"
+    assert pipes.admit("10.0.0.2:4000") and pipes.admit("10.0.0.3:4000")  # the vouched, other hosts
+    pipes.connections({1: "10.0.0.2:4000", 3: "10.0.0.9:5001"}, now=1.0)  # admitted before the bar
+    assert pipes.due(1.0) == ([3], 5.5), "a barred host's connection goes at once"
     pipes.connections({1: "10.0.0.2:4000", 4: "10.0.0.9:5002"}, now=6.0)
-    assert pipes.due(6.0) == ([], 6.5) and pipes.held  # the bar is over: a grace again
+    assert pipes.due(6.0) == ([], 6.5) and pipes.held and pipes.admit("10.0.0.9:5003")  # the bar is over
     pipes.forget("w0")
     pipes.connections({1: "10.0.0.2:4000"}, now=7.0)
     assert pipes.held

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -211,8 +212,9 @@ class TaskPipes:
     own (before or after the connection shows up here). While a connection is unvouched
     and younger than ``grace``, batches wait (:attr:`held`); then it is closed
     (:meth:`due`), and for ``penalty`` seconds the next unvouched connections from that
-    host are closed at once, without holding anything: a stranger that keeps dialing
-    holds the batches for at most ``grace`` every ``penalty``. On ipc and inproc every
+    host are turned away before they carry anything (:meth:`admit`, called by the socket
+    on NNG's thread): a stranger that keeps dialing holds the batches for at most
+    ``grace`` every ``penalty``. On ipc and inproc every
     connection has the same address: there the socket file's permissions keep strangers out."""
 
     def __init__(self, grace: float = VOUCH_GRACE, penalty: float = VOUCH_PENALTY) -> None:
@@ -223,6 +225,8 @@ class TaskPipes:
         self._trusted: frozenset[str] = frozenset()
         self._barred: dict[str, float] = {}  # host -> until when its unvouched connections go at once
         self.closed = 0  # connections closed unvouched (counted in statistics)
+        self._turned_away = 0  # by admit(), on NNG's threads: under the lock
+        self._lock = threading.Lock()
 
     def connections(self, pipes: Mapping[int, str], now: float) -> None:
         """The task connections up now (pipe id -> remote address)."""
@@ -236,6 +240,22 @@ class TaskPipes:
         if self._vouched.pop(worker, None) is not None:
             self._trusted = frozenset().union(*self._vouched.values())
 
+    def admit(self, address: str) -> bool:
+        """May a new connection from ``address`` carry batches? Called on NNG's thread before
+        it can (so it only reads what the trio side replaces whole): False when its host is
+        barred and nobody vouched for it."""
+        if address in self._trusted or _host(address) not in self._barred:
+            return True
+        with self._lock:
+            self._turned_away += 1
+        return False
+
+    @property
+    def refused(self) -> int:
+        """Connections closed unvouched: after their grace, or turned away at once."""
+        with self._lock:
+            return self.closed + self._turned_away
+
     @property
     def held(self) -> bool:
         """Some connection is unvouched: push might choose it, so no batch may go out."""
@@ -243,7 +263,7 @@ class TaskPipes:
 
     def due(self, now: float) -> tuple[list[int], float | None]:
         """Unvouched connections to close now (past their grace, or from a barred host;
-        counted), and when the next one's grace ends (None: none waits)."""
+        counted), and when to look again: a grace or a bar ends (None: none)."""
         self._barred = {host: until for host, until in self._barred.items() if until > now}
         close: list[int] = []
         wake: float | None = None
@@ -262,6 +282,9 @@ class TaskPipes:
         for pid in close:
             del self._pipes[pid]
         self.closed += len(close)
+        if self._barred:  # wake when a bar ends too, so admit() sees it end
+            first = min(self._barred.values())
+            wake = first if wake is None else min(wake, first)
         return close, wake
 
 

@@ -92,7 +92,9 @@ class Dispatcher:
         self.name = name
         self.max_batch = max_batch
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
-        self._push = Push(listen=self.endpoints.tasks, guard=keys.tasks if keys else None, **opts)
+        vouching = self.protocol.task_pipes
+        self._push = Push(listen=self.endpoints.tasks, guard=keys.tasks if keys else None,
+                          admit=vouching.admit if vouching else None, **opts)  # fmt: skip
         self._pull = Pull(listen=self.endpoints.results, guard=keys.results if keys else None, **opts)
         self._pulse = Pulse()
         self._workers_changed = Pulse()

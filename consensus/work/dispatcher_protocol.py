@@ -222,7 +222,7 @@ class DispatcherProtocol:
             distributions=len(self._streams), distributions_started=self._started,
             workers_joined=self._joined, workers_lost=self._lost, stale_replies=self._stale,
             malformed=self._malformed + socket_malformed, unauthenticated=self._refused + socket_unauthenticated,
-            capped=self._capped, task_connections_closed=self.task_pipes.closed if self.task_pipes else 0,
+            capped=self._capped, task_connections_closed=self.task_pipes.refused if self.task_pipes else 0,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ sending
