@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import Peers, free_tcp_port_run, read_line
+from conftest import Peers, free_tcp_port_run, read_line, tell
 
 import consensus
 from consensus import Dispatcher, Outcome
@@ -64,25 +64,30 @@ async def test_a_stranger_gets_no_capacity_no_task_and_no_result_in(peers: Peers
         async with Dispatcher(address, secret=SECRET) as dispatcher:
             await start_workers(peers, address, ["honest"], "--concurrency", "2")
             await dispatcher.wait_for_workers(1)
-            async with dispatcher.distribute(million(), claim_timeout=2) as stream:
-                endpoints = dispatcher.endpoints
-                attacker = peers.start(endpoints.tasks, endpoints.results, str(stream.stream), "300",
-                                       script="work_attacker.py")  # fmt: skip
+            distribution = dispatcher.distribute(million(), claim_timeout=2)
+            endpoints = dispatcher.endpoints
+            attacker = peers.start(endpoints.tasks, endpoints.results, str(distribution.stream), "300",
+                                   script="work_attacker.py")  # fmt: skip
+            assert await read_line(attacker) == "hello"
+            # Its tasks connection is held, then closed (0.5 s); its redials are turned away
+            # before they carry anything.
+            while dispatcher.statistics().task_connections_closed < 1:
+                await trio.sleep(0.02)
+            async with distribution as stream:
                 outcomes: list[Outcome] = []
                 async for outcome in stream:
                     outcomes.append(outcome)
+                    if len(outcomes) == 20:
+                        tell(attacker, "go")  # forged results while tasks are in flight
                     if len(outcomes) == 400:
                         break
                 assert (await read_line(attacker)).startswith("sent ")
                 while dispatcher.statistics().unauthenticated < 302:  # every frame it sent, refused
                     await trio.sleep(0.02)
                 stats = dispatcher.statistics()
-                # the stranger's task connection was noticed and closed (its redials turned away)
-                while dispatcher.statistics().task_connections_closed < 1:
-                    await trio.sleep(0.02)
-                assert attacker.stdin is not None
-                attacker.stdin.close()
-                received = await read_line(attacker)
+            assert attacker.stdin is not None
+            attacker.stdin.close()
+            received = await read_line(attacker)
     assert all(o.ok and o.result["by"] == "honest" for o in outcomes), "a forged result got in"
     assert sorted(o.task_id for o in outcomes) == sorted({o.task_id for o in outcomes})
     assert received == "received 0", f"the stranger was handed a batch: {received}"
@@ -100,7 +105,7 @@ async def test_a_killed_workers_tasks_are_redone_once_with_a_secret(peers: Peers
             await dispatcher.wait_for_workers(3)
             outcomes: list[Outcome] = []
             killed = False
-            work = ({"n": n, "sleep": 0.004} for n in range(200))
+            work = ({"n": n, "sleep": 0.01} for n in range(200))
             async with dispatcher.distribute(work, lease=30, claim_timeout=1) as stream:
                 async for outcome in stream:
                     outcomes.append(outcome)
@@ -111,7 +116,8 @@ async def test_a_killed_workers_tasks_are_redone_once_with_a_secret(peers: Peers
                 stats = stream.statistics()
     exactly_once(outcomes, 200)
     assert all(o.ok and o.result["n"] == o.task_id for o in outcomes)
-    assert stats.redelivered >= 1 and stats.per_worker["w1"].lost >= 1
+    # w1's results in transit may beat the kill: what it held may all have been finished
+    assert stats.redelivered >= 1 and stats.per_worker["w1"].lost <= stats.redelivered
     assert {o.result["by"] for o in outcomes[-30:]} <= {"w0", "w2"}
     assert dispatcher.statistics().workers_lost == 1 and dispatcher.statistics().unauthenticated == 0
 

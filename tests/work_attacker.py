@@ -4,11 +4,11 @@
 
 Dials the dispatcher's task endpoint (a pull: whatever push hands it, it keeps, reads
 and never claims) and its results endpoint (a push), says ``hello`` as "mallory" with
-a capacity of 1,000,000 (plain, then sealed-looking under a made-up key), then sends
-COUNT forged ``done`` frames for stream STREAM, one per task id from 0 (attempts 1 and
-2 each), with the results of an attacker, paced so they land while the real workers
-work. Prints ``sent N``, then waits for stdin to close, reading tasks all the while, and
-prints ``received N``: the tasks it got.
+a capacity of 1,000,000 (plain, then sealed-looking under a made-up key) and prints
+``hello``; on a ``go`` line it sends COUNT forged ``done`` frames for stream STREAM, one
+per task id from 0 (attempts 1 and 2 each), with the results of an attacker. Prints
+``sent N``, then waits for stdin to close, reading tasks all the while, and prints
+``received N``: the task batches it got.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def main() -> None:
         # Sealed-looking: the magic, MAC scheme, a made-up key id and sequence, a random tag.
         push.send(b"\xffS\x01" + os.urandom(8) + (1).to_bytes(8, "big") + os.urandom(16) + hello)
         sent = 2
+        print("hello", flush=True)
+        if sys.stdin.readline().strip() != "go":
+            return
         for task_id in range(count):
             items = [[task_id, attempt, True, {"n": task_id, "by": "mallory"}] for attempt in (1, 2)]
             push.send(encode(Envelope("done", "mallory", 2 + task_id, body={"st": stream, "r": items})))
