@@ -78,6 +78,10 @@ class Dispatcher:
 
     ``address`` is one tcp/ipc/inproc address from which both endpoints are derived
     (:func:`consensus.work_endpoints`), or give ``tasks=`` and ``results=`` explicitly.
+    ``max_capacity`` caps the tasks one worker may hold at once, whatever its hello says.
+    With ``secret`` (bytes, str or a :class:`~consensus.Secret`) only workers holding the
+    same secret get tasks, and a result counts only from the worker that received its task
+    (``docs/work.md`` 6); without one the dispatcher trusts its network.
     """
 
     def __init__(self, address: str | None = None, *, tasks: str | None = None, results: str | None = None,

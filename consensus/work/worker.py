@@ -66,7 +66,9 @@ hostile = RateLimited(log)  # frames refused by the secret: a line every 10 s at
 
 
 class Worker:
-    """Runs ``handler(task)`` for tasks from a dispatcher; an async context manager."""
+    """Runs ``handler(task)`` for tasks from a dispatcher; an async context manager.
+
+    ``secret``: the dispatcher's (or the room's) secret, when it has one (``docs/work.md`` 6)."""
 
     def __init__(self, address: str | None = None, *, handler: Handler, tasks: str | None = None,
                  results: str | None = None, name: str | None = None, concurrency: int = 1,
