@@ -323,15 +323,17 @@ def test_task_connections_wait_for_a_voucher_then_close(vouched_first: bool) -> 
     pipes = TaskPipes(grace=0.5, penalty=5.0)
     if vouched_first:
         pipes.vouch("w0", ["10.0.0.2:4000"])
+    assert pipes.admit("10.0.0.9:5000") and pipes.admit("10.0.0.2:4000")  # NNG's thread, first
     pipes.connections({1: "10.0.0.2:4000", 2: "10.0.0.9:5000"}, now=0.0)
     if not vouched_first:
         assert pipes.held
         pipes.vouch("w0", ["10.0.0.2:4000"])
     assert pipes.held  # the stranger's connection: push might pick it
-    assert pipes.admit("10.0.0.9:5000") and pipes.due(0.2) == ([], 0.5)
+    assert pipes.due(0.2) == ([], 0.5)
     assert pipes.due(0.5) == ([2], 5.5) and not pipes.held and pipes.refused == 1  # wake when the bar ends
     assert not pipes.admit("10.0.0.9:5001") and pipes.refused == 2, "a barred host is turned away at once"
     assert pipes.admit("10.0.0.2:4000") and pipes.admit("10.0.0.3:4000")  # the vouched, other hosts
+    assert pipes.held  # 10.0.0.3 arrived: held until the trio side sees it
     pipes.connections({1: "10.0.0.2:4000", 3: "10.0.0.9:5001"}, now=1.0)  # admitted before the bar
     assert pipes.due(1.0) == ([3], 5.5), "a barred host's connection goes at once"
     pipes.connections({1: "10.0.0.2:4000", 4: "10.0.0.9:5002"}, now=6.0)
@@ -339,3 +341,16 @@ def test_task_connections_wait_for_a_voucher_then_close(vouched_first: bool) -> 
     pipes.forget("w0")
     pipes.connections({1: "10.0.0.2:4000"}, now=7.0)
     assert pipes.held
+
+
+def test_a_connection_holds_the_batches_from_its_arrival() -> None:
+    pipes = TaskPipes()
+    pipes.vouch("w0", ["10.0.0.2:4000"])
+    pipes.connections({1: "10.0.0.2:4000"}, now=0.0)
+    assert not pipes.held
+    assert pipes.admit("10.0.0.9:6000") and pipes.held, "held before the trio side hears of it"
+    pipes.connections({1: "10.0.0.2:4000"}, now=0.1)  # it closed before it was seen: no longer held
+    assert not pipes.held
+    assert pipes.admit("10.0.0.2:4001") and pipes.held  # w0's new connection, before its hello
+    pipes.vouch("w0", ["10.0.0.2:4000", "10.0.0.2:4001"])
+    assert not pipes.held

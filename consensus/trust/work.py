@@ -222,8 +222,9 @@ class TaskPipes:
     and younger than ``grace``, batches wait (:attr:`held`); then it is closed
     (:meth:`due`), and for ``penalty`` seconds the next unvouched connections from that
     host are turned away before they carry anything (:meth:`admit`, called by the socket
-    on NNG's thread): a stranger that keeps dialing holds the batches for at most
-    ``grace`` every ``penalty``. On ipc and inproc every
+    on NNG's thread, which also holds the batches from the moment a connection arrives,
+    before the trio side hears of it): a stranger that keeps dialing holds the batches for
+    at most ``grace`` every ``penalty``. Pure but for a lock: admit() runs on NNG's threads. On ipc and inproc every
     connection has the same address: there the socket file's permissions keep strangers out."""
 
     def __init__(self, grace: float = VOUCH_GRACE, penalty: float = VOUCH_PENALTY) -> None:
@@ -235,11 +236,14 @@ class TaskPipes:
         self._barred: dict[str, float] = {}  # host -> until when its unvouched connections go at once
         self.closed = 0  # connections closed unvouched (counted in statistics)
         self._turned_away = 0  # by admit(), on NNG's threads: under the lock
+        self._arriving: set[str] = set()  # admitted unvouched, not yet seen by connections(): under the lock
         self._lock = threading.Lock()
 
     def connections(self, pipes: Mapping[int, str], now: float) -> None:
         """The task connections up now (pipe id -> remote address)."""
         self._pipes = {pid: self._pipes.get(pid) or _Pipe(address, now) for pid, address in pipes.items()}
+        with self._lock:  # each arrival is here now, or already gone
+            self._arriving.clear()
 
     def vouch(self, worker: str, addresses: Iterable[str]) -> None:
         self._vouched[worker] = frozenset(addresses)
@@ -253,11 +257,14 @@ class TaskPipes:
         """May a new connection from ``address`` carry batches? Called on NNG's thread before
         it can (so it only reads what the trio side replaces whole): False when its host is
         barred and nobody vouched for it."""
-        if address in self._trusted or _host(address) not in self._barred:
+        if address in self._trusted:
             return True
         with self._lock:
-            self._turned_away += 1
-        return False
+            if _host(address) in self._barred:
+                self._turned_away += 1
+                return False
+            self._arriving.add(address)  # held from now on: the trio side hears of it a little later
+        return True
 
     @property
     def refused(self) -> int:
@@ -268,6 +275,9 @@ class TaskPipes:
     @property
     def held(self) -> bool:
         """Some connection is unvouched: push might choose it, so no batch may go out."""
+        with self._lock:
+            if self._arriving - self._trusted:
+                return True
         return any(pipe.address not in self._trusted for pipe in self._pipes.values())
 
     def due(self, now: float) -> tuple[list[int], float | None]:
