@@ -159,7 +159,9 @@ async def toolkit_phase(pool: Pool, knobs: Knobs, n: int, warmup: int, tmpdir: s
     killed_at_s: float | None = None
     killed_after = victim_held = 0
     times: list[float] = []
-    async with consensus.Dispatcher(address, name="bench", max_batch=knobs.max_batch) as dispatcher:
+    # max_capacity: the workers' own capacity counts (the default cap, 256, would hold them to less)
+    async with consensus.Dispatcher(address, name="bench", max_batch=knobs.max_batch,
+                                    max_capacity=max(256, knobs.capacity)) as dispatcher:  # fmt: skip
         try:
             for child in workers:
                 child.start(worker, address, names[child], knobs.concurrency, knobs.prefetch)

@@ -52,7 +52,8 @@ async def stream(address: str, tasks: int, every: int) -> list[dict[str, Any]]:
     import consensus
 
     rows: list[dict[str, Any]] = []
-    async with consensus.Dispatcher(address, max_batch=256) as dispatcher:
+    # max_capacity: the workers' prefetch=2047 counts in full (the default cap is 256)
+    async with consensus.Dispatcher(address, max_batch=256, max_capacity=2048) as dispatcher:
         await dispatcher.wait_for_workers(2)
         rows.append({"outcomes": 0, "held": 0, "rss_mib": rss_mib(), "seconds": 0.0})
         started = time.perf_counter()

@@ -20,7 +20,7 @@ import itertools
 import logging
 import secrets
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -83,6 +83,8 @@ class BaseSocket:
     ``reason="items"``, counted in ``statistics().malformed`` like every rejected frame.
     ``guard`` (see :mod:`patterns._guard`) seals every frame sent and opens every frame
     received before it is decoded; what it refuses is counted as ``unauthenticated``.
+    ``admit``, when given, is called on NNG's thread with each new connection's remote
+    address before the connection carries a frame; False closes it at once.
     """
 
     _protocol: ClassVar[str]
@@ -103,6 +105,7 @@ class BaseSocket:
         shared_memory: SharedMemory | bool = True,
         max_items: int = DEFAULT_MAX_ITEMS,
         guard: Guard | None = None,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         if max_message_size <= 0:
             raise ValueError(f"max_message_size must be positive, got {max_message_size!r}")
@@ -138,6 +141,7 @@ class BaseSocket:
         self._malformed_reasons: dict[str, int] = {}
         self.guard = guard
         self._unauthenticated: dict[str, int] = {}
+        self._admit = admit
 
     # ----------------------------------------------------------------- lifecycle
     def __repr__(self) -> str:
@@ -174,6 +178,8 @@ class BaseSocket:
             raise translate(exc, operation=f"opening a {self._protocol} socket", state=repr(self)) from exc
         self._sock = sock
         _LIVE.add(self)
+        if self._admit is not None:
+            sock.add_pre_pipe_connect_cb(self._pipe_arriving)
         sock.add_post_pipe_connect_cb(self._pipe_added)
         sock.add_post_pipe_remove_cb(self._pipe_removed)
         try:
@@ -382,6 +388,11 @@ class BaseSocket:
         return tuple(self._bound)
 
     # ----------------------------------------------------------------- peers
+    def _pipe_arriving(self, pipe: Any) -> None:  # runs on an NNG thread, before the pipe carries a frame
+        assert self._admit is not None
+        if not self._admit(_describe(pipe, "remote_address")):
+            pipe.close()
+
     def _pipe_added(self, pipe: Any) -> None:  # runs on an NNG thread
         self._hop(
             self._connected,

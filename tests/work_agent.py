@@ -1,6 +1,6 @@
 """A simulated worker process for the work-sharing tests.
 
-    python tests/work_agent.py ADDRESS NAME [--room] [--concurrency N] [--prefetch N] [--sync]
+    python tests/work_agent.py ADDRESS NAME [--room] [--concurrency N] [--prefetch N] [--sync] [--secret-env]
 
 Joins a standalone dispatcher (``consensus.Worker``) or, with ``--room``, a room as a
 member with ``on_task``. What the handler does is said by the task itself, a map:
@@ -8,7 +8,7 @@ member with ``on_task``. What the handler does is said by the task itself, a map
 ``RuntimeError``, or ends this process at once (``os._exit``: a task that kills every
 worker), or returns ``{"n": n, "by": NAME}``. Prints ``ready`` once connected and
 ``done N`` after each handler returns. Reads commands on stdin: ``quit`` leaves cleanly;
-end of input does too.
+end of input does too. With ``--secret-env`` the secret comes from ``NNGC_SECRET``.
 """
 
 from __future__ import annotations
@@ -54,13 +54,14 @@ def make_handler(name: str, sync: bool) -> Any:
 
 async def main(args: argparse.Namespace) -> None:
     handler = make_handler(args.name, args.sync)
+    secret = consensus.Secret.from_env() if args.secret_env else None
     if args.room:
-        async with consensus.join(args.address, name=args.name, on_task=handler,
+        async with consensus.join(args.address, name=args.name, on_task=handler, secret=secret,
                                   task_concurrency=args.concurrency, task_prefetch=args.prefetch):  # fmt: skip
             say("ready")
             await wait_for_quit()
     else:
-        async with consensus.Worker(args.address, name=args.name, handler=handler,
+        async with consensus.Worker(args.address, name=args.name, handler=handler, secret=secret,
                                     concurrency=args.concurrency, prefetch=args.prefetch) as worker:  # fmt: skip
             await worker.wait_connected()
             say("ready")
@@ -76,4 +77,5 @@ if __name__ == "__main__":
     parser.add_argument("--sync", action="store_true")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--prefetch", type=int, default=None)
+    parser.add_argument("--secret-env", action="store_true")
     trio.run(main, parser.parse_args())

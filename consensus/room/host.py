@@ -39,6 +39,7 @@ from consensus.runtime.service import Pulse, service_nursery
 from consensus.trust.room import HostKeys
 from consensus.trust.secret import Secret, as_secret
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
+from consensus.work.dispatcher_protocol import MAX_CAPACITY
 from consensus.work.distribution import Distribution
 from patterns import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -68,7 +69,7 @@ class Room:
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
                  late_window: float, max_message_size: int, tls: TLSConfig | None = None,
                  max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True,
-                 secret: Secret | None = None) -> None:  # fmt: skip
+                 secret: Secret | None = None, max_capacity: int = MAX_CAPACITY) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
@@ -80,7 +81,8 @@ class Room:
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         keys = self._protocol.keys
         self._surveyor = Surveyor(listen=self.endpoints.survey, guard=keys.survey if keys else None, **opts)
-        self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, **opts)
+        self._dispatcher = Dispatcher(tasks=self.endpoints.tasks, results=self.endpoints.results, secret=secret,
+                                      max_capacity=max_capacity, **opts)  # fmt: skip
         self._control = Bus(listen=self.endpoints.control, guard=keys.control if keys else None, **opts)
         self._mesh = Bus(listen=self.endpoints.mesh, guard=keys.mesh if keys else None, **opts)
         self._inbox = Inbox()
@@ -390,7 +392,7 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS,
                member_calls: bool = True, secret: Secret | bytes | str | None = None,
-               advertise: str | None = None) -> AsyncIterator[Room]:  # fmt: skip
+               advertise: str | None = None, max_capacity: int = MAX_CAPACITY) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
@@ -406,11 +408,13 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     With ``advertise="team-a"`` the room is
     announced on the LAN by multicast DNS while it is open, for ``join("mdns://team-a")`` and
     :func:`consensus.discover` (``consensus/discovery.py``; needs the ``discovery`` extra).
+    ``max_capacity`` caps the tasks one member's worker may hold at once (``docs/work.md``).
     """
     secret = as_secret(secret)
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
                 late_window=late_window, max_message_size=max_message_size, tls=tls,
-                max_members=max_members, member_calls=member_calls, secret=secret)  # fmt: skip
+                max_members=max_members, member_calls=member_calls, secret=secret,
+                max_capacity=max_capacity)  # fmt: skip
     warn_if_open(log, address, secret)
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery

@@ -444,7 +444,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                     member.worker = await work.enter_async_context(
                         Worker(tasks=member.endpoints.tasks, results=member.endpoints.results, name=name,
                                handler=on_task, concurrency=task_concurrency, prefetch=task_prefetch,
-                               handler_threads=handler_threads, max_message_size=max_message_size, tls=tls)
+                               handler_threads=handler_threads, max_message_size=max_message_size, tls=tls,
+                               secret=secret)
                     )  # fmt: skip
                 yield member
             member._beats.cancel()  # no heartbeat may follow the leave and re-admit us

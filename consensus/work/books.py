@@ -159,6 +159,14 @@ class LedgerBooks:
         in_flight = sorted(chain(self._unclaimed.items(), self._leased.items()), key=lambda item: item[1].seq)
         return {task_id: rec.task for task_id, rec in in_flight}
 
+    def holder(self, task_id: object, attempt: object) -> str | None:
+        """The worker that claimed ``attempt`` of ``task_id``, if that attempt is the one in
+        flight (None: unclaimed, not in flight, or no such task)."""
+        rec = self._tasks.get(task_id) if type(task_id) is int else None
+        if rec is None or rec.state is not IN_FLIGHT or rec.attempt != attempt:
+            return None
+        return rec.worker
+
     def queued_tasks(self) -> dict[int, Any]:
         """The tasks waiting for an attempt (fresh or to retry), by id."""
         return {task_id: rec.task for task_id, rec in self._tasks.items() if rec.state is QUEUED}

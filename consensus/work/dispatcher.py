@@ -31,6 +31,7 @@ worker that is full while another has room: the full one hands the excess back a
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
@@ -42,8 +43,11 @@ import trio
 from consensus.endpoints import resolve_work_endpoints
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
+from consensus.trust.secret import Secret, as_secret
+from consensus.trust.work import DispatcherKeys
 from consensus.work import protocol as W
 from consensus.work.dispatcher_protocol import (
+    MAX_CAPACITY,
     DeadlinesMoved,
     DispatcherEvent,
     DispatcherProtocol,
@@ -53,12 +57,20 @@ from consensus.work.dispatcher_protocol import (
     WorkerLeft,
 )
 from consensus.work.distribution import DispatcherLink, Distribution
-from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, Pull, Push, TLSConfig
+from patterns import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Closed,
+    MalformedMessage,
+    Pull,
+    Push,
+    TLSConfig,
+    Unauthenticated,
+)
 
 __all__ = ["Dispatcher", "DispatcherStatistics"]
 
 log = logging.getLogger("consensus.work")
-hostile = RateLimited(log)  # dropped frames: one line every 10 s at most (each one is counted)
+hostile = RateLimited(log)  # frames refused by the secret, strangers' connections: a line per kind every 10 s
 
 
 class Dispatcher:
@@ -66,18 +78,28 @@ class Dispatcher:
 
     ``address`` is one tcp/ipc/inproc address from which both endpoints are derived
     (:func:`consensus.work_endpoints`), or give ``tasks=`` and ``results=`` explicitly.
+    ``max_capacity`` caps the tasks one worker may hold at once, whatever its hello says.
+    With ``secret`` (bytes, str or a :class:`~consensus.Secret`) only workers holding the
+    same secret get tasks, and a result counts only from the worker that received its task
+    (``docs/work.md`` 6); without one the dispatcher trusts its network.
     """
 
     def __init__(self, address: str | None = None, *, tasks: str | None = None, results: str | None = None,
                  name: str = "dispatcher", max_batch: int = 256,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None) -> None:  # fmt: skip
-        self.protocol = DispatcherProtocol(max_batch=max_batch, first_stream=secrets.randbits(40))
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
+                 secret: Secret | bytes | str | None = None, max_capacity: int = MAX_CAPACITY) -> None:  # fmt: skip
+        secret = as_secret(secret)
+        keys = None if secret is None else DispatcherKeys(secret)
+        self.protocol = DispatcherProtocol(max_batch=max_batch, first_stream=secrets.randbits(40),
+                                           max_capacity=max_capacity, keys=keys)  # fmt: skip
         self.endpoints = resolve_work_endpoints(address, tasks, results)
         self.name = name
         self.max_batch = max_batch
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
-        self._push = Push(listen=self.endpoints.tasks, **opts)
-        self._pull = Pull(listen=self.endpoints.results, **opts)
+        vouching = self.protocol.task_pipes
+        self._push = Push(listen=self.endpoints.tasks, guard=keys.tasks if keys else None,
+                          admit=vouching.admit if vouching else None, **opts)  # fmt: skip
+        self._pull = Pull(listen=self.endpoints.results, guard=keys.results if keys else None, **opts)
         self._pulse = Pulse()
         self._workers_changed = Pulse()
         self._deadlines_moved = Pulse()
@@ -161,7 +183,9 @@ class Dispatcher:
         return self.workers
 
     def statistics(self) -> DispatcherStatistics:
-        return self.protocol.statistics(socket_malformed=self._pull.statistics().malformed)
+        pulled = self._pull.statistics()
+        return self.protocol.statistics(socket_malformed=pulled.malformed,
+                                        socket_unauthenticated=pulled.unauthenticated)  # fmt: skip
 
     # ------------------------------------------------------------------ for distributions (its link)
     async def _send(self, frame: W.Frame) -> None:
@@ -177,7 +201,10 @@ class Dispatcher:
     def _react(self, events: tuple[DispatcherEvent, ...]) -> None:
         for event in events:
             if type(event) is Rejected:
-                if event.stream is None:
+                if isinstance(event.error, Unauthenticated):
+                    hostile.warning("refused", "dispatcher %r refused %d items from %r: %s",
+                                    self.name, event.count, event.worker, event.error)  # fmt: skip
+                elif event.stream is None:
                     log.warning("dispatcher %r ignored a message: %s", self.name, event.error)
                 else:  # one line per message is enough
                     log.warning("distribution %d ignored %d items from %r: %s",
@@ -198,6 +225,9 @@ class Dispatcher:
         while True:
             try:
                 envelope, pipe = await self._pull.receive_from()
+            except Unauthenticated as exc:  # counted by the socket; a stranger may send many
+                hostile.warning("sealed", "dispatcher %r dropped a frame: %s", self.name, exc)
+                continue
             except MalformedMessage as exc:  # counted by the socket
                 hostile.warning("frame", "dispatcher %r dropped a frame: %s", self.name, exc)
                 continue
@@ -217,8 +247,19 @@ class Dispatcher:
     async def _watch_task_connections(self) -> None:
         peers = self._push.peers_state
         closed = peers.disconnected_total
+        vouching = self.protocol.task_pipes
         while True:  # capacity counts only while a task connection is up
-            self._react(self.protocol.task_connections(len(self._push.peers), trio.current_time(),
+            now = trio.current_time()
+            wake = None
+            if vouching is not None:  # with a secret: close what no worker vouched for in time
+                vouching.connections({peer.id: peer.address for peer in self._push.peers}, now)
+                strangers, wake = vouching.due(now)
+                for pipe in strangers:
+                    hostile.warning("stranger", "dispatcher %r closed a task connection no worker vouched for "
+                                    "(does the worker have the secret?)", self.name)  # fmt: skip
+                    self._push.disconnect(pipe)
+            self._react(self.protocol.task_connections(len(self._push.peers), now,
                                                        closed=peers.disconnected_total != closed))  # fmt: skip
             closed = peers.disconnected_total
-            await self._push.wait_peers_changed()
+            with trio.move_on_at(math.inf if wake is None else wake):  # a stranger's grace may end first
+                await self._push.wait_peers_changed()

@@ -22,9 +22,11 @@ from typing import Any, Final
 
 from consensus.failure import Failure
 from consensus.room.roster import check_name
+from consensus.trust.work import DispatcherKeys, TaskPipes
 from consensus.work import protocol as W
 from consensus.work.ledger import TaskLedger
-from patterns import EncodeError, Envelope, MalformedMessage, MessageError, unencodable_part
+from consensus.work.vetting import hello_problem, vet
+from patterns import EncodeError, Envelope, MalformedMessage, MessageError, Unauthenticated, unencodable_part
 
 __all__ = [
     "DeadlinesMoved",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 CONNECTION_LOSS_GRACE: Final = 0.5  # seconds a live worker has to claim what was pushed before a loss
+MAX_CAPACITY: Final = 256  # default cap on the capacity one worker's hello may announce
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,9 @@ class DispatcherStatistics:
     workers_lost: int  # connection dropped, or said bye
     stale_replies: int  # claim or done messages for a distribution that has ended
     malformed: int  # messages or reply items rejected (see the log)
+    unauthenticated: int = 0  # frames refused by the secret's checks, and items refused by their claim's
+    capped: int = 0  # hellos that announced more than max_capacity (held to it)
+    task_connections_closed: int = 0  # with a secret: task connections no worker vouched for
 
 
 # ---------------------------------------------------------------------- events
@@ -136,10 +142,22 @@ class DispatcherProtocol:
     """The dispatcher's state of the conversation with its workers, for all its streams."""
 
     def __init__(self, *, max_batch: int = 256, first_stream: int = 0,
-                 loss_grace: float = CONNECTION_LOSS_GRACE) -> None:  # fmt: skip
+                 loss_grace: float = CONNECTION_LOSS_GRACE, max_capacity: int = MAX_CAPACITY,
+                 keys: DispatcherKeys | None = None, task_pipes: TaskPipes | None = None) -> None:  # fmt: skip
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= W.MAX_BATCH:
             raise ValueError(f"max_batch must be an int in 1..{W.MAX_BATCH}, got {max_batch!r}")
+        if (
+            isinstance(max_capacity, bool)
+            or not isinstance(max_capacity, int)
+            or not 1 <= max_capacity <= W.MAX_CAPACITY
+        ):
+            raise ValueError(f"max_capacity must be an int in 1..{W.MAX_CAPACITY}, got {max_capacity!r}")
         self.max_batch = max_batch
+        self.max_capacity = max_capacity
+        self.keys = keys
+        # With a secret: the task connections and who vouched for them (push must not pick a stranger).
+        self.task_pipes = task_pipes if task_pipes is not None or keys is None else TaskPipes()
+        self._capped = self._refused = 0
         self.loss_grace = loss_grace
         self._next_stream = first_stream
         self._streams: dict[int, Stream] = {}
@@ -197,13 +215,14 @@ class DispatcherProtocol:
         """The results connections replies came over, still open as far as this object knows."""
         return tuple(self._pipe_names)
 
-    def statistics(self, socket_malformed: int = 0) -> DispatcherStatistics:
+    def statistics(self, socket_malformed: int = 0, socket_unauthenticated: int = 0) -> DispatcherStatistics:
         workers = {name: info.capacity for name, info in sorted(self._workers.items()) if info.capacity}
         return DispatcherStatistics(
             workers=MappingProxyType(workers), capacity=self.capacity, in_flight=self.in_flight,
             distributions=len(self._streams), distributions_started=self._started,
             workers_joined=self._joined, workers_lost=self._lost, stale_replies=self._stale,
-            malformed=self._malformed + socket_malformed,
+            malformed=self._malformed + socket_malformed, unauthenticated=self._refused + socket_unauthenticated,
+            capped=self._capped, task_connections_closed=self.task_pipes.refused if self.task_pipes else 0,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ sending
@@ -215,8 +234,8 @@ class DispatcherProtocol:
         whatever fits."""
         capacity = self.capacity
         credit = capacity - self.in_flight
-        if credit <= 0:
-            return _WAIT
+        if credit <= 0 or (self.task_pipes is not None and self.task_pipes.held):
+            return _WAIT  # held: push might hand the batch to a connection no worker vouched for
         workers = sum(1 for info in self._workers.values() if info.capacity)
         good = min(self.max_batch, max(1, capacity // (2 * max(1, workers))))
         if credit < good and credit != capacity:
@@ -227,6 +246,10 @@ class DispatcherProtocol:
         items = ledger.next_assignments(now, min(self.max_batch, credit))
         if not items:
             return Grant(None, more_room) if more_room else _WAIT
+        if self.keys is not None:
+            frame = W.tasks_frame(stream.id, ledger.lease, items, tickets=self.keys.tickets(stream.id, items),
+                                  kx=self.keys.kx)  # fmt: skip
+            return Grant(frame, more_room)
         return Grant(W.tasks_frame(stream.id, ledger.lease, items), more_room)
 
     def unsendable(self, stream: Stream, item: list[Any], exc: MessageError, now: float) -> Failure:
@@ -284,6 +307,9 @@ class DispatcherProtocol:
             stream.ledger.worker_gone(name, now)
         if not info.pipes:
             del self._workers[name]
+            if self.keys is not None and self.task_pipes is not None:  # its session and vouchers go with it
+                self.keys.forget(name)
+                self.task_pipes.forget(name)
         events.extend(PROGRESS)
         return events
 
@@ -295,6 +321,9 @@ class DispatcherProtocol:
         and comes back as :class:`Rejected`; it never raises."""
         try:
             return self._receive(envelope, pipe, now, pipe_closed)
+        except Unauthenticated as exc:
+            self._refused += 1
+            return (Rejected(exc, worker=envelope.sender if isinstance(envelope.sender, str) else None),)
         except MalformedMessage as exc:
             self._malformed += 1
             return (Rejected(exc, worker=envelope.sender if isinstance(envelope.sender, str) else None),)
@@ -304,6 +333,9 @@ class DispatcherProtocol:
     ) -> tuple[DispatcherEvent, ...]:
         name = envelope.sender
         known = self._pipe_names.get(pipe)
+        if self.keys is not None and envelope.kind == W.HELLO:  # before the hello's name takes a connection
+            info = self._workers.get(name) if isinstance(name, str) else None
+            hello_problem(self.keys, envelope, live=info is not None and bool(info.pipes - {pipe}))
         if known is None:
             try:
                 check_name(name)
@@ -326,17 +358,26 @@ class DispatcherProtocol:
                 return NOTHING
             if kind == W.CLAIM and pipe_closed:
                 return NOTHING  # read after its connection closed: the claimant is gone, the claim is void
+            refused: list[Exception] = []
+            if self.keys is not None:  # only the worker that received an attempt may claim or answer it
+                listed, refused = vet(self.keys, stream.ledger, stream.id, envelope, name, listed)
+                self._refused += len(refused)
             errors = self._apply(stream, envelope, name, listed, now)
-            if errors:
-                stream.malformed += len(errors)
-                self._malformed += len(errors)
-                return (Rejected(errors[0], len(errors), stream.id, name), *PROGRESS)
-            return PROGRESS
+            stream.malformed += len(errors)
+            self._malformed += len(errors)
+            rejected = tuple(Rejected(bad[0], len(bad), stream.id, name) for bad in (refused, errors) if bad)
+            return (*rejected, *PROGRESS) if rejected else PROGRESS
         if kind == W.HELLO:
             capacity = W.parse_capacity(envelope)
             info = self._workers.get(name)
             if pipe_closed or info is None or not info.pipes:
                 return NOTHING  # its connection has already closed: it speaks for no connection
+            if capacity > self.max_capacity:  # no one worker holds more, whatever it says
+                self._capped += 1
+                capacity = self.max_capacity
+            if self.keys is not None and self.task_pipes is not None:
+                self.keys.bind(name, envelope.body["kx"])
+                self.task_pipes.vouch(name, envelope.body["tp"])
             joined = not info.capacity
             info.capacity = capacity
             if joined:

@@ -16,6 +16,12 @@ Bodies (CBOR maps; ``st`` is the dispatcher's stream id, one per distribution)::
                                              false -> value is {"type", "message"}
     bye    {}                                the worker leaves; take back what it holds
 
+With a secret (``docs/work.md``, :mod:`consensus.trust.work`) a ``tasks`` batch also
+carries ``"kx"`` (the dispatcher's X25519 key) and ``"tk"`` (one ticket per task, in
+order); a ``hello`` carries ``"kx"`` (the worker's) and ``"tp"`` (the local addresses of
+its task connections); a claim or release on receipt carries the tickets of its items
+(``"tk"``, in order; renewals carry none).
+
 Every body is built here (the ``*_frame`` functions) and everything from a peer goes
 through a ``parse_*`` function here first. A wrong shape
 raises :class:`MalformedMessage` (``reason="body"``); one bad item in a list is
@@ -25,7 +31,7 @@ reported by :func:`items` without hiding the good items around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -54,6 +60,7 @@ __all__ = [
     "parse_batch",
     "parse_capacity",
     "parse_stream",
+    "parse_tickets",
     "per_stream",
     "release_frame",
     "replies",
@@ -109,6 +116,18 @@ def parse_stream(envelope: Envelope) -> tuple[int, list[Any]]:
     if type(listed) is not list or len(listed) > MAX_BATCH:
         raise bad(envelope, f"field {key!r} must be a list of at most {MAX_BATCH} items")
     return stream, listed
+
+
+def parse_tickets(envelope: Envelope, count: int) -> list[bytes] | None:
+    """The ``tk`` list of a ``tasks``, ``claim`` or ``release`` body: one ticket per item
+    (None: the frame carries none)."""
+    body = _body(envelope)
+    tickets: Any = body.get("tk")
+    if tickets is None:
+        return None
+    if type(tickets) is not list or len(tickets) != count or not all(type(t) is bytes for t in tickets):
+        raise bad(envelope, f"field 'tk' must list one ticket (bytes) per item, {count} in all")
+    return tickets
 
 
 def parse_capacity(envelope: Envelope) -> int:
@@ -207,6 +226,8 @@ class Batch:
     stream: int
     lease: float
     tasks: list[list[Any]]  # [task_id, attempt, task]
+    tickets: list[bytes] | None = None  # with a secret: one per task
+    kx: Any = None  # with a secret: the dispatcher's X25519 key (checked by the worker's keys)
 
 
 def parse_batch(envelope: Envelope) -> Batch:
@@ -232,7 +253,7 @@ def parse_batch(envelope: Envelope) -> Batch:
     if len(well_formed) != len(listed):
         index, item = next((i, item) for i, item in enumerate(listed) if not _attempt_item(item, 3))
         raise bad(envelope, f"task {index} must be [task_id, attempt, task], got {item!r:.80}")
-    return Batch(stream, float(lease), listed)
+    return Batch(stream, float(lease), listed, parse_tickets(envelope, len(listed)), body.get("kx"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,23 +268,37 @@ def _listed(items: Sequence[T]) -> list[T]:
     return items if type(items) is list else list(items)  # a batch's own list is not copied again
 
 
-def tasks_frame(stream: int, lease: float, items: Sequence[list[Any]]) -> Frame:
-    """A batch of ``[task_id, attempt, task]`` for one stream."""
-    return Frame(TASKS, {"st": stream, "lease": lease, "t": _listed(items)})
+def _with_tickets(body: dict[str, Any], tickets: list[bytes] | None) -> dict[str, Any]:
+    if tickets is not None:
+        body["tk"] = tickets
+    return body
 
 
-def hello_frame(capacity: int) -> Frame:
-    return Frame(HELLO, {"cap": capacity})
+def tasks_frame(stream: int, lease: float, items: Sequence[list[Any]], *,
+                tickets: list[bytes] | None = None, kx: bytes | None = None) -> Frame:  # fmt: skip
+    """A batch of ``[task_id, attempt, task]`` for one stream (with a secret: its tickets
+    and the dispatcher's key)."""
+    body = _with_tickets({"st": stream, "lease": lease, "t": _listed(items)}, tickets)
+    if kx is not None:
+        body["kx"] = kx
+    return Frame(TASKS, body)
 
 
-def claim_frame(stream: int, items: Sequence[list[int]]) -> Frame:
-    """``[task_id, attempt]`` items the worker holds."""
-    return Frame(CLAIM, {"st": stream, "c": _listed(items)})
+def hello_frame(capacity: int, *, kx: bytes | None = None, task_pipes: Iterable[str] = ()) -> Frame:
+    """The worker's capacity (with a secret: its key and its task connections' addresses)."""
+    if kx is None:
+        return Frame(HELLO, {"cap": capacity})
+    return Frame(HELLO, {"cap": capacity, "kx": kx, "tp": sorted(task_pipes)})
 
 
-def release_frame(stream: int, items: Sequence[list[int]]) -> Frame:
-    """``[task_id, attempt]`` items handed back unstarted."""
-    return Frame(RELEASE, {"st": stream, "c": _listed(items)})
+def claim_frame(stream: int, items: Sequence[list[int]], tickets: list[bytes] | None = None) -> Frame:
+    """``[task_id, attempt]`` items the worker holds (on receipt, with a secret: their tickets)."""
+    return Frame(CLAIM, _with_tickets({"st": stream, "c": _listed(items)}, tickets))
+
+
+def release_frame(stream: int, items: Sequence[list[int]], tickets: list[bytes] | None = None) -> Frame:
+    """``[task_id, attempt]`` items handed back unstarted (with a secret: their tickets)."""
+    return Frame(RELEASE, _with_tickets({"st": stream, "c": _listed(items)}, tickets))
 
 
 def done_frame(stream: int, items: Sequence[list[Any]]) -> Frame:
@@ -306,5 +341,9 @@ async def send_halving(
             await unsendable(frame.body["st"], items[0], exc)
             return
     half = len(items) // 2
-    for part in (items[:half], items[half:]):
-        await send_halving(Frame(frame.kind, {**frame.body, key: part}), send, unsendable)
+    tickets = frame.body.get("tk")
+    for part in (slice(None, half), slice(half, None)):
+        body = {**frame.body, key: items[part]}
+        if tickets is not None:  # each half keeps the tickets of its own items
+            body["tk"] = tickets[part]
+        await send_halving(Frame(frame.kind, body), send, unsendable)

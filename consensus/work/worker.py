@@ -39,6 +39,8 @@ from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handlers import Handler, run_handler
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
+from consensus.trust.secret import Secret, as_secret
+from consensus.trust.work import WorkerKeys
 from consensus.work import protocol as W
 from consensus.work.worker_protocol import (
     LeaseChanged,
@@ -47,21 +49,33 @@ from consensus.work.worker_protocol import (
     WorkerProtocol,
     WorkerStatistics,
 )
-from patterns import DEFAULT_MAX_MESSAGE_SIZE, Closed, MalformedMessage, MessageError, Pull, Push, TLSConfig
+from patterns import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Closed,
+    MalformedMessage,
+    MessageError,
+    Pull,
+    Push,
+    TLSConfig,
+    Unauthenticated,
+)
 
 __all__ = ["Worker", "WorkerStatistics"]
 
 log = logging.getLogger("consensus.work")
-hostile = RateLimited(log)  # dropped frames: one line every 10 s at most (each one is counted)
+hostile = RateLimited(log)  # frames refused by the secret: a line every 10 s at most
 
 
 class Worker:
-    """Runs ``handler(task)`` for tasks from a dispatcher; an async context manager."""
+    """Runs ``handler(task)`` for tasks from a dispatcher; an async context manager.
+
+    ``secret``: the dispatcher's (or the room's) secret, when it has one (``docs/work.md`` 6)."""
 
     def __init__(self, address: str | None = None, *, handler: Handler, tasks: str | None = None,
                  results: str | None = None, name: str | None = None, concurrency: int = 1,
                  prefetch: int | None = None, handler_threads: int | None = None,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None) -> None:  # fmt: skip
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
+                 secret: Secret | bytes | str | None = None) -> None:  # fmt: skip
         if not callable(handler):
             raise TypeError(f"handler must be callable (plain or async), got {handler!r}")
         for what, value, low in (("concurrency", concurrency, 1), ("prefetch", prefetch, 0)):
@@ -71,15 +85,17 @@ class Worker:
         self.endpoints = resolve_work_endpoints(address, tasks, results)
         self.concurrency = concurrency
         self.capacity = min(concurrency + (concurrency if prefetch is None else prefetch), W.MAX_CAPACITY)
-        self.protocol = WorkerProtocol(self.name, self.capacity)
+        secret = as_secret(secret)
+        keys = None if secret is None else WorkerKeys(secret, self.name)
+        self.protocol = WorkerProtocol(self.name, self.capacity, keys=keys)
         self._handler = handler
         # An async handler runs here with no deadline: awaited directly, without the cancel
         # scope and checks of run_handler (which plain handlers, run in threads, go through).
         self._direct = inspect.iscoroutinefunction(handler)
         self._threads = trio.CapacityLimiter(handler_threads or concurrency)
         opts: dict[str, Any] = {"name": self.name, "max_message_size": max_message_size, "tls": tls}
-        self._pull = Pull(dial=self.endpoints.tasks, **opts)
-        self._push = Push(dial=self.endpoints.results, **opts)
+        self._pull = Pull(dial=self.endpoints.tasks, guard=keys.tasks if keys else None, **opts)
+        self._push = Push(dial=self.endpoints.results, guard=keys.results if keys else None, **opts)
         self._work, self._outgoing, self._lease_changed = Pulse(), Pulse(), Pulse()
         self._sending = trio.StrictFIFOLock()  # one task at a time may wait on a socket
         self._flushing = trio.StrictFIFOLock()  # one flush of the outbox at a time
@@ -113,7 +129,9 @@ class Worker:
                 scope.shield = True
                 try:
                     await self._flush()
-                    await self._send(self.protocol.bye())
+                    bye = self.protocol.bye()
+                    if bye is not None:
+                        await self._send(bye)
                 except Closed:
                     pass
         return await self._stack.__aexit__(exc_type, exc, tb)
@@ -130,7 +148,10 @@ class Worker:
             await self._pull.wait_peers_changed()
 
     def statistics(self) -> WorkerStatistics:
-        return self.protocol.statistics(socket_malformed=self._pull.statistics().malformed)
+        pulled = self._pull.statistics()
+        return self.protocol.statistics(
+            socket_malformed=pulled.malformed, socket_unauthenticated=pulled.unauthenticated
+        )
 
     # ------------------------------------------------------------------ loops
     async def _send(self, frame: W.Frame) -> None:
@@ -138,17 +159,30 @@ class Worker:
             await self._push.send(frame.body, kind=frame.kind)
 
     async def _hello_loop(self) -> None:
+        async with trio.open_nursery() as nursery:
+            if self.protocol.keys is not None:  # with a secret the hello vouches for the task connections
+                nursery.start_soon(self._vouch_loop)
+            while True:
+                hello = self.protocol.connections({peer.id for peer in self._push.peers})
+                if hello is not None:
+                    await self._send(hello)
+                await self._push.wait_peers_changed()
+
+    async def _vouch_loop(self) -> None:
         while True:
-            hello = self.protocol.connections({peer.id for peer in self._push.peers})
+            hello = self.protocol.task_connections({peer.local for peer in self._pull.peers})
             if hello is not None:
                 await self._send(hello)
-            await self._push.wait_peers_changed()
+            await self._pull.wait_peers_changed()
 
     async def _receive_loop(self) -> None:
         protocol = self.protocol
         while True:
             try:
                 envelope = await self._pull.receive_envelope()
+            except Unauthenticated as exc:  # counted by the socket; a stranger may send many
+                hostile.warning("sealed", "worker %r dropped a frame: %s", self.name, exc)
+                continue
             except MalformedMessage as exc:  # counted by the socket
                 hostile.warning("frame", "worker %r dropped a frame: %s", self.name, exc)
                 continue

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.failure import Failure
+from consensus.trust.work import WorkerKeys
 from consensus.work import protocol as W
 from patterns import EncodeError, Envelope, MalformedMessage, MessageError, unencodable_part
 
@@ -45,6 +46,7 @@ class WorkerStatistics:
     failed: int  # handler errors (and results that could not be sent)
     malformed: int  # frames or batches rejected (see the log)
     per_stream: Mapping[int, int]  # tasks held, by the dispatcher's stream id
+    unauthenticated: int = 0  # with a secret: task frames refused by the seal check
 
 
 @dataclass(slots=True)
@@ -94,7 +96,7 @@ class Step:
 class WorkerProtocol:
     """The worker's state of the conversation with one dispatcher."""
 
-    def __init__(self, name: str, capacity: int) -> None:
+    def __init__(self, name: str, capacity: int, *, keys: WorkerKeys | None = None) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= W.MAX_CAPACITY:
             raise ValueError(f"capacity must be an int in 1..{W.MAX_CAPACITY}, got {capacity!r}")
         self.name = name
@@ -104,6 +106,8 @@ class WorkerProtocol:
         self._leases: dict[int, float] = {}  # by stream, as the last batch said
         self._outbox: dict[int, list[list[Any]]] = {}  # results to send, by stream (never an empty list)
         self._greeted: frozenset[int] = frozenset()
+        self.keys = keys  # with a secret: the session with the dispatcher
+        self._task_pipes: frozenset[str] = frozenset()  # local addresses of the task connections
         self._running = 0
         self._received = self._returned = self._succeeded = self._failed = self._malformed = 0
 
@@ -124,7 +128,7 @@ class WorkerProtocol:
     def holds(self, stream: int, task_id: int) -> bool:
         return (stream, task_id) in self._holding
 
-    def statistics(self, socket_malformed: int = 0) -> WorkerStatistics:
+    def statistics(self, socket_malformed: int = 0, socket_unauthenticated: int = 0) -> WorkerStatistics:
         per_stream: dict[int, int] = {}
         for stream, _ in self._holding:
             per_stream[stream] = per_stream.get(stream, 0) + 1
@@ -132,6 +136,7 @@ class WorkerProtocol:
             name=self.name, capacity=self.capacity, held=len(self._holding), running=self._running,
             received=self._received, returned=self._returned, succeeded=self._succeeded, failed=self._failed,
             malformed=self._malformed + socket_malformed, per_stream=MappingProxyType(per_stream),
+            unauthenticated=socket_unauthenticated,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ connections
@@ -139,11 +144,25 @@ class WorkerProtocol:
         """The results connections up now; a hello when one is new (first, or after a restart)."""
         new = not set(live) <= self._greeted
         self._greeted = frozenset(live)
-        return W.hello_frame(self.capacity) if new else None
+        return self._hello() if new else None
 
-    def bye(self) -> W.Frame:
-        """Leaving: the dispatcher hands what is held to others at once (send results first)."""
-        return W.bye_frame()
+    def task_connections(self, local: Collection[str]) -> W.Frame | None:
+        """The local addresses of the task connections up now; with a secret, a hello when
+        one is new (the dispatcher sends batches only to connections its workers vouch for)."""
+        new = not set(local) <= self._task_pipes
+        self._task_pipes = frozenset(local)
+        return self._hello() if new and self.keys is not None and self._greeted else None
+
+    def _hello(self) -> W.Frame:
+        if self.keys is None:
+            return W.hello_frame(self.capacity)
+        return W.hello_frame(self.capacity, kx=self.keys.kx, task_pipes=self._task_pipes)
+
+    def bye(self) -> W.Frame | None:
+        """Leaving: the dispatcher hands what is held to others at once (send results first).
+        None with a secret before any batch came: there is no session to say it under, and
+        nothing held."""
+        return None if self.keys is not None and not self.keys.ready else W.bye_frame()
 
     # ------------------------------------------------------------------ frames in
     def receive(self, envelope: Envelope, now: float) -> Step:
@@ -154,6 +173,13 @@ class WorkerProtocol:
             if envelope.kind != W.TASKS:
                 raise W.bad(envelope, "a worker takes only 'tasks' messages")
             batch = W.parse_batch(envelope)
+            if self.keys is not None:  # the guard checked the seal; the batch names the session
+                if batch.tickets is None:
+                    raise W.bad(envelope, "a batch of a dispatcher with a secret carries tickets")
+                try:
+                    self.keys.dispatcher_key(batch.kx)
+                except ValueError as exc:
+                    raise W.bad(envelope, str(exc)) from None
         except MalformedMessage as exc:
             self._malformed += 1
             return Step(events=(Rejected(exc),))
@@ -161,8 +187,11 @@ class WorkerProtocol:
         room = self.capacity - len(holding)
         claims: list[list[int]] = []
         returned: list[list[int]] = []
+        tickets = batch.tickets  # with a secret: each item's, quoted back in the claim or release
+        claimed: list[bytes] = []
+        released: list[bytes] = []
         queued = 0
-        for task_id, attempt, task in batch.tasks:
+        for index, (task_id, attempt, task) in enumerate(batch.tasks):
             key = (stream, task_id)
             job = holding.get(key)
             if job is not None:  # a redelivery of a task it still has: answer for the newer attempt
@@ -174,8 +203,12 @@ class WorkerProtocol:
                 queued += 1
             else:
                 returned.append([task_id, attempt])
+                if tickets is not None:
+                    released.append(tickets[index])
                 continue
             claims.append([task_id, attempt])
+            if tickets is not None:
+                claimed.append(tickets[index])
         self._received += len(claims)
         self._returned += len(returned)
         events: list[WorkerEvent] = []
@@ -186,9 +219,9 @@ class WorkerProtocol:
             events.append(TasksQueued(queued))
         frames: list[W.Frame] = []
         if claims:  # claimed before any handler starts: a task that kills this worker counts
-            frames.append(W.claim_frame(stream, claims))
+            frames.append(W.claim_frame(stream, claims, claimed if tickets is not None else None))
         if returned:
-            frames.append(W.release_frame(stream, returned))
+            frames.append(W.release_frame(stream, returned, released if tickets is not None else None))
         return Step(tuple(frames), tuple(events))
 
     # ------------------------------------------------------------------ handlers
