@@ -313,6 +313,8 @@ class Member:
                     self._decisions_send.send_nowait(output.decision)
                 except trio.WouldBlock:
                     log.warning("member %r: decisions queue full, dropped one (see last_decision)", self.name)
+                except trio.ClosedResourceError:
+                    pass  # the membership is ending: nobody reads decisions() any more
             elif isinstance(output, Handle):
                 self._answerer.handle(output)
             elif isinstance(output, Decline):
