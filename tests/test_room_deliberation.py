@@ -33,7 +33,7 @@ def joined(host: HostProtocol, name: str, *, pipe: int, deliberate: bool = True)
 
 def run_round(host: HostProtocol, dkey: int, members: dict[str, MemberProtocol],
               think: dict[str, Thinker], now: float, seen: list[Any]) -> None:  # fmt: skip
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, now)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, now)
     assert survey.kind == D.DELIBERATE
     seen.append(survey.body)
     for n, (name, member) in enumerate(members.items()):
@@ -113,7 +113,7 @@ def test_leavers_are_named_missing_and_joiners_take_part_from_the_next_round() -
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     ann, bob = joined(host, "ann", pipe=1), joined(host, "bob", pipe=2)
     dkey = host.rounds.open_deliberation("q", deliberation_id=10, now=0.0, rounds=2)
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, 0.0)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, 0.0)
     (handle,) = ann.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0)
     reply = ann.reply(1, (True, "yes"))
     host.rounds.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
@@ -122,7 +122,7 @@ def test_leavers_are_named_missing_and_joiners_take_part_from_the_next_round() -
     assert host.rounds.complete(key)
     first = host.rounds.close_deliberation_round(key, 0.3)
     assert first.left == frozenset({"bob"}) and "bob" in first.missing and "cy" not in first.expected
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, 1.0)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, 1.0)
     for n, (name, member) in enumerate([("ann", ann), ("cy", cy)], 5):
         member.receive_survey(n, wire(survey.kind, "host", survey.body), 1.0)
         reply = member.reply(n, (True, "yes"))
@@ -138,7 +138,7 @@ def test_bad_replies_are_counted_and_change_nothing() -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     ann = joined(host, "ann", pipe=1)
     dkey = host.rounds.open_deliberation("q", deliberation_id=11, now=0.0, rounds=1, options=["yes", "no"])
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, 0.0)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, 0.0)
     wrong = host.rounds.reply(key, wire(P.ANSWER, "ann", P.answer_body("yes")), 0.1)
     assert wrong.verdict is None and host.counts["malformed"] == 1
     ann.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0)

@@ -62,7 +62,7 @@ def test_a_deliberation_over_the_wire_equals_the_bare_state_machine(
     number = 0
     while not host.rounds.deliberation_done(dkey):
         now = float(number)
-        key, (survey,) = host.rounds.open_deliberation_round(dkey, now)
+        key, (survey,), _ = host.rounds.open_deliberation_round(dkey, now)
         reference.open_round()
         frames: dict[str, Any] = {}
         for at, (name, member) in enumerate(members.items()):

@@ -41,7 +41,7 @@ EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
                    "late_replies", "rejected_replies", "malformed", "calls", "refused_calls",
-                   "deliberation_rounds")  # fmt: skip
+                   "deliberation_rounds", "prompts_cut")  # fmt: skip
 
 _COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
                       Why.EXPIRY: "expired"}  # fmt: skip

@@ -32,6 +32,7 @@ class RoomStatistics:
     refused_calls: int = 0
     observers: int = 0
     deliberation_rounds: int = 0
+    prompts_cut: int = 0  # deliberation prompts cut to fit max_message_size
 
 
 @dataclass(frozen=True, slots=True)
