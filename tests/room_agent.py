@@ -17,7 +17,9 @@ asked round N; with ``--hold-round N`` it waits in round N for a ``release`` lin
 stdin; with ``--stall-round N`` it never answers round N; with ``--garbage handler`` its
 handler returns a map that is no position, with ``--garbage wire`` it sends a ``position``
 whose body is no position, with ``--garbage kind`` an ``answer`` instead of a position
-(the last two written past the member's own checks). With ``--host-events`` it prints ``host lost`` and
+(the last two written past the member's own checks). With ``--ask`` it answers the host's
+``room.ask`` with ``{"name", "value"}`` (printing ``asked <json>``) and dies on ``"crash"``.
+With ``--host-events`` it prints ``host lost`` and
 ``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
 
@@ -77,9 +79,15 @@ async def main(args: argparse.Namespace) -> None:
             return consensus.Position(held, reason=f"{convincing[0]} convinced me", persuaded_by=tuple(convincing[:1]))
         return consensus.Position(held, reason=args.reason or f"{args.name} holds {held}")
 
+    def on_ask(value: Any) -> Any:
+        say("asked", json.dumps(value))
+        if value == "crash":
+            os._exit(3)  # dies while answering the host's ask
+        return {"name": args.name, "value": value}
+
     try:
         async with consensus.join(
-            args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
+            args.address, name=args.name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask if args.ask else None,
             on_deliberate=on_deliberate if args.stance is not None else None,
             handler_timeout=args.handler_timeout, join_timeout=args.join_timeout, observer=args.observer,
             host_timeout=args.host_timeout, on_host_lost=args.on_host_lost,
@@ -186,6 +194,7 @@ if __name__ == "__main__":
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")
     parser.add_argument("--crash-round", type=int, default=0, help="die when asked this round")
+    parser.add_argument("--ask", action="store_true", help="answer room.ask (prints 'asked <json>')")
     parser.add_argument("--reason", help="the reason given for a position kept")
     parser.add_argument("--hold-round", type=int, default=0, help="in this round, wait for 'release'")
     parser.add_argument("--stall-round", type=int, default=0, help="never answer this round")

@@ -15,6 +15,7 @@ from typing import Any
 
 from consensus.decide.decision import Decision
 from consensus.room.calls import Call, CallAnswer
+from consensus.room.direct import Direct, DirectReply
 
 __all__ = [
     "CallAnswered",
@@ -22,6 +23,9 @@ __all__ = [
     "DecisionReceived",
     "Decline",
     "Dial",
+    "DirectAnswered",
+    "DirectLost",
+    "DirectReceived",
     "Handle",
     "HandlerKind",
     "HostChanged",
@@ -94,6 +98,22 @@ class CallRequested:
     call: Call
 
 
+@dataclass(frozen=True, slots=True)
+class DirectAnswered:
+    """The member asked with ``room.ask`` answered (a value or a failure)."""
+
+    reply: DirectReply
+
+
+@dataclass(frozen=True, slots=True)
+class DirectLost:
+    """The member asked with ``room.ask`` (ask ``direct_id``) left before answering."""
+
+    direct_id: int
+    name: str
+    why: str
+
+
 # ------------------------------------------------------------------ both sides
 @dataclass(frozen=True, slots=True)
 class MembersChanged:
@@ -154,6 +174,14 @@ class CallAnswered:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectReceived:
+    """The host sent this member a directed message (``room.ask`` / ``room.send``): run
+    ``on_ask`` on it, and for an ask send ``MemberProtocol.direct_reply``."""
+
+    direct: Direct
+
+
+@dataclass(frozen=True, slots=True)
 class HostChanged:
     """The host was lost (silent past ``host_timeout``, or its connection closed) or is back."""
 
@@ -194,5 +222,6 @@ class Decline:
 
 Output = (
     Send | Joined | Left | MembersChanged | Ignored | Welcomed | Refused | Dial | Undial | DecisionReceived
-    | Handle | Decline | CallRequested | CallAnswered | HostChanged | HostClosed
+    | Handle | Decline | CallRequested | CallAnswered | HostChanged | HostClosed | DirectAnswered | DirectLost
+    | DirectReceived
 )  # fmt: skip

@@ -17,9 +17,12 @@ from consensus.decide.decision import Decision
 from consensus.decide.poll import PollResult
 from consensus.endpoints import Endpoints
 from consensus.room import calls as C
+from consensus.room import direct as X
 from consensus.room import protocol as P
 from consensus.room.events import (
     CallRequested,
+    DirectAnswered,
+    DirectLost,
     Ignored,
     Joined,
     Left,
@@ -41,7 +44,7 @@ EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
                    "late_replies", "rejected_replies", "malformed", "calls", "refused_calls",
-                   "deliberation_rounds", "prompts_cut")  # fmt: skip
+                   "deliberation_rounds", "prompts_cut", "directs")  # fmt: skip
 
 _COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
                       Why.EXPIRY: "expired"}  # fmt: skip
@@ -63,6 +66,7 @@ class HostProtocol:
                      "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self._directs = X.DirectAsks()
         self.rounds = Rounds(self.roster, self.counts)
         """The polls, votes and deliberations under way (:class:`Rounds`)."""
 
@@ -127,6 +131,8 @@ class HostProtocol:
                 return self._on_hello(envelope, pipe, now, connected)
             if envelope.kind == C.CALL:
                 return self._on_call(C.parse_call(envelope))
+            if envelope.kind == X.DIRECT_REPLY:
+                return self._on_direct_reply(X.parse_direct_reply(envelope))
             if envelope.kind == P.LEAVE:
                 hello = P.parse_hello(envelope)
                 if self.roster.leave(hello.name, hello.token):
@@ -199,6 +205,35 @@ class HostProtocol:
             body = C.result_body(call.name, call.token, call.call_id, decision=result)
         return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
 
+    # ------------------------------------------------------------------ directed messages
+    def direct_frame(self, name: str, value: object, *, reply: bool,
+                     timeout: float | None = None) -> tuple[int, Send]:  # fmt: skip
+        """A message for member ``name`` only (``reply``: an ask, answered within ``timeout``):
+        its id and the frame. Raises ``LookupError`` when no member has that name and
+        ``ValueError`` for a bad timeout."""
+        if reply and (timeout is None or type(timeout) not in (int, float) or not 0 < timeout <= X.MAX_DIRECT_TIMEOUT):
+            raise ValueError(f"timeout must be a number of seconds in (0, {X.MAX_DIRECT_TIMEOUT:g}], got {timeout!r}")
+        record = self.roster.get(name)
+        if record is None:
+            present = ", ".join(self.roster.participants + self.roster.observers) or "nobody"
+            raise LookupError(f"no member named {name!r} in the room {self.name!r} (present: {present})")
+        ident = self._directs.open(name, record.token)
+        if not reply:
+            self._directs.forget(ident)  # a send waits for nothing
+        self.counts["directs"] += 1
+        body = X.direct_body(name, record.token, ident, value, reply=reply, timeout=timeout if reply else None)
+        return ident, Send(X.DIRECT, body, Target.CONTROL, inline=self.inline)
+
+    def forget_direct(self, direct_id: int) -> None:
+        """The asker stopped waiting for ask ``direct_id``: a later answer is late."""
+        self._directs.forget(direct_id)
+
+    def _on_direct_reply(self, reply: X.DirectReply) -> list[Output]:
+        if not self._directs.answer(reply):
+            self.counts["late_replies"] += 1
+            return []
+        return [DirectAnswered(reply)]
+
     def _not_dialable(self, mesh: str) -> str | None:
         why = P.dialable(mesh)
         if why is not None:
@@ -236,6 +271,9 @@ class HostProtocol:
         self.counts[_COUNTER_OF[why]] += len(names)
         self.rounds.left(names)
         out: list[Output] = [Left(tuple(names), why)]
+        for ident, name in self._directs.asked(set(names)):
+            self._directs.forget(ident)
+            out.append(DirectLost(ident, name, why.value))
         if roster:
             out += [MembersChanged(self.members), self.roster_frame()]
         return out

@@ -29,11 +29,13 @@ from consensus.room import calls as C
 from consensus.room import protocol as P
 from consensus.room.answering import Answerer
 from consensus.room.calling import Caller
+from consensus.room.direct_answering import DirectAnswerer
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
     Decline,
     Dial,
+    DirectReceived,
     Handle,
     HandlerKind,
     HostChanged,
@@ -111,6 +113,8 @@ class Member:
         )
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self._caller = Caller(self._protocol, self._send, address)
+        self._directs = DirectAnswerer(self._protocol, on_ask, self._send, handler_timeout=handler_timeout,
+                                       threads=trio.CapacityLimiter(handler_threads))  # fmt: skip
         self._host_changed = Pulse()
         self.last_decision: Decision | None = None
         self.worker: Worker | None = None  # set when joined with on_task
@@ -296,6 +300,8 @@ class Member:
                     log.warning("member %r: decisions queue full, dropped one (see last_decision)", self.name)
             elif isinstance(output, Handle):
                 self._answerer.handle(output)
+            elif isinstance(output, DirectReceived):
+                self._directs.handle(output.direct)
             elif isinstance(output, Decline):
                 self._answerer.decline(output.survey)
             elif isinstance(output, Ignored):
@@ -399,6 +405,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
         member._nursery = nursery
         nursery.start_soon(member._control_loop)
         member._answerer.start(nursery)  # a survey before the welcome is kept, then answered
+        member._directs.start(nursery)
         member._lines.start(nursery)
         nursery.start_soon(member._inbox.pump, member._mesh, member._lines.on_envelope)
         try:

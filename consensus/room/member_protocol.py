@@ -18,12 +18,14 @@ from consensus.decide.rules import Rule
 from consensus.failure import Failure
 from consensus.room import calls as C
 from consensus.room import deliberation_frames as D
+from consensus.room import direct as X
 from consensus.room import protocol as P
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
     Decline,
     Dial,
+    DirectReceived,
     Handle,
     HandlerKind,
     HostChanged,
@@ -58,7 +60,7 @@ JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answer
 CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
-                    "late_results", "positions_sent")  # fmt: skip
+                    "late_results", "positions_sent", "directs")  # fmt: skip
 
 
 class MemberState(Enum):
@@ -204,6 +206,11 @@ class MemberProtocol:
         self._calls.discard(answer.call_id)
         return [CallAnswered(answer)]
 
+    def direct_reply(self, direct: X.Direct, outcome: tuple[bool, Any]) -> Send:
+        """The answer to the host's ask ``direct``, from ``on_ask``'s outcome."""
+        body = X.reply_body(self.name, self.token, direct.direct_id, outcome)
+        return Send(X.DIRECT_REPLY, body, Target.CONTROL, inline=self.inline)
+
     def leave_frame(self) -> Send:
         """The ``leave`` to send when the membership ends normally."""
         return Send(P.LEAVE, P.hello_body(self.name, self.token), Target.CONTROL, inline=self.inline)
@@ -238,6 +245,12 @@ class MemberProtocol:
                 return self._set_members(roster.members)
             if envelope.kind == C.RESULT:
                 return self._on_result(C.parse_result(envelope))
+            if envelope.kind == X.DIRECT:
+                direct = X.parse_direct(envelope)
+                if not self._mine(direct.name, direct.token):
+                    return []  # for another member: dropped unread
+                self.counts["directs"] += 1
+                return [DirectReceived(direct)]
             if envelope.kind == P.DECISION:
                 decision = P.parse_decision(envelope)
                 self.counts["decisions"] += 1

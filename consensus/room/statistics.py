@@ -33,6 +33,7 @@ class RoomStatistics:
     observers: int = 0
     deliberation_rounds: int = 0
     prompts_cut: int = 0  # deliberation prompts cut to fit max_message_size
+    directs: int = 0  # room.ask / room.send messages sent to one member
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +52,4 @@ class MemberStatistics:
     calls: int = 0  # polls and votes this member asked the host to run
     late_results: int = 0  # results of calls that came after the caller stopped waiting
     positions_sent: int = 0  # positions sent in answer to deliberations
+    directs: int = 0  # room.ask / room.send messages the host sent this member
