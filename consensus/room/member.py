@@ -366,7 +366,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     ``task_concurrency`` at once and holding ``task_prefetch`` more (default: as many
     again); see :class:`consensus.Worker`. ``member.worker`` is that worker.
     ``on_ask`` answers asks on this member's hotlines (:meth:`Member.hotline`), as in
-    :func:`consensus.hotline`.
+    :func:`consensus.hotline`, and the host's ``room.ask`` / ``room.send`` to this member.
 
     ``tls`` (a client configuration) goes to every socket of the member; with
     ``shared_memory=False`` the member takes no shared-memory references, and says so
