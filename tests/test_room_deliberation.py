@@ -12,7 +12,7 @@ from consensus.decide.prompt import Seen
 from consensus.decide.until import unanimous
 from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
-from consensus.room.events import Handle, HandlerKind, Send
+from consensus.room.events import DecisionReceived, DeliberationReceived, Handle, HandlerKind, Send
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.member_protocol import MemberProtocol, MemberState
 
@@ -71,13 +71,18 @@ def test_a_three_round_deliberation_records_who_changed_and_broadcasts_the_decis
     while not host.rounds.deliberation_done(dkey):
         run_round(host, dkey, members, think, now, seen)
         now += 1.0
-    result, (frame,) = host.rounds.close_deliberation(dkey, now)
+    result, (frame, told) = host.rounds.close_deliberation(dkey, now)
     assert len(result.rounds) == 3 and result.stopped_by == "rounds"
     assert result.outcome == "NATS" and str(result.agreement) == "3 of 3"
     assert result.final["cy"].changed and result.final["cy"].changed_from == "Redis"
     assert {k: list(v) for k, v in result.influence.items()} == {"ann": ["cy"]}
     assert [e["label"] for e in seen[1]["positions"]] == ["ann", "bob", "cy"]
     assert frame.kind == P.DECISION and frame.body["vote"] == 7
+    for member in members.values():  # every member gets the decision, then the whole deliberation
+        (decided,) = member.receive_control(wire(frame.kind, "host", frame.body), now)
+        (heard,) = member.receive_control(wire(told.kind, "host", told.body), now)
+        assert isinstance(decided, DecisionReceived) and decided.decision == result.decision
+        assert isinstance(heard, DeliberationReceived) and heard.deliberation == result
     assert host.rounds.held == 0 and host.counts["deliberation_rounds"] == 3
     assert all(m.counts["positions_sent"] == 3 for m in members.values())
 

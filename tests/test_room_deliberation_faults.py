@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
@@ -133,3 +134,23 @@ async def test_anonymous_prompts_carry_no_names_on_the_wire(
     assert anonymous.final["carla-z9"].changed and anonymous.final["carla-z9"].position.persuaded_by == (
         "alice-q7",
     )
+
+
+async def test_members_hear_the_finished_deliberation(room_address: Callable[[str], str]) -> None:
+    address = room_address("tcp")
+
+    def on_deliberate(question: Any, number: int, others: Any, options: Any) -> Any:  # plain: in a thread
+        return consensus.Position("NATS", answer="subjects and queue groups", confidence=0.7)
+
+    async with (
+        consensus.host(address) as room,
+        consensus.join(address, name="ann", on_deliberate=on_deliberate) as ann,
+        consensus.join(address, name="bob", on_poll=lambda question: "nats") as bob,
+    ):
+        await room.wait_for_members(2)
+        result = await room.deliberate("best transport?", rounds=2, timeout=10)
+        with trio.fail_after(10):
+            while ann.last_deliberation is None or bob.last_deliberation is None:
+                await trio.sleep(0.01)  # the frames come on the control bus after the result
+    assert ann.last_deliberation == result == bob.last_deliberation
+    assert str(result.agreement) == "2 of 2" and result.outcome in ("NATS", "nats")  # the first to arrive

@@ -68,5 +68,5 @@ async def deliberate(room: Any, question: Any, *, rounds: int = 3, timeout: floa
         try:
             await room._send(frame)
         except MessageTooLarge as exc:  # the caller still gets the result; members are not told
-            log.error("room %r: decision of deliberation %d not broadcast: %s", room.name, ident, exc)
+            log.error("room %r: %s of deliberation %d not broadcast: %s", room.name, frame.kind, ident, exc)
     return result

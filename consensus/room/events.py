@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from consensus.decide.decision import Decision
+from consensus.decide.roundtable import Deliberation
 from consensus.room.calls import Call, CallAnswer
 from consensus.room.direct import Direct, DirectReply
 
@@ -22,6 +23,7 @@ __all__ = [
     "CallRequested",
     "DecisionReceived",
     "Decline",
+    "DeliberationReceived",
     "Dial",
     "DirectAnswered",
     "DirectLost",
@@ -167,6 +169,13 @@ class DecisionReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliberationReceived:
+    """The host broadcast a finished deliberation."""
+
+    deliberation: Deliberation
+
+
+@dataclass(frozen=True, slots=True)
 class CallAnswered:
     """The host answered one of this member's calls (a result or a refusal)."""
 
@@ -223,5 +232,5 @@ class Decline:
 Output = (
     Send | Joined | Left | MembersChanged | Ignored | Welcomed | Refused | Dial | Undial | DecisionReceived
     | Handle | Decline | CallRequested | CallAnswered | HostChanged | HostClosed | DirectAnswered | DirectLost
-    | DirectReceived
+    | DirectReceived | DeliberationReceived
 )  # fmt: skip

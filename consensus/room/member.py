@@ -20,6 +20,7 @@ from typing import Any, Literal
 import trio
 
 from consensus.decide.poll import PollResult
+from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import endpoints, member_mesh_address
@@ -34,6 +35,7 @@ from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
     Decline,
+    DeliberationReceived,
     Dial,
     DirectReceived,
     Handle,
@@ -117,6 +119,7 @@ class Member:
                                        threads=trio.CapacityLimiter(handler_threads))  # fmt: skip
         self._host_changed = Pulse()
         self.last_decision: Decision | None = None
+        self.last_deliberation: Deliberation | None = None  # the last one the host broadcast
         self.worker: Worker | None = None  # set when joined with on_task
 
     # ------------------------------------------------------------------ public
@@ -298,6 +301,8 @@ class Member:
                     self._decisions_send.send_nowait(output.decision)
                 except trio.WouldBlock:
                     log.warning("member %r: decisions queue full, dropped one (see last_decision)", self.name)
+            elif isinstance(output, DeliberationReceived):
+                self.last_deliberation = output.deliberation
             elif isinstance(output, Handle):
                 self._answerer.handle(output)
             elif isinstance(output, DirectReceived):

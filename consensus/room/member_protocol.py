@@ -24,6 +24,7 @@ from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
     Decline,
+    DeliberationReceived,
     Dial,
     DirectReceived,
     Handle,
@@ -251,6 +252,8 @@ class MemberProtocol:
                     return []  # for another member: dropped unread
                 self.counts["directs"] += 1
                 return [DirectReceived(direct)]
+            if envelope.kind == D.RESULT:
+                return [DeliberationReceived(D.parse_result(envelope))]
             if envelope.kind == P.DECISION:
                 decision = P.parse_decision(envelope)
                 self.counts["decisions"] += 1

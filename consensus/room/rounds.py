@@ -233,8 +233,8 @@ class Rounds:
         return deliberator.close_round(elapsed=now - active.start)
 
     def close_deliberation(self, key: int, now: float) -> tuple[Deliberation, list[Send]]:
-        """Forget deliberation ``key``: its result, and the ``decision`` frame that tells every
-        member (none when the last round has no decision)."""
+        """Forget deliberation ``key``: its result, and the frames that tell every member: the
+        ``decision`` (none when the last round has no decision), then the whole result."""
         deliberator, start = self._deliberations.pop(key)
         for round_key in [k for k, active in self._rounds.items() if active.deliberation == key]:
             if not self._rounds[round_key].closed:  # abandoned mid-round: close it unrecorded
@@ -244,10 +244,11 @@ class Rounds:
         if not deliberator.done:
             deliberator.stop()
         result = deliberator.result(elapsed=now - start)
+        told = [Send(D.RESULT, D.result_body(result), Target.CONTROL, inline=self._inline)]
         if result.decision is None:
-            return result, []
+            return result, told
         body = P.decision_body(result.deliberation, result.question, result.decision)
-        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self._inline)]
+        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self._inline), *told]
 
     def close_poll(self, key: int, now: float, *, poll_id: int = 0) -> PollResult:
         """End the poll ``key`` (later replies are late) and return its result."""
