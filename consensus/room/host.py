@@ -25,7 +25,7 @@ from consensus.decide.tally import Decision
 from consensus.decide.until import Until
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
-from consensus.room.calls import POLL_CALL, Call
+from consensus.room.calls import POLL_CALL, UNTIL, VOTE_CALL, Call
 from consensus.room.deliberating import deliberate
 from consensus.room.directing import Director
 from consensus.room.events import (
@@ -316,15 +316,22 @@ class Room:
                 self._nursery.start_soon(self._run_call, output.call)
 
     async def _run_call(self, call: Call) -> None:
-        """Run a member's poll or vote as :meth:`poll` / :meth:`vote` do; send the caller the result."""
+        """Run a member's poll, vote or deliberation as :meth:`poll` / :meth:`vote` / :meth:`deliberate` do;
+        send the caller the result."""
         log.debug("room %r: %s asked for a %s", self.name, call.name, call.kind)
-        result: PollResult | Decision
+        result: PollResult | Decision | Deliberation
         try:
             if call.kind == POLL_CALL:
                 result = await self.poll(call.subject, timeout=call.timeout, quorum=call.quorum)
-            else:
+            elif call.kind == VOTE_CALL:
                 result = await self.vote(call.subject, options=call.options, rule=call.rule, timeout=call.timeout,
                                          quorum=call.quorum, weights=call.weights)  # fmt: skip
+            else:
+                args = call.deliberation
+                assert args is not None
+                result = await self.deliberate(call.subject, rounds=args.rounds, timeout=call.timeout,
+                                               options=args.options, rule=args.rules or None,
+                                               until=[UNTIL[n] for n in args.until], anonymous=args.anonymous)  # fmt: skip
         except (ValueError, TypeError) as exc:  # the round could not be opened with these arguments
             log.info("room %r refused a %s from %s: %s", self.name, call.kind, call.name, exc)
             await self._act(self._protocol.call_refused(call, f"{type(exc).__name__}: {exc}"))

@@ -15,6 +15,7 @@ from typing import Final
 
 from consensus.decide.decision import Decision
 from consensus.decide.poll import PollResult
+from consensus.decide.roundtable import Deliberation
 from consensus.endpoints import Endpoints
 from consensus.room import calls as C
 from consensus.room import direct as X
@@ -181,7 +182,7 @@ class HostProtocol:
             return []  # the same call again: it is running, its result will come
         if not self.member_calls:
             return self.call_refused(
-                call, "this room takes no polls or votes from members (member_calls=False)"
+                call, "this room takes no polls, votes or deliberations from members (member_calls=False)"
             )
         if call.problem:
             return self.call_refused(call, call.problem)
@@ -196,11 +197,13 @@ class HostProtocol:
         body = C.result_body(call.name, call.token, call.call_id, refused=reason)
         return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
 
-    def call_result(self, call: C.Call, result: PollResult | Decision) -> list[Output]:
+    def call_result(self, call: C.Call, result: PollResult | Decision | Deliberation) -> list[Output]:
         """The call ran: the frame that brings its result to the caller."""
         self._calls.discard((call.name, call.token, call.call_id))
         if isinstance(result, PollResult):
             body = C.result_body(call.name, call.token, call.call_id, poll=result)
+        elif isinstance(result, Deliberation):
+            body = C.result_body(call.name, call.token, call.call_id, deliberation=result)
         else:
             body = C.result_body(call.name, call.token, call.call_id, decision=result)
         return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]

@@ -174,6 +174,18 @@ class Member:
         assert answer.decision is not None
         return answer.decision
 
+    async def deliberate(self, question: Any, *, rounds: int = 3, timeout: float, options: Sequence[str] | None = None,
+                         rule: Rule | Sequence[Rule] | None = None, until: Any = None,
+                         anonymous: bool = False) -> Deliberation:  # fmt: skip
+        """Ask the host to run a deliberation, as ``room.deliberate`` does (``timeout`` per
+        round; ``until``: the built-in predicates or their names only; no ``key``); returns
+        the :class:`Deliberation`. Raises as :meth:`poll`."""
+        args = C.DeliberationArgs.of(rounds, options, rule, until, anonymous)
+        answer = await self._caller.call(C.DELIBERATE_CALL, question, timeout=timeout, wait=rounds * timeout,
+                                         deliberation=args)  # fmt: skip
+        assert answer.deliberation is not None
+        return answer.deliberation
+
     async def wait_members_changed(self) -> tuple[str, ...]:
         """Wait for the next roster from the host; returns the names in it."""
         await self._roster_changed.wait()

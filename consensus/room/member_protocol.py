@@ -176,10 +176,11 @@ class MemberProtocol:
 
     # ------------------------------------------------------------------ calls
     def call_frame(self, kind: str, subject: Any, *, timeout: float, quorum: int | None = None,
-                   options: tuple[Any, ...] = (), rule: Rule | None = None,
-                   weights: dict[str, float] | None = None) -> tuple[int, Send]:  # fmt: skip
-        """Ask the host to run a poll (``kind="poll"``, ``subject`` the question) or a vote
-        (``"vote"``, ``subject`` the motion): the call's id and the frame to send. Raises
+                   options: tuple[Any, ...] = (), rule: Rule | None = None, weights: dict[str, float] | None = None,
+                   deliberation: C.DeliberationArgs | None = None) -> tuple[int, Send]:  # fmt: skip
+        """Ask the host to run a poll (``kind="poll"``, ``subject`` the question), a vote
+        (``"vote"``, ``subject`` the motion) or a deliberation (``"deliberate"``, with
+        ``deliberation``): the call's id and the frame to send. Raises
         ``ValueError`` for arguments no host would take (checked here so the caller hears at once)."""
         if type(timeout) not in (int, float) or not 0 < timeout <= C.MAX_CALL_TIMEOUT:
             raise ValueError(
@@ -189,7 +190,8 @@ class MemberProtocol:
             raise ValueError(f"quorum must be a count of members (an int >= 1), got {quorum!r}")
         self._next_call += 1
         body = C.call_body(self.name, self.token, self._next_call, kind, subject=subject, timeout=timeout,
-                           quorum=quorum, options=options, rule=rule, weights=weights)  # fmt: skip
+                           quorum=quorum, options=options, rule=rule, weights=weights,
+                           deliberation=deliberation)  # fmt: skip
         self._calls.add(self._next_call)
         self.counts["calls"] += 1
         return self._next_call, Send(C.CALL, body, Target.CONTROL, inline=self.inline)
