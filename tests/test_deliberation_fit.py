@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from _rooms import ENDS, HEARTBEAT, wire
 from hypothesis import given
@@ -12,7 +13,7 @@ from test_room_deliberation import joined
 
 from consensus.decide.position import Position
 from consensus.decide.prompt import CUT_MARKER, Prompt, Seen, shown_as
-from consensus.decide.prompt_fit import cut_text, fit_prompt
+from consensus.decide.prompt_fit import cut_text, fit_prompt, size_bound
 from consensus.room import deliberation_frames as D
 from consensus.room.events import Handle
 from consensus.room.host_protocol import HostProtocol
@@ -114,3 +115,9 @@ def test_a_prompt_too_large_even_cut_drops_entries() -> None:
         f"member-{n:03}" for n in range(40 - fitted.dropped)
     ]
     assert D.parse_prompt(wire(D.DELIBERATE, "host", fitted.prompt.to_wire())) == fitted.prompt
+
+
+@given(prompts, st.sampled_from([None, ("NATS", "Redis"), ("\u00e9" * 40,)]), st.integers(0, 2**64 - 1))
+def test_the_cheap_bound_is_never_below_the_encoded_size(prompt: Prompt, options: Any, ident: int) -> None:
+    prompt = dataclasses.replace(prompt, options=options, deliberation=ident, question={"q": "\U0001f600" * 9})
+    assert size(prompt) <= size_bound(prompt, len(encode_body(prompt.question)))

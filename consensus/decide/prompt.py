@@ -51,7 +51,7 @@ class Seen:
             raise ValueError(f"label {describe(self.label)} is not text of 1..{MAX_NAME_LENGTH} characters")
         if self.position.persuaded_by or self.position.round is not None:
             # Whom a member credited can name names; a shown position never says.
-            object.__setattr__(self, "position", replace(self.position, persuaded_by=(), round=None))
+            object.__setattr__(self, "position", self.position.credited((), None))
 
     def to_wire(self) -> dict[str, Any]:
         return {"label": self.label} | self.position.to_wire()

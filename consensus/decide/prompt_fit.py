@@ -25,7 +25,7 @@ from typing import Final
 from consensus.decide.position import Position
 from consensus.decide.prompt import CUT_MARKER, Prompt, Seen
 
-__all__ = ["Fitted", "cut_text", "fit_prompt"]
+__all__ = ["Fitted", "cut_text", "fit_prompt", "size_bound"]
 
 _ANSWER: Final = "answer"
 _REASON: Final = "reason"
@@ -93,12 +93,27 @@ def _largest(fits: Callable[[int], bool], high: int) -> int | None:
     return low
 
 
-def fit_prompt(prompt: Prompt, budget: int, size: Callable[[Prompt], int]) -> Fitted:
+def size_bound(prompt: Prompt, question_size: int) -> int:
+    """An upper bound of the CBOR length of ``prompt``'s wire form, its question taking
+    ``question_size`` bytes: cheap (no encoding), so most rounds need no measuring.
+
+    Each text takes at most 4 bytes per character plus a 9-byte head; the keys, numbers
+    and heads of a shown position at most 96 bytes, those of the prompt 128."""
+    entries = sum(96 + 4 * sum(len(text or "") for text in (seen.label, seen.position.stance, seen.position.answer,
+                                                            seen.position.reason))
+                  for seen in prompt.positions)  # fmt: skip
+    options = sum(9 + 4 * len(option) for option in prompt.options or ())
+    return 128 + question_size + options + entries
+
+
+def fit_prompt(prompt: Prompt, budget: int, size: Callable[[Prompt], int],
+               bound: Callable[[Prompt], int] | None = None) -> Fitted:  # fmt: skip
     """``prompt`` cut so that ``size(prompt) <= budget`` (see the module's docstring).
 
     ``size`` must not grow when a text gets shorter or an entry is left out (an encoded
-    length has that property)."""
-    if size(prompt) <= budget:
+    length has that property). ``bound``, if given, is a cheaper upper bound of ``size``
+    tried first (:func:`size_bound`)."""
+    if bound is not None and bound(prompt) <= budget or size(prompt) <= budget:
         return Fitted(prompt)
     entries, answers, fits = _cut_to_fit(prompt, prompt.positions, _ANSWER, budget, size)
     if fits:

@@ -18,7 +18,7 @@ from consensus.decide.deliberation import Deliberator
 from consensus.decide.deliberation_round import DeliberationRound
 from consensus.decide.poll import PollResult, PollRound, Verdict
 from consensus.decide.position import normalise_stance
-from consensus.decide.prompt_fit import Fitted, fit_prompt
+from consensus.decide.prompt_fit import Fitted, fit_prompt, size_bound
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Rule
 from consensus.decide.stances import Key, Round
@@ -217,7 +217,9 @@ class Rounds:
         deliberator, _ = self._deliberations[key]
         fitted = Fitted(deliberator.open_round())
         if max_size is not None:
-            fitted = fit_prompt(fitted.prompt, max_size - ENVELOPE_ROOM, lambda p: len(encode_body(p.to_wire())))
+            question = len(encode_body(fitted.prompt.question))  # the same in every cut
+            fitted = fit_prompt(fitted.prompt, max_size - ENVELOPE_ROOM, lambda p: len(encode_body(p.to_wire())),
+                                lambda p: size_bound(p, question))  # fmt: skip
             self._counts["prompts_cut"] += fitted.cut
         current = deliberator.current
         assert current is not None
