@@ -164,10 +164,14 @@ async def phase(worker_pool: list[Child], n: int, pairs: int, warmup: int, per_p
             member_stats = [await worker.areceive("done") for worker in started]
     rows = {way: {"host_cpu": summarize(cpu[way], unit="ms"), "wall": summarize(wall[way], unit="ms"),
                   "missing_or_failed": bad[way]} for way in ways}  # fmt: skip
-    cpu_ratio = median(cpu[DELIBERATE]) / median(cpu[BY_HAND])
-    wall_ratio = median(wall[DELIBERATE]) / median(wall[BY_HAND])
+    # Each pair ran back to back: the median of the pairs' ratios cancels the drift of a busy
+    # machine better than the ratio of the two medians (both are reported).
+    cpu_ratio = median([d / h for d, h in zip(cpu[DELIBERATE], cpu[BY_HAND], strict=True) if h > 0])
+    wall_ratio = median([d / h for d, h in zip(wall[DELIBERATE], wall[BY_HAND], strict=True) if h > 0])
+    medians_ratio = median(cpu[DELIBERATE]) / median(cpu[BY_HAND])
     return {"transport": transport, "n": n, "pairs": pairs, "warmup": warmup, "ways": rows,
             "host_cpu_ratio": round(cpu_ratio, 3), "wall_ratio": round(wall_ratio, 3),
+            "host_cpu_ratio_of_medians": round(medians_ratio, 3),
             "members": {k: sum(s[k] for s in member_stats) for k in member_stats[0]}}  # fmt: skip
 
 
@@ -192,12 +196,14 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
 
 def compute_goals(results: list[dict[str, Any]]) -> dict[str, Any]:
     goals: dict[str, Any] = {
-        "basis": f"median host CPU per run, {DELIBERATE} / {BY_HAND}, same room and members"
+        "basis": f"host CPU per run, {DELIBERATE} / {BY_HAND}, each pair back to back in the same room "
+        "with the same members: the median of the pairs' ratios"
     }
     for r in results:
         goals[f"host_overhead_{r['transport']}"] = {"value": r["host_cpu_ratio"], "op": "<=", "target": GOAL_RATIO,
                                                     "met": r["host_cpu_ratio"] <= GOAL_RATIO,
-                                                    "wall_ratio": r["wall_ratio"]}  # fmt: skip
+                                                    "wall_ratio": r["wall_ratio"],
+                                                    "ratio_of_medians": r["host_cpu_ratio_of_medians"]}  # fmt: skip
     return goals
 
 
@@ -212,8 +218,9 @@ def render(report: dict[str, Any]) -> str:
                            "wall median ms", "wall p99 ms", "missing"), rows), ""]  # fmt: skip
     for r in report["results"]:
         met = r["host_cpu_ratio"] <= GOAL_RATIO
-        lines.append(f"{r['transport']}: host CPU deliberate / by hand = {r['host_cpu_ratio']:.2f} (goal <= "
-                     f"{GOAL_RATIO:g}: {'met' if met else 'NOT met'}); wall {r['wall_ratio']:.2f}")  # fmt: skip
+        lines.append(f"{r['transport']}: host CPU deliberate / by hand = {r['host_cpu_ratio']:.2f}, median of the "
+                     f"pairs' ratios (goal <= {GOAL_RATIO:g}: {'met' if met else 'NOT met'}); ratio of the medians "
+                     f"{r['host_cpu_ratio_of_medians']:.2f}; wall {r['wall_ratio']:.2f}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -272,6 +279,8 @@ def suite_step(quick: bool) -> list[Metric | Skip]:
                         "deliberate", TOOLKIT, way, r["transport"], 0, r["n"], name, stats["median_ms"], "ms"
                     )
                 )
+        out.append(Metric("deliberate", TOOLKIT, DELIBERATE, r["transport"], 0, r["n"], "host_cpu_paired_ratio",
+                          r["host_cpu_ratio"], "x"))  # fmt: skip
     return out
 
 
