@@ -6,14 +6,14 @@
     python -m bench --out /tmp/b --json /tmp/b.json
 
 Scenarios: rtt (round trips), throughput (push/pull), poll (poll to result vs N), work
-(acknowledged work distribution, a worker killed mid-run) and large (shared memory vs
-inline vs iceoryx2); the peers (pyzmq, NATS, Redis Streams) come from ``bench.peers``.
+(acknowledged work distribution, a worker killed mid-run), large (shared memory vs
+inline vs iceoryx2) and deliberate (a deliberation's host overhead vs polls and a vote by hand); the peers (pyzmq, NATS, Redis Streams) come from ``bench.peers``.
 Writes ``results.json``, ``results.md``, PNG plots and ``run.log`` (everything the steps
 printed) into ``bench/results/<timestamp>/`` (``bench/results/latest`` points at it),
 then prints the ratios toolkit / peer and the goals of issue 7. ``bench/README.md``
 documents the JSON schema and the metric names. Each benchmark also runs alone:
 ``python -m bench.pair_rtt``, ``bench.hotline_rtt``, ``bench.poll``, ``bench.distribute``,
-``bench.stream_memory``, ``bench.shm``, ``bench.peers``.
+``bench.stream_memory``, ``bench.shm``, ``bench.deliberate``, ``bench.peers``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                     "NATS and Redis.", "fewer sizes and iterations (about 2-3 minutes)",
                     json=False)  # fmt: skip
     p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help="run only this scenario (rtt, throughput, poll, work, large, bridge) or system "
+                   help="run only this scenario (rtt, throughput, poll, work, large, bridge, security, deliberate) or system "
                    "(toolkit, pynng, zmq, nats, redis, iceoryx2); repeatable or comma-separated")  # fmt: skip
     p.add_argument("--out", help="results folder (default bench/results/<timestamp>/, with "
                    "bench/results/latest -> it)")  # fmt: skip

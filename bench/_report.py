@@ -17,13 +17,14 @@ from ._schema import TOOLKIT, Metric, Skip
 
 __all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "summary_table"]
 
-SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security")
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security", "deliberate")
 TITLES = {"rtt": "Round trip (request and its reply, one at a time)",
           "throughput": "One-way throughput, push/pull", "poll": "Poll to result (scatter-gather of N)",
           "work": "Work distribution with acknowledgement",
           "large": "Large payloads, one-way delivery between two processes",
           "bridge": "The asyncio and blocking fronts next to trio (poll of 8, hotline ask)",
-          "security": "Room secrets: the cost of authentication, and of hostile frames"}  # fmt: skip
+          "security": "Room secrets: the cost of authentication, and of hostile frames",
+          "deliberate": "Host overhead of a 3-round deliberation vs 3 polls and a vote by hand"}  # fmt: skip
 UNITS = {"us": "µs"}
 TRANSPORT_ORDER = {t: i for i, t in enumerate(("inproc", "ipc", "tcp", "ws", "tls+tcp", "shm"))}
 SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2"))}
@@ -206,6 +207,7 @@ def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, An
         goals.append(_goal(text, "PASS" if ratio >= 20 else "FAIL",
                            f"ipc inline {fmt(inline[0].value)} ms / shared memory {fmt(shm[0].value)} ms = "
                            f"{ratio:.1f}x (goal >= 20)", ratio=round(ratio, 3), target=">= 20"))  # fmt: skip
+    goals.append(_deliberation_goal(metrics))
     return goals + _security_goals(metrics)
 
 
@@ -229,6 +231,27 @@ def _security_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
         goals.append(_goal("costly hostile frames refused in under 10 ms each", "PASS" if worst.value < 10 else "FAIL",
                            f"slowest median {fmt(worst.value)} ms: {worst.variant}", target="< 10 ms"))  # fmt: skip
     return goals
+
+
+def _deliberation_goal(metrics: list[Metric]) -> dict[str, Any]:
+    """Issue 14: a 3-round deliberation costs the host at most 1.1x 3 polls and a vote by hand."""
+    text = "deliberation host overhead at most 1.1x 3 polls + a vote by hand"
+    parts, ratios = [], []
+    for mine in _find(metrics, "deliberate", "host_cpu_median_ms", TOOLKIT, "room.deliberate", n=8):
+        hand = _find(metrics, "deliberate", "host_cpu_median_ms", TOOLKIT, "3 room.poll", n=8,
+                     transport=mine.transport)  # fmt: skip
+        paired = _find(metrics, "deliberate", "host_cpu_paired_ratio", TOOLKIT, "room.deliberate", n=8,
+                       transport=mine.transport)  # fmt: skip
+        if hand and paired:  # the median ratio of back-to-back pairs: robust to a busy machine's drift
+            ratios.append(paired[0].value)
+            parts.append(f"{mine.transport} {fmt(mine.value)} vs {fmt(hand[0].value)} ms (pairs {ratios[-1]:.2f})")
+    if not ratios:
+        return _goal(text, "SKIP", "the deliberate scenario did not run")
+    worst = max(ratios)
+    return _goal(text, "PASS" if worst <= 1.1 else "FAIL",
+                 "median host CPU per run, 8 members, and the median ratio of back-to-back pairs: "
+                 + "; ".join(parts) + " (goal <= 1.1 on each)",
+                 ratio=round(worst, 3), target="<= 1.1")  # fmt: skip
 
 
 # ===================================================================== text
@@ -285,7 +308,8 @@ def loss_line(ratios: list[dict[str, Any]]) -> str:
 SHORT = {"rtt_median_us": "median", "rtt_p99_us": "p99", "msgs_per_s": "msgs/s", "mb_per_s": "MB/s",
          "gather_median_ms": "median", "gather_p99_ms": "p99", "tasks_per_s": "tasks/s",
          "kill_pause_ms": "longest pause", "redelivered": "redelivered", "delivered_ms": "delivered",
-         "gb_per_s": "GB/s"}  # fmt: skip
+         "gb_per_s": "GB/s", "host_cpu_median_ms": "host CPU median", "wall_median_ms": "wall median",
+         "host_cpu_paired_ratio": "host CPU ratio (pairs)"}  # fmt: skip
 PIVOT = {"rtt": "payload", "throughput": "payload", "large": "payload", "poll": "n"}
 
 
@@ -365,7 +389,7 @@ def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], r
             "this run: for times below 1 means the toolkit is faster, for rates above 1."
         ),
         "",
-        "## Goals (issue 7)",
+        "## Goals (issues 7 and 14)",
         "",
     ]
     lines += [f"- **{g['status']}** {g['goal']}: {g['detail']}" for g in goals]
@@ -413,7 +437,7 @@ def console_summary(ratios: list[dict[str, Any]], goals: list[dict[str, Any]], s
     width = max((len(t) for t in text), default=0)
     for t, r in zip(text, shown):
         lines.append(f"  {t:<{width}}  {r['ratio']:>6.2f}  {_verdict(r)}")
-    lines += ["", "goals (issue 7):"]
+    lines += ["", "goals (issues 7 and 14):"]
     lines += [f"  {g['status']:<4}  {g['goal']}: {g['detail']}" for g in goals]
     lines += ["", loss_line(ratios)]
     lost = sorted(losses(ratios), key=lambda r: -(r["ratio"] if r["ratio"] >= 1 else 1 / r["ratio"]))

@@ -28,7 +28,7 @@ from ._schema import TOOLKIT, Metric, Skip
 __all__ = ["SCENARIOS", "SYSTEMS", "Step", "build_steps", "run_steps", "select", "watch"]
 
 Records = list[Metric | Skip]
-SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security")
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security", "deliberate")
 SYSTEMS = {  # --only name -> Metric.system
     "toolkit": TOOLKIT,
     TOOLKIT: TOOLKIT,
@@ -66,7 +66,7 @@ def _peer_steps() -> list[Step]:
 
 
 def build_steps() -> list[Step]:
-    from . import _rtt, _scenario_flow, bridge, distribute, poll, security, shm
+    from . import _rtt, _scenario_flow, bridge, deliberate, distribute, poll, security, shm
 
     both = frozenset({TOOLKIT, "pynng"})
     steps = [Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_rtt.measure_transport, t))
@@ -79,6 +79,7 @@ def build_steps() -> list[Step]:
         Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2"}), shm.suite_step),
         Step("bridge", frozenset({"bridge"}), frozenset({TOOLKIT}), bridge.suite_step),
         Step("security", frozenset({"security"}), frozenset({TOOLKIT}), security.suite_step),
+        Step("deliberate", frozenset({"deliberate"}), frozenset({TOOLKIT}), deliberate.suite_step),
     ]
     return steps + _peer_steps()
 

@@ -30,6 +30,7 @@ rooms, lines and decisions raise, and re-exports the rest, so that
     ├── InvalidBallot               a ballot's fields are wrong (also ``ValueError``)
     ├── InvalidDecision             a decision's fields are wrong (also ``ValueError``)
     ├── InvalidPosition             a deliberation position's fields are wrong (also ``ValueError``)
+    ├── InvalidDeliberation         a deliberation result's fields are wrong (also ``ValueError``)
     ├── InvalidPollResult           a poll result's fields are wrong (also ``ValueError``)
     ├── RoomError                   room membership failed
     │   ├── RoomUnavailable         the host could not be reached, or went away
@@ -88,6 +89,7 @@ __all__ = [
     "EncodeError",
     "InvalidBallot",
     "InvalidDecision",
+    "InvalidDeliberation",
     "InvalidPollResult",
     "InvalidPosition",
     "LineError",
@@ -126,6 +128,10 @@ class InvalidBallot(ConsensusError, ValueError):
 
 class InvalidDecision(ConsensusError, ValueError):
     """A decision received from a peer does not have the shape of a decision."""
+
+
+class InvalidDeliberation(ConsensusError, ValueError):
+    """A deliberation result received from a peer does not have the shape of one."""
 
 
 class InvalidPosition(ConsensusError, ValueError):

@@ -99,6 +99,17 @@ def raw_respondent(address: str, first_reply_hex: str = "") -> None:
             first = False
 
 
+def raw_tap(address: str) -> None:
+    """Plain (cooked) pynng respondent that never answers: prints each survey it receives
+    as ``frame <hex>``, the bytes exactly as they came (what every member receives)."""
+    import pynng
+
+    with pynng.Respondent0(dial=address) as sock:
+        say("ready")
+        while True:
+            say("frame", sock.recv().hex())
+
+
 def raw_surveyor(address: str) -> None:
     """Plain (cooked) pynng surveyor: waits for a line on stdin, surveys, prints each
     reply's sender and body until its survey time ends."""
@@ -130,6 +141,8 @@ if __name__ == "__main__":
         raw_push(*args)
     elif role == "raw-respondent":
         raw_respondent(*args)
+    elif role == "raw-tap":
+        raw_tap(*args)
     elif role == "raw-surveyor":
         raw_surveyor(*args)
     else:

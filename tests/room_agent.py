@@ -15,7 +15,13 @@ under it: RoomClosed). Reads commands on stdin:
 With ``--stance S`` it also deliberates (prints
 ``deliberate <round> <json labels shown>``): it holds S, adopts ``--persuadable P`` once
 another member shows P (crediting that label), and with ``--crash-round N`` dies when
-asked round N. With ``--host-events`` it prints ``host lost`` and
+asked round N; with ``--hold-round N`` it waits in round N for a ``release`` line on
+stdin; with ``--stall-round N`` it never answers round N; with ``--garbage handler`` its
+handler returns a map that is no position, with ``--garbage wire`` it sends a ``position``
+whose body is no position, with ``--garbage kind`` an ``answer`` instead of a position
+(the last two written past the member's own checks). With ``--ask`` it answers the host's
+``room.ask`` with ``{"name", "value"}`` (printing ``asked <json>``) and dies on ``"crash"``.
+With ``--host-events`` it prints ``host lost`` and
 ``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
 
@@ -55,27 +61,42 @@ async def main(args: argparse.Namespace) -> None:
         return consensus.Ballot(choice, confidence=args.confidence, reason=f"{args.name} thinks so")
 
     held = args.stance
+    released = trio.Event()
 
     async def on_deliberate(question: Any, number: int, others: Any, options: Any) -> Any:
         nonlocal held
         say("deliberate", number, json.dumps([seen.label for seen in others], separators=(",", ":")))
         if number == args.crash_round:
             os._exit(3)  # a crash mid-round: no reply, the connection drops
+        if number == args.hold_round:
+            await released.wait()
+        if number == args.stall_round:
+            await trio.sleep_forever()  # past the round's deadline: the member says Timeout, late
+        if args.garbage == "handler":
+            return {"stance": 42, "mood": "contrarian"}
         await trio.sleep(args.delay)
         convincing = [seen.label for seen in others if seen.position.stance == args.persuadable]
         if convincing and held != args.persuadable:
             held = args.persuadable
             return consensus.Position(held, reason=f"{convincing[0]} convinced me", persuaded_by=tuple(convincing[:1]))
-        return consensus.Position(held, reason=f"{args.name} holds {held}")
+        return consensus.Position(held, reason=args.reason or f"{args.name} holds {held}")
+
+    def on_ask(value: Any) -> Any:
+        say("asked", json.dumps(value))
+        if value == "crash":
+            os._exit(3)  # dies while answering the host's ask
+        return {"name": args.name, "value": value}
 
     try:
         async with consensus.join(
-            args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
+            args.address, name=args.name, on_poll=on_poll, on_vote=on_vote, on_ask=on_ask if args.ask else None,
             on_deliberate=on_deliberate if args.stance is not None else None,
             handler_timeout=args.handler_timeout, join_timeout=args.join_timeout, observer=args.observer,
             host_timeout=args.host_timeout, on_host_lost=args.on_host_lost,
             secret=consensus.Secret.from_env() if args.secret_env else None,
         ) as member:  # fmt: skip
+            if args.garbage in ("wire", "kind"):
+                garble(member, args.garbage)
             say("joined")
             async with trio.open_nursery() as nursery:
 
@@ -117,6 +138,8 @@ async def main(args: argparse.Namespace) -> None:
                             say("voted", json.dumps(decision.outcome))
                         except consensus.MemberCallRefused as exc:
                             say("call-refused", exc.reason)
+                    elif command == "release":
+                        released.set()
                     elif command == "quit":
                         break
                 nursery.cancel_scope.cancel()
@@ -129,6 +152,25 @@ async def main(args: argparse.Namespace) -> None:
         say("unavailable")
     except consensus.AuthenticationError as exc:
         say("unauthenticated", exc)
+
+
+def garble(member: Any, mode: str) -> None:
+    """Make this member's position replies garbage on the wire, past its protocol's checks."""
+    from consensus.room import deliberation_frames as D
+    from consensus.room import protocol as P
+    from consensus.room.events import Send
+
+    reply = member._protocol.reply
+
+    def garbled(key: int, outcome: Any) -> Any:
+        frame = reply(key, outcome)
+        if frame.kind != D.POSITION:
+            return frame
+        if mode == "wire":
+            return Send(D.POSITION, {"stance": 42, "confidence": "very", "secret": [1, 2]}, frame.to, key)
+        return Send(P.ANSWER, P.answer_body("not a position"), frame.to, key)
+
+    member._protocol.reply = garbled
 
 
 class _SayLog(logging.Handler):
@@ -158,6 +200,11 @@ if __name__ == "__main__":
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")
     parser.add_argument("--crash-round", type=int, default=0, help="die when asked this round")
+    parser.add_argument("--ask", action="store_true", help="answer room.ask (prints 'asked <json>')")
+    parser.add_argument("--reason", help="the reason given for a position kept")
+    parser.add_argument("--hold-round", type=int, default=0, help="in this round, wait for 'release'")
+    parser.add_argument("--stall-round", type=int, default=0, help="never answer this round")
+    parser.add_argument("--garbage", choices=["handler", "wire", "kind"], help="answer deliberations with garbage")
     arguments = parser.parse_args()
     if arguments.log:
         logging.getLogger("consensus").addHandler(_SayLog())

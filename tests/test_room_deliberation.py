@@ -12,7 +12,7 @@ from consensus.decide.prompt import Seen
 from consensus.decide.until import unanimous
 from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
-from consensus.room.events import Handle, HandlerKind, Send
+from consensus.room.events import DecisionReceived, DeliberationReceived, Handle, HandlerKind, Send
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.member_protocol import MemberProtocol, MemberState
 
@@ -33,7 +33,7 @@ def joined(host: HostProtocol, name: str, *, pipe: int, deliberate: bool = True)
 
 def run_round(host: HostProtocol, dkey: int, members: dict[str, MemberProtocol],
               think: dict[str, Thinker], now: float, seen: list[Any]) -> None:  # fmt: skip
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, now)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, now)
     assert survey.kind == D.DELIBERATE
     seen.append(survey.body)
     for n, (name, member) in enumerate(members.items()):
@@ -71,13 +71,18 @@ def test_a_three_round_deliberation_records_who_changed_and_broadcasts_the_decis
     while not host.rounds.deliberation_done(dkey):
         run_round(host, dkey, members, think, now, seen)
         now += 1.0
-    result, (frame,) = host.rounds.close_deliberation(dkey, now)
+    result, (frame, told) = host.rounds.close_deliberation(dkey, now)
     assert len(result.rounds) == 3 and result.stopped_by == "rounds"
     assert result.outcome == "NATS" and str(result.agreement) == "3 of 3"
     assert result.final["cy"].changed and result.final["cy"].changed_from == "Redis"
     assert {k: list(v) for k, v in result.influence.items()} == {"ann": ["cy"]}
     assert [e["label"] for e in seen[1]["positions"]] == ["ann", "bob", "cy"]
     assert frame.kind == P.DECISION and frame.body["vote"] == 7
+    for member in members.values():  # every member gets the decision, then the whole deliberation
+        (decided,) = member.receive_control(wire(frame.kind, "host", frame.body), now)
+        (heard,) = member.receive_control(wire(told.kind, "host", told.body), now)
+        assert isinstance(decided, DecisionReceived) and decided.decision == result.decision
+        assert isinstance(heard, DeliberationReceived) and heard.deliberation == result
     assert host.rounds.held == 0 and host.counts["deliberation_rounds"] == 3
     assert all(m.counts["positions_sent"] == 3 for m in members.values())
 
@@ -113,7 +118,7 @@ def test_leavers_are_named_missing_and_joiners_take_part_from_the_next_round() -
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     ann, bob = joined(host, "ann", pipe=1), joined(host, "bob", pipe=2)
     dkey = host.rounds.open_deliberation("q", deliberation_id=10, now=0.0, rounds=2)
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, 0.0)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, 0.0)
     (handle,) = ann.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0)
     reply = ann.reply(1, (True, "yes"))
     host.rounds.reply(key, wire(reply.kind, "ann", reply.body), 0.1)
@@ -122,7 +127,7 @@ def test_leavers_are_named_missing_and_joiners_take_part_from_the_next_round() -
     assert host.rounds.complete(key)
     first = host.rounds.close_deliberation_round(key, 0.3)
     assert first.left == frozenset({"bob"}) and "bob" in first.missing and "cy" not in first.expected
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, 1.0)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, 1.0)
     for n, (name, member) in enumerate([("ann", ann), ("cy", cy)], 5):
         member.receive_survey(n, wire(survey.kind, "host", survey.body), 1.0)
         reply = member.reply(n, (True, "yes"))
@@ -138,7 +143,7 @@ def test_bad_replies_are_counted_and_change_nothing() -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     ann = joined(host, "ann", pipe=1)
     dkey = host.rounds.open_deliberation("q", deliberation_id=11, now=0.0, rounds=1, options=["yes", "no"])
-    key, (survey,) = host.rounds.open_deliberation_round(dkey, 0.0)
+    key, (survey,), _ = host.rounds.open_deliberation_round(dkey, 0.0)
     wrong = host.rounds.reply(key, wire(P.ANSWER, "ann", P.answer_body("yes")), 0.1)
     assert wrong.verdict is None and host.counts["malformed"] == 1
     ann.receive_survey(1, wire(survey.kind, "host", survey.body), 0.0)

@@ -93,7 +93,7 @@ class DeliberationRound:
                     self.ignored += 1  # nobody shown to this member under that label
                 else:
                     credited.append(named)
-            self._positions[name] = dataclasses.replace(position, persuaded_by=tuple(credited), round=self.number)
+            self._positions[name] = position.credited(tuple(credited), self.number)  # names and round: valid
             self._stances[name] = stance
         return verdict
 

@@ -86,6 +86,17 @@ class Position:
             if not 1 <= self.round < MAX_ROUND:
                 raise ValueError(f"round {describe(self.round)} is not in 1..2**32-1")
 
+    def credited(self, persuaded_by: tuple[str, ...], round: int | None) -> Position:
+        """This position with ``persuaded_by`` and ``round`` replaced, *without* the
+        constructor's checks: for a round's own bookkeeping (``persuaded_by`` resolved to
+        member names, ``round`` set; nothing else changes), where every value is already
+        checked. Cheaper than ``dataclasses.replace``, which checks every field again."""
+        made = object.__new__(Position)
+        for field, value in (("stance", self.stance), ("answer", self.answer), ("reason", self.reason),
+                             ("confidence", self.confidence), ("persuaded_by", persuaded_by), ("round", round)):  # fmt: skip
+            object.__setattr__(made, field, value)
+        return made
+
     def to_wire(self) -> dict[str, Any]:
         """The CBOR-able map for this position (keys left at their default are left out)."""
         wire: dict[str, Any] = {"stance": self.stance, "confidence": self.confidence}

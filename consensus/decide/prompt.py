@@ -29,10 +29,12 @@ from consensus.decide.checks import describe
 from consensus.decide.position import MAX_NAME_LENGTH, MAX_ROUND, Position
 from consensus.errors import InvalidPosition
 
-__all__ = ["MAX_SEEN", "Prompt", "Seen"]
+__all__ = ["CUT_MARKER", "MAX_SEEN", "Prompt", "Seen", "shown_as"]
 
 MAX_SEEN: Final = 256
 """Most positions one prompt shows."""
+CUT_MARKER: Final = "\u2026 [cut]"
+"""How a text the host cut to fit the room's message size ends (``... [cut]``, with an ellipsis)."""
 _PROMPT_KEYS: Final = frozenset({"deliberation", "question", "round", "options", "anonymous", "positions"})
 _SEEN_KEYS: Final = frozenset({"label", "stance", "answer", "reason", "confidence"})
 
@@ -49,7 +51,7 @@ class Seen:
             raise ValueError(f"label {describe(self.label)} is not text of 1..{MAX_NAME_LENGTH} characters")
         if self.position.persuaded_by or self.position.round is not None:
             # Whom a member credited can name names; a shown position never says.
-            object.__setattr__(self, "position", replace(self.position, persuaded_by=(), round=None))
+            object.__setattr__(self, "position", self.position.credited((), None))
 
     def to_wire(self) -> dict[str, Any]:
         return {"label": self.label} | self.position.to_wire()
@@ -69,6 +71,26 @@ class Seen:
             raise InvalidPosition(f"a shown position is invalid: {exc}") from exc
 
 
+def _cut_from(shown: str | None, original: str | None) -> bool:
+    if shown == original:
+        return True
+    if shown is None or original is None or not shown.endswith(CUT_MARKER):
+        return False
+    kept = shown[: -len(CUT_MARKER)]
+    return len(original) > len(shown) and original.startswith(kept)
+
+
+def shown_as(own: Position, shown: Position) -> bool:
+    """True when ``shown`` is how a prompt shows ``own``: the same stance and confidence,
+    and the same answer and reason or those texts cut to fit (ending with :data:`CUT_MARKER`)."""
+    return (
+        own.stance == shown.stance
+        and own.confidence == shown.confidence
+        and _cut_from(shown.answer, own.answer)
+        and _cut_from(shown.reason, own.reason)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Prompt:
     """One round's question to the members, with the previous round's positions."""
@@ -83,18 +105,18 @@ class Prompt:
     def others(self, member: str, own: Position | None) -> Prompt:
         """The prompt without ``member``'s own position (by name, or anonymously by content).
 
-        In an anonymous prompt the entry equal in content to ``own`` (the member's reply in
-        the previous round) is dropped; an identical position of someone else, if any,
-        says nothing more than the member's own.
+        In an anonymous prompt the first entry equal in content to ``own`` (the member's
+        reply in the previous round; its texts possibly cut to fit, see :func:`shown_as`)
+        is dropped; an identical position of someone else, if any, says nothing more than
+        the member's own.
         """
         if not self.anonymous:
             kept = [seen for seen in self.positions if seen.label != member]
         else:
             kept = list(self.positions)
             if own is not None:
-                mine = replace(own, persuaded_by=(), round=None)
                 for at, seen in enumerate(kept):
-                    if seen.position == mine:
+                    if shown_as(own, seen.position):
                         del kept[at]
                         break
         return replace(self, positions=tuple(kept))

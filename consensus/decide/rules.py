@@ -125,6 +125,8 @@ def as_ratio(value: float | Fraction) -> Fraction:
     """
     if isinstance(value, (int, Fraction)):
         return Fraction(value)
+    if isinstance(value, float) and value.is_integer():  # weights of 1.0: skip the search below
+        return Fraction(int(value))
     if not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
     simple = Fraction(value).limit_denominator(1000)

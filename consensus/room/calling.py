@@ -38,14 +38,17 @@ class Caller:
             self._answers[answer.call_id] = answer
             self._answered.poke()
 
-    async def call(self, kind: str, subject: Any, *, timeout: float, **args: Any) -> CallAnswer:
+    async def call(self, kind: str, subject: Any, *, timeout: float, wait: float | None = None,
+                   **args: Any) -> CallAnswer:  # fmt: skip
         """Ask the host to run a ``kind`` call on ``subject``; returns its answer, or raises
-        :class:`MemberCallRefused` (the host's reason) or :class:`Timeout`."""
+        :class:`MemberCallRefused` (the host's reason) or :class:`Timeout` (no answer within
+        ``wait``, default ``timeout``, plus a margin)."""
+        wait = timeout if wait is None else wait
         call_id, frame = self._protocol.call_frame(kind, subject, timeout=timeout, **args)
         self._answers[call_id] = None
         try:
             await self._send(frame)
-            with trio.move_on_after(timeout + CALL_MARGIN):
+            with trio.move_on_after(wait + CALL_MARGIN):
                 while (answer := self._answers[call_id]) is None:
                     await self._answered.wait()
         finally:
@@ -53,7 +56,7 @@ class Caller:
             self._protocol.forget_call(call_id)
         if answer is None:
             raise Timeout(f"the host at {self._address} sent no result for the {kind} {subject!r:.80} "
-                          f"within its timeout of {timeout} s and a margin of {CALL_MARGIN} s")  # fmt: skip
+                          f"within {wait} s and a margin of {CALL_MARGIN} s")  # fmt: skip
         if answer.refused:
             raise MemberCallRefused(f"the host at {self._address} refused the {kind}: {answer.refused}",
                                     answer.refused)  # fmt: skip

@@ -51,7 +51,15 @@ async def deliberate(room: Any, question: Any, *, rounds: int = 3, timeout: floa
                                       key=key)  # fmt: skip
     try:
         while not protocol.rounds.deliberation_done(dkey):
-            round_key, frames = protocol.rounds.open_deliberation_round(dkey, trio.current_time())
+            max_size = room._surveyor.max_message_size
+            round_key, frames, fitted = protocol.rounds.open_deliberation_round(
+                dkey, trio.current_time(), max_size=max_size
+            )
+            if fitted.cut:
+                log.info("room %r: deliberation %d round %d: prompt cut to fit max_message_size=%d "
+                         "(%d answers and %d reasons cut, %d positions left out)", room.name, ident,
+                         fitted.prompt.round, max_size, fitted.answers_cut, fitted.reasons_cut,
+                         fitted.dropped)  # fmt: skip
             await room._ask(round_key, frames, timeout)
             protocol.rounds.close_deliberation_round(round_key, trio.current_time())
     finally:
@@ -60,5 +68,5 @@ async def deliberate(room: Any, question: Any, *, rounds: int = 3, timeout: floa
         try:
             await room._send(frame)
         except MessageTooLarge as exc:  # the caller still gets the result; members are not told
-            log.error("room %r: decision of deliberation %d not broadcast: %s", room.name, ident, exc)
+            log.error("room %r: %s of deliberation %d not broadcast: %s", room.name, frame.kind, ident, exc)
     return result

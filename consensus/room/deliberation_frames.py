@@ -6,22 +6,28 @@ survey (every position of the previous round, names hidden when anonymous), each
 answers with a ``position`` (a :class:`~consensus.decide.position.Position` in its wire
 form, ``round`` set to the survey's round) or an ``error``. The finished deliberation's
 decision goes to every member as a ``decision`` frame, like a vote's, with the
-deliberation's id in ``vote`` and the question as the ``motion``.
+deliberation's id in ``vote`` and the question as the ``motion``, followed by the whole
+result as a ``deliberation`` frame (``{"deliberation": <its wire form>}``,
+:mod:`consensus.decide.deliberation_wire`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from consensus.decide.deliberation_wire import deliberation_from_wire, deliberation_to_wire
 from consensus.decide.position import Position
 from consensus.decide.prompt import Prompt
-from consensus.errors import InvalidPosition
+from consensus.decide.roundtable import Deliberation
+from consensus.errors import InvalidDeliberation, InvalidPosition
 from patterns import Envelope, MalformedMessage
 
-__all__ = ["DELIBERATE", "POSITION", "parse_position", "parse_prompt", "position_body"]
+__all__ = ["DELIBERATE", "POSITION", "RESULT", "parse_position", "parse_prompt", "parse_result", "position_body",
+           "result_body"]  # fmt: skip
 
 DELIBERATE: Final = "deliberate"  # host -> members, survey: a Prompt's wire form
 POSITION: Final = "position"  # member -> host, reply: a Position's wire form
+RESULT: Final = "deliberation"  # host -> members, control bus: {"deliberation": the finished one}
 
 
 def parse_prompt(envelope: Envelope) -> Prompt:
@@ -45,3 +51,21 @@ def position_body(value: Any, round_number: int) -> dict[str, Any]:
 def parse_position(envelope: Envelope) -> Any:
     """The body of a ``position`` reply, checked by the round (``DeliberationRound.answer``)."""
     return envelope.body
+
+
+def result_body(result: Deliberation) -> dict[str, Any]:
+    """The body of the ``deliberation`` frame that tells the members how it ended."""
+    return {"deliberation": deliberation_to_wire(result)}
+
+
+def parse_result(envelope: Envelope) -> Deliberation:
+    """The finished deliberation a ``deliberation`` frame carries; raises :class:`MalformedMessage`."""
+    body = envelope.body
+    try:
+        if not isinstance(body, dict) or body.keys() != {"deliberation"}:
+            raise InvalidDeliberation("the body must be a map with exactly the key 'deliberation'")
+        return deliberation_from_wire(body["deliberation"])
+    except InvalidDeliberation as exc:
+        raise MalformedMessage(
+            f"a 'deliberation' frame from {envelope.sender!r} is malformed: {exc}", reason="body", size=0
+        ) from exc

@@ -14,14 +14,20 @@ from enum import Enum
 from typing import Any
 
 from consensus.decide.decision import Decision
+from consensus.decide.roundtable import Deliberation
 from consensus.room.calls import Call, CallAnswer
+from consensus.room.direct import Direct, DirectReply
 
 __all__ = [
     "CallAnswered",
     "CallRequested",
     "DecisionReceived",
     "Decline",
+    "DeliberationReceived",
     "Dial",
+    "DirectAnswered",
+    "DirectLost",
+    "DirectReceived",
     "Handle",
     "HandlerKind",
     "HostChanged",
@@ -94,6 +100,22 @@ class CallRequested:
     call: Call
 
 
+@dataclass(frozen=True, slots=True)
+class DirectAnswered:
+    """The member asked with ``room.ask`` answered (a value or a failure)."""
+
+    reply: DirectReply
+
+
+@dataclass(frozen=True, slots=True)
+class DirectLost:
+    """The member asked with ``room.ask`` (ask ``direct_id``) left before answering."""
+
+    direct_id: int
+    name: str
+    why: str
+
+
 # ------------------------------------------------------------------ both sides
 @dataclass(frozen=True, slots=True)
 class MembersChanged:
@@ -147,10 +169,25 @@ class DecisionReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliberationReceived:
+    """The host broadcast a finished deliberation."""
+
+    deliberation: Deliberation
+
+
+@dataclass(frozen=True, slots=True)
 class CallAnswered:
     """The host answered one of this member's calls (a result or a refusal)."""
 
     answer: CallAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class DirectReceived:
+    """The host sent this member a directed message (``room.ask`` / ``room.send``): run
+    ``on_ask`` on it, and for an ask send ``MemberProtocol.direct_reply``."""
+
+    direct: Direct
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,5 +231,6 @@ class Decline:
 
 Output = (
     Send | Joined | Left | MembersChanged | Ignored | Welcomed | Refused | Dial | Undial | DecisionReceived
-    | Handle | Decline | CallRequested | CallAnswered | HostChanged | HostClosed
+    | Handle | Decline | CallRequested | CallAnswered | HostChanged | HostClosed | DirectAnswered | DirectLost
+    | DirectReceived | DeliberationReceived
 )  # fmt: skip

@@ -26,10 +26,22 @@ from consensus.decide.tally import Decision
 from consensus.decide.until import Until
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
-from consensus.room.calls import POLL_CALL, Call
+from consensus.room.calls import POLL_CALL, UNTIL, VOTE_CALL, Call
 from consensus.room.credentials import warn_if_open
 from consensus.room.deliberating import deliberate
-from consensus.room.events import CallRequested, Ignored, Joined, Left, MembersChanged, Output, Send, Target
+from consensus.room.directing import Director
+from consensus.room.events import (
+    CallRequested,
+    DirectAnswered,
+    DirectLost,
+    Ignored,
+    Joined,
+    Left,
+    MembersChanged,
+    Output,
+    Send,
+    Target,
+)
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
 from consensus.room.roster import DEFAULT_MAX_MEMBERS
@@ -86,6 +98,7 @@ class Room:
         self._control = Bus(listen=self.endpoints.control, guard=keys.control if keys else None, **opts)
         self._mesh = Bus(listen=self.endpoints.mesh, guard=keys.mesh if keys else None, **opts)
         self._inbox = Inbox()
+        self._director = Director(self._protocol, self._send, name)
         self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -193,6 +206,17 @@ class Room:
         """Deliberate among the members present, in rounds; see :func:`consensus.room.deliberating.deliberate`."""
         return await deliberate(self, question, rounds=rounds, timeout=timeout, options=options, rule=rule,
                                 until=until, anonymous=anonymous, key=key)  # fmt: skip
+
+    async def ask(self, name: str, value: Any, *, timeout: float) -> Any:
+        """Ask the member ``name`` alone; returns what its ``on_ask`` returned. Raises
+        ``LookupError`` (no such member), :class:`~consensus.errors.RemoteError` (its
+        handler failed, or it has none), :class:`~consensus.errors.PeerLost` (it left)
+        or :class:`~consensus.Timeout`. See ``docs/rooms.md`` section 2.9."""
+        return await self._director.ask(name, value, timeout=timeout)
+
+    async def send(self, name: str, value: Any) -> None:
+        """Send ``value`` to the member ``name`` alone (best effort); its ``on_ask`` runs on it."""
+        await self._director.send(name, value)
 
     async def close(self, reason: str = "the host closed the room") -> None:
         """Close the room: tell every member (a ``close`` frame, sent a few times, best
@@ -303,20 +327,29 @@ class Room:
                 self._members_changed = trio.Event()
             elif isinstance(output, Ignored):
                 hostile.warning("control", "room %r ignored a control message: %s", self.name, output.reason)
+            elif isinstance(output, (DirectAnswered, DirectLost)):
+                self._director.answered(output)
             elif isinstance(output, CallRequested):
                 assert self._nursery is not None
                 self._nursery.start_soon(self._run_call, output.call)
 
     async def _run_call(self, call: Call) -> None:
-        """Run a member's poll or vote as :meth:`poll` / :meth:`vote` do; send the caller the result."""
+        """Run a member's poll, vote or deliberation as :meth:`poll` / :meth:`vote` / :meth:`deliberate` do;
+        send the caller the result."""
         log.debug("room %r: %s asked for a %s", self.name, call.name, call.kind)
-        result: PollResult | Decision
+        result: PollResult | Decision | Deliberation
         try:
             if call.kind == POLL_CALL:
                 result = await self.poll(call.subject, timeout=call.timeout, quorum=call.quorum)
-            else:
+            elif call.kind == VOTE_CALL:
                 result = await self.vote(call.subject, options=call.options, rule=call.rule, timeout=call.timeout,
                                          quorum=call.quorum, weights=call.weights)  # fmt: skip
+            else:
+                args = call.deliberation
+                assert args is not None
+                result = await self.deliberate(call.subject, rounds=args.rounds, timeout=call.timeout,
+                                               options=args.options, rule=args.rules or None,
+                                               until=[UNTIL[n] for n in args.until], anonymous=args.anonymous)  # fmt: skip
         except (ValueError, TypeError) as exc:  # the round could not be opened with these arguments
             log.info("room %r refused a %s from %s: %s", self.name, call.kind, call.name, exc)
             await self._act(self._protocol.call_refused(call, f"{type(exc).__name__}: {exc}"))

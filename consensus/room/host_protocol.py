@@ -15,12 +15,16 @@ from typing import Final
 
 from consensus.decide.decision import Decision
 from consensus.decide.poll import PollResult
+from consensus.decide.roundtable import Deliberation
 from consensus.endpoints import Endpoints
 from consensus.room import calls as C
 from consensus.room import credentials as K
+from consensus.room import direct as X
 from consensus.room import protocol as P
 from consensus.room.events import (
     CallRequested,
+    DirectAnswered,
+    DirectLost,
     Ignored,
     Joined,
     Left,
@@ -45,7 +49,7 @@ EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
                    "late_replies", "rejected_replies", "malformed", "calls", "refused_calls",
-                   "deliberation_rounds", "impersonations")  # fmt: skip
+                   "deliberation_rounds", "impersonations", "prompts_cut", "directs")  # fmt: skip
 
 _COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
                       Why.EXPIRY: "expired"}  # fmt: skip
@@ -70,6 +74,7 @@ class HostProtocol:
                      "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self._directs = X.DirectAsks()
         self.rounds = Rounds(self.roster, self.counts)
         """The polls, votes and deliberations under way (:class:`Rounds`)."""
 
@@ -138,6 +143,9 @@ class HostProtocol:
                 return self._refused_speaker(envelope, call.name, call.token) or self._on_call(call)
             if envelope.kind == K.HELLO and self.keys is not None:
                 return self._on_keys(envelope, now)
+            if envelope.kind == X.DIRECT_REPLY:
+                reply = X.parse_direct_reply(envelope)
+                return self._refused_speaker(envelope, reply.name, reply.token) or self._on_direct_reply(reply)
             if envelope.kind == P.LEAVE:
                 hello = P.parse_hello(envelope)
                 if refused := self._refused_speaker(envelope, hello.name, hello.token):
@@ -213,7 +221,7 @@ class HostProtocol:
             return []  # the same call again: it is running, its result will come
         if not self.member_calls:
             return self.call_refused(
-                call, "this room takes no polls or votes from members (member_calls=False)"
+                call, "this room takes no polls, votes or deliberations from members (member_calls=False)"
             )
         if call.problem:
             return self.call_refused(call, call.problem)
@@ -228,14 +236,45 @@ class HostProtocol:
         body = C.result_body(call.name, call.token, call.call_id, refused=reason)
         return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
 
-    def call_result(self, call: C.Call, result: PollResult | Decision) -> list[Output]:
+    def call_result(self, call: C.Call, result: PollResult | Decision | Deliberation) -> list[Output]:
         """The call ran: the frame that brings its result to the caller."""
         self._calls.discard((call.name, call.token, call.call_id))
         if isinstance(result, PollResult):
             body = C.result_body(call.name, call.token, call.call_id, poll=result)
+        elif isinstance(result, Deliberation):
+            body = C.result_body(call.name, call.token, call.call_id, deliberation=result)
         else:
             body = C.result_body(call.name, call.token, call.call_id, decision=result)
         return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
+
+    # ------------------------------------------------------------------ directed messages
+    def direct_frame(self, name: str, value: object, *, reply: bool,
+                     timeout: float | None = None) -> tuple[int, Send]:  # fmt: skip
+        """A message for member ``name`` only (``reply``: an ask, answered within ``timeout``):
+        its id and the frame. Raises ``LookupError`` when no member has that name and
+        ``ValueError`` for a bad timeout."""
+        if reply and (timeout is None or type(timeout) not in (int, float) or not 0 < timeout <= X.MAX_DIRECT_TIMEOUT):
+            raise ValueError(f"timeout must be a number of seconds in (0, {X.MAX_DIRECT_TIMEOUT:g}], got {timeout!r}")
+        record = self.roster.get(name)
+        if record is None:
+            present = ", ".join(self.roster.participants + self.roster.observers) or "nobody"
+            raise LookupError(f"no member named {name!r} in the room {self.name!r} (present: {present})")
+        ident = self._directs.open(name, record.token)
+        if not reply:
+            self._directs.forget(ident)  # a send waits for nothing
+        self.counts["directs"] += 1
+        body = X.direct_body(name, record.token, ident, value, reply=reply, timeout=timeout if reply else None)
+        return ident, Send(X.DIRECT, body, Target.CONTROL, inline=self.inline)
+
+    def forget_direct(self, direct_id: int) -> None:
+        """The asker stopped waiting for ask ``direct_id``: a later answer is late."""
+        self._directs.forget(direct_id)
+
+    def _on_direct_reply(self, reply: X.DirectReply) -> list[Output]:
+        if not self._directs.answer(reply):
+            self.counts["late_replies"] += 1
+            return []
+        return [DirectAnswered(reply)]
 
     def _not_dialable(self, mesh: str) -> str | None:
         why = P.dialable(mesh)
@@ -277,6 +316,9 @@ class HostProtocol:
             for name in names:  # a member silent or cut off may come back under its session
                 (self.keys.forget if why is Why.LEAVE else self.keys.retire)(name)
         out: list[Output] = [Left(tuple(names), why)]
+        for ident, name in self._directs.asked(set(names)):
+            self._directs.forget(ident)
+            out.append(DirectLost(ident, name, why.value))
         if roster:
             out += [MembersChanged(self.members), self.roster_frame()]
         return out

@@ -21,6 +21,7 @@ import trio
 
 from consensus import discovery
 from consensus.decide.poll import PollResult
+from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Rule
 from consensus.decide.tally import Decision
 from consensus.endpoints import announced_address, check_listen, endpoints, member_mesh_address, port_range
@@ -31,11 +32,14 @@ from consensus.room import protocol as P
 from consensus.room.answering import Answerer
 from consensus.room.calling import Caller
 from consensus.room.credentials import mesh_server_tls, secret_problem
+from consensus.room.direct_answering import DirectAnswerer
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
     Decline,
+    DeliberationReceived,
     Dial,
+    DirectReceived,
     Handle,
     HandlerKind,
     HostChanged,
@@ -122,8 +126,11 @@ class Member:
                                 ports=port_range(line_ports), keys=keys, tls=(self._mesh_tls, tls))  # fmt: skip
         self._decisions_send, self._decisions = trio.open_memory_channel[Decision](64)
         self._caller = Caller(self._protocol, self._send, address)
+        self._directs = DirectAnswerer(self._protocol, on_ask, self._send, handler_timeout=handler_timeout,
+                                       threads=trio.CapacityLimiter(handler_threads))  # fmt: skip
         self._host_changed = Pulse()
         self.last_decision: Decision | None = None
+        self.last_deliberation: Deliberation | None = None  # the last one the host broadcast
         self.worker: Worker | None = None  # set when joined with on_task
 
     # ------------------------------------------------------------------ public
@@ -177,6 +184,18 @@ class Member:
                                   rule=rule, weights=None if weights is None else dict(weights))  # fmt: skip
         assert answer.decision is not None
         return answer.decision
+
+    async def deliberate(self, question: Any, *, rounds: int = 3, timeout: float, options: Sequence[str] | None = None,
+                         rule: Rule | Sequence[Rule] | None = None, until: Any = None,
+                         anonymous: bool = False) -> Deliberation:  # fmt: skip
+        """Ask the host to run a deliberation, as ``room.deliberate`` does (``timeout`` per
+        round; ``until``: the built-in predicates or their names only; no ``key``); returns
+        the :class:`Deliberation`. Raises as :meth:`poll`."""
+        args = C.DeliberationArgs.of(rounds, options, rule, until, anonymous)
+        answer = await self._caller.call(C.DELIBERATE_CALL, question, timeout=timeout, wait=rounds * timeout,
+                                         deliberation=args)  # fmt: skip
+        assert answer.deliberation is not None
+        return answer.deliberation
 
     async def wait_members_changed(self) -> tuple[str, ...]:
         """Wait for the next roster from the host; returns the names in it."""
@@ -315,8 +334,12 @@ class Member:
                     log.warning("member %r: decisions queue full, dropped one (see last_decision)", self.name)
                 except trio.ClosedResourceError:
                     pass  # the membership is ending: nobody reads decisions() any more
+            elif isinstance(output, DeliberationReceived):
+                self.last_deliberation = output.deliberation
             elif isinstance(output, Handle):
                 self._answerer.handle(output)
+            elif isinstance(output, DirectReceived):
+                self._directs.handle(output.direct)
             elif isinstance(output, Decline):
                 self._answerer.decline(output.survey)
             elif isinstance(output, Ignored):
@@ -385,7 +408,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     ``task_concurrency`` at once and holding ``task_prefetch`` more (default: as many
     again); see :class:`consensus.Worker`. ``member.worker`` is that worker.
     ``on_ask`` answers asks on this member's hotlines (:meth:`Member.hotline`), as in
-    :func:`consensus.hotline`.
+    :func:`consensus.hotline`, and the host's ``room.ask`` / ``room.send`` to this member.
 
     ``tls`` (a client configuration) goes to every socket of the member; with
     ``shared_memory=False`` the member takes no shared-memory references, and says so
@@ -434,6 +457,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
         member._nursery = nursery
         nursery.start_soon(member._control_loop)
         member._answerer.start(nursery)  # a survey before the welcome is kept, then answered
+        member._directs.start(nursery)
         member._lines.start(nursery)
         nursery.start_soon(member._inbox.pump, member._mesh, member._lines.on_envelope)
         try:

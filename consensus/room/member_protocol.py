@@ -20,12 +20,15 @@ from consensus.failure import Failure
 from consensus.room import calls as C
 from consensus.room import credentials as K
 from consensus.room import deliberation_frames as D
+from consensus.room import direct as X
 from consensus.room import protocol as P
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
     Decline,
+    DeliberationReceived,
     Dial,
+    DirectReceived,
     Handle,
     HandlerKind,
     HostChanged,
@@ -62,7 +65,7 @@ JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answer
 CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
-                    "late_results", "positions_sent")  # fmt: skip
+                    "late_results", "positions_sent", "directs")  # fmt: skip
 
 
 class MemberState(Enum):
@@ -189,10 +192,11 @@ class MemberProtocol:
 
     # ------------------------------------------------------------------ calls
     def call_frame(self, kind: str, subject: Any, *, timeout: float, quorum: int | None = None,
-                   options: tuple[Any, ...] = (), rule: Rule | None = None,
-                   weights: dict[str, float] | None = None) -> tuple[int, Send]:  # fmt: skip
-        """Ask the host to run a poll (``kind="poll"``, ``subject`` the question) or a vote
-        (``"vote"``, ``subject`` the motion): the call's id and the frame to send. Raises
+                   options: tuple[Any, ...] = (), rule: Rule | None = None, weights: dict[str, float] | None = None,
+                   deliberation: C.DeliberationArgs | None = None) -> tuple[int, Send]:  # fmt: skip
+        """Ask the host to run a poll (``kind="poll"``, ``subject`` the question), a vote
+        (``"vote"``, ``subject`` the motion) or a deliberation (``"deliberate"``, with
+        ``deliberation``): the call's id and the frame to send. Raises
         ``ValueError`` for arguments no host would take (checked here so the caller hears at once)."""
         if type(timeout) not in (int, float) or not 0 < timeout <= C.MAX_CALL_TIMEOUT:
             raise ValueError(
@@ -202,7 +206,8 @@ class MemberProtocol:
             raise ValueError(f"quorum must be a count of members (an int >= 1), got {quorum!r}")
         self._next_call += 1
         body = C.call_body(self.name, self.token, self._next_call, kind, subject=subject, timeout=timeout,
-                           quorum=quorum, options=options, rule=rule, weights=weights)  # fmt: skip
+                           quorum=quorum, options=options, rule=rule, weights=weights,
+                           deliberation=deliberation)  # fmt: skip
         self._calls.add(self._next_call)
         self.counts["calls"] += 1
         return self._next_call, Send(C.CALL, body, Target.CONTROL, inline=self.inline)
@@ -219,6 +224,11 @@ class MemberProtocol:
             return []
         self._calls.discard(answer.call_id)
         return [CallAnswered(answer)]
+
+    def direct_reply(self, direct: X.Direct, outcome: tuple[bool, Any]) -> Send:
+        """The answer to the host's ask ``direct``, from ``on_ask``'s outcome."""
+        body = X.reply_body(self.name, self.token, direct.direct_id, outcome)
+        return Send(X.DIRECT_REPLY, body, Target.CONTROL, inline=self.inline)
 
     def leave_frame(self) -> Send:
         """The ``leave`` to send when the membership ends normally."""
@@ -259,6 +269,14 @@ class MemberProtocol:
                 return self._set_members(roster.members)
             if envelope.kind == C.RESULT:
                 return self._on_result(C.parse_result(envelope))
+            if envelope.kind == X.DIRECT:
+                direct = X.parse_direct(envelope)
+                if not self._mine(direct.name, direct.token):
+                    return []  # for another member: dropped unread
+                self.counts["directs"] += 1
+                return [DirectReceived(direct)]
+            if envelope.kind == D.RESULT:
+                return [DeliberationReceived(D.parse_result(envelope))]
             if envelope.kind == P.DECISION:
                 decision = P.parse_decision(envelope)
                 self.counts["decisions"] += 1

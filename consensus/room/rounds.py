@@ -18,6 +18,7 @@ from consensus.decide.deliberation import Deliberator
 from consensus.decide.deliberation_round import DeliberationRound
 from consensus.decide.poll import PollResult, PollRound, Verdict
 from consensus.decide.position import normalise_stance
+from consensus.decide.prompt_fit import Fitted, fit_prompt, size_bound
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Majority, Rule
 from consensus.decide.stances import Key, Round
@@ -27,9 +28,13 @@ from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import Send, Target
 from consensus.room.roster import Roster
-from patterns import Envelope, MalformedMessage
+from patterns import MAX_SENDER_LENGTH, Envelope, MalformedMessage, encode_body
 
-__all__ = ["ReplyOutcome", "Rounds"]
+__all__ = ["ENVELOPE_ROOM", "ReplyOutcome", "Rounds"]
+
+# What a survey's envelope adds to its body, at most: the keys, the kind, an id, a deadline
+# and a sender name of MAX_SENDER_LENGTH characters of up to 4 bytes each.
+ENVELOPE_ROOM = 64 + 4 * MAX_SENDER_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,16 +204,29 @@ class Rounds:
         """True when deliberation ``key`` needs no more rounds (see :meth:`close_deliberation`)."""
         return self._deliberations[key][0].done
 
-    def open_deliberation_round(self, key: int, now: float) -> tuple[int, list[Send]]:
-        """Open the next round of deliberation ``key``: the round's key and its ``deliberate``
-        survey (none when nobody is asked). Replies go to :meth:`reply` as for polls."""
+    def open_deliberation_round(self, key: int, now: float, *,
+                                max_size: int | None = None) -> tuple[int, list[Send], Fitted]:  # fmt: skip
+        """Open the next round of deliberation ``key``: the round's key, its ``deliberate``
+        survey (none when nobody is asked), and the prompt as sent. Replies go to
+        :meth:`reply` as for polls.
+
+        With ``max_size`` (the surveyor's ``max_message_size``) the prompt is cut to fit
+        (:func:`~consensus.decide.prompt_fit.fit_prompt`: long answers, then reasons, then
+        entries), so a round is never lost to a prompt too large to send; cut prompts
+        are counted in ``prompts_cut``."""
         deliberator, _ = self._deliberations[key]
-        prompt = deliberator.open_round()
+        fitted = Fitted(deliberator.open_round())
+        if max_size is not None:
+            question = len(encode_body(fitted.prompt.question))  # the same in every cut
+            fitted = fit_prompt(fitted.prompt, max_size - ENVELOPE_ROOM, lambda p: len(encode_body(p.to_wire())),
+                                lambda p: size_bound(p, question))  # fmt: skip
+            self._counts["prompts_cut"] += fitted.cut
         current = deliberator.current
         assert current is not None
         self._counts["deliberation_rounds"] += 1
-        active = _Round(current, now, prompt.question, deliberator.deliberation, deliberation=key)
-        return self._open(active, D.DELIBERATE, prompt.to_wire())
+        active = _Round(current, now, fitted.prompt.question, deliberator.deliberation, deliberation=key)
+        round_key, frames = self._open(active, D.DELIBERATE, fitted.prompt.to_wire())
+        return round_key, frames, fitted
 
     def close_deliberation_round(self, key: int, now: float) -> Round:
         """End round ``key`` (later replies are late) and return its record."""
@@ -217,8 +235,8 @@ class Rounds:
         return deliberator.close_round(elapsed=now - active.start)
 
     def close_deliberation(self, key: int, now: float) -> tuple[Deliberation, list[Send]]:
-        """Forget deliberation ``key``: its result, and the ``decision`` frame that tells every
-        member (none when the last round has no decision)."""
+        """Forget deliberation ``key``: its result, and the frames that tell every member: the
+        ``decision`` (none when the last round has no decision), then the whole result."""
         deliberator, start = self._deliberations.pop(key)
         for round_key in [k for k, active in self._rounds.items() if active.deliberation == key]:
             if not self._rounds[round_key].closed:  # abandoned mid-round: close it unrecorded
@@ -228,10 +246,11 @@ class Rounds:
         if not deliberator.done:
             deliberator.stop()
         result = deliberator.result(elapsed=now - start)
+        told = [Send(D.RESULT, D.result_body(result), Target.CONTROL, inline=self._inline)]
         if result.decision is None:
-            return result, []
+            return result, told
         body = P.decision_body(result.deliberation, result.question, result.decision)
-        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self._inline)]
+        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self._inline), *told]
 
     def close_poll(self, key: int, now: float, *, poll_id: int = 0) -> PollResult:
         """End the poll ``key`` (later replies are late) and return its result."""

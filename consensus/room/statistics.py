@@ -34,6 +34,8 @@ class RoomStatistics:
     deliberation_rounds: int = 0
     unauthenticated: int = 0  # frames refused by the room's sockets before decoding (secret)
     impersonations: int = 0  # authenticated frames that spoke for a name their session does not own
+    prompts_cut: int = 0  # deliberation prompts cut to fit max_message_size
+    directs: int = 0  # room.ask / room.send messages sent to one member
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +55,4 @@ class MemberStatistics:
     late_results: int = 0  # results of calls that came after the caller stopped waiting
     positions_sent: int = 0  # positions sent in answer to deliberations
     unauthenticated: int = 0  # frames refused by this member's sockets before decoding (secret)
+    directs: int = 0  # room.ask / room.send messages the host sent this member
