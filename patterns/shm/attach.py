@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from patterns.errors import BadReference, SegmentGone, SharedMemoryError
+from patterns.shm import memfd
 from patterns.shm.header import (
     FLAG_PROBE,
     HEADER,
@@ -115,7 +116,7 @@ def _attach(
         _check_private(info, name)
         header = _validated_header(fd, name, info.st_size, token, ranges)
         if header.receivers == 1:
-            return _claim(fd, path, name, header, ranges)
+            return _claim(path, name, header, ranges)
         _lock(fd, name)
         try:
             return _attach_locked(fd, path, name, info.st_size, token, ranges)
@@ -125,16 +126,20 @@ def _attach(
         os.close(fd)
 
 
-def _claim(fd: int, path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
+def _claim(path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
     """A segment for one receiver: removing its name is the claim (exactly one unlink succeeds)."""
     _check_waiting(header, path, name)
+    payload = _open_payload(name, header)  # before the claim: a refused payload claims nothing
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        raise SegmentGone(
-            f"segment {name!r} was attached by its receiver meanwhile", name=name, reason="released"
-        ) from None
-    return _map(fd, name, header, ranges)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            raise SegmentGone(
+                f"segment {name!r} was attached by its receiver meanwhile", name=name, reason="released"
+            ) from None
+        return _map(payload, name, header, ranges)
+    finally:
+        os.close(payload)
 
 
 def _attach_locked(
@@ -142,7 +147,11 @@ def _attach_locked(
 ) -> list[memoryview]:
     header = _validated_header(fd, name, file_size, token, ranges)  # again: pending may have moved
     _check_waiting(header, path, name)
-    views = _map(fd, name, header, ranges)
+    payload = _open_payload(name, header)
+    try:
+        views = _map(payload, name, header, ranges)
+    finally:
+        os.close(payload)
     pending = header.pending - 1
     os.pwrite(fd, PENDING.pack(pending), PENDING_OFFSET)
     if pending == 0:
@@ -184,6 +193,37 @@ def _check_waiting(header: Header, path: str, name: str) -> None:
             name=name,
             reason="expired",
         )
+
+
+def _open_payload(name: str, header: Header) -> int:
+    """The segment's payload memfd, opened through its owner's /proc and checked
+    (``_shm_memfd``: sealed against shrinking, ours alone, long enough), whose own header
+    copy must be this segment's (same owner, token and length)."""
+    if header.memfd < 0:
+        raise BadReference(
+            f"segment {name!r} names no sealed payload (an old or forged segment)",
+            name=name,
+            reason="unsealed",
+        )
+    payload = memfd.open_payload(name, header.owner.pid, header.memfd, header.total_size)
+    try:
+        copy = Header.unpack(os.pread(payload, HEADER.size, 0))
+        if not (
+            isinstance(copy, Header)
+            and copy.owner == header.owner
+            and hmac.compare_digest(copy.token, header.token)
+            and copy.payload_length == header.payload_length
+            and copy.memfd == header.memfd
+        ):
+            raise BadReference(
+                f"segment {name!r}: the payload its header names belongs to another segment",
+                name=name,
+                reason="mismatch",
+            )
+    except BaseException:
+        os.close(payload)
+        raise
+    return payload
 
 
 def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:

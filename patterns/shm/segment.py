@@ -58,6 +58,7 @@ import mmap
 import os
 import secrets
 import struct
+import weakref
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -65,9 +66,10 @@ from typing import Any, Final, Self
 
 import patterns.shm.spare as spares
 from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
-from patterns.shm import owned
+from patterns.shm import inflight, memfd, owned
 from patterns.shm.attach import attach, attach_all
 from patterns.shm.header import (
+    FLAG_PROBE,
     MMAP_OPTIONS,
     PAYLOAD_OFFSET,
     PENDING_OFFSET,
@@ -105,10 +107,18 @@ class SharedBuffer:
     ``ref``; then :meth:`close`. Not thread-safe; a context manager that closes.
     """
 
-    def __init__(self, path: Path, header: Header, mapping: mmap.mmap | None) -> None:
+    def __init__(
+        self, path: Path, header: Header, mapping: mmap.mmap | None, payload: int = -1, inode: int = 0
+    ) -> None:
         self._path = path
         self._header = header
         self._mmap = mapping
+        # The payload memfd is held here until the reference leaves (then ``inflight``
+        # holds it for the receivers) or the buffer is discarded or collected unsent.
+        self._payload = [payload]
+        self._inode = inode
+        if payload >= 0:
+            weakref.finalize(self, _close_held, self._payload)
         self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET : header.total_size]
         self._state = BufferState.CLOSED if mapping is None else BufferState.OPEN
         self._ref = ShmRef(path.name, header.token, 0, header.payload_length)
@@ -157,9 +167,9 @@ class SharedBuffer:
         key = spares.directory_key(directory)
         spare = spares.take(key, size)
         if spare is not None:
-            header = _header(0, size, lease, receivers)
+            header = dataclasses.replace(_header(0, size, lease, receivers), memfd=spare.fd)
             try:
-                buf = cls(spare.path, header, spares.fill(spare, header, source))
+                buf = cls(spare.path, header, spares.fill(spare, header, source), spare.fd, spare.inode)
             except OSError as exc:
                 raise _creation_error(exc, spare.path, size) from exc
         else:
@@ -188,26 +198,41 @@ class SharedBuffer:
         path = folder / make_name(header.owner.pid, suffix or secrets.token_hex(16))
         try:
             _check_room(path, header.total_size)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _creation_error(exc, path, size) from exc
+        if flags & FLAG_PROBE:  # a probe has no payload memfd: its name is all it is
+            try:
+                _write_name(path, header, source)
+            except OSError as exc:
+                raise _creation_error(exc, path, size) from exc
+            return cls(path, header, None)
+        try:
+            payload = memfd.create(path.name)
         except OSError as exc:
             raise _creation_error(exc, path, size) from exc
         mapping = None
         try:
+            header = dataclasses.replace(header, memfd=payload)
             if source is None:
-                os.posix_fallocate(fd, 0, header.total_size)
-                os.pwrite(fd, header.pack(), 0)
-                protection = mmap.PROT_READ | mmap.PROT_WRITE
-                mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
+                os.posix_fallocate(payload, 0, header.total_size)  # reserved: writing never SIGBUS
             else:
-                os.ftruncate(fd, header.total_size)
-                os.pwrite(fd, header.pack(), 0)
-                _write_all(fd, source, PAYLOAD_OFFSET)
-        except OSError as exc:
-            unlink_quietly(path)
-            raise _creation_error(exc, path, size) from exc
-        finally:
-            os.close(fd)
-        return cls(path, header, mapping)
+                os.ftruncate(payload, header.total_size)
+            memfd.seal(payload)
+            os.pwrite(payload, header.pack(), 0)
+            if source is None:
+                protection = mmap.PROT_READ | mmap.PROT_WRITE
+                mapping = mmap.mmap(payload, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
+            else:
+                _write_all(payload, source, PAYLOAD_OFFSET)
+            inode = _write_name(path, header, None)  # the name last: the segment is whole by then
+        except BaseException as exc:
+            if mapping is not None:
+                mapping.close()
+            os.close(payload)
+            if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
+                raise _creation_error(exc, path, size) from exc
+            raise
+        return cls(path, header, mapping, payload, inode)
 
     # ------------------------------------------------------------------ properties
 
@@ -252,6 +277,10 @@ class SharedBuffer:
         if not self._out:
             self._out = True
             owned.forget(self._path)
+            payload, self._payload[0] = self._payload[0], -1
+            if payload >= 0:
+                inflight.hold(str(self._path), payload, self._inode, self._header.lease_deadline)
+                spares.check_held_soon()
 
     @property
     def view(self) -> memoryview:
@@ -323,6 +352,7 @@ class SharedBuffer:
         self._state = BufferState.DISCARDED
         unlink_quietly(self._path)
         owned.forget(self._path)
+        _close_held(self._payload)  # (once handed over, ``inflight`` sees the name go and closes it)
 
     def __enter__(self) -> Self:
         return self
@@ -369,6 +399,29 @@ def _close_quietly(mapping: mmap.mmap) -> None:
         mapping.close()
     except BufferError:
         pass  # a borrower appeared: it unmaps when it goes
+
+
+def _close_held(box: list[int]) -> None:
+    fd, box[0] = box[0], -1
+    if fd >= 0:
+        os.close(fd)
+
+
+def _write_name(path: Path, header: Header, source: memoryview | None) -> int:
+    """Create the segment's file (mode 0600): its header, as long as the segment (sparse: the
+    payload lives in the memfd, except a probe's ``source``); its inode. Removed on failure."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, header.total_size)
+        os.pwrite(fd, header.pack(), 0)
+        if source is not None:
+            _write_all(fd, source, PAYLOAD_OFFSET)
+        return os.fstat(fd).st_ino
+    except BaseException:
+        unlink_quietly(path)
+        raise
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
