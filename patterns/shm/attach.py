@@ -13,8 +13,13 @@ fields (``"header"``), its owner pid is the one in the name and it is not a prob
 payload the header announces (``"truncated"``), and the range lies inside that payload
 (``"range"``): each a :class:`~patterns.BadReference`. Then the segment must still be
 waiting for a receiver (``SegmentGone("released")``) within its lease
-(``SegmentGone("expired")``, and the name is removed). Only then is it counted and
-mapped:
+(``SegmentGone("expired")``, and the name is removed). Then its payload, the memfd the
+header names, is opened through the owner's ``/proc/<pid>/fd/<n>`` and checked
+(``_shm_memfd``: sealed against shrinking, ``"unsealed"``; ours, ``"owner"``; 0600,
+``"mode"``; long enough, ``"truncated"``; its header copy is this segment's,
+``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it). Only
+then is it counted and its payload mapped (nothing else is ever mapped: a sender cannot
+shrink it under us):
 
 - A segment made for **one receiver** (the usual case) is claimed by removing its name:
   of several attaches of the same reference exactly one ``unlink`` succeeds, the others

@@ -2,8 +2,11 @@
 
 A segment is a plain file in the segment directory (``/dev/shm``, or
 ``$NNG_CONSENSUS_SHM_DIR``, or ``directory=``), named ``nngc.<owner pid>.<32 hex>``,
-made with mode 0600 (receivers run as the same user). It starts with the header of
-``_shm_header`` and holds the payload from offset 4096. ``multiprocessing.shared_memory``
+made with mode 0600 (receivers run as the same user). It holds the header of
+``_shm_header`` and is as long as the segment, but sparse: the payload lives in a memfd
+of the writer's (``_shm_memfd``), sealed against shrinking and growing before the
+reference can leave, with the same header and the payload from offset 4096. The writer
+holds that memfd until the name is gone or the lease passed (``_shm_inflight``). ``multiprocessing.shared_memory``
 is not used: before Python 3.13 its resource tracker unlinks segments behind our back.
 
 Writer::
@@ -27,8 +30,9 @@ Lifecycle, precisely:
   that brings it to 0 unlinks the name. The name also goes when
   the lease passes (the next :func:`attach` or ``sweep`` removes it; an attach after
   the deadline fails with ``SegmentGone("expired")`` even if the file is still there),
-  when the owner process is dead (``sweep``: so a writer that exits before its
-  receivers attached loses that delivery), or when the writer calls
+  when the owner process is dead (``sweep``: a writer that exits before its receivers
+  attached loses that delivery; at a normal exit it waits a little for them), or when
+  the writer calls
   :meth:`SharedBuffer.discard`. A segment whose reference never left this process (no
   ``ref`` taken, never sent) goes when the process exits normally (``owned``).
 - The *memory* lives while the name exists or any process still maps the file.
