@@ -34,7 +34,8 @@ EXIT_PATIENCE: Final = 1.0
 CHECK_EVERY: Final = 0.02
 """Seconds between two checks while descriptors are held."""
 BURST: Final = 64
-"""Held payloads beyond which a new one first checks the others (a sender outrunning the check)."""
+"""Held payloads beyond which a new one first checks the others (a sender outrunning the
+background check); the next such check waits until twice as many are held (amortised)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class _Held:
 _lock = threading.Lock()
 _held: dict[str, _Held] = {}
 _pid = os.getpid()
+_crowd = BURST  # held payloads at which hold() checks them itself
 
 
 def hold(path: str, fd: int, inode: int, deadline: float) -> None:
@@ -54,7 +56,7 @@ def hold(path: str, fd: int, inode: int, deadline: float) -> None:
     with _lock:
         previous = _held.pop(path, None)
         _held[path] = _Held(fd, inode, deadline)
-        crowded = len(_held) > BURST
+        crowded = len(_held) > _crowd
     if previous is not None and previous.fd != fd:
         os.close(previous.fd)
     if crowded:
@@ -86,6 +88,7 @@ def check(now: float | None = None) -> float | None:
             gone = True
         if gone:
             done.append((path, entry))
+    global _crowd
     closing = []
     with _lock:
         for path, entry in done:
@@ -93,6 +96,7 @@ def check(now: float | None = None) -> float | None:
                 del _held[path]
                 closing.append(entry.fd)
         left = bool(_held)
+        _crowd = max(BURST, 2 * len(_held))
     for fd in closing:
         os.close(fd)
     return CHECK_EVERY if left else None

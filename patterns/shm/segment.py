@@ -171,7 +171,7 @@ class SharedBuffer:
         key = spares.directory_key(directory)
         spare = spares.take(key, size)
         if spare is not None:
-            header = dataclasses.replace(_header(0, size, lease, receivers), memfd=spare.fd)
+            header = _header(0, size, lease, receivers, spare.fd)
             try:
                 buf = cls(spare.path, header, spares.fill(spare, header, source), spare.fd, spare.inode)
             except OSError as exc:
@@ -198,13 +198,13 @@ class SharedBuffer:
         source: memoryview | None,
         suffix: str | None,
     ) -> SharedBuffer:
-        header = _header(flags, size, lease, receivers)
-        path = folder / make_name(header.owner.pid, suffix or secrets.token_hex(16))
+        path = folder / make_name(process_identity().pid, suffix or secrets.token_hex(16))
         try:
-            _check_room(path, header.total_size)
+            _check_room(path, PAYLOAD_OFFSET + size)
         except OSError as exc:
             raise _creation_error(exc, path, size) from exc
         if flags & FLAG_PROBE:  # a probe has no payload memfd: its name is all it is
+            header = _header(flags, size, lease, receivers)
             try:
                 _write_name(path, header, source)
             except OSError as exc:
@@ -214,9 +214,9 @@ class SharedBuffer:
             payload = memfd.create(path.name)
         except OSError as exc:
             raise _creation_error(exc, path, size) from exc
+        header = _header(flags, size, lease, receivers, payload)
         mapping = None
         try:
-            header = dataclasses.replace(header, memfd=payload)
             if source is None:
                 os.posix_fallocate(payload, 0, header.total_size)  # reserved: writing never SIGBUS
             else:
@@ -437,10 +437,12 @@ def _write_all(fd: int, data: memoryview, offset: int) -> None:
         done += written
 
 
-def _header(flags: int, size: int, lease: float, receivers: int) -> Header:
-    """A new segment's header: this process, a fresh token, the lease starting now."""
+def _header(flags: int, size: int, lease: float, receivers: int, payload: int = -1) -> Header:
+    """A new segment's header: this process, a fresh token, the lease starting now, the
+    payload memfd ``payload`` (-1: none, a probe)."""
     token = secrets.token_bytes(16)
-    return Header(flags, process_identity(), token, size, monotonic_now() + lease, receivers, receivers)
+    deadline = monotonic_now() + lease
+    return Header(flags, process_identity(), token, size, deadline, receivers, receivers, payload)
 
 
 def _check_room(path: Path, total: int) -> None:
