@@ -1,7 +1,8 @@
 """A sender that shrinks a segment under its receiver cannot crash it (issue 13).
 
 A payload lives in a memfd sealed against shrinking (``patterns/shm/memfd.py``); a
-receiver maps nothing else. These tests show the seals hold, that a payload which is
+receiver maps nothing else. These tests show the seals hold (and, as a control, that a
+receiver which skipped the check dies of SIGBUS), that a payload which is
 not such a memfd is refused before any byte is mapped, that the sender holds the memfd
 exactly as long as a receiver may come, and, with real processes, that a room member
 which cuts its answer's memory away after the host attached it changes nothing but
@@ -13,15 +14,18 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 import trio
 from _shm import no_leak, patch_header, read_header, segments, shm_dir
-from conftest import Peers, read_line, tell
+from conftest import ROOT, Peers, read_line, tell
 
 import consensus
 from patterns.errors import BadReference
@@ -160,6 +164,60 @@ def test_a_payload_of_a_process_that_cannot_be_reached_is_refused(shm_dir: Path)
 
 
 # ---------------------------------------------------------------- real processes
+
+_RECEIVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import cbor2
+from patterns.shm import memfd
+from patterns.shm.ref import ShmRef
+from patterns.shm.segment import attach
+memfd._check = lambda fd, name, size: None  # a receiver that would map any payload
+ref = ShmRef.from_wire(cbor2.loads(bytes.fromhex(sys.stdin.readline())))
+view = attach(ref, directory=sys.argv[2])
+print("attached", flush=True)
+sys.stdin.readline()
+print("read", sum(view), flush=True)  # every page
+"""
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_the_seals_are_what_keeps_a_receiver_alive(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch, sealed: bool
+) -> None:
+    """The control experiment: a receiver process that skips the payload checks maps an
+    unsealed payload, its sender truncates it, and the receiver dies of SIGBUS as
+    issue 13 found; with the seals the truncation fails (EPERM) and it reads on."""
+    if not sealed:
+        monkeypatch.setattr(memfd, "seal", lambda fd: None)
+    buf = place(b"\x01" * SIZE, lease=30, directory=shm_dir)
+    monkeypatch.undo()
+    payload = read_header(buf.path).memfd
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", _RECEIVER, str(ROOT), str(shm_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert receiver.stdin is not None and receiver.stdout is not None
+        receiver.stdin.write(cbor2.dumps(buf.ref.to_wire()).hex() + "\n")
+        receiver.stdin.flush()
+        assert receiver.stdout.readline() == "attached\n"
+        if sealed:
+            with pytest.raises(PermissionError):
+                os.ftruncate(payload, 0)
+        else:
+            os.ftruncate(payload, 0)
+        receiver.stdin.write("go\n")
+        receiver.stdin.flush()
+        out = receiver.stdout.readline()
+        code = receiver.wait(timeout=30)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    if sealed:
+        assert (out, code) == (f"read {SIZE}\n", 0)
+    else:
+        assert (out, code) == ("", -signal.SIGBUS)
 
 
 @pytest.fixture
