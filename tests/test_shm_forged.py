@@ -173,7 +173,7 @@ def headers(draw: st.DrawFn) -> tuple[object, ...]:
     fields: list[object] = [
         MAGIC, 2, 0, PAYLOAD_OFFSET, os.getpid(), 1, 1, draw(st.binary(min_size=16, max_size=16)),
         draw(st.integers(0, PAYLOAD_OFFSET)), draw(st.sampled_from([1e18, 1e18, -1.0])), receivers,
-        draw(st.integers(1, receivers) | st.just(0)), draw(st.integers(-1, 64)),
+        draw(st.integers(1, receivers) | st.just(0)), draw(st.integers(-1, 64)), draw(st.integers(0, 2**20)),
     ]  # fmt: skip
     junk: list[st.SearchStrategy[object]] = [
         st.binary(min_size=8, max_size=8),
@@ -185,6 +185,7 @@ def headers(draw: st.DrawFn) -> tuple[object, ...]:
         st.floats(),
         *[st.integers(0, 2**32 - 1)] * 2,
         st.integers(-(2**31), 2**31 - 1),
+        st.integers(0, 2**64 - 1),
     ]
     position = draw(st.integers(-1, len(fields) - 1))
     if position >= 0:
@@ -202,7 +203,7 @@ def headers(draw: st.DrawFn) -> tuple[object, ...]:
 def test_random_headers_never_crash(fields: tuple[object, ...], size: int, offset: int, length: int) -> None:
     """Whatever a file holds, attach refuses it: the payload is never the file itself, and a
     descriptor number of this process's (its own payload memfds included) is no forged
-    segment's payload (the memfd's own header copy, with its token, must match)."""
+    segment's payload (the header must also name that memfd's inode)."""
     folder = Path(tempfile.mkdtemp(prefix="shm-fuzz-", dir=SHM))
     try:
         name = f"nngc.{os.getpid()}.{secrets.token_hex(16)}"

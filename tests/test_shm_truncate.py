@@ -101,7 +101,7 @@ def test_the_payload_of_another_segment_is_refused(shm_dir: Path) -> None:
     mine = place(b"mine" * 1000, lease=30, directory=shm_dir)
     theirs = place(b"theirs" * 1000, lease=30, directory=shm_dir)
     patch_header(mine.path, memfd=read_header(theirs.path).memfd)
-    assert refused(mine.ref, shm_dir) == "mismatch"  # the memfd's own header has its token
+    assert refused(mine.ref, shm_dir) == "mismatch"  # another inode
     assert bytes(attach(theirs.ref, directory=shm_dir)) == b"theirs" * 1000
     mine.discard()
 
@@ -172,7 +172,7 @@ import cbor2
 from patterns.shm import memfd
 from patterns.shm.ref import ShmRef
 from patterns.shm.segment import attach
-memfd._check = lambda fd, name, size: None  # a receiver that would map any payload
+memfd._check = lambda fd, name, inode, size: None  # a receiver that would map any payload
 ref = ShmRef.from_wire(cbor2.loads(bytes.fromhex(sys.stdin.readline())))
 view = attach(ref, directory=sys.argv[2])
 print("attached", flush=True)
@@ -192,7 +192,7 @@ def test_the_seals_are_what_keeps_a_receiver_alive(
         monkeypatch.setattr(memfd, "seal", lambda fd: None)
     buf = place(b"\x01" * SIZE, lease=30, directory=shm_dir)
     monkeypatch.undo()
-    payload = read_header(buf.path).memfd
+    payload = os.dup(read_header(buf.path).memfd)  # ours: the sender closes its own once attached
     receiver = subprocess.Popen(
         [sys.executable, "-c", _RECEIVER, str(ROOT), str(shm_dir)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -214,6 +214,7 @@ def test_the_seals_are_what_keeps_a_receiver_alive(
     finally:
         receiver.kill()
         receiver.wait()
+        os.close(payload)
     if sealed:
         assert (out, code) == (f"read {SIZE}\n", 0)
     else:

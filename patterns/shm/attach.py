@@ -16,7 +16,7 @@ waiting for a receiver (``SegmentGone("released")``) within its lease
 (``SegmentGone("expired")``, and the name is removed). Then its payload, the memfd the
 header names, is opened through the owner's ``/proc/<pid>/fd/<n>`` and checked
 (``_shm_memfd``: sealed against shrinking, ``"unsealed"``; ours, ``"owner"``; 0600,
-``"mode"``; long enough, ``"truncated"``; its header copy is this segment's,
+``"mode"``; long enough, ``"truncated"``; the inode the header names,
 ``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it). Only
 then is it counted and its payload mapped (nothing else is ever mapped: a sender cannot
 shrink it under us):
@@ -202,33 +202,15 @@ def _check_waiting(header: Header, path: str, name: str) -> None:
 
 def _open_payload(name: str, header: Header) -> int:
     """The segment's payload memfd, opened through its owner's /proc and checked
-    (``_shm_memfd``: sealed against shrinking, ours alone, long enough), whose own header
-    copy must be this segment's (same owner, token and length)."""
+    (``_shm_memfd``: sealed against shrinking, ours alone, long enough, and the inode the
+    header names, so a descriptor number reused for another file is refused)."""
     if header.memfd < 0:
         raise BadReference(
             f"segment {name!r} names no sealed payload (an old or forged segment)",
             name=name,
             reason="unsealed",
         )
-    payload = memfd.open_payload(name, header.owner.pid, header.memfd, header.total_size)
-    try:
-        copy = Header.unpack(os.pread(payload, HEADER.size, 0))
-        if not (
-            isinstance(copy, Header)
-            and copy.owner == header.owner
-            and hmac.compare_digest(copy.token, header.token)
-            and copy.payload_length == header.payload_length
-            and copy.memfd == header.memfd
-        ):
-            raise BadReference(
-                f"segment {name!r}: the payload its header names belongs to another segment",
-                name=name,
-                reason="mismatch",
-            )
-    except BaseException:
-        os.close(payload)
-        raise
-    return payload
+    return memfd.open_payload(name, header.owner.pid, header.memfd, header.memfd_inode, header.total_size)
 
 
 def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:

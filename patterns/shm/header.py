@@ -1,6 +1,6 @@
 """The fixed header at the start of every shared-memory segment, and who owns a segment.
 
-Layout (little-endian, 88 bytes at offset 0; the payload starts at :data:`PAYLOAD_OFFSET`)::
+Layout (little-endian, 96 bytes at offset 0; the payload starts at :data:`PAYLOAD_OFFSET`)::
 
     offset size field
      0      8   magic            b"NNGCSHM1"
@@ -22,10 +22,12 @@ Layout (little-endian, 88 bytes at offset 0; the payload starts at :data:`PAYLOA
     80      4   payload fd       the owner's descriptor of the memfd holding the payload
                                  (``_shm_memfd``), or -1 (a probe, which has none)
     84      4   (zero)
+    88      8   payload inode    that memfd's inode number: what binds the descriptor
+                                 a receiver opens to this segment (0 for a probe)
 
 The file in the segment directory carries the header (and is as long as the segment,
-sparse: it holds no payload bytes); the memfd carries a copy of the same header (its
-``pending`` not kept up to date) and the payload from :data:`PAYLOAD_OFFSET`.
+sparse: it holds no payload bytes); the memfd carries the payload from
+:data:`PAYLOAD_OFFSET` (its first page is zeros).
 
 Everything here is pure except the few ``/proc`` readers at the bottom (who owns a
 segment, how much room a new one may take).
@@ -70,7 +72,7 @@ MAGIC: Final = b"NNGCSHM1"
 VERSION: Final = 2  # 2: the payload moved to a sealed memfd (the payload fd field)
 FLAG_PROBE: Final = 1
 PAYLOAD_OFFSET: Final = 4096
-HEADER: Final = struct.Struct("<8sHHIQQQ16sQdIIi4x")
+HEADER: Final = struct.Struct("<8sHHIQQQ16sQdIIi4xQ")
 PENDING: Final = struct.Struct("<I")
 PENDING_OFFSET: Final = 76
 _MAX_RECEIVERS: Final = 2**32 - 1
@@ -81,7 +83,7 @@ MMAP_OPTIONS: Final[dict[str, Any]] = {"trackfd": False} if sys.version_info >= 
 DEFAULT_DIRECTORY: Final = "/dev/shm"
 DIRECTORY_ENV: Final = "NNG_CONSENSUS_SHM_DIR"
 
-assert HEADER.size == 88 and struct.calcsize("<8sHHIQQQ16sQdI") == PENDING_OFFSET
+assert HEADER.size == 96 and struct.calcsize("<8sHHIQQQ16sQdI") == PENDING_OFFSET
 
 
 def segment_directory(directory: str | os.PathLike[str] | None = None) -> Path:
@@ -125,6 +127,8 @@ class Header:
     pending: int
     memfd: int = -1
     """The owner's descriptor of the payload memfd; -1 for a probe."""
+    memfd_inode: int = 0
+    """That memfd's inode number (0 for a probe)."""
 
     @property
     def total_size(self) -> int:
@@ -146,6 +150,7 @@ class Header:
             self.receivers,
             self.pending,
             self.memfd,
+            self.memfd_inode,
         )
 
     @classmethod
@@ -154,7 +159,7 @@ class Header:
         if len(data) < HEADER.size:
             return "header"
         (magic, version, flags, payload_offset, pid, start, pid_ns, token, length, lease, receivers,
-         pending, memfd) = HEADER.unpack_from(data)  # fmt: skip
+         pending, memfd, memfd_inode) = HEADER.unpack_from(data)  # fmt: skip
         if magic != MAGIC:
             return "magic"
         if version != VERSION or payload_offset != PAYLOAD_OFFSET:
@@ -170,7 +175,8 @@ class Header:
         ):
             return "header"
         assert len(token) == TOKEN_SIZE
-        return cls(flags, OwnerIdentity(pid, start, pid_ns), token, length, lease, receivers, pending, memfd)
+        owner = OwnerIdentity(pid, start, pid_ns)
+        return cls(flags, owner, token, length, lease, receivers, pending, memfd, memfd_inode)
 
 
 def unlink_quietly(path: str | os.PathLike[str]) -> None:

@@ -61,13 +61,13 @@ def seal(fd: int) -> None:
     fcntl.fcntl(fd, F_ADD_SEALS, SEALS)
 
 
-def open_payload(name: str, pid: int, number: int, size: int) -> int:
+def open_payload(name: str, pid: int, number: int, inode: int, size: int) -> int:
     """Open segment ``name``'s payload, descriptor ``number`` of process ``pid``, read-only.
 
     Returns the new descriptor only if it is a memfd of this process's user, open to
-    nobody else, sealed against shrinking and at least ``size`` bytes long; otherwise
-    raises :class:`~patterns.BadReference` (``"unsealed"``, ``"owner"``, ``"mode"``,
-    ``"truncated"``) or :class:`~patterns.SegmentGone` (``"sender-gone"``: the sender
+    nobody else, sealed against shrinking, at least ``size`` bytes long, with inode
+    number ``inode``; otherwise raises :class:`~patterns.BadReference` (``"unsealed"``,
+    ``"owner"``, ``"mode"``, ``"truncated"``, ``"mismatch"``) or :class:`~patterns.SegmentGone` (``"sender-gone"``: the sender
     exited or closed it, so its memory is gone)."""
     link = f"/proc/{pid}/fd/{number}"
     try:
@@ -107,14 +107,14 @@ def open_payload(name: str, pid: int, number: int, size: int) -> int:
             f"segment {name!r}: its payload cannot be opened: {exc.strerror}", name=name, reason="unsealed"
         ) from exc
     try:
-        _check(fd, name, size)
+        _check(fd, name, inode, size)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _check(fd: int, name: str, size: int) -> None:
+def _check(fd: int, name: str, inode: int, size: int) -> None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise BadReference(
@@ -146,6 +146,12 @@ def _check(fd: int, name: str, size: int) -> None:
             "sender could truncate it under this receiver, which would then crash",
             name=name,
             reason="unsealed",
+        )
+    if info.st_ino != inode:  # the sender's descriptor number now names another file
+        raise BadReference(
+            f"segment {name!r}: the payload its header names belongs to another segment",
+            name=name,
+            reason="mismatch",
         )
     if info.st_size < size:
         raise BadReference(

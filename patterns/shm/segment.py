@@ -5,7 +5,7 @@ A segment is a plain file in the segment directory (``/dev/shm``, or
 made with mode 0600 (receivers run as the same user). It holds the header of
 ``_shm_header`` and is as long as the segment, but sparse: the payload lives in a memfd
 of the writer's (``_shm_memfd``), sealed against shrinking and growing before the
-reference can leave, with the same header and the payload from offset 4096. The writer
+reference can leave, from offset 4096 (its first page stays zero). The writer
 holds that memfd until the name is gone or the lease passed (``_shm_inflight``). ``multiprocessing.shared_memory``
 is not used: before Python 3.13 its resource tracker unlinks segments behind our back.
 
@@ -171,7 +171,7 @@ class SharedBuffer:
         key = spares.directory_key(directory)
         spare = spares.take(key, size)
         if spare is not None:
-            header = _header(0, size, lease, receivers, spare.fd)
+            header = _header(0, size, lease, receivers, spare.fd, spare.payload_inode)
             try:
                 buf = cls(spare.path, header, spares.fill(spare, header, source), spare.fd, spare.inode)
             except OSError as exc:
@@ -214,15 +214,14 @@ class SharedBuffer:
             payload = memfd.create(path.name)
         except OSError as exc:
             raise _creation_error(exc, path, size) from exc
-        header = _header(flags, size, lease, receivers, payload)
         mapping = None
         try:
+            header = _header(flags, size, lease, receivers, payload, os.fstat(payload).st_ino)
             if source is None:
                 os.posix_fallocate(payload, 0, header.total_size)  # reserved: writing never SIGBUS
             else:
                 os.ftruncate(payload, header.total_size)
             memfd.seal(payload)
-            os.pwrite(payload, header.pack(), 0)
             if source is None:
                 protection = mmap.PROT_READ | mmap.PROT_WRITE
                 mapping = mmap.mmap(payload, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
@@ -437,12 +436,12 @@ def _write_all(fd: int, data: memoryview, offset: int) -> None:
         done += written
 
 
-def _header(flags: int, size: int, lease: float, receivers: int, payload: int = -1) -> Header:
+def _header(flags: int, size: int, lease: float, receivers: int, payload: int = -1, inode: int = 0) -> Header:
     """A new segment's header: this process, a fresh token, the lease starting now, the
-    payload memfd ``payload`` (-1: none, a probe)."""
+    payload memfd ``payload`` (-1: none, a probe) whose inode is ``inode``."""
     token = secrets.token_bytes(16)
     deadline = monotonic_now() + lease
-    return Header(flags, process_identity(), token, size, deadline, receivers, receivers, payload)
+    return Header(flags, process_identity(), token, size, deadline, receivers, receivers, payload, inode)
 
 
 def _check_room(path: Path, total: int) -> None:

@@ -108,7 +108,8 @@ class Spare:
     path: Path
     fd: int
     file: int
-    inode: int
+    inode: int  # of the file
+    payload_inode: int  # of the memfd
     mapping: mmap.mmap
     capacity: int  # payload bytes the file holds
     usable_until: float  # CLOCK_MONOTONIC; dropped after
@@ -170,7 +171,7 @@ class _Pool:
             self.preparing[path] = (directory, capacity)  # from here on, drop() unlinks it
         mapping = None
         payload = -1
-        inode = 0
+        inode = payload_inode = 0
         usable_until = monotonic_now() + IDLE
         header = Header(FLAG_PROBE, owner, secrets.token_bytes(16), capacity, usable_until + MARGIN, 1, 1)
         try:
@@ -178,6 +179,7 @@ class _Pool:
             os.pwrite(fd, header.pack(), 0)
             inode = os.fstat(fd).st_ino
             payload = memfd.create(path.name)
+            payload_inode = os.fstat(payload).st_ino
             os.posix_fallocate(payload, 0, total)
             mapping = mmap.mmap(payload, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             failed = populate(mapping, lambda: path in self.preparing)
@@ -191,7 +193,7 @@ class _Pool:
             log.debug("no spare segment in %s: %s", directory, exc)
             spare_ok = False
         spare = (
-            Spare(path, payload, fd, inode, mapping, capacity, usable_until)
+            Spare(path, payload, fd, inode, payload_inode, mapping, capacity, usable_until)
             if mapping is not None and spare_ok
             else None
         )
@@ -305,7 +307,7 @@ def wanted(directory: str, size: int) -> None:
 def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap | None:
     """Turn a taken spare into the payload segment ``header`` describes (its token, length,
     receivers, lease, which starts now, and ``spare.fd`` as its memfd): the memfd cut to
-    the payload and sealed, both headers rewritten, then ``source`` copied in through the
+    the payload and sealed, the header rewritten, then ``source`` copied in through the
     pre-faulted mapping (unmapped afterwards on the background thread; None is returned),
     or with no ``source`` the writable mapping returned for the caller to fill. The memfd
     stays open (the caller's to hold). On a failure the spare is removed, its memfd
@@ -317,7 +319,6 @@ def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap |
                 os.ftruncate(spare.fd, header.total_size)
                 os.ftruncate(spare.file, header.total_size)
             memfd.seal(spare.fd)
-            os.pwrite(spare.fd, header.pack(), 0)
             os.pwrite(spare.file, header.pack(), 0)
         finally:
             os.close(spare.file)
