@@ -151,14 +151,17 @@ def test_a_killed_sender_leaves_a_name_whose_payload_is_gone(shm_dir: Path) -> N
         shm_dir,
         """
 import time
+first = place(b"delivered", lease=30)
 buf = place(b"never delivered", lease=30)
+print(cbor2.dumps(first.ref.to_wire()).hex())
 print(cbor2.dumps(buf.ref.to_wire()).hex(), flush=True)
 time.sleep(60)
 """,
     )
     try:
         assert child.stdout is not None
-        ref = ref_from_hex(child.stdout.readline())
+        first, ref = (ref_from_hex(child.stdout.readline()) for _ in range(2))
+        assert bytes(attach(first, directory=shm_dir)) == b"delivered"  # (its /proc entry is known now)
     finally:
         child.kill()
         child.wait()
