@@ -167,8 +167,9 @@ class SegmentGone(SharedMemoryError):
     """The referenced segment no longer exists for this receiver.
 
     ``reason`` is ``"missing"`` (no such file: never made here, already freed, or swept),
-    ``"released"`` (every receiver it was made for has attached) or ``"expired"`` (its
-    lease passed before this receiver attached).
+    ``"released"`` (every receiver it was made for has attached), ``"expired"`` (its
+    lease passed before this receiver attached) or ``"sender-gone"`` (its sender exited,
+    or closed the payload, before this receiver attached: the memory went with it).
     """
 
 
@@ -179,7 +180,8 @@ class BadReference(SharedMemoryError, ValueError):
     reference itself), ``"not-a-file"``, ``"owner"`` (another user's file), ``"mode"``
     (a file open to the group or others), ``"truncated"``, ``"magic"``, ``"version"``,
     ``"header"`` or ``"mismatch"`` (checks of the file it names, made before any payload
-    byte is touched).
+    byte is touched), ``"unsealed"`` (the payload is not a memfd sealed against shrinking,
+    which its sender could truncate under the receiver).
     """
 
 

@@ -30,9 +30,10 @@ def segments(folder: Path) -> list[str]:
 
 
 def mappings(path: Path) -> int:
-    """How many mappings of ``path`` this process holds (unlinked ones included)."""
+    """How many mappings of segment ``path``'s payload this process holds (its memfd is named
+    after the segment and shows as ``/memfd:<name> (deleted)``)."""
     with open("/proc/self/maps") as maps:
-        return sum(1 for line in maps if str(path) in line)
+        return sum(1 for line in maps if f"/memfd:{path.name} " in line or str(path) in line)
 
 
 def read_header(path: Path) -> Header:

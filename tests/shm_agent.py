@@ -87,7 +87,7 @@ def full(size: int) -> None:
 
     folder = segment_directory()
     for precheck in ("precheck", "no-precheck"):
-        if precheck == "no-precheck":  # reach the real ENOSPC of fallocate and of pwrite
+        if precheck == "no-precheck":  # the payload's memfd is not on that tmpfs: it fits in memory
             segment._check_room = lambda path, total: None  # type: ignore[assignment]
         for how in ("create", "place"):
             try:

@@ -1,8 +1,10 @@
-"""A segment whose reference never left its process goes when that process exits normally.
+"""What a process's segments become when it exits.
 
 Each test runs a real child process (``subprocess``) that makes segments in the test's
 own directory and exits; the parent then looks at what is left there. A segment whose
-reference went out (taken with ``ref``, or sent) must stay: a receiver may still attach it.
+reference never left goes at a normal exit. One whose reference went out (taken with
+``ref``, or sent) is held for its receivers: its payload is a memfd of the sender's, so
+the exit waits a little for them (``inflight.EXIT_PATIENCE``), then the names go too.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _shm import ROOT, no_leak, ref_from_hex, ref_hex, segments, shm_dir
 
+from patterns.errors import SegmentGone
 from patterns.shm.header import DIRECTORY_ENV
 from patterns.shm.segment import attach
+from patterns.shm.sweep import sweep
 
 __all__ = ["no_leak", "ref_hex", "shm_dir"]  # fixtures used by name
 
@@ -23,6 +28,7 @@ PRELUDE = """
 import gc, sys
 import cbor2
 import patterns
+import patterns.shm.inflight
 from patterns.shm.segment import SharedBuffer, place
 """
 
@@ -70,30 +76,49 @@ print(len(__import__("os").listdir(patterns.shm.header.segment_directory(None)))
     assert segments(shm_dir) == []
 
 
-def test_a_segment_whose_reference_left_outlives_its_process(shm_dir: Path) -> None:
-    lines = run_child(
+def start_child(folder: Path, script: str) -> subprocess.Popen[str]:
+    """Start ``script`` in a child whose segment directory is ``folder`` (stdout piped)."""
+    env = {**os.environ, DIRECTORY_ENV: str(folder), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + script], env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_an_exiting_sender_waits_for_the_receivers_of_what_left(shm_dir: Path) -> None:
+    """The payload is a memfd the sender holds: at a normal exit it waits (here up to 60 s
+    instead of 1) until the receivers of what it sent attached, then exits at once."""
+    child = start_child(
         shm_dir,
         """
+patterns.shm.inflight.EXIT_PATIENCE = 60.0
 buf = patterns.shared_buffer(16)
 buf.view[:] = b"0123456789abcdef"
 print(cbor2.dumps(buf.ref.to_wire()).hex())     # the reference leaves: a receiver may come
 part = place(b"partial payload!", lease=30)
-print(cbor2.dumps(part.ref_range(8, 8).to_wire()).hex())
+print(cbor2.dumps(part.ref_range(8, 8).to_wire()).hex(), flush=True)
 unsent = patterns.shared_buffer(16)
 """,
     )
-    whole, part = (ref_from_hex(line) for line in lines)
-    assert sorted(segments(shm_dir)) == sorted([whole.name, part.name])
-    assert bytes(attach(whole, directory=shm_dir)) == b"0123456789abcdef"
-    assert bytes(attach(part, directory=shm_dir)) == b"payload!"
+    try:
+        assert child.stdout is not None
+        whole, part = (ref_from_hex(child.stdout.readline()) for _ in range(2))
+        assert bytes(attach(whole, directory=shm_dir)) == b"0123456789abcdef"
+        assert bytes(attach(part, directory=shm_dir)) == b"payload!"
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
     assert segments(shm_dir) == []
 
 
-def test_segments_a_socket_sent_outlive_their_process_and_a_failed_send_leaves_none(shm_dir: Path) -> None:
+def test_segments_a_socket_sent_go_with_their_sender_and_a_failed_send_leaves_none(shm_dir: Path) -> None:
+    """No receiver came within the exit's patience: the names go with the sender, and an
+    attach that comes later finds nothing (``missing``): no memory is left behind."""
     lines = run_child(
         shm_dir,
         """
 from patterns.shm.codec import Placement
+patterns.shm.inflight.EXIT_PATIENCE = 0.1
 policy = patterns.SharedMemory(threshold=1024)
 handed = patterns.shared_buffer(16)
 handed.view[:] = b"handed over ...."
@@ -103,6 +128,7 @@ with Placement(policy, 1) as sent:         # the send completes: sent() hands bo
     sent.put(data, memoryview(data * 100))
 for ref in sent.refs:
     print(cbor2.dumps(ref).hex())
+print(len(__import__("os").listdir(patterns.shm.header.segment_directory(None))))
 failed = Placement(policy, 1)
 unlucky = patterns.shared_buffer(16)
 failed.put(unlucky, unlucky.view)
@@ -110,11 +136,40 @@ failed.put(b"y", memoryview(b"y" * 4096))
 failed.abort()                             # the send failed: its placed segment goes now
 """,
     )
-    refs = [ref_from_hex(line) for line in lines]
-    assert sorted(segments(shm_dir)) == sorted(ref.name for ref in refs)
-    assert bytes(attach(refs[0], directory=shm_dir)) == b"handed over ...."
-    assert bytes(attach(refs[1], directory=shm_dir)) == b"placed for a send" * 100
-    assert segments(shm_dir) == []
+    refs = [ref_from_hex(line) for line in lines[:2]]
+    assert lines[2] == "2" and segments(shm_dir) == []
+    for ref in refs:
+        with pytest.raises(SegmentGone) as caught:
+            attach(ref, directory=shm_dir)
+        assert caught.value.reason == "missing"
+
+
+def test_a_killed_sender_leaves_a_name_whose_payload_is_gone(shm_dir: Path) -> None:
+    """SIGKILL runs no exit hook: the name stays (the sweep removes it: owner dead), but the
+    payload went with the process: an attach says so (``sender-gone``), it does not hang."""
+    child = start_child(
+        shm_dir,
+        """
+import time
+first = place(b"delivered", lease=30)
+buf = place(b"never delivered", lease=30)
+print(cbor2.dumps(first.ref.to_wire()).hex())
+print(cbor2.dumps(buf.ref.to_wire()).hex(), flush=True)
+time.sleep(60)
+""",
+    )
+    try:
+        assert child.stdout is not None
+        first, ref = (ref_from_hex(child.stdout.readline()) for _ in range(2))
+        assert bytes(attach(first, directory=shm_dir)) == b"delivered"  # (its /proc entry is known now)
+    finally:
+        child.kill()
+        child.wait()
+    assert segments(shm_dir) == [ref.name]
+    with pytest.raises(SegmentGone) as caught:
+        attach(ref, directory=shm_dir)
+    assert caught.value.reason == "sender-gone" and "exited" in str(caught.value)
+    assert sweep(directory=shm_dir).owner_dead == 1 and segments(shm_dir) == []
 
 
 def test_a_discarded_buffer_is_not_removed_twice(shm_dir: Path) -> None:

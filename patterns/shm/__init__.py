@@ -2,11 +2,13 @@
 
 A socket whose peers share its host (always over ``ipc://`` and ``inproc://``; over
 tcp when each peer proved it with a beacon segment) sends every buffer of at least
-:attr:`SharedMemory.threshold` bytes as a *segment*: a file in ``/dev/shm`` (or the
-configured directory) written once, named in the frame by a :class:`ShmRef`, and mapped
-read-only by each receiver, which gets a ``memoryview`` of it instead of a copy. A
-segment lives until every receiver it was made for attached it or its lease ran out;
-whatever a dead process left behind is swept. ``docs/shared-memory.md`` explains the
+:attr:`SharedMemory.threshold` bytes as a *segment*: named by a file in ``/dev/shm``
+(or the configured directory), written once into a memfd sealed against shrinking (so
+its sender cannot truncate it under a receiver), named in the frame by a
+:class:`ShmRef`, and mapped read-only by each receiver through the sender's
+``/proc/<pid>/fd``: it gets a ``memoryview`` of it instead of a copy. A segment lives
+until every receiver it was made for attached it, its lease ran out or its sender
+ended; whatever a dead process left behind is swept. ``docs/shared-memory.md`` explains the
 design and its limits; ``docs/wire-format.md`` the references' wire form.
 
 The public names:
@@ -19,8 +21,8 @@ The public names:
 * :func:`sweep` / :class:`SweepReport`: remove what dead or expired senders left.
 
 The errors are in :mod:`patterns.errors` (``SharedMemoryError`` and its subclasses).
-The other modules here (``attach``, ``beacon``, ``header``, ``segment``, ``spare``,
-``worker``) are the machinery: their names may change.
+The other modules here (``attach``, ``beacon``, ``header``, ``inflight``, ``memfd``,
+``segment``, ``spare``, ``worker``) are the machinery: their names may change.
 """
 
 from patterns.shm.codec import DEFAULT_THRESHOLD, SharedMemory, holds_references, resolve, shared_buffer

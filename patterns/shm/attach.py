@@ -13,8 +13,13 @@ fields (``"header"``), its owner pid is the one in the name and it is not a prob
 payload the header announces (``"truncated"``), and the range lies inside that payload
 (``"range"``): each a :class:`~patterns.BadReference`. Then the segment must still be
 waiting for a receiver (``SegmentGone("released")``) within its lease
-(``SegmentGone("expired")``, and the name is removed). Only then is it counted and
-mapped:
+(``SegmentGone("expired")``, and the name is removed). Then its payload, the memfd the
+header names, is opened through the owner's ``/proc/<pid>/fd/<n>`` and checked
+(``_shm_memfd``: sealed against shrinking, ``"unsealed"``; ours, ``"owner"``; 0600,
+``"mode"``; long enough, ``"truncated"``; the inode the header names,
+``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it). Only
+then is it counted and its payload mapped (nothing else is ever mapped: a sender cannot
+shrink it under us):
 
 - A segment made for **one receiver** (the usual case) is claimed by removing its name:
   of several attaches of the same reference exactly one ``unlink`` succeeds, the others
@@ -39,6 +44,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from patterns.errors import BadReference, SegmentGone, SharedMemoryError
+from patterns.shm import memfd
 from patterns.shm.header import (
     FLAG_PROBE,
     HEADER,
@@ -115,7 +121,7 @@ def _attach(
         _check_private(info, name)
         header = _validated_header(fd, name, info.st_size, token, ranges)
         if header.receivers == 1:
-            return _claim(fd, path, name, header, ranges)
+            return _claim(path, name, header, ranges)
         _lock(fd, name)
         try:
             return _attach_locked(fd, path, name, info.st_size, token, ranges)
@@ -125,16 +131,20 @@ def _attach(
         os.close(fd)
 
 
-def _claim(fd: int, path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
+def _claim(path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
     """A segment for one receiver: removing its name is the claim (exactly one unlink succeeds)."""
     _check_waiting(header, path, name)
+    payload = _open_payload(name, header)  # before the claim: a refused payload claims nothing
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        raise SegmentGone(
-            f"segment {name!r} was attached by its receiver meanwhile", name=name, reason="released"
-        ) from None
-    return _map(fd, name, header, ranges)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            raise SegmentGone(
+                f"segment {name!r} was attached by its receiver meanwhile", name=name, reason="released"
+            ) from None
+        return _map(payload, name, header, ranges)
+    finally:
+        os.close(payload)
 
 
 def _attach_locked(
@@ -142,7 +152,11 @@ def _attach_locked(
 ) -> list[memoryview]:
     header = _validated_header(fd, name, file_size, token, ranges)  # again: pending may have moved
     _check_waiting(header, path, name)
-    views = _map(fd, name, header, ranges)
+    payload = _open_payload(name, header)
+    try:
+        views = _map(payload, name, header, ranges)
+    finally:
+        os.close(payload)
     pending = header.pending - 1
     os.pwrite(fd, PENDING.pack(pending), PENDING_OFFSET)
     if pending == 0:
@@ -184,6 +198,19 @@ def _check_waiting(header: Header, path: str, name: str) -> None:
             name=name,
             reason="expired",
         )
+
+
+def _open_payload(name: str, header: Header) -> int:
+    """The segment's payload memfd, opened through its owner's /proc and checked
+    (``_shm_memfd``: sealed against shrinking, ours alone, long enough, and the inode the
+    header names, so a descriptor number reused for another file is refused)."""
+    if header.memfd < 0:
+        raise BadReference(
+            f"segment {name!r} names no sealed payload (an old or forged segment)",
+            name=name,
+            reason="unsealed",
+        )
+    return memfd.open_payload(name, header.owner.pid, header.memfd, header.memfd_inode, header.total_size)
 
 
 def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:

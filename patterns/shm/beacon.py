@@ -6,8 +6,9 @@ connection opens, each end with shared memory enabled writes a tiny segment (a p
 it can never be attached as a payload) named after the connection *as that end sees
 it*: ``nngc.<pid>.<hash(local address | remote address)>``. An end that finds, in its
 own segment directory, the beacon named for the other direction (``hash(its remote |
-its local)``) knows its peer wrote into the same ``/dev/shm``: the peer shares the host
-and can attach what this end places there.
+its local)``), written by a live process of its own pid namespace, knows its peer wrote
+into the same ``/dev/shm`` and can reach its ``/proc``: the peer shares the host and
+can attach what this end places there (payloads are opened through ``/proc/<pid>/fd``).
 
 The proof needs no message, so it works for every pattern, one-way ones (push/pull)
 included, and both ends learn it independently. A peer elsewhere never has a beacon
@@ -27,7 +28,7 @@ from typing import Final
 import patterns.shm.spare as spares
 from patterns._peers import Peer
 from patterns.errors import SharedMemoryError
-from patterns.shm.header import FLAG_PROBE, segment_directory
+from patterns.shm.header import FLAG_PROBE, HEADER, Header, owner_alive, segment_directory
 from patterns.shm.ref import NAME_PREFIX
 from patterns.shm.segment import SharedBuffer
 
@@ -45,6 +46,18 @@ def beacon_suffix(local: str, remote: str) -> str:
 
 def _is_network(peer: Peer) -> bool:
     return peer.address != "?" and ":" in peer.address and ":" in peer.local
+
+
+def _reachable(path: Path) -> bool:
+    """Is the beacon's owner a live process of our pid namespace? A receiver opens a payload
+    through its sender's ``/proc/<pid>/fd`` (``_shm_memfd``): a peer that shares /dev/shm
+    but not our pid namespace could not reach ours, nor we its, so it gets bytes inline."""
+    try:
+        with open(path, "rb", buffering=0) as beacon:
+            header = Header.unpack(beacon.read(HEADER.size))
+    except OSError:
+        return False
+    return isinstance(header, Header) and owner_alive(header.owner) is True
 
 
 class Beacons:
@@ -88,7 +101,7 @@ class Beacons:
             return False
         pattern = f"{NAME_PREFIX}*.{beacon_suffix(peer.address, peer.local)}"
         try:
-            found = any(Path(segment_directory(self._directory)).glob(pattern))
+            found = any(_reachable(path) for path in Path(segment_directory(self._directory)).glob(pattern))
         except OSError:
             return False
         if found:

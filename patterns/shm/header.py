@@ -1,6 +1,6 @@
 """The fixed header at the start of every shared-memory segment, and who owns a segment.
 
-Layout (little-endian, 80 bytes at offset 0; the payload starts at :data:`PAYLOAD_OFFSET`)::
+Layout (little-endian, 96 bytes at offset 0; the payload starts at :data:`PAYLOAD_OFFSET`)::
 
     offset size field
      0      8   magic            b"NNGCSHM1"
@@ -19,6 +19,15 @@ Layout (little-endian, 80 bytes at offset 0; the payload starts at :data:`PAYLOA
     72      4   receivers        how many receivers the segment was made for
     76      4   pending          receivers that still have to attach; changed only under
                                  an exclusive ``flock`` on the file
+    80      4   payload fd       the owner's descriptor of the memfd holding the payload
+                                 (``_shm_memfd``), or -1 (a probe, which has none)
+    84      4   (zero)
+    88      8   payload inode    that memfd's inode number: what binds the descriptor
+                                 a receiver opens to this segment (0 for a probe)
+
+The file in the segment directory carries the header (and is as long as the segment,
+sparse: it holds no payload bytes); the memfd carries the payload from
+:data:`PAYLOAD_OFFSET` (its first page is zeros).
 
 Everything here is pure except the few ``/proc`` readers at the bottom (who owns a
 segment, how much room a new one may take).
@@ -60,12 +69,12 @@ __all__ = [
 ]
 
 MAGIC: Final = b"NNGCSHM1"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: the payload moved to a sealed memfd (the payload fd field)
 FLAG_PROBE: Final = 1
 PAYLOAD_OFFSET: Final = 4096
-HEADER: Final = struct.Struct("<8sHHIQQQ16sQdII")
+HEADER: Final = struct.Struct("<8sHHIQQQ16sQdIIi4xQ")
 PENDING: Final = struct.Struct("<I")
-PENDING_OFFSET: Final = HEADER.size - PENDING.size
+PENDING_OFFSET: Final = 76
 _MAX_RECEIVERS: Final = 2**32 - 1
 
 MMAP_OPTIONS: Final[dict[str, Any]] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
@@ -74,7 +83,7 @@ MMAP_OPTIONS: Final[dict[str, Any]] = {"trackfd": False} if sys.version_info >= 
 DEFAULT_DIRECTORY: Final = "/dev/shm"
 DIRECTORY_ENV: Final = "NNG_CONSENSUS_SHM_DIR"
 
-assert HEADER.size == 80 and PENDING_OFFSET == 76
+assert HEADER.size == 96 and struct.calcsize("<8sHHIQQQ16sQdI") == PENDING_OFFSET
 
 
 def segment_directory(directory: str | os.PathLike[str] | None = None) -> Path:
@@ -116,6 +125,10 @@ class Header:
     lease_deadline: float
     receivers: int
     pending: int
+    memfd: int = -1
+    """The owner's descriptor of the payload memfd; -1 for a probe."""
+    memfd_inode: int = 0
+    """That memfd's inode number (0 for a probe)."""
 
     @property
     def total_size(self) -> int:
@@ -136,6 +149,8 @@ class Header:
             self.lease_deadline,
             self.receivers,
             self.pending,
+            self.memfd,
+            self.memfd_inode,
         )
 
     @classmethod
@@ -144,7 +159,7 @@ class Header:
         if len(data) < HEADER.size:
             return "header"
         (magic, version, flags, payload_offset, pid, start, pid_ns, token, length, lease, receivers,
-         pending) = HEADER.unpack_from(data)  # fmt: skip
+         pending, memfd, memfd_inode) = HEADER.unpack_from(data)  # fmt: skip
         if magic != MAGIC:
             return "magic"
         if version != VERSION or payload_offset != PAYLOAD_OFFSET:
@@ -156,10 +171,12 @@ class Header:
             or not 1 <= receivers <= _MAX_RECEIVERS
             or pending > receivers
             or flags & ~FLAG_PROBE
+            or memfd < -1
         ):
             return "header"
         assert len(token) == TOKEN_SIZE
-        return cls(flags, OwnerIdentity(pid, start, pid_ns), token, length, lease, receivers, pending)
+        owner = OwnerIdentity(pid, start, pid_ns)
+        return cls(flags, owner, token, length, lease, receivers, pending, memfd, memfd_inode)
 
 
 def unlink_quietly(path: str | os.PathLike[str]) -> None:

@@ -2,8 +2,11 @@
 
 A segment is a plain file in the segment directory (``/dev/shm``, or
 ``$NNG_CONSENSUS_SHM_DIR``, or ``directory=``), named ``nngc.<owner pid>.<32 hex>``,
-made with mode 0600 (receivers run as the same user). It starts with the header of
-``_shm_header`` and holds the payload from offset 4096. ``multiprocessing.shared_memory``
+made with mode 0600 (receivers run as the same user). It holds the header of
+``_shm_header`` and is as long as the segment, but sparse: the payload lives in a memfd
+of the writer's (``_shm_memfd``), sealed against shrinking and growing before the
+reference can leave, from offset 4096 (its first page stays zero). The writer
+holds that memfd until the name is gone or the lease passed (``_shm_inflight``). ``multiprocessing.shared_memory``
 is not used: before Python 3.13 its resource tracker unlinks segments behind our back.
 
 Writer::
@@ -27,8 +30,9 @@ Lifecycle, precisely:
   that brings it to 0 unlinks the name. The name also goes when
   the lease passes (the next :func:`attach` or ``sweep`` removes it; an attach after
   the deadline fails with ``SegmentGone("expired")`` even if the file is still there),
-  when the owner process is dead (``sweep``: so a writer that exits before its
-  receivers attached loses that delivery), or when the writer calls
+  when the owner process is dead (``sweep``: a writer that exits before its receivers
+  attached loses that delivery; at a normal exit it waits a little for them), or when
+  the writer calls
   :meth:`SharedBuffer.discard`. A segment whose reference never left this process (no
   ``ref`` taken, never sent) goes when the process exits normally (``owned``).
 - The *memory* lives while the name exists or any process still maps the file.
@@ -58,6 +62,7 @@ import mmap
 import os
 import secrets
 import struct
+import weakref
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -65,9 +70,10 @@ from typing import Any, Final, Self
 
 import patterns.shm.spare as spares
 from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
-from patterns.shm import owned
+from patterns.shm import inflight, memfd, owned
 from patterns.shm.attach import attach, attach_all
 from patterns.shm.header import (
+    FLAG_PROBE,
     MMAP_OPTIONS,
     PAYLOAD_OFFSET,
     PENDING_OFFSET,
@@ -105,10 +111,18 @@ class SharedBuffer:
     ``ref``; then :meth:`close`. Not thread-safe; a context manager that closes.
     """
 
-    def __init__(self, path: Path, header: Header, mapping: mmap.mmap | None) -> None:
+    def __init__(
+        self, path: Path, header: Header, mapping: mmap.mmap | None, payload: int = -1, inode: int = 0
+    ) -> None:
         self._path = path
         self._header = header
         self._mmap = mapping
+        # The payload memfd is held here until the reference leaves (then ``inflight``
+        # holds it for the receivers) or the buffer is discarded or collected unsent.
+        self._payload = [payload]
+        self._inode = inode
+        if payload >= 0:
+            weakref.finalize(self, _close_held, self._payload)
         self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET : header.total_size]
         self._state = BufferState.CLOSED if mapping is None else BufferState.OPEN
         self._ref = ShmRef(path.name, header.token, 0, header.payload_length)
@@ -157,9 +171,9 @@ class SharedBuffer:
         key = spares.directory_key(directory)
         spare = spares.take(key, size)
         if spare is not None:
-            header = _header(0, size, lease, receivers)
+            header = _header(0, size, lease, receivers, spare.fd, spare.payload_inode)
             try:
-                buf = cls(spare.path, header, spares.fill(spare, header, source))
+                buf = cls(spare.path, header, spares.fill(spare, header, source), spare.fd, spare.inode)
             except OSError as exc:
                 raise _creation_error(exc, spare.path, size) from exc
         else:
@@ -184,30 +198,44 @@ class SharedBuffer:
         source: memoryview | None,
         suffix: str | None,
     ) -> SharedBuffer:
-        header = _header(flags, size, lease, receivers)
-        path = folder / make_name(header.owner.pid, suffix or secrets.token_hex(16))
+        path = folder / make_name(process_identity().pid, suffix or secrets.token_hex(16))
         try:
-            _check_room(path, header.total_size)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            _check_room(path, PAYLOAD_OFFSET + size)
+        except OSError as exc:
+            raise _creation_error(exc, path, size) from exc
+        if flags & FLAG_PROBE:  # a probe has no payload memfd: its name is all it is
+            header = _header(flags, size, lease, receivers)
+            try:
+                _write_name(path, header, source)
+            except OSError as exc:
+                raise _creation_error(exc, path, size) from exc
+            return cls(path, header, None)
+        try:
+            payload = memfd.create(path.name)
         except OSError as exc:
             raise _creation_error(exc, path, size) from exc
         mapping = None
         try:
+            header = _header(flags, size, lease, receivers, payload, os.fstat(payload).st_ino)
             if source is None:
-                os.posix_fallocate(fd, 0, header.total_size)
-                os.pwrite(fd, header.pack(), 0)
-                protection = mmap.PROT_READ | mmap.PROT_WRITE
-                mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
+                os.posix_fallocate(payload, 0, header.total_size)  # reserved: writing never SIGBUS
             else:
-                os.ftruncate(fd, header.total_size)
-                os.pwrite(fd, header.pack(), 0)
-                _write_all(fd, source, PAYLOAD_OFFSET)
-        except OSError as exc:
-            unlink_quietly(path)
-            raise _creation_error(exc, path, size) from exc
-        finally:
-            os.close(fd)
-        return cls(path, header, mapping)
+                os.ftruncate(payload, header.total_size)
+            memfd.seal(payload)
+            if source is None:
+                protection = mmap.PROT_READ | mmap.PROT_WRITE
+                mapping = mmap.mmap(payload, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
+            else:
+                _write_all(payload, source, PAYLOAD_OFFSET)
+            inode = _write_name(path, header, None)  # the name last: the segment is whole by then
+        except BaseException as exc:
+            if mapping is not None:
+                mapping.close()
+            os.close(payload)
+            if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
+                raise _creation_error(exc, path, size) from exc
+            raise
+        return cls(path, header, mapping, payload, inode)
 
     # ------------------------------------------------------------------ properties
 
@@ -252,6 +280,10 @@ class SharedBuffer:
         if not self._out:
             self._out = True
             owned.forget(self._path)
+            payload, self._payload[0] = self._payload[0], -1
+            if payload >= 0:
+                inflight.hold(str(self._path), payload, self._inode, self._header.lease_deadline)
+                spares.check_held_soon()
 
     @property
     def view(self) -> memoryview:
@@ -323,6 +355,7 @@ class SharedBuffer:
         self._state = BufferState.DISCARDED
         unlink_quietly(self._path)
         owned.forget(self._path)
+        _close_held(self._payload)  # (once handed over, ``inflight`` sees the name go and closes it)
 
     def __enter__(self) -> Self:
         return self
@@ -371,6 +404,29 @@ def _close_quietly(mapping: mmap.mmap) -> None:
         pass  # a borrower appeared: it unmaps when it goes
 
 
+def _close_held(box: list[int]) -> None:
+    fd, box[0] = box[0], -1
+    if fd >= 0:
+        os.close(fd)
+
+
+def _write_name(path: Path, header: Header, source: memoryview | None) -> int:
+    """Create the segment's file (mode 0600): its header, as long as the segment (sparse: the
+    payload lives in the memfd, except a probe's ``source``); its inode. Removed on failure."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, header.total_size)
+        os.pwrite(fd, header.pack(), 0)
+        if source is not None:
+            _write_all(fd, source, PAYLOAD_OFFSET)
+        return os.fstat(fd).st_ino
+    except BaseException:
+        unlink_quietly(path)
+        raise
+    finally:
+        os.close(fd)
+
+
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
     done = 0
     while done < len(data):
@@ -380,17 +436,38 @@ def _write_all(fd: int, data: memoryview, offset: int) -> None:
         done += written
 
 
-def _header(flags: int, size: int, lease: float, receivers: int) -> Header:
-    """A new segment's header: this process, a fresh token, the lease starting now."""
+def _header(flags: int, size: int, lease: float, receivers: int, payload: int = -1, inode: int = 0) -> Header:
+    """A new segment's header: this process, a fresh token, the lease starting now, the
+    payload memfd ``payload`` (-1: none, a probe) whose inode is ``inode``."""
     token = secrets.token_bytes(16)
-    return Header(flags, process_identity(), token, size, monotonic_now() + lease, receivers, receivers)
+    deadline = monotonic_now() + lease
+    return Header(flags, process_identity(), token, size, deadline, receivers, receivers, payload, inode)
+
+
+ROOM_FRESH: Final = 1.0
+"""Seconds a directory's free space, as :func:`_check_room` read it, is used again."""
+_room: dict[Path, tuple[float, int]] = {}  # directory -> (when read, free bytes)
 
 
 def _check_room(path: Path, total: int) -> None:
-    """Fail early, before creating anything, when the directory's filesystem is already too full."""
-    info = os.statvfs(path.parent)
-    if total > info.f_bavail * info.f_frsize:
-        raise OSError(errno.ENOSPC, f"{info.f_bavail * info.f_frsize} bytes free")
+    """Fail early, before creating anything, when the directory's filesystem is too small.
+
+    The payload lives in a memfd, so segments no longer use the directory's space: its
+    free space is a bound set by whoever sized it (a 64 MB /dev/shm in a container), which
+    segments do not change. So it is read at most every :data:`ROOM_FRESH` seconds (a
+    ``statvfs`` took ~15 us on a cold path here) unless a segment would not fit."""
+    folder = path.parent
+    now = monotonic_now()
+    known = _room.get(folder)
+    if known is not None and now - known[0] < ROOM_FRESH and total <= known[1]:
+        return
+    info = os.statvfs(folder)
+    free = info.f_bavail * info.f_frsize
+    if len(_room) > 64:
+        _room.clear()
+    _room[folder] = (now, free)
+    if total > free:
+        raise OSError(errno.ENOSPC, f"{free} bytes free")
 
 
 def _check_arguments(size: int, lease: float, receivers: int) -> None:

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from patterns.shm import inflight, memfd
 from patterns.shm.header import (
     FLAG_PROBE,
     PAYLOAD_OFFSET,
@@ -67,6 +68,7 @@ __all__ = [
     "MARGIN",
     "SHARE",
     "Spare",
+    "check_held_soon",
     "directory_key",
     "drop",
     "fill",
@@ -100,10 +102,14 @@ MAX_SEEN: Final = 256  # size classes remembered (the stale ones are forgotten f
 
 @dataclass(frozen=True, slots=True)
 class Spare:
-    """A prepared segment: its file (``fd`` open), its writable pre-faulted mapping."""
+    """A prepared segment: its file (``file`` open), its payload memfd (``fd``, not sealed
+    yet: its size is cut to the payload's when taken), its writable pre-faulted mapping."""
 
     path: Path
     fd: int
+    file: int
+    inode: int  # of the file
+    payload_inode: int  # of the memfd
     mapping: mmap.mmap
     capacity: int  # payload bytes the file holds
     usable_until: float  # CLOCK_MONOTONIC; dropped after
@@ -143,7 +149,9 @@ class _Pool:
             upcoming = [spare.usable_until - now for spare in self.spares.values()]
         for spare in gone:
             _discard(spare)
-        return min(upcoming) if upcoming else None
+        pauses = [*upcoming, inflight.check(now)]
+        due = [pause for pause in pauses if pause is not None]
+        return min(due) if due else None
 
     def prepare(self, directory: str, capacity: int) -> None:
         """On the worker: make the spare of ``capacity`` bytes in ``directory``, unless unwanted by now."""
@@ -162,12 +170,18 @@ class _Pool:
                 return
             self.preparing[path] = (directory, capacity)  # from here on, drop() unlinks it
         mapping = None
+        payload = -1
+        inode = payload_inode = 0
         usable_until = monotonic_now() + IDLE
         header = Header(FLAG_PROBE, owner, secrets.token_bytes(16), capacity, usable_until + MARGIN, 1, 1)
         try:
-            os.posix_fallocate(fd, 0, total)
+            os.ftruncate(fd, total)  # sparse: the bytes go in the memfd
             os.pwrite(fd, header.pack(), 0)
-            mapping = mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            inode = os.fstat(fd).st_ino
+            payload = memfd.create(path.name)
+            payload_inode = os.fstat(payload).st_ino
+            os.posix_fallocate(payload, 0, total)
+            mapping = mmap.mmap(payload, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             failed = populate(mapping, lambda: path in self.preparing)
             if failed == errno.EINVAL:  # before Linux 5.14: a spare would fault as a fresh file does
                 log.info("no spare segments: this kernel cannot pre-fault them (MADV_POPULATE_WRITE)")
@@ -178,7 +192,11 @@ class _Pool:
         except OSError as exc:
             log.debug("no spare segment in %s: %s", directory, exc)
             spare_ok = False
-        spare = Spare(path, fd, mapping, capacity, usable_until) if mapping is not None and spare_ok else None
+        spare = (
+            Spare(path, payload, fd, inode, payload_inode, mapping, capacity, usable_until)
+            if mapping is not None and spare_ok
+            else None
+        )
         with self.lock:
             kept = self.preparing.pop(path, None) is not None and spare is not None
             if kept and spare is not None and self._admissible(directory, capacity):
@@ -186,6 +204,8 @@ class _Pool:
                 return
         unlink_quietly(path)
         os.close(fd)
+        if payload >= 0:
+            os.close(payload)
         if mapping is not None:
             unmap(mapping)
 
@@ -219,6 +239,7 @@ def _discard(spare: Spare, *, now: bool = False) -> None:
     """Remove a spare that will not be used: its name at once, its mapping on the worker
     (``now``: here, so that its memory is free when this returns)."""
     unlink_quietly(spare.path)
+    os.close(spare.file)
     os.close(spare.fd)
     if now:
         unmap(spare.mapping)
@@ -285,24 +306,29 @@ def wanted(directory: str, size: int) -> None:
 
 def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap | None:
     """Turn a taken spare into the payload segment ``header`` describes (its token, length,
-    receivers and lease, which starts now): the header rewritten, the excess capacity cut
-    off, then ``source`` copied in through the pre-faulted mapping (unmapped afterwards on
-    the background thread; None is returned), or with no ``source`` the writable mapping
-    returned for the caller to fill. On a failure the spare is removed and it propagates."""
+    receivers, lease, which starts now, and ``spare.fd`` as its memfd): the memfd cut to
+    the payload and sealed, the header rewritten, then ``source`` copied in through the
+    pre-faulted mapping (unmapped afterwards on the background thread; None is returned),
+    or with no ``source`` the writable mapping returned for the caller to fill. The memfd
+    stays open (the caller's to hold). On a failure the spare is removed, its memfd
+    closed, and the error propagates."""
     mapping = spare.mapping
     try:
         try:
             if spare.capacity != header.payload_length:
                 os.ftruncate(spare.fd, header.total_size)
-            os.pwrite(spare.fd, header.pack(), 0)
+                os.ftruncate(spare.file, header.total_size)
+            memfd.seal(spare.fd)
+            os.pwrite(spare.file, header.pack(), 0)
         finally:
-            os.close(spare.fd)
+            os.close(spare.file)
         if source is None:
             return mapping
         with memoryview(mapping) as whole:
             whole[PAYLOAD_OFFSET : header.total_size] = source
     except BaseException:
         unlink_quietly(spare.path)
+        os.close(spare.fd)
         unmap_later(mapping)
         raise
     unmap_later(mapping)
@@ -342,6 +368,16 @@ def in_background(job: Callable[[], None]) -> None:
 def unmap_later(mapping: mmap.mmap) -> None:
     """Unmap on the background thread (the page tables torn down without the GIL)."""
     _pool.worker.submit(lambda: unmap(mapping), delay=DEFER)
+
+
+def check_held_soon() -> None:
+    """A payload was handed to ``inflight``: check what is held in a moment (its receiver
+    attaches meanwhile, usually), and then as long as something is held (``tick``)."""
+    _pool.worker.submit(_check_held, delay=DEFER)
+
+
+def _check_held() -> None:
+    inflight.check()  # (what it returns is for ``tick``)
 
 
 def settle(timeout: float = 10.0) -> bool:

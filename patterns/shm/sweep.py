@@ -18,6 +18,9 @@ named ``nngc.*`` that do not match the strict name pattern, or are not regular f
 are not ours and are left alone. Removing the name never breaks a mapping: receivers
 that attached keep their views.
 
+Only names are swept: a segment's payload is a memfd (``_shm_memfd``), which the kernel
+frees by itself once no process holds or maps it, however its owner ended.
+
 :func:`judge` is the pure decision; :func:`sweep` does the IO around it.
 """
 
