@@ -5,6 +5,9 @@ Used by the suite's ``rtt`` scenario (:func:`measure_transport`) and by
 
 * ``pynng_sync``: ``pynng.Pair1`` blocking ``send``/``recv``;
 * ``pynng_trio``: ``pynng.Pair1`` ``await asend``/``arecv`` under trio;
+* ``pynng_floor``: the floor of any trio + NNG program: ``pynng.Pair1`` ``recv(block=False)``,
+  on ``TryAgain`` ``trio.lowlevel.wait_readable`` on its receive descriptor, ``send`` inline,
+  nothing else (both ends); every toolkit row is also reported as a ratio to it;
 * ``patterns_bytes``: ``patterns.Pair`` ``send_bytes``/``receive_bytes`` (bare frames);
 * ``patterns_cbor``: ``patterns.Pair`` ``send``/``receive`` (the CBOR envelope);
 * ``hotline_ask``: ``consensus.hotline`` ``await line.ask(value)``, answered by an async ``on_ask``.
@@ -22,6 +25,7 @@ tls+tcp uses a throw-away self-signed certificate (:mod:`bench._tls`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import tempfile
@@ -42,8 +46,10 @@ from ._children import Child, Conn
 from ._schema import TOOLKIT, Metric, Skip, median_p99
 from ._tls import make_self_signed
 
-__all__ = ["SIZES", "TRANSPORTS", "VARIANTS", "measure", "measure_transport"]
+__all__ = ["FLOOR_VARIANT", "SIZES", "TRANSPORTS", "VARIANTS", "measure", "measure_transport"]
 
+FLOOR_VARIANT = "Pair1 trio floor"
+PLAIN_HOTLINE = "plain-handler hotline ask"  # not "hotline ask ...": the async rows keep that prefix
 TRANSPORTS = ("inproc", "ipc", "tcp", "ws", "tls+tcp")
 SIZES = (64, 4096, 1 << 20)
 # key -> (system, variant in the suite, label in bench.pair_rtt, description); the quick suite runs three
@@ -51,10 +57,13 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "pynng_sync": ("pynng", "Pair1 sync", "a", "pynng.Pair1 send/recv (blocking)"),
     "patterns_cbor": (TOOLKIT, "Pair", "c2", "patterns.Pair send/receive, CBOR envelope (trio)"),
     "hotline_ask": (TOOLKIT, "hotline ask", "h", "consensus.hotline ask, async on_ask echo (trio)"),
+    "pynng_floor": ("pynng", FLOOR_VARIANT, "f",
+                    "pynng.Pair1 recv(block=False) + trio wait_readable(recv_fd), send inline: the floor"),
+    "hotline_plain": (TOOLKIT, PLAIN_HOTLINE, "hp", "consensus.hotline ask, plain (def) on_ask echo (trio)"),
     "pynng_trio": ("pynng", "Pair1 trio", "b", "pynng.Pair1 await asend/arecv (trio)"),
     "patterns_bytes": (TOOLKIT, "Pair bytes", "c", "patterns.Pair send_bytes/receive_bytes (trio)"),
 }
-QUICK_VARIANTS = ("pynng_sync", "patterns_cbor", "hotline_ask")
+QUICK_VARIANTS = ("pynng_sync", "pynng_floor", "patterns_cbor", "hotline_ask", "hotline_plain")
 STOP = b"stop"  # bare-frame variants: this frame (shorter than any payload) ends the echo loop
 CONNECT_TIMEOUT_S = 20.0
 IO_TIMEOUT_MS = 10_000  # sync sockets: no single send/recv may hang longer than this
@@ -120,6 +129,21 @@ async def _echo_pynng_trio(address: str, tls: Tls = None) -> None:
             await sock.asend(data)
 
 
+async def _echo_pynng_floor(address: str, tls: Tls = None) -> None:
+    with _pynng_pair(client_tls(tls), send_timeout=IO_TIMEOUT_MS) as sock, trio.move_on_after(ECHO_LIFETIME_S):
+        sock.dial(address, block=True)
+        fd = sock.recv_fd
+        while True:
+            try:
+                data = sock.recv(block=False)
+            except pynng.TryAgain:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            if data == STOP:
+                return
+            sock.send(data)
+
+
 async def _echo_patterns_bytes(address: str, tls: Tls = None) -> None:
     async with patterns.Pair(dial=address, tls=client_tls(tls)) as line:
         with trio.move_on_after(ECHO_LIFETIME_S):
@@ -138,18 +162,23 @@ async def _answer(value: Any) -> Any:
     return value
 
 
-async def _echo_hotline(address: str, tls: Tls = None) -> None:
-    """Dials; answers each ask with its value, until it hears ``STOP``."""
-    async with consensus.hotline(dial=address, name="echo", on_ask=_answer,
-                                 tls=client_tls(tls)) as line:  # fmt: skip
+def _answer_plain(value: Any) -> Any:
+    return value
+
+
+async def _echo_hotline(address: str, tls: Tls = None, plain: bool = False) -> None:
+    """Dials; answers each ask with its value (``plain``: from a plain function), until it hears ``STOP``."""
+    on_ask = _answer_plain if plain else _answer
+    async with consensus.hotline(dial=address, name="echo", on_ask=on_ask, tls=client_tls(tls)) as line:
         with trio.move_on_after(ECHO_LIFETIME_S):
             while await line.receive() != STOP:
                 pass
 
 
 ASYNC_ECHOES: dict[str, Callable[[str, Tls], Any]] = {
-    "pynng_trio": _echo_pynng_trio, "patterns_bytes": _echo_patterns_bytes,
+    "pynng_trio": _echo_pynng_trio, "pynng_floor": _echo_pynng_floor, "patterns_bytes": _echo_patterns_bytes,
     "patterns_cbor": _echo_patterns_cbor, "hotline_ask": _echo_hotline,
+    "hotline_plain": functools.partial(_echo_hotline, plain=True),
 }  # fmt: skip
 
 
@@ -245,6 +274,31 @@ class PynngTrioClient(_PynngClient):
         await self.sock.asend(STOP)
 
 
+class PynngFloorClient(_PynngClient):
+    key = "pynng_floor"
+
+    async def roundtrips(self, count: int, samples: list[int] | None) -> None:
+        sock, payload, clock = self.sock, self.payload, time.perf_counter_ns
+        fd, wait, again = sock.recv_fd, trio.lowlevel.wait_readable, pynng.TryAgain
+        for _ in range(count):
+            t0 = clock()
+            sock.send(payload)
+            while True:
+                try:
+                    reply = sock.recv(block=False)
+                    break
+                except again:
+                    await wait(fd)
+            t1 = clock()
+            if samples is not None:
+                samples.append(t1 - t0)
+            if reply != payload:
+                self.check(reply)
+
+    async def send_stop(self) -> None:
+        self.sock.send(STOP)
+
+
 class _PatternsClient(_Client):
     async def open(self, stack: AsyncExitStack, address: str, tls: Tls) -> str:
         self.line = await stack.enter_async_context(patterns.Pair(listen=address, tls=server_tls(tls)))
@@ -318,8 +372,13 @@ class HotlineClient(_Client):
         await self.line.send(STOP)
 
 
+class PlainHotlineClient(HotlineClient):
+    key = "hotline_plain"  # the same asks; the echo child answers them from a plain function
+
+
 CLIENTS: dict[str, type[Any]] = {cls.key: cls for cls in (
-    PynngSyncClient, PynngTrioClient, PatternsBytesClient, PatternsCborClient, HotlineClient)}  # fmt: skip
+    PynngSyncClient, PynngTrioClient, PynngFloorClient, PatternsBytesClient, PatternsCborClient, HotlineClient,
+    PlainHotlineClient)}  # fmt: skip
 Counts = Callable[[int], tuple[int, int, int]]  # size -> (warm-up, timed round trips, block)
 
 
