@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                     "NATS and Redis.", "fewer sizes and iterations (about 2-3 minutes)",
                     json=False)  # fmt: skip
     p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help="run only this scenario (rtt, throughput, poll, work, large) or system "
+                   help="run only this scenario (rtt, throughput, poll, work, large, stream) or system "
                    "(toolkit, pynng, zmq, nats, redis, iceoryx2); repeatable or comma-separated")  # fmt: skip
     p.add_argument("--out", help="results folder (default bench/results/<timestamp>/, with "
                    "bench/results/latest -> it)")  # fmt: skip

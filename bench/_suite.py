@@ -28,7 +28,7 @@ from ._schema import TOOLKIT, Metric, Skip
 __all__ = ["SCENARIOS", "SYSTEMS", "Step", "build_steps", "run_steps", "select", "watch"]
 
 Records = list[Metric | Skip]
-SCENARIOS = ("rtt", "throughput", "poll", "work", "large")
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "stream")
 SYSTEMS = {  # --only name -> Metric.system
     "toolkit": TOOLKIT,
     TOOLKIT: TOOLKIT,
@@ -38,6 +38,7 @@ SYSTEMS = {  # --only name -> Metric.system
     "nats": "nats",
     "redis": "redis",
     "iceoryx2": "iceoryx2",
+    "memcpy": "memcpy",
 }
 PEER_SYSTEMS = {"zmq": "pyzmq"}  # bench.peers.ALL key -> Metric.system, where they differ
 PEER_SCENARIOS = {"zmq": {"rtt", "poll"}, "nats": {"rtt", "poll", "work"}, "redis": {"rtt", "work"}}
@@ -66,7 +67,7 @@ def _peer_steps() -> list[Step]:
 
 
 def build_steps() -> list[Step]:
-    from . import _rtt, _scenario_flow, distribute, poll, shm
+    from . import _rtt, _scenario_flow, distribute, poll, shm, shm_stream
 
     both = frozenset({TOOLKIT, "pynng"})
     steps = [Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_rtt.measure_transport, t))
@@ -77,6 +78,7 @@ def build_steps() -> list[Step]:
         Step("poll", frozenset({"poll"}), both, poll.suite_step),
         Step("work", frozenset({"work"}), frozenset({TOOLKIT}), distribute.suite_step),
         Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2"}), shm.suite_step),
+        Step("stream", frozenset({"stream"}), frozenset({TOOLKIT, "pynng", "memcpy"}), shm_stream.suite_step),
     ]
     return steps + _peer_steps()
 
