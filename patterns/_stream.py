@@ -75,6 +75,7 @@ class _FdSocket(BaseSocket):
     async def _wait(self, waiting: _Waiting, fd: int, operation: str) -> None:
         """Wait until ``fd`` is readable, or another task watching it woke."""
         if waiting.parked:  # another task watches the descriptor: wait for it to wake
+            self._unyielded = 0
             await waiting.lot.park()
             return
         self._require_open(operation)
