@@ -137,7 +137,10 @@ async def _in_thread(handler: Handler, args: tuple[Any, ...], limiter: trio.Capa
     """``handler(*args)`` in a cached thread holding a token of ``limiter``; abandoned (the
     token kept until it returns) when this task is cancelled."""
     holder = object()  # a token per call: the thread, not this task, gives it back
-    await limiter.acquire_on_behalf_of(holder)
+    try:  # a free token costs no scheduler pass (the wait for the thread is the cancel point)
+        limiter.acquire_on_behalf_of_nowait(holder)
+    except trio.WouldBlock:
+        await limiter.acquire_on_behalf_of(holder)
     token, task = trio.lowlevel.current_trio_token(), trio.lowlevel.current_task()
     context = contextvars.copy_context()  # as trio.to_thread does: the handler sees this task's contextvars
     abandoned = False
