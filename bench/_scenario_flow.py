@@ -26,7 +26,7 @@ import trio
 import patterns
 
 from ._children import Child, Conn
-from ._rtt import resolve_pynng
+from ._rtt_ends import resolve_pynng
 from ._schema import TOOLKIT, Metric, Skip
 
 __all__ = ["FLOOR_VARIANT", "SIZES", "TRANSPORTS", "measure_transport"]
