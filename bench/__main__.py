@@ -1,19 +1,23 @@
 """``python -m bench``: the whole benchmark suite, transports and peers side by side, in one run.
 
     python -m bench                      # every scenario and peer (about 10 minutes on 2 cores)
-    python -m bench --quick              # fewer sizes and iterations: about 2-3 minutes
+    python -m bench --quick              # fewer sizes and iterations: about 4 minutes
     python -m bench --only poll --quick  # one scenario (or system: toolkit, pynng, zmq, nats, redis, iceoryx2)
     python -m bench --out /tmp/b --json /tmp/b.json
 
 Scenarios: rtt (round trips), throughput (push/pull), poll (poll to result vs N), work
 (acknowledged work distribution, a worker killed mid-run), large (shared memory vs
-inline vs iceoryx2) and deliberate (a deliberation's host overhead vs polls and a vote by hand); the peers (pyzmq, NATS, Redis Streams) come from ``bench.peers``.
+inline vs iceoryx2), stream (64 MiB sends back to back vs raw pynng and a memcpy), bridge
+(the asyncio and blocking fronts), security (what a room secret costs) and deliberate (a
+deliberation's host overhead vs polls and a vote by hand); the peers (pyzmq, NATS, Redis
+Streams) come from ``bench.peers``, and the floor of trio + pynng (bare loops, nothing but the
+I/O) is measured beside the toolkit in rtt, throughput and poll.
 Writes ``results.json``, ``results.md``, PNG plots and ``run.log`` (everything the steps
 printed) into ``bench/results/<timestamp>/`` (``bench/results/latest`` points at it),
-then prints the ratios toolkit / peer and the goals of issue 7. ``bench/README.md``
+then prints the ratios toolkit / peer and the goals of issues 7 and 18. ``bench/README.md``
 documents the JSON schema and the metric names. Each benchmark also runs alone:
 ``python -m bench.pair_rtt``, ``bench.hotline_rtt``, ``bench.poll``, ``bench.distribute``,
-``bench.stream_memory``, ``bench.shm``, ``bench.deliberate``, ``bench.peers``.
+``bench.stream_memory``, ``bench.shm``, ``bench.shm_stream``, ``bench.deliberate``, ``bench.peers``.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = _cli.parser("",
                     "The benchmark suite: every scenario over NNG's transports, beside pyzmq, "
-                    "NATS and Redis.", "fewer sizes and iterations (about 2-3 minutes)",
+                    "NATS and Redis.", "fewer sizes and iterations (about 4 minutes)",
                     json=False)  # fmt: skip
     p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help="run only this scenario (rtt, throughput, poll, work, large, bridge, security, deliberate) or system "
+                   help="run only this scenario (rtt, throughput, poll, work, large, bridge, security, deliberate, stream) or system "
                    "(toolkit, pynng, zmq, nats, redis, iceoryx2); repeatable or comma-separated")  # fmt: skip
     p.add_argument("--out", help="results folder (default bench/results/<timestamp>/, with "
                    "bench/results/latest -> it)")  # fmt: skip

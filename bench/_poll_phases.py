@@ -8,6 +8,12 @@ process's CPU time; ``stop`` ends it with its statistics.
 NNG's raw surveyor does not know how many respondents exist, so its receive loop runs
 to the survey's deadline; :func:`raw_phase` also records when all N replies were in:
 the best NNG can do for a caller who knows N.
+
+:func:`floor_phase` is the floor of any trio + NNG program for the same poll: a bare
+``pynng.Surveyor0`` under trio that knows N, against N bare ``pynng.Respondent0`` tasks
+under trio in the member processes (:func:`floor_respondents`), both sides receiving with
+``recv(block=False)`` and ``trio.lowlevel.wait_readable`` on the receive descriptor,
+sending inline, nothing else (no envelope, no roster, no heartbeats).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ._ports import free_port_block
 JOIN_TIMEOUT_S = 30.0  # consensus.join(join_timeout=...) in the member processes
 SETTLE_S = 0.3  # after the last join: roster updates and mesh dials die down
 RAW_WARMUP_SURVEY_MS = 300
+FLOOR_SURVEY_S = 5.0  # the floor surveyor's survey time: every reply arrives long before it
 MARK = {"mark": lambda: ("mark", time.process_time())}
 
 
@@ -103,6 +110,40 @@ def respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:
         for thread in threads:
             thread.join(REAP_TIMEOUT_S)
     return {"members": count, "polls_answered": sum(answered), "handler_errors": 0, "malformed": 0}
+
+
+async def _floor_respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:
+    answered = [0]
+
+    async def one(sock: Any) -> None:
+        fd, wait, again = sock.recv_fd, trio.lowlevel.wait_readable, pynng.TryAgain
+        while True:
+            try:
+                question = sock.recv(block=False)
+            except again:
+                await wait(fd)
+                continue
+            sock.send(question)
+            answered[0] += 1
+
+    socks = [pynng.Respondent0() for _ in range(count)]
+    try:
+        async with trio.open_nursery() as nursery:
+            for sock in socks:
+                sock.dial(address, block=True)
+                nursery.start_soon(one, sock)
+            conn.send(("ready", count))
+            await aserve(conn, MARK)
+            nursery.cancel_scope.cancel()
+    finally:
+        for sock in socks:
+            sock.close()
+    return {"members": count, "polls_answered": answered[0], "handler_errors": 0, "malformed": 0}
+
+
+def floor_respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:
+    """``count`` bare Respondent0 sockets under trio, one task each, echoing every survey at once."""
+    return trio.run(_floor_respondents, conn, address, count)
 
 
 def split_members(n: int, per_process: int) -> list[int]:
@@ -264,3 +305,55 @@ def raw_phase(workers: list[Child], n: int, polls: int, survey_s: float, per_pro
         "polls_missing": sum(1 for r in replies_per_poll if r < n),
         "members_missing": sum(max(0, n - r) for r in replies_per_poll),
     }  # fmt: skip
+
+
+# ===================================================================== the floor of trio + NNG (here)
+async def floor_phase(workers: list[Child], n: int, polls: int, warmup: int, per_process: int, tmpdir: str,
+                      transport: str = "ipc") -> dict[str, Any]:  # fmt: skip
+    """A bare trio + pynng surveyor that knows N: time from its send to the N-th reply."""
+    address = room_address(transport, tmpdir, f"floor-{n}")
+    sizes = split_members(n, per_process)
+    used = workers[: len(sizes)]
+    pipes = [0]
+    all_in_ms: list[float] = []
+    started: list[Child] = []
+    sock = pynng.Surveyor0(survey_time=int(FLOOR_SURVEY_S * 1000))
+    try:
+        sock.add_post_pipe_connect_cb(lambda _pipe: pipes.__setitem__(0, pipes[0] + 1))
+        sock.listen(address)
+        for worker, size in zip(used, sizes):
+            worker.start(floor_respondents, address, size)
+            started.append(worker)
+        for worker in used:
+            await worker.areceive("ready")
+        with trio.fail_after(JOIN_TIMEOUT_S):
+            while pipes[0] < n:
+                await trio.sleep(0.01)
+        fd, wait, again = sock.recv_fd, trio.lowlevel.wait_readable, pynng.TryAgain
+        clock = time.perf_counter
+        with trio.fail_after(FLOOR_SURVEY_S * (warmup + polls)):
+            for i in range(-warmup, polls):
+                question = b"q%d" % i
+                t0 = clock()
+                sock.send(question)
+                for _ in range(n):
+                    while True:
+                        try:
+                            reply = sock.recv(block=False)
+                            break
+                        except again:
+                            await wait(fd)
+                    if reply != question:
+                        raise RuntimeError(f"floor: reply {reply!r} to survey {question!r}")
+                t1 = clock()
+                if i >= 0:
+                    all_in_ms.append((t1 - t0) * 1e3)
+    finally:
+        sock.close()
+        for worker in started:
+            worker.send("stop")
+        for worker in started:
+            await worker.areceive("done")
+    return {"kind": "floor", "handler": "floor", "transport": transport, "n": n, "processes": len(sizes),
+            "members_per_process": sizes, "polls": polls, "all_replies": summarize(all_in_ms, unit="ms"),
+            "polls_missing": 0, "members_missing": 0}  # fmt: skip

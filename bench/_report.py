@@ -1,4 +1,4 @@
-"""The suite's report: ratios toolkit / peer, the goals of issue 7, and the Markdown tables.
+"""The suite's report: ratios toolkit / peer (and to the floor of trio + NNG), and the Markdown tables.
 
 A ratio divides the toolkit's value by a peer's, for the same scenario, metric,
 transport, payload and N, measured in the same run (absolute figures drift on shared
@@ -13,21 +13,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._common import size_label
+from ._goals import compute_goals, fmt
 from ._schema import TOOLKIT, Metric, Skip
 
-__all__ = ["compute_goals", "compute_ratios", "console_summary", "markdown", "summary_table"]
+__all__ = ["compute_goals", "compute_ratios", "console_summary", "fmt", "markdown", "summary_table"]
 
-SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security", "deliberate")
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security", "deliberate", "stream")
 TITLES = {"rtt": "Round trip (request and its reply, one at a time)",
           "throughput": "One-way throughput, push/pull", "poll": "Poll to result (scatter-gather of N)",
           "work": "Work distribution with acknowledgement",
           "large": "Large payloads, one-way delivery between two processes",
           "bridge": "The asyncio and blocking fronts next to trio (poll of 8, hotline ask)",
           "security": "Room secrets: the cost of authentication, and of hostile frames",
-          "deliberate": "Host overhead of a 3-round deliberation vs 3 polls and a vote by hand"}  # fmt: skip
+          "deliberate": "Host overhead of a 3-round deliberation vs 3 polls and a vote by hand",
+          "stream": "Large payloads streamed back to back (no pause), one-way, between two processes"}  # fmt: skip
 UNITS = {"us": "µs"}
 TRANSPORT_ORDER = {t: i for i, t in enumerate(("inproc", "ipc", "tcp", "ws", "tls+tcp", "shm"))}
-SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2"))}
+SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2", "memcpy"))}
 P99 = {"rtt_median_us": "rtt_p99_us", "gather_median_ms": "gather_p99_ms"}
 
 
@@ -40,16 +42,20 @@ class Comparison:
     toolkit: str
     system: str
     peer: str
+    any_transport: bool = False  # a peer with no transport of its own (a memcpy in one process)
 
 
 def _rtt(toolkit: str, peers: Iterable[tuple[str, str]]) -> list[Comparison]:
     return [Comparison("rtt", "rtt_median_us", toolkit, system, peer) for system, peer in peers]
 
 
+FLOOR = ("pynng", "Pair1 trio floor")  # bench._rtt.FLOOR_VARIANT: every round trip is also a ratio to it
 COMPARISONS = (
-    *_rtt("hotline ask", [("pynng", "Pair1 sync"), ("pyzmq", "PAIR asyncio"), ("pyzmq", "ROUTER-DEALER asyncio"),
+    *_rtt("hotline ask", [FLOOR, ("pynng", "Pair1 sync"), ("pyzmq", "PAIR asyncio"), ("pyzmq", "ROUTER-DEALER asyncio"),
                           ("pyzmq", "PAIR sync"), ("nats", "request/reply"), ("redis", "Streams request/reply")]),
-    *_rtt("Pair", [("pynng", "Pair1 sync"), ("pyzmq", "PAIR asyncio"), ("pyzmq", "PAIR sync")]),
+    *_rtt("plain-handler hotline ask", [FLOOR]),
+    *_rtt("Pair", [FLOOR, ("pynng", "Pair1 sync"), ("pyzmq", "PAIR asyncio"), ("pyzmq", "PAIR sync")]),
+    Comparison("throughput", "msgs_per_s", "Push/Pull", "pynng", "Push0/Pull0 trio floor"),
     Comparison("throughput", "msgs_per_s", "Push/Pull", "pynng", "Push0/Pull0 sync"),
     Comparison("poll", "gather_median_ms", "room.poll", "pyzmq", "ROUTER scatter-gather"),
     Comparison("poll", "gather_median_ms", "room.poll", "nats", "scatter-gather"),
@@ -58,17 +64,10 @@ COMPARISONS = (
     Comparison("work", "tasks_per_s", "Dispatcher, 2 Workers, acked", "redis", "Streams XREADGROUP"),
     Comparison("large", "delivered_ms", "Pair, shared memory", "iceoryx2", "loan + copy"),
     Comparison("large", "delivered_ms", "shared_buffer, zero-copy", "iceoryx2", "loan, zero-copy, event"),
+    Comparison("stream", "delivered_ms", "Pair, shared memory", "pynng", "Pair1 sync"),
+    Comparison("stream", "delivered_ms", "shared_buffer", "pynng", "Pair1 sync"),
+    Comparison("stream", "delivered_ms", "Pair, shared memory", "memcpy", "memcpy", any_transport=True),
 )  # fmt: skip
-
-
-def fmt(value: float, unit: str = "") -> str:
-    if unit in ("msgs/s", "tasks/s", "tasks") or abs(value) >= 10_000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:,.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
 
 
 def _key(m: Metric) -> tuple[str, str, str, str, int, int]:
@@ -89,7 +88,9 @@ def compute_ratios(metrics: list[Metric]) -> list[dict[str, Any]]:
                   and m.variant.startswith(c.peer)]  # fmt: skip
         for t in mine:
             for p in theirs:
-                if (t.transport, t.payload, t.n) != (p.transport, p.payload, p.n) and not (
+                if c.any_transport and (t.payload, t.n) == (p.payload, p.n):
+                    pass
+                elif (t.transport, t.payload, t.n) != (p.transport, p.payload, p.n) and not (
                     c.scenario == "poll"
                     and (t.transport, t.n) == (p.transport, p.n)  # the question's size differs
                 ):
@@ -116,142 +117,6 @@ def compute_ratios(metrics: list[Metric]) -> list[dict[str, Any]]:
                         entry["p99_ratio"] = round(tp.value / pp.value, 3)
                 out.append(entry)
     return out
-
-
-# ===================================================================== goals
-def _find(metrics: list[Metric], scenario: str, name: str, system: str, variant: str,
-          **where: Any) -> list[Metric]:  # fmt: skip
-    return [m for m in metrics if m.scenario == scenario and m.name == name and m.system == system
-            and m.variant.startswith(variant) and all(getattr(m, k) == v for k, v in where.items())]  # fmt: skip
-
-
-def _goal(text: str, status: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"goal": text, "status": status, "detail": detail, **extra}
-
-
-def _missing(skips: list[Skip], system: str) -> str:
-    reasons = [s.reason for s in skips if s.system == system]
-    return f"{system} not measured" + (f": {reasons[0]}" if reasons else "")
-
-
-def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, Any]]:
-    goals = []
-    # 1. poll of 8 vs NATS scatter-gather of 8 (both over tcp when the toolkit ran it; NATS is tcp only)
-    text = "poll of 8 faster than NATS scatter-gather of 8"
-    nats = _find(metrics, "poll", "gather_median_ms", "nats", "scatter-gather", n=8)
-    mine = _find(metrics, "poll", "gather_median_ms", TOOLKIT, "room.poll", n=8)
-    mine_tcp = [m for m in mine if m.transport == "tcp"] or mine
-    if not nats or not mine_tcp:
-        goals.append(
-            _goal(text, "SKIP", _missing(skips, "nats") if not nats else "room.poll N=8 not measured")
-        )
-    else:
-        t, p = mine_tcp[0], nats[0]
-        ratio = t.value / p.value
-        others = ", ".join(f"{m.transport} {fmt(m.value)} ms" for m in mine if m is not t)
-        goals.append(_goal(text, "PASS" if ratio < 1 else "FAIL",
-                           f"room.poll {fmt(t.value)} ms ({t.transport}) vs NATS {fmt(p.value)} ms: ratio "
-                           f"{ratio:.2f} (goal < 1)" + (f"; room.poll {others}" if others else ""),
-                           ratio=round(ratio, 3), target="< 1"))  # fmt: skip
-    # 2. hotline round trip vs pyzmq asyncio PAIR (each transport both measured) and nats-py request/reply
-    for text, system, variant in (
-        ("hotline round trip faster than pyzmq asyncio PAIR", "pyzmq", "PAIR asyncio"),
-        ("hotline round trip faster than nats-py request/reply", "nats", "request/reply"),
-    ):
-        parts, ratios = [], []
-        for p in _find(metrics, "rtt", "rtt_median_us", system, variant, payload=64):
-            for t in _find(metrics, "rtt", "rtt_median_us", TOOLKIT, "hotline ask", payload=64,
-                           transport=p.transport):  # fmt: skip
-                ratios.append(t.value / p.value)
-                parts.append(f"{p.transport} {fmt(t.value)} vs {fmt(p.value)} µs ({ratios[-1]:.2f})")
-        if not ratios:
-            goals.append(_goal(text, "SKIP", _missing(skips, system)))
-        else:
-            worst = max(ratios)
-            goals.append(_goal(text, "PASS" if worst < 1 else "FAIL",
-                               f"64 B median, hotline vs {system}: " + "; ".join(parts) + " (goal < 1 on each)",
-                               ratio=round(worst, 3), target="< 1"))  # fmt: skip
-    # 3. acknowledged work distribution at least 2x Redis Streams and NATS JetStream (like for like: tcp)
-    mine = _find(metrics, "work", "tasks_per_s", TOOLKIT, "Dispatcher, 2 Workers, acked", payload=64)
-    mine = [m for m in mine if "SIGKILL" not in m.variant]
-    for text, system, variant in (
-        ("work distribution at least 2x Redis Streams", "redis", "Streams XREADGROUP"),
-        ("work distribution at least 2x NATS JetStream work queue", "nats", "JetStream work queue"),
-    ):
-        peers = _find(metrics, "work", "tasks_per_s", system, variant)
-        tcp = [m for m in mine if m.transport == "tcp"] or mine
-        if not peers or not tcp:
-            goals.append(
-                _goal(text, "SKIP", _missing(skips, system) if not peers else "toolkit work not measured")
-            )
-            continue
-        best = max(peers, key=lambda m: m.value)  # the peer's fastest configuration
-        t = tcp[0]
-        ratio = t.value / best.value
-        others = ", ".join(f"{m.transport} {fmt(m.value, 'tasks/s')}" for m in mine if m is not t)
-        goals.append(_goal(text, "PASS" if ratio >= 2 else "FAIL",
-                           f"{fmt(t.value, 'tasks/s')} tasks/s ({t.transport}) vs "
-                           f"{fmt(best.value, 'tasks/s')} ({best.variant}): ratio {ratio:.2f} "
-                           "(goal >= 2)" + (f"; toolkit {others}" if others else ""),
-                           ratio=round(ratio, 3), target=">= 2"))  # fmt: skip
-    # 4. shared memory at least 20x ipc inline at 64 MiB
-    text = "shared memory at least 20x ipc inline at 64 MiB"
-    shm = _find(metrics, "large", "delivered_ms", TOOLKIT, "Pair, shared memory", payload=64 << 20,
-                transport="shm")  # fmt: skip
-    inline = _find(metrics, "large", "delivered_ms", TOOLKIT, "Pair, inline", payload=64 << 20,
-                   transport="ipc")  # fmt: skip
-    if not shm or not inline:
-        goals.append(_goal(text, "SKIP", "the large-payload scenario did not run"))
-    else:
-        ratio = inline[0].value / shm[0].value
-        goals.append(_goal(text, "PASS" if ratio >= 20 else "FAIL",
-                           f"ipc inline {fmt(inline[0].value)} ms / shared memory {fmt(shm[0].value)} ms = "
-                           f"{ratio:.1f}x (goal >= 20)", ratio=round(ratio, 3), target=">= 20"))  # fmt: skip
-    goals.append(_deliberation_goal(metrics))
-    return goals + _security_goals(metrics)
-
-
-def _security_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
-    """Issue 13: a poll of 8 at most 10% slower with a secret; costly frames refused in under 10 ms."""
-    text = "poll of 8 with a secret at most 10% slower than without"
-    parts, ratios = [], []
-    for sealed in _find(metrics, "security", "gather_median_ms", TOOLKIT, "room.poll, secret", n=8):
-        for plain in _find(metrics, "security", "gather_median_ms", TOOLKIT, "room.poll, no secret", n=8,
-                           transport=sealed.transport):  # fmt: skip
-            ratios.append(sealed.value / plain.value)
-            parts.append(f"{sealed.transport} {fmt(sealed.value)} vs {fmt(plain.value)} ms ({ratios[-1]:.2f})")
-    if not ratios:
-        return [_goal(text, "SKIP", "the security scenario did not run")]
-    goals = [_goal(text, "PASS" if max(ratios) < 1.1 else "FAIL", "; ".join(parts) + " (goal < 1.10 on each)",
-                   ratio=round(max(ratios), 3), target="< 1.1")]  # fmt: skip
-    costly = [m for m in metrics if m.scenario == "security" and m.name == "refuse_median_ms"
-              and ("MiB" in m.variant or "from a member" in m.variant)]  # fmt: skip
-    if costly:
-        worst = max(costly, key=lambda m: m.value)
-        goals.append(_goal("costly hostile frames refused in under 10 ms each", "PASS" if worst.value < 10 else "FAIL",
-                           f"slowest median {fmt(worst.value)} ms: {worst.variant}", target="< 10 ms"))  # fmt: skip
-    return goals
-
-
-def _deliberation_goal(metrics: list[Metric]) -> dict[str, Any]:
-    """Issue 14: a 3-round deliberation costs the host at most 1.1x 3 polls and a vote by hand."""
-    text = "deliberation host overhead at most 1.1x 3 polls + a vote by hand"
-    parts, ratios = [], []
-    for mine in _find(metrics, "deliberate", "host_cpu_median_ms", TOOLKIT, "room.deliberate", n=8):
-        hand = _find(metrics, "deliberate", "host_cpu_median_ms", TOOLKIT, "3 room.poll", n=8,
-                     transport=mine.transport)  # fmt: skip
-        paired = _find(metrics, "deliberate", "host_cpu_paired_ratio", TOOLKIT, "room.deliberate", n=8,
-                       transport=mine.transport)  # fmt: skip
-        if hand and paired:  # the median ratio of back-to-back pairs: robust to a busy machine's drift
-            ratios.append(paired[0].value)
-            parts.append(f"{mine.transport} {fmt(mine.value)} vs {fmt(hand[0].value)} ms (pairs {ratios[-1]:.2f})")
-    if not ratios:
-        return _goal(text, "SKIP", "the deliberate scenario did not run")
-    worst = max(ratios)
-    return _goal(text, "PASS" if worst <= 1.1 else "FAIL",
-                 "median host CPU per run, 8 members, and the median ratio of back-to-back pairs: "
-                 + "; ".join(parts) + " (goal <= 1.1 on each)",
-                 ratio=round(worst, 3), target="<= 1.1")  # fmt: skip
 
 
 # ===================================================================== text
@@ -308,9 +173,8 @@ def loss_line(ratios: list[dict[str, Any]]) -> str:
 SHORT = {"rtt_median_us": "median", "rtt_p99_us": "p99", "msgs_per_s": "msgs/s", "mb_per_s": "MB/s",
          "gather_median_ms": "median", "gather_p99_ms": "p99", "tasks_per_s": "tasks/s",
          "kill_pause_ms": "longest pause", "redelivered": "redelivered", "delivered_ms": "delivered",
-         "gb_per_s": "GB/s", "host_cpu_median_ms": "host CPU median", "wall_median_ms": "wall median",
-         "host_cpu_paired_ratio": "host CPU ratio (pairs)"}  # fmt: skip
-PIVOT = {"rtt": "payload", "throughput": "payload", "large": "payload", "poll": "n"}
+         "gb_per_s": "GB/s"}  # fmt: skip
+PIVOT = {"rtt": "payload", "throughput": "payload", "large": "payload", "stream": "payload", "poll": "n"}
 
 
 def _head(name: str, unit: str) -> str:
@@ -389,7 +253,7 @@ def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], r
             "this run: for times below 1 means the toolkit is faster, for rates above 1."
         ),
         "",
-        "## Goals (issues 7 and 14)",
+        "## Goals (issues 7 and 18)",
         "",
     ]
     lines += [f"- **{g['status']}** {g['goal']}: {g['detail']}" for g in goals]
@@ -437,7 +301,7 @@ def console_summary(ratios: list[dict[str, Any]], goals: list[dict[str, Any]], s
     width = max((len(t) for t in text), default=0)
     for t, r in zip(text, shown):
         lines.append(f"  {t:<{width}}  {r['ratio']:>6.2f}  {_verdict(r)}")
-    lines += ["", "goals (issues 7 and 14):"]
+    lines += ["", "goals (issues 7 and 18):"]
     lines += [f"  {g['status']:<4}  {g['goal']}: {g['detail']}" for g in goals]
     lines += ["", loss_line(ratios)]
     lost = sorted(losses(ratios), key=lambda r: -(r["ratio"] if r["ratio"] >= 1 else 1 / r["ratio"]))

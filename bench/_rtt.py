@@ -5,13 +5,17 @@ Used by the suite's ``rtt`` scenario (:func:`measure_transport`) and by
 
 * ``pynng_sync``: ``pynng.Pair1`` blocking ``send``/``recv``;
 * ``pynng_trio``: ``pynng.Pair1`` ``await asend``/``arecv`` under trio;
+* ``pynng_floor``: the floor of any trio + NNG program: ``pynng.Pair1`` ``recv(block=False)``,
+  on ``TryAgain`` ``trio.lowlevel.wait_readable`` on its receive descriptor, ``send`` inline,
+  nothing else (both ends); every toolkit row is also reported as a ratio to it;
 * ``patterns_bytes``: ``patterns.Pair`` ``send_bytes``/``receive_bytes`` (bare frames);
 * ``patterns_cbor``: ``patterns.Pair`` ``send``/``receive`` (the CBOR envelope);
-* ``hotline_ask``: ``consensus.hotline`` ``await line.ask(value)``, answered by an async ``on_ask``.
+* ``hotline_ask``: ``consensus.hotline`` ``await line.ask(value)``, answered by an async ``on_ask``;
+* ``hotline_plain``: the same asks, answered by a plain (``def``) ``on_ask``.
 
-The measuring side listens; the echo side dials from a spawned child in the same style
-as the client (on inproc, which only works inside one process, a thread or a trio task
-here). Per transport every variant is connected at once and timed in interleaved blocks
+The measuring side listens; the echo side (:mod:`bench._rtt_ends`) dials from a spawned
+child in the same style as the client (on inproc, which only works inside one process, a
+thread or a trio task here). Per transport every variant is connected at once and timed in interleaved blocks
 in rotating order, each round trip alone (``time.perf_counter_ns``), so drift of a busy
 machine hits every variant alike. The timed loops are written out per variant so that
 nothing but the I/O calls and the clock sits inside the measured window. Payloads of
@@ -38,12 +42,25 @@ import trio
 import consensus
 import patterns
 
-from ._children import Child, Conn
+from ._children import Child
+from ._rtt_ends import (
+    IO_TIMEOUT_MS,
+    STOP,
+    LocalEcho,
+    Tls,
+    echo,
+    make_payload,
+    pynng_pair,
+    resolve_pynng,
+    server_tls,
+)
 from ._schema import TOOLKIT, Metric, Skip, median_p99
 from ._tls import make_self_signed
 
-__all__ = ["SIZES", "TRANSPORTS", "VARIANTS", "measure", "measure_transport"]
+__all__ = ["FLOOR_VARIANT", "SIZES", "TRANSPORTS", "VARIANTS", "make_payload", "measure", "measure_transport"]
 
+FLOOR_VARIANT = "Pair1 trio floor"
+PLAIN_HOTLINE = "plain-handler hotline ask"  # not "hotline ask ...": the async rows keep that prefix
 TRANSPORTS = ("inproc", "ipc", "tcp", "ws", "tls+tcp")
 SIZES = (64, 4096, 1 << 20)
 # key -> (system, variant in the suite, label in bench.pair_rtt, description); the quick suite runs three
@@ -51,135 +68,23 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "pynng_sync": ("pynng", "Pair1 sync", "a", "pynng.Pair1 send/recv (blocking)"),
     "patterns_cbor": (TOOLKIT, "Pair", "c2", "patterns.Pair send/receive, CBOR envelope (trio)"),
     "hotline_ask": (TOOLKIT, "hotline ask", "h", "consensus.hotline ask, async on_ask echo (trio)"),
+    "pynng_floor": ("pynng", FLOOR_VARIANT, "f",
+                    "pynng.Pair1 recv(block=False) + trio wait_readable(recv_fd), send inline: the floor"),
+    "hotline_plain": (TOOLKIT, PLAIN_HOTLINE, "hp", "consensus.hotline ask, plain (def) on_ask echo (trio)"),
     "pynng_trio": ("pynng", "Pair1 trio", "b", "pynng.Pair1 await asend/arecv (trio)"),
     "patterns_bytes": (TOOLKIT, "Pair bytes", "c", "patterns.Pair send_bytes/receive_bytes (trio)"),
 }
-QUICK_VARIANTS = ("pynng_sync", "patterns_cbor", "hotline_ask")
-STOP = b"stop"  # bare-frame variants: this frame (shorter than any payload) ends the echo loop
+QUICK_VARIANTS = ("pynng_sync", "pynng_floor", "patterns_cbor", "hotline_ask", "hotline_plain")
 CONNECT_TIMEOUT_S = 20.0
-IO_TIMEOUT_MS = 10_000  # sync sockets: no single send/recv may hang longer than this
 ASK_TIMEOUT_S = 10.0
-ECHO_LIFETIME_S = 120.0  # an orphaned echo gives up after this long
 TRANSPORT_TIMEOUT_S = 240.0  # one transport, every variant and size: a hang fails the transport, not the suite
-Tls = dict[str, str] | None
 _inproc_names = itertools.count()
-
-
-def make_payload(size: int) -> bytes:
-    return (bytes(range(256)) * (size // 256 + 1))[:size]
 
 
 def _address(transport: str, key: str, folder: str) -> str:
     return {"inproc": f"inproc://nngc-bench-rtt-{os.getpid()}-{key}-{next(_inproc_names)}",
             "ipc": f"ipc://{folder}/{key}.ipc", "tcp": "tcp://127.0.0.1:0", "ws": f"ws://127.0.0.1:0/{key}",
             "tls+tcp": "tls+tcp://127.0.0.1:0"}[transport]  # fmt: skip
-
-
-def client_tls(tls: Tls) -> patterns.TLSConfig | None:
-    if tls is None:
-        return None
-    return patterns.TLSConfig(mode=patterns.TLSMode.CLIENT, ca_file=tls["ca_file"],
-                              server_name=tls.get("server_name"))  # fmt: skip
-
-
-def server_tls(tls: Tls) -> patterns.TLSConfig | None:
-    return None if tls is None else patterns.TLSConfig(mode=patterns.TLSMode.SERVER,
-                                                       cert_key_file=tls["cert_key_file"])  # fmt: skip
-
-
-def _pynng_pair(tls: patterns.TLSConfig | None, **options: Any) -> Any:
-    sock = pynng.Pair1(**options)
-    if tls is not None:
-        sock.tls_config = tls.to_pynng()
-    return sock
-
-
-def resolve_pynng(address: str, listener: Any) -> str:
-    """The bound address of a pynng listener, with a port 0 resolved (tcp, ws, tls+tcp)."""
-    if not address.startswith(("tcp://", "ws://", "tls+tcp://")) or ":0" not in address:
-        return address
-    port = listener.local_address.port
-    port = ((port & 0xFF) << 8) | (port >> 8)  # SockAddr.port is in network byte order
-    host, _, rest = address.rpartition(":0")
-    return f"{host}:{port}{rest}"
-
-
-# ===================================================================== echo ends (child, or here on inproc)
-def _echo_pynng_sync(address: str, tls: Tls = None) -> None:
-    with _pynng_pair(client_tls(tls), recv_timeout=int(ECHO_LIFETIME_S * 1000),
-                     send_timeout=IO_TIMEOUT_MS) as sock:  # fmt: skip
-        sock.dial(address, block=True)
-        while (data := sock.recv()) != STOP:
-            sock.send(data)
-
-
-async def _echo_pynng_trio(address: str, tls: Tls = None) -> None:
-    with _pynng_pair(client_tls(tls)) as sock, trio.move_on_after(ECHO_LIFETIME_S):
-        sock.dial(address, block=True)
-        while (data := await sock.arecv()) != STOP:
-            await sock.asend(data)
-
-
-async def _echo_patterns_bytes(address: str, tls: Tls = None) -> None:
-    async with patterns.Pair(dial=address, tls=client_tls(tls)) as line:
-        with trio.move_on_after(ECHO_LIFETIME_S):
-            while (data := await line.receive_bytes()) != STOP:
-                await line.send_bytes(data)
-
-
-async def _echo_patterns_cbor(address: str, tls: Tls = None) -> None:
-    async with patterns.Pair(dial=address, tls=client_tls(tls)) as line:
-        with trio.move_on_after(ECHO_LIFETIME_S):
-            while (value := await line.receive()) is not None:
-                await line.send(value)
-
-
-async def _answer(value: Any) -> Any:
-    return value
-
-
-async def _echo_hotline(address: str, tls: Tls = None) -> None:
-    """Dials; answers each ask with its value, until it hears ``STOP``."""
-    async with consensus.hotline(dial=address, name="echo", on_ask=_answer,
-                                 tls=client_tls(tls)) as line:  # fmt: skip
-        with trio.move_on_after(ECHO_LIFETIME_S):
-            while await line.receive() != STOP:
-                pass
-
-
-ASYNC_ECHOES: dict[str, Callable[[str, Tls], Any]] = {
-    "pynng_trio": _echo_pynng_trio, "patterns_bytes": _echo_patterns_bytes,
-    "patterns_cbor": _echo_patterns_cbor, "hotline_ask": _echo_hotline,
-}  # fmt: skip
-
-
-def echo(conn: Conn, key: str, address: str, tls: Tls) -> None:
-    """The job of an echo child: echo in ``key``'s style until the stop frame."""
-    if key == "pynng_sync":
-        _echo_pynng_sync(address, tls)
-    else:
-        trio.run(ASYNC_ECHOES[key], address, tls)
-
-
-class _LocalEcho:
-    """An inproc echo end in this process: a thread (pynng sync) or a task in the trio loop."""
-
-    def __init__(self, key: str, address: str, nursery: trio.Nursery) -> None:
-        self.name = f"inproc echo for {key}"
-        self.thread: threading.Thread | None = None
-        if key == "pynng_sync":
-            self.thread = threading.Thread(target=_echo_pynng_sync, args=(address,), daemon=True)
-            self.thread.start()
-        else:
-            nursery.start_soon(ASYNC_ECHOES[key], address, None)
-
-    def check_alive(self) -> None:
-        if self.thread is not None and not self.thread.is_alive():
-            raise RuntimeError(f"{self.name} ended early")
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.thread.join(5.0)
 
 
 # ===================================================================== clients (here)
@@ -197,7 +102,7 @@ class _Client:
 
 class _PynngClient(_Client):
     async def open(self, stack: AsyncExitStack, address: str, tls: Tls) -> str:
-        self.sock = stack.enter_context(_pynng_pair(server_tls(tls), recv_timeout=IO_TIMEOUT_MS,
+        self.sock = stack.enter_context(pynng_pair(server_tls(tls), recv_timeout=IO_TIMEOUT_MS,
                                                     send_timeout=IO_TIMEOUT_MS))  # fmt: skip
         self._connected = threading.Event()
         self.sock.add_post_pipe_connect_cb(lambda _pipe: self._connected.set())
@@ -243,6 +148,31 @@ class PynngTrioClient(_PynngClient):
 
     async def send_stop(self) -> None:
         await self.sock.asend(STOP)
+
+
+class PynngFloorClient(_PynngClient):
+    key = "pynng_floor"
+
+    async def roundtrips(self, count: int, samples: list[int] | None) -> None:
+        sock, payload, clock = self.sock, self.payload, time.perf_counter_ns
+        fd, wait, again = sock.recv_fd, trio.lowlevel.wait_readable, pynng.TryAgain
+        for _ in range(count):
+            t0 = clock()
+            sock.send(payload)
+            while True:
+                try:
+                    reply = sock.recv(block=False)
+                    break
+                except again:
+                    await wait(fd)
+            t1 = clock()
+            if samples is not None:
+                samples.append(t1 - t0)
+            if reply != payload:
+                self.check(reply)
+
+    async def send_stop(self) -> None:
+        self.sock.send(STOP)
 
 
 class _PatternsClient(_Client):
@@ -318,8 +248,13 @@ class HotlineClient(_Client):
         await self.line.send(STOP)
 
 
+class PlainHotlineClient(HotlineClient):
+    key = "hotline_plain"  # the same asks; the echo child answers them from a plain function
+
+
 CLIENTS: dict[str, type[Any]] = {cls.key: cls for cls in (
-    PynngSyncClient, PynngTrioClient, PatternsBytesClient, PatternsCborClient, HotlineClient)}  # fmt: skip
+    PynngSyncClient, PynngTrioClient, PynngFloorClient, PatternsBytesClient, PatternsCborClient, HotlineClient,
+    PlainHotlineClient)}  # fmt: skip
 Counts = Callable[[int], tuple[int, int, int]]  # size -> (warm-up, timed round trips, block)
 
 
@@ -338,7 +273,7 @@ async def measure(transport: str, keys: list[str], sizes: list[int], counts: Cou
                     bound = await client.open(stack, _address(transport, key, folder), tls)
                     clients.append(client)
                     if transport == "inproc":
-                        echoes.append(_LocalEcho(key, bound, nursery))
+                        echoes.append(LocalEcho(key, bound, nursery))
                     else:
                         echoes.append(Child(f"echo-{key}"))
                         echoes[-1].start(echo, key, bound, tls)

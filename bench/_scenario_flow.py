@@ -8,7 +8,10 @@ and the payload size. Rows:
 
 * ``Push/Pull``: ``await push.send(payload)`` / ``await pull.receive()`` (the CBOR
   envelope; 1 MiB payloads go through shared memory by default on ipc and same-host tcp);
-* ``Push0/Pull0 sync`` (pynng): blocking ``send`` / ``recv`` of bare frames, the NNG reference.
+* ``Push0/Pull0 sync`` (pynng): blocking ``send`` / ``recv`` of bare frames, the NNG reference;
+* ``Push0/Pull0 trio floor`` (pynng): the floor of any trio + NNG program, bare frames with
+  ``send(block=False)`` / ``recv(block=False)`` and, on ``TryAgain``, ``trio.lowlevel.wait_readable``
+  on the socket's send / receive descriptor (NNG makes both readable when it is ready), nothing else.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ import trio
 import patterns
 
 from ._children import Child, Conn
-from ._rtt import resolve_pynng
+from ._rtt_ends import resolve_pynng
 from ._schema import TOOLKIT, Metric, Skip
 
-__all__ = ["SIZES", "TRANSPORTS", "measure_transport"]
+__all__ = ["FLOOR_VARIANT", "SIZES", "TRANSPORTS", "measure_transport"]
 
 TRANSPORTS = ("ipc", "tcp")
 SIZES = (64, 4096, 1 << 20)
 STEP_TIMEOUT_S = 60.0  # child start-up, connect, one phase's messages
 IO_TIMEOUT_MS = 60_000
-STYLES = {"toolkit": (TOOLKIT, "Push/Pull"), "pynng": ("pynng", "Push0/Pull0 sync")}
+FLOOR_VARIANT = "Push0/Pull0 trio floor"
+STYLES = {"toolkit": (TOOLKIT, "Push/Pull"), "pynng": ("pynng", "Push0/Pull0 sync"), "floor": ("pynng", FLOOR_VARIANT)}
 
 
 def counts(size: int, quick: bool) -> tuple[int, int]:
@@ -64,10 +68,34 @@ async def _pull_toolkit(conn: Conn, address: str, warmup: int, n: int, size: int
     return {"last_ns": last, "wrong_size": wrong}
 
 
+async def _pull_floor(conn: Conn, address: str, warmup: int, n: int, size: int) -> dict[str, Any]:
+    wrong = 0
+    with pynng.Pull0() as sock, trio.fail_after(STEP_TIMEOUT_S):
+        sock.dial(address, block=True)
+        fd, wait, again = sock.recv_fd, trio.lowlevel.wait_readable, pynng.TryAgain
+        conn.send(("ready", None))
+        for count in (warmup, n):
+            for _ in range(count):
+                while True:
+                    try:
+                        body = sock.recv(block=False)
+                        break
+                    except again:
+                        await wait(fd)
+                if len(body) != size:
+                    wrong += 1
+            if count is warmup:
+                conn.send(("warm", None))
+        last = time.monotonic_ns()
+    return {"last_ns": last, "wrong_size": wrong}
+
+
 def pull(conn: Conn, style: str, address: str, warmup: int, n: int, size: int) -> dict[str, Any]:
     """The puller's job: receive ``warmup`` then ``n`` messages; when the last one arrived."""
     if style == "toolkit":
         return trio.run(_pull_toolkit, conn, address, warmup, n, size)
+    if style == "floor":
+        return trio.run(_pull_floor, conn, address, warmup, n, size)
     wrong = 0
     with pynng.Pull0(recv_timeout=IO_TIMEOUT_MS) as sock:
         sock.dial(address, block=True)
@@ -119,6 +147,29 @@ def _push_pynng(child: Child, address: str, payload: bytes, warmup: int, n: int)
     return t0, stats
 
 
+async def _push_floor(child: Child, address: str, payload: bytes, warmup: int, n: int) -> tuple[int, Any]:
+    with pynng.Push0() as sock:
+        bound = resolve_pynng(address, sock.listen(address))
+        child.start(pull, "floor", bound, warmup, n, len(payload))
+        await child.areceive("ready", STEP_TIMEOUT_S)
+        fd, wait, again = sock.send_fd, trio.lowlevel.wait_readable, pynng.TryAgain  # NNG: readable = can send
+        t0 = 0
+        for count in (warmup, n):
+            with trio.fail_after(STEP_TIMEOUT_S):
+                for _ in range(count):
+                    while True:
+                        try:
+                            sock.send(payload, block=False)
+                            break
+                        except again:
+                            await wait(fd)
+            if count is warmup:
+                await child.areceive("warm", STEP_TIMEOUT_S)
+                t0 = time.monotonic_ns()
+        stats = await child.areceive("done", STEP_TIMEOUT_S)
+    return t0, stats
+
+
 def measure_transport(
     transport: str, quick: bool, sizes: tuple[int, ...] | None = None
 ) -> list[Metric | Skip]:
@@ -134,6 +185,8 @@ def measure_transport(
                     address = _address(transport, folder, f"{style}-{size}")
                     if style == "toolkit":
                         t0, stats = trio.run(_push_toolkit, child, address, payload, warmup, n)
+                    elif style == "floor":
+                        t0, stats = trio.run(_push_floor, child, address, payload, warmup, n)
                     else:
                         t0, stats = _push_pynng(child, address, payload, warmup, n)
                     if stats["wrong_size"]:

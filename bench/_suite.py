@@ -28,7 +28,7 @@ from ._schema import TOOLKIT, Metric, Skip
 __all__ = ["SCENARIOS", "SYSTEMS", "Step", "build_steps", "run_steps", "select", "watch"]
 
 Records = list[Metric | Skip]
-SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security", "deliberate")
+SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security", "deliberate", "stream")
 SYSTEMS = {  # --only name -> Metric.system
     "toolkit": TOOLKIT,
     TOOLKIT: TOOLKIT,
@@ -38,6 +38,7 @@ SYSTEMS = {  # --only name -> Metric.system
     "nats": "nats",
     "redis": "redis",
     "iceoryx2": "iceoryx2",
+    "memcpy": "memcpy",
 }
 PEER_SYSTEMS = {"zmq": "pyzmq"}  # bench.peers.ALL key -> Metric.system, where they differ
 PEER_SCENARIOS = {"zmq": {"rtt", "poll"}, "nats": {"rtt", "poll", "work"}, "redis": {"rtt", "work"}}
@@ -66,7 +67,7 @@ def _peer_steps() -> list[Step]:
 
 
 def build_steps() -> list[Step]:
-    from . import _rtt, _scenario_flow, bridge, deliberate, distribute, poll, security, shm
+    from . import _rtt, _scenario_flow, bridge, deliberate, distribute, poll, security, shm, shm_stream
 
     both = frozenset({TOOLKIT, "pynng"})
     steps = [Step(f"rtt {t}", frozenset({"rtt"}), both, functools.partial(_rtt.measure_transport, t))
@@ -80,6 +81,7 @@ def build_steps() -> list[Step]:
         Step("bridge", frozenset({"bridge"}), frozenset({TOOLKIT}), bridge.suite_step),
         Step("security", frozenset({"security"}), frozenset({TOOLKIT}), security.suite_step),
         Step("deliberate", frozenset({"deliberate"}), frozenset({TOOLKIT}), deliberate.suite_step),
+        Step("stream", frozenset({"stream"}), frozenset({TOOLKIT, "pynng", "memcpy"}), shm_stream.suite_step),
     ]
     return steps + _peer_steps()
 

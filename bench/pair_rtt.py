@@ -30,6 +30,7 @@ RATIOS: dict[str, tuple[str, str, tuple[str, float] | None]] = {
     "c2_over_a": ("patterns_cbor", "pynng_sync", None),
     "c2_over_c": ("patterns_cbor", "patterns_bytes", None),
     "b_over_a": ("pynng_trio", "pynng_sync", None),
+    "c2_over_f": ("patterns_cbor", "pynng_floor", ("<=", 1.15)),  # issue 18: within 1.15x of the floor
 }
 
 

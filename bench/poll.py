@@ -51,7 +51,7 @@ import trio
 from . import _cli
 from ._children import Child
 from ._common import format_table
-from ._poll_phases import SETTLE_S, poll_phase, raw_phase, split_members
+from ._poll_phases import SETTLE_S, floor_phase, poll_phase, raw_phase, split_members
 from ._schema import TOOLKIT, Metric, Skip
 
 DEFAULT_NS = (1, 8, 32, 64)
@@ -60,6 +60,7 @@ TRANSPORTS = ("ipc", "tcp", "ws")
 POLL_TIMEOUT_S = 5.0
 GOAL_N = 8
 GOAL_MS = 5.0
+FLOOR_VARIANT = "Surveyor0 trio floor (knows N)"
 LINEAR_SLACK = 1.25  # "about linear": median(N=64)/median(N=8) at most 8 x this
 
 
@@ -88,7 +89,12 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
     rows = []
     for r in results:
         median = r["all_replies"] and r["all_replies"]["median_ms"] if r["kind"] != "consensus" else None
-        if r["kind"] == "consensus":
+        if r["kind"] == "floor":
+            a = r["all_replies"]
+            rows.append((f"floor: trio + Surveyor0 {r['transport']}", r["n"], r["processes"], _f(a["median_ms"]),
+                         _f(a["p99_ms"]), _f(a["mean_ms"]), r["polls"], "0/0", _f(a["median_ms"] / r["n"], 3),
+                         "-", _f(a["median_ms"]), "-", "-"))  # fmt: skip
+        elif r["kind"] == "consensus":
             first, last = r["first_answer"], r["last_answer"]
             rows.append((f"room.poll {r['transport']}, {r['handler']} handler", r["n"], r["processes"],
                          _f(r["wall"]["median_ms"]), _f(r["wall"]["p99_ms"]), _f(r["wall"]["mean_ms"]), r["polls"],
@@ -144,6 +150,12 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
                     results.append(row)
                     print(f" median {row['wall']['median_ms']:.2f} ms "
                           f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
+                if args.floor:
+                    print(f"  N={n:<3} {transport} floor ...", end="", flush=True, file=sys.stderr)
+                    row = trio.run(floor_phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir,
+                                   transport)  # fmt: skip
+                    results.append(row)
+                    print(f" median {row['all_replies']['median_ms']:.2f} ms", file=sys.stderr)
             if args.raw_polls > 0 and n in args.raw_ns:
                 t = time.perf_counter()
                 print(f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)", end="",
@@ -175,6 +187,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--transport", dest="transports", action="append", choices=TRANSPORTS,
                    help="room transport (repeatable; default ipc; tcp uses 5 free ports on 127.0.0.1, ws one; "
                    "the goals and the raw reference are over ipc)")  # fmt: skip
+    p.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip the floor: a bare trio + pynng surveyor and respondents, per N and transport")
     p.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
     p.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -224,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws")) -> list[Metric | Skip]:
     """The suite's ``poll`` step: async handlers over ipc, tcp and ws (a one-port room), as Metric rows."""
     argv = ["--quick", "--polls", "50"] if quick else ["--polls", "100"]
-    for n in (1, 8) if quick else (1, 8, 32, 64):
+    for n in (1, 8, 64) if quick else (1, 8, 32, 64):
         argv += ["--n", str(n)]
     for transport in transports:
         argv += ["--transport", transport]
@@ -241,6 +255,8 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws")) 
         if row["kind"] == "consensus":
             variant = f"room.poll ({row['handler']} handler)"
             stats, system, transport = row["wall"], TOOLKIT, row["transport"]
+        elif row["kind"] == "floor":
+            variant, stats, system, transport = FLOOR_VARIANT, row["all_replies"], "pynng", row["transport"]
         else:
             if row["all_replies"] is None:
                 out.append(Skip("poll", "pynng", "Surveyor0", f"N={row['n']}: not every reply arrived"))

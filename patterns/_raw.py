@@ -102,7 +102,7 @@ class RawSocket(_FdSocket):
         """Queue (header, body), waiting while NNG's send queue is full. A checkpoint."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._try_send_message(header, body, operation):
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._did_not_wait()
             return
         assert self._send_fd is not None
         while True:

@@ -187,7 +187,7 @@ class Respondent(_FdSocket):
         await trio.lowlevel.checkpoint_if_cancelled()
         survey = self._try_receive("receive()")
         if survey is not None:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._did_not_wait()
             return survey
         while True:
             assert self._recv_fd is not None
@@ -232,7 +232,7 @@ class Respondent(_FdSocket):
                 release = True
             else:
                 err = _result_and_free(aio)
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await self._did_not_wait()
             if err:
                 raise_for(err, operation=operation, where=self)
         finally:

@@ -30,6 +30,14 @@ from patterns.shm.codec import Placement, delivering
 
 __all__ = ["ReceivingSocket", "SendingSocket"]
 
+YIELD_EVERY = 8
+"""Operations in a row that did not wait before one of them yields to trio's scheduler.
+
+Each call is a cancel point; a schedule point on every one cost a scheduler pass (an
+``epoll_wait`` and a batch) per message, which doubled the passes of a request/reply loop
+against a bare trio + pynng loop, whose waits alone yield. A task that never waits still
+lets the others run every ``YIELD_EVERY`` operations."""
+
 
 class _Waiting:
     """Who waits in one direction: one task on the descriptor, the rest in ``lot``."""
@@ -51,6 +59,7 @@ class _FdSocket(BaseSocket):
 
     _recv_fd: int | None = None
     _send_fd: int | None = None
+    _unyielded = 0  # operations since this socket's last wait or schedule point
 
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
@@ -66,6 +75,7 @@ class _FdSocket(BaseSocket):
     async def _wait(self, waiting: _Waiting, fd: int, operation: str) -> None:
         """Wait until ``fd`` is readable, or another task watching it woke."""
         if waiting.parked:  # another task watches the descriptor: wait for it to wake
+            self._unyielded = 0
             await waiting.lot.park()
             return
         self._require_open(operation)
@@ -76,7 +86,15 @@ class _FdSocket(BaseSocket):
             waiting.parked = False
             waiting.lot.unpark_all()  # the others try again; one of them takes over
 
+    async def _did_not_wait(self) -> None:
+        """After an operation that did not wait: a schedule point every :data:`YIELD_EVERY`."""
+        self._unyielded += 1
+        if self._unyielded >= YIELD_EVERY:
+            self._unyielded = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
     async def _park(self, fd: int, operation: str) -> None:
+        self._unyielded = 0
         try:
             await trio.lowlevel.wait_readable(fd)
         except trio.ClosedResourceError:
@@ -112,7 +130,7 @@ class SendingSocket(_FdSocket):
             raise self._too_large(len(data))
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._try_send(data, "send"):
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._did_not_wait()
             return
         while True:
             assert self._send_fd is not None
@@ -197,7 +215,7 @@ class ReceivingSocket(_FdSocket):
         await trio.lowlevel.checkpoint_if_cancelled()
         data = self._try_receive("receive") if self._ready() else None
         if data is not None:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._did_not_wait()
             return data
         while True:
             assert self._recv_fd is not None
@@ -241,7 +259,7 @@ class ReceivingSocket(_FdSocket):
         await trio.lowlevel.checkpoint_if_cancelled()
         got = self._try_receive_from("receive_from") if self._ready() else None
         if got is not None:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._did_not_wait()
         while got is None:
             assert self._recv_fd is not None
             await self._park(self._recv_fd, "receive_from")

@@ -22,7 +22,7 @@ from .._schema import Metric, Skip, median_p99
 PAYLOADS = (64, 4096, 1 << 20)  # the toolkit scenarios' sizes (64 MiB is left to the shm bench)
 QUICK_PAYLOADS = (64, 4096)
 GATHER_NS = (1, 8, 32, 64)  # as bench.poll
-QUICK_GATHER_NS = (1, 8)
+QUICK_GATHER_NS = (1, 8, 64)  # issue 18: the goals compare N = 8 and 64
 PER_PROCESS = 8  # respondents per child process, as bench.poll's members
 WORKERS = 2  # work distribution: worker processes, as bench.distribute
 TASK_SIZE = 64  # bytes per task, as bench.distribute

@@ -65,11 +65,11 @@ class IncomingAsk:
         err = error if isinstance(error, Failure) else Failure.from_exception(error)
         await self._finish(ERROR, err.to_wire())
 
-    async def _finish(self, kind: str, value: Any) -> None:
+    async def _finish(self, kind: str, value: Any, *, checkpoint: bool = True) -> None:
         if self.done:
             raise ValueError(f"ask {self.id} is already answered")
         self.done = True
-        await self._server.answer(self, kind, value)
+        await self._server.answer(self, kind, value, checkpoint=checkpoint)
 
 
 class Server:
@@ -100,12 +100,13 @@ class Server:
             await self.requests_send.send(ask)
         return True
 
-    async def answer(self, ask: IncomingAsk, kind: str, value: Any) -> None:
+    async def answer(self, ask: IncomingAsk, kind: str, value: Any, *, checkpoint: bool = True) -> None:
+        """Send the answer; ``checkpoint=False`` for the last act of a task, whose end yields anyway."""
         envelope = self._protocol.answer(ask.id, ask.pipe, kind, value)
         if envelope is None:  # nobody waits for this any more
             raise PeerLost(f"ask {ask.id}: the peer that asked has gone")
         try:
-            await self._link.send(envelope, checkpoint=True)
+            await self._link.send(envelope, checkpoint=checkpoint)
         except (EncodeError, MessageTooLarge) as exc:
             if kind == ERROR:
                 raise
@@ -131,12 +132,11 @@ class Server:
                 await (ask.end() if ask.stream else ask.reply(last))
             else:
                 ok, result = await run_handler(handler, ask.value, deadline=math.inf, limiter=self._threads)
+                # The answer is this task's last act: its end is the schedule point (a pass less).
                 if not ok:
-                    await ask.fail(result)
-                elif ask.stream:
-                    await ask.end(result)
+                    await ask._finish(ERROR, result.to_wire(), checkpoint=False)
                 else:
-                    await ask.reply(result)
+                    await ask._finish(END if ask.stream else REPLY, result, checkpoint=False)
         except PeerLost:
             log.info("hotline %s: the peer left before ask %d was answered", self._protocol.name, ask.id)
         except Exception as exc:  # noqa: BLE001 - an async generator handler failed mid-stream
