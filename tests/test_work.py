@@ -472,7 +472,9 @@ async def test_a_worker_counts_bad_batches_and_keeps_working(work_address: Calla
             envelope = await replies.receive_envelope()
             kinds.append(envelope.kind)
         assert envelope.body == {"st": 1, "r": [[0, 1, True, 42]]}
-        assert kinds[0] == "hello" and "claim" in kinds
+        # The hello goes out when the worker hears of its results connection; NNG may carry a
+        # claim on it a moment before that news reaches trio, so only both are checked.
+        assert "hello" in kinds and "claim" in kinds
         assert worker.statistics().malformed == 4
 
 

@@ -156,6 +156,10 @@ class Worker:
     # ------------------------------------------------------------------ loops
     async def _send(self, frame: W.Frame) -> None:
         async with self._sending:
+            if frame.kind != W.HELLO:  # a new results connection hears our hello before anything else
+                hello = self.protocol.connections({peer.id for peer in self._push.peers})
+                if hello is not None:
+                    await self._push.send(hello.body, kind=hello.kind)
             await self._push.send(frame.body, kind=frame.kind)
 
     async def _hello_loop(self) -> None:
