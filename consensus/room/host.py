@@ -55,12 +55,15 @@ from patterns import (
     Bus,
     Closed,
     EncodeError,
+    Envelope,
     MalformedMessage,
+    MessageError,
     MessageTooLarge,
     Surveyor,
     SurveyReplies,
     Timeout,
     TLSConfig,
+    WouldBlock,
 )
 
 __all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics"]
@@ -78,14 +81,15 @@ class Room:
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
                  late_window: float, max_message_size: int, tls: TLSConfig | None = None,
                  max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True,
-                 secret: Secret | None = None, max_capacity: int = MAX_CAPACITY) -> None:  # fmt: skip
+                 secret: Secret | None = None, max_capacity: int = MAX_CAPACITY,
+                 relay_above: int | None = None) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
         self.late_window = late_window
         self._protocol = HostProtocol(name=name, endpoints=self.endpoints, heartbeat=heartbeat,
                                       missed_heartbeats=missed_heartbeats, max_members=max_members,
-                                      member_calls=member_calls,
+                                      member_calls=member_calls, relay_above=relay_above,
                                       keys=None if secret is None else HostKeys(secret))  # fmt: skip
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         keys = self._protocol.keys
@@ -95,6 +99,7 @@ class Room:
         self._control = Bus(listen=self.endpoints.control, guard=keys.control if keys else None, **opts)
         self._mesh = Bus(listen=self.endpoints.mesh, guard=keys.mesh if keys else None, **opts)
         self._inbox = Inbox()
+        self._relayed = self._relay_dropped = 0
         self._director = Director(self._protocol, self._send, name)
         self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
@@ -135,6 +140,18 @@ class Room:
         while len(self._mesh.peers) < len(self._protocol.roster):
             with trio.move_on_after(self._protocol.heartbeat):
                 await self._mesh.wait_peers_changed()
+
+    def _relay(self, envelope: Envelope) -> None:
+        """A frame from the mesh: in a relayed room, a member's broadcast or line offer goes on
+        to every member as it came (its sender and id kept; the sender drops its own)."""
+        if self._protocol.relays(envelope):
+            try:
+                self._mesh.send_envelope_nowait(envelope, inline=True)
+                self._relayed += 1
+            except (WouldBlock, MessageError) as exc:  # a full queue, or no wire form: counted
+                self._relay_dropped += 1
+                hostile.warning("relay", "room %r could not relay a %r from %r: %s", self.name, envelope.kind,
+                                envelope.sender, exc)  # fmt: skip
 
     async def broadcast(self, value: Any) -> None:
         """Send ``value`` to every member over the mesh (best effort, see :meth:`wait_for_mesh`)."""
@@ -241,7 +258,8 @@ class Room:
         socks = (self._surveyor, self._control, self._mesh)
         stats = [s.statistics() for s in socks]
         malformed = counts["malformed"] + sum(s.malformed for s in stats)
-        return RoomStatistics(members=len(self._protocol.members), observers=len(self._protocol.observers),
+        return RoomStatistics(relayed=self._relayed, relay_dropped=self._relay_dropped,
+                              members=len(self._protocol.members), observers=len(self._protocol.observers),
                               unauthenticated=sum(s.unauthenticated for s in stats),
                               messages_dropped=self._inbox.dropped,
                               duplicates_dropped=self._inbox.duplicates,

@@ -6,12 +6,14 @@ and closes it (telling every member) when the block ends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from consensus import discovery
 from consensus.room.credentials import warn_if_open
 from consensus.room.host import Room, log
+from consensus.room.relay import RELAY_ABOVE
 from consensus.room.roster import DEFAULT_MAX_MEMBERS
 from consensus.runtime.service import service_nursery
 from consensus.trust.secret import Secret, as_secret
@@ -26,7 +28,8 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
                late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS,
                member_calls: bool = True, secret: Secret | bytes | str | None = None,
-               advertise: str | None = None, max_capacity: int = MAX_CAPACITY) -> AsyncIterator[Room]:  # fmt: skip
+               advertise: str | None = None, max_capacity: int = MAX_CAPACITY,
+               relay_above: int | None = RELAY_ABOVE) -> AsyncIterator[Room]:  # fmt: skip
     """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
     :class:`Room`.
 
@@ -43,12 +46,14 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     announced on the LAN by multicast DNS while it is open, for ``join("mdns://team-a")`` and
     :func:`consensus.discover` (``consensus/discovery.py``; needs the ``discovery`` extra).
     ``max_capacity`` caps the tasks one member's worker may hold at once (``docs/work.md``).
+    Past ``relay_above`` members (None: never) the members link to the host only and the
+    host relays their broadcasts (:mod:`consensus.room.relay`, ``docs/scale.md``).
     """
     secret = as_secret(secret)
     room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
                 late_window=late_window, max_message_size=max_message_size, tls=tls,
                 max_members=max_members, member_calls=member_calls, secret=secret,
-                max_capacity=max_capacity)  # fmt: skip
+                max_capacity=max_capacity, relay_above=relay_above)  # fmt: skip
     warn_if_open(log, address, secret)
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
@@ -57,7 +62,7 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
         nursery.start_soon(room._expire)
         nursery.start_soon(room._resend_roster)
         nursery.start_soon(room._beat)
-        nursery.start_soon(room._inbox.pump, room._mesh)
+        nursery.start_soon(functools.partial(room._inbox.pump, room._mesh, own=name, on_each=room._relay))
         try:
             async with discovery.advertised(advertise, address, secret=secret is not None, tls=tls is not None):
                 yield room

@@ -6,6 +6,7 @@ and leaves cleanly when the block ends; the membership itself is :mod:`consensus
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Literal
@@ -94,7 +95,8 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
         member._answerer.start(nursery)  # a survey before the welcome is kept, then answered
         member._directs.start(nursery)
         member._lines.start(nursery)
-        nursery.start_soon(member._inbox.pump, member._mesh, member._lines.on_envelope)
+        nursery.start_soon(functools.partial(member._inbox.pump, member._mesh, member._lines.on_envelope,
+                                             own=member.name))  # fmt: skip
         try:
             await member._join(join_timeout)
             log.info("member %r joined the room at %s%s", name, address, " as an observer" * observer)

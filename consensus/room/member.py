@@ -205,7 +205,7 @@ class Member:
         Broadcast is best effort: a member not yet connected does not get it. Wait
         here (after a join, say) when a broadcast must reach everyone present.
         """
-        while len(self._mesh.peers) < len(self._protocol.members):  # the others plus the host
+        while len(self._mesh.peers) < (1 if self._protocol.relay else len(self._protocol.members)):  # others + host
             with trio.move_on_after(self._protocol.heartbeat):  # the roster may change meanwhile
                 await self._mesh.wait_peers_changed()
 
