@@ -169,6 +169,16 @@ def _security_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
         return [_goal(text, "SKIP", "the security scenario did not run")]
     goals = [_goal(text, "PASS" if max(ratios) < 1.1 else "FAIL", "; ".join(parts) + " (goal < 1.10 on each)",
                    ratio=round(max(ratios), 3), target="< 1.1")]  # fmt: skip
+    text = "hotline round trip with a secret at most 10% slower than without"
+    parts, hl = [], []
+    for sealed in _find(metrics, "rtt", "rtt_median_us", TOOLKIT, "secret hotline ask", payload=64):
+        for plain in _find(metrics, "rtt", "rtt_median_us", TOOLKIT, "hotline ask", payload=64,
+                           transport=sealed.transport):  # fmt: skip
+            hl.append(sealed.value / plain.value)
+            parts.append(f"{sealed.transport} {fmt(sealed.value)} vs {fmt(plain.value)} µs ({hl[-1]:.2f})")
+    if hl:
+        goals.append(_goal(text, "PASS" if max(hl) < 1.1 else "FAIL", "; ".join(parts) + " (goal < 1.10 on each)",
+                           ratio=round(max(hl), 3), target="< 1.1"))  # fmt: skip
     costly = [m for m in metrics if m.scenario == "security" and m.name == "refuse_median_ms"
               and ("MiB" in m.variant or "from a member" in m.variant)]  # fmt: skip
     if costly:

@@ -45,6 +45,7 @@ import patterns
 from ._children import Child
 from ._rtt_ends import (
     IO_TIMEOUT_MS,
+    SECRET,
     STOP,
     LocalEcho,
     Tls,
@@ -61,6 +62,7 @@ __all__ = ["FLOOR_VARIANT", "SIZES", "TRANSPORTS", "VARIANTS", "make_payload", "
 
 FLOOR_VARIANT = "Pair1 trio floor"
 PLAIN_HOTLINE = "plain-handler hotline ask"  # not "hotline ask ...": the async rows keep that prefix
+SECRET_HOTLINE = "secret hotline ask"  # likewise
 TRANSPORTS = ("inproc", "ipc", "tcp", "ws", "tls+tcp")
 SIZES = (64, 4096, 1 << 20)
 # key -> (system, variant in the suite, label in bench.pair_rtt, description); the quick suite runs three
@@ -71,10 +73,11 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "pynng_floor": ("pynng", FLOOR_VARIANT, "f",
                     "pynng.Pair1 recv(block=False) + trio wait_readable(recv_fd), send inline: the floor"),
     "hotline_plain": (TOOLKIT, PLAIN_HOTLINE, "hp", "consensus.hotline ask, plain (def) on_ask echo (trio)"),
+    "hotline_secret": (TOOLKIT, SECRET_HOTLINE, "hs", "consensus.hotline ask with secret=, async on_ask echo"),
     "pynng_trio": ("pynng", "Pair1 trio", "b", "pynng.Pair1 await asend/arecv (trio)"),
     "patterns_bytes": (TOOLKIT, "Pair bytes", "c", "patterns.Pair send_bytes/receive_bytes (trio)"),
 }
-QUICK_VARIANTS = ("pynng_sync", "pynng_floor", "patterns_cbor", "hotline_ask", "hotline_plain")
+QUICK_VARIANTS = ("pynng_sync", "pynng_floor", "patterns_cbor", "hotline_ask", "hotline_plain", "hotline_secret")
 CONNECT_TIMEOUT_S = 20.0
 ASK_TIMEOUT_S = 10.0
 TRANSPORT_TIMEOUT_S = 240.0  # one transport, every variant and size: a hang fails the transport, not the suite
@@ -252,9 +255,18 @@ class PlainHotlineClient(HotlineClient):
     key = "hotline_plain"  # the same asks; the echo child answers them from a plain function
 
 
+class SecretHotlineClient(HotlineClient):
+    key = "hotline_secret"  # the same asks on a line with a secret: every frame sealed and checked
+
+    async def open(self, stack: AsyncExitStack, address: str, tls: Tls) -> str:
+        self.line = await stack.enter_async_context(consensus.hotline(listen=address, name="bench",
+                                                                      tls=server_tls(tls), secret=SECRET))  # fmt: skip
+        return self.line.bound_address
+
+
 CLIENTS: dict[str, type[Any]] = {cls.key: cls for cls in (
     PynngSyncClient, PynngTrioClient, PynngFloorClient, PatternsBytesClient, PatternsCborClient, HotlineClient,
-    PlainHotlineClient)}  # fmt: skip
+    PlainHotlineClient, SecretHotlineClient)}  # fmt: skip
 Counts = Callable[[int], tuple[int, int, int]]  # size -> (warm-up, timed round trips, block)
 
 

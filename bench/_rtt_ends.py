@@ -117,10 +117,15 @@ def _answer_plain(value: Any) -> Any:
     return value
 
 
-async def _echo_hotline(address: str, tls: Tls = None, plain: bool = False) -> None:
-    """Dials; answers each ask with its value (``plain``: from a plain function), until it hears ``STOP``."""
+SECRET = b"the bench's hotline secret"  # the sealed hotline rows (issue 13: the cost of a secret)
+
+
+async def _echo_hotline(address: str, tls: Tls = None, plain: bool = False, sealed: bool = False) -> None:
+    """Dials; answers each ask with its value (``plain``: from a plain function; ``sealed``: on a
+    line with a secret), until it hears ``STOP``."""
     on_ask = _answer_plain if plain else _answer
-    async with consensus.hotline(dial=address, name="echo", on_ask=on_ask, tls=client_tls(tls)) as line:
+    async with consensus.hotline(dial=address, name="echo", on_ask=on_ask, tls=client_tls(tls),
+                                 secret=SECRET if sealed else None) as line:  # fmt: skip
         with trio.move_on_after(ECHO_LIFETIME_S):
             while await line.receive() != STOP:
                 pass
@@ -130,6 +135,7 @@ ASYNC_ECHOES: dict[str, Callable[[str, Tls], Any]] = {
     "pynng_trio": _echo_pynng_trio, "pynng_floor": _echo_pynng_floor, "patterns_bytes": _echo_patterns_bytes,
     "patterns_cbor": _echo_patterns_cbor, "hotline_ask": _echo_hotline,
     "hotline_plain": functools.partial(_echo_hotline, plain=True),
+    "hotline_secret": functools.partial(_echo_hotline, sealed=True),
 }  # fmt: skip
 
 

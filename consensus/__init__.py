@@ -46,8 +46,10 @@ from consensus.errors import (
 )
 from consensus.failure import Failure
 from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState, hotline
-from consensus.room.host import Room, RoomStatistics, host
-from consensus.room.member import Member, MemberStatistics, join
+from consensus.room.host import Room, RoomStatistics
+from consensus.room.hosting import host
+from consensus.room.joining import join
+from consensus.room.member import Member, MemberStatistics
 from consensus.runtime.context import HandlerContext, handler_context
 from consensus.runtime.logs import configure_from_env
 from consensus.trust.identity import Identity

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from patterns._stream import ReceivingSocket, SendingSocket
-from patterns._wire import Envelope
 
 __all__ = ["Pair"]
 
@@ -16,7 +15,3 @@ class Pair(SendingSocket, ReceivingSocket):
 
     _protocol = "Pair1"
 
-    def send_envelope_nowait(self, envelope: Envelope) -> None:
-        """Send a complete envelope now (as :meth:`send_envelope` would), or raise
-        :class:`WouldBlock` when NNG's send queue is full or no peer is ready."""
-        self._send_encoded_nowait(self._encode(envelope))

@@ -189,6 +189,11 @@ class SendingSocket(_FdSocket):
         """Send a complete envelope as given (its ``sender`` and ``id`` are kept)."""
         await self._send_encoded(self._encode(envelope))
 
+    def send_envelope_nowait(self, envelope: Envelope, *, inline: bool = False) -> None:
+        """Send a complete envelope now (as :meth:`send_envelope` would), or raise
+        :class:`WouldBlock` when NNG's send queue is full or no peer is ready."""
+        self._send_encoded_nowait(self._encode(envelope, inline))
+
 
 class ReceivingSocket(_FdSocket):
     """Adds ``receive`` / ``receive_nowait`` / ``receive_bytes`` / ``receive_envelope``."""

@@ -25,8 +25,9 @@ from consensus.cli.tls import Credentials, credentials, loopback_client
 from consensus.cli.work import distribute_command, work_command
 from consensus.decide.rules import Majority, Plurality, Rule, Supermajority, Unanimous
 from consensus.endpoints import check_listen, endpoints, port_range
-from consensus.room.host import host
-from consensus.room.member import Member, join
+from consensus.room.hosting import host
+from consensus.room.joining import join
+from consensus.room.member import Member
 
 __all__ = ["cli"]
 

@@ -1,6 +1,7 @@
 """The host side of a room: membership, polls, votes and the host's node of the mesh.
 
-``async with consensus.host("tcp://127.0.0.1:7000") as room:`` listens at the three
+``async with consensus.host("tcp://127.0.0.1:7000") as room:`` (:func:`consensus.room.hosting.host`)
+builds a :class:`Room`, which listens at the
 endpoints derived from the address (see :mod:`consensus.endpoints`) and runs the
 background tasks that keep the roster: the control loop (joins, heartbeats, leaves),
 the connection watcher (a member whose control connection drops is gone at once),
@@ -12,12 +13,10 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
-from consensus import discovery
 from consensus.decide.poll import PollResult
 from consensus.decide.roundtable import Deliberation
 from consensus.decide.rules import Rule
@@ -27,7 +26,6 @@ from consensus.decide.until import Until
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
 from consensus.room.calls import POLL_CALL, UNTIL, VOTE_CALL, Call
-from consensus.room.credentials import warn_if_open
 from consensus.room.deliberating import deliberate
 from consensus.room.directing import Director
 from consensus.room.events import (
@@ -47,26 +45,28 @@ from consensus.room.inbox import Inbox
 from consensus.room.roster import DEFAULT_MAX_MEMBERS
 from consensus.room.statistics import RoomStatistics
 from consensus.runtime.logs import RateLimited
-from consensus.runtime.service import Pulse, service_nursery
+from consensus.runtime.service import Pulse
 from consensus.trust.room import HostKeys
-from consensus.trust.secret import Secret, as_secret
+from consensus.trust.secret import Secret
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
 from consensus.work.dispatcher_protocol import MAX_CAPACITY
 from consensus.work.distribution import Distribution
 from patterns import (
-    DEFAULT_MAX_MESSAGE_SIZE,
     Bus,
     Closed,
     EncodeError,
+    Envelope,
     MalformedMessage,
+    MessageError,
     MessageTooLarge,
     Surveyor,
     SurveyReplies,
     Timeout,
     TLSConfig,
+    WouldBlock,
 )
 
-__all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics", "host"]
+__all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics"]
 
 CLOSE_REPEATS = 3  # a close is sent this many times (best effort: the control bus may drop one)
 CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the last
@@ -81,14 +81,15 @@ class Room:
     def __init__(self, address: str, *, name: str, heartbeat: float, missed_heartbeats: int,
                  late_window: float, max_message_size: int, tls: TLSConfig | None = None,
                  max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True,
-                 secret: Secret | None = None, max_capacity: int = MAX_CAPACITY) -> None:  # fmt: skip
+                 secret: Secret | None = None, max_capacity: int = MAX_CAPACITY,
+                 relay_above: int | None = None) -> None:  # fmt: skip
         self.address = address
         self.name = name
         self.endpoints = endpoints(address)
         self.late_window = late_window
         self._protocol = HostProtocol(name=name, endpoints=self.endpoints, heartbeat=heartbeat,
                                       missed_heartbeats=missed_heartbeats, max_members=max_members,
-                                      member_calls=member_calls,
+                                      member_calls=member_calls, relay_above=relay_above,
                                       keys=None if secret is None else HostKeys(secret))  # fmt: skip
         opts: dict[str, Any] = {"name": name, "max_message_size": max_message_size, "tls": tls}
         keys = self._protocol.keys
@@ -98,6 +99,7 @@ class Room:
         self._control = Bus(listen=self.endpoints.control, guard=keys.control if keys else None, **opts)
         self._mesh = Bus(listen=self.endpoints.mesh, guard=keys.mesh if keys else None, **opts)
         self._inbox = Inbox()
+        self._relayed = self._relay_dropped = 0
         self._director = Director(self._protocol, self._send, name)
         self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
@@ -138,6 +140,18 @@ class Room:
         while len(self._mesh.peers) < len(self._protocol.roster):
             with trio.move_on_after(self._protocol.heartbeat):
                 await self._mesh.wait_peers_changed()
+
+    def _relay(self, envelope: Envelope) -> None:
+        """A frame from the mesh: in a relayed room, a member's broadcast or line offer goes on
+        to every member as it came (its sender and id kept; the sender drops its own)."""
+        if self._protocol.relays(envelope):
+            try:
+                self._mesh.send_envelope_nowait(envelope, inline=True)
+                self._relayed += 1
+            except (WouldBlock, MessageError) as exc:  # a full queue, or no wire form: counted
+                self._relay_dropped += 1
+                hostile.warning("relay", "room %r could not relay a %r from %r: %s", self.name, envelope.kind,
+                                envelope.sender, exc)  # fmt: skip
 
     async def broadcast(self, value: Any) -> None:
         """Send ``value`` to every member over the mesh (best effort, see :meth:`wait_for_mesh`)."""
@@ -244,7 +258,8 @@ class Room:
         socks = (self._surveyor, self._control, self._mesh)
         stats = [s.statistics() for s in socks]
         malformed = counts["malformed"] + sum(s.malformed for s in stats)
-        return RoomStatistics(members=len(self._protocol.members), observers=len(self._protocol.observers),
+        return RoomStatistics(relayed=self._relayed, relay_dropped=self._relay_dropped,
+                              members=len(self._protocol.members), observers=len(self._protocol.observers),
                               unauthenticated=sum(s.unauthenticated for s in stats),
                               messages_dropped=self._inbox.dropped,
                               duplicates_dropped=self._inbox.duplicates,
@@ -418,49 +433,3 @@ class Room:
         while True:
             await trio.sleep(self._protocol.roster_interval)
             await self._act([self._protocol.roster_frame()])
-
-
-@asynccontextmanager
-async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, missed_heartbeats: int = 3,
-               late_window: float = 1.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-               tls: TLSConfig | None = None, max_members: int = DEFAULT_MAX_MEMBERS,
-               member_calls: bool = True, secret: Secret | bytes | str | None = None,
-               advertise: str | None = None, max_capacity: int = MAX_CAPACITY) -> AsyncIterator[Room]:  # fmt: skip
-    """Host a room at ``address`` (``tcp://H:P``, ``tls+tcp://H:P`` or ``ipc:///path``); yields the
-    :class:`Room`.
-
-    ``heartbeat`` is the interval members are told to keep; a member silent for
-    ``missed_heartbeats`` intervals is dropped. Replies arriving up to ``late_window``
-    seconds after a poll's deadline are counted as late. ``tls`` (a server configuration)
-    goes to every socket of the room. At most ``max_members`` members are admitted; a join
-    past it is refused (the room is full), counted in ``refused_joins``. With
-    ``member_calls=False`` members may not ask the host to run polls or votes (``member.poll`` / ``member.vote`` raise
-    :class:`~consensus.errors.MemberCallRefused`). With ``secret`` (bytes, str or a
-    :class:`~consensus.Secret`) only members holding the same secret get in, and every frame
-    is authenticated (``docs/security.md``); without one the room trusts its network.
-    With ``advertise="team-a"`` the room is
-    announced on the LAN by multicast DNS while it is open, for ``join("mdns://team-a")`` and
-    :func:`consensus.discover` (``consensus/discovery.py``; needs the ``discovery`` extra).
-    ``max_capacity`` caps the tasks one member's worker may hold at once (``docs/work.md``).
-    """
-    secret = as_secret(secret)
-    room = Room(address, name=name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                late_window=late_window, max_message_size=max_message_size, tls=tls,
-                max_members=max_members, member_calls=member_calls, secret=secret,
-                max_capacity=max_capacity)  # fmt: skip
-    warn_if_open(log, address, secret)
-    async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
-        room._nursery = nursery
-        nursery.start_soon(room._control_loop)
-        nursery.start_soon(room._watch_connections)
-        nursery.start_soon(room._expire)
-        nursery.start_soon(room._resend_roster)
-        nursery.start_soon(room._beat)
-        nursery.start_soon(room._inbox.pump, room._mesh)
-        try:
-            async with discovery.advertised(advertise, address, secret=secret is not None, tls=tls is not None):
-                yield room
-        finally:
-            await room.close()
-            nursery.cancel_scope.cancel()
-            room._inbox.close()

@@ -21,6 +21,7 @@ from consensus.room import calls as C
 from consensus.room import credentials as K
 from consensus.room import direct as X
 from consensus.room import protocol as P
+from consensus.room import relay as R
 from consensus.room.events import (
     CallRequested,
     DirectAnswered,
@@ -34,6 +35,7 @@ from consensus.room.events import (
     Target,
     Why,
 )
+from consensus.room.relay import RELAY_ABOVE
 from consensus.room.roster import DEFAULT_MAX_MEMBERS, JoinOutcome, JoinVerdict, Roster
 from consensus.room.rounds import Rounds
 from consensus.trust.room import HostKeys
@@ -60,7 +62,10 @@ class HostProtocol:
 
     def __init__(self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3,
                  max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True,
-                 keys: HostKeys | None = None) -> None:  # fmt: skip
+                 keys: HostKeys | None = None, relay_above: int | None = RELAY_ABOVE) -> None:  # fmt: skip
+        if relay_above is not None and not (type(relay_above) is int and relay_above >= 0):
+            raise ValueError(f"relay_above must be a count of members (an int >= 0) or None, got {relay_above!r}")
+        self.relay_above = relay_above  # past this many members, broadcasts go through the host
         self.name = name
         self.keys = keys  # the room's secret at work (None: the room trusts its network)
         self._hello_beats: list[float] = []  # when the last HELLO_BEATS hello beats were sent
@@ -88,6 +93,17 @@ class HostProtocol:
     def observers(self) -> tuple[str, ...]:
         """The names of the observers present (sorted): in the room, never in an electorate."""
         return self.roster.observers
+
+    @property
+    def relaying(self) -> bool:
+        """True while the room has more than ``relay_above`` members: the host relays their
+        broadcasts and line offers (:mod:`consensus.room.relay`)."""
+        return self.relay_above is not None and len(self.roster) > self.relay_above
+
+    def relays(self, envelope: Envelope) -> bool:
+        """Should the host send this mesh frame on to every member? (a member's broadcast or
+        line offer, in a relayed room)"""
+        return self.relaying and envelope.kind in (P.SAY, P.LINE) and self.roster.get(envelope.sender) is not None
 
     @property
     def inline(self) -> bool:
@@ -123,7 +139,8 @@ class HostProtocol:
         """The roster as it stands (sent after each change, and periodically by the driver)."""
         body = P.roster_body(self.roster.meshes(), self.roster.version, refs=self.roster.refs,
                              observers=self.roster.observers)  # fmt: skip
-        return Send(P.ROSTER, K.with_member_keys(body, self.keys), Target.CONTROL, inline=self.inline)
+        body = R.with_relay(K.with_member_keys(body, self.keys), self.relaying)
+        return Send(P.ROSTER, body, Target.CONTROL, inline=self.inline)
 
     # ------------------------------------------------------------------ control bus
     def receive_control(
@@ -206,7 +223,8 @@ class HostProtocol:
         body = P.welcome_body(hello.name, hello.token, self.roster.meshes(), heartbeat=self.roster.heartbeat,
                               mesh=self.endpoints.mesh, refs=self.roster.refs,
                               observers=self.roster.observers)  # fmt: skip
-        out.append(Send(P.WELCOME, K.with_member_keys(body, self.keys), Target.CONTROL, inline=self.inline))
+        body = R.with_relay(K.with_member_keys(body, self.keys), self.relaying)
+        out.append(Send(P.WELCOME, body, Target.CONTROL, inline=self.inline))
         if verdict.outcome is not JoinOutcome.REFRESHED:
             out += [MembersChanged(self.members), self.roster_frame()]
         return out

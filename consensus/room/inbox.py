@@ -78,9 +78,18 @@ class Inbox:
                 self.dropped,
             )
 
-    async def pump(self, bus: Bus, on_other: Callable[[Envelope], None] | None = None) -> None:
-        """Queue the broadcasts (``say``); hand any other kind to ``on_other`` (which must not block)."""
+    async def pump(self, bus: Bus, on_other: Callable[[Envelope], None] | None = None, *, own: str | None = None,
+                   on_each: Callable[[Envelope], None] | None = None) -> None:  # fmt: skip
+        """Queue the broadcasts (``say``); hand any other kind to ``on_other`` (which must not block).
+
+        ``own``: this participant's name; what comes back from it (a relayed room sends a
+        member's broadcast on to everyone, itself included) is dropped. ``on_each`` sees every
+        frame first (the host relays from there; it must not block either)."""
         async for envelope in bus.envelopes():
+            if own is not None and envelope.sender == own:
+                continue
+            if on_each is not None:
+                on_each(envelope)
             if envelope.kind != SAY:
                 if on_other is not None:
                     on_other(envelope)

@@ -22,6 +22,7 @@ from consensus.room import credentials as K
 from consensus.room import deliberation_frames as D
 from consensus.room import direct as X
 from consensus.room import protocol as P
+from consensus.room import relay as R
 from consensus.room.events import (
     CallAnswered,
     DecisionReceived,
@@ -108,6 +109,8 @@ class MemberProtocol:
         self.heartbeat = DEFAULT_HEARTBEAT
         self.members: dict[str, str] = {}
         self.room_refs = True  # False: the host says some member takes no references
+        self.relay = False  # True: the host relays broadcasts (a large room): link to the host only
+        self._dialing: set[str] = set()  # the members' mesh addresses the driver was told to dial
         self.refusal = ""
         self._kept: dict[int, None] = {}  # surveys received before the welcome, oldest first
         self._surveys: dict[int, P.Survey] = {}  # surveys not answered yet, by the driver's key
@@ -118,7 +121,7 @@ class MemberProtocol:
     @property
     def inline(self) -> bool:
         """True when frames should carry no shared-memory references (see ``refs``)."""
-        return not (self.refs and self.room_refs)
+        return not (self.refs and self.room_refs) or self.relay
 
     def set_mesh(self, address: str) -> None:
         """This member's mesh socket listens at ``address`` (announced in joins and heartbeats)."""
@@ -251,7 +254,10 @@ class MemberProtocol:
             if envelope.kind == P.BEAT:
                 return self._on_beat(envelope)
             if envelope.kind == P.WELCOME:
-                out = self._on_welcome(P.parse_welcome(envelope))
+                welcome = P.parse_welcome(envelope)
+                if self._mine(welcome.name, welcome.token):
+                    self.relay = R.relayed(envelope)
+                out = self._on_welcome(welcome)
                 if self.keys is not None and self.state is MemberState.JOINED:
                     self.keys.roster(K.member_keys_of(envelope))
                 return out
@@ -264,6 +270,7 @@ class MemberProtocol:
                     return []  # sent before our join was processed; the next one includes us
                 self.room_refs = roster.refs
                 self.observers = roster.observers
+                self.relay = R.relayed(envelope)
                 if self.keys is not None:
                     self.keys.roster(K.member_keys_of(envelope))
                 return self._set_members(roster.members)
@@ -343,13 +350,16 @@ class MemberProtocol:
         mine = {self.mesh, self.host_mesh}
 
         def dialed(roster: dict[str, str]) -> set[str]:
+            if self.relay:
+                return set()  # a relayed room: the host's link (dialed apart) carries everything
             return {
                 mesh for name, mesh in roster.items() if name < self.name and P.dialable(mesh) is None
             } - mine
 
-        wanted, current = dialed(members), dialed(self.members)
+        wanted, current = dialed(members), self._dialing
         out: list[Output] = [Undial(mesh) for mesh in sorted(current - wanted)]
         out += [Dial(mesh) for mesh in sorted(wanted - current)]
+        self._dialing = wanted
         self.members = dict(members)
         out.append(MembersChanged(tuple(sorted(self.members))))
         return out

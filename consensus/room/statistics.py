@@ -34,6 +34,8 @@ class RoomStatistics:
     deliberation_rounds: int = 0
     unauthenticated: int = 0  # frames refused by the room's sockets before decoding (secret)
     impersonations: int = 0  # authenticated frames that spoke for a name their session does not own
+    relayed: int = 0  # members' broadcasts and line offers the host sent on (a relayed room)
+    relay_dropped: int = 0  # ... that it could not send on (a full queue): lost, and logged
     prompts_cut: int = 0  # deliberation prompts cut to fit max_message_size
     directs: int = 0  # room.ask / room.send messages sent to one member
 
