@@ -45,7 +45,8 @@ def compute_ratios(results: list[dict[str, Any]], ratios: dict[str, Any]) -> dic
                 entry[name] = value = round(by[num]["median_us"] / by[den]["median_us"], 3)
                 entry[f"{name}_p99"] = round(by[num]["p99_us"] / by[den]["p99_us"], 3)
                 if goal:
-                    entry[f"{name}_met"] = value <= goal[1] if goal[0] == "<=" else value >= goal[1]
+                    entry[f"{name}_met"] = {"<": value < goal[1], "<=": value <= goal[1], ">": value > goal[1],
+                                            ">=": value >= goal[1]}[goal[0]]  # fmt: skip
         out[transport] = entry
     return out
 
