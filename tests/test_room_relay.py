@@ -80,3 +80,16 @@ async def test_a_relayed_room_carries_broadcasts_and_lines_through_the_host(
         stats = room.statistics()
         assert stats.relayed >= 2 and stats.relay_dropped == 0 and stats.unauthenticated == 0
         done.set()
+
+
+def test_a_large_room_allows_more_silence_before_it_drops_a_member() -> None:
+    from consensus.room.roster import LARGE_ROOM, Roster
+
+    roster = Roster(heartbeat=0.5, missed_heartbeats=3, max_members=1024)
+    for i in range(LARGE_ROOM):
+        roster.join(f"m{i}", i, f"tcp://127.0.0.1:{1000 + i}", i, 0.0)
+    assert roster.expiry == 1.5
+    for i in range(LARGE_ROOM, 4 * LARGE_ROOM):
+        roster.join(f"m{i}", i, f"tcp://127.0.0.1:{1000 + i}", i, 0.0)
+    assert roster.expiry == 6.0
+    assert roster.expire(5.9) == [] and len(roster.expire(6.1)) == 4 * LARGE_ROOM

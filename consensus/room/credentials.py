@@ -115,5 +115,9 @@ def with_host_keys(body: dict[str, Any], keys: HostKeys | MemberKeys | None) -> 
     return body if keys is None else body | {"keys": keys.public.to_wire()}
 
 
-def with_member_keys(body: dict[str, Any], keys: HostKeys | None) -> dict[str, Any]:
-    return body if keys is None else body | {"keys": keys.roster_keys()}
+def with_member_keys(body: dict[str, Any], keys: HostKeys | None, only: str | None = None) -> dict[str, Any]:
+    """``body`` with the members' public keys (``only``: that member's alone)."""
+    if keys is None:
+        return body
+    published = keys.roster_keys()
+    return body | {"keys": published if only is None else {only: published[only]}}

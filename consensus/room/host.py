@@ -70,6 +70,7 @@ __all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics"]
 
 CLOSE_REPEATS = 3  # a close is sent this many times (best effort: the control bus may drop one)
 CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the last
+ROSTER_GAP = 0.05  # a roster after a change waits this long: the joins of a burst share one
 
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed or unexpected frames: one line per kind every 10 s at most
@@ -100,6 +101,7 @@ class Room:
         self._mesh = Bus(listen=self.endpoints.mesh, guard=keys.mesh if keys else None, **opts)
         self._inbox = Inbox()
         self._relayed = self._relay_dropped = 0
+        self._roster_due = trio.Event()
         self._director = Director(self._protocol, self._send, name)
         self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
         self._members_changed = trio.Event()
@@ -316,6 +318,9 @@ class Room:
     async def _act(self, outputs: list[Output]) -> None:
         """Do what the protocol asks: send its frames, wake the waiters, log."""
         for output in outputs:
+            if isinstance(output, Send) and output.kind == P.ROSTER:
+                self._roster_due.set()  # sent by _resend_roster, coalesced with the others of a burst
+                continue
             if isinstance(output, Send):
                 if output.kind == P.REFUSE:  # a joiner repeats its join until answered: rate-limited
                     hostile.log(logging.INFO, "refuse", "room %r refused %r: %s", self.name,
@@ -430,6 +435,24 @@ class Room:
             await trio.sleep(self._protocol.heartbeat)
 
     async def _resend_roster(self) -> None:
+        """Send the roster after a change (at most one every ROSTER_GAP seconds: a burst of
+        joins makes one roster, not one per join to every member), and every
+        ``roster_interval`` anyway, to heal a lost one."""
         while True:
-            await trio.sleep(self._protocol.roster_interval)
-            await self._act([self._protocol.roster_frame()])
+            with trio.move_on_after(self._protocol.roster_interval):
+                await self._roster_due.wait()
+                # Let the burst finish (the roster sent is the latest); a large room's roster is
+                # large, and every member decodes it: one every 2 ms per member at most.
+                await trio.sleep(max(ROSTER_GAP, 0.002 * len(self._protocol.roster)))
+            await self._send_roster()
+
+    async def _send_roster(self) -> None:
+        self._roster_due = trio.Event()
+        frame = self._protocol.roster_frame()
+        try:
+            await self._send(frame)
+        except Closed:
+            pass
+        except MessageTooLarge as exc:
+            log.error("room %r: a roster of %d members has no wire form: %s", self.name,
+                      len(self._protocol.roster), exc)  # fmt: skip

@@ -47,6 +47,7 @@ REFUSALS_REMEMBERED: Final = 256  # refused join attempts remembered, so a repea
 ROSTER_RESEND_BEATS: Final = 2  # the roster is resent every 2 heartbeats: it heals a lost update
 HELLO_BEATS: Final = 16  # a hello is answered by a beat (it goes to all): at most 16 per 0.1 s
 HELLO_WINDOW: Final = 0.1
+FULL_WELCOME: Final = 32  # past this many members a welcome names the joiner only (the roster follows)
 EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the expiry: check just after it
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
@@ -220,10 +221,14 @@ class HostProtocol:
             out.append(Joined(hello.name, replaced=verdict.replaced is not None))
             if not hello.observer:
                 self.rounds.joined(hello.name)
-        body = P.welcome_body(hello.name, hello.token, self.roster.meshes(), heartbeat=self.roster.heartbeat,
-                              mesh=self.endpoints.mesh, refs=self.roster.refs,
-                              observers=self.roster.observers)  # fmt: skip
-        body = R.with_relay(K.with_member_keys(body, self.keys), self.relaying)
+        # A welcome goes to every member (the control bus is a bus): in a large room it names
+        # the joiner only, and the roster that follows (one per burst of joins) the others.
+        meshes = self.roster.meshes()
+        small = len(meshes) <= FULL_WELCOME
+        body = P.welcome_body(hello.name, hello.token, meshes if small else {hello.name: meshes[hello.name]},
+                              heartbeat=self.roster.heartbeat, mesh=self.endpoints.mesh, refs=self.roster.refs,
+                              observers=self.roster.observers if small else ())  # fmt: skip
+        body = R.with_relay(K.with_member_keys(body, self.keys, None if small else hello.name), self.relaying)
         out.append(Send(P.WELCOME, body, Target.CONTROL, inline=self.inline))
         if verdict.outcome is not JoinOutcome.REFRESHED:
             out += [MembersChanged(self.members), self.roster_frame()]

@@ -54,6 +54,8 @@ from patterns import AddressInUse, Bus, Closed, ConsensusError, Envelope, Timeou
 
 __all__ = ["RoomLines"]
 
+UNKNOWN_GRACE = 1.0  # seconds hotline() waits for a name not in the roster yet (the host sends one per burst)
+
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed line set-up frames: one line every 10 s at most
 
@@ -90,6 +92,7 @@ class RoomLines:
         self._tls = tls  # (for the lines it listens for, for those it dials) in a tls+tcp room
         self._keys = keys  # the room's secret: each line is keyed for its two members only
         self._setup = LineSetup(name=name)
+        self._roster = trio.Event()  # set (and renewed) on every roster
         self._mesh = mesh
         self._on_ask = on_ask
         self._max_message_size = max_message_size
@@ -122,6 +125,9 @@ class RoomLines:
     async def hotline(self, peer: str, *, timeout: float) -> Hotline:
         if not timeout > 0:
             raise ValueError(f"hotline({peer!r}): timeout must be > 0 s, got {timeout!r}")
+        with trio.move_on_after(min(timeout, UNKNOWN_GRACE)):  # a member who just joined is in the
+            while peer != self.name and peer not in self._setup.members:  # next roster: wait a little
+                await self._roster.wait()
         with trio.move_on_after(timeout):
             while True:
                 self._act(self._setup.open(peer))  # raises when there is no such member
@@ -156,6 +162,8 @@ class RoomLines:
     def roster_changed(self, members: Mapping[str, str]) -> None:
         """Close the lines to members who left or came back as a new process."""
         self._act(self._setup.roster_changed(members))
+        self._roster.set()
+        self._roster = trio.Event()
 
     def _act(self, outputs: list[LineOutput]) -> None:
         for output in outputs:

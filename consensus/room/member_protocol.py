@@ -259,7 +259,7 @@ class MemberProtocol:
                     self.relay = R.relayed(envelope)
                 out = self._on_welcome(welcome)
                 if self.keys is not None and self.state is MemberState.JOINED:
-                    self.keys.roster(K.member_keys_of(envelope))
+                    self.keys.roster(K.member_keys_of(envelope), complete=False)  # may name the joiner only
                 return out
             if envelope.kind == P.REFUSE:
                 hello, reason = P.parse_refuse(envelope)

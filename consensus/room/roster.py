@@ -67,6 +67,10 @@ def check_name(name: object) -> str:
     return name
 
 
+LARGE_ROOM: Final = 64
+"""Members past which the silence a member is allowed grows with the room (:attr:`Roster.expiry`)."""
+
+
 class Roster:
     """The host's view of who is in the room."""
 
@@ -90,12 +94,19 @@ class Roster:
         self.refused_full = 0  # joins refused because the room was full
         self.refused_flood = 0  # joins refused because their connection tried too many names
         self.heartbeat = heartbeat
-        self.expiry = heartbeat * missed_heartbeats
+        self._expiry = heartbeat * missed_heartbeats
         self._members: dict[str, MemberRecord] = {}
         self._closed_pipes: set[int] = set()
         self.version = 0
 
     # -------------------------------------------------------------- queries
+    @property
+    def expiry(self) -> float:
+        """How long a member may stay silent: ``missed_heartbeats`` intervals, and in a room of
+        more than :data:`LARGE_ROOM` members proportionally more (a busy machine delays some
+        heartbeats; expiring and re-admitting them would send the whole roster to everyone)."""
+        return self._expiry * max(1.0, len(self._members) / LARGE_ROOM)
+
     def __contains__(self, name: object) -> bool:
         return name in self._members
 

@@ -274,10 +274,11 @@ class MemberKeys:
         self.mesh.add(Key(sign_kid(keys.sign), Scheme.SIG, Ed25519PublicKey.from_public_bytes(keys.sign)))
         return True
 
-    def roster(self, keys: dict[str, PublicKeys]) -> None:
-        """The members' public keys as the host published them: mesh frames are checked against them."""
+    def roster(self, keys: dict[str, PublicKeys], *, complete: bool = True) -> None:
+        """The members' public keys as the host published them: mesh frames are checked against them.
+        ``complete=False`` (a welcome, which may name the joiner only): add, drop nobody."""
         for name, old in list(self._peers.items()):
-            if keys.get(name) != old:
+            if (complete or name in keys) and keys.get(name) != old:
                 self.mesh.drop(sign_kid(old.sign))
                 del self._peers[name]
         for name, new in keys.items():
