@@ -71,6 +71,7 @@ __all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics"]
 CLOSE_REPEATS = 3  # a close is sent this many times (best effort: the control bus may drop one)
 CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the last
 ROSTER_GAP = 0.05  # a roster after a change waits this long: the joins of a burst share one
+COALESCE_ABOVE = 32  # rooms up to this size send each roster at once (members learn of a join at once)
 
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed or unexpected frames: one line per kind every 10 s at most
@@ -318,8 +319,8 @@ class Room:
     async def _act(self, outputs: list[Output]) -> None:
         """Do what the protocol asks: send its frames, wake the waiters, log."""
         for output in outputs:
-            if isinstance(output, Send) and output.kind == P.ROSTER:
-                self._roster_due.set()  # sent by _resend_roster, coalesced with the others of a burst
+            if isinstance(output, Send) and output.kind == P.ROSTER and len(self._protocol.roster) > COALESCE_ABOVE:
+                self._roster_due.set()  # a large room: sent by _resend_roster, one per burst of changes
                 continue
             if isinstance(output, Send):
                 if output.kind == P.REFUSE:  # a joiner repeats its join until answered: rate-limited
@@ -435,9 +436,9 @@ class Room:
             await trio.sleep(self._protocol.heartbeat)
 
     async def _resend_roster(self) -> None:
-        """Send the roster after a change (at most one every ROSTER_GAP seconds: a burst of
-        joins makes one roster, not one per join to every member), and every
-        ``roster_interval`` anyway, to heal a lost one."""
+        """In a room of more than COALESCE_ABOVE members, send the roster after a change (at
+        most one every ROSTER_GAP seconds: a burst of joins makes one roster, not one per join
+        to every member); in any room, every ``roster_interval``, to heal a lost one."""
         while True:
             with trio.move_on_after(self._protocol.roster_interval):
                 await self._roster_due.wait()
