@@ -21,21 +21,18 @@ Every key comes with a replay window (:class:`~consensus.trust.seal.ReplayWindow
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from consensus.trust.guard import Guard, Key
 from consensus.trust.seal import MacSender, Scheme, SigSender
-from consensus.trust.secret import Secret, prf
+from consensus.trust.secret import Secret, key_id, prf, session_key
 
 __all__ = ["HELLO", "PENDING", "HostKeys", "MemberKeys", "PublicKeys"]
 
@@ -50,20 +47,16 @@ bound to a name, and those of members gone silent, so that a member stopped past
 _RAW = (Encoding.Raw, PublicFormat.Raw)
 
 
-def _kid(label: bytes, data: bytes) -> bytes:
-    return hashlib.blake2b(label + b"\0" + data, digest_size=8).digest()
-
-
 def join_kid(kx: bytes) -> bytes:
-    return _kid(b"join", kx)
+    return key_id(b"join", kx)
 
 
 def session_kid(kx: bytes, channel: bytes) -> bytes:
-    return _kid(b"session " + channel, kx)
+    return key_id(b"session " + channel, kx)
 
 
 def sign_kid(sign: bytes) -> bytes:
-    return _kid(b"sign", sign)
+    return key_id(b"sign", sign)
 
 
 def session_token(kx: bytes) -> int:
@@ -94,8 +87,7 @@ class PublicKeys:
 
 
 def _session_key(room: bytes, shared: bytes, member_kx: bytes, host_kx: bytes) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=room, info=b"nngc session" + member_kx + host_kx)
-    return hkdf.derive(shared)
+    return session_key(room, shared, b"nngc session" + member_kx + host_kx)
 
 
 class HostKeys:
@@ -299,5 +291,4 @@ class MemberKeys:
             return None
         shared = self._kx.exchange(X25519PublicKey.from_public_bytes(peer.kx))
         low, high = sorted((self.public.kx, peer.kx))
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=self._room, info=b"nngc pair" + low + high)
-        return hkdf.derive(shared)
+        return session_key(self._room, shared, b"nngc pair" + low + high)

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ENV_SECRET", "Secret", "as_secret"]
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = ["ENV_SECRET", "Secret", "as_secret", "key_id", "prf", "session_key"]
 
 ENV_SECRET: Final = "NNGC_SECRET"
 """The environment variable :meth:`Secret.from_env` reads by default."""
@@ -32,6 +35,17 @@ def _stretch(secret: bytes) -> bytes:
 def prf(key: bytes, label: bytes, data: bytes = b"", size: int = 32) -> bytes:
     """A key for ``label`` (and ``data``) derived from ``key``: keyed BLAKE2b."""
     return hashlib.blake2b(label + b"\0" + data, key=key, digest_size=size).digest()
+
+
+def key_id(label: bytes, data: bytes) -> bytes:
+    """A public 8-byte key id for ``label`` and ``data`` (a public key, or two)."""
+    return hashlib.blake2b(label + b"\0" + data, digest_size=8).digest()
+
+
+def session_key(room: bytes, shared: bytes, info: bytes) -> bytes:
+    """The 32-byte key two ends derive from their X25519 ``shared`` secret, salted with the
+    room key: HKDF-SHA256 with ``info`` naming the conversation and both public keys."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=room, info=info).derive(shared)
 
 
 @dataclass(frozen=True, slots=True)

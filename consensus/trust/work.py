@@ -35,14 +35,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from consensus.trust.guard import Guard, Key
 from consensus.trust.seal import MacSender, Scheme
-from consensus.trust.secret import Secret, prf
+from consensus.trust.secret import Secret, key_id, prf, session_key
 
 __all__ = [
     "SESSION_KINDS",
@@ -67,22 +65,17 @@ MAX_TASK_PIPES: Final = 16  # addresses one hello may vouch for
 _RAW = (Encoding.Raw, PublicFormat.Raw)
 
 
-def _kid(label: bytes, data: bytes) -> bytes:
-    return hashlib.blake2b(label + b"\0" + data, digest_size=8).digest()
-
-
 def join_kid(kx: bytes) -> bytes:
     """The key id of a worker's hello: it names the worker's X25519 key."""
-    return _kid(b"work join", kx)
+    return key_id(b"work join", kx)
 
 
 def session_kid(worker_kx: bytes, dispatcher_kx: bytes) -> bytes:
-    return _kid(b"work session", worker_kx + dispatcher_kx)
+    return key_id(b"work session", worker_kx + dispatcher_kx)
 
 
 def _session_key(room: bytes, shared: bytes, worker_kx: bytes, dispatcher_kx: bytes) -> bytes:
-    info = b"nngc work session" + worker_kx + dispatcher_kx
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=room, info=info).derive(shared)
+    return session_key(room, shared, b"nngc work session" + worker_kx + dispatcher_kx)
 
 
 def _check_kx(value: object) -> bytes:
