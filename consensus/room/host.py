@@ -326,13 +326,7 @@ class Room:
                 if output.kind == P.REFUSE:  # a joiner repeats its join until answered: rate-limited
                     hostile.log(logging.INFO, "refuse", "room %r refused %r: %s", self.name,
                                 output.body["name"], output.body["reason"])  # fmt: skip
-                try:
-                    await self._send(output)
-                except Closed:
-                    continue  # closing: nobody to tell, but the waiters below still wake
-                except MessageTooLarge as exc:
-                    log.error("room %r: a %r of %d members has no wire form: %s",
-                              self.name, output.kind, len(self._protocol.roster), exc)  # fmt: skip
+                await self._deliver(output)
             elif isinstance(output, Joined):
                 log.info(
                     "room %r: %s joined%s",
@@ -449,11 +443,15 @@ class Room:
 
     async def _send_roster(self) -> None:
         self._roster_due = trio.Event()
-        frame = self._protocol.roster_frame()
+        await self._deliver(self._protocol.roster_frame())
+
+    async def _deliver(self, frame: Send) -> None:
+        """Send ``frame``; a closing room has nobody to tell, and a frame with no wire form is
+        logged (the room keeps running)."""
         try:
             await self._send(frame)
         except Closed:
             pass
         except MessageTooLarge as exc:
-            log.error("room %r: a roster of %d members has no wire form: %s", self.name,
-                      len(self._protocol.roster), exc)  # fmt: skip
+            log.error("room %r: a %r of %d members has no wire form: %s",
+                      self.name, frame.kind, len(self._protocol.roster), exc)  # fmt: skip
