@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     hosts_info = placed.describe()
                     records, timing = _suite.run_steps(steps, args.quick, folder / "run.log")
                 cleanup["namespaces_left"] = _hosts_suite.left_behind(hosts_info["bed"])
+                records = _hosts_suite.placed(records)
         records = [r for r in records if _suite.keep(r, scenarios, systems)]
         metrics = [r for r in records if isinstance(r, Metric)]
         skips = [r for r in records if isinstance(r, Skip)]

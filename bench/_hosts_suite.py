@@ -48,7 +48,7 @@ from ._placement import ADDRESS_ENV, SPAWN_ENV
 from ._schema import TOOLKIT, Metric, Skip
 from ._suite import Records, Step
 
-__all__ = ["PLACEMENTS", "Run", "goals", "left_behind", "unavailable"]
+__all__ = ["PLACEMENTS", "Run", "goals", "left_behind", "placed", "unavailable"]
 
 SERVER_CLIENTS: Final = "hosts: server A, clients B+C"
 SENDER_RECEIVER: Final = "hosts: sender A, receiver B"
@@ -134,8 +134,12 @@ def on_a(conn: Conn, address: str, executables: list[str], name: str, quick: boo
 
 # ===================================================================== the run (parent side)
 def _record(data: dict[str, Any]) -> Metric | Skip:
-    record: Metric | Skip = Skip(**data) if "reason" in data else Metric(**data)
-    return dataclasses.replace(record, placement=PLACEMENTS.get(record.scenario, SERVER_CLIENTS))
+    return placed((Skip(**data) if "reason" in data else Metric(**data),))[0]
+
+
+def placed(records: Records | tuple[Metric | Skip, ...]) -> Records:
+    """``records`` with their scenario's placement (also the Skip of a step that failed, made on one host)."""
+    return [dataclasses.replace(r, placement=PLACEMENTS.get(r.scenario, SERVER_CLIENTS)) for r in records]
 
 
 class Run:
@@ -192,16 +196,16 @@ class Run:
         """The steps of ``--hosts``, in the suite's shape (``--only`` selects among them)."""
         toolkit, both = frozenset({TOOLKIT}), frozenset({TOOLKIT, "pynng"})
 
-        def placed(name: str) -> Callable[[bool], Records]:
+        def on_a_step(name: str) -> Callable[[bool], Records]:
             return lambda quick: self._on_a(name, quick)
 
         return [
-            Step("hosts poll", frozenset({"poll"}), both, placed("poll")),
-            Step("hosts work", frozenset({"work"}), toolkit, placed("work")),
+            Step("hosts poll", frozenset({"poll"}), both, on_a_step("poll")),
+            Step("hosts work", frozenset({"work"}), toolkit, on_a_step("work")),
             Step("hosts large", frozenset({"large"}), both, self._large),
-            Step("hosts peers zmq", frozenset({"poll"}), frozenset({"pyzmq"}), placed("zmq")),
-            Step("hosts peers nats", frozenset({"poll", "work"}), frozenset({"nats"}), placed("nats")),
-            Step("hosts peers redis", frozenset({"work"}), frozenset({"redis"}), placed("redis")),
+            Step("hosts peers zmq", frozenset({"poll"}), frozenset({"pyzmq"}), on_a_step("zmq")),
+            Step("hosts peers nats", frozenset({"poll", "work"}), frozenset({"nats"}), on_a_step("nats")),
+            Step("hosts peers redis", frozenset({"work"}), frozenset({"redis"}), on_a_step("redis")),
         ]
 
     def _hosts(self) -> tuple[hosts.Host, ...]:
