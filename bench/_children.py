@@ -21,12 +21,17 @@ import inspect
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
+import multiprocessing.resource_tracker
+import multiprocessing.spawn
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+from ._placement import spawn_executable
 
 __all__ = ["LIFETIME_S", "SETUP_TIMEOUT_S", "Child", "Exit", "aserve", "children", "main", "serve",
            "stop_requested", "until_stop"]  # fmt: skip
@@ -141,17 +146,43 @@ async def until_stop(conn: Conn, timeout: float = LIFETIME_S) -> None:
 
 
 # ===================================================================== parent side
-class Child:
-    """A spawned process running :func:`main`; always reaped (exit, join, terminate, kill)."""
+_SPAWNING = threading.Lock()  # multiprocessing's spawn executable is one global: swap it under a lock
 
-    def __init__(self, name: str, index: int = 0) -> None:
+
+def _start(process: multiprocessing.process.BaseProcess, executable: str | None) -> None:
+    """Start ``process``, through ``executable`` instead of this interpreter if given (a wrapper that
+    runs the interpreter on another host: see :mod:`bench._placement`)."""
+    if executable is None:
+        process.start()
+        return
+    # The resource tracker is started with the spawn executable too: start it here, first.
+    multiprocessing.resource_tracker.ensure_running()
+    with _SPAWNING:
+        previous = multiprocessing.spawn.get_executable()
+        multiprocessing.spawn.set_executable(executable)
+        try:
+            process.start()
+        finally:
+            multiprocessing.spawn.set_executable(previous)
+
+
+class Child:
+    """A spawned process running :func:`main`; always reaped (exit, join, terminate, kill).
+
+    ``executable``: start it through this instead of the interpreter (default: the one
+    :func:`bench._placement.spawn_executable` gives for ``index``, usually none).
+    ``daemon=False`` for a child whose jobs start children of their own."""
+
+    def __init__(self, name: str, index: int = 0, executable: str | None = None, daemon: bool = True) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child_conn = ctx.Pipe(duplex=True)
         self.process: multiprocessing.process.BaseProcess = ctx.Process(target=main, args=(child_conn,),
-                                                                        name=name, daemon=True)  # fmt: skip
+                                                                        name=name, daemon=daemon)  # fmt: skip
         self.name, self.index, self.killed = name, index, False
-        self.process.start()
-        child_conn.close()
+        try:
+            _start(self.process, executable or spawn_executable(index))
+        finally:
+            child_conn.close()
 
     @property
     def pid(self) -> int:

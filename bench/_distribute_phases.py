@@ -26,6 +26,7 @@ import consensus
 from ._children import Child
 from ._common import _cpu_times
 from ._distribute_jobs import RAW_PAYLOAD, WORKERS, Knobs, Pool, make_task, pull, task_index, worker
+from ._placement import address as listen_address
 from ._ports import free_port_block
 
 RAW_STYLES = {  # phase: (how this process sends, how the pullers receive)
@@ -137,11 +138,12 @@ def _wire(dispatcher: consensus.Dispatcher) -> dict[str, int]:
 
 
 def work_address(transport: str, tmpdir: str, seq: int) -> str:
-    """A fresh dispatcher address: an ipc path in ``tmpdir``, or tcp on 127.0.0.1 (2 free ports P, P+1)."""
+    """A fresh dispatcher address: an ipc path in ``tmpdir``, or tcp on 127.0.0.1 (2 free ports P, P+1;
+    across hosts, on the host's address: :mod:`bench._placement`)."""
     if transport == "ipc":
         return f"ipc://{tmpdir}/d{seq}"
     if transport == "tcp":
-        return f"tcp://127.0.0.1:{free_port_block(2)}"
+        return f"tcp://{listen_address()}:{free_port_block(2)}"
     raise ValueError(f"unknown transport {transport!r}")
 
 

@@ -31,6 +31,7 @@ import consensus
 
 from ._children import REAP_TIMEOUT_S, Child, Conn, aserve, serve
 from ._common import median, summarize
+from ._placement import address as listen_address
 from ._ports import free_port_block
 
 JOIN_TIMEOUT_S = 30.0  # consensus.join(join_timeout=...) in the member processes
@@ -155,10 +156,11 @@ def split_members(n: int, per_process: int) -> list[int]:
 
 def room_address(transport: str, tmpdir: str, name: str) -> str:
     """A fresh room address: an ipc path in ``tmpdir``, tcp on 127.0.0.1 (5 free ports P..P+4),
-    or ws on 127.0.0.1 (one free port: the endpoints are URL paths on it)."""
+    or ws on 127.0.0.1 (one free port: the endpoints are URL paths on it); across hosts, the
+    host's address instead of 127.0.0.1 (:mod:`bench._placement`)."""
     if transport == "ws":
-        return f"ws://127.0.0.1:{free_port_block(1)}/{name}"
-    return f"ipc://{tmpdir}/{name}" if transport == "ipc" else f"tcp://127.0.0.1:{free_port_block(5)}"
+        return f"ws://{listen_address()}:{free_port_block(1)}/{name}"
+    return f"ipc://{tmpdir}/{name}" if transport == "ipc" else f"tcp://{listen_address()}:{free_port_block(5)}"
 
 
 # ===================================================================== the consensus phase (here)

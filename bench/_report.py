@@ -1,7 +1,7 @@
 """The suite's report: ratios toolkit / peer (and to the floor of trio + NNG), and the Markdown tables.
 
 A ratio divides the toolkit's value by a peer's, for the same scenario, metric,
-transport, payload and N, measured in the same run (absolute figures drift on shared
+transport, payload, N and placement, measured in the same run (absolute figures drift on shared
 machines; ratios much less). For times (lower is better) a ratio below 1 means the
 toolkit is faster; for rates (higher is better) above 1 does.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from ._common import size_label
 from ._goals import compute_goals, fmt
-from ._schema import TOOLKIT, Metric, Skip
+from ._schema import ONE_HOST, TOOLKIT, Metric, Skip
 
 __all__ = ["compute_goals", "compute_ratios", "console_summary", "fmt", "markdown", "summary_table"]
 
@@ -27,6 +27,7 @@ TITLES = {"rtt": "Round trip (request and its reply, one at a time)",
           "security": "Room secrets: the cost of authentication, and of hostile frames",
           "deliberate": "Host overhead of a 3-round deliberation vs 3 polls and a vote by hand",
           "stream": "Large payloads streamed back to back (no pause), one-way, between two processes"}  # fmt: skip
+HOSTS_TITLES = {"large": "Large payloads inline and an 8-byte reply, between two hosts (round trip)"}  # --hosts
 UNITS = {"us": "µs"}
 TRANSPORT_ORDER = {t: i for i, t in enumerate(("inproc", "ipc", "tcp", "ws", "tls+tcp", "shm"))}
 SYSTEM_ORDER = {s: i for i, s in enumerate((TOOLKIT, "pynng", "pyzmq", "nats", "redis", "iceoryx2", "memcpy"))}
@@ -67,11 +68,14 @@ COMPARISONS = (
     Comparison("stream", "delivered_ms", "Pair, shared memory", "pynng", "Pair1 sync"),
     Comparison("stream", "delivered_ms", "shared_buffer", "pynng", "Pair1 sync"),
     Comparison("stream", "delivered_ms", "Pair, shared memory", "memcpy", "memcpy", any_transport=True),
+    # python -m bench --hosts: a large payload and its 8-byte reply between two hosts (bench.inline)
+    Comparison("large", "rtt_median_ms", "Pair", "pynng", "Pair1 sync"),
+    Comparison("large", "rtt_median_ms", "hotline ask", "pynng", "Pair1 sync"),
 )  # fmt: skip
 
 
-def _key(m: Metric) -> tuple[str, str, str, str, int, int]:
-    return (m.scenario, m.system, m.variant, m.transport, m.payload, m.n)
+def _key(m: Metric) -> tuple[str, str, str, str, int, int, str]:
+    return (m.scenario, m.system, m.variant, m.transport, m.payload, m.n, m.placement)
 
 
 # ===================================================================== ratios
@@ -88,6 +92,8 @@ def compute_ratios(metrics: list[Metric]) -> list[dict[str, Any]]:
                   and m.variant.startswith(c.peer)]  # fmt: skip
         for t in mine:
             for p in theirs:
+                if t.placement != p.placement:  # one host against across hosts says nothing
+                    continue
                 if c.any_transport and (t.payload, t.n) == (p.payload, p.n):
                     pass
                 elif (t.transport, t.payload, t.n) != (p.transport, p.payload, p.n) and not (
@@ -107,6 +113,7 @@ def compute_ratios(metrics: list[Metric]) -> list[dict[str, Any]]:
                     "transport": t.transport,
                     "payload": t.payload,
                     "n": t.n,
+                    "placement": t.placement,
                     "ratio": round(ratio, 3),
                     "toolkit_better": ratio > 1 if t.higher_is_better else ratio < 1,
                 }
@@ -173,7 +180,7 @@ def loss_line(ratios: list[dict[str, Any]]) -> str:
 SHORT = {"rtt_median_us": "median", "rtt_p99_us": "p99", "msgs_per_s": "msgs/s", "mb_per_s": "MB/s",
          "gather_median_ms": "median", "gather_p99_ms": "p99", "tasks_per_s": "tasks/s",
          "kill_pause_ms": "longest pause", "redelivered": "redelivered", "delivered_ms": "delivered",
-         "gb_per_s": "GB/s"}  # fmt: skip
+         "gb_per_s": "GB/s", "rtt_median_ms": "round trip"}  # fmt: skip
 PIVOT = {"rtt": "payload", "throughput": "payload", "large": "payload", "stream": "payload", "poll": "n"}
 
 
@@ -194,14 +201,17 @@ def _metric_table(scenario: str, metrics: list[Metric]) -> list[str]:
     values = sorted({getattr(m, attr) for m in metrics}) if attr else [None]
     columns = [(v, name) for v in values for name in names]
     rows: dict[tuple[str, str, str], dict[tuple[Any, str], Metric]] = {}
+    placed = any(m.placement != ONE_HOST for m in metrics)  # --hosts: a column says where each ran
     for m in metrics:
-        rows.setdefault((m.system, m.variant, m.transport), {})[(getattr(m, attr) if attr else None,
-                                                                 m.name)] = m  # fmt: skip
+        transport = f"{m.transport} | {m.placement}" if placed else m.transport
+        rows.setdefault((m.system, m.variant, transport), {})[(getattr(m, attr) if attr else None,
+                                                               m.name)] = m  # fmt: skip
     columns = [c for c in columns if any(c in cells for cells in rows.values())]
     heads = [(f"{_pivot_label(attr, v)} " if attr and v is not None else "") + f"{SHORT.get(name, name)} ({units[name]})"
              for v, name in columns]  # fmt: skip
-    lines = ["| system | variant | transport | " + " | ".join(heads) + " |",
-             "| --- | --- | --- | " + " | ".join("---:" for _ in heads) + " |"]  # fmt: skip
+    where = "transport | placement" if placed else "transport"
+    lines = [f"| system | variant | {where} | " + " | ".join(heads) + " |",
+             f"| --- | --- | {'--- | ' * (where.count('|') + 1)}" + " | ".join("---:" for _ in heads) + " |"]  # fmt: skip
     order = sorted(rows, key=lambda k: (SYSTEM_ORDER.get(k[0], 9), k[1], TRANSPORT_ORDER.get(k[2], 9)))
     for key in order:
         cells = [fmt(rows[key][c].value, rows[key][c].unit) if c in rows[key] else "" for c in columns]
@@ -242,10 +252,10 @@ def summary_table(ratios: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], ratios: list[dict[str, Any]],
-             goals: list[dict[str, Any]], plots: list[str]) -> str:  # fmt: skip
+             goals: list[dict[str, Any]], plots: list[str], goals_of: str = "issues 7 and 18") -> str:  # fmt: skip
     machine = report["machine"]
     lines = [
-        f"# nng-consensus benchmark suite{' (quick)' if report['quick'] else ''}",
+        f"# nng-consensus benchmark suite{' across hosts' if 'hosts' in report else ''}{' (quick)' if report['quick'] else ''}",
         "",
         (
             f"{report['date']} on {machine['platform']}, {machine['cpu_count']} CPUs, Python {machine['python']}, "
@@ -253,7 +263,7 @@ def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], r
             "this run: for times below 1 means the toolkit is faster, for rates above 1."
         ),
         "",
-        "## Goals (issues 7 and 18)",
+        f"## Goals ({goals_of})",
         "",
     ]
     lines += [f"- **{g['status']}** {g['goal']}: {g['detail']}" for g in goals]
@@ -266,7 +276,8 @@ def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], r
         skipped = [s for s in skips if s.scenario in (scenario, "all")]
         if not mine and not skipped:
             continue
-        lines += [f"## {scenario}: {TITLES[scenario]}", ""]
+        title = HOSTS_TITLES.get(scenario, TITLES[scenario]) if "hosts" in report else TITLES[scenario]
+        lines += [f"## {scenario}: {title}", ""]
         if mine:
             lines += _metric_table(scenario, mine) + [""]
         ratio_rows = [r for r in ratios if r["scenario"] == scenario]
@@ -290,7 +301,8 @@ def markdown(report: dict[str, Any], metrics: list[Metric], skips: list[Skip], r
     return "\n".join(lines)
 
 
-def console_summary(ratios: list[dict[str, Any]], goals: list[dict[str, Any]], skips: list[Skip]) -> str:
+def console_summary(ratios: list[dict[str, Any]], goals: list[dict[str, Any]], skips: list[Skip],
+                    goals_of: str = "issues 7 and 18") -> str:  # fmt: skip
     """The ratios (64 B round trips, every other scenario), the goals, the losses and the skips."""
     shown = headline(ratios)
     short = [describe_ratio(r, short=True) for r in shown]
@@ -301,7 +313,7 @@ def console_summary(ratios: list[dict[str, Any]], goals: list[dict[str, Any]], s
     width = max((len(t) for t in text), default=0)
     for t, r in zip(text, shown):
         lines.append(f"  {t:<{width}}  {r['ratio']:>6.2f}  {_verdict(r)}")
-    lines += ["", "goals (issues 7 and 18):"]
+    lines += ["", f"goals ({goals_of}):"]
     lines += [f"  {g['status']:<4}  {g['goal']}: {g['detail']}" for g in goals]
     lines += ["", loss_line(ratios)]
     lost = sorted(losses(ratios), key=lambda r: -(r["ratio"] if r["ratio"] >= 1 else 1 / r["ratio"]))

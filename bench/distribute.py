@@ -235,15 +235,18 @@ WORK_VARIANT = "Dispatcher, 2 Workers, acked"
 KILL_VARIANT = "Dispatcher, 2 Workers, acked, one SIGKILLed mid-run"
 
 
-def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp")) -> list[Metric | Skip]:
-    """The suite's ``work`` step: tcp and ipc, the median of ``WORK_ROUNDS`` rounds; the kill run over ipc."""
-    n = 50_000 if quick else 200_000
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp"), n: int | None = None,
+               with_kill: bool = True) -> list[Metric | Skip]:  # fmt: skip
+    """The suite's ``work`` step: tcp and ipc, the median of ``WORK_ROUNDS`` rounds; the kill run over ipc.
+
+    ``n``: tasks per round (default 50,000, full 200,000); ``with_kill``: the kill run too."""
+    n = n or (50_000 if quick else 200_000)
     out: list[Metric | Skip] = []
-    pool = Pool(WORKERS + 1)  # the spare replaces the killed worker
+    pool = Pool(WORKERS + (1 if with_kill else 0))  # the spare replaces the killed worker
     tmpdir = tempfile.mkdtemp(prefix="nngc-bench-work-")
     try:
         pool.start()
-        phases = [(t, "toolkit") for t in transports] + [("ipc", "kill")]
+        phases = [(t, "toolkit") for t in transports] + ([("ipc", "kill")] if with_kill else [])
         for transport, phase in phases:
             args = parse_args(["--quick", "--n", str(n), "--transport", transport])
             knobs = Knobs(args.concurrency, None if args.prefetch < 0 else args.prefetch, args.max_batch)

@@ -235,15 +235,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ===================================================================== the suite's step
-def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws")) -> list[Metric | Skip]:
-    """The suite's ``poll`` step: async handlers over ipc, tcp and ws (a one-port room), as Metric rows."""
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), ns: tuple[int, ...] | None = None,
+               raw_survey: bool = True) -> list[Metric | Skip]:  # fmt: skip
+    """The suite's ``poll`` step: async handlers over ipc, tcp and ws (a one-port room), as Metric rows.
+
+    ``ns``: the member counts (default 1, 8, 64; full 1, 8, 32, 64); ``raw_survey``: the raw
+    sync survey at N=8 in a full run (over ipc: ``--hosts`` turns it off)."""
     argv = ["--quick", "--polls", "50"] if quick else ["--polls", "100"]
-    for n in (1, 8, 64) if quick else (1, 8, 32, 64):
+    for n in ns or ((1, 8, 64) if quick else (1, 8, 32, 64)):
         argv += ["--n", str(n)]
     for transport in transports:
         argv += ["--transport", transport]
     argv += ["--handler", "async"]
-    argv += ["--raw-polls", "0"] if quick else ["--raw-polls", "2", "--raw-n", "8"]
+    argv += ["--raw-polls", "0"] if quick or not raw_survey else ["--raw-polls", "2", "--raw-n", "8"]
     args = parse_args(argv)
     tmpdir = tempfile.mkdtemp(prefix="nngc-bench-poll-")
     try:

@@ -60,13 +60,16 @@ async def _work(conn: Conn, url: str, stream: str, durable: str, batch: int, res
         js = nc.jetstream()
         psub = await js.pull_subscribe_bind(durable, stream)
 
+        stopping = asyncio.Event()
+
         async def loop() -> None:
             nonlocal done
             publish = nc.publish
-            while True:
+            while not stopping.is_set():
                 try:
                     msgs = await psub.fetch(batch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats.errors.TimeoutError, or the plain one nats-py also raises
+                    # (for a fetch cancelled at the stop, too: the flag ends the loop then)
                     continue
                 for msg in msgs:
                     await publish(results, msg.data)  # the result first, then the ack: at least once
@@ -76,8 +79,9 @@ async def _work(conn: Conn, url: str, stream: str, durable: str, batch: int, res
         conn.send(("ready", None))
         worker = asyncio.create_task(loop())
         await until_stop(conn)
+        stopping.set()
         worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await worker
         await nc.flush()
     finally:

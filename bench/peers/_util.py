@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from .._placement import address
 from .._schema import Metric, Skip, median_p99
 
 PAYLOADS = (64, 4096, 1 << 20)  # the toolkit scenarios' sizes (64 MiB is left to the shm bench)
@@ -105,9 +106,10 @@ def guarded(
 
 # ===================================================================== ports, files, executables
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the server binds it next)."""
+    """A TCP port on the bench's address (127.0.0.1 unless placed) that was free a moment ago
+    (the server binds it next)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address(), 0))
         return int(s.getsockname()[1])
 
 
@@ -129,7 +131,7 @@ def wait_port(
         if proc.poll() is not None:
             raise ServerExited(f"{name} exited with {proc.returncode}: {tail(log)}")
         with contextlib.suppress(OSError):
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
+            with socket.create_connection((address(), port), timeout=0.5) as probe:
                 if send:
                     probe.sendall(send)
                 answer = probe.recv(len(expect))

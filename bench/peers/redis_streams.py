@@ -57,7 +57,9 @@ RTT_VARIANT = "Streams request/reply (pipelined XADD+XREAD)"
 def _client(port: int) -> Any:
     import redis
 
-    return redis.Redis(host="127.0.0.1", port=port)
+    from .._placement import address
+
+    return redis.Redis(host=address(), port=port)
 
 
 def _hiredis() -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._children import Child, children
+from .._placement import address as listen_address
 from .._schema import Metric, Skip
 from ._util import (
     GATHER_PAYLOAD,
@@ -71,7 +72,8 @@ def _one_n(pool: list[Child], n: int, transport: str, rounds: int, tmp: Path) ->
             address = f"ipc://{tmp}/gather-{n}.ipc"
             router.bind(address)
         else:
-            address = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+            here = listen_address()
+            address = f"tcp://{here}:{router.bind_to_random_port(f'tcp://{here}')}"
         ids = [f"r{i:03d}".encode() for i in range(n)]
         for k, child in enumerate(pool[: -(-n // PER_PROCESS)]):
             child.start(_zmq_jobs.respond, address, ids[k * PER_PROCESS : (k + 1) * PER_PROCESS])
