@@ -132,7 +132,7 @@ def stderr_to(log: Path) -> Iterator[TextIO]:
 
 def _progress(total: int, terminal: TextIO) -> Any:
     try:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
     return tqdm(total=total, file=terminal, unit="step", dynamic_ncols=True,
