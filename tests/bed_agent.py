@@ -10,7 +10,8 @@
 ``dispatch`` runs a :class:`consensus.Dispatcher`, prints ``workers`` once W workers are in,
 then on a ``go`` line distributes N tasks ``{"n": i, "sleep": S}`` and prints
 ``outcome <n> <ok> <worker> <attempts>`` for each, then ``finished <json counters>``
-(workers lost and silent, stale replies, attempts redelivered). With ``--secret-env`` the
+(workers lost and silent, stale replies, attempts redelivered); told ``workers N``, it
+waits until N workers are in and prints ``workers <json names, joined, stale>``. With ``--secret-env`` the
 dispatcher has the secret in ``NNGC_SECRET``.
 ``ask`` dials a hotline and reads commands: ``ask <json>`` (one ask, 1 s) prints ``answer
 <json>`` or ``error <ExceptionType>``; ``until-answered <json>`` asks every 0.2 s until one
@@ -53,7 +54,13 @@ async def dispatch(args: argparse.Namespace) -> None:
         say("ready")
         await dispatcher.wait_for_workers(args.workers)
         say("workers")
-        async for command, _ in lines():
+        async for command, rest in lines():
+            if command == "workers":  # wait until that many are in again, then say who
+                names = await dispatcher.wait_for_workers(int(rest))
+                stats = dispatcher.statistics()
+                say("workers", json.dumps({"names": list(names), "joined": stats.workers_joined,
+                                           "stale": stats.stale_replies}))  # fmt: skip
+                continue
             if command != "go":
                 continue
             tasks = [{"n": n, "sleep": args.sleep} for n in range(args.tasks)]

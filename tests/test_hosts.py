@@ -150,6 +150,9 @@ async def test_work_survives_a_worker_host_cut_off(
     assert counters["silent"] == 1 and counters["lost"] >= 1, counters
     assert counters["redelivered"] >= len(redone) >= 1, (counters, redone)
     assert counters["unauthenticated"] == 0
+    tell(dispatcher, "workers 2")  # the link is back: w2 finds its connections closed, dials, says hello
+    back = json.loads(await expect(dispatcher, "workers"))
+    assert back["names"] == ["w1", "w2"] and back["joined"] == 3, back
 
 
 async def test_a_room_with_a_secret_across_hosts(bed: hosts.Bed, started: Started) -> None:
