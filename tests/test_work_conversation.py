@@ -290,7 +290,9 @@ def move(c: Conversation, data: st.DataObject) -> None:
         c.close(peer)
     elif kind == "leave" and peer.alive:  # results, then bye, then its connections close
         c.flush(peer)
-        peer.outbox.append(peer.protocol.bye())
+        bye = peer.protocol.bye()
+        assert bye is not None  # no secret: a bye is always possible
+        peer.outbox.append(bye)
         c.close(peer)
     elif kind == "revive" and not peer.alive and not peer.silenced:  # the same name, a new process
         c.notice()

@@ -19,7 +19,13 @@ from test_work_trust import SECRET, WRONG, opened, sealed
 
 from consensus.trust.work import DispatcherKeys, WorkerKeys
 from consensus.work import protocol as W
-from consensus.work.dispatcher_protocol import DispatcherProtocol, Rejected, WorkerLeft, WorkerSilent
+from consensus.work.dispatcher_protocol import (
+    DispatcherProtocol,
+    LivenessMoved,
+    Rejected,
+    WorkerLeft,
+    WorkerSilent,
+)
 from consensus.work.ledger import TaskLedger
 from consensus.work.liveness import LIVENESS_BEATS, Liveness
 from consensus.work.worker_protocol import WorkerProtocol
@@ -58,10 +64,20 @@ class RefLiveness:
         self.frames.pop(worker, None)
 
     def due(self, now: float) -> list[str]:
-        silent = sorted(w for w, times in self.frames.items() if times and now - max(times) >= self.limit(w))
+        silent = []
+        for worker, times in self.frames.items():
+            limit = self.limit(worker)
+            if not times or now - max(times) < limit:
+                continue
+            if (
+                now - (max(times) + limit) > limit / 3
+            ):  # looked at long after it was due: the dispatcher stalled
+                times.append(now - limit / 2)  # half its limit more to be heard
+            else:
+                silent.append(worker)
         for worker in silent:
             self.forget(worker)
-        return silent
+        return sorted(silent)
 
     def deadline(self) -> float | None:
         return min((max(times) + self.limit(w) for w, times in self.frames.items() if times), default=None)
@@ -166,9 +182,28 @@ def test_a_silent_worker_is_gone_its_tasks_redone_once_and_its_late_results_make
     assert sorted(o.task_id for o in outcomes) == [0, 1, 2, 3]  # each once
     assert all(o.worker == "fine" for o in outcomes)
     assert ledger.statistics().stale == 2
-    later = d.check_liveness(10.0)  # "fine" fell silent too by now; "cut" was gone once only
+    assert d.check_liveness(10.0) == ()  # "fine" was due at 1.5: so late a check is the dispatcher's stall
+    later = d.check_liveness(
+        10.31
+    )  # half its limit more, and nothing heard: "fine" is silent; "cut" was gone once only
     assert [e.name for e in later if type(e) is WorkerSilent] == ["fine"]
     assert d.statistics().workers_silent == 2
+
+
+def test_a_dispatcher_that_did_not_run_gives_its_workers_time_to_be_heard() -> None:
+    """A check long after the deadline (the dispatcher's loop was blocked) takes no one as
+    gone: the frames that came meanwhile may still be unread."""
+    d = DispatcherProtocol()
+    d.receive(hello("w", 1.0, []), 1, 0.0)
+    events = d.receive(env(W.BEAT, {}, "w"), 1, 0.5)
+    assert any(type(e) is LivenessMoved for e in events)  # the watcher must look at the new deadline
+    assert d.receive(env(W.BEAT, {}, "w"), 1, 0.6) == ()
+    assert d.liveness_deadline() == pytest.approx(3.6)
+    assert d.check_liveness(3.6 + 1.5) == ()  # 1.5 s late: more than a heartbeat
+    assert d.liveness_deadline() == pytest.approx(5.1 + 1.5)
+    d.receive(env(W.BEAT, {}, "w"), 1, 5.2)  # the beat that sat unread
+    assert d.check_liveness(6.6) == () and d.liveness_deadline() == pytest.approx(8.2)
+    assert [type(e).__name__ for e in d.check_liveness(8.3)][:1] == ["WorkerSilent"]  # on time: gone
 
 
 def test_a_worker_with_no_heartbeat_is_never_silent_and_a_bad_heartbeat_is_refused() -> None:

@@ -55,6 +55,7 @@ from consensus.work.dispatcher_protocol import (
     DispatcherEvent,
     DispatcherProtocol,
     DispatcherStatistics,
+    LivenessMoved,
     Rejected,
     WorkerJoined,
     WorkerLeft,
@@ -110,6 +111,7 @@ class Dispatcher:
         self._pulse = Pulse()
         self._workers_changed = Pulse()
         self._deadlines_moved = Pulse()
+        self._liveness_moved = Pulse()
         self._sending = trio.StrictFIFOLock()  # distributions take turns on the push socket
         self._link = DispatcherLink(
             self.protocol, self._pulse, self._deadlines_moved, self._send, self._start
@@ -231,6 +233,8 @@ class Dispatcher:
                 for peer in self._push.peers:
                     if peer.address in event.task_addresses:
                         self._push.disconnect(peer.id)
+            elif type(event) is LivenessMoved:
+                self._liveness_moved.poke()
             elif type(event) is DeadlinesMoved:
                 self._deadlines_moved.poke()
             else:
@@ -261,17 +265,13 @@ class Dispatcher:
                 self._react(self.protocol.connections_closed(gone, trio.current_time()))
 
     async def _watch_liveness(self) -> None:
-        """Check for silent workers when the first could be; with no worker watched, after
-        the next change or a second (a worker is watched from its first claim or beat, and a
-        beat wakes no one)."""
+        """Check for silent workers when the first could be, looking again whenever a worker
+        starts being watched (its deadline may be the earliest)."""
         protocol = self.protocol
         while True:
             deadline = protocol.liveness_deadline()
-            if deadline is None:
-                with trio.move_on_after(1.0):
-                    await self._pulse.wait()
-            else:
-                await trio.sleep_until(deadline)
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._liveness_moved.wait()
             self._react(protocol.check_liveness(trio.current_time()))
 
     async def _watch_task_connections(self) -> None:

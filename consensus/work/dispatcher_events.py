@@ -13,6 +13,7 @@ __all__ = [
     "DeadlinesMoved",
     "DispatcherEvent",
     "DispatcherStatistics",
+    "LivenessMoved",
     "Progress",
     "Rejected",
     "WorkerJoined",
@@ -81,6 +82,11 @@ class DeadlinesMoved:
 
 
 @dataclass(frozen=True, slots=True)
+class LivenessMoved:
+    """A worker is watched from now on: the liveness watcher must look at its deadline."""
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """``count`` messages or items were rejected and counted; ``error`` is the first."""
 
@@ -90,7 +96,9 @@ class Rejected:
     worker: str | None = None
 
 
-DispatcherEvent = WorkerJoined | WorkerLeft | WorkerSilent | Progress | DeadlinesMoved | Rejected
+DispatcherEvent = (
+    WorkerJoined | WorkerLeft | WorkerSilent | Progress | DeadlinesMoved | LivenessMoved | Rejected
+)
 
 PROGRESS: Final = (Progress(),)  # the usual answer to a frame, shared: no allocation per frame
 NOTHING: Final[tuple[DispatcherEvent, ...]] = ()

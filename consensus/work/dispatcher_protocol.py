@@ -33,6 +33,7 @@ from consensus.work.dispatcher_events import (
     DeadlinesMoved,
     DispatcherEvent,
     DispatcherStatistics,
+    LivenessMoved,
     Progress,
     Rejected,
     WorkerJoined,
@@ -50,6 +51,7 @@ __all__ = [
     "DispatcherProtocol",
     "DispatcherStatistics",
     "Grant",
+    "LivenessMoved",
     "Progress",
     "Rejected",
     "Stream",
@@ -124,6 +126,7 @@ class DispatcherProtocol:
         self._task_connections = 0
         self._started = self._joined = self._lost = self._stale = self._malformed = self._silent = 0
         self.liveness = Liveness(liveness)  # who has gone silent (see consensus.work.liveness)
+        self._watch_started = False  # a worker's liveness clock started during this frame
 
     # ------------------------------------------------------------------ streams
     def open_stream(self, ledger: TaskLedger) -> Stream:
@@ -303,7 +306,11 @@ class DispatcherProtocol:
         already saw that connection close (the frame was read after). Bad input is counted
         and comes back as :class:`Rejected`; it never raises."""
         try:
-            return self._receive(envelope, pipe, now, pipe_closed)
+            events = self._receive(envelope, pipe, now, pipe_closed)
+            if self._watch_started:  # rare: a worker's first frame after its hello
+                self._watch_started = False
+                return (*events, LivenessMoved())
+            return events
         except Unauthenticated as exc:
             self._refused += 1
             return (Rejected(exc, worker=envelope.sender if isinstance(envelope.sender, str) else None),)
@@ -333,8 +340,8 @@ class DispatcherProtocol:
         elif known != name:
             raise W.bad(envelope, f"connection {pipe} already belongs to worker {known!r}")
         kind = envelope.kind
-        if kind != W.HELLO and not pipe_closed:
-            self.liveness.heard(name, now)
+        if kind != W.HELLO and not pipe_closed and self.liveness.heard(name, now):
+            self._watch_started = True
         if kind in (W.CLAIM, W.DONE, W.RELEASE):
             stream_id, listed = W.parse_stream(envelope)
             stream = self._streams.get(stream_id)

@@ -14,6 +14,11 @@ and takes it as gone once it has heard nothing from it for its *limit*:
 
 A worker that announced no heartbeat is never taken as silent (claim_timeout and leases
 still apply). Once taken as silent, a worker is no longer watched until a new hello.
+
+A check that comes long after a worker was due (more than a third of its limit: one
+heartbeat by default) says the dispatcher itself did not run (its loop blocked by the
+caller's code, say): the worker's frames may be waiting unread, so it gets half its limit
+from now to be heard instead of being taken as gone.
 """
 
 from __future__ import annotations
@@ -56,10 +61,18 @@ class Liveness:
         else:
             self._limits[worker] = limit
 
-    def heard(self, worker: str, now: float) -> None:
-        """A frame came from ``worker`` at ``now`` (any kind but hello)."""
-        if worker in self._limits and self._last.get(worker, -math.inf) < now:
+    def heard(self, worker: str, now: float) -> bool:
+        """A frame came from ``worker`` at ``now`` (any kind but hello). True when its clock
+        started with it (a deadline earlier than the others may have come)."""
+        last = self._last.get(worker)
+        if last is None:
+            if worker not in self._limits:
+                return False
             self._last[worker] = now
+            return True
+        if last < now:
+            self._last[worker] = now
+        return False
 
     def forget(self, worker: str) -> None:
         """``worker`` left: it is no longer watched."""
@@ -71,9 +84,18 @@ class Liveness:
 
     def due(self, now: float) -> list[tuple[str, float]]:
         """The workers silent for their limit at ``now``, with how long they were silent;
-        each is no longer watched."""
-        limits = self._limits
-        silent = [(worker, now - last) for worker, last in self._last.items() if now - last >= limits[worker]]
+        each is no longer watched. One checked long after it was due gets half its limit
+        more instead (the dispatcher did not run: its frames may be unread)."""
+        limits, last_heard = self._limits, self._last
+        silent: list[tuple[str, float]] = []
+        for worker, last in list(last_heard.items()):
+            limit = limits[worker]
+            if now - last < limit:
+                continue
+            if now - last - limit > limit / LIVENESS_BEATS:
+                last_heard[worker] = now - limit / 2
+            else:
+                silent.append((worker, now - last))
         for worker, _ in silent:
             self.forget(worker)
         return silent
