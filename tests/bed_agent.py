@@ -1,6 +1,7 @@
 """The far ends of the multi-host tests (``tests/test_hosts.py``), each run on a host of the bed.
 
-    python tests/bed_agent.py dispatch ADDRESS --tasks N [--sleep S] [--lease L] [--workers W]
+    python tests/bed_agent.py dispatch ADDRESS --tasks N [--sleep S] [--lease L] [--claim-timeout C]
+                                  [--workers W] [--secret-env]
     python tests/bed_agent.py ask ADDRESS [--heartbeat S]
     python tests/bed_agent.py pair-listen ADDRESS
     python tests/bed_agent.py pair-send ADDRESS MIB
@@ -8,7 +9,10 @@
 
 ``dispatch`` runs a :class:`consensus.Dispatcher`, prints ``workers`` once W workers are in,
 then on a ``go`` line distributes N tasks ``{"n": i, "sleep": S}`` and prints
-``outcome <n> <ok> <worker> <attempts>`` for each, then ``finished <json counters>``.
+``outcome <n> <ok> <worker> <attempts>`` for each, then ``finished <json counters>``
+(workers lost and silent, stale replies, attempts redelivered); told ``workers N``, it
+waits until N workers are in and prints ``workers <json names, joined, stale>``. With ``--secret-env`` the
+dispatcher has the secret in ``NNGC_SECRET``.
 ``ask`` dials a hotline and reads commands: ``ask <json>`` (one ask, 1 s) prints ``answer
 <json>`` or ``error <ExceptionType>``; ``until-answered <json>`` asks every 0.2 s until one
 is answered (prints ``answer <json> after <n> failed``). ``pair-listen`` receives one value
@@ -45,19 +49,30 @@ async def lines() -> Any:
 
 
 async def dispatch(args: argparse.Namespace) -> None:
-    async with consensus.Dispatcher(args.address) as dispatcher:
+    secret = consensus.Secret.from_env() if args.secret_env else None
+    async with consensus.Dispatcher(args.address, secret=secret) as dispatcher:
         say("ready")
         await dispatcher.wait_for_workers(args.workers)
         say("workers")
-        async for command, _ in lines():
+        async for command, rest in lines():
+            if command == "workers":  # wait until that many are in again, then say who
+                names = await dispatcher.wait_for_workers(int(rest))
+                stats = dispatcher.statistics()
+                say("workers", json.dumps({"names": list(names), "joined": stats.workers_joined,
+                                           "stale": stats.stale_replies}))  # fmt: skip
+                continue
             if command != "go":
                 continue
             tasks = [{"n": n, "sleep": args.sleep} for n in range(args.tasks)]
-            async with dispatcher.distribute(tasks, lease=args.lease, claim_timeout=args.lease) as outcomes:
+            claim_timeout = args.lease if args.claim_timeout is None else args.claim_timeout
+            async with dispatcher.distribute(tasks, lease=args.lease, claim_timeout=claim_timeout) as outcomes:
                 async for outcome in outcomes:
                     say("outcome", outcome.task["n"], outcome.ok, outcome.worker, outcome.attempts)
+                redelivered = outcomes.statistics().redelivered
             stats = dispatcher.statistics()
-            say("finished", json.dumps({"lost": stats.workers_lost, "stale": stats.stale_replies}))
+            say("finished", json.dumps({"lost": stats.workers_lost, "silent": stats.workers_silent,
+                                        "stale": stats.stale_replies, "redelivered": redelivered,
+                                        "unauthenticated": stats.unauthenticated}))  # fmt: skip
 
 
 async def ask(args: argparse.Namespace) -> None:
@@ -128,7 +143,9 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--sleep", type=float, default=0.05)
     parser.add_argument("--lease", type=float, default=1.5)
+    parser.add_argument("--claim-timeout", type=float, default=None, help="default: the lease")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--secret-env", action="store_true", help="the secret in NNGC_SECRET")
     parser.add_argument("--heartbeat", type=float, default=0.5)
     arguments = parser.parse_args()
     run = {

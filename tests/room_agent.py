@@ -12,6 +12,8 @@ under it: RoomClosed). Reads commands on stdin:
 [motion, options, rule-or-null]>`` asks for a vote (prints ``voted <json outcome>``),
 ``quit`` leaves the room cleanly. With ``--secret-env`` it joins with the secret in
 ``NNGC_SECRET`` (printing ``unauthenticated <reason>`` if the host does not share it).
+With ``--tls DIR`` it joins a ``tls+tcp`` room trusting ``DIR/ca.pem`` (server name
+``localhost``), its own certificate and key in ``DIR/NAME.pem``.
 With ``--stance S`` it also deliberates (prints
 ``deliberate <round> <json labels shown>``): it holds S, adopts ``--persuadable P`` once
 another member shows P (crediting that label), and with ``--crash-round N`` dies when
@@ -93,7 +95,7 @@ async def main(args: argparse.Namespace) -> None:
             on_deliberate=on_deliberate if args.stance is not None else None,
             handler_timeout=args.handler_timeout, join_timeout=args.join_timeout, observer=args.observer,
             host_timeout=args.host_timeout, on_host_lost=args.on_host_lost,
-            secret=consensus.Secret.from_env() if args.secret_env else None,
+            secret=consensus.Secret.from_env() if args.secret_env else None, tls=client_tls(args),
         ) as member:  # fmt: skip
             if args.garbage in ("wire", "kind"):
                 garble(member, args.garbage)
@@ -154,6 +156,14 @@ async def main(args: argparse.Namespace) -> None:
         say("unauthenticated", exc)
 
 
+def client_tls(args: argparse.Namespace) -> consensus.TLSConfig | None:
+    if args.tls is None:
+        return None
+    folder = Path(args.tls)
+    return consensus.TLSConfig(mode=consensus.TLSMode.CLIENT, ca_file=str(folder / "ca.pem"), server_name="localhost",
+                               cert_key_file=str(folder / f"{args.name}.pem"))  # fmt: skip
+
+
 def garble(member: Any, mode: str) -> None:
     """Make this member's position replies garbage on the wire, past its protocol's checks."""
     from consensus.room import deliberation_frames as D
@@ -197,6 +207,7 @@ if __name__ == "__main__":
         "--log", action="store_true", help="print the 'consensus' log as 'log <message>' lines"
     )
     parser.add_argument("--observer", action="store_true")
+    parser.add_argument("--tls", help="a folder holding ca.pem and NAME.pem (certificate and key)")
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")
     parser.add_argument("--crash-round", type=int, default=0, help="die when asked this round")

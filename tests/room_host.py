@@ -1,12 +1,13 @@
 """A room host in a child process, for the tests that kill and restart the host.
 
-    python tests/room_host.py ADDRESS [--heartbeat S] [--advertise NAME]
+    python tests/room_host.py ADDRESS [--heartbeat S] [--advertise NAME] [--secret-env] [--tls DIR]
 
 Prints ``up`` once listening. Reads commands on stdin: ``members N`` waits until N
 members are present (prints ``members <json names>``), ``poll`` runs a poll (prints
 ``polled <json answers> <json missing>``), ``vote <json options>`` runs a vote on them
 (prints ``voted <json outcome> <json missing>``), ``say <json>`` broadcasts a value (prints
-``said``), ``quit`` leaves (closing the room).
+``said``), ``quit`` leaves (closing the room). With ``--tls DIR`` it hosts a ``tls+tcp``
+address with the certificate and key in ``DIR/host.pem``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ import consensus
 
 async def main(args: argparse.Namespace) -> None:
     secret = consensus.Secret.from_env() if args.secret_env else None
-    async with consensus.host(args.address, heartbeat=args.heartbeat, secret=secret, advertise=args.advertise) as room:
+    tls = None
+    if args.tls is not None:
+        tls = consensus.TLSConfig(
+            mode=consensus.TLSMode.SERVER, cert_key_file=str(Path(args.tls) / "host.pem")
+        )
+    async with consensus.host(args.address, heartbeat=args.heartbeat, secret=secret, advertise=args.advertise,
+                              tls=tls) as room:  # fmt: skip
         say("up")
         async for line in trio.wrap_file(sys.stdin):
             command, _, rest = line.strip().partition(" ")
@@ -53,4 +60,5 @@ if __name__ == "__main__":
     parser.add_argument("--heartbeat", type=float, default=0.5)
     parser.add_argument("--secret-env", action="store_true", help="host with the secret in NNGC_SECRET")
     parser.add_argument("--advertise", help="announce the room on the LAN under this name")
+    parser.add_argument("--tls", help="a folder holding host.pem (certificate and key)")
     trio.run(main, parser.parse_args())

@@ -6,6 +6,7 @@ outcome, whatever the workers do (die, stall, raise, leave, arrive late).
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 from collections import Counter
@@ -165,7 +166,7 @@ async def test_a_stalled_worker_loses_its_lease_and_its_late_result_is_dropped(
     peers: Peers, work_address: Callable[[str], str]
 ) -> None:
     address = work_address("ipc")
-    async with Dispatcher(address) as dispatcher:
+    async with Dispatcher(address, liveness=math.inf) as dispatcher:  # the lease, not liveness, is under test
         procs = await start_workers(peers, address, ["stalls", "steady"], "--prefetch", "0")
         await dispatcher.wait_for_workers(2)
         outcomes: list[Outcome] = []
@@ -188,6 +189,34 @@ async def test_a_stalled_worker_loses_its_lease_and_its_late_result_is_dropped(
         while "stalls" in dispatcher.workers:
             await dispatcher.wait_workers_changed()
         assert dispatcher.statistics().stale_replies >= 1
+
+
+async def test_a_silent_worker_is_taken_as_gone_long_before_its_lease_and_comes_back(
+    peers: Peers, work_address: Callable[[str], str]
+) -> None:
+    """A stopped worker keeps its connections open, as a host cut off does: its beats stop,
+    and three heartbeats later what it held is redone by the other, not after the 30 s lease."""
+    address = work_address("ipc")
+    async with Dispatcher(address) as dispatcher:
+        procs = await start_workers(
+            peers, address, ["stalls", "steady"], "--prefetch", "0", "--heartbeat", "0.1"
+        )
+        await dispatcher.wait_for_workers(2)
+        outcomes: list[Outcome] = []
+        async with dispatcher.distribute(tasks(40, sleep=0.02), lease=30, claim_timeout=30) as stream:
+            async for outcome in stream:
+                outcomes.append(outcome)
+                if len(outcomes) == 4:
+                    procs["stalls"].send_signal(signal.SIGSTOP)
+            stats = stream.statistics()
+        exactly_once(outcomes, 40)
+        assert dispatcher.statistics().workers_silent == 1
+        assert "stalls" not in dispatcher.workers
+        assert stats.redelivered >= 1  # what it held, and what push sent it while stopped
+        procs["stalls"].send_signal(signal.SIGCONT)  # its connections were closed: it dials again, says hello
+        while "stalls" not in dispatcher.workers:
+            await dispatcher.wait_workers_changed()
+        assert dispatcher.statistics().workers_joined == 3
 
 
 async def test_cancelling_the_consumer_reports_what_was_in_flight(work_address: Callable[[str], str]) -> None:

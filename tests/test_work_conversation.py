@@ -3,7 +3,8 @@
 No sockets and no clock: a test passes the frames between the pure objects (through CBOR,
 as the wire would), and hypothesis chooses what happens and in which order: pushes to
 whichever worker, deliveries, handlers that start and finish, renewals, time passing
-(leases and claim timeouts running out), workers that fall silent, die (their connection
+(leases and claim timeouts running out), workers that fall silent (taken as gone by the
+liveness rule, their connections closed, then back with what they held), die (their connection
 closes, some frames read after), come back under the same name, leave with a bye, change
 the capacity they announce; replayed frames, forged claims and results, garbage. Then a
 healthy finish. The invariants:
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 
 from consensus.failure import Failure
 from consensus.work import protocol as W
-from consensus.work.dispatcher_protocol import DispatcherProtocol, Rejected, Stream
+from consensus.work.dispatcher_protocol import DispatcherProtocol, Rejected, Stream, WorkerSilent
 from consensus.work.ledger import Outcome, TaskLedger
 from consensus.work.records import IN_FLIGHT
 from consensus.work.worker_protocol import Job, WorkerProtocol
@@ -51,6 +52,7 @@ class Peer:
     protocol: WorkerProtocol
     pipe: int
     alive: bool = True  # its connections are up (else they closed: crashed, or left)
+    silenced: bool = False  # closed by the dispatcher, which took it as silent: the process lives on
     noticed: bool = False  # the dispatcher was told its connections closed
     inbox: deque[W.Frame] = field(default_factory=deque)  # tasks pushed to it, unread
     outbox: deque[W.Frame] = field(default_factory=deque)  # its frames on the way to the dispatcher
@@ -145,6 +147,26 @@ class Conversation:
             self.d.connections_closed([p.pipe for p in closed], self.now)
             self.task_connections(closed=True)
 
+    def liveness(self) -> None:
+        """The driver's liveness watcher: a silent worker's connections are closed."""
+        for event in self.d.check_liveness(self.now):
+            if type(event) is WorkerSilent:
+                peer = self.peers[event.name]
+                assert event.pipes == (peer.pipe,)
+                if peer.alive:  # else it had died or left already, unnoticed: closing does nothing
+                    self.close(peer)
+                    peer.silenced = True
+
+    def come_back(self, peer: Peer) -> None:
+        """A worker taken as silent reconnects, the same process: it still holds its tasks."""
+        self.notice()
+        self.pipes += 1
+        peer.pipe, peer.alive, peer.noticed, peer.silenced = self.pipes, True, False, False
+        self.task_connections(closed=False)
+        hello = peer.protocol.connections({peer.pipe})
+        assert hello is not None
+        peer.outbox.append(hello)
+
     def tick(self, seconds: float) -> None:
         self.now += seconds
         for stream in self.streams:
@@ -227,6 +249,7 @@ GARBAGE = st.one_of(
 )  # fmt: skip
 MOVES = ["pump"] * 6 + ["deliver"] * 6 + ["read"] * 5 + ["start"] * 4 + ["finish"] * 4 + ["flush"] * 3 + [
     "renew", "renew", "tick", "tick", "notice", "kill", "leave", "revive", "capacity", "replay",
+    "beat", "beat", "liveness", "liveness", "liveness", "come_back", "come_back",
     "forge_result", "forge_claim", "garbage",
 ]  # fmt: skip
 
@@ -250,6 +273,13 @@ def move(c: Conversation, data: st.DataObject) -> None:
         c.flush(peer)
     elif kind == "renew" and peer.alive:
         peer.outbox.extend(peer.protocol.renewals(c.now))
+    elif kind == "beat" and peer.alive and (beat := peer.protocol.beat(c.now)) is not None:
+        peer.outbox.append(beat)
+        peer.protocol.sent(c.now)
+    elif kind == "liveness":
+        c.liveness()
+    elif kind == "come_back" and peer.silenced:
+        c.come_back(peer)
     elif kind == "tick":
         c.tick(data.draw(st.sampled_from([0.1, 0.5, 1.0, LEASE])))
     elif kind == "notice":
@@ -260,9 +290,11 @@ def move(c: Conversation, data: st.DataObject) -> None:
         c.close(peer)
     elif kind == "leave" and peer.alive:  # results, then bye, then its connections close
         c.flush(peer)
-        peer.outbox.append(peer.protocol.bye())
+        bye = peer.protocol.bye()
+        assert bye is not None  # no secret: a bye is always possible
+        peer.outbox.append(bye)
         c.close(peer)
-    elif kind == "revive" and not peer.alive:  # the same name, a new process
+    elif kind == "revive" and not peer.alive and not peer.silenced:  # the same name, a new process
         c.notice()
         c.connect(peer.name, data.draw(st.integers(1, 4)))
     elif kind == "capacity" and peer.alive:  # announce another capacity than it holds to

@@ -1,6 +1,7 @@
 """A simulated worker process for the work-sharing tests.
 
     python tests/work_agent.py ADDRESS NAME [--room] [--concurrency N] [--prefetch N] [--sync] [--secret-env]
+                               [--heartbeat S]
 
 Joins a standalone dispatcher (``consensus.Worker``) or, with ``--room``, a room as a
 member with ``on_task``. What the handler does is said by the task itself, a map:
@@ -9,6 +10,7 @@ member with ``on_task``. What the handler does is said by the task itself, a map
 worker), or returns ``{"n": n, "by": NAME}``. Prints ``ready`` once connected and
 ``done N`` after each handler returns. Reads commands on stdin: ``quit`` leaves cleanly;
 end of input does too. With ``--secret-env`` the secret comes from ``NNGC_SECRET``.
+``--heartbeat`` sets a standalone worker's heartbeat (default: the library's).
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ async def main(args: argparse.Namespace) -> None:
             await wait_for_quit()
     else:
         async with consensus.Worker(args.address, name=args.name, handler=handler, secret=secret,
-                                    concurrency=args.concurrency, prefetch=args.prefetch) as worker:  # fmt: skip
+                                    concurrency=args.concurrency, prefetch=args.prefetch,
+                                    **({} if args.heartbeat is None else {"heartbeat": args.heartbeat})) as worker:  # fmt: skip
             await worker.wait_connected()
             say("ready")
             await wait_for_quit()
@@ -78,4 +81,5 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--prefetch", type=int, default=None)
     parser.add_argument("--secret-env", action="store_true")
+    parser.add_argument("--heartbeat", type=float, default=None)
     trio.run(main, parser.parse_args())

@@ -13,7 +13,7 @@ the connection it heard it on. ``docs/work.md`` ("With a secret") has the full p
    public key, and one *ticket* per task: a MAC of (stream, task, attempt) under a key
    only the dispatcher holds.
 3. Both ends derive the worker's *session key* from X25519 (dispatcher, worker), salted
-   with the room key: only they know it. ``claim``, ``release``, ``done`` and ``bye`` go
+   with the room key: only they know it. ``claim``, ``release``, ``done``, ``beat`` and ``bye`` go
    under it, and the session speaks for the name its hello claimed, only.
 4. A first claim (or a release) of an attempt must quote the attempt's ticket: only the
    worker that received the batch has read it, so a worker cannot claim, and then answer
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 HELLO: Final = "hello"  # the only kind a join key may send
-SESSION_KINDS: Final = frozenset({"claim", "release", "done", "bye"})
+SESSION_KINDS: Final = frozenset({"claim", "release", "done", "beat", "bye"})
 TICKET: Final = 8  # bytes
 VOUCH_GRACE: Final = 0.5
 """Seconds a task connection no authenticated worker vouched for holds the batches, then is closed."""

@@ -14,7 +14,10 @@ their push socket. NNG's push has no acknowledgement, so the dispatcher keeps a
 receipt (an attempt unclaimed after ``claim_timeout`` was lost on the way), then renews
 its claim every ``lease/3`` while it works; an attempt whose lease runs out, or whose
 worker's connection drops, goes to another worker; a result from a superseded attempt is counted and dropped unless the task is
-still unfinished, so each task has exactly one outcome.
+still unfinished, so each task has exactly one outcome. A worker cut off closes no
+connection (no FIN crosses a link that is down): a worker that says nothing for its
+``liveness`` limit (three of the heartbeats it announced, by default) is taken as gone
+the same way, and its connections are closed.
 
 The state of that conversation (workers, streams, credit, counters) is a sans-IO
 :class:`~consensus.work.dispatcher_protocol.DispatcherProtocol`; this module only does
@@ -52,9 +55,11 @@ from consensus.work.dispatcher_protocol import (
     DispatcherEvent,
     DispatcherProtocol,
     DispatcherStatistics,
+    LivenessMoved,
     Rejected,
     WorkerJoined,
     WorkerLeft,
+    WorkerSilent,
 )
 from consensus.work.distribution import DispatcherLink, Distribution
 from patterns import (
@@ -82,16 +87,19 @@ class Dispatcher:
     With ``secret`` (bytes, str or a :class:`~consensus.Secret`) only workers holding the
     same secret get tasks, and a result counts only from the worker that received its task
     (``docs/work.md`` 6); without one the dispatcher trusts its network.
+    ``liveness``: seconds a worker may say nothing before it is taken as gone (default:
+    three of the heartbeats it announced; never less than two; ``docs/work.md``, liveness).
     """
 
     def __init__(self, address: str | None = None, *, tasks: str | None = None, results: str | None = None,
                  name: str = "dispatcher", max_batch: int = 256,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
-                 secret: Secret | bytes | str | None = None, max_capacity: int = MAX_CAPACITY) -> None:  # fmt: skip
+                 secret: Secret | bytes | str | None = None, max_capacity: int = MAX_CAPACITY,
+                 liveness: float | None = None) -> None:  # fmt: skip
         secret = as_secret(secret)
         keys = None if secret is None else DispatcherKeys(secret)
         self.protocol = DispatcherProtocol(max_batch=max_batch, first_stream=secrets.randbits(40),
-                                           max_capacity=max_capacity, keys=keys)  # fmt: skip
+                                           max_capacity=max_capacity, keys=keys, liveness=liveness)  # fmt: skip
         self.endpoints = resolve_work_endpoints(address, tasks, results)
         self.name = name
         self.max_batch = max_batch
@@ -103,6 +111,7 @@ class Dispatcher:
         self._pulse = Pulse()
         self._workers_changed = Pulse()
         self._deadlines_moved = Pulse()
+        self._liveness_moved = Pulse()
         self._sending = trio.StrictFIFOLock()  # distributions take turns on the push socket
         self._link = DispatcherLink(
             self.protocol, self._pulse, self._deadlines_moved, self._send, self._start
@@ -122,6 +131,7 @@ class Dispatcher:
             self._nursery = await stack.enter_async_context(service_nursery())
             self._nursery.start_soon(self._receive_loop)
             self._nursery.start_soon(self._watch_connections)
+            self._nursery.start_soon(self._watch_liveness)
             self._stack = stack.pop_all()
         return self
 
@@ -215,6 +225,16 @@ class Dispatcher:
             elif type(event) is WorkerLeft:
                 log.info("dispatcher %r: worker %r %s", self.name, event.name, event.reason)
                 self._workers_changed.poke()
+            elif type(event) is WorkerSilent:
+                log.warning("dispatcher %r: worker %r said nothing for %.1f s: taken as gone, its tasks "
+                            "go to others", self.name, event.name, event.silence)  # fmt: skip
+                for pipe in event.pipes:  # it comes back, if ever, on new connections with a hello
+                    self._pull.disconnect(pipe)
+                for peer in self._push.peers:
+                    if peer.address in event.task_addresses:
+                        self._push.disconnect(peer.id)
+            elif type(event) is LivenessMoved:
+                self._liveness_moved.poke()
             elif type(event) is DeadlinesMoved:
                 self._deadlines_moved.poke()
             else:
@@ -243,6 +263,16 @@ class Dispatcher:
                 await self._pull.wait_peers_changed()
                 gone = [pipe for pipe in self.protocol.pipes if closed(pipe)]
                 self._react(self.protocol.connections_closed(gone, trio.current_time()))
+
+    async def _watch_liveness(self) -> None:
+        """Check for silent workers when the first could be, looking again whenever a worker
+        starts being watched (its deadline may be the earliest)."""
+        protocol = self.protocol
+        while True:
+            deadline = protocol.liveness_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._liveness_moved.wait()
+            self._react(protocol.check_liveness(trio.current_time()))
 
     async def _watch_task_connections(self) -> None:
         peers = self._push.peers_state

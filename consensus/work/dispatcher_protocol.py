@@ -8,23 +8,40 @@ hello, over which connections, with what capacity), the streams (one
 for, the credit that decides when and how large the next batch is, and every counter.
 It never reads a clock, never touches a socket, never wakes a task.
 
-Frames in: ``hello``, ``claim``, ``release``, ``done``, ``bye`` (:meth:`DispatcherProtocol.receive`);
+It also notices a worker gone silent (:meth:`DispatcherProtocol.check_liveness`, the rule
+of :mod:`consensus.work.liveness`): what it held goes to others as when it disconnects.
+
+Frames in: ``hello``, ``claim``, ``release``, ``done``, ``beat``, ``bye`` (:meth:`DispatcherProtocol.receive`);
 frames out: ``tasks`` batches (:meth:`DispatcherProtocol.grant`, built by
 :func:`consensus.work.protocol.tasks_frame`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.failure import Failure
 from consensus.room.roster import check_name
-from consensus.trust.work import DispatcherKeys, TaskPipes
+from consensus.trust.work import DispatcherKeys, TaskPipes, parse_task_pipes
 from consensus.work import protocol as W
+from consensus.work.dispatcher_events import (
+    NOTHING,
+    PROGRESS,
+    DeadlinesMoved,
+    DispatcherEvent,
+    DispatcherStatistics,
+    LivenessMoved,
+    Progress,
+    Rejected,
+    WorkerJoined,
+    WorkerLeft,
+    WorkerSilent,
+)
 from consensus.work.ledger import TaskLedger
+from consensus.work.liveness import Liveness
 from consensus.work.vetting import hello_problem, vet
 from patterns import EncodeError, Envelope, MalformedMessage, MessageError, Unauthenticated, unencodable_part
 
@@ -34,76 +51,17 @@ __all__ = [
     "DispatcherProtocol",
     "DispatcherStatistics",
     "Grant",
+    "LivenessMoved",
     "Progress",
     "Rejected",
     "Stream",
     "WorkerJoined",
     "WorkerLeft",
+    "WorkerSilent",
 ]
 
 CONNECTION_LOSS_GRACE: Final = 0.5  # seconds a live worker has to claim what was pushed before a loss
 MAX_CAPACITY: Final = 256  # default cap on the capacity one worker's hello may announce
-
-
-@dataclass(frozen=True, slots=True)
-class DispatcherStatistics:
-    """Counters of one dispatcher since it opened (``dispatcher.statistics()``)."""
-
-    workers: Mapping[str, int]  # connected workers and the capacity each announced
-    capacity: int  # tasks the connected workers will hold at once (0 without a task connection)
-    in_flight: int  # attempts out now, over all distributions
-    distributions: int  # running now
-    distributions_started: int
-    workers_joined: int
-    workers_lost: int  # connection dropped, or said bye
-    stale_replies: int  # claim or done messages for a distribution that has ended
-    malformed: int  # messages or reply items rejected (see the log)
-    unauthenticated: int = 0  # frames refused by the secret's checks, and items refused by their claim's
-    capped: int = 0  # hellos that announced more than max_capacity (held to it)
-    task_connections_closed: int = 0  # with a secret: task connections no worker vouched for
-
-
-# ---------------------------------------------------------------------- events
-@dataclass(frozen=True, slots=True)
-class WorkerJoined:
-    """A worker said its first hello: it is ready for ``capacity`` tasks."""
-
-    name: str
-    capacity: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerLeft:
-    """A worker said bye or lost its last connection; what it held is queued again."""
-
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Ledgers or credit changed: outcomes may be ready, a batch may go out."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadlinesMoved:
-    """Some attempt's deadline came forward: the expirers must look again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """``count`` messages or items were rejected and counted; ``error`` is the first."""
-
-    error: Exception
-    count: int = 1
-    stream: int | None = None  # the stream the items were for, if the message named one
-    worker: str | None = None
-
-
-DispatcherEvent = WorkerJoined | WorkerLeft | Progress | DeadlinesMoved | Rejected
-
-PROGRESS: Final = (Progress(),)  # the usual answer to a frame, shared: no allocation per frame
-NOTHING: Final[tuple[DispatcherEvent, ...]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +94,7 @@ class Stream:
 class _Worker:
     capacity: int = 0  # 0 until its first hello
     pipes: set[int] = field(default_factory=set)
+    task_addresses: tuple[str, ...] = ()  # its task connections' addresses, as its last hello said
 
 
 class DispatcherProtocol:
@@ -143,7 +102,8 @@ class DispatcherProtocol:
 
     def __init__(self, *, max_batch: int = 256, first_stream: int = 0,
                  loss_grace: float = CONNECTION_LOSS_GRACE, max_capacity: int = MAX_CAPACITY,
-                 keys: DispatcherKeys | None = None, task_pipes: TaskPipes | None = None) -> None:  # fmt: skip
+                 keys: DispatcherKeys | None = None, task_pipes: TaskPipes | None = None,
+                 liveness: float | None = None) -> None:  # fmt: skip
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= W.MAX_BATCH:
             raise ValueError(f"max_batch must be an int in 1..{W.MAX_BATCH}, got {max_batch!r}")
         if (
@@ -164,7 +124,9 @@ class DispatcherProtocol:
         self._workers: dict[str, _Worker] = {}
         self._pipe_names: dict[int, str] = {}
         self._task_connections = 0
-        self._started = self._joined = self._lost = self._stale = self._malformed = 0
+        self._started = self._joined = self._lost = self._stale = self._malformed = self._silent = 0
+        self.liveness = Liveness(liveness)  # who has gone silent (see consensus.work.liveness)
+        self._watch_started = False  # a worker's liveness clock started during this frame
 
     # ------------------------------------------------------------------ streams
     def open_stream(self, ledger: TaskLedger) -> Stream:
@@ -223,6 +185,7 @@ class DispatcherProtocol:
             workers_joined=self._joined, workers_lost=self._lost, stale_replies=self._stale,
             malformed=self._malformed + socket_malformed, unauthenticated=self._refused + socket_unauthenticated,
             capped=self._capped, task_connections_closed=self.task_pipes.refused if self.task_pipes else 0,
+            workers_silent=self._silent,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ sending
@@ -286,6 +249,28 @@ class DispatcherProtocol:
                 events.extend(self._lose(name, "lost its connection", now))
         return tuple(events)
 
+    def check_liveness(self, now: float) -> tuple[DispatcherEvent, ...]:
+        """Workers silent past their liveness limit at ``now`` are gone: what they held goes to
+        others at once, and what was pushed unclaimed may have gone to them (a
+        :class:`WorkerSilent` each, then as when a worker leaves). Call it by
+        :meth:`liveness_deadline`."""
+        silent = self.liveness.due(now)
+        if not silent:
+            return NOTHING
+        events = self._hasten(now)
+        for name, silence in silent:
+            info = self._workers.get(name)
+            if info is None or not info.capacity:
+                continue
+            self._silent += 1
+            events.append(WorkerSilent(name, silence, tuple(sorted(info.pipes)), info.task_addresses))
+            events.extend(self._lose(name, f"said nothing for {silence:.1f} s (taken as gone)", now))
+        return tuple(events)
+
+    def liveness_deadline(self) -> float | None:
+        """When :meth:`check_liveness` may next find a worker silent (None: no worker watched)."""
+        return self.liveness.deadline()
+
     def _hasten(self, now: float) -> list[DispatcherEvent]:
         """A live worker claims on receipt, so wait only a moment for claims, not claim_timeout."""
         moved = 0
@@ -305,6 +290,7 @@ class DispatcherProtocol:
             events.append(WorkerLeft(name, why))
         for stream in self._streams.values():
             stream.ledger.worker_gone(name, now)
+        self.liveness.forget(name)
         if not info.pipes:
             del self._workers[name]
             if self.keys is not None and self.task_pipes is not None:  # its session and vouchers go with it
@@ -320,7 +306,11 @@ class DispatcherProtocol:
         already saw that connection close (the frame was read after). Bad input is counted
         and comes back as :class:`Rejected`; it never raises."""
         try:
-            return self._receive(envelope, pipe, now, pipe_closed)
+            events = self._receive(envelope, pipe, now, pipe_closed)
+            if self._watch_started:  # rare: a worker's first frame after its hello
+                self._watch_started = False
+                return (*events, LivenessMoved())
+            return events
         except Unauthenticated as exc:
             self._refused += 1
             return (Rejected(exc, worker=envelope.sender if isinstance(envelope.sender, str) else None),)
@@ -350,6 +340,8 @@ class DispatcherProtocol:
         elif known != name:
             raise W.bad(envelope, f"connection {pipe} already belongs to worker {known!r}")
         kind = envelope.kind
+        if kind != W.HELLO and not pipe_closed and self.liveness.heard(name, now):
+            self._watch_started = True
         if kind in (W.CLAIM, W.DONE, W.RELEASE):
             stream_id, listed = W.parse_stream(envelope)
             stream = self._streams.get(stream_id)
@@ -369,6 +361,11 @@ class DispatcherProtocol:
             return (*rejected, *PROGRESS) if rejected else PROGRESS
         if kind == W.HELLO:
             capacity = W.parse_capacity(envelope)
+            heartbeat = W.parse_heartbeat(envelope)
+            try:
+                addresses = tuple(parse_task_pipes(envelope.body.get("tp", [])))
+            except ValueError as exc:
+                raise W.bad(envelope, str(exc)) from None
             info = self._workers.get(name)
             if pipe_closed or info is None or not info.pipes:
                 return NOTHING  # its connection has already closed: it speaks for no connection
@@ -380,13 +377,17 @@ class DispatcherProtocol:
                 self.task_pipes.vouch(name, envelope.body["tp"])
             joined = not info.capacity
             info.capacity = capacity
+            info.task_addresses = addresses
+            self.liveness.announce(name, heartbeat)
             if joined:
                 self._joined += 1
                 return (WorkerJoined(name, capacity), *PROGRESS)
             return PROGRESS
+        if kind == W.BEAT:
+            return NOTHING  # alive: heard above
         if kind == W.BYE:
             return tuple(self._lose(name, "said bye", now))
-        raise W.bad(envelope, "unknown kind (expected hello, claim, release, done or bye)")
+        raise W.bad(envelope, "unknown kind (expected hello, claim, release, done, beat or bye)")
 
     @staticmethod
     def _apply(

@@ -3,23 +3,29 @@
 Two one-way channels, both NNG pipeline (push/pull):
 
 - **tasks** (dispatcher push -> worker pull): ``tasks`` batches;
-- **results** (worker push -> dispatcher pull): ``hello``, ``claim``, ``release``, ``done``, ``bye``.
+- **results** (worker push -> dispatcher pull): ``hello``, ``claim``, ``release``, ``done``,
+  ``beat``, ``bye``.
 
 Bodies (CBOR maps; ``st`` is the dispatcher's stream id, one per distribution)::
 
     tasks  {"st": int, "lease": float, "t": [[task_id, attempt, task], ...]}
-    hello  {"cap": int}                      tasks the worker will hold at once
+    hello  {"cap": int, "tp": [str, ...], "hb": float}
+                                             tasks the worker will hold at once, the local
+                                             addresses of its task connections, and how
+                                             often it beats (no "hb": it never does)
     claim  {"st": int, "c": [[task_id, attempt], ...]}   on receipt, then every lease/3
     release {"st": int, "c": [[task_id, attempt], ...]}  handed back unstarted: no room
     done   {"st": int, "r": [[task_id, attempt, ok, value], ...]}
                                              ok: true -> value is the result;
                                              false -> value is {"type", "message"}
+    beat   {}                                every ``hb`` s when nothing else went out:
+                                             the worker is alive (docs/work.md, liveness)
     bye    {}                                the worker leaves; take back what it holds
 
 With a secret (``docs/work.md``, :mod:`consensus.trust.work`) a ``tasks`` batch also
 carries ``"kx"`` (the dispatcher's X25519 key) and ``"tk"`` (one ticket per task, in
-order); a ``hello`` carries ``"kx"`` (the worker's) and ``"tp"`` (the local addresses of
-its task connections); a claim or release on receipt carries the tickets of its items
+order); a ``hello`` carries ``"kx"`` (the worker's), and its ``"tp"`` then also vouches for
+its task connections; a ``beat`` goes under the worker's session like a claim; a claim or release on receipt carries the tickets of its items
 (``"tk"``, in order; renewals carry none).
 
 Every body is built here (the ``*_frame`` functions) and everything from a peer goes
@@ -40,6 +46,7 @@ from consensus.work.records import Unmendable
 from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
 
 __all__ = [
+    "BEAT",
     "BYE",
     "CLAIM",
     "DONE",
@@ -52,6 +59,7 @@ __all__ = [
     "Batch",
     "Frame",
     "bad",
+    "beat_frame",
     "bye_frame",
     "claim_frame",
     "claims",
@@ -59,6 +67,7 @@ __all__ = [
     "hello_frame",
     "parse_batch",
     "parse_capacity",
+    "parse_heartbeat",
     "parse_stream",
     "parse_tickets",
     "per_stream",
@@ -76,12 +85,15 @@ CLAIM: Final = "claim"
 RELEASE: Final = "release"
 DONE: Final = "done"
 BYE: Final = "bye"
+BEAT: Final = "beat"
 
 MAX_BATCH: Final = 65536  # items in one message
 MAX_CAPACITY: Final = 1_000_000  # tasks one worker may ask to hold
 MAX_ATTEMPT: Final = 1000
 MAX_ID: Final = 2**63
 MAX_ERROR_TEXT: Final = 2000
+MIN_HEARTBEAT: Final = 0.01  # seconds: a hello's "hb" is a period in [MIN_HEARTBEAT, MAX_HEARTBEAT]
+MAX_HEARTBEAT: Final = 3600.0
 
 
 def bad(envelope: Envelope, detail: str) -> MalformedMessage:
@@ -135,6 +147,18 @@ def parse_capacity(envelope: Envelope) -> int:
     if not _int(cap, 1, MAX_CAPACITY + 1):
         raise bad(envelope, f"field 'cap' must be an int in 1..{MAX_CAPACITY}, got {cap!r:.40}")
     return int(cap)
+
+
+def parse_heartbeat(envelope: Envelope) -> float | None:
+    """The ``hb`` of a hello: seconds between the worker's beats (None: it announced none)."""
+    beat: Any = _body(envelope).get("hb")
+    if beat is None:
+        return None
+    if type(beat) not in (int, float) or not MIN_HEARTBEAT <= beat <= MAX_HEARTBEAT:
+        raise bad(
+            envelope, f"field 'hb' must be seconds in {MIN_HEARTBEAT}..{MAX_HEARTBEAT}, got {beat!r:.40}"
+        )
+    return float(beat)
 
 
 def _attempt_item(item: Any, length: int) -> bool:
@@ -284,11 +308,16 @@ def tasks_frame(stream: int, lease: float, items: Sequence[list[Any]], *,
     return Frame(TASKS, body)
 
 
-def hello_frame(capacity: int, *, kx: bytes | None = None, task_pipes: Iterable[str] = ()) -> Frame:
-    """The worker's capacity (with a secret: its key and its task connections' addresses)."""
-    if kx is None:
-        return Frame(HELLO, {"cap": capacity})
-    return Frame(HELLO, {"cap": capacity, "kx": kx, "tp": sorted(task_pipes)})
+def hello_frame(capacity: int, *, kx: bytes | None = None, task_pipes: Iterable[str] = (),
+                heartbeat: float | None = None) -> Frame:  # fmt: skip
+    """The worker's capacity, its task connections' local addresses and its heartbeat period
+    (with a secret: also its key)."""
+    body: dict[str, Any] = {"cap": capacity, "tp": sorted(task_pipes)}
+    if heartbeat is not None:
+        body["hb"] = heartbeat
+    if kx is not None:
+        body["kx"] = kx
+    return Frame(HELLO, body)
 
 
 def claim_frame(stream: int, items: Sequence[list[int]], tickets: list[bytes] | None = None) -> Frame:
@@ -309,6 +338,10 @@ def done_frame(stream: int, items: Sequence[list[Any]]) -> Frame:
 
 def bye_frame() -> Frame:
     return Frame(BYE, {})
+
+
+def beat_frame() -> Frame:
+    return Frame(BEAT, {})
 
 
 def per_stream(build: Callable[[int, list[T]], Frame], lists: Mapping[int, list[T]]) -> list[Frame]:

@@ -10,7 +10,9 @@ hello with its capacity: ``concurrency`` handlers at once plus ``prefetch`` task
 (default: as many again). It reads every batch at once, claims the tasks that fit in its
 capacity and hands the rest back (``release``), renews its claims every ``lease/3``
 while it holds them, and sends results as they finish, coalescing what finished
-meanwhile into one message. A handler's exception is that attempt's error (the
+meanwhile into one message. Every ``heartbeat`` seconds in which it sent nothing else it
+sends a ``beat``: a dispatcher that hears nothing from it for three of them (its
+``liveness``) takes it as gone, as when its connection drops (a host cut off closes none). A handler's exception is that attempt's error (the
 dispatcher may retry it elsewhere), never the worker's death. On exit it says bye, so the
 dispatcher hands what it held to others at once.
 
@@ -43,6 +45,7 @@ from consensus.trust.secret import Secret, as_secret
 from consensus.trust.work import WorkerKeys
 from consensus.work import protocol as W
 from consensus.work.worker_protocol import (
+    HEARTBEAT,
     LeaseChanged,
     Rejected,
     TasksQueued,
@@ -69,13 +72,15 @@ hostile = RateLimited(log)  # frames refused by the secret: a line every 10 s at
 class Worker:
     """Runs ``handler(task)`` for tasks from a dispatcher; an async context manager.
 
-    ``secret``: the dispatcher's (or the room's) secret, when it has one (``docs/work.md`` 6)."""
+    ``secret``: the dispatcher's (or the room's) secret, when it has one (``docs/work.md`` 6).
+    ``heartbeat``: seconds between beats when nothing else goes out (None: never beat, and
+    the dispatcher never takes this worker as silent; ``docs/work.md``, liveness)."""
 
     def __init__(self, address: str | None = None, *, handler: Handler, tasks: str | None = None,
                  results: str | None = None, name: str | None = None, concurrency: int = 1,
                  prefetch: int | None = None, handler_threads: int | None = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, tls: TLSConfig | None = None,
-                 secret: Secret | bytes | str | None = None) -> None:  # fmt: skip
+                 secret: Secret | bytes | str | None = None, heartbeat: float | None = HEARTBEAT) -> None:  # fmt: skip
         if not callable(handler):
             raise TypeError(f"handler must be callable (plain or async), got {handler!r}")
         for what, value, low in (("concurrency", concurrency, 1), ("prefetch", prefetch, 0)):
@@ -87,7 +92,7 @@ class Worker:
         self.capacity = min(concurrency + (concurrency if prefetch is None else prefetch), W.MAX_CAPACITY)
         secret = as_secret(secret)
         keys = None if secret is None else WorkerKeys(secret, self.name)
-        self.protocol = WorkerProtocol(self.name, self.capacity, keys=keys)
+        self.protocol = WorkerProtocol(self.name, self.capacity, keys=keys, heartbeat=heartbeat)
         self._handler = handler
         # An async handler runs here with no deadline: awaited directly, without the cancel
         # scope and checks of run_handler (which plain handlers, run in threads, go through).
@@ -115,6 +120,7 @@ class Worker:
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._send_loop)
             nursery.start_soon(self._renew_loop)
+            nursery.start_soon(self._beat_loop)
             for _ in range(self.concurrency):
                 nursery.start_soon(self._runner)
             self._stack = stack.pop_all()
@@ -161,11 +167,11 @@ class Worker:
                 if hello is not None:
                     await self._push.send(hello.body, kind=hello.kind)
             await self._push.send(frame.body, kind=frame.kind)
+            self.protocol.sent(trio.current_time())
 
     async def _hello_loop(self) -> None:
         async with trio.open_nursery() as nursery:
-            if self.protocol.keys is not None:  # with a secret the hello vouches for the task connections
-                nursery.start_soon(self._vouch_loop)
+            nursery.start_soon(self._vouch_loop)  # the hello names the task connections
             while True:
                 hello = self.protocol.connections({peer.id for peer in self._push.peers})
                 if hello is not None:
@@ -245,6 +251,15 @@ class Worker:
         """A result with no wire form (or too large): report that failure in its place."""
         log.warning("worker %r: the result of task %d cannot be sent: %s", self.name, item[0], exc)
         await self._send(self.protocol.unsendable(stream, item, exc))
+
+    async def _beat_loop(self) -> None:
+        """A beat whenever nothing else went out for a heartbeat: this worker is alive."""
+        protocol = self.protocol
+        while True:
+            await trio.sleep(protocol.beat_wait(trio.current_time()))
+            beat = protocol.beat(trio.current_time())
+            if beat is not None:
+                await self._send(beat)
 
     async def _renew_loop(self) -> None:
         """Claim again what is held, so a long handler keeps its lease."""

@@ -5,7 +5,9 @@ the time, and returns the frames to send and events for the driver
 (:class:`consensus.work.worker.Worker`). It owns what the worker holds per stream (waiting
 or running), the claims on receipt and their renewals every ``lease/3``, the release of
 what does not fit, the results waiting to go out (batched per stream), the hello on each
-new connection, and every counter. It never reads a clock or touches a socket.
+new connection, the heartbeat (a ``beat`` when nothing else went out for ``heartbeat``
+seconds: the dispatcher takes a silent worker as gone, see :mod:`consensus.work.liveness`),
+and every counter. It never reads a clock or touches a socket.
 
 The per-task path stays cheap: :meth:`WorkerProtocol.next_job` and
 :meth:`WorkerProtocol.finished` make no event objects; results leave in batches
@@ -30,6 +32,7 @@ __all__ = ["Job", "LeaseChanged", "Rejected", "Step", "TasksQueued", "WorkerEven
            "WorkerStatistics"]  # fmt: skip
 
 MIN_RENEW_PERIOD: Final = 0.01  # seconds: the renewal check never spins faster
+HEARTBEAT: Final = 1.0  # seconds between a worker's beats, by default (silent 3 of them: gone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +99,22 @@ class Step:
 class WorkerProtocol:
     """The worker's state of the conversation with one dispatcher."""
 
-    def __init__(self, name: str, capacity: int, *, keys: WorkerKeys | None = None) -> None:
+    def __init__(self, name: str, capacity: int, *, keys: WorkerKeys | None = None,
+                 heartbeat: float | None = HEARTBEAT) -> None:  # fmt: skip
         if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= W.MAX_CAPACITY:
             raise ValueError(f"capacity must be an int in 1..{W.MAX_CAPACITY}, got {capacity!r}")
+        if heartbeat is not None and (
+            isinstance(heartbeat, bool)
+            or not isinstance(heartbeat, (int, float))
+            or not W.MIN_HEARTBEAT <= heartbeat <= W.MAX_HEARTBEAT
+        ):
+            raise ValueError(
+                f"heartbeat must be seconds in {W.MIN_HEARTBEAT}..{W.MAX_HEARTBEAT} (or None), got {heartbeat!r}"
+            )
         self.name = name
         self.capacity = capacity
+        self.heartbeat = None if heartbeat is None else float(heartbeat)
+        self._last_sent = -math.inf  # when a frame last went out
         self._queue: deque[Job] = deque()  # held, waiting for a handler
         self._holding: dict[tuple[int, int], Job] = {}  # (stream, task id) -> job: waiting or running
         self._leases: dict[int, float] = {}  # by stream, as the last batch said
@@ -147,16 +161,16 @@ class WorkerProtocol:
         return self._hello() if new else None
 
     def task_connections(self, local: Collection[str]) -> W.Frame | None:
-        """The local addresses of the task connections up now; with a secret, a hello when
-        one is new (the dispatcher sends batches only to connections its workers vouch for)."""
+        """The local addresses of the task connections up now; a hello when one is new (with
+        a secret the dispatcher sends batches only to connections its workers vouch for; and
+        it closes a silent worker's task connections, which it knows by these addresses)."""
         new = not set(local) <= self._task_pipes
         self._task_pipes = frozenset(local)
-        return self._hello() if new and self.keys is not None and self._greeted else None
+        return self._hello() if new and self._greeted else None
 
     def _hello(self) -> W.Frame:
-        if self.keys is None:
-            return W.hello_frame(self.capacity)
-        return W.hello_frame(self.capacity, kx=self.keys.kx, task_pipes=self._task_pipes)
+        return W.hello_frame(self.capacity, kx=None if self.keys is None else self.keys.kx,
+                             task_pipes=self._task_pipes, heartbeat=self.heartbeat)  # fmt: skip
 
     def bye(self) -> W.Frame | None:
         """Leaving: the dispatcher hands what is held to others at once (send results first).
@@ -290,6 +304,32 @@ class WorkerProtocol:
             self._succeeded -= 1
             self._failed += 1
         return W.done_frame(stream, [[task_id, attempt, False, error.to_wire() | {"final": True}]])
+
+    # ------------------------------------------------------------------ heartbeat
+    def sent(self, now: float) -> None:
+        """A frame went out at ``now``: the dispatcher heard from this worker."""
+        self._last_sent = now
+
+    def beat(self, now: float) -> W.Frame | None:
+        """A ``beat`` when nothing went out for ``heartbeat`` seconds (None: not due, no
+        heartbeat, no results connection yet, or, with a secret, no session to seal it under
+        before the first batch)."""
+        if (
+            self.heartbeat is None
+            or not self._greeted
+            or (self.keys is not None and not self.keys.ready)
+            or now - self._last_sent < self.heartbeat
+        ):
+            return None
+        return W.beat_frame()
+
+    def beat_wait(self, now: float) -> float:
+        """Seconds until a beat may be due (inf: this worker does not beat)."""
+        if self.heartbeat is None:
+            return math.inf
+        if not self._greeted or (self.keys is not None and not self.keys.ready):
+            return self.heartbeat  # nothing to beat on yet: look again a heartbeat later
+        return max(MIN_RENEW_PERIOD, self._last_sent + self.heartbeat - now)
 
     # ------------------------------------------------------------------ renewals
     def renew_period(self) -> float:
