@@ -17,8 +17,9 @@ waiting for a receiver (``SegmentGone("released")``) within its lease
 header names, is opened through the owner's ``/proc/<pid>/fd/<n>`` and checked
 (``_shm_memfd``: sealed against shrinking, ``"unsealed"``; ours, ``"owner"``; 0600,
 ``"mode"``; long enough, ``"truncated"``; the inode the header names,
-``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it). Only
-then is it counted and its payload mapped (nothing else is ever mapped: a sender cannot
+``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it). Once
+mapped, the memfd's stamp must be the header's token (``SegmentGone("reused")``: the
+sender recycled it, ``_shm_ring``). Only then is it counted and its payload given out (nothing else is ever mapped: a sender cannot
 shrink it under us):
 
 - A segment made for **one receiver** (the usual case) is claimed by removing its name:
@@ -52,6 +53,8 @@ from patterns.shm.header import (
     PAYLOAD_OFFSET,
     PENDING,
     PENDING_OFFSET,
+    STAMP_OFFSET,
+    STAMP_SIZE,
     Header,
     folder_name,
     monotonic_now,
@@ -219,6 +222,15 @@ def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memor
     except OSError as exc:
         raise SharedMemoryError(f"segment {name!r} cannot be mapped: {exc}", name=name, reason="map") from exc
     whole = memoryview(mapping)
+    if not hmac.compare_digest(bytes(whole[STAMP_OFFSET : STAMP_OFFSET + STAMP_SIZE]), header.token):
+        whole.release()
+        mapping.close()
+        raise SegmentGone(
+            f"segment {name!r}: its sender reused its memory for a later payload (this reference "
+            "came too late)",
+            name=name,
+            reason="reused",
+        )
     views = [whole[PAYLOAD_OFFSET + ref.offset : PAYLOAD_OFFSET + ref.end] for ref in ranges]
     whole.release()  # the slices keep the mapping; nothing else refers to it
     return views

@@ -55,6 +55,7 @@ live view holds one descriptor; from 3.13 on none is kept.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import errno
 import fcntl
@@ -70,13 +71,14 @@ from typing import Any, Final, Self
 
 import patterns.shm.spare as spares
 from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
-from patterns.shm import inflight, memfd, owned
+from patterns.shm import inflight, memfd, owned, ring
 from patterns.shm.attach import attach, attach_all
 from patterns.shm.header import (
     FLAG_PROBE,
     MMAP_OPTIONS,
     PAYLOAD_OFFSET,
     PENDING_OFFSET,
+    STAMP_OFFSET,
     Header,
     monotonic_now,
     process_identity,
@@ -84,6 +86,7 @@ from patterns.shm.header import (
     unlink_quietly,
 )
 from patterns.shm.ref import MAX_SEGMENT_SIZE, ShmRef, make_name
+from patterns.shm.worker import address_of
 
 __all__ = ["BufferState", "SharedBuffer", "attach", "attach_all", "place"]
 
@@ -112,9 +115,16 @@ class SharedBuffer:
     """
 
     def __init__(
-        self, path: Path, header: Header, mapping: mmap.mmap | None, payload: int = -1, inode: int = 0
+        self,
+        path: Path,
+        header: Header,
+        mapping: mmap.mmap | None,
+        payload: int = -1,
+        inode: int = 0,
+        slot: ring.Slot | None = None,
     ) -> None:
         self._path = path
+        self._slot = slot  # its memfd may carry a later payload once released (``_shm_ring``)
         self._header = header
         self._mmap = mapping
         # The payload memfd is held here until the reference leaves (then ``inflight``
@@ -161,21 +171,34 @@ class SharedBuffer:
         """Create a segment: mapped and reserved (``source`` None), or written from ``source``,
         unmapped. ``suffix`` (32 hex digits) names it instead of a random one (a beacon).
 
-        A payload segment takes a warm spare of its size class when one waits
+        A payload segment reuses a released one of its size class when one is pooled
+        (``_shm_ring``), else takes a warm spare of its class when one waits
         (``_shm_spare``); otherwise it is made afresh, after which a spare is prepared for
-        the next one. If there is no room, the directory's spares are given back and the
-        segment is tried once more."""
+        the next one. If there is no room, the directory's spares and pooled segments are
+        given back and the segment is tried once more."""
         _check_arguments(size, lease, receivers)
         if flags or suffix is not None:
             return cls._fresh(segment_directory(directory), size, lease, receivers, flags, source, suffix)
         key = spares.directory_key(directory)
+        if inflight.held():
+            inflight.check()  # segments whose receivers attached meanwhile retire now, not in 20 ms
+        slot = ring.take((key, spares.size_class(size)), size, spares.unmap_later)
+        if slot is not None:
+            return cls._reuse(Path(key), slot, size, lease, receivers, source)
         spare = spares.take(key, size)
         if spare is not None:
             header = _header(0, size, lease, receivers, spare.fd, spare.payload_inode)
+            slot = ring.Slot(spare.fd, spare.payload_inode, size, (key, spares.size_class(size)))
             try:
-                buf = cls(spare.path, header, spares.fill(spare, header, source), spare.fd, spare.inode)
+                mapping = spares.fill(spare, header, source)
             except OSError as exc:
                 raise _creation_error(exc, spare.path, size) from exc
+            if source is not None:
+                if not ring.keep_mapping(slot, mapping):
+                    spares.unmap_later(mapping)
+                buf = cls(spare.path, header, None, spare.fd, spare.inode, slot)
+            else:
+                buf = cls(spare.path, header, mapping, spare.fd, spare.inode, slot)
         else:
             folder = Path(key)
             try:
@@ -186,6 +209,34 @@ class SharedBuffer:
                 buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
         spares.wanted(key, size)
         return buf
+
+    @classmethod
+    def _reuse(
+        cls, folder: Path, slot: ring.Slot, size: int, lease: float, receivers: int, source: memoryview | None
+    ) -> SharedBuffer:
+        """A released segment's memfd carries this payload under a new name and token: the
+        stamp first, then the bytes (``source``, or zeros for a buffer to fill), the name last."""
+        mapping = slot.mapping
+        assert mapping is not None  # (``ring.take`` maps it)
+        path = folder / make_name(process_identity().pid, secrets.token_hex(16))
+        header = _header(0, size, lease, receivers, slot.fd, slot.inode)
+        try:
+            ring.write_stamp(slot.fd, mapping, header.token)
+            if source is not None:
+                with memoryview(mapping) as whole:
+                    whole[PAYLOAD_OFFSET : header.total_size] = source
+            else:
+                ctypes.memset(address_of(mapping) + PAYLOAD_OFFSET, 0, size)  # as a fresh one: zeros
+                slot.mapping = None  # the buffer's own now; back to the slot when it closes
+            inode = _write_name(path, header, None)
+        except BaseException as exc:
+            if source is None:
+                slot.mapping = mapping
+            ring.close(slot, spares.unmap_later)
+            if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
+                raise _creation_error(exc, path, size) from exc
+            raise
+        return cls(path, header, None if source is not None else mapping, slot.fd, inode, slot)
 
     @classmethod
     def _fresh(
@@ -222,6 +273,7 @@ class SharedBuffer:
             else:
                 os.ftruncate(payload, header.total_size)
             memfd.seal(payload)
+            os.pwrite(payload, header.token, STAMP_OFFSET)  # the use it carries (``_shm_ring``)
             if source is None:
                 protection = mmap.PROT_READ | mmap.PROT_WRITE
                 mapping = mmap.mmap(payload, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
@@ -235,7 +287,10 @@ class SharedBuffer:
             if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
                 raise _creation_error(exc, path, size) from exc
             raise
-        return cls(path, header, mapping, payload, inode)
+        slot = None
+        if not flags and suffix is None:  # a payload segment: reusable once released
+            slot = ring.Slot(payload, header.memfd_inode, size, (os.path.normpath(folder), spares.size_class(size)))
+        return cls(path, header, mapping, payload, inode, slot)
 
     # ------------------------------------------------------------------ properties
 
@@ -282,7 +337,7 @@ class SharedBuffer:
             owned.forget(self._path)
             payload, self._payload[0] = self._payload[0], -1
             if payload >= 0:
-                inflight.hold(str(self._path), payload, self._inode, self._header.lease_deadline)
+                inflight.hold(str(self._path), payload, self._inode, self._header.lease_deadline, self._slot)
                 spares.check_held_soon()
 
     @property
@@ -344,6 +399,8 @@ class SharedBuffer:
             view.release()
         except BufferError:
             return  # still borrowed: the last borrower's release unmaps
+        if self._out and self._slot is not None and ring.keep_mapping(self._slot, mapping):
+            return  # sent: kept, mapped, for the memfd's next payload (unsent, it may never be)
         if unmap_later:
             spares.unmap_later(mapping)
         else:
@@ -355,6 +412,8 @@ class SharedBuffer:
         self._state = BufferState.DISCARDED
         unlink_quietly(self._path)
         owned.forget(self._path)
+        if self._slot is not None and not self._out:
+            ring.forget(self._slot, spares.unmap_later)  # its memfd closes here: never reused
         _close_held(self._payload)  # (once handed over, ``inflight`` sees the name go and closes it)
 
     def __enter__(self) -> Self:
