@@ -77,6 +77,7 @@ class SegmentPool(Generic[T]):
         self.limits = limits
         self._retiring: dict[int, Entry[T]] = {}  # id(item) -> entry, oldest first
         self._free: dict[Key, list[Entry[T]]] = {}  # most recently released last
+        self._held: set[int] = set()  # id() of every item held, retiring or free
         self._bytes = 0
         self._counts = _Counters()
         self._stats_cache: PoolStatistics | None = None
@@ -86,10 +87,11 @@ class SegmentPool(Generic[T]):
         """``item``'s name is gone: hold it until its release is proven. False: over the
         byte bound or already held (the caller closes it; counted as refused)."""
         self._stats_cache = None
-        if id(item) in self._retiring or self._bytes + capacity > self.limits.max_bytes or capacity < 0:
+        if id(item) in self._held or self._bytes + capacity > self.limits.max_bytes or capacity < 0:
             self._counts.refused += 1
             return False
         self._retiring[id(item)] = Entry(item, key, capacity, now)
+        self._held.add(id(item))
         self._bytes += capacity
         return True
 
@@ -107,6 +109,7 @@ class SegmentPool(Generic[T]):
         self._counts.released += 1
         free = self._free.setdefault(entry.key, [])
         if len(free) >= self.limits.per_key:
+            self._held.discard(id(item))
             self._bytes -= entry.capacity
             self._counts.refused += 1
             return item
@@ -124,6 +127,7 @@ class SegmentPool(Generic[T]):
                 entry = free.pop(index)
                 if not free:
                     del self._free[key]
+                self._held.discard(id(entry.item))
                 self._bytes -= entry.capacity
                 self._counts.reused += 1
                 return entry.item
@@ -166,6 +170,7 @@ class SegmentPool(Generic[T]):
     def _forget(self, gone: list[Entry[T]]) -> list[T]:
         self._stats_cache = None
         self._bytes -= sum(e.capacity for e in gone)
+        self._held.difference_update(id(e.item) for e in gone)
         self._counts.trimmed += len(gone)
         return [e.item for e in gone]
 
@@ -189,4 +194,3 @@ class SegmentPool(Generic[T]):
                 trimmed=c.trimmed,
             )
         return self._stats_cache
-

@@ -289,7 +289,9 @@ class SharedBuffer:
             raise
         slot = None
         if not flags and suffix is None:  # a payload segment: reusable once released
-            slot = ring.Slot(payload, header.memfd_inode, size, (os.path.normpath(folder), spares.size_class(size)))
+            slot = ring.Slot(
+                payload, header.memfd_inode, size, (os.path.normpath(folder), spares.size_class(size))
+            )
         return cls(path, header, mapping, payload, inode, slot)
 
     # ------------------------------------------------------------------ properties
