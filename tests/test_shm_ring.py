@@ -185,3 +185,26 @@ def test_a_buffer_discarded_unsent_never_joins_the_pool(in_use: Path) -> None:
     inflight.check()
     assert ring.statistics().released == 0 and mappings(buf.path) == 0
     assert header.memfd >= 0
+
+
+@pytest.mark.parametrize("borrow", ["slice", "array", "open"])
+def test_a_buffer_its_writer_may_still_write_is_never_reused(in_use: Path, borrow: str) -> None:
+    """A slice or numpy array of the view that outlived the send, or a buffer never closed,
+    could write into a later payload: such a segment is closed, never pooled."""
+    np = pytest.importorskip("numpy") if borrow == "array" else None
+    buf = patterns.shared_buffer(MiB, directory=in_use)
+    kept: object = None
+    if borrow == "slice":
+        kept = buf.view[:16]
+    elif np is not None:
+        kept = np.frombuffer(buf.view, dtype=np.uint8)
+    ref = buf.ref
+    if borrow != "open":
+        buf.close()
+    attach(ref, directory=in_use).release()
+    inflight.check()
+    stats = ring.statistics()
+    assert (stats.released, stats.pooled, stats.retiring) == (0, 0, 0)
+    assert send_and_release(in_use, b"\2" * MiB) != buf._header.memfd_inode
+    del kept
+    buf.close()

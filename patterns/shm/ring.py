@@ -33,7 +33,10 @@ probe's descriptor asks for ``SIGURG`` (ignored unless a program handles it) ins
 of the default ``SIGIO``, which would end the process. A system without leases
 (``fs.leases-enable = 0``) reuses nothing.
 
-Only in a directory that an open socket with shared memory uses (as the spares), and
+A segment whose writer still maps it outside the pool (a ``shared_buffer`` never closed, or
+a numpy array over its view that outlived the send) is never pooled: the writer could
+otherwise write into a later payload. Only in a directory that an open socket with
+shared memory uses (as the spares), and
 bounded (:data:`LIMITS`): the bytes held retiring and free, free segments per class,
 closed after :data:`IDLE` seconds unused or when a retired one's receivers keep it past
 the same time, and all of a directory's when its last shared-memory socket closes, when
@@ -97,6 +100,7 @@ class Slot:
     key: Key
     mapping: mmap.mmap | None = None
     dead: bool = False  # closed, or its buffer discarded unsent: never pooled
+    writer: bool = False  # its buffer still maps it writable (a view, a numpy array): never pooled
 
 
 _lock = threading.Lock()
@@ -140,7 +144,7 @@ def release_proven(fd: int) -> bool | None:
 def retire(slot: Slot, unmap: Callable[[mmap.mmap], None]) -> None:
     """``slot``'s name is gone (the caller's descriptor is now ours): overwrite its stamp,
     then pool it once its release is proven; closed if it cannot be kept."""
-    if slot.dead or os.getpid() != _pid or _supported is False or not in_use(slot.key[0]):
+    if slot.dead or slot.writer or os.getpid() != _pid or _supported is False or not in_use(slot.key[0]):
         close(slot, unmap)
         return
     try:
@@ -201,11 +205,13 @@ def mapping_of(fd: int, length: int) -> mmap.mmap:
     return mmap.mmap(fd, length, flags, mmap.PROT_READ | mmap.PROT_WRITE, **MMAP_OPTIONS)
 
 
-def keep_mapping(slot: Slot, mapping: mmap.mmap) -> bool:
-    """Keep ``mapping`` (of ``slot``'s memfd, unborrowed) for the slot's reuse; False: the
-    caller unmaps it (the slot is closed, or has one already)."""
+def keep_mapping(slot: Slot, mapping: mmap.mmap, *, keep: bool = True) -> bool:
+    """The writer released its view of ``mapping`` (of ``slot``'s memfd, unborrowed now):
+    with ``keep``, keep the mapping for the slot's reuse; False: the caller unmaps it (not
+    kept, the slot is closed, or has one already)."""
     with _lock:
-        if slot.dead or slot.mapping is not None:
+        slot.writer = False
+        if not keep or slot.dead or slot.mapping is not None:
             return False
         slot.mapping = mapping
         return True

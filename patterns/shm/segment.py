@@ -5,7 +5,9 @@ A segment is a plain file in the segment directory (``/dev/shm``, or
 made with mode 0600 (receivers run as the same user). It holds the header of
 ``_shm_header`` and is as long as the segment, but sparse: the payload lives in a memfd
 of the writer's (``_shm_memfd``), sealed against shrinking and growing before the
-reference can leave, from offset 4096 (its first page stays zero). The writer
+reference can leave, from offset 4096 (its first page is zeros but for the stamp of
+``_shm_header``). Once every receiver released it, it may carry a later payload under a
+new name (``_shm_ring``). The writer
 holds that memfd until the name is gone or the lease passed (``_shm_inflight``). ``multiprocessing.shared_memory``
 is not used: before Python 3.13 its resource tracker unlinks segments behind our back.
 
@@ -125,6 +127,8 @@ class SharedBuffer:
     ) -> None:
         self._path = path
         self._slot = slot  # its memfd may carry a later payload once released (``_shm_ring``)
+        if slot is not None and mapping is not None:
+            slot.writer = True  # until close() releases the view: no reuse while we may write
         self._header = header
         self._mmap = mapping
         # The payload memfd is held here until the reference leaves (then ``inflight``
@@ -401,8 +405,19 @@ class SharedBuffer:
             view.release()
         except BufferError:
             return  # still borrowed: the last borrower's release unmaps
-        if self._out and self._slot is not None and ring.keep_mapping(self._slot, mapping):
-            return  # sent: kept, mapped, for the memfd's next payload (unsent, it may never be)
+        if self._slot is not None:
+            free = _unborrowed(mapping)
+            if free is False:
+                return  # a slice of the view outlived it: never reused; its release unmaps
+            if free is None:  # no way to tell but unmapping: pooled only if that works
+                try:
+                    mapping.close()
+                except BufferError:
+                    return
+                ring.keep_mapping(self._slot, mapping, keep=False)
+                return
+            if ring.keep_mapping(self._slot, mapping, keep=self._out):
+                return  # sent: kept, mapped, for the memfd's next payload (unsent, it may never be)
         if unmap_later:
             spares.unmap_later(mapping)
         else:
@@ -463,6 +478,19 @@ def _close_quietly(mapping: mmap.mmap) -> None:
         mapping.close()
     except BufferError:
         pass  # a borrower appeared: it unmaps when it goes
+
+
+def _unborrowed(mapping: mmap.mmap) -> bool | None:
+    """Does nothing borrow ``mapping`` (a slice of a released view still does)? None: cannot
+    tell. (A resize to its own size is refused while a buffer is exported, and else changes
+    nothing: a sealed memfd may be "truncated" to its size; ~15 us.)"""
+    try:
+        mapping.resize(len(mapping))
+    except BufferError:
+        return False
+    except (OSError, ValueError, TypeError, SystemError):
+        return None
+    return True
 
 
 def _close_held(box: list[int]) -> None:

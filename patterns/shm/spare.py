@@ -13,7 +13,7 @@ takes it and only copies into it.
 A spare changes nothing a receiver or a sweeper can observe:
 
 - It is fresh: never sent, never written but for its header; its payload is zeros.
-  Segments that were sent are never reused.
+  (Segments that were sent are reused only once released: ``_shm_ring``.)
 - While it waits it is a *probe* (``FLAG_PROBE``: it can never be attached), with a
   random token and name nobody was told, our pid and start time, and a lease of
   :data:`IDLE` + :data:`MARGIN` seconds: a killed owner's spare goes with the sweep
