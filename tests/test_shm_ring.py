@@ -208,3 +208,13 @@ def test_a_buffer_its_writer_may_still_write_is_never_reused(in_use: Path, borro
     assert send_and_release(in_use, b"\2" * MiB) != buf._header.memfd_inode
     del kept
     buf.close()
+
+
+def test_the_pool_keeps_at_most_a_share_of_the_free_memory(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ring, "_room", {})
+    monkeypatch.setattr(ring, "free_bytes", lambda directory: 2 * MiB)  # 1 MiB would be a third of 3
+    send_and_release(in_use, b"\1" * MiB)
+    stats = ring.statistics()
+    assert (stats.pooled, stats.refused) == (0, 1)

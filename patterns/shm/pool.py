@@ -95,6 +95,11 @@ class SegmentPool(Generic[T]):
         self._bytes += capacity
         return True
 
+    def refuse(self) -> None:
+        """Count a segment the driver would not retire (no memory to spare for it)."""
+        self._stats_cache = None
+        self._counts.refused += 1
+
     def retiring(self, key: Key | None = None) -> list[T]:
         """The items waiting for proof of release (of ``key``, or all), oldest first."""
         return [e.item for e in self._retiring.values() if key is None or e.key == key]

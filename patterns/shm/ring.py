@@ -37,7 +37,8 @@ A segment whose writer still maps it outside the pool (a ``shared_buffer`` never
 a numpy array over its view that outlived the send) is never pooled: the writer could
 otherwise write into a later payload. Only in a directory that an open socket with
 shared memory uses (as the spares), and
-bounded (:data:`LIMITS`): the bytes held retiring and free, free segments per class,
+bounded (:data:`LIMITS`, and at most :data:`SHARE` of the memory it and the free memory make
+together): the bytes held retiring and free, free segments per class,
 closed after :data:`IDLE` seconds unused or when a retired one's receivers keep it past
 the same time, and all of a directory's when its last shared-memory socket closes, when
 a segment there could not be made for lack of room, and at exit.
@@ -56,7 +57,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from patterns.shm.header import MMAP_OPTIONS, PAYLOAD_OFFSET, STAMP_OFFSET, STAMP_SIZE, monotonic_now
+from patterns.shm.header import (
+    MMAP_OPTIONS,
+    PAYLOAD_OFFSET,
+    STAMP_OFFSET,
+    STAMP_SIZE,
+    free_bytes,
+    monotonic_now,
+)
 from patterns.shm.pool import Key, PoolLimits, PoolStatistics, SegmentPool
 
 __all__ = [
@@ -81,6 +89,11 @@ IDLE: Final = 30.0
 """Seconds a free segment waits for reuse, and a retired one for its receivers' release."""
 LIMITS: Final = PoolLimits(max_bytes=1 << 29, per_key=4, idle=IDLE, patience=IDLE)
 """512 MiB of payload held at most per process, four free segments per size class."""
+SHARE: Final = 0.25
+"""The pool keeps at most this share of the memory it and what is free make together
+(``free_bytes``: the directory's room, ``MemAvailable``, the cgroup's limit)."""
+ROOM_FRESH: Final = 1.0
+"""Seconds a reading of the free memory is used again."""
 CHECK_EVERY: Final = 0.02
 """Seconds between two proofs tried while retired segments wait."""
 
@@ -107,6 +120,7 @@ _lock = threading.Lock()
 _pool: SegmentPool[Slot] = SegmentPool(LIMITS)
 _pid = os.getpid()
 _supported: bool | None = None  # leases work here (None: not tried yet)
+_room: dict[str, tuple[float, int]] = {}  # directory -> (when read, free bytes)
 in_use: Callable[[str], bool] = lambda directory: True
 """Whether an open socket uses shared memory in ``directory`` (``_shm_spare`` sets it):
 only there are segments kept, as spares are (a one-off ``place()`` keeps nothing)."""
@@ -152,8 +166,19 @@ def retire(slot: Slot, unmap: Callable[[mmap.mmap], None]) -> None:
     except (OSError, ValueError):
         close(slot, unmap)
         return
+    now = monotonic_now()
+    directory = slot.key[0]
+    known = _room.get(directory)
+    if known is None or now - known[0] >= ROOM_FRESH:
+        known = _room[directory] = (now, free_bytes(directory))  # (reads /proc: not under the lock)
+        if len(_room) > 64:
+            _room.clear()
     with _lock:
-        kept = _pool.retire(slot, slot.key, slot.capacity, monotonic_now())
+        held = _pool.held_bytes + slot.capacity
+        roomy = held <= SHARE * (known[1] + held)  # (what is held is not free: count it back)
+        kept = roomy and _pool.retire(slot, slot.key, slot.capacity, now)
+        if not roomy:
+            _pool.refuse()
         closing = [] if kept else [slot]
         closing += _prove(slot.key)
     for gone in closing:
