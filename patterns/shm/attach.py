@@ -17,9 +17,9 @@ waiting for a receiver (``SegmentGone("released")``) within its lease
 header names, is opened through the owner's ``/proc/<pid>/fd/<n>`` and checked
 (``_shm_memfd``: sealed against shrinking, ``"unsealed"``; ours, ``"owner"``; 0600,
 ``"mode"``; long enough, ``"truncated"``; the inode the header names,
-``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it). Once
-mapped, the memfd's stamp must be the header's token (``SegmentGone("reused")``: the
-sender recycled it, ``_shm_ring``). Only then is it counted and its payload given out (nothing else is ever mapped: a sender cannot
+``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it), and
+with it open, its stamp must be the header's token (``SegmentGone("reused")``: the
+sender recycled it, ``_shm_ring``). Only then is it counted and its payload mapped (nothing else is ever mapped: a sender cannot
 shrink it under us):
 
 - A segment made for **one receiver** (the usual case) is claimed by removing its name:
@@ -139,6 +139,7 @@ def _claim(path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[m
     _check_waiting(header, path, name)
     payload = _open_payload(name, header)  # before the claim: a refused payload claims nothing
     try:
+        _check_stamp(payload, name, header)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -157,6 +158,7 @@ def _attach_locked(
     _check_waiting(header, path, name)
     payload = _open_payload(name, header)
     try:
+        _check_stamp(payload, name, header)
         views = _map(payload, name, header, ranges)
     finally:
         os.close(payload)
@@ -216,21 +218,27 @@ def _open_payload(name: str, header: Header) -> int:
     return memfd.open_payload(name, header.owner.pid, header.memfd, header.memfd_inode, header.total_size)
 
 
-def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
-    try:
-        mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_OPTIONS)
-    except OSError as exc:
-        raise SharedMemoryError(f"segment {name!r} cannot be mapped: {exc}", name=name, reason="map") from exc
-    whole = memoryview(mapping)
-    if not hmac.compare_digest(bytes(whole[STAMP_OFFSET : STAMP_OFFSET + STAMP_SIZE]), header.token):
-        whole.release()
-        mapping.close()
+def _check_stamp(fd: int, name: str, header: Header) -> None:
+    """The memfd carries the use this header names (its stamp is the header's token).
+
+    Read with the memfd open and before the claim: the sender overwrites the stamp only
+    once the name is gone, and reuses the memfd only once no receiver has it open
+    (``_shm_ring``), so a receiver that passes this check reads this use's bytes."""
+    if not hmac.compare_digest(os.pread(fd, STAMP_SIZE, STAMP_OFFSET), header.token):
         raise SegmentGone(
             f"segment {name!r}: its sender reused its memory for a later payload (this reference "
             "came too late)",
             name=name,
             reason="reused",
         )
+
+
+def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:
+    try:
+        mapping = mmap.mmap(fd, header.total_size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_OPTIONS)
+    except OSError as exc:
+        raise SharedMemoryError(f"segment {name!r} cannot be mapped: {exc}", name=name, reason="map") from exc
+    whole = memoryview(mapping)
     views = [whole[PAYLOAD_OFFSET + ref.offset : PAYLOAD_OFFSET + ref.end] for ref in ranges]
     whole.release()  # the slices keep the mapping; nothing else refers to it
     return views

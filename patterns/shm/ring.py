@@ -18,10 +18,11 @@ opens its own memfd read-only, asks for the lease and drops it at once (~3 us).
 
 **Why a late receiver cannot read the next payload.** Every payload segment carries its
 use's random token twice: in its header (the named file) and in the first bytes of the
-memfd (the *stamp*, in the page before the payload). A receiver maps the memfd and
-refuses it (``SegmentGone("reused")``) unless the stamp equals the header's token,
-before it gives out a view. When a segment retires, the sender first overwrites the
-stamp (zeros), then proves the release. A receiver that opened the memfd before the
+memfd (the *stamp*, in the page before the payload). A receiver opens the memfd and
+refuses it (``SegmentGone("reused")``) unless the stamp equals the header's token, before
+it claims the segment (removes the name, or counts itself under the lock): so the stamp
+is still intact for every rightful receiver. When a segment retires (its name is gone),
+the sender first overwrites the stamp (zeros), then proves the release. A receiver that opened the memfd before the
 proof makes the lease fail (no reuse: the proof is tried again later); one that opens it
 after reads the stamp after it was overwritten, so it refuses it. The kernel orders the
 two (a lease is installed with a full barrier before the open counts are read, and an
