@@ -12,11 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 from _shm import mappings, no_leak, read_header, segments, shm_dir
+from conftest import Peers, read_line, tell
 
 import patterns
 from patterns.errors import SegmentGone
@@ -218,3 +221,44 @@ def test_the_pool_keeps_at_most_a_share_of_the_free_memory(
     send_and_release(in_use, b"\1" * MiB)
     stats = ring.statistics()
     assert (stats.pooled, stats.refused) == (0, 1)
+
+
+def test_the_stamp_is_checked_before_the_claim(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sender overwrites the stamp as soon as the name is gone: a receiver that claimed
+    the segment (removed the name) must not be refused for it, whatever happens next."""
+    import patterns.shm.attach as attaching
+
+    real_map = attaching._map
+
+    def map_after_the_sender_looked(*args: Any) -> list[memoryview]:
+        inflight.check()  # the name is gone: the sender retires it (its stamp overwritten)
+        return real_map(*args)
+
+    monkeypatch.setattr(attaching, "_map", map_after_the_sender_looked)
+    buf = place(b"\5" * MiB, lease=30, directory=in_use)
+    view = attach(buf.ref, directory=in_use)
+    assert ring.statistics().retiring == 1 and bytes(view[:2]) == b"\5\5"
+    view.release()
+    assert ring.tick(unmap) is not None and ring.statistics().pooled == 1
+
+
+@pytest.mark.timeout(90)
+async def test_a_stream_to_a_receiver_that_holds_some_views_never_changes_them(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch, peers: Peers, address: Callable[[str], str]
+) -> None:
+    """Back to back to another process, which keeps up to three views while more arrive:
+    segments are reused (the pool says so) and no held view ever reads a later payload."""
+    monkeypatch.setenv("NNG_CONSENSUS_SHM_DIR", str(in_use))
+    addr, count = address("ipc"), 40
+    async with patterns.Pair(listen=addr, name="test") as sock:
+        proc = peers.start("stream", addr, str(count), script="shm_peer.py")
+        with trio.fail_after(30):
+            assert await read_line(proc) == "ready"
+            await sock.wait_for_peers(1)
+            before = sock.statistics().shm_pool.reused
+            for tag in range(count):
+                await sock.send({"tag": tag, "data": bytes([tag]) * MiB})
+                assert (await sock.receive()) == {"ack": tag}
+            assert await read_line(proc) == f"stream ok {count}"
+            assert sock.statistics().shm_pool.reused - before >= count // 2
+        tell(proc, "quit")
