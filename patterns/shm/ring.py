@@ -140,8 +140,8 @@ def release_proven(fd: int) -> bool | None:
     None when this system cannot tell (no leases)."""
     try:
         probe = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
+    except OSError as exc:
+        return False if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM) else None  # later
     try:
         fcntl.fcntl(probe, F_SETSIG, signal.SIGURG)  # a broken lease must not SIGIO us
         try:
