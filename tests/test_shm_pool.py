@@ -68,10 +68,10 @@ class Reference:
         self.records.append(record)
         return None
 
-    def take(self, key: tuple[str, int], size: int) -> Item | None:
+    def take(self, key: tuple[str, int], size: int, final: bool) -> Item | None:
         fitting = [r for r in self.records if r.free and r.key == key and r.capacity >= size]
         if not fitting:
-            self.missed += 1
+            self.missed += final
             return None
         record = fitting[-1]  # the most recently released
         self.records.remove(record)
@@ -112,7 +112,7 @@ class Reference:
 operation = st.one_of(
     st.tuples(st.just("retire"), st.integers(0, 7), st.sampled_from(KEYS), st.integers(0, 40)),
     st.tuples(st.just("released"), st.integers(0, 7)),
-    st.tuples(st.just("take"), st.sampled_from(KEYS), st.integers(0, 40)),
+    st.tuples(st.just("take"), st.sampled_from(KEYS), st.integers(0, 40), st.booleans()),
     st.tuples(st.just("expire")),
     st.tuples(st.just("drop"), st.sampled_from([None, "/a", "/b"])),
 )
@@ -134,8 +134,8 @@ def test_the_pool_keeps_the_books_of_a_naive_reference(steps: list[tuple[tuple[o
                 )
             case ("released", int(i)):
                 assert pool.released(items[i], now) is reference.released(items[i], now)
-            case ("take", (str(d), int(c)), int(size)):
-                assert pool.take((d, c), size) is reference.take((d, c), size)
+            case ("take", (str(d), int(c)), int(size), bool(final)):
+                assert pool.take((d, c), size, final=final) is reference.take((d, c), size, final)
             case ("expire",):
                 assert {id(x) for x in pool.expire(now)} == reference.expire(now)
             case ("drop", directory):

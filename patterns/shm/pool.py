@@ -122,9 +122,10 @@ class SegmentPool(Generic[T]):
         free.append(entry)
         return None
 
-    def take(self, key: Key, size: int) -> T | None:
+    def take(self, key: Key, size: int, *, final: bool = True) -> T | None:
         """A free item of ``key`` with room for ``size`` bytes, now the caller's (the most
-        recently released first: its pages are the warmest); None counts a miss."""
+        recently released first: its pages are the warmest); None counts a miss, unless
+        the caller will look again (not ``final``)."""
         self._stats_cache = None
         free = self._free.get(key, [])
         for index in range(len(free) - 1, -1, -1):
@@ -136,7 +137,7 @@ class SegmentPool(Generic[T]):
                 self._bytes -= entry.capacity
                 self._counts.reused += 1
                 return entry.item
-        self._counts.missed += 1
+        self._counts.missed += final
         return None
 
     # ------------------------------------------------------------ trimming

@@ -205,15 +205,16 @@ def _prove(key: Key | None) -> list[Slot]:
     return closing
 
 
-def take(key: Key, size: int, unmap: Callable[[mmap.mmap], None]) -> Slot | None:
-    """A released slot of ``key`` with room for ``size`` payload bytes, mapped writable; or None."""
+def take(key: Key, size: int, unmap: Callable[[mmap.mmap], None], *, final: bool = True) -> Slot | None:
+    """A released slot of ``key`` with room for ``size`` payload bytes, mapped writable; or
+    None (counted as a miss when ``final``: the caller will not look again)."""
     if os.getpid() != _pid:
         return None
     with _lock:
         if not _pool.held_bytes:
             return None  # (nothing retiring nor free: not counted as a miss)
         closing = _prove(key)
-        slot = _pool.take(key, size)
+        slot = _pool.take(key, size, final=final)
     for gone in closing:
         close(gone, unmap)
     if slot is not None and slot.mapping is None:

@@ -179,15 +179,18 @@ class SharedBuffer:
         if flags or suffix is not None:
             return cls._fresh(segment_directory(directory), size, lease, receivers, flags, source, suffix)
         key = spares.directory_key(directory)
-        if inflight.held():
+        pool_key = (key, spares.size_class(size))
+        held = inflight.held() > 0
+        slot = ring.take(pool_key, size, spares.unmap_later, final=not held)
+        if slot is None and held:
             inflight.check()  # segments whose receivers attached meanwhile retire now, not in 20 ms
-        slot = ring.take((key, spares.size_class(size)), size, spares.unmap_later)
+            slot = ring.take(pool_key, size, spares.unmap_later)
         if slot is not None:
             return cls._reuse(Path(key), slot, size, lease, receivers, source)
         spare = spares.take(key, size)
         if spare is not None:
             header = making.new_header(0, size, lease, receivers, spare.fd, spare.payload_inode)
-            slot = ring.Slot(spare.fd, spare.payload_inode, size, (key, spares.size_class(size)))
+            slot = ring.Slot(spare.fd, spare.payload_inode, size, pool_key)
             try:
                 mapping = spares.fill(spare, header, source)
             except OSError as exc:
