@@ -23,7 +23,7 @@ The public names:
 
 The errors are in :mod:`patterns.errors` (``SharedMemoryError`` and its subclasses).
 The other modules here (``attach``, ``beacon``, ``header``, ``inflight``, ``memfd``,
-``pool``, ``ring``, ``segment``, ``spare``, ``worker``) are the machinery: their names may change.
+``making``, ``pool``, ``ring``, ``segment``, ``spare``, ``worker``) are the machinery: their names may change.
 """
 
 from patterns.shm.codec import DEFAULT_THRESHOLD, SharedMemory, holds_references, resolve, shared_buffer
