@@ -122,6 +122,8 @@ async def _send_toolkit(child: Child, style: str, address: str, array: Any, coun
                     np.frombuffer(buf.view, dtype=np.uint64)[:] = i  # the producer writes its data in place
                     await pair.send({"data": buf})
         stats = await child.areceive("done", STEP_TIMEOUT_S)
+        pool = pair.statistics().shm_pool  # (the process's pool, before the socket closes and drops it)
+        stats["pool"] = {"reused": pool.reused, "missed": pool.missed, "refused": pool.refused}
     return t0, stats
 
 
@@ -157,6 +159,7 @@ def measure(count: int) -> tuple[dict[str, float], list[str]]:
 
     array = np.arange(SIZE // 8, dtype=np.uint64)
     out: dict[str, float] = {"memcpy": _memcpy(array, count)}
+    pools: dict[str, dict[str, int]] = {}
     folder = tempfile.mkdtemp(prefix="nngc-bench-stream-", dir=SHM_ROOT)
     ipc = tempfile.mkdtemp(prefix="nngc-bench-stream-ipc-")
     child = Child("stream-receiver")
@@ -170,12 +173,21 @@ def measure(count: int) -> tuple[dict[str, float], list[str]]:
             if stats["wrong_size"]:
                 raise RuntimeError(f"{key}: {stats['wrong_size']} payloads of the wrong size")
             out[key] = (stats["last_ns"] - t0) / count / 1e6
+            if "pool" in stats:
+                pools[key] = stats["pool"]
     finally:
         child.stop()
         left = sorted(p.name for p in Path(folder).iterdir())
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(ipc, ignore_errors=True)
+    POOLS.clear()
+    POOLS.update(pools)
     return out, left
+
+
+POOLS: dict[str, dict[str, int]] = {}
+"""The sender's segment pool in the last :func:`measure`, per toolkit row (cumulative over
+the process: reused, missed, refused), to see whether the sends reused released segments."""
 
 
 def suite_step(quick: bool) -> list[Metric | Skip]:
@@ -210,13 +222,14 @@ def main(argv: list[str] | None = None) -> int:
                  "place_vs_memcpy": {"value": round(figures["place"] / copy, 2), "op": "<=", "target": 2,
                                      "met": figures["place"] / copy <= 2}}  # fmt: skip
         return {"params": {"count": count, "warmup": WARMUP, "size_bytes": SIZE}, "ms_per_payload": figures,
-                "goals": goals, "shm_files_left": left}  # fmt: skip
+                "goals": goals, "shm_files_left": left, "segment_pool": dict(POOLS)}  # fmt: skip
 
     def render(report: dict[str, Any]) -> str:
         rows = [(VARIANTS[k][1], f"{v:.2f}", f"{SIZE / v / 1e6:.2f}") for k, v in report["ms_per_payload"].items()]
         goals = [f"{name}: {g['value']} (goal {g['op']} {g['target']}: {'met' if g['met'] else 'NOT met'})"
                  for name, g in report["goals"].items()]  # fmt: skip
-        return "\n".join([format_table(("variant", "ms per 64 MiB", "GB/s"), rows), "", *goals])
+        pools = [f"segment pool after {key}: {pool}" for key, pool in report.get("segment_pool", {}).items()]
+        return "\n".join([format_table(("variant", "ms per 64 MiB", "GB/s"), rows), "", *goals, *pools])
 
     return _cli.run(args, "shm_stream", f"shm_stream: {count} x 64 MiB back to back", run, render, ("numpy",))
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from patterns.shm.pool import PoolStatistics
+from patterns.shm.ring import statistics as pool_statistics
 
 __all__ = ["SocketStatistics"]
 
@@ -39,3 +42,6 @@ class SocketStatistics:
     malformed_reasons: tuple[tuple[str, int], ...] = ()
     unauthenticated: int = 0
     unauthenticated_reasons: tuple[tuple[str, int], ...] = ()
+    shm_pool: PoolStatistics = field(default_factory=pool_statistics)
+    """This process's pool of reused shared-memory segments, when the snapshot was taken
+    (one pool per process, shared by its sockets: ``patterns.shm.ring``)."""

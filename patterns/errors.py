@@ -168,8 +168,9 @@ class SegmentGone(SharedMemoryError):
 
     ``reason`` is ``"missing"`` (no such file: never made here, already freed, or swept),
     ``"released"`` (every receiver it was made for has attached), ``"expired"`` (its
-    lease passed before this receiver attached) or ``"sender-gone"`` (its sender exited,
-    or closed the payload, before this receiver attached: the memory went with it).
+    lease passed before this receiver attached), ``"sender-gone"`` (its sender exited,
+    or closed the payload, before this receiver attached: the memory went with it) or
+    ``"reused"`` (its sender had already reused the memory for a later payload).
     """
 
 

@@ -83,12 +83,12 @@ def sweep_once(directory: str, now: float) -> None:
 
 
 def full(size: int) -> None:
-    from patterns.shm import segment
+    from patterns.shm import making, segment
 
     folder = segment_directory()
     for precheck in ("precheck", "no-precheck"):
         if precheck == "no-precheck":  # the payload's memfd is not on that tmpfs: it fits in memory
-            segment._check_room = lambda path, total: None  # type: ignore[assignment]
+            making.check_room = lambda path, total: None
         for how in ("create", "place"):
             try:
                 if how == "create":

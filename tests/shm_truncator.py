@@ -67,9 +67,9 @@ async def main(address: str, name: str, mode: str, size: int) -> None:
     handed: list[tuple[str, int]] = []
     hold = inflight.hold
 
-    def hold_and_keep(path: str, fd: int, inode: int, deadline: float) -> None:
+    def hold_and_keep(path: str, fd: int, inode: int, deadline: float, slot: object = None) -> None:
         handed.append((path, os.dup(fd)))  # ours, whatever inflight does with its own
-        hold(path, fd, inode, deadline)
+        hold(path, fd, inode, deadline, slot)  # type: ignore[arg-type]
 
     inflight.hold = hold_and_keep
 

@@ -164,7 +164,7 @@ def test_every_statistics_field_is_explained_in_the_docs() -> None:
 
     records = [consensus.RoomStatistics, consensus.MemberStatistics, consensus.HotlineStatistics,
                consensus.DispatcherStatistics, consensus.DistributionStatistics, consensus.WorkerStatistics,
-               patterns.SocketStatistics]  # fmt: skip
+               patterns.SocketStatistics, patterns.shm.PoolStatistics]  # fmt: skip
     page = (ROOT / "docs" / "statistics.md").read_text()
     sections = {
         part.split("\n", 1)[0].rpartition("→ ")[2].strip("` "): part for part in page.split("\n## ")[1:]

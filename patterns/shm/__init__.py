@@ -18,14 +18,16 @@ The public names:
   send with no copy at all; :class:`BufferState` says whether it is still usable;
 * :class:`ShmRef`: a reference as it arrives in a body decoded by the pure
   :func:`patterns.decode`, before :func:`resolve` attaches it (the sockets do this);
-* :func:`sweep` / :class:`SweepReport`: remove what dead or expired senders left.
+* :func:`sweep` / :class:`SweepReport`: remove what dead or expired senders left;
+* :class:`PoolStatistics`: the process's reused segments, as ``sock.statistics().shm_pool``.
 
 The errors are in :mod:`patterns.errors` (``SharedMemoryError`` and its subclasses).
 The other modules here (``attach``, ``beacon``, ``header``, ``inflight``, ``memfd``,
-``segment``, ``spare``, ``worker``) are the machinery: their names may change.
+``making``, ``pool``, ``ring``, ``segment``, ``spare``, ``worker``) are the machinery: their names may change.
 """
 
 from patterns.shm.codec import DEFAULT_THRESHOLD, SharedMemory, holds_references, resolve, shared_buffer
+from patterns.shm.pool import PoolStatistics
 from patterns.shm.ref import ShmRef
 from patterns.shm.segment import BufferState, SharedBuffer
 from patterns.shm.sweep import SweepReport, sweep
@@ -33,6 +35,7 @@ from patterns.shm.sweep import SweepReport, sweep
 __all__ = [
     "DEFAULT_THRESHOLD",
     "BufferState",
+    "PoolStatistics",
     "SharedBuffer",
     "SharedMemory",
     "ShmRef",

@@ -17,8 +17,9 @@ waiting for a receiver (``SegmentGone("released")``) within its lease
 header names, is opened through the owner's ``/proc/<pid>/fd/<n>`` and checked
 (``_shm_memfd``: sealed against shrinking, ``"unsealed"``; ours, ``"owner"``; 0600,
 ``"mode"``; long enough, ``"truncated"``; the inode the header names,
-``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it). Only
-then is it counted and its payload mapped (nothing else is ever mapped: a sender cannot
+``"mismatch"``; ``SegmentGone("sender-gone")`` if the sender no longer holds it), and
+with it open, its stamp must be the header's token (``SegmentGone("reused")``: the
+sender recycled it, ``_shm_ring``). Only then is it counted and its payload mapped (nothing else is ever mapped: a sender cannot
 shrink it under us):
 
 - A segment made for **one receiver** (the usual case) is claimed by removing its name:
@@ -52,6 +53,8 @@ from patterns.shm.header import (
     PAYLOAD_OFFSET,
     PENDING,
     PENDING_OFFSET,
+    STAMP_OFFSET,
+    STAMP_SIZE,
     Header,
     folder_name,
     monotonic_now,
@@ -136,6 +139,7 @@ def _claim(path: str, name: str, header: Header, ranges: list[ShmRef]) -> list[m
     _check_waiting(header, path, name)
     payload = _open_payload(name, header)  # before the claim: a refused payload claims nothing
     try:
+        _check_stamp(payload, name, header)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -154,6 +158,7 @@ def _attach_locked(
     _check_waiting(header, path, name)
     payload = _open_payload(name, header)
     try:
+        _check_stamp(payload, name, header)
         views = _map(payload, name, header, ranges)
     finally:
         os.close(payload)
@@ -211,6 +216,21 @@ def _open_payload(name: str, header: Header) -> int:
             reason="unsealed",
         )
     return memfd.open_payload(name, header.owner.pid, header.memfd, header.memfd_inode, header.total_size)
+
+
+def _check_stamp(fd: int, name: str, header: Header) -> None:
+    """The memfd carries the use this header names (its stamp is the header's token).
+
+    Read with the memfd open and before the claim: the sender overwrites the stamp only
+    once the name is gone, and reuses the memfd only once no receiver has it open
+    (``_shm_ring``), so a receiver that passes this check reads this use's bytes."""
+    if not hmac.compare_digest(os.pread(fd, STAMP_SIZE, STAMP_OFFSET), header.token):
+        raise SegmentGone(
+            f"segment {name!r}: its sender reused its memory for a later payload (this reference "
+            "came too late)",
+            name=name,
+            reason="reused",
+        )
 
 
 def _map(fd: int, name: str, header: Header, ranges: list[ShmRef]) -> list[memoryview]:

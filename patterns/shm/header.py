@@ -27,7 +27,9 @@ Layout (little-endian, 96 bytes at offset 0; the payload starts at :data:`PAYLOA
 
 The file in the segment directory carries the header (and is as long as the segment,
 sparse: it holds no payload bytes); the memfd carries the payload from
-:data:`PAYLOAD_OFFSET` (its first page is zeros).
+:data:`PAYLOAD_OFFSET`. Its first page is zeros but for the *stamp*: the token of the
+use it carries now, at :data:`STAMP_OFFSET` (a memfd is reused for later payloads,
+``_shm_ring``; a receiver refuses a memfd whose stamp is not its header's token).
 
 Everything here is pure except the few ``/proc`` readers at the bottom (who owns a
 segment, how much room a new one may take).
@@ -56,6 +58,8 @@ __all__ = [
     "PAYLOAD_OFFSET",
     "PENDING",
     "PENDING_OFFSET",
+    "STAMP_OFFSET",
+    "STAMP_SIZE",
     "VERSION",
     "Header",
     "OwnerIdentity",
@@ -75,6 +79,8 @@ PAYLOAD_OFFSET: Final = 4096
 HEADER: Final = struct.Struct("<8sHHIQQQ16sQdIIi4xQ")
 PENDING: Final = struct.Struct("<I")
 PENDING_OFFSET: Final = 76
+STAMP_OFFSET: Final = 0  # in the payload memfd: the token of the use it carries
+STAMP_SIZE: Final = TOKEN_SIZE
 _MAX_RECEIVERS: Final = 2**32 - 1
 
 MMAP_OPTIONS: Final[dict[str, Any]] = {"trackfd": False} if sys.version_info >= (3, 13) else {}

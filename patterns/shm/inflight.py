@@ -25,7 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from patterns.shm import ring
 from patterns.shm.header import monotonic_now, unlink_quietly
+from patterns.shm.worker import unmap
 
 __all__ = ["EXIT_PATIENCE", "check", "held", "hold", "release_all"]
 
@@ -43,6 +45,7 @@ class _Held:
     fd: int
     inode: int  # of the name's file: a name reused by another file is not ours
     deadline: float  # the lease (CLOCK_MONOTONIC)
+    slot: ring.Slot | None  # reusable once released: handed to ``ring`` when the name goes
 
 
 _lock = threading.Lock()
@@ -51,11 +54,12 @@ _pid = os.getpid()
 _crowd = BURST  # held payloads at which hold() checks them itself
 
 
-def hold(path: str, fd: int, inode: int, deadline: float) -> None:
-    """Keep payload ``fd`` of the segment named ``path`` open until its name goes or its lease passes."""
+def hold(path: str, fd: int, inode: int, deadline: float, slot: ring.Slot | None = None) -> None:
+    """Keep payload ``fd`` of the segment named ``path`` open until its name goes or its lease
+    passes (then ``slot``, if given, retires to ``ring`` for reuse instead of closing)."""
     with _lock:
         previous = _held.pop(path, None)
-        _held[path] = _Held(fd, inode, deadline)
+        _held[path] = _Held(fd, inode, deadline, slot)
         crowded = len(_held) > _crowd
     if previous is not None and previous.fd != fd:
         os.close(previous.fd)
@@ -94,11 +98,14 @@ def check(now: float | None = None) -> float | None:
         for path, entry in done:
             if _held.get(path) is entry:  # not closed by another check meanwhile
                 del _held[path]
-                closing.append(entry.fd)
+                closing.append(entry)
         left = bool(_held)
         _crowd = max(BURST, 2 * len(_held))
-    for fd in closing:
-        os.close(fd)
+    for entry in closing:
+        if entry.slot is not None and entry.slot.fd == entry.fd:
+            ring.retire(entry.slot, unmap)  # the descriptor is the ring's now
+        else:
+            os.close(entry.fd)
     return CHECK_EVERY if left else None
 
 

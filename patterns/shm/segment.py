@@ -5,7 +5,9 @@ A segment is a plain file in the segment directory (``/dev/shm``, or
 made with mode 0600 (receivers run as the same user). It holds the header of
 ``_shm_header`` and is as long as the segment, but sparse: the payload lives in a memfd
 of the writer's (``_shm_memfd``), sealed against shrinking and growing before the
-reference can leave, from offset 4096 (its first page stays zero). The writer
+reference can leave, from offset 4096 (its first page is zeros but for the stamp of
+``_shm_header``). Once every receiver released it, it may carry a later payload under a
+new name (``_shm_ring``). The writer
 holds that memfd until the name is gone or the lease passed (``_shm_inflight``). ``multiprocessing.shared_memory``
 is not used: before Python 3.13 its resource tracker unlinks segments behind our back.
 
@@ -55,8 +57,8 @@ live view holds one descriptor; from 3.13 on none is kept.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
-import errno
 import fcntl
 import mmap
 import os
@@ -70,27 +72,25 @@ from typing import Any, Final, Self
 
 import patterns.shm.spare as spares
 from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
-from patterns.shm import inflight, memfd, owned
+from patterns.shm import inflight, making, memfd, owned, ring
 from patterns.shm.attach import attach, attach_all
 from patterns.shm.header import (
     FLAG_PROBE,
     MMAP_OPTIONS,
     PAYLOAD_OFFSET,
     PENDING_OFFSET,
+    STAMP_OFFSET,
     Header,
-    monotonic_now,
     process_identity,
     segment_directory,
     unlink_quietly,
 )
-from patterns.shm.ref import MAX_SEGMENT_SIZE, ShmRef, make_name
+from patterns.shm.ref import ShmRef, make_name
+from patterns.shm.worker import address_of
 
 __all__ = ["BufferState", "SharedBuffer", "attach", "attach_all", "place"]
 
 RECEIVERS: Final = struct.Struct("<II")  # the header's receivers and pending counts, side by side
-
-_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOMEM})
-_MAX_RECEIVERS: Final = 2**32 - 1
 
 
 class BufferState(Enum):
@@ -112,9 +112,18 @@ class SharedBuffer:
     """
 
     def __init__(
-        self, path: Path, header: Header, mapping: mmap.mmap | None, payload: int = -1, inode: int = 0
+        self,
+        path: Path,
+        header: Header,
+        mapping: mmap.mmap | None,
+        payload: int = -1,
+        inode: int = 0,
+        slot: ring.Slot | None = None,
     ) -> None:
         self._path = path
+        self._slot = slot  # its memfd may carry a later payload once released (``_shm_ring``)
+        if slot is not None and mapping is not None:
+            slot.writer = True  # until close() releases the view: no reuse while we may write
         self._header = header
         self._mmap = mapping
         # The payload memfd is held here until the reference leaves (then ``inflight``
@@ -122,7 +131,7 @@ class SharedBuffer:
         self._payload = [payload]
         self._inode = inode
         if payload >= 0:
-            weakref.finalize(self, _close_held, self._payload)
+            weakref.finalize(self, making.close_held, self._payload)
         self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET : header.total_size]
         self._state = BufferState.CLOSED if mapping is None else BufferState.OPEN
         self._ref = ShmRef(path.name, header.token, 0, header.payload_length)
@@ -161,21 +170,37 @@ class SharedBuffer:
         """Create a segment: mapped and reserved (``source`` None), or written from ``source``,
         unmapped. ``suffix`` (32 hex digits) names it instead of a random one (a beacon).
 
-        A payload segment takes a warm spare of its size class when one waits
+        A payload segment reuses a released one of its size class when one is pooled
+        (``_shm_ring``), else takes a warm spare of its class when one waits
         (``_shm_spare``); otherwise it is made afresh, after which a spare is prepared for
-        the next one. If there is no room, the directory's spares are given back and the
-        segment is tried once more."""
-        _check_arguments(size, lease, receivers)
+        the next one. If there is no room, the directory's spares and pooled segments are
+        given back and the segment is tried once more."""
+        making.check_arguments(size, lease, receivers)
         if flags or suffix is not None:
             return cls._fresh(segment_directory(directory), size, lease, receivers, flags, source, suffix)
         key = spares.directory_key(directory)
+        pool_key = (key, spares.size_class(size))
+        held = inflight.held() > 0
+        slot = ring.take(pool_key, size, spares.unmap_later, final=not held)
+        if slot is None and held:
+            inflight.check()  # segments whose receivers attached meanwhile retire now, not in 20 ms
+            slot = ring.take(pool_key, size, spares.unmap_later)
+        if slot is not None:
+            return cls._reuse(Path(key), slot, size, lease, receivers, source)
         spare = spares.take(key, size)
         if spare is not None:
-            header = _header(0, size, lease, receivers, spare.fd, spare.payload_inode)
+            header = making.new_header(0, size, lease, receivers, spare.fd, spare.payload_inode)
+            slot = ring.Slot(spare.fd, spare.payload_inode, size, pool_key)
             try:
-                buf = cls(spare.path, header, spares.fill(spare, header, source), spare.fd, spare.inode)
+                mapping = spares.fill(spare, header, source)
             except OSError as exc:
-                raise _creation_error(exc, spare.path, size) from exc
+                raise making.creation_error(exc, spare.path, size) from exc
+            if source is not None:
+                if not ring.keep_mapping(slot, mapping):
+                    spares.unmap_later(mapping)
+                buf = cls(spare.path, header, None, spare.fd, spare.inode, slot)
+            else:
+                buf = cls(spare.path, header, mapping, spare.fd, spare.inode, slot)
         else:
             folder = Path(key)
             try:
@@ -186,6 +211,34 @@ class SharedBuffer:
                 buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
         spares.wanted(key, size)
         return buf
+
+    @classmethod
+    def _reuse(
+        cls, folder: Path, slot: ring.Slot, size: int, lease: float, receivers: int, source: memoryview | None
+    ) -> SharedBuffer:
+        """A released segment's memfd carries this payload under a new name and token: the
+        stamp first, then the bytes (``source``, or zeros for a buffer to fill), the name last."""
+        mapping = slot.mapping
+        assert mapping is not None  # (``ring.take`` maps it)
+        path = folder / make_name(process_identity().pid, secrets.token_hex(16))
+        header = making.new_header(0, size, lease, receivers, slot.fd, slot.inode)
+        try:
+            ring.write_stamp(slot.fd, mapping, header.token)
+            if source is not None:
+                with memoryview(mapping) as whole:
+                    whole[PAYLOAD_OFFSET : header.total_size] = source
+            else:
+                ctypes.memset(address_of(mapping) + PAYLOAD_OFFSET, 0, size)  # as a fresh one: zeros
+                slot.mapping = None  # the buffer's own now; back to the slot when it closes
+            inode = making.write_name(path, header, None)
+        except BaseException as exc:
+            if source is None:
+                slot.mapping = mapping
+            ring.close(slot, spares.unmap_later)
+            if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
+                raise making.creation_error(exc, path, size) from exc
+            raise
+        return cls(path, header, None if source is not None else mapping, slot.fd, inode, slot)
 
     @classmethod
     def _fresh(
@@ -200,42 +253,48 @@ class SharedBuffer:
     ) -> SharedBuffer:
         path = folder / make_name(process_identity().pid, suffix or secrets.token_hex(16))
         try:
-            _check_room(path, PAYLOAD_OFFSET + size)
+            making.check_room(path, PAYLOAD_OFFSET + size)
         except OSError as exc:
-            raise _creation_error(exc, path, size) from exc
+            raise making.creation_error(exc, path, size) from exc
         if flags & FLAG_PROBE:  # a probe has no payload memfd: its name is all it is
-            header = _header(flags, size, lease, receivers)
+            header = making.new_header(flags, size, lease, receivers)
             try:
-                _write_name(path, header, source)
+                making.write_name(path, header, source)
             except OSError as exc:
-                raise _creation_error(exc, path, size) from exc
+                raise making.creation_error(exc, path, size) from exc
             return cls(path, header, None)
         try:
             payload = memfd.create(path.name)
         except OSError as exc:
-            raise _creation_error(exc, path, size) from exc
+            raise making.creation_error(exc, path, size) from exc
         mapping = None
         try:
-            header = _header(flags, size, lease, receivers, payload, os.fstat(payload).st_ino)
+            header = making.new_header(flags, size, lease, receivers, payload, os.fstat(payload).st_ino)
             if source is None:
                 os.posix_fallocate(payload, 0, header.total_size)  # reserved: writing never SIGBUS
             else:
                 os.ftruncate(payload, header.total_size)
             memfd.seal(payload)
+            os.pwrite(payload, header.token, STAMP_OFFSET)  # the use it carries (``_shm_ring``)
             if source is None:
                 protection = mmap.PROT_READ | mmap.PROT_WRITE
                 mapping = mmap.mmap(payload, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
             else:
-                _write_all(payload, source, PAYLOAD_OFFSET)
-            inode = _write_name(path, header, None)  # the name last: the segment is whole by then
+                making.write_all(payload, source, PAYLOAD_OFFSET)
+            inode = making.write_name(path, header, None)  # the name last: the segment is whole by then
         except BaseException as exc:
             if mapping is not None:
                 mapping.close()
             os.close(payload)
             if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
-                raise _creation_error(exc, path, size) from exc
+                raise making.creation_error(exc, path, size) from exc
             raise
-        return cls(path, header, mapping, payload, inode)
+        slot = None
+        if not flags and suffix is None:  # a payload segment: reusable once released
+            slot = ring.Slot(
+                payload, header.memfd_inode, size, (os.path.normpath(folder), spares.size_class(size))
+            )
+        return cls(path, header, mapping, payload, inode, slot)
 
     # ------------------------------------------------------------------ properties
 
@@ -282,7 +341,7 @@ class SharedBuffer:
             owned.forget(self._path)
             payload, self._payload[0] = self._payload[0], -1
             if payload >= 0:
-                inflight.hold(str(self._path), payload, self._inode, self._header.lease_deadline)
+                inflight.hold(str(self._path), payload, self._inode, self._header.lease_deadline, self._slot)
                 spares.check_held_soon()
 
     @property
@@ -306,7 +365,7 @@ class SharedBuffer:
 
         Only before the reference has gone out: it rewrites the header's ``receivers``
         and ``pending`` counts under the same lock receivers take."""
-        _check_arguments(self.size, 1.0, receivers)
+        making.check_arguments(self.size, 1.0, receivers)
         if self._state is BufferState.DISCARDED:
             raise Closed(f"shared buffer {self.name!r} was discarded")
         if receivers == self._header.receivers == self._header.pending:
@@ -344,10 +403,23 @@ class SharedBuffer:
             view.release()
         except BufferError:
             return  # still borrowed: the last borrower's release unmaps
+        if self._slot is not None:
+            free = making.unborrowed(mapping)
+            if free is False:
+                return  # a slice of the view outlived it: never reused; its release unmaps
+            if free is None:  # no way to tell but unmapping: pooled only if that works
+                try:
+                    mapping.close()
+                except BufferError:
+                    return
+                ring.keep_mapping(self._slot, mapping, keep=False)
+                return
+            if ring.keep_mapping(self._slot, mapping, keep=self._out):
+                return  # sent: kept, mapped, for the memfd's next payload (unsent, it may never be)
         if unmap_later:
             spares.unmap_later(mapping)
         else:
-            _close_quietly(mapping)
+            making.close_quietly(mapping)
 
     def discard(self) -> None:
         """Unlink the name now and drop the mapping; receivers that attached keep their views."""
@@ -355,7 +427,9 @@ class SharedBuffer:
         self._state = BufferState.DISCARDED
         unlink_quietly(self._path)
         owned.forget(self._path)
-        _close_held(self._payload)  # (once handed over, ``inflight`` sees the name go and closes it)
+        if self._slot is not None and not self._out:
+            ring.forget(self._slot, spares.unmap_later)  # its memfd closes here: never reused
+        making.close_held(self._payload)  # (once handed over, ``inflight`` sees the name go and closes it)
 
     def __enter__(self) -> Self:
         return self
@@ -392,103 +466,3 @@ def place(
             return SharedBuffer._make(
                 flat.nbytes, lease=lease, receivers=receivers, directory=directory, flags=0, source=flat
             )
-
-
-_WRITE_CHUNK: Final = 8 * 1024 * 1024
-
-
-def _close_quietly(mapping: mmap.mmap) -> None:
-    try:
-        mapping.close()
-    except BufferError:
-        pass  # a borrower appeared: it unmaps when it goes
-
-
-def _close_held(box: list[int]) -> None:
-    fd, box[0] = box[0], -1
-    if fd >= 0:
-        os.close(fd)
-
-
-def _write_name(path: Path, header: Header, source: memoryview | None) -> int:
-    """Create the segment's file (mode 0600): its header, as long as the segment (sparse: the
-    payload lives in the memfd, except a probe's ``source``); its inode. Removed on failure."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.ftruncate(fd, header.total_size)
-        os.pwrite(fd, header.pack(), 0)
-        if source is not None:
-            _write_all(fd, source, PAYLOAD_OFFSET)
-        return os.fstat(fd).st_ino
-    except BaseException:
-        unlink_quietly(path)
-        raise
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: memoryview, offset: int) -> None:
-    done = 0
-    while done < len(data):
-        written = os.pwrite(fd, data[done : done + _WRITE_CHUNK], offset + done)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        done += written
-
-
-def _header(flags: int, size: int, lease: float, receivers: int, payload: int = -1, inode: int = 0) -> Header:
-    """A new segment's header: this process, a fresh token, the lease starting now, the
-    payload memfd ``payload`` (-1: none, a probe) whose inode is ``inode``."""
-    token = secrets.token_bytes(16)
-    deadline = monotonic_now() + lease
-    return Header(flags, process_identity(), token, size, deadline, receivers, receivers, payload, inode)
-
-
-ROOM_FRESH: Final = 1.0
-"""Seconds a directory's free space, as :func:`_check_room` read it, is used again."""
-_room: dict[Path, tuple[float, int]] = {}  # directory -> (when read, free bytes)
-
-
-def _check_room(path: Path, total: int) -> None:
-    """Fail early, before creating anything, when the directory's filesystem is too small.
-
-    The payload lives in a memfd, so segments no longer use the directory's space: its
-    free space is a bound set by whoever sized it (a 64 MB /dev/shm in a container), which
-    segments do not change. So it is read at most every :data:`ROOM_FRESH` seconds (a
-    ``statvfs`` took ~15 us on a cold path here) unless a segment would not fit."""
-    folder = path.parent
-    now = monotonic_now()
-    known = _room.get(folder)
-    if known is not None and now - known[0] < ROOM_FRESH and total <= known[1]:
-        return
-    info = os.statvfs(folder)
-    free = info.f_bavail * info.f_frsize
-    if len(_room) > 64:
-        _room.clear()
-    _room[folder] = (now, free)
-    if total > free:
-        raise OSError(errno.ENOSPC, f"{free} bytes free")
-
-
-def _check_arguments(size: int, lease: float, receivers: int) -> None:
-    if type(size) is not int or not 0 <= size <= MAX_SEGMENT_SIZE:
-        raise ValueError(f"segment size {size!r} must be an integer in 0..{MAX_SEGMENT_SIZE}")
-    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < float("inf"):
-        raise ValueError(f"lease {lease!r} must be a finite number of seconds > 0")
-    if type(receivers) is not int or not 1 <= receivers <= _MAX_RECEIVERS:
-        raise ValueError(f"receivers {receivers!r} must be an integer in 1..{_MAX_RECEIVERS}")
-
-
-def _creation_error(exc: OSError, path: Path, size: int) -> SharedMemoryError:
-    if exc.errno in _FULL_ERRNOS:
-        return SharedMemoryFull(
-            f"no room for a segment of {size} bytes in {path.parent} ({exc.strerror})",
-            name=path.name,
-            size=size,
-            directory=str(path.parent),
-        )
-    return SharedMemoryError(
-        f"cannot create segment {path.name!r} of {size} bytes in {path.parent}: {exc.strerror}",
-        name=path.name,
-        reason="create",
-    )

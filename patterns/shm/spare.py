@@ -13,7 +13,7 @@ takes it and only copies into it.
 A spare changes nothing a receiver or a sweeper can observe:
 
 - It is fresh: never sent, never written but for its header; its payload is zeros.
-  Segments that were sent are never reused.
+  (Segments that were sent are reused only once released: ``_shm_ring``.)
 - While it waits it is a *probe* (``FLAG_PROBE``: it can never be attached), with a
   random token and name nobody was told, our pid and start time, and a lease of
   :data:`IDLE` + :data:`MARGIN` seconds: a killed owner's spare goes with the sweep
@@ -48,10 +48,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from patterns.shm import inflight, memfd
+from patterns.shm import inflight, memfd, ring
 from patterns.shm.header import (
     FLAG_PROBE,
     PAYLOAD_OFFSET,
+    STAMP_OFFSET,
+    STAMP_SIZE,
     Header,
     folder_name,
     free_bytes,
@@ -149,7 +151,7 @@ class _Pool:
             upcoming = [spare.usable_until - now for spare in self.spares.values()]
         for spare in gone:
             _discard(spare)
-        pauses = [*upcoming, inflight.check(now)]
+        pauses = [*upcoming, inflight.check(now), ring.tick(unmap)]
         due = [pause for pause in pauses if pause is not None]
         return min(due) if due else None
 
@@ -233,6 +235,7 @@ class _Pool:
 
 _pool = _Pool()
 os.register_at_fork(after_in_child=_pool.reset_after_fork)
+ring.in_use = lambda directory: bool(_pool.users.get(directory))  # (a dict read: no lock needed)
 
 
 def _discard(spare: Spare, *, now: bool = False) -> None:
@@ -304,14 +307,14 @@ def wanted(directory: str, size: int) -> None:
     _pool.worker.submit(lambda: _pool.prepare(*key), delay=DEFER)
 
 
-def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap | None:
+def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap:
     """Turn a taken spare into the payload segment ``header`` describes (its token, length,
     receivers, lease, which starts now, and ``spare.fd`` as its memfd): the memfd cut to
-    the payload and sealed, the header rewritten, then ``source`` copied in through the
-    pre-faulted mapping (unmapped afterwards on the background thread; None is returned),
-    or with no ``source`` the writable mapping returned for the caller to fill. The memfd
-    stays open (the caller's to hold). On a failure the spare is removed, its memfd
-    closed, and the error propagates."""
+    the payload and sealed, stamped with the token (``_shm_ring``), the header rewritten,
+    then ``source`` copied in through the pre-faulted mapping; the writable mapping is
+    returned (the caller keeps it for the memfd's reuse, or fills it first when there is no
+    ``source``). The memfd stays open (the caller's to hold). On a failure the spare is
+    removed, its memfd closed, and the error propagates."""
     mapping = spare.mapping
     try:
         try:
@@ -319,24 +322,24 @@ def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap |
                 os.ftruncate(spare.fd, header.total_size)
                 os.ftruncate(spare.file, header.total_size)
             memfd.seal(spare.fd)
+            mapping[STAMP_OFFSET : STAMP_OFFSET + STAMP_SIZE] = header.token
             os.pwrite(spare.file, header.pack(), 0)
         finally:
             os.close(spare.file)
-        if source is None:
-            return mapping
-        with memoryview(mapping) as whole:
-            whole[PAYLOAD_OFFSET : header.total_size] = source
+        if source is not None:
+            with memoryview(mapping) as whole:
+                whole[PAYLOAD_OFFSET : header.total_size] = source
     except BaseException:
         unlink_quietly(spare.path)
         os.close(spare.fd)
         unmap_later(mapping)
         raise
-    unmap_later(mapping)
-    return None
+    return mapping
 
 
 def drop(directory: str | None = None, *, now: bool = False) -> int:
-    """Remove the spares of ``directory`` (None: all), those being prepared included; how many.
+    """Remove the spares of ``directory`` (None: all), those being prepared included, and
+    the segments pooled for reuse there (``_shm_ring``); how many.
 
     Their names go at once; with ``now`` their memory too (else the worker unmaps them)."""
     with _pool.lock:
@@ -351,7 +354,8 @@ def drop(directory: str | None = None, *, now: bool = False) -> int:
         unlink_quietly(path)
     for spare in gone:
         _discard(spare, now=now)
-    return len(gone) + len(preparing)
+    pooled = ring.drop(directory, unmap if now else unmap_later)
+    return len(gone) + len(preparing) + pooled
 
 
 def held(directory: str | None = None) -> list[Spare]:

@@ -1,0 +1,264 @@
+"""Reused payload segments (``patterns.shm.ring``): a released segment carries the next
+payload of its size class with its pages mapped; never while a receiver maps it; a late
+reference to its earlier use is refused; bounded; nothing left behind.
+
+Receivers here are this process (``attach``) or a spawned child; ``inflight.check`` and
+``ring.tick`` are what the background thread runs, called directly so nothing waits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from _shm import mappings, no_leak, read_header, segments, shm_dir
+from conftest import Peers, read_line, tell
+
+import patterns
+from patterns.errors import SegmentGone
+from patterns.shm import inflight, ring
+from patterns.shm import spare as spares
+from patterns.shm.header import PAYLOAD_OFFSET, monotonic_now
+from patterns.shm.pool import PoolLimits, PoolStatistics, SegmentPool
+from patterns.shm.segment import SharedBuffer, attach, place
+from patterns.shm.worker import unmap
+
+__all__ = ["no_leak", "shm_dir"]  # fixtures used by name
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def in_use(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``shm_dir`` kept in use as by an open socket, with a pool of this test's own."""
+    monkeypatch.setattr(ring, "_pool", SegmentPool(ring.LIMITS))
+    user = object()
+    spares.register(user, str(shm_dir))
+    try:
+        yield shm_dir
+    finally:
+        spares.unregister(user)  # drops the directory's pooled segments too
+        assert spares.settle(30)
+    assert ring.statistics().pooled == ring.statistics().retiring == 0
+
+
+def send_and_release(folder: Path, data: bytes) -> int:
+    """Place ``data``, attach it as its receiver would, check it, release it; its memfd's inode."""
+    buf = place(data, lease=30, directory=folder)
+    view = attach(buf.ref, directory=folder)
+    assert bytes(view[:16]) == data[:16] and view.nbytes == len(data)
+    view.release()
+    inflight.check()  # the name is gone: it retires, and its release is proven at once
+    return buf._header.memfd_inode
+
+
+def test_a_released_segment_carries_the_next_payload(in_use: Path) -> None:
+    first = send_and_release(in_use, b"\1" * MiB)
+    assert ring.statistics() == PoolStatistics(pooled=1, pooled_bytes=MiB, released=1)
+    second = send_and_release(in_use, b"\2" * MiB)  # reads back its own bytes, not the first's
+    assert second == first
+    third = send_and_release(in_use, b"\3" * (MiB - 4096))  # same size class, fits
+    assert third == first
+    stats = ring.statistics()
+    assert (stats.reused, stats.pooled, stats.released) == (2, 1, 3)
+    assert segments(in_use) == []
+
+
+def test_a_segment_a_receiver_still_maps_is_not_reused(in_use: Path) -> None:
+    buf = place(b"\1" * MiB, lease=30, directory=in_use)
+    held = attach(buf.ref, directory=in_use)
+    inflight.check()
+    assert ring.statistics().retiring == 1  # its name is gone, its memory is not released
+    fresh = send_and_release(in_use, b"\2" * MiB)
+    assert fresh != buf._header.memfd_inode
+    assert bytes(held[:4]) == b"\1" * 4 and bytes(held[-4:]) == b"\1" * 4  # untouched
+    held.release()
+    assert ring.tick(unmap) is not None
+    assert ring.statistics().retiring == 0 and ring.statistics().pooled == 2
+
+
+def test_a_late_reference_to_an_earlier_use_is_refused(in_use: Path) -> None:
+    buf = place(b"\1" * MiB, lease=30, directory=in_use)
+    ref = buf.ref
+    stale = in_use / "stale-header"
+    shutil.copy2(buf.path, stale)  # what a slow receiver read before the name went
+    attach(ref, directory=in_use).release()
+    inflight.check()
+    assert send_and_release(in_use, b"\2" * MiB) == buf._header.memfd_inode  # reused
+    again = place(b"\3" * MiB, lease=30, directory=in_use)  # the memfd now carries this one
+    assert again._header.memfd_inode == buf._header.memfd_inode
+    os.rename(stale, buf.path)  # the old header, its descriptor number and inode all still match
+    with pytest.raises(SegmentGone) as caught:
+        attach(ref, directory=in_use)
+    assert caught.value.reason == "reused" and "later payload" in str(caught.value)
+    buf.path.unlink(missing_ok=True)
+    again.discard()
+
+
+def test_a_reused_buffer_to_fill_starts_zeroed(in_use: Path) -> None:
+    first = send_and_release(in_use, b"\7" * MiB)
+    with patterns.shared_buffer(MiB, directory=in_use) as buf:
+        assert buf._header.memfd_inode == first
+        assert bytes(buf.view) == bytes(MiB)
+        buf.view[:3] = b"abc"
+        ref = buf.ref
+    view = attach(ref, directory=in_use)
+    assert bytes(view[:3]) == b"abc"
+    view.release()
+    inflight.check()
+    assert ring.statistics().pooled == 1  # its mapping came back with it
+
+
+def test_the_pool_is_bounded_in_bytes_and_per_size(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        ring, "_pool", SegmentPool(PoolLimits(max_bytes=2 * MiB, per_key=1, idle=30, patience=30))
+    )
+    bufs = [place(bytes([i]) * MiB, lease=30, directory=in_use) for i in range(3)]
+    views = [attach(buf.ref, directory=in_use) for buf in bufs]
+    inflight.check()
+    stats = ring.statistics()
+    assert (stats.retiring, stats.refused) == (2, 1)  # 2 MiB held: the third is closed at once
+    for view in views:
+        view.release()
+    ring.tick(unmap)
+    stats = ring.statistics()
+    assert (stats.pooled, stats.pooled_bytes, stats.released, stats.refused) == (1, MiB, 2, 2)  # one per size
+
+
+def test_an_unused_pooled_segment_is_closed_after_its_idle_time(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send_and_release(in_use, b"\1" * MiB)
+    now = monotonic_now()
+    monkeypatch.setattr(ring, "monotonic_now", lambda: now + ring.IDLE)
+    assert ring.tick(unmap) is None
+    assert ring.statistics().pooled == 0 and ring.statistics().trimmed == 1
+
+
+def test_a_one_off_place_without_a_socket_keeps_nothing(shm_dir: Path) -> None:
+    before = ring.statistics()
+    send_and_release(shm_dir, b"\1" * MiB)
+    after = ring.statistics()
+    assert (after.pooled, after.retiring, after.released) == (before.pooled, before.retiring, before.released)
+
+
+def test_the_proof_sees_a_mapping_in_another_process(tmp_path: Path) -> None:
+    """The lease probe: refused while a spawned process maps the memfd, granted once it unmapped."""
+    fd = os.memfd_create("probe-test", os.MFD_CLOEXEC)
+    os.ftruncate(fd, 2 * PAYLOAD_OFFSET)
+    assert ring.release_proven(fd) is True
+    child = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import mmap, os, sys\n"
+            f"f = os.open('/proc/{os.getpid()}/fd/{fd}', os.O_RDONLY)\n"
+            "m = mmap.mmap(f, 4096, prot=mmap.PROT_READ); os.close(f)\n"
+            "print('mapped', flush=True); sys.stdin.readline(); m.close()\n"
+            "print('unmapped', flush=True); sys.stdin.readline()\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "mapped"
+        assert ring.release_proven(fd) is False
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "unmapped"
+        assert ring.release_proven(fd) is True  # the process lives on, its mapping does not
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
+        os.close(fd)
+
+
+def test_a_buffer_discarded_unsent_never_joins_the_pool(in_use: Path) -> None:
+    buf = SharedBuffer.create(MiB, lease=30, directory=in_use)
+    header = read_header(buf.path)
+    buf.discard()
+    inflight.check()
+    assert ring.statistics().released == 0 and mappings(buf.path) == 0
+    assert header.memfd >= 0
+
+
+@pytest.mark.parametrize("borrow", ["slice", "array", "open"])
+def test_a_buffer_its_writer_may_still_write_is_never_reused(in_use: Path, borrow: str) -> None:
+    """A slice or numpy array of the view that outlived the send, or a buffer never closed,
+    could write into a later payload: such a segment is closed, never pooled."""
+    np = pytest.importorskip("numpy") if borrow == "array" else None
+    buf = patterns.shared_buffer(MiB, directory=in_use)
+    kept: object = None
+    if borrow == "slice":
+        kept = buf.view[:16]
+    elif np is not None:
+        kept = np.frombuffer(buf.view, dtype=np.uint8)
+    ref = buf.ref
+    if borrow != "open":
+        buf.close()
+    attach(ref, directory=in_use).release()
+    inflight.check()
+    stats = ring.statistics()
+    assert (stats.released, stats.pooled, stats.retiring) == (0, 0, 0)
+    assert send_and_release(in_use, b"\2" * MiB) != buf._header.memfd_inode
+    del kept
+    buf.close()
+
+
+def test_the_pool_keeps_at_most_a_share_of_the_free_memory(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ring, "_room", {})
+    monkeypatch.setattr(ring, "free_bytes", lambda directory: 2 * MiB)  # 1 MiB would be a third of 3
+    send_and_release(in_use, b"\1" * MiB)
+    stats = ring.statistics()
+    assert (stats.pooled, stats.refused) == (0, 1)
+
+
+def test_the_stamp_is_checked_before_the_claim(in_use: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sender overwrites the stamp as soon as the name is gone: a receiver that claimed
+    the segment (removed the name) must not be refused for it, whatever happens next."""
+    import patterns.shm.attach as attaching
+
+    real_map = attaching._map
+
+    def map_after_the_sender_looked(*args: Any) -> list[memoryview]:
+        inflight.check()  # the name is gone: the sender retires it (its stamp overwritten)
+        return real_map(*args)
+
+    monkeypatch.setattr(attaching, "_map", map_after_the_sender_looked)
+    buf = place(b"\5" * MiB, lease=30, directory=in_use)
+    view = attach(buf.ref, directory=in_use)
+    assert ring.statistics().retiring == 1 and bytes(view[:2]) == b"\5\5"
+    view.release()
+    assert ring.tick(unmap) is not None and ring.statistics().pooled == 1
+
+
+@pytest.mark.timeout(90)
+async def test_a_stream_to_a_receiver_that_holds_some_views_never_changes_them(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch, peers: Peers, address: Callable[[str], str]
+) -> None:
+    """Back to back to another process, which keeps up to three views while more arrive:
+    segments are reused (the pool says so) and no held view ever reads a later payload."""
+    monkeypatch.setenv("NNG_CONSENSUS_SHM_DIR", str(in_use))
+    addr, count = address("ipc"), 40
+    async with patterns.Pair(listen=addr, name="test") as sock:
+        proc = peers.start("stream", addr, str(count), script="shm_peer.py")
+        with trio.fail_after(30):
+            assert await read_line(proc) == "ready"
+            await sock.wait_for_peers(1)
+            before = sock.statistics().shm_pool.reused
+            for tag in range(count):
+                await sock.send({"tag": tag, "data": bytes([tag]) * MiB})
+                assert (await sock.receive()) == {"ack": tag}
+            assert await read_line(proc) == f"stream ok {count}"
+            assert sock.statistics().shm_pool.reused - before >= count // 2
+        tell(proc, "quit")
