@@ -1,7 +1,8 @@
 """One proxy mechanism for every public object, for asyncio callers and for plain code.
 
-A proxy holds a trio object (a ``Room``, a ``Hotline``...) and the :class:`TrioThread` it
-lives in, and forwards each attribute by its kind on the trio class:
+A proxy holds a trio object (a ``Room``, a ``Hotline``...) and its
+:class:`~consensus.bridge.shared.Lease` on the trio thread it lives in, and forwards each
+attribute by its kind on the trio class:
 
 ========================  ======================================  ==========================
 trio attribute            ``consensus.aio``                       ``consensus.blocking``
@@ -28,7 +29,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from consensus.bridge.handlers import adapt_arguments
-from consensus.bridge.thread import TrioThread
+from consensus.bridge.shared import Lease
 
 __all__ = [
     "AioIterator", "AioProxy", "BlockingIterator", "BlockingProxy", "Proxy", "aio_iterator", "attribute",
@@ -48,7 +49,7 @@ class Proxy:
     __slots__ = ("_target", "_thread")
     PROXIES: ClassVar[dict[type, type[Proxy]]] = {}
 
-    def __init__(self, target: Any, thread: TrioThread) -> None:
+    def __init__(self, target: Any, thread: Lease) -> None:
         self._target = target
         self._thread = thread
 
@@ -151,7 +152,7 @@ class AioIterator(Generic[Y]):
 
     __slots__ = ("_iterator", "_thread", "_wrap")
 
-    def __init__(self, source: AsyncIterable[Y], thread: TrioThread, wrap: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, source: AsyncIterable[Y], thread: Lease, wrap: Callable[[Any], Any] | None = None) -> None:
         self._iterator = thread.call_sync(aiter, source)
         self._thread = thread
         self._wrap = wrap
@@ -181,7 +182,7 @@ class BlockingIterator(Generic[Y]):
 
     __slots__ = ("_iterator", "_thread", "_wrap")
 
-    def __init__(self, source: AsyncIterable[Y], thread: TrioThread, wrap: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, source: AsyncIterable[Y], thread: Lease, wrap: Callable[[Any], Any] | None = None) -> None:
         self._iterator = thread.call_sync(aiter, source)
         self._thread = thread
         self._wrap = wrap

@@ -15,6 +15,7 @@ through a callback: ``loop.call_soon_threadsafe`` for an asyncio caller, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import Awaitable, Callable
@@ -145,13 +146,21 @@ class TrioThread:
         scope = trio.CancelScope()
 
         async def run() -> None:
-            result: Done[T] | None = None
-            with scope:
-                try:
-                    result = Done(await fn(*args))
-                except Exception as exc:  # noqa: BLE001 - handed to the caller, raised there
-                    result = Done(error=exc)
-            done(result if result is not None else Done(error=asyncio.CancelledError("cancelled by its caller")))
+            result: Done[T] = Done(error=asyncio.CancelledError("cancelled by its caller"))
+            try:
+                with scope:
+                    try:
+                        result = Done(await fn(*args))
+                    except Exception as exc:  # noqa: BLE001 - handed to the caller, raised there
+                        result = Done(error=exc)
+            except BaseException as exc:  # the thread stopping, or a SystemExit... raised by this call
+                if _is_cancelled(exc):
+                    result = Done(error=Closed(f"{self.name} stopped"))
+                    raise
+                result = Done(error=exc)  # for its caller alone: the thread is shared, the others go on
+            finally:
+                with contextlib.suppress(Exception):  # nobody left to tell; the thread's other calls go on
+                    done(result)
 
         self.soon(self._start_task, run)
 
@@ -223,6 +232,13 @@ class TrioThread:
             return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
         except trio.RunFinishedError:
             return fn(*args)
+
+
+def _is_cancelled(exc: BaseException) -> bool:
+    """``exc`` is trio cancelling the task (the thread stopping), alone or in a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 def _settle(future: asyncio.Future[T], result: T) -> None:
