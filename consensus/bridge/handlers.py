@@ -134,7 +134,12 @@ def adapt_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any],
     return tuple(_adapt(a, loop) for a in args), {k: _adapt(v, loop) for k, v in kwargs.items()}
 
 
+_PLAIN = frozenset({bytes, str, int, float, bool, type(None), dict, list, tuple})  # nothing to adapt: skip the checks
+
+
 def _adapt(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if callable(value) and not isinstance(value, type):
         return for_trio(value, loop)
     if isinstance(value, AsyncIterable):

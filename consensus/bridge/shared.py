@@ -14,7 +14,7 @@ refuses further calls with :class:`~patterns.Closed`, as a thread of its own wou
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from consensus.bridge.thread import Done, TrioThread
@@ -73,8 +73,8 @@ class Lease:
                done: Callable[[Done[T]], None]) -> Callable[[], None]:  # fmt: skip
         return self._check().submit(fn, *args, done=done)
 
-    async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return await self._check().acall(fn, *args)
+    def acall(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Coroutine[Any, Any, T]:
+        return self._check().acall(fn, *args)  # the thread's coroutine itself: no frame in between
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         return self._check().call(fn, *args)

@@ -15,7 +15,6 @@ through a callback: ``loop.call_soon_threadsafe`` for an asyncio caller, a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 from collections.abc import Awaitable, Callable
@@ -159,10 +158,12 @@ class TrioThread:
                     raise
                 result = Done(error=exc)  # for its caller alone: the thread is shared, the others go on
             finally:
-                with contextlib.suppress(Exception):  # nobody left to tell; the thread's other calls go on
+                try:
                     done(result)
+                except Exception:  # noqa: BLE001, S110 - nobody left to tell; the thread's other calls go on
+                    pass
 
-        self.soon(self._start_task, run)
+        self.soon(self._nursery_start, run)  # one hop: the callback starts the task itself
 
         def cancel() -> None:
             try:
@@ -172,9 +173,8 @@ class TrioThread:
 
         return cancel
 
-    def _start_task(self, run: Callable[[], Awaitable[None]]) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(run)
+    def _nursery_start(self, run: Callable[[], Awaitable[None]]) -> None:
+        self._nursery.start_soon(run)  # type: ignore[union-attr]  # set before the token is
 
     def soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run the plain ``fn(*args)`` in the thread soon; :class:`~patterns.Closed` once it ended."""
@@ -207,19 +207,21 @@ class TrioThread:
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)`` in the thread, blocking this one. Ctrl-C cancels the call."""
-        finished = threading.Event()
+        finished = threading.Lock()  # held until the call is done: cheaper than an Event
+        finished.acquire()
         box: list[Done[T]] = []
 
         def done(result: Done[T]) -> None:
             box.append(result)
-            finished.set()
+            finished.release()
 
         cancel = self.submit(fn, *args, done=done)
         try:
-            finished.wait()
-        except BaseException:
+            finished.acquire()
+        except BaseException:  # Ctrl-C: cancel the call and wait for it to end
             cancel()
-            finished.wait()
+            if not box:
+                finished.acquire()
             raise
         return box[0].unwrap()
 
