@@ -10,6 +10,7 @@ call has run is run by it. One post alone costs what a direct call would.
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -56,11 +57,18 @@ _trio_runs: trio.lowlevel.RunVar[Mailbox] = trio.lowlevel.RunVar("consensus.brid
 
 
 def for_loop(loop: asyncio.AbstractEventLoop) -> Mailbox:
-    """The mailbox into ``loop`` (from any thread)."""
+    """The mailbox into ``loop`` (from any thread); it goes with the loop."""
     box = _loops.get(loop)
     if box is None:
-        box = _loops.setdefault(loop, Mailbox(loop.call_soon_threadsafe))
+        box = _loops.setdefault(loop, Mailbox(functools.partial(_send_to, weakref.ref(loop))))
     return box
+
+
+def _send_to(ref: weakref.ref[asyncio.AbstractEventLoop], fn: Callable[[], None]) -> None:
+    loop = ref()  # weak: a mailbox holding its loop would keep the loop, its key, alive for ever
+    if loop is None:
+        raise RuntimeError("the asyncio loop is gone")
+    loop.call_soon_threadsafe(fn)
 
 
 def for_trio_run() -> Mailbox:
