@@ -351,3 +351,22 @@ def test_objects_share_one_trio_thread_and_one_failing_leaves_the_others(
         threads, result = run(main())
         assert threads == ["consensus-bridge aio"]
         assert dict(result.answers) == {"a": "still here?", "b": "still here?"}
+
+
+def test_cancelling_an_opening_stops_it_alone(room_address: Callable[[str], str]) -> None:
+    address, nowhere = room_address("ipc"), room_address("ipc")
+
+    async def main() -> Any:
+        async def on_poll(question: Any) -> Any:
+            return question
+
+        async with aio.host(address) as room:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):  # no host there: the opening waits, then is cancelled
+                    async with aio.join(nowhere, name="lost", join_timeout=30):
+                        pass
+            async with aio.join(address, name="m", on_poll=on_poll):
+                await room.wait_for_members(1)
+                return await room.poll("after?", timeout=10)
+
+    assert dict(run(main()).answers) == {"m": "after?"}

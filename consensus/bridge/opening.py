@@ -101,6 +101,7 @@ class AioOpening(_Opening[X]):
         self._early: BaseException | None = None  # the trio block ended by itself with this
         self._cancelled_body = False
         self._exiting = False
+        self._abandoned = False  # cancelled while opening or closing: its end concerns nobody
         task = asyncio.current_task()
 
         def on_entered(obj: Any) -> None:  # trio thread
@@ -112,14 +113,18 @@ class AioOpening(_Opening[X]):
         self._open(_Holder(functools.partial(self._factory, *args, **kwargs), on_entered), on_finished)
         try:
             obj = (await entered).unwrap()
-        except BaseException:  # cancelled while opening: stop opening
+        except BaseException:  # cancelled while opening (or it failed): stop opening, wait for its end
+            self._abandoned = True
             self._cancel_holder()
+            await asyncio.shield(self._finished)  # the trio side closed what it had opened
             await self._thread.arelease()
             raise
         return self._proxy(obj, self._thread)
 
     def _on_finished(self, done: Done[None], entered: asyncio.Future[Any], task: asyncio.Task[Any] | None) -> None:
-        self._finished.set_result(done)
+        _set(self._finished, done)  # a wait cancelled in __aexit__ cancelled the future: then a no-op
+        if self._abandoned:
+            return
         if not entered.done():  # the trio context manager failed to enter (NameTaken ...)
             entered.set_result(Done(error=done.error or Closed(f"{self.name} ended before it opened")))
         elif not self._exiting and task is not None:  # the trio block ended by itself: end ours
@@ -134,6 +139,7 @@ class AioOpening(_Opening[X]):
         try:
             done = await self._finished
         except asyncio.CancelledError:  # cancelled while closing: close at once, cancel the rest
+            self._abandoned = True
             self._cancel_holder()
             self._thread.release()
             raise
