@@ -1,15 +1,16 @@
 """A trio loop in a thread of its own, reached from asyncio or from plain code.
 
 :class:`TrioThread` is the one crossing both front ends use (docs/asyncio.md says why this
-one, with the figures). Each opening of a public object (``aio.host(...)``,
-``blocking.join(...)``...) starts one; it runs ``trio.run`` in a thread until the object's
-context manager exits, then the thread ends and is joined: nothing stays behind.
+one, with the figures). The objects opened through one front share one
+(:mod:`consensus.bridge.shared`): it runs ``trio.run`` in a thread until the last of their
+context managers exits, then the thread ends and is joined: nothing stays behind.
 
 A call goes in through ``TrioToken.run_sync_soon`` (trio's own thread-safe entry, a write
-to its wake-up socket, no polling) which starts a task in the thread's nursery; the task
-runs the call inside a cancel scope the caller can cancel, and hands back a :class:`Done`
-through a callback: ``loop.call_soon_threadsafe`` for an asyncio caller, a
-``threading.Event`` for a blocking one. No thread per call, no thread per message.
+to its wake-up socket, no polling) whose callback starts a task in the thread's nursery;
+the task runs the call inside a cancel scope the caller can cancel, and hands back a
+:class:`Done` through a callback: ``loop.call_soon_threadsafe`` for an asyncio caller, a
+lock released for a blocking one. Whatever a call raises goes to its caller alone. No
+thread per call, no thread per message.
 """
 
 from __future__ import annotations
