@@ -24,8 +24,10 @@ stay plain. Handlers that are coroutine functions (or async generators, for a st
 Cancelling the task awaiting a call (``asyncio.timeout`` included) cancels the call; the
 exceptions are the ones :mod:`consensus` raises.
 
-Trio stays the engine: each opened object runs its own trio loop in a thread, stopped and
-joined when its ``async with`` ends (docs/asyncio.md: why, and what it costs).
+Trio stays the engine, in one thread shared by the objects this process opened through
+``consensus.aio``: started by the first ``async with``, stopped and joined when the last
+one ends (docs/asyncio.md: why, and what it costs). The names are declared once for both
+fronts in :mod:`consensus.bridge.surface`.
 """
 
 from __future__ import annotations
@@ -33,17 +35,10 @@ from __future__ import annotations
 from typing import Any, Self
 
 import consensus as _c
+from consensus.bridge import surface
+from consensus.bridge.declare import attribute, method, method_to, plain_to
 from consensus.bridge.opening import AioOpening, aio_opener
-from consensus.bridge.proxy import (
-    AioIterator,
-    AioProxy,
-    aio_iterator,
-    attribute,
-    awaitable,
-    awaitable_to,
-    plain,
-)
-from consensus.bridge.proxy import plain_to as _plain_to
+from consensus.bridge.proxy import AioIterator, AioProxy
 from consensus.work.task import Outcome
 
 __all__ = [
@@ -52,46 +47,28 @@ __all__ = [
 ]  # fmt: skip
 
 
-class IncomingAsk(AioProxy):
+class IncomingAsk(surface.IncomingAskSurface, AioProxy):
     """An ask to answer by hand (:meth:`Hotline.receive_ask`); ``value``, ``stream``, ``id``."""
 
     __slots__ = ()
-    reply = awaitable(_c.IncomingAsk.reply)
-    chunk = awaitable(_c.IncomingAsk.chunk)
-    end = awaitable(_c.IncomingAsk.end)
-    fail = awaitable(_c.IncomingAsk.fail)
-    value = attribute[Any]()
-    stream = attribute[bool]()
 
 
-class Hotline(AioProxy):
+class Hotline(surface.HotlineSurface, AioProxy):
     """A :class:`consensus.Hotline` for asyncio: ``await line.ask(...)``, ``async for value in line``."""
 
     __slots__ = ()
-    state = attribute[_c.LineState]()
-    connected = attribute[bool]()
-    bound_address = attribute[str]()
-    wait_connected = awaitable(_c.Hotline.wait_connected)
-    wait_disconnected = awaitable(_c.Hotline.wait_disconnected)
-    send = awaitable(_c.Hotline.send)
-    receive = awaitable(_c.Hotline.receive)
-    receive_ask = awaitable_to(_c.Hotline.receive_ask, IncomingAsk)
-    ask = awaitable(_c.Hotline.ask)
-    ask_stream = aio_iterator(_c.Hotline.ask_stream)
-    statistics = plain(_c.Hotline.statistics)
+    receive_ask = method_to(_c.Hotline.receive_ask, IncomingAsk)
 
     def __aiter__(self) -> AioIterator[Any]:
         """``async for value in line``: the values the peer sends, until the line closes."""
         return self.iterate(self._target)
 
 
-class Distribution(AioProxy):
+class Distribution(surface.DistributionSurface, AioProxy):
     """``async with room.distribute(tasks) as outcomes: async for outcome in outcomes``."""
 
     __slots__ = ()
-    aclose = awaitable(_c.Distribution.aclose)
-    statistics = plain(_c.Distribution.statistics)
-    cancelled = attribute["_c.CancelReport | None"]()
+    aclose = method(_c.Distribution.aclose)
 
     async def __aenter__(self) -> Self:
         await self._thread.acall(self._target.__aenter__)
@@ -108,86 +85,37 @@ class Distribution(AioProxy):
         return outcome
 
 
-class OpenWorker(AioProxy):
+class OpenWorker(surface.WorkerSurface, AioProxy):
     """What ``async with aio.Worker(...)`` yields (and ``member.worker``)."""
 
     __slots__ = ()
-    connected = attribute[bool]()
-    wait_connected = awaitable(_c.Worker.wait_connected)
-    statistics = plain(_c.Worker.statistics)
 
 
-class OpenDispatcher(AioProxy):
+class OpenDispatcher(surface.DispatcherSurface, AioProxy):
     """What ``async with aio.Dispatcher(...)`` yields."""
 
     __slots__ = ()
-    distribute = _plain_to(_c.Dispatcher.distribute, Distribution)
-    workers = attribute[tuple[str, ...]]()
-    capacity = attribute[int]()
-    wait_for_workers = awaitable(_c.Dispatcher.wait_for_workers)
-    wait_workers_changed = awaitable(_c.Dispatcher.wait_workers_changed)
-    statistics = plain(_c.Dispatcher.statistics)
+    distribute = plain_to(_c.Dispatcher.distribute, Distribution)
 
 
-class Room(AioProxy):
+class Room(surface.RoomSurface, AioProxy):
     """A :class:`consensus.Room` for asyncio: ``await room.poll(...)``, ``async for ... in room.messages()``."""
 
     __slots__ = ()
-    members = attribute[tuple[str, ...]]()
-    observers = attribute[tuple[str, ...]]()
-    workers = attribute[tuple[str, ...]]()
-    wait_for_members = awaitable(_c.Room.wait_for_members)
-    wait_members_changed = awaitable(_c.Room.wait_members_changed)
-    wait_for_mesh = awaitable(_c.Room.wait_for_mesh)
-    wait_for_workers = awaitable(_c.Room.wait_for_workers)
-    wait_workers_changed = awaitable(_c.Room.wait_workers_changed)
-    broadcast = awaitable(_c.Room.broadcast)
-    messages = aio_iterator(_c.Room.messages)
-    distribute = _plain_to(_c.Room.distribute, Distribution)
-    poll = awaitable(_c.Room.poll)
-    vote = awaitable(_c.Room.vote)
-    deliberate = awaitable(_c.Room.deliberate)
-    close = awaitable(_c.Room.close)
-    statistics = plain(_c.Room.statistics)
-    work_statistics = plain(_c.Room.work_statistics)
+    distribute = plain_to(_c.Room.distribute, Distribution)
 
 
-class Member(AioProxy):
+class Member(surface.MemberSurface, AioProxy):
     """A :class:`consensus.Member` for asyncio: ``await me.poll(...)``, ``await me.hotline(peer)``."""
 
     __slots__ = ()
-    members = attribute[tuple[str, ...]]()
-    observers = attribute[tuple[str, ...]]()
-    observer = attribute[bool]()
-    host_connected = attribute[bool]()
     worker = attribute["OpenWorker | None"]()
-    wait_host_changed = awaitable(_c.Member.wait_host_changed)
-    wait_members_changed = awaitable(_c.Member.wait_members_changed)
-    wait_for_mesh = awaitable(_c.Member.wait_for_mesh)
-    poll = awaitable(_c.Member.poll)
-    vote = awaitable(_c.Member.vote)
-    broadcast = awaitable(_c.Member.broadcast)
-    hotline = awaitable_to(_c.Member.hotline, Hotline)
-    hotlines = aio_iterator(_c.Member.hotlines)
-    messages = aio_iterator(_c.Member.messages)
-    decisions = aio_iterator(_c.Member.decisions)
-    statistics = plain(_c.Member.statistics)
+    hotline = method_to(_c.Member.hotline, Hotline)
 
-
-AioProxy.PROXIES.update({
-    _c.Room: Room, _c.Member: Member, _c.Hotline: Hotline, _c.IncomingAsk: IncomingAsk,
-    _c.Distribution: Distribution, _c.Dispatcher: OpenDispatcher, _c.Worker: OpenWorker,
-})  # fmt: skip
 
 host = aio_opener(_c.host, Room)
 join = aio_opener(_c.join, Member)
 hotline = aio_opener(_c.hotline, Hotline)
 Dispatcher = aio_opener(_c.Dispatcher, OpenDispatcher)
 Worker = aio_opener(_c.Worker, OpenWorker)
-
-
-def __getattr__(name: str) -> Any:
-    """The rest of :mod:`consensus` (values, rules, exceptions) under the same names."""
-    if name in _c.__all__:
-        return getattr(_c, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = surface.rest_of_consensus(__name__)  # values, rules, exceptions: the same names

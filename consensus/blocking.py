@@ -19,8 +19,10 @@ functions and run in threads, as with trio (a coroutine function is refused: use
 :mod:`consensus` raises. When the trio side ends by itself (the host closed the room), the
 next call fails and the ``with`` ends with that exception (``RoomClosed``).
 
-Trio stays the engine: each opened object runs its own trio loop in a thread, stopped and
-joined when its ``with`` ends (docs/asyncio.md).
+Trio stays the engine, in one thread shared by the objects this process opened through
+``consensus.blocking``: started by the first ``with``, stopped and joined when the last one
+ends (docs/asyncio.md). The names are declared once for both fronts in
+:mod:`consensus.bridge.surface`.
 """
 
 from __future__ import annotations
@@ -29,17 +31,10 @@ from types import TracebackType
 from typing import Any, Self
 
 import consensus as _c
+from consensus.bridge import surface
+from consensus.bridge.declare import attribute, method, method_to, plain_to
 from consensus.bridge.opening import BlockingOpening, blocking_opener
-from consensus.bridge.proxy import (
-    BlockingIterator,
-    BlockingProxy,
-    attribute,
-    blocking,
-    blocking_iterator,
-    blocking_to,
-    plain,
-    plain_to,
-)
+from consensus.bridge.proxy import BlockingIterator, BlockingProxy
 from consensus.work.task import Outcome
 
 __all__ = [
@@ -48,46 +43,28 @@ __all__ = [
 ]  # fmt: skip
 
 
-class IncomingAsk(BlockingProxy):
+class IncomingAsk(surface.IncomingAskSurface, BlockingProxy):
     """An ask to answer by hand (:meth:`Hotline.receive_ask`); ``value``, ``stream``, ``id``."""
 
     __slots__ = ()
-    reply = blocking(_c.IncomingAsk.reply)
-    chunk = blocking(_c.IncomingAsk.chunk)
-    end = blocking(_c.IncomingAsk.end)
-    fail = blocking(_c.IncomingAsk.fail)
-    value = attribute[Any]()
-    stream = attribute[bool]()
 
 
-class Hotline(BlockingProxy):
+class Hotline(surface.HotlineSurface, BlockingProxy):
     """A :class:`consensus.Hotline` for plain code: ``line.ask(...)``, ``for value in line``."""
 
     __slots__ = ()
-    state = attribute[_c.LineState]()
-    connected = attribute[bool]()
-    bound_address = attribute[str]()
-    wait_connected = blocking(_c.Hotline.wait_connected)
-    wait_disconnected = blocking(_c.Hotline.wait_disconnected)
-    send = blocking(_c.Hotline.send)
-    receive = blocking(_c.Hotline.receive)
-    receive_ask = blocking_to(_c.Hotline.receive_ask, IncomingAsk)
-    ask = blocking(_c.Hotline.ask)
-    ask_stream = blocking_iterator(_c.Hotline.ask_stream)
-    statistics = plain(_c.Hotline.statistics)
+    receive_ask = method_to(_c.Hotline.receive_ask, IncomingAsk)
 
     def __iter__(self) -> BlockingIterator[Any]:
         """``for value in line``: the values the peer sends, until the line closes."""
         return self.iterate(self._target)
 
 
-class Distribution(BlockingProxy):
+class Distribution(surface.DistributionSurface, BlockingProxy):
     """``with room.distribute(tasks) as outcomes: for outcome in outcomes``."""
 
     __slots__ = ()
-    close = blocking(_c.Distribution.aclose)
-    statistics = plain(_c.Distribution.statistics)
-    cancelled = attribute["_c.CancelReport | None"]()
+    close = method(_c.Distribution.aclose)
 
     def __enter__(self) -> Self:
         self._thread.call(self._target.__aenter__)
@@ -108,86 +85,37 @@ class Distribution(BlockingProxy):
         return outcome
 
 
-class OpenWorker(BlockingProxy):
+class OpenWorker(surface.WorkerSurface, BlockingProxy):
     """What ``with blocking.Worker(...)`` yields (and ``member.worker``)."""
 
     __slots__ = ()
-    connected = attribute[bool]()
-    wait_connected = blocking(_c.Worker.wait_connected)
-    statistics = plain(_c.Worker.statistics)
 
 
-class OpenDispatcher(BlockingProxy):
+class OpenDispatcher(surface.DispatcherSurface, BlockingProxy):
     """What ``with blocking.Dispatcher(...)`` yields."""
 
     __slots__ = ()
     distribute = plain_to(_c.Dispatcher.distribute, Distribution)
-    workers = attribute[tuple[str, ...]]()
-    capacity = attribute[int]()
-    wait_for_workers = blocking(_c.Dispatcher.wait_for_workers)
-    wait_workers_changed = blocking(_c.Dispatcher.wait_workers_changed)
-    statistics = plain(_c.Dispatcher.statistics)
 
 
-class Room(BlockingProxy):
+class Room(surface.RoomSurface, BlockingProxy):
     """A :class:`consensus.Room` for plain code: ``room.poll(...)``, ``for ... in room.messages()``."""
 
     __slots__ = ()
-    members = attribute[tuple[str, ...]]()
-    observers = attribute[tuple[str, ...]]()
-    workers = attribute[tuple[str, ...]]()
-    wait_for_members = blocking(_c.Room.wait_for_members)
-    wait_members_changed = blocking(_c.Room.wait_members_changed)
-    wait_for_mesh = blocking(_c.Room.wait_for_mesh)
-    wait_for_workers = blocking(_c.Room.wait_for_workers)
-    wait_workers_changed = blocking(_c.Room.wait_workers_changed)
-    broadcast = blocking(_c.Room.broadcast)
-    messages = blocking_iterator(_c.Room.messages)
     distribute = plain_to(_c.Room.distribute, Distribution)
-    poll = blocking(_c.Room.poll)
-    vote = blocking(_c.Room.vote)
-    deliberate = blocking(_c.Room.deliberate)
-    close = blocking(_c.Room.close)
-    statistics = plain(_c.Room.statistics)
-    work_statistics = plain(_c.Room.work_statistics)
 
 
-class Member(BlockingProxy):
+class Member(surface.MemberSurface, BlockingProxy):
     """A :class:`consensus.Member` for plain code: ``me.poll(...)``, ``me.hotline(peer)``."""
 
     __slots__ = ()
-    members = attribute[tuple[str, ...]]()
-    observers = attribute[tuple[str, ...]]()
-    observer = attribute[bool]()
-    host_connected = attribute[bool]()
     worker = attribute["OpenWorker | None"]()
-    wait_host_changed = blocking(_c.Member.wait_host_changed)
-    wait_members_changed = blocking(_c.Member.wait_members_changed)
-    wait_for_mesh = blocking(_c.Member.wait_for_mesh)
-    poll = blocking(_c.Member.poll)
-    vote = blocking(_c.Member.vote)
-    broadcast = blocking(_c.Member.broadcast)
-    hotline = blocking_to(_c.Member.hotline, Hotline)
-    hotlines = blocking_iterator(_c.Member.hotlines)
-    messages = blocking_iterator(_c.Member.messages)
-    decisions = blocking_iterator(_c.Member.decisions)
-    statistics = plain(_c.Member.statistics)
+    hotline = method_to(_c.Member.hotline, Hotline)
 
-
-BlockingProxy.PROXIES.update({
-    _c.Room: Room, _c.Member: Member, _c.Hotline: Hotline, _c.IncomingAsk: IncomingAsk,
-    _c.Distribution: Distribution, _c.Dispatcher: OpenDispatcher, _c.Worker: OpenWorker,
-})  # fmt: skip
 
 host = blocking_opener(_c.host, Room)
 join = blocking_opener(_c.join, Member)
 hotline = blocking_opener(_c.hotline, Hotline)
 Dispatcher = blocking_opener(_c.Dispatcher, OpenDispatcher)
 Worker = blocking_opener(_c.Worker, OpenWorker)
-
-
-def __getattr__(name: str) -> Any:
-    """The rest of :mod:`consensus` (values, rules, exceptions) under the same names."""
-    if name in _c.__all__:
-        return getattr(_c, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = surface.rest_of_consensus(__name__)  # values, rules, exceptions: the same names

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -321,3 +322,51 @@ def test_members_open_a_hotline_by_name_and_ask_across_it(room_address: Callable
     answer, kinds, heard = run(main())
     assert answer == {"twice": 42} and heard == "hello a"
     assert kinds == ["Hotline", "Hotline", "a"]
+
+
+def _bridge_threads() -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("consensus-bridge"))
+
+
+def test_objects_share_one_trio_thread_and_one_failing_leaves_the_others(
+    room_address: Callable[[str], str],
+) -> None:
+    address = room_address("ipc")
+
+    async def main() -> tuple[list[str], Any]:
+        async def on_poll(question: Any) -> Any:
+            return question
+
+        async with aio.host(address) as room, aio.join(address, name="a", on_poll=on_poll), \
+                aio.join(address, name="b", on_poll=on_poll):  # fmt: skip
+            threads = _bridge_threads()
+            await room.wait_for_members(2)
+            with pytest.raises(NameTaken):  # fails in the shared thread: the others go on
+                async with aio.join(address, name="a", join_timeout=5):
+                    pass
+            result = await room.poll("still here?", timeout=10)
+        return threads, result
+
+    for _ in range(2):  # asyncio.run twice in one process: a fresh thread each time, none left after
+        threads, result = run(main())
+        assert threads == ["consensus-bridge aio"]
+        assert dict(result.answers) == {"a": "still here?", "b": "still here?"}
+
+
+def test_cancelling_an_opening_stops_it_alone(room_address: Callable[[str], str]) -> None:
+    address, nowhere = room_address("ipc"), room_address("ipc")
+
+    async def main() -> Any:
+        async def on_poll(question: Any) -> Any:
+            return question
+
+        async with aio.host(address) as room:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):  # no host there: the opening waits, then is cancelled
+                    async with aio.join(nowhere, name="lost", join_timeout=30):
+                        pass
+            async with aio.join(address, name="m", on_poll=on_poll):
+                await room.wait_for_members(1)
+                return await room.poll("after?", timeout=10)
+
+    assert dict(run(main()).answers) == {"m": "after?"}

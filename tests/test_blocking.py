@@ -12,10 +12,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trio
 from _bridge import agent, assert_no_bridge_threads, wait_ready
 from conftest import Peers, free_tcp_port_run, tell
 
 from consensus import RoomClosed, Timeout, blocking
+from consensus.bridge.shared import lease
+from patterns import Closed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -135,4 +138,51 @@ def test_asks_answered_by_hand_and_values_both_ways(address: Callable[[str], str
         client.send(2)
         values = [server.receive(), server.receive()]
     assert answers == [{"answer": "QUESTION"}] and values == [1, 2]
+    assert_no_bridge_threads()
+
+
+def test_objects_share_one_trio_thread_also_from_several_threads(room_address: Callable[[str], str]) -> None:
+    address = room_address("ipc")
+    results: list[Any] = []
+
+    def member(name: str, joined: threading.Barrier) -> None:
+        try:
+            with blocking.join(address, name=name, on_poll=lambda q: f"{name}:{q}") as me:
+                joined.wait()
+                results.extend(me.decisions())  # until the room closes
+        except RoomClosed:
+            results.append(f"{name} saw the room close")
+
+    with blocking.host(address) as room:
+        joined = threading.Barrier(3)
+        threads = [threading.Thread(target=member, args=(n, joined)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        joined.wait(timeout=30)
+        names = sorted(t.name for t in threading.enumerate() if t.name.startswith("consensus-bridge"))
+        room.wait_for_members(2)
+        poll = room.poll("q", timeout=10)
+        room.close()
+        for t in threads:
+            t.join(timeout=30)
+    assert names == ["consensus-bridge blocking"]
+    assert dict(poll.answers) == {"a": "a:q", "b": "b:q"}
+    assert sorted(results) == ["a saw the room close", "b saw the room close"]
+    assert_no_bridge_threads()
+
+
+def test_a_call_raising_system_exit_ends_alone_in_the_shared_thread() -> None:
+    first, second = lease("blocking", "first"), lease("blocking", "second")
+
+    async def leave() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        first.call(leave)
+    assert second.call(trio.sleep, 0) is None  # the thread the two share goes on
+    first.release()
+    with pytest.raises(Closed, match="first is closed"):
+        first.call(trio.sleep, 0)
+    assert second.call(trio.sleep, 0) is None
+    second.release()  # the last one: the thread ends
     assert_no_bridge_threads()

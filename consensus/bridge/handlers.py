@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import trio
 
+from consensus.bridge import mailbox
+
 __all__ = ["adapt_arguments", "for_trio", "run_on_loop"]
 
 T = TypeVar("T")
@@ -27,17 +29,18 @@ T = TypeVar("T")
 async def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` as a task of ``loop`` (another thread's asyncio loop) and wait for it in trio.
 
-    One wake-up each way: ``call_soon_threadsafe`` starts the task, its done-callback
-    reschedules this trio task (``run_coroutine_threadsafe`` would add a concurrent future
-    and a second callback hop in between)."""
-    token = trio.lowlevel.current_trio_token()
+    At most one wake-up each way, shared by the handlers started or finished together
+    (:mod:`~consensus.bridge.mailbox`): the loop's mailbox starts the task, its
+    done-callback reschedules this trio task through the trio run's mailbox
+    (``run_coroutine_threadsafe`` would add a concurrent future and a second callback hop)."""
+    into_trio = mailbox.for_trio_run()
     me = trio.lowlevel.current_task()
     box: list[asyncio.Task[T]] = []
     state = {"waiting": True}  # False once this side stopped waiting (cancelled)
 
     def finished(_: asyncio.Task[T]) -> None:  # on the asyncio loop
         try:
-            token.run_sync_soon(wake)
+            into_trio.post(wake)
         except trio.RunFinishedError:  # the trio side is gone: nobody waits any more
             pass
 
@@ -62,7 +65,7 @@ async def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any,
         return trio.lowlevel.Abort.SUCCEEDED
 
     try:
-        loop.call_soon_threadsafe(start)
+        mailbox.for_loop(loop).post(start)
     except RuntimeError:
         coro.close()
         raise RuntimeError("the asyncio loop that gave this handler is closed") from None
@@ -131,7 +134,12 @@ def adapt_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any],
     return tuple(_adapt(a, loop) for a in args), {k: _adapt(v, loop) for k, v in kwargs.items()}
 
 
+_PLAIN = frozenset({bytes, str, int, float, bool, type(None), dict, list, tuple})  # nothing to adapt: skip the checks
+
+
 def _adapt(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if callable(value) and not isinstance(value, type):
         return for_trio(value, loop)
     if isinstance(value, AsyncIterable):

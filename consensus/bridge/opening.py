@@ -1,12 +1,13 @@
 """Opening a public object from outside trio: the context managers of both fronts.
 
 ``aio.host(...)`` returns an :class:`AioOpening`, ``blocking.host(...)`` a
-:class:`BlockingOpening`. Entering starts a :class:`TrioThread` and, in it, one task that
+:class:`BlockingOpening`. Entering takes a :class:`Lease` on the front's shared trio thread
+(starting it if none runs) and starts, in it, one task that
 enters the trio context manager (``consensus.host(...)``), hands the object out as a proxy
 and holds the block open until the caller's block ends. Trio needs a nursery or a cancel
 scope to be left by the task that entered it, hence one holding task rather than separate
 ``__aenter__`` and ``__aexit__`` calls. Leaving releases that task, waits for the trio
-context manager to finish, then stops and joins the thread.
+context manager to finish, then gives the lease back: the last one stops and joins the thread.
 
 When the trio block ends by itself (the host closed the room, ``on_host_lost="exit"``),
 the asyncio block is cancelled, as trio cancels its own, and ends with the trio block's
@@ -29,7 +30,8 @@ import trio
 
 from consensus.bridge.handlers import adapt_arguments
 from consensus.bridge.proxy import Proxy
-from consensus.bridge.thread import Done, TrioThread
+from consensus.bridge.shared import Lease, lease
+from consensus.bridge.thread import Done
 from patterns import Closed
 
 __all__ = ["AioOpening", "BlockingOpening", "aio_opener", "blocking_opener"]
@@ -57,17 +59,26 @@ class _Holder:
 
 
 class _Opening(Generic[X]):
+    FRONT = ""  # the shared trio thread this front's objects use
+
     def __init__(self, factory: Callable[..., AbstractAsyncContextManager[Any]], proxy: type[X],
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:  # fmt: skip
         self._factory = factory
         self._proxy = proxy
         self._args = args
         self._kwargs = kwargs
-        self._thread = TrioThread(f"{getattr(factory, '__name__', 'consensus')} {args[0] if args else ''}".strip())
+        self.name = f"{getattr(factory, '__name__', 'consensus')} {args[0] if args else ''}".strip()
         self._holder: _Holder | None = None
+        self._cancel_holder: Callable[[], None] = _nothing
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._thread.name}>"
+        return f"<{type(self).__name__} {self.name}>"
+
+    def _open(self, holder: _Holder, done: Callable[[Done[None]], None]) -> Lease:
+        self._holder = holder
+        self._thread = lease(self.FRONT, self.name)
+        self._cancel_holder = self._thread.submit(holder.hold, done=done)
+        return self._thread
 
     def _release(self) -> None:
         if self._holder is not None:
@@ -80,6 +91,8 @@ class _Opening(Generic[X]):
 class AioOpening(_Opening[X]):
     """``async with aio.host(...) as room``: the trio object in its thread, as a proxy."""
 
+    FRONT = "aio"
+
     async def __aenter__(self) -> X:
         loop = asyncio.get_running_loop()
         args, kwargs = adapt_arguments(self._args, self._kwargs, loop)
@@ -88,31 +101,34 @@ class AioOpening(_Opening[X]):
         self._early: BaseException | None = None  # the trio block ended by itself with this
         self._cancelled_body = False
         self._exiting = False
+        self._abandoned = False  # cancelled while opening or closing: its end concerns nobody
         task = asyncio.current_task()
 
         def on_entered(obj: Any) -> None:  # trio thread
-            loop.call_soon_threadsafe(_set, entered, Done(obj))
+            _soon(loop, _set, entered, Done(obj))
 
         def on_finished(done: Done[None]) -> None:  # trio thread
-            loop.call_soon_threadsafe(self._on_finished, done, entered, task)
+            _soon(loop, self._on_finished, done, entered, task)
 
-        self._holder = _Holder(functools.partial(self._factory, *args, **kwargs), on_entered)
-        self._thread.start()
-        self._thread.submit(self._holder.hold, done=on_finished)
+        self._open(_Holder(functools.partial(self._factory, *args, **kwargs), on_entered), on_finished)
         try:
             obj = (await entered).unwrap()
-        except BaseException:
-            self._release()
-            await self._thread.astop()
+        except BaseException:  # cancelled while opening (or it failed): stop opening, wait for its end
+            self._abandoned = True
+            self._cancel_holder()
+            await asyncio.shield(self._finished)  # the trio side closed what it had opened
+            await self._thread.arelease()
             raise
         return self._proxy(obj, self._thread)
 
     def _on_finished(self, done: Done[None], entered: asyncio.Future[Any], task: asyncio.Task[Any] | None) -> None:
-        self._finished.set_result(done)
+        _set(self._finished, done)  # a wait cancelled in __aexit__ cancelled the future: then a no-op
+        if self._abandoned:
+            return
         if not entered.done():  # the trio context manager failed to enter (NameTaken ...)
-            entered.set_result(Done(error=done.error or Closed(f"{self._thread.name} ended before it opened")))
+            entered.set_result(Done(error=done.error or Closed(f"{self.name} ended before it opened")))
         elif not self._exiting and task is not None:  # the trio block ended by itself: end ours
-            self._early = done.error or Closed(f"{self._thread.name} ended")
+            self._early = done.error or Closed(f"{self.name} ended")
             self._cancelled_body = True
             task.cancel()
 
@@ -123,9 +139,11 @@ class AioOpening(_Opening[X]):
         try:
             done = await self._finished
         except asyncio.CancelledError:  # cancelled while closing: close at once, cancel the rest
-            self._thread.stop()
+            self._abandoned = True
+            self._cancel_holder()
+            self._thread.release()
             raise
-        await self._thread.astop()
+        await self._thread.arelease()
         if self._early is not None:
             task = asyncio.current_task()
             if self._cancelled_body and task is not None:
@@ -140,6 +158,8 @@ class AioOpening(_Opening[X]):
 
 class BlockingOpening(_Opening[X]):
     """``with blocking.host(...) as room``: the trio object in its thread, as a proxy."""
+
+    FRONT = "blocking"
 
     def __enter__(self) -> X:
         entered = threading.Event()
@@ -156,19 +176,18 @@ class BlockingOpening(_Opening[X]):
             self._ended.set()
             entered.set()
 
-        self._holder = _Holder(functools.partial(self._factory, *self._args, **self._kwargs), on_entered)
-        self._thread.start()
-        self._thread.submit(self._holder.hold, done=on_finished)
+        self._open(_Holder(functools.partial(self._factory, *self._args, **self._kwargs), on_entered), on_finished)
         try:
             entered.wait()
-        except BaseException:
-            self._release()
-            self._thread.stop()
+        except BaseException:  # Ctrl-C while opening: stop opening
+            self._cancel_holder()
+            self._ended.wait()
+            self._thread.release()
             raise
         if not box:
-            self._thread.stop()
+            self._thread.release()
             error = self._done[0].error
-            raise error if error is not None else Closed(f"{self._thread.name} ended before it opened")
+            raise error if error is not None else Closed(f"{self.name} ended before it opened")
         return self._proxy(box[0], self._thread)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -177,7 +196,7 @@ class BlockingOpening(_Opening[X]):
         try:
             self._ended.wait()
         finally:
-            self._thread.stop()
+            self._thread.release()
         error = self._done[0].error
         if error is not None and exc_type is None:
             raise error
@@ -220,6 +239,17 @@ def _returns(opener: Callable[..., Any], factory: Callable[..., Any], returns: s
     except (TypeError, ValueError):  # no signature to show: help() shows the docstring alone
         return
     setattr(opener, "__signature__", signature.replace(return_annotation=returns))  # noqa: B010 - mypy: no such attribute on functions
+
+
+def _nothing() -> None:
+    pass
+
+
+def _soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the caller's loop closed: nobody waits any more
+        pass
 
 
 def _set(future: asyncio.Future[Any], value: Any) -> None:

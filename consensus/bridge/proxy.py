@@ -1,7 +1,8 @@
 """One proxy mechanism for every public object, for asyncio callers and for plain code.
 
-A proxy holds a trio object (a ``Room``, a ``Hotline``...) and the :class:`TrioThread` it
-lives in, and forwards each attribute by its kind on the trio class:
+A proxy holds a trio object (a ``Room``, a ``Hotline``...) and its
+:class:`~consensus.bridge.shared.Lease` on the trio thread it lives in, and forwards each
+attribute by its kind on the trio class:
 
 ========================  ======================================  ==========================
 trio attribute            ``consensus.aio``                       ``consensus.blocking``
@@ -13,10 +14,10 @@ plain method, property    plain call, run in the trio thread       the same
 ========================  ======================================  ==========================
 
 Results that are trio objects come back as proxies of the same front (``PROXIES``), so a
-``member.hotline(peer)`` is an ``aio.Hotline``. The public modules declare each name once
-with the typed descriptors below (their signatures are the trio methods', so a new keyword
-passes through untouched); a name they do not declare is still forwarded by ``__getattr__``,
-untyped. Arguments from asyncio are adapted by :func:`~consensus.bridge.handlers.adapt_arguments`.
+``member.hotline(peer)`` is an ``aio.Hotline``. ``surface.py`` declares each name once, for
+both fronts, with the typed descriptors of ``declare.py``; a name it does not declare is
+still forwarded by ``__getattr__``, untyped. Arguments from asyncio are adapted by
+:func:`~consensus.bridge.handlers.adapt_arguments`.
 """
 
 from __future__ import annotations
@@ -24,31 +25,32 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from typing import Any, ClassVar, Generic, TypeVar
 
 from consensus.bridge.handlers import adapt_arguments
-from consensus.bridge.thread import TrioThread
+from consensus.bridge.shared import Lease
 
-__all__ = [
-    "AioIterator", "AioProxy", "BlockingIterator", "BlockingProxy", "Proxy", "aio_iterator", "attribute",
-    "awaitable", "awaitable_to", "blocking", "blocking_iterator", "blocking_to", "plain", "plain_to",
-]  # fmt: skip
+__all__ = ["AioIterator", "AioProxy", "BlockingIterator", "BlockingProxy", "Proxy"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 Y = TypeVar("Y")
-X = TypeVar("X", bound="Proxy")
 
 
 class Proxy:
     """A trio object seen from outside its thread. ``PROXIES`` maps trio classes to the
-    proxy classes of this front (filled by the public module)."""
+    proxy classes of this front: a front's class registers itself there by the ``TRIO``
+    class its surface names."""
 
     __slots__ = ("_target", "_thread")
     PROXIES: ClassVar[dict[type, type[Proxy]]] = {}
+    TRIO: ClassVar[type | None] = None  # the trio class shown (set by the surface classes)
 
-    def __init__(self, target: Any, thread: TrioThread) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.TRIO is not None and cls.PROXIES is not Proxy.PROXIES:  # a front's class, not a surface
+            cls.PROXIES[cls.TRIO] = cls
+
+    def __init__(self, target: Any, thread: Lease) -> None:
         self._target = target
         self._thread = thread
 
@@ -151,7 +153,7 @@ class AioIterator(Generic[Y]):
 
     __slots__ = ("_iterator", "_thread", "_wrap")
 
-    def __init__(self, source: AsyncIterable[Y], thread: TrioThread, wrap: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, source: AsyncIterable[Y], thread: Lease, wrap: Callable[[Any], Any] | None = None) -> None:
         self._iterator = thread.call_sync(aiter, source)
         self._thread = thread
         self._wrap = wrap
@@ -181,7 +183,7 @@ class BlockingIterator(Generic[Y]):
 
     __slots__ = ("_iterator", "_thread", "_wrap")
 
-    def __init__(self, source: AsyncIterable[Y], thread: TrioThread, wrap: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, source: AsyncIterable[Y], thread: Lease, wrap: Callable[[Any], Any] | None = None) -> None:
         self._iterator = thread.call_sync(aiter, source)
         self._thread = thread
         self._wrap = wrap
@@ -206,85 +208,3 @@ class BlockingIterator(Generic[Y]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# ---------------------------------------------------------------------- typed declarations
-class _Declared(Generic[P, R]):
-    """A name declared on a proxy class: typed from the trio method it forwards to."""
-
-    def __init__(self, fn: Callable[..., Any], wrap: type[Proxy] | None, kind: str) -> None:
-        self.name = fn.__name__
-        self.__doc__ = fn.__doc__
-        self._wrap = wrap
-        self._kind = kind
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> _Declared[P, R]: ...
-    @overload
-    def __get__(self, obj: Proxy, owner: type) -> Callable[P, R]: ...
-    def __get__(self, obj: Proxy | None, owner: type) -> Any:
-        if obj is None:
-            return self
-        wrap = None if self._wrap is None else functools.partial(self._wrap, thread=obj._thread)
-        if self._kind == "async":
-            return obj._async_method(self.name, wrap)
-        if self._kind == "iterator":
-            return obj._iterator_method(self.name)
-        return obj._plain_method(self.name, wrap)
-
-
-def awaitable(fn: Callable[Concatenate[Any, P], Awaitable[R]]) -> _Declared[P, Coroutine[Any, Any, R]]:
-    """An ``async def`` method, for the asyncio front."""
-    return _Declared(fn, None, "async")
-
-
-def awaitable_to(fn: Callable[Concatenate[Any, P], Awaitable[Any]],
-                 proxy: type[X]) -> _Declared[P, Coroutine[Any, Any, X]]:  # fmt: skip
-    """An ``async def`` method returning a trio object, shown as ``proxy``, for asyncio."""
-    return _Declared(fn, proxy, "async")
-
-
-def blocking(fn: Callable[Concatenate[Any, P], Awaitable[R]]) -> _Declared[P, R]:
-    """An ``async def`` method, for the blocking front."""
-    return _Declared(fn, None, "async")
-
-
-def blocking_to(fn: Callable[Concatenate[Any, P], Awaitable[Any]], proxy: type[X]) -> _Declared[P, X]:
-    """An ``async def`` method returning a trio object, shown as ``proxy``, for plain code."""
-    return _Declared(fn, proxy, "async")
-
-
-def plain(fn: Callable[Concatenate[Any, P], R]) -> _Declared[P, R]:
-    """A plain method (``statistics()``), run in the trio thread."""
-    return _Declared(fn, None, "plain")
-
-
-def plain_to(fn: Callable[Concatenate[Any, P], Any], proxy: type[X]) -> _Declared[P, X]:
-    """A plain method returning a trio object (``distribute()``), shown as ``proxy``."""
-    return _Declared(fn, proxy, "plain")
-
-
-def aio_iterator(fn: Callable[Concatenate[Any, P], AsyncIterator[Y]]) -> _Declared[P, AioIterator[Y]]:
-    """A method returning an async iterator (``messages()``), for the asyncio front."""
-    return _Declared(fn, None, "iterator")
-
-
-def blocking_iterator(fn: Callable[Concatenate[Any, P], AsyncIterator[Y]]) -> _Declared[P, BlockingIterator[Y]]:
-    """A method returning an async iterator (``messages()``), as an iterator for plain code."""
-    return _Declared(fn, None, "iterator")
-
-
-class attribute(Generic[R]):  # lower case: used like ``property``
-    """A property or plain attribute of the trio object, read in the trio thread."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> attribute[R]: ...
-    @overload
-    def __get__(self, obj: Proxy, owner: type) -> R: ...
-    def __get__(self, obj: Proxy | None, owner: type) -> Any:
-        if obj is None:
-            return self
-        return obj.wrap(obj._thread.call_sync(getattr, obj._target, self.name))

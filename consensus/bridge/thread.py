@@ -1,15 +1,16 @@
 """A trio loop in a thread of its own, reached from asyncio or from plain code.
 
 :class:`TrioThread` is the one crossing both front ends use (docs/asyncio.md says why this
-one, with the figures). Each opening of a public object (``aio.host(...)``,
-``blocking.join(...)``...) starts one; it runs ``trio.run`` in a thread until the object's
-context manager exits, then the thread ends and is joined: nothing stays behind.
+one, with the figures). The objects opened through one front share one
+(:mod:`consensus.bridge.shared`): it runs ``trio.run`` in a thread until the last of their
+context managers exits, then the thread ends and is joined: nothing stays behind.
 
 A call goes in through ``TrioToken.run_sync_soon`` (trio's own thread-safe entry, a write
-to its wake-up socket, no polling) which starts a task in the thread's nursery; the task
-runs the call inside a cancel scope the caller can cancel, and hands back a :class:`Done`
-through a callback: ``loop.call_soon_threadsafe`` for an asyncio caller, a
-``threading.Event`` for a blocking one. No thread per call, no thread per message.
+to its wake-up socket, no polling) whose callback starts a task in the thread's nursery;
+the task runs the call inside a cancel scope the caller can cancel, and hands back a
+:class:`Done` through a callback: ``loop.call_soon_threadsafe`` for an asyncio caller, a
+lock released for a blocking one. Whatever a call raises goes to its caller alone. No
+thread per call, no thread per message.
 """
 
 from __future__ import annotations
@@ -145,15 +146,25 @@ class TrioThread:
         scope = trio.CancelScope()
 
         async def run() -> None:
-            result: Done[T] | None = None
-            with scope:
+            result: Done[T] = Done(error=asyncio.CancelledError("cancelled by its caller"))
+            try:
+                with scope:
+                    try:
+                        result = Done(await fn(*args))
+                    except Exception as exc:  # noqa: BLE001 - handed to the caller, raised there
+                        result = Done(error=exc)
+            except BaseException as exc:  # the thread stopping, or a SystemExit... raised by this call
+                if _is_cancelled(exc):
+                    result = Done(error=Closed(f"{self.name} stopped"))
+                    raise
+                result = Done(error=exc)  # for its caller alone: the thread is shared, the others go on
+            finally:
                 try:
-                    result = Done(await fn(*args))
-                except Exception as exc:  # noqa: BLE001 - handed to the caller, raised there
-                    result = Done(error=exc)
-            done(result if result is not None else Done(error=asyncio.CancelledError("cancelled by its caller")))
+                    done(result)
+                except Exception:  # noqa: BLE001, S110 - nobody left to tell; the thread's other calls go on
+                    pass
 
-        self.soon(self._start_task, run)
+        self.soon(self._nursery_start, run)  # one hop: the callback starts the task itself
 
         def cancel() -> None:
             try:
@@ -163,9 +174,8 @@ class TrioThread:
 
         return cancel
 
-    def _start_task(self, run: Callable[[], Awaitable[None]]) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(run)
+    def _nursery_start(self, run: Callable[[], Awaitable[None]]) -> None:
+        self._nursery.start_soon(run)  # type: ignore[union-attr]  # set before the token is
 
     def soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run the plain ``fn(*args)`` in the thread soon; :class:`~patterns.Closed` once it ended."""
@@ -198,19 +208,21 @@ class TrioThread:
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)`` in the thread, blocking this one. Ctrl-C cancels the call."""
-        finished = threading.Event()
+        finished = threading.Lock()  # held until the call is done: cheaper than an Event
+        finished.acquire()
         box: list[Done[T]] = []
 
         def done(result: Done[T]) -> None:
             box.append(result)
-            finished.set()
+            finished.release()
 
         cancel = self.submit(fn, *args, done=done)
         try:
-            finished.wait()
-        except BaseException:
+            finished.acquire()
+        except BaseException:  # Ctrl-C: cancel the call and wait for it to end
             cancel()
-            finished.wait()
+            if not box:
+                finished.acquire()
             raise
         return box[0].unwrap()
 
@@ -223,6 +235,13 @@ class TrioThread:
             return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
         except trio.RunFinishedError:
             return fn(*args)
+
+
+def _is_cancelled(exc: BaseException) -> bool:
+    """``exc`` is trio cancelling the task (the thread stopping), alone or in a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 def _settle(future: asyncio.Future[T], result: T) -> None:
