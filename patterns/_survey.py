@@ -49,7 +49,6 @@ class SurveyReplies:
     def __init__(self, surveyor: Surveyor, survey_id: int, deadline: float) -> None:
         self._surveyor = surveyor
         self._queue: deque[Envelope] | None = deque()
-        self._waking: trio.CancelScope | None = None  # the pending wait(), which wake() ends
         self.id = survey_id
         self.deadline = deadline
         """The survey's end on trio's clock (``trio.current_time()``)."""
@@ -94,28 +93,19 @@ class SurveyReplies:
         queue.clear()
         return batch
 
-    async def wait(self, until: float | None = None) -> None:
-        """Wait until a reply may have arrived, :meth:`wake` is called, or ``until`` (on
-        trio's clock; at most the survey's deadline) passes; then :meth:`take` what came.
-        Returns at once when the survey is done. Raises :class:`Closed` if the surveyor closes.
-        A cancel point."""
-        deadline = self.deadline if until is None else min(until, self.deadline)
-        if self._queue is None or self._queue or trio.current_time() >= deadline:
+    async def wait(self) -> None:
+        """Wait until a reply may have arrived (then :meth:`take` what came), or return at
+        once when the survey is done or has replies queued. It has no deadline of its own
+        (the survey's included): cancel it to stop waiting; the survey stays open. Raises
+        :class:`Closed` if the surveyor closes. A cancel point."""
+        if self._queue is None or self._queue:
             await trio.lowlevel.checkpoint()
             return
-        with trio.CancelScope(deadline=deadline) as self._waking:
-            try:
-                await self._surveyor._wait_for_replies(self.id)
-            except Closed:
-                self._finish()
-                raise Closed(f"survey {self.id}: {self._surveyor!r} was closed") from None
-            finally:
-                self._waking = None
-
-    def wake(self) -> None:
-        """End a pending :meth:`wait` now: its reader has something else to look at."""
-        if self._waking is not None:
-            self._waking.cancel()
+        try:
+            await self._surveyor._wait_for_replies(self.id)
+        except Closed:
+            self._finish()
+            raise Closed(f"survey {self.id}: {self._surveyor!r} was closed") from None
 
     def close(self) -> None:
         """Stop gathering replies, like :meth:`aclose`, without a checkpoint."""
