@@ -22,7 +22,7 @@ import trio
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
 from consensus.room.member_protocol import MemberProtocol
-from consensus.runtime.context import HandlerContext, Kind, serving
+from consensus.runtime.context import HandlerContext, Kind, serving, set_current
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
 from patterns import Closed, EncodeError, IncomingSurvey, MalformedMessage, MessageTooLarge, Respondent
@@ -114,8 +114,8 @@ class Answerer:
                 bound.deadline = deadline
                 nursery.start_soon(self._loop)
 
-            with serving(_context(handle, survey)):
-                outcome = await run_inline(handler, *handle.args, deadline=math.inf, on_suspend=hand_off)
+            set_current(_context(handle, survey))  # this task runs only handlers: no reset needed
+            outcome = await run_inline(handler, *handle.args, deadline=math.inf, on_suspend=hand_off)
             if suspended:
                 return outcome  # replied to outside ``bound``: its deadline is the handler's only
             await self.reply(protocol.reply(key, outcome))
