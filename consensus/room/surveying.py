@@ -72,13 +72,21 @@ class Surveying:
         finally:
             self._reading.pop(key, None)
             rounds.finish(key)  # from now on a reply is late (also if we were cancelled)
+            if not exhausted:
+                exhausted = not self._read_later(key, replies)
             if exhausted:
                 replies.close()
                 rounds.replies_done(key)
-            else:
-                assert self._nursery is not None
-                self._nursery.start_soon(self._read_late, key, replies)  # outlives this call
         return replies
+
+    def _read_later(self, key: int, replies: SurveyReplies) -> bool:
+        """Count round ``key``'s late replies in the background; False if the room is gone."""
+        assert self._nursery is not None
+        try:
+            self._nursery.start_soon(self._read_late, key, replies)  # outlives this call
+        except RuntimeError:  # the room's nursery has closed: nobody will count them
+            return False
+        return True
 
     async def _read(self, key: int, replies: SurveyReplies) -> bool:
         """Feed replies to round ``key``, a batch per wake-up, until it completes; True when
