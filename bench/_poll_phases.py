@@ -18,6 +18,7 @@ sending inline, nothing else (no envelope, no roster, no heartbeats).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import threading
@@ -28,6 +29,7 @@ import pynng
 import trio
 
 import consensus
+import patterns
 
 from ._children import REAP_TIMEOUT_S, Child, Conn, aserve, serve
 from ._common import median, summarize
@@ -145,6 +147,29 @@ async def _floor_respondents(conn: Conn, address: str, count: int) -> dict[str, 
 def floor_respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:
     """``count`` bare Respondent0 sockets under trio, one task each, echoing every survey at once."""
     return trio.run(_floor_respondents, conn, address, count)
+
+
+async def _pattern_respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:
+    answered = [0]
+
+    async def one(resp: patterns.Respondent) -> None:
+        async for survey in resp:
+            await survey.reply(survey.body)
+            answered[0] += 1
+
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        for i in range(count):
+            resp = await stack.enter_async_context(patterns.Respondent(dial=address, name=f"r{i}"))
+            nursery.start_soon(one, resp)
+        conn.send(("ready", count))
+        await aserve(conn, MARK)
+        nursery.cancel_scope.cancel()
+    return {"members": count, "polls_answered": answered[0], "handler_errors": 0, "malformed": 0}
+
+
+def pattern_respondents(conn: Conn, address: str, count: int) -> dict[str, Any]:
+    """``count`` ``patterns.Respondent`` sockets (no room), one task each, echoing every survey at once."""
+    return trio.run(_pattern_respondents, conn, address, count)
 
 
 def split_members(n: int, per_process: int) -> list[int]:
@@ -357,5 +382,49 @@ async def floor_phase(workers: list[Child], n: int, polls: int, warmup: int, per
         for worker in started:
             await worker.areceive("done")
     return {"kind": "floor", "handler": "floor", "transport": transport, "n": n, "processes": len(sizes),
+            "members_per_process": sizes, "polls": polls, "all_replies": summarize(all_in_ms, unit="ms"),
+            "polls_missing": 0, "members_missing": 0}  # fmt: skip
+
+
+# ===================================================================== the pattern layer alone (here)
+async def pattern_phase(workers: list[Child], n: int, polls: int, warmup: int, per_process: int, tmpdir: str,
+                        transport: str = "ipc") -> dict[str, Any]:  # fmt: skip
+    """``patterns.Surveyor`` against N ``patterns.Respondent`` (envelopes, no room), reading until N
+    replies: between the floor and ``room.poll``, it says which layer the time goes to."""
+    address = room_address(transport, tmpdir, f"pattern-{n}")
+    sizes = split_members(n, per_process)
+    used = workers[: len(sizes)]
+    all_in_ms: list[float] = []
+    started: list[Child] = []
+    try:
+        async with patterns.Surveyor(listen=address, name="bench") as boss:
+            for worker, size in zip(used, sizes):
+                worker.start(pattern_respondents, address, size)
+                started.append(worker)
+            for worker in used:
+                await worker.areceive("ready")
+            with trio.fail_after(JOIN_TIMEOUT_S):
+                await boss.wait_for_peers(n)
+            clock = time.perf_counter
+            with trio.fail_after(FLOOR_SURVEY_S * (warmup + polls)):
+                for i in range(-warmup, polls):
+                    t0 = clock()
+                    replies = await boss.survey(i, timeout=FLOOR_SURVEY_S)
+                    got = replies.take()
+                    while len(got) < n:
+                        await replies.wait()
+                        got += replies.take()
+                    replies.close()
+                    t1 = clock()
+                    if any(reply.body != i for reply in got):
+                        raise RuntimeError(f"pattern: a reply to survey {i} was not its question")
+                    if i >= 0:
+                        all_in_ms.append((t1 - t0) * 1e3)
+    finally:
+        for worker in started:
+            worker.send("stop")
+        for worker in started:
+            await worker.areceive("done")
+    return {"kind": "pattern", "handler": "pattern", "transport": transport, "n": n, "processes": len(sizes),
             "members_per_process": sizes, "polls": polls, "all_replies": summarize(all_in_ms, unit="ms"),
             "polls_missing": 0, "members_missing": 0}  # fmt: skip

@@ -51,7 +51,7 @@ import trio
 from . import _cli
 from ._children import Child
 from ._common import format_table
-from ._poll_phases import SETTLE_S, floor_phase, poll_phase, raw_phase, split_members
+from ._poll_phases import SETTLE_S, floor_phase, pattern_phase, poll_phase, raw_phase, split_members
 from ._schema import TOOLKIT, Metric, Skip
 
 DEFAULT_NS = (1, 8, 32, 64)
@@ -89,9 +89,10 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
     rows = []
     for r in results:
         median = r["all_replies"] and r["all_replies"]["median_ms"] if r["kind"] != "consensus" else None
-        if r["kind"] == "floor":
+        if r["kind"] in ("floor", "pattern"):
             a = r["all_replies"]
-            rows.append((f"floor: trio + Surveyor0 {r['transport']}", r["n"], r["processes"], _f(a["median_ms"]),
+            what = "floor: trio + Surveyor0" if r["kind"] == "floor" else "patterns.Surveyor, no room:"
+            rows.append((f"{what} {r['transport']}", r["n"], r["processes"], _f(a["median_ms"]),
                          _f(a["p99_ms"]), _f(a["mean_ms"]), r["polls"], "0/0", _f(a["median_ms"] / r["n"], 3),
                          "-", _f(a["median_ms"]), "-", "-"))  # fmt: skip
         elif r["kind"] == "consensus":
@@ -150,6 +151,12 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
                     results.append(row)
                     print(f" median {row['wall']['median_ms']:.2f} ms "
                           f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
+                if args.pattern:
+                    print(f"  N={n:<3} {transport} pattern ...", end="", flush=True, file=sys.stderr)
+                    row = trio.run(pattern_phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir,
+                                   transport)  # fmt: skip
+                    results.append(row)
+                    print(f" median {row['all_replies']['median_ms']:.2f} ms", file=sys.stderr)
                 if args.floor:
                     print(f"  N={n:<3} {transport} floor ...", end="", flush=True, file=sys.stderr)
                     row = trio.run(floor_phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir,
@@ -189,6 +196,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "the goals and the raw reference are over ipc)")  # fmt: skip
     p.add_argument("--no-floor", dest="floor", action="store_false",
                    help="skip the floor: a bare trio + pynng surveyor and respondents, per N and transport")
+    p.add_argument("--no-pattern", dest="pattern", action="store_false",
+                   help="skip the pattern layer alone: patterns.Surveyor and Respondents, no room, per N and "
+                   "transport (where between the floor and room.poll the time goes)")  # fmt: skip
     p.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
     p.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -241,7 +251,7 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), 
 
     ``ns``: the member counts (default 1, 8, 64; full 1, 8, 32, 64); ``raw_survey``: the raw
     sync survey at N=8 in a full run (over ipc: ``--hosts`` turns it off)."""
-    argv = ["--quick", "--polls", "50"] if quick else ["--polls", "100"]
+    argv = ["--quick", "--polls", "50", "--no-pattern"] if quick else ["--polls", "100", "--no-pattern"]
     for n in ns or ((1, 8, 64) if quick else (1, 8, 32, 64)):
         argv += ["--n", str(n)]
     for transport in transports:

@@ -80,6 +80,37 @@ class SurveyReplies:
         self._finish()
         await trio.lowlevel.checkpoint()
 
+    def take(self) -> list[Envelope]:
+        """Every reply that has arrived and not been taken yet, without waiting (also those
+        NNG has queued for any survey of this surveyor: they are routed now). A reader that
+        takes a batch per wake-up costs one pass of trio's scheduler per batch, not per reply;
+        ``[]`` once the survey is done."""
+        queue = self._queue
+        if queue is None:
+            return []
+        self._surveyor._pump()
+        batch = list(queue)
+        queue.clear()
+        return batch
+
+    async def wait(self) -> None:
+        """Wait until a reply may have arrived (then :meth:`take` what came), or return at
+        once when the survey is done or has replies queued. It has no deadline of its own
+        (the survey's included): cancel it to stop waiting; the survey stays open. Raises
+        :class:`Closed` if the surveyor closes. A cancel point."""
+        if self._queue is None or self._queue:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await self._surveyor._wait_for_replies(self.id)
+        except Closed:
+            self._finish()
+            raise Closed(f"survey {self.id}: {self._surveyor!r} was closed") from None
+
+    def close(self) -> None:
+        """Stop gathering replies, like :meth:`aclose`, without a checkpoint."""
+        self._finish()
+
     async def __anext__(self) -> Envelope:
         surveyor = self._surveyor
         while True:

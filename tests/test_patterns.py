@@ -145,6 +145,35 @@ async def test_survey_inproc_concurrent_surveys_do_not_mix(address: Callable[[st
             nursery.cancel_scope.cancel()
 
 
+async def test_survey_replies_taken_in_batches_and_a_cancelled_wait_keeps_the_survey(
+    address: Callable[[str], str],
+) -> None:
+    addr = address("inproc")
+    async with (
+        patterns.Surveyor(listen=addr, name="boss") as boss,
+        patterns.Respondent(dial=addr, name="r1") as r1,
+        patterns.Respondent(dial=addr, name="r2") as r2,
+    ):
+        await boss.wait_for_peers(2)
+        replies = await boss.survey("q", timeout=5)
+        assert replies.take() == []
+        with trio.move_on_after(0.05) as scope:  # nobody answered yet: the wait is cancelled
+            await replies.wait()
+        assert scope.cancelled_caught and not replies.done
+        for resp in (r1, r2):
+            survey = await resp.receive()
+            await survey.reply(resp.name)
+        got: list[str] = []
+        with trio.fail_after(5):
+            while len(got) < 2:
+                await replies.wait()
+                got += [reply.body for reply in replies.take()]
+        assert sorted(got) == ["r1", "r2"]
+        replies.close()
+        assert replies.done and replies.take() == [] and boss.statistics().surveys_open == 0
+        await replies.wait()  # a finished survey: returns at once
+
+
 @pytest.mark.parametrize("transport", CROSS_PROCESS)
 async def test_survey_across_processes(transport: str, address: Callable[[str], str], peers: Peers) -> None:
     async with patterns.Surveyor(listen=address(transport), name="boss") as boss:

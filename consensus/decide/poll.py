@@ -194,7 +194,9 @@ class PollRound:
         return self.quorum is not None and len(self._answers) >= self.quorum
 
     def _admit(self, name: str) -> Verdict:
-        return classify(name, finished=self._finished, expected=self.expected, pending=self.pending)
+        # Three lookups rather than ``pending``, a new set per reply: quadratic in the room's size.
+        done = name in self._answers or name in self._errors or name in self._left
+        return classify(name, finished=self._finished, expected=self.expected, pending=() if done else (name,))
 
     def answer(self, name: str, value: Any, *, at: float | None = None) -> Verdict:
         """Record an answer; ``at`` is when it arrived (seconds since the poll began)."""

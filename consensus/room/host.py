@@ -44,8 +44,8 @@ from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
 from consensus.room.roster import DEFAULT_MAX_MEMBERS
 from consensus.room.statistics import RoomStatistics
+from consensus.room.surveying import Surveying
 from consensus.runtime.logs import RateLimited
-from consensus.runtime.service import Pulse
 from consensus.trust.room import HostKeys
 from consensus.trust.secret import Secret
 from consensus.work.dispatcher import Dispatcher, DispatcherStatistics
@@ -104,7 +104,7 @@ class Room:
         self._relayed = self._relay_dropped = 0
         self._roster_due = trio.Event()
         self._director = Director(self._protocol, self._send, name)
-        self._rounds_changed = Pulse()  # a reply or a departure may have completed a round
+        self._surveying = Surveying(self._surveyor, self._protocol.rounds, name, late_window)
         self._members_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -270,46 +270,9 @@ class Room:
 
     # ------------------------------------------------------------------ rounds
     async def _ask(self, key: int, frames: list[Send], timeout: float) -> SurveyReplies | None:
-        """Send the round's survey (if any) and feed its replies to the protocol until the
-        round completes or ``timeout``; a task goes on reading to count late replies."""
-        if not frames:
-            return None
-        (frame,) = frames
-        try:
-            replies = await self._surveyor.survey(frame.body, kind=frame.kind, timeout=timeout,
-                                                  linger=self.late_window, inline=frame.inline)  # fmt: skip
-        except BaseException:
-            self._protocol.rounds.abandon(key)
-            raise
-        assert self._nursery is not None
-        self._nursery.start_soon(self._read_replies, key, replies)  # outlives this call
-        try:
-            with trio.move_on_at(replies.deadline - self.late_window):
-                while not self._protocol.rounds.complete(key):
-                    await self._rounds_changed.wait()
-        finally:
-            self._protocol.rounds.finish(key)  # from now on a reply is late (also if we were cancelled)
-        return replies
-
-    async def _read_replies(self, key: int, replies: SurveyReplies) -> None:
-        try:
-            async with replies:
-                async for envelope in replies:
-                    try:
-                        outcome = self._protocol.rounds.reply(key, envelope, trio.current_time())
-                    except Exception:  # no reply may close the room (logged with its traceback)
-                        log.exception(
-                            "room %r: a reply from %r could not be used", self.name, envelope.sender
-                        )
-                        continue
-                    if outcome.verdict is None:
-                        hostile.warning("reply", "room %r ignored a reply: %s", self.name, outcome.reason)
-                    if outcome.complete:
-                        self._rounds_changed.poke()  # wake the waiting poll only when there is news
-                    if outcome.exhausted:
-                        return  # nobody left who could still answer, even late
-        finally:
-            self._protocol.rounds.replies_done(key)
+        """Send the round's survey (if any) and read its replies until the round completes
+        or ``timeout`` (:meth:`Surveying.ask`)."""
+        return await self._surveying.ask(key, frames, timeout)
 
     # ------------------------------------------------------------------ membership
     async def _send(self, frame: Send) -> None:
@@ -336,7 +299,7 @@ class Room:
                 )
             elif isinstance(output, Left):
                 log.info("room %r: %s gone (%s)", self.name, ", ".join(output.names), output.why.value)
-                self._rounds_changed.poke()
+                self._surveying.wake()  # a departure may have completed a round
             elif isinstance(output, MembersChanged):
                 self._members_changed.set()
                 self._members_changed = trio.Event()

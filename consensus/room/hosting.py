@@ -57,6 +57,7 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
     warn_if_open(log, address, secret)
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
         room._nursery = nursery
+        room._surveying.start(nursery)
         nursery.start_soon(room._control_loop)
         nursery.start_soon(room._watch_connections)
         nursery.start_soon(room._expire)

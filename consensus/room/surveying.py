@@ -1,0 +1,128 @@
+"""How the host asks its members a round's survey and reads their replies: the driver part.
+
+:class:`Surveying` sends the survey a round opened (``Rounds.open_poll`` and friends), then
+reads the replies in the caller's own task, a batch per wake-up (``SurveyReplies.take``),
+handing each to ``Rounds.reply`` until the round is complete or its deadline passes. Only
+when replies may still come late (somebody has not answered) does a background task take
+over, counting late replies until the survey's ``late_window`` ends.
+
+Reading in the caller's task, instead of a reader task that wakes the caller, saves a task
+start and a pass of trio's scheduler per round; members leaving (``Rounds.left``, told by the
+room's control path) wake the reading caller through :meth:`Surveying.wake`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from consensus.room.events import Send
+from consensus.room.rounds import ReplyOutcome, Rounds
+from consensus.runtime.logs import RateLimited
+from patterns import Closed, Envelope, Surveyor, SurveyReplies
+
+__all__ = ["Surveying"]
+
+log = logging.getLogger("consensus.room")
+hostile = RateLimited(log)  # replies that could not be used: one line every 10 s at most
+
+
+class Surveying:
+    """The surveys one room has under way, and the tasks that read their late replies."""
+
+    def __init__(self, surveyor: Surveyor, rounds: Rounds, room: str, late_window: float) -> None:
+        self._surveyor = surveyor
+        self._rounds = rounds
+        self._room = room
+        self.late_window = late_window
+        self._reading: dict[int, trio.CancelScope] = {}  # rounds whose caller reads now, by key
+        self._nursery: trio.Nursery | None = None
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Late replies are read in ``nursery`` from now on."""
+        self._nursery = nursery
+
+    def wake(self) -> None:
+        """A round may have completed without a reply (members left): its caller looks again."""
+        for scope in self._reading.values():
+            scope.cancel()
+
+    async def ask(self, key: int, frames: list[Send], timeout: float) -> SurveyReplies | None:
+        """Send round ``key``'s survey (if any) and feed its replies to the rounds until the
+        round completes or ``timeout``; replies that may still come are read in the background."""
+        if not frames:
+            return None
+        (frame,) = frames
+        try:
+            replies = await self._surveyor.survey(frame.body, kind=frame.kind, timeout=timeout,
+                                                  linger=self.late_window, inline=frame.inline)  # fmt: skip
+        except BaseException:
+            self._rounds.abandon(key)
+            raise
+        rounds, end = self._rounds, replies.deadline - self.late_window
+        exhausted = False
+        try:
+            # One cancel scope per round, not per wait (each costs ~10-15 µs here); wake()
+            # cancels it, and the loop looks at the round again under a fresh one.
+            while not exhausted and not rounds.complete(key) and trio.current_time() < end:
+                with trio.CancelScope(deadline=end) as scope:
+                    self._reading[key] = scope
+                    exhausted = await self._read(key, replies)
+        finally:
+            self._reading.pop(key, None)
+            rounds.finish(key)  # from now on a reply is late (also if we were cancelled)
+            if not exhausted:
+                exhausted = not self._read_later(key, replies)
+            if exhausted:
+                replies.close()
+                rounds.replies_done(key)
+        return replies
+
+    def _read_later(self, key: int, replies: SurveyReplies) -> bool:
+        """Count round ``key``'s late replies in the background; False if the room is gone."""
+        assert self._nursery is not None
+        try:
+            self._nursery.start_soon(self._read_late, key, replies)  # outlives this call
+        except RuntimeError:  # the room's nursery has closed: nobody will count them
+            return False
+        return True
+
+    async def _read(self, key: int, replies: SurveyReplies) -> bool:
+        """Feed replies to round ``key``, a batch per wake-up, until it completes; True when
+        nobody who could still answer is left (or the room is closing)."""
+        while True:
+            for envelope in replies.take():
+                outcome = self._use(key, envelope)
+                if outcome is not None and outcome.exhausted:
+                    return True
+            if self._rounds.complete(key):
+                return False
+            try:
+                await replies.wait()
+            except Closed:  # the room is closing: the round ends with what it has
+                return True
+
+    def _use(self, key: int, envelope: Envelope) -> ReplyOutcome | None:
+        """Hand one reply to round ``key``; None if that failed (logged, never raised)."""
+        try:
+            outcome = self._rounds.reply(key, envelope, trio.current_time())
+        except Exception:  # no reply may close the room (logged with its traceback)
+            log.exception("room %r: a reply from %r could not be used", self._room, envelope.sender)
+            return None
+        if outcome.verdict is None:
+            hostile.warning("reply", "room %r ignored a reply: %s", self._room, outcome.reason)
+        return outcome
+
+    async def _read_late(self, key: int, replies: SurveyReplies) -> None:
+        """Count the replies to round ``key`` that come after it ended, until the late window closes."""
+        try:
+            async with replies:
+                async for envelope in replies:
+                    outcome = self._use(key, envelope)
+                    if outcome is not None and outcome.exhausted:
+                        return  # nobody left who could still answer, even late
+        except Closed:
+            pass  # the room is closing
+        finally:
+            self._rounds.replies_done(key)
