@@ -63,10 +63,15 @@ class VoteRound:
 
     @property
     def complete(self) -> bool:
-        return self._finished or not self.pending or self._decided is not None
+        # Counted rather than built from ``pending`` (the three sets are disjoint): this runs
+        # once per ballot, and a new set per ballot is quadratic in the room's size.
+        if self._finished or self._decided is not None:
+            return True
+        return len(self._voted) + len(self._errors) + len(self._left) == len(self.electorate)
 
     def _admit(self, name: str) -> Verdict:
-        return classify(name, finished=self._finished, expected=self.electorate, pending=self.pending)
+        done = name in self._voted or name in self._errors or name in self._left
+        return classify(name, finished=self._finished, expected=self.electorate, pending=() if done else (name,))
 
     def _reject(self, name: str, reason: str) -> None:
         self.rejected += 1
