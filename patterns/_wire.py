@@ -47,10 +47,11 @@ from patterns._cbor import (
     decode_body,
     decode_item,
     encode_body,
-    encode_placed,
     malformed,
     unencodable_part,
 )
+from patterns._cbor import encode_parts as encode_body_parts
+from patterns._gaps import Parts, join, total
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
 from patterns.shm.ref import ShmRef
@@ -67,6 +68,7 @@ __all__ = [
     "decode_body",
     "encode",
     "encode_body",
+    "encode_parts",
     "unencodable_part",
 ]
 
@@ -140,6 +142,15 @@ def encode(
     shared memory and the envelope carries their references in ``shm``; the caller
     calls ``placement.sent()`` or ``placement.abort()`` once the send is done or failed.
     """
+    return join(encode_parts(envelope, max_size=max_size, placement=placement))
+
+
+def encode_parts(
+    envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE, placement: Placement | None = None
+) -> Parts:
+    """:func:`encode` in pieces: each inline buffer of at least :data:`~patterns._gaps.GAP_MIN`
+    bytes is a part of its own, not copied (a socket copies the parts once, into NNG's
+    message); ``b"".join`` of the parts is exactly what :func:`encode` returns."""
     if type(envelope.id) is not int or not 0 <= envelope.id < _MAX_ID:
         raise EncodeError(f"message id {envelope.id!r} is not an integer in 0..2**64-1")
     if not isinstance(envelope.kind, str) or not 0 < len(envelope.kind) <= MAX_KIND_LENGTH:
@@ -163,25 +174,26 @@ def encode(
         frame["shm"] = list(envelope.shm)
     try:
         if placement is None:
-            data = encode_body(frame)
+            parts = encode_body_parts(frame)
         else:
             try:
-                data = encode_placed(frame, placement)
+                parts = encode_body_parts(frame, placement)
                 if placement.refs:  # buffers went to shared memory: encode again with their references
                     frame["shm"] = placement.refs  # (the same objects get the same indexes)
-                    data = encode_placed(frame, placement)
+                    parts = encode_body_parts(frame, placement)
             except BaseException:
                 placement.abort()
                 raise
     except EncodeError as exc:
         raise _body_error(envelope, exc) from exc.__cause__
-    if len(data) > max_size:
+    size = total(parts)
+    if size > max_size:
         if placement is not None:
             placement.abort()
         raise MessageTooLarge(
-            f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
+            f"a {envelope.kind!r} message of {size} bytes exceeds max_message_size={max_size}"
         )
-    return data
+    return parts
 
 
 def _body_error(envelope: Envelope, exc: EncodeError) -> EncodeError:
