@@ -47,9 +47,11 @@ __all__ = [
     "Slot",
     "decode_body",
     "decode_item",
+    "decode_nested",
     "encode_body",
     "encode_parts",
     "encode_placed",
+    "encode_plain",
     "malformed",
     "unencodable_part",
 ]
@@ -250,6 +252,12 @@ def encode_parts(value: Any, placement: Placement | None = None) -> Parts:
     return parts
 
 
+def encode_plain(value: Any) -> bytes:
+    """A value :func:`~patterns._codec_plain.is_plain` accepted, by cbor2's plain encoder
+    (:class:`EncodeError` for one it cannot write, text with lone surrogates say)."""
+    return _encode_plain(value)
+
+
 def _encode_plain(value: Any) -> bytes:
     try:
         data: bytes = _plain_encoder().encode_to_bytes(value)
@@ -418,27 +426,58 @@ def decode_item(
     return value, slots, overhead
 
 
-def _decode(data: bytes | bytearray | memoryview, size: int) -> tuple[Any, bool]:
-    """One strict cbor2 decode of ``data`` (the frame of ``size`` bytes, or it cut)."""
-    stream = io.BytesIO(data)
-    _local.slots = 0
-    try:
+def decode_nested(data: bytes | bytearray | memoryview, size: int) -> Any:
+    """One strict item filling ``data``, read as the body of a frame of ``size`` bytes: one
+    level below the frame's map (``MAX_DEPTH - 1``), and no shared-memory slot (raises
+    :class:`MalformedMessage` for one: only a frame with ``shm`` may hold them)."""
+    value, slots = _decode(data, size, MAX_DEPTH - 1)
+    if slots:
+        raise malformed("shm", size, "the body refers to shared memory")
+    return value
+
+
+def _decoder(stream: io.BytesIO, depth: int, reuse: bool) -> Any:
+    """A strict decoder for ``depth`` levels reading ``stream``: with ``reuse`` (a small
+    frame, which the decoder then keeps until the next), this thread's own, since building
+    one costs more than decoding a small frame (its options checked, its tag table copied)."""
+    decoders: dict[int, Any] | None = getattr(_local, "decoders", None)
+    if decoders is None:
+        decoders = _local.decoders = {}
+    decoder = decoders.get(depth) if reuse else None
+    if decoder is None:
         decoder = cbor2.CBORDecoder(
             stream,
             tag_hook=_tag_hook,
             semantic_decoders=_SEMANTIC_DECODERS,
-            max_depth=MAX_DEPTH,
+            max_depth=depth,
             allow_indefinite=False,
             allow_duplicate_keys=False,
             strict_hashable_types=True,  # map keys text or bytes: no crafted hash collisions
         )
-        value = decoder.decode()
-    except cbor2.CBORDecodeError as exc:
-        if _KEY_ERROR in str(exc):
-            raise malformed("key", size, f"a map key is not text or bytes: {exc}") from exc
-        raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
-    except (cbor2.CBORError, ValueError, TypeError, RecursionError, OverflowError, MemoryError) as exc:
-        raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
+        if reuse:
+            decoders[depth] = decoder
+    else:
+        decoder.fp = stream
+    return decoder
+
+
+def _decode(data: bytes | bytearray | memoryview, size: int, depth: int = MAX_DEPTH) -> tuple[Any, bool]:
+    """One strict cbor2 decode of ``data`` (the frame of ``size`` bytes, or it cut)."""
+    stream = io.BytesIO(data)
+    _local.slots = 0
+    try:
+        value = _decoder(stream, depth, len(data) < LARGE_STRING).decode()
+    except BaseException as exc:
+        _local.decoders = None  # never reuse a decoder left mid-item
+        if isinstance(exc, cbor2.CBORDecodeError):
+            if _KEY_ERROR in str(exc):
+                raise malformed("key", size, f"a map key is not text or bytes: {exc}") from exc
+            raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
+        if isinstance(
+            exc, cbor2.CBORError | ValueError | TypeError | RecursionError | OverflowError | MemoryError
+        ):
+            raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
+        raise
     if stream.tell() != len(data):
         raise malformed("cbor", size, f"{len(data) - stream.tell()} bytes left over after one CBOR item")
     return value, _local.slots > 0

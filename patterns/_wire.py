@@ -46,12 +46,17 @@ from patterns._cbor import (
     Slot,
     decode_body,
     decode_item,
+    decode_nested,
     encode_body,
+    encode_plain,
     malformed,
     unencodable_part,
 )
 from patterns._cbor import encode_parts as encode_body_parts
-from patterns._gaps import Parts, join, total
+from patterns._codec_plain import PLAIN_DEPTH, is_plain
+from patterns._gaps import GAP_MIN, Parts, join, total
+from patterns._head import byte_string, read, write
+from patterns._scan import LARGE_STRING
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
 from patterns.shm.ref import ShmRef
@@ -151,6 +156,16 @@ def encode_parts(
     """:func:`encode` in pieces: each inline buffer of at least :data:`~patterns._gaps.GAP_MIN`
     bytes is a part of its own, not copied (a socket copies the parts once, into NNG's
     message); ``b"".join`` of the parts is exactly what :func:`encode` returns."""
+    if envelope.shm is None:  # the common frame: its head written directly (patterns._head)
+        data = _common_frame(
+            envelope, GAP_MIN if placement is None else min(GAP_MIN, placement.policy.threshold)
+        )
+        if data is not None:
+            if len(data) > max_size:
+                raise MessageTooLarge(
+                    f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
+                )
+            return (data,)
     if type(envelope.id) is not int or not 0 <= envelope.id < _MAX_ID:
         raise EncodeError(f"message id {envelope.id!r} is not an integer in 0..2**64-1")
     if not isinstance(envelope.kind, str) or not 0 < len(envelope.kind) <= MAX_KIND_LENGTH:
@@ -196,6 +211,27 @@ def encode_parts(
     return parts
 
 
+def _common_frame(envelope: Envelope, limit: int) -> bytes | None:
+    """The frame of an envelope whose body is plain and holds no buffer of ``limit`` bytes
+    or more (nothing for shared memory, nothing to splice), written without the frame's
+    dict; None for any other (the general path encodes it, or says what is wrong)."""
+    body = envelope.body
+    if body is None:
+        encoded = None
+    elif type(body) is bytes and len(body) < limit:
+        encoded = byte_string(body)
+    elif is_plain(body, PLAIN_DEPTH - 1, limit):
+        try:
+            encoded = encode_plain(body)
+        except EncodeError:
+            return None
+    else:
+        return None
+    deadline = envelope.deadline
+    return write(envelope.kind, envelope.sender, envelope.id, envelope.re, deadline, encoded,
+                 MAX_KIND_LENGTH, MAX_SENDER_LENGTH)  # fmt: skip
+
+
 def _body_error(envelope: Envelope, exc: EncodeError) -> EncodeError:
     """``exc`` in terms of the body the sender gave (not the frame around it): what has no
     CBOR form, where in the body it sits, and why."""
@@ -225,6 +261,12 @@ def decode(
     (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
     attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
+    size = len(data)
+    if type(data) is bytes and not measure and size <= max_items and size < LARGE_STRING and size <= max_size:
+        fields = read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)  # the common frame
+        if fields is not None:
+            kind, sender, ident, body, re, deadline = fields
+            return Envelope(kind, sender, ident, body, re, deadline, None, size, size)
     if data[:2] == _SEALED:
         raise malformed("sealed", len(data), "it is sealed with a secret, and this socket was given none")
     frame, slots, overhead = decode_item(data, max_size, max_items, measure=measure)
