@@ -31,7 +31,7 @@ from patterns._nng import (
     translate,
 )
 from patterns._socket import BaseSocket
-from patterns._wire import Envelope
+from patterns._wire import Envelope, encode_common
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
@@ -161,6 +161,11 @@ class SendingSocket(_FdSocket):
     def _encode(self, envelope: Envelope, inline: bool = False) -> tuple[Parts, Placement | None]:
         """The frame, and where its large buffers went (same-host peers: shared memory;
         ``inline``: nowhere, every buffer travels in the frame, as a part of its own)."""
+        if self.guard is None:  # the common small frame needs no placement: skip making one
+            threshold = GAP_MIN if inline or self._beacons is None else self.shared_memory.threshold
+            data = encode_common(envelope, limit=min(GAP_MIN, threshold), max_size=self.max_message_size)
+            if data is not None:
+                return (data,), None
         placement = None if inline else self._placement(len(self.peers_state) if self._fanout else 1)
         return self._frame_parts(envelope, placement), placement
 

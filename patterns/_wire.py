@@ -73,6 +73,7 @@ __all__ = [
     "decode_body",
     "encode",
     "encode_body",
+    "encode_common",
     "encode_parts",
     "unencodable_part",
 ]
@@ -156,16 +157,10 @@ def encode_parts(
     """:func:`encode` in pieces: each inline buffer of at least :data:`~patterns._gaps.GAP_MIN`
     bytes is a part of its own, not copied (a socket copies the parts once, into NNG's
     message); ``b"".join`` of the parts is exactly what :func:`encode` returns."""
-    if envelope.shm is None:  # the common frame: its head written directly (patterns._head)
-        data = _common_frame(
-            envelope, GAP_MIN if placement is None else min(GAP_MIN, placement.policy.threshold)
-        )
-        if data is not None:
-            if len(data) > max_size:
-                raise MessageTooLarge(
-                    f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
-                )
-            return (data,)
+    limit = GAP_MIN if placement is None else min(GAP_MIN, placement.policy.threshold)
+    data = encode_common(envelope, limit=limit, max_size=max_size)
+    if data is not None:
+        return (data,)
     if type(envelope.id) is not int or not 0 <= envelope.id < _MAX_ID:
         raise EncodeError(f"message id {envelope.id!r} is not an integer in 0..2**64-1")
     if not isinstance(envelope.kind, str) or not 0 < len(envelope.kind) <= MAX_KIND_LENGTH:
@@ -209,6 +204,22 @@ def encode_parts(
             f"a {envelope.kind!r} message of {size} bytes exceeds max_message_size={max_size}"
         )
     return parts
+
+
+def encode_common(
+    envelope: Envelope, *, limit: int, max_size: int = DEFAULT_MAX_MESSAGE_SIZE
+) -> bytes | None:
+    """:func:`encode` for the common frame: no ``shm``, a plain body holding no buffer of
+    ``limit`` bytes or more (so no placement could take one: a sender may skip making
+    it). None for any other envelope (:func:`encode_parts` encodes it, or says why not)."""
+    if envelope.shm is not None:
+        return None
+    data = _common_frame(envelope, limit)
+    if data is not None and len(data) > max_size:
+        raise MessageTooLarge(
+            f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
+        )
+    return data
 
 
 def _common_frame(envelope: Envelope, limit: int) -> bytes | None:
