@@ -31,7 +31,7 @@ from patterns._nng import (
     translate,
 )
 from patterns._socket import BaseSocket
-from patterns._wire import Envelope, encode_common
+from patterns._wire import Envelope, common_frame, encode_common, read_common
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
@@ -158,12 +158,18 @@ class SendingSocket(_FdSocket):
 
     _fanout: ClassVar[bool] = False  # one message reaches every peer (bus)
 
-    def _encode(self, envelope: Envelope, inline: bool = False) -> tuple[Parts, Placement | None]:
+    def _limit(self, inline: bool) -> int:
+        """Bodies holding no buffer this large need no placement and no splicing."""
+        return GAP_MIN if inline or self._beacons is None else min(GAP_MIN, self.shared_memory.threshold)
+
+    def _encode(
+        self, envelope: Envelope, inline: bool = False, common: bool = True
+    ) -> tuple[Parts, Placement | None]:
         """The frame, and where its large buffers went (same-host peers: shared memory;
-        ``inline``: nowhere, every buffer travels in the frame, as a part of its own)."""
-        if self.guard is None:  # the common small frame needs no placement: skip making one
-            threshold = GAP_MIN if inline or self._beacons is None else self.shared_memory.threshold
-            data = encode_common(envelope, limit=min(GAP_MIN, threshold), max_size=self.max_message_size)
+        ``inline``: nowhere, every buffer travels in the frame, as a part of its own).
+        ``common=False``: the envelope is known not to be a common frame (:func:`encode_common`)."""
+        if common and self.guard is None:  # the common small frame needs no placement: skip making one
+            data = encode_common(envelope, limit=self._limit(inline), max_size=self.max_message_size)
             if data is not None:
                 return (data,), None
         placement = None if inline else self._placement(len(self.peers_state) if self._fanout else 1)
@@ -238,7 +244,15 @@ class SendingSocket(_FdSocket):
         """Send any CBOR-encodable ``value`` in an envelope (large buffers through shared
         memory when the peers are on this host; see :class:`SharedMemory`). ``inline=True``
         keeps every buffer in the frame, for peers that take no shared-memory references."""
-        await self._send_encoded(self._encode(self._envelope(value, kind, re, deadline), inline))
+        ident = self.next_id()
+        if self.guard is None:  # the common frame, written without building an Envelope
+            data = common_frame(kind, self.name, ident, value, re, deadline, limit=self._limit(inline),
+                                max_size=self.max_message_size)  # fmt: skip
+            if data is not None:
+                await self.send_bytes(data)
+                return
+        envelope = Envelope(kind=kind, sender=self.name, id=ident, body=value, re=re, deadline=deadline)
+        await self._send_encoded(self._encode(envelope, inline, common=False))
 
     def send_nowait(
         self, value: Any, *, kind: str = "data", re: int | None = None, deadline: float | None = None,
@@ -354,7 +368,13 @@ class ReceivingSocket(_FdSocket):
         A frame that fails strict decoding raises :class:`MalformedMessage` and is
         counted; the next call receives the next frame.
         """
-        return (await self.receive_envelope()).body
+        data = (await self._receive_frame("receive"))[0]
+        if self.guard is None:  # a small common frame: its body, without building an Envelope
+            fields = read_common(data, max_size=self.max_message_size, max_items=self.max_items,
+                                 measure=self._measure)  # fmt: skip
+            if fields is not None:
+                return fields[3]
+        return self._unpack(data).body
 
     def receive_nowait(self) -> Any:
         """Receive one value now, or raise :class:`WouldBlock`."""

@@ -69,12 +69,14 @@ __all__ = [
     "MAX_SENDER_LENGTH",
     "VERSION",
     "Envelope",
+    "common_frame",
     "decode",
     "decode_body",
     "encode",
     "encode_body",
     "encode_common",
     "encode_parts",
+    "read_common",
     "unencodable_part",
 ]
 
@@ -214,19 +216,28 @@ def encode_common(
     it). None for any other envelope (:func:`encode_parts` encodes it, or says why not)."""
     if envelope.shm is not None:
         return None
-    data = _common_frame(envelope, limit)
+    return common_frame(envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re,
+                        envelope.deadline, limit=limit, max_size=max_size)  # fmt: skip
+
+
+def common_frame(
+    kind: str, sender: str, ident: int, body: Any, re: int | None, deadline: float | None, *,
+    limit: int, max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> bytes | None:  # fmt: skip
+    """:func:`encode_common` for the fields of an envelope without ``shm``, not built (a
+    sender's own message: no :class:`Envelope` needed when this is not None)."""
+    data = _common_frame(kind, sender, ident, body, re, deadline, limit)
     if data is not None and len(data) > max_size:
-        raise MessageTooLarge(
-            f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
-        )
+        raise MessageTooLarge(f"a {kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}")
     return data
 
 
-def _common_frame(envelope: Envelope, limit: int) -> bytes | None:
+def _common_frame(
+    kind: str, sender: str, ident: int, body: Any, re: int | None, deadline: float | None, limit: int
+) -> bytes | None:
     """The frame of an envelope whose body is plain and holds no buffer of ``limit`` bytes
     or more (nothing for shared memory, nothing to splice), written without the frame's
     dict; None for any other (the general path encodes it, or says what is wrong)."""
-    body = envelope.body
     if body is None:
         encoded = None
     elif type(body) is bytes and len(body) < limit:
@@ -238,9 +249,7 @@ def _common_frame(envelope: Envelope, limit: int) -> bytes | None:
             return None
     else:
         return None
-    deadline = envelope.deadline
-    return write(envelope.kind, envelope.sender, envelope.id, envelope.re, deadline, encoded,
-                 MAX_KIND_LENGTH, MAX_SENDER_LENGTH)  # fmt: skip
+    return write(kind, sender, ident, re, deadline, encoded, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
 
 
 def _body_error(envelope: Envelope, exc: EncodeError) -> EncodeError:
@@ -272,17 +281,27 @@ def decode(
     (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
     attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
-    size = len(data)
-    if type(data) is bytes and not measure and size <= max_items and size < LARGE_STRING and size <= max_size:
-        fields = read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)  # the common frame
-        if fields is not None:
-            kind, sender, ident, body, re, deadline = fields
-            return Envelope(kind, sender, ident, body, re, deadline, None, size, size)
+    fields = read_common(data, max_size=max_size, max_items=max_items, measure=measure)
+    if fields is not None:
+        kind, sender, ident, body, re, deadline = fields
+        return Envelope(kind, sender, ident, body, re, deadline, None, len(data), len(data))
     if data[:2] == _SEALED:
         raise malformed("sealed", len(data), "it is sealed with a secret, and this socket was given none")
     frame, slots, overhead = decode_item(data, max_size, max_items, measure=measure)
     envelope = _envelope(frame, len(data), len(data) + overhead)
     return _with_references(envelope, len(data)) if slots else envelope
+
+
+def read_common(
+    data: bytes | bytearray | memoryview, *, max_size: int, max_items: int, measure: bool
+) -> tuple[str, str, int, Any, int | None, float | None] | None:
+    """(kind, sender, id, body, re, deadline) of a small common frame exactly as
+    :func:`decode` would find them, or None: :func:`decode` then says what it holds (a
+    receiver that wants only the body need not build the :class:`Envelope`)."""
+    size = len(data)
+    if type(data) is not bytes or measure or size > max_items or size >= LARGE_STRING or size > max_size:
+        return None
+    return read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
 
 
 def _with_references(envelope: Envelope, size: int) -> Envelope:

@@ -8,6 +8,7 @@ then accepts or refuses it with its own words).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import cbor2
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import patterns
 from patterns import Envelope, MalformedMessage, decode
 from patterns._cbor import MAX_DEPTH, decode_nested
 from patterns._head import read
@@ -127,3 +129,35 @@ def test_a_shared_memory_tag_in_the_body_gets_the_general_verdict() -> None:
     data = cbor2.dumps({"v": 1, "k": "data", "s": "", "id": 5, "b": cbor2.CBORTag(28270, 0)})
     assert same(head(data), general(data))
     assert isinstance(head(data), MalformedMessage)
+
+
+BODIES: list[Any] = [
+    None,
+    b"x" * 64,
+    {"v": b"abc", "stream": False},
+    [1, 2.5, "three"],
+    "text",
+    7,
+    bytearray(b"ab"),
+]
+
+
+@pytest.mark.parametrize("shared_memory", [True, False])
+async def test_a_pair_sends_and_receives_common_frames_as_the_general_path(
+    shared_memory: bool, address: Callable[[str], str]
+) -> None:
+    addr = address("ipc")
+    async with (
+        patterns.Pair(listen=addr, name="a", shared_memory=shared_memory) as a,
+        patterns.Pair(dial=addr, name="b", shared_memory=shared_memory) as b,
+    ):
+        await a.wait_for_peers(1)
+        await b.wait_for_peers(1)
+        for body in BODIES:
+            await a.send(body, re=3, deadline=1.5e9)
+            frame = await b.receive_bytes()
+            envelope = decode(frame)
+            assert frame == encode(Envelope("data", "a", envelope.id, body, 3, 1.5e9))
+            await a.send(body)
+            assert await b.receive() == (bytes(body) if type(body) is bytearray else body)
+        assert b.statistics().malformed == 0
