@@ -8,6 +8,10 @@ answers 8 bytes; a round trip is timed from just before the send until the reply
 ``--repeats`` of them back to back after one untimed warm-up, and the row shows their median.
 
 * ``pynng_sync``: ``pynng.Pair1`` blocking ``send`` / ``recv`` at both ends (the reference).
+  Its copies, for fairness: ``send`` is ``nng_send`` (NNG allocates a message and copies the
+  bytes in: one copy); ``recv`` is ``nng_recv`` with ``NNG_FLAG_ALLOC`` (NNG copies the
+  message body into a fresh buffer) then ``ffi.unpack`` (a copy into ``bytes``): two.
+  The toolkit's inline path makes one each way (``patterns._gaps``).
 * ``patterns_bytes``: ``patterns.Pair.send_bytes`` / ``receive_bytes`` under trio: the
   driver's share, no envelope, no CBOR.
 * ``patterns_pair``: ``patterns.Pair.send(payload)`` / ``receive()`` with

@@ -19,20 +19,15 @@ outlives a call.
 from __future__ import annotations
 
 import array
-import datetime
-import decimal
-import fractions
 import io
-import ipaddress
-import re as _re
 import threading
-import uuid
-from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import cbor2
 
+from patterns._cbor_words import MAX_DEPTH, PLAIN_HINT, TAGGED_TYPES, bad_key, kind_of, unencodable_part
 from patterns._codec_plain import is_plain
+from patterns._gaps import GAP_MIN, MARKER, Parts, split
 from patterns._scan import CONTAINER_ALLOWANCE, DEFAULT_MAX_ITEMS, LARGE_STRING, scan
 from patterns.errors import EncodeError, MalformedMessage
 from patterns.shm.codec import MAX_REFERENCES, SHM_TAG, Placement, sendable_view
@@ -46,17 +41,17 @@ __all__ = [
     "Slot",
     "decode_body",
     "decode_item",
+    "decode_nested",
     "encode_body",
+    "encode_parts",
     "encode_placed",
+    "encode_plain",
     "malformed",
     "unencodable_part",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 """Default limit for one frame, in bytes (16 MiB). Larger payloads belong in shared memory."""
-
-MAX_DEPTH: Final = 64
-"""Deepest nesting of arrays and maps accepted in a frame."""
 
 
 class Slot:
@@ -127,29 +122,13 @@ def malformed(reason: str, size: int, detail: str) -> MalformedMessage:
     return MalformedMessage(f"malformed frame ({size} bytes): {detail}", reason=reason, size=size)
 
 
-_PLAIN_HINT: Final = "send plain data (numbers, text, bytes, lists, maps) instead"
-
-
-def _a(value: Any) -> str:
-    name = type(value).__name__
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
-
-
 def _refuse_type(_encoder: Any, value: Any) -> None:
     raise TypeError(
-        f"{_a(value)} would be written as a CBOR tag, which receivers refuse; "
+        f"{kind_of(value)} would be written as a CBOR tag, which receivers refuse; "
         "send plain data (numbers, text, bytes, lists, maps) instead"
     )
 
 
-# cbor2 writes these Python types with semantic tags, which every receiver of this
-# format rejects; refusing them here makes the sender fail instead of the peer.
-_TAGGED_TYPES: Final = (
-    datetime.datetime, datetime.date, decimal.Decimal, fractions.Fraction, uuid.UUID, _re.Pattern,
-    set, frozenset, complex, cbor2.CBORTag,
-    ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network, ipaddress.IPv6Network,
-    ipaddress.IPv4Interface, ipaddress.IPv6Interface,
-)  # fmt: skip
 _local = threading.local()
 
 
@@ -164,6 +143,11 @@ def _encode_buffer(encoder: Any, value: Any) -> None:
             encoder.encode_length(0, index)
             return
     encoder.encode_length(2, view.nbytes)
+    gaps: list[memoryview] | None = getattr(_local, "gaps", None)
+    if gaps is not None and view.nbytes >= GAP_MIN:  # left out: the sender splices it in (_gaps)
+        encoder.write(MARKER)
+        gaps.append(view)
+        return
     # cbor2's C encoder writes a memoryview about 8x slower than the bytes it holds
     # (64 MiB: 1.05 s against 0.13 s): one copy into bytes is much the cheaper way.
     encoder.write(value if type(value) is bytes else view.tobytes())
@@ -174,14 +158,14 @@ def _encode_other(encoder: Any, value: Any) -> None:
     try:
         memoryview(value).release()
     except TypeError:
-        raise TypeError(f"{_a(value)} has no CBOR form here; {_PLAIN_HINT}") from None
+        raise TypeError(f"{kind_of(value)} has no CBOR form here; {PLAIN_HINT}") from None
     _encode_buffer(encoder, value)
 
 
 def _encoder() -> Any:
     encoder = getattr(_local, "encoder", None)
     if encoder is None:
-        encoders: dict[type, Any] = {t: _refuse_type for t in _TAGGED_TYPES}
+        encoders: dict[type, Any] = {t: _refuse_type for t in TAGGED_TYPES}
         encoders |= dict.fromkeys((bytes, bytearray, memoryview, array.array, SharedBuffer), _encode_buffer)
         encoder = cbor2.CBOREncoder(io.BytesIO(), encoders=encoders, default=_encode_other)
         _local.encoder = encoder
@@ -220,6 +204,35 @@ def encode_placed(value: Any, placement: Placement) -> bytes:
         _local.placement = None
 
 
+def encode_parts(value: Any, placement: Placement | None = None) -> Parts:
+    """:func:`encode_body` (or :func:`encode_placed`) as :data:`~patterns._gaps.Parts`:
+    each buffer of :data:`~patterns._gaps.GAP_MIN` bytes or more that travels inline is a
+    part of its own, not copied; ``b"".join`` of the parts is what those functions return."""
+    limit = GAP_MIN if placement is None else min(GAP_MIN, placement.policy.threshold)
+    if is_plain(value, limit=limit):  # no large buffer: one piece, by the fast encoder
+        return (_encode_plain(value),)
+    gaps: list[memoryview] = []
+    _local.placement, _local.gaps = placement, gaps
+    try:
+        data = _encode_hooked(value)
+    finally:
+        _local.placement = _local.gaps = None
+    parts = split(data, gaps)
+    if parts is None:  # a marker's bytes in the body itself (never seen): in one piece
+        _local.placement = placement
+        try:
+            return (_encode_hooked(value),)
+        finally:
+            _local.placement = None
+    return parts
+
+
+def encode_plain(value: Any) -> bytes:
+    """A value :func:`~patterns._codec_plain.is_plain` accepted, by cbor2's plain encoder
+    (:class:`EncodeError` for one it cannot write, text with lone surrogates say)."""
+    return _encode_plain(value)
+
+
 def _encode_plain(value: Any) -> bytes:
     try:
         data: bytes = _plain_encoder().encode_to_bytes(value)
@@ -229,99 +242,20 @@ def _encode_plain(value: Any) -> bytes:
     return data
 
 
-_LEAVES: Final = (str, bytes, bytearray, memoryview, array.array, range, int, float, type(None))
-"""What holds no map (a buffer is written as one byte string): :func:`_bad_key` stops there."""
-
-
-def _bad_key(value: Any, depth: int = MAX_DEPTH) -> str | None:
-    """Where ``value`` holds a map key receivers refuse (not text or bytes), in words.
-
-    By ``isinstance``, as cbor2 writes them: any ``Mapping`` (``OrderedDict``,
-    ``Counter``) is a map whose keys count, any other ``Sequence`` (``deque``) an array,
-    and a ``str`` subclass key (a ``StrEnum``) is text, which receivers take."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str | bytes):
-                return f"a map key {key!r:.60} ({type(key).__name__})"
-            found = _bad_key(item, depth - 1) if depth and not isinstance(item, _LEAVES) else None
-            if found:
-                return f"{found} under the key {key!r:.60}"
-    elif isinstance(value, Sequence) and not isinstance(value, _LEAVES):
-        for index, item in enumerate(value):
-            found = _bad_key(item, depth - 1) if depth and not isinstance(item, _LEAVES) else None
-            if found:
-                return f"{found} at index {index}"
-    return None
-
-
 def _encode_hooked(value: Any) -> bytes:
     """:func:`encode_body` through the encoder that refuses tagged types and places buffers."""
-    bad = _bad_key(value)
+    bad = bad_key(value)
     if bad is not None:
-        raise EncodeError(f"cannot encode {_a(value)} as CBOR: {bad}; map keys must be "
+        raise EncodeError(f"cannot encode {kind_of(value)} as CBOR: {bad}; map keys must be "
                           "text or bytes (docs/wire-format.md §3)")  # fmt: skip
     try:
         data: bytes = _encoder().encode_to_bytes(value)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
         _local.encoder = None  # never reuse an encoder left mid-item
-        raise EncodeError(f"cannot encode {_a(value)} as CBOR: {unencodable_part(value) or exc}") from exc
+        raise EncodeError(
+            f"cannot encode {kind_of(value)} as CBOR: {unencodable_part(value) or exc}"
+        ) from exc
     return data
-
-
-def unencodable_part(value: Any) -> str | None:
-    """What in ``value`` has no CBOR form here, where it sits and why, in words (``"a
-    Summary at ['r'][0][3] has no CBOR form here; ..."``, with no ``at`` for ``value``
-    itself), or None if nothing is found within :data:`MAX_DEPTH` levels (a cycle, say).
-    For error messages only: it walks the whole value."""
-    found = _culprit(value, "", MAX_DEPTH)
-    if found is None:
-        return None
-    what, path, why = found
-    return f"{what} at {path} {why}" if path else f"{what} {why}"
-
-
-def _culprit(value: Any, path: str, depth: int) -> tuple[str, str, str] | None:
-    if value is None or isinstance(value, bool | int | float | bytes | bytearray | memoryview | array.array):
-        return None
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"text {value!r:.40}", path, "holds lone surrogates, which UTF-8 cannot carry"
-        return None
-    if isinstance(value, _TAGGED_TYPES):
-        return (
-            _a(value),
-            path,
-            f"would be written as a CBOR tag, which receivers refuse; {_PLAIN_HINT}",
-        )
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str | bytes):
-                return (
-                    f"a map key {key!r:.60} ({type(key).__name__})",
-                    path,
-                    ("is refused: map keys must be text or bytes (docs/wire-format.md §3)"),
-                )
-            found = _culprit(item, f"{path}[{key!r:.60}]", depth - 1) if depth else None
-            if found:
-                return found
-        return None
-    if isinstance(value, Sequence) and not isinstance(value, range):
-        for index, item in enumerate(value):
-            found = _culprit(item, f"{path}[{index}]", depth - 1) if depth else None
-            if found:
-                return found
-        return None
-    try:
-        memoryview(value).release()  # a numpy array, say: written as a byte string
-    except TypeError:
-        return (
-            _a(value),
-            path,
-            f"has no CBOR form here; {_PLAIN_HINT}, e.g. a dict of its fields",
-        )
-    return None
 
 
 def decode_body(
@@ -388,27 +322,58 @@ def decode_item(
     return value, slots, overhead
 
 
-def _decode(data: bytes | bytearray | memoryview, size: int) -> tuple[Any, bool]:
-    """One strict cbor2 decode of ``data`` (the frame of ``size`` bytes, or it cut)."""
-    stream = io.BytesIO(data)
-    _local.slots = 0
-    try:
+def decode_nested(data: bytes | bytearray | memoryview, size: int) -> Any:
+    """One strict item filling ``data``, read as the body of a frame of ``size`` bytes: one
+    level below the frame's map (``MAX_DEPTH - 1``), and no shared-memory slot (raises
+    :class:`MalformedMessage` for one: only a frame with ``shm`` may hold them)."""
+    value, slots = _decode(data, size, MAX_DEPTH - 1)
+    if slots:
+        raise malformed("shm", size, "the body refers to shared memory")
+    return value
+
+
+def _decoder(stream: io.BytesIO, depth: int, reuse: bool) -> Any:
+    """A strict decoder for ``depth`` levels reading ``stream``: with ``reuse`` (a small
+    frame, which the decoder then keeps until the next), this thread's own, since building
+    one costs more than decoding a small frame (its options checked, its tag table copied)."""
+    decoders: dict[int, Any] | None = getattr(_local, "decoders", None)
+    if decoders is None:
+        decoders = _local.decoders = {}
+    decoder = decoders.get(depth) if reuse else None
+    if decoder is None:
         decoder = cbor2.CBORDecoder(
             stream,
             tag_hook=_tag_hook,
             semantic_decoders=_SEMANTIC_DECODERS,
-            max_depth=MAX_DEPTH,
+            max_depth=depth,
             allow_indefinite=False,
             allow_duplicate_keys=False,
             strict_hashable_types=True,  # map keys text or bytes: no crafted hash collisions
         )
-        value = decoder.decode()
-    except cbor2.CBORDecodeError as exc:
-        if _KEY_ERROR in str(exc):
-            raise malformed("key", size, f"a map key is not text or bytes: {exc}") from exc
-        raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
-    except (cbor2.CBORError, ValueError, TypeError, RecursionError, OverflowError, MemoryError) as exc:
-        raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
+        if reuse:
+            decoders[depth] = decoder
+    else:
+        decoder.fp = stream
+    return decoder
+
+
+def _decode(data: bytes | bytearray | memoryview, size: int, depth: int = MAX_DEPTH) -> tuple[Any, bool]:
+    """One strict cbor2 decode of ``data`` (the frame of ``size`` bytes, or it cut)."""
+    stream = io.BytesIO(data)
+    _local.slots = 0
+    try:
+        value = _decoder(stream, depth, len(data) < LARGE_STRING).decode()
+    except BaseException as exc:
+        _local.decoders = None  # never reuse a decoder left mid-item
+        if isinstance(exc, cbor2.CBORDecodeError):
+            if _KEY_ERROR in str(exc):
+                raise malformed("key", size, f"a map key is not text or bytes: {exc}") from exc
+            raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
+        if isinstance(
+            exc, cbor2.CBORError | ValueError | TypeError | RecursionError | OverflowError | MemoryError
+        ):
+            raise malformed("cbor", size, f"not valid CBOR: {exc}") from exc
+        raise
     if stream.tell() != len(data):
         raise malformed("cbor", size, f"{len(data) - stream.tell()} bytes left over after one CBOR item")
     return value, _local.slots > 0

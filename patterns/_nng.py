@@ -25,7 +25,10 @@ from patterns.errors import (
     WouldBlock,
 )
 
-__all__ = ["TLSConfig", "TLSMode", "raise_for", "receive_message_nowait", "seconds_to_ms", "translate"]
+__all__ = [
+    "TLSConfig", "TLSMode", "body_view", "message_from_parts", "raise_for", "receive_message_nowait",
+    "seconds_to_ms", "send_message_nowait", "translate",
+]  # fmt: skip
 
 
 def translate(exc: BaseException, *, operation: str, state: str) -> ConsensusError:
@@ -76,6 +79,43 @@ def receive_message_nowait(sock: Any, out: Any, *, operation: str, where: object
     if err == pynng.lib.NNG_EAGAIN:
         return None
     raise_for(err, operation=operation, where=where)
+
+
+def message_from_parts(parts: Any, size: int, out: Any, *, operation: str, where: object) -> Any:
+    """A new ``nng_msg`` holding ``parts`` (bytes and byte buffers, ``size`` bytes in all)
+    one after another: each copied once, straight into NNG's message (``nng_send`` would
+    copy a joined frame: two copies of a large buffer). The caller sends or frees it."""
+    err = pynng.lib.nng_msg_alloc(out, size)
+    if err:
+        raise_for(err, operation=operation, where=where)
+    msg = out[0]
+    at = pynng.ffi.cast("char *", pynng.lib.nng_msg_body(msg))
+    for part in parts:
+        length = part.nbytes if type(part) is memoryview else len(part)
+        pynng.ffi.memmove(at, part, length)
+        at += length
+    return msg
+
+
+def send_message_nowait(sock: Any, msg: Any, *, operation: str, where: object) -> bool:
+    """A non-blocking ``nng_sendmsg`` of ``msg`` on the pynng socket ``sock``: True when NNG
+    took it (it owns it then), False when its queue is full (the caller still owns it)."""
+    err = pynng.lib.nng_sendmsg(sock.socket, msg, pynng.lib.NNG_FLAG_NONBLOCK)
+    if not err:
+        return True
+    if err == pynng.lib.NNG_EAGAIN:
+        return False
+    raise_for(err, operation=operation, where=where)
+
+
+def body_view(msg: Any) -> memoryview:
+    """The body of a received ``nng_msg``, read in place: the view owns the message, which
+    is freed once the view and every slice of it are gone (no use after free)."""
+    size = pynng.lib.nng_msg_len(msg)
+    body = pynng.ffi.gc(
+        pynng.ffi.cast("char *", pynng.lib.nng_msg_body(msg)), lambda _: pynng.lib.nng_msg_free(msg)
+    )
+    return memoryview(pynng.ffi.buffer(body, size))
 
 
 def seconds_to_ms(seconds: float, *, what: str) -> int:

@@ -27,11 +27,12 @@ from typing import Any, ClassVar, Self
 import pynng
 import trio
 
+from patterns._gaps import Parts
 from patterns._guard import Guard
 from patterns._nng import TLSConfig, listen_with_tls, seconds_to_ms, translate
 from patterns._peers import Peer, PeerSet
 from patterns._stats import SocketStatistics
-from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode, encode
+from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode, encode, encode_parts
 from patterns.errors import Closed, MalformedMessage, SharedMemoryError, Unauthenticated
 from patterns.shm.beacon import Beacons
 from patterns.shm.codec import Placement, SharedMemory, maybe_sweep, resolve
@@ -226,14 +227,21 @@ class BaseSocket:
         data = encode(envelope, max_size=self.max_message_size - guard.overhead, placement=placement)
         return guard.seal(data, envelope.kind)
 
-    def _unpack(self, data: bytes) -> Envelope:
+    def _frame_parts(self, envelope: Envelope, placement: Placement | None) -> Parts:
+        """:meth:`_frame` in pieces (:mod:`patterns._gaps`): large inline buffers are not
+        copied here but once, into NNG's message. A guard seals the frame in one piece."""
+        if self.guard is not None:
+            return (self._frame(envelope, placement),)
+        return encode_parts(envelope, max_size=self.max_message_size, placement=placement)
+
+    def _unpack(self, data: bytes | memoryview) -> Envelope:
         """Open a received frame (with a guard), decode it, attach the shared memory it refers to.
 
         A guard's refusal raises :class:`Unauthenticated`, counted as ``unauthenticated``;
         any other fault :class:`MalformedMessage`, counted as ``malformed``."""
         try:
             if self.guard is not None:
-                return self._unpack_guarded(data, self.guard)
+                return self._unpack_guarded(data if type(data) is bytes else bytes(data), self.guard)
             envelope = decode(
                 data, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
             )

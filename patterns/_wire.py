@@ -46,11 +46,17 @@ from patterns._cbor import (
     Slot,
     decode_body,
     decode_item,
+    decode_nested,
     encode_body,
-    encode_placed,
+    encode_plain,
     malformed,
     unencodable_part,
 )
+from patterns._cbor import encode_parts as encode_body_parts
+from patterns._codec_plain import PLAIN_DEPTH, is_plain
+from patterns._gaps import GAP_MIN, Parts, join, total
+from patterns._head import byte_string, read, write
+from patterns._scan import LARGE_STRING
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
 from patterns.shm.ref import ShmRef
@@ -63,10 +69,14 @@ __all__ = [
     "MAX_SENDER_LENGTH",
     "VERSION",
     "Envelope",
+    "common_frame",
     "decode",
     "decode_body",
     "encode",
     "encode_body",
+    "encode_common",
+    "encode_parts",
+    "read_common",
     "unencodable_part",
 ]
 
@@ -140,6 +150,19 @@ def encode(
     shared memory and the envelope carries their references in ``shm``; the caller
     calls ``placement.sent()`` or ``placement.abort()`` once the send is done or failed.
     """
+    return join(encode_parts(envelope, max_size=max_size, placement=placement))
+
+
+def encode_parts(
+    envelope: Envelope, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE, placement: Placement | None = None
+) -> Parts:
+    """:func:`encode` in pieces: each inline buffer of at least :data:`~patterns._gaps.GAP_MIN`
+    bytes is a part of its own, not copied (a socket copies the parts once, into NNG's
+    message); ``b"".join`` of the parts is exactly what :func:`encode` returns."""
+    limit = GAP_MIN if placement is None else min(GAP_MIN, placement.policy.threshold)
+    data = encode_common(envelope, limit=limit, max_size=max_size)
+    if data is not None:
+        return (data,)
     if type(envelope.id) is not int or not 0 <= envelope.id < _MAX_ID:
         raise EncodeError(f"message id {envelope.id!r} is not an integer in 0..2**64-1")
     if not isinstance(envelope.kind, str) or not 0 < len(envelope.kind) <= MAX_KIND_LENGTH:
@@ -163,25 +186,70 @@ def encode(
         frame["shm"] = list(envelope.shm)
     try:
         if placement is None:
-            data = encode_body(frame)
+            parts = encode_body_parts(frame)
         else:
             try:
-                data = encode_placed(frame, placement)
+                parts = encode_body_parts(frame, placement)
                 if placement.refs:  # buffers went to shared memory: encode again with their references
                     frame["shm"] = placement.refs  # (the same objects get the same indexes)
-                    data = encode_placed(frame, placement)
+                    parts = encode_body_parts(frame, placement)
             except BaseException:
                 placement.abort()
                 raise
     except EncodeError as exc:
         raise _body_error(envelope, exc) from exc.__cause__
-    if len(data) > max_size:
+    size = total(parts)
+    if size > max_size:
         if placement is not None:
             placement.abort()
         raise MessageTooLarge(
-            f"a {envelope.kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}"
+            f"a {envelope.kind!r} message of {size} bytes exceeds max_message_size={max_size}"
         )
+    return parts
+
+
+def encode_common(
+    envelope: Envelope, *, limit: int, max_size: int = DEFAULT_MAX_MESSAGE_SIZE
+) -> bytes | None:
+    """:func:`encode` for the common frame: no ``shm``, a plain body holding no buffer of
+    ``limit`` bytes or more (so no placement could take one: a sender may skip making
+    it). None for any other envelope (:func:`encode_parts` encodes it, or says why not)."""
+    if envelope.shm is not None:
+        return None
+    return common_frame(envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re,
+                        envelope.deadline, limit=limit, max_size=max_size)  # fmt: skip
+
+
+def common_frame(
+    kind: str, sender: str, ident: int, body: Any, re: int | None, deadline: float | None, *,
+    limit: int, max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> bytes | None:  # fmt: skip
+    """:func:`encode_common` for the fields of an envelope without ``shm``, not built (a
+    sender's own message: no :class:`Envelope` needed when this is not None)."""
+    data = _common_frame(kind, sender, ident, body, re, deadline, limit)
+    if data is not None and len(data) > max_size:
+        raise MessageTooLarge(f"a {kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}")
     return data
+
+
+def _common_frame(
+    kind: str, sender: str, ident: int, body: Any, re: int | None, deadline: float | None, limit: int
+) -> bytes | None:
+    """The frame of an envelope whose body is plain and holds no buffer of ``limit`` bytes
+    or more (nothing for shared memory, nothing to splice), written without the frame's
+    dict; None for any other (the general path encodes it, or says what is wrong)."""
+    if body is None:
+        encoded = None
+    elif type(body) is bytes and len(body) < limit:
+        encoded = byte_string(body)
+    elif is_plain(body, PLAIN_DEPTH - 1, limit):
+        try:
+            encoded = encode_plain(body)
+        except EncodeError:
+            return None
+    else:
+        return None
+    return write(kind, sender, ident, re, deadline, encoded, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
 
 
 def _body_error(envelope: Envelope, exc: EncodeError) -> EncodeError:
@@ -213,11 +281,27 @@ def decode(
     (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
     attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
+    fields = read_common(data, max_size=max_size, max_items=max_items, measure=measure)
+    if fields is not None:
+        kind, sender, ident, body, re, deadline = fields
+        return Envelope(kind, sender, ident, body, re, deadline, None, len(data), len(data))
     if data[:2] == _SEALED:
         raise malformed("sealed", len(data), "it is sealed with a secret, and this socket was given none")
     frame, slots, overhead = decode_item(data, max_size, max_items, measure=measure)
     envelope = _envelope(frame, len(data), len(data) + overhead)
     return _with_references(envelope, len(data)) if slots else envelope
+
+
+def read_common(
+    data: bytes | bytearray | memoryview, *, max_size: int, max_items: int, measure: bool
+) -> tuple[str, str, int, Any, int | None, float | None] | None:
+    """(kind, sender, id, body, re, deadline) of a small common frame exactly as
+    :func:`decode` would find them, or None: :func:`decode` then says what it holds (a
+    receiver that wants only the body need not build the :class:`Envelope`)."""
+    size = len(data)
+    if type(data) is not bytes or measure or size > max_items or size >= LARGE_STRING or size > max_size:
+        return None
+    return read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
 
 
 def _with_references(envelope: Envelope, size: int) -> Envelope:

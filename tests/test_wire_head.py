@@ -1,0 +1,163 @@
+"""The envelope's head in Python (``patterns._head``): the same bytes out, the same verdicts in.
+
+The common frame is written without cbor2's map and read without building the frame's dict.
+Both must agree exactly with the general path: the bytes cbor2 writes for the frame dict, and
+for any received frame, either the same envelope or a fall back to the general decoder (which
+then accepts or refuses it with its own words).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import patterns
+from patterns import Envelope, MalformedMessage, decode
+from patterns._cbor import MAX_DEPTH, decode_nested
+from patterns._head import read
+from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, encode
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+plain = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+              st.text(max_size=12), st.binary(max_size=40)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
+    max_leaves=10,
+)  # fmt: skip
+envelopes = st.builds(
+    Envelope,
+    kind=st.text(min_size=1, max_size=MAX_KIND_LENGTH),
+    sender=st.text(max_size=40),
+    id=st.integers(0, 2**64 - 1),
+    body=plain,
+    re=st.none() | st.integers(0, 2**64 - 1),
+    deadline=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+def frame_dict(envelope: Envelope) -> dict[str, Any]:
+    frame: dict[str, Any] = {"v": 1, "k": envelope.kind, "s": envelope.sender, "id": envelope.id}
+    if envelope.re is not None:
+        frame["re"] = envelope.re
+    if envelope.deadline is not None:
+        frame["dl"] = float(envelope.deadline)
+    if envelope.body is not None:
+        frame["b"] = envelope.body
+    return frame
+
+
+def general(data: bytes) -> Envelope | MalformedMessage:
+    """What the general path says about ``data`` (the head path reads only ``bytes``)."""
+    try:
+        return decode(bytearray(data), measure=False)
+    except MalformedMessage as exc:
+        return exc
+
+
+def head(data: bytes) -> Envelope | MalformedMessage:
+    try:
+        return decode(data, measure=False)
+    except MalformedMessage as exc:
+        return exc
+
+
+def same(a: Envelope | MalformedMessage, b: Envelope | MalformedMessage) -> bool:
+    if isinstance(a, MalformedMessage) or isinstance(b, MalformedMessage):
+        return type(a) is type(b) and str(a) == str(b) and a.reason == b.reason  # type: ignore[union-attr]
+    return a == b and a.size == b.size and a.weight == a.size
+
+
+@PROPERTY
+@given(envelopes)
+def test_the_head_writes_what_cbor2_writes_for_the_frame(envelope: Envelope) -> None:
+    text_ok = all(not 0xD800 <= ord(c) <= 0xDFFF for c in envelope.kind + envelope.sender)
+    assume(text_ok and len(envelope.sender) <= MAX_SENDER_LENGTH)
+    assert encode(envelope) == cbor2.dumps(frame_dict(envelope))
+
+
+@PROPERTY
+@given(envelopes)
+def test_the_head_reads_what_the_general_path_reads(envelope: Envelope) -> None:
+    data = cbor2.dumps(frame_dict(envelope))
+    assert read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) is not None
+    assert same(head(data), general(data))
+
+
+@PROPERTY
+@given(envelopes, st.data())
+def test_a_damaged_frame_gets_the_general_verdict(envelope: Envelope, data: st.DataObject) -> None:
+    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
+    how = data.draw(st.sampled_from(["flip", "cut", "extend", "insert"]))
+    at = data.draw(st.integers(0, len(frame) - 1))
+    if how == "flip":
+        frame[at] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame[at:]
+    elif how == "extend":
+        frame += data.draw(st.binary(min_size=1, max_size=4))
+    else:
+        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    assert same(head(bytes(frame)), general(bytes(frame)))
+
+
+@pytest.mark.parametrize("extra", [{"x": 1}, {"shm": []}])
+def test_other_keys_and_orders_take_the_general_path(extra: dict[str, Any]) -> None:
+    frame = {"v": 1, "k": "data", "s": "", "id": 5, **extra, "b": b"x"}
+    data = cbor2.dumps(frame)
+    assert read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) is None
+    reordered = cbor2.dumps({"k": "data", "v": 1, "s": "", "id": 5})
+    assert read(reordered, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) is None
+    assert decode(reordered, measure=False) == Envelope("data", "", 5)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1])
+def test_the_body_nests_as_deep_on_both_paths(depth: int) -> None:
+    body: Any = 0
+    for _ in range(depth):
+        body = [body]
+    data = cbor2.dumps({"v": 1, "k": "data", "s": "", "id": 5, "b": body})
+    assert same(head(data), general(data))
+
+
+def test_a_shared_memory_tag_in_the_body_gets_the_general_verdict() -> None:
+    data = cbor2.dumps({"v": 1, "k": "data", "s": "", "id": 5, "b": cbor2.CBORTag(28270, 0)})
+    assert same(head(data), general(data))
+    assert isinstance(head(data), MalformedMessage)
+
+
+BODIES: list[Any] = [
+    None,
+    b"x" * 64,
+    {"v": b"abc", "stream": False},
+    [1, 2.5, "three"],
+    "text",
+    7,
+    bytearray(b"ab"),
+]
+
+
+@pytest.mark.parametrize("shared_memory", [True, False])
+async def test_a_pair_sends_and_receives_common_frames_as_the_general_path(
+    shared_memory: bool, address: Callable[[str], str]
+) -> None:
+    addr = address("ipc")
+    async with (
+        patterns.Pair(listen=addr, name="a", shared_memory=shared_memory) as a,
+        patterns.Pair(dial=addr, name="b", shared_memory=shared_memory) as b,
+    ):
+        await a.wait_for_peers(1)
+        await b.wait_for_peers(1)
+        for body in BODIES:
+            await a.send(body, re=3, deadline=1.5e9)
+            frame = await b.receive_bytes()
+            envelope = decode(frame)
+            assert frame == encode(Envelope("data", "a", envelope.id, body, 3, 1.5e9))
+            await a.send(body)
+            assert await b.receive() == (bytes(body) if type(body) is bytearray else body)
+        assert b.statistics().malformed == 0
