@@ -153,7 +153,7 @@ class SendingSocket(_FdSocket):
     def _encode(self, envelope: Envelope, inline: bool = False) -> tuple[bytes, Placement | None]:
         """The frame, and where its large buffers went (same-host peers: shared memory;
         ``inline``: nowhere, every buffer travels in the frame)."""
-        placement = None if inline else self._placement(len(self.peers_state) if self._fanout else 1)
+        placement = None if inline else self._placement(self._receivers() if self._fanout else 1)
         return self._frame(envelope, placement), placement
 
     async def _send_encoded(self, frame: tuple[bytes, Placement | None]) -> None:

@@ -96,6 +96,38 @@ async def test_surveys_and_their_replies_carry_large_buffers(
     assert segments(folder) == []
 
 
+async def test_a_bus_counts_every_connection_nng_sends_to_not_only_those_noted(
+    address: Callable[[str], str], folder: Path
+) -> None:
+    """NNG tells the socket of a new connection on its own thread, and the trio side notes
+    it a moment later; a fan-out sent meanwhile goes to that connection too. Counted one
+    receiver short, the segment went to the first receiver and the other got SegmentGone."""
+    addr = address("ipc")
+    async with patterns.Bus(listen=addr) as hub, patterns.Bus(dial=addr) as first:
+        await hub.wait_for_peers(1)
+        noted, arrived = hub._connected, trio.Event()
+        late: list[Any] = []
+
+        def hold_back(peer: Any) -> None:
+            late.append(peer)
+            arrived.set()
+
+        hub._connected = hold_back  # type: ignore[method-assign]  # noted late
+        async with patterns.Bus(dial=addr) as second:
+            with trio.fail_after(15):
+                await arrived.wait()  # NNG has it, the socket's peer set not yet
+                assert len(hub.peers) == 1
+                await hub.send({"data": PAYLOAD})
+                for sock in (first, second):
+                    got = await sock.receive()
+                    assert isinstance(got["data"], memoryview) and got["data"] == PAYLOAD
+            hub._connected = noted  # type: ignore[method-assign]
+            for peer in late:
+                noted(peer)
+            del got
+    assert segments(folder) == []
+
+
 async def test_a_numpy_like_buffer_and_the_zero_copy_producer(
     address: Callable[[str], str], folder: Path
 ) -> None:
