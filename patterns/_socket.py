@@ -205,6 +205,12 @@ class BaseSocket:
             return None
         return Placement(self.shared_memory, receivers, self._same_host)
 
+    def _receivers(self) -> int:
+        """The connections a fan-out frame goes to. NNG's own (pynng lists a pipe from before
+        NNG sends on it until after it stops): the peer set notes a new one a moment later, and
+        a count one short gives the segment to the first receiver and SegmentGone to another."""
+        return len(self._sock.pipes) if self._sock is not None else 0
+
     def _same_host(self) -> bool:
         """Can every peer attach our segments? Always over inproc and ipc; over tcp (ws,
         tls) when each connected peer left its beacon (``_shm_beacon``)."""
@@ -214,7 +220,9 @@ class BaseSocket:
             return False
         if not all(a.startswith(("ipc://", "inproc://")) for a in addresses):
             peers = self.peers_state.snapshot()
-            if not peers or not all(self._beacons.shares_host(peer) for peer in peers):
+            if not peers or len(peers) < self._receivers():  # one not noted yet is not proven
+                return False
+            if not all(self._beacons.shares_host(peer) for peer in peers):
                 return False
         maybe_sweep(self.shared_memory.directory)
         return True

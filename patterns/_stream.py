@@ -172,7 +172,7 @@ class SendingSocket(_FdSocket):
             data = encode_common(envelope, limit=self._limit(inline), max_size=self.max_message_size)
             if data is not None:
                 return (data,), None
-        placement = None if inline else self._placement(len(self.peers_state) if self._fanout else 1)
+        placement = None if inline else self._placement(self._receivers() if self._fanout else 1)
         return self._frame_parts(envelope, placement), placement
 
     async def _send_encoded(self, frame: tuple[Parts, Placement | None]) -> None:

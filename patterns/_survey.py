@@ -173,7 +173,7 @@ class Surveyor(RawSocket):
         envelope = Envelope(
             kind=kind, sender=self.name, id=self.next_id(), body=value, deadline=time.time() + timeout
         )
-        placement = None if inline else self._placement(len(self.peers_state))
+        placement = None if inline else self._placement(self._receivers())
         data = self._frame(envelope, placement)
         replies = SurveyReplies(self, envelope.id, trio.current_time() + timeout + linger)
         self._routes[envelope.id] = replies  # before the send: a reply may come at once

@@ -166,6 +166,18 @@ def test_a_socket_counts_an_unusable_reference_as_malformed(shm_dir: Path) -> No
         assert sock.statistics().malformed == 1
 
 
+def test_a_refused_frame_releases_its_other_segments_at_once(shm_dir: Path) -> None:
+    placement = Placement(policy(shm_dir), 1)
+    data = encode(Envelope("data", "a", 1, [b"g" * 8 * KiB, b"h" * 8 * KiB]), placement=placement)
+    placement.sent()
+    placement.made[0].discard()  # the first is gone before anyone attached: the frame is refused
+    assert len(segments(shm_dir)) == 1
+    with pytest.raises(MalformedMessage) as caught:
+        receive(data, policy(shm_dir))
+    assert caught.value.reason == "shm"
+    assert segments(shm_dir) == []  # the second released now, not left to its lease
+
+
 def test_a_full_directory_falls_back_inline_or_raises(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from patterns.shm import codec
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from _shm import no_leak, segments, shm_dir, unshare_works
 from conftest import ROOT, Peers, read_line, tell
 
@@ -92,6 +93,38 @@ async def test_surveys_and_their_replies_carry_large_buffers(
                 from_child(reply.body)
                 break
         tell(proc, "quit")
+    assert segments(folder) == []
+
+
+async def test_a_bus_counts_every_connection_nng_sends_to_not_only_those_noted(
+    address: Callable[[str], str], folder: Path
+) -> None:
+    """NNG tells the socket of a new connection on its own thread, and the trio side notes
+    it a moment later; a fan-out sent meanwhile goes to that connection too. Counted one
+    receiver short, the segment went to the first receiver and the other got SegmentGone."""
+    addr = address("ipc")
+    async with patterns.Bus(listen=addr) as hub, patterns.Bus(dial=addr) as first:
+        await hub.wait_for_peers(1)
+        noted, arrived = hub._connected, trio.Event()
+        late: list[Any] = []
+
+        def hold_back(peer: Any) -> None:
+            late.append(peer)
+            arrived.set()
+
+        hub._connected = hold_back  # type: ignore[method-assign]  # noted late
+        async with patterns.Bus(dial=addr) as second:
+            with trio.fail_after(15):
+                await arrived.wait()  # NNG has it, the socket's peer set not yet
+                assert len(hub.peers) == 1
+                await hub.send({"data": PAYLOAD})
+                for sock in (first, second):
+                    got = await sock.receive()
+                    assert isinstance(got["data"], memoryview) and got["data"] == PAYLOAD
+            hub._connected = noted  # type: ignore[method-assign]
+            for peer in late:
+                noted(peer)
+            del got
     assert segments(folder) == []
 
 
@@ -186,11 +219,48 @@ async def test_a_poll_answer_and_a_broadcast_go_through_shared_memory(
         assert answer["kind"] == "memoryview" and isinstance(answer["echo"], memoryview)
         assert answer["echo"] == PAYLOAD
         await member.wait_for_mesh()
+        await room.wait_for_mesh()  # the host counts its own ends of the mesh as the broadcast's receivers
         await room.broadcast({"data": PAYLOAD})
         async for sender, value in member.messages():
             assert isinstance(value["data"], memoryview) and value["data"] == PAYLOAD
             break
         del result, answer, value
+    assert segments(folder) == []
+
+
+async def test_wait_for_members_waits_for_the_hosts_end_of_the_survey_connection(
+    room_address: Callable[[str], str], folder: Path
+) -> None:
+    """Why the poll above once went inline: a member joins once its end of the survey
+    connection is up, and the host may note its own end later; a poll counts the host's
+    ends as its receivers. Held back here, that end keeps ``wait_for_members`` waiting."""
+    addr = room_address("ipc")
+
+    async def on_poll(question: Any) -> Any:
+        return type(question["data"]).__name__
+
+    async with consensus.host(addr) as room:
+        surveyor = room._surveyor
+        noted, late = surveyor._connected, list[Any]()
+        surveyor._connected = late.append  # type: ignore[method-assign,assignment]  # noted late
+        async with consensus.join(addr, name="m", on_poll=on_poll), trio.open_nursery() as nursery:
+            waited = trio.Event()
+
+            async def wait() -> None:
+                await room.wait_for_members(1)
+                waited.set()
+
+            nursery.start_soon(wait)
+            while not room.members:
+                await room.wait_members_changed()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not waited.is_set(), "wait_for_members returned before the host's end of the survey"
+            surveyor._connected = noted  # type: ignore[method-assign]
+            for peer in late:
+                noted(peer)
+            await waited.wait()
+            result = await room.poll({"data": PAYLOAD}, timeout=10)
+            assert list(result.answers.values()) == ["memoryview"]
     assert segments(folder) == []
 
 

@@ -295,8 +295,46 @@ def test_a_payload_that_comes_before_its_spare_is_ready_stops_the_preparation(
     (first,) = spares._pool.preparing
     buf = place(b"\7" * MiB, lease=30, directory=in_use)  # no spare yet: the cold way
     assert buf.path != first and first not in spares._pool.preparing  # the preparation was given up
-    release.set()  # (the worker removes its file, off the sending path)...
+    assert not first.exists()  # its name at once (the worker closes its memfd, off the sending path)
+    release.set()
     assert spares.settle(30)
     (spare,) = spares.held(str(in_use))  # ... and the next one made in its place
-    assert spare.path not in (first, buf.path) and not first.exists()
+    assert spare.path not in (first, buf.path)
     buf.discard()
+
+
+def test_a_preparation_given_up_leaves_no_name_once_the_last_socket_closed(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leak behind a flaky ``test_tasks_and_results_go_through_shared_memory``: a spare
+    still being prepared (its worker starved under load) was given up by the next payload,
+    so the close of the directory's last socket did not see it, and its name outlived every
+    socket until the worker came back to it. Its name must go with the books entry."""
+    import threading
+
+    from patterns.shm import worker as _shm_worker
+
+    started, release = threading.Event(), threading.Event()
+    real = _shm_worker.populate
+
+    def starved(mapping: object, going: Callable[[], bool]) -> int:
+        started.set()
+        assert release.wait(10)  # the worker gets no CPU until the socket closed
+        return real(mapping, going)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spares, "populate", starved)
+    user = object()  # a socket's beacons: the directory is in use
+    spares.register(user, str(shm_dir))
+    try:
+        for _ in range(2):
+            place(b"\6" * MiB, lease=30, directory=shm_dir).discard()
+        assert started.wait(10)
+        (first,) = spares._pool.preparing
+        place(b"\7" * MiB, lease=30, directory=shm_dir).discard()  # before its spare: given up
+        spares.unregister(user)  # the last socket closes
+        assert segments(shm_dir) == [], "a spare's name outlived the sockets"
+    finally:
+        spares.unregister(user)
+        release.set()
+        assert spares.settle(30)
+    assert segments(shm_dir) == [] and spares.held() == [] and not first.exists()

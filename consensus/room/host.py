@@ -122,14 +122,27 @@ class Room:
         return self._protocol.observers
 
     async def wait_for_members(self, count: int, *, timeout: float | None = None) -> tuple[str, ...]:
-        """Wait until at least ``count`` members (observers not counted) are present; returns
-        their names. With ``timeout`` (seconds), raises :class:`~consensus.Timeout` naming the
-        members present when fewer than ``count`` came in time."""
+        """Wait until at least ``count`` members (observers not counted) are present and the
+        polls can reach them; returns their names. With ``timeout`` (seconds), raises
+        :class:`~consensus.Timeout` naming the members present when fewer than ``count`` came in time.
+
+        A member joins once its end of the survey connection is up, but the host may note
+        its own end a little later: until then a poll would not count that member among the
+        survey's receivers (its large buffers would go inline, or the question not reach it)."""
         with trio.move_on_after(float("inf") if timeout is None else timeout):
-            while len(self._protocol.members) < count:
-                await self._members_changed.wait()
-            return self.members
+            while True:
+                if len(self._protocol.members) < count:
+                    await self._members_changed.wait()
+                elif len(self._surveyor.peers) < len(self._protocol.roster):  # observers dial it too
+                    with trio.move_on_after(self._protocol.heartbeat):  # the roster may change meanwhile
+                        await self._surveyor.wait_peers_changed()
+                else:
+                    return self.members
         present = ", ".join(self.members) or "none"
+        if len(self.members) >= count:  # they came, but not all of their survey connections
+            raise Timeout(f"room at {self.address}: {count} members came within {timeout} s, but only "
+                          f"{len(self._surveyor.peers)} of the {len(self._protocol.roster)} present are "
+                          f"connected to the host's survey endpoint (present: {present})")  # fmt: skip
         raise Timeout(f"room at {self.address}: {len(self.members)} of the {count} members waited for came "
                       f"within {timeout} s (present: {present})")  # fmt: skip
 

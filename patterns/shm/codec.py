@@ -256,6 +256,16 @@ def holds_references(body: Any) -> bool:
     return False
 
 
+def _release(refs: list[ShmRef], policy: SharedMemory) -> None:
+    """Count this receiver done with ``refs`` (attach, then let go): their senders need not
+    wait for the leases of segments in a frame nobody will read."""
+    for ref in refs:
+        try:
+            attach(ref, directory=policy.directory).release()
+        except SharedMemoryError:
+            pass  # unusable too: its lease or the sweep settles it
+
+
 def resolve(body: Any, policy: SharedMemory) -> Any:
     """Replace every :class:`ShmRef` in a decoded ``body`` by a read-only view of its
     segment: the receiving socket's side effect (each attach counts this receiver).
@@ -289,9 +299,11 @@ def resolve(body: Any, policy: SharedMemory) -> Any:
     try:
         for ref in refs:
             views[id(ref)] = attach(ref, directory=policy.directory)
-    except BaseException:
+    except BaseException as exc:
         for view in views.values():
             view.release()
+        if isinstance(exc, SharedMemoryError):  # the frame is refused: release its other segments
+            _release(refs[len(views) + 1 :], policy)  # now, not when their leases pass
         raise
 
     def swap(value: Any) -> Any:

@@ -148,6 +148,8 @@ class _Pool:
         with self.lock:
             stale = [key for key, spare in self.spares.items() if spare.usable_until <= now]
             gone = [self.spares.pop(key) for key in stale]
+            for spare in gone:  # out of the books only with its name: see drop()
+                unlink_quietly(spare.path)
             upcoming = [spare.usable_until - now for spare in self.spares.values()]
         for spare in gone:
             _discard(spare)
@@ -204,7 +206,7 @@ class _Pool:
             if kept and spare is not None and self._admissible(directory, capacity):
                 self.spares[(directory, capacity)] = spare
                 return
-        unlink_quietly(path)
+            unlink_quietly(path)  # under the lock: a drop() that missed it must not return first
         os.close(fd)
         if payload >= 0:
             os.close(payload)
@@ -283,8 +285,11 @@ def take(directory: str, size: int) -> Spare | None:
         spare = _pool.spares.pop(key, None) if _pool.spares else None
         late = [path for path, making in _pool.preparing.items() if making == key] if spare is None else []
         for path in late:  # too late for this payload, and it would compete with its copy: given
-            del _pool.preparing[path]  # up. The worker stops and removes the file (off this path:
-            # freeing its pages takes about 1 ms per 8 MiB); the next one is asked for after.
+            del _pool.preparing[path]  # up. The worker stops and closes its memfd (off this path:
+            # freeing its pages takes about 1 ms per 8 MiB); the next one is asked for after. Its
+            # name goes now (a sparse file holding a header: one cheap unlink), or a socket that
+            # closes meanwhile would leave it behind: drop() only sees what is in the books.
+            unlink_quietly(path)
     if spare is not None and spare.usable_until <= monotonic_now():
         _discard(spare)
         return None
@@ -341,7 +346,10 @@ def drop(directory: str | None = None, *, now: bool = False) -> int:
     """Remove the spares of ``directory`` (None: all), those being prepared included, and
     the segments pooled for reuse there (``_shm_ring``); how many.
 
-    Their names go at once; with ``now`` their memory too (else the worker unmaps them)."""
+    Their names go at once; with ``now`` their memory too (else the worker unmaps them).
+    Whatever leaves the books elsewhere (taken too late, expired, refused when made) loses
+    its name under the same lock, so when this returns no spare name of ``directory`` is
+    left, even while the background thread is still busy with one."""
     with _pool.lock:
         keys = [key for key in _pool.spares if directory is None or key[0] == directory]
         gone = [_pool.spares.pop(key) for key in keys]
