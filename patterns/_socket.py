@@ -438,7 +438,7 @@ class BaseSocket:
         try:
             pipe.close()
         except pynng.NNGException as exc:
-            if isinstance(exc, pynng.Closed):
+            if isinstance(exc, (pynng.Closed, pynng.exceptions.NoEntry)):  # it went while we looked
                 return False
             raise translate(exc, operation=f"disconnect({pipe_id})", state=repr(self)) from exc
         return True

@@ -501,3 +501,25 @@ print("exiting")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "exiting"
     assert "panic" not in done.stderr.lower() and "Traceback" not in done.stderr
+
+
+async def test_disconnect_of_a_connection_that_goes_meanwhile_says_false(
+    address: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection NNG still lists but is closing (NNG_ENOENT on close) is already gone:
+    ``disconnect`` says so instead of raising, so a hotline dropping a silent peer survives."""
+    import pynng
+
+    addr = address("ipc")
+    async with patterns.Pair(listen=addr) as a, patterns.Pair(dial=addr) as b:
+        [peer] = await a.wait_for_peers(1)
+        [pipe] = [p for p in a._sock.pipes if p.id == peer.id]
+
+        def closing() -> None:
+            raise pynng.exceptions.NoEntry("Entry not found", pynng.lib.NNG_ENOENT)
+
+        monkeypatch.setattr(type(pipe), "close", lambda self: closing())
+        assert a.disconnect(peer.id) is False
+        monkeypatch.undo()
+        assert a.disconnect(peer.id) is True
+        assert b.closed is False
