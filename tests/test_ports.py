@@ -139,6 +139,7 @@ async def test_fixed_mesh_and_line_ports_are_the_ones_used(room_address: Callabl
             assert line.bound_address == f"tcp://0.0.0.0:{lines + 1}"
             theirs = await bob.hotline("ann")
             assert theirs.address == f"tcp://127.0.0.1:{lines + 1}"  # the offer named the reachable host
+            await theirs._link.pair.wait_for_peers(1)  # the line is returned while it connects
             assert remote_ports(theirs._link.pair) == {lines + 1}
             assert await theirs.ask(1, timeout=5) == ["ann", 1]
             assert await line.ask(2, timeout=5) == ["bob", 2]
