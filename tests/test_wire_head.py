@@ -13,6 +13,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from _frames import frame_dict
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -39,17 +40,6 @@ envelopes = st.builds(
     re=st.none() | st.integers(0, 2**64 - 1),
     deadline=st.none() | st.floats(allow_nan=False, allow_infinity=False),
 )
-
-
-def frame_dict(envelope: Envelope) -> dict[str, Any]:
-    frame: dict[str, Any] = {"v": 1, "k": envelope.kind, "s": envelope.sender, "id": envelope.id}
-    if envelope.re is not None:
-        frame["re"] = envelope.re
-    if envelope.deadline is not None:
-        frame["dl"] = float(envelope.deadline)
-    if envelope.body is not None:
-        frame["b"] = envelope.body
-    return frame
 
 
 def general(data: bytes) -> Envelope | MalformedMessage:

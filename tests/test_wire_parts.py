@@ -15,6 +15,7 @@ from typing import Any
 import cbor2
 import pytest
 import trio
+from _frames import frame_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pynng import ffi
@@ -83,14 +84,7 @@ envelopes = st.builds(
 
 def reference(envelope: Envelope) -> bytes:
     """The frame as the one-piece encoder wrote it before parts: cbor2 over plain values."""
-    frame: dict[str, Any] = {"v": 1, "k": envelope.kind, "s": envelope.sender, "id": envelope.id}
-    if envelope.re is not None:
-        frame["re"] = envelope.re
-    if envelope.deadline is not None:
-        frame["dl"] = float(envelope.deadline)
-    if envelope.body is not None:
-        frame["b"] = as_bytes(envelope.body)
-    return cbor2.dumps(frame)
+    return cbor2.dumps(frame_dict(envelope, body=as_bytes))
 
 
 @PROPERTY
