@@ -151,16 +151,12 @@ def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
                     results.append(row)
                     print(f" median {row['wall']['median_ms']:.2f} ms "
                           f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
-                if args.pattern:
-                    print(f"  N={n:<3} {transport} pattern ...", end="", flush=True, file=sys.stderr)
-                    row = trio.run(pattern_phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir,
-                                   transport)  # fmt: skip
-                    results.append(row)
-                    print(f" median {row['all_replies']['median_ms']:.2f} ms", file=sys.stderr)
-                if args.floor:
-                    print(f"  N={n:<3} {transport} floor ...", end="", flush=True, file=sys.stderr)
-                    row = trio.run(floor_phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir,
-                                   transport)  # fmt: skip
+                for label, phase, wanted in (("pattern", pattern_phase, args.pattern),
+                                             ("floor", floor_phase, args.floor)):  # fmt: skip
+                    if not wanted:
+                        continue
+                    print(f"  N={n:<3} {transport} {label} ...", end="", flush=True, file=sys.stderr)
+                    row = trio.run(phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir, transport)
                     results.append(row)
                     print(f" median {row['all_replies']['median_ms']:.2f} ms", file=sys.stderr)
             if args.raw_polls > 0 and n in args.raw_ns:
