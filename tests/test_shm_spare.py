@@ -21,7 +21,7 @@ from conftest import Peers, read_line, tell
 
 import patterns
 from patterns.errors import BadReference, SharedMemoryFull
-from patterns.shm import ring
+from patterns.shm import creation, ring
 from patterns.shm import spare as spares
 from patterns.shm.header import FLAG_PROBE, PAYLOAD_OFFSET, monotonic_now
 from patterns.shm.ref import ShmRef
@@ -153,7 +153,7 @@ def test_a_full_directory_gives_the_spares_back_and_tries_again(
     in_use: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spare = make_spare(in_use, MiB)
-    fresh = SharedBuffer._fresh
+    fresh = creation.fresh
     calls = []
 
     def full_while_spares_are_held(*args: object) -> SharedBuffer:
@@ -162,7 +162,7 @@ def test_a_full_directory_gives_the_spares_back_and_tries_again(
             raise SharedMemoryFull("full", name=None, size=0, directory=str(in_use))
         return fresh(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(SharedBuffer, "_fresh", staticmethod(full_while_spares_are_held))
+    monkeypatch.setattr(creation, "fresh", full_while_spares_are_held)
     buf = place(b"\3" * (5 * MiB), lease=30, directory=in_use)  # another size class
     assert calls == [1, 0] and not spare.path.exists() and mappings(spare.path) == 0
     buf.discard()
@@ -170,7 +170,7 @@ def test_a_full_directory_gives_the_spares_back_and_tries_again(
     def always_full(*args: object) -> SharedBuffer:
         raise SharedMemoryFull("full", name=None, size=0, directory=str(in_use))
 
-    monkeypatch.setattr(SharedBuffer, "_fresh", staticmethod(always_full))
+    monkeypatch.setattr(creation, "fresh", always_full)
     with pytest.raises(SharedMemoryFull):  # no spare to give back: the error stands
         place(b"\3" * (5 * MiB), lease=30, directory=in_use)
 
@@ -223,7 +223,7 @@ async def test_a_full_directory_still_falls_back_inline_with_spares_held(
 
         monkeypatch.setattr(spares, "take", lambda directory, size: None)  # a payload of another class
         monkeypatch.setattr(ring, "take", lambda *args, **kwargs: None)  # (no released one to reuse)
-        monkeypatch.setattr(SharedBuffer, "_fresh", staticmethod(full))
+        monkeypatch.setattr(creation, "fresh", full)
         await a.send({"data": PAYLOAD})
         got = await b.receive()
         assert isinstance(got["data"], bytes) and got["data"] == PAYLOAD  # inline

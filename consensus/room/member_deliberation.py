@@ -1,4 +1,4 @@
-"""A member's side of deliberations, as a pure helper of :class:`MemberProtocol`.
+"""A member's side of deliberations, as a pure helper of :class:`MemberSurveys`.
 
 It keeps the prompt of each ``deliberate`` survey not answered yet (and which handler
 answers it), and the position this member last sent in each deliberation: in an

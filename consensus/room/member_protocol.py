@@ -4,19 +4,18 @@
 the outcomes of the member's handlers, and returns frames to send and events
 (:mod:`consensus.room.events`). It owns the member's checks and counters: whose
 ``welcome``/``refuse`` it is, the heartbeat range, the mesh diff (which addresses to dial
-or stop dialing), decision parsing, which handler answers a survey, ballot coercion and
-the error replies. The trio driver (:class:`consensus.room.member.Member`) runs the
-handlers and moves the frames.
+or stop dialing), decision parsing and calls. The surveys it hands to its helper
+(:class:`~consensus.room.member_surveys.MemberSurveys`: which handler answers a survey,
+ballot coercion and the error replies). The trio driver
+(:class:`consensus.room.member.Member`) runs the handlers and moves the frames.
 """
 
 from __future__ import annotations
 
-import functools
 from enum import Enum
 from typing import Any, Final
 
 from consensus.decide.rules import Rule
-from consensus.failure import Failure
 from consensus.room import calls as C
 from consensus.room import credentials as K
 from consensus.room import deliberation_frames as D
@@ -30,8 +29,6 @@ from consensus.room.events import (
     DeliberationReceived,
     Dial,
     DirectReceived,
-    Handle,
-    HandlerKind,
     HostChanged,
     HostClosed,
     Ignored,
@@ -43,7 +40,7 @@ from consensus.room.events import (
     Undial,
     Welcomed,
 )
-from consensus.room.member_deliberation import MemberDeliberations
+from consensus.room.member_surveys import MemberSurveys
 from consensus.room.roster import check_name
 from consensus.trust.identity import Identity
 from consensus.trust.room import MemberKeys
@@ -55,7 +52,6 @@ __all__ = [
     "DEFAULT_HEARTBEAT",
     "HOST_TIMEOUT_BEATS",
     "JOIN_RESEND",
-    "MAX_KEPT_SURVEYS",
     "MemberProtocol",
     "MemberState",
 ]
@@ -64,7 +60,6 @@ DEFAULT_HEARTBEAT: Final = 0.5  # until a welcome says otherwise
 HOST_TIMEOUT_BEATS: Final = 4  # default host_timeout: this many heartbeats without a word from the host
 JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
 CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
-MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
                     "late_results", "positions_sent", "directs")  # fmt: skip
 
@@ -90,7 +85,6 @@ class MemberProtocol:
         self._last_heard = 0.0
         self.name = check_name(name)
         self.keys = keys  # the room's secret at work (None: the room trusts its network)
-        self.identity = identity  # signs this member's ballots (None: unsigned)
         self.token = token if keys is None else keys.token
         self.host_mesh = host_mesh  # never dialed or dropped on a peer's say-so
         self.mesh = ""  # this member's own mesh address, once it listens (set_mesh)
@@ -99,12 +93,6 @@ class MemberProtocol:
         self.observers: frozenset[str] = frozenset()  # the observers in the last roster
         self._next_call = 0
         self._calls: set[int] = set()  # ids of this member's calls waiting for their result
-        self._handlers = {P.POLL: HandlerKind.POLL if on_poll else None,
-                          P.VOTE: HandlerKind.VOTE if on_vote else None}  # fmt: skip
-        # A deliberation is answered by on_deliberate, else by on_poll (its answer as the stance).
-        self._handlers[D.DELIBERATE] = (HandlerKind.DELIBERATE if on_deliberate
-                                        else HandlerKind.POLL if on_poll else None)  # fmt: skip
-        self._deliberations = MemberDeliberations(self.name)
         self.state = MemberState.JOINING
         self.heartbeat = DEFAULT_HEARTBEAT
         self.members: dict[str, str] = {}
@@ -112,10 +100,14 @@ class MemberProtocol:
         self.relay = False  # True: the host relays broadcasts (a large room): link to the host only
         self._dialing: set[str] = set()  # the members' mesh addresses the driver was told to dial
         self.refusal = ""
-        self._kept: dict[int, None] = {}  # surveys received before the welcome, oldest first
-        self._surveys: dict[int, P.Survey] = {}  # surveys not answered yet, by the driver's key
-        self._counter: dict[int, str] = {}  # the counter a reply being sent goes to
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self._surveys = MemberSurveys(self.name, self.counts, on_poll=on_poll, on_vote=on_vote,
+                                      on_deliberate=on_deliberate, identity=identity)  # fmt: skip
+
+    @property
+    def identity(self) -> Identity | None:
+        """Signs this member's ballots (None: unsigned)."""
+        return self._surveys.identity
 
     # ------------------------------------------------------------------ frames to the host
     @property
@@ -186,12 +178,7 @@ class MemberProtocol:
             return []
         self.state = MemberState.CLOSED
         self.host_connected = False
-        out: list[Output] = [HostClosed(reason)]
-        for key in list(self._kept):
-            self._surveys.pop(key, None)
-            out.append(Decline(key))
-        self._kept.clear()
-        return out
+        return [HostClosed(reason), *self._surveys.decline_kept()]
 
     # ------------------------------------------------------------------ calls
     def call_frame(self, kind: str, subject: Any, *, timeout: float, quorum: int | None = None,
@@ -323,9 +310,7 @@ class MemberProtocol:
         out = self._set_members(welcome.members)
         if first:
             out.append(Welcomed(self.heartbeat))
-            kept, self._kept = list(self._kept), {}
-            for key in kept:
-                out += self._dispatch(key)
+            out += self._surveys.release(inline=self.inline)
         return out
 
     def _on_refuse(self, hello: P.Hello, reason: str) -> list[Output]:
@@ -334,12 +319,7 @@ class MemberProtocol:
         after_welcome = self.state is MemberState.JOINED
         self.state = MemberState.REFUSED
         self.refusal = reason
-        out: list[Output] = [Refused(reason, after_welcome)]
-        for key in list(self._kept):
-            self._surveys.pop(key, None)
-            out.append(Decline(key))
-        self._kept.clear()
-        return out
+        return [Refused(reason, after_welcome), *self._surveys.decline_kept()]
 
     def _set_members(self, members: dict[str, str]) -> list[Output]:
         """Adopt the host's roster, and say which mesh addresses to dial or drop.
@@ -375,33 +355,8 @@ class MemberProtocol:
         surveys never to be answered."""
         if self.state in (MemberState.REFUSED, MemberState.CLOSED) or self.observer:
             return [Decline(key)]  # an observer is never expected: silence costs the host nothing
-        self._surveys[key] = P.parse_survey(envelope)
-        if envelope.kind == D.DELIBERATE and not self._deliberations.receive(key, envelope):
-            self.counts["malformed"] += 1  # answered with an error: the host hears why
-        if self.state is MemberState.JOINING:
-            self._kept[key] = None
-            if len(self._kept) > MAX_KEPT_SURVEYS:
-                oldest = next(iter(self._kept))
-                del self._kept[oldest]
-                del self._surveys[oldest]
-                self._deliberations.forget(oldest)
-                return [Decline(oldest)]
-            return []
-        return self._dispatch(key)
-
-    def _dispatch(self, key: int) -> list[Output]:
-        survey = self._surveys[key]
-        handler = self._handlers.get(survey.kind)
-        if handler is HandlerKind.POLL and survey.complete:
-            return [Handle(key, handler, (survey.question,))]
-        if handler is HandlerKind.VOTE and survey.complete:
-            return [Handle(key, handler, (survey.motion, survey.options))]
-        if survey.kind == D.DELIBERATE:
-            handle = self._deliberations.handle(key, handler)
-            if isinstance(handle, Handle):
-                return [handle]
-            return [self.reply(key, None if handle is None else (False, handle))]
-        return [self.reply(key, None)]
+        keep = self.state is MemberState.JOINING
+        return self._surveys.receive(key, envelope, keep=keep, inline=self.inline)
 
     def reply(self, key: int, outcome: tuple[bool, Any] | None) -> Send:
         """The reply to survey ``key`` given its handler's ``outcome`` (None: no handler).
@@ -409,50 +364,16 @@ class MemberProtocol:
         ``outcome`` is ``(True, value)`` or ``(False, Failure)``. A vote's value becomes a
         ballot for that vote; one that makes no ballot is answered with an error. Returns
         the frame to send; call :meth:`sent` (or :meth:`dropped`) once it is out."""
-        survey = self._surveys[key]
-        if outcome is None:
-            known = (P.POLL, P.VOTE, D.DELIBERATE)
-            what = "no handler for it" if survey.kind in known else "unknown survey kind"
-            outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
-        ok, result = outcome
-        if ok and survey.kind == D.DELIBERATE:
-            made = self._deliberations.position(key, result)
-            if not isinstance(made, Failure):
-                return self._reply(key, D.POSITION, made, "positions_sent")
-            result = made
-        self._deliberations.forget(key)
-        if ok and survey.kind == P.POLL:
-            return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered")
-        if ok and survey.kind == P.VOTE:
-            try:
-                sign = None if self.identity is None else functools.partial(
-                    self.identity.sign_ballot, vote=survey.vote_id, options=tuple(survey.options), voter=self.name
-                )
-                return self._reply(key, P.BALLOT, P.ballot_body(result, survey.vote_id, sign), "votes_cast")
-            except (ValueError, TypeError) as exc:  # no ballot: the host hears why
-                result = Failure(type(exc).__name__, str(exc))
-        if not isinstance(result, Failure):
-            result = Failure("Error", str(result)[: P.MAX_ERROR_TEXT])
-        return self._reply(key, P.ERROR, P.error_body(result), "handler_errors")
-
-    def _reply(self, key: int, kind: str, body: Any, counter: str) -> Send:
-        self._counter[key] = counter  # counted once the frame is out (sent)
-        return Send(kind, body, Target.REPLY, key, inline=self.inline)
+        return self._surveys.reply(key, outcome, inline=self.inline)
 
     def unencodable(self, key: int, exc: Exception) -> Send:
         """The reply to ``key`` has no wire form (``exc``): the error frame to send instead."""
-        failure = Failure(type(exc).__name__, str(exc)[: P.MAX_ERROR_TEXT])
-        return self._reply(key, P.ERROR, P.error_body(failure), "handler_errors")
+        return self._surveys.unencodable(key, exc, inline=self.inline)
 
     def sent(self, key: int) -> None:
         """The reply to ``key`` went out: count it."""
-        self._surveys.pop(key, None)
-        counter = self._counter.pop(key, None)
-        if counter is not None:
-            self.counts[counter] += 1
+        self._surveys.sent(key)
 
     def dropped(self, key: int) -> None:
         """The reply to ``key`` could not go out (the socket closed): forget it."""
-        self._surveys.pop(key, None)
-        self._deliberations.forget(key)
-        self._counter.pop(key, None)
+        self._surveys.dropped(key)

@@ -22,7 +22,7 @@ The public names:
 * :class:`PoolStatistics`: the process's reused segments, as ``sock.statistics().shm_pool``.
 
 The errors are in :mod:`patterns.errors` (``SharedMemoryError`` and its subclasses).
-The other modules here (``attach``, ``beacon``, ``header``, ``inflight``, ``memfd``,
+The other modules here (``attach``, ``beacon``, ``creation``, ``header``, ``inflight``, ``memfd``,
 ``making``, ``pool``, ``ring``, ``segment``, ``spare``, ``worker``) are the machinery: their names may change.
 """
 

@@ -28,6 +28,7 @@ from typing import Final
 import patterns.shm.spare as spares
 from patterns._peers import Peer
 from patterns.errors import SharedMemoryError
+from patterns.shm import creation
 from patterns.shm.header import FLAG_PROBE, HEADER, Header, owner_alive, segment_directory
 from patterns.shm.ref import NAME_PREFIX
 from patterns.shm.segment import SharedBuffer
@@ -80,8 +81,8 @@ class Beacons:
         if not _is_network(peer) or peer.id in self._mine:
             return
         try:
-            self._mine[peer.id] = SharedBuffer._make(
-                1, lease=BEACON_LEASE, receivers=1, directory=self._directory, flags=FLAG_PROBE,
+            self._mine[peer.id] = creation.make(
+                SharedBuffer, 1, lease=BEACON_LEASE, receivers=1, directory=self._directory, flags=FLAG_PROBE,
                 source=memoryview(b"\0"), suffix=beacon_suffix(peer.local, peer.address),
             )  # fmt: skip
         except (SharedMemoryError, OSError) as exc:  # no proof then: buffers for this peer go inline

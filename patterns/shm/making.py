@@ -1,5 +1,5 @@
 """How a segment's parts are made and checked: its name file, its header, its arguments,
-its errors; and two questions about a writer's mapping. The plumbing of ``_shm_segment``
+its errors; and two questions about a writer's mapping. The plumbing of ``creation`` and ``segment``
 (kept apart so that the buffer's lifecycle reads on its own); nothing here holds state
 but the short-lived reading of a directory's free space.
 """

@@ -49,7 +49,8 @@ Lifecycle, precisely:
   writable view and unmaps at once, unless something still borrows the view (a numpy
   array over it), in which case the mapping goes with that borrower.
 
-Every check a receiver makes before touching a payload byte is listed in ``_shm_attach``.
+Every check a receiver makes before touching a payload byte is listed in ``_shm_attach``;
+where a new segment comes from (a released one reused, a warm spare, or fresh) is ``creation``.
 
 Python < 3.13's mmap keeps a duplicate of the file descriptor open per mapping, so each
 live view holds one descriptor; from 3.13 on none is kept.
@@ -57,12 +58,10 @@ live view holds one descriptor; from 3.13 on none is kept.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import fcntl
 import mmap
 import os
-import secrets
 import struct
 import weakref
 from enum import Enum
@@ -71,22 +70,11 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import patterns.shm.spare as spares
-from patterns.errors import Closed, SharedMemoryError, SharedMemoryFull
-from patterns.shm import inflight, making, memfd, owned, ring
+from patterns.errors import Closed, SharedMemoryError
+from patterns.shm import creation, inflight, making, owned, ring
 from patterns.shm.attach import attach, attach_all
-from patterns.shm.header import (
-    FLAG_PROBE,
-    MMAP_OPTIONS,
-    PAYLOAD_OFFSET,
-    PENDING_OFFSET,
-    STAMP_OFFSET,
-    Header,
-    process_identity,
-    segment_directory,
-    unlink_quietly,
-)
-from patterns.shm.ref import ShmRef, make_name
-from patterns.shm.worker import address_of
+from patterns.shm.header import PAYLOAD_OFFSET, PENDING_OFFSET, Header, unlink_quietly
+from patterns.shm.ref import ShmRef
 
 __all__ = ["BufferState", "SharedBuffer", "attach", "attach_all", "place"]
 
@@ -153,148 +141,9 @@ class SharedBuffer:
         directory is too small, :class:`~patterns.SharedMemoryFull` is raised and no file
         is left, and writing to ``view`` can never raise SIGBUS. The payload starts zeroed.
         """
-        return cls._make(size, lease=lease, receivers=receivers, directory=directory, flags=0, source=None)
-
-    @classmethod
-    def _make(
-        cls,
-        size: int,
-        *,
-        lease: float,
-        receivers: int,
-        directory: str | os.PathLike[str] | None,
-        flags: int,
-        source: memoryview | None,
-        suffix: str | None = None,
-    ) -> SharedBuffer:
-        """Create a segment: mapped and reserved (``source`` None), or written from ``source``,
-        unmapped. ``suffix`` (32 hex digits) names it instead of a random one (a beacon).
-
-        A payload segment reuses a released one of its size class when one is pooled
-        (``_shm_ring``), else takes a warm spare of its class when one waits
-        (``_shm_spare``); otherwise it is made afresh, after which a spare is prepared for
-        the next one. If there is no room, the directory's spares and pooled segments are
-        given back and the segment is tried once more."""
-        making.check_arguments(size, lease, receivers)
-        if flags or suffix is not None:
-            return cls._fresh(segment_directory(directory), size, lease, receivers, flags, source, suffix)
-        key = spares.directory_key(directory)
-        pool_key = (key, spares.size_class(size))
-        held = inflight.held() > 0
-        slot = ring.take(pool_key, size, spares.unmap_later, final=not held)
-        if slot is None and held:
-            inflight.check()  # segments whose receivers attached meanwhile retire now, not in 20 ms
-            slot = ring.take(pool_key, size, spares.unmap_later)
-        if slot is not None:
-            return cls._reuse(Path(key), slot, size, lease, receivers, source)
-        spare = spares.take(key, size)
-        if spare is not None:
-            header = making.new_header(0, size, lease, receivers, spare.fd, spare.payload_inode)
-            slot = ring.Slot(spare.fd, spare.payload_inode, size, pool_key)
-            try:
-                mapping = spares.fill(spare, header, source)
-            except OSError as exc:
-                raise making.creation_error(exc, spare.path, size) from exc
-            if source is not None:
-                if not ring.keep_mapping(slot, mapping):
-                    spares.unmap_later(mapping)
-                buf = cls(spare.path, header, None, spare.fd, spare.inode, slot)
-            else:
-                buf = cls(spare.path, header, mapping, spare.fd, spare.inode, slot)
-        else:
-            folder = Path(key)
-            try:
-                buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
-            except SharedMemoryFull:
-                if not spares.drop(key, now=True):
-                    raise
-                buf = cls._fresh(folder, size, lease, receivers, 0, source, None)
-        spares.wanted(key, size)
-        return buf
-
-    @classmethod
-    def _reuse(
-        cls, folder: Path, slot: ring.Slot, size: int, lease: float, receivers: int, source: memoryview | None
-    ) -> SharedBuffer:
-        """A released segment's memfd carries this payload under a new name and token: the
-        stamp first, then the bytes (``source``, or zeros for a buffer to fill), the name last."""
-        mapping = slot.mapping
-        assert mapping is not None  # (``ring.take`` maps it)
-        path = folder / make_name(process_identity().pid, secrets.token_hex(16))
-        header = making.new_header(0, size, lease, receivers, slot.fd, slot.inode)
-        try:
-            ring.write_stamp(slot.fd, mapping, header.token)
-            if source is not None:
-                with memoryview(mapping) as whole:
-                    whole[PAYLOAD_OFFSET : header.total_size] = source
-            else:
-                ctypes.memset(address_of(mapping) + PAYLOAD_OFFSET, 0, size)  # as a fresh one: zeros
-                slot.mapping = None  # the buffer's own now; back to the slot when it closes
-            inode = making.write_name(path, header, None)
-        except BaseException as exc:
-            if source is None:
-                slot.mapping = mapping
-            ring.close(slot, spares.unmap_later)
-            if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
-                raise making.creation_error(exc, path, size) from exc
-            raise
-        return cls(path, header, None if source is not None else mapping, slot.fd, inode, slot)
-
-    @classmethod
-    def _fresh(
-        cls,
-        folder: Path,
-        size: int,
-        lease: float,
-        receivers: int,
-        flags: int,
-        source: memoryview | None,
-        suffix: str | None,
-    ) -> SharedBuffer:
-        path = folder / make_name(process_identity().pid, suffix or secrets.token_hex(16))
-        try:
-            making.check_room(path, PAYLOAD_OFFSET + size)
-        except OSError as exc:
-            raise making.creation_error(exc, path, size) from exc
-        if flags & FLAG_PROBE:  # a probe has no payload memfd: its name is all it is
-            header = making.new_header(flags, size, lease, receivers)
-            try:
-                making.write_name(path, header, source)
-            except OSError as exc:
-                raise making.creation_error(exc, path, size) from exc
-            return cls(path, header, None)
-        try:
-            payload = memfd.create(path.name)
-        except OSError as exc:
-            raise making.creation_error(exc, path, size) from exc
-        mapping = None
-        try:
-            header = making.new_header(flags, size, lease, receivers, payload, os.fstat(payload).st_ino)
-            if source is None:
-                os.posix_fallocate(payload, 0, header.total_size)  # reserved: writing never SIGBUS
-            else:
-                os.ftruncate(payload, header.total_size)
-            memfd.seal(payload)
-            os.pwrite(payload, header.token, STAMP_OFFSET)  # the use it carries (``_shm_ring``)
-            if source is None:
-                protection = mmap.PROT_READ | mmap.PROT_WRITE
-                mapping = mmap.mmap(payload, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
-            else:
-                making.write_all(payload, source, PAYLOAD_OFFSET)
-            inode = making.write_name(path, header, None)  # the name last: the segment is whole by then
-        except BaseException as exc:
-            if mapping is not None:
-                mapping.close()
-            os.close(payload)
-            if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
-                raise making.creation_error(exc, path, size) from exc
-            raise
-        slot = None
-        if not flags and suffix is None:  # a payload segment: reusable once released
-            slot = ring.Slot(
-                payload, header.memfd_inode, size, (os.path.normpath(folder), spares.size_class(size))
-            )
-        return cls(path, header, mapping, payload, inode, slot)
+        return creation.make(
+            SharedBuffer, size, lease=lease, receivers=receivers, directory=directory, flags=0, source=None
+        )
 
     # ------------------------------------------------------------------ properties
 
@@ -463,6 +312,7 @@ def place(
     with memoryview(data) as source:
         flat = source.cast("B") if source.c_contiguous else memoryview(source.tobytes())
         with flat:
-            return SharedBuffer._make(
-                flat.nbytes, lease=lease, receivers=receivers, directory=directory, flags=0, source=flat
-            )
+            return creation.make(
+                SharedBuffer, flat.nbytes, lease=lease, receivers=receivers, directory=directory, flags=0,
+                source=flat,
+            )  # fmt: skip

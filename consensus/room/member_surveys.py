@@ -1,0 +1,145 @@
+"""The surveys a member answers, as a pure helper of :class:`MemberProtocol`.
+
+It keeps each survey from the host until its reply is out: which handler answers it,
+the surveys that came before the welcome (answered once it comes, declined if the
+membership ends first), ballot coercion, the error replies, and the counter each reply
+goes to once it is sent. The membership (joins, the host's life, the roster) stays with
+:class:`~consensus.room.member_protocol.MemberProtocol`, which says whether a survey is
+kept and whether replies carry shared-memory references (``inline``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Final
+
+from consensus.failure import Failure
+from consensus.room import deliberation_frames as D
+from consensus.room import protocol as P
+from consensus.room.events import Decline, Handle, HandlerKind, Output, Send, Target
+from consensus.room.member_deliberation import MemberDeliberations
+from consensus.trust.identity import Identity
+from patterns import Envelope
+
+__all__ = ["MAX_KEPT_SURVEYS", "MemberSurveys"]
+
+MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
+
+
+class MemberSurveys:
+    """The surveys one member has received and not answered yet."""
+
+    def __init__(self, name: str, counts: dict[str, int], *, on_poll: bool, on_vote: bool,
+                 on_deliberate: bool, identity: Identity | None) -> None:  # fmt: skip
+        self.name = name
+        self.identity = identity  # signs this member's ballots (None: unsigned)
+        self.counts = counts  # the member's counters (one dict: the protocol counts in it too)
+        self._handlers = {P.POLL: HandlerKind.POLL if on_poll else None,
+                          P.VOTE: HandlerKind.VOTE if on_vote else None}  # fmt: skip
+        # A deliberation is answered by on_deliberate, else by on_poll (its answer as the stance).
+        self._handlers[D.DELIBERATE] = (HandlerKind.DELIBERATE if on_deliberate
+                                        else HandlerKind.POLL if on_poll else None)  # fmt: skip
+        self._deliberations = MemberDeliberations(name)
+        self._kept: dict[int, None] = {}  # surveys received before the welcome, oldest first
+        self._surveys: dict[int, P.Survey] = {}  # surveys not answered yet, by the driver's key
+        self._counter: dict[int, str] = {}  # the counter a reply being sent goes to
+
+    def receive(self, key: int, envelope: Envelope, *, keep: bool, inline: bool) -> list[Output]:
+        """A survey from the host (see :meth:`MemberProtocol.receive_survey`); with ``keep``
+        (no welcome yet) it waits for :meth:`release`, the oldest declined past
+        :data:`MAX_KEPT_SURVEYS`."""
+        self._surveys[key] = P.parse_survey(envelope)
+        if envelope.kind == D.DELIBERATE and not self._deliberations.receive(key, envelope):
+            self.counts["malformed"] += 1  # answered with an error: the host hears why
+        if keep:
+            self._kept[key] = None
+            if len(self._kept) > MAX_KEPT_SURVEYS:
+                oldest = next(iter(self._kept))
+                del self._kept[oldest]
+                del self._surveys[oldest]
+                self._deliberations.forget(oldest)
+                return [Decline(oldest)]
+            return []
+        return self._dispatch(key, inline)
+
+    def release(self, *, inline: bool) -> list[Output]:
+        """The welcome came: answer the surveys kept until then, oldest first."""
+        out: list[Output] = []
+        kept, self._kept = list(self._kept), {}
+        for key in kept:
+            out += self._dispatch(key, inline)
+        return out
+
+    def decline_kept(self) -> list[Output]:
+        """The membership ended before the welcome: the kept surveys are never answered."""
+        out: list[Output] = []
+        for key in list(self._kept):
+            self._surveys.pop(key, None)
+            out.append(Decline(key))
+        self._kept.clear()
+        return out
+
+    def _dispatch(self, key: int, inline: bool) -> list[Output]:
+        survey = self._surveys[key]
+        handler = self._handlers.get(survey.kind)
+        if handler is HandlerKind.POLL and survey.complete:
+            return [Handle(key, handler, (survey.question,))]
+        if handler is HandlerKind.VOTE and survey.complete:
+            return [Handle(key, handler, (survey.motion, survey.options))]
+        if survey.kind == D.DELIBERATE:
+            handle = self._deliberations.handle(key, handler)
+            if isinstance(handle, Handle):
+                return [handle]
+            return [self.reply(key, None if handle is None else (False, handle), inline=inline)]
+        return [self.reply(key, None, inline=inline)]
+
+    def reply(self, key: int, outcome: tuple[bool, Any] | None, *, inline: bool) -> Send:
+        """The reply to survey ``key`` (see :meth:`MemberProtocol.reply`)."""
+        survey = self._surveys[key]
+        if outcome is None:
+            known = (P.POLL, P.VOTE, D.DELIBERATE)
+            what = "no handler for it" if survey.kind in known else "unknown survey kind"
+            outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
+        ok, result = outcome
+        if ok and survey.kind == D.DELIBERATE:
+            made = self._deliberations.position(key, result)
+            if not isinstance(made, Failure):
+                return self._reply(key, D.POSITION, made, "positions_sent", inline)
+            result = made
+        self._deliberations.forget(key)
+        if ok and survey.kind == P.POLL:
+            return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered", inline)
+        if ok and survey.kind == P.VOTE:
+            try:
+                sign = None if self.identity is None else functools.partial(
+                    self.identity.sign_ballot, vote=survey.vote_id, options=tuple(survey.options), voter=self.name
+                )
+                body = P.ballot_body(result, survey.vote_id, sign)
+                return self._reply(key, P.BALLOT, body, "votes_cast", inline)
+            except (ValueError, TypeError) as exc:  # no ballot: the host hears why
+                result = Failure(type(exc).__name__, str(exc))
+        if not isinstance(result, Failure):
+            result = Failure("Error", str(result)[: P.MAX_ERROR_TEXT])
+        return self._reply(key, P.ERROR, P.error_body(result), "handler_errors", inline)
+
+    def _reply(self, key: int, kind: str, body: Any, counter: str, inline: bool) -> Send:
+        self._counter[key] = counter  # counted once the frame is out (sent)
+        return Send(kind, body, Target.REPLY, key, inline=inline)
+
+    def unencodable(self, key: int, exc: Exception, *, inline: bool) -> Send:
+        """The reply to ``key`` has no wire form (``exc``): the error frame to send instead."""
+        failure = Failure(type(exc).__name__, str(exc)[: P.MAX_ERROR_TEXT])
+        return self._reply(key, P.ERROR, P.error_body(failure), "handler_errors", inline)
+
+    def sent(self, key: int) -> None:
+        """The reply to ``key`` went out: count it."""
+        self._surveys.pop(key, None)
+        counter = self._counter.pop(key, None)
+        if counter is not None:
+            self.counts[counter] += 1
+
+    def dropped(self, key: int) -> None:
+        """The reply to ``key`` could not go out (the socket closed): forget it."""
+        self._surveys.pop(key, None)
+        self._deliberations.forget(key)
+        self._counter.pop(key, None)

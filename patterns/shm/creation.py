@@ -1,0 +1,187 @@
+"""Where a new segment comes from: a released one reused, a warm spare, or a fresh memfd.
+
+:func:`make` makes every :class:`~patterns.shm.segment.SharedBuffer` (``create``,
+:func:`~patterns.shm.segment.place`, the beacons) and chooses among the three; :func:`reuse`
+and :func:`fresh` are two of them. Each ends by calling ``build`` (the buffer class) with
+the parts it made. Kept apart from ``segment`` so that the buffer's lifecycle reads on its
+own; the parts themselves (name file, header, arguments, errors) are made in ``making``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import patterns.shm.spare as spares
+from patterns.errors import SharedMemoryError, SharedMemoryFull
+from patterns.shm import inflight, making, memfd, ring
+from patterns.shm.header import (
+    FLAG_PROBE,
+    MMAP_OPTIONS,
+    PAYLOAD_OFFSET,
+    STAMP_OFFSET,
+    Header,
+    process_identity,
+    segment_directory,
+)
+from patterns.shm.ref import make_name
+from patterns.shm.worker import address_of
+
+__all__ = ["Build", "fresh", "make", "reuse"]
+
+B = TypeVar("B")
+# What takes a made segment's parts (path, header, mapping, payload memfd, inode, slot):
+# ``SharedBuffer``, passed in so that this module need not import the class it builds.
+Build = Callable[[Path, Header, mmap.mmap | None, int, int, ring.Slot | None], B]
+
+
+def make(
+    build: Build[B],
+    size: int,
+    *,
+    lease: float,
+    receivers: int,
+    directory: str | os.PathLike[str] | None,
+    flags: int,
+    source: memoryview | None,
+    suffix: str | None = None,
+) -> B:
+    """Create a segment: mapped and reserved (``source`` None), or written from ``source``,
+    unmapped. ``suffix`` (32 hex digits) names it instead of a random one (a beacon).
+
+    A payload segment reuses a released one of its size class when one is pooled
+    (``_shm_ring``), else takes a warm spare of its class when one waits
+    (``_shm_spare``); otherwise it is made afresh, after which a spare is prepared for
+    the next one. If there is no room, the directory's spares and pooled segments are
+    given back and the segment is tried once more."""
+    making.check_arguments(size, lease, receivers)
+    if flags or suffix is not None:
+        return fresh(build, segment_directory(directory), size, lease, receivers, flags, source, suffix)
+    key = spares.directory_key(directory)
+    pool_key = (key, spares.size_class(size))
+    held = inflight.held() > 0
+    slot = ring.take(pool_key, size, spares.unmap_later, final=not held)
+    if slot is None and held:
+        inflight.check()  # segments whose receivers attached meanwhile retire now, not in 20 ms
+        slot = ring.take(pool_key, size, spares.unmap_later)
+    if slot is not None:
+        return reuse(build, Path(key), slot, size, lease, receivers, source)
+    spare = spares.take(key, size)
+    if spare is not None:
+        header = making.new_header(0, size, lease, receivers, spare.fd, spare.payload_inode)
+        slot = ring.Slot(spare.fd, spare.payload_inode, size, pool_key)
+        try:
+            mapping = spares.fill(spare, header, source)
+        except OSError as exc:
+            raise making.creation_error(exc, spare.path, size) from exc
+        if source is not None:
+            if not ring.keep_mapping(slot, mapping):
+                spares.unmap_later(mapping)
+            buf = build(spare.path, header, None, spare.fd, spare.inode, slot)
+        else:
+            buf = build(spare.path, header, mapping, spare.fd, spare.inode, slot)
+    else:
+        folder = Path(key)
+        try:
+            buf = fresh(build, folder, size, lease, receivers, 0, source, None)
+        except SharedMemoryFull:
+            if not spares.drop(key, now=True):
+                raise
+            buf = fresh(build, folder, size, lease, receivers, 0, source, None)
+    spares.wanted(key, size)
+    return buf
+
+
+def reuse(
+    build: Build[B],
+    folder: Path,
+    slot: ring.Slot,
+    size: int,
+    lease: float,
+    receivers: int,
+    source: memoryview | None,
+) -> B:
+    """A released segment's memfd carries this payload under a new name and token: the
+    stamp first, then the bytes (``source``, or zeros for a buffer to fill), the name last."""
+    mapping = slot.mapping
+    assert mapping is not None  # (``ring.take`` maps it)
+    path = folder / make_name(process_identity().pid, secrets.token_hex(16))
+    header = making.new_header(0, size, lease, receivers, slot.fd, slot.inode)
+    try:
+        ring.write_stamp(slot.fd, mapping, header.token)
+        if source is not None:
+            with memoryview(mapping) as whole:
+                whole[PAYLOAD_OFFSET : header.total_size] = source
+        else:
+            ctypes.memset(address_of(mapping) + PAYLOAD_OFFSET, 0, size)  # as a fresh one: zeros
+            slot.mapping = None  # the buffer's own now; back to the slot when it closes
+        inode = making.write_name(path, header, None)
+    except BaseException as exc:
+        if source is None:
+            slot.mapping = mapping
+        ring.close(slot, spares.unmap_later)
+        if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
+            raise making.creation_error(exc, path, size) from exc
+        raise
+    return build(path, header, None if source is not None else mapping, slot.fd, inode, slot)
+
+
+def fresh(
+    build: Build[B],
+    folder: Path,
+    size: int,
+    lease: float,
+    receivers: int,
+    flags: int,
+    source: memoryview | None,
+    suffix: str | None,
+) -> B:
+    path = folder / make_name(process_identity().pid, suffix or secrets.token_hex(16))
+    try:
+        making.check_room(path, PAYLOAD_OFFSET + size)
+    except OSError as exc:
+        raise making.creation_error(exc, path, size) from exc
+    if flags & FLAG_PROBE:  # a probe has no payload memfd: its name is all it is
+        header = making.new_header(flags, size, lease, receivers)
+        try:
+            making.write_name(path, header, source)
+        except OSError as exc:
+            raise making.creation_error(exc, path, size) from exc
+        return build(path, header, None, -1, 0, None)  # no payload memfd: no inode, no slot
+    try:
+        payload = memfd.create(path.name)
+    except OSError as exc:
+        raise making.creation_error(exc, path, size) from exc
+    mapping = None
+    try:
+        header = making.new_header(flags, size, lease, receivers, payload, os.fstat(payload).st_ino)
+        if source is None:
+            os.posix_fallocate(payload, 0, header.total_size)  # reserved: writing never SIGBUS
+        else:
+            os.ftruncate(payload, header.total_size)
+        memfd.seal(payload)
+        os.pwrite(payload, header.token, STAMP_OFFSET)  # the use it carries (``_shm_ring``)
+        if source is None:
+            protection = mmap.PROT_READ | mmap.PROT_WRITE
+            mapping = mmap.mmap(payload, header.total_size, mmap.MAP_SHARED, protection, **MMAP_OPTIONS)
+        else:
+            making.write_all(payload, source, PAYLOAD_OFFSET)
+        inode = making.write_name(path, header, None)  # the name last: the segment is whole by then
+    except BaseException as exc:
+        if mapping is not None:
+            mapping.close()
+        os.close(payload)
+        if isinstance(exc, OSError) and not isinstance(exc, SharedMemoryError):
+            raise making.creation_error(exc, path, size) from exc
+        raise
+    slot = None
+    if not flags and suffix is None:  # a payload segment: reusable once released
+        slot = ring.Slot(
+            payload, header.memfd_inode, size, (os.path.normpath(folder), spares.size_class(size))
+        )
+    return build(path, header, mapping, payload, inode, slot)

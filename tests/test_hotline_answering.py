@@ -1,0 +1,128 @@
+"""Hotlines: the answering side in one process: ``receive_ask`` with no ``on_ask`` (replies,
+chunks, failures), and async ``on_ask`` handlers that run inline until they wait (and may
+ask back before they answer).
+
+No test sleeps to synchronise; every wait is bounded (the conftest deadline, or an
+explicit ``fail_after``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from _hotline import Address, two_lines
+
+import consensus
+
+pytestmark = pytest.mark.timeout(90)
+
+
+# ---------------------------------------------------------------- receive_ask without on_ask
+async def test_receive_ask_reply_and_stream_in_process(address: Address) -> None:
+    addr = address("inproc")
+    async with two_lines(addr) as (server, client):
+        with trio.fail_after(10):
+
+            async def serve() -> None:
+                ask = await server.receive_ask()
+                assert ask.value == {"q": "plain"} and not ask.stream
+                with pytest.raises(ValueError):
+                    await ask.chunk("no chunks for a plain ask")
+                await ask.reply({"a": 1})
+                with pytest.raises(ValueError):
+                    await ask.reply("twice")
+
+                ask = await server.receive_ask()
+                assert ask.value == "count" and ask.stream
+                for i in range(3):
+                    await ask.chunk(i)
+                await ask.end()
+
+                ask = await server.receive_ask()
+                assert ask.stream
+                await ask.chunk("x")
+                await ask.end("last")
+
+                ask = await server.receive_ask()
+                await ask.fail(ValueError("nope"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve)
+                assert await client.ask({"q": "plain"}, timeout=5) == {"a": 1}
+                assert [c async for c in client.ask_stream("count", timeout=5)] == [0, 1, 2]
+                assert [c async for c in client.ask_stream("with end", timeout=5)] == ["x", "last"]
+                with pytest.raises(consensus.RemoteError) as info:
+                    await client.ask("fail", timeout=5)
+                assert info.value.type == "ValueError"
+
+        assert server.statistics().asks_open == 0
+        assert client.statistics().asks_answered >= 3
+        assert client.statistics().stale_replies == 0
+
+
+async def test_receive_ask_refused_when_on_ask_is_set(address: Address) -> None:
+    async with consensus.hotline(listen=address("inproc"), on_ask=lambda v: v) as line:
+        with pytest.raises(RuntimeError):
+            await line.receive_ask()
+
+
+# ---------------------------------------------------------------- inline answers (async on_ask)
+async def test_an_async_handler_that_waits_never_stalls_the_line(address: Address) -> None:
+    """An async on_ask runs inline until it suspends; then the line reads on without it."""
+    addr = address("inproc")
+    gate = trio.Event()
+
+    async def on_ask(value: Any) -> Any:
+        if value == "wait":
+            await gate.wait()
+            return "released"
+        if value == "raise":
+            raise ValueError("asked to fail")
+        return {"echo": value}
+
+    async with two_lines(addr, server_on_ask=on_ask) as (server, client):
+        with trio.fail_after(10):
+            result: list[Any] = []
+
+            async def slow() -> None:
+                result.append(await client.ask("wait", timeout=5))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(slow)
+                for i in range(3):  # answered while the first handler still waits
+                    assert await client.ask(i, timeout=5) == {"echo": i}
+                await client.send("one-way")
+                assert await server.receive() == "one-way"
+                assert not result
+                gate.set()
+            assert result == ["released"]
+            with pytest.raises(consensus.RemoteError) as info:
+                await client.ask("raise", timeout=5)
+            assert info.value.type == "ValueError"
+            # an async (not generator) handler answers a streamed ask with one last item
+            assert [c async for c in client.ask_stream("s", timeout=5)] == [{"echo": "s"}]
+        assert server.statistics().asks_served == 6
+        stats = client.statistics()
+        assert stats.asks_answered == 6 and stats.asks_open == 0 and stats.stale_replies == 0
+
+
+async def test_an_async_handler_may_ask_back_before_it_answers(address: Address) -> None:
+    """Both ends answer inline; a handler that asks the other side first suspends, hands
+    the line to a new receiving task, and still gets its answer through it."""
+    addr = address("inproc")
+    lines: dict[str, consensus.Hotline] = {}
+
+    async def server_on_ask(value: Any) -> Any:
+        return [value, await lines["server"].ask("and you?", timeout=5)]
+
+    async def client_on_ask(value: Any) -> Any:
+        return f"client heard {value}"
+
+    async with two_lines(addr, server_on_ask=server_on_ask, client_on_ask=client_on_ask) as (server, client):
+        lines["server"] = server
+        with trio.fail_after(10):
+            for i in range(3):
+                assert await client.ask(i, timeout=5) == [i, "client heard and you?"]
+        assert server.statistics().asks_served == 3 and client.statistics().asks_served == 3
