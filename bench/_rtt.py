@@ -73,6 +73,10 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "pynng_floor": ("pynng", FLOOR_VARIANT, "f",
                     "pynng.Pair1 recv(block=False) + trio wait_readable(recv_fd), send inline: the floor"),
     "hotline_plain": (TOOLKIT, PLAIN_HOTLINE, "hp", "consensus.hotline ask, plain (def) on_ask echo (trio)"),
+    "hotline_plain_trio": (TOOLKIT, PLAIN_HOTLINE + " (trio path)", "ht",
+                           "the same, the answer sent by trio after the handler thread woke it (the old path)"),
+    "hotline_plain_queue": (TOOLKIT, PLAIN_HOTLINE + " (line thread)", "hq",
+                            "the same, the handler in a long-lived thread of the line fed through a queue"),
     "hotline_secret": (TOOLKIT, SECRET_HOTLINE, "hs", "consensus.hotline ask with secret=, async on_ask echo"),
     "pynng_trio": ("pynng", "Pair1 trio", "b", "pynng.Pair1 await asend/arecv (trio)"),
     "patterns_bytes": (TOOLKIT, "Pair bytes", "c", "patterns.Pair send_bytes/receive_bytes (trio)"),
@@ -255,6 +259,14 @@ class PlainHotlineClient(HotlineClient):
     key = "hotline_plain"  # the same asks; the echo child answers them from a plain function
 
 
+class TrioPathHotlineClient(HotlineClient):
+    key = "hotline_plain_trio"
+
+
+class QueueHotlineClient(HotlineClient):
+    key = "hotline_plain_queue"
+
+
 class SecretHotlineClient(HotlineClient):
     key = "hotline_secret"  # the same asks on a line with a secret: every frame sealed and checked
 
@@ -266,7 +278,7 @@ class SecretHotlineClient(HotlineClient):
 
 CLIENTS: dict[str, type[Any]] = {cls.key: cls for cls in (
     PynngSyncClient, PynngTrioClient, PynngFloorClient, PatternsBytesClient, PatternsCborClient, HotlineClient,
-    PlainHotlineClient, SecretHotlineClient)}  # fmt: skip
+    PlainHotlineClient, TrioPathHotlineClient, QueueHotlineClient, SecretHotlineClient)}  # fmt: skip
 Counts = Callable[[int], tuple[int, int, int]]  # size -> (warm-up, timed round trips, block)
 
 
