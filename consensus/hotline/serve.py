@@ -1,7 +1,8 @@
 """How a hotline answers the peer's asks: :class:`Server` and the :class:`IncomingAsk` handle.
 
 An ask is answered by ``on_ask`` (inline in the receiving task for an async function; in a
-thread that sends the answer itself for a plain function, :mod:`consensus.hotline.threaded`;
+thread that sends the answer itself for a plain function, and on its asyncio loop for an
+asyncio handler of the bridge, :mod:`consensus.hotline.threaded`;
 in a task of its own for an async generator, and for a plain function when the thread
 cannot send) or queued for :meth:`~consensus.Hotline.receive_ask`. See the module
 docstring of :mod:`consensus.hotline.line`.
@@ -26,7 +27,7 @@ from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.threaded import Fate, Finished, ThreadAnswers
 from consensus.runtime.context import HandlerContext, serving
-from consensus.runtime.handlers import run_handler, run_inline
+from consensus.runtime.handlers import elsewhere, run_handler, run_inline
 from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge
 
 __all__ = ["QUEUE", "IncomingAsk", "Server"]
@@ -92,11 +93,16 @@ class Server:
         self.requests_send, self.requests = trio.open_memory_channel[IncomingAsk](QUEUE)
         self.nursery: trio.Nursery | None = None  # where handlers in tasks of their own run
         self._closing = False
-        plain = on_ask is not None and not self._inline and not inspect.isasyncgenfunction(on_ask)
-        self.threaded = None  # plain handlers answering from their threads (a sealed line: never)
-        if plain and ANSWER_FROM_THREAD and link.pair.guard is None:
-            assert on_ask is not None
-            self.threaded = ThreadAnswers(link.pair, protocol, self._threads, on_ask, self._later)
+        # Plain handlers, and asyncio ones of the bridge, answer from their own threads (a
+        # sealed line: never; its guard is trio's alone).
+        self.threaded: ThreadAnswers | None = None
+        if on_ask is not None and ANSWER_FROM_THREAD and link.pair.guard is None:
+            runner = elsewhere(on_ask)
+            if runner is not None:
+                self._inline = False
+                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=None, runner=runner)
+            elif not self._inline and not inspect.isasyncgenfunction(on_ask):
+                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=self._threads)
 
     async def handle(self, event: AskReceived) -> bool:
         """Answer or queue one ask; returns False when this task has stopped being the receiver."""

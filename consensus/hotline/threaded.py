@@ -57,6 +57,7 @@ from consensus.failure import Failure
 from consensus.hotline import frames as f
 from consensus.hotline.protocol import LineProtocol
 from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.handlers import Elsewhere
 from patterns import Closed, Pair
 
 __all__ = ["Fate", "Finished", "ThreadAnswers", "Ticket"]
@@ -97,13 +98,18 @@ class Finished:
 class ThreadAnswers:
     """Runs plain handlers in threads that send their own answers; one per line."""
 
-    def __init__(self, pair: Pair, protocol: LineProtocol, limiter: trio.CapacityLimiter,
-                 handler: Callable[[Any], Any], later: Callable[[Finished], None]) -> None:  # fmt: skip
-        """``later(finished)`` (in trio) answers what the thread left to trio."""
+    def __init__(self, pair: Pair, protocol: LineProtocol, handler: Callable[[Any], Any],
+                 later: Callable[[Finished], None], *, limiter: trio.CapacityLimiter | None,
+                 runner: Elsewhere | None = None) -> None:  # fmt: skip
+        """``later(finished)`` (in trio) answers what the thread left to trio. A plain
+        ``handler`` runs in a thread holding a token of ``limiter``; with ``runner`` (an
+        asyncio handler of the bridge) it runs on the runner's loop, whose thread sends."""
         self._pair = pair
         self._protocol = protocol
         self._name = protocol.name
         self._limiter = limiter
+        self._runner = runner
+        self._cancels: dict[Ticket, Callable[[], None]] = {}  # trio's: the runner's handlers under way
         self._handler = handler
         self._handler_name = getattr(handler, "__qualname__", None) or repr(handler)
         self._later = later
@@ -125,13 +131,22 @@ class ThreadAnswers:
         if frame_id is None:
             return False
         ticket = Ticket(ask_id, frame_id, pipe, stream, sender)
+        if self._token is None:
+            self._token = trio.lowlevel.current_trio_token()
+        context = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
+        if self._runner is not None:
+            context.run(set_current, HandlerContext("ask", sender, ask_id=ask_id))
+            try:
+                self._cancels[ticket] = self._runner.submit((value,), context,
+                                                            lambda ok, result: self._finished(ticket, ok, result))  # fmt: skip
+            except RuntimeError:  # its loop is closed: the trio path says so to the peer
+                return False
+            return True
+        assert self._limiter is not None
         try:
             self._limiter.acquire_on_behalf_of_nowait(ticket)
         except trio.WouldBlock:
             return False
-        if self._token is None:
-            self._token = trio.lowlevel.current_trio_token()
-        context = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
         if RUNNER == "queue":
             self._queue.put((context, ticket, value))
             if self._idle == 0 and self._started < self._limiter.total_tokens:
@@ -164,7 +179,10 @@ class ThreadAnswers:
             self._scheduled = False
         sent = size = 0
         for record in records:
-            self._limiter.release_on_behalf_of(record.ticket)
+            if self._limiter is not None:
+                self._limiter.release_on_behalf_of(record.ticket)
+            else:
+                self._cancels.pop(record.ticket, None)
             if record.fate is Fate.SENT:
                 sent += 1
                 size += record.size
@@ -187,6 +205,12 @@ class ThreadAnswers:
         """The line closes: handlers still running send nothing (trio's thread)."""
         with self._lock:
             self._closed = True
+        cancels, self._cancels = self._cancels, {}
+        for cancel in cancels.values():  # asyncio handlers still running are cancelled, as trio's would be
+            try:
+                cancel()
+            except RuntimeError:  # their loop is closed: nothing runs there any more
+                pass
 
     # ------------------------------------------------------------------ the worker thread's side
     def _work(self, ticket: Ticket, value: Any) -> None:
@@ -194,13 +218,20 @@ class ThreadAnswers:
         try:
             result = self._handler(value)
         except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
-            log.info("handler %s failed: %r", self._handler_name, exc)
-            self._send(ticket, f.ERROR, Failure.from_exception(exc).to_wire())
+            self._finished(ticket, False, exc)
             return
         if hasattr(result, "__await__"):  # a plain function that returned a coroutine: trio awaits it
             self._leave(Finished(ticket, Fate.AWAIT, value=result))
             return
-        self._send(ticket, f.END if ticket.stream else f.REPLY, result)
+        self._finished(ticket, True, result)
+
+    def _finished(self, ticket: Ticket, ok: bool, result: Any) -> None:
+        """The handler returned ``result`` (or raised it): answer (the handler's thread, or its loop's)."""
+        if ok:
+            self._send(ticket, f.END if ticket.stream else f.REPLY, result)
+        else:
+            log.info("handler %s failed: %r", self._handler_name, result)
+            self._send(ticket, f.ERROR, Failure.from_exception(result).to_wire())
 
     def _send(self, ticket: Ticket, kind: str, value: Any) -> None:
         envelope = f.frame(kind, self._name, ticket.frame_id, value, ticket.ask_id)
