@@ -11,7 +11,9 @@ Used by the suite's ``rtt`` scenario (:func:`measure_transport`) and by
 * ``patterns_bytes``: ``patterns.Pair`` ``send_bytes``/``receive_bytes`` (bare frames);
 * ``patterns_cbor``: ``patterns.Pair`` ``send``/``receive`` (the CBOR envelope);
 * ``hotline_ask``: ``consensus.hotline`` ``await line.ask(value)``, answered by an async ``on_ask``;
-* ``hotline_plain``: the same asks, answered by a plain (``def``) ``on_ask``.
+* ``hotline_plain``: the same asks, answered by a plain (``def``) ``on_ask``;
+* ``hotline_plain_trio``: the same, the answer handed back to trio to send (the path before
+  ``consensus/hotline/threaded.py``: the reference for it).
 
 The measuring side listens; the echo side (:mod:`bench._rtt_ends`) dials from a spawned
 child in the same style as the client (on inproc, which only works inside one process, a
@@ -75,8 +77,6 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "hotline_plain": (TOOLKIT, PLAIN_HOTLINE, "hp", "consensus.hotline ask, plain (def) on_ask echo (trio)"),
     "hotline_plain_trio": (TOOLKIT, PLAIN_HOTLINE + " (trio path)", "ht",
                            "the same, the answer sent by trio after the handler thread woke it (the old path)"),
-    "hotline_plain_queue": (TOOLKIT, PLAIN_HOTLINE + " (line thread)", "hq",
-                            "the same, the handler in a long-lived thread of the line fed through a queue"),
     "hotline_secret": (TOOLKIT, SECRET_HOTLINE, "hs", "consensus.hotline ask with secret=, async on_ask echo"),
     "pynng_trio": ("pynng", "Pair1 trio", "b", "pynng.Pair1 await asend/arecv (trio)"),
     "patterns_bytes": (TOOLKIT, "Pair bytes", "c", "patterns.Pair send_bytes/receive_bytes (trio)"),
@@ -260,11 +260,7 @@ class PlainHotlineClient(HotlineClient):
 
 
 class TrioPathHotlineClient(HotlineClient):
-    key = "hotline_plain_trio"
-
-
-class QueueHotlineClient(HotlineClient):
-    key = "hotline_plain_queue"
+    key = "hotline_plain_trio"  # the same; the echo child's answers go back through trio (the old path)
 
 
 class SecretHotlineClient(HotlineClient):
@@ -278,7 +274,7 @@ class SecretHotlineClient(HotlineClient):
 
 CLIENTS: dict[str, type[Any]] = {cls.key: cls for cls in (
     PynngSyncClient, PynngTrioClient, PynngFloorClient, PatternsBytesClient, PatternsCborClient, HotlineClient,
-    PlainHotlineClient, TrioPathHotlineClient, QueueHotlineClient, SecretHotlineClient)}  # fmt: skip
+    PlainHotlineClient, TrioPathHotlineClient, SecretHotlineClient)}  # fmt: skip
 Counts = Callable[[int], tuple[int, int, int]]  # size -> (warm-up, timed round trips, block)
 
 

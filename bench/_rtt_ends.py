@@ -19,7 +19,7 @@ import trio
 
 import consensus
 import patterns
-from consensus.hotline import serve, threaded
+from consensus.hotline import serve
 
 from ._children import Conn
 
@@ -128,8 +128,6 @@ async def _echo_hotline(address: str, tls: Tls = None, plain: bool = False, seal
     on_ask = _answer_plain if plain else _answer
     if path == "trio":  # this child's lines only: the reference row of the old path
         serve.ANSWER_FROM_THREAD = False
-    elif path == "queue":
-        threaded.RUNNER = "queue"
     async with consensus.hotline(dial=address, name="echo", on_ask=on_ask, tls=client_tls(tls),
                                  secret=SECRET if sealed else None) as line:  # fmt: skip
         with trio.move_on_after(ECHO_LIFETIME_S):
@@ -142,7 +140,6 @@ ASYNC_ECHOES: dict[str, Callable[[str, Tls], Any]] = {
     "patterns_cbor": _echo_patterns_cbor, "hotline_ask": _echo_hotline,
     "hotline_plain": functools.partial(_echo_hotline, plain=True),
     "hotline_plain_trio": functools.partial(_echo_hotline, plain=True, path="trio"),
-    "hotline_plain_queue": functools.partial(_echo_hotline, plain=True, path="queue"),
     "hotline_secret": functools.partial(_echo_hotline, sealed=True),
 }  # fmt: skip
 

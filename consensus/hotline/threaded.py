@@ -33,6 +33,14 @@ so does ``statistics()``), costing trio no wake-up; a record that needs trio at 
 answer dropped, or one to send the trio way) schedules :meth:`~ThreadAnswers.settle` with
 ``run_sync_soon``. Records are bounded by the handler threads: each holds a token.
 
+An asyncio ``on_ask`` of the bridge (``consensus.aio``) goes the same way through a runner
+(:class:`consensus.runtime.handlers.Elsewhere`, the bridge's ``OnLoop``): it runs as a task
+of its own loop, whose done-callback, on that loop's thread, plays the worker thread's part
+above. Closing the line cancels those tasks, as trio's cancellation did.
+
+Tried and not kept: a long-lived thread per line fed through a queue wakes a sleeping
+thread just as trio's thread cache does, and measured no faster (``docs/asyncio.md`` §4.3).
+
 The trio path stays the fallback whenever this one cannot be used safely: the frame is not
 small and plain (shared memory, spliced buffers, an unencodable value: trio encodes it or
 answers with the encoding error), the line seals its frames (a guard's sequence is not
@@ -44,7 +52,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,7 +70,6 @@ from patterns import Closed, Pair
 __all__ = ["Fate", "Finished", "ThreadAnswers", "Ticket"]
 
 log = logging.getLogger("consensus.hotline")
-RUNNER = "cached"
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # a limiter holder: hashed by identity
@@ -119,13 +125,11 @@ class ThreadAnswers:
         self._closed = False
         self._records: list[Finished] = []
         self._scheduled = False  # a settle() is on its way to trio
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._idle = self._started = 0
 
     # ------------------------------------------------------------------ trio's side
     def start(self, ask_id: int, pipe: int, stream: bool, sender: str, value: Any) -> bool:
-        """Hand one ask to a thread; False (nothing done) when the trio path must take it:
-        no free handler thread, or the ask's connection has closed."""
+        """Hand one ask to a thread (or the runner's loop); False when the trio path must take
+        it: no free handler thread, the ask's connection has closed, the runner's loop is closed."""
         self.settle()  # first: the tokens of answers sent since the last look come back
         frame_id = self._protocol.reserve_answer(pipe)
         if frame_id is None:
@@ -147,27 +151,9 @@ class ThreadAnswers:
             self._limiter.acquire_on_behalf_of_nowait(ticket)
         except trio.WouldBlock:
             return False
-        if RUNNER == "queue":
-            self._queue.put((context, ticket, value))
-            if self._idle == 0 and self._started < self._limiter.total_tokens:
-                self._started += 1
-                threading.Thread(target=self._line_thread, daemon=True).start()
-            return True
         trio.lowlevel.start_thread_soon(lambda: context.run(self._work, ticket, value), _ignore,
                                         name=f"handler {self._handler_name}")  # fmt: skip
         return True
-
-    def _line_thread(self) -> None:  # EXPERIMENT: the issue's long-lived thread per line
-        while True:
-            with self._lock:
-                self._idle += 1
-            job = self._queue.get()
-            with self._lock:
-                self._idle -= 1
-            if job is None:
-                return
-            context, ticket, value = job
-            context.run(self._work, ticket, value)
 
     def settle(self) -> None:
         """Take the finished answers into trio's books (trio's thread)."""
