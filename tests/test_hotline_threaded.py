@@ -21,6 +21,8 @@ from conftest import Peers, read_line, tell
 
 import consensus
 from consensus.hotline import serve
+from consensus.hotline.events import Role
+from consensus.hotline.protocol import LineProtocol
 from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(90)
@@ -262,3 +264,17 @@ async def test_the_trio_path_still_answers(address: Address, monkeypatch: pytest
             assert [await client.ask(i, timeout=5) for i in range(5)] == [0, -1, -2, -3, -4]
             assert server.statistics().asks_served == 5
     assert spy.results == []
+
+
+def test_the_protocol_reserves_answer_ids_and_counts_answers_sent_elsewhere() -> None:
+    protocol = LineProtocol(Role.LISTENER, "server", heartbeat=1.0, missed_heartbeats=3)
+    protocol.pipe_up(7, 0.0)
+    first, second = protocol.reserve_answer(7), protocol.reserve_answer(7)
+    assert first is not None and second is not None and first != second
+    assert protocol.statistics().asks_served == 0  # counted once sent, not when reserved
+    protocol.answered_elsewhere(2)
+    assert protocol.statistics().asks_served == 2
+    assert protocol.closed_pipes() == frozenset()
+    protocol.pipe_down(7, 1.0)
+    assert protocol.reserve_answer(7) is None and protocol.closed_pipes() == {7}
+    assert protocol.answer(1, 7, "reply", "late") is None  # the trio path agrees

@@ -206,6 +206,9 @@ class ThreadAnswers:
         except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
             self._finished(ticket, False, exc)
             return
+        except BaseException as exc:  # SystemExit, say: the peer still hears, the thread still ends with it
+            self._finished(ticket, False, exc)
+            raise
         if hasattr(result, "__await__"):  # a plain function that returned a coroutine: trio awaits it
             self._leave(Finished(ticket, Fate.AWAIT, value=result))
             return
