@@ -1,6 +1,6 @@
 """An agent written for asyncio or as a plain script, for the consensus.aio / blocking tests.
 
-    python tests/bridge_agent.py FRONT MODE ADDRESS NAME [--raise] [--slow S]
+    python tests/bridge_agent.py FRONT MODE ADDRESS NAME [--raise] [--slow S] [--coroutine]
 
 ``FRONT`` is ``aio`` (``consensus.aio`` under ``asyncio.run``, async handlers that await
 asyncio things: a queue fed by another asyncio task, ``asyncio.sleep``) or ``blocking``

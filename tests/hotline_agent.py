@@ -1,6 +1,6 @@
 """A simulated agent at one end of a hotline, for the hotline tests.
 
-    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N] [--heartbeat S]
+    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N] [--heartbeat S] [--plain]
 
 Opens ``consensus.hotline`` with an ``on_ask`` handler (an async generator, so it can
 answer streamed asks too). What it does is said by the asked value: ``{"stream": n}``
