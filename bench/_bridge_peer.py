@@ -7,11 +7,14 @@
 plain handlers, in threads), ``aio`` (``consensus.aio``
 under ``asyncio.run``, async handlers on its loop) or ``blocking`` (``consensus.blocking``,
 plain handlers in threads). Prints ``ready``, then leaves at the end of stdin.
+``NNGC_BENCH_TRIO_ANSWERS=1`` in the environment: handlers' answers go back through trio
+(the path before ``consensus/hotline/threaded.py``), for a before/after comparison.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from contextlib import AsyncExitStack, ExitStack
 from typing import Any
@@ -20,6 +23,10 @@ import trio
 
 import consensus
 from consensus import aio, blocking
+from consensus.hotline import serve
+
+if os.environ.get("NNGC_BENCH_TRIO_ANSWERS"):  # the old path, for a before/after run of bench.bridge
+    serve.ANSWER_FROM_THREAD = False
 
 
 async def _answer(value: Any) -> Any:

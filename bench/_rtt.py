@@ -11,7 +11,9 @@ Used by the suite's ``rtt`` scenario (:func:`measure_transport`) and by
 * ``patterns_bytes``: ``patterns.Pair`` ``send_bytes``/``receive_bytes`` (bare frames);
 * ``patterns_cbor``: ``patterns.Pair`` ``send``/``receive`` (the CBOR envelope);
 * ``hotline_ask``: ``consensus.hotline`` ``await line.ask(value)``, answered by an async ``on_ask``;
-* ``hotline_plain``: the same asks, answered by a plain (``def``) ``on_ask``.
+* ``hotline_plain``: the same asks, answered by a plain (``def``) ``on_ask``;
+* ``hotline_plain_trio``: the same, the answer handed back to trio to send (the path before
+  ``consensus/hotline/threaded.py``: the reference for it).
 
 The measuring side listens; the echo side (:mod:`bench._rtt_ends`) dials from a spawned
 child in the same style as the client (on inproc, which only works inside one process, a
@@ -73,11 +75,14 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "pynng_floor": ("pynng", FLOOR_VARIANT, "f",
                     "pynng.Pair1 recv(block=False) + trio wait_readable(recv_fd), send inline: the floor"),
     "hotline_plain": (TOOLKIT, PLAIN_HOTLINE, "hp", "consensus.hotline ask, plain (def) on_ask echo (trio)"),
+    "hotline_plain_trio": (TOOLKIT, "old-path plain-handler ask", "ht",
+                           "the same, the answer sent by trio after the handler thread woke it (the old path)"),
     "hotline_secret": (TOOLKIT, SECRET_HOTLINE, "hs", "consensus.hotline ask with secret=, async on_ask echo"),
     "pynng_trio": ("pynng", "Pair1 trio", "b", "pynng.Pair1 await asend/arecv (trio)"),
     "patterns_bytes": (TOOLKIT, "Pair bytes", "c", "patterns.Pair send_bytes/receive_bytes (trio)"),
 }
 QUICK_VARIANTS = ("pynng_sync", "pynng_floor", "patterns_cbor", "hotline_ask", "hotline_plain", "hotline_secret")
+BENCH_ONLY = ("hotline_plain_trio",)  # a reference for bench.hotline_rtt, not a row of the suite
 CONNECT_TIMEOUT_S = 20.0
 ASK_TIMEOUT_S = 10.0
 TRANSPORT_TIMEOUT_S = 240.0  # one transport, every variant and size: a hang fails the transport, not the suite
@@ -255,6 +260,10 @@ class PlainHotlineClient(HotlineClient):
     key = "hotline_plain"  # the same asks; the echo child answers them from a plain function
 
 
+class TrioPathHotlineClient(HotlineClient):
+    key = "hotline_plain_trio"  # the same; the echo child's answers go back through trio (the old path)
+
+
 class SecretHotlineClient(HotlineClient):
     key = "hotline_secret"  # the same asks on a line with a secret: every frame sealed and checked
 
@@ -266,7 +275,7 @@ class SecretHotlineClient(HotlineClient):
 
 CLIENTS: dict[str, type[Any]] = {cls.key: cls for cls in (
     PynngSyncClient, PynngTrioClient, PynngFloorClient, PatternsBytesClient, PatternsCborClient, HotlineClient,
-    PlainHotlineClient, SecretHotlineClient)}  # fmt: skip
+    PlainHotlineClient, TrioPathHotlineClient, SecretHotlineClient)}  # fmt: skip
 Counts = Callable[[int], tuple[int, int, int]]  # size -> (warm-up, timed round trips, block)
 
 
@@ -338,7 +347,7 @@ def suite_counts(quick: bool) -> Counts:
 
 def measure_transport(transport: str, quick: bool, sizes: tuple[int, ...] | None = None) -> list[Metric | Skip]:
     """The suite's step: round trips over one transport for every variant and size."""
-    keys = list(QUICK_VARIANTS if quick else VARIANTS)
+    keys = list(QUICK_VARIANTS if quick else [key for key in VARIANTS if key not in BENCH_ONLY])
     sizes = sizes or SIZES
     samples = run(transport, keys, list(sizes), suite_counts(quick))
     if isinstance(samples, str):

@@ -19,6 +19,7 @@ import trio
 
 import consensus
 import patterns
+from consensus.hotline import serve
 
 from ._children import Conn
 
@@ -120,10 +121,13 @@ def _answer_plain(value: Any) -> Any:
 SECRET = b"the bench's hotline secret"  # the sealed hotline rows (issue 13: the cost of a secret)
 
 
-async def _echo_hotline(address: str, tls: Tls = None, plain: bool = False, sealed: bool = False) -> None:
-    """Dials; answers each ask with its value (``plain``: from a plain function; ``sealed``: on a
-    line with a secret), until it hears ``STOP``."""
+async def _echo_hotline(address: str, tls: Tls = None, plain: bool = False, sealed: bool = False,
+                        path: str = "thread") -> None:  # fmt: skip
+    """Dials; answers each ask with its value (``plain``: from a plain function, its answer sent
+    as ``path`` says; ``sealed``: on a line with a secret), until it hears ``STOP``."""
     on_ask = _answer_plain if plain else _answer
+    if path == "trio":  # this child's lines only: the reference row of the old path
+        serve.ANSWER_FROM_THREAD = False
     async with consensus.hotline(dial=address, name="echo", on_ask=on_ask, tls=client_tls(tls),
                                  secret=SECRET if sealed else None) as line:  # fmt: skip
         with trio.move_on_after(ECHO_LIFETIME_S):
@@ -135,6 +139,7 @@ ASYNC_ECHOES: dict[str, Callable[[str, Tls], Any]] = {
     "pynng_trio": _echo_pynng_trio, "pynng_floor": _echo_pynng_floor, "patterns_bytes": _echo_patterns_bytes,
     "patterns_cbor": _echo_patterns_cbor, "hotline_ask": _echo_hotline,
     "hotline_plain": functools.partial(_echo_hotline, plain=True),
+    "hotline_plain_trio": functools.partial(_echo_hotline, plain=True, path="trio"),
     "hotline_secret": functools.partial(_echo_hotline, sealed=True),
 }  # fmt: skip
 

@@ -19,6 +19,7 @@ from . import pair_rtt
 RATIOS = {"hotline_over_sync": ("hotline_ask", "pynng_sync", ("<=", 1.5)),
           "hotline_over_floor": ("hotline_ask", "pynng_floor", ("<=", 1.15)),  # issue 18
           "plain_over_async": ("hotline_plain", "hotline_ask", ("<=", 1.3)),  # issue 18
+          "trio_path_over_async": ("hotline_plain_trio", "hotline_ask", None),  # the old path, for reference
           "secret_over_plain": ("hotline_secret", "hotline_ask", ("<", 1.1))}  # issue 13
 
 

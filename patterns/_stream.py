@@ -270,6 +270,36 @@ class SendingSocket(_FdSocket):
         :class:`WouldBlock` when NNG's send queue is full or no peer is ready."""
         self._send_encoded_nowait(self._encode(envelope, inline))
 
+    # ---------------------------------------------------------------- from another thread
+    def send_common_threadsafe(self, envelope: Envelope) -> int | None:
+        """Encode a small frame and send it now, from any thread (a handler's): returns its
+        size, or None when it cannot go this way: a guard seals frames (its sequence is not
+        thread-safe), the frame needs the general encoder (a buffer for shared memory or to
+        splice, a value with no plain wire form) or NNG would wait. Reads only this socket's
+        settings and NNG's thread-safe send; counts nothing: the caller reports what went out,
+        in trio's thread, with :meth:`count_sent`. Raises :class:`Closed` (the socket is
+        closed, or closes meanwhile) and :class:`MessageTooLarge`."""
+        sock = self._sock
+        if self._closed or sock is None:
+            raise Closed(f"send from a handler thread: {self!r} is closed")
+        if self.guard is not None:
+            return None
+        data = encode_common(envelope, limit=self._limit(False), max_size=self.max_message_size)
+        if data is None:
+            return None
+        try:
+            sock.send(data, block=False)  # NNG's sockets are thread-safe; cffi drops the GIL
+        except pynng.TryAgain:
+            return None
+        except pynng.NNGException as exc:
+            raise translate(exc, operation="send", state=repr(self)) from exc
+        return len(data)
+
+    def count_sent(self, frames: int, size: int) -> None:
+        """Count frames sent by :meth:`send_common_threadsafe` (trio's thread)."""
+        self._sent += frames
+        self._bytes_sent += size
+
 
 class ReceivingSocket(_FdSocket):
     """Adds ``receive`` / ``receive_nowait`` / ``receive_bytes`` / ``receive_envelope``."""

@@ -1,6 +1,6 @@
 """An agent written for asyncio or as a plain script, for the consensus.aio / blocking tests.
 
-    python tests/bridge_agent.py FRONT MODE ADDRESS NAME [--raise] [--slow S]
+    python tests/bridge_agent.py FRONT MODE ADDRESS NAME [--raise] [--slow S] [--coroutine]
 
 ``FRONT`` is ``aio`` (``consensus.aio`` under ``asyncio.run``, async handlers that await
 asyncio things: a queue fed by another asyncio task, ``asyncio.sleep``) or ``blocking``
@@ -12,7 +12,8 @@ asyncio things: a queue fed by another asyncio task, ``asyncio.sleep``) or ``blo
   answered ``{"n": n, "by": NAME}``.
 * ``line``: listens on a hotline at ADDRESS; an ask ``{"stream": n}`` is answered with ``n``
   chunks ``{"chunk": i, "by": NAME}`` (aio: an async generator), anything else with
-  ``{"echo": value, "by": NAME}``.
+  ``{"echo": value, "by": NAME}``. ``--coroutine`` (aio): a coroutine ``on_ask`` instead,
+  without streams; ``{"raise": true}`` raises ``ValueError``, ``{"sleep": s}`` waits first.
 
 Prints ``ready`` once joined, connected or listening. ``quit`` on stdin (or its end) leaves.
 """
@@ -61,6 +62,13 @@ async def run_aio(args: argparse.Namespace) -> None:
         await asyncio.sleep(task.get("sleep", 0))
         return {"n": task["n"], "by": args.name}
 
+    async def on_ask_coroutine(value: Any) -> Any:
+        if isinstance(value, dict) and value.get("raise"):
+            raise ValueError(f"{args.name} was asked to fail")
+        if isinstance(value, dict) and "sleep" in value:
+            await asyncio.sleep(value["sleep"])
+        return {"echo": value, "by": args.name}
+
     async def on_ask(value: Any) -> AsyncIterator[Any]:
         if isinstance(value, dict) and "stream" in value:
             for i in range(value["stream"]):
@@ -75,7 +83,8 @@ async def run_aio(args: argparse.Namespace) -> None:
     elif args.mode == "worker":
         opening = aio.Worker(args.address, name=args.name, handler=on_task, concurrency=2)
     else:
-        opening = aio.hotline(listen=args.address, name=args.name, on_ask=on_ask)
+        opening = aio.hotline(listen=args.address, name=args.name,
+                              on_ask=on_ask_coroutine if args.coroutine else on_ask)  # fmt: skip
     async with opening as thing:
         if args.mode == "worker":
             await thing.wait_connected()
@@ -126,6 +135,7 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--raise", dest="raise_", action="store_true")
     parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--coroutine", action="store_true", help="aio line: on_ask is a coroutine (no streams)")
     args = parser.parse_args()
     if args.front == "aio":
         asyncio.run(run_aio(args))

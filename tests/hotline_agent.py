@@ -1,12 +1,12 @@
 """A simulated agent at one end of a hotline, for the hotline tests.
 
-    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N] [--heartbeat S]
+    python tests/hotline_agent.py ADDRESS --listen|--dial [--name N] [--heartbeat S] [--plain]
 
 Opens ``consensus.hotline`` with an ``on_ask`` handler (an async generator, so it can
 answer streamed asks too). What it does is said by the asked value: ``{"stream": n}``
 yields ``n`` chunks ``{"chunk": i, "by": NAME}``; ``{"sleep": s}`` sleeps ``s`` seconds
 then answers; ``{"raise": true}`` raises ``RuntimeError``; anything else is answered
-with ``{"echo": value, "by": NAME}``. Prints ``ready`` once connected (``taken ...``
+with ``{"echo": value, "by": NAME}`` (``--plain``: the same from a plain function). Prints ``ready`` once connected (``taken ...``
 when the listener refused it: it has another peer), and sends back
 every value received with ``line.receive()``. Reads stdin: ``quit`` (or end of input)
 leaves cleanly.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,24 @@ def make_handler(name: str) -> Any:
     return on_ask
 
 
+def make_plain_handler(name: str) -> Any:
+    """The same answers from a plain function (run in a handler thread), for ``--plain``;
+    ``{"big": n}`` is answered with ``n`` bytes (shared memory from 1 MiB), ``{"sleep": s}``
+    blocks the thread."""
+
+    def on_ask(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "big" in value:
+                return bytes(int(value["big"]))
+            if "sleep" in value:
+                time.sleep(float(value["sleep"]))
+            if value.get("raise"):
+                raise RuntimeError(f"{name} was asked to fail")
+        return {"echo": value, "by": name}
+
+    return on_ask
+
+
 async def echo_back(line: consensus.Hotline) -> None:
     async for value in line:
         await line.send(value)
@@ -52,7 +71,7 @@ async def echo_back(line: consensus.Hotline) -> None:
 async def main(args: argparse.Namespace) -> None:
     async with consensus.hotline(listen=args.address if args.listen else None,
                                  dial=args.address if args.dial else None, name=args.name, heartbeat=args.heartbeat,
-                                 on_ask=make_handler(args.name),
+                                 on_ask=(make_plain_handler if args.plain else make_handler)(args.name),
                                  secret=consensus.Secret.from_env() if args.secret_env else None) as line:  # fmt: skip
         try:
             await line.wait_connected()
@@ -77,4 +96,5 @@ if __name__ == "__main__":
     parser.add_argument("--name", default="agent")
     parser.add_argument("--secret-env", action="store_true", help="seal the line with the secret in NNGC_SECRET")
     parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--plain", action="store_true", help="answer from a plain function (no streams)")
     trio.run(main, parser.parse_args())

@@ -6,12 +6,16 @@ locks and queues live. :func:`for_trio` turns it into a trio function of the sam
 ``asyncio.run_coroutine_threadsafe`` and waits for it on a :class:`trio.Event` set from
 the future's done-callback: the drivers see an ordinary async handler and keep their
 deadlines; a trio cancellation (a missed deadline, the room closing) cancels the asyncio
-task. Plain functions are left alone: the drivers run them in threads as today.
+task. The wrapper also carries an :class:`OnLoop`, through which a hotline starts the
+handler on its loop and sends the answer from the loop's thread
+(:mod:`consensus.hotline.threaded`): one crossing instead of two. Plain functions are left
+alone: the drivers run them in threads as today.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
@@ -20,8 +24,9 @@ from typing import Any, TypeVar
 import trio
 
 from consensus.bridge import mailbox
+from consensus.runtime.handlers import ELSEWHERE
 
-__all__ = ["adapt_arguments", "for_trio", "run_on_loop"]
+__all__ = ["OnLoop", "adapt_arguments", "for_trio", "run_on_loop"]
 
 T = TypeVar("T")
 
@@ -92,7 +97,47 @@ def for_trio(fn: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callabl
     async def on_loop(*args: Any) -> Any:
         return await run_on_loop(loop, fn(*args))
 
+    setattr(on_loop, ELSEWHERE, OnLoop(loop, fn))  # a driver may let the loop's thread send the answer
     return on_loop
+
+
+class OnLoop:
+    """An asyncio handler as :class:`consensus.runtime.handlers.Elsewhere`: a driver that
+    can finish the work on the loop's thread (a hotline sending the answer from there) starts
+    it with :meth:`submit` and spares the crossing back into trio."""
+
+    __slots__ = ("_fn", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, Any, Any]]) -> None:
+        self._loop = loop
+        self._fn = fn
+
+    def submit(self, args: tuple[Any, ...], context: contextvars.Context,
+               done: Callable[[bool, Any], None]) -> Callable[[], None]:  # fmt: skip
+        box: list[asyncio.Task[Any]] = []  # the loop's thread only
+
+        def finished(task: asyncio.Task[Any]) -> None:  # on the loop
+            if task.cancelled():
+                done(False, RuntimeError("the asyncio task running the handler was cancelled"))
+            elif (exc := task.exception()) is not None:
+                done(False, exc)
+            else:
+                done(True, task.result())
+
+        def start() -> None:  # on the loop
+            try:
+                coro = self._fn(*args)
+            except Exception as exc:  # noqa: BLE001 - the handler's failure is its asker's answer
+                done(False, exc)
+                return
+            task = self._loop.create_task(coro, context=context)
+            box.append(task)
+            task.add_done_callback(finished)
+
+        into_loop = mailbox.for_loop(self._loop)
+        into_loop.post(start)  # (RuntimeError: the loop is closed)
+        # The same mailbox runs posts in order: a cancel always finds its task started.
+        return functools.partial(into_loop.post, _cancel, box)
 
 
 def _stream_for_trio(fn: Callable[..., AsyncIterator[Any]], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:

@@ -168,7 +168,7 @@ class Hotline:
             self._reader.fail(ask_id, "closed", "the line closed")
         self._reader.notify()
         self._reader.inbox_send.close()
-        self._server.requests_send.close()
+        self._server.close()
 
     # ------------------------------------------------------------------ state
     @property
@@ -346,6 +346,7 @@ class Hotline:
         raise MalformedMessage(f"ask {answer.ask_id}: the peer answered with {body}", reason="body", size=0)
 
     def statistics(self) -> HotlineStatistics:
+        self._server.settle()  # answers sent from handler threads, into the books first
         t = self._protocol.ask_statistics()
         p = self._protocol.statistics()
         s = self._link.pair.statistics()

@@ -38,7 +38,8 @@ async def watch_connections(link: Link, protocol: LineProtocol, reader: Reader) 
         for gone in {seen, protocol.pipe} - {None, current}:
             # (a hello may come before NNG's notice of its connection: not gone, only early)
             if gone is not None and peers_state.was_removed(gone):
-                changed |= _report(reader, protocol.pipe_down(gone, now))
+                _report(reader, protocol.pipe_down(gone, now))
+                changed = True  # even unreported, the protocol forgot it (reader.notify tells the server)
         if current is not None and current != seen:
             new -= 1
         if new > 0:  # connections opened and closed unseen

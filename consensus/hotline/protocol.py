@@ -118,6 +118,22 @@ class LineProtocol:
             self._served += 1
         return f.frame(kind, self.name, self.next_id(), value, ask_id)
 
+    def reserve_answer(self, pipe: int) -> int | None:
+        """The frame id of an answer another thread will build (:func:`frames.frame`) and
+        send, or None when the connection the ask came on has closed. The answer is counted
+        by :meth:`answered_elsewhere` once it went out."""
+        if pipe in self._gone:
+            return None
+        return self.next_id()
+
+    def answered_elsewhere(self, count: int) -> None:
+        """``count`` final answers built from :meth:`reserve_answer` ids were sent."""
+        self._served += count
+
+    def closed_pipes(self) -> frozenset[int]:
+        """The connections answers may no longer go to (the last few closed)."""
+        return frozenset(self._gone)
+
     def unsendable(self, ask_id: int, exc: Exception) -> Envelope:
         """The error frame that replaces an answer that could not be encoded or sent."""
         return f.frame(f.ERROR, self.name, self.next_id(), f.unsendable_body(exc), ask_id)

@@ -58,6 +58,7 @@ class Reader:
 
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
+        self._server.connections_changed()  # answers in handler threads must not go to a closed one
         self.changed.poke()
 
     def disconnected(self, event: Disconnected) -> None:

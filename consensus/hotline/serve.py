@@ -1,8 +1,11 @@
 """How a hotline answers the peer's asks: :class:`Server` and the :class:`IncomingAsk` handle.
 
-An ask is answered by ``on_ask`` (inline in the receiving task for an async function, in
-a task of its own for a plain function or an async generator) or queued for
-:meth:`~consensus.Hotline.receive_ask`. See the module docstring of :mod:`consensus.hotline.line`.
+An ask is answered by ``on_ask`` (inline in the receiving task for an async function; in a
+thread that sends the answer itself for a plain function, and on its asyncio loop for an
+asyncio handler of the bridge, :mod:`consensus.hotline.threaded`;
+in a task of its own for an async generator, and for a plain function when the thread
+cannot send) or queued for :meth:`~consensus.Hotline.receive_ask`. See the module
+docstring of :mod:`consensus.hotline.line`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from consensus.hotline.events import AskReceived
 from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
 from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
+from consensus.hotline.threaded import Fate, Finished, ThreadAnswers
 from consensus.runtime.context import HandlerContext, serving
-from consensus.runtime.handlers import run_handler, run_inline
+from consensus.runtime.handlers import elsewhere, run_handler, run_inline
 from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge
 
 __all__ = ["QUEUE", "IncomingAsk", "Server"]
@@ -31,6 +35,7 @@ __all__ = ["QUEUE", "IncomingAsk", "Server"]
 log = logging.getLogger("consensus.hotline")
 
 QUEUE = 256  # asks (or values) received and not yet taken; beyond it the line waits (the peer is slowed)
+ANSWER_FROM_THREAD = True  # plain handlers send their own answers (False: the trio path, bench's reference)
 
 
 class IncomingAsk:
@@ -87,11 +92,26 @@ class Server:
         self._start_receiver = start_receiver
         self.requests_send, self.requests = trio.open_memory_channel[IncomingAsk](QUEUE)
         self.nursery: trio.Nursery | None = None  # where handlers in tasks of their own run
+        self._closing = False
+        # Plain handlers, and asyncio ones of the bridge, answer from their own threads (a
+        # sealed line: never; its guard is trio's alone).
+        self.threaded: ThreadAnswers | None = None
+        if on_ask is not None and ANSWER_FROM_THREAD and link.pair.guard is None:
+            runner = elsewhere(on_ask)
+            if runner is not None:
+                self._inline = False
+                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=None, runner=runner)
+            elif not self._inline and not inspect.isasyncgenfunction(on_ask):
+                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=self._threads)
 
     async def handle(self, event: AskReceived) -> bool:
         """Answer or queue one ask; returns False when this task has stopped being the receiver."""
         if self._inline:
             return await self._serve_inline(event)
+        threaded = self.threaded
+        if threaded is not None and threaded.start(event.ask_id, event.pipe, event.stream, event.sender,
+                                                   event.value):  # fmt: skip
+            return True
         ask = IncomingAsk(self, event)
         if self.on_ask is not None:
             assert self.nursery is not None
@@ -112,6 +132,55 @@ class Server:
                 raise
             ask.done = True
             await self._link.send(self._protocol.unsendable(ask.id, exc), checkpoint=True)
+
+    def settle(self) -> None:
+        """Bring the books of answers sent from handler threads up to date (before statistics)."""
+        if self.threaded is not None:
+            self.threaded.settle()
+
+    def connections_changed(self) -> None:
+        if self.threaded is not None:
+            self.threaded.connections_changed()
+
+    def close(self) -> None:
+        """The line closes: handler threads still running send nothing more."""
+        self._closing = True
+        self.requests_send.close()
+        if self.threaded is not None:
+            self.threaded.close()
+            self.threaded.settle()
+
+    def _later(self, record: Finished) -> None:
+        """A handler thread left its answer to trio (called by ``ThreadAnswers.settle``)."""
+        ticket = record.ticket
+        if self._closing or self.nursery is None:
+            log.info("hotline %s: the line closed before ask %d was answered", self._protocol.name, ticket.ask_id)
+            return
+        self.nursery.start_soon(self._answer_later, record)
+
+    async def _answer_later(self, record: Finished) -> None:
+        ticket, kind, value = record.ticket, record.kind, record.value
+        if record.fate is Fate.AWAIT:  # a plain function that returned an awaitable
+            with serving(HandlerContext("ask", ticket.sender, ask_id=ticket.ask_id)):
+                try:
+                    kind, value = (END if ticket.stream else REPLY), await value
+                except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
+                    kind, value = ERROR, Failure.from_exception(exc).to_wire()
+        protocol = self._protocol
+        try:
+            envelope = protocol.answer(ticket.ask_id, ticket.pipe, kind, value)
+            if envelope is None:
+                raise PeerLost(f"ask {ticket.ask_id}: the peer that asked has gone")
+            try:
+                await self._link.send(envelope)
+            except (EncodeError, MessageTooLarge) as exc:
+                if kind == ERROR:
+                    raise
+                await self._link.send(protocol.unsendable(ticket.ask_id, exc))
+        except PeerLost:
+            log.info("hotline %s: the peer left before ask %d was answered", protocol.name, ticket.ask_id)
+        except ConsensusError as exc:
+            log.info("hotline %s: the answer to ask %d was not sent: %r", protocol.name, ticket.ask_id, exc)
 
     async def _serve(self, ask: IncomingAsk) -> None:
         """Answer one ask in its own task: plain handlers (in a thread) and async generators."""

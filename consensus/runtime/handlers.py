@@ -21,17 +21,39 @@ import logging
 import math
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from consensus.failure import Failure
 
-__all__ = ["Handler", "resume", "run_handler", "run_inline", "trio_deadline"]
+__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "elsewhere", "resume", "run_handler", "run_inline", "trio_deadline"]
 
 log = logging.getLogger("consensus")
 
 Handler = Callable[..., Any]
+
+ELSEWHERE = "__consensus_elsewhere__"  # the attribute of a trio wrapper whose handler runs in another loop
+
+
+class Elsewhere(Protocol):
+    """A handler that runs on another thread's event loop (an asyncio handler of the bridge),
+    found as the ``__consensus_elsewhere__`` attribute of the trio function wrapping it.
+    A driver that can finish the work in that thread (send the answer from there) calls
+    :meth:`submit` instead of awaiting the wrapper."""
+
+    def submit(self, args: tuple[Any, ...], context: contextvars.Context,
+               done: Callable[[bool, Any], None]) -> Callable[[], None]:  # fmt: skip
+        """Start ``handler(*args)`` there, in ``context``; ``done(True, result)`` or
+        ``done(False, exception)`` is called in that thread when it ends. Returns a function
+        (for trio's thread) that cancels it. Raises :class:`RuntimeError` when that loop is closed."""
+        ...
+
+
+def elsewhere(handler: Handler) -> Elsewhere | None:
+    """How ``handler`` runs on another loop, if it does (see :class:`Elsewhere`)."""
+    found = getattr(handler, ELSEWHERE, None)
+    return found if found is not None and hasattr(found, "submit") else None
 
 # A reply must reach the host before its deadline: the handler's own deadline is
 # this much earlier (or a tenth of the time left, whichever is smaller).

@@ -1,0 +1,257 @@
+"""Plain ``on_ask`` handlers whose answer leaves from the thread that computed it.
+
+The trio path crosses threads twice before a plain handler's answer leaves: trio wakes a
+worker thread to run the handler, the worker wakes trio, and trio encodes and sends. Each
+crossing is a wake-up of a sleeping thread (40-70 µs on a small VM, ``docs/asyncio.md``
+§4.1). Here trio prepares, before the hand-off, all the answer needs from the protocol: a
+:class:`Ticket` with the frame id (:meth:`LineProtocol.reserve_answer`), the connection
+the ask came on and whether the ask streams (its answer is then ``end``, else ``reply``;
+``error`` for a failure). The worker thread runs the handler, builds the frame
+(:func:`frames.frame`, pure) and sends it with NNG's non-blocking send
+(:meth:`patterns.Pair.send_common_threadsafe`). The books (the served count, the socket's
+counters, the handler thread's token) reach trio afterwards, off the critical path.
+
+Thread safety:
+
+* The protocol, the socket's counters, the capacity limiter and the nursery are touched
+  in trio's thread only. The worker thread touches its :class:`Ticket` (frozen, built by
+  trio before the hand-off), the handler and its value, the pure frame builder and encoder
+  (cbor2 per call; ``patterns``' encoder keeps its scratch state per thread), NNG's socket
+  (thread-safe by NNG's contract; a closed socket answers ``ECLOSED``, never a crash), and
+  the fields of :class:`ThreadAnswers` behind its one lock.
+* Behind the lock: the connections closed (a copy of the protocol's, refreshed by trio in
+  :meth:`ThreadAnswers.connections_changed` whenever they change), whether the line closes,
+  and the records of finished answers. The thread checks the ask's connection and sends
+  in one critical section, so an answer never leaves after trio learned that its
+  connection closed: the guarantee :meth:`LineProtocol.answer` gives the trio path.
+* The record of a sent answer is appended in that same critical section, and
+  :meth:`ThreadAnswers.settle` takes the lock: once an answer has arrived anywhere,
+  statistics read in trio (which settle first) count it. Nothing else is shared.
+
+Settling: a sent answer's record waits for trio's next look (the next ask settles first,
+so does ``statistics()``), costing trio no wake-up; a record that needs trio at once (an
+answer dropped, or one to send the trio way) schedules :meth:`~ThreadAnswers.settle` with
+``run_sync_soon``. Records are bounded by the handler threads: each holds a token.
+
+An asyncio ``on_ask`` of the bridge (``consensus.aio``) goes the same way through a runner
+(:class:`consensus.runtime.handlers.Elsewhere`, the bridge's ``OnLoop``): it runs as a task
+of its own loop, whose done-callback, on that loop's thread, plays the worker thread's part
+above. Closing the line cancels those tasks, as trio's cancellation did.
+
+Tried and not kept: a long-lived thread per line fed through a queue wakes a sleeping
+thread just as trio's thread cache does, and measured no faster (``docs/asyncio.md`` §4.3).
+
+The trio path stays the fallback whenever this one cannot be used safely: the frame is not
+small and plain (shared memory, spliced buffers, an unencodable value: trio encodes it or
+answers with the encoding error), the line seals its frames (a guard's sequence is not
+thread-safe), NNG's queue is full (``EAGAIN``: trio waits its turn in the link's order),
+or the handler returned an awaitable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import trio
+
+from consensus.failure import Failure
+from consensus.hotline import frames as f
+from consensus.hotline.protocol import LineProtocol
+from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.handlers import Elsewhere
+from patterns import Closed, Pair
+
+__all__ = ["Fate", "Finished", "ThreadAnswers", "Ticket"]
+
+log = logging.getLogger("consensus.hotline")
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # a limiter holder: hashed by identity
+class Ticket:
+    """What trio prepared for one ask before handing it to a thread."""
+
+    ask_id: int
+    frame_id: int
+    pipe: int
+    stream: bool
+    sender: str
+
+
+class Fate(Enum):
+    SENT = "sent"  # the thread sent the answer
+    DROPPED = "dropped"  # its connection closed, or the line: nobody waits for it
+    TRIO = "trio"  # trio sends it (a frame the thread cannot send)
+    AWAIT = "await"  # the handler returned an awaitable: trio awaits it, then answers
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A handler's answer as the thread left it for trio."""
+
+    ticket: Ticket
+    fate: Fate
+    kind: str = f.REPLY
+    value: Any = None
+    size: int = 0  # bytes sent (SENT)
+
+
+class ThreadAnswers:
+    """Runs plain handlers in threads that send their own answers; one per line."""
+
+    def __init__(self, pair: Pair, protocol: LineProtocol, handler: Callable[[Any], Any],
+                 later: Callable[[Finished], None], *, limiter: trio.CapacityLimiter | None,
+                 runner: Elsewhere | None = None) -> None:  # fmt: skip
+        """``later(finished)`` (in trio) answers what the thread left to trio. A plain
+        ``handler`` runs in a thread holding a token of ``limiter``; with ``runner`` (an
+        asyncio handler of the bridge) it runs on the runner's loop, whose thread sends."""
+        self._pair = pair
+        self._protocol = protocol
+        self._name = protocol.name
+        self._limiter = limiter
+        self._runner = runner
+        self._cancels: dict[Ticket, Callable[[], None]] = {}  # trio's: the runner's handlers under way
+        self._handler = handler
+        self._handler_name = getattr(handler, "__qualname__", None) or repr(handler)
+        self._later = later
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._lock = threading.Lock()
+        self._gone = protocol.closed_pipes()  # behind the lock (also every field below)
+        self._closed = False
+        self._records: list[Finished] = []
+        self._scheduled = False  # a settle() is on its way to trio
+
+    # ------------------------------------------------------------------ trio's side
+    def start(self, ask_id: int, pipe: int, stream: bool, sender: str, value: Any) -> bool:
+        """Hand one ask to a thread (or the runner's loop); False when the trio path must take
+        it: no free handler thread, the ask's connection has closed, the runner's loop is closed."""
+        self.settle()  # first: the tokens of answers sent since the last look come back
+        frame_id = self._protocol.reserve_answer(pipe)
+        if frame_id is None:
+            return False
+        ticket = Ticket(ask_id, frame_id, pipe, stream, sender)
+        if self._token is None:
+            self._token = trio.lowlevel.current_trio_token()
+        context = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
+        if self._runner is not None:
+            context.run(set_current, HandlerContext("ask", sender, ask_id=ask_id))
+            try:
+                self._cancels[ticket] = self._runner.submit((value,), context,
+                                                            lambda ok, result: self._finished(ticket, ok, result))  # fmt: skip
+            except RuntimeError:  # its loop is closed: the trio path says so to the peer
+                return False
+            return True
+        assert self._limiter is not None
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(ticket)
+        except trio.WouldBlock:
+            return False
+        trio.lowlevel.start_thread_soon(lambda: context.run(self._work, ticket, value), _ignore,
+                                        name=f"handler {self._handler_name}")  # fmt: skip
+        return True
+
+    def settle(self) -> None:
+        """Take the finished answers into trio's books (trio's thread)."""
+        with self._lock:
+            records = self._records
+            if not records:
+                return
+            self._records = []
+            self._scheduled = False
+        sent = size = 0
+        for record in records:
+            if self._limiter is not None:
+                self._limiter.release_on_behalf_of(record.ticket)
+            else:
+                self._cancels.pop(record.ticket, None)
+            if record.fate is Fate.SENT:
+                sent += 1
+                size += record.size
+            elif record.fate is Fate.DROPPED:
+                log.info("hotline %s: the peer left before ask %d was answered", self._name, record.ticket.ask_id)
+            else:
+                self._later(record)
+        if sent:
+            self._protocol.answered_elsewhere(sent)
+            self._pair.count_sent(sent, size)
+
+    def connections_changed(self) -> None:
+        """The protocol's closed connections may have changed: answers to asks that came
+        on them must not leave (trio's thread)."""
+        gone = self._protocol.closed_pipes()
+        with self._lock:
+            self._gone = gone
+
+    def close(self) -> None:
+        """The line closes: handlers still running send nothing (trio's thread)."""
+        with self._lock:
+            self._closed = True
+        cancels, self._cancels = self._cancels, {}
+        for cancel in cancels.values():  # asyncio handlers still running are cancelled, as trio's would be
+            try:
+                cancel()
+            except RuntimeError:  # their loop is closed: nothing runs there any more
+                pass
+
+    # ------------------------------------------------------------------ the worker thread's side
+    def _work(self, ticket: Ticket, value: Any) -> None:
+        set_current(HandlerContext("ask", ticket.sender, ask_id=ticket.ask_id))  # this thread's context copy
+        try:
+            result = self._handler(value)
+        except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
+            self._finished(ticket, False, exc)
+            return
+        except BaseException as exc:  # SystemExit, say: the peer still hears, the thread still ends with it
+            self._finished(ticket, False, exc)
+            raise
+        if hasattr(result, "__await__"):  # a plain function that returned a coroutine: trio awaits it
+            self._leave(Finished(ticket, Fate.AWAIT, value=result))
+            return
+        self._finished(ticket, True, result)
+
+    def _finished(self, ticket: Ticket, ok: bool, result: Any) -> None:
+        """The handler returned ``result`` (or raised it): answer (the handler's thread, or its loop's)."""
+        if ok:
+            self._send(ticket, f.END if ticket.stream else f.REPLY, result)
+        else:
+            log.info("handler %s failed: %r", self._handler_name, result)
+            self._send(ticket, f.ERROR, Failure.from_exception(result).to_wire())
+
+    def _send(self, ticket: Ticket, kind: str, value: Any) -> None:
+        envelope = f.frame(kind, self._name, ticket.frame_id, value, ticket.ask_id)
+        with self._lock:
+            if self._closed or ticket.pipe in self._gone:
+                fate, size = Fate.DROPPED, None
+            else:
+                try:
+                    size = self._pair.send_common_threadsafe(envelope)
+                    fate = Fate.TRIO if size is None else Fate.SENT
+                except Closed:
+                    fate, size = Fate.DROPPED, None
+                except Exception:  # noqa: BLE001 - too large, unencodable...: trio's path says what
+                    fate, size = Fate.TRIO, None
+            if size is not None:
+                self._records.append(Finished(ticket, fate, size=size))
+                return
+        self._leave(Finished(ticket, fate, kind, value))
+
+    def _leave(self, record: Finished) -> None:
+        """Leave a record that trio must act on soon, and make sure it looks."""
+        with self._lock:
+            self._records.append(record)
+            schedule, self._scheduled = not self._scheduled, True
+            token = self._token
+        if schedule and token is not None:
+            try:
+                token.run_sync_soon(self.settle)
+            except trio.RunFinishedError:  # the line's loop ended while the handler ran: nobody waits
+                pass
+
+
+def _ignore(_outcome: Any) -> None:
+    """start_thread_soon's delivery: :meth:`ThreadAnswers._work` already said everything."""
