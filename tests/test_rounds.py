@@ -197,3 +197,65 @@ def test_roster_invariants(events: list[tuple[str, str, int, int, float]]) -> No
         )
         assert (roster.version != version) == changed
         assert all(r.pipe not in dropped_pipes for r in after.values())  # type: ignore[union-attr]
+
+
+@settings(max_examples=200)
+@given(expected=st.sets(st.sampled_from(NAMES[:4])), before=poll_events, after=poll_events)
+def test_a_finished_poll_result_never_changes(
+    expected: set[str], before: list[tuple[str, str]], after: list[tuple[str, str]]
+) -> None:
+    """A finished round shares its maps with its result (no copy): nothing may change them."""
+
+    def play(round: PollRound, events: list[tuple[str, str]]) -> None:
+        for t, (event, name) in enumerate(events):
+            if event == "answer":
+                round.answer(name, t, at=t)
+            elif event == "fail":
+                round.fail(name, Failure("E", str(t)), at=t)
+            elif event == "left":
+                round.left(name)
+
+    round = PollRound(expected)
+    play(round, before)
+    round.finish()
+    result = round.result("q", elapsed=1.0)
+    snapshot = (dict(result.answers), dict(result.errors), dict(result.latencies), result.missing, result.left)
+    play(round, after)
+    assert (dict(result.answers), dict(result.errors), dict(result.latencies), result.missing,
+            result.left) == snapshot  # fmt: skip
+
+
+roster_joins = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "leave", "drop", "expire", "beat"]),
+        st.sampled_from(NAMES[:4]),
+        st.integers(1, 2),  # token
+        st.booleans(),  # refs
+        st.booleans(),  # observer
+        st.floats(0, 1.0),  # time step
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300)
+@given(events=roster_joins)
+def test_roster_participants_and_refs_follow_every_change(events: list[tuple[str, str, int, bool, bool, float]]) -> None:
+    """``participants`` and ``refs`` are kept between changes: they must equal a fresh look."""
+    roster = Roster(heartbeat=0.5, missed_heartbeats=3)
+    now = 0.0
+    for event, name, token, refs, observer, step in events:
+        now += step
+        if event == "join":
+            roster.join(name, token, f"ipc://{name}", token, now, refs=refs, observer=observer)
+        elif event == "leave":
+            roster.leave(name, token)
+        elif event == "drop":
+            roster.pipe_closed(token)
+        elif event == "expire":
+            roster.expire(now)
+        else:
+            roster.heartbeat_from(name, token, now)
+        records = [roster.get(n) for n in roster.names]
+        assert roster.participants == tuple(sorted(r.name for r in records if r and not r.observer))
+        assert roster.refs == all(r.refs for r in records if r)

@@ -179,45 +179,53 @@ class PollRound:
         self._errors: dict[str, Failure] = {}
         self._left: set[str] = set()
         self._latencies: dict[str, float] = {}
+        # The expected members who have not answered, failed or left: one lookup admits a
+        # reply, and ``complete`` is a test of emptiness (both run once per reply).
+        self._waiting = set(self.expected)
         self._finished = False
         self.rejected = 0
 
     @property
     def pending(self) -> frozenset[str]:
-        return self.expected - self._answers.keys() - self._errors.keys() - self._left
+        return frozenset(self._waiting)
 
     @property
     def complete(self) -> bool:
-        # Counted rather than built from ``pending``: this runs once per reply.
-        if self._finished or len(self._answers) + len(self._errors) + len(self._left) == len(self.expected):
+        if self._finished or not self._waiting:
             return True
         return self.quorum is not None and len(self._answers) >= self.quorum
 
-    def _admit(self, name: str) -> Verdict:
-        # Three lookups rather than ``pending``, a new set per reply: quadratic in the room's size.
-        done = name in self._answers or name in self._errors or name in self._left
-        return classify(name, finished=self._finished, expected=self.expected, pending=() if done else (name,))
+    def _verdict(self, name: str) -> Verdict:
+        """Why a reply from ``name`` is not accepted (the accepting path is inlined by the callers)."""
+        return classify(name, finished=self._finished, expected=self.expected, pending=self._waiting)
 
     def answer(self, name: str, value: Any, *, at: float | None = None) -> Verdict:
         """Record an answer; ``at`` is when it arrived (seconds since the poll began)."""
-        return self._record(self._answers, name, value, at)
-
-    def fail(self, name: str, error: Failure, *, at: float | None = None) -> Verdict:
-        return self._record(self._errors, name, error, at)
-
-    def _record(self, into: dict[str, Any], name: str, value: Any, at: float | None) -> Verdict:
-        verdict = self._admit(name)
-        if verdict is Verdict.ACCEPTED:
-            into[name] = value
+        waiting = self._waiting
+        if name in waiting and not self._finished:
+            waiting.remove(name)
+            self._answers[name] = value
             if at is not None:
                 self._latencies[name] = at
-        else:
-            self.rejected += 1
-        return verdict
+            return Verdict.ACCEPTED
+        self.rejected += 1
+        return self._verdict(name)
+
+    def fail(self, name: str, error: Failure, *, at: float | None = None) -> Verdict:
+        waiting = self._waiting
+        if name in waiting and not self._finished:
+            waiting.remove(name)
+            self._errors[name] = error
+            if at is not None:
+                self._latencies[name] = at
+            return Verdict.ACCEPTED
+        self.rejected += 1
+        return self._verdict(name)
 
     def left(self, name: str) -> None:
         """A member went away (left, crashed, expired): it will not answer."""
-        if not self._finished and name in self.pending:
+        if not self._finished and name in self._waiting:
+            self._waiting.remove(name)
             self._left.add(name)
 
     def finish(self) -> None:
@@ -225,11 +233,15 @@ class PollRound:
         self._finished = True
 
     def result(self, question: Any, *, elapsed: float, poll_id: int = 0) -> PollResult:
+        # A finished round never changes again: its result may share its maps, not copy them.
+        answers, errors, latencies = self._answers, self._errors, self._latencies
+        if not self._finished:
+            answers, errors, latencies = dict(answers), dict(errors), dict(latencies)
         return PollResult(
             question=question,
-            answers=MappingProxyType(dict(self._answers)),
-            missing=self.expected - self._answers.keys() - self._errors.keys(),
-            errors=MappingProxyType(dict(self._errors)),
+            answers=MappingProxyType(answers),
+            missing=frozenset(self._waiting | self._left),
+            errors=MappingProxyType(errors),
             left=frozenset(self._left),
             elapsed=elapsed,
             quorum=self.quorum,
@@ -237,5 +249,5 @@ class PollRound:
             rejected=self.rejected,
             poll_id=poll_id,
             expected=self.expected,
-            latencies=MappingProxyType(dict(self._latencies)),
+            latencies=MappingProxyType(latencies),
         )

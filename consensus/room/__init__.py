@@ -12,6 +12,7 @@ from consensus.room.host_protocol import HostProtocol
 from consensus.room.line_setup import LineSetup
 from consensus.room.member_protocol import MemberProtocol, MemberState
 from consensus.room.roster import JoinOutcome, Roster
-from consensus.room.rounds import ReplyOutcome, Rounds
+from consensus.room.rounds import ReplyOutcome, Rounds, Taken
 
-__all__ = ["HostProtocol", "JoinOutcome", "LineSetup", "MemberProtocol", "MemberState", "ReplyOutcome", "Roster", "Rounds"]
+__all__ = ["HostProtocol", "JoinOutcome", "LineSetup", "MemberProtocol", "MemberState", "ReplyOutcome", "Roster", "Rounds",
+           "Taken"]

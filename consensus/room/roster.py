@@ -98,6 +98,9 @@ class Roster:
         self._members: dict[str, MemberRecord] = {}
         self._closed_pipes: set[int] = set()
         self.version = 0
+        # ``participants`` and ``refs``, read by every poll and vote; None after any change
+        # of members (a heartbeat changes neither).
+        self._views: tuple[tuple[str, ...], bool] | None = None
 
     # -------------------------------------------------------------- queries
     @property
@@ -117,10 +120,17 @@ class Roster:
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._members))
 
+    def _view(self) -> tuple[tuple[str, ...], bool]:
+        if self._views is None:
+            members = self._members.values()
+            self._views = (tuple(sorted(rec.name for rec in members if not rec.observer)),
+                           all(rec.refs for rec in members))  # fmt: skip
+        return self._views
+
     @property
     def participants(self) -> tuple[str, ...]:
         """The members who answer polls and vote (sorted): everyone but the observers."""
-        return tuple(sorted(name for name, rec in self._members.items() if not rec.observer))
+        return self._view()[0]
 
     @property
     def observers(self) -> tuple[str, ...]:
@@ -147,7 +157,7 @@ class Roster:
     @property
     def refs(self) -> bool:
         """False while some member present takes no shared-memory references."""
-        return all(rec.refs for rec in self._members.values())
+        return self._view()[1]
 
     def join(self, name: str, token: int, mesh: str, pipe: int, now: float, *, refs: bool = True,
              observer: bool = False) -> JoinVerdict:  # fmt: skip
@@ -165,6 +175,7 @@ class Roster:
         old = self._members.get(name)
         if old is not None:
             if old.token == token:
+                self._views = None  # it may come back as an observer, or taking no references
                 self._members[name] = MemberRecord(
                     name, token, mesh, pipe, old.joined_at, now, refs, observer
                 )
@@ -184,6 +195,7 @@ class Roster:
             )
         self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs, observer)
         self.version += 1
+        self._views = None
         if old is not None:
             return JoinVerdict(JoinOutcome.REPLACED, replaced=old)
         return JoinVerdict(JoinOutcome.ACCEPTED)
@@ -204,6 +216,7 @@ class Roster:
             return False
         del self._members[name]
         self.version += 1
+        self._views = None
         return True
 
     def pipe_closed(self, pipe: int) -> list[str]:
@@ -217,6 +230,7 @@ class Roster:
             del self._members[name]
         if gone:
             self.version += 1
+            self._views = None
         return gone
 
     def expire(self, now: float) -> list[str]:
@@ -226,4 +240,5 @@ class Roster:
             del self._members[name]
         if gone:
             self.version += 1
+            self._views = None
         return gone

@@ -9,7 +9,7 @@ it as ``protocol.rounds``. No sockets, no clock: times are passed in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from consensus.room.events import Send, Target
 from consensus.room.roster import Roster
 from patterns import MAX_SENDER_LENGTH, Envelope, MalformedMessage, encode_body
 
-__all__ = ["ENVELOPE_ROOM", "ReplyOutcome", "Rounds"]
+__all__ = ["ENVELOPE_ROOM", "ReplyOutcome", "Rounds", "Taken"]
 
 # What a survey's envelope adds to its body, at most: the keys, the kind, an id, a deadline
 # and a sender name of MAX_SENDER_LENGTH characters of up to 4 bytes each.
@@ -51,9 +51,64 @@ class ReplyOutcome:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a batch of survey replies did to its round (:meth:`Rounds.take`).
+
+    ``complete``: the round has what it needs (its caller may close it). ``exhausted``:
+    nobody who could still answer is left, even late (stop reading). ``ignored``: why
+    each malformed reply of the batch was not counted (empty in the common case)."""
+
+    complete: bool
+    exhausted: bool
+    ignored: tuple[str, ...] = ()
+
+
+# The outcomes of batches with nothing malformed, shared: a batch builds no record of its own.
+_TAKEN = {(complete, exhausted): Taken(complete, exhausted) for complete in (False, True) for exhausted in (False, True)}
+
+Counting = PollRound | VoteRound | DeliberationRound
+Apply = Callable[[Any, Envelope, float], Verdict]
+"""How one kind of round counts a reply (the round, the reply, its time since the round began)."""
+
+
+def _apply_poll(poll: PollRound, envelope: Envelope, at: float) -> Verdict:
+    if envelope.kind == D.POSITION:
+        raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
+                               reason="body", size=0)  # fmt: skip
+    kind, value = P.parse_reply(envelope)
+    if kind == P.ANSWER:
+        return poll.answer(envelope.sender, value, at=at)
+    if kind == P.ERROR:
+        return poll.fail(envelope.sender, value, at=at)
+    raise MalformedMessage(f"a {kind!r} reply to a poll from {envelope.sender!r}", reason="body", size=0)
+
+
+def _apply_vote(vote: VoteRound, envelope: Envelope, at: float) -> Verdict:
+    if envelope.kind == D.POSITION:
+        raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
+                               reason="body", size=0)  # fmt: skip
+    kind, value = P.parse_reply(envelope)
+    if kind == P.BALLOT:
+        return vote.ballot(envelope.sender, value)
+    if kind == P.ERROR:
+        return vote.fail(envelope.sender, value)
+    raise MalformedMessage(f"a {kind!r} reply to a vote from {envelope.sender!r}", reason="body", size=0)
+
+
+def _apply_deliberation(counting: DeliberationRound, envelope: Envelope, at: float) -> Verdict:
+    if envelope.kind == D.POSITION:
+        return counting.answer(envelope.sender, D.parse_position(envelope), at=at)
+    kind, value = P.parse_reply(envelope)
+    if kind == P.ERROR:
+        return counting.fail(envelope.sender, value, at=at)
+    raise MalformedMessage(f"a {kind!r} reply to a deliberation from {envelope.sender!r}", reason="body", size=0)
+
+
 @dataclass(slots=True)
 class _Round:
-    round: PollRound | VoteRound | DeliberationRound
+    round: Counting
+    apply: Apply  # chosen once per round: no test of the round's type per reply
     start: float
     subject: Any  # the question or the motion
     vote_id: int = 0
@@ -111,7 +166,7 @@ class Rounds:
         """Start a poll of the members present: its key, and the survey to send (none if empty)."""
         poll = PollRound(self._roster.participants, quorum=quorum)
         self._counts["polls"] += 1
-        return self._open(_Round(poll, now, question), P.POLL, P.poll_body(question))
+        return self._open(_Round(poll, _apply_poll, now, question), P.POLL, P.poll_body(question))
 
     def open_vote(self, motion: Any, *, options: Sequence[Any], vote_id: int, rule: Rule | None,
                   quorum: int | None, weights: Mapping[str, float] | None,
@@ -124,7 +179,7 @@ class Rounds:
             vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum
         )
         self._counts["votes"] += 1
-        return self._open(_Round(vote, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
+        return self._open(_Round(vote, _apply_vote, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
 
     def complete(self, key: int) -> bool:
         """True when round ``key`` has what it needs: its caller may close it."""
@@ -132,14 +187,14 @@ class Rounds:
 
     def reply(self, key: int, envelope: Envelope, now: float) -> ReplyOutcome:
         """A reply to the survey of round ``key`` (the driver routes by the survey): what it
-        did to the round (see :class:`ReplyOutcome`)."""
+        did to the round (see :class:`ReplyOutcome`). :meth:`take` counts a batch the same way."""
         active = self._rounds.get(key)
         if active is None:  # the round was forgotten: nothing can count it
             self._counts["late_replies"] += 1
             return ReplyOutcome(Verdict.CLOSED, True, True)
         counting = active.round
         try:
-            verdict = self._apply(counting, envelope, now - active.start)
+            verdict = active.apply(counting, envelope, now - active.start)
         except MalformedMessage as exc:
             self._counts["malformed"] += 1
             return ReplyOutcome(None, counting.complete, counting.complete and not counting.pending, str(exc))
@@ -149,36 +204,37 @@ class Rounds:
             self._counts["rejected_replies"] += 1
         return ReplyOutcome(verdict, counting.complete, counting.complete and not counting.pending)
 
-    @staticmethod
-    def _apply(counting: PollRound | VoteRound | DeliberationRound, envelope: Envelope, at: float) -> Verdict:
-        if isinstance(counting, DeliberationRound):
-            if envelope.kind == D.POSITION:
-                return counting.answer(envelope.sender, D.parse_position(envelope), at=at)
-            kind, value = P.parse_reply(envelope)
-            if kind == P.ERROR:
-                return counting.fail(envelope.sender, value, at=at)
-            raise MalformedMessage(
-                f"a {kind!r} reply to a deliberation from {envelope.sender!r}", reason="body", size=0
-            )
-        if envelope.kind == D.POSITION:
-            raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
-                                   reason="body", size=0)  # fmt: skip
-        kind, value = P.parse_reply(envelope)
-        if isinstance(counting, PollRound):
-            if kind == P.ANSWER:
-                return counting.answer(envelope.sender, value, at=at)
-            if kind == P.ERROR:
-                return counting.fail(envelope.sender, value, at=at)
-            what = "poll"
-        else:
-            if kind == P.BALLOT:
-                return counting.ballot(envelope.sender, value)
-            if kind == P.ERROR:
-                return counting.fail(envelope.sender, value)
-            what = "vote"
-        raise MalformedMessage(
-            f"a {kind!r} reply to a {what} from {envelope.sender!r}", reason="body", size=0
-        )
+    def take(self, key: int, envelopes: Iterator[Envelope], now: float) -> Taken:
+        """Count every reply ``envelopes`` yields into round ``key``, all received by ``now``:
+        each as :meth:`reply` would, with the round's state looked at once per batch.
+
+        An unexpected error (a bug, never bad input: that is counted and reported in
+        ``ignored``) propagates with a note naming the reply's sender; the replies the
+        iterator still holds are not counted, so a caller may log it and call again."""
+        active = self._rounds.get(key)
+        counts = self._counts
+        if active is None:  # the round was forgotten: nothing can count them
+            counts["late_replies"] += sum(1 for _ in envelopes)
+            return _TAKEN[True, True]
+        counting, apply, at = active.round, active.apply, now - active.start
+        ignored: list[str] = []
+        for envelope in envelopes:
+            try:
+                verdict = apply(counting, envelope, at)
+            except MalformedMessage as exc:
+                counts["malformed"] += 1
+                ignored.append(str(exc))
+                continue
+            except Exception as exc:
+                exc.add_note(f"(counting the reply from {envelope.sender!r})")
+                raise
+            if verdict is not Verdict.ACCEPTED:
+                counts["late_replies" if verdict is Verdict.CLOSED else "rejected_replies"] += 1
+        complete = counting.complete
+        exhausted = complete and not counting.pending
+        if ignored:
+            return Taken(complete, exhausted, tuple(ignored))
+        return _TAKEN[complete, exhausted]
 
     def finish(self, key: int) -> None:
         """Stop round ``key`` taking replies: later ones are late."""
@@ -224,7 +280,8 @@ class Rounds:
         current = deliberator.current
         assert current is not None
         self._counts["deliberation_rounds"] += 1
-        active = _Round(current, now, fitted.prompt.question, deliberator.deliberation, deliberation=key)
+        active = _Round(current, _apply_deliberation, now, fitted.prompt.question, deliberator.deliberation,
+                        deliberation=key)  # fmt: skip
         round_key, frames = self._open(active, D.DELIBERATE, fitted.prompt.to_wire())
         return round_key, frames, fitted
 

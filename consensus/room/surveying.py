@@ -2,7 +2,7 @@
 
 :class:`Surveying` sends the survey a round opened (``Rounds.open_poll`` and friends), then
 reads the replies in the caller's own task, a batch per wake-up (``SurveyReplies.take``),
-handing each to ``Rounds.reply`` until the round is complete or its deadline passes. Only
+handing each batch to ``Rounds.take`` until the round is complete or its deadline passes. Only
 when replies may still come late (somebody has not answered) does a background task take
 over, counting late replies until the survey's ``late_window`` ends.
 
@@ -18,7 +18,7 @@ import logging
 import trio
 
 from consensus.room.events import Send
-from consensus.room.rounds import ReplyOutcome, Rounds
+from consensus.room.rounds import Rounds, Taken
 from consensus.runtime.logs import RateLimited
 from patterns import Closed, Envelope, Surveyor, SurveyReplies
 
@@ -92,37 +92,45 @@ class Surveying:
         """Feed replies to round ``key``, a batch per wake-up, until it completes; True when
         nobody who could still answer is left (or the room is closing)."""
         while True:
-            for envelope in replies.take():
-                outcome = self._use(key, envelope)
-                if outcome is not None and outcome.exhausted:
+            batch = replies.take()
+            if batch:
+                taken = self._use(key, batch)
+                if taken.exhausted:
                     return True
-            if self._rounds.complete(key):
+                if taken.complete:
+                    return False
+            elif self._rounds.complete(key):
                 return False
             try:
                 await replies.wait()
             except Closed:  # the room is closing: the round ends with what it has
                 return True
 
-    def _use(self, key: int, envelope: Envelope) -> ReplyOutcome | None:
-        """Hand one reply to round ``key``; None if that failed (logged, never raised)."""
-        try:
-            outcome = self._rounds.reply(key, envelope, trio.current_time())
-        except Exception:  # no reply may close the room (logged with its traceback)
-            log.exception("room %r: a reply from %r could not be used", self._room, envelope.sender)
-            return None
-        if outcome.verdict is None:
-            hostile.warning("reply", "room %r ignored a reply: %s", self._room, outcome.reason)
-        return outcome
+    def _use(self, key: int, batch: list[Envelope]) -> Taken:
+        """Count a batch of replies into round ``key`` (one reading of the clock per batch);
+        what could not be used is logged, never raised."""
+        envelopes, now = iter(batch), trio.current_time()
+        while True:
+            try:
+                taken = self._rounds.take(key, envelopes, now)
+            except Exception:  # no reply may close the room (logged with its traceback and sender)
+                log.exception("room %r: a reply could not be used", self._room)
+                continue  # with the rest of the batch
+            for reason in taken.ignored:
+                hostile.warning("reply", "room %r ignored a reply: %s", self._room, reason)
+            return taken
 
     async def _read_late(self, key: int, replies: SurveyReplies) -> None:
         """Count the replies to round ``key`` that come after it ended, until the late window closes."""
         try:
-            async with replies:
-                async for envelope in replies:
-                    outcome = self._use(key, envelope)
-                    if outcome is not None and outcome.exhausted:
+            with trio.move_on_at(replies.deadline):
+                while not replies.done:
+                    batch = replies.take()
+                    if batch and self._use(key, batch).exhausted:
                         return  # nobody left who could still answer, even late
+                    await replies.wait()
         except Closed:
             pass  # the room is closing
         finally:
+            replies.close()
             self._rounds.replies_done(key)
