@@ -37,16 +37,24 @@ lets the others run every ``YIELD_EVERY`` operations."""
 
 NONBLOCK: int = lib.NNG_FLAG_NONBLOCK
 EAGAIN: int = lib.NNG_EAGAIN
+_wait_readable = trio.lowlevel.wait_readable
 
 
 class Waiting:
-    """Who waits in one direction: one task on the descriptor, the rest in ``lot``."""
+    """Who waits in one direction: one task on the descriptor, the rest in ``lot``
+    (``behind`` of them: waking an empty lot costs four calls into trio)."""
 
-    __slots__ = ("lot", "parked")
+    __slots__ = ("behind", "lot", "parked")
 
     def __init__(self) -> None:
         self.parked = False
+        self.behind = 0
         self.lot = trio.lowlevel.ParkingLot()
+
+    def wake(self) -> None:
+        """Wake the tasks parked behind the one on the descriptor, if any."""
+        if self.behind:
+            self.lot.unpark_all()
 
 
 class FdSocket(BaseSocket):
@@ -114,19 +122,30 @@ class FdSocket(BaseSocket):
         for waiting in self._waiters.values():
             waiting.lot.unpark_all()
 
-    async def _wait(self, waiting: Waiting, fd: int, operation: str) -> None:
-        """Wait until ``fd`` is readable, or another task watching it woke."""
+    async def _wait(self, waiting: Waiting, fd: int, operation: str) -> bool:
+        """Wait until ``fd`` is readable (True), or another task watching it woke (False)."""
+        self._unyielded = 0
         if waiting.parked:  # another task watches the descriptor: wait for it to wake
-            self._unyielded = 0
-            await waiting.lot.park()
-            return
-        self._require_open(operation)
+            waiting.behind += 1
+            try:
+                await waiting.lot.park()
+            finally:
+                waiting.behind -= 1
+            return False
+        if self._closed:
+            self._require_open(operation)
         waiting.parked = True
         try:
-            await self._park(fd, operation)
+            await _wait_readable(fd)  # (``_park``, inline)
+        except trio.ClosedResourceError:
+            raise self._closed_while_waiting(operation) from None
+        except trio.BusyResourceError:
+            raise self._busy(operation) from None
         finally:
             waiting.parked = False
-            waiting.lot.unpark_all()  # the others try again; one of them takes over
+            if waiting.behind:  # the others try again; one of them takes over
+                waiting.lot.unpark_all()
+        return True
 
     async def _did_not_wait(self) -> None:
         """After an operation that did not wait: a schedule point every :data:`YIELD_EVERY`."""

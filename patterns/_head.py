@@ -39,6 +39,10 @@ _DOUBLE: Final = struct.Struct(">d")
 _U64: Final = struct.Struct(">Q")
 _ID, _RE, _DL, _B = b"\x62id", b"\x62re", b"\x62dl\xfb", b"\x61b"
 _ID64, _RE64 = _ID + b"\x1b", _RE + b"\x1b"  # the common id and re: random 62-bit numbers
+_ONE_BYTE: Final[dict[int, Any]] = {
+    **{head: head for head in range(24)}, **{0x20 + n: -1 - n for n in range(24)}, 0xF4: False, 0xF5: True, 0xF6: None,
+}  # fmt: skip
+"""The CBOR items of one byte: the integers -24..23, false, true, null."""
 _LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
 
 
@@ -150,7 +154,9 @@ def read(
     """(kind, sender, id, body, re, deadline) of a frame of the common layout, or None.
 
     ``decode_body(view, size)`` decodes the body's bytes strictly (one item filling them, no
-    shared-memory slot) or raises; any error here means None: the general path decodes again."""
+    shared-memory slot) or raises; any error here means None: the general path decodes again.
+    A body of one byte (a small integer, a boolean, null) or a short byte or text string is
+    read here, without cbor2."""
     try:
         count = data[0] - 0xA0
         if not 4 <= count <= 7:
@@ -161,6 +167,7 @@ def read(
             if got is None:
                 return None
         kind, sender, pos = got
+        size = len(data)
         if data[pos : pos + 4] == _ID64:  # the common id: 8 bytes
             ident = _U64.unpack_from(data, pos + 4)[0]
             pos += 12
@@ -174,7 +181,7 @@ def read(
         left = count - 4
         re = deadline = body = None
         if left and data[pos : pos + 3] == _RE:
-            if data[pos + 3] == 0x1B and pos + 12 <= len(data):
+            if data[pos + 3] == 0x1B and pos + 12 <= size:
                 re = _U64.unpack_from(data, pos + 4)[0]
                 pos += 12
             else:
@@ -184,7 +191,7 @@ def read(
                 re, pos = number
             left -= 1
         if left and data[pos : pos + 4] == _DL:
-            if pos + 12 > len(data):
+            if pos + 12 > size:
                 return None
             deadline = _DOUBLE.unpack_from(data, pos + 4)[0]
             if not math.isfinite(deadline):
@@ -194,15 +201,19 @@ def read(
         if left == 1 and data[pos : pos + 2] == _B:
             pos += 2
             head = data[pos]
-            if 0x40 <= head < 0x58 and pos + 1 + head - 0x40 == len(data):  # a short byte string
+            if pos + 1 == size and head in _ONE_BYTE:
+                body = _ONE_BYTE[head]
+            elif 0x40 <= head < 0x58 and pos + 1 + head - 0x40 == size:  # a short byte string
                 body = data[pos + 1 :]
+            elif 0x60 <= head < 0x78 and pos + 1 + head - 0x60 == size:  # a short text string
+                body = data[pos + 1 :].decode("utf-8")  # (invalid: None below, cbor2 says why)
             else:
-                body = _bytes_body(data, pos)
+                body = _bytes_body(data, pos) if 0x58 <= head <= 0x5B else None
                 if body is None:
-                    body = decode_body(memoryview(data)[pos:], len(data))
-            pos = len(data)
+                    body = decode_body(memoryview(data)[pos:], size)
+            pos = size
             left = 0
-        if left or pos != len(data):
+        if left or pos != size:
             return None
         return kind, sender, ident, body, re, deadline
     except Exception:  # noqa: BLE001 - a short or odd frame: the general path says what is wrong

@@ -29,9 +29,9 @@ __all__ = ["RawSocket", "survey_header"]
 
 
 class RawSocket(FdSocket):
-    """A raw NNG socket of ``_protocol``: ``_try_receive_message`` / ``_try_send_message``
-    move (header, body) pairs without blocking; ``_wait_receivable`` / ``_send_message``
-    wait on NNG's descriptors."""
+    """A raw NNG socket of ``_protocol``: ``_try_send_message`` queues a (header, body) pair
+    without blocking and ``_send_message`` waits for room; receiving is the subclass's
+    (``_queued``, ``_receive_msg`` or its own loop, and ``_wait`` on ``_recv_fd``)."""
 
     _raw_opener: ClassVar[str]  # the pynng.lib function that opens the raw socket
 
@@ -42,28 +42,6 @@ class RawSocket(FdSocket):
         super()._setup(sock)
         self._watch_receivable(sock)
         self._send_fd = sock.send_fd
-
-    # ----------------------------------------------------------------- receive
-    def _try_receive_message(self, operation: str) -> tuple[bytes, bytes] | None:
-        """The next queued message as (header, body), or None when none is queued."""
-        if not self._queued(operation):
-            return None
-        msg = self._receive_msg(operation)
-        if msg is None:
-            return None
-        try:
-            header = ffi.buffer(lib.nng_msg_header(msg), lib.nng_msg_header_len(msg))[:]
-            body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
-        finally:
-            lib.nng_msg_free(msg)
-        self._received += 1
-        self._bytes_received += len(body)
-        return header, body
-
-    async def _wait_receivable(self, operation: str) -> None:
-        """Wait until a message may be queued (or the socket closes: :class:`Closed`)."""
-        assert self._recv_fd is not None
-        await self._wait(self._waiters["receive"], self._recv_fd, operation)
 
     # ----------------------------------------------------------------- send
     def _try_send_message(self, header: bytes, body: bytes, operation: str) -> bool:

@@ -166,6 +166,12 @@ class Respondent(FdSocket):
     def _try_receive(self, operation: str) -> IncomingSurvey | None:
         if not self._queued(operation):
             return None
+        return self._take(operation)
+
+    def _take(self, operation: str) -> IncomingSurvey | None:
+        """The next survey, on a context of its own, or None if none is queued after all."""
+        if self._closed:
+            self._require_open(operation)
         ctx = self._context(operation)
         err = lib.nng_ctx_recvmsg(ctx, self._msg_out, NONBLOCK)
         if err:
@@ -203,8 +209,11 @@ class Respondent(FdSocket):
                 return survey
         while True:
             assert self._recv_fd is not None
-            await self._wait(self._waiters["receive"], self._recv_fd, "receive()")
-            survey = self._try_receive("receive()")
+            # Woken by the descriptor, a survey is queued: no poll to ask again.
+            if await self._wait(self._waiters["receive"], self._recv_fd, "receive()"):
+                survey = self._take("receive()")
+            else:
+                survey = self._try_receive("receive()")
             if survey is not None:
                 return survey
 
