@@ -41,7 +41,6 @@ class RawSocket(FdSocket):
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
         self._watch_receivable(sock)
-        self._send_fd = sock.send_fd
 
     # ----------------------------------------------------------------- send
     def _try_send_message(self, header: bytes, body: bytes, operation: str) -> bool:
@@ -76,9 +75,8 @@ class RawSocket(FdSocket):
         if self._try_send_message(header, body, operation):
             await self._did_not_wait()
             return
-        assert self._send_fd is not None
         while True:
-            await self._wait(self._waiters["send"], self._send_fd, operation)
+            await self._wait(self._waiters["send"], self._send_descriptor(operation), operation)
             if self._try_send_message(header, body, operation):
                 return
 

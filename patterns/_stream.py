@@ -40,7 +40,6 @@ class SendingSocket(FdSocket):
 
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
-        self._send_fd = sock.send_fd
         self._send_out = ffi.new("nng_msg **")  # trio thread only
 
     def _limit(self, inline: bool) -> int:
@@ -69,8 +68,7 @@ class SendingSocket(FdSocket):
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return
         while True:
-            assert self._send_fd is not None
-            await self._park(self._send_fd, "send")
+            await self._park(self._send_descriptor("send"), "send")
             if self._try_send(data, "send"):
                 return
 
@@ -181,8 +179,7 @@ class SendingSocket(FdSocket):
                 await self._did_not_wait()
                 return
             while True:
-                assert self._send_fd is not None
-                await self._park(self._send_fd, "send")
+                await self._park(self._send_descriptor("send"), "send")
                 if self._try_send_message(msg, size, "send"):
                     msg = None
                     return
