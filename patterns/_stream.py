@@ -68,9 +68,19 @@ class SendingSocket(FdSocket):
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return
         while True:
-            await self._park(self._send_descriptor("send"), "send")
+            await self._wait_to_send("send")
             if self._try_send(data, "send"):
                 return
+
+    async def _wait_to_send(self, operation: str) -> None:
+        """Wait until a send may succeed: for a peer when there is none (NNG refuses a
+        send with nobody to take it: a pair before its peer dials, a push before a puller),
+        else on NNG's send descriptor. A line that only ever waited for its peer then never
+        has one (see :meth:`_send_descriptor`: its cost is per frame, for ever)."""
+        if not self.peers_state:
+            await self.peers_state.wait_changed()  # (close clears the set: this wakes)
+        else:
+            await self._park(self._send_descriptor(operation), operation)
 
     async def send_bytes(self, data: bytes) -> None:
         """Send one raw frame (no envelope). Waits while NNG's send queue is full."""
@@ -179,7 +189,7 @@ class SendingSocket(FdSocket):
                 await self._did_not_wait()
                 return
             while True:
-                await self._park(self._send_descriptor("send"), "send")
+                await self._wait_to_send("send")
                 if self._try_send_message(msg, size, "send"):
                     msg = None
                     return
