@@ -14,7 +14,9 @@ Scenarios (``--scenario``, repeatable; default: all):
   (non-blocking ``recv``, ``wait_readable`` on its descriptor, ``send`` inline).
 * ``hotline``: ``Hotline.ask`` of 64 bytes answered by an ``async def`` echo.
 * ``survey``: ``patterns.Surveyor`` against 8 ``patterns.Respondent`` (one process, a task each),
-  reading until the 8th reply; ``poll``: ``room.poll`` of 8 members that answer at once.
+  reading until the 8th reply; ``survey_floor``: the same with bare pynng ``Surveyor0`` and
+  ``Respondent0`` under trio; ``poll``: ``room.poll`` of 8 members that answer at once.
+  The far end's figures are per survey, for its 8 respondents together.
 
     python -m bench.calls                    # every scenario, ipc, n=200
     python -m bench.calls --scenario hotline --transport tcp --top 15
@@ -40,7 +42,7 @@ import trio
 import consensus
 import patterns
 
-SCENARIOS = ("floor", "pair", "hotline", "survey", "poll")
+SCENARIOS = ("floor", "pair", "hotline", "survey_floor", "survey", "poll")
 MEMBERS = 8
 PAYLOAD = (bytes(range(256)) * 1)[:64]
 LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
@@ -149,6 +151,32 @@ async def _far_hotline(address: str, warmup: int, n: int, counter: Counter) -> N
     counter.off()
 
 
+async def _far_survey_floor(address: str, warmup: int, n: int, counter: Counter) -> None:
+    seen = [0]
+
+    async def one(sock: Any, first: bool) -> None:
+        fd = sock.recv_fd
+        while True:
+            try:
+                question = sock.recv(block=False)
+            except pynng.TryAgain:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            if first:
+                seen[0] += 1
+                if seen[0] == warmup + 1:
+                    counter.on()
+                elif seen[0] == warmup + n + 1:
+                    counter.off()
+            sock.send(question)
+
+    socks = [pynng.Respondent0() for _ in range(MEMBERS)]
+    async with trio.open_nursery() as nursery:
+        for i, sock in enumerate(socks):
+            sock.dial(address, block=False)
+            nursery.start_soon(one, sock, i == 0)
+
+
 async def _far_survey(address: str, warmup: int, n: int, counter: Counter) -> None:
     seen = [0]
 
@@ -191,7 +219,8 @@ async def _far_poll(address: str, warmup: int, n: int, counter: Counter) -> None
 
 
 FAR: dict[str, Callable[..., Any]] = {"floor": _far_floor, "pair": _far_pair, "hotline": _far_hotline,
-                                      "survey": _far_survey, "poll": _far_poll}  # fmt: skip
+                                      "survey_floor": _far_survey_floor, "survey": _far_survey,
+                                      "poll": _far_poll}  # fmt: skip
 
 
 def far_main(scenario: str, address: str, warmup: int, n: int, top: int, out: str) -> None:
@@ -259,6 +288,30 @@ async def _near_hotline(address: str, warmup: int, n: int, counter: Counter) -> 
         await trio.sleep(0.2)
 
 
+async def _near_survey_floor(address: str, warmup: int, n: int, counter: Counter) -> None:
+    pipes = [0]
+    with pynng.Surveyor0(survey_time=5000) as sock:
+        sock.add_post_pipe_connect_cb(lambda _pipe: pipes.__setitem__(0, pipes[0] + 1))
+        sock.listen(address)
+        while pipes[0] < MEMBERS:
+            await trio.sleep(0.01)
+        await trio.sleep(0.3)
+        fd = sock.recv_fd
+        for i in range(warmup + n + 1):
+            if i == warmup:
+                counter.on()
+            sock.send(b"q%d" % i)
+            for _ in range(MEMBERS):
+                while True:
+                    try:
+                        sock.recv(block=False)
+                        break
+                    except pynng.TryAgain:
+                        await trio.lowlevel.wait_readable(fd)
+            if i == warmup + n - 1:
+                counter.off()  # one more survey: the far end stops counting when it sees it
+
+
 async def _near_survey(address: str, warmup: int, n: int, counter: Counter) -> None:
     async with patterns.Surveyor(listen=address, name="boss") as boss:
         await boss.wait_for_peers(MEMBERS)
@@ -291,7 +344,8 @@ async def _near_poll(address: str, warmup: int, n: int, counter: Counter) -> Non
 
 
 NEAR: dict[str, Callable[..., Any]] = {"floor": _near_floor, "pair": _near_pair, "hotline": _near_hotline,
-                                       "survey": _near_survey, "poll": _near_poll}  # fmt: skip
+                                       "survey_floor": _near_survey_floor, "survey": _near_survey,
+                                       "poll": _near_poll}  # fmt: skip
 
 
 def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int) -> dict[str, Any]:
@@ -315,7 +369,7 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int) -
                                   str(n), str(top), out])  # fmt: skip
         try:
             trio.run(near)
-            if scenario in ("survey", "poll"):
+            if scenario in ("survey_floor", "survey", "poll"):
                 time.sleep(0.5)
                 child.terminate()
             child.wait(30)
