@@ -52,11 +52,6 @@ class Waiting:
         self.behind = 0
         self.lot = trio.lowlevel.ParkingLot()
 
-    def wake(self) -> None:
-        """Wake the tasks parked behind the one on the descriptor, if any."""
-        if self.behind:
-            self.lot.unpark_all()
-
 
 class FdSocket(BaseSocket):
     """Owns NNG's pollable descriptors and wakes parked tasks on close.

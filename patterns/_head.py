@@ -155,8 +155,8 @@ def read(
 
     ``decode_body(view, size)`` decodes the body's bytes strictly (one item filling them, no
     shared-memory slot) or raises; any error here means None: the general path decodes again.
-    A body of one byte (a small integer, a boolean, null) or a short byte or text string is
-    read here, without cbor2."""
+    A body of one byte (a small integer, a boolean, null), an unsigned integer, or a short byte
+    or text string is read here, without cbor2."""
     try:
         count = data[0] - 0xA0
         if not 4 <= count <= 7:
@@ -203,6 +203,8 @@ def read(
             head = data[pos]
             if pos + 1 == size and head in _ONE_BYTE:
                 body = _ONE_BYTE[head]
+            elif 0x18 <= head <= 0x1B and pos + 1 + (1 << (head - 0x18)) == size:  # an unsigned integer
+                body = int.from_bytes(data[pos + 1 :], "big")
             elif 0x40 <= head < 0x58 and pos + 1 + head - 0x40 == size:  # a short byte string
                 body = data[pos + 1 :]
             elif 0x60 <= head < 0x78 and pos + 1 + head - 0x60 == size:  # a short text string

@@ -27,9 +27,10 @@ import trio
 from pynng import ffi, lib
 
 from patterns._fd import EAGAIN, NONBLOCK
+from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
 from patterns._raw import RawSocket, survey_header
-from patterns._wire import Envelope
+from patterns._wire import Envelope, common_frame
 from patterns.errors import Closed, MalformedMessage
 from patterns.shm.codec import delivering
 
@@ -178,13 +179,17 @@ class Surveyor(RawSocket):
             raise ValueError(f"survey linger must be >= 0 seconds, got {linger!r}")
         operation = f"survey(timeout={timeout})"
         self._require_open(operation)
-        envelope = Envelope(
-            kind=kind, sender=self.name, id=self.next_id(), body=value, deadline=time.time() + timeout
-        )
-        placement = None if inline else self._placement(self._receivers())
-        data = self._frame(envelope, placement)
-        replies = SurveyReplies(self, envelope.id, trio.current_time() + timeout + linger)
-        self._routes[envelope.id] = replies  # before the send: a reply may come at once
+        ident, wall = self.next_id(), time.time() + timeout
+        placement = data = None
+        if self.guard is None:  # the common small survey: no Envelope, no placement
+            data = common_frame(kind, self.name, ident, value, None, wall,
+                                limit=GAP_MIN if inline else self._placed_limit,
+                                max_size=self.max_message_size)  # fmt: skip
+        if data is None:
+            placement = None if inline else self._placement(self._receivers())
+            data = self._frame(Envelope(kind, self.name, ident, value, None, wall), placement)
+        replies = SurveyReplies(self, ident, trio.current_time() + timeout + linger)
+        self._routes[ident] = replies  # before the send: a reply may come at once
         try:
             with delivering(placement):
                 await self._send_message(survey_header(next(self._nng_ids)), data, operation)
@@ -226,8 +231,8 @@ class Surveyor(RawSocket):
                 continue
             queue.append(envelope)
             routed = True
-        if routed:
-            self._receiving.wake()  # the surveys' readers parked behind us
+        if routed and self._receiving.behind:
+            self._receiving.lot.unpark_all()  # the surveys' readers parked behind us
         return routed
 
     def _surveys_open(self) -> int:
