@@ -29,6 +29,10 @@ from patterns.shm.codec import Placement, delivering
 __all__ = ["ReceivingSocket", "SendingSocket"]
 
 _MASK = 0xFFFF_FFFF_FFFF_FFFF
+SETTLES = 3
+"""Sends refused with a peer there (a connection NNG is still starting, or a full queue)
+that retry after :data:`SETTLE_S` before the socket asks NNG for its send descriptor."""
+SETTLE_S = 0.001
 _wait_readable = trio.lowlevel.wait_readable
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 
@@ -37,6 +41,7 @@ class SendingSocket(FdSocket):
     """Adds ``send`` / ``send_nowait`` / ``send_bytes`` / ``send_envelope``."""
 
     _fanout: ClassVar[bool] = False  # one message reaches every peer (bus)
+    _settles = 0  # sends refused with a peer there that retried without the send descriptor
 
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
@@ -79,6 +84,12 @@ class SendingSocket(FdSocket):
         has one (see :meth:`_send_descriptor`: its cost is per frame, for ever)."""
         if not self.peers_state:
             await self.peers_state.wait_changed()  # (close clears the set: this wakes)
+        elif self._send_fd is None and self._settles < SETTLES:
+            # A peer just noted may not take frames yet (NNG starts its connection on its own
+            # thread): a hotline's hello met this in about one run in three. Retry shortly a
+            # few times before asking for the descriptor, whose cost is for ever after.
+            self._settles += 1
+            await trio.sleep(SETTLE_S)
         else:
             await self._park(self._send_descriptor(operation), operation)
 
