@@ -362,7 +362,14 @@ def _decode(data: bytes | bytearray | memoryview, size: int, depth: int = MAX_DE
     stream = io.BytesIO(data)
     _local.slots = 0
     try:
-        value = _decoder(stream, depth, len(data) < LARGE_STRING).decode()
+        reuse = len(data) < LARGE_STRING
+        decoders: dict[int, Any] | None = getattr(_local, "decoders", None) if reuse else None
+        decoder = decoders.get(depth) if decoders is not None else None
+        if decoder is not None:  # (the common case of ``_decoder``, inline: once per frame read)
+            decoder.fp = stream
+        else:
+            decoder = _decoder(stream, depth, reuse)
+        value = decoder.decode()
     except BaseException as exc:
         _local.decoders = None  # never reuse a decoder left mid-item
         if isinstance(exc, cbor2.CBORDecodeError):

@@ -30,9 +30,20 @@ __all__ = ["byte_string", "read", "write"]
 _MAX_ID: Final = 2**64
 _PREFIXES: dict[tuple[int, str, str], bytes] = {}
 _MAX_PREFIXES: Final = 1024  # senders and kinds a process uses: few; the cache never grows past this
+_HEADS: dict[bytes, tuple[str, str, int, int]] = {}
+"""Heads read before, up to the sender's end: (kind, sender, max_kind, max_sender) for the
+exact bytes, so the next frame from the same sender of the same kind skips decoding them."""
 _UINT: Final = [bytes([value]) for value in range(24)]
+_BYTES_HEAD: Final = [bytes([0x40 + length]) for length in range(24)]
 _DOUBLE: Final = struct.Struct(">d")
+_U64: Final = struct.Struct(">Q")
 _ID, _RE, _DL, _B = b"\x62id", b"\x62re", b"\x62dl\xfb", b"\x61b"
+_ID64, _RE64 = _ID + b"\x1b", _RE + b"\x1b"  # the common id and re: random 62-bit numbers
+_ONE_BYTE: Final[dict[int, Any]] = {
+    **{head: head for head in range(24)}, **{0x20 + n: -1 - n for n in range(24)}, 0xF4: False, 0xF5: True, 0xF6: None,
+}  # fmt: skip
+"""The CBOR items of one byte: the integers -24..23, false, true, null."""
+_LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
 
 
 def _uint(value: int) -> bytes:
@@ -49,7 +60,10 @@ def _uint(value: int) -> bytes:
 
 def byte_string(value: bytes) -> bytes:
     """``value`` as a CBOR byte string (head and bytes), as cbor2 writes it."""
-    head = _uint(len(value))
+    length = len(value)
+    if length < 24:
+        return _BYTES_HEAD[length] + value
+    head = _uint(length)
     return bytes([0x40 | head[0]]) + head[1:] + value
 
 
@@ -82,14 +96,16 @@ def write(
     if type(ident) is not int or not 0 <= ident < _MAX_ID:
         return None
     count = 4 + (re is not None) + (deadline is not None) + (body is not None)
-    prefix = _prefix(count, kind, sender, max_kind, max_sender)
+    prefix = _PREFIXES.get((count, kind, sender))
     if prefix is None:
-        return None
-    parts = [prefix, _ID, _uint(ident)]
+        prefix = _prefix(count, kind, sender, max_kind, max_sender)
+        if prefix is None:
+            return None
+    parts = [prefix, _ID64, ident.to_bytes(8, "big")] if ident >= _LONG else [prefix, _ID, _uint(ident)]
     if re is not None:
         if type(re) is not int or not 0 <= re < _MAX_ID:
             return None
-        parts += (_RE, _uint(re))
+        parts += (_RE64, re.to_bytes(8, "big")) if re >= _LONG else (_RE, _uint(re))
     if deadline is not None:
         if type(deadline) is not float or not math.isfinite(deadline):  # an int: the general path
             return None
@@ -138,18 +154,92 @@ def read(
     """(kind, sender, id, body, re, deadline) of a frame of the common layout, or None.
 
     ``decode_body(view, size)`` decodes the body's bytes strictly (one item filling them, no
-    shared-memory slot) or raises; any error here means None: the general path decodes again."""
+    shared-memory slot) or raises; any error here means None: the general path decodes again.
+    A body of one byte (a small integer, a boolean, null), an unsigned integer, or a short byte
+    or text string is read here, without cbor2."""
     try:
-        return _read(data, decode_body, max_kind, max_sender)
+        count = data[0] - 0xA0
+        if not 4 <= count <= 7:
+            return None
+        got = _known_head(data, max_kind, max_sender)
+        if got is None:
+            got = _head(data, max_kind, max_sender)
+            if got is None:
+                return None
+        kind, sender, pos = got
+        size = len(data)
+        if data[pos : pos + 4] == _ID64:  # the common id: 8 bytes
+            ident = _U64.unpack_from(data, pos + 4)[0]
+            pos += 12
+        else:
+            if data[pos : pos + 3] != _ID:
+                return None
+            number = _read_uint(data, pos + 3)
+            if number is None:
+                return None
+            ident, pos = number
+        left = count - 4
+        re = deadline = body = None
+        if left and data[pos : pos + 3] == _RE:
+            if data[pos + 3] == 0x1B and pos + 12 <= size:
+                re = _U64.unpack_from(data, pos + 4)[0]
+                pos += 12
+            else:
+                number = _read_uint(data, pos + 3)
+                if number is None:
+                    return None
+                re, pos = number
+            left -= 1
+        if left and data[pos : pos + 4] == _DL:
+            if pos + 12 > size:
+                return None
+            deadline = _DOUBLE.unpack_from(data, pos + 4)[0]
+            if not math.isfinite(deadline):
+                return None
+            pos += 12
+            left -= 1
+        if left == 1 and data[pos : pos + 2] == _B:
+            pos += 2
+            head = data[pos]
+            if pos + 1 == size and head in _ONE_BYTE:
+                body = _ONE_BYTE[head]
+            elif 0x18 <= head <= 0x1B and pos + 1 + (1 << (head - 0x18)) == size:  # an unsigned integer
+                body = int.from_bytes(data[pos + 1 :], "big")
+            elif 0x40 <= head < 0x58 and pos + 1 + head - 0x40 == size:  # a short byte string
+                body = data[pos + 1 :]
+            elif 0x60 <= head < 0x78 and pos + 1 + head - 0x60 == size:  # a short text string
+                body = data[pos + 1 :].decode("utf-8")  # (invalid: None below, cbor2 says why)
+            else:
+                body = _bytes_body(data, pos) if 0x58 <= head <= 0x5B else None
+                if body is None:
+                    body = decode_body(memoryview(data)[pos:], size)
+            pos = size
+            left = 0
+        if left or pos != size:
+            return None
+        return kind, sender, ident, body, re, deadline
     except Exception:  # noqa: BLE001 - a short or odd frame: the general path says what is wrong
         return None
 
 
-def _read(
-    data: bytes, decode_body: Callable[[memoryview, int], Any], max_kind: int, max_sender: int
-) -> tuple[str, str, int, Any, int | None, float | None] | None:
-    count = data[0] - 0xA0
-    if not 4 <= count <= 7 or data[1:6] != b"\x61v\x01\x61k":
+def _known_head(data: bytes, max_kind: int, max_sender: int) -> tuple[str, str, int] | None:
+    """(kind, sender, where the head ends) for a head read before (:data:`_HEADS`), or None."""
+    kind_length = data[6] - 0x60
+    if not 0 < kind_length < 24:
+        return None
+    sender_at = 9 + kind_length
+    end = sender_at + 1 + data[sender_at] - 0x60
+    if end <= sender_at:
+        return None
+    got = _HEADS.get(data[:end])
+    if got is None or got[2] != max_kind or got[3] != max_sender:
+        return None
+    return got[0], got[1], end
+
+
+def _head(data: bytes, max_kind: int, max_sender: int) -> tuple[str, str, int] | None:
+    """(kind, sender, where the head ends), read from the bytes (and noted in :data:`_HEADS`)."""
+    if data[1:6] != b"\x61v\x01\x61k":
         return None
     got = _text(data, 6)
     if got is None or not 0 < len(got[0]) <= max_kind:
@@ -161,38 +251,10 @@ def _read(
     if got is None or len(got[0]) > max_sender:
         return None
     sender, pos = got
-    if data[pos : pos + 3] != _ID:
-        return None
-    number = _read_uint(data, pos + 3)
-    if number is None:
-        return None
-    ident, pos = number
-    left = count - 4
-    re = deadline = body = None
-    if left and data[pos : pos + 3] == _RE:
-        number = _read_uint(data, pos + 3)
-        if number is None:
-            return None
-        re, pos = number
-        left -= 1
-    if left and data[pos : pos + 4] == _DL:
-        if pos + 12 > len(data):
-            return None
-        deadline = _DOUBLE.unpack_from(data, pos + 4)[0]
-        if not math.isfinite(deadline):
-            return None
-        pos += 12
-        left -= 1
-    if left == 1 and data[pos : pos + 2] == _B:
-        pos += 2
-        body = _bytes_body(data, pos)
-        if body is None:
-            body = decode_body(memoryview(data)[pos:], len(data))
-        pos = len(data)
-        left = 0
-    if left or pos != len(data):
-        return None
-    return kind, sender, ident, body, re, deadline
+    if len(_HEADS) >= _MAX_PREFIXES:
+        _HEADS.clear()
+    _HEADS[data[:pos]] = (kind, sender, max_kind, max_sender)
+    return kind, sender, pos
 
 
 def _bytes_body(data: bytes, pos: int) -> bytes | None:

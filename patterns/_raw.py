@@ -10,29 +10,28 @@ context-free patterns, with non-blocking ``nng_recvmsg``/``nng_sendmsg`` and
 the same as a cooked socket's. (The respondent side uses contexts: ``_respondent``.)
 
 Only the trio thread calls into a socket here. Several tasks may wait in one direction
-(``_FdSocket._wait``). This module moves bytes only: encoding, decoding and shared
+(``FdSocket._wait``). This module moves bytes only: encoding, decoding and shared
 memory are its subclasses' business (``Surveyor``, through ``BaseSocket._unpack``).
 """
 
 from __future__ import annotations
 
-import select
 from typing import Any, ClassVar
 
 import trio
 from pynng import ffi, lib
 
-from patterns._nng import raise_for, receive_message_nowait
-from patterns._stream import _FdSocket
+from patterns._fd import EAGAIN, NONBLOCK, FdSocket
+from patterns._nng import raise_for
 from patterns.errors import MessageTooLarge
 
 __all__ = ["RawSocket", "survey_header"]
 
 
-class RawSocket(_FdSocket):
-    """A raw NNG socket of ``_protocol``: ``_try_receive_message`` / ``_try_send_message``
-    move (header, body) pairs without blocking; ``_wait_receivable`` / ``_send_message``
-    wait on NNG's descriptors."""
+class RawSocket(FdSocket):
+    """A raw NNG socket of ``_protocol``: ``_try_send_message`` queues a (header, body) pair
+    without blocking and ``_send_message`` waits for room; receiving is the subclass's
+    (``_queued``, ``_receive_msg`` or its own loop, and ``_wait`` on ``_recv_fd``)."""
 
     _raw_opener: ClassVar[str]  # the pynng.lib function that opens the raw socket
 
@@ -41,36 +40,7 @@ class RawSocket(_FdSocket):
 
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
-        self._recv_fd = sock.recv_fd
-        self._send_fd = sock.send_fd
-        # A zero-timeout poll of the descriptor (under 1 µs) says whether a message is
-        # queued; a failing non-blocking nng_recvmsg costs several µs.
-        self._readable = select.poll()
-        self._readable.register(self._recv_fd, select.POLLIN)
-        self._msg_out = ffi.new("nng_msg **")
-
-    # ----------------------------------------------------------------- receive
-    def _try_receive_message(self, operation: str) -> tuple[bytes, bytes] | None:
-        """The next queued message as (header, body), or None when none is queued."""
-        sock = self._require_open(operation)  # never poll a descriptor NNG has closed
-        if not self._readable.poll(0):
-            return None
-        msg = receive_message_nowait(sock, self._msg_out, operation=operation, where=self)
-        if msg is None:
-            return None
-        try:
-            header = ffi.buffer(lib.nng_msg_header(msg), lib.nng_msg_header_len(msg))[:]
-            body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
-        finally:
-            lib.nng_msg_free(msg)
-        self._received += 1
-        self._bytes_received += len(body)
-        return header, body
-
-    async def _wait_receivable(self, operation: str) -> None:
-        """Wait until a message may be queued (or the socket closes: :class:`Closed`)."""
-        assert self._recv_fd is not None
-        await self._wait(self._waiters["receive"], self._recv_fd, operation)
+        self._watch_receivable(sock)
 
     # ----------------------------------------------------------------- send
     def _try_send_message(self, header: bytes, body: bytes, operation: str) -> bool:
@@ -79,7 +49,8 @@ class RawSocket(_FdSocket):
             raise MessageTooLarge(
                 f"{operation}: a frame of {len(body)} bytes exceeds max_message_size={self.max_message_size}"
             )
-        sock = self._require_open(operation)
+        if self._closed or self._handle is None:
+            self._require_open(operation)
         out = self._msg_out
         err = lib.nng_msg_alloc(out, len(body))
         if not err:
@@ -87,11 +58,11 @@ class RawSocket(_FdSocket):
             ffi.memmove(lib.nng_msg_body(msg), body, len(body))
             err = lib.nng_msg_header_append(msg, header, len(header))
             if not err:
-                err = lib.nng_sendmsg(sock.socket, msg, lib.NNG_FLAG_NONBLOCK)  # owns msg on success
+                err = lib.nng_sendmsg(self._handle, msg, NONBLOCK)  # owns msg on success
             if err:
                 lib.nng_msg_free(msg)
         if err:
-            if err == lib.NNG_EAGAIN:
+            if err == EAGAIN:
                 return False
             raise_for(err, operation=operation, where=self)
         self._sent += 1
@@ -104,9 +75,8 @@ class RawSocket(_FdSocket):
         if self._try_send_message(header, body, operation):
             await self._did_not_wait()
             return
-        assert self._send_fd is not None
         while True:
-            await self._wait(self._waiters["send"], self._send_fd, operation)
+            await self._wait(self._waiters["send"], self._send_descriptor(operation), operation)
             if self._try_send_message(header, body, operation):
                 return
 

@@ -1,23 +1,22 @@
-"""The socket lifecycle shared by every pattern: open, listen, dial, peers, close.
+"""The socket lifecycle shared by every pattern: open, listen, dial, close, statistics.
 
-Subclasses pick the pynng protocol (``_protocol``) and add their own I/O. The
-readiness-driven fast path (non-blocking NNG calls, then ``wait_readable`` on NNG's
-pollable descriptors) lives in :mod:`patterns._stream`.
+Subclasses pick the pynng protocol (``_protocol``) and add their own I/O: the
+readiness-driven waiting (non-blocking NNG calls, then ``wait_readable`` on NNG's
+pollable descriptors) is :mod:`patterns._fd`'s, sending and receiving :mod:`patterns._stream`'s.
+:class:`BaseSocket` is made of two mixins besides: :class:`~patterns._framing.Framing`
+(encode and seal, open and decode, shared memory) and
+:class:`~patterns._connections.Connections` (NNG's pipe callbacks, the peers).
 
 The sockets own every side effect of the wire: NNG I/O, the clock (deadlines are
 converted between the wire's wall clock and trio's clock where a socket hands a value
-to the application), and shared memory: :meth:`BaseSocket._placement` lets an encoding
-create segments for same-host peers, and :meth:`BaseSocket._unpack` attaches the
-segments a received frame refers to, after the pure :func:`~patterns._wire.decode`.
+to the application), and shared memory (:mod:`patterns._framing`).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import itertools
-import logging
 import secrets
 import weakref
 from collections.abc import Callable, Sequence
@@ -27,19 +26,19 @@ from typing import Any, ClassVar, Self
 import pynng
 import trio
 
-from patterns._gaps import Parts
+from patterns._connections import Connections
+from patterns._framing import Framing
+from patterns._gaps import GAP_MIN
 from patterns._guard import Guard
 from patterns._nng import TLSConfig, listen_with_tls, seconds_to_ms, translate
-from patterns._peers import Peer, PeerSet
+from patterns._peers import PeerSet
 from patterns._stats import SocketStatistics
-from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE, Envelope, decode, encode, encode_parts
-from patterns.errors import Closed, MalformedMessage, SharedMemoryError, Unauthenticated
+from patterns._wire import DEFAULT_MAX_ITEMS, DEFAULT_MAX_MESSAGE_SIZE
+from patterns.errors import Closed
 from patterns.shm.beacon import Beacons
-from patterns.shm.codec import Placement, SharedMemory, maybe_sweep, resolve
+from patterns.shm.codec import SharedMemory
 
 __all__ = ["Addresses", "BaseSocket"]
-
-log = logging.getLogger("patterns")
 
 Addresses = str | Sequence[str] | None
 
@@ -66,14 +65,7 @@ def _as_list(addresses: Addresses, what: str) -> list[str]:
     return result
 
 
-def _describe(pipe: Any, which: str) -> str:
-    try:
-        return str(getattr(pipe, which))
-    except Exception:  # noqa: BLE001 - inproc pipes have no socket address; any failure is harmless here
-        return "?"
-
-
-class BaseSocket:
+class BaseSocket(Framing, Connections):
     """Lifecycle, addresses and peer tracking common to all NNG patterns.
 
     Use as an async context manager; it opens on entry and closes on exit.
@@ -89,9 +81,6 @@ class BaseSocket:
     """
 
     _protocol: ClassVar[str]
-    _measure: ClassVar[bool] = False
-    """Walk every received frame to estimate its decoded size (:attr:`Envelope.weight`):
-    only for sockets whose receivers queue what they are not yet reading (a bus)."""
 
     def __init__(
         self,
@@ -130,6 +119,8 @@ class BaseSocket:
             raise TypeError(f"shared_memory must be a bool or a patterns.SharedMemory, got {shared_memory!r}")
         self.shared_memory = shared_memory
         self._beacons = Beacons(shared_memory.directory) if shared_memory.enabled else None
+        # A body holding no buffer this large needs no placement and no splicing (``common_frame``).
+        self._placed_limit = min(GAP_MIN, shared_memory.threshold) if shared_memory.enabled else GAP_MIN
         self._sock: Any = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed = False
@@ -197,116 +188,6 @@ class BaseSocket:
 
     def _factory_options(self) -> dict[str, Any]:
         return {}
-
-    def _placement(self, receivers: int) -> Placement | None:
-        """Where the large buffers of a message for ``receivers`` peers may go: a lazy
-        :class:`Placement` (nothing is checked unless the body holds a large buffer)."""
-        if self._beacons is None or receivers < 1:
-            return None
-        return Placement(self.shared_memory, receivers, self._same_host)
-
-    def _receivers(self) -> int:
-        """The connections a fan-out frame goes to. NNG's own (pynng lists a pipe from before
-        NNG sends on it until after it stops): the peer set notes a new one a moment later, and
-        a count one short gives the segment to the first receiver and SegmentGone to another."""
-        return len(self._sock.pipes) if self._sock is not None else 0
-
-    def _same_host(self) -> bool:
-        """Can every peer attach our segments? Always over inproc and ipc; over tcp (ws,
-        tls) when each connected peer left its beacon (``_shm_beacon``)."""
-        assert self._beacons is not None
-        addresses = self._listen + list(self._dialers if self._sock is not None else self._dial)
-        if not addresses:
-            return False
-        if not all(a.startswith(("ipc://", "inproc://")) for a in addresses):
-            peers = self.peers_state.snapshot()
-            if not peers or len(peers) < self._receivers():  # one not noted yet is not proven
-                return False
-            if not all(self._beacons.shares_host(peer) for peer in peers):
-                return False
-        maybe_sweep(self.shared_memory.directory)
-        return True
-
-    def _frame(self, envelope: Envelope, placement: Placement | None) -> bytes:
-        """Encode ``envelope`` (within ``max_message_size``, seal included) and seal it."""
-        guard = self.guard
-        if guard is None:
-            return encode(envelope, max_size=self.max_message_size, placement=placement)
-        data = encode(envelope, max_size=self.max_message_size - guard.overhead, placement=placement)
-        return guard.seal(data, envelope.kind)
-
-    def _frame_parts(self, envelope: Envelope, placement: Placement | None) -> Parts:
-        """:meth:`_frame` in pieces (:mod:`patterns._gaps`): large inline buffers are not
-        copied here but once, into NNG's message. A guard seals the frame in one piece."""
-        if self.guard is not None:
-            return (self._frame(envelope, placement),)
-        return encode_parts(envelope, max_size=self.max_message_size, placement=placement)
-
-    def _unpack(self, data: bytes | memoryview) -> Envelope:
-        """Open a received frame (with a guard), decode it, attach the shared memory it refers to.
-
-        A guard's refusal raises :class:`Unauthenticated`, counted as ``unauthenticated``;
-        any other fault :class:`MalformedMessage`, counted as ``malformed``."""
-        try:
-            if self.guard is not None:
-                return self._unpack_guarded(data if type(data) is bytes else bytes(data), self.guard)
-            envelope = decode(
-                data, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
-            )
-            if envelope.shm is not None:  # rare: only such a frame may refer to shared memory
-                envelope = self._attach(envelope, len(data))
-        except Unauthenticated as exc:
-            self._unauthenticated[exc.reason] = self._unauthenticated.get(exc.reason, 0) + 1
-            raise
-        except MalformedMessage as exc:
-            self._malformed += 1
-            self._malformed_reasons[exc.reason] = self._malformed_reasons.get(exc.reason, 0) + 1
-            raise
-        return envelope
-
-    def _unpack_guarded(self, data: bytes, guard: Guard) -> Envelope:
-        opened = guard.open(data)  # before a single byte is decoded
-        envelope = decode(
-            opened.payload, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
-        )
-        if opened.owner is not None and envelope.sender != opened.owner:
-            raise Unauthenticated(
-                f"a {envelope.kind!r} frame signed as {opened.owner!r} claims to come from {envelope.sender!r}",
-                reason="impersonation", size=len(data),
-            )  # fmt: skip
-        if opened.kinds is not None and envelope.kind not in opened.kinds:
-            raise Unauthenticated(
-                f"a {envelope.kind!r} frame came under a key that may only send {sorted(opened.kinds)}",
-                reason="kind", size=len(data),
-            )  # fmt: skip
-        if envelope.shm is not None:
-            envelope = self._attach(envelope, len(data))
-        # Built above and held by no one else: set the field rather than copy the envelope
-        # (dataclasses.replace costs more than the whole seal check).
-        object.__setattr__(envelope, "session", opened.session)
-        return envelope
-
-    def _skipped(self, what: str, exc: MalformedMessage) -> None:
-        """Log a malformed frame an iterator skipped: the 1st, 2nd, 4th, 8th... of this
-        socket, so that a peer sending nothing else cannot flood the log too (every one is
-        counted in ``statistics()``)."""
-        if isinstance(exc, Unauthenticated):
-            count, adjective = sum(self._unauthenticated.values()), "an unauthenticated"
-        else:
-            count, adjective = self._malformed, "a malformed"
-        if count & (count - 1) == 0:
-            log.warning("%r skipped %s %s (%d so far): %s", self, adjective, what, count, exc)
-
-    def _attach(self, envelope: Envelope, size: int) -> Envelope:
-        try:
-            body = resolve(envelope.body, self.shared_memory)
-        except SharedMemoryError as exc:
-            raise MalformedMessage(
-                f"malformed frame ({size} bytes): its shared memory is unusable: {exc}",
-                reason="shm",
-                size=size,
-            ) from exc
-        return envelope if body is envelope.body else dataclasses.replace(envelope, body=body)
 
     def _setup(self, sock: Any) -> None:
         """Hook for subclasses: runs after the socket exists, before listen/dial."""
@@ -404,69 +285,6 @@ class BaseSocket:
         return tuple(self._bound)
 
     # ----------------------------------------------------------------- peers
-    def _pipe_arriving(self, pipe: Any) -> None:  # runs on an NNG thread, before the pipe carries a frame
-        assert self._admit is not None
-        if not self._admit(_describe(pipe, "remote_address")):
-            pipe.close()
-
-    def _pipe_added(self, pipe: Any) -> None:  # runs on an NNG thread
-        self._hop(
-            self._connected,
-            Peer(pipe.id, _describe(pipe, "remote_address"), _describe(pipe, "local_address")),
-        )
-
-    def _pipe_removed(self, pipe: Any) -> None:  # runs on an NNG thread
-        self._hop(self._disconnected, pipe.id)
-
-    def _connected(self, peer: Peer) -> None:  # trio side
-        self.peers_state.add(peer)
-        if self._beacons is not None and not self._closed:
-            self._beacons.connected(peer)  # the same-host proof for a tcp peer (``_shm_beacon``)
-
-    def _disconnected(self, pipe_id: int) -> None:  # trio side
-        self.peers_state.remove(pipe_id)
-        if self._beacons is not None:
-            self._beacons.disconnected(pipe_id)
-
-    def disconnect(self, pipe_id: int) -> bool:
-        """Close one connection (a peer that fell silent, say); a dialer on either side
-        may connect again. Returns False if that connection is already gone."""
-        sock = self._require_open("disconnect()")
-        pipe = next((p for p in sock.pipes if p.id == pipe_id), None)
-        if pipe is None:
-            return False
-        try:
-            pipe.close()
-        except pynng.NNGException as exc:
-            if isinstance(exc, (pynng.Closed, pynng.exceptions.NoEntry)):  # it went while we looked
-                return False
-            raise translate(exc, operation=f"disconnect({pipe_id})", state=repr(self)) from exc
-        return True
-
-    def _hop(self, fn: Any, arg: Any) -> None:
-        token = self._token
-        if token is None or self._closed:
-            return
-        try:
-            token.run_sync_soon(fn, arg)
-        except trio.RunFinishedError:
-            pass
-
-    @property
-    def peers(self) -> frozenset[Peer]:
-        """The peers connected now."""
-        return self.peers_state.snapshot()
-
-    async def wait_for_peers(self, count: int = 1) -> frozenset[Peer]:
-        """Wait until at least ``count`` peers are connected; returns them."""
-        self._require_open(f"wait_for_peers({count})")
-        return await self.peers_state.wait_until(lambda peers: len(peers) >= count)
-
-    async def wait_peers_changed(self) -> frozenset[Peer]:
-        """Wait for the next peer to connect or disconnect; returns the new set."""
-        self._require_open("wait_peers_changed()")
-        return await self.peers_state.wait_changed()
-
     # ----------------------------------------------------------------- accounting
     def next_id(self) -> int:
         """A fresh envelope id for a message this socket sends (unique per socket, 64-bit)."""

@@ -24,9 +24,13 @@ from collections import deque
 from typing import Any, Self
 
 import trio
+from pynng import ffi, lib
 
+from patterns._fd import EAGAIN, NONBLOCK
+from patterns._gaps import GAP_MIN
+from patterns._nng import raise_for
 from patterns._raw import RawSocket, survey_header
-from patterns._wire import Envelope
+from patterns._wire import Envelope, common_frame
 from patterns.errors import Closed, MalformedMessage
 from patterns.shm.codec import delivering
 
@@ -49,6 +53,7 @@ class SurveyReplies:
     def __init__(self, surveyor: Surveyor, survey_id: int, deadline: float) -> None:
         self._surveyor = surveyor
         self._queue: deque[Envelope] | None = deque()
+        self._operation = f"survey {survey_id}"  # what a wait names if the surveyor closes
         self.id = survey_id
         self.deadline = deadline
         """The survey's end on trio's clock (``trio.current_time()``)."""
@@ -101,8 +106,9 @@ class SurveyReplies:
         if self._queue is None or self._queue:
             await trio.lowlevel.checkpoint()
             return
+        surveyor = self._surveyor
         try:
-            await self._surveyor._wait_for_replies(self.id)
+            await surveyor._wait(surveyor._receiving, surveyor._recv_fd, self._operation)  # type: ignore[arg-type]
         except Closed:
             self._finish()
             raise Closed(f"survey {self.id}: {self._surveyor!r} was closed") from None
@@ -125,7 +131,7 @@ class SurveyReplies:
             try:
                 if not surveyor._pump():
                     with trio.move_on_at(self.deadline):
-                        await surveyor._wait_for_replies(self.id)
+                        await surveyor._wait(surveyor._receiving, surveyor._recv_fd, self._operation)  # type: ignore[arg-type]
             except Closed:
                 self._finish()
                 raise Closed(f"survey {self.id}: {surveyor!r} was closed") from None
@@ -148,11 +154,14 @@ class Surveyor(RawSocket):
 
     _protocol = "Surveyor0"
     _raw_opener = "nng_surveyor0_open_raw"
+    # The readers of several surveys wait together (``_wait``): one parks on NNG's
+    # descriptor, the others behind it; whoever wakes routes what came (``_pump``).
 
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
         self._routes: dict[int, SurveyReplies] = {}
         self._nng_ids = itertools.count(1)
+        self._receiving = self._waiters["receive"]
 
     async def survey(
         self, value: Any, *, timeout: float, kind: str = "survey", linger: float = 0.0, inline: bool = False
@@ -170,13 +179,17 @@ class Surveyor(RawSocket):
             raise ValueError(f"survey linger must be >= 0 seconds, got {linger!r}")
         operation = f"survey(timeout={timeout})"
         self._require_open(operation)
-        envelope = Envelope(
-            kind=kind, sender=self.name, id=self.next_id(), body=value, deadline=time.time() + timeout
-        )
-        placement = None if inline else self._placement(self._receivers())
-        data = self._frame(envelope, placement)
-        replies = SurveyReplies(self, envelope.id, trio.current_time() + timeout + linger)
-        self._routes[envelope.id] = replies  # before the send: a reply may come at once
+        ident, wall = self.next_id(), time.time() + timeout
+        placement = data = None
+        if self.guard is None:  # the common small survey: no Envelope, no placement
+            data = common_frame(kind, self.name, ident, value, None, wall,
+                                limit=GAP_MIN if inline else self._placed_limit,
+                                max_size=self.max_message_size)  # fmt: skip
+        if data is None:
+            placement = None if inline else self._placement(self._receivers())
+            data = self._frame(Envelope(kind, self.name, ident, value, None, wall), placement)
+        replies = SurveyReplies(self, ident, trio.current_time() + timeout + linger)
+        self._routes[ident] = replies  # before the send: a reply may come at once
         try:
             with delivering(placement):
                 await self._send_message(survey_header(next(self._nng_ids)), data, operation)
@@ -188,9 +201,26 @@ class Surveyor(RawSocket):
     def _pump(self) -> bool:
         """Route every queued reply to its survey; True if any survey got one."""
         routed = False
-        while (message := self._try_receive_message("survey")) is not None:
+        if self._closed or self._handle is None:
+            self._require_open("survey")
+        queued, handle, out = self._readable.poll, self._handle, self._msg_out
+        # Every queued reply, in one loop (``_try_receive_body`` inline: two calls less a
+        # reply); the header is NNG's routing, left unread.
+        while queued(0):
+            err = lib.nng_recvmsg(handle, out, NONBLOCK)
+            if err:
+                if err == EAGAIN:
+                    break
+                raise_for(err, operation="survey", where=self)
+            msg = out[0]
             try:
-                envelope = self._unpack(message[1])
+                body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
+            finally:
+                lib.nng_msg_free(msg)
+            self._received += 1
+            self._bytes_received += len(body)
+            try:
+                envelope = self._unpack(body)
             except MalformedMessage as exc:
                 self._skipped("reply", exc)
                 continue
@@ -201,14 +231,9 @@ class Surveyor(RawSocket):
                 continue
             queue.append(envelope)
             routed = True
-        if routed:
-            self._waiters["receive"].lot.unpark_all()  # the surveys' readers parked behind us
+        if routed and self._receiving.behind:
+            self._receiving.lot.unpark_all()  # the surveys' readers parked behind us
         return routed
-
-    async def _wait_for_replies(self, survey_id: int) -> None:
-        """Wait until replies may have come for some survey: one task parks on NNG's
-        descriptor (and routes what arrives); the others wait for it to wake them."""
-        await self._wait_receivable(f"survey {survey_id}")
 
     def _surveys_open(self) -> int:
         return len(self._routes)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any, Final
 
 from patterns._cbor import (
@@ -54,6 +53,7 @@ from patterns._cbor import (
 )
 from patterns._cbor import encode_parts as encode_body_parts
 from patterns._codec_plain import PLAIN_DEPTH, is_plain
+from patterns._envelope import Envelope
 from patterns._gaps import GAP_MIN, Parts, join, total
 from patterns._head import byte_string, read, write
 from patterns._scan import LARGE_STRING
@@ -94,38 +94,6 @@ _SEALED: Final = b"\xffS"  # how a frame sealed by a guard begins (0xff never st
 
 _REQUIRED: Final = frozenset({"v", "k", "s", "id"})
 _ALLOWED: Final = _REQUIRED | {"re", "dl", "b", "shm"}
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One message as it travels: routing fields plus a CBOR-able ``body``.
-
-    The fields are the wire's, as sent and received: ``deadline`` is the ``dl`` key,
-    seconds since the Unix epoch (the codec reads no clock). What the sockets hand to
-    applications converts it once to trio's clock (:attr:`IncomingSurvey.deadline`).
-    ``shm`` holds the references in their wire form; in a decoded body each use of one
-    is a :class:`~patterns.shm.ShmRef` until the receiving socket attaches it.
-    """
-
-    kind: str
-    sender: str
-    id: int
-    body: Any = None
-    re: int | None = None
-    deadline: float | None = None
-    shm: tuple[Any, ...] | None = None
-    size: int = dataclasses.field(default=0, compare=False, repr=False)
-    """Length in bytes of the frame it was decoded from (0 for one built here): not on
-    the wire, not compared."""
-    weight: int = dataclasses.field(default=0, compare=False, repr=False)
-    """What the decoded envelope holds in memory, estimated in bytes (0 for one built
-    here): the frame's length plus 64 per CBOR item and 176 more per array or map (just
-    the frame's length when it was decoded without ``measure``: see :func:`decode`). Not
-    on the wire, not compared; what a queue of received messages budgets (a 3-byte
-    CBOR map is a 232-byte dict)."""
-    session: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
-    """The key the frame was sealed with, when the receiving socket has a guard (a room
-    secret): see :class:`patterns._guard.Opened`. Not on the wire, not compared."""
 
 
 def _show(value: object) -> str:
@@ -225,19 +193,10 @@ def common_frame(
     limit: int, max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> bytes | None:  # fmt: skip
     """:func:`encode_common` for the fields of an envelope without ``shm``, not built (a
-    sender's own message: no :class:`Envelope` needed when this is not None)."""
-    data = _common_frame(kind, sender, ident, body, re, deadline, limit)
-    if data is not None and len(data) > max_size:
-        raise MessageTooLarge(f"a {kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}")
-    return data
-
-
-def _common_frame(
-    kind: str, sender: str, ident: int, body: Any, re: int | None, deadline: float | None, limit: int
-) -> bytes | None:
-    """The frame of an envelope whose body is plain and holds no buffer of ``limit`` bytes
-    or more (nothing for shared memory, nothing to splice), written without the frame's
-    dict; None for any other (the general path encodes it, or says what is wrong)."""
+    sender's own message: no :class:`Envelope` needed when this is not None): the frame of
+    a body that is plain and holds no buffer of ``limit`` bytes or more (nothing for shared
+    memory, nothing to splice), written without the frame's dict; None for any other body
+    (the general path encodes it, or says what is wrong)."""
     if body is None:
         encoded = None
     elif type(body) is bytes and len(body) < limit:
@@ -249,7 +208,10 @@ def _common_frame(
             return None
     else:
         return None
-    return write(kind, sender, ident, re, deadline, encoded, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
+    data = write(kind, sender, ident, re, deadline, encoded, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
+    if data is not None and len(data) > max_size:
+        raise MessageTooLarge(f"a {kind!r} message of {len(data)} bytes exceeds max_message_size={max_size}")
+    return data
 
 
 def _body_error(envelope: Envelope, exc: EncodeError) -> EncodeError:
@@ -281,10 +243,12 @@ def decode(
     (well formed, its index in range and used once, ``reason="shm"`` otherwise) but not
     attached: that is the receiving socket's side effect (:func:`patterns.shm.codec.resolve`).
     """
-    fields = read_common(data, max_size=max_size, max_items=max_items, measure=measure)
-    if fields is not None:
-        kind, sender, ident, body, re, deadline = fields
-        return Envelope(kind, sender, ident, body, re, deadline, None, len(data), len(data))
+    size = len(data)
+    if type(data) is bytes and not measure and size <= max_items and size < LARGE_STRING and size <= max_size:
+        fields = read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)  # (``read_common``, inline)
+        if fields is not None:
+            kind, sender, ident, body, re, deadline = fields
+            return Envelope(kind, sender, ident, body, re, deadline, None, size, size)
     if data[:2] == _SEALED:
         raise malformed("sealed", len(data), "it is sealed with a secret, and this socket was given none")
     frame, slots, overhead = decode_item(data, max_size, max_items, measure=measure)

@@ -1,0 +1,252 @@
+"""The two ends of each scenario of :mod:`bench.calls`: the far end runs in a spawned child,
+the near end here. Each end switches its ``counter`` on for the messages it counts and off
+after them (``on()`` / ``off()``: a :class:`bench.calls.Counter`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pynng
+import trio
+
+import consensus
+import patterns
+
+__all__ = ["FAR", "MEMBERS", "NEAR", "PAYLOAD", "Switch"]
+
+MEMBERS = 8
+PAYLOAD = (bytes(range(256)) * 1)[:64]
+
+
+class Switch(Protocol):
+    def on(self) -> None: ...
+
+    def off(self) -> None: ...
+
+
+# ===================================================================== far ends (child processes)
+async def _far_floor(address: str, warmup: int, n: int, counter: Switch) -> None:
+    with pynng.Pair1() as sock:
+        sock.dial(address, block=True)
+        fd, seen = sock.recv_fd, 0
+        while True:
+            try:
+                data = sock.recv(block=False)
+            except pynng.TryAgain:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            if data == b"stop":
+                return
+            seen += 1
+            if seen == warmup + 1:
+                counter.on()
+            sock.send(data)
+            if seen == warmup + n:
+                counter.off()
+
+
+async def _far_pair(address: str, warmup: int, n: int, counter: Switch) -> None:
+    async with patterns.Pair(dial=address) as line:
+        seen = 0
+        while (value := await line.receive()) is not None:
+            seen += 1
+            if seen == warmup + 1:
+                counter.on()
+            await line.send(value)
+            if seen == warmup + n:
+                counter.off()
+
+
+async def _far_hotline(address: str, warmup: int, n: int, counter: Switch) -> None:
+    seen = [0]
+
+    async def echo(value: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == warmup + 1:
+            counter.on()
+        elif seen[0] == warmup + n + 1:
+            counter.off()
+        return value
+
+    async with consensus.hotline(dial=address, name="echo", on_ask=echo) as line:
+        while await line.receive() != "stop":
+            pass
+    counter.off()
+
+
+async def _far_survey_floor(address: str, warmup: int, n: int, counter: Switch) -> None:
+    seen = [0]
+
+    async def one(sock: Any, first: bool) -> None:
+        fd = sock.recv_fd
+        while True:
+            try:
+                question = sock.recv(block=False)
+            except pynng.TryAgain:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            if first:
+                seen[0] += 1
+                if seen[0] == warmup + 1:
+                    counter.on()
+                elif seen[0] == warmup + n + 1:
+                    counter.off()
+            sock.send(question)
+
+    socks = [pynng.Respondent0() for _ in range(MEMBERS)]
+    async with trio.open_nursery() as nursery:
+        for i, sock in enumerate(socks):
+            sock.dial(address, block=False)
+            nursery.start_soon(one, sock, i == 0)
+
+
+async def _far_survey(address: str, warmup: int, n: int, counter: Switch) -> None:
+    seen = [0]
+
+    async def one(resp: patterns.Respondent, first: bool) -> None:
+        async for survey in resp:
+            if first:
+                seen[0] += 1
+                if seen[0] == warmup + 1:
+                    counter.on()
+                elif seen[0] == warmup + n + 1:
+                    counter.off()
+            await survey.reply(survey.body)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(MEMBERS):
+            resp = patterns.Respondent(dial=address, name=f"r{i}")
+            await resp.__aenter__()
+            nursery.start_soon(one, resp, i == 0)
+        await trio.sleep(3600)
+
+
+async def _far_poll(address: str, warmup: int, n: int, counter: Switch) -> None:
+    seen = [0]
+
+    async def on_poll(question: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == warmup * MEMBERS + 1:
+            counter.on()
+        elif seen[0] == (warmup + n) * MEMBERS + 1:
+            counter.off()
+        return question
+
+    async def one(name: str) -> None:
+        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=30):
+            await trio.sleep(3600)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(MEMBERS):
+            nursery.start_soon(one, f"m{i}")
+
+
+FAR: dict[str, Callable[..., Any]] = {"floor": _far_floor, "pair": _far_pair, "hotline": _far_hotline,
+                                      "survey_floor": _far_survey_floor, "survey": _far_survey,
+                                      "poll": _far_poll}  # fmt: skip
+
+
+# ===================================================================== near ends (this process)
+async def _near_floor(address: str, warmup: int, n: int, counter: Switch) -> None:
+    with pynng.Pair1() as sock:
+        sock.listen(address)
+        fd = sock.recv_fd
+        for i in range(warmup + n):
+            if i == warmup:
+                counter.on()
+            sock.send(PAYLOAD)
+            while True:
+                try:
+                    sock.recv(block=False)
+                    break
+                except pynng.TryAgain:
+                    await trio.lowlevel.wait_readable(fd)
+        counter.off()
+        sock.send(b"stop")
+
+
+async def _near_pair(address: str, warmup: int, n: int, counter: Switch) -> None:
+    async with patterns.Pair(listen=address) as line:
+        await line.wait_for_peers()
+        for i in range(warmup + n):
+            if i == warmup:
+                counter.on()
+            await line.send(PAYLOAD)
+            await line.receive()
+        counter.off()
+        await line.send(None)
+        await trio.sleep(0.2)
+
+
+async def _near_hotline(address: str, warmup: int, n: int, counter: Switch) -> None:
+    async with consensus.hotline(listen=address, name="asker") as line:
+        await line.wait_connected()
+        for i in range(warmup + n + 1):  # one more ask: the far end stops counting when it sees it
+            if i == warmup:
+                counter.on()
+            await line.ask(PAYLOAD, timeout=5)
+            if i == warmup + n - 1:
+                counter.off()
+        await line.send("stop")
+        await trio.sleep(0.2)
+
+
+async def _near_survey_floor(address: str, warmup: int, n: int, counter: Switch) -> None:
+    pipes = [0]
+    with pynng.Surveyor0(survey_time=5000) as sock:
+        sock.add_post_pipe_connect_cb(lambda _pipe: pipes.__setitem__(0, pipes[0] + 1))
+        sock.listen(address)
+        while pipes[0] < MEMBERS:
+            await trio.sleep(0.01)
+        await trio.sleep(0.3)
+        fd = sock.recv_fd
+        for i in range(warmup + n + 1):
+            if i == warmup:
+                counter.on()
+            sock.send(b"q%d" % i)
+            for _ in range(MEMBERS):
+                while True:
+                    try:
+                        sock.recv(block=False)
+                        break
+                    except pynng.TryAgain:
+                        await trio.lowlevel.wait_readable(fd)
+            if i == warmup + n - 1:
+                counter.off()  # one more survey: the far end stops counting when it sees it
+
+
+async def _near_survey(address: str, warmup: int, n: int, counter: Switch) -> None:
+    async with patterns.Surveyor(listen=address, name="boss") as boss:
+        await boss.wait_for_peers(MEMBERS)
+        await trio.sleep(0.3)
+        for i in range(warmup + n + 1):
+            if i == warmup:
+                counter.on()
+            replies = await boss.survey(i, timeout=5)
+            got = replies.take()
+            while len(got) < MEMBERS:
+                await replies.wait()
+                got += replies.take()
+            replies.close()
+            if i == warmup + n - 1:
+                counter.off()  # one more survey: the far end stops counting when it sees it
+
+
+async def _near_poll(address: str, warmup: int, n: int, counter: Switch) -> None:
+    async with consensus.host(address) as room:
+        await room.wait_for_members(MEMBERS)
+        await trio.sleep(0.5)
+        for i in range(warmup + n + 1):  # one more poll: the far end stops counting when it sees it
+            if i == warmup:
+                counter.on()
+            result = await room.poll(i, timeout=5)
+            assert len(result.answers) == MEMBERS, result
+            if i == warmup + n - 1:
+                counter.off()
+        await trio.sleep(0.3)
+
+
+NEAR: dict[str, Callable[..., Any]] = {"floor": _near_floor, "pair": _near_pair, "hotline": _near_hotline,
+                                       "survey_floor": _near_survey_floor, "survey": _near_survey,
+                                       "poll": _near_poll}  # fmt: skip

@@ -1,0 +1,190 @@
+"""Python calls per message, by layer: what noise on a shared machine does not move.
+
+Each scenario runs its two ends in two processes (the far end spawned), warms up, then
+counts every function call in each process with ``sys.setprofile`` over ``--n`` messages:
+Python calls by the file of the function called, C calls (builtins, cffi, methods of
+built-in types) by the file of the Python code that made them. The layers are
+``patterns``, ``consensus``, ``trio``, ``pynng`` (pynng and cffi's Python) and ``other``
+(the standard library, the bench). Timing under the profiler means nothing; the counts do.
+
+Scenarios (``--scenario``, repeatable; default: all):
+
+* ``pair``: ``patterns.Pair`` 64-byte CBOR round trip (``send`` then ``receive``; the echo
+  ``receive`` then ``send``); ``floor``: the same with bare pynng ``Pair1`` under trio
+  (non-blocking ``recv``, ``wait_readable`` on its descriptor, ``send`` inline).
+* ``hotline``: ``Hotline.ask`` of 64 bytes answered by an ``async def`` echo.
+* ``survey``: ``patterns.Surveyor`` against 8 ``patterns.Respondent`` (one process, a task each),
+  reading until the 8th reply; ``survey_floor``: the same with bare pynng ``Surveyor0`` and
+  ``Respondent0`` under trio; ``poll``: ``room.poll`` of 8 members that answer at once.
+  The far end's figures are per survey, for its 8 respondents together.
+
+    python -m bench.calls                    # every scenario, ipc, n=200
+    python -m bench.calls --scenario hotline --transport tcp --top 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import trio
+
+from ._calls_ends import FAR, NEAR
+
+SCENARIOS = ("floor", "pair", "hotline", "survey_floor", "survey", "poll")
+LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
+          ("/cffi/", "pynng"))  # fmt: skip
+
+
+def _layer(filename: str) -> str:
+    for part, name in LAYERS:
+        if part in filename:
+            return name
+    return "other"
+
+
+class Counter:
+    """Counts calls in this thread while on (``sys.setprofile``)."""
+
+    def __init__(self) -> None:
+        self.python: collections.Counter[str] = collections.Counter()
+        self.c: collections.Counter[str] = collections.Counter()
+        self.functions: collections.Counter[str] = collections.Counter()
+        self._layers: dict[str, str] = {}
+        self.active = False
+        self.save: Callable[[], None] | None = None  # called once counting ends (a far end writes its report)
+
+    def _hook(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            layer = self._layers.get(code.co_filename)
+            if layer is None:
+                layer = self._layers[code.co_filename] = _layer(code.co_filename)
+            self.python[layer] += 1
+            self.functions[f"{layer} {os.path.basename(code.co_filename)}:{code.co_name}"] += 1
+        elif event == "c_call":
+            code = frame.f_code
+            layer = self._layers.get(code.co_filename)
+            if layer is None:
+                layer = self._layers[code.co_filename] = _layer(code.co_filename)
+            self.c[layer] += 1
+            self.functions[f"{layer} C {getattr(arg, '__qualname__', arg)}"] += 1
+
+    def on(self) -> None:
+        self.active = True
+        sys.setprofile(self._hook)
+
+    def off(self) -> None:
+        sys.setprofile(None)
+        if self.active and self.save is not None:
+            self.save()
+        self.active = False
+
+    def report(self, messages: int, top: int) -> dict[str, Any]:
+        return {"python": {k: round(v / messages, 1) for k, v in sorted(self.python.items())},
+                "c": {k: round(v / messages, 1) for k, v in sorted(self.c.items())},
+                "python_total": round(sum(self.python.values()) / messages, 1),
+                "c_total": round(sum(self.c.values()) / messages, 1),
+                "top": [(name, round(n / messages, 2)) for name, n in self.functions.most_common(top)]}  # fmt: skip
+
+
+def far_main(scenario: str, address: str, warmup: int, n: int, top: int, out: str) -> None:
+    counter = Counter()
+
+    def save() -> None:
+        with open(out, "w") as f:
+            json.dump(counter.report(n, top), f)
+
+    counter.save = save
+
+    async def run() -> None:
+        with trio.move_on_after(120):
+            await FAR[scenario](address, warmup, n, counter)
+
+    try:
+        trio.run(run)
+    except BaseException:  # the near end closing the room ends the members: expected
+        if not os.path.exists(out):
+            raise
+
+
+def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="calls-") as tmp:
+        if transport == "ipc":
+            address = f"ipc://{tmp}/s"
+        else:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            address = f"tcp://127.0.0.1:{port}"
+        out = os.path.join(tmp, "far.json")
+        near_counter = Counter()
+
+        async def near() -> None:
+            await NEAR[scenario](address, warmup, n, near_counter)
+
+        child = subprocess.Popen([sys.executable, "-m", "bench.calls", "--far", scenario, address, str(warmup),
+                                  str(n), str(top), out])  # fmt: skip
+        try:
+            trio.run(near)
+            if scenario in ("survey_floor", "survey", "poll"):
+                time.sleep(0.5)
+                child.terminate()
+            child.wait(30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        with open(out) as f:
+            far = json.load(f)
+        return {"scenario": scenario, "transport": transport, "n": n, "near": near_counter.report(n, top),
+                "far": far}  # fmt: skip
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"{result['scenario']} over {result['transport']}, per message (n={result['n']}):"]
+    for side in ("near", "far"):
+        r = result[side]
+        lines.append(f"  {side}: python {r['python_total']} {r['python']}  C {r['c_total']} {r['c']}")
+        for name, count in r["top"]:
+            lines.append(f"      {count:7.2f}  {name}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--far"]:
+        far_main(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
+        return 0
+    p = argparse.ArgumentParser(prog="python -m bench.calls", description=__doc__.splitlines()[0])
+    p.add_argument("--scenario", action="append", choices=SCENARIOS)
+    p.add_argument("--transport", default="ipc", choices=("ipc", "tcp"))
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--top", type=int, default=0, help="also list the N most called functions per side")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    results = []
+    for scenario in args.scenario or SCENARIOS:
+        result = run_scenario(scenario, args.transport, args.warmup, args.n, args.top)
+        print(render(result), flush=True)
+        results.append(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The per-message fast paths of ``patterns`` (issue 18) keep the slow paths' behaviour.
+
+The envelope's own ``__init__`` (slots set through their descriptors) against a dataclass's;
+the send descriptor asked for only when a send must wait on a full queue (a send with no peer
+waits for the peer set instead, and close still wakes it); a full push queue still waits and
+resumes; the respondent's reused aio across many replies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+
+import patterns
+from patterns import Envelope
+
+
+def test_the_envelope_is_built_and_compared_as_the_dataclass_was() -> None:
+    by_position = Envelope("data", "ann", 7, {"x": 1}, 3, 1.5, None, 10, 20, b"k")
+    by_keyword = Envelope(kind="data", sender="ann", id=7, body={"x": 1}, re=3, deadline=1.5)
+    assert by_position == by_keyword  # size, weight, session: not compared
+    assert hash(Envelope("k", "s", 1, "b", size=3)) == hash(Envelope("k", "s", 1, "b"))
+    assert (by_position.size, by_position.weight, by_position.session) == (10, 20, b"k")
+    assert (by_keyword.shm, by_keyword.size, by_keyword.weight, by_keyword.session) == (None, 0, 0, None)
+    assert Envelope("k", "s", 1) == Envelope("k", "s", 1, None, None, None)
+    assert dataclasses.replace(by_keyword, body=2).body == 2 and by_keyword.body == {"x": 1}
+    assert (
+        repr(by_keyword)
+        == "Envelope(kind='data', sender='ann', id=7, body={'x': 1}, re=3, deadline=1.5, shm=None)"
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        by_keyword.kind = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Envelope("data", "ann")  # type: ignore[call-arg]
+
+
+async def test_a_pair_that_waited_only_for_its_peer_never_asks_for_the_send_descriptor(
+    address: Callable[[str], str],
+) -> None:
+    addr = address("ipc")
+    async with patterns.Pair(dial=addr) as early, trio.open_nursery() as nursery:
+        nursery.start_soon(early.send, "sent before anyone listened")
+        await trio.testing.wait_all_tasks_blocked()
+        async with patterns.Pair(listen=addr) as late:
+            assert await late.receive() == "sent before anyone listened"
+            for i in range(20):
+                await early.send(i)
+                assert await late.receive() == i
+                await late.send(-i)
+                assert await early.receive() == -i
+        assert early._send_fd is None and late._send_fd is None  # NNG signals it per frame once it exists
+
+
+async def test_a_send_waiting_for_a_peer_wakes_with_closed(address: Callable[[str], str]) -> None:
+    caught: list[BaseException] = []
+    async with patterns.Pair(dial=address("ipc")) as line, trio.open_nursery() as nursery:
+
+        async def blocked() -> None:
+            try:
+                await line.send("nobody")
+            except patterns.Closed as exc:
+                caught.append(exc)
+
+        nursery.start_soon(blocked)
+        await trio.testing.wait_all_tasks_blocked()
+        await line.aclose()
+    assert len(caught) == 1 and "closed" in str(caught[0])
+
+
+async def test_a_full_push_queue_waits_on_the_descriptor_and_resumes(address: Callable[[str], str]) -> None:
+    addr = address("inproc")
+    async with patterns.Push(listen=addr) as push, patterns.Pull(dial=addr) as pull:
+        await push.wait_for_peers(1)
+        sent = 0
+        with trio.move_on_after(0.5):  # the puller reads nothing: NNG's queues fill up
+            while True:
+                await push.send(sent)
+                sent += 1
+        assert 0 < sent and push._send_fd is not None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(push.send, "after the wait")
+            got = [await pull.receive() for _ in range(sent + 1)]
+        assert got == [*range(sent), "after the wait"]
+
+
+async def test_a_respondent_answers_many_surveys_reusing_its_aio(address: Callable[[str], str]) -> None:
+    addr = address("ipc")
+    async with (
+        patterns.Surveyor(listen=addr, name="boss") as boss,
+        patterns.Respondent(dial=addr, name="r") as resp,
+        trio.open_nursery() as nursery,
+    ):
+        await boss.wait_for_peers(1)
+
+        async def answer() -> None:
+            async for survey in resp:
+                await survey.reply([survey.body, "ok"])
+
+        nursery.start_soon(answer)
+        for i in range(200):
+            async with await boss.survey(i, timeout=5) as replies:
+                reply = await replies.__anext__()
+            assert reply.body == [i, "ok"] and reply.sender == "r"
+        assert resp._spare_aio is not None
+        stats = resp.statistics()
+        assert stats.messages_received == 200 and stats.messages_sent == 200 and stats.surveys_open == 0
+        nursery.cancel_scope.cancel()
