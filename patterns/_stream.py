@@ -22,7 +22,7 @@ from pynng import ffi, lib
 from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
 from patterns._gaps import GAP_MIN, Parts, total
 from patterns._nng import body_view, message_from_parts, raise_for
-from patterns._wire import Envelope, common_frame, read_common
+from patterns._wire import Envelope, common_frame, encode_common, read_common
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
@@ -261,20 +261,19 @@ class SendingSocket(FdSocket):
         settings and NNG's thread-safe send; counts nothing: the caller reports what went out,
         in trio's thread, with :meth:`count_sent`. Raises :class:`Closed` (the socket is
         closed, or closes meanwhile) and :class:`MessageTooLarge`."""
-        sock = self._sock
-        if self._closed or sock is None:
+        handle = self._handle
+        if self._closed or handle is None:
             raise Closed(f"send from a handler thread: {self!r} is closed")
         if self.guard is not None:
             return None
         data = encode_common(envelope, limit=self._limit(False), max_size=self.max_message_size)
         if data is None:
             return None
-        try:
-            sock.send(data, block=False)  # NNG's sockets are thread-safe; cffi drops the GIL
-        except pynng.TryAgain:
+        err = lib.nng_send(handle, data, len(data), NONBLOCK)  # NNG's sockets are thread-safe
+        if err == EAGAIN:
             return None
-        except pynng.NNGException as exc:
-            raise translate(exc, operation="send", state=repr(self)) from exc
+        if err:
+            raise_for(err, operation="send", where=self)
         return len(data)
 
     def count_sent(self, frames: int, size: int) -> None:
