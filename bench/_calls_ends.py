@@ -194,7 +194,8 @@ async def _near_hotline(address: str, warmup: int, n: int, counter: Switch) -> N
 
 async def _near_survey_floor(address: str, warmup: int, n: int, counter: Switch) -> None:
     pipes = [0]
-    with pynng.Surveyor0(survey_time=5000) as sock:
+    # Raw, as bench._poll_phases' floor: a cooked Surveyor0's recv(block=False) blocks.
+    with pynng.Surveyor0(opener=pynng.lib.nng_surveyor0_open_raw) as sock:
         sock.add_post_pipe_connect_cb(lambda _pipe: pipes.__setitem__(0, pipes[0] + 1))
         sock.listen(address)
         while pipes[0] < MEMBERS:
@@ -204,7 +205,7 @@ async def _near_survey_floor(address: str, warmup: int, n: int, counter: Switch)
         for i in range(warmup + n + 1):
             if i == warmup:
                 counter.on()
-            sock.send(b"q%d" % i)
+            sock.send((0x8000_0000 | (i + 1)).to_bytes(4, "big") + b"q%d" % i)  # NNG's survey id first
             for _ in range(MEMBERS):
                 while True:
                     try:

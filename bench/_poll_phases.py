@@ -10,10 +10,14 @@ to the survey's deadline; :func:`raw_phase` also records when all N replies were
 the best NNG can do for a caller who knows N.
 
 :func:`floor_phase` is the floor of any trio + NNG program for the same poll: a bare
-``pynng.Surveyor0`` under trio that knows N, against N bare ``pynng.Respondent0`` tasks
+raw ``pynng.Surveyor0`` under trio that knows N, against N bare ``pynng.Respondent0`` tasks
 under trio in the member processes (:func:`floor_respondents`), both sides receiving with
 ``recv(block=False)`` and ``trio.lowlevel.wait_readable`` on the receive descriptor,
-sending inline, nothing else (no envelope, no roster, no heartbeats).
+sending inline, nothing else (no envelope, no roster, no heartbeats). The surveyor is raw
+(it writes NNG's 4-byte survey id before the question itself) because a cooked one's
+``recv(block=False)`` blocks until the next reply: the loop never reached trio, which made
+the floor a blocking loop no readiness-driven program matches (the toolkit's surveyor is
+raw for the same reason).
 """
 
 from __future__ import annotations
@@ -344,7 +348,7 @@ async def floor_phase(workers: list[Child], n: int, polls: int, warmup: int, per
     pipes = [0]
     all_in_ms: list[float] = []
     started: list[Child] = []
-    sock = pynng.Surveyor0(survey_time=int(FLOOR_SURVEY_S * 1000))
+    sock = pynng.Surveyor0(opener=pynng.lib.nng_surveyor0_open_raw)  # module docstring: why raw
     try:
         sock.add_post_pipe_connect_cb(lambda _pipe: pipes.__setitem__(0, pipes[0] + 1))
         sock.listen(address)
@@ -361,8 +365,9 @@ async def floor_phase(workers: list[Child], n: int, polls: int, warmup: int, per
         with trio.fail_after(FLOOR_SURVEY_S * (warmup + polls)):
             for i in range(-warmup, polls):
                 question = b"q%d" % i
+                header = (0x8000_0000 | (i + warmup + 1)).to_bytes(4, "big")  # NNG's survey id, high bit set
                 t0 = clock()
-                sock.send(question)
+                sock.send(header + question)
                 for _ in range(n):
                     while True:
                         try:
