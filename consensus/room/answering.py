@@ -6,6 +6,11 @@ handler under the survey's deadline, and sends the reply the protocol object bui
 async handler runs in the receiving task until it first waits (most answer at once); then a
 new task takes over receiving and this one finishes the answer. Plain handlers get a task
 each (they run in a thread, at most ``threads`` at once).
+
+What does not change from one answer to the next is worked out once per handler (a
+:class:`_Plan`: whether it is async, its name, its :class:`HandlerContext` per asker), and
+an inline answer's deadline only when its handler waits: one member process answers its
+members one after another, so this bookkeeping is the serial part of a poll.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -22,7 +28,7 @@ import trio
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
 from consensus.room.member_protocol import MemberProtocol
-from consensus.runtime.context import HandlerContext, Kind, serving, set_current
+from consensus.runtime.context import HandlerContext, Kind, set_current
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
 from patterns import Closed, EncodeError, IncomingSurvey, MalformedMessage, MessageTooLarge, Respondent
@@ -31,6 +37,39 @@ __all__ = ["Answerer"]
 
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed surveys: one line every 10 s at most
+
+_KINDS: dict[HandlerKind, Kind] = {
+    HandlerKind.POLL: "poll",
+    HandlerKind.VOTE: "vote",
+    HandlerKind.DELIBERATE: "deliberate",
+}
+
+MAX_ASKERS = 8  # contexts kept per handler (the askers are the room's hosts: one, or a few over restarts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one of the member's handlers runs: worked out once, not per answer."""
+
+    handler: Handler
+    kind: Kind
+    awaits: bool  # an async function: runs in the receiving task until it first waits
+    name: str
+    contexts: dict[str, HandlerContext] = field(default_factory=dict)  # by asker: one object each
+
+    @classmethod
+    def of(cls, kind: HandlerKind, handler: Handler) -> _Plan:
+        name = getattr(handler, "__qualname__", None) or repr(handler)
+        return cls(handler, _KINDS[kind], inspect.iscoroutinefunction(handler), name)
+
+    def context(self, asker: str) -> HandlerContext:
+        """What :func:`consensus.handler_context` says while this handler answers ``asker``."""
+        context = self.contexts.get(asker)
+        if context is None:
+            if len(self.contexts) >= MAX_ASKERS:
+                self.contexts.clear()
+            context = self.contexts[asker] = HandlerContext(self.kind, asker)
+        return context
 
 
 class Answerer:
@@ -41,7 +80,7 @@ class Answerer:
                  act: Callable[[list[Output]], Awaitable[None]]) -> None:  # fmt: skip
         self._respondent = respondent
         self._protocol = protocol
-        self._handlers = dict(handlers)
+        self._plans = {kind: _Plan.of(kind, handler) for kind, handler in handlers.items()}
         self._handler_timeout = handler_timeout
         self._threads = threads
         self._act = act  # the member's: what the protocol returns besides a handler to run
@@ -68,26 +107,32 @@ class Answerer:
         # once per survey (a cancel scope with a deadline costs 10-16 µs here, more than the
         # rest of a quick answer's Python): it gets the deadline only when a handler waits,
         # and by then this task does nothing else (receiving moved to a new task).
-        suspended: list[tuple[int, Handler]] = []  # the survey whose handler waited, if any
+        suspended: list[tuple[int, _Plan]] = []  # the survey whose handler waited, if any
         answered: tuple[bool, Any] | None = None
         with trio.CancelScope() as bound:
             answered = await self._receive_and_answer(bound, suspended)
         if not suspended:
             return  # the socket closed
-        key, handler = suspended[0]
+        key, plan = suspended[0]
         if answered is None:  # only a missed deadline gets here without an outcome
             assert bound.cancelled_caught
-            name = getattr(handler, "__qualname__", None) or repr(handler)
-            answered = (False, Failure("Timeout", f"handler {name} did not finish before the deadline"))
+            answered = (False, Failure("Timeout", f"handler {plan.name} did not finish before the deadline"))
         await self.reply(self._protocol.reply(key, answered))
 
     async def _receive_and_answer(self, bound: trio.CancelScope,
-                                  suspended: list[tuple[int, Handler]]) -> tuple[bool, Any] | None:  # fmt: skip
+                                  suspended: list[tuple[int, _Plan]]) -> tuple[bool, Any] | None:  # fmt: skip
         """Receive surveys and answer them until the socket closes (None) or an async
         handler waits: then a new task receives, ``bound`` gets the handler's deadline, and
         this returns the handler's outcome (its survey's key is put in ``suspended``)."""
         assert self._nursery is not None
-        nursery, protocol = self._nursery, self._protocol
+        nursery, protocol, plans = self._nursery, self._protocol, self._plans
+        current: HandlerContext | None = None  # the context this task set last
+
+        def hand_off() -> None:  # called while the handler of this very iteration runs: its names are current
+            suspended.append((key, plan))
+            bound.deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
+            nursery.start_soon(self._loop)
+
         while True:
             try:
                 survey = await self._respondent.receive()
@@ -98,24 +143,21 @@ class Answerer:
                 return None
             key = next(self._keys)
             self._surveys[key] = survey
-            outputs = protocol.receive_survey(key, survey.envelope, trio.current_time())
+            now = trio.current_time()
+            outputs = protocol.receive_survey(key, survey.envelope, now)
             if len(outputs) != 1 or not isinstance(outputs[0], Handle):
                 await self._act(outputs)
                 continue
             handle = outputs[0]
-            handler = self._handlers[handle.handler]
-            if not inspect.iscoroutinefunction(handler):
+            plan = plans[handle.handler]
+            if not plan.awaits:
                 nursery.start_soon(self._answer, handle)
                 continue
-            deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-
-            def hand_off(key: int = key, handler: Handler = handler, deadline: float = deadline) -> None:
-                suspended.append((key, handler))
-                bound.deadline = deadline
-                nursery.start_soon(self._loop)
-
-            set_current(_context(handle, survey))  # this task runs only handlers: no reset needed
-            outcome = await run_inline(handler, *handle.args, deadline=math.inf, on_suspend=hand_off)
+            context = plan.context(survey.envelope.sender)
+            if context is not current:  # this task runs only handlers: set, never reset
+                set_current(context)
+                current = context
+            outcome = await run_inline(plan.handler, *handle.args, deadline=math.inf, on_suspend=hand_off)
             if suspended:
                 return outcome  # replied to outside ``bound``: its deadline is the handler's only
             await self.reply(protocol.reply(key, outcome))
@@ -123,9 +165,10 @@ class Answerer:
     async def _answer(self, handle: Handle) -> None:
         survey = self._surveys[handle.survey]
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-        handler = self._handlers[handle.handler]
-        with serving(_context(handle, survey)):
-            outcome = await run_handler(handler, *handle.args, deadline=deadline, limiter=self._threads)
+        plan = self._plans[handle.handler]
+        set_current(plan.context(survey.envelope.sender))  # a task of its own: no reset needed
+        outcome = await run_handler(plan.handler, *handle.args, deadline=deadline, limiter=self._threads,
+                                    sync=not plan.awaits)  # fmt: skip
         await self.reply(self._protocol.reply(handle.survey, outcome))
 
     async def reply(self, frame: Send) -> None:
@@ -142,14 +185,3 @@ class Answerer:
             return
         self._protocol.sent(frame.survey)
 
-
-def _context(handle: Handle, survey: IncomingSurvey) -> HandlerContext:
-    """What :func:`consensus.handler_context` says while ``handle`` runs."""
-    return HandlerContext(_KINDS[handle.handler], survey.envelope.sender)
-
-
-_KINDS: dict[HandlerKind, Kind] = {
-    HandlerKind.POLL: "poll",
-    HandlerKind.VOTE: "vote",
-    HandlerKind.DELIBERATE: "deliberate",
-}

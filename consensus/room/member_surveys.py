@@ -101,12 +101,13 @@ class MemberSurveys:
             what = "no handler for it" if survey.kind in known else "unknown survey kind"
             outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
         ok, result = outcome
-        if ok and survey.kind == D.DELIBERATE:
-            made = self._deliberations.position(key, result)
-            if not isinstance(made, Failure):
-                return self._reply(key, D.POSITION, made, "positions_sent", inline)
-            result = made
-        self._deliberations.forget(key)
+        if survey.kind == D.DELIBERATE:  # only a deliberation has a prompt to use or forget
+            if ok:
+                made = self._deliberations.position(key, result)
+                if not isinstance(made, Failure):
+                    return self._reply(key, D.POSITION, made, "positions_sent", inline)
+                result = made
+            self._deliberations.forget(key)
         if ok and survey.kind == P.POLL:
             return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered", inline)
         if ok and survey.kind == P.VOTE:
