@@ -4,8 +4,9 @@
 protocol object which handler answers it (:meth:`MemberProtocol.receive_survey`), runs the
 handler under the survey's deadline, and sends the reply the protocol object builds. An
 async handler runs in the receiving task until it first waits (most answer at once); then a
-new task takes over receiving and this one finishes the answer. Plain handlers get a task
-each (they run in a thread, at most ``threads`` at once).
+new task takes over receiving and this one finishes the answer. Plain handlers run in a
+thread each (at most ``threads`` at once): a poll's or a vote's sends its own reply
+(:mod:`consensus.room.thread_replies`), the others' come back to a task of their own.
 
 What does not change from one answer to the next is worked out once per handler (a
 :class:`_Plan`: whether it is async, its name, its :class:`HandlerContext` per asker), and
@@ -28,6 +29,7 @@ import trio
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
 from consensus.room.member_protocol import MemberProtocol
+from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
 from consensus.runtime.context import HandlerContext, Kind, set_current
 from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
@@ -87,11 +89,21 @@ class Answerer:
         self._surveys: dict[int, IncomingSurvey] = {}  # received and not answered yet, by key
         self._keys = itertools.count(1)
         self._nursery: trio.Nursery | None = None
+        # Plain poll and vote handlers reply from their own thread (see thread_replies).
+        plain = any(not p.awaits for kind, p in self._plans.items() if kind is not HandlerKind.DELIBERATE)
+        self._away = ThreadReplies(threads, self._settled, self._expired) if plain else None
 
     def start(self, nursery: trio.Nursery) -> None:
         """Receive surveys from now on (a survey before the welcome is kept, then answered)."""
         self._nursery = nursery
         nursery.start_soon(self._loop)
+        if self._away is not None:
+            nursery.start_soon(self._away.watch)
+
+    def settle(self) -> None:
+        """Take the replies handler threads sent into the books (before reading counters)."""
+        if self._away is not None:
+            self._away.settle()
 
     def handle(self, handle: Handle) -> None:
         """Answer a survey the protocol held back (one that came before the welcome)."""
@@ -151,7 +163,8 @@ class Answerer:
             handle = outputs[0]
             plan = plans[handle.handler]
             if not plan.awaits:
-                nursery.start_soon(self._answer, handle)
+                if not self._hand_to_thread(handle, survey, plan, now):
+                    nursery.start_soon(self._answer, handle)
                 continue
             context = plan.context(survey.envelope.sender)
             if context is not current:  # this task runs only handlers: set, never reset
@@ -161,6 +174,49 @@ class Answerer:
             if suspended:
                 return outcome  # replied to outside ``bound``: its deadline is the handler's only
             await self.reply(protocol.reply(key, outcome))
+
+    def _hand_to_thread(self, handle: Handle, survey: IncomingSurvey, plan: _Plan, now: float) -> bool:
+        """Run a plain handler in a thread that sends its reply; False: the trio path answers."""
+        if self._away is None or (ticket := self._protocol.ticket(handle.survey)) is None:
+            return False
+        deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
+        away = Away(ticket, survey, self._respondent.next_id(), plan.name, deadline)
+        return self._away.start(away, plan.handler, handle.args, plan.context(survey.envelope.sender))
+
+    def _settled(self, record: Finished) -> None:
+        """What a handler thread left: its books, or the reply for trio to send."""
+        key, survey = record.away.key, record.away.survey
+        if record.fate is Fate.SENT:
+            survey.settle_threadsafe(record.size)
+            self._surveys.pop(key, None)
+            self._protocol.replied(key, record.counter)
+        elif record.fate is Fate.DROPPED:
+            survey.settle_threadsafe(None)
+            self._surveys.pop(key, None)
+            self._protocol.dropped(key)
+        else:
+            assert record.outcome is not None
+            self._soon(self._finish, record.away, record.fate is Fate.AWAIT, record.outcome)
+
+    def _expired(self, away: Away) -> None:
+        """Trio claimed a survey whose handler thread missed the deadline: it answers Timeout."""
+        failure = Failure("Timeout", f"handler {away.name} did not finish before the deadline")
+        self._soon(self._finish, away, False, (False, failure))
+
+    def _soon(self, *task: Any) -> None:
+        try:
+            assert self._nursery is not None
+            self._nursery.start_soon(*task)
+        except RuntimeError:  # the membership is ending: nobody answers any more
+            pass
+
+    async def _finish(self, away: Away, awaits: bool, outcome: tuple[bool, Any]) -> None:
+        """Send from trio what a thread could not: a value only trio can send, the Timeout
+        error, or the outcome of the awaitable a plain handler returned."""
+        if awaits:  # under the survey's deadline, as the trio path awaits it
+            outcome = await run_handler(_returning(outcome[1]), deadline=away.deadline, limiter=self._threads,
+                                        sync=False)  # fmt: skip
+        await self.reply(self._protocol.reply(away.key, outcome))
 
     async def _answer(self, handle: Handle) -> None:
         survey = self._surveys[handle.survey]
@@ -185,3 +241,11 @@ class Answerer:
             return
         self._protocol.sent(frame.survey)
 
+
+def _returning(awaitable: Any) -> Callable[[], Awaitable[Any]]:
+    """An async function awaiting ``awaitable`` (what a plain handler returned)."""
+
+    async def awaited() -> Any:
+        return await awaitable
+
+    return awaited
