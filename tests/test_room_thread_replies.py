@@ -4,11 +4,13 @@ Against a child process (``tests/room_plain_agent.py``) over ipc and tcp: answer
 failures, a blocked handler. In one process, where the test must see both ends' books:
 exact counters, a handler slower than the deadline (Timeout exactly once, no late
 duplicate), the member leaving while a handler runs, a large answer through shared
-memory; the pure ticket in memory.
+memory; asyncio handlers (``consensus.aio``) replying from their loop's thread; the pure
+ticket in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
@@ -17,9 +19,11 @@ from typing import Any
 
 import pytest
 import trio
+from _bridge import run
 from conftest import Peers, read_line, tell
 
 import consensus
+from consensus import aio
 from consensus.failure import Failure
 from consensus.room import protocol as P
 from consensus.room.member_protocol import MemberProtocol
@@ -220,3 +224,57 @@ def test_the_ticket_builds_the_reply_the_protocol_would() -> None:
     member.replied(1, "polls_answered")  # once only: the survey is gone
     member.replied(2, "handler_errors")
     assert (member.counts["polls_answered"], member.counts["handler_errors"]) == (1, 1)
+
+
+def test_asyncio_handlers_reply_from_their_loops_thread(
+    room_address: Address, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    senders: list[str] = []
+    original = IncomingSurvey.reply_threadsafe
+
+    def spy(survey: IncomingSurvey, value: Any, **options: Any) -> Any:
+        senders.append(threading.current_thread().name)
+        return original(survey, value, **options)
+
+    monkeypatch.setattr(IncomingSurvey, "reply_threadsafe", spy)
+    address = room_address("ipc")
+    cancelled: list[bool] = []
+
+    async def on_poll(question: Any) -> Any:
+        await asyncio.sleep(0)
+        if question == "fail":
+            raise KeyError("no such thing")
+        if question == "stall":
+            try:
+                await asyncio.Event().wait()  # never set: past the deadline
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+        context = consensus.handler_context()
+        return [question, context.kind, context.asker]
+
+    async def on_vote(motion: Any, options: list[Any]) -> Any:
+        return options[0]
+
+    async def main() -> tuple[str, Any]:
+        async with (
+            aio.host(address) as room,
+            aio.join(address, name="m", on_poll=on_poll, on_vote=on_vote) as m,
+        ):
+            await room.wait_for_members(1)
+            for i in range(20):
+                assert (await room.poll(i, timeout=5)).answers == {"m": [i, "poll", "host"]}
+                assert m.statistics().polls_answered == i + 1
+            assert (await room.poll("fail", timeout=5)).errors["m"].type == "KeyError"
+            stalled = await room.poll("stall", timeout=0.5)
+            assert stalled.errors["m"].type == "Timeout" and stalled.answers == {}
+            while not cancelled:  # trio's Timeout cancels the asyncio task, as trio's cancellation did
+                await asyncio.sleep(0.01)
+            assert (await room.vote("x", options=["a", "b"], timeout=5)).outcome == "a"
+            assert (await room.poll("after", timeout=5)).answers == {"m": ["after", "poll", "host"]}
+            return threading.current_thread().name, (m.statistics(), room.statistics())
+
+    loop_thread, (stats, room_stats) = run(main())
+    assert (stats.polls_answered, stats.votes_cast, stats.handler_errors) == (21, 1, 2)
+    assert room_stats.late_replies == 0
+    assert senders == [loop_thread] * 23  # every answer, ballot and failure left from the loop's thread

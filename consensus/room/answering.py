@@ -31,7 +31,7 @@ from consensus.room.events import Handle, HandlerKind, Output, Send
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
 from consensus.runtime.context import HandlerContext, Kind, set_current
-from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
+from consensus.runtime.handlers import Elsewhere, Handler, elsewhere, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
 from patterns import Closed, EncodeError, IncomingSurvey, MalformedMessage, MessageTooLarge, Respondent
 
@@ -57,12 +57,18 @@ class _Plan:
     kind: Kind
     awaits: bool  # an async function: runs in the receiving task until it first waits
     name: str
+    runner: Elsewhere | None  # an asyncio handler of the bridge: runs on its loop, whose thread replies
     contexts: dict[str, HandlerContext] = field(default_factory=dict)  # by asker: one object each
 
     @classmethod
     def of(cls, kind: HandlerKind, handler: Handler) -> _Plan:
         name = getattr(handler, "__qualname__", None) or repr(handler)
-        return cls(handler, _KINDS[kind], inspect.iscoroutinefunction(handler), name)
+        return cls(handler, _KINDS[kind], inspect.iscoroutinefunction(handler), name, elsewhere(handler))
+
+    @property
+    def away(self) -> bool:
+        """Runs in another thread: a plain function, or on another loop."""
+        return not self.awaits or self.runner is not None
 
     def context(self, asker: str) -> HandlerContext:
         """What :func:`consensus.handler_context` says while this handler answers ``asker``."""
@@ -89,8 +95,8 @@ class Answerer:
         self._surveys: dict[int, IncomingSurvey] = {}  # received and not answered yet, by key
         self._keys = itertools.count(1)
         self._nursery: trio.Nursery | None = None
-        # Plain poll and vote handlers reply from their own thread (see thread_replies).
-        plain = any(not p.awaits for kind, p in self._plans.items() if kind is not HandlerKind.DELIBERATE)
+        # Plain and asyncio poll and vote handlers reply from their own thread (see thread_replies).
+        plain = any(p.away for kind, p in self._plans.items() if kind is not HandlerKind.DELIBERATE)
         self._away = ThreadReplies(threads, self._settled, self._expired) if plain else None
 
     def start(self, nursery: trio.Nursery) -> None:
@@ -162,7 +168,7 @@ class Answerer:
                 continue
             handle = outputs[0]
             plan = plans[handle.handler]
-            if not plan.awaits:
+            if plan.away:
                 if not self._hand_to_thread(handle, survey, plan, now):
                     nursery.start_soon(self._answer, handle)
                 continue
@@ -181,7 +187,7 @@ class Answerer:
             return False
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
         away = Away(ticket, survey, self._respondent.next_id(), plan.name, deadline)
-        return self._away.start(away, plan.handler, handle.args, plan.context(survey.envelope.sender))
+        return self._away.start(away, plan.handler, handle.args, plan.context(survey.envelope.sender), plan.runner)
 
     def _settled(self, record: Finished) -> None:
         """What a handler thread left: its books, or the reply for trio to send."""

@@ -36,6 +36,7 @@ late one whose token must come back) schedules :meth:`settle` with ``run_sync_so
 from __future__ import annotations
 
 import contextvars
+import functools
 import heapq
 import logging
 import math
@@ -50,7 +51,7 @@ import trio
 from consensus.failure import Failure
 from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import HandlerContext, set_current
-from consensus.runtime.handlers import Handler
+from consensus.runtime.handlers import Elsewhere, Handler
 from patterns import Closed, IncomingSurvey, MessageTooLarge
 
 __all__ = ["Away", "Fate", "Finished", "ThreadReplies"]
@@ -105,31 +106,44 @@ class ThreadReplies:
         self._token: trio.lowlevel.TrioToken | None = None
         self._due: list[tuple[float, int]] = []  # trio's: (deadline, key) of surveys handed off
         self._scope: trio.CancelScope | None = None  # the watcher's sleep, until the earliest deadline
+        self._cancels: dict[Away, Callable[[], None]] = {}  # trio's: the runners' handlers under way
         self._lock = threading.Lock()
         self._pending: dict[int, Away] = {}  # behind the lock (also every field below)
         self._records: list[Finished] = []
         self._scheduled = False  # a settle() is on its way to trio
 
     # ------------------------------------------------------------------ trio's side
-    def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext) -> bool:
-        """Hand one survey to a thread; False when the trio path must take it (no free
-        handler thread: the trio path waits for one, or says ``Busy``)."""
+    def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext,
+              runner: Elsewhere | None = None) -> bool:  # fmt: skip
+        """Hand one survey to a thread, or with ``runner`` (an asyncio handler of the bridge)
+        to the runner's loop, whose thread sends; False when the trio path must take it (no
+        free handler thread: the trio path waits for one, or says ``Busy``; the loop closed)."""
         self.settle()  # first: the tokens of replies sent since the last look come back
-        try:
-            self._limiter.acquire_on_behalf_of_nowait(away)
-        except trio.WouldBlock:
-            return False
+        if runner is None:
+            try:
+                self._limiter.acquire_on_behalf_of_nowait(away)
+            except trio.WouldBlock:
+                return False
         if self._token is None:
             self._token = trio.lowlevel.current_trio_token()
         copied = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
         with self._lock:
             self._pending[away.key] = away
+        if runner is not None:
+            copied.run(set_current, context)
+            try:
+                self._cancels[away] = runner.submit(args, copied, lambda ok, result: self._done(away, ok, result))
+            except RuntimeError:  # its loop is closed: the trio path says so to the host
+                with self._lock:
+                    del self._pending[away.key]
+                return False
+        else:
+            name = getattr(handler, "__qualname__", None) or repr(handler)
+            trio.lowlevel.start_thread_soon(lambda: copied.run(self._work, away, handler, args, context), _ignore,
+                                            name=f"handler {name}")  # fmt: skip
         if away.deadline < math.inf:
             self._rearm(away.deadline)
             heapq.heappush(self._due, (away.deadline, away.key))
-        name = getattr(handler, "__qualname__", None) or repr(handler)
-        trio.lowlevel.start_thread_soon(lambda: copied.run(self._work, away, handler, args, context), _ignore,
-                                        name=f"handler {name}")  # fmt: skip
         return True
 
     def settle(self) -> None:
@@ -143,7 +157,8 @@ class ThreadReplies:
             while self._due and self._due[0][1] not in pending:  # claimed by its thread: no deadline to keep
                 heapq.heappop(self._due)
         for record in records:
-            self._limiter.release_on_behalf_of(record.away)
+            if self._cancels.pop(record.away, None) is None:  # a thread's, not a runner's: its token
+                self._limiter.release_on_behalf_of(record.away)
             if record.fate is not Fate.LATE:
                 self._later(record)
 
@@ -163,9 +178,21 @@ class ThreadReplies:
                         away = self._pending.pop(key, None)
                     if away is not None:  # trio's now: the thread's answer, when it comes, is dropped
                         self._expired(away)
+                        self._cancel(away)
         finally:
             with self._lock:  # the membership ends: nobody answers the surveys still pending
                 self._pending.clear()
+            for away in list(self._cancels):  # asyncio handlers still running are cancelled, as trio's would be
+                self._cancel(away)
+
+    def _cancel(self, away: Away) -> None:
+        """Cancel a runner's handler trio stopped waiting for (its record still comes back)."""
+        cancel = self._cancels.get(away)
+        if cancel is not None:
+            try:
+                cancel()
+            except RuntimeError:  # its loop is closed: nothing runs there any more
+                pass
 
     def _rearm(self, deadline: float) -> None:
         if self._scope is not None and deadline < self._scope.deadline:
@@ -190,7 +217,14 @@ class ThreadReplies:
             return
         self._reply(away, outcome)
 
-    def _reply(self, away: Away, outcome: tuple[bool, Any]) -> None:
+    def _done(self, away: Away, ok: bool, result: Any) -> None:
+        """A runner's handler ended (on its loop's thread): reply from here."""
+        if not ok:
+            log.info("handler of survey %d failed: %r", away.key, result)
+            result = Failure.from_exception(result)
+        self._reply(away, (ok, result), on_loop=True)
+
+    def _reply(self, away: Away, outcome: tuple[bool, Any], *, on_loop: bool = False) -> None:
         frame, counter = away.ticket.reply(outcome)
         waiting: Callable[[], int] | None = None
         with self._lock:
@@ -213,18 +247,24 @@ class ThreadReplies:
                         return
                     fate = Fate.TRIO if sent is None else Fate.SENT
                     waiting = sent
-        if waiting is not None:  # queued behind an earlier reply on this connection: wait here, not in trio
-            try:
-                size = waiting()
-            except Closed:
-                fate = Fate.DROPPED
-            except Exception:  # noqa: BLE001 - a busy connection past the deadline: the reply is lost
-                log.info("the reply to survey %d waited too long for its connection", away.key)
-                fate = Fate.DROPPED
-            else:
-                self._leave(Finished(away, Fate.SENT, counter=counter, size=size))
-                return
-        self._leave(Finished(away, fate, outcome))
+        if waiting is None:
+            self._leave(Finished(away, fate, outcome))
+        elif on_loop:  # an event loop must not wait: a thread does
+            trio.lowlevel.start_thread_soon(functools.partial(self._wait, away, waiting, counter), _ignore)
+        else:
+            self._wait(away, waiting, counter)
+
+    def _wait(self, away: Away, waiting: Callable[[], int], counter: str) -> None:
+        """A reply queued behind an earlier one on its connection: wait here, not in trio."""
+        try:
+            size = waiting()
+        except Closed:
+            self._leave(Finished(away, Fate.DROPPED))
+        except Exception:  # noqa: BLE001 - a busy connection past the deadline: the reply is lost
+            log.info("the reply to survey %d waited too long for its connection", away.key)
+            self._leave(Finished(away, Fate.DROPPED))
+        else:
+            self._leave(Finished(away, Fate.SENT, counter=counter, size=size))
 
     def _leave(self, record: Finished) -> None:
         """Leave a record that trio must act on soon, and make sure it looks."""
