@@ -58,17 +58,14 @@ class _Plan:
     awaits: bool  # an async function: runs in the receiving task until it first waits
     name: str
     runner: Elsewhere | None  # an asyncio handler of the bridge: runs on its loop, whose thread replies
+    away: bool  # runs in another thread (plain, or on another loop): that thread may send the reply
     contexts: dict[str, HandlerContext] = field(default_factory=dict)  # by asker: one object each
 
     @classmethod
     def of(cls, kind: HandlerKind, handler: Handler) -> _Plan:
         name = getattr(handler, "__qualname__", None) or repr(handler)
-        return cls(handler, _KINDS[kind], inspect.iscoroutinefunction(handler), name, elsewhere(handler))
-
-    @property
-    def away(self) -> bool:
-        """Runs in another thread: a plain function, or on another loop."""
-        return not self.awaits or self.runner is not None
+        awaits, runner = inspect.iscoroutinefunction(handler), elsewhere(handler)
+        return cls(handler, _KINDS[kind], awaits, name, runner, not awaits or runner is not None)
 
     def context(self, asker: str) -> HandlerContext:
         """What :func:`consensus.handler_context` says while this handler answers ``asker``."""
