@@ -27,6 +27,7 @@ from consensus import aio
 from consensus.failure import Failure
 from consensus.room import protocol as P
 from consensus.room.member_protocol import MemberProtocol
+from consensus.trust.identity import Identity
 from patterns import Envelope, IncomingSurvey
 
 pytestmark = pytest.mark.timeout(90)
@@ -278,3 +279,20 @@ def test_asyncio_handlers_reply_from_their_loops_thread(
     assert (stats.polls_answered, stats.votes_cast, stats.handler_errors) == (21, 1, 2)
     assert room_stats.late_replies == 0
     assert senders == [loop_thread] * 23  # every answer, ballot and failure left from the loop's thread
+
+
+async def test_a_ballot_signed_in_the_handlers_thread_verifies(room_address: Address,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    spy = ReplySpy(monkeypatch)
+    identity = Identity.generate()
+    address = room_address("ipc")
+    async with (
+        consensus.host(address) as room,
+        consensus.join(address, name="ann", on_vote=lambda motion, options: "yes", identity=identity),
+    ):
+        with trio.fail_after(20):
+            await room.wait_for_members(1)
+            decision = await room.vote("ship it", options=["yes", "no"], timeout=5)
+    assert decision.outcome == "yes"
+    assert decision.verify({"ann": identity.public}).ok
+    assert len(spy.results) == 1 and isinstance(spy.results[0], int)  # it left from the thread
