@@ -296,3 +296,20 @@ async def test_a_ballot_signed_in_the_handlers_thread_verifies(room_address: Add
     assert decision.outcome == "yes"
     assert decision.verify({"ann": identity.public}).ok
     assert len(spy.results) == 1 and isinstance(spy.results[0], int)  # it left from the thread
+
+
+async def test_a_plain_handler_returning_a_coroutine_is_awaited_by_trio(room_address: Address) -> None:
+    async def later(question: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return question.upper()
+
+    def on_poll(question: str) -> Any:
+        return later(question)  # a plain function that returns an awaitable: trio awaits it
+
+    address = room_address("ipc")
+    async with consensus.host(address) as room, consensus.join(address, name="m", on_poll=on_poll) as member:
+        with trio.fail_after(20):
+            await room.wait_for_members(1)
+            for question in ("a", "b"):
+                assert (await room.poll(question, timeout=5)).answers == {"m": question.upper()}
+            assert member.statistics().polls_answered == 2
