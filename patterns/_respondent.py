@@ -27,7 +27,7 @@ reply to a peer on this host may create segments (its ``Placement``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -109,6 +109,62 @@ class IncomingSurvey:
         ctx, self._ctx = self._ctx, None
         with delivering(placement):
             await resp._send_reply(ctx, data, self._deadline, survey)
+
+    def reply_threadsafe(self, value: Any, *, kind: str, ident: int,
+                         inline: bool = False) -> int | Callable[[], int] | None:  # fmt: skip
+        """:meth:`reply` from a thread that is not trio's (a plain handler's), for a small
+        plain ``value``: encodes it and hands it to NNG on this survey's context, without
+        waiting. Returns the frame's size when it left at once (the connection was free); a
+        function that waits, in the calling thread (never trio's), until it has left and then
+        returns its size, when it is queued behind an earlier reply; or None when it cannot go
+        this way (a guard seals frames; the value needs shared memory, splicing or the
+        general encoder): :meth:`reply` sends it then.
+
+        ``ident``: the reply's envelope id, taken with :meth:`Respondent.next_id` in trio's
+        thread. Counts nothing and keeps the context: trio calls :meth:`settle_threadsafe`
+        afterwards. The caller sees to it that trio neither answers nor declines this survey
+        meanwhile. Raises (also the waiting function) :class:`Closed` (the socket closed),
+        :class:`MessageTooLarge` and :class:`~patterns.Timeout` (the connection stayed busy)."""
+        resp, ctx = self._respondent, self._ctx
+        operation = f"reply to survey {self.envelope.id} from a handler thread"
+        if ctx is None or resp._closed:
+            raise Closed(f"{operation}: {self!r} was answered, or its socket closed")
+        if resp.guard is not None:
+            return None  # a guard's sequence is not thread-safe
+        # Bodies holding a buffer this large may go to shared memory: the general path's.
+        limit = GAP_MIN if inline or resp._beacons is None else min(GAP_MIN, resp.shared_memory.threshold)
+        data = common_frame(kind, resp.name, ident, value, self.envelope.id, None, limit=limit,
+                            max_size=resp.max_message_size)  # fmt: skip
+        if data is None:
+            return None
+        wall = self.envelope.deadline  # trio's clock is not this thread's to read
+        left = 0.0 if wall is None else max(wall - time.time(), 0.0)
+        aio = _submit_threadsafe(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), operation, resp)
+        size = len(data)
+        if not lib.nng_aio_busy(aio):  # NNG wrote it in this call
+            err = _result_and_free(aio)
+            if err:
+                raise_for(err, operation=operation, where=resp)
+            return size
+
+        def wait() -> int:
+            err = _wait_and_free(aio)
+            if err:
+                raise_for(err, operation=operation, where=resp)
+            return size
+
+        return wait
+
+    def settle_threadsafe(self, size: int | None) -> None:
+        """After :meth:`reply_threadsafe` (trio's thread): the context goes back to the pool
+        and a reply of ``size`` bytes is counted (None: nothing went out)."""
+        resp = self._respondent
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            resp._release(ctx)
+        if size is not None:
+            resp._sent += 1
+            resp._bytes_sent += size
 
     def decline(self) -> None:
         """Do not answer (the surveyor sees no reply from us)."""
@@ -311,6 +367,27 @@ def _result_and_free(aio: Any) -> int:
     err = _result(aio)
     lib.nng_aio_free(aio)
     return err
+
+
+def _submit_threadsafe(ctx: Any, data: bytes, timeout_ms: int, operation: str, where: object) -> Any:
+    """:meth:`Respondent._submit` for a thread that is not trio's: its own aio and message
+    (the socket's are trio's). Not ``nng_ctx_sendmsg``: non-blocking, it says EAGAIN even
+    on an idle connection (``nng-facts.md``)."""
+    aio_out, msg_out = ffi.new("nng_aio **"), ffi.new("nng_msg **")
+    err = lib.nng_aio_alloc(aio_out, ffi.NULL, ffi.NULL)
+    if err:
+        raise_for(err, operation=operation, where=where)
+    aio = aio_out[0]
+    err = lib.nng_msg_alloc(msg_out, len(data))
+    if err:
+        lib.nng_aio_free(aio)
+        raise_for(err, operation=operation, where=where)
+    msg = msg_out[0]
+    ffi.memmove(lib.nng_msg_body(msg), data, len(data))
+    lib.nng_aio_set_msg(aio, msg)
+    lib.nng_aio_set_timeout(aio, timeout_ms)
+    lib.nng_ctx_send(ctx, aio)
+    return aio
 
 
 def _wait_and_free(aio: Any) -> int:  # in a worker thread: NNG's calls release the GIL

@@ -4,8 +4,14 @@
 protocol object which handler answers it (:meth:`MemberProtocol.receive_survey`), runs the
 handler under the survey's deadline, and sends the reply the protocol object builds. An
 async handler runs in the receiving task until it first waits (most answer at once); then a
-new task takes over receiving and this one finishes the answer. Plain handlers get a task
-each (they run in a thread, at most ``threads`` at once).
+new task takes over receiving and this one finishes the answer. Plain handlers run in a
+thread each (at most ``threads`` at once): a poll's or a vote's sends its own reply
+(:mod:`consensus.room.thread_replies`), the others' come back to a task of their own.
+
+What does not change from one answer to the next is worked out once per handler (a
+:class:`_Plan`: whether it is async, its name, its :class:`HandlerContext` per asker), and
+an inline answer's deadline only when its handler waits: one member process answers its
+members one after another, so this bookkeeping is the serial part of a poll.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -22,8 +29,9 @@ import trio
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
 from consensus.room.member_protocol import MemberProtocol
-from consensus.runtime.context import HandlerContext, Kind, serving, set_current
-from consensus.runtime.handlers import Handler, run_handler, run_inline, trio_deadline
+from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
+from consensus.runtime.context import HandlerContext, Kind, set_current
+from consensus.runtime.handlers import Elsewhere, Handler, elsewhere, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
 from patterns import Closed, EncodeError, IncomingSurvey, MalformedMessage, MessageTooLarge, Respondent
 
@@ -31,6 +39,42 @@ __all__ = ["Answerer"]
 
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed surveys: one line every 10 s at most
+
+_KINDS: dict[HandlerKind, Kind] = {
+    HandlerKind.POLL: "poll",
+    HandlerKind.VOTE: "vote",
+    HandlerKind.DELIBERATE: "deliberate",
+}
+
+MAX_ASKERS = 8  # contexts kept per handler (the askers are the room's hosts: one, or a few over restarts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one of the member's handlers runs: worked out once, not per answer."""
+
+    handler: Handler
+    kind: Kind
+    awaits: bool  # an async function: runs in the receiving task until it first waits
+    name: str
+    runner: Elsewhere | None  # an asyncio handler of the bridge: runs on its loop, whose thread replies
+    away: bool  # runs in another thread (plain, or on another loop): that thread may send the reply
+    contexts: dict[str, HandlerContext] = field(default_factory=dict)  # by asker: one object each
+
+    @classmethod
+    def of(cls, kind: HandlerKind, handler: Handler) -> _Plan:
+        name = getattr(handler, "__qualname__", None) or repr(handler)
+        awaits, runner = inspect.iscoroutinefunction(handler), elsewhere(handler)
+        return cls(handler, _KINDS[kind], awaits, name, runner, not awaits or runner is not None)
+
+    def context(self, asker: str) -> HandlerContext:
+        """What :func:`consensus.handler_context` says while this handler answers ``asker``."""
+        context = self.contexts.get(asker)
+        if context is None:
+            if len(self.contexts) >= MAX_ASKERS:
+                self.contexts.clear()
+            context = self.contexts[asker] = HandlerContext(self.kind, asker)
+        return context
 
 
 class Answerer:
@@ -41,18 +85,28 @@ class Answerer:
                  act: Callable[[list[Output]], Awaitable[None]]) -> None:  # fmt: skip
         self._respondent = respondent
         self._protocol = protocol
-        self._handlers = dict(handlers)
+        self._plans = {kind: _Plan.of(kind, handler) for kind, handler in handlers.items()}
         self._handler_timeout = handler_timeout
         self._threads = threads
         self._act = act  # the member's: what the protocol returns besides a handler to run
         self._surveys: dict[int, IncomingSurvey] = {}  # received and not answered yet, by key
         self._keys = itertools.count(1)
         self._nursery: trio.Nursery | None = None
+        # Plain and asyncio poll and vote handlers reply from their own thread (see thread_replies).
+        plain = any(p.away for kind, p in self._plans.items() if kind is not HandlerKind.DELIBERATE)
+        self._away = ThreadReplies(threads, self._settled, self._expired) if plain else None
 
     def start(self, nursery: trio.Nursery) -> None:
         """Receive surveys from now on (a survey before the welcome is kept, then answered)."""
         self._nursery = nursery
         nursery.start_soon(self._loop)
+        if self._away is not None:
+            nursery.start_soon(self._away.watch)
+
+    def settle(self) -> None:
+        """Take the replies handler threads sent into the books (before reading counters)."""
+        if self._away is not None:
+            self._away.settle()
 
     def handle(self, handle: Handle) -> None:
         """Answer a survey the protocol held back (one that came before the welcome)."""
@@ -68,26 +122,32 @@ class Answerer:
         # once per survey (a cancel scope with a deadline costs 10-16 µs here, more than the
         # rest of a quick answer's Python): it gets the deadline only when a handler waits,
         # and by then this task does nothing else (receiving moved to a new task).
-        suspended: list[tuple[int, Handler]] = []  # the survey whose handler waited, if any
+        suspended: list[tuple[int, _Plan]] = []  # the survey whose handler waited, if any
         answered: tuple[bool, Any] | None = None
         with trio.CancelScope() as bound:
             answered = await self._receive_and_answer(bound, suspended)
         if not suspended:
             return  # the socket closed
-        key, handler = suspended[0]
+        key, plan = suspended[0]
         if answered is None:  # only a missed deadline gets here without an outcome
             assert bound.cancelled_caught
-            name = getattr(handler, "__qualname__", None) or repr(handler)
-            answered = (False, Failure("Timeout", f"handler {name} did not finish before the deadline"))
+            answered = (False, Failure("Timeout", f"handler {plan.name} did not finish before the deadline"))
         await self.reply(self._protocol.reply(key, answered))
 
     async def _receive_and_answer(self, bound: trio.CancelScope,
-                                  suspended: list[tuple[int, Handler]]) -> tuple[bool, Any] | None:  # fmt: skip
+                                  suspended: list[tuple[int, _Plan]]) -> tuple[bool, Any] | None:  # fmt: skip
         """Receive surveys and answer them until the socket closes (None) or an async
         handler waits: then a new task receives, ``bound`` gets the handler's deadline, and
         this returns the handler's outcome (its survey's key is put in ``suspended``)."""
         assert self._nursery is not None
-        nursery, protocol = self._nursery, self._protocol
+        nursery, protocol, plans = self._nursery, self._protocol, self._plans
+        current: HandlerContext | None = None  # the context this task set last
+
+        def hand_off() -> None:  # called while the handler of this very iteration runs: its names are current
+            suspended.append((key, plan))
+            bound.deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
+            nursery.start_soon(self._loop)
+
         while True:
             try:
                 survey = await self._respondent.receive()
@@ -98,34 +158,76 @@ class Answerer:
                 return None
             key = next(self._keys)
             self._surveys[key] = survey
-            outputs = protocol.receive_survey(key, survey.envelope, trio.current_time())
+            now = trio.current_time()
+            outputs = protocol.receive_survey(key, survey.envelope, now)
             if len(outputs) != 1 or not isinstance(outputs[0], Handle):
                 await self._act(outputs)
                 continue
             handle = outputs[0]
-            handler = self._handlers[handle.handler]
-            if not inspect.iscoroutinefunction(handler):
-                nursery.start_soon(self._answer, handle)
+            plan = plans[handle.handler]
+            if plan.away:
+                if not self._hand_to_thread(handle, survey, plan, now):
+                    nursery.start_soon(self._answer, handle)
                 continue
-            deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-
-            def hand_off(key: int = key, handler: Handler = handler, deadline: float = deadline) -> None:
-                suspended.append((key, handler))
-                bound.deadline = deadline
-                nursery.start_soon(self._loop)
-
-            set_current(_context(handle, survey))  # this task runs only handlers: no reset needed
-            outcome = await run_inline(handler, *handle.args, deadline=math.inf, on_suspend=hand_off)
+            context = plan.context(survey.envelope.sender)
+            if context is not current:  # this task runs only handlers: set, never reset
+                set_current(context)
+                current = context
+            outcome = await run_inline(plan.handler, *handle.args, deadline=math.inf, on_suspend=hand_off)
             if suspended:
                 return outcome  # replied to outside ``bound``: its deadline is the handler's only
             await self.reply(protocol.reply(key, outcome))
 
+    def _hand_to_thread(self, handle: Handle, survey: IncomingSurvey, plan: _Plan, now: float) -> bool:
+        """Run a plain handler in a thread that sends its reply; False: the trio path answers."""
+        if self._away is None or (ticket := self._protocol.ticket(handle.survey)) is None:
+            return False
+        deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
+        away = Away(ticket, survey, self._respondent.next_id(), plan.name, deadline)
+        return self._away.start(away, plan.handler, handle.args, plan.context(survey.envelope.sender), plan.runner)
+
+    def _settled(self, record: Finished) -> None:
+        """What a handler thread left: its books, or the reply for trio to send."""
+        key, survey = record.away.key, record.away.survey
+        if record.fate is Fate.SENT:
+            survey.settle_threadsafe(record.size)
+            self._surveys.pop(key, None)
+            self._protocol.replied(key, record.counter)
+        elif record.fate is Fate.DROPPED:
+            survey.settle_threadsafe(None)
+            self._surveys.pop(key, None)
+            self._protocol.dropped(key)
+        else:
+            assert record.outcome is not None
+            self._soon(self._finish, record.away, record.fate is Fate.AWAIT, record.outcome)
+
+    def _expired(self, away: Away) -> None:
+        """Trio claimed a survey whose handler thread missed the deadline: it answers Timeout."""
+        failure = Failure("Timeout", f"handler {away.name} did not finish before the deadline")
+        self._soon(self._finish, away, False, (False, failure))
+
+    def _soon(self, *task: Any) -> None:
+        try:
+            assert self._nursery is not None
+            self._nursery.start_soon(*task)
+        except RuntimeError:  # the membership is ending: nobody answers any more
+            pass
+
+    async def _finish(self, away: Away, awaits: bool, outcome: tuple[bool, Any]) -> None:
+        """Send from trio what a thread could not: a value only trio can send, the Timeout
+        error, or the outcome of the awaitable a plain handler returned."""
+        if awaits:  # under the survey's deadline, as the trio path awaits it
+            outcome = await run_handler(_returning(outcome[1]), deadline=away.deadline, limiter=self._threads,
+                                        sync=False)  # fmt: skip
+        await self.reply(self._protocol.reply(away.key, outcome))
+
     async def _answer(self, handle: Handle) -> None:
         survey = self._surveys[handle.survey]
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
-        handler = self._handlers[handle.handler]
-        with serving(_context(handle, survey)):
-            outcome = await run_handler(handler, *handle.args, deadline=deadline, limiter=self._threads)
+        plan = self._plans[handle.handler]
+        set_current(plan.context(survey.envelope.sender))  # a task of its own: no reset needed
+        outcome = await run_handler(plan.handler, *handle.args, deadline=deadline, limiter=self._threads,
+                                    sync=not plan.awaits)  # fmt: skip
         await self.reply(self._protocol.reply(handle.survey, outcome))
 
     async def reply(self, frame: Send) -> None:
@@ -143,13 +245,10 @@ class Answerer:
         self._protocol.sent(frame.survey)
 
 
-def _context(handle: Handle, survey: IncomingSurvey) -> HandlerContext:
-    """What :func:`consensus.handler_context` says while ``handle`` runs."""
-    return HandlerContext(_KINDS[handle.handler], survey.envelope.sender)
+def _returning(awaitable: Any) -> Callable[[], Awaitable[Any]]:
+    """An async function awaiting ``awaitable`` (what a plain handler returned)."""
 
+    async def awaited() -> Any:
+        return await awaitable
 
-_KINDS: dict[HandlerKind, Kind] = {
-    HandlerKind.POLL: "poll",
-    HandlerKind.VOTE: "vote",
-    HandlerKind.DELIBERATE: "deliberate",
-}
+    return awaited

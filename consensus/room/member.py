@@ -238,6 +238,7 @@ class Member:
             yield decision
 
     def statistics(self) -> MemberStatistics:
+        self._answerer.settle()  # first: the replies handler threads sent count
         counts = self._protocol.counts
         socks = (self._respondent, self._control, self._mesh)
         stats = [s.statistics() for s in socks]

@@ -40,7 +40,7 @@ from consensus.room.events import (
     Undial,
     Welcomed,
 )
-from consensus.room.member_surveys import MemberSurveys
+from consensus.room.member_surveys import MemberSurveys, ReplyTicket
 from consensus.room.roster import check_name
 from consensus.trust.identity import Identity
 from consensus.trust.room import MemberKeys
@@ -365,6 +365,16 @@ class MemberProtocol:
         ballot for that vote; one that makes no ballot is answered with an error. Returns
         the frame to send; call :meth:`sent` (or :meth:`dropped`) once it is out."""
         return self._surveys.reply(key, outcome, inline=self.inline)
+
+    def ticket(self, key: int) -> ReplyTicket | None:
+        """What the reply to survey ``key`` needs, frozen, so that another thread can build it
+        (:meth:`ReplyTicket.reply`) and send it; None when only :meth:`reply` can (not a
+        poll or a vote). Book the reply with :meth:`replied` once it is out."""
+        return self._surveys.ticket(key, inline=self.inline)
+
+    def replied(self, key: int, counter: str) -> None:
+        """The reply built from :meth:`ticket` went out: count it under ``counter``."""
+        self._surveys.replied(key, counter)
 
     def unencodable(self, key: int, exc: Exception) -> Send:
         """The reply to ``key`` has no wire form (``exc``): the error frame to send instead."""

@@ -11,6 +11,7 @@ kept and whether replies carry shared-memory references (``inline``).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Final
 
 from consensus.failure import Failure
@@ -21,9 +22,46 @@ from consensus.room.member_deliberation import MemberDeliberations
 from consensus.trust.identity import Identity
 from patterns import Envelope
 
-__all__ = ["MAX_KEPT_SURVEYS", "MemberSurveys"]
+__all__ = ["MAX_KEPT_SURVEYS", "MemberSurveys", "ReplyTicket"]
 
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTicket:
+    """What the reply to a poll or a vote needs, frozen before its handler runs in another
+    thread: that thread builds the reply (:meth:`reply`, pure) and sends it; trio books it
+    afterwards (:meth:`MemberSurveys.replied`). Nothing in it changes meanwhile."""
+
+    key: int
+    survey: P.Survey
+    voter: str
+    identity: Identity | None
+    inline: bool
+
+    def reply(self, outcome: tuple[bool, Any]) -> tuple[Send, str]:
+        """The reply frame for ``outcome`` and the counter it goes to once sent."""
+        return _reply_frame(self.key, self.survey, outcome, self.voter, self.identity, self.inline)
+
+
+def _reply_frame(key: int, survey: P.Survey, outcome: tuple[bool, Any], voter: str,
+                 identity: Identity | None, inline: bool) -> tuple[Send, str]:  # fmt: skip
+    """A poll's answer, a vote's ballot, or the error (for any survey): the frame and its counter."""
+    ok, result = outcome
+    if ok and survey.kind == P.POLL:
+        return Send(P.ANSWER, P.answer_body(result), Target.REPLY, key, inline=inline), "polls_answered"
+    if ok and survey.kind == P.VOTE:
+        try:
+            sign = None if identity is None else functools.partial(
+                identity.sign_ballot, vote=survey.vote_id, options=tuple(survey.options), voter=voter
+            )
+            body = P.ballot_body(result, survey.vote_id, sign)
+            return Send(P.BALLOT, body, Target.REPLY, key, inline=inline), "votes_cast"
+        except (ValueError, TypeError) as exc:  # no ballot: the host hears why
+            result = Failure(type(exc).__name__, str(exc))
+    if not isinstance(result, Failure):
+        result = Failure("Error", str(result)[: P.MAX_ERROR_TEXT])
+    return Send(P.ERROR, P.error_body(result), Target.REPLY, key, inline=inline), "handler_errors"
 
 
 class MemberSurveys:
@@ -101,26 +139,27 @@ class MemberSurveys:
             what = "no handler for it" if survey.kind in known else "unknown survey kind"
             outcome = (False, Failure("NotSupported", f"{survey.kind!r}: {what}"))
         ok, result = outcome
-        if ok and survey.kind == D.DELIBERATE:
-            made = self._deliberations.position(key, result)
-            if not isinstance(made, Failure):
-                return self._reply(key, D.POSITION, made, "positions_sent", inline)
-            result = made
-        self._deliberations.forget(key)
-        if ok and survey.kind == P.POLL:
-            return self._reply(key, P.ANSWER, P.answer_body(result), "polls_answered", inline)
-        if ok and survey.kind == P.VOTE:
-            try:
-                sign = None if self.identity is None else functools.partial(
-                    self.identity.sign_ballot, vote=survey.vote_id, options=tuple(survey.options), voter=self.name
-                )
-                body = P.ballot_body(result, survey.vote_id, sign)
-                return self._reply(key, P.BALLOT, body, "votes_cast", inline)
-            except (ValueError, TypeError) as exc:  # no ballot: the host hears why
-                result = Failure(type(exc).__name__, str(exc))
-        if not isinstance(result, Failure):
-            result = Failure("Error", str(result)[: P.MAX_ERROR_TEXT])
-        return self._reply(key, P.ERROR, P.error_body(result), "handler_errors", inline)
+        if survey.kind == D.DELIBERATE:  # only a deliberation has a prompt to use or forget
+            if ok:
+                made = self._deliberations.position(key, result)
+                if not isinstance(made, Failure):
+                    return self._reply(key, D.POSITION, made, "positions_sent", inline)
+                result = made
+            self._deliberations.forget(key)
+        frame, self._counter[key] = _reply_frame(key, survey, (ok, result), self.name, self.identity, inline)
+        return frame  # counted once it is out (sent)
+
+    def ticket(self, key: int, *, inline: bool) -> ReplyTicket | None:
+        """All the reply to ``key`` needs, if a thread can build it (a poll or a vote; None for others)."""
+        survey = self._surveys[key]
+        if survey.kind != P.POLL and survey.kind != P.VOTE:
+            return None
+        return ReplyTicket(key, survey, self.name, self.identity, inline)
+
+    def replied(self, key: int, counter: str) -> None:
+        """The reply built from a :class:`ReplyTicket` went out: count it under ``counter``."""
+        if self._surveys.pop(key, None) is not None:
+            self.counts[counter] += 1
 
     def _reply(self, key: int, kind: str, body: Any, counter: str, inline: bool) -> Send:
         self._counter[key] = counter  # counted once the frame is out (sent)

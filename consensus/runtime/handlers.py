@@ -60,11 +60,12 @@ def elsewhere(handler: Handler) -> Elsewhere | None:
 REPLY_MARGIN = 0.05
 
 
-def trio_deadline(survey_deadline: float | None, *, limit: float | None = None) -> float:
+def trio_deadline(survey_deadline: float | None, *, limit: float | None = None, now: float | None = None) -> float:
     """The handler's deadline on trio's clock: a little before ``survey_deadline`` (also on
     trio's clock, as :attr:`patterns.IncomingSurvey.deadline` is), and at most ``limit``
-    seconds from now."""
-    now = trio.current_time()
+    seconds from ``now`` (trio's clock; default: the current time)."""
+    if now is None:
+        now = trio.current_time()
     deadline = math.inf
     if survey_deadline is not None:
         left = survey_deadline - now
@@ -75,16 +76,18 @@ def trio_deadline(survey_deadline: float | None, *, limit: float | None = None) 
 
 
 async def run_handler(
-    handler: Handler, *args: Any, deadline: float, limiter: trio.CapacityLimiter
+    handler: Handler, *args: Any, deadline: float, limiter: trio.CapacityLimiter, sync: bool | None = None
 ) -> tuple[bool, Any]:
     """Run ``handler(*args)``; returns ``(True, result)`` or ``(False, Failure)``.
 
     A plain handler runs in a thread taken from ``limiter``. A thread whose handler
     missed its deadline is abandoned, not killed, and holds its token until the
     handler returns; when every token is held that way, new calls report ``Busy``.
+    ``sync``: whether ``handler`` is plain, if the caller worked it out once already.
     """
     name = _name(handler)
-    sync = not inspect.iscoroutinefunction(handler)
+    if sync is None:
+        sync = not inspect.iscoroutinefunction(handler)
     if sync and limiter.available_tokens == 0 and limiter.borrowed_tokens >= limiter.total_tokens:
         return False, Failure(
             "Busy", f"all {limiter.total_tokens} handler threads are still running earlier calls of {name}"
@@ -104,17 +107,24 @@ async def run_handler(
     return False, Failure("Timeout", f"handler {name} did not finish before the deadline")
 
 
-async def run_inline(
+def run_inline(
     handler: Handler, *args: Any, deadline: float, on_suspend: Callable[[], None]
-) -> tuple[bool, Any]:
+) -> Coroutine[Any, Any, tuple[bool, Any]]:
     """Run the async ``handler(*args)`` in this task, like :func:`run_handler`, but
     without a task of its own: a handler that answers without waiting costs no task
     switch. ``on_suspend()`` is called once, when the handler first waits, so the
     caller can hand what this task was doing (receiving, say) to another task. With no
     deadline (``math.inf``) no cancel scope is entered (one costs about as much as the
-    rest of a quick answer)."""
+    rest of a quick answer). Await what it returns (a plain function: no coroutine of
+    its own around the handler's)."""
     if deadline == math.inf:
-        return await _inline(handler, args, on_suspend)
+        return _inline(handler, args, on_suspend)
+    return _inline_until(handler, args, deadline, on_suspend)
+
+
+async def _inline_until(
+    handler: Handler, args: tuple[Any, ...], deadline: float, on_suspend: Callable[[], None]
+) -> tuple[bool, Any]:
     with trio.move_on_at(deadline):
         return await _inline(handler, args, on_suspend)
     return False, Failure("Timeout", f"handler {_name(handler)} did not finish before the deadline")
