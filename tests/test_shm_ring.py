@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,36 @@ def test_a_late_reference_to_an_earlier_use_is_refused(in_use: Path) -> None:
     assert caught.value.reason == "reused" and "later payload" in str(caught.value)
     buf.path.unlink(missing_ok=True)
     again.discard()
+
+
+def test_a_check_beside_the_background_one_returns_once_its_segment_is_pooled(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background thread's check took the segment out of the held ones and was
+    preempted before it reached the pool: a sender's own check must not return in that
+    window (its next place() would make a fresh segment instead of the reuse)."""
+    buf = place(b"\1" * MiB, lease=30, directory=in_use)
+    attach(buf.ref, directory=in_use).release()
+    handing, returned = threading.Event(), threading.Event()
+    retire = ring.retire
+
+    def preempted(slot: ring.Slot, unmap: Callable[[Any], None]) -> None:
+        handing.set()
+        returned.wait(0.5)  # (before the fix the sender's check returned meanwhile)
+        retire(slot, unmap)
+
+    monkeypatch.setattr(ring, "retire", preempted)
+    background = threading.Thread(target=inflight.check)
+    background.start()
+    try:
+        assert handing.wait(10)
+        inflight.check()
+        returned.set()
+        assert ring.statistics().pooled == 1
+        assert send_and_release(in_use, b"\2" * MiB) == buf._header.memfd_inode
+    finally:
+        returned.set()
+        background.join(10)
 
 
 def test_a_reused_buffer_to_fill_starts_zeroed(in_use: Path) -> None:
