@@ -419,7 +419,10 @@ class BaseSocket:
         self._hop(self._disconnected, pipe.id)
 
     def _connected(self, peer: Peer) -> None:  # trio side
-        self.peers_state.add(peer)
+        if not self.peers_state.add(peer):  # it closed before NNG reported its arrival:
+            if self._sock is not None and self.peers_state.was_removed(peer.id):
+                self._sock._pipes.pop(peer.id, None)  # pynng re-listed it then; unlist the ghost
+            return
         if self._beacons is not None and not self._closed:
             self._beacons.connected(peer)  # the same-host proof for a tcp peer (``_shm_beacon``)
 
