@@ -57,6 +57,7 @@ def send_and_release(folder: Path, data: bytes) -> int:
     assert bytes(view[:16]) == data[:16] and view.nbytes == len(data)
     view.release()
     inflight.check()  # the name is gone: it retires, and its release is proven at once
+    ring.tick(unmap)  # (unless the background thread retired it before the release: proven now)
     return buf._header.memfd_inode
 
 
@@ -109,8 +110,6 @@ def test_a_check_beside_the_background_one_returns_once_its_segment_is_pooled(
     """The background thread's check took the segment out of the held ones and was
     preempted before it reached the pool: a sender's own check must not return in that
     window (its next place() would make a fresh segment instead of the reuse)."""
-    buf = place(b"\1" * MiB, lease=30, directory=in_use)
-    attach(buf.ref, directory=in_use).release()
     handing, returned = threading.Event(), threading.Event()
     retire = ring.retire
 
@@ -119,7 +118,9 @@ def test_a_check_beside_the_background_one_returns_once_its_segment_is_pooled(
         returned.wait(0.5)  # (before the fix the sender's check returned meanwhile)
         retire(slot, unmap)
 
-    monkeypatch.setattr(ring, "retire", preempted)
+    monkeypatch.setattr(ring, "retire", preempted)  # (the real background thread's check too)
+    buf = place(b"\1" * MiB, lease=30, directory=in_use)
+    attach(buf.ref, directory=in_use).release()
     background = threading.Thread(target=inflight.check)
     background.start()
     try:
@@ -144,6 +145,7 @@ def test_a_reused_buffer_to_fill_starts_zeroed(in_use: Path) -> None:
     assert bytes(view[:3]) == b"abc"
     view.release()
     inflight.check()
+    ring.tick(unmap)  # (the background thread may have retired it before the release)
     assert ring.statistics().pooled == 1  # its mapping came back with it
 
 
