@@ -26,7 +26,7 @@ import patterns
 from patterns.errors import SegmentGone
 from patterns.shm import inflight, ring
 from patterns.shm import spare as spares
-from patterns.shm.header import PAYLOAD_OFFSET, monotonic_now
+from patterns.shm.header import PAYLOAD_OFFSET, free_bytes, monotonic_now
 from patterns.shm.pool import PoolLimits, PoolStatistics, SegmentPool
 from patterns.shm.segment import SharedBuffer, attach, place
 from patterns.shm.worker import unmap
@@ -132,6 +132,32 @@ def test_a_check_beside_the_background_one_returns_once_its_segment_is_pooled(
     finally:
         returned.set()
         background.join(10)
+
+
+def test_a_segment_that_retires_as_its_directory_is_dropped_is_not_kept(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last socket using the directory closes (its pooled segments dropped) while a
+    segment is between the first in-use check of its retirement and the pool."""
+    monkeypatch.setattr(ring, "_pool", SegmentPool(ring.LIMITS))
+    monkeypatch.setattr(ring, "_room", {})  # (so the retirement reads the free memory)
+    user = object()
+    spares.register(user, str(shm_dir))
+
+    def closing_meanwhile(directory: str) -> int:
+        spares.unregister(user)  # (whichever thread retires it: the background's or ours)
+        return free_bytes(directory)
+
+    monkeypatch.setattr(ring, "free_bytes", closing_meanwhile)
+    try:
+        buf = place(b"\1" * MiB, lease=30, directory=shm_dir)
+        attach(buf.ref, directory=shm_dir).release()
+        inflight.check()
+        assert spares.settle(30)
+        assert ring.statistics().pooled == ring.statistics().retiring == 0
+    finally:
+        spares.unregister(user)
+        ring.drop(str(shm_dir), unmap)
 
 
 def test_a_reused_buffer_to_fill_starts_zeroed(in_use: Path) -> None:
