@@ -36,6 +36,7 @@ class Connections:
     _token: trio.lowlevel.TrioToken | None
     _closed: bool
     _beacons: Beacons | None
+    _sock: Any  # the pynng socket, None once closed
     _require_open: Callable[[str], Any]
 
     def _pipe_arriving(self, pipe: Any) -> None:  # runs on an NNG thread, before the pipe carries a frame
@@ -53,7 +54,10 @@ class Connections:
         self._hop(self._disconnected, pipe.id)
 
     def _connected(self, peer: Peer) -> None:  # trio side
-        self.peers_state.add(peer)
+        if not self.peers_state.add(peer):  # it closed before NNG reported its arrival:
+            if self._sock is not None and self.peers_state.was_removed(peer.id):
+                self._sock._pipes.pop(peer.id, None)  # pynng re-listed it then; unlist the ghost
+            return
         if self._beacons is not None and not self._closed:
             self._beacons.connected(peer)  # the same-host proof for a tcp peer (``_shm_beacon``)
 

@@ -42,11 +42,18 @@ class PeerSet:
         self.connected_total = 0
         self.disconnected_total = 0
 
-    def add(self, peer: Peer) -> None:
+    def add(self, peer: Peer) -> bool:
+        """Note a connection; False if it is known already, or closed already: NNG runs a
+        pipe's callbacks on its own threads, and one that closes at once can report its
+        removal before its arrival (noting it then would count a ghost peer forever)."""
+        if peer.id in self._removed:
+            return False
         if peer.id not in self._peers:
             self._peers[peer.id] = peer
             self.connected_total += 1
             self._notify()
+            return True
+        return False
 
     def remove(self, pipe_id: int) -> None:
         self._removed[pipe_id] = None

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import patterns
 from patterns.errors import SegmentGone
 from patterns.shm import inflight, ring
 from patterns.shm import spare as spares
-from patterns.shm.header import PAYLOAD_OFFSET, monotonic_now
+from patterns.shm.header import PAYLOAD_OFFSET, free_bytes, monotonic_now
 from patterns.shm.pool import PoolLimits, PoolStatistics, SegmentPool
 from patterns.shm.segment import SharedBuffer, attach, place
 from patterns.shm.worker import unmap
@@ -56,6 +57,7 @@ def send_and_release(folder: Path, data: bytes) -> int:
     assert bytes(view[:16]) == data[:16] and view.nbytes == len(data)
     view.release()
     inflight.check()  # the name is gone: it retires, and its release is proven at once
+    ring.tick(unmap)  # (unless the background thread retired it before the release: proven now)
     return buf._header.memfd_inode
 
 
@@ -102,6 +104,62 @@ def test_a_late_reference_to_an_earlier_use_is_refused(in_use: Path) -> None:
     again.discard()
 
 
+def test_a_check_beside_the_background_one_returns_once_its_segment_is_pooled(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background thread's check took the segment out of the held ones and was
+    preempted before it reached the pool: a sender's own check must not return in that
+    window (its next place() would make a fresh segment instead of the reuse)."""
+    handing, returned = threading.Event(), threading.Event()
+    retire = ring.retire
+
+    def preempted(slot: ring.Slot, unmap: Callable[[Any], None]) -> None:
+        handing.set()
+        returned.wait(0.5)  # (before the fix the sender's check returned meanwhile)
+        retire(slot, unmap)
+
+    monkeypatch.setattr(ring, "retire", preempted)  # (the real background thread's check too)
+    buf = place(b"\1" * MiB, lease=30, directory=in_use)
+    attach(buf.ref, directory=in_use).release()
+    background = threading.Thread(target=inflight.check)
+    background.start()
+    try:
+        assert handing.wait(10)
+        inflight.check()
+        returned.set()
+        assert ring.statistics().pooled == 1
+        assert send_and_release(in_use, b"\2" * MiB) == buf._header.memfd_inode
+    finally:
+        returned.set()
+        background.join(10)
+
+
+def test_a_segment_that_retires_as_its_directory_is_dropped_is_not_kept(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last socket using the directory closes (its pooled segments dropped) while a
+    segment is between the first in-use check of its retirement and the pool."""
+    monkeypatch.setattr(ring, "_pool", SegmentPool(ring.LIMITS))
+    monkeypatch.setattr(ring, "_room", {})  # (so the retirement reads the free memory)
+    user = object()
+    spares.register(user, str(shm_dir))
+
+    def closing_meanwhile(directory: str) -> int:
+        spares.unregister(user)  # (whichever thread retires it: the background's or ours)
+        return free_bytes(directory)
+
+    monkeypatch.setattr(ring, "free_bytes", closing_meanwhile)
+    try:
+        buf = place(b"\1" * MiB, lease=30, directory=shm_dir)
+        attach(buf.ref, directory=shm_dir).release()
+        inflight.check()
+        assert spares.settle(30)
+        assert ring.statistics().pooled == ring.statistics().retiring == 0
+    finally:
+        spares.unregister(user)
+        ring.drop(str(shm_dir), unmap)
+
+
 def test_a_reused_buffer_to_fill_starts_zeroed(in_use: Path) -> None:
     first = send_and_release(in_use, b"\7" * MiB)
     with patterns.shared_buffer(MiB, directory=in_use) as buf:
@@ -113,6 +171,7 @@ def test_a_reused_buffer_to_fill_starts_zeroed(in_use: Path) -> None:
     assert bytes(view[:3]) == b"abc"
     view.release()
     inflight.check()
+    ring.tick(unmap)  # (the background thread may have retired it before the release)
     assert ring.statistics().pooled == 1  # its mapping came back with it
 
 

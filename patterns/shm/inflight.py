@@ -49,6 +49,7 @@ class _Held:
 
 
 _lock = threading.Lock()
+_checking = threading.Lock()  # one check() at a time: see check()
 _held: dict[str, _Held] = {}
 _pid = os.getpid()
 _crowd = BURST  # held payloads at which hold() checks them itself
@@ -75,8 +76,16 @@ def held() -> int:
 
 def check(now: float | None = None) -> float | None:
     """Close the payloads whose name is gone or whose lease passed (removing its name);
-    seconds until the next check is due (None: nothing held)."""
-    moment = monotonic_now() if now is None else now
+    seconds until the next check is due (None: nothing held).
+
+    Checks run one at a time: a payload leaves ``_held`` before its slot reaches ``ring``,
+    so a sender's check beside the background thread's would otherwise return while the
+    slot is in neither, and the sender's next ``place()`` would miss its reuse."""
+    with _checking:
+        return _check(monotonic_now() if now is None else now)
+
+
+def _check(moment: float) -> float | None:
     with _lock:
         entries = list(_held.items())
     done: list[tuple[str, _Held]] = []
@@ -134,8 +143,9 @@ def release_all(patience: float = 0.0) -> int:
 
 def _reset_after_fork() -> None:
     """In a forked child: the parent's payloads are the parent's to hold."""
-    global _lock, _pid
+    global _lock, _checking, _pid
     _lock = threading.Lock()
+    _checking = threading.Lock()
     for entry in _held.values():
         try:
             os.close(entry.fd)  # the child's copies (the parent still holds its own)

@@ -177,7 +177,9 @@ def retire(slot: Slot, unmap: Callable[[mmap.mmap], None]) -> None:
     with _lock:
         held = _pool.held_bytes + slot.capacity
         roomy = held <= SHARE * (known[1] + held)  # (what is held is not free: count it back)
-        kept = roomy and _pool.retire(slot, slot.key, slot.capacity, now)
+        # in_use() again, under the lock: its directory's last socket may have closed since
+        # the check above, and its drop() (which comes after) must find what is kept.
+        kept = roomy and in_use(directory) and _pool.retire(slot, slot.key, slot.capacity, now)
         if not roomy:
             _pool.refuse()
         closing = [] if kept else [slot]
