@@ -55,6 +55,23 @@ class Reader:
         self._parked: trio.lowlevel.Task | None = None  # ... and waits for an asker to finish
         self._asker_woken = False  # the event just delivered woke a parked asker
         self.handed_over: deque[Event] = deque()  # events an asker read for the receive loop
+        # An asker stopped reading and the receive loop is parked: nobody reads the line. The
+        # loop is woken before trio next waits for I/O, unless an asker reads again by then.
+        self.unread = False
+        self._watch: _BeforeIoWait | None = None
+
+    def start(self) -> None:
+        """Begin watching trio's passes (call from the line's trio run, once)."""
+        self._watch = _BeforeIoWait(self, trio.lowlevel.current_trio_token())
+        trio.lowlevel.add_instrument(self._watch)
+
+    def stop(self) -> None:
+        if self._watch is not None:
+            try:
+                trio.lowlevel.remove_instrument(self._watch)
+            except KeyError:  # (trio drops an instrument that raised; ours does not)
+                pass
+            self._watch = None
 
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
@@ -91,6 +108,7 @@ class Reader:
         connection (``slot.put`` cancels the wait), or the asker's own cancellation; then
         the receive loop reads again."""
         self.reading = slot
+        self.unread = False
         pair, protocol, waiters = self._link.pair, self._protocol, self.waiters
         try:
             with trio.CancelScope() as scope:
@@ -121,7 +139,10 @@ class Reader:
         finally:
             slot.scope = None
             self.reading = None
-            self.wake_receiver()
+            if self.handed_over:
+                self.wake_receiver()
+            elif self._parked is not None:  # (release(), inline)
+                self.unread = True
 
     def wake_receiver(self) -> None:
         """Let the receive loop read the line again, if it waits for an asker."""
@@ -129,6 +150,15 @@ class Reader:
         if task is not None:
             self._parked = None
             trio.lowlevel.reschedule(task)
+
+    def release(self) -> None:
+        """An asker is done with the line (an ask ended): the receive loop reads it again
+        before trio next waits for I/O, so no frame waits for it. Not at once: an asker that
+        asks again in the same step (the common case) reads the line itself, and the loop,
+        woken at once, would only run a step to park again: a task step and a pass of
+        trio's scheduler (an ``epoll_wait``) per ask."""
+        if self.reading is None and self._parked is not None:
+            self.unread = True
 
     def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
         self._parked = None
@@ -213,3 +243,25 @@ class Reader:
         except trio.WouldBlock:
             return waiter
         return None
+
+
+def _nothing() -> None:
+    pass
+
+
+class _BeforeIoWait(trio.abc.Instrument):
+    """Wakes the parked receive loop of a line nobody reads, once trio has run every task
+    that was ready and is about to wait for I/O (one attribute test a pass otherwise)."""
+
+    def __init__(self, reader: Reader, token: trio.lowlevel.TrioToken) -> None:
+        self._reader = reader
+        self._token = token
+
+    def before_io_wait(self, timeout: float) -> None:
+        reader = self._reader
+        if reader.unread:
+            reader.unread = False
+            if reader.reading is None and reader._parked is not None:
+                reader.wake_receiver()
+                if timeout > 0:  # trio computed its wait before this: make it return at once
+                    self._token.run_sync_soon(_nothing)
