@@ -31,6 +31,7 @@ from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.serve import QUEUE, Server
 from consensus.hotline.wait import AnswerSlot, Waiter
+from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
 from patterns import Closed, MalformedMessage
 
@@ -58,20 +59,16 @@ class Reader:
         # An asker stopped reading and the receive loop is parked: nobody reads the line. The
         # loop is woken before trio next waits for I/O, unless an asker reads again by then.
         self.unread = False
-        self._watch: _BeforeIoWait | None = None
+        self._wakes: Wakes | None = None
 
     def start(self) -> None:
-        """Begin watching trio's passes (call from the line's trio run, once)."""
-        self._watch = _BeforeIoWait(self, trio.lowlevel.current_trio_token())
-        trio.lowlevel.add_instrument(self._watch)
+        """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
+        self._wakes = attach()
 
     def stop(self) -> None:
-        if self._watch is not None:
-            try:
-                trio.lowlevel.remove_instrument(self._watch)
-            except KeyError:  # (trio drops an instrument that raised; ours does not)
-                pass
-            self._watch = None
+        if self._wakes is not None:
+            detach(self._wakes)
+            self._wakes = None
 
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
@@ -141,8 +138,8 @@ class Reader:
             self.reading = None
             if self.handed_over:
                 self.wake_receiver()
-            elif self._parked is not None:  # (release(), inline)
-                self.unread = True
+            else:
+                self.release()
 
     def wake_receiver(self) -> None:
         """Let the receive loop read the line again, if it waits for an asker."""
@@ -157,8 +154,18 @@ class Reader:
         asks again in the same step (the common case) reads the line itself, and the loop,
         woken at once, would only run a step to park again: a task step and a pass of
         trio's scheduler (an ``epoll_wait``) per ask."""
-        if self.reading is None and self._parked is not None:
+        if not self.unread and self.reading is None and self._parked is not None and self._wakes is not None:
             self.unread = True
+            self._wakes.owing.append(self)
+
+    def settle_unread(self) -> bool:
+        """(Trio is about to wait for I/O.) Wake the receive loop if nobody reads the line."""
+        if self.unread:
+            self.unread = False
+            if self.reading is None and self._parked is not None:
+                self.wake_receiver()
+                return True
+        return False
 
     def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
         self._parked = None
@@ -243,25 +250,3 @@ class Reader:
         except trio.WouldBlock:
             return waiter
         return None
-
-
-def _nothing() -> None:
-    pass
-
-
-class _BeforeIoWait(trio.abc.Instrument):
-    """Wakes the parked receive loop of a line nobody reads, once trio has run every task
-    that was ready and is about to wait for I/O (one attribute test a pass otherwise)."""
-
-    def __init__(self, reader: Reader, token: trio.lowlevel.TrioToken) -> None:
-        self._reader = reader
-        self._token = token
-
-    def before_io_wait(self, timeout: float) -> None:
-        reader = self._reader
-        if reader.unread:
-            reader.unread = False
-            if reader.reading is None and reader._parked is not None:
-                reader.wake_receiver()
-                if timeout > 0:  # trio computed its wait before this: make it return at once
-                    self._token.run_sync_soon(_nothing)
