@@ -122,6 +122,59 @@ async def test_frames_that_come_while_an_asker_reads_are_handled_in_order(addres
         assert stats.stale_replies == 1 and stats.asks_answered == 3 and stats.asks_open == 0
 
 
+def _answer_then_talk(addr: str) -> list[str]:
+    """A raw peer in its own thread and trio run (its own clock): answers two asks, sends a
+    value and a ping right after the second answer, waits for the pong, answers a third ask."""
+
+    async def main() -> list[str]:
+        heard: list[str] = []
+        with trio.fail_after(10):  # (the asker's clock may stand still: this one runs)
+            async with Pair(dial=addr, name="raw") as raw:
+                await raw.wait_for_peers(1)
+                await greet(raw)
+                await _answer_asks(raw, [], [])
+                await raw.send_envelope(Envelope(kind="msg", sender="raw", id=1, body="after"))
+                await raw.send_envelope(Envelope(kind="ping", sender="raw", id=2))
+                while len(heard) < 2:  # the pong, and the third ask (either may come first)
+                    envelope = await raw.receive_envelope()
+                    if envelope.kind == "ask":
+                        await raw.send_envelope(Envelope(kind="reply", sender="raw", id=envelope.id,
+                                                         body=envelope.body["v"], re=envelope.id))  # fmt: skip
+                    if envelope.kind in ("ask", "pong"):
+                        heard.append(envelope.kind)
+        return sorted(heard)
+
+    return trio.run(main)
+
+
+async def test_frames_right_after_an_answer_are_read_with_the_clock_stopped(
+    address: Address, mock_clock: trio.testing.MockClock
+) -> None:
+    """A value and a ping that come right after the answer an asker read itself are read at
+    once, not when some timer fires: with the asker's trio clock stopped (no deadline can
+    pass), the value arrives (and the ping is answered). A line that left them to a timer
+    hangs here until the peer, in its own thread and clock, gives up."""
+    mock_clock.rate = 1.0
+    addr = address("ipc")
+    heard: list[str] = []
+    async with consensus.hotline(listen=addr, name="test") as line:
+
+        async def peer() -> None:
+            heard.extend(await trio.to_thread.run_sync(_answer_then_talk, addr))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer)
+            with trio.fail_after(10):
+                await line.wait_connected()
+                assert await line.ask("warm", timeout=5) == "warm"
+            mock_clock.rate = 0.0
+            assert await line.ask("second", timeout=5) == "second"  # it reads the line itself
+            assert await line.receive() == "after"
+            mock_clock.rate = 1.0  # (a send NNG refuses for a moment is retried after a short sleep)
+            assert await line.ask("third", timeout=5) == "third"
+    assert heard == ["ask", "pong"]
+
+
 async def test_an_asker_reading_the_line_fails_at_once_when_the_peer_goes(address: Address) -> None:
     addr = address("ipc")
     async with consensus.hotline(listen=addr, name="test") as line:

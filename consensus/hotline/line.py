@@ -58,6 +58,11 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   (the receive loop steps aside until that ask is over), so its reply wakes it directly,
   without a second task and a second pass of the scheduler. Frames it does not deliver
   itself (anything but answers to plain asks) go back to the receive loop, in order.
+  When such an ask ends, the receive loop is not woken at once (it would only run a step
+  to park again, one more pass of the scheduler and ``epoll_wait`` per ask) but just
+  before trio next waits for I/O, by one trio instrument for all the lines of a run
+  (:mod:`~consensus.hotline.wakes`), unless an asker reads the line again by then: a
+  frame that comes while nobody asks is read in the very next pass, never after a timer.
 * The protocol object is called synchronously by whichever task read the frame: no task,
   no scheduler pass of its own. Per frame it returns one small event; for an answer that
   event is what the asker receives (it replaced a ``(kind, body)`` tuple).
@@ -158,12 +163,14 @@ class Hotline:
     async def _run(self, nursery: trio.Nursery) -> None:
         self._nursery = self._server.nursery = nursery
         reader, link, protocol = self._reader, self._link, self._protocol
+        reader.start()
         nursery.start_soon(reader.receive_loop)
         nursery.start_soon(watch_connections, link, protocol, reader)
         nursery.start_soon(heartbeats, link, protocol, reader)
         nursery.start_soon(self._timer.run)
 
     def _close(self) -> None:
+        self._reader.stop()
         for ask_id in self._protocol.close():
             self._reader.fail(ask_id, "closed", "the line closed")
         self._reader.notify()
@@ -272,8 +279,8 @@ class Hotline:
         finally:
             protocol.give_up(ask_id)
             del self._waiters[ask_id]
-            if reader.reading is None:
-                reader.wake_receiver()
+            if not reader.unread:  # (an asker that read the line released it already)
+                reader.release()
 
     async def ask_stream(self, value: Any, *, timeout: float) -> AsyncGenerator[Any, None]:
         """Send ``value`` as an ask answered by a stream; yields each chunk as it comes.

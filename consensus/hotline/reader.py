@@ -31,6 +31,7 @@ from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.serve import QUEUE, Server
 from consensus.hotline.wait import AnswerSlot, Waiter
+from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
 from patterns import Closed, MalformedMessage
 
@@ -55,6 +56,19 @@ class Reader:
         self._parked: trio.lowlevel.Task | None = None  # ... and waits for an asker to finish
         self._asker_woken = False  # the event just delivered woke a parked asker
         self.handed_over: deque[Event] = deque()  # events an asker read for the receive loop
+        # An asker stopped reading and the receive loop is parked: nobody reads the line. The
+        # loop is woken before trio next waits for I/O, unless an asker reads again by then.
+        self.unread = False
+        self._wakes: Wakes | None = None
+
+    def start(self) -> None:
+        """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
+        self._wakes = attach()
+
+    def stop(self) -> None:
+        if self._wakes is not None:
+            detach(self._wakes)
+            self._wakes = None
 
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
@@ -91,6 +105,7 @@ class Reader:
         connection (``slot.put`` cancels the wait), or the asker's own cancellation; then
         the receive loop reads again."""
         self.reading = slot
+        self.unread = False
         pair, protocol, waiters = self._link.pair, self._protocol, self.waiters
         try:
             with trio.CancelScope() as scope:
@@ -121,7 +136,10 @@ class Reader:
         finally:
             slot.scope = None
             self.reading = None
-            self.wake_receiver()
+            if self.handed_over:
+                self.wake_receiver()
+            else:
+                self.release()
 
     def wake_receiver(self) -> None:
         """Let the receive loop read the line again, if it waits for an asker."""
@@ -129,6 +147,25 @@ class Reader:
         if task is not None:
             self._parked = None
             trio.lowlevel.reschedule(task)
+
+    def release(self) -> None:
+        """An asker is done with the line (an ask ended): the receive loop reads it again
+        before trio next waits for I/O, so no frame waits for it. Not at once: an asker that
+        asks again in the same step (the common case) reads the line itself, and the loop,
+        woken at once, would only run a step to park again: a task step and a pass of
+        trio's scheduler (an ``epoll_wait``) per ask."""
+        if not self.unread and self.reading is None and self._parked is not None and self._wakes is not None:
+            self.unread = True
+            self._wakes.owing.append(self)
+
+    def settle_unread(self) -> bool:
+        """(Trio is about to wait for I/O.) Wake the receive loop if nobody reads the line."""
+        if self.unread:
+            self.unread = False
+            if self.reading is None and self._parked is not None:
+                self.wake_receiver()
+                return True
+        return False
 
     def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
         self._parked = None
