@@ -31,7 +31,8 @@ Thread safety:
 Settling: a sent answer's record waits for trio's next look (the next ask settles first,
 so does ``statistics()``), costing trio no wake-up; a record that needs trio at once (an
 answer dropped, or one to send the trio way) schedules :meth:`~ThreadAnswers.settle` with
-``run_sync_soon``. Records are bounded by the handler threads: each holds a token.
+``run_sync_soon`` (both through a :class:`~consensus.runtime.handback.Handback`, the room's
+thread replies' too). Records are bounded by the handler threads: each holds a token.
 
 An asyncio ``on_ask`` of the bridge (``consensus.aio``) goes the same way through a runner
 (:class:`consensus.runtime.handlers.Elsewhere`, the bridge's ``OnLoop``): it runs as a task
@@ -52,7 +53,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -64,6 +64,7 @@ from consensus.failure import Failure
 from consensus.hotline import frames as f
 from consensus.hotline.protocol import LineProtocol
 from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.handback import Handback, ignore_outcome
 from consensus.runtime.handlers import Elsewhere
 from patterns import Closed, Pair
 
@@ -119,12 +120,10 @@ class ThreadAnswers:
         self._handler = handler
         self._handler_name = getattr(handler, "__qualname__", None) or repr(handler)
         self._later = later
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._lock = threading.Lock()
-        self._gone = protocol.closed_pipes()  # behind the lock (also every field below)
+        self._handback: Handback[Finished] = Handback(self.settle)
+        self._lock = self._handback.lock
+        self._gone = protocol.closed_pipes()  # behind the lock (also the field below)
         self._closed = False
-        self._records: list[Finished] = []
-        self._scheduled = False  # a settle() is on its way to trio
 
     # ------------------------------------------------------------------ trio's side
     def start(self, ask_id: int, pipe: int, stream: bool, sender: str, value: Any) -> bool:
@@ -135,8 +134,7 @@ class ThreadAnswers:
         if frame_id is None:
             return False
         ticket = Ticket(ask_id, frame_id, pipe, stream, sender)
-        if self._token is None:
-            self._token = trio.lowlevel.current_trio_token()
+        self._handback.bind()
         context = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
         if self._runner is not None:
             context.run(set_current, HandlerContext("ask", sender, ask_id=ask_id))
@@ -151,18 +149,16 @@ class ThreadAnswers:
             self._limiter.acquire_on_behalf_of_nowait(ticket)
         except trio.WouldBlock:
             return False
-        trio.lowlevel.start_thread_soon(lambda: context.run(self._work, ticket, value), _ignore,
+        trio.lowlevel.start_thread_soon(lambda: context.run(self._work, ticket, value), ignore_outcome,
                                         name=f"handler {self._handler_name}")  # fmt: skip
         return True
 
     def settle(self) -> None:
         """Take the finished answers into trio's books (trio's thread)."""
         with self._lock:
-            records = self._records
-            if not records:
-                return
-            self._records = []
-            self._scheduled = False
+            records = self._handback.take_locked()
+        if not records:
+            return
         sent = size = 0
         for record in records:
             if self._limiter is not None:
@@ -210,7 +206,7 @@ class ThreadAnswers:
             self._finished(ticket, False, exc)
             raise
         if hasattr(result, "__await__"):  # a plain function that returned a coroutine: trio awaits it
-            self._leave(Finished(ticket, Fate.AWAIT, value=result))
+            self._handback.leave(Finished(ticket, Fate.AWAIT, value=result))
             return
         self._finished(ticket, True, result)
 
@@ -236,22 +232,6 @@ class ThreadAnswers:
                 except Exception:  # noqa: BLE001 - too large, unencodable...: trio's path says what
                     fate, size = Fate.TRIO, None
             if size is not None:
-                self._records.append(Finished(ticket, fate, size=size))
+                self._handback.note(Finished(ticket, fate, size=size))
                 return
-        self._leave(Finished(ticket, fate, kind, value))
-
-    def _leave(self, record: Finished) -> None:
-        """Leave a record that trio must act on soon, and make sure it looks."""
-        with self._lock:
-            self._records.append(record)
-            schedule, self._scheduled = not self._scheduled, True
-            token = self._token
-        if schedule and token is not None:
-            try:
-                token.run_sync_soon(self.settle)
-            except trio.RunFinishedError:  # the line's loop ended while the handler ran: nobody waits
-                pass
-
-
-def _ignore(_outcome: Any) -> None:
-    """start_thread_soon's delivery: :meth:`ThreadAnswers._work` already said everything."""
+        self._handback.leave(Finished(ticket, fate, kind, value))

@@ -40,7 +40,6 @@ import functools
 import heapq
 import logging
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -51,6 +50,7 @@ import trio
 from consensus.failure import Failure
 from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.handback import Handback, ignore_outcome
 from consensus.runtime.handlers import Elsewhere, Handler
 from patterns import Closed, IncomingSurvey, MessageTooLarge
 
@@ -103,14 +103,12 @@ class ThreadReplies:
         self._limiter = limiter
         self._later = later
         self._expired = expired
-        self._token: trio.lowlevel.TrioToken | None = None
         self._due: list[tuple[float, int]] = []  # trio's: (deadline, key) of surveys handed off
         self._scope: trio.CancelScope | None = None  # the watcher's sleep, until the earliest deadline
         self._cancels: dict[Away, Callable[[], None]] = {}  # trio's: the runners' handlers under way
-        self._lock = threading.Lock()
-        self._pending: dict[int, Away] = {}  # behind the lock (also every field below)
-        self._records: list[Finished] = []
-        self._scheduled = False  # a settle() is on its way to trio
+        self._handback: Handback[Finished] = Handback(self.settle)
+        self._lock = self._handback.lock
+        self._pending: dict[int, Away] = {}  # behind the lock
 
     # ------------------------------------------------------------------ trio's side
     def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext,
@@ -124,8 +122,7 @@ class ThreadReplies:
                 self._limiter.acquire_on_behalf_of_nowait(away)
             except trio.WouldBlock:
                 return False
-        if self._token is None:
-            self._token = trio.lowlevel.current_trio_token()
+        self._handback.bind()
         copied = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
         with self._lock:
             self._pending[away.key] = away
@@ -139,7 +136,7 @@ class ThreadReplies:
                 return False
         else:
             name = getattr(handler, "__qualname__", None) or repr(handler)
-            trio.lowlevel.start_thread_soon(lambda: copied.run(self._work, away, handler, args, context), _ignore,
+            trio.lowlevel.start_thread_soon(lambda: copied.run(self._work, away, handler, args, context), ignore_outcome,
                                             name=f"handler {name}")  # fmt: skip
         if away.deadline < math.inf:
             self._rearm(away.deadline)
@@ -149,10 +146,7 @@ class ThreadReplies:
     def settle(self) -> None:
         """Take the finished replies into trio's books (trio's thread)."""
         with self._lock:
-            records = self._records
-            if records:
-                self._records = []
-                self._scheduled = False
+            records = self._handback.take_locked()
             pending = self._pending
             while self._due and self._due[0][1] not in pending:  # claimed by its thread: no deadline to keep
                 heapq.heappop(self._due)
@@ -213,7 +207,7 @@ class ThreadReplies:
         if outcome[0] and hasattr(outcome[1], "__await__"):  # a plain function that returned a coroutine
             with self._lock:
                 mine = self._pending.pop(away.key, None) is not None
-            self._leave(Finished(away, Fate.AWAIT if mine else Fate.LATE, outcome))
+            self._handback.leave(Finished(away, Fate.AWAIT if mine else Fate.LATE, outcome))
             return
         self._reply(away, outcome)
 
@@ -243,14 +237,14 @@ class ThreadReplies:
                     fate = Fate.DROPPED
                 else:
                     if isinstance(sent, int):
-                        self._records.append(Finished(away, Fate.SENT, counter=counter, size=sent))
+                        self._handback.note(Finished(away, Fate.SENT, counter=counter, size=sent))
                         return
                     fate = Fate.TRIO if sent is None else Fate.SENT
                     waiting = sent
         if waiting is None:
-            self._leave(Finished(away, fate, outcome))
+            self._handback.leave(Finished(away, fate, outcome))
         elif on_loop:  # an event loop must not wait: a thread does
-            trio.lowlevel.start_thread_soon(functools.partial(self._wait, away, waiting, counter), _ignore)
+            trio.lowlevel.start_thread_soon(functools.partial(self._wait, away, waiting, counter), ignore_outcome)
         else:
             self._wait(away, waiting, counter)
 
@@ -259,25 +253,9 @@ class ThreadReplies:
         try:
             size = waiting()
         except Closed:
-            self._leave(Finished(away, Fate.DROPPED))
+            self._handback.leave(Finished(away, Fate.DROPPED))
         except Exception:  # noqa: BLE001 - a busy connection past the deadline: the reply is lost
             log.info("the reply to survey %d waited too long for its connection", away.key)
-            self._leave(Finished(away, Fate.DROPPED))
+            self._handback.leave(Finished(away, Fate.DROPPED))
         else:
-            self._leave(Finished(away, Fate.SENT, counter=counter, size=size))
-
-    def _leave(self, record: Finished) -> None:
-        """Leave a record that trio must act on soon, and make sure it looks."""
-        with self._lock:
-            self._records.append(record)
-            schedule, self._scheduled = not self._scheduled, True
-            token = self._token
-        if schedule and token is not None:
-            try:
-                token.run_sync_soon(self.settle)
-            except trio.RunFinishedError:  # the member's loop ended while the handler ran: nobody waits
-                pass
-
-
-def _ignore(_outcome: Any) -> None:
-    """start_thread_soon's delivery: :meth:`ThreadReplies._work` already said everything."""
+            self._handback.leave(Finished(away, Fate.SENT, counter=counter, size=size))
