@@ -66,7 +66,7 @@ class Away:
     ticket: ReplyTicket
     survey: IncomingSurvey
     ident: int  # the reply's envelope id
-    name: str  # the handler's, for the Timeout error
+    name: str  # the handler's (worked out once per handler), for the Timeout error and the logs
     deadline: float  # trio's clock: then trio answers Timeout, unless the thread claimed it
 
     @property
@@ -135,9 +135,8 @@ class ThreadReplies:
                     del self._pending[away.key]
                 return False
         else:
-            name = getattr(handler, "__qualname__", None) or repr(handler)
             trio.lowlevel.start_thread_soon(lambda: copied.run(self._work, away, handler, args, context), ignore_outcome,
-                                            name=f"handler {name}")  # fmt: skip
+                                            name=f"handler {away.name}")  # fmt: skip
         if away.deadline < math.inf:
             self._rearm(away.deadline)
             heapq.heappush(self._due, (away.deadline, away.key))
@@ -195,11 +194,10 @@ class ThreadReplies:
     # ------------------------------------------------------------------ the worker thread's side
     def _work(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext) -> None:
         set_current(context)  # this thread's context copy
-        name = getattr(handler, "__qualname__", None) or repr(handler)
         try:
             outcome: tuple[bool, Any] = (True, handler(*args))
         except Exception as exc:  # noqa: BLE001 - the handler's failure is the host's answer
-            log.info("handler %s failed: %r", name, exc)
+            log.info("handler %s failed: %r", away.name, exc)
             outcome = (False, Failure.from_exception(exc))
         except BaseException as exc:  # SystemExit, say: the host still hears, the thread still ends with it
             self._reply(away, (False, Failure.from_exception(exc)))
