@@ -52,7 +52,7 @@ from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handback import Handback, ignore_outcome
 from consensus.runtime.handlers import Elsewhere, Handler
-from patterns import Closed, IncomingSurvey, MessageTooLarge
+from patterns import Closed, IncomingSurvey, MessageTooLarge, Timeout
 
 __all__ = ["Away", "Fate", "Finished", "ThreadReplies"]
 
@@ -77,6 +77,7 @@ class Away:
 class Fate(Enum):
     SENT = "sent"  # the thread sent the reply
     DROPPED = "dropped"  # the socket closed: nobody waits for it
+    LOST = "lost"  # NNG could not send it (its connection stayed busy past the deadline): the host waited
     TRIO = "trio"  # trio sends it (a value with no small plain frame, one too large)
     AWAIT = "await"  # the handler returned an awaitable: trio awaits it, then replies
     LATE = "late"  # trio answered first (the deadline passed): only the token comes back
@@ -230,9 +231,11 @@ class ThreadReplies:
                     fate = Fate.DROPPED
                 except MessageTooLarge:  # trio's path answers with the error
                     fate = Fate.TRIO
+                except Timeout:  # NNG's: the connection stayed busy (the host hears nothing)
+                    fate = Fate.LOST
                 except Exception:  # NNG's failure (out of memory...): the reply is lost
                     log.exception("the reply to survey %d could not be sent", away.key)
-                    fate = Fate.DROPPED
+                    fate = Fate.LOST
                 else:
                     if isinstance(sent, int):
                         self._handback.note(Finished(away, Fate.SENT, counter=counter, size=sent))
@@ -253,7 +256,6 @@ class ThreadReplies:
         except Closed:
             self._handback.leave(Finished(away, Fate.DROPPED))
         except Exception:  # noqa: BLE001 - a busy connection past the deadline: the reply is lost
-            log.info("the reply to survey %d waited too long for its connection", away.key)
-            self._handback.leave(Finished(away, Fate.DROPPED))
+            self._handback.leave(Finished(away, Fate.LOST))
         else:
             self._handback.leave(Finished(away, Fate.SENT, counter=counter, size=size))
