@@ -58,6 +58,8 @@ __all__ = ["Away", "Fate", "Finished", "ThreadReplies"]
 
 log = logging.getLogger("consensus.room")
 
+COMPACT_SLACK = 8  # the deadline heap is rebuilt when over twice the surveys pending plus this
+
 
 @dataclass(frozen=True, slots=True, eq=False)  # a limiter holder: hashed by identity
 class Away:
@@ -150,6 +152,11 @@ class ThreadReplies:
             pending = self._pending
             while self._due and self._due[0][1] not in pending:  # claimed by its thread: no deadline to keep
                 heapq.heappop(self._due)
+            if len(self._due) > 2 * len(pending) + COMPACT_SLACK:
+                # Claimed entries behind a pending earlier one would stay until it goes: once
+                # they are over half the heap, keep only the pending (amortised O(1) each).
+                self._due = [entry for entry in self._due if entry[1] in pending]
+                heapq.heapify(self._due)
         for record in records:
             if self._cancels.pop(record.away, None) is None:  # a thread's, not a runner's: its token
                 self._limiter.release_on_behalf_of(record.away)
