@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 from _patterns_cases import CROSS_PROCESS
 from conftest import Peers, read_line
 
@@ -171,3 +172,32 @@ async def test_a_malformed_reply_is_counted_and_the_next_survey_still_answered(
         async with await boss.survey("two", timeout=10) as replies:
             reply = await replies.__anext__()
         assert reply.body == {"echo": "two", "to": "boss"}
+
+
+@pytest.mark.xfail(strict=True, reason="a reply routed by another survey's reader does not wake the reader "
+                   "parked on the descriptor (patterns/_survey.py _pump wakes only the waiters behind it)")
+async def test_a_reply_routed_by_another_surveys_reader_wakes_its_own(address: Callable[[str], str]) -> None:
+    addr = address("inproc")
+    async with patterns.Surveyor(listen=addr, name="s") as boss, patterns.Respondent(dial=addr, name="r") as resp:
+        await boss.wait_for_peers(1)
+        first = await boss.survey("one", timeout=10)  # nobody answers: its reader still reads
+        (await resp.receive()).decline()
+        second = await boss.survey("two", timeout=10)
+        incoming = await resp.receive()
+        woke = trio.Event()
+
+        async def read_second() -> None:  # parks on the surveyor's descriptor
+            await second.wait()
+            woke.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_second)
+            await trio.testing.wait_all_tasks_blocked()
+            await incoming.reply("answer")
+            # Block (no schedule point: trio does not look) until NNG's threads queue the reply.
+            assert boss._readable.poll(5000), "the reply never reached the surveyor"
+            assert first.take() == []  # the first survey's reader routes the reply to the second
+            with trio.move_on_after(1):
+                await woke.wait()
+            nursery.cancel_scope.cancel()
+        assert woke.is_set(), "the second survey's reader slept on with its reply queued"
