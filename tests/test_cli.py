@@ -77,7 +77,7 @@ def cli() -> Iterator[Cli]:
 async def events_until(proc: subprocess.Popen[str], done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Read ``nngc host --json`` events until one satisfies ``done``; returns it."""
     while True:
-        event = json.loads(await read_line(proc))
+        event: dict[str, Any] = json.loads(await read_line(proc))
         if done(event):
             return event
 
