@@ -44,7 +44,7 @@ import consensus
 from . import _cli
 from ._children import Child, Conn, aserve
 from ._common import format_table, median, summarize
-from ._poll_phases import JOIN_TIMEOUT_S, SETTLE_S, room_address, split_members
+from ._poll_members import JOIN_TIMEOUT_S, SETTLE_S, room_address, split_members
 from ._schema import TOOLKIT, Metric, Skip
 
 GOAL_RATIO = 1.1

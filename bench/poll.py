@@ -51,7 +51,8 @@ import trio
 from . import _cli
 from ._children import Child
 from ._common import format_table
-from ._poll_phases import SETTLE_S, floor_phase, pattern_phase, poll_phase, raw_phase, split_members
+from ._poll_members import SETTLE_S, split_members
+from ._poll_phases import floor_phase, pattern_phase, poll_phase, raw_phase
 from ._schema import TOOLKIT, Metric, Skip
 
 DEFAULT_NS = (1, 8, 32, 64)

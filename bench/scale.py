@@ -32,7 +32,7 @@ from ._children import Child, Conn, aserve
 from ._common import percentile, summarize
 from ._placement import ADDRESS_ENV, SPAWN_ENV
 from ._placement import address as listen_address
-from ._poll_phases import split_members
+from ._poll_members import split_members
 from ._ports import free_port_block
 
 PER_PROCESS = 8

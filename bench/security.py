@@ -49,7 +49,7 @@ from patterns import Envelope, MalformedMessage, encode
 from . import _cli
 from ._children import Child
 from ._common import format_table
-from ._poll_phases import SETTLE_S, members, room_address
+from ._poll_members import SETTLE_S, members, room_address
 from ._schema import TOOLKIT, Metric, Skip
 
 SECRET = b"bench.security: a room secret"

@@ -112,6 +112,18 @@ def address(short_tmp: Path) -> Callable[[str], str]:
     return make
 
 
+@pytest.fixture
+def work_address(address: Callable[[str], str]) -> Callable[[str], str]:
+    """``work_address(transport)``: a dispatcher address (tcp: ports P and P+1 free)."""
+
+    def make(transport: str) -> str:
+        if transport == "tcp":
+            return f"tcp://127.0.0.1:{free_tcp_port_run(2)}"
+        return address(transport)
+
+    return make
+
+
 class Peers:
     """Child processes of one test; all are killed and reaped at teardown."""
 

@@ -23,6 +23,10 @@ import consensus
 
 SH_AGENT = f"sh {ROOT / 'tests' / 'cli_agent.sh'}"
 PY_AGENT = f"{sys.executable} {ROOT / 'tests' / 'cli_agent.py'}"
+# Members are dropped after 3 silent beats: on a loaded machine a child process (or this
+# one) can stall for a second or more, and no test here waits for a heartbeat to notice
+# anything (departures are told, or seen as closed connections), so the beat is slow.
+HEARTBEAT = 2.0
 
 
 class Cli:
@@ -73,13 +77,13 @@ def cli() -> Iterator[Cli]:
 async def events_until(proc: subprocess.Popen[str], done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Read ``nngc host --json`` events until one satisfies ``done``; returns it."""
     while True:
-        event = json.loads(await read_line(proc))
+        event: dict[str, Any] = json.loads(await read_line(proc))
         if done(event):
             return event
 
 
 async def start_host(cli: Cli, addr: str) -> subprocess.Popen[str]:
-    host = cli.start("host", addr, "--json", "--heartbeat", "0.2")
+    host = cli.start("host", addr, "--json", "--heartbeat", str(HEARTBEAT))
     await events_until(host, lambda e: e["event"] == "started")
     return host
 
@@ -122,7 +126,7 @@ async def test_host_view_is_plain_lines_when_piped(cli: Cli, room_address: Any) 
 
 async def test_exec_agents_answer_polls_and_votes(cli: Cli, room_address: Any) -> None:
     addr = room_address("ipc")
-    async with consensus.host(addr, heartbeat=0.2) as room:
+    async with consensus.host(addr, heartbeat=HEARTBEAT) as room:
         cli.start("join", addr, "--name", "sh", "--exec", SH_AGENT)
         cli.start("join", addr, "--name", "py", "--exec", PY_AGENT, "--json-io")
         cli.start("join", addr, "--name", "served", "--serve", f"{PY_AGENT} --serve")
@@ -144,7 +148,7 @@ async def test_exec_agents_answer_polls_and_votes(cli: Cli, room_address: Any) -
 
 async def test_failing_and_hanging_commands_are_that_members_errors(cli: Cli, room_address: Any) -> None:
     addr = room_address("ipc")
-    async with consensus.host(addr, heartbeat=0.2) as room:
+    async with consensus.host(addr, heartbeat=HEARTBEAT) as room:
         cli.start("join", addr, "--name", "sh", "--exec", SH_AGENT)
         cli.start("join", addr, "--name", "py", "--exec", PY_AGENT, "--json-io", "--handler-timeout", "1")
         await room.wait_for_members(2)
@@ -292,7 +296,7 @@ async def test_usage_and_connection_errors_are_one_line_and_exit_2(cli: Cli, sho
 
 async def test_watch_prints_broadcasts_and_decisions(cli: Cli, room_address: Any) -> None:
     addr = room_address("ipc")
-    async with consensus.host(addr, heartbeat=0.2) as room:
+    async with consensus.host(addr, heartbeat=HEARTBEAT) as room:
         cli.start("join", addr, "--name", "sh", "--exec", SH_AGENT)
         watcher = cli.start("watch", addr, "--json", "--count", "2")
         await room.wait_for_members(1)

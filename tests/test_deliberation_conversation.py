@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from _tally_cases import junk, through_cbor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_tally import junk, through_cbor
 
 from consensus.decide import Deliberator, Position, Prompt, no_change
 from consensus.decide.poll import Verdict

@@ -9,9 +9,9 @@ from fractions import Fraction as F
 from typing import Any
 
 import pytest
+from _tally_cases import OUTSIDERS, Scenario, scenarios, through_cbor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_tally import OUTSIDERS, Scenario, scenarios, through_cbor
 
 from consensus.decide.ballot import Ballot
 from consensus.decide.decision import Decision

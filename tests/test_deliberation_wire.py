@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _tally_cases import junk, mutations, through_cbor
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_tally import junk, mutations, through_cbor
 
 from consensus.decide import InvalidPosition, Position, Prompt, Seen, normalise_stance
 from consensus.decide.position import MAX_ANSWER_LENGTH, MAX_PERSUADERS, MAX_STANCE_LENGTH

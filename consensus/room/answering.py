@@ -33,12 +33,21 @@ from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
 from consensus.runtime.context import HandlerContext, Kind, set_current
 from consensus.runtime.handlers import Elsewhere, Handler, elsewhere, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
-from patterns import Closed, EncodeError, IncomingSurvey, MalformedMessage, MessageTooLarge, Respondent
+from patterns import (
+    Closed,
+    EncodeError,
+    IncomingSurvey,
+    MalformedMessage,
+    MessageTooLarge,
+    Respondent,
+    Timeout,
+    TransportError,
+)
 
 __all__ = ["Answerer"]
 
 log = logging.getLogger("consensus.room")
-hostile = RateLimited(log)  # malformed surveys: one line every 10 s at most
+hostile = RateLimited(log)  # malformed surveys, lost replies: one line per kind every 10 s at most
 
 _KINDS: dict[HandlerKind, Kind] = {
     HandlerKind.POLL: "poll",
@@ -193,10 +202,13 @@ class Answerer:
             survey.settle_threadsafe(record.size)
             self._surveys.pop(key, None)
             self._protocol.replied(key, record.counter)
-        elif record.fate is Fate.DROPPED:
+        elif record.fate in (Fate.DROPPED, Fate.LOST):
             survey.settle_threadsafe(None)
             self._surveys.pop(key, None)
-            self._protocol.dropped(key)
+            if record.fate is Fate.LOST:
+                self._lost(key, survey, "its connection stayed busy")
+            else:
+                self._protocol.dropped(key)
         else:
             assert record.outcome is not None
             self._soon(self._finish, record.away, record.fate is Fate.AWAIT, record.outcome)
@@ -242,7 +254,16 @@ class Answerer:
         except Closed:
             self._protocol.dropped(frame.survey)
             return
+        except (Timeout, TransportError) as exc:  # NNG could not send it: the member answers on
+            self._lost(frame.survey, survey, str(exc))
+            return
         self._protocol.sent(frame.survey)
+
+    def _lost(self, key: int, survey: IncomingSurvey, why: str) -> None:
+        """The reply to ``key`` could not be sent while the host waited: counted and logged."""
+        self._protocol.lost(key)
+        hostile.warning("lost", "member %r could not send its reply to a %r from %r: %s", self._protocol.name,
+                        survey.envelope.kind, survey.sender, why)  # fmt: skip
 
 
 def _returning(awaitable: Any) -> Callable[[], Awaitable[Any]]:

@@ -3,9 +3,8 @@
 ``async with consensus.host("tcp://127.0.0.1:7000") as room:`` (:func:`consensus.room.hosting.host`)
 builds a :class:`Room`, which listens at the
 endpoints derived from the address (see :mod:`consensus.endpoints`) and runs the
-background tasks that keep the roster: the control loop (joins, heartbeats, leaves),
-the connection watcher (a member whose control connection drops is gone at once),
-the heartbeat expiry, and the mesh reader.
+background tasks that keep the roster (:class:`~consensus.room.host_control.HostControl`:
+joins, heartbeats, leaves, rosters) and the mesh reader.
 """
 
 from __future__ import annotations
@@ -28,18 +27,8 @@ from consensus.room import protocol as P
 from consensus.room.calls import POLL_CALL, UNTIL, VOTE_CALL, Call
 from consensus.room.deliberating import deliberate
 from consensus.room.directing import Director
-from consensus.room.events import (
-    CallRequested,
-    DirectAnswered,
-    DirectLost,
-    Ignored,
-    Joined,
-    Left,
-    MembersChanged,
-    Output,
-    Send,
-    Target,
-)
+from consensus.room.events import Output, Send
+from consensus.room.host_control import HostControl
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.inbox import Inbox
 from consensus.room.roster import DEFAULT_MAX_MEMBERS
@@ -56,7 +45,6 @@ from patterns import (
     Closed,
     EncodeError,
     Envelope,
-    MalformedMessage,
     MessageError,
     MessageTooLarge,
     Surveyor,
@@ -70,11 +58,9 @@ __all__ = ["CLOSE_REPEATS", "Room", "RoomStatistics"]
 
 CLOSE_REPEATS = 3  # a close is sent this many times (best effort: the control bus may drop one)
 CLOSE_GAP = 0.05  # seconds between them, and before the sockets close after the last
-ROSTER_GAP = 0.05  # a roster after a change waits this long: the joins of a burst share one
-COALESCE_ABOVE = 32  # rooms up to this size send each roster at once (members learn of a join at once)
 
 log = logging.getLogger("consensus.room")
-hostile = RateLimited(log)  # malformed or unexpected frames: one line per kind every 10 s at most
+hostile = RateLimited(log)  # frames that could not be relayed: one line every 10 s at most
 
 
 class Room:
@@ -102,11 +88,11 @@ class Room:
         self._mesh = Bus(listen=self.endpoints.mesh, guard=keys.mesh if keys else None, **opts)
         self._inbox = Inbox()
         self._relayed = self._relay_dropped = 0
-        self._roster_due = trio.Event()
         self._director = Director(self._protocol, self._send, name)
         self._surveying = Surveying(self._surveyor, self._protocol.rounds, name, late_window)
-        self._members_changed = trio.Event()
-        self._nursery: trio.Nursery | None = None
+        # on_call looks _run_call up per call: a test stands in a host that never answers
+        self._membership = HostControl(self._protocol, self._control, name, surveying=self._surveying,
+                                       director=self._director, on_call=lambda call: self._run_call(call))  # fmt: skip
         self._closed = False
 
     # ------------------------------------------------------------------ public
@@ -132,7 +118,7 @@ class Room:
         with trio.move_on_after(float("inf") if timeout is None else timeout):
             while True:
                 if len(self._protocol.members) < count:
-                    await self._members_changed.wait()
+                    await self._membership.members_changed.wait()
                 elif len(self._surveyor.peers) < len(self._protocol.roster):  # observers dial it too
                     with trio.move_on_after(self._protocol.heartbeat):  # the roster may change meanwhile
                         await self._surveyor.wait_peers_changed()
@@ -148,7 +134,7 @@ class Room:
 
     async def wait_members_changed(self) -> tuple[str, ...]:
         """Wait for the next join or departure; returns the names present then."""
-        await self._members_changed.wait()
+        await self._membership.members_changed.wait()
         return self.members
 
     async def wait_for_mesh(self) -> None:
@@ -289,40 +275,10 @@ class Room:
 
     # ------------------------------------------------------------------ membership
     async def _send(self, frame: Send) -> None:
-        assert frame.to is Target.CONTROL
-        await self._control.send(frame.body, kind=frame.kind, inline=frame.inline)
+        await self._membership.send(frame)
 
     async def _act(self, outputs: list[Output]) -> None:
-        """Do what the protocol asks: send its frames, wake the waiters, log."""
-        for output in outputs:
-            if isinstance(output, Send) and output.kind == P.ROSTER and len(self._protocol.roster) > COALESCE_ABOVE:
-                self._roster_due.set()  # a large room: sent by _resend_roster, one per burst of changes
-                continue
-            if isinstance(output, Send):
-                if output.kind == P.REFUSE:  # a joiner repeats its join until answered: rate-limited
-                    hostile.log(logging.INFO, "refuse", "room %r refused %r: %s", self.name,
-                                output.body["name"], output.body["reason"])  # fmt: skip
-                await self._deliver(output)
-            elif isinstance(output, Joined):
-                log.info(
-                    "room %r: %s joined%s",
-                    self.name,
-                    output.name,
-                    " (replacing a silent holder)" * output.replaced,
-                )
-            elif isinstance(output, Left):
-                log.info("room %r: %s gone (%s)", self.name, ", ".join(output.names), output.why.value)
-                self._surveying.wake()  # a departure may have completed a round
-            elif isinstance(output, MembersChanged):
-                self._members_changed.set()
-                self._members_changed = trio.Event()
-            elif isinstance(output, Ignored):
-                hostile.warning("control", "room %r ignored a control message: %s", self.name, output.reason)
-            elif isinstance(output, (DirectAnswered, DirectLost)):
-                self._director.answered(output)
-            elif isinstance(output, CallRequested):
-                assert self._nursery is not None
-                self._nursery.start_soon(self._run_call, output.call)
+        await self._membership.act(outputs)
 
     async def _run_call(self, call: Call) -> None:
         """Run a member's poll, vote or deliberation as :meth:`poll` / :meth:`vote` / :meth:`deliberate` do;
@@ -361,73 +317,3 @@ class Room:
             await self._act(self._protocol.call_refused(call, f"the result has no wire form here: {exc}"))
         except Closed:
             pass
-
-    async def _control_loop(self) -> None:
-        while True:
-            try:
-                envelope, pipe = await self._control.receive_from()
-            except MalformedMessage as exc:  # the socket counted it
-                hostile.warning("frame", "room %r ignored a control frame: %s", self.name, exc)
-                continue
-            except Closed:
-                return
-            # A frame can be read before its connection's arrival is noted: only a connection
-            # seen to close counts as gone (its member retries over a new one).
-            connected = not self._control.peers_state.was_removed(pipe)
-            try:
-                await self._act(
-                    self._protocol.receive_control(envelope, pipe, trio.current_time(), connected=connected)
-                )
-            except Exception:  # no peer input may close the room (logged with its traceback)
-                log.exception(
-                    "room %r: handling a %r from %r failed", self.name, envelope.kind, envelope.sender
-                )
-
-    async def _watch_connections(self) -> None:
-        known = {peer.id for peer in self._control.peers}
-        while True:
-            try:
-                now_peers = {peer.id for peer in await self._control.wait_peers_changed()}
-            except Closed:
-                return
-            for pipe in known - now_peers:
-                await self._act(self._protocol.connection_closed(pipe, trio.current_time()))
-            known = now_peers
-
-    async def _expire(self) -> None:
-        while True:
-            await trio.sleep_until(self._protocol.next_check(trio.current_time()))
-            await self._act(self._protocol.expire(trio.current_time()))
-
-    async def _beat(self) -> None:
-        """The host's heartbeat: members notice a silent or vanished host by its absence."""
-        while True:
-            await self._act([self._protocol.beat_frame()])
-            await trio.sleep(self._protocol.heartbeat)
-
-    async def _resend_roster(self) -> None:
-        """In a room of more than COALESCE_ABOVE members, send the roster after a change (at
-        most one every ROSTER_GAP seconds: a burst of joins makes one roster, not one per join
-        to every member); in any room, every ``roster_interval``, to heal a lost one."""
-        while True:
-            with trio.move_on_after(self._protocol.roster_interval):
-                await self._roster_due.wait()
-                # Let the burst finish (the roster sent is the latest); a large room's roster is
-                # large, and every member decodes it: one every 2 ms per member at most.
-                await trio.sleep(max(ROSTER_GAP, 0.002 * len(self._protocol.roster)))
-            await self._send_roster()
-
-    async def _send_roster(self) -> None:
-        self._roster_due = trio.Event()
-        await self._deliver(self._protocol.roster_frame())
-
-    async def _deliver(self, frame: Send) -> None:
-        """Send ``frame``; a closing room has nobody to tell, and a frame with no wire form is
-        logged (the room keeps running)."""
-        try:
-            await self._send(frame)
-        except Closed:
-            pass
-        except MessageTooLarge as exc:
-            log.error("room %r: a %r of %d members has no wire form: %s",
-                      self.name, frame.kind, len(self._protocol.roster), exc)  # fmt: skip

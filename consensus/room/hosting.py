@@ -56,13 +56,8 @@ async def host(address: str, *, name: str = "host", heartbeat: float = 0.5, miss
                 max_capacity=max_capacity, relay_above=relay_above)  # fmt: skip
     warn_if_open(log, address, secret)
     async with room._surveyor, room._control, room._mesh, room._dispatcher, service_nursery() as nursery:
-        room._nursery = nursery
         room._surveying.start(nursery)
-        nursery.start_soon(room._control_loop)
-        nursery.start_soon(room._watch_connections)
-        nursery.start_soon(room._expire)
-        nursery.start_soon(room._resend_roster)
-        nursery.start_soon(room._beat)
+        room._membership.start(nursery)
         nursery.start_soon(functools.partial(room._inbox.pump, room._mesh, own=name, on_each=room._relay))
         try:
             async with discovery.advertised(advertise, address, secret=secret is not None, tls=tls is not None):

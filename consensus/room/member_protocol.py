@@ -61,7 +61,7 @@ HOST_TIMEOUT_BEATS: Final = 4  # default host_timeout: this many heartbeats with
 JOIN_RESEND: Final = 0.25  # seconds between join attempts until the host answers
 CALL_MARGIN: Final = 2.0  # a call's result may come this long after its timeout (then: Timeout)
 COUNTERS: Final = ("polls_answered", "votes_cast", "handler_errors", "decisions", "malformed", "calls",
-                    "late_results", "positions_sent", "directs")  # fmt: skip
+                    "late_results", "positions_sent", "directs", "replies_lost")  # fmt: skip
 
 
 class MemberState(Enum):
@@ -387,3 +387,9 @@ class MemberProtocol:
     def dropped(self, key: int) -> None:
         """The reply to ``key`` could not go out (the socket closed): forget it."""
         self._surveys.dropped(key)
+
+    def lost(self, key: int) -> None:
+        """The reply to ``key`` could not be sent while the host waited (NNG gave up: its
+        connection stayed busy): forget it and count it."""
+        self._surveys.dropped(key)
+        self.counts["replies_lost"] += 1

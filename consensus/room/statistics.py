@@ -58,3 +58,4 @@ class MemberStatistics:
     positions_sent: int = 0  # positions sent in answer to deliberations
     unauthenticated: int = 0  # frames refused by this member's sockets before decoding (secret)
     directs: int = 0  # room.ask / room.send messages the host sent this member
+    replies_lost: int = 0  # replies NNG could not send while the host waited (the connection stayed busy)

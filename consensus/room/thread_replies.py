@@ -52,11 +52,13 @@ from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handback import Handback, ignore_outcome
 from consensus.runtime.handlers import Elsewhere, Handler
-from patterns import Closed, IncomingSurvey, MessageTooLarge
+from patterns import Closed, IncomingSurvey, MessageTooLarge, Timeout
 
 __all__ = ["Away", "Fate", "Finished", "ThreadReplies"]
 
 log = logging.getLogger("consensus.room")
+
+COMPACT_SLACK = 8  # the deadline heap is rebuilt when over twice the surveys pending plus this
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # a limiter holder: hashed by identity
@@ -77,6 +79,7 @@ class Away:
 class Fate(Enum):
     SENT = "sent"  # the thread sent the reply
     DROPPED = "dropped"  # the socket closed: nobody waits for it
+    LOST = "lost"  # NNG could not send it (its connection stayed busy past the deadline): the host waited
     TRIO = "trio"  # trio sends it (a value with no small plain frame, one too large)
     AWAIT = "await"  # the handler returned an awaitable: trio awaits it, then replies
     LATE = "late"  # trio answered first (the deadline passed): only the token comes back
@@ -149,6 +152,11 @@ class ThreadReplies:
             pending = self._pending
             while self._due and self._due[0][1] not in pending:  # claimed by its thread: no deadline to keep
                 heapq.heappop(self._due)
+            if len(self._due) > 2 * len(pending) + COMPACT_SLACK:
+                # Claimed entries behind a pending earlier one would stay until it goes: once
+                # they are over half the heap, keep only the pending (amortised O(1) each).
+                self._due = [entry for entry in self._due if entry[1] in pending]
+                heapq.heapify(self._due)
         for record in records:
             if self._cancels.pop(record.away, None) is None:  # a thread's, not a runner's: its token
                 self._limiter.release_on_behalf_of(record.away)
@@ -230,9 +238,11 @@ class ThreadReplies:
                     fate = Fate.DROPPED
                 except MessageTooLarge:  # trio's path answers with the error
                     fate = Fate.TRIO
+                except Timeout:  # NNG's: the connection stayed busy (the host hears nothing)
+                    fate = Fate.LOST
                 except Exception:  # NNG's failure (out of memory...): the reply is lost
                     log.exception("the reply to survey %d could not be sent", away.key)
-                    fate = Fate.DROPPED
+                    fate = Fate.LOST
                 else:
                     if isinstance(sent, int):
                         self._handback.note(Finished(away, Fate.SENT, counter=counter, size=sent))
@@ -253,7 +263,6 @@ class ThreadReplies:
         except Closed:
             self._handback.leave(Finished(away, Fate.DROPPED))
         except Exception:  # noqa: BLE001 - a busy connection past the deadline: the reply is lost
-            log.info("the reply to survey %d waited too long for its connection", away.key)
-            self._handback.leave(Finished(away, Fate.DROPPED))
+            self._handback.leave(Finished(away, Fate.LOST))
         else:
             self._handback.leave(Finished(away, Fate.SENT, counter=counter, size=size))
