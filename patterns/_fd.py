@@ -43,12 +43,14 @@ _wait_readable = trio.lowlevel.wait_readable
 
 class Waiting:
     """Who waits in one direction: one task on the descriptor, the rest in ``lot``
-    (``behind`` of them: waking an empty lot costs four calls into trio)."""
+    (``behind`` of them: waking an empty lot costs four calls into trio). ``roused``: the
+    task on the descriptor was woken on purpose (:meth:`FdSocket._rouse`), not by a close."""
 
-    __slots__ = ("behind", "lot", "parked")
+    __slots__ = ("behind", "lot", "parked", "roused")
 
     def __init__(self) -> None:
         self.parked = False
+        self.roused = False
         self.behind = 0
         self.lot = trio.lowlevel.ParkingLot()
 
@@ -148,14 +150,26 @@ class FdSocket(BaseSocket):
         try:
             await _wait_readable(fd)  # (``_park``, inline)
         except trio.ClosedResourceError:
+            if waiting.roused and not self._closed:
+                return False
             raise self._closed_while_waiting(operation) from None
         except trio.BusyResourceError:
             raise self._busy(operation) from None
         finally:
-            waiting.parked = False
+            waiting.parked = waiting.roused = False
             if waiting.behind:  # the others try again; one of them takes over
                 waiting.lot.unpark_all()
         return True
+
+    def _rouse(self, waiting: Waiting, fd: int) -> None:
+        """Wake the task parked on ``fd`` although NNG has nothing more for it: another task
+        took its frame off the socket for it. NNG signals a descriptor once per queued frame,
+        so without this the task would sleep on with its frame handed over. trio has no other
+        way to end a wait on a descriptor than telling it the descriptor closes; the task sees
+        ``roused`` and returns, and its next wait registers the descriptor again."""
+        if waiting.parked and not waiting.roused:
+            waiting.roused = True
+            trio.lowlevel.notify_closing(fd)
 
     async def _did_not_wait(self) -> None:
         """After an operation that did not wait: a schedule point every :data:`YIELD_EVERY`."""

@@ -231,8 +231,12 @@ class Surveyor(RawSocket):
                 continue
             queue.append(envelope)
             routed = True
-        if routed and self._receiving.behind:
-            self._receiving.lot.unpark_all()  # the surveys' readers parked behind us
+        if routed:
+            receiving = self._receiving
+            if receiving.behind:
+                receiving.lot.unpark_all()  # the surveys' readers parked behind us
+            if receiving.parked and self._recv_fd is not None:
+                self._rouse(receiving, self._recv_fd)  # the reader on the descriptor: maybe its reply
         return routed
 
     def _surveys_open(self) -> int:

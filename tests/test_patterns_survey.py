@@ -174,8 +174,6 @@ async def test_a_malformed_reply_is_counted_and_the_next_survey_still_answered(
         assert reply.body == {"echo": "two", "to": "boss"}
 
 
-@pytest.mark.xfail(strict=True, reason="a reply routed by another survey's reader does not wake the reader "
-                   "parked on the descriptor (patterns/_survey.py _pump wakes only the waiters behind it)")
 async def test_a_reply_routed_by_another_surveys_reader_wakes_its_own(address: Callable[[str], str]) -> None:
     addr = address("inproc")
     async with patterns.Surveyor(listen=addr, name="s") as boss, patterns.Respondent(dial=addr, name="r") as resp:
