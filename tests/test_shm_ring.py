@@ -70,7 +70,29 @@ def test_a_released_segment_carries_the_next_payload(in_use: Path) -> None:
     assert third == first
     stats = ring.statistics()
     assert (stats.reused, stats.pooled, stats.released) == (2, 1, 3)
-    assert segments(in_use) == []
+    assert spares.settle(30)  # (a reuse asks for a spare behind it: the only name left)
+    assert segments(in_use) == [spare.path.name for spare in spares.held(str(in_use))]
+
+
+def test_a_stream_keeps_a_spare_behind_the_segment_it_reuses(in_use: Path) -> None:
+    """Back to back, the segment just sent comes back only once its receiver let go of it:
+    a spare waits behind it, so a receiver that lags costs no fresh segment."""
+    first = send_and_release(in_use, b"\1" * MiB)
+    assert spares.settle(30) and spares.held(str(in_use)) == []  # one payload: no spare
+    buf = place(b"\2" * MiB, lease=30, directory=in_use)  # reuses the first: a stream
+    assert buf._header.memfd_inode == first
+    assert spares.settle(30)
+    (spare,) = spares.held(str(in_use))
+    held = attach(buf.ref, directory=in_use)  # its receiver lags: the next takes the spare
+    third = place(b"\3" * MiB, lease=30, directory=in_use)
+    assert third._header.memfd_inode == spare.payload_inode and spares.held(str(in_use)) == []
+    held.release()
+    view = attach(third.ref, directory=in_use)
+    assert bytes(view[:1]) == b"\3"
+    view.release()
+    inflight.check()
+    ring.tick(unmap)
+    assert ring.statistics().pooled == 2  # two segments circulate from now on
 
 
 def test_a_segment_a_receiver_still_maps_is_not_reused(in_use: Path) -> None:

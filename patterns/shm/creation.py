@@ -56,8 +56,8 @@ def make(
 
     A payload segment reuses a released one of its size class when one is pooled
     (``_shm_ring``), else takes a warm spare of its class when one waits
-    (``_shm_spare``); otherwise it is made afresh, after which a spare is prepared for
-    the next one. If there is no room, the directory's spares and pooled segments are
+    (``_shm_spare``); otherwise it is made afresh. After a segment is made (or reused
+    with no other released one of its class left), a spare is prepared for the next one. If there is no room, the directory's spares and pooled segments are
     given back and the segment is tried once more."""
     making.check_arguments(size, lease, receivers)
     if flags or suffix is not None:
@@ -70,7 +70,13 @@ def make(
         inflight.check()  # segments whose receivers attached meanwhile retire now, not in 20 ms
         slot = ring.take(pool_key, size, spares.unmap_later)
     if slot is not None:
-        return reuse(build, Path(key), slot, size, lease, receivers, source)
+        buf = reuse(build, Path(key), slot, size, lease, receivers, source)
+        if not ring.free(pool_key):
+            # A stream: the segment just sent comes back only once its receiver let go of it,
+            # and the next payload is made at once. A spare behind it keeps a receiver that
+            # lags from costing a fresh segment (~50 ms of page allocation per 64 MiB).
+            spares.wanted(key, size)
+        return buf
     spare = spares.take(key, size)
     if spare is not None:
         header = making.new_header(0, size, lease, receivers, spare.fd, spare.payload_inode)

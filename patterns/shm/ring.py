@@ -76,6 +76,7 @@ __all__ = [
     "close",
     "drop",
     "forget",
+    "free",
     "keep_mapping",
     "mapping_of",
     "release_proven",
@@ -226,6 +227,12 @@ def take(key: Key, size: int, unmap: Callable[[mmap.mmap], None], *, final: bool
             close(slot, unmap)
             return None
     return slot
+
+
+def free(key: Key) -> int:
+    """How many released segments of ``key`` wait for reuse."""
+    with _lock:
+        return _pool.free(key)
 
 
 def mapping_of(fd: int, length: int) -> mmap.mmap:

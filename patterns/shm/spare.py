@@ -308,6 +308,8 @@ def wanted(directory: str, size: int) -> None:
         _pool.seen[key] = now
         if last is None or now - last >= IDLE or key in _pool.queued or not _pool._admissible(*key):
             return
+        if key in _pool.preparing.values():
+            return  # (a stream asks at every payload: one preparation at a time)
         _pool.queued.add(key)
     _pool.worker.submit(lambda: _pool.prepare(*key), delay=DEFER)
 
