@@ -81,6 +81,7 @@ __all__ = [
     "mapping_of",
     "release_proven",
     "retire",
+    "retiring",
     "statistics",
     "take",
     "tick",
@@ -233,6 +234,12 @@ def free(key: Key) -> int:
     """How many released segments of ``key`` wait for reuse."""
     with _lock:
         return _pool.free(key)
+
+
+def retiring(key: Key) -> bool:
+    """Does a segment of ``key`` wait for the proof of its release?"""
+    with _lock:
+        return bool(_pool.retiring(key))
 
 
 def mapping_of(fd: int, length: int) -> mmap.mmap:

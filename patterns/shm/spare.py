@@ -77,6 +77,7 @@ __all__ = [
     "free_bytes",
     "held",
     "in_background",
+    "ready",
     "register",
     "settle",
     "size_class",
@@ -294,6 +295,12 @@ def take(directory: str, size: int) -> Spare | None:
         _discard(spare)
         return None
     return spare
+
+
+def ready(directory: str, size: int) -> bool:
+    """Does a spare for a payload of ``size`` bytes wait in ``directory``?"""
+    with _pool.lock:
+        return (directory, size_class(size)) in _pool.spares
 
 
 def wanted(directory: str, size: int) -> None:
