@@ -223,7 +223,7 @@ class Run:
         start = sent["start_ns"]
         return {"delivered_ms": (got["delivered_ns"] - start) / 1e6,
                 "read_ms": (got["read_ns"] - start) / 1e6, "send_ms": (sent["returned_ns"] - start) / 1e6,
-                "kind": got["kind"]}  # fmt: skip
+                "kind": got["kind"], "copy_ms": sent.get("copy_ms")}  # fmt: skip
 
     def drop_iceoryx2(self, reason: str, detail: str) -> None:
         self.iceoryx2_skipped = reason
