@@ -139,7 +139,7 @@ def test_a_payload_waits_only_a_bounded_moment_and_never_for_a_small_one(
         second = place(b"\2" * size, lease=30, directory=in_use)
         assert second._header.memfd_inode != first._header.memfd_inode  # a fresh one, after
         bound = min(creation.MAX_WAIT, creation.WAIT_PER_MIB * size / MiB)
-        assert clock.sleeps == 0 if size < 4 * MiB else 0 < clock.sleeps <= bound / creation.POLL + 1
+        assert clock.sleeps == 0 if size < 2 * MiB else 0 < clock.sleeps <= bound / creation.POLL + 1
         view.release()
         attach(second.ref, directory=in_use).release()
 

@@ -110,11 +110,13 @@ def make(
     return buf
 
 
-WAIT_PER_MIB: Final = 0.05e-3
-"""Seconds :func:`await_return` may wait per MiB of payload: a fresh segment costs about
-0.6 ms per MiB here (its pages allocated and zeroed), so a wait that fails costs little."""
-MAX_WAIT: Final = 0.005
-"""Seconds :func:`await_return` waits at most (reached from 100 MiB on)."""
+WAIT_PER_MIB: Final = 0.1e-3
+"""Seconds :func:`await_return` may wait per MiB of payload: a fresh segment costs 0.6 ms
+per MiB here and more under load (its pages allocated and zeroed), so a wait that fails
+adds at most a sixth to what follows, and one that succeeds saves all of it."""
+MAX_WAIT: Final = 0.01
+"""Seconds :func:`await_return` waits at most (reached from 100 MiB on): a receiver that
+lost its CPU for a scheduler slice or two under load, not one that holds on."""
 POLL: Final = 0.0001
 """Seconds between two looks while it waits."""
 
@@ -127,7 +129,7 @@ def await_return(pool_key: Key, size: int) -> ring.Slot | None:
     ``bench.shm_stream``). Waiting that long is far cheaper than a fresh segment, but only
     worth it for one that is on its way back: sent (``inflight``) or retired (``ring``).
     Blocks the caller (as the copy into the segment does) for at most ``WAIT_PER_MIB``
-    per MiB, :data:`MAX_WAIT` in all; nothing for payloads under 4 MiB."""
+    per MiB, :data:`MAX_WAIT` in all; nothing for payloads under 2 MiB."""
     bound = min(MAX_WAIT, WAIT_PER_MIB * size / (1 << 20))
     if bound < 2 * POLL:
         return None
