@@ -125,7 +125,7 @@ def await_return(pool_key: Key, size: int) -> ring.Slot | None:
     """A segment of ``pool_key`` its receiver releases within a moment, or None.
 
     A producer that sends back to back makes its next payload as soon as the last one
-    left, while its receiver is still letting go of the one before (0.5-4 ms after, in
+    left, while its receiver is still letting go of the one before (0.4-4.4 ms after, in
     ``bench.shm_stream``). Waiting that long is far cheaper than a fresh segment, but only
     worth it for one that is on its way back: sent (``inflight``) or retired (``ring``).
     Blocks the caller (as the copy into the segment does) for at most ``WAIT_PER_MIB``
