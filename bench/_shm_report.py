@@ -18,12 +18,14 @@ def summarize_rows(phase: str, variant: Any, size: int, samples: list[dict[str, 
     read = [s["read_ms"] for s in samples]
     sent = [s["send_ms"] for s in samples]
     typical = median(delivered)
+    copies = [s["copy_ms"] for s in samples if s.get("copy_ms") is not None]
     return {"phase": phase, "variant": variant.key, "label": variant.label, "description": variant.description,
             "size_bytes": size, "size": size_label(size), "n": len(samples), "delivered_ms": round(typical, 4),
             "delivered_min_ms": round(min(delivered), 4), "delivered_max_ms": round(max(delivered), 4),
             "read_ms": round(median(read), 4), "send_ms": round(median(sent), 4),
             "delivered_gb_per_s": round(size / (typical / 1e3) / 1e9, 2) if typical > 0 else None,
             "receiver_got": sorted({s["kind"] for s in samples}),
+            "memcpy_ms": round(median(copies), 4) if copies else None,
             "samples_delivered_ms": [round(x, 4) for x in delivered]}  # fmt: skip
 
 
@@ -65,6 +67,15 @@ def compute_ratios(rows: list[dict[str, Any]], *, quick: bool) -> dict[str, Any]
         add(f"tcp_inline_over_tcp_shm_{label}", ("tcp_inline", size), ("tcp_shm", size), None)
         add(f"tcp_inline_over_shm_{label}", ("tcp_inline", size), ("shm", size), None)
         add(f"ipc_inline_over_zero_copy_{label}", ("ipc_inline", size), ("zero_copy", size), None)
+        shm = index.get(("shm", size))
+        if shm is not None and shm.get("memcpy_ms"):  # the floor of a copying send, and what it allows
+            ratios[f"shm_over_memcpy_{label}"] = {
+                "numerator": f"shm {shm['size']}", "denominator": "memcpy of the same payload (sender)",
+                "value": round(shm["delivered_ms"] / shm["memcpy_ms"], 3)}  # fmt: skip
+            if ("ipc_inline", size) in index:
+                ratios[f"ipc_inline_over_memcpy_{label}"] = {
+                    "numerator": f"ipc_inline {shm['size']}", "denominator": "memcpy of the same payload (sender)",
+                    "value": round(index[("ipc_inline", size)]["delivered_ms"] / shm["memcpy_ms"], 3)}  # fmt: skip
     zero_copy = sorted(size for (key, size) in index if key == "zero_copy")
     if len(zero_copy) >= 2:
         big, small = zero_copy[-1], zero_copy[0]
@@ -133,7 +144,8 @@ def render(rows: list[dict[str, Any]], ratios: dict[str, Any], sweep: dict[str, 
         if not isinstance(entry, dict):
             continue
         text = f"  {name:<36} {entry['numerator']:>19} / {entry['denominator']:<19} = {entry['value']:8.2f}"
-        text += f"  [{entry['value_read']:.2f}]"
+        if "value_read" in entry:
+            text += f"  [{entry['value_read']:.2f}]"
         if "op" in entry:
             text += f"  goal {entry['op']} {entry['target']:g}: {'met' if entry['met'] else 'NOT met'}"
         lines.append(text)

@@ -77,7 +77,7 @@ def build_steps() -> list[Step]:
     steps += [
         Step("poll", frozenset({"poll"}), both, poll.suite_step),
         Step("work", frozenset({"work"}), frozenset({TOOLKIT}), distribute.suite_step),
-        Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2"}), shm.suite_step),
+        Step("large", frozenset({"large"}), frozenset({TOOLKIT, "iceoryx2", "memcpy"}), shm.suite_step),
         Step("bridge", frozenset({"bridge"}), frozenset({TOOLKIT}), bridge.suite_step),
         Step("security", frozenset({"security"}), frozenset({TOOLKIT}), security.suite_step),
         Step("deliberate", frozenset({"deliberate"}), frozenset({TOOLKIT}), deliberate.suite_step),

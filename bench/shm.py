@@ -223,7 +223,7 @@ class Run:
         start = sent["start_ns"]
         return {"delivered_ms": (got["delivered_ns"] - start) / 1e6,
                 "read_ms": (got["read_ns"] - start) / 1e6, "send_ms": (sent["returned_ns"] - start) / 1e6,
-                "kind": got["kind"]}  # fmt: skip
+                "kind": got["kind"], "copy_ms": sent.get("copy_ms")}  # fmt: skip
 
     def drop_iceoryx2(self, reason: str, detail: str) -> None:
         self.iceoryx2_skipped = reason
@@ -393,6 +393,9 @@ def suite_step(quick: bool) -> list[Metric | Skip]:
         if row["delivered_gb_per_s"] is not None:
             out.append(Metric("large", system, variant, transport, size, 1, "gb_per_s",
                               row["delivered_gb_per_s"], "GB/s", higher_is_better=True))  # fmt: skip
+        if row["variant"] == "shm" and row.get("memcpy_ms"):  # the floor of a copying send, same run
+            out.append(Metric("large", "memcpy", "memcpy (numpy.copyto, sender)", "memory", size, 1,
+                              "delivered_ms", row["memcpy_ms"], "ms"))  # fmt: skip
     if run.iceoryx2_skipped:
         reason = run.iceoryx2_skipped
         out.append(Skip("large", "iceoryx2", "loan",

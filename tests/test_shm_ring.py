@@ -24,7 +24,7 @@ from conftest import Peers, read_line, tell
 
 import patterns
 from patterns.errors import SegmentGone
-from patterns.shm import inflight, ring
+from patterns.shm import creation, inflight, ring
 from patterns.shm import spare as spares
 from patterns.shm.header import PAYLOAD_OFFSET, free_bytes, monotonic_now
 from patterns.shm.pool import PoolLimits, PoolStatistics, SegmentPool
@@ -70,7 +70,78 @@ def test_a_released_segment_carries_the_next_payload(in_use: Path) -> None:
     assert third == first
     stats = ring.statistics()
     assert (stats.reused, stats.pooled, stats.released) == (2, 1, 3)
-    assert segments(in_use) == []
+    assert spares.settle(30)  # (a reuse asks for a spare behind it: the only name left)
+    assert segments(in_use) == [spare.path.name for spare in spares.held(str(in_use))]
+
+
+def test_a_stream_keeps_a_spare_behind_the_segment_it_reuses(in_use: Path) -> None:
+    """Back to back, the segment just sent comes back only once its receiver let go of it:
+    a spare waits behind it, so a receiver that lags costs no fresh segment."""
+    first = send_and_release(in_use, b"\1" * MiB)
+    assert spares.settle(30) and spares.held(str(in_use)) == []  # one payload: no spare
+    buf = place(b"\2" * MiB, lease=30, directory=in_use)  # reuses the first: a stream
+    assert buf._header.memfd_inode == first
+    assert spares.settle(30)
+    (spare,) = spares.held(str(in_use))
+    held = attach(buf.ref, directory=in_use)  # its receiver lags: the next takes the spare
+    third = place(b"\3" * MiB, lease=30, directory=in_use)
+    assert third._header.memfd_inode == spare.payload_inode and spares.held(str(in_use)) == []
+    held.release()
+    view = attach(third.ref, directory=in_use)
+    assert bytes(view[:1]) == b"\3"
+    view.release()
+    inflight.check()
+    ring.tick(unmap)
+    assert ring.statistics().pooled == 2  # two segments circulate from now on
+
+
+class Clock:
+    """``creation``'s clock and sleep while a payload waits for a segment on its way back:
+    each sleep moves the clock by the poll, and runs ``on_sleep`` (a receiver letting go)."""
+
+    def __init__(self, on_sleep: Callable[[], None] = lambda: None) -> None:
+        self.now, self.sleeps, self.on_sleep = 0.0, 0, on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.sleeps += 1
+        self.on_sleep()
+
+
+def test_a_payload_waits_a_moment_for_the_segment_its_receiver_is_letting_go(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = place(b"\1" * 64 * MiB, lease=30, directory=in_use)
+    view = attach(first.ref, directory=in_use)
+    inflight.check()
+    assert ring.retiring((str(in_use), 64 * MiB))  # its receiver still maps it
+    clock = Clock(view.release)  # ... and lets go while the next payload waits
+    monkeypatch.setattr(creation, "time", clock)
+    second = place(b"\2" * 64 * MiB, lease=30, directory=in_use)
+    assert second._header.memfd_inode == first._header.memfd_inode and clock.sleeps == 1
+    assert ring.statistics().missed == 0
+    attach(second.ref, directory=in_use).release()
+
+
+def test_a_payload_waits_only_a_bounded_moment_and_never_for_a_small_one(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(creation, "time", clock)
+    for size in (MiB, 64 * MiB):
+        first = place(b"\1" * size, lease=30, directory=in_use)
+        view = attach(first.ref, directory=in_use)  # held on to: never back in time
+        inflight.check()
+        clock.sleeps = 0
+        second = place(b"\2" * size, lease=30, directory=in_use)
+        assert second._header.memfd_inode != first._header.memfd_inode  # a fresh one, after
+        bound = min(creation.MAX_WAIT, creation.WAIT_PER_MIB * size / MiB)
+        assert clock.sleeps == 0 if size < 2 * MiB else 0 < clock.sleeps <= bound / creation.POLL + 1
+        view.release()
+        attach(second.ref, directory=in_use).release()
 
 
 def test_a_segment_a_receiver_still_maps_is_not_reused(in_use: Path) -> None:

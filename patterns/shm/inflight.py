@@ -29,7 +29,7 @@ from patterns.shm import ring
 from patterns.shm.header import monotonic_now, unlink_quietly
 from patterns.shm.worker import unmap
 
-__all__ = ["EXIT_PATIENCE", "check", "held", "hold", "release_all"]
+__all__ = ["EXIT_PATIENCE", "check", "held", "hold", "holds", "release_all"]
 
 EXIT_PATIENCE: Final = 1.0
 """Seconds a process that exits waits for the receivers of what it sent last."""
@@ -72,6 +72,12 @@ def held() -> int:
     """How many payloads this process holds for their receivers."""
     with _lock:
         return len(_held)
+
+
+def holds(key: tuple[str, int]) -> bool:
+    """Is a reusable payload of ``key`` (directory, size class) held for its receivers?"""
+    with _lock:
+        return any(entry.slot is not None and entry.slot.key == key for entry in _held.values())
 
 
 def check(now: float | None = None) -> float | None:

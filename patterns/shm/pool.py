@@ -140,6 +140,10 @@ class SegmentPool(Generic[T]):
         self._counts.missed += final
         return None
 
+    def free(self, key: Key) -> int:
+        """How many free items ``key`` holds."""
+        return len(self._free.get(key, ()))
+
     # ------------------------------------------------------------ trimming
     def expire(self, now: float) -> list[T]:
         """Free items unused for ``idle`` seconds and retired ones past ``patience``: the caller closes them."""

@@ -76,10 +76,12 @@ __all__ = [
     "close",
     "drop",
     "forget",
+    "free",
     "keep_mapping",
     "mapping_of",
     "release_proven",
     "retire",
+    "retiring",
     "statistics",
     "take",
     "tick",
@@ -226,6 +228,18 @@ def take(key: Key, size: int, unmap: Callable[[mmap.mmap], None], *, final: bool
             close(slot, unmap)
             return None
     return slot
+
+
+def free(key: Key) -> int:
+    """How many released segments of ``key`` wait for reuse."""
+    with _lock:
+        return _pool.free(key)
+
+
+def retiring(key: Key) -> bool:
+    """Does a segment of ``key`` wait for the proof of its release?"""
+    with _lock:
+        return bool(_pool.retiring(key))
 
 
 def mapping_of(fd: int, length: int) -> mmap.mmap:

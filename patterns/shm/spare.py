@@ -77,6 +77,7 @@ __all__ = [
     "free_bytes",
     "held",
     "in_background",
+    "ready",
     "register",
     "settle",
     "size_class",
@@ -296,6 +297,12 @@ def take(directory: str, size: int) -> Spare | None:
     return spare
 
 
+def ready(directory: str, size: int) -> bool:
+    """Does a spare for a payload of ``size`` bytes wait in ``directory``?"""
+    with _pool.lock:
+        return (directory, size_class(size)) in _pool.spares
+
+
 def wanted(directory: str, size: int) -> None:
     """A segment of ``size`` bytes was made in ``directory``: if one of its size class was
     made there less than :data:`IDLE` seconds ago too, prepare a spare of that class."""
@@ -308,6 +315,8 @@ def wanted(directory: str, size: int) -> None:
         _pool.seen[key] = now
         if last is None or now - last >= IDLE or key in _pool.queued or not _pool._admissible(*key):
             return
+        if key in _pool.preparing.values():
+            return  # (a stream asks at every payload: one preparation at a time)
         _pool.queued.add(key)
     _pool.worker.submit(lambda: _pool.prepare(*key), delay=DEFER)
 
