@@ -69,7 +69,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         pool.start()
         stack.callback(pool.stop)
-        sessions = {f"redis COUNT {c}": stack.enter_context(redis_streams.work_session(c)) for c in args.read_count}
+        sessions = {
+            f"redis COUNT {c}": stack.enter_context(redis_streams.work_session(c)) for c in args.read_count
+        }
         _toolkit_round(pool, tmpdir, args.warmup, 0, args.transport)  # untimed: the toolkit warms up too
         for rnd in range(args.rounds):
             for system in _order(systems, rnd):
@@ -118,7 +120,10 @@ def render(report: dict[str, Any]) -> str:
                  if "pair_ratios" in s else "")  # fmt: skip
         lines.append(f"{system:<18} {s['median']:>9,.0f} {s['min']:>9,.0f} {s['max']:>9,.0f} "
                      f"{s['spread']:>7.2f} {s['cv_pct']:>5.1f}  {ratio:<15}  {pairs:<20}  {rates}")  # fmt: skip
-    return "\n".join(lines) + "\n\ntasks/s; spread = max/min of a system's rounds; pair ratios: toolkit / peer in the same round"
+    return (
+        "\n".join(lines)
+        + "\n\ntasks/s; spread = max/min of a system's rounds; pair ratios: toolkit / peer in the same round"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

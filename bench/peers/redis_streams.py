@@ -63,7 +63,8 @@ def _client(port: int) -> Any:
     return redis.Redis(host=address(), port=port)
 
 
-def _hiredis() -> str:
+def hiredis_note() -> str:
+    """' (no hiredis)' when redis-py parses replies in Python (slower), else ''."""
     try:
         from redis.utils import HIREDIS_AVAILABLE
     except ImportError:
@@ -170,7 +171,7 @@ def measure_work(quick: bool, n: int | None = None) -> list[Metric | Skip]:
     n = n or (QUICK_N if quick else N)
     with work_session() as run:
         times = [run(n) for _ in range(WORK_ROUNDS)]
-    return [rate_metric(SYSTEM, WORK_VARIANT + _hiredis(), "tcp", n, statistics.median(times))]
+    return [rate_metric(SYSTEM, WORK_VARIANT + hiredis_note(), "tcp", n, statistics.median(times))]
 
 
 # ===================================================================== request/reply
@@ -220,5 +221,5 @@ def measure_rtt(quick: bool, sizes: Sequence[int] | None = None) -> list[Metric 
         finally:
             r.close()
     for size in sizes:
-        out += rtt_metrics(SYSTEM, RTT_VARIANT + _hiredis(), "tcp", size, samples[size])
+        out += rtt_metrics(SYSTEM, RTT_VARIANT + hiredis_note(), "tcp", size, samples[size])
     return out
