@@ -72,6 +72,7 @@ from . import _cli
 from ._distribute_jobs import DEFAULT_KNOBS, EXPLORE, LIBRARY_DEFAULTS, PAYLOAD_SIZE, WORKERS, Knobs, Pool
 from ._distribute_phases import RAW_STYLES, raw_phase, toolkit_phase
 from ._distribute_report import compute_goals, fmt, render, summarize_rounds, summarize_sweep
+from ._goals import ALTERNATING
 from ._placement import SPAWN_ENV
 from ._schema import TOOLKIT, Metric, Skip
 from .peers._servers import redis_missing
@@ -286,10 +287,6 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp"), n: int
         pool.stop()
         shutil.rmtree(tmpdir, ignore_errors=True)
     return out
-
-
-ALTERNATING = ", rounds alternating with the toolkit's"
-"""The suffix of the Redis row measured inside the work step (the goal prefers it)."""
 
 
 def _alternating(
