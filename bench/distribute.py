@@ -57,10 +57,13 @@ lost hello; logged and counted in the JSON).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -69,8 +72,11 @@ from . import _cli
 from ._distribute_jobs import DEFAULT_KNOBS, EXPLORE, LIBRARY_DEFAULTS, PAYLOAD_SIZE, WORKERS, Knobs, Pool
 from ._distribute_phases import RAW_STYLES, raw_phase, toolkit_phase
 from ._distribute_report import compute_goals, fmt, render, summarize_rounds, summarize_sweep
+from ._goals import ALTERNATING
+from ._placement import SPAWN_ENV
 from ._schema import TOOLKIT, Metric, Skip
-from .peers._util import WORK_ROUNDS
+from .peers._servers import redis_missing
+from .peers._util import WORK_ROUNDS, rate_metric
 
 PHASES = ("toolkit", "defaults", "raw_trio", "raw_trio_pull", "raw_sync", "kill")
 KILL_AT = 0.4  # SIGKILL one worker once this share of the outcomes is in (and it holds claimed tasks)
@@ -236,11 +242,18 @@ KILL_VARIANT = "Dispatcher, 2 Workers, acked, one SIGKILLed mid-run"
 
 
 def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp"), n: int | None = None,
-               with_kill: bool = True) -> list[Metric | Skip]:  # fmt: skip
+               with_kill: bool = True, with_redis: bool | None = None) -> list[Metric | Skip]:  # fmt: skip
     """The suite's ``work`` step: tcp and ipc, the median of ``WORK_ROUNDS`` rounds; the kill run over ipc.
 
-    ``n``: tasks per round (default 50,000, full 200,000); ``with_kill``: the kill run too."""
+    ``n``: tasks per round (default 50,000, full 200,000); ``with_kill``: the kill run too.
+    ``with_redis`` (default: on one host, not with ``--hosts``, whose peer steps place Redis
+    themselves) and redis-server installed: the tcp rounds alternate with as many Redis
+    Streams rounds of the same ``n`` (ABBA), reported as their own Redis row, which the goal
+    compares with: measured minutes apart, a neighbour's burst in one window moved the
+    ratio by tens of percent (``bench.distribute_peers`` shows the spread)."""
     n = n or (50_000 if quick else 200_000)
+    if with_redis is None:
+        with_redis = not os.environ.get(SPAWN_ENV)
     out: list[Metric | Skip] = []
     pool = Pool(WORKERS + (1 if with_kill else 0))  # the spare replaces the killed worker
     tmpdir = tempfile.mkdtemp(prefix="nngc-bench-work-")
@@ -251,7 +264,15 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp"), n: int
             args = parse_args(["--quick", "--n", str(n), "--transport", transport])
             knobs = Knobs(args.concurrency, None if args.prefetch < 0 else args.prefetch, args.max_batch)
             rounds = 1 if phase == "kill" else WORK_ROUNDS  # the peers' figures are medians of as many
-            rows: list[dict[str, Any]] = [_run_phase(pool, phase, args, tmpdir, knobs) for _ in range(rounds)]
+
+            def one() -> dict[str, Any]:
+                return _run_phase(pool, phase, args, tmpdir, knobs)  # noqa: B023 -- called in this iteration
+
+            if transport == "tcp" and phase == "toolkit" and with_redis and redis_missing() is None:
+                rows, redis = _alternating(one, n, rounds)
+                out.append(redis)
+            else:
+                rows = [one() for _ in range(rounds)]
             row = sorted(rows, key=lambda r: r["rate"])[len(rows) // 2]
             variant = KILL_VARIANT if phase == "kill" else WORK_VARIANT
             out.append(Metric("work", TOOLKIT, variant, transport, 64, WORKERS, "tasks_per_s", row["rate"],
@@ -266,6 +287,25 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp"), n: int
         pool.stop()
         shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def _alternating(
+    toolkit: Callable[[], dict[str, Any]], n: int, rounds: int
+) -> tuple[list[dict[str, Any]], Metric]:
+    """``rounds`` toolkit rounds and as many Redis Streams rounds of ``n`` tasks, in ABBA order."""
+    from .peers import redis_streams
+
+    rows: list[dict[str, Any]] = []
+    seconds: list[float] = []
+    with redis_streams.work_session() as redis:
+        for r in range(rounds):
+            for system in ("toolkit", "redis") if r % 2 == 0 else ("redis", "toolkit"):
+                if system == "toolkit":
+                    rows.append(toolkit())
+                else:
+                    seconds.append(redis(n))
+    variant = redis_streams.WORK_VARIANT + redis_streams.hiredis_note() + ALTERNATING
+    return rows, rate_metric("redis", variant, "tcp", n, statistics.median(seconds))
 
 
 if __name__ == "__main__":

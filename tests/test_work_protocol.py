@@ -108,3 +108,25 @@ def test_a_batch_is_taken_only_when_every_task_is_well_formed(listed: list[Any])
     else:
         with pytest.raises(MalformedMessage, match=f"task {bad[0]} "):
             W.parse_batch(message)
+
+
+def test_a_job_is_its_handlers_context_built_when_asked() -> None:
+    """The worker sets the job itself as the handler context (no record per task); the
+    handler reads the job's current attempt, the one it will report."""
+    import contextvars
+
+    from consensus.runtime.context import HandlerContext, handler_context, set_current_from
+    from consensus.work.worker_protocol import Job
+
+    job = Job(stream=7, task_id=3, attempt=1, task="t", claimed_at=0.0, sender="boss")
+
+    def run() -> list[HandlerContext]:
+        set_current_from(job)
+        first = handler_context()
+        job.attempt = 2  # a redelivery while it runs: it answers for the newer attempt
+        return [first, handler_context()]
+
+    assert contextvars.copy_context().run(run) == [
+        HandlerContext("task", "boss", 3, 1),
+        HandlerContext("task", "boss", 3, 2),
+    ]

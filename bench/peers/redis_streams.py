@@ -19,10 +19,11 @@ hiredis parser when the ``hiredis`` package is installed (``redis[hiredis]``).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .._children import children
@@ -62,7 +63,8 @@ def _client(port: int) -> Any:
     return redis.Redis(host=address(), port=port)
 
 
-def _hiredis() -> str:
+def hiredis_note() -> str:
+    """' (no hiredis)' when redis-py parses replies in Python (slower), else ''."""
     try:
         from redis.utils import HIREDIS_AVAILABLE
     except ImportError:
@@ -128,32 +130,48 @@ def _pending(r: Any) -> int:
         time.sleep(0.05)
 
 
-def measure_work(quick: bool, n: int | None = None) -> list[Metric | Skip]:
-    missing = redis_missing()
-    if missing:
-        return [Skip("work", SYSTEM, WORK_VARIANT, missing)]
+@contextlib.contextmanager
+def work_session(read_count: int = READ_COUNT) -> Iterator[Callable[[int], float]]:
+    """redis-server and ``WORKERS`` worker processes, warmed up; yields ``run(n) -> seconds``,
+    one timed round of ``n`` tasks (the next round's task indices follow on). On leaving,
+    every task must have been handled exactly once and nothing may stay pending.
+    ``bench.distribute_peers`` alternates these rounds with the toolkit's."""
     from . import _redis_jobs
 
-    n = n or (QUICK_N if quick else N)
     with redis_server() as port, children(WORKERS, "redis-worker") as pool:
         r = _client(port)
         try:
             r.xgroup_create(TASKS, GROUP, id="0", mkstream=True)
             for i, child in enumerate(pool):
-                child.start(_redis_jobs.work, port, TASKS, GROUP, f"w{i}", RESULTS, READ_COUNT)
+                child.start(_redis_jobs.work, port, TASKS, GROUP, f"w{i}", RESULTS, read_count)
             for child in pool:
                 child.receive("ready")
             last = [b"0-0"]
             _phase(r, port, 0, WARMUP, last)
-            times = [_phase(r, port, 10**9 * (k + 1), n, last) for k in range(WORK_ROUNDS)]
+            total = [WARMUP]
+
+            def run(n: int) -> float:
+                seconds = _phase(r, port, 10**9 * len(total), n, last)
+                total.append(n)
+                return seconds
+
+            yield run
             left = _pending(r)
             done = sum(child.finish(stop=True) for child in pool)
-            if left or done != WARMUP + n * WORK_ROUNDS:
-                total = WARMUP + n * WORK_ROUNDS
-                raise RuntimeError(f"Redis: workers handled {done} of {total} tasks, {left} unacked")
+            if left or done != sum(total):
+                raise RuntimeError(f"Redis: workers handled {done} of {sum(total)} tasks, {left} unacked")
         finally:
             r.close()
-    return [rate_metric(SYSTEM, WORK_VARIANT + _hiredis(), "tcp", n, statistics.median(times))]
+
+
+def measure_work(quick: bool, n: int | None = None) -> list[Metric | Skip]:
+    missing = redis_missing()
+    if missing:
+        return [Skip("work", SYSTEM, WORK_VARIANT, missing)]
+    n = n or (QUICK_N if quick else N)
+    with work_session() as run:
+        times = [run(n) for _ in range(WORK_ROUNDS)]
+    return [rate_metric(SYSTEM, WORK_VARIANT + hiredis_note(), "tcp", n, statistics.median(times))]
 
 
 # ===================================================================== request/reply
@@ -203,5 +221,5 @@ def measure_rtt(quick: bool, sizes: Sequence[int] | None = None) -> list[Metric 
         finally:
             r.close()
     for size in sizes:
-        out += rtt_metrics(SYSTEM, RTT_VARIANT + _hiredis(), "tcp", size, samples[size])
+        out += rtt_metrics(SYSTEM, RTT_VARIANT + hiredis_note(), "tcp", size, samples[size])
     return out

@@ -18,9 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
-__all__ = ["HandlerContext", "Kind", "handler_context", "serving", "set_current"]
+__all__ = [
+    "ContextSource",
+    "HandlerContext",
+    "Kind",
+    "handler_context",
+    "serving",
+    "set_current",
+    "set_current_from",
+]
 
 Kind = Literal["poll", "vote", "deliberate", "ask", "task"]
 
@@ -43,7 +51,16 @@ class HandlerContext:
     ask_id: int | None = None
 
 
-_current: ContextVar[HandlerContext | None] = ContextVar("consensus_handler_context", default=None)
+class ContextSource(Protocol):
+    """Something a driver already holds per handler run (a worker's job) that can say
+    what the handler answers, built only when the handler asks (:func:`set_current_from`)."""
+
+    def handler_context(self) -> HandlerContext: ...
+
+
+_current: ContextVar[HandlerContext | ContextSource | None] = ContextVar(
+    "consensus_handler_context", default=None
+)
 
 
 def handler_context() -> HandlerContext:
@@ -53,7 +70,9 @@ def handler_context() -> HandlerContext:
     if context is None:
         raise LookupError("handler_context() is only set while a handler (on_poll, on_vote, on_deliberate, "
                           "on_ask or a task handler) runs")  # fmt: skip
-    return context
+    if type(context) is HandlerContext:
+        return context
+    return context.handler_context()  # type: ignore[union-attr]  # a ContextSource: built on demand
 
 
 @contextmanager
@@ -70,3 +89,10 @@ def set_current(context: HandlerContext) -> None:
     """Set the context for the handlers this task runs from now on (for a driver's task
     that only runs handlers one after another: cheaper than :func:`serving` per call)."""
     _current.set(context)
+
+
+def set_current_from(source: ContextSource) -> None:
+    """:func:`set_current` for a driver that runs many short handlers one after another (a
+    worker's tasks): ``source`` builds the :class:`HandlerContext` only if the handler
+    asks. Building one per task was most of a trivial async task handler's cost."""
+    _current.set(source)

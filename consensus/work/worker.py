@@ -37,7 +37,7 @@ import trio
 from consensus.endpoints import resolve_work_endpoints
 from consensus.failure import Failure
 from consensus.room.roster import check_name
-from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.context import set_current_from
 from consensus.runtime.handlers import Handler, run_handler
 from consensus.runtime.logs import RateLimited
 from consensus.runtime.service import Pulse, service_nursery
@@ -216,9 +216,7 @@ class Worker:
             while job is None:
                 await self._work.wait()
                 job = protocol.next_job()
-            set_current(
-                HandlerContext("task", job.sender, job.task_id, job.attempt)
-            )  # this task runs only handlers
+            set_current_from(job)  # this task runs only handlers; the job says what it answers, if asked
             try:
                 if direct:
                     try:

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.failure import Failure
+from consensus.runtime.context import HandlerContext
 from consensus.trust.work import WorkerKeys
 from consensus.work import protocol as W
 from patterns import EncodeError, Envelope, MalformedMessage, MessageError, unencodable_part
@@ -63,6 +64,12 @@ class Job:
     task: Any
     claimed_at: float
     sender: str = ""  # the dispatcher that sent it (for the handler's context)
+
+    def handler_context(self) -> HandlerContext:
+        """What the handler running this job answers (``consensus.handler_context()``),
+        built only when asked: the attempt it will report (a redelivery while it runs
+        raises it)."""
+        return HandlerContext("task", self.sender, self.task_id, self.attempt)
 
 
 # ---------------------------------------------------------------------- events
