@@ -354,13 +354,15 @@ class Hotline:
 
     def statistics(self) -> HotlineStatistics:
         self._server.settle()  # answers sent from handler threads, into the books first
+        foreign = self._reader.foreign  # asks made by the loop reading the line (consensus.hotline.foreign)
+        foreign_open = foreign.settle() if foreign is not None else 0
         t = self._protocol.ask_statistics()
         p = self._protocol.statistics()
         s = self._link.pair.statistics()
         return HotlineStatistics(
             connected=self.connected, connections=p.connections, sent=s.messages_sent,
             received=s.messages_received,
-            asks_open=t.open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
+            asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
             stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
             silent_disconnects=p.silent_disconnects, refused=p.refused,
         )  # fmt: skip

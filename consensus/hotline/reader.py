@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -35,9 +35,22 @@ from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
 from patterns import Closed, MalformedMessage
 
-__all__ = ["Reader"]
+__all__ = ["Lent", "Reader"]
 
 log = logging.getLogger("consensus.hotline")
+
+
+class Lent(Protocol):
+    """Another thread reading the line (:mod:`consensus.hotline.foreign`): what trio tells it."""
+
+    def changed(self, protocol: LineProtocol) -> None:
+        """The line's state changed (trio's thread): connected, lost, closed."""
+
+    def fail_all(self, kind: str, why: str) -> None:
+        """Its open asks end as ``kind`` (``lost``, ``taken``, ``closed``) (trio's thread)."""
+
+    def settle(self) -> int:
+        """Its asks into the protocol's books (trio's thread, before statistics); returns how many are open."""
 
 
 class Reader:
@@ -60,6 +73,19 @@ class Reader:
         # loop is woken before trio next waits for I/O, unless an asker reads again by then.
         self.unread = False
         self._wakes: Wakes | None = None
+        self.foreign: Lent | None = None  # another thread reads the line for good (see lend)
+        self._looped = False  # a receive loop has run: lending now could race its read
+
+    def lend(self, foreign: Lent) -> bool:
+        """Let ``foreign`` read the line from now on (trio's thread, right after the line
+        opened, before its receive loop ran: the loop then never reads, and acts only on the
+        events ``foreign`` hands over). False when too late (the loop may be in a read)."""
+        if self.foreign is not None or (self._looped and not (self.idle and self.reading is None)):
+            return False
+        self.foreign = foreign
+        self.reading = AnswerSlot()  # never filled: trio's askers wait for what foreign hands over
+        foreign.changed(self._protocol)
+        return True
 
     def start(self) -> None:
         """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
@@ -73,10 +99,14 @@ class Reader:
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
         self._server.connections_changed()  # answers in handler threads must not go to a closed one
+        if self.foreign is not None:
+            self.foreign.changed(self._protocol)
         self.changed.poke()
 
     def disconnected(self, event: Disconnected) -> None:
         """Fail the asks a lost connection ended."""
+        if self.foreign is not None:
+            self.foreign.fail_all(event.kind, event.reason)
         for ask_id in event.asks:
             self.fail(ask_id, event.kind, event.reason)
         self.notify()
@@ -174,8 +204,9 @@ class Reader:
     # ------------------------------------------------------------------ the receive loop
     async def receive_loop(self) -> None:
         pair, protocol = self._link.pair, self._protocol
+        self._looped = True
         while True:
-            if self.reading is not None:  # an asker reads the line: wait until it is done
+            if self.reading is not None and not self.handed_over:  # an asker reads: wait until it is done
                 self.idle = True
                 self._parked = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(self._abort)
@@ -228,6 +259,8 @@ class Reader:
         elif isinstance(event, Greeted):
             for ask_id in event.lost:
                 self.fail(ask_id, "lost", "the connection to the peer closed")
+            if event.lost and self.foreign is not None:
+                self.foreign.fail_all("lost", "the connection to the peer closed")
             if event.hello is not None:
                 await self._link.send_within(event.hello, self._protocol.heartbeat)
             self.notify()
