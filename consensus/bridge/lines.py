@@ -1,4 +1,5 @@
-"""``aio.hotline(...)``: a line the caller's loop reads itself (docs/asyncio.md §4.4).
+"""``aio.hotline(...)``: a line the caller's loop reads itself; ``blocking.hotline(...)``:
+a line whose asks leave from the caller's thread (docs/asyncio.md §4.4).
 
 The line opens in the trio thread as any object of the front does; at once after it
 opened, before its receive loop ever read, it is lent to the caller's loop
@@ -6,7 +7,9 @@ opened, before its receive loop ever read, it is lent to the caller's loop
 resumes and stops before the line closes. Asks from that loop
 (:meth:`consensus.aio.Hotline.ask`) then go out and come back without the trio thread; an asyncio
 ``on_ask`` runs straight from the loop's read. What the loop cannot take (a sealed line,
-a line opened from a loop other than the asker's) keeps the trio path.
+a line opened from a loop other than the asker's) keeps the trio path. A blocking line gets
+a :class:`~consensus.hotline.thread_asks.ThreadAsks` the same way: its asks are sent from
+the caller's thread and their answers handed over by trio's reader as it reads them.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from consensus.bridge.opening import AioOpening, _returns
+from consensus.bridge.opening import AioOpening, BlockingOpening, _returns, blocking_opener
 from consensus.bridge.proxy import Proxy
 from consensus.hotline.foreign import ForeignReader, lend, lent
 from consensus.hotline.line import Hotline
+from consensus.hotline.thread_asks import attach
 
-__all__ = ["AioLineOpening", "aio_line_opener"]
+__all__ = ["AioLineOpening", "aio_line_opener", "blocking_line_opener"]
 
 P = ParamSpec("P")
 X = TypeVar("X", bound=Proxy)
@@ -36,6 +40,15 @@ async def _lent_to(loop: asyncio.AbstractEventLoop, factory: Callable[..., Abstr
     nothing between the line's opening and the yield below is a checkpoint."""
     async with factory(*args, **kwargs) as line:
         lend(line, loop)
+        yield line
+
+
+@asynccontextmanager
+async def _asked_from_threads(factory: Callable[..., AbstractAsyncContextManager[Hotline]],
+                              *args: Any, **kwargs: Any) -> AsyncIterator[Hotline]:  # fmt: skip
+    """(trio) ``factory(...)``'s line, taking asks from plain threads."""
+    async with factory(*args, **kwargs) as line:
+        attach(line)
         yield line
 
 
@@ -68,4 +81,18 @@ def aio_line_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
         return AioLineOpening(factory, proxy, args, kwargs)
 
     _returns(open_, factory, f"AioLineOpening[{proxy.__module__}.{proxy.__name__}]")
+    return open_
+
+
+def blocking_line_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
+                         proxy: type[X]) -> Callable[P, BlockingOpening[X]]:  # fmt: skip
+    """``consensus.hotline`` for plain code, its asks sent from the caller's thread."""
+    opener = blocking_opener(factory, proxy)
+
+    @functools.wraps(opener)
+    def open_(*args: P.args, **kwargs: P.kwargs) -> BlockingOpening[X]:
+        opening = opener(*args, **kwargs)
+        opening._factory = functools.partial(_asked_from_threads, factory)
+        return opening
+
     return open_

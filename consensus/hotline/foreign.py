@@ -114,6 +114,8 @@ class ForeignReader:
         self._scheduled = False  # a hand-over to trio is on its way
         self._sent = self._sent_bytes = 0
         self._counts = [0, 0, 0, 0, 0]  # asks opened, answered, expired, failed, malformed answers
+        self._heard = False  # frames were taken here since trio last looked (behind the lock)
+        self._tell_heard = 0.0  # the loop's: when next to tell trio (time.monotonic)
 
     # ------------------------------------------------------------------ trio's side
     def changed(self, protocol: LineProtocol) -> None:
@@ -150,13 +152,19 @@ class ForeignReader:
         self._protocol.asks.count_elsewhere(*counts)
         return still_open
 
+    def claim(self, envelope: Envelope) -> bool:
+        return False  # trio never reads a lent line
+
     def _into_trio(self) -> None:
         """The frames the loop read for trio: into the protocol, then to the receive loop."""
         with self._lock:
             frames, self._for_trio = self._for_trio, []
             self._scheduled = False
+            heard, self._heard = self._heard, False
         self.settle()
         protocol, reader, now = self._protocol, self._reader, trio.current_time()
+        if heard:
+            protocol.heard(now)
         for envelope, pipe in frames:
             event = protocol.receive(envelope, pipe, now)
             if isinstance(event, Malformed):
@@ -210,6 +218,12 @@ class ForeignReader:
             if kind in f.ANSWER_KINDS and self._settle_ask(envelope):
                 continue
             for_trio.append(got)
+        now = time.monotonic()
+        if now >= self._tell_heard:  # the frames taken here prove the peer alive: trio's heartbeats learn it
+            self._tell_heard = now + self._protocol.heartbeat / 2
+            self._heard = True
+            if not for_trio:
+                self._soon_settle()
         if for_trio:
             with self._lock:
                 self._for_trio += for_trio

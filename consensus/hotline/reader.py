@@ -33,7 +33,7 @@ from consensus.hotline.serve import QUEUE, Server
 from consensus.hotline.wait import AnswerSlot, Waiter
 from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
-from patterns import Closed, MalformedMessage
+from patterns import Closed, Envelope, MalformedMessage
 
 __all__ = ["Lent", "Reader"]
 
@@ -51,6 +51,9 @@ class Lent(Protocol):
 
     def settle(self) -> int:
         """Its asks into the protocol's books (trio's thread, before statistics); returns how many are open."""
+
+    def claim(self, envelope: Envelope) -> bool:
+        """Take a frame trio read if it answers one of its asks (trio's thread)."""
 
 
 class Reader:
@@ -75,6 +78,12 @@ class Reader:
         self._wakes: Wakes | None = None
         self.foreign: Lent | None = None  # another thread reads the line for good (see lend)
         self._looped = False  # a receive loop has run: lending now could race its read
+
+    def attach(self, foreign: Lent) -> None:
+        """``foreign`` asks from other threads; this side reads the line and hands it their
+        answers (:meth:`Lent.claim`) (trio's thread)."""
+        self.foreign = foreign
+        foreign.changed(self._protocol)
 
     def lend(self, foreign: Lent) -> bool:
         """Let ``foreign`` read the line from now on (trio's thread, right after the line
@@ -146,6 +155,8 @@ class Reader:
                     except MalformedMessage as exc:
                         log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
                         continue
+                    if self.foreign is not None and self.foreign.claim(envelope):
+                        continue  # an answer to an ask made in another thread: delivered there
                     event = protocol.receive(envelope, pipe, trio.current_time())
                     if isinstance(event, Answer):
                         waiter = waiters.get(event.ask_id)
@@ -223,6 +234,8 @@ class Reader:
                     continue
                 except Closed:
                     return
+                if self.foreign is not None and self.foreign.claim(envelope):
+                    continue  # an answer to an ask made in another thread: delivered there
                 event = protocol.receive(envelope, pipe, trio.current_time())
             self._asker_woken = False  # (an asker reading the line may have set it)
             try:
