@@ -71,6 +71,7 @@ __all__ = ["NOT_HERE", "ForeignReader", "lend", "lent"]
 log = logging.getLogger("consensus.hotline")
 
 TOP_BIT: Final = 1 << 63
+DRAIN: Final = 64  # frames taken per wake-up at most: a flooding peer must not starve the loop
 SETTLE_EVERY: Final = 256  # answers sent from here between two settlements in trio (bounds the records)
 NOT_HERE: Final = object()  # ask(): this ask must take the trio path
 
@@ -116,6 +117,7 @@ class ForeignReader:
         self._counts = [0, 0, 0, 0, 0]  # asks opened, answered, expired, failed, malformed answers
         self._heard = False  # frames were taken here since trio last looked (behind the lock)
         self._tell_heard = 0.0  # the loop's: when next to tell trio (time.monotonic)
+        self._half_heartbeat = line.heartbeat / 2
 
     # ------------------------------------------------------------------ trio's side
     def changed(self, protocol: LineProtocol) -> None:
@@ -198,9 +200,10 @@ class ForeignReader:
         return self._ids | TOP_BIT
 
     def _readable(self) -> None:
-        """NNG has frames queued: take them all, act on ours, hand the rest to trio."""
+        """NNG has frames queued: take them (up to :data:`DRAIN`; the descriptor stays readable
+        for the rest), act on ours, hand the rest to trio."""
         pair, for_trio = self._pair, []
-        while True:
+        for _ in range(DRAIN):
             try:
                 got = pair.receive_from_nowait()
             except MalformedMessage as exc:
@@ -219,14 +222,14 @@ class ForeignReader:
                 continue
             for_trio.append(got)
         now = time.monotonic()
-        if now >= self._tell_heard:  # the frames taken here prove the peer alive: trio's heartbeats learn it
-            self._tell_heard = now + self._protocol.heartbeat / 2
-            self._heard = True
-            if not for_trio:
-                self._soon_settle()
-        if for_trio:
+        # The frames taken here prove the peer alive: trio's heartbeats learn it now and then.
+        heard = now >= self._tell_heard
+        if heard:
+            self._tell_heard = now + self._half_heartbeat
+        if for_trio or heard:
             with self._lock:
                 self._for_trio += for_trio
+                self._heard = self._heard or heard
                 schedule, self._scheduled = not self._scheduled, True
             if schedule:
                 self._soon_in_trio()
