@@ -173,6 +173,8 @@ class ForeignReader:
                 log.warning("hotline %s ignored a frame: %s", self._name, event.reason)
             elif not isinstance(event, Ignored):
                 reader.handed_over.append(event)
+        if frames:  # a hello connects the protocol now: asks from the loop must see it as soon as trio does
+            self.changed(protocol)
         if self._threaded is not None:
             self._threaded.settle()
         if reader.handed_over:
