@@ -32,10 +32,10 @@ def _child(peers: Peers, where: str, *options: str) -> Any:
 def test_values_and_pings_go_to_trio_in_order_while_asks_come_back_on_the_loop(
         peers: Peers, address: Callable[[str], str]) -> None:  # fmt: skip
     where = address("ipc")
-    child = _child(peers, where, "--heartbeat", "0.05")
+    child = _child(peers, where, "--heartbeat", "0.2")
 
     async def main() -> tuple[list[Any], list[Any], Any, bool]:
-        async with aio.hotline(dial=where, name="near", heartbeat=0.05) as line:
+        async with aio.hotline(dial=where, name="near", heartbeat=0.2) as line:
             assert lent(line._target) is not None  # read on this loop
             await line.wait_connected()
             assert await Lines(child).next() == "ready"
@@ -51,7 +51,7 @@ def test_values_and_pings_go_to_trio_in_order_while_asks_come_back_on_the_loop(
                 return [await line.ask(i, timeout=10) for i in range(200)]
 
             _, values, answers = await asyncio.gather(send(), receive(), ask())
-            await asyncio.sleep(0.5)  # ten heartbeats with nobody asking: the pings are answered in trio
+            await asyncio.sleep(1.0)  # five heartbeats with nobody asking: the pings are answered in trio
             still = line.connected and await line.ask("still there?", timeout=10) == {"echo": "still there?",
                                                                                      "by": "far"}  # fmt: skip
             stats = line.statistics()

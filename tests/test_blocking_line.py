@@ -40,8 +40,8 @@ def test_asks_from_several_threads_values_and_pings_on_one_line(peers: Peers, ad
 
     monkeypatch.setattr(Pair, "send_common_threadsafe", spy)
     where = address("ipc")
-    child = _child(peers, where, "--heartbeat", "0.1")
-    with blocking.hotline(dial=where, name="near", heartbeat=0.1) as line:
+    child = _child(peers, where, "--heartbeat", "0.2")
+    with blocking.hotline(dial=where, name="near", heartbeat=0.2) as line:
         assert attached(line._target) is not None
         line.wait_connected()
         wait_ready(child)
@@ -58,7 +58,7 @@ def test_asks_from_several_threads_values_and_pings_on_one_line(peers: Peers, ad
             received = pool.submit(values)
             answers = list(pool.map(asks, range(4)))
             got = received.result(timeout=30)
-        time.sleep(0.6)  # six heartbeats with nobody asking
+        time.sleep(1.0)  # five heartbeats with nobody asking
         still = line.ask("still there?", timeout=10)
         stats = line.statistics()
     tell(child, "quit")
