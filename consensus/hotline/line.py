@@ -353,9 +353,8 @@ class Hotline:
         raise MalformedMessage(f"ask {answer.ask_id}: the peer answered with {body}", reason="body", size=0)
 
     def statistics(self) -> HotlineStatistics:
-        self._server.settle()  # answers sent from handler threads, into the books first
-        foreign = self._reader.foreign  # asks made by the loop reading the line (consensus.hotline.foreign)
-        foreign_open = foreign.settle() if foreign is not None else 0
+        self._server.settle()  # answers sent from handler threads (and asks from other threads), into the books first
+        foreign_open = self._reader.foreign.settle() if self._reader.foreign is not None else 0
         t = self._protocol.ask_statistics()
         p = self._protocol.statistics()
         s = self._link.pair.statistics()
