@@ -41,7 +41,9 @@ log = logging.getLogger("consensus.hotline")
 
 
 class Lent(Protocol):
-    """Another thread reading the line (:mod:`consensus.hotline.foreign`): what trio tells it."""
+    """Asks made in another thread, which may also read the line (:mod:`consensus.hotline.foreign`,
+    :mod:`consensus.hotline.thread_asks`): what trio tells it. ``changed`` fails its asks
+    when the connection they went on is gone."""
 
     def changed(self, protocol: LineProtocol) -> None:
         """The line's state changed (trio's thread): connected, lost, closed."""
@@ -76,7 +78,7 @@ class Reader:
         # loop is woken before trio next waits for I/O, unless an asker reads again by then.
         self.unread = False
         self._wakes: Wakes | None = None
-        self.foreign: Lent | None = None  # another thread reads the line for good (see lend)
+        self.foreign: Lent | None = None  # asks from another thread (attach), which may read the line (lend)
         self._looped = False  # a receive loop has run: lending now could race its read
 
     def attach(self, foreign: Lent) -> None:
@@ -272,8 +274,6 @@ class Reader:
         elif isinstance(event, Greeted):
             for ask_id in event.lost:
                 self.fail(ask_id, "lost", "the connection to the peer closed")
-            if event.lost and self.foreign is not None:
-                self.foreign.fail_all("lost", "the connection to the peer closed")
             if event.hello is not None:
                 await self._link.send_within(event.hello, self._protocol.heartbeat)
             self.notify()

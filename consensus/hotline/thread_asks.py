@@ -60,17 +60,21 @@ class ThreadAsks:
         self._ids = secrets.randbits(62)
         self._asks: dict[int, _Waiter] = {}
         self._connected = self._closed = False
+        self._pipe: int | None = None  # the connection the peer is on
         self._sent = self._sent_bytes = 0
         self._counts = [0, 0, 0, 0, 0]  # asks opened, answered, expired, failed, malformed answers
 
     # ------------------------------------------------------------------ trio's side
     def changed(self, protocol: LineProtocol) -> None:
-        closed = protocol.state is LineState.CLOSED
+        connected, pipe, closed = protocol.connected, protocol.pipe, protocol.state is LineState.CLOSED
         with self._lock:
-            self._connected = protocol.connected and not closed
+            switched = self._connected and (not connected or pipe != self._pipe)
+            self._connected, self._pipe = connected and not closed, pipe
             self._closed = self._closed or closed
         if closed:
             self.fail_all("closed", "the line closed")
+        elif switched:  # (a lost connection also fails them through fail_all, with its reason)
+            self.fail_all("lost", "the connection to the peer closed")
 
     def fail_all(self, kind: str, why: str) -> None:
         with self._lock:
