@@ -7,6 +7,7 @@ every value it receives) and two lines in one process.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -148,3 +149,22 @@ def test_a_sealed_line_keeps_the_trio_path(address: Callable[[str], str]) -> Non
         assert attached(line._target) is None
         line.wait_connected()
         assert line.ask("sealed", timeout=10) == "sealed"
+
+
+def test_ctrl_c_ends_a_waiting_ask_and_the_line_goes_on(peers: Peers, address: Callable[[str], str]) -> None:
+    where = address("ipc")
+    child = _child(peers, where)
+    main = threading.main_thread().ident
+    assert main is not None
+    with blocking.hotline(dial=where, name="near") as line:
+        line.wait_connected()
+        wait_ready(child)
+        threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            line.ask({"sleep": 0.6}, timeout=10)
+        after = line.ask("after", timeout=10)
+        time.sleep(0.6)  # the interrupted ask's answer comes, and is stale
+        stats = line.statistics()
+    tell(child, "quit")
+    assert after == {"echo": "after", "by": "far"}
+    assert stats.asks_open == 0 and stats.stale_replies == 1
