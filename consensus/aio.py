@@ -37,8 +37,10 @@ from typing import Any, Self
 import consensus as _c
 from consensus.bridge import surface
 from consensus.bridge.declare import attribute, method, method_to, plain_to
+from consensus.bridge.lines import aio_line_opener
 from consensus.bridge.opening import AioOpening, aio_opener
 from consensus.bridge.proxy import AioIterator, AioProxy
+from consensus.hotline.foreign import NOT_HERE, lent
 from consensus.work.task import Outcome
 
 __all__ = [
@@ -54,10 +56,22 @@ class IncomingAsk(surface.IncomingAskSurface, AioProxy):
 
 
 class Hotline(surface.HotlineSurface, AioProxy):
-    """A :class:`consensus.Hotline` for asyncio: ``await line.ask(...)``, ``async for value in line``."""
+    """A :class:`consensus.Hotline` for asyncio: ``await line.ask(...)``, ``async for value in line``.
+    One opened by :func:`hotline` is read on the loop that opened it: its asks from that
+    loop, and its asyncio ``on_ask``, do not cross into the trio thread (docs/asyncio.md §4.4)."""
 
     __slots__ = ()
     receive_ask = method_to(_c.Hotline.receive_ask, IncomingAsk)
+    _trio_ask = method(_c.Hotline.ask)
+
+    async def ask(self, value: Any, *, timeout: float) -> Any:
+        """:meth:`consensus.Hotline.ask`: the peer's reply to ``value`` (the same errors)."""
+        foreign = lent(self._target)
+        if foreign is not None:
+            answer = await foreign.ask(value, timeout)
+            if answer is not NOT_HERE:
+                return answer
+        return await self._trio_ask(value, timeout=timeout)
 
     def __aiter__(self) -> AioIterator[Any]:
         """``async for value in line``: the values the peer sends, until the line closes."""
@@ -115,7 +129,7 @@ class Member(surface.MemberSurface, AioProxy):
 
 host = aio_opener(_c.host, Room)
 join = aio_opener(_c.join, Member)
-hotline = aio_opener(_c.hotline, Hotline)
+hotline = aio_line_opener(_c.hotline, Hotline)
 Dispatcher = aio_opener(_c.Dispatcher, OpenDispatcher)
 Worker = aio_opener(_c.Worker, OpenWorker)
 __getattr__ = surface.rest_of_consensus(__name__)  # values, rules, exceptions: the same names

@@ -33,8 +33,11 @@ from typing import Any, Self
 import consensus as _c
 from consensus.bridge import surface
 from consensus.bridge.declare import attribute, method, method_to, plain_to
+from consensus.bridge.lines import blocking_line_opener
 from consensus.bridge.opening import BlockingOpening, blocking_opener
 from consensus.bridge.proxy import BlockingIterator, BlockingProxy
+from consensus.hotline.foreign import NOT_HERE
+from consensus.hotline.thread_asks import attached
 from consensus.work.task import Outcome
 
 __all__ = [
@@ -50,10 +53,21 @@ class IncomingAsk(surface.IncomingAskSurface, BlockingProxy):
 
 
 class Hotline(surface.HotlineSurface, BlockingProxy):
-    """A :class:`consensus.Hotline` for plain code: ``line.ask(...)``, ``for value in line``."""
+    """A :class:`consensus.Hotline` for plain code: ``line.ask(...)``, ``for value in line``.
+    One opened by :func:`hotline` sends its asks from the caller's thread (docs/asyncio.md §4.4)."""
 
     __slots__ = ()
     receive_ask = method_to(_c.Hotline.receive_ask, IncomingAsk)
+    _trio_ask = method(_c.Hotline.ask)
+
+    def ask(self, value: Any, *, timeout: float) -> Any:
+        """:meth:`consensus.Hotline.ask`: the peer's reply to ``value`` (the same errors)."""
+        asks = attached(self._target)
+        if asks is not None:
+            answer = asks.ask(value, timeout)
+            if answer is not NOT_HERE:
+                return answer
+        return self._trio_ask(value, timeout=timeout)
 
     def __iter__(self) -> BlockingIterator[Any]:
         """``for value in line``: the values the peer sends, until the line closes."""
@@ -115,7 +129,7 @@ class Member(surface.MemberSurface, BlockingProxy):
 
 host = blocking_opener(_c.host, Room)
 join = blocking_opener(_c.join, Member)
-hotline = blocking_opener(_c.hotline, Hotline)
+hotline = blocking_line_opener(_c.hotline, Hotline)
 Dispatcher = blocking_opener(_c.Dispatcher, OpenDispatcher)
 Worker = blocking_opener(_c.Worker, OpenWorker)
 __getattr__ = surface.rest_of_consensus(__name__)  # values, rules, exceptions: the same names

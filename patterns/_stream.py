@@ -383,6 +383,25 @@ class ReceivingSocket(FdSocket):
                 return fields[3]
         return self._unpack(data).body
 
+    def receive_from_nowait(self) -> tuple[Envelope, int] | None:
+        """:meth:`receive_from` now, or None when nothing is queued. For a reader in another
+        thread that waits on ``recv_fd`` itself (``consensus.hotline.foreign``); only one
+        thread may receive at a time (the counters are not locked). Raises :class:`Closed`
+        and :class:`MalformedMessage` as :meth:`receive_from` does."""
+        got = self._try_receive_from("receive_from")
+        if got is None:
+            return None
+        return self._unpack(got[0]), got[1]
+
+    @property
+    def receive_descriptor(self) -> int:
+        """NNG's receive descriptor: readable while a frame is queued (for another loop to watch)."""
+        fd = self._recv_fd
+        if fd is None or self._closed:
+            self._require_open("receive_descriptor")
+        assert fd is not None
+        return fd
+
     def receive_nowait(self) -> Any:
         """Receive one value now, or raise :class:`WouldBlock`."""
         return self._unpack(self.receive_bytes_nowait()).body

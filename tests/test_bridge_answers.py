@@ -87,7 +87,8 @@ def test_an_asyncio_answer_leaves_from_the_loops_thread_with_its_context(address
     answers, served, stale, loop_thread = run(main())
     assert answers == [[i, "ask", "client"] for i in range(20)]
     assert served == 21 and stale == 0
-    assert senders == [loop_thread] * 21  # every answer left from the asyncio loop's thread
+    # every ask and every answer left from the asyncio loop's thread (the line is read there)
+    assert senders == [loop_thread] * 42
 
 
 def test_closing_the_line_cancels_an_asyncio_handler_still_running(address: Callable[[str], str]) -> None:

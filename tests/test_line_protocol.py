@@ -32,6 +32,7 @@ from consensus.hotline.events import (
     PingReceived,
     Role,
 )
+from consensus.hotline.foreign import TOP_BIT
 from consensus.hotline.frames import ANSWER_KINDS
 from consensus.hotline.protocol import LineProtocol
 from patterns import Envelope
@@ -353,3 +354,37 @@ def test_in_order_every_ask_gets_exactly_its_answers(asks: list[tuple[str, int]]
         assert table.open == table.stale == table.malformed == stats.malformed == 0
         assert table.answered == sum(1 for side, _ in asks if side == s)
         assert stats.asks_served == sum(1 for side, _ in asks if side != s)
+
+
+# ---------------------------------------------------------------- asks kept by another reader
+@settings(max_examples=100, deadline=None)
+@given(
+    first=st.integers(0, 2**62 - 1),
+    opened=st.integers(1, 40),
+    elsewhere=st.lists(st.integers(0, 2**63 - 1), max_size=20),
+    counts=st.tuples(*[st.integers(0, 1000)] * 5),
+)
+def test_asks_kept_elsewhere_never_meet_the_protocols_and_count_in_its_books(
+    first: int, opened: int, elsewhere: list[int], counts: tuple[int, int, int, int, int]
+) -> None:
+    """``consensus.hotline.foreign`` and ``thread_asks`` number their asks with the top bit
+    set: the protocol's own ids (starting below ``2**62``) never reach it, so an answer to
+    one of theirs is never delivered to one of the protocol's asks; what they report with
+    ``count_elsewhere`` adds to the protocol's books, and ``heard`` keeps the peer alive."""
+    p = LineProtocol(Role.DIALER, "D", heartbeat=HEARTBEAT, missed_heartbeats=MISSED, first_id=first)
+    p.pipe_up(1, 0.0)
+    ids = [p.ask(i, stream=False, deadline=100.0, wall_deadline=1e9).id for i in range(opened)]
+    assert all(ask_id < TOP_BIT for ask_id in ids)
+    for n in elsewhere:
+        event = p.receive(Envelope("reply", "L", 7, "x", n | TOP_BIT), 1, 1.0)
+        assert isinstance(event, Ignored)  # stale to the protocol: not one of its asks
+    before = p.ask_statistics()
+    p.asks.count_elsewhere(*counts)
+    after = p.ask_statistics()
+    assert (after.opened, after.answered, after.expired, after.failed, after.malformed) == (
+        before.opened + counts[0], before.answered + counts[1], before.expired + counts[2],
+        before.failed + counts[3], before.malformed + counts[4],
+    )  # fmt: skip
+    assert after.open == opened and after.stale == len(elsewhere)
+    p.heard(100.0)  # a frame another reader took, just before the heartbeat: not silent
+    assert not isinstance(p.tick(100.0 + HEARTBEAT), Disconnected)

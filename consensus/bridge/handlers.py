@@ -115,6 +115,25 @@ class OnLoop:
     def submit(self, args: tuple[Any, ...], context: contextvars.Context,
                done: Callable[[bool, Any], None]) -> Callable[[], None]:  # fmt: skip
         box: list[asyncio.Task[Any]] = []  # the loop's thread only
+        into_loop = mailbox.for_loop(self._loop)
+        into_loop.post(functools.partial(self._start, args, context, done, box))  # (RuntimeError: loop closed)
+        # The same mailbox runs posts in order: a cancel always finds its task started.
+        return functools.partial(into_loop.post, _cancel, box)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def start_here(self, args: tuple[Any, ...], context: contextvars.Context,
+                   done: Callable[[bool, Any], None]) -> asyncio.Task[Any] | None:  # fmt: skip
+        """:meth:`submit` from the loop's own thread (a line read there): the task at once, no post."""
+        box: list[asyncio.Task[Any]] = []
+        self._start(args, context, done, box)
+        return box[0] if box else None
+
+    def _start(self, args: tuple[Any, ...], context: contextvars.Context, done: Callable[[bool, Any], None],
+               box: list[asyncio.Task[Any]]) -> None:  # fmt: skip
+        """On the loop: the handler's task, whose end calls ``done``."""
 
         def finished(task: asyncio.Task[Any]) -> None:  # on the loop
             if task.cancelled():
@@ -124,20 +143,14 @@ class OnLoop:
             else:
                 done(True, task.result())
 
-        def start() -> None:  # on the loop
-            try:
-                coro = self._fn(*args)
-            except Exception as exc:  # noqa: BLE001 - the handler's failure is its asker's answer
-                done(False, exc)
-                return
-            task = self._loop.create_task(coro, context=context)
-            box.append(task)
-            task.add_done_callback(finished)
-
-        into_loop = mailbox.for_loop(self._loop)
-        into_loop.post(start)  # (RuntimeError: the loop is closed)
-        # The same mailbox runs posts in order: a cancel always finds its task started.
-        return functools.partial(into_loop.post, _cancel, box)
+        try:
+            coro = self._fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the handler's failure is its asker's answer
+            done(False, exc)
+            return
+        task = self._loop.create_task(coro, context=context)
+        box.append(task)
+        task.add_done_callback(finished)
 
 
 def _stream_for_trio(fn: Callable[..., AsyncIterator[Any]], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:

@@ -108,6 +108,14 @@ class AskTable:
         self._expired += len(due)
         return due
 
+    def count_elsewhere(self, opened: int, answered: int, expired: int, failed: int, malformed: int) -> None:
+        """Asks another reader kept in its own table (``consensus.hotline.foreign``), into the books."""
+        self._opened += opened
+        self._answered += answered
+        self._expired += expired
+        self._failed += failed
+        self._malformed += malformed
+
     def next_deadline(self) -> float | None:
         return min((ask.deadline for ask in self._asks.values()), default=None)
 

@@ -353,14 +353,15 @@ class Hotline:
         raise MalformedMessage(f"ask {answer.ask_id}: the peer answered with {body}", reason="body", size=0)
 
     def statistics(self) -> HotlineStatistics:
-        self._server.settle()  # answers sent from handler threads, into the books first
+        self._server.settle()  # answers sent from handler threads (and asks from other threads), into the books first
+        foreign_open = self._reader.foreign.settle() if self._reader.foreign is not None else 0
         t = self._protocol.ask_statistics()
         p = self._protocol.statistics()
         s = self._link.pair.statistics()
         return HotlineStatistics(
             connected=self.connected, connections=p.connections, sent=s.messages_sent,
             received=s.messages_received,
-            asks_open=t.open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
+            asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
             stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
             silent_disconnects=p.silent_disconnects, refused=p.refused,
         )  # fmt: skip

@@ -148,6 +148,10 @@ class LineProtocol:
         return self.asks.fail_all()
 
     # ------------------------------------------------------------------ the peer speaks
+    def heard(self, now: float) -> None:
+        """The peer spoke in a frame another reader took (an answer to its own ask): it lives."""
+        self._heard = now
+
     def receive(self, envelope: Envelope, pipe: int, now: float) -> Event:
         """Account one frame from connection ``pipe``; says what to do with it."""
         self._heard = now

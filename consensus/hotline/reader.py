@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -33,11 +33,29 @@ from consensus.hotline.serve import QUEUE, Server
 from consensus.hotline.wait import AnswerSlot, Waiter
 from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
-from patterns import Closed, MalformedMessage
+from patterns import Closed, Envelope, MalformedMessage
 
-__all__ = ["Reader"]
+__all__ = ["Lent", "Reader"]
 
 log = logging.getLogger("consensus.hotline")
+
+
+class Lent(Protocol):
+    """Asks made in another thread, which may also read the line (:mod:`consensus.hotline.foreign`,
+    :mod:`consensus.hotline.thread_asks`): what trio tells it. ``changed`` fails its asks
+    when the connection they went on is gone."""
+
+    def changed(self, protocol: LineProtocol) -> None:
+        """The line's state changed (trio's thread): connected, lost, closed."""
+
+    def fail_all(self, kind: str, why: str) -> None:
+        """Its open asks end as ``kind`` (``lost``, ``taken``, ``closed``) (trio's thread)."""
+
+    def settle(self) -> int:
+        """Its asks into the protocol's books (trio's thread, before statistics); returns how many are open."""
+
+    def claim(self, envelope: Envelope) -> bool:
+        """Take a frame trio read if it answers one of its asks (trio's thread)."""
 
 
 class Reader:
@@ -60,6 +78,25 @@ class Reader:
         # loop is woken before trio next waits for I/O, unless an asker reads again by then.
         self.unread = False
         self._wakes: Wakes | None = None
+        self.foreign: Lent | None = None  # asks from another thread (attach), which may read the line (lend)
+        self._looped = False  # a receive loop has run: lending now could race its read
+
+    def attach(self, foreign: Lent) -> None:
+        """``foreign`` asks from other threads; this side reads the line and hands it their
+        answers (:meth:`Lent.claim`) (trio's thread)."""
+        self.foreign = foreign
+        foreign.changed(self._protocol)
+
+    def lend(self, foreign: Lent) -> bool:
+        """Let ``foreign`` read the line from now on (trio's thread, right after the line
+        opened, before its receive loop ran: the loop then never reads, and acts only on the
+        events ``foreign`` hands over). False when too late (the loop may be in a read)."""
+        if self.foreign is not None or (self._looped and not (self.idle and self.reading is None)):
+            return False
+        self.foreign = foreign
+        self.reading = AnswerSlot()  # never filled: trio's askers wait for what foreign hands over
+        foreign.changed(self._protocol)
+        return True
 
     def start(self) -> None:
         """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
@@ -73,10 +110,14 @@ class Reader:
     def notify(self) -> None:
         """The line's state changed (connected, refused, lost): wake whoever waits for it."""
         self._server.connections_changed()  # answers in handler threads must not go to a closed one
+        if self.foreign is not None:
+            self.foreign.changed(self._protocol)
         self.changed.poke()
 
     def disconnected(self, event: Disconnected) -> None:
         """Fail the asks a lost connection ended."""
+        if self.foreign is not None:
+            self.foreign.fail_all(event.kind, event.reason)
         for ask_id in event.asks:
             self.fail(ask_id, event.kind, event.reason)
         self.notify()
@@ -116,6 +157,8 @@ class Reader:
                     except MalformedMessage as exc:
                         log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
                         continue
+                    if self.foreign is not None and self.foreign.claim(envelope):
+                        continue  # an answer to an ask made in another thread: delivered there
                     event = protocol.receive(envelope, pipe, trio.current_time())
                     if isinstance(event, Answer):
                         waiter = waiters.get(event.ask_id)
@@ -174,8 +217,9 @@ class Reader:
     # ------------------------------------------------------------------ the receive loop
     async def receive_loop(self) -> None:
         pair, protocol = self._link.pair, self._protocol
+        self._looped = True
         while True:
-            if self.reading is not None:  # an asker reads the line: wait until it is done
+            if self.reading is not None and not self.handed_over:  # an asker reads: wait until it is done
                 self.idle = True
                 self._parked = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(self._abort)
@@ -192,6 +236,8 @@ class Reader:
                     continue
                 except Closed:
                     return
+                if self.foreign is not None and self.foreign.claim(envelope):
+                    continue  # an answer to an ask made in another thread: delivered there
                 event = protocol.receive(envelope, pipe, trio.current_time())
             self._asker_woken = False  # (an asker reading the line may have set it)
             try:

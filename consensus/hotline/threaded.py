@@ -194,6 +194,16 @@ class ThreadAnswers:
             except RuntimeError:  # their loop is closed: nothing runs there any more
                 pass
 
+    # ------------------------------------------------------------------ another reader's side
+    def bind(self) -> None:
+        """Learn trio's token before a thread other than trio's starts handlers (trio's thread)."""
+        self._handback.bind()
+
+    def answer(self, ticket: Ticket, ok: bool, result: Any) -> None:
+        """Answer an ask whose handler another reader started (:mod:`consensus.hotline.foreign`),
+        with a frame id of its own: as a worker thread does, from the calling thread."""
+        self._finished(ticket, ok, result)
+
     # ------------------------------------------------------------------ the worker thread's side
     def _work(self, ticket: Ticket, value: Any) -> None:
         set_current(HandlerContext("ask", ticket.sender, ask_id=ticket.ask_id))  # this thread's context copy

@@ -1,0 +1,378 @@
+"""A hotline read on the caller's asyncio loop: the *foreign reader* (docs/asyncio.md §2, §4.4).
+
+Through the bridge, an ask from asyncio crossed into the trio thread and its answer back
+out, and an asyncio ``on_ask`` was reached from trio: each crossing wakes a sleeping thread
+(40-70 µs here). With a :class:`ForeignReader` the loop that opened the line reads it
+itself: ``loop.add_reader`` on NNG's receive descriptor, non-blocking receives, and it acts
+at once on what belongs to it:
+
+* an answer to an ask made here (:meth:`ForeignReader.ask`, sent from the loop's thread
+  with NNG's thread-safe send) resolves the asking task's future;
+* an ask for the line's asyncio ``on_ask`` starts the handler as a task of the loop, and
+  its answer leaves from the loop's thread (:meth:`ThreadAnswers.answer
+  <consensus.hotline.threaded.ThreadAnswers.answer>`, the path of plain handlers).
+
+Every other frame (hellos, pings, values for ``receive()``, answers to trio's asks and
+streams, streamed asks, malformed frames) is handed to trio in order, one
+``run_sync_soon`` for all the frames of one wake-up: trio feeds them to the
+:class:`~consensus.hotline.protocol.LineProtocol` and the receive loop acts on them as if it
+had read them (:meth:`Reader.lend <consensus.hotline.reader.Reader.lend>`: it never reads).
+
+Ids. The asks made here and the answers sent from here take their frame ids from a counter
+of this reader's, with the top bit set: the protocol's counter starts below ``2**62``, so
+the two never meet, and the loop's thread never touches the protocol.
+
+Thread safety:
+
+* The loop's thread alone: the socket's receiving side (trio never reads a lent line, so
+  the socket's receive counters have one writer), the frame-id counter, the handler tasks,
+  and the timers of the asks.
+* Trio's thread alone: the protocol, the receive loop's hand-over queue, the socket's send
+  counters (settled from :attr:`_sent` below) and :class:`ThreadAnswers`' books.
+* Behind :attr:`ForeignReader._lock`: the table of open asks (id → future), whether the
+  peer is connected and on which connection (trio writes it from the protocol in
+  :meth:`changed`; an ask registers only while connected, so a connection lost after
+  that check finds the ask in the table and fails it), the frames waiting for trio, and
+  the counts of sent asks. Futures are resolved on the loop only: trio posts the failures
+  of a lost connection there with ``call_soon_threadsafe``.
+* The answers sent from here go through :class:`ThreadAnswers`' own lock, which checks the
+  ask's connection in the critical section of the send, as for a worker thread.
+
+Sealed lines (a guard's sequence is trio's alone) and lines whose loop is not the caller's
+keep the trio path; so does an ask that is not small and plain (the thread-safe send says
+None): :meth:`ForeignReader.ask` then returns :data:`NOT_HERE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import trio
+
+from consensus.hotline import frames as f
+from consensus.hotline.events import Answer, Ignored, LineState, Malformed
+from consensus.hotline.line import Hotline
+from consensus.hotline.protocol import LineProtocol
+from consensus.hotline.threaded import ThreadAnswers, Ticket
+from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.handlers import elsewhere
+from patterns import Closed, Envelope, MalformedMessage, Timeout
+
+__all__ = ["NOT_HERE", "ForeignReader", "lend", "lent"]
+
+log = logging.getLogger("consensus.hotline")
+
+TOP_BIT: Final = 1 << 63
+DRAIN: Final = 64  # frames taken per wake-up at most: a flooding peer must not starve the loop
+SETTLE_EVERY: Final = 256  # answers sent from here between two settlements in trio (bounds the records)
+NOT_HERE: Final = object()  # ask(): this ask must take the trio path
+
+
+class HereHandler(Protocol):
+    """An asyncio ``on_ask`` that can be started from its loop's thread (the bridge's ``OnLoop``)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def start_here(self, args: tuple[Any, ...], context: contextvars.Context,
+                   done: Callable[[bool, Any], None]) -> asyncio.Task[Any] | None: ...  # fmt: skip
+
+
+class ForeignReader:
+    """One hotline read on one asyncio loop; made by :func:`lend` in trio, started and
+    stopped on the loop (:meth:`start`, :meth:`stop`)."""
+
+    def __init__(self, line: Hotline, loop: asyncio.AbstractEventLoop, handler: HereHandler | None,
+                 threaded: ThreadAnswers | None) -> None:  # fmt: skip
+        self.loop = loop
+        self._line = line
+        self._pair = line._link.pair
+        self._name = line.name
+        self._what = f"<Hotline {line.name!r} {line.address}>"
+        self._reader = line._reader
+        self._protocol = line._protocol
+        self._handler = handler if threaded is not None else None
+        self._threaded = threaded
+        self._token = trio.lowlevel.current_trio_token()
+        self._ids = secrets.randbits(62)
+        self._tasks: dict[Ticket, asyncio.Task[Any]] = {}  # handlers under way (the loop's)
+        self._fd: int | None = None  # watched by the loop
+        self._answered = 0  # answers sent from here since the last settlement (the loop's)
+        self._lock = threading.Lock()
+        self._asks: dict[int, asyncio.Future[Answer]] = {}  # behind the lock, from here on
+        self._connected = False
+        self._pipe: int | None = None
+        self._closed = False
+        self._for_trio: list[tuple[Envelope, int]] = []
+        self._scheduled = False  # a hand-over to trio is on its way
+        self._sent = self._sent_bytes = 0
+        self._counts = [0, 0, 0, 0, 0]  # asks opened, answered, expired, failed, malformed answers
+        self._heard = False  # frames were taken here since trio last looked (behind the lock)
+        self._tell_heard = 0.0  # the loop's: when next to tell trio (time.monotonic)
+        self._half_heartbeat = line.heartbeat / 2
+
+    # ------------------------------------------------------------------ trio's side
+    def changed(self, protocol: LineProtocol) -> None:
+        """The line's state changed: note it; asks on a connection that ended fail."""
+        connected, pipe, closed = protocol.connected, protocol.pipe, protocol.state is LineState.CLOSED
+        with self._lock:
+            switched = self._connected and (not connected or pipe != self._pipe)
+            self._connected, self._pipe = connected and not closed, pipe
+            self._closed = self._closed or closed
+        if closed:
+            self.fail_all("closed", "the line closed")
+        elif switched:
+            self.fail_all("lost", "the connection to the peer closed")
+
+    def fail_all(self, kind: str, why: str) -> None:
+        with self._lock:
+            asks, self._asks = self._asks, {}
+            self._counts[3] += len(asks)
+        if asks:
+            try:
+                self.loop.call_soon_threadsafe(_resolve_all, asks, kind, why)
+            except RuntimeError:  # the loop closed: nobody awaits them any more
+                pass
+
+    def settle(self) -> int:
+        """The books of the asks made here, into the protocol's and the socket's (trio's
+        thread, before statistics); returns how many are open."""
+        with self._lock:
+            sent, size, self._sent, self._sent_bytes = self._sent, self._sent_bytes, 0, 0
+            counts, self._counts = self._counts, [0, 0, 0, 0, 0]
+            still_open = len(self._asks)
+        if sent:
+            self._pair.count_sent(sent, size)
+        self._protocol.asks.count_elsewhere(*counts)
+        return still_open
+
+    def claim(self, envelope: Envelope) -> bool:
+        return False  # trio never reads a lent line
+
+    def _into_trio(self) -> None:
+        """The frames the loop read for trio: into the protocol, then to the receive loop."""
+        with self._lock:
+            frames, self._for_trio = self._for_trio, []
+            self._scheduled = False
+            heard, self._heard = self._heard, False
+        self.settle()
+        protocol, reader, now = self._protocol, self._reader, trio.current_time()
+        if heard:
+            protocol.heard(now)
+        for envelope, pipe in frames:
+            event = protocol.receive(envelope, pipe, now)
+            if isinstance(event, Malformed):
+                log.warning("hotline %s ignored a frame: %s", self._name, event.reason)
+            elif not isinstance(event, Ignored):
+                reader.handed_over.append(event)
+        if frames:  # a hello connects the protocol now: asks from the loop must see it as soon as trio does
+            self.changed(protocol)
+        if self._threaded is not None:
+            self._threaded.settle()
+        if reader.handed_over:
+            reader.wake_receiver()
+
+    # ------------------------------------------------------------------ the loop's side
+    def start(self) -> None:
+        """Watch the line on this loop (the loop's thread, right after :func:`lend`)."""
+        self._fd = self._pair.receive_descriptor
+        self.loop.add_reader(self._fd, self._readable)
+
+    def stop(self) -> None:
+        """Stop reading (the loop's thread, before the line closes); handlers still running are
+        cancelled, their answers dropped."""
+        if self._fd is not None:
+            self.loop.remove_reader(self._fd)
+            self._fd = None
+        self._handler = None
+        tasks, self._tasks = self._tasks, {}
+        for task in tasks.values():
+            task.cancel()
+
+    def _next_id(self) -> int:
+        self._ids = (self._ids + 1) & (TOP_BIT - 1)
+        return self._ids | TOP_BIT
+
+    def _readable(self) -> None:
+        """NNG has frames queued: take them (up to :data:`DRAIN`; the descriptor stays readable
+        for the rest), act on ours, hand the rest to trio."""
+        pair, for_trio = self._pair, []
+        for _ in range(DRAIN):
+            try:
+                got = pair.receive_from_nowait()
+            except MalformedMessage as exc:
+                log.warning("hotline %s dropped a frame: %s", self._name, exc)
+                continue
+            except Closed:  # the line closed under this loop: trio fails what is open
+                self.stop()
+                break
+            if got is None:
+                break
+            envelope, pipe = got
+            kind = envelope.kind
+            if kind == f.ASK and self._handler is not None and self._serve(envelope, pipe):
+                continue
+            if kind in f.ANSWER_KINDS and self._settle_ask(envelope):
+                continue
+            for_trio.append(got)
+        now = time.monotonic()
+        # The frames taken here prove the peer alive: trio's heartbeats learn it now and then.
+        heard = now >= self._tell_heard
+        if heard:
+            self._tell_heard = now + self._half_heartbeat
+        if for_trio or heard:
+            with self._lock:
+                self._for_trio += for_trio
+                self._heard = self._heard or heard
+                schedule, self._scheduled = not self._scheduled, True
+            if schedule:
+                self._soon_in_trio()
+
+    def _soon_in_trio(self) -> None:
+        try:
+            self._token.run_sync_soon(self._into_trio)
+        except trio.RunFinishedError:  # trio's thread ended: the line is gone
+            self.stop()
+
+    def _settle_ask(self, envelope: Envelope) -> bool:
+        ask_id = envelope.re
+        kind, body = envelope.kind, envelope.body
+        with self._lock:
+            future = self._asks.pop(ask_id, None) if type(ask_id) is int else None
+            if future is not None:
+                if kind == f.REPLY or kind == f.ERROR:
+                    self._counts[1] += 1
+                else:  # a chunk or an end for a plain ask: a violation, as the protocol counts it
+                    self._counts[3] += 1
+                    self._counts[4] += 1
+        if future is None:
+            return False  # trio's, or stale: the protocol says which
+        if kind == f.REPLY:
+            answer = Answer(ask_id, kind, body)  # type: ignore[arg-type]  # an int: checked above
+        elif kind == f.ERROR:
+            answer = Answer(ask_id, kind, f.error_body(body))  # type: ignore[arg-type]
+        else:
+            answer = Answer(ask_id, "violation", f"a {kind!r} frame")  # type: ignore[arg-type]
+        if not future.done():
+            future.set_result(answer)
+        return True
+
+    def _serve(self, envelope: Envelope, pipe: int) -> bool:
+        """Start the asyncio ``on_ask`` on this ask; False to leave it to trio (a stream, a bad body)."""
+        try:
+            value, stream = f.parse_ask(envelope)
+        except ValueError:
+            return False  # trio's protocol counts and logs it
+        if stream:
+            return False
+        handler, threaded = self._handler, self._threaded
+        assert handler is not None and threaded is not None
+        ticket = Ticket(envelope.id, self._next_id(), pipe, False, envelope.sender)
+        context = contextvars.copy_context()
+        context.run(set_current, HandlerContext("ask", envelope.sender, ask_id=envelope.id))
+        task = handler.start_here((value,), context, lambda ok, result: self._answer(ticket, ok, result))
+        if task is not None and not task.done():
+            self._tasks[ticket] = task
+        return True
+
+    def _answer(self, ticket: Ticket, ok: bool, result: Any) -> None:
+        if self._tasks.pop(ticket, None) is None and self._handler is None:
+            return  # stopped: the line closes, nobody hears this answer
+        assert self._threaded is not None
+        self._threaded.answer(ticket, ok, result)
+        self._answered += 1
+        if self._answered >= SETTLE_EVERY:  # the books of answers sent here: into trio now and then
+            self._answered = 0
+            self._soon_settle()
+
+    def _soon_settle(self) -> None:
+        with self._lock:
+            schedule, self._scheduled = not self._scheduled, True
+        if schedule:
+            self._soon_in_trio()
+
+    async def ask(self, value: Any, timeout: float) -> Any:
+        """:meth:`Hotline.ask` from this loop, or :data:`NOT_HERE` (take the trio path)."""
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        loop = self.loop
+        if self._fd is None or asyncio.get_running_loop() is not loop:
+            return NOT_HERE
+        ask_id = self._next_id()
+        envelope = f.ask_frame(self._name, ask_id, value, False, time.time() + timeout)
+        future: asyncio.Future[Answer] = loop.create_future()
+        with self._lock:
+            if not self._connected or self._closed:
+                return NOT_HERE  # trio waits for a peer, or says the line is closed or taken
+            self._asks[ask_id] = future
+            self._counts[0] += 1
+        try:
+            size = self._pair.send_common_threadsafe(envelope)
+        except Exception:  # noqa: BLE001 - closed, too large, unencodable: the trio path says so
+            size = None
+        if size is None:
+            with self._lock:
+                self._asks.pop(ask_id, None)
+                self._counts[0] -= 1
+            return NOT_HERE
+        with self._lock:
+            self._sent += 1
+            self._sent_bytes += size
+        timer = loop.call_at(loop.time() + timeout, _expire, future, ask_id)
+        try:
+            answer = await future
+        finally:
+            timer.cancel()
+            with self._lock:  # (answered: gone already) cancelled or timed out: a later answer is stale
+                self._asks.pop(ask_id, None)
+        if answer.kind == "timeout":
+            with self._lock:
+                self._counts[2] += 1
+            raise Timeout(f"ask {ask_id} on {self._what}: no reply within {timeout} s")
+        return Hotline._outcome(answer)
+
+
+def _expire(future: asyncio.Future[Answer], ask_id: int) -> None:
+    if not future.done():
+        future.set_result(Answer(ask_id, "timeout", None))
+
+
+def _resolve_all(asks: dict[int, asyncio.Future[Answer]], kind: str, why: str) -> None:
+    for ask_id, future in asks.items():
+        if not future.done():
+            future.set_result(Answer(ask_id, kind, why))
+
+
+def lend(line: Hotline, loop: asyncio.AbstractEventLoop) -> ForeignReader | None:
+    """Let ``loop`` read ``line`` (trio's thread, at once after the line opened; then
+    :meth:`ForeignReader.start` on the loop). None when the line keeps the trio path: it is
+    sealed, or its receive loop already reads."""
+    pair = line._link.pair
+    if pair.guard is not None:
+        return None
+    server = line._server
+    runner = elsewhere(server.on_ask) if server.on_ask is not None else None
+    handler: HereHandler | None = None
+    if runner is not None and getattr(runner, "loop", None) is loop and hasattr(runner, "start_here"):
+        handler = runner  # type: ignore[assignment]  # the bridge's OnLoop: checked above
+    threaded = server.threaded if handler is not None else None
+    foreign = ForeignReader(line, loop, handler, threaded)
+    if not line._reader.lend(foreign):
+        return None
+    if threaded is not None:
+        threaded.bind()
+    return foreign
+
+
+def lent(line: Hotline) -> ForeignReader | None:
+    """The reader ``line`` was lent to, if any."""
+    foreign = line._reader.foreign
+    return foreign if isinstance(foreign, ForeignReader) else None
