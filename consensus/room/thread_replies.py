@@ -50,6 +50,7 @@ import trio
 from consensus.failure import Failure
 from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.crew import Crew, crew
 from consensus.runtime.handback import Handback, ignore_outcome
 from consensus.runtime.handlers import Elsewhere, Handler
 from patterns import Closed, IncomingSurvey, MessageTooLarge
@@ -109,9 +110,10 @@ class ThreadReplies:
         self._handback: Handback[Finished] = Handback(self.settle)
         self._lock = self._handback.lock
         self._pending: dict[int, Away] = {}  # behind the lock
+        self._crew: Crew | None = None  # the trio run's handler threads, from the first hand-off
 
     # ------------------------------------------------------------------ trio's side
-    def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext,
+    def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext, now: float,
               runner: Elsewhere | None = None) -> bool:  # fmt: skip
         """Hand one survey to a thread, or with ``runner`` (an asyncio handler of the bridge)
         to the runner's loop, whose thread sends; False when the trio path must take it (no
@@ -135,8 +137,9 @@ class ThreadReplies:
                     del self._pending[away.key]
                 return False
         else:
-            trio.lowlevel.start_thread_soon(lambda: copied.run(self._work, away, handler, args, context), ignore_outcome,
-                                            name=f"handler {away.name}")  # fmt: skip
+            if self._crew is None:
+                self._crew = crew()
+            self._crew.submit(functools.partial(copied.run, self._work, away, handler, args, context), now)
         if away.deadline < math.inf:
             self._rearm(away.deadline)
             heapq.heappush(self._due, (away.deadline, away.key))
