@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from consensus.runtime import crew as crew_module
+from consensus.runtime.batch import at_batch_end
 from consensus.runtime.crew import Crew, crew
 
 pytestmark = pytest.mark.timeout(60)
@@ -118,3 +119,32 @@ def test_every_thread_ends_with_its_trio_run() -> None:
     trio.run(main)
     names[0].join(10)
     assert not names[0].is_alive()
+
+
+async def test_calls_deferred_to_the_batch_end_run_together_in_order(caplog: pytest.LogCaptureFixture) -> None:
+    ran: list[int] = []
+
+    def fail() -> None:
+        raise RuntimeError("deferred failure")
+
+    at_batch_end(ran.append, 1)
+    at_batch_end(fail)
+    at_batch_end(ran.append, 2)
+    assert ran == []  # not before this task gives the batch up
+    with caplog.at_level(logging.ERROR, logger="consensus"):
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+    assert ran == [1, 2]  # one failing call does not lose the others
+    assert any(r.exc_info and "deferred failure" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_calls_deferred_when_the_run_ends_still_run() -> None:
+    ran: list[str] = []
+
+    async def main() -> None:
+        at_batch_end(ran.append, "first")
+        await trio.lowlevel.checkpoint()
+        at_batch_end(ran.append, "last")  # the run ends right after: the system task flushes it
+
+    trio.run(main)
+    assert ran == ["first", "last"]

@@ -131,7 +131,7 @@ class ThreadReplies:
         if runner is not None:
             copied.run(set_current, context)
             try:
-                self._cancels[away] = runner.submit(args, copied, lambda ok, result: self._done(away, ok, result))
+                self._cancels[away] = runner.submit(args, copied, functools.partial(self._done, away), batched=True)
             except RuntimeError:  # its loop is closed: the trio path says so to the host
                 with self._lock:
                     del self._pending[away.key]

@@ -30,13 +30,16 @@ from dataclasses import dataclass
 
 import trio
 
+from consensus.runtime.batch import at_batch_end
+
 __all__ = ["IDLE_EXIT", "PATIENCE", "Crew", "CrewStatistics", "crew"]
 
 log = logging.getLogger("consensus")
 
-PATIENCE = 0.003
+PATIENCE = 0.01
 """Seconds a job may wait behind a busy crew thread before it gets a thread of its own:
-well above a quick handler (microseconds), well below any survey's deadline."""
+well above a quick handler (microseconds) and a loaded machine's scheduling delays (a few
+milliseconds), well below a survey's deadline; the timer fires at most once per PATIENCE."""
 
 IDLE_EXIT = 10.0
 """An idle crew thread ends after this many seconds (trio's thread cache keeps its own as long)."""
@@ -81,8 +84,8 @@ class Crew:
             self._jobs.append((job, now))
             idle = self._looking == 0 and self._threads == len(self._idle)  # nobody awake or busy
             hands = self._hands_locked(1) if idle else None
-        if hands is not None:
-            self._start(hands)
+        if hands is not None:  # at the end of trio's batch: the thread gets the whole burst
+            at_batch_end(self._start, hands)
         if self._check_at == math.inf:  # a busy or slow hand may hold this job: look again soon
             self._arm(now + PATIENCE)
 
