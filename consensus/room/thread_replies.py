@@ -27,9 +27,9 @@ claim and send, and :meth:`settle` takes the lock, so statistics read in trio (w
 settle first) count every reply that has arrived anywhere; only a reply queued behind an
 earlier one on the same connection is waited for, and recorded, outside the lock.
 
-Settling: a sent reply's record waits for trio's next look (the next survey handed off
-settles first, so do the deadline watcher and ``Member.statistics()``), costing trio no
-wake-up; a record that needs trio at once (a value only trio can send, a dropped reply, a
+Settling: a sent reply's record waits for trio's next look (the end of the scheduler batch
+that hands off the next surveys, after they are handed over; a hand-off short of a thread
+token; the deadline watcher; ``Member.statistics()``), costing trio no wake-up; a record that needs trio at once (a value only trio can send, a dropped reply, a
 late one whose token must come back) schedules :meth:`settle` with ``run_sync_soon``.
 """
 
@@ -49,6 +49,7 @@ import trio
 
 from consensus.failure import Failure
 from consensus.room.member_surveys import ReplyTicket
+from consensus.runtime.batch import at_batch_end
 from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.crew import Crew, crew
 from consensus.runtime.handback import Handback, ignore_outcome
@@ -111,6 +112,7 @@ class ThreadReplies:
         self._lock = self._handback.lock
         self._pending: dict[int, Away] = {}  # behind the lock
         self._crew: Crew | None = None  # the trio run's handler threads, from the first hand-off
+        self._settling = False  # a settle() waits for the end of trio's batch
 
     # ------------------------------------------------------------------ trio's side
     def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext, now: float,
@@ -118,12 +120,15 @@ class ThreadReplies:
         """Hand one survey to a thread, or with ``runner`` (an asyncio handler of the bridge)
         to the runner's loop, whose thread sends; False when the trio path must take it (no
         free handler thread: the trio path waits for one, or says ``Busy``; the loop closed)."""
-        self.settle()  # first: the tokens of replies sent since the last look come back
         if runner is None:
             try:
                 self._limiter.acquire_on_behalf_of_nowait(away)
-            except trio.WouldBlock:
-                return False
+            except trio.WouldBlock:  # the tokens of replies sent since the last look come back first
+                self.settle()
+                try:
+                    self._limiter.acquire_on_behalf_of_nowait(away)
+                except trio.WouldBlock:
+                    return False
         self._handback.bind()
         copied = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
         with self._lock:
@@ -143,7 +148,14 @@ class ThreadReplies:
         if away.deadline < math.inf:
             self._rearm(away.deadline)
             heapq.heappush(self._due, (away.deadline, away.key))
+        if not self._settling:  # the books of earlier replies: once the burst is handed over
+            self._settling = True
+            at_batch_end(self._settle_after_burst, last=True)
         return True
+
+    def _settle_after_burst(self) -> None:
+        self._settling = False
+        self.settle()
 
     def settle(self) -> None:
         """Take the finished replies into trio's books (trio's thread)."""

@@ -23,14 +23,15 @@ log = logging.getLogger("consensus")
 
 
 class _BatchEnd:
-    __slots__ = ("_calls", "_parked")
+    __slots__ = ("_calls", "_last", "_parked")
 
     def __init__(self) -> None:
         self._calls: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+        self._last: list[tuple[Callable[..., object], tuple[Any, ...]]] = []  # after the others
         self._parked: trio.lowlevel.Task | None = None  # the runner task, while it waits
 
-    def add(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
-        self._calls.append((fn, args))
+    def add(self, fn: Callable[..., object], args: tuple[Any, ...], last: bool) -> None:
+        (self._last if last else self._calls).append((fn, args))
         if (task := self._parked) is not None:
             self._parked = None
             trio.lowlevel.reschedule(task)
@@ -38,7 +39,7 @@ class _BatchEnd:
     async def run(self) -> None:
         try:
             while True:
-                if not self._calls:
+                if not (self._calls or self._last):
                     self._parked = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
                 self._flush()
@@ -52,6 +53,9 @@ class _BatchEnd:
 
     def _flush(self) -> None:
         calls, self._calls = self._calls, []
+        if self._last:
+            calls += self._last
+            self._last = []
         for fn, args in calls:
             try:
                 fn(*args)
@@ -62,13 +66,14 @@ class _BatchEnd:
 _runs: trio.lowlevel.RunVar[_BatchEnd] = trio.lowlevel.RunVar("consensus batch end")
 
 
-def at_batch_end(fn: Callable[..., object], *args: Any) -> None:
+def at_batch_end(fn: Callable[..., object], *args: Any, last: bool = False) -> None:
     """Call ``fn(*args)`` in trio's next scheduler batch, with every other call made in this
-    one, in order (trio's thread). An exception it raises is logged."""
+    one, in order (trio's thread); ``last``: after those made without it (bookkeeping that
+    should not delay a hand-off). An exception it raises is logged."""
     try:
         ends = _runs.get()
     except LookupError:
         ends = _BatchEnd()
         _runs.set(ends)
         trio.lowlevel.spawn_system_task(ends.run, name="consensus batch end")
-    ends.add(fn, args)
+    ends.add(fn, args, last)
