@@ -74,6 +74,10 @@ def at_batch_end(fn: Callable[..., object], *args: Any, last: bool = False) -> N
         ends = _runs.get()
     except LookupError:
         ends = _BatchEnd()
+        try:
+            trio.lowlevel.spawn_system_task(ends.run, name="consensus batch end")
+        except RuntimeError:  # the run is shutting down: nothing will run later, so now
+            fn(*args)
+            return
         _runs.set(ends)
-        trio.lowlevel.spawn_system_task(ends.run, name="consensus batch end")
     ends.add(fn, args, last)

@@ -196,5 +196,8 @@ def crew() -> Crew:
     except LookupError:
         found = Crew()
         _crews.set(found)
-        trio.lowlevel.spawn_system_task(found.watch, name="consensus handler crew")
+        try:
+            trio.lowlevel.spawn_system_task(found.watch, name="consensus handler crew")
+        except RuntimeError:  # the run is shutting down: no timer, and the threads end after the queue
+            found.close()
         return found
