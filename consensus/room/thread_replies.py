@@ -5,11 +5,14 @@ worker thread to run the handler, the worker wakes trio, and trio encodes and se
 trio prepares, before the hand-off, all the reply needs: the protocol's
 :class:`~consensus.room.member_surveys.ReplyTicket` (frozen: the survey as parsed, the
 voter, the signing identity, ``inline``), the reply's envelope id and the handler's
-deadline (:class:`Away`). The worker thread runs the handler, builds the frame
-(:meth:`ReplyTicket.reply`, pure) and sends it on the survey's NNG context
-(:meth:`patterns.IncomingSurvey.reply_threadsafe`). The books (the protocol's counter,
-the socket's, the context back to its pool, the handler thread's token) reach trio
-afterwards, off the critical path (:meth:`ThreadReplies.settle`).
+deadline (:class:`Away`). A thread of the run's handler crew (:mod:`consensus.runtime.crew`:
+the handlers of a burst, eight members' of one poll say, for one wake-up at the end of
+trio's batch) runs the handler, builds the frame (:meth:`ReplyTicket.reply`, pure) and
+sends it on the survey's NNG context (:meth:`patterns.IncomingSurvey.reply_threadsafe`);
+an asyncio handler of the bridge does the same on its loop, started in the same way
+(``batched``). The books (the protocol's counter, the socket's, the context back to its
+pool, the handler thread's token) reach trio afterwards, off the critical path
+(:meth:`ThreadReplies.settle`).
 
 Who answers, exactly once: a survey handed to a thread is *pending* until the thread
 claims it (its handler returned) or trio does (its deadline passed: trio answers
@@ -29,8 +32,9 @@ earlier one on the same connection is waited for, and recorded, outside the lock
 
 Settling: a sent reply's record waits for trio's next look (the end of the scheduler batch
 that hands off the next surveys, after they are handed over; a hand-off short of a thread
-token; the deadline watcher; ``Member.statistics()``), costing trio no wake-up; a record that needs trio at once (a value only trio can send, a dropped reply, a
-late one whose token must come back) schedules :meth:`settle` with ``run_sync_soon``.
+token; the deadline watcher; ``Member.statistics()``), costing trio no wake-up; a record
+that needs trio at once (a value only trio can send, a dropped reply, a late one whose
+token must come back) schedules :meth:`settle` with ``run_sync_soon``.
 """
 
 from __future__ import annotations
