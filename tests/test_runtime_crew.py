@@ -9,6 +9,8 @@ import threading
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.runtime import crew as crew_module
 from consensus.runtime.batch import at_batch_end
@@ -148,3 +150,47 @@ def test_calls_deferred_when_the_run_ends_still_run() -> None:
 
     trio.run(main)
     assert ran == ["first", "last"]
+
+
+@settings(max_examples=25)
+@given(st.lists(st.tuples(st.sampled_from(["quick", "blocked", "raising"]), st.booleans()), min_size=1, max_size=24))
+def test_every_job_runs_exactly_once_and_no_thread_outlives_the_run(plan: list[tuple[str, bool]]) -> None:
+    """Random bursts (a checkpoint or not after each submit) of quick, blocked and raising
+    jobs: each runs once, the blocked ones do not hold up the rest, every thread ends."""
+    ran: list[int] = []
+    release = threading.Event()
+    threads: set[threading.Thread] = set()
+    quick_done = threading.Event()
+    quick_total = sum(kind != "blocked" for kind, _ in plan)
+
+    def job(i: int, kind: str) -> None:
+        threads.add(threading.current_thread())
+        if kind == "blocked":
+            release.wait(20)
+        ran.append(i)
+        if sum(plan[j][0] != "blocked" for j in ran) == quick_total:
+            quick_done.set()
+        if kind == "raising":
+            raise RuntimeError("planned")
+
+    async def main() -> None:
+        here = crew()
+        for i, (kind, checkpoint) in enumerate(plan):
+            here.submit(functools.partial(job, i, kind), trio.current_time())
+            if checkpoint:
+                await trio.lowlevel.checkpoint()
+        if quick_total:  # behind blocked jobs or not, the others all run while those still block
+            assert await trio.to_thread.run_sync(quick_done.wait, 20)
+        release.set()
+        while len(ran) < len(plan):
+            await trio.sleep(0.01)
+
+    logging.getLogger("consensus").disabled = True  # the planned failures
+    try:
+        trio.run(main)
+    finally:
+        logging.getLogger("consensus").disabled = False
+    assert sorted(ran) == list(range(len(plan)))
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
