@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import trio
 
 from consensus.bridge import mailbox
+from consensus.runtime.batch import at_batch_end
 from consensus.runtime.handlers import ELSEWHERE
 
 __all__ = ["OnLoop", "adapt_arguments", "for_trio", "run_on_loop"]
@@ -106,19 +107,23 @@ class OnLoop:
     can finish the work on the loop's thread (a hotline sending the answer from there) starts
     it with :meth:`submit` and spares the crossing back into trio."""
 
-    __slots__ = ("_fn", "_loop")
+    __slots__ = ("_fn", "_loop", "_mailbox")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, Any, Any]]) -> None:
         self._loop = loop
         self._fn = fn
+        self._mailbox = mailbox.for_loop(loop)
 
-    def submit(self, args: tuple[Any, ...], context: contextvars.Context,
-               done: Callable[[bool, Any], None]) -> Callable[[], None]:  # fmt: skip
-        box: list[asyncio.Task[Any]] = []  # the loop's thread only
-        into_loop = mailbox.for_loop(self._loop)
-        into_loop.post(functools.partial(self._start, args, context, done, box))  # (RuntimeError: loop closed)
-        # The same mailbox runs posts in order: a cancel always finds its task started.
-        return functools.partial(into_loop.post, _cancel, box)
+    def submit(self, args: tuple[Any, ...], context: contextvars.Context, done: Callable[[bool, Any], None],
+               *, batched: bool = False) -> Callable[[], None]:  # fmt: skip
+        if self._loop.is_closed():
+            raise RuntimeError("the asyncio loop that gave this handler is closed")
+        call = _Call(done)
+        # batched: the handlers trio hands over in one scheduler batch (eight members' of one
+        # poll) start together, for one wake-up of the loop and no GIL contention meanwhile.
+        post = functools.partial(at_batch_end, self._mailbox.post) if batched else self._mailbox.post
+        post(self._start, call, args, context)
+        return functools.partial(post, _Call.cancel, call)  # in order, same mailbox: finds the task started
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -127,30 +132,52 @@ class OnLoop:
     def start_here(self, args: tuple[Any, ...], context: contextvars.Context,
                    done: Callable[[bool, Any], None]) -> asyncio.Task[Any] | None:  # fmt: skip
         """:meth:`submit` from the loop's own thread (a line read there): the task at once, no post."""
-        box: list[asyncio.Task[Any]] = []
-        self._start(args, context, done, box)
-        return box[0] if box else None
+        call = _Call(done)
+        self._start(call, args, context)
+        return call.task
 
-    def _start(self, args: tuple[Any, ...], context: contextvars.Context, done: Callable[[bool, Any], None],
-               box: list[asyncio.Task[Any]]) -> None:  # fmt: skip
-        """On the loop: the handler's task, whose end calls ``done``."""
+    def _start(self, call: _Call, args: tuple[Any, ...], context: contextvars.Context) -> None:  # on the loop
+        call.task = self._loop.create_task(_reporting(self._fn, args, call), context=context)
 
-        def finished(task: asyncio.Task[Any]) -> None:  # on the loop
-            if task.cancelled():
-                done(False, RuntimeError("the asyncio task running the handler was cancelled"))
-            elif (exc := task.exception()) is not None:
-                done(False, exc)
-            else:
-                done(True, task.result())
 
-        try:
-            coro = self._fn(*args)
-        except Exception as exc:  # noqa: BLE001 - the handler's failure is its asker's answer
-            done(False, exc)
-            return
-        task = self._loop.create_task(coro, context=context)
-        box.append(task)
-        task.add_done_callback(finished)
+class _Call:
+    """One handler call on the loop (the loop's thread only, once started)."""
+
+    __slots__ = ("done", "reported", "task")
+
+    def __init__(self, done: Callable[[bool, Any], None]) -> None:
+        self.done = done
+        self.reported = False
+        self.task: asyncio.Task[None] | None = None
+
+    def report(self, ok: bool, value: Any) -> None:
+        self.reported = True
+        self.done(ok, value)
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            self.task.add_done_callback(self._after_cancel)  # a task cancelled before it ran reports nothing
+
+    def _after_cancel(self, _: asyncio.Task[None]) -> None:
+        if not self.reported:
+            self.report(False, RuntimeError("the asyncio task running the handler was cancelled"))
+
+
+async def _reporting(fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...], call: _Call) -> None:
+    """``fn(*args)`` reporting its outcome from its own task: no done-callback, no extra loop pass."""
+    try:
+        result = await fn(*args)
+    except asyncio.CancelledError:
+        call.report(False, RuntimeError("the asyncio task running the handler was cancelled"))
+        raise
+    except Exception as exc:  # noqa: BLE001 - the handler's failure is its asker's answer
+        call.report(False, exc)
+        return
+    except BaseException as exc:  # SystemExit, say: the asker still hears, the loop still gets it
+        call.report(False, exc)
+        raise
+    call.report(True, result)
 
 
 def _stream_for_trio(fn: Callable[..., AsyncIterator[Any]], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:

@@ -4,9 +4,10 @@
 protocol object which handler answers it (:meth:`MemberProtocol.receive_survey`), runs the
 handler under the survey's deadline, and sends the reply the protocol object builds. An
 async handler runs in the receiving task until it first waits (most answer at once); then a
-new task takes over receiving and this one finishes the answer. Plain handlers run in a
-thread each (at most ``threads`` at once): a poll's or a vote's sends its own reply
-(:mod:`consensus.room.thread_replies`), the others' come back to a task of their own.
+new task takes over receiving and this one finishes the answer. Plain handlers run in
+threads (at most ``threads`` at once): a poll's or a vote's on the trio run's handler
+threads (:mod:`consensus.runtime.crew`: a burst of surveys for one wake-up) and sends its own
+reply (:mod:`consensus.room.thread_replies`); the others' come back to a task of their own.
 
 What does not change from one answer to the next is worked out once per handler (a
 :class:`_Plan`: whether it is async, its name, its :class:`HandlerContext` per asker), and
@@ -193,7 +194,8 @@ class Answerer:
             return False
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
         away = Away(ticket, survey, self._respondent.next_id(), plan.name, deadline)
-        return self._away.start(away, plan.handler, handle.args, plan.context(survey.envelope.sender), plan.runner)
+        return self._away.start(away, plan.handler, handle.args, plan.context(survey.envelope.sender), now,
+                                plan.runner)  # fmt: skip
 
     def _settled(self, record: Finished) -> None:
         """What a handler thread left: its books, or the reply for trio to send."""

@@ -5,11 +5,14 @@ worker thread to run the handler, the worker wakes trio, and trio encodes and se
 trio prepares, before the hand-off, all the reply needs: the protocol's
 :class:`~consensus.room.member_surveys.ReplyTicket` (frozen: the survey as parsed, the
 voter, the signing identity, ``inline``), the reply's envelope id and the handler's
-deadline (:class:`Away`). The worker thread runs the handler, builds the frame
-(:meth:`ReplyTicket.reply`, pure) and sends it on the survey's NNG context
-(:meth:`patterns.IncomingSurvey.reply_threadsafe`). The books (the protocol's counter,
-the socket's, the context back to its pool, the handler thread's token) reach trio
-afterwards, off the critical path (:meth:`ThreadReplies.settle`).
+deadline (:class:`Away`). A thread of the run's handler crew (:mod:`consensus.runtime.crew`:
+the handlers of a burst, eight members' of one poll say, for one wake-up at the end of
+trio's batch) runs the handler, builds the frame (:meth:`ReplyTicket.reply`, pure) and
+sends it on the survey's NNG context (:meth:`patterns.IncomingSurvey.reply_threadsafe`);
+an asyncio handler of the bridge does the same on its loop, started in the same way
+(``batched``). The books (the protocol's counter, the socket's, the context back to its
+pool, the handler thread's token) reach trio afterwards, off the critical path
+(:meth:`ThreadReplies.settle`).
 
 Who answers, exactly once: a survey handed to a thread is *pending* until the thread
 claims it (its handler returned) or trio does (its deadline passed: trio answers
@@ -27,10 +30,11 @@ claim and send, and :meth:`settle` takes the lock, so statistics read in trio (w
 settle first) count every reply that has arrived anywhere; only a reply queued behind an
 earlier one on the same connection is waited for, and recorded, outside the lock.
 
-Settling: a sent reply's record waits for trio's next look (the next survey handed off
-settles first, so do the deadline watcher and ``Member.statistics()``), costing trio no
-wake-up; a record that needs trio at once (a value only trio can send, a dropped reply, a
-late one whose token must come back) schedules :meth:`settle` with ``run_sync_soon``.
+Settling: a sent reply's record waits for trio's next look (the end of the scheduler batch
+that hands off the next surveys, after they are handed over; a hand-off short of a thread
+token; the deadline watcher; ``Member.statistics()``), costing trio no wake-up; a record
+that needs trio at once (a value only trio can send, a dropped reply, a late one whose
+token must come back) schedules :meth:`settle` with ``run_sync_soon``.
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ import trio
 
 from consensus.failure import Failure
 from consensus.room.member_surveys import ReplyTicket
+from consensus.runtime.batch import at_batch_end
 from consensus.runtime.context import HandlerContext, set_current
+from consensus.runtime.crew import Crew, crew
 from consensus.runtime.handback import Handback, ignore_outcome
 from consensus.runtime.handlers import Elsewhere, Handler
 from patterns import Closed, IncomingSurvey, MessageTooLarge, Timeout
@@ -112,19 +118,24 @@ class ThreadReplies:
         self._handback: Handback[Finished] = Handback(self.settle)
         self._lock = self._handback.lock
         self._pending: dict[int, Away] = {}  # behind the lock
+        self._crew: Crew | None = None  # the trio run's handler threads, from the first hand-off
+        self._settling = False  # a settle() waits for the end of trio's batch
 
     # ------------------------------------------------------------------ trio's side
-    def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext,
+    def start(self, away: Away, handler: Handler, args: tuple[Any, ...], context: HandlerContext, now: float,
               runner: Elsewhere | None = None) -> bool:  # fmt: skip
         """Hand one survey to a thread, or with ``runner`` (an asyncio handler of the bridge)
         to the runner's loop, whose thread sends; False when the trio path must take it (no
         free handler thread: the trio path waits for one, or says ``Busy``; the loop closed)."""
-        self.settle()  # first: the tokens of replies sent since the last look come back
         if runner is None:
             try:
                 self._limiter.acquire_on_behalf_of_nowait(away)
-            except trio.WouldBlock:
-                return False
+            except trio.WouldBlock:  # the tokens of replies sent since the last look come back first
+                self.settle()
+                try:
+                    self._limiter.acquire_on_behalf_of_nowait(away)
+                except trio.WouldBlock:
+                    return False
         self._handback.bind()
         copied = contextvars.copy_context()  # as trio.to_thread does: the handler sees our contextvars
         with self._lock:
@@ -132,18 +143,26 @@ class ThreadReplies:
         if runner is not None:
             copied.run(set_current, context)
             try:
-                self._cancels[away] = runner.submit(args, copied, lambda ok, result: self._done(away, ok, result))
+                self._cancels[away] = runner.submit(args, copied, functools.partial(self._done, away), batched=True)
             except RuntimeError:  # its loop is closed: the trio path says so to the host
                 with self._lock:
                     del self._pending[away.key]
                 return False
         else:
-            trio.lowlevel.start_thread_soon(lambda: copied.run(self._work, away, handler, args, context), ignore_outcome,
-                                            name=f"handler {away.name}")  # fmt: skip
+            if self._crew is None:
+                self._crew = crew()
+            self._crew.submit(functools.partial(copied.run, self._work, away, handler, args, context), now)
         if away.deadline < math.inf:
             self._rearm(away.deadline)
             heapq.heappush(self._due, (away.deadline, away.key))
+        if not self._settling:  # the books of earlier replies: once the burst is handed over
+            self._settling = True
+            at_batch_end(self._settle_after_burst, last=True)
         return True
+
+    def _settle_after_burst(self) -> None:
+        self._settling = False
+        self.settle()
 
     def settle(self) -> None:
         """Take the finished replies into trio's books (trio's thread)."""

@@ -42,11 +42,13 @@ class Elsewhere(Protocol):
     A driver that can finish the work in that thread (send the answer from there) calls
     :meth:`submit` instead of awaiting the wrapper."""
 
-    def submit(self, args: tuple[Any, ...], context: contextvars.Context,
-               done: Callable[[bool, Any], None]) -> Callable[[], None]:  # fmt: skip
+    def submit(self, args: tuple[Any, ...], context: contextvars.Context, done: Callable[[bool, Any], None],
+               *, batched: bool = False) -> Callable[[], None]:  # fmt: skip
         """Start ``handler(*args)`` there, in ``context``; ``done(True, result)`` or
         ``done(False, exception)`` is called in that thread when it ends. Returns a function
-        (for trio's thread) that cancels it. Raises :class:`RuntimeError` when that loop is closed."""
+        (for trio's thread) that cancels it. Raises :class:`RuntimeError` when that loop is closed.
+        ``batched``: start it at the end of trio's scheduler batch, with the others handed over
+        in the same batch (:func:`consensus.runtime.batch.at_batch_end`)."""
         ...
 
 
