@@ -88,7 +88,7 @@ async def test_a_reply_queued_behind_another_is_booked_once_it_leaves() -> None:
 
     limiter = trio.CapacityLimiter(2)
     replies = ThreadReplies(limiter, books.later, books.expired.append)
-    assert replies.start(away(member, 1, StandIn(queued), trio.current_time() + 30), echo, (1,), CONTEXT)
+    assert replies.start(away(member, 1, StandIn(queued), trio.current_time() + 30), echo, (1,), CONTEXT, trio.current_time())
     free.set()
     await books.wait_for(1)
     (record,) = books.records
@@ -107,7 +107,7 @@ async def test_a_queued_reply_whose_connection_stays_busy_is_lost_not_sent() -> 
 
     limiter = trio.CapacityLimiter(2)
     replies = ThreadReplies(limiter, books.later, books.expired.append)
-    assert replies.start(away(member, 1, StandIn(busy), trio.current_time() + 30), echo, (1,), CONTEXT)
+    assert replies.start(away(member, 1, StandIn(busy), trio.current_time() + 30), echo, (1,), CONTEXT, trio.current_time())
     await books.wait_for(1)
     (record,) = books.records
     assert record.fate is Fate.LOST  # counted by the member as replies_lost, not as closed
@@ -127,9 +127,9 @@ async def test_the_deadline_heap_stays_small_behind_a_pending_survey() -> None:
     now = trio.current_time()
     survey = StandIn(queued_then_sent)
     # The earliest deadline stays pending: every later entry sits behind it in the heap.
-    assert replies.start(away(member, 1, survey, now + 60), stuck, (1,), CONTEXT)
+    assert replies.start(away(member, 1, survey, now + 60), stuck, (1,), CONTEXT, trio.current_time())
     for key in range(2, answered + 2):
-        while not replies.start(away(member, key, survey, now + 120), echo, (key,), CONTEXT):
+        while not replies.start(away(member, key, survey, now + 120), echo, (key,), CONTEXT, trio.current_time()):
             await books.wait_for(len(books.records) + 1)  # every thread busy: one comes back first
     await books.wait_for(answered)
     replies.settle()
