@@ -102,39 +102,43 @@ class Reader:
         answers to plain asks (its own and others') and drops stale ones; any other event
         (an ask, a value, a ping, a chunk of a stream) goes back to the receive loop, which
         handles it before reading on, in order. Ended by the answer, the timer or a lost
-        connection (``slot.put`` cancels the wait), or the asker's own cancellation; then
-        the receive loop reads again."""
+        connection (``slot.put`` interrupts the wait for a frame: no cancel scope per ask,
+        whose entry and exit cost about as much as the rest of the asker's work), or the
+        asker's own cancellation; then the receive loop reads again. The slot is checked
+        before every wait, so a put while the asker runs is never missed."""
         self.reading = slot
         self.unread = False
         pair, protocol, waiters = self._link.pair, self._protocol, self.waiters
+        slot.interrupt = pair.interrupt_receive
         try:
-            with trio.CancelScope() as scope:
-                slot.scope = scope
-                while slot.reply is None:
-                    try:
-                        envelope, pipe = await pair.receive_from()
-                    except MalformedMessage as exc:
-                        log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
+            while slot.reply is None:
+                try:
+                    got = await pair.receive_from_once()
+                except MalformedMessage as exc:
+                    log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
+                    continue
+                if got is None:  # no frame: interrupted (the slot is filled), or a spurious wake
+                    continue
+                event = protocol.receive(got[0], got[1], trio.current_time())
+                if isinstance(event, Answer):
+                    waiter = waiters.get(event.ask_id)
+                    if waiter is slot:
+                        slot.take(event)
                         continue
-                    event = protocol.receive(envelope, pipe, trio.current_time())
-                    if isinstance(event, Answer):
-                        waiter = waiters.get(event.ask_id)
-                        if isinstance(waiter, AnswerSlot):
-                            slot.scope = None  # its own answer ends the loop without a cancellation
-                            waiter.put(event)
-                            slot.scope = scope
-                            continue
-                        if waiter is None:
-                            continue
-                    elif isinstance(event, Malformed):
-                        log.warning("hotline %s ignored a frame: %s", protocol.name, event.reason)
+                    if isinstance(waiter, AnswerSlot):
+                        waiter.put(event)
                         continue
-                    elif isinstance(event, Ignored):
-                        continue  # a pong, a stale answer: nothing to hand over
-                    self.handed_over.append(event)
-                    return
+                    if waiter is None:
+                        continue
+                elif isinstance(event, Malformed):
+                    log.warning("hotline %s ignored a frame: %s", protocol.name, event.reason)
+                    continue
+                elif isinstance(event, Ignored):
+                    continue  # a pong, a stale answer: nothing to hand over
+                self.handed_over.append(event)
+                return
         finally:
-            slot.scope = None
+            slot.interrupt = None
             self.reading = None
             if self.handed_over:
                 self.wake_receiver()
