@@ -22,16 +22,21 @@ class Pair(SendingSocket, ReceivingSocket):
 
     _protocol = "Pair1"
 
-    async def receive_from_once(self) -> tuple[Envelope, int] | None:
+    async def receive_from_once(self, *, just_sent: bool = False) -> tuple[Envelope, int] | None:
         """:meth:`receive_from`, but waiting for NNG at most once: None when that wait
         ended without a frame, or :meth:`interrupt_receive` ended it.
 
         For a reader that must stop when something else happens (a hotline asker whose
         ask timed out) without a cancel scope per wait, which costs about as much as the
         rest of a small round trip's Python work: it checks its own condition between
-        calls, and whoever changes that condition calls :meth:`interrupt_receive`."""
+        calls, and whoever changes that condition calls :meth:`interrupt_receive`.
+
+        ``just_sent``: the caller has just sent a request, so its reply cannot be queued
+        yet: wait at once, without first asking whether a frame is queued (a ``poll``
+        system call). A frame that is queued all the same is taken one pass of trio's
+        scheduler later."""
         operation = "receive_from"
-        if self._queued(operation):
+        if not just_sent and self._queued(operation):
             await _checkpoint_if_cancelled()
             got = self._try_receive_from(operation, True)
             if got is not None:
@@ -40,6 +45,8 @@ class Pair(SendingSocket, ReceivingSocket):
                     self._unyielded = 0
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return self._unpack(got[0]), got[1]
+        elif self._closed:  # (``_queued`` checks this)
+            self._require_open(operation)
         fd = self._recv_fd
         assert fd is not None
         self._unyielded = 0

@@ -99,3 +99,18 @@ async def test_a_cancelled_wait_raises_cancelled(address: Address) -> None:
         with trio.move_on_after(0.05) as scope:
             await a.receive_from_once()
         assert scope.cancelled_caught
+
+
+async def test_just_sent_waits_at_once_and_still_takes_a_queued_frame(address: Address) -> None:
+    addr = address("ipc")
+    async with Pair(listen=addr, name="a") as a, Pair(dial=addr, name="b") as b:
+        with trio.fail_after(5):
+            await _connected(a, b)
+            await b.send("early")
+            assert a._recv_fd is not None
+            await trio.lowlevel.wait_readable(a._recv_fd)  # it is queued now
+            got = await a.receive_from_once(just_sent=True)  # the descriptor is readable: no real wait
+            assert got is not None and got[0].body == "early"
+            a.close()
+            with pytest.raises(Closed):
+                await a.receive_from_once(just_sent=True)

@@ -255,8 +255,8 @@ class Hotline:
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         await trio.lowlevel.checkpoint_if_cancelled()
-        deadline = trio.current_time() + timeout
         protocol, reader = self._protocol, self._reader
+        deadline = reader.now() + timeout
         envelope = protocol.ask(value, stream=False, deadline=deadline, wall_deadline=time.time() + timeout)
         ask_id = envelope.id
         slot = AnswerSlot()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -60,10 +61,13 @@ class Reader:
         # loop is woken before trio next waits for I/O, unless an asker reads again by then.
         self.unread = False
         self._wakes: Wakes | None = None
+        # trio.current_time, without the two calls in front of the clock's own (an ask reads it twice)
+        self.now: Callable[[], float] = trio.current_time
 
     def start(self) -> None:
         """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
         self._wakes = attach()
+        self.now = trio.lowlevel.current_clock().current_time
 
     def stop(self) -> None:
         if self._wakes is not None:
@@ -110,16 +114,18 @@ class Reader:
         self.unread = False
         pair, protocol, waiters = self._link.pair, self._protocol, self.waiters
         slot.interrupt = pair.interrupt_receive
+        just_sent = True  # its ask went out a moment ago: its answer is not there yet
         try:
             while slot.reply is None:
                 try:
-                    got = await pair.receive_from_once()
+                    got = await pair.receive_from_once(just_sent=just_sent)
+                    just_sent = False
                 except MalformedMessage as exc:
                     log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
                     continue
                 if got is None:  # no frame: interrupted (the slot is filled), or a spurious wake
                     continue
-                event = protocol.receive(got[0], got[1], trio.current_time())
+                event = protocol.receive(got[0], got[1], self.now())
                 if isinstance(event, Answer):
                     waiter = waiters.get(event.ask_id)
                     if waiter is slot:
