@@ -273,7 +273,10 @@ class Hotline:
                     await trio.lowlevel.wait_task_rescheduled(slot.abort)
             reply = slot.reply
             assert reply is not None
-            if reply.kind == "timeout":
+            kind = reply.kind
+            if kind == REPLY:  # (the common outcome, without a call)
+                return reply.body
+            if kind == "timeout":
                 raise self._timed_out(ask_id, deadline, timeout, stream=False)
             return self._outcome(reply)
         finally:
