@@ -56,7 +56,9 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   streamed ask keeps a bounded channel, so a slow consumer slows the line.
 * An asker that asks again right after its answer reads the line itself while it waits
   (the receive loop steps aside until that ask is over), so its reply wakes it directly,
-  without a second task and a second pass of the scheduler. Frames it does not deliver
+  without a second task and a second pass of the scheduler. It parks on NNG's descriptor
+  at once (its answer cannot be there yet), and the timer or a lost connection ends that
+  wait through :meth:`~patterns.Pair.interrupt_receive`, not a cancel scope. Frames it does not deliver
   itself (anything but answers to plain asks) go back to the receive loop, in order.
   When such an ask ends, the receive loop is not woken at once (it would only run a step
   to park again, one more pass of the scheduler and ``epoll_wait`` per ask) but just
