@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import trio
+
+from patterns._envelope import Envelope
+from patterns._fd import YIELD_EVERY
 from patterns._stream import ReceivingSocket, SendingSocket
 
 __all__ = ["Pair"]
+
+_wait_readable = trio.lowlevel.wait_readable
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 
 
 class Pair(SendingSocket, ReceivingSocket):
@@ -15,3 +22,53 @@ class Pair(SendingSocket, ReceivingSocket):
 
     _protocol = "Pair1"
 
+    async def receive_from_once(self, *, just_sent: bool = False) -> tuple[Envelope, int] | None:
+        """:meth:`receive_from`, but waiting for NNG at most once: None when that wait
+        ended without a frame, or :meth:`interrupt_receive` ended it.
+
+        For a reader that must stop when something else happens (a hotline asker whose
+        ask timed out) without a cancel scope per wait, which costs about as much as the
+        rest of a small round trip's Python work: it checks its own condition between
+        calls, and whoever changes that condition calls :meth:`interrupt_receive`.
+
+        ``just_sent``: the caller has just sent a request, so its reply cannot be queued
+        yet: wait at once, without first asking whether a frame is queued (a ``poll``
+        system call). A frame that is queued all the same is taken one pass of trio's
+        scheduler later."""
+        operation = "receive_from"
+        if not just_sent and self._queued(operation):
+            await _checkpoint_if_cancelled()
+            got = self._try_receive_from(operation, True)
+            if got is not None:
+                self._unyielded += 1  # (``_did_not_wait``, inline)
+                if self._unyielded >= YIELD_EVERY:
+                    self._unyielded = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return self._unpack(got[0]), got[1]
+        elif self._closed:  # (``_queued`` checks this)
+            self._require_open(operation)
+        fd = self._recv_fd
+        assert fd is not None
+        self._unyielded = 0
+        try:
+            await _wait_readable(fd)
+        except trio.ClosedResourceError:
+            if self._closed:
+                raise self._closed_while_waiting(operation) from None
+            return None  # interrupted: the socket is open
+        except trio.BusyResourceError:
+            raise self._busy(operation) from None
+        got = self._try_receive_from(operation, True)
+        if got is None:
+            return None
+        return self._unpack(got[0]), got[1]
+
+    def interrupt_receive(self) -> None:
+        """End the wait of the task in :meth:`receive_from_once`, if one waits (it returns
+        None); from trio's thread. Trio's only public way to wake a task parked on a
+        descriptor is ``notify_closing``: it also forgets the descriptor's registration,
+        which the next wait makes again (two ``epoll_ctl`` calls: for rare events only).
+        A task waiting in :meth:`receive_from` instead would see the socket as closed."""
+        fd = self._recv_fd
+        if fd is not None and not self._closed:
+            trio.lowlevel.notify_closing(fd)

@@ -201,6 +201,43 @@ async def test_an_asker_reading_the_line_fails_at_once_when_the_peer_goes(addres
         assert stats.asks_failed == 1 and stats.asks_open == 0
 
 
+async def test_an_asker_reading_the_line_fails_at_once_when_the_line_closes(address: Address) -> None:
+    """The line closing ends the wait of an asker that reads it, with Closed, at once."""
+    addr = address("ipc")
+    outcome: list[str] = []
+    ended = trio.Event()
+    async with Pair(dial=addr, name="raw") as raw, trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            async with consensus.hotline(listen=addr, name="test") as line:
+                await raw.wait_for_peers(1)
+                await greet(raw)
+                await line.wait_connected()
+                asked = trio.Event()
+
+                async def asker() -> None:
+                    assert await line.ask("first", timeout=5) == "first"
+                    try:
+                        await line.ask("second", timeout=30)  # right after "first": it reads the line
+                    except consensus.Closed:
+                        outcome.append("closed")
+                    ended.set()
+
+                async def answer_first_then_watch() -> None:
+                    await _answer_asks(raw, [])
+                    while (await raw.receive_envelope()).kind != "ask":
+                        pass
+                    asked.set()
+
+                nursery.start_soon(answer_first_then_watch)
+                nursery.start_soon(asker)
+                await asked.wait()
+                assert line._reader.reading is not None  # the asker reads the line itself
+            start = trio.current_time()
+        with trio.fail_after(5):
+            await ended.wait()
+        assert outcome == ["closed"] and trio.current_time() - start < 5
+
+
 async def test_an_asker_reading_the_line_times_out_or_is_cancelled_and_the_line_reads_on(
     address: Address,
 ) -> None:

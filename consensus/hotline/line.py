@@ -56,7 +56,9 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   streamed ask keeps a bounded channel, so a slow consumer slows the line.
 * An asker that asks again right after its answer reads the line itself while it waits
   (the receive loop steps aside until that ask is over), so its reply wakes it directly,
-  without a second task and a second pass of the scheduler. Frames it does not deliver
+  without a second task and a second pass of the scheduler. It parks on NNG's descriptor
+  at once (its answer cannot be there yet), and the timer or a lost connection ends that
+  wait through :meth:`~patterns.Pair.interrupt_receive`, not a cancel scope. Frames it does not deliver
   itself (anything but answers to plain asks) go back to the receive loop, in order.
   When such an ask ends, the receive loop is not woken at once (it would only run a step
   to park again, one more pass of the scheduler and ``epoll_wait`` per ask) but just
@@ -255,8 +257,8 @@ class Hotline:
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         await trio.lowlevel.checkpoint_if_cancelled()
-        deadline = trio.current_time() + timeout
         protocol, reader = self._protocol, self._reader
+        deadline = reader.now() + timeout
         envelope = protocol.ask(value, stream=False, deadline=deadline, wall_deadline=time.time() + timeout)
         ask_id = envelope.id
         slot = AnswerSlot()
@@ -273,7 +275,10 @@ class Hotline:
                     await trio.lowlevel.wait_task_rescheduled(slot.abort)
             reply = slot.reply
             assert reply is not None
-            if reply.kind == "timeout":
+            kind = reply.kind
+            if kind == REPLY:  # (the common outcome, without a call)
+                return reply.body
+            if kind == "timeout":
                 raise self._timed_out(ask_id, deadline, timeout, stream=False)
             return self._outcome(reply)
         finally:

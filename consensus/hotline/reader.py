@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
@@ -78,6 +79,8 @@ class Reader:
         # loop is woken before trio next waits for I/O, unless an asker reads again by then.
         self.unread = False
         self._wakes: Wakes | None = None
+        # trio.current_time, without the two calls in front of the clock's own (an ask reads it twice)
+        self.now: Callable[[], float] = trio.current_time
         self.foreign: Lent | None = None  # asks from another thread (attach), which may read the line (lend)
         self._looped = False  # a receive loop has run: lending now could race its read
 
@@ -101,6 +104,7 @@ class Reader:
     def start(self) -> None:
         """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
         self._wakes = attach()
+        self.now = trio.lowlevel.current_clock().current_time
 
     def stop(self) -> None:
         if self._wakes is not None:
@@ -143,41 +147,47 @@ class Reader:
         answers to plain asks (its own and others') and drops stale ones; any other event
         (an ask, a value, a ping, a chunk of a stream) goes back to the receive loop, which
         handles it before reading on, in order. Ended by the answer, the timer or a lost
-        connection (``slot.put`` cancels the wait), or the asker's own cancellation; then
-        the receive loop reads again."""
+        connection (``slot.put`` interrupts the wait for a frame: no cancel scope per ask,
+        whose entry and exit cost about as much as the rest of the asker's work), or the
+        asker's own cancellation; then the receive loop reads again. The slot is checked
+        before every wait, so a put while the asker runs is never missed."""
         self.reading = slot
         self.unread = False
         pair, protocol, waiters = self._link.pair, self._protocol, self.waiters
+        slot.interrupt = pair.interrupt_receive
+        just_sent = True  # its ask went out a moment ago: its answer is not there yet
         try:
-            with trio.CancelScope() as scope:
-                slot.scope = scope
-                while slot.reply is None:
-                    try:
-                        envelope, pipe = await pair.receive_from()
-                    except MalformedMessage as exc:
-                        log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
+            while slot.reply is None:
+                try:
+                    got = await pair.receive_from_once(just_sent=just_sent)
+                    just_sent = False
+                except MalformedMessage as exc:
+                    log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
+                    continue
+                if got is None:  # no frame: interrupted (the slot is filled), or a spurious wake
+                    continue
+                if self.foreign is not None and self.foreign.claim(got[0]):
+                    continue  # an answer to an ask made in another thread: delivered there
+                event = protocol.receive(got[0], got[1], self.now())
+                if isinstance(event, Answer):
+                    waiter = waiters.get(event.ask_id)
+                    if waiter is slot:
+                        slot.take(event)
                         continue
-                    if self.foreign is not None and self.foreign.claim(envelope):
-                        continue  # an answer to an ask made in another thread: delivered there
-                    event = protocol.receive(envelope, pipe, trio.current_time())
-                    if isinstance(event, Answer):
-                        waiter = waiters.get(event.ask_id)
-                        if isinstance(waiter, AnswerSlot):
-                            slot.scope = None  # its own answer ends the loop without a cancellation
-                            waiter.put(event)
-                            slot.scope = scope
-                            continue
-                        if waiter is None:
-                            continue
-                    elif isinstance(event, Malformed):
-                        log.warning("hotline %s ignored a frame: %s", protocol.name, event.reason)
+                    if isinstance(waiter, AnswerSlot):
+                        waiter.put(event)
                         continue
-                    elif isinstance(event, Ignored):
-                        continue  # a pong, a stale answer: nothing to hand over
-                    self.handed_over.append(event)
-                    return
+                    if waiter is None:
+                        continue
+                elif isinstance(event, Malformed):
+                    log.warning("hotline %s ignored a frame: %s", protocol.name, event.reason)
+                    continue
+                elif isinstance(event, Ignored):
+                    continue  # a pong, a stale answer: nothing to hand over
+                self.handed_over.append(event)
+                return
         finally:
-            slot.scope = None
+            slot.interrupt = None
             self.reading = None
             if self.handed_over:
                 self.wake_receiver()

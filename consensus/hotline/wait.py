@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import trio
@@ -22,12 +23,13 @@ class AnswerSlot:
     """Where the answer to one plain ask lands: put once (by whoever reads the line, the
     timer, or a lost connection), taken by the asker."""
 
-    __slots__ = ("reply", "scope", "task")
+    __slots__ = ("interrupt", "reply", "task")
 
     def __init__(self) -> None:
         self.reply: Answer | None = None
         self.task: trio.lowlevel.Task | None = None  # the asker, while it is parked here
-        self.scope: trio.CancelScope | None = None  # the asker's, while it reads the line itself
+        # While the asker reads the line itself: what ends its wait for the next frame.
+        self.interrupt: Callable[[], None] | None = None
 
     def put(self, reply: Answer) -> None:
         if self.reply is None:  # the first answer counts (a reply before a lost connection)
@@ -36,8 +38,13 @@ class AnswerSlot:
             if task is not None:
                 self.task = None
                 trio.lowlevel.reschedule(task)
-            elif self.scope is not None:  # it waits on the line, not here: stop that wait
-                self.scope.cancel()
+            elif self.interrupt is not None:  # it waits on the line, not here: stop that wait
+                self.interrupt()
+
+    def take(self, reply: Answer) -> None:
+        """The asker, reading the line, found its own answer: nothing to wake."""
+        if self.reply is None:
+            self.reply = reply
 
     def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
         self.task = None
