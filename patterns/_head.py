@@ -11,9 +11,10 @@ Every frame this toolkit writes has the same layout, the keys in one order::
 writes each float as float64 and each integer and length in its shortest form); the
 prefix up to the id is cached per (key count, kind, sender). :func:`read` reads that
 layout back and leaves the body to cbor2's strict decoder (a byte string body is sliced
-directly). Anything else (a ``shm`` key, another key order from another encoder, a
-float of another width, a malformed frame) returns None: the general path decodes it,
-with its own checks and its own words for what is wrong.
+directly, and a small map of short fields is read here too). Anything else (a ``shm``
+key, another key order from another encoder, a float of another width, a malformed
+frame) returns None: the general path decodes it, with its own checks and its own words
+for what is wrong.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ _ONE_BYTE: Final[dict[int, Any]] = {
 }  # fmt: skip
 """The CBOR items of one byte: the integers -24..23, false, true, null."""
 _LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
+_SMALL_MAP: Final = 4  # entries of a map body read here (:func:`_small_map`); larger maps go to cbor2
 
 
 def _uint(value: int) -> bytes:
@@ -209,6 +211,8 @@ def read(
                 body = data[pos + 1 :]
             elif 0x60 <= head < 0x78 and pos + 1 + head - 0x60 == size:  # a short text string
                 body = data[pos + 1 :].decode("utf-8")  # (invalid: None below, cbor2 says why)
+            elif 0xA1 <= head <= 0xA0 + _SMALL_MAP and (body := _small_map(data, pos, size)) is not None:
+                pass  # a map of a few short fields: a poll's question, its answer
             else:
                 body = _bytes_body(data, pos) if 0x58 <= head <= 0x5B else None
                 if body is None:
@@ -255,6 +259,46 @@ def _head(data: bytes, max_kind: int, max_sender: int) -> tuple[str, str, int] |
         _HEADS.clear()
     _HEADS[data[:pos]] = (kind, sender, max_kind, max_sender)
     return kind, sender, pos
+
+
+def _small_map(data: bytes, pos: int, size: int) -> dict[str, Any] | None:
+    """A body that is a map of at most :data:`_SMALL_MAP` entries filling the rest of the
+    frame, each key a short text and each value an item of one byte, an unsigned integer,
+    or a short text or byte string; None for anything else, a key seen twice included
+    (cbor2's strict decoder then says what is wrong).
+
+    Most frames of a room carry such a body (``{"question": ...}``, ``{"answer": ...}``);
+    cbor2 read them in ~4.5 µs (a stream, a decoder and its checks), this in ~1.5 µs."""
+    count = data[pos] - 0xA0
+    pos += 1
+    body: dict[str, Any] = {}
+    for _ in range(count):
+        head = data[pos]
+        if not 0x60 <= head < 0x78:
+            return None
+        end = pos + 1 + head - 0x60
+        key = data[pos + 1 : end].decode("utf-8")  # (invalid: the caller's except, then cbor2)
+        if key in body:
+            return None
+        head, pos = data[end], end + 1  # the value (no decoder: the items below only)
+        if head in _ONE_BYTE:
+            body[key] = _ONE_BYTE[head]
+            continue
+        if 0x18 <= head <= 0x1B:
+            end = pos + (1 << (head - 0x18))
+            value: Any = int.from_bytes(data[pos:end], "big")
+        elif 0x60 <= head < 0x78:
+            end = pos + head - 0x60
+            value = data[pos:end].decode("utf-8")
+        elif 0x40 <= head < 0x58:
+            end = pos + head - 0x40
+            value = data[pos:end]
+        else:
+            return None
+        if end > size:
+            return None
+        body[key], pos = value, end
+    return body if pos == size else None
 
 
 def _bytes_body(data: bytes, pos: int) -> bytes | None:

@@ -44,6 +44,7 @@ __all__ = ["IncomingSurvey", "Respondent"]
 
 
 _NULL = ffi.NULL
+_UNREAD = object()  # an IncomingSurvey's deadline not converted to trio's clock yet
 
 MAX_IDLE_CONTEXTS = 64
 """Contexts kept open for reuse once their survey is answered; more are closed."""
@@ -56,11 +57,13 @@ is still waiting this many seconds after the survey's deadline."""
 class IncomingSurvey:
     """A survey received by a :class:`Respondent`; answer it once with :meth:`reply`."""
 
-    def __init__(self, respondent: Respondent, ctx: Any, envelope: Envelope, deadline: float | None) -> None:
+    __slots__ = ("_ctx", "_deadline", "_respondent", "envelope")
+
+    def __init__(self, respondent: Respondent, ctx: Any, envelope: Envelope) -> None:
         self._respondent = respondent
         self._ctx: Any = ctx  # the NNG context that holds the route back
         self.envelope = envelope
-        self._deadline = deadline
+        self._deadline: float | None | object = _UNREAD  # on trio's clock, once read (``deadline``)
 
     def __repr__(self) -> str:
         return f"<IncomingSurvey {self.envelope.id} from {self.sender!r} kind={self.envelope.kind!r}>"
@@ -76,9 +79,15 @@ class IncomingSurvey:
     @property
     def deadline(self) -> float | None:
         """The surveyor's deadline on trio's clock (compare with ``trio.current_time()``,
-        use with ``trio.move_on_at``), or None if it sent none. Converted once, when the
-        survey arrived, from the wall-clock time on the wire (``envelope.deadline``)."""
-        return self._deadline
+        use with ``trio.move_on_at``), or None if it sent none. Converted once, the first
+        time it is read (in trio's thread), from the wall-clock time on the wire
+        (``envelope.deadline``): a handler that answers at once never needs it, and the
+        two clocks keep their distance meanwhile."""
+        deadline = self._deadline
+        if deadline is _UNREAD:
+            wall = self.envelope.deadline
+            deadline = self._deadline = None if wall is None else trio.current_time() + (wall - time.time())
+        return deadline  # type: ignore[return-value]
 
     @property
     def answered(self) -> bool:
@@ -101,14 +110,14 @@ class IncomingSurvey:
                                 max_size=resp.max_message_size)  # fmt: skip
             if data is not None:
                 ctx, self._ctx = self._ctx, None
-                await resp._send_reply(ctx, data, self._deadline, survey)
+                await resp._send_reply(ctx, data, self.envelope.deadline, survey)
                 return
         envelope = Envelope(kind, resp.name, ident, value, survey)
         placement = None if inline else resp._placement(1)
         data = resp._frame(envelope, placement)
         ctx, self._ctx = self._ctx, None
         with delivering(placement):
-            await resp._send_reply(ctx, data, self._deadline, survey)
+            await resp._send_reply(ctx, data, self.envelope.deadline, survey)
 
     def reply_threadsafe(self, value: Any, *, kind: str, ident: int,
                          inline: bool = False) -> int | Callable[[], int] | None:  # fmt: skip
@@ -251,9 +260,7 @@ class Respondent(FdSocket):
         except MalformedMessage:
             self._release(ctx)
             raise
-        wall = envelope.deadline  # the wire's clock: converted here, once
-        deadline = None if wall is None else trio.current_time() + (wall - time.time())
-        return IncomingSurvey(self, ctx, envelope, deadline)
+        return IncomingSurvey(self, ctx, envelope)  # its deadline is converted if read
 
     async def receive(self) -> IncomingSurvey:
         """Wait for the next survey (raises :class:`MalformedMessage` for a bad frame).
@@ -295,17 +302,19 @@ class Respondent(FdSocket):
                 return
 
     # ----------------------------------------------------------------- reply
-    async def _send_reply(self, ctx: Any, data: bytes, deadline: float | None, survey: int) -> None:
-        """Send ``data`` on ``ctx`` (the context of ``survey``, whose ``deadline`` is on
-        trio's clock), then release the context."""
+    async def _send_reply(self, ctx: Any, data: bytes, wall: float | None, survey: int) -> None:
+        """Send ``data`` on ``ctx`` (the context of ``survey``, whose deadline is ``wall``, on
+        the wire's clock: a queued reply's timeout needs no reading of trio's), then release
+        the context."""
         release = True
+        size = len(data)
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            if len(data) > self.max_message_size:
-                raise MessageTooLarge(f"reply to survey {survey}: a frame of {len(data)} bytes exceeds "
+            if size > self.max_message_size:
+                raise MessageTooLarge(f"reply to survey {survey}: a frame of {size} bytes exceeds "
                                       f"max_message_size={self.max_message_size}")  # fmt: skip
-            left = (deadline - trio.current_time()) if deadline is not None else 0.0
-            aio = self._submit(ctx, data, round(1000 * (max(left, 0.0) + QUEUED_REPLY_TIMEOUT)), survey)
+            left = 0.0 if wall is None else max(wall - time.time(), 0.0)
+            aio = self._submit(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), survey)
             if lib.nng_aio_busy(aio):  # queued behind an earlier reply on this connection
                 release = False  # if we are cancelled, the thread still owns the context
                 err = await trio.to_thread.run_sync(_wait_and_free, aio, abandon_on_cancel=True)
@@ -326,7 +335,7 @@ class Respondent(FdSocket):
             if release:
                 self._release(ctx)
         self._sent += 1
-        self._bytes_sent += len(data)
+        self._bytes_sent += size
 
     def _submit(self, ctx: Any, data: bytes, timeout_ms: int, survey: int) -> Any:
         """Hand ``data`` to NNG on ``ctx`` with a callback-less aio; returns the aio.

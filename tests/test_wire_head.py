@@ -96,6 +96,30 @@ def test_a_damaged_frame_gets_the_general_verdict(envelope: Envelope, data: st.D
     assert same(head(bytes(frame)), general(bytes(frame)))
 
 
+small_values = st.one_of(st.none(), st.booleans(), st.integers(-30, 2**64 - 1), st.text(max_size=30),
+                         st.binary(max_size=30), st.floats(allow_nan=False))  # fmt: skip
+small_maps = st.dictionaries(st.text(max_size=30), small_values, min_size=1, max_size=5)
+
+
+@PROPERTY
+@given(small_maps, st.data())
+def test_a_small_map_body_reads_as_on_the_general_path(body: dict[str, Any], data: st.DataObject) -> None:
+    # The map bodies read without cbor2 (``_small_map``): whole, damaged, or with a key twice.
+    frame = bytearray(cbor2.dumps(frame_dict(Envelope("answer", "m1", 7, body, 5))))
+    how = data.draw(st.sampled_from(["whole", "flip", "cut", "twice"]))
+    at = data.draw(st.integers(0, len(frame) - 1))
+    if how == "flip":
+        frame[at] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame[at:]
+    elif how == "twice" and len(body) < 4:  # the body's first entry again: a duplicate key
+        start = frame.index(cbor2.dumps(body))
+        entry = cbor2.dumps({next(iter(body)): next(iter(body.values()))})[1:]
+        frame[start] += 1
+        frame += entry
+    assert same(head(bytes(frame)), general(bytes(frame)))
+
+
 @pytest.mark.parametrize("extra", [{"x": 1}, {"shm": []}])
 def test_other_keys_and_orders_take_the_general_path(extra: dict[str, Any]) -> None:
     frame = {"v": 1, "k": "data", "s": "", "id": 5, **extra, "b": b"x"}
