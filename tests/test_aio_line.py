@@ -9,17 +9,19 @@ receives) and, where both ends must be asyncio, two lines on one loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import trio
 from _bridge import Lines, run
 from conftest import Peers, tell
 
 import consensus
 from consensus import aio
-from consensus.hotline.foreign import lent
+from consensus.hotline.foreign import BACKLOG, DRAIN, TOP_BIT, ForeignReader, lent
 from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(120)
@@ -198,3 +200,49 @@ def test_a_sealed_line_keeps_the_trio_path(address: Callable[[str], str]) -> Non
             return await line.ask("sealed", timeout=10)
 
     assert run(main()) == "sealed"
+
+
+def test_a_flood_nobody_receives_stops_the_loops_reading_not_memory(address: Callable[[str], str]) -> None:
+    where, count = address("ipc"), 3 * BACKLOG + 100
+
+    async def main() -> tuple[list[Any], int, int]:
+        async with aio.hotline(listen=where, name="a") as a, aio.hotline(dial=where, name="b") as b:
+            await a.wait_connected()
+            await b.wait_connected()
+            foreign, reader = lent(a._target), a._target._reader
+            assert foreign is not None
+
+            async def flood() -> None:
+                for i in range(count):
+                    await b.send({"n": i})
+
+            sender = asyncio.create_task(flood())
+            async with asyncio.timeout(30):  # the backlog fills: the loop stops reading the line
+                while not foreign._paused:
+                    await asyncio.sleep(0.01)
+            held = len(reader.handed_over)  # (a deque's length, read from this thread)
+            values = [await a.receive() for _ in range(count)]
+            await sender
+            return values, held, foreign.pauses
+
+    values, held, pauses = run(main())
+    assert values == [{"n": i} for i in range(count)]  # slowed, not lost, in order
+    assert pauses >= 1 and held <= BACKLOG + DRAIN
+
+
+def test_an_answer_on_another_connection_is_not_taken_for_the_ask() -> None:
+    class Line:  # what a ForeignReader reads from the line at its making
+        name, address, heartbeat = "near", "ipc:///x", 1.0
+        _link = type("Link", (), {"pair": None})()
+        _reader = _protocol = None
+
+    async def main() -> tuple[bool, bool, Any]:
+        foreign = ForeignReader(Line(), None, None, None)  # type: ignore[arg-type]
+        foreign._connected, foreign._pipe = True, 7
+        asked: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        foreign._asks[TOP_BIT | 5] = asked  # type: ignore[assignment]
+        reply = Envelope(kind="reply", sender="far", id=1, body="x", re=TOP_BIT | 5)
+        return foreign._settle_ask(reply, 8), foreign._settle_ask(reply, 7), asked.result(0).body
+
+    # Another connection's answer is the protocol's (stale there); the ask's own connection settles it.
+    assert trio.run(main) == (False, True, "x")

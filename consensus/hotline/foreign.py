@@ -74,6 +74,11 @@ TOP_BIT: Final = 1 << 63
 DRAIN: Final = 64  # frames taken per wake-up at most: a flooding peer must not starve the loop
 SETTLE_EVERY: Final = 256  # answers sent from here between two settlements in trio (bounds the records)
 NOT_HERE: Final = object()  # ask(): this ask must take the trio path
+BACKLOG: Final = 256
+"""Events handed to trio that its receive loop has not acted on yet (values nobody
+``receive()``s, say): past this many the loop stops reading the line until trio caught up,
+so a peer that floods is slowed, as trio's own reader slows it (``serve.QUEUE``), instead
+of filling memory."""
 
 
 class HereHandler(Protocol):
@@ -118,6 +123,9 @@ class ForeignReader:
         self._heard = False  # frames were taken here since trio last looked (behind the lock)
         self._tell_heard = 0.0  # the loop's: when next to tell trio (time.monotonic)
         self._half_heartbeat = line.heartbeat / 2
+        self._pausing = False  # trio's: it asked the loop to stop reading (the backlog)
+        self._paused = False  # the loop's: it stopped reading
+        self.pauses = 0  # times the backlog stopped the loop's reading (trio's)
 
     # ------------------------------------------------------------------ trio's side
     def changed(self, protocol: LineProtocol) -> None:
@@ -154,8 +162,13 @@ class ForeignReader:
         self._protocol.asks.count_elsewhere(*counts)
         return still_open
 
-    def claim(self, envelope: Envelope) -> bool:
+    def claim(self, envelope: Envelope, pipe: int) -> bool:
         return False  # trio never reads a lent line
+
+    def drained(self) -> None:
+        if self._pausing:
+            self._pausing = False
+            self._to_loop(self._resume)
 
     def _into_trio(self) -> None:
         """The frames the loop read for trio: into the protocol, then to the receive loop."""
@@ -178,7 +191,17 @@ class ForeignReader:
         if self._threaded is not None:
             self._threaded.settle()
         if reader.handed_over:
+            if len(reader.handed_over) >= BACKLOG and not self._pausing:
+                self._pausing = True  # until the receive loop has acted on them all (drained)
+                self.pauses += 1
+                self._to_loop(self._pause)
             reader.wake_receiver()
+
+    def _to_loop(self, fn: Callable[[], None]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop closed: nobody reads here any more
+            pass
 
     # ------------------------------------------------------------------ the loop's side
     def start(self) -> None:
@@ -196,6 +219,16 @@ class ForeignReader:
         tasks, self._tasks = self._tasks, {}
         for task in tasks.values():
             task.cancel()
+
+    def _pause(self) -> None:
+        if self._fd is not None and not self._paused:
+            self._paused = True
+            self.loop.remove_reader(self._fd)
+
+    def _resume(self) -> None:
+        if self._fd is not None and self._paused:
+            self._paused = False
+            self.loop.add_reader(self._fd, self._readable)
 
     def _next_id(self) -> int:
         self._ids = (self._ids + 1) & (TOP_BIT - 1)
@@ -220,7 +253,7 @@ class ForeignReader:
             kind = envelope.kind
             if kind == f.ASK and self._handler is not None and self._serve(envelope, pipe):
                 continue
-            if kind in f.ANSWER_KINDS and self._settle_ask(envelope):
+            if kind in f.ANSWER_KINDS and self._settle_ask(envelope, pipe):
                 continue
             for_trio.append(got)
         now = time.monotonic()
@@ -242,11 +275,12 @@ class ForeignReader:
         except trio.RunFinishedError:  # trio's thread ended: the line is gone
             self.stop()
 
-    def _settle_ask(self, envelope: Envelope) -> bool:
+    def _settle_ask(self, envelope: Envelope, pipe: int) -> bool:
         ask_id = envelope.re
         kind, body = envelope.kind, envelope.body
         with self._lock:
-            future = self._asks.pop(ask_id, None) if type(ask_id) is int else None
+            # Only on the connection the asks went on: another connection's frame is the protocol's.
+            future = self._asks.pop(ask_id, None) if type(ask_id) is int and pipe == self._pipe else None
             if future is not None:
                 if kind == f.REPLY or kind == f.ERROR:
                     self._counts[1] += 1

@@ -55,8 +55,12 @@ class Lent(Protocol):
     def settle(self) -> int:
         """Its asks into the protocol's books (trio's thread, before statistics); returns how many are open."""
 
-    def claim(self, envelope: Envelope) -> bool:
-        """Take a frame trio read if it answers one of its asks (trio's thread)."""
+    def claim(self, envelope: Envelope, pipe: int) -> bool:
+        """Take a frame trio read on connection ``pipe`` if it answers one of its asks, sent
+        on that connection (trio's thread)."""
+
+    def drained(self) -> None:
+        """The receive loop acted on every event handed over (trio's thread)."""
 
 
 class Reader:
@@ -166,7 +170,7 @@ class Reader:
                     continue
                 if got is None:  # no frame: interrupted (the slot is filled), or a spurious wake
                     continue
-                if self.foreign is not None and self.foreign.claim(got[0]):
+                if self.foreign is not None and self.foreign.claim(got[0], got[1]):
                     continue  # an answer to an ask made in another thread: delivered there
                 event = protocol.receive(got[0], got[1], self.now())
                 if isinstance(event, Answer):
@@ -238,6 +242,8 @@ class Reader:
             if self.handed_over:
                 await trio.lowlevel.checkpoint_if_cancelled()  # (a closing line stops here)
                 event = self.handed_over.popleft()
+                if not self.handed_over and self.foreign is not None:
+                    self.foreign.drained()  # a line read elsewhere may read again (its backlog)
             else:
                 try:
                     envelope, pipe = await pair.receive_from()
@@ -246,7 +252,7 @@ class Reader:
                     continue
                 except Closed:
                     return
-                if self.foreign is not None and self.foreign.claim(envelope):
+                if self.foreign is not None and self.foreign.claim(envelope, pipe):
                     continue  # an answer to an ask made in another thread: delivered there
                 event = protocol.receive(envelope, pipe, trio.current_time())
             self._asker_woken = False  # (an asker reading the line may have set it)

@@ -83,13 +83,17 @@ class ThreadAsks:
         for ask_id, waiter in asks.items():
             _settle(waiter, Answer(ask_id, kind, why))
 
-    def claim(self, envelope: Envelope) -> bool:
+    def drained(self) -> None:
+        pass  # trio reads this line: it has no backlog of its own
+
+    def claim(self, envelope: Envelope, pipe: int) -> bool:
         kind = envelope.kind
         if kind not in f.ANSWER_KINDS:
             return False
         ask_id = envelope.re
         with self._lock:
-            waiter = self._asks.pop(ask_id, None) if type(ask_id) is int else None
+            # Only on the connection the asks went on: another connection's frame is the protocol's.
+            waiter = self._asks.pop(ask_id, None) if type(ask_id) is int and pipe == self._pipe else None
             if waiter is not None:
                 if kind == f.REPLY or kind == f.ERROR:
                     self._counts[1] += 1
