@@ -10,7 +10,8 @@ contexts are driven without an aio per message on the fast path:
   left pending);
 * reply: ``nng_ctx_send`` with a callback-less aio. When the connection is free NNG
   writes the reply in this very call and the aio is already complete; only a reply
-  queued behind an earlier one on the same connection waits, in a worker thread.
+  queued behind an earlier one on the same connection waits, in a worker thread
+  (the aio's completion: :mod:`patterns._ctx_send`).
 
 pynng's ``Context.asend``/``arecv`` would cost an aio and a cross-thread wake-up of trio
 per message. A raw respondent (no contexts, the route in each message's header) was
@@ -33,6 +34,7 @@ from typing import Any
 import trio
 from pynng import ffi, lib
 
+from patterns._ctx_send import aio_result, result_and_free, submit_threadsafe, wait_and_free
 from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
@@ -148,16 +150,16 @@ class IncomingSurvey:
             return None
         wall = self.envelope.deadline  # trio's clock is not this thread's to read
         left = 0.0 if wall is None else max(wall - time.time(), 0.0)
-        aio = _submit_threadsafe(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), operation, resp)
+        aio = submit_threadsafe(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), operation, resp)
         size = len(data)
         if not lib.nng_aio_busy(aio):  # NNG wrote it in this call
-            err = _result_and_free(aio)
+            err = result_and_free(aio)
             if err:
                 raise_for(err, operation=operation, where=resp)
             return size
 
         def wait() -> int:
-            err = _wait_and_free(aio)
+            err = wait_and_free(aio)
             if err:
                 raise_for(err, operation=operation, where=resp)
             return size
@@ -317,10 +319,10 @@ class Respondent(FdSocket):
             aio = self._submit(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), survey)
             if lib.nng_aio_busy(aio):  # queued behind an earlier reply on this connection
                 release = False  # if we are cancelled, the thread still owns the context
-                err = await trio.to_thread.run_sync(_wait_and_free, aio, abandon_on_cancel=True)
+                err = await trio.to_thread.run_sync(wait_and_free, aio, abandon_on_cancel=True)
                 release = True
             else:
-                err = _result(aio)
+                err = aio_result(aio)
                 if self._spare_aio is None and not self._closed:
                     self._spare_aio = aio  # done: the next reply takes it (alloc and free: ~1.4 µs)
                 else:
@@ -358,47 +360,3 @@ class Respondent(FdSocket):
         lib.nng_aio_set_timeout(aio, timeout_ms)
         lib.nng_ctx_send(ctx, aio)
         return aio
-
-
-def _result(aio: Any) -> int:
-    """The result of a completed aio; frees its message if NNG did not take it."""
-    err: int = lib.nng_aio_result(aio)
-    if err:
-        msg = lib.nng_aio_get_msg(aio)
-        if msg != ffi.NULL:
-            lib.nng_msg_free(msg)
-            lib.nng_aio_set_msg(aio, _NULL)
-    return err
-
-
-def _result_and_free(aio: Any) -> int:
-    """:func:`_result`, then free the aio."""
-    err = _result(aio)
-    lib.nng_aio_free(aio)
-    return err
-
-
-def _submit_threadsafe(ctx: Any, data: bytes, timeout_ms: int, operation: str, where: object) -> Any:
-    """:meth:`Respondent._submit` for a thread that is not trio's: its own aio and message
-    (the socket's are trio's). Not ``nng_ctx_sendmsg``: non-blocking, it says EAGAIN even
-    on an idle connection (``nng-facts.md``)."""
-    aio_out, msg_out = ffi.new("nng_aio **"), ffi.new("nng_msg **")
-    err = lib.nng_aio_alloc(aio_out, ffi.NULL, ffi.NULL)
-    if err:
-        raise_for(err, operation=operation, where=where)
-    aio = aio_out[0]
-    err = lib.nng_msg_alloc(msg_out, len(data))
-    if err:
-        lib.nng_aio_free(aio)
-        raise_for(err, operation=operation, where=where)
-    msg = msg_out[0]
-    ffi.memmove(lib.nng_msg_body(msg), data, len(data))
-    lib.nng_aio_set_msg(aio, msg)
-    lib.nng_aio_set_timeout(aio, timeout_ms)
-    lib.nng_ctx_send(ctx, aio)
-    return aio
-
-
-def _wait_and_free(aio: Any) -> int:  # in a worker thread: NNG's calls release the GIL
-    lib.nng_aio_wait(aio)
-    return _result_and_free(aio)

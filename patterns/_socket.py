@@ -2,7 +2,8 @@
 
 Subclasses pick the pynng protocol (``_protocol``) and add their own I/O: the
 readiness-driven waiting (non-blocking NNG calls, then ``wait_readable`` on NNG's
-pollable descriptors) is :mod:`patterns._fd`'s, sending and receiving :mod:`patterns._stream`'s.
+pollable descriptors) is :mod:`patterns._fd`'s, sending :mod:`patterns._stream`'s and
+receiving :mod:`patterns._receiving`'s.
 :class:`BaseSocket` is made of two mixins besides: :class:`~patterns._framing.Framing`
 (encode and seal, open and decode, shared memory) and
 :class:`~patterns._connections.Connections` (NNG's pipe callbacks, the peers).

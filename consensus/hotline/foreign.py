@@ -22,6 +22,9 @@ Ids. The asks made here and the answers sent from here take their frame ids from
 of this reader's, with the top bit set: the protocol's counter starts below ``2**62``, so
 the two never meet, and the loop's thread never touches the protocol.
 
+The asks themselves (sending, the table of open ones, their answers, timers and failures)
+are :class:`~consensus.hotline.loop_asks.LoopAsks`', which :class:`ForeignReader` extends.
+
 Thread safety:
 
 * The loop's thread alone: the socket's receiving side (trio never reads a lent line, so
@@ -48,9 +51,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import math
-import secrets
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -58,22 +58,21 @@ from typing import Any, Final, Protocol
 import trio
 
 from consensus.hotline import frames as f
-from consensus.hotline.events import Answer, Ignored, LineState, Malformed
+from consensus.hotline.events import Ignored, LineState, Malformed
 from consensus.hotline.line import Hotline
+from consensus.hotline.loop_asks import NOT_HERE, TOP_BIT, LoopAsks
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.threaded import ThreadAnswers, Ticket
 from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handlers import elsewhere
-from patterns import Closed, Envelope, MalformedMessage, Timeout
+from patterns import Closed, Envelope, MalformedMessage
 
-__all__ = ["NOT_HERE", "ForeignReader", "lend", "lent"]
+__all__ = ["NOT_HERE", "TOP_BIT", "ForeignReader", "lend", "lent"]
 
 log = logging.getLogger("consensus.hotline")
 
-TOP_BIT: Final = 1 << 63
 DRAIN: Final = 64  # frames taken per wake-up at most: a flooding peer must not starve the loop
 SETTLE_EVERY: Final = 256  # answers sent from here between two settlements in trio (bounds the records)
-NOT_HERE: Final = object()  # ask(): this ask must take the trio path
 BACKLOG: Final = 256
 """Events handed to trio that its receive loop has not acted on yet (values nobody
 ``receive()``s, say): past this many the loop stops reading the line until trio caught up,
@@ -91,35 +90,23 @@ class HereHandler(Protocol):
                    done: Callable[[bool, Any], None]) -> asyncio.Task[Any] | None: ...  # fmt: skip
 
 
-class ForeignReader:
+class ForeignReader(LoopAsks):
     """One hotline read on one asyncio loop; made by :func:`lend` in trio, started and
     stopped on the loop (:meth:`start`, :meth:`stop`)."""
 
     def __init__(self, line: Hotline, loop: asyncio.AbstractEventLoop, handler: HereHandler | None,
                  threaded: ThreadAnswers | None) -> None:  # fmt: skip
-        self.loop = loop
+        super().__init__(line, loop)
         self._line = line
-        self._pair = line._link.pair
-        self._name = line.name
-        self._what = f"<Hotline {line.name!r} {line.address}>"
         self._reader = line._reader
         self._protocol = line._protocol
         self._handler = handler if threaded is not None else None
         self._threaded = threaded
         self._token = trio.lowlevel.current_trio_token()
-        self._ids = secrets.randbits(62)
         self._tasks: dict[Ticket, asyncio.Task[Any]] = {}  # handlers under way (the loop's)
-        self._fd: int | None = None  # watched by the loop
         self._answered = 0  # answers sent from here since the last settlement (the loop's)
-        self._lock = threading.Lock()
-        self._asks: dict[int, asyncio.Future[Answer]] = {}  # behind the lock, from here on
-        self._connected = False
-        self._pipe: int | None = None
-        self._closed = False
-        self._for_trio: list[tuple[Envelope, int]] = []
+        self._for_trio: list[tuple[Envelope, int]] = []  # behind the lock, from here on
         self._scheduled = False  # a hand-over to trio is on its way
-        self._sent = self._sent_bytes = 0
-        self._counts = [0, 0, 0, 0, 0]  # asks opened, answered, expired, failed, malformed answers
         self._heard = False  # frames were taken here since trio last looked (behind the lock)
         self._tell_heard = 0.0  # the loop's: when next to tell trio (time.monotonic)
         self._half_heartbeat = line.heartbeat / 2
@@ -139,16 +126,6 @@ class ForeignReader:
             self.fail_all("closed", "the line closed")
         elif switched:
             self.fail_all("lost", "the connection to the peer closed")
-
-    def fail_all(self, kind: str, why: str) -> None:
-        with self._lock:
-            asks, self._asks = self._asks, {}
-            self._counts[3] += len(asks)
-        if asks:
-            try:
-                self.loop.call_soon_threadsafe(_resolve_all, asks, kind, why)
-            except RuntimeError:  # the loop closed: nobody awaits them any more
-                pass
 
     def settle(self) -> int:
         """The books of the asks made here, into the protocol's and the socket's (trio's
@@ -230,10 +207,6 @@ class ForeignReader:
             self._paused = False
             self.loop.add_reader(self._fd, self._readable)
 
-    def _next_id(self) -> int:
-        self._ids = (self._ids + 1) & (TOP_BIT - 1)
-        return self._ids | TOP_BIT
-
     def _readable(self) -> None:
         """NNG has frames queued: take them (up to :data:`DRAIN`; the descriptor stays readable
         for the rest), act on ours, hand the rest to trio."""
@@ -275,30 +248,6 @@ class ForeignReader:
         except trio.RunFinishedError:  # trio's thread ended: the line is gone
             self.stop()
 
-    def _settle_ask(self, envelope: Envelope, pipe: int) -> bool:
-        ask_id = envelope.re
-        kind, body = envelope.kind, envelope.body
-        with self._lock:
-            # Only on the connection the asks went on: another connection's frame is the protocol's.
-            future = self._asks.pop(ask_id, None) if type(ask_id) is int and pipe == self._pipe else None
-            if future is not None:
-                if kind == f.REPLY or kind == f.ERROR:
-                    self._counts[1] += 1
-                else:  # a chunk or an end for a plain ask: a violation, as the protocol counts it
-                    self._counts[3] += 1
-                    self._counts[4] += 1
-        if future is None:
-            return False  # trio's, or stale: the protocol says which
-        if kind == f.REPLY:
-            answer = Answer(ask_id, kind, body)  # type: ignore[arg-type]  # an int: checked above
-        elif kind == f.ERROR:
-            answer = Answer(ask_id, kind, f.error_body(body))  # type: ignore[arg-type]
-        else:
-            answer = Answer(ask_id, "violation", f"a {kind!r} frame")  # type: ignore[arg-type]
-        if not future.done():
-            future.set_result(answer)
-        return True
-
     def _serve(self, envelope: Envelope, pipe: int) -> bool:
         """Start the asyncio ``on_ask`` on this ask; False to leave it to trio (a stream, a bad body)."""
         try:
@@ -332,58 +281,6 @@ class ForeignReader:
             schedule, self._scheduled = not self._scheduled, True
         if schedule:
             self._soon_in_trio()
-
-    async def ask(self, value: Any, timeout: float) -> Any:
-        """:meth:`Hotline.ask` from this loop, or :data:`NOT_HERE` (take the trio path)."""
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-        loop = self.loop
-        if self._fd is None or asyncio.get_running_loop() is not loop:
-            return NOT_HERE
-        ask_id = self._next_id()
-        envelope = f.ask_frame(self._name, ask_id, value, False, time.time() + timeout)
-        future: asyncio.Future[Answer] = loop.create_future()
-        with self._lock:
-            if not self._connected or self._closed:
-                return NOT_HERE  # trio waits for a peer, or says the line is closed or taken
-            self._asks[ask_id] = future
-            self._counts[0] += 1
-        try:
-            size = self._pair.send_common_threadsafe(envelope)
-        except Exception:  # noqa: BLE001 - closed, too large, unencodable: the trio path says so
-            size = None
-        if size is None:
-            with self._lock:
-                self._asks.pop(ask_id, None)
-                self._counts[0] -= 1
-            return NOT_HERE
-        with self._lock:
-            self._sent += 1
-            self._sent_bytes += size
-        timer = loop.call_at(loop.time() + timeout, _expire, future, ask_id)
-        try:
-            answer = await future
-        finally:
-            timer.cancel()
-            with self._lock:  # (answered: gone already) cancelled or timed out: a later answer is stale
-                self._asks.pop(ask_id, None)
-        if answer.kind == "timeout":
-            with self._lock:
-                self._counts[2] += 1
-            raise Timeout(f"ask {ask_id} on {self._what}: no reply within {timeout} s")
-        return Hotline._outcome(answer)
-
-
-def _expire(future: asyncio.Future[Answer], ask_id: int) -> None:
-    if not future.done():
-        future.set_result(Answer(ask_id, "timeout", None))
-
-
-def _resolve_all(asks: dict[int, asyncio.Future[Answer]], kind: str, why: str) -> None:
-    for ask_id, future in asks.items():
-        if not future.done():
-            future.set_result(Answer(ask_id, kind, why))
-
 
 def lend(line: Hotline, loop: asyncio.AbstractEventLoop) -> ForeignReader | None:
     """Let ``loop`` read ``line`` (trio's thread, at once after the line opened; then

@@ -29,8 +29,9 @@ stream) or, without a handler, through :meth:`Hotline.receive_ask`.
 The pieces: :class:`~consensus.hotline.protocol.LineProtocol` holds the rules (sans-IO);
 :class:`~consensus.hotline.link.Link` the socket; :class:`~consensus.hotline.reader.Reader`
 reads the line; :class:`~consensus.hotline.serve.Server` answers asks;
-:mod:`~consensus.hotline.liveness` watches connections and heartbeats; this module puts
-them together and asks.
+:mod:`~consensus.hotline.liveness` watches connections and heartbeats;
+:mod:`~consensus.hotline.statistics` holds the record of :meth:`Hotline.statistics`; this
+module puts them together and asks.
 
 Where the time of an ask goes
 -----------------------------
@@ -81,7 +82,6 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -94,6 +94,7 @@ from consensus.hotline.liveness import heartbeats, watch_connections
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.reader import Reader
 from consensus.hotline.serve import QUEUE, IncomingAsk, Server
+from consensus.hotline.statistics import HotlineStatistics, line_statistics
 from consensus.hotline.wait import AnswerSlot, AskTimer
 from consensus.runtime.service import service_nursery
 from consensus.trust.line import LineKeys
@@ -110,23 +111,6 @@ from patterns import (
 )  # fmt: skip
 
 __all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "LineState", "hotline"]
-
-
-@dataclass(frozen=True, slots=True)
-class HotlineStatistics:
-    connected: bool
-    connections: int  # connections made (greeted) since the line opened
-    sent: int
-    received: int
-    asks_open: int
-    asks_answered: int
-    asks_expired: int
-    asks_failed: int  # peer lost, or a reply of the wrong kind
-    stale_replies: int  # replies to unknown, expired or finished asks: dropped
-    asks_served: int  # asks from the peer this side answered
-    malformed: int
-    silent_disconnects: int  # the peer missed its heartbeats
-    refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
 
 
 class Hotline:
@@ -363,13 +347,7 @@ class Hotline:
         t = self._protocol.ask_statistics()
         p = self._protocol.statistics()
         s = self._link.pair.statistics()
-        return HotlineStatistics(
-            connected=self.connected, connections=p.connections, sent=s.messages_sent,
-            received=s.messages_received,
-            asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
-            stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
-            silent_disconnects=p.silent_disconnects, refused=p.refused,
-        )  # fmt: skip
+        return line_statistics(self.connected, t, p, s, foreign_open)
 
 
 @asynccontextmanager

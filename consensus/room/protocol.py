@@ -17,6 +17,7 @@ from consensus.decide.ballot import Ballot
 from consensus.decide.decision import Decision
 from consensus.errors import InvalidDecision
 from consensus.failure import Failure
+from consensus.room.addresses import dialable
 from consensus.room.roster import MAX_NAME_LENGTH, check_name
 from patterns import Envelope, MalformedMessage
 
@@ -162,27 +163,6 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
     if type(refs) is not bool or type(observer) is not bool:
         raise _bad(envelope, "fields 'refs' and 'observer' must be booleans")
     return Hello(name, token, mesh, refs, observer)
-
-
-_MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ws", "wss", "ipc", "inproc")
-
-
-def dialable(address: str) -> str | None:
-    """Why ``address`` is not one members can dial, or None when it is.
-
-    Dialable means: ``scheme://rest`` with a scheme of a room (tcp, tcp4, tcp6, tls+tcp,
-    ws, wss, ipc, inproc), a non-empty printable rest, and for the tcp and ws schemes a
-    port 1..65535 after the last colon (of the part before the path, for ws). Whether
-    something listens there is not checked."""
-    scheme, sep, rest = address.partition("://")
-    if not sep or not rest or not address.isprintable():
-        return f"{address[:80]!r} is not of the form scheme://address"
-    if scheme not in _MESH_SCHEMES:
-        return f"{address[:80]!r} has the scheme {scheme!r}; a mesh uses one of {', '.join(_MESH_SCHEMES)}"
-    port = (rest.partition("/")[0] if scheme in ("ws", "wss") else rest).rpartition(":")[2]
-    if scheme not in ("ipc", "inproc") and not (port.isdigit() and 0 < int(port) < 65536):
-        return f"{address[:80]!r} has no port 1..65535"
-    return None
 
 
 def _mesh(envelope: Envelope, address: str, field: str = "mesh") -> str:

@@ -13,13 +13,13 @@ of :mod:`consensus.work.liveness`): what it held goes to others as when it disco
 
 Frames in: ``hello``, ``claim``, ``release``, ``done``, ``beat``, ``bye`` (:meth:`DispatcherProtocol.receive`);
 frames out: ``tasks`` batches (:meth:`DispatcherProtocol.grant`, built by
-:func:`consensus.work.protocol.tasks_frame`).
+:func:`consensus.work.protocol.tasks_frame`). Its records (:class:`Grant`, :class:`Stream`,
+a worker's entry) are :mod:`consensus.work.dispatcher_records`'.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -40,6 +40,7 @@ from consensus.work.dispatcher_events import (
     WorkerLeft,
     WorkerSilent,
 )
+from consensus.work.dispatcher_records import WAIT, Grant, Stream, WorkerRecord
 from consensus.work.ledger import TaskLedger
 from consensus.work.liveness import Liveness
 from consensus.work.vetting import hello_problem, vet
@@ -62,39 +63,6 @@ __all__ = [
 
 CONNECTION_LOSS_GRACE: Final = 0.5  # seconds a live worker has to claim what was pushed before a loss
 MAX_CAPACITY: Final = 256  # default cap on the capacity one worker's hello may announce
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """The pump's answer: a batch to send now (None: wait for the next change) and whether
-    the stream's window grew, so its feeder may take more tasks."""
-
-    frame: W.Frame | None
-    more_room: bool = False
-
-
-_WAIT: Final = Grant(None)
-
-
-class Stream:
-    """One distribution as the dispatcher protocol sees it (a handle its driver keeps)."""
-
-    __slots__ = ("id", "ledger", "malformed")
-
-    def __init__(self, stream_id: int, ledger: TaskLedger) -> None:
-        self.id = stream_id
-        self.ledger = ledger
-        self.malformed = 0  # reply items that could not come from this distribution
-
-    def __repr__(self) -> str:
-        return f"<Stream {self.id}: {self.ledger.in_flight} in flight, {self.ledger.pending} pending>"
-
-
-@dataclass(slots=True)
-class _Worker:
-    capacity: int = 0  # 0 until its first hello
-    pipes: set[int] = field(default_factory=set)
-    task_addresses: tuple[str, ...] = ()  # its task connections' addresses, as its last hello said
 
 
 class DispatcherProtocol:
@@ -121,7 +89,7 @@ class DispatcherProtocol:
         self.loss_grace = loss_grace
         self._next_stream = first_stream
         self._streams: dict[int, Stream] = {}
-        self._workers: dict[str, _Worker] = {}
+        self._workers: dict[str, WorkerRecord] = {}
         self._pipe_names: dict[int, str] = {}
         self._task_connections = 0
         self._started = self._joined = self._lost = self._stale = self._malformed = self._silent = 0
@@ -198,17 +166,17 @@ class DispatcherProtocol:
         capacity = self.capacity
         credit = capacity - self.in_flight
         if credit <= 0 or (self.task_pipes is not None and self.task_pipes.held):
-            return _WAIT  # held: push might hand the batch to a connection no worker vouched for
+            return WAIT  # held: push might hand the batch to a connection no worker vouched for
         workers = sum(1 for info in self._workers.values() if info.capacity)
         good = min(self.max_batch, max(1, capacity // (2 * max(1, workers))))
         if credit < good and credit != capacity:
-            return _WAIT
+            return WAIT
         ledger = stream.ledger
         more_room = ledger.in_flight + credit > ledger.window
         ledger.set_window(ledger.in_flight + credit)
         items = ledger.next_assignments(now, min(self.max_batch, credit))
         if not items:
-            return Grant(None, more_room) if more_room else _WAIT
+            return Grant(None, more_room) if more_room else WAIT
         if self.keys is not None:
             frame = W.tasks_frame(stream.id, ledger.lease, items, tickets=self.keys.tickets(stream.id, items),
                                   kx=self.keys.kx)  # fmt: skip
@@ -335,7 +303,7 @@ class DispatcherProtocol:
                 self._pipe_names[pipe] = name
                 info = self._workers.get(name)
                 if info is None:
-                    info = self._workers[name] = _Worker()
+                    info = self._workers[name] = WorkerRecord()
                 info.pipes.add(pipe)
         elif known != name:
             raise W.bad(envelope, f"connection {pipe} already belongs to worker {known!r}")

@@ -40,16 +40,19 @@ A driver that handles whole messages uses the batch forms: :meth:`TaskLedger.nex
 :meth:`TaskLedger.claims` and :meth:`TaskLedger.replies` do what one call per item would
 (the tests hold them to that), the usual cases inline, and the last two return the
 ValueErrors of bad items instead of raising.
+
+The books themselves (state, queries, statistics) are :mod:`consensus.work.books`'; the ways
+attempts are taken back without a reply (expiry, lost connections and workers, cancel)
+are :mod:`consensus.work.losses`'.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from consensus.failure import Failure
-from consensus.work.books import LedgerBooks
+from consensus.work.losses import LedgerLosses
 from consensus.work.records import (
     IN_FLIGHT,
     QUEUED,
@@ -65,7 +68,7 @@ from consensus.work.task import Assignment, LedgerStatistics, Outcome, Receipt, 
 __all__ = ["Assignment", "Failure", "LedgerStatistics", "Outcome", "Receipt", "TaskLedger", "WorkerShare"]
 
 
-class TaskLedger(LedgerBooks):
+class TaskLedger(LedgerLosses):
     """Tasks queued, in flight and finished, for one stream of work."""
 
     # -------------------------------------------------------------- intake and dispatch
@@ -333,70 +336,3 @@ class TaskLedger(LedgerBooks):
             except ValueError as exc:
                 errors.append(exc)
         return errors
-
-    def expire(self, now: float) -> list[int]:
-        """Take back every attempt whose deadline (its lease, or its claim timeout while
-        unclaimed) is at or before ``now``; returns the task ids, each requeued or
-        (attempts exhausted) finished as an error."""
-        now = self._tick(now)
-        expired: list[int] = []
-        while (first := self._first_due()) is not None and first[1].deadline <= now:
-            task_id, rec = first
-            expired.append(task_id)
-            if rec.worker is None:
-                error = Failure(
-                    "Unclaimed", f"no worker claimed attempt {rec.attempt} in {self.claim_timeout} s"
-                )
-            else:
-                error = Failure("LeaseExpired", f"lease expired after {rec.counted} attempts")
-            self._lose(task_id, rec, error)
-        return expired
-
-    def hasten_unclaimed(self, now: float, grace: float) -> int:
-        """A connection to some worker closed: an attempt not yet claimed may have been on
-        its way through it. Each unclaimed attempt's deadline comes forward to at most
-        ``now + grace`` (a live worker claims within that); returns how many moved."""
-        now = self._tick(now)
-        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < math.inf:
-            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
-        moved = 0
-        for rec in self._unclaimed.values():  # in deadline order: the order survives the min()
-            if rec.deadline > now + grace:
-                rec.deadline = now + grace
-                moved += 1
-        return moved
-
-    def worker_gone(self, worker: str, now: float | None = None) -> list[int]:
-        """A named worker left or died: its attempts in flight are lost at once (each counts
-        toward ``max_attempts``). Returns their task ids. Attempts placed by the transport
-        (``worker=None``) and not claimed are not known to be its: their claim timeout
-        takes them back."""
-        name = check_name(worker)
-        if now is not None:
-            self._tick(now)
-        lost = [(task_id, rec) for task_id, rec in self._leased.items() if rec.worker == name]
-        for task_id, rec in lost:
-            reason = f"worker {name!r} went away during attempt {rec.attempt}"
-            self._lose(task_id, rec, Failure("WorkerLost", reason))
-        return [task_id for task_id, _ in lost]
-
-    def cancel(self) -> list[int]:
-        """Stop: nothing more is assigned or submitted. Returns the ids queued or in flight,
-        which will never finish (their late replies are stale). Outcomes already finished,
-        held ones included, stay poppable, in order."""
-        if self._cancelled:
-            return []
-        self._cancelled = self._closed = True
-        ids = sorted(self._tasks)
-        for rec in self._leased.values():
-            if rec.worker is not None:
-                self._workers[rec.worker].in_flight -= 1
-        self._tasks.clear()
-        self._fresh.clear()
-        self._retry.clear()
-        self._unclaimed.clear()
-        self._leased.clear()
-        self._cancelled_count = len(ids)
-        self._ready.extend(self._held[task_id] for task_id in sorted(self._held))
-        self._held.clear()
-        return ids

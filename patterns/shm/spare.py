@@ -31,7 +31,8 @@ A spare changes nothing a receiver or a sweeper can observe:
 
 Size classes: a payload of ``n`` bytes belongs to the class of ``n`` rounded up to a
 multiple of an eighth of the largest power of two not above it, so a spare is at most
-1/8 larger than the payload; the excess is cut off (``ftruncate``) when it is taken.
+1/8 larger than the payload (:mod:`~patterns.shm.spare_record`, with the :class:`Spare`
+record); the excess is cut off (``ftruncate``) when it is taken.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -62,6 +62,7 @@ from patterns.shm.header import (
     unlink_quietly,
 )
 from patterns.shm.ref import make_name
+from patterns.shm.spare_record import Spare, size_class
 from patterns.shm.worker import Worker, populate, unmap
 
 __all__ = [
@@ -99,31 +100,7 @@ SHARE: Final = 0.25
 """A spare is prepared only if it needs at most this fraction of its directory's free space."""
 DEFER: Final = 0.005
 """Seconds the background work a send causes waits, so as not to compete with its delivery."""
-MIN_PAGE: Final = 4096
 MAX_SEEN: Final = 256  # size classes remembered (the stale ones are forgotten first)
-
-
-@dataclass(frozen=True, slots=True)
-class Spare:
-    """A prepared segment: its file (``file`` open), its payload memfd (``fd``, not sealed
-    yet: its size is cut to the payload's when taken), its writable pre-faulted mapping."""
-
-    path: Path
-    fd: int
-    file: int
-    inode: int  # of the file
-    payload_inode: int  # of the memfd
-    mapping: mmap.mmap
-    capacity: int  # payload bytes the file holds
-    usable_until: float  # CLOCK_MONOTONIC; dropped after
-
-
-def size_class(size: int) -> int:
-    """The payload capacity of the spares that serve a payload of ``size`` bytes."""
-    if size <= MIN_PAGE:
-        return MIN_PAGE
-    granule = max(MIN_PAGE, 1 << (size.bit_length() - 4))
-    return -(-size // granule) * granule
 
 
 class _Pool:

@@ -1,0 +1,45 @@
+"""The record :meth:`~consensus.hotline.line.Hotline.statistics` returns, and how it is put together.
+
+A line's counters live in three places: the protocol (connections, asks served, heartbeats),
+its ask table (asks open, answered, expired, stale replies) and the socket (frames sent and
+received); this record adds them up in the words of ``docs/statistics.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensus.hotline.asks import AskTableStatistics
+from consensus.hotline.events import ProtocolStatistics
+from patterns import SocketStatistics
+
+__all__ = ["HotlineStatistics", "line_statistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class HotlineStatistics:
+    connected: bool
+    connections: int  # connections made (greeted) since the line opened
+    sent: int
+    received: int
+    asks_open: int
+    asks_answered: int
+    asks_expired: int
+    asks_failed: int  # peer lost, or a reply of the wrong kind
+    stale_replies: int  # replies to unknown, expired or finished asks: dropped
+    asks_served: int  # asks from the peer this side answered
+    malformed: int
+    silent_disconnects: int  # the peer missed its heartbeats
+    refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
+
+
+def line_statistics(connected: bool, t: AskTableStatistics, p: ProtocolStatistics, s: SocketStatistics,
+                    foreign_open: int) -> HotlineStatistics:  # fmt: skip
+    """One line's record; ``foreign_open`` counts asks open on a reader outside the trio thread."""
+    return HotlineStatistics(
+        connected=connected, connections=p.connections, sent=s.messages_sent,
+        received=s.messages_received,
+        asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
+        stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
+        silent_disconnects=p.silent_disconnects, refused=p.refused,
+    )  # fmt: skip
