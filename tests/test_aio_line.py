@@ -9,19 +9,17 @@ receives) and, where both ends must be asyncio, two lines on one loop.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import trio
 from _bridge import Lines, run
 from conftest import Peers, tell
 
 import consensus
 from consensus import aio
-from consensus.hotline.foreign import BACKLOG, DRAIN, TOP_BIT, ForeignReader, lent
+from consensus.hotline.foreign import BACKLOG, DRAIN, lent
 from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(120)
@@ -229,20 +227,3 @@ def test_a_flood_nobody_receives_stops_the_loops_reading_not_memory(address: Cal
     assert values == [{"n": i} for i in range(count)]  # slowed, not lost, in order
     assert pauses >= 1 and held <= BACKLOG + DRAIN
 
-
-def test_an_answer_on_another_connection_is_not_taken_for_the_ask() -> None:
-    class Line:  # what a ForeignReader reads from the line at its making
-        name, address, heartbeat = "near", "ipc:///x", 1.0
-        _link = type("Link", (), {"pair": None})()
-        _reader = _protocol = None
-
-    async def main() -> tuple[bool, bool, Any]:
-        foreign = ForeignReader(Line(), None, None, None)  # type: ignore[arg-type]
-        foreign._connected, foreign._pipe = True, 7
-        asked: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        foreign._asks[TOP_BIT | 5] = asked  # type: ignore[assignment]
-        reply = Envelope(kind="reply", sender="far", id=1, body="x", re=TOP_BIT | 5)
-        return foreign._settle_ask(reply, 8), foreign._settle_ask(reply, 7), asked.result(0).body
-
-    # Another connection's answer is the protocol's (stale there); the ask's own connection settles it.
-    assert trio.run(main) == (False, True, "x")

@@ -15,14 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import trio
 from _bridge import assert_no_bridge_threads, wait_ready
 from conftest import Peers, tell
 
 import consensus
 from consensus import blocking
-from consensus.hotline.foreign import TOP_BIT
-from consensus.hotline.thread_asks import ThreadAsks, _Waiter, attached
+from consensus.hotline.thread_asks import attached
 from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(120)
@@ -171,25 +169,3 @@ def test_ctrl_c_ends_a_waiting_ask_and_the_line_goes_on(peers: Peers, address: C
     assert after == {"echo": "after", "by": "far"}
     assert stats.asks_open == 0 and stats.stale_replies == 1
 
-
-def test_an_answer_on_another_connection_is_not_taken_for_the_ask() -> None:
-    class Protocol:
-        def heard(self, now: float) -> None:
-            pass
-
-    class Line:  # what ThreadAsks reads from the line at its making
-        name, address = "near", "ipc:///x"
-        _link = type("Link", (), {"pair": None})()
-        _protocol = Protocol()
-
-    async def main() -> tuple[bool, bool, Any]:
-        asks = ThreadAsks(Line())  # type: ignore[arg-type]
-        asks._connected, asks._pipe = True, 7
-        waiter = _Waiter()
-        asks._asks[TOP_BIT | 5] = waiter
-        reply = Envelope(kind="reply", sender="far", id=1, body="x", re=TOP_BIT | 5)
-        return asks.claim(reply, 8), asks.claim(reply, 7), waiter.answer
-
-    other, own, answer = trio.run(main)
-    # Another connection's answer is the protocol's (stale there); the ask's own connection settles it.
-    assert (other, own) == (False, True) and answer is not None and answer.body == "x"

@@ -18,26 +18,28 @@ streams, streamed asks, malformed frames) is handed to trio in order, one
 :class:`~consensus.hotline.protocol.LineProtocol` and the receive loop acts on them as if it
 had read them (:meth:`Reader.lend <consensus.hotline.reader.Reader.lend>`: it never reads).
 
-Ids. The asks made here and the answers sent from here take their frame ids from a counter
-of this reader's, with the top bit set: the protocol's counter starts below ``2**62``, so
-the two never meet, and the loop's thread never touches the protocol.
+Ids. The asks made here and the answers sent from here take their frame ids from the
+:class:`~consensus.hotline.ask_book.AskBook` of the asks, with the top bit set: the
+protocol's counter starts below ``2**62``, so the two never meet, and the loop's thread
+never touches the protocol.
 
-The asks themselves (sending, the table of open ones, their answers, timers and failures)
-are :class:`~consensus.hotline.loop_asks.LoopAsks`', which :class:`ForeignReader` extends.
+The asks themselves (sending, waiting, timers and failures) are
+:class:`~consensus.hotline.loop_asks.LoopAsks`', which :class:`ForeignReader` extends; their
+table and counts are its ``AskBook``.
 
 Thread safety:
 
 * The loop's thread alone: the socket's receiving side (trio never reads a lent line, so
-  the socket's receive counters have one writer), the frame-id counter, the handler tasks,
-  and the timers of the asks.
+  the socket's receive counters have one writer), the handler tasks, and the timers of the
+  asks.
 * Trio's thread alone: the protocol, the receive loop's hand-over queue, the socket's send
-  counters (settled from :attr:`_sent` below) and :class:`ThreadAnswers`' books.
-* Behind :attr:`ForeignReader._lock`: the table of open asks (id → future), whether the
-  peer is connected and on which connection (trio writes it from the protocol in
-  :meth:`changed`; an ask registers only while connected, so a connection lost after
-  that check finds the ask in the table and fails it), the frames waiting for trio, and
-  the counts of sent asks. Futures are resolved on the loop only: trio posts the failures
-  of a lost connection there with ``call_soon_threadsafe``.
+  counters (settled from the book's in :meth:`settle`) and :class:`ThreadAnswers`' books.
+* Behind :attr:`ForeignReader._lock` (the ``AskBook``'s lock): the book (the table of open
+  asks, id → future; whether the peer is connected and on which connection, which trio
+  writes from the protocol in :meth:`changed`; the ids and counts: see
+  :mod:`consensus.hotline.ask_book`), the frames waiting for trio and whether a hand-over
+  is on its way. Futures are resolved on the loop only: trio posts the failures of a lost
+  connection there with ``call_soon_threadsafe``.
 * The answers sent from here go through :class:`ThreadAnswers`' own lock, which checks the
   ask's connection in the critical section of the send, as for a worker thread.
 
@@ -58,7 +60,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from consensus.hotline import frames as f
-from consensus.hotline.events import Ignored, LineState, Malformed
+from consensus.hotline.events import Ignored, Malformed
 from consensus.hotline.line import Hotline
 from consensus.hotline.loop_asks import NOT_HERE, TOP_BIT, LoopAsks
 from consensus.hotline.protocol import LineProtocol
@@ -117,27 +119,14 @@ class ForeignReader(LoopAsks):
     # ------------------------------------------------------------------ trio's side
     def changed(self, protocol: LineProtocol) -> None:
         """The line's state changed: note it; asks on a connection that ended fail."""
-        connected, pipe, closed = protocol.connected, protocol.pipe, protocol.state is LineState.CLOSED
-        with self._lock:
-            switched = self._connected and (not connected or pipe != self._pipe)
-            self._connected, self._pipe = connected and not closed, pipe
-            self._closed = self._closed or closed
-        if closed:
-            self.fail_all("closed", "the line closed")
-        elif switched:
-            self.fail_all("lost", "the connection to the peer closed")
+        failed = self._book.changed(protocol)
+        if failed is not None:
+            self.fail_all(*failed)
 
     def settle(self) -> int:
         """The books of the asks made here, into the protocol's and the socket's (trio's
         thread, before statistics); returns how many are open."""
-        with self._lock:
-            sent, size, self._sent, self._sent_bytes = self._sent, self._sent_bytes, 0, 0
-            counts, self._counts = self._counts, [0, 0, 0, 0, 0]
-            still_open = len(self._asks)
-        if sent:
-            self._pair.count_sent(sent, size)
-        self._protocol.asks.count_elsewhere(*counts)
-        return still_open
+        return self._book.settle(self._protocol, self._pair.count_sent)
 
     def claim(self, envelope: Envelope, pipe: int) -> bool:
         return False  # trio never reads a lent line
