@@ -90,17 +90,17 @@ class ThreadAsks:
         ask_id = book.open(waiter)
         if ask_id is None:
             return NOT_HERE  # trio waits for a peer, or says the line is closed or taken
-        envelope = f.ask_frame(self._name, ask_id, value, False, time.time() + timeout)
-        try:
-            size = self._pair.send_common_threadsafe(envelope)
-        except Exception:  # noqa: BLE001 - closed, too large, unencodable: the trio path says so
-            size = None
-        if not book.sent(ask_id, size):
-            return NOT_HERE
         answered = mine = False
         try:
+            envelope = f.ask_frame(self._name, ask_id, value, False, time.time() + timeout)
+            try:
+                size = self._pair.send_common_threadsafe(envelope)
+            except Exception:  # noqa: BLE001 - closed, too large, unencodable: the trio path says so
+                size = None
+            if not book.sent(ask_id, size):
+                return NOT_HERE  # (out of the book already: the finally finds nothing)
             answered = waiter.done.acquire(timeout=timeout)
-        finally:  # (Ctrl-C included) a later answer is stale; an interrupted ask did not finish
+        finally:  # (Ctrl-C included, even before the send) a later answer is stale; it did not finish
             mine = book.forget(ask_id, expired=True)
         if not answered:
             if mine:
