@@ -163,9 +163,34 @@ def test_ctrl_c_ends_a_waiting_ask_and_the_line_goes_on(peers: Peers, address: C
         with pytest.raises(KeyboardInterrupt):
             line.ask({"sleep": 0.6}, timeout=10)
         after = line.ask("after", timeout=10)
-        time.sleep(0.6)  # the interrupted ask's answer comes, and is stale
-        stats = line.statistics()
+        deadline = time.monotonic() + 30  # the interrupted ask's answer comes, and is stale
+        while (stats := line.statistics()).stale_replies < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
     tell(child, "quit")
     assert after == {"echo": "after", "by": "far"}
     assert stats.asks_open == 0 and stats.stale_replies == 1
 
+
+
+def test_ctrl_c_before_the_ask_left_leaves_no_open_ask(address: Callable[[str], str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    where = address("ipc")
+    original = Pair.send_common_threadsafe
+    calls = 0
+
+    def interrupted_once(pair: Pair, envelope: Envelope) -> int | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyboardInterrupt  # as if Ctrl-C came between registering the ask and sending it
+        return original(pair, envelope)
+
+    with blocking.hotline(listen=where, on_ask=lambda v: v), blocking.hotline(dial=where) as line:
+        line.wait_connected()
+        monkeypatch.setattr(Pair, "send_common_threadsafe", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            line.ask("lost", timeout=10)
+        after = line.ask("after", timeout=10)
+        stats = line.statistics()
+    assert after == "after" and calls >= 2  # (the answer leaves the same way)
+    assert stats.asks_open == 0 and stats.asks_answered == 1
