@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from typing import Any, Final, Generic, TypeVar
 
 from consensus.hotline import frames as f
 from consensus.hotline.events import Answer, LineState
 from consensus.hotline.protocol import LineProtocol
-from patterns import Envelope
+from patterns import Envelope, Pair
 
-__all__ = ["TOP_BIT", "AskBook"]
+__all__ = ["TOP_BIT", "AskBook", "send_ask"]
 
 TOP_BIT: Final = 1 << 63
 
@@ -147,3 +148,15 @@ class AskBook(Generic[W]):
             count_sent(sent, size)
         protocol.asks.count_elsewhere(*counts)
         return still_open
+
+
+def send_ask(book: AskBook[Any], pair: Pair, name: str, ask_id: int, value: Any, timeout: float) -> bool:
+    """Send the ask ``ask_id`` (registered in ``book``) with NNG's thread-safe send, from the
+    asker's thread; False, and out of the book, when it cannot go this way (closed, too
+    large, unencodable, not small and plain): the trio path then says what is wrong."""
+    envelope = f.ask_frame(name, ask_id, value, False, time.time() + timeout)
+    try:
+        size = pair.send_common_threadsafe(envelope)
+    except Exception:  # noqa: BLE001 - the trio path raises the right error for it
+        size = None
+    return book.sent(ask_id, size)

@@ -163,11 +163,6 @@ class ForeignReader(LoopAsks):
                 self._to_loop(self._pause)
             reader.wake_receiver()
 
-    def _to_loop(self, fn: Callable[[], None]) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn)
-        except RuntimeError:  # the loop closed: nobody reads here any more
-            pass
 
     # ------------------------------------------------------------------ the loop's side
     def start(self) -> None:

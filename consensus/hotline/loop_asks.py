@@ -12,12 +12,12 @@ hand-over to trio (``consensus/hotline/foreign.py`` gives the thread-safety argu
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
-import time
+from collections.abc import Callable
 from typing import Any, Final
 
-from consensus.hotline import frames as f
-from consensus.hotline.ask_book import TOP_BIT, AskBook
+from consensus.hotline.ask_book import TOP_BIT, AskBook, send_ask
 from consensus.hotline.events import Answer
 from consensus.hotline.line import Hotline
 from patterns import Envelope, Timeout
@@ -50,12 +50,7 @@ class LoopAsks:
         ask_id = book.open(future)
         if ask_id is None:
             return NOT_HERE  # trio waits for a peer, or says the line is closed or taken
-        envelope = f.ask_frame(self._name, ask_id, value, False, time.time() + timeout)
-        try:
-            size = self._pair.send_common_threadsafe(envelope)
-        except Exception:  # noqa: BLE001 - closed, too large, unencodable: the trio path says so
-            size = None
-        if not book.sent(ask_id, size):
+        if not send_ask(book, self._pair, self._name, ask_id, value, timeout):
             return NOT_HERE
         timer = loop.call_at(loop.time() + timeout, _expire, future, ask_id)
         try:
@@ -84,10 +79,14 @@ class LoopAsks:
     def fail_all(self, kind: str, why: str) -> None:
         asks = self._book.take_all()
         if asks:
-            try:
-                self.loop.call_soon_threadsafe(_resolve_all, asks, kind, why)
-            except RuntimeError:  # the loop closed: nobody awaits them any more
-                pass
+            self._to_loop(functools.partial(_resolve_all, asks, kind, why))
+
+    def _to_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop soon (from any thread)."""
+        try:
+            self.loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop closed: nobody is there to act on it any more
+            pass
 
 
 def _expire(future: asyncio.Future[Answer], ask_id: int) -> None:

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from typing import Any
 
 import trio
 
-from consensus.hotline import frames as f
-from consensus.hotline.ask_book import AskBook
+from consensus.hotline.ask_book import AskBook, send_ask
 from consensus.hotline.events import Answer
 from consensus.hotline.line import Hotline
 from consensus.hotline.loop_asks import NOT_HERE
@@ -92,12 +90,7 @@ class ThreadAsks:
             return NOT_HERE  # trio waits for a peer, or says the line is closed or taken
         answered = mine = False
         try:
-            envelope = f.ask_frame(self._name, ask_id, value, False, time.time() + timeout)
-            try:
-                size = self._pair.send_common_threadsafe(envelope)
-            except Exception:  # noqa: BLE001 - closed, too large, unencodable: the trio path says so
-                size = None
-            if not book.sent(ask_id, size):
+            if not send_ask(book, self._pair, self._name, ask_id, value, timeout):
                 return NOT_HERE  # (out of the book already: the finally finds nothing)
             answered = waiter.done.acquire(timeout=timeout)
         finally:  # (Ctrl-C included, even before the send) a later answer is stale; it did not finish
