@@ -31,7 +31,7 @@ from patterns._nng import TLSConfig, TLSMode
 from patterns._pair import Pair
 from patterns._peers import Peer, PeerSet
 from patterns._pipeline import Pull, Push
-from patterns._respondent import IncomingSurvey, Respondent
+from patterns._respondent import IncomingSurvey, Respondent, SurveyTaker, Taken
 from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
@@ -108,11 +108,13 @@ __all__ = [
     "SharedMemoryFull",
     "SocketStatistics",
     "SurveyReplies",
+    "SurveyTaker",
     "Surveyor",
     "SweepReport",
     "TLSConfig",
     "TLSError",
     "TLSMode",
+    "Taken",
     "Timeout",
     "TransportError",
     "Unauthenticated",

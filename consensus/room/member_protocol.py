@@ -372,6 +372,27 @@ class MemberProtocol:
         poll or a vote). Book the reply with :meth:`replied` once it is out."""
         return self._surveys.ticket(key, inline=self.inline)
 
+    def ticket_elsewhere(self, key: int, envelope: Envelope, here: frozenset[str]) -> ReplyTicket | None:
+        """For a driver reading surveys in another thread (an asyncio loop): the ticket of
+        a survey that thread may answer itself, start to end, without this object (a poll
+        or a vote of a kind in ``here``, complete, once welcomed, not an observer); None:
+        hand it to :meth:`receive_survey` in order. Reads only state this object's owner
+        changes atomically (the membership's state); books the replies with
+        :meth:`count_elsewhere`, or gives one back with :meth:`adopt`."""
+        if self.state is not MemberState.JOINED or self.observer:
+            return None
+        return self._surveys.ticket_elsewhere(key, envelope, here, inline=self.inline)
+
+    def adopt(self, ticket: ReplyTicket) -> None:
+        """A survey answered elsewhere that must be replied to through :meth:`reply`
+        (``ticket.key`` must differ from the driver's keys): its reply is booked as usual."""
+        self._surveys.adopt(ticket)
+
+    def count_elsewhere(self, counts: dict[str, int]) -> None:
+        """Replies sent (or lost) by another thread from :meth:`ticket_elsewhere` tickets."""
+        for counter, n in counts.items():
+            self.counts[counter] += n
+
     def replied(self, key: int, counter: str) -> None:
         """The reply built from :meth:`ticket` went out: count it under ``counter``."""
         self._surveys.replied(key, counter)
