@@ -31,10 +31,11 @@ from patterns._nng import TLSConfig, TLSMode
 from patterns._pair import Pair
 from patterns._peers import Peer, PeerSet
 from patterns._pipeline import Pull, Push
-from patterns._respondent import IncomingSurvey, Respondent, SurveyTaker, Taken
+from patterns._respondent import IncomingSurvey, Respondent
 from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
+from patterns._taker import SurveyTaker, Taken
 from patterns._wire import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_MESSAGE_SIZE,

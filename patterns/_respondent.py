@@ -38,11 +38,11 @@ from patterns._ctx_send import aio_result, result_and_free, submit_threadsafe, w
 from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
-from patterns._wire import Envelope, common_frame, decode
+from patterns._wire import Envelope, common_frame
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import delivering
 
-__all__ = ["IncomingSurvey", "Respondent", "SurveyTaker", "Taken"]
+__all__ = ["IncomingSurvey", "Respondent"]
 
 
 _NULL = ffi.NULL
@@ -186,67 +186,10 @@ class IncomingSurvey:
     def release_elsewhere(self) -> None:
         """After :meth:`reply_threadsafe`, or to decline, from the thread that took this
         survey with a :class:`SurveyTaker`: its context back to the pool, nothing counted
-        (the taker's owner counts sends with :meth:`Respondent.count_sent`)."""
+        (the taker's owner counts sends with :meth:`Respondent.count_sent`; :mod:`patterns._taker`)."""
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
             self._respondent._release(ctx)  # one list append: atomic under the GIL
-
-
-class Taken:
-    """A survey a :class:`SurveyTaker` took but did not decode for its thread (it refers to
-    shared memory, or it is malformed): trio opens it (:meth:`Respondent.open_taken`)."""
-
-    __slots__ = ("body", "ctx")
-
-    def __init__(self, ctx: Any, body: bytes) -> None:
-        self.ctx = ctx
-        self.body = body
-
-
-class SurveyTaker:
-    """Takes a :class:`Respondent`'s surveys in another thread than trio's (an asyncio
-    loop watching :attr:`Respondent.receive_descriptor`): non-blocking receives with an
-    out-buffer of its own. Trio must not receive on the socket meanwhile: then this thread
-    alone opens contexts and writes the receive counters; trio only gives contexts back
-    (a list append) and reads the counters."""
-
-    __slots__ = ("_out", "_respondent")
-
-    def __init__(self, respondent: Respondent) -> None:
-        self._respondent = respondent
-        self._out = ffi.new("nng_msg **")  # this thread's: the socket's own is trio's
-
-    def take(self) -> IncomingSurvey | Taken | None:
-        """The next survey, decoded when it is small and plain (no shared memory); a
-        :class:`Taken` for trio otherwise; None when none is queued. Raises :class:`Closed`."""
-        resp = self._respondent
-        operation = "receive a survey on another thread"
-        if resp._closed or resp._handle is None:
-            resp._require_open(operation)
-        ctx = resp._context(operation)
-        err = lib.nng_ctx_recvmsg(ctx, self._out, NONBLOCK)
-        if err:
-            resp._release(ctx)
-            if err == EAGAIN:
-                return None
-            raise_for(err, operation=operation, where=resp)
-        msg = self._out[0]
-        try:
-            body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
-        finally:
-            lib.nng_msg_free(msg)
-        resp._received += 1
-        resp._bytes_received += len(body)
-        if resp.guard is not None:
-            return Taken(ctx, body)
-        try:  # the pure decode: a fault is trio's to count (open_taken decodes again)
-            envelope = decode(body, max_size=resp.max_message_size, max_items=resp.max_items,
-                              measure=resp._measure)  # fmt: skip
-        except MalformedMessage:
-            return Taken(ctx, body)
-        if envelope.shm is not None:  # attaching is trio's
-            return Taken(ctx, body)
-        return IncomingSurvey(resp, ctx, envelope)
 
 
 class Respondent(FdSocket):
@@ -337,20 +280,6 @@ class Respondent(FdSocket):
             self._require_open("receive_descriptor")
         assert fd is not None
         return fd
-
-    def taker(self) -> SurveyTaker:
-        """A :class:`SurveyTaker`: this socket's surveys taken in another thread (trio stops receiving)."""
-        return SurveyTaker(self)
-
-    def open_taken(self, taken: Taken) -> IncomingSurvey:
-        """A survey a :class:`SurveyTaker` left to trio, decoded and attached here (raises
-        :class:`MalformedMessage`, counted, with its context given back)."""
-        try:
-            envelope = self._unpack(taken.body)
-        except MalformedMessage:
-            self._release(taken.ctx)
-            raise
-        return IncomingSurvey(self, taken.ctx, envelope)
 
     def count_sent(self, replies: int, size: int) -> None:
         """Count ``replies`` of ``size`` bytes in all that another thread sent (trio's thread)."""

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from conftest import Peers, read_line, tell
 
 import consensus
-from tests.conftest import Peers, read_line, tell
 
 AGENT = "loop_survey_agent.py"
 

@@ -31,7 +31,7 @@ import trio
 
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
-from consensus.room.loop_surveys import Adopted, HereHandler, Item, LoopSurveys, OnThisLoop
+from consensus.room.loop_surveys import Adopted, GiveBack, HereHandler, Item, LoopSurveys, OnThisLoop
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
 from consensus.runtime.context import HandlerContext, Kind, set_current
@@ -134,6 +134,11 @@ class Answerer:
         self._receive = functools.partial(self._lent_receive, receive)
         return self.lent
 
+    def unlend(self) -> None:
+        """The loop cannot read after all (it closed before it started): trio reads (before :meth:`start`)."""
+        self.lent = None
+        self._receive = self._respondent.receive
+
     def _from_loop(self, send: trio.MemorySendChannel[Item], items: list[Item]) -> None:
         """What the loop handed over (trio's thread): surveys to receive as if read here,
         in order; replies only trio can send."""
@@ -148,8 +153,11 @@ class Answerer:
 
     async def _lent_receive(self, receive: trio.MemoryReceiveChannel[Item]) -> IncomingSurvey:
         item = await receive.receive()
+        if isinstance(item, GiveBack):  # the loop no longer reads: trio does, after what came before
+            self._receive = self._respondent.receive
+            return await self._receive()
         if isinstance(item, Taken):
-            return self._respondent.open_taken(item)  # MalformedMessage: counted, logged by the loop below
+            return item.open()  # MalformedMessage: counted here, logged by the receiving loop
         assert isinstance(item, IncomingSurvey)
         return item
 

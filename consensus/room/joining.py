@@ -136,6 +136,7 @@ def _lend_surveys(member: Member) -> LoopSurveys | None:
     if lent is not None:
         try:
             loop.call_soon_threadsafe(lent.start)
-        except RuntimeError:  # closed meanwhile: lent, but nobody reads; the membership ends with it
-            pass
+        except RuntimeError:  # closed meanwhile: trio reads after all
+            member._answerer.unlend()
+            return None
     return lent

@@ -62,7 +62,7 @@ from consensus.runtime.handback import ignore_outcome
 from consensus.runtime.handlers import trio_deadline
 from patterns import Closed, IncomingSurvey, MessageTooLarge, Respondent, SurveyTaker, Taken
 
-__all__ = ["DRAIN", "READ_ON", "Adopted", "HereHandler", "LoopSurveys", "OnThisLoop"]
+__all__ = ["DRAIN", "GIVE_BACK", "READ_ON", "Adopted", "GiveBack", "HereHandler", "Item", "LoopSurveys", "OnThisLoop"]
 
 log = logging.getLogger("consensus.room")
 
@@ -100,7 +100,13 @@ class Adopted:
     outcome: tuple[bool, Any]
 
 
-Item = IncomingSurvey | Taken | Adopted  # what the loop hands to trio, in order
+class GiveBack:
+    """The loop stopped reading for good (NNG failed under it): trio reads from now on."""
+
+
+GIVE_BACK: Final = GiveBack()
+
+Item = IncomingSurvey | Taken | Adopted | GiveBack  # what the loop hands to trio, in order
 
 
 class _Pending:
@@ -128,7 +134,7 @@ class LoopSurveys:
         thread) receives what the loop hands over, in order."""
         self.loop = loop
         self._respondent = respondent
-        self._taker: SurveyTaker = respondent.taker()
+        self._taker = SurveyTaker(respondent)
         self._protocol = protocol
         self._handlers = handlers
         self._here = frozenset(handlers)
@@ -223,6 +229,11 @@ class LoopSurveys:
                 got = taker.take()
             except Closed:  # the socket closed under this loop
                 self.stop()
+                break
+            except Exception:  # NNG's failure (out of memory...): trio's reader takes over, in order
+                log.exception("member %r: its surveys are read by trio again", self._protocol.name)
+                self.stop()
+                for_trio.append(GIVE_BACK)
                 break
             if got is None:
                 break

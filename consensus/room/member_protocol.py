@@ -373,19 +373,16 @@ class MemberProtocol:
         return self._surveys.ticket(key, inline=self.inline)
 
     def ticket_elsewhere(self, key: int, envelope: Envelope, here: frozenset[str]) -> ReplyTicket | None:
-        """For a driver reading surveys in another thread (an asyncio loop): the ticket of
-        a survey that thread may answer itself, start to end, without this object (a poll
-        or a vote of a kind in ``here``, complete, once welcomed, not an observer); None:
-        hand it to :meth:`receive_survey` in order. Reads only state this object's owner
-        changes atomically (the membership's state); books the replies with
-        :meth:`count_elsewhere`, or gives one back with :meth:`adopt`."""
+        """The ticket of a survey another thread (an asyncio loop) may answer start to end
+        without this object: a complete poll or vote of a kind in ``here``, once welcomed,
+        not an observer; None: hand it to :meth:`receive_survey`, in order. Reads only the
+        state (one attribute). Book with :meth:`count_elsewhere`, or give back with :meth:`adopt`."""
         if self.state is not MemberState.JOINED or self.observer:
             return None
         return self._surveys.ticket_elsewhere(key, envelope, here, inline=self.inline)
 
     def adopt(self, ticket: ReplyTicket) -> None:
-        """A survey answered elsewhere that must be replied to through :meth:`reply`
-        (``ticket.key`` must differ from the driver's keys): its reply is booked as usual."""
+        """A survey answered elsewhere whose reply only :meth:`reply` can send (its key unused here)."""
         self._surveys.adopt(ticket)
 
     def count_elsewhere(self, counts: dict[str, int]) -> None:
