@@ -11,18 +11,18 @@ lives on this loop, once the member is welcomed (:meth:`MemberProtocol.ticket_el
 <consensus.room.member_protocol.MemberProtocol.ticket_elsewhere>` decides, purely), is
 answered here start to end: its handler starts as a task of the loop, the reply is built
 from the frozen ticket and sent from the loop's thread
-(:meth:`patterns.IncomingSurvey.reply_threadsafe`), and the handler's deadline is a
-``loop.call_at`` timer: whichever of the handler and the timer comes first answers, once
-(both run on the loop). Everything else (surveys before the welcome, deliberations,
-observers, malformed frames, frames referring to shared memory, incomplete bodies) is
-handed to trio in order, one ``run_sync_soon`` per wake-up, where the
+(:meth:`patterns.IncomingSurvey.reply_threadsafe`), and the handler's deadline is kept by
+one ``loop.call_at`` timer (at the earliest pending deadline): whichever of the handler and
+its deadline comes first answers, once (both run on the loop). Everything else (surveys
+before the welcome, deliberations, observers, malformed frames, frames referring to shared
+memory, incomplete bodies) is handed to trio in order, one ``run_sync_soon`` per wake-up, where the
 :class:`~consensus.room.answering.Answerer` receives it as if it had read it itself.
 
 Thread safety:
 
 * The loop's thread alone: the socket's receiving side (trio never receives on a lent
   respondent: it alone opens contexts and writes the receive counters), the handler tasks
-  and their timers (:attr:`LoopSurveys._pending`).
+  and their deadlines (:attr:`LoopSurveys._pending`, ``_due``).
 * Trio's thread alone: the protocol's books (counts come over in :meth:`settle`) and the
   socket's send counters (:meth:`patterns.Respondent.count_sent`).
 * Behind :attr:`LoopSurveys._lock`: the books of replies sent from here, the frames waiting
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import itertools
 import logging
 import math
@@ -112,7 +113,7 @@ Item = IncomingSurvey | Taken | Adopted | GiveBack  # what the loop hands to tri
 class _Pending:
     """A survey whose handler runs on the loop (the loop's thread only)."""
 
-    __slots__ = ("ident", "name", "survey", "task", "ticket", "timer")
+    __slots__ = ("ident", "name", "survey", "task", "ticket")
 
     def __init__(self, survey: IncomingSurvey, ticket: ReplyTicket, ident: int, name: str) -> None:
         self.survey = survey
@@ -120,7 +121,6 @@ class _Pending:
         self.ident = ident  # the reply's envelope id
         self.name = name
         self.task: asyncio.Task[Any] | None = None
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class LoopSurveys:
@@ -143,6 +143,11 @@ class LoopSurveys:
         self._token = trio.lowlevel.current_trio_token()
         self._keys = itertools.count(-1, -1)  # never one of the Answerer's (they count up from 1)
         self._pending: dict[int, _Pending] = {}  # the loop's
+        # The loop's: the handlers' deadlines (loop.time(), key), one timer for the earliest:
+        # a TimerHandle per survey costs more than the rest of its bookkeeping.
+        self._due: list[tuple[float, int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self._fd: int | None = None  # the loop's: watched while not None
         self._lock = threading.Lock()
         self._for_trio: list[Item] = []  # behind the lock
@@ -213,9 +218,11 @@ class LoopSurveys:
             self.loop.remove_reader(self._fd)
             self._fd = None
         pending, self._pending = self._pending, {}
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
+        self._due.clear()
         for job in pending.values():
-            if job.timer is not None:
-                job.timer.cancel()
             if job.task is not None:
                 job.task.cancel()
             job.survey.release_elsewhere()
@@ -269,14 +276,44 @@ class LoopSurveys:
         now = time.time()  # the survey's deadline travels on the wall clock
         deadline = trio_deadline(survey.envelope.deadline, limit=self._handler_timeout, now=now)
         if deadline < math.inf and ticket.key in self._pending:
-            job.timer = self.loop.call_at(self.loop.time() + (deadline - now), self._expire, job)
+            at = self.loop.time() + (deadline - now)
+            heapq.heappush(self._due, (at, ticket.key))
+            if at < self._timer_at:
+                self._arm(at)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = self.loop.call_at(at, self._expire_due), at
+
+    def _expire_due(self) -> None:
+        """The earliest deadline came: the handlers past theirs are answered ``Timeout``."""
+        self._timer, self._timer_at = None, math.inf
+        due, pending = self._due, self._pending
+        now = self.loop.time() + 0.001  # asyncio may run a timer a hair early
+        while due and due[0][0] <= now:
+            job = pending.get(heapq.heappop(due)[1])
+            if job is not None:
+                self._expire(job)
+        self._forget_answered()
+        if due:
+            self._arm(due[0][0])
+
+    def _forget_answered(self) -> None:
+        """Deadlines of surveys answered meanwhile: off the top of the heap, and the whole
+        heap rebuilt once they are most of it (amortised O(1) each)."""
+        due, pending = self._due, self._pending
+        while due and due[0][1] not in pending:
+            heapq.heappop(due)
+        if len(due) > 2 * len(pending) + 8:
+            self._due = [entry for entry in due if entry[1] in pending]
+            heapq.heapify(self._due)
 
     def _done(self, job: _Pending, ok: bool, result: Any) -> None:
         """The handler ended (on the loop): reply, unless its deadline or the end came first."""
         if self._pending.pop(job.ticket.key, None) is None:
             return
-        if job.timer is not None:
-            job.timer.cancel()
+        self._forget_answered()
         if not ok:
             log.info("handler %s failed: %r", job.name, result)
             result = Failure.from_exception(result)
