@@ -2,7 +2,7 @@
 
 A trio host here, an asyncio member in a child process (``tests/loop_survey_agent.py``):
 its polls and votes are answered on its loop (handler, reply, deadline), everything else
-goes through trio, the books stay exact, and closing leaves nothing running.
+(before the welcome) goes through trio, the books stay exact, and closing leaves nothing running.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ async def test_polls_votes_errors_timeouts_answered_on_the_loop_with_exact_books
         counts = books["member"]
         assert (counts["polls_answered"], counts["votes_cast"], counts["handler_errors"]) == (22, 1, 2)
         assert (books["received"], books["sent"]) == (25, 25)
+        large = b"y" * 300_000  # a large survey and a large reply
+        assert (await room.poll(large, timeout=5)).answers == {"m": {"q": large, "by": "m", "loop": True}}
+        books = await stats(proc)
+        assert (books["here"], books["trio"]) == (26, 0)
+        assert (books["received"], books["sent"], books["member"]["polls_answered"]) == (26, 26, 23)
         assert counts["malformed"] == counts["replies_lost"] == 0
         tell(proc, "quit")
         assert await read_line(proc) == "left"
