@@ -40,6 +40,7 @@ from consensus.bridge.declare import attribute, method, method_to, plain_to
 from consensus.bridge.lines import aio_line_opener
 from consensus.bridge.opening import AioOpening, aio_opener
 from consensus.bridge.proxy import AioIterator, AioProxy
+from consensus.bridge.surveys import aio_join_opener
 from consensus.hotline.foreign import NOT_HERE, lent
 from consensus.work.task import Outcome
 
@@ -128,7 +129,7 @@ class Member(surface.MemberSurface, AioProxy):
 
 
 host = aio_opener(_c.host, Room)
-join = aio_opener(_c.join, Member)
+join = aio_join_opener(_c.join, Member)
 hotline = aio_line_opener(_c.hotline, Hotline)
 Dispatcher = aio_opener(_c.Dispatcher, OpenDispatcher)
 Worker = aio_opener(_c.Worker, OpenWorker)

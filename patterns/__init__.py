@@ -35,6 +35,7 @@ from patterns._respondent import IncomingSurvey, Respondent
 from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
+from patterns._taker import SurveyTaker, Taken
 from patterns._wire import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -108,11 +109,13 @@ __all__ = [
     "SharedMemoryFull",
     "SocketStatistics",
     "SurveyReplies",
+    "SurveyTaker",
     "Surveyor",
     "SweepReport",
     "TLSConfig",
     "TLSError",
     "TLSMode",
+    "Taken",
     "Timeout",
     "TransportError",
     "Unauthenticated",

@@ -183,6 +183,14 @@ class IncomingSurvey:
         if ctx is not None:
             self._respondent._release(ctx)
 
+    def release_elsewhere(self) -> None:
+        """After :meth:`reply_threadsafe`, or to decline, from the thread that took this
+        survey with a :class:`SurveyTaker`: its context back to the pool, nothing counted
+        (the taker's owner counts sends with :meth:`Respondent.count_sent`; :mod:`patterns._taker`)."""
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            self._respondent._release(ctx)  # one list append: atomic under the GIL
+
 
 class Respondent(FdSocket):
     """A respondent0 socket: receives surveys; each can be answered in any order."""
@@ -263,6 +271,20 @@ class Respondent(FdSocket):
             self._release(ctx)
             raise
         return IncomingSurvey(self, ctx, envelope)  # its deadline is converted if read
+
+    @property
+    def receive_descriptor(self) -> int:
+        """NNG's receive descriptor: readable while a survey is queued (for another loop to watch)."""
+        fd = self._recv_fd
+        if fd is None or self._closed:
+            self._require_open("receive_descriptor")
+        assert fd is not None
+        return fd
+
+    def count_sent(self, replies: int, size: int) -> None:
+        """Count ``replies`` of ``size`` bytes in all that another thread sent (trio's thread)."""
+        self._sent += replies
+        self._bytes_sent += size
 
     async def receive(self) -> IncomingSurvey:
         """Wait for the next survey (raises :class:`MalformedMessage` for a bad frame).

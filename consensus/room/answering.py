@@ -17,6 +17,8 @@ members one after another, so this bookkeeping is the serial part of a poll.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import itertools
 import logging
@@ -29,6 +31,7 @@ import trio
 
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
+from consensus.room.loop_surveys import Adopted, GiveBack, HereHandler, Item, LoopSurveys, OnThisLoop
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
 from consensus.runtime.context import HandlerContext, Kind, set_current
@@ -41,6 +44,7 @@ from patterns import (
     MalformedMessage,
     MessageTooLarge,
     Respondent,
+    Taken,
     Timeout,
     TransportError,
 )
@@ -105,6 +109,60 @@ class Answerer:
         # Plain and asyncio poll and vote handlers reply from their own thread (see thread_replies).
         plain = any(p.away for kind, p in self._plans.items() if kind is not HandlerKind.DELIBERATE)
         self._away = ThreadReplies(threads, self._settled, self._expired) if plain else None
+        self._receive: Callable[[], Awaitable[IncomingSurvey]] = respondent.receive
+        self.lent: LoopSurveys | None = None  # the asyncio loop reading the surveys, if lent
+
+    def lend(self, loop: asyncio.AbstractEventLoop) -> LoopSurveys | None:
+        """Let ``loop`` read the surveys (trio's thread, before :meth:`start`; then
+        :meth:`LoopSurveys.start` on the loop): its poll and vote handlers of that loop
+        answer there, the rest comes back here in order. None when the trio path stays: a
+        sealed respondent, or no poll or vote handler of that loop."""
+        if self._respondent.guard is not None:
+            return None
+        here: dict[str, OnThisLoop] = {}
+        for kind, wire in ((HandlerKind.POLL, "poll"), (HandlerKind.VOTE, "vote")):
+            plan = self._plans.get(kind)
+            runner = None if plan is None else plan.runner
+            if plan is not None and getattr(runner, "loop", None) is loop and hasattr(runner, "start_here"):
+                handler: HereHandler = runner  # type: ignore[assignment]  # the bridge's OnLoop: checked above
+                here[wire] = OnThisLoop(handler, plan.kind, plan.name)
+        if not here:
+            return None
+        send, receive = trio.open_memory_channel[Item](math.inf)  # bounded by the loop's reads, as NNG's queue
+        self.lent = LoopSurveys(self._respondent, self._protocol, here, loop, handler_timeout=self._handler_timeout,
+                                into_trio=functools.partial(self._from_loop, send))  # fmt: skip
+        self._receive = functools.partial(self._lent_receive, receive)
+        return self.lent
+
+    def unlend(self) -> None:
+        """The loop cannot read after all (it closed before it started): trio reads (before :meth:`start`)."""
+        self.lent = None
+        self._receive = self._respondent.receive
+
+    def _from_loop(self, send: trio.MemorySendChannel[Item], items: list[Item]) -> None:
+        """What the loop handed over (trio's thread): surveys to receive as if read here,
+        in order; replies only trio can send."""
+        for item in items:
+            if isinstance(item, Adopted):
+                key = item.ticket.key
+                self._protocol.adopt(item.ticket)
+                self._surveys[key] = item.survey
+                self._soon(self._reply_outcome, key, item.outcome)
+            else:
+                send.send_nowait(item)
+
+    async def _lent_receive(self, receive: trio.MemoryReceiveChannel[Item]) -> IncomingSurvey:
+        item = await receive.receive()
+        if isinstance(item, GiveBack):  # the loop no longer reads: trio does, after what came before
+            self._receive = self._respondent.receive
+            return await self._receive()
+        if isinstance(item, Taken):
+            return item.open()  # MalformedMessage: counted here, logged by the receiving loop
+        assert isinstance(item, IncomingSurvey)
+        return item
+
+    async def _reply_outcome(self, key: int, outcome: tuple[bool, Any]) -> None:
+        await self.reply(self._protocol.reply(key, outcome))
 
     def start(self, nursery: trio.Nursery) -> None:
         """Receive surveys from now on (a survey before the welcome is kept, then answered)."""
@@ -117,6 +175,8 @@ class Answerer:
         """Take the replies handler threads sent into the books (before reading counters)."""
         if self._away is not None:
             self._away.settle()
+        if self.lent is not None:
+            self.lent.settle()
 
     def handle(self, handle: Handle) -> None:
         """Answer a survey the protocol held back (one that came before the welcome)."""
@@ -160,7 +220,7 @@ class Answerer:
 
         while True:
             try:
-                survey = await self._respondent.receive()
+                survey = await self._receive()
             except MalformedMessage as exc:
                 hostile.warning("survey", "member %r ignored a malformed survey: %s", protocol.name, exc)
                 continue

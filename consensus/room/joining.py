@@ -14,6 +14,7 @@ from typing import Literal
 import trio
 
 from consensus import discovery
+from consensus.room.loop_surveys import READ_ON, LoopSurveys
 from consensus.room.member import Member, log
 from consensus.runtime.handlers import Handler
 from consensus.runtime.service import service_nursery
@@ -92,6 +93,7 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
     async with member._respondent, member._control, member._mesh, service_nursery() as nursery:
         member._nursery = nursery
         nursery.start_soon(member._control_loop)
+        lent = _lend_surveys(member)  # through consensus.aio: its loop reads them (docs/asyncio.md §4.6)
         member._answerer.start(nursery)  # a survey before the welcome is kept, then answered
         member._directs.start(nursery)
         member._lines.start(nursery)
@@ -116,7 +118,25 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
                 scope.shield = True
                 await member._send(member._protocol.leave_frame())
         finally:
+            if lent is not None:  # the loop lets go of the socket before it closes
+                await lent.aclose()
             nursery.cancel_scope.cancel()
             member._inbox.close()
             member._lines.close()
             member._decisions_send.close()
+
+
+def _lend_surveys(member: Member) -> LoopSurveys | None:
+    """Lend the member's surveys to the asyncio loop that opens it through ``consensus.aio``
+    (:data:`~consensus.room.loop_surveys.READ_ON`), before trio ever reads them."""
+    loop = READ_ON.get()
+    if loop is None or loop.is_closed():
+        return None
+    lent = member._answerer.lend(loop)
+    if lent is not None:
+        try:
+            loop.call_soon_threadsafe(lent.start)
+        except RuntimeError:  # closed meanwhile: trio reads after all
+            member._answerer.unlend()
+            return None
+    return lent

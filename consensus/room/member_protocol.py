@@ -372,6 +372,24 @@ class MemberProtocol:
         poll or a vote). Book the reply with :meth:`replied` once it is out."""
         return self._surveys.ticket(key, inline=self.inline)
 
+    def ticket_elsewhere(self, key: int, envelope: Envelope, here: frozenset[str]) -> ReplyTicket | None:
+        """The ticket of a survey another thread (an asyncio loop) may answer start to end
+        without this object: a complete poll or vote of a kind in ``here``, once welcomed,
+        not an observer; None: hand it to :meth:`receive_survey`, in order. Reads only the
+        state (one attribute). Book with :meth:`count_elsewhere`, or give back with :meth:`adopt`."""
+        if self.state is not MemberState.JOINED or self.observer:
+            return None
+        return self._surveys.ticket_elsewhere(key, envelope, here, inline=self.inline)
+
+    def adopt(self, ticket: ReplyTicket) -> None:
+        """A survey answered elsewhere whose reply only :meth:`reply` can send (its key unused here)."""
+        self._surveys.adopt(ticket)
+
+    def count_elsewhere(self, counts: dict[str, int]) -> None:
+        """Replies sent (or lost) by another thread from :meth:`ticket_elsewhere` tickets."""
+        for counter, n in counts.items():
+            self.counts[counter] += n
+
     def replied(self, key: int, counter: str) -> None:
         """The reply built from :meth:`ticket` went out: count it under ``counter``."""
         self._surveys.replied(key, counter)

@@ -156,6 +156,23 @@ class MemberSurveys:
             return None
         return ReplyTicket(key, survey, self.name, self.identity, inline)
 
+    def ticket_elsewhere(self, key: int, envelope: Envelope, here: frozenset[str], *,
+                         inline: bool) -> ReplyTicket | None:  # fmt: skip
+        """The ticket of a poll or vote survey another thread answers without this object
+        ever holding it (a member's surveys read on an asyncio loop), if ``envelope`` is one
+        with a handler of a kind in ``here`` and all that handler needs; None: the driver
+        hands it to :meth:`receive` instead. Pure, and reads only what never changes."""
+        kind = envelope.kind
+        if kind not in here or self._handlers.get(kind) is None:
+            return None
+        survey = P.parse_survey(envelope)
+        return ReplyTicket(key, survey, self.name, self.identity, inline) if survey.complete else None
+
+    def adopt(self, ticket: ReplyTicket) -> None:
+        """A survey answered elsewhere whose reply only the driver's :meth:`reply` path can
+        send (too large for the other thread, say): from now on it is this object's."""
+        self._surveys[ticket.key] = ticket.survey
+
     def replied(self, key: int, counter: str) -> None:
         """The reply built from a :class:`ReplyTicket` went out: count it under ``counter``."""
         if self._surveys.pop(key, None) is not None:

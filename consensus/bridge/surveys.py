@@ -1,0 +1,69 @@
+"""``aio.join(...)``: a member whose surveys the caller's loop reads itself (docs/asyncio.md §4.6).
+
+The member opens in the trio thread as any object of the front does; while it opens,
+:data:`~consensus.room.loop_surveys.READ_ON` names the caller's loop, so that the member's
+respondent is lent to it before trio ever reads (:meth:`Answerer.lend
+<consensus.room.answering.Answerer.lend>`); the loop starts watching at once and stops
+when the ``async with`` ends, before the socket closes in trio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from consensus.bridge.opening import AioOpening, _returns
+from consensus.bridge.proxy import Proxy
+from consensus.room.loop_surveys import READ_ON
+from consensus.room.member import Member
+
+__all__ = ["AioJoinOpening", "aio_join_opener"]
+
+P = ParamSpec("P")
+X = TypeVar("X", bound=Proxy)
+
+
+@asynccontextmanager
+async def _read_on(loop: asyncio.AbstractEventLoop, factory: Callable[..., AbstractAsyncContextManager[Member]],
+                   *args: Any, **kwargs: Any) -> AsyncIterator[Member]:  # fmt: skip
+    """(trio) ``factory(...)``'s member, its surveys read on ``loop``."""
+    async with AsyncExitStack() as stack:
+        token = READ_ON.set(loop)
+        try:
+            member = await stack.enter_async_context(factory(*args, **kwargs))
+        finally:
+            READ_ON.reset(token)
+        yield member
+
+
+class AioJoinOpening(AioOpening[X]):
+    """``async with aio.join(...) as me``: the member's surveys read on this loop while the block runs."""
+
+    async def __aenter__(self) -> X:
+        self._factory = functools.partial(_read_on, asyncio.get_running_loop(), self._factory)
+        member = await super().__aenter__()
+        self._member: Member = member._target
+        return member
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:  # fmt: skip
+        target: Member | None = getattr(self, "_member", None)
+        if target is not None and target._answerer.lent is not None:  # before the socket closes in trio
+            target._answerer.lent.stop()
+        return await super().__aexit__(exc_type, exc, tb)
+
+
+def aio_join_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
+                    proxy: type[X]) -> Callable[P, AioJoinOpening[X]]:  # fmt: skip
+    """``consensus.join`` for asyncio callers, its surveys read on their loop."""
+
+    @functools.wraps(factory)
+    def open_(*args: P.args, **kwargs: P.kwargs) -> AioJoinOpening[X]:
+        return AioJoinOpening(factory, proxy, args, kwargs)
+
+    _returns(open_, factory, f"AioJoinOpening[{proxy.__module__}.{proxy.__name__}]")
+    return open_
