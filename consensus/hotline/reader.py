@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -36,9 +36,14 @@ from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
 from patterns import Closed, Envelope, MalformedMessage
 
-__all__ = ["Lent", "Reader"]
+__all__ = ["LEASE", "Lent", "Reader"]
 
 log = logging.getLogger("consensus.hotline")
+
+LEASE: Final = 0.005
+"""While plain threads read the line (:meth:`Reader.aside`), how often trio looks whether
+one still asks; after a whole lease without an ask it reads the line again. Frames that
+come while no thread asks wait for the next ask or for this look: at most two leases."""
 
 
 class Lent(Protocol):
@@ -61,6 +66,14 @@ class Lent(Protocol):
 
     def drained(self) -> None:
         """The receive loop acted on every event handed over (trio's thread)."""
+
+    def lend_now(self) -> bool:
+        """(Right after a claim, in the receive loop.) True: stop reading, the askers'
+        threads read the line from now on (:meth:`Reader.aside`)."""
+
+    def reclaim(self) -> bool:
+        """(A lease of the line ended, no thread reads it.) True when trio reads it again:
+        no thread asked during the lease; the frames threads read for trio are handed over."""
 
 
 class Reader:
@@ -87,6 +100,7 @@ class Reader:
         self.now: Callable[[], float] = trio.current_time
         self.foreign: Lent | None = None  # asks from another thread (attach), which may read the line (lend)
         self._looped = False  # a receive loop has run: lending now could race its read
+        self._aside = False  # plain threads read the line for now (aside, take_back)
 
     def attach(self, foreign: Lent) -> None:
         """``foreign`` asks from other threads; this side reads the line and hands it their
@@ -104,6 +118,29 @@ class Reader:
         self.reading = AnswerSlot()  # never filled: trio's askers wait for what foreign hands over
         foreign.changed(self._protocol)
         return True
+
+    def aside(self) -> None:
+        """Stop reading: the asking threads read the line until :meth:`take_back` (trio's
+        thread, from the receive loop between frames, when :meth:`Lent.lend_now` says so)."""
+        self._aside = True
+        self.reading = AnswerSlot()  # never filled: trio's askers wait for what is handed over
+
+    def take_back(self) -> None:
+        """Trio reads the line again (trio's thread)."""
+        if self._aside:
+            self._aside = False
+            self.reading = None
+            self.wake_receiver()
+
+    async def _stand_aside(self) -> None:
+        """(The receive loop, while threads read the line.) Wait for events they hand over,
+        or the end of a lease: then read again if no thread asked during it."""
+        self.idle = True
+        self._parked = trio.lowlevel.current_task()
+        with trio.move_on_after(LEASE) as lease:
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+        if lease.cancelled_caught and self.foreign is not None and self.foreign.reclaim():
+            self.take_back()
 
     def start(self) -> None:
         """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
@@ -233,6 +270,9 @@ class Reader:
         pair, protocol = self._link.pair, self._protocol
         self._looped = True
         while True:
+            if self._aside and not self.handed_over:
+                await self._stand_aside()
+                continue
             if self.reading is not None and not self.handed_over:  # an asker reads: wait until it is done
                 self.idle = True
                 self._parked = trio.lowlevel.current_task()
@@ -253,6 +293,8 @@ class Reader:
                 except Closed:
                     return
                 if self.foreign is not None and self.foreign.claim(envelope, pipe):
+                    if self.foreign.lend_now():
+                        self.aside()
                     continue  # an answer to an ask made in another thread: delivered there
                 event = protocol.receive(envelope, pipe, trio.current_time())
             self._asker_woken = False  # (an asker reading the line may have set it)
@@ -265,7 +307,7 @@ class Reader:
                 # An asker just got its answer and may ask again at once: wait until its ask
                 # is over (it wakes this task), so that its next ask reads the line itself.
                 self._asker_woken = False
-                if not self.handed_over:
+                if not self.handed_over and not self._aside:  # (aside: the lease's park instead)
                     self.idle = True
                     self._parked = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
