@@ -49,6 +49,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -132,8 +133,12 @@ class ThreadAsks:
             self.fail_all(*failed)
         if protocol.state is LineState.CLOSED:
             self._close()
-        elif not protocol.connected and self._reclaim(idle_only=False):
-            self._reader.take_back()  # no peer: trio reads (the next hello), threads' asks take the trio path
+        elif not protocol.connected:
+            self._give_back()  # no peer: trio reads (the next hello); threads' asks take the trio path
+
+    def _give_back(self) -> None:
+        if self._reclaim(idle_only=False):
+            self._reader.take_back()
 
     def fail_all(self, kind: str, why: str) -> None:
         for waiter in self._book.take_all(kind, why).values():
@@ -218,9 +223,9 @@ class ThreadAsks:
         else:
             waiter.done.release()
 
-    def _soon_in_trio(self) -> None:
+    def _soon_in_trio(self, fn: Callable[[], None] | None = None) -> None:
         try:
-            self._token.run_sync_soon(self._into_trio)
+            self._token.run_sync_soon(fn or self._into_trio)
         except trio.RunFinishedError:  # trio's thread ended: the line is gone
             pass
 
@@ -234,6 +239,8 @@ class ThreadAsks:
         nxt = self._book.first_waiting()
         if nxt is None:
             self.baton = Baton.ASIDE
+            if not self._book.connected:  # the peer is gone: trio must read its next hello
+                self._soon_in_trio(self._give_back)
             return
         self._holder = nxt
         nxt.reads = True
