@@ -252,3 +252,23 @@ def test_closing_the_line_while_a_thread_reads_it(address: Callable[[str], str],
         asker.join(10)
     assert len(errors) == 1 and isinstance(errors[0], consensus.Closed)
     assert "asker" in readers
+
+
+def test_trio_reads_again_at_once_for_a_stream_or_a_value(peers: Peers, address: Callable[[str], str],
+                                                          long_lease: None) -> None:  # fmt: skip
+    where = address("ipc")
+    child = peers.start(where, "--listen", "--name", "far", script="hotline_agent.py")
+    with blocking.hotline(dial=where, name="near") as line:
+        line.wait_connected()
+        wait_ready(child)
+        asks = _to_threads(line)  # nobody reads now, and trio's lease would last a minute
+        chunks = list(line.ask_stream({"stream": 3}, timeout=10))  # (a stream takes the trio path)
+        assert asks.baton is Baton.TRIO
+        _to_threads(line)
+        line.send("back to me")
+        assert line.receive() == "back to me"
+        assert line.ask("and on", timeout=10) == {"echo": "and on", "by": "far"}
+        stats = line.statistics()
+    tell(child, "quit")
+    assert chunks == [{"chunk": i, "by": "far"} for i in range(3)]
+    assert stats.asks_open == 0 and stats.stale_replies == 0

@@ -134,7 +134,7 @@ class ForeignReader(LoopAsks):
     def lend_now(self) -> bool:
         return False  # (lent for good)
 
-    def reclaim(self) -> bool:
+    def reclaim(self, *, idle_only: bool = True) -> bool:
         return False
 
     def drained(self) -> None:

@@ -71,9 +71,10 @@ class Lent(Protocol):
         """(Right after a claim, in the receive loop.) True: stop reading, the askers'
         threads read the line from now on (:meth:`Reader.aside`)."""
 
-    def reclaim(self) -> bool:
-        """(A lease of the line ended, no thread reads it.) True when trio reads it again:
-        no thread asked during the lease; the frames threads read for trio are handed over."""
+    def reclaim(self, *, idle_only: bool = True) -> bool:
+        """(No thread reads the line.) True when trio reads it again: ``idle_only``, only if
+        no thread asked during the lease that just ended; the frames threads read for trio
+        are handed over first."""
 
 
 class Reader:
@@ -131,6 +132,12 @@ class Reader:
             self._aside = False
             self.reading = None
             self.wake_receiver()
+
+    def want_line(self) -> None:
+        """A trio task waits for a frame (its answer, a value): if the threads left the line
+        unread between their asks, trio reads it again now rather than at the lease's end."""
+        if self._aside and self.foreign is not None and self.foreign.reclaim(idle_only=False):
+            self.take_back()
 
     async def _stand_aside(self) -> None:
         """(The receive loop, while threads read the line.) Wait for events they hand over,

@@ -137,7 +137,7 @@ class ThreadAsks:
             self._give_back()  # no peer: trio reads (the next hello); threads' asks take the trio path
 
     def _give_back(self) -> None:
-        if self._reclaim(idle_only=False):
+        if self.reclaim(idle_only=False):
             self._reader.take_back()
 
     def fail_all(self, kind: str, why: str) -> None:
@@ -164,10 +164,7 @@ class ThreadAsks:
             self._takes_seen = self._takes
         return True
 
-    def reclaim(self) -> bool:
-        return self._reclaim(idle_only=True)
-
-    def _reclaim(self, *, idle_only: bool) -> bool:
+    def reclaim(self, *, idle_only: bool = True) -> bool:
         with self._lock:
             if self.baton is not Baton.ASIDE:
                 return False
