@@ -272,3 +272,25 @@ def test_trio_reads_again_at_once_for_a_stream_or_a_value(peers: Peers, address:
     tell(child, "quit")
     assert chunks == [{"chunk": i, "by": "far"} for i in range(3)]
     assert stats.asks_open == 0 and stats.stale_replies == 0
+
+
+def test_a_flood_of_values_nobody_receives_gives_the_line_back_to_trio(peers: Peers, address: Callable[[str], str],
+                                                                       long_lease: None) -> None:  # fmt: skip
+    where = address("ipc")
+    child = peers.start(where, "--listen", "--name", "far", script="hotline_agent.py")
+    with blocking.hotline(dial=where, name="near") as line:
+        line.wait_connected()
+        wait_ready(child)
+        asks = _to_threads(line)
+        with ThreadPoolExecutor(1, thread_name_prefix="asker") as pool:
+            answer = pool.submit(line.ask, {"sleep": 1.0}, timeout=30)
+            _until(lambda: asks.baton is Baton.THREAD, "read by the asker")
+            for i in range(600):
+                line.send(i)  # the child sends each back while the asker reads; nobody receives them yet
+            _until(lambda: asks.yields >= 1, "given back to trio")  # trio's backlog stopped the reader
+            got = [line.receive() for _ in range(600)]
+            assert answer.result(timeout=30) == {"echo": {"sleep": 1.0}, "by": "far"}
+        stats = line.statistics()
+    tell(child, "quit")
+    assert got == list(range(600))
+    assert stats.asks_open == 0 and stats.stale_replies == 0

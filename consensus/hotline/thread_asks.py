@@ -65,6 +65,11 @@ __all__ = ["Baton", "ThreadAsks", "attach", "attached"]
 
 log = logging.getLogger("consensus.hotline")
 
+BACKLOG: Final = 256
+"""Events handed to trio that its receive loop has not acted on yet (values nobody
+``receive()``s, say): past this many the reading thread gives the line back to trio and
+waits on its lock, so a peer that floods is slowed as trio's own reader slows it
+(``serve.QUEUE``) instead of filling memory."""
 CLOSE_WAIT: Final = 2.0  # seconds trio waits, closing, for the thread reading the line to leave
 _NVAL: Final = select.POLLNVAL | select.POLLERR
 
@@ -114,6 +119,8 @@ class ThreadAsks:
         self._tell_heard = 0.0  # the holder's: when next to tell trio (time.monotonic)
         self._half_heartbeat = line.heartbeat / 2
         self._left: threading.Event | None = None  # closing: set when the holder left
+        self._full = False  # trio's backlog is full: threads stop reading until it drained
+        self.yields = 0  # times a reading thread gave the line back for trio's backlog
         # Interrupts the holder's poll when trio fails its ask (lost, closed).
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._fd = pair.receive_descriptor
@@ -145,7 +152,7 @@ class ThreadAsks:
             self._signal(waiter)
 
     def drained(self) -> None:
-        pass
+        self._full = False
 
     def claim(self, envelope: Envelope, pipe: int) -> bool:
         taken = self._book.take(envelope, pipe)
@@ -157,7 +164,7 @@ class ThreadAsks:
 
     def lend_now(self) -> bool:
         with self._lock:
-            if not self._wanted or self.baton is not Baton.TRIO or self._book.first_waiting() is not None:
+            if not self._wanted or self.baton is not Baton.TRIO or self._full or self._book.first_waiting() is not None:
                 return False
             self._wanted = False
             self.baton = Baton.ASIDE
@@ -196,6 +203,8 @@ class ThreadAsks:
         if frames:  # a hello connects the protocol now: the threads' asks must see it as soon as trio does
             self.changed(protocol)
         if reader.handed_over:
+            if len(reader.handed_over) >= BACKLOG:
+                self._full = True  # until the receive loop has acted on them all (drained)
             reader.wake_receiver()
 
     def _close(self) -> None:
@@ -287,6 +296,9 @@ class ThreadAsks:
             with self._lock:
                 answer = waiter.answer
                 if answer is None:
+                    if waiter.reads and self._full and self._holder is waiter:
+                        self._yield(waiter)  # trio's backlog: wait for trio to read the answer
+                        continue
                     if waiter.reads and not closed and time.monotonic() < deadline:
                         continue  # the baton was handed to it: read
                     self._book.drop(ask_id, expired=not closed)
@@ -295,11 +307,20 @@ class ThreadAsks:
                     self._pass_on()
             return answer
 
+    def _yield(self, me: _Waiter) -> None:
+        """The holder gives the line back to trio (the lock is held); it waits on its lock now."""
+        me.reads = False
+        self._holder = None
+        self.baton = Baton.ASIDE
+        self._wanted = True  # (trio stands aside again once its backlog let it read the answer)
+        self.yields += 1
+        self._soon_in_trio(self._give_back)
+
     def _read(self, me: _Waiter, deadline: float) -> bool:
         """Read the line until ``me`` is answered or the time is up; True if the socket closed."""
         pair, book, wake = self._pair, self._book, self._wake
         taken = 0
-        while me.answer is None:
+        while me.answer is None and not self._full:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -312,7 +333,7 @@ class ThreadAsks:
                         os.eventfd_read(wake)
                     except BlockingIOError:
                         pass
-            while me.answer is None:
+            while me.answer is None and not self._full:
                 try:
                     got = pair.receive_from_nowait()
                 except MalformedMessage as exc:
