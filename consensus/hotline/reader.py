@@ -4,7 +4,10 @@ One task, the receiver (:meth:`Reader.receive_loop`), reads the line, feeds each
 the :class:`~consensus.hotline.protocol.LineProtocol` and acts on the event it returns:
 an answer goes to its asker's waiter, an ask to the :class:`~consensus.hotline.serve.Server`,
 a value to ``receive()``, a ping is answered. An asker that waits for its answer may read
-the line itself (:meth:`Reader.read_until_answered`). The module docstring of
+the line itself (:meth:`Reader.read_until_answered`), and so may plain threads that ask
+(:mod:`consensus.hotline.thread_asks`): the receive loop then stands aside
+(:meth:`Reader.aside`) and acts on the events they hand over, looking once per
+:data:`LEASE` whether they still ask. The module docstring of
 :mod:`consensus.hotline.line` says why it is built so.
 """
 
