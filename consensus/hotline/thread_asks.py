@@ -71,6 +71,8 @@ BACKLOG: Final = 256
 waits on its lock, so a peer that floods is slowed as trio's own reader slows it
 (``serve.QUEUE``) instead of filling memory."""
 CLOSE_WAIT: Final = 2.0  # seconds trio waits, closing, for the thread reading the line to leave
+POLL_MAX_MS: Final = 60_000  # one poll at most (poll takes a C int): a longer ask polls again
+WAIT_MAX: Final = 3600.0  # likewise for a lock's wait (threading.TIMEOUT_MAX is finite)
 _NVAL: Final = select.POLLNVAL | select.POLLERR
 
 
@@ -292,7 +294,7 @@ class ThreadAsks:
                 closed = self._read(waiter, deadline)
             else:
                 remaining = deadline - time.monotonic()
-                waiter.done.acquire(timeout=remaining) if remaining > 0 else waiter.done.acquire(False)
+                waiter.done.acquire(timeout=min(remaining, WAIT_MAX)) if remaining > 0 else waiter.done.acquire(False)
             with self._lock:
                 answer = waiter.answer
                 if answer is None:
@@ -324,7 +326,7 @@ class ThreadAsks:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            ready = self._poll.poll(math.ceil(remaining * 1000))  # (the GIL released while it waits)
+            ready = self._poll.poll(min(math.ceil(remaining * 1000), POLL_MAX_MS))  # (the GIL released)
             for which, flags in ready:
                 if flags & _NVAL:
                     return True  # (the descriptor closed: cannot happen while the line is open)
