@@ -1,7 +1,8 @@
 """A ``blocking.hotline`` whose asks leave from the caller's thread (``consensus/hotline/thread_asks.py``).
 
-The caller's thread sends each ask itself and waits on a lock; trio's receive loop hands it
-the answer as it reads it. Against trio children (``tests/hotline_agent.py``, which echoes
+The caller's thread sends each ask itself and waits on a lock that trio's receive loop
+releases (then, while asks keep coming, it reads the line itself: ``test_blocking_baton.py``).
+Against trio children (``tests/hotline_agent.py``, which echoes
 every value it receives) and two lines in one process.
 """
 

@@ -9,7 +9,8 @@ resumes and stops before the line closes. Asks from that loop
 ``on_ask`` runs straight from the loop's read. What the loop cannot take (a sealed line,
 a line opened from a loop other than the asker's) keeps the trio path. A blocking line gets
 a :class:`~consensus.hotline.thread_asks.ThreadAsks` the same way: its asks are sent from
-the caller's thread and their answers handed over by trio's reader as it reads them.
+the caller's thread, which reads the line itself while it waits (trio's reader stands aside
+while threads keep asking; docs/asyncio.md §4.6).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
 from consensus.hotline import frames as f
@@ -37,8 +38,11 @@ W = TypeVar("W")
 class AskBook(Generic[W]):
     """The open asks of one line made outside trio, by id, and their counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Callable[[W, Answer], None] | None = None) -> None:
         self.lock = threading.Lock()
+        # Called under the lock with each waiter taken out and its answer (plain threads
+        # write the answer there, so that whoever holds the lock next sees it written).
+        self._record = record
         self._ids = secrets.randbits(62)
         self._open: dict[int, W] = {}
         self.connected = self.closed = False
@@ -60,11 +64,15 @@ class AskBook(Generic[W]):
         """Register an ask: its id, or None when there is no peer or the line closed (then
         the ask takes the trio path, which waits for a peer or says why)."""
         with self.lock:
-            if not self.connected or self.closed:
-                return None
-            ask_id = self._next_id()
-            self._open[ask_id] = waiter
-            self._counts[0] += 1
+            return self.register(waiter)
+
+    def register(self, waiter: W) -> int | None:
+        """:meth:`open`, with :attr:`lock` held by the caller."""
+        if not self.connected or self.closed:
+            return None
+        ask_id = self._next_id()
+        self._open[ask_id] = waiter
+        self._counts[0] += 1
         return ask_id
 
     def sent(self, ask_id: int, size: int | None) -> bool:
@@ -82,9 +90,13 @@ class AskBook(Generic[W]):
         """The asker stops waiting (answered, timed out, cancelled): a later answer is stale.
         True if the ask was still open; ``expired`` counts it as expired then."""
         with self.lock:
-            mine = self._open.pop(ask_id, None) is not None
-            if mine and expired:
-                self._counts[2] += 1
+            return self.drop(ask_id, expired=expired)
+
+    def drop(self, ask_id: int, *, expired: bool = False) -> bool:
+        """:meth:`forget`, with :attr:`lock` held by the caller."""
+        mine = self._open.pop(ask_id, None) is not None
+        if mine and expired:
+            self._counts[2] += 1
         return mine
 
     def expired(self) -> None:
@@ -109,11 +121,17 @@ class AskBook(Generic[W]):
             else:  # a chunk or an end for a plain ask: a violation, as the protocol counts it
                 self._counts[3] += 1
                 self._counts[4] += 1
-        if kind == f.REPLY:
-            return waiter, Answer(ask_id, kind, envelope.body)
-        if kind == f.ERROR:
-            return waiter, Answer(ask_id, kind, f.error_body(envelope.body))
-        return waiter, Answer(ask_id, "violation", f"a {kind!r} frame")
+            if self._record is None:
+                return waiter, _answer(ask_id, kind, envelope.body)
+            answer = _answer(ask_id, kind, envelope.body)
+            self._record(waiter, answer)
+        return waiter, answer
+
+    def first_waiting(self) -> W | None:
+        """An open ask's waiter, the oldest (call with :attr:`lock` held)."""
+        for waiter in self._open.values():
+            return waiter
+        return None
 
     # ------------------------------------------------------------------ trio's side
     def changed(self, protocol: LineProtocol) -> tuple[str, str] | None:
@@ -130,11 +148,15 @@ class AskBook(Generic[W]):
             return "lost", "the connection to the peer closed"
         return None
 
-    def take_all(self) -> dict[int, W]:
-        """Every open ask, out of the table (counted as failed): their waiters are the caller's."""
+    def take_all(self, kind: str = "lost", why: str = "") -> dict[int, W]:
+        """Every open ask, out of the table (counted as failed): their waiters are the
+        caller's (recorded as failed with ``kind`` and ``why`` when the book records)."""
         with self.lock:
             asks, self._open = self._open, {}
             self._counts[3] += len(asks)
+            if self._record is not None:
+                for ask_id, waiter in asks.items():
+                    self._record(waiter, Answer(ask_id, kind, why))
         return asks
 
     def settle(self, protocol: LineProtocol, count_sent: Any) -> int:
@@ -148,6 +170,14 @@ class AskBook(Generic[W]):
             count_sent(sent, size)
         protocol.asks.count_elsewhere(*counts)
         return still_open
+
+
+def _answer(ask_id: int, kind: str, body: Any) -> Answer:
+    if kind == f.REPLY:
+        return Answer(ask_id, kind, body)
+    if kind == f.ERROR:
+        return Answer(ask_id, kind, f.error_body(body))
+    return Answer(ask_id, "violation", f"a {kind!r} frame")
 
 
 def send_ask(book: AskBook[Any], pair: Pair, name: str, ask_id: int, value: Any, timeout: float) -> bool:

@@ -131,6 +131,12 @@ class ForeignReader(LoopAsks):
     def claim(self, envelope: Envelope, pipe: int) -> bool:
         return False  # trio never reads a lent line
 
+    def lend_now(self) -> bool:
+        return False  # (lent for good)
+
+    def reclaim(self, *, idle_only: bool = True) -> bool:
+        return False
+
     def drained(self) -> None:
         if self._pausing:
             self._pausing = False

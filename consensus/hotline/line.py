@@ -207,6 +207,7 @@ class Hotline:
 
     async def receive(self) -> Any:
         """The next value the peer sent with :meth:`send`."""
+        self._reader.want_line()
         try:
             return await self._reader.inbox.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -252,6 +253,7 @@ class Hotline:
                 await self._send_ask_later(envelope, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)
+                reader.want_line()
                 if reader.idle and reader.reading is None and not reader.handed_over:
                     await reader.read_until_answered(slot)
                 if slot.reply is None:
@@ -288,6 +290,7 @@ class Hotline:
         try:
             if not (self._protocol.connected and self._link.send_now(envelope)):
                 await self._send_ask_later(envelope, timeout, deadline, stream=True)
+            self._reader.want_line()
             while True:
                 answer = None
                 with trio.move_on_at(deadline):  # one scope per wait: none spans a yield

@@ -4,7 +4,10 @@ One task, the receiver (:meth:`Reader.receive_loop`), reads the line, feeds each
 the :class:`~consensus.hotline.protocol.LineProtocol` and acts on the event it returns:
 an answer goes to its asker's waiter, an ask to the :class:`~consensus.hotline.serve.Server`,
 a value to ``receive()``, a ping is answered. An asker that waits for its answer may read
-the line itself (:meth:`Reader.read_until_answered`). The module docstring of
+the line itself (:meth:`Reader.read_until_answered`), and so may plain threads that ask
+(:mod:`consensus.hotline.thread_asks`): the receive loop then stands aside
+(:meth:`Reader.aside`) and acts on the events they hand over, looking once per
+:data:`LEASE` whether they still ask. The module docstring of
 :mod:`consensus.hotline.line` says why it is built so.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -36,9 +39,14 @@ from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
 from patterns import Closed, Envelope, MalformedMessage
 
-__all__ = ["Lent", "Reader"]
+__all__ = ["LEASE", "Lent", "Reader"]
 
 log = logging.getLogger("consensus.hotline")
+
+LEASE: Final = 0.005
+"""While plain threads read the line (:meth:`Reader.aside`), how often trio looks whether
+one still asks; after a whole lease without an ask it reads the line again. Frames that
+come while no thread asks wait for the next ask or for this look: at most two leases."""
 
 
 class Lent(Protocol):
@@ -61,6 +69,15 @@ class Lent(Protocol):
 
     def drained(self) -> None:
         """The receive loop acted on every event handed over (trio's thread)."""
+
+    def lend_now(self) -> bool:
+        """(Right after a claim, in the receive loop.) True: stop reading, the askers'
+        threads read the line from now on (:meth:`Reader.aside`)."""
+
+    def reclaim(self, *, idle_only: bool = True) -> bool:
+        """(No thread reads the line.) True when trio reads it again: ``idle_only``, only if
+        no thread asked during the lease that just ended; the frames threads read for trio
+        are handed over first."""
 
 
 class Reader:
@@ -87,6 +104,7 @@ class Reader:
         self.now: Callable[[], float] = trio.current_time
         self.foreign: Lent | None = None  # asks from another thread (attach), which may read the line (lend)
         self._looped = False  # a receive loop has run: lending now could race its read
+        self._aside = False  # plain threads read the line for now (aside, take_back)
 
     def attach(self, foreign: Lent) -> None:
         """``foreign`` asks from other threads; this side reads the line and hands it their
@@ -104,6 +122,35 @@ class Reader:
         self.reading = AnswerSlot()  # never filled: trio's askers wait for what foreign hands over
         foreign.changed(self._protocol)
         return True
+
+    def aside(self) -> None:
+        """Stop reading: the asking threads read the line until :meth:`take_back` (trio's
+        thread, from the receive loop between frames, when :meth:`Lent.lend_now` says so)."""
+        self._aside = True
+        self.reading = AnswerSlot()  # never filled: trio's askers wait for what is handed over
+
+    def take_back(self) -> None:
+        """Trio reads the line again (trio's thread)."""
+        if self._aside:
+            self._aside = False
+            self.reading = None
+            self.wake_receiver()
+
+    def want_line(self) -> None:
+        """A trio task waits for a frame (its answer, a value): if the threads left the line
+        unread between their asks, trio reads it again now rather than at the lease's end."""
+        if self._aside and self.foreign is not None and self.foreign.reclaim(idle_only=False):
+            self.take_back()
+
+    async def _stand_aside(self) -> None:
+        """(The receive loop, while threads read the line.) Wait for events they hand over,
+        or the end of a lease: then read again if no thread asked during it."""
+        self.idle = True
+        self._parked = trio.lowlevel.current_task()
+        with trio.move_on_after(LEASE) as lease:
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+        if lease.cancelled_caught and self.foreign is not None and self.foreign.reclaim():
+            self.take_back()
 
     def start(self) -> None:
         """Join the run's wake-ups before I/O waits (call from the line's trio run, once)."""
@@ -233,6 +280,9 @@ class Reader:
         pair, protocol = self._link.pair, self._protocol
         self._looped = True
         while True:
+            if self._aside and not self.handed_over:
+                await self._stand_aside()
+                continue
             if self.reading is not None and not self.handed_over:  # an asker reads: wait until it is done
                 self.idle = True
                 self._parked = trio.lowlevel.current_task()
@@ -253,6 +303,8 @@ class Reader:
                 except Closed:
                     return
                 if self.foreign is not None and self.foreign.claim(envelope, pipe):
+                    if self.foreign.lend_now():
+                        self.aside()
                     continue  # an answer to an ask made in another thread: delivered there
                 event = protocol.receive(envelope, pipe, trio.current_time())
             self._asker_woken = False  # (an asker reading the line may have set it)
@@ -265,7 +317,7 @@ class Reader:
                 # An asker just got its answer and may ask again at once: wait until its ask
                 # is over (it wakes this task), so that its next ask reads the line itself.
                 self._asker_woken = False
-                if not self.handed_over:
+                if not self.handed_over and not self._aside:  # (aside: the lease's park instead)
                     self.idle = True
                     self._parked = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
