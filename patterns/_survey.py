@@ -26,10 +26,9 @@ from typing import Any, Self
 import trio
 from pynng import ffi, lib
 
-from patterns._fd import EAGAIN, NONBLOCK
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
-from patterns._raw import RawSocket, survey_header
+from patterns._raw import NOTHING_QUEUED, RawSocket, survey_header
 from patterns._wire import Envelope, common_frame
 from patterns.errors import Closed, MalformedMessage
 from patterns.shm.codec import delivering
@@ -201,18 +200,21 @@ class Surveyor(RawSocket):
     def _pump(self) -> bool:
         """Route every queued reply to its survey; True if any survey got one."""
         routed = False
-        if self._closed or self._handle is None:
+        aio = self._recv_aio
+        if self._closed or aio is None:
             self._require_open("survey")
-        queued, handle, out = self._readable.poll, self._handle, self._msg_out
-        # Every queued reply, in one loop (``_try_receive_body`` inline: two calls less a
-        # reply); the header is NNG's routing, left unread.
-        while queued(0):
-            err = lib.nng_recvmsg(handle, out, NONBLOCK)
+        handle, routes = self._handle, self._routes
+        # Every queued reply, in one loop, through the socket's own aio (``_raw``); the
+        # header is NNG's routing, left unread.
+        while True:
+            lib.nng_recv_aio(handle, aio)
+            lib.nng_aio_wait(aio)  # never waits: a zero timeout (``_raw``)
+            err = lib.nng_aio_result(aio)
             if err:
-                if err == EAGAIN:
+                if err == NOTHING_QUEUED:
                     break
                 raise_for(err, operation="survey", where=self)
-            msg = out[0]
+            msg = lib.nng_aio_get_msg(aio)
             try:
                 body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
             finally:
@@ -224,7 +226,7 @@ class Surveyor(RawSocket):
             except MalformedMessage as exc:
                 self._skipped("reply", exc)
                 continue
-            replies = self._routes.get(envelope.re) if envelope.re is not None else None
+            replies = routes.get(envelope.re) if envelope.re is not None else None
             queue = replies._queue if replies is not None else None
             if queue is None or len(queue) >= MAX_QUEUED_REPLIES:
                 self._stray += 1
