@@ -61,14 +61,33 @@ class Surveying:
             self._rounds.abandon(key)
             raise
         rounds, end = self._rounds, replies.deadline - self.late_window
+        # One reading of trio's clock per batch (the answers' latencies): through the clock
+        # itself, one call instead of three (``trio.current_time`` asks the runner for it).
+        now = trio.lowlevel.current_clock().current_time
         exhausted = False
         try:
             # One cancel scope per round, not per wait (each costs ~10-15 µs here); wake()
-            # cancels it, and the loop looks at the round again under a fresh one.
-            while not exhausted and not rounds.complete(key) and trio.current_time() < end:
+            # cancels it, and the loop looks at the round again under a fresh one. The reading
+            # loop is inlined here: a coroutine less to resume on every wake-up.
+            while True:
                 with trio.CancelScope(deadline=end) as scope:
                     self._reading[key] = scope
-                    exhausted = await self._read(key, replies)
+                    while True:
+                        batch = replies.take()
+                        if batch:
+                            taken = self._use(key, batch, now())
+                            if taken.complete or taken.exhausted:
+                                exhausted = taken.exhausted
+                                break
+                        elif rounds.complete(key):
+                            break
+                        try:
+                            await replies.wait()
+                        except Closed:  # the room is closing: the round ends with what it has
+                            exhausted = True
+                            break
+                if not scope.cancelled_caught or rounds.complete(key) or now() >= end:
+                    break  # done, or past the deadline; else woken by wake(): look again
         finally:
             self._reading.pop(key, None)
             rounds.finish(key)  # from now on a reply is late (also if we were cancelled)
@@ -88,28 +107,10 @@ class Surveying:
             return False
         return True
 
-    async def _read(self, key: int, replies: SurveyReplies) -> bool:
-        """Feed replies to round ``key``, a batch per wake-up, until it completes; True when
-        nobody who could still answer is left (or the room is closing)."""
-        while True:
-            batch = replies.take()
-            if batch:
-                taken = self._use(key, batch)
-                if taken.exhausted:
-                    return True
-                if taken.complete:
-                    return False
-            elif self._rounds.complete(key):
-                return False
-            try:
-                await replies.wait()
-            except Closed:  # the room is closing: the round ends with what it has
-                return True
-
-    def _use(self, key: int, batch: list[Envelope]) -> Taken:
-        """Count a batch of replies into round ``key`` (one reading of the clock per batch);
-        what could not be used is logged, never raised."""
-        envelopes, now = iter(batch), trio.current_time()
+    def _use(self, key: int, batch: list[Envelope], now: float) -> Taken:
+        """Count a batch of replies, all received by ``now``, into round ``key``; what could
+        not be used is logged, never raised."""
+        envelopes = iter(batch)
         while True:
             try:
                 taken = self._rounds.take(key, envelopes, now)
@@ -126,7 +127,7 @@ class Surveying:
             with trio.move_on_at(replies.deadline):
                 while not replies.done:
                     batch = replies.take()
-                    if batch and self._use(key, batch).exhausted:
+                    if batch and self._use(key, batch, trio.current_time()).exhausted:
                         return  # nobody left who could still answer, even late
                     await replies.wait()
         except Closed:
