@@ -116,6 +116,18 @@ class SurveyReplies:
         """Stop gathering replies, like :meth:`aclose`, without a checkpoint."""
         self._finish()
 
+    def wake(self) -> None:
+        """End a pending :meth:`wait` now, as if a reply may have come: its caller looks
+        again (a deadline of its own passed, say). A caller that is not waiting is not told:
+        it must look before it waits. The readers of the surveyor's other surveys wake too,
+        and wait again."""
+        surveyor = self._surveyor
+        receiving = surveyor._receiving
+        if receiving.behind:
+            receiving.lot.unpark_all()
+        if receiving.parked and surveyor._recv_fd is not None:
+            surveyor._rouse(receiving, surveyor._recv_fd)
+
     async def __anext__(self) -> Envelope:
         surveyor = self._surveyor
         while True:
@@ -190,8 +202,11 @@ class Surveyor(RawSocket):
         replies = SurveyReplies(self, ident, trio.current_time() + timeout + linger)
         self._routes[ident] = replies  # before the send: a reply may come at once
         try:
-            with delivering(placement):
+            if placement is None:  # the common survey: nothing in shared memory to hand over
                 await self._send_message(survey_header(next(self._nng_ids)), data, operation)
+            else:
+                with delivering(placement):
+                    await self._send_message(survey_header(next(self._nng_ids)), data, operation)
         except BaseException:
             replies._finish()
             raise
