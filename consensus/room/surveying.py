@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator
 
 import trio
 
@@ -50,10 +51,14 @@ class Surveying:
         self._reading: dict[int, tuple[float, SurveyReplies]] = {}
         self._alarm: trio.CancelScope | None = None  # the alarm's sleep, once it runs
         self._nursery: trio.Nursery | None = None
+        self.now: Callable[[], float] = trio.current_time
+        """trio's clock, read for the rounds (from :meth:`start` on, through the clock object
+        itself: one Python call a reading instead of the three of ``trio.current_time``)."""
 
     def start(self, nursery: trio.Nursery) -> None:
         """The rounds' deadlines are kept, and late replies read, in ``nursery`` from now on."""
         self._nursery = nursery
+        self.now = trio.lowlevel.current_clock().current_time
         nursery.start_soon(self._alarms)
 
     def wake(self) -> None:
@@ -86,10 +91,7 @@ class Surveying:
         except BaseException:
             self._rounds.abandon(key)
             raise
-        rounds, end = self._rounds, replies.deadline - self.late_window
-        # One reading of trio's clock per batch (the answers' latencies, and the deadline):
-        # through the clock itself, one call instead of three (``trio.current_time``).
-        now = trio.lowlevel.current_clock().current_time
+        rounds, end, now = self._rounds, replies.deadline - self.late_window, self.now
         self._reading[key] = (end, replies)
         alarm = self._alarm
         if alarm is not None and end < alarm.deadline:
@@ -98,9 +100,17 @@ class Surveying:
         try:
             while True:
                 batch = replies.take()
-                at = now()
+                at = now()  # once a batch: the answers' latencies, and the deadline
                 if batch:
-                    taken = self._use(key, batch, at)
+                    envelopes = iter(batch)
+                    try:  # (_use, inline: a call less a batch)
+                        taken = rounds.take(key, envelopes, at)
+                    except Exception:  # no reply may close the room (logged with its traceback and sender)
+                        log.exception("room %r: a reply could not be used", self._room)
+                        taken = self._use(key, envelopes, at)  # the rest of the batch
+                    else:
+                        if taken.ignored:
+                            self._ignored(taken)
                     if taken.complete or taken.exhausted:
                         exhausted = taken.exhausted
                         break
@@ -132,19 +142,22 @@ class Surveying:
             return False
         return True
 
-    def _use(self, key: int, batch: list[Envelope], now: float) -> Taken:
-        """Count a batch of replies, all received by ``now``, into round ``key``; what could
-        not be used is logged, never raised."""
-        envelopes = iter(batch)
+    def _use(self, key: int, envelopes: Iterator[Envelope], now: float) -> Taken:
+        """Count the replies ``envelopes`` yields, all received by ``now``, into round ``key``;
+        what could not be used is logged, never raised."""
         while True:
             try:
                 taken = self._rounds.take(key, envelopes, now)
             except Exception:  # no reply may close the room (logged with its traceback and sender)
                 log.exception("room %r: a reply could not be used", self._room)
                 continue  # with the rest of the batch
-            for reason in taken.ignored:
-                hostile.warning("reply", "room %r ignored a reply: %s", self._room, reason)
+            if taken.ignored:
+                self._ignored(taken)
             return taken
+
+    def _ignored(self, taken: Taken) -> None:
+        for reason in taken.ignored:
+            hostile.warning("reply", "room %r ignored a reply: %s", self._room, reason)
 
     async def _read_late(self, key: int, replies: SurveyReplies) -> None:
         """Count the replies to round ``key`` that come after it ended, until the late window closes."""
@@ -152,7 +165,7 @@ class Surveying:
             with trio.move_on_at(replies.deadline):
                 while not replies.done:
                     batch = replies.take()
-                    if batch and self._use(key, batch, trio.current_time()).exhausted:
+                    if batch and self._use(key, iter(batch), self.now()).exhausted:
                         return  # nobody left who could still answer, even late
                     await replies.wait()
         except Closed:
