@@ -18,6 +18,14 @@ blocking send bounded by :data:`SEND_STALL_MS` (NNG's sender takes the message w
 microseconds), as the bare pynng floor's blocking ``send`` does; only when that times out
 does the socket wait on the descriptor.
 
+Receiving goes through one aio the socket keeps (:attr:`RawSocket._recv_aio`), with a zero
+timeout, submitted and waited for in the calling thread: ``nng_recvmsg`` is that same call
+with an aio allocated and freed per message, and a ``poll(2)`` of the descriptor before each
+receive was a system call a message more. Draining 8 queued replies that way took 134 µs
+(median) against 156 µs here (``nng_recvmsg`` after a ``poll``); the aio never waits (a zero
+timeout fails at once with ``NNG_ETIMEDOUT`` when nothing is queued), so it is never pending
+and is freed with the socket.
+
 Only the trio thread calls into a socket here. Several tasks may wait in one direction
 (``FdSocket._wait``). This module moves bytes only: encoding, decoding and shared
 memory are its subclasses' business (``Surveyor``, through ``BaseSocket._unpack``).
@@ -34,13 +42,15 @@ from patterns._fd import EAGAIN, NONBLOCK, FdSocket
 from patterns._nng import raise_for
 from patterns.errors import MessageTooLarge
 
-__all__ = ["SEND_STALL_MS", "RawSocket", "survey_header"]
+__all__ = ["NOTHING_QUEUED", "SEND_STALL_MS", "RawSocket", "survey_header"]
 
 SEND_STALL_MS = 5
 """How long a send that found NNG's sender busy blocks in NNG (the socket's send timeout),
 at most, before the socket waits on the send descriptor in trio instead."""
 
 _ETIMEDOUT: int = lib.NNG_ETIMEDOUT
+NOTHING_QUEUED: int = _ETIMEDOUT
+"""What the receive aio's result says when no message was queued (its timeout is zero)."""
 
 
 class RawSocket(FdSocket):
@@ -49,6 +59,7 @@ class RawSocket(FdSocket):
     (``_queued``, ``_receive_msg`` or its own loop, and ``_wait`` on ``_recv_fd``)."""
 
     _raw_opener: ClassVar[str]  # the pynng.lib function that opens the raw socket
+    _recv_aio: Any = None  # the receiving aio (module docstring); None until open and once closed
 
     def _factory_options(self) -> dict[str, Any]:
         # The send timeout bounds only the blocking retry after an EAGAIN (module docstring).
@@ -57,6 +68,18 @@ class RawSocket(FdSocket):
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
         self._watch_receivable(sock)
+        out = ffi.new("nng_aio **")
+        err = lib.nng_aio_alloc(out, ffi.NULL, ffi.NULL)
+        if err:
+            raise_for(err, operation="open", where=self)
+        self._recv_aio = out[0]
+        lib.nng_aio_set_timeout(self._recv_aio, 0)  # NNG_DURATION_ZERO: take what is queued, never wait
+
+    def _close_nng(self) -> None:
+        super()._close_nng()
+        aio, self._recv_aio = self._recv_aio, None
+        if aio is not None:  # idle: it is only ever used within one call on the trio thread
+            lib.nng_aio_free(aio)
 
     # ----------------------------------------------------------------- send
     def _try_send_message(self, header: bytes, body: bytes, operation: str) -> bool:

@@ -26,11 +26,10 @@ from typing import Any, Self
 import trio
 from pynng import ffi, lib
 
-from patterns._fd import EAGAIN, NONBLOCK
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
-from patterns._raw import RawSocket, survey_header
-from patterns._wire import Envelope, common_frame
+from patterns._raw import NOTHING_QUEUED, RawSocket, survey_header
+from patterns._wire import Envelope, common_frame, read_common
 from patterns.errors import Closed, MalformedMessage
 from patterns.shm.codec import delivering
 
@@ -117,6 +116,18 @@ class SurveyReplies:
         """Stop gathering replies, like :meth:`aclose`, without a checkpoint."""
         self._finish()
 
+    def wake(self) -> None:
+        """End a pending :meth:`wait` now, as if a reply may have come: its caller looks
+        again (a deadline of its own passed, say). A caller that is not waiting is not told:
+        it must look before it waits. The readers of the surveyor's other surveys wake too,
+        and wait again."""
+        surveyor = self._surveyor
+        receiving = surveyor._receiving
+        if receiving.behind:
+            receiving.lot.unpark_all()
+        if receiving.parked and surveyor._recv_fd is not None:
+            surveyor._rouse(receiving, surveyor._recv_fd)
+
     async def __anext__(self) -> Envelope:
         surveyor = self._surveyor
         while True:
@@ -191,8 +202,11 @@ class Surveyor(RawSocket):
         replies = SurveyReplies(self, ident, trio.current_time() + timeout + linger)
         self._routes[ident] = replies  # before the send: a reply may come at once
         try:
-            with delivering(placement):
+            if placement is None:  # the common survey: nothing in shared memory to hand over
                 await self._send_message(survey_header(next(self._nng_ids)), data, operation)
+            else:
+                with delivering(placement):
+                    await self._send_message(survey_header(next(self._nng_ids)), data, operation)
         except BaseException:
             replies._finish()
             raise
@@ -201,30 +215,50 @@ class Surveyor(RawSocket):
     def _pump(self) -> bool:
         """Route every queued reply to its survey; True if any survey got one."""
         routed = False
-        if self._closed or self._handle is None:
+        aio = self._recv_aio
+        if self._closed or aio is None:
             self._require_open("survey")
-        queued, handle, out = self._readable.poll, self._handle, self._msg_out
-        # Every queued reply, in one loop (``_try_receive_body`` inline: two calls less a
-        # reply); the header is NNG's routing, left unread.
-        while queued(0):
-            err = lib.nng_recvmsg(handle, out, NONBLOCK)
+        handle, routes = self._handle, self._routes
+        guard, max_size, max_items = self.guard, self.max_message_size, self.max_items
+        # Every queued reply, in one loop, through the socket's own aio (``_raw``); the
+        # header is NNG's routing, left unread.
+        while True:
+            lib.nng_recv_aio(handle, aio)
+            lib.nng_aio_wait(aio)  # never waits: a zero timeout (``_raw``)
+            err = lib.nng_aio_result(aio)
             if err:
-                if err == EAGAIN:
+                if err == NOTHING_QUEUED:
                     break
                 raise_for(err, operation="survey", where=self)
-            msg = out[0]
+            msg = lib.nng_aio_get_msg(aio)
             try:
                 body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
             finally:
                 lib.nng_msg_free(msg)
+            size = len(body)
             self._received += 1
-            self._bytes_received += len(body)
+            self._bytes_received += size
+            # A small common frame on a socket without a guard: read here, routed before its
+            # Envelope is built (two calls less a reply than ``_unpack``, whose fast path this is).
+            fields = None if guard is not None else read_common(body, max_size=max_size, max_items=max_items,
+                                                                 measure=self._measure)  # fmt: skip
+            if fields is not None:
+                re = fields[4]
+                replies = routes.get(re) if re is not None else None
+                queue = replies._queue if replies is not None else None
+                if queue is None or len(queue) >= MAX_QUEUED_REPLIES:
+                    self._stray += 1
+                    continue
+                kind, sender, ident, value, re, deadline = fields
+                queue.append(Envelope(kind, sender, ident, value, re, deadline, None, size, size))
+                routed = True
+                continue
             try:
                 envelope = self._unpack(body)
             except MalformedMessage as exc:
                 self._skipped("reply", exc)
                 continue
-            replies = self._routes.get(envelope.re) if envelope.re is not None else None
+            replies = routes.get(envelope.re) if envelope.re is not None else None
             queue = replies._queue if replies is not None else None
             if queue is None or len(queue) >= MAX_QUEUED_REPLIES:
                 self._stray += 1

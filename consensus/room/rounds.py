@@ -73,6 +73,9 @@ Apply = Callable[[Any, Envelope, float], Verdict]
 
 
 def _apply_poll(poll: PollRound, envelope: Envelope, at: float) -> Verdict:
+    body = envelope.body
+    if envelope.kind == P.ANSWER and type(body) is dict and "answer" in body:
+        return poll.answer(envelope.sender, body["answer"], at=at)  # the common reply: parse_reply's first test
     if envelope.kind == D.POSITION:
         raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
                                reason="body", size=0)  # fmt: skip
