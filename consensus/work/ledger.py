@@ -104,21 +104,26 @@ class TaskLedger(LedgerLosses):
         rec = self._assign(task_id, now, worker)
         return Assignment(task_id, rec.attempt, rec.task, rec.deadline, worker)
 
-    def next_assignments(self, now: float, limit: int, worker: str | None = None) -> list[list[Any]]:
+    def next_assignments(self, now: float, limit: int, worker: str | None = None, *,
+                         flat: bool = False) -> list[Any]:  # fmt: skip
         """Up to ``limit`` attempts to send at once: what as many :meth:`next_assignment`
         calls would assign, in that order, up to the first None; each as ``[task_id,
         attempt, task]`` (the form a batch carries on the wire; :meth:`next_deadline`
-        says when the first of them is due)."""
+        says when the first of them is due). ``flat``: the items end to end in one list
+        (``task_id, attempt, task, task_id, ...``), as a flat batch carries them."""
         worker = check_worker(worker)
         now = self._tick(now)
-        batch: list[list[Any]] = []
+        batch: list[Any] = []
         if worker is not None:
             for _ in range(limit):
                 task_id = self._next_queued()
                 if task_id is None:
                     break
                 rec = self._assign(task_id, now, worker)
-                batch.append([task_id, rec.attempt, rec.task])
+                if flat:
+                    batch += (task_id, rec.attempt, rec.task)
+                else:
+                    batch.append([task_id, rec.attempt, rec.task])
             return batch
         # Placed by the transport (push), the usual batch: _next_queued and _assign, inline.
         if self._cancelled:
@@ -138,7 +143,10 @@ class TaskLedger(LedgerLosses):
             rec.deadline = deadline
             rec.seq = seq = seq + 1
             unclaimed[task_id] = rec
-            batch.append([task_id, rec.attempt, rec.task])
+            if flat:
+                batch += (task_id, rec.attempt, rec.task)
+            else:
+                batch.append([task_id, rec.attempt, rec.task])
         self._seq = seq
         return batch
 
