@@ -87,7 +87,9 @@ class TaskLedger(LedgerLosses):
         were taken. If the iterable raises, the tasks before stay submitted."""
         if self._closed:
             call = "cancel()" if self._cancelled else "close_input()"
-            raise ValueError(f"submit_many() after {call}: the ledger takes no more tasks ({self._describe()})")
+            raise ValueError(
+                f"submit_many() after {call}: the ledger takes no more tasks ({self._describe()})"
+            )
         records, fresh = self._tasks, self._fresh
         first = task_id = self._next_id
         try:
@@ -266,9 +268,8 @@ class TaskLedger(LedgerLosses):
         rec.seq = self._seq = self._seq + 1
         leased = self._leased
         if self._unclaimed.pop(task_id, None) is None:
-            leased.move_to_end(task_id)
-        else:
-            leased[task_id] = rec
+            del leased[task_id]  # (to the end: the latest deadline)
+        leased[task_id] = rec
         return True
 
     def release(self, task_id: int, attempt: int, *, worker: str, now: float) -> bool:
