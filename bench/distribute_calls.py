@@ -26,7 +26,6 @@ import json
 import os
 import pstats
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any
 import trio
 
 from ._distribute_jobs import DEFAULT_KNOBS, WORKERS, make_task
+from ._ports import free_port_block
 
 LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
           ("/cffi/", "pynng"))  # fmt: skip
@@ -154,9 +154,7 @@ def worker_main(address: str, name: str, mode: str, top: int) -> None:
 def measure(n: int, mode: str, top: int) -> dict[str, Any]:
     import consensus
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # and the port after it (results)
+    address = f"tcp://127.0.0.1:{free_port_block(2)}"  # tasks at P, results at P+1
     children = [subprocess.Popen([sys.executable, "-m", "bench.distribute_calls", "--worker", address, f"w{i}",
                                   mode, str(top)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 for i in range(WORKERS)]  # fmt: skip
