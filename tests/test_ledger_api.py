@@ -90,3 +90,27 @@ def test_a_success_built_slot_by_slot_is_the_outcome_the_dataclass_builds(
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow) and fast.ok
     with pytest.raises(FrozenInstanceError):
         fast.result = 1  # type: ignore[misc]
+
+
+@given(st.lists(st.integers(), max_size=20), st.integers(0, 20))
+def test_submit_many_is_submit_for_each_and_keeps_what_came_before_a_raise(tasks: list[int], fail_at: int) -> None:
+    one, many = make(window=100), make(window=100)
+    for task in tasks[:fail_at]:
+        one.submit(task)
+
+    def source() -> Any:
+        for index, task in enumerate(tasks):
+            if index == fail_at:
+                raise RuntimeError("the source broke")
+            yield task
+
+    if fail_at < len(tasks):
+        with pytest.raises(RuntimeError):
+            many.submit_many(source())
+    else:
+        assert many.submit_many(source()) == len(tasks)
+    assert many.next_assignments(0.0, 100) == one.next_assignments(0.0, 100)
+    assert many.submit(-1) == one.submit(-1)  # the ids go on from the same place
+    many.close_input()
+    with pytest.raises(ValueError, match=r"submit_many\(\) after close_input\(\)"):
+        many.submit_many([1])

@@ -130,3 +130,100 @@ def test_a_job_is_its_handlers_context_built_when_asked() -> None:
         HandlerContext("task", "boss", 3, 1),
         HandlerContext("task", "boss", 3, 2),
     ]
+
+
+# ---------------------------------------------------------------------- flat lists
+flat_entries = st.lists(st.one_of(numbers, anything), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(flat_entries, st.lists(st.tuples(numbers, numbers), max_size=8)
+                 .map(lambda listed: [v for item in listed for v in item])), st.sampled_from([W.CLAIM, W.RELEASE]))  # fmt: skip
+def test_a_flat_claim_list_reads_as_its_items_end_to_end(flat: list[Any], kind: str) -> None:
+    """``"cf"``: the same good items and as many errors as the nested list of the same
+    entries, two an item (a short last item is a bad one)."""
+    listed = [flat[i : i + 2] for i in range(0, len(flat), 2)]
+    good, bad = W.claims(envelope(kind), flat, True)
+    assert [list(item) for item in good] == [item for item in listed if naive_id_and_attempt(item, 2)]
+    assert len(bad) == len(listed) - len([item for item in listed if naive_id_and_attempt(item, 2)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(flat_entries, st.lists(st.tuples(numbers, numbers, st.booleans() | numbers, anything), max_size=6)
+                 .map(lambda listed: [v for item in listed for v in item])))  # fmt: skip
+def test_a_flat_done_list_reads_as_its_items_end_to_end(flat: list[Any]) -> None:
+    listed = [flat[i : i + 4] for i in range(0, len(flat), 4)]
+    good, bad = W.replies(envelope(W.DONE), flat, True)
+    want = [reply for reply in map(naive_reply, listed) if reply is not None]
+    assert [list(item) for item in good] == want
+    assert len(bad) == len(listed) - len(want)
+
+
+def test_a_flat_batch_keeps_its_items_and_rejects_a_bad_one_whole() -> None:
+    batch = W.parse_batch(envelope(W.TASKS, {"st": 7, "lease": 5, "tf": [0, 1, "a", 1, 2, b"b"]}))
+    assert batch.flat and [list(item) for item in batch.items()] == [[0, 1, "a"], [1, 2, b"b"]]
+    for tf, match in (([0, 1, "a", True, 1, "b"], "task 1"), ([0, 1, "a", 1, 1], "1..65536 tasks"),
+                      ([], "1..65536 tasks"), ("0 1 a", "1..65536 tasks")):  # fmt: skip
+        with pytest.raises(MalformedMessage, match=match):
+            W.parse_batch(envelope(W.TASKS, {"st": 7, "lease": 5, "tf": tf}))
+    for extra in ({"t": [[0, 1, "a"]]}, {"tk": [b"x"]}):  # one list in one form; tickets only on nested lists
+        with pytest.raises(MalformedMessage, match="goes alone"):
+            W.parse_batch(envelope(W.TASKS, {"st": 7, "lease": 5, "tf": [0, 1, "a"], **extra}))
+    with pytest.raises(MalformedMessage, match="two forms"):
+        W.parse_items(envelope(W.CLAIM, {"st": 7, "c": [[0, 1]], "cf": [0, 1]}))
+
+
+def test_a_dispatcher_sends_flat_batches_only_while_every_worker_reads_them() -> None:
+    from consensus.work.dispatcher_protocol import DispatcherProtocol
+    from consensus.work.ledger import TaskLedger
+    from consensus.work.worker_protocol import WorkerProtocol
+
+    dispatcher = DispatcherProtocol(max_batch=4)
+    ledger = TaskLedger(lease=30.0, claim_timeout=5.0, max_attempts=3, window=0)
+    stream = dispatcher.open_stream(ledger)
+    for task in range(12):
+        ledger.submit(task)
+    dispatcher.task_connections(2, 0.0, closed=False)
+    new, old = WorkerProtocol("new", 4), W.hello_frame(4)  # "old": a hello without "fl"
+    dispatcher.receive(Envelope(W.HELLO, "new", 1, new.connections({1}).body), 1, 0.0)  # type: ignore[union-attr]
+    first = dispatcher.grant(stream, 0.0).frame
+    assert first is not None and list(first.body) == ["st", "lease", "tf"]
+    step = new.receive(Envelope(W.TASKS, "d", 2, first.body), 0.0)  # answered in kind
+    assert [frame.body.get("cf") for frame in step.frames] == [[0, 1, 1, 1, 2, 1, 3, 1]]
+    dispatcher.receive(Envelope(W.CLAIM, "new", 3, step.frames[0].body), 1, 0.0)
+    while (job := new.next_job()) is not None:
+        new.finished(job, True, job.task * 10)
+    [done] = new.results_due()
+    assert done.body["rf"] == [0, 1, True, 0, 1, 1, True, 10, 2, 1, True, 20, 3, 1, True, 30]
+    dispatcher.receive(Envelope(W.DONE, "new", 4, done.body), 1, 0.0)
+    new.results_sent(done)
+    assert not new.has_results
+    assert [(o.task_id, o.result) for o in ledger.pop_outcomes()] == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    dispatcher.receive(Envelope(W.HELLO, "old", 5, old.body), 2, 0.0)
+    second = dispatcher.grant(stream, 0.0).frame
+    assert second is not None and second.body["t"] == [[4, 1, 4], [5, 1, 5], [6, 1, 6], [7, 1, 7]]
+
+
+@pytest.mark.parametrize("flat", [False, True])
+async def test_halving_a_frame_leaves_the_item_at_fault_alone(flat: bool) -> None:
+    """A batch that cannot go out is halved, in either form, down to the item at fault."""
+    from patterns import EncodeError
+
+    items = [[i, 1, object() if i == 5 else i] for i in range(8)]
+    frame = W.tasks_frame(3, 1.0, [v for item in items for v in item] if flat else items, flat=flat)
+    sent: list[list[Any]] = []
+    faulty: list[tuple[int, list[Any]]] = []
+
+    async def send(frame: W.Frame) -> None:
+        listed = W.frame_items(frame)
+        if any(type(v) is object for v in (listed if flat else [item[2] for item in listed])):
+            raise EncodeError("no wire form")
+        sent.append(listed)
+
+    async def unsendable(stream: int, item: list[Any], exc: Exception) -> None:
+        faulty.append((stream, list(item)))
+
+    await W.send_halving(frame, send, unsendable)
+    flat_sent = [v for part in sent for v in (part if flat else [x for item in part for x in item])]
+    assert flat_sent == [v for item in items if item[0] != 5 for v in item]
+    assert faulty == [(3, items[5])]

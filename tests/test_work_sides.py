@@ -145,9 +145,9 @@ def test_the_worker_protocol_matches_a_naive_worker(capacity: int, ops: list[tup
 
 def test_a_worker_greets_each_new_connection_once_and_counts_bad_frames() -> None:
     worker = WorkerProtocol("w", 2)
-    assert worker.connections({1}) == W.hello_frame(2, heartbeat=1.0)
+    assert worker.connections({1}) == W.hello_frame(2, heartbeat=1.0, flat=True)
     assert worker.connections({1}) is None
-    assert worker.connections({1, 5}) == W.hello_frame(2, heartbeat=1.0)  # the dispatcher restarted
+    assert worker.connections({1, 5}) == W.hello_frame(2, heartbeat=1.0, flat=True)  # the dispatcher restarted
     assert worker.connections(set()) is None
     for frame in [env(W.DONE, {}), env(W.TASKS, []), env(W.TASKS, {"st": 1, "lease": 1, "t": [[1, 0, "x"]]})]:
         step = worker.receive(frame, 0.0)

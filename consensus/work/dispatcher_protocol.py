@@ -167,16 +167,21 @@ class DispatcherProtocol:
         credit = capacity - self.in_flight
         if credit <= 0 or (self.task_pipes is not None and self.task_pipes.held):
             return WAIT  # held: push might hand the batch to a connection no worker vouched for
-        workers = sum(1 for info in self._workers.values() if info.capacity)
+        serving = [info for info in self._workers.values() if info.capacity]
+        workers = len(serving)
         good = min(self.max_batch, max(1, capacity // (2 * max(1, workers))))
         if credit < good and credit != capacity:
             return WAIT
         ledger = stream.ledger
         more_room = ledger.in_flight + credit > ledger.window
         ledger.set_window(ledger.in_flight + credit)
-        items = ledger.next_assignments(now, min(self.max_batch, credit))
+        # Flat (the items end to end) only when whichever worker push picks reads it.
+        flat = self.keys is None and all(info.flat for info in serving)
+        items = ledger.next_assignments(now, min(self.max_batch, credit), flat=flat)
         if not items:
             return Grant(None, more_room) if more_room else WAIT
+        if flat:
+            return Grant(W.tasks_frame(stream.id, ledger.lease, items, flat=True), more_room)
         if self.keys is not None:
             frame = W.tasks_frame(stream.id, ledger.lease, items, tickets=self.keys.tickets(stream.id, items),
                                   kx=self.keys.kx)  # fmt: skip
@@ -311,7 +316,7 @@ class DispatcherProtocol:
         if kind != W.HELLO and not pipe_closed and self.liveness.heard(name, now):
             self._watch_started = True
         if kind in (W.CLAIM, W.DONE, W.RELEASE):
-            stream_id, listed = W.parse_stream(envelope)
+            stream_id, listed, flat = W.parse_items(envelope)
             stream = self._streams.get(stream_id)
             if stream is None:
                 self._stale += 1
@@ -320,9 +325,11 @@ class DispatcherProtocol:
                 return NOTHING  # read after its connection closed: the claimant is gone, the claim is void
             refused: list[Exception] = []
             if self.keys is not None:  # only the worker that received an attempt may claim or answer it
+                if flat:  # (a worker with a secret never gets a flat batch to answer in kind)
+                    listed, flat = W.nested(listed, W.STRIDE[kind]), False
                 listed, refused = vet(self.keys, stream.ledger, stream.id, envelope, name, listed)
                 self._refused += len(refused)
-            errors = self._apply(stream, envelope, name, listed, now)
+            errors = self._apply(stream, envelope, name, listed, flat, now)
             stream.malformed += len(errors)
             self._malformed += len(errors)
             rejected = tuple(Rejected(bad[0], len(bad), stream.id, name) for bad in (refused, errors) if bad)
@@ -346,6 +353,7 @@ class DispatcherProtocol:
             joined = not info.capacity
             info.capacity = capacity
             info.task_addresses = addresses
+            info.flat = envelope.body.get("fl") is True
             self.liveness.announce(name, heartbeat)
             if joined:
                 self._joined += 1
@@ -359,14 +367,15 @@ class DispatcherProtocol:
 
     @staticmethod
     def _apply(
-        stream: Stream, envelope: Envelope, worker: str, listed: list[Any], now: float
+        stream: Stream, envelope: Envelope, worker: str, listed: list[Any], flat: bool, now: float
     ) -> list[Exception]:
-        """Apply a claim, release or done list to the stream's ledger; the errors of bad items."""
+        """Apply a claim, release or done list (``flat``: the items end to end) to the
+        stream's ledger; the errors of bad items."""
         ledger = stream.ledger
         if envelope.kind == W.DONE:
-            replies, rejected = W.replies(envelope, listed)
+            replies, rejected = W.replies(envelope, listed, flat)
             return [*rejected, *ledger.replies(replies, worker=worker, now=now)]
-        claims, bad_claims = W.claims(envelope, listed)
+        claims, bad_claims = W.claims(envelope, listed, flat)
         if envelope.kind == W.CLAIM:
             return [*bad_claims, *ledger.claims(claims, worker=worker, now=now)]
         errors: list[Exception] = list(bad_claims)

@@ -49,3 +49,4 @@ class WorkerRecord:
     capacity: int = 0  # 0 until its first hello
     pipes: set[int] = field(default_factory=set)
     task_addresses: tuple[str, ...] = ()  # its task connections' addresses, as its last hello said
+    flat: bool = False  # its last hello said it reads flat batches ("fl")

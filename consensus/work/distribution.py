@@ -240,11 +240,7 @@ class Distribution:
                 while not exhausted:
                     while not (room := ledger.room()):
                         await pulse.wait()
-                    taken = 0
-                    for task in islice(items, room):
-                        ledger.submit(task)
-                        taken += 1
-                    exhausted = taken < room
+                    exhausted = ledger.submit_many(islice(items, room)) < room
                     pulse.poke()
                     await trio.lowlevel.checkpoint()
         except Exception as exc:  # noqa: BLE001 - the caller's iterable failed: finish what it gave, then raise

@@ -56,7 +56,6 @@ from consensus.work.losses import LedgerLosses
 from consensus.work.records import (
     IN_FLIGHT,
     QUEUED,
-    Counts,
     TaskRecord,
     Unmendable,
     check_int,
@@ -83,6 +82,25 @@ class TaskLedger(LedgerLosses):
         self._fresh.append(task_id)
         return task_id
 
+    def submit_many(self, tasks: Iterable[Any]) -> int:
+        """:meth:`submit` for each of ``tasks``, in order (consecutive ids); returns how many
+        were taken. If the iterable raises, the tasks before stay submitted."""
+        if self._closed:
+            call = "cancel()" if self._cancelled else "close_input()"
+            raise ValueError(
+                f"submit_many() after {call}: the ledger takes no more tasks ({self._describe()})"
+            )
+        records, fresh = self._tasks, self._fresh
+        first = task_id = self._next_id
+        try:
+            for task in tasks:
+                records[task_id] = TaskRecord(task)
+                fresh.append(task_id)
+                task_id += 1
+        finally:
+            self._next_id = task_id
+        return task_id - first
+
     def close_input(self) -> None:
         """No more tasks will be submitted; :attr:`done` can become true."""
         self._closed = True
@@ -104,21 +122,26 @@ class TaskLedger(LedgerLosses):
         rec = self._assign(task_id, now, worker)
         return Assignment(task_id, rec.attempt, rec.task, rec.deadline, worker)
 
-    def next_assignments(self, now: float, limit: int, worker: str | None = None) -> list[list[Any]]:
+    def next_assignments(self, now: float, limit: int, worker: str | None = None, *,
+                         flat: bool = False) -> list[Any]:  # fmt: skip
         """Up to ``limit`` attempts to send at once: what as many :meth:`next_assignment`
         calls would assign, in that order, up to the first None; each as ``[task_id,
         attempt, task]`` (the form a batch carries on the wire; :meth:`next_deadline`
-        says when the first of them is due)."""
+        says when the first of them is due). ``flat``: the items end to end in one list
+        (``task_id, attempt, task, task_id, ...``), as a flat batch carries them."""
         worker = check_worker(worker)
         now = self._tick(now)
-        batch: list[list[Any]] = []
+        batch: list[Any] = []
         if worker is not None:
             for _ in range(limit):
                 task_id = self._next_queued()
                 if task_id is None:
                     break
                 rec = self._assign(task_id, now, worker)
-                batch.append([task_id, rec.attempt, rec.task])
+                if flat:
+                    batch += (task_id, rec.attempt, rec.task)
+                else:
+                    batch.append([task_id, rec.attempt, rec.task])
             return batch
         # Placed by the transport (push), the usual batch: _next_queued and _assign, inline.
         if self._cancelled:
@@ -138,7 +161,10 @@ class TaskLedger(LedgerLosses):
             rec.deadline = deadline
             rec.seq = seq = seq + 1
             unclaimed[task_id] = rec
-            batch.append([task_id, rec.attempt, rec.task])
+            if flat:
+                batch += (task_id, rec.attempt, rec.task)
+            else:
+                batch.append([task_id, rec.attempt, rec.task])
         self._seq = seq
         return batch
 
@@ -242,9 +268,8 @@ class TaskLedger(LedgerLosses):
         rec.seq = self._seq = self._seq + 1
         leased = self._leased
         if self._unclaimed.pop(task_id, None) is None:
-            leased.move_to_end(task_id)
-        else:
-            leased[task_id] = rec
+            del leased[task_id]  # (to the end: the latest deadline)
+        leased[task_id] = rec
         return True
 
     def release(self, task_id: int, attempt: int, *, worker: str, now: float) -> bool:
@@ -273,26 +298,31 @@ class TaskLedger(LedgerLosses):
         now = self._tick(now)
         tasks, unclaimed, leased = self._tasks, self._unclaimed, self._leased
         deadline = self._clock + self.lease
-        counts: Counts | None = None  # the worker's, once it has any
         errors: list[ValueError] = []
+        seq = self._seq
+        claimed = 0  # usual claims: the worker's counts take them at the end, at once
         for task_id, attempt in items:
             rec = tasks.get(task_id) if type(task_id) is int and type(attempt) is int else None
             if rec is not None and rec.worker is None and rec.attempt == attempt and rec.state is IN_FLIGHT:
                 # the usual claim: an attempt placed by the transport, claimed on receipt
                 rec.worker = name
-                if counts is None:
-                    counts = self._counts(name)
-                counts.assigned += 1
-                counts.in_flight += 1
+                claimed += 1
                 del unclaimed[task_id]
                 rec.deadline = deadline
-                rec.seq = self._seq = self._seq + 1
+                rec.seq = seq = seq + 1
                 leased[task_id] = rec
                 continue
+            self._seq = seq
             try:
                 self.claim(task_id, attempt, worker=name, now=now)
             except ValueError as exc:
                 errors.append(exc)
+            seq = self._seq
+        self._seq = seq
+        if claimed:
+            counts = self._counts(name)
+            counts.assigned += claimed
+            counts.in_flight += claimed
         return errors
 
     def replies(self, items: Iterable[Sequence[Any]], *, worker: str, now: float) -> list[ValueError]:
@@ -306,6 +336,7 @@ class TaskLedger(LedgerLosses):
         counts = self._workers.get(name)  # a worker holding an attempt has its counts
         unordered = not self.ordered
         errors: list[ValueError] = []
+        done = released = 0  # usual successes (and of them, outcomes out at once): counted at the end
         for task_id, attempt, ok, value in items:
             rec = tasks.get(task_id) if ok is True and type(task_id) is int and type(attempt) is int else None
             if (
@@ -316,12 +347,11 @@ class TaskLedger(LedgerLosses):
                 and rec.state is IN_FLIGHT
             ):  # the usual reply: a success from the worker that claimed the current attempt
                 del leased[task_id]
-                counts.in_flight -= 1
-                counts.ok += 1
+                done += 1
                 outcome = success(task_id, rec.task, value, max(rec.attempt - rec.free, 1), name)
                 if unordered:
                     del tasks[task_id]
-                    self._ok += 1
+                    released += 1
                     ready.append(outcome)
                 else:
                     self._finish(outcome)
@@ -335,4 +365,8 @@ class TaskLedger(LedgerLosses):
                     self.failure(task_id, attempt, value, worker=name, now=now)
             except ValueError as exc:
                 errors.append(exc)
+        if done and counts is not None:  # (a usual success needs the worker's counts)
+            counts.in_flight -= done
+            counts.ok += done
+            self._ok += released
         return errors

@@ -10,6 +10,8 @@ worker that left (:meth:`LedgerLosses.worker_gone`), and the end of the stream
 from __future__ import annotations
 
 import math
+from heapq import merge
+from itertools import takewhile
 
 from consensus.failure import Failure
 from consensus.work.books import LedgerBooks
@@ -27,8 +29,14 @@ class LedgerLosses(LedgerBooks):
         (attempts exhausted) finished as an error."""
         now = self._tick(now)
         expired: list[int] = []
-        while (first := self._first_due()) is not None and first[1].deadline <= now:
-            task_id, rec = first
+        # Each timer is in deadline order: its due attempts are a prefix, taken in one pass
+        # (asking for each timer's first again after each loss would rescan the holes a
+        # plain dict keeps where its first entries were: quadratic in the attempts due).
+        due = [
+            list(takewhile(lambda item: item[1].deadline <= now, timer.items()))
+            for timer in (self._unclaimed, self._leased)
+        ]
+        for task_id, rec in merge(*due, key=lambda item: (item[1].deadline, item[1].seq)):
             expired.append(task_id)
             if rec.worker is None:
                 error = Failure(

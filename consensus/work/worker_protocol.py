@@ -11,7 +11,9 @@ and every counter. It never reads a clock or touches a socket.
 
 The per-task path stays cheap: :meth:`WorkerProtocol.next_job` and
 :meth:`WorkerProtocol.finished` make no event objects; results leave in batches
-(:meth:`WorkerProtocol.results_due`).
+(:meth:`WorkerProtocol.results_due`). Without a secret the hello says the worker reads
+flat batches, and it answers a flat batch with flat claims and results (the items end to
+end: no list per task to build and encode; :mod:`consensus.work.protocol`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Job:
     task: Any
     claimed_at: float
     sender: str = ""  # the dispatcher that sent it (for the handler's context)
+    flat: bool = False  # it came in a flat batch: its result goes back in a flat list
 
     def handler_context(self) -> HandlerContext:
         """What the handler running this job answers (``consensus.handler_context()``),
@@ -126,6 +129,7 @@ class WorkerProtocol:
         self._holding: dict[tuple[int, int], Job] = {}  # (stream, task id) -> job: waiting or running
         self._leases: dict[int, float] = {}  # by stream, as the last batch said
         self._outbox: dict[int, list[list[Any]]] = {}  # results to send, by stream (never an empty list)
+        self._flat_outbox: dict[int, list[Any]] = {}  # the same of flat batches, the items end to end
         self._greeted: frozenset[int] = frozenset()
         self.keys = keys  # with a secret: the session with the dispatcher
         self._task_pipes: frozenset[str] = frozenset()  # local addresses of the task connections
@@ -177,7 +181,8 @@ class WorkerProtocol:
 
     def _hello(self) -> W.Frame:
         return W.hello_frame(self.capacity, kx=None if self.keys is None else self.keys.kx,
-                             task_pipes=self._task_pipes, heartbeat=self.heartbeat)  # fmt: skip
+                             task_pipes=self._task_pipes, heartbeat=self.heartbeat,
+                             flat=self.keys is None)  # fmt: skip
 
     def bye(self) -> W.Frame | None:
         """Leaving: the dispatcher hands what is held to others at once (send results first).
@@ -204,6 +209,8 @@ class WorkerProtocol:
         except MalformedMessage as exc:
             self._malformed += 1
             return Step(events=(Rejected(exc),))
+        if batch.flat:
+            return self._receive_flat(batch, envelope.sender, now)
         stream, holding, queue = batch.stream, self._holding, self._queue
         room = self.capacity - len(holding)
         claims: list[list[int]] = []
@@ -231,18 +238,49 @@ class WorkerProtocol:
             if tickets is not None:
                 claimed.append(tickets[index])
         self._received += len(claims)
+        claim = W.claim_frame(stream, claims, claimed if tickets is not None else None) if claims else None
+        return self._step(batch, queued, claim, returned, released if tickets is not None else None)
+
+    def _receive_flat(self, batch: W.Batch, sender: str, now: float) -> Step:
+        """:meth:`receive` of a flat batch (never with a secret): claims end to end too."""
+        stream, holding, queue = batch.stream, self._holding, self._queue
+        room = self.capacity - len(holding)
+        claims: list[int] = []
+        returned: list[list[int]] = []
+        queued = 0
+        for task_id, attempt, task in batch.items():
+            key = (stream, task_id)
+            job = holding.get(key)
+            if job is not None:  # a redelivery of a task it still has: answer for the newer attempt
+                job.attempt = max(job.attempt, attempt)
+            elif room > 0:
+                room -= 1
+                job = holding[key] = Job(stream, task_id, attempt, task, now, sender, True)
+                queue.append(job)
+                queued += 1
+            else:
+                returned.append([task_id, attempt])
+                continue
+            claims += (task_id, attempt)
+        self._received += len(claims) // 2
+        claim = W.claim_frame(stream, claims, flat=True) if claims else None
+        return self._step(batch, queued, claim, returned, None)
+
+    def _step(self, batch: W.Batch, queued: int, claim: W.Frame | None, returned: list[list[int]],
+              released: list[bytes] | None) -> Step:  # fmt: skip
+        """What taking ``batch`` produced: the claim (sent first), the release, the events."""
         self._returned += len(returned)
         events: list[WorkerEvent] = []
-        if self._leases.get(stream) != batch.lease:
-            self._leases[stream] = batch.lease
+        if self._leases.get(batch.stream) != batch.lease:
+            self._leases[batch.stream] = batch.lease
             events.append(LeaseChanged())
         if queued:
             events.append(TasksQueued(queued))
         frames: list[W.Frame] = []
-        if claims:  # claimed before any handler starts: a task that kills this worker counts
-            frames.append(W.claim_frame(stream, claims, claimed if tickets is not None else None))
+        if claim is not None:  # claimed before any handler starts: a task that kills this worker counts
+            frames.append(claim)
         if returned:
-            frames.append(W.release_frame(stream, returned, released if tickets is not None else None))
+            frames.append(W.release_frame(batch.stream, returned, released))
         return Step(tuple(frames), tuple(events))
 
     # ------------------------------------------------------------------ handlers
@@ -263,13 +301,20 @@ class WorkerProtocol:
             self._failed += 1
             value = value.to_wire()
         del self._holding[(job.stream, job.task_id)]
+        if job.flat:
+            flat = self._flat_outbox.get(job.stream)
+            if flat is not None:
+                flat += (job.task_id, job.attempt, ok, value)
+                return False
+            self._flat_outbox[job.stream] = [job.task_id, job.attempt, ok, value]
+            return len(self._flat_outbox) == 1 and not self._outbox
         item = [job.task_id, job.attempt, ok, value]
         items = self._outbox.get(job.stream)
         if items is not None:
             items.append(item)
             return False
         self._outbox[job.stream] = [item]
-        return len(self._outbox) == 1
+        return len(self._outbox) == 1 and not self._flat_outbox
 
     def abandoned(self, job: Job) -> None:
         """The handler of ``job`` was cancelled (the worker is closing): it stays held, so
@@ -279,23 +324,25 @@ class WorkerProtocol:
     # ------------------------------------------------------------------ frames out
     @property
     def has_results(self) -> bool:
-        return bool(self._outbox)
+        return bool(self._outbox or self._flat_outbox)
 
     def results_due(self) -> list[W.Frame]:
         """``done`` frames for the results finished so far, at most ``MAX_BATCH`` items each;
         each leaves the outbox only when :meth:`results_sent` says it went out, so a send
         cut short is sent again."""
-        return W.per_stream(W.done_frame, self._outbox)
+        frames = W.per_stream(W.flat_done_frame, self._flat_outbox, W.STRIDE[W.DONE]) if self._flat_outbox else []
+        return [*frames, *W.per_stream(W.done_frame, self._outbox)] if self._outbox else frames
 
     def results_sent(self, frame: W.Frame) -> None:
         """``frame``, from :meth:`results_due`, went out (those due before it too)."""
-        stream, count = frame.body["st"], len(frame.body["r"])
-        items = self._outbox.get(stream)
+        outbox: dict[int, Any] = self._flat_outbox if "rf" in frame.body else self._outbox
+        stream, count = frame.body["st"], len(W.frame_items(frame))
+        items = outbox.get(stream)
         if items is None:
             return
         del items[:count]
         if not items:
-            del self._outbox[stream]
+            del outbox[stream]
 
     def unsendable(self, stream: int, item: list[Any], exc: MessageError) -> W.Frame:
         """A result with no wire form (or too large): report that failure in its place,
