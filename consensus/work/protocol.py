@@ -37,8 +37,8 @@ order); a ``hello`` carries ``"kx"`` (the worker's), and its ``"tp"`` then also 
 its task connections; a ``beat`` goes under the worker's session like a claim; a claim or release on receipt carries the tickets of its items
 (``"tk"``, in order; renewals carry none).
 
-Every body is built here (the ``*_frame`` functions) and everything from a peer goes
-through a ``parse_*`` function here first. A wrong shape
+Every body is built in :mod:`consensus.work.frames` (the ``*_frame`` functions, named
+here too) and everything from a peer goes through a ``parse_*`` function here first. A wrong shape
 raises :class:`MalformedMessage` (``reason="body"``); one bad item in a list is
 reported by :func:`items` without hiding the good items around it.
 """
@@ -46,13 +46,38 @@ reported by :func:`items` without hiding the good items around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from consensus.failure import Failure
+from consensus.work.frames import (
+    BEAT,
+    BYE,
+    CLAIM,
+    DONE,
+    FLAT_KEY,
+    HELLO,
+    MAX_BATCH,
+    NESTED_KEY,
+    RELEASE,
+    STRIDE,
+    TASKS,
+    Frame,
+    beat_frame,
+    bye_frame,
+    claim_frame,
+    done_frame,
+    flat_done_frame,
+    frame_items,
+    hello_frame,
+    per_stream,
+    release_frame,
+    send_halving,
+    tasks_frame,
+)
 from consensus.work.records import Unmendable
-from patterns import EncodeError, Envelope, MalformedMessage, MessageError, MessageTooLarge
+from patterns import Envelope, MalformedMessage
 
 __all__ = [
     "BEAT",
@@ -64,6 +89,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_CAPACITY",
     "RELEASE",
+    "STRIDE",
     "TASKS",
     "Batch",
     "Frame",
@@ -73,6 +99,8 @@ __all__ = [
     "claim_frame",
     "claims",
     "done_frame",
+    "flat_done_frame",
+    "frame_items",
     "hello_frame",
     "nested",
     "parse_batch",
@@ -88,26 +116,13 @@ __all__ = [
     "tasks_frame",
 ]
 
-T = TypeVar("T")
 
-TASKS: Final = "tasks"
-HELLO: Final = "hello"
-CLAIM: Final = "claim"
-RELEASE: Final = "release"
-DONE: Final = "done"
-BYE: Final = "bye"
-BEAT: Final = "beat"
-
-MAX_BATCH: Final = 65536  # items in one message
 MAX_CAPACITY: Final = 1_000_000  # tasks one worker may ask to hold
 MAX_ATTEMPT: Final = 1000
 MAX_ID: Final = 2**63
 MAX_ERROR_TEXT: Final = 2000
 MIN_HEARTBEAT: Final = 0.01  # seconds: a hello's "hb" is a period in [MIN_HEARTBEAT, MAX_HEARTBEAT]
 MAX_HEARTBEAT: Final = 3600.0
-STRIDE: Final = {TASKS: 3, CLAIM: 2, RELEASE: 2, DONE: 4}  # entries of one item in a flat list
-_NESTED_KEY: Final = {TASKS: "t", CLAIM: "c", RELEASE: "c", DONE: "r"}  # where a frame keeps its list
-_FLAT_KEY: Final = {TASKS: "tf", CLAIM: "cf", RELEASE: "cf", DONE: "rf"}  # ... or its flat list
 
 
 def bad(envelope: Envelope, detail: str) -> MalformedMessage:
@@ -146,12 +161,12 @@ def parse_items(envelope: Envelope) -> tuple[int, list[Any], bool]:
     body = _body(envelope)
     stream = _stream(envelope, body)
     kind = envelope.kind
-    flat_key = _FLAT_KEY[kind]
+    flat_key = FLAT_KEY[kind]
     flat = flat_key in body
-    key = flat_key if flat else _NESTED_KEY[kind]
+    key = flat_key if flat else NESTED_KEY[kind]
     listed = body.get(key)
-    if flat and _NESTED_KEY[kind] in body:
-        raise bad(envelope, f"fields {key!r} and {_NESTED_KEY[kind]!r} are one list in two forms: send one")
+    if flat and NESTED_KEY[kind] in body:
+        raise bad(envelope, f"fields {key!r} and {NESTED_KEY[kind]!r} are one list in two forms: send one")
     if type(listed) is not list or len(listed) > MAX_BATCH * (STRIDE[kind] if flat else 1):
         raise bad(envelope, f"field {key!r} must be a list of at most {MAX_BATCH} items")
     return stream, listed, flat
@@ -376,127 +391,3 @@ def _flat_batch(envelope: Envelope, body: dict[Any, Any], stream: int, lease: fl
         )
         raise bad(envelope, f"task {index} must be task_id, attempt, task, got {item!r:.80}")
     return Batch(stream, lease, listed, None, body.get("kx"), flat=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """A message to send: its kind and its body (built by the functions below, nowhere else)."""
-
-    kind: str
-    body: dict[str, Any]
-
-
-def _listed(items: Sequence[T]) -> list[T]:
-    return items if type(items) is list else list(items)  # a batch's own list is not copied again
-
-
-def _with_tickets(body: dict[str, Any], tickets: list[bytes] | None) -> dict[str, Any]:
-    if tickets is not None:
-        body["tk"] = tickets
-    return body
-
-
-def tasks_frame(stream: int, lease: float, items: Sequence[Any], *, tickets: list[bytes] | None = None,
-                kx: bytes | None = None, flat: bool = False) -> Frame:  # fmt: skip
-    """A batch of ``[task_id, attempt, task]`` for one stream (with a secret: its tickets
-    and the dispatcher's key); ``flat``: ``items`` holds them end to end (``"tf"``)."""
-    body = _with_tickets({"st": stream, "lease": lease, "tf" if flat else "t": _listed(items)}, tickets)
-    if kx is not None:
-        body["kx"] = kx
-    return Frame(TASKS, body)
-
-
-def hello_frame(capacity: int, *, kx: bytes | None = None, task_pipes: Iterable[str] = (),
-                heartbeat: float | None = None, flat: bool = False) -> Frame:  # fmt: skip
-    """The worker's capacity, its task connections' local addresses and its heartbeat period
-    (with a secret: also its key); ``flat``: it reads flat batches (``"fl": true``)."""
-    body: dict[str, Any] = {"cap": capacity, "tp": sorted(task_pipes)}
-    if flat:
-        body["fl"] = True
-    if heartbeat is not None:
-        body["hb"] = heartbeat
-    if kx is not None:
-        body["kx"] = kx
-    return Frame(HELLO, body)
-
-
-def claim_frame(stream: int, items: Sequence[Any], tickets: list[bytes] | None = None, *,
-                flat: bool = False) -> Frame:  # fmt: skip
-    """``[task_id, attempt]`` items the worker holds (on receipt, with a secret: their
-    tickets); ``flat``: ``items`` holds them end to end (``"cf"``)."""
-    return Frame(CLAIM, _with_tickets({"st": stream, "cf" if flat else "c": _listed(items)}, tickets))
-
-
-def release_frame(stream: int, items: Sequence[list[int]], tickets: list[bytes] | None = None) -> Frame:
-    """``[task_id, attempt]`` items handed back unstarted (with a secret: their tickets)."""
-    return Frame(RELEASE, _with_tickets({"st": stream, "c": _listed(items)}, tickets))
-
-
-def done_frame(stream: int, items: Sequence[Any], *, flat: bool = False) -> Frame:
-    """``[task_id, attempt, ok, value]`` items, a failure's value in its wire form (with
-    ``"final": true`` when no retry can mend it: the dispatcher then ends the task at once);
-    ``flat``: ``items`` holds them end to end (``"rf"``)."""
-    return Frame(DONE, {"st": stream, "rf" if flat else "r": _listed(items)})
-
-
-def flat_done_frame(stream: int, items: Sequence[Any]) -> Frame:
-    """:func:`done_frame` of a flat list (for :func:`per_stream`)."""
-    return Frame(DONE, {"st": stream, "rf": _listed(items)})
-
-
-def frame_items(frame: Frame) -> list[Any]:
-    """The item list of a frame with one (tasks, claim, release or done), in its form."""
-    body = frame.body
-    flat = body.get(_FLAT_KEY[frame.kind])
-    return body[_NESTED_KEY[frame.kind]] if flat is None else flat  # type: ignore[no-any-return]
-
-
-def bye_frame() -> Frame:
-    return Frame(BYE, {})
-
-
-def beat_frame() -> Frame:
-    return Frame(BEAT, {})
-
-
-def per_stream(build: Callable[[int, list[T]], Frame], lists: Mapping[int, list[T]],
-               stride: int = 1) -> list[Frame]:  # fmt: skip
-    """``build(stream, items)`` for each stream's items, at most ``MAX_BATCH`` to a frame
-    (``stride``: the lists are flat, that many entries an item)."""
-    step = MAX_BATCH * stride
-    return [
-        build(stream, items[start : start + step])
-        for stream, items in lists.items()
-        for start in range(0, len(items), step)
-    ]
-
-
-async def send_halving(
-    frame: Frame,
-    send: Callable[[Frame], Awaitable[None]],
-    unsendable: Callable[[int, list[Any], MessageError], Awaitable[None]],
-) -> None:
-    """Send ``frame`` (a frame with an item list: tasks, claim, release or done); if it
-    has no wire form or is too large, send each half of its items the same way, down to
-    the item at fault, which goes to ``unsendable(stream, item, error)``."""
-    try:
-        await send(frame)
-        return
-    except (EncodeError, MessageTooLarge) as exc:
-        flat = _FLAT_KEY[frame.kind] in frame.body
-        key = _FLAT_KEY[frame.kind] if flat else _NESTED_KEY[frame.kind]
-        stride = STRIDE[frame.kind] if flat else 1
-        items = frame.body[key]
-        if len(items) <= stride:
-            await unsendable(frame.body["st"], items if flat else items[0], exc)  # the item as a list
-            return
-    half = len(items) // stride // 2
-    tickets = frame.body.get("tk")  # (only nested lists carry tickets)
-    for part, entries in (
-        (slice(None, half), slice(None, half * stride)),
-        (slice(half, None), slice(half * stride, None)),
-    ):
-        body = {**frame.body, key: items[entries]}
-        if tickets is not None:  # each half keeps the tickets of its own items
-            body["tk"] = tickets[part]
-        await send_halving(Frame(frame.kind, body), send, unsendable)
