@@ -68,6 +68,16 @@ class FdSocket(BaseSocket):
     _handle: Any = None  # the nng_socket, for NNG's C calls (None until open)
     _unyielded = 0  # operations since this socket's last wait or schedule point
 
+    @property
+    def receive_descriptor(self) -> int:
+        """NNG's receive descriptor: readable while a frame is queued (for another loop or
+        thread to watch)."""
+        fd = self._recv_fd
+        if fd is None or self._closed:
+            self._require_open("receive_descriptor")
+        assert fd is not None
+        return fd
+
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
         self._waiters = {"receive": Waiting(), "send": Waiting()}

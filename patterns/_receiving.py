@@ -139,15 +139,6 @@ class ReceivingSocket(FdSocket):
             return None
         return self._unpack(got[0]), got[1]
 
-    @property
-    def receive_descriptor(self) -> int:
-        """NNG's receive descriptor: readable while a frame is queued (for another loop to watch)."""
-        fd = self._recv_fd
-        if fd is None or self._closed:
-            self._require_open("receive_descriptor")
-        assert fd is not None
-        return fd
-
     def receive_nowait(self) -> Any:
         """Receive one value now, or raise :class:`WouldBlock`."""
         return self._unpack(self.receive_bytes_nowait()).body

@@ -272,15 +272,6 @@ class Respondent(FdSocket):
             raise
         return IncomingSurvey(self, ctx, envelope)  # its deadline is converted if read
 
-    @property
-    def receive_descriptor(self) -> int:
-        """NNG's receive descriptor: readable while a survey is queued (for another loop to watch)."""
-        fd = self._recv_fd
-        if fd is None or self._closed:
-            self._require_open("receive_descriptor")
-        assert fd is not None
-        return fd
-
     def count_sent(self, replies: int, size: int) -> None:
         """Count ``replies`` of ``size`` bytes in all that another thread sent (trio's thread)."""
         self._sent += replies

@@ -60,7 +60,6 @@ from typing import Any, Final, Protocol
 import trio
 
 from consensus.hotline import frames as f
-from consensus.hotline.events import Ignored, Malformed
 from consensus.hotline.line import Hotline
 from consensus.hotline.loop_asks import NOT_HERE, TOP_BIT, LoopAsks
 from consensus.hotline.protocol import LineProtocol
@@ -149,15 +148,8 @@ class ForeignReader(LoopAsks):
             self._scheduled = False
             heard, self._heard = self._heard, False
         self.settle()
-        protocol, reader, now = self._protocol, self._reader, trio.current_time()
-        if heard:
-            protocol.heard(now)
-        for envelope, pipe in frames:
-            event = protocol.receive(envelope, pipe, now)
-            if isinstance(event, Malformed):
-                log.warning("hotline %s ignored a frame: %s", self._name, event.reason)
-            elif not isinstance(event, Ignored):
-                reader.handed_over.append(event)
+        protocol, reader = self._protocol, self._reader
+        reader.feed(frames, heard)
         if frames:  # a hello connects the protocol now: asks from the loop must see it as soon as trio does
             self.changed(protocol)
         if self._threaded is not None:

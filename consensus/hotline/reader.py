@@ -245,6 +245,20 @@ class Reader:
             else:
                 self.release()
 
+    def feed(self, frames: list[tuple[Envelope, int]], heard: bool) -> None:
+        """Frames another thread read for trio (a loop's or a thread's reader): into the
+        protocol, then to the receive loop, as if read here. ``heard``: that reader also
+        heard the peer meanwhile (its liveness)."""
+        protocol, now = self._protocol, trio.current_time()
+        if heard:
+            protocol.heard(now)
+        for envelope, pipe in frames:
+            event = protocol.receive(envelope, pipe, now)
+            if isinstance(event, Malformed):
+                log.warning("hotline %s ignored a frame: %s", protocol.name, event.reason)
+            elif not isinstance(event, Ignored):
+                self.handed_over.append(event)
+
     def wake_receiver(self) -> None:
         """Let the receive loop read the line again, if it waits for an asker."""
         task = self._parked

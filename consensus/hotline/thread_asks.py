@@ -55,7 +55,7 @@ from typing import Any, Final
 import trio
 
 from consensus.hotline.ask_book import AskBook, send_ask
-from consensus.hotline.events import Answer, Ignored, LineState, Malformed
+from consensus.hotline.events import Answer, LineState
 from consensus.hotline.line import Hotline
 from consensus.hotline.loop_asks import NOT_HERE
 from consensus.hotline.protocol import LineProtocol
@@ -193,15 +193,8 @@ class ThreadAsks:
             frames, self._for_trio = self._for_trio, []
             self._scheduled = False
             heard, self._heard = self._heard, False
-        protocol, reader, now = self._protocol, self._reader, trio.current_time()
-        if heard:
-            protocol.heard(now)
-        for envelope, pipe in frames:
-            event = protocol.receive(envelope, pipe, now)
-            if isinstance(event, Malformed):
-                log.warning("hotline %s ignored a frame: %s", self._name, event.reason)
-            elif not isinstance(event, Ignored):
-                reader.handed_over.append(event)
+        protocol, reader = self._protocol, self._reader
+        reader.feed(frames, heard)
         if frames:  # a hello connects the protocol now: the threads' asks must see it as soon as trio does
             self.changed(protocol)
         if reader.handed_over:
