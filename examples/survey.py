@@ -50,7 +50,7 @@ def agent_main(address: str, name: str, seed: int, think: float, role: str) -> N
 
     try:
         trio.run(run)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, consensus.RoomClosed):  # the host closing the room ends the agent
         pass
 
 
