@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import cbor2
 
-__all__ = ["byte_string", "read", "write"]
+__all__ = ["BYTES_HEAD", "byte_string", "read", "write"]
 
 _MAX_ID: Final = 2**64
 _PREFIXES: dict[tuple[int, str, str], bytes] = {}
@@ -35,7 +35,8 @@ _HEADS: dict[bytes, tuple[str, str, int, int]] = {}
 """Heads read before, up to the sender's end: (kind, sender, max_kind, max_sender) for the
 exact bytes, so the next frame from the same sender of the same kind skips decoding them."""
 _UINT: Final = [bytes([value]) for value in range(24)]
-_BYTES_HEAD: Final = [bytes([0x40 + length]) for length in range(24)]
+BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
+"""The head of a byte string of each length up to 255, as cbor2 writes it."""
 _DOUBLE: Final = struct.Struct(">d")
 _U64: Final = struct.Struct(">Q")
 _ID, _RE, _DL, _B = b"\x62id", b"\x62re", b"\x62dl\xfb", b"\x61b"
@@ -63,8 +64,8 @@ def _uint(value: int) -> bytes:
 def byte_string(value: bytes) -> bytes:
     """``value`` as a CBOR byte string (head and bytes), as cbor2 writes it."""
     length = len(value)
-    if length < 24:
-        return _BYTES_HEAD[length] + value
+    if length < 256:
+        return BYTES_HEAD[length] + value
     head = _uint(length)
     return bytes([0x40 | head[0]]) + head[1:] + value
 
@@ -163,12 +164,21 @@ def read(
         count = data[0] - 0xA0
         if not 4 <= count <= 7:
             return None
-        got = _known_head(data, max_kind, max_sender)
-        if got is None:
+        # A head read before (:data:`_HEADS`): its bytes up to the sender's end, where a short
+        # kind and a short sender say it ends (inline: a call less a frame).
+        kind_length = data[6] - 0x60
+        known = None
+        if 0 < kind_length < 24:
+            pos = 10 + kind_length + data[9 + kind_length] - 0x60
+            if pos > 9 + kind_length:
+                known = _HEADS.get(data[:pos])
+        if known is not None and known[2] == max_kind and known[3] == max_sender:
+            kind, sender = known[0], known[1]
+        else:
             got = _head(data, max_kind, max_sender)
             if got is None:
                 return None
-        kind, sender, pos = got
+            kind, sender, pos = got
         size = len(data)
         if data[pos : pos + 4] == _ID64:  # the common id: 8 bytes
             ident = _U64.unpack_from(data, pos + 4)[0]
@@ -209,6 +219,8 @@ def read(
                 body = int.from_bytes(data[pos + 1 :], "big")
             elif 0x40 <= head < 0x58 and pos + 1 + head - 0x40 == size:  # a short byte string
                 body = data[pos + 1 :]
+            elif head == 0x58 and pos + 2 + data[pos + 1] == size:  # one of 24..255 bytes
+                body = data[pos + 2 :]
             elif 0x60 <= head < 0x78 and pos + 1 + head - 0x60 == size:  # a short text string
                 body = data[pos + 1 :].decode("utf-8")  # (invalid: None below, cbor2 says why)
             elif 0xA1 <= head <= 0xA0 + _SMALL_MAP and (body := _small_map(data, pos, size)) is not None:
@@ -224,21 +236,6 @@ def read(
         return kind, sender, ident, body, re, deadline
     except Exception:  # noqa: BLE001 - a short or odd frame: the general path says what is wrong
         return None
-
-
-def _known_head(data: bytes, max_kind: int, max_sender: int) -> tuple[str, str, int] | None:
-    """(kind, sender, where the head ends) for a head read before (:data:`_HEADS`), or None."""
-    kind_length = data[6] - 0x60
-    if not 0 < kind_length < 24:
-        return None
-    sender_at = 9 + kind_length
-    end = sender_at + 1 + data[sender_at] - 0x60
-    if end <= sender_at:
-        return None
-    got = _HEADS.get(data[:end])
-    if got is None or got[2] != max_kind or got[3] != max_sender:
-        return None
-    return got[0], got[1], end
 
 
 def _head(data: bytes, max_kind: int, max_sender: int) -> tuple[str, str, int] | None:

@@ -175,3 +175,23 @@ async def test_a_pair_sends_and_receives_common_frames_as_the_general_path(
             await a.send(body)
             assert await b.receive() == (bytes(body) if type(body) is bytearray else body)
         assert b.statistics().malformed == 0
+
+
+@PROPERTY
+@given(
+    st.binary(min_size=0, max_size=300),
+    st.sampled_from([None, 0, 23, 24, 255, 2**32, 2**64 - 1]),
+    st.none() | st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_a_byte_string_body_of_any_length_is_written_and_read_as_cbor2_does(
+    body: bytes, re: int | None, deadline: float | None
+) -> None:
+    # Bodies of up to 255 bytes take a head from a table and are sliced out on receipt.
+    envelope = Envelope("data", "ann", 2**62 + 1, body, re, deadline)
+    data = cbor2.dumps(frame_dict(envelope))
+    assert encode(envelope) == data
+    assert read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) == ("data", "ann", 2**62 + 1, body, re,
+                                                                             deadline)  # fmt: skip
+    assert same(head(data), general(data))
+    for cut in (1, 2):  # a frame short of its last bytes: the general path's verdict
+        assert same(head(data[:-cut]), general(data[:-cut]))
