@@ -39,6 +39,7 @@ BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in 
 """The head of a byte string of each length up to 255, as cbor2 writes it."""
 _DOUBLE: Final = struct.Struct(">d")
 _U64: Final = struct.Struct(">Q")
+_ID_RE: Final = struct.Struct(">Q4xQ")  # an 8-byte id, the re key's 4 bytes (checked), an 8-byte re
 _ID, _RE, _DL, _B = b"\x62id", b"\x62re", b"\x62dl\xfb", b"\x61b"
 _ID64, _RE64 = _ID + b"\x1b", _RE + b"\x1b"  # the common id and re: random 62-bit numbers
 _ONE_BYTE: Final[dict[int, Any]] = {
@@ -180,9 +181,16 @@ def read(
                 return None
             kind, sender, pos = got
         size = len(data)
+        left = count - 4
+        re = deadline = body = None
         if data[pos : pos + 4] == _ID64:  # the common id: 8 bytes
-            ident = _U64.unpack_from(data, pos + 4)[0]
-            pos += 12
+            if left and data[pos + 12 : pos + 16] == _RE64:  # and the common re: one unpack for both
+                ident, re = _ID_RE.unpack_from(data, pos + 4)
+                pos += 24
+                left -= 1
+            else:
+                ident = _U64.unpack_from(data, pos + 4)[0]
+                pos += 12
         else:
             if data[pos : pos + 3] != _ID:
                 return None
@@ -190,9 +198,7 @@ def read(
             if number is None:
                 return None
             ident, pos = number
-        left = count - 4
-        re = deadline = body = None
-        if left and data[pos : pos + 3] == _RE:
+        if left and re is None and data[pos : pos + 3] == _RE:  # (None: not read above; never twice)
             if data[pos + 3] == 0x1B and pos + 12 <= size:
                 re = _U64.unpack_from(data, pos + 4)[0]
                 pos += 12

@@ -213,3 +213,13 @@ def test_a_text_of_invalid_utf8_gets_the_general_verdict(length: int, inside: st
     )
     bad = data.replace(text, text[:-length] + b"\xff" * length)
     assert isinstance(head(bad), MalformedMessage) and same(head(bad), general(bad))
+
+
+@pytest.mark.parametrize("second", [b"\x62re\x1b" + bytes(7) + b"\x05", b"\x62re\x05", b"\x62id\x05"])
+def test_a_key_twice_after_the_common_id_and_re_gets_the_general_verdict(second: bytes) -> None:
+    # The 8-byte id and re are read in one unpack; a second "re" (or "id") after them must
+    # not be read as the first: the general path's verdict, whatever it is.
+    data = cbor2.dumps({"v": 1, "k": "answer", "s": "m1", "id": 2**62 + 1, "re": 2**62 + 3, "b": 1})
+    frame = bytes([data[0] + 1]) + data[1 : data.index(b"\x61b")] + second + data[data.index(b"\x61b") :]
+    assert same(head(frame), general(frame))
+    assert read(frame, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) is None
