@@ -230,16 +230,18 @@ def encode_parts(value: Any, placement: Placement | None = None) -> Parts:
 def encode_plain(value: Any) -> bytes:
     """A value :func:`~patterns._codec_plain.is_plain` accepted, by cbor2's plain encoder
     (:class:`EncodeError` for one it cannot write, text with lone surrogates say)."""
-    return _encode_plain(value)
-
-
-def _encode_plain(value: Any) -> bytes:
+    encoder = getattr(_local, "plain", None)  # (``_plain_encoder``, inline: once per frame sent)
+    if encoder is None:
+        encoder = _plain_encoder()
     try:
-        data: bytes = _plain_encoder().encode_to_bytes(value)
+        data: bytes = encoder.encode_to_bytes(value)
     except Exception:  # noqa: BLE001 - text with lone surrogates, say: the hooked encoder says why
         _local.plain = None
         return _encode_hooked(value)
     return data
+
+
+_encode_plain: Final = encode_plain
 
 
 def _encode_hooked(value: Any) -> bytes:

@@ -53,9 +53,9 @@ from patterns._cbor import (
 )
 from patterns._cbor import encode_parts as encode_body_parts
 from patterns._codec_plain import PLAIN_DEPTH, is_plain
-from patterns._envelope import Envelope
+from patterns._envelope import Envelope, received
 from patterns._gaps import GAP_MIN, Parts, join, total
-from patterns._head import byte_string, read, write
+from patterns._head import BYTES_HEAD, byte_string, read, write
 from patterns._scan import LARGE_STRING
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
@@ -200,7 +200,8 @@ def common_frame(
     if body is None:
         encoded = None
     elif type(body) is bytes and len(body) < limit:
-        encoded = byte_string(body)
+        length = len(body)  # (``byte_string``, inline for the common short body: a call less)
+        encoded = BYTES_HEAD[length] + body if length < 256 else byte_string(body)
     elif is_plain(body, PLAIN_DEPTH - 1, limit):
         try:
             encoded = encode_plain(body)
@@ -247,8 +248,7 @@ def decode(
     if type(data) is bytes and not measure and size <= max_items and size < LARGE_STRING and size <= max_size:
         fields = read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)  # (``read_common``, inline)
         if fields is not None:
-            kind, sender, ident, body, re, deadline = fields
-            return Envelope(kind, sender, ident, body, re, deadline, None, size, size)
+            return received(*fields, size)
     if data[:2] == _SEALED:
         raise malformed("sealed", len(data), "it is sealed with a secret, and this socket was given none")
     frame, slots, overhead = decode_item(data, max_size, max_items, measure=measure)

@@ -1,6 +1,6 @@
 """The per-message fast paths of ``patterns`` (issue 18) keep the slow paths' behaviour.
 
-The envelope's own ``__init__`` (slots set through their descriptors) against a dataclass's;
+The envelope's own ``__init__`` (slots set through a mutable twin class) against a dataclass's;
 the send descriptor asked for only when a send must wait on a full queue (a send with no peer
 waits for the peer set instead, and close still wakes it); a full push queue still waits and
 resumes; the respondent's reused aio across many replies.
@@ -17,6 +17,7 @@ import trio.testing
 
 import patterns
 from patterns import Envelope
+from patterns._envelope import received
 
 
 def test_the_envelope_is_built_and_compared_as_the_dataclass_was() -> None:
@@ -36,6 +37,31 @@ def test_the_envelope_is_built_and_compared_as_the_dataclass_was() -> None:
         by_keyword.kind = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         Envelope("data", "ann")  # type: ignore[call-arg]
+
+
+def test_a_received_envelope_is_an_envelope_like_any_other() -> None:
+    # ``received`` and ``Envelope.__init__`` pass through a mutable twin class: what comes
+    # out must be a plain, frozen Envelope, equal, hashed and replaced as one built by keywords.
+    got = received("data", "ann", 7, {"x": 1}, 3, 1.5, 40)
+    built = Envelope(kind="data", sender="ann", id=7, body={"x": 1}, re=3, deadline=1.5)
+    assert type(got) is Envelope and type(built) is Envelope and isinstance(got, Envelope)
+    assert got == built and hash(Envelope("k", "s", 1)) == hash(received("k", "s", 1, None, None, None, 9))
+    assert (got.shm, got.size, got.weight, got.session) == (None, 40, 40, None)
+    assert repr(got) == repr(built)
+    assert dataclasses.replace(got, session=b"k").session == b"k" and got.session is None
+    for envelope in (got, built):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            envelope.body = 2  # type: ignore[misc]
+
+
+def test_a_subclass_of_the_envelope_keeps_its_class() -> None:
+    class Tagged(Envelope):  # a subclass has another layout: no class change for it
+        pass
+
+    tagged = Tagged("data", "ann", 7, b"x", size=5)
+    assert type(tagged) is Tagged and (tagged.kind, tagged.body, tagged.size) == ("data", b"x", 5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tagged.kind = "other"  # type: ignore[misc]
 
 
 async def test_a_pair_that_waited_only_for_its_peer_never_asks_for_the_send_descriptor(

@@ -97,7 +97,8 @@ def test_a_damaged_frame_gets_the_general_verdict(envelope: Envelope, data: st.D
 
 
 small_values = st.one_of(st.none(), st.booleans(), st.integers(-30, 2**64 - 1), st.text(max_size=30),
-                         st.binary(max_size=30), st.floats(allow_nan=False))  # fmt: skip
+                         st.binary(max_size=30), st.floats(allow_nan=False),
+                         st.text(min_size=20, max_size=300), st.binary(min_size=200, max_size=300))  # fmt: skip
 small_maps = st.dictionaries(st.text(max_size=30), small_values, min_size=1, max_size=5)
 
 
@@ -175,3 +176,50 @@ async def test_a_pair_sends_and_receives_common_frames_as_the_general_path(
             await a.send(body)
             assert await b.receive() == (bytes(body) if type(body) is bytearray else body)
         assert b.statistics().malformed == 0
+
+
+@PROPERTY
+@given(
+    st.binary(min_size=0, max_size=300),
+    st.sampled_from([None, 0, 23, 24, 255, 2**32, 2**64 - 1]),
+    st.none() | st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_a_string_body_of_any_length_is_written_and_read_as_cbor2_does(
+    body: bytes, re: int | None, deadline: float | None
+) -> None:
+    # Bodies of up to 255 bytes take a head from a table and are sliced out on receipt.
+    envelope = Envelope("data", "ann", 2**62 + 1, body, re, deadline)
+    data = cbor2.dumps(frame_dict(envelope))
+    assert encode(envelope) == data
+    assert read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) == ("data", "ann", 2**62 + 1, body, re,
+                                                                             deadline)  # fmt: skip
+    assert same(head(data), general(data))
+    for cut in (1, 2):  # a frame short of its last bytes: the general path's verdict
+        assert same(head(data[:-cut]), general(data[:-cut]))
+    text = body.decode("utf-8", "replace")  # the same as text
+    data = cbor2.dumps(frame_dict(Envelope("data", "ann", 2**62 + 1, text, re, deadline)))
+    assert read(data, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) == ("data", "ann", 2**62 + 1, text, re,
+                                                                             deadline)  # fmt: skip
+    for cut in (0, 1):
+        assert same(head(data[: len(data) - cut]), general(data[: len(data) - cut]))
+
+
+@pytest.mark.parametrize("length", [5, 30, 200])
+@pytest.mark.parametrize("inside", ["body", "map"])
+def test_a_text_of_invalid_utf8_gets_the_general_verdict(length: int, inside: str) -> None:
+    text = cbor2.dumps("x" * length)
+    data = cbor2.dumps(
+        frame_dict(Envelope("data", "ann", 9, "x" * length if inside == "body" else {"v": "x" * length}))
+    )
+    bad = data.replace(text, text[:-length] + b"\xff" * length)
+    assert isinstance(head(bad), MalformedMessage) and same(head(bad), general(bad))
+
+
+@pytest.mark.parametrize("second", [b"\x62re\x1b" + bytes(7) + b"\x05", b"\x62re\x05", b"\x62id\x05"])
+def test_a_key_twice_after_the_common_id_and_re_gets_the_general_verdict(second: bytes) -> None:
+    # The 8-byte id and re are read in one unpack; a second "re" (or "id") after them must
+    # not be read as the first: the general path's verdict, whatever it is.
+    data = cbor2.dumps({"v": 1, "k": "answer", "s": "m1", "id": 2**62 + 1, "re": 2**62 + 3, "b": 1})
+    frame = bytes([data[0] + 1]) + data[1 : data.index(b"\x61b")] + second + data[data.index(b"\x61b") :]
+    assert same(head(frame), general(frame))
+    assert read(frame, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) is None
