@@ -40,8 +40,8 @@ def test_the_envelope_is_built_and_compared_as_the_dataclass_was() -> None:
 
 
 def test_a_received_envelope_is_an_envelope_like_any_other() -> None:
-    # ``received`` and ``Envelope.__init__`` pass through a mutable twin class: what comes
-    # out must be a plain, frozen Envelope, equal, hashed and replaced as one built by keywords.
+    # What a decoder builds must be a plain, frozen Envelope, equal, hashed and replaced as
+    # one built by keywords.
     got = received("data", "ann", 7, {"x": 1}, 3, 1.5, 40)
     built = Envelope(kind="data", sender="ann", id=7, body={"x": 1}, re=3, deadline=1.5)
     assert type(got) is Envelope and type(built) is Envelope and isinstance(got, Envelope)
@@ -55,7 +55,7 @@ def test_a_received_envelope_is_an_envelope_like_any_other() -> None:
 
 
 def test_a_subclass_of_the_envelope_keeps_its_class() -> None:
-    class Tagged(Envelope):  # a subclass has another layout: no class change for it
+    class Tagged(Envelope):  # __init__ sets the fields through the slots' descriptors
         pass
 
     tagged = Tagged("data", "ann", 7, b"x", size=5)
