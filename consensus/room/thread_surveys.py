@@ -194,6 +194,7 @@ class _Reader:
                 timeout = None if at == math.inf else max(0, math.ceil((at - time.monotonic()) * 1000))
                 events = poller.poll(timeout)
                 jobs: list[Callable[[], object]] = []
+                closed = False
                 for fd, _ in events:
                     if fd == self._wake_r:
                         self._empty_pipe()
@@ -202,13 +203,15 @@ class _Reader:
                     if surveys is not None and not surveys.stopped:
                         surveys.drain()
                         jobs += surveys.take_jobs()
+                        closed = closed or surveys.stopped
                 now = time.monotonic()
-                for surveys in list(members.values()):
-                    if surveys.next_due() <= now + 0.001:
-                        surveys._expire_due()
-                    if surveys.stopped:  # its socket closed under it
-                        poller.unregister(surveys.fd)
-                        del members[surveys.fd]
+                if at <= now + 0.001 or closed:  # a deadline came, or a socket closed under its reader
+                    for surveys in list(members.values()):
+                        if surveys.next_due() <= now + 0.001:
+                            surveys._expire_due()
+                        if surveys.stopped:
+                            poller.unregister(surveys.fd)
+                            del members[surveys.fd]
                 if jobs:
                     crew_at = crew.submit_here(jobs, now)
                 elif crew_at <= now:
