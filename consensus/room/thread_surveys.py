@@ -214,7 +214,7 @@ class _Reader:
                             del members[surveys.fd]
                 if jobs:
                     crew_at = crew.submit_here(jobs, now)
-                elif crew_at <= now:
+                if crew_at <= now:  # even while bursts keep coming: a slow handler must not hold up the rest
                     crew_at = crew.rescue_here(now)
         except BaseException:
             log.exception("the survey reader thread failed")
