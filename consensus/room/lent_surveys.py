@@ -78,7 +78,7 @@ Item = IncomingSurvey | Taken | Adopted | GiveBack  # what the reader hands to t
 class Pending:
     """A survey whose handler runs outside trio, not answered yet."""
 
-    __slots__ = ("ident", "name", "survey", "task", "ticket")
+    __slots__ = ("ident", "name", "survey", "task", "ticket", "timed_out")
 
     def __init__(self, survey: IncomingSurvey, ticket: ReplyTicket, ident: int, name: str) -> None:
         self.survey = survey
@@ -86,6 +86,7 @@ class Pending:
         self.ident = ident  # the reply's envelope id
         self.name = name
         self.task: Any = None  # the driver's handle on the running handler (an asyncio task)
+        self.timed_out = False  # answered Timeout: what the handler returns later is late
 
 
 class LentSurveys:
@@ -111,7 +112,7 @@ class LentSurveys:
         self._scheduled = False  # behind the lock: a hand-over to trio is on its way
         self._sent = self._bytes = 0  # behind the lock: replies sent from here, not settled yet
         self._counts: dict[str, int] = {}  # behind the lock: the protocol's counters, likewise
-        self.late = 0  # behind the lock: answers of plain handlers that came after their Timeout, dropped
+        self.late = 0  # behind the lock: answers that came after their Timeout, dropped
         self.stopped = False  # the reader's to write: it no longer reads (trio may read it)
 
     # ------------------------------------------------------------------ the driver's part
@@ -227,6 +228,7 @@ class LentSurveys:
             with self._lock:
                 job = pending.pop(key, None)
             if job is not None:
+                job.timed_out = True
                 self._cancel(job)
                 failure = Failure("Timeout", f"handler {job.name} did not finish before the deadline")
                 self._reply(job, (False, failure))
@@ -249,10 +251,11 @@ class LentSurveys:
         """The handler ended (any thread): reply, unless its deadline or the end came first."""
         with self._lock:
             mine = self._pending.pop(job.ticket.key, None) is not None
-            if not mine:
-                self.late += 1
-        if not mine:
+            late = not mine and job.timed_out and ok
+            self.late += late
+        if late:
             log.info("handler %s answered after its deadline: dropped", job.name)
+        if not mine:
             return
         if not ok:
             log.info("handler %s failed: %r", job.name, result)
