@@ -44,6 +44,7 @@ import trio
 from consensus.failure import Failure
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
+from consensus.runtime.context import HandlerContext, Kind
 from consensus.runtime.handback import ignore_outcome
 from consensus.runtime.handlers import trio_deadline
 from patterns import Closed, IncomingSurvey, MessageTooLarge, Respondent, SurveyTaker, Taken
@@ -53,6 +54,7 @@ __all__ = ["DRAIN", "GIVE_BACK", "Adopted", "GiveBack", "Item", "LentSurveys", "
 log = logging.getLogger("consensus.room")
 
 DRAIN: Final = 64  # surveys taken per wake-up at most: a flooding host must not starve the reader
+MAX_ASKERS: Final = 8  # handler contexts kept per reader (the askers are the room's hosts: one, or a few)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,7 @@ class LentSurveys:
         self._counts: dict[str, int] = {}  # behind the lock: the protocol's counters, likewise
         self.late = 0  # behind the lock: answers that came after their Timeout, dropped
         self.stopped = False  # the reader's to write: it no longer reads (trio may read it)
+        self._contexts: dict[tuple[Kind, str], HandlerContext] = {}  # the reader's: one object per kind and asker
 
     # ------------------------------------------------------------------ the driver's part
     def _clock(self) -> float:
@@ -214,6 +217,17 @@ class LentSurveys:
     def _name(self, kind: str) -> str:
         """The handler's name, for the Timeout error and the logs."""
         raise NotImplementedError
+
+    def context(self, kind: Kind, asker: str) -> HandlerContext:
+        """What :func:`consensus.handler_context` says while a ``kind`` handler answers ``asker``
+        (the reader's thread; one object each, as the Answerer's plans keep them)."""
+        key = (kind, asker)
+        found = self._contexts.get(key)
+        if found is None:
+            if len(self._contexts) >= MAX_ASKERS:
+                self._contexts.clear()
+            found = self._contexts[key] = HandlerContext(kind, asker)
+        return found
 
     def next_due(self) -> float:
         """When :meth:`_expire_due` should run next (the reader's clock; inf: never)."""

@@ -57,7 +57,7 @@ from consensus.room import protocol as P
 from consensus.room.lent_surveys import DRAIN, GIVE_BACK, Adopted, GiveBack, Item, LentSurveys, Pending
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
-from consensus.runtime.context import HandlerContext, Kind, set_current
+from consensus.runtime.context import Kind, set_current
 from patterns import Closed, IncomingSurvey, Respondent
 
 __all__ = ["DRAIN", "GIVE_BACK", "READ_ON", "Adopted", "GiveBack", "HereHandler", "Item", "LoopSurveys", "OnThisLoop"]
@@ -162,7 +162,7 @@ class LoopSurveys(LentSurveys):
         question = ticket.survey
         args = (question.question,) if question.kind == P.POLL else (question.motion, question.options)
         context = contextvars.copy_context()  # as trio's path: each handler its own copy
-        context.run(set_current, HandlerContext(on.kind, survey.envelope.sender))
+        context.run(set_current, self.context(on.kind, survey.envelope.sender))
         job.task = on.handler.start_here(args, context, lambda ok, result: self._done(job, ok, result))
 
     def _arm(self, at: float) -> None:

@@ -41,7 +41,7 @@ from consensus.room import protocol as P
 from consensus.room.lent_surveys import Item, LentSurveys, Pending
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
-from consensus.runtime.context import HandlerContext, Kind, set_current
+from consensus.runtime.context import Kind, set_current
 from consensus.runtime.crew import Crew
 from patterns import Closed, IncomingSurvey, Respondent
 
@@ -51,8 +51,6 @@ log = logging.getLogger("consensus.room")
 
 READ_IN_THREAD: ContextVar[bool] = ContextVar("consensus_read_surveys_in_thread", default=False)
 """Set by ``consensus.blocking.join`` around opening a member: a reader thread may read its surveys."""
-
-MAX_ASKERS = 8  # handler contexts kept per handler (the askers are the room's hosts: one, or a few)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +71,6 @@ class ThreadSurveys(LentSurveys):
         super().__init__(respondent, protocol, frozenset(handlers), handler_timeout=handler_timeout,
                          into_trio=into_trio)  # fmt: skip
         self._handlers = handlers
-        self._contexts: dict[tuple[str, str], HandlerContext] = {}  # (kind, asker): one object each
         self._jobs: list[Callable[[], object]] = []  # the reader's: started in this wake-up
         self._registered = False  # trio's: handed to the reader
         self.fd = -1  # NNG's receive descriptor, once started
@@ -122,17 +119,8 @@ class ThreadSurveys(LentSurveys):
         question = ticket.survey
         args = (question.question,) if question.kind == P.POLL else (question.motion, question.options)
         context = contextvars.copy_context()  # as trio's path: each handler its own copy
-        context.run(set_current, self._context(on, survey.envelope.sender))
+        context.run(set_current, self.context(on.kind, survey.envelope.sender))
         self._jobs.append(functools.partial(self._run, job, on.handler, args, context))
-
-    def _context(self, on: Plain, asker: str) -> HandlerContext:
-        key = (on.name, asker)
-        found = self._contexts.get(key)
-        if found is None:
-            if len(self._contexts) >= MAX_ASKERS * 2:
-                self._contexts.clear()
-            found = self._contexts[key] = HandlerContext(on.kind, asker)
-        return found
 
     def take_jobs(self) -> list[Callable[[], object]]:
         jobs, self._jobs = self._jobs, []
