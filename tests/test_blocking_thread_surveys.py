@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import trio
+from _bridge import assert_no_bridge_threads
 from conftest import Peers, read_line, tell
 
 import consensus
+from consensus import blocking
 
 AGENT = "thread_survey_agent.py"
 
@@ -145,3 +149,37 @@ async def test_a_sealed_room_keeps_the_trio_path(peers: Peers, room_address: Cal
         assert (books["member"]["polls_answered"], books["member"]["votes_cast"]) == (3, 1)
         assert (books["received"], books["sent"]) == (4, 4)
         await left(proc)
+
+
+def reader_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "consensus survey reader"]
+
+
+@pytest.mark.timeout(60)
+def test_one_reader_serves_the_process_members_and_ends_with_the_last(room_address: Callable[[str], str]) -> None:
+    address = room_address("ipc")
+
+    def on_poll(question: Any) -> Any:
+        return [question, threading.current_thread().name]
+
+    async def later(question: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return ["awaited", question]
+
+    with blocking.host(address) as room:
+        with blocking.join(address, name="a", on_poll=on_poll) as a:
+            with blocking.join(address, name="b", on_poll=lambda q: later(q)):  # a plain function's awaitable
+                room.wait_for_members(2)
+                assert reader_threads() == ["consensus survey reader"]  # one for both
+                result = room.poll(1, timeout=5)
+                assert result.answers == {"a": [1, "consensus survey handler"], "b": ["awaited", 1]}
+                assert a._target._answerer.lent is not None
+            room.wait_for_members(1)
+            assert room.poll(2, timeout=5).answers == {"a": [2, "consensus survey handler"]}
+            assert reader_threads() == ["consensus survey reader"]
+        assert reader_threads() == []  # the last member's close joined it
+        with blocking.join(address, name="c", on_poll=on_poll):  # a new one for the next member
+            room.wait_for_members(1)
+            assert room.poll(3, timeout=5).answers == {"c": [3, "consensus survey handler"]}
+        assert reader_threads() == []
+    assert_no_bridge_threads()
