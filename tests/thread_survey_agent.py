@@ -7,7 +7,8 @@ answers ``{"q": question, "by": NAME, "crew": True}`` (True when it runs on the 
 reader's crew); ``"raise"`` raises ``ValueError``; ``{"sleep": s}`` prints ``asleep``,
 sleeps, then prints ``woke``; ``"big"`` answers 300 kB of bytes (too large for the crew's
 own send). ``on_vote`` picks the first option. ``--drop-first-welcome``: the member ignores
-the host's first welcome, so the surveys sent meanwhile come before its welcome.
+the host's first welcome, so the surveys sent meanwhile come before its welcome;
+``--backlog N``: the reader pauses once N surveys wait for trio (``--trio``: trio reads).
 
 Prints ``ready`` once joined; ``stats`` on stdin prints one JSON line (the member's
 statistics, its respondent's counters, how many surveys the reader answered itself and
@@ -95,7 +96,8 @@ def main(args: argparse.Namespace) -> None:
                     lent = target._answerer.lent
                     say(json.dumps({"member": dataclasses.asdict(statistics), "received": sock.messages_received,
                                     "sent": sock.messages_sent, "lent": lent is not None,
-                                    "late": 0 if lent is None else lent.late, **counted}))  # fmt: skip
+                                    "late": 0 if lent is None else lent.late,
+                                    "pauses": 0 if lent is None else lent.pauses, **counted}))  # fmt: skip
     except RoomClosed:
         say("closed")
         return
@@ -111,7 +113,12 @@ if __name__ == "__main__":
     parser.add_argument("--secret")
     parser.add_argument("--drop-first-welcome", action="store_true")
     parser.add_argument("--trio", action="store_true", help="trio reads the surveys (as before the reader)")
+    parser.add_argument("--backlog", type=int, help="surveys handed to trio before the reader pauses")
     parsed = parser.parse_args()
+    if parsed.backlog is not None:
+        from consensus.room import answering
+
+        answering.BACKLOG = parsed.backlog  # type: ignore[attr-defined]
     if parsed.trio:
         from consensus.room.answering import Answerer
 

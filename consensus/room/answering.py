@@ -31,6 +31,7 @@ import trio
 
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
+from consensus.room.lent_surveys import BACKLOG
 from consensus.room.loop_surveys import Adopted, GiveBack, HereHandler, Item, LoopSurveys, OnThisLoop
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
@@ -174,9 +175,15 @@ class Answerer:
                     self._soon(self._reply_outcome, key, item.outcome)
             else:
                 send.send_nowait(item)
+        lent = self.lent
+        if lent is not None and not lent.pausing and send.statistics().current_buffer_used >= BACKLOG:
+            lent.pause()  # until the receive loop took them all
 
     async def _lent_receive(self, receive: trio.MemoryReceiveChannel[Item]) -> IncomingSurvey:
         item = await receive.receive()
+        lent = self.lent
+        if lent is not None and lent.pausing and not receive.statistics().current_buffer_used:
+            lent.resume()
         if isinstance(item, GiveBack):  # the loop no longer reads: trio does, after what came before
             self._receive = self._respondent.receive
             return await self._receive()

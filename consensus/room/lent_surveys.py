@@ -49,11 +49,15 @@ from consensus.runtime.handback import ignore_outcome
 from consensus.runtime.handlers import trio_deadline
 from patterns import Closed, IncomingSurvey, MessageTooLarge, Respondent, SurveyTaker, Taken
 
-__all__ = ["DRAIN", "GIVE_BACK", "Adopted", "GiveBack", "Item", "LentSurveys", "Pending"]
+__all__ = ["BACKLOG", "DRAIN", "GIVE_BACK", "Adopted", "GiveBack", "Item", "LentSurveys", "Pending"]
 
 log = logging.getLogger("consensus.room")
 
 DRAIN: Final = 64  # surveys taken per wake-up at most: a flooding host must not starve the reader
+BACKLOG: Final = 256
+"""Surveys handed to trio that its receive loop has not taken yet: past this many the
+reader stops reading until trio caught up (as ``consensus.hotline.foreign.BACKLOG``), so
+NNG's own queue, bounded, holds the rest instead of memory."""
 MAX_ASKERS: Final = 8  # handler contexts kept per reader (the askers are the room's hosts: one, or a few)
 
 
@@ -116,6 +120,8 @@ class LentSurveys:
         self._counts: dict[str, int] = {}  # behind the lock: the protocol's counters, likewise
         self.late = 0  # behind the lock: answers that came after their Timeout, dropped
         self.stopped = False  # the reader's to write: it no longer reads (trio may read it)
+        self.pausing = False  # trio's: it asked the reader to stop reading (the backlog)
+        self.pauses = 0  # trio's: times the backlog stopped the reading
         self._contexts: dict[tuple[Kind, str], HandlerContext] = {}  # the reader's: one object per kind and asker
 
     # ------------------------------------------------------------------ the driver's part
@@ -154,6 +160,22 @@ class LentSurveys:
             self._counts = {}
         self._respondent.count_sent(sent, size)
         self._protocol.count_elsewhere(counts)
+
+    def pause(self) -> None:
+        """Trio holds :data:`BACKLOG` surveys not received yet: stop reading until it took
+        them all (trio's thread)."""
+        self.pausing = True
+        self.pauses += 1
+        self._watch(False)
+
+    def resume(self) -> None:
+        """Trio took every survey handed over: read again (trio's thread)."""
+        self.pausing = False
+        self._watch(True)
+
+    def _watch(self, on: bool) -> None:
+        """Have the reader watch the descriptor again, or stop watching it (trio's thread)."""
+        raise NotImplementedError
 
     def _hand_over(self) -> None:
         with self._lock:

@@ -150,6 +150,20 @@ class LoopSurveys(LentSurveys):
             self._timer, self._timer_at = None, math.inf
         super().stop()
 
+    def _watch(self, on: bool) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._watch_here, on)
+        except RuntimeError:  # the loop is closed: nothing reads any more
+            pass
+
+    def _watch_here(self, on: bool) -> None:
+        if self._fd is None:
+            return
+        if on:
+            self.loop.add_reader(self._fd, self.drain)
+        else:
+            self.loop.remove_reader(self._fd)
+
     def _clock(self) -> float:
         return self.loop.time()
 

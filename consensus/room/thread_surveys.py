@@ -74,6 +74,7 @@ class ThreadSurveys(LentSurveys):
         self._jobs: list[Callable[[], object]] = []  # the reader's: started in this wake-up
         self._registered = False  # trio's: handed to the reader
         self.fd = -1  # NNG's receive descriptor, once started
+        self.paused = False  # the reader's: its descriptor is not watched (the backlog)
 
     # ------------------------------------------------------------------ trio's side
     def start(self) -> None:
@@ -84,7 +85,7 @@ class ThreadSurveys(LentSurveys):
             self.stopped = True
             return
         self._registered = True
-        _reader().change(self, add=True, then=None)
+        _reader().change(self, "add", then=None)
 
     async def aclose(self) -> None:
         """Make the reader let go of the socket (trio's thread, before it closes); waits a second at most."""
@@ -103,7 +104,7 @@ class ThreadSurveys(LentSurveys):
             except trio.RunFinishedError:
                 pass
 
-        _reader().change(self, add=False, then=tell)
+        _reader().change(self, "remove", then=tell)
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             await done.wait()
             if ending:  # the last member: nothing of the reader outlives it
@@ -121,6 +122,9 @@ class ThreadSurveys(LentSurveys):
         context = contextvars.copy_context()  # as trio's path: each handler its own copy
         context.run(set_current, self.context(on.kind, survey.envelope.sender))
         self._jobs.append(functools.partial(self._run, job, on.handler, args, context))
+
+    def _watch(self, on: bool) -> None:
+        _reader().change(self, "resume" if on else "pause", then=None)
 
     def take_jobs(self) -> list[Callable[[], object]]:
         jobs, self._jobs = self._jobs, []
@@ -145,17 +149,17 @@ class _Reader:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._changes: list[tuple[ThreadSurveys, bool, _Then | None]] = []  # behind the lock
+        self._changes: list[tuple[ThreadSurveys, str, _Then | None]] = []  # behind the lock
         self._thread: threading.Thread | None = None  # behind the lock: alive while not None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
 
-    def change(self, surveys: ThreadSurveys, *, add: bool, then: _Then | None) -> None:
-        """Add or remove a member (any thread); ``then(ending)`` runs on the reader once it
-        is done (``ending``: the reader's thread, when it ends for want of members)."""
+    def change(self, surveys: ThreadSurveys, what: str, *, then: _Then | None) -> None:
+        """Add, remove, pause or resume a member (any thread); ``then(ending)`` runs on the
+        reader once it is done (``ending``: the reader's thread, when it ends for want of members)."""
         with self._lock:
-            self._changes.append((surveys, add, then))
+            self._changes.append((surveys, what, then))
             start = self._thread is None
             if start:
                 self._thread = threading.Thread(target=self._run, name="consensus survey reader", daemon=True)
@@ -198,7 +202,7 @@ class _Reader:
                         if surveys.next_due() <= now + 0.001:
                             surveys._expire_due()
                         if surveys.stopped:
-                            poller.unregister(surveys.fd)
+                            self._unwatch(poller, surveys)
                             del members[surveys.fd]
                 if jobs:
                     crew_at = crew.submit_here(jobs, now)
@@ -216,15 +220,25 @@ class _Reader:
         with self._lock:
             changes, self._changes = self._changes, []
         told: list[Callable[[threading.Thread | None], None]] = []
-        for surveys, add, then in changes:
-            if add and not surveys.stopped:
+        for surveys, what, then in changes:
+            mine = members.get(surveys.fd) is surveys
+            if what == "add" and not surveys.stopped:
                 members[surveys.fd] = surveys
-                poller.register(surveys.fd, select.POLLIN)
-            elif not add:
-                if members.get(surveys.fd) is surveys:
+                if not surveys.paused:
+                    poller.register(surveys.fd, select.POLLIN)
+            elif what == "remove":
+                if mine:
                     del members[surveys.fd]
-                    poller.unregister(surveys.fd)
+                    self._unwatch(poller, surveys)
                 surveys.stop()
+            elif what == "pause" and not surveys.paused:
+                surveys.paused = True
+                if mine:
+                    poller.unregister(surveys.fd)
+            elif what == "resume" and surveys.paused:
+                surveys.paused = False
+                if mine:
+                    poller.register(surveys.fd, select.POLLIN)
             if then is not None:
                 told.append(then)
         ending: threading.Thread | None = None
@@ -235,6 +249,11 @@ class _Reader:
         for then in told:
             then(ending)
         return ending is None
+
+    @staticmethod
+    def _unwatch(poller: select.poll, surveys: ThreadSurveys) -> None:
+        if not surveys.paused:
+            poller.unregister(surveys.fd)
 
     def _empty_pipe(self) -> None:
         try:
