@@ -98,14 +98,18 @@ class Pending:
 class LentSurveys:
     """One member's respondent read outside trio: the driver-agnostic part."""
 
-    def __init__(self, respondent: Respondent, protocol: MemberProtocol, kinds: frozenset[str], *,
+    plain = False  # the handlers are plain functions: one that returns an awaitable has trio await it
+
+    def __init__(self, respondent: Respondent, protocol: MemberProtocol, names: dict[str, str], *,
                  handler_timeout: float | None, into_trio: Callable[[list[Item]], None]) -> None:  # fmt: skip
-        """``kinds``: the survey kinds answered here (``"poll"``, ``"vote"``);
-        ``into_trio(items)`` (trio's thread) receives what is handed over, in order."""
+        """``names``: the handlers' names (for the Timeout error and the logs) by the survey
+        kinds answered here (``"poll"``, ``"vote"``); ``into_trio(items)`` (trio's thread)
+        receives what is handed over, in order."""
         self._respondent = respondent
         self._taker = SurveyTaker(respondent)
         self._protocol = protocol
-        self._here = kinds
+        self._here = frozenset(names)
+        self._names = names
         self._handler_timeout = handler_timeout
         self._into_trio = into_trio
         self._token = trio.lowlevel.current_trio_token()
@@ -222,7 +226,7 @@ class LentSurveys:
                 self.stop()
 
     def _begin(self, survey: IncomingSurvey, ticket: ReplyTicket) -> None:
-        job = Pending(survey, ticket, self._respondent.next_id(), self._name(ticket.survey.kind))
+        job = Pending(survey, ticket, self._respondent.next_id(), self._names[ticket.survey.kind])
         key = ticket.key
         with self._lock:
             self._pending[key] = job
@@ -235,10 +239,6 @@ class LentSurveys:
             if self._due[0][1] == key:
                 self._arm(at)
         self._start(survey, ticket, job)
-
-    def _name(self, kind: str) -> str:
-        """The handler's name, for the Timeout error and the logs."""
-        raise NotImplementedError
 
     def context(self, kind: Kind, asker: str) -> HandlerContext:
         """What :func:`consensus.handler_context` says while a ``kind`` handler answers ``asker``
@@ -296,7 +296,7 @@ class LentSurveys:
         if not ok:
             log.info("handler %s failed: %r", job.name, result)
             result = Failure.from_exception(result)
-        elif hasattr(result, "__await__"):  # a plain function that returned a coroutine: trio awaits it
+        elif self.plain and hasattr(result, "__await__"):  # a plain function that returned a coroutine: trio awaits it
             self._to_trio([Adopted(job.survey, job.ticket, (True, result), awaits=True)])
             return
         self._reply(job, (ok, result))

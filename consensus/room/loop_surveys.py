@@ -94,9 +94,10 @@ class LoopSurveys(LentSurveys):
                  into_trio: Callable[[list[Item]], None]) -> None:  # fmt: skip
         """``handlers``: by survey kind (``"poll"``, ``"vote"``); ``into_trio(items)`` (trio's
         thread) receives what the loop hands over, in order."""
-        super().__init__(respondent, protocol, frozenset(handlers), handler_timeout=handler_timeout,
-                         into_trio=into_trio)  # fmt: skip
+        super().__init__(respondent, protocol, {kind: on.name for kind, on in handlers.items()},
+                         handler_timeout=handler_timeout, into_trio=into_trio)  # fmt: skip
         self.loop = loop
+        self._clock = loop.time  # type: ignore[method-assign]  # the loop's clock, without a frame per call
         self._handlers = handlers
         # One timer for the earliest deadline: a TimerHandle per survey costs more than the
         # rest of its bookkeeping.
@@ -163,12 +164,6 @@ class LoopSurveys(LentSurveys):
             self.loop.add_reader(self._fd, self.drain)
         else:
             self.loop.remove_reader(self._fd)
-
-    def _clock(self) -> float:
-        return self.loop.time()
-
-    def _name(self, kind: str) -> str:
-        return self._handlers[kind].name
 
     def _start(self, survey: IncomingSurvey, ticket: ReplyTicket, job: Pending) -> None:
         """Run the survey's handler as a task of the loop."""

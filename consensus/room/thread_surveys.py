@@ -66,10 +66,12 @@ class ThreadSurveys(LentSurveys):
     """One member's respondent read on the process's survey reader thread; made in trio by
     :meth:`Answerer.lend_thread <consensus.room.answering.Answerer.lend_thread>`."""
 
+    plain = True
+
     def __init__(self, respondent: Respondent, protocol: MemberProtocol, handlers: dict[str, Plain], *,
                  handler_timeout: float | None, into_trio: Callable[[list[Item]], None]) -> None:  # fmt: skip
-        super().__init__(respondent, protocol, frozenset(handlers), handler_timeout=handler_timeout,
-                         into_trio=into_trio)  # fmt: skip
+        super().__init__(respondent, protocol, {kind: on.name for kind, on in handlers.items()},
+                         handler_timeout=handler_timeout, into_trio=into_trio)  # fmt: skip
         self._handlers = handlers
         self._jobs: list[Callable[[], object]] = []  # the reader's: started in this wake-up
         self._registered = False  # trio's: handed to the reader
@@ -111,9 +113,6 @@ class ThreadSurveys(LentSurveys):
                 await trio.to_thread.run_sync(ending[0].join, 1.0)
 
     # ------------------------------------------------------------------ the reader's side
-    def _name(self, kind: str) -> str:
-        return self._handlers[kind].name
-
     def _start(self, survey: IncomingSurvey, ticket: ReplyTicket, job: Pending) -> None:
         """Queue the handler for the crew (submitted once the reader's wake-up is done)."""
         on = self._handlers[ticket.survey.kind]
