@@ -104,9 +104,9 @@ async def test_the_reader_pauses_while_trio_has_a_backlog(
 ) -> None:
     address = room_address("ipc")
     async with consensus.host(address) as room:
-        proc = member(peers, address, "early", "--drop-first-welcome", "--backlog", "1")
+        proc = member(peers, address, "early", "--drop-first-welcome", "--backlog", "0")
         await room.wait_for_members(1)
-        async with trio.open_nursery() as nursery:  # surveys before the welcome: each one pauses the reader
+        async with trio.open_nursery() as nursery:  # surveys before the welcome: each hand-over pauses the reader
             for i in range(3):
                 nursery.start_soon(functools.partial(room.poll, f"early {i}", timeout=10))
         assert await read_line(proc) == "ready"
