@@ -36,6 +36,7 @@ from consensus.bridge.declare import attribute, method, method_to, plain_to
 from consensus.bridge.lines import blocking_line_opener
 from consensus.bridge.opening import BlockingOpening, blocking_opener
 from consensus.bridge.proxy import BlockingIterator, BlockingProxy
+from consensus.bridge.surveys import blocking_join_opener
 from consensus.hotline.foreign import NOT_HERE
 from consensus.hotline.thread_asks import attached
 from consensus.work.task import Outcome
@@ -128,7 +129,7 @@ class Member(surface.MemberSurface, BlockingProxy):
 
 
 host = blocking_opener(_c.host, Room)
-join = blocking_opener(_c.join, Member)
+join = blocking_join_opener(_c.join, Member)  # its surveys read on a thread (docs/asyncio.md §4.7)
 hotline = blocking_line_opener(_c.hotline, Hotline)
 Dispatcher = blocking_opener(_c.Dispatcher, OpenDispatcher)
 Worker = blocking_opener(_c.Worker, OpenWorker)

@@ -7,7 +7,8 @@ answers ``{"q": question, "by": NAME, "loop": True}`` (True when it runs on this
 ``"raise"`` raises ``ValueError``; ``{"sleep": s}`` prints ``asleep`` and sleeps first
 (printing ``cancelled`` when cancelled); ``"big"`` answers 300 kB of bytes (too large for the loop's own send).
 ``on_vote`` picks the first option. ``--drop-first-welcome``: the member ignores the
-host's first welcome, so the surveys sent meanwhile come before its welcome.
+host's first welcome, so the surveys sent meanwhile come before its welcome;
+``--backlog N``: the loop pauses once N surveys wait for trio.
 
 Prints ``ready`` once joined; ``stats`` on stdin prints one JSON line (the member's
 statistics, its respondent's counters, how many surveys the loop answered itself and
@@ -97,7 +98,7 @@ async def main(args: argparse.Namespace) -> None:
                     sock = me._thread.call_sync(target._respondent.statistics)
                     say(json.dumps({"member": dataclasses.asdict(statistics), "received": sock.messages_received,
                                     "sent": sock.messages_sent, "lent": target._answerer.lent is not None,
-                                    **counted}))  # fmt: skip
+                                    "pauses": getattr(target._answerer.lent, "pauses", 0), **counted}))  # fmt: skip
     except RoomClosed:
         say("closed")
         return
@@ -110,7 +111,12 @@ if __name__ == "__main__":
     parser.add_argument("name")
     parser.add_argument("--secret")
     parser.add_argument("--drop-first-welcome", action="store_true")
+    parser.add_argument("--backlog", type=int, help="surveys handed to trio before the loop pauses")
     parsed = parser.parse_args()
+    if parsed.backlog is not None:
+        from consensus.room import answering
+
+        answering.BACKLOG = parsed.backlog  # type: ignore[attr-defined]
     count_paths()
     if parsed.drop_first_welcome:
         drop_first_welcome()

@@ -7,6 +7,7 @@ its polls and votes are answered on its loop (handler, reply, deadline), everyth
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections.abc import Callable
@@ -89,6 +90,24 @@ async def test_surveys_before_the_welcome_are_answered_through_trio(
         assert books["lent"] is True and books["trio"] >= 1 and books["here"] >= 1
         assert books["here"] + books["trio"] == books["received"] == 2
         assert books["member"]["polls_answered"] == books["sent"] == 2
+        tell(proc, "quit")
+        assert await ended(proc) == 0
+
+
+async def test_the_loop_pauses_while_trio_has_a_backlog(peers: Peers, room_address: Callable[[str], str]) -> None:
+    address = room_address("ipc")
+    async with consensus.host(address) as room:
+        proc = member(peers, address, "early", "--drop-first-welcome", "--backlog", "0")
+        await room.wait_for_members(1)
+        async with trio.open_nursery() as nursery:  # surveys before the welcome: each hand-over pauses the loop
+            for i in range(3):
+                nursery.start_soon(functools.partial(room.poll, f"early {i}", timeout=10))
+        assert await read_line(proc) == "ready"
+        for i in range(5):  # the loop reads again and answers itself
+            assert (await room.poll(i, timeout=5)).answers["early"] == {"q": i, "by": "early", "loop": True}
+        books = await stats(proc)
+        assert books["pauses"] >= 1 and books["here"] >= 5
+        assert books["here"] + books["trio"] == books["received"] == books["sent"] == 8
         tell(proc, "quit")
         assert await ended(proc) == 0
 

@@ -5,6 +5,11 @@ The member opens in the trio thread as any object of the front does; while it op
 respondent is lent to it before trio ever reads (:meth:`Answerer.lend
 <consensus.room.answering.Answerer.lend>`); the loop starts watching at once and stops
 when the ``async with`` ends, before the socket closes in trio.
+
+``blocking.join(...)`` likewise (§4.7): while it opens,
+:data:`~consensus.room.thread_surveys.READ_IN_THREAD` says so, and the member's respondent
+is lent to the process's survey reader thread (:meth:`Answerer.lend_thread
+<consensus.room.answering.Answerer.lend_thread>`), which lets go of it as the member closes.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from consensus.bridge.opening import AioOpening, _returns
+from consensus.bridge.opening import AioOpening, BlockingOpening, _returns, blocking_opener
 from consensus.bridge.proxy import Proxy
 from consensus.room.loop_surveys import READ_ON
 from consensus.room.member import Member
+from consensus.room.thread_surveys import READ_IN_THREAD
 
-__all__ = ["AioJoinOpening", "aio_join_opener"]
+__all__ = ["AioJoinOpening", "aio_join_opener", "blocking_join_opener"]
 
 P = ParamSpec("P")
 X = TypeVar("X", bound=Proxy)
@@ -67,3 +73,27 @@ def aio_join_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
 
     _returns(open_, factory, f"AioJoinOpening[{proxy.__module__}.{proxy.__name__}]")
     return open_
+
+
+@asynccontextmanager
+async def _read_in_thread(factory: Callable[..., AbstractAsyncContextManager[Member]],
+                          *args: Any, **kwargs: Any) -> AsyncIterator[Member]:  # fmt: skip
+    """(trio) ``factory(...)``'s member, its surveys read on the survey reader thread."""
+    async with AsyncExitStack() as stack:
+        token = READ_IN_THREAD.set(True)
+        try:
+            member = await stack.enter_async_context(factory(*args, **kwargs))
+        finally:
+            READ_IN_THREAD.reset(token)
+        yield member
+
+
+def blocking_join_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
+                         proxy: type[X]) -> Callable[P, BlockingOpening[X]]:  # fmt: skip
+    """``consensus.join`` for plain code, its surveys read on the survey reader thread."""
+
+    @functools.wraps(factory)
+    def reading(*args: P.args, **kwargs: P.kwargs) -> AbstractAsyncContextManager[Any]:
+        return _read_in_thread(factory, *args, **kwargs)
+
+    return blocking_opener(reading, proxy)

@@ -31,9 +31,11 @@ import trio
 
 from consensus.failure import Failure
 from consensus.room.events import Handle, HandlerKind, Output, Send
+from consensus.room.lent_surveys import BACKLOG
 from consensus.room.loop_surveys import Adopted, GiveBack, HereHandler, Item, LoopSurveys, OnThisLoop
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
+from consensus.room.thread_surveys import Plain, ThreadSurveys
 from consensus.runtime.context import HandlerContext, Kind, set_current
 from consensus.runtime.handlers import Elsewhere, Handler, elsewhere, run_handler, run_inline, trio_deadline
 from consensus.runtime.logs import RateLimited
@@ -110,7 +112,7 @@ class Answerer:
         plain = any(p.away for kind, p in self._plans.items() if kind is not HandlerKind.DELIBERATE)
         self._away = ThreadReplies(threads, self._settled, self._expired) if plain else None
         self._receive: Callable[[], Awaitable[IncomingSurvey]] = respondent.receive
-        self.lent: LoopSurveys | None = None  # the asyncio loop reading the surveys, if lent
+        self.lent: LoopSurveys | ThreadSurveys | None = None  # who reads the surveys outside trio, if lent
 
     def lend(self, loop: asyncio.AbstractEventLoop) -> LoopSurveys | None:
         """Let ``loop`` read the surveys (trio's thread, before :meth:`start`; then
@@ -134,6 +136,26 @@ class Answerer:
         self._receive = functools.partial(self._lent_receive, receive)
         return self.lent
 
+    def lend_thread(self) -> ThreadSurveys | None:
+        """Let the process's survey reader thread read the surveys (trio's thread, before
+        :meth:`start`; then :meth:`ThreadSurveys.start`): its plain poll and vote handlers
+        answer on the reader's crew, the rest comes back here in order. None when the trio
+        path stays: a sealed respondent, or no plain poll or vote handler."""
+        if self._respondent.guard is not None:
+            return None
+        here: dict[str, Plain] = {}
+        for kind, wire in ((HandlerKind.POLL, "poll"), (HandlerKind.VOTE, "vote")):
+            plan = self._plans.get(kind)
+            if plan is not None and not plan.awaits and plan.runner is None:
+                here[wire] = Plain(plan.handler, plan.kind, plan.name)
+        if not here:
+            return None
+        send, receive = trio.open_memory_channel[Item](math.inf)  # bounded by the reader's reads, as NNG's queue
+        self.lent = ThreadSurveys(self._respondent, self._protocol, here, handler_timeout=self._handler_timeout,
+                                  into_trio=functools.partial(self._from_loop, send))  # fmt: skip
+        self._receive = functools.partial(self._lent_receive, receive)
+        return self.lent
+
     def unlend(self) -> None:
         """The loop cannot read after all (it closed before it started): trio reads (before :meth:`start`)."""
         self.lent = None
@@ -147,12 +169,21 @@ class Answerer:
                 key = item.ticket.key
                 self._protocol.adopt(item.ticket)
                 self._surveys[key] = item.survey
-                self._soon(self._reply_outcome, key, item.outcome)
+                if item.awaits:  # a plain handler's awaitable: awaited here, under the survey's deadline
+                    self._soon(self._await_outcome, key, item)
+                else:
+                    self._soon(self._reply_outcome, key, item.outcome)
             else:
                 send.send_nowait(item)
+        lent = self.lent
+        if lent is not None and not lent.pausing and send.statistics().current_buffer_used >= BACKLOG:
+            lent.pause()  # until the receive loop took them all
 
     async def _lent_receive(self, receive: trio.MemoryReceiveChannel[Item]) -> IncomingSurvey:
         item = await receive.receive()
+        lent = self.lent
+        if lent is not None and lent.pausing and not receive.statistics().current_buffer_used:
+            lent.resume()
         if isinstance(item, GiveBack):  # the loop no longer reads: trio does, after what came before
             self._receive = self._respondent.receive
             return await self._receive()
@@ -162,6 +193,11 @@ class Answerer:
         return item
 
     async def _reply_outcome(self, key: int, outcome: tuple[bool, Any]) -> None:
+        await self.reply(self._protocol.reply(key, outcome))
+
+    async def _await_outcome(self, key: int, item: Adopted) -> None:
+        deadline = trio_deadline(item.survey.deadline, limit=self._handler_timeout)
+        outcome = await run_handler(_returning(item.outcome[1]), deadline=deadline, limiter=self._threads, sync=False)
         await self.reply(self._protocol.reply(key, outcome))
 
     def start(self, nursery: trio.Nursery) -> None:

@@ -16,6 +16,7 @@ import trio
 from consensus import discovery
 from consensus.room.loop_surveys import READ_ON, LoopSurveys
 from consensus.room.member import Member, log
+from consensus.room.thread_surveys import READ_IN_THREAD, ThreadSurveys
 from consensus.runtime.handlers import Handler
 from consensus.runtime.service import service_nursery
 from consensus.trust.identity import Identity
@@ -126,9 +127,16 @@ async def join(address: str, *, name: str, on_poll: Handler | None = None, on_vo
             member._decisions_send.close()
 
 
-def _lend_surveys(member: Member) -> LoopSurveys | None:
+def _lend_surveys(member: Member) -> LoopSurveys | ThreadSurveys | None:
     """Lend the member's surveys to the asyncio loop that opens it through ``consensus.aio``
-    (:data:`~consensus.room.loop_surveys.READ_ON`), before trio ever reads them."""
+    (:data:`~consensus.room.loop_surveys.READ_ON`), or to the survey reader thread when
+    ``consensus.blocking`` opens it (:data:`~consensus.room.thread_surveys.READ_IN_THREAD`),
+    before trio ever reads them."""
+    if READ_IN_THREAD.get():
+        threaded = member._answerer.lend_thread()
+        if threaded is not None:
+            threaded.start()
+        return threaded
     loop = READ_ON.get()
     if loop is None or loop.is_closed():
         return None

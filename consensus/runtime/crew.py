@@ -17,6 +17,10 @@ thread ends after :data:`IDLE_EXIT` seconds, as trio's own cache does, and every
 ends once the trio run has ended and the queue is empty. A job is a plain callable that
 reports its own outcome (:class:`~consensus.room.thread_replies.ThreadReplies` sends the
 reply and hands trio its books); an exception escaping it is logged, never raised.
+
+A crew may also serve a thread outside trio (the survey reader of ``consensus.blocking``,
+:mod:`consensus.room.thread_surveys`): :meth:`Crew.submit_here` and :meth:`Crew.rescue_here`,
+the reader's own clock and timer instead of trio's.
 """
 
 from __future__ import annotations
@@ -88,6 +92,26 @@ class Crew:
             at_batch_end(self._start, hands)
         if self._check_at == math.inf:  # a busy or slow hand may hold this job: look again soon
             self._arm(now + PATIENCE)
+
+    # ------------------------------------------------------------------ a reader thread's side
+    def submit_here(self, jobs: list[Callable[[], object]], now: float) -> float:
+        """Run ``jobs`` in crew threads soon, from a thread that keeps the crew's timer itself
+        (a survey reader: ``now`` on its clock); returns when to call :meth:`rescue_here`."""
+        with self._lock:
+            self._jobs.extend((job, now) for job in jobs)
+            idle = self._looking == 0 and self._threads == len(self._idle)
+            hands = self._hands_locked(1) if idle else None
+        if hands is not None:  # the whole burst is queued: one thread wakes for it
+            self._start(hands)
+        if self._check_at == math.inf:
+            self._check_at = now + PATIENCE
+        return self._check_at
+
+    def rescue_here(self, now: float) -> float:
+        """A thread for each job that waited :data:`PATIENCE` (the reader's timer); returns
+        when to look again (inf: nothing waits)."""
+        self._rescue(now)
+        return self._check_at
 
     def statistics(self) -> CrewStatistics:
         with self._lock:
