@@ -22,6 +22,7 @@ from conftest import Peers, read_line, tell
 
 import consensus
 from consensus import blocking
+from consensus.room.thread_surveys import ThreadSurveys
 
 AGENT = "thread_survey_agent.py"
 
@@ -202,4 +203,35 @@ def test_one_reader_serves_the_process_members_and_ends_with_the_last(room_addre
             room.wait_for_members(1)
             assert room.poll(3, timeout=5).answers == {"c": [3, "consensus survey handler"]}
         assert reader_threads() == []
+    assert_no_bridge_threads()
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_that_fails_hands_its_members_back_to_trio(
+    room_address: Callable[[str], str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    address = room_address("ipc")
+    drain = ThreadSurveys.drain
+    failed = threading.Event()
+
+    def broken(self: ThreadSurveys) -> None:  # the first wake-up fails, as a bug of ours would
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in the reader")
+        drain(self)
+
+    monkeypatch.setattr(ThreadSurveys, "drain", broken)
+    with blocking.host(address) as room:
+        with blocking.join(address, name="a", on_poll=lambda q: ["a", q]):
+            room.wait_for_members(1)
+            result = room.poll(1, timeout=5)  # the reader fails on it: trio reads it instead
+            assert failed.is_set() and result.answers == {"a": ["a", 1]}
+            assert room.poll(2, timeout=5).answers == {"a": ["a", 2]}
+            assert reader_threads() == []
+            with blocking.join(address, name="b", on_poll=lambda q: ["b", q]):  # a fresh reader
+                room.wait_for_members(2)
+                assert reader_threads() == ["consensus survey reader"]
+                assert room.poll(3, timeout=5).answers == {"a": ["a", 3], "b": ["b", 3]}
+        assert reader_threads() == []
+    assert "the survey reader thread failed" in caplog.text
     assert_no_bridge_threads()

@@ -215,6 +215,12 @@ class LentSurveys:
         if for_trio:
             self._to_trio(for_trio)
 
+    def give_back(self) -> None:
+        """The reader failed: stop reading and let trio read the socket again, after what
+        it was handed before (the reader's thread)."""
+        self.stop()
+        self._to_trio([GIVE_BACK])
+
     def _to_trio(self, items: list[Item]) -> None:
         with self._lock:
             self._for_trio += items

@@ -207,11 +207,26 @@ class _Reader:
                     crew_at = crew.submit_here(jobs, now)
                 if crew_at <= now:  # even while bursts keep coming: a slow handler must not hold up the rest
                     crew_at = crew.rescue_here(now)
-        except BaseException:
-            log.exception("the survey reader thread failed")
-            raise
+        except Exception:  # a bug of ours: the members must not go deaf for it
+            log.exception("the survey reader thread failed: trio reads its members' surveys again")
+            self._orphan(members)
         finally:
             crew.close()
+
+    def _orphan(self, members: dict[int, ThreadSurveys]) -> None:
+        """The reader failed: each member it read goes back to trio's reading, each change
+        waiting is told, and the next member to come starts a reader afresh."""
+        with self._lock:
+            changes, self._changes = self._changes, []
+            self._thread = None
+        for surveys in [*members.values(), *(s for s, what, _ in changes if what == "add")]:
+            if not surveys.stopped:
+                surveys.give_back()
+        for surveys, what, then in changes:
+            if what == "remove":
+                surveys.stop()
+            if then is not None:
+                then(None)
 
     def _apply(self, poller: select.poll, members: dict[int, ThreadSurveys]) -> bool:
         """Members coming and going (the reader's thread); False: none left, the thread ends
