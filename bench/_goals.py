@@ -1,4 +1,4 @@
-"""The suite's goals (issues 7 and 18): each a PASS, FAIL or SKIP line with its numbers, from one run.
+"""The suite's goals (issues 7, 13, 14, 16 and 18): each a PASS, FAIL or SKIP line with its numbers, from one run.
 
 A goal compares the toolkit with a peer or with the floor of its own stack (bare trio +
 pynng, nothing else: ``bench._rtt``, ``bench._scenario_flow``, ``bench._poll_phases``)
@@ -216,7 +216,23 @@ def _deliberation_goal(metrics: list[Metric]) -> dict[str, Any]:
                  ratio=round(worst, 3), target="<= 1.1")  # fmt: skip
 
 
+def _bridge_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
+    """Issue 16: a poll of 8 and a 64 B ask through ``consensus.aio`` and ``consensus.blocking``,
+    the front on both ends, within 1.3x of the trio API on both ends (``bench.bridge``)."""
+    pairs = []
+    for scenario, name in (("poll", "gather_median_ms"), ("ask", "rtt_median_us")):
+        trio = _find(metrics, "bridge", name, TOOLKIT, f"{scenario} via trio, children trio", exact=True)
+        for front in ("aio", "blocking"):
+            mine = _find(metrics, "bridge", name, TOOLKIT, f"{scenario} via {front}, children {front}", exact=True)
+            pairs += [(f"{scenario} {front} ({t.unit})", t, r) for t in mine[:1] for r in trio[:1]]
+    goal = _judge("poll of 8 and 64 B ask via consensus.aio and consensus.blocking within 1.3x of trio",
+                  pairs, "<=", 1.3, "", "the bridge scenario did not run")  # fmt: skip
+    goal["detail"] = goal["detail"].replace("  (", " (")  # (the units are in the labels)
+    return [goal]
+
+
 def compute_goals(metrics: list[Metric], skips: list[Skip]) -> list[dict[str, Any]]:
-    """Every goal of issues 7, 13, 14 and 18, in the order of the README's goals table."""
+    """Every goal of issues 7, 13, 14, 16 and 18, in the order of the README's goals table."""
     return [*_rtt_goals(metrics, skips), *_poll_goals(metrics, skips), *_work_goals(metrics, skips),
-            *_large_goals(metrics), _deliberation_goal(metrics), *_security_goals(metrics)]  # fmt: skip
+            *_large_goals(metrics), *_bridge_goals(metrics), _deliberation_goal(metrics),
+            *_security_goals(metrics)]  # fmt: skip
