@@ -248,12 +248,14 @@ class Hotline:
         ask_id = envelope.id
         slot = AnswerSlot()
         self._waiters[ask_id] = slot
+        closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
             if not (protocol.connected and self._link.send_now(envelope)):
                 await self._send_ask_later(envelope, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)
-                reader.want_line()
+                if reader.foreign is not None:  # (only threads' asks may leave trio off the line)
+                    reader.want_line()
                 if reader.idle and reader.reading is None and not reader.handed_over:
                     await reader.read_until_answered(slot)
                 if slot.reply is None:
@@ -263,12 +265,14 @@ class Hotline:
             assert reply is not None
             kind = reply.kind
             if kind == REPLY:  # (the common outcome, without a call)
+                closed = True  # (a reply reaches the slot only once the table finished its ask)
                 return reply.body
             if kind == "timeout":
                 raise self._timed_out(ask_id, deadline, timeout, stream=False)
             return self._outcome(reply)
         finally:
-            protocol.give_up(ask_id)
+            if not closed:  # (a finished ask's give_up is two calls that change nothing)
+                protocol.give_up(ask_id)
             del self._waiters[ask_id]
             if not reader.unread:  # (an asker that read the line released it already)
                 reader.release()
