@@ -96,6 +96,7 @@ from consensus.hotline.reader import Reader
 from consensus.hotline.serve import QUEUE, IncomingAsk, Server
 from consensus.hotline.statistics import HotlineStatistics, line_statistics
 from consensus.hotline.wait import AnswerSlot, AskTimer
+from consensus.hotline.wakes import Wakes, current
 from consensus.runtime.service import service_nursery
 from consensus.trust.line import LineKeys
 from consensus.trust.secret import Secret, as_secret, prf
@@ -137,6 +138,7 @@ class Hotline:
         self._reader = Reader(self._link, self._protocol, self._server)
         self._waiters = self._reader.waiters
         self._timer = AskTimer(self._waiters)  # plain asks time out through one timer task
+        self._wakes: Wakes | None = None  # the run's wake-ups before I/O waits (the reader's)
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
@@ -150,6 +152,7 @@ class Hotline:
         self._nursery = self._server.nursery = nursery
         reader, link, protocol = self._reader, self._link, self._protocol
         reader.start()
+        self._wakes = current()
         nursery.start_soon(reader.receive_loop)
         nursery.start_soon(watch_connections, link, protocol, reader)
         nursery.start_soon(heartbeats, link, protocol, reader)
@@ -274,6 +277,11 @@ class Hotline:
             if not closed:  # (a finished ask's give_up is two calls that change nothing)
                 protocol.give_up(ask_id)
             del self._waiters[ask_id]
+            # The instrument that settles owed wake-ups is there while lines ask: before this
+            # step ends (release, here or in read_until_answered, may have owed one).
+            wakes = self._wakes
+            if wakes is not None and not wakes.armed:
+                wakes.arm()
             if not reader.unread:  # (an asker that read the line released it already)
                 reader.release()
 
