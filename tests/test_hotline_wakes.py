@@ -2,7 +2,8 @@
 (:mod:`consensus.hotline.wakes`) is there only while lines ask: a line that only answers
 never installs it, an idle one removes it after :data:`~consensus.hotline.wakes.DISARM_AFTER`
 passes, and an ask after that installs it again, so a frame that comes once the ask is
-over is still read at once.
+over is still read at once. And the link's count of queued senders, which replaced a look
+at its lock per frame.
 
 No test sleeps to synchronise; every wait is bounded.
 """
@@ -17,6 +18,7 @@ from _hotline import Address, greet, two_lines
 
 import consensus
 from consensus.hotline import wakes
+from consensus.hotline.link import Link
 from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(60)
@@ -107,3 +109,20 @@ async def test_an_ask_after_the_instrument_left_installs_it_again(address: Addre
 
 async def _echo(value: Any) -> Any:
     return value
+
+
+async def test_a_send_cancelled_in_the_queue_leaves_the_link_free(address: Address) -> None:
+    """A send that waits (no peer yet) and is cancelled there no longer counts as queued:
+    once a peer is there, frames go out at once again (``Link.send_now``)."""
+    addr = address("ipc")
+    link = Link(addr, listen=True, name="link", max_message_size=1 << 20, tls=None)
+    frame = Envelope(kind="msg", sender="link", id=1, body="x")
+    async with link.pair:
+        with trio.move_on_after(0.05) as waited:
+            await link.send(frame)  # no peer: it waits, queued, until cancelled
+        assert waited.cancelled_caught and not link.send_now(frame)
+        async with Pair(dial=addr, name="raw") as raw:
+            with trio.fail_after(5):
+                await link.pair.wait_for_peers(1)
+                assert link.send_now(frame)
+                assert (await raw.receive_envelope()).body == "x"

@@ -66,6 +66,8 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   before trio next waits for I/O, by one trio instrument for all the lines of a run
   (:mod:`~consensus.hotline.wakes`), unless an asker reads the line again by then: a
   frame that comes while nobody asks is read in the very next pass, never after a timer.
+  The instrument is there only while lines ask (a side that only answers pays no call
+  per pass for it).
 * The protocol object is called synchronously by whichever task read the frame: no task,
   no scheduler pass of its own. Per frame it returns one small event; for an answer that
   event is what the asker receives (it replaced a ``(kind, body)`` tuple).
