@@ -66,6 +66,8 @@ task) costs about as much as encoding the frame. So the common path avoids them:
   before trio next waits for I/O, by one trio instrument for all the lines of a run
   (:mod:`~consensus.hotline.wakes`), unless an asker reads the line again by then: a
   frame that comes while nobody asks is read in the very next pass, never after a timer.
+  The instrument is there only while lines ask (a side that only answers pays no call
+  per pass for it).
 * The protocol object is called synchronously by whichever task read the frame: no task,
   no scheduler pass of its own. Per frame it returns one small event; for an answer that
   event is what the asker receives (it replaced a ``(kind, body)`` tuple).
@@ -96,6 +98,7 @@ from consensus.hotline.reader import Reader
 from consensus.hotline.serve import QUEUE, IncomingAsk, Server
 from consensus.hotline.statistics import HotlineStatistics, line_statistics
 from consensus.hotline.wait import AnswerSlot, AskTimer
+from consensus.hotline.wakes import Wakes, current
 from consensus.runtime.service import service_nursery
 from consensus.trust.line import LineKeys
 from consensus.trust.secret import Secret, as_secret, prf
@@ -137,6 +140,7 @@ class Hotline:
         self._reader = Reader(self._link, self._protocol, self._server)
         self._waiters = self._reader.waiters
         self._timer = AskTimer(self._waiters)  # plain asks time out through one timer task
+        self._wakes: Wakes | None = None  # the run's wake-ups before I/O waits (the reader's)
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
@@ -150,6 +154,7 @@ class Hotline:
         self._nursery = self._server.nursery = nursery
         reader, link, protocol = self._reader, self._link, self._protocol
         reader.start()
+        self._wakes = current()
         nursery.start_soon(reader.receive_loop)
         nursery.start_soon(watch_connections, link, protocol, reader)
         nursery.start_soon(heartbeats, link, protocol, reader)
@@ -248,12 +253,14 @@ class Hotline:
         ask_id = envelope.id
         slot = AnswerSlot()
         self._waiters[ask_id] = slot
+        closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
             if not (protocol.connected and self._link.send_now(envelope)):
                 await self._send_ask_later(envelope, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)
-                reader.want_line()
+                if reader.foreign is not None:  # (only threads' asks may leave trio off the line)
+                    reader.want_line()
                 if reader.idle and reader.reading is None and not reader.handed_over:
                     await reader.read_until_answered(slot)
                 if slot.reply is None:
@@ -263,13 +270,20 @@ class Hotline:
             assert reply is not None
             kind = reply.kind
             if kind == REPLY:  # (the common outcome, without a call)
+                closed = True  # (a reply reaches the slot only once the table finished its ask)
                 return reply.body
             if kind == "timeout":
                 raise self._timed_out(ask_id, deadline, timeout, stream=False)
             return self._outcome(reply)
         finally:
-            protocol.give_up(ask_id)
+            if not closed:  # (a finished ask's give_up is two calls that change nothing)
+                protocol.give_up(ask_id)
             del self._waiters[ask_id]
+            # The instrument that settles owed wake-ups is there while lines ask: before this
+            # step ends (release, here or in read_until_answered, may have owed one).
+            wakes = self._wakes
+            if wakes is not None and not wakes.armed:
+                wakes.arm()
             if not reader.unread:  # (an asker that read the line released it already)
                 reader.release()
 

@@ -116,7 +116,8 @@ class LineProtocol:
             return None
         if kind in _FINAL:
             self._served += 1
-        return f.frame(kind, self.name, self.next_id(), value, ask_id)
+        self._ids = frame_id = (self._ids + 1) & ID_MASK  # (next_id, inline: once per answer)
+        return f.frame(kind, self.name, frame_id, value, ask_id)
 
     def reserve_answer(self, pipe: int) -> int | None:
         """The frame id of an answer another thread will build (:func:`frames.frame`) and

@@ -320,7 +320,7 @@ class Reader:
                     if self.foreign.lend_now():
                         self.aside()
                     continue  # an answer to an ask made in another thread: delivered there
-                event = protocol.receive(envelope, pipe, trio.current_time())
+                event = protocol.receive(envelope, pipe, self.now())
             self._asker_woken = False  # (an asker reading the line may have set it)
             try:
                 if not await self._act(event):
