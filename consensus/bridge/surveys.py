@@ -18,6 +18,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,16 +34,20 @@ P = ParamSpec("P")
 X = TypeVar("X", bound=Proxy)
 
 
+V = TypeVar("V")
+
+
 @asynccontextmanager
-async def _read_on(loop: asyncio.AbstractEventLoop, factory: Callable[..., AbstractAsyncContextManager[Member]],
-                   *args: Any, **kwargs: Any) -> AsyncIterator[Member]:  # fmt: skip
-    """(trio) ``factory(...)``'s member, its surveys read on ``loop``."""
+async def _opened_with(var: ContextVar[V], value: V, factory: Callable[..., AbstractAsyncContextManager[Member]],
+                       *args: Any, **kwargs: Any) -> AsyncIterator[Member]:  # fmt: skip
+    """(trio) ``factory(...)``'s member, opened while ``var`` is ``value``: where its surveys
+    are read (:data:`READ_ON`, :data:`READ_IN_THREAD`); the rest of its life runs without."""
     async with AsyncExitStack() as stack:
-        token = READ_ON.set(loop)
+        token = var.set(value)
         try:
             member = await stack.enter_async_context(factory(*args, **kwargs))
         finally:
-            READ_ON.reset(token)
+            var.reset(token)
         yield member
 
 
@@ -50,7 +55,7 @@ class AioJoinOpening(AioOpening[X]):
     """``async with aio.join(...) as me``: the member's surveys read on this loop while the block runs."""
 
     async def __aenter__(self) -> X:
-        self._factory = functools.partial(_read_on, asyncio.get_running_loop(), self._factory)
+        self._factory = functools.partial(_opened_with, READ_ON, asyncio.get_running_loop(), self._factory)
         member = await super().__aenter__()
         self._member: Member = member._target
         return member
@@ -75,25 +80,12 @@ def aio_join_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
     return open_
 
 
-@asynccontextmanager
-async def _read_in_thread(factory: Callable[..., AbstractAsyncContextManager[Member]],
-                          *args: Any, **kwargs: Any) -> AsyncIterator[Member]:  # fmt: skip
-    """(trio) ``factory(...)``'s member, its surveys read on the survey reader thread."""
-    async with AsyncExitStack() as stack:
-        token = READ_IN_THREAD.set(True)
-        try:
-            member = await stack.enter_async_context(factory(*args, **kwargs))
-        finally:
-            READ_IN_THREAD.reset(token)
-        yield member
-
-
 def blocking_join_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
                          proxy: type[X]) -> Callable[P, BlockingOpening[X]]:  # fmt: skip
     """``consensus.join`` for plain code, its surveys read on the survey reader thread."""
 
     @functools.wraps(factory)
     def reading(*args: P.args, **kwargs: P.kwargs) -> AbstractAsyncContextManager[Any]:
-        return _read_in_thread(factory, *args, **kwargs)
+        return _opened_with(READ_IN_THREAD, True, factory, *args, **kwargs)
 
     return blocking_opener(reading, proxy)

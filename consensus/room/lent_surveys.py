@@ -29,6 +29,7 @@ Thread safety:
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 import logging
@@ -42,9 +43,10 @@ from typing import Any, Final
 import trio
 
 from consensus.failure import Failure
+from consensus.room import protocol as P
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
-from consensus.runtime.context import HandlerContext, Kind
+from consensus.runtime.context import HandlerContext, Kind, set_current
 from consensus.runtime.handback import ignore_outcome
 from consensus.runtime.handlers import trio_deadline
 from patterns import Closed, IncomingSurvey, MessageTooLarge, Respondent, SurveyTaker, Taken
@@ -245,6 +247,16 @@ class LentSurveys:
             if self._due[0][1] == key:
                 self._arm(at)
         self._start(survey, ticket, job)
+
+    def call_of(self, kind: Kind, survey: IncomingSurvey,
+                ticket: ReplyTicket) -> tuple[tuple[Any, ...], contextvars.Context]:  # fmt: skip
+        """The handler's arguments for ``ticket``'s survey, and the context it runs in: a copy
+        of the reader's that says who asks (each handler its own, as on trio's path)."""
+        question = ticket.survey
+        args = (question.question,) if question.kind == P.POLL else (question.motion, question.options)
+        context = contextvars.copy_context()
+        context.run(set_current, self.context(kind, survey.envelope.sender))
+        return args, context
 
     def context(self, kind: Kind, asker: str) -> HandlerContext:
         """What :func:`consensus.handler_context` says while a ``kind`` handler answers ``asker``

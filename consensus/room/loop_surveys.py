@@ -53,11 +53,10 @@ from typing import Any, Protocol
 
 import trio
 
-from consensus.room import protocol as P
 from consensus.room.lent_surveys import DRAIN, GIVE_BACK, Adopted, GiveBack, Item, LentSurveys, Pending
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
-from consensus.runtime.context import Kind, set_current
+from consensus.runtime.context import Kind
 from patterns import Closed, IncomingSurvey, Respondent
 
 __all__ = ["DRAIN", "GIVE_BACK", "READ_ON", "Adopted", "GiveBack", "HereHandler", "Item", "LoopSurveys", "OnThisLoop"]
@@ -168,10 +167,7 @@ class LoopSurveys(LentSurveys):
     def _start(self, survey: IncomingSurvey, ticket: ReplyTicket, job: Pending) -> None:
         """Run the survey's handler as a task of the loop."""
         on = self._handlers[ticket.survey.kind]
-        question = ticket.survey
-        args = (question.question,) if question.kind == P.POLL else (question.motion, question.options)
-        context = contextvars.copy_context()  # as trio's path: each handler its own copy
-        context.run(set_current, self.context(on.kind, survey.envelope.sender))
+        args, context = self.call_of(on.kind, survey, ticket)
         job.task = on.handler.start_here(args, context, lambda ok, result: self._done(job, ok, result))
 
     def _arm(self, at: float) -> None:

@@ -37,11 +37,10 @@ from typing import Any
 
 import trio
 
-from consensus.room import protocol as P
 from consensus.room.lent_surveys import Item, LentSurveys, Pending
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
-from consensus.runtime.context import Kind, set_current
+from consensus.runtime.context import Kind
 from consensus.runtime.crew import Crew
 from patterns import Closed, IncomingSurvey, Respondent
 
@@ -116,10 +115,7 @@ class ThreadSurveys(LentSurveys):
     def _start(self, survey: IncomingSurvey, ticket: ReplyTicket, job: Pending) -> None:
         """Queue the handler for the crew (submitted once the reader's wake-up is done)."""
         on = self._handlers[ticket.survey.kind]
-        question = ticket.survey
-        args = (question.question,) if question.kind == P.POLL else (question.motion, question.options)
-        context = contextvars.copy_context()  # as trio's path: each handler its own copy
-        context.run(set_current, self.context(on.kind, survey.envelope.sender))
+        args, context = self.call_of(on.kind, survey, ticket)
         self._jobs.append(functools.partial(self._run, job, on.handler, args, context))
 
     def _watch(self, on: bool) -> None:
