@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,41 +27,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _agent import say
+from _survey_agent import parser as agent_parser
+from _survey_agent import prepare, stats_line
 
 from consensus import aio
 from consensus.errors import RoomClosed
 from consensus.room import loop_surveys
-from consensus.room.member_protocol import MemberProtocol
-
-counted = {"here": 0, "trio": 0}
-
-
-def count_paths() -> None:
-    start, to_trio = loop_surveys.LoopSurveys._start, loop_surveys.LoopSurveys._to_trio
-
-    def counting_start(self: Any, *args: Any) -> None:
-        counted["here"] += 1
-        start(self, *args)
-
-    def counting_to_trio(self: Any, items: list[Any]) -> None:
-        counted["trio"] += sum(not isinstance(item, loop_surveys.Adopted) for item in items)
-        to_trio(self, items)
-
-    loop_surveys.LoopSurveys._start = counting_start  # type: ignore[method-assign, assignment]
-    loop_surveys.LoopSurveys._to_trio = counting_to_trio  # type: ignore[method-assign]
-
-
-def drop_first_welcome() -> None:
-    on_welcome = MemberProtocol._on_welcome
-    dropped: list[bool] = []
-
-    def once(self: MemberProtocol, welcome: Any) -> Any:
-        if not dropped:
-            dropped.append(True)
-            return []
-        return on_welcome(self, welcome)
-
-    MemberProtocol._on_welcome = once  # type: ignore[method-assign]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -93,12 +62,7 @@ async def main(args: argparse.Namespace) -> None:
             say("ready")
             while (line := await asyncio.to_thread(sys.stdin.readline)) and line.strip() != "quit":
                 if line.strip() == "stats":
-                    target = me._target
-                    statistics = me.statistics()  # first: it takes the replies sent elsewhere into the books
-                    sock = me._thread.call_sync(target._respondent.statistics)
-                    say(json.dumps({"member": dataclasses.asdict(statistics), "received": sock.messages_received,
-                                    "sent": sock.messages_sent, "lent": target._answerer.lent is not None,
-                                    "pauses": getattr(target._answerer.lent, "pauses", 0), **counted}))  # fmt: skip
+                    say(stats_line(me))
     except RoomClosed:
         say("closed")
         return
@@ -106,18 +70,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("address")
-    parser.add_argument("name")
-    parser.add_argument("--secret")
-    parser.add_argument("--drop-first-welcome", action="store_true")
-    parser.add_argument("--backlog", type=int, help="surveys handed to trio before the loop pauses")
+    parser = agent_parser("the loop")
     parsed = parser.parse_args()
-    if parsed.backlog is not None:
-        from consensus.room import answering
-
-        answering.BACKLOG = parsed.backlog  # type: ignore[attr-defined]
-    count_paths()
-    if parsed.drop_first_welcome:
-        drop_first_welcome()
+    prepare(parsed, loop_surveys.LoopSurveys)
     asyncio.run(main(parsed))

@@ -20,7 +20,6 @@ a block the host ended prints ``closed``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import threading
@@ -31,41 +30,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _agent import say
+from _survey_agent import parser as agent_parser
+from _survey_agent import prepare, stats_line
 
 from consensus import blocking
 from consensus.errors import RoomClosed
-from consensus.room import lent_surveys, thread_surveys
-from consensus.room.member_protocol import MemberProtocol
-
-counted = {"here": 0, "trio": 0}
-
-
-def count_paths() -> None:
-    start, to_trio = thread_surveys.ThreadSurveys._start, thread_surveys.ThreadSurveys._to_trio
-
-    def counting_start(self: Any, *args: Any) -> None:
-        counted["here"] += 1
-        start(self, *args)
-
-    def counting_to_trio(self: Any, items: list[Any]) -> None:
-        counted["trio"] += sum(not isinstance(item, lent_surveys.Adopted) for item in items)
-        to_trio(self, items)
-
-    thread_surveys.ThreadSurveys._start = counting_start  # type: ignore[method-assign, assignment]
-    thread_surveys.ThreadSurveys._to_trio = counting_to_trio  # type: ignore[method-assign]
-
-
-def drop_first_welcome() -> None:
-    on_welcome = MemberProtocol._on_welcome
-    dropped: list[bool] = []
-
-    def once(self: MemberProtocol, welcome: Any) -> Any:
-        if not dropped:
-            dropped.append(True)
-            return []
-        return on_welcome(self, welcome)
-
-    MemberProtocol._on_welcome = once  # type: ignore[method-assign]
+from consensus.room import thread_surveys
 
 
 def main(args: argparse.Namespace) -> None:
@@ -90,14 +60,7 @@ def main(args: argparse.Namespace) -> None:
             say("ready")
             while (line := sys.stdin.readline()) and line.strip() != "quit":
                 if line.strip() == "stats":
-                    target = me._target
-                    statistics = me.statistics()  # first: it takes the replies sent elsewhere into the books
-                    sock = me._thread.call_sync(target._respondent.statistics)
-                    lent = target._answerer.lent
-                    say(json.dumps({"member": dataclasses.asdict(statistics), "received": sock.messages_received,
-                                    "sent": sock.messages_sent, "lent": lent is not None,
-                                    "late": 0 if lent is None else lent.late,
-                                    "pauses": 0 if lent is None else lent.pauses, **counted}))  # fmt: skip
+                    say(stats_line(me))
     except RoomClosed:
         say("closed")
         return
@@ -107,23 +70,12 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("address")
-    parser.add_argument("name")
-    parser.add_argument("--secret")
-    parser.add_argument("--drop-first-welcome", action="store_true")
+    parser = agent_parser("the reader")
     parser.add_argument("--trio", action="store_true", help="trio reads the surveys (as before the reader)")
-    parser.add_argument("--backlog", type=int, help="surveys handed to trio before the reader pauses")
     parsed = parser.parse_args()
-    if parsed.backlog is not None:
-        from consensus.room import answering
-
-        answering.BACKLOG = parsed.backlog  # type: ignore[attr-defined]
     if parsed.trio:
         from consensus.room.answering import Answerer
 
         Answerer.lend_thread = lambda self: None  # type: ignore[method-assign]
-    count_paths()
-    if parsed.drop_first_welcome:
-        drop_first_welcome()
+    prepare(parsed, thread_surveys.ThreadSurveys)
     main(parsed)
