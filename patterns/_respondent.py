@@ -251,26 +251,35 @@ class Respondent(FdSocket):
         """The next survey, on a context of its own, or None if none is queued after all."""
         if self._closed:
             self._require_open(operation)
-        ctx = self._context(operation)
-        err = lib.nng_ctx_recvmsg(ctx, self._msg_out, NONBLOCK)
-        if err:
-            self._release(ctx)
-            if err == EAGAIN:
-                return None
-            raise_for(err, operation=operation, where=self)
-        msg = self._msg_out[0]
-        try:
-            body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
-        finally:
-            lib.nng_msg_free(msg)
-        self._received += 1
-        self._bytes_received += len(body)
+        got = self._receive_body(operation, self._msg_out)
+        if got is None:
+            return None
+        ctx, body = got
         try:
             envelope = self._unpack(body)
         except MalformedMessage:
             self._release(ctx)
             raise
         return IncomingSurvey(self, ctx, envelope)  # its deadline is converted if read
+
+    def _receive_body(self, operation: str, out: Any) -> tuple[Any, bytes] | None:
+        """The next survey's context and frame, received without waiting through ``out`` (an
+        ``nng_msg **`` of the calling thread's), and counted; None when none is queued."""
+        ctx = self._context(operation)
+        err = lib.nng_ctx_recvmsg(ctx, out, NONBLOCK)
+        if err:
+            self._release(ctx)
+            if err == EAGAIN:
+                return None
+            raise_for(err, operation=operation, where=self)
+        msg = out[0]
+        try:
+            body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
+        finally:
+            lib.nng_msg_free(msg)
+        self._received += 1
+        self._bytes_received += len(body)
+        return ctx, body
 
     def count_sent(self, replies: int, size: int) -> None:
         """Count ``replies`` of ``size`` bytes in all that another thread sent (trio's thread)."""

@@ -12,10 +12,8 @@ from __future__ import annotations
 import select
 from typing import Any
 
-from pynng import ffi, lib
+from pynng import ffi
 
-from patterns._fd import EAGAIN, NONBLOCK
-from patterns._nng import raise_for
 from patterns._respondent import IncomingSurvey, Respondent
 from patterns._wire import decode
 from patterns.errors import MalformedMessage
@@ -72,20 +70,10 @@ class SurveyTaker:
             resp._require_open(operation)
         if not self._queued.poll(0):
             return None
-        ctx = resp._context(operation)
-        err = lib.nng_ctx_recvmsg(ctx, self._out, NONBLOCK)
-        if err:
-            resp._release(ctx)
-            if err == EAGAIN:
-                return None
-            raise_for(err, operation=operation, where=resp)
-        msg = self._out[0]
-        try:
-            body = ffi.buffer(lib.nng_msg_body(msg), lib.nng_msg_len(msg))[:]
-        finally:
-            lib.nng_msg_free(msg)
-        resp._received += 1
-        resp._bytes_received += len(body)
+        got = resp._receive_body(operation, self._out)
+        if got is None:
+            return None
+        ctx, body = got
         if resp.guard is not None:
             return Taken(resp, ctx, body)
         try:  # the pure decode: a fault is trio's to count (open_taken decodes again)
