@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 
 import patterns.shm.spare as spares
 from patterns.errors import SharedMemoryError, SharedMemoryFull
-from patterns.shm import inflight, making, memfd, ring
+from patterns.shm import inflight, making, memcopy, memfd, ring
 from patterns.shm.header import (
     FLAG_PROBE,
     MMAP_OPTIONS,
@@ -163,8 +163,7 @@ def reuse(
     try:
         ring.write_stamp(slot.fd, mapping, header.token)
         if source is not None:
-            with memoryview(mapping) as whole:
-                whole[PAYLOAD_OFFSET : header.total_size] = source
+            memcopy.copy_into(mapping, PAYLOAD_OFFSET, source)  # without the GIL
         else:
             ctypes.memset(address_of(mapping) + PAYLOAD_OFFSET, 0, size)  # as a fresh one: zeros
             slot.mapping = None  # the buffer's own now; back to the slot when it closes

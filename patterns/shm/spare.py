@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from patterns.shm import inflight, memfd, ring
+from patterns.shm import inflight, memcopy, memfd, ring
 from patterns.shm.header import (
     FLAG_PROBE,
     PAYLOAD_OFFSET,
@@ -318,8 +318,7 @@ def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap:
         finally:
             os.close(spare.file)
         if source is not None:
-            with memoryview(mapping) as whole:
-                whole[PAYLOAD_OFFSET : header.total_size] = source
+            memcopy.copy_into(mapping, PAYLOAD_OFFSET, source)  # without the GIL
     except BaseException:
         unlink_quietly(spare.path)
         os.close(spare.fd)
