@@ -1,11 +1,11 @@
 """Copying a payload into a segment's mapping without holding the GIL.
 
-A slice assignment (``view[a:b] = source``) is one ``memmove`` with the GIL held: 3-6 ms
-per 64 MiB, during which no other thread of the process runs Python. The background
-thread (``_shm_worker``) then cannot prepare the spare segment a stream needs (its
-pre-faulting needs the GIL between its ``madvise`` steps: one spare took ~60 ms of
-sends back to back instead of ~25 ms), and a trio or asyncio loop on another thread
-stalls as long. So large copies go through ``ctypes.memmove``, which releases the GIL;
+A slice assignment (``view[a:b] = source``) is one ``memmove`` with the GIL held: ~3 ms
+per 64 MiB here, during which no other thread of the process runs Python. The background
+thread (``_shm_worker``) then can hardly prepare the spare segment a stream needs (its
+pre-faulting needs the GIL between its ``madvise`` steps: a 64 MiB spare took 58 ms
+during a stream of 64 MiB sends, 35 ms with the copies off the GIL), and a trio or
+asyncio loop on another thread stalls as long. So large copies go through ``ctypes.memmove``, which releases the GIL;
 the addresses come from the buffer protocol (``PyObject_GetBuffer``: a read-only
 source such as ``bytes`` has no other way to its address), and the source's buffer is
 held until the copy is done, as is an export of the mapping (so no other thread can
@@ -28,8 +28,8 @@ STEP: Final = 512 * 1024
 """Bytes copied per ``memmove`` call. glibc copies a block of up to
 ``rep_movsb_stop_threshold`` bytes with ``rep movsb`` and a larger one with a vector
 loop; on AMD that threshold is the L2 size (1 MiB here, ``ld.so --list-diagnostics``)
-and the loop is slower: 64 MiB in one call took 3.1-3.5 ms, in 512 KiB steps 2.6-2.9 ms
-(numpy.copyto 3.2-3.6 ms; 8 copies each, in 2 runs). Where ``rep movsb`` goes on up to
+and the loop is slower: 64 MiB in one call took 3.1-3.7 ms, in 512 KiB steps 2.6-3.0 ms
+(numpy.copyto 3.2-3.6 ms; 8 copies each, in 2 runs; docs/shared-memory.md §3.4). Where ``rep movsb`` goes on up to
 the non-temporal threshold (Intel), steps change nothing."""
 _PYBUF_SIMPLE: Final = 0
 
