@@ -126,6 +126,30 @@ def test_a_payload_waits_a_moment_for_the_segment_its_receiver_is_letting_go(
     attach(second.ref, directory=in_use).release()
 
 
+def test_a_payload_that_waits_for_its_class_s_only_segment_asks_for_the_spare_first(
+    in_use: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that one segment serves only by waiting for its receiver each time: the
+    spare that becomes its second segment is asked for before the wait, not after the copy."""
+    key = (str(in_use), spares.size_class(64 * MiB))
+    first = place(b"\1" * 64 * MiB, lease=30, directory=in_use)
+    view = attach(first.ref, directory=in_use)
+    inflight.check()
+    asked: list[bool] = []
+
+    def letting_go() -> None:
+        asked.append(key in spares._pool.queued or key in spares._pool.preparing.values())
+        view.release()
+
+    monkeypatch.setattr(creation, "time", Clock(letting_go))
+    second = place(b"\2" * 64 * MiB, lease=30, directory=in_use)
+    assert second._header.memfd_inode == first._header.memfd_inode and asked == [True]
+    attach(second.ref, directory=in_use).release()
+    assert spares.settle(30)
+    (spare,) = spares.held(str(in_use))  # the stream's second segment, ready
+    assert spare.capacity == key[1]
+
+
 def test_a_payload_waits_only_a_bounded_moment_and_never_for_a_small_one(
     in_use: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

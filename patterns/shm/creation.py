@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 
 import patterns.shm.spare as spares
 from patterns.errors import SharedMemoryError, SharedMemoryFull
-from patterns.shm import inflight, making, memfd, ring
+from patterns.shm import inflight, making, memcopy, memfd, ring
 from patterns.shm.header import (
     FLAG_PROBE,
     MMAP_OPTIONS,
@@ -73,7 +73,7 @@ def make(
         inflight.check()  # segments whose receivers attached meanwhile retire now, not in 20 ms
         slot = ring.take(pool_key, size, spares.unmap_later, final=False)
     if slot is None and not spares.ready(key, size):
-        slot = await_return(pool_key, size)
+        slot = await_return(pool_key, size, lambda: spares.wanted(key, size, delay=0.0))
     if slot is None:
         slot = ring.take(pool_key, size, spares.unmap_later)  # the last look (a miss if none)
     if slot is not None:
@@ -121,7 +121,7 @@ POLL: Final = 0.0001
 """Seconds between two looks while it waits."""
 
 
-def await_return(pool_key: Key, size: int) -> ring.Slot | None:
+def await_return(pool_key: Key, size: int, waiting: Callable[[], None] = lambda: None) -> ring.Slot | None:
     """A segment of ``pool_key`` its receiver releases within a moment, or None.
 
     A producer that sends back to back makes its next payload as soon as the last one
@@ -129,11 +129,17 @@ def await_return(pool_key: Key, size: int) -> ring.Slot | None:
     ``bench.shm_stream``). Waiting that long is far cheaper than a fresh segment, but only
     worth it for one that is on its way back: sent (``inflight``) or retired (``ring``).
     Blocks the caller (as the copy into the segment does) for at most ``WAIT_PER_MIB``
-    per MiB, :data:`MAX_WAIT` in all; nothing for payloads under 2 MiB."""
+    per MiB, :data:`MAX_WAIT` in all; nothing for payloads under 2 MiB. ``waiting`` is
+    called once, before the first look, when there is one to wait for."""
     bound = min(MAX_WAIT, WAIT_PER_MIB * size / (1 << 20))
     if bound < 2 * POLL:
         return None
     limit = time.monotonic() + bound
+    if ring.retiring(pool_key) or inflight.holds(pool_key):
+        # A stream that one segment serves only by waiting for its receiver at every
+        # payload (~0.5 ms per 64 MiB here, an eighth of the copy): its spare, which then
+        # circulates as a second segment, is asked for now rather than after this copy.
+        waiting()
     while ring.retiring(pool_key) or inflight.holds(pool_key):
         if time.monotonic() >= limit:
             return None
@@ -163,8 +169,7 @@ def reuse(
     try:
         ring.write_stamp(slot.fd, mapping, header.token)
         if source is not None:
-            with memoryview(mapping) as whole:
-                whole[PAYLOAD_OFFSET : header.total_size] = source
+            memcopy.copy_into(mapping, PAYLOAD_OFFSET, source)  # without the GIL
         else:
             ctypes.memset(address_of(mapping) + PAYLOAD_OFFSET, 0, size)  # as a fresh one: zeros
             slot.mapping = None  # the buffer's own now; back to the slot when it closes

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from patterns.shm import inflight, memfd, ring
+from patterns.shm import inflight, memcopy, memfd, ring
 from patterns.shm.header import (
     FLAG_PROBE,
     PAYLOAD_OFFSET,
@@ -280,9 +280,10 @@ def ready(directory: str, size: int) -> bool:
         return (directory, size_class(size)) in _pool.spares
 
 
-def wanted(directory: str, size: int) -> None:
+def wanted(directory: str, size: int, *, delay: float = DEFER) -> None:
     """A segment of ``size`` bytes was made in ``directory``: if one of its size class was
-    made there less than :data:`IDLE` seconds ago too, prepare a spare of that class."""
+    made there less than :data:`IDLE` seconds ago too, prepare a spare of that class (in
+    ``delay`` seconds: by default after the delivery at hand)."""
     key = (directory, size_class(size))
     now = monotonic_now()
     with _pool.lock:
@@ -295,7 +296,7 @@ def wanted(directory: str, size: int) -> None:
         if key in _pool.preparing.values():
             return  # (a stream asks at every payload: one preparation at a time)
         _pool.queued.add(key)
-    _pool.worker.submit(lambda: _pool.prepare(*key), delay=DEFER)
+    _pool.worker.submit(lambda: _pool.prepare(*key), delay=delay)
 
 
 def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap:
@@ -318,8 +319,7 @@ def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap:
         finally:
             os.close(spare.file)
         if source is not None:
-            with memoryview(mapping) as whole:
-                whole[PAYLOAD_OFFSET : header.total_size] = source
+            memcopy.copy_into(mapping, PAYLOAD_OFFSET, source)  # without the GIL
     except BaseException:
         unlink_quietly(spare.path)
         os.close(spare.fd)
