@@ -22,11 +22,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+import trio
+
 from consensus.bridge.opening import AioOpening, BlockingOpening, _returns, blocking_opener
 from consensus.bridge.proxy import Proxy
 from consensus.hotline.foreign import ForeignReader, lend, lent
 from consensus.hotline.line import Hotline
 from consensus.hotline.thread_asks import attach
+from consensus.hotline.thread_serve import ThreadServer, serve
 
 __all__ = ["AioLineOpening", "aio_line_opener", "blocking_line_opener"]
 
@@ -47,10 +50,20 @@ async def _lent_to(loop: asyncio.AbstractEventLoop, factory: Callable[..., Abstr
 @asynccontextmanager
 async def _asked_from_threads(factory: Callable[..., AbstractAsyncContextManager[Hotline]],
                               *args: Any, **kwargs: Any) -> AsyncIterator[Hotline]:  # fmt: skip
-    """(trio) ``factory(...)``'s line, taking asks from plain threads."""
-    async with factory(*args, **kwargs) as line:
-        attach(line)
-        yield line
+    """(trio) ``factory(...)``'s line, taking asks from plain threads; a plain ``on_ask`` is
+    served by the threads that read the line (docs/asyncio.md §4.10), which the block's end
+    waits for once the line closed."""
+    crew: ThreadServer | None = None
+    try:
+        async with factory(*args, **kwargs) as line:
+            crew = serve(line)
+            if crew is None:
+                attach(line)
+            yield line
+    finally:
+        if crew is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(crew.join)
 
 
 class AioLineOpening(AioOpening[X]):

@@ -82,6 +82,7 @@ class Baton(enum.Enum):
     TRIO = "trio's receive loop reads the line"
     ASIDE = "nobody reads the line: the next thread to ask will"
     THREAD = "a thread that asks reads the line"
+    SERVED = "the threads serving a plain on_ask read the line (thread_serve); askers wait on their locks"
     CLOSED = "the line closed"
 
 
