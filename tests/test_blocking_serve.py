@@ -138,6 +138,7 @@ def test_handlers_run_at_most_handler_threads_at_once_and_none_is_lost(address: 
         threads = crew.threads
     assert got == list(range(7))
     assert most[0] == 2 and threads <= 3  # two handlers, and the one reading the line
+    assert crew.takeovers >= 2  # the watch took the line from each handler that blocked
     assert served.asks_served == 8 and served.sent == asked.received
     assert asked.asks_answered == 8 and asked.asks_open == 0
     assert not _serving_threads()

@@ -8,13 +8,20 @@ trio ever reads it (:meth:`Reader.lend <consensus.hotline.reader.Reader.lend>`, 
 :mod:`consensus.hotline.foreign` lends a line to an asyncio loop), organised as
 *leader/followers*: one thread, the leader, ``poll``s NNG's receive descriptor (the GIL
 released) and takes frames with non-blocking receives. When it takes an ask for the
-handler it hands the leadership to an idle follower (one lock released; a new thread while
-fewer than ``handler_threads + 1`` exist), then runs the handler itself and sends the
-answer (:meth:`ThreadAnswers.serve <consensus.hotline.threaded.ThreadAnswers.serve>`), and
-becomes a follower again. So the critical path is NNG → one thread wakes → handler → send,
-and a handler that takes long (an LLM call) never stops the line from being read.
+handler it runs the handler itself and sends the answer (:meth:`ThreadAnswers.serve
+<consensus.hotline.threaded.ThreadAnswers.serve>`), then reads on: the critical path is
+NNG → one thread wakes → handler → send, with no other thread woken.
 
-* At most ``handler_threads`` handlers run at once. An ask taken while all of them run
+A handler that takes long (an LLM call: seconds) must not stop the line from being read,
+so while handlers run inline a *watch* (an idle thread) looks every :data:`PATIENCE`: when
+one handler has run through a whole period it takes the leadership and reads (a new watch
+is found among the idle threads, or started, at the next handler), and the old leader
+becomes a follower once its handler returns. The watch sleeps without a timeout once a
+whole period passed with no handler. Handing the leadership to a follower before every
+handler (:data:`INLINE` False) was measured slower (docs/asyncio.md §4.10).
+
+* At most ``handler_threads`` handlers run at once, and at most ``handler_threads + 1``
+  threads exist (the busy ones, the leader, the watch, the idle ones). An ask taken while all of them run
   waits in a queue the next thread to finish takes from; while :data:`QUEUE` asks wait,
   the leader stops reading (the peer is slowed, as by trio's reader) until one is taken.
 * Every other frame (hellos, pings, values for ``receive()``, answers to trio's asks and
@@ -38,8 +45,10 @@ and a handler that takes long (an LLM call) never stops the line from being read
   taken go to trio first, and the line works as an attached ``ThreadAsks`` from then on.
 
 Thread safety: the leader alone receives from the socket and polls (leadership passes
-under the ``AskBook``'s lock, which guards every field below but the leader's scratch
-list ``_batch``); the protocol is trio's alone; :class:`ThreadAnswers` guards its own.
+under the ``AskBook``'s lock, which guards every field of the crew but the leader's
+scratch list ``_batch``; a leader deposed while its handler runs never polls again before
+it is promoted anew); each thread is woken through its own lock, released once per wake
+(:func:`_poke`); the protocol is trio's alone; :class:`ThreadAnswers` guards its own.
 """
 
 from __future__ import annotations
@@ -69,6 +78,11 @@ DRAIN: Final = 64  # frames taken per wake-up at most, then the batch goes to tr
 QUEUE: Final = 256  # asks taken while every handler runs; past it the leader stops reading
 SETTLE_EVERY: Final = 256  # answers sent here between two settlements in trio (bounds the records)
 SERVE_IN_THREADS = True  # False: plain handlers of blocking lines take the trio path (bench's reference)
+INLINE = True
+"""True (kept, docs/asyncio.md §4.10): the leader runs a handler without handing the reading
+on; a *watch* (an idle thread armed for it) takes the line when one handler has run through a
+whole :data:`PATIENCE`. False: the leadership passes to a follower before every handler."""
+PATIENCE: Final = 0.005  # (INLINE) how often the watch looks while handlers run inline
 JOIN_WAIT: Final = 5.0  # seconds join() waits for handlers still running when the line closed
 _NVAL: Final = select.POLLNVAL | select.POLLERR
 
@@ -83,6 +97,7 @@ class _Job:
 class _Next(enum.Enum):
     LEAD = "lead"
     WAIT = "wait"
+    WATCH = "watch"
     STOP = "stop"
 
 
@@ -117,6 +132,11 @@ class ThreadServer(ThreadAsks):
         self._batch: list[tuple[Envelope, int]] = []  # the leader's: frames taken for trio
         self._poll_wake = select.poll()  # the leader's while it must not read (stalled, backlog)
         self._poll_wake.register(self._wake, select.POLLIN)
+        self._watch: _Hand | None = None  # (INLINE) the thread that takes the line from a slow handler
+        self._armed = False  # (INLINE) the watch looks every PATIENCE (else it sleeps)
+        self._inline: _Hand | None = None  # (INLINE) the leader, while it runs a handler
+        self._inlines = 0  # (INLINE) handlers run inline so far
+        self.takeovers = 0  # (INLINE) times the watch took the line from a slow handler
         self.pauses = 0  # times trio's backlog stopped the reading (trio's)
         self.stalls = 0  # times QUEUE waiting asks stopped it
 
@@ -131,7 +151,7 @@ class ThreadServer(ThreadAsks):
         with self._lock:
             first, spare = self._spawn_locked(), self._spawn_locked()
             self._leader = first
-            first.wake.release()
+            _poke(first)
             self._idle.append(spare)
         self._start(first)
         self._start(spare)
@@ -161,10 +181,8 @@ class ThreadServer(ThreadAsks):
             served = self.baton is Baton.SERVED
             if served:
                 self.baton = Baton.CLOSED
-                idle, self._idle = self._idle, []
-                for hand in idle:
-                    hand.wake.release()  # they end
-                left = self._left = threading.Event() if self._leader is not None else None
+                self._end_idle_locked()
+                left = self._left = threading.Event() if self._reading_locked() else None
                 if left is not None:
                     os.eventfd_write(self._wake, 1)  # the leader leaves its poll
         if not served:
@@ -191,6 +209,19 @@ class ThreadServer(ThreadAsks):
         return not running
 
     # ------------------------------------------------------------------ the crew's side
+    def _end_idle_locked(self) -> None:
+        idle, self._idle = self._idle, []
+        if self._watch is not None:
+            idle.append(self._watch)
+            self._watch = None
+        for hand in idle:
+            _poke(hand)  # they end
+
+    def _reading_locked(self) -> bool:
+        """A leader polls the line, or may (not while it runs a handler inline: it polls no more
+        once the line is closed or failed)."""
+        return self._leader is not None and self._inline is not self._leader
+
     def _spawn_locked(self) -> _Hand:
         hand = _Hand()
         hand.thread = threading.Thread(target=self._main, args=(hand,), daemon=True,
@@ -214,9 +245,13 @@ class ThreadServer(ThreadAsks):
         nxt: _Job | _Next = _Next.WAIT  # (a thread made to lead starts with its lock released)
         while True:
             if nxt is _Next.WAIT:
-                hand.wake.acquire()  # promoted, or told to end
+                hand.wake.acquire()  # promoted, made the watch, or told to end
                 with self._lock:
-                    nxt = _Next.LEAD if self._leader is hand else _Next.STOP
+                    nxt = _Next.LEAD if self._leader is hand else _Next.WATCH if self._watch is hand else _Next.STOP
+                    if self.baton is not Baton.SERVED:
+                        nxt = _Next.STOP
+            if nxt is _Next.WATCH:
+                nxt = self._keep_watch(hand)
             if nxt is _Next.STOP:
                 return
             if nxt is _Next.LEAD:
@@ -234,9 +269,13 @@ class ThreadServer(ThreadAsks):
             self._answered += 1
             if self._answered >= SETTLE_EVERY:  # the books of answers sent here: into trio now and then
                 self._answered, settle = 0, True
+            if self._inline is hand:
+                self._inline = None
             nxt: _Job | _Next
             if self.baton is not Baton.SERVED:
                 nxt = _Next.STOP  # closed, or the crew failed (its queue went to trio)
+            elif self._leader is hand:
+                nxt = _Next.LEAD  # (INLINE) nobody took the line meanwhile (nor queued asks)
             elif self._queue:
                 nxt = self._queue.popleft()
                 self._busy += 1
@@ -245,6 +284,8 @@ class ThreadServer(ThreadAsks):
                     os.eventfd_write(self._wake, 1)  # the leader reads again
             elif self._leader is None:
                 self._leader, nxt = hand, _Next.LEAD
+            elif INLINE and self._watch is None:
+                self._watch, self._armed, nxt = hand, True, _Next.WATCH
             else:
                 self._idle.append(hand)
                 nxt = _Next.WAIT
@@ -289,7 +330,7 @@ class ThreadServer(ThreadAsks):
                     if kind == f.ASK:
                         job = self._job(got)
                         if job is not None:
-                            if self._take(job):
+                            if self._take(hand, job):
                                 return job
                             continue  # it waits for a handler thread
                     elif kind in f.ANSWER_KINDS:
@@ -307,6 +348,24 @@ class ThreadServer(ThreadAsks):
                 if tell:
                     self._soon_in_trio()
 
+    def _keep_watch(self, hand: _Hand) -> _Next:
+        """(INLINE, the watch.) Look every :data:`PATIENCE` while handlers run inline; take
+        the line (LEAD) from a leader whose handler ran a whole period; sleep while none runs."""
+        seen, armed = -1, True
+        while True:
+            got = hand.wake.acquire(timeout=PATIENCE) if armed else hand.wake.acquire()
+            with self._lock:
+                if self.baton is not Baton.SERVED or self._watch is not hand:
+                    return _Next.STOP
+                if not got:  # a whole period
+                    if self._inline is not None and self._inlines == seen:
+                        self._leader, self._watch, self._inline, self._armed = hand, None, None, False
+                        self.takeovers += 1
+                        return _Next.LEAD  # (the old leader learns it when its handler returns)
+                    if self._inline is None and self._inlines == seen:
+                        self._armed = False  # no handler for a whole period: sleep until the next
+                seen, armed = self._inlines, self._armed
+
     def _job(self, got: tuple[Envelope, int]) -> _Job | None:
         envelope, pipe = got
         try:
@@ -316,7 +375,7 @@ class ThreadServer(ThreadAsks):
         ticket = Ticket(envelope.id, self._book.next_id(), pipe, stream, envelope.sender, lent=True)
         return _Job(ticket, value, got)
 
-    def _take(self, job: _Job) -> bool:
+    def _take(self, hand: _Hand, job: _Job) -> bool:
         """(The leader.) An ask for the handler: True when this thread runs it (the leadership
         passed on); False when it waits for a free handler thread."""
         start: _Hand | None = None
@@ -331,15 +390,27 @@ class ThreadServer(ThreadAsks):
                     self._stalled = True
                     self.stalls += 1
                 mine = False
+            elif INLINE:
+                mine = True
+                self._busy += 1
+                self._inline = hand  # the leader keeps the line, unread while its handler runs
+                self._inlines += 1
+                if self._watch is None:  # (after a takeover) an idle thread, or a new one, watches
+                    self._watch = self._idle.pop() if self._idle else (start := self._spawn_locked())
+                    self._armed = True
+                    _poke(self._watch)
+                elif not self._armed:  # the first handler after a quiet while: the watch looks again
+                    self._armed = True
+                    _poke(self._watch)
             else:
                 mine = True
                 self._busy += 1
                 if self._idle:
                     self._leader = self._idle.pop()  # the last to go idle: the warmest
-                    self._leader.wake.release()
+                    _poke(self._leader)
                 else:  # (fewer than handler_threads + 1 threads: the busy ones and this one)
                     self._leader = start = self._spawn_locked()
-                    start.wake.release()
+                    _poke(start)
         if start is not None:
             self._start(start)
         if tell:
@@ -381,12 +452,10 @@ class ThreadServer(ThreadAsks):
             self._batch.clear()
             self._for_trio += [job.got for job in self._queue]
             self._queue.clear()
-            idle, self._idle = self._idle, []
-            for other in idle:
-                other.wake.release()  # they end
+            self._end_idle_locked()
             if self._leader is hand:
                 self._leader = None
-            left = self._left = threading.Event() if self._leader is not None else None
+            left = self._left = threading.Event() if self._reading_locked() else None
             if left is not None:
                 os.eventfd_write(self._wake, 1)
         if left is not None and not left.wait(CLOSE_WAIT):
@@ -398,6 +467,12 @@ class ThreadServer(ThreadAsks):
     def _give_line_back(self) -> None:
         self._into_trio()
         self._reader.unlend()
+
+
+def _poke(hand: _Hand) -> None:
+    """Wake ``hand`` (the crew's lock held): once, however often it is poked before it wakes."""
+    if hand.wake.locked():
+        hand.wake.release()
 
 
 def serve(line: Hotline) -> ThreadServer | None:
