@@ -173,6 +173,26 @@ def test_values_pings_and_asks_of_its_own_on_a_served_line(peers: Peers, address
     assert not _serving_threads()
 
 
+def test_a_handler_that_asks_back_on_its_own_line(address: Callable[[str], str]) -> None:
+    where = address("ipc")
+    lines: list[Any] = []
+
+    def on_ask(value: Any) -> Any:  # asks the peer back, on the line its ask came on
+        return {"asked": value, "back": lines[0].ask({"inner": value}, timeout=10)}
+
+    with blocking.hotline(listen=where, name="near", on_ask=on_ask) as near, \
+            blocking.hotline(dial=where, name="far", on_ask=lambda v: {"far": v}) as far:  # fmt: skip
+        lines.append(near)
+        far.wait_connected()
+        answers = [far.ask(i, timeout=10) for i in range(20)]
+        crew = _crew(near)
+        stats = near.statistics()
+    assert answers == [{"asked": i, "back": {"far": {"inner": i}}} for i in range(20)]
+    assert crew.takeovers == 0  # the reading passed on when the handler asked, not after PATIENCE
+    assert stats.asks_served == 20 and stats.asks_answered == 20 and stats.asks_open == 0
+    assert not _serving_threads()
+
+
 def test_the_asker_leaving_mid_handler_drops_its_answer_and_the_line_goes_on(
         peers: Peers, address: Callable[[str], str]) -> None:  # fmt: skip
     where = address("ipc")

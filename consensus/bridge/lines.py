@@ -10,7 +10,8 @@ resumes and stops before the line closes. Asks from that loop
 a line opened from a loop other than the asker's) keeps the trio path. A blocking line gets
 a :class:`~consensus.hotline.thread_asks.ThreadAsks` the same way: its asks are sent from
 the caller's thread, which reads the line itself while it waits (trio's reader stands aside
-while threads keep asking; docs/asyncio.md §4.6).
+while threads keep asking; docs/asyncio.md §4.8); one with a plain ``on_ask`` is read by the
+threads that serve it (:mod:`consensus.hotline.thread_serve`, docs/asyncio.md §4.10).
 """
 
 from __future__ import annotations

@@ -355,7 +355,11 @@ class ThreadServer(ThreadAsks):
         while True:
             got = hand.wake.acquire(timeout=PATIENCE) if armed else hand.wake.acquire()
             with self._lock:
-                if self.baton is not Baton.SERVED or self._watch is not hand:
+                if self.baton is not Baton.SERVED:
+                    return _Next.STOP
+                if self._leader is hand:
+                    return _Next.LEAD  # (a handler asks on this line: _hand_on)
+                if self._watch is not hand:
                     return _Next.STOP
                 if not got:  # a whole period
                     if self._inline is not None and self._inlines == seen:
@@ -365,6 +369,29 @@ class ThreadServer(ThreadAsks):
                     if self._inline is None and self._inlines == seen:
                         self._armed = False  # no handler for a whole period: sleep until the next
                 seen, armed = self._inlines, self._armed
+
+    def ask(self, value: Any, timeout: float) -> Any:
+        self._hand_on()
+        return super().ask(value, timeout)
+
+    def _hand_on(self) -> None:
+        """(INLINE) A handler asks on its own line: its answer must not wait for the watch,
+        so the leadership passes on now (to the watch, an idle thread or a new one)."""
+        hand = self._inline
+        if hand is None or hand.thread is not threading.current_thread():
+            return
+        start: _Hand | None = None
+        with self._lock:
+            if self._inline is not hand or self._leader is not hand or self.baton is not Baton.SERVED:
+                return
+            if self._watch is not None:
+                nxt, self._watch, self._armed = self._watch, None, False
+            else:  # (the busy ones, this one among them, and no idle one: fewer than the bound)
+                nxt = self._idle.pop() if self._idle else (start := self._spawn_locked())
+            self._leader, self._inline = nxt, None
+            _poke(nxt)
+        if start is not None:
+            self._start(start)
 
     def _job(self, got: tuple[Envelope, int]) -> _Job | None:
         envelope, pipe = got
