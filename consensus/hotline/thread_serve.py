@@ -240,6 +240,8 @@ class ThreadServer(ThreadAsks):
         except Exception:  # a bug of ours: the line must not go deaf for it
             log.exception("hotline %s: a serving thread failed: trio reads the line again", self._name)
             self._fail(hand)
+        finally:
+            self._leave(hand)  # (a leader that ends before it ever polled: closing waits for it)
 
     def _work_as(self, hand: _Hand) -> None:
         nxt: _Job | _Next = _Next.WAIT  # (a thread made to lead starts with its lock released)
@@ -464,8 +466,8 @@ class ThreadServer(ThreadAsks):
         with self._lock:
             if self._leader is hand:
                 self._leader = None
-            if self._left is not None:
-                self._left.set()
+                if self._left is not None:
+                    self._left.set()
         return _Next.STOP
 
     def _fail(self, hand: _Hand) -> None:
