@@ -21,7 +21,7 @@ from conftest import Peers, tell
 
 import consensus
 from consensus import blocking
-from consensus.hotline import thread_serve
+from consensus.hotline import serve_crew
 from consensus.hotline.thread_asks import Baton, attached
 from consensus.hotline.thread_serve import ThreadServer
 
@@ -283,7 +283,7 @@ def test_a_flood_of_values_nobody_receives_pauses_the_crew(peers: Peers, address
 
 def test_a_full_queue_stops_the_reading_until_a_handler_is_free(address: Callable[[str], str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    monkeypatch.setattr(thread_serve, "QUEUE", 3)
+    monkeypatch.setattr(serve_crew, "QUEUE", 3)
     where = address("ipc")
     release = threading.Event()
 
