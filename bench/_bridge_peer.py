@@ -8,7 +8,9 @@ plain handlers, in threads), ``aio`` (``consensus.aio``
 under ``asyncio.run``, async handlers on its loop) or ``blocking`` (``consensus.blocking``,
 plain handlers in threads). Prints ``ready``, then leaves at the end of stdin.
 ``NNGC_BENCH_TRIO_ANSWERS=1`` in the environment: handlers' answers go back through trio
-(the path before ``consensus/hotline/threaded.py``), for a before/after comparison.
+(the path before ``consensus/hotline/threaded.py``), for a before/after comparison;
+``NNGC_BENCH_TRIO_SERVE=1``: a blocking line's plain ``on_ask`` is reached through trio's
+reader (the path before ``consensus/hotline/thread_serve.py``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import trio
 
 import consensus
 from consensus import aio, blocking
-from consensus.hotline import serve
+from consensus.hotline import serve, thread_serve
 
 if os.environ.get("NNGC_BENCH_TRIO_ANSWERS"):  # the old path, for a before/after run of bench.bridge
     serve.ANSWER_FROM_THREAD = False
+if os.environ.get("NNGC_BENCH_TRIO_SERVE"):  # blocking lines' asks read by trio (before thread_serve)
+    thread_serve.SERVE_IN_THREADS = False
 
 
 async def _answer(value: Any) -> Any:

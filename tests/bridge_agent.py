@@ -13,7 +13,9 @@ asyncio things: a queue fed by another asyncio task, ``asyncio.sleep``) or ``blo
 * ``line``: listens on a hotline at ADDRESS; an ask ``{"stream": n}`` is answered with ``n``
   chunks ``{"chunk": i, "by": NAME}`` (aio: an async generator), anything else with
   ``{"echo": value, "by": NAME}``. ``--coroutine`` (aio): a coroutine ``on_ask`` instead,
-  without streams; ``{"raise": true}`` raises ``ValueError``, ``{"sleep": s}`` waits first.
+  without streams; ``{"raise": true}`` raises ``ValueError``, ``{"sleep": s}`` waits first
+  (blocking: the same from its plain ``on_ask``).
+* ``asker`` (blocking): dials the line at ADDRESS and asks what stdin says (``run_asker``).
 
 Prints ``ready`` once joined, connected or listening. ``quit`` on stdin (or its end) leaves.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -109,8 +112,15 @@ def run_blocking(args: argparse.Namespace) -> None:
         return {"n": task["n"], "by": args.name}
 
     def on_ask(value: Any) -> Any:
+        if isinstance(value, dict) and "sleep" in value:
+            time.sleep(value["sleep"])
+        if isinstance(value, dict) and value.get("raise"):
+            raise ValueError(f"{args.name} was asked to fail")
         return {"echo": value, "by": args.name}
 
+    if args.mode == "asker":
+        run_asker(args)
+        return
     if args.mode == "member":
         opening: Any = blocking.join(args.address, name=args.name, on_poll=on_poll, on_vote=on_vote)
     elif args.mode == "worker":
@@ -127,10 +137,27 @@ def run_blocking(args: argparse.Namespace) -> None:
                 break
 
 
+def run_asker(args: argparse.Namespace) -> None:
+    """Dial the line at ADDRESS; each ``ask JSON`` on stdin is asked (prints ``asking``, then
+    ``answer JSON`` or ``error TYPE``)."""
+    with blocking.hotline(dial=args.address, name=args.name) as line:
+        line.wait_connected()
+        say("ready")
+        for command in iter(sys.stdin.readline, ""):
+            if command.strip() == "quit":
+                break
+            if command.startswith("ask "):
+                say("asking")
+                try:
+                    say(f"answer {json.dumps(line.ask(json.loads(command[4:]), timeout=30))}")
+                except Exception as exc:  # noqa: BLE001 - the test reads what the asker saw
+                    say(f"error {type(exc).__name__}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("front", choices=["aio", "blocking"])
-    parser.add_argument("mode", choices=["member", "worker", "line"])
+    parser.add_argument("mode", choices=["member", "worker", "line", "asker"])
     parser.add_argument("address")
     parser.add_argument("name")
     parser.add_argument("--raise", dest="raise_", action="store_true")

@@ -18,7 +18,7 @@ from conftest import Peers, tell
 
 import consensus
 from consensus import blocking
-from consensus.hotline import reader
+from consensus.hotline import reader, thread_serve
 from consensus.hotline.reader import LEASE
 from consensus.hotline.thread_asks import Baton, ThreadAsks, attached
 
@@ -131,7 +131,9 @@ def test_the_reader_hands_others_their_answers_and_the_baton_to_one_still_waitin
 
 
 def test_a_value_and_an_ask_for_this_side_arrive_while_a_thread_reads(peers: Peers, address: Callable[[str], str],
-                                                                      readers: list[str], long_lease: None) -> None:  # fmt: skip
+                                                                      readers: list[str], long_lease: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(thread_serve, "SERVE_IN_THREADS", False)  # (a served line's crew reads it: test_blocking_serve)
     where = address("ipc")
     child = peers.start(where, "--listen", "--name", "far", script="hotline_agent.py")
     with blocking.hotline(dial=where, name="near", on_ask=lambda v: {"near": v}) as line:

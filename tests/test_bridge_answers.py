@@ -36,20 +36,19 @@ def test_a_child_answers_from_its_loop_or_its_threads(front: str, transport: str
         async with aio.hotline(dial=where, name="near") as line:
             await line.wait_connected()
             echoes = [await line.ask(i, timeout=10) for i in range(30)]
-            if front == "aio":
-                with pytest.raises(consensus.RemoteError) as info:
-                    await line.ask({"raise": True}, timeout=10)
-                assert info.value.type == "ValueError" and "far was asked to fail" in info.value.message
-                slow = asyncio.create_task(line.ask({"sleep": 0.3}, timeout=10))  # waits on the child's loop ...
-                assert await line.ask("quick", timeout=10) == {"echo": "quick", "by": "far"}  # ... not its line
-                assert await slow == {"echo": {"sleep": 0.3}, "by": "far"}
+            with pytest.raises(consensus.RemoteError) as info:
+                await line.ask({"raise": True}, timeout=10)
+            assert info.value.type == "ValueError" and "far was asked to fail" in info.value.message
+            slow = asyncio.create_task(line.ask({"sleep": 0.3}, timeout=10))  # waits on the child's loop or thread ...
+            assert await line.ask("quick", timeout=10) == {"echo": "quick", "by": "far"}  # ... not its line
+            assert await slow == {"echo": {"sleep": 0.3}, "by": "far"}
             stats = line.statistics()
         tell(child, "quit")
         return echoes, stats
 
     echoes, stats = run(main())
     assert echoes == [{"echo": i, "by": "far"} for i in range(30)]
-    assert stats.asks_open == 0 and stats.asks_answered == (33 if front == "aio" else 30)
+    assert stats.asks_open == 0 and stats.asks_answered == 33
 
 
 def test_an_asyncio_answer_leaves_from_the_loops_thread_with_its_context(address: Callable[[str], str],

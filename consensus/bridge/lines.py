@@ -10,7 +10,8 @@ resumes and stops before the line closes. Asks from that loop
 a line opened from a loop other than the asker's) keeps the trio path. A blocking line gets
 a :class:`~consensus.hotline.thread_asks.ThreadAsks` the same way: its asks are sent from
 the caller's thread, which reads the line itself while it waits (trio's reader stands aside
-while threads keep asking; docs/asyncio.md §4.6).
+while threads keep asking; docs/asyncio.md §4.8); one with a plain ``on_ask`` is read by the
+threads that serve it (:mod:`consensus.hotline.thread_serve`, docs/asyncio.md §4.10).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+import trio
+
 from consensus.bridge.opening import AioOpening, BlockingOpening, _returns, blocking_opener
 from consensus.bridge.proxy import Proxy
 from consensus.hotline.foreign import ForeignReader, lend, lent
 from consensus.hotline.line import Hotline
 from consensus.hotline.thread_asks import attach
+from consensus.hotline.thread_serve import ThreadServer, serve
 
 __all__ = ["AioLineOpening", "aio_line_opener", "blocking_line_opener"]
 
@@ -47,10 +51,20 @@ async def _lent_to(loop: asyncio.AbstractEventLoop, factory: Callable[..., Abstr
 @asynccontextmanager
 async def _asked_from_threads(factory: Callable[..., AbstractAsyncContextManager[Hotline]],
                               *args: Any, **kwargs: Any) -> AsyncIterator[Hotline]:  # fmt: skip
-    """(trio) ``factory(...)``'s line, taking asks from plain threads."""
-    async with factory(*args, **kwargs) as line:
-        attach(line)
-        yield line
+    """(trio) ``factory(...)``'s line, taking asks from plain threads; a plain ``on_ask`` is
+    served by the threads that read the line (docs/asyncio.md §4.10), which the block's end
+    waits for once the line closed."""
+    crew: ThreadServer | None = None
+    try:
+        async with factory(*args, **kwargs) as line:
+            crew = serve(line)
+            if crew is None:
+                attach(line)
+            yield line
+    finally:
+        if crew is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(crew.join)
 
 
 class AioLineOpening(AioOpening[X]):

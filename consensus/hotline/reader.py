@@ -123,6 +123,12 @@ class Reader:
         foreign.changed(self._protocol)
         return True
 
+    def unlend(self) -> None:
+        """The reader the line was lent to failed: trio reads it again; ``foreign`` stays
+        attached, as by :meth:`attach` (trio's thread)."""
+        self.reading = None
+        self.wake_receiver()
+
     def aside(self) -> None:
         """Stop reading: the asking threads read the line until :meth:`take_back` (trio's
         thread, from the receive loop between frames, when :meth:`Lent.lend_now` says so)."""

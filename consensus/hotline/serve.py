@@ -89,6 +89,7 @@ class Server:
         # An async function (not a generator) is run inline by the receiver (module docstring).
         self._inline = on_ask is not None and inspect.iscoroutinefunction(on_ask)
         self._threads = trio.CapacityLimiter(handler_threads)
+        self.handler_threads = handler_threads
         self._start_receiver = start_receiver
         self.requests_send, self.requests = trio.open_memory_channel[IncomingAsk](QUEUE)
         self.nursery: trio.Nursery | None = None  # where handlers in tasks of their own run

@@ -28,6 +28,9 @@ Who reads the line (:class:`Baton`):
   the baton to one of the threads still waiting (it reads from then on), or ``ASIDE``.
 * ``CLOSED``: the line closed; trio waits (briefly) for the holder to leave before the
   socket closes, so no thread polls a closed descriptor.
+* ``SERVED``: the line has a plain ``on_ask`` and the threads serving it read the line
+  (:mod:`consensus.hotline.thread_serve`, which extends this class); an asking thread sends
+  and waits on its lock, and the reading thread hands it its answer.
 
 Thread safety: everything above, the table of open asks and the answers are behind the
 ``AskBook``'s lock. An answer is written once, under that lock, by whoever takes its ask
@@ -82,6 +85,7 @@ class Baton(enum.Enum):
     TRIO = "trio's receive loop reads the line"
     ASIDE = "nobody reads the line: the next thread to ask will"
     THREAD = "a thread that asks reads the line"
+    SERVED = "the threads serving a plain on_ask read the line (thread_serve); askers wait on their locks"
     CLOSED = "the line closed"
 
 

@@ -82,6 +82,7 @@ class Ticket:
     pipe: int
     stream: bool
     sender: str
+    lent: bool = False  # started by the reader of a lent line: no token of trio's limiter held
 
 
 class Fate(Enum):
@@ -162,7 +163,8 @@ class ThreadAnswers:
         sent = size = 0
         for record in records:
             if self._limiter is not None:
-                self._limiter.release_on_behalf_of(record.ticket)
+                if not record.ticket.lent:
+                    self._limiter.release_on_behalf_of(record.ticket)
             else:
                 self._cancels.pop(record.ticket, None)
             if record.fate is Fate.SENT:
@@ -195,6 +197,11 @@ class ThreadAnswers:
                 pass
 
     # ------------------------------------------------------------------ another reader's side
+    @property
+    def plain(self) -> bool:
+        """The handler is a plain function run in a thread (not an asyncio one on its loop)."""
+        return self._runner is None
+
     def bind(self) -> None:
         """Learn trio's token before a thread other than trio's starts handlers (trio's thread)."""
         self._handback.bind()
@@ -203,6 +210,11 @@ class ThreadAnswers:
         """Answer an ask whose handler another reader started (:mod:`consensus.hotline.foreign`),
         with a frame id of its own: as a worker thread does, from the calling thread."""
         self._finished(ticket, ok, result)
+
+    def serve(self, ticket: Ticket, value: Any) -> None:
+        """Run the plain handler on an ask another reader took (:mod:`consensus.hotline.thread_serve`)
+        and answer, in the calling thread, as a worker thread does."""
+        self._work(ticket, value)
 
     # ------------------------------------------------------------------ the worker thread's side
     def _work(self, ticket: Ticket, value: Any) -> None:

@@ -1,0 +1,432 @@
+"""The roles of the threads that read a lent blocking line and serve its plain ``on_ask``
+(:mod:`consensus.hotline.thread_serve`; docs/asyncio.md §4.10): leader/followers with a watch.
+
+* The **leader** ``poll``s NNG's receive descriptor (the GIL released) and takes frames with
+  non-blocking receives (at most :data:`DRAIN` per wake-up). An ask for the handler it runs
+  itself (:meth:`ThreadAnswers.serve <consensus.hotline.threaded.ThreadAnswers.serve>`),
+  then reads on; answers to asks of this line's threads go to them (their locks); every
+  other frame goes to trio in order (:class:`~consensus.hotline.thread_asks.ThreadAsks`'
+  hand-over, which :class:`Crew` extends).
+* The **watch** (an idle thread) looks every :data:`PATIENCE` while handlers run inline and
+  takes the leadership from a leader whose handler ran through a whole period; it sleeps
+  untimed after a period with no handler. A handler asking on its own line hands the
+  leadership on at once (:meth:`Crew.ask`). :data:`INLINE` False hands it to a follower
+  before every handler instead (measured slower).
+* **Followers** wait on their own lock to be promoted, made the watch, or ended.
+* At most ``handler_threads`` handlers run and ``handler_threads + 1`` threads exist; an ask
+  taken while every handler thread is busy waits in a queue the next thread to finish takes
+  from; while :data:`QUEUE` wait the leader does not read (:attr:`Crew.stalls`).
+* A thread that fails (a bug of ours) gives the line back to trio with what the crew held.
+
+Thread safety: the leader alone receives from the socket and polls; leadership, the roles,
+the queue and the counts change under the ``AskBook``'s lock (``_batch`` is the leader's
+alone); a leader deposed while its handler runs never polls again before it is promoted
+anew; each thread is woken through its own lock, released once per wake (:func:`_poke`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final
+
+from consensus.hotline import frames as f
+from consensus.hotline.line import Hotline
+from consensus.hotline.thread_asks import CLOSE_WAIT, Baton, ThreadAsks
+from consensus.hotline.threaded import ThreadAnswers, Ticket
+from patterns import Closed, Envelope, MalformedMessage
+
+__all__ = ["DRAIN", "INLINE", "PATIENCE", "QUEUE", "SETTLE_EVERY", "Crew"]
+
+log = logging.getLogger("consensus.hotline")
+
+DRAIN: Final = 64  # frames taken per wake-up at most, then the batch goes to trio
+QUEUE: Final = 256  # asks taken while every handler runs; past it the leader stops reading
+SETTLE_EVERY: Final = 256  # answers sent here between two settlements in trio (bounds the records)
+INLINE = True
+"""True (kept, docs/asyncio.md §4.10): the leader runs a handler without handing the reading
+on; a *watch* (an idle thread armed for it) takes the line when one handler has run through a
+whole :data:`PATIENCE`. False: the leadership passes to a follower before every handler."""
+PATIENCE: Final = 0.005  # (INLINE) how often the watch looks while handlers run inline
+_NVAL: Final = select.POLLNVAL | select.POLLERR
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    ticket: Ticket
+    value: Any
+    got: tuple[Envelope, int]  # the frame, for trio should the threads fail
+
+
+class _Next(enum.Enum):
+    LEAD = "lead"
+    WAIT = "wait"
+    WATCH = "watch"
+    STOP = "stop"
+
+
+class _Hand:
+    """One thread of the crew: its lock is released once to promote it (or to let it end),
+    and acquired once for each release."""
+
+    __slots__ = ("thread", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.thread: threading.Thread | None = None
+
+
+class Crew(ThreadAsks):
+    """The threads that read a lent line and serve its plain ``on_ask``: who reads, who runs a
+    handler, who watches (the roles); :class:`~consensus.hotline.thread_serve.ThreadServer` adds
+    the line's side (closing, trio's backlog, joining)."""
+
+    def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int) -> None:
+        super().__init__(line)
+        self.baton = Baton.SERVED
+        self._answers = answers
+        self._limit = handler_threads
+        self._context = contextvars.copy_context()  # trio's, as its handler threads get it
+        self._leader: _Hand | None = None
+        self._idle: list[_Hand] = []
+        self._hands: list[_Hand] = []  # every thread started (for join)
+        self._busy = 0  # threads running a handler
+        self._queue: deque[_Job] = deque()
+        self._stalled = False  # QUEUE asks wait: the leader does not read
+        self._answered = 0  # answers since trio last settled them
+        self._batch: list[tuple[Envelope, int]] = []  # the leader's: frames taken for trio
+        self._poll_wake = select.poll()  # the leader's while it must not read (stalled, backlog)
+        self._poll_wake.register(self._wake, select.POLLIN)
+        self._watch: _Hand | None = None  # (INLINE) the thread that takes the line from a slow handler
+        self._armed = False  # (INLINE) the watch looks every PATIENCE (else it sleeps)
+        self._inline: _Hand | None = None  # (INLINE) the leader, while it runs a handler
+        self._inlines = 0  # (INLINE) handlers run inline so far
+        self.takeovers = 0  # (INLINE) times the watch took the line from a slow handler
+        self.pauses = 0  # times trio's backlog stopped the reading (trio's)
+        self.stalls = 0  # times QUEUE waiting asks stopped it
+
+    @property
+    def threads(self) -> int:
+        """How many threads the crew has started."""
+        return len(self._hands)
+
+    # ------------------------------------------------------------------ trio's side
+    def start(self) -> None:
+        """Start the leader and one follower (trio's thread, right after :func:`serve`)."""
+        with self._lock:
+            first, spare = self._spawn_locked(), self._spawn_locked()
+            self._leader = first
+            _poke(first)
+            self._idle.append(spare)
+        self._start(first)
+        self._start(spare)
+
+    # ------------------------------------------------------------------ the crew's side
+    def _end_idle_locked(self) -> None:
+        idle, self._idle = self._idle, []
+        if self._watch is not None:
+            idle.append(self._watch)
+            self._watch = None
+        for hand in idle:
+            _poke(hand)  # they end
+
+    def _reading_locked(self) -> bool:
+        """A leader polls the line, or may (not while it runs a handler inline: it polls no more
+        once the line is closed or failed)."""
+        return self._leader is not None and self._inline is not self._leader
+
+    def _spawn_locked(self) -> _Hand:
+        hand = _Hand()
+        hand.thread = threading.Thread(target=self._main, args=(hand,), daemon=True,
+                                       name=f"hotline {self._name} server {len(self._hands)}")  # fmt: skip
+        self._hands.append(hand)
+        return hand
+
+    @staticmethod
+    def _start(hand: _Hand) -> None:
+        assert hand.thread is not None
+        hand.thread.start()
+
+    def _main(self, hand: _Hand) -> None:
+        try:
+            self._work_as(hand)
+        except Exception:  # a bug of ours: the line must not go deaf for it
+            log.exception("hotline %s: a serving thread failed: trio reads the line again", self._name)
+            self._fail(hand)
+        finally:
+            self._leave(hand)  # (a leader that ends before it ever polled: closing waits for it)
+
+    def _work_as(self, hand: _Hand) -> None:
+        nxt: _Job | _Next = _Next.WAIT  # (a thread made to lead starts with its lock released)
+        while True:
+            if nxt is _Next.WAIT:
+                hand.wake.acquire()  # promoted, made the watch, or told to end
+                with self._lock:
+                    if self.baton is not Baton.SERVED:
+                        nxt = _Next.STOP
+                    elif self._leader is hand:
+                        nxt = _Next.LEAD
+                    else:
+                        nxt = _Next.WATCH if self._watch is hand else _Next.STOP
+            if nxt is _Next.WATCH:
+                nxt = self._keep_watch(hand)
+            if nxt is _Next.STOP:
+                return
+            if nxt is _Next.LEAD:
+                nxt = self._lead(hand)
+                continue
+            assert isinstance(nxt, _Job)
+            self._context.copy().run(self._answers.serve, nxt.ticket, nxt.value)
+            nxt = self._after(hand)
+
+    def _after(self, hand: _Hand) -> _Job | _Next:
+        """A handler returned: the next queued ask, or lead, or wait to be promoted, or end."""
+        settle = False
+        with self._lock:
+            self._busy -= 1
+            self._answered += 1
+            if self._answered >= SETTLE_EVERY:  # the books of answers sent here: into trio now and then
+                self._answered, settle = 0, True
+            if self._inline is hand:
+                self._inline = None
+            nxt: _Job | _Next
+            if self.baton is not Baton.SERVED:
+                nxt = _Next.STOP  # closed, or the crew failed (its queue went to trio)
+            elif self._leader is hand:
+                nxt = _Next.LEAD  # (INLINE) nobody took the line meanwhile (nor queued asks)
+            elif self._queue:
+                nxt = self._queue.popleft()
+                self._busy += 1
+                if self._stalled and len(self._queue) < QUEUE:
+                    self._stalled = False
+                    os.eventfd_write(self._wake, 1)  # the leader reads again
+            elif self._leader is None:
+                self._leader, nxt = hand, _Next.LEAD
+            elif INLINE and self._watch is None:
+                self._watch, self._armed, nxt = hand, True, _Next.WATCH
+            else:
+                self._idle.append(hand)
+                nxt = _Next.WAIT
+        if settle:
+            self._soon_in_trio(self._settle_answers)
+        return nxt
+
+    def _lead(self, hand: _Hand) -> _Job | _Next:
+        """Read the line until an ask for the handler comes (the leadership handed on: this
+        thread runs it), or the line closes (STOP)."""
+        pair, book, batch = self._pair, self._book, self._batch
+        while True:
+            quiet = self._full or self._stalled
+            ready = (self._poll_wake if quiet else self._poll).poll()  # (the GIL released)
+            for which, flags in ready:
+                if flags & _NVAL:
+                    return self._leave(hand)  # (the descriptor closed: cannot happen while the line is open)
+                if which == self._wake:
+                    try:
+                        os.eventfd_read(self._wake)
+                    except BlockingIOError:
+                        pass
+            if self.baton is not Baton.SERVED:
+                return self._leave(hand)
+            if quiet:
+                continue
+            taken = 0
+            while taken < DRAIN and not (self._full or self._stalled) and self.baton is Baton.SERVED:
+                try:
+                    got = pair.receive_from_nowait()
+                except MalformedMessage as exc:
+                    log.warning("hotline %s dropped a frame: %s", self._name, exc)
+                    continue
+                except Closed:
+                    return self._leave(hand)
+                if got is None:
+                    break
+                taken += 1
+                envelope = got[0]
+                kind = envelope.kind
+                try:
+                    if kind == f.ASK:
+                        job = self._job(got)
+                        if job is not None:
+                            if self._take(hand, job):
+                                return job
+                            continue  # it waits for a handler thread
+                    elif kind in f.ANSWER_KINDS:
+                        answered = book.take(envelope, got[1])
+                        if answered is not None:
+                            answered[0].done.release()  # a thread's ask on this line (it waits on its lock)
+                            continue
+                except Exception:  # (a bug of ours) trio gets the frame, and the line (_fail)
+                    batch.append(got)
+                    raise
+                batch.append(got)
+            if taken:
+                with self._lock:
+                    tell = self._flush_locked()
+                if tell:
+                    self._soon_in_trio()
+
+    def _keep_watch(self, hand: _Hand) -> _Next:
+        """(INLINE, the watch.) Look every :data:`PATIENCE` while handlers run inline; take
+        the line (LEAD) from a leader whose handler ran a whole period; sleep while none runs."""
+        seen, armed = -1, True
+        while True:
+            got = hand.wake.acquire(timeout=PATIENCE) if armed else hand.wake.acquire()
+            with self._lock:
+                if self.baton is not Baton.SERVED:
+                    return _Next.STOP
+                if self._leader is hand:
+                    return _Next.LEAD  # (a handler asks on this line: _hand_on)
+                if self._watch is not hand:
+                    return _Next.STOP
+                if not got:  # a whole period
+                    if self._inline is not None and self._inlines == seen:
+                        self._leader, self._watch, self._inline, self._armed = hand, None, None, False
+                        self.takeovers += 1
+                        return _Next.LEAD  # (the old leader learns it when its handler returns)
+                    if self._inline is None and self._inlines == seen:
+                        self._armed = False  # no handler for a whole period: sleep until the next
+                seen, armed = self._inlines, self._armed
+
+    def ask(self, value: Any, timeout: float) -> Any:
+        self._hand_on()
+        return super().ask(value, timeout)
+
+    def _hand_on(self) -> None:
+        """(INLINE) A handler asks on its own line: its answer must not wait for the watch,
+        so the leadership passes on now (to the watch, an idle thread or a new one)."""
+        hand = self._inline
+        if hand is None or hand.thread is not threading.current_thread():
+            return
+        start: _Hand | None = None
+        with self._lock:
+            if self._inline is not hand or self._leader is not hand or self.baton is not Baton.SERVED:
+                return
+            if self._watch is not None:
+                nxt, self._watch, self._armed = self._watch, None, False
+            else:  # (the busy ones, this one among them, and no idle one: fewer than the bound)
+                nxt = self._idle.pop() if self._idle else (start := self._spawn_locked())
+            self._leader, self._inline = nxt, None
+            _poke(nxt)
+        if start is not None:
+            self._start(start)
+
+    def _job(self, got: tuple[Envelope, int]) -> _Job | None:
+        envelope, pipe = got
+        try:
+            value, stream = f.parse_ask(envelope)
+        except ValueError:
+            return None  # trio's protocol counts and logs it
+        ticket = Ticket(envelope.id, self._book.next_id(), pipe, stream, envelope.sender, lent=True)
+        return _Job(ticket, value, got)
+
+    def _take(self, hand: _Hand, job: _Job) -> bool:
+        """(The leader.) An ask for the handler: True when this thread runs it (the leadership
+        passed on); False when it waits for a free handler thread."""
+        start: _Hand | None = None
+        with self._lock:
+            tell = self._flush_locked()
+            if self.baton is not Baton.SERVED:  # the crew failed meanwhile: trio serves it
+                self._for_trio.append(job.got)
+                mine = False
+            elif self._busy >= self._limit:
+                self._queue.append(job)
+                if len(self._queue) >= QUEUE:
+                    self._stalled = True
+                    self.stalls += 1
+                mine = False
+            elif INLINE:
+                mine = True
+                self._busy += 1
+                self._inline = hand  # the leader keeps the line, unread while its handler runs
+                self._inlines += 1
+                if self._watch is None:  # (after a takeover) an idle thread, or a new one, watches
+                    self._watch = self._idle.pop() if self._idle else (start := self._spawn_locked())
+                    self._armed = True
+                    _poke(self._watch)
+                elif not self._armed:  # the first handler after a quiet while: the watch looks again
+                    self._armed = True
+                    _poke(self._watch)
+            else:
+                mine = True
+                self._busy += 1
+                if self._idle:
+                    self._leader = self._idle.pop()  # the last to go idle: the warmest
+                    _poke(self._leader)
+                else:  # (fewer than handler_threads + 1 threads: the busy ones and this one)
+                    self._leader = start = self._spawn_locked()
+                    _poke(start)
+        if start is not None:
+            self._start(start)
+        if tell:
+            self._soon_in_trio()
+        return mine
+
+    def _flush_locked(self) -> bool:
+        """The leader's batch to trio's list, in order, and that the peer was heard (the lock
+        held); True when an ``_into_trio`` must be scheduled."""
+        now = time.monotonic()
+        heard = now >= self._tell_heard
+        if heard:  # the peer is alive: trio's heartbeats learn it now and then
+            self._tell_heard = now + self._half_heartbeat
+            self._heard = True
+        if not (heard or self._batch):
+            return False
+        self._for_trio += self._batch
+        self._batch.clear()
+        schedule, self._scheduled = not self._scheduled, True
+        return schedule
+
+    def _leave(self, hand: _Hand) -> _Next:
+        """The leader stops reading: the line closed, or the crew failed."""
+        with self._lock:
+            if self._leader is hand:
+                self._leader = None
+                if self._left is not None:
+                    self._left.set()
+        return _Next.STOP
+
+    def _fail(self, hand: _Hand) -> None:
+        """A thread failed: trio reads the line again, once the leader left it; what the
+        crew held goes to trio first."""
+        with self._lock:
+            if self.baton is not Baton.SERVED:
+                return
+            self.baton = Baton.TRIO
+            self._for_trio += self._batch
+            self._batch.clear()
+            self._for_trio += [job.got for job in self._queue]
+            self._queue.clear()
+            self._end_idle_locked()
+            if self._leader is hand:
+                self._leader = None
+            left = self._left = threading.Event() if self._reading_locked() else None
+            if left is not None:
+                os.eventfd_write(self._wake, 1)
+        if left is not None and not left.wait(CLOSE_WAIT):
+            log.warning("hotline %s: the reading thread did not leave; trio reads the line anyway", self._name)
+        with self._lock:
+            self._left = None
+        self._soon_in_trio(self._give_line_back)
+
+    def _settle_answers(self) -> None:
+        self._answers.settle()
+
+    def _give_line_back(self) -> None:
+        self._into_trio()
+        self._reader.unlend()
+
+
+def _poke(hand: _Hand) -> None:
+    """Wake ``hand`` (the crew's lock held): once, however often it is poked before it wakes."""
+    if hand.wake.locked():
+        hand.wake.release()
+

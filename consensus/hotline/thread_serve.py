@@ -1,0 +1,126 @@
+"""A blocking line's plain ``on_ask`` served by the threads that read the line (docs/asyncio.md §4.10).
+
+Through the trio path a plain ``on_ask`` costs two wake-ups per ask: NNG wakes trio, trio
+reads the ask and wakes a handler thread (``consensus/hotline/threaded.py``), which runs the
+handler and sends the answer. Here, for a line opened with ``consensus.blocking.hotline``
+and a plain ``on_ask`` (unsealed), the line is lent to a crew of plain threads before trio
+ever reads it (:meth:`Reader.lend <consensus.hotline.reader.Reader.lend>`, as
+:mod:`consensus.hotline.foreign` lends a line to an asyncio loop): the thread that takes an
+ask off the line runs the handler and sends the answer, so the critical path is NNG → one
+thread wakes → handler → send; a watch takes the line from a handler that runs long. The
+roles (leader/followers, the watch, the bounds) are :mod:`consensus.hotline.serve_crew`'s;
+this module is the line's side:
+
+* Every frame that is not an ask for the handler (hellos, pings, values for ``receive()``,
+  answers to trio's asks and streams, malformed asks) goes to trio in order, one
+  ``run_sync_soon`` per batch, through :class:`~consensus.hotline.thread_asks.ThreadAsks`'
+  hand-over; the frames read by the crew count as hearing the peer. While
+  :data:`~consensus.hotline.thread_asks.BACKLOG` events handed over wait in trio, the
+  leader stops reading until trio has acted on them all (:attr:`ThreadServer.pauses`).
+* Blocking asks made on the same line (``line.ask`` from plain threads) keep
+  ``ThreadAsks.ask`` with the baton at ``SERVED``: the asking thread sends and waits on its
+  lock, and the reading thread hands it its answer.
+* The books: answers go through :class:`~consensus.hotline.threaded.ThreadAnswers` (its
+  lock, the connection check, and the records trio settles now and then and before
+  ``statistics()``), as from trio's handler threads.
+* Closing: trio marks the line closed, wakes a polling leader through the eventfd and waits
+  (at most :data:`~consensus.hotline.thread_asks.CLOSE_WAIT`) for it to leave ``poll``
+  before the socket closes; no thread polls again. Handlers still running send nothing;
+  :meth:`ThreadServer.join` (after the line closed) waits for every thread to end.
+* A crew thread that fails (a bug of ours) gives the line back to trio (:meth:`Reader.unlend
+  <consensus.hotline.reader.Reader.unlend>`): the asks it had queued and the frames it had
+  taken go to trio first, and the line works as an attached ``ThreadAsks`` from then on.
+
+Thread safety: as :mod:`consensus.hotline.serve_crew` says; the methods here run in trio's
+thread (``join`` in any thread but the crew's), and take the ``AskBook``'s lock for the
+crew's fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Final
+
+from consensus.hotline.line import Hotline
+from consensus.hotline.serve_crew import Crew
+from consensus.hotline.thread_asks import CLOSE_WAIT, Baton
+
+__all__ = ["JOIN_WAIT", "SERVE_IN_THREADS", "ThreadServer", "serve"]
+
+log = logging.getLogger("consensus.hotline")
+
+SERVE_IN_THREADS = True  # False: plain handlers of blocking lines take the trio path (bench's reference)
+JOIN_WAIT: Final = 5.0  # seconds join() waits for handlers still running when the line closed
+
+
+class ThreadServer(Crew):
+    """A blocking line read by the threads that serve its plain ``on_ask``; made by :func:`serve`."""
+
+    # ------------------------------------------------------------------ trio's side
+    def drained(self) -> None:
+        if not self._full:
+            return
+        with self._lock:
+            self._full = False
+            if self.baton is Baton.SERVED:
+                os.eventfd_write(self._wake, 1)  # the leader polls its eventfd alone: read again
+
+    def _into_trio(self) -> None:
+        full = self._full
+        super()._into_trio()
+        if self._full and not full and self.baton is Baton.SERVED:
+            self.pauses += 1
+        self._answers.settle()
+
+    def _close(self) -> None:
+        """The line closed (trio's thread, before the socket closes): the leader leaves its
+        poll, idle threads end, busy ones end after their handler (their answers dropped)."""
+        with self._lock:
+            served = self.baton is Baton.SERVED
+            if served:
+                self.baton = Baton.CLOSED
+                self._end_idle_locked()
+                left = self._left = threading.Event() if self._reading_locked() else None
+                if left is not None:
+                    os.eventfd_write(self._wake, 1)  # the leader leaves its poll
+        if not served:
+            super()._close()  # (the crew failed earlier: the line is an attached ThreadAsks')
+            return
+        if left is not None and not left.wait(CLOSE_WAIT):
+            log.warning("hotline %s closed while a thread still read it", self._name)
+            return  # (its descriptor is left open: the thread may still poll it)
+        os.close(self._wake)
+
+    def join(self, timeout: float = JOIN_WAIT) -> bool:
+        """Wait for every thread to end (any thread but the crew's, after the line closed);
+        False if some still run a handler after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            hands = list(self._hands)
+        for hand in hands:
+            if hand.thread is not None:
+                hand.thread.join(max(0.0, deadline - time.monotonic()))
+        running = [hand.thread.name for hand in hands if hand.thread is not None and hand.thread.is_alive()]
+        if running:
+            log.warning("hotline %s closed; %d handler(s) still run, their answers dropped: %s",
+                        self._name, len(running), running)  # fmt: skip
+        return not running
+
+
+def serve(line: Hotline) -> ThreadServer | None:
+    """Have plain threads read ``line`` and serve its plain ``on_ask`` (trio's thread, at once
+    after the line opened); None when the line keeps the trio path: sealed, no plain
+    handler answering from its thread, or its receive loop already reads."""
+    server = line._server
+    answers = server.threaded
+    if not SERVE_IN_THREADS or line._link.pair.guard is not None or answers is None or not answers.plain:
+        return None
+    crew = ThreadServer(line, answers, server.handler_threads)
+    if not line._reader.lend(crew):
+        return None
+    answers.bind()
+    crew.start()
+    return crew
