@@ -203,7 +203,7 @@ def test_a_sealed_line_keeps_the_trio_path(address: Callable[[str], str]) -> Non
 def test_a_flood_nobody_receives_stops_the_loops_reading_not_memory(address: Callable[[str], str]) -> None:
     where, count = address("ipc"), 3 * BACKLOG + 100
 
-    async def main() -> tuple[list[Any], int, int]:
+    async def main() -> tuple[list[Any], int, int, int]:
         async with aio.hotline(listen=where, name="a") as a, aio.hotline(dial=where, name="b") as b:
             await a.wait_connected()
             await b.wait_connected()
@@ -221,9 +221,9 @@ def test_a_flood_nobody_receives_stops_the_loops_reading_not_memory(address: Cal
             held = len(reader.handed_over)  # (a deque's length, read from this thread)
             values = [await a.receive() for _ in range(count)]
             await sender
-            return values, held, foreign.pauses
+            return values, held, foreign.pauses, a.statistics().reading_paused
 
-    values, held, pauses = run(main())
+    values, held, pauses, counted = run(main())
     assert values == [{"n": i} for i in range(count)]  # slowed, not lost, in order
-    assert pauses >= 1 and held <= BACKLOG + DRAIN
+    assert pauses >= 1 and held <= BACKLOG + DRAIN and counted == pauses
 

@@ -277,8 +277,10 @@ def test_a_flood_of_values_nobody_receives_pauses_the_crew(peers: Peers, address
         _until(lambda: crew.pauses >= 1, "paused for trio's backlog")
         got = [line.receive() for _ in range(600)]
         assert line.ask("after", timeout=10) == {"echo": "after", "by": "far"}
+        stats = line.statistics()
     tell(child, "quit")
     assert got == list(range(600))
+    assert stats.reading_paused == crew.held_back() >= 1
 
 
 def test_a_full_queue_stops_the_reading_until_a_handler_is_free(address: Callable[[str], str],
@@ -305,6 +307,7 @@ def test_a_full_queue_stops_the_reading_until_a_handler_is_free(address: Callabl
             got = sorted(a.result(timeout=30) for a in answers)
         stats = server.statistics()
     assert got == list(range(8)) and stats.asks_served == 8
+    assert stats.reading_paused >= 1  # the stall, counted where users look
 
 
 def test_a_crew_thread_that_fails_gives_the_line_back_to_trio(address: Callable[[str], str],

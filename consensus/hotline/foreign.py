@@ -130,6 +130,9 @@ class ForeignReader(LoopAsks):
     def claim(self, envelope: Envelope, pipe: int) -> bool:
         return False  # trio never reads a lent line
 
+    def held_back(self) -> int:
+        return self.pauses
+
     def lend_now(self) -> bool:
         return False  # (lent for good)
 

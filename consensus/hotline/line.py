@@ -360,11 +360,12 @@ class Hotline:
 
     def statistics(self) -> HotlineStatistics:
         self._server.settle()  # answers sent from handler threads (and asks from other threads), into the books first
-        foreign_open = self._reader.foreign.settle() if self._reader.foreign is not None else 0
+        foreign = self._reader.foreign
+        foreign_open, held_back = (foreign.settle(), foreign.held_back()) if foreign is not None else (0, 0)
         t = self._protocol.ask_statistics()
         p = self._protocol.statistics()
         s = self._link.pair.statistics()
-        return line_statistics(self.connected, t, p, s, foreign_open)
+        return line_statistics(self.connected, t, p, s, foreign_open, held_back)
 
 
 @asynccontextmanager

@@ -70,6 +70,10 @@ class Lent(Protocol):
     def drained(self) -> None:
         """The receive loop acted on every event handed over (trio's thread)."""
 
+    def held_back(self) -> int:
+        """Times it stopped reading the line at one of its bounds (trio's backlog, its own
+        queue): ``statistics().reading_paused``."""
+
     def lend_now(self) -> bool:
         """(Right after a claim, in the receive loop.) True: stop reading, the askers'
         threads read the line from now on (:meth:`Reader.aside`)."""

@@ -31,15 +31,17 @@ class HotlineStatistics:
     malformed: int
     silent_disconnects: int  # the peer missed its heartbeats
     refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
+    reading_paused: int  # times a reader outside trio stopped reading at a bound (docs/statistics.md)
 
 
 def line_statistics(connected: bool, t: AskTableStatistics, p: ProtocolStatistics, s: SocketStatistics,
-                    foreign_open: int) -> HotlineStatistics:  # fmt: skip
-    """One line's record; ``foreign_open`` counts asks open on a reader outside the trio thread."""
+                    foreign_open: int, held_back: int) -> HotlineStatistics:  # fmt: skip
+    """One line's record; ``foreign_open`` counts asks open on a reader outside the trio
+    thread, ``held_back`` the times such a reader stopped reading at a bound."""
     return HotlineStatistics(
         connected=connected, connections=p.connections, sent=s.messages_sent,
         received=s.messages_received,
         asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
         stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
-        silent_disconnects=p.silent_disconnects, refused=p.refused,
+        silent_disconnects=p.silent_disconnects, refused=p.refused, reading_paused=held_back,
     )  # fmt: skip

@@ -188,6 +188,9 @@ class ThreadAsks:
         self._into_trio()  # what threads read for trio goes first
         return True
 
+    def held_back(self) -> int:
+        return self.yields
+
     def settle(self) -> int:
         return self._book.settle(self._protocol, self._pair.count_sent)
 

@@ -60,6 +60,9 @@ class ThreadServer(Crew):
     """A blocking line read by the threads that serve its plain ``on_ask``; made by :func:`serve`."""
 
     # ------------------------------------------------------------------ trio's side
+    def held_back(self) -> int:
+        return self.yields + self.pauses + self.stalls
+
     def drained(self) -> None:
         if not self._full:
             return
