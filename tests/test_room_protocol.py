@@ -179,7 +179,8 @@ class Conversation(Network):
         """``inline`` is kept as an attribute (read per answer): it always equals the rule."""
         for proc in self.procs:
             me = proc.proto
-            assert me.inline == (not (me.refs and me.room_refs) or me.relay), (me.refs, me.room_refs, me.relay)
+            rule = not (me.refs and me.room_refs) or me.relay
+            assert me.inline == rule, (me.refs, me.room_refs, me.relay)
 
     @invariant()
     def members_dial_who_sorts_before_them(self) -> None:

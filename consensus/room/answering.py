@@ -288,7 +288,8 @@ class Answerer:
             return  # (mypy: only a handler that waited leaves the loop)
         if answered is None:  # only a missed deadline gets here without an outcome
             assert bound.cancelled_caught
-            answered = (False, Failure("Timeout", f"handler {suspended[1].name} did not finish before the deadline"))
+            why = f"handler {suspended[1].name} did not finish before the deadline"
+            answered = (False, Failure("Timeout", why))
         await self.reply(self._protocol.reply(suspended[0], answered))
 
     def _hand_to_thread(self, handle: Handle, survey: IncomingSurvey, plan: _Plan, now: float) -> bool:

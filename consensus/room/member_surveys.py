@@ -41,6 +41,9 @@ class ReplyTicket:
 
     def reply(self, outcome: tuple[bool, Any]) -> tuple[Send, str]:
         """The reply frame for ``outcome`` and the counter it goes to once sent."""
+        if outcome[0] and self.survey.kind == P.POLL:  # (_reply_frame's first case, inline)
+            frame = Send(P.ANSWER, P.answer_body(outcome[1]), Target.REPLY, self.key, inline=self.inline)
+            return frame, "polls_answered"
         return _reply_frame(self.key, self.survey, outcome, self.voter, self.identity, self.inline)
 
 
@@ -137,7 +140,7 @@ class MemberSurveys:
     def reply(self, key: int, outcome: tuple[bool, Any] | None, *, inline: bool) -> Send:
         """The reply to survey ``key`` (see :meth:`MemberProtocol.reply`)."""
         survey = self._surveys[key]
-        if outcome is not None and outcome[0] and survey.kind == P.POLL:  # (_reply_frame's first case, inline)
+        if outcome is not None and outcome[0] and survey.kind == P.POLL:  # (_reply_frame's first case)
             self._counter[key] = "polls_answered"  # counted once it is out (sent)
             return Send(P.ANSWER, P.answer_body(outcome[1]), Target.REPLY, key, inline=inline)
         if outcome is None:

@@ -27,8 +27,8 @@ import trio
 
 from consensus.failure import Failure
 
-__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "elsewhere", "resume", "run_handler", "run_inline", "run_unbounded",
-           "trio_deadline"]
+__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "elsewhere", "resume", "run_handler", "run_inline",
+           "run_unbounded", "trio_deadline"]
 
 log = logging.getLogger("consensus")
 
