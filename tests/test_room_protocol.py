@@ -175,6 +175,14 @@ class Conversation(Network):
             assert name not in self.host.members
 
     @invariant()
+    def inline_follows_what_it_depends_on(self) -> None:
+        """``inline`` is kept as an attribute (read per answer): it always equals the rule."""
+        for proc in self.procs:
+            me = proc.proto
+            rule = not (me.refs and me.room_refs) or me.relay
+            assert me.inline == rule, (me.refs, me.room_refs, me.relay)
+
+    @invariant()
     def members_dial_who_sorts_before_them(self) -> None:
         for proc in self.procs:
             me = proc.proto

@@ -37,7 +37,14 @@ from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
 from consensus.room.thread_surveys import Plain, ThreadSurveys
 from consensus.runtime.context import HandlerContext, Kind, set_current
-from consensus.runtime.handlers import Elsewhere, Handler, elsewhere, run_handler, run_inline, trio_deadline
+from consensus.runtime.handlers import (
+    Elsewhere,
+    Handler,
+    elsewhere,
+    run_handler,
+    run_unbounded,
+    trio_deadline,
+)
 from consensus.runtime.logs import RateLimited
 from patterns import (
     Closed,
@@ -224,65 +231,66 @@ class Answerer:
         self._surveys.pop(key).decline()
 
     async def _loop(self) -> None:
+        """Receive surveys and answer them until the socket closes, or until an async handler
+        waits: then a new task receives, and this one finishes that handler's answer."""
         # The deadline of an async handler is this task's scope, entered once per task, not
         # once per survey (a cancel scope with a deadline costs 10-16 µs here, more than the
         # rest of a quick answer's Python): it gets the deadline only when a handler waits,
-        # and by then this task does nothing else (receiving moved to a new task).
-        suspended: list[tuple[int, _Plan]] = []  # the survey whose handler waited, if any
-        answered: tuple[bool, Any] | None = None
-        with trio.CancelScope() as bound:
-            answered = await self._receive_and_answer(bound, suspended)
-        if not suspended:
-            return  # the socket closed
-        key, plan = suspended[0]
-        if answered is None:  # only a missed deadline gets here without an outcome
-            assert bound.cancelled_caught
-            answered = (False, Failure("Timeout", f"handler {plan.name} did not finish before the deadline"))
-        await self.reply(self._protocol.reply(key, answered))
-
-    async def _receive_and_answer(self, bound: trio.CancelScope,
-                                  suspended: list[tuple[int, _Plan]]) -> tuple[bool, Any] | None:  # fmt: skip
-        """Receive surveys and answer them until the socket closes (None) or an async
-        handler waits: then a new task receives, ``bound`` gets the handler's deadline, and
-        this returns the handler's outcome (its survey's key is put in ``suspended``)."""
+        # and by then this task does nothing else (receiving moved to a new task). One
+        # coroutine for both parts: every wake-up resumes each frame of the await chain.
         assert self._nursery is not None
         nursery, protocol, plans = self._nursery, self._protocol, self._plans
+        now = trio.lowlevel.current_clock().current_time  # (a call, not the three of trio.current_time)
+        suspended: tuple[int, _Plan] | None = None  # the survey whose handler waited, if any
+        answered: tuple[bool, Any] | None = None
         current: HandlerContext | None = None  # the context this task set last
 
         def hand_off() -> None:  # called while the handler of this very iteration runs: its names are current
-            suspended.append((key, plan))
-            bound.deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
+            nonlocal suspended
+            suspended = (key, plan)
+            bound.deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=received)
             nursery.start_soon(self._loop)
 
-        while True:
-            try:
-                survey = await self._receive()
-            except MalformedMessage as exc:
-                hostile.warning("survey", "member %r ignored a malformed survey: %s", protocol.name, exc)
-                continue
-            except Closed:
-                return None
-            key = next(self._keys)
-            self._surveys[key] = survey
-            now = trio.current_time()
-            outputs = protocol.receive_survey(key, survey.envelope, now)
-            if len(outputs) != 1 or not isinstance(outputs[0], Handle):
-                await self._act(outputs)
-                continue
-            handle = outputs[0]
-            plan = plans[handle.handler]
-            if plan.away:
-                if not self._hand_to_thread(handle, survey, plan, now):
-                    nursery.start_soon(self._answer, handle)
-                continue
-            context = plan.context(survey.envelope.sender)
-            if context is not current:  # this task runs only handlers: set, never reset
-                set_current(context)
-                current = context
-            outcome = await run_inline(plan.handler, *handle.args, deadline=math.inf, on_suspend=hand_off)
-            if suspended:
-                return outcome  # replied to outside ``bound``: its deadline is the handler's only
-            await self.reply(protocol.reply(key, outcome))
+        with trio.CancelScope() as bound:
+            while True:
+                try:
+                    survey = await self._receive()
+                except MalformedMessage as exc:
+                    hostile.warning("survey", "member %r ignored a malformed survey: %s", protocol.name, exc)
+                    continue
+                except Closed:
+                    return
+                key = next(self._keys)
+                self._surveys[key] = survey
+                received = now()
+                outputs = protocol.receive_survey(key, survey.envelope, received)
+                if len(outputs) != 1 or not isinstance(outputs[0], Handle):
+                    await self._act(outputs)
+                    continue
+                handle = outputs[0]
+                plan = plans[handle.handler]
+                if plan.away:
+                    if not self._hand_to_thread(handle, survey, plan, received):
+                        nursery.start_soon(self._answer, handle)
+                    continue
+                context = plan.contexts.get(survey.envelope.sender)  # (_Plan.context's first case, inline)
+                if context is None:
+                    context = plan.context(survey.envelope.sender)
+                if context is not current:  # this task runs only handlers: set, never reset
+                    set_current(context)
+                    current = context
+                outcome = await run_unbounded(plan.handler, handle.args, hand_off)
+                if suspended is not None:
+                    answered = outcome  # replied to outside ``bound``: its deadline is the handler's only
+                    break
+                await self.reply(protocol.reply(key, outcome))
+        if suspended is None:
+            return  # (mypy: only a handler that waited leaves the loop)
+        if answered is None:  # only a missed deadline gets here without an outcome
+            assert bound.cancelled_caught
+            why = f"handler {suspended[1].name} did not finish before the deadline"
+            answered = (False, Failure("Timeout", why))
+        await self.reply(self._protocol.reply(suspended[0], answered))
 
     def _hand_to_thread(self, handle: Handle, survey: IncomingSurvey, plan: _Plan, now: float) -> bool:
         """Run a plain handler in a thread that sends its reply; False: the trio path answers."""

@@ -212,6 +212,10 @@ class HandlerKind(Enum):
     VOTE = "on_vote"
     DELIBERATE = "on_deliberate"
 
+    # A member looks its handler up by kind once per survey: the identity hash (members
+    # are singletons, equal only to themselves) spares Enum.__hash__'s Python call.
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True, slots=True)
 class Handle:

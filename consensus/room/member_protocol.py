@@ -4,9 +4,10 @@
 the outcomes of the member's handlers, and returns frames to send and events
 (:mod:`consensus.room.events`). It owns the member's checks and counters: whose
 ``welcome``/``refuse`` it is, the heartbeat range, the mesh diff (which addresses to dial
-or stop dialing), decision parsing and calls. The surveys it hands to its helper
+or stop dialing) and decision parsing. The surveys it hands to its helper
 (:class:`~consensus.room.member_surveys.MemberSurveys`: which handler answers a survey,
-ballot coercion and the error replies). The trio driver
+ballot coercion and the error replies), the calls to another
+(:class:`~consensus.room.member_calls.MemberCalls`). The trio driver
 (:class:`consensus.room.member.Member`) runs the handlers and moves the frames.
 """
 
@@ -23,7 +24,6 @@ from consensus.room import direct as X
 from consensus.room import protocol as P
 from consensus.room import relay as R
 from consensus.room.events import (
-    CallAnswered,
     DecisionReceived,
     Decline,
     DeliberationReceived,
@@ -40,6 +40,7 @@ from consensus.room.events import (
     Undial,
     Welcomed,
 )
+from consensus.room.member_calls import MemberCalls
 from consensus.room.member_surveys import MemberSurveys, ReplyTicket
 from consensus.room.roster import check_name
 from consensus.trust.identity import Identity
@@ -91,16 +92,18 @@ class MemberProtocol:
         self.refs = refs  # False: tell the host this member takes no shared-memory references
         self.observer = observer  # True: tell the host this member only watches
         self.observers: frozenset[str] = frozenset()  # the observers in the last roster
-        self._next_call = 0
-        self._calls: set[int] = set()  # ids of this member's calls waiting for their result
         self.state = MemberState.JOINING
         self.heartbeat = DEFAULT_HEARTBEAT
         self.members: dict[str, str] = {}
         self.room_refs = True  # False: the host says some member takes no references
         self.relay = False  # True: the host relays broadcasts (a large room): link to the host only
+        self.inline = not refs
+        """True when frames should carry no shared-memory references (see ``refs``): kept up
+        to date by :meth:`_set_inline` (each answer reads it: not worked out per frame)."""
         self._dialing: set[str] = set()  # the members' mesh addresses the driver was told to dial
         self.refusal = ""
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self._calls = MemberCalls(self.name, self.token, self.counts)
         self._surveys = MemberSurveys(self.name, self.counts, on_poll=on_poll, on_vote=on_vote,
                                       on_deliberate=on_deliberate, identity=identity)  # fmt: skip
 
@@ -110,10 +113,8 @@ class MemberProtocol:
         return self._surveys.identity
 
     # ------------------------------------------------------------------ frames to the host
-    @property
-    def inline(self) -> bool:
-        """True when frames should carry no shared-memory references (see ``refs``)."""
-        return not (self.refs and self.room_refs) or self.relay
+    def _set_inline(self) -> None:  # after a change of refs, room_refs or relay
+        self.inline = not (self.refs and self.room_refs) or self.relay
 
     def set_mesh(self, address: str) -> None:
         """This member's mesh socket listens at ``address`` (announced in joins and heartbeats)."""
@@ -188,32 +189,12 @@ class MemberProtocol:
         (``"vote"``, ``subject`` the motion) or a deliberation (``"deliberate"``, with
         ``deliberation``): the call's id and the frame to send. Raises
         ``ValueError`` for arguments no host would take (checked here so the caller hears at once)."""
-        if type(timeout) not in (int, float) or not 0 < timeout <= C.MAX_CALL_TIMEOUT:
-            raise ValueError(
-                f"timeout must be a number of seconds in (0, {C.MAX_CALL_TIMEOUT:g}], got {timeout!r}"
-            )
-        if quorum is not None and not (type(quorum) is int and quorum >= 1):
-            raise ValueError(f"quorum must be a count of members (an int >= 1), got {quorum!r}")
-        self._next_call += 1
-        body = C.call_body(self.name, self.token, self._next_call, kind, subject=subject, timeout=timeout,
-                           quorum=quorum, options=options, rule=rule, weights=weights,
-                           deliberation=deliberation)  # fmt: skip
-        self._calls.add(self._next_call)
-        self.counts["calls"] += 1
-        return self._next_call, Send(C.CALL, body, Target.CONTROL, inline=self.inline)
+        return self._calls.frame(kind, subject, timeout=timeout, quorum=quorum, options=options, rule=rule,
+                                 weights=weights, deliberation=deliberation, inline=self.inline)  # fmt: skip
 
     def forget_call(self, call_id: int) -> None:
         """The caller stopped waiting for ``call_id``: a result for it later is late."""
-        self._calls.discard(call_id)
-
-    def _on_result(self, answer: C.CallAnswer) -> list[Output]:
-        if not self._mine(answer.name, answer.token):
-            return []  # another member's result (the control bus reaches everyone)
-        if answer.call_id not in self._calls:
-            self.counts["late_results"] += 1
-            return []
-        self._calls.discard(answer.call_id)
-        return [CallAnswered(answer)]
+        self._calls.forget(call_id)
 
     def direct_reply(self, direct: X.Direct, outcome: tuple[bool, Any]) -> Send:
         """The answer to the host's ask ``direct``, from ``on_ask``'s outcome."""
@@ -244,6 +225,7 @@ class MemberProtocol:
                 welcome = P.parse_welcome(envelope)
                 if self._mine(welcome.name, welcome.token):
                     self.relay = R.relayed(envelope)
+                    self._set_inline()
                 out = self._on_welcome(welcome)
                 if self.keys is not None and self.state is MemberState.JOINED:
                     self.keys.roster(K.member_keys_of(envelope), complete=False)  # may name the joiner only
@@ -258,11 +240,12 @@ class MemberProtocol:
                 self.room_refs = roster.refs
                 self.observers = roster.observers
                 self.relay = R.relayed(envelope)
+                self._set_inline()
                 if self.keys is not None:
                     self.keys.roster(K.member_keys_of(envelope))
                 return self._set_members(roster.members)
             if envelope.kind == C.RESULT:
-                return self._on_result(C.parse_result(envelope))
+                return self._calls.result(C.parse_result(envelope))
             if envelope.kind == X.DIRECT:
                 direct = X.parse_direct(envelope)
                 if not self._mine(direct.name, direct.token):
@@ -303,6 +286,7 @@ class MemberProtocol:
         if welcome.heartbeat is not None:
             self.heartbeat = welcome.heartbeat
         self.room_refs = welcome.refs
+        self._set_inline()
         self.observers = welcome.observers
         first = self.state is MemberState.JOINING
         self.state = MemberState.JOINED
@@ -353,10 +337,12 @@ class MemberProtocol:
         overtake the welcome (it travels on another connection). Returns the reply, a
         :class:`Handle` (run a handler, then call :meth:`reply`), or :class:`Decline` for
         surveys never to be answered."""
-        if self.state in (MemberState.REFUSED, MemberState.CLOSED) or self.observer:
+        state = self.state
+        if state is MemberState.JOINED and not self.observer:  # (the common case: one test)
+            return self._surveys.receive(key, envelope, keep=False, inline=self.inline)
+        if state is not MemberState.JOINING or self.observer:
             return [Decline(key)]  # an observer is never expected: silence costs the host nothing
-        keep = self.state is MemberState.JOINING
-        return self._surveys.receive(key, envelope, keep=keep, inline=self.inline)
+        return self._surveys.receive(key, envelope, keep=True, inline=self.inline)
 
     def reply(self, key: int, outcome: tuple[bool, Any] | None) -> Send:
         """The reply to survey ``key`` given its handler's ``outcome`` (None: no handler).

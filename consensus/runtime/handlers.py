@@ -27,7 +27,8 @@ import trio
 
 from consensus.failure import Failure
 
-__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "elsewhere", "resume", "run_handler", "run_inline", "trio_deadline"]
+__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "elsewhere", "resume", "run_handler", "run_inline",
+           "run_unbounded", "trio_deadline"]
 
 log = logging.getLogger("consensus")
 
@@ -120,7 +121,7 @@ def run_inline(
     rest of a quick answer). Await what it returns (a plain function: no coroutine of
     its own around the handler's)."""
     if deadline == math.inf:
-        return _inline(handler, args, on_suspend)
+        return run_unbounded(handler, args, on_suspend)
     return _inline_until(handler, args, deadline, on_suspend)
 
 
@@ -128,13 +129,14 @@ async def _inline_until(
     handler: Handler, args: tuple[Any, ...], deadline: float, on_suspend: Callable[[], None]
 ) -> tuple[bool, Any]:
     with trio.move_on_at(deadline):
-        return await _inline(handler, args, on_suspend)
+        return await run_unbounded(handler, args, on_suspend)
     return False, Failure("Timeout", f"handler {_name(handler)} did not finish before the deadline")
 
 
-async def _inline(
+async def run_unbounded(
     handler: Handler, args: tuple[Any, ...], on_suspend: Callable[[], None]
 ) -> tuple[bool, Any]:
+    """:func:`run_inline` with no deadline (a call less: for a caller that answers many)."""
     try:
         coro = handler(*args)
         try:
