@@ -23,8 +23,14 @@ def test_survey_example(transport: str) -> None:
     out = run_example("examples/survey.py", "--agents", "4", "--timeout", "5", "--transport", transport)
     assert "4 agents joined" in out
     assert "agent-2" in out and "error: RuntimeError: my model endpoint is down" in out
+    assert "1/4 answered" in out
+    if "missing: agent-3, agent-4" in out:
+        # agent-3's Timeout leaves 50 ms (REPLY_MARGIN) before the deadline; on a loaded machine
+        # it can land just after it and agent-3 is missing instead (as in test_rooms).
+        assert "error: Timeout" not in out
+        return
     assert "agent-3" in out and "error: Timeout: handler" in out
-    assert "1/4 answered" in out and "missing: agent-4" in out
+    assert "missing: agent-4" in out
 
 
 def test_vote_example_is_deterministic() -> None:
