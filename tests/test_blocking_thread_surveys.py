@@ -24,7 +24,7 @@ from conftest import Peers, read_line, tell
 
 import consensus
 from consensus import blocking
-from consensus.room import thread_surveys
+from consensus.room import survey_reader
 from consensus.room.thread_surveys import ThreadSurveys
 
 AGENT = "thread_survey_agent.py"
@@ -268,7 +268,7 @@ def test_a_slow_handler_on_the_reader_holds_up_neither_other_members_nor_deadlin
 ) -> None:
     address = room_address("ipc")
     slow = Slow("a")
-    before = thread_surveys._reader().takeovers
+    before = survey_reader.reader().takeovers
     with blocking.host(address) as room:
         with blocking.join(address, name="a", on_poll=slow) as a, blocking.join(address, name="b", on_poll=quick):
             room.wait_for_members(2)
@@ -280,7 +280,7 @@ def test_a_slow_handler_on_the_reader_holds_up_neither_other_members_nor_deadlin
                 assert result.errors["a"].type == "Timeout"  # and a's deadline was kept
                 again = room.poll(1, timeout=5)  # read and answered while it still runs
                 assert again.answers == {"a": ["a", 1], "b": ["b", 1]} and not slow.returned.is_set()
-                assert thread_surveys._reader().takeovers > before  # the watch took the reading over
+                assert survey_reader.reader().takeovers > before  # the watch took the reading over
                 assert reader_threads() == ["consensus survey reader"]  # the blocked one lost the name
                 assert slow.thread is not None and slow.thread.name == "consensus survey handler"
             finally:
