@@ -20,6 +20,7 @@ lock; the rest is :class:`~consensus.room.lent_surveys.LentSurveys`'s.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
@@ -49,6 +50,15 @@ PATIENCE: Final = 0.005  # (INLINE) how often the watch looks while handlers run
 READER: Final = "consensus survey reader"
 WATCH: Final = "consensus survey watch"
 HANDLER: Final = "consensus survey handler"  # the crew's threads, and a reader that lost the reading
+
+
+class _Next(enum.Enum):
+    """What a thread of the reader does next."""
+
+    LEAD = "lead"  # read
+    RUN = "run"  # run the burst it read
+    WATCH = "watch"
+    STOP = "stop"
 
 
 class _Hand:
@@ -116,12 +126,12 @@ class _Reader:
                 pass
 
     def _main(self, hand: _Hand, lead: bool) -> None:
-        nxt = "lead" if lead else "watch"
+        nxt = _Next.LEAD if lead else _Next.WATCH
         try:
-            while nxt != "stop":
-                if nxt == "watch":
+            while nxt is not _Next.STOP:
+                if nxt is _Next.WATCH:
                     nxt = self._keep_watch(hand)
-                elif nxt == "lead":
+                elif nxt is _Next.LEAD:
                     nxt = self._read()
                 else:
                     nxt = self._run_burst(hand)
@@ -132,14 +142,14 @@ class _Reader:
                 self._orphan(self._members)
                 crew.close()
 
-    def _read(self) -> str:
-        """Read until a burst of handlers comes ("run": this thread runs it) or the last
-        member left ("stop")."""
+    def _read(self) -> _Next:
+        """Read until a burst of handlers comes (RUN: this thread runs it) or the last
+        member left (STOP)."""
         poller, members, crew = self._poller, self._members, self._crew
         while True:
             if not self._apply(poller, members):
                 crew.close()
-                return "stop"
+                return _Next.STOP
             at = min([self._crew_at, *(s.next_due() for s in members.values())])
             timeout = None if at == math.inf else max(0, math.ceil((at - time.monotonic()) * 1000))
             events = poller.poll(timeout)
@@ -169,7 +179,7 @@ class _Reader:
             if jobs and INLINE:
                 return self._begin_burst(jobs)
 
-    def _begin_burst(self, jobs: list[Callable[[], object]]) -> str:
+    def _begin_burst(self, jobs: list[Callable[[], object]]) -> _Next:
         """(INLINE) The leader runs ``jobs`` itself: the watch looks meanwhile (one is started
         after a takeover; a sleeping one is woken by the first burst after a quiet while)."""
         start: _Hand | None = None
@@ -184,18 +194,18 @@ class _Reader:
                 _poke(self._watch)
         if start is not None:
             start.thread.start()
-        return "run"
+        return _Next.RUN
 
-    def _run_burst(self, hand: _Hand) -> str:
+    def _run_burst(self, hand: _Hand) -> _Next:
         """(INLINE) Run the burst's handlers one after another; back to reading, unless the
         watch took the reading meanwhile: then this thread ends after its handler."""
         while True:
             with self._lock:
                 if self._leader is not hand:
-                    return "stop"
+                    return _Next.STOP
                 if not self._burst:
                     self._inline = None
-                    return "lead"
+                    return _Next.LEAD
                 job = self._burst.popleft()
                 self._inlines += 1
             try:
@@ -203,15 +213,15 @@ class _Reader:
             except BaseException:  # a job reports its own outcome: whatever escapes, keep reading
                 log.exception("a survey handler job raised")
 
-    def _keep_watch(self, hand: _Hand) -> str:
+    def _keep_watch(self, hand: _Hand) -> _Next:
         """(INLINE, the watch.) Look every PATIENCE while a burst runs inline; take the reading
-        ("lead") from a handler that ran a whole period; sleep while none runs."""
+        (LEAD) from a handler that ran a whole period; sleep while none runs."""
         seen, armed = -1, True
         while True:
             got = hand.wake.acquire(timeout=PATIENCE) if armed else hand.wake.acquire()
             with self._lock:
                 if self._watch is not hand:  # the reader ended (or failed)
-                    return "stop"
+                    return _Next.STOP
                 if not got:  # a whole period
                     if self._inline is not None and self._inlines == seen:
                         old, rest = self._inline, list(self._burst)
@@ -226,7 +236,7 @@ class _Reader:
                 seen, armed = self._inlines, self._armed
         if rest:  # the rest of the slow handler's burst: to the crew, whose timer this thread keeps now
             self._crew_at = self._crew.submit_here(rest, time.monotonic())
-        return "lead"
+        return _Next.LEAD
 
     def _orphan(self, members: dict[int, ThreadSurveys]) -> None:
         """The reader failed: each member it read goes back to trio's reading, each change
