@@ -1,9 +1,11 @@
 """A member joined through ``consensus.blocking`` whose surveys a reader thread reads (docs/asyncio.md §4.7).
 
 A trio host here, a blocking member in a child process (``tests/thread_survey_agent.py``):
-its polls and votes are answered by the reader's crew (handler, reply, deadline),
-everything else (before the welcome) goes through trio, the books stay exact, and closing
-leaves no reader thread running.
+its polls and votes are answered on the reader (handler, reply, deadline), everything else
+(before the welcome) goes through trio, the books stay exact, and closing leaves no reader
+thread running. In one process: members sharing the reader, a slow handler on the reader
+(the watch takes the reading over: the other members and the deadlines go on), leaving
+while it runs, and a reader that fails.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from conftest import Peers, read_line, tell
 
 import consensus
 from consensus import blocking
+from consensus.room import survey_reader
 from consensus.room.thread_surveys import ThreadSurveys
 
 AGENT = "thread_survey_agent.py"
@@ -193,15 +196,15 @@ def test_one_reader_serves_the_process_members_and_ends_with_the_last(room_addre
                 room.wait_for_members(2)
                 assert reader_threads() == ["consensus survey reader"]  # one for both
                 result = room.poll(1, timeout=5)
-                assert result.answers == {"a": [1, "consensus survey handler"], "b": ["awaited", 1]}
+                assert result.answers == {"a": [1, "consensus survey reader"], "b": ["awaited", 1]}
                 assert a._target._answerer.lent is not None
             room.wait_for_members(1)
-            assert room.poll(2, timeout=5).answers == {"a": [2, "consensus survey handler"]}
+            assert room.poll(2, timeout=5).answers == {"a": [2, "consensus survey reader"]}
             assert reader_threads() == ["consensus survey reader"]
         assert reader_threads() == []  # the last member's close joined it
         with blocking.join(address, name="c", on_poll=on_poll):  # a new one for the next member
             room.wait_for_members(1)
-            assert room.poll(3, timeout=5).answers == {"c": [3, "consensus survey handler"]}
+            assert room.poll(3, timeout=5).answers == {"c": [3, "consensus survey reader"]}
         assert reader_threads() == []
     assert_no_bridge_threads()
 
@@ -234,4 +237,86 @@ def test_a_reader_that_fails_hands_its_members_back_to_trio(
                 assert room.poll(3, timeout=5).answers == {"a": ["a", 3], "b": ["b", 3]}
         assert reader_threads() == []
     assert "the survey reader thread failed" in caplog.text
+    assert_no_bridge_threads()
+
+
+class Slow:
+    """A plain ``on_poll`` that blocks on ``"slow"`` until released (``started``: it blocks;
+    ``returned``: it returned), and answers anything else at once."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started, self.release, self.returned = threading.Event(), threading.Event(), threading.Event()
+        self.thread: threading.Thread | None = None  # the one that ran "slow"
+
+    def __call__(self, question: Any) -> Any:
+        if question == "slow":
+            self.thread = threading.current_thread()
+            self.started.set()
+            self.release.wait(30)
+            self.returned.set()
+        return [self.name, question]
+
+
+def quick(question: Any) -> Any:
+    return ["b", question]
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_handler_on_the_reader_holds_up_neither_other_members_nor_deadlines(
+    room_address: Callable[[str], str],
+) -> None:
+    address = room_address("ipc")
+    slow = Slow("a")
+    before = survey_reader.reader().takeovers
+    with blocking.host(address) as room:
+        with blocking.join(address, name="a", on_poll=slow) as a, blocking.join(address, name="b", on_poll=quick):
+            room.wait_for_members(2)
+            assert room.poll(0, timeout=5).answers == {"a": ["a", 0], "b": ["b", 0]}  # on the reader
+            try:
+                result = room.poll("slow", timeout=1)  # a's handler blocks the thread that read it
+                assert slow.started.is_set() and not slow.returned.is_set()
+                assert result.answers == {"b": ["b", "slow"]}  # b answered while a's handler runs
+                assert result.errors["a"].type == "Timeout"  # and a's deadline was kept
+                again = room.poll(1, timeout=5)  # read and answered while it still runs
+                assert again.answers == {"a": ["a", 1], "b": ["b", 1]} and not slow.returned.is_set()
+                assert survey_reader.reader().takeovers > before  # the watch took the reading over
+                assert reader_threads() == ["consensus survey reader"]  # the blocked one lost the name
+                assert slow.thread is not None and slow.thread.name == "consensus survey handler"
+            finally:
+                slow.release.set()
+            slow.thread.join(10)  # it ends once its handler returned (the reading is not its any more)
+            assert not slow.thread.is_alive()
+            lent = a._target._answerer.lent
+            assert lent is not None and lent.late == 1  # a's answer after its Timeout, dropped
+            assert room.poll(2, timeout=5).answers == {"a": ["a", 2], "b": ["b", 2]}
+        assert reader_threads() == []
+    assert_no_bridge_threads()
+
+
+@pytest.mark.timeout(60)
+def test_leaving_while_a_handler_runs_on_the_reader(room_address: Callable[[str], str]) -> None:
+    address = room_address("ipc")
+    slow = Slow("a")
+    results: list[Any] = []
+    with blocking.host(address) as room:
+        poller = threading.Thread(target=lambda: results.append(room.poll("slow", timeout=10)))
+        try:
+            with blocking.join(address, name="a", on_poll=slow):
+                room.wait_for_members(1)
+                poller.start()
+                assert slow.started.wait(10)  # the reader runs it
+            # the block ended while the handler still ran: the watch took the reading and ended it
+            assert not slow.returned.is_set()
+            assert reader_threads() == []
+        finally:
+            slow.release.set()
+            poller.join(20)
+        assert slow.thread is not None
+        slow.thread.join(10)  # the old reader ends once its handler returned
+        assert not slow.thread.is_alive() and results[0].answers == {}
+        with blocking.join(address, name="c", on_poll=Slow("c")):  # a fresh reader for the next member
+            room.wait_for_members(1)
+            assert room.poll(3, timeout=5).answers == {"c": ["c", 3]}
+        assert reader_threads() == []
     assert_no_bridge_threads()

@@ -3,8 +3,8 @@
     python tests/thread_survey_agent.py ADDRESS NAME [--secret S] [--drop-first-welcome]
 
 Joins through ``consensus.blocking`` with plain ``on_poll`` and ``on_vote``. ``on_poll``
-answers ``{"q": question, "by": NAME, "crew": True}`` (True when it runs on the survey
-reader's crew); ``"raise"`` raises ``ValueError``; ``{"sleep": s}`` prints ``asleep``,
+answers ``{"q": question, "by": NAME, "crew": True}`` (True when the survey reader or its crew
+runs it); ``"raise"`` raises ``ValueError``; ``{"sleep": s}`` prints ``asleep``,
 sleeps, then prints ``woke``; ``"big"`` answers 300 kB of bytes (too large for the crew's
 own send). ``on_vote`` picks the first option. ``--drop-first-welcome``: the member ignores
 the host's first welcome, so the surveys sent meanwhile come before its welcome;
@@ -40,7 +40,7 @@ from consensus.room import thread_surveys
 
 def main(args: argparse.Namespace) -> None:
     def on_poll(question: Any) -> Any:
-        crew = threading.current_thread().name == "consensus survey handler"
+        crew = threading.current_thread().name in ("consensus survey reader", "consensus survey handler")
         if question == "raise":
             raise ValueError(f"{args.name} refuses")
         if question == "big":

@@ -4,32 +4,25 @@ Through ``consensus.blocking`` a member's plain ``on_poll``/``on_vote`` ran on t
 run's handler crew, but trio read each survey, parsed it, froze its ticket and handed it
 over: two threads woken per poll, and trio's machinery between them. With
 :class:`ThreadSurveys` one reader thread per process reads the respondents of every member
-it opened through ``consensus.blocking`` itself: it waits on their NNG receive descriptors
-(``select.poll``, the GIL released; a pipe wakes it for a member coming or going), takes
-the surveys (:meth:`~consensus.room.lent_surveys.LentSurveys.drain`), hands a welcomed
-member's polls and votes to a :class:`~consensus.runtime.crew.Crew` of its own (one thread
-woken for the burst: eight members' handlers of one poll, one after another; a job that
-waits behind a slow handler for ``PATIENCE`` gets a thread of its own, at the reader's
-timer) and hands everything else to trio in order. The reader runs no handler: it stays
-free to read and to keep the deadlines (exactly one answer, the handler's or ``Timeout``;
-a plain handler cannot be cancelled: its late answer is dropped and counted in
-:attr:`~consensus.room.lent_surveys.LentSurveys.late`). The crew thread sends the reply.
+it opened through ``consensus.blocking`` itself
+(:mod:`consensus.room.survey_reader`): it takes the surveys
+(:meth:`~consensus.room.lent_surveys.LentSurveys.drain`), runs a welcomed member's polls
+and votes itself, one after another, each handler sending its reply, while a watch stands
+ready to take the reading over from a slow handler (so that the process's other members
+and the deadlines go on: exactly one answer, the handler's or ``Timeout``; a plain handler
+cannot be cancelled: its late answer is dropped and counted in
+:attr:`~consensus.room.lent_surveys.LentSurveys.late`), and hands everything else to trio
+in order.
 
-Thread safety: the reader's thread alone reads the sockets, keeps the deadlines and its
-members' table; members come and go through :attr:`_Reader._changes` behind its lock; the
-rest is :class:`~consensus.room.lent_surveys.LentSurveys`'s.
+Thread safety: the reading thread alone reads the socket and keeps the deadlines; the rest
+is :class:`~consensus.room.lent_surveys.LentSurveys`'s.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import logging
-import math
-import os
-import select
 import threading
-import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,13 +33,11 @@ import trio
 from consensus.room.lent_surveys import Item, LentSurveys, Pending
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
+from consensus.room.survey_reader import reader
 from consensus.runtime.context import Kind
-from consensus.runtime.crew import Crew
 from patterns import Closed, IncomingSurvey, Respondent
 
 __all__ = ["READ_IN_THREAD", "Plain", "ThreadSurveys"]
-
-log = logging.getLogger("consensus.room")
 
 READ_IN_THREAD: ContextVar[bool] = ContextVar("consensus_read_surveys_in_thread", default=False)
 """Set by ``consensus.blocking.join`` around opening a member: a reader thread may read its surveys."""
@@ -54,7 +45,7 @@ READ_IN_THREAD: ContextVar[bool] = ContextVar("consensus_read_surveys_in_thread"
 
 @dataclass(frozen=True, slots=True)
 class Plain:
-    """A plain poll or vote handler the crew runs, its reply sent from the crew's thread."""
+    """A plain poll or vote handler the reader (or its crew) runs, its reply sent from that thread."""
 
     handler: Callable[..., Any]
     kind: Kind
@@ -86,7 +77,7 @@ class ThreadSurveys(LentSurveys):
             self.stopped = True
             return
         self._registered = True
-        _reader().change(self, "add", then=None)
+        reader().change(self, "add", then=None)
 
     async def aclose(self) -> None:
         """Make the reader let go of the socket (trio's thread, before it closes); waits a second at most."""
@@ -105,7 +96,7 @@ class ThreadSurveys(LentSurveys):
             except trio.RunFinishedError:
                 pass
 
-        _reader().change(self, "remove", then=tell)
+        reader().change(self, "remove", then=tell)
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             await done.wait()
             if ending:  # the last member: nothing of the reader outlives it
@@ -113,19 +104,19 @@ class ThreadSurveys(LentSurveys):
 
     # ------------------------------------------------------------------ the reader's side
     def _start(self, survey: IncomingSurvey, ticket: ReplyTicket, job: Pending) -> None:
-        """Queue the handler for the crew (submitted once the reader's wake-up is done)."""
+        """Queue the handler (run once the reader's wake-up is done)."""
         on = self._handlers[ticket.survey.kind]
         args, context = self.call_of(on.kind, survey, ticket)
         self._jobs.append(functools.partial(self._run, job, on.handler, args, context))
 
     def _watch(self, on: bool) -> None:
-        _reader().change(self, "resume" if on else "pause", then=None)
+        reader().change(self, "resume" if on else "pause", then=None)
 
     def take_jobs(self) -> list[Callable[[], object]]:
         jobs, self._jobs = self._jobs, []
         return jobs
 
-    # ------------------------------------------------------------------ the crew's side
+    # ------------------------------------------------------------------ the handler's thread
     def _run(self, job: Pending, handler: Callable[..., Any], args: tuple[Any, ...],
              context: contextvars.Context) -> None:  # fmt: skip
         try:
@@ -134,152 +125,3 @@ class ThreadSurveys(LentSurveys):
             self._done(job, False, exc)
         else:
             self._done(job, True, result)
-
-
-_Then = Callable[[threading.Thread | None], None]
-
-
-class _Reader:
-    """The process's survey reader thread: started by the first member, ended with the last."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._changes: list[tuple[ThreadSurveys, str, _Then | None]] = []  # behind the lock
-        self._thread: threading.Thread | None = None  # behind the lock: alive while not None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-
-    def change(self, surveys: ThreadSurveys, what: str, *, then: _Then | None) -> None:
-        """Add, remove, pause or resume a member (any thread); ``then(ending)`` runs on the
-        reader once it is done (``ending``: the reader's thread, when it ends for want of members)."""
-        with self._lock:
-            self._changes.append((surveys, what, then))
-            start = self._thread is None
-            if start:
-                self._thread = threading.Thread(target=self._run, name="consensus survey reader", daemon=True)
-        if start:
-            assert self._thread is not None
-            self._thread.start()
-        else:
-            try:
-                os.write(self._wake_w, b"x")
-            except BlockingIOError:  # the pipe is full: the reader is waking anyway
-                pass
-
-    def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
-        members: dict[int, ThreadSurveys] = {}
-        crew = Crew("consensus survey handler")
-        crew_at = math.inf
-        try:
-            while True:
-                if not self._apply(poller, members):
-                    return
-                at = min([crew_at, *(s.next_due() for s in members.values())])
-                timeout = None if at == math.inf else max(0, math.ceil((at - time.monotonic()) * 1000))
-                events = poller.poll(timeout)
-                jobs: list[Callable[[], object]] = []
-                closed = False
-                for fd, _ in events:
-                    if fd == self._wake_r:
-                        self._empty_pipe()
-                        continue
-                    surveys = members.get(fd)
-                    if surveys is not None and not surveys.stopped:
-                        surveys.drain()
-                        jobs += surveys.take_jobs()
-                        closed = closed or surveys.stopped
-                now = time.monotonic()
-                if at <= now + 0.001 or closed:  # a deadline came, or a socket closed under its reader
-                    for surveys in list(members.values()):
-                        if surveys.next_due() <= now + 0.001:
-                            surveys._expire_due()
-                        if surveys.stopped:
-                            self._unwatch(poller, surveys)
-                            del members[surveys.fd]
-                if jobs:
-                    crew_at = crew.submit_here(jobs, now)
-                if crew_at <= now:  # even while bursts keep coming: a slow handler must not hold up the rest
-                    crew_at = crew.rescue_here(now)
-        except Exception:  # a bug of ours: the members must not go deaf for it
-            log.exception("the survey reader thread failed: trio reads its members' surveys again")
-            self._orphan(members)
-        finally:
-            crew.close()
-
-    def _orphan(self, members: dict[int, ThreadSurveys]) -> None:
-        """The reader failed: each member it read goes back to trio's reading, each change
-        waiting is told, and the next member to come starts a reader afresh."""
-        with self._lock:
-            changes, self._changes = self._changes, []
-            self._thread = None
-        for surveys in [*members.values(), *(s for s, what, _ in changes if what == "add")]:
-            if not surveys.stopped:
-                surveys.give_back()
-        for surveys, what, then in changes:
-            if what == "remove":
-                surveys.stop()
-            if then is not None:
-                then(None)
-
-    def _apply(self, poller: select.poll, members: dict[int, ThreadSurveys]) -> bool:
-        """Members coming and going (the reader's thread); False: none left, the thread ends
-        (told to the last one leaving, who joins it)."""
-        with self._lock:
-            changes, self._changes = self._changes, []
-        told: list[Callable[[threading.Thread | None], None]] = []
-        for surveys, what, then in changes:
-            mine = members.get(surveys.fd) is surveys
-            if what == "add" and not surveys.stopped:
-                members[surveys.fd] = surveys
-                if not surveys.paused:
-                    poller.register(surveys.fd, select.POLLIN)
-            elif what == "remove":
-                if mine:
-                    del members[surveys.fd]
-                    self._unwatch(poller, surveys)
-                surveys.stop()
-            elif what == "pause" and not surveys.paused:
-                surveys.paused = True
-                if mine:
-                    poller.unregister(surveys.fd)
-            elif what == "resume" and surveys.paused:
-                surveys.paused = False
-                if mine:
-                    poller.register(surveys.fd, select.POLLIN)
-            if then is not None:
-                told.append(then)
-        ending: threading.Thread | None = None
-        if not members:
-            with self._lock:
-                if not self._changes:
-                    ending, self._thread = self._thread, None
-        for then in told:
-            then(ending)
-        return ending is None
-
-    @staticmethod
-    def _unwatch(poller: select.poll, surveys: ThreadSurveys) -> None:
-        if not surveys.paused:
-            poller.unregister(surveys.fd)
-
-    def _empty_pipe(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-
-
-_the_reader: _Reader | None = None
-_making = threading.Lock()
-
-
-def _reader() -> _Reader:
-    global _the_reader
-    with _making:
-        if _the_reader is None:
-            _the_reader = _Reader()
-        return _the_reader

@@ -19,7 +19,7 @@ reports its own outcome (:class:`~consensus.room.thread_replies.ThreadReplies` s
 reply and hands trio its books); an exception escaping it is logged, never raised.
 
 A crew may also serve a thread outside trio (the survey reader of ``consensus.blocking``,
-:mod:`consensus.room.thread_surveys`): :meth:`Crew.submit_here` and :meth:`Crew.rescue_here`,
+:mod:`consensus.room.survey_reader`): :meth:`Crew.submit_here` and :meth:`Crew.rescue_here`,
 the reader's own clock and timer instead of trio's.
 """
 
