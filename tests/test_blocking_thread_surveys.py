@@ -179,6 +179,11 @@ def reader_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name == "consensus survey reader"]
 
 
+def survey_threads() -> list[str]:
+    """The reader's threads: the reader and its watch (joined by the last member's close)."""
+    return [t.name for t in threading.enumerate() if t.name in ("consensus survey reader", "consensus survey watch")]
+
+
 @pytest.mark.timeout(60)
 def test_one_reader_serves_the_process_members_and_ends_with_the_last(room_address: Callable[[str], str]) -> None:
     address = room_address("ipc")
@@ -201,11 +206,11 @@ def test_one_reader_serves_the_process_members_and_ends_with_the_last(room_addre
             room.wait_for_members(1)
             assert room.poll(2, timeout=5).answers == {"a": [2, "consensus survey reader"]}
             assert reader_threads() == ["consensus survey reader"]
-        assert reader_threads() == []  # the last member's close joined it
+        assert survey_threads() == []  # the last member's close joined the reader and its watch
         with blocking.join(address, name="c", on_poll=on_poll):  # a new one for the next member
             room.wait_for_members(1)
             assert room.poll(3, timeout=5).answers == {"c": [3, "consensus survey reader"]}
-        assert reader_threads() == []
+        assert survey_threads() == []
     assert_no_bridge_threads()
 
 

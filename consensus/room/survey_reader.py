@@ -40,7 +40,7 @@ __all__ = ["HANDLER", "INLINE", "PATIENCE", "READER", "WATCH", "reader"]
 
 log = logging.getLogger("consensus.room")
 
-_Then = Callable[[threading.Thread | None], None]
+_Then = Callable[[tuple[threading.Thread, ...]], None]
 
 INLINE = True
 """True (kept, docs/asyncio.md §4.7): the reader runs a burst's plain handlers itself, while
@@ -107,7 +107,8 @@ class _Reader:
 
     def change(self, surveys: ThreadSurveys, what: str, *, then: _Then | None) -> None:
         """Add, remove, pause or resume a member (any thread); ``then(ending)`` runs on the
-        reader once it is done (``ending``: the reader's thread, when it ends for want of members)."""
+        reader once it is done (``ending``: the reader's thread and its watch's, to be joined, when
+        they end for want of members; else empty)."""
         start: _Hand | None = None
         with self._lock:
             self._changes.append((surveys, what, then))
@@ -251,14 +252,14 @@ class _Reader:
             if what == "remove":
                 surveys.stop()
             if then is not None:
-                then(None)
+                then(())
 
     def _apply(self, poller: select.poll, members: dict[int, ThreadSurveys]) -> bool:
         """Members coming and going (the reader's thread); False: none left, the thread ends
         (told to the last one leaving, who joins it)."""
         with self._lock:
             changes, self._changes = self._changes, []
-        told: list[Callable[[threading.Thread | None], None]] = []
+        told: list[_Then] = []
         for surveys, what, then in changes:
             mine = members.get(surveys.fd) is surveys
             if what == "add" and not surveys.stopped:
@@ -280,15 +281,16 @@ class _Reader:
                     poller.register(surveys.fd, select.POLLIN)
             if then is not None:
                 told.append(then)
-        ending: threading.Thread | None = None
+        ending: tuple[threading.Thread, ...] = ()
         if not members:
             with self._lock:
                 if not self._changes:
-                    ending = self._thread
+                    watch = self._watch.thread if self._watch is not None else None
+                    ending = tuple(t for t in (self._thread, watch) if t is not None)
                     self._end_locked()
         for then in told:
             then(ending)
-        return ending is None
+        return not ending
 
     def _end_locked(self) -> None:
         """No reader any more (the lock held): the watch ends, a handler still running inline

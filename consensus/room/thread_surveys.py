@@ -88,9 +88,8 @@ class ThreadSurveys(LentSurveys):
         token = self._token
         ending: list[threading.Thread] = []
 
-        def tell(thread: threading.Thread | None) -> None:  # on the reader
-            if thread is not None:
-                ending.append(thread)
+        def tell(threads: tuple[threading.Thread, ...]) -> None:  # on the reader
+            ending.extend(threads)
             try:
                 token.run_sync_soon(done.set)
             except trio.RunFinishedError:
@@ -99,8 +98,8 @@ class ThreadSurveys(LentSurveys):
         reader().change(self, "remove", then=tell)
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             await done.wait()
-            if ending:  # the last member: nothing of the reader outlives it
-                await trio.to_thread.run_sync(ending[0].join, 1.0)
+            for thread in ending:  # the last member: nothing of the reader (nor its watch) outlives it
+                await trio.to_thread.run_sync(thread.join, 1.0)
 
     # ------------------------------------------------------------------ the reader's side
     def _start(self, survey: IncomingSurvey, ticket: ReplyTicket, job: Pending) -> None:
