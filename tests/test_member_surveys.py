@@ -1,9 +1,8 @@
-"""MemberSurveys' shortcuts for the common answer (a complete poll, answered) against the general path.
+"""MemberSurveys' ``receive`` and ``reply`` against a naive reference of the general path.
 
-``receive`` and ``reply`` take a complete poll without ``_dispatch`` and ``_reply_frame``
-(a member's per-answer Python: docs/rooms.md). Hypothesis drives both objects of a pair
-with the same surveys and outcomes: the one under test through its public methods, the
-reference through the general path alone; their outputs, frames and counters agree.
+Hypothesis drives both objects of a pair with the same surveys and outcomes: the one under
+test through its public methods, the reference through ``_dispatch`` and ``_reply_frame``
+alone; their outputs, frames and counters agree.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def _pair(flags: tuple[bool, bool, bool]) -> tuple[MemberSurveys, MemberSurveys]
 
 
 def _general_receive(ref: MemberSurveys, key: int, envelope: Envelope, inline: bool) -> list[Output]:
-    """``receive`` without its shortcut: parse, then ``_dispatch`` (as before the shortcut)."""
+    """``receive`` spelt out: parse, then ``_dispatch``."""
     ref._surveys[key] = P.parse_survey(envelope)
     if envelope.kind == D.DELIBERATE and not ref._deliberations.receive(key, envelope):
         ref.counts["malformed"] += 1
@@ -65,7 +64,7 @@ def _general_reply(ref: MemberSurveys, key: int, outcome: tuple[bool, Any] | Non
 @given(flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
        surveys=st.lists(st.tuples(st.sampled_from([P.POLL, P.VOTE, "other"]), BODIES, OUTCOMES,
                                   st.booleans()), max_size=8))  # fmt: skip
-def test_shortcuts_answer_as_the_general_path(flags: tuple[bool, bool, bool], surveys: list[Any]) -> None:
+def test_receive_and_reply_answer_as_the_general_path(flags: tuple[bool, bool, bool], surveys: list[Any]) -> None:
     fast, ref = _pair(flags)
     for key, (kind, body, outcome, inline) in enumerate(surveys, 1):
         envelope = Envelope(kind, "host", key, body)

@@ -41,9 +41,6 @@ class ReplyTicket:
 
     def reply(self, outcome: tuple[bool, Any]) -> tuple[Send, str]:
         """The reply frame for ``outcome`` and the counter it goes to once sent."""
-        if outcome[0] and self.survey.kind == P.POLL:  # (_reply_frame's first case, inline)
-            frame = Send(P.ANSWER, P.answer_body(outcome[1]), Target.REPLY, self.key, inline=self.inline)
-            return frame, "polls_answered"
         return _reply_frame(self.key, self.survey, outcome, self.voter, self.identity, self.inline)
 
 
@@ -80,7 +77,6 @@ class MemberSurveys:
         # A deliberation is answered by on_deliberate, else by on_poll (its answer as the stance).
         self._handlers[D.DELIBERATE] = (HandlerKind.DELIBERATE if on_deliberate
                                         else HandlerKind.POLL if on_poll else None)  # fmt: skip
-        self._on_poll = on_poll
         self._deliberations = MemberDeliberations(name)
         self._kept: dict[int, None] = {}  # surveys received before the welcome, oldest first
         self._surveys: dict[int, P.Survey] = {}  # surveys not answered yet, by the driver's key
@@ -90,9 +86,7 @@ class MemberSurveys:
         """A survey from the host (see :meth:`MemberProtocol.receive_survey`); with ``keep``
         (no welcome yet) it waits for :meth:`release`, the oldest declined past
         :data:`MAX_KEPT_SURVEYS`."""
-        survey = self._surveys[key] = P.parse_survey(envelope)
-        if not keep and survey.complete and survey.kind == P.POLL and self._on_poll:
-            return [Handle(key, HandlerKind.POLL, (survey.question,))]  # (_dispatch's first case, inline)
+        self._surveys[key] = P.parse_survey(envelope)
         if envelope.kind == D.DELIBERATE and not self._deliberations.receive(key, envelope):
             self.counts["malformed"] += 1  # answered with an error: the host hears why
         if keep:
@@ -140,9 +134,6 @@ class MemberSurveys:
     def reply(self, key: int, outcome: tuple[bool, Any] | None, *, inline: bool) -> Send:
         """The reply to survey ``key`` (see :meth:`MemberProtocol.reply`)."""
         survey = self._surveys[key]
-        if outcome is not None and outcome[0] and survey.kind == P.POLL:  # (_reply_frame's first case)
-            self._counter[key] = "polls_answered"  # counted once it is out (sent)
-            return Send(P.ANSWER, P.answer_body(outcome[1]), Target.REPLY, key, inline=inline)
         if outcome is None:
             known = (P.POLL, P.VOTE, D.DELIBERATE)
             what = "no handler for it" if survey.kind in known else "unknown survey kind"
