@@ -55,7 +55,6 @@ INLINE = True
 on; a *watch* (an idle thread armed for it) takes the line when one handler has run through a
 whole :data:`PATIENCE`. False: the leadership passes to a follower before every handler."""
 PATIENCE: Final = 0.005  # (INLINE) how often the watch looks while handlers run inline
-_NVAL: Final = select.POLLNVAL | select.POLLERR
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,15 +224,8 @@ class Crew(ThreadAsks):
         pair, book, batch = self._pair, self._book, self._batch
         while True:
             quiet = self._full or self._stalled
-            ready = (self._poll_wake if quiet else self._poll).poll()  # (the GIL released)
-            for which, flags in ready:
-                if flags & _NVAL:
-                    return self._leave(hand)  # (the descriptor closed: cannot happen while the line is open)
-                if which == self._wake:
-                    try:
-                        os.eventfd_read(self._wake)
-                    except BlockingIOError:
-                        pass
+            if not self._woken((self._poll_wake if quiet else self._poll).poll()):
+                return self._leave(hand)
             if self.baton is not Baton.SERVED:
                 return self._leave(hand)
             if quiet:

@@ -320,21 +320,14 @@ class ThreadAsks:
 
     def _read(self, me: _Waiter, deadline: float) -> bool:
         """Read the line until ``me`` is answered or the time is up; True if the socket closed."""
-        pair, book, wake = self._pair, self._book, self._wake
+        pair, book = self._pair, self._book
         taken = 0
         while me.answer is None and not self._full:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            ready = self._poll.poll(min(math.ceil(remaining * 1000), POLL_MAX_MS))  # (the GIL released)
-            for which, flags in ready:
-                if flags & _NVAL:
-                    return True  # (the descriptor closed: cannot happen while the line is open)
-                if which == wake:
-                    try:
-                        os.eventfd_read(wake)
-                    except BlockingIOError:
-                        pass
+            if not self._woken(self._poll.poll(min(math.ceil(remaining * 1000), POLL_MAX_MS))):
+                return True
             while me.answer is None and not self._full:
                 try:
                     got = pair.receive_from_nowait()
@@ -361,6 +354,19 @@ class ThreadAsks:
                 if schedule:
                     self._soon_in_trio()
         return False
+
+    def _woken(self, ready: list[tuple[int, int]]) -> bool:
+        """What a poll (the GIL released) returned: the eventfd emptied if it was set; False
+        if the descriptor closed (cannot happen while the line is open)."""
+        for which, flags in ready:
+            if flags & _NVAL:
+                return False
+            if which == self._wake:
+                try:
+                    os.eventfd_read(self._wake)
+                except BlockingIOError:
+                    pass
+        return True
 
     def _for_trio_soon(self, got: tuple[Envelope, int]) -> None:
         with self._lock:
