@@ -34,7 +34,8 @@ from typing import Any
 import trio
 from pynng import ffi, lib
 
-from patterns._ctx_send import aio_result, submit_threadsafe, wait_and_free
+from patterns._ctx_send import aio_result, result_and_free, submit_threadsafe, wait_and_free
+from patterns._envelope import received
 from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
@@ -105,7 +106,7 @@ class IncomingSurvey:
         resp = self._respondent
         if self._ctx is None:
             raise Closed(f"{self!r} was already answered or declined")
-        ident, survey = next(resp._ids) & 0xFFFF_FFFF_FFFF_FFFF, self.envelope.id  # (``next_id``, inline)
+        ident, survey = resp.next_id(), self.envelope.id
         if resp.guard is None:  # the common small reply: no Envelope, no placement
             data = common_frame(kind, resp.name, ident, value, survey, None,
                                 limit=GAP_MIN if inline else resp._placed_limit,
@@ -153,12 +154,9 @@ class IncomingSurvey:
         aio = submit_threadsafe(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), operation, resp)
         size = len(data)
         if not lib.nng_aio_busy(aio):  # NNG wrote it in this call
-            err = lib.nng_aio_result(aio)  # (``result_and_free``, inline: two calls less)
+            err = result_and_free(aio)
             if err:
-                aio_result(aio)  # frees the message NNG did not take
-                lib.nng_aio_free(aio)
                 raise_for(err, operation=operation, where=resp)
-            lib.nng_aio_free(aio)
             return size
 
         def wait() -> int:
@@ -192,11 +190,7 @@ class IncomingSurvey:
         (the taker's owner counts sends with :meth:`Respondent.count_sent`; :mod:`patterns._taker`)."""
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
-            resp = self._respondent
-            if len(resp._idle) < MAX_IDLE_CONTEXTS and not resp._closed:
-                resp._idle.append(ctx)  # (``_release``'s common case): a list append, atomic under the GIL
-            else:
-                resp._release(ctx)
+            self._respondent._release(ctx)  # one list append: atomic under the GIL
 
 
 class Respondent(FdSocket):
@@ -266,8 +260,7 @@ class Respondent(FdSocket):
             fields = read_common(body, max_size=self.max_message_size, max_items=self.max_items,
                                  measure=self._measure)  # fmt: skip
             if fields is not None:
-                size = len(body)  # (``received``, inline: a call less)
-                return IncomingSurvey(self, ctx, Envelope(*fields, None, size, size))
+                return IncomingSurvey(self, ctx, received(*fields, len(body)))
         try:
             envelope = self._unpack(body)
         except MalformedMessage:
@@ -278,7 +271,7 @@ class Respondent(FdSocket):
     def _receive_body(self, operation: str, out: Any) -> tuple[Any, bytes] | None:
         """The next survey's context and frame, received without waiting through ``out`` (an
         ``nng_msg **`` of the calling thread's), and counted; None when none is queued."""
-        ctx = self._idle.pop() if self._idle else self._context(operation)  # (a call less, the common case)
+        ctx = self._context(operation)
         err = lib.nng_ctx_recvmsg(ctx, out, NONBLOCK)
         if err:
             self._release(ctx)
@@ -302,9 +295,7 @@ class Respondent(FdSocket):
     async def receive(self) -> IncomingSurvey:
         """Wait for the next survey (raises :class:`MalformedMessage` for a bad frame).
         A cancel point: when none is queued, the wait is one (no cancel check first)."""
-        if self._closed or self._handle is None:
-            self._require_open("receive()")
-        if self._readable.poll(0):  # a survey is queued (``_queued``, inline: a call less)
+        if self._queued("receive()"):
             await trio.lowlevel.checkpoint_if_cancelled()
             survey = self._try_receive("receive()")
             if survey is not None:
@@ -353,33 +344,13 @@ class Respondent(FdSocket):
                 raise MessageTooLarge(f"reply to survey {survey}: a frame of {size} bytes exceeds "
                                       f"max_message_size={self.max_message_size}")  # fmt: skip
             left = 0.0 if wall is None else max(wall - time.time(), 0.0)
-            # Handed to NNG on ``ctx`` with a callback-less aio; when the connection is free
-            # NNG writes the frame in this call (inline here: three calls less a reply).
-            if self._closed:
-                self._require_open(f"reply to survey {survey}")
-            aio, self._spare_aio = self._spare_aio, None
-            if aio is None:
-                err = lib.nng_aio_alloc(self._aio_out, _NULL, _NULL)
-                if err:
-                    raise_for(err, operation=f"reply to survey {survey}", where=self)
-                aio = self._aio_out[0]
-            err = lib.nng_msg_alloc(self._msg_out, size)
-            if err:
-                lib.nng_aio_free(aio)
-                raise_for(err, operation=f"reply to survey {survey}", where=self)
-            msg = self._msg_out[0]
-            ffi.memmove(lib.nng_msg_body(msg), data, size)
-            lib.nng_aio_set_msg(aio, msg)
-            lib.nng_aio_set_timeout(aio, round(1000 * (left + QUEUED_REPLY_TIMEOUT)))
-            lib.nng_ctx_send(ctx, aio)
+            aio = self._submit(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), survey)
             if lib.nng_aio_busy(aio):  # queued behind an earlier reply on this connection
                 release = False  # if we are cancelled, the thread still owns the context
                 err = await trio.to_thread.run_sync(wait_and_free, aio, abandon_on_cancel=True)
                 release = True
             else:
-                err = lib.nng_aio_result(aio)
-                if err:
-                    aio_result(aio)  # frees the message NNG did not take
+                err = aio_result(aio)
                 if self._spare_aio is None and not self._closed:
                     self._spare_aio = aio  # done: the next reply takes it (alloc and free: ~1.4 µs)
                 else:
@@ -392,9 +363,28 @@ class Respondent(FdSocket):
                 raise_for(err, operation=f"reply to survey {survey}", where=self)
         finally:
             if release:
-                if len(self._idle) < MAX_IDLE_CONTEXTS and not self._closed:
-                    self._idle.append(ctx)  # (``_release``'s common case, inline)
-                else:
-                    self._release(ctx)
+                self._release(ctx)
         self._sent += 1
         self._bytes_sent += size
+
+    def _submit(self, ctx: Any, data: bytes, timeout_ms: int, survey: int) -> Any:
+        """Hand ``data`` to NNG on ``ctx`` with a callback-less aio; returns the aio.
+        When the connection is free NNG writes the frame in this call."""
+        if self._closed:
+            self._require_open(f"reply to survey {survey}")
+        aio, self._spare_aio = self._spare_aio, None
+        if aio is None:
+            err = lib.nng_aio_alloc(self._aio_out, _NULL, _NULL)
+            if err:
+                raise_for(err, operation=f"reply to survey {survey}", where=self)
+            aio = self._aio_out[0]
+        err = lib.nng_msg_alloc(self._msg_out, len(data))
+        if err:
+            lib.nng_aio_free(aio)
+            raise_for(err, operation=f"reply to survey {survey}", where=self)
+        msg = self._msg_out[0]
+        ffi.memmove(lib.nng_msg_body(msg), data, len(data))
+        lib.nng_aio_set_msg(aio, msg)
+        lib.nng_aio_set_timeout(aio, timeout_ms)
+        lib.nng_ctx_send(ctx, aio)
+        return aio

