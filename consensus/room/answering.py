@@ -273,9 +273,7 @@ class Answerer:
                     if not self._hand_to_thread(handle, survey, plan, received):
                         nursery.start_soon(self._answer, handle)
                     continue
-                context = plan.contexts.get(survey.envelope.sender)  # (_Plan.context's first case, inline)
-                if context is None:
-                    context = plan.context(survey.envelope.sender)
+                context = plan.context(survey.envelope.sender)
                 if context is not current:  # this task runs only handlers: set, never reset
                     set_current(context)
                     current = context
