@@ -7,11 +7,11 @@
   then reads on; answers to asks of this line's threads go to them (their locks); every
   other frame goes to trio in order (:class:`~consensus.hotline.thread_asks.ThreadAsks`'
   hand-over, which :class:`Crew` extends).
-* The **watch** (an idle thread) looks every :data:`PATIENCE` while handlers run inline and
-  takes the leadership from a leader whose handler ran through a whole period; it sleeps
-  untimed after a period with no handler. A handler asking on its own line hands the
-  leadership on at once (:meth:`Crew.ask`). :data:`INLINE` False hands it to a follower
-  before every handler instead (measured slower).
+* The **watch** (an idle thread, :class:`~consensus.runtime.watch.Watch`) looks every
+  :data:`PATIENCE` while handlers run inline and takes the leadership from a leader whose
+  handler ran through a whole period; it sleeps untimed after a period with no handler. A
+  handler asking on its own line hands the leadership on at once (:meth:`Crew.ask`).
+  :data:`INLINE` False hands it to a follower before every handler instead (measured slower).
 * **Followers** wait on their own lock to be promoted, made the watch, or ended.
 * At most ``handler_threads`` handlers run and ``handler_threads + 1`` threads exist; an ask
   taken while every handler thread is busy waits in a queue the next thread to finish takes
@@ -21,7 +21,7 @@
 Thread safety: the leader alone receives from the socket and polls; leadership, the roles,
 the queue and the counts change under the ``AskBook``'s lock (``_batch`` is the leader's
 alone); a leader deposed while its handler runs never polls again before it is promoted
-anew; each thread is woken through its own lock, released once per wake (:func:`_poke`).
+anew; each thread is woken through its own lock, released once per wake (``Hand.poke``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from consensus.hotline import frames as f
 from consensus.hotline.line import Hotline
 from consensus.hotline.thread_asks import CLOSE_WAIT, Baton, ThreadAsks
 from consensus.hotline.threaded import ThreadAnswers, Ticket
+from consensus.runtime.watch import PATIENCE, Hand, Watch
 from patterns import Closed, Envelope, MalformedMessage
 
 __all__ = ["DRAIN", "INLINE", "PATIENCE", "QUEUE", "SETTLE_EVERY", "Crew"]
@@ -54,7 +55,6 @@ INLINE = True
 """True (kept, docs/asyncio.md §4.10): the leader runs a handler without handing the reading
 on; a *watch* (an idle thread armed for it) takes the line when one handler has run through a
 whole :data:`PATIENCE`. False: the leadership passes to a follower before every handler."""
-PATIENCE: Final = 0.005  # (INLINE) how often the watch looks while handlers run inline
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +71,6 @@ class _Next(enum.Enum):
     STOP = "stop"
 
 
-class _Hand:
-    """One thread of the crew: its lock is released once to promote it (or to let it end),
-    and acquired once for each release."""
-
-    __slots__ = ("thread", "wake")
-
-    def __init__(self) -> None:
-        self.wake = threading.Lock()
-        self.wake.acquire()
-        self.thread: threading.Thread | None = None
-
-
 class Crew(ThreadAsks):
     """The threads that read a lent line and serve its plain ``on_ask``: who reads, who runs a
     handler, who watches (the roles); :class:`~consensus.hotline.thread_serve.ThreadServer` adds
@@ -94,9 +82,9 @@ class Crew(ThreadAsks):
         self._answers = answers
         self._limit = handler_threads
         self._context = contextvars.copy_context()  # trio's, as its handler threads get it
-        self._leader: _Hand | None = None
-        self._idle: list[_Hand] = []
-        self._hands: list[_Hand] = []  # every thread started (for join)
+        self._leader: Hand | None = None
+        self._idle: list[Hand] = []
+        self._hands: list[Hand] = []  # every thread started (for join)
         self._busy = 0  # threads running a handler
         self._queue: deque[_Job] = deque()
         self._stalled = False  # QUEUE asks wait: the leader does not read
@@ -104,10 +92,7 @@ class Crew(ThreadAsks):
         self._batch: list[tuple[Envelope, int]] = []  # the leader's: frames taken for trio
         self._poll_wake = select.poll()  # the leader's while it must not read (stalled, backlog)
         self._poll_wake.register(self._wake, select.POLLIN)
-        self._watch: _Hand | None = None  # (INLINE) the thread that takes the line from a slow handler
-        self._armed = False  # (INLINE) the watch looks every PATIENCE (else it sleeps)
-        self._inline: _Hand | None = None  # (INLINE) the leader, while it runs a handler
-        self._inlines = 0  # (INLINE) handlers run inline so far
+        self._watch = Watch()  # (INLINE) who takes the line from a slow handler, and when
         self.takeovers = 0  # (INLINE) times the watch took the line from a slow handler
         self.pauses = 0  # times trio's backlog stopped the reading (trio's)
         self.stalls = 0  # times QUEUE waiting asks stopped it
@@ -123,38 +108,30 @@ class Crew(ThreadAsks):
         with self._lock:
             first, spare = self._spawn_locked(), self._spawn_locked()
             self._leader = first
-            _poke(first)
+            first.poke()
             self._idle.append(spare)
-        self._start(first)
-        self._start(spare)
+        first.thread.start()
+        spare.thread.start()
 
     # ------------------------------------------------------------------ the crew's side
     def _end_idle_locked(self) -> None:
         idle, self._idle = self._idle, []
-        if self._watch is not None:
-            idle.append(self._watch)
-            self._watch = None
+        if (watch := self._watch.release()) is not None:
+            idle.append(watch)
         for hand in idle:
-            _poke(hand)  # they end
+            hand.poke()  # they end
 
     def _reading_locked(self) -> bool:
         """A leader polls the line, or may (not while it runs a handler inline: it polls no more
         once the line is closed or failed)."""
-        return self._leader is not None and self._inline is not self._leader
+        return self._leader is not None and self._watch.inline is not self._leader
 
-    def _spawn_locked(self) -> _Hand:
-        hand = _Hand()
-        hand.thread = threading.Thread(target=self._main, args=(hand,), daemon=True,
-                                       name=f"hotline {self._name} server {len(self._hands)}")  # fmt: skip
+    def _spawn_locked(self) -> Hand:
+        hand = Hand(self._main, f"hotline {self._name} server {len(self._hands)}")
         self._hands.append(hand)
         return hand
 
-    @staticmethod
-    def _start(hand: _Hand) -> None:
-        assert hand.thread is not None
-        hand.thread.start()
-
-    def _main(self, hand: _Hand) -> None:
+    def _main(self, hand: Hand) -> None:
         try:
             self._work_as(hand)
         except Exception:  # a bug of ours: the line must not go deaf for it
@@ -163,7 +140,7 @@ class Crew(ThreadAsks):
         finally:
             self._leave(hand)  # (a leader that ends before it ever polled: closing waits for it)
 
-    def _work_as(self, hand: _Hand) -> None:
+    def _work_as(self, hand: Hand) -> None:
         nxt: _Job | _Next = _Next.WAIT  # (a thread made to lead starts with its lock released)
         while True:
             if nxt is _Next.WAIT:
@@ -174,7 +151,7 @@ class Crew(ThreadAsks):
                     elif self._leader is hand:
                         nxt = _Next.LEAD
                     else:
-                        nxt = _Next.WATCH if self._watch is hand else _Next.STOP
+                        nxt = _Next.WATCH if self._watch.hand is hand else _Next.STOP
             if nxt is _Next.WATCH:
                 nxt = self._keep_watch(hand)
             if nxt is _Next.STOP:
@@ -186,7 +163,7 @@ class Crew(ThreadAsks):
             self._context.copy().run(self._answers.serve, nxt.ticket, nxt.value)
             nxt = self._after(hand)
 
-    def _after(self, hand: _Hand) -> _Job | _Next:
+    def _after(self, hand: Hand) -> _Job | _Next:
         """A handler returned: the next queued ask, or lead, or wait to be promoted, or end."""
         settle = False
         with self._lock:
@@ -194,8 +171,8 @@ class Crew(ThreadAsks):
             self._answered += 1
             if self._answered >= SETTLE_EVERY:  # the books of answers sent here: into trio now and then
                 self._answered, settle = 0, True
-            if self._inline is hand:
-                self._inline = None
+            if self._watch.inline is hand:
+                self._watch.inline = None
             nxt: _Job | _Next
             if self.baton is not Baton.SERVED:
                 nxt = _Next.STOP  # closed, or the crew failed (its queue went to trio)
@@ -209,8 +186,9 @@ class Crew(ThreadAsks):
                     os.eventfd_write(self._wake, 1)  # the leader reads again
             elif self._leader is None:
                 self._leader, nxt = hand, _Next.LEAD
-            elif INLINE and self._watch is None:
-                self._watch, self._armed, nxt = hand, True, _Next.WATCH
+            elif INLINE and self._watch.hand is None:
+                self._watch.arm(hand)
+                nxt = _Next.WATCH
             else:
                 self._idle.append(hand)
                 nxt = _Next.WAIT
@@ -218,7 +196,7 @@ class Crew(ThreadAsks):
             self._soon_in_trio(self._settle_answers)
         return nxt
 
-    def _lead(self, hand: _Hand) -> _Job | _Next:
+    def _lead(self, hand: Hand) -> _Job | _Next:
         """Read the line until an ask for the handler comes (the leadership handed on: this
         thread runs it), or the line closes (STOP)."""
         pair, book, batch = self._pair, self._book, self._batch
@@ -266,27 +244,24 @@ class Crew(ThreadAsks):
                 if tell:
                     self._soon_in_trio()
 
-    def _keep_watch(self, hand: _Hand) -> _Next:
+    def _keep_watch(self, hand: Hand) -> _Next:
         """(INLINE, the watch.) Look every :data:`PATIENCE` while handlers run inline; take
         the line (LEAD) from a leader whose handler ran a whole period; sleep while none runs."""
-        seen, armed = -1, True
+        watch = self._watch
         while True:
-            got = hand.wake.acquire(timeout=PATIENCE) if armed else hand.wake.acquire()
+            poked = watch.look(hand)
             with self._lock:
                 if self.baton is not Baton.SERVED:
                     return _Next.STOP
                 if self._leader is hand:
                     return _Next.LEAD  # (a handler asks on this line: _hand_on)
-                if self._watch is not hand:
+                if watch.hand is not hand:
                     return _Next.STOP
-                if not got:  # a whole period
-                    if self._inline is not None and self._inlines == seen:
-                        self._leader, self._watch, self._inline, self._armed = hand, None, None, False
-                        self.takeovers += 1
-                        return _Next.LEAD  # (the old leader learns it when its handler returns)
-                    if self._inline is None and self._inlines == seen:
-                        self._armed = False  # no handler for a whole period: sleep until the next
-                seen, armed = self._inlines, self._armed
+                if watch.overdue(poked):
+                    watch.take_over()  # (the old leader learns it when its handler returns)
+                    self._leader = hand
+                    self.takeovers += 1
+                    return _Next.LEAD
 
     def ask(self, value: Any, timeout: float) -> Any:
         self._hand_on()
@@ -295,21 +270,21 @@ class Crew(ThreadAsks):
     def _hand_on(self) -> None:
         """(INLINE) A handler asks on its own line: its answer must not wait for the watch,
         so the leadership passes on now (to the watch, an idle thread or a new one)."""
-        hand = self._inline
+        hand = self._watch.inline
         if hand is None or hand.thread is not threading.current_thread():
             return
-        start: _Hand | None = None
+        start: Hand | None = None
         with self._lock:
-            if self._inline is not hand or self._leader is not hand or self.baton is not Baton.SERVED:
+            if self._watch.inline is not hand or self._leader is not hand or self.baton is not Baton.SERVED:
                 return
-            if self._watch is not None:
-                nxt, self._watch, self._armed = self._watch, None, False
-            else:  # (the busy ones, this one among them, and no idle one: fewer than the bound)
+            self._watch.inline = None
+            nxt = self._watch.release()
+            if nxt is None:  # (the busy ones, this one among them, and no idle one: fewer than the bound)
                 nxt = self._idle.pop() if self._idle else (start := self._spawn_locked())
-            self._leader, self._inline = nxt, None
-            _poke(nxt)
+            self._leader = nxt
+            nxt.poke()
         if start is not None:
-            self._start(start)
+            start.thread.start()
 
     def _job(self, got: tuple[Envelope, int]) -> _Job | None:
         envelope, pipe = got
@@ -320,10 +295,10 @@ class Crew(ThreadAsks):
         ticket = Ticket(envelope.id, self._book.next_id(), pipe, stream, envelope.sender, lent=True)
         return _Job(ticket, value, got)
 
-    def _take(self, hand: _Hand, job: _Job) -> bool:
+    def _take(self, hand: Hand, job: _Job) -> bool:
         """(The leader.) An ask for the handler: True when this thread runs it (the leadership
         passed on); False when it waits for a free handler thread."""
-        start: _Hand | None = None
+        start: Hand | None = None
         with self._lock:
             tell = self._flush_locked()
             if self.baton is not Baton.SERVED:  # the crew failed meanwhile: trio serves it
@@ -338,26 +313,23 @@ class Crew(ThreadAsks):
             elif INLINE:
                 mine = True
                 self._busy += 1
-                self._inline = hand  # the leader keeps the line, unread while its handler runs
-                self._inlines += 1
-                if self._watch is None:  # (after a takeover) an idle thread, or a new one, watches
-                    self._watch = self._idle.pop() if self._idle else (start := self._spawn_locked())
-                    self._armed = True
-                    _poke(self._watch)
-                elif not self._armed:  # the first handler after a quiet while: the watch looks again
-                    self._armed = True
-                    _poke(self._watch)
+                self._watch.inline = hand  # the leader keeps the line, unread while its handler runs
+                self._watch.begun += 1
+                spare = None
+                if self._watch.hand is None:  # (after a takeover) an idle thread, or a new one, watches
+                    spare = self._idle.pop() if self._idle else (start := self._spawn_locked())
+                self._watch.arm(spare)
             else:
                 mine = True
                 self._busy += 1
                 if self._idle:
                     self._leader = self._idle.pop()  # the last to go idle: the warmest
-                    _poke(self._leader)
+                    self._leader.poke()
                 else:  # (fewer than handler_threads + 1 threads: the busy ones and this one)
                     self._leader = start = self._spawn_locked()
-                    _poke(start)
+                    start.poke()
         if start is not None:
-            self._start(start)
+            start.thread.start()
         if tell:
             self._soon_in_trio()
         return mine
@@ -377,7 +349,7 @@ class Crew(ThreadAsks):
         schedule, self._scheduled = not self._scheduled, True
         return schedule
 
-    def _leave(self, hand: _Hand) -> _Next:
+    def _leave(self, hand: Hand) -> _Next:
         """The leader stops reading: the line closed, or the crew failed."""
         with self._lock:
             if self._leader is hand:
@@ -386,7 +358,7 @@ class Crew(ThreadAsks):
                     self._left.set()
         return _Next.STOP
 
-    def _fail(self, hand: _Hand) -> None:
+    def _fail(self, hand: Hand) -> None:
         """A thread failed: trio reads the line again, once the leader left it; what the
         crew held goes to trio first."""
         with self._lock:
@@ -415,10 +387,3 @@ class Crew(ThreadAsks):
     def _give_line_back(self) -> None:
         self._into_trio()
         self._reader.unlend()
-
-
-def _poke(hand: _Hand) -> None:
-    """Wake ``hand`` (the crew's lock held): once, however often it is poked before it wakes."""
-    if hand.wake.locked():
-        hand.wake.release()
-

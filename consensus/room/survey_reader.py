@@ -5,7 +5,7 @@ One thread at a time, the *leader*, waits on the members' NNG receive descriptor
 (``select.poll``, the GIL released; a pipe wakes it for a member coming or going), takes
 their surveys, keeps their deadlines and runs a burst's plain handlers itself, one after
 another (:data:`INLINE`: no thread woken per burst). While a burst runs, a *watch* (an
-idle thread, as a served hotline's, :mod:`consensus.hotline.serve_crew`) looks every
+idle thread, :class:`~consensus.runtime.watch.Watch`, as a served hotline's) looks every
 :data:`PATIENCE`; when one handler ran through a whole period it takes the reading over and
 hands the rest of that burst to a :class:`~consensus.runtime.crew.Crew` (whose timer it now
 keeps: a job waiting ``PATIENCE`` behind a slow one gets a thread of its own); the old
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from consensus.runtime.crew import Crew
+from consensus.runtime.watch import PATIENCE, Hand, Watch
 
 if TYPE_CHECKING:
     from consensus.room.thread_surveys import ThreadSurveys
@@ -46,7 +47,6 @@ INLINE = True
 """True (kept, docs/asyncio.md §4.7): the reader runs a burst's plain handlers itself, while
 a *watch* takes the reading over from a handler that runs through a whole :data:`PATIENCE`
 (and hands the rest of its burst to the crew). False: every burst goes to the crew."""
-PATIENCE: Final = 0.005  # (INLINE) how often the watch looks while handlers run inline
 READER: Final = "consensus survey reader"
 WATCH: Final = "consensus survey watch"
 HANDLER: Final = "consensus survey handler"  # the crew's threads, and a reader that lost the reading
@@ -59,24 +59,6 @@ class _Next(enum.Enum):
     RUN = "run"  # run the burst it read
     WATCH = "watch"
     STOP = "stop"
-
-
-class _Hand:
-    """A thread of the reader: woken once per release of its lock (:func:`_poke`)."""
-
-    __slots__ = ("thread", "wake")
-
-    def __init__(self, reader: _Reader, lead: bool) -> None:
-        self.wake = threading.Lock()
-        self.wake.acquire()
-        self.thread = threading.Thread(target=reader._main, args=(self, lead), daemon=True,
-                                       name=READER if lead else WATCH)  # fmt: skip
-
-
-def _poke(hand: _Hand) -> None:
-    """Wake ``hand`` (the reader's lock held): once, however often it is poked before it wakes."""
-    if hand.wake.locked():
-        hand.wake.release()
 
 
 class _Reader:
@@ -97,11 +79,8 @@ class _Reader:
         self._crew = Crew(HANDLER)
         self._crew_at = math.inf
         # The roles, behind the lock:
-        self._leader: _Hand | None = None
-        self._watch: _Hand | None = None
-        self._armed = False  # the watch looks every PATIENCE (else it sleeps untimed)
-        self._inline: _Hand | None = None  # the leader, while it runs a burst
-        self._inlines = 0  # handlers started inline so far
+        self._leader: Hand | None = None
+        self._watch = Watch()  # its ``inline``: the leader, while it runs a burst
         self._burst: deque[Callable[[], object]] = deque()  # the rest of the burst running inline
         self.takeovers = 0  # times the watch took the reading from a handler
 
@@ -109,14 +88,14 @@ class _Reader:
         """Add, remove, pause or resume a member (any thread); ``then(ending)`` runs on the
         reader once it is done (``ending``: the reader's thread and its watch's, to be joined, when
         they end for want of members; else empty)."""
-        start: _Hand | None = None
+        start: Hand | None = None
         with self._lock:
             self._changes.append((surveys, what, then))
             if self._thread is None:
                 self._poller = select.poll()
                 self._poller.register(self._wake_r, select.POLLIN)
                 self._members, self._crew, self._crew_at = {}, Crew(HANDLER), math.inf
-                self._leader = start = _Hand(self, True)
+                self._leader = start = self._hand(lead=True)
                 self._thread = start.thread
         if start is not None:
             start.thread.start()
@@ -126,7 +105,10 @@ class _Reader:
             except BlockingIOError:  # the pipe is full: the reader is waking anyway
                 pass
 
-    def _main(self, hand: _Hand, lead: bool) -> None:
+    def _hand(self, *, lead: bool) -> Hand:
+        return Hand(lambda hand: self._main(hand, lead), READER if lead else WATCH)
+
+    def _main(self, hand: Hand, lead: bool) -> None:
         nxt = _Next.LEAD if lead else _Next.WATCH
         try:
             while nxt is not _Next.STOP:
@@ -183,21 +165,18 @@ class _Reader:
     def _begin_burst(self, jobs: list[Callable[[], object]]) -> _Next:
         """(INLINE) The leader runs ``jobs`` itself: the watch looks meanwhile (one is started
         after a takeover; a sleeping one is woken by the first burst after a quiet while)."""
-        start: _Hand | None = None
+        start: Hand | None = None
         with self._lock:
             self._burst.extend(jobs)
-            self._inline = self._leader
-            if self._watch is None:
-                self._watch = start = _Hand(self, False)
-                self._armed = True
-            elif not self._armed:
-                self._armed = True
-                _poke(self._watch)
+            self._watch.inline = self._leader
+            if self._watch.hand is None:
+                start = self._hand(lead=False)
+            self._watch.arm(start)
         if start is not None:
             start.thread.start()
         return _Next.RUN
 
-    def _run_burst(self, hand: _Hand) -> _Next:
+    def _run_burst(self, hand: Hand) -> _Next:
         """(INLINE) Run the burst's handlers one after another; back to reading, unless the
         watch took the reading meanwhile: then this thread ends after its handler."""
         while True:
@@ -205,36 +184,31 @@ class _Reader:
                 if self._leader is not hand:
                     return _Next.STOP
                 if not self._burst:
-                    self._inline = None
+                    self._watch.inline = None
                     return _Next.LEAD
                 job = self._burst.popleft()
-                self._inlines += 1
+                self._watch.begun += 1
             try:
                 job()
             except BaseException:  # a job reports its own outcome: whatever escapes, keep reading
                 log.exception("a survey handler job raised")
 
-    def _keep_watch(self, hand: _Hand) -> _Next:
+    def _keep_watch(self, hand: Hand) -> _Next:
         """(INLINE, the watch.) Look every PATIENCE while a burst runs inline; take the reading
         (LEAD) from a handler that ran a whole period; sleep while none runs."""
-        seen, armed = -1, True
+        watch = self._watch
         while True:
-            got = hand.wake.acquire(timeout=PATIENCE) if armed else hand.wake.acquire()
+            poked = watch.look(hand)
             with self._lock:
-                if self._watch is not hand:  # the reader ended (or failed)
+                if watch.hand is not hand:  # the reader ended (or failed)
                     return _Next.STOP
-                if not got:  # a whole period
-                    if self._inline is not None and self._inlines == seen:
-                        old, rest = self._inline, list(self._burst)
-                        self._burst.clear()
-                        self._leader, self._watch, self._inline, self._armed = hand, None, None, False
-                        self._thread = hand.thread
-                        old.thread.name, hand.thread.name = HANDLER, READER
-                        self.takeovers += 1
-                        break
-                    if self._inline is None and self._inlines == seen:
-                        self._armed = False  # no handler for a whole period: sleep until the next
-                seen, armed = self._inlines, self._armed
+                if watch.overdue(poked):
+                    old, rest = watch.take_over(), list(self._burst)
+                    self._burst.clear()
+                    self._leader, self._thread = hand, hand.thread
+                    old.thread.name, hand.thread.name = HANDLER, READER
+                    self.takeovers += 1
+                    break
         if rest:  # the rest of the slow handler's burst: to the crew, whose timer this thread keeps now
             self._crew_at = self._crew.submit_here(rest, time.monotonic())
         return _Next.LEAD
@@ -285,7 +259,7 @@ class _Reader:
         if not members:
             with self._lock:
                 if not self._changes:
-                    watch = self._watch.thread if self._watch is not None else None
+                    watch = self._watch.hand.thread if self._watch.hand is not None else None
                     ending = tuple(t for t in (self._thread, watch) if t is not None)
                     self._end_locked()
         for then in told:
@@ -295,9 +269,9 @@ class _Reader:
     def _end_locked(self) -> None:
         """No reader any more (the lock held): the watch ends, a handler still running inline
         ends after it, the next member starts a reader afresh."""
-        if self._watch is not None:
-            _poke(self._watch)
-        self._thread = self._leader = self._watch = self._inline = None
+        if (watch := self._watch.release()) is not None:
+            watch.poke()
+        self._thread = self._leader = self._watch.inline = None
         self._burst.clear()
 
     @staticmethod
