@@ -73,10 +73,11 @@ class _Reader:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        # The leader's alone (handed over with the leadership, under the lock):
-        self._poller = select.poll()
-        self._members: dict[int, ThreadSurveys] = {}
-        self._crew = Crew(HANDLER)
+        # The leader's alone (made by the member that starts a reader, handed over with the
+        # leadership, under the lock):
+        self._poller: select.poll
+        self._members: dict[int, ThreadSurveys]
+        self._crew: Crew
         self._crew_at = math.inf
         # The roles, behind the lock:
         self._leader: Hand | None = None
