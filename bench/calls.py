@@ -20,6 +20,12 @@ Scenarios (``--scenario``, repeatable; default: all):
 
     python -m bench.calls                    # every scenario, ipc, n=200
     python -m bench.calls --scenario hotline --transport tcp --top 15
+
+``--mode cpu`` measures instead what each end's trio thread spends per message (CPU, user
+and system time, sleeps: :mod:`bench._calls_cpu`), ``--mode syscalls`` adds its system
+calls by name (under ``strace``)::
+
+    python -m bench.calls --mode cpu --scenario floor --scenario pair --scenario hotline
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,9 +45,11 @@ from typing import Any
 
 import trio
 
+from ._calls_cpu import CpuMeter, count_syscalls, render_cpu
 from ._calls_ends import FAR, NEAR
 
 SCENARIOS = ("floor", "pair", "hotline", "survey_floor", "survey", "poll")
+MODES = {"calls": 200, "cpu": 5000, "syscalls": 1000}  # and the default --n of each
 LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
           ("/cffi/", "pynng"))  # fmt: skip
 
@@ -97,8 +106,8 @@ class Counter:
                 "top": [(name, round(n / messages, 2)) for name, n in self.functions.most_common(top)]}  # fmt: skip
 
 
-def far_main(scenario: str, address: str, warmup: int, n: int, top: int, out: str) -> None:
-    counter = Counter()
+def far_main(scenario: str, address: str, warmup: int, n: int, top: int, out: str, mode: str = "calls") -> None:
+    counter: Counter | CpuMeter = Counter() if mode == "calls" else CpuMeter("far")
 
     def save() -> None:
         with open(out, "w") as f:
@@ -117,7 +126,9 @@ def far_main(scenario: str, address: str, warmup: int, n: int, top: int, out: st
             raise
 
 
-def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int) -> dict[str, Any]:
+def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int, mode: str = "calls") -> dict[str, Any]:
+    if mode == "syscalls":
+        return _under_strace(scenario, transport, warmup, n)
     with tempfile.TemporaryDirectory(prefix="calls-") as tmp:
         if transport == "ipc":
             address = f"ipc://{tmp}/s"
@@ -129,13 +140,13 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int) -
                 port = s.getsockname()[1]
             address = f"tcp://127.0.0.1:{port}"
         out = os.path.join(tmp, "far.json")
-        near_counter = Counter()
+        near_counter: Counter | CpuMeter = Counter() if mode == "calls" else CpuMeter("near")
 
         async def near() -> None:
             await NEAR[scenario](address, warmup, n, near_counter)
 
         child = subprocess.Popen([sys.executable, "-m", "bench.calls", "--far", scenario, address, str(warmup),
-                                  str(n), str(top), out])  # fmt: skip
+                                  str(n), str(top), out, mode])  # fmt: skip
         try:
             trio.run(near)
             if scenario in ("survey_floor", "survey", "poll"):
@@ -152,7 +163,26 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int) -
                 "far": far}  # fmt: skip
 
 
+def _under_strace(scenario: str, transport: str, warmup: int, n: int) -> dict[str, Any]:
+    """``--mode cpu`` in a process traced by ``strace -f -ff``, and each trio thread's system calls."""
+    if shutil.which("strace") is None:
+        raise SystemExit("--mode syscalls needs strace")
+    with tempfile.TemporaryDirectory(prefix="calls-strace-") as tmp:
+        out = os.path.join(tmp, "cpu.json")
+        subprocess.run(["strace", "-f", "-ff", "-qq", "-o", os.path.join(tmp, "t"), sys.executable, "-m",
+                        "bench.calls", "--mode", "cpu", "--scenario", scenario, "--transport", transport,
+                        "--warmup", str(warmup), "--n", str(n), "--json", out],
+                       check=True, stdout=subprocess.DEVNULL, timeout=600)  # fmt: skip
+        with open(out) as f:
+            result: dict[str, Any] = json.load(f)[0]
+        result["syscalls"] = count_syscalls(os.path.join(tmp, "t"), n)
+        result["mode"] = "syscalls (under strace: its CPU figures are strace's, not the run's)"
+        return result
+
+
 def render(result: dict[str, Any]) -> str:
+    if "cpu_us" in result["near"]:
+        return render_cpu(result)
     lines = [f"{result['scenario']} over {result['transport']}, per message (n={result['n']}):"]
     for side in ("near", "far"):
         r = result[side]
@@ -165,19 +195,25 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--far"]:
-        far_main(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
+        far_main(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6], argv[7])
         return 0
     p = argparse.ArgumentParser(prog="python -m bench.calls", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", action="append", choices=SCENARIOS)
     p.add_argument("--transport", default="ipc", choices=("ipc", "tcp"))
-    p.add_argument("--n", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--mode", choices=MODES, default="calls",
+                   help="calls: Python and C calls per message (profiled); cpu: each end's trio thread's CPU, "
+                   "user, system time and sleeps per message (not profiled); syscalls: cpu and its system "
+                   "calls, under strace")  # fmt: skip
+    p.add_argument("--n", type=int, default=None, help="messages counted (default: calls 200, cpu 5000, syscalls 1000)")
+    p.add_argument("--warmup", type=int, default=None, help="messages before (default 50; cpu and syscalls 500)")
     p.add_argument("--top", type=int, default=0, help="also list the N most called functions per side")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
+    n = args.n or MODES[args.mode]
+    warmup = args.warmup if args.warmup is not None else (50 if args.mode == "calls" else 500)
     results = []
     for scenario in args.scenario or SCENARIOS:
-        result = run_scenario(scenario, args.transport, args.warmup, args.n, args.top)
+        result = run_scenario(scenario, args.transport, warmup, n, args.top, args.mode)
         print(render(result), flush=True)
         results.append(result)
     if args.json:

@@ -55,7 +55,7 @@ from patterns._cbor import encode_parts as encode_body_parts
 from patterns._codec_plain import PLAIN_DEPTH, is_plain
 from patterns._envelope import Envelope, received
 from patterns._gaps import GAP_MIN, Parts, join, total
-from patterns._head import BYTES_HEAD, byte_string, read, write
+from patterns._head import BYTES_HEAD, byte_string, read, write, write_small_map
 from patterns._scan import LARGE_STRING
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
@@ -202,6 +202,8 @@ def common_frame(
     elif type(body) is bytes and len(body) < limit:
         length = len(body)  # (``byte_string``, inline for the common short body: a call less)
         encoded = BYTES_HEAD[length] + body if length < 256 else byte_string(body)
+    elif type(body) is dict and (encoded := write_small_map(body, limit)) is not None:
+        pass  # a map of a few short fields, written without cbor2: an ask, a question
     elif is_plain(body, PLAIN_DEPTH - 1, limit):
         try:
             encoded = encode_plain(body)

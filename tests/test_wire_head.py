@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import patterns
 from patterns import Envelope, MalformedMessage, decode
 from patterns._cbor import MAX_DEPTH, decode_nested
-from patterns._head import read
+from patterns._head import read, write_small_map
 from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, encode
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -223,3 +223,29 @@ def test_a_key_twice_after_the_common_id_and_re_gets_the_general_verdict(second:
     frame = bytes([data[0] + 1]) + data[1 : data.index(b"\x61b")] + second + data[data.index(b"\x61b") :]
     assert same(head(frame), general(frame))
     assert read(frame, decode_nested, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) is None
+
+
+@PROPERTY
+@given(small_maps)
+def test_a_small_map_body_writes_what_cbor2_writes(body: dict[str, Any]) -> None:
+    # The map bodies written without cbor2 (``write_small_map``), within a frame and alone.
+    text_ok = all(not 0xD800 <= ord(c) <= 0xDFFF for key in body for c in key)
+    assume(text_ok)
+    envelope = Envelope("ask", "m1", 7, body, None, 1.5)
+    assert encode(envelope) == cbor2.dumps(frame_dict(envelope))
+    written = write_small_map(body, 4096)
+    assert written is None or written == cbor2.dumps(body)
+
+
+def test_an_ask_body_is_written_without_cbor2_and_what_it_cannot_write_is_left_alone() -> None:
+    ask = {"v": bytes(64), "stream": False}
+    assert write_small_map(ask, 4096) == cbor2.dumps(ask)
+    assert write_small_map({"v": bytes(100)}, 100) is None  # for shared memory: the general path places it
+    assert write_small_map({"v": [1]}, 4096) is None
+    assert write_small_map({"v": -1}, 4096) is None
+    assert write_small_map({"v": 2**64}, 4096) is None
+    assert write_small_map({1: 2}, 4096) is None
+    assert write_small_map(dict.fromkeys("abcde", 1), 4096) is None
+    assert write_small_map({"\ud800": 1}, 4096) is None
+    with pytest.raises(patterns.EncodeError):
+        encode(Envelope("ask", "m1", 7, {"\ud800": 1}))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from consensus.runtime.context import HandlerContext
 from patterns import Envelope
 
 __all__ = [
@@ -43,6 +44,12 @@ class AskReceived:
     deadline: float | None  # wall-clock time, as the peer sent it
     pipe: int
     sender: str = ""  # the peer's name, as its frame says
+
+    def handler_context(self) -> HandlerContext:
+        """What :func:`consensus.handler_context` says to the handler answering this ask: the
+        event is the context's source (:func:`~consensus.runtime.context.set_current_from`),
+        so an ask whose handler never asks builds none."""
+        return HandlerContext("ask", self.sender, ask_id=self.ask_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -348,12 +348,12 @@ class Reader:
 
     async def _act(self, event: Event) -> bool:
         """Act on one event; returns False when this task has stopped being the receiver."""
+        if isinstance(event, AskReceived):  # (first: what an answering side reads; answers to
+            return await self._server.handle(event)  # plain asks mostly reach their askers directly)
         if isinstance(event, Answer):
             lagging = self._deliver(event)
             if lagging is not None:  # a stream whose consumer lags: the line waits for it
                 await lagging.send(event)
-        elif isinstance(event, AskReceived):
-            return await self._server.handle(event)
         elif isinstance(event, Message):
             try:
                 self.inbox_send.send_nowait(event.value)

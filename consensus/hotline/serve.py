@@ -26,8 +26,8 @@ from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
 from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.threaded import Fate, Finished, ThreadAnswers
-from consensus.runtime.context import HandlerContext, serving, set_current
-from consensus.runtime.handlers import elsewhere, run_handler, run_inline
+from consensus.runtime.context import HandlerContext, serving, set_current_from
+from consensus.runtime.handlers import elsewhere, run_handler, run_unbounded
 from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge
 
 __all__ = ["QUEUE", "IncomingAsk", "Server"]
@@ -233,8 +233,10 @@ class Server:
         # This task runs only the line's own code and handlers, each after setting its own
         # context: set it without a reset (a context manager per ask costs ~8 calls), as the
         # room's answering does. A handler that suspends keeps this task, and its context.
-        set_current(HandlerContext("ask", event.sender, ask_id=event.ask_id))
-        ok, result = await run_inline(handler, event.value, deadline=math.inf, on_suspend=hand_off)
+        # The event is the context's source: a HandlerContext is built only for a handler
+        # that asks for one (most never do). No deadline: run_inline's unbounded case, direct.
+        set_current_from(event)
+        ok, result = await run_unbounded(handler, (event.value,), hand_off)
         kind = (END if event.stream else REPLY) if ok else ERROR
         if not ok:  # the handler's failure is the peer's answer
             result = result.to_wire()
