@@ -7,6 +7,8 @@ against ``consensus.join`` members with async handlers). Over the timed polls ``
 --per-thread`` counts, in the host process and the members' processes, each thread's CPU
 time, context switches and system calls; they are reported per poll for the trio threads
 (``main``) and for NNG's own threads (``nng``), beside the median time to all N answers.
+``room-surveyor`` polls the same room members through the room's own ``patterns.Surveyor``,
+without ``room.poll``: the host's difference to ``room`` is what the room adds per poll.
 
 The variants alternate ``--rounds`` times, so a shared machine's load hits them alike:
 compare the ratios within a round. Needs ``perf`` (Linux, with permission to attach to
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import shutil
 import signal
@@ -48,7 +51,7 @@ from ._poll_phases import (
     split_members,
 )
 
-VARIANTS = ("floor", "patterns", "room")
+VARIANTS = ("floor", "patterns", "room", "room-surveyor")
 EVENTS = ("task-clock", "context-switches", "raw_syscalls:sys_enter")
 TIMEOUT_S = 5.0
 
@@ -171,7 +174,8 @@ async def _patterns(workers: list[Child], n: int, address: str, polls: int, warm
             await worker.areceive("done")
 
 
-async def _room(workers: list[Child], n: int, address: str, polls: int, warmup: int, tmp: str) -> Any:
+async def _room(workers: list[Child], n: int, address: str, polls: int, warmup: int, tmp: str,
+                surveyor: bool = False) -> Any:  # fmt: skip
     sizes = split_members(n, 8)
     names = iter(f"m{i:03d}" for i in range(n))
     async with consensus.host(address) as room:
@@ -189,14 +193,26 @@ async def _room(workers: list[Child], n: int, address: str, polls: int, warmup: 
                 if len(result.answers) != n:
                     raise RuntimeError(f"poll {i}: {len(result.answers)} of {n} answers")
 
-            return await _timed(workers[: len(sizes)], polls, warmup, tmp, one)
+            # The room's own socket and members, without room.poll: the difference is the room's.
+            boss = room._surveyor
+
+            async def bare(i: int) -> None:
+                replies = await boss.survey({"question": i}, kind="poll", timeout=TIMEOUT_S)
+                got = len(replies.take())
+                while got < n:
+                    await replies.wait()
+                    got += len(replies.take())
+                replies.close()
+
+            return await _timed(workers[: len(sizes)], polls, warmup, tmp, bare if surveyor else one)
         finally:
             for worker in workers[: len(sizes)]:
                 worker.send("stop")
                 await worker.areceive("done")
 
 
-PHASES: dict[str, Callable[..., Awaitable[Any]]] = {"floor": _floor, "patterns": _patterns, "room": _room}
+PHASES: dict[str, Callable[..., Awaitable[Any]]] = {"floor": _floor, "patterns": _patterns, "room": _room,
+                                                    "room-surveyor": functools.partial(_room, surveyor=True)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
