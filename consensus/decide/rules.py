@@ -273,7 +273,7 @@ class Plurality(Rule):
         return None
 
 
-def top_options(weights: Sequence[Fraction]) -> list[int]:
+def top_options(weights: Sequence[Fraction | int]) -> list[int]:
     """Indices of the options tied at the highest positive weight (empty if no tie)."""
     top = max(weights, default=Fraction(0))
     tied = [index for index, weight in enumerate(weights) if weight == top]
