@@ -24,6 +24,7 @@ from consensus import blocking
 from consensus.hotline import serve_crew
 from consensus.hotline.thread_asks import Baton, attached
 from consensus.hotline.thread_serve import ThreadServer
+from consensus.runtime.watch import Watch
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -348,3 +349,47 @@ def test_a_sealed_line_and_an_asyncio_handler_keep_their_paths(address: Callable
     other = address("ipc")
     with blocking.hotline(listen=other) as by_hand:
         assert not isinstance(attached(by_hand._target), ThreadServer)  # no on_ask: nothing to serve
+
+
+def test_a_watch_made_leader_just_after_its_look_timed_out_keeps_no_wake(address: Callable[[str], str]) -> None:
+    # The race: the watch's timed look ends, then a handler asking on its own line makes it
+    # the leader (``_hand_on``) and pokes it before the watch takes the lock. That poke must
+    # not stay pending: a leader later gone idle would wake from it at once, find itself
+    # neither leader nor watch, end while still listed idle, and be promoted dead (the line
+    # deaf until the peer is dropped for silence). Found by a stress run, 1 in ~3 at 2-4 threads.
+    where = address("ipc")
+    timed_out, handed_on = threading.Event(), threading.Event()
+    watching: list[Any] = []
+    lines: list[Any] = []
+
+    class GatedWatch(Watch):
+        def look(self, hand: Any) -> bool:  # the first look that times out waits for the hand-on
+            poked = super().look(hand)
+            if not poked and not timed_out.is_set():
+                watching.append(hand)
+                timed_out.set()
+                assert handed_on.wait(10)
+            return poked
+
+    def on_ask(value: Any) -> Any:
+        assert timed_out.wait(10)  # run inline; the watch looked a whole period meanwhile
+        back = lines[0].ask({"inner": value}, timeout=10)  # the watch leads now, and read this answer
+        return {"back": back, "wake pending": not watching[0].wake.locked()}
+
+    with blocking.hotline(listen=where, name="near", on_ask=on_ask) as near, \
+            blocking.hotline(dial=where, name="far", on_ask=lambda v: {"far": v}) as far:  # fmt: skip
+        lines.append(near)
+        far.wait_connected()
+        crew = _crew(near)
+        crew._watch = GatedWatch()  # (before any handler: nobody watches yet)
+        hand_on = crew._hand_on
+
+        def gated_hand_on() -> None:
+            hand_on()
+            handed_on.set()
+
+        crew._hand_on = gated_hand_on  # type: ignore[method-assign]
+        answer = far.ask("trap", timeout=20)
+    assert answer == {"back": {"far": {"inner": "trap"}}, "wake pending": False}
+    assert crew.takeovers == 0  # the reading passed on through the hand-on, not a takeover
+    assert not _serving_threads()

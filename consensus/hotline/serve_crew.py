@@ -253,8 +253,11 @@ class Crew(ThreadAsks):
             with self._lock:
                 if self.baton is not Baton.SERVED:
                     return _Next.STOP
-                if self._leader is hand:
-                    return _Next.LEAD  # (a handler asks on this line: _hand_on)
+                if self._leader is hand:  # (a handler asks on this line: _hand_on)
+                    # Its poke may have come after a look that timed out: take it now, or this
+                    # thread, once idle, would wake from it at once and end while listed idle.
+                    hand.wake.acquire(blocking=False)
+                    return _Next.LEAD
                 if watch.hand is not hand:
                     return _Next.STOP
                 if watch.overdue(poked):
