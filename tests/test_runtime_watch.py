@@ -82,6 +82,13 @@ def test_arming_an_armed_watch_does_not_poke_it() -> None:
     assert not watcher.wake.acquire(blocking=False)
 
 
+def test_a_thread_that_arms_itself_is_not_poked() -> None:
+    watch, watcher = Watch(), _hand()
+    watch.arm(watcher, wake=False)  # it goes straight to its first look: a whole period
+    assert watch.armed and watch.hand is watcher
+    assert not watcher.wake.acquire(blocking=False)
+
+
 def test_release_leaves_nobody_watching() -> None:
     watch, watcher, other = Watch(), _hand(), _hand()
     watch.arm(watcher)

@@ -150,8 +150,12 @@ class Crew(ThreadAsks):
                         nxt = _Next.STOP
                     elif self._leader is hand:
                         nxt = _Next.LEAD
+                    elif self._watch.hand is hand:
+                        nxt = _Next.WATCH
+                    elif hand in self._idle:
+                        nxt = _Next.WAIT  # a poke left over from an earlier role: still idle
                     else:
-                        nxt = _Next.WATCH if self._watch.hand is hand else _Next.STOP
+                        nxt = _Next.STOP
             if nxt is _Next.WATCH:
                 nxt = self._keep_watch(hand)
             if nxt is _Next.STOP:
@@ -187,7 +191,7 @@ class Crew(ThreadAsks):
             elif self._leader is None:
                 self._leader, nxt = hand, _Next.LEAD
             elif INLINE and self._watch.hand is None:
-                self._watch.arm(hand)
+                self._watch.arm(hand, wake=False)  # (this thread: it looks next)
                 nxt = _Next.WATCH
             else:
                 self._idle.append(hand)

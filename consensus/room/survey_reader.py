@@ -171,8 +171,8 @@ class _Reader:
             self._burst.extend(jobs)
             self._watch.inline = self._leader
             if self._watch.hand is None:
-                start = self._hand(lead=False)
-            self._watch.arm(start)
+                start = self._hand(lead=False)  # (it starts looking: no wake-up needed)
+            self._watch.arm(start, wake=False)
         if start is not None:
             start.thread.start()
         return _Next.RUN

@@ -56,16 +56,19 @@ class Watch:
         self.begun = 0  # handlers begun inline so far
         self._seen = -1  # ``begun`` at the watch's last look
 
-    def arm(self, spare: Hand | None = None) -> None:
+    def arm(self, spare: Hand | None = None, *, wake: bool = True) -> None:
         """A handler begins inline: the watch looks every :data:`PATIENCE` again (a sleeping
-        one is woken); ``spare`` watches from now if nobody does."""
+        one is woken); ``spare`` watches from now if nobody does, poked unless ``wake`` is
+        False (a thread that goes straight to its first look: its first period is whole)."""
         if self.hand is None:
             assert spare is not None, "a watch armed with no thread to watch"
             self.hand, self._seen = spare, -1
-        elif self.armed:
-            return
-        self.armed = True
-        self.hand.poke()
+            self.armed = True
+            if wake:
+                spare.poke()
+        elif not self.armed:
+            self.armed = True
+            self.hand.poke()
 
     def look(self, hand: Hand) -> bool:
         """(The watch, without the lock.) Wait a period while armed, else until poked: True
