@@ -163,6 +163,8 @@ async def _patterns(workers: list[Child], n: int, address: str, polls: int, warm
                 replies = await boss.survey(i, timeout=TIMEOUT_S)
                 got = len(replies.take())
                 while got < n:
+                    if replies.done:  # the deadline passed (wait() would return at once for ever)
+                        raise RuntimeError(f"poll {i}: {got} of {n} replies before its deadline")
                     await replies.wait()
                     got += len(replies.take())
                 replies.close()
@@ -200,6 +202,8 @@ async def _room(workers: list[Child], n: int, address: str, polls: int, warmup: 
                 replies = await boss.survey({"question": i}, kind="poll", timeout=TIMEOUT_S)
                 got = len(replies.take())
                 while got < n:
+                    if replies.done:  # the deadline passed (wait() would return at once for ever)
+                        raise RuntimeError(f"poll {i}: {got} of {n} replies before its deadline")
                     await replies.wait()
                     got += len(replies.take())
                 replies.close()
