@@ -148,6 +148,17 @@ async def _floor(workers: list[Child], n: int, address: str, polls: int, warmup:
             await worker.areceive("done")
 
 
+async def _all_replies(replies: Any, i: int, n: int) -> None:
+    """Read a bare survey's ``n`` replies; a survey that ends short of them raises."""
+    got = len(replies.take())
+    while got < n:
+        if replies.done:  # the deadline passed (wait() would return at once for ever)
+            raise RuntimeError(f"poll {i}: {got} of {n} replies before its deadline")
+        await replies.wait()
+        got += len(replies.take())
+    replies.close()
+
+
 async def _patterns(workers: list[Child], n: int, address: str, polls: int, warmup: int, tmp: str) -> Any:
     sizes = split_members(n, 8)
     try:
@@ -160,14 +171,7 @@ async def _patterns(workers: list[Child], n: int, address: str, polls: int, warm
                 await boss.wait_for_peers(n)
 
             async def one(i: int) -> None:
-                replies = await boss.survey(i, timeout=TIMEOUT_S)
-                got = len(replies.take())
-                while got < n:
-                    if replies.done:  # the deadline passed (wait() would return at once for ever)
-                        raise RuntimeError(f"poll {i}: {got} of {n} replies before its deadline")
-                    await replies.wait()
-                    got += len(replies.take())
-                replies.close()
+                await _all_replies(await boss.survey(i, timeout=TIMEOUT_S), i, n)
 
             return await _timed(workers[: len(sizes)], polls, warmup, tmp, one)
     finally:
@@ -199,14 +203,7 @@ async def _room(workers: list[Child], n: int, address: str, polls: int, warmup: 
             boss = room._surveyor
 
             async def bare(i: int) -> None:
-                replies = await boss.survey({"question": i}, kind="poll", timeout=TIMEOUT_S)
-                got = len(replies.take())
-                while got < n:
-                    if replies.done:  # the deadline passed (wait() would return at once for ever)
-                        raise RuntimeError(f"poll {i}: {got} of {n} replies before its deadline")
-                    await replies.wait()
-                    got += len(replies.take())
-                replies.close()
+                await _all_replies(await boss.survey({"question": i}, kind="poll", timeout=TIMEOUT_S), i, n)
 
             return await _timed(workers[: len(sizes)], polls, warmup, tmp, bare if surveyor else one)
         finally:
