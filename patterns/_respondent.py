@@ -35,11 +35,10 @@ import trio
 from pynng import ffi, lib
 
 from patterns._ctx_send import aio_result, result_and_free, submit_threadsafe, wait_and_free
-from patterns._envelope import received
 from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
-from patterns._wire import Envelope, common_frame, read_common
+from patterns._wire import Envelope, common_frame
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 from patterns.shm.codec import delivering
 
@@ -256,13 +255,8 @@ class Respondent(FdSocket):
         if got is None:
             return None
         ctx, body = got
-        if self.guard is None:  # a small common frame: read here (``_unpack``'s fast path, two calls less)
-            fields = read_common(body, max_size=self.max_message_size, max_items=self.max_items,
-                                 measure=self._measure)  # fmt: skip
-            if fields is not None:
-                return IncomingSurvey(self, ctx, received(*fields, len(body)))
         try:
-            envelope = self._unpack(body)
+            envelope = self._unpack(body)  # (a small common frame: decode's fast path)
         except MalformedMessage:
             self._release(ctx)
             raise

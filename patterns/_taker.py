@@ -14,9 +14,8 @@ from typing import Any
 
 from pynng import ffi
 
-from patterns._envelope import received
 from patterns._respondent import IncomingSurvey, Respondent
-from patterns._wire import decode, read_common
+from patterns._wire import decode
 from patterns.errors import MalformedMessage
 
 __all__ = ["SurveyTaker", "Taken"]
@@ -77,10 +76,6 @@ class SurveyTaker:
         ctx, body = got
         if resp.guard is not None:
             return Taken(resp, ctx, body)
-        fields = read_common(body, max_size=resp.max_message_size, max_items=resp.max_items,
-                             measure=resp._measure)  # fmt: skip
-        if fields is not None:  # a small common frame (``decode``'s fast path, a call less)
-            return IncomingSurvey(resp, ctx, received(*fields, len(body)))
         try:  # the pure decode: a fault is trio's to count (open_taken decodes again)
             envelope = decode(body, max_size=resp.max_message_size, max_items=resp.max_items,
                               measure=resp._measure)  # fmt: skip
