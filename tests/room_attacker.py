@@ -54,10 +54,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consensus.endpoints import endpoints
 from consensus.room import protocol as P
 from consensus.trust.room import session_kid, session_token, sign_kid
-from consensus.trust.seal import HEADER, MAGIC, Scheme
+from consensus.trust.seal import HEADER, MAGIC, TAG_SIZE, Scheme
 from patterns import Envelope, MalformedMessage, decode, encode
-
-TAGS = {Scheme.MAC: 16, Scheme.SIG: 64}
 
 
 def say(*parts: object) -> None:
@@ -68,7 +66,7 @@ def payload(frame: bytes) -> bytes:
     """The envelope inside a frame, sealed or not: a seal authenticates, it does not hide."""
     if frame[:2] != MAGIC:
         return frame
-    return frame[HEADER.size + TAGS[Scheme(frame[2])] :]
+    return frame[HEADER.size + TAG_SIZE[Scheme(frame[2])] :]
 
 
 def peek(frame: bytes) -> Envelope | None:
@@ -80,7 +78,7 @@ def peek(frame: bytes) -> Envelope | None:
 
 def forge_seal(scheme: Scheme, kid: bytes, data: bytes, seq: int = 1) -> bytes:
     """A frame that looks sealed under ``kid``, with a tag made up (the key is not known)."""
-    return HEADER.pack(MAGIC, scheme, kid, seq) + secrets.token_bytes(TAGS[scheme]) + data
+    return HEADER.pack(MAGIC, scheme, kid, seq) + secrets.token_bytes(TAG_SIZE[scheme]) + data
 
 
 def frame(kind: str, sender: str, body: Any, re: int | None = None) -> bytes:

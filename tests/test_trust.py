@@ -7,13 +7,15 @@ Each check runs on bytes as they would travel; the process-level tests are in
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
 from consensus.trust import Guard, HostKeys, Key, MemberKeys, PublicKeys, Secret
+from consensus.trust import seal as seal_module
 from consensus.trust.line import LineKeys
 from consensus.trust.room import HELLO, join_kid
-from consensus.trust.seal import WINDOW, MacSender, ReplayWindow
+from consensus.trust.seal import HEADER, TAG_SIZE, WINDOW, MacSender, ReplayWindow, Scheme, SigSender
 from consensus.trust.secret import as_secret
 from patterns import Envelope, Unauthenticated, decode, encode
 
@@ -80,6 +82,35 @@ def test_a_sealed_frame_with_any_byte_changed_is_refused(noise: bytes, where: in
     data[spot] ^= noise[0] or 1
     with pytest.raises(Unauthenticated):
         guard.open(bytes(data))
+
+
+@given(st.binary(min_size=1, max_size=200), st.integers(min_value=0, max_value=400))
+def test_a_signed_frame_with_any_byte_changed_is_refused(noise: bytes, where: int) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(b"\3" * 32)
+    sender = SigSender(b"s" * 8, key)
+    guard = Guard()
+    guard.add(Key(b"s" * 8, sender.scheme, key.public_key()))
+    data = bytearray(sender.seal(frame("say", "a", "hello" * 20)))
+    assert opened(guard, sender.seal(frame("say", "a", "ok"))).body == "ok"
+    spot = where % len(data)
+    data[spot] ^= noise[0] or 1
+    with pytest.raises(Unauthenticated):
+        guard.open(bytes(data))
+
+
+def test_a_made_up_signature_is_refused_before_the_payload_is_hashed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    key = Ed25519PrivateKey.from_private_bytes(b"\3" * 32)
+    sender = SigSender(b"s" * 8, key)
+    guard = Guard()
+    guard.add(Key(b"s" * 8, sender.scheme, key.public_key()))
+    genuine = sender.seal(frame("say", "a", bytes(1 << 20)))
+    at = HEADER.size + TAG_SIZE[Scheme.SIG]
+    forged = genuine[: HEADER.size] + bytes(64) + genuine[HEADER.size + 64 :]  # the signature made up
+    hashed: list[int] = []
+    real = seal_module._digest
+    monkeypatch.setattr(seal_module, "_digest", lambda payload: hashed.append(len(payload)) or real(payload))
+    assert reason(guard, forged) == "tag" and hashed == []  # a stranger's megabyte costs one verification
+    assert opened(guard, genuine).body == bytes(1 << 20) and hashed == [len(genuine) - at]
 
 
 def test_a_guard_refuses_plain_unknown_and_replayed_frames() -> None:
