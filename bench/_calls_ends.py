@@ -5,6 +5,7 @@ after them (``on()`` / ``off()``: a :class:`bench.calls.Counter`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import pynng
@@ -14,6 +15,8 @@ import consensus
 import patterns
 
 __all__ = ["FAR", "MEMBERS", "NEAR", "PAYLOAD", "Switch"]
+
+SECRET = "bench.calls: a room secret"  # the poll_secret scenario: what a secret adds to a poll
 
 MEMBERS = 8
 PAYLOAD = (bytes(range(256)) * 1)[:64]
@@ -122,7 +125,7 @@ async def _far_survey(address: str, warmup: int, n: int, counter: Switch) -> Non
         await trio.sleep(3600)
 
 
-async def _far_poll(address: str, warmup: int, n: int, counter: Switch) -> None:
+async def _far_poll(address: str, warmup: int, n: int, counter: Switch, secret: str | None = None) -> None:
     seen = [0]
 
     async def on_poll(question: Any) -> Any:
@@ -134,7 +137,7 @@ async def _far_poll(address: str, warmup: int, n: int, counter: Switch) -> None:
         return question
 
     async def one(name: str) -> None:
-        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=30):
+        async with consensus.join(address, name=name, on_poll=on_poll, join_timeout=30, secret=secret):
             await trio.sleep(3600)
 
     async with trio.open_nursery() as nursery:
@@ -144,7 +147,7 @@ async def _far_poll(address: str, warmup: int, n: int, counter: Switch) -> None:
 
 FAR: dict[str, Callable[..., Any]] = {"floor": _far_floor, "pair": _far_pair, "hotline": _far_hotline,
                                       "survey_floor": _far_survey_floor, "survey": _far_survey,
-                                      "poll": _far_poll}  # fmt: skip
+                                      "poll": _far_poll, "poll_secret": partial(_far_poll, secret=SECRET)}  # fmt: skip
 
 
 # ===================================================================== near ends (this process)
@@ -234,8 +237,8 @@ async def _near_survey(address: str, warmup: int, n: int, counter: Switch) -> No
                 counter.off()  # one more survey: the far end stops counting when it sees it
 
 
-async def _near_poll(address: str, warmup: int, n: int, counter: Switch) -> None:
-    async with consensus.host(address) as room:
+async def _near_poll(address: str, warmup: int, n: int, counter: Switch, secret: str | None = None) -> None:
+    async with consensus.host(address, secret=secret) as room:
         await room.wait_for_members(MEMBERS)
         await trio.sleep(0.5)
         for i in range(warmup + n + 1):  # one more poll: the far end stops counting when it sees it
@@ -250,4 +253,4 @@ async def _near_poll(address: str, warmup: int, n: int, counter: Switch) -> None
 
 NEAR: dict[str, Callable[..., Any]] = {"floor": _near_floor, "pair": _near_pair, "hotline": _near_hotline,
                                        "survey_floor": _near_survey_floor, "survey": _near_survey,
-                                       "poll": _near_poll}  # fmt: skip
+                                       "poll": _near_poll, "poll_secret": partial(_near_poll, secret=SECRET)}  # fmt: skip

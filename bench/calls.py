@@ -15,7 +15,8 @@ Scenarios (``--scenario``, repeatable; default: all):
 * ``hotline``: ``Hotline.ask`` of 64 bytes answered by an ``async def`` echo.
 * ``survey``: ``patterns.Surveyor`` against 8 ``patterns.Respondent`` (one process, a task each),
   reading until the 8th reply; ``survey_floor``: the same with bare pynng ``Surveyor0`` and
-  ``Respondent0`` under trio; ``poll``: ``room.poll`` of 8 members that answer at once.
+  ``Respondent0`` under trio; ``poll``: ``room.poll`` of 8 members that answer at once;
+  ``poll_secret``: the same in a room with a secret.
   The far end's figures are per survey, for its 8 respondents together.
 
     python -m bench.calls                    # every scenario, ipc, n=200
@@ -48,7 +49,7 @@ import trio
 from ._calls_cpu import CpuMeter, count_syscalls, render_cpu
 from ._calls_ends import FAR, NEAR
 
-SCENARIOS = ("floor", "pair", "hotline", "survey_floor", "survey", "poll")
+SCENARIOS = ("floor", "pair", "hotline", "survey_floor", "survey", "poll", "poll_secret")
 MODES = {"calls": 200, "cpu": 5000, "syscalls": 1000}  # and the default --n of each
 LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
           ("/cffi/", "pynng"))  # fmt: skip
@@ -149,7 +150,7 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int, m
                                   str(n), str(top), out, mode])  # fmt: skip
         try:
             trio.run(near)
-            if scenario in ("survey_floor", "survey", "poll"):
+            if scenario in ("survey_floor", "survey", "poll", "poll_secret"):
                 time.sleep(0.5)
                 child.terminate()
             child.wait(30)

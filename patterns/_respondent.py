@@ -105,15 +105,18 @@ class IncomingSurvey:
         resp = self._respondent
         if self._ctx is None:
             raise Closed(f"{self!r} was already answered or declined")
-        ident, survey = resp.next_id(), self.envelope.id
-        if resp.guard is None:  # the common small reply: no Envelope, no placement
-            data = common_frame(kind, resp.name, ident, value, survey, None,
-                                limit=GAP_MIN if inline else resp._placed_limit,
-                                max_size=resp.max_message_size)  # fmt: skip
-            if data is not None:
-                ctx, self._ctx = self._ctx, None
-                await resp._send_reply(ctx, data, self.envelope.deadline, survey)
-                return
+        ident, survey, guard = resp.next_id(), self.envelope.id, resp.guard
+        # The common small reply: no Envelope, no placement (sealed whole, with a guard).
+        data = common_frame(kind, resp.name, ident, value, survey, None,
+                            limit=GAP_MIN if inline else resp._placed_limit,
+                            max_size=resp.max_message_size if guard is None else
+                            resp.max_message_size - guard.overhead)  # fmt: skip
+        if data is not None:
+            if guard is not None:
+                data = guard.seal(data, kind)
+            ctx, self._ctx = self._ctx, None
+            await resp._send_reply(ctx, data, self.envelope.deadline, survey)
+            return
         envelope = Envelope(kind, resp.name, ident, value, survey)
         placement = None if inline else resp._placement(1)
         data = resp._frame(envelope, placement)

@@ -192,11 +192,14 @@ class Surveyor(RawSocket):
         operation = f"survey(timeout={timeout})"
         self._require_open(operation)
         ident, wall = self.next_id(), time.time() + timeout
-        placement = data = None
-        if self.guard is None:  # the common small survey: no Envelope, no placement
-            data = common_frame(kind, self.name, ident, value, None, wall,
-                                limit=GAP_MIN if inline else self._placed_limit,
-                                max_size=self.max_message_size)  # fmt: skip
+        placement, guard = None, self.guard
+        # The common small survey: no Envelope, no placement (sealed whole, with a guard).
+        data = common_frame(kind, self.name, ident, value, None, wall,
+                            limit=GAP_MIN if inline else self._placed_limit,
+                            max_size=self.max_message_size if guard is None else
+                            self.max_message_size - guard.overhead)  # fmt: skip
+        if data is not None and guard is not None:
+            data = guard.seal(data, kind)
         if data is None:
             placement = None if inline else self._placement(self._receivers())
             data = self._frame(Envelope(kind, self.name, ident, value, None, wall), placement)

@@ -70,9 +70,8 @@ class Guard:
         self._learned: OrderedDict[bytes, Key] = OrderedDict()
         self._what = what
 
-    @property
-    def overhead(self) -> int:
-        return HEADER.size + max(TAG_SIZE.values())  # the same for every sender: sizes stay predictable
+    # The same for every sender, so sizes stay predictable; an attribute, read once per frame sent.
+    overhead: Final[int] = HEADER.size + max(TAG_SIZE.values())
 
     def seal(self, frame: bytes, kind: str) -> bytes:
         sender = self.by_kind.get(kind, self.sender)
