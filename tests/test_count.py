@@ -221,6 +221,27 @@ def test_vote_round_answers_as_before_after_every_event(case: dict[str, Any]) ->
         assert new.decision(elapsed=0.25) == old.decision(elapsed=0.25)
 
 
+def test_a_vote_counts_each_ballot_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 members, a quorum: 64 ballots read, where the from-scratch count read 2000 and more."""
+    read = []
+    coerce = Ballot.coerce
+
+    def counting(value: object) -> Ballot:
+        read.append(value)
+        return coerce(value)
+
+    monkeypatch.setattr(Ballot, "coerce", staticmethod(counting))
+    names = [f"m{i:02d}" for i in range(64)]
+    vote = VoteRound(VOTE, electorate=dict.fromkeys(names, 1.0), options=["a", "b"],
+                     rule=[Supermajority(0.9), Plurality()], quorum=40)  # fmt: skip
+    for i, name in enumerate(names):
+        vote.ballot(name, {"choice": "b" if i % 3 == 2 else "a", "vote": VOTE})
+    assert vote.complete
+    decision = vote.decision(elapsed=0.0)
+    assert (decision.outcome, decision.decided_by) == ("a", "Plurality")
+    assert len(read) == 64
+
+
 def test_is_decided_cases_where_the_quorum_decides() -> None:
     """Settled at once when the quorum cannot be reached any more; open while it can."""
     count = Count(options=["a", "b"], rule=Majority(), electorate=["ann", "bob", "cy"], quorum=3)
