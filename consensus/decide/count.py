@@ -68,7 +68,12 @@ def _check_electorate(electorate: Mapping[str, float] | Iterable[str]) -> dict[s
             raise TypeError(f"weight of {name!r} must be a number, got {describe(weight)}")
         if (isinstance(weight, float) and not math.isfinite(weight)) or weight < 0:
             raise ValueError(f"weight of {name!r} is {weight!r}; weights must be finite and >= 0")
-        members[name] = weight if type(weight) is int else _exact(weight)
+        if type(weight) is int:
+            members[name] = weight
+        elif type(weight) is float and weight.is_integer():
+            members[name] = int(weight)  # the room's weights are 1.0: no Fraction on the way to 1
+        else:
+            members[name] = _exact(weight)
     return members
 
 
