@@ -17,22 +17,13 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.decide.ballot import Ballot, check_options, select
 from consensus.decide.checks import describe
-from consensus.decide.rules import (
-    Rule,
-    Rules,
-    Standing,
-    Weighting,
-    as_ratio,
-    as_rules,
-    chain_name,
-    top_options,
-)
+from consensus.decide.count import Count
+from consensus.decide.rules import Rules, as_rules, chain_name, top_options
 from consensus.decide.signing import Verification, verify
 from consensus.errors import InvalidBallot, InvalidDecision
 from consensus.failure import Failure
@@ -92,6 +83,32 @@ class Decision:
         trusted for it, 32 bytes), each by its voter's trusted key."""
         return verify(self.vote, self.options, self.ballots, keys)
 
+    @classmethod
+    def from_count(cls, count: Count) -> Decision:
+        """The decision of ``count`` as it stands (see :func:`~consensus.decide.tally.tally`)."""
+        at, outcome = count.decider()
+        weights = count.weights(at)
+        tied = top_options(weights)
+        options = count.options
+        return cls(
+            outcome=None if outcome is None else options[outcome],
+            tally=MappingProxyType({option: float(weight) for option, weight in zip(options, weights)}),
+            ballots=MappingProxyType(dict(count.accepted)),
+            missing=frozenset(count.members.keys() - count.accepted.keys()),
+            abstained=frozenset(voter for voter, ballot in count.accepted.items() if ballot.abstains),
+            rejected=MappingProxyType({voter: tuple(reasons) for voter, reasons in count.rejected.items()}),
+            rejected_count=sum(len(reasons) for reasons in count.rejected.values()),
+            quorum_met=count.quorum_met,
+            tie=bool(tied),
+            tied=tuple(options[index] for index in tied),
+            rule=chain_name(count.rules),
+            electorate_weight=float(count.total),
+            participating_weight=float(count.present),
+            options=options,
+            electorate=MappingProxyType({name: float(weight) for name, weight in count.members.items()}),
+            decided_by=None if outcome is None else count.rules[at].name,
+        )
+
     def recount(self, rule: Rules) -> Decision:
         """The same accepted ballots counted under ``rule`` (a rule or a fallback list).
 
@@ -107,37 +124,21 @@ class Decision:
                 "this decision does not carry its electorate's weights (built by hand, or sent by an "
                 "older peer with unequal weights), so it cannot be recounted"
             )
-        options, index = check_options(self.options)
-        members = {name: as_ratio(weight) for name, weight in self.electorate.items()}
-        counted = [(_status_quo(each, options, index), each) for each in rules]
-        first: tuple[Rule, list[Fraction], int | None] | None = None
-        for status_quo, each in counted:
-            weights = [Fraction(0)] * len(options)
-            support = [Fraction(0)] * len(options)
-            for voter, ballot in self.ballots.items():
-                at = None if ballot.abstains else select(options, index, ballot.choice)
-                if at is None or voter not in members:
-                    continue  # abstentions; nothing else can be here in a decision from tally()
-                support[at] += members[voter]
-                scale = as_ratio(ballot.confidence) if each.weighting is Weighting.CONFIDENCE else Fraction(1)
-                weights[at] += members[voter] * scale
-            standing = Standing(tuple(weights), tuple(support), sum(members.values(), Fraction(0)), status_quo)
-            outcome = each.decide(standing) if self.quorum_met else None
-            if first is None or outcome is not None:
-                first = (each, weights, outcome)
-            if outcome is not None:
-                break
-        assert first is not None  # as_rules never returns an empty fallback
-        decider, weights, outcome = first
+        count = Count(options=self.options, rule=rules, electorate=self.electorate)
+        for voter, ballot in self.ballots.items():
+            count.add(voter, ballot)  # all accepted, in a decision from tally()
+        at, outcome = count.decider(met=self.quorum_met)
+        weights = count.weights(at)
         tied = top_options(weights)
+        options = count.options
         return dataclasses.replace(
             self,
             outcome=None if outcome is None else options[outcome],
             tally=MappingProxyType({option: float(weight) for option, weight in zip(options, weights)}),
             tie=bool(tied),
-            tied=tuple(options[at] for at in tied),
+            tied=tuple(options[index] for index in tied),
             rule=chain_name(rules),
-            decided_by=None if outcome is None else decider.name,
+            decided_by=None if outcome is None else rules[at].name,
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -288,15 +289,6 @@ def _wire_vote(value: object) -> int | None:
     if type(value) is not int or not 0 <= value < 2**64:
         raise InvalidDecision(f"decision 'vote' must be an unsigned 64-bit id, got {describe(value)}")
     return value
-
-
-def _status_quo(rule: Rule, options: tuple[Any, ...], index: Mapping[Any, int]) -> int | None:
-    if rule.status_quo is None:
-        return None
-    found = select(options, index, rule.status_quo)
-    if found is None:
-        raise ValueError(f"status quo {rule.status_quo!r} of {rule.name} is not one of {list(options)!r}")
-    return found
 
 
 def _derived_electorate(names: frozenset[str] | set[str], electorate_weight: float) -> Mapping[str, float] | None:

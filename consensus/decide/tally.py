@@ -1,10 +1,11 @@
 """Counting ballots: :func:`tally`, :func:`is_decided` and the :class:`Decision` they return.
 
-Pure code: no I/O, no clock. Sums and thresholds are exact (``Fraction``; floats are
-read as the ratio they were written as, see :func:`consensus.decide.rules.as_ratio`); the
-:class:`Decision` reports floats. While every weight is whole, the sums are kept as ``int``
-(exact too, and some fifty times cheaper to add than ``Fraction``); the rules still see
-``Fraction`` in their :class:`~consensus.decide.rules.Standing`.
+Pure code: no I/O, no clock. Both read a :class:`~consensus.decide.count.Count`, which
+counts each ballot once and exactly (``int`` sums while every weight is whole, else
+``Fraction``; floats are read as the ratio they were written as, see
+:func:`consensus.decide.rules.as_ratio`); the :class:`Decision` reports floats. A caller
+that learns ballots one at a time (:class:`~consensus.decide.vote.VoteRound`) keeps one
+``Count`` instead, and asks it the same questions after each ballot.
 
 Which ballots count
 ===================
@@ -37,216 +38,24 @@ Fallbacks
 ``rule`` may be an ordered list of rules (see :mod:`consensus.decide.rules`): the
 ballots are counted under each, and the first rule with an outcome decides
 (``Decision.decided_by``). :func:`is_decided` with a fallback waits until every rule
-of it is settled, which is sound but may wait longer than needed.
+of it is settled, which is sound but may wait longer than needed (the argument for a
+single rule is in :meth:`Count.settled <consensus.decide.count.Count.settled>`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from fractions import Fraction
-from types import MappingProxyType
 from typing import Any, Final
 
-from consensus.decide.ballot import Ballot, check_options, select
 from consensus.decide.checks import describe
+from consensus.decide.count import Count
 from consensus.decide.decision import Decision
-from consensus.decide.quorum import check_quorum
-from consensus.decide.rules import (
-    Majority,
-    Rule,
-    Rules,
-    Standing,
-    Weighting,
-    as_ratio,
-    as_rules,
-    chain_name,
-    top_options,
-)
-from consensus.errors import InvalidBallot
+from consensus.decide.rules import Majority, Rules
 
 __all__ = ["Decision", "is_decided", "tally"]
 
 _MAJORITY: Final = Majority()
 """The default rule (rules are frozen, so one instance serves every call)."""
-
-
-# -- inputs ------------------------------------------------------------------------------
-
-
-Exact = int | Fraction
-"""A weight or a sum of weights: an ``int`` while whole (see the module docstring)."""
-
-
-def _exact(value: float | Fraction) -> Exact:
-    ratio = as_ratio(value)
-    return ratio.numerator if ratio.denominator == 1 else ratio
-
-
-def _fraction(value: Exact) -> Fraction:
-    return value if type(value) is Fraction else Fraction(value)
-
-
-def _check_electorate(electorate: Mapping[str, float] | Iterable[str]) -> dict[str, Exact]:
-    if isinstance(electorate, (str, bytes)) or not isinstance(electorate, Iterable):
-        raise TypeError(f"electorate must map names to weights or list names, got {describe(electorate)}")
-    members: dict[str, Exact] = {}
-    if isinstance(electorate, Mapping):
-        pairs: Iterable[tuple[object, object]] = electorate.items()
-    else:
-        pairs = [(name, 1) for name in electorate]
-    for name, weight in pairs:
-        if not isinstance(name, str):
-            raise TypeError(f"electorate member {describe(name)} is not a name (str)")
-        if name in members:
-            raise ValueError(f"electorate lists {name!r} twice")
-        if type(weight) is bool or not isinstance(weight, (int, float, Fraction)):
-            raise TypeError(f"weight of {name!r} must be a number, got {describe(weight)}")
-        if (isinstance(weight, float) and not math.isfinite(weight)) or weight < 0:
-            raise ValueError(f"weight of {name!r} is {weight!r}; weights must be finite and >= 0")
-        members[name] = weight if type(weight) is int else _exact(weight)
-    return members
-
-
-# -- counting ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Count:
-    """Everything a tally learns from the ballots, exactly."""
-
-    options: tuple[Any, ...]
-    index: dict[Any, int]
-    members: dict[str, Exact]
-    total: Exact  # of the members' weights (they never change)
-    by_confidence: bool
-    status_quo: int | None
-    weights: list[Exact]
-    support: list[Exact]
-    accepted: dict[str, Ballot]
-    rejected: dict[str, list[str]]
-
-    def standing(self, extra: Exact = 0, towards: int | None = None) -> Standing:
-        """The standing, with ``extra`` weight (at full confidence) added to option ``towards``."""
-        weights, support = list(self.weights), list(self.support)
-        if towards is not None:
-            weights[towards] += extra
-            support[towards] += extra
-        return Standing(tuple(map(_fraction, weights)), tuple(map(_fraction, support)), _fraction(self.total),
-                        self.status_quo)  # fmt: skip
-
-    def present(self) -> Exact:
-        """Total weight of the members with an accepted ballot."""
-        return sum(self.members[voter] for voter in self.accepted)
-
-    def admit(self, voter: str, value: object, vote: int | None) -> str | None:
-        """Count one ballot; returns why it is rejected, or None once it is counted."""
-        try:
-            ballot = Ballot.coerce(value)
-        except InvalidBallot as exc:
-            return f"malformed ballot: {exc}"
-        if voter not in self.members:
-            return f"{voter!r} is not in the electorate"
-        if vote is not None and ballot.vote is not None and ballot.vote != vote:
-            return f"ballot answers vote {ballot.vote}, not {vote}"
-        if voter in self.accepted:
-            return f"second ballot from {voter!r}; the first one counts"
-        position = None
-        if not ballot.abstains:
-            position = select(self.options, self.index, ballot.choice)
-            if position is None:
-                return f"choice {describe(ballot.choice)} is not one of the options {list(self.options)!r}"
-        self.accepted[voter] = ballot
-        if position is not None:
-            weight = self.members[voter]
-            self.support[position] += weight
-            self.weights[position] += weight * as_ratio(ballot.confidence) if self.by_confidence else weight
-        return None
-
-
-def _count(
-    ballots: Mapping[str, Any] | Iterable[tuple[str, Any]],
-    options: Sequence[Any],
-    rule: Rule,
-    electorate: Mapping[str, float] | Iterable[str],
-    vote: int | None,
-) -> _Count:
-    if not isinstance(rule, Rule):
-        raise TypeError(f"rule must be a Rule (Majority(), Plurality(), ...), got {describe(rule)}")
-    if vote is not None and type(vote) is not int:
-        raise TypeError(f"vote must be an integer id or None, got {describe(vote)}")
-    listed, index = check_options(options)
-    status_quo = None
-    if rule.status_quo is not None:
-        status_quo = select(listed, index, rule.status_quo)
-        if status_quo is None:
-            raise ValueError(f"status quo {rule.status_quo!r} of {rule.name} is not one of {list(listed)!r}")
-    members = _check_electorate(electorate)
-    zeros: list[Exact] = [0] * len(listed)
-    by_confidence = rule.weighting is Weighting.CONFIDENCE
-    total = sum(members.values())
-    count = _Count(listed, index, members, total, by_confidence, status_quo, list(zeros), list(zeros), {}, {})
-    if isinstance(ballots, (str, bytes)) or not isinstance(ballots, Iterable):
-        raise TypeError(f"ballots must be a mapping or (voter, ballot) pairs, got {describe(ballots)}")
-    pairs: Iterable[Any] = ballots.items() if isinstance(ballots, Mapping) else ballots
-    for pair in pairs:
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise TypeError(f"ballots must be a mapping or (voter, ballot) pairs, got item {describe(pair)}")
-        voter, value = pair
-        if not isinstance(voter, str):
-            raise TypeError(f"voter {describe(voter)} is not a name (str)")
-        reason = count.admit(voter, value, vote)
-        if reason is not None:
-            count.rejected.setdefault(voter, []).append(reason)
-    return count
-
-
-def _judge(rule: Rule, standing: Standing, quorum: int | None, turnout: int) -> tuple[int | None, bool]:
-    """(index of the outcome or None, whether the quorum is met)."""
-    met = quorum is None or turnout >= quorum
-    return (rule.decide(standing) if met else None), met
-
-
-def _decision(count: _Count, rule: Rule, quorum: int | None) -> Decision:
-    standing = count.standing()
-    outcome, met = _judge(rule, standing, quorum, len(count.accepted))
-    options = count.options
-    return Decision(
-        outcome=None if outcome is None else options[outcome],
-        tally=MappingProxyType({option: float(w) for option, w in zip(options, count.weights)}),
-        ballots=MappingProxyType(dict(count.accepted)),
-        missing=frozenset(count.members.keys() - count.accepted.keys()),
-        abstained=frozenset(voter for voter, ballot in count.accepted.items() if ballot.abstains),
-        rejected=MappingProxyType({voter: tuple(reasons) for voter, reasons in count.rejected.items()}),
-        rejected_count=sum(len(reasons) for reasons in count.rejected.values()),
-        quorum_met=met,
-        tie=bool(top_options(count.weights)),
-        tied=tuple(options[index] for index in top_options(count.weights)),
-        rule=rule.name,
-        electorate_weight=float(standing.total),
-        participating_weight=float(count.present()),
-        options=options,
-        electorate=MappingProxyType({name: float(weight) for name, weight in count.members.items()}),
-        decided_by=None if outcome is None else rule.name,
-    )
-
-
-def _replayable(ballots: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Mapping[str, Any] | Iterable[Any]:
-    """``ballots`` in a form a fallback can count more than once (an iterator runs out)."""
-    if isinstance(ballots, (Mapping, str, bytes)) or not isinstance(ballots, Iterable):
-        return ballots  # a mapping, or something _count refuses with a clear message
-    return list(ballots)
-
-
-def _fallback(decisions: Sequence[Decision], rules: Sequence[Rule]) -> Decision:
-    """The first decision with an outcome (else the first rule's), named after the chain."""
-    chosen = next((decision for decision in decisions if decision.outcome is not None), decisions[0])
-    return chosen if len(rules) == 1 else dataclasses.replace(chosen, rule=chain_name(rules))
-
-
-# -- the public functions -------------------------------------------------------------------
 
 
 def tally(
@@ -267,11 +76,9 @@ def tally(
     the module docstring. Invalid arguments raise ``TypeError``/``ValueError``; bad
     ballots never raise, they are rejected.
     """
-    checked_quorum = check_quorum(quorum)
-    rules = as_rules(rule)
-    replayable = _replayable(ballots) if len(rules) > 1 else ballots
-    counts = [_count(replayable, options, each, electorate, vote) for each in rules]
-    return _fallback([_decision(count, each, checked_quorum) for count, each in zip(counts, rules)], rules)
+    count = Count(options=options, rule=rule, electorate=electorate, quorum=quorum, vote=vote)
+    count.add_all(ballots)
+    return Decision.from_count(count)
 
 
 def is_decided(
@@ -294,42 +101,7 @@ def is_decided(
     """
     if isinstance(pending, (str, bytes)) or not isinstance(pending, Iterable):
         raise TypeError(f"pending must be a collection of voter names, got {describe(pending)}")
-    checked_quorum = check_quorum(quorum)
-    rules = as_rules(rule)
-    replayable = _replayable(ballots) if len(rules) > 1 else ballots
-    counts = [_count(replayable, options, each, electorate, vote) for each in rules]
-    decision = _fallback([_decision(count, each, checked_quorum) for count, each in zip(counts, rules)], rules)
-    names = list(pending)
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"pending voter {describe(name)} is not a name (str)")
-    # A fallback is settled when each of its rules is (sound; possibly later than needed).
-    if all(_settled(count, each, checked_quorum, names) for count, each in zip(counts, rules)):
-        return decision
-    return None
-
-
-def _settled(count: _Count, rule: Rule, checked_quorum: int | None, pending: list[str]) -> bool:
-    """True if no ballots from the ``pending`` voters could change this rule's decision."""
-    still_open = {name for name in pending if name in count.members and name not in count.accepted}
-    if not still_open:
-        return True
-    # Why these extremes suffice. Let P be the pending members' total weight. Every
-    # completion lies between "all stay away" (the decision itself) and "all take part":
-    # participation (the count of voters) is monotone, so quorum_met is constant iff it
-    # agrees at those two. When it is, each option's tallied weight and support range from
-    # their current values to current + P, the top reached when all pending members vote
-    # for that option at confidence 1 (the "all for o" extremes, which also take part).
-    # Threshold rules: an option passing now keeps passing (its weight only grows, the
-    # threshold is fixed, and no second option can pass); an option passing in some
-    # completion passes when all of P goes to it. Plurality: if y wins some completion,
-    # giving all of P to y raises y and puts every rival back to its current weight, so
-    # the options tied with y are a subset of those there and y still wins. If the current
-    # winner x loses some completion, a rival o has more weight than x there, or as much
-    # and the tie does not go to x; giving all of P to o instead keeps x at its current
-    # weight (still top among the rest) and o at least as high, so x loses there too.
-    extra = sum(count.members[name] for name in still_open)
-    turnout = len(count.accepted) + len(still_open)
-    current = _judge(rule, count.standing(), checked_quorum, len(count.accepted))
-    extremes = [count.standing()] + [count.standing(extra, index) for index in range(len(count.options))]
-    return all(_judge(rule, standing, checked_quorum, turnout) == current for standing in extremes)
+    count = Count(options=options, rule=rule, electorate=electorate, quorum=quorum, vote=vote)
+    count.add_all(ballots)
+    count.expect(pending)
+    return Decision.from_count(count) if count.settled() else None
