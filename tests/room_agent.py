@@ -23,6 +23,8 @@ handler returns a map that is no position, with ``--garbage wire`` it sends a ``
 whose body is no position, with ``--garbage kind`` an ``answer`` instead of a position
 (the last two written past the member's own checks). With ``--ask`` it answers the host's
 ``room.ask`` with ``{"name", "value"}`` (printing ``asked <json>``) and dies on ``"crash"``.
+With ``--drop-roster-with NAME`` it loses the first roster listing NAME (printing ``dropped
+roster <version>``); with ``--members-events`` it prints ``members <json names>`` at each change.
 With ``--host-events`` it prints ``host lost`` and
 ``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
@@ -99,6 +101,8 @@ async def main(args: argparse.Namespace) -> None:
         ) as member:  # fmt: skip
             if args.garbage in ("wire", "kind"):
                 garble(member, args.garbage)
+            if args.drop_roster_with is not None:
+                drop_roster(member, args.drop_roster_with)
             say("joined")
             async with trio.open_nursery() as nursery:
 
@@ -114,8 +118,14 @@ async def main(args: argparse.Namespace) -> None:
                     while True:
                         say("host", "back" if await member.wait_host_changed() else "lost")
 
+                async def members() -> None:
+                    while True:
+                        say("members", json.dumps(sorted(await member.wait_members_changed()), separators=(",", ":")))
+
                 nursery.start_soon(messages)
                 nursery.start_soon(decisions)
+                if args.members_events:
+                    nursery.start_soon(members)
                 if args.host_events:
                     nursery.start_soon(host_changes)
                 while line := await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True):
@@ -183,6 +193,22 @@ def garble(member: Any, mode: str) -> None:
     member._protocol.reply = garbled
 
 
+def drop_roster(member: Any, name: str) -> None:
+    """Make this member lose the first roster that lists ``name`` (as if the bus dropped it)."""
+    from consensus.room import protocol as P
+
+    receive, dropped = member._protocol.receive_control, []
+
+    def losing(envelope: Any, now: float) -> Any:
+        if envelope.kind == P.ROSTER and not dropped and name in envelope.body.get("members", {}):
+            dropped.append(envelope)
+            say("dropped roster", envelope.body.get("version"))
+            return []
+        return receive(envelope, now)
+
+    member._protocol.receive_control = losing
+
+
 class _SayLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         say("log", record.getMessage())
@@ -207,6 +233,8 @@ if __name__ == "__main__":
         "--log", action="store_true", help="print the 'consensus' log as 'log <message>' lines"
     )
     parser.add_argument("--observer", action="store_true")
+    parser.add_argument("--drop-roster-with", help="lose the first roster that lists this member")
+    parser.add_argument("--members-events", action="store_true", help="print 'members <json>' at each change")
     parser.add_argument("--tls", help="a folder holding ca.pem and NAME.pem (certificate and key)")
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")
