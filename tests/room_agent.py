@@ -24,7 +24,8 @@ whose body is no position, with ``--garbage kind`` an ``answer`` instead of a po
 (the last two written past the member's own checks). With ``--ask`` it answers the host's
 ``room.ask`` with ``{"name", "value"}`` (printing ``asked <json>``) and dies on ``"crash"``.
 With ``--drop-roster-with NAME`` it loses the first roster listing NAME (printing ``dropped
-roster <version>``); with ``--members-events`` it prints ``members <json names>`` at each change.
+roster <version>``); with ``--members-events`` it prints ``members <json names>`` at each change;
+with ``--no-roster-version`` its heartbeats name no roster version (an older implementation).
 With ``--host-events`` it prints ``host lost`` and
 ``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
@@ -103,6 +104,8 @@ async def main(args: argparse.Namespace) -> None:
                 garble(member, args.garbage)
             if args.drop_roster_with is not None:
                 drop_roster(member, args.drop_roster_with)
+            if args.no_roster_version:
+                unversioned(member)
             say("joined")
             async with trio.open_nursery() as nursery:
 
@@ -209,6 +212,20 @@ def drop_roster(member: Any, name: str) -> None:
     member._protocol.receive_control = losing
 
 
+def unversioned(member: Any) -> None:
+    """Make this member's joins and heartbeats name no roster version, as an implementation
+    older than that field does (the host then keeps sending it the roster periodically)."""
+    from consensus.room.events import Send
+
+    hello = member._protocol._hello
+
+    def older(kind: str) -> Any:
+        frame = hello(kind)
+        return Send(frame.kind, {k: v for k, v in frame.body.items() if k != "roster"}, frame.to, inline=frame.inline)
+
+    member._protocol._hello = older
+
+
 class _SayLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         say("log", record.getMessage())
@@ -235,6 +252,7 @@ if __name__ == "__main__":
     parser.add_argument("--observer", action="store_true")
     parser.add_argument("--drop-roster-with", help="lose the first roster that lists this member")
     parser.add_argument("--members-events", action="store_true", help="print 'members <json>' at each change")
+    parser.add_argument("--no-roster-version", action="store_true", help="name no roster version (an older member)")
     parser.add_argument("--tls", help="a folder holding ca.pem and NAME.pem (certificate and key)")
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 
+import pytest
 from conftest import Peers, read_line
 
 import consensus
@@ -19,12 +20,16 @@ async def next_line(proc: subprocess.Popen[str], prefix: str) -> str:
     return line
 
 
+@pytest.mark.parametrize("older", [False, True], ids=["versioned", "older-member"])
 async def test_a_member_that_lost_the_roster_naming_a_newcomer_gets_it_again(
-    room_address: Callable[[str], str], peers: Peers
+    room_address: Callable[[str], str], peers: Peers, older: bool
 ) -> None:
+    """ann loses the roster that lists bob; it gets it again on request (its heartbeats name
+    the version it holds) or, as a member older than that field, from the periodic roster."""
     address = room_address("ipc")
     async with consensus.host(address, heartbeat=0.2) as room:
-        ann = peers.agent(address, "ann", "--drop-roster-with", "bob", "--members-events")
+        options = ["--drop-roster-with", "bob", "--members-events"] + ["--no-roster-version"] * older
+        ann = peers.agent(address, "ann", *options)
         assert await next_line(ann, "joined") == "joined"
         await room.wait_for_members(1)
         bob = peers.agent(address, "bob")
@@ -33,5 +38,8 @@ async def test_a_member_that_lost_the_roster_naming_a_newcomer_gets_it_again(
         while await next_line(ann, "members ") != 'members ["ann","bob"]':
             pass  # (the welcome's roster first: ann alone)
         stats = room.statistics()
-        assert stats.rosters_resent >= 1 and stats.roster_requests >= stats.rosters_resent
+        if older:
+            assert stats.rosters_resent == stats.roster_requests == 0  # the periodic roster healed it
+        else:
+            assert stats.rosters_resent >= 1 and stats.roster_requests >= stats.rosters_resent
         assert stats.members == 2 and stats.expired == 0

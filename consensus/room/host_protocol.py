@@ -45,8 +45,8 @@ from patterns import Envelope, MalformedMessage
 __all__ = ["COUNTERS", "HostProtocol"]
 
 REFUSALS_REMEMBERED: Final = 256  # refused join attempts remembered, so a repeated join counts once
-ROSTER_GRACE_BEATS: Final = 2  # a heartbeat naming an older roster than this old is answered by the roster
-ROSTER_RESEND_BEATS: Final = 2  # the roster goes out again this often only while an older member is present
+ROSTER_GRACE_BEATS: Final = 2  # a heartbeat may name the previous roster this long after a change (in flight)
+ROSTER_RESEND_BEATS: Final = 2  # the periodic roster, sent only while an older member (no versions) is present
 HELLO_BEATS: Final = 16  # a hello is answered by a beat (it goes to all): at most 16 per 0.1 s
 HELLO_WINDOW: Final = 0.1
 FULL_WELCOME: Final = 32  # past this many members a welcome names the joiner only (the roster follows)
