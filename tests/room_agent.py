@@ -23,6 +23,9 @@ handler returns a map that is no position, with ``--garbage wire`` it sends a ``
 whose body is no position, with ``--garbage kind`` an ``answer`` instead of a position
 (the last two written past the member's own checks). With ``--ask`` it answers the host's
 ``room.ask`` with ``{"name", "value"}`` (printing ``asked <json>``) and dies on ``"crash"``.
+With ``--drop-roster-with NAME`` it loses the first roster listing NAME (printing ``dropped
+roster <version>``); with ``--members-events`` it prints ``members <json names>`` at each change;
+with ``--no-roster-version`` its heartbeats name no roster version (an older implementation).
 With ``--host-events`` it prints ``host lost`` and
 ``host back``; with ``--log``, the ``consensus`` log as ``log <message>`` lines.
 """
@@ -99,6 +102,10 @@ async def main(args: argparse.Namespace) -> None:
         ) as member:  # fmt: skip
             if args.garbage in ("wire", "kind"):
                 garble(member, args.garbage)
+            if args.drop_roster_with is not None:
+                drop_roster(member, args.drop_roster_with)
+            if args.no_roster_version:
+                unversioned(member)
             say("joined")
             async with trio.open_nursery() as nursery:
 
@@ -114,8 +121,14 @@ async def main(args: argparse.Namespace) -> None:
                     while True:
                         say("host", "back" if await member.wait_host_changed() else "lost")
 
+                async def members() -> None:
+                    while True:
+                        say("members", json.dumps(sorted(await member.wait_members_changed()), separators=(",", ":")))
+
                 nursery.start_soon(messages)
                 nursery.start_soon(decisions)
+                if args.members_events:
+                    nursery.start_soon(members)
                 if args.host_events:
                     nursery.start_soon(host_changes)
                 while line := await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True):
@@ -183,6 +196,36 @@ def garble(member: Any, mode: str) -> None:
     member._protocol.reply = garbled
 
 
+def drop_roster(member: Any, name: str) -> None:
+    """Make this member lose the first roster that lists ``name`` (as if the bus dropped it)."""
+    from consensus.room import protocol as P
+
+    receive, dropped = member._protocol.receive_control, []
+
+    def losing(envelope: Any, now: float) -> Any:
+        if envelope.kind == P.ROSTER and not dropped and name in envelope.body.get("members", {}):
+            dropped.append(envelope)
+            say("dropped roster", envelope.body.get("version"))
+            return []
+        return receive(envelope, now)
+
+    member._protocol.receive_control = losing
+
+
+def unversioned(member: Any) -> None:
+    """Make this member's joins and heartbeats name no roster version, as an implementation
+    older than that field does (the host then keeps sending it the roster periodically)."""
+    from consensus.room.events import Send
+
+    hello = member._protocol._hello
+
+    def older(kind: str) -> Any:
+        frame = hello(kind)
+        return Send(frame.kind, {k: v for k, v in frame.body.items() if k != "roster"}, frame.to, inline=frame.inline)
+
+    member._protocol._hello = older
+
+
 class _SayLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         say("log", record.getMessage())
@@ -207,6 +250,9 @@ if __name__ == "__main__":
         "--log", action="store_true", help="print the 'consensus' log as 'log <message>' lines"
     )
     parser.add_argument("--observer", action="store_true")
+    parser.add_argument("--drop-roster-with", help="lose the first roster that lists this member")
+    parser.add_argument("--members-events", action="store_true", help="print 'members <json>' at each change")
+    parser.add_argument("--no-roster-version", action="store_true", help="name no roster version (an older member)")
     parser.add_argument("--tls", help="a folder holding ca.pem and NAME.pem (certificate and key)")
     parser.add_argument("--stance", help="deliberate, holding this stance")
     parser.add_argument("--persuadable", help="a stance adopted once another member shows it")

@@ -65,6 +65,23 @@ async def secret_room(address: str, names: tuple[str, ...] = NAMES, *, choice: s
         yield room, members
 
 
+@asynccontextmanager
+async def roster_on_air(room: consensus.Room) -> AsyncIterator[None]:
+    """The roster, sent every 0.2 s: a stranger who dials the control bus hears it at the next
+    change of membership (an idle room sends none: members' heartbeats heal a lost one, 3.5
+    of docs/rooms.md), so the stranger here learns the roster as soon as it dials."""
+
+    async def send() -> None:
+        while True:
+            await room._membership.deliver(room._protocol.roster_frame())
+            await trio.sleep(0.2)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        yield
+        nursery.cancel_scope.cancel()
+
+
 def expected(question: str, names: tuple[str, ...] = NAMES) -> dict[str, str]:
     return {name: f"{name} on {question}" for name in names}
 
@@ -95,7 +112,7 @@ def tcp_room() -> str:
 # ---------------------------------------------------------------------------- (1) forged replies
 @pytest.mark.deadline(90)
 async def test_forged_survey_replies_change_no_outcome(tcp_room: str, peers: Peers) -> None:
-    async with secret_room(tcp_room) as (room, _):
+    async with secret_room(tcp_room) as (room, _), roster_on_air(room):
         attacker = peers.start("survey", tcp_room, ",".join(NAMES), "no", script="room_attacker.py")
         assert await read_line(attacker) == f"ready {len(NAMES)}"  # it learned every member's keys
         for i in range(4):
@@ -123,7 +140,7 @@ async def test_forged_survey_replies_change_no_outcome(tcp_room: str, peers: Pee
 async def test_forged_and_replayed_control_frames_admit_and_remove_nobody(
     tcp_room: str, peers: Peers
 ) -> None:
-    async with secret_room(tcp_room) as (room, _):
+    async with secret_room(tcp_room) as (room, _), roster_on_air(room):
         joins = room.statistics().joins
         attacker = peers.start("control", tcp_room, "2.5", script="room_attacker.py")
         _, sent, forged, heard = (await read_line(attacker)).split()
@@ -207,7 +224,7 @@ async def test_a_forged_line_offer_is_refused(tcp_room: str, peers: Peers) -> No
     async def on_ask(value: Any) -> Any:
         return f"alice heard {value}"
 
-    async with secret_room(tcp_room, ("alice", "bob"), on_ask=on_ask) as (_, members):
+    async with secret_room(tcp_room, ("alice", "bob"), on_ask=on_ask) as (room, members), roster_on_air(room):
         bob = members["bob"]
         attacker = peers.start("line", tcp_room, "bob", "alice", script="room_attacker.py")
         assert await read_line(attacker) == "sent 60"
@@ -225,7 +242,7 @@ async def test_a_forged_line_offer_is_refused(tcp_room: str, peers: Peers) -> No
 # ---------------------------------------------------------------------------- (5) garbage, replays
 @pytest.mark.deadline(120)
 async def test_garbage_and_replays_at_every_endpoint_leave_polls_normal(tcp_room: str, peers: Peers) -> None:
-    async with secret_room(tcp_room) as (room, members):
+    async with secret_room(tcp_room) as (room, members), roster_on_air(room):
         before = await timed_polls(room, 20)
         attacker = peers.start("garbage", tcp_room, "4000", script="room_attacker.py")
         during: list[float] = []
@@ -352,8 +369,9 @@ async def test_a_stranger_cannot_take_a_line_offered_to_a_member(
         with trio.fail_after(20):  # (stopped, bob stays in the roster 20 s)
             while "bob" not in alice.members:
                 await alice.wait_members_changed()
-        attacker = peers.start("hijack", address, "alice", "bob", script="room_attacker.py")
-        assert await read_line(attacker) == "ready"
+        async with roster_on_air(room):
+            attacker = peers.start("hijack", address, "alice", "bob", script="room_attacker.py")
+            assert await read_line(attacker) == "ready"
         os.kill(bob.pid, signal.SIGSTOP)
         try:
             with pytest.raises(consensus.Timeout):

@@ -3,7 +3,7 @@
 :class:`HostControl` runs the background tasks a :class:`~consensus.room.host.Room` needs to
 know who is present: the control loop (joins, heartbeats, leaves, members' calls), the
 connection watcher (a member whose control connection drops is gone at once), the heartbeat
-expiry, the host's own heartbeat and the roster's resends. Every decision is the
+expiry, the host's own heartbeat and the rosters sent after changes. Every decision is the
 :class:`~consensus.room.host_protocol.HostProtocol`'s; this object reads frames, hands them and
 the time to it, and does what it returns (:meth:`HostControl.act`).
 """
@@ -158,12 +158,15 @@ class HostControl:
     async def _resend_roster(self) -> None:
         """In a room of more than COALESCE_ABOVE members, send the roster after a change (at
         most one every ROSTER_GAP seconds: a burst of joins makes one roster, not one per join
-        to every member); in any room, every ``roster_interval``, to heal a lost one."""
+        to every member); every ``roster_interval``, what ``periodic_roster`` says (a lost
+        roster is healed on request, by members' heartbeats; only older members need this)."""
         while True:
             with trio.move_on_after(self._protocol.roster_interval):
                 await self._roster_due.wait()
                 # Let the burst finish (the roster sent is the latest); a large room's roster is
                 # large, and every member decodes it: one every 2 ms per member at most.
                 await trio.sleep(max(ROSTER_GAP, 0.002 * len(self._protocol.roster)))
+            due = self._roster_due.is_set()
             self._roster_due = trio.Event()
-            await self.deliver(self._protocol.roster_frame())
+            for frame in [self._protocol.roster_frame()] if due else self._protocol.periodic_roster():
+                await self.deliver(frame)

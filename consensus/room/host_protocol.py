@@ -11,6 +11,7 @@ only moves frames and wakes waiters.
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 from consensus.decide.decision import Decision
@@ -44,7 +45,8 @@ from patterns import Envelope, MalformedMessage
 __all__ = ["COUNTERS", "HostProtocol"]
 
 REFUSALS_REMEMBERED: Final = 256  # refused join attempts remembered, so a repeated join counts once
-ROSTER_RESEND_BEATS: Final = 2  # the roster is resent every 2 heartbeats: it heals a lost update
+ROSTER_GRACE_BEATS: Final = 2  # a heartbeat may name the previous roster this long after a change (in flight)
+ROSTER_RESEND_BEATS: Final = 2  # the periodic roster, sent only while an older member (no versions) is present
 HELLO_BEATS: Final = 16  # a hello is answered by a beat (it goes to all): at most 16 per 0.1 s
 HELLO_WINDOW: Final = 0.1
 FULL_WELCOME: Final = 32  # past this many members a welcome names the joiner only (the roster follows)
@@ -52,7 +54,8 @@ EXPIRY_MARGIN: Final = 1e-3  # expire() drops members silent for *more than* the
 
 COUNTERS: Final = ("joins", "refused_joins", "leaves", "connection_losses", "expired", "polls", "votes",
                    "late_replies", "rejected_replies", "malformed", "calls", "refused_calls",
-                   "deliberation_rounds", "impersonations", "prompts_cut", "directs")  # fmt: skip
+                   "deliberation_rounds", "impersonations", "prompts_cut", "directs", "roster_requests",
+                   "rosters_resent")  # fmt: skip
 
 _COUNTER_OF: Final = {Why.LEAVE: "leaves", Why.REPLACED: "leaves", Why.CONNECTION_LOSS: "connection_losses",
                       Why.EXPIRY: "expired"}  # fmt: skip
@@ -81,6 +84,10 @@ class HostProtocol:
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
         self.counts = dict.fromkeys(COUNTERS, 0)
         self._directs = X.DirectAsks()
+        # Healing a lost roster: members' heartbeats say which version they hold (docs/rooms.md 3.5).
+        self._unversioned: set[str] = set()  # members whose heartbeats name no version (older peers)
+        self._changed_at = -math.inf  # when the roster last changed (its version went up)
+        self._resent_at = -math.inf  # when a heartbeat's request last made the roster go out again
         self.rounds = Rounds(self.roster, self.counts)
         """The polls, votes and deliberations under way (:class:`Rounds`)."""
 
@@ -118,8 +125,22 @@ class HostProtocol:
 
     @property
     def roster_interval(self) -> float:
-        """How often the driver sends :meth:`roster_frame` unprompted, to heal a lost update."""
+        """How often the driver asks :meth:`periodic_roster` for a roster to send unprompted."""
         return self.roster.heartbeat * ROSTER_RESEND_BEATS
+
+    @property
+    def roster_grace(self) -> float:
+        """How long after a change a heartbeat may name the older roster (it crossed the new one);
+        also the shortest gap between two rosters that heartbeats' requests make the host send."""
+        return self.roster.heartbeat * ROSTER_GRACE_BEATS
+
+    def periodic_roster(self) -> list[Send]:
+        """What to send every :attr:`roster_interval`: the roster while a member that names no
+        roster version in its heartbeats (an implementation older than versioned heartbeats)
+        is present, to heal a lost update as it expects; nothing otherwise."""
+        if self._unversioned and not self._unversioned.isdisjoint(self.roster.names):
+            return [self.roster_frame()]
+        return []
 
     def next_check(self, now: float) -> float:
         """When to call :meth:`expire` next: just after the earliest member would expire if
@@ -169,7 +190,7 @@ class HostProtocol:
                 if refused := self._refused_speaker(envelope, hello.name, hello.token):
                     return refused
                 if self.roster.leave(hello.name, hello.token):
-                    return self._gone([hello.name], Why.LEAVE)
+                    return self._gone([hello.name], Why.LEAVE, now)
                 return []
             raise MalformedMessage(f"unexpected control kind {envelope.kind!r}", reason="body", size=0)
         except MalformedMessage as exc:
@@ -200,7 +221,7 @@ class HostProtocol:
         if refused := self._refused_speaker(envelope, hello.name, hello.token):
             return refused
         if envelope.kind == P.HEARTBEAT and self.roster.heartbeat_from(hello.name, hello.token, now):
-            return []
+            return self._held(hello, now)
         why = self._not_dialable(hello.mesh)
         if why is not None:
             verdict = JoinVerdict(JoinOutcome.REFUSED, f"the mesh address {hello.mesh[:80]!r} {why}")
@@ -216,11 +237,13 @@ class HostProtocol:
             self.keys.bind(envelope.session, hello.name)
         if verdict.outcome is not JoinOutcome.REFRESHED:
             self.counts["joins"] += 1
+            self._changed_at = now
             if verdict.replaced is not None:
-                out += self._gone([verdict.replaced.name], Why.REPLACED, roster=False)
+                out += self._gone([verdict.replaced.name], Why.REPLACED, now, roster=False)
             out.append(Joined(hello.name, replaced=verdict.replaced is not None))
             if not hello.observer:
                 self.rounds.joined(hello.name)
+        self._versioned(hello)
         # A welcome goes to every member (the control bus is a bus): in a large room it names
         # the joiner only, and the roster that follows (one per burst of joins) the others.
         meshes = self.roster.meshes()
@@ -233,6 +256,31 @@ class HostProtocol:
         if verdict.outcome is not JoinOutcome.REFRESHED:
             out += [MembersChanged(self.members), self.roster_frame()]
         return out
+
+    def _versioned(self, hello: P.Hello) -> bool:
+        """Note whether ``hello``'s member names roster versions (older peers do not)."""
+        if hello.roster is None:
+            self._unversioned.add(hello.name)
+            return False
+        if self._unversioned:
+            self._unversioned.discard(hello.name)
+        return True
+
+    def _held(self, hello: P.Hello, now: float) -> list[Output]:
+        """A member's heartbeat names the roster version it holds: an older one than the host's,
+        past :attr:`roster_grace` after the change, means it lost a roster. The roster goes to
+        everyone (the bus), so one resend heals all: at most one per grace, however many ask."""
+        held, version = hello.roster, self.roster.version
+        if not self._versioned(hello) or held == version:
+            return []
+        if now - self._changed_at <= self.roster_grace:
+            return []
+        self.counts["roster_requests"] += 1
+        if now - self._resent_at < self.roster_grace:
+            return []  # the roster went out again a moment ago: it heals this member too
+        self._resent_at = now
+        self.counts["rosters_resent"] += 1
+        return [self.roster_frame()]
 
     # ------------------------------------------------------------------ member calls
     def _on_call(self, call: C.Call) -> list[Output]:
@@ -324,16 +372,18 @@ class HostProtocol:
     def connection_closed(self, pipe: int, now: float) -> list[Output]:
         """The control connection ``pipe`` closed: the members that joined over it are gone
         (returns their :class:`Left`, and the new roster to send; nothing if there were none)."""
-        return self._gone(self.roster.pipe_closed(pipe), Why.CONNECTION_LOSS)
+        return self._gone(self.roster.pipe_closed(pipe), Why.CONNECTION_LOSS, now)
 
     def expire(self, now: float) -> list[Output]:
         """Drop the members silent for longer than the expiry (returns as :meth:`connection_closed`)."""
-        return self._gone(self.roster.expire(now), Why.EXPIRY)
+        return self._gone(self.roster.expire(now), Why.EXPIRY, now)
 
-    def _gone(self, names: list[str], why: Why, *, roster: bool = True) -> list[Output]:
+    def _gone(self, names: list[str], why: Why, now: float, *, roster: bool = True) -> list[Output]:
         if not names:
             return []
         self.counts[_COUNTER_OF[why]] += len(names)
+        self._unversioned.difference_update(names)
+        self._changed_at = now
         self.rounds.left(names)
         if self.keys is not None and why is not Why.REPLACED:  # a replaced name's keys go at bind
             for name in names:  # a member silent or cut off may come back under its session

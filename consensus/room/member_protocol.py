@@ -95,6 +95,7 @@ class MemberProtocol:
         self.state = MemberState.JOINING
         self.heartbeat = DEFAULT_HEARTBEAT
         self.members: dict[str, str] = {}
+        self.roster_version = 0  # of the last roster: heartbeats name it, so the host resends a lost one
         self.room_refs = True  # False: the host says some member takes no references
         self.relay = False  # True: the host relays broadcasts (a large room): link to the host only
         self.inline = not refs
@@ -138,7 +139,8 @@ class MemberProtocol:
         return self._hello(P.HEARTBEAT)
 
     def _hello(self, kind: str) -> Send:
-        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs, observer=self.observer)
+        body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs, observer=self.observer,
+                            roster=self.roster_version)  # fmt: skip
         return Send(kind, body, Target.CONTROL, inline=self.inline)
 
     # ------------------------------------------------------------------ the host's life
@@ -237,8 +239,8 @@ class MemberProtocol:
                 roster = P.parse_roster(envelope)
                 if self.state is MemberState.JOINED and self.name not in roster.members:
                     return []  # sent before our join was processed; the next one includes us
-                self.room_refs = roster.refs
-                self.observers = roster.observers
+                self.room_refs, self.observers = roster.refs, roster.observers
+                self.roster_version = self.roster_version if roster.version is None else roster.version
                 self.relay = R.relayed(envelope)
                 self._set_inline()
                 if self.keys is not None:

@@ -70,11 +70,11 @@ __all__ = [
 ]
 
 # control bus (star around the host)
-JOIN: Final = "join"  # member -> host  {"name", "token", "mesh"[, "refs"]}
+JOIN: Final = "join"  # member -> host  {"name", "token", "mesh"[, "refs", "roster"]}
 WELCOME: Final = "welcome"  # host -> joiner {"name", "token", "members", "heartbeat", "mesh"[, "refs"]}
 REFUSE: Final = "refuse"  # host -> joiner {"name", "token", "reason"}
 ROSTER: Final = "roster"  # host -> all    {"members", "version"[, "refs"]}
-HEARTBEAT: Final = "heartbeat"  # member -> host {"name", "token", "mesh"[, "refs"]}
+HEARTBEAT: Final = "heartbeat"  # member -> host {"name", "token", "mesh"[, "refs", "roster"]}
 LEAVE: Final = "leave"  # member -> host {"name", "token"}
 DECISION: Final = "decision"  # host -> all {"vote", "motion", "decision"}
 BEAT: Final = "beat"  # host -> all {"heartbeat"}: the host is alive (every heartbeat interval)
@@ -133,11 +133,12 @@ class Hello:
     mesh: str = ""
     refs: bool = True  # False: this member takes no shared-memory references
     observer: bool = False  # True: this member only watches (never polled, never votes)
+    roster: int | None = None  # the roster version the member holds (None: it reports none, an older peer)
 
 
 def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = True,
-               observer: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The body of a join or heartbeat (with ``mesh``) or of a leave (without)."""
+               observer: bool = False, roster: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The body of a join or heartbeat (with ``mesh``, and ``roster``: the version held) or of a leave."""
     body: dict[str, Any] = {"name": name, "token": token}
     if mesh is not None:
         body["mesh"] = mesh
@@ -145,6 +146,8 @@ def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = T
             body["refs"] = False
         if observer:
             body["observer"] = True
+        if roster is not None:
+            body["roster"] = roster
     return body
 
 
@@ -159,10 +162,12 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
     if not with_mesh:
         return Hello(name, token)
     mesh = _field(envelope, body, "mesh", str, MAX_ADDRESS_LENGTH)
-    refs, observer = body.get("refs", True), body.get("observer", False)
+    refs, observer, roster = body.get("refs", True), body.get("observer", False), body.get("roster")
     if type(refs) is not bool or type(observer) is not bool:
         raise _bad(envelope, "fields 'refs' and 'observer' must be booleans")
-    return Hello(name, token, mesh, refs, observer)
+    if roster is not None and not (type(roster) is int and 0 <= roster < 2**64):
+        raise _bad(envelope, f"field 'roster' must be an unsigned 64-bit integer, got {roster!r:.40}")
+    return Hello(name, token, mesh, refs, observer, roster)
 
 
 def _mesh(envelope: Envelope, address: str, field: str = "mesh") -> str:
@@ -200,6 +205,7 @@ class RosterInfo:
     members: dict[str, str]
     refs: bool  # False: some member takes no shared-memory references; broadcast inline
     observers: frozenset[str] = frozenset()  # the members (of ``members``) who only watch
+    version: int | None = None  # goes up at every change of membership (None: absent)
 
 
 def welcome_body(name: str, token: int, members: dict[str, str], *, heartbeat: float, mesh: str,
@@ -262,7 +268,9 @@ def parse_refuse(envelope: Envelope) -> tuple[Hello, str]:
 
 def parse_roster(envelope: Envelope) -> RosterInfo:
     body = _body(envelope)
-    return RosterInfo(parse_members(envelope, body.get("members")), _refs(body), _observers(envelope, body))
+    version = None if body.get("version") is None else _field(envelope, body, "version", int)
+    return RosterInfo(parse_members(envelope, body.get("members")), _refs(body), _observers(envelope, body),
+                      version)  # fmt: skip
 
 
 def beat_body(heartbeat: float) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class RoomStatistics:
     relay_dropped: int = 0  # ... that it could not send on (a full queue): lost, and logged
     prompts_cut: int = 0  # deliberation prompts cut to fit max_message_size
     directs: int = 0  # room.ask / room.send messages sent to one member
+    roster_requests: int = 0  # heartbeats that named an older roster, past the grace after a change
+    rosters_resent: int = 0  # rosters sent again for them: at most one per grace (2 heartbeats)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,163 @@
+"""A lost roster update heals on request, in memory: members' heartbeats name the roster
+version they hold, and the host sends the roster again when one is behind (no periodic
+resend); a flood of such requests is bounded and counted. No clock: the test passes the time."""
+
+from __future__ import annotations
+
+import pytest
+from _rooms import ENDS, HEARTBEAT, wire
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.room import protocol as P
+from consensus.room.events import Output, Send
+from consensus.room.host_protocol import ROSTER_GRACE_BEATS, HostProtocol
+from consensus.room.member_protocol import MemberProtocol, MemberState
+from patterns import MalformedMessage
+
+NAMES = ("ann", "bob", "cy", "dee", "eve", "fay")
+
+
+class Room:
+    """A host and its members over a control bus that may lose host frames to chosen members."""
+
+    def __init__(self) -> None:
+        self.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+        self.members: dict[str, MemberProtocol] = {}
+        self.pipes: dict[str, int] = {}
+        self.now = 0.0
+        self.deaf: set[str] = set()  # members that lose every host frame for now
+        self.rosters = 0  # roster frames the host sent
+
+    def host_out(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if not isinstance(out, Send):
+                continue
+            self.rosters += out.kind == P.ROSTER
+            envelope = wire(out.kind, "host", out.body)
+            for name, member in list(self.members.items()):
+                if name not in self.deaf:
+                    member.receive_control(envelope, self.now)
+
+    def to_host(self, name: str, frame: Send) -> None:
+        envelope = wire(frame.kind, name, frame.body)
+        self.host_out(self.host.receive_control(envelope, self.pipes[name], self.now))
+
+    def join(self, name: str) -> None:
+        member = MemberProtocol(name=name, token=len(self.pipes) + 1, host_mesh=ENDS.mesh, on_poll=True,
+                                on_vote=True)  # fmt: skip
+        member.set_mesh(f"ipc:///tmp/room-test.m-{name}")
+        self.members[name], self.pipes[name] = member, len(self.pipes) + 1
+        self.to_host(name, member.join_frame())
+
+    def leave(self, name: str) -> None:
+        self.to_host(name, self.members.pop(name).leave_frame())
+
+    def beat(self) -> None:
+        """One heartbeat interval: every member heartbeats, the host beats."""
+        self.now += HEARTBEAT
+        for name in list(self.members):
+            if name in self.members:
+                self.to_host(name, self.members[name].heartbeat_frame())
+        self.host_out([self.host.beat_frame()])
+
+    def in_step(self) -> bool:
+        meshes = self.host.roster.meshes()
+        return all(m.members == meshes and m.roster_version == self.host.roster.version
+                   for m in self.members.values())  # fmt: skip
+
+
+def test_a_lost_roster_update_is_healed_by_the_next_heartbeats() -> None:
+    room = Room()
+    room.join("ann")
+    room.beat()
+    room.deaf = {"ann"}
+    room.join("bob")  # ann loses the roster that lists bob
+    room.deaf = set()
+    assert "bob" not in room.members["ann"].members and room.members["ann"].roster_version == 1
+    sent = room.rosters
+    for _ in range(ROSTER_GRACE_BEATS):  # in the grace, a heartbeat naming version 1 may have crossed it
+        room.beat()
+    assert room.rosters == sent
+    room.beat()
+    assert room.in_step() and room.rosters == sent + 1
+    assert room.host.counts["roster_requests"] == 1 and room.host.counts["rosters_resent"] == 1
+    for _ in range(10):  # and then nothing more: an idle room sends no roster
+        room.beat()
+    assert room.rosters == sent + 1 and room.host.periodic_roster() == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["join", "leave", "beat"]), st.sampled_from(NAMES),
+                          st.sets(st.sampled_from(NAMES))), max_size=25))  # fmt: skip
+def test_every_member_holds_the_hosts_roster_within_grace_plus_two_beats(
+    steps: list[tuple[str, str, set[str]]],
+) -> None:
+    """Joins, leaves and beats, each losing the host's frames to any set of members; once the
+    losses stop, within ROSTER_GRACE_BEATS + 2 heartbeats every member holds the host's
+    roster, and the host sent at most one roster a grace for the requests."""
+    room = Room()
+    for action, name, deaf in steps:
+        room.deaf = deaf
+        if action == "join" and name not in room.members:
+            room.join(name)
+        elif action == "leave" and name in room.members:
+            room.leave(name)
+        else:
+            room.beat()
+    room.deaf = set()
+    joining = [name for name, m in room.members.items() if m.state is MemberState.JOINING]
+    for name in joining:  # its driver repeats the join until welcomed
+        room.to_host(name, room.members[name].join_frame())
+    resent, start = room.host.counts["rosters_resent"], room.now
+    for _ in range(ROSTER_GRACE_BEATS + 2):
+        room.beat()
+    assert room.in_step(), (room.host.roster.meshes(), {n: m.members for n, m in room.members.items()})
+    grace = room.host.roster_grace
+    assert room.host.counts["rosters_resent"] - resent <= (room.now - start) / grace + 1
+
+
+def test_a_flood_of_stale_heartbeats_makes_at_most_one_roster_a_grace_and_is_counted() -> None:
+    room = Room()
+    room.join("ann")
+    room.join("bob")
+    sent = room.rosters
+    stale = P.hello_body("bob", room.members["bob"].token, room.members["bob"].mesh, roster=0)
+    seconds, per_second = 20.0, 100
+    for _ in range(int(seconds * per_second)):  # bob (or whoever holds its session) asks 100 times a second
+        room.now += 1 / per_second
+        room.host_out(room.host.receive_control(wire(P.HEARTBEAT, "bob", stale), room.pipes["bob"], room.now))
+    grace = room.host.roster_grace
+    assert room.host.counts["rosters_resent"] == room.rosters - sent <= seconds / grace + 1
+    # every stale heartbeat past the grace after the change counts as a request
+    assert room.host.counts["roster_requests"] >= (seconds - grace) * per_second - 1
+    assert room.host.counts["malformed"] == 0
+
+
+def test_older_members_name_no_version_and_get_the_periodic_roster() -> None:
+    room = Room()
+    room.join("ann")
+    assert room.host.periodic_roster() == []
+    old = P.hello_body("old", 99, "ipc:///tmp/room-test.m-old")  # no "roster": an older implementation
+    room.pipes["old"] = 99
+    room.host_out(room.host.receive_control(wire(P.JOIN, "old", old), 99, room.now))
+    (frame,) = room.host.periodic_roster()
+    assert frame.kind == P.ROSTER and set(frame.body["members"]) == {"ann", "old"}
+    room.host_out(room.host.receive_control(wire(P.LEAVE, "old", P.hello_body("old", 99)), 99, room.now))
+    assert room.host.periodic_roster() == []
+
+
+def test_the_versions_on_the_wire() -> None:
+    room = Room()
+    room.join("ann")
+    beat = room.members["ann"].heartbeat_frame()
+    assert beat.body["roster"] == room.host.roster.version == 1
+    assert P.parse_hello(wire(P.HEARTBEAT, "ann", beat.body), with_mesh=True).roster == 1
+    body = P.hello_body("ann", 1, "ipc:///tmp/x")
+    assert "roster" not in body and P.parse_hello(wire(P.JOIN, "ann", body), with_mesh=True).roster is None
+    for bad in (-1, 2**64, "1", 1.0, True):
+        with pytest.raises(MalformedMessage, match="roster"):
+            P.parse_hello(wire(P.HEARTBEAT, "ann", body | {"roster": bad}), with_mesh=True)
+        with pytest.raises(MalformedMessage, match="version"):
+            P.parse_roster(wire(P.ROSTER, "host", {"members": {}, "version": bad}))
+    assert P.parse_roster(wire(P.ROSTER, "host", {"members": {}})).version is None  # absent: not held
