@@ -71,7 +71,7 @@ class DeliberationRound:
     def answer(self, name: str, raw: Any, *, at: float | None = None) -> Verdict:
         """A member's reply: a :class:`Position`, its wire map, or bare stance text."""
         try:
-            position = Position.coerce(raw)
+            position = Position.from_wire(raw) if type(raw) is dict else Position.coerce(raw)
         except (InvalidPosition, TypeError, ValueError) as exc:
             return self._poll.fail(name, Failure("InvalidPosition", str(exc)), at=at)
         if position.round is not None and position.round != self.number:
@@ -86,14 +86,19 @@ class DeliberationRound:
             return self._poll.fail(name, Failure("InvalidPosition", reason), at=at)
         verdict = self._poll.answer(name, position, at=at)
         if verdict is Verdict.ACCEPTED:
-            credited = []
-            for label in position.persuaded_by:
-                named = self._labels.get(label)
-                if named is None or named == name or named in credited:
-                    self.ignored += 1  # nobody shown to this member under that label
-                else:
-                    credited.append(named)
-            self._positions[name] = position.credited(tuple(credited), self.number)  # names and round: valid
+            if position.persuaded_by:
+                credited: list[str] = []
+                for label in position.persuaded_by:
+                    named = self._labels.get(label)
+                    if named is None or named == name or named in credited:
+                        self.ignored += 1  # nobody shown to this member under that label
+                    else:
+                        credited.append(named)
+                position = position.credited(tuple(credited), self.number)  # names and round: valid
+            elif position.round is None:
+                position = position.credited((), self.number)
+            # (else: nobody to credit and the round already set: the position is stored as it came)
+            self._positions[name] = position
             self._stances[name] = stance
         return verdict
 
