@@ -125,8 +125,8 @@ class DeliberationRound:
         return Round(
             number=self.number,
             expected=polled.expected,
-            positions=MappingProxyType(dict(self._positions)),
-            stances=MappingProxyType(dict(self._stances)),
+            positions=MappingProxyType(self._positions),  # the round is finished: they never change
+            stances=MappingProxyType(self._stances),
             display=MappingProxyType(display),
             missing=polled.missing,
             errors=polled.errors,
