@@ -28,7 +28,7 @@ from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import Send, Target
 from consensus.room.roster import Roster
-from patterns import MAX_SENDER_LENGTH, Envelope, MalformedMessage, encode_body
+from patterns import MAX_SENDER_LENGTH, Encoded, Envelope, MalformedMessage, encode_body, encode_vouched
 
 __all__ = ["ENVELOPE_ROOM", "ReplyOutcome", "Rounds", "Taken"]
 
@@ -120,6 +120,15 @@ class _Round:
     reading: bool = True  # replies may still come (the driver reads them, to count late ones)
 
 
+def _vouched(body: dict[str, Any], question: Any, above: int) -> dict[str, Any] | Encoded:
+    """A deliberation frame's body, encoded once without the walk that checks a body: the
+    pure deliberation built it of values it checked (positions, names, stance keys, options
+    and failures are text; confidences, weights and times numbers; rule names text, or
+    ``chain_name`` would have failed), except for the question (``above``: the containers
+    over it), checked as any body is. The body itself when the question is of another kind."""
+    return encode_vouched(body, ((question, above),)) or body
+
+
 class Rounds:
     """The polls, votes and deliberations of one host, open or closed with their late
     replies still counted. ``counts`` is the host's counter table (``polls``, ``votes``,
@@ -157,7 +166,7 @@ class Rounds:
                     active.round.left(name)
 
     # ------------------------------------------------------------------ polls and votes
-    def _open(self, active: _Round, kind: str, body: dict[str, Any]) -> tuple[int, list[Send]]:
+    def _open(self, active: _Round, kind: str, body: dict[str, Any] | Encoded) -> tuple[int, list[Send]]:
         self._next_key += 1
         self._rounds[self._next_key] = active
         if active.round.complete:
@@ -282,10 +291,11 @@ class Rounds:
             self._counts["prompts_cut"] += fitted.cut
         current = deliberator.current
         assert current is not None
+        body = _vouched(fitted.prompt.to_wire(), fitted.prompt.question, 1)
         self._counts["deliberation_rounds"] += 1
         active = _Round(current, _apply_deliberation, now, fitted.prompt.question, deliberator.deliberation,
                         deliberation=key)  # fmt: skip
-        round_key, frames = self._open(active, D.DELIBERATE, fitted.prompt.to_wire())
+        round_key, frames = self._open(active, D.DELIBERATE, body)
         return round_key, frames, fitted
 
     def close_deliberation_round(self, key: int, now: float) -> Round:
@@ -306,11 +316,15 @@ class Rounds:
         if not deliberator.done:
             deliberator.stop()
         result = deliberator.result(elapsed=now - start)
-        told = [Send(D.RESULT, D.result_body(result), Target.CONTROL, inline=self._inline)]
+        body = D.result_body(result)
+        told = [Send(D.RESULT, _vouched(body, result.question, 2), Target.CONTROL, inline=self._inline)]
         if result.decision is None:
             return result, told
-        body = P.decision_body(result.deliberation, result.question, result.decision)
-        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self._inline), *told]
+        # P.decision_body's map, with the decision's wire form built once for both frames.
+        decided = {"vote": result.deliberation, "motion": result.question,
+                   "decision": body["deliberation"]["rounds"][-1]["decision"]}  # fmt: skip
+        decided_frame = Send(P.DECISION, _vouched(decided, result.question, 1), Target.CONTROL, inline=self._inline)
+        return result, [decided_frame, *told]
 
     def close_poll(self, key: int, now: float, *, poll_id: int = 0) -> PollResult:
         """End the poll ``key`` (later replies are late) and return its result."""
