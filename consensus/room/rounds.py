@@ -284,14 +284,17 @@ class Rounds:
         are counted in ``prompts_cut``."""
         deliberator, _ = self._deliberations[key]
         fitted = Fitted(deliberator.open_round())
-        if max_size is not None:
+        body = _vouched(fitted.prompt.to_wire(), fitted.prompt.question, 1)
+        # Encoded already, the prompt's size is known: only one that may be too large is measured and cut.
+        if max_size is not None and (type(body) is not Encoded or len(body.data) > max_size - ENVELOPE_ROOM):
             question = len(encode_body(fitted.prompt.question))  # the same in every cut
             fitted = fit_prompt(fitted.prompt, max_size - ENVELOPE_ROOM, lambda p: len(encode_body(p.to_wire())),
                                 lambda p: size_bound(p, question))  # fmt: skip
             self._counts["prompts_cut"] += fitted.cut
+            if fitted.cut:
+                body = _vouched(fitted.prompt.to_wire(), fitted.prompt.question, 1)
         current = deliberator.current
         assert current is not None
-        body = _vouched(fitted.prompt.to_wire(), fitted.prompt.question, 1)
         self._counts["deliberation_rounds"] += 1
         active = _Round(current, _apply_deliberation, now, fitted.prompt.question, deliberator.deliberation,
                         deliberation=key)  # fmt: skip
