@@ -18,7 +18,7 @@ from typing import Any
 
 from consensus.decide.checks import describe
 from consensus.decide.poll import PollRound, Verdict
-from consensus.decide.position import Position
+from consensus.decide.position import Position, normalise_stance
 from consensus.decide.prompt import Prompt
 from consensus.decide.rules import Rules
 from consensus.decide.stances import Key, Round, check_key, display_stances, tally_stances
@@ -77,10 +77,14 @@ class DeliberationRound:
         if position.round is not None and position.round != self.number:
             self._poll.rejected += 1  # late (or early): it must not take the member's place
             return Verdict.CLOSED
-        try:
-            stance = check_key(self._key, position.stance)
-        except Exception as exc:  # noqa: BLE001 - a user's key failing on a peer's stance is counted
-            return self._poll.fail(name, Failure("InvalidPosition", f"key= failed on the stance: {exc}"), at=at)
+        if self._key is normalise_stance:  # (check_key's checks hold: a stance is never blank)
+            stance = " ".join(position.stance.split()).casefold()
+        else:
+            try:
+                stance = check_key(self._key, position.stance)
+            except Exception as exc:  # noqa: BLE001 - a user's key failing on a peer's stance is counted
+                return self._poll.fail(name, Failure("InvalidPosition", f"key= failed on the stance: {exc}"),
+                                       at=at)  # fmt: skip
         if self._options is not None and stance not in self._options:
             reason = f"stance {describe(position.stance)} is none of the options {list(self._options.values())!r}"
             return self._poll.fail(name, Failure("InvalidPosition", reason), at=at)

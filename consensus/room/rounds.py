@@ -100,8 +100,8 @@ def _apply_vote(vote: VoteRound, envelope: Envelope, at: float) -> Verdict:
 
 
 def _apply_deliberation(counting: DeliberationRound, envelope: Envelope, at: float) -> Verdict:
-    if envelope.kind == D.POSITION:
-        return counting.answer(envelope.sender, D.parse_position(envelope), at=at)
+    if envelope.kind == D.POSITION:  # (D.parse_position, inline: the round checks the body)
+        return counting.answer(envelope.sender, envelope.body, at=at)
     kind, value = P.parse_reply(envelope)
     if kind == P.ERROR:
         return counting.fail(envelope.sender, value, at=at)
