@@ -26,6 +26,7 @@ epoch) because the codec reads no clock.
 """
 
 from patterns._bus import Bus
+from patterns._codec_plain import Encoded
 from patterns._guard import Guard, Opened
 from patterns._nng import TLSConfig, TLSMode
 from patterns._pair import Pair
@@ -36,6 +37,7 @@ from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
 from patterns._taker import SurveyTaker, Taken
+from patterns._vouched import encode_vouched
 from patterns._wire import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -89,6 +91,7 @@ __all__ = [
     "ConnectionRefused",
     "ConsensusError",
     "EncodeError",
+    "Encoded",
     "Envelope",
     "Guard",
     "IncomingSurvey",
@@ -124,6 +127,7 @@ __all__ = [
     "decode_body",
     "encode",
     "encode_body",
+    "encode_vouched",
     "shared_buffer",
     "sweep_shared_memory",
     "unencodable_part",

@@ -26,7 +26,7 @@ from typing import Any, Final
 import cbor2
 
 from patterns._cbor_words import MAX_DEPTH, PLAIN_HINT, TAGGED_TYPES, bad_key, kind_of, unencodable_part
-from patterns._codec_plain import is_plain
+from patterns._codec_plain import Encoded, is_plain
 from patterns._gaps import GAP_MIN, MARKER, Parts, split
 from patterns._scan import CONTAINER_ALLOWANCE, DEFAULT_MAX_ITEMS, LARGE_STRING, scan
 from patterns.errors import EncodeError, MalformedMessage
@@ -162,11 +162,16 @@ def _encode_other(encoder: Any, value: Any) -> None:
     _encode_buffer(encoder, value)
 
 
+def _write_encoded(encoder: Any, value: Encoded) -> None:
+    encoder.write(value.data)  # one item already: its bytes where it sits
+
+
 def _encoder() -> Any:
     encoder = getattr(_local, "encoder", None)
     if encoder is None:
         encoders: dict[type, Any] = {t: _refuse_type for t in TAGGED_TYPES}
         encoders |= dict.fromkeys((bytes, bytearray, memoryview, array.array, SharedBuffer), _encode_buffer)
+        encoders[Encoded] = _write_encoded
         encoder = cbor2.CBOREncoder(io.BytesIO(), encoders=encoders, default=_encode_other)
         _local.encoder = encoder
     return encoder

@@ -22,10 +22,11 @@ it in shared memory instead of copying it into the frame.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Final
 
-__all__ = ["PLAIN_DEPTH", "is_plain"]
+__all__ = ["PLAIN_DEPTH", "Encoded", "is_plain"]
 
 PLAIN_DEPTH: Final = 64
 """Containers nested deeper than this take the hooked encoder (which also ends cycles)."""
@@ -36,6 +37,16 @@ _BYTES: Final = frozenset({bytes, bytearray})
 _KEYS: Final = frozenset({str, bytes})  # the map keys receivers take (docs/wire-format.md §3)
 _FEW: Final = 8  # up to this many items, a plain loop beats building a set of their types
 _flat = chain.from_iterable
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A body already encoded as one CBOR item (``data``), sent as these bytes: made by
+    :func:`patterns.encode_vouched`, for a body its sender built of checked values (or
+    would send twice). A frame takes it whole as its body (``common_frame``), and the
+    general encoder writes its bytes where it sits."""
+
+    data: bytes
 
 
 def is_plain(value: Any, depth: int = PLAIN_DEPTH, limit: int | None = None) -> bool:

@@ -52,7 +52,7 @@ from patterns._cbor import (
     unencodable_part,
 )
 from patterns._cbor import encode_parts as encode_body_parts
-from patterns._codec_plain import PLAIN_DEPTH, is_plain
+from patterns._codec_plain import PLAIN_DEPTH, Encoded, is_plain
 from patterns._envelope import Envelope, received
 from patterns._gaps import GAP_MIN, Parts, join, total
 from patterns._head import BYTES_HEAD, byte_string, read, write, write_small_map
@@ -204,6 +204,8 @@ def common_frame(
         encoded = BYTES_HEAD[length] + body if length < 256 else byte_string(body)
     elif type(body) is dict and (encoded := write_small_map(body, limit)) is not None:
         pass  # a map of a few short fields, written without cbor2: an ask, a question
+    elif type(body) is Encoded:
+        encoded = body.data  # encoded by its sender (it holds no buffer: encode_vouched)
     elif is_plain(body, PLAIN_DEPTH - 1, limit):
         try:
             encoded = encode_plain(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from _rooms import ENDS, HEARTBEAT, wire
+from _rooms import ENDS, HEARTBEAT, sent, wire
 
 from consensus.decide.position import Position
 from consensus.decide.prompt import Seen
@@ -15,6 +15,7 @@ from consensus.room import protocol as P
 from consensus.room.events import DecisionReceived, DeliberationReceived, Handle, HandlerKind, Send
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.member_protocol import MemberProtocol, MemberState
+from patterns import Encoded
 
 Thinker = Callable[[Any, int, tuple[Seen, ...], Any], Any]
 
@@ -35,7 +36,7 @@ def run_round(host: HostProtocol, dkey: int, members: dict[str, MemberProtocol],
               think: dict[str, Thinker], now: float, seen: list[Any]) -> None:  # fmt: skip
     key, (survey,), _ = host.rounds.open_deliberation_round(dkey, now)
     assert survey.kind == D.DELIBERATE
-    seen.append(survey.body)
+    seen.append(sent(survey.body))
     for n, (name, member) in enumerate(members.items()):
         (out,) = member.receive_survey(n, wire(survey.kind, "host", survey.body), now)
         assert isinstance(out, Handle)
@@ -77,7 +78,8 @@ def test_a_three_round_deliberation_records_who_changed_and_broadcasts_the_decis
     assert result.final["cy"].changed and result.final["cy"].changed_from == "Redis"
     assert {k: list(v) for k, v in result.influence.items()} == {"ann": ["cy"]}
     assert [e["label"] for e in seen[1]["positions"]] == ["ann", "bob", "cy"]
-    assert frame.kind == P.DECISION and frame.body["vote"] == 7
+    assert frame.kind == P.DECISION and sent(frame.body) == P.decision_body(7, "best transport?", result.decision)
+    assert sent(told.body) == D.result_body(result)
     for member in members.values():  # every member gets the decision, then the whole deliberation
         (decided,) = member.receive_control(wire(frame.kind, "host", frame.body), now)
         (heard,) = member.receive_control(wire(told.kind, "host", told.body), now)
@@ -160,3 +162,22 @@ def test_a_malformed_prompt_is_answered_with_an_error() -> None:
     ann = joined(host, "ann", pipe=1)
     (out,) = ann.receive_survey(1, wire(D.DELIBERATE, "host", {"round": 0}), 0.0)
     assert isinstance(out, Send) and out.kind == P.ERROR and out.body["type"] == "MalformedMessage"
+
+
+def test_frames_are_encoded_once_unless_the_question_needs_the_general_path() -> None:
+    # The host encodes a deliberation's frames as it builds them (no walk of what it built),
+    # checking only the question; a question the fast encoder must not take (a byte string,
+    # which may belong in shared memory) leaves the frames to the general path, as before.
+    for question, vouched in (("best transport?", True), ({"text": "q", "data": b"xy"}, False)):
+        host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+        members = {name: joined(host, name, pipe=at) for at, name in enumerate(["ann", "bob"], 1)}
+        dkey = host.rounds.open_deliberation(question, deliberation_id=5, now=0.0, rounds=2)
+        key, (survey,), fitted = host.rounds.open_deliberation_round(dkey, 0.0)
+        assert isinstance(survey.body, Encoded) is vouched and sent(survey.body) == fitted.prompt.to_wire()
+        for name in members:
+            host.rounds.reply(key, wire(D.POSITION, name, {"stance": "NATS", "round": 1}), 0.1)
+        host.rounds.close_deliberation_round(key, 0.2)
+        result, frames = host.rounds.close_deliberation(dkey, 1.0)
+        assert [isinstance(frame.body, Encoded) for frame in frames] == [vouched, vouched]
+        assert [sent(frame.body) for frame in frames] == [P.decision_body(5, question, result.decision),
+                                                          D.result_body(result)]  # fmt: skip

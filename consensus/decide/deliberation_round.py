@@ -18,7 +18,7 @@ from typing import Any
 
 from consensus.decide.checks import describe
 from consensus.decide.poll import PollRound, Verdict
-from consensus.decide.position import Position
+from consensus.decide.position import Position, normalise_stance
 from consensus.decide.prompt import Prompt
 from consensus.decide.rules import Rules
 from consensus.decide.stances import Key, Round, check_key, display_stances, tally_stances
@@ -71,29 +71,38 @@ class DeliberationRound:
     def answer(self, name: str, raw: Any, *, at: float | None = None) -> Verdict:
         """A member's reply: a :class:`Position`, its wire map, or bare stance text."""
         try:
-            position = Position.coerce(raw)
+            position = Position.from_wire(raw) if type(raw) is dict else Position.coerce(raw)
         except (InvalidPosition, TypeError, ValueError) as exc:
             return self._poll.fail(name, Failure("InvalidPosition", str(exc)), at=at)
         if position.round is not None and position.round != self.number:
             self._poll.rejected += 1  # late (or early): it must not take the member's place
             return Verdict.CLOSED
-        try:
-            stance = check_key(self._key, position.stance)
-        except Exception as exc:  # noqa: BLE001 - a user's key failing on a peer's stance is counted
-            return self._poll.fail(name, Failure("InvalidPosition", f"key= failed on the stance: {exc}"), at=at)
+        if self._key is normalise_stance:  # (check_key's checks hold: a stance is never blank)
+            stance = " ".join(position.stance.split()).casefold()
+        else:
+            try:
+                stance = check_key(self._key, position.stance)
+            except Exception as exc:  # noqa: BLE001 - a user's key failing on a peer's stance is counted
+                return self._poll.fail(name, Failure("InvalidPosition", f"key= failed on the stance: {exc}"),
+                                       at=at)  # fmt: skip
         if self._options is not None and stance not in self._options:
             reason = f"stance {describe(position.stance)} is none of the options {list(self._options.values())!r}"
             return self._poll.fail(name, Failure("InvalidPosition", reason), at=at)
         verdict = self._poll.answer(name, position, at=at)
         if verdict is Verdict.ACCEPTED:
-            credited = []
-            for label in position.persuaded_by:
-                named = self._labels.get(label)
-                if named is None or named == name or named in credited:
-                    self.ignored += 1  # nobody shown to this member under that label
-                else:
-                    credited.append(named)
-            self._positions[name] = position.credited(tuple(credited), self.number)  # names and round: valid
+            if position.persuaded_by:
+                credited: list[str] = []
+                for label in position.persuaded_by:
+                    named = self._labels.get(label)
+                    if named is None or named == name or named in credited:
+                        self.ignored += 1  # nobody shown to this member under that label
+                    else:
+                        credited.append(named)
+                position = position.credited(tuple(credited), self.number)  # names and round: valid
+            elif position.round is None:
+                position = position.credited((), self.number)
+            # (else: nobody to credit and the round already set: the position is stored as it came)
+            self._positions[name] = position
             self._stances[name] = stance
         return verdict
 
@@ -120,8 +129,8 @@ class DeliberationRound:
         return Round(
             number=self.number,
             expected=polled.expected,
-            positions=MappingProxyType(dict(self._positions)),
-            stances=MappingProxyType(dict(self._stances)),
+            positions=MappingProxyType(self._positions),  # the round is finished: they never change
+            stances=MappingProxyType(self._stances),
             display=MappingProxyType(display),
             missing=polled.missing,
             errors=polled.errors,

@@ -91,11 +91,7 @@ class Position:
         constructor's checks: for a round's own bookkeeping (``persuaded_by`` resolved to
         member names, ``round`` set; nothing else changes), where every value is already
         checked. Cheaper than ``dataclasses.replace``, which checks every field again."""
-        made = object.__new__(Position)
-        for field, value in (("stance", self.stance), ("answer", self.answer), ("reason", self.reason),
-                             ("confidence", self.confidence), ("persuaded_by", persuaded_by), ("round", round)):  # fmt: skip
-            object.__setattr__(made, field, value)
-        return made
+        return _made(self.stance, self.answer, self.reason, self.confidence, persuaded_by, round)
 
     def to_wire(self) -> dict[str, Any]:
         """The CBOR-able map for this position (keys left at their default are left out)."""
@@ -113,6 +109,16 @@ class Position:
     @classmethod
     def from_wire(cls, obj: object) -> Position:
         """Validate an untrusted, CBOR-decoded position; raises :class:`InvalidPosition`."""
+        if cls is Position and type(obj) is dict and obj.keys() <= _WIRE_KEYS:
+            made = _read(obj)  # the common reply: every field of its exact type and in range
+            if made is not None:
+                return made
+        return cls._checked(obj)
+
+    @classmethod
+    def _checked(cls, obj: object) -> Position:
+        """:meth:`from_wire` field by field: the reason a map is refused (or a valid map with
+        fields of other types, text subclasses say, read as the constructor reads them)."""
         obj = check_wire_map(obj, "position", _WIRE_KEYS, InvalidPosition)
         if "stance" not in obj:
             raise InvalidPosition(f"position has no 'stance' (keys: {sorted(obj)})")
@@ -150,6 +156,60 @@ class Position:
         if isinstance(value, str):
             return cls(stance=value)
         raise TypeError(f"a deliberation handler must return a Position, a map or text, got {describe(value)}")
+
+
+_ABSENT: Final = object()
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _made(stance: str, answer: str | None, reason: str | None, confidence: float, persuaded_by: tuple[str, ...],
+          round: int | None) -> Position:  # fmt: skip
+    """A position of values already checked, built without the constructor's checks."""
+    made = _new(Position)
+    _set(made, "stance", stance)
+    _set(made, "answer", answer)
+    _set(made, "reason", reason)
+    _set(made, "confidence", confidence)
+    _set(made, "persuaded_by", persuaded_by)
+    _set(made, "round", round)
+    return made
+
+
+def _read(obj: dict[str, Any]) -> Position | None:
+    """The position of a wire map with known keys whose every field is of its exact wire type
+    and within its limits, checked in one pass (no second construction, no helper calls);
+    None for any other map, which :meth:`Position._checked` then refuses with its reason (or
+    reads, if its fields are of other types the constructor takes). It accepts exactly the
+    maps those checks accept with such fields, and builds the same position: a reply costs
+    about a third of the checks done step by step (``docs/deliberation.md`` section 9)."""
+    get = obj.get
+    stance, answer, reason = get("stance"), get("answer"), get("reason")
+    if type(stance) is not str or len(stance) > MAX_STANCE_LENGTH or not stance.strip():
+        return None
+    if answer is not None and (type(answer) is not str or len(answer) > MAX_ANSWER_LENGTH):
+        return None
+    if reason is not None and (type(reason) is not str or len(reason) > MAX_REASON_LENGTH):
+        return None
+    confidence = get("confidence", 1.0)
+    if type(confidence) is int and 0 <= confidence <= 1:
+        confidence = float(confidence)
+    elif type(confidence) is not float or not 0.0 <= confidence <= 1.0:  # NaN fails the range too
+        return None
+    round_ = get("round")
+    if round_ is not None and (type(round_) is not int or not 1 <= round_ < MAX_ROUND):
+        return None
+    persuaded_by = get("persuaded_by", _ABSENT)
+    if persuaded_by is _ABSENT:
+        return _made(stance, answer, reason, confidence, (), round_)
+    if type(persuaded_by) is not list or len(persuaded_by) > MAX_PERSUADERS:
+        return None
+    for name in persuaded_by:
+        if type(name) is not str or not 1 <= len(name) <= MAX_NAME_LENGTH:
+            return None
+    if len(set(persuaded_by)) != len(persuaded_by):
+        return None
+    return _made(stance, answer, reason, confidence, tuple(persuaded_by), round_)
 
 
 def _check_persuaders(names: object) -> tuple[str, ...]:

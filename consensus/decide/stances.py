@@ -109,6 +109,12 @@ def display_stances(positions: Mapping[str, Position], stances: Mapping[str, str
     """Each stance key as shown: the option's text, else the most used spelling, in key order."""
     if options is not None:
         return {normal: options[normal] for normal in sorted(set(stances.values()))}
+    first: dict[str, str] = {}  # key -> its first spelling: the one shown when it is the only one
+    for member, position in positions.items():
+        if first.setdefault(stances[member], position.stance) != position.stance:
+            break
+    else:
+        return {normal: first[normal] for normal in sorted(first)}
     spellings: dict[str, Counter[str]] = {}
     for member, position in positions.items():
         spellings.setdefault(stances[member], Counter())[position.stance] += 1
@@ -133,4 +139,8 @@ def tally_stances(
         (member, Ballot(display[stances[member]], position.confidence, position.reason))
         for member, position in positions.items()
     ]
-    return tally(ballots, options=listed, rule=rule, electorate=electorate)
+    # Whole weights as int: the tally reads 1.0 as the int 1 all the same, through a Fraction
+    # per member per round (the same decision, without building them).
+    weights = {member: int(weight) if type(weight) is float and weight.is_integer() else weight
+               for member, weight in electorate.items()}  # fmt: skip
+    return tally(ballots, options=listed, rule=rule, electorate=weights)

@@ -28,7 +28,7 @@ from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import Send, Target
 from consensus.room.roster import Roster
-from patterns import MAX_SENDER_LENGTH, Envelope, MalformedMessage, encode_body
+from patterns import MAX_SENDER_LENGTH, Encoded, Envelope, MalformedMessage, encode_body, encode_vouched
 
 __all__ = ["ENVELOPE_ROOM", "ReplyOutcome", "Rounds", "Taken"]
 
@@ -100,8 +100,8 @@ def _apply_vote(vote: VoteRound, envelope: Envelope, at: float) -> Verdict:
 
 
 def _apply_deliberation(counting: DeliberationRound, envelope: Envelope, at: float) -> Verdict:
-    if envelope.kind == D.POSITION:
-        return counting.answer(envelope.sender, D.parse_position(envelope), at=at)
+    if envelope.kind == D.POSITION:  # (D.parse_position, inline: the round checks the body)
+        return counting.answer(envelope.sender, envelope.body, at=at)
     kind, value = P.parse_reply(envelope)
     if kind == P.ERROR:
         return counting.fail(envelope.sender, value, at=at)
@@ -118,6 +118,15 @@ class _Round:
     deliberation: int = 0  # a deliberation round: the key of its deliberation
     closed: bool = False  # its caller has the result
     reading: bool = True  # replies may still come (the driver reads them, to count late ones)
+
+
+def _vouched(body: dict[str, Any], question: Any, above: int) -> dict[str, Any] | Encoded:
+    """A deliberation frame's body, encoded once without the walk that checks a body: the
+    pure deliberation built it of values it checked (positions, names, stance keys, options
+    and failures are text; confidences, weights and times numbers; rule names text, or
+    ``chain_name`` would have failed), except for the question (``above``: the containers
+    over it), checked as any body is. The body itself when the question is of another kind."""
+    return encode_vouched(body, ((question, above),)) or body
 
 
 class Rounds:
@@ -157,7 +166,7 @@ class Rounds:
                     active.round.left(name)
 
     # ------------------------------------------------------------------ polls and votes
-    def _open(self, active: _Round, kind: str, body: dict[str, Any]) -> tuple[int, list[Send]]:
+    def _open(self, active: _Round, kind: str, body: dict[str, Any] | Encoded) -> tuple[int, list[Send]]:
         self._next_key += 1
         self._rounds[self._next_key] = active
         if active.round.complete:
@@ -275,17 +284,21 @@ class Rounds:
         are counted in ``prompts_cut``."""
         deliberator, _ = self._deliberations[key]
         fitted = Fitted(deliberator.open_round())
-        if max_size is not None:
+        body = _vouched(fitted.prompt.to_wire(), fitted.prompt.question, 1)
+        # Encoded already, the prompt's size is known: only one that may be too large is measured and cut.
+        if max_size is not None and (type(body) is not Encoded or len(body.data) > max_size - ENVELOPE_ROOM):
             question = len(encode_body(fitted.prompt.question))  # the same in every cut
             fitted = fit_prompt(fitted.prompt, max_size - ENVELOPE_ROOM, lambda p: len(encode_body(p.to_wire())),
                                 lambda p: size_bound(p, question))  # fmt: skip
             self._counts["prompts_cut"] += fitted.cut
+            if fitted.cut:
+                body = _vouched(fitted.prompt.to_wire(), fitted.prompt.question, 1)
         current = deliberator.current
         assert current is not None
         self._counts["deliberation_rounds"] += 1
         active = _Round(current, _apply_deliberation, now, fitted.prompt.question, deliberator.deliberation,
                         deliberation=key)  # fmt: skip
-        round_key, frames = self._open(active, D.DELIBERATE, fitted.prompt.to_wire())
+        round_key, frames = self._open(active, D.DELIBERATE, body)
         return round_key, frames, fitted
 
     def close_deliberation_round(self, key: int, now: float) -> Round:
@@ -306,11 +319,15 @@ class Rounds:
         if not deliberator.done:
             deliberator.stop()
         result = deliberator.result(elapsed=now - start)
-        told = [Send(D.RESULT, D.result_body(result), Target.CONTROL, inline=self._inline)]
+        body = D.result_body(result)
+        told = [Send(D.RESULT, _vouched(body, result.question, 2), Target.CONTROL, inline=self._inline)]
         if result.decision is None:
             return result, told
-        body = P.decision_body(result.deliberation, result.question, result.decision)
-        return result, [Send(P.DECISION, body, Target.CONTROL, inline=self._inline), *told]
+        # P.decision_body's map, with the decision's wire form built once for both frames.
+        decided = {"vote": result.deliberation, "motion": result.question,
+                   "decision": body["deliberation"]["rounds"][-1]["decision"]}  # fmt: skip
+        decided_frame = Send(P.DECISION, _vouched(decided, result.question, 1), Target.CONTROL, inline=self._inline)
+        return result, [decided_frame, *told]
 
     def close_poll(self, key: int, now: float, *, poll_id: int = 0) -> PollResult:
         """End the poll ``key`` (later replies are late) and return its result."""
