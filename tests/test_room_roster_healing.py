@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from consensus.room import protocol as P
 from consensus.room.events import Output, Send
-from consensus.room.host_protocol import ROSTER_GRACE_BEATS, HostProtocol
+from consensus.room.host_protocol import FULL_WELCOME, ROSTER_GRACE_BEATS, HostProtocol
 from consensus.room.member_protocol import MemberProtocol, MemberState
 from patterns import MalformedMessage
 
@@ -22,7 +22,7 @@ class Room:
     """A host and its members over a control bus that may lose host frames to chosen members."""
 
     def __init__(self) -> None:
-        self.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+        self.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT, first_version=0)
         self.members: dict[str, MemberProtocol] = {}
         self.pipes: dict[str, int] = {}
         self.now = 0.0
@@ -161,3 +161,38 @@ def test_the_versions_on_the_wire() -> None:
         with pytest.raises(MalformedMessage, match="version"):
             P.parse_roster(wire(P.ROSTER, "host", {"members": {}, "version": bad}))
     assert P.parse_roster(wire(P.ROSTER, "host", {"members": {}})).version is None  # absent: not held
+
+
+def test_a_member_holding_the_old_hosts_version_catches_up_after_a_restart() -> None:
+    """A member that lost every frame of its rejoin to a restarted host holds the old host's
+    version: were the new host's counted from 0 again, it would equal it (ann's 2 of {ann, bob},
+    the new host's 2 of {ann, cy}) and ann would never ask. A host's versions start at random."""
+    room = Room()
+    room.join("ann")
+    room.join("bob")
+    room.beat()
+    assert room.members["ann"].roster_version == 2
+    room.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)  # restarted; bob is gone
+    room.members.pop("bob")
+    room.deaf = {"ann"}
+    room.beat()  # ann's heartbeat joins it again; it loses the welcome and the roster
+    room.join("cy")  # lost to ann too (counting from 0, the new host's version would now be 2)
+    room.deaf = set()
+    assert room.members["ann"].members.keys() == {"ann", "bob"}
+    for _ in range(ROSTER_GRACE_BEATS + 2):
+        room.beat()
+    assert room.in_step(), room.members["ann"].members
+
+
+def test_a_repeated_join_in_a_large_room_leaves_no_member_alone() -> None:
+    """In a large room a welcome names the joiner only; a join repeated after the roster came
+    (it crossed the first welcome) is welcomed again: the member must then ask for the roster."""
+    room = Room()
+    for i in range(FULL_WELCOME + 1):
+        room.join(f"m{i:02d}")
+    room.join("zz")
+    assert room.in_step() and len(room.members["zz"].members) == FULL_WELCOME + 2
+    room.to_host("zz", room.members["zz"].join_frame())  # the driver's resend, answered late
+    for _ in range(ROSTER_GRACE_BEATS + 2):
+        room.beat()
+    assert room.in_step(), room.members["zz"].members
