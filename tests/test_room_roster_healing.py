@@ -196,3 +196,33 @@ def test_a_repeated_join_in_a_large_room_leaves_no_member_alone() -> None:
     for _ in range(ROSTER_GRACE_BEATS + 2):
         room.beat()
     assert room.in_step(), room.members["zz"].members
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["join", "leave", "beat", "beat", "restart", "rejoin"]),
+                          st.sampled_from(NAMES), st.sets(st.sampled_from(NAMES))), max_size=25))  # fmt: skip
+def test_every_member_catches_up_across_host_restarts_and_repeated_joins(
+    steps: list[tuple[str, str, set[str]]],
+) -> None:
+    """As above, with the host restarting (its versions from another start, every member
+    joining again by its next heartbeat) and joins repeated by members already welcomed."""
+    room = Room()
+    for action, name, deaf in steps:
+        room.deaf = deaf
+        if action == "join" and name not in room.members:
+            room.join(name)
+        elif action == "leave" and name in room.members:
+            room.leave(name)
+        elif action == "restart":
+            room.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+        elif action == "rejoin" and name in room.members:
+            room.to_host(name, room.members[name].join_frame())
+        else:
+            room.beat()
+    room.deaf = set()
+    for name, member in room.members.items():
+        if member.state is MemberState.JOINING:
+            room.to_host(name, member.join_frame())
+    for _ in range(ROSTER_GRACE_BEATS + 2):
+        room.beat()
+    assert room.in_step(), (room.host.roster.meshes(), {n: m.members for n, m in room.members.items()})
