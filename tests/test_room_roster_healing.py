@@ -226,3 +226,23 @@ def test_every_member_catches_up_across_host_restarts_and_repeated_joins(
     for _ in range(ROSTER_GRACE_BEATS + 2):
         room.beat()
     assert room.in_step(), (room.host.roster.meshes(), {n: m.members for n, m in room.members.items()})
+
+
+def test_a_repeated_join_that_changes_the_roster_sends_it() -> None:
+    """A join repeated under the same token may change what the roster says of its member (a
+    mesh address, no references): the version goes up and the roster goes out, even if the
+    joiner loses its welcome (it would not ask then, and the other members would never hear)."""
+    room = Room()
+    room.join("ann")
+    room.join("bob")
+    bob = room.members["bob"]
+    version, sent = room.host.roster.version, room.rosters
+    room.deaf = {"bob"}
+    body = P.hello_body("bob", bob.token, "ipc:///tmp/room-test.m-bob2", refs=False, roster=bob.roster_version)
+    room.host_out(room.host.receive_control(wire(P.JOIN, "bob", body), room.pipes["bob"], room.now))
+    room.deaf = set()
+    assert room.host.roster.version == version + 1 and room.rosters == sent + 1
+    room.host_out(room.host.receive_control(wire(P.JOIN, "bob", body), room.pipes["bob"], room.now))  # again
+    assert room.host.roster.version == version + 1 and room.rosters == sent + 1
+    ann = room.members["ann"]
+    assert ann.members["bob"] == "ipc:///tmp/room-test.m-bob2" and ann.room_refs is False

@@ -227,7 +227,7 @@ class HostProtocol:
             return refused
         if envelope.kind == P.HEARTBEAT and self.roster.heartbeat_from(hello.name, hello.token, now):
             return self._held(hello, now)
-        why = self._not_dialable(hello.mesh)
+        why, version = self._not_dialable(hello.mesh), self.roster.version
         if why is not None:
             verdict = JoinVerdict(JoinOutcome.REFUSED, f"the mesh address {hello.mesh[:80]!r} {why}")
         else:
@@ -260,6 +260,9 @@ class HostProtocol:
         out.append(Send(P.WELCOME, body, Target.CONTROL, inline=self.inline))
         if verdict.outcome is not JoinOutcome.REFRESHED:
             out += [MembersChanged(self.members), self.roster_frame()]
+        elif self.roster.version != version:  # a repeated join that changed its mesh, refs or observer
+            self._changed_at = now
+            out.append(self.roster_frame())
         return out
 
     def _versioned(self, hello: P.Hello) -> bool:
