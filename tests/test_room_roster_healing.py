@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from consensus.room import protocol as P
 from consensus.room.events import Output, Send
-from consensus.room.host_protocol import ROSTER_GRACE_BEATS, HostProtocol
+from consensus.room.host_protocol import FULL_WELCOME, ROSTER_GRACE_BEATS, HostProtocol
 from consensus.room.member_protocol import MemberProtocol, MemberState
 from patterns import MalformedMessage
 
@@ -22,7 +22,7 @@ class Room:
     """A host and its members over a control bus that may lose host frames to chosen members."""
 
     def __init__(self) -> None:
-        self.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+        self.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT, first_version=0)
         self.members: dict[str, MemberProtocol] = {}
         self.pipes: dict[str, int] = {}
         self.now = 0.0
@@ -161,3 +161,88 @@ def test_the_versions_on_the_wire() -> None:
         with pytest.raises(MalformedMessage, match="version"):
             P.parse_roster(wire(P.ROSTER, "host", {"members": {}, "version": bad}))
     assert P.parse_roster(wire(P.ROSTER, "host", {"members": {}})).version is None  # absent: not held
+
+
+def test_a_member_holding_the_old_hosts_version_catches_up_after_a_restart() -> None:
+    """A member that lost every frame of its rejoin to a restarted host holds the old host's
+    version: were the new host's counted from 0 again, it would equal it (ann's 2 of {ann, bob},
+    the new host's 2 of {ann, cy}) and ann would never ask. A host's versions start at random."""
+    room = Room()
+    room.join("ann")
+    room.join("bob")
+    room.beat()
+    assert room.members["ann"].roster_version == 2
+    room.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)  # restarted; bob is gone
+    room.members.pop("bob")
+    room.deaf = {"ann"}
+    room.beat()  # ann's heartbeat joins it again; it loses the welcome and the roster
+    room.join("cy")  # lost to ann too (counting from 0, the new host's version would now be 2)
+    room.deaf = set()
+    assert room.members["ann"].members.keys() == {"ann", "bob"}
+    for _ in range(ROSTER_GRACE_BEATS + 2):
+        room.beat()
+    assert room.in_step(), room.members["ann"].members
+
+
+def test_a_repeated_join_in_a_large_room_leaves_no_member_alone() -> None:
+    """In a large room a welcome names the joiner only; a join repeated after the roster came
+    (it crossed the first welcome) is welcomed again: the member must then ask for the roster."""
+    room = Room()
+    for i in range(FULL_WELCOME + 1):
+        room.join(f"m{i:02d}")
+    room.join("zz")
+    assert room.in_step() and len(room.members["zz"].members) == FULL_WELCOME + 2
+    room.to_host("zz", room.members["zz"].join_frame())  # the driver's resend, answered late
+    for _ in range(ROSTER_GRACE_BEATS + 2):
+        room.beat()
+    assert room.in_step(), room.members["zz"].members
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["join", "leave", "beat", "beat", "restart", "rejoin"]),
+                          st.sampled_from(NAMES), st.sets(st.sampled_from(NAMES))), max_size=25))  # fmt: skip
+def test_every_member_catches_up_across_host_restarts_and_repeated_joins(
+    steps: list[tuple[str, str, set[str]]],
+) -> None:
+    """As above, with the host restarting (its versions from another start, every member
+    joining again by its next heartbeat) and joins repeated by members already welcomed."""
+    room = Room()
+    for action, name, deaf in steps:
+        room.deaf = deaf
+        if action == "join" and name not in room.members:
+            room.join(name)
+        elif action == "leave" and name in room.members:
+            room.leave(name)
+        elif action == "restart":
+            room.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+        elif action == "rejoin" and name in room.members:
+            room.to_host(name, room.members[name].join_frame())
+        else:
+            room.beat()
+    room.deaf = set()
+    for name, member in room.members.items():
+        if member.state is MemberState.JOINING:
+            room.to_host(name, member.join_frame())
+    for _ in range(ROSTER_GRACE_BEATS + 2):
+        room.beat()
+    assert room.in_step(), (room.host.roster.meshes(), {n: m.members for n, m in room.members.items()})
+
+
+def test_a_repeated_join_that_changes_the_roster_sends_it() -> None:
+    """A join repeated under the same token may change what the roster says of its member (a
+    mesh address, no references): the version goes up and the roster goes out, even if the
+    joiner loses its welcome (it would not ask then, and the other members would never hear)."""
+    room = Room()
+    room.join("ann")
+    room.join("bob")
+    bob = room.members["bob"]
+    version, sent = room.host.roster.version, room.rosters
+    room.deaf = {"bob"}
+    body = P.hello_body("bob", bob.token, "ipc:///tmp/room-test.m-bob2", refs=False, roster=bob.roster_version)
+    room.host_out(room.host.receive_control(wire(P.JOIN, "bob", body), room.pipes["bob"], room.now))
+    room.deaf = set()
+    assert room.host.roster.version == version + 1 and room.rosters == sent + 1
+    room.host_out(room.host.receive_control(wire(P.JOIN, "bob", body), room.pipes["bob"], room.now))  # again
+    assert room.host.roster.version == version + 1 and room.rosters == sent + 1
+    ann = room.members["ann"]
+    assert ann.members["bob"] == "ipc:///tmp/room-test.m-bob2" and ann.room_refs is False

@@ -12,6 +12,7 @@ only moves frames and wakes waiters.
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Final
 
 from consensus.decide.decision import Decision
@@ -66,7 +67,8 @@ class HostProtocol:
 
     def __init__(self, *, name: str, endpoints: Endpoints, heartbeat: float, missed_heartbeats: int = 3,
                  max_members: int = DEFAULT_MAX_MEMBERS, member_calls: bool = True,
-                 keys: HostKeys | None = None, relay_above: int | None = RELAY_ABOVE) -> None:  # fmt: skip
+                 keys: HostKeys | None = None, relay_above: int | None = RELAY_ABOVE,
+                 first_version: int | None = None) -> None:  # fmt: skip
         if relay_above is not None and not (type(relay_above) is int and relay_above >= 0):
             raise ValueError(f"relay_above must be a count of members (an int >= 0) or None, got {relay_above!r}")
         self.relay_above = relay_above  # past this many members, broadcasts go through the host
@@ -79,6 +81,9 @@ class HostProtocol:
         self.roster = Roster(
             heartbeat=heartbeat, missed_heartbeats=missed_heartbeats, max_members=max_members
         )
+        # The roster's versions count from ``first_version``, by default a random one: a restarted
+        # host's versions must not meet the one a member kept from the host before it (3.5).
+        self.roster.version = secrets.randbits(32) if first_version is None else first_version
         self._own = {"survey": endpoints.survey, "control": endpoints.control, "mesh": endpoints.mesh,
                      "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
@@ -222,7 +227,7 @@ class HostProtocol:
             return refused
         if envelope.kind == P.HEARTBEAT and self.roster.heartbeat_from(hello.name, hello.token, now):
             return self._held(hello, now)
-        why = self._not_dialable(hello.mesh)
+        why, version = self._not_dialable(hello.mesh), self.roster.version
         if why is not None:
             verdict = JoinVerdict(JoinOutcome.REFUSED, f"the mesh address {hello.mesh[:80]!r} {why}")
         else:
@@ -255,6 +260,9 @@ class HostProtocol:
         out.append(Send(P.WELCOME, body, Target.CONTROL, inline=self.inline))
         if verdict.outcome is not JoinOutcome.REFRESHED:
             out += [MembersChanged(self.members), self.roster_frame()]
+        elif self.roster.version != version:  # a repeated join that changed its mesh, refs or observer
+            self._changed_at = now
+            out.append(self.roster_frame())
         return out
 
     def _versioned(self, hello: P.Hello) -> bool:

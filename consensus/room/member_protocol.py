@@ -290,6 +290,9 @@ class MemberProtocol:
         self.room_refs = welcome.refs
         self._set_inline()
         self.observers = welcome.observers
+        # A (re)join: no roster of this host's adopted since (the welcome may name the joiner
+        # only); a heartbeat naming 0 asks for the roster if the one that follows is lost.
+        self.roster_version = 0
         first = self.state is MemberState.JOINING
         self.state = MemberState.JOINED
         self.host_connected = self.host_connected or first  # the first welcome is not news

@@ -179,6 +179,8 @@ class Roster:
                 self._members[name] = MemberRecord(
                     name, token, mesh, pipe, old.joined_at, now, refs, observer
                 )
+                if (mesh, refs, observer) != (old.mesh, old.refs, old.observer):
+                    self.version += 1  # what the roster says changed: members must hear it
                 return JoinVerdict(JoinOutcome.REFRESHED)
             if now - old.last_seen <= 2 * self.heartbeat:
                 return JoinVerdict(
