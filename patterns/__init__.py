@@ -28,7 +28,7 @@ epoch) because the codec reads no clock.
 from patterns._bus import Bus
 from patterns._guard import Guard, Opened
 from patterns._nng import TLSConfig, TLSMode
-from patterns._pair import Pair
+from patterns._pair import Fields, Pair
 from patterns._peers import Peer, PeerSet
 from patterns._pipeline import Pull, Push
 from patterns._respondent import IncomingSurvey, Respondent
@@ -90,6 +90,7 @@ __all__ = [
     "ConsensusError",
     "EncodeError",
     "Envelope",
+    "Fields",
     "Guard",
     "IncomingSurvey",
     "MalformedMessage",

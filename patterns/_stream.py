@@ -243,6 +243,18 @@ class SendingSocket(FdSocket):
             return
         await self._send_encoded(self._encode(envelope))
 
+    def send_fields_nowait(self, kind: str, ident: int, body: Any, re: int | None, deadline: float | None) -> bool:
+        """Send the envelope of these fields from this socket's name (its ``sender``) now,
+        as :meth:`send_envelope_nowait` would, when it is a common frame (:func:`common_frame`:
+        no guard, a small plain body), without building the :class:`Envelope`. False when
+        it is not one, or NNG would wait: the caller sends the envelope the general way,
+        which says what is wrong with it. Raises :class:`MessageTooLarge` and :class:`Closed`."""
+        if self.guard is not None:
+            return False
+        data = common_frame(kind, self.name, ident, body, re, deadline, limit=self._placed_limit,
+                            max_size=self.max_message_size)  # fmt: skip
+        return data is not None and self._try_send(data, "send_nowait")
+
     def send_envelope_nowait(self, envelope: Envelope, *, inline: bool = False) -> None:
         """Send a complete envelope now (as :meth:`send_envelope` would), or raise
         :class:`WouldBlock` when NNG's send queue is full or no peer is ready."""

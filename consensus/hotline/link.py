@@ -45,6 +45,12 @@ class Link:
             return False
         return True
 
+    def send_fields_now(self, kind: str, ident: int, body: object, re: int | None, deadline: float | None) -> bool:
+        """:meth:`send_now` for the fields of an envelope from this line, when they make a
+        common frame (:meth:`~patterns.Pair.send_fields_nowait`); False when they do not, or
+        the frame cannot go at once: the caller sends the envelope (:meth:`send_now`, :meth:`send`)."""
+        return not self._senders and self.pair.send_fields_nowait(kind, ident, body, re, deadline)
+
     async def send(self, envelope: Envelope, *, checkpoint: bool = False) -> None:
         """Send a frame, waiting in FIFO order for room when it cannot go out at once.
         With ``checkpoint``, it is a trio checkpoint even when it does not wait."""
