@@ -254,8 +254,7 @@ class Hotline:
         self._waiters[ask_id] = slot
         closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
-            # The ask's fields go out as they are when they make a common frame (no envelope built).
-            body, wall_deadline = ask_body(value, False), time.time() + timeout
+            body, wall_deadline = ask_body(value, False), time.time() + timeout  # (sent as fields: no envelope)
             if not (protocol.connected and self._link.send_fields_now(ASK, ask_id, body, None, wall_deadline)):
                 envelope = frame(ASK, self.name, ask_id, body, None, wall_deadline)
                 await self._send_ask_later(envelope, timeout, deadline, stream=False)
