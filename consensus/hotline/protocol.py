@@ -95,9 +95,7 @@ class LineProtocol:
     # ------------------------------------------------------------------ this side speaks
     def ask(self, value: object, *, stream: bool, deadline: float, wall_deadline: float) -> Envelope:
         """Open an ask ending at ``deadline`` (the driver's clock) and return its frame."""
-        self._ids = ask_id = (self._ids + 1) & ID_MASK
-        self.asks.open(ask_id, deadline=deadline, stream=stream)
-        return f.ask_frame(self.name, ask_id, value, stream, wall_deadline)
+        return f.ask_frame(self.name, self.open_ask(stream, deadline), value, stream, wall_deadline)
 
     def open_ask(self, stream: bool, deadline: float) -> int:
         """:meth:`ask` without its frame: the driver sends the ask's fields (its id, the
