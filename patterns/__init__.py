@@ -32,6 +32,7 @@ from patterns._pair import Fields, Pair
 from patterns._peers import Peer, PeerSet
 from patterns._pipeline import Pull, Push
 from patterns._respondent import IncomingSurvey, Respondent
+from patterns._shape import HOLE, Shape
 from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
@@ -76,6 +77,7 @@ from patterns.shm import sweep as sweep_shared_memory
 __all__ = [
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "HOLE",
     "MAX_DEPTH",
     "MAX_KIND_LENGTH",
     "MAX_SENDER_LENGTH",
@@ -104,6 +106,7 @@ __all__ = [
     "Push",
     "Respondent",
     "SegmentGone",
+    "Shape",
     "SharedBuffer",
     "SharedMemory",
     "SharedMemoryError",

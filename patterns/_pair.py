@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 import trio
 
 from patterns._fd import YIELD_EVERY
+from patterns._shape import Shape
 from patterns._stream import ReceivingSocket, SendingSocket
 from patterns._wire import read_common
 
@@ -26,6 +27,12 @@ class Pair(SendingSocket, ReceivingSocket):
     """
 
     _protocol = "Pair1"
+    _expected: tuple[Shape, ...] = ()
+
+    def expect(self, *shapes: Shape) -> None:
+        """Read frames of these shapes (the peer's most frequent ones) from their templates
+        (:meth:`Shape.read`), before the common reader; replaces the ones expected before."""
+        self._expected = shapes
 
     def _fields(self, data: bytes | memoryview) -> Fields:
         """The fields of a received frame: a small common frame's read by
@@ -34,6 +41,11 @@ class Pair(SendingSocket, ReceivingSocket):
         attached), which raises and counts what is wrong with it. Its ``shm`` (resolved
         into the body), ``size`` and ``session`` are not among them."""
         if self.guard is None:
+            if type(data) is bytes and not self._measure and len(data) <= self.max_message_size:
+                for shape in self._expected:  # (a line expects one or two)
+                    got = shape.read(data)
+                    if got is not None:
+                        return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
             fields = read_common(data, max_size=self.max_message_size, max_items=self.max_items,
                                  measure=self._measure)  # fmt: skip
             if fields is not None:

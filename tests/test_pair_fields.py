@@ -15,8 +15,8 @@ from _frames import frame_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patterns import Envelope, Fields, MalformedMessage, MessageTooLarge, Pair
-from patterns._wire import MAX_KIND_LENGTH, encode
+from patterns import HOLE, Envelope, Fields, MalformedMessage, MessageTooLarge, Pair
+from patterns._wire import MAX_KIND_LENGTH, common_frame, encode
 
 PROPERTY = settings(max_examples=300)
 
@@ -31,16 +31,28 @@ envelopes = st.builds(
     kind=st.sampled_from(["ask", "reply", "msg", "error"]) | st.text(min_size=1, max_size=MAX_KIND_LENGTH),
     sender=st.sampled_from(["asker", "echo", ""]) | st.text(max_size=40),
     id=st.integers(0, 2**64 - 1),
-    body=plain | st.builds(lambda value, stream: {"v": value, "stream": stream}, plain, st.booleans()),
+    body=plain | st.builds(lambda value, stream: {"v": value, "stream": stream}, plain | st.text(max_size=300),
+                           st.booleans()),
     re=st.none() | st.integers(0, 2**64 - 1),
     deadline=st.none() | st.floats(allow_nan=False, allow_infinity=False),
 )
 
 
-@pytest.fixture(scope="module")
-def pair() -> Pair:
-    """One socket for every example, never opened: its decoding and its counters (no NNG)."""
-    return Pair(name="asker", max_message_size=4096)
+def _expecting() -> Pair:
+    sock = Pair(name="asker", max_message_size=4096)
+    sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender=sender)
+                  for sender in ("echo", "") for kind, re, deadline, body in SHAPES))  # fmt: skip
+    return sock
+
+
+SHAPES = [("ask", False, True, {"v": HOLE, "stream": False}), ("reply", True, False, HOLE)]
+
+
+@pytest.fixture(scope="module", params=["common", "shapes"])
+def pair(request: pytest.FixtureRequest) -> Pair:
+    """One socket for every example, never opened: its decoding and its counters (no NNG);
+    ``shapes``: expecting a hotline's asks and replies from "echo" and "" (``Pair.expect``)."""
+    return Pair(name="asker", max_message_size=4096) if request.param == "common" else _expecting()
 
 
 def general(pair: Pair, data: bytes) -> Fields | MalformedMessage:
@@ -148,3 +160,74 @@ async def test_a_pair_sends_and_receives_fields(address: Callable[[str], str]) -
             with pytest.raises(MalformedMessage):
                 await a.receive_fields()
             assert a.statistics().malformed == 1
+
+
+shapes = st.sampled_from([
+    ("ask", False, True, {"v": HOLE, "stream": False}),
+    ("reply", True, False, HOLE),
+    ("chunk", True, True, {"a": 1, "v": HOLE, "b": "x"}),
+    ("msg", False, False, HOLE),
+])  # fmt: skip
+values = st.binary(max_size=300) | st.text(max_size=300) | plain
+ids = st.integers(0, 2**64 - 1) | st.integers(2**32, 2**64 - 1)
+
+
+@PROPERTY
+@given(shapes, ids, st.none() | ids, st.none() | st.floats(allow_nan=False) | st.integers(0, 9), values,
+       st.sampled_from([4096, 100, 2**16]))  # fmt: skip
+def test_a_shape_writes_what_the_common_writer_writes(
+    pair: Pair, shape: tuple[str, bool, bool, Any], ident: int, re: int | None, deadline: Any, value: Any, limit: int
+) -> None:
+    """``Shape.write`` gives exactly ``common_frame``'s bytes for the same fields, or None
+    (the general path's); never bytes of its own."""
+    kind, has_re, has_deadline, body = shape
+    made = pair.shape(kind, re=has_re, deadline=has_deadline, body=body)
+    got = made.write(ident, re, deadline, value, limit)
+    if got is None:
+        return
+    full = value if body is HOLE else {key: (value if item is HOLE else item) for key, item in body.items()}
+    assert got == common_frame(kind, pair.name, ident, full, re, deadline, limit=limit, max_size=2**20)
+    assert (re is not None) == has_re and (deadline is not None) == has_deadline
+
+
+def test_a_shape_takes_the_common_asks_and_replies() -> None:
+    shape = Pair(name="asker").shape("ask", re=False, deadline=True, body={"v": HOLE, "stream": False})
+    for value in (b"x" * 64, "text", b"", "é" * 100):
+        assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is not None
+    for value in (b"x" * 256, 7, {"a": 1}, "\ud800", None):
+        assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is None
+    assert shape.write(5, None, 1.5e9, b"x", 4096) is None  # a short id: the general writer
+    with pytest.raises(ValueError, match="HOLE"):
+        Pair(name="a").shape("ask", re=False, deadline=True, body={"v": 1})
+
+
+shaped = st.builds(
+    lambda kind, sender, ident, other, value, stream: (
+        Envelope("ask", sender, ident, {"v": value, "stream": stream}, None, other)
+        if kind == "ask" else Envelope("reply", sender, ident, value, int(other) % 2**64)
+    ),
+    st.sampled_from(["ask", "reply"]), st.sampled_from(["echo", "", "other"]), st.integers(2**32 - 2, 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300),
+    st.just(False) | st.booleans(),
+)  # fmt: skip
+
+
+@PROPERTY
+@given(shaped, st.data())
+def test_a_frame_of_an_expected_shape_reads_as_the_envelope_path_reads_it(
+    pair: Pair, envelope: Envelope, data: st.DataObject
+) -> None:
+    """The frames ``Pair.expect`` reads from their templates, whole or damaged: the same
+    fields as the general decoder, or its refusal (then counted alike)."""
+    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
+    how = data.draw(st.sampled_from(["whole", "whole", "flip", "cut", "extend", "insert"]))
+    at = data.draw(st.integers(0, len(frame) - 1))
+    if how == "flip":
+        frame[at] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame[at:]
+    elif how == "extend":
+        frame += data.draw(st.binary(min_size=1, max_size=4))
+    elif how == "insert":
+        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    agree(pair, bytes(frame))

@@ -254,9 +254,9 @@ class Hotline:
         self._waiters[ask_id] = slot
         closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
-            body, wall_deadline = ask_body(value, False), time.time() + timeout  # (sent as fields: no envelope)
-            if not (protocol.connected and self._link.send_fields_now(ASK, ask_id, body, None, wall_deadline)):
-                envelope = frame(ASK, self.name, ask_id, body, None, wall_deadline)
+            wall_deadline = time.time() + timeout
+            if not (protocol.connected and self._link.send_ask_now(ask_id, value, wall_deadline)):
+                envelope = frame(ASK, self.name, ask_id, ask_body(value, False), None, wall_deadline)
                 await self._send_ask_later(envelope, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)

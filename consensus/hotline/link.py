@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import trio
 
-from patterns import Envelope, Guard, Pair, TLSConfig, WouldBlock
+from consensus.hotline.frames import ASK, REPLY, ask_body
+from patterns import HOLE, Envelope, Guard, Pair, Shape, TLSConfig, WouldBlock
 
 __all__ = ["Link"]
 
@@ -28,6 +29,20 @@ class Link:
         # Tasks holding or queued on ``sending``: read per frame instead of ``sending.locked()``
         # (a Python call per frame sent, the floor has none).
         self._senders = 0
+        # The line's most frequent frames, written from their fixed bytes (patterns' Shape):
+        # a plain ask of this side, and a reply.
+        self.ask_shape = self.pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False))
+        self.reply_shape = self.pair.shape(REPLY, re=True, deadline=False)
+
+    def expect_peer(self, name: str) -> None:
+        """The peer's name is ``name`` (its hello said so): read its plain asks and its
+        replies from their shapes."""
+        pair = self.pair
+        try:
+            pair.expect(pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False), sender=name),
+                        pair.shape(REPLY, re=True, deadline=False, sender=name))  # fmt: skip
+        except ValueError:  # a name with no common form: the common reader, which says why
+            pair.expect()
 
     @property
     def bound_address(self) -> str:
@@ -50,6 +65,24 @@ class Link:
         common frame (:meth:`~patterns.Pair.send_fields_nowait`); False when they do not, or
         the frame cannot go at once: the caller sends the envelope (:meth:`send_now`, :meth:`send`)."""
         return not self._senders and self.pair.send_fields_nowait(kind, ident, body, re, deadline)
+
+    def send_ask_now(self, ask_id: int, value: object, deadline: float) -> bool:
+        """:meth:`send_now` for a plain ask of this line (``deadline``: wall-clock time),
+        written from its shape, or else from its fields as a common frame (no envelope
+        built); False when neither can go at once: the caller sends the envelope."""
+        if self._senders:
+            return False
+        pair = self.pair
+        return pair.send_shaped_nowait(self.ask_shape, ask_id, None, deadline, value) or pair.send_fields_nowait(
+            ASK, ask_id, ask_body(value, False), None, deadline
+        )
+
+    def send_shaped_now(self, shape: Shape, ident: int, re: int | None, deadline: float | None,
+                        value: object) -> bool:  # fmt: skip
+        """:meth:`send_fields_now` for a frame of one of this line's shapes with ``value`` in
+        its hole (:meth:`~patterns.Pair.send_shaped_nowait`); False when it is not of the
+        shape's common form or cannot go at once: the caller sends it another way."""
+        return not self._senders and self.pair.send_shaped_nowait(shape, ident, re, deadline, value)
 
     async def send(self, envelope: Envelope, *, checkpoint: bool = False) -> None:
         """Send a frame, waiting in FIFO order for room when it cannot go out at once.

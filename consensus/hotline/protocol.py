@@ -65,6 +65,7 @@ class LineProtocol:
         self.missed_heartbeats = missed_heartbeats
         self.asks = AskTable()
         self.connected = False  # the peer said hello on the current connection
+        self.peer: str | None = None  # the name in the last hello that connected the line
         self._ids = first_id & ID_MASK
         self._pipe: int | None = None  # the current connection
         self._said_hello: int | None = None  # the connection this side said hello on
@@ -200,10 +201,10 @@ class LineProtocol:
         if kind == f.PONG:
             return _PONG
         if kind == f.HELLO:
-            return self._hello(pipe, now)
+            return self._hello(pipe, now, fields[1])
         return self._bad(f"unknown frame kind {kind!r}")
 
-    def _hello(self, pipe: int, now: float) -> Event:
+    def _hello(self, pipe: int, now: float, sender: str) -> Event:
         if pipe in self._gone:
             return Ignored("hello on a closed connection")
         failed: tuple[int, ...] = ()
@@ -215,6 +216,7 @@ class LineProtocol:
         elif self.connected:
             return _HELLO_AGAIN
         self.connected = True
+        self.peer = sender
         self._taken = False
         self._connections += 1
         return Greeted(self._say_hello(pipe), failed)

@@ -365,6 +365,8 @@ class Reader:
         elif isinstance(event, PingReceived):
             await self._link.send_within(event.pong, self._protocol.heartbeat)
         elif isinstance(event, Greeted):
+            if self._protocol.peer is not None:  # its frames' shapes, read from their templates
+                self._link.expect_peer(self._protocol.peer)
             for ask_id in event.lost:
                 self.fail(ask_id, "lost", "the connection to the peer closed")
             if event.hello is not None:

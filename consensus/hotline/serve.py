@@ -246,8 +246,10 @@ class Server:
             log.info("hotline %s: the peer left before ask %d was answered", protocol.name, event.ask_id)
             return receiving
         try:
-            try:  # the answer's fields go out as they are when they make a common frame (no envelope)
-                sent = link.send_fields_now(kind, frame_id, result, event.ask_id, None)
+            try:  # a reply from its shape, else the answer's fields as a common frame (no envelope)
+                sent = kind == REPLY and link.send_shaped_now(link.reply_shape, frame_id, event.ask_id, None, result)
+                if not sent:
+                    sent = link.send_fields_now(kind, frame_id, result, event.ask_id, None)
                 if not sent:
                     envelope = frame(kind, protocol.name, frame_id, result, event.ask_id)
                     sent = link.send_now(envelope)
