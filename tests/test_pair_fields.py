@@ -15,6 +15,7 @@ from _frames import frame_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consensus.hotline.link import Link
 from patterns import HOLE, Envelope, Fields, MalformedMessage, MessageTooLarge, Pair
 from patterns._wire import MAX_KIND_LENGTH, common_frame, encode
 
@@ -231,3 +232,13 @@ def test_a_frame_of_an_expected_shape_reads_as_the_envelope_path_reads_it(
     elif how == "insert":
         frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
     agree(pair, bytes(frame))
+
+
+def test_a_line_whose_name_has_no_common_form_opens_and_leaves_its_frames_to_the_general_path() -> None:
+    link = Link("ipc:///nonexistent/x.ipc", listen=False, name="\ud800", max_message_size=4096, tls=None)
+    assert link.ask_shape is None and link.reply_shape is None  # the general writer says why, when it sends
+    assert not link.send_shaped_now(link.reply_shape, 2**62, 2**62, None, b"x")
+    link.expect_peer("\udc00")
+    assert link.pair._expected == ()
+    link.expect_peer("peer")
+    assert [shape.kind for shape in link.pair._expected] == ["ask", "reply"]

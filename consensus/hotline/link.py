@@ -30,19 +30,26 @@ class Link:
         # (a Python call per frame sent, the floor has none).
         self._senders = 0
         # The line's most frequent frames, written from their fixed bytes (patterns' Shape):
-        # a plain ask of this side, and a reply.
-        self.ask_shape = self.pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False))
-        self.reply_shape = self.pair.shape(REPLY, re=True, deadline=False)
+        # a plain ask of this side, and a reply. None: a name with no common form (the
+        # general writer says why, at the first frame).
+        shapes = self._shapes(name)
+        self.ask_shape: Shape | None = shapes[0] if shapes else None
+        self.reply_shape: Shape | None = shapes[1] if shapes else None
+
+    def _shapes(self, sender: str) -> tuple[Shape, Shape] | None:
+        """The shapes of a plain ask and of a reply from ``sender``."""
+        pair = self.pair
+        try:
+            return (pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False), sender=sender),
+                    pair.shape(REPLY, re=True, deadline=False, sender=sender))  # fmt: skip
+        except ValueError:
+            return None
 
     def expect_peer(self, name: str) -> None:
         """The peer's name is ``name`` (its hello said so): read its plain asks and its
-        replies from their shapes."""
-        pair = self.pair
-        try:
-            pair.expect(pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False), sender=name),
-                        pair.shape(REPLY, re=True, deadline=False, sender=name))  # fmt: skip
-        except ValueError:  # a name with no common form: the common reader, which says why
-            pair.expect()
+        replies from their shapes (a name with no common form: the common reader)."""
+        shapes = self._shapes(name)
+        self.pair.expect(*(shapes or ()))
 
     @property
     def bound_address(self) -> str:
@@ -72,17 +79,17 @@ class Link:
         built); False when neither can go at once: the caller sends the envelope."""
         if self._senders:
             return False
-        pair = self.pair
-        return pair.send_shaped_nowait(self.ask_shape, ask_id, None, deadline, value) or pair.send_fields_nowait(
-            ASK, ask_id, ask_body(value, False), None, deadline
+        pair, shape = self.pair, self.ask_shape
+        return (shape is not None and pair.send_shaped_nowait(shape, ask_id, None, deadline, value)) or (
+            pair.send_fields_nowait(ASK, ask_id, ask_body(value, False), None, deadline)
         )
 
-    def send_shaped_now(self, shape: Shape, ident: int, re: int | None, deadline: float | None,
+    def send_shaped_now(self, shape: Shape | None, ident: int, re: int | None, deadline: float | None,
                         value: object) -> bool:  # fmt: skip
         """:meth:`send_fields_now` for a frame of one of this line's shapes with ``value`` in
         its hole (:meth:`~patterns.Pair.send_shaped_nowait`); False when it is not of the
         shape's common form or cannot go at once: the caller sends it another way."""
-        return not self._senders and self.pair.send_shaped_nowait(shape, ident, re, deadline, value)
+        return shape is not None and not self._senders and self.pair.send_shaped_nowait(shape, ident, re, deadline, value)
 
     async def send(self, envelope: Envelope, *, checkpoint: bool = False) -> None:
         """Send a frame, waiting in FIFO order for room when it cannot go out at once.
