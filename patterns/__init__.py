@@ -29,10 +29,11 @@ from patterns._bus import Bus
 from patterns._codec_plain import Encoded
 from patterns._guard import Guard, Opened
 from patterns._nng import TLSConfig, TLSMode
-from patterns._pair import Pair
+from patterns._pair import Fields, Pair
 from patterns._peers import Peer, PeerSet
 from patterns._pipeline import Pull, Push
 from patterns._respondent import IncomingSurvey, Respondent
+from patterns._shape import HOLE, Shape
 from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
 from patterns._survey import Surveyor, SurveyReplies
@@ -78,6 +79,7 @@ from patterns.shm import sweep as sweep_shared_memory
 __all__ = [
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "HOLE",
     "MAX_DEPTH",
     "MAX_KIND_LENGTH",
     "MAX_SENDER_LENGTH",
@@ -93,6 +95,7 @@ __all__ = [
     "EncodeError",
     "Encoded",
     "Envelope",
+    "Fields",
     "Guard",
     "IncomingSurvey",
     "MalformedMessage",
@@ -106,6 +109,7 @@ __all__ = [
     "Push",
     "Respondent",
     "SegmentGone",
+    "Shape",
     "SharedBuffer",
     "SharedMemory",
     "SharedMemoryError",

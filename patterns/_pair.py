@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import trio
 
-from patterns._envelope import Envelope
 from patterns._fd import YIELD_EVERY
+from patterns._shape import Shape
 from patterns._stream import ReceivingSocket, SendingSocket
+from patterns._wire import read_common
 
-__all__ = ["Pair"]
+__all__ = ["Fields", "Pair"]
+
+Fields: TypeAlias = "tuple[str, str, int, Any, int | None, float | None]"
+"""A received envelope's (kind, sender, id, body, re, deadline), as :meth:`Pair.receive_fields` gives them."""
 
 _wait_readable = trio.lowlevel.wait_readable
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
@@ -21,13 +27,39 @@ class Pair(SendingSocket, ReceivingSocket):
     """
 
     _protocol = "Pair1"
+    _expected: tuple[Shape, ...] = ()
 
-    async def receive_from(self) -> tuple[Envelope, int]:
-        """:meth:`~patterns._receiving.ReceivingSocket.receive_from`, with its
-        ``_receive_frame`` inline. A hotline's receive loop parks here for every frame, and
-        each coroutine between it and trio's wait is one more frame to enter and to resume
-        per frame received (two Python calls, a tenth of the answering side's own work).
-        Keep in step with ``_receive_frame``."""
+    def expect(self, *shapes: Shape) -> None:
+        """Read frames of these shapes (the peer's most frequent ones) from their templates
+        (:meth:`Shape.read`), before the common reader; replaces the ones expected before."""
+        self._expected = shapes
+
+    def _fields(self, data: bytes | memoryview) -> Fields:
+        """The fields of a received frame: a small common frame's read by
+        :func:`~patterns._wire.read_common` (no :class:`Envelope` built), any other's from
+        the envelope :meth:`_unpack` decodes (a guard's check first, shared memory
+        attached), which raises and counts what is wrong with it. Its ``shm`` (resolved
+        into the body), ``size`` and ``session`` are not among them."""
+        if self.guard is None:
+            if type(data) is bytes and not self._measure and len(data) <= self.max_message_size:
+                for shape in self._expected:  # (a line expects one or two)
+                    got = shape.read(data)
+                    if got is not None:
+                        return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
+            fields = read_common(data, max_size=self.max_message_size, max_items=self.max_items,
+                                 measure=self._measure)  # fmt: skip
+            if fields is not None:
+                return fields
+        envelope = self._unpack(data)
+        return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+
+    async def receive_fields(self) -> tuple[Fields, int]:
+        """:meth:`~patterns._receiving.ReceivingSocket.receive_from`, as the frame's fields
+        (:meth:`_fields`) and the id of its pipe, with its ``_receive_frame`` inline. A
+        hotline's receive loop parks here for every frame, and each coroutine between it
+        and trio's wait is one more frame to enter and to resume per frame received (two
+        Python calls, a tenth of the answering side's own work). Keep in step with
+        ``_receive_frame``."""
         operation = "receive_from"
         if self._queued(operation):
             await _checkpoint_if_cancelled()
@@ -37,7 +69,7 @@ class Pair(SendingSocket, ReceivingSocket):
                 if self._unyielded >= YIELD_EVERY:
                     self._unyielded = 0
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                return self._unpack(got[0]), got[1]
+                return self._fields(got[0]), got[1]
         fd = self._recv_fd
         assert fd is not None
         while True:
@@ -50,10 +82,10 @@ class Pair(SendingSocket, ReceivingSocket):
                 raise self._busy(operation) from None
             got = self._try_receive_from(operation, True)
             if got is not None:
-                return self._unpack(got[0]), got[1]
+                return self._fields(got[0]), got[1]
 
-    async def receive_from_once(self, *, just_sent: bool = False) -> tuple[Envelope, int] | None:
-        """:meth:`receive_from`, but waiting for NNG at most once: None when that wait
+    async def receive_fields_once(self, *, just_sent: bool = False) -> tuple[Fields, int] | None:
+        """:meth:`receive_fields`, but waiting for NNG at most once: None when that wait
         ended without a frame, or :meth:`interrupt_receive` ended it.
 
         For a reader that must stop when something else happens (a hotline asker whose
@@ -74,7 +106,7 @@ class Pair(SendingSocket, ReceivingSocket):
                 if self._unyielded >= YIELD_EVERY:
                     self._unyielded = 0
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                return self._unpack(got[0]), got[1]
+                return self._fields(got[0]), got[1]
         elif self._closed:  # (``_queued`` checks this)
             self._require_open(operation)
         fd = self._recv_fd
@@ -91,14 +123,14 @@ class Pair(SendingSocket, ReceivingSocket):
         got = self._try_receive_from(operation, True)
         if got is None:
             return None
-        return self._unpack(got[0]), got[1]
+        return self._fields(got[0]), got[1]
 
     def interrupt_receive(self) -> None:
-        """End the wait of the task in :meth:`receive_from_once`, if one waits (it returns
+        """End the wait of the task in :meth:`receive_fields_once`, if one waits (it returns
         None); from trio's thread. Trio's only public way to wake a task parked on a
         descriptor is ``notify_closing``: it also forgets the descriptor's registration,
         which the next wait makes again (two ``epoll_ctl`` calls: for rare events only).
-        A task waiting in :meth:`receive_from` instead would see the socket as closed."""
+        A task waiting in :meth:`receive_fields` instead would see the socket as closed."""
         fd = self._recv_fd
         if fd is not None and not self._closed:
             trio.lowlevel.notify_closing(fd)

@@ -24,7 +24,8 @@ from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
 from patterns._gaps import GAP_MIN, Parts, total
 from patterns._nng import message_from_parts, raise_for
 from patterns._receiving import ReceivingSocket
-from patterns._wire import Envelope, common_frame, encode_common
+from patterns._shape import HOLE, Shape
+from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, Envelope, common_frame, encode_common
 from patterns.errors import Closed, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
@@ -242,6 +243,35 @@ class SendingSocket(FdSocket):
             await self._send_frame(data)
             return
         await self._send_encoded(self._encode(envelope))
+
+    def send_fields_nowait(self, kind: str, ident: int, body: Any, re: int | None, deadline: float | None) -> bool:
+        """Send the envelope of these fields from this socket's name (its ``sender``) now,
+        as :meth:`send_envelope_nowait` would, when it is a common frame (:func:`common_frame`:
+        no guard, a small plain body), without building the :class:`Envelope`. False when
+        it is not one, or NNG would wait: the caller sends the envelope the general way,
+        which says what is wrong with it. Raises :class:`MessageTooLarge` and :class:`Closed`."""
+        if self.guard is not None:
+            return False
+        data = common_frame(kind, self.name, ident, body, re, deadline, limit=self._placed_limit,
+                            max_size=self.max_message_size)  # fmt: skip
+        return data is not None and self._try_send(data, "send_nowait")
+
+    def shape(self, kind: str, *, re: bool, deadline: bool, body: Any = HOLE, sender: str | None = None) -> Shape:
+        """The :class:`~patterns._shape.Shape` of frames of ``kind`` from ``sender`` (this
+        socket's name by default: for :meth:`send_shaped_nowait`; a peer's: to expect)."""
+        return Shape(kind, self.name if sender is None else sender, re=re, deadline=deadline, body=body,
+                     max_kind=MAX_KIND_LENGTH, max_sender=MAX_SENDER_LENGTH)  # fmt: skip
+
+    def send_shaped_nowait(self, shape: Shape, ident: int, re: int | None, deadline: float | None,
+                           value: Any) -> bool:  # fmt: skip
+        """:meth:`send_fields_nowait` for a frame of ``shape`` (from :meth:`shape`) with
+        ``value`` in its hole, written from the shape's fixed bytes. False when the fields
+        are not of its common form (:meth:`Shape.write`), the frame would exceed
+        ``max_message_size``, or NNG would wait: the caller sends the frame another way."""
+        if self.guard is not None:
+            return False
+        data = shape.write(ident, re, deadline, value, self._placed_limit)
+        return data is not None and len(data) <= self.max_message_size and self._try_send(data, "send_nowait")
 
     def send_envelope_nowait(self, envelope: Envelope, *, inline: bool = False) -> None:
         """Send a complete envelope now (as :meth:`send_envelope` would), or raise

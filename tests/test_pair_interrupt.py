@@ -1,4 +1,4 @@
-"""``Pair.receive_from_once`` and ``Pair.interrupt_receive``: a receive that waits for NNG at
+"""``Pair.receive_fields_once`` and ``Pair.interrupt_receive``: a receive that waits for NNG at
 most once and can be ended by another task without a cancel scope (the hotline asker's wait).
 
 No test sleeps to synchronise: a task is known to be parked on the descriptor by
@@ -34,9 +34,9 @@ async def test_a_queued_frame_comes_at_once(address: Address, transport: str) ->
             await b.send({"n": 1})
             got = None
             while got is None:  # (the frame may still be on its way: one wait at a time)
-                got = await a.receive_from_once()
-            envelope, pipe = got
-            assert envelope.body == {"n": 1} and envelope.sender == "b"
+                got = await a.receive_fields_once()
+            (kind, sender, _ident, body, _re, _deadline), pipe = got
+            assert kind == "data" and body == {"n": 1} and sender == "b"
             assert pipe in {peer.id for peer in a.peers}
 
 
@@ -48,7 +48,7 @@ async def test_an_interrupt_ends_the_wait_and_the_socket_reads_on(address: Addre
             results: list[object] = []
 
             async def read_once() -> None:
-                results.append(await a.receive_from_once())
+                results.append(await a.receive_fields_once())
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_once)
@@ -60,8 +60,8 @@ async def test_an_interrupt_ends_the_wait_and_the_socket_reads_on(address: Addre
             await b.send("after")
             got = None
             while got is None:
-                got = await a.receive_from_once()
-            assert got[0].body == "after"
+                got = await a.receive_fields_once()
+            assert got[0][3] == "after"
             await b.send("plain")
             assert await a.receive() == "plain"  # the ordinary receive is not disturbed
 
@@ -74,7 +74,7 @@ async def test_closing_the_socket_raises_closed_not_none(address: Address) -> No
 
                 async def read_once() -> None:
                     with pytest.raises(Closed):
-                        await a.receive_from_once()
+                        await a.receive_fields_once()
 
                 nursery.start_soon(read_once)
                 await trio.testing.wait_all_tasks_blocked()
@@ -86,7 +86,7 @@ async def test_closing_the_socket_raises_closed_not_none(address: Address) -> No
 
                 async def read_until_closed() -> None:
                     with pytest.raises(Closed):
-                        await c.receive_from_once()
+                        await c.receive_fields_once()
 
                 nursery.start_soon(read_until_closed)
                 await trio.testing.wait_all_tasks_blocked()
@@ -97,7 +97,7 @@ async def test_closing_the_socket_raises_closed_not_none(address: Address) -> No
 async def test_a_cancelled_wait_raises_cancelled(address: Address) -> None:
     async with Pair(listen=address("ipc"), name="a") as a:
         with trio.move_on_after(0.05) as scope:
-            await a.receive_from_once()
+            await a.receive_fields_once()
         assert scope.cancelled_caught
 
 
@@ -109,8 +109,8 @@ async def test_just_sent_waits_at_once_and_still_takes_a_queued_frame(address: A
             await b.send("early")
             assert a._recv_fd is not None
             await trio.lowlevel.wait_readable(a._recv_fd)  # it is queued now
-            got = await a.receive_from_once(just_sent=True)  # the descriptor is readable: no real wait
-            assert got is not None and got[0].body == "early"
+            got = await a.receive_fields_once(just_sent=True)  # the descriptor is readable: no real wait
+            assert got is not None and got[0][3] == "early"
             a.close()
             with pytest.raises(Closed):
-                await a.receive_from_once(just_sent=True)
+                await a.receive_fields_once(just_sent=True)

@@ -8,6 +8,7 @@ listed in a :class:`Disconnected`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -34,7 +35,7 @@ class LineState(Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # __init__ below: the generated one is slow
 class AskReceived:
     """The peer asks ``value``; answer on ``pipe`` (the connection it came from)."""
 
@@ -45,6 +46,18 @@ class AskReceived:
     pipe: int
     sender: str = ""  # the peer's name, as its frame says
 
+    def __init__(self, ask_id: int, value: Any, stream: bool, deadline: float | None, pipe: int,
+                 sender: str = "") -> None:  # fmt: skip
+        # One per ask received. A frozen dataclass's own __init__ sets each field through
+        # object.__setattr__ (~0.75 µs here); the slots' descriptors set them directly
+        # (~0.4 µs), as patterns' Envelope does. Still frozen: assignment raises as before.
+        _set_ask_id(self, ask_id)
+        _set_value(self, value)
+        _set_stream(self, stream)
+        _set_deadline(self, deadline)
+        _set_pipe(self, pipe)
+        _set_sender(self, sender)
+
     def handler_context(self) -> HandlerContext:
         """What :func:`consensus.handler_context` says to the handler answering this ask: the
         event is the context's source (:func:`~consensus.runtime.context.set_current_from`),
@@ -52,7 +65,7 @@ class AskReceived:
         return HandlerContext("ask", self.sender, ask_id=self.ask_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # __init__ below, as AskReceived's
 class Answer:
     """The outcome of one of this side's asks, for its asker. ``kind`` is a frame kind
     (``reply``, ``chunk``, ``end``, ``error``) or what ended the ask without one
@@ -61,6 +74,17 @@ class Answer:
     ask_id: int
     kind: str
     body: Any
+
+    def __init__(self, ask_id: int, kind: str, body: Any) -> None:
+        _set_answer_id(self, ask_id)  # (one per answer received: ~0.55 -> ~0.3 µs)
+        _set_kind(self, kind)
+        _set_body(self, body)
+
+
+_set_ask_id, _set_value, _set_stream, _set_deadline, _set_pipe, _set_sender = (
+    AskReceived.__dict__[field.name].__set__ for field in dataclasses.fields(AskReceived)
+)
+_set_answer_id, _set_kind, _set_body = (Answer.__dict__[field.name].__set__ for field in dataclasses.fields(Answer))
 
 
 @dataclass(frozen=True, slots=True)

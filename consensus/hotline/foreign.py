@@ -236,7 +236,7 @@ class ForeignReader(LoopAsks):
     def _serve(self, envelope: Envelope, pipe: int) -> bool:
         """Start the asyncio ``on_ask`` on this ask; False to leave it to trio (a stream, a bad body)."""
         try:
-            value, stream = f.parse_ask(envelope)
+            value, stream = f.parse_ask(envelope.id, envelope.body)
         except ValueError:
             return False  # trio's protocol counts and logs it
         if stream:

@@ -14,7 +14,7 @@ from patterns import Envelope
 
 __all__ = [
     "ANSWER_KINDS", "ASK", "CHUNK", "END", "ERROR", "HELLO", "MSG", "PING", "PONG", "REPLY", "VERSION",
-    "ask_frame", "error_body", "frame", "parse_ask", "unsendable_body",
+    "ask_body", "ask_frame", "error_body", "frame", "parse_ask", "unsendable_body",
 ]  # fmt: skip
 
 MSG, ASK, REPLY, CHUNK, END, ERROR, PING, PONG, HELLO = (
@@ -32,17 +32,21 @@ frame = Envelope
 
 def ask_frame(sender: str, ask_id: int, value: Any, stream: bool, deadline: float) -> Envelope:
     """An ask: its id is the ask id; ``deadline`` is wall-clock time (the peer may drop it after)."""
-    return Envelope(ASK, sender, ask_id, {"v": value, "stream": stream}, None, deadline)
+    return Envelope(ASK, sender, ask_id, ask_body(value, stream), None, deadline)
 
 
-def parse_ask(envelope: Envelope) -> tuple[Any, bool]:
-    """The value and the stream flag of an ask; ``ValueError`` (saying why) for a bad body."""
-    body = envelope.body
+def ask_body(value: Any, stream: bool) -> dict[str, Any]:
+    """The body of an ask (:func:`ask_frame`'s): for a driver that sends the ask's fields."""
+    return {"v": value, "stream": stream}
+
+
+def parse_ask(ask_id: int, body: Any) -> tuple[Any, bool]:
+    """The value and the stream flag of ask ``ask_id`` from its body; ``ValueError`` (saying why) for a bad one."""
     if not isinstance(body, dict) or "v" not in body:
-        raise ValueError(f"ask {envelope.id}: the body must be {{'v': value, 'stream': bool}}")
+        raise ValueError(f"ask {ask_id}: the body must be {{'v': value, 'stream': bool}}")
     stream = body.get("stream", False)
     if type(stream) is not bool:
-        raise ValueError(f"ask {envelope.id}: 'stream' must be true or false, not {type(stream).__name__}")
+        raise ValueError(f"ask {ask_id}: 'stream' must be true or false, not {type(stream).__name__}")
     return body["v"], stream
 
 

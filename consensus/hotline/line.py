@@ -90,7 +90,7 @@ import trio
 
 from consensus.errors import AuthenticationError, LineTaken, PeerLost, RemoteError
 from consensus.hotline.events import Answer, LineState, Role
-from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
+from consensus.hotline.frames import ASK, CHUNK, END, ERROR, REPLY, ask_body, frame
 from consensus.hotline.link import Link
 from consensus.hotline.liveness import heartbeats, watch_connections
 from consensus.hotline.protocol import LineProtocol
@@ -249,13 +249,14 @@ class Hotline:
         await trio.lowlevel.checkpoint_if_cancelled()
         protocol, reader = self._protocol, self._reader
         deadline = reader.now() + timeout
-        envelope = protocol.ask(value, stream=False, deadline=deadline, wall_deadline=time.time() + timeout)
-        ask_id = envelope.id
+        ask_id = protocol.open_ask(False, deadline)
         slot = AnswerSlot()
         self._waiters[ask_id] = slot
         closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
-            if not (protocol.connected and self._link.send_now(envelope)):
+            wall_deadline = time.time() + timeout
+            if not (protocol.connected and self._link.send_ask_now(ask_id, value, wall_deadline)):
+                envelope = frame(ASK, self.name, ask_id, ask_body(value, False), None, wall_deadline)
                 await self._send_ask_later(envelope, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)

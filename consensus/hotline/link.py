@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import trio
 
-from patterns import Envelope, Guard, Pair, TLSConfig, WouldBlock
+from consensus.hotline.frames import ASK, REPLY, ask_body
+from patterns import HOLE, Envelope, Guard, Pair, Shape, TLSConfig, WouldBlock
 
 __all__ = ["Link"]
 
@@ -28,6 +29,27 @@ class Link:
         # Tasks holding or queued on ``sending``: read per frame instead of ``sending.locked()``
         # (a Python call per frame sent, the floor has none).
         self._senders = 0
+        # The line's most frequent frames, written from their fixed bytes (patterns' Shape):
+        # a plain ask of this side, and a reply. None: a name with no common form (the
+        # general writer says why, at the first frame).
+        shapes = self._shapes(name)
+        self.ask_shape: Shape | None = shapes[0] if shapes else None
+        self.reply_shape: Shape | None = shapes[1] if shapes else None
+
+    def _shapes(self, sender: str) -> tuple[Shape, Shape] | None:
+        """The shapes of a plain ask and of a reply from ``sender``."""
+        pair = self.pair
+        try:
+            return (pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False), sender=sender),
+                    pair.shape(REPLY, re=True, deadline=False, sender=sender))  # fmt: skip
+        except ValueError:
+            return None
+
+    def expect_peer(self, name: str) -> None:
+        """The peer's name is ``name`` (its hello said so): read its plain asks and its
+        replies from their shapes (a name with no common form: the common reader)."""
+        shapes = self._shapes(name)
+        self.pair.expect(*(shapes or ()))
 
     @property
     def bound_address(self) -> str:
@@ -44,6 +66,30 @@ class Link:
         except WouldBlock:
             return False
         return True
+
+    def send_fields_now(self, kind: str, ident: int, body: object, re: int | None, deadline: float | None) -> bool:
+        """:meth:`send_now` for the fields of an envelope from this line, when they make a
+        common frame (:meth:`~patterns.Pair.send_fields_nowait`); False when they do not, or
+        the frame cannot go at once: the caller sends the envelope (:meth:`send_now`, :meth:`send`)."""
+        return not self._senders and self.pair.send_fields_nowait(kind, ident, body, re, deadline)
+
+    def send_ask_now(self, ask_id: int, value: object, deadline: float) -> bool:
+        """:meth:`send_now` for a plain ask of this line (``deadline``: wall-clock time),
+        written from its shape, or else from its fields as a common frame (no envelope
+        built); False when neither can go at once: the caller sends the envelope."""
+        if self._senders:
+            return False
+        pair, shape = self.pair, self.ask_shape
+        return (shape is not None and pair.send_shaped_nowait(shape, ask_id, None, deadline, value)) or (
+            pair.send_fields_nowait(ASK, ask_id, ask_body(value, False), None, deadline)
+        )
+
+    def send_shaped_now(self, shape: Shape | None, ident: int, re: int | None, deadline: float | None,
+                        value: object) -> bool:  # fmt: skip
+        """:meth:`send_fields_now` for a frame of one of this line's shapes with ``value`` in
+        its hole (:meth:`~patterns.Pair.send_shaped_nowait`); False when it is not of the
+        shape's common form or cannot go at once: the caller sends it another way."""
+        return shape is not None and not self._senders and self.pair.send_shaped_nowait(shape, ident, re, deadline, value)
 
     async def send(self, envelope: Envelope, *, checkpoint: bool = False) -> None:
         """Send a frame, waiting in FIFO order for room when it cannot go out at once.

@@ -38,7 +38,7 @@ from consensus.hotline.events import (
     ProtocolStatistics,
     Role,
 )  # fmt: skip
-from patterns import Envelope
+from patterns import Envelope, Fields
 
 __all__ = ["ID_MASK", "LineProtocol"]
 
@@ -65,6 +65,7 @@ class LineProtocol:
         self.missed_heartbeats = missed_heartbeats
         self.asks = AskTable()
         self.connected = False  # the peer said hello on the current connection
+        self.peer: str | None = None  # the name in the last hello that connected the line
         self._ids = first_id & ID_MASK
         self._pipe: int | None = None  # the current connection
         self._said_hello: int | None = None  # the connection this side said hello on
@@ -95,9 +96,15 @@ class LineProtocol:
     # ------------------------------------------------------------------ this side speaks
     def ask(self, value: object, *, stream: bool, deadline: float, wall_deadline: float) -> Envelope:
         """Open an ask ending at ``deadline`` (the driver's clock) and return its frame."""
+        return f.ask_frame(self.name, self.open_ask(stream, deadline), value, stream, wall_deadline)
+
+    def open_ask(self, stream: bool, deadline: float) -> int:
+        """:meth:`ask` without its frame: the driver sends the ask's fields (its id, the
+        :func:`~consensus.hotline.frames.ask_body`, the wall-clock deadline) as they are when
+        they make a common frame, and builds the envelope (:func:`frames.frame`) only when not."""
         self._ids = ask_id = (self._ids + 1) & ID_MASK
         self.asks.open(ask_id, deadline=deadline, stream=stream)
-        return f.ask_frame(self.name, ask_id, value, stream, wall_deadline)
+        return ask_id
 
     def give_up(self, ask_id: int) -> bool:
         """The asker stopped waiting (answered, cancelled, timed out): later answers are stale."""
@@ -110,6 +117,13 @@ class LineProtocol:
     def answer(self, ask_id: int, pipe: int, kind: str, value: object) -> Envelope | None:
         """The frame answering the peer's ask ``ask_id`` (``reply``, ``chunk``, ``end`` or
         ``error``), or None when the connection it came on has closed (nobody waits)."""
+        frame_id = self.answer_id(pipe, kind)
+        return None if frame_id is None else f.frame(kind, self.name, frame_id, value, ask_id)
+
+    def answer_id(self, pipe: int, kind: str) -> int | None:
+        """:meth:`answer` without its frame: the frame id of the answer (counted as sent), or
+        None when the connection the ask came on has closed. The driver sends the answer's
+        fields as they are when they make a common frame (no envelope built)."""
         if kind not in f.ANSWER_KINDS:
             raise ValueError(f"not an answer kind: {kind!r} (expected one of {', '.join(f.ANSWER_KINDS)})")
         if pipe in self._gone:
@@ -117,7 +131,7 @@ class LineProtocol:
         if kind in _FINAL:
             self._served += 1
         self._ids = frame_id = (self._ids + 1) & ID_MASK  # (next_id, inline: once per answer)
-        return f.frame(kind, self.name, frame_id, value, ask_id)
+        return frame_id
 
     def reserve_answer(self, pipe: int) -> int | None:
         """The frame id of an answer another thread will build (:func:`frames.frame`) and
@@ -155,10 +169,16 @@ class LineProtocol:
 
     def receive(self, envelope: Envelope, pipe: int, now: float) -> Event:
         """Account one frame from connection ``pipe``; says what to do with it."""
+        fields = envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+        return self.receive_fields(fields, pipe, now)
+
+    def receive_fields(self, fields: Fields, pipe: int, now: float) -> Event:
+        """:meth:`receive` for a frame's fields (:meth:`patterns.Pair.receive_fields`: a
+        reader that did not build the envelope)."""
         self._heard = now
-        kind = envelope.kind
+        kind = fields[0]
         if kind in f.ANSWER_KINDS:
-            ask_id = envelope.re
+            ask_id = fields[4]
             if type(ask_id) is not int:
                 return self._bad(f"a {kind!r} frame without the id of the ask it answers")
             action = self.asks.answer(kind, ask_id)
@@ -166,25 +186,25 @@ class LineProtocol:
                 return _STALE
             if action is Action.VIOLATION:
                 return Answer(ask_id, "violation", f"a {kind!r} frame")
-            body = envelope.body
+            body = fields[3]
             return Answer(ask_id, kind, f.error_body(body) if kind == f.ERROR else body)
         if kind == f.ASK:
             try:
-                value, stream = f.parse_ask(envelope)
+                value, stream = f.parse_ask(fields[2], fields[3])
             except ValueError as exc:
                 return self._bad(str(exc))
-            return AskReceived(envelope.id, value, stream, envelope.deadline, pipe, envelope.sender)
+            return AskReceived(fields[2], value, stream, fields[5], pipe, fields[1])
         if kind == f.MSG:
-            return Message(envelope.body)
+            return Message(fields[3])
         if kind == f.PING:
             return PingReceived(f.frame(f.PONG, self.name, self.next_id()))
         if kind == f.PONG:
             return _PONG
         if kind == f.HELLO:
-            return self._hello(pipe, now)
+            return self._hello(pipe, now, fields[1])
         return self._bad(f"unknown frame kind {kind!r}")
 
-    def _hello(self, pipe: int, now: float) -> Event:
+    def _hello(self, pipe: int, now: float, sender: str) -> Event:
         if pipe in self._gone:
             return Ignored("hello on a closed connection")
         failed: tuple[int, ...] = ()
@@ -196,6 +216,7 @@ class LineProtocol:
         elif self.connected:
             return _HELLO_AGAIN
         self.connected = True
+        self.peer = sender
         self._taken = False
         self._connections += 1
         return Greeted(self._say_hello(pipe), failed)

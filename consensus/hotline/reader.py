@@ -220,16 +220,16 @@ class Reader:
         try:
             while slot.reply is None:
                 try:
-                    got = await pair.receive_from_once(just_sent=just_sent)
+                    got = await pair.receive_fields_once(just_sent=just_sent)
                     just_sent = False
                 except MalformedMessage as exc:
                     log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
                     continue
                 if got is None:  # no frame: interrupted (the slot is filled), or a spurious wake
                     continue
-                if self.foreign is not None and self.foreign.claim(got[0], got[1]):
+                if self.foreign is not None and self.foreign.claim(Envelope(*got[0]), got[1]):
                     continue  # an answer to an ask made in another thread: delivered there
-                event = protocol.receive(got[0], got[1], self.now())
+                event = protocol.receive_fields(got[0], got[1], self.now())
                 if isinstance(event, Answer):
                     waiter = waiters.get(event.ask_id)
                     if waiter is slot:
@@ -320,20 +320,22 @@ class Reader:
                     self.foreign.drained()  # a line read elsewhere may read again (its backlog)
             else:
                 try:
-                    envelope, pipe = await pair.receive_from()
+                    fields, pipe = await pair.receive_fields()
                 except MalformedMessage as exc:
                     log.warning("hotline %s dropped a frame: %s", protocol.name, exc)
                     continue
                 except Closed:
                     return
-                if self.foreign is not None and self.foreign.claim(envelope, pipe):
+                if self.foreign is not None and self.foreign.claim(Envelope(*fields), pipe):
                     if self.foreign.lend_now():
                         self.aside()
                     continue  # an answer to an ask made in another thread: delivered there
-                event = protocol.receive(envelope, pipe, self.now())
+                event = protocol.receive_fields(fields, pipe, self.now())
             self._asker_woken = False  # (an asker reading the line may have set it)
             try:
-                if not await self._act(event):
+                # An ask first, without _act's coroutine (what an answering side reads; answers
+                # to plain asks mostly reach their askers directly).
+                if not await (self._server.handle(event) if type(event) is AskReceived else self._act(event)):
                     return  # another task receives now (see Server._serve_inline)
             except Closed:
                 return
@@ -347,9 +349,8 @@ class Reader:
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
 
     async def _act(self, event: Event) -> bool:
-        """Act on one event; returns False when this task has stopped being the receiver."""
-        if isinstance(event, AskReceived):  # (first: what an answering side reads; answers to
-            return await self._server.handle(event)  # plain asks mostly reach their askers directly)
+        """Act on one event but an ask (:meth:`Server.handle`'s); returns False when this task
+        has stopped being the receiver."""
         if isinstance(event, Answer):
             lagging = self._deliver(event)
             if lagging is not None:  # a stream whose consumer lags: the line waits for it
@@ -364,6 +365,8 @@ class Reader:
         elif isinstance(event, PingReceived):
             await self._link.send_within(event.pong, self._protocol.heartbeat)
         elif isinstance(event, Greeted):
+            if self._protocol.peer is not None:  # its frames' shapes, read from their templates
+                self._link.expect_peer(self._protocol.peer)
             for ask_id in event.lost:
                 self.fail(ask_id, "lost", "the connection to the peer closed")
             if event.hello is not None:

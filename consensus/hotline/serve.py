@@ -22,7 +22,7 @@ import trio
 from consensus.errors import PeerLost
 from consensus.failure import Failure
 from consensus.hotline.events import AskReceived
-from consensus.hotline.frames import CHUNK, END, ERROR, REPLY
+from consensus.hotline.frames import CHUNK, END, ERROR, REPLY, frame
 from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.threaded import Fate, Finished, ThreadAnswers
@@ -241,13 +241,18 @@ class Server:
         if not ok:  # the handler's failure is the peer's answer
             result = result.to_wire()
         protocol, link = self._protocol, self._link
-        envelope = protocol.answer(event.ask_id, event.pipe, kind, result)
-        if envelope is None:
+        frame_id = protocol.answer_id(event.pipe, kind)
+        if frame_id is None:
             log.info("hotline %s: the peer left before ask %d was answered", protocol.name, event.ask_id)
             return receiving
         try:
-            try:
-                sent = link.send_now(envelope)
+            try:  # a reply from its shape, else the answer's fields as a common frame (no envelope)
+                sent = kind == REPLY and link.send_shaped_now(link.reply_shape, frame_id, event.ask_id, None, result)
+                if not sent:
+                    sent = link.send_fields_now(kind, frame_id, result, event.ask_id, None)
+                if not sent:
+                    envelope = frame(kind, protocol.name, frame_id, result, event.ask_id)
+                    sent = link.send_now(envelope)
             except (EncodeError, MessageTooLarge) as exc:
                 envelope = protocol.unsendable(event.ask_id, exc)
                 sent = link.send_now(envelope)

@@ -296,7 +296,7 @@ class Crew(ThreadAsks):
     def _job(self, got: tuple[Envelope, int]) -> _Job | None:
         envelope, pipe = got
         try:
-            value, stream = f.parse_ask(envelope)
+            value, stream = f.parse_ask(envelope.id, envelope.body)
         except ValueError:
             return None  # trio's protocol counts and logs it
         ticket = Ticket(envelope.id, self._book.next_id(), pipe, stream, envelope.sender, lent=True)

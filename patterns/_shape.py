@@ -1,0 +1,170 @@
+"""One frame shape written and read from a template: a line's most frequent frames without the general codec.
+
+A hotline asker sends the same frame again and again: an ``ask`` from its own name with an
+8-byte id, a deadline, and the body ``{"v": value, "stream": false}``. :func:`common_frame`
+writes it through a dispatch on the body's type, the small-map writer's loop over the keys
+and the head writer's prefix lookup; in a real round trip those cost ~4 µs of the asking
+thread's CPU over writing the frame in one piece (``bench/README.md``, "Hotline"). A
+:class:`Shape` holds the frame's fixed bytes, computed once: the head up to the sender
+(:func:`patterns._head.write`'s prefix), and the body around one *hole*, the value.
+
+:meth:`Shape.write` writes exactly the bytes :func:`~patterns._wire.common_frame` writes
+for the same fields (a property test holds it to that), or returns None whenever the
+fields are not of the shape's common form: the value is not a byte or text string of under
+256 bytes, the id or ``re`` is under 2**32 (written shorter), the deadline is not a finite
+float. The caller then writes the frame the general way, which also says what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Final
+
+import cbor2
+
+from patterns._head import _prefix
+
+__all__ = ["HOLE", "Shape"]
+
+_LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
+_MAX_ID: Final = 2**64
+_MARK: Final = b"\x00patterns-hole\x00"  # stands for the value while the body is encoded once
+_ID64, _RE64, _DL, _B = b"\x62id\x1b", b"\x62re\x1b", b"\x62dl\xfb", b"\x61b"
+_DOUBLE: Final = struct.Struct(">d")
+_U64: Final = struct.Struct(">Q")
+_BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
+_TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
+
+
+class _Hole:
+    """Where the value goes in a shape's body (:data:`HOLE`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "HOLE"
+
+
+HOLE: Final = _Hole()
+
+
+class Shape:
+    """Frames of ``kind`` from ``sender``, with ``re`` or not, a deadline or not, and the body
+    ``body`` with the value in place of :data:`HOLE` (the body itself by default)."""
+
+    __slots__ = ("_body", "_hole", "_lead", "_prefix", "_start", "_tail", "deadline", "kind", "re", "sender")
+
+    def __init__(self, kind: str, sender: str, *, re: bool, deadline: bool, body: Any = HOLE,
+                 max_kind: int, max_sender: int) -> None:  # fmt: skip
+        self.kind, self.sender, self.re, self.deadline = kind, sender, re, deadline
+        prefix = _prefix(5 + re + deadline, kind, sender, max_kind, max_sender)
+        if prefix is None:
+            raise ValueError(f"no frame of kind {kind!r} from {sender!r} has a common form")
+        self._prefix = prefix
+        encoded = cbor2.dumps(_marked(body))
+        at = encoded.index(_MARK)
+        self._lead = _B + encoded[: at - 1]  # (less the marker's own one-byte head)
+        self._tail = encoded[at + len(_MARK) :]
+        self._body = body if type(body) is dict else None  # the body around the hole, for read
+        self._hole = next((key for key, value in body.items() if value is HOLE), "") if type(body) is dict else ""
+        self._start = len(prefix) + 12 * (1 + re + deadline) + len(self._lead)  # where the value's head is
+
+    def read(self, data: bytes) -> tuple[int, int | None, float | None, Any] | None:
+        """(id, re, deadline, body) of a frame of exactly this shape, the value a byte or
+        text string of under 256 bytes, as the general decoder reads them (a property test
+        holds it to that); None for any other frame (the general decoder then reads it, or
+        refuses it and says why)."""
+        if len(data) <= self._start + len(self._tail) or not data.startswith(self._prefix):
+            return None  # (long enough for every fixed field: none is read past the end)
+        pos = len(self._prefix)
+        if data[pos : pos + 4] != _ID64:
+            return None
+        ident = _U64.unpack_from(data, pos + 4)[0]
+        pos += 12
+        re = deadline = None
+        if self.re:
+            if data[pos : pos + 4] != _RE64:
+                return None
+            re = _U64.unpack_from(data, pos + 4)[0]
+            pos += 12
+        if self.deadline:
+            if data[pos : pos + 4] != _DL:
+                return None
+            deadline = _DOUBLE.unpack_from(data, pos + 4)[0]
+            if not math.isfinite(deadline):
+                return None
+            pos += 12
+        start = self._start
+        if data[pos:start] != self._lead:
+            return None
+        head = data[start]
+        if 0x40 <= head < 0x58 or 0x60 <= head < 0x78:
+            begin, end = start + 1, start + 1 + (head & 0x1F)
+        elif head in (0x58, 0x78) and len(data) > start + 1:
+            begin, end = start + 2, start + 2 + data[start + 1]
+        else:
+            return None
+        if end + len(self._tail) != len(data) or not data.endswith(self._tail):
+            return None
+        value: Any = data[begin:end]
+        if head >= 0x60:
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:  # the general decoder refuses it, saying why
+                return None
+        if self._body is not None:
+            body = dict(self._body)
+            body[self._hole] = value
+            value = body
+        return ident, re, deadline, value
+
+    def write(self, ident: int, re: int | None, deadline: float | None, value: Any, limit: int) -> bytes | None:
+        """The frame of these fields (the value in the hole), as
+        :func:`~patterns._wire.common_frame` writes it with this ``limit`` (a byte string
+        from there on goes the general way); None when they are not of this shape's common
+        form (the general writer then decides)."""
+        kind = type(value)
+        if kind is bytes:
+            length = len(value)
+            if length >= 256 or length >= limit:
+                return None
+            head = _BYTES_HEAD[length]
+        elif kind is str:
+            try:
+                value = value.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: the general path says why
+                return None
+            if len(value) >= 256:
+                return None
+            head = _TEXT_HEAD[len(value)]
+        else:
+            return None
+        if type(ident) is not int or not _LONG <= ident < _MAX_ID:
+            return None
+        parts = [self._prefix, _ID64, ident.to_bytes(8, "big")]
+        if self.re:
+            if type(re) is not int or not _LONG <= re < _MAX_ID:
+                return None
+            parts += (_RE64, re.to_bytes(8, "big"))
+        elif re is not None:
+            return None
+        if self.deadline:
+            if type(deadline) is not float or not math.isfinite(deadline):
+                return None
+            parts += (_DL, _DOUBLE.pack(deadline))
+        elif deadline is not None:
+            return None
+        parts += (self._lead, head, value, self._tail)
+        return b"".join(parts)
+
+
+def _marked(body: Any) -> Any:
+    """``body`` with the marker in place of the hole (which must be there, once)."""
+    if body is HOLE:
+        return _MARK
+    if type(body) is dict:
+        holes = [key for key, value in body.items() if value is HOLE]
+        if len(holes) == 1:
+            return {key: (_MARK if value is HOLE else value) for key, value in body.items()}
+    raise ValueError(f"a shape's body must be HOLE or a map with one HOLE as a value, got {body!r:.200}")

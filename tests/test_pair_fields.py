@@ -1,0 +1,244 @@
+"""A pair's frames as fields (``Pair.receive_fields``, ``Pair.send_fields_nowait``): what a
+hotline reads and sends without building an envelope must be exactly what the envelope's
+own path reads and sends, and refuse (and count) exactly what it refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+import pytest
+import trio
+from _frames import frame_dict
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.hotline.link import Link
+from patterns import HOLE, Envelope, Fields, MalformedMessage, MessageTooLarge, Pair
+from patterns._wire import MAX_KIND_LENGTH, common_frame, encode
+
+PROPERTY = settings(max_examples=300)
+
+plain = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+              st.text(max_size=12), st.binary(max_size=300)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
+    max_leaves=10,
+)  # fmt: skip
+envelopes = st.builds(
+    Envelope,
+    kind=st.sampled_from(["ask", "reply", "msg", "error"]) | st.text(min_size=1, max_size=MAX_KIND_LENGTH),
+    sender=st.sampled_from(["asker", "echo", ""]) | st.text(max_size=40),
+    id=st.integers(0, 2**64 - 1),
+    body=plain | st.builds(lambda value, stream: {"v": value, "stream": stream}, plain | st.text(max_size=300),
+                           st.booleans()),
+    re=st.none() | st.integers(0, 2**64 - 1),
+    deadline=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+def _expecting() -> Pair:
+    sock = Pair(name="asker", max_message_size=4096)
+    sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender=sender)
+                  for sender in ("echo", "") for kind, re, deadline, body in SHAPES))  # fmt: skip
+    return sock
+
+
+SHAPES = [("ask", False, True, {"v": HOLE, "stream": False}), ("reply", True, False, HOLE)]
+
+
+@pytest.fixture(scope="module", params=["common", "shapes"])
+def pair(request: pytest.FixtureRequest) -> Pair:
+    """One socket for every example, never opened: its decoding and its counters (no NNG);
+    ``shapes``: expecting a hotline's asks and replies from "echo" and "" (``Pair.expect``)."""
+    return Pair(name="asker", max_message_size=4096) if request.param == "common" else _expecting()
+
+
+def general(pair: Pair, data: bytes) -> Fields | MalformedMessage:
+    try:
+        envelope = pair._unpack(data)
+    except MalformedMessage as exc:
+        return exc
+    return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+
+
+def fields(pair: Pair, data: bytes) -> Fields | MalformedMessage:
+    try:
+        return pair._fields(data)
+    except MalformedMessage as exc:
+        return exc
+
+
+def agree(pair: Pair, data: bytes) -> None:
+    """The same fields, or the same refusal counted once more on either path."""
+    before = pair.statistics().malformed
+    expected = general(pair, data)
+    middle = pair.statistics().malformed
+    got = fields(pair, data)
+    after = pair.statistics().malformed
+    if isinstance(expected, MalformedMessage):
+        assert isinstance(got, MalformedMessage)
+        assert (str(got), got.reason) == (str(expected), expected.reason)
+        assert middle - before == after - middle == 1
+    else:
+        assert not isinstance(got, MalformedMessage)
+        assert repr(got) == repr(expected)  # (repr: a NaN or -0.0 deadline compares as itself)
+        assert after == middle == before
+
+
+@PROPERTY
+@given(envelopes)
+def test_a_frame_reads_as_the_envelope_path_reads_it(pair: Pair, envelope: Envelope) -> None:
+    agree(pair, cbor2.dumps(frame_dict(envelope)))
+
+
+@PROPERTY
+@given(envelopes, st.data())
+def test_a_damaged_frame_is_refused_as_the_envelope_path_refuses_it(
+    pair: Pair, envelope: Envelope, data: st.DataObject
+) -> None:
+    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
+    how = data.draw(st.sampled_from(["flip", "cut", "extend", "insert"]))
+    at = data.draw(st.integers(0, len(frame) - 1))
+    if how == "flip":
+        frame[at] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame[at:]
+    elif how == "extend":
+        frame += data.draw(st.binary(min_size=1, max_size=4))
+    else:
+        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    agree(pair, bytes(frame))
+
+
+def test_a_frame_over_the_size_limit_and_a_sealed_one_are_refused_alike(pair: Pair) -> None:
+    agree(pair, cbor2.dumps(frame_dict(Envelope("reply", "echo", 5, b"x" * 5000, 3))))
+    agree(pair, b"\xffS" + bytes(40))
+
+
+@given(envelopes)
+@settings(max_examples=100)
+def test_fields_sent_are_the_bytes_of_the_envelope_sent(pair: Pair, envelope: Envelope) -> None:
+    """``send_fields_nowait`` sends exactly what ``send_envelope_nowait`` sends for the
+    envelope from this socket's name, or leaves it to that path (False), or raises alike."""
+    mine = Envelope(envelope.kind, pair.name, envelope.id, envelope.body, envelope.re, envelope.deadline)
+    sent: list[bytes] = []
+    pair._try_send = lambda data, operation: sent.append(data) or True  # type: ignore[method-assign]
+    try:
+        try:
+            expected: bytes | type[Exception] = encode(mine, max_size=pair.max_message_size)
+        except MessageTooLarge:
+            expected = MessageTooLarge
+        except Exception:  # noqa: BLE001 - not encodable: the envelope path says why, fields leave it
+            expected = Exception
+        try:
+            went = pair.send_fields_nowait(mine.kind, mine.id, mine.body, mine.re, mine.deadline)
+        except MessageTooLarge:
+            assert expected is MessageTooLarge
+            return
+    finally:
+        del pair._try_send  # (the class's again)
+    if went:
+        assert sent == [expected]
+    else:
+        assert not sent  # the general path's (a body it writes in parts, or refuses)
+
+
+async def test_a_pair_sends_and_receives_fields(address: Callable[[str], str]) -> None:
+    addr = address("ipc")
+    async with Pair(listen=addr, name="a") as a, Pair(dial=addr, name="b") as b:
+        with trio.fail_after(10):
+            await a.wait_for_peers(1)
+            await b.wait_for_peers(1)
+            body: Any = {"v": b"x" * 64, "stream": False}
+            assert a.send_fields_nowait("ask", 2**62 + 1, body, None, 1.5e9)
+            got, pipe = await b.receive_fields()
+            assert got == ("ask", "a", 2**62 + 1, body, None, 1.5e9)
+            assert pipe in {peer.id for peer in b.peers}
+            await b.send_bytes(b"\xa1\x61v\x02")  # version 2: malformed, counted, raised
+            with pytest.raises(MalformedMessage):
+                await a.receive_fields()
+            assert a.statistics().malformed == 1
+
+
+shapes = st.sampled_from([
+    ("ask", False, True, {"v": HOLE, "stream": False}),
+    ("reply", True, False, HOLE),
+    ("chunk", True, True, {"a": 1, "v": HOLE, "b": "x"}),
+    ("msg", False, False, HOLE),
+])  # fmt: skip
+values = st.binary(max_size=300) | st.text(max_size=300) | plain
+ids = st.integers(0, 2**64 - 1) | st.integers(2**32, 2**64 - 1)
+
+
+@PROPERTY
+@given(shapes, ids, st.none() | ids, st.none() | st.floats(allow_nan=False) | st.integers(0, 9), values,
+       st.sampled_from([4096, 100, 2**16]))  # fmt: skip
+def test_a_shape_writes_what_the_common_writer_writes(
+    pair: Pair, shape: tuple[str, bool, bool, Any], ident: int, re: int | None, deadline: Any, value: Any, limit: int
+) -> None:
+    """``Shape.write`` gives exactly ``common_frame``'s bytes for the same fields, or None
+    (the general path's); never bytes of its own."""
+    kind, has_re, has_deadline, body = shape
+    made = pair.shape(kind, re=has_re, deadline=has_deadline, body=body)
+    got = made.write(ident, re, deadline, value, limit)
+    if got is None:
+        return
+    full = value if body is HOLE else {key: (value if item is HOLE else item) for key, item in body.items()}
+    assert got == common_frame(kind, pair.name, ident, full, re, deadline, limit=limit, max_size=2**20)
+    assert (re is not None) == has_re and (deadline is not None) == has_deadline
+
+
+def test_a_shape_takes_the_common_asks_and_replies() -> None:
+    shape = Pair(name="asker").shape("ask", re=False, deadline=True, body={"v": HOLE, "stream": False})
+    for value in (b"x" * 64, "text", b"", "é" * 100):
+        assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is not None
+    for value in (b"x" * 256, 7, {"a": 1}, "\ud800", None):
+        assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is None
+    assert shape.write(5, None, 1.5e9, b"x", 4096) is None  # a short id: the general writer
+    with pytest.raises(ValueError, match="HOLE"):
+        Pair(name="a").shape("ask", re=False, deadline=True, body={"v": 1})
+
+
+shaped = st.builds(
+    lambda kind, sender, ident, other, value, stream: (
+        Envelope("ask", sender, ident, {"v": value, "stream": stream}, None, other)
+        if kind == "ask" else Envelope("reply", sender, ident, value, int(other) % 2**64)
+    ),
+    st.sampled_from(["ask", "reply"]), st.sampled_from(["echo", "", "other"]), st.integers(2**32 - 2, 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300),
+    st.just(False) | st.booleans(),
+)  # fmt: skip
+
+
+@PROPERTY
+@given(shaped, st.data())
+def test_a_frame_of_an_expected_shape_reads_as_the_envelope_path_reads_it(
+    pair: Pair, envelope: Envelope, data: st.DataObject
+) -> None:
+    """The frames ``Pair.expect`` reads from their templates, whole or damaged: the same
+    fields as the general decoder, or its refusal (then counted alike)."""
+    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
+    how = data.draw(st.sampled_from(["whole", "whole", "flip", "cut", "extend", "insert"]))
+    at = data.draw(st.integers(0, len(frame) - 1))
+    if how == "flip":
+        frame[at] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame[at:]
+    elif how == "extend":
+        frame += data.draw(st.binary(min_size=1, max_size=4))
+    elif how == "insert":
+        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    agree(pair, bytes(frame))
+
+
+def test_a_line_whose_name_has_no_common_form_opens_and_leaves_its_frames_to_the_general_path() -> None:
+    link = Link("ipc:///nonexistent/x.ipc", listen=False, name="\ud800", max_message_size=4096, tls=None)
+    assert link.ask_shape is None and link.reply_shape is None  # the general writer says why, when it sends
+    assert not link.send_shaped_now(link.reply_shape, 2**62, 2**62, None, b"x")
+    link.expect_peer("\udc00")
+    assert link.pair._expected == ()
+    link.expect_peer("peer")
+    assert [shape.kind for shape in link.pair._expected] == ["ask", "reply"]
