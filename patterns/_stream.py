@@ -247,14 +247,17 @@ class SendingSocket(FdSocket):
     def send_fields_nowait(self, kind: str, ident: int, body: Any, re: int | None, deadline: float | None) -> bool:
         """Send the envelope of these fields from this socket's name (its ``sender``) now,
         as :meth:`send_envelope_nowait` would, when it is a common frame (:func:`common_frame`:
-        no guard, a small plain body), without building the :class:`Envelope`. False when
-        it is not one, or NNG would wait: the caller sends the envelope the general way,
-        which says what is wrong with it. Raises :class:`MessageTooLarge` and :class:`Closed`."""
-        if self.guard is not None:
-            return False
+        a small plain body; sealed whole with a guard), without building the :class:`Envelope`.
+        False when it is not one, or NNG would wait: the caller sends the envelope the general
+        way, which says what is wrong with it. Raises :class:`MessageTooLarge`, :class:`Closed`
+        and what the guard's ``seal`` raises."""
+        guard = self.guard
         data = common_frame(kind, self.name, ident, body, re, deadline, limit=self._placed_limit,
-                            max_size=self.max_message_size)  # fmt: skip
-        return data is not None and self._try_send(data, "send_nowait")
+                            max_size=self.max_message_size if guard is None else
+                            self.max_message_size - guard.overhead)  # fmt: skip
+        if data is None:
+            return False
+        return self._try_send(data if guard is None else guard.seal(data, kind), "send_nowait")
 
     def shape(self, kind: str, *, re: bool, deadline: bool, body: Any = HOLE, sender: str | None = None) -> Shape:
         """The :class:`~patterns._shape.Shape` of frames of ``kind`` from ``sender`` (this
@@ -268,10 +271,15 @@ class SendingSocket(FdSocket):
         ``value`` in its hole, written from the shape's fixed bytes. False when the fields
         are not of its common form (:meth:`Shape.write`), the frame would exceed
         ``max_message_size``, or NNG would wait: the caller sends the frame another way."""
-        if self.guard is not None:
-            return False
+        guard = self.guard
         data = shape.write(ident, re, deadline, value, self._placed_limit)
-        return data is not None and len(data) <= self.max_message_size and self._try_send(data, "send_nowait")
+        if data is None:
+            return False
+        if guard is None:
+            return len(data) <= self.max_message_size and self._try_send(data, "send_nowait")
+        return len(data) <= self.max_message_size - guard.overhead and self._try_send(
+            guard.seal(data, shape.kind), "send_nowait"
+        )
 
     def send_envelope_nowait(self, envelope: Envelope, *, inline: bool = False) -> None:
         """Send a complete envelope now (as :meth:`send_envelope` would), or raise

@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.hotline.link import Link
-from patterns import HOLE, Envelope, Fields, MalformedMessage, MessageTooLarge, Pair
+from consensus.trust import Guard, Key
+from consensus.trust.seal import MacSender, Scheme
+from patterns import HOLE, Envelope, Fields, MalformedMessage, MessageTooLarge, Pair, Unauthenticated
 from patterns._wire import MAX_KIND_LENGTH, common_frame, encode
 
 PROPERTY = settings(max_examples=300)
@@ -161,6 +163,50 @@ async def test_a_pair_sends_and_receives_fields(address: Callable[[str], str]) -
             with pytest.raises(MalformedMessage):
                 await a.receive_fields()
             assert a.statistics().malformed == 1
+
+
+async def test_a_sealed_pair_sends_fields_and_shapes_sealed(address: Callable[[str], str]) -> None:
+    """With a guard, fields and shapes go out sealed whole: the peer's guard opens them into
+    what the general path sends, a stranger's guard refuses them, and a frame too large for
+    the seal's room is left to the general path, which refuses it alike."""
+    addr = address("ipc")
+    key = b"\1" * 32
+
+    def guard(secret: bytes) -> Guard:
+        made = Guard(MacSender(b"k" * 8, secret))
+        made.add(Key(b"k" * 8, Scheme.MAC, secret))
+        return made
+
+    async with (
+        Pair(listen=addr, name="a", guard=guard(key), max_message_size=1024) as a,
+        Pair(dial=addr, name="b", guard=guard(key)) as b,
+    ):
+        with trio.fail_after(10):
+            await a.wait_for_peers(1)
+            await b.wait_for_peers(1)
+            body: Any = {"v": "x" * 64, "stream": False}
+            assert a.send_fields_nowait("ask", 7, body, None, 1.5e9)
+            assert (await b.receive_fields())[0] == ("ask", "a", 7, body, None, 1.5e9)
+            shape = a.shape("reply", re=True, deadline=False)
+            assert a.send_shaped_nowait(shape, 2**40, 2**41, None, b"y" * 100)  # (a shape's ids: 8 bytes)
+            envelope = await b.receive_envelope()
+            assert (envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re) == (
+                "reply", "a", 2**40, b"y" * 100, 2**41)
+            assert envelope.session == b"k" * 8  # it was sealed, and opened under the key
+            room = 1024 - a.guard.overhead  # type: ignore[union-attr]
+            size = room
+            while len(common_frame("msg", "a", 9, bytes(size), None, None, limit=2048) or b"") > room:
+                size -= 1
+            fits = bytes(size)  # the largest body whose frame and seal fit in max_message_size
+            assert a.send_fields_nowait("msg", 9, fits, None, None)
+            assert (await b.receive_fields())[0][3] == fits
+            assert not a.send_shaped_nowait(a.shape("msg", re=False, deadline=False), 2**40, None, None, fits + b"zz")
+            with pytest.raises(MessageTooLarge):
+                a.send_fields_nowait("msg", 10, fits + b"zz", None, None)
+    stranger = guard(b"\2" * 32)
+    data = guard(key).seal(common_frame("msg", "a", 1, b"hi", None, None, limit=2048) or b"", "msg")
+    with pytest.raises(Unauthenticated):
+        stranger.open(data)
 
 
 shapes = st.sampled_from([
