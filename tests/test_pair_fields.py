@@ -97,12 +97,11 @@ def test_a_frame_reads_as_the_envelope_path_reads_it(pair: Pair, envelope: Envel
 
 
 @PROPERTY
-@given(envelopes, st.data())
-def test_a_damaged_frame_is_refused_as_the_envelope_path_refuses_it(
-    pair: Pair, envelope: Envelope, data: st.DataObject
-) -> None:
+def damaged(envelope: Envelope, data: st.DataObject, hows: list[str]) -> bytes:
+    """The envelope's frame, as is ("whole") or with a byte flipped, cut short, extended or
+    with bytes inserted, as ``data`` draws."""
     frame = bytearray(cbor2.dumps(frame_dict(envelope)))
-    how = data.draw(st.sampled_from(["flip", "cut", "extend", "insert"]))
+    how = data.draw(st.sampled_from(hows))
     at = data.draw(st.integers(0, len(frame) - 1))
     if how == "flip":
         frame[at] ^= data.draw(st.integers(1, 255))
@@ -110,9 +109,16 @@ def test_a_damaged_frame_is_refused_as_the_envelope_path_refuses_it(
         del frame[at:]
     elif how == "extend":
         frame += data.draw(st.binary(min_size=1, max_size=4))
-    else:
+    elif how == "insert":
         frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
-    agree(pair, bytes(frame))
+    return bytes(frame)
+
+
+@given(envelopes, st.data())
+def test_a_damaged_frame_is_refused_as_the_envelope_path_refuses_it(
+    pair: Pair, envelope: Envelope, data: st.DataObject
+) -> None:
+    agree(pair, damaged(envelope, data, ["flip", "cut", "extend", "insert"]))
 
 
 def test_a_frame_over_the_size_limit_and_a_sealed_one_are_refused_alike(pair: Pair) -> None:
@@ -266,18 +272,7 @@ def test_a_frame_of_an_expected_shape_reads_as_the_envelope_path_reads_it(
 ) -> None:
     """The frames ``Pair.expect`` reads from their templates, whole or damaged: the same
     fields as the general decoder, or its refusal (then counted alike)."""
-    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
-    how = data.draw(st.sampled_from(["whole", "whole", "flip", "cut", "extend", "insert"]))
-    at = data.draw(st.integers(0, len(frame) - 1))
-    if how == "flip":
-        frame[at] ^= data.draw(st.integers(1, 255))
-    elif how == "cut":
-        del frame[at:]
-    elif how == "extend":
-        frame += data.draw(st.binary(min_size=1, max_size=4))
-    elif how == "insert":
-        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
-    agree(pair, bytes(frame))
+    agree(pair, damaged(envelope, data, ["whole", "whole", "flip", "cut", "extend", "insert"]))
 
 
 def test_a_line_whose_name_has_no_common_form_opens_and_leaves_its_frames_to_the_general_path() -> None:
