@@ -41,7 +41,8 @@ class Pair(SendingSocket, ReceivingSocket):
         attached), which raises and counts what is wrong with it. Its ``shm`` (resolved
         into the body), ``size`` and ``session`` are not among them."""
         if self.guard is None:
-            if type(data) is bytes and not self._measure and len(data) <= self.max_message_size:
+            size = len(data)  # (read_common's bounds: a frame over max_items is counted item by item)
+            if type(data) is bytes and not self._measure and size <= self.max_message_size and size <= self.max_items:
                 for shape in self._expected:  # (a line expects one or two)
                     got = shape.read(data)
                     if got is not None:

@@ -283,3 +283,14 @@ def test_a_line_whose_name_has_no_common_form_opens_and_leaves_its_frames_to_the
     assert link.pair._expected == ()
     link.expect_peer("peer")
     assert [shape.kind for shape in link.pair._expected] == ["ask", "reply"]
+
+
+def test_a_shaped_frame_over_max_items_is_refused_as_the_envelope_path_refuses_it() -> None:
+    """A frame of more bytes than ``max_items`` has its items counted (and refused when there
+    are too many) before anything is read: a shape's template must not skip that bound."""
+    sock = Pair(name="asker", max_message_size=4096, max_items=4)
+    sock.expect(sock.shape("reply", re=True, deadline=False, sender="echo"))
+    data = common_frame("reply", "echo", 2**62 + 1, b"x", 2**62 + 2, None, limit=4096)
+    assert data is not None
+    agree(sock, data)
+    assert sock.statistics().malformed == 2
