@@ -32,7 +32,7 @@ def encode_vouched(value: Any, foreign: Iterable[tuple[Any, int]] = ()) -> Encod
     ``int``, ``float``, ``bool`` and ``None`` instances (values it checked with
     ``isinstance``: cbor2's two encoders write subclasses of these alike), except for the
     ``foreign`` values: each ``(part, containers above it in value)``, taken as given and
-    checked here as any body is, with no byte string at all. None when a foreign part is
+    checked here as any body is, with no byte string but an empty one. None when a foreign part is
     not of that kind, or the value cannot be encoded (text with lone surrogates): send
     ``value`` itself, which the general path encodes or refuses with its reasons."""
     for part, above in foreign:
