@@ -33,6 +33,7 @@ _MARK: Final = b"\x00patterns-hole\x00"  # stands for the value while the body i
 _ID64, _RE64, _DL, _B = b"\x62id\x1b", b"\x62re\x1b", b"\x62dl\xfb", b"\x61b"
 _DOUBLE: Final = struct.Struct(">d")
 _U64: Final = struct.Struct(">Q")
+_SCALARS: Final = (str, int, float, bool, bytes)
 _BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
 _TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
 
@@ -165,6 +166,9 @@ def _marked(body: Any) -> Any:
         return _MARK
     if type(body) is dict:
         holes = [key for key, value in body.items() if value is HOLE]
-        if len(holes) == 1:
+        # Fixed values are scalars: a container would be shared by every body read (and a
+        # tuple read back as one, where the decoder gives a list).
+        if len(holes) == 1 and all(value is HOLE or value is None or type(value) in _SCALARS
+                                   for value in body.values()):  # fmt: skip
             return {key: (_MARK if value is HOLE else value) for key, value in body.items()}
-    raise ValueError(f"a shape's body must be HOLE or a map with one HOLE as a value, got {body!r:.200}")
+    raise ValueError(f"a shape's body must be HOLE or a map of scalars with one HOLE as a value, got {body!r:.200}")

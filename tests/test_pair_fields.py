@@ -294,3 +294,12 @@ def test_a_shaped_frame_over_max_items_is_refused_as_the_envelope_path_refuses_i
     assert data is not None
     agree(sock, data)
     assert sock.statistics().malformed == 2
+
+
+def test_a_shape_takes_scalars_around_its_hole_only() -> None:
+    """A container in a shape's fixed body would be shared by every body read from it."""
+    sock = Pair(name="asker")
+    for body in ({"v": HOLE, "log": []}, {"v": HOLE, "at": (1, 2)}, {"v": HOLE, "m": {}}):
+        with pytest.raises(ValueError, match="scalars"):
+            sock.shape("msg", re=False, deadline=False, body=body)
+    assert sock.shape("msg", re=False, deadline=False, body={"v": HOLE, "n": None, "f": 1.5}).kind == "msg"
