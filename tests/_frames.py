@@ -1,11 +1,24 @@
-"""The envelope's frame as a plain dict, for tests that compare encoders with cbor2 itself."""
+"""The envelope's frame as a plain dict, for tests that compare encoders with cbor2 itself,
+and the plain values such tests draw bodies from."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import strategies as st
+
 from patterns import Envelope
+
+
+def plain_values(max_binary: int) -> st.SearchStrategy[Any]:
+    """Nested plain values (no NaN: it never equals itself), byte strings of up to ``max_binary``."""
+    return st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+                  st.text(max_size=12), st.binary(max_size=max_binary)),
+        lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
+        max_leaves=10,
+    )  # fmt: skip
 
 
 def frame_dict(envelope: Envelope, body: Callable[[Any], Any] = lambda value: value) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import cbor2
 import pytest
 import trio
-from _frames import frame_dict
+from _frames import frame_dict, plain_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,12 +23,7 @@ from patterns._wire import MAX_KIND_LENGTH, common_frame, encode
 
 PROPERTY = settings(max_examples=300)
 
-plain = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
-              st.text(max_size=12), st.binary(max_size=300)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
-    max_leaves=10,
-)  # fmt: skip
+plain = plain_values(300)
 envelopes = st.builds(
     Envelope,
     kind=st.sampled_from(["ask", "reply", "msg", "error"]) | st.text(min_size=1, max_size=MAX_KIND_LENGTH),

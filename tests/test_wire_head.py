@@ -14,7 +14,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from _frames import frame_dict
+from _frames import frame_dict, plain_values
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -26,12 +26,7 @@ from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, encode
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-plain = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
-              st.text(max_size=12), st.binary(max_size=40)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
-    max_leaves=10,
-)  # fmt: skip
+plain = plain_values(40)
 envelopes = st.builds(
     Envelope,
     kind=st.text(min_size=1, max_size=MAX_KIND_LENGTH),
