@@ -8,6 +8,7 @@ the same thread and the counters stay exact.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pynng
@@ -20,9 +21,15 @@ from patterns import Closed, Envelope, IncomingSurvey, MalformedMessage
 
 async def test_the_taker_decodes_plain_surveys_and_leaves_the_rest_to_trio(address: Callable[[str], str]) -> None:
     addr = address("ipc")
-    with pynng.Surveyor0(listen=addr, survey_time=5000, recv_timeout=5000) as raw:
+    connected = threading.Event()
+    with pynng.Surveyor0(survey_time=5000, recv_timeout=5000) as raw:
+        raw.add_post_pipe_connect_cb(lambda _pipe: connected.set())
+        raw.listen(addr)
         async with patterns.Respondent(dial=addr, name="r") as resp:
             await resp.wait_for_peers(1)
+            # The dialer may see the connection before the surveyor does: a survey sent before
+            # that goes to nobody (it happened on a busy machine).
+            assert await trio.to_thread.run_sync(connected.wait, 10)
             taker = patterns.SurveyTaker(resp)
             assert await trio.to_thread.run_sync(taker.take) is None  # nothing queued
 
