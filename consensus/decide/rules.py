@@ -153,7 +153,15 @@ class Standing:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule(abc.ABC):
-    """Base of every decision rule; subclasses define :attr:`name` and :meth:`decide`."""
+    """Base of every decision rule; subclasses define :attr:`name` and :meth:`decide`.
+
+    A vote with a quorum returns early once no ballot still possible could change its
+    outcome (:func:`~consensus.decide.tally.is_decided`), judged from the extremes where the
+    pending members all stay away or all back one option. That is sound for a rule whose
+    winner, once it wins, keeps winning when it gains weight and its rivals do not, and under
+    which an option that wins some completion wins when all the pending weight goes to it:
+    true of the rules here; a rule of your own without that property should be used without
+    a quorum (the vote then waits for everyone)."""
 
     weighting: Weighting = Weighting.EQUAL
     tie_break: TieBreak = TieBreak.NONE
