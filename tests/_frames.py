@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import cbor2
 from hypothesis import strategies as st
 
 from patterns import Envelope
@@ -31,3 +32,20 @@ def frame_dict(envelope: Envelope, body: Callable[[Any], Any] = lambda value: va
     if envelope.body is not None:
         frame["b"] = body(envelope.body)
     return frame
+
+
+def damaged(envelope: Envelope, data: st.DataObject, hows: list[str]) -> bytes:
+    """The envelope's frame (cbor2's), as is ("whole") or with a byte flipped, cut short,
+    extended or with bytes inserted, as ``data`` draws among ``hows``."""
+    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
+    how = data.draw(st.sampled_from(hows))
+    at = data.draw(st.integers(0, len(frame) - 1))
+    if how == "flip":
+        frame[at] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame[at:]
+    elif how == "extend":
+        frame += data.draw(st.binary(min_size=1, max_size=4))
+    elif how == "insert":
+        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    return bytes(frame)

@@ -11,7 +11,7 @@ from typing import Any
 import cbor2
 import pytest
 import trio
-from _frames import frame_dict, plain_values
+from _frames import damaged, frame_dict, plain_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,23 +92,6 @@ def test_a_frame_reads_as_the_envelope_path_reads_it(pair: Pair, envelope: Envel
 
 
 @PROPERTY
-def damaged(envelope: Envelope, data: st.DataObject, hows: list[str]) -> bytes:
-    """The envelope's frame, as is ("whole") or with a byte flipped, cut short, extended or
-    with bytes inserted, as ``data`` draws."""
-    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
-    how = data.draw(st.sampled_from(hows))
-    at = data.draw(st.integers(0, len(frame) - 1))
-    if how == "flip":
-        frame[at] ^= data.draw(st.integers(1, 255))
-    elif how == "cut":
-        del frame[at:]
-    elif how == "extend":
-        frame += data.draw(st.binary(min_size=1, max_size=4))
-    elif how == "insert":
-        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
-    return bytes(frame)
-
-
 @given(envelopes, st.data())
 def test_a_damaged_frame_is_refused_as_the_envelope_path_refuses_it(
     pair: Pair, envelope: Envelope, data: st.DataObject
