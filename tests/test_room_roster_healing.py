@@ -61,6 +61,26 @@ class Room:
                 self.to_host(name, self.members[name].heartbeat_frame())
         self.host_out([self.host.beat_frame()])
 
+    def play(self, steps: list[tuple[str, str, set[str]]]) -> None:
+        """Each step's action, with the host's frames lost to its set of members meanwhile;
+        then no more losses, and each member still joining repeats its join (as its driver
+        does until welcomed)."""
+        for action, name, deaf in steps:
+            self.deaf = deaf
+            if action == "join" and name not in self.members:
+                self.join(name)
+            elif action == "leave" and name in self.members:
+                self.leave(name)
+            elif action == "restart":  # a new host: its versions from another start
+                self.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+            elif action == "rejoin" and name in self.members:
+                self.to_host(name, self.members[name].join_frame())
+            else:
+                self.beat()
+        self.deaf = set()
+        for name in [name for name, m in self.members.items() if m.state is MemberState.JOINING]:
+            self.to_host(name, self.members[name].join_frame())
+
     def in_step(self) -> bool:
         meshes = self.host.roster.meshes()
         return all(m.members == meshes and m.roster_version == self.host.roster.version
@@ -97,18 +117,7 @@ def test_every_member_holds_the_hosts_roster_within_grace_plus_two_beats(
     losses stop, within ROSTER_GRACE_BEATS + 2 heartbeats every member holds the host's
     roster, and the host sent at most one roster a grace for the requests."""
     room = Room()
-    for action, name, deaf in steps:
-        room.deaf = deaf
-        if action == "join" and name not in room.members:
-            room.join(name)
-        elif action == "leave" and name in room.members:
-            room.leave(name)
-        else:
-            room.beat()
-    room.deaf = set()
-    joining = [name for name, m in room.members.items() if m.state is MemberState.JOINING]
-    for name in joining:  # its driver repeats the join until welcomed
-        room.to_host(name, room.members[name].join_frame())
+    room.play(steps)
     resent, start = room.host.counts["rosters_resent"], room.now
     for _ in range(ROSTER_GRACE_BEATS + 2):
         room.beat()
@@ -207,22 +216,7 @@ def test_every_member_catches_up_across_host_restarts_and_repeated_joins(
     """As above, with the host restarting (its versions from another start, every member
     joining again by its next heartbeat) and joins repeated by members already welcomed."""
     room = Room()
-    for action, name, deaf in steps:
-        room.deaf = deaf
-        if action == "join" and name not in room.members:
-            room.join(name)
-        elif action == "leave" and name in room.members:
-            room.leave(name)
-        elif action == "restart":
-            room.host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
-        elif action == "rejoin" and name in room.members:
-            room.to_host(name, room.members[name].join_frame())
-        else:
-            room.beat()
-    room.deaf = set()
-    for name, member in room.members.items():
-        if member.state is MemberState.JOINING:
-            room.to_host(name, member.join_frame())
+    room.play(steps)
     for _ in range(ROSTER_GRACE_BEATS + 2):
         room.beat()
     assert room.in_step(), (room.host.roster.meshes(), {n: m.members for n, m in room.members.items()})
