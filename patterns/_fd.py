@@ -138,6 +138,8 @@ class FdSocket(BaseSocket):
         raise_for(err, operation=operation, where=self)
 
     def _wake_waiters(self) -> None:
+        if self._sock is None:  # never opened: nobody can be waiting on it
+            return
         for fd in (self._recv_fd, self._send_fd):
             if fd is not None:
                 trio.lowlevel.notify_closing(fd)

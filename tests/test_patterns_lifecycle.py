@@ -36,6 +36,16 @@ async def test_close_wakes_a_blocked_receiver(kind: str, address: Callable[[str]
         await sock.receive()
 
 
+@pytest.mark.parametrize("kind", ["Pair", "Push", "Pull", "Bus", "Surveyor", "Respondent"])
+async def test_a_socket_never_opened_closes_quietly(kind: str) -> None:
+    sock = getattr(patterns, kind)()
+    await sock.aclose()
+    sock.close()
+    assert sock.closed
+    with pytest.raises(patterns.Closed, match="is closed"):
+        sock.listen("inproc://never-used")
+
+
 async def test_close_ends_an_open_survey(address: Callable[[str], str]) -> None:
     async with patterns.Surveyor(listen=address("inproc")) as boss:
         replies = await boss.survey("q", timeout=30)
