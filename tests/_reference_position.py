@@ -2,7 +2,7 @@
 reference the property tests compare :meth:`Position.from_wire` and
 :meth:`DeliberationRound.answer` with: field by field, every value through the
 constructor, and each accepted position rebuilt with its round and its ``persuaded_by``
-resolved to member names."""
+resolved to member names; the round tallied at its end (session 10 counts as replies come)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,12 @@ def coerce(value: object) -> Position:
 
 
 class ReferenceRound(DeliberationRound):
-    """A :class:`DeliberationRound` whose ``answer`` is the one before session 9."""
+    """A :class:`DeliberationRound` whose ``answer`` is the one before session 9, and whose
+    decision is tallied from scratch at the round's end, as before session 10 (no running count)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._count = None
 
     def answer(self, name: str, raw: Any, *, at: float | None = None) -> Verdict:
         try:

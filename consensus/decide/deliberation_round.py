@@ -17,10 +17,11 @@ from types import MappingProxyType
 from typing import Any
 
 from consensus.decide.checks import describe
+from consensus.decide.deliberation_count import StanceCount
 from consensus.decide.poll import PollRound, Verdict
 from consensus.decide.position import Position, normalise_stance
 from consensus.decide.prompt import Prompt
-from consensus.decide.rules import Rules
+from consensus.decide.rules import Rules, as_rules
 from consensus.decide.stances import Key, Round, check_key, display_stances, tally_stances
 from consensus.errors import InvalidPosition
 from consensus.failure import Failure
@@ -54,6 +55,12 @@ class DeliberationRound:
         self._positions: dict[str, Position] = {}
         self._stances: dict[str, str] = {}
         self.ignored = 0
+        try:
+            rules = as_rules(rule)
+        except (TypeError, ValueError):  # the tally says what is wrong with it, at the round's end
+            self._count: StanceCount | None = None
+        else:
+            self._count = StanceCount.of(self.electorate, rules)
 
     @property
     def pending(self) -> frozenset[str]:
@@ -104,6 +111,8 @@ class DeliberationRound:
             # (else: nobody to credit and the round already set: the position is stored as it came)
             self._positions[name] = position
             self._stances[name] = stance
+            if self._count is not None:
+                self._count.add(name, stance)
         return verdict
 
     def fail(self, name: str, error: Failure, *, at: float | None = None) -> Verdict:
@@ -122,10 +131,16 @@ class DeliberationRound:
         self._poll.finish()
         polled = self._poll.result(self.prompt.question, elapsed=elapsed)
         display = display_stances(self._positions, self._stances, self._options)
-        decision = tally_stances(self._positions, self._stances, display, options=self._options,
-                                 rule=self._rule, electorate=self.electorate)  # fmt: skip
-        if decision is not None:
-            decision = dataclasses.replace(decision, errors=polled.errors, left=polled.left, elapsed=elapsed)
+        listed = list(display.values()) if self._options is None else list(self._options.values())
+        decision = None
+        if listed and self._count is not None:  # counted as the replies came
+            decision = self._count.decision(self._positions, self._stances, display, listed, errors=polled.errors,
+                                            left=polled.left, elapsed=elapsed)  # fmt: skip
+        if listed and decision is None:
+            decision = tally_stances(self._positions, self._stances, display, options=self._options,
+                                     rule=self._rule, electorate=self.electorate)  # fmt: skip
+            if decision is not None:
+                decision = dataclasses.replace(decision, errors=polled.errors, left=polled.left, elapsed=elapsed)
         return Round(
             number=self.number,
             expected=polled.expected,
