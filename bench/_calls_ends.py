@@ -16,7 +16,7 @@ import patterns
 
 __all__ = ["FAR", "MEMBERS", "NEAR", "PAYLOAD", "Switch"]
 
-SECRET = "bench.calls: a room secret"  # the poll_secret scenario: what a secret adds to a poll
+SECRET = "bench.calls: a room secret"  # the *_secret scenarios: what a secret adds to a poll, a hotline
 
 MEMBERS = 8
 PAYLOAD = (bytes(range(256)) * 1)[:64]
@@ -61,7 +61,7 @@ async def _far_pair(address: str, warmup: int, n: int, counter: Switch) -> None:
                 counter.off()
 
 
-async def _far_hotline(address: str, warmup: int, n: int, counter: Switch) -> None:
+async def _far_hotline(address: str, warmup: int, n: int, counter: Switch, secret: str | None = None) -> None:
     seen = [0]
 
     async def echo(value: Any) -> Any:
@@ -72,7 +72,7 @@ async def _far_hotline(address: str, warmup: int, n: int, counter: Switch) -> No
             counter.off()
         return value
 
-    async with consensus.hotline(dial=address, name="echo", on_ask=echo) as line:
+    async with consensus.hotline(dial=address, name="echo", on_ask=echo, secret=secret) as line:
         while await line.receive() != "stop":
             pass
     counter.off()
@@ -146,6 +146,7 @@ async def _far_poll(address: str, warmup: int, n: int, counter: Switch, secret: 
 
 
 FAR: dict[str, Callable[..., Any]] = {"floor": _far_floor, "pair": _far_pair, "hotline": _far_hotline,
+                                      "hotline_secret": partial(_far_hotline, secret=SECRET),
                                       "survey_floor": _far_survey_floor, "survey": _far_survey,
                                       "poll": _far_poll, "poll_secret": partial(_far_poll, secret=SECRET)}  # fmt: skip
 
@@ -182,8 +183,8 @@ async def _near_pair(address: str, warmup: int, n: int, counter: Switch) -> None
         await trio.sleep(0.2)
 
 
-async def _near_hotline(address: str, warmup: int, n: int, counter: Switch) -> None:
-    async with consensus.hotline(listen=address, name="asker") as line:
+async def _near_hotline(address: str, warmup: int, n: int, counter: Switch, secret: str | None = None) -> None:
+    async with consensus.hotline(listen=address, name="asker", secret=secret) as line:
         await line.wait_connected()
         for i in range(warmup + n + 1):  # one more ask: the far end stops counting when it sees it
             if i == warmup:
@@ -252,5 +253,6 @@ async def _near_poll(address: str, warmup: int, n: int, counter: Switch, secret:
 
 
 NEAR: dict[str, Callable[..., Any]] = {"floor": _near_floor, "pair": _near_pair, "hotline": _near_hotline,
+                                       "hotline_secret": partial(_near_hotline, secret=SECRET),
                                        "survey_floor": _near_survey_floor, "survey": _near_survey,
                                        "poll": _near_poll, "poll_secret": partial(_near_poll, secret=SECRET)}  # fmt: skip

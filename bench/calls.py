@@ -12,7 +12,8 @@ Scenarios (``--scenario``, repeatable; default: all):
 * ``pair``: ``patterns.Pair`` 64-byte CBOR round trip (``send`` then ``receive``; the echo
   ``receive`` then ``send``); ``floor``: the same with bare pynng ``Pair1`` under trio
   (non-blocking ``recv``, ``wait_readable`` on its descriptor, ``send`` inline).
-* ``hotline``: ``Hotline.ask`` of 64 bytes answered by an ``async def`` echo.
+* ``hotline``: ``Hotline.ask`` of 64 bytes answered by an ``async def`` echo;
+  ``hotline_secret``: the same on a line with a secret (every frame sealed and checked).
 * ``survey``: ``patterns.Surveyor`` against 8 ``patterns.Respondent`` (one process, a task each),
   reading until the 8th reply; ``survey_floor``: the same with bare pynng ``Surveyor0`` and
   ``Respondent0`` under trio; ``poll``: ``room.poll`` of 8 members that answer at once;
@@ -49,7 +50,7 @@ import trio
 from ._calls_cpu import CpuMeter, count_syscalls, render_cpu
 from ._calls_ends import FAR, NEAR
 
-SCENARIOS = ("floor", "pair", "hotline", "survey_floor", "survey", "poll", "poll_secret")
+SCENARIOS = ("floor", "pair", "hotline", "hotline_secret", "survey_floor", "survey", "poll", "poll_secret")
 MODES = {"calls": 200, "cpu": 5000, "syscalls": 1000}  # and the default --n of each
 LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
           ("/cffi/", "pynng"))  # fmt: skip

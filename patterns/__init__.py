@@ -36,6 +36,7 @@ from patterns._respondent import IncomingSurvey, Respondent
 from patterns._shape import HOLE, Shape
 from patterns._socket import BaseSocket
 from patterns._stats import SocketStatistics
+from patterns._stream import Unsent
 from patterns._survey import Surveyor, SurveyReplies
 from patterns._taker import SurveyTaker, Taken
 from patterns._vouched import encode_vouched
@@ -126,6 +127,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "Unauthenticated",
+    "Unsent",
     "WouldBlock",
     "decode",
     "decode_body",

@@ -14,7 +14,7 @@ import logging
 from typing import Any, ClassVar
 
 from patterns._gaps import Parts
-from patterns._guard import Guard
+from patterns._guard import Guard, Opened
 from patterns._peers import PeerSet
 from patterns._wire import Envelope, decode, encode, encode_parts
 from patterns.errors import MalformedMessage, SharedMemoryError, Unauthenticated
@@ -99,38 +99,60 @@ class Framing:
         any other fault :class:`MalformedMessage`, counted as ``malformed``."""
         try:
             if self.guard is not None:
-                return self._unpack_guarded(data if type(data) is bytes else bytes(data), self.guard)
+                data = data if type(data) is bytes else bytes(data)
+                return self._decode_opened(self.guard.open(data), len(data))  # opened before a byte is decoded
             envelope = decode(
                 data, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
             )
             if envelope.shm is not None:  # rare: only such a frame may refer to shared memory
                 envelope = self._attach(envelope, len(data))
-        except Unauthenticated as exc:
-            self._unauthenticated[exc.reason] = self._unauthenticated.get(exc.reason, 0) + 1
-            raise
         except MalformedMessage as exc:
-            self._malformed += 1
-            self._malformed_reasons[exc.reason] = self._malformed_reasons.get(exc.reason, 0) + 1
+            self._count_refused(exc)
             raise
         return envelope
 
-    def _unpack_guarded(self, data: bytes, guard: Guard) -> Envelope:
-        opened = guard.open(data)  # before a single byte is decoded
+    def _guard_open(self, data: bytes) -> Opened:
+        """The guard's check of a received frame (:meth:`Guard.open`), its refusal counted:
+        for a reader that reads the payload itself and hands any other to :meth:`_unpack_opened`."""
+        assert self.guard is not None
+        try:
+            return self.guard.open(data)
+        except MalformedMessage as exc:
+            self._count_refused(exc)
+            raise
+
+    def _unpack_opened(self, opened: Opened, size: int) -> Envelope:
+        """:meth:`_unpack` for a frame of ``size`` bytes its guard has opened already."""
+        try:
+            return self._decode_opened(opened, size)
+        except MalformedMessage as exc:
+            self._count_refused(exc)
+            raise
+
+    def _count_refused(self, exc: MalformedMessage) -> None:
+        if isinstance(exc, Unauthenticated):
+            self._unauthenticated[exc.reason] = self._unauthenticated.get(exc.reason, 0) + 1
+        else:
+            self._malformed += 1
+            self._malformed_reasons[exc.reason] = self._malformed_reasons.get(exc.reason, 0) + 1
+
+    def _decode_opened(self, opened: Opened, size: int) -> Envelope:
+        """The envelope of an opened frame, held to its key's limits (sender, kinds); uncounted."""
         envelope = decode(
             opened.payload, max_size=self.max_message_size, max_items=self.max_items, measure=self._measure
         )
         if opened.owner is not None and envelope.sender != opened.owner:
             raise Unauthenticated(
                 f"a {envelope.kind!r} frame signed as {opened.owner!r} claims to come from {envelope.sender!r}",
-                reason="impersonation", size=len(data),
+                reason="impersonation", size=size,
             )  # fmt: skip
         if opened.kinds is not None and envelope.kind not in opened.kinds:
             raise Unauthenticated(
                 f"a {envelope.kind!r} frame came under a key that may only send {sorted(opened.kinds)}",
-                reason="kind", size=len(data),
+                reason="kind", size=size,
             )  # fmt: skip
         if envelope.shm is not None:
-            envelope = self._attach(envelope, len(data))
+            envelope = self._attach(envelope, size)
         # Built above and held by no one else: set the field rather than copy the envelope
         # (dataclasses.replace costs more than the whole seal check).
         object.__setattr__(envelope, "session", opened.session)

@@ -37,21 +37,49 @@ class Pair(SendingSocket, ReceivingSocket):
     def _fields(self, data: bytes | memoryview) -> Fields:
         """The fields of a received frame: a small common frame's read by
         :func:`~patterns._wire.read_common` (no :class:`Envelope` built), any other's from
-        the envelope :meth:`_unpack` decodes (a guard's check first, shared memory
-        attached), which raises and counts what is wrong with it. Its ``shm`` (resolved
-        into the body), ``size`` and ``session`` are not among them."""
-        if self.guard is None:
-            size = len(data)  # (read_common's bounds: a frame over max_items is counted item by item)
-            if type(data) is bytes and not self._measure and size <= self.max_message_size and size <= self.max_items:
-                for shape in self._expected:  # (a line expects one or two)
-                    got = shape.read(data)
-                    if got is not None:
-                        return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
-            fields = read_common(data, max_size=self.max_message_size, max_items=self.max_items,
-                                 measure=self._measure)  # fmt: skip
-            if fields is not None:
-                return fields
+        the envelope :meth:`_unpack` decodes (shared memory attached), which raises and
+        counts what is wrong with it. A sealed frame's are read the same way once its guard
+        has opened it (:meth:`_sealed_fields`). Its ``shm`` (resolved into the body),
+        ``size`` and ``session`` are not among them."""
+        if self.guard is not None:
+            return self._sealed_fields(data if type(data) is bytes else bytes(data))
+        size = len(data)  # (read_common's bounds: a frame over max_items is counted item by item)
+        if type(data) is bytes and not self._measure and size <= self.max_message_size and size <= self.max_items:
+            for shape in self._expected:  # (a line expects one or two)
+                got = shape.read(data)
+                if got is not None:
+                    return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
+        fields = read_common(data, max_size=self.max_message_size, max_items=self.max_items,
+                             measure=self._measure)  # fmt: skip
+        if fields is not None:
+            return fields
         envelope = self._unpack(data)
+        return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+
+    def _sealed_fields(self, data: bytes) -> Fields:
+        """:meth:`_fields` of a sealed frame. Nothing is read before the guard's check
+        (:meth:`_guard_open`: key, tag, then replay window; refused and counted there); then its
+        payload, a plain frame, is read as :meth:`_fields` reads one, and the key's limits
+        (the only sender and kinds it speaks for) are checked on the fields. A payload
+        read no such way, or refused by those limits, goes through the envelope's path
+        (:meth:`_unpack_opened`: not opened twice), which says why and counts it."""
+        opened = self._guard_open(data)
+        payload = opened.payload
+        size = len(payload)
+        fields: Fields | None = None
+        if not self._measure and size <= self.max_message_size and size <= self.max_items:
+            for shape in self._expected:
+                got = shape.read(payload)
+                if got is not None:
+                    fields = shape.kind, shape.sender, got[0], got[3], got[1], got[2]
+                    break
+        if fields is None:
+            fields = read_common(payload, max_size=self.max_message_size, max_items=self.max_items,
+                                 measure=self._measure)  # fmt: skip
+        if (fields is not None and (opened.owner is None or fields[1] == opened.owner)
+                and (opened.kinds is None or fields[0] in opened.kinds)):  # fmt: skip
+            return fields
+        envelope = self._unpack_opened(opened, len(data))
         return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
 
     async def receive_fields(self) -> tuple[Fields, int]:

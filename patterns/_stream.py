@@ -15,6 +15,7 @@ The receiving side is :mod:`patterns._receiving`'s (:class:`ReceivingSocket`, re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import trio
@@ -29,7 +30,7 @@ from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, Envelope, common_
 from patterns.errors import Closed, MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
-__all__ = ["ReceivingSocket", "SendingSocket"]
+__all__ = ["ReceivingSocket", "SendingSocket", "Unsent"]
 
 _MASK = 0xFFFF_FFFF_FFFF_FFFF
 SETTLES = 3
@@ -37,6 +38,19 @@ SETTLES = 3
 that retry after :data:`SETTLE_S` before the socket asks NNG for its send descriptor."""
 SETTLE_S = 0.001
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """What :meth:`SendingSocket.send_fields_nowait` and :meth:`~SendingSocket.send_shaped_nowait`
+    return when NNG would not take the frame they wrote: false, as the ``False`` it stands
+    for, and the ``frame`` (sealed, with a guard) to send with ``send_bytes`` once the
+    sender may wait, so that a frame is sealed once however long it waits."""
+
+    frame: bytes
+
+    def __bool__(self) -> bool:
+        return False
 
 
 class SendingSocket(FdSocket):
@@ -121,8 +135,9 @@ class SendingSocket(FdSocket):
     def _too_large(self, size: int) -> Exception:
         return MessageTooLarge(f"a frame of {size} bytes exceeds max_message_size={self.max_message_size}")
 
-    def _full(self) -> WouldBlock:
-        return WouldBlock(f"send_nowait: the send queue of {self!r} is full (or no peer is ready)")
+    def _full(self, frame: bytes | None = None) -> WouldBlock:
+        """(``frame``: the frame written, when it may be sent as it is later: :attr:`WouldBlock.frame`.)"""
+        return WouldBlock(f"send_nowait: the send queue of {self!r} is full (or no peer is ready)", frame=frame)
 
     def _common(self, envelope: Envelope, inline: bool) -> bytes | None:
         """The common frame of ``envelope`` (:func:`common_frame`), or None: the general path."""
@@ -159,12 +174,17 @@ class SendingSocket(FdSocket):
             self._send_parts_nowait(parts)
             return
         with delivering(placement):
-            self._send_parts_nowait(parts)
+            try:
+                self._send_parts_nowait(parts)
+            except WouldBlock as exc:
+                if placement.refs:  # its segments go as it raises: the frame cannot go later
+                    exc.frame = None
+                raise
 
     def _send_parts_nowait(self, parts: Parts) -> None:
         if len(parts) == 1:
             if not self._try_send(parts[0], "send_nowait"):  # type: ignore[arg-type]
-                raise self._full()
+                raise self._full(parts[0])  # type: ignore[arg-type]  # one part is bytes
             return
         msg, size = self._message(parts, "send_nowait")
         sent = False
@@ -244,20 +264,25 @@ class SendingSocket(FdSocket):
             return
         await self._send_encoded(self._encode(envelope))
 
-    def send_fields_nowait(self, kind: str, ident: int, body: Any, re: int | None, deadline: float | None) -> bool:
+    def send_fields_nowait(
+        self, kind: str, ident: int, body: Any, re: int | None, deadline: float | None
+    ) -> bool | Unsent:
         """Send the envelope of these fields from this socket's name (its ``sender``) now,
         as :meth:`send_envelope_nowait` would, when it is a common frame (:func:`common_frame`:
         a small plain body; sealed whole with a guard), without building the :class:`Envelope`.
-        False when it is not one, or NNG would wait: the caller sends the envelope the general
-        way, which says what is wrong with it. Raises :class:`MessageTooLarge`, :class:`Closed`
-        and what the guard's ``seal`` raises."""
+        False when it is not one: the caller sends the envelope the general way, which says
+        what is wrong with it. An :class:`Unsent` (false too) when NNG would wait: its frame,
+        written and sealed, is the one to send when the caller may wait. Raises
+        :class:`MessageTooLarge`, :class:`Closed` and what the guard's ``seal`` raises."""
         guard = self.guard
         data = common_frame(kind, self.name, ident, body, re, deadline, limit=self._placed_limit,
                             max_size=self.max_message_size if guard is None else
                             self.max_message_size - guard.overhead)  # fmt: skip
         if data is None:
             return False
-        return self._try_send(data if guard is None else guard.seal(data, kind), "send_nowait")
+        if guard is not None:
+            data = guard.seal(data, kind)
+        return self._try_send(data, "send_nowait") or Unsent(data)
 
     def shape(self, kind: str, *, re: bool, deadline: bool, body: Any = HOLE, sender: str | None = None) -> Shape:
         """The :class:`~patterns._shape.Shape` of frames of ``kind`` from ``sender`` (this
@@ -266,28 +291,33 @@ class SendingSocket(FdSocket):
                      max_kind=MAX_KIND_LENGTH, max_sender=MAX_SENDER_LENGTH)  # fmt: skip
 
     def send_shaped_nowait(self, shape: Shape, ident: int, re: int | None, deadline: float | None,
-                           value: Any) -> bool:  # fmt: skip
+                           value: Any) -> bool | Unsent:  # fmt: skip
         """:meth:`send_fields_nowait` for a frame of ``shape`` (from :meth:`shape`) with
         ``value`` in its hole, written from the shape's fixed bytes. False when the fields
-        are not of its common form (:meth:`Shape.write`), the frame would exceed
-        ``max_message_size``, or NNG would wait: the caller sends the frame another way."""
+        are not of its common form (:meth:`Shape.write`) or the frame would exceed
+        ``max_message_size``: the caller sends the frame another way; an :class:`Unsent`
+        when NNG would wait (as :meth:`send_fields_nowait`)."""
         guard = self.guard
         data = shape.write(ident, re, deadline, value, self._placed_limit)
         if data is None:
             return False
         if guard is None:
-            return len(data) <= self.max_message_size and self._try_send(data, "send_nowait")
-        return len(data) <= self.max_message_size - guard.overhead and self._try_send(
-            guard.seal(data, shape.kind), "send_nowait"
-        )
+            if len(data) > self.max_message_size:
+                return False
+        elif len(data) > self.max_message_size - guard.overhead:
+            return False
+        else:
+            data = guard.seal(data, shape.kind)
+        return self._try_send(data, "send_nowait") or Unsent(data)
 
     def send_envelope_nowait(self, envelope: Envelope, *, inline: bool = False) -> None:
         """Send a complete envelope now (as :meth:`send_envelope` would), or raise
-        :class:`WouldBlock` when NNG's send queue is full or no peer is ready."""
+        :class:`WouldBlock` when NNG's send queue is full or no peer is ready (with the frame
+        written, sealed, in :attr:`WouldBlock.frame` when it can go as it is later)."""
         data = self._common(envelope, inline)
         if data is not None:
             if not self._try_send(data, "send_nowait"):
-                raise self._full()
+                raise self._full(data)
             return
         self._send_encoded_nowait(self._encode(envelope, inline))
 

@@ -72,7 +72,15 @@ class Closed(ConsensusError):
 
 
 class WouldBlock(ConsensusError):
-    """A ``*_nowait`` operation could not complete immediately."""
+    """A ``*_nowait`` operation could not complete immediately.
+
+    ``frame``, when set, is the frame a send wrote (sealed, on a socket with a guard) that
+    NNG would not take: send it with ``send_bytes`` once the sender may wait, rather than
+    writing (and sealing) it again."""
+
+    def __init__(self, message: str, *, frame: bytes | None = None) -> None:
+        super().__init__(message)
+        self.frame = frame
 
 
 class Timeout(ConsensusError, TimeoutError):

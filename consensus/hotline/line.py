@@ -111,6 +111,7 @@ from patterns import (
     MalformedMessage,
     Timeout,
     TLSConfig,
+    Unsent,
 )  # fmt: skip
 
 __all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "LineState", "hotline"]
@@ -255,9 +256,11 @@ class Hotline:
         closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
             wall_deadline = time.time() + timeout
-            if not (protocol.connected and self._link.send_ask_now(ask_id, value, wall_deadline)):
-                envelope = frame(ASK, self.name, ask_id, ask_body(value, False), None, wall_deadline)
-                await self._send_ask_later(envelope, timeout, deadline, stream=False)
+            sent = protocol.connected and self._link.send_ask_now(ask_id, value, wall_deadline)
+            if not sent:  # (an Unsent: written, NNG would wait; else it is written now)
+                later = sent if type(sent) is Unsent else frame(ASK, self.name, ask_id, ask_body(value, False), None,
+                                                                wall_deadline)  # fmt: skip
+                await self._send_ask_later(later, ask_id, timeout, deadline, stream=False)
             if slot.reply is None:
                 self._timer.expire_at(deadline, ask_id)
                 if reader.foreign is not None:  # (only threads' asks may leave trio off the line)
@@ -303,8 +306,10 @@ class Hotline:
         send, receive = trio.open_memory_channel[Answer](QUEUE)
         self._waiters[ask_id] = send
         try:
-            if not (self._protocol.connected and self._link.send_now(envelope)):
-                await self._send_ask_later(envelope, timeout, deadline, stream=True)
+            sent = self._protocol.connected and self._link.send_now(envelope)
+            if not sent:
+                later = sent if type(sent) is Unsent else envelope
+                await self._send_ask_later(later, ask_id, timeout, deadline, stream=True)
             self._reader.want_line()
             while True:
                 answer = None
@@ -324,15 +329,16 @@ class Hotline:
             self._waiters.pop(ask_id, None)
 
     async def _send_ask_later(
-        self, envelope: Envelope, timeout: float, deadline: float, *, stream: bool
+        self, ask: Envelope | Unsent, ask_id: int, timeout: float, deadline: float, *, stream: bool
     ) -> None:
-        """Send an ask that could not go out at once: wait for a peer and room, until its deadline."""
+        """Send an ask that could not go out at once: wait for a peer and room, until its
+        deadline. (An :class:`Unsent` comes from a connected line: it waits for room only.)"""
         with trio.move_on_at(deadline):
             if not self._protocol.connected:
                 await self.wait_connected()
-            await self._link.send(envelope)
+            await self._link.send(ask)
             return
-        raise self._timed_out(envelope.id, deadline, timeout, stream=stream)
+        raise self._timed_out(ask_id, deadline, timeout, stream=stream)
 
     def _timed_out(self, ask_id: int, deadline: float, timeout: float, *, stream: bool) -> ConsensusError:
         self._protocol.expire(deadline)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import trio
 
 from consensus.hotline.frames import ASK, REPLY, ask_body
-from patterns import HOLE, Envelope, Guard, Pair, Shape, TLSConfig, WouldBlock
+from patterns import HOLE, Envelope, Guard, Pair, Shape, TLSConfig, Unsent, WouldBlock
 
 __all__ = ["Link"]
 
@@ -56,63 +56,85 @@ class Link:
         """Where a listening line listens (a tcp port 0 resolved); a dialing line's address."""
         return self.pair.addresses[0] if self.pair.addresses else self.address
 
-    def send_now(self, envelope: Envelope) -> bool:
+    def send_now(self, item: Envelope | Unsent) -> bool | Unsent:
         """Send at once if no other task is queued to send and NNG takes the frame without
-        waiting. Raises what encoding raises (:class:`EncodeError`, :class:`MessageTooLarge`)."""
+        waiting. False when it did not go; an :class:`~patterns.Unsent` (false too) when its
+        frame is written (and sealed) but NNG would wait: hand that to :meth:`send_queued`,
+        so that the frame is sealed once. Raises what encoding raises (:class:`EncodeError`,
+        :class:`MessageTooLarge`)."""
         if self._senders:
             return False
         try:
-            self.pair.send_envelope_nowait(envelope)
-        except WouldBlock:
-            return False
+            if isinstance(item, Unsent):
+                self.pair.send_bytes_nowait(item.frame)
+            else:
+                self.pair.send_envelope_nowait(item)
+        except WouldBlock as exc:
+            return item if type(item) is Unsent else (False if exc.frame is None else Unsent(exc.frame))
         return True
 
-    def send_fields_now(self, kind: str, ident: int, body: object, re: int | None, deadline: float | None) -> bool:
+    def send_fields_now(
+        self, kind: str, ident: int, body: object, re: int | None, deadline: float | None
+    ) -> bool | Unsent:
         """:meth:`send_now` for the fields of an envelope from this line, when they make a
         common frame (:meth:`~patterns.Pair.send_fields_nowait`); False when they do not, or
-        the frame cannot go at once: the caller sends the envelope (:meth:`send_now`, :meth:`send`)."""
+        other senders wait: the caller sends the envelope (:meth:`send_now`, :meth:`send`); an
+        :class:`~patterns.Unsent` when NNG would wait: the caller sends that instead."""
         return not self._senders and self.pair.send_fields_nowait(kind, ident, body, re, deadline)
 
-    def send_ask_now(self, ask_id: int, value: object, deadline: float) -> bool:
+    def send_ask_now(self, ask_id: int, value: object, deadline: float) -> bool | Unsent:
         """:meth:`send_now` for a plain ask of this line (``deadline``: wall-clock time),
         written from its shape, or else from its fields as a common frame (no envelope
-        built); False when neither can go at once: the caller sends the envelope."""
+        built); False when neither can go at once: the caller sends the envelope; an
+        :class:`~patterns.Unsent` when NNG would wait: the caller sends that instead."""
         if self._senders:
             return False
         pair, shape = self.pair, self.ask_shape
-        return (shape is not None and pair.send_shaped_nowait(shape, ask_id, None, deadline, value)) or (
-            pair.send_fields_nowait(ASK, ask_id, ask_body(value, False), None, deadline)
-        )
+        sent = shape is not None and pair.send_shaped_nowait(shape, ask_id, None, deadline, value)
+        if sent is False:  # (False: not of the shape's form; an Unsent goes back as it is, sealed once)
+            sent = pair.send_fields_nowait(ASK, ask_id, ask_body(value, False), None, deadline)
+        return sent
 
     def send_shaped_now(self, shape: Shape | None, ident: int, re: int | None, deadline: float | None,
-                        value: object) -> bool:  # fmt: skip
+                        value: object) -> bool | Unsent:  # fmt: skip
         """:meth:`send_fields_now` for a frame of one of this line's shapes with ``value`` in
         its hole (:meth:`~patterns.Pair.send_shaped_nowait`); False when it is not of the
-        shape's common form or cannot go at once: the caller sends it another way."""
+        shape's common form or other senders wait: the caller sends it another way; an
+        :class:`~patterns.Unsent` when NNG would wait: the caller sends that instead."""
         return shape is not None and not self._senders and self.pair.send_shaped_nowait(shape, ident, re, deadline, value)
 
-    async def send(self, envelope: Envelope, *, checkpoint: bool = False) -> None:
+    async def send(self, item: Envelope | Unsent, *, checkpoint: bool = False) -> None:
         """Send a frame, waiting in FIFO order for room when it cannot go out at once.
         With ``checkpoint``, it is a trio checkpoint even when it does not wait."""
         if checkpoint:
             await trio.lowlevel.checkpoint_if_cancelled()
-        if self.send_now(envelope):
+        sent = self.send_now(item)
+        if sent:
             if checkpoint:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return
+        if type(sent) is Unsent:
+            item = sent
         self._senders += 1
         try:
             async with self.sending:  # (inline, not send_queued: no extra coroutine per frame that waits)
-                await self.pair.send_envelope(envelope)
+                if isinstance(item, Unsent):
+                    await self.pair.send_bytes(item.frame)
+                else:
+                    await self.pair.send_envelope(item)
         finally:
             self._senders -= 1
 
-    async def send_queued(self, envelope: Envelope) -> None:
-        """Send after the senders already waiting (when :meth:`send_now` said no)."""
+    async def send_queued(self, item: Envelope | Unsent) -> None:
+        """Send after the senders already waiting (when :meth:`send_now` said no): an
+        :class:`~patterns.Unsent`'s frame as it is, an envelope written (and sealed) now."""
         self._senders += 1
         try:
             async with self.sending:
-                await self.pair.send_envelope(envelope)
+                if isinstance(item, Unsent):
+                    await self.pair.send_bytes(item.frame)
+                else:
+                    await self.pair.send_envelope(item)
         finally:
             self._senders -= 1
 

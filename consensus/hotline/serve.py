@@ -28,7 +28,7 @@ from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.threaded import Fate, Finished, ThreadAnswers
 from consensus.runtime.context import HandlerContext, serving, set_current_from
 from consensus.runtime.handlers import elsewhere, run_handler, run_unbounded
-from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge
+from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge, Unsent
 
 __all__ = ["QUEUE", "IncomingAsk", "Server"]
 
@@ -246,11 +246,13 @@ class Server:
             log.info("hotline %s: the peer left before ask %d was answered", protocol.name, event.ask_id)
             return receiving
         try:
-            try:  # a reply from its shape, else the answer's fields as a common frame (no envelope)
+            # A reply from its shape, else the answer's fields as a common frame (no envelope);
+            # a frame written that NNG would not take yet (Unsent: false) goes as it is, later.
+            try:
                 sent = kind == REPLY and link.send_shaped_now(link.reply_shape, frame_id, event.ask_id, None, result)
-                if not sent:
+                if sent is False:
                     sent = link.send_fields_now(kind, frame_id, result, event.ask_id, None)
-                if not sent:
+                if sent is False:
                     envelope = frame(kind, protocol.name, frame_id, result, event.ask_id)
                     sent = link.send_now(envelope)
             except (EncodeError, MessageTooLarge) as exc:
@@ -260,7 +262,7 @@ class Server:
                 if receiving:
                     receiving = False
                     self._start_receiver()
-                await link.send_queued(envelope)
+                await link.send_queued(sent if type(sent) is Unsent else envelope)
         except ConsensusError as exc:
             if receiving and isinstance(exc, Closed):
                 raise  # the line is closing: the receiver stops

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from patterns import Unauthenticated
 
-__all__ = ["HEADER", "MAGIC", "WINDOW", "MacSender", "ReplayWindow", "Scheme", "Sealed", "SigSender", "parse"]
+__all__ = ["HEADER", "MAGIC", "WINDOW", "MacSender", "ReplayWindow", "Scheme", "Sealed", "SigSender", "mac_state", "parse"]
 
 MAGIC: Final = b"\xffS"
 HEADER: Final = struct.Struct(">2sB8sQ")  # magic, scheme, key id, sequence: 19 bytes
@@ -52,6 +52,8 @@ class Scheme(IntEnum):
 _SIGNATURE: Final = 64
 _DIGEST: Final = 32
 TAG_SIZE: Final = {Scheme.MAC: 16, Scheme.SIG: _SIGNATURE + _DIGEST}
+_MAC: Final = int(Scheme.MAC)
+_pack: Final = HEADER.pack
 
 
 def _refuse(reason: str, detail: str, size: int) -> Unauthenticated:
@@ -88,6 +90,12 @@ def parse(frame: bytes) -> Sealed:
     return Sealed(Scheme(scheme), kid, seq, header, bytes(view[HEADER.size : at]), at, frame)
 
 
+def mac_state(key: bytes) -> hashlib.blake2b:
+    """A keyed BLAKE2b-128 state for ``key``, nothing hashed yet: copy it per frame (a copy
+    costs half of setting one up from the key)."""
+    return hashlib.blake2b(key=key, digest_size=16)
+
+
 def _mac(key: bytes, header: bytes | memoryview, payload: bytes | memoryview) -> bytes:
     h = hashlib.blake2b(key=key, digest_size=16)
     h.update(header)
@@ -121,12 +129,16 @@ class MacSender:
     overhead: Final = HEADER.size + TAG_SIZE[Scheme.MAC]
 
     def __init__(self, kid: bytes, key: bytes) -> None:
-        self.kid, self._key, self._seq = kid, key, 0
+        self.kid, self._seq = kid, 0
+        self._mac = mac_state(key)
 
     def seal(self, payload: bytes) -> bytes:
         self._seq += 1
-        header = HEADER.pack(MAGIC, Scheme.MAC, self.kid, self._seq)
-        return b"".join((header, _mac(self._key, header, payload), payload))
+        header = _pack(MAGIC, _MAC, self.kid, self._seq)
+        mac = self._mac.copy()
+        mac.update(header)
+        mac.update(payload)
+        return b"".join((header, mac.digest(), payload))
 
 
 class SigSender:
