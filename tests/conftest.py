@@ -7,6 +7,7 @@ import functools
 import inspect
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -79,10 +80,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 _counter = itertools.count()
 
 
-def free_tcp_port() -> int:
+# Ports the tests listen on are drawn from below Linux's ephemeral range (32768..60999, where
+# the kernel picks the local port of every outgoing connection) and below the benchmarks'
+# (bench/_ports.py, 20000..32000). In the ephemeral range a member's dialer retrying a host
+# that is down can be given the host's own port as its local port and connect to itself
+# (tcp's simultaneous open), and the restarted host then fails with "Address in use".
+_TEST_PORTS = (10_000, 20_000)
+_PICK = random.SystemRandom()  # not the global generator, which hypothesis seeds
+_HANDED_OUT: set[int] = set()  # never twice in one run, even if the first holder has not bound it yet
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_tcp_port() -> int:
+    """A tcp port on 127.0.0.1 that was free a moment ago (outside the ephemeral range)."""
+    return free_tcp_port_run(1)
 
 
 @pytest.fixture
@@ -183,23 +202,14 @@ async def read_line(proc: subprocess.Popen[str]) -> str:
 
 def free_tcp_port_run(count: int) -> int:
     """A port P such that P..P+count-1 are all free on 127.0.0.1 right now."""
+    low, high = _TEST_PORTS
     for _ in range(200):
-        base = free_tcp_port()
-        if base + count > 65535:
-            continue
-        sockets = []
-        try:
-            for offset in range(count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", base + offset))
+        base = _PICK.randrange(low, high - count)
+        run = range(base, base + count)
+        if _HANDED_OUT.isdisjoint(run) and all(_bindable(port) for port in run):
+            _HANDED_OUT.update(run)
             return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no run of {count} free ports found")
+    raise RuntimeError(f"no run of {count} free ports found in {low}..{high}")
 
 
 @pytest.fixture
