@@ -14,13 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _bridge import Lines, run
+from _bridge import Lines, run, spy_thread_sends
 from conftest import Peers, tell
 
 import consensus
 from consensus import aio
 from consensus.hotline.foreign import BACKLOG, DRAIN, lent
-from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -129,13 +128,12 @@ def test_a_peer_that_dies_mid_ask_fails_it_with_peer_lost(
 def test_several_lines_on_one_loop_ask_both_ways(address: Callable[[str], str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     senders: set[str] = set()
-    original = Pair.send_common_threadsafe
 
-    def spy(pair: Pair, envelope: Envelope) -> int | None:
+    def spy(send: Callable[[], int | None]) -> int | None:
         senders.add(threading.current_thread().name)
-        return original(pair, envelope)
+        return send()
 
-    monkeypatch.setattr(Pair, "send_common_threadsafe", spy)
+    spy_thread_sends(monkeypatch, spy)
     wheres = [address("ipc"), address("tcp")]
 
     def answering(name: str) -> Callable[[Any], Any]:

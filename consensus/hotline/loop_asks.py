@@ -20,7 +20,7 @@ from typing import Any, Final
 from consensus.hotline.ask_book import TOP_BIT, AskBook, send_ask
 from consensus.hotline.events import Answer
 from consensus.hotline.line import Hotline
-from patterns import Envelope, Timeout
+from patterns import Fields, Timeout
 
 __all__ = ["NOT_HERE", "TOP_BIT", "LoopAsks"]
 
@@ -33,6 +33,7 @@ class LoopAsks:
     def __init__(self, line: Hotline, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._pair = line._link.pair
+        self._ask_shape = line._link.ask_shape
         self._name = line.name
         self._what = f"<Hotline {line.name!r} {line.address}>"
         self._fd: int | None = None  # watched by the loop
@@ -50,7 +51,7 @@ class LoopAsks:
         ask_id = book.open(future)
         if ask_id is None:
             return NOT_HERE  # trio waits for a peer, or says the line is closed or taken
-        if not send_ask(book, self._pair, self._name, ask_id, value, timeout):
+        if not send_ask(book, self._pair, self._ask_shape, ask_id, value, timeout):
             return NOT_HERE
         timer = loop.call_at(loop.time() + timeout, _expire, future, ask_id)
         try:
@@ -63,8 +64,8 @@ class LoopAsks:
             raise Timeout(f"ask {ask_id} on {self._what}: no reply within {timeout} s")
         return Hotline._outcome(answer)
 
-    def _settle_ask(self, envelope: Envelope, pipe: int) -> bool:
-        taken = self._book.take(envelope, pipe)
+    def _settle_ask(self, fields: Fields, pipe: int) -> bool:
+        taken = self._book.take(fields, pipe)
         if taken is None:
             return False  # trio's, or stale: the protocol says which
         future, answer = taken
