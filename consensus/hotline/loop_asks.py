@@ -10,7 +10,7 @@ The table of open asks, their ids, the connection they went on and their counts 
 hand-over to trio (``consensus/hotline/foreign.py`` gives the thread-safety argument).
 
 One timer for all the asks of a loop, armed at the earliest deadline of those open, and not
-a ``call_at`` per ask: a timer made and cancelled per ask was about 14 of the loop's ~70
+a ``call_at`` per ask: a timer made and cancelled per ask was about 10 of the loop's 62
 Python calls per ask (``python -m bench.calls --scenario hotline_aio``). Asks made one after
 another have later and later deadlines, so the armed timer stays; when it fires it expires
 what is due and arms for the earliest deadline left.
