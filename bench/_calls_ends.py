@@ -4,6 +4,8 @@ after them (``on()`` / ``off()``: a :class:`bench.calls.Counter`)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
@@ -13,6 +15,7 @@ import trio
 
 import consensus
 import patterns
+from consensus import aio, blocking
 
 __all__ = ["FAR", "MEMBERS", "NEAR", "PAYLOAD", "Switch"]
 
@@ -74,6 +77,46 @@ async def _far_hotline(address: str, warmup: int, n: int, counter: Switch, secre
 
     async with consensus.hotline(dial=address, name="echo", on_ask=echo, secret=secret) as line:
         while await line.receive() != "stop":
+            pass
+    counter.off()
+
+
+def _far_hotline_aio(address: str, warmup: int, n: int, counter: Switch) -> None:
+    """The echo as an ``async def`` on an asyncio loop (``consensus.aio``): the loop reads the line."""
+    seen = [0]
+
+    async def echo(value: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == warmup + 1:
+            counter.on()
+        elif seen[0] == warmup + n + 1:
+            counter.off()
+        return value
+
+    async def run() -> None:
+        async with aio.hotline(dial=address, name="echo", on_ask=echo) as line:
+            while await line.receive() != "stop":
+                pass
+
+    asyncio.run(run())
+    counter.off()
+
+
+def _far_hotline_blocking(address: str, warmup: int, n: int, counter: Switch) -> None:
+    """The echo as a plain function (``consensus.blocking``): the thread that reads the ask runs it
+    (and counts: the leader keeps the line while a handler this short runs)."""
+    seen = [0]
+
+    def echo(value: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == warmup + 1:
+            counter.on()
+        elif seen[0] == warmup + n + 1:
+            counter.off()
+        return value
+
+    with blocking.hotline(dial=address, name="echo", on_ask=echo) as line:
+        while line.receive() != "stop":
             pass
     counter.off()
 
@@ -147,6 +190,7 @@ async def _far_poll(address: str, warmup: int, n: int, counter: Switch, secret: 
 
 FAR: dict[str, Callable[..., Any]] = {"floor": _far_floor, "pair": _far_pair, "hotline": _far_hotline,
                                       "hotline_secret": partial(_far_hotline, secret=SECRET),
+                                      "hotline_aio": _far_hotline_aio, "hotline_blocking": _far_hotline_blocking,
                                       "survey_floor": _far_survey_floor, "survey": _far_survey,
                                       "poll": _far_poll, "poll_secret": partial(_far_poll, secret=SECRET)}  # fmt: skip
 
@@ -194,6 +238,38 @@ async def _near_hotline(address: str, warmup: int, n: int, counter: Switch, secr
                 counter.off()
         await line.send("stop")
         await trio.sleep(0.2)
+
+
+def _near_hotline_aio(address: str, warmup: int, n: int, counter: Switch) -> None:
+    """``consensus.aio`` asks from an asyncio loop (which reads the line itself)."""
+
+    async def run() -> None:
+        async with aio.hotline(listen=address, name="asker") as line:
+            await line.wait_connected()
+            for i in range(warmup + n + 1):  # one more ask: the far end stops counting when it sees it
+                if i == warmup:
+                    counter.on()
+                await line.ask(PAYLOAD, timeout=5)
+                if i == warmup + n - 1:
+                    counter.off()
+            await line.send("stop")
+            await asyncio.sleep(0.2)
+
+    asyncio.run(run())
+
+
+def _near_hotline_blocking(address: str, warmup: int, n: int, counter: Switch) -> None:
+    """``consensus.blocking`` asks from this (plain) thread, which reads the line while it waits."""
+    with blocking.hotline(listen=address, name="asker") as line:
+        line.wait_connected()
+        for i in range(warmup + n + 1):
+            if i == warmup:
+                counter.on()
+            line.ask(PAYLOAD, timeout=5)
+            if i == warmup + n - 1:
+                counter.off()
+        line.send("stop")
+        time.sleep(0.2)
 
 
 async def _near_survey_floor(address: str, warmup: int, n: int, counter: Switch) -> None:
@@ -254,5 +330,6 @@ async def _near_poll(address: str, warmup: int, n: int, counter: Switch, secret:
 
 NEAR: dict[str, Callable[..., Any]] = {"floor": _near_floor, "pair": _near_pair, "hotline": _near_hotline,
                                        "hotline_secret": partial(_near_hotline, secret=SECRET),
+                                       "hotline_aio": _near_hotline_aio, "hotline_blocking": _near_hotline_blocking,
                                        "survey_floor": _near_survey_floor, "survey": _near_survey,
                                        "poll": _near_poll, "poll_secret": partial(_near_poll, secret=SECRET)}  # fmt: skip

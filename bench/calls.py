@@ -14,6 +14,11 @@ Scenarios (``--scenario``, repeatable; default: all):
   (non-blocking ``recv``, ``wait_readable`` on its descriptor, ``send`` inline).
 * ``hotline``: ``Hotline.ask`` of 64 bytes answered by an ``async def`` echo;
   ``hotline_secret``: the same on a line with a secret (every frame sealed and checked).
+* ``hotline_aio``, ``hotline_blocking``: the same through ``consensus.aio`` (an asyncio
+  loop asks, and the far one answers with an ``async def`` echo) and ``consensus.blocking``
+  (a plain thread asks, and a plain ``def`` echo answers in the thread that read the ask):
+  their figures are those of the asking thread and of the answering one (the loop's or the
+  handler's), not of trio's thread, which a lent line leaves idle.
 * ``survey``: ``patterns.Surveyor`` against 8 ``patterns.Respondent`` (one process, a task each),
   reading until the 8th reply; ``survey_floor``: the same with bare pynng ``Surveyor0`` and
   ``Respondent0`` under trio; ``poll``: ``room.poll`` of 8 members that answer at once;
@@ -50,7 +55,9 @@ import trio
 from ._calls_cpu import CpuMeter, count_syscalls, render_cpu
 from ._calls_ends import FAR, NEAR
 
-SCENARIOS = ("floor", "pair", "hotline", "hotline_secret", "survey_floor", "survey", "poll", "poll_secret")
+SCENARIOS = ("floor", "pair", "hotline", "hotline_secret", "hotline_aio", "hotline_blocking", "survey_floor", "survey",
+             "poll", "poll_secret")  # fmt: skip
+SYNC = ("hotline_aio", "hotline_blocking")  # ends that run their own loop (asyncio) or none (plain threads)
 MODES = {"calls": 200, "cpu": 5000, "syscalls": 1000}  # and the default --n of each
 LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
           ("/cffi/", "pynng"))  # fmt: skip
@@ -122,7 +129,10 @@ def far_main(scenario: str, address: str, warmup: int, n: int, top: int, out: st
             await FAR[scenario](address, warmup, n, counter)
 
     try:
-        trio.run(run)
+        if scenario in SYNC:  # (its own loop, or plain threads)
+            FAR[scenario](address, warmup, n, counter)
+        else:
+            trio.run(run)
     except BaseException:  # the near end closing the room ends the members: expected
         if not os.path.exists(out):
             raise
@@ -150,7 +160,10 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int, m
         child = subprocess.Popen([sys.executable, "-m", "bench.calls", "--far", scenario, address, str(warmup),
                                   str(n), str(top), out, mode])  # fmt: skip
         try:
-            trio.run(near)
+            if scenario in SYNC:
+                NEAR[scenario](address, warmup, n, near_counter)
+            else:
+                trio.run(near)
             if scenario in ("survey_floor", "survey", "poll", "poll_secret"):
                 time.sleep(0.5)
                 child.terminate()

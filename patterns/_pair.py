@@ -154,6 +154,18 @@ class Pair(SendingSocket, ReceivingSocket):
             return None
         return self._fields(got[0]), got[1]
 
+    def receive_fields_nowait(self) -> tuple[Fields, int] | None:
+        """:meth:`receive_fields` now, or None when nothing is queued: for a reader in another
+        thread that waits on ``recv_fd`` itself (``consensus.hotline.foreign``, ``thread_asks``),
+        as :meth:`~patterns._receiving.ReceivingSocket.receive_from_nowait` is, without the
+        :class:`Envelope`. Only one thread may receive at a time (the counters are not
+        locked). Raises :class:`Closed` and :class:`MalformedMessage` (counted) as
+        :meth:`receive_fields` does."""
+        got = self._try_receive_from("receive_from", True)
+        if got is None:
+            return None
+        return self._fields(got[0]), got[1]
+
     def interrupt_receive(self) -> None:
         """End the wait of the task in :meth:`receive_fields_once`, if one waits (it returns
         None); from trio's thread. Trio's only public way to wake a task parked on a

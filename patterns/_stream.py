@@ -345,7 +345,50 @@ class SendingSocket(FdSocket):
             raise_for(err, operation="send", where=self)
         return len(data)
 
+    def send_fields_threadsafe(self, kind: str, ident: int, body: Any, re: int | None,
+                               deadline: float | None) -> int | None:  # fmt: skip
+        """:meth:`send_fields_nowait` from any thread, as :meth:`send_common_threadsafe` sends
+        (the same bytes as the trio method, no :class:`Envelope` built): the frame's size, or
+        None when it cannot go this way (a guard, not a common frame, NNG would wait). Counts
+        nothing (:meth:`count_sent`). Raises :class:`Closed` and :class:`MessageTooLarge`."""
+        handle = self._handle
+        if self._closed or handle is None:
+            raise Closed(f"send from another thread: {self!r} is closed")
+        if self.guard is not None:  # (its sequence is trio's alone)
+            return None
+        data = common_frame(kind, self.name, ident, body, re, deadline, limit=self._placed_limit,
+                            max_size=self.max_message_size)  # fmt: skip
+        return None if data is None else self._send_threadsafe(handle, data)
+
+    def send_shaped_threadsafe(self, shape: Shape, ident: int, re: int | None, deadline: float | None,
+                               value: Any) -> int | None:  # fmt: skip
+        """:meth:`send_shaped_nowait` from any thread: the frame of ``shape`` with ``value`` in its
+        hole, else (not of the shape's common form, or over ``max_message_size``) the common frame
+        of the same fields (:meth:`send_fields_threadsafe`), which a trio sender tries next: one
+        call per frame. Its size, or None as :meth:`send_fields_threadsafe` says."""
+        handle = self._handle
+        if self._closed or handle is None:
+            raise Closed(f"send from another thread: {self!r} is closed")
+        if self.guard is not None:
+            return None
+        data = shape.write(ident, re, deadline, value, self._placed_limit)
+        if data is None or len(data) > self.max_message_size:
+            data = common_frame(shape.kind, shape.sender, ident, shape.fill(value), re, deadline,
+                                limit=self._placed_limit, max_size=self.max_message_size)  # fmt: skip
+            if data is None:
+                return None
+        return self._send_threadsafe(handle, data)
+
+    def _send_threadsafe(self, handle: Any, data: bytes) -> int | None:
+        err = lib.nng_send(handle, data, len(data), NONBLOCK)  # NNG's sockets are thread-safe
+        if err == EAGAIN:
+            return None
+        if err:
+            raise_for(err, operation="send", where=self)
+        return len(data)
+
     def count_sent(self, frames: int, size: int) -> None:
-        """Count frames sent by :meth:`send_common_threadsafe` (trio's thread)."""
+        """Count frames sent by :meth:`send_common_threadsafe`, :meth:`send_fields_threadsafe`
+        and :meth:`send_shaped_threadsafe` (trio's thread)."""
         self._sent += frames
         self._bytes_sent += size

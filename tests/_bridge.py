@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import pytest
 from conftest import Peers
+
+from patterns import Pair
 
 T = TypeVar("T")
 
@@ -24,6 +27,22 @@ def run(coro: Coroutine[Any, Any, T], seconds: float = 60.0) -> T:
     result = asyncio.run(under_deadline())
     assert_no_bridge_threads()
     return result
+
+
+THREAD_SENDS = ("send_shaped_threadsafe", "send_fields_threadsafe")
+"""The thread-safe sends of an ask or an answer from another thread than trio's (one call per frame)."""
+
+
+def spy_thread_sends(monkeypatch: pytest.MonkeyPatch, spy: Callable[[Callable[[], int | None]], int | None]) -> None:
+    """Route every thread-safe send of a frame through ``spy(send)``, in the sending thread:
+    ``send()`` sends it (its size, or None: handed to trio)."""
+    for name in THREAD_SENDS:
+        original = getattr(Pair, name)
+
+        def wrapped(pair: Pair, *args: Any, _original: Any = original) -> int | None:
+            return spy(lambda: _original(pair, *args))
+
+        monkeypatch.setattr(Pair, name, wrapped)
 
 
 def assert_no_bridge_threads() -> None:

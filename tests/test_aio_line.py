@@ -14,13 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _bridge import Lines, run
+from _bridge import Lines, run, spy_thread_sends
 from conftest import Peers, tell
 
 import consensus
 from consensus import aio
 from consensus.hotline.foreign import BACKLOG, DRAIN, lent
-from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,16 +125,67 @@ def test_a_peer_that_dies_mid_ask_fails_it_with_peer_lost(
     assert stats.asks_failed == 1 and stats.asks_open == 0
 
 
+def test_asks_with_earlier_deadlines_than_those_waiting_time_out_on_time(address: Callable[[str], str]) -> None:
+    """The loop's asks share one timer: an ask whose deadline is earlier than those of the
+    asks already waiting still times out at its own (not theirs), those due together time
+    out together, and the others are still answered."""
+    where = address("ipc")
+
+    async def on_ask(value: Any) -> Any:
+        await asyncio.sleep(value)
+        return value
+
+    async def main() -> tuple[list[Any], Any]:
+        async with (
+            aio.hotline(listen=where, name="server", on_ask=on_ask) as server,
+            aio.hotline(dial=where, name="client") as client,
+        ):
+            await client.wait_connected()
+            foreign = lent(client._target)
+            assert foreign is not None
+
+            async def asked(value: float, timeout: float) -> asyncio.Task[Any]:
+                """An ask that waits on the loop (pair1 refuses a send while NNG still holds
+                the frame before: that ask takes trio's path, so it is asked again)."""
+                for _ in range(200):
+                    before = len(foreign._deadlines)
+                    task = asyncio.create_task(client.ask(value, timeout=timeout))
+                    await asyncio.sleep(0)
+                    if len(foreign._deadlines) > before:
+                        return task
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    await asyncio.sleep(0.005)
+                raise AssertionError("no ask left from the loop")
+
+            waiting = await asked(60, 60)  # its deadline armed the timer
+            tasks = [await asked(3, 0.3), await asked(3, 0.3), await asked(3, 0.4), await asked(0, 10),
+                     await asked(0.5, 10)]  # fmt: skip
+            async with asyncio.timeout(20):  # (were the timer left at 60 s, this would end the test)
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+            outcomes = [type(r).__name__ if isinstance(r, Exception) else r for r in results]
+            assert not waiting.done()
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            stats = client.statistics()
+            await server.wait_connected()
+        return outcomes, stats
+
+    outcomes, stats = run(main())
+    assert outcomes == ["Timeout", "Timeout", "Timeout", 0, 0.5]
+    assert stats.asks_open == 0 and stats.asks_expired >= 3 and stats.asks_answered >= 2
+
+
 def test_several_lines_on_one_loop_ask_both_ways(address: Callable[[str], str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     senders: set[str] = set()
-    original = Pair.send_common_threadsafe
 
-    def spy(pair: Pair, envelope: Envelope) -> int | None:
+    def spy(send: Callable[[], int | None]) -> int | None:
         senders.add(threading.current_thread().name)
-        return original(pair, envelope)
+        return send()
 
-    monkeypatch.setattr(Pair, "send_common_threadsafe", spy)
+    spy_thread_sends(monkeypatch, spy)
     wheres = [address("ipc"), address("tcp")]
 
     def answering(name: str) -> Callable[[Any], Any]:

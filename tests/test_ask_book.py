@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from consensus.hotline import frames as f
 from consensus.hotline.ask_book import TOP_BIT, AskBook
 from consensus.hotline.events import LineState
-from patterns import Envelope
+from patterns import Fields
 
 
 @dataclass
@@ -43,9 +43,9 @@ class Protocol:
     asks: Counts = field(default_factory=Counts)
 
 
-def frame(kind: str, re: Any) -> Envelope:
-    return Envelope(kind=kind, sender="far", id=1, body="x" if kind != f.ERROR else {"type": "E", "message": "m"},
-                    re=re)  # fmt: skip
+def frame(kind: str, re: Any) -> Fields:
+    """A received frame's fields (kind, sender, id, body, re, deadline), as ``AskBook.take`` reads them."""
+    return kind, "far", 1, "x" if kind != f.ERROR else {"type": "E", "message": "m"}, re, None
 
 
 def test_asks_wait_for_a_peer_and_take_answers_only_from_its_connection() -> None:

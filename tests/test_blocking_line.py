@@ -16,13 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from _bridge import assert_no_bridge_threads, wait_ready
+from _bridge import assert_no_bridge_threads, spy_thread_sends, wait_ready
 from conftest import Peers, tell
 
 import consensus
 from consensus import blocking
 from consensus.hotline.thread_asks import attached
-from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,13 +33,12 @@ def _child(peers: Peers, where: str, *options: str) -> Any:
 def test_asks_from_several_threads_values_and_pings_on_one_line(peers: Peers, address: Callable[[str], str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     senders: set[str] = set()
-    original = Pair.send_common_threadsafe
 
-    def spy(pair: Pair, envelope: Envelope) -> int | None:
+    def spy(send: Callable[[], int | None]) -> int | None:
         senders.add(threading.current_thread().name)
-        return original(pair, envelope)
+        return send()
 
-    monkeypatch.setattr(Pair, "send_common_threadsafe", spy)
+    spy_thread_sends(monkeypatch, spy)
     where = address("ipc")
     child = _child(peers, where, "--heartbeat", "0.2")
     with blocking.hotline(dial=where, name="near", heartbeat=0.2) as line:
@@ -193,19 +191,18 @@ def test_ctrl_c_ends_a_waiting_ask_and_the_line_goes_on(address: Callable[[str],
 def test_ctrl_c_before_the_ask_left_leaves_no_open_ask(address: Callable[[str], str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     where = address("ipc")
-    original = Pair.send_common_threadsafe
     calls = 0
 
-    def interrupted_once(pair: Pair, envelope: Envelope) -> int | None:
+    def interrupted_once(send: Callable[[], int | None]) -> int | None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise KeyboardInterrupt  # as if Ctrl-C came between registering the ask and sending it
-        return original(pair, envelope)
+        return send()
 
     with blocking.hotline(listen=where, on_ask=lambda v: v), blocking.hotline(dial=where) as line:
         line.wait_connected()
-        monkeypatch.setattr(Pair, "send_common_threadsafe", interrupted_once)
+        spy_thread_sends(monkeypatch, interrupted_once)
         with pytest.raises(KeyboardInterrupt):
             line.ask("lost", timeout=10)
         after = line.ask("after", timeout=10)

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _bridge import agent, ready, run
+from _bridge import agent, ready, run, spy_thread_sends
 from conftest import Peers, tell
 
 import consensus
 from consensus import aio
-from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,13 +53,12 @@ def test_a_child_answers_from_its_loop_or_its_threads(front: str, transport: str
 def test_an_asyncio_answer_leaves_from_the_loops_thread_with_its_context(address: Callable[[str], str],
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     senders: list[str] = []
-    original = Pair.send_common_threadsafe
 
-    def spy(pair: Pair, envelope: Envelope) -> int | None:
+    def spy(send: Callable[[], int | None]) -> int | None:
         senders.append(threading.current_thread().name)
-        return original(pair, envelope)
+        return send()
 
-    monkeypatch.setattr(Pair, "send_common_threadsafe", spy)
+    spy_thread_sends(monkeypatch, spy)
     where = address("ipc")
 
     async def on_ask(value: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+from _bridge import spy_thread_sends
 from conftest import Peers, read_line, tell
 
 import consensus
@@ -43,14 +44,13 @@ class SendSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.results: list[int | None] = []
-        original = Pair.send_common_threadsafe
 
-        def spy(pair: Pair, envelope: Envelope) -> int | None:
-            result = original(pair, envelope)
+        def spy(send: Callable[[], int | None]) -> int | None:
+            result = send()
             self.results.append(result)  # list.append is atomic
             return result
 
-        monkeypatch.setattr(Pair, "send_common_threadsafe", spy)
+        spy_thread_sends(monkeypatch, spy)
 
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])

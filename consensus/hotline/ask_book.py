@@ -26,7 +26,7 @@ from typing import Any, Final, Generic, TypeVar
 from consensus.hotline import frames as f
 from consensus.hotline.events import Answer, LineState
 from consensus.hotline.protocol import LineProtocol
-from patterns import Envelope, Pair
+from patterns import Fields, Pair, Shape
 
 __all__ = ["TOP_BIT", "AskBook", "send_ask"]
 
@@ -104,14 +104,14 @@ class AskBook(Generic[W]):
             self._counts[2] += 1
 
     # ------------------------------------------------------------------ the reader's side
-    def take(self, envelope: Envelope, pipe: int) -> tuple[W, Answer] | None:
-        """The waiter and answer if ``envelope``, read on connection ``pipe``, answers an
-        open ask sent on that connection; None leaves it to the protocol (trio's ask, stale,
-        another connection's)."""
-        kind = envelope.kind
+    def take(self, fields: Fields, pipe: int) -> tuple[W, Answer] | None:
+        """The waiter and answer if the frame of ``fields`` (:meth:`patterns.Pair.receive_fields`'),
+        read on connection ``pipe``, answers an open ask sent on that connection; None leaves
+        it to the protocol (trio's ask, stale, another connection's)."""
+        kind = fields[0]
         if kind not in f.ANSWER_KINDS:
             return None
-        ask_id: Any = envelope.re
+        ask_id: Any = fields[4]
         with self.lock:
             waiter = self._open.pop(ask_id, None) if type(ask_id) is int and pipe == self.pipe else None
             if waiter is None:
@@ -122,8 +122,8 @@ class AskBook(Generic[W]):
                 self._counts[3] += 1
                 self._counts[4] += 1
             if self._record is None:
-                return waiter, _answer(ask_id, kind, envelope.body)
-            answer = _answer(ask_id, kind, envelope.body)
+                return waiter, _answer(ask_id, kind, fields[3])
+            answer = _answer(ask_id, kind, fields[3])
             self._record(waiter, answer)
         return waiter, answer
 
@@ -180,13 +180,18 @@ def _answer(ask_id: int, kind: str, body: Any) -> Answer:
     return Answer(ask_id, "violation", f"a {kind!r} frame")
 
 
-def send_ask(book: AskBook[Any], pair: Pair, name: str, ask_id: int, value: Any, timeout: float) -> bool:
+def send_ask(book: AskBook[Any], pair: Pair, shape: Shape | None, ask_id: int, value: Any, timeout: float) -> bool:
     """Send the ask ``ask_id`` (registered in ``book``) with NNG's thread-safe send, from the
-    asker's thread; False, and out of the book, when it cannot go this way (closed, too
-    large, unencodable, not small and plain): the trio path then says what is wrong."""
-    envelope = f.ask_frame(name, ask_id, value, False, time.time() + timeout)
+    asker's thread, as trio's asker writes it (``Link.send_ask_now``): from the line's ask
+    ``shape``, else as the common frame of its fields, no envelope built; False, and out of
+    the book, when it cannot go this way (closed, too large, unencodable, not small and
+    plain): the trio path then says what is wrong."""
+    deadline = time.time() + timeout
     try:
-        size = pair.send_common_threadsafe(envelope)
+        if shape is not None:
+            size = pair.send_shaped_threadsafe(shape, ask_id, None, deadline, value)
+        else:  # (a name with no common form: the fields' writer refuses it too)
+            size = pair.send_fields_threadsafe(f.ASK, ask_id, f.ask_body(value, False), None, deadline)
     except Exception:  # noqa: BLE001 - the trio path raises the right error for it
         size = None
     return book.sent(ask_id, size)

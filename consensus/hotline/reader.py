@@ -37,7 +37,7 @@ from consensus.hotline.serve import QUEUE, Server
 from consensus.hotline.wait import AnswerSlot, Waiter
 from consensus.hotline.wakes import Wakes, attach, detach
 from consensus.runtime.service import Pulse
-from patterns import Closed, Envelope, MalformedMessage
+from patterns import Closed, Fields, MalformedMessage
 
 __all__ = ["LEASE", "Lent", "Reader"]
 
@@ -63,9 +63,9 @@ class Lent(Protocol):
     def settle(self) -> int:
         """Its asks into the protocol's books (trio's thread, before statistics); returns how many are open."""
 
-    def claim(self, envelope: Envelope, pipe: int) -> bool:
-        """Take a frame trio read on connection ``pipe`` if it answers one of its asks, sent
-        on that connection (trio's thread)."""
+    def claim(self, fields: Fields, pipe: int) -> bool:
+        """Take a frame trio read on connection ``pipe`` (its fields) if it answers one of its
+        asks, sent on that connection (trio's thread)."""
 
     def drained(self) -> None:
         """The receive loop acted on every event handed over (trio's thread)."""
@@ -227,7 +227,7 @@ class Reader:
                     continue
                 if got is None:  # no frame: interrupted (the slot is filled), or a spurious wake
                     continue
-                if self.foreign is not None and self.foreign.claim(Envelope(*got[0]), got[1]):
+                if self.foreign is not None and self.foreign.claim(got[0], got[1]):
                     continue  # an answer to an ask made in another thread: delivered there
                 event = protocol.receive_fields(got[0], got[1], self.now())
                 if isinstance(event, Answer):
@@ -255,15 +255,15 @@ class Reader:
             else:
                 self.release()
 
-    def feed(self, frames: list[tuple[Envelope, int]], heard: bool) -> None:
+    def feed(self, frames: list[tuple[Fields, int]], heard: bool) -> None:
         """Frames another thread read for trio (a loop's or a thread's reader): into the
         protocol, then to the receive loop, as if read here. ``heard``: that reader also
         heard the peer meanwhile (its liveness)."""
         protocol, now = self._protocol, trio.current_time()
         if heard:
             protocol.heard(now)
-        for envelope, pipe in frames:
-            event = protocol.receive(envelope, pipe, now)
+        for fields, pipe in frames:
+            event = protocol.receive_fields(fields, pipe, now)
             if isinstance(event, Malformed):
                 log.warning("hotline %s ignored a frame: %s", protocol.name, event.reason)
             elif not isinstance(event, Ignored):
@@ -326,7 +326,7 @@ class Reader:
                     continue
                 except Closed:
                     return
-                if self.foreign is not None and self.foreign.claim(Envelope(*fields), pipe):
+                if self.foreign is not None and self.foreign.claim(fields, pipe):
                     if self.foreign.lend_now():
                         self.aside()
                     continue  # an answer to an ask made in another thread: delivered there

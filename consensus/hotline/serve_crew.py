@@ -42,7 +42,7 @@ from consensus.hotline.line import Hotline
 from consensus.hotline.thread_asks import CLOSE_WAIT, Baton, ThreadAsks
 from consensus.hotline.threaded import ThreadAnswers, Ticket
 from consensus.runtime.watch import PATIENCE, Hand, Watch
-from patterns import Closed, Envelope, MalformedMessage
+from patterns import Closed, Fields, MalformedMessage
 
 __all__ = ["DRAIN", "INLINE", "PATIENCE", "QUEUE", "SETTLE_EVERY", "Crew"]
 
@@ -61,7 +61,7 @@ whole :data:`PATIENCE`. False: the leadership passes to a follower before every 
 class _Job:
     ticket: Ticket
     value: Any
-    got: tuple[Envelope, int]  # the frame, for trio should the threads fail
+    got: tuple[Fields, int]  # the frame, for trio should the threads fail
 
 
 class _Next(enum.Enum):
@@ -89,7 +89,7 @@ class Crew(ThreadAsks):
         self._queue: deque[_Job] = deque()
         self._stalled = False  # QUEUE asks wait: the leader does not read
         self._answered = 0  # answers since trio last settled them
-        self._batch: list[tuple[Envelope, int]] = []  # the leader's: frames taken for trio
+        self._batch: list[tuple[Fields, int]] = []  # the leader's: frames taken for trio
         self._poll_wake = select.poll()  # the leader's while it must not read (stalled, backlog)
         self._poll_wake.register(self._wake, select.POLLIN)
         self._watch = Watch()  # (INLINE) who takes the line from a slow handler, and when
@@ -215,7 +215,7 @@ class Crew(ThreadAsks):
             taken = 0
             while taken < DRAIN and not (self._full or self._stalled) and self.baton is Baton.SERVED:
                 try:
-                    got = pair.receive_from_nowait()
+                    got = pair.receive_fields_nowait()
                 except MalformedMessage as exc:
                     log.warning("hotline %s dropped a frame: %s", self._name, exc)
                     continue
@@ -224,8 +224,8 @@ class Crew(ThreadAsks):
                 if got is None:
                     break
                 taken += 1
-                envelope = got[0]
-                kind = envelope.kind
+                fields = got[0]
+                kind = fields[0]
                 try:
                     if kind == f.ASK:
                         job = self._job(got)
@@ -234,7 +234,7 @@ class Crew(ThreadAsks):
                                 return job
                             continue  # it waits for a handler thread
                     elif kind in f.ANSWER_KINDS:
-                        answered = book.take(envelope, got[1])
+                        answered = book.take(fields, got[1])
                         if answered is not None:
                             answered[0].done.release()  # a thread's ask on this line (it waits on its lock)
                             continue
@@ -293,13 +293,13 @@ class Crew(ThreadAsks):
         if start is not None:
             start.thread.start()
 
-    def _job(self, got: tuple[Envelope, int]) -> _Job | None:
-        envelope, pipe = got
+    def _job(self, got: tuple[Fields, int]) -> _Job | None:
+        fields, pipe = got
         try:
-            value, stream = f.parse_ask(envelope.id, envelope.body)
+            value, stream = f.parse_ask(fields[2], fields[3])
         except ValueError:
             return None  # trio's protocol counts and logs it
-        ticket = Ticket(envelope.id, self._book.next_id(), pipe, stream, envelope.sender, lent=True)
+        ticket = Ticket(fields[2], self._book.next_id(), pipe, stream, fields[1], lent=True)
         return _Job(ticket, value, got)
 
     def _take(self, hand: Hand, job: _Job) -> bool:

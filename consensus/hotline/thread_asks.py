@@ -62,7 +62,7 @@ from consensus.hotline.events import Answer, LineState
 from consensus.hotline.line import Hotline
 from consensus.hotline.loop_asks import NOT_HERE
 from consensus.hotline.protocol import LineProtocol
-from patterns import Closed, Envelope, MalformedMessage, Timeout
+from patterns import Closed, Fields, MalformedMessage, Timeout
 
 __all__ = ["Baton", "ThreadAsks", "attach", "attached"]
 
@@ -108,6 +108,7 @@ class ThreadAsks:
 
     def __init__(self, line: Hotline) -> None:
         self._pair = pair = line._link.pair
+        self._ask_shape = line._link.ask_shape
         self._name = line.name
         self._what = f"<Hotline {line.name!r} {line.address}>"
         self._protocol = line._protocol
@@ -119,7 +120,7 @@ class ThreadAsks:
         self._holder: _Waiter | None = None
         self._wanted = False  # a thread asked while trio read: stand aside once no thread waits
         self._takes = self._takes_seen = 0  # batons taken by threads, and as trio last looked
-        self._for_trio: list[tuple[Envelope, int]] = []  # frames read for trio, in order
+        self._for_trio: list[tuple[Fields, int]] = []  # frames read for trio, in order
         self._scheduled = False  # an _into_trio is on its way
         self._heard = False  # threads read the peer's frames since trio last looked
         self._tell_heard = 0.0  # the holder's: when next to tell trio (time.monotonic)
@@ -160,8 +161,8 @@ class ThreadAsks:
     def drained(self) -> None:
         self._full = False
 
-    def claim(self, envelope: Envelope, pipe: int) -> bool:
-        taken = self._book.take(envelope, pipe)
+    def claim(self, fields: Fields, pipe: int) -> bool:
+        taken = self._book.take(fields, pipe)
         if taken is None:
             return False  # trio's, or stale: the protocol says which
         self._protocol.heard(trio.current_time())
@@ -271,7 +272,7 @@ class ThreadAsks:
                 self._wanted = True
         deadline = time.monotonic() + timeout
         try:
-            if not send_ask(book, self._pair, self._name, ask_id, value, timeout):
+            if not send_ask(book, self._pair, self._ask_shape, ask_id, value, timeout):
                 if waiter.reads:
                     with self._lock:
                         self._pass_on()
@@ -330,7 +331,7 @@ class ThreadAsks:
                 return True
             while me.answer is None and not self._full:
                 try:
-                    got = pair.receive_from_nowait()
+                    got = pair.receive_fields_nowait()
                 except MalformedMessage as exc:
                     log.warning("hotline %s dropped a frame: %s", self._name, exc)
                     continue
@@ -368,7 +369,7 @@ class ThreadAsks:
                     pass
         return True
 
-    def _for_trio_soon(self, got: tuple[Envelope, int]) -> None:
+    def _for_trio_soon(self, got: tuple[Fields, int]) -> None:
         with self._lock:
             self._for_trio.append(got)
             schedule, self._scheduled = not self._scheduled, True

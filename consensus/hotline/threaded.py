@@ -6,9 +6,10 @@ crossing is a wake-up of a sleeping thread (40-70 µs on a small VM, ``docs/asyn
 §4.1). Here trio prepares, before the hand-off, all the answer needs from the protocol: a
 :class:`Ticket` with the frame id (:meth:`LineProtocol.reserve_answer`), the connection
 the ask came on and whether the ask streams (its answer is then ``end``, else ``reply``;
-``error`` for a failure). The worker thread runs the handler, builds the frame
-(:func:`frames.frame`, pure) and sends it with NNG's non-blocking send
-(:meth:`patterns.Pair.send_common_threadsafe`). The books (the served count, the socket's
+``error`` for a failure). The worker thread runs the handler and sends the frame with
+NNG's non-blocking send, written as trio's server writes it, no envelope built: a reply
+from the line's reply shape (:meth:`patterns.Pair.send_shaped_threadsafe`), any other
+answer from its fields (:meth:`patterns.Pair.send_fields_threadsafe`). The books (the served count, the socket's
 counters, the handler thread's token) reach trio afterwards, off the critical path.
 
 Thread safety:
@@ -66,7 +67,7 @@ from consensus.hotline.protocol import LineProtocol
 from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handback import Handback, ignore_outcome
 from consensus.runtime.handlers import Elsewhere
-from patterns import Closed, Pair
+from patterns import Closed, Pair, Shape
 
 __all__ = ["Fate", "Finished", "ThreadAnswers", "Ticket"]
 
@@ -115,6 +116,11 @@ class ThreadAnswers:
         self._pair = pair
         self._protocol = protocol
         self._name = protocol.name
+        # A reply written from its fixed bytes, as trio's server writes it (Link.reply_shape).
+        try:
+            self._reply_shape: Shape | None = pair.shape(f.REPLY, re=True, deadline=False, sender=protocol.name)
+        except ValueError:  # a name with no common form: the fields' writer refuses it too
+            self._reply_shape = None
         self._limiter = limiter
         self._runner = runner
         self._cancels: dict[Ticket, Callable[[], None]] = {}  # trio's: the runner's handlers under way
@@ -241,13 +247,16 @@ class ThreadAnswers:
             self._send(ticket, f.ERROR, Failure.from_exception(result).to_wire())
 
     def _send(self, ticket: Ticket, kind: str, value: Any) -> None:
-        envelope = f.frame(kind, self._name, ticket.frame_id, value, ticket.ask_id)
+        shape = self._reply_shape if kind == f.REPLY else None
         with self._lock:
             if self._closed or ticket.pipe in self._gone:
                 fate, size = Fate.DROPPED, None
             else:
-                try:
-                    size = self._pair.send_common_threadsafe(envelope)
+                try:  # a reply from its shape, else the answer's fields as a common frame (no envelope)
+                    if shape is not None:
+                        size = self._pair.send_shaped_threadsafe(shape, ticket.frame_id, ticket.ask_id, None, value)
+                    else:
+                        size = self._pair.send_fields_threadsafe(kind, ticket.frame_id, value, ticket.ask_id, None)
                     fate = Fate.TRIO if size is None else Fate.SENT
                 except Closed:
                     fate, size = Fate.DROPPED, None
