@@ -107,3 +107,20 @@ def test_a_failed_payload_leaves_no_name(in_use: Path, monkeypatch: pytest.Monke
 def test_no_name_is_made_for_a_directory_no_socket_uses(shm_dir: Path) -> None:
     names.make(str(shm_dir))
     assert names.held() == [] and segments(shm_dir) == []
+
+
+def test_a_send_never_waits_for_the_lock_the_background_thread_holds(in_use: Path) -> None:
+    """The background thread creates a name under the lock, at nice 10: a send that finds
+    the lock taken makes its own name rather than wait for a thread that lost its CPU."""
+    for data in (b"\1", b"\2"):
+        send_and_release(in_use, data * MiB)
+    assert spares.settle(30)
+    (ahead,) = names.held(str(in_use))
+    with names._lock:  # as while the background thread makes a name
+        assert names.take(str(in_use)) == (None, False)
+        buf = place(b"\3" * MiB, lease=30, directory=in_use)  # reuses the segment, its own name
+    assert buf.name != ahead.name and ring.statistics().reused == 2
+    view = attach(buf.ref, directory=in_use)
+    assert bytes(view[:1]) == b"\3"
+    view.release()
+    assert names.held(str(in_use)) == [ahead]  # still waiting for the next payload

@@ -70,12 +70,20 @@ _pid = os.getpid()
 
 def take(directory: str) -> tuple[Ahead | None, bool]:
     """The name made ahead for ``directory`` (None: none yet, or it waited too long), now
-    the caller's; and whether to ask the background thread for the next (:func:`make`)."""
-    with _lock:
+    the caller's; and whether to ask the background thread for the next (:func:`make`).
+
+    Never waits for the lock: the background thread holds it while it creates a file, at
+    nice 10, and on a busy machine may lose its CPU meanwhile; a send then makes its own
+    name rather than wait for it."""
+    if not _lock.acquire(blocking=False):
+        return None, False
+    try:
         ahead = _ready.pop(directory, None)
         ask = os.getpid() == _pid and directory not in _asked
         if ask:
             _asked.add(directory)
+    finally:
+        _lock.release()
     if ahead is not None and ahead.usable_until <= monotonic_now():
         discard(ahead)
         ahead = None
