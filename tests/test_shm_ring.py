@@ -24,7 +24,7 @@ from conftest import Peers, read_line, tell
 
 import patterns
 from patterns.errors import SegmentGone
-from patterns.shm import creation, inflight, ring
+from patterns.shm import creation, inflight, names, ring
 from patterns.shm import spare as spares
 from patterns.shm.header import PAYLOAD_OFFSET, free_bytes, monotonic_now
 from patterns.shm.pool import PoolLimits, PoolStatistics, SegmentPool
@@ -70,8 +70,10 @@ def test_a_released_segment_carries_the_next_payload(in_use: Path) -> None:
     assert third == first
     stats = ring.statistics()
     assert (stats.reused, stats.pooled, stats.released) == (2, 1, 3)
-    assert spares.settle(30)  # (a reuse asks for a spare behind it: the only name left)
-    assert segments(in_use) == [spare.path.name for spare in spares.held(str(in_use))]
+    assert spares.settle(30)  # (a reuse asks for a spare behind it, and for its next name)
+    ahead = [made.name for made in names.held(str(in_use))]
+    assert len(ahead) == 1
+    assert segments(in_use) == sorted([spare.path.name for spare in spares.held(str(in_use))] + ahead)
 
 
 def test_a_stream_keeps_a_spare_behind_the_segment_it_reuses(in_use: Path) -> None:

@@ -129,6 +129,32 @@ def test_a_dropped_view_unmaps_too(shm_dir: Path) -> None:
     assert mappings(buf.path) == 0
 
 
+def _unsent(kind: str, folder: Path) -> tuple[str, int]:
+    """A buffer made and dropped unsent, by ``kind``: its name and payload descriptor."""
+    if kind == "created":
+        buf = SharedBuffer.create(MiB, lease=30, directory=folder)
+        buf.close()  # its view goes, its payload stays held
+    else:
+        buf = place(b"never sent", lease=30, directory=folder)
+    name, fd = buf.name, buf._payload[0]
+    assert os.readlink(f"/proc/self/fd/{fd}").startswith(f"/memfd:{name}")
+    return name, fd
+
+
+@pytest.mark.parametrize("kind", ["created", "placed"])
+def test_a_buffer_collected_unsent_closes_its_payload(shm_dir: Path, kind: str) -> None:
+    import gc
+
+    name, fd = _unsent(kind, shm_dir)
+    gc.collect()
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        target = ""
+    assert not target.startswith(f"/memfd:{name}")  # closed (the number may serve another file now)
+    (shm_dir / name).unlink()  # (its name would go at exit: ``owned``)
+
+
 def test_pending_counts_down_to_the_unlink(shm_dir: Path) -> None:
     buf = place(b"for three", lease=30, receivers=3, directory=shm_dir)
     first = attach(buf.ref, directory=shm_dir)

@@ -126,3 +126,35 @@ def test_a_job_submitted_when_no_thread_can_start_runs_at_once(monkeypatch: pyte
     worker = Worker(lambda: None)
     worker.submit(lambda: ran.append(1), delay=5.0)
     assert ran == [1] and worker.settle(0)
+
+
+def test_a_poll_that_finds_nothing_due_does_not_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While jobs keep coming the thread looks for them every POLL; a look that finds none
+    ticks only when the last tick said something is due (a tick beside a send took the
+    GIL from it). Here nothing is ever due: after its job, the thread looks 50 times and
+    ticks at most once."""
+    import threading
+
+    class Counting(threading.Condition):
+        """Counts the background thread's waits: one per look while it polls."""
+
+        looks = 0
+        enough = threading.Event()
+
+        def wait(self, timeout: float | None = None) -> bool:
+            if threading.current_thread().name == "nngc-shm":
+                Counting.looks += 1
+                if Counting.looks >= 50:
+                    Counting.enough.set()
+            return super().wait(timeout)
+
+    monkeypatch.setattr(_shm_worker, "POLL", 0.001)
+    monkeypatch.setattr(_shm_worker, "TICK_ACTIVE", 60.0)
+    ticks: list[int] = []
+    worker = Worker(lambda: ticks.append(1))  # type: ignore[func-returns-value]
+    worker._cond = Counting()  # (before its thread starts)
+    worker.submit(lambda: None)
+    assert worker.settle(10)
+    before = len(ticks)
+    assert Counting.enough.wait(30)
+    assert len(ticks) - before <= 1

@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 
 import patterns.shm.spare as spares
 from patterns.errors import SharedMemoryError, SharedMemoryFull
-from patterns.shm import inflight, making, memcopy, memfd, ring
+from patterns.shm import inflight, making, memcopy, memfd, names, ring
 from patterns.shm.header import (
     FLAG_PROBE,
     MMAP_OPTIONS,
@@ -39,7 +39,7 @@ __all__ = ["MAX_WAIT", "POLL", "WAIT_PER_MIB", "Build", "await_return", "fresh",
 B = TypeVar("B")
 # What takes a made segment's parts (path, header, mapping, payload memfd, inode, slot):
 # ``SharedBuffer``, passed in so that this module need not import the class it builds.
-Build = Callable[[Path, Header, mmap.mmap | None, int, int, ring.Slot | None], B]
+Build = Callable[[str | Path, Header, mmap.mmap | None, int, int, ring.Slot | None], B]
 
 
 def make(
@@ -77,7 +77,7 @@ def make(
     if slot is None:
         slot = ring.take(pool_key, size, spares.unmap_later)  # the last look (a miss if none)
     if slot is not None:
-        buf = reuse(build, Path(key), slot, size, lease, receivers, source)
+        buf = reuse(build, key, slot, size, lease, receivers, source)
         if not ring.free(pool_key):
             # A stream: the segment just sent comes back only once its receiver let go of it,
             # and the next payload is made at once. A spare behind it keeps a receiver that
@@ -153,7 +153,7 @@ def await_return(pool_key: Key, size: int, waiting: Callable[[], None] = lambda:
 
 def reuse(
     build: Build[B],
-    folder: Path,
+    folder: str,
     slot: ring.Slot,
     size: int,
     lease: float,
@@ -161,11 +161,21 @@ def reuse(
     source: memoryview | None,
 ) -> B:
     """A released segment's memfd carries this payload under a new name and token: the
-    stamp first, then the bytes (``source``, or zeros for a buffer to fill), the name last."""
+    stamp first, then the bytes (``source``, or zeros for a buffer to fill), the name last.
+    The name and token come made ahead when the background thread has one ready
+    (``_shm_names``; it is asked for the next one here)."""
     mapping = slot.mapping
     assert mapping is not None  # (``ring.take`` maps it)
-    path = folder / make_name(process_identity().pid, secrets.token_hex(16))
-    header = making.new_header(0, size, lease, receivers, slot.fd, slot.inode)
+    ahead, ask = names.take(folder)
+    if ask:
+        spares.later(lambda: names.make(folder))
+    if ahead is not None:
+        path = ahead.path
+    else:
+        path = f"{folder}/{make_name(process_identity().pid, secrets.token_hex(16))}"
+    header = making.new_header(
+        0, size, lease, receivers, slot.fd, slot.inode, None if ahead is None else ahead.token
+    )
     try:
         ring.write_stamp(slot.fd, mapping, header.token)
         if source is not None:
@@ -173,8 +183,14 @@ def reuse(
         else:
             ctypes.memset(address_of(mapping) + PAYLOAD_OFFSET, 0, size)  # as a fresh one: zeros
             slot.mapping = None  # the buffer's own now; back to the slot when it closes
-        inode = making.write_name(path, header, None)
+        if ahead is None:
+            inode = making.write_name(path, header, None)
+        else:
+            made, ahead = ahead, None  # (``use`` closes it, whatever happens)
+            inode = names.use(made, header)
     except BaseException as exc:
+        if ahead is not None:
+            names.discard(ahead)
         if source is None:
             slot.mapping = mapping
         ring.close(slot, spares.unmap_later)

@@ -62,7 +62,7 @@ def close_held(box: list[int]) -> None:
         os.close(fd)
 
 
-def write_name(path: Path, header: Header, source: memoryview | None) -> int:
+def write_name(path: str | Path, header: Header, source: memoryview | None) -> int:
     """Create the segment's file (mode 0600): its header, as long as the segment (sparse: the
     payload lives in the memfd, except a probe's ``source``); its inode. Removed on failure."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -89,11 +89,19 @@ def write_all(fd: int, data: memoryview, offset: int) -> None:
 
 
 def new_header(
-    flags: int, size: int, lease: float, receivers: int, payload: int = -1, inode: int = 0
+    flags: int,
+    size: int,
+    lease: float,
+    receivers: int,
+    payload: int = -1,
+    inode: int = 0,
+    token: bytes | None = None,
 ) -> Header:
-    """A new segment's header: this process, a fresh token, the lease starting now, the
-    payload memfd ``payload`` (-1: none, a probe) whose inode is ``inode``."""
-    token = secrets.token_bytes(16)
+    """A new segment's header: this process, a fresh token (``token``: one made ahead,
+    never used), the lease starting now, the payload memfd ``payload`` (-1: none, a probe)
+    whose inode is ``inode``."""
+    if token is None:
+        token = secrets.token_bytes(16)
     deadline = monotonic_now() + lease
     return Header(flags, process_identity(), token, size, deadline, receivers, receivers, payload, inode)
 
@@ -133,7 +141,8 @@ def check_arguments(size: int, lease: float, receivers: int) -> None:
         raise ValueError(f"receivers {receivers!r} must be an integer in 1..{_MAX_RECEIVERS}")
 
 
-def creation_error(exc: OSError, path: Path, size: int) -> SharedMemoryError:
+def creation_error(exc: OSError, path: str | Path, size: int) -> SharedMemoryError:
+    path = Path(path)  # (only on a failure)
     if exc.errno in _FULL_ERRNOS:
         return SharedMemoryFull(
             f"no room for a segment of {size} bytes in {path.parent} ({exc.strerror})",

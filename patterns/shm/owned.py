@@ -17,24 +17,23 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from pathlib import Path
 
 from patterns.shm.header import unlink_quietly
 
 __all__ = ["forget", "keep", "remove_all"]
 
 _lock = threading.Lock()
-_paths: set[Path] = set()
+_paths: set[str] = set()
 _pid = os.getpid()
 
 
-def keep(path: Path) -> None:
+def keep(path: str) -> None:
     """``path`` is a segment of ours whose reference has not left: remove it at exit."""
     with _lock:
         _paths.add(path)
 
 
-def forget(path: Path) -> None:
+def forget(path: str) -> None:
     """``path``'s reference left (or the segment is gone already): leave it alone at exit."""
     with _lock:
         _paths.discard(path)

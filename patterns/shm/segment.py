@@ -63,7 +63,6 @@ import fcntl
 import mmap
 import os
 import struct
-import weakref
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -101,14 +100,15 @@ class SharedBuffer:
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         header: Header,
         mapping: mmap.mmap | None,
         payload: int = -1,
         inode: int = 0,
         slot: ring.Slot | None = None,
     ) -> None:
-        self._path = path
+        self._path = os.fspath(path)  # (a str: no Path built on a send's path)
+        name = self._path.rpartition("/")[2]
         self._slot = slot  # its memfd may carry a later payload once released (``_shm_ring``)
         if slot is not None and mapping is not None:
             slot.writer = True  # until close() releases the view: no reuse while we may write
@@ -116,15 +116,13 @@ class SharedBuffer:
         self._mmap = mapping
         # The payload memfd is held here until the reference leaves (then ``inflight``
         # holds it for the receivers) or the buffer is discarded or collected unsent.
-        self._payload = [payload]
+        self._payload = [payload]  # (closed by ``__del__`` if the buffer goes unsent)
         self._inode = inode
-        if payload >= 0:
-            weakref.finalize(self, making.close_held, self._payload)
         self._view = None if mapping is None else memoryview(mapping)[PAYLOAD_OFFSET : header.total_size]
         self._state = BufferState.CLOSED if mapping is None else BufferState.OPEN
-        self._ref = ShmRef(path.name, header.token, 0, header.payload_length)
+        self._ref = ShmRef(name, header.token, 0, header.payload_length)
         self._out = False  # its reference left: it must outlive this process (``owned``)
-        owned.keep(path)
+        owned.keep(self._path)
 
     @classmethod
     def create(
@@ -153,11 +151,11 @@ class SharedBuffer:
 
     @property
     def name(self) -> str:
-        return self._path.name
+        return self._ref.name
 
     @property
     def path(self) -> Path:
-        return self._path
+        return Path(self._path)
 
     @property
     def size(self) -> int:
@@ -190,7 +188,7 @@ class SharedBuffer:
             owned.forget(self._path)
             payload, self._payload[0] = self._payload[0], -1
             if payload >= 0:
-                inflight.hold(str(self._path), payload, self._inode, self._header.lease_deadline, self._slot)
+                inflight.hold(self._path, payload, self._inode, self._header.lease_deadline, self._slot)
                 spares.check_held_soon()
 
     @property
@@ -287,6 +285,18 @@ class SharedBuffer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def __del__(self, _close: Any = os.close) -> None:
+        """A buffer collected unsent closes the payload memfd it still holds. (A method, not
+        a ``weakref.finalize`` per buffer: that cost 15-20 us on a cold send's path. ``os.close``
+        is bound early: this may run while the interpreter tears its modules down.)"""
+        box = self.__dict__.get("_payload")
+        if box is not None and box[0] >= 0:
+            fd, box[0] = box[0], -1
+            try:
+                _close(fd)
+            except OSError:
+                pass
 
     def __repr__(self) -> str:
         return f"<SharedBuffer {self.name} {self.size} bytes {self._state.value}>"

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from patterns.shm import inflight, memcopy, memfd, ring
+from patterns.shm import inflight, memcopy, memfd, names, ring
 from patterns.shm.header import (
     FLAG_PROBE,
     PAYLOAD_OFFSET,
@@ -78,6 +78,7 @@ __all__ = [
     "free_bytes",
     "held",
     "in_background",
+    "later",
     "ready",
     "register",
     "settle",
@@ -131,7 +132,7 @@ class _Pool:
             upcoming = [spare.usable_until - now for spare in self.spares.values()]
         for spare in gone:
             _discard(spare)
-        pauses = [*upcoming, inflight.check(now), ring.tick(unmap)]
+        pauses = [*upcoming, inflight.check(now), ring.tick(unmap), names.tick(now)]
         due = [pause for pause in pauses if pause is not None]
         return min(due) if due else None
 
@@ -329,8 +330,9 @@ def fill(spare: Spare, header: Header, source: memoryview | None) -> mmap.mmap:
 
 
 def drop(directory: str | None = None, *, now: bool = False) -> int:
-    """Remove the spares of ``directory`` (None: all), those being prepared included, and
-    the segments pooled for reuse there (``_shm_ring``); how many.
+    """Remove the spares of ``directory`` (None: all), those being prepared included, the
+    segments pooled for reuse there (``_shm_ring``) and its names made ahead
+    (``_shm_names``); how many.
 
     Their names go at once; with ``now`` their memory too (else the worker unmaps them).
     Whatever leaves the books elsewhere (taken too late, expired, refused when made) loses
@@ -349,7 +351,7 @@ def drop(directory: str | None = None, *, now: bool = False) -> int:
     for spare in gone:
         _discard(spare, now=now)
     pooled = ring.drop(directory, unmap if now else unmap_later)
-    return len(gone) + len(preparing) + pooled
+    return len(gone) + len(preparing) + pooled + names.drop(directory)
 
 
 def held(directory: str | None = None) -> list[Spare]:
@@ -361,6 +363,11 @@ def held(directory: str | None = None) -> list[Spare]:
 def in_background(job: Callable[[], None]) -> None:
     """Run ``job`` on the background thread (soon, in order with the rest)."""
     _pool.worker.submit(job)
+
+
+def later(job: Callable[[], None]) -> None:
+    """Run ``job`` on the background thread after the delivery at hand (:data:`DEFER`)."""
+    _pool.worker.submit(job, delay=DEFER)
 
 
 def unmap_later(mapping: mmap.mmap) -> None:

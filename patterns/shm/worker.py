@@ -27,6 +27,7 @@ import collections
 import ctypes
 import errno
 import logging
+import math
 import mmap
 import os
 import threading
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["CHUNK", "Worker", "address_of", "drop_pages", "populate", "unmap"]
+__all__ = ["CHUNK", "TICK_ACTIVE", "Worker", "address_of", "drop_pages", "populate", "unmap"]
 
 log = logging.getLogger("patterns")
 
@@ -104,6 +105,9 @@ ACTIVE: Final = 2.0
 """Seconds after a submission during which the thread polls for jobs instead of sleeping."""
 POLL: Final = 0.005
 """Seconds between those polls."""
+TICK_ACTIVE: Final = 0.1
+"""Seconds between two ticks while the thread polls and no tick says it is due sooner
+(what a sender's own thread changed, such as a segment it retired, is seen by then)."""
 NICE: Final = 10
 """The thread's nice value: under contention the threads that send and receive run first
 (pre-faulting a 256 MiB spare takes ~150 ms of CPU; a delivery next to it suffered)."""
@@ -119,8 +123,9 @@ def _run_job(job: Callable[[], None]) -> None:
 class Worker:
     """A daemon thread that runs submitted jobs in order, and ``tick()`` when idle.
 
-    ``tick`` returns how many seconds the thread may sleep before it is called again
-    (None: until the next job). A job's exception is logged, never raised.
+    ``tick`` returns how many seconds may pass before it is called again (None: until
+    the next job; while the thread polls, at most :data:`TICK_ACTIVE`); it is called
+    after every job too. A job's exception is logged, never raised.
 
     Waking a thread that sleeps on another CPU costs an inter-processor interrupt
     (tens of microseconds in a VM) on the waker's path, here a send's. So a submission
@@ -169,17 +174,28 @@ class Worker:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         except OSError:
             pass  # already nicer than that (only raising the value is allowed)
+        due = 0.0  # time.monotonic() from which tick() is due again
         while True:
-            pause = self._safe_tick()  # outside the condition: tick() takes the spares' lock
+            now = time.monotonic()
+            if now >= due:  # (outside the condition: tick() takes the spares' lock)
+                pause = self._safe_tick()
+                # While jobs keep coming the thread wakes every POLL to look for them; a
+                # look that finds none ticks only when a tick is due (or every TICK_ACTIVE):
+                # each tick takes the GIL and some locks for 20-70 us (cold), which a
+                # send beside it waited for.
+                due = now + (TICK_ACTIVE if pause is None else min(pause, TICK_ACTIVE))
+                if pause is None and now - self._last >= ACTIVE:
+                    due = math.inf  # deep sleep: nothing is due until the next job
             with self._cond:
                 if not self._jobs:
                     self._busy = False
                     self._cond.notify_all()  # settle()
+                    left = max(0.0, due - time.monotonic())
                     if time.monotonic() - self._last < ACTIVE:
-                        self._cond.wait(POLL if pause is None else min(POLL, pause))
+                        self._cond.wait(min(POLL, left))
                     else:
                         self._deep = True
-                        self._cond.wait(pause)
+                        self._cond.wait(None if left == math.inf else left)
                         self._deep = False
                     continue
                 not_before, job = self._jobs[0]
@@ -190,6 +206,7 @@ class Worker:
                 self._jobs.popleft()
                 self._busy = True
             _run_job(job)
+            due = 0.0  # a job may change what is due: tick next
 
     def _safe_tick(self) -> float | None:
         try:
