@@ -28,178 +28,47 @@ reply to a peer on this host may create segments (its ``Placement``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 from pynng import ffi, lib
 
-from patterns._ctx_send import aio_result, result_and_free, submit_threadsafe, wait_and_free
+from patterns._ctx_send import aio_result, wait_and_free
 from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
-from patterns._gaps import GAP_MIN
+from patterns._incoming import QUEUED_REPLY_TIMEOUT, IncomingSurvey
 from patterns._nng import raise_for
-from patterns._wire import Envelope, common_frame
+from patterns._shape import HOLE, Shape
+from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, read_common
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
-from patterns.shm.codec import delivering
 
 __all__ = ["IncomingSurvey", "Respondent"]
 
 
 _NULL = ffi.NULL
-_UNREAD = object()  # an IncomingSurvey's deadline not converted to trio's clock yet
-
 MAX_IDLE_CONTEXTS = 64
 """Contexts kept open for reuse once their survey is answered; more are closed."""
-
-QUEUED_REPLY_TIMEOUT = 5.0
-"""A reply queued behind another on the same connection is dropped (``Timeout``) if it
-is still waiting this many seconds after the survey's deadline."""
-
-
-class IncomingSurvey:
-    """A survey received by a :class:`Respondent`; answer it once with :meth:`reply`."""
-
-    __slots__ = ("_ctx", "_deadline", "_respondent", "envelope")
-
-    def __init__(self, respondent: Respondent, ctx: Any, envelope: Envelope) -> None:
-        self._respondent = respondent
-        self._ctx: Any = ctx  # the NNG context that holds the route back
-        self.envelope = envelope
-        self._deadline: float | None | object = _UNREAD  # on trio's clock, once read (``deadline``)
-
-    def __repr__(self) -> str:
-        return f"<IncomingSurvey {self.envelope.id} from {self.sender!r} kind={self.envelope.kind!r}>"
-
-    @property
-    def body(self) -> Any:
-        return self.envelope.body
-
-    @property
-    def sender(self) -> str:
-        return self.envelope.sender
-
-    @property
-    def deadline(self) -> float | None:
-        """The surveyor's deadline on trio's clock (compare with ``trio.current_time()``,
-        use with ``trio.move_on_at``), or None if it sent none. Converted once, the first
-        time it is read (in trio's thread), from the wall-clock time on the wire
-        (``envelope.deadline``): a handler that answers at once never needs it, and the
-        two clocks keep their distance meanwhile."""
-        deadline = self._deadline
-        if deadline is _UNREAD:
-            wall = self.envelope.deadline
-            deadline = self._deadline = None if wall is None else trio.current_time() + (wall - time.time())
-        return deadline  # type: ignore[return-value]
-
-    @property
-    def answered(self) -> bool:
-        return self._ctx is None
-
-    async def reply(self, value: Any, *, kind: str = "reply", inline: bool = False) -> None:
-        """Send ``value`` back to the surveyor (at most once).
-
-        A value that cannot be encoded raises :class:`EncodeError` and leaves the
-        survey unanswered, so the caller can still reply with something else. If the
-        surveyor has gone, NNG drops the reply. ``inline=True``: no shared-memory placement.
-        """
-        resp = self._respondent
-        if self._ctx is None:
-            raise Closed(f"{self!r} was already answered or declined")
-        ident, survey, guard = resp.next_id(), self.envelope.id, resp.guard
-        # The common small reply: no Envelope, no placement (sealed whole, with a guard).
-        data = common_frame(kind, resp.name, ident, value, survey, None,
-                            limit=GAP_MIN if inline else resp._placed_limit,
-                            max_size=resp.max_message_size if guard is None else
-                            resp.max_message_size - guard.overhead)  # fmt: skip
-        if data is not None:
-            if guard is not None:
-                data = guard.seal(data, kind)
-            ctx, self._ctx = self._ctx, None
-            await resp._send_reply(ctx, data, self.envelope.deadline, survey)
-            return
-        envelope = Envelope(kind, resp.name, ident, value, survey)
-        placement = None if inline else resp._placement(1)
-        data = resp._frame(envelope, placement)
-        ctx, self._ctx = self._ctx, None
-        with delivering(placement):
-            await resp._send_reply(ctx, data, self.envelope.deadline, survey)
-
-    def reply_threadsafe(self, value: Any, *, kind: str, ident: int,
-                         inline: bool = False) -> int | Callable[[], int] | None:  # fmt: skip
-        """:meth:`reply` from a thread that is not trio's (a plain handler's), for a small
-        plain ``value``: encodes it and hands it to NNG on this survey's context, without
-        waiting. Returns the frame's size when it left at once (the connection was free); a
-        function that waits, in the calling thread (never trio's), until it has left and then
-        returns its size, when it is queued behind an earlier reply; or None when it cannot go
-        this way (a guard seals frames; the value needs shared memory, splicing or the
-        general encoder): :meth:`reply` sends it then.
-
-        ``ident``: the reply's envelope id, taken with :meth:`Respondent.next_id` in trio's
-        thread. Counts nothing and keeps the context: trio calls :meth:`settle_threadsafe`
-        afterwards. The caller sees to it that trio neither answers nor declines this survey
-        meanwhile. Raises (also the waiting function) :class:`Closed` (the socket closed),
-        :class:`MessageTooLarge` and :class:`~patterns.Timeout` (the connection stayed busy)."""
-        resp, ctx = self._respondent, self._ctx
-        operation = f"reply to survey {self.envelope.id} from a handler thread"
-        if ctx is None or resp._closed:
-            raise Closed(f"{operation}: {self!r} was answered, or its socket closed")
-        if resp.guard is not None:
-            return None  # a guard's sequence is not thread-safe
-        # Bodies holding a buffer this large may go to shared memory: the general path's.
-        limit = GAP_MIN if inline or resp._beacons is None else min(GAP_MIN, resp.shared_memory.threshold)
-        data = common_frame(kind, resp.name, ident, value, self.envelope.id, None, limit=limit,
-                            max_size=resp.max_message_size)  # fmt: skip
-        if data is None:
-            return None
-        wall = self.envelope.deadline  # trio's clock is not this thread's to read
-        left = 0.0 if wall is None else max(wall - time.time(), 0.0)
-        aio = submit_threadsafe(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), operation, resp)
-        size = len(data)
-        if not lib.nng_aio_busy(aio):  # NNG wrote it in this call
-            err = result_and_free(aio)
-            if err:
-                raise_for(err, operation=operation, where=resp)
-            return size
-
-        def wait() -> int:
-            err = wait_and_free(aio)
-            if err:
-                raise_for(err, operation=operation, where=resp)
-            return size
-
-        return wait
-
-    def settle_threadsafe(self, size: int | None) -> None:
-        """After :meth:`reply_threadsafe` (trio's thread): the context goes back to the pool
-        and a reply of ``size`` bytes is counted (None: nothing went out)."""
-        resp = self._respondent
-        ctx, self._ctx = self._ctx, None
-        if ctx is not None:
-            resp._release(ctx)
-        if size is not None:
-            resp._sent += 1
-            resp._bytes_sent += size
-
-    def decline(self) -> None:
-        """Do not answer (the surveyor sees no reply from us)."""
-        ctx, self._ctx = self._ctx, None
-        if ctx is not None:
-            self._respondent._release(ctx)
-
-    def release_elsewhere(self) -> None:
-        """After :meth:`reply_threadsafe`, or to decline, from the thread that took this
-        survey with a :class:`SurveyTaker`: its context back to the pool, nothing counted
-        (the taker's owner counts sends with :meth:`Respondent.count_sent`; :mod:`patterns._taker`)."""
-        ctx, self._ctx = self._ctx, None
-        if ctx is not None:
-            self._respondent._release(ctx)  # one list append: atomic under the GIL
-
 
 class Respondent(FdSocket):
     """A respondent0 socket: receives surveys; each can be answered in any order."""
 
     _protocol = "Respondent0"
     _spare_aio: Any = None  # the aio of a reply sent at once, for the next reply to reuse
+    _expected: tuple[Shape, ...] = ()
+
+    def expect(self, *shapes: Shape) -> None:
+        """Read surveys of these shapes (the surveyor's most frequent ones) from their
+        templates (:meth:`Shape.read`), before the common reader; replaces the ones expected
+        before."""
+        self._expected = shapes
+
+    def shape(self, kind: str, *, re: bool, deadline: bool, body: Any = HOLE, sender: str | None = None,
+              scalars: bool = False) -> Shape:  # fmt: skip
+        """The :class:`~patterns._shape.Shape` of frames of ``kind`` from ``sender`` (this
+        socket's name by default: a reply's, for :meth:`IncomingSurvey.reply`; a surveyor's:
+        to :meth:`expect`)."""
+        return Shape(kind, self.name if sender is None else sender, re=re, deadline=deadline, body=body,
+                     max_kind=MAX_KIND_LENGTH, max_sender=MAX_SENDER_LENGTH, scalars=scalars)  # fmt: skip
 
     def _setup(self, sock: Any) -> None:
         super()._setup(sock)
@@ -258,8 +127,21 @@ class Respondent(FdSocket):
         if got is None:
             return None
         ctx, body = got
+        if self.guard is None:
+            # A small common survey: read into fields, no Envelope (``Pair._fields``' reader:
+            # the same bounds first, a frame over max_items is counted item by item).
+            size = len(body)
+            if not self._measure and size <= self.max_message_size and size <= self.max_items:
+                for shape in self._expected:  # (a member expects one)
+                    shaped = shape.read(body)
+                    if shaped is not None:
+                        fields = (shape.kind, shape.sender, shaped[0], shaped[3], shaped[1], shaped[2])
+                        return IncomingSurvey.of_fields(self, ctx, fields, size)
+                common = read_common(body, max_size=self.max_message_size, max_items=self.max_items, measure=False)
+                if common is not None:
+                    return IncomingSurvey.of_fields(self, ctx, common, size)
         try:
-            envelope = self._unpack(body)  # (a small common frame: decode's fast path)
+            envelope = self._unpack(body)  # (with a guard, shared memory, or malformed)
         except MalformedMessage:
             self._release(ctx)
             raise

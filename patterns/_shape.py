@@ -54,11 +54,15 @@ class Shape:
     """Frames of ``kind`` from ``sender``, with ``re`` or not, a deadline or not, and the body
     ``body`` with the value in place of :data:`HOLE` (the body itself by default)."""
 
-    __slots__ = ("_body", "_hole", "_lead", "_prefix", "_start", "_tail", "deadline", "kind", "re", "sender")
+    __slots__ = ("_body", "_hole", "_lead", "_prefix", "_start", "_tail", "deadline", "kind", "re", "scalars",
+                 "sender")
 
     def __init__(self, kind: str, sender: str, *, re: bool, deadline: bool, body: Any = HOLE,
-                 max_kind: int, max_sender: int) -> None:  # fmt: skip
+                 max_kind: int, max_sender: int, scalars: bool = False) -> None:  # fmt: skip
         self.kind, self.sender, self.re, self.deadline = kind, sender, re, deadline
+        self.scalars = scalars
+        """True: the value may also be an integer of 64 bits or less (either sign), a finite
+        float, a boolean or None (a poll's question and answer); False: a byte or text string only."""
         prefix = _prefix(5 + re + deadline, kind, sender, max_kind, max_sender)
         if prefix is None:
             raise ValueError(f"no frame of kind {kind!r} from {sender!r} has a common form")
@@ -104,24 +108,36 @@ class Shape:
             begin, end = start + 1, start + 1 + (head & 0x1F)
         elif head in (0x58, 0x78) and len(data) > start + 1:
             begin, end = start + 2, start + 2 + data[start + 1]
+        elif self.scalars:
+            end = len(data) - len(self._tail)
+            if head in _ONE_BYTE and start + 1 == end:  # (_scalar's first case, inline: the common answer)
+                value: Any = _ONE_BYTE[head]
+            elif (got := _scalar(data, start, end)) is not None:
+                value = got[0]
+            else:
+                return None
+            if not data.endswith(self._tail):
+                return None
+            begin = -1
         else:
             return None
-        if end + len(self._tail) != len(data) or not data.endswith(self._tail):
-            return None
-        value: Any = data[begin:end]
-        if head >= 0x60:
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError:  # the general decoder refuses it, saying why
+        if begin >= 0:
+            if end + len(self._tail) != len(data) or not data.endswith(self._tail):
                 return None
-        if self._body is not None:  # (fill's, inline: a call less per frame read)
-            body = dict(self._body)
-            body[self._hole] = value
-            value = body
-        return ident, re, deadline, value
+            value = data[begin:end]
+            if head >= 0x60:
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError:  # the general decoder refuses it, saying why
+                    return None
+        if self._body is None:  # (fill, inline)
+            return ident, re, deadline, value
+        body = dict(self._body)
+        body[self._hole] = value
+        return ident, re, deadline, body
 
     def fill(self, value: Any) -> Any:
-        """The body of a frame of this shape with ``value`` in its hole."""
+        """The body of this shape with ``value`` in its hole (what the general path writes)."""
         if self._body is None:
             return value
         body = dict(self._body)
@@ -147,6 +163,16 @@ class Shape:
             if len(value) >= 256:
                 return None
             head = _TEXT_HEAD[len(value)]
+        elif not self.scalars:
+            return None
+        elif value is None and self._body is None:
+            return None  # no body at all: a frame without ``b`` (the general writer's)
+        elif value is None or kind is bool:
+            head, value = _SIMPLE[value], b""
+        elif kind is int and -_MAX_ID <= value < _MAX_ID:
+            head, value = _SMALL_INT[value] if -24 <= value < 24 else _int(value), b""
+        elif kind is float and math.isfinite(value):  # (cbor2 writes NaN and the infinities shorter)
+            head, value = b"\xfb", _DOUBLE.pack(value)
         else:
             return None
         if type(ident) is not int or not _LONG <= ident < _MAX_ID:
@@ -166,6 +192,47 @@ class Shape:
             return None
         parts += (self._lead, head, value, self._tail)
         return b"".join(parts)
+
+
+_SIMPLE: Final = {False: b"\xf4", True: b"\xf5", None: b"\xf6"}
+_ONE_BYTE: Final[dict[int, Any]] = {
+    **{head: head for head in range(24)}, **{0x20 + n: -1 - n for n in range(24)}, 0xF4: False, 0xF5: True, 0xF6: None,
+}  # fmt: skip
+
+
+_SMALL_INT: Final = {n: bytes([n if n >= 0 else 0x1F - n]) for n in range(-24, 24)}  # one byte each
+
+
+def _int(value: int) -> bytes:
+    """The head of an integer of 64 bits or less, either sign, as cbor2 writes it (the shortest)."""
+    major, n = (0, value) if value >= 0 else (0x20, -1 - value)
+    if n < 24:
+        return bytes([major + n])
+    if n < 0x100:
+        return bytes([major + 0x18, n])
+    if n < 0x10000:
+        return bytes([major + 0x19]) + n.to_bytes(2, "big")
+    if n < _LONG:
+        return bytes([major + 0x1A]) + n.to_bytes(4, "big")
+    return bytes([major + 0x1B]) + n.to_bytes(8, "big")
+
+
+def _scalar(data: bytes, start: int, end: int) -> tuple[Any] | None:
+    """The scalar whose head is at ``start`` if it ends exactly at ``end``: an item of one
+    byte, an integer of either sign with 1, 2, 4 or 8 bytes after its head (read as the
+    decoder reads it, shortest form or not), a float64; None for anything else."""
+    head = data[start]
+    if head in _ONE_BYTE:
+        return (_ONE_BYTE[head],) if start + 1 == end else None
+    if 0x18 <= head <= 0x1B or 0x38 <= head <= 0x3B:
+        width = 1 << (head & 0x1F) - 0x18
+        if start + 1 + width != end:
+            return None
+        n = int.from_bytes(data[start + 1 : end], "big")
+        return (n if head < 0x20 else -1 - n,)
+    if head == 0xFB and start + 9 == end:
+        return (_DOUBLE.unpack_from(data, start + 1)[0],)
+    return None
 
 
 def _marked(body: Any) -> Any:

@@ -1,5 +1,6 @@
-"""``Rounds.take`` (a batch of replies, the driver's path) against ``Rounds.reply`` (one at a
-time, the reference): the same counters, the same completion, the same result."""
+"""``Rounds.take`` (a batch of replies) and ``Rounds.take_fields`` (a batch read as fields,
+the driver's path) against ``Rounds.reply`` (one at a time, the reference): the same
+counters, the same completion, the same result."""
 
 from __future__ import annotations
 
@@ -61,8 +62,9 @@ def test_a_batch_counts_as_its_replies_one_by_one(members: set[str], batch_sizes
                                                   left: list[str], finish_after: int | None) -> None:  # fmt: skip
     batched, batched_counts = rounds_of(members)
     single, single_counts = rounds_of(members)
+    fielded, fielded_counts = rounds_of(members)
     keys = []
-    for rounds in (batched, single):
+    for rounds in (batched, single, fielded):
         if kind == "poll":
             key, frames = rounds.open_poll("q", quorum=quorum, now=0.0)
         else:
@@ -79,22 +81,25 @@ def test_a_batch_counts_as_its_replies_one_by_one(members: set[str], batch_sizes
     at = 0
     while at < len(envelopes):
         if finish_after is not None and at >= finish_after:
-            for rounds, key in zip((batched, single), keys):
+            for rounds, key in zip((batched, single, fielded), keys):
                 rounds.finish(key)  # the caller has closed it: the rest are late
         batch = envelopes[at : at + next(sizes)]
         at += len(batch)
         now = 0.1 * at
         taken = batched.take(keys[0], iter(batch), now)
         outcomes = [single.reply(keys[1], envelope, now) for envelope in batch]
+        fields = [(e.kind, e.sender, e.id, e.body, e.re, e.deadline) for e in batch]
+        assert fielded.take_fields(keys[2], iter(fields), now) == taken
+        assert dict(fielded_counts) == dict(batched_counts)
         assert taken.complete == outcomes[-1].complete
         assert taken.exhausted == outcomes[-1].exhausted
         assert list(taken.ignored) == [o.reason for o in outcomes if o.verdict is None]
         assert dict(batched_counts) == dict(single_counts)
         assert batched.complete(keys[0]) == single.complete(keys[1])
     if kind == "poll":
-        assert batched.close_poll(keys[0], 5.0) == single.close_poll(keys[1], 5.0)
+        assert batched.close_poll(keys[0], 5.0) == single.close_poll(keys[1], 5.0) == fielded.close_poll(keys[2], 5.0)
     else:
-        assert batched.close_vote(keys[0], 5.0) == single.close_vote(keys[1], 5.0)
+        assert batched.close_vote(keys[0], 5.0) == single.close_vote(keys[1], 5.0) == fielded.close_vote(keys[2], 5.0)
 
 
 def test_replies_to_a_forgotten_round_are_counted_late() -> None:
@@ -126,3 +131,25 @@ def test_a_bug_while_counting_names_the_sender_and_leaves_the_rest_of_the_batch(
     taken = rounds.take(key, envelopes, 0.5)  # the driver goes on with the rest
     assert not taken.complete and counts["malformed"] == 0
     assert dict(rounds.close_poll(key, 1.0).answers) == {"bob": 2}
+
+
+def test_a_bug_while_counting_fields_names_the_sender_and_leaves_the_rest_of_the_batch() -> None:
+    rounds, counts = rounds_of({"ann", "bob"})
+    key, _ = rounds.open_poll("q", quorum=None, now=0.0)
+
+    class Exploding(dict[str, Any]):
+        def __contains__(self, key: object) -> bool:
+            raise RuntimeError("a bug")
+
+    fields = iter([(P.ANSWER, "ann", 1, Exploding(), None, None), (P.ANSWER, "bob", 2, P.answer_body(2), None, None)])
+    try:
+        rounds.take_fields(key, fields, 0.5)
+    except RuntimeError as exc:
+        assert "'ann'" in " ".join(exc.__notes__)
+    else:
+        raise AssertionError("the bug was swallowed")
+    taken = rounds.take_fields(key, fields, 0.5)  # the driver goes on with the rest
+    assert not taken.complete and counts["malformed"] == 0
+    assert dict(rounds.close_poll(key, 1.0).answers) == {"bob": 2}
+    late = rounds.take_fields(key, iter([(P.ANSWER, "ann", 3, P.answer_body(1), None, None)]), 2.0)
+    assert late.complete and counts["late_replies"] == 1

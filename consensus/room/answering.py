@@ -10,7 +10,7 @@ threads (:mod:`consensus.runtime.crew`: a burst of surveys for one wake-up) and 
 reply (:mod:`consensus.room.thread_replies`); the others' come back to a task of their own.
 
 What does not change from one answer to the next is worked out once per handler (a
-:class:`_Plan`: whether it is async, its name, its :class:`HandlerContext` per asker), and
+:class:`Plan`: whether it is async, its name, its :class:`HandlerContext` per asker), and
 an inline answer's deadline only when its handler waits: one member process answers its
 members one after another, so this bookkeeping is the serial part of a poll.
 """
@@ -19,40 +19,40 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from consensus.failure import Failure
+from consensus.room import protocol as P
+from consensus.room.answer_plan import Plan
 from consensus.room.events import Handle, HandlerKind, Output, Send
 from consensus.room.lent_surveys import BACKLOG
 from consensus.room.loop_surveys import Adopted, GiveBack, HereHandler, Item, LoopSurveys, OnThisLoop
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
 from consensus.room.thread_surveys import Plain, ThreadSurveys
-from consensus.runtime.context import HandlerContext, Kind, set_current
+from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handlers import (
-    Elsewhere,
     Handler,
-    elsewhere,
     run_handler,
     run_unbounded,
     trio_deadline,
 )
 from consensus.runtime.logs import RateLimited
 from patterns import (
+    HOLE,
     Closed,
     EncodeError,
     IncomingSurvey,
     MalformedMessage,
     MessageTooLarge,
     Respondent,
+    Shape,
     Taken,
     Timeout,
     TransportError,
@@ -63,43 +63,6 @@ __all__ = ["Answerer"]
 log = logging.getLogger("consensus.room")
 hostile = RateLimited(log)  # malformed surveys, lost replies: one line per kind every 10 s at most
 
-_KINDS: dict[HandlerKind, Kind] = {
-    HandlerKind.POLL: "poll",
-    HandlerKind.VOTE: "vote",
-    HandlerKind.DELIBERATE: "deliberate",
-}
-
-MAX_ASKERS = 8  # contexts kept per handler (the askers are the room's hosts: one, or a few over restarts)
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """How one of the member's handlers runs: worked out once, not per answer."""
-
-    handler: Handler
-    kind: Kind
-    awaits: bool  # an async function: runs in the receiving task until it first waits
-    name: str
-    runner: Elsewhere | None  # an asyncio handler of the bridge: runs on its loop, whose thread replies
-    away: bool  # runs in another thread (plain, or on another loop): that thread may send the reply
-    contexts: dict[str, HandlerContext] = field(default_factory=dict)  # by asker: one object each
-
-    @classmethod
-    def of(cls, kind: HandlerKind, handler: Handler) -> _Plan:
-        name = getattr(handler, "__qualname__", None) or repr(handler)
-        awaits, runner = inspect.iscoroutinefunction(handler), elsewhere(handler)
-        return cls(handler, _KINDS[kind], awaits, name, runner, not awaits or runner is not None)
-
-    def context(self, asker: str) -> HandlerContext:
-        """What :func:`consensus.handler_context` says while this handler answers ``asker``."""
-        context = self.contexts.get(asker)
-        if context is None:
-            if len(self.contexts) >= MAX_ASKERS:
-                self.contexts.clear()
-            context = self.contexts[asker] = HandlerContext(self.kind, asker)
-        return context
-
-
 class Answerer:
     """The surveys one member has received and not answered yet, and the tasks that answer them."""
 
@@ -108,7 +71,7 @@ class Answerer:
                  act: Callable[[list[Output]], Awaitable[None]]) -> None:  # fmt: skip
         self._respondent = respondent
         self._protocol = protocol
-        self._plans = {kind: _Plan.of(kind, handler) for kind, handler in handlers.items()}
+        self._plans = {kind: Plan.of(kind, handler) for kind, handler in handlers.items()}
         self._handler_timeout = handler_timeout
         self._threads = threads
         self._act = act  # the member's: what the protocol returns besides a handler to run
@@ -119,6 +82,14 @@ class Answerer:
         plain = any(p.away for kind, p in self._plans.items() if kind is not HandlerKind.DELIBERATE)
         self._away = ThreadReplies(threads, self._settled, self._expired) if plain else None
         self._receive: Callable[[], Awaitable[IncomingSurvey]] = respondent.receive
+        # A poll's answer is written from its shape (patterns' Shape: the frame's fixed bytes
+        # around the value), and the host's polls read from theirs once one came (:meth:`_expect`).
+        try:
+            self._answer_shape: Shape | None = respondent.shape(P.ANSWER, re=True, deadline=False,
+                                                                body=P.answer_body(HOLE), scalars=True)  # fmt: skip
+        except ValueError:  # a name with no common form: the general writer
+            self._answer_shape = None
+        self._host = ""  # the sender of the polls the respondent expects (its shape)
         self.lent: LoopSurveys | ThreadSurveys | None = None  # who reads the surveys outside trio, if lent
 
     def lend(self, loop: asyncio.AbstractEventLoop) -> LoopSurveys | None:
@@ -241,7 +212,7 @@ class Answerer:
         assert self._nursery is not None
         nursery, protocol, plans = self._nursery, self._protocol, self._plans
         now = trio.lowlevel.current_clock().current_time  # (a call, not the three of trio.current_time)
-        suspended: tuple[int, _Plan] | None = None  # the survey whose handler waited, if any
+        suspended: tuple[int, Plan] | None = None  # the survey whose handler waited, if any
         answered: tuple[bool, Any] | None = None
         current: HandlerContext | None = None  # the context this task set last
 
@@ -263,7 +234,11 @@ class Answerer:
                 key = next(self._keys)
                 self._surveys[key] = survey
                 received = now()
-                outputs = protocol.receive_survey(key, survey.envelope, received)
+                if survey.sender != self._host and survey.kind == P.POLL:
+                    self._expect(survey.sender)
+                outputs = protocol.receive_fields(key, survey.kind, survey.body, received)
+                if outputs is None:  # (a deliberation: its prompt is read from the envelope)
+                    outputs = protocol.receive_survey(key, survey.envelope, received)
                 if len(outputs) != 1 or not isinstance(outputs[0], Handle):
                     await self._act(outputs)
                     continue
@@ -273,7 +248,7 @@ class Answerer:
                     if not self._hand_to_thread(handle, survey, plan, received):
                         nursery.start_soon(self._answer, handle)
                     continue
-                context = plan.context(survey.envelope.sender)
+                context = plan.context(survey.sender)
                 if context is not current:  # this task runs only handlers: set, never reset
                     set_current(context)
                     current = context
@@ -281,7 +256,10 @@ class Answerer:
                 if suspended is not None:
                     answered = outcome  # replied to outside ``bound``: its deadline is the handler's only
                     break
-                await self.reply(protocol.reply(key, outcome))
+                if protocol.poll_answer(key, outcome):  # a poll's answer: its fields, no Send
+                    await self._send(key, P.ANSWER, None, protocol.inline, self._answer_shape, outcome[1])
+                else:
+                    await self.reply(protocol.reply(key, outcome))
         if suspended is None:
             return  # (mypy: only a handler that waited leaves the loop)
         if answered is None:  # only a missed deadline gets here without an outcome
@@ -290,13 +268,13 @@ class Answerer:
             answered = (False, Failure("Timeout", why))
         await self.reply(self._protocol.reply(suspended[0], answered))
 
-    def _hand_to_thread(self, handle: Handle, survey: IncomingSurvey, plan: _Plan, now: float) -> bool:
+    def _hand_to_thread(self, handle: Handle, survey: IncomingSurvey, plan: Plan, now: float) -> bool:
         """Run a plain handler in a thread that sends its reply; False: the trio path answers."""
         if self._away is None or (ticket := self._protocol.ticket(handle.survey)) is None:
             return False
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout, now=now)
         away = Away(ticket, survey, self._respondent.next_id(), plan.name, deadline)
-        return self._away.start(away, plan.handler, handle.args, plan.context(survey.envelope.sender), now,
+        return self._away.start(away, plan.handler, handle.args, plan.context(survey.sender), now,
                                 plan.runner)  # fmt: skip
 
     def _settled(self, record: Finished) -> None:
@@ -341,33 +319,50 @@ class Answerer:
         survey = self._surveys[handle.survey]
         deadline = trio_deadline(survey.deadline, limit=self._handler_timeout)
         plan = self._plans[handle.handler]
-        set_current(plan.context(survey.envelope.sender))  # a task of its own: no reset needed
+        set_current(plan.context(survey.sender))  # a task of its own: no reset needed
         outcome = await run_handler(plan.handler, *handle.args, deadline=deadline, limiter=self._threads,
                                     sync=not plan.awaits)  # fmt: skip
         await self.reply(self._protocol.reply(handle.survey, outcome))
 
+    def _expect(self, host: str) -> None:
+        """Read the polls of ``host`` (the sender of the one just received) from their shape."""
+        respondent = self._respondent
+        try:
+            shape = respondent.shape(P.POLL, re=False, deadline=True, body=P.poll_body(HOLE), sender=host,
+                                     scalars=True)  # fmt: skip
+        except ValueError:  # a name with no common form: the common reader reads them
+            respondent.expect()
+        else:
+            respondent.expect(shape)
+        self._host = host
+
     async def reply(self, frame: Send) -> None:
         """Send a reply frame on the survey it answers; a reply with no wire form becomes an error."""
-        survey = self._surveys.pop(frame.survey)
+        await self._send(frame.survey, frame.kind, frame.body, frame.inline, None, None)
+
+    async def _send(self, key: int, kind: str, body: Any, inline: bool, shape: Shape | None, hole: Any) -> None:
+        """:meth:`reply` of survey ``key`` from a frame's fields (with ``shape``: ``hole`` in
+        it, ``body`` unread: :meth:`patterns.IncomingSurvey.reply`)."""
+        survey = self._surveys.pop(key)
         try:
             try:
-                await survey.reply(frame.body, kind=frame.kind, inline=frame.inline)
+                await survey.reply(body, kind=kind, inline=inline, shape=shape, hole=hole)
             except (EncodeError, MessageTooLarge) as exc:  # the answer has no wire form: say so instead
-                frame = self._protocol.unencodable(frame.survey, exc)
+                frame = self._protocol.unencodable(key, exc)
                 await survey.reply(frame.body, kind=frame.kind, inline=frame.inline)
         except Closed:
-            self._protocol.dropped(frame.survey)
+            self._protocol.dropped(key)
             return
         except (Timeout, TransportError) as exc:  # NNG could not send it: the member answers on
-            self._lost(frame.survey, survey, str(exc))
+            self._lost(key, survey, str(exc))
             return
-        self._protocol.sent(frame.survey)
+        self._protocol.sent(key)
 
     def _lost(self, key: int, survey: IncomingSurvey, why: str) -> None:
         """The reply to ``key`` could not be sent while the host waited: counted and logged."""
         self._protocol.lost(key)
         hostile.warning("lost", "member %r could not send its reply to a %r from %r: %s", self._protocol.name,
-                        survey.envelope.kind, survey.sender, why)  # fmt: skip
+                        survey.kind, survey.sender, why)  # fmt: skip
 
 
 def _returning(awaitable: Any) -> Callable[[], Awaitable[Any]]:

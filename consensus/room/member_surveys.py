@@ -89,16 +89,26 @@ class MemberSurveys:
         self._surveys[key] = P.parse_survey(envelope)
         if envelope.kind == D.DELIBERATE and not self._deliberations.receive(key, envelope):
             self.counts["malformed"] += 1  # answered with an error: the host hears why
-        if keep:
-            self._kept[key] = None
-            if len(self._kept) > MAX_KEPT_SURVEYS:
-                oldest = next(iter(self._kept))
-                del self._kept[oldest]
-                del self._surveys[oldest]
-                self._deliberations.forget(oldest)
-                return [Decline(oldest)]
-            return []
-        return self._dispatch(key, inline)
+        return self._keep(key) if keep else self._dispatch(key, inline)
+
+    def receive_fields(self, key: int, kind: str, body: Any, *, keep: bool, inline: bool) -> list[Output] | None:
+        """:meth:`receive` for a survey's kind and body (read without an envelope); None for
+        a deliberation, whose prompt is read from the envelope (call :meth:`receive`)."""
+        if kind == D.DELIBERATE:
+            return None
+        self._surveys[key] = P.survey_of(kind, body)
+        return self._keep(key) if keep else self._dispatch(key, inline)
+
+    def _keep(self, key: int) -> list[Output]:
+        """Keep survey ``key`` until the welcome: nothing to do now, or the oldest to decline."""
+        self._kept[key] = None
+        if len(self._kept) > MAX_KEPT_SURVEYS:
+            oldest = next(iter(self._kept))
+            del self._kept[oldest]
+            del self._surveys[oldest]
+            self._deliberations.forget(oldest)
+            return [Decline(oldest)]
+        return []
 
     def release(self, *, inline: bool) -> list[Output]:
         """The welcome came: answer the surveys kept until then, oldest first."""
@@ -148,6 +158,16 @@ class MemberSurveys:
             self._deliberations.forget(key)
         frame, self._counter[key] = _reply_frame(key, survey, (ok, result), self.name, self.identity, inline)
         return frame  # counted once it is out (sent)
+
+    def poll_answer(self, key: int, outcome: tuple[bool, Any]) -> bool:
+        """True when the reply to ``key`` for ``outcome`` is a poll's answer, the common reply:
+        the driver sends :data:`P.ANSWER` with ``P.answer_body(outcome[1])`` (its shape's hole:
+        the value) without a :class:`Send` built, then books it with :meth:`sent` (counted as
+        ``polls_answered``). False: build the reply with :meth:`reply`."""
+        if outcome[0] and self._surveys[key].kind == P.POLL:
+            self._counter[key] = "polls_answered"
+            return True
+        return False
 
     def ticket(self, key: int, *, inline: bool) -> ReplyTicket | None:
         """All the reply to ``key`` needs, if a thread can build it (a poll or a vote; None for others)."""

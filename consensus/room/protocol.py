@@ -332,13 +332,19 @@ def vote_body(vote_id: int, motion: Any, options: tuple[Any, ...]) -> dict[str, 
 
 def parse_survey(envelope: Envelope) -> Survey:
     """Never raises: a survey the member cannot use is still answered (with an error)."""
-    body = envelope.body if isinstance(envelope.body, dict) else {}
-    if envelope.kind == POLL:
+    return survey_of(envelope.kind, envelope.body)
+
+
+def survey_of(kind: str, body: Any) -> Survey:
+    """:func:`parse_survey` of a survey's kind and body (read without an envelope)."""
+    if not isinstance(body, dict):
+        body = {}
+    if kind == POLL:
         return Survey(POLL, "question" in body, question=body.get("question"))
-    if envelope.kind == VOTE:
+    if kind == VOTE:
         return Survey(VOTE, "options" in body, vote_id=body.get("vote"), motion=body.get("motion"),
                       options=body.get("options"))  # fmt: skip
-    return Survey(envelope.kind, False)
+    return Survey(kind, False)
 
 
 def answer_body(value: Any) -> dict[str, Any]:

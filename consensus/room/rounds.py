@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from consensus.decide.decision import Decision
 from consensus.decide.deliberation import Deliberator
@@ -28,7 +28,15 @@ from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import Send, Target
 from consensus.room.roster import Roster
-from patterns import MAX_SENDER_LENGTH, Encoded, Envelope, MalformedMessage, encode_body, encode_vouched
+from patterns import (
+    MAX_SENDER_LENGTH,
+    Encoded,
+    Envelope,
+    Fields,
+    MalformedMessage,
+    encode_body,
+    encode_vouched,
+)
 
 __all__ = ["ENVELOPE_ROOM", "ReplyOutcome", "Rounds", "Taken"]
 
@@ -244,6 +252,37 @@ class Rounds:
                 counts["late_replies" if verdict is Verdict.CLOSED else "rejected_replies"] += 1
         complete = counting.complete
         exhausted = complete and not counting.pending
+        if ignored:
+            return Taken(complete, exhausted, tuple(ignored))
+        return _TAKEN[complete, exhausted]
+
+    def take_fields(self, key: int, replies: Iterator[Fields], now: float) -> Taken:
+        """:meth:`take` for replies read as fields (``SurveyReplies.take_fields``): a poll's
+        plain answer is counted from them (``_apply_poll``'s first test), any other reply
+        through its envelope, built here. Raises and leaves the rest as :meth:`take` does."""
+        active = self._rounds.get(key)
+        if active is None or active.apply is not _apply_poll:  # no round, or not a poll: the envelopes'
+            return self.take(key, (Envelope(*fields) for fields in replies), now)
+        counts, at = self._counts, now - active.start
+        poll = cast(PollRound, active.round)  # (its apply says so: no test per batch)
+        ignored: list[str] = []
+        for kind, sender, ident, body, re, deadline in replies:
+            try:
+                if kind == P.ANSWER and type(body) is dict and "answer" in body:
+                    verdict = poll.answer(sender, body["answer"], at=at)
+                else:
+                    verdict = _apply_poll(poll, Envelope(kind, sender, ident, body, re, deadline), at)
+            except MalformedMessage as exc:
+                counts["malformed"] += 1
+                ignored.append(str(exc))
+                continue
+            except Exception as exc:
+                exc.add_note(f"(counting the reply from {sender!r})")
+                raise
+            if verdict is not Verdict.ACCEPTED:
+                counts["late_replies" if verdict is Verdict.CLOSED else "rejected_replies"] += 1
+        complete = poll.complete
+        exhausted = complete and not poll.pending
         if ignored:
             return Taken(complete, exhausted, tuple(ignored))
         return _TAKEN[complete, exhausted]

@@ -1,8 +1,8 @@
 """How the host asks its members a round's survey and reads their replies: the driver part.
 
 :class:`Surveying` sends the survey a round opened (``Rounds.open_poll`` and friends), then
-reads the replies in the caller's own task, a batch per wake-up (``SurveyReplies.take``),
-handing each batch to ``Rounds.take`` until the round is complete or its deadline passes. Only
+reads the replies in the caller's own task, a batch per wake-up (``SurveyReplies.take_fields``),
+handing each batch to ``Rounds.take_fields`` (replies as fields, no envelope) until the round is complete or its deadline passes. Only
 when replies may still come late (somebody has not answered) does a background task take
 over, counting late replies until the survey's ``late_window`` ends.
 
@@ -31,7 +31,7 @@ import trio
 from consensus.room.events import Send
 from consensus.room.rounds import Rounds, Taken
 from consensus.runtime.logs import RateLimited
-from patterns import Closed, Envelope, Surveyor, SurveyReplies
+from patterns import Closed, Fields, Surveyor, SurveyReplies
 
 __all__ = ["Surveying"]
 
@@ -99,15 +99,15 @@ class Surveying:
         exhausted = False
         try:
             while True:
-                batch = replies.take()
+                batch = replies.take_fields()  # (no Envelope for a small common reply)
                 at = now()  # once a batch: the answers' latencies, and the deadline
                 if batch:
-                    envelopes = iter(batch)
+                    fields = iter(batch)
                     try:  # (_use, inline: a call less a batch)
-                        taken = rounds.take(key, envelopes, at)
+                        taken = rounds.take_fields(key, fields, at)
                     except Exception:  # no reply may close the room (logged with its traceback and sender)
                         log.exception("room %r: a reply could not be used", self._room)
-                        taken = self._use(key, envelopes, at)  # the rest of the batch
+                        taken = self._use(key, fields, at)  # the rest of the batch
                     else:
                         if taken.ignored:
                             self._ignored(taken)
@@ -142,12 +142,12 @@ class Surveying:
             return False
         return True
 
-    def _use(self, key: int, envelopes: Iterator[Envelope], now: float) -> Taken:
-        """Count the replies ``envelopes`` yields, all received by ``now``, into round ``key``;
-        what could not be used is logged, never raised."""
+    def _use(self, key: int, replies: Iterator[Fields], now: float) -> Taken:
+        """Count the replies ``replies`` yields (their fields), all received by ``now``, into
+        round ``key``; what could not be used is logged, never raised."""
         while True:
             try:
-                taken = self._rounds.take(key, envelopes, now)
+                taken = self._rounds.take_fields(key, replies, now)
             except Exception:  # no reply may close the room (logged with its traceback and sender)
                 log.exception("room %r: a reply could not be used", self._room)
                 continue  # with the rest of the batch
@@ -164,7 +164,7 @@ class Surveying:
         try:
             with trio.move_on_at(replies.deadline):
                 while not replies.done:
-                    batch = replies.take()
+                    batch = replies.take_fields()
                     if batch and self._use(key, iter(batch), self.now()).exhausted:
                         return  # nobody left who could still answer, even late
                     await replies.wait()
