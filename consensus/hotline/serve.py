@@ -101,9 +101,11 @@ class Server:
             runner = elsewhere(on_ask)
             if runner is not None:
                 self._inline = False
-                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=None, runner=runner)
+                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=None, runner=runner,
+                                              reply_shape=link.reply_shape)
             elif not self._inline and not inspect.isasyncgenfunction(on_ask):
-                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=self._threads)
+                self.threaded = ThreadAnswers(link.pair, protocol, on_ask, self._later, limiter=self._threads,
+                                              reply_shape=link.reply_shape)
         # Answer or queue one ask; returns False when this task has stopped being the receiver.
         # Chosen once: the receiver calls the inline server directly (a coroutine less per ask).
         self.handle: Callable[[AskReceived], Awaitable[bool]] = (

@@ -109,18 +109,16 @@ class ThreadAnswers:
 
     def __init__(self, pair: Pair, protocol: LineProtocol, handler: Callable[[Any], Any],
                  later: Callable[[Finished], None], *, limiter: trio.CapacityLimiter | None,
-                 runner: Elsewhere | None = None) -> None:  # fmt: skip
+                 runner: Elsewhere | None = None, reply_shape: Shape | None = None) -> None:  # fmt: skip
         """``later(finished)`` (in trio) answers what the thread left to trio. A plain
         ``handler`` runs in a thread holding a token of ``limiter``; with ``runner`` (an
-        asyncio handler of the bridge) it runs on the runner's loop, whose thread sends."""
+        asyncio handler of the bridge) it runs on the runner's loop, whose thread sends.
+        ``reply_shape``: the line's (``Link.reply_shape``), to write a reply from its fixed
+        bytes as trio's server does; None: replies go as fields."""
         self._pair = pair
         self._protocol = protocol
         self._name = protocol.name
-        # A reply written from its fixed bytes, as trio's server writes it (Link.reply_shape).
-        try:
-            self._reply_shape: Shape | None = pair.shape(f.REPLY, re=True, deadline=False, sender=protocol.name)
-        except ValueError:  # a name with no common form: the fields' writer refuses it too
-            self._reply_shape = None
+        self._reply_shape = reply_shape
         self._limiter = limiter
         self._runner = runner
         self._cancels: dict[Ticket, Callable[[], None]] = {}  # trio's: the runner's handlers under way
