@@ -50,7 +50,9 @@ Sender = MacSender | SigSender
 @dataclass(slots=True)
 class Key:
     """A key a guard accepts: ``secret`` checks the tag (a MAC key or an Ed25519 public key);
-    ``owner`` and ``kinds`` limit what frames under it may claim (see :class:`patterns.Opened`)."""
+    ``owner`` and ``kinds`` limit what frames under it may claim (see :class:`patterns.Opened`).
+    ``secret`` and ``scheme`` are fixed once made: ``mac`` is derived from them (a new key
+    is a new ``Key``; ``owner`` may be set later, when a joiner's name is known)."""
 
     kid: bytes
     scheme: Scheme
