@@ -33,48 +33,8 @@ reads the line; :class:`~consensus.hotline.serve.Server` answers asks;
 :mod:`~consensus.hotline.statistics` holds the record of :meth:`Hotline.statistics`; this
 module puts them together and asks.
 
-Where the time of an ask goes
------------------------------
-Beside NNG's own cost (a send and a wake-up per frame), a round trip is Python work per
-frame: the envelope codec of :mod:`patterns`, and trio, where a pass of the scheduler (or a
-task) costs about as much as encoding the frame. So the common path avoids them:
-
-* One task, the *receiver*, reads the line. An ask whose ``on_ask`` is an async function
-  (a coroutine function, not an async generator) is answered inline: the receiver calls
-  the handler and runs it up to its first suspension. A handler that returns without
-  suspending is answered at once, with no task spawned. A handler that suspends (any
-  ``await`` that yields to trio, even ``trio.sleep(0)``) is not waited for: the receiver
-  first starts a new receiving task, then finishes that one ask in its own task, the way
-  a task per ask would. So a slow or waiting handler never stalls the line. (An inline
-  handler shares the receiving task's context variables; one that computes for long
-  without awaiting holds up every task of the process, inline or not.) Plain handlers
-  (run in a worker thread) and async generators are served in a task per ask.
-* A frame goes out at once when NNG takes it without waiting and no other task is queued
-  to send; otherwise the sender queues on a FIFO lock and waits for room. NNG frames never
-  interleave; the lock keeps waiting senders in order (one task at a time may wait on
-  NNG's send descriptor).
-* A plain ask waits in a one-slot mailbox (the asker parks with ``trio.lowlevel``); a
-  streamed ask keeps a bounded channel, so a slow consumer slows the line.
-* An asker that asks again right after its answer reads the line itself while it waits
-  (the receive loop steps aside until that ask is over), so its reply wakes it directly,
-  without a second task and a second pass of the scheduler. It parks on NNG's descriptor
-  at once (its answer cannot be there yet), and the timer or a lost connection ends that
-  wait through :meth:`~patterns.Pair.interrupt_receive`, not a cancel scope. Frames it does not deliver
-  itself (anything but answers to plain asks) go back to the receive loop, in order.
-  When such an ask ends, the receive loop is not woken at once (it would only run a step
-  to park again, one more pass of the scheduler and ``epoll_wait`` per ask) but just
-  before trio next waits for I/O, by one trio instrument for all the lines of a run
-  (:mod:`~consensus.hotline.wakes`), unless an asker reads the line again by then: a
-  frame that comes while nobody asks is read in the very next pass, never after a timer.
-  The instrument is there only while lines ask (a side that only answers pays no call
-  per pass for it).
-* The protocol object is called synchronously by whichever task read the frame: no task,
-  no scheduler pass of its own. Per frame it returns one small event; for an answer that
-  event is what the asker receives (it replaced a ``(kind, body)`` tuple).
-* Plain asks time out through one timer task that sleeps until the earliest deadline of
-  the asks still open, not through a cancel scope each (entering and leaving one costs
-  about as much as the rest of the asker's bookkeeping). Streamed asks keep a cancel
-  scope per wait.
+Why the common path looks as it does (one receiving task, inline async handlers, asks that
+read the line themselves, one timer): ``docs/hotline.md`` 5.
 """
 
 from __future__ import annotations
