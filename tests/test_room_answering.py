@@ -57,3 +57,29 @@ async def test_async_handlers_that_wait_or_not_keep_their_deadlines(
             while ann.statistics().polls_answered < 3:
                 await trio.sleep(0.01)
         assert ann.statistics().polls_answered == 3
+
+
+async def test_a_member_whose_answers_have_no_shape_still_answers(
+    room_address: Callable[[str], str], monkeypatch: Any
+) -> None:
+    """A name with no common form has no answer shape (``Respondent.shape`` refuses it): the
+    member's answers then go the general way, with their value, not as an empty answer."""
+    from patterns import Respondent
+
+    real = Respondent.shape
+
+    def no_answer_shape(self: Respondent, kind: str, **kwargs: Any) -> Any:
+        if kind == "answer":
+            raise ValueError(f"no frame of kind {kind!r} from {self.name!r} has a common form")
+        return real(self, kind, **kwargs)
+
+    monkeypatch.setattr(Respondent, "shape", no_answer_shape)
+    address = room_address("ipc")
+    async with (
+        consensus.host(address) as room,
+        consensus.join(address, name="ann", on_poll=at_once) as ann,
+    ):
+        await room.wait_for_members(1)
+        result = await room.poll("q1", timeout=5)
+        assert result.answers == {"ann": "q1"} and not result.errors
+    assert ann.statistics().polls_answered == 1  # (counted once its send returned: closed by now)

@@ -158,3 +158,30 @@ def test_a_poll_that_finds_nothing_due_does_not_tick(monkeypatch: pytest.MonkeyP
     before = len(ticks)
     assert Counting.enough.wait(30)
     assert len(ticks) - before <= 1
+
+
+def test_a_deep_sleep_waits_for_the_tick_that_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once no job came for ACTIVE seconds the thread sleeps until the tick its last tick
+    said is due (here in 60 s), not TICK_ACTIVE: an idle process holding a name made ahead
+    or a spare must not wake ten times a second."""
+    import threading
+
+    timeouts: list[float | None] = []
+    slept = threading.Event()
+
+    class Recording(threading.Condition):
+        """Records the timeout of the background thread's first wait in a deep sleep."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            if threading.current_thread().name == "nngc-shm" and worker._deep and not slept.is_set():
+                timeouts.append(timeout)
+                slept.set()
+            return super().wait(timeout)
+
+    monkeypatch.setattr(_shm_worker, "ACTIVE", 0.0)  # deep at once after a job
+    worker = Worker(lambda: 60.0)
+    worker._cond = Recording()  # (before its thread starts)
+    worker.submit(lambda: None)
+    assert slept.wait(30)
+    timeout = timeouts[0]
+    assert timeout is not None and timeout > 30.0

@@ -256,8 +256,9 @@ class Answerer:
                 if suspended is not None:
                     answered = outcome  # replied to outside ``bound``: its deadline is the handler's only
                     break
-                if protocol.poll_answer(key, outcome):  # a poll's answer: its fields, no Send
-                    await self._send(key, P.ANSWER, None, protocol.inline, self._answer_shape, outcome[1])
+                shape = self._answer_shape  # (None: a name with no common form; the Send's way)
+                if shape is not None and protocol.poll_answer(key, outcome):  # its fields, no Send
+                    await self._send(key, P.ANSWER, None, protocol.inline, shape, outcome[1])
                 else:
                     await self.reply(protocol.reply(key, outcome))
         if suspended is None:

@@ -183,9 +183,12 @@ class Worker:
                 # look that finds none ticks only when a tick is due (or every TICK_ACTIVE):
                 # each tick takes the GIL and some locks for 20-70 us (cold), which a
                 # send beside it waited for.
-                due = now + (TICK_ACTIVE if pause is None else min(pause, TICK_ACTIVE))
-                if pause is None and now - self._last >= ACTIVE:
-                    due = math.inf  # deep sleep: nothing is due until the next job
+                # Capped only while polling: in a deep sleep the tick's own pause stands
+                # (capped there too, an idle process ticked ten times a second).
+                if now - self._last < ACTIVE:
+                    due = now + (TICK_ACTIVE if pause is None else min(pause, TICK_ACTIVE))
+                else:
+                    due = math.inf if pause is None else now + pause  # deep sleep
             with self._cond:
                 if not self._jobs:
                     self._busy = False
