@@ -173,10 +173,10 @@ def reuse(
         path = ahead.path
     else:
         path = f"{folder}/{make_name(process_identity().pid, secrets.token_hex(16))}"
-    header = making.new_header(
-        0, size, lease, receivers, slot.fd, slot.inode, None if ahead is None else ahead.token
-    )
-    try:
+    try:  # (from here on a name made ahead is discarded whatever goes wrong)
+        header = making.new_header(
+            0, size, lease, receivers, slot.fd, slot.inode, None if ahead is None else ahead.token
+        )
         ring.write_stamp(slot.fd, mapping, header.token)
         if source is not None:
             memcopy.copy_into(mapping, PAYLOAD_OFFSET, source)  # without the GIL
