@@ -55,7 +55,7 @@ def worker_main(address: str, name: str) -> None:
 
     try:
         trio.run(run)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, consensus.RoomClosed):  # the host closing the room ends the worker
         pass
 
 

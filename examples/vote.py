@@ -51,9 +51,12 @@ def agent_main(address: str, name: str, seed: int) -> None:
         return consensus.Ballot(choice, confidence=confidence, reason=REASONS[choice])
 
     async def run() -> None:
-        async with consensus.join(address, name=name, on_vote=on_vote) as member:
-            async for _decision in member.decisions():
-                return  # this agent's job is done once the decision is announced
+        try:
+            async with consensus.join(address, name=name, on_vote=on_vote) as member:
+                async for _decision in member.decisions():
+                    return  # this agent's job is done once the decision is announced
+        except consensus.RoomClosed:
+            pass  # the host closed the room before this agent read the decision: the vote is over
 
     trio.run(run)
 
