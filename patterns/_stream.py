@@ -336,14 +336,7 @@ class SendingSocket(FdSocket):
         if self.guard is not None:
             return None
         data = encode_common(envelope, limit=self._limit(False), max_size=self.max_message_size)
-        if data is None:
-            return None
-        err = lib.nng_send(handle, data, len(data), NONBLOCK)  # NNG's sockets are thread-safe
-        if err == EAGAIN:
-            return None
-        if err:
-            raise_for(err, operation="send", where=self)
-        return len(data)
+        return None if data is None else self._send_threadsafe(handle, data)
 
     def send_fields_threadsafe(self, kind: str, ident: int, body: Any, re: int | None,
                                deadline: float | None) -> int | None:  # fmt: skip
