@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from consensus.decide.decision import Decision
 from consensus.decide.deliberation import Deliberator
@@ -93,6 +93,15 @@ def _apply_poll(poll: PollRound, envelope: Envelope, at: float) -> Verdict:
     if kind == P.ERROR:
         return poll.fail(envelope.sender, value, at=at)
     raise MalformedMessage(f"a {kind!r} reply to a poll from {envelope.sender!r}", reason="body", size=0)
+
+
+def _apply_poll_fields(poll: PollRound, fields: Fields, at: float) -> Verdict:
+    """:func:`_apply_poll` for a reply read as fields: the common reply counted without an
+    :class:`Envelope` (its first test), any other through one."""
+    kind, sender, _, body, _, _ = fields
+    if kind == P.ANSWER and type(body) is dict and "answer" in body:
+        return poll.answer(sender, body["answer"], at=at)
+    return _apply_poll(poll, Envelope(*fields), at)
 
 
 def _apply_vote(vote: VoteRound, envelope: Envelope, at: float) -> Verdict:
@@ -232,29 +241,10 @@ class Rounds:
         ``ignored``) propagates with a note naming the reply's sender; the replies the
         iterator still holds are not counted, so a caller may log it and call again."""
         active = self._rounds.get(key)
-        counts = self._counts
         if active is None:  # the round was forgotten: nothing can count them
-            counts["late_replies"] += sum(1 for _ in envelopes)
+            self._counts["late_replies"] += sum(1 for _ in envelopes)
             return _TAKEN[True, True]
-        counting, apply, at = active.round, active.apply, now - active.start
-        ignored: list[str] = []
-        for envelope in envelopes:
-            try:
-                verdict = apply(counting, envelope, at)
-            except MalformedMessage as exc:
-                counts["malformed"] += 1
-                ignored.append(str(exc))
-                continue
-            except Exception as exc:
-                exc.add_note(f"(counting the reply from {envelope.sender!r})")
-                raise
-            if verdict is not Verdict.ACCEPTED:
-                counts["late_replies" if verdict is Verdict.CLOSED else "rejected_replies"] += 1
-        complete = counting.complete
-        exhausted = complete and not counting.pending
-        if ignored:
-            return Taken(complete, exhausted, tuple(ignored))
-        return _TAKEN[complete, exhausted]
+        return self._count(active.round, active.apply, envelopes, now - active.start)
 
     def take_fields(self, key: int, replies: Iterator[Fields], now: float) -> Taken:
         """:meth:`take` for replies read as fields (``SurveyReplies.take_fields``): a poll's
@@ -263,26 +253,30 @@ class Rounds:
         active = self._rounds.get(key)
         if active is None or active.apply is not _apply_poll:  # no round, or not a poll: the envelopes'
             return self.take(key, (Envelope(*fields) for fields in replies), now)
-        counts, at = self._counts, now - active.start
-        poll = cast(PollRound, active.round)  # (its apply says so: no test per batch)
+        return self._count(active.round, _apply_poll_fields, replies, now - active.start)
+
+    def _count(self, counting: Counting, apply: Callable[[Any, Any, float], Verdict],
+               replies: Iterator[Any], at: float) -> Taken:  # fmt: skip
+        """The batch loop of :meth:`take` and :meth:`take_fields`: each reply (an envelope,
+        or fields for ``_apply_poll_fields``) counted by ``apply``, its refusal or verdict
+        booked, the round's state looked at once."""
+        counts = self._counts
         ignored: list[str] = []
-        for kind, sender, ident, body, re, deadline in replies:
+        for reply in replies:
             try:
-                if kind == P.ANSWER and type(body) is dict and "answer" in body:
-                    verdict = poll.answer(sender, body["answer"], at=at)
-                else:
-                    verdict = _apply_poll(poll, Envelope(kind, sender, ident, body, re, deadline), at)
+                verdict = apply(counting, reply, at)
             except MalformedMessage as exc:
                 counts["malformed"] += 1
                 ignored.append(str(exc))
                 continue
             except Exception as exc:
+                sender = reply.sender if isinstance(reply, Envelope) else reply[1]
                 exc.add_note(f"(counting the reply from {sender!r})")
                 raise
             if verdict is not Verdict.ACCEPTED:
                 counts["late_replies" if verdict is Verdict.CLOSED else "rejected_replies"] += 1
-        complete = poll.complete
-        exhausted = complete and not poll.pending
+        complete = counting.complete
+        exhausted = complete and not counting.pending
         if ignored:
             return Taken(complete, exhausted, tuple(ignored))
         return _TAKEN[complete, exhausted]
