@@ -1,5 +1,6 @@
 """The envelope's frame as a plain dict, for tests that compare encoders with cbor2 itself,
-and the plain values such tests draw bodies from."""
+the plain values such tests draw bodies from, damaged frames, and the two readers of a
+``Pair`` (fields, envelope) that the reading tests hold to each other."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 import cbor2
 from hypothesis import strategies as st
 
-from patterns import Envelope
+from patterns import HOLE, Envelope, Fields, MalformedMessage, Pair
+
+LINE_SHAPES = [("ask", False, True, {"v": HOLE, "stream": False}), ("reply", True, False, HOLE)]
+"""A hotline's shapes (kind, re, deadline, body): its plain asks and its replies."""
 
 
 def plain_values(max_binary: int) -> st.SearchStrategy[Any]:
@@ -35,17 +39,53 @@ def frame_dict(envelope: Envelope, body: Callable[[Any], Any] = lambda value: va
 
 
 def damaged(envelope: Envelope, data: st.DataObject, hows: list[str]) -> bytes:
-    """The envelope's frame (cbor2's), as is ("whole") or with a byte flipped, cut short,
-    extended or with bytes inserted, as ``data`` draws among ``hows``."""
-    frame = bytearray(cbor2.dumps(frame_dict(envelope)))
-    how = data.draw(st.sampled_from(hows))
-    at = data.draw(st.integers(0, len(frame) - 1))
+    """The envelope's frame (cbor2's), as is ("whole") or damaged as :func:`damage` does, as
+    ``data`` draws among ``hows``."""
+    frame = cbor2.dumps(frame_dict(envelope))
+    return damage(frame, data.draw(st.sampled_from(hows)), data)
+
+
+def damage(frame: bytes, how: str, data: st.DataObject) -> bytes:
+    """``frame`` with a byte flipped ("flip"), cut short ("cut"), extended ("extend") or with
+    bytes inserted ("insert") where ``data`` draws; "whole": as it is."""
+    changed = bytearray(frame)
+    at = data.draw(st.integers(0, len(changed) - 1))
     if how == "flip":
-        frame[at] ^= data.draw(st.integers(1, 255))
+        changed[at] ^= data.draw(st.integers(1, 255))
     elif how == "cut":
-        del frame[at:]
+        del changed[at:]
     elif how == "extend":
-        frame += data.draw(st.binary(min_size=1, max_size=4))
+        changed += data.draw(st.binary(min_size=1, max_size=4))
     elif how == "insert":
-        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
-    return bytes(frame)
+        changed[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    return bytes(changed)
+
+
+def line_frames(senders: list[str]) -> st.SearchStrategy[Envelope]:
+    """Frames of :data:`LINE_SHAPES` (a plain ask, a reply) from one of ``senders``."""
+    return st.builds(
+        lambda kind, sender, ident, other, value, stream: (
+            Envelope("ask", sender, ident, {"v": value, "stream": stream}, None, other)
+            if kind == "ask" else Envelope("reply", sender, ident, value, int(other) % 2**64)
+        ),
+        st.sampled_from(["ask", "reply"]), st.sampled_from(senders), st.integers(2**32 - 2, 2**64 - 1),
+        st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300),
+        st.just(False) | st.booleans(),
+    )  # fmt: skip
+
+
+def read_general(sock: Pair, data: bytes) -> Fields | MalformedMessage:
+    """The fields of ``data`` through the envelope (``_unpack``), or its refusal."""
+    try:
+        envelope = sock._unpack(data)
+    except MalformedMessage as exc:
+        return exc
+    return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+
+
+def read_fields(sock: Pair, data: bytes) -> Fields | MalformedMessage:
+    """The fields of ``data`` through the fields reader (``_fields``), or its refusal."""
+    try:
+        return sock._fields(data)
+    except MalformedMessage as exc:
+        return exc

@@ -11,14 +11,14 @@ from typing import Any
 import cbor2
 import pytest
 import trio
-from _frames import damaged, frame_dict, plain_values
+from _frames import LINE_SHAPES, damaged, frame_dict, line_frames, plain_values, read_fields, read_general
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.hotline.link import Link
 from consensus.trust import Guard, Key
 from consensus.trust.seal import MacSender, Scheme
-from patterns import HOLE, Envelope, Fields, MalformedMessage, MessageTooLarge, Pair, Unauthenticated
+from patterns import HOLE, Envelope, MalformedMessage, MessageTooLarge, Pair, Unauthenticated
 from patterns._wire import MAX_KIND_LENGTH, common_frame, encode
 
 PROPERTY = settings(max_examples=300)
@@ -39,11 +39,8 @@ envelopes = st.builds(
 def _expecting() -> Pair:
     sock = Pair(name="asker", max_message_size=4096)
     sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender=sender)
-                  for sender in ("echo", "") for kind, re, deadline, body in SHAPES))  # fmt: skip
+                  for sender in ("echo", "") for kind, re, deadline, body in LINE_SHAPES))  # fmt: skip
     return sock
-
-
-SHAPES = [("ask", False, True, {"v": HOLE, "stream": False}), ("reply", True, False, HOLE)]
 
 
 @pytest.fixture(scope="module", params=["common", "shapes"])
@@ -53,27 +50,12 @@ def pair(request: pytest.FixtureRequest) -> Pair:
     return Pair(name="asker", max_message_size=4096) if request.param == "common" else _expecting()
 
 
-def general(pair: Pair, data: bytes) -> Fields | MalformedMessage:
-    try:
-        envelope = pair._unpack(data)
-    except MalformedMessage as exc:
-        return exc
-    return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
-
-
-def fields(pair: Pair, data: bytes) -> Fields | MalformedMessage:
-    try:
-        return pair._fields(data)
-    except MalformedMessage as exc:
-        return exc
-
-
 def agree(pair: Pair, data: bytes) -> None:
     """The same fields, or the same refusal counted once more on either path."""
     before = pair.statistics().malformed
-    expected = general(pair, data)
+    expected = read_general(pair, data)
     middle = pair.statistics().malformed
-    got = fields(pair, data)
+    got = read_fields(pair, data)
     after = pair.statistics().malformed
     if isinstance(expected, MalformedMessage):
         assert isinstance(got, MalformedMessage)
@@ -232,15 +214,7 @@ def test_a_shape_takes_the_common_asks_and_replies() -> None:
         Pair(name="a").shape("ask", re=False, deadline=True, body={"v": 1})
 
 
-shaped = st.builds(
-    lambda kind, sender, ident, other, value, stream: (
-        Envelope("ask", sender, ident, {"v": value, "stream": stream}, None, other)
-        if kind == "ask" else Envelope("reply", sender, ident, value, int(other) % 2**64)
-    ),
-    st.sampled_from(["ask", "reply"]), st.sampled_from(["echo", "", "other"]), st.integers(2**32 - 2, 2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300),
-    st.just(False) | st.booleans(),
-)  # fmt: skip
+shaped = line_frames(["echo", "", "other"])
 
 
 @PROPERTY

@@ -13,20 +13,28 @@ from typing import Any
 
 import cbor2
 import pytest
-from _frames import damaged, frame_dict, plain_values
+from _frames import (
+    LINE_SHAPES,
+    damage,
+    damaged,
+    frame_dict,
+    line_frames,
+    plain_values,
+    read_fields,
+    read_general,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.trust import Guard, Key
 from consensus.trust.seal import MacSender, Scheme, SigSender
-from patterns import HOLE, Envelope, Fields, MalformedMessage, Pair
+from patterns import Envelope, Fields, MalformedMessage, Pair
 
 PROPERTY = settings(max_examples=300, deadline=None)
 KID = b"k" * 8
 SECRET = b"\1" * 32
 SIGNING = Ed25519PrivateKey.from_private_bytes(b"\2" * 32)
-SHAPES = [("ask", False, True, {"v": HOLE, "stream": False}), ("reply", True, False, HOLE)]
 
 plain = plain_values(300)
 envelopes = st.builds(
@@ -40,15 +48,7 @@ envelopes = st.builds(
     deadline=st.none() | st.floats(allow_nan=False, allow_infinity=False),
 )  # fmt: skip
 # Frames of the shapes a line expects (a hotline's plain asks and replies), from "echo" mostly.
-shaped = st.builds(
-    lambda kind, sender, ident, other, value, stream: (
-        Envelope("ask", sender, ident, {"v": value, "stream": stream}, None, other)
-        if kind == "ask" else Envelope("reply", sender, ident, value, int(other) % 2**64)
-    ),
-    st.sampled_from(["ask", "reply"]), st.sampled_from(["echo", "echo", "other"]), st.integers(2**32 - 2, 2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300),
-    st.just(False) | st.booleans(),
-)  # fmt: skip
+shaped = line_frames(["echo", "echo", "other"])
 # What the key may speak for: any sender and kind, or only "echo", or only some kinds.
 limits = st.sampled_from([(None, None), ("echo", None), (None, frozenset({"ask", "reply"})),
                           ("echo", frozenset({"hello"}))])  # fmt: skip
@@ -69,7 +69,7 @@ class Readers:
         guard.add(key)
         sock = Pair(name="asker", max_message_size=4096, max_items=max_items, guard=guard, shared_memory=False)
         sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender="echo")
-                      for kind, re, deadline, body in SHAPES))  # fmt: skip
+                      for kind, re, deadline, body in LINE_SHAPES))  # fmt: skip
         return sock
 
     def seal(self, payload: bytes, kind: str = "msg") -> bytes:
@@ -77,8 +77,8 @@ class Readers:
 
     def agree(self, frame: bytes) -> Fields | MalformedMessage:
         """The fast reader's fields are the slow one's, or both refuse alike, counted once."""
-        expected = _general(self.slow, frame)
-        got = _fields(self.fast, frame)
+        expected = read_general(self.slow, frame)
+        got = read_fields(self.fast, frame)
         if isinstance(expected, MalformedMessage):
             assert isinstance(got, MalformedMessage)
             assert (type(got), str(got), got.reason) == (type(expected), str(expected), expected.reason)
@@ -87,21 +87,6 @@ class Readers:
             assert repr(got) == repr(expected)  # (repr: a -0.0 deadline compares as itself)
         assert _counts(self.fast) == _counts(self.slow)
         return got
-
-
-def _general(sock: Pair, data: bytes) -> Fields | MalformedMessage:
-    try:
-        envelope = sock._unpack(data)
-    except MalformedMessage as exc:
-        return exc
-    return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
-
-
-def _fields(sock: Pair, data: bytes) -> Fields | MalformedMessage:
-    try:
-        return sock._fields(data)
-    except MalformedMessage as exc:
-        return exc
 
 
 def _counts(sock: Pair) -> tuple[Any, ...]:
@@ -142,17 +127,7 @@ def test_a_changed_byte_of_a_sealed_frame_is_refused_and_counted(
     """Any change to a sealed frame (header, tag or payload) is refused by the guard, before
     the payload is read, exactly as the envelope path refuses it, and counted alike."""
     readers = Readers(scheme, None, None, 2**20)
-    frame = bytearray(readers.seal(cbor2.dumps(frame_dict(envelope))))
-    at = data.draw(st.integers(0, len(frame) - 1))
-    if how == "flip":
-        frame[at] ^= data.draw(st.integers(1, 255))
-    elif how == "cut":
-        del frame[at:]
-    elif how == "extend":
-        frame += data.draw(st.binary(min_size=1, max_size=4))
-    else:
-        frame[at:at] = data.draw(st.binary(min_size=1, max_size=4))
-    got = readers.agree(bytes(frame))
+    got = readers.agree(damage(readers.seal(cbor2.dumps(frame_dict(envelope))), how, data))
     assert isinstance(got, MalformedMessage)
     assert readers.fast.statistics().unauthenticated == 1  # a guard's refusal, never a decoder's
 

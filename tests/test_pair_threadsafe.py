@@ -63,6 +63,17 @@ def outcome(send: Callable[[], Any]) -> Any:
         return MessageTooLarge
 
 
+def sent_alike(went: Any, size: Any, trio_sent: list[bytes], thread_sent: list[bytes]) -> None:
+    """The thread's send (``size``) did what trio's (``went``) did: the same frame, the same
+    error, or nothing from either."""
+    if went is MessageTooLarge:
+        assert size is MessageTooLarge and not thread_sent
+    elif went:
+        assert thread_sent == trio_sent and size == len(trio_sent[0])
+    else:
+        assert size is None and not thread_sent and not trio_sent
+
+
 @PROPERTY
 @given(st.sampled_from(["ask", "reply", "msg", "error"]) | st.text(min_size=1, max_size=MAX_KIND_LENGTH), ids,
        values | st.builds(lambda v, s: {"v": v, "stream": s}, values, st.booleans()), st.none() | ids, deadlines)
@@ -73,12 +84,7 @@ def test_fields_sent_from_a_thread_are_the_bytes_trio_sends(pair: Pair, kind: st
     with caught(pair) as (trio_sent, thread_sent):
         went = outcome(lambda: pair.send_fields_nowait(kind, ident, body, re, deadline))
         size = outcome(lambda: pair.send_fields_threadsafe(kind, ident, body, re, deadline))
-    if went is MessageTooLarge:
-        assert size is MessageTooLarge and not thread_sent
-    elif went:
-        assert thread_sent == trio_sent and size == len(trio_sent[0])
-    else:
-        assert size is None and not thread_sent and not trio_sent
+    sent_alike(went, size, trio_sent, thread_sent)
 
 
 @PROPERTY
@@ -96,12 +102,7 @@ def test_a_shape_sent_from_a_thread_is_the_frame_trio_sends(pair: Pair, shape: t
         if not went:
             went = outcome(lambda: pair.send_fields_nowait(kind, ident, made.fill(value), re, deadline))
         size = outcome(lambda: pair.send_shaped_threadsafe(made, ident, re, deadline, value))
-    if went is MessageTooLarge:
-        assert size is MessageTooLarge and not thread_sent
-    elif went:
-        assert thread_sent == trio_sent and size == len(trio_sent[0])
-    else:
-        assert size is None and not thread_sent and not trio_sent
+    sent_alike(went, size, trio_sent, thread_sent)
 
 
 def test_a_shape_fills_its_body() -> None:
