@@ -43,18 +43,23 @@ class Pair(SendingSocket, ReceivingSocket):
         ``size`` and ``session`` are not among them."""
         if self.guard is not None:
             return self._sealed_fields(data if type(data) is bytes else bytes(data))
+        fields = self._plain_fields(data)
+        if fields is not None:
+            return fields
+        envelope = self._unpack(data)
+        return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+
+    def _plain_fields(self, data: bytes | memoryview) -> Fields | None:
+        """The fields of a plain (unsealed) frame of a shape this pair expects, or of another
+        small common frame; None: any other, for the envelope's path to read or refuse."""
         size = len(data)  # (read_common's bounds: a frame over max_items is counted item by item)
         if type(data) is bytes and not self._measure and size <= self.max_message_size and size <= self.max_items:
             for shape in self._expected:  # (a line expects one or two)
                 got = shape.read(data)
                 if got is not None:
                     return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
-        fields = read_common(data, max_size=self.max_message_size, max_items=self.max_items,
-                             measure=self._measure)  # fmt: skip
-        if fields is not None:
-            return fields
-        envelope = self._unpack(data)
-        return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+        return read_common(data, max_size=self.max_message_size, max_items=self.max_items,
+                           measure=self._measure)  # fmt: skip
 
     def _sealed_fields(self, data: bytes) -> Fields:
         """:meth:`_fields` of a sealed frame. Nothing is read before the guard's check
@@ -64,18 +69,7 @@ class Pair(SendingSocket, ReceivingSocket):
         read no such way, or refused by those limits, goes through the envelope's path
         (:meth:`_unpack_opened`: not opened twice), which says why and counts it."""
         opened = self._guard_open(data)
-        payload = opened.payload
-        size = len(payload)
-        fields: Fields | None = None
-        if not self._measure and size <= self.max_message_size and size <= self.max_items:
-            for shape in self._expected:
-                got = shape.read(payload)
-                if got is not None:
-                    fields = shape.kind, shape.sender, got[0], got[3], got[1], got[2]
-                    break
-        if fields is None:
-            fields = read_common(payload, max_size=self.max_message_size, max_items=self.max_items,
-                                 measure=self._measure)  # fmt: skip
+        fields = self._plain_fields(opened.payload)  # (a guard's payload is bytes)
         if (fields is not None and (opened.owner is None or fields[1] == opened.owner)
                 and (opened.kinds is None or fields[0] in opened.kinds)):  # fmt: skip
             return fields
