@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 from patterns._gaps import Parts
 from patterns._guard import Guard, Opened
 from patterns._peers import PeerSet
-from patterns._wire import Envelope, decode, encode, encode_parts
+from patterns._shape import Shape
+from patterns._wire import Envelope, decode, encode, encode_parts, read_common
 from patterns.errors import MalformedMessage, SharedMemoryError, Unauthenticated
 from patterns.shm.beacon import Beacons
 from patterns.shm.codec import Placement, SharedMemory, maybe_sweep, resolve
@@ -47,6 +48,20 @@ class Framing:
     _malformed: int
     _malformed_reasons: dict[str, int]
     _unauthenticated: dict[str, int]
+    _expected: tuple[Shape, ...] = ()  # the peer's most frequent frames (``Pair.expect``, ``Respondent.expect``)
+
+    def _plain_fields(self, data: bytes | memoryview) -> tuple[str, str, int, Any, int | None, float | None] | None:
+        """The fields of a plain (unsealed) frame of a shape this socket expects, or of another
+        small common frame (:func:`read_common`); None: any other, for the envelope's path
+        (:meth:`_unpack`) to read or refuse."""
+        size = len(data)  # (read_common's bounds: a frame over max_items is counted item by item)
+        if type(data) is bytes and not self._measure and size <= self.max_message_size and size <= self.max_items:
+            for shape in self._expected:  # (a line expects one or two, a member one)
+                got = shape.read(data)
+                if got is not None:
+                    return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
+        return read_common(data, max_size=self.max_message_size, max_items=self.max_items,
+                           measure=self._measure)  # fmt: skip
 
     def _placement(self, receivers: int) -> Placement | None:
         """Where the large buffers of a message for ``receivers`` peers may go: a lazy

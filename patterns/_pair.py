@@ -9,7 +9,6 @@ import trio
 from patterns._fd import YIELD_EVERY
 from patterns._shape import Shape
 from patterns._stream import ReceivingSocket, SendingSocket
-from patterns._wire import read_common
 
 __all__ = ["Fields", "Pair"]
 
@@ -27,8 +26,6 @@ class Pair(SendingSocket, ReceivingSocket):
     """
 
     _protocol = "Pair1"
-    _expected: tuple[Shape, ...] = ()
-
     def expect(self, *shapes: Shape) -> None:
         """Read frames of these shapes (the peer's most frequent ones) from their templates
         (:meth:`Shape.read`), before the common reader; replaces the ones expected before."""
@@ -48,18 +45,6 @@ class Pair(SendingSocket, ReceivingSocket):
             return fields
         envelope = self._unpack(data)
         return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
-
-    def _plain_fields(self, data: bytes | memoryview) -> Fields | None:
-        """The fields of a plain (unsealed) frame of a shape this pair expects, or of another
-        small common frame; None: any other, for the envelope's path to read or refuse."""
-        size = len(data)  # (read_common's bounds: a frame over max_items is counted item by item)
-        if type(data) is bytes and not self._measure and size <= self.max_message_size and size <= self.max_items:
-            for shape in self._expected:  # (a line expects one or two)
-                got = shape.read(data)
-                if got is not None:
-                    return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
-        return read_common(data, max_size=self.max_message_size, max_items=self.max_items,
-                           measure=self._measure)  # fmt: skip
 
     def _sealed_fields(self, data: bytes) -> Fields:
         """:meth:`_fields` of a sealed frame. Nothing is read before the guard's check

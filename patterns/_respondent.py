@@ -39,7 +39,7 @@ from patterns._fd import EAGAIN, NONBLOCK, YIELD_EVERY, FdSocket
 from patterns._incoming import QUEUED_REPLY_TIMEOUT, IncomingSurvey
 from patterns._nng import raise_for
 from patterns._shape import HOLE, Shape
-from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, read_common
+from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH
 from patterns.errors import Closed, MalformedMessage, MessageTooLarge, WouldBlock
 
 __all__ = ["IncomingSurvey", "Respondent"]
@@ -54,7 +54,6 @@ class Respondent(FdSocket):
 
     _protocol = "Respondent0"
     _spare_aio: Any = None  # the aio of a reply sent at once, for the next reply to reuse
-    _expected: tuple[Shape, ...] = ()
 
     def expect(self, *shapes: Shape) -> None:
         """Read surveys of these shapes (the surveyor's most frequent ones) from their
@@ -127,19 +126,10 @@ class Respondent(FdSocket):
         if got is None:
             return None
         ctx, body = got
-        if self.guard is None:
-            # A small common survey: read into fields, no Envelope (``Pair._fields``' reader:
-            # the same bounds first, a frame over max_items is counted item by item).
-            size = len(body)
-            if not self._measure and size <= self.max_message_size and size <= self.max_items:
-                for shape in self._expected:  # (a member expects one)
-                    shaped = shape.read(body)
-                    if shaped is not None:
-                        fields = (shape.kind, shape.sender, shaped[0], shaped[3], shaped[1], shaped[2])
-                        return IncomingSurvey.of_fields(self, ctx, fields, size)
-                common = read_common(body, max_size=self.max_message_size, max_items=self.max_items, measure=False)
-                if common is not None:
-                    return IncomingSurvey.of_fields(self, ctx, common, size)
+        if self.guard is None:  # a small common survey: read into fields, no Envelope
+            fields = self._plain_fields(body)
+            if fields is not None:
+                return IncomingSurvey.of_fields(self, ctx, fields, len(body))
         try:
             envelope = self._unpack(body)  # (with a guard, shared memory, or malformed)
         except MalformedMessage:
