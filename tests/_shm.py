@@ -17,7 +17,10 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from patterns.shm import ring
+from patterns.shm import spare as spares
 from patterns.shm.header import HEADER, Header
+from patterns.shm.pool import SegmentPool
 from patterns.shm.ref import ShmRef
 
 SHM = Path("/dev/shm")
@@ -102,3 +105,18 @@ def no_leak() -> Iterator[None]:
     for name in left:
         (SHM / name).unlink(missing_ok=True)
     assert not left, f"segments left behind in {SHM}: {left}"
+
+
+@pytest.fixture
+def in_use(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``shm_dir`` kept in use as by an open socket, with a segment pool of this test's own;
+    unregistering the directory at the end drops its pooled segments and names made ahead."""
+    monkeypatch.setattr(ring, "_pool", SegmentPool(ring.LIMITS))
+    user = object()
+    spares.register(user, str(shm_dir))
+    try:
+        yield shm_dir
+    finally:
+        spares.unregister(user)
+        assert spares.settle(30)
+    assert ring.statistics().pooled == ring.statistics().retiring == 0

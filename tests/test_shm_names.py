@@ -8,39 +8,23 @@ their idle time, and when the payload fails; the sweep leaves a live owner's alo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _shm import no_leak, read_header, segments, shm_dir
+from _shm import in_use, no_leak, read_header, segments, shm_dir
 
 from patterns.errors import BadReference, SharedMemoryError
 from patterns.shm import inflight, memcopy, names, ring
 from patterns.shm import spare as spares
 from patterns.shm.header import FLAG_PROBE, monotonic_now
-from patterns.shm.pool import SegmentPool
 from patterns.shm.ref import ShmRef
 from patterns.shm.segment import attach, place
 from patterns.shm.sweep import sweep
 from patterns.shm.worker import unmap
 
-__all__ = ["no_leak", "shm_dir"]  # fixtures used by name
+__all__ = ["in_use", "no_leak", "shm_dir"]  # fixtures used by name
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def in_use(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """``shm_dir`` kept in use as by an open socket, with a pool of this test's own."""
-    monkeypatch.setattr(ring, "_pool", SegmentPool(ring.LIMITS))
-    user = object()
-    spares.register(user, str(shm_dir))
-    try:
-        yield shm_dir
-    finally:
-        spares.unregister(user)  # drops the directory's names made ahead too
-        assert spares.settle(30)
-    assert names.held(str(shm_dir)) == []
 
 
 def send_and_release(folder: Path, data: bytes) -> str:

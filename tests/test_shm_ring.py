@@ -13,13 +13,13 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from _shm import mappings, no_leak, read_header, segments, shm_dir
+from _shm import in_use, mappings, no_leak, read_header, segments, shm_dir
 from conftest import Peers, read_line, tell
 
 import patterns
@@ -31,23 +31,9 @@ from patterns.shm.pool import PoolLimits, PoolStatistics, SegmentPool
 from patterns.shm.segment import SharedBuffer, attach, place
 from patterns.shm.worker import unmap
 
-__all__ = ["no_leak", "shm_dir"]  # fixtures used by name
+__all__ = ["in_use", "no_leak", "shm_dir"]  # fixtures used by name
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def in_use(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """``shm_dir`` kept in use as by an open socket, with a pool of this test's own."""
-    monkeypatch.setattr(ring, "_pool", SegmentPool(ring.LIMITS))
-    user = object()
-    spares.register(user, str(shm_dir))
-    try:
-        yield shm_dir
-    finally:
-        spares.unregister(user)  # drops the directory's pooled segments too
-        assert spares.settle(30)
-    assert ring.statistics().pooled == ring.statistics().retiring == 0
 
 
 def send_and_release(folder: Path, data: bytes) -> int:
