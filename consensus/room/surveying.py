@@ -97,8 +97,17 @@ class Surveying:
         if alarm is not None and end < alarm.deadline:
             alarm.deadline = end  # an earlier deadline than the alarm's (rare: see above)
         exhausted = False
+        # The survey has just gone out: no reply to it can be queued yet, so the first look is
+        # the wait, not a take (a failing receive a poll); only the round completing while it
+        # was sent (members left, whose wake() found no reader yet) ends it before.
+        waiting = not rounds.complete(key)
         try:
-            while True:
+            while waiting:
+                try:
+                    await replies.wait()  # a reply, wake() or the alarm
+                except Closed:  # the room is closing: the round ends with what it has
+                    exhausted = True
+                    break
                 batch = replies.take_fields()  # (no Envelope for a small common reply)
                 at = now()  # once a batch: the answers' latencies, and the deadline
                 if batch:
@@ -117,11 +126,6 @@ class Surveying:
                 elif rounds.complete(key):  # members left (wake())
                     break
                 if at >= end:
-                    break
-                try:
-                    await replies.wait()  # a reply, wake() or the alarm
-                except Closed:  # the room is closing: the round ends with what it has
-                    exhausted = True
                     break
         finally:
             del self._reading[key]
