@@ -165,8 +165,8 @@ class Respondent(FdSocket):
         """Wait for the next survey (raises :class:`MalformedMessage` for a bad frame).
         A cancel point: when none is queued, the wait is one (no cancel check first)."""
         if self._queued("receive()"):
-            await trio.lowlevel.checkpoint_if_cancelled()
-            survey = self._try_receive("receive()")
+            await trio.lowlevel.checkpoint_if_cancelled()  # (raises if cancelled, else returns at once)
+            survey = self._take("receive()")  # (not _try_receive: it would poll the descriptor again)
             if survey is not None:
                 self._unyielded += 1  # (``_did_not_wait``, inline)
                 if self._unyielded >= YIELD_EVERY:
