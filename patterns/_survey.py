@@ -43,6 +43,8 @@ def _fields(envelope: Envelope) -> Fields:
     return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
 
 
+_WAITING = "waiting for a survey's replies"  # (a Closed it raises is raised again naming the survey)
+
 MAX_QUEUED_REPLIES = 4096
 """Replies held for one survey that its reader has not taken yet; past this a reply is
 dropped and counted as ``stray`` (only a peer answering many times over gets there)."""
@@ -61,7 +63,6 @@ class SurveyReplies:
         # Replies routed and not taken yet: their fields, their frame's size, and their
         # envelope if one was decoded (None for a small common reply: :meth:`take_fields`).
         self._queue: deque[tuple[Fields, int, Envelope | None]] | None = deque()
-        self._operation = f"survey {survey_id}"  # what a wait names if the surveyor closes
         self.id = survey_id
         self.deadline = deadline
         """The survey's end on trio's clock (``trio.current_time()``)."""
@@ -127,7 +128,7 @@ class SurveyReplies:
             return
         surveyor = self._surveyor
         try:
-            await surveyor._wait(surveyor._receiving, surveyor._recv_fd, self._operation)  # type: ignore[arg-type]
+            await surveyor._wait(surveyor._receiving, surveyor._recv_fd, _WAITING)  # type: ignore[arg-type]
         except Closed:
             self._finish()
             raise Closed(f"survey {self.id}: {self._surveyor!r} was closed") from None
@@ -163,7 +164,7 @@ class SurveyReplies:
             try:
                 if not surveyor._pump():
                     with trio.move_on_at(self.deadline):
-                        await surveyor._wait(surveyor._receiving, surveyor._recv_fd, self._operation)  # type: ignore[arg-type]
+                        await surveyor._wait(surveyor._receiving, surveyor._recv_fd, _WAITING)  # type: ignore[arg-type]
             except Closed:
                 self._finish()
                 raise Closed(f"survey {self.id}: {surveyor!r} was closed") from None
@@ -222,8 +223,9 @@ class Surveyor(RawSocket):
             raise ValueError(f"survey timeout must be > 0 seconds, got {timeout!r}")
         if not linger >= 0:
             raise ValueError(f"survey linger must be >= 0 seconds, got {linger!r}")
-        operation = f"survey(timeout={timeout})"
-        self._require_open(operation)
+        if self._closed or self._sock is None:
+            self._require_open(f"survey(timeout={timeout})")
+        operation = "survey"  # (its errors name it; formatting the timeout cost ~1 µs a survey)
         ident, wall = self.next_id(), time.time() + timeout
         placement, guard = None, self.guard
         limit = GAP_MIN if inline else self._placed_limit
