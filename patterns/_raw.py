@@ -84,17 +84,18 @@ class RawSocket(FdSocket):
     # ----------------------------------------------------------------- send
     def _try_send_message(self, header: bytes, body: bytes, operation: str) -> bool:
         """Queue (header, body) with NNG now; False when its send queue is full."""
-        if len(body) > self.max_message_size:
+        size = len(body)
+        if size > self.max_message_size:
             raise MessageTooLarge(
-                f"{operation}: a frame of {len(body)} bytes exceeds max_message_size={self.max_message_size}"
+                f"{operation}: a frame of {size} bytes exceeds max_message_size={self.max_message_size}"
             )
         if self._closed or self._handle is None:
             self._require_open(operation)
         out = self._msg_out
-        err = lib.nng_msg_alloc(out, len(body))
+        err = lib.nng_msg_alloc(out, size)
         if not err:
             msg = out[0]
-            ffi.memmove(lib.nng_msg_body(msg), body, len(body))
+            ffi.memmove(lib.nng_msg_body(msg), body, size)
             err = lib.nng_msg_header_append(msg, header, len(header))
             if not err:
                 err = lib.nng_sendmsg(self._handle, msg, NONBLOCK)  # owns msg on success
@@ -107,7 +108,7 @@ class RawSocket(FdSocket):
                 return False
             raise_for(err, operation=operation, where=self)
         self._sent += 1
-        self._bytes_sent += len(body)
+        self._bytes_sent += size
         return True
 
     async def _send_message(self, header: bytes, body: bytes, operation: str) -> None:

@@ -165,8 +165,8 @@ class Respondent(FdSocket):
         """Wait for the next survey (raises :class:`MalformedMessage` for a bad frame).
         A cancel point: when none is queued, the wait is one (no cancel check first)."""
         if self._queued("receive()"):
-            await trio.lowlevel.checkpoint_if_cancelled()
-            survey = self._try_receive("receive()")
+            await trio.lowlevel.checkpoint_if_cancelled()  # (raises if cancelled, else returns at once)
+            survey = self._take("receive()")  # (not _try_receive: it would poll the descriptor again)
             if survey is not None:
                 self._unyielded += 1  # (``_did_not_wait``, inline)
                 if self._unyielded >= YIELD_EVERY:
@@ -213,7 +213,7 @@ class Respondent(FdSocket):
                 raise MessageTooLarge(f"reply to survey {survey}: a frame of {size} bytes exceeds "
                                       f"max_message_size={self.max_message_size}")  # fmt: skip
             left = 0.0 if wall is None else max(wall - time.time(), 0.0)
-            aio = self._submit(ctx, data, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), survey)
+            aio = self._submit(ctx, data, size, round(1000 * (left + QUEUED_REPLY_TIMEOUT)), survey)
             if lib.nng_aio_busy(aio):  # queued behind an earlier reply on this connection
                 release = False  # if we are cancelled, the thread still owns the context
                 err = await trio.to_thread.run_sync(wait_and_free, aio, abandon_on_cancel=True)
@@ -236,9 +236,9 @@ class Respondent(FdSocket):
         self._sent += 1
         self._bytes_sent += size
 
-    def _submit(self, ctx: Any, data: bytes, timeout_ms: int, survey: int) -> Any:
-        """Hand ``data`` to NNG on ``ctx`` with a callback-less aio; returns the aio.
-        When the connection is free NNG writes the frame in this call."""
+    def _submit(self, ctx: Any, data: bytes, size: int, timeout_ms: int, survey: int) -> Any:
+        """Hand ``data`` (``size`` bytes) to NNG on ``ctx`` with a callback-less aio; returns
+        the aio. When the connection is free NNG writes the frame in this call."""
         if self._closed:
             self._require_open(f"reply to survey {survey}")
         aio, self._spare_aio = self._spare_aio, None
@@ -247,12 +247,12 @@ class Respondent(FdSocket):
             if err:
                 raise_for(err, operation=f"reply to survey {survey}", where=self)
             aio = self._aio_out[0]
-        err = lib.nng_msg_alloc(self._msg_out, len(data))
+        err = lib.nng_msg_alloc(self._msg_out, size)
         if err:
             lib.nng_aio_free(aio)
             raise_for(err, operation=f"reply to survey {survey}", where=self)
         msg = self._msg_out[0]
-        ffi.memmove(lib.nng_msg_body(msg), data, len(data))
+        ffi.memmove(lib.nng_msg_body(msg), data, size)
         lib.nng_aio_set_msg(aio, msg)
         lib.nng_aio_set_timeout(aio, timeout_ms)
         lib.nng_ctx_send(ctx, aio)

@@ -54,8 +54,8 @@ class Shape:
     """Frames of ``kind`` from ``sender``, with ``re`` or not, a deadline or not, and the body
     ``body`` with the value in place of :data:`HOLE` (the body itself by default)."""
 
-    __slots__ = ("_body", "_hole", "_lead", "_prefix", "_start", "_tail", "deadline", "kind", "re", "scalars",
-                 "sender")
+    __slots__ = ("_body", "_hole", "_lead", "_prefix", "_shortest", "_start", "_tail", "_tail_size", "_to_id",
+                 "deadline", "kind", "re", "scalars", "sender")
 
     def __init__(self, kind: str, sender: str, *, re: bool, deadline: bool, body: Any = HOLE,
                  max_kind: int, max_sender: int, scalars: bool = False) -> None:  # fmt: skip
@@ -74,15 +74,19 @@ class Shape:
         self._body = body if type(body) is dict else None  # the body around the hole, for read
         self._hole = next((key for key, value in body.items() if value is HOLE), "") if type(body) is dict else ""
         self._start = len(prefix) + 12 * (1 + re + deadline) + len(self._lead)  # where the value's head is
+        # Lengths read per frame, worked out once (``read``: a frame is read per survey or ask).
+        self._to_id, self._tail_size = len(prefix), len(self._tail)
+        self._shortest = self._start + self._tail_size + 1  # every fixed field and a value's head
 
     def read(self, data: bytes) -> tuple[int, int | None, float | None, Any] | None:
         """(id, re, deadline, body) of a frame of exactly this shape, the value a byte or
         text string of under 256 bytes, as the general decoder reads them (a property test
         holds it to that); None for any other frame (the general decoder then reads it, or
         refuses it and says why)."""
-        if len(data) <= self._start + len(self._tail) or not data.startswith(self._prefix):
+        size = len(data)
+        if size < self._shortest or not data.startswith(self._prefix):
             return None  # (long enough for every fixed field: none is read past the end)
-        pos = len(self._prefix)
+        pos = self._to_id
         if data[pos : pos + 4] != _ID64:
             return None
         ident = _U64.unpack_from(data, pos + 4)[0]
@@ -106,10 +110,10 @@ class Shape:
         head = data[start]
         if 0x40 <= head < 0x58 or 0x60 <= head < 0x78:
             begin, end = start + 1, start + 1 + (head & 0x1F)
-        elif head in (0x58, 0x78) and len(data) > start + 1:
+        elif head in (0x58, 0x78) and size > start + 1:
             begin, end = start + 2, start + 2 + data[start + 1]
         elif self.scalars:
-            end = len(data) - len(self._tail)
+            end = size - self._tail_size
             if head in _ONE_BYTE and start + 1 == end:  # (_scalar's first case, inline: the common answer)
                 value: Any = _ONE_BYTE[head]
             elif (got := _scalar(data, start, end)) is not None:
@@ -122,7 +126,7 @@ class Shape:
         else:
             return None
         if begin >= 0:
-            if end + len(self._tail) != len(data) or not data.endswith(self._tail):
+            if end + self._tail_size != size or not data.endswith(self._tail):
                 return None
             value = data[begin:end]
             if head >= 0x60:

@@ -31,7 +31,8 @@ from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
 from patterns._pair import Fields
 from patterns._raw import NOTHING_QUEUED, RawSocket, survey_header
-from patterns._wire import Envelope, common_frame, read_common
+from patterns._shape import HOLE, Shape
+from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, Envelope, common_frame, read_common
 from patterns.errors import Closed, MalformedMessage
 from patterns.shm.codec import delivering
 
@@ -41,6 +42,8 @@ __all__ = ["SurveyReplies", "Surveyor"]
 def _fields(envelope: Envelope) -> Fields:
     return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
 
+
+_WAITING = "waiting for a survey's replies"  # (a Closed it raises is raised again naming the survey)
 
 MAX_QUEUED_REPLIES = 4096
 """Replies held for one survey that its reader has not taken yet; past this a reply is
@@ -60,7 +63,6 @@ class SurveyReplies:
         # Replies routed and not taken yet: their fields, their frame's size, and their
         # envelope if one was decoded (None for a small common reply: :meth:`take_fields`).
         self._queue: deque[tuple[Fields, int, Envelope | None]] | None = deque()
-        self._operation = f"survey {survey_id}"  # what a wait names if the surveyor closes
         self.id = survey_id
         self.deadline = deadline
         """The survey's end on trio's clock (``trio.current_time()``)."""
@@ -126,7 +128,7 @@ class SurveyReplies:
             return
         surveyor = self._surveyor
         try:
-            await surveyor._wait(surveyor._receiving, surveyor._recv_fd, self._operation)  # type: ignore[arg-type]
+            await surveyor._wait(surveyor._receiving, surveyor._recv_fd, _WAITING)  # type: ignore[arg-type]
         except Closed:
             self._finish()
             raise Closed(f"survey {self.id}: {self._surveyor!r} was closed") from None
@@ -162,7 +164,7 @@ class SurveyReplies:
             try:
                 if not surveyor._pump():
                     with trio.move_on_at(self.deadline):
-                        await surveyor._wait(surveyor._receiving, surveyor._recv_fd, self._operation)  # type: ignore[arg-type]
+                        await surveyor._wait(surveyor._receiving, surveyor._recv_fd, _WAITING)  # type: ignore[arg-type]
             except Closed:
                 self._finish()
                 raise Closed(f"survey {self.id}: {surveyor!r} was closed") from None
@@ -194,8 +196,16 @@ class Surveyor(RawSocket):
         self._nng_ids = itertools.count(1)
         self._receiving = self._waiters["receive"]
 
+    def shape(self, kind: str, *, body: Any = HOLE, scalars: bool = False) -> Shape:
+        """The :class:`~patterns._shape.Shape` of this socket's surveys of ``kind`` (from its
+        name, with a deadline and no ``re``), for :meth:`survey`'s ``shape``. ``ValueError``
+        when such frames have no common form (a name too long, say)."""
+        return Shape(kind, self.name, re=False, deadline=True, body=body, max_kind=MAX_KIND_LENGTH,
+                     max_sender=MAX_SENDER_LENGTH, scalars=scalars)  # fmt: skip
+
     async def survey(
-        self, value: Any, *, timeout: float, kind: str = "survey", linger: float = 0.0, inline: bool = False
+        self, value: Any, *, timeout: float, kind: str = "survey", linger: float = 0.0, inline: bool = False,
+        shape: Shape | None = None, hole: Any = None,
     ) -> SurveyReplies:
         """Send ``value`` to every respondent; returns the replies' async iterator.
 
@@ -203,20 +213,31 @@ class Surveyor(RawSocket):
         ``dl``). The iterator ends then, or ``linger`` seconds later: replies that
         arrive during the linger are late, and still yielded so the caller can count
         them. ``inline=True``: no shared-memory placement (every buffer in the frame).
+
+        ``shape`` (of ``kind`` surveys from this socket: :meth:`shape`): the frame is written
+        from its fixed bytes with ``hole`` in its hole when that is of its common form
+        (:meth:`Shape.write`: the bytes the common writer makes of ``shape.fill(hole)``),
+        else as the body :meth:`Shape.fill` makes of ``hole`` (``value`` is not read).
         """
         if not timeout > 0:
             raise ValueError(f"survey timeout must be > 0 seconds, got {timeout!r}")
         if not linger >= 0:
             raise ValueError(f"survey linger must be >= 0 seconds, got {linger!r}")
-        operation = f"survey(timeout={timeout})"
-        self._require_open(operation)
+        if self._closed or self._sock is None:
+            self._require_open(f"survey(timeout={timeout})")
+        operation = "survey"  # (its errors name it; formatting the timeout cost ~1 µs a survey)
         ident, wall = self.next_id(), time.time() + timeout
         placement, guard = None, self.guard
-        # The common small survey: no Envelope, no placement (sealed whole, with a guard).
-        data = common_frame(kind, self.name, ident, value, None, wall,
-                            limit=GAP_MIN if inline else self._placed_limit,
-                            max_size=self.max_message_size if guard is None else
-                            self.max_message_size - guard.overhead)  # fmt: skip
+        limit = GAP_MIN if inline else self._placed_limit
+        max_size = self.max_message_size if guard is None else self.max_message_size - guard.overhead
+        data = None
+        if shape is not None:  # (a room's poll: its question in the shape's hole)
+            data = shape.write(ident, None, wall, hole, limit)
+            if data is None or len(data) > max_size:
+                data, value = None, shape.fill(hole)
+        if data is None:
+            # The common small survey: no Envelope, no placement (sealed whole, with a guard).
+            data = common_frame(kind, self.name, ident, value, None, wall, limit=limit, max_size=max_size)
         if data is not None and guard is not None:
             data = guard.seal(data, kind)
         if data is None:

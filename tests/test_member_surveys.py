@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.failure import Failure
@@ -75,5 +75,38 @@ def test_receive_and_reply_answer_as_the_general_path(flags: tuple[bool, bool, b
             continue
         assert fast.reply(key, outcome, inline=inline) == _general_reply(ref, key, outcome, inline)
         fast.sent(key), ref.sent(key)
+    assert fast.counts == ref.counts
+    assert not fast._surveys and not fast._counter and not ref._surveys
+
+
+@settings(max_examples=300)
+@given(flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+       surveys=st.lists(st.tuples(st.sampled_from([P.POLL, P.POLL, P.VOTE, "other"]),
+                                  st.one_of(BODIES, st.builds(P.poll_body, VALUES)), OUTCOMES,
+                                  st.booleans(), st.booleans()), max_size=8))  # fmt: skip
+def test_receive_fields_answers_as_the_general_path(flags: tuple[bool, bool, bool], surveys: list[Any]) -> None:
+    """``receive_fields`` (a survey's kind and body, and its shortcut for a complete poll,
+    whose record it shares) hands out the same Handles and replies, frames and counters as
+    ``receive`` of the survey's envelope, kept until the welcome or answered at once."""
+    fast, ref = _pair(flags)
+    for key, (kind, body, outcome, inline, keep) in enumerate(surveys, 1):
+        envelope = Envelope(kind, "host", key, body)
+        got = fast.receive_fields(key, kind, body, keep=keep, inline=inline)
+        assert got == ref.receive(key, envelope, keep=keep, inline=inline)
+        if keep:
+            continue  # answered (or declined) on the welcome: release() below
+        if len(got) == 1 and isinstance(got[0], Send):
+            fast.sent(key), ref.sent(key)
+            continue
+        assert fast.poll_answer(key, outcome or (False, None)) == ref.poll_answer(key, outcome or (False, None))
+        assert fast.reply(key, outcome, inline=inline) == ref.reply(key, outcome, inline=inline)
+        assert fast.ticket(key, inline=inline) is None or fast.ticket(key, inline=inline).reply(  # type: ignore[union-attr]
+            outcome or (True, None)) == ref.ticket(key, inline=inline).reply(outcome or (True, None))  # type: ignore[union-attr]
+        fast.sent(key), ref.sent(key)
+    inline = bool(surveys) and surveys[-1][3]
+    released = fast.release(inline=inline)
+    assert released == ref.release(inline=inline)
+    for out in released:
+        fast.dropped(out.survey), ref.dropped(out.survey)
     assert fast.counts == ref.counts
     assert not fast._surveys and not fast._counter and not ref._surveys

@@ -7,14 +7,22 @@ send); a survey's deadline reaches trio's clock only when somebody reads it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import trio
+from _frames import plain_values
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pynng import lib
 
 import patterns
 import patterns._raw as raw
+import patterns._survey as survey_module
+from patterns import HOLE
+from patterns._wire import MAX_SENDER_LENGTH
 
 
 class _Refusing:
@@ -81,3 +89,45 @@ async def test_a_surveys_deadline_reaches_trios_clock_when_read(address: Callabl
         await survey.reply("a")
         assert (await replies.__anext__()).body == "a"
         replies.close()
+
+
+class _Clock:
+    """``time`` for ``patterns._survey``: one wall-clock reading for every survey."""
+
+    @staticmethod
+    def time() -> float:
+        return 1.7e9
+
+
+@settings(max_examples=300)
+@given(question=st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.integers(-30, 30)
+       | st.floats(allow_nan=False) | st.text(max_size=300) | st.binary(max_size=300) | plain_values(40),
+       inline=st.booleans(), name=st.sampled_from(["boss", "b" * 200]))  # fmt: skip
+def test_a_survey_written_from_its_shape_is_the_common_writers_frame(question: Any, inline: bool, name: str) -> None:
+    """A room's poll written from the surveyor's shape (its question in the hole) is the
+    very frame ``survey`` writes of the body the shape fills, from the common writer or the
+    envelope's encoder (a value of no common form: a long byte string, a list)."""
+    sock = patterns.Surveyor(name=name, max_message_size=4096)  # never opened: its writing alone
+    sock._routes, sock._nng_ids = {}, itertools.count(1)  # (set when opened)
+    sock._require_open = lambda operation: None  # type: ignore[method-assign]
+    sock.next_id = lambda: 2**62 + 7  # type: ignore[method-assign]
+    sent: list[bytes] = []
+
+    async def capture(header: bytes, data: bytes, operation: str) -> None:
+        sent.append(data)
+
+    sock._send_message = capture  # type: ignore[method-assign]
+    try:
+        shape = sock.shape("poll", body={"question": HOLE}, scalars=True)
+    except ValueError:  # a name with no common form: the room writes its polls the common way
+        assert len(name.encode()) > MAX_SENDER_LENGTH
+        return
+
+    async def both() -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(survey_module, "time", _Clock)
+            await sock.survey({"question": question}, kind="poll", timeout=5, inline=inline)
+            await sock.survey("not read", kind="poll", timeout=5, inline=inline, shape=shape, hole=question)
+
+    trio.run(both)
+    assert sent[0] == sent[1]

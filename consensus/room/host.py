@@ -194,7 +194,8 @@ class Room:
         ``quorum`` answers are in (a count of members, an int >= 1), or at the deadline."""
         rounds, now = self._protocol.rounds, self._surveying.now  # (trio's clock, read in fewer calls)
         key, frames = rounds.open_poll(question, quorum=quorum, now=now())
-        replies = await self._surveying.ask(key, frames, timeout)  # not through _ask: a frame less per wake-up
+        surveying = self._surveying  # (not through _ask: a frame less per wake-up)
+        replies = await surveying.ask(key, frames, timeout, shape=surveying.poll_shape, hole=question)
         return rounds.close_poll(key, now(), poll_id=replies.id if replies else 0)
 
     async def vote(self, motion: Any, *, options: Sequence[Any], rule: Rule | None = None, timeout: float,

@@ -26,6 +26,10 @@ __all__ = ["MAX_KEPT_SURVEYS", "MemberSurveys", "ReplyTicket"]
 
 MAX_KEPT_SURVEYS: Final = 64  # surveys that came before the welcome, kept to answer after it
 
+# A complete poll being answered, as the reply, the ticket and the books read it (its kind):
+# the question is only the handler's, given in its Handle (``receive_fields``).
+_ANSWERING_POLL: Final = P.Survey(P.POLL, True)
+
 
 @dataclass(frozen=True, slots=True)
 class ReplyTicket:
@@ -77,6 +81,7 @@ class MemberSurveys:
         # A deliberation is answered by on_deliberate, else by on_poll (its answer as the stance).
         self._handlers[D.DELIBERATE] = (HandlerKind.DELIBERATE if on_deliberate
                                         else HandlerKind.POLL if on_poll else None)  # fmt: skip
+        self._polls = on_poll  # (the poll handler's test in ``receive_fields``, without the lookup)
         self._deliberations = MemberDeliberations(name)
         self._kept: dict[int, None] = {}  # surveys received before the welcome, oldest first
         self._surveys: dict[int, P.Survey] = {}  # surveys not answered yet, by the driver's key
@@ -96,6 +101,12 @@ class MemberSurveys:
         a deliberation, whose prompt is read from the envelope (call :meth:`receive`)."""
         if kind == D.DELIBERATE:
             return None
+        if kind == P.POLL and not keep and type(body) is dict and "question" in body and self._polls:
+            # The common survey, a complete poll answered now (``_dispatch``'s first case): its
+            # question goes to the handler in the Handle, and what its reply needs later is its
+            # kind alone, so every such poll shares one record (no Survey built per poll).
+            self._surveys[key] = _ANSWERING_POLL
+            return [Handle(key, HandlerKind.POLL, (body["question"],))]
         self._surveys[key] = P.survey_of(kind, body)
         return self._keep(key) if keep else self._dispatch(key, inline)
 

@@ -25,13 +25,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import trio
 
+from consensus.room import protocol as P
 from consensus.room.events import Send
 from consensus.room.rounds import Rounds, Taken
 from consensus.runtime.logs import RateLimited
-from patterns import Closed, Fields, Surveyor, SurveyReplies
+from patterns import HOLE, Closed, Fields, Shape, Surveyor, SurveyReplies
 
 __all__ = ["Surveying"]
 
@@ -54,6 +56,14 @@ class Surveying:
         self.now: Callable[[], float] = trio.current_time
         """trio's clock, read for the rounds (from :meth:`start` on, through the clock object
         itself: one Python call a reading instead of the three of ``trio.current_time``)."""
+        self.poll_shape: Shape | None = None
+        """The shape of the room's polls (the members read them from theirs): :meth:`ask`
+        writes a poll's question into it (``Surveyor.survey``'s ``shape``), not through the
+        common writer's walk of its body; None for a room name with no common form."""
+        try:
+            self.poll_shape = surveyor.shape(P.POLL, body=P.poll_body(HOLE), scalars=True)
+        except ValueError:
+            pass
 
     def start(self, nursery: trio.Nursery) -> None:
         """The rounds' deadlines are kept, and late replies read, in ``nursery`` from now on."""
@@ -79,15 +89,18 @@ class Surveying:
                 if end <= now:
                     replies.wake()  # it sees the time and ends its round
 
-    async def ask(self, key: int, frames: list[Send], timeout: float) -> SurveyReplies | None:
+    async def ask(self, key: int, frames: list[Send], timeout: float, *, shape: Shape | None = None,
+                  hole: Any = None) -> SurveyReplies | None:  # fmt: skip
         """Send round ``key``'s survey (if any) and feed its replies to the rounds until the
-        round completes or ``timeout``; replies that may still come are read in the background."""
+        round completes or ``timeout``; replies that may still come are read in the background.
+        ``shape``: the survey's frame is written from it with ``hole`` in its hole (its body
+        is ``shape.fill(hole)``: :attr:`poll_shape` and a poll's question)."""
         if not frames:
             return None
         (frame,) = frames
         try:
-            replies = await self._surveyor.survey(frame.body, kind=frame.kind, timeout=timeout,
-                                                  linger=self.late_window, inline=frame.inline)  # fmt: skip
+            replies = await self._surveyor.survey(frame.body, kind=frame.kind, timeout=timeout, linger=self.late_window,
+                                                  inline=frame.inline, shape=shape, hole=hole)  # fmt: skip
         except BaseException:
             self._rounds.abandon(key)
             raise
@@ -97,8 +110,17 @@ class Surveying:
         if alarm is not None and end < alarm.deadline:
             alarm.deadline = end  # an earlier deadline than the alarm's (rare: see above)
         exhausted = False
+        # The survey has just gone out: no reply to it can be queued yet, so the first look is
+        # the wait, not a take (a failing receive a poll); only the round completing while it
+        # was sent (members left, whose wake() found no reader yet) ends it before.
+        waiting = not rounds.complete(key)
         try:
-            while True:
+            while waiting:
+                try:
+                    await replies.wait()  # a reply, wake() or the alarm
+                except Closed:  # the room is closing: the round ends with what it has
+                    exhausted = True
+                    break
                 batch = replies.take_fields()  # (no Envelope for a small common reply)
                 at = now()  # once a batch: the answers' latencies, and the deadline
                 if batch:
@@ -117,11 +139,6 @@ class Surveying:
                 elif rounds.complete(key):  # members left (wake())
                     break
                 if at >= end:
-                    break
-                try:
-                    await replies.wait()  # a reply, wake() or the alarm
-                except Closed:  # the room is closing: the round ends with what it has
-                    exhausted = True
                     break
         finally:
             del self._reading[key]
