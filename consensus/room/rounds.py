@@ -359,7 +359,9 @@ class Rounds:
 
     def close_deliberation(self, key: int, now: float) -> tuple[Deliberation, list[Send]]:
         """Forget deliberation ``key``: its result, and the frames that tell every member: the
-        ``decision`` (none when the last round has no decision), then the whole result."""
+        ``decision`` (none when the last round has no decision), then the whole result; or,
+        when every member present reads the decision from the result, the result alone
+        marked ``decided`` (``docs/deliberation.md`` section 7.2)."""
         deliberator, start = self._deliberations.pop(key)
         for round_key in [k for k, active in self._rounds.items() if active.deliberation == key]:
             if not self._rounds[round_key].closed:  # abandoned mid-round: close it unrecorded
@@ -370,8 +372,10 @@ class Rounds:
             deliberator.stop()
         result = deliberator.result(elapsed=now - start)
         body = D.result_body(result)
+        if result.decision is not None and self._roster.decided:
+            body[D.DECIDED] = True  # one frame: every member present takes the decision from it
         told = [Send(D.RESULT, _vouched(body, result.question, 2), Target.CONTROL, inline=self._inline)]
-        if result.decision is None:
+        if result.decision is None or D.DECIDED in body:
             return result, told
         # P.decision_body's map, with the decision's wire form built once for both frames.
         decided = {"vote": result.deliberation, "motion": result.question,
