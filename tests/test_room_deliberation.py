@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from _rooms import ENDS, HEARTBEAT, sent, wire
 
 from consensus.decide.position import Position
@@ -20,12 +21,16 @@ from patterns import Encoded
 Thinker = Callable[[Any, int, tuple[Seen, ...], Any], Any]
 
 
-def joined(host: HostProtocol, name: str, *, pipe: int, deliberate: bool = True) -> MemberProtocol:
+def joined(host: HostProtocol, name: str, *, pipe: int, deliberate: bool = True, older: bool = False) -> MemberProtocol:
+    """A member in the room; ``older``: its join does not say it reads the decision from the
+    result (as a member from before that was said)."""
     member = MemberProtocol(name=name, token=pipe, host_mesh=ENDS.mesh, on_poll=True, on_vote=False,
                             on_deliberate=deliberate)  # fmt: skip
     member.set_mesh(f"ipc:///tmp/room-test.m-{name}")
     frame = member.join_frame()
-    for out in host.receive_control(wire(frame.kind, name, frame.body), pipe, 0.0):
+    assert frame.body["decided"] is True
+    body = {key: value for key, value in frame.body.items() if not (older and key == "decided")}
+    for out in host.receive_control(wire(frame.kind, name, body), pipe, 0.0):
         if isinstance(out, Send) and out.kind == P.WELCOME:
             member.receive_control(wire(out.kind, "host", out.body), 0.0)
     assert member.state is MemberState.JOINED
@@ -62,9 +67,10 @@ def follower(question: Any, number: int, others: tuple[Seen, ...], options: Any)
     return "Redis"
 
 
-def test_a_three_round_deliberation_records_who_changed_and_broadcasts_the_decision() -> None:
+@pytest.mark.parametrize("older", [(), ("cy",)])
+def test_a_three_round_deliberation_records_who_changed_and_broadcasts_the_decision(older: tuple[str, ...]) -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
-    members = {name: joined(host, name, pipe=at) for at, name in enumerate(["ann", "bob", "cy"], 1)}
+    members = {name: joined(host, name, pipe=at, older=name in older) for at, name in enumerate(["ann", "bob", "cy"], 1)}
     think = {"ann": stubborn("NATS"), "bob": stubborn("NATS"), "cy": follower}
     dkey = host.rounds.open_deliberation("best transport?", deliberation_id=7, now=0.0, rounds=3)
     seen: list[Any] = []
@@ -72,19 +78,25 @@ def test_a_three_round_deliberation_records_who_changed_and_broadcasts_the_decis
     while not host.rounds.deliberation_done(dkey):
         run_round(host, dkey, members, think, now, seen)
         now += 1.0
-    result, (frame, told) = host.rounds.close_deliberation(dkey, now)
+    result, frames = host.rounds.close_deliberation(dkey, now)
     assert len(result.rounds) == 3 and result.stopped_by == "rounds"
     assert result.outcome == "NATS" and str(result.agreement) == "3 of 3"
     assert result.final["cy"].changed and result.final["cy"].changed_from == "Redis"
     assert {k: list(v) for k, v in result.influence.items()} == {"ann": ["cy"]}
     assert [e["label"] for e in seen[1]["positions"]] == ["ann", "bob", "cy"]
-    assert frame.kind == P.DECISION and sent(frame.body) == P.decision_body(7, "best transport?", result.decision)
-    assert sent(told.body) == D.result_body(result)
+    if older:  # a member that does not read the decision from the result: both frames
+        frame, told = frames
+        assert frame.kind == P.DECISION and sent(frame.body) == P.decision_body(7, "best transport?", result.decision)
+        assert sent(told.body) == D.result_body(result)
+    else:  # every member reads it from the result: that frame alone, marked
+        (told,) = frames
+        assert sent(told.body) == D.result_body(result) | {"decided": True}
     for member in members.values():  # every member gets the decision, then the whole deliberation
-        (decided,) = member.receive_control(wire(frame.kind, "host", frame.body), now)
-        (heard,) = member.receive_control(wire(told.kind, "host", told.body), now)
+        decided, heard = [out for frame in frames for out in member.receive_control(wire(frame.kind, "host",
+                                                                                         frame.body), now)]  # fmt: skip
         assert isinstance(decided, DecisionReceived) and decided.decision == result.decision
         assert isinstance(heard, DeliberationReceived) and heard.deliberation == result
+        assert member.counts["decisions"] == 1
     assert host.rounds.held == 0 and host.counts["deliberation_rounds"] == 3
     assert all(m.counts["positions_sent"] == 3 for m in members.values())
 
@@ -170,7 +182,7 @@ def test_frames_are_encoded_once_unless_the_question_needs_the_general_path() ->
     # which may belong in shared memory) leaves the frames to the general path, as before.
     for question, vouched in (("best transport?", True), ({"text": "q", "data": b"xy"}, False)):
         host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
-        members = {name: joined(host, name, pipe=at) for at, name in enumerate(["ann", "bob"], 1)}
+        members = {name: joined(host, name, pipe=at, older=name == "bob") for at, name in enumerate(["ann", "bob"], 1)}
         dkey = host.rounds.open_deliberation(question, deliberation_id=5, now=0.0, rounds=2)
         key, (survey,), fitted = host.rounds.open_deliberation_round(dkey, 0.0)
         assert isinstance(survey.body, Encoded) is vouched and sent(survey.body) == fitted.prompt.to_wire()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from consensus.decide.deliberation import Deliberator
 from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
-from consensus.room.events import Handle, Send
+from consensus.room.events import DecisionReceived, DeliberationReceived, Handle, Send
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.member_protocol import MemberProtocol
 
@@ -22,12 +22,14 @@ NAMES = ["ann", "bob", "cy", "dee"]
 STANCES = ["NATS", "Redis", "nats "]  # "nats " is NATS under the default key
 
 
-def joined(host: HostProtocol, name: str, pipe: int) -> MemberProtocol:
+def joined(host: HostProtocol, name: str, pipe: int, *, older: bool = False) -> MemberProtocol:
+    """A member in the room; ``older``: its join does not say it reads the decision from the result."""
     member = MemberProtocol(name=name, token=pipe, host_mesh=ENDS.mesh, on_poll=False, on_vote=False,
                             on_deliberate=True)  # fmt: skip
     member.set_mesh(f"ipc:///tmp/room-test.m-{name}")
     frame = member.join_frame()
-    for out in host.receive_control(wire(frame.kind, name, frame.body), pipe, 0.0):
+    body = {key: value for key, value in frame.body.items() if not (older and key == "decided")}
+    for out in host.receive_control(wire(frame.kind, name, body), pipe, 0.0):
         if isinstance(out, Send) and out.kind == P.WELCOME:
             member.receive_control(wire(out.kind, "host", out.body), 0.0)
     return member
@@ -49,13 +51,15 @@ event = st.one_of(
     anonymous=st.booleans(),
     stances=st.lists(st.lists(st.sampled_from(STANCES), min_size=4, max_size=4), min_size=3, max_size=3),
     events=st.lists(st.lists(event, max_size=12), min_size=3, max_size=3),
+    older=st.sets(st.sampled_from(NAMES)),
 )
 def test_a_deliberation_over_the_wire_equals_the_bare_state_machine(
-    count: int, rounds: int, anonymous: bool, stances: list[list[str]], events: list[list[tuple[str, int]]]
-) -> None:
+    count: int, rounds: int, anonymous: bool, stances: list[list[str]], events: list[list[tuple[str, int]]],
+    older: set[str],
+) -> None:  # fmt: skip
     names = NAMES[:count]
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
-    members = {name: joined(host, name, at) for at, name in enumerate(names, 1)}
+    members = {name: joined(host, name, at, older=name in older) for at, name in enumerate(names, 1)}
     reference = Deliberator("q", names, rounds=rounds, anonymous=anonymous)
     dkey = host.rounds.open_deliberation("q", deliberation_id=5, now=0.0, rounds=rounds, anonymous=anonymous)
     previous: dict[str, Any] = {}
@@ -97,6 +101,13 @@ def test_a_deliberation_over_the_wire_equals_the_bare_state_machine(
     want = reference.result(elapsed=float(number))
     assert result.stopped_by == want.stopped_by and len(result.rounds) == len(want.rounds)
     assert result.outcome == want.outcome and result.agreement == want.agreement
-    kinds = [f.kind for f in frames_out]  # the decision (if any), then the whole deliberation
-    assert kinds == (["deliberation"] if result.decision is None else ["decision", "deliberation"])
+    # The decision (if any), then the whole deliberation; one frame standing for both when
+    # every member said it reads the decision from the result.
+    two = result.decision is not None and bool(older & set(names))
+    assert [f.kind for f in frames_out] == (["decision", "deliberation"] if two else ["deliberation"])
+    for member in members.values():
+        heard = [out for frame in frames_out for out in member.receive_control(wire(frame.kind, "host", frame.body),
+                                                                               float(number))]  # fmt: skip
+        decided = [] if result.decision is None else [DecisionReceived(result.decision)]
+        assert heard == [*decided, DeliberationReceived(result)]
     assert host.rounds.held == 0

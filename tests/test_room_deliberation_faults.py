@@ -153,4 +153,6 @@ async def test_members_hear_the_finished_deliberation(room_address: Callable[[st
             while ann.last_deliberation is None or bob.last_deliberation is None:
                 await trio.sleep(0.01)  # the frames come on the control bus after the result
     assert ann.last_deliberation == result == bob.last_deliberation
+    # both said they read the decision from the result: that one frame brought the decision too
+    assert ann.last_decision == result.decision == bob.last_decision
     assert str(result.agreement) == "2 of 2" and result.outcome in ("NATS", "nats")  # the first to arrive

@@ -15,7 +15,9 @@ decision. Which ballots count, and the quorum, are described in
 Exactness: sums are kept as ``int`` while every weight is whole, ``Fraction`` once a
 fractional weight or a confidence weighting joins them (``int + Fraction`` is exact);
 floats are read as the ratio they were written as (:func:`~consensus.decide.rules.as_ratio`).
-Rules see ``Fraction`` in their ``Standing`` either way. Every rule of a fallback shares
+The rules of :mod:`~consensus.decide.rules` decide on those sums as they are (exact
+comparisons either way); any other rule sees them as ``Fraction`` in a ``Standing``
+(:func:`~consensus.decide.rules.decide_sums`). Every rule of a fallback shares
 the count: which ballots are accepted does not depend on the rule, and the weights only on
 its :class:`~consensus.decide.rules.Weighting` (``EQUAL``: the support itself).
 """
@@ -30,17 +32,24 @@ from typing import Any, Final
 from consensus.decide.ballot import Ballot, check_options, select
 from consensus.decide.checks import describe
 from consensus.decide.quorum import check_quorum
-from consensus.decide.rules import Majority, Rule, Rules, Standing, Weighting, as_ratio, as_rules
+from consensus.decide.rules import (
+    Exact,
+    Majority,
+    Rule,
+    Rules,
+    Standing,
+    Weighting,
+    as_ratio,
+    as_rules,
+    decide_sums,
+    first_decider,
+)
 from consensus.errors import InvalidBallot
 
 __all__ = ["Count", "Exact"]
 
 _MAJORITY: Final = Majority()
 """The default rule (rules are frozen, so one instance serves every call)."""
-
-Exact = int | Fraction
-"""A weight or a sum of weights: an ``int`` while whole (see the module docstring)."""
-
 
 def _exact(value: float | Fraction) -> Exact:
     ratio = as_ratio(value)
@@ -221,11 +230,7 @@ class Count:
         nothing decides."""
         if not (self.quorum_met if met is None else met):
             return 0, None
-        for at, rule in enumerate(self.rules):
-            outcome = rule.decide(self.standing(at))
-            if outcome is not None:
-                return at, outcome
-        return 0, None
+        return first_decider(self.rules, self.support, self._confident, self.total, self.status_quos)
 
     def settled(self) -> bool:
         """True if no ballots from the open members could change the decision (its outcome
@@ -251,19 +256,19 @@ class Count:
         # weight (still top among the rest) and o at least as high, so x loses there too.
         if not self.quorum_met:
             return self.quorum is not None and len(self.accepted) + len(self._open) < self.quorum
-        extra = _fraction(self._open_weight)
-        support = tuple(map(_fraction, self.support))
-        total = _fraction(self.total)
+        extra = self._open_weight
+        support = tuple(self.support)
+        total = self.total
         for at, rule in enumerate(self.rules):
-            weights = tuple(map(_fraction, self._confident)) if self._by_confidence[at] else support
+            weights = tuple(self._confident) if self._by_confidence[at] else support
             status_quo = self.status_quos[at]
-            current = rule.decide(Standing(weights, support, total, status_quo))
+            current = decide_sums(rule, weights, support, total, status_quo)
             for option in range(len(weights)):
-                more = Standing(_plus(weights, option, extra), _plus(support, option, extra), total, status_quo)
-                if rule.decide(more) != current:
+                more_weights, more_support = _plus(weights, option, extra), _plus(support, option, extra)
+                if decide_sums(rule, more_weights, more_support, total, status_quo) != current:
                     return False
         return True
 
 
-def _plus(values: tuple[Fraction, ...], at: int, extra: Fraction) -> tuple[Fraction, ...]:
+def _plus(values: tuple[Exact, ...], at: int, extra: Exact) -> tuple[Exact, ...]:
     return (*values[:at], values[at] + extra, *values[at + 1 :])

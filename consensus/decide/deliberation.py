@@ -217,7 +217,8 @@ class Deliberator:
         last = self._rounds[-1]
         if not self.anonymous:
             names = sorted(last.positions)[:MAX_SEEN]
-            return tuple(Seen(name, last.positions[name]) for name in names), {name: name for name in names}
+            shown = Seen.checked  # (names and "P<n>" labels are checked already)
+            return tuple(shown(name, last.positions[name]) for name in names), {name: name for name in names}
         # Ordered by content, so neither order nor label says who is who.
         def content(name: str) -> tuple[str, str, str, str, float]:
             p = last.positions[name]
@@ -225,7 +226,7 @@ class Deliberator:
 
         names = sorted(last.positions, key=content)[:MAX_SEEN]
         labels = {f"P{at}": name for at, name in enumerate(names, 1)}
-        return tuple(Seen(label, last.positions[name]) for label, name in labels.items()), labels
+        return tuple(Seen.checked(label, last.positions[name]) for label, name in labels.items()), labels
 
     @property
     def prompt(self) -> Prompt | None:

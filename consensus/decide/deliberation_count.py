@@ -13,7 +13,8 @@ reply arrives (one sum), and at the round's end builds the same
 then (an open question's are its stances as shown), the rules decide on the same
 :class:`~consensus.decide.rules.Standing` a ``Count`` gives them, and the ballots are
 made of the checked positions without checking them again. Exactness is the
-``Count``'s: whole weights are summed as ``int``, confidences read with
+``Count``'s: whole weights are summed as ``int`` (and decided on as such,
+:func:`~consensus.decide.rules.first_decider`), confidences read with
 :func:`~consensus.decide.rules.as_ratio`. It takes the rounds of the common case,
 every weight a whole number (a room's members all weigh 1); :meth:`StanceCount.of`
 returns None for any other electorate, whose rounds the general tally counts.
@@ -24,14 +25,13 @@ generated rounds.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
 
 from consensus.decide.ballot import Ballot, select
 from consensus.decide.decision import Decision
 from consensus.decide.position import Position
-from consensus.decide.rules import Rule, Standing, Weighting, as_ratio, chain_name, top_options
+from consensus.decide.rules import Exact, Rule, Weighting, as_ratio, chain_name, first_decider, top_options
 from consensus.failure import Failure
 
 __all__ = ["StanceCount"]
@@ -111,24 +111,13 @@ class StanceCount:
         for stance, weight in self._support.items():
             support[index[display[stance]]] = weight
         # As a Count weighs: confidence-weighted sums only when a rule asks for them.
-        confident: list[int | Fraction] = []
+        confident: list[Exact] = []
         if any(rule.weighting is Weighting.CONFIDENCE for rule in rules):
             confident = [0] * len(listed)
             weights = self._weights
             for name, position in positions.items():
                 confident[index[display[stances[name]]]] += weights[name] * as_ratio(position.confidence)
-        total = self._total
-        exact_total, exact_support = Fraction(total), tuple(map(Fraction, support))
-        exact_confident = tuple(map(Fraction, confident))
-        at, outcome = 0, None
-        for number, rule in enumerate(rules):
-            by_confidence = rule.weighting is Weighting.CONFIDENCE
-            standing = Standing(exact_confident if by_confidence else exact_support, exact_support, exact_total,
-                                status_quos[number])  # fmt: skip
-            outcome = rule.decide(standing)
-            if outcome is not None:
-                at = number
-                break
+        at, outcome = first_decider(rules, support, confident, self._total, status_quos)
         weighed = confident if rules[at].weighting is Weighting.CONFIDENCE else support
         tied = top_options(weighed)
         members = self._weights
@@ -145,7 +134,7 @@ class StanceCount:
             tie=bool(tied),
             tied=tuple(listed[option] for option in tied),
             rule=chain_name(rules),
-            electorate_weight=float(total),
+            electorate_weight=float(self._total),
             participating_weight=float(sum(support)),
             options=listed,
             errors=errors,

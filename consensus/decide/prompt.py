@@ -37,6 +37,8 @@ CUT_MARKER: Final = "\u2026 [cut]"
 """How a text the host cut to fit the room's message size ends (``... [cut]``, with an ellipsis)."""
 _PROMPT_KEYS: Final = frozenset({"deliberation", "question", "round", "options", "anonymous", "positions"})
 _SEEN_KEYS: Final = frozenset({"label", "stance", "answer", "reason", "confidence"})
+_new = object.__new__
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,17 @@ class Seen:
         if self.position.persuaded_by or self.position.round is not None:
             # Whom a member credited can name names; a shown position never says.
             object.__setattr__(self, "position", self.position.credited((), None))
+
+    @classmethod
+    def checked(cls, label: str, position: Position) -> Seen:
+        """``Seen(label, position)`` built without the constructor's checks, for a label
+        that is a checked member name or ``"P<n>"`` (a deliberation's own prompts)."""
+        if position.persuaded_by or position.round is not None:
+            position = position.credited((), None)
+        made = _new(cls)
+        _set(made, "label", label)
+        _set(made, "position", position)
+        return made
 
     def to_wire(self) -> dict[str, Any]:
         return {"label": self.label} | self.position.to_wire()

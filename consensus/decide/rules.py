@@ -2,7 +2,8 @@
 
 A rule sees a :class:`Standing` (per-option weights, in ``options`` order, and the
 electorate's total weight) and returns the index of the winning option or ``None``.
-All arithmetic is exact (:class:`fractions.Fraction`).
+All arithmetic is exact: :class:`fractions.Fraction`, or ``int`` while every sum is whole
+(the rules here compare either exactly; see :func:`decide_sums`).
 
 Rules
 =====
@@ -78,7 +79,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "Majority",
@@ -93,6 +94,8 @@ __all__ = [
     "as_ratio",
     "as_rules",
     "chain_name",
+    "decide_sums",
+    "first_decider",
 ]
 
 
@@ -133,6 +136,10 @@ def as_ratio(value: float | Fraction) -> Fraction:
     if float(simple) == value:
         return simple
     return Fraction(repr(float(value)))
+
+
+Exact = int | Fraction
+"""A weight or a sum of weights: an ``int`` while whole, else a ``Fraction`` (exact either way)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,21 +198,31 @@ class Rule(abc.ABC):
     def decide(self, standing: Standing) -> int | None:
         """Index of the winning option, or ``None`` when nothing wins."""
 
+    def _decide_sums(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact,
+                     status_quo: int | None) -> int | None:  # fmt: skip
+        """:meth:`decide` on sums (see :func:`decide_sums`): on their :class:`Standing`, here."""
+        return self.decide(Standing(tuple(map(_fraction, weights)), tuple(map(_fraction, support)),
+                                    _fraction(total), status_quo))  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Threshold(Rule):
     """A rule where an option wins by reaching a threshold above one half."""
 
     def decide(self, standing: Standing) -> int | None:
-        if standing.total <= 0:
+        return self._decide_sums(standing.weights, standing.support, standing.total, standing.status_quo)
+
+    def _decide_sums(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact,
+                     status_quo: int | None) -> int | None:  # fmt: skip
+        if total <= 0:
             return None
-        for index in range(len(standing.weights)):
-            if self._passes(standing, index):
+        for index in range(len(weights)):
+            if self._passes(weights, support, total, index):
                 return index  # thresholds above 1/2: no other option can pass
         return None
 
     @abc.abstractmethod
-    def _passes(self, standing: Standing, index: int) -> bool: ...
+    def _passes(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact, index: int) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,8 +233,8 @@ class Majority(_Threshold):
     def name(self) -> str:
         return "Majority"
 
-    def _passes(self, standing: Standing, index: int) -> bool:
-        return 2 * standing.weights[index] > standing.total
+    def _passes(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact, index: int) -> bool:
+        return 2 * weights[index] > total
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +260,8 @@ class Supermajority(_Threshold):
     def name(self) -> str:
         return f"Supermajority({self.fraction})"
 
-    def _passes(self, standing: Standing, index: int) -> bool:
-        return standing.weights[index] >= Fraction(self.fraction) * standing.total
+    def _passes(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact, index: int) -> bool:
+        return weights[index] >= Fraction(self.fraction) * total
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,10 +272,10 @@ class Unanimous(_Threshold):
     def name(self) -> str:
         return "Unanimous"
 
-    def _passes(self, standing: Standing, index: int) -> bool:
+    def _passes(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact, index: int) -> bool:
         # Support sums the electorate weights of the option's voters; it equals the
         # total iff no member of positive weight is missing, abstained or voted otherwise.
-        return standing.support[index] == standing.total
+        return support[index] == total
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -270,23 +287,58 @@ class Plurality(Rule):
         return "Plurality"
 
     def decide(self, standing: Standing) -> int | None:
-        top = max(standing.weights, default=Fraction(0))
+        return self._decide_sums(standing.weights, standing.support, standing.total, standing.status_quo)
+
+    def _decide_sums(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact,
+                     status_quo: int | None) -> int | None:  # fmt: skip
+        top = max(weights, default=0)
         if top <= 0:
             return None
-        tied = [index for index, weight in enumerate(standing.weights) if weight == top]
+        tied = [index for index, weight in enumerate(weights) if weight == top]
         if len(tied) == 1 or self.tie_break is TieBreak.FIRST_LISTED:
             return tied[0]
-        if self.tie_break is TieBreak.STATUS_QUO and standing.status_quo in tied:
-            return standing.status_quo
+        if self.tie_break is TieBreak.STATUS_QUO and status_quo in tied:
+            return status_quo
         return None
 
 
-def top_options(weights: Sequence[Fraction | int]) -> list[int]:
+def _fraction(value: Exact) -> Fraction:
+    return value if type(value) is Fraction else Fraction(value)
+
+
+def decide_sums(rule: Rule, weights: Sequence[Exact], support: Sequence[Exact], total: Exact,
+                status_quo: int | None) -> int | None:  # fmt: skip
+    """``rule.decide`` on these sums (``int`` while whole, else ``Fraction``): the rules of
+    this module compare them as they are (every comparison exact), any other rule (a
+    subclass too) gets the :class:`Standing` of ``Fraction`` it is written for."""
+    if type(rule) in _ON_SUMS:
+        return rule._decide_sums(weights, support, total, status_quo)
+    return Rule._decide_sums(rule, weights, support, total, status_quo)
+
+
+def first_decider(rules: Sequence[Rule], support: Sequence[Exact], confident: Sequence[Exact], total: Exact,
+                  status_quos: Sequence[int | None]) -> tuple[int, int | None]:  # fmt: skip
+    """(the rule of a fallback that decides: the first with an outcome, else the first; its
+    outcome's index): each rule on ``confident`` (weight times confidence) or ``support``
+    (weight) as its :class:`Weighting` says, ``total`` the electorate's weight."""
+    for at, rule in enumerate(rules):
+        weights = confident if rule.weighting is Weighting.CONFIDENCE else support
+        outcome = decide_sums(rule, weights, support, total, status_quos[at])
+        if outcome is not None:
+            return at, outcome
+    return 0, None
+
+
+def top_options(weights: Sequence[Exact]) -> list[int]:
     """Indices of the options tied at the highest positive weight (empty if no tie)."""
-    top = max(weights, default=Fraction(0))
+    top = max(weights, default=0)
     tied = [index for index, weight in enumerate(weights) if weight == top]
     return tied if top > 0 and len(tied) > 1 else []
 
+
+_ON_SUMS: Final = frozenset({Majority, Supermajority, Unanimous, Plurality})
+"""The rules that decide on ``int`` sums as exactly as on ``Fraction`` (exact types: a
+subclass may override ``decide``)."""
 
 Rules = Rule | Sequence[Rule]
 """A rule, or an ordered fallback of rules (the first that decides wins)."""

@@ -8,7 +8,11 @@ form, ``round`` set to the survey's round) or an ``error``. The finished deliber
 decision goes to every member as a ``decision`` frame, like a vote's, with the
 deliberation's id in ``vote`` and the question as the ``motion``, followed by the whole
 result as a ``deliberation`` frame (``{"deliberation": <its wire form>}``,
-:mod:`consensus.decide.deliberation_wire`).
+:mod:`consensus.decide.deliberation_wire`). When every member present said in its join
+that it reads the decision from the result (``"decided": true``), the host sends the
+result alone, marked ``{"deliberation": ..., "decided": true}``: a member then takes the
+decision of its last round as the ``decision`` frame it stands for (``docs/deliberation.md``
+section 7.2; an older member refuses a body with another key, so it is never sent one).
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from consensus.decide.roundtable import Deliberation
 from consensus.errors import InvalidDeliberation, InvalidPosition
 from patterns import Envelope, MalformedMessage
 
-__all__ = ["DELIBERATE", "POSITION", "RESULT", "parse_position", "parse_prompt", "parse_result", "position_body",
-           "result_body"]  # fmt: skip
+__all__ = ["DECIDED", "DELIBERATE", "POSITION", "RESULT", "parse_position", "parse_prompt", "parse_result",
+           "parse_result_frame", "position_body", "result_body"]  # fmt: skip
 
 DELIBERATE: Final = "deliberate"  # host -> members, survey: a Prompt's wire form
 POSITION: Final = "position"  # member -> host, reply: a Position's wire form
-RESULT: Final = "deliberation"  # host -> members, control bus: {"deliberation": the finished one}
+RESULT: Final = "deliberation"  # host -> members, control bus: {"deliberation": the finished one[, "decided": true]}
+DECIDED: Final = "decided"  # in a result: no decision frame was sent, the last round's decision stands for it
+_RESULT_KEYS: Final = (frozenset({RESULT}), frozenset({RESULT, DECIDED}))
 
 
 def parse_prompt(envelope: Envelope) -> Prompt:
@@ -60,11 +66,20 @@ def result_body(result: Deliberation) -> dict[str, Any]:
 
 def parse_result(envelope: Envelope) -> Deliberation:
     """The finished deliberation a ``deliberation`` frame carries; raises :class:`MalformedMessage`."""
+    return parse_result_frame(envelope)[0]
+
+
+def parse_result_frame(envelope: Envelope) -> tuple[Deliberation, bool]:
+    """:func:`parse_result`, and whether the frame is marked ``decided`` (it stands for the
+    ``decision`` frame too); raises :class:`MalformedMessage`."""
     body = envelope.body
     try:
-        if not isinstance(body, dict) or body.keys() != {"deliberation"}:
-            raise InvalidDeliberation("the body must be a map with exactly the key 'deliberation'")
-        return deliberation_from_wire(body["deliberation"])
+        if not isinstance(body, dict) or body.keys() not in _RESULT_KEYS:
+            raise InvalidDeliberation("the body must be a map with the key 'deliberation' (and 'decided')")
+        decided = body.get(DECIDED, False)
+        if decided is not True and DECIDED in body:
+            raise InvalidDeliberation(f"'decided' must be true when present, got {decided!r:.40}")
+        return deliberation_from_wire(body["deliberation"]), decided
     except InvalidDeliberation as exc:
         raise MalformedMessage(
             f"a 'deliberation' frame from {envelope.sender!r} is malformed: {exc}", reason="body", size=0

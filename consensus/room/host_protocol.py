@@ -232,7 +232,7 @@ class HostProtocol:
             verdict = JoinVerdict(JoinOutcome.REFUSED, f"the mesh address {hello.mesh[:80]!r} {why}")
         else:
             verdict = self.roster.join(hello.name, hello.token, hello.mesh, pipe, now, refs=hello.refs,
-                                       observer=hello.observer)  # fmt: skip
+                                       observer=hello.observer, decided=hello.decided)  # fmt: skip
         if verdict.outcome is JoinOutcome.REFUSED:
             if self.keys is not None:
                 self.keys.refused(envelope.session)

@@ -133,7 +133,7 @@ class MemberProtocol(SurveyAnswers):
 
     def _hello(self, kind: str) -> Send:
         body = P.hello_body(self.name, self.token, self.mesh, refs=self.refs, observer=self.observer,
-                            roster=self.roster_version)  # fmt: skip
+                            roster=self.roster_version, decided=True)  # fmt: skip
         return Send(kind, body, Target.CONTROL, inline=self.inline)
 
     # ------------------------------------------------------------------ the host's life
@@ -248,7 +248,11 @@ class MemberProtocol(SurveyAnswers):
                 self.counts["directs"] += 1
                 return [DirectReceived(direct)]
             if envelope.kind == D.RESULT:
-                return [DeliberationReceived(D.parse_result(envelope))]
+                result, decided = D.parse_result_frame(envelope)
+                if decided and result.decision is not None:  # it stands for the decision frame too
+                    self.counts["decisions"] += 1
+                    return [DecisionReceived(result.decision), DeliberationReceived(result)]
+                return [DeliberationReceived(result)]
             if envelope.kind == P.DECISION:
                 decision = P.parse_decision(envelope)
                 self.counts["decisions"] += 1

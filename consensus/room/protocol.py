@@ -70,11 +70,11 @@ __all__ = [
 ]
 
 # control bus (star around the host)
-JOIN: Final = "join"  # member -> host  {"name", "token", "mesh"[, "refs", "roster"]}
+JOIN: Final = "join"  # member -> host  {"name", "token", "mesh"[, "refs", "roster", "decided"]}
 WELCOME: Final = "welcome"  # host -> joiner {"name", "token", "members", "heartbeat", "mesh"[, "refs"]}
 REFUSE: Final = "refuse"  # host -> joiner {"name", "token", "reason"}
 ROSTER: Final = "roster"  # host -> all    {"members", "version"[, "refs"]}
-HEARTBEAT: Final = "heartbeat"  # member -> host {"name", "token", "mesh"[, "refs", "roster"]}
+HEARTBEAT: Final = "heartbeat"  # member -> host {"name", "token", "mesh"[, "refs", "roster", "decided"]}
 LEAVE: Final = "leave"  # member -> host {"name", "token"}
 DECISION: Final = "decision"  # host -> all {"vote", "motion", "decision"}
 BEAT: Final = "beat"  # host -> all {"heartbeat"}: the host is alive (every heartbeat interval)
@@ -134,11 +134,13 @@ class Hello:
     refs: bool = True  # False: this member takes no shared-memory references
     observer: bool = False  # True: this member only watches (never polled, never votes)
     roster: int | None = None  # the roster version the member holds (None: it reports none, an older peer)
+    decided: bool = False  # True: it reads a deliberation's decision from the result frame marked "decided"
 
 
-def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = True,
-               observer: bool = False, roster: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """The body of a join or heartbeat (with ``mesh``, and ``roster``: the version held) or of a leave."""
+def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = True, observer: bool = False,
+               roster: int | None = None, decided: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The body of a join or heartbeat (with ``mesh``, and ``roster``: the version held;
+    ``decided``: the member reads a deliberation's decision from its marked result) or of a leave."""
     body: dict[str, Any] = {"name": name, "token": token}
     if mesh is not None:
         body["mesh"] = mesh
@@ -148,6 +150,8 @@ def hello_body(name: str, token: int, mesh: str | None = None, *, refs: bool = T
             body["observer"] = True
         if roster is not None:
             body["roster"] = roster
+        if decided:
+            body["decided"] = True
     return body
 
 
@@ -163,11 +167,12 @@ def parse_hello(envelope: Envelope, *, with_mesh: bool = False) -> Hello:
         return Hello(name, token)
     mesh = _field(envelope, body, "mesh", str, MAX_ADDRESS_LENGTH)
     refs, observer, roster = body.get("refs", True), body.get("observer", False), body.get("roster")
-    if type(refs) is not bool or type(observer) is not bool:
-        raise _bad(envelope, "fields 'refs' and 'observer' must be booleans")
+    decided = body.get("decided", False)
+    if type(refs) is not bool or type(observer) is not bool or type(decided) is not bool:
+        raise _bad(envelope, "fields 'refs', 'observer' and 'decided' must be booleans")
     if roster is not None and not (type(roster) is int and 0 <= roster < 2**64):
         raise _bad(envelope, f"field 'roster' must be an unsigned 64-bit integer, got {roster!r:.40}")
-    return Hello(name, token, mesh, refs, observer, roster)
+    return Hello(name, token, mesh, refs, observer, roster, decided)
 
 
 def _mesh(envelope: Envelope, address: str, field: str = "mesh") -> str:

@@ -56,6 +56,7 @@ class MemberRecord:
     last_seen: float
     refs: bool = True  # False: it takes no shared-memory references (frames to it go inline)
     observer: bool = False  # True: in the room, never in an electorate nor expected in a poll
+    decided: bool = False  # True: it reads a deliberation's decision from the result (one final frame)
 
 
 def check_name(name: object) -> str:
@@ -98,9 +99,9 @@ class Roster:
         self._members: dict[str, MemberRecord] = {}
         self._closed_pipes: set[int] = set()
         self.version = 0
-        # ``participants`` and ``refs``, read by every poll and vote; None after any change
-        # of members (a heartbeat changes neither).
-        self._views: tuple[tuple[str, ...], bool] | None = None
+        # ``participants``, ``refs`` and ``decided``, read by every poll, vote and deliberation;
+        # None after any change of members (a heartbeat changes none of them).
+        self._views: tuple[tuple[str, ...], bool, bool] | None = None
 
     # -------------------------------------------------------------- queries
     @property
@@ -120,11 +121,11 @@ class Roster:
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._members))
 
-    def _view(self) -> tuple[tuple[str, ...], bool]:
+    def _view(self) -> tuple[tuple[str, ...], bool, bool]:
         if self._views is None:
             members = self._members.values()
             self._views = (tuple(sorted(rec.name for rec in members if not rec.observer)),
-                           all(rec.refs for rec in members))  # fmt: skip
+                           all(rec.refs for rec in members), all(rec.decided for rec in members))  # fmt: skip
         return self._views
 
     @property
@@ -159,8 +160,14 @@ class Roster:
         """False while some member present takes no shared-memory references."""
         return self._view()[1]
 
+    @property
+    def decided(self) -> bool:
+        """True while every member present reads a deliberation's decision from its result
+        (said in its join: ``docs/deliberation.md`` section 7.2)."""
+        return self._view()[2]
+
     def join(self, name: str, token: int, mesh: str, pipe: int, now: float, *, refs: bool = True,
-             observer: bool = False) -> JoinVerdict:  # fmt: skip
+             observer: bool = False, decided: bool = False) -> JoinVerdict:  # fmt: skip
         check_name(name)
         if pipe in self._closed_pipes:
             return JoinVerdict(JoinOutcome.REFUSED, f"the connection {name!r} joined over has already closed")
@@ -177,7 +184,7 @@ class Roster:
             if old.token == token:
                 self._views = None  # it may come back as an observer, or taking no references
                 self._members[name] = MemberRecord(
-                    name, token, mesh, pipe, old.joined_at, now, refs, observer
+                    name, token, mesh, pipe, old.joined_at, now, refs, observer, decided
                 )
                 if (mesh, refs, observer) != (old.mesh, old.refs, old.observer):
                     self.version += 1  # what the roster says changed: members must hear it
@@ -195,7 +202,7 @@ class Roster:
                 f"the room is full: {len(self._members)} members (max_members={self.max_members}); "
                 f"{name!r} can join once a member leaves",
             )
-        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs, observer)
+        self._members[name] = MemberRecord(name, token, mesh, pipe, now, now, refs, observer, decided)
         self.version += 1
         self._views = None
         if old is not None:
@@ -208,7 +215,7 @@ class Roster:
         if rec is None or rec.token != token:
             return False
         self._members[name] = MemberRecord(
-            rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now, rec.refs, rec.observer
+            rec.name, rec.token, rec.mesh, rec.pipe, rec.joined_at, now, rec.refs, rec.observer, rec.decided
         )
         return True
 

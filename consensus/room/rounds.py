@@ -125,6 +125,21 @@ def _apply_deliberation(counting: DeliberationRound, envelope: Envelope, at: flo
     raise MalformedMessage(f"a {kind!r} reply to a deliberation from {envelope.sender!r}", reason="body", size=0)
 
 
+def _apply_deliberation_fields(counting: DeliberationRound, fields: Fields, at: float) -> Verdict:
+    """:func:`_apply_deliberation` for a reply read as fields: a position counted without an
+    :class:`Envelope`, any other reply through one."""
+    kind, sender, _, body, _, _ = fields
+    if kind == D.POSITION:
+        return counting.answer(sender, body, at=at)
+    return _apply_deliberation(counting, Envelope(*fields), at)
+
+
+# The rounds whose replies are counted from their fields (take_fields), by the rounds' apply.
+_FROM_FIELDS: dict[Apply, Callable[[Any, Fields, float], Verdict]] = {
+    _apply_poll: _apply_poll_fields, _apply_deliberation: _apply_deliberation_fields,
+}  # fmt: skip
+
+
 @dataclass(slots=True)
 class _Round:
     round: Counting
@@ -248,12 +263,14 @@ class Rounds:
 
     def take_fields(self, key: int, replies: Iterator[Fields], now: float) -> Taken:
         """:meth:`take` for replies read as fields (``SurveyReplies.take_fields``): a poll's
-        plain answer is counted from them (``_apply_poll``'s first test), any other reply
+        plain answer and a deliberation's position are counted from them, any other reply
         through its envelope, built here. Raises and leaves the rest as :meth:`take` does."""
         active = self._rounds.get(key)
-        if active is None or active.apply is not _apply_poll:  # no round, or not a poll: the envelopes'
+        apply = None if active is None else _FROM_FIELDS.get(active.apply)
+        if apply is None:  # no round, or a vote: the envelopes'
             return self.take(key, (Envelope(*fields) for fields in replies), now)
-        return self._count(active.round, _apply_poll_fields, replies, now - active.start)
+        assert active is not None
+        return self._count(active.round, apply, replies, now - active.start)
 
     def _count(self, counting: Counting, apply: Callable[[Any, Any, float], Verdict],
                replies: Iterator[Any], at: float) -> Taken:  # fmt: skip
@@ -342,7 +359,9 @@ class Rounds:
 
     def close_deliberation(self, key: int, now: float) -> tuple[Deliberation, list[Send]]:
         """Forget deliberation ``key``: its result, and the frames that tell every member: the
-        ``decision`` (none when the last round has no decision), then the whole result."""
+        ``decision`` (none when the last round has no decision), then the whole result; or,
+        when every member present reads the decision from the result, the result alone
+        marked ``decided`` (``docs/deliberation.md`` section 7.2)."""
         deliberator, start = self._deliberations.pop(key)
         for round_key in [k for k, active in self._rounds.items() if active.deliberation == key]:
             if not self._rounds[round_key].closed:  # abandoned mid-round: close it unrecorded
@@ -353,8 +372,10 @@ class Rounds:
             deliberator.stop()
         result = deliberator.result(elapsed=now - start)
         body = D.result_body(result)
+        if result.decision is not None and self._roster.decided:
+            body[D.DECIDED] = True  # one frame: every member present takes the decision from it
         told = [Send(D.RESULT, _vouched(body, result.question, 2), Target.CONTROL, inline=self._inline)]
-        if result.decision is None:
+        if result.decision is None or D.DECIDED in body:
             return result, told
         # P.decision_body's map, with the decision's wire form built once for both frames.
         decided = {"vote": result.deliberation, "motion": result.question,
