@@ -103,7 +103,9 @@ def count_syscalls(prefix: str, messages: int) -> dict[str, dict[str, float]]:
 def render_cpu(result: dict[str, Any]) -> str:
     head = f"{result['scenario']} over {result['transport']}, per message (n={result['n']}), each end's trio thread:"
     lines = [head]
-    for side in ("near", "far"):
+    for side in ("near", "near_trio", "far"):
+        if side not in result:
+            continue
         r = result[side]
         lines.append(f"  {side}: CPU {r['cpu_us']} µs (user {r['user_us']}, sys {r['sys_us']}), "
                      f"wall {r['wall_us']} µs, sleeps {r['sleeps']}, preempted {r['preempted']}")  # fmt: skip
