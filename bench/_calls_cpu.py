@@ -87,7 +87,7 @@ def count_syscalls(prefix: str, messages: int) -> dict[str, dict[str, float]]:
     for path in glob.glob(prefix + ".*"):
         with open(path, errors="replace") as f:
             lines = f.read().splitlines()
-        for side in ("near", "far"):
+        for side in ("near", "near-trio", "far"):  # (near-trio: a front's trio thread, poll_aio and poll_blocking)
             on, off = MARK.format(side=side, what="on"), MARK.format(side=side, what="off")
             starts = [i for i, line in enumerate(lines) if on in line]
             ends = [i for i, line in enumerate(lines) if off in line]
@@ -96,14 +96,16 @@ def count_syscalls(prefix: str, messages: int) -> dict[str, dict[str, float]]:
             names = collections.Counter(line.partition("(")[0] for line in lines[starts[0] + 1 : ends[-1]]
                                         if "(" in line and not line.startswith(("+++", "---")))  # fmt: skip
             counts = {name: round(n / messages, 2) for name, n in names.most_common() if n / messages >= 0.01}
-            out[side] = {"total": round(sum(names.values()) / messages, 2), **counts}
+            out[side.replace("-", "_")] = {"total": round(sum(names.values()) / messages, 2), **counts}
     return out
 
 
 def render_cpu(result: dict[str, Any]) -> str:
     head = f"{result['scenario']} over {result['transport']}, per message (n={result['n']}), each end's trio thread:"
     lines = [head]
-    for side in ("near", "far"):
+    for side in ("near", "near_trio", "far"):
+        if side not in result:
+            continue
         r = result[side]
         lines.append(f"  {side}: CPU {r['cpu_us']} µs (user {r['user_us']}, sys {r['sys_us']}), "
                      f"wall {r['wall_us']} µs, sleeps {r['sleeps']}, preempted {r['preempted']}")  # fmt: skip

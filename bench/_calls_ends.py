@@ -5,6 +5,7 @@ after them (``on()`` / ``off()``: a :class:`bench.calls.Counter`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from functools import partial
@@ -188,11 +189,53 @@ async def _far_poll(address: str, warmup: int, n: int, counter: Switch, secret: 
             nursery.start_soon(one, f"m{i}")
 
 
+def _far_poll_aio(address: str, warmup: int, n: int, counter: Switch) -> None:
+    """8 members on an asyncio loop (``consensus.aio``), ``async def`` handlers: the loop reads their surveys."""
+    seen = [0]
+
+    async def on_poll(question: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == warmup * MEMBERS + 1:
+            counter.on()
+        elif seen[0] == (warmup + n) * MEMBERS + 1:
+            counter.off()
+        return question
+
+    async def one(name: str) -> None:
+        async with aio.join(address, name=name, on_poll=on_poll, join_timeout=30):
+            await asyncio.sleep(3600)
+
+    async def run() -> None:
+        await asyncio.gather(*(one(f"m{i}") for i in range(MEMBERS)))
+
+    asyncio.run(run())
+
+
+def _far_poll_blocking(address: str, warmup: int, n: int, counter: Switch) -> None:
+    """8 members through ``consensus.blocking``, plain handlers: the process's survey reader
+    thread reads their surveys and runs the handlers (and counts: they answer at once)."""
+    seen = [0]
+
+    def on_poll(question: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == warmup * MEMBERS + 1:
+            counter.on()
+        elif seen[0] == (warmup + n) * MEMBERS + 1:
+            counter.off()
+        return question
+
+    with contextlib.ExitStack() as stack:
+        for i in range(MEMBERS):
+            stack.enter_context(blocking.join(address, name=f"m{i}", on_poll=on_poll, join_timeout=30))
+        time.sleep(3600)
+
+
 FAR: dict[str, Callable[..., Any]] = {"floor": _far_floor, "pair": _far_pair, "hotline": _far_hotline,
                                       "hotline_secret": partial(_far_hotline, secret=SECRET),
                                       "hotline_aio": _far_hotline_aio, "hotline_blocking": _far_hotline_blocking,
                                       "survey_floor": _far_survey_floor, "survey": _far_survey,
-                                      "poll": _far_poll, "poll_secret": partial(_far_poll, secret=SECRET)}  # fmt: skip
+                                      "poll": _far_poll, "poll_secret": partial(_far_poll, secret=SECRET),
+                                      "poll_aio": _far_poll_aio, "poll_blocking": _far_poll_blocking}  # fmt: skip
 
 
 # ===================================================================== near ends (this process)
@@ -328,8 +371,60 @@ async def _near_poll(address: str, warmup: int, n: int, counter: Switch, secret:
         await trio.sleep(0.3)
 
 
+def _both(counter: Switch, trio_counter: Switch, room: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Switch the caller's thread's ``counter`` and the front's trio thread's together (the
+    room proxy's lease runs a plain call there)."""
+
+    def on() -> None:
+        room._thread.call_sync(trio_counter.on)
+        counter.on()
+
+    def off() -> None:
+        counter.off()
+        room._thread.call_sync(trio_counter.off)
+
+    return on, off
+
+
+def _near_poll_aio(address: str, warmup: int, n: int, counter: Switch, trio_counter: Switch) -> None:
+    """``room.poll`` awaited on an asyncio loop (``consensus.aio``): the loop's calls, and the trio thread's."""
+
+    async def run() -> None:
+        async with aio.host(address) as room:
+            await room.wait_for_members(MEMBERS)
+            await asyncio.sleep(0.5)
+            on, off = _both(counter, trio_counter, room)
+            for i in range(warmup + n + 1):  # one more poll: the far end stops counting when it sees it
+                if i == warmup:
+                    on()
+                result = await room.poll(i, timeout=5)
+                assert len(result.answers) == MEMBERS, result
+                if i == warmup + n - 1:
+                    off()
+            await asyncio.sleep(0.3)
+
+    asyncio.run(run())
+
+
+def _near_poll_blocking(address: str, warmup: int, n: int, counter: Switch, trio_counter: Switch) -> None:
+    """``room.poll`` from this plain thread (``consensus.blocking``): its calls, and the trio thread's."""
+    with blocking.host(address) as room:
+        room.wait_for_members(MEMBERS)
+        time.sleep(0.5)
+        on, off = _both(counter, trio_counter, room)
+        for i in range(warmup + n + 1):
+            if i == warmup:
+                on()
+            result = room.poll(i, timeout=5)
+            assert len(result.answers) == MEMBERS, result
+            if i == warmup + n - 1:
+                off()
+        time.sleep(0.3)
+
+
 NEAR: dict[str, Callable[..., Any]] = {"floor": _near_floor, "pair": _near_pair, "hotline": _near_hotline,
                                        "hotline_secret": partial(_near_hotline, secret=SECRET),
                                        "hotline_aio": _near_hotline_aio, "hotline_blocking": _near_hotline_blocking,
                                        "survey_floor": _near_survey_floor, "survey": _near_survey,
-                                       "poll": _near_poll, "poll_secret": partial(_near_poll, secret=SECRET)}  # fmt: skip
+                                       "poll": _near_poll, "poll_secret": partial(_near_poll, secret=SECRET),
+                                       "poll_aio": _near_poll_aio, "poll_blocking": _near_poll_blocking}  # fmt: skip

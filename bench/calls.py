@@ -22,7 +22,12 @@ Scenarios (``--scenario``, repeatable; default: all):
 * ``survey``: ``patterns.Surveyor`` against 8 ``patterns.Respondent`` (one process, a task each),
   reading until the 8th reply; ``survey_floor``: the same with bare pynng ``Surveyor0`` and
   ``Respondent0`` under trio; ``poll``: ``room.poll`` of 8 members that answer at once;
-  ``poll_secret``: the same in a room with a secret.
+  ``poll_secret``: the same in a room with a secret; ``poll_aio``, ``poll_blocking``: the
+  same through ``consensus.aio`` (the host awaits on an asyncio loop, 8 ``aio.join`` members
+  with ``async def`` handlers on one loop) and ``consensus.blocking`` (a plain thread polls,
+  8 ``blocking.join`` members with plain handlers): the near end's figures are the
+  caller's thread (``near``) and the front's trio thread (``near_trio``), the far end's
+  those of the thread that reads the members' surveys (the loop, the survey reader).
   The far end's figures are per survey, for its 8 respondents together.
 
     python -m bench.calls                    # every scenario, ipc, n=200
@@ -56,8 +61,10 @@ from ._calls_cpu import CpuMeter, count_syscalls, render_cpu
 from ._calls_ends import FAR, NEAR
 
 SCENARIOS = ("floor", "pair", "hotline", "hotline_secret", "hotline_aio", "hotline_blocking", "survey_floor", "survey",
-             "poll", "poll_secret")  # fmt: skip
-SYNC = ("hotline_aio", "hotline_blocking")  # ends that run their own loop (asyncio) or none (plain threads)
+             "poll", "poll_secret", "poll_aio", "poll_blocking")  # fmt: skip
+SYNC = ("hotline_aio", "hotline_blocking", "poll_aio", "poll_blocking")  # ends that run their own loop (asyncio) or none (plain threads)
+TWO_THREADS = ("poll_aio", "poll_blocking")  # near ends counted on the caller's thread and the front's trio thread
+POLLS = ("survey_floor", "survey", "poll", "poll_secret", "poll_aio", "poll_blocking")  # far ends that never stop
 MODES = {"calls": 200, "cpu": 5000, "syscalls": 1000}  # and the default --n of each
 LAYERS = (("/patterns/", "patterns"), ("/consensus/", "consensus"), ("/trio/", "trio"), ("/pynng/", "pynng"),
           ("/cffi/", "pynng"))  # fmt: skip
@@ -153,6 +160,7 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int, m
             address = f"tcp://127.0.0.1:{port}"
         out = os.path.join(tmp, "far.json")
         near_counter: Counter | CpuMeter = Counter() if mode == "calls" else CpuMeter("near")
+        trio_counter: Counter | CpuMeter = Counter() if mode == "calls" else CpuMeter("near-trio")
 
         async def near() -> None:
             await NEAR[scenario](address, warmup, n, near_counter)
@@ -160,11 +168,13 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int, m
         child = subprocess.Popen([sys.executable, "-m", "bench.calls", "--far", scenario, address, str(warmup),
                                   str(n), str(top), out, mode])  # fmt: skip
         try:
-            if scenario in SYNC:
+            if scenario in TWO_THREADS:
+                NEAR[scenario](address, warmup, n, near_counter, trio_counter)
+            elif scenario in SYNC:
                 NEAR[scenario](address, warmup, n, near_counter)
             else:
                 trio.run(near)
-            if scenario in ("survey_floor", "survey", "poll", "poll_secret"):
+            if scenario in POLLS:
                 time.sleep(0.5)
                 child.terminate()
             child.wait(30)
@@ -174,8 +184,11 @@ def run_scenario(scenario: str, transport: str, warmup: int, n: int, top: int, m
                 child.wait()
         with open(out) as f:
             far = json.load(f)
-        return {"scenario": scenario, "transport": transport, "n": n, "near": near_counter.report(n, top),
-                "far": far}  # fmt: skip
+        result = {"scenario": scenario, "transport": transport, "n": n, "near": near_counter.report(n, top),
+                  "far": far}  # fmt: skip
+        if scenario in TWO_THREADS:
+            result["near_trio"] = trio_counter.report(n, top)
+        return result
 
 
 def _under_strace(scenario: str, transport: str, warmup: int, n: int) -> dict[str, Any]:
@@ -199,7 +212,9 @@ def render(result: dict[str, Any]) -> str:
     if "cpu_us" in result["near"]:
         return render_cpu(result)
     lines = [f"{result['scenario']} over {result['transport']}, per message (n={result['n']}):"]
-    for side in ("near", "far"):
+    for side in ("near", "near_trio", "far"):
+        if side not in result:
+            continue
         r = result[side]
         lines.append(f"  {side}: python {r['python_total']} {r['python']}  C {r['c_total']} {r['c']}")
         for name, count in r["top"]:

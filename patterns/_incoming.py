@@ -135,8 +135,8 @@ class IncomingSurvey:
         with delivering(placement):
             await resp._send_reply(ctx, data, self.wall, survey)
 
-    def reply_threadsafe(self, value: Any, *, kind: str, ident: int,
-                         inline: bool = False) -> int | Callable[[], int] | None:  # fmt: skip
+    def reply_threadsafe(self, value: Any, *, kind: str, ident: int, inline: bool = False, shape: Shape | None = None,
+                         hole: Any = None) -> int | Callable[[], int] | None:  # fmt: skip
         """:meth:`reply` from a thread that is not trio's (a plain handler's), for a small
         plain ``value``: encodes it and hands it to NNG on this survey's context, without
         waiting. Returns the frame's size when it left at once (the connection was free); a
@@ -146,8 +146,8 @@ class IncomingSurvey:
         general encoder): :meth:`reply` sends it then.
 
         ``ident``: the reply's envelope id, taken with :meth:`Respondent.next_id` in trio's
-        thread. Counts nothing and keeps the context: trio calls :meth:`settle_threadsafe`
-        afterwards. The caller sees to it that trio neither answers nor declines this survey
+        thread. ``shape`` and ``hole``: as for :meth:`reply` (``value`` then unread). Counts
+        nothing and keeps the context: trio calls :meth:`settle_threadsafe` afterwards. The caller sees to it that trio neither answers nor declines this survey
         meanwhile. Raises (also the waiting function) :class:`Closed` (the socket closed),
         :class:`MessageTooLarge` and :class:`~patterns.Timeout` (the connection stayed busy)."""
         resp, ctx = self._respondent, self._ctx
@@ -158,8 +158,14 @@ class IncomingSurvey:
             return None  # a guard's sequence is not thread-safe
         # Bodies holding a buffer this large may go to shared memory: the general path's.
         limit = GAP_MIN if inline or resp._beacons is None else min(GAP_MIN, resp.shared_memory.threshold)
-        data = common_frame(kind, resp.name, ident, value, self.id, None, limit=limit,
-                            max_size=resp.max_message_size)  # fmt: skip
+        data = None
+        if shape is not None:
+            data = shape.write(ident, self.id, None, hole, limit)
+            if data is None or len(data) > resp.max_message_size:
+                data, value = None, shape.fill(hole)
+        if data is None:
+            data = common_frame(kind, resp.name, ident, value, self.id, None, limit=limit,
+                                max_size=resp.max_message_size)  # fmt: skip
         if data is None:
             return None
         wall = self.wall  # trio's clock is not this thread's to read

@@ -3,8 +3,9 @@
 An asyncio loop watching :attr:`Respondent.receive_descriptor` takes the surveys itself
 with a :class:`SurveyTaker`: a non-blocking ``nng_ctx_recvmsg`` on a pooled context, with
 an out-buffer of its own (the socket's is trio's). Only a small plain survey is decoded
-there (the pure decoder: nothing is counted as malformed, nothing attached); the others
-are a :class:`Taken` that trio opens, so the malformed counters and shared memory stay trio's.
+there, into fields as trio's own receive reads it (the expected shapes, then the common
+reader) or else with the pure decoder (nothing is counted as malformed, nothing attached);
+the others are a :class:`Taken` that trio opens, so the malformed counters and shared memory stay trio's.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ class SurveyTaker:
         ctx, body = got
         if resp.guard is not None:
             return Taken(resp, ctx, body)
+        # A small common survey (of a shape the socket expects, or read by the common
+        # reader) into fields, as trio's receive reads it: no Envelope. Both readers are
+        # pure (they count nothing); the expected shapes are one tuple, replaced whole.
+        fields = resp._plain_fields(body)
+        if fields is not None:
+            return IncomingSurvey.of_fields(resp, ctx, fields, len(body))
         try:  # the pure decode: a fault is trio's to count (open_taken decodes again)
             envelope = decode(body, max_size=resp.max_message_size, max_items=resp.max_items,
                               measure=resp._measure)  # fmt: skip

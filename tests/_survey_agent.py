@@ -50,8 +50,10 @@ def stats_line(me: Any) -> str:
     statistics = me.statistics()  # first: it takes the replies sent elsewhere into the books
     sock = me._thread.call_sync(target._respondent.statistics)
     lent = target._answerer.lent
+    expected = me._thread.call_sync(lambda: len(target._respondent._expected))  # the polls' shapes it reads
     return json.dumps({"member": dataclasses.asdict(statistics), "received": sock.messages_received,
-                       "sent": sock.messages_sent, "lent": lent is not None,
+                       "sent": sock.messages_sent, "bytes_sent": sock.bytes_sent, "expected": expected,
+                       "lent": lent is not None,
                        "late": 0 if lent is None else lent.late,
                        "pauses": 0 if lent is None else lent.pauses, **counted})  # fmt: skip
 
@@ -64,6 +66,7 @@ def parser(reads: str) -> argparse.ArgumentParser:
     parser.add_argument("--secret")
     parser.add_argument("--drop-first-welcome", action="store_true")
     parser.add_argument("--backlog", type=int, help=f"surveys handed to trio before {reads} pauses")
+    parser.add_argument("--trio", action="store_true", help="trio reads the surveys (the path before the lending)")
     return parser
 
 
@@ -73,6 +76,11 @@ def prepare(parsed: argparse.Namespace, reader: type[LentSurveys]) -> None:
         from consensus.room import answering
 
         answering.BACKLOG = parsed.backlog  # type: ignore[attr-defined]  # (a test's bound, where it is read)
+    if parsed.trio:
+        from consensus.room.answering import Answerer
+
+        Answerer.lend = lambda self, loop: None  # type: ignore[method-assign]
+        Answerer.lend_thread = lambda self: None  # type: ignore[method-assign]
     count_paths(reader)
     if parsed.drop_first_welcome:
         drop_first_welcome()

@@ -5,10 +5,11 @@
 Joins through ``consensus.aio`` with asyncio ``on_poll`` and ``on_vote``. ``on_poll``
 answers ``{"q": question, "by": NAME, "loop": True}`` (True when it runs on this loop);
 ``"raise"`` raises ``ValueError``; ``{"sleep": s}`` prints ``asleep`` and sleeps first
-(printing ``cancelled`` when cancelled); ``"big"`` answers 300 kB of bytes (too large for the loop's own send).
+(printing ``cancelled`` when cancelled); ``{"echo": v}`` answers ``v``; ``"big"`` answers
+300 kB of bytes (too large for the loop's own send).
 ``on_vote`` picks the first option. ``--drop-first-welcome``: the member ignores the
 host's first welcome, so the surveys sent meanwhile come before its welcome;
-``--backlog N``: the loop pauses once N surveys wait for trio.
+``--backlog N``: the loop pauses once N surveys wait for trio; ``--trio``: trio reads.
 
 Prints ``ready`` once joined; ``stats`` on stdin prints one JSON line (the member's
 statistics, its respondent's counters, how many surveys the loop answered itself and
@@ -40,6 +41,8 @@ async def main(args: argparse.Namespace) -> None:
 
     async def on_poll(question: Any) -> Any:
         here = asyncio.get_running_loop() is loop
+        if isinstance(question, dict) and "echo" in question:
+            return question["echo"]
         if question == "raise":
             raise ValueError(f"{args.name} refuses")
         if question == "big":

@@ -5,10 +5,10 @@
 Joins through ``consensus.blocking`` with plain ``on_poll`` and ``on_vote``. ``on_poll``
 answers ``{"q": question, "by": NAME, "crew": True}`` (True when the survey reader or its crew
 runs it); ``"raise"`` raises ``ValueError``; ``{"sleep": s}`` prints ``asleep``,
-sleeps, then prints ``woke``; ``"big"`` answers 300 kB of bytes (too large for the crew's
+sleeps, then prints ``woke``; ``{"echo": v}`` answers ``v``; ``"big"`` answers 300 kB of bytes (too large for the crew's
 own send). ``on_vote`` picks the first option. ``--drop-first-welcome``: the member ignores
 the host's first welcome, so the surveys sent meanwhile come before its welcome;
-``--backlog N``: the reader pauses once N surveys wait for trio (``--trio``: trio reads).
+``--backlog N``: the reader pauses once N surveys wait for trio; ``--trio``: trio reads.
 
 Prints ``ready`` once joined; ``stats`` on stdin prints one JSON line (the member's
 statistics, its respondent's counters, how many surveys the reader answered itself and
@@ -41,6 +41,8 @@ from consensus.room import thread_surveys
 def main(args: argparse.Namespace) -> None:
     def on_poll(question: Any) -> Any:
         crew = threading.current_thread().name in ("consensus survey reader", "consensus survey handler")
+        if isinstance(question, dict) and "echo" in question:
+            return question["echo"]
         if question == "raise":
             raise ValueError(f"{args.name} refuses")
         if question == "big":
@@ -71,11 +73,6 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = agent_parser("the reader")
-    parser.add_argument("--trio", action="store_true", help="trio reads the surveys (as before the reader)")
     parsed = parser.parse_args()
-    if parsed.trio:
-        from consensus.room.answering import Answerer
-
-        Answerer.lend_thread = lambda self: None  # type: ignore[method-assign]
     prepare(parsed, thread_surveys.ThreadSurveys)
     main(parsed)

@@ -4,9 +4,11 @@ A member's respondent may be lent to another thread before trio ever reads it: a
 loop (:class:`~consensus.room.loop_surveys.LoopSurveys`) or a reader thread of
 ``consensus.blocking`` (:class:`~consensus.room.thread_surveys.ThreadSurveys`). Either
 takes the surveys itself (:class:`patterns.SurveyTaker`, at most :data:`DRAIN` per
-wake-up), answers a welcomed member's polls and votes start to end (a frozen
+wake-up; read into fields as trio's receive reads them: the host's polls from their
+shape), answers a welcomed member's polls and votes start to end (a frozen
 :class:`~consensus.room.member_surveys.ReplyTicket`, the reply sent from its own thread
-with :meth:`patterns.IncomingSurvey.reply_threadsafe`, the handler's deadline kept on its
+with :meth:`patterns.IncomingSurvey.reply_threadsafe`, a poll's answer written from its
+shape, the handler's deadline kept on its
 own clock: exactly one answer, the handler's or ``Timeout``) and hands everything else to
 trio in order, where the :class:`~consensus.room.answering.Answerer` receives it as if it
 had read it itself. :class:`LentSurveys` is that part, whatever the driver; a driver says
@@ -49,7 +51,7 @@ from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import HandlerContext, Kind, set_current
 from consensus.runtime.handback import ignore_outcome
 from consensus.runtime.handlers import trio_deadline
-from patterns import Closed, IncomingSurvey, MessageTooLarge, Respondent, SurveyTaker, Taken
+from patterns import HOLE, Closed, IncomingSurvey, MessageTooLarge, Respondent, Shape, SurveyTaker, Taken
 
 __all__ = ["BACKLOG", "DRAIN", "GIVE_BACK", "Adopted", "GiveBack", "Item", "LentSurveys", "Pending"]
 
@@ -129,6 +131,14 @@ class LentSurveys:
         self.pausing = False  # trio's: it asked the reader to stop reading (the backlog)
         self.pauses = 0  # trio's: times the backlog stopped the reading
         self._contexts: dict[tuple[Kind, str], HandlerContext] = {}  # the reader's: one object per kind and asker
+        # As trio's Answerer: a poll's answer written from its shape, the host's polls read
+        # from theirs (the taker reads the respondent's expected shapes) once one came.
+        try:
+            self._answer_shape: Shape | None = respondent.shape(P.ANSWER, re=True, deadline=False,
+                                                                body=P.answer_body(HOLE), scalars=True)  # fmt: skip
+        except ValueError:  # a name with no common form: the common writer
+            self._answer_shape = None
+        self._host = ""  # the reader's: the sender of the polls the respondent expects
 
     # ------------------------------------------------------------------ the driver's part
     def _clock(self) -> float:
@@ -209,13 +219,28 @@ class LentSurveys:
             if got is None:
                 break
             if type(got) is IncomingSurvey:
-                ticket = protocol.ticket_elsewhere(next(self._keys), got.envelope, here)
+                if got.sender != self._host and got.kind == P.POLL:
+                    self._expect(got.sender)
+                ticket = protocol.ticket_elsewhere(next(self._keys), got.kind, got.body, here)
                 if ticket is not None:
                     self._begin(got, ticket)
                     continue
             for_trio.append(got)
         if for_trio:
             self._to_trio(for_trio)
+
+    def _expect(self, host: str) -> None:
+        """Read the polls of ``host`` from their shape (the reader's thread; trio's Answerer
+        does the same for the surveys it receives: either writes one whole tuple)."""
+        respondent = self._respondent
+        try:
+            shape = respondent.shape(P.POLL, re=False, deadline=True, body=P.poll_body(HOLE), sender=host,
+                                     scalars=True)  # fmt: skip
+        except ValueError:  # a name with no common form: the common reader reads them
+            respondent.expect()
+        else:
+            respondent.expect(shape)
+        self._host = host
 
     def give_back(self) -> None:
         """The reader failed: stop reading and let trio read the socket again, after what
@@ -239,7 +264,7 @@ class LentSurveys:
         with self._lock:
             self._pending[key] = job
         now = time.time()  # the survey's deadline travels on the wall clock
-        deadline = trio_deadline(survey.envelope.deadline, limit=self._handler_timeout, now=now)
+        deadline = trio_deadline(survey.wall, limit=self._handler_timeout, now=now)
         if deadline < math.inf:
             self._forget_answered()
             at = self._clock() + (deadline - now)
@@ -255,7 +280,7 @@ class LentSurveys:
         question = ticket.survey
         args = (question.question,) if question.kind == P.POLL else (question.motion, question.options)
         context = contextvars.copy_context()
-        context.run(set_current, self.context(kind, survey.envelope.sender))
+        context.run(set_current, self.context(kind, survey.sender))
         return args, context
 
     def context(self, kind: Kind, asker: str) -> HandlerContext:
@@ -320,12 +345,18 @@ class LentSurveys:
         self._reply(job, (ok, result))
 
     def _reply(self, job: Pending, outcome: tuple[bool, Any]) -> None:
-        frame, counter = job.ticket.reply(outcome)
-        survey = job.survey
+        ticket, survey = job.ticket, job.survey
+        shape = self._answer_shape
+        if outcome[0] and shape is not None and ticket.survey.kind == P.POLL:  # a poll's answer: its shape's hole
+            kind, body, inline, counter = P.ANSWER, None, ticket.inline, "polls_answered"
+        else:
+            frame, counter = ticket.reply(outcome)
+            kind, body, inline, shape = frame.kind, frame.body, frame.inline, None
         sent: int | Callable[[], int] | None = None
         with self._lock:  # booked in the send's critical section: trio's settle() sees every reply out
             try:
-                sent = survey.reply_threadsafe(frame.body, kind=frame.kind, ident=job.ident, inline=frame.inline)
+                sent = survey.reply_threadsafe(body, kind=kind, ident=job.ident, inline=inline, shape=shape,
+                                               hole=outcome[1])  # fmt: skip
             except Closed:  # the membership is ending: nobody hears it
                 survey.release_elsewhere()
                 return
@@ -366,5 +397,5 @@ class LentSurveys:
     def _lost_locked(self, job: Pending, exc: Exception) -> None:
         job.survey.release_elsewhere()
         log.warning("member %r could not send its reply to a %r: %s", self._protocol.name,
-                    job.survey.envelope.kind, exc)  # fmt: skip
+                    job.survey.kind, exc)  # fmt: skip
         self._counts["replies_lost"] = self._counts.get("replies_lost", 0) + 1

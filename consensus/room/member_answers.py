@@ -74,14 +74,14 @@ class SurveyAnswers:
         poll or a vote). Book the reply with :meth:`replied` once it is out."""
         return self._surveys.ticket(key, inline=self.inline)
 
-    def ticket_elsewhere(self, key: int, envelope: Envelope, here: frozenset[str]) -> ReplyTicket | None:
+    def ticket_elsewhere(self, key: int, kind: str, body: Any, here: frozenset[str]) -> ReplyTicket | None:
         """The ticket of a survey another thread (an asyncio loop) may answer start to end
         without this object: a complete poll or vote of a kind in ``here``, once welcomed,
         not an observer; None: hand it to :meth:`receive_survey`, in order. Reads only the
         state (one attribute). Book with :meth:`count_elsewhere`, or give back with :meth:`adopt`."""
         if self.state is not MemberState.JOINED or self.observer:
             return None
-        return self._surveys.ticket_elsewhere(key, envelope, here, inline=self.inline)
+        return self._surveys.ticket_elsewhere(key, kind, body, here, inline=self.inline)
 
     def adopt(self, ticket: ReplyTicket) -> None:
         """A survey answered elsewhere whose reply only :meth:`reply` can send (its key unused here)."""

@@ -187,16 +187,16 @@ class MemberSurveys:
             return None
         return ReplyTicket(key, survey, self.name, self.identity, inline)
 
-    def ticket_elsewhere(self, key: int, envelope: Envelope, here: frozenset[str], *,
+    def ticket_elsewhere(self, key: int, kind: str, body: Any, here: frozenset[str], *,
                          inline: bool) -> ReplyTicket | None:  # fmt: skip
         """The ticket of a poll or vote survey another thread answers without this object
-        ever holding it (a member's surveys read on an asyncio loop), if ``envelope`` is one
-        with a handler of a kind in ``here`` and all that handler needs; None: the driver
-        hands it to :meth:`receive` instead. Pure, and reads only what never changes."""
-        kind = envelope.kind
+        ever holding it (a member's surveys read on an asyncio loop), if the survey of
+        ``kind`` and ``body`` (its envelope's fields, or as read without one) is one with a
+        handler of a kind in ``here`` and all that handler needs; None: the driver hands it
+        to :meth:`receive` instead. Pure, and reads only what never changes."""
         if kind not in here or self._handlers.get(kind) is None:
             return None
-        survey = P.parse_survey(envelope)
+        survey = P.survey_of(kind, body)
         return ReplyTicket(key, survey, self.name, self.identity, inline) if survey.complete else None
 
     def adopt(self, ticket: ReplyTicket) -> None:
