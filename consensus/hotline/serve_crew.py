@@ -88,6 +88,8 @@ class Crew(ThreadAsks):
         self._busy = 0  # threads running a handler
         self._queue: deque[_Job] = deque()
         self._stalled = False  # QUEUE asks wait: the leader does not read
+        self._recall = False  # trio asks: the leader gives the line to trio (ThreadServer.recall)
+        self._trio_reads = False  # ... and trio reads it now: nobody here leads until relend
         self._answered = 0  # answers since trio last settled them
         self._batch: list[tuple[Fields, int]] = []  # the leader's: frames taken for trio
         self._poll_wake = select.poll()  # the leader's while it must not read (stalled, backlog)
@@ -188,7 +190,7 @@ class Crew(ThreadAsks):
                 if self._stalled and len(self._queue) < QUEUE:
                     self._stalled = False
                     os.eventfd_write(self._wake, 1)  # the leader reads again
-            elif self._leader is None:
+            elif self._leader is None and not self._trio_reads:
                 self._leader, nxt = hand, _Next.LEAD
             elif INLINE and self._watch.hand is None:
                 self._watch.arm(hand, wake=False)  # (this thread: it looks next)
@@ -205,12 +207,14 @@ class Crew(ThreadAsks):
         thread runs it), or the line closes (STOP)."""
         pair, book, batch = self._pair, self._book, self._batch
         while True:
+            if self._recall:
+                return self._recalled(hand)
             quiet = self._full or self._stalled
             if not self._woken((self._poll_wake if quiet else self._poll).poll()):
                 return self._leave(hand)
             if self.baton is not Baton.SERVED:
                 return self._leave(hand)
-            if quiet:
+            if quiet or self._recall:
                 continue
             taken = 0
             while taken < DRAIN and not (self._full or self._stalled) and self.baton is Baton.SERVED:
@@ -264,7 +268,7 @@ class Crew(ThreadAsks):
                     return _Next.LEAD
                 if watch.hand is not hand:
                     return _Next.STOP
-                if watch.overdue(poked):
+                if watch.overdue(poked) and not self._trio_reads:
                     watch.take_over()  # (the old leader learns it when its handler returns)
                     self._leader = hand
                     self.takeovers += 1
@@ -340,6 +344,24 @@ class Crew(ThreadAsks):
         if tell:
             self._soon_in_trio()
         return mine
+
+    def _recalled(self, hand: Hand) -> _Next:
+        """(The leader.) Trio asks: it gets the line, what was read for it first; wait."""
+        with self._lock:
+            handed = self.baton is Baton.SERVED and self._recall
+            if handed:
+                self._recall, self._trio_reads = False, True
+                self._for_trio += self._batch
+                self._batch.clear()
+                self._leader = None
+                self._idle.append(hand)
+        if not handed:  # (closing, or a thread failed)
+            return self._leave(hand)
+        self._soon_in_trio(self._taken_back)
+        return _Next.WAIT
+
+    def _taken_back(self) -> None:
+        """(Trio.) The leader left the line for trio's asks: trio reads it (ThreadServer's)."""
 
     def _flush_locked(self) -> bool:
         """The leader's batch to trio's list, in order, and that the peer was heard (the lock
