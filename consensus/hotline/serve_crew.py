@@ -1,4 +1,4 @@
-"""The roles of the threads that read a lent blocking line and serve its plain ``on_ask``
+"""The roles of the threads that read a lent line and serve its plain ``on_ask``
 (:mod:`consensus.hotline.thread_serve`; docs/asyncio.md §4.10): leader/followers with a watch.
 
 * The **leader** ``poll``s NNG's receive descriptor (the GIL released) and takes frames with

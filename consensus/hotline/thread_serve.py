@@ -1,9 +1,9 @@
-"""A blocking line's plain ``on_ask`` served by the threads that read the line (docs/asyncio.md §4.10).
+"""A line's plain ``on_ask`` served by the threads that read the line (docs/asyncio.md §4.10).
 
 Through the trio path a plain ``on_ask`` costs two wake-ups per ask: NNG wakes trio, trio
 reads the ask and wakes a handler thread (``consensus/hotline/threaded.py``), which runs the
-handler and sends the answer. Here, for a line opened with ``consensus.blocking.hotline``
-and a plain ``on_ask`` (unsealed), the line is lent to a crew of plain threads before trio
+handler and sends the answer. Here, for a line opened with ``consensus.hotline`` or
+``consensus.blocking.hotline`` and a plain ``on_ask`` (unsealed), the line is lent to a crew of plain threads before trio
 ever reads it (:meth:`Reader.lend <consensus.hotline.reader.Reader.lend>`, as
 :mod:`consensus.hotline.foreign` lends a line to an asyncio loop): the thread that takes an
 ask off the line runs the handler and sends the answer, so the critical path is NNG → one
@@ -20,6 +20,13 @@ this module is the line's side:
 * Blocking asks made on the same line (``line.ask`` from plain threads) keep
   ``ThreadAsks.ask`` with the baton at ``SERVED``: the asking thread sends and waits on its
   lock, and the reading thread hands it its answer.
+* Trio's asks on a trio line (``recalls``) take the line back while they run
+  (:meth:`ThreadServer.recall`): the leader hands it to trio as it next looks, trio's askers
+  read their own answers, and the receive loop lends it again between two frames once trio
+  has had no ask open for a whole :data:`~consensus.hotline.reader.LEASE`
+  (:meth:`ThreadServer.relend`); asks for the handler that trio reads meanwhile take the
+  trio path. Else each answer to a trio ask would cross from the crew into trio: measured
+  about 1.5x the ask of a line trio reads.
 * The books: answers go through :class:`~consensus.hotline.threaded.ThreadAnswers` (its
   lock, the connection check, and the records trio settles now and then and before
   ``statistics()``), as from trio's handler threads.
