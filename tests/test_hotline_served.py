@@ -131,14 +131,50 @@ async def test_a_long_handler_does_not_stop_a_served_trio_line(address: Address)
             assert [await b.ask(i, timeout=10) for i in range(10)] == [{"plain": i} for i in range(10)]
             assert await a.ask("while it hangs", timeout=10) == {"echo": "while it hangs"}
             assert crew.takeovers >= 1
-            for i in range(6):  # one handler thread left for them, the rest wait in the crew's queue
-                nursery.start_soon(functools.partial(b.ask, i, timeout=10))
+            outcomes: list[Any] = []
+
+            async def ask(i: int) -> None:
+                try:
+                    outcomes.append(await b.ask(i, timeout=10))
+                except consensus.RemoteError as exc:
+                    outcomes.append(exc.type)
+
+            for i in range(6):  # one handler thread left for them: answered, or Busy as on trio's path
+                nursery.start_soon(ask, i)
+            await _until(lambda: len(outcomes) == 6)
             assert not hung
             handler.release.set()
         stats = a.statistics()
     assert hung == [{"plain": {"hang": 1}}]
+    assert all(o == "Busy" or o == {"plain": o["plain"]} for o in outcomes), outcomes
     assert handler.most <= 2  # handler_threads
     assert stats.asks_served == 17 and stats.asks_answered == 1 and stats.asks_open == 0
+
+
+async def test_a_served_trio_line_answers_busy_as_trios_path_does(address: Address) -> None:
+    where, handler = address("ipc"), Blocking()
+    async with consensus.hotline(listen=where, name="a", on_ask=handler, handler_threads=1) as a, \
+               consensus.hotline(dial=where, name="b", on_ask=_echo) as b, trio.open_nursery() as nursery:  # fmt: skip
+        await b.wait_connected()
+        crew = _crew(a)
+        hung: list[Any] = []
+
+        async def hang() -> None:
+            hung.append(await b.ask({"hang": 1}, timeout=30))
+
+        nursery.start_soon(hang)
+        await trio.to_thread.run_sync(handler.started.wait)
+        with pytest.raises(consensus.RemoteError) as info:
+            await b.ask("one too many", timeout=10)
+        assert info.value.type == "Busy"
+        assert "all 1 handler threads are still running earlier calls of" in info.value.message
+        assert crew.threads <= 2 and not a._reader.recalled
+        handler.release.set()
+        await _until(lambda: bool(hung))
+        assert await b.ask("room again", timeout=10) == {"plain": "room again"}
+        stats = a.statistics()
+    assert hung == [{"plain": {"hang": 1}}] and handler.most == 1
+    assert stats.asks_served == 3 and stats.asks_open == 0
 
 
 async def test_closing_a_served_trio_line_while_its_handler_runs(address: Address) -> None:

@@ -15,7 +15,8 @@
 * **Followers** wait on their own lock to be promoted, made the watch, or ended.
 * At most ``handler_threads`` handlers run and ``handler_threads + 1`` threads exist; an ask
   taken while every handler thread is busy waits in a queue the next thread to finish takes
-  from; while :data:`QUEUE` wait the leader does not read (:attr:`Crew.stalls`).
+  from; while :data:`QUEUE` wait the leader does not read (:attr:`Crew.stalls`). A trio
+  line's crew (``refuses``) answers it ``Busy`` at once instead, as trio's path does.
 * A thread that fails (a bug of ours) gives the line back to trio with what the crew held.
 
 Thread safety: the leader alone receives from the socket and polls; leadership, the roles,
@@ -76,8 +77,9 @@ class Crew(ThreadAsks):
     handler, who watches (the roles); :class:`~consensus.hotline.thread_serve.ThreadServer` adds
     the line's side (closing, trio's backlog, joining)."""
 
-    def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int) -> None:
+    def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int, *, refuses: bool = False) -> None:
         super().__init__(line)
+        self._refuses = refuses  # every handler thread busy: answer Busy (else queue the ask)
         self.baton = Baton.SERVED
         self._answers = answers
         self._limit = handler_threads
@@ -308,13 +310,19 @@ class Crew(ThreadAsks):
 
     def _take(self, hand: Hand, job: _Job) -> bool:
         """(The leader.) An ask for the handler: True when this thread runs it (the leadership
-        passed on); False when it waits for a free handler thread."""
+        passed on); False when it waits for a free handler thread (or was refused)."""
         start: Hand | None = None
+        refused = settle = False
         with self._lock:
             tell = self._flush_locked()
             if self.baton is not Baton.SERVED:  # the crew failed meanwhile: trio serves it
                 self._for_trio.append(job.got)
                 mine = False
+            elif self._busy >= self._limit and self._refuses:
+                mine, refused = False, True
+                self._answered += 1  # (its record waits for trio's settling, as an answer's)
+                if self._answered >= SETTLE_EVERY:
+                    self._answered, settle = 0, True
             elif self._busy >= self._limit:
                 self._queue.append(job)
                 if len(self._queue) >= QUEUE:
@@ -341,8 +349,12 @@ class Crew(ThreadAsks):
                     start.poke()
         if start is not None:
             start.thread.start()
+        if refused:
+            self._answers.refuse(job.ticket, self._limit)
         if tell:
             self._soon_in_trio()
+        if settle:
+            self._soon_in_trio(self._settle_answers)
         return mine
 
     def _recalled(self, hand: Hand) -> _Next:

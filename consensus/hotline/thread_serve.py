@@ -71,7 +71,7 @@ class ThreadServer(Crew):
     """A line read by the threads that serve its plain ``on_ask``; made by :func:`serve`."""
 
     def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int, *, recalls: bool) -> None:
-        super().__init__(line, answers, handler_threads)
+        super().__init__(line, answers, handler_threads, refuses=recalls)  # (a trio line's: Busy as trio's path)
         self._recalls = recalls  # trio's asks take the line back while they run (a trio line's)
         self._asked_at = -math.inf  # (trio's clock) when trio last asked
         self.recalls = 0  # times trio took the line back for its asks
