@@ -1,8 +1,8 @@
 """A trio line whose plain ``on_ask`` is served by the threads that read it
 (``consensus/hotline/opening.py`` lends it to ``thread_serve.ThreadServer``): the crew runs
 the handler, trio's own asks take the line back while they run and lend it again after a
-lease, a long handler, the handler-thread bound, closing while a handler runs, the peer
-dying, and the order of values across the hand-overs (hypothesis). Two lines in one process
+lease, a long handler, the handler-thread bound (``Busy``, as on trio's path), closing while a
+handler runs, the peer dying, and the order of values across the hand-overs (hypothesis). Two lines in one process
 where the test must look inside; a child process (``tests/asking_agent.py``) for the rest."""
 
 from __future__ import annotations
