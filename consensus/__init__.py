@@ -45,7 +45,8 @@ from consensus.errors import (
     RoomUnavailable,
 )
 from consensus.failure import Failure
-from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState, hotline
+from consensus.hotline.line import Hotline, HotlineStatistics, IncomingAsk, LineState
+from consensus.hotline.opening import hotline
 from consensus.room.host import Room, RoomStatistics
 from consensus.room.hosting import host
 from consensus.room.joining import join

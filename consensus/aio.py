@@ -42,6 +42,7 @@ from consensus.bridge.opening import AioOpening, aio_opener
 from consensus.bridge.proxy import AioIterator, AioProxy
 from consensus.bridge.surveys import aio_join_opener
 from consensus.hotline.foreign import NOT_HERE, lent
+from consensus.hotline.opening import open_line
 from consensus.work.task import Outcome
 
 __all__ = [
@@ -130,7 +131,7 @@ class Member(surface.MemberSurface, AioProxy):
 
 host = aio_opener(_c.host, Room)
 join = aio_join_opener(_c.join, Member)
-hotline = aio_line_opener(_c.hotline, Hotline)
+hotline = aio_line_opener(_c.hotline, Hotline, opens=open_line)
 Dispatcher = aio_opener(_c.Dispatcher, OpenDispatcher)
 Worker = aio_opener(_c.Worker, OpenWorker)
 __getattr__ = surface.rest_of_consensus(__name__)  # values, rules, exceptions: the same names

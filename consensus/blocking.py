@@ -38,6 +38,7 @@ from consensus.bridge.opening import BlockingOpening, blocking_opener
 from consensus.bridge.proxy import BlockingIterator, BlockingProxy
 from consensus.bridge.surveys import blocking_join_opener
 from consensus.hotline.foreign import NOT_HERE
+from consensus.hotline.opening import open_line
 from consensus.hotline.thread_asks import attached
 from consensus.work.task import Outcome
 
@@ -130,7 +131,7 @@ class Member(surface.MemberSurface, BlockingProxy):
 
 host = blocking_opener(_c.host, Room)
 join = blocking_join_opener(_c.join, Member)  # its surveys read on a thread (docs/asyncio.md §4.7)
-hotline = blocking_line_opener(_c.hotline, Hotline)
+hotline = blocking_line_opener(_c.hotline, Hotline, opens=open_line)
 Dispatcher = blocking_opener(_c.Dispatcher, OpenDispatcher)
 Worker = blocking_opener(_c.Worker, OpenWorker)
 __getattr__ = surface.rest_of_consensus(__name__)  # values, rules, exceptions: the same names

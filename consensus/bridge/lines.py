@@ -87,27 +87,31 @@ class AioLineOpening(AioOpening[X]):
         return await super().__aexit__(exc_type, exc, tb)
 
 
-def aio_line_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
-                    proxy: type[X]) -> Callable[P, AioLineOpening[X]]:  # fmt: skip
-    """``consensus.hotline`` for asyncio callers, read on their loop."""
+def aio_line_opener(factory: Callable[P, AbstractAsyncContextManager[Any]], proxy: type[X], *,
+                    opens: Callable[P, AbstractAsyncContextManager[Any]] | None = None) -> Callable[P, AioLineOpening[X]]:  # fmt: skip
+    """``consensus.hotline`` for asyncio callers, read on their loop; ``opens`` (the same
+    signature) opens the line when ``factory`` would lend it elsewhere first (``open_line``)."""
+    opening = factory if opens is None else opens
 
     @functools.wraps(factory)
     def open_(*args: P.args, **kwargs: P.kwargs) -> AioLineOpening[X]:
-        return AioLineOpening(factory, proxy, args, kwargs)
+        return AioLineOpening(opening, proxy, args, kwargs)
 
     _returns(open_, factory, f"AioLineOpening[{proxy.__module__}.{proxy.__name__}]")
     return open_
 
 
-def blocking_line_opener(factory: Callable[P, AbstractAsyncContextManager[Any]],
-                         proxy: type[X]) -> Callable[P, BlockingOpening[X]]:  # fmt: skip
-    """``consensus.hotline`` for plain code, its asks sent from the caller's thread."""
+def blocking_line_opener(factory: Callable[P, AbstractAsyncContextManager[Any]], proxy: type[X], *,
+                         opens: Callable[P, AbstractAsyncContextManager[Any]] | None = None) -> Callable[P, BlockingOpening[X]]:  # fmt: skip
+    """``consensus.hotline`` for plain code, its asks sent from the caller's thread; ``opens``
+    as for :func:`aio_line_opener`."""
     opener = blocking_opener(factory, proxy)
+    opening_factory = factory if opens is None else opens
 
     @functools.wraps(opener)
     def open_(*args: P.args, **kwargs: P.kwargs) -> BlockingOpening[X]:
         opening = opener(*args, **kwargs)
-        opening._factory = functools.partial(_asked_from_threads, factory)
+        opening._factory = functools.partial(_asked_from_threads, opening_factory)
         return opening
 
     return open_

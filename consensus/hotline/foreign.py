@@ -140,6 +140,12 @@ class ForeignReader(LoopAsks):
     def reclaim(self, *, idle_only: bool = True) -> bool:
         return False
 
+    def recall(self) -> None:
+        pass  # (the loop's asks and trio's share its reading)
+
+    def relend(self) -> bool:
+        return False
+
     def drained(self) -> None:
         if self._pausing:
             self._pausing = False

@@ -43,7 +43,6 @@ import math
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -59,11 +58,8 @@ from consensus.hotline.serve import QUEUE, IncomingAsk, Server
 from consensus.hotline.statistics import HotlineStatistics, line_statistics
 from consensus.hotline.wait import AnswerSlot, AskTimer
 from consensus.hotline.wakes import Wakes, current
-from consensus.runtime.service import service_nursery
 from consensus.trust.line import LineKeys
-from consensus.trust.secret import Secret, as_secret, prf
 from patterns import (
-    DEFAULT_MAX_MESSAGE_SIZE,
     MAX_SENDER_LENGTH,
     Closed,
     ConsensusError,
@@ -74,11 +70,11 @@ from patterns import (
     Unsent,
 )  # fmt: skip
 
-__all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "LineState", "hotline"]
+__all__ = ["Hotline", "HotlineStatistics", "IncomingAsk", "LineState"]
 
 
 class Hotline:
-    """One end of a hotline. Create it with :func:`hotline`."""
+    """One end of a hotline. Create it with :func:`consensus.hotline`."""
 
     def __init__(self, address: str, *, listen: bool, name: str, on_ask: Callable[..., Any] | None,
                  heartbeat: float, missed_heartbeats: int, handler_threads: int, max_message_size: int,
@@ -215,6 +211,8 @@ class Hotline:
         self._waiters[ask_id] = slot
         closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
+            if reader.foreign is not None:  # a line lent to a plain handler's threads: trio reads while it asks
+                reader.foreign.recall()
             wall_deadline = time.time() + timeout
             sent = protocol.connected and self._link.send_ask_now(ask_id, value, wall_deadline)
             if not sent:  # (an Unsent: written, NNG would wait; else it is written now)
@@ -266,6 +264,8 @@ class Hotline:
         send, receive = trio.open_memory_channel[Answer](QUEUE)
         self._waiters[ask_id] = send
         try:
+            if self._reader.foreign is not None:
+                self._reader.foreign.recall()
             sent = self._protocol.connected and self._link.send_now(envelope)
             if not sent:
                 later = sent if type(sent) is Unsent else envelope
@@ -333,42 +333,3 @@ class Hotline:
         p = self._protocol.statistics()
         s = self._link.pair.statistics()
         return line_statistics(self.connected, t, p, s, foreign_open, held_back)
-
-
-@asynccontextmanager
-async def hotline(*, listen: str | None = None, dial: str | None = None, name: str = "",
-                  on_ask: Callable[..., Any] | None = None, heartbeat: float = 1.0, missed_heartbeats: int = 3,
-                  handler_threads: int = 4, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                  tls: TLSConfig | None = None, secret: Secret | bytes | str | None = None,
-                  keys: LineKeys | None = None) -> AsyncIterator[Hotline]:  # fmt: skip
-    """Open a hotline: ``listen="tcp://host:port"`` or ``dial="tcp://host:port"``, exactly one.
-
-    With ``secret`` (the same on both ends) every frame is sealed and checked, a stranger's
-    are refused before decoding (counted in the socket's ``unauthenticated``), and a
-    recorded line cannot be replayed into a new one (``docs/security.md``). ``keys`` is the
-    room's way in for lines between members (they are keyed per pair of members)."""
-    if (listen is None) == (dial is None):
-        raise ValueError(f"hotline(listen={listen!r}, dial={dial!r}): give exactly one of listen= or dial=")
-    address = listen if listen is not None else dial
-    if not isinstance(address, str):
-        raise TypeError(f"hotline(): the address must be text like 'tcp://host:port', got {address!r:.100}")
-    line = Hotline(address, listen=listen is not None, name=name or ("listener" if listen else "dialer"),
-                   on_ask=on_ask, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                   handler_threads=handler_threads, max_message_size=max_message_size, tls=tls,
-                   keys=_line_keys(secret, keys, listen is not None))  # fmt: skip
-    async with line._link.pair, service_nursery() as nursery:
-        await line._run(nursery)
-        try:
-            yield line
-        finally:
-            nursery.cancel_scope.cancel()
-            line._close()
-
-
-def _line_keys(secret: Secret | bytes | str | None, keys: LineKeys | None, listener: bool) -> LineKeys | None:
-    value = as_secret(secret)
-    if value is not None and keys is not None:
-        raise ValueError("hotline(): give secret= or keys=, not both")
-    if value is None:
-        return keys
-    return LineKeys(prf(value.room_key, b"hotline"), listener=listener)

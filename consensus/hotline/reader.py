@@ -83,6 +83,14 @@ class Lent(Protocol):
         no thread asked during the lease that just ended; the frames threads read for trio
         are handed over first."""
 
+    def recall(self) -> None:
+        """A trio task asks on the line (trio's thread): a reader the line is lent to for
+        good may give it back while trio asks (:meth:`Reader.recalled_for_asks`)."""
+
+    def relend(self) -> bool:
+        """(The receive loop, between frames, after :meth:`Reader.recalled_for_asks`.) True: the line
+        is lent again, trio no longer reads it."""
+
 
 class Reader:
     """The reading side of one end of a hotline, and the waiters of its open asks."""
@@ -109,6 +117,7 @@ class Reader:
         self.foreign: Lent | None = None  # asks from another thread (attach), which may read the line (lend)
         self._looped = False  # a receive loop has run: lending now could race its read
         self._aside = False  # plain threads read the line for now (aside, take_back)
+        self.recalled = False  # trio reads a lent line for its asks for now (recalled, Lent.relend)
 
     def attach(self, foreign: Lent) -> None:
         """``foreign`` asks from other threads; this side reads the line and hands it their
@@ -130,6 +139,14 @@ class Reader:
     def unlend(self) -> None:
         """The reader the line was lent to failed: trio reads it again; ``foreign`` stays
         attached, as by :meth:`attach` (trio's thread)."""
+        self.recalled = False
+        self.reading = None
+        self.wake_receiver()
+
+    def recalled_for_asks(self) -> None:
+        """The reader the line is lent to gave it back while trio asks: trio reads it until the
+        receive loop lends it again between two frames (:meth:`Lent.relend`) (trio's thread)."""
+        self.recalled = True
         self.reading = None
         self.wake_receiver()
 
@@ -339,6 +356,9 @@ class Reader:
                     return  # another task receives now (see Server._serve_inline)
             except Closed:
                 return
+            # A lent line trio took back for its asks: lent again between frames (nobody reads now).
+            if self.recalled and self.reading is None and not self.handed_over:
+                self._relend()
             if self._asker_woken:
                 # An asker just got its answer and may ask again at once: wait until its ask
                 # is over (it wakes this task), so that its next ask reads the line itself.
@@ -347,6 +367,11 @@ class Reader:
                     self.idle = True
                     self._parked = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _relend(self) -> None:
+        if self.foreign is not None and self.foreign.relend():
+            self.recalled = False
+            self.reading = AnswerSlot()  # never filled, as in lend()
 
     async def _act(self, event: Event) -> bool:
         """Act on one event but an ask (:meth:`Server.handle`'s); returns False when this task

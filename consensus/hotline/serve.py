@@ -2,7 +2,9 @@
 
 An ask is answered by ``on_ask`` (inline in the receiving task for an async function; in a
 thread that sends the answer itself for a plain function, and on its asyncio loop for an
-asyncio handler of the bridge, :mod:`consensus.hotline.threaded`;
+asyncio handler of the bridge, :mod:`consensus.hotline.threaded` (an unsealed line's plain
+handler mostly never reaches this module: its asks are read and answered by the serving
+threads of :mod:`consensus.hotline.thread_serve`);
 in a task of its own for an async generator, and for a plain function when the thread
 cannot send) or queued for :meth:`~consensus.Hotline.receive_ask`. See the module
 docstring of :mod:`consensus.hotline.line`.

@@ -1,4 +1,4 @@
-"""The roles of the threads that read a lent blocking line and serve its plain ``on_ask``
+"""The roles of the threads that read a lent line and serve its plain ``on_ask``
 (:mod:`consensus.hotline.thread_serve`; docs/asyncio.md §4.10): leader/followers with a watch.
 
 * The **leader** ``poll``s NNG's receive descriptor (the GIL released) and takes frames with
@@ -15,7 +15,8 @@
 * **Followers** wait on their own lock to be promoted, made the watch, or ended.
 * At most ``handler_threads`` handlers run and ``handler_threads + 1`` threads exist; an ask
   taken while every handler thread is busy waits in a queue the next thread to finish takes
-  from; while :data:`QUEUE` wait the leader does not read (:attr:`Crew.stalls`).
+  from; while :data:`QUEUE` wait the leader does not read (:attr:`Crew.stalls`). A trio
+  line's crew (``refuses``) answers it ``Busy`` at once instead, as trio's path does.
 * A thread that fails (a bug of ours) gives the line back to trio with what the crew held.
 
 Thread safety: the leader alone receives from the socket and polls; leadership, the roles,
@@ -76,8 +77,9 @@ class Crew(ThreadAsks):
     handler, who watches (the roles); :class:`~consensus.hotline.thread_serve.ThreadServer` adds
     the line's side (closing, trio's backlog, joining)."""
 
-    def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int) -> None:
+    def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int, *, refuses: bool = False) -> None:
         super().__init__(line)
+        self._refuses = refuses  # every handler thread busy: answer Busy (else queue the ask)
         self.baton = Baton.SERVED
         self._answers = answers
         self._limit = handler_threads
@@ -88,6 +90,8 @@ class Crew(ThreadAsks):
         self._busy = 0  # threads running a handler
         self._queue: deque[_Job] = deque()
         self._stalled = False  # QUEUE asks wait: the leader does not read
+        self._recall = False  # trio asks: the leader gives the line to trio (ThreadServer.recall)
+        self._trio_reads = False  # ... and trio reads it now: nobody here leads until relend
         self._answered = 0  # answers since trio last settled them
         self._batch: list[tuple[Fields, int]] = []  # the leader's: frames taken for trio
         self._poll_wake = select.poll()  # the leader's while it must not read (stalled, backlog)
@@ -188,7 +192,7 @@ class Crew(ThreadAsks):
                 if self._stalled and len(self._queue) < QUEUE:
                     self._stalled = False
                     os.eventfd_write(self._wake, 1)  # the leader reads again
-            elif self._leader is None:
+            elif self._leader is None and not self._trio_reads:
                 self._leader, nxt = hand, _Next.LEAD
             elif INLINE and self._watch.hand is None:
                 self._watch.arm(hand, wake=False)  # (this thread: it looks next)
@@ -205,12 +209,14 @@ class Crew(ThreadAsks):
         thread runs it), or the line closes (STOP)."""
         pair, book, batch = self._pair, self._book, self._batch
         while True:
+            if self._recall:
+                return self._recalled(hand)
             quiet = self._full or self._stalled
             if not self._woken((self._poll_wake if quiet else self._poll).poll()):
                 return self._leave(hand)
             if self.baton is not Baton.SERVED:
                 return self._leave(hand)
-            if quiet:
+            if quiet or self._recall:
                 continue
             taken = 0
             while taken < DRAIN and not (self._full or self._stalled) and self.baton is Baton.SERVED:
@@ -264,7 +270,7 @@ class Crew(ThreadAsks):
                     return _Next.LEAD
                 if watch.hand is not hand:
                     return _Next.STOP
-                if watch.overdue(poked):
+                if watch.overdue(poked) and not self._trio_reads:
                     watch.take_over()  # (the old leader learns it when its handler returns)
                     self._leader = hand
                     self.takeovers += 1
@@ -304,13 +310,19 @@ class Crew(ThreadAsks):
 
     def _take(self, hand: Hand, job: _Job) -> bool:
         """(The leader.) An ask for the handler: True when this thread runs it (the leadership
-        passed on); False when it waits for a free handler thread."""
+        passed on); False when it waits for a free handler thread (or was refused)."""
         start: Hand | None = None
+        refused = settle = False
         with self._lock:
             tell = self._flush_locked()
             if self.baton is not Baton.SERVED:  # the crew failed meanwhile: trio serves it
                 self._for_trio.append(job.got)
                 mine = False
+            elif self._busy >= self._limit and self._refuses:
+                mine, refused = False, True
+                self._answered += 1  # (its record waits for trio's settling, as an answer's)
+                if self._answered >= SETTLE_EVERY:
+                    self._answered, settle = 0, True
             elif self._busy >= self._limit:
                 self._queue.append(job)
                 if len(self._queue) >= QUEUE:
@@ -337,9 +349,31 @@ class Crew(ThreadAsks):
                     start.poke()
         if start is not None:
             start.thread.start()
+        if refused:
+            self._answers.refuse(job.ticket, self._limit)
         if tell:
             self._soon_in_trio()
+        if settle:
+            self._soon_in_trio(self._settle_answers)
         return mine
+
+    def _recalled(self, hand: Hand) -> _Next:
+        """(The leader.) Trio asks: it gets the line, what was read for it first; wait."""
+        with self._lock:
+            handed = self.baton is Baton.SERVED and self._recall
+            if handed:
+                self._recall, self._trio_reads = False, True
+                self._for_trio += self._batch
+                self._batch.clear()
+                self._leader = None
+                self._idle.append(hand)
+        if not handed:  # (closing, or a thread failed)
+            return self._leave(hand)
+        self._soon_in_trio(self._taken_back)
+        return _Next.WAIT
+
+    def _taken_back(self) -> None:
+        """(Trio.) The leader left the line for trio's asks: trio reads it (ThreadServer's)."""
 
     def _flush_locked(self) -> bool:
         """The leader's batch to trio's list, in order, and that the peer was heard (the lock

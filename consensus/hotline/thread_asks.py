@@ -192,6 +192,12 @@ class ThreadAsks:
     def held_back(self) -> int:
         return self.yields
 
+    def recall(self) -> None:
+        pass  # (trio's asks take the line back by want_line, as from ASIDE)
+
+    def relend(self) -> bool:
+        return False
+
     def settle(self) -> int:
         return self._book.settle(self._protocol, self._pair.count_sent)
 

@@ -1,9 +1,9 @@
-"""A blocking line's plain ``on_ask`` served by the threads that read the line (docs/asyncio.md §4.10).
+"""A line's plain ``on_ask`` served by the threads that read the line (docs/asyncio.md §4.10).
 
 Through the trio path a plain ``on_ask`` costs two wake-ups per ask: NNG wakes trio, trio
 reads the ask and wakes a handler thread (``consensus/hotline/threaded.py``), which runs the
-handler and sends the answer. Here, for a line opened with ``consensus.blocking.hotline``
-and a plain ``on_ask`` (unsealed), the line is lent to a crew of plain threads before trio
+handler and sends the answer. Here, for a line opened with ``consensus.hotline`` or
+``consensus.blocking.hotline`` and a plain ``on_ask`` (unsealed), the line is lent to a crew of plain threads before trio
 ever reads it (:meth:`Reader.lend <consensus.hotline.reader.Reader.lend>`, as
 :mod:`consensus.hotline.foreign` lends a line to an asyncio loop): the thread that takes an
 ask off the line runs the handler and sends the answer, so the critical path is NNG → one
@@ -20,6 +20,13 @@ this module is the line's side:
 * Blocking asks made on the same line (``line.ask`` from plain threads) keep
   ``ThreadAsks.ask`` with the baton at ``SERVED``: the asking thread sends and waits on its
   lock, and the reading thread hands it its answer.
+* Trio's asks on a trio line (``recalls``) take the line back while they run
+  (:meth:`ThreadServer.recall`): the leader hands it to trio as it next looks, trio's askers
+  read their own answers, and the receive loop lends it again between two frames once trio
+  has had no ask open for a whole :data:`~consensus.hotline.reader.LEASE`
+  (:meth:`ThreadServer.relend`); asks for the handler that trio reads meanwhile take the
+  trio path. Else each answer to a trio ask would cross from the crew into trio: measured
+  about 1.5x the ask of a line trio reads.
 * The books: answers go through :class:`~consensus.hotline.threaded.ThreadAnswers` (its
   lock, the connection check, and the records trio settles now and then and before
   ``statistics()``), as from trio's handler threads.
@@ -39,14 +46,18 @@ crew's fields.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from typing import Final
 
 from consensus.hotline.line import Hotline
+from consensus.hotline.reader import LEASE
 from consensus.hotline.serve_crew import Crew
 from consensus.hotline.thread_asks import CLOSE_WAIT, Baton
+from consensus.hotline.threaded import ThreadAnswers
+from consensus.runtime.watch import Hand
 
 __all__ = ["JOIN_WAIT", "SERVE_IN_THREADS", "ThreadServer", "serve"]
 
@@ -57,9 +68,57 @@ JOIN_WAIT: Final = 5.0  # seconds join() waits for handlers still running when t
 
 
 class ThreadServer(Crew):
-    """A blocking line read by the threads that serve its plain ``on_ask``; made by :func:`serve`."""
+    """A line read by the threads that serve its plain ``on_ask``; made by :func:`serve`."""
+
+    def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int, *, recalls: bool) -> None:
+        super().__init__(line, answers, handler_threads, refuses=recalls)  # (a trio line's: Busy as trio's path)
+        self._recalls = recalls  # trio's asks take the line back while they run (a trio line's)
+        self._asked_at = -math.inf  # (trio's clock) when trio last asked
+        self.recalls = 0  # times trio took the line back for its asks
 
     # ------------------------------------------------------------------ trio's side
+    def recall(self) -> None:
+        if not self._recalls:
+            return
+        self._asked_at = self._reader.now()
+        if self._trio_reads or self._recall:
+            return  # (trio reads already, or soon)
+        with self._lock:
+            if self.baton is not Baton.SERVED or self._trio_reads or self._recall:
+                return
+            self.recalls += 1
+            if self._leader is not None:
+                self._recall = True  # the leader gives the line to trio as it next looks (_recalled)
+                if self._reading_locked():
+                    os.eventfd_write(self._wake, 1)  # it polls: wake it
+                return
+            self._trio_reads = True  # (nobody leads: trio reads at once)
+        self._taken_back()
+
+    def _taken_back(self) -> None:
+        self._into_trio()
+        if self._trio_reads and self.baton is Baton.SERVED:
+            self._reader.recalled_for_asks()
+
+    def relend(self) -> bool:
+        """Lend the line to the crew again once trio has no ask open and asked none for a
+        whole :data:`~consensus.hotline.reader.LEASE` (the receive loop, between frames)."""
+        if self._reader.waiters or self._reader.now() - self._asked_at < LEASE:
+            return False
+        start: Hand | None = None
+        with self._lock:
+            if self.baton is not Baton.SERVED or not self._trio_reads:
+                return False
+            self._trio_reads = False
+            hand = self._watch.release() or (self._idle.pop() if self._idle else None)
+            if hand is None:  # (every thread runs a handler: fewer than handler_threads + 1 threads)
+                hand = start = self._spawn_locked()
+            self._leader = hand
+            hand.poke()
+        if start is not None:
+            start.thread.start()
+        return True
+
     def held_back(self) -> int:
         return self.yields + self.pauses + self.stalls
 
@@ -113,15 +172,16 @@ class ThreadServer(Crew):
         return not running
 
 
-def serve(line: Hotline) -> ThreadServer | None:
+def serve(line: Hotline, *, recalls: bool = False) -> ThreadServer | None:
     """Have plain threads read ``line`` and serve its plain ``on_ask`` (trio's thread, at once
     after the line opened); None when the line keeps the trio path: sealed, no plain
-    handler answering from its thread, or its receive loop already reads."""
+    handler answering from its thread, or its receive loop already reads. ``recalls``: trio
+    takes the line back while it asks (a trio line; a blocking line's asks are its threads')."""
     server = line._server
     answers = server.threaded
     if not SERVE_IN_THREADS or line._link.pair.guard is not None or answers is None or not answers.plain:
         return None
-    crew = ThreadServer(line, answers, server.handler_threads)
+    crew = ThreadServer(line, answers, server.handler_threads, recalls=recalls)
     if not line._reader.lend(crew):
         return None
     answers.bind()

@@ -66,7 +66,7 @@ from consensus.hotline import frames as f
 from consensus.hotline.protocol import LineProtocol
 from consensus.runtime.context import HandlerContext, set_current
 from consensus.runtime.handback import Handback, ignore_outcome
-from consensus.runtime.handlers import Elsewhere
+from consensus.runtime.handlers import Elsewhere, busy
 from patterns import Closed, Pair, Shape
 
 __all__ = ["Fate", "Finished", "ThreadAnswers", "Ticket"]
@@ -214,6 +214,11 @@ class ThreadAnswers:
         """Answer an ask whose handler another reader started (:mod:`consensus.hotline.foreign`),
         with a frame id of its own: as a worker thread does, from the calling thread."""
         self._finished(ticket, ok, result)
+
+    def refuse(self, ticket: Ticket, threads: int) -> None:
+        """Answer ``Busy`` to an ask another reader took while all ``threads`` run handlers,
+        as trio's path does (:func:`consensus.runtime.handlers.run_handler`), from the calling thread."""
+        self._send(ticket, f.ERROR, busy(self._handler, threads).to_wire())
 
     def serve(self, ticket: Ticket, value: Any) -> None:
         """Run the plain handler on an ask another reader took (:mod:`consensus.hotline.thread_serve`)

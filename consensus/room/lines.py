@@ -36,7 +36,8 @@ import trio
 
 from consensus.endpoints import announced_address, line_listen_addresses
 from consensus.errors import LineError, LineTaken
-from consensus.hotline.line import Hotline, hotline
+from consensus.hotline.line import Hotline
+from consensus.hotline.opening import hotline
 from consensus.room.events import Ignored, Send
 from consensus.room.line_setup import (
     RESEND,

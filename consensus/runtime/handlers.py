@@ -27,7 +27,7 @@ import trio
 
 from consensus.failure import Failure
 
-__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "elsewhere", "resume", "run_handler", "run_inline",
+__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "busy", "elsewhere", "resume", "run_handler", "run_inline",
            "run_unbounded", "trio_deadline"]
 
 log = logging.getLogger("consensus")
@@ -92,9 +92,7 @@ async def run_handler(
     if sync is None:
         sync = not inspect.iscoroutinefunction(handler)
     if sync and limiter.available_tokens == 0 and limiter.borrowed_tokens >= limiter.total_tokens:
-        return False, Failure(
-            "Busy", f"all {limiter.total_tokens} handler threads are still running earlier calls of {name}"
-        )
+        return False, busy(handler, int(limiter.total_tokens))
     with trio.move_on_at(deadline) as scope:
         try:
             if not sync:
@@ -199,6 +197,11 @@ async def _in_thread(handler: Handler, args: tuple[Any, ...], limiter: trio.Capa
 
     trio.lowlevel.start_thread_soon(lambda: context.run(handler, *args), deliver, name=f"handler {_name(handler)}")
     return await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def busy(handler: Handler, threads: int) -> Failure:
+    """The answer to a call of a plain ``handler`` while all its ``threads`` are taken."""
+    return Failure("Busy", f"all {threads} handler threads are still running earlier calls of {_name(handler)}")
 
 
 def _name(handler: Handler) -> str:
