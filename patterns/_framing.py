@@ -56,9 +56,12 @@ class Framing:
         (:meth:`_unpack`) to read or refuse."""
         size = len(data)  # (read_common's bounds: a frame over max_items is counted item by item)
         if type(data) is bytes and not self._measure and size <= self.max_message_size and size <= self.max_items:
-            for shape in self._expected:  # (a line expects one or two, a member one)
+            expected = self._expected
+            for shape in expected:  # (a line expects one or two, a member one)
                 got = shape.read(data)
                 if got is not None:
+                    if shape is not expected[0]:  # the last shape read is tried first: an asking
+                        self._expected = (shape, *[s for s in expected if s is not shape])  # side reads replies
                     return shape.kind, shape.sender, got[0], got[3], got[1], got[2]
         return read_common(data, max_size=self.max_message_size, max_items=self.max_items,
                            measure=self._measure)  # fmt: skip

@@ -28,7 +28,8 @@ class Pair(SendingSocket, ReceivingSocket):
     _protocol = "Pair1"
     def expect(self, *shapes: Shape) -> None:
         """Read frames of these shapes (the peer's most frequent ones) from their templates
-        (:meth:`Shape.read`), before the common reader; replaces the ones expected before."""
+        (:meth:`Shape.read`), before the common reader; replaces the ones expected before.
+        The shape of the last frame read so is tried first."""
         self._expected = shapes
 
     def _fields(self, data: bytes | memoryview) -> Fields:

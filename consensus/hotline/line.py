@@ -43,6 +43,7 @@ import math
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from heapq import heappush
 from typing import Any
 
 import trio
@@ -56,7 +57,7 @@ from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.reader import Reader
 from consensus.hotline.serve import QUEUE, IncomingAsk, Server
 from consensus.hotline.statistics import HotlineStatistics, line_statistics
-from consensus.hotline.wait import AnswerSlot, AskTimer
+from consensus.hotline.wait import COMPACT_OVER, AnswerSlot, AskTimer
 from consensus.hotline.wakes import Wakes, current
 from consensus.trust.line import LineKeys
 from patterns import (
@@ -97,6 +98,7 @@ class Hotline:
         self._reader = Reader(self._link, self._protocol, self._server)
         self._waiters = self._reader.waiters
         self._timer = AskTimer(self._waiters)  # plain asks time out through one timer task
+        self._spare_slot: AnswerSlot | None = None
         self._wakes: Wakes | None = None  # the run's wake-ups before I/O waits (the reader's)
         self._nursery: trio.Nursery | None = None
 
@@ -207,7 +209,11 @@ class Hotline:
         protocol, reader = self._protocol, self._reader
         deadline = reader.now() + timeout
         ask_id = protocol.open_ask(False, deadline)
-        slot = AnswerSlot()
+        slot = self._spare_slot  # (one slot kept from the last ask: an object less an ask)
+        if slot is None:
+            slot = AnswerSlot()
+        else:
+            self._spare_slot = None
         self._waiters[ask_id] = slot
         closed = False  # the protocol's table closed the ask itself (its reply came)
         try:
@@ -220,7 +226,11 @@ class Hotline:
                                                                 wall_deadline)  # fmt: skip
                 await self._send_ask_later(later, ask_id, timeout, deadline, stream=False)
             if slot.reply is None:
-                self._timer.expire_at(deadline, ask_id)
+                timer = self._timer
+                if deadline < timer.wake or len(timer.heap) > COMPACT_OVER:
+                    timer.expire_at(deadline, ask_id)
+                else:  # (AskTimer.expire_at's common case, without the call)
+                    heappush(timer.heap, (deadline, ask_id))
                 if reader.foreign is not None:  # (only threads' asks may leave trio off the line)
                     reader.want_line()
                 if reader.idle and reader.reading is None and not reader.handed_over:
@@ -241,6 +251,10 @@ class Hotline:
             if not closed:  # (a finished ask's give_up is two calls that change nothing)
                 protocol.give_up(ask_id)
             del self._waiters[ask_id]
+            # Nobody reaches the slot now (answers find it through the waiters, the timer too;
+            # the reader let go of it): the next ask may take it.
+            slot.reply = slot.task = None
+            self._spare_slot = slot
             # The instrument that settles owed wake-ups is there while lines ask: before this
             # step ends (release, here or in read_until_answered, may have owed one).
             wakes = self._wakes

@@ -249,8 +249,9 @@ class Reader:
                 event = protocol.receive_fields(got[0], got[1], self.now())
                 if isinstance(event, Answer):
                     waiter = waiters.get(event.ask_id)
-                    if waiter is slot:
-                        slot.take(event)
+                    if waiter is slot:  # its own answer: nothing to wake (AnswerSlot.take, inline)
+                        if slot.reply is None:
+                            slot.reply = event
                         continue
                     if isinstance(waiter, AnswerSlot):
                         waiter.put(event)

@@ -16,7 +16,9 @@ import trio
 
 from consensus.hotline.events import Answer
 
-__all__ = ["AnswerSlot", "AskTimer", "Waiter"]
+__all__ = ["COMPACT_OVER", "AnswerSlot", "AskTimer", "Waiter"]
+
+COMPACT_OVER = 1024  # entries in the timer's heap before finished asks are swept out of it
 
 
 class AnswerSlot:
@@ -41,11 +43,6 @@ class AnswerSlot:
             elif self.interrupt is not None:  # it waits on the line, not here: stop that wait
                 self.interrupt()
 
-    def take(self, reply: Answer) -> None:
-        """The asker, reading the line, found its own answer: nothing to wake."""
-        if self.reply is None:
-            self.reply = reply
-
     def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
         self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
@@ -62,26 +59,28 @@ class AskTimer:
 
     def __init__(self, waiters: dict[int, Waiter]) -> None:
         self._waiters = waiters
-        self._heap: list[tuple[float, int]] = []  # finished asks leave lazily
-        self._wake = math.inf
+        # (deadline, ask id); finished asks leave lazily. An ask that neither moves the wake-up
+        # nor may need a compaction is pushed here by Hotline.ask itself (a call less an ask).
+        self.heap: list[tuple[float, int]] = []
+        self.wake = math.inf  # the deadline the timer sleeps until
         self._scope: trio.CancelScope | None = None
 
     def expire_at(self, deadline: float, ask_id: int) -> None:
         """End this plain ask at ``deadline`` unless it is answered first."""
-        heap = self._heap
-        if len(heap) > 1024 and len(heap) > 4 * len(self._waiters):  # mostly finished asks: compact
+        heap = self.heap
+        if len(heap) > COMPACT_OVER and len(heap) > 4 * len(self._waiters):  # mostly finished asks: compact
             heap[:] = [entry for entry in heap if entry[1] in self._waiters]
             heapq.heapify(heap)
         heapq.heappush(heap, (deadline, ask_id))
-        if deadline < self._wake:
-            self._wake = deadline
+        if deadline < self.wake:
+            self.wake = deadline
             if self._scope is not None:
                 self._scope.deadline = deadline
 
     async def run(self) -> None:
-        heap = self._heap
+        heap = self.heap
         while True:
-            with trio.CancelScope(deadline=self._wake) as self._scope:
+            with trio.CancelScope(deadline=self.wake) as self._scope:
                 await trio.sleep_forever()
             now = trio.current_time()
             while heap:
@@ -92,4 +91,4 @@ class AskTimer:
                 heapq.heappop(heap)
                 if isinstance(slot, AnswerSlot):
                     slot.put(Answer(ask_id, "timeout", None))
-            self._wake = heap[0][0] if heap else math.inf
+            self.wake = heap[0][0] if heap else math.inf

@@ -14,7 +14,7 @@ plain handler runs in), and raises :class:`LookupError` outside a handler.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -91,8 +91,10 @@ def set_current(context: HandlerContext) -> None:
     _current.set(context)
 
 
-def set_current_from(source: ContextSource) -> None:
-    """:func:`set_current` for a driver that runs many short handlers one after another (a
-    worker's tasks): ``source`` builds the :class:`HandlerContext` only if the handler
-    asks. Building one per task was most of a trivial async task handler's cost."""
-    _current.set(source)
+# The context variable's own ``set`` (a C call, not a Python one: drivers call it per ask
+# and per task); what it returns (the variable's token) is not for callers.
+set_current_from: Callable[[ContextSource], object] = _current.set
+""":func:`set_current` for a driver that runs many short handlers one after another (a
+worker's tasks, a hotline's inline asks): ``source`` builds the :class:`HandlerContext`
+only if the handler asks. Building one per task was most of a trivial async task
+handler's cost."""
