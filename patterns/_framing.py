@@ -168,6 +168,8 @@ class Framing:
             )  # fmt: skip
         if envelope.shm is not None:
             envelope = self._attach(envelope, size)
+        if opened.accepted is not None:  # fully accepted: what its guard learned from it may count now
+            opened.accepted()
         # Built above and held by no one else: set the field rather than copy the envelope
         # (dataclasses.replace costs more than the whole seal check).
         object.__setattr__(envelope, "session", opened.session)

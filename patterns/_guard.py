@@ -8,6 +8,7 @@ this shape; the room credential of :mod:`consensus.trust` is the one this toolki
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,12 +22,16 @@ class Opened:
     ``session`` names the key the frame was sealed with (copied to
     :attr:`Envelope.session`); ``owner``, when set, is the only sender name that session
     speaks for; ``kinds``, when set, the only message kinds it may send. The socket checks
-    both after decoding and refuses the frame as ``"impersonation"`` or ``"kind"``."""
+    both after decoding and refuses the frame as ``"impersonation"`` or ``"kind"``.
+    ``accepted``, when set, the socket calls once the frame passed those checks too (it is
+    fully accepted): a guard that met a new key with this frame keeps the key, and acts on
+    it, only then, so that a frame refused for its key's limits teaches it nothing."""
 
     payload: bytes
     session: bytes
     owner: str | None = None
     kinds: frozenset[str] | None = None
+    accepted: Callable[[], None] | None = None
 
 
 class Guard(Protocol):

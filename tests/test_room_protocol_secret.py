@@ -29,6 +29,8 @@ def through(sender: Guard, receiver: Guard, kind: str, name: str, body: Any) -> 
         raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
     if opened.kinds is not None and envelope.kind not in opened.kinds:
         raise Unauthenticated("kind", reason="kind", size=len(data))
+    if opened.accepted is not None:  # accepted whole: the guard may keep what it learned
+        opened.accepted()
     return dataclasses.replace(envelope, session=opened.session)
 
 

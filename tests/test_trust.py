@@ -27,13 +27,15 @@ def frame(kind: str, sender: str, body: object = None) -> bytes:
 
 
 def opened(guard: Guard, data: bytes) -> Envelope:
-    """What a socket with ``guard`` does with a received frame (open, decode, check the owner)."""
+    """What a socket with ``guard`` does with a received frame (open, decode, check the limits)."""
     result = guard.open(data)
     envelope = decode(result.payload)
     if result.owner is not None and envelope.sender != result.owner:
         raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
     if result.kinds is not None and envelope.kind not in result.kinds:
         raise Unauthenticated("kind", reason="kind", size=len(data))
+    if result.accepted is not None:  # accepted whole: the guard may keep what it learned
+        result.accepted()
     return envelope
 
 
@@ -133,6 +135,8 @@ def admitted(name: str, host: HostKeys, *, secret: Secret = SECRET) -> MemberKey
     assert beat.kind == "beat" and member.host_keys(host.public)
     data = member.control.seal(frame("join", name, {"name": name, "token": member.token}), "join")
     result = host.control.open(data)
+    assert result.accepted is not None  # a new session's first frame: its key is kept once accepted
+    result.accepted()
     assert host.may_speak_for(result.session, name, member.token, joining=True)
     host.bind(result.session, name)
     return member

@@ -42,6 +42,8 @@ def opened(guard: Guard, data: bytes) -> Envelope:
         raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
     if sealed.kinds is not None and envelope.kind not in sealed.kinds:
         raise Unauthenticated("kind", reason="kind", size=len(data))
+    if sealed.accepted is not None:  # accepted whole: the guard may keep what it learned
+        sealed.accepted()
     return dataclasses.replace(envelope, session=sealed.session)
 
 
