@@ -49,3 +49,9 @@ class Guard(Protocol):
     def open(self, frame: bytes) -> Opened:
         """Check a received frame; raises :class:`~patterns.errors.Unauthenticated`."""
         ...
+
+    def reseal(self, frame: bytes, kind: str) -> bytes | None:
+        """``frame``, which this guard sealed earlier and which has not gone yet, sealed again
+        when the key :meth:`seal` would pick for ``kind`` now is not the one it was sealed
+        with; None when it is (the frame goes as it is)."""
+        ...

@@ -99,6 +99,15 @@ class Guard:
                               "(the room's keys are not agreed: is the host there?)")  # fmt: skip
         return sender.seal(frame)
 
+    def reseal(self, frame: bytes, kind: str) -> bytes | None:
+        """``frame`` (sealed here, not sent yet) sealed again from its payload when the sender
+        for ``kind`` is no longer the one whose key id it carries (a line's new session):
+        the peer would refuse the old seal. None when it still is, or no sender is set."""
+        sender, sealed = self.by_kind.get(kind, self.sender), parse(frame)
+        if sender is None or sealed.kid == sender.kid:
+            return None
+        return sender.seal(bytes(memoryview(frame)[sealed.payload_at :]))
+
     def add(self, key: Key) -> None:
         self.keys[key.kid] = key
 
