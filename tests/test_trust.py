@@ -233,3 +233,25 @@ def test_a_room_without_a_secret_warns_once_when_it_listens_beyond_loopback(capl
     warn_if_open(log, "tcp://0.0.0.0:7000", None)
     (record,) = caplog.records
     assert "no secret" in record.getMessage() and "0.0.0.0:7000" in record.getMessage()
+
+
+def test_a_forged_frame_under_a_joiners_session_leaves_its_join_possible() -> None:
+    """A joiner's control session id follows from its hello's public key: a stranger who saw
+    the hello can send a frame under it. That frame fails its tag and must leave nothing
+    behind: the joiner's own join still opens its session."""
+    host = HostKeys(SECRET)
+    alice = MemberKeys(SECRET, "alice")
+    hello = host.control.open(alice.control.seal(frame(HELLO, "alice", alice.hello_body()), HELLO))
+    assert hello.accepted is not None
+    hello.accepted()
+    assert host.hello(hello.session, alice.public)
+    assert opened(alice.control, host.control.seal(frame("beat", "host", {}), "beat")).kind == "beat"
+    assert alice.host_keys(host.public)
+    join = alice.control.seal(frame("join", "alice", {"name": "alice", "token": alice.token}), "join")
+    forged = join[:-1] + bytes([join[-1] ^ 1])  # the same key id, a payload altered
+    assert reason(host.control, forged) == "tag"
+    assert reason(host.control, forged) == "tag"  # again: still only a derivation, nothing kept
+    result = host.control.open(join)  # the join checks out
+    assert result.accepted is not None
+    result.accepted()
+    assert host.may_speak_for(result.session, "alice", alice.token, joining=True)
