@@ -17,7 +17,7 @@ from consensus.trust.line import LineKeys
 from consensus.trust.room import HELLO, join_kid
 from consensus.trust.seal import HEADER, TAG_SIZE, WINDOW, MacSender, ReplayWindow, Scheme, SigSender
 from consensus.trust.secret import as_secret
-from patterns import Envelope, Unauthenticated, decode, encode
+from patterns import Envelope, FirstOpened, Unauthenticated, decode, encode
 
 SECRET = Secret(b"correct horse battery staple")
 
@@ -34,7 +34,7 @@ def opened(guard: Guard, data: bytes) -> Envelope:
         raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
     if result.kinds is not None and envelope.kind not in result.kinds:
         raise Unauthenticated("kind", reason="kind", size=len(data))
-    if result.accepted is not None:  # accepted whole: the guard may keep what it learned
+    if isinstance(result, FirstOpened):  # accepted whole: the guard may keep what it learned
         result.accepted()
     return envelope
 
@@ -135,7 +135,7 @@ def admitted(name: str, host: HostKeys, *, secret: Secret = SECRET) -> MemberKey
     assert beat.kind == "beat" and member.host_keys(host.public)
     data = member.control.seal(frame("join", name, {"name": name, "token": member.token}), "join")
     result = host.control.open(data)
-    assert result.accepted is not None  # a new session's first frame: its key is kept once accepted
+    assert isinstance(result, FirstOpened)  # a new session's first frame: its key is kept once accepted
     result.accepted()
     assert host.may_speak_for(result.session, name, member.token, joining=True)
     host.bind(result.session, name)
@@ -242,7 +242,7 @@ def test_a_forged_frame_under_a_joiners_session_leaves_its_join_possible() -> No
     host = HostKeys(SECRET)
     alice = MemberKeys(SECRET, "alice")
     hello = host.control.open(alice.control.seal(frame(HELLO, "alice", alice.hello_body()), HELLO))
-    assert hello.accepted is not None
+    assert isinstance(hello, FirstOpened)
     hello.accepted()
     assert host.hello(hello.session, alice.public)
     assert opened(alice.control, host.control.seal(frame("beat", "host", {}), "beat")).kind == "beat"
@@ -252,6 +252,6 @@ def test_a_forged_frame_under_a_joiners_session_leaves_its_join_possible() -> No
     assert reason(host.control, forged) == "tag"
     assert reason(host.control, forged) == "tag"  # again: still only a derivation, nothing kept
     result = host.control.open(join)  # the join checks out
-    assert result.accepted is not None
+    assert isinstance(result, FirstOpened)
     result.accepted()
     assert host.may_speak_for(result.session, "alice", alice.token, joining=True)

@@ -30,7 +30,7 @@ from consensus.trust.seal import (
     mac_state,
     parse,
 )
-from patterns import EncodeError, Opened, Unauthenticated
+from patterns import EncodeError, FirstOpened, Opened, Unauthenticated
 
 __all__ = ["LEARNED", "Guard", "Key"]
 
@@ -77,7 +77,7 @@ class Guard:
     ``learn``, when given, is asked for a key id the guard does not hold; a key it
     returns is kept only once a frame under it is fully accepted: its tag and replay window
     here, then the key's limits (``owner``, ``kinds``) in the socket, which calls
-    :attr:`patterns.Opened.accepted` (so forged frames cost one derivation each and leave
+    :attr:`patterns.FirstOpened.accepted` (so forged frames cost one derivation each and leave
     nothing behind, and a frame of a kind the key may not send teaches the guard nothing)."""
 
     def __init__(self, sender: Sender | None = None, *, learn: Callable[[bytes], Key | None] | None = None,
@@ -150,8 +150,8 @@ class Guard:
             raise Unauthenticated(f"refused a frame of {size} bytes: sequence number {seq} "
                                   "was already seen or is too old (a replay)", reason="replay", size=size)  # fmt: skip
         if fresh:  # kept only once the socket accepted the frame whole (its key's limits too)
-            return Opened(payload if type(payload) is bytes else bytes(payload), kid, key.owner, key.kinds,
-                          functools.partial(self._keep, key))  # fmt: skip
+            return FirstOpened(payload if type(payload) is bytes else bytes(payload), kid, key.owner, key.kinds,
+                               accepted=functools.partial(self._keep, key))  # fmt: skip
         return Opened(payload if type(payload) is bytes else bytes(payload), kid, key.owner, key.kinds)
 
     def _keep(self, key: Key) -> None:
