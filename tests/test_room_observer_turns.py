@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from _rooms import ENDS, HEARTBEAT, wire
+from test_room_deliberation import joined
 
 from consensus.decide.poll import Verdict
+from consensus.decide.position import Position
 from consensus.room import protocol as P
-from consensus.room.events import MembersChanged, Send
+from consensus.room.events import Handle, MembersChanged, Send
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.rounds import ReplyOutcome
 
@@ -86,3 +88,22 @@ def test_a_repeated_join_that_keeps_the_flag_changes_no_round() -> None:
     assert not any(isinstance(o, MembersChanged) for o in out)
     answer(host, poll, "bob", "yes")
     assert not host.rounds.complete(poll)  # ann is still awaited
+
+
+def test_a_deliberation_under_way_asks_an_observer_turned_voter_from_its_next_round() -> None:
+    host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
+    ann = joined(host, "ann", pipe=1)  # a member protocol: it answers the prompts
+    rejoin(host, "cy", 2, observer=True)
+    dkey = host.rounds.open_deliberation("q", deliberation_id=5, now=0.0, rounds=2)
+    missing = []
+    for number in (1, 2):
+        key, (survey,), _ = host.rounds.open_deliberation_round(dkey, float(number))
+        if number == 1:
+            rejoin(host, "cy", 2, observer=False, now=1.05)  # during the first round
+        (handle,) = ann.receive_survey(number, wire(survey.kind, "host", survey.body), float(number))
+        assert isinstance(handle, Handle)
+        reply = ann.reply(number, (True, Position("NATS")))
+        host.rounds.reply(key, wire(reply.kind, "ann", reply.body, re=1), number + 0.1)
+        missing.append(set(host.rounds.close_deliberation_round(key, number + 0.2).missing))
+        host.rounds.replies_done(key)
+    assert missing == [set(), {"cy"}]  # not asked in the round open when it turned; asked in the next
