@@ -36,8 +36,8 @@ class FirstOpened(Opened):
     """An :class:`Opened` frame under a key its guard met with it: ``accepted`` is called by
     the socket once the frame is fully accepted, and the guard keeps the key, and acts on
     it, only then, so that a frame refused for its key's limits teaches it nothing. (Not a
-    field of every :class:`Opened`: a frozen dataclass sets each field with a call, and a
-    fifth cost 0.07 µs per frame received; only a first frame needs it.)"""
+    field of every :class:`Opened`: a frozen dataclass sets each field with a call, for
+    every frame received; only a first frame needs this one.)"""
 
     accepted: Callable[[], None] = field(kw_only=True)
 
