@@ -27,7 +27,7 @@ epoch) because the codec reads no clock.
 
 from patterns._bus import Bus
 from patterns._codec_plain import Encoded
-from patterns._guard import Guard, Opened
+from patterns._guard import FirstOpened, Guard, Opened
 from patterns._nng import TLSConfig, TLSMode
 from patterns._pair import Fields, Pair
 from patterns._peers import Peer, PeerSet
@@ -97,6 +97,7 @@ __all__ = [
     "Encoded",
     "Envelope",
     "Fields",
+    "FirstOpened",
     "Guard",
     "IncomingSurvey",
     "MalformedMessage",

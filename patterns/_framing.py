@@ -14,7 +14,7 @@ import logging
 from typing import Any, ClassVar
 
 from patterns._gaps import Parts
-from patterns._guard import Guard, Opened
+from patterns._guard import FirstOpened, Guard, Opened
 from patterns._peers import PeerSet
 from patterns._shape import Shape
 from patterns._wire import Envelope, decode, encode, encode_parts, read_common
@@ -171,6 +171,8 @@ class Framing:
             )  # fmt: skip
         if envelope.shm is not None:
             envelope = self._attach(envelope, size)
+        if type(opened) is FirstOpened:  # fully accepted: what its guard learned from it may count now
+            opened.accepted()
         # Built above and held by no one else: set the field rather than copy the envelope
         # (dataclasses.replace costs more than the whole seal check).
         object.__setattr__(envelope, "session", opened.session)

@@ -8,10 +8,11 @@ this shape; the room credential of :mod:`consensus.trust` is the one this toolki
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Guard", "Opened"]
+__all__ = ["FirstOpened", "Guard", "Opened"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +22,24 @@ class Opened:
     ``session`` names the key the frame was sealed with (copied to
     :attr:`Envelope.session`); ``owner``, when set, is the only sender name that session
     speaks for; ``kinds``, when set, the only message kinds it may send. The socket checks
-    both after decoding and refuses the frame as ``"impersonation"`` or ``"kind"``."""
+    both after decoding and refuses the frame as ``"impersonation"`` or ``"kind"``; a
+    :class:`FirstOpened` it accepts whole, it then tells (``accepted``)."""
 
     payload: bytes
     session: bytes
     owner: str | None = None
     kinds: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FirstOpened(Opened):
+    """An :class:`Opened` frame under a key its guard met with it: ``accepted`` is called by
+    the socket once the frame is fully accepted, and the guard keeps the key, and acts on
+    it, only then, so that a frame refused for its key's limits teaches it nothing. (Not a
+    field of every :class:`Opened`: a frozen dataclass sets each field with a call, for
+    every frame received; only a first frame needs this one.)"""
+
+    accepted: Callable[[], None] = field(kw_only=True)
 
 
 class Guard(Protocol):
@@ -43,4 +56,10 @@ class Guard(Protocol):
 
     def open(self, frame: bytes) -> Opened:
         """Check a received frame; raises :class:`~patterns.errors.Unauthenticated`."""
+        ...
+
+    def reseal(self, frame: bytes, kind: str) -> bytes | None:
+        """``frame``, which this guard sealed earlier and which has not gone yet, sealed again
+        when the key :meth:`seal` would pick for ``kind`` now is not the one it was sealed
+        with; None when it is (the frame goes as it is)."""
         ...

@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 import trio
 
 from patterns._fd import YIELD_EVERY
+from patterns._guard import FirstOpened
 from patterns._shape import Shape
 from patterns._stream import ReceivingSocket, SendingSocket
 
@@ -58,6 +59,8 @@ class Pair(SendingSocket, ReceivingSocket):
         fields = self._plain_fields(opened.payload)  # (a guard's payload is bytes)
         if (fields is not None and (opened.owner is None or fields[1] == opened.owner)
                 and (opened.kinds is None or fields[0] in opened.kinds)):  # fmt: skip
+            if type(opened) is FirstOpened:  # (as _decode_opened: only a frame fully accepted)
+                opened.accepted()
             return fields
         envelope = self._unpack_opened(opened, len(data))
         return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline

@@ -44,10 +44,12 @@ _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 class Unsent:
     """What :meth:`SendingSocket.send_fields_nowait` and :meth:`~SendingSocket.send_shaped_nowait`
     return when NNG would not take the frame they wrote: false, as the ``False`` it stands
-    for, and the ``frame`` (sealed, with a guard) to send with ``send_bytes`` once the
-    sender may wait, so that a frame is sealed once however long it waits."""
+    for, and the ``frame`` (sealed, with a guard) to send with :meth:`SendingSocket.send_unsent`
+    once the sender may wait, so that a frame is sealed once however long it waits, unless
+    its seal went stale meanwhile (``kind``, with a guard: to seal it again, see there)."""
 
     frame: bytes
+    kind: str = ""
 
     def __bool__(self) -> bool:
         return False
@@ -108,6 +110,23 @@ class SendingSocket(FdSocket):
             await trio.sleep(SETTLE_S)
         else:
             await self._park(self._send_descriptor(operation), operation)
+
+    async def send_unsent(self, unsent: Unsent) -> None:
+        """Send an :class:`Unsent`'s frame once NNG takes it, waiting as :meth:`send_bytes` does.
+        With a guard, before each try the guard may seal its payload again
+        (:meth:`Guard.reseal`): the key it seals a frame of that ``kind`` with changed while it
+        waited (a hotline whose peer restarted has a new session), and the old seal would be
+        refused by the peer."""
+        await _checkpoint_if_cancelled()
+        guard, data = self.guard, unsent.frame
+        while True:
+            if guard is not None:
+                data = guard.reseal(data, unsent.kind) or data
+            if len(data) > self.max_message_size:  # (a new key's seal may be longer)
+                raise self._too_large(len(data))
+            if self._try_send(data, "send"):
+                return
+            await self._wait_to_send("send")
 
     async def send_bytes(self, data: bytes) -> None:
         """Send one raw frame (no envelope). Waits while NNG's send queue is full."""
@@ -282,7 +301,7 @@ class SendingSocket(FdSocket):
             return False
         if guard is not None:
             data = guard.seal(data, kind)
-        return self._try_send(data, "send_nowait") or Unsent(data)
+        return self._try_send(data, "send_nowait") or Unsent(data, kind)
 
     def shape(self, kind: str, *, re: bool, deadline: bool, body: Any = HOLE, sender: str | None = None) -> Shape:
         """The :class:`~patterns._shape.Shape` of frames of ``kind`` from ``sender`` (this
@@ -308,7 +327,7 @@ class SendingSocket(FdSocket):
             return False
         else:
             data = guard.seal(data, shape.kind)
-        return self._try_send(data, "send_nowait") or Unsent(data)
+        return self._try_send(data, "send_nowait") or Unsent(data, shape.kind)
 
     def send_envelope_nowait(self, envelope: Envelope, *, inline: bool = False) -> None:
         """Send a complete envelope now (as :meth:`send_envelope` would), or raise

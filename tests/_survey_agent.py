@@ -67,6 +67,7 @@ def parser(reads: str) -> argparse.ArgumentParser:
     parser.add_argument("--drop-first-welcome", action="store_true")
     parser.add_argument("--backlog", type=int, help=f"surveys handed to trio before {reads} pauses")
     parser.add_argument("--trio", action="store_true", help="trio reads the surveys (the path before the lending)")
+    parser.add_argument("--handler-timeout", type=float, help="the member's handler_timeout (seconds)")
     return parser
 
 

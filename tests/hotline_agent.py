@@ -5,11 +5,11 @@
 Opens ``consensus.hotline`` with an ``on_ask`` handler (an async generator, so it can
 answer streamed asks too). What it does is said by the asked value: ``{"stream": n}``
 yields ``n`` chunks ``{"chunk": i, "by": NAME}``; ``{"sleep": s}`` sleeps ``s`` seconds
-then answers; ``{"raise": true}`` raises ``RuntimeError``; anything else is answered
+then answers; ``{"hold": true}`` answers once a ``release`` line came on stdin; ``{"raise": true}`` raises ``RuntimeError``; anything else is answered
 with ``{"echo": value, "by": NAME}`` (``--plain``: the same from a plain function). Prints ``ready`` once connected (``taken ...``
 when the listener refused it: it has another peer), and sends back
-every value received with ``line.receive()``. Reads stdin: ``quit`` (or end of input)
-leaves cleanly.
+every value received with ``line.receive()``. Reads stdin: ``release`` lets the held asks
+answer; ``quit`` (or end of input) leaves cleanly.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from _agent import say, wait_for_quit
 import consensus
 
 
-def make_handler(name: str) -> Any:
+def make_handler(name: str, released: trio.Event) -> Any:
     async def on_ask(value: Any) -> AsyncIterator[Any]:
         if isinstance(value, dict):
+            if value.get("hold"):
+                await released.wait()
             if "stream" in value:
                 for i in range(int(value["stream"])):
                     yield {"chunk": i, "by": name}
@@ -68,10 +70,21 @@ async def echo_back(line: consensus.Hotline) -> None:
         await line.send(value)
 
 
+async def commands(released: trio.Event) -> None:
+    """Until ``quit`` (or the end of stdin); ``release`` lets the held asks answer."""
+    while True:
+        text = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        if not text or text.strip() == "quit":
+            return
+        if text.strip() == "release":
+            released.set()
+
+
 async def main(args: argparse.Namespace) -> None:
+    released = trio.Event()
     async with consensus.hotline(listen=args.address if args.listen else None,
                                  dial=args.address if args.dial else None, name=args.name, heartbeat=args.heartbeat,
-                                 on_ask=(make_plain_handler if args.plain else make_handler)(args.name),
+                                 on_ask=make_plain_handler(args.name) if args.plain else make_handler(args.name, released),
                                  secret=consensus.Secret.from_env() if args.secret_env else None) as line:  # fmt: skip
         try:
             await line.wait_connected()
@@ -82,7 +95,7 @@ async def main(args: argparse.Namespace) -> None:
         say("ready")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(echo_back, line)
-            await wait_for_quit()
+            await commands(released)
             nursery.cancel_scope.cancel()
     say("bye")
 

@@ -61,7 +61,7 @@ async def main(args: argparse.Namespace) -> None:
 
     try:
         async with aio.join(args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
-                            secret=args.secret, join_timeout=20) as me:  # fmt: skip
+                            secret=args.secret, join_timeout=20, handler_timeout=args.handler_timeout) as me:  # fmt: skip
             say("ready")
             while (line := await asyncio.to_thread(sys.stdin.readline)) and line.strip() != "quit":
                 if line.strip() == "stats":

@@ -40,7 +40,7 @@ async def test_polls_votes_errors_timeouts_answered_on_the_loop_with_exact_books
 ) -> None:
     address = room_address("ipc")
     async with consensus.host(address) as room:
-        proc = member(peers, address, "m")
+        proc = member(peers, address, "m", "--handler-timeout", "2")  # (see the slow poll)
         assert await read_line(proc) == "ready"
         await room.wait_for_members(1)
         for i in range(20):
@@ -49,7 +49,11 @@ async def test_polls_votes_errors_timeouts_answered_on_the_loop_with_exact_books
         assert (await room.vote("ship", options=["a", "b"], timeout=5)).outcome == "a"
         failed = await room.poll("raise", timeout=5)
         assert failed.errors["m"].type == "ValueError" and failed.answers == {}
-        slow = await room.poll({"sleep": 30}, timeout=0.5)
+        # Its handler's time is up at 2 s (handler_timeout), the poll's at 10: the member's
+        # Timeout reaches the host well before the host stops waiting. (With the poll's own
+        # deadline the member answers only REPLY_MARGIN (50 ms) before the host's, a race
+        # on a busy machine.)
+        slow = await room.poll({"sleep": 30}, timeout=10)
         assert slow.errors["m"].type == "Timeout" and slow.answers == {}
         assert [await read_line(proc), await read_line(proc)] == ["asleep", "cancelled"]  # the task was cancelled
         big = await room.poll("big", timeout=5)  # too large for the loop's send: trio sends it

@@ -347,8 +347,11 @@ async def test_refused_joins_keep_no_session(
         await until(lambda: roster.refused_flood >= 500, "flood refusals")
         keys = room._protocol.keys
         assert keys is not None
-        sessions, members = len(keys._sessions), len(room.members)
-    assert sessions <= members + roster.admission.limit
+        sessions = len(keys._sessions)
+    # Only admitted names keep a session: the members and at most `limit` names of the one
+    # connection, whether still present or gone meanwhile (one silent past its expiry keeps
+    # it, retired: on a busy machine the flood can delay every heartbeat that long).
+    assert sessions <= len(NAMES) + roster.admission.limit
 
 
 # ---------------------------------------------------------------------------- once not stopped

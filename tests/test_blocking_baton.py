@@ -286,13 +286,18 @@ def test_a_flood_of_values_nobody_receives_gives_the_line_back_to_trio(peers: Pe
         wait_ready(child)
         asks = _to_threads(line)
         with ThreadPoolExecutor(1, thread_name_prefix="asker") as pool:
-            answer = pool.submit(line.ask, {"sleep": 1.0}, timeout=30)
+            answer = pool.submit(line.ask, {"hold": True}, timeout=90)  # answered once released
             _until(lambda: asks.baton is Baton.THREAD, "read by the asker")
             for i in range(600):
                 line.send(i)  # the child sends each back while the asker reads; nobody receives them yet
-            _until(lambda: asks.yields >= 1, "given back to trio")  # trio's backlog stopped the reader
+            # The asker hands them to trio, whose backlog fills (BACKLOG); only then is the
+            # answer let go, so the asker cannot have it before the backlog stops it however
+            # slowly each side runs (it gives the line back at the latest on that frame).
+            _until(lambda: asks.yields >= 1 or asks._full, "trio's backlog full", within=60)
+            tell(child, "release")
+            _until(lambda: asks.yields >= 1, "given back to trio", within=60)  # the backlog stopped the reader
             got = [line.receive() for _ in range(600)]
-            assert answer.result(timeout=30) == {"echo": {"sleep": 1.0}, "by": "far"}
+            assert answer.result(timeout=60) == {"echo": {"hold": True}, "by": "far"}
         stats = line.statistics()
     tell(child, "quit")
     assert got == list(range(600))

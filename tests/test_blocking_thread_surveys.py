@@ -40,6 +40,14 @@ async def stats(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return got
 
 
+async def stats_once(proc: subprocess.Popen[str], ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The member's books once ``ready`` holds of them: what its handler threads count after
+    the handler returned (a late answer) may lag what they printed (under the test's deadline)."""
+    while not ready(books := await stats(proc)):
+        await trio.sleep(0.01)
+    return books
+
+
 async def ended(proc: subprocess.Popen[str]) -> int:
     return await trio.to_thread.run_sync(proc.wait, 20)
 
@@ -56,7 +64,7 @@ async def test_polls_votes_errors_timeouts_answered_on_the_reader_with_exact_boo
 ) -> None:
     address = room_address("ipc")
     async with consensus.host(address) as room:
-        proc = member(peers, address, "m")
+        proc = member(peers, address, "m", "--handler-timeout", "2")  # (see the slow poll)
         assert await read_line(proc) == "ready"
         await room.wait_for_members(1)
         for i in range(20):
@@ -65,7 +73,9 @@ async def test_polls_votes_errors_timeouts_answered_on_the_reader_with_exact_boo
         assert (await room.vote("ship", options=["a", "b"], timeout=5)).outcome == "a"
         failed = await room.poll("raise", timeout=5)
         assert failed.errors["m"].type == "ValueError" and failed.answers == {}
-        slow = await room.poll({"sleep": 1.5}, timeout=0.5)
+        # Its handler's time is up at 2 s (handler_timeout), the poll's at 10: the member's
+        # Timeout reaches the host well before the host stops waiting (see the loop's twin).
+        slow = await room.poll({"sleep": 3}, timeout=10)
         assert slow.errors["m"].type == "Timeout" and slow.answers == {}
         assert await read_line(proc) == "asleep"
         meanwhile = await room.poll("meanwhile", timeout=5)  # the sleeper does not hold it up
@@ -73,7 +83,7 @@ async def test_polls_votes_errors_timeouts_answered_on_the_reader_with_exact_boo
         assert await read_line(proc) == "woke"  # its late answer is dropped
         big = await room.poll("big", timeout=5)  # too large for the crew's send: trio sends it
         assert big.answers == {"m": b"x" * 300_000}
-        books = await stats(proc)
+        books = await stats_once(proc, lambda books: books["late"] >= 1)  # counted after "woke"
         assert books["lent"] is True
         assert (books["here"], books["trio"], books["late"]) == (25, 0, 1)
         counts = books["member"]

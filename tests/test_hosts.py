@@ -114,7 +114,8 @@ async def test_work_survives_a_worker_host_cut_off(
 ) -> None:
     """A host cut off closes no connection: its worker's beats stop, and after three of them
     (0.2 s each here) the dispatcher redoes what it held, long before the lease (30 s) or
-    the claim timeout (10 s) would."""
+    the claim timeout (10 s) would. The worker cut off holds tasks it will never finish (it
+    stalls after 1): the host is cut once it holds them, however fast the others go."""
     h0, h1, h2 = bed.hosts[:3]
     address, count = f"tcp://{h0.ip}:{7200 if secret is None else 7210}", 40
     keyed = ("--secret-env",) if secret else ()
@@ -123,25 +124,23 @@ async def test_work_survives_a_worker_host_cut_off(
     assert await read_line(dispatcher) == "ready"
     beating = ("--concurrency", "2", "--heartbeat", "0.2", *keyed)
     workers = [
-        started.on(h, "work_agent.py", address, f"w{i}", *beating, secret=secret)
-        for i, h in ((1, h1), (2, h2))
+        started.on(h, "work_agent.py", address, f"w{i}", *beating, *stall, secret=secret)
+        for i, h, stall in ((1, h1, ()), (2, h2, ("--stall-after", "1")))
     ]
     for worker in workers:
         assert await read_line(worker) == "ready"
     assert await read_line(dispatcher) == "workers"
     tell(dispatcher, "go")
+    await expect(workers[1], "stalled")
+    h2.cut()  # mid-stream: w2 holds claimed tasks (more may be on their way to it)
     outcomes: dict[int, tuple[str, str, int]] = {}
-    cut = False
     while len(outcomes) < count:
         n, ok, by, attempts = (await expect(dispatcher, "outcome")).split(" ")
         assert int(n) not in outcomes, f"task {n} has two outcomes"
         outcomes[int(n)] = (ok, by, int(attempts))
-        if by == "w2" and not cut:
-            h2.cut()  # mid-stream: w2 holds claimed tasks and more are on their way to it
-            cut = True
     counters = json.loads(await expect(dispatcher, "finished"))
     h2.mend()
-    assert cut and sorted(outcomes) == list(range(count))
+    assert sorted(outcomes) == list(range(count))
     assert all(ok == "True" for ok, _, _ in outcomes.values()), outcomes
     redone = {n: attempts for n, (_, _, attempts) in outcomes.items() if attempts > 1}
     assert all(attempts == 2 for attempts in redone.values()), f"tasks redone more than once: {redone}"

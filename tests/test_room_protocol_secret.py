@@ -14,7 +14,7 @@ from consensus.room.events import Ignored, Left, Send
 from consensus.room.host_protocol import HostProtocol
 from consensus.room.member_protocol import MemberProtocol, MemberState
 from consensus.trust import Guard, HostKeys, MemberKeys, Secret
-from patterns import Envelope, Unauthenticated, decode, encode
+from patterns import Envelope, FirstOpened, Unauthenticated, decode, encode
 
 SECRET = Secret(b"the room's secret")
 _ids = iter(range(1, 10**9))
@@ -29,6 +29,8 @@ def through(sender: Guard, receiver: Guard, kind: str, name: str, body: Any) -> 
         raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
     if opened.kinds is not None and envelope.kind not in opened.kinds:
         raise Unauthenticated("kind", reason="kind", size=len(data))
+    if isinstance(opened, FirstOpened):  # accepted whole: the guard may keep what it learned
+        opened.accepted()
     return dataclasses.replace(envelope, session=opened.session)
 
 

@@ -26,13 +26,19 @@ SECRET = b"\3" * 32
 
 
 class CountingGuard(Guard):
-    """A guard that counts its seals."""
+    """A guard that counts its seals, and the frames it sealed again (a stale seal)."""
 
     seals = 0
+    resealed = 0
 
     def seal(self, frame: bytes, kind: str) -> bytes:
         self.seals += 1
         return super().seal(frame, kind)
+
+    def reseal(self, frame: bytes, kind: str) -> bytes | None:
+        again = super().reseal(frame, kind)
+        self.resealed += again is not None
+        return again
 
 
 def guards() -> tuple[CountingGuard, Guard]:
@@ -70,7 +76,7 @@ async def test_each_frame_refused_at_once_is_sealed_once_and_sent_as_it_is(addre
                     await trio.testing.wait_all_tasks_blocked()
                 async with Pair(dial=addr, name="echo", guard=theirs) as peer:
                     got = [(await peer.receive_fields())[0] for _ in unsent]
-            assert mine.seals == len(unsent)  # none sealed again
+            assert mine.seals == len(unsent) and mine.resealed == 0  # none sealed again
     assert got == [
         (ASK, "asker", 2**40 + 1, ask_body(b"shaped", False), None, 1.5e9),
         (ASK, "asker", 2**40 + 2, ask_body({"not": "a string"}, False), None, 1.5e9),
@@ -120,3 +126,38 @@ async def test_a_plain_line_hands_back_its_frame_too(address: Callable[[str], st
                 async with Pair(dial=addr, name="echo") as peer:
                     got = (await peer.receive_fields())[0]
     assert got == (ASK, "asker", 2**40 + 1, ask_body(b"plain", False), None, 1.5e9)
+
+
+async def test_a_frame_whose_seal_went_stale_while_it_waited_is_sealed_again(address: Callable[[str], str]) -> None:
+    """A frame sealed while the line had one session and sent once it has another (the peer
+    restarted meanwhile: a hotline agrees a new session at its hello, and the new peer holds
+    no key of the old one) is sealed again under the new session as it goes, not sent under
+    the old one for the peer to refuse."""
+    addr = address("ipc")
+    mine, _ = guards()  # (the peer before the restart is gone)
+    link = Link(addr, listen=True, name="asker", max_message_size=4096, tls=None, guard=mine)
+    general: Any = {"v": [[1, 2], {"x": None}], "stream": False}  # no common form: the general encoder
+    async with link.pair:
+        with trio.fail_after(20):
+            unsent = [  # no peer: NNG refuses each; each sealed under the first session
+                link.send_ask_now(2**40 + 1, b"shaped", 1.5e9),
+                link.send_fields_now("msg", 2**40 + 2, [1, 2, 3], None, None),
+                link.send_now(frame(ASK, "asker", 2**40 + 3, general, None, 1.5e9)),
+            ]
+            assert all(type(item) is Unsent for item in unsent), unsent
+            mine.sender = MacSender(b"c" * 8, b"\5" * 32)  # a new session (LineKeys._greeted does this)
+            new_peer = Guard(MacSender(KIDS[1], SECRET))
+            new_peer.add(Key(b"c" * 8, Scheme.MAC, b"\5" * 32, owner="asker"))  # the new session's key only
+            async with trio.open_nursery() as nursery:
+                for item in unsent:
+                    nursery.start_soon(link.send, item)
+                    await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(link.send, frame("msg", "asker", 2**40 + 4, b"last", None, None))
+                await trio.testing.wait_all_tasks_blocked()
+                async with Pair(dial=addr, name="echo", guard=new_peer) as peer:
+                    got = []
+                    while not got or got[-1][3] != b"last":
+                        got.append((await peer.receive_fields())[0])
+    assert [fields[2] for fields in got] == [2**40 + 1, 2**40 + 2, 2**40 + 3, 2**40 + 4]
+    assert peer.statistics().unauthenticated == 0
+    assert mine.seals == len(unsent) + 1 and mine.resealed == len(unsent)  # each stale one once more

@@ -17,7 +17,7 @@ from consensus.trust.line import LineKeys
 from consensus.trust.room import HELLO, join_kid
 from consensus.trust.seal import HEADER, TAG_SIZE, WINDOW, MacSender, ReplayWindow, Scheme, SigSender
 from consensus.trust.secret import as_secret
-from patterns import Envelope, Unauthenticated, decode, encode
+from patterns import Envelope, FirstOpened, Unauthenticated, decode, encode
 
 SECRET = Secret(b"correct horse battery staple")
 
@@ -27,13 +27,15 @@ def frame(kind: str, sender: str, body: object = None) -> bytes:
 
 
 def opened(guard: Guard, data: bytes) -> Envelope:
-    """What a socket with ``guard`` does with a received frame (open, decode, check the owner)."""
+    """What a socket with ``guard`` does with a received frame (open, decode, check the limits)."""
     result = guard.open(data)
     envelope = decode(result.payload)
     if result.owner is not None and envelope.sender != result.owner:
         raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
     if result.kinds is not None and envelope.kind not in result.kinds:
         raise Unauthenticated("kind", reason="kind", size=len(data))
+    if isinstance(result, FirstOpened):  # accepted whole: the guard may keep what it learned
+        result.accepted()
     return envelope
 
 
@@ -133,6 +135,8 @@ def admitted(name: str, host: HostKeys, *, secret: Secret = SECRET) -> MemberKey
     assert beat.kind == "beat" and member.host_keys(host.public)
     data = member.control.seal(frame("join", name, {"name": name, "token": member.token}), "join")
     result = host.control.open(data)
+    assert isinstance(result, FirstOpened)  # a new session's first frame: its key is kept once accepted
+    result.accepted()
     assert host.may_speak_for(result.session, name, member.token, joining=True)
     host.bind(result.session, name)
     return member
@@ -229,3 +233,25 @@ def test_a_room_without_a_secret_warns_once_when_it_listens_beyond_loopback(capl
     warn_if_open(log, "tcp://0.0.0.0:7000", None)
     (record,) = caplog.records
     assert "no secret" in record.getMessage() and "0.0.0.0:7000" in record.getMessage()
+
+
+def test_a_forged_frame_under_a_joiners_session_leaves_its_join_possible() -> None:
+    """A joiner's control session id follows from its hello's public key: a stranger who saw
+    the hello can send a frame under it. That frame fails its tag and must leave nothing
+    behind: the joiner's own join still opens its session."""
+    host = HostKeys(SECRET)
+    alice = MemberKeys(SECRET, "alice")
+    hello = host.control.open(alice.control.seal(frame(HELLO, "alice", alice.hello_body()), HELLO))
+    assert isinstance(hello, FirstOpened)
+    hello.accepted()
+    assert host.hello(hello.session, alice.public)
+    assert opened(alice.control, host.control.seal(frame("beat", "host", {}), "beat")).kind == "beat"
+    assert alice.host_keys(host.public)
+    join = alice.control.seal(frame("join", "alice", {"name": "alice", "token": alice.token}), "join")
+    forged = join[:-1] + bytes([join[-1] ^ 1])  # the same key id, a payload altered
+    assert reason(host.control, forged) == "tag"
+    assert reason(host.control, forged) == "tag"  # again: still only a derivation, nothing kept
+    result = host.control.open(join)  # the join checks out
+    assert isinstance(result, FirstOpened)
+    result.accepted()
+    assert host.may_speak_for(result.session, "alice", alice.token, joining=True)

@@ -27,7 +27,7 @@ from consensus.work import protocol as W
 from consensus.work.dispatcher_protocol import DispatcherProtocol, Rejected, Stream
 from consensus.work.ledger import Outcome, TaskLedger
 from consensus.work.worker_protocol import Job, WorkerProtocol
-from patterns import Envelope, Unauthenticated, decode, encode
+from patterns import Envelope, FirstOpened, Unauthenticated, decode, encode
 
 SECRET, WRONG = Secret(b"the room's secret"), Secret(b"a guess")
 TASKS = 16
@@ -42,6 +42,8 @@ def opened(guard: Guard, data: bytes) -> Envelope:
         raise Unauthenticated("impersonation", reason="impersonation", size=len(data))
     if sealed.kinds is not None and envelope.kind not in sealed.kinds:
         raise Unauthenticated("kind", reason="kind", size=len(data))
+    if isinstance(sealed, FirstOpened):  # accepted whole: the guard may keep what it learned
+        sealed.accepted()
     return dataclasses.replace(envelope, session=sealed.session)
 
 

@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> None:
 
     try:
         with blocking.join(args.address, name=args.name, on_poll=on_poll, on_vote=on_vote,
-                           secret=args.secret, join_timeout=20) as me:  # fmt: skip
+                           secret=args.secret, join_timeout=20, handler_timeout=args.handler_timeout) as me:  # fmt: skip
             say("ready")
             while (line := sys.stdin.readline()) and line.strip() != "quit":
                 if line.strip() == "stats":

@@ -1,7 +1,7 @@
 """A simulated worker process for the work-sharing tests.
 
     python tests/work_agent.py ADDRESS NAME [--room] [--concurrency N] [--prefetch N] [--sync] [--secret-env]
-                               [--heartbeat S]
+                               [--heartbeat S] [--stall-after K]
 
 Joins a standalone dispatcher (``consensus.Worker``) or, with ``--room``, a room as a
 member with ``on_task``. What the handler does is said by the task itself, a map:
@@ -11,6 +11,8 @@ worker), or returns ``{"n": n, "by": NAME}``. Prints ``ready`` once connected an
 ``done N`` after each handler returns. Reads commands on stdin: ``quit`` leaves cleanly;
 end of input does too. With ``--secret-env`` the secret comes from ``NNGC_SECRET``.
 ``--heartbeat`` sets a standalone worker's heartbeat (default: the library's).
+``--stall-after K``: once K handlers returned, each new one prints ``stalled N`` and never
+returns (a worker that holds its claimed tasks; not with ``--sync``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from _agent import say, wait_for_quit
 import consensus
 
 
-def make_handler(name: str, sync: bool) -> Any:
+def make_handler(name: str, sync: bool, stall_after: int | None = None) -> Any:
+    returned = 0
     def outcome(task: Any) -> Any:
         if task.get("exit"):
             os._exit(17)
@@ -48,14 +51,20 @@ def make_handler(name: str, sync: bool) -> Any:
         return plain
 
     async def handler(task: Any) -> Any:
+        nonlocal returned
+        if stall_after is not None and returned >= stall_after:
+            say("stalled", task.get("n"))
+            await trio.sleep_forever()
         await trio.sleep(task.get("sleep", 0))
-        return outcome(task)
+        result = outcome(task)
+        returned += 1
+        return result
 
     return handler
 
 
 async def main(args: argparse.Namespace) -> None:
-    handler = make_handler(args.name, args.sync)
+    handler = make_handler(args.name, args.sync, args.stall_after)
     secret = consensus.Secret.from_env() if args.secret_env else None
     if args.room:
         async with consensus.join(args.address, name=args.name, on_task=handler, secret=secret,
@@ -82,4 +91,5 @@ if __name__ == "__main__":
     parser.add_argument("--prefetch", type=int, default=None)
     parser.add_argument("--secret-env", action="store_true")
     parser.add_argument("--heartbeat", type=float, default=None)
+    parser.add_argument("--stall-after", type=int, default=None)
     trio.run(main, parser.parse_args())

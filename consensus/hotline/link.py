@@ -70,7 +70,7 @@ class Link:
             else:
                 self.pair.send_envelope_nowait(item)
         except WouldBlock as exc:
-            return item if type(item) is Unsent else (False if exc.frame is None else Unsent(exc.frame))
+            return item if type(item) is Unsent else (False if exc.frame is None else Unsent(exc.frame, item.kind))
         return True
 
     def send_fields_now(
@@ -119,7 +119,7 @@ class Link:
         try:
             async with self.sending:  # (inline, not send_queued: no extra coroutine per frame that waits)
                 if isinstance(item, Unsent):
-                    await self.pair.send_bytes(item.frame)
+                    await self.pair.send_unsent(item)  # (sealed again if the session changed meanwhile)
                 else:
                     await self.pair.send_envelope(item)
         finally:
@@ -132,7 +132,7 @@ class Link:
         try:
             async with self.sending:
                 if isinstance(item, Unsent):
-                    await self.pair.send_bytes(item.frame)
+                    await self.pair.send_unsent(item)  # (sealed again if the session changed meanwhile)
                 else:
                     await self.pair.send_envelope(item)
         finally:

@@ -7,9 +7,10 @@ for the host's and members' protocols.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["dialable"]
+__all__ = ["dialable", "not_a_members"]
 
 _MESH_SCHEMES: Final = ("tcp", "tcp4", "tcp6", "tls+tcp", "ws", "wss", "ipc", "inproc")
 
@@ -29,4 +30,16 @@ def dialable(address: str) -> str | None:
     port = (rest.partition("/")[0] if scheme in ("ws", "wss") else rest).rpartition(":")[2]
     if scheme not in ("ipc", "inproc") and not (port.isdigit() and 0 < int(port) < 65536):
         return f"{address[:80]!r} has no port 1..65535"
+    return None
+
+
+def not_a_members(mesh: str, own: Mapping[str, str]) -> str | None:
+    """Why a joiner's ``mesh`` is not a member's address (the end of a refusal's reason), or
+    None when it is: not dialable, or one of the host's own endpoints ``own`` (by name)."""
+    why = dialable(mesh)
+    if why is not None:
+        return f"is not one members can dial: {why}"
+    for endpoint, address in own.items():
+        if mesh == address:
+            return f"is this host's {endpoint} endpoint, not a member's"
     return None

@@ -95,6 +95,7 @@ class HostControl:
                 log.info("room %r: %s gone (%s)", self._room, ", ".join(output.names), output.why.value)
                 self._surveying.wake()  # a departure may have completed a round
             elif isinstance(output, MembersChanged):
+                self._surveying.wake()  # a voter turned observer may have completed a round (3.2)
                 self._members_changed.set()
                 self._members_changed = trio.Event()
             elif isinstance(output, Ignored):

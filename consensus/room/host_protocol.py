@@ -24,6 +24,7 @@ from consensus.room import credentials as K
 from consensus.room import direct as X
 from consensus.room import protocol as P
 from consensus.room import relay as R
+from consensus.room.addresses import not_a_members
 from consensus.room.events import (
     CallRequested,
     DirectAnswered,
@@ -227,7 +228,7 @@ class HostProtocol:
             return refused
         if envelope.kind == P.HEARTBEAT and self.roster.heartbeat_from(hello.name, hello.token, now):
             return self._held(hello, now)
-        why, version = self._not_dialable(hello.mesh), self.roster.version
+        why, version = not_a_members(hello.mesh, self._own), self.roster.version
         if why is not None:
             verdict = JoinVerdict(JoinOutcome.REFUSED, f"the mesh address {hello.mesh[:80]!r} {why}")
         else:
@@ -262,6 +263,12 @@ class HostProtocol:
             out += [MembersChanged(self.members), self.roster_frame()]
         elif self.roster.version != version:  # a repeated join that changed its mesh, refs or observer
             self._changed_at = now
+            if verdict.turned:  # the rounds under way: as for a voter leaving, or joining (3.2)
+                if hello.observer:
+                    self.rounds.left([hello.name])
+                else:
+                    self.rounds.joined(hello.name)
+                out.append(MembersChanged(self.members))
             out.append(self.roster_frame())
         return out
 
@@ -354,15 +361,6 @@ class HostProtocol:
             self.counts["late_replies"] += 1
             return []
         return [DirectAnswered(reply)]
-
-    def _not_dialable(self, mesh: str) -> str | None:
-        why = P.dialable(mesh)
-        if why is not None:
-            return f"is not one members can dial: {why}"
-        for endpoint, address in self._own.items():
-            if mesh == address:
-                return f"is this host's {endpoint} endpoint, not a member's"
-        return None
 
     def _refuse(self, hello: P.Hello, pipe: int, reason: str, connected: bool) -> list[Output]:
         attempt = (hello.name, hello.token)  # a member repeats its join until answered:

@@ -33,7 +33,7 @@ DEFAULT_MAX_MEMBERS: Final = 256
 class JoinOutcome(Enum):
     ACCEPTED = "accepted"
     REPLACED = "replaced"  # the name's previous holder was gone; the newcomer takes its place
-    REFRESHED = "refreshed"  # the same member (same token) asked again: nothing changes
+    REFRESHED = "refreshed"  # the same member (same token) asked again: its mesh, refs or observer may change
     REFUSED = "refused"
 
 
@@ -42,6 +42,7 @@ class JoinVerdict:
     outcome: JoinOutcome
     reason: str = ""
     replaced: MemberRecord | None = None
+    turned: bool = False  # refreshed with the other observer flag: the rounds under way change too
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,7 @@ class Roster:
                 )
                 if (mesh, refs, observer) != (old.mesh, old.refs, old.observer):
                     self.version += 1  # what the roster says changed: members must hear it
-                return JoinVerdict(JoinOutcome.REFRESHED)
+                return JoinVerdict(JoinOutcome.REFRESHED, turned=observer != old.observer)
             if now - old.last_seen <= 2 * self.heartbeat:
                 return JoinVerdict(
                     JoinOutcome.REFUSED,

@@ -8,6 +8,7 @@ are put in and taken out by the protocol object that owns the conversation
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from consensus.trust.seal import (
     mac_state,
     parse,
 )
-from patterns import EncodeError, Opened, Unauthenticated
+from patterns import EncodeError, FirstOpened, Opened, Unauthenticated
 
 __all__ = ["LEARNED", "Guard", "Key"]
 
@@ -60,7 +61,7 @@ class Key:
     owner: str | None = None
     kinds: frozenset[str] | None = None
     window: ReplayWindow = field(default_factory=ReplayWindow)
-    learned: Callable[[Key], None] | None = None  # called once a learned key first checks out
+    learned: Callable[[Key], None] | None = None  # called once a frame under a learned key is accepted
     # A MAC key's keyed BLAKE2b state, copied per frame: setting one up from the key costs
     # twice as much as copying it (0.4 against 0.2 µs).
     mac: hashlib.blake2b | None = field(init=False, default=None, repr=False, compare=False)
@@ -74,8 +75,10 @@ class Guard:
     """Seals with ``sender`` (or a sender chosen by kind) and opens frames under known keys.
 
     ``learn``, when given, is asked for a key id the guard does not hold; a key it
-    returns is kept only once a frame under it checks out (so forged frames cost one
-    derivation each and leave nothing behind)."""
+    returns is kept only once a frame under it is fully accepted: its tag and replay window
+    here, then the key's limits (``owner``, ``kinds``) in the socket, which calls
+    :attr:`patterns.FirstOpened.accepted` (so forged frames cost one derivation each and leave
+    nothing behind, and a frame of a kind the key may not send teaches the guard nothing)."""
 
     def __init__(self, sender: Sender | None = None, *, learn: Callable[[bytes], Key | None] | None = None,
                  what: str = "socket") -> None:  # fmt: skip
@@ -95,6 +98,15 @@ class Guard:
             raise EncodeError(f"the {self._what} holds no key to send a {kind!r} frame with yet "
                               "(the room's keys are not agreed: is the host there?)")  # fmt: skip
         return sender.seal(frame)
+
+    def reseal(self, frame: bytes, kind: str) -> bytes | None:
+        """``frame`` (sealed here, not sent yet) sealed again from its payload when the sender
+        for ``kind`` is no longer the one whose key id it carries (a line's new session):
+        the peer would refuse the old seal. None when it still is, or no sender is set."""
+        sender, sealed = self.by_kind.get(kind, self.sender), parse(frame)
+        if sender is None or sealed.kid == sender.kid:
+            return None
+        return sender.seal(bytes(memoryview(frame)[sealed.payload_at :]))
 
     def add(self, key: Key) -> None:
         self.keys[key.kid] = key
@@ -137,10 +149,15 @@ class Guard:
         if not key.window.accept(seq):
             raise Unauthenticated(f"refused a frame of {size} bytes: sequence number {seq} "
                                   "was already seen or is too old (a replay)", reason="replay", size=size)  # fmt: skip
-        if fresh:
-            self._learned[kid] = key
-            if len(self._learned) > LEARNED:
-                self._learned.popitem(last=False)
-            if key.learned is not None:
-                key.learned(key)
+        if fresh:  # kept only once the socket accepted the frame whole (its key's limits too)
+            return FirstOpened(payload if type(payload) is bytes else bytes(payload), kid, key.owner, key.kinds,
+                               accepted=functools.partial(self._keep, key))  # fmt: skip
         return Opened(payload if type(payload) is bytes else bytes(payload), kid, key.owner, key.kinds)
+
+    def _keep(self, key: Key) -> None:
+        """A frame under the learned ``key`` was fully accepted: hold the key, say it was learned."""
+        self._learned[key.kid] = key
+        if len(self._learned) > LEARNED:
+            self._learned.popitem(last=False)
+        if key.learned is not None:
+            key.learned(key)

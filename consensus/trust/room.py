@@ -21,6 +21,7 @@ Every key comes with a replay window (:class:`~consensus.trust.seal.ReplayWindow
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -103,7 +104,9 @@ class HostKeys:
         self.control = Guard(self._epoch_sender(), learn=self._learn_control, what="host's control socket")
         self.survey = Guard(self._epoch_sender(), learn=self._learn_session, what="host's survey socket")
         self.mesh = Guard(SigSender(sign_kid(self.public.sign), self._sign), what="host's mesh socket")
-        self._pending: OrderedDict[bytes, PublicKeys] = OrderedDict()  # by control session kid
+        # by control session kid: a hello's keys, and its session key once derived (a frame
+        # came under it; the session opens only when one checks out: _opened)
+        self._pending: OrderedDict[bytes, tuple[PublicKeys, bytes | None]] = OrderedDict()
         # control kid -> keys, name, session key; oldest first (a bind moves it to the end)
         self._sessions: OrderedDict[bytes, tuple[PublicKeys, str | None, bytes]] = OrderedDict()
         self._names: dict[str, bytes] = {}  # name -> control kid of the session that holds it
@@ -115,9 +118,14 @@ class HostKeys:
 
     # ------------------------------------------------------------------ joining
     def _learn_control(self, kid: bytes) -> Key | None:
-        keys = self._pending.get(kid)
-        if keys is not None:
-            return self._session(kid, keys)
+        pending = self._pending.get(kid)
+        if pending is not None:  # a forged frame under it fails its tag and leaves the hello pending
+            keys, session = pending
+            if session is None:  # (derived once: an X25519 exchange)
+                shared = self._kx.exchange(X25519PublicKey.from_public_bytes(keys.kx))
+                session = _session_key(self._room, shared, keys.kx, self.public.kx)
+                self._pending[kid] = (keys, session)
+            return Key(kid, Scheme.MAC, prf(session, b"control"), learned=functools.partial(self._opened, keys, session))
         # Anything else may be a joiner's hello: its key follows from its id and the secret.
         return Key(kid, Scheme.MAC, prf(self._room, b"join", kid), kinds=frozenset({HELLO}))
 
@@ -130,19 +138,18 @@ class HostKeys:
             return False
         control = session_kid(keys.kx, b"control")
         if control not in self._sessions:
-            self._pending[control] = keys
+            known = self._pending.get(control)
+            self._pending[control] = known if known is not None and known[0] == keys else (keys, None)
             self._pending.move_to_end(control)
             if len(self._pending) > PENDING:
                 self._pending.popitem(last=False)
         return True
 
-    def _session(self, control: bytes, keys: PublicKeys) -> Key:
-        del self._pending[control]
-        shared = self._kx.exchange(X25519PublicKey.from_public_bytes(keys.kx))
-        session = _session_key(self._room, shared, keys.kx, self.public.kx)
-        self._sessions[control] = (keys, None, session)
+    def _opened(self, keys: PublicKeys, session: bytes, control: Key) -> None:
+        """The first frame under a joiner's control session was accepted: the session opens."""
+        self._pending.pop(control.kid, None)
+        self._sessions[control.kid] = (keys, None, session)
         self._evict()
-        return Key(control, Scheme.MAC, prf(session, b"control"))
 
     def _evict(self) -> None:
         """Past :data:`SESSIONS`, drop the oldest sessions of nobody present."""
