@@ -4,7 +4,8 @@
 opens a round over the members present, counts each reply into it (through the pure
 rounds of :mod:`consensus.decide`), and closes it into its result and the frame that
 tells the members. The host protocol tells it who joins and who goes; the driver reaches
-it as ``protocol.rounds``. No sockets, no clock: times are passed in.
+it as ``protocol.rounds``. No sockets, no clock: times are passed in. How one reply counts
+into each kind of round is :mod:`consensus.room.round_replies`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 from consensus.decide.decision import Decision
 from consensus.decide.deliberation import Deliberator
-from consensus.decide.deliberation_round import DeliberationRound
 from consensus.decide.poll import PollResult, PollRound, Verdict
 from consensus.decide.position import normalise_stance
 from consensus.decide.prompt_fit import Fitted, fit_prompt, size_bound
@@ -28,6 +28,17 @@ from consensus.room import deliberation_frames as D
 from consensus.room import protocol as P
 from consensus.room.events import Send, Target
 from consensus.room.roster import Roster
+from consensus.room.round_replies import (
+    FROM_FIELDS,
+    TAKEN,
+    Apply,
+    Counting,
+    ReplyOutcome,
+    Taken,
+    apply_deliberation,
+    apply_poll,
+    apply_vote,
+)
 from patterns import (
     MAX_SENDER_LENGTH,
     Encoded,
@@ -43,101 +54,6 @@ __all__ = ["ENVELOPE_ROOM", "ReplyOutcome", "Rounds", "Taken"]
 # What a survey's envelope adds to its body, at most: the keys, the kind, an id, a deadline
 # and a sender name of MAX_SENDER_LENGTH characters of up to 4 bytes each.
 ENVELOPE_ROOM = 64 + 4 * MAX_SENDER_LENGTH
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyOutcome:
-    """What one survey reply did to its round.
-
-    ``verdict`` is None for a malformed reply (``reason`` says why). ``complete``: the
-    round has what it needs (wake its caller). ``exhausted``: nobody who could still
-    answer is left, even late (stop reading)."""
-
-    verdict: Verdict | None
-    complete: bool
-    exhausted: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Taken:
-    """What a batch of survey replies did to its round (:meth:`Rounds.take`).
-
-    ``complete``: the round has what it needs (its caller may close it). ``exhausted``:
-    nobody who could still answer is left, even late (stop reading). ``ignored``: why
-    each malformed reply of the batch was not counted (empty in the common case)."""
-
-    complete: bool
-    exhausted: bool
-    ignored: tuple[str, ...] = ()
-
-
-# The outcomes of batches with nothing malformed, shared: a batch builds no record of its own.
-_TAKEN = {(complete, exhausted): Taken(complete, exhausted) for complete in (False, True) for exhausted in (False, True)}
-
-Counting = PollRound | VoteRound | DeliberationRound
-Apply = Callable[[Any, Envelope, float], Verdict]
-"""How one kind of round counts a reply (the round, the reply, its time since the round began)."""
-
-
-def _apply_poll(poll: PollRound, envelope: Envelope, at: float) -> Verdict:
-    body = envelope.body
-    if envelope.kind == P.ANSWER and type(body) is dict and "answer" in body:
-        return poll.answer(envelope.sender, body["answer"], at=at)  # the common reply: parse_reply's first test
-    if envelope.kind == D.POSITION:
-        raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
-                               reason="body", size=0)  # fmt: skip
-    kind, value = P.parse_reply(envelope)
-    if kind == P.ANSWER:
-        return poll.answer(envelope.sender, value, at=at)
-    if kind == P.ERROR:
-        return poll.fail(envelope.sender, value, at=at)
-    raise MalformedMessage(f"a {kind!r} reply to a poll from {envelope.sender!r}", reason="body", size=0)
-
-
-def _apply_poll_fields(poll: PollRound, fields: Fields, at: float) -> Verdict:
-    """:func:`_apply_poll` for a reply read as fields: the common reply counted without an
-    :class:`Envelope` (its first test), any other through one."""
-    kind, sender, _, body, _, _ = fields
-    if kind == P.ANSWER and type(body) is dict and "answer" in body:
-        return poll.answer(sender, body["answer"], at=at)
-    return _apply_poll(poll, Envelope(*fields), at)
-
-
-def _apply_vote(vote: VoteRound, envelope: Envelope, at: float) -> Verdict:
-    if envelope.kind == D.POSITION:
-        raise MalformedMessage(f"a 'position' reply to a poll or vote from {envelope.sender!r}",
-                               reason="body", size=0)  # fmt: skip
-    kind, value = P.parse_reply(envelope)
-    if kind == P.BALLOT:
-        return vote.ballot(envelope.sender, value)
-    if kind == P.ERROR:
-        return vote.fail(envelope.sender, value)
-    raise MalformedMessage(f"a {kind!r} reply to a vote from {envelope.sender!r}", reason="body", size=0)
-
-
-def _apply_deliberation(counting: DeliberationRound, envelope: Envelope, at: float) -> Verdict:
-    if envelope.kind == D.POSITION:  # (D.parse_position, inline: the round checks the body)
-        return counting.answer(envelope.sender, envelope.body, at=at)
-    kind, value = P.parse_reply(envelope)
-    if kind == P.ERROR:
-        return counting.fail(envelope.sender, value, at=at)
-    raise MalformedMessage(f"a {kind!r} reply to a deliberation from {envelope.sender!r}", reason="body", size=0)
-
-
-def _apply_deliberation_fields(counting: DeliberationRound, fields: Fields, at: float) -> Verdict:
-    """:func:`_apply_deliberation` for a reply read as fields: a position counted without an
-    :class:`Envelope`, any other reply through one."""
-    kind, sender, _, body, _, _ = fields
-    if kind == D.POSITION:
-        return counting.answer(sender, body, at=at)
-    return _apply_deliberation(counting, Envelope(*fields), at)
-
-
-# The rounds whose replies are counted from their fields (take_fields), by the rounds' apply.
-_FROM_FIELDS: dict[Apply, Callable[[Any, Fields, float], Verdict]] = {
-    _apply_poll: _apply_poll_fields, _apply_deliberation: _apply_deliberation_fields,
-}  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -210,7 +126,7 @@ class Rounds:
         """Start a poll of the members present: its key, and the survey to send (none if empty)."""
         poll = PollRound(self._roster.participants, quorum=quorum)
         self._counts["polls"] += 1
-        return self._open(_Round(poll, _apply_poll, now, question), P.POLL, P.poll_body(question))
+        return self._open(_Round(poll, apply_poll, now, question), P.POLL, P.poll_body(question))
 
     def open_vote(self, motion: Any, *, options: Sequence[Any], vote_id: int, rule: Rule | None,
                   quorum: int | None, weights: Mapping[str, float] | None,
@@ -223,7 +139,7 @@ class Rounds:
             vote_id, electorate=electorate, options=options, rule=rule or Majority(), quorum=quorum
         )
         self._counts["votes"] += 1
-        return self._open(_Round(vote, _apply_vote, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
+        return self._open(_Round(vote, apply_vote, now, motion, vote_id), P.VOTE, P.vote_body(vote_id, motion, options))
 
     def complete(self, key: int) -> bool:
         """True when round ``key`` has what it needs: its caller may close it."""
@@ -258,7 +174,7 @@ class Rounds:
         active = self._rounds.get(key)
         if active is None:  # the round was forgotten: nothing can count them
             self._counts["late_replies"] += sum(1 for _ in envelopes)
-            return _TAKEN[True, True]
+            return TAKEN[True, True]
         return self._count(active.round, active.apply, envelopes, now - active.start)
 
     def take_fields(self, key: int, replies: Iterator[Fields], now: float) -> Taken:
@@ -266,7 +182,7 @@ class Rounds:
         plain answer and a deliberation's position are counted from them, any other reply
         through its envelope, built here. Raises and leaves the rest as :meth:`take` does."""
         active = self._rounds.get(key)
-        apply = None if active is None else _FROM_FIELDS.get(active.apply)
+        apply = None if active is None else FROM_FIELDS.get(active.apply)
         if apply is None:  # no round, or a vote: the envelopes'
             return self.take(key, (Envelope(*fields) for fields in replies), now)
         assert active is not None
@@ -275,7 +191,7 @@ class Rounds:
     def _count(self, counting: Counting, apply: Callable[[Any, Any, float], Verdict],
                replies: Iterator[Any], at: float) -> Taken:  # fmt: skip
         """The batch loop of :meth:`take` and :meth:`take_fields`: each reply (an envelope,
-        or fields for ``_apply_poll_fields``) counted by ``apply``, its refusal or verdict
+        or fields for ``apply_poll_fields``) counted by ``apply``, its refusal or verdict
         booked, the round's state looked at once."""
         counts = self._counts
         ignored: list[str] = []
@@ -296,7 +212,7 @@ class Rounds:
         exhausted = complete and not counting.pending
         if ignored:
             return Taken(complete, exhausted, tuple(ignored))
-        return _TAKEN[complete, exhausted]
+        return TAKEN[complete, exhausted]
 
     def finish(self, key: int) -> None:
         """Stop round ``key`` taking replies: later ones are late."""
@@ -346,7 +262,7 @@ class Rounds:
         current = deliberator.current
         assert current is not None
         self._counts["deliberation_rounds"] += 1
-        active = _Round(current, _apply_deliberation, now, fitted.prompt.question, deliberator.deliberation,
+        active = _Round(current, apply_deliberation, now, fitted.prompt.question, deliberator.deliberation,
                         deliberation=key)  # fmt: skip
         round_key, frames = self._open(active, D.DELIBERATE, body)
         return round_key, frames, fitted
