@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import trio
 
@@ -31,6 +31,7 @@ from consensus.hotline.events import (
     Message,
     PingReceived,
 )  # fmt: skip
+from consensus.hotline.lent import Lent
 from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.serve import QUEUE, Server
@@ -47,49 +48,6 @@ LEASE: Final = 0.005
 """While plain threads read the line (:meth:`Reader.aside`), how often trio looks whether
 one still asks; after a whole lease without an ask it reads the line again. Frames that
 come while no thread asks wait for the next ask or for this look: at most two leases."""
-
-
-class Lent(Protocol):
-    """Asks made in another thread, which may also read the line (:mod:`consensus.hotline.foreign`,
-    :mod:`consensus.hotline.thread_asks`): what trio tells it. ``changed`` fails its asks
-    when the connection they went on is gone."""
-
-    def changed(self, protocol: LineProtocol) -> None:
-        """The line's state changed (trio's thread): connected, lost, closed."""
-
-    def fail_all(self, kind: str, why: str) -> None:
-        """Its open asks end as ``kind`` (``lost``, ``taken``, ``closed``) (trio's thread)."""
-
-    def settle(self) -> int:
-        """Its asks into the protocol's books (trio's thread, before statistics); returns how many are open."""
-
-    def claim(self, fields: Fields, pipe: int) -> bool:
-        """Take a frame trio read on connection ``pipe`` (its fields) if it answers one of its
-        asks, sent on that connection (trio's thread)."""
-
-    def drained(self) -> None:
-        """The receive loop acted on every event handed over (trio's thread)."""
-
-    def held_back(self) -> int:
-        """Times it stopped reading the line at one of its bounds (trio's backlog, its own
-        queue): ``statistics().reading_paused``."""
-
-    def lend_now(self) -> bool:
-        """(Right after a claim, in the receive loop.) True: stop reading, the askers'
-        threads read the line from now on (:meth:`Reader.aside`)."""
-
-    def reclaim(self, *, idle_only: bool = True) -> bool:
-        """(No thread reads the line.) True when trio reads it again: ``idle_only``, only if
-        no thread asked during the lease that just ended; the frames threads read for trio
-        are handed over first."""
-
-    def recall(self) -> None:
-        """A trio task asks on the line (trio's thread): a reader the line is lent to for
-        good may give it back while trio asks (:meth:`Reader.recalled_for_asks`)."""
-
-    def relend(self) -> bool:
-        """(The receive loop, between frames, after :meth:`Reader.recalled_for_asks`.) True: the line
-        is lent again, trio no longer reads it."""
 
 
 class Reader:
