@@ -26,6 +26,8 @@ import consensus
 VALUES: list[Any] = ["", "short", "é" * 40, "x" * 255, "x" * 256, b"", b"\x00\xff" * 100, b"b" * 300, 0, -1,
                      23, 24, 2**31, 2**32, -(2**40), 2**63, 2**64 + 1, 1.5, -0.0, float("inf"), True, False, None,
                      [1, "a"], {"k": b"v"}, b"z" * 300_000]  # fmt: skip
+# Questions of the poll shape's common form (the agents answer {"q": question, "by": name, ...}).
+SCALARS: list[Any] = ["hi", "é" * 40, b"raw", 7, -(2**40), 2.5, True, None]
 
 
 async def stats(proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -48,18 +50,23 @@ async def test_lent_members_answer_and_count_like_trio_read_members(
             result = await room.poll({"echo": value}, timeout=10)
             assert result.answers == {"lent": value, "trio": value}, value
         before = await stats(lent), await stats(trio_read)
-        for i in range(10):  # the host's polls, now read from their shape on both
+        for i in range(10):  # a map in the hole: the host's common writer, the members' common reader
             assert (await room.poll({"echo": i}, timeout=5)).answers == {"lent": i, "trio": i}
+        for question in SCALARS:  # written from the host's poll shape, read from the members' expected one
+            answers = (await room.poll(question, timeout=5)).answers
+            read = {name: (answer["q"], answer["by"]) for name, answer in answers.items()}
+            assert read == {"lent": (question, "lent"), "trio": (question, "trio")}, question
         books, twin = await stats(lent), await stats(trio_read)
+        polls = len(VALUES) + 10 + len(SCALARS)
         assert books["lent"] is True and twin["lent"] is False
-        assert books["trio"] == 0 and books["here"] == len(VALUES) + 10  # every poll answered by the lent reader
+        assert books["trio"] == 0 and books["here"] == polls  # every poll answered by the lent reader
         assert books["expected"] == twin["expected"] == 1  # the host's polls are read from their shape
-        assert books["received"] == books["sent"] == twin["received"] == twin["sent"] == len(VALUES) + 10
+        assert books["received"] == books["sent"] == twin["received"] == twin["sent"] == polls
         assert books["bytes_sent"] == twin["bytes_sent"]  # the same frames, to the byte
         assert books["bytes_sent"] - before[0]["bytes_sent"] == twin["bytes_sent"] - before[1]["bytes_sent"] > 0
         for counter in ("polls_answered", "handler_errors", "replies_lost", "malformed"):
             assert books["member"][counter] == twin["member"][counter], counter
-        assert books["member"]["polls_answered"] == len(VALUES) + 10
+        assert books["member"]["polls_answered"] == polls
         for proc in (lent, trio_read):
             tell(proc, "quit")
             assert await read_line(proc) == "left"

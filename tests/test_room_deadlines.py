@@ -81,6 +81,30 @@ async def test_a_poll_cut_short_by_its_caller_leaves_the_alarm_to_the_next(
             assert _timed_out(await room.poll("next", timeout=0.2))
 
 
+@pytest.mark.deadline(40)
+async def test_a_poll_whose_members_left_while_it_was_sent_ends_at_once(
+    room_address: Callable[[str], str], peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round completed while its survey was sent (its only member went, and the wake
+    found no reader yet): the reader looks before its first wait, so the poll ends at once
+    rather than at its deadline (``Surveying.ask``)."""
+    address = room_address("ipc")
+    async with consensus.host(address, heartbeat=10) as room:
+        await _stopped_member(peers, address, room)
+        surveyor = room._surveyor
+        send = surveyor._send_message
+
+        async def send_then_leave(header: bytes, data: bytes, operation: str) -> None:
+            await send(header, data, operation)
+            room._protocol.rounds.left(["mute"])  # what the host does for a member gone...
+            room._surveying.wake()  # ...and its wake, with no reader of this round yet
+
+        monkeypatch.setattr(surveyor, "_send_message", send_then_leave)
+        with trio.fail_after(10):  # without the look before the first wait: 600 s
+            result = await room.poll("gone", timeout=600)
+        assert result.left == result.missing == {"mute"} and not result.answers  # (missing: left included)
+
+
 async def test_a_wait_on_survey_replies_ends_when_woken(address: Callable[[str], str]) -> None:
     """``SurveyReplies.wake`` ends a pending wait: every reader of the surveyor looks again (one
     waits on NNG's descriptor, the other behind it), and the surveys stay open."""
