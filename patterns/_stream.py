@@ -111,6 +111,14 @@ class SendingSocket(FdSocket):
         else:
             await self._park(self._send_descriptor(operation), operation)
 
+    def reseal_unsent(self, unsent: Unsent) -> Unsent:
+        """``unsent`` as it may go now: its payload sealed again if the key it was sealed
+        with is no longer the one for its kind (:meth:`Guard.reseal`), else as it is. For
+        whoever sends an :class:`Unsent`'s frame without :meth:`send_unsent`."""
+        guard = self.guard
+        again = None if guard is None else guard.reseal(unsent.frame, unsent.kind)
+        return unsent if again is None else Unsent(again, unsent.kind)
+
     async def send_unsent(self, unsent: Unsent) -> None:
         """Send an :class:`Unsent`'s frame once NNG takes it, waiting as :meth:`send_bytes` does.
         With a guard, before each try the guard may seal its payload again

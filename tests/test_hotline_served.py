@@ -276,3 +276,66 @@ def test_values_and_answers_keep_their_order_across_the_hand_overs(ops: list[Op]
                 assert a.statistics().asks_open == 0
 
     trio.run(main)
+
+
+async def test_the_handler_bound_holds_while_trio_holds_the_line(address: Address,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The crew's handlers and those trio starts while it holds the line for its asks share
+    one bound: ``handler_threads`` in all, ``Busy`` past it, whoever read the ask."""
+    monkeypatch.setattr(thread_serve, "LEASE", 3600.0)  # trio keeps the line once it took it back
+    where, handler = address("ipc"), Blocking()
+    async with consensus.hotline(listen=where, name="a", on_ask=handler, handler_threads=1) as a, \
+               consensus.hotline(dial=where, name="b", on_ask=_echo) as b, trio.open_nursery() as nursery:  # fmt: skip
+        await b.wait_connected()
+        await a.wait_connected()
+        crew = _crew(a)
+        hung: list[Any] = []
+
+        async def hang() -> None:
+            hung.append(await b.ask({"hang": 1}, timeout=30))
+
+        nursery.start_soon(hang)
+        await trio.to_thread.run_sync(handler.started.wait)  # the crew runs it (its one thread)
+        assert await a.ask("take the line", timeout=10) == {"echo": "take the line"}
+        assert a._reader.recalled and crew.recalls == 1  # trio reads now, the handler still runs
+        with pytest.raises(consensus.RemoteError) as info:
+            await b.ask("one too many", timeout=10)
+        assert info.value.type == "Busy"
+        handler.release.set()
+        await _until(lambda: bool(hung))
+        assert await b.ask("room again", timeout=10) == {"plain": "room again"}
+        stats = a.statistics()
+    assert hung == [{"plain": {"hang": 1}}] and handler.most == 1
+    assert stats.asks_served == 3 and stats.asks_open == 0
+
+
+async def test_the_crew_counts_the_handlers_trio_started_when_lent_again(address: Address,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(thread_serve, "LEASE", 3600.0)
+    where, handler = address("ipc"), Blocking()
+    async with consensus.hotline(listen=where, name="a", on_ask=handler, handler_threads=1) as a, \
+               consensus.hotline(dial=where, name="b", on_ask=_echo) as b, trio.open_nursery() as nursery:  # fmt: skip
+        await b.wait_connected()
+        await a.wait_connected()
+        assert await a.ask("take the line", timeout=10) == {"echo": "take the line"}
+        assert a._reader.recalled
+        hung: list[Any] = []
+
+        async def hang() -> None:
+            hung.append(await b.ask({"hang": 1}, timeout=30))
+
+        nursery.start_soon(hang)
+        await trio.to_thread.run_sync(handler.started.wait)  # one of trio's worker threads runs it
+        assert " server " not in handler.threads[0]
+        monkeypatch.setattr(thread_serve, "LEASE", 0.0)  # lent again after the next frame trio reads
+        for what in ("read by trio", "read by the crew"):
+            with pytest.raises(consensus.RemoteError) as info:
+                await b.ask(what, timeout=10)
+            assert info.value.type == "Busy", what
+        assert not a._reader.recalled
+        handler.release.set()
+        await _until(lambda: bool(hung))
+        assert await b.ask("room again", timeout=10) == {"plain": "room again"}
+        stats = a.statistics()
+    assert hung == [{"plain": {"hang": 1}}] and handler.most == 1
+    assert stats.asks_served == 4 and stats.asks_open == 0

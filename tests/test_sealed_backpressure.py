@@ -161,3 +161,34 @@ async def test_a_frame_whose_seal_went_stale_while_it_waited_is_sealed_again(add
     assert [fields[2] for fields in got] == [2**40 + 1, 2**40 + 2, 2**40 + 3, 2**40 + 4]
     assert peer.statistics().unauthenticated == 0
     assert mine.seals == len(unsent) + 1 and mine.resealed == len(unsent)  # each stale one once more
+
+
+async def test_a_stale_frame_that_goes_at_once_is_sealed_again_too(address: Callable[[str], str]) -> None:
+    """As above, but the new peer is there when the line sends the stale frames: NNG takes
+    each at once (``Link.send_now``, the fast path), and each must be sealed again there too."""
+    addr = address("ipc")
+    mine, _ = guards()
+    link = Link(addr, listen=True, name="asker", max_message_size=4096, tls=None, guard=mine)
+    general: Any = {"v": [[1, 2], {"x": None}], "stream": False}
+    async with link.pair:
+        with trio.fail_after(20):
+            unsent = [
+                link.send_ask_now(2**40 + 1, b"shaped", 1.5e9),
+                link.send_fields_now("msg", 2**40 + 2, [1, 2, 3], None, None),
+                link.send_now(frame(ASK, "asker", 2**40 + 3, general, None, 1.5e9)),
+            ]
+            assert all(type(item) is Unsent for item in unsent), unsent
+            mine.sender = MacSender(b"c" * 8, b"\5" * 32)  # a new session
+            new_peer = Guard(MacSender(KIDS[1], SECRET))
+            new_peer.add(Key(b"c" * 8, Scheme.MAC, b"\5" * 32, owner="asker"))
+            async with Pair(dial=addr, name="echo", guard=new_peer) as peer:
+                await link.pair.wait_for_peers(1)
+                for item in unsent:
+                    await link.send(item)  # (room at once: no wait)
+                await link.send(frame("msg", "asker", 2**40 + 4, b"last", None, None))
+                got = []
+                while not got or got[-1][3] != b"last":
+                    got.append((await peer.receive_fields())[0])
+    assert [fields[2] for fields in got] == [2**40 + 1, 2**40 + 2, 2**40 + 3, 2**40 + 4]
+    assert peer.statistics().unauthenticated == 0
+    assert mine.seals == len(unsent) + 1 and mine.resealed == len(unsent)

@@ -65,7 +65,8 @@ class Link:
         if self._senders:
             return False
         try:
-            if isinstance(item, Unsent):
+            if isinstance(item, Unsent):  # (sealed again if the session changed since: as send_unsent)
+                item = self.pair.reseal_unsent(item)
                 self.pair.send_bytes_nowait(item.frame)
             else:
                 self.pair.send_envelope_nowait(item)

@@ -318,7 +318,8 @@ class Crew(ThreadAsks):
             if self.baton is not Baton.SERVED:  # the crew failed meanwhile: trio serves it
                 self._for_trio.append(job.got)
                 mine = False
-            elif self._busy >= self._limit and self._refuses:
+            elif self._refuses and self._busy + self._answers.running >= self._limit:  # (+ trio's, started
+                # while it held the line for its asks: one bound for both)
                 mine, refused = False, True
                 self._answered += 1  # (its record waits for trio's settling, as an answer's)
                 if self._answered >= SETTLE_EVERY:

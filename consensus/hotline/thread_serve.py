@@ -119,6 +119,11 @@ class ThreadServer(Crew):
             start.thread.start()
         return True
 
+    def handlers_running(self) -> int:
+        """Handlers the crew runs now (read by trio without the lock: only the crew reads the
+        line while it starts them, so the two sides never start one at the same moment)."""
+        return self._busy
+
     def held_back(self) -> int:
         return self.yields + self.pauses + self.stalls
 
@@ -185,5 +190,7 @@ def serve(line: Hotline, *, recalls: bool = False) -> ThreadServer | None:
     if not line._reader.lend(crew):
         return None
     answers.bind()
+    if recalls:  # trio reads the line while it asks: its handlers and the crew's share the bound
+        answers.elsewhere = crew.handlers_running
     crew.start()
     return crew

@@ -127,8 +127,12 @@ class ThreadAnswers:
         self._later = later
         self._handback: Handback[Finished] = Handback(self.settle)
         self._lock = self._handback.lock
-        self._gone = protocol.closed_pipes()  # behind the lock (also the field below)
+        self._gone = protocol.closed_pipes()  # behind the lock (also the fields below)
         self._closed = False
+        self.running = 0  # handlers running in trio's worker threads (read by a lent line's crew)
+        # A lent line's crew: how many handlers it runs. Both count against handler_threads,
+        # whoever read the ask (trio reads a served trio line while it asks).
+        self.elsewhere: Callable[[], int] | None = None
 
     # ------------------------------------------------------------------ trio's side
     def start(self, ask_id: int, pipe: int, stream: bool, sender: str, value: Any) -> bool:
@@ -149,12 +153,19 @@ class ThreadAnswers:
             except RuntimeError:  # its loop is closed: the trio path says so to the peer
                 return False
             return True
-        assert self._limiter is not None
+        limiter = self._limiter
+        assert limiter is not None
+        if self.elsewhere is not None and limiter.borrowed_tokens + self.elsewhere() >= limiter.total_tokens:
+            # (the crew's handlers hold the rest; lent: no token of the limiter to give back)
+            self.refuse(Ticket(ask_id, frame_id, pipe, stream, sender, lent=True), int(limiter.total_tokens))
+            return True
         try:
-            self._limiter.acquire_on_behalf_of_nowait(ticket)
+            limiter.acquire_on_behalf_of_nowait(ticket)
         except trio.WouldBlock:
             return False
-        trio.lowlevel.start_thread_soon(lambda: context.run(self._work, ticket, value), ignore_outcome,
+        with self._lock:
+            self.running += 1
+        trio.lowlevel.start_thread_soon(lambda: context.run(self._work_counted, ticket, value), ignore_outcome,
                                         name=f"handler {self._handler_name}")  # fmt: skip
         return True
 
@@ -226,6 +237,13 @@ class ThreadAnswers:
         self._work(ticket, value)
 
     # ------------------------------------------------------------------ the worker thread's side
+    def _work_counted(self, ticket: Ticket, value: Any) -> None:
+        try:
+            self._work(ticket, value)
+        finally:
+            with self._lock:
+                self.running -= 1
+
     def _work(self, ticket: Ticket, value: Any) -> None:
         set_current(HandlerContext("ask", ticket.sender, ask_id=ticket.ask_id))  # this thread's context copy
         try:
