@@ -31,7 +31,7 @@ from consensus.failure import Failure
 from consensus.room import protocol as P
 from consensus.room.answer_plan import Plan
 from consensus.room.events import Handle, HandlerKind, Output, Send
-from consensus.room.lent_surveys import BACKLOG
+from consensus.room.lent_surveys import BACKLOG, expect_polls
 from consensus.room.loop_surveys import Adopted, GiveBack, HereHandler, Item, LoopSurveys, OnThisLoop
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.thread_replies import Away, Fate, Finished, ThreadReplies
@@ -327,14 +327,7 @@ class Answerer:
 
     def _expect(self, host: str) -> None:
         """Read the polls of ``host`` (the sender of the one just received) from their shape."""
-        respondent = self._respondent
-        try:
-            shape = respondent.shape(P.POLL, re=False, deadline=True, body=P.poll_body(HOLE), sender=host,
-                                     scalars=True)  # fmt: skip
-        except ValueError:  # a name with no common form: the common reader reads them
-            respondent.expect()
-        else:
-            respondent.expect(shape)
+        expect_polls(self._respondent, host)
         self._host = host
 
     async def reply(self, frame: Send) -> None:

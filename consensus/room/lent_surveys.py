@@ -53,7 +53,7 @@ from consensus.runtime.handback import ignore_outcome
 from consensus.runtime.handlers import trio_deadline
 from patterns import HOLE, Closed, IncomingSurvey, MessageTooLarge, Respondent, Shape, SurveyTaker, Taken
 
-__all__ = ["BACKLOG", "DRAIN", "GIVE_BACK", "Adopted", "GiveBack", "Item", "LentSurveys", "Pending"]
+__all__ = ["BACKLOG", "DRAIN", "GIVE_BACK", "Adopted", "GiveBack", "Item", "LentSurveys", "Pending", "expect_polls"]
 
 log = logging.getLogger("consensus.room")
 
@@ -63,6 +63,18 @@ BACKLOG: Final = 256
 reader stops reading until trio caught up (as ``consensus.hotline.foreign.BACKLOG``), so
 NNG's own queue, bounded, holds the rest instead of memory."""
 MAX_ASKERS: Final = 8  # handler contexts kept per reader (the askers are the room's hosts: one, or a few)
+
+
+def expect_polls(respondent: Respondent, host: str) -> None:
+    """``respondent`` reads the polls of ``host`` from their shape from now on (trio's
+    Answerer and the lent readers alike; either writes one whole tuple)."""
+    try:
+        shape = respondent.shape(P.POLL, re=False, deadline=True, body=P.poll_body(HOLE), sender=host,
+                                 scalars=True)  # fmt: skip
+    except ValueError:  # a name with no common form: the common reader reads them
+        respondent.expect()
+    else:
+        respondent.expect(shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,14 +244,7 @@ class LentSurveys:
     def _expect(self, host: str) -> None:
         """Read the polls of ``host`` from their shape (the reader's thread; trio's Answerer
         does the same for the surveys it receives: either writes one whole tuple)."""
-        respondent = self._respondent
-        try:
-            shape = respondent.shape(P.POLL, re=False, deadline=True, body=P.poll_body(HOLE), sender=host,
-                                     scalars=True)  # fmt: skip
-        except ValueError:  # a name with no common form: the common reader reads them
-            respondent.expect()
-        else:
-            respondent.expect(shape)
+        expect_polls(self._respondent, host)
         self._host = host
 
     def give_back(self) -> None:
