@@ -43,6 +43,7 @@ from consensus.decide.rules import (
     as_rules,
     decide_sums,
     first_decider,
+    standing_of,
 )
 from consensus.errors import InvalidBallot
 
@@ -54,10 +55,6 @@ _MAJORITY: Final = Majority()
 def _exact(value: float | Fraction) -> Exact:
     ratio = as_ratio(value)
     return ratio.numerator if ratio.denominator == 1 else ratio
-
-
-def _fraction(value: Exact) -> Fraction:
-    return value if type(value) is Fraction else Fraction(value)
 
 
 def _check_electorate(electorate: Mapping[str, float] | Iterable[str]) -> dict[str, Exact]:
@@ -221,8 +218,7 @@ class Count:
 
     def standing(self, at: int = 0) -> Standing:
         """What rule ``at`` of :attr:`rules` decides on."""
-        return Standing(tuple(map(_fraction, self.weights(at))), tuple(map(_fraction, self.support)),
-                        _fraction(self.total), self.status_quos[at])  # fmt: skip
+        return standing_of(self.weights(at), self.support, self.total, self.status_quos[at])
 
     def decider(self, met: bool | None = None) -> tuple[int, int | None]:
         """(the rule that decides: the first with an outcome, else the first; its outcome's

@@ -96,6 +96,7 @@ __all__ = [
     "chain_name",
     "decide_sums",
     "first_decider",
+    "standing_of",
 ]
 
 
@@ -201,8 +202,7 @@ class Rule(abc.ABC):
     def _decide_sums(self, weights: Sequence[Exact], support: Sequence[Exact], total: Exact,
                      status_quo: int | None) -> int | None:  # fmt: skip
         """:meth:`decide` on sums (see :func:`decide_sums`): on their :class:`Standing`, here."""
-        return self.decide(Standing(tuple(map(_fraction, weights)), tuple(map(_fraction, support)),
-                                    _fraction(total), status_quo))  # fmt: skip
+        return self.decide(standing_of(weights, support, total, status_quo))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,6 +304,12 @@ class Plurality(Rule):
 
 def _fraction(value: Exact) -> Fraction:
     return value if type(value) is Fraction else Fraction(value)
+
+
+def standing_of(weights: Sequence[Exact], support: Sequence[Exact], total: Exact, status_quo: int | None) -> Standing:
+    """The :class:`Standing` of these sums (``int`` while whole, else ``Fraction``): every
+    value as a ``Fraction``, as a rule is written for."""
+    return Standing(tuple(map(_fraction, weights)), tuple(map(_fraction, support)), _fraction(total), status_quo)
 
 
 def decide_sums(rule: Rule, weights: Sequence[Exact], support: Sequence[Exact], total: Exact,
