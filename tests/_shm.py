@@ -119,4 +119,5 @@ def in_use(shm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     finally:
         spares.unregister(user)
         assert spares.settle(30)
+    assert spares.held(str(shm_dir)) == []
     assert ring.statistics().pooled == ring.statistics().retiring == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from _shm import mappings, no_leak, read_header, segments, shm_dir
+from _shm import in_use, mappings, no_leak, read_header, segments, shm_dir
 from conftest import Peers, read_line, tell
 
 import patterns
@@ -28,22 +28,9 @@ from patterns.shm.ref import ShmRef
 from patterns.shm.segment import SharedBuffer, attach, place
 from patterns.shm.sweep import SweepReport, sweep
 
-__all__ = ["no_leak", "shm_dir"]  # fixtures used by name
+__all__ = ["in_use", "no_leak", "shm_dir"]  # fixtures used by name
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def in_use(shm_dir: Path) -> Iterator[Path]:
-    """``shm_dir`` in use as an open socket would keep it (spares may be kept there)."""
-    user = object()
-    spares.register(user, str(shm_dir))
-    try:
-        yield shm_dir
-    finally:
-        spares.unregister(user)
-        assert spares.settle(30)
-    assert spares.held(str(shm_dir)) == []
 
 
 def make_spare(folder: Path, size: int) -> spares.Spare:
