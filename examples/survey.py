@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=5, help="number of agent processes (at least 4)")
     parser.add_argument("--timeout", type=float, default=2.0, help="poll deadline in seconds")
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
+    parser.add_argument("--port", type=int, default=0,
+                        help="tcp: the room's first port (it uses P to P+4); 0: one the system says is free")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if args.agents < 4:
@@ -91,6 +93,8 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="nngc-survey-")
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
+    elif args.port:
+        address = f"tcp://127.0.0.1:{args.port}"
     else:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

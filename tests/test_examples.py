@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_tcp_port_run
 
 
 def run_example(*args: str) -> str:
@@ -20,7 +20,10 @@ def run_example(*args: str) -> str:
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 def test_survey_example(transport: str) -> None:
-    out = run_example("examples/survey.py", "--agents", "4", "--timeout", "5", "--transport", transport)
+    # tcp: ports from the tests' range, not the kernel's ephemeral one, where any outgoing
+    # connection of a busy run may take P+1..P+4 before the room listens (it did once).
+    port = ["--port", str(free_tcp_port_run(5))] if transport == "tcp" else []
+    out = run_example("examples/survey.py", "--agents", "4", "--timeout", "5", "--transport", transport, *port)
     assert "4 agents joined" in out
     assert "agent-2" in out and "error: RuntimeError: my model endpoint is down" in out
     assert "1/4 answered" in out
