@@ -262,7 +262,10 @@ class Room:
         socks = (self._surveyor, self._control, self._mesh)
         stats = [s.statistics() for s in socks]
         malformed = counts["malformed"] + sum(s.malformed for s in stats)
+        keys = self._protocol.keys
         return RoomStatistics(relayed=self._relayed, relay_dropped=self._relay_dropped,
+                              hellos_dropped=keys.hellos_dropped if keys else 0,
+                              sessions_dropped=keys.sessions_dropped if keys else 0,
                               members=len(self._protocol.members), observers=len(self._protocol.observers),
                               unauthenticated=sum(s.unauthenticated for s in stats),
                               messages_dropped=self._inbox.dropped,
