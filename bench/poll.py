@@ -7,7 +7,8 @@ process); 8 members under 5 ms on this 2-core machine (raw NNG survey: the whole
 
 Layout of one run:
 
-* The room host (``consensus.host``) lives in this process; the members
+* The room host (``consensus.host``) lives in this process (the suite's step runs it in a
+  child process, so that an NNG panic costs one cell: :func:`suite_step`); the members
   (``consensus.join``) live in spawned worker processes, at most ``--per-process``
   (default 8) per process, so N=64 uses 8 processes and N=1 one. The workers are
   started once and reused: per N and handler style they get a fresh room (a new
