@@ -51,6 +51,8 @@ from typing import Any
 
 import trio
 
+from patterns import sweep_shared_memory
+
 from . import _cli
 from ._cells import run_isolated
 from ._children import Child
@@ -327,6 +329,7 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), 
                          "cell's rows (see run.log)") for n, transport in todo]  # fmt: skip
             break
         n, transport = todo.pop(0)  # the cell it was in
+        sweep_shared_memory()  # what its rooms left in shared memory (their owner is dead)
         print(f"  N={n} {transport}: failed, {outcome.reason}", file=sys.stderr, flush=True)
         out.append(Skip("poll", TOOLKIT, poll_cell(n, transport), f"failed: {outcome.reason} (see run.log)"))
     return out
