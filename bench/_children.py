@@ -73,6 +73,11 @@ def main(conn: Conn) -> None:
             result = getattr(importlib.import_module(module), function)(conn, *args)
         except Exit:
             return
+        except BaseExceptionGroup as group:  # (a trio job's nursery wraps the Exit)
+            if group.split(Exit)[1] is None:
+                return
+            conn.send(("error", traceback.format_exc()))
+            continue
         except BaseException:  # noqa: BLE001 -- reported to the parent, which raises it
             conn.send(("error", traceback.format_exc()))
             continue

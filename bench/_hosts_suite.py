@@ -19,7 +19,8 @@ Nothing is written twice: a poll or work step starts one process on A (a
 :class:`~bench._children.Child` through a wrapper that enters A's namespaces) which runs the
 suite's own step (``bench.poll.suite_step``, ``bench.distribute.suite_step``, the peers'
 ``measure`` functions) with :mod:`bench._placement` pointing its listeners at A's address and
-its children at B and C. The large step runs ``bench.inline``'s client and echo on A and B.
+its children at B and C (the poll step's rooms live in one more process on A, which the
+step starts: :func:`bench.poll.suite_step`). The large step runs ``bench.inline``'s client and echo on A and B.
 Every record gets its ``placement`` (:data:`PLACEMENTS`), so ratios compare only rows placed
 alike. The bed (processes, servers, mounts, namespaces) and the wrappers are removed when the
 run ends, whatever happened (:class:`Run` is a context manager).

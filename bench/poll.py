@@ -7,7 +7,8 @@ process); 8 members under 5 ms on this 2-core machine (raw NNG survey: the whole
 
 Layout of one run:
 
-* The room host (``consensus.host``) lives in this process; the members
+* The room host (``consensus.host``) lives in this process (the suite's step runs it in a
+  child process, so that an NNG panic costs one cell: :func:`suite_step`); the members
   (``consensus.join``) live in spawned worker processes, at most ``--per-process``
   (default 8) per process, so N=64 uses 8 processes and N=1 one. The workers are
   started once and reused: per N and handler style they get a fresh room (a new
@@ -40,17 +41,23 @@ around the timed polls, so member heartbeats during that window are included).
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from patterns import sweep_shared_memory
+
 from . import _cli
+from ._cells import run_isolated
 from ._children import Child
 from ._common import format_table
+from ._goals import poll_cell
 from ._poll_members import SETTLE_S, split_members
 from ._poll_phases import floor_phase, pattern_phase, poll_phase, raw_phase
 from ._schema import TOOLKIT, Metric, Skip
@@ -135,41 +142,59 @@ def render(results: list[dict[str, Any]], goals: dict[str, Any]) -> str:
 
 
 # ===================================================================== driver
-def measure(args: argparse.Namespace, tmpdir: str) -> list[dict[str, Any]]:
-    """Every phase of ``args`` (N x transport x handler, then the raw reference)."""
-    max_procs = max(len(split_members(n, args.per_process)) for n in args.ns)
+Cell = tuple[int, str]  # (N, transport): a room and its floor
+
+
+def measure(args: argparse.Namespace, tmpdir: str,
+            cell_done: Callable[[Cell, list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Every phase of ``args``: per cell (N x transport, or ``args.cells``) each handler, the
+    pattern and the floor; after an N's last cell, the raw reference. ``cell_done(cell, rows)``
+    after each cell with its rows (the raw reference's in its N's last cell)."""
+    cells: list[Cell] = args.cells or [(n, transport) for n in args.ns for transport in args.transports]
+    max_procs = max(len(split_members(n, args.per_process)) for n, _ in cells)
     workers: list[Child] = []
     results: list[dict[str, Any]] = []
     try:
         workers += [Child(f"poll-worker-{i}", i) for i in range(max_procs)]
-        for n in args.ns:
-            for transport in args.transports:
-                for handler in args.handlers:
-                    t = time.perf_counter()
-                    print(f"  N={n:<3} {transport} {handler:<5} ...", end="", flush=True, file=sys.stderr)
-                    row = trio.run(poll_phase, workers, n, handler, args.polls, args.warmup, args.timeout,
-                                   args.per_process, tmpdir, transport)  # fmt: skip
-                    results.append(row)
-                    print(f" median {row['wall']['median_ms']:.2f} ms "
-                          f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
-                for label, phase, wanted in (("pattern", pattern_phase, args.pattern),
-                                             ("floor", floor_phase, args.floor)):  # fmt: skip
-                    if not wanted:
-                        continue
-                    print(f"  N={n:<3} {transport} {label} ...", end="", flush=True, file=sys.stderr)
-                    row = trio.run(phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir, transport)
-                    results.append(row)
-                    print(f" median {row['all_replies']['median_ms']:.2f} ms", file=sys.stderr)
-            if args.raw_polls > 0 and n in args.raw_ns:
+        for i, (n, transport) in enumerate(cells):
+            first = len(results)
+            for handler in args.handlers:
+                t = time.perf_counter()
+                print(f"  N={n:<3} {transport} {handler:<5} ...", end="", flush=True, file=sys.stderr)
+                row = trio.run(functools.partial(poll_phase, abort_after_join=args.abort_at == (n, transport)),
+                               workers, n, handler, args.polls, args.warmup, args.timeout, args.per_process, tmpdir,
+                               transport)  # fmt: skip
+                results.append(row)
+                print(f" median {row['wall']['median_ms']:.2f} ms "
+                      f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
+            for label, phase, wanted in (("pattern", pattern_phase, args.pattern),
+                                         ("floor", floor_phase, args.floor)):  # fmt: skip
+                if not wanted:
+                    continue
+                print(f"  N={n:<3} {transport} {label} ...", end="", flush=True, file=sys.stderr)
+                row = trio.run(phase, workers, n, args.polls, args.warmup, args.per_process, tmpdir, transport)
+                results.append(row)
+                print(f" median {row['all_replies']['median_ms']:.2f} ms", file=sys.stderr)
+            last_of_n = i + 1 == len(cells) or cells[i + 1][0] != n
+            if last_of_n and args.raw_polls > 0 and n in args.raw_ns:
                 t = time.perf_counter()
                 print(f"  N={n:<3} raw   ... ({args.raw_polls} x {args.timeout:g} s)", end="",
                       flush=True, file=sys.stderr)  # fmt: skip
                 results.append(raw_phase(workers, n, args.raw_polls, args.timeout, args.per_process, tmpdir))
                 print(f" {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            if cell_done is not None:
+                cell_done((n, transport), results[first:])
     finally:
         for worker in workers:
             worker.stop()
     return results
+
+
+def _cell(text: str) -> Cell:
+    n, _, transport = text.partition(":")
+    if transport not in TRANSPORTS or not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError(f"a cell is N:transport (N >= 1, transport one of {TRANSPORTS}), got {text!r}")
+    return int(n), transport
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -198,6 +223,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "transport (where between the floor and room.poll the time goes)")  # fmt: skip
     p.add_argument("--per-process", type=int, default=8, help="members per worker process (default 8)")
     p.add_argument("--timeout", type=float, default=POLL_TIMEOUT_S, help=argparse.SUPPRESS)
+    p.add_argument("--cell", dest="cells", type=_cell, action="append", help=argparse.SUPPRESS)  # the suite's
+    p.add_argument("--abort-at", type=_cell, default=None, help=argparse.SUPPRESS)  # tests: see suite_step
     args = p.parse_args(argv)
     args.ns = args.ns or list(DEFAULT_NS)
     args.transports = args.transports or ["ipc"]
@@ -242,25 +269,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ===================================================================== the suite's step
-def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), ns: tuple[int, ...] | None = None,
-               raw_survey: bool = True) -> list[Metric | Skip]:  # fmt: skip
-    """The suite's ``poll`` step: async handlers over ipc, tcp and ws (a one-port room), as Metric rows.
+CELL_TIMEOUT_S = 600.0  # one cell (N over one transport): normally 5-30 s
 
-    ``ns``: the member counts (default 1, 8, 64; full 1, 8, 32, 64); ``raw_survey``: the raw
-    sync survey at N=8 in a full run (over ipc: ``--hosts`` turns it off)."""
-    argv = ["--quick", "--polls", "50", "--no-pattern"] if quick else ["--polls", "100", "--no-pattern"]
-    for n in ns or ((1, 8, 64) if quick else (1, 8, 32, 64)):
-        argv += ["--n", str(n)]
-    for transport in transports:
-        argv += ["--transport", transport]
-    argv += ["--handler", "async"]
-    argv += ["--raw-polls", "0"] if quick or not raw_survey else ["--raw-polls", "2", "--raw-n", "8"]
-    args = parse_args(argv)
-    tmpdir = tempfile.mkdtemp(prefix="nngc-bench-poll-")
-    try:
-        rows = measure(args, tmpdir)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+
+def _cells_argv(quick: bool, cells: list[Cell], polls: int | None, raw: bool) -> list[str]:
+    argv = ["--quick"] if quick else []
+    argv += ["--polls", str(polls or (50 if quick else 100)), "--no-pattern", "--handler", "async"]
+    for n, transport in cells:
+        argv += ["--cell", f"{n}:{transport}"]
+    return argv + (["--raw-polls", "2", "--raw-n", str(GOAL_N)] if raw else ["--raw-polls", "0"])
+
+
+def _records(rows: list[dict[str, Any]]) -> list[Metric | Skip]:
     out: list[Metric | Skip] = []
     for row in rows:
         if row["kind"] == "consensus":
@@ -276,6 +296,42 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), 
             stats, system, transport = row["all_replies"], "pynng", "ipc"
         for name, key in (("gather_median_ms", "median_ms"), ("gather_p99_ms", "p99_ms")):
             out.append(Metric("poll", system, variant, transport, 0, row["n"], name, stats[key], "ms"))
+    return out
+
+
+def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), ns: tuple[int, ...] | None = None,
+               raw_survey: bool = True, *, polls: int | None = None,
+               abort: frozenset[tuple[int, str]] = frozenset()) -> list[Metric | Skip]:  # fmt: skip
+    """The suite's ``poll`` step: async handlers over ipc, tcp and ws (a one-port room), as Metric rows.
+
+    The cells (each N over each transport: a room and its floor) run in a process of their
+    own (:mod:`bench._poll_cell` through :func:`bench._cells.run_isolated`), which hosts the
+    rooms and keeps its member processes from cell to cell: an NNG panic there costs the cell
+    it hit only, which becomes a Skip (``bench._goals.poll_cell``) with how its process ended
+    and its last line; the cells after it run in a new process. ``ns``: the member counts
+    (default 1, 8, 64; full 1, 8, 32, 64); ``raw_survey``: the raw sync survey at N=8 in a
+    full run (over ipc, after N=8's last cell: ``--hosts`` turns it off). ``polls`` and ``abort`` (the
+    cells whose process aborts once its members are in) are for tests."""
+    out: list[Metric | Skip] = []
+    todo = [(n, transport) for n in ns or ((1, 8, 64) if quick else (1, 8, 32, 64)) for transport in transports]
+    raw = not quick and raw_survey
+    while todo:  # one process for the cells left; after a crash, a new one for those after the cell it hit
+        argv = _cells_argv(quick, todo, polls, raw)
+        argv += [arg for cell in todo if cell in abort for arg in ("--abort-at", "{}:{}".format(*cell))][:2]
+        outcome = run_isolated("bench._poll_cell", argv, CELL_TIMEOUT_S * len(todo))
+        for done in outcome.results:
+            out += _records(done["rows"])
+            todo.remove((done["n"], done["transport"]))
+        if not todo:
+            break
+        if outcome.reason is None:  # (it ended well without them: running them again would too)
+            out += [Skip("poll", TOOLKIT, poll_cell(n, transport), "failed: its process ended without this "
+                         "cell's rows (see run.log)") for n, transport in todo]  # fmt: skip
+            break
+        n, transport = todo.pop(0)  # the cell it was in
+        sweep_shared_memory()  # what its rooms left in shared memory (their owner is dead)
+        print(f"  N={n} {transport}: failed, {outcome.reason}", file=sys.stderr, flush=True)
+        out.append(Skip("poll", TOOLKIT, poll_cell(n, transport), f"failed: {outcome.reason} (see run.log)"))
     return out
 
 

@@ -1,6 +1,6 @@
 """Two agents refine a simulated 3D mesh turn by turn over a hotline, then one streams a reply.
 
-    python examples/hotline.py [--turns 5] [--transport ipc|tcp]
+    python examples/hotline.py [--turns 5] [--transport ipc|tcp] [--port P]
 
 The host process plays "claude" and listens; "gemini" is a separate OS process (started
 with "spawn": NNG is not fork-safe) that dials. On odd turns claude asks gemini for a
@@ -148,10 +148,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
+    parser.add_argument("--port", type=int, default=0, help="tcp: the line's port; 0: one the system says is free")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="nngc-hotline-")
     if args.transport == "ipc":
         address = f"ipc://{folder}/mesh"
+    elif args.port:
+        address = f"tcp://127.0.0.1:{args.port}"
     else:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

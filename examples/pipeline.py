@@ -1,7 +1,7 @@
 """Share a stream of tasks among worker processes, kill some of them on purpose, and lose no task.
 
     python examples/pipeline.py [--workers 4] [--kill 2] [--fresh 1] [--tasks 200] [--lease 2.0]
-                                [--claim-timeout 1.0] [--attempts 3] [--transport ipc|tcp] [--seed 11]
+                                [--claim-timeout 1.0] [--attempts 3] [--transport ipc|tcp] [--port P] [--seed 11]
 
 The host opens a room and hands out a stream of "summarise this document" tasks with
 ``room.distribute``; each worker is a separate OS process (started with "spawn": NNG is
@@ -255,6 +255,8 @@ def main() -> None:
     )
     parser.add_argument("--attempts", type=int, default=3, help="attempts per task (max_attempts)")
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
+    parser.add_argument("--port", type=int, default=0,
+                        help="tcp: the room's first port (it uses P to P+4); 0: a run of five free ones")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     if args.workers < 1 or not 0 <= args.kill < args.workers or args.fresh < 0:
@@ -262,7 +264,10 @@ def main() -> None:
     if args.tasks < 10 or args.attempts < 1 or not (args.lease > 0 and args.claim_timeout > 0):
         parser.error("need --tasks >= 10, --attempts >= 1, --lease > 0 and --claim-timeout > 0")
     folder = tempfile.mkdtemp(prefix="nngc-pipeline-")
-    address = f"ipc://{folder}/room" if args.transport == "ipc" else tcp_address()
+    if args.transport == "ipc":
+        address = f"ipc://{folder}/room"
+    else:
+        address = f"tcp://127.0.0.1:{args.port}" if args.port else tcp_address()
     procs: dict[str, SpawnProcess] = {}  # every worker process started, by name
     status = 1
     try:

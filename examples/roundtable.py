@@ -1,6 +1,6 @@
 """A roundtable: six agent processes deliberate on one open question over three rounds.
 
-    python examples/roundtable.py [--rounds 3] [--timeout 10] [--transport ipc|tcp] [--anonymous]
+    python examples/roundtable.py [--rounds 3] [--timeout 10] [--transport ipc|tcp] [--port P] [--anonymous]
 
 The host opens a room; each agent is a separate OS process (started with "spawn": NNG
 is not fork-safe) with a deterministic, rule-based "personality": some hold their view,
@@ -130,11 +130,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per round")
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
+    parser.add_argument("--port", type=int, default=0,
+                        help="tcp: the room's first port (it uses P to P+4); 0: one the system says is free")
     parser.add_argument("--anonymous", action="store_true")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="nngc-roundtable-")
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
+    elif args.port:
+        address = f"tcp://127.0.0.1:{args.port}"
     else:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

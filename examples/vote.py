@@ -1,6 +1,6 @@
 """A room of agent processes votes on a motion; the ballots are then re-counted under other rules.
 
-    python examples/vote.py [--agents 7] [--timeout 5] [--transport ipc|tcp] [--seed 23]
+    python examples/vote.py [--agents 7] [--timeout 5] [--transport ipc|tcp] [--port P] [--seed 23]
 
 The host opens a room; each agent is a separate OS process (started with "spawn":
 NNG is not fork-safe) that joins it with ``consensus.join``. Agents have simulated,
@@ -112,11 +112,15 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
+    parser.add_argument("--port", type=int, default=0,
+                        help="tcp: the room's first port (it uses P to P+4); 0: one the system says is free")
     parser.add_argument("--seed", type=int, default=23)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="nngc-vote-")
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
+    elif args.port:
+        address = f"tcp://127.0.0.1:{args.port}"
     else:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -10,7 +10,8 @@ Side effects besides NNG I/O: a send to peers on this host may create shared-mem
 segments (its :class:`Placement`, removed again if the send fails); a receive attaches
 the segments a frame refers to (``BaseSocket._unpack``, after the pure decode).
 
-The receiving side is :mod:`patterns._receiving`'s (:class:`ReceivingSocket`, re-exported here).
+The receiving side is :mod:`patterns._receiving`'s (:class:`ReceivingSocket`, re-exported here),
+the sends from other threads :mod:`patterns._thread_sends`'.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from patterns._gaps import GAP_MIN, Parts, total
 from patterns._nng import message_from_parts, raise_for
 from patterns._receiving import ReceivingSocket
 from patterns._shape import HOLE, Shape
-from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, Envelope, common_frame, encode_common
-from patterns.errors import Closed, MessageTooLarge, WouldBlock
+from patterns._thread_sends import ThreadSends
+from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, Envelope, common_frame
+from patterns.errors import MessageTooLarge, WouldBlock
 from patterns.shm.codec import Placement, delivering
 
 __all__ = ["ReceivingSocket", "SendingSocket", "Unsent"]
@@ -55,8 +57,9 @@ class Unsent:
         return False
 
 
-class SendingSocket(FdSocket):
-    """Adds ``send`` / ``send_nowait`` / ``send_bytes`` / ``send_envelope``."""
+class SendingSocket(FdSocket, ThreadSends):
+    """Adds ``send`` / ``send_nowait`` / ``send_bytes`` / ``send_envelope`` (and, from
+    :class:`~patterns._thread_sends.ThreadSends`, the sends from other threads)."""
 
     _fanout: ClassVar[bool] = False  # one message reaches every peer (bus)
     _settles = 0  # sends refused with a peer there that retried without the send descriptor
@@ -347,68 +350,3 @@ class SendingSocket(FdSocket):
                 raise self._full(data)
             return
         self._send_encoded_nowait(self._encode(envelope, inline))
-
-    # ---------------------------------------------------------------- from another thread
-    def send_common_threadsafe(self, envelope: Envelope) -> int | None:
-        """Encode a small frame and send it now, from any thread (a handler's): returns its
-        size, or None when it cannot go this way: a guard seals frames (its sequence is not
-        thread-safe), the frame needs the general encoder (a buffer for shared memory or to
-        splice, a value with no plain wire form) or NNG would wait. Reads only this socket's
-        settings and NNG's thread-safe send; counts nothing: the caller reports what went out,
-        in trio's thread, with :meth:`count_sent`. Raises :class:`Closed` (the socket is
-        closed, or closes meanwhile) and :class:`MessageTooLarge`."""
-        handle = self._handle
-        if self._closed or handle is None:
-            raise Closed(f"send from a handler thread: {self!r} is closed")
-        if self.guard is not None:
-            return None
-        data = encode_common(envelope, limit=self._limit(False), max_size=self.max_message_size)
-        return None if data is None else self._send_threadsafe(handle, data)
-
-    def send_fields_threadsafe(self, kind: str, ident: int, body: Any, re: int | None,
-                               deadline: float | None) -> int | None:  # fmt: skip
-        """:meth:`send_fields_nowait` from any thread, as :meth:`send_common_threadsafe` sends
-        (the same bytes as the trio method, no :class:`Envelope` built): the frame's size, or
-        None when it cannot go this way (a guard, not a common frame, NNG would wait). Counts
-        nothing (:meth:`count_sent`). Raises :class:`Closed` and :class:`MessageTooLarge`."""
-        handle = self._handle
-        if self._closed or handle is None:
-            raise Closed(f"send from another thread: {self!r} is closed")
-        if self.guard is not None:  # (its sequence is trio's alone)
-            return None
-        data = common_frame(kind, self.name, ident, body, re, deadline, limit=self._placed_limit,
-                            max_size=self.max_message_size)  # fmt: skip
-        return None if data is None else self._send_threadsafe(handle, data)
-
-    def send_shaped_threadsafe(self, shape: Shape, ident: int, re: int | None, deadline: float | None,
-                               value: Any) -> int | None:  # fmt: skip
-        """:meth:`send_shaped_nowait` from any thread: the frame of ``shape`` with ``value`` in its
-        hole, else (not of the shape's common form, or over ``max_message_size``) the common frame
-        of the same fields (:meth:`send_fields_threadsafe`), which a trio sender tries next: one
-        call per frame. Its size, or None as :meth:`send_fields_threadsafe` says."""
-        handle = self._handle
-        if self._closed or handle is None:
-            raise Closed(f"send from another thread: {self!r} is closed")
-        if self.guard is not None:
-            return None
-        data = shape.write(ident, re, deadline, value, self._placed_limit)
-        if data is None or len(data) > self.max_message_size:
-            data = common_frame(shape.kind, shape.sender, ident, shape.fill(value), re, deadline,
-                                limit=self._placed_limit, max_size=self.max_message_size)  # fmt: skip
-            if data is None:
-                return None
-        return self._send_threadsafe(handle, data)
-
-    def _send_threadsafe(self, handle: Any, data: bytes) -> int | None:
-        err = lib.nng_send(handle, data, len(data), NONBLOCK)  # NNG's sockets are thread-safe
-        if err == EAGAIN:
-            return None
-        if err:
-            raise_for(err, operation="send", where=self)
-        return len(data)
-
-    def count_sent(self, frames: int, size: int) -> None:
-        """Count frames sent by :meth:`send_common_threadsafe`, :meth:`send_fields_threadsafe`
-        and :meth:`send_shaped_threadsafe` (trio's thread)."""
-        self._sent += frames
-        self._bytes_sent += size

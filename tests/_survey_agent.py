@@ -9,7 +9,8 @@ import dataclasses
 import json
 from typing import Any
 
-from consensus.room.lent_surveys import Adopted, LentSurveys
+from consensus.room.lent_items import Adopted
+from consensus.room.lent_surveys import LentSurveys
 from consensus.room.member_protocol import MemberProtocol
 
 counted = {"here": 0, "trio": 0}

@@ -47,9 +47,10 @@ def test_vote_example_is_deterministic() -> None:
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 def test_pipeline_example(transport: str) -> None:
+    port = ["--port", str(free_tcp_port_run(5))] if transport == "tcp" else []  # (as test_survey_example)
     out = run_example(
         "examples/pipeline.py", "--workers", "4", "--kill", "2", "--tasks", "120", "--lease", "2",
-        "--transport", transport,
+        "--transport", transport, *port,
     )  # fmt: skip
 
     def count(label: str) -> int:
@@ -69,7 +70,8 @@ def test_pipeline_example(transport: str) -> None:
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 def test_hotline_example(transport: str) -> None:
-    out = run_example("examples/hotline.py", "--turns", "4", "--transport", transport)
+    port = ["--port", str(free_tcp_port_run(1))] if transport == "tcp" else []  # (as test_survey_example)
+    out = run_example("examples/hotline.py", "--turns", "4", "--transport", transport, *port)
     assert "gemini dialed in" in out, out
     turns = [line for line in out.splitlines() if line.startswith("turn ")]
     assert [line.split(":")[1].split("->")[0].strip() for line in turns] == [

@@ -99,9 +99,10 @@ async def test_a_trio_ask_takes_the_line_back_and_it_is_lent_again(address: Addr
         await b.wait_connected()
         crew = _crew(a)
         assert await b.ask("served", timeout=10) == {"plain": "served"}
-        assert crew.recalls == 0 and not a._reader.recalled
+        assert crew.recalls == 0 and not a._reader.recalled and a.statistics().recalls == 0
         assert [await a.ask(i, timeout=10) for i in range(20)] == [{"echo": i} for i in range(20)]
         assert crew.recalls == 1 and a._reader.recalled  # one take-back for the whole run of asks
+        assert a.statistics().recalls == 1 and b.statistics().recalls == 0  # (b's line: trio's path)
         assert [await b.ask(i, timeout=10) for i in range(5)] == [{"plain": i} for i in range(5)]
         assert not a._reader.recalled  # lent again after the first of them, which trio read
         assert " server " not in handler.threads[1] and all(" server " in n for n in handler.threads[2:])

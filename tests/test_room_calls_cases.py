@@ -51,7 +51,7 @@ def test_a_members_poll_call_is_run_and_its_result_reaches_only_the_caller() -> 
     key, _ = host.rounds.open_poll("ready?", quorum=2, now=0.0)
     assert host.members == ("ann", "bob")
     result = host.rounds.close_poll(key, 1.0)
-    (out,) = host.call_result(requested.call, result)
+    (out,) = host.calls.result(requested.call, result)
     assert isinstance(out, Send) and out.kind == C.RESULT
     assert bob.receive_control(wire(out.kind, "host", out.body), 1.0) == []  # not bob's
     (answered,) = ann.receive_control(wire(out.kind, "host", out.body), 1.0)
@@ -68,7 +68,7 @@ def test_calls_are_refused_with_the_reason() -> None:
     (out,) = deliver(host, ann, frame, 1)
     (answered,) = ann.receive_control(wire(out.kind, "host", out.body), 0.0)
     assert isinstance(answered, CallAnswered) and "member_calls=False" in answered.answer.refused
-    host.member_calls = True
+    host.calls.member_calls = True
     for change, why in [({"kind": "dance"}, "neither"), ({"timeout": 0}, "timeout"), ({"timeout": "1"}, "timeout"),
                         ({"quorum": 0}, "quorum"), ({"kind": "vote", "motion": "m"}, "options"),
                         ({"kind": "vote", "motion": "m", "options": [], "rule": {"rule": "dictator"}}, "rule"),

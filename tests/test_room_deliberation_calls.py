@@ -32,7 +32,7 @@ def test_a_deliberation_call_travels_with_its_arguments_and_its_result_comes_bac
     assert requested.call.subject == "best?" and requested.call.deliberation == args
     assert [C.UNTIL[n] for n in args.until] == [unanimous, decided]
     result = roundtable()
-    (out,) = host.call_result(requested.call, result)
+    (out,) = host.calls.result(requested.call, result)
     assert isinstance(out, Send)
     (answered,) = ann.receive_control(wire(out.kind, "host", out.body), 0.1)
     assert isinstance(answered, CallAnswered) and answered.answer.call_id == ident

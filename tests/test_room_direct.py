@@ -33,7 +33,7 @@ values = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63) |
 def test_an_ask_reaches_only_its_member_and_its_answer_only_its_asker(value: Any, ok: bool) -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     ann, bob = joined(host, "ann", pipe=1), joined(host, "bob", pipe=2)
-    ident, frame = host.direct_frame("ann", value, reply=True, timeout=5)
+    ident, frame = host.calls.direct_frame("ann", value, reply=True, timeout=5)
     assert bob.receive_control(wire(frame.kind, "host", frame.body), 0.0) == []  # not bob's: dropped
     (received,) = [o for o in ann.receive_control(wire(frame.kind, "host", frame.body), 0.0)
                    if isinstance(o, DirectReceived)]  # fmt: skip
@@ -53,13 +53,13 @@ def test_asks_to_nobody_bad_timeouts_departures_and_malformed_replies() -> None:
     host = HostProtocol(name="host", endpoints=ENDS, heartbeat=HEARTBEAT)
     joined(host, "ann", pipe=1)
     with pytest.raises(LookupError, match="no member named 'zed'.*present: ann"):
-        host.direct_frame("zed", 1, reply=True, timeout=1)
+        host.calls.direct_frame("zed", 1, reply=True, timeout=1)
     for timeout in (None, 0, -1, float("nan"), 1e9):
         with pytest.raises(ValueError, match="timeout"):
-            host.direct_frame("ann", 1, reply=True, timeout=timeout)
-    _, send = host.direct_frame("ann", "fyi", reply=False)  # a send waits for nothing
+            host.calls.direct_frame("ann", 1, reply=True, timeout=timeout)
+    _, send = host.calls.direct_frame("ann", "fyi", reply=False)  # a send waits for nothing
     assert send.body["reply"] is False and "timeout" not in send.body
-    ident, _ = host.direct_frame("ann", "q", reply=True, timeout=1)
+    ident, _ = host.calls.direct_frame("ann", "q", reply=True, timeout=1)
     bad = host.receive_control(wire(X.DIRECT_REPLY, "ann", {"name": "ann", "token": 1, "id": ident}), 1, 0.1)
     assert isinstance(bad[0], Ignored) and host.counts["malformed"] == 1
     out = host.connection_closed(1, 0.2)

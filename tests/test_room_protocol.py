@@ -68,13 +68,13 @@ class Conversation(Network):
             assert dict(result.answers) == ref.answered and result.expected == ref.expected
             assert result.missing == ref.expected - ref.answered.keys() - result.errors.keys()
             if key in self.calls:
-                self.host_out(self.host.call_result(self.calls.pop(key), result))
+                self.host_out(self.host.calls.result(self.calls.pop(key), result))
         else:
             decision, frame = self.host.rounds.close_vote(key, self.now)
             assert decision.electorate_weight == len(ref.expected)
             self.host_out([frame])
             if key in self.calls:
-                self.host_out(self.host.call_result(self.calls.pop(key), decision))
+                self.host_out(self.host.calls.result(self.calls.pop(key), decision))
         ref.closed = True
         self.host.rounds.replies_done(key) if i % 2 else None  # sometimes the late window is still open
 

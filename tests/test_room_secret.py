@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +16,7 @@ import trio
 from conftest import Peers, read_line, tell
 
 import consensus
+from consensus.trust.room import PENDING, PublicKeys, join_kid
 
 TRANSPORTS = ["ipc", "tcp"]
 SECRET = "a room secret for the tests"
@@ -145,3 +147,15 @@ async def test_lines_between_members_with_a_secret(room_address: Callable[[str],
         back = await bob.hotline("ann", timeout=20)
         assert await back.ask(2, timeout=10) == ["ann", 2]
         assert ann.statistics().unauthenticated == bob.statistics().unauthenticated == 0
+
+
+async def test_the_host_counts_the_hellos_it_forgot(room_address: Callable[[str], str]) -> None:
+    """``room.statistics().hellos_dropped`` is the host keys' count (the bound itself: test_trust.py)."""
+    async with consensus.host(room_address("ipc"), secret=SECRET) as room:
+        keys = room._protocol.keys
+        assert keys is not None and room.statistics().hellos_dropped == 0
+        for _ in range(PENDING + 3):
+            stranger = PublicKeys(secrets.token_bytes(32), secrets.token_bytes(32))
+            assert keys.hello(join_kid(stranger.kx), stranger)
+        assert room.statistics().hellos_dropped == 3
+        assert room.statistics().sessions_dropped == 0

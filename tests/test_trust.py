@@ -6,15 +6,18 @@ Each check runs on bytes as they would travel; the process-level tests are in
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
 from consensus.trust import Guard, HostKeys, Key, MemberKeys, PublicKeys, Secret
+from consensus.trust import room as room_keys
 from consensus.trust import seal as seal_module
 from consensus.trust.line import LineKeys
-from consensus.trust.room import HELLO, join_kid
+from consensus.trust.room import HELLO, PENDING, join_kid
 from consensus.trust.seal import HEADER, TAG_SIZE, WINDOW, MacSender, ReplayWindow, Scheme, SigSender
 from consensus.trust.secret import as_secret
 from patterns import Envelope, FirstOpened, Unauthenticated, decode, encode
@@ -255,3 +258,37 @@ def test_a_forged_frame_under_a_joiners_session_leaves_its_join_possible() -> No
     assert isinstance(result, FirstOpened)
     result.accepted()
     assert host.may_speak_for(result.session, "alice", alice.token, joining=True)
+
+
+def stranger_keys() -> PublicKeys:
+    """Public keys nobody holds the private halves of: a hello that never opens a session."""
+    return PublicKeys(secrets.token_bytes(32), secrets.token_bytes(32))
+
+
+def test_past_the_pending_bound_the_oldest_hello_goes_and_is_counted() -> None:
+    host = HostKeys(SECRET)
+    alice = MemberKeys(SECRET, "alice")
+    assert host.hello(join_kid(alice.public.kx), alice.public)
+    for _ in range(PENDING - 1):
+        keys = stranger_keys()
+        assert host.hello(join_kid(keys.kx), keys)
+    assert host.hellos_dropped == 0
+    keys = stranger_keys()
+    assert host.hello(join_kid(keys.kx), keys)  # one too many: alice's, the oldest, goes
+    assert host.hellos_dropped == 1
+    assert alice.host_keys(host.public)
+    join = alice.control.seal(frame("join", "alice", {"name": "alice", "token": alice.token}), "join")
+    assert reason(host.control, join) == "tag"  # her session is unknown until she says hello again
+
+
+def test_past_the_session_bound_the_oldest_absent_session_goes_and_is_counted(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(room_keys, "SESSIONS", 2)
+    host = HostKeys(SECRET)
+    alice = admitted("alice", host)
+    admitted("bob", host)
+    host.retire("alice")  # silent: her session stays while there is room
+    assert host.sessions_dropped == 0
+    admitted("carol", host)
+    assert host.sessions_dropped == 1  # alice's, the oldest of nobody present; bob's stays
+    beat = alice.control.seal(frame("heartbeat", "alice", {"name": "alice", "token": alice.token}), "heartbeat")
+    assert reason(host.control, beat) == "tag"  # her session is gone

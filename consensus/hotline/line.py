@@ -343,7 +343,9 @@ class Hotline:
         self._server.settle()  # answers sent from handler threads (and asks from other threads), into the books first
         foreign = self._reader.foreign
         foreign_open, held_back = (foreign.settle(), foreign.held_back()) if foreign is not None else (0, 0)
+        # (only a ThreadServer counts recalls; thread_serve imports this module, so no isinstance)
+        recalls: int = getattr(foreign, "recalls", 0)
         t = self._protocol.ask_statistics()
         p = self._protocol.statistics()
         s = self._link.pair.statistics()
-        return line_statistics(self.connected, t, p, s, foreign_open, held_back)
+        return line_statistics(self.connected, t, p, s, foreign_open, held_back, recalls)

@@ -32,16 +32,19 @@ class HotlineStatistics:
     silent_disconnects: int  # the peer missed its heartbeats
     refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
     reading_paused: int  # times a reader outside trio stopped reading at a bound (docs/statistics.md)
+    recalls: int = 0  # times trio took back a line lent to the threads serving a plain on_ask, for its asks
 
 
 def line_statistics(connected: bool, t: AskTableStatistics, p: ProtocolStatistics, s: SocketStatistics,
-                    foreign_open: int, held_back: int) -> HotlineStatistics:  # fmt: skip
+                    foreign_open: int, held_back: int, recalls: int = 0) -> HotlineStatistics:  # fmt: skip
     """One line's record; ``foreign_open`` counts asks open on a reader outside the trio
-    thread, ``held_back`` the times such a reader stopped reading at a bound."""
+    thread, ``held_back`` the times such a reader stopped reading at a bound, ``recalls`` the
+    times trio took the line back from the threads serving its plain ``on_ask``."""
     return HotlineStatistics(
         connected=connected, connections=p.connections, sent=s.messages_sent,
         received=s.messages_received,
         asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
         stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
         silent_disconnects=p.silent_disconnects, refused=p.refused, reading_paused=held_back,
+        recalls=recalls,
     )  # fmt: skip

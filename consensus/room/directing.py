@@ -40,11 +40,11 @@ class Director:
             self._answered.poke()
 
     async def send(self, name: str, value: Any) -> None:
-        _, frame = self._protocol.direct_frame(name, value, reply=False)
+        _, frame = self._protocol.calls.direct_frame(name, value, reply=False)
         await self._send(frame)
 
     async def ask(self, name: str, value: Any, *, timeout: float) -> Any:
-        ident, frame = self._protocol.direct_frame(name, value, reply=True, timeout=timeout)
+        ident, frame = self._protocol.calls.direct_frame(name, value, reply=True, timeout=timeout)
         self._answers[ident] = None
         try:
             await self._send(frame)
@@ -53,7 +53,7 @@ class Director:
                     await self._answered.wait()
         finally:
             self._answers.pop(ident, None)
-            self._protocol.forget_direct(ident)
+            self._protocol.calls.forget_direct(ident)
         if event is None:
             raise Timeout(f"{name!r} did not answer the room {self._room!r}'s ask within {timeout} s")
         if isinstance(event, DirectLost):

@@ -95,7 +95,7 @@ class Left:
 @dataclass(frozen=True, slots=True)
 class CallRequested:
     """A member asked the host to run a poll or a vote (checked, not refused): run it, then
-    send ``HostProtocol.call_result`` (or ``call_refused`` if it cannot be opened)."""
+    send ``HostProtocol.calls.result`` (or ``calls.refused`` if it cannot be opened)."""
 
     call: Call
 

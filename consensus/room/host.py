@@ -262,7 +262,10 @@ class Room:
         socks = (self._surveyor, self._control, self._mesh)
         stats = [s.statistics() for s in socks]
         malformed = counts["malformed"] + sum(s.malformed for s in stats)
+        keys = self._protocol.keys
         return RoomStatistics(relayed=self._relayed, relay_dropped=self._relay_dropped,
+                              hellos_dropped=keys.hellos_dropped if keys else 0,
+                              sessions_dropped=keys.sessions_dropped if keys else 0,
                               members=len(self._protocol.members), observers=len(self._protocol.observers),
                               unauthenticated=sum(s.unauthenticated for s in stats),
                               messages_dropped=self._inbox.dropped,
@@ -301,21 +304,21 @@ class Room:
                                                until=[UNTIL[n] for n in args.until], anonymous=args.anonymous)  # fmt: skip
         except (ValueError, TypeError) as exc:  # the round could not be opened with these arguments
             log.info("room %r refused a %s from %s: %s", self.name, call.kind, call.name, exc)
-            await self._act(self._protocol.call_refused(call, f"{type(exc).__name__}: {exc}"))
+            await self._act(self._protocol.calls.refused(call, f"{type(exc).__name__}: {exc}"))
             return
         except Closed:
             return  # the room is closing
         except Exception as exc:  # no member's call may close the room (logged with its traceback)
             log.exception("room %r: the %s %s asked for failed", self.name, call.kind, call.name)
             await self._act(
-                self._protocol.call_refused(call, f"the host failed: {type(exc).__name__}: {exc}")
+                self._protocol.calls.refused(call, f"the host failed: {type(exc).__name__}: {exc}")
             )
             return
         try:
-            for frame in self._protocol.call_result(call, result):
+            for frame in self._protocol.calls.result(call, result):
                 assert isinstance(frame, Send)
                 await self._send(frame)
         except (MessageTooLarge, EncodeError) as exc:
-            await self._act(self._protocol.call_refused(call, f"the result has no wire form here: {exc}"))
+            await self._act(self._protocol.calls.refused(call, f"the result has no wire form here: {exc}"))
         except Closed:
             pass

@@ -3,9 +3,10 @@
 :class:`HostProtocol` takes what arrives on the control bus (an envelope and the NNG
 pipe it came over), the connection losses and the time, and returns frames to send
 and events (:mod:`consensus.room.events`). It owns every check, cache and counter of
-the host: the roster, the refused-join cache, the mesh checks of a join, member calls,
-and (in :class:`~consensus.room.rounds.Rounds`, its ``rounds``) the poll, vote and
-deliberation rounds and their replies. The trio driver (:class:`consensus.room.host.Room`)
+the host: the roster, the refused-join cache, the mesh checks of a join, and (in
+:class:`~consensus.room.rounds.Rounds`, its ``rounds``) the poll, vote and deliberation
+rounds and their replies, (in :class:`~consensus.room.host_calls.Calls`, its ``calls``)
+member calls and directed messages. The trio driver (:class:`consensus.room.host.Room`)
 only moves frames and wakes waiters.
 """
 
@@ -15,9 +16,6 @@ import math
 import secrets
 from typing import Final
 
-from consensus.decide.decision import Decision
-from consensus.decide.poll import PollResult
-from consensus.decide.roundtable import Deliberation
 from consensus.endpoints import Endpoints
 from consensus.room import calls as C
 from consensus.room import credentials as K
@@ -26,9 +24,6 @@ from consensus.room import protocol as P
 from consensus.room import relay as R
 from consensus.room.addresses import not_a_members
 from consensus.room.events import (
-    CallRequested,
-    DirectAnswered,
-    DirectLost,
     Ignored,
     Joined,
     Left,
@@ -38,6 +33,7 @@ from consensus.room.events import (
     Target,
     Why,
 )
+from consensus.room.host_calls import Calls
 from consensus.room.relay import RELAY_ABOVE
 from consensus.room.roster import DEFAULT_MAX_MEMBERS, JoinOutcome, JoinVerdict, Roster
 from consensus.room.rounds import Rounds
@@ -76,8 +72,6 @@ class HostProtocol:
         self.name = name
         self.keys = keys  # the room's secret at work (None: the room trusts its network)
         self._hello_beats: list[float] = []  # when the last HELLO_BEATS hello beats were sent
-        self.member_calls = member_calls  # False: members may not ask the host to poll or vote
-        self._calls: set[tuple[str, int, int]] = set()  # calls running: (name, token, call id)
         self.endpoints = endpoints
         self.roster = Roster(
             heartbeat=heartbeat, missed_heartbeats=missed_heartbeats, max_members=max_members
@@ -89,13 +83,14 @@ class HostProtocol:
                      "tasks": endpoints.tasks, "results": endpoints.results}  # fmt: skip
         self._refused: dict[tuple[str, int], None] = {}  # recent refused join attempts, oldest first
         self.counts = dict.fromkeys(COUNTERS, 0)
-        self._directs = X.DirectAsks()
         # Healing a lost roster: members' heartbeats say which version they hold (docs/rooms.md 3.5).
         self._unversioned: set[str] = set()  # members whose heartbeats name no version (older peers)
         self._changed_at = -math.inf  # when the roster last changed (its version went up)
         self._resent_at = -math.inf  # when a heartbeat's request last made the roster go out again
         self.rounds = Rounds(self.roster, self.counts)
         """The polls, votes and deliberations under way (:class:`Rounds`)."""
+        self.calls = Calls(name, self.roster, self.counts, member_calls=member_calls)
+        """Members' calls and the host's directed messages (:class:`Calls`)."""
 
     # ------------------------------------------------------------------ queries
     @property
@@ -185,12 +180,12 @@ class HostProtocol:
                 return self._on_hello(envelope, pipe, now, connected)
             if envelope.kind == C.CALL:
                 call = C.parse_call(envelope)
-                return self._refused_speaker(envelope, call.name, call.token) or self._on_call(call)
+                return self._refused_speaker(envelope, call.name, call.token) or self.calls.on_call(call)
             if envelope.kind == K.HELLO and self.keys is not None:
                 return self._on_keys(envelope, now)
             if envelope.kind == X.DIRECT_REPLY:
                 reply = X.parse_direct_reply(envelope)
-                return self._refused_speaker(envelope, reply.name, reply.token) or self._on_direct_reply(reply)
+                return self._refused_speaker(envelope, reply.name, reply.token) or self.calls.on_direct_reply(reply)
             if envelope.kind == P.LEAVE:
                 hello = P.parse_hello(envelope)
                 if refused := self._refused_speaker(envelope, hello.name, hello.token):
@@ -297,71 +292,6 @@ class HostProtocol:
         self.counts["rosters_resent"] += 1
         return [self.roster_frame()]
 
-    # ------------------------------------------------------------------ member calls
-    def _on_call(self, call: C.Call) -> list[Output]:
-        record = self.roster.get(call.name)
-        if record is None or record.token != call.token:
-            return self.call_refused(call, f"{call.name!r} is not a member of this room (join first)")
-        running = (call.name, call.token, call.call_id)
-        if running in self._calls:
-            return []  # the same call again: it is running, its result will come
-        if not self.member_calls:
-            return self.call_refused(
-                call, "this room takes no polls, votes or deliberations from members (member_calls=False)"
-            )
-        if call.problem:
-            return self.call_refused(call, call.problem)
-        self._calls.add(running)
-        self.counts["calls"] += 1
-        return [CallRequested(call)]
-
-    def call_refused(self, call: C.Call, reason: str) -> list[Output]:
-        """Refuse ``call`` (also when opening its round failed): the frame that tells the caller."""
-        self._calls.discard((call.name, call.token, call.call_id))
-        self.counts["refused_calls"] += 1
-        body = C.result_body(call.name, call.token, call.call_id, refused=reason)
-        return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
-
-    def call_result(self, call: C.Call, result: PollResult | Decision | Deliberation) -> list[Output]:
-        """The call ran: the frame that brings its result to the caller."""
-        self._calls.discard((call.name, call.token, call.call_id))
-        if isinstance(result, PollResult):
-            body = C.result_body(call.name, call.token, call.call_id, poll=result)
-        elif isinstance(result, Deliberation):
-            body = C.result_body(call.name, call.token, call.call_id, deliberation=result)
-        else:
-            body = C.result_body(call.name, call.token, call.call_id, decision=result)
-        return [Send(C.RESULT, body, Target.CONTROL, inline=self.inline)]
-
-    # ------------------------------------------------------------------ directed messages
-    def direct_frame(self, name: str, value: object, *, reply: bool,
-                     timeout: float | None = None) -> tuple[int, Send]:  # fmt: skip
-        """A message for member ``name`` only (``reply``: an ask, answered within ``timeout``):
-        its id and the frame. Raises ``LookupError`` when no member has that name and
-        ``ValueError`` for a bad timeout."""
-        if reply and (timeout is None or type(timeout) not in (int, float) or not 0 < timeout <= X.MAX_DIRECT_TIMEOUT):
-            raise ValueError(f"timeout must be a number of seconds in (0, {X.MAX_DIRECT_TIMEOUT:g}], got {timeout!r}")
-        record = self.roster.get(name)
-        if record is None:
-            present = ", ".join(self.roster.participants + self.roster.observers) or "nobody"
-            raise LookupError(f"no member named {name!r} in the room {self.name!r} (present: {present})")
-        ident = self._directs.open(name, record.token)
-        if not reply:
-            self._directs.forget(ident)  # a send waits for nothing
-        self.counts["directs"] += 1
-        body = X.direct_body(name, record.token, ident, value, reply=reply, timeout=timeout if reply else None)
-        return ident, Send(X.DIRECT, body, Target.CONTROL, inline=self.inline)
-
-    def forget_direct(self, direct_id: int) -> None:
-        """The asker stopped waiting for ask ``direct_id``: a later answer is late."""
-        self._directs.forget(direct_id)
-
-    def _on_direct_reply(self, reply: X.DirectReply) -> list[Output]:
-        if not self._directs.answer(reply):
-            self.counts["late_replies"] += 1
-            return []
-        return [DirectAnswered(reply)]
-
     def _refuse(self, hello: P.Hello, pipe: int, reason: str, connected: bool) -> list[Output]:
         attempt = (hello.name, hello.token)  # a member repeats its join until answered:
         if attempt not in self._refused:  # one attempt counts once, however many times it came
@@ -395,9 +325,7 @@ class HostProtocol:
             for name in names:  # a member silent or cut off may come back under its session
                 (self.keys.forget if why is Why.LEAVE else self.keys.retire)(name)
         out: list[Output] = [Left(tuple(names), why)]
-        for ident, name in self._directs.asked(set(names)):
-            self._directs.forget(ident)
-            out.append(DirectLost(ident, name, why.value))
+        out += self.calls.gone(names, why)
         if roster:
             out += [MembersChanged(self.members), self.roster_frame()]
         return out

@@ -11,7 +11,8 @@ with :meth:`patterns.IncomingSurvey.reply_threadsafe`, a poll's answer written f
 shape, the handler's deadline kept on its
 own clock: exactly one answer, the handler's or ``Timeout``) and hands everything else to
 trio in order, where the :class:`~consensus.room.answering.Answerer` receives it as if it
-had read it itself. :class:`LentSurveys` is that part, whatever the driver; a driver says
+had read it itself (what it hands over: :mod:`consensus.room.lent_items`).
+:class:`LentSurveys` is that part, whatever the driver; a driver says
 how a handler starts (:meth:`LentSurveys._start`), how a deadline is waited for
 (:meth:`LentSurveys._arm`) and how a late handler is told (:meth:`LentSurveys._cancel`).
 
@@ -39,21 +40,21 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
 
 from consensus.failure import Failure
 from consensus.room import protocol as P
+from consensus.room.lent_items import GIVE_BACK, Adopted, Item, Pending
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import HandlerContext, Kind, set_current
 from consensus.runtime.handback import ignore_outcome
 from consensus.runtime.handlers import trio_deadline
-from patterns import HOLE, Closed, IncomingSurvey, MessageTooLarge, Respondent, Shape, SurveyTaker, Taken
+from patterns import HOLE, Closed, IncomingSurvey, MessageTooLarge, Respondent, Shape, SurveyTaker
 
-__all__ = ["BACKLOG", "DRAIN", "GIVE_BACK", "Adopted", "GiveBack", "Item", "LentSurveys", "Pending", "expect_polls"]
+__all__ = ["BACKLOG", "DRAIN", "LentSurveys", "expect_polls"]
 
 log = logging.getLogger("consensus.room")
 
@@ -75,40 +76,6 @@ def expect_polls(respondent: Respondent, host: str) -> None:
         respondent.expect()
     else:
         respondent.expect(shape)
-
-
-@dataclass(frozen=True, slots=True)
-class Adopted:
-    """A survey answered elsewhere whose reply only trio can send (too large, say), or
-    whose plain handler returned an awaitable (``awaits``: trio awaits it, then replies)."""
-
-    survey: IncomingSurvey
-    ticket: ReplyTicket
-    outcome: tuple[bool, Any]
-    awaits: bool = False
-
-
-class GiveBack:
-    """The reader stopped reading for good (NNG failed under it): trio reads from now on."""
-
-
-GIVE_BACK: Final = GiveBack()
-
-Item = IncomingSurvey | Taken | Adopted | GiveBack  # what the reader hands to trio, in order
-
-
-class Pending:
-    """A survey whose handler runs outside trio, not answered yet."""
-
-    __slots__ = ("ident", "name", "survey", "task", "ticket", "timed_out")
-
-    def __init__(self, survey: IncomingSurvey, ticket: ReplyTicket, ident: int, name: str) -> None:
-        self.survey = survey
-        self.ticket = ticket
-        self.ident = ident  # the reply's envelope id
-        self.name = name
-        self.task: Any = None  # the driver's handle on the running handler (an asyncio task)
-        self.timed_out = False  # answered Timeout: what the handler returns later is late
 
 
 class LentSurveys:

@@ -53,7 +53,8 @@ from typing import Any, Protocol
 
 import trio
 
-from consensus.room.lent_surveys import DRAIN, GIVE_BACK, Adopted, GiveBack, Item, LentSurveys, Pending
+from consensus.room.lent_items import GIVE_BACK, Adopted, GiveBack, Item, Pending
+from consensus.room.lent_surveys import DRAIN, LentSurveys
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
 from consensus.runtime.context import Kind

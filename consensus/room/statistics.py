@@ -40,6 +40,8 @@ class RoomStatistics:
     directs: int = 0  # room.ask / room.send messages sent to one member
     roster_requests: int = 0  # heartbeats that named an older roster, past the grace after a change
     rosters_resent: int = 0  # rosters sent again for them: at most one per grace (2 heartbeats)
+    hellos_dropped: int = 0  # hellos forgotten before their session opened, past 1,024 pending (secret)
+    sessions_dropped: int = 0  # sessions of nobody present dropped past 4,096 kept (secret)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ from typing import Any
 
 import trio
 
-from consensus.room.lent_surveys import Item, LentSurveys, Pending
+from consensus.room.lent_items import Item, Pending
+from consensus.room.lent_surveys import LentSurveys
 from consensus.room.member_protocol import MemberProtocol
 from consensus.room.member_surveys import ReplyTicket
 from consensus.room.survey_reader import reader

@@ -39,11 +39,13 @@ __all__ = ["HELLO", "PENDING", "HostKeys", "MemberKeys", "PublicKeys"]
 
 HELLO: Final = "hello"  # member -> host (control), under the join key: {"kx", "sign"}
 PENDING: Final = 1024
-"""Hellos the host remembers before their member's first session frame (oldest dropped)."""
+"""Hellos the host remembers before their member's first session frame (oldest dropped,
+counted in ``room.statistics().hellos_dropped``)."""
 SESSIONS: Final = 4096
 """Sessions the host keeps (oldest dropped first, never a present member's): those not yet
 bound to a name, and those of members gone silent, so that a member stopped past its expiry
-(SIGSTOP, a long pause) comes back under its session with its next heartbeat."""
+(SIGSTOP, a long pause) comes back under its session with its next heartbeat. Counted in
+``room.statistics().sessions_dropped``."""
 
 _RAW = (Encoding.Raw, PublicFormat.Raw)
 
@@ -111,6 +113,8 @@ class HostKeys:
         self._sessions: OrderedDict[bytes, tuple[PublicKeys, str | None, bytes]] = OrderedDict()
         self._names: dict[str, bytes] = {}  # name -> control kid of the session that holds it
         self._present: set[str] = set()  # names in the room now (retired ones keep their session)
+        self.hellos_dropped = 0  # hellos forgotten past PENDING before their session opened
+        self.sessions_dropped = 0  # sessions dropped past SESSIONS (not leaves nor refused joins)
 
     def _epoch_sender(self) -> MacSender:
         kid = secrets.token_bytes(8)
@@ -143,6 +147,7 @@ class HostKeys:
             self._pending.move_to_end(control)
             if len(self._pending) > PENDING:
                 self._pending.popitem(last=False)
+                self.hellos_dropped += 1
         return True
 
     def _opened(self, keys: PublicKeys, session: bytes, control: Key) -> None:
@@ -159,6 +164,7 @@ class HostKeys:
                 return
             if owner not in self._present:
                 self._drop(kid)
+                self.sessions_dropped += 1
                 excess -= 1
 
     # ------------------------------------------------------------------ names

@@ -1,0 +1,118 @@
+"""A measurement in a process of its own, so that a crash costs that measurement only.
+
+NNG 1.11 can panic in its websocket transport (``panic: pthread_mutex_lock: Invalid
+argument`` at N = 64 over ws, ``../shared/notes/nng-facts.md``); a panic aborts the whole
+process. A step that hosts its side in the bench's own process lost the whole run with
+it, so :func:`run_isolated` runs ``python -m <module> <out> <argv>...`` instead:
+
+* in a session of its own, so it and everything it spawns share one process group: once it
+  ended, what is left of the group gets :data:`GRACE_S` to go and is then killed (the
+  children of a process that aborted would otherwise outlive it);
+* its stdout and stderr go to a file, copied to our stderr (``run.log`` in the suite) once
+  it ended, so the reason of a failure is at hand: how the process ended and its last
+  line, NNG's own ``panic:`` line where there is one (NNG prints two more lines and maybe a
+  backtrace after it);
+* the module writes its results to ``out`` as JSON lines, each as soon as it has it: what
+  :func:`run_isolated` returns, with those written before a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GRACE_S", "Outcome", "run_isolated"]
+
+ROOT = Path(__file__).resolve().parents[1]  # the folder that holds bench/
+GRACE_S = 5.0  # what is left of the process group after its leader ended: time to go before SIGKILL
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The JSON lines the module wrote (before it failed, if it did), and why it failed (None: it did not)."""
+
+    results: list[Any]
+    reason: str | None = None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # (NNG's panic may end a line of progress that had no newline yet)
+    panics = [line[line.index("panic:") :] for line in lines if "panic:" in line]
+    return (panics or lines or ["(nothing on stderr)"])[-1][:200]
+
+
+def _ended(code: int | None, timeout: float) -> str:
+    if code is None:
+        return f"no result within {timeout:g} s (killed)"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"its process was killed by {signal.Signals(-code).name}"
+        return f"its process was killed by signal {-code}"
+    return f"its process exited with status {code}"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal: not ours to wait for
+        return False
+    return True
+
+
+def _end_group(pgid: int) -> None:
+    """Give what is left of the process group :data:`GRACE_S` to go, then kill it."""
+    deadline = time.monotonic() + GRACE_S
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _env() -> dict[str, str]:
+    """Ours, with the folder that holds ``bench`` first on the path (we may run from anywhere)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_isolated(module: str, argv: Sequence[str], timeout: float) -> Outcome:
+    """Run ``python -m module OUT *argv`` as above: the JSON lines it wrote to ``OUT``, and why it failed."""
+    with tempfile.TemporaryDirectory(prefix="nngc-bench-cell-") as tmp:
+        out, log = Path(tmp, "result.json"), Path(tmp, "output")
+        with open(log, "w+b") as output:
+            proc = subprocess.Popen([sys.executable, "-m", module, str(out), *argv], stdin=subprocess.DEVNULL,
+                                    stdout=output, stderr=output, start_new_session=True, env=_env())  # fmt: skip
+            code: int | None
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                code = None
+            output.flush()
+            last = _last_line(log.read_text(errors="replace"))  # before the rest of the group adds to it
+            _end_group(proc.pid)
+        sys.stderr.write(log.read_text(errors="replace"))
+        sys.stderr.flush()
+        results = []
+        with contextlib.suppress(OSError):
+            for line in out.read_text().splitlines():
+                try:
+                    results.append(json.loads(line))
+                except ValueError:  # (a line cut short by the crash)
+                    break
+        return Outcome(results, None if code == 0 else f"{_ended(code, timeout)}: {last}")

@@ -1,0 +1,40 @@
+"""Cells of the suite's ``poll`` step (N members over one transport) in a process of their own.
+
+:func:`bench.poll.suite_step` runs ``python -m bench._poll_cell OUT <bench.poll options>``
+(the cells as ``--cell N:transport``) through :func:`bench._cells.run_isolated`: the rooms'
+host lives here, so an NNG panic (which aborts the process) costs the cell it hit only. Each
+cell's rows (:func:`bench.poll.measure`) go to ``OUT`` as one JSON line ``{"n": N,
+"transport": T, "rows": [...]}`` as soon as the cell is done; the member processes serve
+every cell in turn.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from . import poll
+
+
+def main(argv: list[str]) -> int:
+    out_path, *options = argv
+    args = poll.parse_args(options)
+    tmpdir = tempfile.mkdtemp(prefix="nngc-bench-poll-")
+    try:
+        with open(out_path, "w", encoding="utf-8") as out:
+
+            def cell_done(cell: poll.Cell, rows: list[dict[str, Any]]) -> None:
+                out.write(json.dumps({"n": cell[0], "transport": cell[1], "rows": rows}) + "\n")
+                out.flush()  # (in the kernel's hands: an abort later does not lose it)
+
+            poll.measure(args, tmpdir, cell_done)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,101 @@
+"""The suite survives a crash in one poll cell (as NNG 1.11's ws panic aborts its process), and
+sweeps the shared-memory folders of dead runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import _cells, _suite, poll
+from bench._goals import _poll_goals, poll_cell
+from bench._schema import TOOLKIT, Metric, Skip
+
+
+def test_an_aborted_cell_is_a_skip_with_its_reason_and_the_step_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    groups: list[int] = []
+    real = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        proc = real(*args, **kwargs)
+        groups.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(_cells.subprocess, "Popen", popen)
+    records = poll.suite_step(True, transports=("ws", "ipc"), ns=(1, 2, 3), polls=3, abort=frozenset({(2, "ws")}))
+    skips = [r for r in records if isinstance(r, Skip)]
+    assert [s.variant for s in skips] == [poll_cell(2, "ws")]
+    assert "killed by SIGABRT" in skips[0].reason and "panic: injected" in skips[0].reason
+    measured = {(m.transport, m.n) for m in records if isinstance(m, Metric)}
+    assert measured == {("ws", 1), ("ws", 3), ("ipc", 1), ("ipc", 2), ("ipc", 3)}  # the cells before and after
+    assert {(m.system, m.name) for m in records if isinstance(m, Metric)} == {
+        (system, name) for system in (TOOLKIT, "pynng") for name in ("gather_median_ms", "gather_p99_ms")}
+    assert len(groups) == 2  # the cells until the abort, and those after it
+    for pgid in groups:  # the aborted host's member process went with it
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
+    goals = _poll_goals([r for r in records if isinstance(r, Metric)], skips)
+    floor = goals[1]
+    assert floor["status"] in ("SKIP", "FAIL") and "N=2 ws" in floor["detail"] and "SIGABRT" in floor["detail"]
+
+
+def test_a_cell_that_writes_nothing_is_a_skip_too(tmp_path: Path) -> None:
+    outcome = _cells.run_isolated("json.tool", [str(tmp_path / "missing.json")], timeout=60)
+    assert outcome.results == [] and outcome.reason is not None
+    assert "exited with status" in outcome.reason and "No such file" in outcome.reason  # argparse, last line
+
+
+# ---------------------------------------------------------------- the goals without a cell
+def gather(system: str, variant: str, transport: str, n: int, value: float) -> Metric:
+    return Metric("poll", system, variant, transport, 0, n, "gather_median_ms", value, "ms")
+
+
+def metrics(room: float) -> list[Metric]:
+    return [gather(TOOLKIT, "room.poll (async handler)", "tcp", 8, room),
+            gather("pynng", "Surveyor0 trio floor (knows N)", "tcp", 8, 1.0),
+            gather("nats", "scatter-gather", "tcp", 8, 2.0), gather("nats", "scatter-gather", "tcp", 64, 5.0)]  # fmt: skip
+
+
+LOST = Skip("poll", TOOLKIT, poll_cell(64, "tcp"), "failed: its process was killed by SIGABRT: panic: boom")
+
+
+def test_a_goal_that_passes_without_a_cell_it_needs_is_a_skip_that_says_why() -> None:
+    nats, floor = _poll_goals(metrics(1.1), [LOST])
+    for goal in (nats, floor):
+        assert goal["status"] == "SKIP" and "N=64 tcp: failed" in goal["detail"] and "panic: boom" in goal["detail"]
+        assert "measured: N=8" in goal["detail"] or "measured: tcp N=8" in goal["detail"]
+    nats, floor = _poll_goals(metrics(1.1), [])
+    assert nats["status"] == floor["status"] == "PASS"
+
+
+def test_a_failing_goal_stays_failed_and_a_cell_it_does_not_need_changes_nothing() -> None:
+    nats, floor = _poll_goals(metrics(2.5), [LOST])
+    assert nats["status"] == floor["status"] == "FAIL" and "not measured: N=64 tcp" in nats["detail"]
+    ws = Skip("poll", TOOLKIT, poll_cell(64, "ws"), "failed: its process was killed by SIGABRT: panic: boom")
+    nats, floor = _poll_goals(metrics(1.1), [ws])
+    assert nats["status"] == "PASS" and floor["status"] == "SKIP" and "N=64 ws" in floor["detail"]
+
+
+# ---------------------------------------------------------------- /dev/shm folders of dead runs
+def test_the_folders_of_dead_runs_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    dead_pid = int(ended.stdout)
+    me, start = os.getpid(), _suite._start_time(os.getpid())
+    names = {
+        f"nngc-suite-{me}-{start}-live": True,  # this process: a live run
+        f"nngc-suite-{me}-{(start or 0) + 1}-reused": False,  # its pid, another start time: a dead run's
+        f"nngc-suite-{dead_pid}-{start}-dead": False,
+        "nngc-suite-a1b2c3d4": True,  # named before runs named their folders: its owner is unknown
+        "nng-consensus-suite-x": True,  # not the bench's
+    }
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "segment").write_bytes(b"x")
+    swept = _suite.sweep(tmp_path)
+    assert sorted(swept) == sorted(name for name, kept in names.items() if not kept)
+    assert {p.name for p in tmp_path.iterdir()} == {name for name, kept in names.items() if kept}
