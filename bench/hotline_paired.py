@@ -20,6 +20,7 @@ the method's resolution.
 
     python -m bench.hotline_paired --base /tmp/base                 # ipc, 40 rounds
     python -m bench.hotline_paired --base /tmp/base --transport tcp --rounds 30
+    python -m bench.hotline_paired --base /tmp/base --secret s3cret  # both lines sealed
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _load(base: str) -> tuple[ModuleType, ModuleType, ModuleType]:
     return sys.modules["old_consensus"], new, new_patterns
 
 
-def _far(base: str, addresses: dict[str, str], warm: int, n: int, queue: Any) -> None:
+def _far(base: str, addresses: dict[str, str], warm: int, n: int, queue: Any, secret: str | None = None) -> None:
     import pynng
     import trio
 
@@ -111,8 +112,8 @@ def _far(base: str, addresses: dict[str, str], warm: int, n: int, queue: Any) ->
         async with trio.open_nursery() as nursery:
             nursery.start_soon(floor, done)
             nursery.start_soon(pair)
-            async with old.hotline(dial=addresses["old"], name="echo", on_ask=echo("old")) as a, \
-                    new.hotline(dial=addresses["new"], name="echo", on_ask=echo("new")) as b:  # fmt: skip
+            async with old.hotline(dial=addresses["old"], name="echo", on_ask=echo("old"), secret=secret) as a, \
+                    new.hotline(dial=addresses["new"], name="echo", on_ask=echo("new"), secret=secret) as b:  # fmt: skip
                 await a.wait_connected()
                 await b.wait_connected()
                 await done.wait()
@@ -133,8 +134,10 @@ def _addresses(transport: str) -> dict[str, str]:
     return addresses
 
 
-def measure(base: str, transport: str, rounds: int, warm: int, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per variant, the near blocks' (cpu, wall) µs per round trip and the far blocks' cpu."""
+def measure(base: str, transport: str, rounds: int, warm: int, n: int,
+            secret: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Per variant, the near blocks' (cpu, wall) µs per round trip and the far blocks' cpu
+    (``secret``: both trees' lines sealed with it; the floor and the Pair are not)."""
     import pynng
     import trio
 
@@ -149,9 +152,9 @@ def measure(base: str, transport: str, rounds: int, warm: int, n: int) -> tuple[
             sock.listen(addresses["floor"])
             fd = sock.recv_fd
             async with new_patterns.Pair(listen=addresses["pair"]) as pair, \
-                    old.hotline(listen=addresses["old"], name="near") as a, \
-                    new.hotline(listen=addresses["new"], name="near") as b:  # fmt: skip
-                child = ctx.Process(target=_far, args=(base, addresses, warm, n, queue))
+                    old.hotline(listen=addresses["old"], name="near", secret=secret) as a, \
+                    new.hotline(listen=addresses["new"], name="near", secret=secret) as b:  # fmt: skip
+                child = ctx.Process(target=_far, args=(base, addresses, warm, n, queue, secret))
                 child.start()
                 await a.wait_connected()
                 await b.wait_connected()
@@ -240,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=40)
     p.add_argument("--warm", type=int, default=400, help="untimed round trips before each block")
     p.add_argument("--n", type=int, default=1000, help="timed round trips per block")
+    p.add_argument("--secret", help="seal both trees' lines with this secret (the floor and the Pair are plain)")
     args = p.parse_args(argv)
     base = os.path.abspath(args.base)
-    near, far = measure(base, args.transport, args.rounds, args.warm, args.n)
-    print(f"{args.transport}: {args.rounds} rounds of {args.n} (after {args.warm}), load {os.getloadavg()}")
+    near, far = measure(base, args.transport, args.rounds, args.warm, args.n, args.secret)
+    sealed = ", sealed" if args.secret else ""
+    print(f"{args.transport}{sealed}: {args.rounds} rounds of {args.n} (after {args.warm}), load {os.getloadavg()}")
     print("\n".join(report(near, far)))
     return 0
 

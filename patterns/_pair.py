@@ -10,6 +10,7 @@ from patterns._fd import YIELD_EVERY
 from patterns._guard import FirstOpened
 from patterns._shape import Shape
 from patterns._stream import ReceivingSocket, SendingSocket
+from patterns.errors import MalformedMessage
 
 __all__ = ["Fields", "Pair"]
 
@@ -55,7 +56,12 @@ class Pair(SendingSocket, ReceivingSocket):
         (the only sender and kinds it speaks for) are checked on the fields. A payload
         read no such way, or refused by those limits, goes through the envelope's path
         (:meth:`_unpack_opened`: not opened twice), which says why and counts it."""
-        opened = self._guard_open(data)
+        assert self.guard is not None
+        try:  # (_guard_open, inline: a call less per frame)
+            opened = self.guard.open(data)
+        except MalformedMessage as exc:
+            self._count_refused(exc)
+            raise
         fields = self._plain_fields(opened.payload)  # (a guard's payload is bytes)
         if (fields is not None and (opened.owner is None or fields[1] == opened.owner)
                 and (opened.kinds is None or fields[0] in opened.kinds)):  # fmt: skip

@@ -8,11 +8,14 @@ explicit ``fail_after``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 from _hotline import Address, two_lines
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import consensus
 
@@ -126,3 +129,93 @@ async def test_an_async_handler_may_ask_back_before_it_answers(address: Address)
             for i in range(3):
                 assert await client.ask(i, timeout=5) == [i, "client heard and you?"]
         assert server.statistics().asks_served == 3 and client.statistics().asks_served == 3
+
+
+# ---------------------------------------------------------------- inline answers against a reference
+# What an inline handler does with an ask: answer at once, fail at once, or the same after
+# suspending (a bare checkpoint, or a gate the test opens once every ask is out; a gated one
+# may also be cancelled by the line closing, which the reference below does not cover).
+BEHAVIOURS = ("now", "raise", "yield", "yield raise", "gate", "gate raise")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.sampled_from(BEHAVIOURS), min_size=1, max_size=10), stream=st.lists(st.booleans(), max_size=10))
+def test_inline_handlers_answer_as_a_reference_says(plan: list[str], stream: list[bool], address: Address) -> None:
+    """Asks answered inline by a handler that returns at once, raises, or does either after
+    suspending (one at a time and all at once): each gets what the handler gave it, the
+    context (``handler_context``) is its own ask's before and after any suspension, and the
+    books count every ask served and answered."""
+
+    def expected(i: int, behaviour: str) -> Any:
+        return ("raise", i) if behaviour.endswith("raise") else {"answer": i, "behaviour": behaviour}
+
+    async def main() -> None:
+        gate = trio.Event()
+        seen: dict[int, tuple[str, str, int | None]] = {}  # i -> (kind, asker, ask id)
+
+        async def on_ask(value: Any) -> Any:
+            i, behaviour = value
+            ctx = consensus.handler_context()
+            seen[i] = (ctx.kind, ctx.asker, ctx.ask_id)
+            if behaviour.startswith("yield"):
+                await trio.lowlevel.checkpoint()
+            elif behaviour.startswith("gate"):
+                await gate.wait()
+            after = consensus.handler_context()
+            assert (after.kind, after.asker, after.ask_id) == seen[i], (i, behaviour)
+            if behaviour.endswith("raise"):
+                raise KeyError(i)
+            return {"answer": i, "behaviour": behaviour}
+
+        async def one(client: consensus.Hotline, i: int, behaviour: str, got: dict[int, Any],
+                      answered: Callable[[], None] = lambda: None) -> None:  # fmt: skip
+            try:
+                if i < len(stream) and stream[i]:
+                    items = [x async for x in client.ask_stream((i, behaviour), timeout=10)]
+                    assert len(items) == 1
+                    got[i] = items[0]
+                else:
+                    got[i] = await client.ask((i, behaviour), timeout=10)
+            except consensus.RemoteError as exc:
+                assert exc.type == "KeyError"
+                got[i] = ("raise", i)
+            answered()
+
+        async with two_lines(address("inproc"), server_on_ask=on_ask) as (server, client):
+            with trio.fail_after(30):
+                # One at a time (a gated ask waits for its gate, opened at once)...
+                got: dict[int, Any] = {}
+                for i, behaviour in enumerate(plan):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(one, client, i, behaviour, got)
+                        if behaviour.startswith("gate"):
+                            gate.set()
+                    gate = trio.Event()
+                assert got == {i: expected(i, b) for i, b in enumerate(plan)}
+                first = dict(seen)
+                # ... then all at once, the gated ones opened once every other ask is answered.
+                got = {}
+                seen.clear()
+                ungated = {i for i, b in enumerate(plan) if not b.startswith("gate")}
+                all_ungated = trio.Event()
+
+                def answered() -> None:
+                    if ungated <= got.keys():
+                        all_ungated.set()
+
+                async with trio.open_nursery() as nursery:
+                    for i, behaviour in enumerate(plan):
+                        nursery.start_soon(one, client, i, behaviour, got, answered)
+                    answered()  # (none ungated)
+                    await all_ungated.wait()
+                    assert not any(i in got for i in range(len(plan)) if i not in ungated)  # still waiting
+                    gate.set()
+                assert got == {i: expected(i, b) for i, b in enumerate(plan)}
+            assert all(kind == "ask" and asker == "client" for kind, asker, _ in first.values())
+            ids = [ask_id for _, _, ask_id in first.values()] + [ask_id for _, _, ask_id in seen.values()]
+            assert len(set(ids)) == 2 * len(plan)  # every ask saw its own id
+            assert server.statistics().asks_served == 2 * len(plan)
+            stats = client.statistics()
+            assert stats.asks_answered == 2 * len(plan) and stats.asks_open == 0 and stats.stale_replies == 0
+
+    trio.run(main)

@@ -76,6 +76,26 @@ def test_the_replay_window_accepts_each_number_once_and_nothing_too_old(seqs: li
             top = max(top, seq)
 
 
+@given(st.lists(st.one_of(st.integers(min_value=1, max_value=3 * WINDOW), st.just(0)), max_size=300))
+def test_a_guard_accepts_the_sequence_numbers_its_window_would(steps: list[int]) -> None:
+    """The guard takes the next number in order itself (not through ReplayWindow.accept):
+    frames numbered in order (0 below: the sender's next), out of order, repeated or too
+    old are accepted or refused exactly as a window of their own says."""
+    sender, guard, reference = MacSender(b"k" * 8, b"\1" * 32), Guard(), ReplayWindow()
+    guard.add(Key(b"k" * 8, Scheme.MAC, b"\1" * 32))
+    for step in steps:
+        sender._seq = (sender._seq if step == 0 else step) - (step != 0)  # seal() numbers it seq + 1
+        frame = sender.seal(b"payload")
+        seq = sender._seq
+        if reference.accept(seq):
+            assert guard.open(frame).payload == b"payload"
+        else:
+            with pytest.raises(Unauthenticated, match="replay"):
+                guard.open(frame)
+    window = guard.keys[b"k" * 8].window
+    assert (window.top, window.bits) == (reference.top, reference.bits)
+
+
 # ---------------------------------------------------------------- sealed frames
 @given(st.binary(min_size=1, max_size=200), st.integers(min_value=0, max_value=200))
 def test_a_sealed_frame_with_any_byte_changed_is_refused(noise: bytes, where: int) -> None:

@@ -29,7 +29,7 @@ from consensus.hotline.link import Link
 from consensus.hotline.protocol import LineProtocol
 from consensus.hotline.threaded import Fate, Finished, ThreadAnswers
 from consensus.runtime.context import HandlerContext, serving, set_current_from
-from consensus.runtime.handlers import elsewhere, run_handler, run_unbounded
+from consensus.runtime.handlers import elsewhere, failed, resume, run_handler
 from patterns import Closed, ConsensusError, EncodeError, MessageTooLarge, Unsent
 
 __all__ = ["QUEUE", "IncomingAsk", "Server"]
@@ -227,23 +227,26 @@ class Server:
         handler suspended or the answer had to wait for room to send."""
         handler = self.on_ask
         assert handler is not None
-        receiving = True
-
-        def hand_off() -> None:  # the handler yields to trio: from here on it has this task to itself
-            nonlocal receiving
-            receiving = False
-            self._start_receiver()
-
         # This task runs only the line's own code and handlers, each after setting its own
         # context: set it without a reset (a context manager per ask costs ~8 calls), as the
         # room's answering does. A handler that suspends keeps this task, and its context.
         # The event is the context's source: a HandlerContext is built only for a handler
-        # that asks for one (most never do). No deadline: run_inline's unbounded case, direct.
+        # that asks for one (most never do). No deadline, so no cancel scope: the handler's
+        # first step is taken here (run_unbounded's, without its coroutine and a closure).
         set_current_from(event)
-        ok, result = await run_unbounded(handler, (event.value,), hand_off)
-        kind = (END if event.stream else REPLY) if ok else ERROR
-        if not ok:  # the handler's failure is the peer's answer
-            result = result.to_wire()
+        receiving = True
+        try:
+            coro = handler(event.value)
+            try:
+                trap = coro.send(None)
+            except StopIteration as done:
+                result, kind = done.value, (END if event.stream else REPLY)
+            else:  # the handler waits: from here on it has this task to itself
+                receiving = False
+                self._start_receiver()
+                result, kind = await resume(coro, trap), (END if event.stream else REPLY)
+        except Exception as exc:  # noqa: BLE001 - the handler's failure is the peer's answer
+            result, kind = failed(handler, exc).to_wire(), ERROR
         protocol, link = self._protocol, self._link
         frame_id = protocol.answer_id(event.pipe, kind)
         if frame_id is None:

@@ -27,7 +27,7 @@ import trio
 
 from consensus.failure import Failure
 
-__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "busy", "elsewhere", "resume", "run_handler", "run_inline",
+__all__ = ["ELSEWHERE", "Elsewhere", "Handler", "busy", "elsewhere", "failed", "resume", "run_handler", "run_inline",
            "run_unbounded", "trio_deadline"]
 
 log = logging.getLogger("consensus")
@@ -144,8 +144,13 @@ async def run_unbounded(
         on_suspend()
         return True, await resume(coro, trap)
     except Exception as exc:  # noqa: BLE001 - the handler's failure is reported to its asker, never raised here
-        log.info("handler %s failed: %r", _name(handler), exc)
-        return False, Failure.from_exception(exc)
+        return False, failed(handler, exc)
+
+
+def failed(handler: Handler, exc: Exception) -> Failure:
+    """What an inline handler's failure ``exc`` tells its asker (logged, as :func:`run_unbounded` does)."""
+    log.info("handler %s failed: %r", _name(handler), exc)
+    return Failure.from_exception(exc)
 
 
 @types.coroutine

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from patterns import Unauthenticated
 
-__all__ = ["HEADER", "MAGIC", "WINDOW", "MacSender", "ReplayWindow", "Scheme", "Sealed", "SigSender", "mac_state", "parse"]
+__all__ = ["HEADER", "MAGIC", "MASK", "WINDOW", "MacSender", "ReplayWindow", "Scheme", "Sealed", "SigSender", "mac_state", "parse"]
 
 MAGIC: Final = b"\xffS"
 HEADER: Final = struct.Struct(">2sB8sQ")  # magic, scheme, key id, sequence: 19 bytes
@@ -158,25 +158,33 @@ class SigSender:
         return b"".join((header, self._key.sign(header + digest), digest, payload))
 
 
-class ReplayWindow:
-    """Accepts each sequence number once, and none older than :data:`WINDOW` behind the newest."""
+MASK: Final = (1 << WINDOW) - 1  # the bits a window keeps
 
-    __slots__ = ("_bits", "_top")
+
+class ReplayWindow:
+    """Accepts each sequence number once, and none older than :data:`WINDOW` behind the newest.
+
+    ``top`` is the newest number seen, ``bits`` which of the last :data:`WINDOW` were (bit i:
+    ``top - i``). A reader may take the next number in order itself, as :meth:`accept`
+    would (``top = seq``, ``bits = (bits << 1 | 1) & MASK``): a guard does, a call less
+    per frame."""
+
+    __slots__ = ("bits", "top")
 
     def __init__(self) -> None:
-        self._top = 0
-        self._bits = 0  # bit i set: sequence number top - i was seen
+        self.top = 0
+        self.bits = 0
 
     def accept(self, seq: int) -> bool:
         if seq <= 0:
             return False
-        if seq > self._top:
-            shift = seq - self._top
-            self._bits = ((self._bits << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
-            self._top = seq
+        if seq > self.top:
+            shift = seq - self.top
+            self.bits = ((self.bits << shift) | 1) & MASK if shift < WINDOW else 1
+            self.top = seq
             return True
-        back = self._top - seq
-        if back >= WINDOW or self._bits >> back & 1:
+        back = self.top - seq
+        if back >= WINDOW or self.bits >> back & 1:
             return False
-        self._bits |= 1 << back
+        self.bits |= 1 << back
         return True
