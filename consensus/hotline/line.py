@@ -86,7 +86,7 @@ class Hotline:
             )
         role = Role.LISTENER if listen else Role.DIALER
         self._protocol = LineProtocol(role, name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                                      first_id=secrets.randbits(62))  # fmt: skip
+                                      first_id=secrets.randbits(62), keys=keys)  # fmt: skip
         self.address = address
         self.name = name
         self.heartbeat = self._protocol.heartbeat

@@ -30,6 +30,7 @@ from consensus.hotline.events import (
     Malformed,
     Message,
     PingReceived,
+    Rehello,
 )  # fmt: skip
 from consensus.hotline.lent import Lent
 from consensus.hotline.link import Link
@@ -348,6 +349,8 @@ class Reader:
                 return False
         elif isinstance(event, PingReceived):
             await self._link.send_within(event.pong, self._protocol.heartbeat)
+        elif isinstance(event, Rehello):  # (a sealed line's peer, greeting: it connects on this one)
+            await self._link.send_within(event.hello, self._protocol.heartbeat)
         elif isinstance(event, Greeted):
             if self._protocol.peer is not None:  # its frames' shapes, read from their templates
                 self._link.expect_peer(self._protocol.peer)

@@ -31,6 +31,7 @@ class HotlineStatistics:
     malformed: int
     silent_disconnects: int  # the peer missed its heartbeats
     refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
+    stale_hellos: int  # sealed lines: hellos that did not echo this end's key id (docs/statistics.md)
     reading_paused: int  # times a reader outside trio stopped reading at a bound (docs/statistics.md)
 
 
@@ -43,5 +44,5 @@ def line_statistics(connected: bool, t: AskTableStatistics, p: ProtocolStatistic
         received=s.messages_received,
         asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
         stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
-        silent_disconnects=p.silent_disconnects, refused=p.refused, reading_paused=held_back,
+        silent_disconnects=p.silent_disconnects, refused=p.refused, stale_hellos=p.stale_hellos, reading_paused=held_back,
     )  # fmt: skip
