@@ -27,6 +27,7 @@ class HotlineStatistics:
     asks_expired: int
     asks_failed: int  # peer lost, or a reply of the wrong kind
     stale_replies: int  # replies to unknown, expired or finished asks: dropped
+    asks_unsent: int  # failed (the peer lost) while waiting to be sent: dropped, never sent
     asks_served: int  # asks from the peer this side answered
     malformed: int
     silent_disconnects: int  # the peer missed its heartbeats
@@ -43,6 +44,6 @@ def line_statistics(connected: bool, t: AskTableStatistics, p: ProtocolStatistic
         connected=connected, connections=p.connections, sent=s.messages_sent,
         received=s.messages_received,
         asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
-        stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
+        stale_replies=t.stale, asks_unsent=t.unsent, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
         silent_disconnects=p.silent_disconnects, refused=p.refused, stale_hellos=p.stale_hellos, reading_paused=held_back,
     )  # fmt: skip
