@@ -12,6 +12,7 @@ line keeps working and the replay is counted (``stale_hellos``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import trio
@@ -197,6 +198,22 @@ def test_a_replay_during_the_greeting_is_answered_once_and_the_live_peer_still_c
     wire.check_connected()
 
 
+def test_hellos_of_many_recorded_runs_during_a_greeting_get_a_bounded_number_of_answers() -> None:
+    """Hellos of 20 earlier runs of the peer (each checks out), replayed on a connection not
+    greeted yet: each id is answered once, and at most 8 of them; the live peer still connects."""
+    wire = Wire()
+    listener = wire.ends[Role.LISTENER]
+    wire.connect()
+    old_runs = [LineKeys(BASE, listener=False) for _ in range(20)]
+    hellos = [keys.guard.seal(encode(Envelope("hello", "dialer", 1, body={"hotline": 2, "kid": keys.kid, "echo": None})),
+                              "hello") for keys in old_runs]  # fmt: skip
+    answers = [reply for data in hellos + hellos[:3] for reply in listener.take(data, wire.pipe)]
+    assert len(answers) == 8  # (the replays of the same frames again: refused by the replay window)
+    assert listener.refused == ["replay"] * 3 and not listener.protocol.connected
+    wire.drain()
+    wire.check_connected()
+
+
 def test_a_hello_of_the_old_handshake_is_refused_on_a_sealed_line() -> None:
     wire = Wire()
     listener, old = wire.ends[Role.LISTENER], LineKeys(BASE, listener=False)
@@ -305,3 +322,45 @@ def tell(proc: object, text: str) -> None:
     stdin.write(text + "\n")
     stdin.flush()
 
+
+
+@pytest.mark.deadline(120)
+async def test_a_sealed_line_reconnects_when_either_end_restarts(peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fresh greeting between real processes: the dialer (a child) restarted three times,
+    then the listener (a new line, a new key id) while the dialer runs on, whose first hello
+    may then echo the listener's earlier id (answered, counted), then both at once."""
+    monkeypatch.setenv("NNGC_SECRET", SECRET)
+    target = f"tcp://127.0.0.1:{free_tcp_port_run(1)}"
+    secret = consensus.Secret(SECRET.encode())
+
+    async def dialer(name: str) -> Any:
+        agent = peers.start(target, "--dial", "--name", name, "--secret-env", "--heartbeat", "0.3",
+                            script="hotline_agent.py")  # fmt: skip
+        with trio.fail_after(20):
+            assert await read_line(agent) == "ready"
+        return agent
+
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=0.3) as line:
+        for run in range(3):
+            agent = await dialer(f"dialer-{run}")
+            await line.wait_connected()
+            assert (await line.ask(run, timeout=10))["by"] == f"dialer-{run}"
+            agent.kill()
+            agent.wait()
+            await line.wait_disconnected()
+        agent = await dialer("dialer-3")
+        await line.wait_connected()
+        assert line.statistics().stale_hellos == 0  # (each new dialer's first hello was blind)
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=0.3) as line:
+        with trio.fail_after(20):
+            await line.wait_connected()  # the same dialer, connected again on its own
+        assert (await line.ask("again", timeout=10))["by"] == "dialer-3"
+        # Its first hello echoed the listener before (counted), unless the new listener's came
+        # first: then it answered that one, echoing the new id.
+        assert line.statistics().stale_hellos <= 1
+    agent.kill()
+    agent.wait()
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=0.3) as line:
+        await dialer("dialer-4")
+        await line.wait_connected()
+        assert (await line.ask("both", timeout=10))["by"] == "dialer-4"

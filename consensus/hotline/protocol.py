@@ -21,9 +21,10 @@ On a sealed line (``keys``) a hello must also be *fresh*: it names its sender's 
 echoes the key id of the end it answers, and only a hello that echoes this end's current
 id connects the line and agrees its session. One that does not (the peer's first hello,
 which could not know this end's id, or a hello recorded from an earlier run and replayed)
-is answered with this end's hello echoing its sender's id, at most once per key id on a
-connection that is not connected yet, and on a connected one it is dropped: a live peer
-completes in one more frame, a replayer gets nothing (counted: ``stale_hellos``).
+is answered with this end's hello echoing its sender's id, at most once per key id (and
+for at most ``_ANSWERS`` ids) on a connection that is not connected yet, and on a
+connected one it is dropped: a live peer completes in one more frame, a replayer gets
+nothing (counted: ``stale_hellos``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ _STALE = Ignored("stale answer")
 _HELLO_AGAIN = Ignored("hello repeated")
 _STALE_HELLO = Ignored("stale hello")  # sealed lines: it did not echo this end's key id
 _ANSWERED = Ignored("hello answered already")
+_ANSWERS = 8  # key ids a sealed line answers hellos of on one connection (its peer's is one)
 _FINAL = (f.REPLY, f.END, f.ERROR)
 
 
@@ -82,7 +84,7 @@ class LineProtocol:
         self._pipe: int | None = None  # the current connection
         self._said_hello: int | None = None  # the connection this side said hello on
         self._keys = keys  # a sealed line's: its hellos must be fresh (see the module's docstring)
-        self._echoed: bytes | None = None  # the key id this side's last hello echoed
+        self._echoed: set[bytes | None] = set()  # the key ids this side's hellos echoed on _said_hello
         self._gone: dict[int, None] = {}  # the last _GONE connections closed, oldest first
         self._taken = False
         self._closed = False
@@ -235,7 +237,8 @@ class LineProtocol:
                     self._stale_hellos += 1
                 if here:  # a connection has one peer: this is a recording, replayed
                     return _STALE_HELLO
-                answer = self._say_hello(pipe, kid)
+                full = self._said_hello == pipe and len(self._echoed) > _ANSWERS
+                answer = None if full else self._say_hello(pipe, kid)
                 return _ANSWERED if answer is None else Rehello(answer)
             if here:
                 return _HELLO_AGAIN
@@ -258,9 +261,11 @@ class LineProtocol:
     def _say_hello(self, pipe: int, echo: bytes | None = None) -> Envelope | None:
         """This side's hello on ``pipe`` echoing ``echo``, unless one was said there already."""
         keys = self._keys
-        if self._said_hello == pipe and (keys is None or self._echoed == echo):
+        if self._said_hello != pipe:
+            self._said_hello, self._echoed = pipe, set()
+        elif keys is None or echo in self._echoed:
             return None
-        self._said_hello, self._echoed = pipe, echo
+        self._echoed.add(echo)
         if keys is None:
             return f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
         body = {"hotline": f.SEALED_VERSION, "kid": keys.kid, "echo": echo}
