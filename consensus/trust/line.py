@@ -12,7 +12,7 @@ A hello that checks out is authentic but may be old: recorded from an earlier ru
 peer and replayed. So a hello is not what agrees the session: the line's protocol calls
 :meth:`LineKeys.agree` only for a hello that *echoes* this end's current id (each hello
 carries the id of the peer it answers, under the seal), which no recording made before
-this end started can (``docs/security.md`` 6).
+this end started can (``docs/security.md`` 3.5).
 
 The base key is the secret's for :func:`consensus.hotline` with ``secret=``; for a line
 between two members of a room it is their pairwise key (X25519 of their session keys, see
