@@ -16,6 +16,7 @@ the sends from other threads :mod:`patterns._thread_sends`'.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -122,22 +123,30 @@ class SendingSocket(FdSocket, ThreadSends):
         again = None if guard is None else guard.reseal(unsent.frame, unsent.kind)
         return unsent if again is None else Unsent(again, unsent.kind)
 
-    async def send_unsent(self, unsent: Unsent) -> None:
+    async def send_unsent(self, unsent: Unsent, *, wanted: Callable[[], bool] | None = None) -> bool:
         """Send an :class:`Unsent`'s frame once NNG takes it, waiting as :meth:`send_bytes` does.
         With a guard, before each try the guard may seal its payload again
         (:meth:`Guard.reseal`): the key it seals a frame of that ``kind`` with changed while it
         waited (a hotline whose peer restarted has a new session), and the old seal would be
-        refused by the peer."""
+        refused by the peer. ``wanted``, when given, is asked before each try: when it says
+        no, the frame is dropped and this returns False (a frame meant for a connection that
+        closed while it waited: a hotline's ask, failed as lost, must not reach the next peer)."""
         await _checkpoint_if_cancelled()
         guard, data = self.guard, unsent.frame
         while True:
+            if wanted is not None and not wanted():
+                return False
             if guard is not None:
                 data = guard.reseal(data, unsent.kind) or data
             if len(data) > self.max_message_size:  # (a new key's seal may be longer)
                 raise self._too_large(len(data))
             if self._try_send(data, "send"):
-                return
+                return True
             await self._wait_to_send("send")
+
+    async def wait_sendable(self) -> None:
+        """Wait until a send may succeed, for a sender that tries again itself (``*_nowait``)."""
+        await self._wait_to_send("send")
 
     async def send_bytes(self, data: bytes) -> None:
         """Send one raw frame (no envelope). Waits while NNG's send queue is full."""

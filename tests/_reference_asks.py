@@ -13,7 +13,8 @@ KINDS = ("reply", "chunk", "end", "error")
 class RefAsks:
     def __init__(self) -> None:
         self.asks: dict[int, tuple[float, bool]] = {}  # id -> (deadline, stream)
-        self.counts = dict.fromkeys(("opened", "answered", "expired", "failed", "stale", "malformed"), 0)
+        # ("unsent": counted by the driver, for an ask it did not send; no operation here changes it)
+        self.counts = dict.fromkeys(("opened", "answered", "expired", "failed", "stale", "malformed", "unsent"), 0)
         self.closed = 0
 
     def open(self, ask_id: int, deadline: float, stream: bool) -> None:

@@ -56,9 +56,9 @@ def test_a_frame_refused_for_its_keys_limits_teaches_the_guard_nothing(read: Rea
 
 
 def test_a_greeting_key_frame_of_another_kind_does_not_start_a_session() -> None:
-    """A hotline end agrees its session when the peer's hello checks out; a frame under the
-    peer's greeting key that is no hello (only an end holding the base key can seal one)
-    must leave the session as it was."""
+    """A hotline end learns the peer's greeting key from its hello; a frame under that key
+    that is no hello (only an end holding the base key can seal one) must teach it nothing.
+    (The session is agreed by the line's protocol, for a hello that echoes this end's id.)"""
     base = b"\4" * 32
     near, far = LineKeys(base, listener=True, peer="far"), LineKeys(base, listener=False, peer="near")
     sock = Pair(name="near", max_message_size=4096, guard=near.guard, shared_memory=False)
@@ -68,4 +68,5 @@ def test_a_greeting_key_frame_of_another_kind_does_not_start_a_session() -> None
     assert near.guard.sender is None and near.guard.find(far.kid) is None  # still no session
     hello = far.guard.seal(encode(Envelope(kind="hello", sender="far", id=2)), "hello")
     assert not isinstance(read_general(sock, hello), MalformedMessage)
-    assert near.guard.sender is not None  # the hello agreed it
+    assert near.guard.find(far.kid) is not None  # the hello's key is held now...
+    assert near.guard.sender is None  # ...and nothing switched: a hello alone may be a recording

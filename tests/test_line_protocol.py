@@ -265,7 +265,7 @@ class Conversation(RuleBasedStateMachine):
             t = self.p[s].ask_statistics()
             ref = self.ref[s].statistics()
             got = {"open": t.open, "opened": t.opened, "answered": t.answered, "expired": t.expired,
-                   "failed": t.failed, "stale": t.stale, "malformed": t.malformed}  # fmt: skip
+                   "failed": t.failed, "stale": t.stale, "malformed": t.malformed, "unsent": t.unsent}  # fmt: skip
             assert got == ref
             assert t.opened == t.open + t.answered + t.expired + t.failed + self.ref[s].closed
 

@@ -145,7 +145,7 @@ async def test_a_frame_whose_seal_went_stale_while_it_waited_is_sealed_again(add
                 link.send_now(frame(ASK, "asker", 2**40 + 3, general, None, 1.5e9)),
             ]
             assert all(type(item) is Unsent for item in unsent), unsent
-            mine.sender = MacSender(b"c" * 8, b"\5" * 32)  # a new session (LineKeys._greeted does this)
+            mine.sender = MacSender(b"c" * 8, b"\5" * 32)  # a new session (LineKeys.agree does this)
             new_peer = Guard(MacSender(KIDS[1], SECRET))
             new_peer.add(Key(b"c" * 8, Scheme.MAC, b"\5" * 32, owner="asker"))  # the new session's key only
             async with trio.open_nursery() as nursery:

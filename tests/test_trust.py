@@ -217,6 +217,8 @@ def test_the_mesh_is_signed_by_each_member_and_checked_against_the_roster() -> N
 def greet(a: LineKeys, b: LineKeys) -> None:
     opened(b.guard, a.guard.seal(frame("hello", "a", {"hotline": 1}), "hello"))
     opened(a.guard, b.guard.seal(frame("hello", "b", {"hotline": 1}), "hello"))
+    assert a.agree(b.kid) and b.agree(a.kid)  # (the line's protocol does this for a fresh hello)
+    assert not a.agree(b.kid)  # agreed already: nothing changes
 
 
 def test_a_line_agrees_a_session_and_a_recorded_one_cannot_be_replayed_into_a_new_end() -> None:

@@ -45,6 +45,7 @@ class AskTableStatistics:
     failed: int  # closed by fail_all (peer lost) or a protocol violation
     stale: int
     malformed: int
+    unsent: int  # failed while waiting for room (the connection lost): never sent (at most once)
 
 
 class AskTable:
@@ -55,6 +56,7 @@ class AskTable:
         # call per ask)
         self._asks: dict[int, tuple[float, bool]] = {}
         self._opened = self._answered = self._expired = self._failed = self._stale = self._malformed = 0
+        self._unsent = 0
 
     def __contains__(self, ask_id: object) -> bool:
         return ask_id in self._asks
@@ -123,6 +125,11 @@ class AskTable:
         self._failed += len(ids)
         return ids
 
+    def unsent(self) -> None:
+        """An ask failed (its connection lost) while its frame waited for room: dropped, not
+        sent to whichever peer comes next (it would answer an ask nobody waits for)."""
+        self._unsent += 1
+
     def statistics(self) -> AskTableStatistics:
         return AskTableStatistics(len(self._asks), self._opened, self._answered, self._expired,
-                                  self._failed, self._stale, self._malformed)  # fmt: skip
+                                  self._failed, self._stale, self._malformed, self._unsent)  # fmt: skip

@@ -18,7 +18,7 @@ from patterns import Envelope
 
 __all__ = [
     "Answer", "AskReceived", "Disconnected", "Event", "Greeted", "Ignored", "LineState", "Malformed",
-    "Message", "PingReceived", "ProtocolStatistics", "Role",
+    "Message", "PingReceived", "ProtocolStatistics", "Rehello", "Role",
 ]  # fmt: skip
 
 
@@ -108,6 +108,14 @@ class Greeted:
 
 
 @dataclass(frozen=True, slots=True)
+class Rehello:
+    """A sealed line's hello that did not echo this end's key id: ``hello`` is this side's,
+    echoing the sender's, to send back (a live peer connects on it; the line does not yet)."""
+
+    hello: Envelope
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """A frame with nothing to do: a pong, a repeated hello, a stale answer (counted)."""
 
@@ -134,7 +142,7 @@ class Disconnected:
     silent: bool = False
 
 
-Event = AskReceived | Answer | Message | PingReceived | Greeted | Ignored | Malformed
+Event = AskReceived | Answer | Message | PingReceived | Greeted | Rehello | Ignored | Malformed
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +153,4 @@ class ProtocolStatistics:
     asks_served: int  # asks from the peer this side answered
     malformed: int
     silent_disconnects: int
+    stale_hellos: int  # sealed lines: hellos that did not echo this end's key id (docs/statistics.md)

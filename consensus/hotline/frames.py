@@ -13,7 +13,7 @@ from consensus.failure import Failure
 from patterns import Envelope
 
 __all__ = [
-    "ANSWER_KINDS", "ASK", "CHUNK", "END", "ERROR", "HELLO", "MSG", "PING", "PONG", "REPLY", "VERSION",
+    "ANSWER_KINDS", "ASK", "CHUNK", "END", "ERROR", "HELLO", "MSG", "PING", "PONG", "REPLY", "SEALED_VERSION", "VERSION",
     "ask_body", "ask_frame", "error_body", "frame", "parse_ask", "unsendable_body",
 ]  # fmt: skip
 
@@ -22,6 +22,7 @@ MSG, ASK, REPLY, CHUNK, END, ERROR, PING, PONG, HELLO = (
 )  # fmt: skip
 ANSWER_KINDS = (REPLY, CHUNK, END, ERROR)
 VERSION = 1  # the hello's body: {"hotline": VERSION}; a peer may send a newer one
+SEALED_VERSION = 2  # a sealed line's hello: {"hotline": 2, "kid": its key id, "echo": the peer's, or null}
 
 
 # Any frame but an ask: ``frame(kind, sender, frame_id, body=None, re=None)`` (a value, an

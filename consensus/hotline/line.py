@@ -86,7 +86,7 @@ class Hotline:
             )
         role = Role.LISTENER if listen else Role.DIALER
         self._protocol = LineProtocol(role, name, heartbeat=heartbeat, missed_heartbeats=missed_heartbeats,
-                                      first_id=secrets.randbits(62))  # fmt: skip
+                                      first_id=secrets.randbits(62), keys=keys)  # fmt: skip
         self.address = address
         self.name = name
         self.heartbeat = self._protocol.heartbeat
@@ -306,11 +306,27 @@ class Hotline:
         self, ask: Envelope | Unsent, ask_id: int, timeout: float, deadline: float, *, stream: bool
     ) -> None:
         """Send an ask that could not go out at once: wait for a peer and room, until its
-        deadline. (An :class:`Unsent` comes from a connected line: it waits for room only.)"""
+        deadline. (An :class:`Unsent` comes from a connected line: it waits for room only.)
+        At most once: an ask that fails while it waits (its connection lost: the asker's
+        answer is ``lost``) is not sent, not even to the peer that came next."""
+        protocol = self._protocol
         with trio.move_on_at(deadline):
-            if not self._protocol.connected:
+            if not protocol.connected:
                 await self.wait_connected()
-            await self._link.send(ask)
+            pipe, removed = protocol.pipe or 0, self._link.pair.peers_state.was_removed
+
+            def wanted() -> bool:  # (NNG may have a new connection before the protocol hears of it)
+                return ask_id in protocol.asks and protocol.pipe == pipe and not removed(pipe)
+
+            sending, sent = self._reader.sending, False
+            with trio.CancelScope() as waiting:
+                sending[ask_id] = waiting.cancel  # a lost connection ends the wait at once
+                try:
+                    sent = await self._link.send_while(ask, wanted)
+                finally:
+                    del sending[ask_id]
+            if not sent:
+                protocol.asks.unsent()
             return
         raise self._timed_out(ask_id, deadline, timeout, stream=stream)
 

@@ -9,6 +9,8 @@ senders in order, and only one task at a time may wait on NNG's send descriptor)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from consensus.hotline.frames import ASK, REPLY, ask_body
@@ -136,6 +138,36 @@ class Link:
                     await self.pair.send_unsent(item)  # (sealed again if the session changed meanwhile)
                 else:
                     await self.pair.send_envelope(item)
+        finally:
+            self._senders -= 1
+
+    async def send_while(self, item: Envelope | Unsent, wanted: Callable[[], bool]) -> bool:
+        """:meth:`send` for a frame that may stop being wanted while it waits for room (an ask
+        whose connection closed meanwhile: sent at most once, never to the next peer):
+        ``wanted()`` is asked before each try, and False returned when it says no."""
+        if not wanted():
+            return False
+        sent = self.send_now(item)
+        if sent:
+            return True
+        if type(sent) is Unsent:
+            item = sent
+        self._senders += 1
+        try:
+            async with self.sending:
+                pair = self.pair
+                while isinstance(item, Envelope):  # written (and sealed) at its first try, then kept
+                    if not wanted():
+                        return False
+                    try:
+                        pair.send_envelope_nowait(item)
+                        return True
+                    except WouldBlock as exc:
+                        if exc.frame is not None:
+                            item = Unsent(exc.frame, item.kind)
+                        else:  # (its buffers went to shared memory: written again at the next try)
+                            await pair.wait_sendable()
+                return await pair.send_unsent(item, wanted=wanted)
         finally:
             self._senders -= 1
 

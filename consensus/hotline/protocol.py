@@ -16,6 +16,15 @@ once, before anything is said, and the dialer's NNG dials again and again. So a 
 whose connection closes before the peer's hello knows the line is taken
 (:attr:`LineState.TAKEN`), and stays so until a hello comes (the first peer left and
 this one got in). Frames that come before the hello are still handled.
+
+On a sealed line (``keys``) a hello must also be *fresh*: it names its sender's key id and
+echoes the key id of the end it answers, and only a hello that echoes this end's current
+id connects the line and agrees its session. One that does not (the peer's first hello,
+which could not know this end's id, or a hello recorded from an earlier run and replayed)
+is answered with this end's hello echoing its sender's id, at most once per key id (and
+for at most ``_ANSWERS`` ids) on a connection that is not connected yet, and on a
+connected one it is dropped: a live peer completes in one more frame, a replayer gets
+nothing (counted: ``stale_hellos``).
 """
 
 from __future__ import annotations
@@ -36,8 +45,10 @@ from consensus.hotline.events import (
     Message,
     PingReceived,
     ProtocolStatistics,
+    Rehello,
     Role,
 )  # fmt: skip
+from consensus.trust.line import LineKeys
 from patterns import Envelope, Fields
 
 __all__ = ["ID_MASK", "LineProtocol"]
@@ -47,6 +58,9 @@ _GONE = 16  # connections remembered as closed (a frame from one is from the pas
 _PONG = Ignored("pong")
 _STALE = Ignored("stale answer")
 _HELLO_AGAIN = Ignored("hello repeated")
+_STALE_HELLO = Ignored("stale hello")  # sealed lines: it did not echo this end's key id
+_ANSWERED = Ignored("hello answered already")
+_ANSWERS = 8  # key ids a sealed line answers hellos of on one connection (its peer's is one)
 _FINAL = (f.REPLY, f.END, f.ERROR)
 
 
@@ -54,7 +68,7 @@ class LineProtocol:
     """The rules of one end of a hotline; the same for both ends but for :attr:`role`."""
 
     def __init__(self, role: Role, name: str, *, heartbeat: float, missed_heartbeats: int,
-                 first_id: int = 0) -> None:  # fmt: skip
+                 first_id: int = 0, keys: LineKeys | None = None) -> None:  # fmt: skip
         if not (heartbeat > 0 and math.isfinite(heartbeat)) or missed_heartbeats < 1:
             raise ValueError(
                 f"heartbeat must be > 0 s and missed_heartbeats >= 1, got {heartbeat!r}, {missed_heartbeats!r}"
@@ -69,11 +83,14 @@ class LineProtocol:
         self._ids = first_id & ID_MASK
         self._pipe: int | None = None  # the current connection
         self._said_hello: int | None = None  # the connection this side said hello on
+        self._keys = keys  # a sealed line's: its hellos must be fresh (see the module's docstring)
+        self._echoed: set[bytes | None] = set()  # the key ids this side's hellos echoed on _said_hello
         self._gone: dict[int, None] = {}  # the last _GONE connections closed, oldest first
         self._taken = False
         self._closed = False
         self._heard = 0.0
         self._connections = self._refused = self._served = self._malformed = self._silent = 0
+        self._stale_hellos = 0
 
     @property
     def state(self) -> LineState:
@@ -201,12 +218,32 @@ class LineProtocol:
         if kind == f.PONG:
             return _PONG
         if kind == f.HELLO:
-            return self._hello(pipe, now, fields[1])
+            return self._hello(pipe, fields[1], fields[3])
         return self._bad(f"unknown frame kind {kind!r}")
 
-    def _hello(self, pipe: int, now: float, sender: str) -> Event:
+    def _hello(self, pipe: int, sender: str, body: object) -> Event:
         if pipe in self._gone:
             return Ignored("hello on a closed connection")
+        hello: Envelope | None = None
+        keys = self._keys
+        if keys is not None:
+            kid, echo = _ids(body)
+            if kid is None or keys.guard.find(kid) is None:  # (its key is held once it checked out)
+                return self._bad(f"a hello from {sender!r} on a sealed line without its key ids, or with one "
+                                 "it was not sealed under (an end of hotline 1? both ends must run 2)")  # fmt: skip
+            here = self.connected and pipe == self._pipe
+            if echo != keys.kid or (here and kid != keys.peer_kid):  # not fresh, or not of this connection's peer
+                if echo is not None or here:  # (a blind hello, a peer's first, is no news)
+                    self._stale_hellos += 1
+                if here:  # a connection has one peer: this is a recording, replayed
+                    return _STALE_HELLO
+                full = self._said_hello == pipe and len(self._echoed) > _ANSWERS
+                answer = None if full else self._say_hello(pipe, kid)
+                return _ANSWERED if answer is None else Rehello(answer)
+            if here:
+                return _HELLO_AGAIN
+            hello = self._say_hello(pipe, kid)  # (before anything goes under the session it agrees)
+            keys.agree(kid)
         failed: tuple[int, ...] = ()
         if pipe != self._pipe:  # the hello came before the driver saw the connection open
             if self.connected and self._pipe is not None:  # ... and the old one close: pair1 has one peer
@@ -219,13 +256,20 @@ class LineProtocol:
         self.peer = sender
         self._taken = False
         self._connections += 1
-        return Greeted(self._say_hello(pipe), failed)
+        return Greeted(self._say_hello(pipe) if keys is None else hello, failed)
 
-    def _say_hello(self, pipe: int) -> Envelope | None:
-        if self._said_hello == pipe:
+    def _say_hello(self, pipe: int, echo: bytes | None = None) -> Envelope | None:
+        """This side's hello on ``pipe`` echoing ``echo``, unless one was said there already."""
+        keys = self._keys
+        if self._said_hello != pipe:
+            self._said_hello, self._echoed = pipe, set()
+        elif keys is None or echo in self._echoed:
             return None
-        self._said_hello = pipe
-        return f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
+        self._echoed.add(echo)
+        if keys is None:
+            return f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
+        body = {"hotline": f.SEALED_VERSION, "kid": keys.kid, "echo": echo}
+        return f.frame(f.HELLO, self.name, self.next_id(), body)
 
     def _forget(self, pipe: int) -> None:
         """Remember ``pipe`` as closed (a frame or an answer for it is from the past)."""
@@ -246,7 +290,9 @@ class LineProtocol:
             self._pipe = pipe
             self.connected = False
             self._heard = now
-        return self._say_hello(pipe)
+        if self._said_hello == pipe:
+            return None
+        return self._say_hello(pipe, None if self._keys is None else self._keys.peer_kid)
 
     def pipe_down(self, pipe: int | None, now: float) -> Disconnected | None:
         """A connection closed. Returns what that ends, if it was the current one. ``None``:
@@ -289,7 +335,17 @@ class LineProtocol:
 
     def statistics(self) -> ProtocolStatistics:
         return ProtocolStatistics(self.state, self._connections, self._refused, self._served,
-                                  self._malformed, self._silent)  # fmt: skip
+                                  self._malformed, self._silent, self._stale_hellos)  # fmt: skip
 
     def ask_statistics(self) -> AskTableStatistics:
         return self.asks.statistics()
+
+
+def _ids(body: object) -> tuple[bytes | None, bytes | None]:
+    """A sealed line's hello body: its sender's key id (None: none there) and the id it echoes."""
+    if not isinstance(body, dict):
+        return None, None
+    kid, echo = body.get("kid"), body.get("echo")
+    if type(kid) is not bytes or len(kid) != 8:
+        return None, None
+    return kid, echo if type(echo) is bytes else None

@@ -30,6 +30,7 @@ from consensus.hotline.events import (
     Malformed,
     Message,
     PingReceived,
+    Rehello,
 )  # fmt: skip
 from consensus.hotline.lent import Lent
 from consensus.hotline.link import Link
@@ -58,6 +59,7 @@ class Reader:
         self._protocol = protocol
         self._server = server
         self.waiters: dict[int, Waiter] = {}  # the open asks of this side, by id
+        self.sending: dict[int, Callable[[], None]] = {}  # asks waiting to be sent: what stops that wait
         self.inbox_send, self.inbox = trio.open_memory_channel[Any](QUEUE)
         self.changed = Pulse()  # poked when the line's state changes
         # Who reads the line: the receive loop, or an asker while it waits (see read_until_answered).
@@ -171,6 +173,9 @@ class Reader:
                 waiter.send_nowait(Answer(ask_id, kind, why))
             except trio.WouldBlock:  # a stream whose consumer lags: it fails at its deadline
                 pass
+        stop = self.sending.get(ask_id)
+        if stop is not None:  # it waits for room still: it is not sent now (Hotline._send_ask_later)
+            stop()
 
     # ------------------------------------------------------------------ an asker reads
     async def read_until_answered(self, slot: AnswerSlot) -> None:
@@ -348,6 +353,8 @@ class Reader:
                 return False
         elif isinstance(event, PingReceived):
             await self._link.send_within(event.pong, self._protocol.heartbeat)
+        elif isinstance(event, Rehello):  # (a sealed line's peer, greeting: it connects on this one)
+            await self._link.send_within(event.hello, self._protocol.heartbeat)
         elif isinstance(event, Greeted):
             if self._protocol.peer is not None:  # its frames' shapes, read from their templates
                 self._link.expect_peer(self._protocol.peer)

@@ -27,10 +27,12 @@ class HotlineStatistics:
     asks_expired: int
     asks_failed: int  # peer lost, or a reply of the wrong kind
     stale_replies: int  # replies to unknown, expired or finished asks: dropped
+    asks_unsent: int  # failed (the peer lost) while waiting to be sent: dropped, never sent
     asks_served: int  # asks from the peer this side answered
     malformed: int
     silent_disconnects: int  # the peer missed its heartbeats
     refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
+    stale_hellos: int  # sealed lines: hellos that did not echo this end's key id (docs/statistics.md)
     reading_paused: int  # times a reader outside trio stopped reading at a bound (docs/statistics.md)
     recalls: int = 0  # times trio took back a line lent to the threads serving a plain on_ask, for its asks
 
@@ -44,7 +46,7 @@ def line_statistics(connected: bool, t: AskTableStatistics, p: ProtocolStatistic
         connected=connected, connections=p.connections, sent=s.messages_sent,
         received=s.messages_received,
         asks_open=t.open + foreign_open, asks_answered=t.answered, asks_expired=t.expired, asks_failed=t.failed,
-        stale_replies=t.stale, asks_served=p.asks_served, malformed=p.malformed + t.malformed + s.malformed,
-        silent_disconnects=p.silent_disconnects, refused=p.refused, reading_paused=held_back,
-        recalls=recalls,
+        stale_replies=t.stale, asks_unsent=t.unsent, asks_served=p.asks_served,
+        malformed=p.malformed + t.malformed + s.malformed, silent_disconnects=p.silent_disconnects,
+        refused=p.refused, stale_hellos=p.stale_hellos, reading_paused=held_back, recalls=recalls,
     )  # fmt: skip

@@ -3,10 +3,16 @@
 Each end (a :class:`LineKeys`, one per hotline object) has a random key id. Its ``hello``
 frames (the line's greeting, sent first on every connection) are sealed under a key derived
 from the *base* key and its id; the other end derives the same key from the id (and the
-base key, which a stranger does not hold), and from both ids both ends derive the session:
-one key per direction. A line sends nothing else before it has the peer's hello, so every
-ask, reply and message travels under the session, which a recorded session cannot replay
-into (a restarted end has a new id, hence new keys).
+base key, which a stranger does not hold). From both ids both ends derive the session: one
+key per direction. A line sends nothing else before it has agreed the session, so every
+ask, reply and message travels under it, which a recorded session cannot replay into (a
+restarted end has a new id, hence new keys).
+
+A hello that checks out is authentic but may be old: recorded from an earlier run of the
+peer and replayed. So a hello is not what agrees the session: the line's protocol calls
+:meth:`LineKeys.agree` only for a hello that *echoes* this end's current id (each hello
+carries the id of the peer it answers, under the seal), which no recording made before
+this end started can (``docs/security.md`` 3.5).
 
 The base key is the secret's for :func:`consensus.hotline` with ``secret=``; for a line
 between two members of a room it is their pairwise key (X25519 of their session keys, see
@@ -43,18 +49,22 @@ class LineKeys:
         greeting = MacSender(self.kid, prf(base, b"line hello", self.kid))
         self.guard.by_kind = dict.fromkeys(GREETING, greeting)  # heartbeats may start before the hello
         self._peer_session: bytes | None = None
+        self.peer_kid: bytes | None = None  # the peer's key id the session is agreed with
 
     def _learn(self, kid: bytes) -> Key | None:
         if kid == self.kid:
             return None  # our own frame, reflected: never the peer's
         key = prf(self._base, b"line hello", kid)
-        return Key(
-            kid, Scheme.MAC, key, owner=self._peer_name, kinds=frozenset({HELLO}), learned=self._greeted
-        )
+        return Key(kid, Scheme.MAC, key, owner=self._peer_name, kinds=frozenset({HELLO}))
 
-    def _greeted(self, hello: Key) -> None:
-        """The peer's first hello under ``hello.kid`` checked out: agree the session with it."""
-        listener, dialer = (self.kid, hello.kid) if self._listener else (hello.kid, self.kid)
+    def agree(self, peer_kid: bytes) -> bool:
+        """Agree the session with the peer whose key id is ``peer_kid`` (its hello checked out
+        and echoed :attr:`kid`: the caller checked that) and seal with it from now on. False
+        when the session is already the one with that peer (nothing changes)."""
+        if peer_kid == self.peer_kid:
+            return False
+        self.peer_kid = peer_kid
+        listener, dialer = (self.kid, peer_kid) if self._listener else (peer_kid, self.kid)
         session = prf(self._base, b"line session", listener + dialer)
         mine, theirs = (b"listener", b"dialer") if self._listener else (b"dialer", b"listener")
         if self._peer_session is not None:
@@ -63,6 +73,7 @@ class LineKeys:
         self.guard.sender = MacSender(_kid(session, mine), prf(session, mine))
         self.guard.by_kind = {HELLO: self.guard.by_kind[HELLO]}  # heartbeats too go under the session now
         self.guard.add(Key(self._peer_session, Scheme.MAC, prf(session, theirs), owner=self._peer_name))
+        return True
 
 
 def _kid(session: bytes, side: bytes) -> bytes:

@@ -1,0 +1,366 @@
+"""A sealed hotline's greeting must be fresh: a recorded hello, replayed, switches nothing.
+
+In memory, two ends (a :class:`LineProtocol` over its :class:`LineKeys`' guard, as the
+socket drives them) under any interleaving of their frames, replays of anything a tap saw
+and restarts of either end: they always end connected to each other's current run, a
+replay never moves an end's session, and an end answers no more hellos than it accepted.
+Over real processes, a tcp tap (``tests/line_tap.py``) records a dialer's hellos; the
+listener restarts, a new dialer connects, the recording is replayed into its line: the
+line keeps working and the replay is counted (``stale_hellos``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import trio
+from conftest import Peers, free_tcp_port_run, read_line
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import consensus
+from consensus.hotline.events import Greeted, Malformed, PingReceived, Rehello, Role
+from consensus.hotline.protocol import LineProtocol
+from consensus.trust.line import LineKeys
+from patterns import Envelope, FirstOpened, Unauthenticated, decode, encode
+
+BASE = b"\x07" * 32
+SECRET = "the line's secret, for the replay test"
+
+
+class End:
+    """One run of one end: its keys, its protocol, and the hellos it sent per connection."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+        self.keys = LineKeys(BASE, listener=role is Role.LISTENER)
+        self.protocol = LineProtocol(role, role.value, heartbeat=1.0, missed_heartbeats=3, keys=self.keys)
+        self.hellos: dict[int, int] = {}  # pipe -> hellos sent on it
+        self.accepted: dict[int, int] = {}  # pipe -> hellos accepted on it (guard and socket)
+        self.refused: list[str] = []
+
+    def seal(self, envelope: Envelope, pipe: int) -> bytes:
+        if envelope.kind == "hello":
+            self.hellos[pipe] = self.hellos.get(pipe, 0) + 1
+        return self.keys.guard.seal(encode(envelope), envelope.kind)
+
+    def take(self, data: bytes, pipe: int) -> list[bytes]:
+        """Receive one frame as a sealed socket does; the frames it makes this end send."""
+        try:
+            opened = self.keys.guard.open(data)
+        except Unauthenticated as exc:
+            self.refused.append(exc.reason)
+            return []
+        envelope = decode(opened.payload)
+        if opened.kinds is not None and envelope.kind not in opened.kinds:
+            self.refused.append("kind")
+            return []
+        if isinstance(opened, FirstOpened):
+            opened.accepted()
+        if envelope.kind == "hello":
+            self.accepted[pipe] = self.accepted.get(pipe, 0) + 1
+        event = self.protocol.receive(envelope, pipe, 0.0)
+        out = [event.hello] if isinstance(event, (Greeted, Rehello)) and event.hello is not None else []
+        out += [event.pong] if isinstance(event, PingReceived) else []
+        return [self.seal(envelope, pipe) for envelope in out]
+
+
+@dataclass
+class Wire:
+    """A listener and a dialer on one connection at a time; ``seen``: what a tap recorded."""
+
+    ends: dict[Role, End] = field(default_factory=lambda: {role: End(role) for role in Role})
+    queues: dict[Role, list[bytes]] = field(default_factory=lambda: {role: [] for role in Role})  # to that end
+    pipe: int = 0
+    seen: dict[Role, list[bytes]] = field(default_factory=lambda: {role: [] for role in Role})  # sent to that end
+
+    def connect(self) -> None:
+        self.pipe += 1
+        for role in Role:
+            self.queues[role].clear()
+        for role, end in self.ends.items():
+            hello = end.protocol.pipe_up(self.pipe, 0.0)
+            if hello is not None:
+                self.queues[other(role)].append(end.seal(hello, self.pipe))
+
+    def drop(self, restart: tuple[Role, ...] = ()) -> None:
+        for role in Role:
+            if role in restart:
+                self.ends[role] = End(role)
+            else:
+                self.ends[role].protocol.pipe_down(self.pipe, 0.0)
+        self.connect()
+
+    def deliver(self, role: Role) -> None:
+        if self.queues[role]:
+            data = self.queues[role].pop(0)
+            self.seen[role].append(data)
+            for reply in self.ends[role].take(data, self.pipe):
+                self.queues[other(role)].append(reply)
+
+    def replay(self, role: Role, index: int) -> None:
+        """A recorded frame sent to ``role`` again, into the current connection."""
+        if not self.seen[role]:
+            return
+        end = self.ends[role]
+        live, peer, sender = end.protocol.connected, end.keys.peer_kid, end.keys.guard.sender
+        replies = end.take(self.seen[role][index % len(self.seen[role])], self.pipe)
+        if live:  # a connected end sends nothing for a replay and keeps its session
+            assert replies == [] and end.protocol.connected
+            assert (end.keys.peer_kid, end.keys.guard.sender) == (peer, sender)
+        self.queues[other(role)].extend(replies)
+
+    def drain(self) -> None:
+        for _ in range(100):
+            if not any(self.queues.values()):
+                return
+            for role in Role:
+                self.deliver(role)
+        raise AssertionError(f"the greeting never ends: {self.queues}")
+
+    def check_connected(self) -> None:
+        listener, dialer = self.ends[Role.LISTENER], self.ends[Role.DIALER]
+        assert listener.protocol.connected and dialer.protocol.connected
+        assert listener.keys.peer_kid == dialer.keys.kid and dialer.keys.peer_kid == listener.keys.kid
+        ask = dialer.seal(Envelope("ask", "dialer", 7, body={"v": 1, "stream": False}), self.pipe)
+        assert decode(listener.keys.guard.open(ask).payload).kind == "ask"  # the session works both ways
+        reply = listener.seal(Envelope("reply", "listener", 8, body=2, re=7), self.pipe)
+        assert decode(dialer.keys.guard.open(reply).payload).kind == "reply"
+        for end in (listener, dialer):  # no amplification: a hello sent per hello accepted, plus one
+            for pipe, sent in end.hellos.items():
+                assert sent <= 1 + end.accepted.get(pipe, 0), (end.role, pipe, end.hellos, end.accepted)
+
+
+def other(role: Role) -> Role:
+    return Role.DIALER if role is Role.LISTENER else Role.LISTENER
+
+
+def test_a_first_greeting_takes_one_more_frame_each_way() -> None:
+    wire = Wire()
+    wire.connect()
+    wire.drain()
+    wire.check_connected()
+    assert all(sum(end.hellos.values()) == 2 for end in wire.ends.values())  # blind, then echoing
+    assert all(end.protocol.statistics().stale_hellos == 0 for end in wire.ends.values())
+
+
+def test_a_reconnection_of_the_same_runs_takes_one_hello_each_way() -> None:
+    wire = Wire()
+    wire.connect()
+    wire.drain()
+    wire.drop()
+    wire.drain()
+    wire.check_connected()
+    assert all(end.hellos[2] == 1 for end in wire.ends.values())
+
+
+@pytest.mark.parametrize("restart", [(Role.LISTENER,), (Role.DIALER,), (Role.LISTENER, Role.DIALER)])
+def test_a_restart_of_either_end_or_both_reconnects(restart: tuple[Role, ...]) -> None:
+    wire = Wire()
+    wire.connect()
+    wire.drain()
+    for _ in range(3):
+        wire.drop(restart)
+        wire.drain()
+        wire.check_connected()
+
+
+def test_a_hello_replayed_from_the_peers_earlier_run_switches_nothing() -> None:
+    """The attack: the dialer's hellos recorded, the listener restarted (a new key id, so the
+    old dialer's greeting key is new to it), a new dialer connected; the recording replayed."""
+    wire = Wire()
+    wire.connect()
+    wire.drain()
+    recorded = list(wire.seen[Role.LISTENER])
+    wire.drop(restart=(Role.LISTENER, Role.DIALER))
+    wire.drain()
+    wire.check_connected()
+    listener = wire.ends[Role.LISTENER]
+    for data in recorded:
+        assert listener.take(data, wire.pipe) == []  # nothing sent, nothing switched
+    wire.check_connected()
+    assert listener.protocol.statistics().stale_hellos == len(recorded) == 2
+
+
+def test_a_replay_during_the_greeting_is_answered_once_and_the_live_peer_still_connects() -> None:
+    wire = Wire()
+    wire.connect()
+    wire.drain()
+    recorded = list(wire.seen[Role.LISTENER])
+    wire.drop(restart=(Role.LISTENER, Role.DIALER))
+    listener = wire.ends[Role.LISTENER]
+    answers = [reply for data in recorded for reply in listener.take(data, wire.pipe)]
+    assert len(answers) == 1  # one old key id: one answer, whatever the frames
+    wire.queues[Role.DIALER].extend(answers)
+    wire.drain()
+    wire.check_connected()
+
+
+def test_hellos_of_many_recorded_runs_during_a_greeting_get_a_bounded_number_of_answers() -> None:
+    """Hellos of 20 earlier runs of the peer (each checks out), replayed on a connection not
+    greeted yet: each id is answered once, and at most 8 of them; the live peer still connects."""
+    wire = Wire()
+    listener = wire.ends[Role.LISTENER]
+    wire.connect()
+    old_runs = [LineKeys(BASE, listener=False) for _ in range(20)]
+    hellos = [keys.guard.seal(encode(Envelope("hello", "dialer", 1, body={"hotline": 2, "kid": keys.kid, "echo": None})),
+                              "hello") for keys in old_runs]  # fmt: skip
+    answers = [reply for data in hellos + hellos[:3] for reply in listener.take(data, wire.pipe)]
+    assert len(answers) == 8  # (the replays of the same frames again: refused by the replay window)
+    assert listener.refused == ["replay"] * 3 and not listener.protocol.connected
+    wire.drain()
+    wire.check_connected()
+
+
+def test_a_hello_of_the_old_handshake_is_refused_on_a_sealed_line() -> None:
+    wire = Wire()
+    listener, old = wire.ends[Role.LISTENER], LineKeys(BASE, listener=False)
+    listener.protocol.pipe_up(1, 0.0)
+    data = old.guard.seal(encode(Envelope("hello", "old", 1, body={"hotline": 1})), "hello")
+    opened = listener.keys.guard.open(data)
+    assert isinstance(opened, FirstOpened)
+    opened.accepted()
+    event = listener.protocol.receive(decode(opened.payload), 1, 0.0)
+    assert isinstance(event, Malformed) and "hotline 1" in event.reason
+    assert not listener.protocol.connected and listener.keys.guard.sender is None
+    assert listener.protocol.statistics().malformed == 1
+
+
+ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("deliver"), st.sampled_from(list(Role)), st.just(0)),
+        st.tuples(st.just("replay"), st.sampled_from(list(Role)), st.integers(0, 50)),
+        st.tuples(st.just("restart"), st.sampled_from(["listener", "dialer", "both", "none"]), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300)
+@given(ACTIONS)
+def test_any_interleaving_of_frames_replays_and_restarts_ends_connected(actions: list[tuple[object, ...]]) -> None:
+    wire = Wire()
+    wire.connect()
+    for action, what, index in actions:
+        if action == "deliver":
+            assert isinstance(what, Role)
+            wire.deliver(what)
+        elif action == "replay":
+            assert isinstance(what, Role) and isinstance(index, int)
+            wire.replay(what, index)
+        else:
+            restart = {"listener": (Role.LISTENER,), "dialer": (Role.DIALER,), "none": ()}.get(
+                str(what), (Role.LISTENER, Role.DIALER)
+            )
+            wire.drop(restart)
+    wire.drain()
+    wire.check_connected()
+    for role in Role:  # replays keep working on the connected ends: nothing moves
+        for index in range(len(wire.seen[role])):
+            wire.replay(role, index)
+    wire.check_connected()
+
+
+# ---------------------------------------------------------------- over real processes
+@pytest.mark.deadline(90)
+async def test_a_recorded_hello_replayed_after_the_listener_restarted_switches_nothing(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run 1: a dialer (a child process) reaches the listener through a tcp tap, which
+    records its hellos. Both ends stop; the listener starts again (a new key id: the old
+    dialer's greeting key is unknown to it), a new dialer connects through the tap, and the
+    tap replays run 1's hellos into the live connection. On the code before the fresh
+    greeting the listener agreed a session with the recorded key id and dropped the live
+    one: its next ask went unanswered. Now the line goes on and the replay is counted."""
+    monkeypatch.setenv("NNGC_SECRET", SECRET)
+    port = free_tcp_port_run(2)
+    front, target = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
+    tap = peers.start(str(port), str(port + 1), script="line_tap.py")
+    assert await read_line(tap) == "ready"
+    secret = consensus.Secret(SECRET.encode())
+
+    async def dialer() -> object:
+        agent = peers.start(front, "--dial", "--name", "dialer", "--secret-env", script="hotline_agent.py")
+        with trio.fail_after(20):
+            assert await read_line(agent) == "ready"
+        return agent
+
+    async with consensus.hotline(listen=target, name="listener", secret=secret) as line:
+        first = await dialer()
+        await line.wait_connected()
+        assert (await line.ask("run 1", timeout=10))["by"] == "dialer"
+        tell(first, "quit")
+        await line.wait_disconnected()
+    async with consensus.hotline(listen=target, name="listener", secret=secret) as line:
+        await dialer()
+        await line.wait_connected()
+        assert (await line.ask("run 2", timeout=10))["by"] == "dialer"
+        guard = line._link.pair.guard
+        assert guard is not None
+        sealing = guard.sender.kid  # type: ignore[attr-defined]
+        received = line._link.pair.statistics().messages_received
+        tell(tap, "replay hellos")
+        replayed = await read_line(tap)
+        assert replayed.startswith("replayed") and int(replayed.split()[1]) >= 1
+        count = int(replayed.split()[1])
+        with trio.fail_after(10):  # the replayed hellos checked out (a recording is authentic)...
+            while line._link.pair.statistics().messages_received < received + count:
+                await trio.sleep(0.05)
+        assert (await line.ask("after the replay", timeout=10))["by"] == "dialer"  # ...and the line goes on
+        assert guard.sender.kid == sealing  # type: ignore[attr-defined]
+        stats = line.statistics()
+        assert stats.stale_hellos == count and stats.connected and stats.connections == 1
+        print(f"\nreplayed {count} recorded hellos: stale_hellos={stats.stale_hellos}, the session kept")
+    tell(tap, "quit")
+
+
+def tell(proc: object, text: str) -> None:
+    stdin = getattr(proc, "stdin", None)
+    assert stdin is not None
+    stdin.write(text + "\n")
+    stdin.flush()
+
+
+
+@pytest.mark.deadline(120)
+async def test_a_sealed_line_reconnects_when_either_end_restarts(peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fresh greeting between real processes: the dialer (a child) restarted three times,
+    then the listener (a new line, a new key id) while the dialer runs on, whose first hello
+    may then echo the listener's earlier id (answered, counted), then both at once."""
+    monkeypatch.setenv("NNGC_SECRET", SECRET)
+    target = f"tcp://127.0.0.1:{free_tcp_port_run(1)}"
+    secret = consensus.Secret(SECRET.encode())
+
+    async def dialer(name: str) -> Any:
+        agent = peers.start(target, "--dial", "--name", name, "--secret-env", "--heartbeat", "0.3",
+                            script="hotline_agent.py")  # fmt: skip
+        with trio.fail_after(20):
+            assert await read_line(agent) == "ready"
+        return agent
+
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=0.3) as line:
+        for run in range(3):
+            agent = await dialer(f"dialer-{run}")
+            await line.wait_connected()
+            assert (await line.ask(run, timeout=10))["by"] == f"dialer-{run}"
+            agent.kill()
+            agent.wait()
+            await line.wait_disconnected()
+        agent = await dialer("dialer-3")
+        await line.wait_connected()
+        assert line.statistics().stale_hellos == 0  # (each new dialer's first hello was blind)
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=0.3) as line:
+        with trio.fail_after(20):
+            await line.wait_connected()  # the same dialer, connected again on its own
+        assert (await line.ask("again", timeout=10))["by"] == "dialer-3"
+        # Its first hello echoed the listener before (counted), unless the new listener's came
+        # first: then it answered that one, echoing the new id.
+        assert line.statistics().stale_hellos <= 1
+    agent.kill()
+    agent.wait()
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=0.3) as line:
+        await dialer("dialer-4")
+        await line.wait_connected()
+        assert (await line.ask("both", timeout=10))["by"] == "dialer-4"
