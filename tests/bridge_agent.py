@@ -9,7 +9,8 @@ asyncio things: a queue fed by another asyncio task, ``asyncio.sleep``) or ``blo
 * ``member``: joins the room; ``on_poll`` answers ``{"q": question, "by": NAME}`` (after
   ``--slow`` seconds; ``--raise``: raises ``ValueError``), ``on_vote`` picks the first option.
 * ``worker``: a ``Worker`` of the dispatcher at ADDRESS; tasks are ``{"n": int, "sleep": s}``,
-  answered ``{"n": n, "by": NAME}``.
+  answered ``{"n": n, "by": NAME}``. (aio) A task with ``"hold": NAME`` is never answered:
+  its worker prints ``holding N`` and keeps it until the process dies.
 * ``line``: listens on a hotline at ADDRESS; an ask ``{"stream": n}`` is answered with ``n``
   chunks ``{"chunk": i, "by": NAME}`` (aio: an async generator), anything else with
   ``{"echo": value, "by": NAME}``. ``--coroutine`` (aio): a coroutine ``on_ask`` instead,
@@ -62,6 +63,9 @@ async def run_aio(args: argparse.Namespace) -> None:
         return options[0]
 
     async def on_task(task: Any) -> Any:
+        if task.get("hold") == args.name:  # kept until this process dies: the test kills it now
+            say(f"holding {task['n']}")
+            await asyncio.Event().wait()
         await asyncio.sleep(task.get("sleep", 0))
         return {"n": task["n"], "by": args.name}
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import trio
+from _family import Family
 from hypothesis import HealthCheck, settings
 
 # Examples are judged by what they find, not by how long they take: on a loaded machine
@@ -35,8 +36,9 @@ SHM = Path("/dev/shm")
 SHM_DIR_ENV = "NNG_CONSENSUS_SHM_DIR"  # patterns.shm.header.DIRECTORY_ENV, read by every process
 
 _tree: set[tuple[int, int]] = set()
-"""(pid, start time) of this process and of every child a test starts through :class:`Peers`:
-the owners whose segments in /dev/shm itself are this suite's."""
+"""(pid, start time) of this process and of every child a test starts through :class:`Peers`
+(at once, however short its life); with the :class:`Family` watched during the run, the
+owners whose segments in /dev/shm itself are this suite's."""
 
 
 def _start_time(pid: int) -> int | None:
@@ -236,14 +238,16 @@ def tell(proc: subprocess.Popen[str], line: str) -> None:
     proc.stdin.flush()
 
 
-def _ours_in_dev_shm(before: set[str]) -> list[str]:
-    """Segments in /dev/shm made during the run by this process or a child it started.
+def _ours_in_dev_shm(before: set[str], owners: set[tuple[int, int]]) -> list[str]:
+    """Segments in /dev/shm made during the run by ``owners``: this process and every
+    process it started, directly or not (``_tree`` and the :class:`Family`).
 
     Other processes on the machine (another suite, a benchmark) make and remove segments
     there too: those are neither counted nor touched. The owner comes from the header
     (pid and start time, so a reused pid is not mistaken for ours)."""
     from patterns.shm.header import HEADER, Header
 
+    pids = {str(pid) for pid, _ in owners}
     found = []
     for path in SHM.glob("nngc.*"):
         if path.name in before:
@@ -254,9 +258,9 @@ def _ours_in_dev_shm(before: set[str]) -> list[str]:
         except OSError:
             continue  # gone meanwhile
         if isinstance(header, Header):
-            ours = (header.owner.pid, header.owner.start_time) in _tree
+            ours = (header.owner.pid, header.owner.start_time) in owners
         else:  # no header yet (its maker died creating it): the name says who made it
-            ours = path.name.split(".")[1] in {str(pid) for pid, _ in _tree}
+            ours = path.name.split(".")[1] in pids
         if ours:
             found.append(path.name)
     return sorted(found)
@@ -287,15 +291,19 @@ def no_shared_memory_left() -> Iterator[Path]:
     (``$NNG_CONSENSUS_SHM_DIR``), unless a test names another one. At the end that
     directory holds nothing (what killed children left is swept first: their owners are
     dead) and is removed, and /dev/shm itself holds no new segment owned by this process
-    or a child it started (tests that use /dev/shm on purpose). Leftovers are removed,
-    then reported."""
+    or any process it started, directly or not (tests that use /dev/shm on purpose;
+    a process whose environment lost the suite's folder). Leftovers are removed, then
+    reported."""
     _remember(os.getpid())
+    family = Family()
     folder = Path(tempfile.mkdtemp(prefix="nng-consensus-suite-", dir=SHM))
     previous = os.environ.get(SHM_DIR_ENV)
     os.environ[SHM_DIR_ENV] = str(folder)
     before = {p.name for p in SHM.glob("nngc.*")}
+    family.start()
     try:
         yield folder
+        family.stop()
         from patterns import sweep_shared_memory
         from patterns.shm import spare
 
@@ -304,7 +312,7 @@ def no_shared_memory_left() -> Iterator[Path]:
         # process of the run is making one now) are the sweep's to remove.
         sweep_shared_memory(directory=folder, grace=0)
         left_here = [_describe(entry) for entry in sorted(folder.iterdir())]
-        left_shm = _ours_in_dev_shm(before)
+        left_shm = _ours_in_dev_shm(before, _tree | family.members)
         for name in left_shm:
             (SHM / name).unlink(missing_ok=True)
     finally:

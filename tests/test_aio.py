@@ -128,36 +128,47 @@ def test_work_sharing_from_asyncio_survives_a_killed_worker(
 ) -> None:
     address = f"tcp://127.0.0.1:{free_tcp_port_run(2)}"
     workers = {name: agent(peers, "aio", "worker", address, name) for name in ("w0", "w1", "w2")}
+    made = 0
+    killed_at: list[int] = []  # how many tasks were made when w1 was killed
 
-    async def tasks(count: int) -> AsyncIterator[dict[str, Any]]:  # an asyncio source of tasks
-        for n in range(count):
-            if n % 20 == 0:
+    async def tasks() -> AsyncIterator[dict[str, Any]]:  # an asyncio source of tasks
+        # From task 40 on, w1 keeps whichever task it gets until it is killed: the kill then
+        # always finds it holding one (the dispatcher's in_flight could be a finished task
+        # whose result was on its way: then nothing was redelivered). Tasks keep coming
+        # until 20 after the kill, so w1 is sure to get one.
+        nonlocal made
+        while made < (max(200, killed_at[0] + 20) if killed_at else 5000):  # (5000: w1 never held one)
+            if made % 20 == 0:
                 await asyncio.sleep(0)
-            yield {"n": n, "sleep": 0.004}
+            yield {"n": made, "sleep": 0.004, **({"hold": "w1"} if made >= 40 else {})}
+            made += 1
+
+    async def kill_w1_when_it_holds(w1: Lines) -> None:
+        said = await w1.next()
+        assert said.startswith("holding "), said
+        workers["w1"].send_signal(signal.SIGKILL)
+        killed_at.append(made)
 
     async def main() -> tuple[list[Any], Any]:
         outcomes: list[Any] = []
         async with aio.Dispatcher(address) as dispatcher:
-            await ready(*workers.values())
+            readers = await ready(*workers.values())
             await dispatcher.wait_for_workers(3)
-            killed = False
-            async with dispatcher.distribute(tasks(200), lease=30, claim_timeout=1) as stream:
+            killing = asyncio.create_task(kill_w1_when_it_holds(readers[1]))
+            async with dispatcher.distribute(tasks(), lease=30, claim_timeout=1) as stream:
                 async for outcome in stream:
                     outcomes.append(outcome)
-                    holding = stream.statistics().per_worker if len(outcomes) >= 40 and not killed else {}
-                    if "w1" in holding and holding["w1"].in_flight:
-                        workers["w1"].send_signal(signal.SIGKILL)
-                        killed = True
                 stats = stream.statistics()
-            assert killed, "w1 never held a task once 40 outcomes were in"
+            assert killing.done() and killed_at, "w1 never held a task"
+            await killing
             for name in ("w0", "w2"):
                 tell(workers[name], "quit")
         return outcomes, stats
 
     outcomes, stats = run(main())
-    assert sorted(o.task_id for o in outcomes) == list(range(200))
+    assert sorted(o.task_id for o in outcomes) == list(range(made))
     assert all(o.ok and o.result["n"] == o.task["n"] for o in outcomes)
-    assert stats.ok == 200 and stats.redelivered >= 1
+    assert stats.ok == made and stats.redelivered >= 1
     assert {o.result["by"] for o in outcomes[-20:]} <= {"w0", "w2"}
 
 

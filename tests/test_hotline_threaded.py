@@ -3,16 +3,21 @@
 Against a child process (``tests/hotline_agent.py --plain``) over ipc and tcp: answers,
 failures, a blocked handler. In one process, where the test must see both ends' books:
 exact counters, the line closing or the peer leaving while a handler runs, a large answer
-through shared memory, a full send queue handing the answer back to trio.
+through shared memory. A full send queue handing the answers back to trio, against a raw
+peer in a child process (``tests/raw_line_peer.py``) stopped while the queue is full.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +29,6 @@ import consensus
 from consensus.hotline import serve
 from consensus.hotline.events import Role
 from consensus.hotline.protocol import LineProtocol
-from patterns import Envelope, Pair
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -44,10 +48,12 @@ class SendSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.results: list[int | None] = []
+        self.sent = threading.Semaphore(0)  # released once per send tried
 
         def spy(send: Callable[[], int | None]) -> int | None:
             result = send()
             self.results.append(result)  # list.append is atomic
+            self.sent.release()
             return result
 
         spy_thread_sends(monkeypatch, spy)
@@ -205,7 +211,7 @@ async def test_a_large_answer_still_goes_through_shared_memory(address: Address,
             assert spy.results == [None]  # the thread handed it to trio, which placed it
 
 
-async def test_a_full_send_queue_hands_the_answers_back_to_trio(address: Address,
+async def test_a_full_send_queue_hands_the_answers_back_to_trio(address: Address, peers: Peers,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     spy = SendSpy(monkeypatch)
     count = 4
@@ -217,42 +223,43 @@ async def test_a_full_send_queue_hands_the_answers_back_to_trio(address: Address
         return [value, value]
 
     addr = address("ipc")
-    async with (
-        consensus.hotline(listen=addr, name="server", on_ask=on_ask, handler_threads=count, heartbeat=QUIET) as server,
-        Pair(dial=addr, name="raw") as raw,
-    ):
-        await raw.send_envelope(Envelope(kind="hello", sender="raw", id=0, body={"hotline": 1}))
+    async with consensus.hotline(listen=addr, name="server", on_ask=on_ask, handler_threads=count,
+                                 heartbeat=QUIET) as server:  # fmt: skip
+        reader = peers.start(addr, str(count), script="raw_line_peer.py")
         with trio.fail_after(20):
+            assert await read_line(reader) == "asked"
             await server.wait_connected()
-            for i in range(count):
-                await raw.send_envelope(Envelope(kind="ask", sender="raw", id=100 + i, body={"v": i, "stream": False}))
             for _ in range(count):
-                await trio.to_thread.run_sync(started.acquire)
-        filler = b"f" * 4000
-        sent = 0
-        while True:  # the raw peer reads nothing: the queues fill until a send has to wait
-            # It waits when NNG refuses the frame: a full queue, or, for a moment, pair1 still
-            # holding the frame before (no send buffer). Under load that moment took over 0.5 s
-            # and the test took a queue with room for full: so a wait of 2 s.
-            with trio.move_on_after(2) as waited:
-                await server.send(filler)
-            if waited.cancelled_caught:
-                break
-            sent += 1
+                assert await trio.to_thread.run_sync(functools.partial(started.acquire, timeout=20))
+            # Nothing may read on the peer's side now: stop it, and wait until all its
+            # threads have stopped (waitpid reports the stop once the whole process has).
+            os.kill(reader.pid, signal.SIGSTOP)
+            _, status = await trio.to_thread.run_sync(os.waitpid, reader.pid, os.WUNTRACED)
+            assert os.WIFSTOPPED(status), status
+            # The queue is now full for good, and no timing decides it. The server's pair1
+            # socket has no send buffer (patterns sets none: NNG's default is 0), so NNG takes
+            # a frame only while the connection's one send slot is free, and the slot stays
+            # busy until the ipc transport has written the whole frame into the kernel's
+            # socket. A stopped reader empties nothing, so the kernel holds at most about
+            # the socket's send buffer (SO_SNDBUF, net.core.wmem_default: NNG sets none)
+            # plus one chunk: this filler is 4 times that, never written whole, and the slot
+            # stays busy until the reader runs again. (Small fillers sent until one had to
+            # wait 2 s left the slot to free itself later when NNG's threads were slow.)
+            kernel = int(Path("/proc/sys/net/core/wmem_default").read_text())
+            filler = [b"f" * 4000] * (4 * kernel // 4000 + 1)  # pieces below shared memory's threshold: inline
+            await server.send(filler)
         release.set()  # every handler now finds the queue full
-        answers: dict[int, Any] = {}
-        fillers = 0
+        with trio.fail_after(20):
+            for _ in range(count):
+                assert await trio.to_thread.run_sync(functools.partial(spy.sent.acquire, timeout=20))
+        assert spy.results == [None] * count  # all handed back to trio
+        os.kill(reader.pid, signal.SIGCONT)
         with trio.fail_after(30):
-            while len(answers) < count:
-                envelope = await raw.receive_envelope()
-                if envelope.kind == "reply":
-                    assert envelope.re is not None and envelope.re not in answers
-                    answers[envelope.re] = envelope.body
-                elif envelope.kind == "msg":
-                    fillers += 1
-            assert answers == {100 + i: [i, i] for i in range(count)}
-        assert fillers == sent and sent > 0
-        assert len(spy.results) == count and spy.results == [None] * count  # all handed back to trio
+            said = await read_line(reader)
+        assert said.startswith("got "), said
+        got = json.loads(said[4:])
+        assert got["answers"] == {str(100 + i): [i, i] for i in range(count)}  # (JSON keys are text)
+        assert got["fillers"] == 1  # the filler came whole, before the answers
         assert server.statistics().asks_served == count
 
 
