@@ -26,7 +26,6 @@ from typing import Any, Self
 import trio
 from pynng import ffi, lib
 
-from patterns._envelope import received
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
 from patterns._pair import Fields
@@ -41,6 +40,14 @@ __all__ = ["SurveyReplies", "Surveyor"]
 
 def _fields(envelope: Envelope) -> Fields:
     return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
+
+
+def _envelope(fields: Fields, size: int, held: Envelope | bytes | None) -> Envelope:
+    """A queued reply's envelope: its own, or built from its fields (with the key a sealed
+    one was opened under: its :attr:`Envelope.session`)."""
+    if isinstance(held, Envelope):
+        return held
+    return Envelope(*fields, None, size, size, held)
 
 
 _WAITING = "waiting for a survey's replies"  # (a Closed it raises is raised again naming the survey)
@@ -61,8 +68,9 @@ class SurveyReplies:
     def __init__(self, surveyor: Surveyor, survey_id: int, deadline: float) -> None:
         self._surveyor = surveyor
         # Replies routed and not taken yet: their fields, their frame's size, and their
-        # envelope if one was decoded (None for a small common reply: :meth:`take_fields`).
-        self._queue: deque[tuple[Fields, int, Envelope | None]] | None = deque()
+        # envelope if one was decoded (for a small common reply, :meth:`take_fields`, none:
+        # the key a sealed one was opened under, or None).
+        self._queue: deque[tuple[Fields, int, Envelope | bytes | None]] | None = deque()
         self.id = survey_id
         self.deadline = deadline
         """The survey's end on trio's clock (``trio.current_time()``)."""
@@ -103,7 +111,7 @@ class SurveyReplies:
         if queue is None:
             return []
         self._surveyor._pump()
-        batch = [received(*fields, size) if envelope is None else envelope for fields, size, envelope in queue]
+        batch = [_envelope(*item) for item in queue]
         queue.clear()
         return batch
 
@@ -156,8 +164,7 @@ class SurveyReplies:
             if queue is None:
                 raise StopAsyncIteration
             if queue:
-                fields, size, envelope = queue.popleft()
-                return received(*fields, size) if envelope is None else envelope
+                return _envelope(*queue.popleft())
             if trio.current_time() >= self.deadline:
                 self._finish()
                 raise StopAsyncIteration
@@ -282,10 +289,21 @@ class Surveyor(RawSocket):
             size = len(body)
             self._received += 1
             self._bytes_received += size
-            # A small common frame on a socket without a guard: read here and routed as fields
-            # (``_unpack``'s fast path, without its Envelope: :meth:`SurveyReplies.take_fields`).
-            fields = None if guard is not None else read_common(body, max_size=max_size, max_items=max_items,
-                                                                 measure=self._measure)  # fmt: skip
+            # A small common frame: read here and routed as fields (``_unpack``'s fast path,
+            # without its Envelope: :meth:`SurveyReplies.take_fields`); a sealed one once its
+            # guard has checked it (key, tag, replay window: refused and counted there), its
+            # payload then read the same way and held to its key's sender and kinds.
+            if guard is None:
+                opened, session = None, None
+                fields = read_common(body, max_size=max_size, max_items=max_items, measure=self._measure)
+            else:
+                try:
+                    opened = self._guard_open(body)
+                except MalformedMessage as exc:
+                    self._skipped("reply", exc)
+                    continue
+                fields, session = self._opened_fields(opened), opened.session
+                size = len(opened.payload)  # (an envelope's size is its payload's, as _unpack's)
             if fields is not None:
                 re = fields[4]
                 replies = routes.get(re) if re is not None else None
@@ -293,11 +311,11 @@ class Surveyor(RawSocket):
                 if queue is None or len(queue) >= MAX_QUEUED_REPLIES:
                     self._stray += 1
                     continue
-                queue.append((fields, size, None))  # (no Envelope: built by take() only)
+                queue.append((fields, size, session))  # (no Envelope: built by take() only)
                 routed = True
                 continue
             try:
-                envelope = self._unpack(body)
+                envelope = self._unpack(body) if opened is None else self._unpack_opened(opened, len(body))
             except MalformedMessage as exc:
                 self._skipped("reply", exc)
                 continue
