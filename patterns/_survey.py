@@ -27,6 +27,7 @@ import trio
 from pynng import ffi, lib
 
 from patterns._gaps import GAP_MIN
+from patterns._guard import FirstOpened
 from patterns._nng import raise_for
 from patterns._pair import Fields
 from patterns._raw import NOTHING_QUEUED, RawSocket, survey_header
@@ -51,6 +52,9 @@ def _envelope(fields: Fields, size: int, held: Envelope | bytes | None) -> Envel
 
 
 _WAITING = "waiting for a survey's replies"  # (a Closed it raises is raised again naming the survey)
+
+MAX_OWNED_SHAPES = 4096
+"""Reply shapes kept by sender name (:meth:`Surveyor.expect_replies`); past this they are made again."""
 
 MAX_QUEUED_REPLIES = 4096
 """Replies held for one survey that its reader has not taken yet; past this a reply is
@@ -203,6 +207,36 @@ class Surveyor(RawSocket):
         self._nng_ids = itertools.count(1)
         self._receiving = self._waiters["receive"]
 
+    # Sealed replies read from their sender's shape (:meth:`expect_replies`): the template,
+    # and the shapes by key owner (None: that name has no common form).
+    _reply_template: tuple[str, Any, bool] | None = None
+    _owned: dict[str, Shape | None]
+
+    def expect_replies(self, kind: str, *, body: Any = HOLE, scalars: bool = False) -> None:
+        """Read sealed replies of ``kind`` (with ``re``, no deadline, ``body`` around the value:
+        a room's poll answers) from a :class:`~patterns._shape.Shape` of their sender, before
+        the common reader. A plain reply's sender is known only once its frame is read; a
+        sealed one's is known first, when its key speaks for one name only (the guard's
+        ``owner``): the shape of that name's replies is made once and kept."""
+        self._reply_template = (kind, body, scalars)
+        self._owned = {}
+
+    def _owned_shape(self, owner: str) -> Shape | None:
+        """The shape of ``owner``'s replies (:meth:`expect_replies`), made once; None when there is none."""
+        template = self._reply_template
+        if template is None:
+            return None
+        kind, body, scalars = template
+        try:
+            shape: Shape | None = Shape(kind, owner, re=True, deadline=False, body=body, max_kind=MAX_KIND_LENGTH,
+                                        max_sender=MAX_SENDER_LENGTH, scalars=scalars)  # fmt: skip
+        except ValueError:  # a name with no common form: the common reader reads its replies
+            shape = None
+        if len(self._owned) >= MAX_OWNED_SHAPES:
+            self._owned.clear()
+        self._owned[owner] = shape
+        return shape
+
     def shape(self, kind: str, *, body: Any = HOLE, scalars: bool = False) -> Shape:
         """The :class:`~patterns._shape.Shape` of this socket's surveys of ``kind`` (from its
         name, with a deadline and no ``re``), for :meth:`survey`'s ``shape``. ``ValueError``
@@ -302,8 +336,22 @@ class Surveyor(RawSocket):
                 except MalformedMessage as exc:
                     self._skipped("reply", exc)
                     continue
-                fields, session = self._opened_fields(opened), opened.session
-                size = len(opened.payload)  # (an envelope's size is its payload's, as _unpack's)
+                payload, owner, session = opened.payload, opened.owner, opened.session
+                size = len(payload)  # (an envelope's size is its payload's, as _unpack's)
+                fields = None
+                if owner is not None and self._reply_template is not None:  # read from its sender's shape
+                    shape = self._owned.get(owner)
+                    if shape is None and owner not in self._owned:
+                        shape = self._owned_shape(owner)
+                    if (shape is not None and size <= max_size and size <= max_items
+                            and (opened.kinds is None or shape.kind in opened.kinds)):  # fmt: skip
+                        got = shape.read(payload)
+                        if got is not None:
+                            if type(opened) is FirstOpened:  # (as _opened_fields: only a frame fully accepted)
+                                opened.accepted()
+                            fields = (shape.kind, owner, got[0], got[3], got[1], got[2])
+                if fields is None:
+                    fields = self._opened_fields(opened)
             if fields is not None:
                 re = fields[4]
                 replies = routes.get(re) if re is not None else None

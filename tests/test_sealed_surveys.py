@@ -229,9 +229,12 @@ class _NNG:
         return body
 
 
-def _surveyor(guard: Guard) -> tuple[Surveyor, SurveyReplies]:
-    sock = Surveyor(name="host", max_message_size=4096, guard=guard, shared_memory=False)  # never opened
-    sock._recv_aio, sock._handle, sock._recv_fd = object(), object(), None
+def _surveyor(guard: Guard, shaped: bool = False) -> tuple[Surveyor, SurveyReplies]:
+    """A surveyor, never opened; ``shaped``: it reads answers from their sender's shape."""
+    sock = Surveyor(name="host", max_message_size=4096, guard=guard, shared_memory=False)
+    if shaped:
+        sock.expect_replies("answer", body={"answer": HOLE}, scalars=True)
+    sock._recv_aio, sock._handle, sock._recv_fd = object(), object(), None  # (as opened: _pump reads them)
     sock._routes = {}
     sock._receiving = SimpleNamespace(behind=False, parked=False)  # type: ignore[assignment]
     replies = SurveyReplies(sock, SURVEY, float("inf"))
@@ -239,11 +242,12 @@ def _surveyor(guard: Guard) -> tuple[Surveyor, SurveyReplies]:
     return sock, replies
 
 
-def agree_surveyor(twins: Twins, frame: bytes, monkeypatch: pytest.MonkeyPatch) -> list[Envelope] | None:
+def agree_surveyor(twins: Twins, frame: bytes, monkeypatch: pytest.MonkeyPatch,
+                   shaped: bool = True) -> list[Envelope] | None:  # fmt: skip
     """The fast surveyor routes the reply as the envelope's path would (to its survey, or
     as a stray), as the same envelope (``take``) and fields (``take_fields``), or refuses it
     alike; None when refused."""
-    fast, replies = _surveyor(twins.guards["fast"])
+    fast, replies = _surveyor(twins.guards["fast"], shaped)
     slow, _ = _surveyor(twins.guards["slow"])
     try:
         expected: Envelope | MalformedMessage = slow._unpack(frame)
@@ -279,13 +283,15 @@ def agree_surveyor(twins: Twins, frame: bytes, monkeypatch: pytest.MonkeyPatch) 
 
 
 @PROPERTY
-@given(answers | others, limits, st.booleans(), st.data())
+@given(answers | others, limits, st.booleans(), st.booleans(), st.data())
 def test_a_sealed_reply_reads_as_the_envelope_path_reads_it(
-    envelope: Envelope, limit: tuple[str | None, frozenset[str] | None], learn: bool, data: st.DataObject
+    envelope: Envelope, limit: tuple[str | None, frozenset[str] | None], learn: bool, shaped: bool,
+    data: st.DataObject,
 ) -> None:
+    """Read from the common reader, or first from the shape of its key's owner's answers."""
     twins = Twins(*limit, learn)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        agree_surveyor(twins, twins.seal(_payload(envelope, data)), monkeypatch)
+        agree_surveyor(twins, twins.seal(_payload(envelope, data)), monkeypatch, shaped)
 
 
 @PROPERTY
@@ -314,3 +320,22 @@ def test_a_members_reply_under_another_name_is_refused(monkeypatch: pytest.Monke
     assert own is not None
     got = agree_surveyor(twins, twins.seal(own), monkeypatch)
     assert got is not None and got[0].body == {"answer": 4}
+
+
+@pytest.mark.parametrize("shaped", [True, False], ids=["shape", "common"])
+def test_a_key_learned_from_a_reply_is_kept_once_the_reply_is_accepted(
+    shaped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply under a key the host's guard learns on first sight: refused for its key's
+    limits, it teaches nothing; accepted (read from its sender's shape or not), the key is kept."""
+    twins = Twins("m1", frozenset({"answer"}), True)
+    forged = common_frame("answer", "m2", 2**62 + 1, {"answer": 4}, SURVEY, None, limit=4096)
+    ballot = common_frame("ballot", "m1", 2**62 + 2, {"answer": 4}, SURVEY, None, limit=4096)
+    own = common_frame("answer", "m1", 2**62 + 3, {"answer": 4}, SURVEY, None, limit=4096)
+    assert forged is not None and ballot is not None and own is not None
+    for frame in (forged, ballot):
+        assert agree_surveyor(twins, twins.seal(frame), monkeypatch, shaped) is None
+        assert twins.learned["fast"] == [] and twins.guards["fast"].find(KID) is None
+    got = agree_surveyor(twins, twins.seal(own), monkeypatch, shaped)
+    assert got is not None and got[0].body == {"answer": 4}
+    assert twins.learned["fast"] == [KID] and twins.guards["fast"].find(KID) is not None
