@@ -161,22 +161,35 @@ class SigSender:
 class ReplayWindow:
     """Accepts each sequence number once, and none older than :data:`WINDOW` behind the newest."""
 
-    __slots__ = ("_bits", "_top")
+    __slots__ = ("_seen", "_top")
 
+    # One byte per number of the window, at its number modulo WINDOW: an in-order number (the
+    # common case: the newest plus one) sets one byte. (A bitmap in one int cost a shift and a
+    # mask of 1024-bit numbers per frame: 0.4 against 0.2 us here, beside the MAC's 0.7.)
     def __init__(self) -> None:
-        self._top = 0
-        self._bits = 0  # bit i set: sequence number top - i was seen
+        self._top = 0  # the newest number accepted
+        self._seen = bytearray(WINDOW)  # 1: the number top - WINDOW < n <= top at n % WINDOW was seen
 
     def accept(self, seq: int) -> bool:
-        if seq <= 0:
-            return False
-        if seq > self._top:
-            shift = seq - self._top
-            self._bits = ((self._bits << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+        top = self._top
+        if seq > top:
+            if seq == top + 1:  # its byte held top + 1 - WINDOW's, now out of the window
+                self._seen[seq % WINDOW] = 1
+            else:
+                self._skip(top, seq)
             self._top = seq
             return True
-        back = self._top - seq
-        if back >= WINDOW or self._bits >> back & 1:
+        if seq <= 0 or top - seq >= WINDOW or self._seen[seq % WINDOW]:
             return False
-        self._bits |= 1 << back
+        self._seen[seq % WINDOW] = 1
         return True
+
+    def _skip(self, top: int, seq: int) -> None:
+        """The window moves from ``top`` to ``seq`` past numbers not seen: their bytes cleared."""
+        seen = self._seen
+        if seq - top >= WINDOW:
+            seen[:] = bytes(WINDOW)
+        else:
+            for number in range(top + 1, seq):
+                seen[number % WINDOW] = 0
+        seen[seq % WINDOW] = 1
