@@ -164,8 +164,8 @@ class ReplayWindow:
     __slots__ = ("_seen", "_top")
 
     # One byte per number of the window, at its number modulo WINDOW: an in-order number (the
-    # common case: the newest plus one) sets one byte. (A bitmap in one int cost a shift and a
-    # mask of 1024-bit numbers per frame: 0.4 against 0.2 us here, beside the MAC's 0.7.)
+    # common case: the newest plus one) sets one byte, where a bitmap in one int shifted and
+    # masked a 1024-bit number per frame (twice the time: bench/README.md, a poll with a secret).
     def __init__(self) -> None:
         self._top = 0  # the newest number accepted
         self._seen = bytearray(WINDOW)  # 1: the number top - WINDOW < n <= top at n % WINDOW was seen
