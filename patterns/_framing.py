@@ -139,6 +139,21 @@ class Framing:
             self._count_refused(exc)
             raise
 
+    def _opened_fields(self, opened: Opened) -> tuple[str, str, int, Any, int | None, float | None] | None:
+        """The fields of a frame its guard has opened (:meth:`_guard_open`), read from its
+        payload as :meth:`_plain_fields` reads a plain frame, when they keep to its key's
+        limits (the one sender and the kinds it speaks for): the frame is then fully accepted
+        (a :class:`FirstOpened`'s key kept, as :meth:`_decode_opened` does). None: the
+        envelope's path (:meth:`_unpack_opened`, not opened twice) reads it, or says why not
+        and counts it. For the survey sockets' sealed frames (a room with a secret)."""
+        fields = self._plain_fields(opened.payload)  # (a guard's payload is bytes)
+        if (fields is None or (opened.owner is not None and fields[1] != opened.owner)
+                or (opened.kinds is not None and fields[0] not in opened.kinds)):  # fmt: skip
+            return None
+        if type(opened) is FirstOpened:
+            opened.accepted()
+        return fields
+
     def _unpack_opened(self, opened: Opened, size: int) -> Envelope:
         """:meth:`_unpack` for a frame of ``size`` bytes its guard has opened already."""
         try:

@@ -16,7 +16,6 @@ import trio
 from pynng import lib
 
 from patterns._ctx_send import result_and_free, submit_threadsafe, wait_and_free
-from patterns._envelope import received
 from patterns._gaps import GAP_MIN
 from patterns._nng import raise_for
 from patterns._shape import Shape
@@ -55,14 +54,16 @@ class IncomingSurvey:
         self._deadline: float | None | object = _UNREAD  # on trio's clock, once read (``deadline``)
 
     @classmethod
-    def of_fields(cls, respondent: Respondent, ctx: Any, fields: tuple[Any, ...], size: int) -> IncomingSurvey:
+    def of_fields(cls, respondent: Respondent, ctx: Any, fields: tuple[Any, ...], size: int,
+                  session: bytes | None = None) -> IncomingSurvey:  # fmt: skip
         """A survey read as ``fields`` (kind, sender, id, body, re, deadline) from a frame of
-        ``size`` bytes with no shared memory: no :class:`Envelope` built until one is asked for."""
+        ``size`` bytes with no shared memory: no :class:`Envelope` built until one is asked for
+        (``session``: the key a sealed one was opened under, its :attr:`Envelope.session`)."""
         survey = cls.__new__(cls)
         survey._respondent = respondent
         survey._ctx = ctx
         survey._envelope = None
-        survey._fields = (*fields, size)
+        survey._fields = (*fields, size, session)
         survey.kind, survey.sender, survey.id, survey.body, _, survey.wall = fields
         survey._deadline = _UNREAD
         return survey
@@ -72,7 +73,8 @@ class IncomingSurvey:
         """The survey's envelope (built once, the first time it is asked for, for a survey read as fields)."""
         envelope = self._envelope
         if envelope is None:
-            envelope = self._envelope = received(*self._fields)
+            kind, sender, ident, body, re, wall, size, session = self._fields
+            envelope = self._envelope = Envelope(kind, sender, ident, body, re, wall, None, size, size, session)
         return envelope
 
     def __repr__(self) -> str:

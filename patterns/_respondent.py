@@ -126,12 +126,19 @@ class Respondent(FdSocket):
         if got is None:
             return None
         ctx, body = got
-        if self.guard is None:  # a small common survey: read into fields, no Envelope
-            fields = self._plain_fields(body)
-            if fields is not None:
-                return IncomingSurvey.of_fields(self, ctx, fields, len(body))
+        opened = None
         try:
-            envelope = self._unpack(body)  # (with a guard, shared memory, or malformed)
+            if self.guard is None:  # a small common survey: read into fields, no Envelope
+                fields = self._plain_fields(body)
+                if fields is not None:
+                    return IncomingSurvey.of_fields(self, ctx, fields, len(body))
+                envelope = self._unpack(body)  # (shared memory, or malformed)
+            else:  # sealed: nothing read before the guard's checks (refused and counted there)
+                opened = self._guard_open(body)
+                fields = self._opened_fields(opened)
+                if fields is not None:  # its payload a small common survey, within its key's limits
+                    return IncomingSurvey.of_fields(self, ctx, fields, len(opened.payload), opened.session)
+                envelope = self._unpack_opened(opened, len(body))
         except MalformedMessage:
             self._release(ctx)
             raise

@@ -26,8 +26,8 @@ from typing import Any, Self
 import trio
 from pynng import ffi, lib
 
-from patterns._envelope import received
 from patterns._gaps import GAP_MIN
+from patterns._guard import FirstOpened
 from patterns._nng import raise_for
 from patterns._pair import Fields
 from patterns._raw import NOTHING_QUEUED, RawSocket, survey_header
@@ -43,7 +43,18 @@ def _fields(envelope: Envelope) -> Fields:
     return envelope.kind, envelope.sender, envelope.id, envelope.body, envelope.re, envelope.deadline
 
 
+def _envelope(fields: Fields, size: int, held: Envelope | bytes | None) -> Envelope:
+    """A queued reply's envelope: its own, or built from its fields (with the key a sealed
+    one was opened under: its :attr:`Envelope.session`)."""
+    if isinstance(held, Envelope):
+        return held
+    return Envelope(*fields, None, size, size, held)
+
+
 _WAITING = "waiting for a survey's replies"  # (a Closed it raises is raised again naming the survey)
+
+MAX_OWNED_SHAPES = 4096
+"""Reply shapes kept by sender name (:meth:`Surveyor.expect_replies`); past this they are made again."""
 
 MAX_QUEUED_REPLIES = 4096
 """Replies held for one survey that its reader has not taken yet; past this a reply is
@@ -61,8 +72,9 @@ class SurveyReplies:
     def __init__(self, surveyor: Surveyor, survey_id: int, deadline: float) -> None:
         self._surveyor = surveyor
         # Replies routed and not taken yet: their fields, their frame's size, and their
-        # envelope if one was decoded (None for a small common reply: :meth:`take_fields`).
-        self._queue: deque[tuple[Fields, int, Envelope | None]] | None = deque()
+        # envelope if one was decoded (for a small common reply, :meth:`take_fields`, none:
+        # the key a sealed one was opened under, or None).
+        self._queue: deque[tuple[Fields, int, Envelope | bytes | None]] | None = deque()
         self.id = survey_id
         self.deadline = deadline
         """The survey's end on trio's clock (``trio.current_time()``)."""
@@ -103,7 +115,7 @@ class SurveyReplies:
         if queue is None:
             return []
         self._surveyor._pump()
-        batch = [received(*fields, size) if envelope is None else envelope for fields, size, envelope in queue]
+        batch = [_envelope(*item) for item in queue]
         queue.clear()
         return batch
 
@@ -156,8 +168,7 @@ class SurveyReplies:
             if queue is None:
                 raise StopAsyncIteration
             if queue:
-                fields, size, envelope = queue.popleft()
-                return received(*fields, size) if envelope is None else envelope
+                return _envelope(*queue.popleft())
             if trio.current_time() >= self.deadline:
                 self._finish()
                 raise StopAsyncIteration
@@ -195,6 +206,36 @@ class Surveyor(RawSocket):
         self._routes: dict[int, SurveyReplies] = {}
         self._nng_ids = itertools.count(1)
         self._receiving = self._waiters["receive"]
+
+    # Sealed replies read from their sender's shape (:meth:`expect_replies`): the template,
+    # and the shapes by key owner (None: that name has no common form).
+    _reply_template: tuple[str, Any, bool] | None = None
+    _owned: dict[str, Shape | None]
+
+    def expect_replies(self, kind: str, *, body: Any = HOLE, scalars: bool = False) -> None:
+        """Read sealed replies of ``kind`` (with ``re``, no deadline, ``body`` around the value:
+        a room's poll answers) from a :class:`~patterns._shape.Shape` of their sender, before
+        the common reader. A plain reply's sender is known only once its frame is read; a
+        sealed one's is known first, when its key speaks for one name only (the guard's
+        ``owner``): the shape of that name's replies is made once and kept."""
+        self._reply_template = (kind, body, scalars)
+        self._owned = {}
+
+    def _owned_shape(self, owner: str) -> Shape | None:
+        """The shape of ``owner``'s replies (:meth:`expect_replies`), made once; None when there is none."""
+        template = self._reply_template
+        if template is None:
+            return None
+        kind, body, scalars = template
+        try:
+            shape: Shape | None = Shape(kind, owner, re=True, deadline=False, body=body, max_kind=MAX_KIND_LENGTH,
+                                        max_sender=MAX_SENDER_LENGTH, scalars=scalars)  # fmt: skip
+        except ValueError:  # a name with no common form: the common reader reads its replies
+            shape = None
+        if len(self._owned) >= MAX_OWNED_SHAPES:
+            self._owned.clear()
+        self._owned[owner] = shape
+        return shape
 
     def shape(self, kind: str, *, body: Any = HOLE, scalars: bool = False) -> Shape:
         """The :class:`~patterns._shape.Shape` of this socket's surveys of ``kind`` (from its
@@ -282,10 +323,35 @@ class Surveyor(RawSocket):
             size = len(body)
             self._received += 1
             self._bytes_received += size
-            # A small common frame on a socket without a guard: read here and routed as fields
-            # (``_unpack``'s fast path, without its Envelope: :meth:`SurveyReplies.take_fields`).
-            fields = None if guard is not None else read_common(body, max_size=max_size, max_items=max_items,
-                                                                 measure=self._measure)  # fmt: skip
+            # A small common frame: read here and routed as fields (``_unpack``'s fast path,
+            # without its Envelope: :meth:`SurveyReplies.take_fields`); a sealed one once its
+            # guard has checked it (key, tag, replay window: refused and counted there), its
+            # payload then read the same way and held to its key's sender and kinds.
+            if guard is None:
+                opened, session = None, None
+                fields = read_common(body, max_size=max_size, max_items=max_items, measure=self._measure)
+            else:
+                try:
+                    opened = self._guard_open(body)
+                except MalformedMessage as exc:
+                    self._skipped("reply", exc)
+                    continue
+                payload, owner, session = opened.payload, opened.owner, opened.session
+                size = len(payload)  # (an envelope's size is its payload's, as _unpack's)
+                fields = None
+                if owner is not None and self._reply_template is not None:  # read from its sender's shape
+                    shape = self._owned.get(owner)
+                    if shape is None and owner not in self._owned:
+                        shape = self._owned_shape(owner)
+                    if (shape is not None and size <= max_size and size <= max_items
+                            and (opened.kinds is None or shape.kind in opened.kinds)):  # fmt: skip
+                        got = shape.read(payload)
+                        if got is not None:
+                            if type(opened) is FirstOpened:  # (as _opened_fields: only a frame fully accepted)
+                                opened.accepted()
+                            fields = (shape.kind, owner, got[0], got[3], got[1], got[2])
+                if fields is None:
+                    fields = self._opened_fields(opened)
             if fields is not None:
                 re = fields[4]
                 replies = routes.get(re) if re is not None else None
@@ -293,11 +359,11 @@ class Surveyor(RawSocket):
                 if queue is None or len(queue) >= MAX_QUEUED_REPLIES:
                     self._stray += 1
                     continue
-                queue.append((fields, size, None))  # (no Envelope: built by take() only)
+                queue.append((fields, size, session))  # (no Envelope: built by take() only)
                 routed = True
                 continue
             try:
-                envelope = self._unpack(body)
+                envelope = self._unpack(body) if opened is None else self._unpack_opened(opened, len(body))
             except MalformedMessage as exc:
                 self._skipped("reply", exc)
                 continue

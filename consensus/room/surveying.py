@@ -64,6 +64,9 @@ class Surveying:
             self.poll_shape = surveyor.shape(P.POLL, body=P.poll_body(HOLE), scalars=True)
         except ValueError:
             pass
+        # With a secret, a member's answers are read from the shape its members write them in
+        # (``Answerer``), its name known from its key before a byte is read.
+        surveyor.expect_replies(P.ANSWER, body=P.answer_body(HOLE), scalars=True)
 
     def start(self, nursery: trio.Nursery) -> None:
         """The rounds' deadlines are kept, and late replies read, in ``nursery`` from now on."""

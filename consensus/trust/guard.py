@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from consensus.trust.seal import (
     HEADER,
     MAGIC,
-    MASK,
     TAG_SIZE,
+    WINDOW,
     MacSender,
     ReplayWindow,
     Scheme,
@@ -149,7 +149,8 @@ class Guard:
                                   "(a wrong secret, or an altered frame)", reason="tag", size=size)  # fmt: skip
         window = key.window
         if seq == window.top + 1:  # the next in order (most frames): ReplayWindow.accept's, inline
-            window.top, window.bits = seq, (window.bits << 1 | 1) & MASK
+            window.seen[seq % WINDOW] = 1
+            window.top = seq
         elif not window.accept(seq):
             raise Unauthenticated(f"refused a frame of {size} bytes: sequence number {seq} "
                                   "was already seen or is too old (a replay)", reason="replay", size=size)  # fmt: skip
