@@ -7,7 +7,9 @@ it, so :func:`run_isolated` runs ``python -m <module> <out> <argv>...`` instead:
 
 * in a session of its own, so it and everything it spawns share one process group: once it
   ended, what is left of the group gets :data:`GRACE_S` to go and is then killed (the
-  children of a process that aborted would otherwise outlive it);
+  children of a process that aborted would otherwise outlive it). The session also keeps
+  the terminal's Ctrl-C from the group: when it stops us, the cell gets our SIGINT and
+  :data:`GRACE_S`, then its group is killed;
 * its stdout and stderr go to a file, copied to our stderr (``run.log`` in the suite) once
   it ended, so the reason of a failure is at hand: how the process ended and its last
   line, NNG's own ``panic:`` line where there is one (NNG prints two more lines and maybe a
@@ -81,6 +83,21 @@ def _end_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """We stop before the cell ended: it gets the SIGINT we got (its own cleanup: member
+    processes, temporary folders) and :data:`GRACE_S` for it, then its group is killed."""
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(GRACE_S)
+    finally:  # (a second Ctrl-C meanwhile ends the group at once)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _end_group(proc.pid)
+
+
 def _env() -> dict[str, str]:
     """Ours, with the folder that holds ``bench`` first on the path (we may run from anywhere)."""
     env = dict(os.environ)
@@ -103,6 +120,9 @@ def run_isolated(module: str, argv: Sequence[str], timeout: float) -> Outcome:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 code = None
+            except BaseException:  # Ctrl-C (its session keeps the terminal's SIGINT from the group)
+                _interrupt(proc)
+                raise
             output.flush()
             last = _last_line(log.read_text(errors="replace"))  # before the rest of the group adds to it
             _end_group(proc.pid)
