@@ -155,3 +155,24 @@ def test_ctrl_c_in_the_step_ends_the_cell_and_what_it_started(tmp_path: Path) ->
         if cell:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(cell, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- a cell that hangs
+STALL_CELL = """
+import json, sys, time
+with open(sys.argv[1], "w") as out:
+    out.write(json.dumps({"cell": 1}) + "\\n")
+    out.flush()
+    time.sleep(600)  # hung in its second cell
+"""
+
+
+def test_a_cell_that_hangs_is_killed_after_one_cells_time_not_the_steps(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The step's deadline is one cell's time per cell left (9 cells: 90 min in a quick run):
+    a cell that hangs is killed once no cell ended for ``idle`` seconds, its results kept."""
+    (tmp_path / "stall_cell.py").write_text(STALL_CELL)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    outcome = _cells.run_isolated("stall_cell", [], timeout=600, idle=2)
+    assert outcome.results == [{"cell": 1}]
+    assert outcome.reason is not None and "no new result within 2 s (killed)" in outcome.reason
