@@ -7,7 +7,9 @@ it, so :func:`run_isolated` runs ``python -m <module> <out> <argv>...`` instead:
 
 * in a session of its own, so it and everything it spawns share one process group: once it
   ended, what is left of the group gets :data:`GRACE_S` to go and is then killed (the
-  children of a process that aborted would otherwise outlive it);
+  children of a process that aborted would otherwise outlive it). The session also keeps
+  the terminal's Ctrl-C from the group: when it stops us, the cell gets our SIGINT and
+  :data:`GRACE_S`, then its group is killed;
 * its stdout and stderr go to a file, copied to our stderr (``run.log`` in the suite) once
   it ended, so the reason of a failure is at hand: how the process ended and its last
   line, NNG's own ``panic:`` line where there is one (NNG prints two more lines and maybe a
@@ -52,14 +54,33 @@ def _last_line(text: str) -> str:
     return (panics or lines or ["(nothing on stderr)"])[-1][:200]
 
 
-def _ended(code: int | None, timeout: float) -> str:
+def _ended(code: int | None, killed: str) -> str:
     if code is None:
-        return f"no result within {timeout:g} s (killed)"
+        return killed
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"its process was killed by {signal.Signals(-code).name}"
         return f"its process was killed by signal {-code}"
     return f"its process exited with status {code}"
+
+
+def _wait(proc: subprocess.Popen[bytes], out: Path, timeout: float, idle: float | None) -> tuple[int | None, str]:
+    """``proc``'s exit status, or None and why once it ran ``timeout`` s, or ``idle`` s
+    without adding to ``out`` (a result line: the module is stuck, not slow)."""
+    start = time.monotonic()
+    size, moved = -1, start
+    while True:
+        now = time.monotonic()
+        with contextlib.suppress(OSError):  # (not there before the module opened it)
+            if (grown := out.stat().st_size) != size:
+                size, moved = grown, now
+        if now >= start + timeout:
+            return None, f"no result within {timeout:g} s (killed)"
+        if idle is not None and now >= moved + idle:
+            return None, f"no new result within {idle:g} s (killed)"
+        left = start + timeout - now if idle is None else min(start + timeout, moved + idle) - now
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return proc.wait(min(left, 1.0)), ""
 
 
 def _group_alive(pgid: int) -> bool:
@@ -81,6 +102,21 @@ def _end_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """We stop before the cell ended: it gets the SIGINT we got (its own cleanup: member
+    processes, temporary folders) and :data:`GRACE_S` for it, then its group is killed."""
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(GRACE_S)
+    finally:  # (a second Ctrl-C meanwhile ends the group at once)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _end_group(proc.pid)
+
+
 def _env() -> dict[str, str]:
     """Ours, with the folder that holds ``bench`` first on the path (we may run from anywhere)."""
     env = dict(os.environ)
@@ -88,21 +124,23 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_isolated(module: str, argv: Sequence[str], timeout: float) -> Outcome:
-    """Run ``python -m module OUT *argv`` as above: the JSON lines it wrote to ``OUT``, and why it failed."""
+def run_isolated(module: str, argv: Sequence[str], timeout: float, idle: float | None = None) -> Outcome:
+    """Run ``python -m module OUT *argv`` as above: the JSON lines it wrote to ``OUT``, and why it failed.
+    It is killed after ``timeout`` s, or ``idle`` s without a new result (None: no such limit)."""
     with tempfile.TemporaryDirectory(prefix="nngc-bench-cell-") as tmp:
         out, log = Path(tmp, "result.json"), Path(tmp, "output")
         with open(log, "w+b") as output:
             proc = subprocess.Popen([sys.executable, "-m", module, str(out), *argv], stdin=subprocess.DEVNULL,
                                     stdout=output, stderr=output, start_new_session=True, env=_env())  # fmt: skip
-            code: int | None
             try:
-                code = proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                code = None
+                code, killed = _wait(proc, out, timeout, idle)
+                if code is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            except BaseException:  # Ctrl-C (its session keeps the terminal's SIGINT from the group)
+                _interrupt(proc)
+                raise
             output.flush()
             last = _last_line(log.read_text(errors="replace"))  # before the rest of the group adds to it
             _end_group(proc.pid)
@@ -115,4 +153,4 @@ def run_isolated(module: str, argv: Sequence[str], timeout: float) -> Outcome:
                     results.append(json.loads(line))
                 except ValueError:  # (a line cut short by the crash)
                     break
-        return Outcome(results, None if code == 0 else f"{_ended(code, timeout)}: {last}")
+        return Outcome(results, None if code == 0 else f"{_ended(code, killed)}: {last}")

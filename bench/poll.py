@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ===================================================================== the suite's step
-CELL_TIMEOUT_S = 600.0  # one cell (N over one transport): normally 5-30 s
+CELL_TIMEOUT_S = 600.0  # one cell (N over one transport): normally 5-30 s; a cell's process hung past it is killed
 
 
 def _cells_argv(quick: bool, cells: list[Cell], polls: int | None, raw: bool) -> list[str]:
@@ -308,7 +308,8 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), 
     own (:mod:`bench._poll_cell` through :func:`bench._cells.run_isolated`), which hosts the
     rooms and keeps its member processes from cell to cell: an NNG panic there costs the cell
     it hit only, which becomes a Skip (``bench._goals.poll_cell``) with how its process ended
-    and its last line; the cells after it run in a new process. ``ns``: the member counts
+    and its last line; the cells after it run in a new process. A process that hangs is
+    killed once no cell ended for :data:`CELL_TIMEOUT_S` (not after every cell's time). ``ns``: the member counts
     (default 1, 8, 64; full 1, 8, 32, 64); ``raw_survey``: the raw sync survey at N=8 in a
     full run (over ipc, after N=8's last cell: ``--hosts`` turns it off). ``polls`` and ``abort`` (the
     cells whose process aborts once its members are in) are for tests."""
@@ -318,7 +319,7 @@ def suite_step(quick: bool, transports: tuple[str, ...] = ("ipc", "tcp", "ws"), 
     while todo:  # one process for the cells left; after a crash, a new one for those after the cell it hit
         argv = _cells_argv(quick, todo, polls, raw)
         argv += [arg for cell in todo if cell in abort for arg in ("--abort-at", "{}:{}".format(*cell))][:2]
-        outcome = run_isolated("bench._poll_cell", argv, CELL_TIMEOUT_S * len(todo))
+        outcome = run_isolated("bench._poll_cell", argv, CELL_TIMEOUT_S * len(todo), idle=CELL_TIMEOUT_S)
         for done in outcome.results:
             out += _records(done["rows"])
             todo.remove((done["n"], done["transport"]))

@@ -3,7 +3,9 @@ sweeps the shared-memory folders of dead runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +101,78 @@ def test_the_folders_of_dead_runs_are_swept_and_live_ones_kept(tmp_path: Path) -
     swept = _suite.sweep(tmp_path)
     assert sorted(swept) == sorted(name for name, kept in names.items() if not kept)
     assert {p.name for p in tmp_path.iterdir()} == {name for name, kept in names.items() if kept}
+
+
+# ---------------------------------------------------------------- Ctrl-C while a cell runs
+HANG_CELL = """
+import os, subprocess, sys, time
+kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+with open(os.environ["HANG_FIFO"], "w") as fifo:
+    fifo.write(f"{os.getpid()} {kid.pid}\\n")
+time.sleep(600)
+"""
+
+
+def _read_line(fifo: Path, timeout: float) -> str:
+    """A line from the FIFO ``fifo``, waited for at most ``timeout`` s (select: no sleeps)."""
+    import select
+    import time
+
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # (opens without a writer; Linux: no HUP before one)
+    data, deadline = b"", time.monotonic() + timeout
+    try:
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            assert left > 0, f"nothing came through {fifo} within {timeout} s: {data!r}"
+            if select.select([fd], [], [], left)[0]:
+                data += os.read(fd, 100)
+    finally:
+        os.close(fd)
+    return data.decode()
+
+
+def test_ctrl_c_in_the_step_ends_the_cell_and_what_it_started(tmp_path: Path) -> None:
+    """The cell runs in a session of its own, so the terminal's SIGINT reaches the bench only:
+    the bench must end the cell's process group itself, or it runs on (here: 600 s)."""
+    (tmp_path / "hang_cell.py").write_text(HANG_CELL)
+    fifo = tmp_path / "pids"
+    os.mkfifo(fifo)
+    root = str(Path(_cells.__file__).resolve().parents[1])
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), root]), "HANG_FIFO": str(fifo)}
+    parent = subprocess.Popen([sys.executable, "-c", "from bench import _cells; _cells.run_isolated('hang_cell', [], 600)"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    cell = 0
+    try:
+        cell, _kid = map(int, _read_line(fifo, 60).split())
+        parent.send_signal(signal.SIGINT)  # as Ctrl-C does: the foreground group is the bench's only
+        _, err = parent.communicate(timeout=60)
+        assert b"KeyboardInterrupt" in err  # (it still says why it stopped)
+        with pytest.raises(ProcessLookupError):  # the cell and the process it started went with it
+            os.killpg(cell, 0)
+    finally:
+        parent.kill()
+        parent.wait()
+        if cell:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cell, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- a cell that hangs
+STALL_CELL = """
+import json, sys, time
+with open(sys.argv[1], "w") as out:
+    out.write(json.dumps({"cell": 1}) + "\\n")
+    out.flush()
+    time.sleep(600)  # hung in its second cell
+"""
+
+
+def test_a_cell_that_hangs_is_killed_after_one_cells_time_not_the_steps(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The step's deadline is one cell's time per cell left (9 cells: 90 min in a quick run):
+    a cell that hangs is killed once no cell ended for ``idle`` seconds, its results kept."""
+    (tmp_path / "stall_cell.py").write_text(STALL_CELL)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    outcome = _cells.run_isolated("stall_cell", [], timeout=600, idle=2)
+    assert outcome.results == [{"cell": 1}]
+    assert outcome.reason is not None and "no new result within 2 s (killed)" in outcome.reason

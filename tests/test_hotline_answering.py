@@ -219,3 +219,30 @@ def test_inline_handlers_answer_as_a_reference_says(plan: list[str], stream: lis
             assert stats.asks_answered == 2 * len(plan) and stats.asks_open == 0 and stats.stale_replies == 0
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("waits", [False, True])
+async def test_an_inline_handler_raising_stop_iteration_fails_its_ask_only(address: Address, waits: bool) -> None:
+    """The inline step catches the handler coroutine's StopIteration (its return): one the
+    handler raises becomes a RuntimeError (PEP 479), the asker's RemoteError, and the line
+    goes on serving; a StopAsyncIteration is an error like any other."""
+
+    async def on_ask(value: Any) -> Any:
+        if waits:
+            await trio.lowlevel.checkpoint()
+        if value == "stop":
+            raise StopIteration("not a return")
+        if value == "async stop":
+            raise StopAsyncIteration
+        return value
+
+    async with two_lines(address("inproc"), server_on_ask=on_ask) as (server, client):
+        with trio.fail_after(20):
+            with pytest.raises(consensus.RemoteError) as stopped:
+                await client.ask("stop", timeout=5)
+            assert stopped.value.type == "RuntimeError"
+            with pytest.raises(consensus.RemoteError) as async_stopped:
+                await client.ask("async stop", timeout=5)
+            assert async_stopped.value.type == "StopAsyncIteration"
+            assert await client.ask("after", timeout=5) == "after"
+        assert server.statistics().asks_served == 3 and client.statistics().asks_answered == 3

@@ -96,6 +96,65 @@ def test_a_guard_accepts_the_sequence_numbers_its_window_would(steps: list[int])
     assert (window.top, window.seen) == (reference.top, reference.seen)
 
 
+class _OriginalWindow:
+    """ReplayWindow.accept as it was before the guard took the next number itself (c8fcf06), verbatim."""
+
+    def __init__(self) -> None:
+        self._top = 0
+        self._bits = 0
+
+    def accept(self, seq: int) -> bool:
+        if seq <= 0:
+            return False
+        if seq > self._top:
+            shift = seq - self._top
+            self._bits = ((self._bits << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+            self._top = seq
+            return True
+        back = self._top - seq
+        if back >= WINDOW or self._bits >> back & 1:
+            return False
+        self._bits |= 1 << back
+        return True
+
+
+# A step: ("next", k) the sender's next k numbers in order (more than a window's worth: the
+# bits kept stay within it), ("back", k) k behind the newest accepted, ("jump", k) k ahead
+# of it, ("at", s) any 64-bit number.
+_STEPS = st.one_of(
+    st.tuples(st.just("next"), st.sampled_from([1, 1, 2, WINDOW + 5])),
+    st.tuples(st.just("back"), st.integers(min_value=0, max_value=WINDOW + 2)),
+    st.tuples(st.just("jump"), st.integers(min_value=1, max_value=2 * WINDOW)),
+    st.tuples(st.just("at"), st.integers(min_value=1, max_value=2**64 - 1)),
+)
+
+
+@given(st.lists(_STEPS, max_size=200))
+def test_a_guard_and_a_window_accept_what_the_original_window_did(steps: list[tuple[str, int]]) -> None:
+    """Against the original ``accept`` (not the one the guard now shares names with): no number
+    accepted twice or from outside the window, none refused that it took, over the whole 64-bit range."""
+    sender, guard, window, original = MacSender(b"k" * 8, b"\1" * 32), Guard(), ReplayWindow(), _OriginalWindow()
+    guard.add(Key(b"k" * 8, Scheme.MAC, b"\1" * 32))
+    newest = 0
+    for how, k in steps:
+        run = range(newest + 1, newest + k + 1) if how == "next" else [{"back": newest - k, "jump": newest + k}.get(how, k)]
+        for seq in run:
+            if not 1 <= seq < 2**64:
+                continue
+            sender._seq = seq - 1  # seal() numbers it _seq + 1
+            frame = sender.seal(b"payload")
+            expected = original.accept(seq)
+            assert window.accept(seq) is expected, seq
+            if expected:
+                assert guard.open(frame).payload == b"payload"
+                newest = max(newest, seq)
+            else:
+                with pytest.raises(Unauthenticated, match="replay"):
+                    guard.open(frame)
+    held = guard.keys[b"k" * 8].window
+    assert (held.top, held.bits) == (window.top, window.bits) == (original._top, original._bits)
+
+
 # ---------------------------------------------------------------- sealed frames
 @given(st.binary(min_size=1, max_size=200), st.integers(min_value=0, max_value=200))
 def test_a_sealed_frame_with_any_byte_changed_is_refused(noise: bytes, where: int) -> None:
