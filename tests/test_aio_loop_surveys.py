@@ -81,7 +81,7 @@ async def test_surveys_before_the_welcome_are_answered_through_trio(
     peers: Peers, room_address: Callable[[str], str]
 ) -> None:
     address = room_address("ipc")
-    async with consensus.host(address) as room:
+    async with consensus.host(address, missed_heartbeats=40) as room:  # (a stalled member is not dropped)
         proc = member(peers, address, "early", "--drop-first-welcome")
         await room.wait_for_members(1)  # admitted: the member has not taken its welcome yet
         early = await room.poll("early", timeout=10)  # kept by the member's protocol until its welcome
