@@ -7,7 +7,6 @@ its polls and votes are answered on its loop (handler, reply, deadline), everyth
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 from collections.abc import Callable
@@ -82,7 +81,7 @@ async def test_surveys_before_the_welcome_are_answered_through_trio(
     peers: Peers, room_address: Callable[[str], str]
 ) -> None:
     address = room_address("ipc")
-    async with consensus.host(address) as room:
+    async with consensus.host(address, missed_heartbeats=40) as room:  # (a stalled member is not dropped)
         proc = member(peers, address, "early", "--drop-first-welcome")
         await room.wait_for_members(1)  # admitted: the member has not taken its welcome yet
         early = await room.poll("early", timeout=10)  # kept by the member's protocol until its welcome
@@ -100,12 +99,22 @@ async def test_surveys_before_the_welcome_are_answered_through_trio(
 
 async def test_the_loop_pauses_while_trio_has_a_backlog(peers: Peers, room_address: Callable[[str], str]) -> None:
     address = room_address("ipc")
-    async with consensus.host(address) as room:
+    # The host must wait for the early answers, or the books below are read while the member
+    # still answers them: a member silent for 3 beats of 0.5 s is dropped, and at load 12-20
+    # the child stalled that long (the early polls ended without it at 1.5 s, the books read
+    # 8 received, 6 sent). Liveness is not what this test is about: 40 beats (20 s).
+    async with consensus.host(address, missed_heartbeats=40) as room:
         proc = member(peers, address, "early", "--drop-first-welcome", "--backlog", "0")
         await room.wait_for_members(1)
+        early: dict[int, Any] = {}
+
+        async def poll_early(i: int) -> None:
+            early[i] = (await room.poll(f"early {i}", timeout=30)).answers
+
         async with trio.open_nursery() as nursery:  # surveys before the welcome: each hand-over pauses the loop
             for i in range(3):
-                nursery.start_soon(functools.partial(room.poll, f"early {i}", timeout=10))
+                nursery.start_soon(poll_early, i)
+        assert early == {i: {"early": {"q": f"early {i}", "by": "early", "loop": True}} for i in range(3)}
         assert await read_line(proc) == "ready"
         for i in range(5):  # the loop reads again and answers itself
             assert (await room.poll(i, timeout=5)).answers["early"] == {"q": i, "by": "early", "loop": True}
