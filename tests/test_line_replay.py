@@ -348,6 +348,64 @@ async def test_a_recorded_hello_replayed_after_the_listener_restarted_switches_n
     tell(tap, "quit")
 
 
+@pytest.mark.deadline(120)
+async def test_a_dead_dialers_unread_hello_does_not_take_the_next_reconnection(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack on an echo of key ids (real processes; the in-memory twin is above): a tap
+    keeps a dialer's hellos of a reconnection from the listener (``hold``), so they echo the
+    listener's live id and were never read; that dialer dies, a new one connects; at their
+    next reconnection the tap sends the held hellos first. On the code that echoed key ids
+    the listener agreed its session with the dead dialer, dropped the live one's hello as a
+    replay and its next ask went unanswered (until the heartbeats, 15 s here, gave up). Now
+    the held hello is answered at most once and the line goes on."""
+    monkeypatch.setenv("NNGC_SECRET", SECRET)
+    port = free_tcp_port_run(2)
+    front, target = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
+    tap = peers.start(str(port), str(port + 1), script="line_tap.py")
+    assert await read_line(tap) == "ready"
+    secret = consensus.Secret(SECRET.encode())
+
+    async def dialer(name: str) -> Any:
+        agent = peers.start(front, "--dial", "--name", name, "--secret-env", "--heartbeat", "5",
+                            script="hotline_agent.py")  # fmt: skip
+        with trio.fail_after(20):
+            assert await read_line(agent) == "ready"
+        return agent
+
+    async def command(text: str) -> str:
+        tell(tap, text)
+        with trio.fail_after(10):
+            return await read_line(tap)
+
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=5) as line:
+        first = await dialer("first")
+        await line.wait_connected()
+        assert (await line.ask("run 1", timeout=10))["by"] == "first"
+        assert await command("hold") == "ok"
+        assert await command("cut") == "ok"  # the first dialer dials again; its hellos are held
+        with trio.fail_after(20):
+            while await command("held") == "held 0":
+                await trio.sleep(0.05)
+        first.kill()
+        first.wait()
+        assert await command("release") == "ok"
+        assert await command("cut") == "ok"
+        await line.wait_disconnected()
+        await dialer("second")
+        await line.wait_connected()
+        assert (await line.ask("run 2", timeout=10))["by"] == "second"
+        connections = line.statistics().connections
+        assert await command("inject held") == "ok"
+        assert await command("cut") == "ok"  # a reconnection: the held hellos go first
+        with trio.fail_after(20):
+            while line.statistics().connections == connections or not line.connected:
+                await trio.sleep(0.05)
+        assert (await line.ask("after the reconnection", timeout=5))["by"] == "second"
+        print(f"\na dead dialer's held hellos, sent first: {line.statistics()}")
+    tell(tap, "quit")
+
+
 def tell(proc: object, text: str) -> None:
     stdin = getattr(proc, "stdin", None)
     assert stdin is not None
