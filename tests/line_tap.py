@@ -10,6 +10,13 @@ after its 8-byte big-endian length), by connection. Prints ``ready``; then, on s
   stream of the *latest* connection, between two of its messages, and prints
   ``replayed N`` (a recording of an earlier run of the dialer, replayed to the listener
   while a new run of it is connected);
+* ``hold`` keeps what dialers send from now on (recorded as ``held``) instead of forwarding
+  it, and ``release`` forwards again (a tap that keeps the listener from hearing a dialer:
+  the hellos it sends meanwhile are authentic and never read); ``held`` prints ``held N``,
+  the hellos held so far;
+* ``inject held`` makes the *next* connection carry the held hellos to the listener before
+  anything its dialer sends; ``cut`` closes every connection (the dialer dials again);
+  both print ``ok``;
 * ``quit`` (or the end of input) stops.
 """
 
@@ -51,6 +58,10 @@ class Tap:
     def __init__(self) -> None:
         self.recorded: list[list[bytes]] = []  # by connection: what its dialer sent
         self.latest: tuple[trio.SocketStream, trio.Lock] | None = None
+        self.hold = False
+        self.held: list[bytes] = []  # what dialers sent while held: never forwarded
+        self.inject: list[bytes] = []  # for the next connection, before its dialer's messages
+        self.open: list[trio.SocketStream] = []  # every stream of the connections open
 
     async def handle(self, client: trio.SocketStream, target: int) -> None:
         upstream = await trio.open_tcp_stream("127.0.0.1", target)
@@ -58,12 +69,17 @@ class Tap:
         messages: list[bytes] = []
         self.recorded.append(messages)
         self.latest = (upstream, lock)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.framed, client, upstream, lock, messages)
-            nursery.start_soon(self.raw, upstream, client)
+        self.open += [client, upstream]
+        inject, self.inject = self.inject, []
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.framed, client, upstream, lock, messages, inject)
+                nursery.start_soon(self.raw, upstream, client)
+        finally:
+            self.open = [stream for stream in self.open if stream not in (client, upstream)]
 
     async def framed(self, source: trio.SocketStream, sink: trio.SocketStream, lock: trio.Lock,
-                     messages: list[bytes]) -> None:  # fmt: skip
+                     messages: list[bytes], inject: list[bytes]) -> None:  # fmt: skip
         buffer = bytearray()
 
         async def take(count: int) -> bytes:
@@ -80,9 +96,14 @@ class Tap:
             header = await take(8)
             async with lock:
                 await sink.send_all(header)
+                for message in inject:
+                    await sink.send_all(LENGTH.pack(len(message)) + message)
             while True:
                 (size,) = LENGTH.unpack(await take(8))
                 message = await take(size)
+                if self.hold:
+                    self.held.append(message)
+                    continue
                 messages.append(message)
                 async with lock:
                     await sink.send_all(LENGTH.pack(size) + message)
@@ -119,6 +140,18 @@ async def main(listen: int, target: int) -> None:
         while line := await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True):
             if line.strip() == "replay hellos":
                 say("replayed", await tap.replay_hellos())
+            elif line.strip() in ("hold", "release"):
+                tap.hold = line.strip() == "hold"
+                say("ok")
+            elif line.strip() == "held":
+                say("held", sum(kind(message) == "hello" for message in tap.held))
+            elif line.strip() == "inject held":
+                tap.inject = [message for message in tap.held if kind(message) == "hello"]
+                say("ok")
+            elif line.strip() == "cut":
+                for stream in tap.open:
+                    await stream.aclose()
+                say("ok")
             elif line.strip() == "quit":
                 break
         nursery.cancel_scope.cancel()

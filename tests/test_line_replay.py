@@ -78,7 +78,8 @@ class Wire:
 
     def connect(self) -> None:
         self.pipe += 1
-        for role in Role:
+        for role in Role:  # (frames unread when their connection dropped: a tap saw them too)
+            self.seen[role] += self.queues[role]
             self.queues[role].clear()
         for role, end in self.ends.items():
             hello = end.protocol.pipe_up(self.pipe, 0.0)
@@ -146,14 +147,45 @@ def test_a_first_greeting_takes_one_more_frame_each_way() -> None:
     assert all(end.protocol.statistics().stale_hellos == 0 for end in wire.ends.values())
 
 
-def test_a_reconnection_of_the_same_runs_takes_one_hello_each_way() -> None:
+def test_a_reconnection_of_the_same_runs_takes_two_hellos_each_way() -> None:
+    """Each connection draws new nonces, so a reconnection greets as a first connection does
+    (an echo of the peer's key id alone would let a hello recorded on an earlier connection
+    connect this one: see the test below)."""
     wire = Wire()
     wire.connect()
     wire.drain()
     wire.drop()
     wire.drain()
     wire.check_connected()
-    assert all(end.hellos[2] == 1 for end in wire.ends.values())
+    assert all(end.hellos[2] == 2 for end in wire.ends.values())
+    assert all(end.protocol.statistics().stale_hellos == 0 for end in wire.ends.values())
+
+
+def test_an_undelivered_hello_of_a_dead_run_does_not_take_a_later_reconnection() -> None:
+    """The attack on an echo of key ids alone: the dialer's hello on a reconnection (echoing
+    the listener's id, which lives on) is on the wire when the dialer dies, unread by the
+    listener; a tap records it (or provokes such hellos: it holds the listener's one
+    connection, and the dialer's redials, closed by NNG at once, carry them). A new dialer
+    run connects; at their next reconnection the recording is sent first. With the echo of
+    the key id the listener agreed the session with the dead run and dropped the live
+    dialer's hello on that connection as a replay: both ends connected, neither could read
+    the other until the heartbeats gave up. With a nonce per connection it is answered once
+    and switches nothing."""
+    wire = Wire()
+    wire.connect()
+    wire.drain()
+    wire.drop()  # a reconnection: the dialer's hello echoes the listener's id ...
+    undelivered = list(wire.queues[Role.LISTENER])
+    assert len(undelivered) == 1
+    wire.drop(restart=(Role.DIALER,))  # ... and the dialer dies before the listener read it
+    wire.drain()
+    wire.check_connected()
+    wire.drop()
+    listener = wire.ends[Role.LISTENER]
+    answers = [reply for data in undelivered for reply in listener.take(data, wire.pipe)]
+    assert not listener.protocol.connected and len(answers) <= 1  # (a Rehello the dead run will not read)
+    wire.drain()
+    wire.check_connected()  # (before: the listener's session was the dead run's)
 
 
 @pytest.mark.parametrize("restart", [(Role.LISTENER,), (Role.DIALER,), (Role.LISTENER, Role.DIALER)])
@@ -205,7 +237,7 @@ def test_hellos_of_many_recorded_runs_during_a_greeting_get_a_bounded_number_of_
     listener = wire.ends[Role.LISTENER]
     wire.connect()
     old_runs = [LineKeys(BASE, listener=False) for _ in range(20)]
-    hellos = [keys.guard.seal(encode(Envelope("hello", "dialer", 1, body={"hotline": 2, "kid": keys.kid, "echo": None})),
+    hellos = [keys.guard.seal(encode(Envelope("hello", "dialer", 1, body={"hotline": 2, "kid": keys.kid, "nonce": keys.kid, "echo": None})),
                               "hello") for keys in old_runs]  # fmt: skip
     answers = [reply for data in hellos + hellos[:3] for reply in listener.take(data, wire.pipe)]
     assert len(answers) == 8  # (the replays of the same frames again: refused by the replay window)
@@ -313,6 +345,64 @@ async def test_a_recorded_hello_replayed_after_the_listener_restarted_switches_n
         stats = line.statistics()
         assert stats.stale_hellos == count and stats.connected and stats.connections == 1
         print(f"\nreplayed {count} recorded hellos: stale_hellos={stats.stale_hellos}, the session kept")
+    tell(tap, "quit")
+
+
+@pytest.mark.deadline(120)
+async def test_a_dead_dialers_unread_hello_does_not_take_the_next_reconnection(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack on an echo of key ids (real processes; the in-memory twin is above): a tap
+    keeps a dialer's hellos of a reconnection from the listener (``hold``), so they echo the
+    listener's live id and were never read; that dialer dies, a new one connects; at their
+    next reconnection the tap sends the held hellos first. On the code that echoed key ids
+    the listener agreed its session with the dead dialer, dropped the live one's hello as a
+    replay and its next ask went unanswered (until the heartbeats, 15 s here, gave up). Now
+    the held hello is answered at most once and the line goes on."""
+    monkeypatch.setenv("NNGC_SECRET", SECRET)
+    port = free_tcp_port_run(2)
+    front, target = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
+    tap = peers.start(str(port), str(port + 1), script="line_tap.py")
+    assert await read_line(tap) == "ready"
+    secret = consensus.Secret(SECRET.encode())
+
+    async def dialer(name: str) -> Any:
+        agent = peers.start(front, "--dial", "--name", name, "--secret-env", "--heartbeat", "5",
+                            script="hotline_agent.py")  # fmt: skip
+        with trio.fail_after(20):
+            assert await read_line(agent) == "ready"
+        return agent
+
+    async def command(text: str) -> str:
+        tell(tap, text)
+        with trio.fail_after(10):
+            return await read_line(tap)
+
+    async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=5) as line:
+        first = await dialer("first")
+        await line.wait_connected()
+        assert (await line.ask("run 1", timeout=10))["by"] == "first"
+        assert await command("hold") == "ok"
+        assert await command("cut") == "ok"  # the first dialer dials again; its hellos are held
+        with trio.fail_after(20):
+            while await command("held") == "held 0":
+                await trio.sleep(0.05)
+        first.kill()
+        first.wait()
+        assert await command("release") == "ok"
+        assert await command("cut") == "ok"
+        await line.wait_disconnected()
+        await dialer("second")
+        await line.wait_connected()
+        assert (await line.ask("run 2", timeout=10))["by"] == "second"
+        connections = line.statistics().connections
+        assert await command("inject held") == "ok"
+        assert await command("cut") == "ok"  # a reconnection: the held hellos go first
+        with trio.fail_after(20):
+            while line.statistics().connections == connections or not line.connected:
+                await trio.sleep(0.05)
+        assert (await line.ask("after the reconnection", timeout=5))["by"] == "second"
+        print(f"\na dead dialer's held hellos, sent first: {line.statistics()}")
     tell(tap, "quit")
 
 

@@ -4,11 +4,12 @@ An ask queued behind a full line when its peer dies fails ``lost`` at once; its 
 not then go to the peer that comes next (whose handler would answer an ask nobody waits
 for: a stale reply). Against child processes (``tests/hotline_agent.py``, stopped so that
 the line fills, then killed and replaced), on plain and sealed lines, from trio and from a
-blocking asker's thread; and the decision itself (``Link.send_while``) on in-process sockets.
+blocking asker's thread and an asyncio loop; and the decision itself (``Link.send_while``) on in-process sockets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -19,13 +20,14 @@ from typing import Any
 
 import pytest
 import trio
-from _bridge import wait_ready
+from _bridge import run, wait_ready
 from _hotline import Address
 from conftest import Peers, read_line
 
 import consensus
-from consensus import blocking
+from consensus import aio, blocking
 from consensus.errors import PeerLost
+from consensus.hotline.foreign import lent
 from consensus.hotline.frames import MSG
 from consensus.hotline.link import Link
 from patterns import Closed, Envelope, Pair
@@ -184,6 +186,70 @@ def test_a_blocking_askers_lost_ask_is_not_sent(address: Address, peers: Peers) 
     for thread in threads:
         thread.join(10)
         assert not thread.is_alive()
+
+
+def test_an_asyncio_askers_lost_ask_is_not_sent(address: Address, peers: Peers) -> None:
+    """From an asyncio loop that reads the line itself (``consensus.aio``): an ask that
+    cannot go at once with NNG's thread-safe send takes trio's path, and the same rule
+    holds for it."""
+    addr = address("ipc")
+
+    async def until_loop(check: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not check():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.01)
+
+    async def main() -> tuple[Any, list[object]]:
+        async with aio.hotline(listen=addr, name="test") as line:
+            assert lent(line._target) is not None  # (the loop reads the line: its own ask path)
+            first = peers.start(addr, "--dial", "--name", "first", script="hotline_agent.py")
+            await asyncio.to_thread(wait_ready, first)
+            await line.wait_connected()
+            assert (await line.ask("hi", timeout=10))["by"] == "first"
+            target = line._target
+            outcome: list[object] = []
+
+            async def drain() -> None:
+                try:
+                    async for _ in line:
+                        pass
+                except Closed:
+                    pass
+
+            async def fill() -> None:
+                while True:
+                    await line.send(BIG)
+
+            async def asker() -> None:
+                try:
+                    outcome.append(await line.ask("lost?", timeout=30))
+                except Exception as exc:  # noqa: BLE001 - the outcome is checked below
+                    outcome.append(exc)
+
+            tasks = [asyncio.create_task(drain())]
+            os.kill(first.pid, signal.SIGSTOP)
+            tasks.append(asyncio.create_task(fill()))
+            await until_loop(lambda: target._link._senders >= 1, "a value waiting for room")
+            tasks.append(asyncio.create_task(asker()))
+            await until_loop(lambda: target._link._senders >= 2 or bool(outcome), "the ask waiting behind it")
+            os.kill(first.pid, signal.SIGKILL)
+            await asyncio.to_thread(first.wait)
+            await line.wait_disconnected()
+            second = peers.start(addr, "--dial", "--name", "second", script="hotline_agent.py")
+            await asyncio.to_thread(wait_ready, second)
+            await line.wait_connected()
+            assert (await line.ask("fresh", timeout=10))["by"] == "second"
+            await until_loop(lambda: bool(outcome), "the lost ask's outcome")
+            stats = line.statistics()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return stats, outcome
+
+    stats, outcome = run(main(), seconds=100)
+    assert stats.stale_replies == 0 and stats.asks_unsent == 1, stats
+    assert outcome and isinstance(outcome[0], PeerLost), outcome
 
 
 # ---------------------------------------------------------------- the decision, in process

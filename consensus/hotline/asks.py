@@ -45,7 +45,7 @@ class AskTableStatistics:
     failed: int  # closed by fail_all (peer lost) or a protocol violation
     stale: int
     malformed: int
-    unsent: int  # failed while waiting for room (the connection lost): never sent (at most once)
+    unsent: int  # failed while waiting for room (connection lost, line closed or taken): never sent (at most once)
 
 
 class AskTable:

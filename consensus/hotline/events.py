@@ -109,8 +109,8 @@ class Greeted:
 
 @dataclass(frozen=True, slots=True)
 class Rehello:
-    """A sealed line's hello that did not echo this end's key id: ``hello`` is this side's,
-    echoing the sender's, to send back (a live peer connects on it; the line does not yet)."""
+    """A sealed line's hello that did not echo this end's nonce for its connection: ``hello``
+    is this side's, echoing the sender's nonce, to send back (a live peer connects on it; the line does not yet)."""
 
     hello: Envelope
 
@@ -153,4 +153,4 @@ class ProtocolStatistics:
     asks_served: int  # asks from the peer this side answered
     malformed: int
     silent_disconnects: int
-    stale_hellos: int  # sealed lines: hellos that did not echo this end's key id (docs/statistics.md)
+    stale_hellos: int  # sealed lines: hellos that did not echo this end's nonce (docs/statistics.md)

@@ -22,7 +22,7 @@ MSG, ASK, REPLY, CHUNK, END, ERROR, PING, PONG, HELLO = (
 )  # fmt: skip
 ANSWER_KINDS = (REPLY, CHUNK, END, ERROR)
 VERSION = 1  # the hello's body: {"hotline": VERSION}; a peer may send a newer one
-SEALED_VERSION = 2  # a sealed line's hello: {"hotline": 2, "kid": its key id, "echo": the peer's, or null}
+SEALED_VERSION = 2  # a sealed line's hello: {"hotline": 2, "kid": key id, "nonce": n, "echo": the peer's n or null}
 
 
 # Any frame but an ask: ``frame(kind, sender, frame_id, body=None, re=None)`` (a value, an

@@ -18,11 +18,13 @@ whose connection closes before the peer's hello knows the line is taken
 this one got in). Frames that come before the hello are still handled.
 
 On a sealed line (``keys``) a hello must also be *fresh*: it names its sender's key id and
-echoes the key id of the end it answers, and only a hello that echoes this end's current
-id connects the line and agrees its session. One that does not (the peer's first hello,
-which could not know this end's id, or a hello recorded from an earlier run and replayed)
-is answered with this end's hello echoing its sender's id, at most once per key id (and
-for at most ``_ANSWERS`` ids) on a connection that is not connected yet, and on a
+a nonce drawn for the connection, and echoes the nonce of the peer's hello it answers, and
+only a hello that echoes the nonce this end drew for *this* connection connects the line
+and agrees its session (an echo of this end's key id would be fresh per run only: a dead
+run's unread hello could take a later reconnection). One that does not (the peer's first
+hello on a connection, which could not know this end's nonce, or a recorded hello
+replayed) is answered with this end's hello echoing its nonce, at most once per nonce
+(and for at most ``_ANSWERS``) on a connection that is not connected yet, and on a
 connected one it is dropped: a live peer completes in one more frame, a replayer gets
 nothing (counted: ``stale_hellos``).
 """
@@ -30,6 +32,7 @@ nothing (counted: ``stale_hellos``).
 from __future__ import annotations
 
 import math
+import secrets
 
 from consensus.hotline import frames as f
 from consensus.hotline.asks import Action, AskTable, AskTableStatistics
@@ -58,9 +61,9 @@ _GONE = 16  # connections remembered as closed (a frame from one is from the pas
 _PONG = Ignored("pong")
 _STALE = Ignored("stale answer")
 _HELLO_AGAIN = Ignored("hello repeated")
-_STALE_HELLO = Ignored("stale hello")  # sealed lines: it did not echo this end's key id
+_STALE_HELLO = Ignored("stale hello")  # sealed lines: another key id on a greeted connection
 _ANSWERED = Ignored("hello answered already")
-_ANSWERS = 8  # key ids a sealed line answers hellos of on one connection (its peer's is one)
+_ANSWERS = 8  # nonces a sealed line answers hellos of on one connection (its peer's is one)
 _FINAL = (f.REPLY, f.END, f.ERROR)
 
 
@@ -84,7 +87,8 @@ class LineProtocol:
         self._pipe: int | None = None  # the current connection
         self._said_hello: int | None = None  # the connection this side said hello on
         self._keys = keys  # a sealed line's: its hellos must be fresh (see the module's docstring)
-        self._echoed: set[bytes | None] = set()  # the key ids this side's hellos echoed on _said_hello
+        self._nonce: bytes | None = None  # a sealed line's: drawn for _said_hello, echoed by a fresh hello
+        self._echoed: set[bytes | None] = set()  # the nonces this side's hellos echoed on _said_hello
         self._gone: dict[int, None] = {}  # the last _GONE connections closed, oldest first
         self._taken = False
         self._closed = False
@@ -227,22 +231,23 @@ class LineProtocol:
         hello: Envelope | None = None
         keys = self._keys
         if keys is not None:
-            kid, echo = _ids(body)
-            if kid is None or keys.guard.find(kid) is None:  # (its key is held once it checked out)
-                return self._bad(f"a hello from {sender!r} on a sealed line without its key ids, or with one "
-                                 "it was not sealed under (an end of hotline 1? both ends must run 2)")  # fmt: skip
+            kid, nonce, echo = _ids(body)
+            if kid is None or nonce is None or keys.guard.find(kid) is None:  # (its key is held once it checked out)
+                return self._bad(f"a hello from {sender!r} on a sealed line without its key id and nonce, or with "
+                                 "an id it was not sealed under (an end of hotline 1? both ends must run 2)")  # fmt: skip
             here = self.connected and pipe == self._pipe
-            if echo != keys.kid or (here and kid != keys.peer_kid):  # not fresh, or not of this connection's peer
-                if echo is not None or here:  # (a blind hello, a peer's first, is no news)
+            fresh = echo is not None and self._said_hello == pipe and echo == self._nonce
+            if not fresh or (here and kid != keys.peer_kid):  # not of this connection, or not of its peer
+                if echo is not None or here:  # (a blind hello, a peer's first on a connection, is no news)
                     self._stale_hellos += 1
                 if here:  # a connection has one peer: this is a recording, replayed
                     return _STALE_HELLO
                 full = self._said_hello == pipe and len(self._echoed) > _ANSWERS
-                answer = None if full else self._say_hello(pipe, kid)
+                answer = None if full else self._say_hello(pipe, nonce)
                 return _ANSWERED if answer is None else Rehello(answer)
             if here:
                 return _HELLO_AGAIN
-            hello = self._say_hello(pipe, kid)  # (before anything goes under the session it agrees)
+            hello = self._say_hello(pipe, nonce)  # (before anything goes under the session it agrees)
             keys.agree(kid)
         failed: tuple[int, ...] = ()
         if pipe != self._pipe:  # the hello came before the driver saw the connection open
@@ -259,16 +264,18 @@ class LineProtocol:
         return Greeted(self._say_hello(pipe) if keys is None else hello, failed)
 
     def _say_hello(self, pipe: int, echo: bytes | None = None) -> Envelope | None:
-        """This side's hello on ``pipe`` echoing ``echo``, unless one was said there already."""
+        """This side's hello on ``pipe`` echoing the peer's nonce ``echo``, unless one was said
+        there already (a sealed line's first hello on a connection draws its nonce)."""
         keys = self._keys
         if self._said_hello != pipe:
             self._said_hello, self._echoed = pipe, set()
+            self._nonce = None if keys is None else secrets.token_bytes(8)
         elif keys is None or echo in self._echoed:
             return None
         self._echoed.add(echo)
         if keys is None:
             return f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
-        body = {"hotline": f.SEALED_VERSION, "kid": keys.kid, "echo": echo}
+        body = {"hotline": f.SEALED_VERSION, "kid": keys.kid, "nonce": self._nonce, "echo": echo}
         return f.frame(f.HELLO, self.name, self.next_id(), body)
 
     def _forget(self, pipe: int) -> None:
@@ -292,7 +299,7 @@ class LineProtocol:
             self._heard = now
         if self._said_hello == pipe:
             return None
-        return self._say_hello(pipe, None if self._keys is None else self._keys.peer_kid)
+        return self._say_hello(pipe)  # (blind: the peer's nonce for this connection is not known yet)
 
     def pipe_down(self, pipe: int | None, now: float) -> Disconnected | None:
         """A connection closed. Returns what that ends, if it was the current one. ``None``:
@@ -341,11 +348,12 @@ class LineProtocol:
         return self.asks.statistics()
 
 
-def _ids(body: object) -> tuple[bytes | None, bytes | None]:
-    """A sealed line's hello body: its sender's key id (None: none there) and the id it echoes."""
+def _ids(body: object) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """A sealed line's hello body: its sender's key id and nonce (None: not there, or not 8
+    bytes) and the nonce it echoes."""
     if not isinstance(body, dict):
-        return None, None
-    kid, echo = body.get("kid"), body.get("echo")
-    if type(kid) is not bytes or len(kid) != 8:
-        return None, None
-    return kid, echo if type(echo) is bytes else None
+        return None, None, None
+    kid, nonce, echo = body.get("kid"), body.get("nonce"), body.get("echo")
+    if type(kid) is not bytes or len(kid) != 8 or type(nonce) is not bytes or len(nonce) != 8:
+        return None, None, None
+    return kid, nonce, echo if type(echo) is bytes else None

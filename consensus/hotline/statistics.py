@@ -32,7 +32,7 @@ class HotlineStatistics:
     malformed: int
     silent_disconnects: int  # the peer missed its heartbeats
     refused: int  # connections closed before the peer's hello (a dialer: the line is taken)
-    stale_hellos: int  # sealed lines: hellos that did not echo this end's key id (docs/statistics.md)
+    stale_hellos: int  # sealed lines: hellos that did not echo this end's nonce (docs/statistics.md)
     reading_paused: int  # times a reader outside trio stopped reading at a bound (docs/statistics.md)
     recalls: int = 0  # times trio took back a line lent to the threads serving a plain on_ask, for its asks
 

@@ -10,9 +10,9 @@ restarted end has a new id, hence new keys).
 
 A hello that checks out is authentic but may be old: recorded from an earlier run of the
 peer and replayed. So a hello is not what agrees the session: the line's protocol calls
-:meth:`LineKeys.agree` only for a hello that *echoes* this end's current id (each hello
-carries the id of the peer it answers, under the seal), which no recording made before
-this end started can (``docs/security.md`` 3.5).
+:meth:`LineKeys.agree` only for a hello that *echoes* the nonce this end drew for the
+connection (each hello carries the nonce of the hello it answers, under the seal), which
+no recording made before that connection can (``docs/security.md`` 3.5).
 
 The base key is the secret's for :func:`consensus.hotline` with ``secret=``; for a line
 between two members of a room it is their pairwise key (X25519 of their session keys, see
@@ -59,7 +59,7 @@ class LineKeys:
 
     def agree(self, peer_kid: bytes) -> bool:
         """Agree the session with the peer whose key id is ``peer_kid`` (its hello checked out
-        and echoed :attr:`kid`: the caller checked that) and seal with it from now on. False
+        and echoed this end's nonce for the connection: the caller checked that) and seal with it from now on. False
         when the session is already the one with that peer (nothing changes)."""
         if peer_kid == self.peer_kid:
             return False
