@@ -8,12 +8,13 @@ socket that is never opened."""
 from __future__ import annotations
 
 import array
+import gc
 from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
-from _shm import no_leak, segments, shm_dir
+from _shm import mappings, no_leak, segments, shm_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -152,6 +153,24 @@ def test_decoding_is_pure_the_socket_attaches(shm_dir: Path) -> None:
     assert resolve({"y": 2}, policy(shm_dir)) == {"y": 2} and not holds_references([1, {"a": b"x"}])
     body = resolve(envelope.body, policy(shm_dir))
     assert body["x"][0] == b"p" * 8 * KiB and body["x"][0].readonly and segments(shm_dir) == []
+
+
+def test_a_received_view_is_unmapped_as_soon_as_it_is_dropped(shm_dir: Path) -> None:
+    # Without the cyclic GC: a cycle around the views (once the recursive closures in
+    # resolve()) kept every received segment mapped until a collection, so its sender could
+    # not reuse it and made a fresh one per payload.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _, placement, body = roundtrip({"x": [b"p" * 8 * KiB], "y": {"z": b"q" * 8 * KiB}}, shm_dir)
+        paths = [shm_dir / name for name, *_ in placement.refs]
+        held = [mappings(path) for path in paths]
+        assert len(paths) == 2 and all(count >= 1 for count in held)
+        del body
+        assert [mappings(path) for path in paths] == [count - 1 for count in held]
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def test_a_socket_counts_an_unusable_reference_as_malformed(shm_dir: Path) -> None:
