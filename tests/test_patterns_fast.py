@@ -18,6 +18,7 @@ import trio.testing
 import patterns
 from patterns import Envelope
 from patterns._envelope import received
+from patterns._guard import FirstOpened, Opened
 
 
 def test_the_envelope_is_built_and_compared_as_the_dataclass_was() -> None:
@@ -62,6 +63,24 @@ def test_a_subclass_of_the_envelope_keeps_its_class() -> None:
     assert type(tagged) is Tagged and (tagged.kind, tagged.body, tagged.size) == ("data", b"x", 5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         tagged.kind = "other"  # type: ignore[misc]
+
+
+def test_an_opened_frame_is_frozen_though_its_init_sets_the_slots_itself() -> None:
+    # Opened's own __init__ writes through the slots' descriptors (82c0e3d): what a guard
+    # vouched for (the sender a key speaks for, its kinds) must still not be changed after.
+    opened = Opened(b"payload", b"kid", "ann", frozenset({"answer"}))
+    assert opened == Opened(payload=b"payload", session=b"kid", owner="ann", kinds=frozenset({"answer"}))
+    assert hash(opened) == hash(Opened(b"payload", b"kid", "ann", frozenset({"answer"})))
+    assert (Opened(b"p", b"k").owner, Opened(b"p", b"k").kinds) == (None, None)
+    assert dataclasses.replace(opened, owner="bob").owner == "bob" and opened.owner == "ann"
+    first = FirstOpened(b"payload", b"kid", None, None, accepted=lambda: None)
+    for frame in (opened, first):
+        for name in ("payload", "session", "owner", "kinds"):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(frame, name, None)
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                delattr(frame, name)
+    assert (opened.payload, opened.session, opened.owner) == (b"payload", b"kid", "ann")
 
 
 async def test_a_pair_that_waited_only_for_its_peer_never_asks_for_the_send_descriptor(
