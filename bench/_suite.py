@@ -201,15 +201,6 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def _start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat: with the pid, names a process (pids are reused)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return int(raw[raw.rindex(b")") + 2 :].split()[19])
-
-
 def _owner(name: str) -> tuple[int, int] | None:
     """(pid, start time) of the run that made the folder ``name`` (None: not one of ours)."""
     parts = name.removeprefix(SUITE_PREFIX).split("-")
@@ -221,10 +212,12 @@ def _owner(name: str) -> tuple[int, int] | None:
 def sweep(root: Path = SHM_ROOT) -> list[str]:
     """Remove the run folders in ``root`` whose run is dead (a killed run leaves its folder and the
     segments in it); a live run's stays, and so does any folder not named by :func:`watch`."""
+    from patterns.shm.header import start_time
+
     swept = []
     for folder in sorted(root.glob(f"{SUITE_PREFIX}*")):
         owner = _owner(folder.name)
-        if owner is None or _start_time(owner[0]) == owner[1]:
+        if owner is None or start_time(owner[0]) == owner[1]:
             continue
         shutil.rmtree(folder, ignore_errors=True)
         swept.append(folder.name)
@@ -238,13 +231,15 @@ def watch() -> Iterator[dict[str, Any]]:
     is dead and sweep it (:func:`sweep`, first: ``shm_swept``); afterwards, what was left in it
     and which child processes are still alive (ended: they are this run's). The dict yielded
     is filled in on exit."""
+    from patterns.shm.header import start_time
+
     report: dict[str, Any] = {}
     folder = None
     previous = os.environ.get("NNG_CONSENSUS_SHM_DIR")
     if SHM_ROOT.is_dir():
         report["shm_swept"] = sweep()
         pid = os.getpid()
-        folder = Path(tempfile.mkdtemp(prefix=f"{SUITE_PREFIX}{pid}-{_start_time(pid)}-", dir=SHM_ROOT))
+        folder = Path(tempfile.mkdtemp(prefix=f"{SUITE_PREFIX}{pid}-{start_time(pid)}-", dir=SHM_ROOT))
         os.environ["NNG_CONSENSUS_SHM_DIR"] = str(folder)
     try:
         yield report

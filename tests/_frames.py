@@ -1,6 +1,7 @@
 """The envelope's frame as a plain dict, for tests that compare encoders with cbor2 itself,
-the plain values such tests draw bodies from, damaged frames, and the two readers of a
-``Pair`` (fields, envelope) that the reading tests hold to each other."""
+the plain values such tests draw bodies from, damaged frames, the two readers of a
+``Pair`` (fields, envelope) that the reading tests hold to each other, and a respondent's
+take of one given frame."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import cbor2
 from hypothesis import strategies as st
 
-from patterns import HOLE, Envelope, Fields, MalformedMessage, Pair
+from patterns import HOLE, Envelope, Fields, IncomingSurvey, MalformedMessage, Pair, Respondent
 
 LINE_SHAPES = [("ask", False, True, {"v": HOLE, "stream": False}), ("reply", True, False, HOLE)]
 """A hotline's shapes (kind, re, deadline, body): its plain asks and its replies."""
@@ -89,3 +90,20 @@ def read_fields(sock: Pair, data: bytes) -> Fields | MalformedMessage:
         return sock._fields(data)
     except MalformedMessage as exc:
         return exc
+
+
+def take_survey(sock: Respondent, data: bytes) -> IncomingSurvey | MalformedMessage:
+    """What ``sock`` makes of the frame ``data`` (its receive replaced for the call): the
+    survey, or the refusal, whose context it must have released."""
+    released: list[object] = []
+    sock._receive_body = lambda operation, out: ("ctx", data)  # type: ignore[method-assign]
+    sock._release = released.append  # type: ignore[method-assign]
+    try:
+        survey = sock._take("test")
+    except MalformedMessage as exc:
+        assert released == ["ctx"]  # a refused survey's context goes back
+        return exc
+    finally:
+        del sock._receive_body, sock._release
+    assert survey is not None and not released
+    return survey

@@ -41,17 +41,11 @@ _tree: set[tuple[int, int]] = set()
 owners whose segments in /dev/shm itself are this suite's."""
 
 
-def _start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (what a segment header records as its owner's start time)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return int(raw[raw.rindex(b")") + 2 :].split()[19])
-
 
 def _remember(pid: int) -> None:
-    start = _start_time(pid)
+    from patterns.shm.header import start_time  # (the toolkit is imported once the suite's folder is set)
+
+    start = start_time(pid)
     if start is not None:
         _tree.add((pid, start))
 

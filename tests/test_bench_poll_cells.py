@@ -16,6 +16,7 @@ import pytest
 from bench import _cells, _suite, poll
 from bench._goals import _poll_goals, poll_cell
 from bench._schema import TOOLKIT, Metric, Skip
+from patterns.shm.header import start_time
 
 
 def test_an_aborted_cell_is_a_skip_with_its_reason_and_the_step_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +88,7 @@ def test_the_folders_of_dead_runs_are_swept_and_live_ones_kept(tmp_path: Path) -
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                            text=True, check=True)  # fmt: skip
     dead_pid = int(ended.stdout)
-    me, start = os.getpid(), _suite._start_time(os.getpid())
+    me, start = os.getpid(), start_time(os.getpid())
     names = {
         f"nngc-suite-{me}-{start}-live": True,  # this process: a live run
         f"nngc-suite-{me}-{(start or 0) + 1}-reused": False,  # its pid, another start time: a dead run's

@@ -9,7 +9,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from _frames import damaged, frame_dict, plain_values
+from _frames import damaged, frame_dict, plain_values, take_survey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,19 +46,6 @@ def respondent(request: pytest.FixtureRequest) -> Respondent:
     return _respondent(request.param == "shape")
 
 
-def _read(sock: Respondent, data: bytes) -> IncomingSurvey | MalformedMessage:
-    released: list[object] = []
-    sock._receive_body = lambda operation, out: ("ctx", data)  # type: ignore[method-assign]
-    sock._release = released.append  # type: ignore[method-assign]
-    try:
-        survey = sock._take("test")
-    except MalformedMessage as exc:
-        assert released == ["ctx"]  # a refused survey's context goes back
-        return exc
-    finally:
-        del sock._receive_body, sock._release
-    assert survey is not None and not released
-    return survey
 
 
 def agree(sock: Respondent, data: bytes) -> None:
@@ -70,7 +57,7 @@ def agree(sock: Respondent, data: bytes) -> None:
     except MalformedMessage as exc:
         expected = exc
     middle = sock._malformed
-    got = _read(sock, data)
+    got = take_survey(sock, data)
     after = sock._malformed
     if isinstance(expected, MalformedMessage):
         assert isinstance(got, MalformedMessage)

@@ -17,7 +17,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from _frames import damage, damaged, frame_dict, plain_values
+from _frames import damage, damaged, frame_dict, plain_values, take_survey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,19 +109,6 @@ def _respondent(guard: Guard) -> Respondent:
     return sock
 
 
-def _take(sock: Respondent, data: bytes) -> IncomingSurvey | MalformedMessage:
-    released: list[object] = []
-    sock._receive_body = lambda operation, out: ("ctx", data)  # type: ignore[method-assign]
-    sock._release = released.append  # type: ignore[method-assign]
-    try:
-        survey = sock._take("test")
-    except MalformedMessage as exc:
-        assert released == ["ctx"]  # a refused survey's context goes back
-        return exc
-    finally:
-        del sock._receive_body, sock._release
-    assert survey is not None and not released
-    return survey
 
 
 def agree_respondent(twins: Twins, frame: bytes) -> IncomingSurvey | MalformedMessage:
@@ -130,7 +117,7 @@ def agree_respondent(twins: Twins, frame: bytes) -> IncomingSurvey | MalformedMe
         expected: Envelope | MalformedMessage = slow._unpack(frame)
     except MalformedMessage as exc:
         expected = exc
-    got = _take(fast, frame)
+    got = take_survey(fast, frame)
     if isinstance(expected, MalformedMessage):
         assert isinstance(got, MalformedMessage)
         assert (type(got), str(got), got.reason) == (type(expected), str(expected), expected.reason)

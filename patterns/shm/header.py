@@ -69,6 +69,7 @@ __all__ = [
     "owner_alive",
     "process_identity",
     "segment_directory",
+    "start_time",
     "unlink_quietly",
 ]
 
@@ -205,6 +206,13 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
     # The command (field 2) may hold spaces and parentheses: split after the last ")".
     return raw[raw.rindex(b")") + 2 :].decode("ascii", "replace").split()
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if ``pid`` is gone: with
+    the pid, what names a process, since pids are reused (a segment header's owner)."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
 
 
 def _pid_namespace(pid: int | str) -> int:
