@@ -140,8 +140,12 @@ def test_ctrl_c_in_the_step_ends_the_cell_and_what_it_started(tmp_path: Path) ->
     os.mkfifo(fifo)
     root = str(Path(_cells.__file__).resolve().parents[1])
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), root]), "HANG_FIFO": str(fifo)}
-    parent = subprocess.Popen([sys.executable, "-c", "from bench import _cells; _cells.run_isolated('hang_cell', [], 600)"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    # Ctrl-C as at a terminal: a suite started in the background by a shell (`make test &`, CI)
+    # inherits SIGINT ignored, and so would the bench, which then never hears it.
+    bench = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from bench import _cells; _cells.run_isolated('hang_cell', [], 600)")
+    parent = subprocess.Popen([sys.executable, "-c", bench], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)  # fmt: skip
     cell = 0
     try:
         cell, _kid = map(int, _read_line(fifo, 60).split())
