@@ -280,22 +280,23 @@ def _with_references(envelope: Envelope, size: int) -> Envelope:
         refs = [ShmRef.from_wire(item) for item in envelope.shm]
     except BadReference as exc:
         raise malformed("shm", size, f"a shared-memory reference is malformed: {exc}") from exc
-    used: set[int] = set()
+    return dataclasses.replace(envelope, body=_swap_slots(envelope.body, refs, set(), size))
 
-    def swap(value: Any) -> Any:
-        if type(value) is Slot:
-            if value.index >= len(refs) or value.index in used:
-                raise malformed("shm", size, f"shared-memory slot {value.index} is out of range or used twice "
-                                         f"({len(refs)} references)")  # fmt: skip
-            used.add(value.index)
-            return refs[value.index]
-        if type(value) is list:
-            return [swap(item) for item in value]
-        if type(value) is dict:
-            return {key: swap(item) for key, item in value.items()}
-        return value
 
-    return dataclasses.replace(envelope, body=swap(envelope.body))
+# A module function, not a closure: a recursive closure is a reference cycle, left for the
+# cyclic GC on every frame with references (patterns/shm/codec.py, resolve(): the same).
+def _swap_slots(value: Any, refs: list[ShmRef], used: set[int], size: int) -> Any:
+    if type(value) is Slot:
+        if value.index >= len(refs) or value.index in used:
+            raise malformed("shm", size, f"shared-memory slot {value.index} is out of range or used twice "
+                                     f"({len(refs)} references)")  # fmt: skip
+        used.add(value.index)
+        return refs[value.index]
+    if type(value) is list:
+        return [_swap_slots(item, refs, used, size) for item in value]
+    if type(value) is dict:
+        return {key: _swap_slots(item, refs, used, size) for key, item in value.items()}
+    return value
 
 
 def _envelope(frame: Any, size: int, weight: int) -> Envelope:

@@ -254,3 +254,21 @@ def test_decoding_any_body_twice_attaches_nothing(shm_dir: Path, body: Any) -> N
     assert first == second and holds_references(first.body) == bool(placement.refs)
     assert segments(shm_dir) == placed  # nothing attached: with one receiver, an attach unlinks
     assert plain(resolve(first.body, policy(shm_dir))) == body and segments(shm_dir) == []
+
+
+def test_decoding_references_leaves_nothing_for_the_cyclic_gc(shm_dir: Path) -> None:
+    # The slots are swapped for references by a module function: a recursive closure there
+    # was a reference cycle per received frame, left for the collector (as resolve()'s were).
+    placement = Placement(policy(shm_dir), 1)
+    data = encode(Envelope("data", "a", 1, {"x": [b"p" * 8 * KiB], "y": {"z": b"q" * 8 * KiB}}), placement=placement)
+    placement.sent()
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        envelope = decode(data)
+        assert len(envelope.shm or ()) == 2 and gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()
+    assert len(resolve(envelope.body, policy(shm_dir))) == 2 and segments(shm_dir) == []  # attached: released
