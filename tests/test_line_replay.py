@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import Peers, free_tcp_port_run, read_line
+from conftest import Peers, free_tcp_port_run, read_line, tell
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -295,6 +295,16 @@ def test_any_interleaving_of_frames_replays_and_restarts_ends_connected(actions:
     wire.check_connected()
 
 
+async def start_dialer(peers: Peers, address: str, name: str, heartbeat: str | None = None) -> Any:
+    """A sealed hotline agent (a child process) dialing ``address``, with ``--heartbeat`` if given."""
+    beat = () if heartbeat is None else ("--heartbeat", heartbeat)
+    agent = peers.start(address, "--dial", "--name", name, "--secret-env", *beat, script="hotline_agent.py")
+    with trio.fail_after(20):
+        assert await read_line(agent) == "ready"
+    return agent
+
+
+
 # ---------------------------------------------------------------- over real processes
 @pytest.mark.deadline(90)
 async def test_a_recorded_hello_replayed_after_the_listener_restarted_switches_nothing(
@@ -313,20 +323,14 @@ async def test_a_recorded_hello_replayed_after_the_listener_restarted_switches_n
     assert await read_line(tap) == "ready"
     secret = consensus.Secret(SECRET.encode())
 
-    async def dialer() -> object:
-        agent = peers.start(front, "--dial", "--name", "dialer", "--secret-env", script="hotline_agent.py")
-        with trio.fail_after(20):
-            assert await read_line(agent) == "ready"
-        return agent
-
     async with consensus.hotline(listen=target, name="listener", secret=secret) as line:
-        first = await dialer()
+        first = await start_dialer(peers, front, "dialer")
         await line.wait_connected()
         assert (await line.ask("run 1", timeout=10))["by"] == "dialer"
         tell(first, "quit")
         await line.wait_disconnected()
     async with consensus.hotline(listen=target, name="listener", secret=secret) as line:
-        await dialer()
+        await start_dialer(peers, front, "dialer")
         await line.wait_connected()
         assert (await line.ask("run 2", timeout=10))["by"] == "dialer"
         guard = line._link.pair.guard
@@ -367,11 +371,7 @@ async def test_a_dead_dialers_unread_hello_does_not_take_the_next_reconnection(
     secret = consensus.Secret(SECRET.encode())
 
     async def dialer(name: str) -> Any:
-        agent = peers.start(front, "--dial", "--name", name, "--secret-env", "--heartbeat", "5",
-                            script="hotline_agent.py")  # fmt: skip
-        with trio.fail_after(20):
-            assert await read_line(agent) == "ready"
-        return agent
+        return await start_dialer(peers, front, name, "5")
 
     async def command(text: str) -> str:
         tell(tap, text)
@@ -406,13 +406,6 @@ async def test_a_dead_dialers_unread_hello_does_not_take_the_next_reconnection(
     tell(tap, "quit")
 
 
-def tell(proc: object, text: str) -> None:
-    stdin = getattr(proc, "stdin", None)
-    assert stdin is not None
-    stdin.write(text + "\n")
-    stdin.flush()
-
-
 
 @pytest.mark.deadline(120)
 async def test_a_sealed_line_reconnects_when_either_end_restarts(peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -424,11 +417,7 @@ async def test_a_sealed_line_reconnects_when_either_end_restarts(peers: Peers, m
     secret = consensus.Secret(SECRET.encode())
 
     async def dialer(name: str) -> Any:
-        agent = peers.start(target, "--dial", "--name", name, "--secret-env", "--heartbeat", "0.3",
-                            script="hotline_agent.py")  # fmt: skip
-        with trio.fail_after(20):
-            assert await read_line(agent) == "ready"
-        return agent
+        return await start_dialer(peers, target, name, "0.3")
 
     async with consensus.hotline(listen=target, name="listener", secret=secret, heartbeat=0.3) as line:
         for run in range(3):
