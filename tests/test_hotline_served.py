@@ -46,6 +46,25 @@ async def _until(condition: Callable[[], bool]) -> None:
         await trio.sleep(0.005)
 
 
+async def _hang(nursery: trio.Nursery, asker: consensus.Hotline, handler: Blocking) -> list[Any]:
+    """Start an ask that blocks ``handler`` and wait until it runs: its answer lands in the list."""
+    hung: list[Any] = []
+
+    async def ask() -> None:
+        hung.append(await asker.ask({"hang": 1}, timeout=30))
+
+    nursery.start_soon(ask)
+    await trio.to_thread.run_sync(handler.started.wait)
+    return hung
+
+
+async def _release(handler: Blocking, hung: list[Any], asker: consensus.Hotline) -> None:
+    """Let the blocked handler go; once its answer came, a new ask finds room."""
+    handler.release.set()
+    await _until(lambda: bool(hung))
+    assert await asker.ask("room again", timeout=10) == {"plain": "room again"}
+
+
 class Blocking:
     """A plain handler that blocks on ``{"hang": ...}`` until released, and notes its threads."""
 
@@ -158,21 +177,13 @@ async def test_a_served_trio_line_answers_busy_as_trios_path_does(address: Addre
                consensus.hotline(dial=where, name="b", on_ask=_echo) as b, trio.open_nursery() as nursery:  # fmt: skip
         await b.wait_connected()
         crew = _crew(a)
-        hung: list[Any] = []
-
-        async def hang() -> None:
-            hung.append(await b.ask({"hang": 1}, timeout=30))
-
-        nursery.start_soon(hang)
-        await trio.to_thread.run_sync(handler.started.wait)
+        hung = await _hang(nursery, b, handler)
         with pytest.raises(consensus.RemoteError) as info:
             await b.ask("one too many", timeout=10)
         assert info.value.type == "Busy"
         assert "all 1 handler threads are still running earlier calls of" in info.value.message
         assert crew.threads <= 2 and not a._reader.recalled
-        handler.release.set()
-        await _until(lambda: bool(hung))
-        assert await b.ask("room again", timeout=10) == {"plain": "room again"}
+        await _release(handler, hung, b)
         stats = a.statistics()
     assert hung == [{"plain": {"hang": 1}}] and handler.most == 1
     assert stats.asks_served == 3 and stats.asks_open == 0
@@ -290,21 +301,13 @@ async def test_the_handler_bound_holds_while_trio_holds_the_line(address: Addres
         await b.wait_connected()
         await a.wait_connected()
         crew = _crew(a)
-        hung: list[Any] = []
-
-        async def hang() -> None:
-            hung.append(await b.ask({"hang": 1}, timeout=30))
-
-        nursery.start_soon(hang)
-        await trio.to_thread.run_sync(handler.started.wait)  # the crew runs it (its one thread)
+        hung = await _hang(nursery, b, handler)  # the crew runs it (its one thread)
         assert await a.ask("take the line", timeout=10) == {"echo": "take the line"}
         assert a._reader.recalled and crew.recalls == 1  # trio reads now, the handler still runs
         with pytest.raises(consensus.RemoteError) as info:
             await b.ask("one too many", timeout=10)
         assert info.value.type == "Busy"
-        handler.release.set()
-        await _until(lambda: bool(hung))
-        assert await b.ask("room again", timeout=10) == {"plain": "room again"}
+        await _release(handler, hung, b)
         stats = a.statistics()
     assert hung == [{"plain": {"hang": 1}}] and handler.most == 1
     assert stats.asks_served == 3 and stats.asks_open == 0
@@ -320,13 +323,7 @@ async def test_the_crew_counts_the_handlers_trio_started_when_lent_again(address
         await a.wait_connected()
         assert await a.ask("take the line", timeout=10) == {"echo": "take the line"}
         assert a._reader.recalled
-        hung: list[Any] = []
-
-        async def hang() -> None:
-            hung.append(await b.ask({"hang": 1}, timeout=30))
-
-        nursery.start_soon(hang)
-        await trio.to_thread.run_sync(handler.started.wait)  # one of trio's worker threads runs it
+        hung = await _hang(nursery, b, handler)  # one of trio's worker threads runs it
         assert " server " not in handler.threads[0]
         monkeypatch.setattr(thread_serve, "LEASE", 0.0)  # lent again after the next frame trio reads
         for what in ("read by trio", "read by the crew"):
@@ -334,9 +331,7 @@ async def test_the_crew_counts_the_handlers_trio_started_when_lent_again(address
                 await b.ask(what, timeout=10)
             assert info.value.type == "Busy", what
         assert not a._reader.recalled
-        handler.release.set()
-        await _until(lambda: bool(hung))
-        assert await b.ask("room again", timeout=10) == {"plain": "room again"}
+        await _release(handler, hung, b)
         stats = a.statistics()
     assert hung == [{"plain": {"hang": 1}}] and handler.most == 1
     assert stats.asks_served == 4 and stats.asks_open == 0

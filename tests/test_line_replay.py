@@ -295,6 +295,15 @@ def test_any_interleaving_of_frames_replays_and_restarts_ends_connected(actions:
     wire.check_connected()
 
 
+async def start_tap(peers: Peers) -> tuple[str, str, Any]:
+    """A tcp tap (a child, tests/line_tap.py): the address a dialer dials, the one the
+    listener listens on, and the tap's process."""
+    port = free_tcp_port_run(2)
+    tap = peers.start(str(port), str(port + 1), script="line_tap.py")
+    assert await read_line(tap) == "ready"
+    return f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}", tap
+
+
 async def start_dialer(peers: Peers, address: str, name: str, heartbeat: str | None = None) -> Any:
     """A sealed hotline agent (a child process) dialing ``address``, with ``--heartbeat`` if given."""
     beat = () if heartbeat is None else ("--heartbeat", heartbeat)
@@ -317,10 +326,7 @@ async def test_a_recorded_hello_replayed_after_the_listener_restarted_switches_n
     greeting the listener agreed a session with the recorded key id and dropped the live
     one: its next ask went unanswered. Now the line goes on and the replay is counted."""
     monkeypatch.setenv("NNGC_SECRET", SECRET)
-    port = free_tcp_port_run(2)
-    front, target = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
-    tap = peers.start(str(port), str(port + 1), script="line_tap.py")
-    assert await read_line(tap) == "ready"
+    front, target, tap = await start_tap(peers)
     secret = consensus.Secret(SECRET.encode())
 
     async with consensus.hotline(listen=target, name="listener", secret=secret) as line:
@@ -364,10 +370,7 @@ async def test_a_dead_dialers_unread_hello_does_not_take_the_next_reconnection(
     replay and its next ask went unanswered (until the heartbeats, 15 s here, gave up). Now
     the held hello is answered at most once and the line goes on."""
     monkeypatch.setenv("NNGC_SECRET", SECRET)
-    port = free_tcp_port_run(2)
-    front, target = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
-    tap = peers.start(str(port), str(port + 1), script="line_tap.py")
-    assert await read_line(tap) == "ready"
+    front, target, tap = await start_tap(peers)
     secret = consensus.Secret(SECRET.encode())
 
     async def dialer(name: str) -> Any:
