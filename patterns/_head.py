@@ -50,6 +50,7 @@ _LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
 _SMALL_MAP: Final = 4  # entries of a map body read here (:func:`_small_map`); larger maps go to cbor2
 _MAP_HEAD: Final = [bytes([0xA0 + n]) for n in range(_SMALL_MAP + 1)]
 _TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
+_LONGEST: Final = 0x10000  # strings this long and longer go to cbor2 (2-byte lengths here)
 _SIMPLE: Final = {False: b"\xf4", True: b"\xf5", None: b"\xf6"}
 
 
@@ -163,7 +164,7 @@ def read(
     ``decode_body(view, size)`` decodes the body's bytes strictly (one item filling them, no
     shared-memory slot) or raises; any error here means None: the general path decodes again.
     A body of one byte (a small integer, a boolean, null), an unsigned integer, or a byte or
-    text string of up to 255 bytes is read here, without cbor2."""
+    text string of under 64 KiB is read here, without cbor2."""
     try:
         count = data[0] - 0xA0
         if not 4 <= count <= 7:
@@ -234,6 +235,8 @@ def read(
                 body = data[pos + 1 :].decode("utf-8")  # (invalid: None below, cbor2 says why)
             elif head == 0x78 and pos + 2 + data[pos + 1] == size:  # one of 24..255 bytes
                 body = data[pos + 2 :].decode("utf-8")
+            elif head == 0x79 and pos + 3 + (data[pos + 1] << 8 | data[pos + 2]) == size:  # 256 bytes to 64 KiB
+                body = data[pos + 3 :].decode("utf-8")
             elif 0xA1 <= head <= 0xA0 + _SMALL_MAP and (body := _small_map(data, pos, size)) is not None:
                 pass  # a map of a few short fields: a poll's question, its answer
             else:
@@ -272,7 +275,7 @@ def _head(data: bytes, max_kind: int, max_sender: int) -> tuple[str, str, int] |
 def _small_map(data: bytes, pos: int, size: int) -> dict[str, Any] | None:
     """A body that is a map of at most :data:`_SMALL_MAP` entries filling the rest of the
     frame, each key a short text and each value an item of one byte, an unsigned integer,
-    a float64, or a text or byte string of up to 255 bytes; None for anything else, a key
+    a float64, or a text or byte string of under 64 KiB; None for anything else, a key
     seen twice included (cbor2's strict decoder then says what is wrong).
 
     Most frames of a room carry such a body (``{"question": ...}``, ``{"answer": ...}``, a
@@ -308,6 +311,12 @@ def _small_map(data: bytes, pos: int, size: int) -> dict[str, Any] | None:
         elif head == 0x78:
             end = pos + 1 + data[pos]
             value = data[pos + 1 : end].decode("utf-8")
+        elif head == 0x79:  # 256 bytes to 64 KiB: an agent's text (a position's reason)
+            end = pos + 2 + (data[pos] << 8 | data[pos + 1])
+            value = data[pos + 2 : end].decode("utf-8")
+        elif head == 0x59:
+            end = pos + 2 + (data[pos] << 8 | data[pos + 1])
+            value = data[pos + 2 : end]
         elif head == 0xFB:  # a float64, as cbor2 writes every float: a position's confidence
             end = pos + 8
             value = _DOUBLE.unpack_from(data, pos)[0]  # (short: the caller's except, then cbor2)
@@ -322,7 +331,7 @@ def _small_map(data: bytes, pos: int, size: int) -> dict[str, Any] | None:
 def write_small_map(body: dict[Any, Any], limit: int) -> bytes | None:
     """``body`` as cbor2 writes it, when :func:`_small_map` would read it back: at most
     :data:`_SMALL_MAP` entries, keys of text under 24 bytes, values false, true, null, an
-    unsigned integer, or a text or byte string of up to 255 bytes (a byte string also under
+    unsigned integer, or a text or byte string of under 64 KiB (a byte string also under
     ``limit``, the shared-memory threshold); None for any other map (the general path writes
     it, or says what is wrong).
 
@@ -342,14 +351,16 @@ def write_small_map(body: dict[Any, Any], limit: int) -> bytes | None:
             parts += (_TEXT_HEAD[len(raw)], raw)
             kind = type(value)
             if kind is bytes:
-                if len(value) >= 256 or len(value) >= limit:
+                length = len(value)
+                if length >= limit or length >= _LONGEST:
                     return None
-                parts += (BYTES_HEAD[len(value)], value)
+                parts += (BYTES_HEAD[length] if length < 256 else b"\x59" + length.to_bytes(2, "big"), value)
             elif kind is str:
                 raw = value.encode("utf-8")
-                if len(raw) >= 256:
+                length = len(raw)
+                if length >= _LONGEST:
                     return None
-                parts += (_TEXT_HEAD[len(raw)], raw)
+                parts += (_TEXT_HEAD[length] if length < 256 else b"\x79" + length.to_bytes(2, "big"), raw)
             elif kind is bool or value is None:
                 parts.append(_SIMPLE[value])
             elif kind is int and 0 <= value < _MAX_ID:

@@ -11,8 +11,9 @@ thread's CPU over writing the frame in one piece (``bench/README.md``, "Hotline"
 :meth:`Shape.write` writes exactly the bytes :func:`~patterns._wire.common_frame` writes
 for the same fields (a property test holds it to that), or returns None whenever the
 fields are not of the shape's common form: the value is not a byte or text string of under
-256 bytes, the id or ``re`` is under 2**32 (written shorter), the deadline is not a finite
-float. The caller then writes the frame the general way, which also says what is wrong.
+64 KiB (a byte string of ``limit`` bytes or more is shared memory's), the id or ``re`` is
+under 2**32 (written shorter), the deadline is not a finite float. The caller then writes
+the frame the general way, which also says what is wrong.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _U64: Final = struct.Struct(">Q")
 _SCALARS: Final = (str, int, float, bool, bytes)
 _BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
 _TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
+_LONGEST: Final = 0x10000  # strings this long and longer go the general way (2-byte lengths here)
 
 
 class _Hole:
@@ -80,7 +82,7 @@ class Shape:
 
     def read(self, data: bytes) -> tuple[int, int | None, float | None, Any] | None:
         """(id, re, deadline, body) of a frame of exactly this shape, the value a byte or
-        text string of under 256 bytes, as the general decoder reads them (a property test
+        text string of under 64 KiB, as the general decoder reads them (a property test
         holds it to that); None for any other frame (the general decoder then reads it, or
         refuses it and says why)."""
         size = len(data)
@@ -112,6 +114,9 @@ class Shape:
             begin, end = start + 1, start + 1 + (head & 0x1F)
         elif head in (0x58, 0x78) and size > start + 1:
             begin, end = start + 2, start + 2 + data[start + 1]
+        elif head in (0x59, 0x79) and size > start + 2:
+            begin = start + 3
+            end = begin + (data[start + 1] << 8 | data[start + 2])
         elif self.scalars:
             end = size - self._tail_size
             if head in _ONE_BYTE and start + 1 == end:  # (_scalar's first case, inline: the common answer)
@@ -156,17 +161,26 @@ class Shape:
         kind = type(value)
         if kind is bytes:
             length = len(value)
-            if length >= 256 or length >= limit:
+            if length >= limit:
                 return None
-            head = _BYTES_HEAD[length]
+            if length < 256:
+                head = _BYTES_HEAD[length]
+            elif length < _LONGEST:
+                head = b"\x59" + length.to_bytes(2, "big")
+            else:
+                return None
         elif kind is str:
             try:
                 value = value.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates: the general path says why
                 return None
-            if len(value) >= 256:
+            length = len(value)
+            if length < 256:
+                head = _TEXT_HEAD[length]
+            elif length < _LONGEST:
+                head = b"\x79" + length.to_bytes(2, "big")
+            else:
                 return None
-            head = _TEXT_HEAD[len(value)]
         elif not self.scalars:
             return None
         elif value is None and self._body is None:

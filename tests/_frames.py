@@ -70,7 +70,8 @@ def line_frames(senders: list[str]) -> st.SearchStrategy[Envelope]:
             if kind == "ask" else Envelope("reply", sender, ident, value, int(other) % 2**64)
         ),
         st.sampled_from(["ask", "reply"]), st.sampled_from(senders), st.integers(2**32 - 2, 2**64 - 1),
-        st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300),
+        st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300)
+        | st.integers(250, 2**16 + 2).map(bytes) | st.integers(80, 2**15).map(lambda n: "ü" * n),
         st.just(False) | st.booleans(),
     )  # fmt: skip
 

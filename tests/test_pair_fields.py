@@ -181,7 +181,9 @@ shapes = st.sampled_from([
     ("chunk", True, True, {"a": 1, "v": HOLE, "b": "x"}),
     ("msg", False, False, HOLE),
 ])  # fmt: skip
-values = st.binary(max_size=300) | st.text(max_size=300) | plain
+values = (st.binary(max_size=300) | st.text(max_size=300) | plain
+          | st.integers(250, 2**16 + 2).map(lambda n: bytes(range(256)) * (n // 256) + bytes(n % 256))
+          | st.integers(80, 2**15).map(lambda n: "é" * n))
 ids = st.integers(0, 2**64 - 1) | st.integers(2**32, 2**64 - 1)
 
 
@@ -205,10 +207,12 @@ def test_a_shape_writes_what_the_common_writer_writes(
 
 def test_a_shape_takes_the_common_asks_and_replies() -> None:
     shape = Pair(name="asker").shape("ask", re=False, deadline=True, body={"v": HOLE, "stream": False})
-    for value in (b"x" * 64, "text", b"", "é" * 100):
+    for value in (b"x" * 64, "text", b"", "é" * 100, b"x" * 256, b"x" * 4095, "é" * 20000):
         assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is not None
-    for value in (b"x" * 256, 7, {"a": 1}, "\ud800", None):
+    for value in (b"x" * 4096, 7, {"a": 1}, "\ud800", None, "x" * 2**16):
         assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is None
+    assert shape.write(2**62 + 5, None, 1.5e9, b"x" * (2**16 - 1), 2**20) is not None
+    assert shape.write(2**62 + 5, None, 1.5e9, b"x" * 2**16, 2**20) is None  # (the general writer splices it)
     assert shape.write(5, None, 1.5e9, b"x", 4096) is None  # a short id: the general writer
     with pytest.raises(ValueError, match="HOLE"):
         Pair(name="a").shape("ask", re=False, deadline=True, body={"v": 1})
@@ -255,3 +259,14 @@ def test_a_shape_takes_scalars_around_its_hole_only() -> None:
         with pytest.raises(ValueError, match="scalars"):
             sock.shape("msg", re=False, deadline=False, body=body)
     assert sock.shape("msg", re=False, deadline=False, body={"v": HOLE, "n": None, "f": 1.5}).kind == "msg"
+
+
+@pytest.mark.parametrize("value", [b"", b"x" * 255, b"y" * 256, bytes(4096), b"z" * (2**16 - 1), "é" * 128, "t" * 5000])
+def test_a_shape_reads_back_every_string_it_writes(value: bytes | str) -> None:
+    """Byte and text strings of under 64 KiB are read from the template, not left to the
+    general reader (which would read them too, only slower): what the shape wrote, it reads."""
+    shape = Pair(name="asker").shape("ask", re=False, deadline=True, body={"v": HOLE, "stream": False})
+    data = shape.write(2**62 + 5, None, 1.5e9, value, 2**20)
+    assert data is not None
+    assert shape.read(data) == (2**62 + 5, None, 1.5e9, {"v": value, "stream": False})
+    assert shape.read(data[:-1]) is None and shape.read(data + b"\0") is None
