@@ -11,7 +11,8 @@ thread's CPU over writing the frame in one piece (``bench/README.md``, "Hotline"
 :meth:`Shape.write` writes exactly the bytes :func:`~patterns._wire.common_frame` writes
 for the same fields (a property test holds it to that), or returns None whenever the
 fields are not of the shape's common form: the value is not a byte or text string of under
-64 KiB (a byte string of ``limit`` bytes or more is shared memory's), the id or ``re`` is
+64 KiB (a byte string of ``limit`` bytes or more is shared memory's) nor a map that
+:func:`~patterns._head.write_small_map` writes (a few scalars and strings), the id or ``re`` is
 under 2**32 (written shorter), the deadline is not a finite float. The caller then writes
 the frame the general way, which also says what is wrong.
 """
@@ -24,7 +25,7 @@ from typing import Any, Final
 
 import cbor2
 
-from patterns._head import _prefix
+from patterns._head import _SMALL_MAP, _prefix, _small_map, write_small_map
 
 __all__ = ["HOLE", "Shape"]
 
@@ -37,6 +38,7 @@ _U64: Final = struct.Struct(">Q")
 _SCALARS: Final = (str, int, float, bool, bytes)
 _BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
 _TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
+_MAP_LAST: Final = 0xA0 + _SMALL_MAP  # the head of the largest map a hole holds
 _LONGEST: Final = 0x10000  # strings this long and longer go the general way (2-byte lengths here)
 
 
@@ -82,7 +84,7 @@ class Shape:
 
     def read(self, data: bytes) -> tuple[int, int | None, float | None, Any] | None:
         """(id, re, deadline, body) of a frame of exactly this shape, the value a byte or
-        text string of under 64 KiB, as the general decoder reads them (a property test
+        text string of under 64 KiB or a small map, as the general decoder reads them (a property test
         holds it to that); None for any other frame (the general decoder then reads it, or
         refuses it and says why)."""
         size = len(data)
@@ -117,10 +119,19 @@ class Shape:
         elif head in (0x59, 0x79) and size > start + 2:
             begin = start + 3
             end = begin + (data[start + 1] << 8 | data[start + 2])
+        elif 0xA0 <= head <= _MAP_LAST:
+            end = size - self._tail_size
+            try:
+                value: Any = _small_map(data, start, end)
+            except Exception:  # noqa: BLE001 - short, or bad UTF-8: the general decoder says what is wrong
+                return None
+            if value is None or not data.endswith(self._tail):
+                return None
+            begin = -1
         elif self.scalars:
             end = size - self._tail_size
             if head in _ONE_BYTE and start + 1 == end:  # (_scalar's first case, inline: the common answer)
-                value: Any = _ONE_BYTE[head]
+                value = _ONE_BYTE[head]
             elif (got := _scalar(data, start, end)) is not None:
                 value = got[0]
             else:
@@ -181,6 +192,11 @@ class Shape:
                 head = b"\x79" + length.to_bytes(2, "big")
             else:
                 return None
+        elif kind is dict:  # a map of a few scalars and strings (an agent's small record), as cbor2 writes it
+            written = write_small_map(value, limit)
+            if written is None:
+                return None
+            head, value = written, b""
         elif not self.scalars:
             return None
         elif value is None and self._body is None:

@@ -323,11 +323,13 @@ class SendingSocket(FdSocket, ThreadSends):
             data = guard.seal(data, kind)
         return self._try_send(data, "send_nowait") or Unsent(data, kind)
 
-    def shape(self, kind: str, *, re: bool, deadline: bool, body: Any = HOLE, sender: str | None = None) -> Shape:
+    def shape(self, kind: str, *, re: bool, deadline: bool, body: Any = HOLE, sender: str | None = None,
+              scalars: bool = False) -> Shape:  # fmt: skip
         """The :class:`~patterns._shape.Shape` of frames of ``kind`` from ``sender`` (this
-        socket's name by default: for :meth:`send_shaped_nowait`; a peer's: to expect)."""
+        socket's name by default: for :meth:`send_shaped_nowait`; a peer's: to expect);
+        ``scalars``: its hole also holds numbers, booleans and None (:class:`Shape`)."""
         return Shape(kind, self.name if sender is None else sender, re=re, deadline=deadline, body=body,
-                     max_kind=MAX_KIND_LENGTH, max_sender=MAX_SENDER_LENGTH)  # fmt: skip
+                     max_kind=MAX_KIND_LENGTH, max_sender=MAX_SENDER_LENGTH, scalars=scalars)  # fmt: skip
 
     def send_shaped_nowait(self, shape: Shape, ident: int, re: int | None, deadline: float | None,
                            value: Any) -> bool | Unsent:  # fmt: skip

@@ -71,7 +71,10 @@ def line_frames(senders: list[str]) -> st.SearchStrategy[Envelope]:
         ),
         st.sampled_from(["ask", "reply"]), st.sampled_from(senders), st.integers(2**32 - 2, 2**64 - 1),
         st.floats(allow_nan=False, allow_infinity=False, min_value=0), st.binary(max_size=300) | st.text(max_size=300)
-        | st.integers(250, 2**16 + 2).map(bytes) | st.integers(80, 2**15).map(lambda n: "ü" * n),
+        | st.integers(250, 2**16 + 2).map(bytes) | st.integers(80, 2**15).map(lambda n: "ü" * n)
+        | st.dictionaries(st.text(max_size=9), st.none() | st.integers(0, 2**64) | st.text(max_size=300)
+                          | st.binary(max_size=30) | st.floats() | st.lists(st.none(), max_size=1), max_size=5)
+        | st.none() | st.booleans() | st.integers(-(2**65), 2**65) | st.floats(),
         st.just(False) | st.booleans(),
     )  # fmt: skip
 

@@ -38,7 +38,7 @@ envelopes = st.builds(
 
 def _expecting() -> Pair:
     sock = Pair(name="asker", max_message_size=4096)
-    sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender=sender)
+    sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender=sender, scalars=True)
                   for sender in ("echo", "") for kind, re, deadline, body in LINE_SHAPES))  # fmt: skip
     return sock
 
@@ -181,22 +181,27 @@ shapes = st.sampled_from([
     ("chunk", True, True, {"a": 1, "v": HOLE, "b": "x"}),
     ("msg", False, False, HOLE),
 ])  # fmt: skip
+scalar_shapes = st.booleans()
 values = (st.binary(max_size=300) | st.text(max_size=300) | plain
           | st.integers(250, 2**16 + 2).map(lambda n: bytes(range(256)) * (n // 256) + bytes(n % 256))
-          | st.integers(80, 2**15).map(lambda n: "é" * n))
+          | st.integers(80, 2**15).map(lambda n: "é" * n)
+          | st.dictionaries(st.text(max_size=30), st.none() | st.booleans() | st.integers(-5, 2**64) | st.floats()
+                            | st.text(max_size=300) | st.binary(max_size=300) | st.lists(st.integers(), max_size=2),
+                            max_size=5))
 ids = st.integers(0, 2**64 - 1) | st.integers(2**32, 2**64 - 1)
 
 
 @PROPERTY
 @given(shapes, ids, st.none() | ids, st.none() | st.floats(allow_nan=False) | st.integers(0, 9), values,
-       st.sampled_from([4096, 100, 2**16]))  # fmt: skip
+       st.sampled_from([4096, 100, 2**16]), scalar_shapes)  # fmt: skip
 def test_a_shape_writes_what_the_common_writer_writes(
-    pair: Pair, shape: tuple[str, bool, bool, Any], ident: int, re: int | None, deadline: Any, value: Any, limit: int
-) -> None:
+    pair: Pair, shape: tuple[str, bool, bool, Any], ident: int, re: int | None, deadline: Any, value: Any, limit: int,
+    scalars: bool,
+) -> None:  # fmt: skip
     """``Shape.write`` gives exactly ``common_frame``'s bytes for the same fields, or None
     (the general path's); never bytes of its own."""
     kind, has_re, has_deadline, body = shape
-    made = pair.shape(kind, re=has_re, deadline=has_deadline, body=body)
+    made = pair.shape(kind, re=has_re, deadline=has_deadline, body=body, scalars=scalars)
     got = made.write(ident, re, deadline, value, limit)
     if got is None:
         return
@@ -207,9 +212,9 @@ def test_a_shape_writes_what_the_common_writer_writes(
 
 def test_a_shape_takes_the_common_asks_and_replies() -> None:
     shape = Pair(name="asker").shape("ask", re=False, deadline=True, body={"v": HOLE, "stream": False})
-    for value in (b"x" * 64, "text", b"", "é" * 100, b"x" * 256, b"x" * 4095, "é" * 20000):
+    for value in (b"x" * 64, "text", b"", "é" * 100, b"x" * 256, b"x" * 4095, "é" * 20000, {"a": 1}, {}):
         assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is not None
-    for value in (b"x" * 4096, 7, {"a": 1}, "\ud800", None, "x" * 2**16):
+    for value in (b"x" * 4096, 7, {"a": [1]}, dict.fromkeys("abcde"), {1: 2}, "\ud800", None, "x" * 2**16):
         assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is None
     assert shape.write(2**62 + 5, None, 1.5e9, b"x" * (2**16 - 1), 2**20) is not None
     assert shape.write(2**62 + 5, None, 1.5e9, b"x" * 2**16, 2**20) is None  # (the general writer splices it)
@@ -261,12 +266,15 @@ def test_a_shape_takes_scalars_around_its_hole_only() -> None:
     assert sock.shape("msg", re=False, deadline=False, body={"v": HOLE, "n": None, "f": 1.5}).kind == "msg"
 
 
-@pytest.mark.parametrize("value", [b"", b"x" * 255, b"y" * 256, bytes(4096), b"z" * (2**16 - 1), "é" * 128, "t" * 5000])
-def test_a_shape_reads_back_every_string_it_writes(value: bytes | str) -> None:
-    """Byte and text strings of under 64 KiB are read from the template, not left to the
-    general reader (which would read them too, only slower): what the shape wrote, it reads."""
+@pytest.mark.parametrize("value", [b"", b"x" * 255, b"y" * 256, bytes(4096), b"z" * (2**16 - 1), "é" * 128, "t" * 5000,
+                                   {}, {"task": "summarise", "priority": 2, "ok": True, "text": "é" * 300}])
+def test_a_shape_reads_back_every_string_and_small_map_it_writes(value: Any) -> None:
+    """Byte and text strings of under 64 KiB and small maps are read from the template, not
+    left to the general reader (which would read them too, only slower): what the shape
+    wrote, it reads."""
     shape = Pair(name="asker").shape("ask", re=False, deadline=True, body={"v": HOLE, "stream": False})
     data = shape.write(2**62 + 5, None, 1.5e9, value, 2**20)
     assert data is not None
     assert shape.read(data) == (2**62 + 5, None, 1.5e9, {"v": value, "stream": False})
     assert shape.read(data[:-1]) is None and shape.read(data + b"\0") is None
+    assert shape.read(data[:-1] + bytes([data[-1] ^ 1])) is None  # "stream": true, not the shape's false

@@ -68,7 +68,7 @@ class Readers:
         guard = Guard()
         guard.add(key)
         sock = Pair(name="asker", max_message_size=4096, max_items=max_items, guard=guard, shared_memory=False)
-        sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender="echo")
+        sock.expect(*(sock.shape(kind, re=re, deadline=deadline, body=body, sender="echo", scalars=True)
                       for kind, re, deadline, body in LINE_SHAPES))  # fmt: skip
         return sock
 

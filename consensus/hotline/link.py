@@ -42,8 +42,8 @@ class Link:
         """The shapes of a plain ask and of a reply from ``sender``."""
         pair = self.pair
         try:
-            return (pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False), sender=sender),
-                    pair.shape(REPLY, re=True, deadline=False, sender=sender))  # fmt: skip
+            return (pair.shape(ASK, re=False, deadline=True, body=ask_body(HOLE, False), sender=sender, scalars=True),
+                    pair.shape(REPLY, re=True, deadline=False, sender=sender, scalars=True))  # fmt: skip
         except ValueError:
             return None
 
