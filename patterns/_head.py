@@ -11,7 +11,7 @@ Every frame this toolkit writes has the same layout, the keys in one order::
 writes each float as float64 and each integer and length in its shortest form); the
 prefix up to the id is cached per (key count, kind, sender). :func:`read` reads that
 layout back and leaves the body to cbor2's strict decoder (a byte string body is sliced
-directly, and a small map of short fields is read here too). Anything else (a ``shm``
+directly, and a small record is read here too: :mod:`patterns._records`). Anything else (a ``shm``
 key, another key order from another encoder, a float of another width, a malformed
 frame) returns None: the general path decodes it, with its own checks and its own words
 for what is wrong.
@@ -26,7 +26,9 @@ from typing import Any, Final
 
 import cbor2
 
-__all__ = ["BYTES_HEAD", "byte_string", "read", "write", "write_small_map"]
+from patterns._records import SMALL, read_map
+
+__all__ = ["BYTES_HEAD", "byte_string", "read", "write"]
 
 _MAX_ID: Final = 2**64
 _PREFIXES: dict[tuple[int, str, str], bytes] = {}
@@ -47,11 +49,6 @@ _ONE_BYTE: Final[dict[int, Any]] = {
 }  # fmt: skip
 """The CBOR items of one byte: the integers -24..23, false, true, null."""
 _LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
-_SMALL_MAP: Final = 4  # entries of a map body read here (:func:`_small_map`); larger maps go to cbor2
-_MAP_HEAD: Final = [bytes([0xA0 + n]) for n in range(_SMALL_MAP + 1)]
-_TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
-_LONGEST: Final = 0x10000  # strings this long and longer go to cbor2 (2-byte lengths here)
-_SIMPLE: Final = {False: b"\xf4", True: b"\xf5", None: b"\xf6"}
 
 
 def _uint(value: int) -> bytes:
@@ -237,8 +234,8 @@ def read(
                 body = data[pos + 2 :].decode("utf-8")
             elif head == 0x79 and pos + 3 + (data[pos + 1] << 8 | data[pos + 2]) == size:  # 256 bytes to 64 KiB
                 body = data[pos + 3 :].decode("utf-8")
-            elif 0xA1 <= head <= 0xA0 + _SMALL_MAP and (body := _small_map(data, pos, size)) is not None:
-                pass  # a map of a few short fields: a poll's question, its answer
+            elif 0xA0 <= head <= 0xA0 + SMALL and (body := read_map(data, pos, size)) is not None:
+                pass  # a small record: a poll's question, its answer (``patterns._records``)
             else:
                 body = _bytes_body(data, pos) if 0x58 <= head <= 0x5B else None
                 if body is None:
@@ -270,106 +267,6 @@ def _head(data: bytes, max_kind: int, max_sender: int) -> tuple[str, str, int] |
         _HEADS.clear()
     _HEADS[data[:pos]] = (kind, sender, max_kind, max_sender)
     return kind, sender, pos
-
-
-def _small_map(data: bytes, pos: int, size: int) -> dict[str, Any] | None:
-    """A body that is a map of at most :data:`_SMALL_MAP` entries filling the rest of the
-    frame, each key a short text and each value an item of one byte, an unsigned integer,
-    a float64, or a text or byte string of under 64 KiB; None for anything else, a key
-    seen twice included (cbor2's strict decoder then says what is wrong).
-
-    Most frames of a room carry such a body (``{"question": ...}``, ``{"answer": ...}``, a
-    deliberation's ``{"stance", "confidence", "reason", "round"}``); cbor2 read them in
-    ~4.5 µs (a stream, a decoder and its checks), this in ~1.5 µs."""
-    count = data[pos] - 0xA0
-    pos += 1
-    body: dict[str, Any] = {}
-    for _ in range(count):
-        head = data[pos]
-        if not 0x60 <= head < 0x78:
-            return None
-        end = pos + 1 + head - 0x60
-        key = data[pos + 1 : end].decode("utf-8")  # (invalid: the caller's except, then cbor2)
-        if key in body:
-            return None
-        head, pos = data[end], end + 1  # the value (no decoder: the items below only)
-        if head in _ONE_BYTE:
-            body[key] = _ONE_BYTE[head]
-            continue
-        if 0x18 <= head <= 0x1B:
-            end = pos + (1 << (head - 0x18))
-            value: Any = int.from_bytes(data[pos:end], "big")
-        elif 0x60 <= head < 0x78:
-            end = pos + head - 0x60
-            value = data[pos:end].decode("utf-8")
-        elif 0x40 <= head < 0x58:
-            end = pos + head - 0x40
-            value = data[pos:end]
-        elif head == 0x58:  # 24..255 bytes: a hotline ask's {"v": b"..."}
-            end = pos + 1 + data[pos]
-            value = data[pos + 1 : end]
-        elif head == 0x78:
-            end = pos + 1 + data[pos]
-            value = data[pos + 1 : end].decode("utf-8")
-        elif head == 0x79:  # 256 bytes to 64 KiB: an agent's text (a position's reason)
-            end = pos + 2 + (data[pos] << 8 | data[pos + 1])
-            value = data[pos + 2 : end].decode("utf-8")
-        elif head == 0x59:
-            end = pos + 2 + (data[pos] << 8 | data[pos + 1])
-            value = data[pos + 2 : end]
-        elif head == 0xFB:  # a float64, as cbor2 writes every float: a position's confidence
-            end = pos + 8
-            value = _DOUBLE.unpack_from(data, pos)[0]  # (short: the caller's except, then cbor2)
-        else:
-            return None
-        if end > size:
-            return None
-        body[key], pos = value, end
-    return body if pos == size else None
-
-
-def write_small_map(body: dict[Any, Any], limit: int) -> bytes | None:
-    """``body`` as cbor2 writes it, when :func:`_small_map` would read it back: at most
-    :data:`_SMALL_MAP` entries, keys of text under 24 bytes, values false, true, null, an
-    unsigned integer, or a text or byte string of under 64 KiB (a byte string also under
-    ``limit``, the shared-memory threshold); None for any other map (the general path writes
-    it, or says what is wrong).
-
-    A hotline ask's ``{"v": ..., "stream": false}`` and a poll's question are such maps: is_plain's
-    walk and cbor2's encoder (its encoder table, its output buffer) cost ~0.7 µs more in a
-    loop, and ~4 µs more on a round trip's cold caches, than writing the few heads here."""
-    if len(body) > _SMALL_MAP:
-        return None
-    parts = [_MAP_HEAD[len(body)]]
-    try:
-        for key, value in body.items():
-            if type(key) is not str:
-                return None
-            raw = key.encode("utf-8")
-            if len(raw) >= 24:
-                return None
-            parts += (_TEXT_HEAD[len(raw)], raw)
-            kind = type(value)
-            if kind is bytes:
-                length = len(value)
-                if length >= limit or length >= _LONGEST:
-                    return None
-                parts += (BYTES_HEAD[length] if length < 256 else b"\x59" + length.to_bytes(2, "big"), value)
-            elif kind is str:
-                raw = value.encode("utf-8")
-                length = len(raw)
-                if length >= _LONGEST:
-                    return None
-                parts += (_TEXT_HEAD[length] if length < 256 else b"\x79" + length.to_bytes(2, "big"), raw)
-            elif kind is bool or value is None:
-                parts.append(_SIMPLE[value])
-            elif kind is int and 0 <= value < _MAX_ID:
-                parts.append(_uint(value))
-            else:
-                return None
-    except UnicodeEncodeError:  # lone surrogates: the general path says why
-        return None
-    return b"".join(parts)
 
 
 def _bytes_body(data: bytes, pos: int) -> bytes | None:

@@ -12,7 +12,7 @@ thread's CPU over writing the frame in one piece (``bench/README.md``, "Hotline"
 for the same fields (a property test holds it to that), or returns None whenever the
 fields are not of the shape's common form: the value is not a byte or text string of under
 64 KiB (a byte string of ``limit`` bytes or more is shared memory's) nor a map that
-:func:`~patterns._head.write_small_map` writes (a few scalars and strings), the id or ``re`` is
+:func:`~patterns._records.write_map` writes (a small record), the id or ``re`` is
 under 2**32 (written shorter), the deadline is not a finite float. The caller then writes
 the frame the general way, which also says what is wrong.
 """
@@ -25,7 +25,8 @@ from typing import Any, Final
 
 import cbor2
 
-from patterns._head import _SMALL_MAP, _prefix, _small_map, write_small_map
+from patterns._head import _prefix
+from patterns._records import SMALL, read_map, write_map
 
 __all__ = ["HOLE", "Shape"]
 
@@ -38,7 +39,7 @@ _U64: Final = struct.Struct(">Q")
 _SCALARS: Final = (str, int, float, bool, bytes)
 _BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
 _TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
-_MAP_LAST: Final = 0xA0 + _SMALL_MAP  # the head of the largest map a hole holds
+_MAP_LAST: Final = 0xA0 + SMALL  # the head of the largest map a hole holds
 _LONGEST: Final = 0x10000  # strings this long and longer go the general way (2-byte lengths here)
 
 
@@ -122,7 +123,7 @@ class Shape:
         elif 0xA0 <= head <= _MAP_LAST:
             end = size - self._tail_size
             try:
-                value: Any = _small_map(data, start, end)
+                value: Any = read_map(data, start, end)
             except Exception:  # noqa: BLE001 - short, or bad UTF-8: the general decoder says what is wrong
                 return None
             if value is None or not data.endswith(self._tail):
@@ -193,7 +194,7 @@ class Shape:
             else:
                 return None
         elif kind is dict:  # a map of a few scalars and strings (an agent's small record), as cbor2 writes it
-            written = write_small_map(value, limit)
+            written = write_map(value, limit)
             if written is None:
                 return None
             head, value = written, b""

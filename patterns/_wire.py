@@ -55,7 +55,8 @@ from patterns._cbor import encode_parts as encode_body_parts
 from patterns._codec_plain import PLAIN_DEPTH, Encoded, is_plain
 from patterns._envelope import Envelope, received
 from patterns._gaps import GAP_MIN, Parts, join, total
-from patterns._head import BYTES_HEAD, byte_string, read, write, write_small_map
+from patterns._head import BYTES_HEAD, byte_string, read, write
+from patterns._records import write_map
 from patterns._scan import LARGE_STRING
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
@@ -202,7 +203,7 @@ def common_frame(
     elif type(body) is bytes and len(body) < limit:
         length = len(body)  # (``byte_string``, inline for the common short body: a call less)
         encoded = BYTES_HEAD[length] + body if length < 256 else byte_string(body)
-    elif type(body) is dict and (encoded := write_small_map(body, limit)) is not None:
+    elif type(body) is dict and (encoded := write_map(body, limit)) is not None:
         pass  # a map of a few short fields, written without cbor2: an ask, a question
     elif type(body) is Encoded:
         encoded = body.data  # encoded by its sender (it holds no buffer: encode_vouched)

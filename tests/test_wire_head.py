@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 import patterns
 from patterns import Envelope, MalformedMessage, decode
 from patterns._cbor import MAX_DEPTH, decode_nested
-from patterns._head import _small_map, read, write_small_map
+from patterns._head import read
+from patterns._records import read_map, write_map
 from patterns._wire import MAX_KIND_LENGTH, MAX_SENDER_LENGTH, encode
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -87,13 +88,15 @@ small_values = st.one_of(st.none(), st.booleans(), st.integers(-30, 2**64 - 1), 
                          st.binary(max_size=30), st.floats(allow_nan=False),
                          st.text(min_size=20, max_size=300), st.binary(min_size=200, max_size=300),
                          st.integers(250, 12000).map(bytes), st.integers(80, 6000).map(lambda n: "ü" * n))  # fmt: skip
+small_values = small_values | st.lists(small_values, max_size=5) | st.dictionaries(st.text(max_size=9), small_values,
+                                                                                   max_size=5)  # fmt: skip
 small_maps = st.dictionaries(st.text(max_size=30), small_values, min_size=1, max_size=5)
 
 
 @PROPERTY
 @given(small_maps, st.data())
 def test_a_small_map_body_reads_as_on_the_general_path(body: dict[str, Any], data: st.DataObject) -> None:
-    # The map bodies read without cbor2 (``_small_map``): whole, damaged, or with a key twice.
+    # The map bodies read without cbor2 (``read_map``): whole, damaged, or with a key twice.
     frame = bytearray(cbor2.dumps(frame_dict(Envelope("answer", "m1", 7, body, 5))))
     how = data.draw(st.sampled_from(["whole", "flip", "cut", "twice"]))
     at = data.draw(st.integers(0, len(frame) - 1))
@@ -216,12 +219,12 @@ def test_a_key_twice_after_the_common_id_and_re_gets_the_general_verdict(second:
 @PROPERTY
 @given(small_maps)
 def test_a_small_map_body_writes_what_cbor2_writes(body: dict[str, Any]) -> None:
-    # The map bodies written without cbor2 (``write_small_map``), within a frame and alone.
+    # The map bodies written without cbor2 (``write_map``), within a frame and alone.
     text_ok = all(not 0xD800 <= ord(c) <= 0xDFFF for key in body for c in key)
     assume(text_ok)
     envelope = Envelope("ask", "m1", 7, body, None, 1.5)
     assert encode(envelope) == cbor2.dumps(frame_dict(envelope))
-    written = write_small_map(body, 4096)
+    written = write_map(body, 4096)
     assert written is None or written == cbor2.dumps(body)
 
 
@@ -233,27 +236,38 @@ _SMALL_VALUES = st.one_of(
 )  # fmt: skip
 
 
-@given(st.dictionaries(_SMALL_KEYS, _SMALL_VALUES, max_size=4))
+_SMALL_VALUES = (_SMALL_VALUES | st.integers(-(2**64), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+                 | st.booleans())  # fmt: skip
+_RECORD_VALUES = (_SMALL_VALUES | st.lists(_SMALL_VALUES, max_size=4)
+                  | st.dictionaries(_SMALL_KEYS, _SMALL_VALUES, max_size=4))  # fmt: skip
+
+
+@given(st.dictionaries(_SMALL_KEYS, _RECORD_VALUES, max_size=4))
 def test_every_small_map_is_written_without_cbor2(body: dict[str, Any]) -> None:
     # The accepting side: each map of the documented shape is written here (never refused
     # to the general path), byte for byte as cbor2 writes it.
-    assert write_small_map(body, 4096) == cbor2.dumps(body)
+    assert write_map(body, 4096) == cbor2.dumps(body)
 
 
 def test_an_ask_body_is_written_without_cbor2_and_what_it_cannot_write_is_left_alone() -> None:
     ask = {"v": bytes(64), "stream": False}
-    assert write_small_map(ask, 4096) == cbor2.dumps(ask)
-    assert write_small_map({"v": bytes(100)}, 100) is None  # for shared memory: the general path places it
-    assert write_small_map({"v": bytes(5000)}, 4096) is None
-    assert write_small_map({"v": "x" * 2**16}, 4096) is None  # (cbor2 writes a 4-byte length)
+    assert write_map(ask, 4096) == cbor2.dumps(ask)
+    assert write_map({"v": bytes(100)}, 100) is None  # for shared memory: the general path places it
+    assert write_map({"v": bytes(5000)}, 4096) is None
+    assert write_map({"v": "x" * 2**16}, 4096) is None  # (cbor2 writes a 4-byte length)
     big = {"stance": "x", "reason": "y" * 5000, "raw": bytes(300)}
-    assert write_small_map(big, 4096) == cbor2.dumps(big)
-    assert write_small_map({"v": [1]}, 4096) is None
-    assert write_small_map({"v": -1}, 4096) is None
-    assert write_small_map({"v": 2**64}, 4096) is None
-    assert write_small_map({1: 2}, 4096) is None
-    assert write_small_map(dict.fromkeys("abcde", 1), 4096) is None
-    assert write_small_map({"\ud800": 1}, 4096) is None
+    assert write_map(big, 4096) == cbor2.dumps(big)
+    assert write_map({"v": [[[1]]]}, 4096) is None  # two levels of nesting below the top only
+    assert write_map({"v": {"w": {"x": {}}}}, 4096) is None
+    assert write_map({"v": [1, 2, 3, 4, 5]}, 4096) is None
+    assert write_map({"v": (1,)}, 4096) is None  # (a tuple reads back as a list: the general path)
+    assert write_map({"v": float("nan")}, 4096) is None
+    assert write_map({"v": 2**64}, 4096) is None
+    record = {"choice": "B", "score": -0.5, "tags": ["fast", 2, None], "by": {"model": "m", "n": -(2**63)}}
+    assert write_map(record, 4096) == cbor2.dumps(record)
+    assert write_map({1: 2}, 4096) is None
+    assert write_map(dict.fromkeys("abcde", 1), 4096) is None
+    assert write_map({"\ud800": 1}, 4096) is None
     with pytest.raises(patterns.EncodeError):
         encode(Envelope("ask", "m1", 7, {"\ud800": 1}))
 
@@ -267,7 +281,7 @@ def test_a_float_in_a_small_map_body_reads_as_on_the_general_path(value: float) 
     assert fields is not None and repr(fields[3]) == repr(general(data).body)  # type: ignore[union-attr]
     if math.isfinite(value):  # (cbor2 writes infinities and NaN as float16: cbor2 reads them)
         start = data.index(cbor2.dumps(body))
-        assert repr(_small_map(data, start, len(data))) == repr(body)  # read here, not by cbor2
+        assert repr(read_map(data, start, len(data))) == repr(body)  # read here, not by cbor2
     for cut in (len(data) - 1, len(data) - 5):  # a float cut short: the general path says why
         assert same(head(data[:cut]), general(data[:cut]))
 
@@ -283,3 +297,13 @@ def test_strings_under_64_kib_are_read_without_cbor2(value: str | bytes) -> None
         data = cbor2.dumps(frame_dict(Envelope("position", "m1", 2**62 + 7, body, 5)))
         assert read(data, _no_cbor2, MAX_KIND_LENGTH, MAX_SENDER_LENGTH) == ("position", "m1", 2**62 + 7, body, 5,
                                                                               None)  # fmt: skip
+
+
+@given(st.dictionaries(_SMALL_KEYS, _RECORD_VALUES, max_size=4))
+def test_every_small_record_is_read_without_cbor2(record: dict[str, Any]) -> None:
+    # The reading side of the documented shape (``patterns._records``): alone as a body and
+    # in a poll's answer, never left to cbor2, and read as cbor2 reads it.
+    for body in (record, {"answer": record}):
+        data = cbor2.dumps(frame_dict(Envelope("answer", "m1", 2**62 + 7, body, 5)))
+        fields = read(data, _no_cbor2, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
+        assert fields is not None and repr(fields[3]) == repr(cbor2.loads(cbor2.dumps(body)))
