@@ -21,6 +21,11 @@ the method's resolution.
     python -m bench.hotline_paired --base /tmp/base                 # ipc, 40 rounds
     python -m bench.hotline_paired --base /tmp/base --transport tcp --rounds 30
     python -m bench.hotline_paired --base /tmp/base --secret s3cret  # both lines sealed
+    python -m bench.hotline_paired --base /tmp/base --value record   # another value (VALUES)
+
+``--value`` asks with another value than 64 bytes (the line and the ``Pair`` send it; the
+floor sends its bytes, or 64 bytes for a value that is not bytes): where a value falls off
+the frames' fast paths (``patterns._shape``, ``patterns._records``) onto cbor2.
 """
 
 from __future__ import annotations
@@ -37,6 +42,15 @@ from types import ModuleType
 from typing import Any
 
 PAYLOAD = bytes(64)
+VALUES: dict[str, Any] = {
+    "bytes64": PAYLOAD, "bytes255": bytes(255), "bytes256": bytes(256), "bytes4k": bytes(4096),
+    "text2k": "é" * 1000, "int": 7, "record": {"choice": "B", "score": 0.7, "tags": ["fast", "safe"]},
+    "nested": {"choice": "B", "why": [["three", "levels"], {"x": [1]}]},
+    "json": {"items": [{"name": "a", "tags": ["x", "y"]}, {"name": "b", "tags": []}], "total": 2},
+    "deep": {"choice": "B", "why": [[[[[[["seven", "levels"]]]]]]]},  # past a record: cbor2's
+    "wide": {f"field{i}": i for i in range(30)},  # past a record: cbor2's
+    "many": {"scores": list(range(100))},  # past a record: cbor2's
+}  # fmt: skip
 VARIANTS = ("old", "new", "floor", "pair")
 ORDERS = (("old", "new", "floor", "pair"), ("new", "old", "pair", "floor"),
           ("floor", "pair", "old", "new"), ("pair", "floor", "new", "old"))  # fmt: skip
@@ -134,15 +148,17 @@ def _addresses(transport: str) -> dict[str, str]:
     return addresses
 
 
-def measure(base: str, transport: str, rounds: int, warm: int, n: int,
-            secret: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def measure(base: str, transport: str, rounds: int, warm: int, n: int, secret: str | None = None,
+            value: Any = PAYLOAD) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     """Per variant, the near blocks' (cpu, wall) µs per round trip and the far blocks' cpu
-    (``secret``: both trees' lines sealed with it; the floor and the Pair are not)."""
+    (``secret``: both trees' lines sealed with it; the floor and the Pair are not; ``value``:
+    what the lines ask and the Pair sends, and the floor too if it is bytes)."""
     import pynng
     import trio
 
     old, new, new_patterns = _load(base)
     addresses = _addresses(transport)
+    raw = value if type(value) is bytes else PAYLOAD
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     near: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
@@ -161,7 +177,7 @@ def measure(base: str, transport: str, rounds: int, warm: int, n: int,
 
                 async def floor_block() -> tuple[float, float]:
                     async def round_trip() -> None:
-                        sock.send(PAYLOAD)
+                        sock.send(raw)
                         while True:
                             try:
                                 sock.recv(block=False)
@@ -178,21 +194,21 @@ def measure(base: str, transport: str, rounds: int, warm: int, n: int,
 
                 async def pair_block() -> tuple[float, float]:
                     for _ in range(warm):
-                        await pair.send(PAYLOAD)
+                        await pair.send(value)
                         await pair.receive()
                     cpu, wall = time.thread_time(), time.perf_counter()
                     for _ in range(n):
-                        await pair.send(PAYLOAD)
+                        await pair.send(value)
                         await pair.receive()
                     return (time.thread_time() - cpu) / n * 1e6, (time.perf_counter() - wall) / n * 1e6
 
                 async def line_block(line: Any) -> tuple[float, float]:
                     ask = line.ask
                     for _ in range(warm):
-                        await ask(PAYLOAD, timeout=5)
+                        await ask(value, timeout=5)
                     cpu, wall = time.thread_time(), time.perf_counter()
                     for _ in range(n):
-                        await ask(PAYLOAD, timeout=5)
+                        await ask(value, timeout=5)
                     return (time.thread_time() - cpu) / n * 1e6, (time.perf_counter() - wall) / n * 1e6
 
                 blocks = {"old": lambda: line_block(a), "new": lambda: line_block(b), "floor": floor_block,
@@ -244,11 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm", type=int, default=400, help="untimed round trips before each block")
     p.add_argument("--n", type=int, default=1000, help="timed round trips per block")
     p.add_argument("--secret", help="seal both trees' lines with this secret (the floor and the Pair are plain)")
+    p.add_argument("--value", default="bytes64", choices=sorted(VALUES), help="what the lines ask (default 64 bytes)")
     args = p.parse_args(argv)
     base = os.path.abspath(args.base)
-    near, far = measure(base, args.transport, args.rounds, args.warm, args.n, args.secret)
+    near, far = measure(base, args.transport, args.rounds, args.warm, args.n, args.secret, VALUES[args.value])
     sealed = ", sealed" if args.secret else ""
-    print(f"{args.transport}{sealed}: {args.rounds} rounds of {args.n} (after {args.warm}), load {os.getloadavg()}")
+    print(f"{args.transport}{sealed}, {args.value}: {args.rounds} rounds of {args.n} (after {args.warm}), "
+          f"load {os.getloadavg()}")  # fmt: skip
     print("\n".join(report(near, far)))
     return 0
 

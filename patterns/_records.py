@@ -12,14 +12,14 @@ buffers and checks) run cold: each fall-back to it cost an end 5-20 µs of threa
 * whose values are *scalars* (false, true, null, an integer of 64 bits or less of either
   sign, a float64, a byte or text string of under 64 KiB), or maps of the same kind or
   *arrays* of at most :data:`SMALL` such values, at most :data:`DEPTH` levels below the
-  top map (a poll's ``{"answer": {"choice": "B", "tags": ["fast"]}}``).
+  top map (a poll's ``{"answer": {"choice": "B", "tags": ["fast"], "by": {"model": "m"}}}``).
 
 :func:`write_map` returns exactly cbor2's bytes for such a map, or None for anything
 else (the general writer then writes it, or says what is wrong); :func:`read_map` reads
 the items back as cbor2's strict decoder does, or returns None (the general decoder then
 reads it, with its own checks and words for what is wrong). Property tests hold both to
-cbor2. Every read is bounded by the frame and by these limits: at most 84 items, two
-levels of recursion.
+cbor2. Every read stops at the frame's end and at these limits (:data:`ITEMS` items, six
+levels of recursion), so a record costs at most a few dozen µs of Python, failed or not.
 """
 
 from __future__ import annotations
@@ -30,10 +30,23 @@ from typing import Any, Final
 
 __all__ = ["DEPTH", "SMALL", "read_map", "write_map"]
 
-SMALL: Final = 4
-"""Entries of a map, and items of an array, read and written here; larger ones go to cbor2."""
-DEPTH: Final = 2
+SMALL: Final = 23
+"""Entries of a map, and items of an array, read and written here (a count in the head's own
+byte); larger ones go to cbor2."""
+DEPTH: Final = 6
 """Levels of maps and arrays below the top map read and written here; deeper ones go to cbor2."""
+ITEMS: Final = 64
+"""Map entries and array items of one record read or written here, in all; a record of more
+goes to cbor2 (whose C code reads many items faster than a loop in Python)."""
+
+# The record a shape last gave up on (``hint=True``), for the next call only: a frame's value
+# is tried by its shape, then its body by the common writer or reader, and a second walk of
+# the same value would fail where the first did. Held (not an id(), which a new object may
+# reuse) until that next call; a hint only: cbor2 writes and reads the same.
+_unwritten: object = None  # the map write_map last gave up on
+_unread: tuple[object, int] = (None, -1)  # (the frame, where the map starts) read_map last gave up on
+_NONE: Final[tuple[object, int]] = (None, -1)
+_PARTS: Final = 2 * ITEMS  # a record's pieces written (a head and its bytes an item): past this, cbor2's
 
 _DOUBLE: Final = struct.Struct(">d")
 _LONGEST: Final = 0x10000  # strings this long and longer go to cbor2 (2-byte lengths here)
@@ -50,17 +63,28 @@ _SMALL_INT: Final = {n: bytes([n if n >= 0 else 0x1F - n]) for n in range(-24, 2
 
 
 # ----------------------------------------------------------------------------- read
-def read_map(data: bytes, pos: int, end: int) -> dict[str, Any] | None:
+def read_map(data: bytes, pos: int, end: int, *, hint: bool = False) -> dict[str, Any] | None:
     """The map whose head is at ``pos`` if it is a small record (module docstring) ending
     exactly at ``end``; None for anything else (a key seen twice too). May raise on bytes
-    that are not CBOR at all (bad UTF-8, a frame cut short): callers treat that as None."""
-    got = _map(data, pos, end, DEPTH)
-    return got[0] if got is not None and got[1] == end else None
+    that are not CBOR at all (bad UTF-8, a frame cut short): callers treat that as None.
+    ``hint`` (a shape's hole): on failure, the next call does not walk this map again."""
+    global _unread
+    skip, _unread = _unread, _NONE
+    got = _map(data, pos, end, DEPTH, skip[1] if skip[0] is data else -1, [ITEMS])
+    if got is not None and got[1] == end:
+        return got[0]
+    if hint:
+        _unread = (data, pos)
+    return None
 
 
-def _map(data: bytes, pos: int, end: int, depth: int) -> tuple[dict[str, Any], int] | None:
+def _map(data: bytes, pos: int, end: int, depth: int, skip: int,
+         left: list[int]) -> tuple[dict[str, Any], int] | None:  # fmt: skip
     count = data[pos] - 0xA0
-    if not 0 <= count <= SMALL:
+    if not 0 <= count <= SMALL or pos == skip:  # (skip: a shape's hole that failed, in its body)
+        return None
+    left[0] -= count
+    if left[0] < 0:
         return None
     pos += 1
     body: dict[str, Any] = {}
@@ -74,14 +98,14 @@ def _map(data: bytes, pos: int, end: int, depth: int) -> tuple[dict[str, Any], i
         key = data[pos + 1 : stop].decode("utf-8")
         if key in body:
             return None
-        got = _item(data, stop, end, depth)
+        got = _item(data, stop, end, depth, skip, left)
         if got is None:
             return None
         body[key], pos = got
     return body, pos
 
 
-def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int] | None:
+def _item(data: bytes, pos: int, end: int, depth: int, skip: int, left: list[int]) -> tuple[Any, int] | None:
     """(the item whose head is at ``pos``, where it ends), within ``end``, a map or an array
     only if ``depth`` allows; None otherwise."""
     head = data[pos]
@@ -108,11 +132,14 @@ def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int] | None
         stop = pos + 8
         value = _DOUBLE.unpack_from(data, pos)[0]
     elif depth and 0xA0 <= head <= 0xA0 + SMALL:
-        return _map(data, pos - 1, end, depth - 1)
+        return _map(data, pos - 1, end, depth - 1, skip, left)
     elif depth and 0x80 <= head <= 0x80 + SMALL:
+        left[0] -= head - 0x80
+        if left[0] < 0:
+            return None
         items = []
         for _ in range(head - 0x80):
-            got = _item(data, pos, end, depth - 1)
+            got = _item(data, pos, end, depth - 1, skip, left)
             if got is None:
                 return None
             item, pos = got
@@ -128,21 +155,26 @@ def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int] | None
 
 
 # ----------------------------------------------------------------------------- write
-def write_map(body: dict[Any, Any], limit: int) -> bytes | None:
+def write_map(body: dict[Any, Any], limit: int, *, hint: bool = False) -> bytes | None:
     """``body`` as cbor2 writes it when it is a small record (module docstring), its byte
     strings also under ``limit`` (the shared-memory threshold: larger ones are placed by
-    the general path); None for any other map."""
+    the general path); None for any other map. ``hint`` (a shape's value): on failure, the
+    next call does not walk this map again."""
+    global _unwritten
+    skip, _unwritten = _unwritten, None
     parts: list[bytes] = []
     try:
-        if not _write_map(body, limit, parts, DEPTH):
-            return None
+        if _write_map(body, limit, parts, DEPTH, skip):
+            return b"".join(parts)
     except UnicodeEncodeError:  # lone surrogates: the general path says why
-        return None
-    return b"".join(parts)
+        pass
+    if hint and len(body) <= SMALL:  # (past SMALL the next walk stops at once anyway)
+        _unwritten = body
+    return None
 
 
-def _write_map(body: dict[Any, Any], limit: int, parts: list[bytes], depth: int) -> bool:
-    if len(body) > SMALL:
+def _write_map(body: dict[Any, Any], limit: int, parts: list[bytes], depth: int, skip: object) -> bool:
+    if len(body) > SMALL or body is skip or len(parts) > _PARTS:  # (skip: a shape's value that failed, in its body)
         return False
     parts.append(_MAP_HEAD[len(body)])
     for key, value in body.items():
@@ -152,12 +184,12 @@ def _write_map(body: dict[Any, Any], limit: int, parts: list[bytes], depth: int)
         if len(raw) >= 24:
             return False
         parts += (_TEXT_HEAD[len(raw)], raw)
-        if not _write_item(value, limit, parts, depth):
+        if not _write_item(value, limit, parts, depth, skip):
             return False
     return True
 
 
-def _write_item(value: Any, limit: int, parts: list[bytes], depth: int) -> bool:
+def _write_item(value: Any, limit: int, parts: list[bytes], depth: int, skip: object) -> bool:
     kind = type(value)
     if kind is str:
         raw = value.encode("utf-8")
@@ -181,12 +213,14 @@ def _write_item(value: Any, limit: int, parts: list[bytes], depth: int) -> bool:
             return False
         parts += (b"\xfb", _DOUBLE.pack(value))
     elif depth and kind is dict:
-        return _write_map(value, limit, parts, depth - 1)
+        return _write_map(value, limit, parts, depth - 1, skip)
     elif depth and kind is list:
-        if len(value) > SMALL:
+        if len(value) > SMALL or len(parts) > _PARTS:
             return False
         parts.append(_ARRAY_HEAD[len(value)])
-        return all(_write_item(item, limit, parts, depth - 1) for item in value)
+        for item in value:  # (a loop, not all() over a generator: a call less an item)
+            if not _write_item(item, limit, parts, depth - 1, skip):
+                return False
     else:
         return False
     return True

@@ -123,7 +123,7 @@ class Shape:
         elif 0xA0 <= head <= _MAP_LAST:
             end = size - self._tail_size
             try:
-                value: Any = read_map(data, start, end)
+                value: Any = read_map(data, start, end, hint=True)
             except Exception:  # noqa: BLE001 - short, or bad UTF-8: the general decoder says what is wrong
                 return None
             if value is None or not data.endswith(self._tail):
@@ -194,7 +194,7 @@ class Shape:
             else:
                 return None
         elif kind is dict:  # a map of a few scalars and strings (an agent's small record), as cbor2 writes it
-            written = write_map(value, limit)
+            written = write_map(value, limit, hint=True)
             if written is None:
                 return None
             head, value = written, b""

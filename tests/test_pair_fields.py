@@ -214,7 +214,7 @@ def test_a_shape_takes_the_common_asks_and_replies() -> None:
     shape = Pair(name="asker").shape("ask", re=False, deadline=True, body={"v": HOLE, "stream": False})
     for value in (b"x" * 64, "text", b"", "é" * 100, b"x" * 256, b"x" * 4095, "é" * 20000, {"a": 1}, {}):
         assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is not None
-    for value in (b"x" * 4096, 7, {"a": [[[1]]]}, dict.fromkeys("abcde"), {1: 2}, "\ud800", None, "x" * 2**16):
+    for value in (b"x" * 4096, 7, {"a": [[[[[[[1]]]]]]]}, dict.fromkeys("abcdefghijklmnopqrstuvwxy"), {1: 2}, "\ud800", None, "x" * 2**16):
         assert shape.write(2**62 + 5, None, 1.5e9, value, 4096) is None
     assert shape.write(2**62 + 5, None, 1.5e9, b"x" * (2**16 - 1), 2**20) is not None
     assert shape.write(2**62 + 5, None, 1.5e9, b"x" * 2**16, 2**20) is None  # (the general writer splices it)

@@ -135,7 +135,7 @@ def test_a_string_only_shape_still_takes_strings_only() -> None:
     scalar = Respondent(name="m0").shape("answer", re=True, deadline=False, body={"answer": HOLE}, scalars=True)
     for value in (7, None, True, 1.5, -(2**64), 2**64 - 1):
         assert scalar.write(2**62, 2**62, None, value, 4096) is not None
-    for value in (float("nan"), float("inf"), 2**64, -(2**64) - 1, [1], {"a": [[[1]]]}, dict.fromkeys("abcde")):
+    for value in (float("nan"), float("inf"), 2**64, -(2**64) - 1, [1], {"a": [[[[[[[1]]]]]]]}, dict.fromkeys("abcdefghijklmnopqrstuvwxy")):
         assert scalar.write(2**62, 2**62, None, value, 4096) is None
     for made in (shape, scalar):  # a map of a few scalars and strings: either shape writes it
         assert made.write(2**62, 2**62, None, {"a": 1, "why": "x" * 300}, 4096) is not None

@@ -257,16 +257,16 @@ def test_an_ask_body_is_written_without_cbor2_and_what_it_cannot_write_is_left_a
     assert write_map({"v": "x" * 2**16}, 4096) is None  # (cbor2 writes a 4-byte length)
     big = {"stance": "x", "reason": "y" * 5000, "raw": bytes(300)}
     assert write_map(big, 4096) == cbor2.dumps(big)
-    assert write_map({"v": [[[1]]]}, 4096) is None  # two levels of nesting below the top only
-    assert write_map({"v": {"w": {"x": {}}}}, 4096) is None
-    assert write_map({"v": [1, 2, 3, 4, 5]}, 4096) is None
+    assert write_map({"v": [[[[[[[1]]]]]]]}, 4096) is None  # six levels of nesting below the top only
+    assert write_map({"v": {"w": {"x": {"y": {"z": {"a": {"b": {}}}}}}}}, 4096) is None
+    assert write_map({"v": list(range(24))}, 4096) is None
     assert write_map({"v": (1,)}, 4096) is None  # (a tuple reads back as a list: the general path)
     assert write_map({"v": float("nan")}, 4096) is None
     assert write_map({"v": 2**64}, 4096) is None
     record = {"choice": "B", "score": -0.5, "tags": ["fast", 2, None], "by": {"model": "m", "n": -(2**63)}}
     assert write_map(record, 4096) == cbor2.dumps(record)
     assert write_map({1: 2}, 4096) is None
-    assert write_map(dict.fromkeys("abcde", 1), 4096) is None
+    assert write_map(dict.fromkeys("abcdefghijklmnopqrstuvwxy", 1), 4096) is None
     assert write_map({"\ud800": 1}, 4096) is None
     with pytest.raises(patterns.EncodeError):
         encode(Envelope("ask", "m1", 7, {"\ud800": 1}))
@@ -307,3 +307,46 @@ def test_every_small_record_is_read_without_cbor2(record: dict[str, Any]) -> Non
         data = cbor2.dumps(frame_dict(Envelope("answer", "m1", 2**62 + 7, body, 5)))
         fields = read(data, _no_cbor2, MAX_KIND_LENGTH, MAX_SENDER_LENGTH)
         assert fields is not None and repr(fields[3]) == repr(cbor2.loads(cbor2.dumps(body)))
+
+
+def test_a_record_a_shape_gave_up_on_is_not_walked_again_and_nothing_else_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A value too deep for a record fails its shape, then its body goes to the common writer:
+    # the second walk stops at the value (the hint), and the hint is used once, for it only.
+    import patterns._records as records
+
+    deep = {"why": [[[[[[["too", "deep"]]]]]]]}
+    walked: list[object] = []
+    walk = records._write_item
+    monkeypatch.setattr(records, "_write_item", lambda value, *rest: walked.append(value) or walk(value, *rest))
+    assert write_map(deep, 4096, hint=True) is None
+    walked.clear()
+    body = {"v": deep, "stream": False}
+    assert write_map(body, 4096) is None and walked == [deep]  # deep's items: not walked again
+    walked.clear()
+    assert write_map(body, 4096) is None and len(walked) > 2  # no hint now: walked again
+    fresh = {"v": {"why": "a record"}}
+    assert write_map(deep, 4096, hint=True) is None
+    assert write_map(fresh, 4096) == cbor2.dumps(fresh)  # a hint for another object skips nothing
+    data = cbor2.dumps({"v": deep, "stream": False})
+    start = data.index(cbor2.dumps(deep))
+    assert read_map(data, start, len(data) - 9, hint=True) is None
+    other = cbor2.dumps({"v": {"why": "ok"}, "stream": False})
+    assert read_map(other, 0, len(other)) == {"v": {"why": "ok"}, "stream": False}  # another frame: read
+
+
+def test_a_record_of_too_many_items_goes_to_cbor2_both_ways() -> None:
+    # At most ITEMS entries and items in all: a loop in Python must not read many more
+    # items than cbor2's C code would (the frame's CPU on the event loop).
+    import patterns._records as records
+
+    fits = {f"k{i}": list(range(7)) for i in range(8)}  # 8 entries + 56 items
+    over = {f"k{i}": {f"j{j}": list(range(8)) for j in range(8)} for i in range(3)}  # 3 + 24 + 192
+    assert write_map(fits, 4096) == cbor2.dumps(fits)
+    assert read_map(cbor2.dumps(fits), 0, len(cbor2.dumps(fits))) == fits
+    assert 8 + 56 <= records.ITEMS < 3 + 24 + 192
+    assert write_map(over, 4096) is None
+    assert read_map(cbor2.dumps(over), 0, len(cbor2.dumps(over))) is None
+    data = cbor2.dumps(frame_dict(Envelope("answer", "m1", 7, over, 5)))
+    assert same(head(data), general(data))
