@@ -5,7 +5,8 @@
 host lives here, so an NNG panic (which aborts the process) costs the cell it hit only. Each
 cell's rows (:func:`bench.poll.measure`) go to ``OUT`` as one JSON line ``{"n": N,
 "transport": T, "rows": [...]}`` as soon as the cell is done; the member processes serve
-every cell in turn.
+every cell in turn. A SIGINT ends the cell through its own clean-up (its member processes, its
+folder), even when it inherited SIGINT ignored (:func:`bench._cells.hear_ctrl_c`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import sys
 import tempfile
 from typing import Any
 
-from . import poll
+from . import _cells, poll
 
 
 def main(argv: list[str]) -> int:
+    _cells.hear_ctrl_c()
     out_path, *options = argv
     args = poll.parse_args(options)
     tmpdir = tempfile.mkdtemp(prefix="nngc-bench-poll-")

@@ -181,3 +181,57 @@ def test_a_cell_that_hangs_is_killed_after_one_cells_time_not_the_steps(tmp_path
     outcome = _cells.run_isolated("stall_cell", [], timeout=600, idle=2)
     assert outcome.results == [{"cell": 1}]
     assert outcome.reason is not None and "no new result within 2 s (killed)" in outcome.reason
+
+
+# ---------------------------------------------------------------- a cell that inherited SIGINT ignored
+def _cell_argv(out: Path, cell: str, *extra: str) -> list[str]:
+    """``python -m bench._poll_cell`` started as a shell's background job starts it: SIGINT
+    ignored (inherited through exec)."""
+    ignored = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+               "os.execv(sys.executable, [sys.executable, '-m', 'bench._poll_cell', *sys.argv[1:]])")
+    return [sys.executable, "-c", ignored, str(out), "--cell", cell, "--raw-polls", "0", "--no-floor",
+            "--no-pattern", *extra]  # fmt: skip
+
+
+def _read_until(stream: Any, mark: bytes, timeout: float) -> bytes:
+    """What ``stream`` (a pipe) gave until ``mark`` came, waited for at most ``timeout`` s."""
+    import select
+    import time
+
+    fd, data, deadline = stream.fileno(), b"", time.monotonic() + timeout
+    while mark not in data:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {mark!r} within {timeout} s: {data[-500:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            assert chunk, f"the stream ended before {mark!r}: {data[-500:]!r}"
+            data += chunk
+    return data
+
+
+def test_a_cell_that_inherited_sigint_ignored_ends_on_sigint_through_its_own_clean_up(short_tmp: Path) -> None:
+    """The SIGINT :func:`bench._cells.run_isolated` sends a cell when the bench stops: heard,
+    the cell stops its member processes and removes its folders itself (ignored, it ran on
+    until its group was killed, and they were left)."""
+    tmp = short_tmp  # (its rooms' ipc paths are made in its own folder there: they must stay short)
+    env = os.environ | {"PYTHONPATH": str(Path(_cells.__file__).resolve().parents[1]), "TMPDIR": str(tmp)}
+    cell = subprocess.Popen(_cell_argv(tmp / "out.json", "1:ipc", "--polls", "1000000"), env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        _read_until(cell.stderr, b"ipc async ...", 120)  # its member process started, the room opens
+        workers = [pid for pid, cmd in _suite._children(cell.pid) if "resource_tracker" not in cmd]
+        assert workers and list(tmp.glob("nngc-bench-poll-*")), "the cell has no member process or folder"
+        cell.send_signal(signal.SIGINT)
+        assert cell.wait(60) == -signal.SIGINT  # its KeyboardInterrupt, not a kill
+        assert b"KeyboardInterrupt" in cell.stderr.read()
+        for pid in workers:  # stopped and reaped by the cell
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert not list(tmp.glob("nngc-bench-poll-*"))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cell.pid, signal.SIGKILL)
+        cell.wait()
+        cell.stderr.close()  # type: ignore[union-attr]
+
