@@ -235,3 +235,36 @@ def test_a_cell_that_inherited_sigint_ignored_ends_on_sigint_through_its_own_cle
         cell.wait()
         cell.stderr.close()  # type: ignore[union-attr]
 
+
+# ---------------------------------------------------------------- a cell run by hand
+def test_a_killed_cell_run_by_hand_leaves_its_beacons_in_a_run_folder_the_next_run_sweeps(tmp_path: Path) -> None:
+    """Outside a suite's shared-memory folder a cell makes a run folder of its own, named as the
+    suite's: what it leaves when killed (the tcp connections' beacons) is swept with it, never
+    left in /dev/shm itself."""
+    from patterns.shm.header import DIRECTORY_ENV, HEADER, Header
+
+    env = {k: v for k, v in os.environ.items() if k != DIRECTORY_ENV}
+    env["PYTHONPATH"] = str(Path(_cells.__file__).resolve().parents[1])
+    shm = _suite.SHM_ROOT
+    cell = subprocess.Popen(_cell_argv(tmp_path / "out.json", "1:tcp", "--polls", "3", "--abort-at", "1:tcp"),
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    mine: list[Path] = []
+    try:
+        _, err = cell.communicate(timeout=120)
+        assert cell.returncode == -signal.SIGABRT and b"panic: injected" in err, err[-2000:]
+        for path in shm.glob("nngc.*"):  # (/dev/shm itself: what the cell's processes made there)
+            with contextlib.suppress(OSError, ValueError), open(path, "rb") as segment:
+                header = Header.unpack(segment.read(HEADER.size))
+                if isinstance(header, Header) and header.owner.pid == cell.pid:
+                    mine.append(path)
+        assert mine == [], f"the cell left segments in {shm} itself: {mine}"
+        folders = [p for p in shm.glob(f"{_suite.SUITE_PREFIX}{cell.pid}-*")]
+        assert len(folders) == 1 and list(folders[0].glob("nngc.*")), f"no run folder with beacons: {folders}"
+        assert folders[0].name in _suite.sweep(shm) and not folders[0].exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cell.pid, signal.SIGKILL)
+        cell.wait()
+        for path in mine:
+            path.unlink(missing_ok=True)
