@@ -17,7 +17,9 @@ it, so :func:`run_isolated` runs ``python -m <module> <out> <argv>...`` instead:
   line, NNG's own ``panic:`` line where there is one (NNG prints two more lines and maybe a
   backtrace after it);
 * the module writes its results to ``out`` as JSON lines, each as soon as it has it: what
-  :func:`run_isolated` returns, with those written before a crash.
+  :func:`run_isolated` returns, with those written before a crash;
+* its temporary directory (``TMPDIR``, for it and its children) is a folder of ours, removed
+  once it ended, so a crash leaves no temporary folder behind.
 """
 
 from __future__ import annotations
@@ -129,10 +131,13 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
         _end_group(proc.pid)
 
 
-def _env() -> dict[str, str]:
-    """Ours, with the folder that holds ``bench`` first on the path (we may run from anywhere)."""
+def _env(tmp: str) -> dict[str, str]:
+    """Ours, with the folder that holds ``bench`` first on the path (we may run from anywhere)
+    and ``tmp`` as the temporary directory of the cell and its children: what they leave
+    there (a crashed cell's folders) goes with ``tmp``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["TMPDIR"] = tmp
     return env
 
 
@@ -143,7 +148,7 @@ def run_isolated(module: str, argv: Sequence[str], timeout: float, idle: float |
         out, log = Path(tmp, "result.json"), Path(tmp, "output")
         with open(log, "w+b") as output:
             proc = subprocess.Popen([sys.executable, "-m", module, str(out), *argv], stdin=subprocess.DEVNULL,
-                                    stdout=output, stderr=output, start_new_session=True, env=_env())  # fmt: skip
+                                    stdout=output, stderr=output, start_new_session=True, env=_env(tmp))  # fmt: skip
             try:
                 code, killed = _wait(proc, out, timeout, idle)
                 if code is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,28 @@ def test_a_cell_that_writes_nothing_is_a_skip_too(tmp_path: Path) -> None:
     outcome = _cells.run_isolated("json.tool", [str(tmp_path / "missing.json")], timeout=60)
     assert outcome.results == [] and outcome.reason is not None
     assert "exited with status" in outcome.reason and "No such file" in outcome.reason  # argparse, last line
+
+
+CRASH_CELL = """
+import json, os, sys, tempfile
+folder = tempfile.mkdtemp(prefix="nngc-bench-poll-")  # as bench._poll_cell's, which a crash skips removing
+with open(sys.argv[1], "w") as out:
+    out.write(json.dumps({"folder": folder}) + "\\n")
+os.abort()
+"""
+
+
+def test_a_crashed_cell_leaves_no_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its temporary directory is the folder :func:`bench._cells.run_isolated` removes."""
+    (tmp_path / "crash_cell.py").write_text(CRASH_CELL)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    outcome = _cells.run_isolated("crash_cell", [], timeout=60)
+    assert outcome.reason is not None and "SIGABRT" in outcome.reason
+    (made,) = outcome.results
+    folder = Path(made["folder"])
+    left = folder.exists()
+    shutil.rmtree(folder, ignore_errors=True)
+    assert not left, f"the crashed cell's {folder} is still there"
 
 
 # ---------------------------------------------------------------- the goals without a cell
@@ -237,7 +260,7 @@ def test_a_cell_that_inherited_sigint_ignored_ends_on_sigint_through_its_own_cle
 
 
 # ---------------------------------------------------------------- a cell run by hand
-def test_a_killed_cell_run_by_hand_leaves_its_beacons_in_a_run_folder_the_next_run_sweeps(tmp_path: Path) -> None:
+def test_a_killed_cell_run_by_hand_leaves_its_beacons_in_a_run_folder_the_next_run_sweeps(short_tmp: Path) -> None:
     """Outside a suite's shared-memory folder a cell makes a run folder of its own, named as the
     suite's: what it leaves when killed (the tcp connections' beacons) is swept with it, never
     left in /dev/shm itself."""
@@ -245,8 +268,9 @@ def test_a_killed_cell_run_by_hand_leaves_its_beacons_in_a_run_folder_the_next_r
 
     env = {k: v for k, v in os.environ.items() if k != DIRECTORY_ENV}
     env["PYTHONPATH"] = str(Path(_cells.__file__).resolve().parents[1])
+    env["TMPDIR"] = str(short_tmp)  # (the folder its abort leaves there goes with this one)
     shm = _suite.SHM_ROOT
-    cell = subprocess.Popen(_cell_argv(tmp_path / "out.json", "1:tcp", "--polls", "3", "--abort-at", "1:tcp"),
+    cell = subprocess.Popen(_cell_argv(short_tmp / "out.json", "1:tcp", "--polls", "3", "--abort-at", "1:tcp"),
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     mine: list[Path] = []
