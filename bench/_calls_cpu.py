@@ -1,14 +1,14 @@
 """``python -m bench.calls --mode cpu`` and ``--mode syscalls``: what each end's trio thread spends per message.
 
-The same scenarios and switches as the call counts (:mod:`bench._calls_ends`), with a
-:class:`CpuMeter` in place of the profiler: over the counted messages it reads the thread's
-CPU time (``time.thread_time_ns``), its user and system time (``/proc/thread-self/stat``,
-in clock ticks: run a few thousand messages) and its context switches
-(``/proc/thread-self/status``): a *voluntary* switch is the thread going to sleep, in
-``epoll_wait`` or on a lock, so that another thread (NNG's, the peer's) must wake it: the
-hand-offs per message. Nothing is profiled: these are the costs of the real run, steadier
-than wall times on a shared machine (another process's load still inflates them a little,
-through the caches).
+The same scenarios and switches as the call counts (:mod:`bench._calls_far`,
+:mod:`bench._calls_near`), with a :class:`CpuMeter` in place of the profiler: over the
+counted messages it reads the thread's CPU time (``time.thread_time_ns``), its user and
+system time (``/proc/thread-self/stat``, in clock ticks: run a few thousand messages) and
+its context switches (``/proc/thread-self/status``): a *voluntary* switch is the thread
+going to sleep, in ``epoll_wait`` or on a lock, so that another thread (NNG's, the peer's)
+must wake it: the hand-offs per message. Nothing is profiled: these are the costs of the
+real run, steadier than wall times on a shared machine (another process's load still
+inflates them a little, through the caches).
 
 ``--mode syscalls`` runs the same under ``strace -f -ff`` (much slower) and counts each
 trio thread's system calls by name between the meter's marks (a ``stat`` of a path that

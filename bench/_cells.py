@@ -9,13 +9,17 @@ it, so :func:`run_isolated` runs ``python -m <module> <out> <argv>...`` instead:
   ended, what is left of the group gets :data:`GRACE_S` to go and is then killed (the
   children of a process that aborted would otherwise outlive it). The session also keeps
   the terminal's Ctrl-C from the group: when it stops us, the cell gets our SIGINT and
-  :data:`GRACE_S`, then its group is killed;
+  :data:`GRACE_S`, then its group is killed. A cell module calls :func:`hear_ctrl_c` first,
+  so that it ends on that SIGINT through its own clean-up even when it inherited SIGINT
+  ignored;
 * its stdout and stderr go to a file, copied to our stderr (``run.log`` in the suite) once
   it ended, so the reason of a failure is at hand: how the process ended and its last
   line, NNG's own ``panic:`` line where there is one (NNG prints two more lines and maybe a
   backtrace after it);
 * the module writes its results to ``out`` as JSON lines, each as soon as it has it: what
-  :func:`run_isolated` returns, with those written before a crash.
+  :func:`run_isolated` returns, with those written before a crash;
+* its temporary directory (``TMPDIR``, for it and its children) is a folder of ours, removed
+  once it ended, so a crash leaves no temporary folder behind.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GRACE_S", "Outcome", "run_isolated"]
+__all__ = ["GRACE_S", "Outcome", "hear_ctrl_c", "run_isolated"]
 
 ROOT = Path(__file__).resolve().parents[1]  # the folder that holds bench/
 GRACE_S = 5.0  # what is left of the process group after its leader ended: time to go before SIGKILL
@@ -45,6 +49,16 @@ class Outcome:
 
     results: list[Any]
     reason: str | None = None
+
+
+def hear_ctrl_c() -> None:
+    """(A cell, first thing.) Raise KeyboardInterrupt on SIGINT, as at a terminal. A shell
+    starts a background job (``python -m bench &``, a script's) with SIGINT ignored, and an
+    ignored signal stays ignored through ``exec``: the cell would not hear the SIGINT
+    :func:`run_isolated` sends it when we stop, and its group would be killed after
+    :data:`GRACE_S` instead, its member processes, temporary and shared-memory folders left
+    to whoever sweeps next."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _last_line(text: str) -> str:
@@ -117,10 +131,13 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
         _end_group(proc.pid)
 
 
-def _env() -> dict[str, str]:
-    """Ours, with the folder that holds ``bench`` first on the path (we may run from anywhere)."""
+def _env(tmp: str) -> dict[str, str]:
+    """Ours, with the folder that holds ``bench`` first on the path (we may run from anywhere)
+    and ``tmp`` as the temporary directory of the cell and its children: what they leave
+    there (a crashed cell's folders) goes with ``tmp``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["TMPDIR"] = tmp
     return env
 
 
@@ -131,7 +148,7 @@ def run_isolated(module: str, argv: Sequence[str], timeout: float, idle: float |
         out, log = Path(tmp, "result.json"), Path(tmp, "output")
         with open(log, "w+b") as output:
             proc = subprocess.Popen([sys.executable, "-m", module, str(out), *argv], stdin=subprocess.DEVNULL,
-                                    stdout=output, stderr=output, start_new_session=True, env=_env())  # fmt: skip
+                                    stdout=output, stderr=output, start_new_session=True, env=_env(tmp))  # fmt: skip
             try:
                 code, killed = _wait(proc, out, timeout, idle)
                 if code is None:

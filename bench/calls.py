@@ -58,7 +58,8 @@ from typing import Any
 import trio
 
 from ._calls_cpu import CpuMeter, count_syscalls, render_cpu
-from ._calls_ends import FAR, NEAR
+from ._calls_far import FAR
+from ._calls_near import NEAR
 
 SCENARIOS = ("floor", "pair", "hotline", "hotline_secret", "hotline_aio", "hotline_blocking", "survey_floor", "survey",
              "poll", "poll_secret", "poll_aio", "poll_blocking")  # fmt: skip

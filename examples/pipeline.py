@@ -66,14 +66,15 @@ def make_tasks(count: int, poison: int, seed: int) -> list[dict[str, Any]]:
     return tasks
 
 
+_PICK = random.SystemRandom()  # (not the global generator)
+
+
 def tcp_address() -> str:
-    """A room address whose port P and the four after it (the room's endpoints) are free."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 4 > 65535:
-            continue
+    """A room address on 127.0.0.1 whose port P and the four after it (the room's endpoints)
+    were free a moment ago, drawn below Linux's ephemeral ports (32768-60999), where any
+    outgoing connection may take one of them before the room listens."""
+    for _ in range(200):
+        port = _PICK.randrange(20_000, 32_000 - 4)
         try:
             with contextlib.ExitStack() as stack:
                 for p in range(port, port + 5):

@@ -15,6 +15,7 @@ re-counted under two other rules (``Decision.recount``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import random
 import shutil
@@ -125,25 +126,39 @@ async def host_main(address: str, rounds: int, timeout: float, anonymous: bool, 
              decision.recount(consensus.Supermajority(2 / 3, weighting=consensus.Weighting.CONFIDENCE)))  # fmt: skip
 
 
+_PICK = random.SystemRandom()  # (not the global generator)
+
+
+def tcp_address() -> str:
+    """A room address on 127.0.0.1 whose port P and the four after it (the room's endpoints)
+    were free a moment ago, drawn below Linux's ephemeral ports (32768-60999), where any
+    outgoing connection may take one of them before the room listens."""
+    for _ in range(200):
+        port = _PICK.randrange(20_000, 32_000 - 4)
+        try:
+            with contextlib.ExitStack() as stack:
+                for p in range(port, port + 5):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return f"tcp://127.0.0.1:{port}"
+    raise RuntimeError("found no run of five free tcp ports on 127.0.0.1")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per round")
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
     parser.add_argument("--port", type=int, default=0,
-                        help="tcp: the room's first port (it uses P to P+4); 0: one the system says is free")
+                        help="tcp: the room's first port (it uses P to P+4); 0: a run of five free ones")
     parser.add_argument("--anonymous", action="store_true")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="nngc-roundtable-")
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
-    elif args.port:
-        address = f"tcp://127.0.0.1:{args.port}"
     else:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        address = f"tcp://127.0.0.1:{port if port < 65000 else 47000}"
+        address = f"tcp://127.0.0.1:{args.port}" if args.port else tcp_address()
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=agent_main, args=(address, name), daemon=True) for name in AGENTS]
     try:

@@ -13,6 +13,7 @@ decision, then re-counts the very same ballots with ``consensus.tally`` under
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import random
 import shutil
@@ -107,25 +108,39 @@ async def host_main(address: str, names: list[str], timeout: float, procs: list[
             show(title, consensus.tally(decision.ballots, options=OPTIONS, rule=rule, electorate=electorate))
 
 
+_PICK = random.SystemRandom()  # (not the global generator)
+
+
+def tcp_address() -> str:
+    """A room address on 127.0.0.1 whose port P and the four after it (the room's endpoints)
+    were free a moment ago, drawn below Linux's ephemeral ports (32768-60999), where any
+    outgoing connection may take one of them before the room listens."""
+    for _ in range(200):
+        port = _PICK.randrange(20_000, 32_000 - 4)
+        try:
+            with contextlib.ExitStack() as stack:
+                for p in range(port, port + 5):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return f"tcp://127.0.0.1:{port}"
+    raise RuntimeError("found no run of five free tcp ports on 127.0.0.1")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
     parser.add_argument("--port", type=int, default=0,
-                        help="tcp: the room's first port (it uses P to P+4); 0: one the system says is free")
+                        help="tcp: the room's first port (it uses P to P+4); 0: a run of five free ones")
     parser.add_argument("--seed", type=int, default=23)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="nngc-vote-")
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
-    elif args.port:
-        address = f"tcp://127.0.0.1:{args.port}"
     else:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        address = f"tcp://127.0.0.1:{port if port < 65000 else 47000}"
+        address = f"tcp://127.0.0.1:{args.port}" if args.port else tcp_address()
     names = [f"agent-{i}" for i in range(1, args.agents + 1)]
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=agent_main, args=(address, name, args.seed), daemon=True) for name in names]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,28 @@ def test_a_cell_that_writes_nothing_is_a_skip_too(tmp_path: Path) -> None:
     outcome = _cells.run_isolated("json.tool", [str(tmp_path / "missing.json")], timeout=60)
     assert outcome.results == [] and outcome.reason is not None
     assert "exited with status" in outcome.reason and "No such file" in outcome.reason  # argparse, last line
+
+
+CRASH_CELL = """
+import json, os, sys, tempfile
+folder = tempfile.mkdtemp(prefix="nngc-bench-poll-")  # as bench._poll_cell's, which a crash skips removing
+with open(sys.argv[1], "w") as out:
+    out.write(json.dumps({"folder": folder}) + "\\n")
+os.abort()
+"""
+
+
+def test_a_crashed_cell_leaves_no_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its temporary directory is the folder :func:`bench._cells.run_isolated` removes."""
+    (tmp_path / "crash_cell.py").write_text(CRASH_CELL)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    outcome = _cells.run_isolated("crash_cell", [], timeout=60)
+    assert outcome.reason is not None and "SIGABRT" in outcome.reason
+    (made,) = outcome.results
+    folder = Path(made["folder"])
+    left = folder.exists()
+    shutil.rmtree(folder, ignore_errors=True)
+    assert not left, f"the crashed cell's {folder} is still there"
 
 
 # ---------------------------------------------------------------- the goals without a cell
@@ -181,3 +204,91 @@ def test_a_cell_that_hangs_is_killed_after_one_cells_time_not_the_steps(tmp_path
     outcome = _cells.run_isolated("stall_cell", [], timeout=600, idle=2)
     assert outcome.results == [{"cell": 1}]
     assert outcome.reason is not None and "no new result within 2 s (killed)" in outcome.reason
+
+
+# ---------------------------------------------------------------- a cell that inherited SIGINT ignored
+def _cell_argv(out: Path, cell: str, *extra: str) -> list[str]:
+    """``python -m bench._poll_cell`` started as a shell's background job starts it: SIGINT
+    ignored (inherited through exec)."""
+    ignored = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+               "os.execv(sys.executable, [sys.executable, '-m', 'bench._poll_cell', *sys.argv[1:]])")
+    return [sys.executable, "-c", ignored, str(out), "--cell", cell, "--raw-polls", "0", "--no-floor",
+            "--no-pattern", *extra]  # fmt: skip
+
+
+def _read_until(stream: Any, mark: bytes, timeout: float) -> bytes:
+    """What ``stream`` (a pipe) gave until ``mark`` came, waited for at most ``timeout`` s."""
+    import select
+    import time
+
+    fd, data, deadline = stream.fileno(), b"", time.monotonic() + timeout
+    while mark not in data:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {mark!r} within {timeout} s: {data[-500:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            assert chunk, f"the stream ended before {mark!r}: {data[-500:]!r}"
+            data += chunk
+    return data
+
+
+def test_a_cell_that_inherited_sigint_ignored_ends_on_sigint_through_its_own_clean_up(short_tmp: Path) -> None:
+    """The SIGINT :func:`bench._cells.run_isolated` sends a cell when the bench stops: heard,
+    the cell stops its member processes and removes its folders itself (ignored, it ran on
+    until its group was killed, and they were left)."""
+    tmp = short_tmp  # (its rooms' ipc paths are made in its own folder there: they must stay short)
+    env = os.environ | {"PYTHONPATH": str(Path(_cells.__file__).resolve().parents[1]), "TMPDIR": str(tmp)}
+    cell = subprocess.Popen(_cell_argv(tmp / "out.json", "1:ipc", "--polls", "1000000"), env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        _read_until(cell.stderr, b"ipc async ...", 120)  # its member process started, the room opens
+        workers = [pid for pid, cmd in _suite._children(cell.pid) if "resource_tracker" not in cmd]
+        assert workers and list(tmp.glob("nngc-bench-poll-*")), "the cell has no member process or folder"
+        cell.send_signal(signal.SIGINT)
+        assert cell.wait(60) == -signal.SIGINT  # its KeyboardInterrupt, not a kill
+        assert b"KeyboardInterrupt" in cell.stderr.read()
+        for pid in workers:  # stopped and reaped by the cell
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert not list(tmp.glob("nngc-bench-poll-*"))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cell.pid, signal.SIGKILL)
+        cell.wait()
+        cell.stderr.close()  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- a cell run by hand
+def test_a_killed_cell_run_by_hand_leaves_its_beacons_in_a_run_folder_the_next_run_sweeps(short_tmp: Path) -> None:
+    """Outside a suite's shared-memory folder a cell makes a run folder of its own, named as the
+    suite's: what it leaves when killed (the tcp connections' beacons) is swept with it, never
+    left in /dev/shm itself."""
+    from patterns.shm.header import DIRECTORY_ENV, HEADER, Header
+
+    env = {k: v for k, v in os.environ.items() if k != DIRECTORY_ENV}
+    env["PYTHONPATH"] = str(Path(_cells.__file__).resolve().parents[1])
+    env["TMPDIR"] = str(short_tmp)  # (the folder its abort leaves there goes with this one)
+    shm = _suite.SHM_ROOT
+    cell = subprocess.Popen(_cell_argv(short_tmp / "out.json", "1:tcp", "--polls", "3", "--abort-at", "1:tcp"),
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    mine: list[Path] = []
+    try:
+        _, err = cell.communicate(timeout=120)
+        assert cell.returncode == -signal.SIGABRT and b"panic: injected" in err, err[-2000:]
+        for path in shm.glob("nngc.*"):  # (/dev/shm itself: what the cell's processes made there)
+            with contextlib.suppress(OSError, ValueError), open(path, "rb") as segment:
+                header = Header.unpack(segment.read(HEADER.size))
+                if isinstance(header, Header) and header.owner.pid == cell.pid:
+                    mine.append(path)
+        assert mine == [], f"the cell left segments in {shm} itself: {mine}"
+        folders = [p for p in shm.glob(f"{_suite.SUITE_PREFIX}{cell.pid}-*")]
+        assert len(folders) == 1 and list(folders[0].glob("nngc.*")), f"no run folder with beacons: {folders}"
+        assert folders[0].name in _suite.sweep(shm) and not folders[0].exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cell.pid, signal.SIGKILL)
+        cell.wait()
+        for path in mine:
+            path.unlink(missing_ok=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import socket
 import subprocess
 import sys
+from types import ModuleType
 
 import pytest
 from conftest import ROOT, free_tcp_port_run
@@ -124,3 +127,45 @@ def test_roundtable_example_reports_agreement_mind_changes_and_early_stop() -> N
     assert re.search(r"Plurality +=> NATS", out) and re.search(r"confidence-weighted +=> no outcome", out)
     longer = run_example("examples/roundtable.py", "--timeout", "30", "--rounds", "6")
     assert "Rounds: 4 (stopped by no_change)" in longer and "converged on NATS in round 4" in longer
+
+
+# ---------------------------------------------------------------- tcp without --port
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Draws:
+    """Stands for an example's port generator: hands out ``ports`` in turn."""
+
+    def __init__(self, *ports: int) -> None:
+        self.ports = list(ports)
+
+    def randrange(self, start: int, stop: int) -> int:
+        return self.ports.pop(0)
+
+
+@pytest.mark.parametrize("name", ["vote", "roundtable", "survey", "pipeline"])
+def test_a_room_example_without_a_port_takes_five_free_ones_as_its_help_says(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--transport tcp`` and no ``--port``: a room listens on P..P+4 (the help names them),
+    so the example draws P until all five are free, not one free port and the next four
+    whatever they hold."""
+    example = load_example(name)
+    port = int(example.tcp_address().rpartition(":")[2])
+    assert port + 4 < 32768  # below Linux's ephemeral ports, which outgoing connections take
+    taken, free = free_tcp_port_run(5), free_tcp_port_run(5)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken + 3))  # P is free, P+3 is not
+        holder.listen()
+        monkeypatch.setattr(example, "_PICK", Draws(taken, free))
+        assert example.tcp_address() == f"tcp://127.0.0.1:{free}"
+
+
+def test_the_vote_example_over_tcp_without_a_port() -> None:
+    out = run_example("examples/vote.py", "--timeout", "30", "--transport", "tcp")
+    assert "7 agents joined" in out and "=> adopt  [Plurality" in out, out

@@ -1,12 +1,11 @@
 """The roles of the threads that read a lent line and serve its plain ``on_ask``
 (:mod:`consensus.hotline.thread_serve`; docs/asyncio.md §4.10): leader/followers with a watch.
 
-* The **leader** ``poll``s NNG's receive descriptor (the GIL released) and takes frames with
-  non-blocking receives (at most :data:`DRAIN` per wake-up). An ask for the handler it runs
-  itself (:meth:`ThreadAnswers.serve <consensus.hotline.threaded.ThreadAnswers.serve>`),
-  then reads on; answers to asks of this line's threads go to them (their locks); every
-  other frame goes to trio in order (:class:`~consensus.hotline.thread_asks.ThreadAsks`'
-  hand-over, which :class:`Crew` extends).
+* The **leader** reads the line (:class:`~consensus.hotline.serve_reading.ReadingCrew`,
+  which extends :class:`Crew`: how it polls and what goes where). An ask for the handler it
+  runs itself (:meth:`ThreadAnswers.serve <consensus.hotline.threaded.ThreadAnswers.serve>`),
+  then reads on (:meth:`Crew._take` decides who runs an ask, :meth:`Crew._after` what a
+  thread does once its handler returned).
 * The **watch** (an idle thread, :class:`~consensus.runtime.watch.Watch`) looks every
   :data:`PATIENCE` while handlers run inline and takes the leadership from a leader whose
   handler ran through a whole period; it sleeps untimed after a period with no handler. A
@@ -38,18 +37,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
-from consensus.hotline import frames as f
 from consensus.hotline.line import Hotline
 from consensus.hotline.thread_asks import CLOSE_WAIT, Baton, ThreadAsks
 from consensus.hotline.threaded import ThreadAnswers, Ticket
 from consensus.runtime.watch import PATIENCE, Hand, Watch
-from patterns import Closed, Fields, MalformedMessage
+from patterns import Fields
 
-__all__ = ["DRAIN", "INLINE", "PATIENCE", "QUEUE", "SETTLE_EVERY", "Crew"]
+__all__ = ["INLINE", "PATIENCE", "QUEUE", "SETTLE_EVERY", "Crew", "Job", "Next"]
 
 log = logging.getLogger("consensus.hotline")
 
-DRAIN: Final = 64  # frames taken per wake-up at most, then the batch goes to trio
 QUEUE: Final = 256  # asks taken while every handler runs; past it the leader stops reading
 SETTLE_EVERY: Final = 256  # answers sent here between two settlements in trio (bounds the records)
 INLINE = True
@@ -59,13 +56,17 @@ whole :data:`PATIENCE`. False: the leadership passes to a follower before every 
 
 
 @dataclass(frozen=True, slots=True)
-class _Job:
+class Job:
+    """An ask taken off the line for the handler."""
+
     ticket: Ticket
     value: Any
     got: tuple[Fields, int]  # the frame, for trio should the threads fail
 
 
-class _Next(enum.Enum):
+class Next(enum.Enum):
+    """What a crew thread does next (or a :class:`Job`: run that handler)."""
+
     LEAD = "lead"
     WAIT = "wait"
     WATCH = "watch"
@@ -74,8 +75,9 @@ class _Next(enum.Enum):
 
 class Crew(ThreadAsks):
     """The threads that read a lent line and serve its plain ``on_ask``: who reads, who runs a
-    handler, who watches (the roles); :class:`~consensus.hotline.thread_serve.ThreadServer` adds
-    the line's side (closing, trio's backlog, joining)."""
+    handler, who watches (the roles); :class:`~consensus.hotline.serve_reading.ReadingCrew`
+    adds how the leader reads, :class:`~consensus.hotline.thread_serve.ThreadServer` the
+    line's side (closing, trio's backlog, joining)."""
 
     def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int, *, refuses: bool = False) -> None:
         super().__init__(line)
@@ -88,7 +90,7 @@ class Crew(ThreadAsks):
         self._idle: list[Hand] = []
         self._hands: list[Hand] = []  # every thread started (for join)
         self._busy = 0  # threads running a handler
-        self._queue: deque[_Job] = deque()
+        self._queue: deque[Job] = deque()
         self._stalled = False  # QUEUE asks wait: the leader does not read
         self._recall = False  # trio asks: the leader gives the line to trio (ThreadServer.recall)
         self._trio_reads = False  # ... and trio reads it now: nobody here leads until relend
@@ -145,33 +147,33 @@ class Crew(ThreadAsks):
             self._leave(hand)  # (a leader that ends before it ever polled: closing waits for it)
 
     def _work_as(self, hand: Hand) -> None:
-        nxt: _Job | _Next = _Next.WAIT  # (a thread made to lead starts with its lock released)
+        nxt: Job | Next = Next.WAIT  # (a thread made to lead starts with its lock released)
         while True:
-            if nxt is _Next.WAIT:
+            if nxt is Next.WAIT:
                 hand.wake.acquire()  # promoted, made the watch, or told to end
                 with self._lock:
                     if self.baton is not Baton.SERVED:
-                        nxt = _Next.STOP
+                        nxt = Next.STOP
                     elif self._leader is hand:
-                        nxt = _Next.LEAD
+                        nxt = Next.LEAD
                     elif self._watch.hand is hand:
-                        nxt = _Next.WATCH
+                        nxt = Next.WATCH
                     elif hand in self._idle:
-                        nxt = _Next.WAIT  # a poke left over from an earlier role: still idle
+                        nxt = Next.WAIT  # a poke left over from an earlier role: still idle
                     else:
-                        nxt = _Next.STOP
-            if nxt is _Next.WATCH:
+                        nxt = Next.STOP
+            if nxt is Next.WATCH:
                 nxt = self._keep_watch(hand)
-            if nxt is _Next.STOP:
+            if nxt is Next.STOP:
                 return
-            if nxt is _Next.LEAD:
+            if nxt is Next.LEAD:
                 nxt = self._lead(hand)
                 continue
-            assert isinstance(nxt, _Job)
+            assert isinstance(nxt, Job)
             self._context.copy().run(self._answers.serve, nxt.ticket, nxt.value)
             nxt = self._after(hand)
 
-    def _after(self, hand: Hand) -> _Job | _Next:
+    def _after(self, hand: Hand) -> Job | Next:
         """A handler returned: the next queued ask, or lead, or wait to be promoted, or end."""
         settle = False
         with self._lock:
@@ -181,11 +183,11 @@ class Crew(ThreadAsks):
                 self._answered, settle = 0, True
             if self._watch.inline is hand:
                 self._watch.inline = None
-            nxt: _Job | _Next
+            nxt: Job | Next
             if self.baton is not Baton.SERVED:
-                nxt = _Next.STOP  # closed, or the crew failed (its queue went to trio)
+                nxt = Next.STOP  # closed, or the crew failed (its queue went to trio)
             elif self._leader is hand:
-                nxt = _Next.LEAD  # (INLINE) nobody took the line meanwhile (nor queued asks)
+                nxt = Next.LEAD  # (INLINE) nobody took the line meanwhile (nor queued asks)
             elif self._queue:
                 nxt = self._queue.popleft()
                 self._busy += 1
@@ -193,68 +195,23 @@ class Crew(ThreadAsks):
                     self._stalled = False
                     os.eventfd_write(self._wake, 1)  # the leader reads again
             elif self._leader is None and not self._trio_reads:
-                self._leader, nxt = hand, _Next.LEAD
+                self._leader, nxt = hand, Next.LEAD
             elif INLINE and self._watch.hand is None:
                 self._watch.arm(hand, wake=False)  # (this thread: it looks next)
-                nxt = _Next.WATCH
+                nxt = Next.WATCH
             else:
                 self._idle.append(hand)
-                nxt = _Next.WAIT
+                nxt = Next.WAIT
         if settle:
             self._soon_in_trio(self._settle_answers)
         return nxt
 
-    def _lead(self, hand: Hand) -> _Job | _Next:
-        """Read the line until an ask for the handler comes (the leadership handed on: this
-        thread runs it), or the line closes (STOP)."""
-        pair, book, batch = self._pair, self._book, self._batch
-        while True:
-            if self._recall:
-                return self._recalled(hand)
-            quiet = self._full or self._stalled
-            if not self._woken((self._poll_wake if quiet else self._poll).poll()):
-                return self._leave(hand)
-            if self.baton is not Baton.SERVED:
-                return self._leave(hand)
-            if quiet or self._recall:
-                continue
-            taken = 0
-            while taken < DRAIN and not (self._full or self._stalled) and self.baton is Baton.SERVED:
-                try:
-                    got = pair.receive_fields_nowait()
-                except MalformedMessage as exc:
-                    log.warning("hotline %s dropped a frame: %s", self._name, exc)
-                    continue
-                except Closed:
-                    return self._leave(hand)
-                if got is None:
-                    break
-                taken += 1
-                fields = got[0]
-                kind = fields[0]
-                try:
-                    if kind == f.ASK:
-                        job = self._job(got)
-                        if job is not None:
-                            if self._take(hand, job):
-                                return job
-                            continue  # it waits for a handler thread
-                    elif kind in f.ANSWER_KINDS:
-                        answered = book.take(fields, got[1])
-                        if answered is not None:
-                            answered[0].done.release()  # a thread's ask on this line (it waits on its lock)
-                            continue
-                except Exception:  # (a bug of ours) trio gets the frame, and the line (_fail)
-                    batch.append(got)
-                    raise
-                batch.append(got)
-            if taken:
-                with self._lock:
-                    tell = self._flush_locked()
-                if tell:
-                    self._soon_in_trio()
+    def _lead(self, hand: Hand) -> Job | Next:
+        """(The leader.) Read the line until this thread is to run a handler (the Job), or
+        stops leading: :class:`~consensus.hotline.serve_reading.ReadingCrew`'s."""
+        raise NotImplementedError
 
-    def _keep_watch(self, hand: Hand) -> _Next:
+    def _keep_watch(self, hand: Hand) -> Next:
         """(INLINE, the watch.) Look every :data:`PATIENCE` while handlers run inline; take
         the line (LEAD) from a leader whose handler ran a whole period; sleep while none runs."""
         watch = self._watch
@@ -262,19 +219,19 @@ class Crew(ThreadAsks):
             poked = watch.look(hand)
             with self._lock:
                 if self.baton is not Baton.SERVED:
-                    return _Next.STOP
+                    return Next.STOP
                 if self._leader is hand:  # (a handler asks on this line: _hand_on)
                     # Its poke may have come after a look that timed out: take it now, or this
                     # thread, once idle, would wake from it at once and end while listed idle.
                     hand.wake.acquire(blocking=False)
-                    return _Next.LEAD
+                    return Next.LEAD
                 if watch.hand is not hand:
-                    return _Next.STOP
+                    return Next.STOP
                 if watch.overdue(poked) and not self._trio_reads:
                     watch.take_over()  # (the old leader learns it when its handler returns)
                     self._leader = hand
                     self.takeovers += 1
-                    return _Next.LEAD
+                    return Next.LEAD
 
     def ask(self, value: Any, timeout: float) -> Any:
         self._hand_on()
@@ -299,16 +256,7 @@ class Crew(ThreadAsks):
         if start is not None:
             start.thread.start()
 
-    def _job(self, got: tuple[Fields, int]) -> _Job | None:
-        fields, pipe = got
-        try:
-            value, stream = f.parse_ask(fields[2], fields[3])
-        except ValueError:
-            return None  # trio's protocol counts and logs it
-        ticket = Ticket(fields[2], self._book.next_id(), pipe, stream, fields[1], lent=True)
-        return _Job(ticket, value, got)
-
-    def _take(self, hand: Hand, job: _Job) -> bool:
+    def _take(self, hand: Hand, job: Job) -> bool:
         """(The leader.) An ask for the handler: True when this thread runs it (the leadership
         passed on); False when it waits for a free handler thread (or was refused)."""
         start: Hand | None = None
@@ -358,24 +306,6 @@ class Crew(ThreadAsks):
             self._soon_in_trio(self._settle_answers)
         return mine
 
-    def _recalled(self, hand: Hand) -> _Next:
-        """(The leader.) Trio asks: it gets the line, what was read for it first; wait."""
-        with self._lock:
-            handed = self.baton is Baton.SERVED and self._recall
-            if handed:
-                self._recall, self._trio_reads = False, True
-                self._for_trio += self._batch
-                self._batch.clear()
-                self._leader = None
-                self._idle.append(hand)
-        if not handed:  # (closing, or a thread failed)
-            return self._leave(hand)
-        self._soon_in_trio(self._taken_back)
-        return _Next.WAIT
-
-    def _taken_back(self) -> None:
-        """(Trio.) The leader left the line for trio's asks: trio reads it (ThreadServer's)."""
-
     def _flush_locked(self) -> bool:
         """The leader's batch to trio's list, in order, and that the peer was heard (the lock
         held); True when an ``_into_trio`` must be scheduled."""
@@ -391,14 +321,14 @@ class Crew(ThreadAsks):
         schedule, self._scheduled = not self._scheduled, True
         return schedule
 
-    def _leave(self, hand: Hand) -> _Next:
+    def _leave(self, hand: Hand) -> Next:
         """The leader stops reading: the line closed, or the crew failed."""
         with self._lock:
             if self._leader is hand:
                 self._leader = None
                 if self._left is not None:
                     self._left.set()
-        return _Next.STOP
+        return Next.STOP
 
     def _fail(self, hand: Hand) -> None:
         """A thread failed: trio reads the line again, once the leader left it; what the

@@ -8,8 +8,8 @@ ever reads it (:meth:`Reader.lend <consensus.hotline.reader.Reader.lend>`, as
 :mod:`consensus.hotline.foreign` lends a line to an asyncio loop): the thread that takes an
 ask off the line runs the handler and sends the answer, so the critical path is NNG → one
 thread wakes → handler → send; a watch takes the line from a handler that runs long. The
-roles (leader/followers, the watch, the bounds) are :mod:`consensus.hotline.serve_crew`'s;
-this module is the line's side:
+roles (leader/followers, the watch, the bounds) are :mod:`consensus.hotline.serve_crew`'s,
+how the leader reads :mod:`consensus.hotline.serve_reading`'s; this module is the line's side:
 
 * Every frame that is not an ask for the handler (hellos, pings, values for ``receive()``,
   answers to trio's asks and streams, malformed asks) goes to trio in order, one
@@ -54,7 +54,7 @@ from typing import Final
 
 from consensus.hotline.line import Hotline
 from consensus.hotline.reader import LEASE
-from consensus.hotline.serve_crew import Crew
+from consensus.hotline.serve_reading import ReadingCrew
 from consensus.hotline.thread_asks import CLOSE_WAIT, Baton
 from consensus.hotline.threaded import ThreadAnswers
 from consensus.runtime.watch import Hand
@@ -67,7 +67,7 @@ SERVE_IN_THREADS = True  # False: plain handlers of blocking lines take the trio
 JOIN_WAIT: Final = 5.0  # seconds join() waits for handlers still running when the line closed
 
 
-class ThreadServer(Crew):
+class ThreadServer(ReadingCrew):
     """A line read by the threads that serve its plain ``on_ask``; made by :func:`serve`."""
 
     def __init__(self, line: Hotline, answers: ThreadAnswers, handler_threads: int, *, recalls: bool) -> None:

@@ -13,22 +13,30 @@ The per-task path stays cheap: :meth:`WorkerProtocol.next_job` and
 :meth:`WorkerProtocol.finished` make no event objects; results leave in batches
 (:meth:`WorkerProtocol.results_due`). Without a secret the hello says the worker reads
 flat batches, and it answers a flat batch with flat claims and results (the items end to
-end: no list per task to build and encode; :mod:`consensus.work.protocol`).
+end: no list per task to build and encode; :mod:`consensus.work.protocol`). The values it
+hands the driver (statistics, jobs, events, steps) are :mod:`consensus.work.worker_events`'.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection
 from types import MappingProxyType
 from typing import Any, Final
 
 from consensus.failure import Failure
-from consensus.runtime.context import HandlerContext
 from consensus.trust.work import WorkerKeys
 from consensus.work import protocol as W
+from consensus.work.worker_events import (
+    Job,
+    LeaseChanged,
+    Rejected,
+    Step,
+    TasksQueued,
+    WorkerEvent,
+    WorkerStatistics,
+)
 from patterns import EncodeError, Envelope, MalformedMessage, MessageError, unencodable_part
 
 __all__ = ["Job", "LeaseChanged", "Rejected", "Step", "TasksQueued", "WorkerEvent", "WorkerProtocol",
@@ -36,74 +44,6 @@ __all__ = ["Job", "LeaseChanged", "Rejected", "Step", "TasksQueued", "WorkerEven
 
 MIN_RENEW_PERIOD: Final = 0.01  # seconds: the renewal check never spins faster
 HEARTBEAT: Final = 1.0  # seconds between a worker's beats, by default (silent 3 of them: gone)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatistics:
-    """Counters of one worker since it opened (``worker.statistics()``)."""
-
-    name: str
-    capacity: int
-    held: int  # tasks received and not finished (waiting or running)
-    running: int
-    received: int  # tasks taken (claimed)
-    returned: int  # tasks handed back unstarted: no room when they arrived
-    succeeded: int
-    failed: int  # handler errors (and results that could not be sent)
-    malformed: int  # frames or batches rejected (see the log)
-    per_stream: Mapping[int, int]  # tasks held, by the dispatcher's stream id
-    unauthenticated: int = 0  # with a secret: task frames refused by the seal check
-
-
-@dataclass(slots=True)
-class Job:
-    """One task the worker holds (mutable: a redelivery raises its attempt, a renewal its
-    claim time); the driver runs ``task`` and hands the job back to :meth:`WorkerProtocol.finished`."""
-
-    stream: int
-    task_id: int
-    attempt: int
-    task: Any
-    claimed_at: float
-    sender: str = ""  # the dispatcher that sent it (for the handler's context)
-    flat: bool = False  # it came in a flat batch: its result goes back in a flat list
-
-    def handler_context(self) -> HandlerContext:
-        """What the handler running this job answers (``consensus.handler_context()``),
-        built only when asked: the attempt it will report (a redelivery while it runs
-        raises it)."""
-        return HandlerContext("task", self.sender, self.task_id, self.attempt)
-
-
-# ---------------------------------------------------------------------- events
-@dataclass(frozen=True, slots=True)
-class TasksQueued:
-    """``count`` tasks now wait for a handler."""
-
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseChanged:
-    """A stream's lease changed: the renewal period may be shorter."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A frame was rejected and counted."""
-
-    error: MalformedMessage
-
-
-WorkerEvent = TasksQueued | LeaseChanged | Rejected
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What a frame in produced: frames to send, in order, and events for the driver."""
-
-    frames: tuple[W.Frame, ...] = ()
-    events: tuple[WorkerEvent, ...] = ()
 
 
 class WorkerProtocol:
