@@ -6,7 +6,7 @@ the heartbeats, a hello on a new connection, closing. The conversations are in
 
 from __future__ import annotations
 
-from consensus.hotline.events import Disconnected, Greeted, Ignored, LineState, Role
+from consensus.hotline.events import Disconnected, Greeted, Ignored, LineState, PingReceived, Role
 from consensus.hotline.protocol import LineProtocol
 from patterns import Envelope
 
@@ -61,8 +61,9 @@ def test_a_listener_is_never_taken_and_answers_a_hello_that_came_first() -> None
 def test_silence_past_the_heartbeats_ends_the_connection_and_its_asks() -> None:
     d = new_side("D")
     assert d.tick(0.0) is None  # no connection: nothing to do
-    d.pipe_up(1, 0.0)
+    own = d.pipe_up(1, 0.0)
     d.receive(Envelope("hello", "L", 1), 1, 0.0)
+    assert own is not None and d.hello_sent(own)
     ask = d.ask("x", stream=True, deadline=60.0, wall_deadline=1e9)
     ping = d.tick(HEARTBEAT * MISSED)  # silent for exactly its heartbeats: still fine
     assert isinstance(ping, Envelope) and ping.kind == "ping"
@@ -108,3 +109,22 @@ def test_a_line_is_connected_only_once_every_hello_it_made_for_the_connection_is
     assert listener.hello_sent(old) is False and not listener.connected  # (connection 1's)
     assert listener.hello_sent(event.hello) is True and listener.state is LineState.CONNECTED
     assert listener.pipe_up(2, 1.0) is None and listener.connected  # said already: nothing owed
+
+
+def test_no_ping_or_pong_goes_before_this_sides_hello_on_a_greeted_connection() -> None:
+    """Greeted but its own hello not out: no ping, no pong (on a sealed line they would go
+    under a session the peer has not agreed; a side whose hello never goes out is silent
+    to its peer, which drops it); its own silence check still runs."""
+    d = new_side("D")
+    event = d.receive(Envelope("hello", "L", 1), 3, 0.0)  # before pipe_up: its hello answers it
+    assert isinstance(event, Greeted) and event.hello is not None
+    assert d.tick(HEARTBEAT) is None
+    assert isinstance(d.receive(Envelope("ping", "L", 2), 3, 1.0), Ignored)  # no pong either
+    d.hello_sent(event.hello)
+    ping = d.tick(2 * HEARTBEAT)
+    assert isinstance(ping, Envelope) and ping.kind == "ping"
+    assert isinstance(d.receive(Envelope("ping", "L", 3), 3, 2.0), PingReceived)
+    stuck = new_side("D")
+    stuck.receive(Envelope("hello", "L", 1), 3, 0.0)  # its hello never goes out
+    out = stuck.tick(HEARTBEAT * MISSED + 0.5)
+    assert isinstance(out, Disconnected) and out.silent and stuck.state is LineState.WAITING

@@ -6,14 +6,15 @@ once (the receive loop) or later (an asker reading the line handed it over, or a
 waited for room), in order; a hello from ``pipe_up`` may go out late (the connection task's
 send waited); an ask is sent whenever the protocol says ``connected`` (``Hotline.ask``'s
 fast path), else it waits until a task looks again. Hypothesis chooses the interleaving:
-deliveries each way, acts, asks opened at every point by either role, connections
+deliveries each way, acts, heartbeats, asks opened at every point by either role, connections
 dropping and coming back, each end noticing a new connection late (a hello may come
 first). Checked:
 
 * no ask (nor value) of an end leaves on a connection before every hello that end made
   for that connection, and it makes none there after one;
 * the peer has heard this end's hello on that connection when the ask comes, and on a
-  sealed line opens it (before the fix: refused, the session not agreed yet);
+  sealed line opens it (before the fix: refused, the session not agreed yet); no ping
+  leaves a greeted connection before those hellos either;
 * once everything in flight is delivered and acted on, both ends are connected and every
   ask was answered or failed with its connection: none waits for its timeout.
 """
@@ -97,10 +98,12 @@ class Wire:
         if not self.up:
             return  # no connection: NNG holds nothing for a closed one (the ask fails with it)
         pipe = self.pipe
+        unsent = end.made.get(pipe, set()) - end.sent.get(pipe, set())
         if envelope.kind in ("ask", "msg"):
-            unsent = end.made.get(pipe, set()) - end.sent.get(pipe, set())
             assert not unsent, f"{role.value}'s {envelope.kind} left on {pipe} before its hellos {unsent}"
             end.asked_on.add(pipe)
+        if envelope.kind == "ping" and pipe in end.greeted_on:  # (under the new session, sealed)
+            assert not unsent, f"{role.value} pinged on {pipe} before its hellos {unsent}"
         if envelope.kind == "hello":
             end.sent.setdefault(pipe, set()).add(envelope.id)
             end.protocol.hello_sent(envelope)  # (Reader._act, watch_connections: once it is out)
@@ -213,6 +216,13 @@ class Wire:
             assert isinstance(event, (Message, Ignored)), event
         assert not isinstance(event, Malformed), event
 
+    def tick(self, role: Role) -> None:
+        """A heartbeat (no time passes here: never silent): its ping goes at once."""
+        ping = self.ends[role].protocol.tick(0.0)
+        if ping is not None:
+            assert isinstance(ping, Envelope), ping
+            self.send(role, ping)
+
     def failed(self, end: End, asks: tuple[int, ...]) -> None:
         for ask_id in asks:
             end.open.discard(ask_id)
@@ -274,6 +284,7 @@ ACTIONS = st.lists(
         st.tuples(st.just("look"), ROLES, st.booleans()),
         st.tuples(st.just("notice"), ROLES, st.booleans()),
         st.tuples(st.just("late hello"), ROLES, st.just(False)),
+        st.tuples(st.just("tick"), ROLES, st.just(False)),
         st.tuples(
             st.just("reconnect"),
             st.tuples(st.booleans(), st.booleans()),
@@ -288,6 +299,9 @@ ACTIONS = st.lists(
 @given(sealed=st.booleans(), first=st.tuples(st.booleans(), st.booleans()), actions=ACTIONS)
 @example(  # unsealed: the listener's hello comes before the dialer saw the connection; handed over
     sealed=False, first=(False, True), actions=[("deliver", Role.DIALER, True), ("ask", Role.DIALER, False)]
+)
+@example(  # ... and a heartbeat comes before the Greeted is acted on: no ping yet either
+    sealed=False, first=(False, True), actions=[("deliver", Role.DIALER, True), ("tick", Role.DIALER, False)]
 )
 @example(  # sealed: the listener's answer to the dialer's blind hello is handed over; the echo comes
     sealed=True,
@@ -320,12 +334,16 @@ def test_no_ask_leaves_before_this_ends_last_hello_and_none_is_refused(
             wire.look(what, flag)
         elif action == "notice":
             wire.notice(what, flag)
+        elif action == "tick":
+            wire.tick(what)
         else:
             wire.late_hello(what)
     wire.drain()
     for role, end in wire.ends.items():
         assert end.protocol.connected, (role, end.protocol.state)
-        assert not end.refused, (role, end.refused)  # (no ticks here: every frame opens)
+        # (a sealed line's pings and pongs before its session are refused: its greeting key is
+        # for hellos only; they carry nothing, and the peer is heard again once greeted)
+        assert set(end.refused) <= {"ping", "pong"}, (role, end.refused)
         assert not end.open and not end.waiting, (role, end.open, end.waiting)  # none left to its timeout
 
 

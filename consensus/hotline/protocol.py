@@ -10,12 +10,10 @@ and asks it for the frames to send (:meth:`~LineProtocol.ask`,
 counter of the line: frame ids, the table of open asks, the greeting, heartbeats.
 
 Greeting. Each side sends ``hello`` first on every new connection; a side is
-*connected* once it has the peer's hello and every hello it made for that connection has
-gone out: the driver reports each one sent (:meth:`~LineProtocol.hello_sent`), and until
-then asks and values wait as they do while no peer is there (a hello the driver has not
-acted on yet, handed over by an asker that read it or waiting for room, would otherwise be
-overtaken: on a sealed line the peer, not connected yet, could not open the ask, and its
-asker would learn only at its timeout). NNG's pair1 keeps one peer: a listener that
+*connected* once it has the peer's hello and the driver reported every hello it made for
+that connection sent (:meth:`~LineProtocol.hello_sent`): until then asks and values wait,
+as while no peer is there, so none overtakes a hello still to go (on a sealed line the
+peer could not open it yet: lost until its timeout). NNG's pair1 keeps one peer: a listener that
 has one accepts a second dialer's connection at the transport level and closes it at
 once, before anything is said, and the dialer's NNG dials again and again. So a dialer
 whose connection closes before the peer's hello knows the line is taken
@@ -64,6 +62,7 @@ __all__ = ["ID_MASK", "LineProtocol"]
 ID_MASK = 0xFFFF_FFFF_FFFF_FFFF  # frame and ask ids are unsigned 64-bit
 _GONE = 16  # connections remembered as closed (a frame from one is from the past)
 _PONG = Ignored("pong")
+_QUIET = Ignored("ping while this side's hello is not out")  # (see tick)
 _STALE = Ignored("stale answer")
 _HELLO_AGAIN = Ignored("hello repeated")
 _STALE_HELLO = Ignored("stale hello")  # sealed lines: another key id on a greeted connection
@@ -227,6 +226,8 @@ class LineProtocol:
         if kind == f.MSG:
             return Message(fields[3])
         if kind == f.PING:
+            if self._greeted and not self.connected:
+                return _QUIET  # no pong before this side's hello either (tick says why)
             return PingReceived(f.frame(f.PONG, self.name, self.next_id()))
         if kind == f.PONG:
             return _PONG
@@ -298,8 +299,8 @@ class LineProtocol:
         :class:`Rehello`). True when that connects the line (the peer said hello on this
         connection and every hello this side made for it is out): the driver wakes whoever
         waits to send. A hello the driver gave up on (NNG took nothing for a heartbeat) is
-        never reported: the line stays greeting on that connection, and an ask waits, to its
-        deadline, rather than go to a peer that may not be able to read it."""
+        never reported: the line stays greeting on that connection and says nothing more
+        there (asks and values wait; no ping or pong: see :meth:`tick`)."""
         owed = self._owed
         if hello.id not in owed:
             return False  # (a hello of a connection this side has left)
@@ -353,7 +354,8 @@ class LineProtocol:
         return self._end(pipe, "the peer left before saying hello", "lost")
 
     def tick(self, now: float) -> Envelope | Disconnected | None:
-        """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no peer)."""
+        """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no
+        peer, or this side's hello on a greeted connection is not out yet)."""
         pipe = self._pipe
         if pipe is None or self._closed:
             return None
@@ -363,6 +365,12 @@ class LineProtocol:
             self._forget(pipe)
             reason = f"the peer was silent for {silent:.1f} s ({self.missed_heartbeats} heartbeats)"
             return self._end(pipe, reason, "lost", silent=True)
+        if self._greeted and not self.connected:
+            # A ping now would go before this side's hello: on a sealed line under a session the
+            # peer has not agreed yet (it cannot read it). And a hello the driver gave up on
+            # leaves the peer hearing nothing (no ping, no pong: asks and values wait), so it
+            # drops the connection for silence and the next one greets afresh.
+            return None
         return f.frame(f.PING, self.name, self.next_id())
 
     def _end(self, pipe: int, reason: str, kind: str, *, silent: bool = False) -> Disconnected:
