@@ -6,7 +6,7 @@ the heartbeats, a hello on a new connection, closing. The conversations are in
 
 from __future__ import annotations
 
-from consensus.hotline.events import Disconnected, Greeted, Ignored, LineState, Role
+from consensus.hotline.events import Disconnected, Greeted, Ignored, LineState, PingReceived, Role
 from consensus.hotline.protocol import LineProtocol
 from patterns import Envelope
 
@@ -34,9 +34,12 @@ def test_a_dialer_refused_before_hello_is_taken_until_a_hello_comes() -> None:
     assert d.pipe_down(None, 0.3) is None  # (a connection it never saw, while it has one: nothing)
     assert d.pipe_down(8, 0.3) is not None
     assert d.pipe_down(None, 0.4) is not None and d.statistics().refused == 3  # one it never saw
-    d.pipe_up(9, 0.5)
+    own = d.pipe_up(9, 0.5)
     greeted = d.receive(Envelope("hello", "L", 1, {"hotline": 1}), 9, 0.6)
-    assert greeted == Greeted(None, ())  # its own hello went out at pipe_up
+    assert greeted == Greeted(None, ())  # its own hello was made at pipe_up ...
+    assert d.state is LineState.GREETING and not d.connected  # ... and is not out yet: no ask may go
+    assert own is not None and d.hello_sent(own) is True  # the driver sent it: connected
+    assert d.hello_sent(own) is False  # (reported once)
     assert d.state is LineState.CONNECTED and d.connected and d.statistics().connections == 1
     assert d.receive(Envelope("hello", "L", 2, {"hotline": 2}), 9, 0.6) == Ignored("hello repeated")
     assert isinstance(d.receive(Envelope("hello", "L", 3), 7, 0.6), Ignored)  # from a closed connection
@@ -46,7 +49,8 @@ def test_a_listener_is_never_taken_and_answers_a_hello_that_came_first() -> None
     listener = new_side("L")
     event = listener.receive(Envelope("hello", "D", 1, {"hotline": 1}), 4, 0.0)  # before pipe_up
     assert isinstance(event, Greeted) and event.hello is not None and event.hello.kind == "hello"
-    assert listener.pipe_up(4, 0.0) is None and listener.connected
+    assert listener.pipe_up(4, 0.0) is None and not listener.connected  # its hello is not out yet
+    assert listener.hello_sent(event.hello) and listener.connected
     lost = listener.pipe_down(4, 1.0)
     assert lost is not None and lost.kind == "lost" and listener.state is LineState.WAITING
     listener.pipe_up(5, 1.0)
@@ -57,8 +61,9 @@ def test_a_listener_is_never_taken_and_answers_a_hello_that_came_first() -> None
 def test_silence_past_the_heartbeats_ends_the_connection_and_its_asks() -> None:
     d = new_side("D")
     assert d.tick(0.0) is None  # no connection: nothing to do
-    d.pipe_up(1, 0.0)
+    own = d.pipe_up(1, 0.0)
     d.receive(Envelope("hello", "L", 1), 1, 0.0)
+    assert own is not None and d.hello_sent(own)
     ask = d.ask("x", stream=True, deadline=60.0, wall_deadline=1e9)
     ping = d.tick(HEARTBEAT * MISSED)  # silent for exactly its heartbeats: still fine
     assert isinstance(ping, Envelope) and ping.kind == "ping"
@@ -85,6 +90,41 @@ def test_a_hello_on_a_new_connection_ends_the_old_one_not_yet_noticed_closed() -
     ask = d.ask("x", stream=False, deadline=60.0, wall_deadline=1e9)
     event = d.receive(Envelope("hello", "L", 2), 2, 1.0)
     assert isinstance(event, Greeted) and event.lost == (ask.id,) and event.hello is not None
-    assert d.connected and d.pipe == 2 and d.statistics().connections == 2
+    assert not d.connected and d.pipe == 2 and d.statistics().connections == 2  # its hello not out yet
+    assert d.hello_sent(event.hello) and d.connected
     assert d.pipe_down(1, 1.1) is None and d.connected  # NNG's late notice changes nothing
     assert d.answer(7, 1, "reply", "late") is None
+
+
+def test_a_line_is_connected_only_once_every_hello_it_made_for_the_connection_is_out() -> None:
+    """The peer's hello came before this side saw the connection (its hello answers it) and
+    then the driver's own hello for it: connected at the last one reported sent; a hello of
+    a connection left counts for nothing (``docs/hotline.md`` 3, *The greeting*)."""
+    listener = new_side("L")
+    old = listener.pipe_up(1, 0.0)
+    assert old is not None and listener.pipe_down(1, 0.5) is not None
+    event = listener.receive(Envelope("hello", "D", 1, {"hotline": 1}), 2, 1.0)  # before pipe_up(2)
+    assert isinstance(event, Greeted) and event.hello is not None
+    assert listener.state is LineState.GREETING and not listener.connected
+    assert listener.hello_sent(old) is False and not listener.connected  # (connection 1's)
+    assert listener.hello_sent(event.hello) is True and listener.state is LineState.CONNECTED
+    assert listener.pipe_up(2, 1.0) is None and listener.connected  # said already: nothing owed
+
+
+def test_no_ping_or_pong_goes_before_this_sides_hello_on_a_greeted_connection() -> None:
+    """Greeted but its own hello not out: no ping, no pong (on a sealed line they would go
+    under a session the peer has not agreed; a side whose hello never goes out is silent
+    to its peer, which drops it); its own silence check still runs."""
+    d = new_side("D")
+    event = d.receive(Envelope("hello", "L", 1), 3, 0.0)  # before pipe_up: its hello answers it
+    assert isinstance(event, Greeted) and event.hello is not None
+    assert d.tick(HEARTBEAT) is None
+    assert isinstance(d.receive(Envelope("ping", "L", 2), 3, 1.0), Ignored)  # no pong either
+    d.hello_sent(event.hello)
+    ping = d.tick(2 * HEARTBEAT)
+    assert isinstance(ping, Envelope) and ping.kind == "ping"
+    assert isinstance(d.receive(Envelope("ping", "L", 3), 3, 2.0), PingReceived)
+    stuck = new_side("D")
+    stuck.receive(Envelope("hello", "L", 1), 3, 0.0)  # its hello never goes out
+    out = stuck.tick(HEARTBEAT * MISSED + 0.5)
+    assert isinstance(out, Disconnected) and out.silent and stuck.state is LineState.WAITING

@@ -84,6 +84,8 @@ class Conversation(RuleBasedStateMachine):
     def _send(self, side: str, envelope: Envelope | None) -> None:
         if envelope is not None:
             self.wire[OTHER[side]].append((envelope, self.pipe))
+            if envelope.kind == "hello":
+                self.p[side].hello_sent(envelope)  # (sent at once; late: tests/test_line_hello_first.py)
 
     def _feed(self, to: str, envelope: Envelope, pipe: int) -> None:
         """Hand one frame to ``to`` and check the event against the reference and the model."""
@@ -309,6 +311,7 @@ def test_in_order_every_ask_gets_exactly_its_answers(asks: list[tuple[str, int]]
         hello = p[s].pipe_up(1, 0.0)
         assert hello is not None and hello.kind == "hello"
         wire[OTHER[s]].append(hello)
+        assert p[s].hello_sent(hello) is False  # (no hello from the peer yet: not connected)
     expected: dict[tuple[str, int], list[tuple[str, Any]]] = {}
     got: dict[tuple[str, int], list[tuple[str, Any]]] = {}
     pending: list[tuple[str, AskReceived]] = []  # (answering side, ask)

@@ -44,6 +44,7 @@ class End:
     def seal(self, envelope: Envelope, pipe: int) -> bytes:
         if envelope.kind == "hello":
             self.hellos[pipe] = self.hellos.get(pipe, 0) + 1
+            self.protocol.hello_sent(envelope)  # (sent as made; late: tests/test_line_hello_first.py)
         return self.keys.guard.seal(encode(envelope), envelope.kind)
 
     def take(self, data: bytes, pipe: int) -> list[bytes]:

@@ -29,7 +29,7 @@ class Role(Enum):
 
 class LineState(Enum):
     WAITING = "waiting for a peer"
-    GREETING = "connected, waiting for the peer's hello"
+    GREETING = "connected, greeting: the peer's hello not in yet, or this side's not out yet"
     CONNECTED = "connected"
     TAKEN = "refused: the listener already has a peer"
     CLOSED = "closed"
@@ -99,9 +99,10 @@ class PingReceived:
 
 @dataclass(frozen=True, slots=True)
 class Greeted:
-    """The peer said hello: the line is connected. ``hello`` is this side's, if not sent yet;
-    ``lost`` the asks that failed with the connection this one replaced (its close not yet
-    noticed: they fail as ``lost``)."""
+    """The peer said hello. ``hello`` is this side's, if not made yet: the line is connected
+    once the driver reports it sent (``LineProtocol.hello_sent``), at once when there is none
+    and every hello made before for this connection went out; ``lost`` the asks that failed
+    with the connection this one replaced (its close not yet noticed: they fail as ``lost``)."""
 
     hello: Envelope | None
     lost: tuple[int, ...] = ()
@@ -110,7 +111,8 @@ class Greeted:
 @dataclass(frozen=True, slots=True)
 class Rehello:
     """A sealed line's hello that did not echo this end's nonce for its connection: ``hello``
-    is this side's, echoing the sender's nonce, to send back (a live peer connects on it; the line does not yet)."""
+    is this side's, echoing the sender's nonce, to send back and report sent
+    (``LineProtocol.hello_sent``: a live peer connects on it; the line does not yet)."""
 
     hello: Envelope
 

@@ -160,7 +160,7 @@ class ForeignReader(LoopAsks):
         self.settle()
         protocol, reader = self._protocol, self._reader
         reader.feed(frames, heard)
-        if frames:  # a hello connects the protocol now: asks from the loop must see it as soon as trio does
+        if frames:  # a hello may connect the protocol now (else notify does, once its hello is out)
             self.changed(protocol)
         if self._threaded is not None:
             self._threaded.settle()

@@ -171,8 +171,10 @@ class Link:
         finally:
             self._senders -= 1
 
-    async def send_within(self, envelope: Envelope, seconds: float) -> None:
+    async def send_within(self, envelope: Envelope, seconds: float) -> bool:
         """Send a frame of the line's own (hello, ping, pong), giving up after ``seconds``:
-        a peer that takes nothing for that long is caught by the heartbeats."""
-        with trio.move_on_after(seconds):
+        a peer that takes nothing for that long is caught by the heartbeats. False when it
+        gave up (the frame did not go: a send is cancelled only while it waits)."""
+        with trio.move_on_after(seconds) as waited:
             await self.send(envelope)
+        return not waited.cancelled_caught

@@ -1,8 +1,9 @@
 """The two background loops of a hotline besides reading: connections and heartbeats.
 
 Both only report to the :class:`~consensus.hotline.protocol.LineProtocol` (a connection
-opened or closed; a heartbeat passed) and carry out what it says: send a hello or a
-ping, fail the asks a lost connection ended, close a connection whose peer went silent.
+opened or closed; a heartbeat passed; a hello sent) and carry out what it says: send a
+hello or a ping, fail the asks a lost connection ended, close a connection whose peer
+went silent.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ async def watch_connections(link: Link, protocol: LineProtocol, reader: Reader) 
             hello = protocol.pipe_up(current, now)
             if hello is not None:
                 changed = True
-                await link.send_within(hello, protocol.heartbeat)
+                if await link.send_within(hello, protocol.heartbeat):
+                    protocol.hello_sent(hello)  # (it may connect the line: notified below)
         seen = current
         if changed:
             reader.notify()

@@ -10,7 +10,10 @@ and asks it for the frames to send (:meth:`~LineProtocol.ask`,
 counter of the line: frame ids, the table of open asks, the greeting, heartbeats.
 
 Greeting. Each side sends ``hello`` first on every new connection; a side is
-*connected* once it has the peer's hello. NNG's pair1 keeps one peer: a listener that
+*connected* once it has the peer's hello and the driver reported every hello it made for
+that connection sent (:meth:`~LineProtocol.hello_sent`): until then asks and values wait,
+as while no peer is there, so none overtakes a hello still to go (on a sealed line the
+peer could not open it yet: lost until its timeout). NNG's pair1 keeps one peer: a listener that
 has one accepts a second dialer's connection at the transport level and closes it at
 once, before anything is said, and the dialer's NNG dials again and again. So a dialer
 whose connection closes before the peer's hello knows the line is taken
@@ -19,13 +22,13 @@ this one got in). Frames that come before the hello are still handled.
 
 On a sealed line (``keys``) a hello must also be *fresh*: it names its sender's key id and
 a nonce drawn for the connection, and echoes the nonce of the peer's hello it answers, and
-only a hello that echoes the nonce this end drew for *this* connection connects the line
+only a hello that echoes the nonce this end drew for *this* connection greets the line
 and agrees its session (an echo of this end's key id would be fresh per run only: a dead
 run's unread hello could take a later reconnection). One that does not (the peer's first
 hello on a connection, which could not know this end's nonce, or a recorded hello
 replayed) is answered with this end's hello echoing its nonce, at most once per nonce
-(and for at most ``_ANSWERS``) on a connection that is not connected yet, and on a
-connected one it is dropped: a live peer completes in one more frame, a replayer gets
+(and for at most ``_ANSWERS``) on a connection that is not greeted yet, and on a
+greeted one it is dropped: a live peer completes in one more frame, a replayer gets
 nothing (counted: ``stale_hellos``).
 """
 
@@ -59,6 +62,7 @@ __all__ = ["ID_MASK", "LineProtocol"]
 ID_MASK = 0xFFFF_FFFF_FFFF_FFFF  # frame and ask ids are unsigned 64-bit
 _GONE = 16  # connections remembered as closed (a frame from one is from the past)
 _PONG = Ignored("pong")
+_QUIET = Ignored("ping while this side's hello is not out")  # (see tick)
 _STALE = Ignored("stale answer")
 _HELLO_AGAIN = Ignored("hello repeated")
 _STALE_HELLO = Ignored("stale hello")  # sealed lines: another key id on a greeted connection
@@ -81,7 +85,10 @@ class LineProtocol:
         self.heartbeat = float(heartbeat)
         self.missed_heartbeats = missed_heartbeats
         self.asks = AskTable()
-        self.connected = False  # the peer said hello on the current connection
+        # The peer said hello on the current connection and this side's hellos there went
+        # out: what asks and values wait for (read by every ask: an attribute, no call).
+        self.connected = False
+        self._greeted = False  # the peer said hello on the current connection
         self.peer: str | None = None  # the name in the last hello that connected the line
         self._ids = first_id & ID_MASK
         self._pipe: int | None = None  # the current connection
@@ -89,6 +96,7 @@ class LineProtocol:
         self._keys = keys  # a sealed line's: its hellos must be fresh (see the module's docstring)
         self._nonce: bytes | None = None  # a sealed line's: drawn for _said_hello, echoed by a fresh hello
         self._echoed: set[bytes | None] = set()  # the nonces this side's hellos echoed on _said_hello
+        self._owed: set[int] = set()  # ids of this side's hellos on _said_hello not yet reported sent
         self._gone: dict[int, None] = {}  # the last _GONE connections closed, oldest first
         self._taken = False
         self._closed = False
@@ -180,7 +188,7 @@ class LineProtocol:
     def close(self) -> list[int]:
         """The line closes: returns the asks still open (they fail as ``closed``)."""
         self._closed = True
-        self.connected = False
+        self.connected = self._greeted = False
         return self.asks.fail_all()
 
     # ------------------------------------------------------------------ the peer speaks
@@ -218,6 +226,8 @@ class LineProtocol:
         if kind == f.MSG:
             return Message(fields[3])
         if kind == f.PING:
+            if self._greeted and not self.connected:
+                return _QUIET  # no pong before this side's hello either (tick says why)
             return PingReceived(f.frame(f.PONG, self.name, self.next_id()))
         if kind == f.PONG:
             return _PONG
@@ -235,7 +245,7 @@ class LineProtocol:
             if kid is None or nonce is None or keys.guard.find(kid) is None:  # (its key is held once it checked out)
                 return self._bad(f"a hello from {sender!r} on a sealed line without its key id and nonce, or with "
                                  "an id it was not sealed under (an end of hotline 1? both ends must run 2)")  # fmt: skip
-            here = self.connected and pipe == self._pipe
+            here = self._greeted and pipe == self._pipe
             fresh = echo is not None and self._said_hello == pipe and echo == self._nonce
             if not fresh or (here and kid != keys.peer_kid):  # not of this connection, or not of its peer
                 if echo is not None or here:  # (a blind hello, a peer's first on a connection, is no news)
@@ -251,32 +261,54 @@ class LineProtocol:
             keys.agree(kid)
         failed: tuple[int, ...] = ()
         if pipe != self._pipe:  # the hello came before the driver saw the connection open
-            if self.connected and self._pipe is not None:  # ... and the old one close: pair1 has one peer
+            if self._greeted and self._pipe is not None:  # ... and the old one close: pair1 has one peer
                 self._forget(self._pipe)
                 failed = tuple(self.asks.fail_all())
             self._pipe = pipe
-        elif self.connected:
+        elif self._greeted:
             return _HELLO_AGAIN
-        self.connected = True
+        self._greeted = True
         self.peer = sender
         self._taken = False
         self._connections += 1
-        return Greeted(self._say_hello(pipe) if keys is None else hello, failed)
+        if keys is None:
+            hello = self._say_hello(pipe)
+        self.connected = not self._owed  # (_said_hello is pipe now) else once hello_sent says so
+        return Greeted(hello, failed)
 
     def _say_hello(self, pipe: int, echo: bytes | None = None) -> Envelope | None:
         """This side's hello on ``pipe`` echoing the peer's nonce ``echo``, unless one was said
         there already (a sealed line's first hello on a connection draws its nonce)."""
         keys = self._keys
         if self._said_hello != pipe:
-            self._said_hello, self._echoed = pipe, set()
+            self._said_hello, self._echoed, self._owed = pipe, set(), set()
             self._nonce = None if keys is None else secrets.token_bytes(8)
         elif keys is None or echo in self._echoed:
             return None
         self._echoed.add(echo)
         if keys is None:
-            return f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
-        body = {"hotline": f.SEALED_VERSION, "kid": keys.kid, "nonce": self._nonce, "echo": echo}
-        return f.frame(f.HELLO, self.name, self.next_id(), body)
+            hello = f.frame(f.HELLO, self.name, self.next_id(), {"hotline": f.VERSION})
+        else:
+            body = {"hotline": f.SEALED_VERSION, "kid": keys.kid, "nonce": self._nonce, "echo": echo}
+            hello = f.frame(f.HELLO, self.name, self.next_id(), body)
+        self._owed.add(hello.id)
+        return hello
+
+    def hello_sent(self, hello: Envelope) -> bool:
+        """The driver sent ``hello``, one this side made (:meth:`pipe_up`, :class:`Greeted`,
+        :class:`Rehello`). True when that connects the line (the peer said hello on this
+        connection and every hello this side made for it is out): the driver wakes whoever
+        waits to send. A hello the driver gave up on (NNG took nothing for a heartbeat) is
+        never reported: the line stays greeting on that connection and says nothing more
+        there (asks and values wait; no ping or pong: see :meth:`tick`)."""
+        owed = self._owed
+        if hello.id not in owed:
+            return False  # (a hello of a connection this side has left)
+        owed.remove(hello.id)
+        if owed or self.connected or not self._greeted or self._said_hello != self._pipe:
+            return False
+        self.connected = True
+        return True
 
     def _forget(self, pipe: int) -> None:
         """Remember ``pipe`` as closed (a frame or an answer for it is from the past)."""
@@ -295,7 +327,7 @@ class LineProtocol:
             return None
         if pipe != self._pipe:
             self._pipe = pipe
-            self.connected = False
+            self.connected = self._greeted = False
             self._heard = now
         if self._said_hello == pipe:
             return None
@@ -305,14 +337,14 @@ class LineProtocol:
         """A connection closed. Returns what that ends, if it was the current one. ``None``:
         one the driver never saw open (it came and went between two looks)."""
         if pipe is None:
-            if self.connected or self._pipe is not None:
+            if self._greeted or self._pipe is not None:
                 return None
             pipe = -1
         else:
             self._forget(pipe)
             if pipe != self._pipe:
                 return None
-        if self.connected:
+        if self._greeted:
             return self._end(pipe, "the connection to the peer closed", "lost")
         if self.role is Role.DIALER:
             self._taken = True
@@ -322,7 +354,8 @@ class LineProtocol:
         return self._end(pipe, "the peer left before saying hello", "lost")
 
     def tick(self, now: float) -> Envelope | Disconnected | None:
-        """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no peer)."""
+        """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no
+        peer, or this side's hello on a greeted connection is not out yet)."""
         pipe = self._pipe
         if pipe is None or self._closed:
             return None
@@ -332,12 +365,18 @@ class LineProtocol:
             self._forget(pipe)
             reason = f"the peer was silent for {silent:.1f} s ({self.missed_heartbeats} heartbeats)"
             return self._end(pipe, reason, "lost", silent=True)
+        if self._greeted and not self.connected:
+            # A ping now would go before this side's hello: on a sealed line under a session the
+            # peer has not agreed yet (it cannot read it). And a hello the driver gave up on
+            # leaves the peer hearing nothing (no ping, no pong: asks and values wait), so it
+            # drops the connection for silence and the next one greets afresh.
+            return None
         return f.frame(f.PING, self.name, self.next_id())
 
     def _end(self, pipe: int, reason: str, kind: str, *, silent: bool = False) -> Disconnected:
         """The current connection ended: no peer now, and every open ask fails with it."""
         self._pipe = None
-        self.connected = False
+        self.connected = self._greeted = False
         return Disconnected(pipe, reason, kind, tuple(self.asks.fail_all()), silent=silent)
 
     def statistics(self) -> ProtocolStatistics:

@@ -354,14 +354,19 @@ class Reader:
         elif isinstance(event, PingReceived):
             await self._link.send_within(event.pong, self._protocol.heartbeat)
         elif isinstance(event, Rehello):  # (a sealed line's peer, greeting: it connects on this one)
-            await self._link.send_within(event.hello, self._protocol.heartbeat)
+            answer, protocol = event.hello, self._protocol
+            if await self._link.send_within(answer, protocol.heartbeat) and protocol.hello_sent(answer):
+                self.notify()  # (the peer's echo came before this went out: connected now)
         elif isinstance(event, Greeted):
             if self._protocol.peer is not None:  # its frames' shapes, read from their templates
                 self._link.expect_peer(self._protocol.peer)
             for ask_id in event.lost:
                 self.fail(ask_id, "lost", "the connection to the peer closed")
-            if event.hello is not None:
-                await self._link.send_within(event.hello, self._protocol.heartbeat)
+            # The line is connected once this hello is out (LineProtocol.hello_sent): no ask
+            # or value of another task overtakes it while it waits for room or was handed over.
+            hello = event.hello
+            if hello is not None and await self._link.send_within(hello, self._protocol.heartbeat):
+                self._protocol.hello_sent(hello)
             self.notify()
         elif isinstance(event, Malformed):
             log.warning("hotline %s ignored a frame: %s", self._protocol.name, event.reason)

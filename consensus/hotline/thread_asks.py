@@ -209,7 +209,7 @@ class ThreadAsks:
             heard, self._heard = self._heard, False
         protocol, reader = self._protocol, self._reader
         reader.feed(frames, heard)
-        if frames:  # a hello connects the protocol now: the threads' asks must see it as soon as trio does
+        if frames:  # a hello may connect the protocol now (else notify does, once its hello is out)
             self.changed(protocol)
         if reader.handed_over:
             if len(reader.handed_over) >= BACKLOG:
