@@ -69,8 +69,12 @@ def read_map(data: bytes, pos: int, end: int, *, hint: bool = False) -> dict[str
     that are not CBOR at all (bad UTF-8, a frame cut short): callers treat that as None.
     ``hint`` (a shape's hole): on failure, the next call does not walk this map again."""
     global _unread
-    skip, _unread = _unread, _NONE
-    got = _map(data, pos, end, DEPTH, skip[1] if skip[0] is data else -1, [ITEMS])
+    skip = -1
+    if _unread is not _NONE:
+        if _unread[0] is data:
+            skip = _unread[1]
+        _unread = _NONE
+    got = _map(data, pos, end, DEPTH, skip, [ITEMS])
     if got is not None and got[1] == end:
         return got[0]
     if hint:
@@ -98,6 +102,22 @@ def _map(data: bytes, pos: int, end: int, depth: int, skip: int,
         key = data[pos + 1 : stop].decode("utf-8")
         if key in body:
             return None
+        head = data[stop]
+        if head in _ONE_BYTE:  # (the common values, inline: a call less an entry; a read past
+            body[key], pos = _ONE_BYTE[head], stop + 1  # ``end`` fails read_map's last check)
+            continue
+        if 0x60 <= head < 0x78:
+            pos = stop + 1 + head - 0x60
+            if pos > end:
+                return None
+            body[key] = data[stop + 1 : pos].decode("utf-8")
+            continue
+        if 0x18 <= head <= 0x1B:  # an unsigned integer (a poll's answer, a round)
+            pos = stop + 1 + (1 << (head - 0x18))
+            if pos > end:
+                return None
+            body[key] = int.from_bytes(data[stop + 1 : pos], "big")
+            continue
         got = _item(data, stop, end, depth, skip, left)
         if got is None:
             return None
@@ -184,7 +204,12 @@ def _write_map(body: dict[Any, Any], limit: int, parts: list[bytes], depth: int,
         if len(raw) >= 24:
             return False
         parts += (_TEXT_HEAD[len(raw)], raw)
-        if not _write_item(value, limit, parts, depth, skip):
+        kind = type(value)  # (the common values, inline: a call less an entry)
+        if kind is bool or value is None:
+            parts.append(_SIMPLE[value])
+        elif kind is int and -24 <= value < 24:
+            parts.append(_SMALL_INT[value])
+        elif not _write_item(value, limit, parts, depth, skip):
             return False
     return True
 
