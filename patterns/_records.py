@@ -217,6 +217,8 @@ def _write_map(body: dict[Any, Any], limit: int, parts: list[bytes], depth: int,
 def _write_item(value: Any, limit: int, parts: list[bytes], depth: int, skip: object) -> bool:
     kind = type(value)
     if kind is str:
+        if len(value) >= _LONGEST:  # (as many UTF-8 bytes at least: not encoded here only to be refused)
+            return False
         raw = value.encode("utf-8")
         length = len(raw)
         if length >= _LONGEST:

@@ -182,6 +182,8 @@ class Shape:
             else:
                 return None
         elif kind is str:
+            if len(value) >= _LONGEST:  # (as many UTF-8 bytes at least: not encoded here only to be refused)
+                return None
             try:
                 value = value.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates: the general path says why
