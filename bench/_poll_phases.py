@@ -64,6 +64,7 @@ async def poll_phase(workers: list[Child], n: int, handler: str, polls: int, war
     samples: dict[str, list[float]] = {"wall_ms": [], "elapsed_ms": [], "first_ms": [], "last_ms": []}
     bad = {"polls_missing": 0, "members_missing": 0, "errors": 0, "wrong_answers": 0}
     started: list[Child] = []
+    ready: list[Child] = []
     async with consensus.host(address) as room:
         try:
             for worker, size in zip(used, sizes):
@@ -73,6 +74,7 @@ async def poll_phase(workers: list[Child], n: int, handler: str, polls: int, war
                 await room.wait_for_members(n)
             for worker in used:
                 await worker.areceive("ready")
+                ready.append(worker)
             if len(room.members) != n:
                 raise RuntimeError(f"expected {n} members, the room has {len(room.members)}")
             if abort_after_join:
@@ -109,6 +111,9 @@ async def poll_phase(workers: list[Child], n: int, handler: str, polls: int, war
         finally:
             for worker in started:
                 worker.send("stop")
+            for worker in started:  # (interrupted while members joined: their "ready" comes first)
+                if worker not in ready:
+                    await worker.areceive("ready")
             member_stats = [await worker.areceive("done") for worker in started]
     answered = sum(s["polls_answered"] for s in member_stats)
     if answered < (warmup + polls) * n:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -232,10 +233,15 @@ def _read_until(stream: Any, mark: bytes, timeout: float) -> bytes:
     return data
 
 
-def test_a_cell_that_inherited_sigint_ignored_ends_on_sigint_through_its_own_clean_up(short_tmp: Path) -> None:
+@pytest.mark.parametrize("after", [0.0, 0.1, 0.3])
+def test_a_cell_that_inherited_sigint_ignored_ends_on_sigint_through_its_own_clean_up(
+    short_tmp: Path, after: float
+) -> None:
     """The SIGINT :func:`bench._cells.run_isolated` sends a cell when the bench stops: heard,
     the cell stops its member processes and removes its folders itself (ignored, it ran on
-    until its group was killed, and they were left)."""
+    until its group was killed, and they were left). ``after``: not a wait for anything, where
+    the interrupt lands: at once, or while the members join (there the clean-up once read the
+    members' pending "ready" as a wrong answer and ended with a RuntimeError instead)."""
     tmp = short_tmp  # (its rooms' ipc paths are made in its own folder there: they must stay short)
     env = os.environ | {"PYTHONPATH": str(Path(_cells.__file__).resolve().parents[1]), "TMPDIR": str(tmp)}
     cell = subprocess.Popen(_cell_argv(tmp / "out.json", "1:ipc", "--polls", "1000000"), env=env,
@@ -245,6 +251,7 @@ def test_a_cell_that_inherited_sigint_ignored_ends_on_sigint_through_its_own_cle
         _read_until(cell.stderr, b"ipc async ...", 120)  # its member process started, the room opens
         workers = [pid for pid, cmd in _suite._children(cell.pid) if "resource_tracker" not in cmd]
         assert workers and list(tmp.glob("nngc-bench-poll-*")), "the cell has no member process or folder"
+        time.sleep(after)
         cell.send_signal(signal.SIGINT)
         assert cell.wait(60) == -signal.SIGINT  # its KeyboardInterrupt, not a kill
         assert b"KeyboardInterrupt" in cell.stderr.read()
