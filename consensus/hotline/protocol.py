@@ -226,7 +226,7 @@ class LineProtocol:
         if kind == f.MSG:
             return Message(fields[3])
         if kind == f.PING:
-            if self._greeted and not self.connected:
+            if self._owed and self._said_hello == self._pipe:
                 return _QUIET  # no pong before this side's hello either (tick says why)
             return PingReceived(f.frame(f.PONG, self.name, self.next_id()))
         if kind == f.PONG:
@@ -355,7 +355,7 @@ class LineProtocol:
 
     def tick(self, now: float) -> Envelope | Disconnected | None:
         """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no
-        peer, or this side's hello on a greeted connection is not out yet)."""
+        peer, or a hello this side made for the connection is not out yet)."""
         pipe = self._pipe
         if pipe is None or self._closed:
             return None
@@ -365,11 +365,12 @@ class LineProtocol:
             self._forget(pipe)
             reason = f"the peer was silent for {silent:.1f} s ({self.missed_heartbeats} heartbeats)"
             return self._end(pipe, reason, "lost", silent=True)
-        if self._greeted and not self.connected:
+        if self._owed and self._said_hello == pipe:
             # A ping now would go before this side's hello: on a sealed line under a session the
             # peer has not agreed yet (it cannot read it). And a hello the driver gave up on
             # leaves the peer hearing nothing (no ping, no pong: asks and values wait), so it
-            # drops the connection for silence and the next one greets afresh.
+            # drops the connection for silence and the next one greets afresh. Greeted or not:
+            # two sides whose hellos both were given up would keep each other alive for ever.
             return None
         return f.frame(f.PING, self.name, self.next_id())
 
