@@ -162,7 +162,6 @@ def test_a_reconnection_of_the_same_runs_takes_two_hellos_each_way() -> None:
     assert all(end.protocol.statistics().stale_hellos == 0 for end in wire.ends.values())
 
 
-@pytest.mark.xfail(strict=True, reason="a hello given up stays owed after a later one went out")
 def test_a_blind_hello_given_up_does_not_hold_back_a_line_whose_answer_went_out() -> None:
     """The dialer's blind hello on a connection is given up (NNG took nothing for a
     heartbeat: never reported sent), then its answer to the listener's blind hello goes out
