@@ -128,3 +128,27 @@ def test_no_ping_or_pong_goes_before_this_sides_hello_on_a_greeted_connection() 
     stuck.receive(Envelope("hello", "L", 1), 3, 0.0)  # its hello never goes out
     out = stuck.tick(HEARTBEAT * MISSED + 0.5)
     assert isinstance(out, Disconnected) and out.silent and stuck.state is LineState.WAITING
+
+
+def test_hellos_given_up_on_both_sides_end_the_connection_for_silence() -> None:
+    """Both sides' hellos given up (NNG took neither for a heartbeat): neither is greeted, so
+    neither may keep the other alive with pings and pongs (each would hear the other for
+    ever, the line greeting and its asks waiting to their timeouts); both fall silent, and
+    the connection ends after the missed heartbeats, the next one greeting afresh."""
+    d, listener = new_side("D"), new_side("L")
+    assert d.pipe_up(1, 0.0) is not None and listener.pipe_up(1, 0.0) is not None  # neither goes out
+    ends = {"D": d, "L": listener}
+    ended: list[str] = []
+    now = 0.0
+    while not ended and now < 10 * HEARTBEAT * MISSED:
+        now += HEARTBEAT
+        for name, end in ends.items():
+            out = end.tick(now)
+            if isinstance(out, Disconnected):
+                ended.append(name)
+            elif out is not None:  # a ping: the other side hears it, and may answer
+                peer = ends["L" if name == "D" else "D"]
+                event = peer.receive(out, 1, now)
+                if isinstance(event, PingReceived):
+                    end.receive(event.pong, 1, now)
+    assert ended and now <= HEARTBEAT * (MISSED + 1), (ended, now, d.state, listener.state)

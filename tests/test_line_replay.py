@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import consensus
-from consensus.hotline.events import Greeted, Malformed, PingReceived, Rehello, Role
+from consensus.hotline.events import AskReceived, Greeted, Malformed, PingReceived, Rehello, Role
 from consensus.hotline.protocol import LineProtocol
 from consensus.trust.line import LineKeys
 from patterns import Envelope, FirstOpened, Unauthenticated, decode, encode
@@ -161,6 +161,26 @@ def test_a_reconnection_of_the_same_runs_takes_two_hellos_each_way() -> None:
     assert all(end.hellos[2] == 2 for end in wire.ends.values())
     assert all(end.protocol.statistics().stale_hellos == 0 for end in wire.ends.values())
 
+
+def test_a_blind_hello_given_up_does_not_hold_back_a_line_whose_answer_went_out() -> None:
+    """The dialer's blind hello on a connection is given up (NNG took nothing for a
+    heartbeat: never reported sent), then its answer to the listener's blind hello goes out
+    (frames go in order: the blind one never will). The listener connects on that answer
+    and asks; the dialer, greeted by the listener's echo, must connect too, not stay
+    greeting while the listener's asks (which it answers) keep the connection alive and its
+    own asks wait to their timeouts."""
+    dialer, listener = End(Role.DIALER), End(Role.LISTENER)
+    assert dialer.protocol.pipe_up(1, 0.0) is not None  # given up: not sealed, not reported
+    blind = listener.protocol.pipe_up(1, 0.0)
+    assert blind is not None
+    (answer,) = dialer.take(listener.seal(blind, 1), 1)  # the dialer's answer (a Rehello), sent
+    (echo,) = listener.take(answer, 1)
+    assert listener.protocol.connected
+    assert dialer.take(echo, 1) == [] and dialer.keys.peer_kid == listener.keys.kid
+    ask = listener.seal(listener.protocol.ask("x", stream=False, deadline=9.0, wall_deadline=1e12), 1)
+    asked = dialer.protocol.receive(decode(dialer.keys.guard.open(ask).payload), 1, 0.5)
+    assert isinstance(asked, AskReceived)  # it answers: the listener hears it, and keeps the connection
+    assert dialer.protocol.connected, dialer.protocol.state  # its asks may go: the listener reads them
 
 def test_an_undelivered_hello_of_a_dead_run_does_not_take_a_later_reconnection() -> None:
     """The attack on an echo of key ids alone: the dialer's hello on a reconnection (echoing

@@ -11,9 +11,9 @@
             print(token, end="")
 
 Exactly one side listens and the other dials. Both say ``hello`` first on a new connection;
-a line is connected once it heard the peer's. NNG's pair1 keeps one peer: a second dialer
-is refused (the listener closes its connection before any hello) and the first
-conversation goes on; the refused dialer's state is :attr:`LineState.TAKEN` and its
+a line is connected once it heard the peer's and its own went out. NNG's pair1 keeps one
+peer: a second dialer is refused (the listener closes its connection before any hello) and
+the first conversation goes on; the refused dialer's state is :attr:`LineState.TAKEN` and its
 ``wait_connected()`` and asks raise :class:`~consensus.LineTaken`. When the peer
 restarts, the dialer connects again by itself; asks in flight when the connection drops
 fail at once with :class:`~patterns.PeerLost`. Both sides ping every ``heartbeat`` seconds; a peer silent for
@@ -134,11 +134,11 @@ class Hotline:
 
     @property
     def connected(self) -> bool:
-        """The peer said hello on the current connection."""
+        """The peer said hello on the current connection and this side's hello went out."""
         return self._protocol.connected
 
     async def wait_connected(self) -> None:
-        """Return once the peer said hello. Raises :class:`~consensus.LineTaken` when the
+        """Return once connected (:attr:`connected`). Raises :class:`~consensus.LineTaken` when the
         listener refused this line (it already has a peer), :class:`~patterns.Closed` when
         the line closed."""
         while True:

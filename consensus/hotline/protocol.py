@@ -96,7 +96,7 @@ class LineProtocol:
         self._keys = keys  # a sealed line's: its hellos must be fresh (see the module's docstring)
         self._nonce: bytes | None = None  # a sealed line's: drawn for _said_hello, echoed by a fresh hello
         self._echoed: set[bytes | None] = set()  # the nonces this side's hellos echoed on _said_hello
-        self._owed: set[int] = set()  # ids of this side's hellos on _said_hello not yet reported sent
+        self._owed: dict[int, None] = {}  # ids of this side's hellos on _said_hello not reported sent, in order
         self._gone: dict[int, None] = {}  # the last _GONE connections closed, oldest first
         self._taken = False
         self._closed = False
@@ -226,7 +226,7 @@ class LineProtocol:
         if kind == f.MSG:
             return Message(fields[3])
         if kind == f.PING:
-            if self._greeted and not self.connected:
+            if self._owed and self._said_hello == self._pipe:
                 return _QUIET  # no pong before this side's hello either (tick says why)
             return PingReceived(f.frame(f.PONG, self.name, self.next_id()))
         if kind == f.PONG:
@@ -281,7 +281,7 @@ class LineProtocol:
         there already (a sealed line's first hello on a connection draws its nonce)."""
         keys = self._keys
         if self._said_hello != pipe:
-            self._said_hello, self._echoed, self._owed = pipe, set(), set()
+            self._said_hello, self._echoed, self._owed = pipe, set(), {}
             self._nonce = None if keys is None else secrets.token_bytes(8)
         elif keys is None or echo in self._echoed:
             return None
@@ -291,7 +291,7 @@ class LineProtocol:
         else:
             body = {"hotline": f.SEALED_VERSION, "kid": keys.kid, "nonce": self._nonce, "echo": echo}
             hello = f.frame(f.HELLO, self.name, self.next_id(), body)
-        self._owed.add(hello.id)
+        self._owed[hello.id] = None
         return hello
 
     def hello_sent(self, hello: Envelope) -> bool:
@@ -300,11 +300,15 @@ class LineProtocol:
         connection and every hello this side made for it is out): the driver wakes whoever
         waits to send. A hello the driver gave up on (NNG took nothing for a heartbeat) is
         never reported: the line stays greeting on that connection and says nothing more
-        there (asks and values wait; no ping or pong: see :meth:`tick`)."""
+        there (no ping or pong: see :meth:`tick`) until a later one goes out: frames go in
+        order, so the hellos made before it went out or never will (none is left to overtake)."""
         owed = self._owed
         if hello.id not in owed:
             return False  # (a hello of a connection this side has left)
-        owed.remove(hello.id)
+        for earlier in tuple(owed):
+            del owed[earlier]
+            if earlier == hello.id:
+                break
         if owed or self.connected or not self._greeted or self._said_hello != self._pipe:
             return False
         self.connected = True
@@ -355,7 +359,7 @@ class LineProtocol:
 
     def tick(self, now: float) -> Envelope | Disconnected | None:
         """One heartbeat: a ping to send, or the peer dropped for silence, or nothing (no
-        peer, or this side's hello on a greeted connection is not out yet)."""
+        peer, or a hello this side made for the connection is not out yet)."""
         pipe = self._pipe
         if pipe is None or self._closed:
             return None
@@ -365,11 +369,11 @@ class LineProtocol:
             self._forget(pipe)
             reason = f"the peer was silent for {silent:.1f} s ({self.missed_heartbeats} heartbeats)"
             return self._end(pipe, reason, "lost", silent=True)
-        if self._greeted and not self.connected:
-            # A ping now would go before this side's hello: on a sealed line under a session the
-            # peer has not agreed yet (it cannot read it). And a hello the driver gave up on
-            # leaves the peer hearing nothing (no ping, no pong: asks and values wait), so it
-            # drops the connection for silence and the next one greets afresh.
+        if self._owed and self._said_hello == pipe:
+            # A ping now would go before this side's hello (sealed: under a session the peer has
+            # not agreed). A hello given up leaves the peer hearing nothing, so it drops the
+            # connection for silence and the next one greets afresh (greeted or not: two sides
+            # whose hellos were both given up would keep each other alive with pings for ever).
             return None
         return f.frame(f.PING, self.name, self.next_id())
 
