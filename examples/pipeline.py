@@ -19,11 +19,9 @@ that every task came out exactly once; the exit status is 1 if not.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import random
 import shutil
-import socket
 import sys
 import tempfile
 from collections import Counter, deque
@@ -36,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 
 import consensus
+from consensus.free_ports import free_room_address
 
 SECONDS_PER_WORD = 1 / 50_000  # simulated work: 200..2000 words take 4..40 ms
 
@@ -64,25 +63,6 @@ def make_tasks(count: int, poison: int, seed: int) -> list[dict[str, Any]]:
     tasks: list[dict[str, Any]] = [{"doc": i, "words": rng.randint(200, 2000)} for i in range(count)]
     tasks[poison]["corrupt"] = True
     return tasks
-
-
-_PICK = random.SystemRandom()  # (not the global generator)
-
-
-def tcp_address() -> str:
-    """A room address on 127.0.0.1 whose port P and the four after it (the room's endpoints)
-    were free a moment ago, drawn below Linux's ephemeral ports (32768-60999), where any
-    outgoing connection may take one of them before the room listens."""
-    for _ in range(200):
-        port = _PICK.randrange(20_000, 32_000 - 4)
-        try:
-            with contextlib.ExitStack() as stack:
-                for p in range(port, port + 5):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return f"tcp://127.0.0.1:{port}"
-    raise RuntimeError("found no run of five free tcp ports on 127.0.0.1")
 
 
 def number(name: str) -> int:
@@ -268,7 +248,7 @@ def main() -> None:
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
     else:
-        address = f"tcp://127.0.0.1:{args.port}" if args.port else tcp_address()
+        address = f"tcp://127.0.0.1:{args.port}" if args.port else free_room_address()
     procs: dict[str, SpawnProcess] = {}  # every worker process started, by name
     status = 1
     try:

@@ -15,11 +15,9 @@ re-counted under two other rules (``Decision.recount``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import random
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -32,6 +30,7 @@ import trio
 
 import consensus
 from consensus.decide import Seen, no_change, unanimous
+from consensus.free_ports import free_room_address
 
 QUESTION = "What is the most effective tool for agents on a local network?"
 
@@ -126,25 +125,6 @@ async def host_main(address: str, rounds: int, timeout: float, anonymous: bool, 
              decision.recount(consensus.Supermajority(2 / 3, weighting=consensus.Weighting.CONFIDENCE)))  # fmt: skip
 
 
-_PICK = random.SystemRandom()  # (not the global generator)
-
-
-def tcp_address() -> str:
-    """A room address on 127.0.0.1 whose port P and the four after it (the room's endpoints)
-    were free a moment ago, drawn below Linux's ephemeral ports (32768-60999), where any
-    outgoing connection may take one of them before the room listens."""
-    for _ in range(200):
-        port = _PICK.randrange(20_000, 32_000 - 4)
-        try:
-            with contextlib.ExitStack() as stack:
-                for p in range(port, port + 5):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return f"tcp://127.0.0.1:{port}"
-    raise RuntimeError("found no run of five free tcp ports on 127.0.0.1")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -158,7 +138,7 @@ def main() -> None:
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
     else:
-        address = f"tcp://127.0.0.1:{args.port}" if args.port else tcp_address()
+        address = f"tcp://127.0.0.1:{args.port}" if args.port else free_room_address()
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=agent_main, args=(address, name), daemon=True) for name in AGENTS]
     try:

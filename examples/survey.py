@@ -13,12 +13,10 @@ was missing. The poll returns as soon as every member has answered, failed or le
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import os
 import random
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 
 import consensus
+from consensus.free_ports import free_room_address
 
 OPINIONS = ["ship it", "needs more tests", "refactor first", "ship it, but watch latency", "not yet"]
 
@@ -80,25 +79,6 @@ async def poll(address: str, names: list[str], timeout: float, procs: list[Any])
         print(f"; missing: {', '.join(sorted(result.missing))}" if result.missing else "; nobody missing")
 
 
-_PICK = random.SystemRandom()  # (not the global generator)
-
-
-def tcp_address() -> str:
-    """A room address on 127.0.0.1 whose port P and the four after it (the room's endpoints)
-    were free a moment ago, drawn below Linux's ephemeral ports (32768-60999), where any
-    outgoing connection may take one of them before the room listens."""
-    for _ in range(200):
-        port = _PICK.randrange(20_000, 32_000 - 4)
-        try:
-            with contextlib.ExitStack() as stack:
-                for p in range(port, port + 5):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return f"tcp://127.0.0.1:{port}"
-    raise RuntimeError("found no run of five free tcp ports on 127.0.0.1")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=5, help="number of agent processes (at least 4)")
@@ -114,7 +94,7 @@ def main() -> None:
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
     else:
-        address = f"tcp://127.0.0.1:{args.port}" if args.port else tcp_address()
+        address = f"tcp://127.0.0.1:{args.port}" if args.port else free_room_address()
     names = [f"agent-{i}" for i in range(1, args.agents + 1)]
     rng = random.Random(args.seed)
     # Thinking times well inside the deadline; the last three agents misbehave.

@@ -13,11 +13,9 @@ decision, then re-counts the very same ballots with ``consensus.tally`` under
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import random
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 
 import consensus
+from consensus.free_ports import free_room_address
 
 MOTION = "Adopt the new retrieval pipeline for the next release"
 OPTIONS = ["adopt", "reject", "defer"]
@@ -108,25 +107,6 @@ async def host_main(address: str, names: list[str], timeout: float, procs: list[
             show(title, consensus.tally(decision.ballots, options=OPTIONS, rule=rule, electorate=electorate))
 
 
-_PICK = random.SystemRandom()  # (not the global generator)
-
-
-def tcp_address() -> str:
-    """A room address on 127.0.0.1 whose port P and the four after it (the room's endpoints)
-    were free a moment ago, drawn below Linux's ephemeral ports (32768-60999), where any
-    outgoing connection may take one of them before the room listens."""
-    for _ in range(200):
-        port = _PICK.randrange(20_000, 32_000 - 4)
-        try:
-            with contextlib.ExitStack() as stack:
-                for p in range(port, port + 5):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return f"tcp://127.0.0.1:{port}"
-    raise RuntimeError("found no run of five free tcp ports on 127.0.0.1")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=7)
@@ -140,7 +120,7 @@ def main() -> None:
     if args.transport == "ipc":
         address = f"ipc://{folder}/room"
     else:
-        address = f"tcp://127.0.0.1:{args.port}" if args.port else tcp_address()
+        address = f"tcp://127.0.0.1:{args.port}" if args.port else free_room_address()
     names = [f"agent-{i}" for i in range(1, args.agents + 1)]
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=agent_main, args=(address, name, args.seed), daemon=True) for name in names]

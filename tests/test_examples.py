@@ -12,6 +12,8 @@ from types import ModuleType
 import pytest
 from conftest import ROOT, free_tcp_port_run
 
+from consensus import free_ports
+
 
 def run_example(*args: str) -> str:
     done = subprocess.run(
@@ -139,7 +141,7 @@ def load_example(name: str) -> ModuleType:
 
 
 class Draws:
-    """Stands for an example's port generator: hands out ``ports`` in turn."""
+    """Stands for the port generator: hands out ``ports`` in turn."""
 
     def __init__(self, *ports: int) -> None:
         self.ports = list(ports)
@@ -148,22 +150,23 @@ class Draws:
         return self.ports.pop(0)
 
 
-@pytest.mark.parametrize("name", ["vote", "roundtable", "survey", "pipeline"])
-def test_a_room_example_without_a_port_takes_five_free_ones_as_its_help_says(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``--transport tcp`` and no ``--port``: a room listens on P..P+4 (the help names them),
-    so the example draws P until all five are free, not one free port and the next four
-    whatever they hold."""
-    example = load_example(name)
-    port = int(example.tcp_address().rpartition(":")[2])
+def test_a_room_address_without_a_port_takes_five_free_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--transport tcp`` and no ``--port`` (the examples, ``consensus.free_ports``): a room
+    listens on P..P+4 (the help names them), so P is drawn until all five are free, not one
+    free port and the next four whatever they hold."""
+    port = int(free_ports.free_room_address().rpartition(":")[2])
     assert port + 4 < 32768  # below Linux's ephemeral ports, which outgoing connections take
     taken, free = free_tcp_port_run(5), free_tcp_port_run(5)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", taken + 3))  # P is free, P+3 is not
         holder.listen()
-        monkeypatch.setattr(example, "_PICK", Draws(taken, free))
-        assert example.tcp_address() == f"tcp://127.0.0.1:{free}"
+        monkeypatch.setattr(free_ports, "_PICK", Draws(taken, free))
+        assert free_ports.free_room_address() == f"tcp://127.0.0.1:{free}"
+
+
+@pytest.mark.parametrize("name", ["vote", "roundtable", "survey", "pipeline"])
+def test_a_room_example_without_a_port_draws_its_address(name: str) -> None:
+    assert load_example(name).free_room_address is free_ports.free_room_address
 
 
 def test_the_vote_example_over_tcp_without_a_port() -> None:
