@@ -5,8 +5,8 @@ its ``{"answer": ...}``, a hotline ask's ``{"v": ..., "stream": false}``, a deli
 ``{"stance", "confidence", "reason", "round"}``, and in them an agent's own small record
 (``{"choice": "B", "score": 0.7, "tags": ["fast", "safe"]}``). cbor2 reads and writes
 them well in a loop, but on a real round trip its encoder and decoder (their tables,
-buffers and checks) run cold: each fall-back to it cost an end 5-20 µs of thread CPU
-(``bench/README.md``, "Where the time goes"). These functions handle:
+buffers and checks) run cold, once a message: a fall-back to them costs each end far more
+than a loop shows (``bench/README.md``, "Where the time goes"). These functions handle:
 
 * a *map* of at most :data:`SMALL` entries, each key a text string of under 24 bytes;
 * whose values are *scalars* (false, true, null, an integer of 64 bits or less of either
@@ -19,7 +19,7 @@ else (the general writer then writes it, or says what is wrong); :func:`read_map
 the items back as cbor2's strict decoder does, or returns None (the general decoder then
 reads it, with its own checks and words for what is wrong). Property tests hold both to
 cbor2. Every read stops at the frame's end and at these limits (:data:`ITEMS` items, six
-levels of recursion), so a record costs at most a few dozen µs of Python, failed or not.
+levels of recursion), so what a record costs in Python is bounded, read or refused.
 """
 
 from __future__ import annotations
