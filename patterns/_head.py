@@ -26,9 +26,9 @@ from typing import Any, Final
 
 import cbor2
 
-from patterns._records import SMALL, read_map
+from patterns._records import BYTES_HEAD, DOUBLE, ONE_BYTE, SMALL, read_map
 
-__all__ = ["BYTES_HEAD", "byte_string", "read", "write"]
+__all__ = ["byte_string", "read", "write"]
 
 _MAX_ID: Final = 2**64
 _PREFIXES: dict[tuple[int, str, str], bytes] = {}
@@ -37,17 +37,10 @@ _HEADS: dict[bytes, tuple[str, str, int, int]] = {}
 """Heads read before, up to the sender's end: (kind, sender, max_kind, max_sender) for the
 exact bytes, so the next frame from the same sender of the same kind skips decoding them."""
 _UINT: Final = [bytes([value]) for value in range(24)]
-BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
-"""The head of a byte string of each length up to 255, as cbor2 writes it."""
-_DOUBLE: Final = struct.Struct(">d")
 _U64: Final = struct.Struct(">Q")
 _ID_RE: Final = struct.Struct(">Q4xQ")  # an 8-byte id, the re key's 4 bytes (checked), an 8-byte re
 _ID, _RE, _DL, _B = b"\x62id", b"\x62re", b"\x62dl\xfb", b"\x61b"
 _ID64, _RE64 = _ID + b"\x1b", _RE + b"\x1b"  # the common id and re: random 62-bit numbers
-_ONE_BYTE: Final[dict[int, Any]] = {
-    **{head: head for head in range(24)}, **{0x20 + n: -1 - n for n in range(24)}, 0xF4: False, 0xF5: True, 0xF6: None,
-}  # fmt: skip
-"""The CBOR items of one byte: the integers -24..23, false, true, null."""
 _LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
 
 
@@ -114,7 +107,7 @@ def write(
     if deadline is not None:
         if type(deadline) is not float or not math.isfinite(deadline):  # an int: the general path
             return None
-        parts += (_DL, _DOUBLE.pack(deadline))
+        parts += (_DL, DOUBLE.pack(deadline))
     if body is not None:
         parts += (_B, body)
     return b"".join(parts)
@@ -212,7 +205,7 @@ def read(
         if left and data[pos : pos + 4] == _DL:
             if pos + 12 > size:
                 return None
-            deadline = _DOUBLE.unpack_from(data, pos + 4)[0]
+            deadline = DOUBLE.unpack_from(data, pos + 4)[0]
             if not math.isfinite(deadline):
                 return None
             pos += 12
@@ -220,8 +213,8 @@ def read(
         if left == 1 and data[pos : pos + 2] == _B:
             pos += 2
             head = data[pos]
-            if pos + 1 == size and head in _ONE_BYTE:
-                body = _ONE_BYTE[head]
+            if pos + 1 == size and head in ONE_BYTE:
+                body = ONE_BYTE[head]
             elif 0x18 <= head <= 0x1B and pos + 1 + (1 << (head - 0x18)) == size:  # an unsigned integer
                 body = int.from_bytes(data[pos + 1 :], "big")
             elif 0x40 <= head < 0x58 and pos + 1 + head - 0x40 == size:  # a short byte string

@@ -28,7 +28,8 @@ import math
 import struct
 from typing import Any, Final
 
-__all__ = ["DEPTH", "SMALL", "read_map", "write_map"]
+__all__ = ["BYTES_HEAD", "DEPTH", "DOUBLE", "LONGEST", "ONE_BYTE", "SIMPLE", "SMALL", "SMALL_INT", "TEXT_HEAD", "int_head",
+           "read_map", "write_map"]
 
 SMALL: Final = 23
 """Entries of a map, and items of an array, read and written here (a count in the head's own
@@ -48,18 +49,23 @@ _unread: tuple[object, int] = (None, -1)  # (the frame, where the map starts) re
 _NONE: Final[tuple[object, int]] = (None, -1)
 _PARTS: Final = 2 * ITEMS  # a record's pieces written (a head and its bytes an item): past this, cbor2's
 
-_DOUBLE: Final = struct.Struct(">d")
-_LONGEST: Final = 0x10000  # strings this long and longer go to cbor2 (2-byte lengths here)
+# CBOR's heads as cbor2 writes them, shared with the frame template (_shape) and the head (_head).
+DOUBLE: Final = struct.Struct(">d")
+LONGEST: Final = 0x10000
+"""Strings this long and longer are not written or read here (2-byte lengths at most)."""
 _MAX_INT: Final = 2**64  # larger integers are cbor2's bignums
-_ONE_BYTE: Final[dict[int, Any]] = {
+ONE_BYTE: Final[dict[int, Any]] = {
     **{head: head for head in range(24)}, **{0x20 + n: -1 - n for n in range(24)}, 0xF4: False, 0xF5: True, 0xF6: None,
 }  # fmt: skip
-_SIMPLE: Final = {False: b"\xf4", True: b"\xf5", None: b"\xf6"}
+"""The CBOR items of one byte: the integers -24..23, false, true, null."""
+SIMPLE: Final = {False: b"\xf4", True: b"\xf5", None: b"\xf6"}
+SMALL_INT: Final = {n: bytes([n if n >= 0 else 0x1F - n]) for n in range(-24, 24)}
+"""The integers -24..23, one byte each."""
+TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
+BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
+"""The heads of a text and of a byte string of each length up to 255."""
 _MAP_HEAD: Final = [bytes([0xA0 + n]) for n in range(SMALL + 1)]
 _ARRAY_HEAD: Final = [bytes([0x80 + n]) for n in range(SMALL + 1)]
-_TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
-_BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
-_SMALL_INT: Final = {n: bytes([n if n >= 0 else 0x1F - n]) for n in range(-24, 24)}
 
 
 # ----------------------------------------------------------------------------- read
@@ -103,8 +109,8 @@ def _map(data: bytes, pos: int, end: int, depth: int, skip: int,
         if key in body:
             return None
         head = data[stop]
-        if head in _ONE_BYTE:  # (the common values, inline: a call less an entry; a read past
-            body[key], pos = _ONE_BYTE[head], stop + 1  # ``end`` fails read_map's last check)
+        if head in ONE_BYTE:  # (the common values, inline: a call less an entry; a read past
+            body[key], pos = ONE_BYTE[head], stop + 1  # ``end`` fails read_map's last check)
             continue
         if 0x60 <= head < 0x78:
             pos = stop + 1 + head - 0x60
@@ -130,8 +136,8 @@ def _item(data: bytes, pos: int, end: int, depth: int, skip: int, left: list[int
     only if ``depth`` allows; None otherwise."""
     head = data[pos]
     pos += 1
-    if head in _ONE_BYTE:
-        return _ONE_BYTE[head], pos
+    if head in ONE_BYTE:
+        return ONE_BYTE[head], pos
     if 0x18 <= head <= 0x1B or 0x38 <= head <= 0x3B:  # an integer, 1 to 8 bytes after its head
         stop = pos + (1 << (head & 0x1F) - 0x18)
         n = int.from_bytes(data[pos:stop], "big")
@@ -150,7 +156,7 @@ def _item(data: bytes, pos: int, end: int, depth: int, skip: int, left: list[int
         value = data[pos + 2 : stop]
     elif head == 0xFB:  # a float64, as cbor2 writes every finite float
         stop = pos + 8
-        value = _DOUBLE.unpack_from(data, pos)[0]
+        value = DOUBLE.unpack_from(data, pos)[0]
     elif depth and 0xA0 <= head <= 0xA0 + SMALL:
         return _map(data, pos - 1, end, depth - 1, skip, left)
     elif depth and 0x80 <= head <= 0x80 + SMALL:
@@ -203,12 +209,12 @@ def _write_map(body: dict[Any, Any], limit: int, parts: list[bytes], depth: int,
         raw = key.encode("utf-8")
         if len(raw) >= 24:
             return False
-        parts += (_TEXT_HEAD[len(raw)], raw)
+        parts += (TEXT_HEAD[len(raw)], raw)
         kind = type(value)  # (the common values, inline: a call less an entry)
         if kind is bool or value is None:
-            parts.append(_SIMPLE[value])
+            parts.append(SIMPLE[value])
         elif kind is int and -24 <= value < 24:
-            parts.append(_SMALL_INT[value])
+            parts.append(SMALL_INT[value])
         elif not _write_item(value, limit, parts, depth, skip):
             return False
     return True
@@ -217,28 +223,28 @@ def _write_map(body: dict[Any, Any], limit: int, parts: list[bytes], depth: int,
 def _write_item(value: Any, limit: int, parts: list[bytes], depth: int, skip: object) -> bool:
     kind = type(value)
     if kind is str:
-        if len(value) >= _LONGEST:  # (as many UTF-8 bytes at least: not encoded here only to be refused)
+        if len(value) >= LONGEST:  # (as many UTF-8 bytes at least: not encoded here only to be refused)
             return False
         raw = value.encode("utf-8")
         length = len(raw)
-        if length >= _LONGEST:
+        if length >= LONGEST:
             return False
-        parts += (_TEXT_HEAD[length] if length < 256 else b"\x79" + length.to_bytes(2, "big"), raw)
+        parts += (TEXT_HEAD[length] if length < 256 else b"\x79" + length.to_bytes(2, "big"), raw)
     elif kind is bytes:
         length = len(value)
-        if length >= limit or length >= _LONGEST:
+        if length >= limit or length >= LONGEST:
             return False
-        parts += (_BYTES_HEAD[length] if length < 256 else b"\x59" + length.to_bytes(2, "big"), value)
+        parts += (BYTES_HEAD[length] if length < 256 else b"\x59" + length.to_bytes(2, "big"), value)
     elif kind is bool or value is None:
-        parts.append(_SIMPLE[value])
+        parts.append(SIMPLE[value])
     elif kind is int:
         if not -_MAX_INT <= value < _MAX_INT:
             return False
-        parts.append(_SMALL_INT[value] if -24 <= value < 24 else _int(value))
+        parts.append(SMALL_INT[value] if -24 <= value < 24 else int_head(value))
     elif kind is float:
         if not math.isfinite(value):  # (cbor2 writes NaN and the infinities shorter)
             return False
-        parts += (b"\xfb", _DOUBLE.pack(value))
+        parts += (b"\xfb", DOUBLE.pack(value))
     elif depth and kind is dict:
         return _write_map(value, limit, parts, depth - 1, skip)
     elif depth and kind is list:
@@ -253,8 +259,9 @@ def _write_item(value: Any, limit: int, parts: list[bytes], depth: int, skip: ob
     return True
 
 
-def _int(value: int) -> bytes:
-    """The head of an integer of 64 bits or less, either sign, past the one-byte ones."""
+def int_head(value: int) -> bytes:
+    """The head of an integer of 64 bits or less, either sign, past the one-byte ones
+    (:data:`SMALL_INT`), as cbor2 writes it (the shortest)."""
     major, n = (0, value) if value >= 0 else (0x20, -1 - value)
     if n < 0x100:
         return bytes([major + 0x18, n])

@@ -26,7 +26,19 @@ from typing import Any, Final
 import cbor2
 
 from patterns._head import _prefix
-from patterns._records import SMALL, read_map, write_map
+from patterns._records import (
+    BYTES_HEAD,
+    DOUBLE,
+    LONGEST,
+    ONE_BYTE,
+    SIMPLE,
+    SMALL,
+    SMALL_INT,
+    TEXT_HEAD,
+    int_head,
+    read_map,
+    write_map,
+)
 
 __all__ = ["HOLE", "Shape"]
 
@@ -34,13 +46,9 @@ _LONG: Final = 0x1_0000_0000  # from here an unsigned integer takes 8 bytes
 _MAX_ID: Final = 2**64
 _MARK: Final = b"\x00patterns-hole\x00"  # stands for the value while the body is encoded once
 _ID64, _RE64, _DL, _B = b"\x62id\x1b", b"\x62re\x1b", b"\x62dl\xfb", b"\x61b"
-_DOUBLE: Final = struct.Struct(">d")
 _U64: Final = struct.Struct(">Q")
 _SCALARS: Final = (str, int, float, bool, bytes)
-_BYTES_HEAD: Final = [bytes([0x40 + n]) if n < 24 else bytes([0x58, n]) for n in range(256)]
-_TEXT_HEAD: Final = [bytes([0x60 + n]) if n < 24 else bytes([0x78, n]) for n in range(256)]
 _MAP_LAST: Final = 0xA0 + SMALL  # the head of the largest map a hole holds
-_LONGEST: Final = 0x10000  # strings this long and longer go the general way (2-byte lengths here)
 
 
 class _Hole:
@@ -105,7 +113,7 @@ class Shape:
         if self.deadline:
             if data[pos : pos + 4] != _DL:
                 return None
-            deadline = _DOUBLE.unpack_from(data, pos + 4)[0]
+            deadline = DOUBLE.unpack_from(data, pos + 4)[0]
             if not math.isfinite(deadline):
                 return None
             pos += 12
@@ -131,8 +139,8 @@ class Shape:
             begin = -1
         elif self.scalars:
             end = size - self._tail_size
-            if head in _ONE_BYTE and start + 1 == end:  # (_scalar's first case, inline: the common answer)
-                value = _ONE_BYTE[head]
+            if head in ONE_BYTE and start + 1 == end:  # (_scalar's first case, inline: the common answer)
+                value = ONE_BYTE[head]
             elif (got := _scalar(data, start, end)) is not None:
                 value = got[0]
             else:
@@ -176,13 +184,13 @@ class Shape:
             if length >= limit:
                 return None
             if length < 256:
-                head = _BYTES_HEAD[length]
-            elif length < _LONGEST:
+                head = BYTES_HEAD[length]
+            elif length < LONGEST:
                 head = b"\x59" + length.to_bytes(2, "big")
             else:
                 return None
         elif kind is str:
-            if len(value) >= _LONGEST:  # (as many UTF-8 bytes at least: not encoded here only to be refused)
+            if len(value) >= LONGEST:  # (as many UTF-8 bytes at least: not encoded here only to be refused)
                 return None
             try:
                 value = value.encode("utf-8")
@@ -190,8 +198,8 @@ class Shape:
                 return None
             length = len(value)
             if length < 256:
-                head = _TEXT_HEAD[length]
-            elif length < _LONGEST:
+                head = TEXT_HEAD[length]
+            elif length < LONGEST:
                 head = b"\x79" + length.to_bytes(2, "big")
             else:
                 return None
@@ -205,11 +213,11 @@ class Shape:
         elif value is None and self._body is None:
             return None  # no body at all: a frame without ``b`` (the general writer's)
         elif value is None or kind is bool:
-            head, value = _SIMPLE[value], b""
+            head, value = SIMPLE[value], b""
         elif kind is int and -_MAX_ID <= value < _MAX_ID:
-            head, value = _SMALL_INT[value] if -24 <= value < 24 else _int(value), b""
+            head, value = SMALL_INT[value] if -24 <= value < 24 else int_head(value), b""
         elif kind is float and math.isfinite(value):  # (cbor2 writes NaN and the infinities shorter)
-            head, value = b"\xfb", _DOUBLE.pack(value)
+            head, value = b"\xfb", DOUBLE.pack(value)
         else:
             return None
         if type(ident) is not int or not _LONG <= ident < _MAX_ID:
@@ -224,34 +232,11 @@ class Shape:
         if self.deadline:
             if type(deadline) is not float or not math.isfinite(deadline):
                 return None
-            parts += (_DL, _DOUBLE.pack(deadline))
+            parts += (_DL, DOUBLE.pack(deadline))
         elif deadline is not None:
             return None
         parts += (self._lead, head, value, self._tail)
         return b"".join(parts)
-
-
-_SIMPLE: Final = {False: b"\xf4", True: b"\xf5", None: b"\xf6"}
-_ONE_BYTE: Final[dict[int, Any]] = {
-    **{head: head for head in range(24)}, **{0x20 + n: -1 - n for n in range(24)}, 0xF4: False, 0xF5: True, 0xF6: None,
-}  # fmt: skip
-
-
-_SMALL_INT: Final = {n: bytes([n if n >= 0 else 0x1F - n]) for n in range(-24, 24)}  # one byte each
-
-
-def _int(value: int) -> bytes:
-    """The head of an integer of 64 bits or less, either sign, as cbor2 writes it (the shortest)."""
-    major, n = (0, value) if value >= 0 else (0x20, -1 - value)
-    if n < 24:
-        return bytes([major + n])
-    if n < 0x100:
-        return bytes([major + 0x18, n])
-    if n < 0x10000:
-        return bytes([major + 0x19]) + n.to_bytes(2, "big")
-    if n < _LONG:
-        return bytes([major + 0x1A]) + n.to_bytes(4, "big")
-    return bytes([major + 0x1B]) + n.to_bytes(8, "big")
 
 
 def _scalar(data: bytes, start: int, end: int) -> tuple[Any] | None:
@@ -259,8 +244,8 @@ def _scalar(data: bytes, start: int, end: int) -> tuple[Any] | None:
     byte, an integer of either sign with 1, 2, 4 or 8 bytes after its head (read as the
     decoder reads it, shortest form or not), a float64; None for anything else."""
     head = data[start]
-    if head in _ONE_BYTE:
-        return (_ONE_BYTE[head],) if start + 1 == end else None
+    if head in ONE_BYTE:
+        return (ONE_BYTE[head],) if start + 1 == end else None
     if 0x18 <= head <= 0x1B or 0x38 <= head <= 0x3B:
         width = 1 << (head & 0x1F) - 0x18
         if start + 1 + width != end:
@@ -268,7 +253,7 @@ def _scalar(data: bytes, start: int, end: int) -> tuple[Any] | None:
         n = int.from_bytes(data[start + 1 : end], "big")
         return (n if head < 0x20 else -1 - n,)
     if head == 0xFB and start + 9 == end:
-        return (_DOUBLE.unpack_from(data, start + 1)[0],)
+        return (DOUBLE.unpack_from(data, start + 1)[0],)
     return None
 
 

@@ -55,8 +55,8 @@ from patterns._cbor import encode_parts as encode_body_parts
 from patterns._codec_plain import PLAIN_DEPTH, Encoded, is_plain
 from patterns._envelope import Envelope, received
 from patterns._gaps import GAP_MIN, Parts, join, total
-from patterns._head import BYTES_HEAD, byte_string, read, write
-from patterns._records import write_map
+from patterns._head import byte_string, read, write
+from patterns._records import BYTES_HEAD, write_map
 from patterns._scan import LARGE_STRING
 from patterns.errors import BadReference, EncodeError, MessageTooLarge
 from patterns.shm.codec import Placement
